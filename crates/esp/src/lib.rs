@@ -1,0 +1,1 @@
+//! Software ESP data plane (RFC 4303).
