@@ -3,4 +3,5 @@
 
 pub mod algorithm;
 pub mod crypto;
+pub mod proposal;
 pub mod wire;
