@@ -1,4 +1,3 @@
 fn main() {
-    eprintln!("ferrovpn: daemon not implemented yet");
-    std::process::exit(1);
+    std::process::exit(ferrovpn::cli::main());
 }

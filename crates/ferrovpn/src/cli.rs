@@ -1,0 +1,475 @@
+//! The `ferrovpn` command line: `up`, `down`, `status`, `check`.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{format_duration, Config, Mode, NatTraversal, Start, Tunnel};
+
+/// Exit status: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: the configuration is invalid or the operation failed.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit status: usage error, or the command is not available in this build.
+pub const EXIT_USAGE: i32 = 2;
+
+const MAIN_AFTER: &str = "\
+EXAMPLES:
+    Validate a configuration and show what would be negotiated:
+        ferrovpn check -c /etc/ferrovpn/ferrovpn.toml
+
+    Bring the tunnels up in the foreground, logging JSON:
+        ferrovpn up -c /etc/ferrovpn/ferrovpn.toml --log-format json
+
+    Show the state of a running daemon and tear it down:
+        ferrovpn status
+        ferrovpn down
+
+FILES:
+    /etc/ferrovpn/*.toml    configuration (see config/README.md for every key)
+    /run/ferrovpn.sock      control socket of a running daemon (daemon.control_socket)
+
+EXIT STATUS:
+    0   success (for check: the configuration is valid)
+    1   the configuration is invalid or the operation failed; the reason is printed on stderr
+    2   usage error, or the command is not implemented in this build";
+
+/// Userspace IKEv1/IPsec VPN endpoint.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrovpn",
+    version,
+    about = "Userspace IKEv1/IPsec VPN endpoint",
+    long_about = "ferrovpn is a userspace IKEv1 (RFC 2409) / IPsec ESP (RFC 4303) VPN endpoint. It \
+negotiates Main or Aggressive Mode with pre-shared keys and Quick Mode SAs with optional PFS, \
+handles NAT traversal (RFC 3947) and dead peer detection (RFC 3706), and moves ESP packets \
+between a TUN device and UDP/raw sockets in software. Connections are described in a TOML file \
+using strongSwan's proposal syntax (aes256-sha256-modp2048, aes128gcm16).",
+    after_long_help = MAIN_AFTER
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the daemon and bring up the configured connections.
+    #[command(
+        long_about = "Start the daemon: open the TUN devices and sockets, install routes and \
+policy rules, and initiate or await each connection as its `start` key says. Runs in the \
+foreground unless --daemon is given. Everything installed in the routing table is removed again \
+on exit.",
+        after_long_help = "EXAMPLES:\n    ferrovpn up -c /etc/ferrovpn/ferrovpn.toml\n    \
+ferrovpn up -c site.toml --daemon --log-format json\n\n\
+EXIT STATUS:\n    0   the daemon stopped cleanly\n    1   the configuration is invalid or setup \
+failed\n    2   usage error, or not implemented in this build"
+    )]
+    Up(UpArgs),
+    /// Ask a running daemon to tear down all connections and exit.
+    #[command(
+        long_about = "Connect to the control socket of a running daemon and ask it to delete its \
+SAs (sending delete notifications to the peers), remove its routes and rules, and exit.",
+        after_long_help = "EXAMPLES:\n    ferrovpn down\n    ferrovpn down --socket /run/ferrovpn-lab.sock\n\n\
+EXIT STATUS:\n    0   the daemon acknowledged and stopped\n    1   no daemon answered on the socket\n    \
+2   usage error, or not implemented in this build"
+    )]
+    Down(DownArgs),
+    /// Show connections, SAs and counters of a running daemon.
+    #[command(
+        long_about = "Connect to the control socket of a running daemon and print each \
+connection's phase 1 and phase 2 SAs, their lifetimes, NAT-T and DPD state and packet/byte \
+counters.",
+        after_long_help = "EXAMPLES:\n    ferrovpn status\n    ferrovpn status --json | jq .\n\n\
+EXIT STATUS:\n    0   status printed\n    1   no daemon answered on the socket\n    \
+2   usage error, or not implemented in this build"
+    )]
+    Status(StatusArgs),
+    /// Validate a configuration file and print what would be negotiated.
+    #[command(
+        long_about = "Parse and validate a configuration file without touching the system, then \
+print per connection what would be negotiated: the phase 1 mode and proposals, the ESP proposals \
+and PFS group, lifetimes, traffic selectors and routes, NAT traversal and DPD. On error, print \
+one message naming the connection and key that is wrong.",
+        after_long_help = "EXAMPLES:\n    ferrovpn check -c /etc/ferrovpn/ferrovpn.toml\n\n\
+EXIT STATUS:\n    0   the configuration is valid\n    1   the configuration is invalid (the reason \
+is printed on stderr)\n    2   usage error"
+    )]
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Configuration file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Detach from the terminal and run in the background.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Format of log lines written to stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Control socket of the running daemon.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket of the running daemon.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file (TOML) to validate.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Entry point of the binary: parses `std::env::args` and returns the exit status.
+pub fn main() -> i32 {
+    match Cli::try_parse() {
+        Ok(cli) => run(cli, &mut std::io::stdout(), &mut std::io::stderr()),
+        Err(e) => {
+            let _ = e.print();
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs a parsed command, writing its output and diagnostics to the given streams.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let not_yet = |err: &mut dyn Write, what: &str| {
+        let _ = writeln!(
+            err,
+            "ferrovpn {what}: not implemented yet in this build (the IKE and ESP engines are not wired to the daemon); `ferrovpn check` works"
+        );
+        EXIT_USAGE
+    };
+    match cli.command {
+        Command::Up(_) => not_yet(err, "up"),
+        Command::Down(_) => not_yet(err, "down"),
+        Command::Status(_) => not_yet(err, "status"),
+        Command::Check(args) => match Config::load(&args.config) {
+            Ok(cfg) => {
+                let _ = out.write_all(describe(&args.config, &cfg).as_bytes());
+                EXIT_OK
+            }
+            Err(e) => {
+                let _ = writeln!(err, "{}: {e}", args.config.display());
+                EXIT_FAILURE
+            }
+        },
+    }
+}
+
+/// The `check` report: what each connection would negotiate.
+pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
+    let mut s = String::new();
+    let n = cfg.connections.len();
+    let _ = writeln!(
+        s,
+        "{}: OK, {n} connection{}",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        s,
+        "daemon: control socket {}, log level {}, {} worker thread{}",
+        cfg.daemon.control_socket.display(),
+        cfg.daemon.log_level.name(),
+        cfg.daemon.workers,
+        if cfg.daemon.workers.get() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    for c in &cfg.connections {
+        let field = |s: &mut String, k: &str, v: String| {
+            let _ = writeln!(s, "  {k:<11} {v}");
+        };
+        let _ = writeln!(s, "\nconnection \"{}\"", c.name);
+        let mode = match c.mode {
+            Mode::Main => "Main Mode",
+            Mode::Aggressive => "Aggressive Mode",
+        };
+        let start = match c.start {
+            Start::Initiate => "we initiate",
+            Start::Respond => "we respond",
+        };
+        field(
+            &mut s,
+            "peer",
+            format!("{} -> {}", c.local_addr, c.remote_addr),
+        );
+        field(&mut s, "phase 1", format!("IKEv1 {mode}, PSK, {start}"));
+        field(
+            &mut s,
+            "ids",
+            format!("local {}, remote {}", c.local_id, c.remote_id),
+        );
+        let ike: Vec<String> = c
+            .ike
+            .iter()
+            .map(|p| format!("{p} (PRF HMAC-{})", p.hash.name().to_uppercase()))
+            .collect();
+        field(&mut s, "IKE", ike.join(", "));
+        field(
+            &mut s,
+            "IKE life",
+            format_duration(c.ike_lifetime).to_string(),
+        );
+        let esp: Vec<String> = c.esp.iter().map(|p| p.to_string()).collect();
+        field(&mut s, "ESP", esp.join(", "));
+        let mut pfs: Vec<&str> = c
+            .esp
+            .iter()
+            .filter_map(|p| p.pfs_group.map(|g| g.name()))
+            .collect();
+        pfs.dedup();
+        field(
+            &mut s,
+            "PFS",
+            if pfs.is_empty() {
+                "off".to_string()
+            } else {
+                pfs.join(", ")
+            },
+        );
+        let mut life = format_duration(c.esp_lifetime);
+        if let Some(b) = c.esp_lifetime_bytes {
+            let _ = write!(life, " or {b} bytes");
+        }
+        field(&mut s, "ESP life", life);
+        field(
+            &mut s,
+            "NAT-T",
+            match c.nat_traversal {
+                NatTraversal::Auto => "auto (UDP 4500 once a NAT is detected)".to_string(),
+                NatTraversal::Force => "force (always UDP-encapsulated on 4500)".to_string(),
+            },
+        );
+        field(
+            &mut s,
+            "DPD",
+            match c.dpd {
+                None => "off".to_string(),
+                Some(d) => format!(
+                    "R-U-THERE after {} idle, peer dead after {}",
+                    format_duration(d.interval),
+                    format_duration(d.timeout)
+                ),
+            },
+        );
+        match &c.tunnel {
+            Tunnel::RouteBased(r) => {
+                let mtu = r
+                    .mtu
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "auto".into());
+                let addr = r
+                    .address
+                    .map(|a| format!(", address {a}"))
+                    .unwrap_or_default();
+                field(
+                    &mut s,
+                    "tunnel",
+                    format!("route-based, TUN {} (MTU {mtu}){addr}", r.interface),
+                );
+                field(
+                    &mut s,
+                    "selectors",
+                    format!("{} <=> {}", r.local_ts, r.remote_ts),
+                );
+                let routes: Vec<String> = r.routes.iter().map(|n| n.to_string()).collect();
+                let note = if r.routes.iter().any(|n| n.is_default()) {
+                    " (default route via policy routing; IKE/ESP to the peer bypass it by fwmark)"
+                } else {
+                    ""
+                };
+                field(
+                    &mut s,
+                    "routes",
+                    format!("{} via {}{note}", routes.join(", "), r.interface),
+                );
+            }
+            Tunnel::PolicyBased(pairs) => {
+                field(&mut s, "tunnel", "policy-based".to_string());
+                for (i, p) in pairs.iter().enumerate() {
+                    field(
+                        &mut s,
+                        if i == 0 { "selectors" } else { "" },
+                        format!("{} <=> {}", p.local, p.remote),
+                    );
+                }
+            }
+        }
+        if c.allow_weak_dh {
+            field(
+                &mut s,
+                "warning",
+                "allow_weak_dh = true: modp1024/modp1536 accepted".into(),
+            );
+        }
+        if c.mode == Mode::Aggressive {
+            field(
+                &mut s,
+                "warning",
+                "Aggressive Mode with PSK exposes a hash of the key to offline cracking".into(),
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn run_args(args: &[&str]) -> (i32, String, String) {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(cli, &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn unwired_commands_say_so_and_exit_2() {
+        for args in [
+            &["ferrovpn", "up", "-c", "x.toml"][..],
+            &["ferrovpn", "down"],
+            &["ferrovpn", "status", "--json"],
+        ] {
+            let (code, out, err) = run_args(args);
+            assert_eq!(code, EXIT_USAGE);
+            assert!(out.is_empty());
+            assert!(err.contains("not implemented yet in this build"), "{err}");
+        }
+    }
+
+    #[test]
+    fn options_parse() {
+        let cli = Cli::try_parse_from([
+            "ferrovpn",
+            "up",
+            "-c",
+            "a.toml",
+            "--daemon",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Up(a) = cli.command else {
+            panic!()
+        };
+        assert!(a.daemon);
+        assert_eq!(a.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["ferrovpn", "status", "--socket", "/tmp/s"]).unwrap();
+        let Command::Status(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(s.socket, PathBuf::from("/tmp/s"));
+        assert!(Cli::try_parse_from(["ferrovpn", "check"]).is_err());
+        assert!(Cli::try_parse_from(["ferrovpn", "up", "-c", "a", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn long_help_documents_exit_codes_and_examples() {
+        let mut cmd = Cli::command();
+        let help = cmd.render_long_help().to_string();
+        assert!(help.contains("EXIT STATUS"));
+        assert!(help.contains("EXAMPLES"));
+        let check = cmd
+            .find_subcommand_mut("check")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(check.contains("EXIT STATUS") && check.contains("--config <FILE>"));
+    }
+
+    #[test]
+    fn check_reports_what_would_be_negotiated() {
+        let dir = std::env::temp_dir().join(format!("ferrovpn-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            r#"
+[[connection]]
+name = "site-b"
+local_addr = "192.0.2.1"
+remote_addr = "192.0.2.2"
+psk = "x"
+ike = "aes256-sha256-modp2048"
+esp = "aes128gcm16-ecp256"
+esp_lifetime_bytes = 1000000
+start = "initiate"
+[connection.route_based]
+interface = "fv0"
+address = "198.51.100.1/32"
+"#,
+        )
+        .unwrap();
+        let (code, out, err) = run_args(&["ferrovpn", "check", "-c", f.to_str().unwrap()]);
+        assert_eq!(code, EXIT_OK, "{err}");
+        for want in [
+            "OK, 1 connection",
+            "connection \"site-b\"",
+            "IKEv1 Main Mode, PSK, we initiate",
+            "aes256-sha256-modp2048 (PRF HMAC-SHA256)",
+            "aes128gcm16-ecp256",
+            "PFS         ecp256",
+            "ESP life    1h or 1000000 bytes",
+            "IKE life    8h",
+            "0.0.0.0/0 <=> 0.0.0.0/0",
+            "TUN fv0 (MTU auto), address 198.51.100.1/32",
+            "bypass it by fwmark",
+            "NAT-T       auto",
+            "DPD         R-U-THERE after 30s idle, peer dead after 150s",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+        assert!(!out.contains("\"x\""));
+
+        std::fs::write(&f, "[[connection]]\nname = \"a\"\n").unwrap();
+        let (code, out, err) = run_args(&["ferrovpn", "check", "-c", f.to_str().unwrap()]);
+        assert_eq!(code, EXIT_FAILURE);
+        assert!(out.is_empty());
+        assert!(err.contains("missing field"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let (code, _, err) = run_args(&["ferrovpn", "check", "-c", "/nonexistent/x.toml"]);
+        assert_eq!(code, EXIT_FAILURE);
+        assert!(err.contains("cannot read /nonexistent/x.toml"), "{err}");
+    }
+}

@@ -1,0 +1,1100 @@
+//! The TOML configuration: parsed with serde (unknown keys are errors, so typos are caught), then
+//! validated into typed values. Every problem is reported as one message naming the key path,
+//! e.g. `connection "site-b": ike: unknown algorithm 'aes257' in 'aes257-sha256-modp2048'`.
+//! config/README.md documents every key.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroUsize;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferrovpn_ike::algorithm::DhGroup;
+use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals, EspProposal, IkeProposal};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::ipnet::{IfAddr, IpNet};
+
+/// Default path of the control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ferrovpn.sock";
+/// Default phase 1 proposal (also the ike crate's default).
+pub const DEFAULT_IKE: &str = "aes256-sha256-modp2048";
+/// Default phase 2 proposal.
+pub const DEFAULT_ESP: &str = "aes128gcm16";
+
+/// Why a configuration was refused; the Display text is the whole message for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("daemon: {0}")]
+    Daemon(String),
+    #[error("no [[connection]] defined")]
+    NoConnections,
+    #[error("connection \"{name}\": {problem}")]
+    Connection { name: String, problem: String },
+}
+
+// ---- raw TOML shape ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    connection: Vec<RawConnection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    control_socket: Option<PathBuf>,
+    log_level: Option<String>,
+    workers: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    name: String,
+    local_addr: String,
+    remote_addr: String,
+    local_id: Option<String>,
+    remote_id: Option<String>,
+    psk: Option<String>,
+    psk_file: Option<PathBuf>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    allow_aggressive_psk: bool,
+    ike: Option<String>,
+    esp: Option<String>,
+    ike_lifetime: Option<String>,
+    esp_lifetime: Option<String>,
+    esp_lifetime_bytes: Option<u64>,
+    #[serde(default)]
+    nat_traversal: NatTraversal,
+    dpd_interval: Option<String>,
+    dpd_timeout: Option<String>,
+    start: Start,
+    #[serde(default)]
+    allow_weak_dh: bool,
+    route_based: Option<RawRouteBased>,
+    policy_based: Option<RawPolicyBased>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouteBased {
+    interface: String,
+    mtu: Option<u32>,
+    local_ts: Option<String>,
+    remote_ts: Option<String>,
+    routes: Option<Vec<String>>,
+    address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyBased {
+    pairs: Vec<RawPair>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPair {
+    local: String,
+    remote: String,
+}
+
+// ---- validated types ----
+
+/// A validated configuration file.
+#[derive(Debug)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub connections: Vec<Connection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub control_socket: PathBuf,
+    pub log_level: LogLevel,
+    /// Data plane worker threads (default: the number of cores).
+    pub workers: NonZeroUsize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Phase 1 exchange (RFC 2409 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Main,
+    Aggressive,
+}
+
+/// NAT traversal policy (RFC 3947): float to 4500 when a NAT is seen, or always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatTraversal {
+    #[default]
+    Auto,
+    Force,
+}
+
+/// Whether this side starts phase 1 or waits for the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    Initiate,
+    Respond,
+}
+
+/// An IKE identity (RFC 2407 §4.6.2.1 ID types).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+    Fqdn(String),
+    UserFqdn(String),
+    KeyId(Vec<u8>),
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Ipv4(a) => write!(f, "{a}"),
+            Identity::Ipv6(a) => write!(f, "{a}"),
+            Identity::Fqdn(s) => write!(f, "fqdn:{s}"),
+            Identity::UserFqdn(s) => write!(f, "userfqdn:{s}"),
+            Identity::KeyId(k) => match std::str::from_utf8(k) {
+                Ok(s) if !s.starts_with('#') => write!(f, "keyid:{s}"),
+                _ => {
+                    f.write_str("keyid:#")?;
+                    k.iter().try_for_each(|b| write!(f, "{b:02x}"))
+                }
+            },
+        }
+    }
+}
+
+impl From<IpAddr> for Identity {
+    fn from(a: IpAddr) -> Self {
+        match a {
+            IpAddr::V4(a) => Identity::Ipv4(a),
+            IpAddr::V6(a) => Identity::Ipv6(a),
+        }
+    }
+}
+
+/// A pre-shared key; wiped on drop and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Psk(Zeroizing<Vec<u8>>);
+
+impl Psk {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Psk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Psk(<redacted>)")
+    }
+}
+
+/// Dead peer detection (RFC 3706).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dpd {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// A TUN interface whose routes lead into the tunnel; one SA pair local_ts ⇄ remote_ts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteBased {
+    pub interface: String,
+    /// None: computed from the outer MTU and the ESP overhead.
+    pub mtu: Option<u16>,
+    pub local_ts: IpNet,
+    pub remote_ts: IpNet,
+    pub routes: Vec<IpNet>,
+    pub address: Option<IfAddr>,
+}
+
+/// One Quick Mode SA pair of a policy-based connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectorPair {
+    pub local: IpNet,
+    pub remote: IpNet,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tunnel {
+    RouteBased(RouteBased),
+    PolicyBased(Vec<SelectorPair>),
+}
+
+/// A validated `[[connection]]`.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub name: String,
+    pub local_addr: IpAddr,
+    pub remote_addr: IpAddr,
+    pub local_id: Identity,
+    pub remote_id: Identity,
+    pub psk: Psk,
+    pub mode: Mode,
+    pub allow_aggressive_psk: bool,
+    pub ike: Vec<IkeProposal>,
+    pub esp: Vec<EspProposal>,
+    pub ike_lifetime: Duration,
+    pub esp_lifetime: Duration,
+    pub esp_lifetime_bytes: Option<u64>,
+    pub nat_traversal: NatTraversal,
+    /// None when `dpd_interval = "0s"`.
+    pub dpd: Option<Dpd>,
+    pub start: Start,
+    pub allow_weak_dh: bool,
+    pub tunnel: Tunnel,
+}
+
+// ---- parsing and validation ----
+
+impl Config {
+    /// Reads and validates a file; relative `psk_file` paths are taken relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+    }
+
+    /// Parses and validates TOML text; `base` resolves relative `psk_file` paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().trim().into()))?;
+        let daemon = validate_daemon(raw.daemon)?;
+        if raw.connection.is_empty() {
+            return Err(ConfigError::NoConnections);
+        }
+        let mut connections: Vec<Connection> = Vec::new();
+        for rc in raw.connection {
+            let name = rc.name.clone();
+            let err = |problem: String| ConfigError::Connection {
+                name: name.clone(),
+                problem,
+            };
+            check_name(&name).map_err(err)?;
+            if connections.iter().any(|c| c.name == name) {
+                return Err(err("duplicate connection name".into()));
+            }
+            let c = validate_connection(rc, base).map_err(err)?;
+            check_against_others(&c, &connections).map_err(err)?;
+            connections.push(c);
+        }
+        Ok(Config {
+            daemon,
+            connections,
+        })
+    }
+}
+
+fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
+    let log_level = match d.log_level.as_deref().unwrap_or("info") {
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        "trace" => LogLevel::Trace,
+        other => {
+            return Err(ConfigError::Daemon(format!(
+                "log_level: '{other}' is not one of error, warn, info, debug, trace"
+            )))
+        }
+    };
+    let workers = match d.workers {
+        Some(n) => NonZeroUsize::new(n)
+            .ok_or_else(|| ConfigError::Daemon("workers: must be at least 1".into()))?,
+        None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+    };
+    Ok(DaemonConfig {
+        control_socket: d
+            .control_socket
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
+        log_level,
+        workers,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("name: must be 1 to 64 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("name: use only letters, digits, '-', '_' and '.'".into());
+    }
+    Ok(())
+}
+
+/// Parses `30s`, `15m`, `8h`, `1d`, or sums of them (`1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a duration (use e.g. 30s, 15m, 8h, 1d)");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for ch in t.chars() {
+        if let Some(d) = ch.to_digit(10) {
+            let n = num.unwrap_or(0);
+            num = Some(
+                n.checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d)))
+                    .ok_or_else(bad)?,
+            );
+            continue;
+        }
+        let unit = match ch {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        let n = num.take().ok_or_else(bad)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if num.is_some() {
+        return Err(format!(
+            "'{s}' needs a unit: s, m, h or d (e.g. {}s)",
+            num.unwrap_or(0)
+        ));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// `Duration` in the largest unit that divides it, the way it would be written in the config.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        _ if s.checked_rem(86400) == Some(0) => format!("{}d", s / 86400),
+        _ if s.checked_rem(3600) == Some(0) => format!("{}h", s / 3600),
+        _ if s.checked_rem(60) == Some(0) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+fn duration_key(key: &str, v: Option<&str>, default: &str) -> Result<Duration, String> {
+    parse_duration(v.unwrap_or(default)).map_err(|e| format!("{key}: {e}"))
+}
+
+fn parse_identity(key: &str, s: &str) -> Result<Identity, String> {
+    let nonempty = |v: &str, what: &str| {
+        if v.is_empty() {
+            Err(format!("{key}: empty {what}"))
+        } else {
+            Ok(v.to_string())
+        }
+    };
+    if let Some(v) = s.strip_prefix("fqdn:") {
+        return nonempty(v, "FQDN").map(Identity::Fqdn);
+    }
+    if let Some(v) = s.strip_prefix("userfqdn:") {
+        let v = nonempty(v, "user FQDN")?;
+        if !v.contains('@') {
+            return Err(format!("{key}: userfqdn:{v} needs the form user@domain"));
+        }
+        return Ok(Identity::UserFqdn(v));
+    }
+    if let Some(v) = s.strip_prefix("keyid:") {
+        let v = nonempty(v, "key id")?;
+        return match v.strip_prefix('#') {
+            Some(hex) => decode_hex(hex)
+                .map(Identity::KeyId)
+                .ok_or_else(|| format!("{key}: keyid:#{hex} is not an even number of hex digits")),
+            None => Ok(Identity::KeyId(v.into_bytes())),
+        };
+    }
+    s.parse::<IpAddr>().map(Identity::from).map_err(|_| {
+        format!("{key}: '{s}' is not an IP address; write fqdn:{s}, userfqdn:{s} or keyid:{s}")
+    })
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.is_empty() || s.len().checked_rem(2) != Some(0) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
+}
+
+/// Reads a PSK file, refusing files that others could read or change.
+fn read_psk_file(path: &Path) -> Result<Psk, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("psk_file {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("psk_file {} is not a regular file", path.display()));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o044 != 0 {
+        return Err(format!(
+            "psk_file {} is readable by group/others (mode {mode:04o}); chmod 600 it",
+            path.display()
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "psk_file {} is writable by group/others (mode {mode:04o}); chmod 600 it",
+            path.display()
+        ));
+    }
+    let bytes = Zeroizing::new(
+        std::fs::read(path).map_err(|e| format!("psk_file {}: {e}", path.display()))?,
+    );
+    let trimmed = bytes.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(format!("psk_file {} is empty", path.display()));
+    }
+    Ok(Psk(Zeroizing::new(trimmed.to_vec())))
+}
+
+fn parse_net(key: &str, s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>().map_err(|e| format!("{key}: {e}"))
+}
+
+fn family(v6: bool) -> &'static str {
+    if v6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+fn check_groups<'a>(
+    key: &str,
+    list: &str,
+    groups: impl Iterator<Item = &'a DhGroup>,
+    allow_weak: bool,
+) -> Result<(), String> {
+    for g in groups {
+        if g.is_weak() && !allow_weak {
+            return Err(format!(
+                "{key}: {} in '{list}' is a weak DH group (under 2048 bits); use modp2048 or stronger, or set allow_weak_dh = true",
+                g.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_connection(rc: RawConnection, base: &Path) -> Result<Connection, String> {
+    let local_addr: IpAddr = rc
+        .local_addr
+        .parse()
+        .map_err(|_| format!("local_addr: '{}' is not an IP address", rc.local_addr))?;
+    let remote_addr: IpAddr = rc
+        .remote_addr
+        .parse()
+        .map_err(|_| format!("remote_addr: '{}' is not an IP address", rc.remote_addr))?;
+    if local_addr.is_ipv6() != remote_addr.is_ipv6() {
+        return Err(format!(
+            "local_addr {local_addr} and remote_addr {remote_addr} are of different address families"
+        ));
+    }
+    if local_addr.is_unspecified() || remote_addr.is_unspecified() {
+        return Err(
+            "local_addr and remote_addr must be concrete addresses, not 0.0.0.0 or ::".into(),
+        );
+    }
+    if local_addr == remote_addr {
+        return Err(format!("local_addr and remote_addr are both {local_addr}"));
+    }
+    let local_id = match &rc.local_id {
+        Some(s) => parse_identity("local_id", s)?,
+        None => Identity::from(local_addr),
+    };
+    let remote_id = match &rc.remote_id {
+        Some(s) => parse_identity("remote_id", s)?,
+        None => Identity::from(remote_addr),
+    };
+
+    let psk = match (&rc.psk, &rc.psk_file) {
+        (Some(p), None) => {
+            if p.is_empty() {
+                return Err("psk: must not be empty".into());
+            }
+            Psk(Zeroizing::new(p.as_bytes().to_vec()))
+        }
+        (None, Some(f)) => read_psk_file(&base.join(f))?,
+        _ => return Err("set exactly one of psk or psk_file".into()),
+    };
+
+    if rc.mode == Mode::Aggressive && rc.start == Start::Respond && !rc.allow_aggressive_psk {
+        return Err("mode = \"aggressive\" as responder sends a PSK-keyed hash an eavesdropper can crack offline; set allow_aggressive_psk = true to accept that".into());
+    }
+
+    let ike_str = rc.ike.as_deref().unwrap_or(DEFAULT_IKE);
+    let ike = parse_ike_proposals(ike_str).map_err(|e| format!("ike: {e}"))?;
+    check_groups(
+        "ike",
+        ike_str,
+        ike.iter().map(|p| &p.group),
+        rc.allow_weak_dh,
+    )?;
+    let esp_str = rc.esp.as_deref().unwrap_or(DEFAULT_ESP);
+    let esp = parse_esp_proposals(esp_str).map_err(|e| format!("esp: {e}"))?;
+    check_groups(
+        "esp",
+        esp_str,
+        esp.iter().filter_map(|p| p.pfs_group.as_ref()),
+        rc.allow_weak_dh,
+    )?;
+    let pfs: Vec<bool> = esp.iter().map(|p| p.pfs_group.is_some()).collect();
+    if pfs.contains(&true) && pfs.contains(&false) {
+        return Err(format!(
+            "esp: '{esp_str}' mixes proposals with and without a DH group; IKEv1 Quick Mode either sends KE or not, so give every proposal a group or none"
+        ));
+    }
+
+    let ike_lifetime = duration_key("ike_lifetime", rc.ike_lifetime.as_deref(), "8h")?;
+    let esp_lifetime = duration_key("esp_lifetime", rc.esp_lifetime.as_deref(), "1h")?;
+    for (k, d) in [
+        ("ike_lifetime", ike_lifetime),
+        ("esp_lifetime", esp_lifetime),
+    ] {
+        if d < Duration::from_secs(60) {
+            return Err(format!(
+                "{k}: {} is too short (at least 1m)",
+                format_duration(d)
+            ));
+        }
+    }
+    if rc.esp_lifetime_bytes == Some(0) {
+        return Err(
+            "esp_lifetime_bytes: must be greater than 0 (leave it out for no limit)".into(),
+        );
+    }
+    let dpd_interval = duration_key("dpd_interval", rc.dpd_interval.as_deref(), "30s")?;
+    let dpd_timeout = duration_key("dpd_timeout", rc.dpd_timeout.as_deref(), "150s")?;
+    let dpd = if dpd_interval.is_zero() {
+        None
+    } else {
+        if dpd_timeout <= dpd_interval {
+            return Err(format!(
+                "dpd_timeout ({}) must be longer than dpd_interval ({})",
+                format_duration(dpd_timeout),
+                format_duration(dpd_interval)
+            ));
+        }
+        Some(Dpd {
+            interval: dpd_interval,
+            timeout: dpd_timeout,
+        })
+    };
+
+    let tunnel = match (rc.route_based, rc.policy_based) {
+        (Some(r), None) => Tunnel::RouteBased(validate_route_based(r, remote_addr)?),
+        (None, Some(p)) => Tunnel::PolicyBased(validate_policy_based(p)?),
+        _ => {
+            return Err(
+                "set exactly one of [connection.route_based] or [connection.policy_based]".into(),
+            )
+        }
+    };
+
+    Ok(Connection {
+        name: rc.name,
+        local_addr,
+        remote_addr,
+        local_id,
+        remote_id,
+        psk,
+        mode: rc.mode,
+        allow_aggressive_psk: rc.allow_aggressive_psk,
+        ike,
+        esp,
+        ike_lifetime,
+        esp_lifetime,
+        esp_lifetime_bytes: rc.esp_lifetime_bytes,
+        nat_traversal: rc.nat_traversal,
+        dpd,
+        start: rc.start,
+        allow_weak_dh: rc.allow_weak_dh,
+        tunnel,
+    })
+}
+
+/// Linux interface names: 1..=15 bytes, no '/', ':' or whitespace.
+pub fn check_interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!(
+            "'{name}' must be 1 to 15 characters (Linux IFNAMSIZ)"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' is not a valid interface name"));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || !c.is_ascii() || c.is_control())
+    {
+        return Err(format!(
+            "'{name}' may not contain '/', ':', whitespace or non-ASCII characters"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_route_based(r: RawRouteBased, remote_addr: IpAddr) -> Result<RouteBased, String> {
+    check_interface_name(&r.interface).map_err(|e| format!("route_based.interface: {e}"))?;
+    let local_ts = parse_net(
+        "route_based.local_ts",
+        r.local_ts.as_deref().unwrap_or("0.0.0.0/0"),
+    )?;
+    let remote_ts = parse_net(
+        "route_based.remote_ts",
+        r.remote_ts.as_deref().unwrap_or("0.0.0.0/0"),
+    )?;
+    if local_ts.is_ipv6() != remote_ts.is_ipv6() {
+        return Err(format!(
+            "route_based: local_ts {local_ts} and remote_ts {remote_ts} are of different address families"
+        ));
+    }
+    let v6 = remote_ts.is_ipv6();
+    let mtu = match r.mtu {
+        None => None,
+        Some(m) => {
+            let min = if v6 { 1280 } else { 576 };
+            match u16::try_from(m) {
+                Ok(m) if u32::from(m) >= min => Some(m),
+                _ => {
+                    return Err(format!(
+                        "route_based.mtu: {m} is outside {min}..=65535 for {} traffic",
+                        family(v6)
+                    ))
+                }
+            }
+        }
+    };
+    let routes = match r.routes {
+        None => vec![remote_ts],
+        Some(list) => list
+            .iter()
+            .map(|s| parse_net("route_based.routes", s))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    for route in &routes {
+        if route.is_ipv6() != v6 {
+            return Err(format!(
+                "route_based.routes: {route} is {} but the traffic selectors are {}",
+                family(route.is_ipv6()),
+                family(v6)
+            ));
+        }
+        if !remote_ts.contains(route) {
+            return Err(format!(
+                "route_based.routes: {route} is outside remote_ts {remote_ts}; the SA would drop that traffic"
+            ));
+        }
+        if !route.is_default() && route.contains_addr(remote_addr) {
+            return Err(format!(
+                "route_based.routes: {route} contains remote_addr {remote_addr}; packets to the peer would loop into the tunnel"
+            ));
+        }
+    }
+    let address = match r.address {
+        None => None,
+        Some(s) => {
+            let a: IfAddr = s.parse().map_err(|e| format!("route_based.address: {e}"))?;
+            if a.addr.is_ipv6() != v6 {
+                return Err(format!(
+                    "route_based.address: {a} is {} but the traffic selectors are {}",
+                    family(a.addr.is_ipv6()),
+                    family(v6)
+                ));
+            }
+            if !local_ts.contains_addr(a.addr) {
+                return Err(format!(
+                    "route_based.address: {} is outside local_ts {local_ts}",
+                    a.addr
+                ));
+            }
+            Some(a)
+        }
+    };
+    Ok(RouteBased {
+        interface: r.interface,
+        mtu,
+        local_ts,
+        remote_ts,
+        routes,
+        address,
+    })
+}
+
+fn validate_policy_based(p: RawPolicyBased) -> Result<Vec<SelectorPair>, String> {
+    if p.pairs.is_empty() {
+        return Err("policy_based.pairs: list at least one { local, remote } pair".into());
+    }
+    let mut out: Vec<SelectorPair> = Vec::new();
+    for (i, pair) in p.pairs.iter().enumerate() {
+        let local = parse_net(&format!("policy_based.pairs[{i}].local"), &pair.local)?;
+        let remote = parse_net(&format!("policy_based.pairs[{i}].remote"), &pair.remote)?;
+        if local.is_ipv6() != remote.is_ipv6() {
+            return Err(format!(
+                "policy_based.pairs[{i}]: local {local} and remote {remote} are of different address families"
+            ));
+        }
+        let sp = SelectorPair { local, remote };
+        if out.contains(&sp) {
+            return Err(format!(
+                "policy_based.pairs[{i}]: {local} <=> {remote} is listed twice"
+            ));
+        }
+        out.push(sp);
+    }
+    Ok(out)
+}
+
+/// Conflicts between connections that each look fine alone.
+fn check_against_others(c: &Connection, others: &[Connection]) -> Result<(), String> {
+    for o in others {
+        if o.local_addr == c.local_addr && o.remote_addr == c.remote_addr {
+            return Err(format!(
+                "uses the same local_addr/remote_addr pair as connection \"{}\"; IKEv1 with PSK identifies the peer by address, so the two cannot be told apart",
+                o.name
+            ));
+        }
+        if let (Tunnel::RouteBased(a), Tunnel::RouteBased(b)) = (&c.tunnel, &o.tunnel) {
+            if a.interface == b.interface {
+                return Err(format!(
+                    "route_based.interface: {} is already used by connection \"{}\"",
+                    a.interface, o.name
+                ));
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    if let Tunnel::RouteBased(r) = &c.tunnel {
+        for route in &r.routes {
+            if !seen.insert(*route) {
+                return Err(format!("route_based.routes: {route} is listed twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = r#"
+[[connection]]
+name = "site-b"
+local_addr = "192.0.2.1"
+remote_addr = "192.0.2.2"
+start = "initiate"
+"#;
+
+    fn with(extra: &str, tunnel: &str) -> String {
+        format!("{HEAD}{extra}\n{tunnel}")
+    }
+
+    const RB: &str = "[connection.route_based]\ninterface = \"fv0\"\n";
+    const PB: &str = "[connection.policy_based]\npairs = [{ local = \"198.51.100.0/24\", remote = \"203.0.113.0/24\" }]\n";
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("/nonexistent"))
+    }
+
+    fn err(s: &str) -> String {
+        parse(s).unwrap_err().to_string()
+    }
+
+    fn example(name: &str) -> &'static str {
+        match name {
+            "route-based.toml" => include_str!("../../../config/route-based.toml"),
+            _ => include_str!("../../../config/policy-based.toml"),
+        }
+    }
+
+    /// The example configs use psk_file; make a private copy of the key beside a copy of the file.
+    fn load_example(name: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!("ferrovpn-cfg-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = example(name).replace("/etc/ferrovpn/", "");
+        for line in text.lines() {
+            if let Some(rest) = line.trim().strip_prefix("psk_file = \"") {
+                let f = dir.join(rest.split('"').next().unwrap());
+                std::fs::write(&f, "example-secret\n").unwrap();
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+        let cfg = Config::parse(&text, &dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        cfg.unwrap()
+    }
+
+    #[test]
+    fn example_route_based_parses() {
+        let c = load_example("route-based.toml");
+        assert_eq!(c.connections.len(), 1);
+        let conn = &c.connections[0];
+        assert_eq!(conn.psk.as_bytes(), b"example-secret");
+        assert!(matches!(conn.tunnel, Tunnel::RouteBased(_)));
+    }
+
+    #[test]
+    fn example_policy_based_parses() {
+        let c = load_example("policy-based.toml");
+        assert!(c
+            .connections
+            .iter()
+            .any(|c| matches!(c.tunnel, Tunnel::PolicyBased(_))));
+    }
+
+    #[test]
+    fn minimal_connection_gets_documented_defaults() {
+        let c = parse(&with("psk = \"s3cret\"", RB)).unwrap();
+        assert_eq!(c.daemon.control_socket, Path::new("/run/ferrovpn.sock"));
+        assert_eq!(c.daemon.log_level, LogLevel::Info);
+        let conn = &c.connections[0];
+        assert_eq!(conn.mode, Mode::Main);
+        assert_eq!(conn.local_id, Identity::Ipv4("192.0.2.1".parse().unwrap()));
+        assert_eq!(conn.remote_id, Identity::Ipv4("192.0.2.2".parse().unwrap()));
+        assert_eq!(conn.ike, parse_ike_proposals(DEFAULT_IKE).unwrap());
+        assert_eq!(conn.esp, parse_esp_proposals(DEFAULT_ESP).unwrap());
+        assert_eq!(conn.ike_lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(conn.esp_lifetime, Duration::from_secs(3600));
+        assert_eq!(conn.nat_traversal, NatTraversal::Auto);
+        assert_eq!(
+            conn.dpd,
+            Some(Dpd {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(150)
+            })
+        );
+        let Tunnel::RouteBased(r) = &conn.tunnel else {
+            panic!()
+        };
+        assert_eq!(r.local_ts.to_string(), "0.0.0.0/0");
+        assert_eq!(r.routes, vec![r.remote_ts]);
+    }
+
+    #[test]
+    fn identities_with_prefixes() {
+        let c = parse(&with(
+            "psk = \"x\"\nlocal_id = \"fqdn:a.example\"\nremote_id = \"keyid:#0a0b\"",
+            RB,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.connections[0].local_id,
+            Identity::Fqdn("a.example".into())
+        );
+        assert_eq!(c.connections[0].remote_id, Identity::KeyId(vec![10, 11]));
+        assert_eq!(
+            parse_identity("x", "userfqdn:vpn@example.org").unwrap(),
+            Identity::UserFqdn("vpn@example.org".into())
+        );
+        assert_eq!(
+            parse_identity("x", "2001:db8::1").unwrap().to_string(),
+            "2001:db8::1"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
+        assert!(parse_duration("8").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("8x").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5400)), "90m");
+        assert_eq!(format_duration(Duration::from_secs(28800)), "8h");
+    }
+
+    #[test]
+    fn psk_is_redacted_in_debug() {
+        let c = parse(&with("psk = \"topsecret\"", RB)).unwrap();
+        assert!(!format!("{:?}", c.connections[0]).contains("topsecret"));
+    }
+
+    #[test]
+    fn psk_file_permissions_are_checked() {
+        let dir = std::env::temp_dir().join(format!("ferrovpn-psk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("k.psk");
+        std::fs::write(&f, "  from-file \n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = with("psk_file = \"k.psk\"", RB);
+        let e = Config::parse(&text, &dir).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "connection \"site-b\": psk_file {} is readable by group/others (mode 0644); chmod 600 it",
+                f.display()
+            )
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let e = Config::parse(&text, &dir).unwrap_err().to_string();
+        assert!(e.contains("writable by group/others (mode 0620)"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Config::parse(&text, &dir).unwrap();
+        assert_eq!(c.connections[0].psk.as_bytes(), b"from-file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Each bad config and the one message it must produce.
+    #[test]
+    fn bad_configs_give_one_clear_message() {
+        let rb = RB;
+        let cases: Vec<(String, &str)> = vec![
+            (with("psk = \"x\"\nike = \"aes257-sha256-modp2048\"", rb),
+             "connection \"site-b\": ike: unknown algorithm 'aes257' in 'aes257-sha256-modp2048'"),
+            (with("", rb), "connection \"site-b\": set exactly one of psk or psk_file"),
+            (with("psk = \"x\"\npsk_file = \"/x\"", rb), "connection \"site-b\": set exactly one of psk or psk_file"),
+            (with("psk = \"x\"", ""), "connection \"site-b\": set exactly one of [connection.route_based] or [connection.policy_based]"),
+            (format!("{HEAD}psk = \"x\"\n{RB}{PB}"), "connection \"site-b\": set exactly one of [connection.route_based] or [connection.policy_based]"),
+            (with("psk = \"x\"\nremote_addr = \"2001:db8::2\"", rb).replace("remote_addr = \"192.0.2.2\"\n", ""),
+             "connection \"site-b\": local_addr 192.0.2.1 and remote_addr 2001:db8::2 are of different address families"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"198.51.100.1/24\""),
+             "connection \"site-b\": route_based.local_ts: 198.51.100.1/24 has host bits set (did you mean 198.51.100.0/24?)"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = \"2001:db8::/32\""),
+             "connection \"site-b\": route_based: local_ts 0.0.0.0/0 and remote_ts 2001:db8::/32 are of different address families"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = \"203.0.113.0/24\"\nroutes = [\"10.0.0.0/8\"]"),
+             "connection \"site-b\": route_based.routes: 10.0.0.0/8 is outside remote_ts 203.0.113.0/24; the SA would drop that traffic"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nroutes = [\"192.0.2.0/24\"]"),
+             "connection \"site-b\": route_based.routes: 192.0.2.0/24 contains remote_addr 192.0.2.2; packets to the peer would loop into the tunnel"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"a-very-long-name0\""),
+             "connection \"site-b\": route_based.interface: 'a-very-long-name0' must be 1 to 15 characters (Linux IFNAMSIZ)"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"198.51.100.0/24\"\naddress = \"203.0.113.1/32\""),
+             "connection \"site-b\": route_based.address: 203.0.113.1 is outside local_ts 198.51.100.0/24"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nmtu = 100"),
+             "connection \"site-b\": route_based.mtu: 100 is outside 576..=65535 for IPv4 traffic"),
+            (with("psk = \"x\"", "[connection.policy_based]\npairs = [{ local = \"198.51.100.0/24\", remote = \"2001:db8::/32\" }]"),
+             "connection \"site-b\": policy_based.pairs[0]: local 198.51.100.0/24 and remote 2001:db8::/32 are of different address families"),
+            (with("psk = \"x\"", "[connection.policy_based]\npairs = []"),
+             "connection \"site-b\": policy_based.pairs: list at least one { local, remote } pair"),
+            (with("psk = \"x\"\nike = \"aes128-sha1-modp1024\"", rb),
+             "connection \"site-b\": ike: modp1024 in 'aes128-sha1-modp1024' is a weak DH group (under 2048 bits); use modp2048 or stronger, or set allow_weak_dh = true"),
+            (with("psk = \"x\"\nesp = \"aes128gcm16-modp1536\"", rb),
+             "connection \"site-b\": esp: modp1536 in 'aes128gcm16-modp1536' is a weak DH group (under 2048 bits); use modp2048 or stronger, or set allow_weak_dh = true"),
+            (with("psk = \"x\"\nesp = \"aes128gcm16-modp2048,aes128gcm16\"", rb),
+             "connection \"site-b\": esp: 'aes128gcm16-modp2048,aes128gcm16' mixes proposals with and without a DH group; IKEv1 Quick Mode either sends KE or not, so give every proposal a group or none"),
+            (with("psk = \"x\"\nike = \"aes128gcm16-modp2048\"", rb),
+             "connection \"site-b\": ike: 'aes128gcm16' in 'aes128gcm16-modp2048': IKEv1 has no AEAD phase 1 ciphers; use a CBC cipher with a hash, e.g. aes256-sha256-modp2048"),
+            (with("psk = \"x\"\nmode = \"aggressive\"", rb).replace("initiate", "respond"),
+             "connection \"site-b\": mode = \"aggressive\" as responder sends a PSK-keyed hash an eavesdropper can crack offline; set allow_aggressive_psk = true to accept that"),
+            (with("psk = \"x\"\nike_lifetime = \"8\"", rb),
+             "connection \"site-b\": ike_lifetime: '8' needs a unit: s, m, h or d (e.g. 8s)"),
+            (with("psk = \"x\"\ndpd_interval = \"60s\"\ndpd_timeout = \"30s\"", rb),
+             "connection \"site-b\": dpd_timeout (30s) must be longer than dpd_interval (1m)"),
+            (with("psk = \"x\"\nremote_id = \"peer.example\"", rb),
+             "connection \"site-b\": remote_id: 'peer.example' is not an IP address; write fqdn:peer.example, userfqdn:peer.example or keyid:peer.example"),
+            (with("psk = \"x\"\nlocal_addr = \"192.0.2.300\"", rb).replace("local_addr = \"192.0.2.1\"\n", ""),
+             "connection \"site-b\": local_addr: '192.0.2.300' is not an IP address"),
+            (with("psk = \"x\"\nesp_lifetime_bytes = 0", rb),
+             "connection \"site-b\": esp_lifetime_bytes: must be greater than 0 (leave it out for no limit)"),
+            (format!("{}{}", with("psk = \"x\"", rb), with("psk = \"y\"", PB)),
+             "connection \"site-b\": duplicate connection name"),
+            (format!("{}{}", with("psk = \"x\"", rb), with("psk = \"y\"", PB).replace("site-b", "site-c")),
+             "connection \"site-c\": uses the same local_addr/remote_addr pair as connection \"site-b\"; IKEv1 with PSK identifies the peer by address, so the two cannot be told apart"),
+            ("[daemon]\nlog_level = \"loud\"\n".to_string(),
+             "daemon: log_level: 'loud' is not one of error, warn, info, debug, trace"),
+            ("[daemon]\nworkers = 2\n".to_string(), "no [[connection]] defined"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(err(&text), want, "config:\n{text}");
+        }
+    }
+
+    #[test]
+    fn typos_and_bad_enums_are_caught_by_the_parser() {
+        let e = err(&with("psk = \"x\"\nlocal_adr = \"192.0.2.1\"", RB));
+        assert!(e.contains("unknown field `local_adr`"), "{e}");
+        let e = err(&with(
+            "psk = \"x\"",
+            "[connection.route_based]\ninterface = \"fv0\"\nroute = []",
+        ));
+        assert!(e.contains("unknown field `route`"), "{e}");
+        let e = err(&with("psk = \"x\"\nmode = \"mian\"", RB));
+        assert!(e.contains("unknown variant `mian`"), "{e}");
+        let e = err(&with("psk = \"x\"\nnat_traversal = \"yes\"", RB));
+        assert!(e.contains("unknown variant `yes`"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_route_based_and_aggressive_opt_in() {
+        let text = r#"
+[[connection]]
+name = "v6"
+local_addr = "2001:db8::1"
+remote_addr = "2001:db8::2"
+psk = "x"
+mode = "aggressive"
+allow_aggressive_psk = true
+start = "respond"
+dpd_interval = "0s"
+[connection.route_based]
+interface = "fv6"
+local_ts = "2001:db8:1::/48"
+remote_ts = "::/0"
+routes = ["::/0"]
+address = "2001:db8:1::1/64"
+"#;
+        let c = parse(text).unwrap();
+        let conn = &c.connections[0];
+        assert_eq!(conn.dpd, None);
+        let Tunnel::RouteBased(r) = &conn.tunnel else {
+            panic!()
+        };
+        assert!(r.routes[0].is_default() && r.routes[0].is_ipv6());
+        assert_eq!(r.address.unwrap().to_string(), "2001:db8:1::1/64");
+    }
+}

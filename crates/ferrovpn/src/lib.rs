@@ -1,0 +1,6 @@
+//! ferrovpn daemon and CLI: configuration, OS integration (TUN, rtnetlink, sockets, routing) and
+//! the command line. Protocol logic lives in the `ike` and `esp` crates.
+
+pub mod cli;
+pub mod config;
+pub mod ipnet;
