@@ -1,0 +1,202 @@
+//! Packet buffers with headroom and tailroom, and the ESP header view (RFC 4303 §2).
+
+use std::ops::Range;
+
+use crate::error::EspError;
+use crate::sa::{Encap, SaHandle, TunnelEndpoints};
+
+/// Headroom reserved in front of the payload: ESP header (8) + largest IV (16), rounded up.
+pub const DEFAULT_HEADROOM: usize = 64;
+/// Tailroom needed for the worst case: padding (15) + pad length + next header + ICV (32).
+pub const MIN_TAILROOM: usize = 15 + 2 + 32;
+/// Buffer size that fits a 9000-byte jumbo frame plus ESP overhead.
+pub const DEFAULT_CAPACITY: usize = 9216 + DEFAULT_HEADROOM + 64;
+
+/// What happened to a packet in the last encap/decap call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verdict {
+    /// Not processed yet.
+    #[default]
+    Pending,
+    /// Processed; the data is ready to send (encap) or to write to the TUN device (decap).
+    Ok,
+    /// Dropped and counted.
+    Dropped(EspError),
+}
+
+/// One packet in a caller-owned buffer, processed in place.
+///
+/// The data lives in `buf[start..end]`. Encap prepends the ESP header into the headroom and
+/// appends the trailer and ICV into the tailroom; decap narrows the range to the inner packet.
+pub struct PacketBuf {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Outbound: the SA to encapsulate with (set by the caller's policy lookup).
+    /// Inbound: the SA that decapsulated the packet.
+    pub sa: Option<SaHandle>,
+    /// Result of the last operation.
+    pub verdict: Verdict,
+    /// Inbound: next header of the decapsulated payload (4 or 41).
+    pub next_header: u8,
+    /// Outbound: where the daemon sends the packet (from the SA).
+    pub tunnel: Option<(TunnelEndpoints, Encap)>,
+    /// Outbound: 64-bit sequence number assigned in arrival order (0 = not yet assigned).
+    pub(crate) seq: u64,
+    /// Instance of the SA that reserved `seq`.
+    pub(crate) seq_owner: u64,
+}
+
+impl std::fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketBuf")
+            .field("len", &self.len())
+            .field("sa", &self.sa)
+            .field("verdict", &self.verdict)
+            .finish()
+    }
+}
+
+impl PacketBuf {
+    /// A buffer of `capacity` bytes, data empty at `DEFAULT_HEADROOM`.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(DEFAULT_HEADROOM + MIN_TAILROOM);
+        PacketBuf {
+            buf: vec![0u8; capacity].into_boxed_slice(),
+            start: DEFAULT_HEADROOM,
+            end: DEFAULT_HEADROOM,
+            sa: None,
+            verdict: Verdict::Pending,
+            next_header: 0,
+            tunnel: None,
+            seq: 0,
+            seq_owner: 0,
+        }
+    }
+
+    /// Empties the buffer and resets metadata (keeps the allocation).
+    pub fn reset(&mut self) {
+        self.start = DEFAULT_HEADROOM.min(self.buf.len());
+        self.end = self.start;
+        self.sa = None;
+        self.verdict = Verdict::Pending;
+        self.next_header = 0;
+        self.tunnel = None;
+        self.seq = 0;
+        self.seq_owner = 0;
+    }
+
+    /// Resets and copies `data` in after the default headroom. Returns false if it does not fit.
+    pub fn fill(&mut self, data: &[u8]) -> bool {
+        self.reset();
+        match self.buf.get_mut(self.start..self.start + data.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                self.end = self.start + data.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writable space after the default headroom, for a reader (`recv`) to fill directly;
+    /// follow with [`PacketBuf::set_len`].
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        self.reset();
+        let s = self.start;
+        self.buf.get_mut(s..).unwrap_or_default()
+    }
+
+    /// Sets the data length after writing into [`PacketBuf::spare_mut`].
+    pub fn set_len(&mut self, len: usize) {
+        self.end = (self.start + len).min(self.buf.len());
+    }
+
+    pub fn data(&self) -> &[u8] {
+        self.buf.get(self.start..self.end).unwrap_or_default()
+    }
+
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        self.buf.get_mut(self.start..self.end).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn headroom(&self) -> usize {
+        self.start
+    }
+
+    pub fn tailroom(&self) -> usize {
+        self.buf.len() - self.end
+    }
+
+    /// Grows the data range to `start-front .. end+back` (both checked).
+    pub(crate) fn grow(&mut self, front: usize, back: usize) -> Result<(), EspError> {
+        if front > self.headroom() || back > self.tailroom() {
+            return Err(EspError::NoRoom);
+        }
+        self.start -= front;
+        self.end += back;
+        Ok(())
+    }
+
+    /// Narrows the data to `range` (relative to the current data).
+    pub(crate) fn narrow(&mut self, range: Range<usize>) {
+        let len = self.len();
+        let r_end = range.end.min(len);
+        let r_start = range.start.min(r_end);
+        self.end = self.start + r_end;
+        self.start += r_start;
+    }
+}
+
+/// Read-only view of an ESP packet: SPI and sequence number (RFC 4303 §2.1–2.2).
+#[derive(Debug, Clone, Copy)]
+pub struct EspPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> EspPacket<T> {
+    /// Checks that the fixed header is present.
+    pub fn new_checked(buffer: T) -> Result<Self, EspError> {
+        if buffer.as_ref().len() < crate::cipher::ESP_HEADER_LEN {
+            return Err(EspError::Truncated);
+        }
+        Ok(EspPacket { buffer })
+    }
+
+    fn word(&self, at: usize) -> u32 {
+        let b = self.buffer.as_ref();
+        let mut w = [0u8; 4];
+        if let Some(s) = b.get(at..at + 4) {
+            w.copy_from_slice(s);
+        }
+        u32::from_be_bytes(w)
+    }
+
+    pub fn spi(&self) -> u32 {
+        self.word(0)
+    }
+
+    /// Low 32 bits of the sequence number as sent.
+    pub fn seq(&self) -> u32 {
+        self.word(4)
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+}
+
+/// Writes SPI and sequence number into the first 8 bytes of `buf`.
+pub(crate) fn emit_header(buf: &mut [u8], spi: u32, seq_lo: u32) {
+    for (d, s) in buf.iter_mut().zip(spi.to_be_bytes().into_iter().chain(seq_lo.to_be_bytes())) {
+        *d = s;
+    }
+}

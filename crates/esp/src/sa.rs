@@ -1,0 +1,457 @@
+//! Security associations: configuration, per-SA state (sequence counter, replay window,
+//! counters, lifetimes) and tunnel-mode processing of one packet (RFC 4303 §3.3, §3.4).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::cipher::{Cipher, SecretKey, ESP_HEADER_LEN};
+use crate::clock::Timestamp;
+use crate::error::{EspError, SadError};
+use crate::esp::{EspCrypto, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
+use crate::packet::{emit_header, EspPacket, PacketBuf};
+use crate::replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW};
+
+/// Stable name of an SA in the SAD, kept across `replace` (e.g. an outbound rekey).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SaHandle(pub(crate) u64);
+
+impl SaHandle {
+    pub fn id(self) -> u64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// Outer transport; the daemon's raw (protocol 50) or UDP socket adds the outer headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Encap {
+    /// ESP directly in IP, protocol 50 (RFC 4303).
+    #[default]
+    Raw,
+    /// ESP-in-UDP (RFC 3948), normally port 4500 on both sides.
+    Udp { local_port: u16, remote_port: u16 },
+}
+
+/// Outer addresses of the tunnel (RFC 4301 §4.4.2: tunnel header source/destination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TunnelEndpoints {
+    pub local: IpAddr,
+    pub remote: IpAddr,
+}
+
+/// One set of lifetime limits; `None` = unlimited (RFC 4301 §4.4.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub bytes: Option<u64>,
+    pub packets: Option<u64>,
+    pub time: Option<Duration>,
+}
+
+/// Soft limits ask the control plane to rekey; hard limits stop the SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lifetimes {
+    pub soft: Limits,
+    pub hard: Limits,
+}
+
+/// Everything needed to install one (unidirectional) SA.
+#[derive(Debug, Clone)]
+pub struct SaConfig {
+    pub spi: u32,
+    pub direction: Direction,
+    pub cipher: Cipher,
+    /// AEAD: key || salt. CBC: the AES key.
+    pub enc_key: SecretKey,
+    /// CBC: the HMAC key. AEAD: empty.
+    pub auth_key: SecretKey,
+    /// Extended (64-bit) sequence numbers (RFC 4304).
+    pub esn: bool,
+    /// Replay window in packets (inbound only), 32..=65536.
+    pub replay_window: u32,
+    pub encap: Encap,
+    pub tunnel: TunnelEndpoints,
+    pub lifetimes: Lifetimes,
+}
+
+impl SaConfig {
+    /// An SA with defaults: no ESN, window 1024, raw ESP, no lifetimes.
+    pub fn new(
+        spi: u32,
+        direction: Direction,
+        cipher: Cipher,
+        enc_key: SecretKey,
+        auth_key: SecretKey,
+        tunnel: TunnelEndpoints,
+    ) -> Self {
+        SaConfig {
+            spi,
+            direction,
+            cipher,
+            enc_key,
+            auth_key,
+            esn: false,
+            replay_window: DEFAULT_WINDOW,
+            encap: Encap::Raw,
+            tunnel,
+            lifetimes: Lifetimes::default(),
+        }
+    }
+}
+
+/// Which limit was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LifetimeCause {
+    Bytes,
+    Packets,
+    Time,
+    /// The outbound sequence number is close to (soft) or at (hard) wrapping.
+    Sequence,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LifetimeKind {
+    Soft,
+    Hard,
+}
+
+/// Lifetime notification for the control plane; each kind fires once per SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaEvent {
+    pub handle: SaHandle,
+    pub spi: u32,
+    pub direction: Direction,
+    pub kind: LifetimeKind,
+    pub cause: LifetimeCause,
+}
+
+/// Counter snapshot of one SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaStats {
+    /// Packets and bytes (inner packet bytes) protected (outbound) or accepted (inbound).
+    pub packets: u64,
+    pub bytes: u64,
+    pub auth_failures: u64,
+    pub replay_drops: u64,
+    pub bad_padding: u64,
+    pub bad_next_header: u64,
+    /// Truncated, bad lengths, bad inner packets, no buffer room.
+    pub malformed: u64,
+    /// Dropped because the SA is hard-expired or its sequence space is exhausted.
+    pub expired_drops: u64,
+    /// Dummy packets (next header 59) discarded.
+    pub dummy: u64,
+    /// Time of the last accepted/protected packet.
+    pub last_packet: Option<Timestamp>,
+}
+
+#[derive(Default)]
+struct Counters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    auth_failures: AtomicU64,
+    replay_drops: AtomicU64,
+    bad_padding: AtomicU64,
+    bad_next_header: AtomicU64,
+    malformed: AtomicU64,
+    expired_drops: AtomicU64,
+    dummy: AtomicU64,
+    /// Milliseconds + 1 of the last packet; 0 = none yet.
+    last_packet: AtomicU64,
+}
+
+/// An installed SA.
+pub(crate) struct Sa {
+    pub(crate) handle: SaHandle,
+    /// Unique per installation, so a sequence number reserved before a `replace` is not reused.
+    pub(crate) instance: u64,
+    pub(crate) spi: u32,
+    pub(crate) direction: Direction,
+    pub(crate) esn: bool,
+    pub(crate) encap: Encap,
+    pub(crate) tunnel: TunnelEndpoints,
+    crypto: EspCrypto,
+    lifetimes: Lifetimes,
+    created: Timestamp,
+    next_seq: AtomicU64,
+    replay: Mutex<ReplayWindow>,
+    counters: Counters,
+    soft_fired: AtomicBool,
+    hard_fired: AtomicBool,
+    events: Sender<SaEvent>,
+}
+
+/// Non-ESN sequence space ends at 2^32 - 1 (RFC 4303 §3.3.3); ESN at 2^64 - 1.
+fn seq_max(esn: bool) -> u64 {
+    if esn {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    }
+}
+
+impl Limits {
+    fn reached(&self, packets: u64, bytes: u64, age: Duration) -> Option<LifetimeCause> {
+        if self.packets.is_some_and(|l| packets >= l) {
+            Some(LifetimeCause::Packets)
+        } else if self.bytes.is_some_and(|l| bytes >= l) {
+            Some(LifetimeCause::Bytes)
+        } else if self.time.is_some_and(|l| age >= l) {
+            Some(LifetimeCause::Time)
+        } else {
+            None
+        }
+    }
+}
+
+impl Sa {
+    pub(crate) fn new(
+        cfg: &SaConfig,
+        handle: SaHandle,
+        instance: u64,
+        now: Timestamp,
+        events: Sender<SaEvent>,
+    ) -> Result<Sa, SadError> {
+        if cfg.spi < 256 {
+            return Err(SadError::ReservedSpi(cfg.spi));
+        }
+        if !(MIN_WINDOW..=MAX_WINDOW).contains(&cfg.replay_window) {
+            return Err(SadError::ReplayWindow(cfg.replay_window));
+        }
+        Ok(Sa {
+            handle,
+            instance,
+            spi: cfg.spi,
+            direction: cfg.direction,
+            esn: cfg.esn,
+            encap: cfg.encap,
+            tunnel: cfg.tunnel,
+            crypto: EspCrypto::new(cfg.cipher, &cfg.enc_key, &cfg.auth_key)?,
+            lifetimes: cfg.lifetimes,
+            created: now,
+            next_seq: AtomicU64::new(1),
+            replay: Mutex::new(ReplayWindow::new(cfg.replay_window)),
+            counters: Counters::default(),
+            soft_fired: AtomicBool::new(false),
+            hard_fired: AtomicBool::new(false),
+            events,
+        })
+    }
+
+    fn fire(&self, kind: LifetimeKind, cause: LifetimeCause) {
+        let flag = match kind {
+            LifetimeKind::Soft => &self.soft_fired,
+            LifetimeKind::Hard => &self.hard_fired,
+        };
+        if !flag.swap(true, Relaxed) {
+            // A closed receiver only means nobody listens any more.
+            let _ = self.events.send(SaEvent {
+                handle: self.handle,
+                spi: self.spi,
+                direction: self.direction,
+                kind,
+                cause,
+            });
+        }
+    }
+
+    /// Checks the limits against the counters and the SA's age; fires events once.
+    pub(crate) fn check_lifetimes(&self, now: Timestamp) {
+        let p = self.counters.packets.load(Relaxed);
+        let b = self.counters.bytes.load(Relaxed);
+        let age = now.saturating_since(self.created);
+        if !self.hard_fired.load(Relaxed) {
+            if let Some(c) = self.lifetimes.hard.reached(p, b, age) {
+                self.fire(LifetimeKind::Hard, c);
+                return;
+            }
+        }
+        if !self.soft_fired.load(Relaxed) {
+            if let Some(c) = self.lifetimes.soft.reached(p, b, age) {
+                self.fire(LifetimeKind::Soft, c);
+            }
+        }
+    }
+
+    fn refuse_if_expired(&self, now: Timestamp) -> Result<(), EspError> {
+        if let Some(t) = self.lifetimes.hard.time {
+            if now.saturating_since(self.created) >= t {
+                self.fire(LifetimeKind::Hard, LifetimeCause::Time);
+            }
+        }
+        if self.hard_fired.load(Relaxed) {
+            return Err(EspError::SaExpired);
+        }
+        Ok(())
+    }
+
+    fn account(&self, bytes: usize, now: Timestamp) {
+        self.counters.packets.fetch_add(1, Relaxed);
+        self.counters.bytes.fetch_add(bytes as u64, Relaxed);
+        self.counters
+            .last_packet
+            .store(now.as_millis().saturating_add(1), Relaxed);
+        self.check_lifetimes(now);
+    }
+
+    pub(crate) fn count(&self, e: EspError) -> EspError {
+        let c = &self.counters;
+        let ctr = match e {
+            EspError::AuthFailed => &c.auth_failures,
+            EspError::Replay => &c.replay_drops,
+            EspError::BadPadding => &c.bad_padding,
+            EspError::BadNextHeader => &c.bad_next_header,
+            EspError::Dummy => &c.dummy,
+            EspError::SaExpired | EspError::SequenceExhausted => &c.expired_drops,
+            EspError::Truncated
+            | EspError::BadLength
+            | EspError::BadInnerPacket
+            | EspError::NoRoom
+            | EspError::UnknownSpi
+            | EspError::UnknownSa => &c.malformed,
+        };
+        ctr.fetch_add(1, Relaxed);
+        e
+    }
+
+    /// Reserves the next outbound sequence number; never wraps (RFC 4303 §3.3.3).
+    pub(crate) fn reserve_seq(&self) -> Result<u64, EspError> {
+        let max = seq_max(self.esn);
+        let s = self.next_seq.fetch_add(1, Relaxed);
+        if s == 0 || s > max {
+            self.fire(LifetimeKind::Hard, LifetimeCause::Sequence);
+            return Err(EspError::SequenceExhausted);
+        }
+        if s >= max - max / 16 {
+            self.fire(LifetimeKind::Soft, LifetimeCause::Sequence);
+        }
+        Ok(s)
+    }
+
+    pub(crate) fn set_next_seq(&self, seq: u64) {
+        self.next_seq.store(seq, Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> SaStats {
+        let c = &self.counters;
+        let last = c.last_packet.load(Relaxed);
+        SaStats {
+            packets: c.packets.load(Relaxed),
+            bytes: c.bytes.load(Relaxed),
+            auth_failures: c.auth_failures.load(Relaxed),
+            replay_drops: c.replay_drops.load(Relaxed),
+            bad_padding: c.bad_padding.load(Relaxed),
+            bad_next_header: c.bad_next_header.load(Relaxed),
+            malformed: c.malformed.load(Relaxed),
+            expired_drops: c.expired_drops.load(Relaxed),
+            dummy: c.dummy.load(Relaxed),
+            last_packet: (last != 0).then(|| Timestamp::from_millis(last - 1)),
+        }
+    }
+
+    /// Tunnel-mode encapsulation of the inner IP packet in `pkt` (RFC 4303 §3.3).
+    pub(crate) fn encap(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+        self.encap_inner(pkt, now).map_err(|e| self.count(e))
+    }
+
+    fn encap_inner(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+        self.refuse_if_expired(now)?;
+        let inner_len = pkt.len();
+        let nh = match pkt.data().first().map(|b| b >> 4) {
+            None => return Err(EspError::Truncated),
+            Some(4) => NEXT_HEADER_IPV4,
+            Some(6) => NEXT_HEADER_IPV6,
+            Some(_) => return Err(EspError::BadInnerPacket),
+        };
+        let seq = if pkt.seq != 0 && pkt.seq_owner == self.instance {
+            pkt.seq
+        } else {
+            self.reserve_seq()?
+        };
+        let c = &self.crypto;
+        let iv_len = c.iv_len();
+        let pad = c.pad_len(inner_len);
+        let front = ESP_HEADER_LEN + iv_len;
+        pkt.grow(front, pad + 2 + c.icv_len())?;
+        let data = pkt.data_mut();
+        emit_header(data, self.spi, seq as u32);
+        if let Some(iv) = data.get_mut(ESP_HEADER_LEN..front) {
+            c.make_iv(seq, iv);
+        }
+        let t = front + inner_len;
+        let trailer = data.get_mut(t..t + pad + 2).ok_or(EspError::NoRoom)?;
+        for (i, b) in trailer.iter_mut().enumerate().take(pad) {
+            *b = (i + 1) as u8;
+        }
+        if let [.., pl, n] = trailer {
+            *pl = pad as u8;
+            *n = nh;
+        }
+        let seq_hi = self.esn.then_some((seq >> 32) as u32);
+        c.seal(data, seq_hi)?;
+        pkt.tunnel = Some((self.tunnel, self.encap));
+        self.account(inner_len, now);
+        Ok(())
+    }
+
+    /// Tunnel-mode decapsulation (RFC 4303 §3.4): replay pre-check, ICV, window update,
+    /// trailer, next header and inner packet checks.
+    pub(crate) fn decap(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+        self.decap_inner(pkt, now).map_err(|e| self.count(e))
+    }
+
+    fn decap_inner(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+        self.refuse_if_expired(now)?;
+        let seq_lo = EspPacket::new_checked(pkt.data())?.seq();
+        let seq = {
+            let w = self.replay.lock().map_err(|_| EspError::Replay)?;
+            let seq = if self.esn {
+                w.infer_esn(seq_lo)
+            } else {
+                u64::from(seq_lo)
+            };
+            w.check(seq).map_err(|_| EspError::Replay)?;
+            seq
+        };
+        let seq_hi = self.esn.then_some((seq >> 32) as u32);
+        let c = &self.crypto;
+        c.decrypt(pkt.data_mut(), seq_hi)?;
+        self.replay
+            .lock()
+            .map_err(|_| EspError::Replay)?
+            .update(seq)
+            .map_err(|_| EspError::Replay)?;
+        let d = c.trailer(pkt.data())?;
+        let inner = pkt.data().get(d.payload.clone()).unwrap_or_default();
+        let version = inner.first().map(|b| b >> 4);
+        let inner_len = match (d.next_header, version) {
+            (NEXT_HEADER_NONE, _) => return Err(EspError::Dummy),
+            (NEXT_HEADER_IPV4, Some(4)) => inner
+                .get(2..4)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))),
+            (NEXT_HEADER_IPV6, Some(6)) => inner
+                .get(4..6)
+                .map(|b| 40 + usize::from(u16::from_be_bytes([b[0], b[1]]))),
+            (NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6, _) => return Err(EspError::BadInnerPacket),
+            _ => return Err(EspError::BadNextHeader),
+        };
+        // Bytes after the inner packet are TFC padding (RFC 4303 §2.7) and are dropped.
+        let inner_len = inner_len
+            .filter(|l| *l <= inner.len() && *l >= 20)
+            .ok_or(EspError::BadInnerPacket)?;
+        let start = d.payload.start;
+        pkt.narrow(start..start + inner_len);
+        pkt.next_header = d.next_header;
+        pkt.sa = Some(self.handle);
+        self.account(inner_len, now);
+        Ok(())
+    }
+}

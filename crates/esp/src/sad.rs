@@ -1,0 +1,345 @@
+//! Security Association Database (RFC 4301 §4.4.2): inbound lookup by SPI, outbound by handle.
+//!
+//! The tables are an immutable snapshot behind an `Arc`. Changes copy the snapshot under a
+//! mutex and bump a generation counter; each [`SadReader`] (one per worker thread) re-reads the
+//! snapshot only when the generation moved, so the hot path takes no lock for lookups.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::clock::Timestamp;
+use crate::error::{EspError, SadError};
+use crate::packet::{EspPacket, PacketBuf, Verdict};
+use crate::sa::{Direction, Sa, SaConfig, SaEvent, SaHandle, SaStats};
+
+/// Multiplicative hash for integer keys (SPIs are random, handles sequential).
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n))
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default, Clone)]
+struct Snapshot {
+    inbound: IdMap<u32, Arc<Sa>>,
+    by_handle: IdMap<u64, Arc<Sa>>,
+}
+
+struct Inner {
+    generation: u64,
+    next_handle: u64,
+    next_instance: u64,
+    snapshot: Arc<Snapshot>,
+}
+
+/// Global (not per-SA) drop counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GlobalStats {
+    /// Inbound packets whose SPI matched no SA (RFC 4303 §3.4.2).
+    pub unknown_spi: u64,
+    /// Outbound packets naming no installed SA.
+    pub unknown_sa: u64,
+    /// Inbound packets too short to carry an SPI.
+    pub malformed: u64,
+}
+
+/// The SAD. Share it as `Arc<Sad>`; control plane calls `add`/`replace`/`remove`, workers use
+/// a [`SadReader`] each.
+pub struct Sad {
+    inner: Mutex<Inner>,
+    generation: AtomicU64,
+    unknown_spi: AtomicU64,
+    unknown_sa: AtomicU64,
+    malformed: AtomicU64,
+    events_tx: Sender<SaEvent>,
+    events_rx: Receiver<SaEvent>,
+}
+
+impl Default for Sad {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sad {
+    pub fn new() -> Self {
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        Sad {
+            inner: Mutex::new(Inner {
+                generation: 0,
+                next_handle: 1,
+                next_instance: 1,
+                snapshot: Arc::new(Snapshot::default()),
+            }),
+            generation: AtomicU64::new(0),
+            unknown_spi: AtomicU64::new(0),
+            unknown_sa: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            events_tx,
+            events_rx,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the snapshot half-written (it is swapped
+        // whole), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, inner: &mut Inner, snap: Snapshot) {
+        inner.snapshot = Arc::new(snap);
+        inner.generation += 1;
+        self.generation.store(inner.generation, Ordering::Release);
+    }
+
+    /// Installs a new SA; key lengths, SPI and window are checked here, never per packet.
+    pub fn add(&self, cfg: &SaConfig, now: Timestamp) -> Result<SaHandle, SadError> {
+        let mut inner = self.lock();
+        let handle = SaHandle(inner.next_handle);
+        let sa = Arc::new(Sa::new(
+            cfg,
+            handle,
+            inner.next_instance,
+            now,
+            self.events_tx.clone(),
+        )?);
+        let mut snap = (*inner.snapshot).clone();
+        if cfg.direction == Direction::Inbound {
+            if snap.inbound.contains_key(&cfg.spi) {
+                return Err(SadError::DuplicateSpi(cfg.spi));
+            }
+            snap.inbound.insert(cfg.spi, sa.clone());
+        }
+        snap.by_handle.insert(handle.0, sa);
+        inner.next_handle += 1;
+        inner.next_instance += 1;
+        self.publish(&mut inner, snap);
+        Ok(handle)
+    }
+
+    /// Replaces the SA behind `handle` with fresh state (new keys, counters, window); traffic
+    /// switches atomically. The direction must stay the same.
+    pub fn replace(&self, handle: SaHandle, cfg: &SaConfig, now: Timestamp) -> Result<(), SadError> {
+        let mut inner = self.lock();
+        let old = inner
+            .snapshot
+            .by_handle
+            .get(&handle.0)
+            .cloned()
+            .ok_or(SadError::NotFound)?;
+        if old.direction != cfg.direction {
+            return Err(SadError::Direction);
+        }
+        let sa = Arc::new(Sa::new(
+            cfg,
+            handle,
+            inner.next_instance,
+            now,
+            self.events_tx.clone(),
+        )?);
+        let mut snap = (*inner.snapshot).clone();
+        if cfg.direction == Direction::Inbound {
+            if cfg.spi != old.spi && snap.inbound.contains_key(&cfg.spi) {
+                return Err(SadError::DuplicateSpi(cfg.spi));
+            }
+            snap.inbound.remove(&old.spi);
+            snap.inbound.insert(cfg.spi, sa.clone());
+        }
+        snap.by_handle.insert(handle.0, sa);
+        inner.next_instance += 1;
+        self.publish(&mut inner, snap);
+        Ok(())
+    }
+
+    /// Removes an SA; packets already in flight finish on their snapshot.
+    pub fn remove(&self, handle: SaHandle) -> Result<(), SadError> {
+        let mut inner = self.lock();
+        let mut snap = (*inner.snapshot).clone();
+        let old = snap.by_handle.remove(&handle.0).ok_or(SadError::NotFound)?;
+        if old.direction == Direction::Inbound {
+            snap.inbound.remove(&old.spi);
+        }
+        self.publish(&mut inner, snap);
+        Ok(())
+    }
+
+    fn get(&self, handle: SaHandle) -> Option<Arc<Sa>> {
+        self.lock().snapshot.by_handle.get(&handle.0).cloned()
+    }
+
+    /// Counter snapshot of one SA.
+    pub fn stats(&self, handle: SaHandle) -> Option<SaStats> {
+        self.get(handle).map(|sa| sa.stats())
+    }
+
+    /// All installed SAs: handle, SPI, direction.
+    pub fn list(&self) -> Vec<(SaHandle, u32, Direction)> {
+        let inner = self.lock();
+        let mut v: Vec<_> = inner
+            .snapshot
+            .by_handle
+            .values()
+            .map(|sa| (sa.handle, sa.spi, sa.direction))
+            .collect();
+        v.sort_by_key(|e| e.0);
+        v
+    }
+
+    pub fn global_stats(&self) -> GlobalStats {
+        GlobalStats {
+            unknown_spi: self.unknown_spi.load(Ordering::Relaxed),
+            unknown_sa: self.unknown_sa.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Lifetime events (soft: rekey now; hard: SA stopped). Drain with `try_iter()`.
+    pub fn events(&self) -> Receiver<SaEvent> {
+        self.events_rx.clone()
+    }
+
+    /// Checks time-based lifetimes of every SA; call from the daemon's timer.
+    pub fn poll_lifetimes(&self, now: Timestamp) {
+        let snap = self.lock().snapshot.clone();
+        for sa in snap.by_handle.values() {
+            sa.check_lifetimes(now);
+        }
+    }
+
+    /// Sets the next outbound sequence number (tests, and restoring state).
+    pub fn set_next_seq(&self, handle: SaHandle, seq: u64) -> Result<(), SadError> {
+        self.get(handle).ok_or(SadError::NotFound)?.set_next_seq(seq);
+        Ok(())
+    }
+
+    /// A lookup handle for one worker thread.
+    pub fn reader(self: &Arc<Self>) -> SadReader {
+        let (generation, snapshot) = {
+            let inner = self.lock();
+            (inner.generation, inner.snapshot.clone())
+        };
+        SadReader {
+            sad: self.clone(),
+            generation,
+            snapshot,
+        }
+    }
+}
+
+/// Per-thread view of the SAD with batch encap/decap. Refreshes its snapshot when the SAD
+/// changed (one atomic load per batch).
+pub struct SadReader {
+    sad: Arc<Sad>,
+    generation: u64,
+    snapshot: Arc<Snapshot>,
+}
+
+impl SadReader {
+    fn refresh(&mut self) {
+        if self.sad.generation.load(Ordering::Acquire) != self.generation {
+            let inner = self.sad.lock();
+            self.generation = inner.generation;
+            self.snapshot = inner.snapshot.clone();
+        }
+    }
+
+    fn outbound(&self, pkt: &PacketBuf) -> Option<&Arc<Sa>> {
+        let sa = self.snapshot.by_handle.get(&pkt.sa?.0)?;
+        (sa.direction == Direction::Outbound).then_some(sa)
+    }
+
+    /// Assigns outbound sequence numbers in arrival order (the pipeline's first stage), so
+    /// that parallel encryption cannot reorder them.
+    pub fn assign_seq(&mut self, batch: &mut [PacketBuf]) {
+        self.refresh();
+        for pkt in batch.iter_mut() {
+            if pkt.verdict != Verdict::Pending {
+                continue;
+            }
+            let Some(sa) = self.outbound(pkt) else {
+                continue; // reported by encap
+            };
+            match sa.reserve_seq() {
+                Ok(s) => {
+                    pkt.seq = s;
+                    pkt.seq_owner = sa.instance;
+                }
+                Err(e) => pkt.verdict = Verdict::Dropped(sa.count(e)),
+            }
+        }
+    }
+
+    /// Tunnel-mode encapsulation of each pending packet with the SA named by `pkt.sa`.
+    pub fn encap_batch(&mut self, batch: &mut [PacketBuf], now: Timestamp) {
+        self.refresh();
+        for pkt in batch.iter_mut() {
+            if pkt.verdict != Verdict::Pending {
+                continue;
+            }
+            pkt.verdict = match self.outbound(pkt) {
+                None => {
+                    self.sad.unknown_sa.fetch_add(1, Ordering::Relaxed);
+                    Verdict::Dropped(EspError::UnknownSa)
+                }
+                Some(sa) => match sa.encap(pkt, now) {
+                    Ok(()) => Verdict::Ok,
+                    Err(e) => Verdict::Dropped(e),
+                },
+            };
+        }
+    }
+
+    /// Tunnel-mode decapsulation of each pending packet (ESP packet in, inner IP packet out).
+    pub fn decap_batch(&mut self, batch: &mut [PacketBuf], now: Timestamp) {
+        self.refresh();
+        for pkt in batch.iter_mut() {
+            if pkt.verdict != Verdict::Pending {
+                continue;
+            }
+            pkt.verdict = match self.decap_one(pkt, now) {
+                Ok(()) => Verdict::Ok,
+                Err(e) => Verdict::Dropped(e),
+            };
+        }
+    }
+
+    fn decap_one(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+        let spi = match EspPacket::new_checked(pkt.data()) {
+            Ok(p) => p.spi(),
+            Err(e) => {
+                self.sad.malformed.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        match self.snapshot.inbound.get(&spi) {
+            Some(sa) => sa.decap(pkt, now),
+            None => {
+                self.sad.unknown_spi.fetch_add(1, Ordering::Relaxed);
+                Err(EspError::UnknownSpi)
+            }
+        }
+    }
+}
