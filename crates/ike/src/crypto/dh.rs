@@ -44,7 +44,7 @@ impl fmt::Debug for DhPrivate {
 }
 
 /// The prime of a MODP group, big-endian; `None` for elliptic-curve groups.
-fn modp_prime(group: DhGroup) -> Option<&'static [u8]> {
+pub fn modp_prime(group: DhGroup) -> Option<&'static [u8]> {
     Some(match group {
         DhGroup::Modp1024 => &MODP1024,
         DhGroup::Modp1536 => &MODP1536,
