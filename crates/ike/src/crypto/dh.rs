@@ -149,9 +149,9 @@ impl DhPrivate {
     fn with_key(group: DhGroup, key: Key) -> DhPrivate {
         let public = match &key {
             Key::Modp(x) => modp_prime(group).map_or_else(Vec::new, |p| modp_public(p, x)),
-            Key::P256(k) => k.public_key().to_encoded_point(false).as_bytes()[1..].to_vec(),
-            Key::P384(k) => k.public_key().to_encoded_point(false).as_bytes()[1..].to_vec(),
-            Key::P521(k) => k.public_key().to_encoded_point(false).as_bytes()[1..].to_vec(),
+            Key::P256(k) => uncompressed_xy(k.public_key().to_encoded_point(false).as_bytes()),
+            Key::P384(k) => uncompressed_xy(k.public_key().to_encoded_point(false).as_bytes()),
+            Key::P521(k) => uncompressed_xy(k.public_key().to_encoded_point(false).as_bytes()),
             Key::X25519(k) => x25519_dalek::PublicKey::from(k).as_bytes().to_vec(),
         };
         DhPrivate { group, key, public }
@@ -206,6 +206,11 @@ impl DhPrivate {
             }
         }
     }
+}
+
+/// `x | y` of a SEC1 uncompressed point (the RFC 5903 §7 encoding drops the 0x04 prefix).
+fn uncompressed_xy(sec1: &[u8]) -> Vec<u8> {
+    sec1.get(1..).unwrap_or_default().to_vec()
 }
 
 /// SEC1 uncompressed encoding (`0x04 | x | y`) of an RFC 5903 public value.

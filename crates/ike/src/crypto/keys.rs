@@ -90,7 +90,9 @@ fn encryption_key(hash: IkeHash, skeyid_e: &[u8], key_len: usize) -> Secret {
     if skeyid_e.len() >= key_len {
         return Zeroizing::new(skeyid_e.get(..key_len).unwrap_or(skeyid_e).to_vec());
     }
-    let mut out = Zeroizing::new(Vec::with_capacity(key_len + hash.output_len()));
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        key_len.saturating_add(hash.output_len()),
+    ));
     let mut k = prf(hash, skeyid_e, &[&[0]]);
     loop {
         out.extend_from_slice(&k);
@@ -196,7 +198,7 @@ pub fn keymat(
 ) -> Secret {
     let g = g_qm_xy.unwrap_or(&[]);
     let proto = [protocol];
-    let mut out = Zeroizing::new(Vec::with_capacity(len + hash.output_len()));
+    let mut out = Zeroizing::new(Vec::with_capacity(len.saturating_add(hash.output_len())));
     let mut k = prf(hash, skeyid_d, &[g, &proto, spi, ni_b, nr_b]);
     loop {
         out.extend_from_slice(&k);

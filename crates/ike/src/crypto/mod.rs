@@ -11,7 +11,10 @@ mod modp_primes;
 pub mod prf;
 
 pub use dh::DhPrivate;
-pub use keys::Phase1Keys;
+pub use keys::{
+    hash_i, hash_r, keymat, nat_d, phase2_iv, qm_hash1, qm_hash2, qm_hash3, skeyid_psk, skeyid_sig,
+    Phase1Keys,
+};
 pub use prf::{ct_eq, hash, prf};
 
 /// Key material: a byte buffer zeroed on drop.
