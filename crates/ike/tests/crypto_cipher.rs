@@ -108,3 +108,41 @@ fn partial_blocks_and_wrong_key_or_iv_lengths_are_errors() {
     );
     assert_eq!(block, [0; 16], "failed calls leave the data alone");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALL: [IkeCipher; 4] = [
+        IkeCipher::TripleDesCbc,
+        IkeCipher::AesCbc128,
+        IkeCipher::AesCbc192,
+        IkeCipher::AesCbc256,
+    ];
+
+    proptest! {
+        /// Decryption inverts encryption for whole blocks; any other length is refused untouched.
+        #[test]
+        fn round_trip_or_bad_length(
+            c in 0..ALL.len(),
+            key in proptest::collection::vec(any::<u8>(), 32),
+            iv in proptest::collection::vec(any::<u8>(), 16),
+            data in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let cipher = ALL[c];
+            let (key, iv) = (&key[..cipher.key_len()], &iv[..cipher.block_len()]);
+            let mut buf = data.clone();
+            match encrypt(cipher, key, iv, &mut buf) {
+                Ok(()) => {
+                    prop_assert_eq!(data.len() % cipher.block_len(), 0);
+                    decrypt(cipher, key, iv, &mut buf).unwrap();
+                    prop_assert_eq!(buf, data);
+                }
+                Err(e) => {
+                    prop_assert_eq!(e, CryptoError::BadLength);
+                    prop_assert_eq!(buf, data);
+                }
+            }
+        }
+    }
+}

@@ -265,3 +265,36 @@ fn debug_does_not_show_the_private_value() {
     let s = format!("{k:?}");
     assert!(!s.contains("50e7") && !s.contains("80, 231"), "{s}");
 }
+
+mod arbitrary_peer_values {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn group_and_value() -> impl Strategy<Value = (DhGroup, Vec<u8>)> {
+        (0..DhGroup::ALL.len()).prop_flat_map(|i| {
+            let group = DhGroup::ALL[i];
+            let len = group.public_len();
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), len),
+                proptest::collection::vec(any::<u8>(), 0..len + 2),
+            ]
+            .prop_map(move |v| (group, v))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Whatever a peer sends as KE data, the result is a secret of the group's size or an
+        /// error, never a panic.
+        #[test]
+        fn never_panic((group, value) in group_and_value()) {
+            let me = DhPrivate::from_secret_bytes(group, &[0x42; 32]).unwrap();
+            match me.shared_secret(&value) {
+                Ok(s) => prop_assert!(!s.is_empty() && s.len() <= group.public_len()),
+                Err(CryptoError::BadLength) => prop_assert_ne!(value.len(), group.public_len()),
+                Err(e) => prop_assert_eq!(e, CryptoError::InvalidPublicValue),
+            }
+        }
+    }
+}
