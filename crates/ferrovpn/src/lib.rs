@@ -4,3 +4,6 @@
 pub mod cli;
 pub mod config;
 pub mod ipnet;
+pub mod netlink;
+pub mod netns;
+pub mod tun;

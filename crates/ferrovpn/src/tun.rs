@@ -1,0 +1,383 @@
+//! TUN devices through `/dev/net/tun` and the `TUNSETIFF` ioctl (Linux
+//! Documentation/networking/tuntap.rst): layer-3 packets, no packet-info prefix (`IFF_NO_PI`),
+//! optionally several queues on one device (`IFF_MULTI_QUEUE`, one fd per worker) and the
+//! virtio-net header (`IFF_VNET_HDR`) that GSO/GRO offloads will need.
+//!
+//! The tun-tap crate is not used: it cannot express multi-queue or vnet headers.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::netlink::{link_index, Netlink, NetlinkError};
+
+/// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
+pub const MAX_NAME_LEN: usize = 15;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TunOptions {
+    /// Allow several queues (fds) on this device; every queue must be opened with it.
+    pub multi_queue: bool,
+    /// Prefix every packet with a `struct virtio_net_hdr` (offloads; handled by the caller).
+    pub vnet_hdr: bool,
+    /// Reads and writes return `WouldBlock` instead of waiting.
+    pub nonblocking: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TunError {
+    #[error("TUN name '{name}': {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("open /dev/net/tun: {0}")]
+    Open(io::Error),
+    #[error("TUNSETIFF {name}: {source}")]
+    SetIff { name: String, source: io::Error },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Netlink(#[from] NetlinkError),
+}
+
+/// One queue (file descriptor) of a TUN device.
+#[derive(Debug)]
+pub struct Tun {
+    fd: OwnedFd,
+    name: String,
+}
+
+/// Checks a name before it reaches the kernel.
+pub fn check_name(name: &str) -> Result<(), TunError> {
+    let bad = |reason| TunError::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(bad("longer than 15 bytes (IFNAMSIZ)"));
+    }
+    if name == "." || name == ".." {
+        return Err(bad("reserved"));
+    }
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace() || !b.is_ascii())
+    {
+        return Err(bad("contains '/', ':', whitespace, NUL or non-ASCII"));
+    }
+    Ok(())
+}
+
+fn ifreq_for(name: &str, flags: libc::c_short) -> libc::ifreq {
+    // SAFETY: an all-zero ifreq is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = flags;
+    ifr
+}
+
+fn name_of(ifr: &libc::ifreq) -> String {
+    let bytes: Vec<u8> = ifr
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+impl Tun {
+    /// Creates (or attaches a queue to) the TUN device `name`.
+    pub fn open(name: &str, opts: TunOptions) -> Result<Tun, TunError> {
+        check_name(name)?;
+        let path = c"/dev/net/tun";
+        let mut oflags = libc::O_RDWR | libc::O_CLOEXEC;
+        if opts.nonblocking {
+            oflags |= libc::O_NONBLOCK;
+        }
+        // SAFETY: path is NUL-terminated; the result is checked.
+        let fd = unsafe { libc::open(path.as_ptr(), oflags) };
+        if fd < 0 {
+            return Err(TunError::Open(io::Error::last_os_error()));
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+        if opts.multi_queue {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
+        if opts.vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        let mut ifr = ifreq_for(name, flags as libc::c_short);
+        // SAFETY: TUNSETIFF reads and writes one ifreq, which ifr is.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) };
+        if rc < 0 {
+            return Err(TunError::SetIff {
+                name: name.to_string(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(Tun {
+            fd,
+            name: name_of(&ifr),
+        })
+    }
+
+    /// Opens `n` queues of one multi-queue device, e.g. one per worker thread.
+    pub fn open_queues(name: &str, n: usize, opts: TunOptions) -> Result<Vec<Tun>, TunError> {
+        let opts = TunOptions {
+            multi_queue: true,
+            ..opts
+        };
+        (0..n).map(|_| Tun::open(name, opts)).collect()
+    }
+
+    /// The device name the kernel assigned.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `IFF_*` flags of the device as the kernel reports them (`TUNGETIFF`).
+    pub fn flags(&self) -> io::Result<libc::c_int> {
+        let mut ifr = ifreq_for("", 0);
+        // SAFETY: TUNGETIFF fills one ifreq, which ifr is.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TUNGETIFF, &mut ifr) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: TUNGETIFF stored the flags in ifru_flags.
+        Ok(libc::c_int::from(unsafe { ifr.ifr_ifru.ifru_flags }) & 0xffff)
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+        unsafe {
+            let fl = libc::fcntl(self.fd.as_raw_fd(), libc::F_GETFL);
+            if fl < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fl = if on {
+                fl | libc::O_NONBLOCK
+            } else {
+                fl & !libc::O_NONBLOCK
+            };
+            if libc::fcntl(self.fd.as_raw_fd(), libc::F_SETFL, fl) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one packet into `buf`; returns its length.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is valid for writes of buf.len() bytes.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Writes one packet (an IPv4 or IPv6 datagram, after the vnet header if enabled).
+    pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
+        // SAFETY: packet is valid for reads of packet.len() bytes.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Sets the device MTU (through rtnetlink).
+    pub fn set_mtu(&self, nl: &mut Netlink, mtu: u32) -> Result<(), TunError> {
+        nl.set_mtu(link_index(&self.name)?, mtu)?;
+        Ok(())
+    }
+
+    /// Brings the device administratively up (through rtnetlink).
+    pub fn up(&self, nl: &mut Netlink) -> Result<(), TunError> {
+        nl.set_link_up(link_index(&self.name)?, true)?;
+        Ok(())
+    }
+}
+
+impl AsFd for Tun {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Tun {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netns::{require_root, NetNs};
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    #[test]
+    fn names_are_checked_before_the_kernel_sees_them() {
+        assert!(check_name("fv0").is_ok());
+        assert!(check_name("a23456789012345").is_ok());
+        for bad in ["", "a234567890123456", "a/b", "a b", "a:1", ".."] {
+            assert!(
+                matches!(check_name(bad), Err(TunError::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// Waits for a readable fd; the timeout only keeps a broken test from hanging.
+    fn wait_readable(t: &Tun) {
+        let mut p = libc::pollfd {
+            fd: t.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: p is one valid pollfd.
+        let rc = unsafe { libc::poll(&mut p, 1, 5000) };
+        assert_eq!(rc, 1, "TUN did not become readable");
+    }
+
+    fn checksum(b: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        for c in b.chunks(2) {
+            let w = u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]);
+            sum += u32::from(w);
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// An IPv4/UDP datagram with a zero (absent) UDP checksum.
+    fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let total = 20 + 8 + payload.len();
+        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        let c = checksum(&p);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// Reads until an IPv4 UDP packet to `dport` shows up (skipping e.g. IPv6 router solicits).
+    fn read_udp4_to(t: &Tun, dport: u16) -> Vec<u8> {
+        let mut buf = [0u8; 2048];
+        for _ in 0..50 {
+            wait_readable(t);
+            let n = match t.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            };
+            let p = &buf[..n];
+            if p[0] >> 4 == 4 && p[9] == 17 && u16::from_be_bytes([p[22], p[23]]) == dport {
+                return p.to_vec();
+            }
+        }
+        panic!("no UDP packet to port {dport} on the TUN");
+    }
+
+    #[test]
+    fn packets_flow_both_ways_through_the_tun() {
+        if !require_root("tun::packets_flow_both_ways_through_the_tun") {
+            return;
+        }
+        let ns = NetNs::new("tun").unwrap();
+        ns.run(|| {
+            let tun = Tun::open(
+                "fvt0",
+                TunOptions {
+                    nonblocking: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(tun.name(), "fvt0");
+            let flags = tun.flags().unwrap();
+            assert_eq!(flags & libc::IFF_TUN, libc::IFF_TUN);
+            assert_eq!(flags & libc::IFF_NO_PI, libc::IFF_NO_PI);
+            let mut nl = Netlink::open().unwrap();
+            tun.set_mtu(&mut nl, 1400).unwrap();
+            tun.up(&mut nl).unwrap();
+            nl.add_address(
+                link_index("fvt0").unwrap(),
+                "198.51.100.1/24".parse().unwrap(),
+            )
+            .unwrap();
+
+            // Kernel -> TUN: a datagram routed to the TUN's subnet is read as an IP packet.
+            let sock = UdpSocket::bind("198.51.100.1:4000").unwrap();
+            sock.send_to(b"to-tun", "198.51.100.2:9").unwrap();
+            let p = read_udp4_to(&tun, 9);
+            assert_eq!(&p[12..16], &[198, 51, 100, 1]);
+            assert_eq!(&p[16..20], &[198, 51, 100, 2]);
+            assert_eq!(&p[28..], b"to-tun");
+
+            // TUN -> kernel: a written packet is delivered to the local socket.
+            let pkt = udp4(
+                Ipv4Addr::new(198, 51, 100, 2),
+                Ipv4Addr::new(198, 51, 100, 1),
+                9,
+                4000,
+                b"from-tun",
+            );
+            assert_eq!(tun.write(&pkt).unwrap(), pkt.len());
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"from-tun");
+            assert_eq!(from.to_string(), "198.51.100.2:9");
+            drop(nl);
+        });
+        let link = ns.ip(&["-o", "link", "show", "fvt0"]);
+        assert!(link.is_err(), "a non-persistent TUN vanishes with its fd");
+    }
+
+    #[test]
+    fn multi_queue_and_vnet_hdr() {
+        if !require_root("tun::multi_queue_and_vnet_hdr") {
+            return;
+        }
+        let ns = NetNs::new("tunmq").unwrap();
+        ns.run(|| {
+            let opts = TunOptions {
+                vnet_hdr: true,
+                nonblocking: true,
+                ..Default::default()
+            };
+            let queues = Tun::open_queues("fvmq0", 3, opts).unwrap();
+            assert_eq!(queues.len(), 3);
+            for q in &queues {
+                assert_eq!(q.name(), "fvmq0");
+                let f = q.flags().unwrap();
+                assert_eq!(f & libc::IFF_MULTI_QUEUE, libc::IFF_MULTI_QUEUE);
+                assert_eq!(f & libc::IFF_VNET_HDR, libc::IFF_VNET_HDR);
+            }
+            // A single-queue open of a multi-queue device is refused.
+            let e = Tun::open("fvmq0", TunOptions::default()).unwrap_err();
+            assert!(matches!(e, TunError::SetIff { .. }), "{e}");
+            // Nothing to read yet on a non-blocking queue.
+            let mut buf = [0u8; 64];
+            let e = queues[1].read(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+            queues[0].set_nonblocking(false).unwrap();
+        });
+    }
+}
