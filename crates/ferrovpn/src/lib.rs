@@ -6,4 +6,6 @@ pub mod config;
 pub mod ipnet;
 pub mod netlink;
 pub mod netns;
+pub mod routing;
+pub mod socket;
 pub mod tun;

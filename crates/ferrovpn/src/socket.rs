@@ -1,0 +1,382 @@
+//! The daemon's sockets: UDP 500 (IKE, RFC 2409) and 4500 (NAT-T and ESP-in-UDP, RFC 3947 /
+//! RFC 3948) bound to the connection's local address, and a raw IP protocol 50 socket for plain
+//! ESP (RFC 4303). All can carry `SO_MARK`, so that policy routing (see `routing`) sends them to
+//! the peer over the physical interface rather than into the tunnel.
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// IKE port (RFC 2409).
+pub const IKE_PORT: u16 = 500;
+/// NAT-T port (RFC 3947 §4).
+pub const NAT_T_PORT: u16 = 4500;
+/// IP protocol number of ESP.
+pub const IPPROTO_ESP: i32 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketOptions {
+    /// `SO_MARK` value (needs CAP_NET_ADMIN).
+    pub fwmark: Option<u32>,
+    pub nonblocking: bool,
+}
+
+/// The two IKE sockets of one local address.
+#[derive(Debug)]
+pub struct IkeSockets {
+    /// UDP 500.
+    pub ike: UdpSocket,
+    /// UDP 4500 (non-ESP marker + IKE, and ESP-in-UDP).
+    pub nat_t: UdpSocket,
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn new_socket(
+    v6: bool,
+    ty: libc::c_int,
+    proto: libc::c_int,
+    nonblocking: bool,
+) -> io::Result<OwnedFd> {
+    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    let mut ty = ty | libc::SOCK_CLOEXEC;
+    if nonblocking {
+        ty |= libc::SOCK_NONBLOCK;
+    }
+    // SAFETY: plain socket(2); the result is checked and owned.
+    let fd = cvt(unsafe { libc::socket(domain, ty, proto) })?;
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn set_int_opt(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: v is a valid c_int for the duration of the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            std::ptr::addr_of!(v).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn apply(fd: &OwnedFd, opts: &SocketOptions) -> io::Result<()> {
+    if let Some(mark) = opts.fwmark {
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)?;
+    }
+    Ok(())
+}
+
+/// A `sockaddr_storage` for `addr`, and its length.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// Reads the address out of a `sockaddr_storage` filled by the kernel.
+fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in; storage is large enough.
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
+            Some(IpAddr::V4(Ipv4Addr::from(
+                sin.sin_addr.s_addr.to_ne_bytes(),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6; storage is large enough.
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+    let (ss, len) = sockaddr(addr);
+    // SAFETY: ss holds a valid sockaddr of length len.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(ss).cast(), len) }).map(drop)
+}
+
+/// A UDP socket bound to `addr` with `SO_REUSEADDR` (a restarted daemon rebinds at once).
+///
+/// On Linux, `SO_REUSEADDR` on UDP also lets a second process that sets it bind the same
+/// address and port; keeping to one daemon is the control socket's job, not the bind's.
+pub fn bind_udp(addr: SocketAddr, opts: &SocketOptions) -> io::Result<UdpSocket> {
+    let fd = new_socket(
+        addr.is_ipv6(),
+        libc::SOCK_DGRAM,
+        libc::IPPROTO_UDP,
+        opts.nonblocking,
+    )?;
+    set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if addr.is_ipv6() {
+        set_int_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    apply(&fd, opts)?;
+    bind(&fd, addr)?;
+    Ok(UdpSocket::from(fd))
+}
+
+/// UDP 500 and 4500 on `local`.
+pub fn bind_ike(local: IpAddr, opts: &SocketOptions) -> io::Result<IkeSockets> {
+    Ok(IkeSockets {
+        ike: bind_udp(SocketAddr::new(local, IKE_PORT), opts)?,
+        nat_t: bind_udp(SocketAddr::new(local, NAT_T_PORT), opts)?,
+    })
+}
+
+/// A raw IP socket for protocol 50: sends ESP packets (the kernel adds the IP header) and
+/// receives every ESP packet addressed to this host.
+#[derive(Debug)]
+pub struct RawEsp {
+    fd: OwnedFd,
+    v6: bool,
+}
+
+/// Where the ESP packet sits in a buffer filled by [`RawEsp::recv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EspDatagram {
+    pub src: IpAddr,
+    /// Start of the ESP header: after the IPv4 header (raw IPv4 sockets deliver it), 0 for IPv6.
+    pub offset: usize,
+    /// End of the packet.
+    pub len: usize,
+}
+
+impl RawEsp {
+    /// Opens the socket and binds it to `local` so it sees only packets to that address.
+    pub fn open(local: IpAddr, opts: &SocketOptions) -> io::Result<RawEsp> {
+        let v6 = local.is_ipv6();
+        let fd = new_socket(v6, libc::SOCK_RAW, IPPROTO_ESP, opts.nonblocking)?;
+        apply(&fd, opts)?;
+        bind(&fd, SocketAddr::new(local, 0))?;
+        Ok(RawEsp { fd, v6 })
+    }
+
+    /// Sends one ESP packet (SPI onwards) to `dst`.
+    pub fn send_to(&self, esp: &[u8], dst: IpAddr) -> io::Result<usize> {
+        if dst.is_ipv6() != self.v6 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "destination address family differs from the socket's",
+            ));
+        }
+        let (ss, len) = sockaddr(SocketAddr::new(dst, 0));
+        // SAFETY: esp and ss are valid for the given lengths.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                esp.as_ptr().cast(),
+                esp.len(),
+                0,
+                std::ptr::addr_of!(ss).cast(),
+                len,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Receives one packet into `buf`; `buf[d.offset..d.len]` is the ESP packet.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<EspDatagram> {
+        let mut ss = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+        let mut sl = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: buf and ss are valid for writes of the given lengths.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                ss.as_mut_ptr().cast(),
+                &mut sl,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let len = (n as usize).min(buf.len());
+        // SAFETY: zero-initialised and possibly filled by the kernel; either way valid.
+        let ss = unsafe { ss.assume_init() };
+        let bad = |m| io::Error::new(io::ErrorKind::InvalidData, m);
+        let src = ip_of(&ss).ok_or_else(|| bad("unknown address family"))?;
+        let offset = if self.v6 {
+            0
+        } else {
+            let ihl = buf.first().map(|b| usize::from(b & 0x0f) * 4).unwrap_or(0);
+            if ihl < 20 || ihl > len {
+                return Err(bad("truncated IPv4 header"));
+            }
+            ihl
+        };
+        Ok(EspDatagram { src, offset, len })
+    }
+}
+
+impl AsFd for RawEsp {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for RawEsp {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// The `SO_MARK` of a socket (for tests and status output).
+pub fn fwmark(sock: &impl AsRawFd) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    let mut l = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and l are valid for writes.
+    cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            std::ptr::addr_of_mut!(v).cast(),
+            &mut l,
+        )
+    })?;
+    Ok(v as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netns::{require_root, NetNs};
+
+    fn two_namespaces(tag: &str) -> (NetNs, NetNs) {
+        let a = NetNs::new(&format!("{tag}a")).unwrap();
+        let b = NetNs::new(&format!("{tag}b")).unwrap();
+        NetNs::veth_pair(&a, "fva", "192.0.2.1/24", &b, "fvb", "192.0.2.2/24").unwrap();
+        a.ip(&["addr", "add", "2001:db8::1/64", "dev", "fva", "nodad"])
+            .unwrap();
+        b.ip(&["addr", "add", "2001:db8::2/64", "dev", "fvb", "nodad"])
+            .unwrap();
+        (a, b)
+    }
+
+    fn wait_readable(fd: RawFd) {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: p is one valid pollfd.
+        let rc = unsafe { libc::poll(&mut p, 1, 5000) };
+        assert_eq!(rc, 1, "socket did not become readable");
+    }
+
+    #[test]
+    fn udp_500_to_500_between_namespaces() {
+        if !require_root("socket::udp_500_to_500_between_namespaces") {
+            return;
+        }
+        let (a, b) = two_namespaces("udp");
+        for (local_b, remote_b, local_a) in [
+            ("192.0.2.2", "192.0.2.2:500", "192.0.2.1"),
+            ("2001:db8::2", "[2001:db8::2]:500", "2001:db8::1"),
+        ] {
+            let opts = SocketOptions {
+                fwmark: Some(0x1234),
+                nonblocking: true,
+            };
+            let rx = b.run(|| bind_ike(local_b.parse().unwrap(), &opts).unwrap());
+            let tx = a.run(|| bind_ike(local_a.parse().unwrap(), &opts).unwrap());
+            assert_eq!(fwmark(&tx.ike).unwrap(), 0x1234);
+            assert_eq!(tx.nat_t.local_addr().unwrap().port(), 4500);
+            tx.ike.send_to(b"MM1", remote_b).unwrap();
+            wait_readable(rx.ike.as_raw_fd());
+            let mut buf = [0u8; 16];
+            let (n, from) = rx.ike.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"MM1");
+            assert_eq!(from, SocketAddr::new(local_a.parse().unwrap(), 500));
+        }
+    }
+
+    #[test]
+    fn raw_esp_between_namespaces() {
+        if !require_root("socket::raw_esp_between_namespaces") {
+            return;
+        }
+        let (a, b) = two_namespaces("esp");
+        let opts = SocketOptions {
+            fwmark: Some(7),
+            nonblocking: false,
+        };
+        let esp = [0x00, 0x00, 0x10, 0x01, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
+        for (la, lb) in [("192.0.2.1", "192.0.2.2"), ("2001:db8::1", "2001:db8::2")] {
+            let (la, lb): (IpAddr, IpAddr) = (la.parse().unwrap(), lb.parse().unwrap());
+            let rx = b.run(|| RawEsp::open(lb, &opts).unwrap());
+            let tx = a.run(|| RawEsp::open(la, &opts).unwrap());
+            assert_eq!(fwmark(&tx).unwrap(), 7);
+            assert_eq!(tx.send_to(&esp, lb).unwrap(), esp.len());
+            wait_readable(rx.as_raw_fd());
+            let mut buf = [0u8; 256];
+            let d = rx.recv(&mut buf).unwrap();
+            assert_eq!(d.src, la);
+            assert_eq!(&buf[d.offset..d.len], &esp);
+            assert_eq!(d.offset, if la.is_ipv4() { 20 } else { 0 });
+            let wrong = if la.is_ipv4() {
+                "2001:db8::2"
+            } else {
+                "192.0.2.2"
+            };
+            assert_eq!(
+                tx.send_to(&esp, wrong.parse().unwrap()).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
+        }
+    }
+}
