@@ -294,10 +294,14 @@ pub struct Connection {
 impl Config {
     /// Reads and validates a file; relative `psk_file` paths are taken relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // The text may hold inline PSKs: wipe it when done.
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            );
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, base)
     }
@@ -529,7 +533,7 @@ fn check_groups<'a>(
     Ok(())
 }
 
-fn validate_connection(rc: RawConnection, base: &Path) -> Result<Connection, String> {
+fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection, String> {
     let local_addr: IpAddr = rc
         .local_addr
         .parse()
@@ -560,12 +564,17 @@ fn validate_connection(rc: RawConnection, base: &Path) -> Result<Connection, Str
         None => Identity::from(remote_addr),
     };
 
-    let psk = match (&rc.psk, &rc.psk_file) {
+    let psk = match (rc.psk.take(), &rc.psk_file) {
         (Some(p), None) => {
+            let p = Zeroizing::new(p.into_bytes());
             if p.is_empty() {
                 return Err("psk: must not be empty".into());
             }
-            Psk(Zeroizing::new(p.as_bytes().to_vec()))
+            Psk(p)
+        }
+        (Some(p), Some(_)) => {
+            drop(Zeroizing::new(p.into_bytes()));
+            return Err("set exactly one of psk or psk_file".into());
         }
         (None, Some(f)) => read_psk_file(&base.join(f))?,
         _ => return Err("set exactly one of psk or psk_file".into()),
