@@ -295,6 +295,39 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_default_route_uses_the_same_rules() {
+        if !require_root("routing::ipv6_default_route_uses_the_same_rules") {
+            return;
+        }
+        let a = NetNs::new("rt6a").unwrap();
+        let b = NetNs::new("rt6b").unwrap();
+        NetNs::veth_pair(&a, "fva", "2001:db8::1/128", &b, "fvb", "2001:db8::2/64").unwrap();
+        a.ip(&["-6", "route", "add", "default", "dev", "fva"])
+            .unwrap();
+        let p = PolicyRouting::default();
+        let mark = format!("{:#x}", p.fwmark);
+        let (tun, mut nl, installed) = a.run(|| {
+            let tun = Tun::open("fvt6", TunOptions::default()).unwrap();
+            let mut nl = Netlink::open().unwrap();
+            tun.up(&mut nl).unwrap();
+            let idx = link_index("fvt6").unwrap();
+            let installed = setup(&mut nl, idx, &["::/0".parse().unwrap()], &p).unwrap();
+            (tun, nl, installed)
+        });
+        let get = |args: &[&str]| first_line(&a.ip(args).unwrap());
+        let unmarked = get(&["-6", "route", "get", "2001:db8::2"]);
+        assert!(unmarked.contains("dev fvt6"), "{unmarked}");
+        let marked = get(&["-6", "route", "get", "2001:db8::2", "mark", &mark]);
+        assert!(marked.contains("dev fva"), "{marked}");
+        let rules = a.ip(&["-6", "rule", "show"]).unwrap();
+        assert!(rules.contains("suppress_prefixlength 0"), "{rules}");
+        a.run(|| assert!(teardown(&mut nl, installed).is_empty()));
+        let rules = a.ip(&["-6", "rule", "show"]).unwrap();
+        assert!(!rules.contains("fwmark"), "{rules}");
+        drop(tun);
+    }
+
+    #[test]
     fn specific_routes_go_into_main_and_failed_setup_rolls_back() {
         if !require_root("routing::specific_routes_go_into_main_and_failed_setup_rolls_back") {
             return;
