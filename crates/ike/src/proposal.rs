@@ -624,4 +624,79 @@ mod tests {
         assert!(esp_err("aes128-sha256-prfsha256").contains("'prfsha256'"));
         assert_eq!(esp_err("sha256"), "no encryption algorithm in 'sha256'");
     }
+
+    #[test]
+    fn every_ike_proposal_round_trips_through_display() {
+        let ciphers = [
+            IkeCipher::TripleDesCbc,
+            IkeCipher::AesCbc128,
+            IkeCipher::AesCbc192,
+            IkeCipher::AesCbc256,
+        ];
+        let hashes = [
+            IkeHash::Md5,
+            IkeHash::Sha1,
+            IkeHash::Sha2_256,
+            IkeHash::Sha2_384,
+            IkeHash::Sha2_512,
+        ];
+        for cipher in ciphers {
+            for hash in hashes {
+                for group in DhGroup::ALL {
+                    let p = IkeProposal {
+                        cipher,
+                        hash,
+                        group,
+                    };
+                    assert_eq!(parse_ike_proposals(&p.to_string()).unwrap(), vec![p]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_esp_proposal_round_trips_through_display() {
+        let mut ciphers = vec![EspCipher::ChaCha20Poly1305];
+        for key_bits in [128, 192, 256] {
+            ciphers.push(EspCipher::AesCbc { key_bits });
+            for icv_len in [8, 12, 16] {
+                ciphers.push(EspCipher::AesGcm { key_bits, icv_len });
+            }
+        }
+        let integrities = [
+            EspIntegrity::HmacSha1_96,
+            EspIntegrity::HmacSha256_128,
+            EspIntegrity::HmacSha384_192,
+            EspIntegrity::HmacSha512_256,
+        ];
+        let groups = std::iter::once(None).chain(DhGroup::ALL.into_iter().map(Some));
+        for pfs_group in groups {
+            for &cipher in &ciphers {
+                let integ: Vec<Option<EspIntegrity>> = if cipher.is_aead() {
+                    vec![None]
+                } else {
+                    integrities.iter().copied().map(Some).collect()
+                };
+                for integrity in integ {
+                    for esn in [false, true] {
+                        let p = EspProposal {
+                            cipher,
+                            integrity,
+                            pfs_group,
+                            esn,
+                        };
+                        assert_eq!(parse_esp_proposals(&p.to_string()).unwrap(), vec![p]);
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in "[a-z0-9_,\\- ]{0,40}") {
+            let _ = parse_ike_proposals(&s);
+            let _ = parse_esp_proposals(&s);
+        }
+    }
 }
