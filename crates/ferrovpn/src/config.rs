@@ -1106,4 +1106,19 @@ address = "2001:db8:1::1/64"
         assert!(r.routes[0].is_default() && r.routes[0].is_ipv6());
         assert_eq!(r.address.unwrap().to_string(), "2001:db8:1::1/64");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn durations_round_trip(secs in 0u64..10_000_000) {
+            let d = Duration::from_secs(secs);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        #[test]
+        fn arbitrary_values_never_panic(s in "[0-9a-z#:@. ]{0,30}") {
+            let _ = parse_duration(&s);
+            let _ = parse_identity("id", &s);
+            let _ = check_interface_name(&s);
+        }
+    }
 }

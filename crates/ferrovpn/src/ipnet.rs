@@ -225,4 +225,23 @@ mod tests {
         assert_eq!(a.to_string(), "198.51.100.1/24");
         assert_eq!(a.network().to_string(), "198.51.100.0/24");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn networks_round_trip_through_text(a: u32, b: u128, len4 in 0u8..=32, len6 in 0u8..=128) {
+            for n in [
+                IpNet::truncating(IpAddr::V4(Ipv4Addr::from(a)), len4),
+                IpNet::truncating(IpAddr::V6(Ipv6Addr::from(b)), len6),
+            ] {
+                proptest::prop_assert_eq!(n.to_string().parse::<IpNet>(), Ok(n));
+                proptest::prop_assert!(n.contains_addr(n.addr()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_prefix_text_never_panics(s in "[0-9a-f.:/]{0,45}") {
+            let _ = s.parse::<IpNet>();
+            let _ = s.parse::<IfAddr>();
+        }
+    }
 }
