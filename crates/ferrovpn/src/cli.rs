@@ -241,12 +241,12 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
         );
         let esp: Vec<String> = c.esp.iter().map(|p| p.to_string()).collect();
         field(&mut s, "ESP", esp.join(", "));
-        let mut pfs: Vec<&str> = c
-            .esp
-            .iter()
-            .filter_map(|p| p.pfs_group.map(|g| g.name()))
-            .collect();
-        pfs.dedup();
+        let mut pfs: Vec<&str> = Vec::new();
+        for g in c.esp.iter().filter_map(|p| p.pfs_group) {
+            if !pfs.contains(&g.name()) {
+                pfs.push(g.name());
+            }
+        }
         field(
             &mut s,
             "PFS",
@@ -431,7 +431,7 @@ local_addr = "192.0.2.1"
 remote_addr = "192.0.2.2"
 psk = "x"
 ike = "aes256-sha256-modp2048"
-esp = "aes128gcm16-ecp256"
+esp = "aes128gcm16-ecp256-modp3072, aes256-sha256-ecp256-modp3072"
 esp_lifetime_bytes = 1000000
 start = "initiate"
 [connection.route_based]
@@ -448,7 +448,7 @@ address = "198.51.100.1/32"
             "IKEv1 Main Mode, PSK, we initiate",
             "aes256-sha256-modp2048 (PRF HMAC-SHA256)",
             "aes128gcm16-ecp256",
-            "PFS         ecp256",
+            "PFS         ecp256, modp3072\n",
             "ESP life    1h or 1000000 bytes",
             "IKE life    8h",
             "0.0.0.0/0 <=> 0.0.0.0/0",
