@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what the namespace tests, the strongSwan interop captures, the demo and the benchmarks
+# need on a fresh Debian 12 machine (run as root). Idempotent and non-interactive: it runs
+# `apt-get update` and `apt-get install` only when a package is missing, so a second run is fast.
+set -euo pipefail
+
+PACKAGES=(
+    iproute2            # ip netns, veth, addresses, routes
+    iputils-ping        # ping through tunnels
+    iperf3              # throughput benchmarks
+    tshark              # captures and ISAKMP/ESP dissection
+    nftables iptables   # firewall rules in namespaces (NAT scenarios)
+    util-linux          # unshare, mount (private /run per charon)
+    procps              # ps, pgrep -P used to inspect our own children
+    python3             # small capture-processing scripts
+    openssl             # AES/3DES-CBC decryption of captured IKEv1 messages
+    strongswan-charon strongswan-swanctl
+    libcharon-extra-plugins libstrongswan-extra-plugins
+    libstrongswan-standard-plugins   # openssl and gcm plugins (AES-GCM ESP, ECP groups)
+    ca-certificates
+)
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps.sh: must run as root (apt-get install)" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps.sh: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+
+echo "install-deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer no without a prompt.
+echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}"
+
+# Debian starts a system-wide charon (strongswan-starter / strongswan.service) when one is
+# installed; our tests run their own charons in namespaces, so make sure none runs outside them.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now strongswan.service strongswan-starter.service >/dev/null 2>&1 || true
+fi
+echo "install-deps.sh: done"
