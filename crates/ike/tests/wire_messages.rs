@@ -369,6 +369,6 @@ fn names_match_the_registries_and_strongswan_logs() {
     assert_eq!(ExchangeType::QUICK_MODE.to_string(), "QUICK_MODE");
     assert_eq!(PayloadType::NONCE.name(), "No");
     assert_eq!(PayloadType::NAT_D_DRAFT.name(), "NAT-D");
-    assert!(Flags(Flags::ENCRYPTION.0 | Flags::COMMIT.0).contains(Flags::COMMIT));
-    assert!(!Flags::ENCRYPTION.contains(Flags::COMMIT));
+    assert!(Flags(Flags::ENCRYPTION | Flags::COMMIT).contains(Flags::COMMIT));
+    assert!(!Flags(Flags::ENCRYPTION).contains(Flags::COMMIT));
 }

@@ -203,7 +203,7 @@ fn message() -> impl Strategy<Value = Message> {
                     next_payload: PayloadType::NONE,
                     version,
                     exchange: ExchangeType(exchange),
-                    flags: Flags(flags & !Flags::ENCRYPTION.0),
+                    flags: Flags(flags & !Flags::ENCRYPTION),
                     message_id,
                     length: 0,
                 },

@@ -85,17 +85,18 @@ impl PayloadType {
     }
 }
 
-/// Header flags (RFC 2408 §3.1).
+/// Header flags (RFC 2408 §3.1); the constants are bits: `Flags(Flags::COMMIT)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags(pub u8);
 
 impl Flags {
-    pub const ENCRYPTION: Flags = Flags(1);
-    pub const COMMIT: Flags = Flags(2);
-    pub const AUTH_ONLY: Flags = Flags(4);
+    pub const ENCRYPTION: u8 = 1;
+    pub const COMMIT: u8 = 2;
+    pub const AUTH_ONLY: u8 = 4;
 
-    pub fn contains(&self, other: Flags) -> bool {
-        self.0 & other.0 == other.0
+    /// Whether every bit of `bits` is set.
+    pub fn contains(&self, bits: u8) -> bool {
+        self.0 & bits == bits
     }
 }
 
