@@ -76,12 +76,12 @@ fv_cleanup() {
         kill -TERM "$pid" 2>/dev/null
     done
     for pid in "${FV_PIDS[@]}"; do
-        for i in $(seq 1 30); do
+        for ((i = 0; i < 30; i++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
+        { wait "$pid"; } 2>/dev/null
     done
     FV_PIDS=()
     for ns in "${FV_NAMESPACES[@]}"; do
@@ -163,12 +163,12 @@ fv_stop() {
     done
     FV_PIDS=("${keep[@]}")
     kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 30); do
+    for ((i = 0; i < 30; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    { wait "$pid"; } 2>/dev/null || true
 }
 
 # ---- strongSwan (charon + swanctl) in a namespace, see shared/interop.md ----
