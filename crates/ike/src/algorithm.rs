@@ -264,7 +264,7 @@ impl EspCipher {
             12 => EspCipher::AesCbc {
                 key_bits: aes_bits(key_bits)?,
             },
-            18 | 19 | 20 => EspCipher::AesGcm {
+            18..=20 => EspCipher::AesGcm {
                 key_bits: aes_bits(key_bits)?,
                 icv_len: match id {
                     18 => 8,

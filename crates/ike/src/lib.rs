@@ -1,7 +1,28 @@
 //! IKEv1 control plane (RFC 2408, RFC 2409), sans-IO: datagrams and time in, datagrams, timers,
 //! events and IPsec SAs out.
+//!
+//! [`Endpoint`] holds every ISAKMP SA; the driver feeds it with
+//! [`Endpoint::handle_datagram`] / [`Endpoint::handle_timeout`] / [`Endpoint::initiate`] and
+//! drains [`Endpoint::poll_transmit`], [`Endpoint::poll_event`] and [`Endpoint::poll_timeout`].
+//! Nothing here touches a socket, a clock or a thread.
 
 pub mod algorithm;
+pub mod config;
 pub mod crypto;
+pub mod endpoint;
+pub mod event;
+pub mod exchange;
 pub mod proposal;
+mod sa;
 pub mod wire;
+
+pub use config::{
+    ChildConfig, ConnectionConfig, DpdConfig, NatTraversal, Phase1Mode, Settings, TrafficSelector,
+};
+pub use endpoint::{ChildStatus, Counters, Endpoint, IkeSaStatus};
+pub use event::{
+    ChildSa, ConnId, Cookies, Direction, EspEncapsulation, EspKeys, Event, Failure, MessageLog, NatStatus,
+    PeerFeatures, Role,
+};
+pub use sa::{Datagram, InputError};
+pub use wire::IdValue;

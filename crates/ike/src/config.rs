@@ -1,0 +1,290 @@
+//! What the state machine needs to know about a connection; the daemon builds it from TOML.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use crate::crypto::Secret;
+use crate::proposal::{EspProposal, IkeProposal};
+use crate::wire::IdValue;
+
+/// Phase 1 exchange (RFC 2409 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase1Mode {
+    Main,
+    Aggressive,
+}
+
+impl Phase1Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase1Mode::Main => "Main Mode",
+            Phase1Mode::Aggressive => "Aggressive Mode",
+        }
+    }
+}
+
+/// NAT traversal policy (RFC 3947).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatTraversal {
+    /// Float to UDP 4500 and encapsulate ESP only when a NAT is detected.
+    Auto,
+    /// Always float and encapsulate, by pretending to be behind a NAT (as strongSwan's `encap`).
+    Force,
+}
+
+/// Dead peer detection (RFC 3706).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DpdConfig {
+    /// Send R-U-THERE after this long without hearing from the peer.
+    pub interval: Duration,
+    /// Declare the peer dead when nothing answers for this long.
+    pub timeout: Duration,
+}
+
+/// A subnet with a protocol and port, as carried in a Quick Mode ID payload (RFC 2407 §4.6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TrafficSelector {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    pub protocol: u8,
+    pub port: u16,
+}
+
+impl TrafficSelector {
+    /// A selector for every address of one family, the route-based default.
+    pub fn any_v4() -> Self {
+        TrafficSelector::subnet(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+    }
+
+    pub fn subnet(addr: IpAddr, prefix_len: u8) -> Self {
+        TrafficSelector { addr, prefix_len, protocol: 0, port: 0 }
+    }
+
+    pub fn host(addr: IpAddr) -> Self {
+        let len = if addr.is_ipv4() { 32 } else { 128 };
+        TrafficSelector::subnet(addr, len)
+    }
+
+    /// The ID payload value: a single address for host selectors, a subnet otherwise.
+    pub fn to_id_value(&self) -> IdValue {
+        match self.addr {
+            IpAddr::V4(a) => IdValue::Ipv4Subnet(a, v4_mask(self.prefix_len)),
+            IpAddr::V6(a) => IdValue::Ipv6Subnet(a, v6_mask(self.prefix_len)),
+        }
+    }
+
+    /// Reads a Quick Mode ID; ranges and masks that are not a prefix are refused.
+    pub fn from_id_value(v: &IdValue, protocol: u8, port: u16) -> Option<Self> {
+        let (addr, prefix_len) = match *v {
+            IdValue::Ipv4(a) => (IpAddr::V4(a), 32),
+            IdValue::Ipv6(a) => (IpAddr::V6(a), 128),
+            IdValue::Ipv4Subnet(a, m) => (IpAddr::V4(a), prefix_of(u128::from(u32::from(m)) << 96)?),
+            IdValue::Ipv6Subnet(a, m) => (IpAddr::V6(a), prefix_of(u128::from(m))?),
+            IdValue::Ipv4Range(lo, hi) => {
+                let (lo, hi) = (u32::from(lo), u32::from(hi));
+                let mask = !(lo ^ hi);
+                let len = prefix_of(u128::from(mask) << 96)?;
+                if lo & !mask != 0 || hi | mask != u32::MAX {
+                    return None;
+                }
+                (IpAddr::V4(Ipv4Addr::from(lo)), len)
+            }
+            IdValue::Ipv6Range(lo, hi) => {
+                let (lo, hi) = (u128::from(lo), u128::from(hi));
+                let mask = !(lo ^ hi);
+                let len = prefix_of(mask)?;
+                if lo & !mask != 0 || hi | mask != u128::MAX {
+                    return None;
+                }
+                (IpAddr::V6(Ipv6Addr::from(lo)), len)
+            }
+            _ => return None,
+        };
+        Some(TrafficSelector { addr, prefix_len, protocol, port }.normalized())
+    }
+
+    /// Clears host bits so that equal networks compare equal.
+    pub fn normalized(mut self) -> Self {
+        self.addr = match self.addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(v4_mask(self.prefix_len)))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & u128::from(v6_mask(self.prefix_len)))),
+        };
+        self
+    }
+}
+
+impl fmt::Display for TrafficSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)?;
+        if self.protocol != 0 || self.port != 0 {
+            write!(f, "[{}/{}]", self.protocol, self.port)?;
+        }
+        Ok(())
+    }
+}
+
+fn v4_mask(len: u8) -> Ipv4Addr {
+    Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0))
+}
+
+fn v6_mask(len: u8) -> Ipv6Addr {
+    Ipv6Addr::from(u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0))
+}
+
+/// Prefix length of a left-aligned mask, None when the ones are not contiguous.
+fn prefix_of(mask: u128) -> Option<u8> {
+    let ones = mask.leading_ones();
+    if mask.checked_shl(ones).unwrap_or(0) != 0 {
+        return None;
+    }
+    u8::try_from(ones).ok().map(|n| if mask == u128::MAX { 128 } else { n }).map(|n| n.min(128))
+}
+
+/// One Quick Mode SA pair: the local and remote networks it protects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildConfig {
+    pub local_ts: TrafficSelector,
+    pub remote_ts: TrafficSelector,
+}
+
+/// A configured peer.
+#[derive(Clone)]
+pub struct ConnectionConfig {
+    pub name: String,
+    pub local_addr: IpAddr,
+    pub remote_addr: IpAddr,
+    pub local_id: IdValue,
+    /// The identity the peer must present (RFC 2409 §5: checked after authentication).
+    pub remote_id: IdValue,
+    pub psk: Secret,
+    pub mode: Phase1Mode,
+    pub ike_proposals: Vec<IkeProposal>,
+    pub ike_lifetime: Duration,
+    pub esp_proposals: Vec<EspProposal>,
+    pub esp_lifetime: Duration,
+    pub esp_lifetime_kb: Option<u64>,
+    pub children: Vec<ChildConfig>,
+    pub nat_traversal: NatTraversal,
+    pub dpd: Option<DpdConfig>,
+    /// Answer Aggressive Mode with PSK as responder (its hash can be cracked offline).
+    pub allow_aggressive_psk: bool,
+    /// Accept MODP groups below 2048 bits.
+    pub allow_weak_dh: bool,
+    /// Send INITIAL-CONTACT in MM5/AM3 so the peer drops stale SAs of ours (RFC 2407 §4.6.3.3).
+    pub initial_contact: bool,
+}
+
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .field("remote_addr", &self.remote_addr)
+            .field("mode", &self.mode)
+            .field("ike_proposals", &self.ike_proposals)
+            .field("esp_proposals", &self.esp_proposals)
+            .field("children", &self.children)
+            .field("psk", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionConfig {
+    /// A connection with the defaults an engineer expects: Main Mode, aes256-sha256-modp2048,
+    /// aes128gcm16 ESP, 8 h / 1 h lifetimes, one 0.0.0.0/0 child, NAT-T auto, DPD 30 s / 150 s.
+    pub fn new(name: &str, local_addr: IpAddr, remote_addr: IpAddr, psk: &[u8]) -> Self {
+        use crate::algorithm::{DhGroup, EspCipher, IkeCipher, IkeHash};
+        ConnectionConfig {
+            name: name.to_string(),
+            local_addr,
+            remote_addr,
+            local_id: ip_id(local_addr),
+            remote_id: ip_id(remote_addr),
+            psk: Secret::new(psk.to_vec()),
+            mode: Phase1Mode::Main,
+            ike_proposals: vec![IkeProposal { cipher: IkeCipher::AesCbc256, hash: IkeHash::Sha2_256, group: DhGroup::Modp2048 }],
+            ike_lifetime: Duration::from_secs(8 * 3600),
+            esp_proposals: vec![EspProposal {
+                cipher: EspCipher::AesGcm { key_bits: 128, icv_len: 16 },
+                integrity: None,
+                pfs_group: None,
+                esn: false,
+            }],
+            esp_lifetime: Duration::from_secs(3600),
+            esp_lifetime_kb: None,
+            children: vec![ChildConfig { local_ts: TrafficSelector::any_v4(), remote_ts: TrafficSelector::any_v4() }],
+            nat_traversal: NatTraversal::Auto,
+            dpd: Some(DpdConfig { interval: Duration::from_secs(30), timeout: Duration::from_secs(150) }),
+            allow_aggressive_psk: false,
+            allow_weak_dh: false,
+            initial_contact: true,
+        }
+    }
+}
+
+/// The ID payload value for an address identity.
+pub fn ip_id(a: IpAddr) -> IdValue {
+    match a {
+        IpAddr::V4(a) => IdValue::Ipv4(a),
+        IpAddr::V6(a) => IdValue::Ipv6(a),
+    }
+}
+
+/// Endpoint-wide knobs: retransmission and resource bounds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// First retransmission after this long (strongSwan: 4 s).
+    pub retransmit_timeout: Duration,
+    /// Each later wait is multiplied by this (strongSwan: 1.8).
+    pub retransmit_base: f64,
+    /// Retransmissions before giving up (strongSwan: 5).
+    pub retransmit_tries: u32,
+    /// Responder IKE SAs not yet authenticated, across all peers; more MM1/AM1 are dropped.
+    pub max_half_open: usize,
+    /// A responder SA that does not complete in this time is forgotten.
+    pub half_open_timeout: Duration,
+    /// Start rekeying this long before a lifetime ends (plus jitter-free margin for tests).
+    pub rekey_margin: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            retransmit_timeout: Duration::from_secs(4),
+            retransmit_base: 1.8,
+            retransmit_tries: 5,
+            max_half_open: 1024,
+            half_open_timeout: Duration::from_secs(60),
+            rekey_margin: Duration::from_secs(60),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_from_ids() {
+        let ts = TrafficSelector::from_id_value(
+            &IdValue::Ipv4Subnet(Ipv4Addr::new(198, 51, 100, 7), Ipv4Addr::new(255, 255, 255, 0)),
+            0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(ts.to_string(), "198.51.100.0/24");
+        let any = TrafficSelector::from_id_value(&IdValue::Ipv4Subnet(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), 0, 0);
+        assert_eq!(any, Some(TrafficSelector::any_v4()));
+        let range = IdValue::Ipv4Range(Ipv4Addr::new(203, 0, 113, 0), Ipv4Addr::new(203, 0, 113, 255));
+        assert_eq!(TrafficSelector::from_id_value(&range, 0, 0).unwrap().to_string(), "203.0.113.0/24");
+        let odd = IdValue::Ipv4Range(Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 9));
+        assert_eq!(TrafficSelector::from_id_value(&odd, 0, 0), None);
+        let holes = IdValue::Ipv4Subnet(Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(255, 0, 255, 0));
+        assert_eq!(TrafficSelector::from_id_value(&holes, 0, 0), None);
+        let host = IdValue::Ipv6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        assert_eq!(TrafficSelector::from_id_value(&host, 0, 0).unwrap().prefix_len, 128);
+        let all6 = IdValue::Ipv6Subnet(Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED);
+        assert_eq!(TrafficSelector::from_id_value(&all6, 0, 0).unwrap().prefix_len, 0);
+    }
+}

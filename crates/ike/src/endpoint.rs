@@ -1,0 +1,386 @@
+//! The sans-IO endpoint: every ISAKMP SA of every connection, driven by datagrams and time.
+//!
+//! ```text
+//! handle_datagram(now, d) / handle_timeout(now) / initiate(now, conn)
+//!     then drain poll_transmit(), poll_event(), and sleep until poll_timeout()
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::config::{ConnectionConfig, Phase1Mode, Settings};
+use crate::event::{ConnId, Cookies, Event, NatStatus, PeerFeatures, Role};
+use crate::proposal::IkeProposal;
+use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
+use crate::wire::{ExchangeType, Header};
+
+/// Drops and oddities, for `status` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub received: u64,
+    /// Not parseable as ISAKMP, or a payload chain that is not.
+    pub malformed: u64,
+    /// Cookies of no SA we know.
+    pub unknown_sa: u64,
+    /// Known initiator cookie with the wrong responder cookie, or from another address.
+    pub invalid_cookie: u64,
+    /// MM1/AM1 from an address no connection names.
+    pub no_connection: u64,
+    /// MM1/AM1 dropped because too many responder SAs were half-open.
+    pub half_open_dropped: u64,
+    /// Retransmissions answered from the reply cache.
+    pub duplicates: u64,
+    /// Protected messages whose HASH did not verify.
+    pub bad_hash: u64,
+    /// Messages that do not fit the exchange's state.
+    pub unexpected: u64,
+}
+
+/// One IPsec SA pair as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildStatus {
+    /// Message ID of the Quick Mode that made it.
+    pub message_id: u32,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub age: Duration,
+    pub lifetime: Duration,
+}
+
+/// One ISAKMP SA as `status` shows it.
+#[derive(Debug, Clone)]
+pub struct IkeSaStatus {
+    pub conn: ConnId,
+    pub name: String,
+    pub cookies: Cookies,
+    pub role: Role,
+    pub mode: Phase1Mode,
+    pub state: &'static str,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub proposal: Option<IkeProposal>,
+    pub age: Duration,
+    pub lifetime: Duration,
+    pub nat: NatStatus,
+    pub features: PeerFeatures,
+    pub quick_modes_in_flight: usize,
+    pub children: Vec<ChildStatus>,
+}
+
+pub struct Endpoint {
+    settings: Settings,
+    conns: Vec<ConnectionConfig>,
+    /// Keyed by initiator cookie: it is what tells simultaneous negotiations apart.
+    sas: HashMap<[u8; 8], IkeSa>,
+    /// New ISAKMP SA → the one it replaces once established.
+    replaces: HashMap<[u8; 8], [u8; 8]>,
+    rng: StdRng,
+    out: Output,
+    counters: Counters,
+}
+
+impl Endpoint {
+    /// `seed` feeds the CSPRNG for cookies, nonces, SPIs and DH keys: the daemon passes OS
+    /// randomness, tests a constant for reproducible runs.
+    pub fn new(settings: Settings, seed: [u8; 32]) -> Self {
+        Endpoint {
+            settings,
+            conns: Vec::new(),
+            sas: HashMap::new(),
+            replaces: HashMap::new(),
+            rng: StdRng::from_seed(seed),
+            out: Output::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn add_connection(&mut self, cfg: ConnectionConfig) -> ConnId {
+        self.conns.push(cfg);
+        self.conns.len() - 1
+    }
+
+    pub fn connections(&self) -> &[ConnectionConfig] {
+        &self.conns
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// True when the connection has an established ISAKMP SA.
+    pub fn is_up(&self, conn: ConnId) -> bool {
+        self.sas.values().any(|s| s.conn == conn && s.is_established())
+    }
+
+    /// Starts phase 1 as initiator (MM1 or AM1); Quick Modes follow when it completes.
+    pub fn initiate(&mut self, now: Instant, conn: ConnId) -> Option<Cookies> {
+        self.start(now, conn, false)
+    }
+
+    fn start(&mut self, now: Instant, conn: ConnId, is_rekey: bool) -> Option<Cookies> {
+        let cookies = Cookies { initiator_spi: self.fresh_cookie(), responder_spi: [0; 8] };
+        let cfg = self.conns.get(conn)?;
+        let local = SocketAddr::new(cfg.local_addr, 500);
+        let remote = SocketAddr::new(cfg.remote_addr, 500);
+        let mut sa = IkeSa::new(conn, Role::Initiator, cfg.mode, cookies, local, remote, now);
+        sa.is_rekey = is_rekey;
+        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+        match cfg.mode {
+            Phase1Mode::Main => sa.main_mode_initiate(&mut ctx),
+            Phase1Mode::Aggressive => sa.aggressive_mode_initiate(&mut ctx),
+        }
+        self.sas.insert(cookies.initiator_spi, sa);
+        Some(cookies)
+    }
+
+    fn fresh_cookie(&mut self) -> [u8; 8] {
+        loop {
+            let mut c = [0u8; 8];
+            self.rng.fill_bytes(&mut c);
+            if c != [0; 8] && !self.sas.contains_key(&c) {
+                return c;
+            }
+        }
+    }
+
+    /// One datagram from the network (non-ESP marker already removed on port 4500).
+    pub fn handle_datagram(&mut self, now: Instant, d: Datagram) {
+        self.counters.received += 1;
+        let header = match Header::parse(&d.data) {
+            Ok(h) => h,
+            Err(_) => {
+                self.counters.malformed += 1;
+                return;
+            }
+        };
+        let key = header.initiator_spi;
+        if !self.sas.contains_key(&key) {
+            self.new_responder(now, &header, &d);
+            return;
+        }
+        let Some(sa) = self.sas.get_mut(&key) else { return };
+        let fresh_answer = sa.role == Role::Initiator
+            && sa.cookies.responder_spi == [0; 8]
+            && header.responder_spi != [0; 8]
+            && matches!(sa.state, Phase1State::MmI1Sent | Phase1State::AmI1Sent);
+        let retransmitted_first = header.responder_spi == [0; 8] && sa.role == Role::Responder && header.message_id == 0;
+        if !(sa.cookies.responder_spi == header.responder_spi || fresh_answer || retransmitted_first) || d.remote.ip() != sa.remote.ip() {
+            self.counters.invalid_cookie += 1;
+            return;
+        }
+        if let Some(reply) = sa.replies.lookup(&d.data) {
+            if let Some(r) = reply {
+                self.out.transmits.push_back(r.clone());
+            }
+            self.counters.duplicates += 1;
+            return;
+        }
+        if fresh_answer && header.exchange != ExchangeType::INFORMATIONAL {
+            sa.cookies.responder_spi = header.responder_spi;
+        }
+        if header.message_id == 0 {
+            // Phase 1 follows the peer, including its float to 4500 (RFC 3947 §4).
+            sa.local = d.local;
+            sa.remote = d.remote;
+        }
+        let Some(cfg) = self.conns.get(sa.conn) else { return };
+        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+        let result = dispatch(sa, &mut ctx, &header, &d.data);
+        if result.is_ok() && header.message_id != 0 && sa.is_established() {
+            // A NAT may rebind the peer's port; follow authenticated traffic.
+            sa.remote = d.remote;
+        }
+        count(&mut self.counters, result);
+        self.after_input(now, key);
+    }
+
+    fn new_responder(&mut self, now: Instant, header: &Header, d: &Datagram) {
+        let mode = match header.exchange {
+            ExchangeType::IDENTITY_PROTECTION => Phase1Mode::Main,
+            ExchangeType::AGGRESSIVE => Phase1Mode::Aggressive,
+            _ => {
+                self.counters.unknown_sa += 1;
+                return;
+            }
+        };
+        if header.responder_spi != [0; 8] || header.message_id != 0 {
+            self.counters.unknown_sa += 1;
+            return;
+        }
+        let Some(conn) = self.conns.iter().position(|c| c.remote_addr == d.remote.ip() && c.local_addr == d.local.ip()) else {
+            self.counters.no_connection += 1;
+            return;
+        };
+        if self.sas.values().filter(|s| s.is_half_open()).count() >= self.settings.max_half_open {
+            self.counters.half_open_dropped += 1;
+            return;
+        }
+        let cookies = Cookies { initiator_spi: header.initiator_spi, responder_spi: self.fresh_cookie() };
+        let mut sa = IkeSa::new(conn, Role::Responder, mode, cookies, d.local, d.remote, now);
+        let Some(cfg) = self.conns.get(conn) else { return };
+        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+        let result = dispatch(&mut sa, &mut ctx, header, &d.data);
+        count(&mut self.counters, result);
+        if sa.state != Phase1State::Dead {
+            self.sas.insert(cookies.initiator_spi, sa);
+        }
+    }
+
+    /// Completes rekeys, honours INITIAL-CONTACT and removes finished SAs.
+    fn after_input(&mut self, now: Instant, key: [u8; 8]) {
+        let Some(sa) = self.sas.get_mut(&key) else { return };
+        let (conn, established, dead) = (sa.conn, sa.is_established(), sa.state == Phase1State::Dead);
+        if established && sa.initial_contact_received {
+            sa.initial_contact_received = false;
+            // The peer restarted: every other SA with it is stale.
+            let stale: Vec<[u8; 8]> = self.sas.iter().filter(|(k, s)| **k != key && s.conn == conn).map(|(k, _)| *k).collect();
+            for k in stale {
+                if let Some(mut old) = self.sas.remove(&k) {
+                    let mut out = std::mem::take(&mut self.out);
+                    if let Some(cfg) = self.conns.get(conn) {
+                        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut out };
+                        old.drop_children(&mut ctx, "peer sent INITIAL-CONTACT");
+                        ctx.event(Event::IkeSaDeleted { conn, cookies: old.cookies, reason: "peer sent INITIAL-CONTACT".into() });
+                    }
+                    self.out = out;
+                }
+            }
+        }
+        if established {
+            if let Some(old_key) = self.replaces.remove(&key) {
+                if let Some(mut old) = self.sas.remove(&old_key) {
+                    let mut moved = std::mem::take(&mut old.children);
+                    if let Some(new) = self.sas.get_mut(&key) {
+                        new.children.append(&mut moved);
+                    }
+                    if let Some(cfg) = self.conns.get(conn) {
+                        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+                        old.delete(&mut ctx, "rekeyed");
+                    }
+                }
+            }
+        }
+        if dead {
+            self.reap(now, key);
+        }
+    }
+
+    /// Removes a finished SA; its IPsec SAs move to another established SA of the same
+    /// connection, or are deleted from the data plane.
+    fn reap(&mut self, now: Instant, key: [u8; 8]) {
+        let Some(mut sa) = self.sas.remove(&key) else { return };
+        self.replaces.remove(&key);
+        if sa.children.is_empty() {
+            return;
+        }
+        if let Some(other) = self.sas.values_mut().find(|o| o.conn == sa.conn && o.is_established()) {
+            other.children.append(&mut sa.children);
+            return;
+        }
+        let Some(cfg) = self.conns.get(sa.conn) else { return };
+        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+        sa.drop_children(&mut ctx, "ISAKMP SA gone");
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
+        let mut rekeys = Vec::new();
+        for key in keys {
+            let Some(sa) = self.sas.get_mut(&key) else { continue };
+            let Some(cfg) = self.conns.get(sa.conn) else { continue };
+            let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+            if sa.on_timer(&mut ctx) {
+                rekeys.push((sa.conn, key));
+            }
+            if sa.state == Phase1State::Dead {
+                self.reap(now, key);
+            }
+        }
+        for (conn, old) in rekeys {
+            if let Some(new) = self.start(now, conn, true) {
+                self.replaces.insert(new.initiator_spi, old);
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.out.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// When `handle_timeout` wants to run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sas.values().filter_map(|sa| self.conns.get(sa.conn).and_then(|cfg| sa.next_timer(cfg, &self.settings))).min()
+    }
+
+    /// Deletes everything, telling peers (for SIGTERM).
+    pub fn shutdown(&mut self, now: Instant) {
+        let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
+        for key in keys {
+            let Some(mut sa) = self.sas.remove(&key) else { continue };
+            let Some(cfg) = self.conns.get(sa.conn) else { continue };
+            let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+            sa.delete(&mut ctx, "shutdown");
+        }
+        self.replaces.clear();
+    }
+
+    /// Every ISAKMP SA, for `status`.
+    pub fn ike_sas(&self, now: Instant) -> Vec<IkeSaStatus> {
+        let mut v: Vec<IkeSaStatus> = self
+            .sas
+            .values()
+            .map(|sa| IkeSaStatus {
+                conn: sa.conn,
+                name: self.conns.get(sa.conn).map(|c| c.name.clone()).unwrap_or_default(),
+                cookies: sa.cookies,
+                role: sa.role,
+                mode: sa.mode,
+                state: sa.state.name(),
+                local: sa.local,
+                remote: sa.remote,
+                proposal: sa.proposal,
+                age: now.saturating_duration_since(sa.created),
+                lifetime: sa.lifetime,
+                nat: sa.nat,
+                features: sa.features,
+                quick_modes_in_flight: sa.quick_modes.iter().filter(|q| q.retransmit.is_some()).count(),
+                children: sa
+                    .children
+                    .iter()
+                    .map(|c| ChildStatus { message_id: c.message_id, spi_in: c.spi_in, spi_out: c.spi_out, age: now.saturating_duration_since(c.established), lifetime: c.lifetime })
+                    .collect(),
+            })
+            .collect();
+        v.sort_by_key(|s| (s.conn, s.age));
+        v
+    }
+}
+
+fn dispatch(sa: &mut IkeSa, ctx: &mut Ctx<'_>, header: &Header, data: &[u8]) -> Result<(), InputError> {
+    match header.exchange {
+        ExchangeType::IDENTITY_PROTECTION if sa.mode == Phase1Mode::Main && header.message_id == 0 => sa.main_mode_input(ctx, header, data),
+        ExchangeType::AGGRESSIVE if sa.mode == Phase1Mode::Aggressive && header.message_id == 0 => sa.aggressive_mode_input(ctx, header, data),
+        ExchangeType::QUICK_MODE => sa.quick_mode_input(ctx, header, data),
+        ExchangeType::INFORMATIONAL => sa.informational_input(ctx, header, data),
+        _ => Err(InputError::Unexpected("exchange type not valid here")),
+    }
+}
+
+fn count(c: &mut Counters, r: Result<(), InputError>) {
+    match r {
+        Ok(()) => {}
+        Err(InputError::Wire(_)) | Err(InputError::Missing(_)) => c.malformed += 1,
+        Err(InputError::BadHash(_)) => c.bad_hash += 1,
+        Err(InputError::Duplicate) => c.duplicates += 1,
+        Err(InputError::Unexpected(_)) => c.unexpected += 1,
+    }
+}

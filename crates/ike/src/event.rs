@@ -1,0 +1,234 @@
+//! What the state machine reports to its driver: log lines, SAs to install, failures.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::algorithm::{EspCipher, EspIntegrity};
+use crate::config::{Phase1Mode, TrafficSelector};
+use crate::crypto::Secret;
+use crate::proposal::IkeProposal;
+use crate::wire::NotifyType;
+
+/// Index of a connection in the endpoint, in the order they were added.
+pub type ConnId = usize;
+
+/// Both ISAKMP cookies, printed as strongSwan does: `i_cookie_r_cookie` in 16 hex digits each.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Cookies {
+    pub initiator_spi: [u8; 8],
+    pub responder_spi: [u8; 8],
+}
+
+impl fmt::Display for Cookies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_i {}_r", hex16(&self.initiator_spi), hex16(&self.responder_spi))
+    }
+}
+
+impl fmt::Debug for Cookies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+fn hex16(b: &[u8; 8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Which side of an exchange we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Initiator,
+    Responder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+/// One line of the operator's log: a message by the name engineers use (MM1…QM3, INFO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageLog {
+    pub direction: Direction,
+    pub name: &'static str,
+    pub cookies: Cookies,
+    pub message_id: u32,
+    /// strongSwan-style payload list, e.g. `[ SA V V V ]`.
+    pub payloads: String,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub retransmission: bool,
+}
+
+impl fmt::Display for MessageLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (verb, prep) = match self.direction {
+            Direction::Sent => ("sending", "to"),
+            Direction::Received => ("received", "from"),
+        };
+        write!(
+            f,
+            "{verb} {}{} {} {} {prep} {} mid {:08x} {}",
+            self.name,
+            if self.retransmission { " (retransmit)" } else { "" },
+            self.payloads,
+            self.cookies,
+            self.peer,
+            self.message_id,
+            if self.local.port() == 4500 { "[udp/4500]" } else { "" }
+        )
+    }
+}
+
+/// Why a negotiation did not complete; the daemon and `diagnose` print these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Retransmissions exhausted without any answer to the named message.
+    NoResponse { message: &'static str, tries: u32 },
+    /// The peer sent an error notify (unauthenticated before phase 1 completes).
+    PeerNotify(NotifyType),
+    /// None of the peer's proposals matched ours (or ours, theirs).
+    NoProposalChosen { ours: String, theirs: String },
+    /// The peer's HASH did not verify, or its encrypted message did not decrypt: PSKs differ.
+    AuthenticationFailed { detail: String },
+    /// The peer authenticated with an identity other than the configured one.
+    IdentityMismatch { expected: String, received: String },
+    /// Quick Mode traffic selectors did not match a configured pair exactly.
+    InvalidSelectors { ours: String, theirs: String },
+    /// Aggressive Mode PSK as responder without the opt-in.
+    AggressiveModeRefused,
+    /// A message was malformed or out of place.
+    Malformed(String),
+    /// The peer's DH public value was invalid.
+    InvalidKeyExchange,
+    /// The half-open responder SA timed out.
+    Timeout,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::NoResponse { message, tries } => write!(
+                f,
+                "no response to {message} after {tries} retransmissions: peer unreachable, not running, or UDP blocked on the path"
+            ),
+            Failure::PeerNotify(n) => write!(f, "peer sent notify {}", n.name()),
+            Failure::NoProposalChosen { ours, theirs } => {
+                write!(f, "no proposal chosen: ours [{ours}], peer's [{theirs}]")
+            }
+            Failure::AuthenticationFailed { detail } => {
+                write!(f, "authentication failed ({detail}): pre-shared keys differ?")
+            }
+            Failure::IdentityMismatch { expected, received } => {
+                write!(f, "peer identity {received} does not match the configured {expected}")
+            }
+            Failure::InvalidSelectors { ours, theirs } => {
+                write!(f, "traffic selectors refused: ours [{ours}], peer's [{theirs}] (narrowing is not done)")
+            }
+            Failure::AggressiveModeRefused => write!(
+                f,
+                "Aggressive Mode with PSK refused as responder: its hash can be cracked offline (set allow_aggressive_psk to accept)"
+            ),
+            Failure::Malformed(e) => write!(f, "malformed message: {e}"),
+            Failure::InvalidKeyExchange => write!(f, "invalid Diffie-Hellman public value from peer"),
+            Failure::Timeout => write!(f, "negotiation timed out"),
+        }
+    }
+}
+
+/// How ESP is carried to the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspEncapsulation {
+    /// IP protocol 50.
+    Raw,
+    /// ESP-in-UDP (RFC 3948) between these ports (4500 unless a NAT rewrote the peer's).
+    Udp { local_port: u16, remote_port: u16 },
+}
+
+/// One direction of an IPsec SA as the data plane needs it.
+#[derive(Clone)]
+pub struct EspKeys {
+    pub spi: u32,
+    /// Cipher key, followed by the 4-byte salt for AEADs (RFC 4106 §8.1, RFC 7634 §4).
+    pub enc_key: Secret,
+    /// Integrity key for CBC + HMAC transforms, empty for AEADs.
+    pub auth_key: Secret,
+}
+
+impl fmt::Debug for EspKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EspKeys {{ spi: {:08x}, keys: <redacted> }}", self.spi)
+    }
+}
+
+/// A negotiated IPsec SA pair, to be installed in the data plane (RFC 2409 §5.5).
+#[derive(Debug, Clone)]
+pub struct ChildSa {
+    pub conn: ConnId,
+    pub ike: Cookies,
+    pub message_id: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub local_ts: TrafficSelector,
+    pub remote_ts: TrafficSelector,
+    pub cipher: EspCipher,
+    pub integrity: Option<EspIntegrity>,
+    pub esn: bool,
+    pub pfs: Option<crate::algorithm::DhGroup>,
+    pub encapsulation: EspEncapsulation,
+    pub inbound: EspKeys,
+    pub outbound: EspKeys,
+    pub lifetime: Duration,
+    pub lifetime_kb: Option<u64>,
+}
+
+/// Capabilities the peer announced by vendor ID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerFeatures {
+    pub dpd: bool,
+    pub nat_t_rfc: bool,
+    pub nat_t_draft: bool,
+    pub fragmentation: bool,
+    pub cisco_unity: bool,
+    pub xauth: bool,
+    pub strongswan: bool,
+}
+
+/// What NAT-D found (RFC 3947 §3.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatStatus {
+    pub local_behind_nat: bool,
+    pub remote_behind_nat: bool,
+    /// IKE moved to UDP 4500 and ESP is UDP-encapsulated.
+    pub floated: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Message(MessageLog),
+    IkeSaEstablished {
+        conn: ConnId,
+        cookies: Cookies,
+        role: Role,
+        mode: Phase1Mode,
+        proposal: IkeProposal,
+        lifetime: Duration,
+        peer: SocketAddr,
+        features: PeerFeatures,
+        nat: NatStatus,
+    },
+    IkeSaFailed { conn: Option<ConnId>, cookies: Cookies, peer: SocketAddr, reason: Failure },
+    IkeSaDeleted { conn: ConnId, cookies: Cookies, reason: String },
+    ChildSaEstablished(ChildSa),
+    ChildSaFailed { conn: ConnId, cookies: Cookies, message_id: u32, reason: Failure },
+    /// Remove this SA pair from the data plane.
+    ChildSaDeleted { conn: ConnId, inbound_spi: u32, outbound_spi: u32, reason: String },
+    /// The peer sent INITIAL-CONTACT: any older SAs with it are stale.
+    InitialContact { conn: ConnId, cookies: Cookies },
+    PeerDead { conn: ConnId, cookies: Cookies },
+    /// A notify the state machine only reports (e.g. an unauthenticated error after phase 1).
+    NotifyReceived { conn: Option<ConnId>, cookies: Cookies, notify: NotifyType },
+}

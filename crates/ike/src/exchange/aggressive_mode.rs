@@ -1,0 +1,203 @@
+//! Aggressive Mode with pre-shared keys (RFC 2409 §5, §5.4): AM1–AM3. The group cannot be
+//! negotiated (KE travels in AM1) and the responder's HASH_R is sent in the clear, which is why
+//! answering it is an opt-in.
+
+use crate::crypto;
+use crate::event::{Failure, Role};
+use crate::exchange::main_mode::raw_body;
+use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
+use crate::sa::{Ctx, IkeSa, InputError, Phase1State};
+use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
+
+impl IkeSa {
+    /// AM1: HDR, SA, KE, Ni, IDii, VID… — only proposals with the first proposal's group.
+    pub(crate) fn aggressive_mode_initiate(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(group) = ctx.cfg.ike_proposals.first().map(|p| p.group) else { return };
+        let same_group: Vec<_> = ctx.cfg.ike_proposals.iter().copied().filter(|p| p.group == group).collect();
+        let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime);
+        let mut sai_b = Vec::new();
+        Payload::Sa(offer.clone()).emit_body(&mut sai_b);
+        self.sai_b = sai_b;
+        let dh = phase1::new_dh(ctx, group);
+        self.g_xi = dh.public_value();
+        self.dh = Some(dh);
+        self.ni = phase1::new_nonce(ctx);
+        let mut payloads = vec![
+            Payload::Sa(offer),
+            Payload::KeyExchange(self.g_xi.clone()),
+            Payload::Nonce(self.ni.clone()),
+            Payload::Identification(phase1::our_id(ctx.cfg)),
+        ];
+        payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
+        let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
+        self.send(ctx, "AM1", &payloads, data, 0, true);
+    }
+
+    pub(crate) fn aggressive_mode_input(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        match self.state {
+            Phase1State::AmR2Sent if self.sai_b.is_empty() => self.am1_received(ctx, header, datagram),
+            Phase1State::AmI1Sent => self.am2_received(ctx, header, datagram),
+            Phase1State::AmR2Sent => self.am3_received(ctx, header, datagram),
+            s => Err(InputError::Unexpected(s.name())),
+        }
+    }
+
+    /// AM1 → AM2: choose, derive keys, authenticate ourselves first.
+    fn am1_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let msg = wire::Message::parse(datagram)?;
+        self.log_received(ctx, "AM1", header, &msg.payloads);
+        if !ctx.cfg.allow_aggressive_psk {
+            self.fail(ctx, Failure::AggressiveModeRefused, Some(NotifyType::AUTHENTICATION_FAILED));
+            return Ok(());
+        }
+        let offer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
+        let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+        let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
+        let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
+        self.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
+        self.peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
+        self.peer_offer = phase1::describe_offer(offer);
+        phase1::learn_vendor_ids(self, &msg.payloads);
+        let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
+            let reason = Failure::NoProposalChosen { ours: phase1::describe_ours(ctx.cfg), theirs: self.peer_offer.clone() };
+            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+            return Ok(());
+        };
+        if ke.len() != chosen.proposal.group.public_len() || !nonce_ok(ni) {
+            self.fail(ctx, Failure::InvalidKeyExchange, Some(NotifyType::INVALID_KEY_INFORMATION));
+            return Ok(());
+        }
+        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
+            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
+            return Ok(());
+        }
+        self.proposal = Some(chosen.proposal);
+        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.g_xi = ke.clone();
+        self.ni = ni.clone();
+        let dh = phase1::new_dh(ctx, chosen.proposal.group);
+        self.g_xr = dh.public_value();
+        self.dh = Some(dh);
+        self.nr = phase1::new_nonce(ctx);
+        if let Err(f) = phase1::derive_keys(ctx, self) {
+            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+            return Ok(());
+        }
+        let p = chosen.proposal;
+        let our = phase1::our_id(ctx.cfg);
+        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no keys"))?;
+        let hash_r = crypto::hash_r(p.hash, &keys.skeyid, &self.g_xr, &self.g_xi, &self.cookies.responder_spi, &self.cookies.initiator_spi, &self.sai_b, &phase1::id_body(&our));
+        let mut payloads = vec![
+            Payload::Sa(reply),
+            Payload::KeyExchange(self.g_xr.clone()),
+            Payload::Nonce(self.nr.clone()),
+            Payload::Identification(our),
+            Payload::Hash(hash_r.to_vec()),
+        ];
+        payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
+        payloads.extend(phase1::nat_d_payloads(ctx, self));
+        let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
+        let sent = self.send(ctx, "AM2", &payloads, data, 0, false);
+        self.replies.remember(datagram, Some(sent));
+        Ok(())
+    }
+
+    /// AM2 → AM3: verify the responder, detect NAT, authenticate ourselves (encrypted).
+    fn am2_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let msg = wire::Message::parse(datagram)?;
+        self.log_received(ctx, "AM2", header, &msg.payloads);
+        let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
+        phase1::learn_vendor_ids(self, &msg.payloads);
+        let group = self.dh.as_ref().map(|d| d.group());
+        let chosen = match phase1::accept_choice(ctx.cfg, answer) {
+            Some(c) if Some(c.proposal.group) == group => c,
+            _ => {
+                let reason = Failure::NoProposalChosen { ours: phase1::describe_ours(ctx.cfg), theirs: phase1::describe_offer(answer) };
+                self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+                return Ok(());
+            }
+        };
+        let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+        let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
+        let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
+        let hash = find(&msg.payloads, hash_of).ok_or(InputError::Missing(PayloadType::HASH))?;
+        if ke.len() != chosen.proposal.group.public_len() || !nonce_ok(nr) {
+            self.fail(ctx, Failure::InvalidKeyExchange, Some(NotifyType::INVALID_KEY_INFORMATION));
+            return Ok(());
+        }
+        self.proposal = Some(chosen.proposal);
+        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.g_xr = ke.clone();
+        self.nr = nr.clone();
+        if let Err(f) = phase1::derive_keys(ctx, self) {
+            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+            return Ok(());
+        }
+        let p = chosen.proposal;
+        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no keys"))?;
+        let expected = crypto::hash_r(p.hash, &keys.skeyid, &self.g_xr, &self.g_xi, &self.cookies.responder_spi, &self.cookies.initiator_spi, &self.sai_b, &phase1::id_body(id));
+        if !crypto::ct_eq(&expected, hash) {
+            let reason = Failure::AuthenticationFailed { detail: "HASH_R in AM2 does not verify".into() };
+            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+            return Ok(());
+        }
+        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
+            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
+            return Ok(());
+        }
+        phase1::detect_nat(ctx, self, &msg.payloads);
+        let nat_d = phase1::nat_d_payloads(ctx, self);
+        phase1::float_if_needed(self);
+        let our = phase1::our_id(ctx.cfg);
+        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no keys"))?;
+        let hash_i = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &phase1::id_body(&our));
+        let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
+        payloads.extend(nat_d);
+        if ctx.cfg.initial_contact {
+            payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
+        }
+        let (data, last) = match self.encrypted_message(ExchangeType::AGGRESSIVE, Flags(0), 0, &payloads, &self.p1_iv) {
+            Ok(x) => x,
+            Err(f) => {
+                self.fail(ctx, f, None);
+                return Ok(());
+            }
+        };
+        self.p1_iv = last;
+        let sent = self.send(ctx, "AM3", &payloads, data, 0, false);
+        self.replies.remember(datagram, Some(sent));
+        self.phase1_established(ctx);
+        Ok(())
+    }
+
+    /// AM3: verify HASH_I (encrypted as RFC 2409 requires; a plaintext AM3 is accepted, as
+    /// some Cisco releases send it so).
+    fn am3_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let p = self.proposal.ok_or(InputError::Unexpected("no proposal"))?;
+        let payloads = if header.flags.contains(Flags::ENCRYPTION) {
+            let Some(payloads) = self.open_phase1(ctx, header, datagram, "AM3") else { return Ok(()) };
+            payloads
+        } else {
+            let msg = wire::Message::parse(datagram)?;
+            self.log_received(ctx, "AM3", header, &msg.payloads);
+            msg.payloads
+        };
+        let Some(hash) = find(&payloads, hash_of) else {
+            self.fail(ctx, Failure::Malformed("AM3 without HASH".into()), Some(NotifyType::PAYLOAD_MALFORMED));
+            return Ok(());
+        };
+        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no keys"))?;
+        let expected = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &self.peer_id_b);
+        if !crypto::ct_eq(&expected, hash) {
+            let reason = Failure::AuthenticationFailed { detail: "HASH_I in AM3 does not verify".into() };
+            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+            return Ok(());
+        }
+        phase1::detect_nat(ctx, self, &payloads);
+        phase1::float_if_needed(self);
+        self.note_initial_contact(ctx, &payloads);
+        self.replies.remember(datagram, None);
+        self.phase1_established(ctx);
+        Ok(())
+    }
+}

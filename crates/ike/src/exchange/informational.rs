@@ -1,0 +1,278 @@
+//! Informational exchanges (RFC 2408 §4.8, RFC 2409 §5.7): notifies, deletes, DPD (RFC 3706),
+//! and the timers of an ISAKMP SA (retransmission, DPD, lifetimes).
+
+use crate::crypto;
+use crate::event::{Event, Failure, Role};
+use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
+use crate::wire::{self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId, IPSEC_DOI};
+
+impl IkeSa {
+    /// A notify about this ISAKMP SA: its SPI is both cookies (RFC 3706 §5, RFC 2407 §4.6.3).
+    pub(crate) fn isakmp_notify(&self, notify_type: NotifyType, data: Vec<u8>) -> Payload {
+        Payload::Notification(Notification {
+            doi: IPSEC_DOI,
+            protocol: ProtocolId::ISAKMP,
+            notify_type,
+            spi: [self.cookies.initiator_spi, self.cookies.responder_spi].concat(),
+            data,
+        })
+    }
+
+    /// Sends HDR*, HASH(1), N/D… under a fresh message ID and its own IV.
+    pub(crate) fn send_informational(&mut self, ctx: &mut Ctx<'_>, rest: Vec<Payload>) -> Result<(), Failure> {
+        let p = self.proposal()?;
+        let message_id = ctx.message_id();
+        let iv = self.phase2_iv(message_id)?;
+        let mut rest_bytes = Vec::new();
+        wire::emit_payloads(&rest, &mut rest_bytes);
+        let hash = crypto::qm_hash1(p.hash, self.skeyid_a()?, message_id, &rest_bytes);
+        let mut payloads = vec![Payload::Hash(hash.to_vec())];
+        payloads.extend(rest);
+        let (data, _) = self.encrypted_message(ExchangeType::INFORMATIONAL, Flags(0), message_id, &payloads, &iv)?;
+        self.send(ctx, "INFO", &payloads, data, message_id, false);
+        Ok(())
+    }
+
+    /// An Informational message for this SA, protected or not.
+    pub(crate) fn informational_input(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let protected = header.flags.contains(Flags::ENCRYPTION);
+        let payloads = if protected {
+            let p = self.proposal.ok_or(InputError::Unexpected("encrypted INFO before keys"))?;
+            let iv = self.phase2_iv(header.message_id).map_err(|_| InputError::Unexpected("no keys"))?;
+            let (body, _) = self.decrypt_body(datagram, &iv)?;
+            let (payloads, rest) = parse_protected(header.next_payload, &body)?;
+            let Some(Payload::Hash(h)) = payloads.first() else { return Err(InputError::Missing(wire::PayloadType::HASH)) };
+            let expected = crypto::qm_hash1(p.hash, self.skeyid_a().map_err(|_| InputError::Unexpected("no keys"))?, header.message_id, &rest);
+            if !crypto::ct_eq(&expected, h) {
+                return Err(InputError::BadHash("INFO"));
+            }
+            payloads
+        } else {
+            wire::Message::parse(datagram)?.payloads
+        };
+        self.log_received(ctx, "INFO", header, &payloads);
+        if !protected && self.is_established() {
+            // Unauthenticated notifies cannot tear down an authenticated SA.
+            return Err(InputError::Unexpected("unprotected INFO after phase 1"));
+        }
+        if protected {
+            self.last_heard = ctx.now;
+            self.dpd.outstanding = None;
+            self.dpd.first_unanswered = None;
+        }
+        for p in &payloads {
+            match p {
+                Payload::Notification(n) => self.notify_received(ctx, n, protected),
+                Payload::Delete(d) if protected => self.delete_received(ctx, d),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn notify_received(&mut self, ctx: &mut Ctx<'_>, n: &Notification, protected: bool) {
+        match n.notify_type {
+            NotifyType::R_U_THERE if protected && self.is_established() => {
+                let ack = self.isakmp_notify(NotifyType::R_U_THERE_ACK, n.data.clone());
+                let _ = self.send_informational(ctx, vec![ack]);
+            }
+            NotifyType::R_U_THERE_ACK => {}
+            NotifyType::INITIAL_CONTACT if protected => {
+                self.initial_contact_received = true;
+                ctx.event(Event::InitialContact { conn: self.conn, cookies: self.cookies });
+            }
+            t if t.is_error() && !self.is_established() => {
+                self.fail(ctx, Failure::PeerNotify(t), None);
+            }
+            t if t.is_error() => {
+                // An error about a Quick Mode in flight: match it by our SPI, else the oldest.
+                let by_spi = <[u8; 4]>::try_from(n.spi.as_slice()).ok().map(u32::from_be_bytes);
+                let qm = self
+                    .quick_modes
+                    .iter_mut()
+                    .filter(|q| q.retransmit.is_some() && q.role == Role::Initiator)
+                    .find(|q| by_spi.is_none_or(|s| s == q.spi_in));
+                match qm {
+                    Some(q) => {
+                        q.retransmit = None;
+                        q.state = crate::exchange::quick_mode::QmState::Done;
+                        q.expires = Some(ctx.now);
+                        let message_id = q.message_id;
+                        ctx.event(Event::ChildSaFailed { conn: self.conn, cookies: self.cookies, message_id, reason: Failure::PeerNotify(t) });
+                    }
+                    None => ctx.event(Event::NotifyReceived { conn: Some(self.conn), cookies: self.cookies, notify: t }),
+                }
+            }
+            t => ctx.event(Event::NotifyReceived { conn: Some(self.conn), cookies: self.cookies, notify: t }),
+        }
+    }
+
+    fn delete_received(&mut self, ctx: &mut Ctx<'_>, d: &Delete) {
+        match d.protocol {
+            ProtocolId::ISAKMP => {
+                // Its IPsec SAs live on (RFC 2409 §5.7); the endpoint moves them to another
+                // ISAKMP SA of the connection or removes them.
+                ctx.event(Event::IkeSaDeleted { conn: self.conn, cookies: self.cookies, reason: "deleted by peer".into() });
+                self.state = Phase1State::Dead;
+            }
+            ProtocolId::ESP => {
+                for spi in &d.spis {
+                    let Ok(spi) = <[u8; 4]>::try_from(spi.as_slice()).map(u32::from_be_bytes) else { continue };
+                    if let Some(i) = self.children.iter().position(|c| c.spi_out == spi || c.spi_in == spi) {
+                        let c = self.children.swap_remove(i);
+                        ctx.event(Event::ChildSaDeleted { conn: self.conn, inbound_spi: c.spi_in, outbound_spi: c.spi_out, reason: "deleted by peer".into() });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// INITIAL-CONTACT in MM5/AM3 (RFC 2407 §4.6.3.3).
+    pub(crate) fn note_initial_contact(&mut self, ctx: &mut Ctx<'_>, payloads: &[Payload]) {
+        if payloads.iter().any(|p| matches!(p, Payload::Notification(n) if n.notify_type == NotifyType::INITIAL_CONTACT)) {
+            self.initial_contact_received = true;
+            ctx.event(Event::InitialContact { conn: self.conn, cookies: self.cookies });
+        }
+    }
+
+    /// Phase 1 done: report it, and as initiator start one Quick Mode per configured pair.
+    pub(crate) fn phase1_established(&mut self, ctx: &mut Ctx<'_>) {
+        self.state = Phase1State::Established;
+        self.established_at = Some(ctx.now);
+        self.last_heard = ctx.now;
+        self.retransmit = None;
+        self.dpd.seq = u32::from_be_bytes(ctx.random::<4>()) & 0x7fff_ffff;
+        let Ok(proposal) = self.proposal() else { return };
+        ctx.event(Event::IkeSaEstablished {
+            conn: self.conn,
+            cookies: self.cookies,
+            role: self.role,
+            mode: self.mode,
+            proposal,
+            lifetime: self.lifetime,
+            peer: self.remote,
+            features: self.features,
+            nat: self.nat,
+        });
+        if self.role == Role::Initiator && !self.is_rekey {
+            for i in 0..ctx.cfg.children.len() {
+                self.quick_mode_initiate(ctx, i, None);
+            }
+        }
+    }
+
+    /// Deletes one IPsec SA pair: tells the peer our inbound SPI and the data plane both.
+    pub(crate) fn delete_child(&mut self, ctx: &mut Ctx<'_>, index: usize, reason: &str) {
+        if index >= self.children.len() {
+            return;
+        }
+        let c = self.children.swap_remove(index);
+        let d = Payload::Delete(Delete { doi: IPSEC_DOI, protocol: ProtocolId::ESP, spi_size: 4, spis: vec![c.spi_in.to_be_bytes().to_vec()] });
+        let _ = self.send_informational(ctx, vec![d]);
+        ctx.event(Event::ChildSaDeleted { conn: self.conn, inbound_spi: c.spi_in, outbound_spi: c.spi_out, reason: reason.to_string() });
+    }
+
+    /// Removes every IPsec SA pair from the data plane without telling the peer.
+    pub(crate) fn drop_children(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        for c in self.children.drain(..) {
+            ctx.event(Event::ChildSaDeleted { conn: self.conn, inbound_spi: c.spi_in, outbound_spi: c.spi_out, reason: reason.to_string() });
+        }
+    }
+
+    /// Deletes this ISAKMP SA and its IPsec SAs, telling the peer when we can.
+    pub(crate) fn delete(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        if self.is_established() {
+            while !self.children.is_empty() {
+                let last = self.children.len() - 1;
+                self.delete_child(ctx, last, reason);
+            }
+            let spi = [self.cookies.initiator_spi, self.cookies.responder_spi].concat();
+            let d = Payload::Delete(Delete { doi: IPSEC_DOI, protocol: ProtocolId::ISAKMP, spi_size: 16, spis: vec![spi] });
+            let _ = self.send_informational(ctx, vec![d]);
+            ctx.event(Event::IkeSaDeleted { conn: self.conn, cookies: self.cookies, reason: reason.to_string() });
+        }
+        self.state = Phase1State::Dead;
+        self.retransmit = None;
+    }
+
+    /// Everything time-driven: retransmissions, half-open expiry, DPD, rekey and lifetimes.
+    /// Returns true when the endpoint should start a new phase 1 to replace this one.
+    pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let cookies = self.cookies;
+        if let Some(r) = self.retransmit.as_mut() {
+            if let Err((message, tries)) = IkeSa::retransmit_due(ctx, r, cookies) {
+                self.fail(ctx, Failure::NoResponse { message, tries }, None);
+                return false;
+            }
+        }
+        if self.is_half_open() && ctx.now >= self.created + ctx.settings.half_open_timeout {
+            self.fail(ctx, Failure::Timeout, None);
+            return false;
+        }
+        self.quick_mode_timers(ctx);
+        let Some(est) = self.established_at else { return false };
+        if ctx.now >= est + self.lifetime {
+            self.delete(ctx, "ISAKMP SA lifetime expired");
+            return false;
+        }
+        self.dpd_timer(ctx);
+        if self.state == Phase1State::Dead {
+            return false;
+        }
+        self.child_lifetimes(ctx);
+        if self.role == Role::Initiator && !self.rekey_started && ctx.now >= est + self.lifetime.saturating_sub(ctx.settings.rekey_margin) {
+            self.rekey_started = true;
+            return true;
+        }
+        false
+    }
+
+    /// RFC 3706 §5.5: R-U-THERE after `interval` of silence, a new sequence number per try;
+    /// the peer is dead when nothing authenticated arrives within `timeout`.
+    fn dpd_timer(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(dpd) = ctx.cfg.dpd else { return };
+        if !self.features.dpd {
+            return;
+        }
+        let due = match self.dpd.outstanding {
+            Some((_, sent)) => ctx.now >= sent + ctx.settings.retransmit_timeout,
+            None => ctx.now >= self.last_heard + dpd.interval,
+        };
+        if !due {
+            return;
+        }
+        let first = *self.dpd.first_unanswered.get_or_insert(ctx.now);
+        if ctx.now >= first + dpd.timeout {
+            ctx.event(Event::PeerDead { conn: self.conn, cookies: self.cookies });
+            self.drop_children(ctx, "peer dead (DPD)");
+            ctx.event(Event::IkeSaDeleted { conn: self.conn, cookies: self.cookies, reason: "peer dead (DPD)".into() });
+            self.state = Phase1State::Dead;
+            return;
+        }
+        self.dpd.seq = self.dpd.seq.wrapping_add(1);
+        self.dpd.outstanding = Some((self.dpd.seq, ctx.now));
+        let n = self.isakmp_notify(NotifyType::R_U_THERE, self.dpd.seq.to_be_bytes().to_vec());
+        let _ = self.send_informational(ctx, vec![n]);
+    }
+
+    /// Rekeys IPsec SAs we initiated before they expire (make-before-break: the old pair is
+    /// deleted when the new one is installed) and deletes those past their hard lifetime.
+    fn child_lifetimes(&mut self, ctx: &mut Ctx<'_>) {
+        let mut i = 0;
+        while let Some(c) = self.children.get(i) {
+            if ctx.now >= c.established + c.lifetime {
+                self.delete_child(ctx, i, "lifetime expired");
+                continue;
+            }
+            if c.initiated_by_us && !c.rekey_started && ctx.now >= c.established + c.lifetime.saturating_sub(ctx.settings.rekey_margin) {
+                let (index, spi) = (c.child_index, c.spi_in);
+                if let Some(c) = self.children.get_mut(i) {
+                    c.rekey_started = true;
+                }
+                self.quick_mode_initiate(ctx, index, Some(spi));
+            }
+            i += 1;
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Main Mode with pre-shared keys (RFC 2409 §5, §5.4): MM1–MM6, as initiator and responder.
+
+use crate::crypto;
+use crate::event::{Failure, Role};
+use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
+use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
+use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadIter, PayloadType, WireError};
+
+impl IkeSa {
+    /// MM1: HDR, SA, VID…
+    pub(crate) fn main_mode_initiate(&mut self, ctx: &mut Ctx<'_>) {
+        let offer = phase1::offer(&ctx.cfg.ike_proposals, ctx.cfg.ike_lifetime);
+        let mut sai_b = Vec::new();
+        Payload::Sa(offer.clone()).emit_body(&mut sai_b);
+        self.sai_b = sai_b;
+        let mut payloads = vec![Payload::Sa(offer)];
+        payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
+        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
+        self.send(ctx, "MM1", &payloads, data, 0, true);
+    }
+
+    /// Dispatches a Main Mode message by the state we are in.
+    pub(crate) fn main_mode_input(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        match self.state {
+            Phase1State::MmR2Sent if self.sai_b.is_empty() => self.mm1_received(ctx, header, datagram),
+            Phase1State::MmI1Sent => self.mm2_received(ctx, header, datagram),
+            Phase1State::MmR2Sent => self.mm3_received(ctx, header, datagram),
+            Phase1State::MmI3Sent => self.mm4_received(ctx, header, datagram),
+            Phase1State::MmR4Sent => self.mm5_received(ctx, header, datagram),
+            Phase1State::MmI5Sent => self.mm6_received(ctx, header, datagram),
+            _ => Err(InputError::Unexpected(self.state.name())),
+        }
+    }
+
+    /// MM1 → MM2: choose one transform.
+    fn mm1_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let msg = wire::Message::parse(datagram)?;
+        self.log_received(ctx, "MM1", header, &msg.payloads);
+        let offer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
+        self.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
+        self.peer_offer = phase1::describe_offer(offer);
+        phase1::learn_vendor_ids(self, &msg.payloads);
+        let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
+            let reason = Failure::NoProposalChosen { ours: phase1::describe_ours(ctx.cfg), theirs: self.peer_offer.clone() };
+            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+            return Ok(());
+        };
+        self.proposal = Some(chosen.proposal);
+        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        let mut payloads = vec![Payload::Sa(reply)];
+        payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
+        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
+        let sent = self.send(ctx, "MM2", &payloads, data, 0, false);
+        self.replies.remember(datagram, Some(sent));
+        Ok(())
+    }
+
+    /// MM2 → MM3: KE, Nonce, NAT-D.
+    fn mm2_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let msg = wire::Message::parse(datagram)?;
+        self.log_received(ctx, "MM2", header, &msg.payloads);
+        let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
+        phase1::learn_vendor_ids(self, &msg.payloads);
+        let Some(chosen) = phase1::accept_choice(ctx.cfg, answer) else {
+            let reason = Failure::NoProposalChosen { ours: phase1::describe_ours(ctx.cfg), theirs: phase1::describe_offer(answer) };
+            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+            return Ok(());
+        };
+        self.proposal = Some(chosen.proposal);
+        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        let dh = phase1::new_dh(ctx, chosen.proposal.group);
+        self.g_xi = dh.public_value();
+        self.dh = Some(dh);
+        self.ni = phase1::new_nonce(ctx);
+        let mut payloads = vec![Payload::KeyExchange(self.g_xi.clone()), Payload::Nonce(self.ni.clone())];
+        payloads.extend(phase1::nat_d_payloads(ctx, self));
+        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
+        let sent = self.send(ctx, "MM3", &payloads, data, 0, true);
+        self.replies.remember(datagram, Some(sent));
+        self.state = Phase1State::MmI3Sent;
+        Ok(())
+    }
+
+    /// MM3 → MM4: both sides can now derive keys.
+    fn mm3_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let msg = wire::Message::parse(datagram)?;
+        self.log_received(ctx, "MM3", header, &msg.payloads);
+        let p = self.proposal.ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+        let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
+        if ke.len() != p.group.public_len() || !nonce_ok(ni) {
+            self.fail(ctx, Failure::InvalidKeyExchange, Some(NotifyType::INVALID_KEY_INFORMATION));
+            return Ok(());
+        }
+        self.g_xi = ke.clone();
+        self.ni = ni.clone();
+        let dh = phase1::new_dh(ctx, p.group);
+        self.g_xr = dh.public_value();
+        self.dh = Some(dh);
+        self.nr = phase1::new_nonce(ctx);
+        if let Err(f) = phase1::derive_keys(ctx, self) {
+            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+            return Ok(());
+        }
+        phase1::detect_nat(ctx, self, &msg.payloads);
+        let mut payloads = vec![Payload::KeyExchange(self.g_xr.clone()), Payload::Nonce(self.nr.clone())];
+        payloads.extend(phase1::nat_d_payloads(ctx, self));
+        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
+        let sent = self.send(ctx, "MM4", &payloads, data, 0, false);
+        self.replies.remember(datagram, Some(sent));
+        phase1::float_if_needed(self);
+        self.state = Phase1State::MmR4Sent;
+        Ok(())
+    }
+
+    /// MM4 → MM5: derive keys, detect NAT, float, authenticate.
+    fn mm4_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let msg = wire::Message::parse(datagram)?;
+        self.log_received(ctx, "MM4", header, &msg.payloads);
+        let p = self.proposal.ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+        let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
+        if ke.len() != p.group.public_len() || !nonce_ok(nr) {
+            self.fail(ctx, Failure::InvalidKeyExchange, Some(NotifyType::INVALID_KEY_INFORMATION));
+            return Ok(());
+        }
+        self.g_xr = ke.clone();
+        self.nr = nr.clone();
+        if let Err(f) = phase1::derive_keys(ctx, self) {
+            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+            return Ok(());
+        }
+        phase1::detect_nat(ctx, self, &msg.payloads);
+        phase1::float_if_needed(self);
+        let id = phase1::our_id(ctx.cfg);
+        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let hash = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &phase1::id_body(&id));
+        let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
+        if ctx.cfg.initial_contact {
+            payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
+        }
+        let (data, last) = match self.encrypted_message(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0, &payloads, &self.p1_iv) {
+            Ok(x) => x,
+            Err(f) => {
+                self.fail(ctx, f, None);
+                return Ok(());
+            }
+        };
+        self.p1_iv = last;
+        let sent = self.send(ctx, "MM5", &payloads, data, 0, true);
+        self.replies.remember(datagram, Some(sent));
+        self.state = Phase1State::MmI5Sent;
+        Ok(())
+    }
+
+    /// MM5 → MM6: verify HASH_I and the identity, answer with ours.
+    fn mm5_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let p = self.proposal.ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM5") else { return Ok(()) };
+        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
+            self.fail(ctx, Failure::Malformed("ID or HASH payload missing".into()), Some(NotifyType::PAYLOAD_MALFORMED));
+            return Ok(());
+        };
+        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let expected = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &phase1::id_body(id));
+        if !crypto::ct_eq(&expected, hash) {
+            let reason = Failure::AuthenticationFailed { detail: "HASH_I in MM5 does not verify".into() };
+            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+            return Ok(());
+        }
+        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
+            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
+            return Ok(());
+        }
+        self.note_initial_contact(ctx, &payloads);
+        let our = phase1::our_id(ctx.cfg);
+        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let hash_r = crypto::hash_r(p.hash, &keys.skeyid, &self.g_xr, &self.g_xi, &self.cookies.responder_spi, &self.cookies.initiator_spi, &self.sai_b, &phase1::id_body(&our));
+        let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
+        let (data, last) = match self.encrypted_message(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0, &reply, &self.p1_iv) {
+            Ok(x) => x,
+            Err(f) => {
+                self.fail(ctx, f, None);
+                return Ok(());
+            }
+        };
+        self.p1_iv = last;
+        let sent = self.send(ctx, "MM6", &reply, data, 0, false);
+        self.replies.remember(datagram, Some(sent));
+        self.phase1_established(ctx);
+        Ok(())
+    }
+
+    /// MM6: verify HASH_R and the identity; phase 1 is up.
+    fn mm6_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+        let p = self.proposal.ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM6") else { return Ok(()) };
+        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
+            self.fail(ctx, Failure::Malformed("ID or HASH payload missing".into()), None);
+            return Ok(());
+        };
+        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let expected = crypto::hash_r(p.hash, &keys.skeyid, &self.g_xr, &self.g_xi, &self.cookies.responder_spi, &self.cookies.initiator_spi, &self.sai_b, &phase1::id_body(id));
+        if !crypto::ct_eq(&expected, hash) {
+            let reason = Failure::AuthenticationFailed { detail: "HASH_R in MM6 does not verify".into() };
+            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+            return Ok(());
+        }
+        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
+            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
+            return Ok(());
+        }
+        self.phase1_established(ctx);
+        Ok(())
+    }
+
+    /// Decrypts an encrypted phase 1 message (MM5, MM6, AM3) and advances the IV chain. A body
+    /// that does not decrypt to a valid payload chain means the keys differ: the PSKs.
+    pub(crate) fn open_phase1(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8], name: &'static str) -> Option<Vec<Payload>> {
+        if !header.flags.contains(Flags::ENCRYPTION) {
+            let reason = Failure::AuthenticationFailed { detail: format!("{name} arrived unencrypted") };
+            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+            return None;
+        }
+        let opened = self.decrypt_body(datagram, &self.p1_iv).and_then(|(body, last)| {
+            let (payloads, _) = parse_protected(header.next_payload, &body)?;
+            Ok((payloads, last))
+        });
+        match opened {
+            Ok((payloads, last)) => {
+                self.p1_iv = last;
+                self.log_received(ctx, name, header, &payloads);
+                Some(payloads)
+            }
+            Err(e) => {
+                self.log_received(ctx, name, header, &[]);
+                let reason = Failure::AuthenticationFailed { detail: format!("{name} does not decrypt to valid payloads ({e})") };
+                self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+                None
+            }
+        }
+    }
+}
+
+/// The exact body bytes of the first payload of `kind` in a plaintext message.
+pub(crate) fn raw_body(first: PayloadType, datagram: &[u8], kind: PayloadType) -> Result<Vec<u8>, InputError> {
+    let body = datagram.get(Header::LEN..).ok_or(WireError::Truncated)?;
+    for raw in PayloadIter::new(first, body) {
+        let raw = raw?;
+        if raw.payload_type == kind {
+            return Ok(raw.body.to_vec());
+        }
+    }
+    Err(InputError::Missing(kind))
+}

@@ -1,0 +1,7 @@
+//! The IKEv1 exchanges, one module each (RFC 2409 §5).
+
+pub mod aggressive_mode;
+pub mod informational;
+pub mod main_mode;
+pub mod phase1;
+pub mod quick_mode;

@@ -1,0 +1,333 @@
+//! What Main Mode and Aggressive Mode share: the ISAKMP SA offer and choice (RFC 2409 §5,
+//! App. A), vendor IDs, NAT-D (RFC 3947 §3), keys and the identity check.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::algorithm::{DhGroup, IkeCipher, IkeHash};
+use crate::config::ConnectionConfig;
+use crate::crypto::{self, DhPrivate, Phase1Keys};
+use crate::event::{Failure, NatStatus, PeerFeatures, Role};
+use crate::proposal::IkeProposal;
+use crate::sa::{Ctx, IkeSa};
+use crate::wire::{
+    attr, vendor_id, Attribute, Identification, KnownVendor, Payload, PayloadType, Proposal,
+    ProtocolId, SaPayload, Transform, IPSEC_DOI, SIT_IDENTITY_ONLY,
+};
+
+/// Transform ID KEY_IKE (RFC 2407 §4.4.2).
+const KEY_IKE: u8 = 1;
+
+/// The SA payload offering `proposals` as transforms of one ISAKMP proposal.
+pub(crate) fn offer(proposals: &[IkeProposal], lifetime: Duration) -> SaPayload {
+    let transforms = proposals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Transform {
+            number: u8::try_from(i + 1).unwrap_or(u8::MAX),
+            transform_id: KEY_IKE,
+            attributes: transform_attributes(p, lifetime),
+        })
+        .collect();
+    SaPayload {
+        doi: IPSEC_DOI,
+        situation: SIT_IDENTITY_ONLY,
+        proposals: vec![Proposal { number: 1, protocol: ProtocolId::ISAKMP, spi: Vec::new(), transforms }],
+    }
+}
+
+fn transform_attributes(p: &IkeProposal, lifetime: Duration) -> Vec<Attribute> {
+    let mut a = vec![Attribute::basic(attr::ike::ENCRYPTION_ALGORITHM, p.cipher.attribute_value())];
+    if let Some(k) = p.cipher.key_length_attribute() {
+        a.push(Attribute::basic(attr::ike::KEY_LENGTH, k));
+    }
+    a.push(Attribute::basic(attr::ike::HASH_ALGORITHM, p.hash.attribute_value()));
+    a.push(Attribute::basic(attr::ike::GROUP_DESCRIPTION, p.group.number()));
+    a.push(Attribute::basic(attr::ike::AUTHENTICATION_METHOD, attr::auth_method::PSK));
+    a.push(Attribute::basic(attr::ike::LIFE_TYPE, attr::life_type::SECONDS));
+    a.push(Attribute::from_u64(attr::ike::LIFE_DURATION, lifetime.as_secs()));
+    a
+}
+
+/// What one offered phase 1 transform says, if we implement all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OfferedTransform {
+    pub proposal: IkeProposal,
+    pub auth_method: u16,
+    pub lifetime: Option<Duration>,
+}
+
+pub(crate) fn read_transform(t: &Transform) -> Option<OfferedTransform> {
+    if t.transform_id != KEY_IKE {
+        return None;
+    }
+    let (mut enc, mut key_len, mut hash, mut group, mut auth) = (None, None, None, None, None);
+    let mut life_type = None;
+    let mut lifetime = None;
+    for a in &t.attributes {
+        let v = a.as_u64();
+        let v16 = v.and_then(|v| u16::try_from(v).ok());
+        match a.attr_type {
+            attr::ike::ENCRYPTION_ALGORITHM => enc = v16,
+            attr::ike::KEY_LENGTH => key_len = v16,
+            attr::ike::HASH_ALGORITHM => hash = v16,
+            attr::ike::GROUP_DESCRIPTION => group = v16,
+            attr::ike::AUTHENTICATION_METHOD => auth = v16,
+            attr::ike::LIFE_TYPE => life_type = v16,
+            attr::ike::LIFE_DURATION => {
+                if life_type == Some(attr::life_type::SECONDS) {
+                    lifetime = v.map(Duration::from_secs);
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(OfferedTransform {
+        proposal: IkeProposal {
+            cipher: IkeCipher::from_attributes(enc?, key_len)?,
+            hash: IkeHash::from_attribute(hash?)?,
+            group: DhGroup::from_number(group?)?,
+        },
+        auth_method: auth?,
+        lifetime,
+    })
+}
+
+/// A printable list of the transforms a peer offered, for the NO-PROPOSAL-CHOSEN report.
+pub(crate) fn describe_offer(sa: &SaPayload) -> String {
+    let mut v = Vec::new();
+    for p in &sa.proposals {
+        for t in &p.transforms {
+            match read_transform(t) {
+                Some(o) if o.auth_method == attr::auth_method::PSK => v.push(o.proposal.to_string()),
+                Some(o) => v.push(format!("{} (auth method {})", o.proposal, o.auth_method)),
+                None => v.push(format!("transform {} (unsupported attributes)", t.transform_id)),
+            }
+        }
+    }
+    v.join(", ")
+}
+
+pub(crate) fn describe_ours(cfg: &ConnectionConfig) -> String {
+    cfg.ike_proposals.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Responder's choice: the peer's first transform that we also allow (RFC 2409 §5: the
+/// responder returns exactly one transform). Returns it and the SA payload to answer with.
+pub(crate) fn choose(cfg: &ConnectionConfig, offer: &SaPayload, group: Option<DhGroup>) -> Option<(OfferedTransform, SaPayload)> {
+    if offer.doi != IPSEC_DOI || offer.situation != SIT_IDENTITY_ONLY {
+        return None;
+    }
+    for p in &offer.proposals {
+        if p.protocol != ProtocolId::ISAKMP {
+            continue;
+        }
+        for t in &p.transforms {
+            let Some(o) = read_transform(t) else { continue };
+            let acceptable = o.auth_method == attr::auth_method::PSK
+                && cfg.ike_proposals.contains(&o.proposal)
+                && (cfg.allow_weak_dh || !o.proposal.group.is_weak())
+                && group.is_none_or(|g| g == o.proposal.group);
+            if acceptable {
+                let reply = SaPayload {
+                    doi: offer.doi,
+                    situation: offer.situation,
+                    proposals: vec![Proposal { number: p.number, protocol: p.protocol, spi: p.spi.clone(), transforms: vec![t.clone()] }],
+                };
+                return Some((o, reply));
+            }
+        }
+    }
+    None
+}
+
+/// Initiator's check of the responder's answer: one transform, one we offered.
+pub(crate) fn accept_choice(cfg: &ConnectionConfig, answer: &SaPayload) -> Option<OfferedTransform> {
+    let [p] = answer.proposals.as_slice() else { return None };
+    let [t] = p.transforms.as_slice() else { return None };
+    let o = read_transform(t)?;
+    (o.auth_method == attr::auth_method::PSK && cfg.ike_proposals.contains(&o.proposal)).then_some(o)
+}
+
+/// Phase 1 lifetime: the shorter of ours and the one in the chosen transform.
+pub(crate) fn lifetime(cfg: &ConnectionConfig, o: &OfferedTransform) -> Duration {
+    o.lifetime.map_or(cfg.ike_lifetime, |l| l.min(cfg.ike_lifetime)).max(Duration::from_secs(60))
+}
+
+/// Vendor IDs we send: DPD, NAT-T (RFC and the drafts old peers know), fragmentation.
+pub(crate) fn our_vendor_ids(role: Role, features: &PeerFeatures) -> Vec<Payload> {
+    let mut v = vec![KnownVendor::Dpd];
+    match role {
+        Role::Initiator => v.extend([KnownVendor::NatTRfc3947, KnownVendor::NatTDraft02, KnownVendor::NatTDraft02N]),
+        Role::Responder if features.nat_t_rfc => v.push(KnownVendor::NatTRfc3947),
+        Role::Responder if features.nat_t_draft => v.push(KnownVendor::NatTDraft02N),
+        Role::Responder => {}
+    }
+    v.into_iter().map(|k| Payload::VendorId(vendor_id::vid_bytes(k))).collect()
+}
+
+/// Records what the peer announced and picks the NAT-D payload type.
+pub(crate) fn learn_vendor_ids(sa: &mut IkeSa, payloads: &[Payload]) {
+    for p in payloads {
+        if let Payload::VendorId(v) = p {
+            match vendor_id::recognise(v) {
+                Some(KnownVendor::Dpd) => sa.features.dpd = true,
+                Some(KnownVendor::NatTRfc3947) => sa.features.nat_t_rfc = true,
+                Some(k) if k.is_nat_t_draft() => sa.features.nat_t_draft = true,
+                Some(KnownVendor::Fragmentation) => sa.features.fragmentation = true,
+                Some(KnownVendor::CiscoUnity) => sa.features.cisco_unity = true,
+                Some(KnownVendor::XAuth) => sa.features.xauth = true,
+                Some(KnownVendor::StrongSwan) => sa.features.strongswan = true,
+                _ => {}
+            }
+        }
+    }
+    if sa.nat_d_type.is_none() {
+        sa.nat_d_type = if sa.features.nat_t_rfc {
+            Some(PayloadType::NAT_D)
+        } else if sa.features.nat_t_draft {
+            Some(PayloadType::NAT_D_DRAFT)
+        } else {
+            None
+        };
+    }
+}
+
+/// Our NAT-D payloads: the peer's address first, then ours (RFC 3947 §3.2). With forced
+/// encapsulation our own hash is deliberately wrong so both sides float.
+pub(crate) fn nat_d_payloads(ctx: &mut Ctx<'_>, sa: &IkeSa) -> Vec<Payload> {
+    let (Some(ty), Ok(p)) = (sa.nat_d_type, sa.proposal()) else { return Vec::new() };
+    let draft = ty == PayloadType::NAT_D_DRAFT;
+    let c = &sa.cookies;
+    let remote = crypto::nat_d(p.hash, &c.initiator_spi, &c.responder_spi, sa.remote.ip(), sa.remote.port());
+    let local = if ctx.cfg.nat_traversal == crate::config::NatTraversal::Force {
+        ctx.random::<20>()[..p.hash.output_len().min(20)].to_vec()
+    } else {
+        crypto::nat_d(p.hash, &c.initiator_spi, &c.responder_spi, sa.local.ip(), sa.local.port())
+    };
+    vec![Payload::NatD { draft, hash: remote }, Payload::NatD { draft, hash: local }]
+}
+
+/// Compares the peer's NAT-D payloads with our view of the addresses (RFC 3947 §3.2).
+pub(crate) fn detect_nat(ctx: &Ctx<'_>, sa: &mut IkeSa, payloads: &[Payload]) {
+    let Ok(p) = sa.proposal() else { return };
+    let hashes: Vec<&Vec<u8>> = payloads
+        .iter()
+        .filter_map(|x| match x {
+            Payload::NatD { hash, .. } => Some(hash),
+            _ => None,
+        })
+        .collect();
+    let force = ctx.cfg.nat_traversal == crate::config::NatTraversal::Force;
+    let Some((dest, sources)) = hashes.split_first() else {
+        sa.nat = NatStatus { local_behind_nat: force, remote_behind_nat: false, floated: false };
+        return;
+    };
+    let c = &sa.cookies;
+    let mine = crypto::nat_d(p.hash, &c.initiator_spi, &c.responder_spi, sa.local.ip(), sa.local.port());
+    let theirs = crypto::nat_d(p.hash, &c.initiator_spi, &c.responder_spi, sa.remote.ip(), sa.remote.port());
+    sa.nat.local_behind_nat = force || !crypto::ct_eq(dest, &mine);
+    sa.nat.remote_behind_nat = !sources.iter().any(|s| crypto::ct_eq(s, &theirs));
+}
+
+/// Moves IKE to UDP 4500 when a NAT was detected (RFC 3947 §4).
+pub(crate) fn float_if_needed(sa: &mut IkeSa) {
+    if (sa.nat.local_behind_nat || sa.nat.remote_behind_nat) && sa.nat_d_type.is_some() && !sa.nat.floated {
+        sa.nat.floated = true;
+        if sa.local.port() == 500 {
+            sa.local = SocketAddr::new(sa.local.ip(), 4500);
+        }
+        if sa.remote.port() == 500 {
+            sa.remote = SocketAddr::new(sa.remote.ip(), 4500);
+        }
+    }
+}
+
+/// Computes g^xy, SKEYID and the derived keys once both KE and both nonces are known.
+pub(crate) fn derive_keys(ctx: &Ctx<'_>, sa: &mut IkeSa) -> Result<(), Failure> {
+    let p = sa.proposal()?;
+    let dh = sa.dh.as_ref().ok_or(Failure::InvalidKeyExchange)?;
+    let peer = match sa.role {
+        Role::Initiator => &sa.g_xr,
+        Role::Responder => &sa.g_xi,
+    };
+    let g_xy = dh.shared_secret(peer).map_err(|_| Failure::InvalidKeyExchange)?;
+    let skeyid = crypto::skeyid_psk(p.hash, &ctx.cfg.psk, &sa.ni, &sa.nr);
+    let keys = Phase1Keys::derive(p.hash, p.cipher, skeyid, &g_xy, &sa.cookies.initiator_spi, &sa.cookies.responder_spi, &sa.g_xi, &sa.g_xr);
+    sa.p1_iv = keys.iv.clone();
+    sa.keys = Some(keys);
+    Ok(())
+}
+
+/// A fresh DH key pair for `group`.
+pub(crate) fn new_dh(ctx: &mut Ctx<'_>, group: DhGroup) -> DhPrivate {
+    DhPrivate::generate(group, ctx.rng)
+}
+
+/// A 32-byte nonce (RFC 2409 §5: 8 to 256 bytes).
+pub(crate) fn new_nonce(ctx: &mut Ctx<'_>) -> Vec<u8> {
+    ctx.random::<32>().to_vec()
+}
+
+/// Our phase 1 ID payload. RFC 2407 §4.6.2: protocol/port may be 0 or UDP/500; we send 0.
+pub(crate) fn our_id(cfg: &ConnectionConfig) -> Identification {
+    Identification::new(&cfg.local_id, 0, 0)
+}
+
+/// The peer's ID must be the configured one (RFC 2409 §5: checked with the HASH).
+pub(crate) fn check_peer_id(cfg: &ConnectionConfig, id: &Identification) -> Result<(), Failure> {
+    let got = id.value().map_err(|e| Failure::Malformed(e.to_string()))?;
+    if got == cfg.remote_id {
+        Ok(())
+    } else {
+        Err(Failure::IdentityMismatch { expected: cfg.remote_id.to_string(), received: got.to_string() })
+    }
+}
+
+/// Body of an ID payload as hashed into HASH_I/HASH_R.
+pub(crate) fn id_body(id: &Identification) -> Vec<u8> {
+    let mut b = Vec::new();
+    Payload::Identification(id.clone()).emit_body(&mut b);
+    b
+}
+
+/// First payload of a kind.
+pub(crate) fn find<'a, T>(payloads: &'a [Payload], f: impl Fn(&'a Payload) -> Option<T>) -> Option<T> {
+    payloads.iter().find_map(f)
+}
+
+pub(crate) fn sa_of(p: &Payload) -> Option<&SaPayload> {
+    match p {
+        Payload::Sa(s) => Some(s),
+        _ => None,
+    }
+}
+pub(crate) fn ke_of(p: &Payload) -> Option<&Vec<u8>> {
+    match p {
+        Payload::KeyExchange(k) => Some(k),
+        _ => None,
+    }
+}
+pub(crate) fn nonce_of(p: &Payload) -> Option<&Vec<u8>> {
+    match p {
+        Payload::Nonce(n) => Some(n),
+        _ => None,
+    }
+}
+pub(crate) fn id_of(p: &Payload) -> Option<&Identification> {
+    match p {
+        Payload::Identification(i) => Some(i),
+        _ => None,
+    }
+}
+pub(crate) fn hash_of(p: &Payload) -> Option<&Vec<u8>> {
+    match p {
+        Payload::Hash(h) => Some(h),
+        _ => None,
+    }
+}
+
+/// Nonce length bounds of RFC 2409 §5.
+pub(crate) fn nonce_ok(n: &[u8]) -> bool {
+    (8..=256).contains(&n.len())
+}

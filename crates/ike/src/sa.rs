@@ -1,0 +1,484 @@
+//! The ISAKMP SA: its negotiation state, keys, IV chains, retransmission and duplicate replies.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::RngCore;
+
+use crate::config::{ConnectionConfig, Phase1Mode, Settings};
+use crate::crypto::{self, DhPrivate, Phase1Keys, Secret};
+use crate::event::{ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role};
+use crate::exchange::quick_mode::QuickMode;
+use crate::proposal::IkeProposal;
+use crate::wire::{
+    self, emit_payloads, payload_list, ExchangeType, Flags, Header, Notification, NotifyType, Payload, PayloadIter,
+    PayloadType, ProtocolId, WireError, IPSEC_DOI,
+};
+
+/// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
+/// and strips the 4-byte non-ESP marker (RFC 3948 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Where the state machine writes what it wants done.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub transmits: VecDeque<Datagram>,
+    pub events: VecDeque<Event>,
+}
+
+/// Borrowed context for one call into an SA.
+pub(crate) struct Ctx<'a> {
+    pub now: Instant,
+    pub cfg: &'a ConnectionConfig,
+    pub settings: &'a Settings,
+    pub rng: &'a mut StdRng,
+    pub out: &'a mut Output,
+}
+
+impl Ctx<'_> {
+    pub fn event(&mut self, e: Event) {
+        self.out.events.push_back(e);
+    }
+
+    pub fn random<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        self.rng.fill_bytes(&mut b);
+        b
+    }
+
+    /// A non-zero message ID (RFC 2408 §3.1: zero is phase 1).
+    pub fn message_id(&mut self) -> u32 {
+        loop {
+            let id = self.rng.next_u32();
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+}
+
+/// Phase 1 progress, named after the last message sent or expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase1State {
+    MmI1Sent,
+    MmI3Sent,
+    MmI5Sent,
+    MmR2Sent,
+    MmR4Sent,
+    AmI1Sent,
+    AmR2Sent,
+    Established,
+    /// Finished (failed or deleted): the endpoint removes it.
+    Dead,
+}
+
+impl Phase1State {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase1State::MmI1Sent => "MM1 sent",
+            Phase1State::MmI3Sent => "MM3 sent",
+            Phase1State::MmI5Sent => "MM5 sent",
+            Phase1State::MmR2Sent => "MM2 sent",
+            Phase1State::MmR4Sent => "MM4 sent",
+            Phase1State::AmI1Sent => "AM1 sent",
+            Phase1State::AmR2Sent => "AM2 sent",
+            Phase1State::Established => "established",
+            Phase1State::Dead => "dead",
+        }
+    }
+}
+
+/// The last message of an exchange we wait an answer for.
+#[derive(Debug, Clone)]
+pub(crate) struct Retransmit {
+    pub datagram: Datagram,
+    pub name: &'static str,
+    pub payloads: String,
+    pub message_id: u32,
+    pub sent: u32,
+    pub next_at: Instant,
+}
+
+/// Why an incoming datagram was dropped without changing state; each is a counter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("unexpected message: {0}")]
+    Unexpected(&'static str),
+    #[error("missing {0:?} payload")]
+    Missing(PayloadType),
+    #[error("{0} HASH does not verify")]
+    BadHash(&'static str),
+    #[error("retransmission of a message already answered")]
+    Duplicate,
+}
+
+impl Retransmit {
+    pub fn new(ctx: &Ctx<'_>, datagram: Datagram, name: &'static str, payloads: &[Payload], message_id: u32) -> Self {
+        Retransmit { datagram, name, payloads: payload_list(payloads), message_id, sent: 0, next_at: ctx.now + ctx.settings.retransmit_timeout }
+    }
+}
+
+/// Answers a retransmitted request with the reply it already got (RFC 2408 §5: the
+/// responder must not reprocess a message it has seen).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReplyCache {
+    digest: Vec<u8>,
+    reply: Option<Datagram>,
+}
+
+impl ReplyCache {
+    pub fn remember(&mut self, request: &[u8], reply: Option<Datagram>) {
+        self.remember_request(request);
+        self.reply = reply;
+    }
+
+    pub fn remember_request(&mut self, request: &[u8]) {
+        self.digest = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
+    }
+
+    pub fn set_reply(&mut self, reply: Option<Datagram>) {
+        self.reply = reply;
+    }
+
+    /// Some(reply or None) when `request` is the last one seen.
+    pub fn lookup(&self, request: &[u8]) -> Option<Option<&Datagram>> {
+        if self.digest.is_empty() {
+            return None;
+        }
+        let d = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
+        crypto::ct_eq(&d, &self.digest).then_some(self.reply.as_ref())
+    }
+}
+
+/// An IPsec SA pair installed through this ISAKMP SA.
+#[derive(Debug, Clone)]
+pub(crate) struct InstalledChild {
+    pub message_id: u32,
+    pub child_index: usize,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub established: Instant,
+    pub lifetime: Duration,
+    pub initiated_by_us: bool,
+    pub rekey_started: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DpdState {
+    pub seq: u32,
+    pub outstanding: Option<(u32, Instant)>,
+    pub first_unanswered: Option<Instant>,
+}
+
+pub(crate) struct IkeSa {
+    pub conn: ConnId,
+    pub role: Role,
+    pub mode: Phase1Mode,
+    pub state: Phase1State,
+    pub cookies: Cookies,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub created: Instant,
+    pub established_at: Option<Instant>,
+    pub proposal: Option<IkeProposal>,
+    pub lifetime: Duration,
+    /// Body of the initiator's SA payload, hashed into HASH_I/HASH_R (RFC 2409 §5).
+    pub sai_b: Vec<u8>,
+    /// Body of the peer's ID payload as received in AM1 (hashed into HASH_I).
+    pub peer_id_b: Vec<u8>,
+    /// Started to replace an older ISAKMP SA: its IPsec SAs move over, no new Quick Modes.
+    pub is_rekey: bool,
+    pub dh: Option<DhPrivate>,
+    pub g_xi: Vec<u8>,
+    pub g_xr: Vec<u8>,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub keys: Option<Phase1Keys>,
+    /// CBC chain of phase 1 (RFC 2409 App. B): updated after every encrypted phase 1 message.
+    pub p1_iv: Vec<u8>,
+    pub features: PeerFeatures,
+    /// NAT-D payload type agreed by vendor ID: 20 (RFC 3947) or 130 (drafts).
+    pub nat_d_type: Option<PayloadType>,
+    pub nat: NatStatus,
+    pub retransmit: Option<Retransmit>,
+    pub replies: ReplyCache,
+    /// Exchange the peer sent its first message in, for the error report.
+    pub peer_offer: String,
+    pub quick_modes: Vec<QuickMode>,
+    pub children: Vec<InstalledChild>,
+    pub dpd: DpdState,
+    pub last_heard: Instant,
+    pub rekey_started: bool,
+    pub initial_contact_received: bool,
+}
+
+impl IkeSa {
+    pub fn new(conn: ConnId, role: Role, mode: Phase1Mode, cookies: Cookies, local: SocketAddr, remote: SocketAddr, now: Instant) -> Self {
+        IkeSa {
+            conn,
+            role,
+            mode,
+            state: match (role, mode) {
+                (Role::Initiator, Phase1Mode::Main) => Phase1State::MmI1Sent,
+                (Role::Initiator, Phase1Mode::Aggressive) => Phase1State::AmI1Sent,
+                (Role::Responder, Phase1Mode::Main) => Phase1State::MmR2Sent,
+                (Role::Responder, Phase1Mode::Aggressive) => Phase1State::AmR2Sent,
+            },
+            cookies,
+            local,
+            remote,
+            created: now,
+            established_at: None,
+            proposal: None,
+            lifetime: Duration::ZERO,
+            sai_b: Vec::new(),
+            peer_id_b: Vec::new(),
+            is_rekey: false,
+            dh: None,
+            g_xi: Vec::new(),
+            g_xr: Vec::new(),
+            ni: Vec::new(),
+            nr: Vec::new(),
+            keys: None,
+            p1_iv: Vec::new(),
+            features: PeerFeatures::default(),
+            nat_d_type: None,
+            nat: NatStatus::default(),
+            retransmit: None,
+            replies: ReplyCache::default(),
+            peer_offer: String::new(),
+            quick_modes: Vec::new(),
+            children: Vec::new(),
+            dpd: DpdState::default(),
+            last_heard: now,
+            rekey_started: false,
+            initial_contact_received: false,
+        }
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.state == Phase1State::Established
+    }
+
+    pub fn is_half_open(&self) -> bool {
+        self.role == Role::Responder && !matches!(self.state, Phase1State::Established | Phase1State::Dead)
+    }
+
+    pub fn proposal(&self) -> Result<IkeProposal, Failure> {
+        self.proposal.ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
+    }
+
+    pub fn header(&self, exchange: ExchangeType, flags: Flags, message_id: u32) -> Header {
+        Header {
+            initiator_spi: self.cookies.initiator_spi,
+            responder_spi: self.cookies.responder_spi,
+            next_payload: PayloadType::NONE,
+            version: 0x10,
+            exchange,
+            flags,
+            message_id,
+            length: 0,
+        }
+    }
+
+    /// Logs and queues a message; `retransmit` keeps it for resending until answered.
+    pub fn send(&mut self, ctx: &mut Ctx<'_>, name: &'static str, payloads: &[Payload], data: Vec<u8>, message_id: u32, retransmit: bool) -> Datagram {
+        let datagram = Datagram { local: self.local, remote: self.remote, data };
+        ctx.event(Event::Message(MessageLog {
+            direction: Direction::Sent,
+            name,
+            cookies: self.cookies,
+            message_id,
+            payloads: payload_list(payloads),
+            peer: self.remote,
+            local: self.local,
+            retransmission: false,
+        }));
+        ctx.out.transmits.push_back(datagram.clone());
+        if retransmit {
+            self.retransmit = Some(Retransmit::new(ctx, datagram.clone(), name, payloads, message_id));
+        }
+        datagram
+    }
+
+    pub fn log_received(&self, ctx: &mut Ctx<'_>, name: &'static str, header: &Header, payloads: &[Payload]) {
+        ctx.event(Event::Message(MessageLog {
+            direction: Direction::Received,
+            name,
+            cookies: Cookies { initiator_spi: header.initiator_spi, responder_spi: header.responder_spi },
+            message_id: header.message_id,
+            payloads: payload_list(payloads),
+            peer: self.remote,
+            local: self.local,
+            retransmission: false,
+        }));
+    }
+
+    /// Plaintext message (phase 1 before keys, unprotected notifies).
+    pub fn plain_message(&self, exchange: ExchangeType, message_id: u32, payloads: &[Payload]) -> Vec<u8> {
+        wire::Message { header: self.header(exchange, Flags(0), message_id), payloads: payloads.to_vec() }.emit()
+    }
+
+    /// Encrypts `payloads` under the phase 1 key with `iv`; returns the datagram and the last
+    /// ciphertext block, the next IV of the chain (RFC 2409 App. B). Padding is zeros.
+    pub fn encrypted_message(&self, exchange: ExchangeType, flags: Flags, message_id: u32, payloads: &[Payload], iv: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Failure> {
+        let p = self.proposal()?;
+        let keys = self.keys.as_ref().ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))?;
+        let mut body = Vec::with_capacity(256);
+        let first = emit_payloads(payloads, &mut body);
+        let block = p.cipher.block_len();
+        let padded = body.len().div_ceil(block) * block;
+        body.resize(padded, 0);
+        crypto::cipher::encrypt(p.cipher, &keys.enc_key, iv, &mut body).map_err(|e| Failure::Malformed(format!("encryption failed: {e}")))?;
+        let last = body.get(body.len().saturating_sub(block)..).unwrap_or_default().to_vec();
+        let mut h = self.header(exchange, Flags(flags.0 | Flags::ENCRYPTION), message_id);
+        h.next_payload = first;
+        h.length = u32::try_from(Header::LEN + body.len()).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(Header::LEN + body.len());
+        h.emit(&mut out);
+        out.extend_from_slice(&body);
+        Ok((out, last))
+    }
+
+    /// Decrypts the body of an encrypted message with `iv`; returns the plaintext (with its
+    /// padding) and the last ciphertext block. Errors mean the keys differ or the message is bad.
+    pub fn decrypt_body(&self, datagram: &[u8], iv: &[u8]) -> Result<(Vec<u8>, Vec<u8>), WireError> {
+        let p = self.proposal.ok_or(WireError::Truncated)?;
+        let keys = self.keys.as_ref().ok_or(WireError::Truncated)?;
+        let mut body = datagram.get(Header::LEN..).ok_or(WireError::Truncated)?.to_vec();
+        let block = p.cipher.block_len();
+        if body.is_empty() || body.len() % block != 0 {
+            return Err(WireError::Truncated);
+        }
+        let last = body.get(body.len() - block..).ok_or(WireError::Truncated)?.to_vec();
+        crypto::cipher::decrypt(p.cipher, &keys.enc_key, iv, &mut body).map_err(|_| WireError::Truncated)?;
+        Ok((body, last))
+    }
+
+    /// The phase 2 / informational IV of `message_id` (RFC 2409 App. B).
+    pub fn phase2_iv(&self, message_id: u32) -> Result<Vec<u8>, Failure> {
+        let p = self.proposal()?;
+        Ok(crypto::phase2_iv(p.hash, &self.p1_iv, message_id, p.cipher.block_len()))
+    }
+
+    pub fn skeyid_a(&self) -> Result<&Secret, Failure> {
+        self.keys.as_ref().map(|k| &k.skeyid_a).ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
+    }
+
+    /// Sends an unprotected error notify (RFC 2408 §5: before the ISAKMP SA is authenticated).
+    pub fn send_plain_notify(&mut self, ctx: &mut Ctx<'_>, notify: NotifyType) {
+        let payloads = [Payload::Notification(Notification {
+            doi: IPSEC_DOI,
+            protocol: ProtocolId::ISAKMP,
+            notify_type: notify,
+            spi: [self.cookies.initiator_spi, self.cookies.responder_spi].concat(),
+            data: Vec::new(),
+        })];
+        let id = ctx.message_id();
+        let data = self.plain_message(ExchangeType::INFORMATIONAL, id, &payloads);
+        self.send(ctx, "INFO", &payloads, data, id, false);
+    }
+
+    /// Ends the negotiation with `reason`, optionally telling the peer.
+    pub fn fail(&mut self, ctx: &mut Ctx<'_>, reason: Failure, notify: Option<NotifyType>) {
+        if let Some(n) = notify {
+            self.send_plain_notify(ctx, n);
+        }
+        ctx.event(Event::IkeSaFailed { conn: Some(self.conn), cookies: self.cookies, peer: self.remote, reason });
+        self.state = Phase1State::Dead;
+        self.retransmit = None;
+    }
+
+    /// Earliest time this SA wants `on_timer`.
+    pub fn next_timer(&self, ctx_cfg: &ConnectionConfig, settings: &Settings) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut at = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
+        if let Some(r) = &self.retransmit {
+            at(r.next_at);
+        }
+        for qm in &self.quick_modes {
+            if let Some(r) = &qm.retransmit {
+                at(r.next_at);
+            }
+            if let Some(x) = qm.expires {
+                at(x);
+            }
+        }
+        if self.is_half_open() {
+            at(self.created + settings.half_open_timeout);
+        }
+        if let Some(est) = self.established_at {
+            at(est + self.lifetime);
+            if self.role == Role::Initiator && !self.rekey_started {
+                at(est + self.lifetime.saturating_sub(settings.rekey_margin));
+            }
+            if let Some(dpd) = ctx_cfg.dpd {
+                if self.features.dpd {
+                    match self.dpd.outstanding {
+                        Some((_, sent)) => at(sent + settings.retransmit_timeout),
+                        None => at(self.last_heard + dpd.interval),
+                    }
+                }
+            }
+            for c in &self.children {
+                at(c.established + c.lifetime);
+                if c.initiated_by_us && !c.rekey_started {
+                    at(c.established + c.lifetime.saturating_sub(settings.rekey_margin));
+                }
+            }
+        }
+        t
+    }
+
+    /// Resends the outstanding message when due; fails the SA when the tries are used up.
+    pub fn retransmit_due(ctx: &mut Ctx<'_>, r: &mut Retransmit, cookies: Cookies) -> Result<(), (&'static str, u32)> {
+        if ctx.now < r.next_at {
+            return Ok(());
+        }
+        if r.sent >= ctx.settings.retransmit_tries {
+            return Err((r.name, r.sent));
+        }
+        r.sent += 1;
+        let wait = ctx.settings.retransmit_timeout.as_secs_f64() * ctx.settings.retransmit_base.powi(i32::try_from(r.sent).unwrap_or(i32::MAX));
+        r.next_at = ctx.now + Duration::from_secs_f64(wait.min(3600.0));
+        ctx.out.transmits.push_back(r.datagram.clone());
+        ctx.event(Event::Message(MessageLog {
+            direction: Direction::Sent,
+            name: r.name,
+            cookies,
+            message_id: r.message_id,
+            payloads: r.payloads.clone(),
+            peer: r.datagram.remote,
+            local: r.datagram.local,
+            retransmission: true,
+        }));
+        Ok(())
+    }
+}
+
+/// Splits a decrypted body into its payloads, plus the raw bytes after the first payload up to
+/// the end of the chain (what a HASH(1)-style hash covers).
+pub(crate) fn parse_protected(first: PayloadType, body: &[u8]) -> Result<(Vec<Payload>, Vec<u8>), WireError> {
+    let mut first_len = None;
+    let mut end = 0usize;
+    for raw in PayloadIter::new(first, body) {
+        let raw = raw?;
+        if first_len.is_none() {
+            first_len = Some(raw.bytes.len());
+        }
+        end = raw.offset + raw.bytes.len();
+    }
+    let chain = body.get(..end).ok_or(WireError::Truncated)?;
+    let payloads = wire::parse_payloads(first, chain)?;
+    let rest = chain.get(first_len.unwrap_or(0)..).ok_or(WireError::Truncated)?.to_vec();
+    Ok((payloads, rest))
+}
