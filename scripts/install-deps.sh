@@ -14,6 +14,7 @@ PACKAGES=(
     procps              # ps, pgrep -P used to inspect our own children
     python3             # small capture-processing scripts
     openssl             # AES/3DES-CBC decryption of captured IKEv1 messages
+    python3-cryptography   # AES-GCM check of captured ESP packets
     strongswan-charon strongswan-swanctl
     libcharon-extra-plugins libstrongswan-extra-plugins
     libstrongswan-standard-plugins   # openssl and gcm plugins (AES-GCM ESP, ECP groups)
