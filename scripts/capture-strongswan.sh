@@ -176,17 +176,17 @@ process_scenario() {
         echo
         echo "## Initiator strongswan.conf"
         echo
-        echo '\`\`\`'
+        echo '```'
         printf '%s\n' "$ss_i" | sed 's#@VICI@#unix:///tmp/fvXXXX/NS/charon.vici#; s#@DIR@#/tmp/fvXXXX/NS#'
-        echo '\`\`\`'
+        echo '```'
         echo
         echo "The responder's is the same with filelog name \`responder\`$([ -n "$extra_r" ] && echo " and \`charon.i_dont_care_about_security_and_use_aggressive_mode_psk = yes\`")."
         echo
         echo "## Initiator swanctl.conf"
         echo
-        echo '\`\`\`'
+        echo '```'
         printf '%s\n' "$sw_i"
-        echo '\`\`\`'
+        echo '```'
         echo
         echo "The responder's swaps local/remote addresses, ids and traffic selectors."
         echo
