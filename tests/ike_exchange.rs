@@ -403,6 +403,7 @@ fn half_open_responder_states_are_bounded() {
     // Capture one MM1 and replay it with fresh cookies from many source ports.
     p.a.initiate(p.now, 0);
     let mm1 = p.a.poll_transmit().unwrap();
+    p.filter = Box::new(|_| Fate::Drop);
     for i in 0..100u16 {
         let mut data = mm1.data.clone();
         data[..2].copy_from_slice(&i.to_be_bytes());
@@ -445,4 +446,24 @@ fn garbage_and_wrong_cookies_are_counted_not_fatal() {
     assert!(p.b.is_up(0));
     p.run_for(Duration::from_secs(10));
     assert!(p.b.is_up(0) && p.a.is_up(0));
+}
+
+#[test]
+fn a_restarted_peer_is_recognised_by_initial_contact_and_its_stale_sas_removed() {
+    let mut p = Pair::new(conn_a(), conn_b());
+    p.connect();
+    assert_up(&p);
+    let old_spi = p.children(Side::A)[0].inbound.spi;
+    // B restarts: a new endpoint with no memory of the old SAs initiates.
+    let mut b = ferrovpn_ike::Endpoint::new(Settings::default(), [9; 32]);
+    b.add_connection(conn_b());
+    p.b = b;
+    p.b.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(60));
+    assert!(p.events(Side::A).iter().any(|e| matches!(e, Event::InitialContact { .. })));
+    assert!(p.events(Side::A).iter().any(|e| matches!(e, Event::ChildSaDeleted { inbound_spi, .. } if *inbound_spi == old_spi)));
+    let sas = p.a.ike_sas(p.now);
+    assert_eq!(sas.len(), 1, "only the new ISAKMP SA is left");
+    assert_eq!(sas[0].role, ferrovpn_ike::Role::Responder);
+    assert_eq!(sas[0].children.len(), 1);
 }

@@ -233,11 +233,17 @@ impl Endpoint {
     /// Completes rekeys, honours INITIAL-CONTACT and removes finished SAs.
     fn after_input(&mut self, now: Instant, key: [u8; 8]) {
         let Some(sa) = self.sas.get_mut(&key) else { return };
-        let (conn, established, dead) = (sa.conn, sa.is_established(), sa.state == Phase1State::Dead);
+        let (conn, established, dead, created) = (sa.conn, sa.is_established(), sa.state == Phase1State::Dead, sa.created);
         if established && sa.initial_contact_received {
             sa.initial_contact_received = false;
-            // The peer restarted: every other SA with it is stale.
-            let stale: Vec<[u8; 8]> = self.sas.iter().filter(|(k, s)| **k != key && s.conn == conn).map(|(k, _)| *k).collect();
+            // The peer restarted: SAs with it that were up before this one began are stale.
+            // (Simultaneous negotiations started together and are left alone.)
+            let stale: Vec<[u8; 8]> = self
+                .sas
+                .iter()
+                .filter(|(k, s)| **k != key && s.conn == conn && s.established_at.is_some_and(|t| t < created))
+                .map(|(k, _)| *k)
+                .collect();
             for k in stale {
                 if let Some(mut old) = self.sas.remove(&k) {
                     let mut out = std::mem::take(&mut self.out);

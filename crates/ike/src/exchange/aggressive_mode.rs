@@ -153,7 +153,7 @@ impl IkeSa {
         let hash_i = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &phase1::id_body(&our));
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);
-        if ctx.cfg.initial_contact {
+        if ctx.cfg.initial_contact && !self.is_rekey {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
         let (data, last) = match self.encrypted_message(ExchangeType::AGGRESSIVE, Flags(0), 0, &payloads, &self.p1_iv) {

@@ -136,7 +136,7 @@ impl IkeSa {
         let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
         let hash = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &phase1::id_body(&id));
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
-        if ctx.cfg.initial_contact {
+        if ctx.cfg.initial_contact && !self.is_rekey {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
         let (data, last) = match self.encrypted_message(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0, &payloads, &self.p1_iv) {
