@@ -15,7 +15,7 @@ require_root_or_skip "capture-strongswan.sh needs network namespaces"
 require_cmd_or_skip /usr/lib/ipsec/charon swanctl dumpcap openssl python3 ip
 
 PSK="ferrovpn-test-psk"
-OUT_BASE="$ROOT/tests/data/strongswan"
+OUT_BASE="${CAPTURE_OUT:-$ROOT/tests/data/strongswan}"  # CAPTURE_OUT: record elsewhere (trial runs)
 LOG_LEVELS='default = 1
             ike = 4
             chd = 4
