@@ -7,11 +7,18 @@ use std::time::Duration;
 use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals};
 use ferrovpn_ike::wire::{ExchangeType, Header, NotifyType};
 use ferrovpn_ike::{
-    ChildConfig, EspEncapsulation, Event, Failure, IdValue, NatTraversal, Phase1Mode, Settings, TrafficSelector,
+    ChildConfig, EspEncapsulation, Event, Failure, IdValue, NatTraversal, Phase1Mode, Settings,
+    TrafficSelector,
 };
 use ferrovpn_tests::*;
 
-fn with_proposals(ike: &str, esp: &str) -> (ferrovpn_ike::ConnectionConfig, ferrovpn_ike::ConnectionConfig) {
+fn with_proposals(
+    ike: &str,
+    esp: &str,
+) -> (
+    ferrovpn_ike::ConnectionConfig,
+    ferrovpn_ike::ConnectionConfig,
+) {
     let (mut a, mut b) = (conn_a(), conn_b());
     for c in [&mut a, &mut b] {
         c.ike_proposals = parse_ike_proposals(ike).unwrap();
@@ -23,8 +30,16 @@ fn with_proposals(ike: &str, esp: &str) -> (ferrovpn_ike::ConnectionConfig, ferr
 }
 
 fn assert_up(p: &Pair) {
-    assert!(p.ike_failures(Side::A).is_empty(), "A failed: {:?}", p.ike_failures(Side::A));
-    assert!(p.ike_failures(Side::B).is_empty(), "B failed: {:?}", p.ike_failures(Side::B));
+    assert!(
+        p.ike_failures(Side::A).is_empty(),
+        "A failed: {:?}",
+        p.ike_failures(Side::A)
+    );
+    assert!(
+        p.ike_failures(Side::B).is_empty(),
+        "B failed: {:?}",
+        p.ike_failures(Side::B)
+    );
     assert_eq!(p.established(Side::A), 1);
     assert_eq!(p.established(Side::B), 1);
     let (ca, cb) = (p.children(Side::A), p.children(Side::B));
@@ -65,10 +80,22 @@ fn main_mode_and_quick_mode_complete_for_a_matrix_of_groups_ciphers_and_esp_prop
             let mut p = Pair::new(a, b);
             p.connect();
             assert_up(&p);
-            assert_eq!(p.sent_names(Side::A)[..3], ["MM1", "MM3", "MM5"], "{ike} {esp}");
-            assert_eq!(p.sent_names(Side::B)[..3], ["MM2", "MM4", "MM6"], "{ike} {esp}");
+            assert_eq!(
+                p.sent_names(Side::A)[..3],
+                ["MM1", "MM3", "MM5"],
+                "{ike} {esp}"
+            );
+            assert_eq!(
+                p.sent_names(Side::B)[..3],
+                ["MM2", "MM4", "MM6"],
+                "{ike} {esp}"
+            );
             let c = p.children(Side::A)[0];
-            assert_eq!(c.pfs.is_some(), esp.contains("modp") || esp.contains("ecp") || esp.contains("curve"), "{esp}");
+            assert_eq!(
+                c.pfs.is_some(),
+                esp.contains("modp") || esp.contains("ecp") || esp.contains("curve"),
+                "{esp}"
+            );
         }
     }
 }
@@ -85,7 +112,11 @@ fn the_required_groups_each_complete_main_mode() {
 
 #[test]
 fn aggressive_mode_and_quick_mode_complete_when_the_responder_opts_in() {
-    for (ike, esp) in [("aes256-sha256-modp2048", "aes128gcm16"), ("aes128-sha1-ecp256", "aes256-sha256-ecp256"), ("aes256-sha384-curve25519", "chacha20poly1305")] {
+    for (ike, esp) in [
+        ("aes256-sha256-modp2048", "aes128gcm16"),
+        ("aes128-sha1-ecp256", "aes256-sha256-ecp256"),
+        ("aes256-sha384-curve25519", "chacha20poly1305"),
+    ] {
         let (mut a, mut b) = with_proposals(ike, esp);
         a.mode = Phase1Mode::Aggressive;
         b.mode = Phase1Mode::Aggressive;
@@ -105,7 +136,10 @@ fn aggressive_mode_psk_is_refused_by_default_as_responder() {
     let mut p = Pair::new(a, b);
     p.connect();
     assert_eq!(p.ike_failures(Side::B), [&Failure::AggressiveModeRefused]);
-    assert_eq!(p.ike_failures(Side::A), [&Failure::PeerNotify(NotifyType::AUTHENTICATION_FAILED)]);
+    assert_eq!(
+        p.ike_failures(Side::A),
+        [&Failure::PeerNotify(NotifyType::AUTHENTICATION_FAILED)]
+    );
     assert!(p.children(Side::A).is_empty());
 }
 
@@ -114,10 +148,23 @@ fn several_quick_modes_share_one_phase_1_for_policy_based_subnet_pairs() {
     let (mut a, mut b) = (conn_a(), conn_b());
     let net = |s: &str, len| TrafficSelector::subnet(s.parse().unwrap(), len);
     a.children = vec![
-        ChildConfig { local_ts: net("198.51.100.0", 25), remote_ts: net("203.0.113.0", 25) },
-        ChildConfig { local_ts: net("198.51.100.128", 25), remote_ts: net("203.0.113.128", 25) },
+        ChildConfig {
+            local_ts: net("198.51.100.0", 25),
+            remote_ts: net("203.0.113.0", 25),
+        },
+        ChildConfig {
+            local_ts: net("198.51.100.128", 25),
+            remote_ts: net("203.0.113.128", 25),
+        },
     ];
-    b.children = a.children.iter().map(|c| ChildConfig { local_ts: c.remote_ts, remote_ts: c.local_ts }).collect();
+    b.children = a
+        .children
+        .iter()
+        .map(|c| ChildConfig {
+            local_ts: c.remote_ts,
+            remote_ts: c.local_ts,
+        })
+        .collect();
     let mut p = Pair::new(a, b);
     p.connect();
     assert_eq!(p.established(Side::A), 1);
@@ -125,7 +172,10 @@ fn several_quick_modes_share_one_phase_1_for_policy_based_subnet_pairs() {
     assert_eq!(ca.len(), 2);
     assert_eq!(cb.len(), 2);
     for c in &ca {
-        let peer = cb.iter().find(|x| x.inbound.spi == c.outbound.spi).expect("matching pair");
+        let peer = cb
+            .iter()
+            .find(|x| x.inbound.spi == c.outbound.spi)
+            .expect("matching pair");
         assert_mirrored(c, peer);
     }
     assert_ne!(ca[0].local_ts, ca[1].local_ts);
@@ -137,8 +187,18 @@ fn wrong_psk_fails_with_authentication_failed_on_both_sides() {
     b.psk = ferrovpn_ike::crypto::Secret::new(b"another-psk".to_vec());
     let mut p = Pair::new(a, b);
     p.connect();
-    assert!(matches!(p.ike_failures(Side::B).as_slice(), [Failure::AuthenticationFailed { .. }]), "{:?}", p.ike_failures(Side::B));
-    assert_eq!(p.ike_failures(Side::A), [&Failure::PeerNotify(NotifyType::AUTHENTICATION_FAILED)]);
+    assert!(
+        matches!(
+            p.ike_failures(Side::B).as_slice(),
+            [Failure::AuthenticationFailed { .. }]
+        ),
+        "{:?}",
+        p.ike_failures(Side::B)
+    );
+    assert_eq!(
+        p.ike_failures(Side::A),
+        [&Failure::PeerNotify(NotifyType::AUTHENTICATION_FAILED)]
+    );
     assert_eq!(p.established(Side::A), 0);
     assert_eq!(p.established(Side::B), 0);
 }
@@ -149,8 +209,18 @@ fn identity_mismatch_fails_with_invalid_id_information() {
     b.remote_id = IdValue::Fqdn("gw.example.net".into());
     let mut p = Pair::new(a, b);
     p.connect();
-    assert!(matches!(p.ike_failures(Side::B).as_slice(), [Failure::IdentityMismatch { .. }]), "{:?}", p.ike_failures(Side::B));
-    assert_eq!(p.ike_failures(Side::A), [&Failure::PeerNotify(NotifyType::INVALID_ID_INFORMATION)]);
+    assert!(
+        matches!(
+            p.ike_failures(Side::B).as_slice(),
+            [Failure::IdentityMismatch { .. }]
+        ),
+        "{:?}",
+        p.ike_failures(Side::B)
+    );
+    assert_eq!(
+        p.ike_failures(Side::A),
+        [&Failure::PeerNotify(NotifyType::INVALID_ID_INFORMATION)]
+    );
 }
 
 #[test]
@@ -167,7 +237,10 @@ fn no_common_ike_proposal_fails_with_no_proposal_chosen_and_shows_both_offers() 
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(p.ike_failures(Side::A), [&Failure::PeerNotify(NotifyType::NO_PROPOSAL_CHOSEN)]);
+    assert_eq!(
+        p.ike_failures(Side::A),
+        [&Failure::PeerNotify(NotifyType::NO_PROPOSAL_CHOSEN)]
+    );
 }
 
 #[test]
@@ -178,8 +251,14 @@ fn no_common_esp_proposal_fails_the_quick_mode_only() {
     let mut p = Pair::new(a, b);
     p.connect();
     assert_eq!(p.established(Side::A), 1);
-    assert!(matches!(p.child_failures(Side::B).as_slice(), [Failure::NoProposalChosen { .. }]));
-    assert_eq!(p.child_failures(Side::A), [&Failure::PeerNotify(NotifyType::NO_PROPOSAL_CHOSEN)]);
+    assert!(matches!(
+        p.child_failures(Side::B).as_slice(),
+        [Failure::NoProposalChosen { .. }]
+    ));
+    assert_eq!(
+        p.child_failures(Side::A),
+        [&Failure::PeerNotify(NotifyType::NO_PROPOSAL_CHOSEN)]
+    );
     assert!(p.children(Side::A).is_empty() && p.children(Side::B).is_empty());
 }
 
@@ -199,7 +278,10 @@ fn mismatched_traffic_selectors_are_refused_with_invalid_id_information() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(p.child_failures(Side::A), [&Failure::PeerNotify(NotifyType::INVALID_ID_INFORMATION)]);
+    assert_eq!(
+        p.child_failures(Side::A),
+        [&Failure::PeerNotify(NotifyType::INVALID_ID_INFORMATION)]
+    );
 }
 
 #[test]
@@ -225,13 +307,22 @@ fn unreachable_peer_gives_up_after_the_retransmissions_and_says_so() {
     p.a.initiate(p.now, 0);
     p.run_for(Duration::from_secs(600));
     let tries = Settings::default().retransmit_tries;
-    assert_eq!(p.ike_failures(Side::A), [&Failure::NoResponse { message: "MM1", tries }]);
+    assert_eq!(
+        p.ike_failures(Side::A),
+        [&Failure::NoResponse {
+            message: "MM1",
+            tries
+        }]
+    );
     let mm1s = p.wire.iter().filter(|w| w.from == Side::A).count();
     assert_eq!(mm1s, 1 + tries as usize);
     let first = Header::parse(&p.wire[0].datagram.data).unwrap();
     for w in &p.wire {
         let h = Header::parse(&w.datagram.data).unwrap();
-        assert_eq!(h.initiator_spi, first.initiator_spi, "retransmissions keep the cookie");
+        assert_eq!(
+            h.initiator_spi, first.initiator_spi,
+            "retransmissions keep the cookie"
+        );
         assert_eq!(h.responder_spi, [0; 8]);
     }
 }
@@ -245,11 +336,20 @@ fn forced_encapsulation_floats_to_4500_and_uses_udp_encapsulated_esp() {
     assert_up(&p);
     for side in [Side::A, Side::B] {
         let c = p.children(side)[0];
-        assert_eq!(c.encapsulation, EspEncapsulation::Udp { local_port: 4500, remote_port: 4500 });
+        assert_eq!(
+            c.encapsulation,
+            EspEncapsulation::Udp {
+                local_port: 4500,
+                remote_port: 4500
+            }
+        );
     }
     let ports: Vec<u16> = p.wire.iter().map(|w| w.datagram.remote.port()).collect();
     assert_eq!(&ports[..4], &[500, 500, 500, 500], "MM1-MM4 on 500");
-    assert!(ports[4..].iter().all(|&x| x == 4500), "from MM5 on, 4500: {ports:?}");
+    assert!(
+        ports[4..].iter().all(|&x| x == 4500),
+        "from MM5 on, 4500: {ports:?}"
+    );
 }
 
 #[test]
@@ -283,8 +383,20 @@ fn a_nat_in_front_of_the_initiator_is_detected_and_both_sides_float() {
     });
     p.connect();
     assert_up(&p);
-    assert_eq!(p.children(Side::B)[0].encapsulation, EspEncapsulation::Udp { local_port: 4500, remote_port: 34500 });
-    assert_eq!(p.children(Side::A)[0].encapsulation, EspEncapsulation::Udp { local_port: 4500, remote_port: 4500 });
+    assert_eq!(
+        p.children(Side::B)[0].encapsulation,
+        EspEncapsulation::Udp {
+            local_port: 4500,
+            remote_port: 34500
+        }
+    );
+    assert_eq!(
+        p.children(Side::A)[0].encapsulation,
+        EspEncapsulation::Udp {
+            local_port: 4500,
+            remote_port: 4500
+        }
+    );
     let nat_b = p.events(Side::B).iter().find_map(|e| match e {
         Event::IkeSaEstablished { nat, .. } => Some(*nat),
         _ => None,
@@ -299,10 +411,22 @@ fn dpd_declares_a_silent_peer_dead_and_removes_its_sas() {
     p.connect();
     assert_up(&p);
     let cut = p.wire.len();
-    p.filter = Box::new(move |w| if w.seq >= cut && w.from == Side::B { Fate::Drop } else { Fate::Deliver });
+    p.filter = Box::new(move |w| {
+        if w.seq >= cut && w.from == Side::B {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
     p.run_for(Duration::from_secs(400));
-    assert!(p.events(Side::A).iter().any(|e| matches!(e, Event::PeerDead { .. })));
-    assert!(p.events(Side::A).iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+    assert!(p
+        .events(Side::A)
+        .iter()
+        .any(|e| matches!(e, Event::PeerDead { .. })));
+    assert!(p
+        .events(Side::A)
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { .. })));
     assert!(!p.a.is_up(0));
 }
 
@@ -311,9 +435,16 @@ fn dpd_keeps_a_live_peer_up() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.connect();
     p.run_for(Duration::from_secs(600));
-    assert!(!p.events(Side::A).iter().any(|e| matches!(e, Event::PeerDead { .. })));
+    assert!(!p
+        .events(Side::A)
+        .iter()
+        .any(|e| matches!(e, Event::PeerDead { .. })));
     assert!(p.a.is_up(0) && p.b.is_up(0));
-    let info = p.sent_names(Side::A).iter().filter(|n| **n == "INFO").count();
+    let info = p
+        .sent_names(Side::A)
+        .iter()
+        .filter(|n| **n == "INFO")
+        .count();
     assert!(info >= 5, "R-U-THERE every 30 s of silence: {info}");
 }
 
@@ -324,8 +455,14 @@ fn shutdown_sends_deletes_that_the_peer_honours() {
     let now = p.now;
     p.a.shutdown(now);
     p.pump();
-    assert!(p.events(Side::B).iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })));
-    assert!(p.events(Side::B).iter().any(|e| matches!(e, Event::IkeSaDeleted { .. })));
+    assert!(p
+        .events(Side::B)
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+    assert!(p
+        .events(Side::B)
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
     assert!(!p.b.is_up(0));
 }
 
@@ -349,8 +486,13 @@ fn ipsec_sas_are_rekeyed_before_they_expire_and_the_old_pair_is_deleted_after() 
             _ => None,
         })
         .collect();
-    assert!(deleted.contains(&ca[0].inbound.spi), "old pair deleted after the new one was installed");
-    let est_new = p.events(Side::A).iter().position(|e| matches!(e, Event::ChildSaEstablished(c) if c.inbound.spi == ca[1].inbound.spi));
+    assert!(
+        deleted.contains(&ca[0].inbound.spi),
+        "old pair deleted after the new one was installed"
+    );
+    let est_new = p.events(Side::A).iter().position(
+        |e| matches!(e, Event::ChildSaEstablished(c) if c.inbound.spi == ca[1].inbound.spi),
+    );
     let del_old = p.events(Side::A).iter().position(|e| matches!(e, Event::ChildSaDeleted { inbound_spi, .. } if *inbound_spi == ca[0].inbound.spi));
     assert!(est_new < del_old, "make before break");
 }
@@ -374,10 +516,22 @@ fn isakmp_sa_is_rekeyed_without_dropping_its_ipsec_sas() {
     let mut p = Pair::new(a, b);
     p.connect();
     p.run_for(Duration::from_secs(580));
-    assert_eq!(p.established(Side::A), 2, "a new phase 1 replaced the old one");
+    assert_eq!(
+        p.established(Side::A),
+        2,
+        "a new phase 1 replaced the old one"
+    );
     assert!(p.a.is_up(0) && p.b.is_up(0));
-    assert!(!p.events(Side::A).iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })), "IPsec SAs survive the phase 1 rekey");
-    assert!(!p.events(Side::B).iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+    assert!(
+        !p.events(Side::A)
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { .. })),
+        "IPsec SAs survive the phase 1 rekey"
+    );
+    assert!(!p
+        .events(Side::B)
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { .. })));
     let sas = p.a.ike_sas(p.now);
     assert_eq!(sas.len(), 1);
     assert_eq!(sas[0].children.len(), 1);
@@ -391,14 +545,21 @@ fn simultaneous_negotiations_are_kept_apart_by_their_cookies() {
     p.run_for(Duration::from_secs(60));
     assert_eq!(p.established(Side::A), 2);
     assert_eq!(p.established(Side::B), 2);
-    let cookies: std::collections::HashSet<[u8; 8]> = p.wire.iter().map(|w| Header::parse(&w.datagram.data).unwrap().initiator_spi).collect();
+    let cookies: std::collections::HashSet<[u8; 8]> = p
+        .wire
+        .iter()
+        .map(|w| Header::parse(&w.datagram.data).unwrap().initiator_spi)
+        .collect();
     assert!(cookies.len() >= 2);
     assert!(p.ike_failures(Side::A).is_empty() && p.ike_failures(Side::B).is_empty());
 }
 
 #[test]
 fn half_open_responder_states_are_bounded() {
-    let settings = Settings { max_half_open: 8, ..Settings::default() };
+    let settings = Settings {
+        max_half_open: 8,
+        ..Settings::default()
+    };
     let mut p = Pair::with_settings(conn_a(), conn_b(), settings);
     // Capture one MM1 and replay it with fresh cookies from many source ports.
     p.a.initiate(p.now, 0);
@@ -407,7 +568,11 @@ fn half_open_responder_states_are_bounded() {
     for i in 0..100u16 {
         let mut data = mm1.data.clone();
         data[..2].copy_from_slice(&i.to_be_bytes());
-        let d = ferrovpn_ike::Datagram { local: sa(ADDR_B, 500), remote: sa(ADDR_A, 10_000 + i), data };
+        let d = ferrovpn_ike::Datagram {
+            local: sa(ADDR_B, 500),
+            remote: sa(ADDR_A, 10_000 + i),
+            data,
+        };
         p.b.handle_datagram(p.now, d);
     }
     assert_eq!(p.b.counters().half_open_dropped, 92);
@@ -423,7 +588,14 @@ fn garbage_and_wrong_cookies_are_counted_not_fatal() {
     let now = p.now;
     let junk = [vec![], vec![0u8; 3], vec![0xff; 28], vec![0x11; 200]];
     for data in junk {
-        p.b.handle_datagram(now, ferrovpn_ike::Datagram { local: sa(ADDR_B, 500), remote: sa(ADDR_A, 500), data });
+        p.b.handle_datagram(
+            now,
+            ferrovpn_ike::Datagram {
+                local: sa(ADDR_B, 500),
+                remote: sa(ADDR_A, 500),
+                data,
+            },
+        );
     }
     let c = p.b.counters().clone();
     assert!(c.malformed + c.unknown_sa >= 4, "{c:?}");
@@ -442,7 +614,14 @@ fn garbage_and_wrong_cookies_are_counted_not_fatal() {
     let mut data = Vec::new();
     h.emit(&mut data);
     data.extend_from_slice(&[0x42; 64]);
-    p.b.handle_datagram(now, ferrovpn_ike::Datagram { local: sa(ADDR_B, 500), remote: sa(ADDR_A, 500), data });
+    p.b.handle_datagram(
+        now,
+        ferrovpn_ike::Datagram {
+            local: sa(ADDR_B, 500),
+            remote: sa(ADDR_A, 500),
+            data,
+        },
+    );
     assert!(p.b.is_up(0));
     p.run_for(Duration::from_secs(10));
     assert!(p.b.is_up(0) && p.a.is_up(0));
@@ -460,8 +639,13 @@ fn a_restarted_peer_is_recognised_by_initial_contact_and_its_stale_sas_removed()
     p.b = b;
     p.b.initiate(p.now, 0);
     p.run_for(Duration::from_secs(60));
-    assert!(p.events(Side::A).iter().any(|e| matches!(e, Event::InitialContact { .. })));
-    assert!(p.events(Side::A).iter().any(|e| matches!(e, Event::ChildSaDeleted { inbound_spi, .. } if *inbound_spi == old_spi)));
+    assert!(p
+        .events(Side::A)
+        .iter()
+        .any(|e| matches!(e, Event::InitialContact { .. })));
+    assert!(p.events(Side::A).iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { inbound_spi, .. } if *inbound_spi == old_spi)
+    ));
     let sas = p.a.ike_sas(p.now);
     assert_eq!(sas.len(), 1, "only the new ISAKMP SA is left");
     assert_eq!(sas[0].role, ferrovpn_ike::Role::Responder);

@@ -12,7 +12,11 @@ fn recorded() -> Vec<Datagram> {
     let mut p = Pair::new(conn_a(), conn_b());
     p.connect();
     assert_eq!(p.children(Side::B).len(), 1);
-    p.wire.iter().filter(|w| w.from == Side::A).map(|w| w.datagram.clone()).collect()
+    p.wire
+        .iter()
+        .filter(|w| w.from == Side::A)
+        .map(|w| w.datagram.clone())
+        .collect()
 }
 
 /// A fresh B with the same seed as in `recorded`, so the replayed exchange is valid.
@@ -23,7 +27,14 @@ fn fresh_b() -> Endpoint {
 }
 
 fn deliver(b: &mut Endpoint, now: std::time::Instant, d: &Datagram) {
-    b.handle_datagram(now, Datagram { local: d.remote, remote: d.local, data: d.data.clone() });
+    b.handle_datagram(
+        now,
+        Datagram {
+            local: d.remote,
+            remote: d.local,
+            data: d.data.clone(),
+        },
+    );
     while b.poll_transmit().is_some() {}
 }
 

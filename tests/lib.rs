@@ -101,12 +101,20 @@ impl Pair {
     }
 
     fn carry(&mut self, from: Side, mut d: Datagram) {
-        let w = Wire { from, datagram: d.clone(), seq: self.wire.len() };
+        let w = Wire {
+            from,
+            datagram: d.clone(),
+            seq: self.wire.len(),
+        };
         let fate = (self.filter)(&w);
         self.wire.push(w);
         (self.rewrite)(&mut d, from);
         // The receiver sees the sender's address as remote and its own as local.
-        let incoming = Datagram { local: d.remote, remote: d.local, data: d.data };
+        let incoming = Datagram {
+            local: d.remote,
+            remote: d.local,
+            data: d.data,
+        };
         let to = match from {
             Side::A => &mut self.b,
             Side::B => &mut self.a,
@@ -133,7 +141,10 @@ impl Pair {
     /// Advances the fake clock to the next timer of either side and runs it; false if none
     /// is due before `limit`.
     pub fn step_time(&mut self, limit: Instant) -> bool {
-        let next = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min();
+        let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         match next {
             Some(t) if t <= limit => {
                 self.now = self.now.max(t);
@@ -205,7 +216,10 @@ impl Pair {
     }
 
     pub fn established(&self, side: Side) -> usize {
-        self.events(side).iter().filter(|e| matches!(e, Event::IkeSaEstablished { .. })).count()
+        self.events(side)
+            .iter()
+            .filter(|e| matches!(e, Event::IkeSaEstablished { .. }))
+            .count()
     }
 
     /// Names of the messages one side logged as sent, in order (MM1, MM3, …).
@@ -213,7 +227,11 @@ impl Pair {
         self.events(side)
             .iter()
             .filter_map(|e| match e {
-                Event::Message(m) if m.direction == ferrovpn_ike::Direction::Sent && !m.retransmission => Some(m.name),
+                Event::Message(m)
+                    if m.direction == ferrovpn_ike::Direction::Sent && !m.retransmission =>
+                {
+                    Some(m.name)
+                }
                 _ => None,
             })
             .collect()
@@ -222,21 +240,36 @@ impl Pair {
 
 /// The two directions of a negotiated pair must mirror each other exactly.
 pub fn assert_mirrored(a: &ChildSa, b: &ChildSa) {
-    assert_eq!(a.inbound.spi, b.outbound.spi, "A's inbound SPI is B's outbound");
-    assert_eq!(a.outbound.spi, b.inbound.spi, "A's outbound SPI is B's inbound");
+    assert_eq!(
+        a.inbound.spi, b.outbound.spi,
+        "A's inbound SPI is B's outbound"
+    );
+    assert_eq!(
+        a.outbound.spi, b.inbound.spi,
+        "A's outbound SPI is B's inbound"
+    );
     assert_eq!(*a.inbound.enc_key, *b.outbound.enc_key);
     assert_eq!(*a.inbound.auth_key, *b.outbound.auth_key);
     assert_eq!(*a.outbound.enc_key, *b.inbound.enc_key);
     assert_eq!(*a.outbound.auth_key, *b.inbound.auth_key);
-    assert_ne!(*a.inbound.enc_key, *a.outbound.enc_key, "each direction has its own key");
+    assert_ne!(
+        *a.inbound.enc_key, *a.outbound.enc_key,
+        "each direction has its own key"
+    );
     assert_eq!(a.cipher, b.cipher);
     assert_eq!(a.integrity, b.integrity);
     assert_eq!(a.local_ts, b.remote_ts);
     assert_eq!(a.remote_ts, b.local_ts);
-    assert_eq!(a.encapsulation == ferrovpn_ike::EspEncapsulation::Raw, b.encapsulation == ferrovpn_ike::EspEncapsulation::Raw);
+    assert_eq!(
+        a.encapsulation == ferrovpn_ike::EspEncapsulation::Raw,
+        b.encapsulation == ferrovpn_ike::EspEncapsulation::Raw
+    );
     let want = a.cipher.keymat_len();
     assert_eq!(a.inbound.enc_key.len(), want);
-    assert_eq!(a.inbound.auth_key.len(), a.integrity.map_or(0, |i| i.key_len()));
+    assert_eq!(
+        a.inbound.auth_key.len(),
+        a.integrity.map_or(0, |i| i.key_len())
+    );
 }
 
 /// Socket address helper.

@@ -58,7 +58,12 @@ impl TrafficSelector {
     }
 
     pub fn subnet(addr: IpAddr, prefix_len: u8) -> Self {
-        TrafficSelector { addr, prefix_len, protocol: 0, port: 0 }
+        TrafficSelector {
+            addr,
+            prefix_len,
+            protocol: 0,
+            port: 0,
+        }
     }
 
     pub fn host(addr: IpAddr) -> Self {
@@ -79,7 +84,9 @@ impl TrafficSelector {
         let (addr, prefix_len) = match *v {
             IdValue::Ipv4(a) => (IpAddr::V4(a), 32),
             IdValue::Ipv6(a) => (IpAddr::V6(a), 128),
-            IdValue::Ipv4Subnet(a, m) => (IpAddr::V4(a), prefix_of(u128::from(u32::from(m)) << 96)?),
+            IdValue::Ipv4Subnet(a, m) => {
+                (IpAddr::V4(a), prefix_of(u128::from(u32::from(m)) << 96)?)
+            }
             IdValue::Ipv6Subnet(a, m) => (IpAddr::V6(a), prefix_of(u128::from(m))?),
             IdValue::Ipv4Range(lo, hi) => {
                 let (lo, hi) = (u32::from(lo), u32::from(hi));
@@ -101,14 +108,26 @@ impl TrafficSelector {
             }
             _ => return None,
         };
-        Some(TrafficSelector { addr, prefix_len, protocol, port }.normalized())
+        Some(
+            TrafficSelector {
+                addr,
+                prefix_len,
+                protocol,
+                port,
+            }
+            .normalized(),
+        )
     }
 
     /// Clears host bits so that equal networks compare equal.
     pub fn normalized(mut self) -> Self {
         self.addr = match self.addr {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(v4_mask(self.prefix_len)))),
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & u128::from(v6_mask(self.prefix_len)))),
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(
+                u32::from(a) & u32::from(v4_mask(self.prefix_len)),
+            )),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(
+                u128::from(a) & u128::from(v6_mask(self.prefix_len)),
+            )),
         };
         self
     }
@@ -125,11 +144,19 @@ impl fmt::Display for TrafficSelector {
 }
 
 fn v4_mask(len: u8) -> Ipv4Addr {
-    Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0))
+    Ipv4Addr::from(
+        u32::MAX
+            .checked_shl(32 - u32::from(len.min(32)))
+            .unwrap_or(0),
+    )
 }
 
 fn v6_mask(len: u8) -> Ipv6Addr {
-    Ipv6Addr::from(u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0))
+    Ipv6Addr::from(
+        u128::MAX
+            .checked_shl(128 - u32::from(len.min(128)))
+            .unwrap_or(0),
+    )
 }
 
 /// Prefix length of a left-aligned mask, None when the ones are not contiguous.
@@ -138,7 +165,10 @@ fn prefix_of(mask: u128) -> Option<u8> {
     if mask.checked_shl(ones).unwrap_or(0) != 0 {
         return None;
     }
-    u8::try_from(ones).ok().map(|n| if mask == u128::MAX { 128 } else { n }).map(|n| n.min(128))
+    u8::try_from(ones)
+        .ok()
+        .map(|n| if mask == u128::MAX { 128 } else { n })
+        .map(|n| n.min(128))
 }
 
 /// One Quick Mode SA pair: the local and remote networks it protects.
@@ -203,19 +233,32 @@ impl ConnectionConfig {
             remote_id: ip_id(remote_addr),
             psk: Secret::new(psk.to_vec()),
             mode: Phase1Mode::Main,
-            ike_proposals: vec![IkeProposal { cipher: IkeCipher::AesCbc256, hash: IkeHash::Sha2_256, group: DhGroup::Modp2048 }],
+            ike_proposals: vec![IkeProposal {
+                cipher: IkeCipher::AesCbc256,
+                hash: IkeHash::Sha2_256,
+                group: DhGroup::Modp2048,
+            }],
             ike_lifetime: Duration::from_secs(8 * 3600),
             esp_proposals: vec![EspProposal {
-                cipher: EspCipher::AesGcm { key_bits: 128, icv_len: 16 },
+                cipher: EspCipher::AesGcm {
+                    key_bits: 128,
+                    icv_len: 16,
+                },
                 integrity: None,
                 pfs_group: None,
                 esn: false,
             }],
             esp_lifetime: Duration::from_secs(3600),
             esp_lifetime_kb: None,
-            children: vec![ChildConfig { local_ts: TrafficSelector::any_v4(), remote_ts: TrafficSelector::any_v4() }],
+            children: vec![ChildConfig {
+                local_ts: TrafficSelector::any_v4(),
+                remote_ts: TrafficSelector::any_v4(),
+            }],
             nat_traversal: NatTraversal::Auto,
-            dpd: Some(DpdConfig { interval: Duration::from_secs(30), timeout: Duration::from_secs(150) }),
+            dpd: Some(DpdConfig {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(150),
+            }),
             allow_aggressive_psk: false,
             allow_weak_dh: false,
             initial_contact: true,
@@ -268,23 +311,48 @@ mod tests {
     #[test]
     fn selectors_from_ids() {
         let ts = TrafficSelector::from_id_value(
-            &IdValue::Ipv4Subnet(Ipv4Addr::new(198, 51, 100, 7), Ipv4Addr::new(255, 255, 255, 0)),
+            &IdValue::Ipv4Subnet(
+                Ipv4Addr::new(198, 51, 100, 7),
+                Ipv4Addr::new(255, 255, 255, 0),
+            ),
             0,
             0,
         )
         .unwrap();
         assert_eq!(ts.to_string(), "198.51.100.0/24");
-        let any = TrafficSelector::from_id_value(&IdValue::Ipv4Subnet(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), 0, 0);
+        let any = TrafficSelector::from_id_value(
+            &IdValue::Ipv4Subnet(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED),
+            0,
+            0,
+        );
         assert_eq!(any, Some(TrafficSelector::any_v4()));
-        let range = IdValue::Ipv4Range(Ipv4Addr::new(203, 0, 113, 0), Ipv4Addr::new(203, 0, 113, 255));
-        assert_eq!(TrafficSelector::from_id_value(&range, 0, 0).unwrap().to_string(), "203.0.113.0/24");
+        let range = IdValue::Ipv4Range(
+            Ipv4Addr::new(203, 0, 113, 0),
+            Ipv4Addr::new(203, 0, 113, 255),
+        );
+        assert_eq!(
+            TrafficSelector::from_id_value(&range, 0, 0)
+                .unwrap()
+                .to_string(),
+            "203.0.113.0/24"
+        );
         let odd = IdValue::Ipv4Range(Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 9));
         assert_eq!(TrafficSelector::from_id_value(&odd, 0, 0), None);
         let holes = IdValue::Ipv4Subnet(Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(255, 0, 255, 0));
         assert_eq!(TrafficSelector::from_id_value(&holes, 0, 0), None);
         let host = IdValue::Ipv6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-        assert_eq!(TrafficSelector::from_id_value(&host, 0, 0).unwrap().prefix_len, 128);
+        assert_eq!(
+            TrafficSelector::from_id_value(&host, 0, 0)
+                .unwrap()
+                .prefix_len,
+            128
+        );
         let all6 = IdValue::Ipv6Subnet(Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED);
-        assert_eq!(TrafficSelector::from_id_value(&all6, 0, 0).unwrap().prefix_len, 0);
+        assert_eq!(
+            TrafficSelector::from_id_value(&all6, 0, 0)
+                .unwrap()
+                .prefix_len,
+            0
+        );
     }
 }

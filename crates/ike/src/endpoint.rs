@@ -113,7 +113,9 @@ impl Endpoint {
 
     /// True when the connection has an established ISAKMP SA.
     pub fn is_up(&self, conn: ConnId) -> bool {
-        self.sas.values().any(|s| s.conn == conn && s.is_established())
+        self.sas
+            .values()
+            .any(|s| s.conn == conn && s.is_established())
     }
 
     /// Starts phase 1 as initiator (MM1 or AM1); Quick Modes follow when it completes.
@@ -122,13 +124,22 @@ impl Endpoint {
     }
 
     fn start(&mut self, now: Instant, conn: ConnId, is_rekey: bool) -> Option<Cookies> {
-        let cookies = Cookies { initiator_spi: self.fresh_cookie(), responder_spi: [0; 8] };
+        let cookies = Cookies {
+            initiator_spi: self.fresh_cookie(),
+            responder_spi: [0; 8],
+        };
         let cfg = self.conns.get(conn)?;
         let local = SocketAddr::new(cfg.local_addr, 500);
         let remote = SocketAddr::new(cfg.remote_addr, 500);
         let mut sa = IkeSa::new(conn, Role::Initiator, cfg.mode, cookies, local, remote, now);
         sa.is_rekey = is_rekey;
-        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+        let mut ctx = Ctx {
+            now,
+            cfg,
+            settings: &self.settings,
+            rng: &mut self.rng,
+            out: &mut self.out,
+        };
         match cfg.mode {
             Phase1Mode::Main => sa.main_mode_initiate(&mut ctx),
             Phase1Mode::Aggressive => sa.aggressive_mode_initiate(&mut ctx),
@@ -162,13 +173,20 @@ impl Endpoint {
             self.new_responder(now, &header, &d);
             return;
         }
-        let Some(sa) = self.sas.get_mut(&key) else { return };
+        let Some(sa) = self.sas.get_mut(&key) else {
+            return;
+        };
         let fresh_answer = sa.role == Role::Initiator
             && sa.cookies.responder_spi == [0; 8]
             && header.responder_spi != [0; 8]
             && matches!(sa.state, Phase1State::MmI1Sent | Phase1State::AmI1Sent);
-        let retransmitted_first = header.responder_spi == [0; 8] && sa.role == Role::Responder && header.message_id == 0;
-        if !(sa.cookies.responder_spi == header.responder_spi || fresh_answer || retransmitted_first) || d.remote.ip() != sa.remote.ip() {
+        let retransmitted_first =
+            header.responder_spi == [0; 8] && sa.role == Role::Responder && header.message_id == 0;
+        if !(sa.cookies.responder_spi == header.responder_spi
+            || fresh_answer
+            || retransmitted_first)
+            || d.remote.ip() != sa.remote.ip()
+        {
             self.counters.invalid_cookie += 1;
             return;
         }
@@ -187,8 +205,16 @@ impl Endpoint {
             sa.local = d.local;
             sa.remote = d.remote;
         }
-        let Some(cfg) = self.conns.get(sa.conn) else { return };
-        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+        let Some(cfg) = self.conns.get(sa.conn) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            now,
+            cfg,
+            settings: &self.settings,
+            rng: &mut self.rng,
+            out: &mut self.out,
+        };
         let result = dispatch(sa, &mut ctx, &header, &d.data);
         if result.is_ok() && header.message_id != 0 && sa.is_established() {
             // A NAT may rebind the peer's port; follow authenticated traffic.
@@ -211,7 +237,11 @@ impl Endpoint {
             self.counters.unknown_sa += 1;
             return;
         }
-        let Some(conn) = self.conns.iter().position(|c| c.remote_addr == d.remote.ip() && c.local_addr == d.local.ip()) else {
+        let Some(conn) = self
+            .conns
+            .iter()
+            .position(|c| c.remote_addr == d.remote.ip() && c.local_addr == d.local.ip())
+        else {
             self.counters.no_connection += 1;
             return;
         };
@@ -219,10 +249,21 @@ impl Endpoint {
             self.counters.half_open_dropped += 1;
             return;
         }
-        let cookies = Cookies { initiator_spi: header.initiator_spi, responder_spi: self.fresh_cookie() };
+        let cookies = Cookies {
+            initiator_spi: header.initiator_spi,
+            responder_spi: self.fresh_cookie(),
+        };
         let mut sa = IkeSa::new(conn, Role::Responder, mode, cookies, d.local, d.remote, now);
-        let Some(cfg) = self.conns.get(conn) else { return };
-        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+        let Some(cfg) = self.conns.get(conn) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            now,
+            cfg,
+            settings: &self.settings,
+            rng: &mut self.rng,
+            out: &mut self.out,
+        };
         let result = dispatch(&mut sa, &mut ctx, header, &d.data);
         count(&mut self.counters, result);
         if sa.state != Phase1State::Dead {
@@ -232,8 +273,15 @@ impl Endpoint {
 
     /// Completes rekeys, honours INITIAL-CONTACT and removes finished SAs.
     fn after_input(&mut self, now: Instant, key: [u8; 8]) {
-        let Some(sa) = self.sas.get_mut(&key) else { return };
-        let (conn, established, dead, created) = (sa.conn, sa.is_established(), sa.state == Phase1State::Dead, sa.created);
+        let Some(sa) = self.sas.get_mut(&key) else {
+            return;
+        };
+        let (conn, established, dead, created) = (
+            sa.conn,
+            sa.is_established(),
+            sa.state == Phase1State::Dead,
+            sa.created,
+        );
         if established && sa.initial_contact_received {
             sa.initial_contact_received = false;
             // The peer restarted: SAs with it that were up before this one began are stale.
@@ -241,16 +289,28 @@ impl Endpoint {
             let stale: Vec<[u8; 8]> = self
                 .sas
                 .iter()
-                .filter(|(k, s)| **k != key && s.conn == conn && s.established_at.is_some_and(|t| t < created))
+                .filter(|(k, s)| {
+                    **k != key && s.conn == conn && s.established_at.is_some_and(|t| t < created)
+                })
                 .map(|(k, _)| *k)
                 .collect();
             for k in stale {
                 if let Some(mut old) = self.sas.remove(&k) {
                     let mut out = std::mem::take(&mut self.out);
                     if let Some(cfg) = self.conns.get(conn) {
-                        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut out };
+                        let mut ctx = Ctx {
+                            now,
+                            cfg,
+                            settings: &self.settings,
+                            rng: &mut self.rng,
+                            out: &mut out,
+                        };
                         old.drop_children(&mut ctx, "peer sent INITIAL-CONTACT");
-                        ctx.event(Event::IkeSaDeleted { conn, cookies: old.cookies, reason: "peer sent INITIAL-CONTACT".into() });
+                        ctx.event(Event::IkeSaDeleted {
+                            conn,
+                            cookies: old.cookies,
+                            reason: "peer sent INITIAL-CONTACT".into(),
+                        });
                     }
                     self.out = out;
                 }
@@ -264,7 +324,13 @@ impl Endpoint {
                         new.children.append(&mut moved);
                     }
                     if let Some(cfg) = self.conns.get(conn) {
-                        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+                        let mut ctx = Ctx {
+                            now,
+                            cfg,
+                            settings: &self.settings,
+                            rng: &mut self.rng,
+                            out: &mut self.out,
+                        };
                         old.delete(&mut ctx, "rekeyed");
                     }
                 }
@@ -278,17 +344,31 @@ impl Endpoint {
     /// Removes a finished SA; its IPsec SAs move to another established SA of the same
     /// connection, or are deleted from the data plane.
     fn reap(&mut self, now: Instant, key: [u8; 8]) {
-        let Some(mut sa) = self.sas.remove(&key) else { return };
+        let Some(mut sa) = self.sas.remove(&key) else {
+            return;
+        };
         self.replaces.remove(&key);
         if sa.children.is_empty() {
             return;
         }
-        if let Some(other) = self.sas.values_mut().find(|o| o.conn == sa.conn && o.is_established()) {
+        if let Some(other) = self
+            .sas
+            .values_mut()
+            .find(|o| o.conn == sa.conn && o.is_established())
+        {
             other.children.append(&mut sa.children);
             return;
         }
-        let Some(cfg) = self.conns.get(sa.conn) else { return };
-        let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+        let Some(cfg) = self.conns.get(sa.conn) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            now,
+            cfg,
+            settings: &self.settings,
+            rng: &mut self.rng,
+            out: &mut self.out,
+        };
         sa.drop_children(&mut ctx, "ISAKMP SA gone");
     }
 
@@ -297,9 +377,19 @@ impl Endpoint {
         let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
         let mut rekeys = Vec::new();
         for key in keys {
-            let Some(sa) = self.sas.get_mut(&key) else { continue };
-            let Some(cfg) = self.conns.get(sa.conn) else { continue };
-            let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+            let Some(sa) = self.sas.get_mut(&key) else {
+                continue;
+            };
+            let Some(cfg) = self.conns.get(sa.conn) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                now,
+                cfg,
+                settings: &self.settings,
+                rng: &mut self.rng,
+                out: &mut self.out,
+            };
             if sa.on_timer(&mut ctx) {
                 rekeys.push((sa.conn, key));
             }
@@ -324,16 +414,33 @@ impl Endpoint {
 
     /// When `handle_timeout` wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(|sa| self.conns.get(sa.conn).and_then(|cfg| sa.next_timer(cfg, &self.settings))).min()
+        self.sas
+            .values()
+            .filter_map(|sa| {
+                self.conns
+                    .get(sa.conn)
+                    .and_then(|cfg| sa.next_timer(cfg, &self.settings))
+            })
+            .min()
     }
 
     /// Deletes everything, telling peers (for SIGTERM).
     pub fn shutdown(&mut self, now: Instant) {
         let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
         for key in keys {
-            let Some(mut sa) = self.sas.remove(&key) else { continue };
-            let Some(cfg) = self.conns.get(sa.conn) else { continue };
-            let mut ctx = Ctx { now, cfg, settings: &self.settings, rng: &mut self.rng, out: &mut self.out };
+            let Some(mut sa) = self.sas.remove(&key) else {
+                continue;
+            };
+            let Some(cfg) = self.conns.get(sa.conn) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                now,
+                cfg,
+                settings: &self.settings,
+                rng: &mut self.rng,
+                out: &mut self.out,
+            };
             sa.delete(&mut ctx, "shutdown");
         }
         self.replaces.clear();
@@ -346,7 +453,11 @@ impl Endpoint {
             .values()
             .map(|sa| IkeSaStatus {
                 conn: sa.conn,
-                name: self.conns.get(sa.conn).map(|c| c.name.clone()).unwrap_or_default(),
+                name: self
+                    .conns
+                    .get(sa.conn)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
                 cookies: sa.cookies,
                 role: sa.role,
                 mode: sa.mode,
@@ -358,11 +469,21 @@ impl Endpoint {
                 lifetime: sa.lifetime,
                 nat: sa.nat,
                 features: sa.features,
-                quick_modes_in_flight: sa.quick_modes.iter().filter(|q| q.retransmit.is_some()).count(),
+                quick_modes_in_flight: sa
+                    .quick_modes
+                    .iter()
+                    .filter(|q| q.retransmit.is_some())
+                    .count(),
                 children: sa
                     .children
                     .iter()
-                    .map(|c| ChildStatus { message_id: c.message_id, spi_in: c.spi_in, spi_out: c.spi_out, age: now.saturating_duration_since(c.established), lifetime: c.lifetime })
+                    .map(|c| ChildStatus {
+                        message_id: c.message_id,
+                        spi_in: c.spi_in,
+                        spi_out: c.spi_out,
+                        age: now.saturating_duration_since(c.established),
+                        lifetime: c.lifetime,
+                    })
                     .collect(),
             })
             .collect();
@@ -371,10 +492,21 @@ impl Endpoint {
     }
 }
 
-fn dispatch(sa: &mut IkeSa, ctx: &mut Ctx<'_>, header: &Header, data: &[u8]) -> Result<(), InputError> {
+fn dispatch(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_>,
+    header: &Header,
+    data: &[u8],
+) -> Result<(), InputError> {
     match header.exchange {
-        ExchangeType::IDENTITY_PROTECTION if sa.mode == Phase1Mode::Main && header.message_id == 0 => sa.main_mode_input(ctx, header, data),
-        ExchangeType::AGGRESSIVE if sa.mode == Phase1Mode::Aggressive && header.message_id == 0 => sa.aggressive_mode_input(ctx, header, data),
+        ExchangeType::IDENTITY_PROTECTION
+            if sa.mode == Phase1Mode::Main && header.message_id == 0 =>
+        {
+            sa.main_mode_input(ctx, header, data)
+        }
+        ExchangeType::AGGRESSIVE if sa.mode == Phase1Mode::Aggressive && header.message_id == 0 => {
+            sa.aggressive_mode_input(ctx, header, data)
+        }
         ExchangeType::QUICK_MODE => sa.quick_mode_input(ctx, header, data),
         ExchangeType::INFORMATIONAL => sa.informational_input(ctx, header, data),
         _ => Err(InputError::Unexpected("exchange type not valid here")),

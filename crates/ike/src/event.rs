@@ -22,7 +22,12 @@ pub struct Cookies {
 
 impl fmt::Display for Cookies {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_i {}_r", hex16(&self.initiator_spi), hex16(&self.responder_spi))
+        write!(
+            f,
+            "{}_i {}_r",
+            hex16(&self.initiator_spi),
+            hex16(&self.responder_spi)
+        )
     }
 }
 
@@ -73,12 +78,20 @@ impl fmt::Display for MessageLog {
             f,
             "{verb} {}{} {} {} {prep} {} mid {:08x} {}",
             self.name,
-            if self.retransmission { " (retransmit)" } else { "" },
+            if self.retransmission {
+                " (retransmit)"
+            } else {
+                ""
+            },
             self.payloads,
             self.cookies,
             self.peer,
             self.message_id,
-            if self.local.port() == 4500 { "[udp/4500]" } else { "" }
+            if self.local.port() == 4500 {
+                "[udp/4500]"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -220,15 +233,44 @@ pub enum Event {
         features: PeerFeatures,
         nat: NatStatus,
     },
-    IkeSaFailed { conn: Option<ConnId>, cookies: Cookies, peer: SocketAddr, reason: Failure },
-    IkeSaDeleted { conn: ConnId, cookies: Cookies, reason: String },
+    IkeSaFailed {
+        conn: Option<ConnId>,
+        cookies: Cookies,
+        peer: SocketAddr,
+        reason: Failure,
+    },
+    IkeSaDeleted {
+        conn: ConnId,
+        cookies: Cookies,
+        reason: String,
+    },
     ChildSaEstablished(ChildSa),
-    ChildSaFailed { conn: ConnId, cookies: Cookies, message_id: u32, reason: Failure },
+    ChildSaFailed {
+        conn: ConnId,
+        cookies: Cookies,
+        message_id: u32,
+        reason: Failure,
+    },
     /// Remove this SA pair from the data plane.
-    ChildSaDeleted { conn: ConnId, inbound_spi: u32, outbound_spi: u32, reason: String },
+    ChildSaDeleted {
+        conn: ConnId,
+        inbound_spi: u32,
+        outbound_spi: u32,
+        reason: String,
+    },
     /// The peer sent INITIAL-CONTACT: any older SAs with it are stale.
-    InitialContact { conn: ConnId, cookies: Cookies },
-    PeerDead { conn: ConnId, cookies: Cookies },
+    InitialContact {
+        conn: ConnId,
+        cookies: Cookies,
+    },
+    PeerDead {
+        conn: ConnId,
+        cookies: Cookies,
+    },
     /// A notify the state machine only reports (e.g. an unauthenticated error after phase 1).
-    NotifyReceived { conn: Option<ConnId>, cookies: Cookies, notify: NotifyType },
+    NotifyReceived {
+        conn: Option<ConnId>,
+        cookies: Cookies,
+        notify: NotifyType,
+    },
 }

@@ -21,8 +21,8 @@ pub use config::{
 };
 pub use endpoint::{ChildStatus, Counters, Endpoint, IkeSaStatus};
 pub use event::{
-    ChildSa, ConnId, Cookies, Direction, EspEncapsulation, EspKeys, Event, Failure, MessageLog, NatStatus,
-    PeerFeatures, Role,
+    ChildSa, ConnId, Cookies, Direction, EspEncapsulation, EspKeys, Event, Failure, MessageLog,
+    NatStatus, PeerFeatures, Role,
 };
 pub use sa::{Datagram, InputError};
 pub use wire::IdValue;

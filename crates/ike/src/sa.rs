@@ -9,12 +9,14 @@ use rand::RngCore;
 
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
 use crate::crypto::{self, DhPrivate, Phase1Keys, Secret};
-use crate::event::{ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role};
+use crate::event::{
+    ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
+};
 use crate::exchange::quick_mode::QuickMode;
 use crate::proposal::IkeProposal;
 use crate::wire::{
-    self, emit_payloads, payload_list, ExchangeType, Flags, Header, Notification, NotifyType, Payload, PayloadIter,
-    PayloadType, ProtocolId, WireError, IPSEC_DOI,
+    self, emit_payloads, payload_list, ExchangeType, Flags, Header, Notification, NotifyType,
+    Payload, PayloadIter, PayloadType, ProtocolId, WireError, IPSEC_DOI,
 };
 
 /// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
@@ -122,8 +124,21 @@ pub enum InputError {
 }
 
 impl Retransmit {
-    pub fn new(ctx: &Ctx<'_>, datagram: Datagram, name: &'static str, payloads: &[Payload], message_id: u32) -> Self {
-        Retransmit { datagram, name, payloads: payload_list(payloads), message_id, sent: 0, next_at: ctx.now + ctx.settings.retransmit_timeout }
+    pub fn new(
+        ctx: &Ctx<'_>,
+        datagram: Datagram,
+        name: &'static str,
+        payloads: &[Payload],
+        message_id: u32,
+    ) -> Self {
+        Retransmit {
+            datagram,
+            name,
+            payloads: payload_list(payloads),
+            message_id,
+            sent: 0,
+            next_at: ctx.now + ctx.settings.retransmit_timeout,
+        }
     }
 }
 
@@ -222,7 +237,15 @@ pub(crate) struct IkeSa {
 }
 
 impl IkeSa {
-    pub fn new(conn: ConnId, role: Role, mode: Phase1Mode, cookies: Cookies, local: SocketAddr, remote: SocketAddr, now: Instant) -> Self {
+    pub fn new(
+        conn: ConnId,
+        role: Role,
+        mode: Phase1Mode,
+        cookies: Cookies,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> Self {
         IkeSa {
             conn,
             role,
@@ -270,11 +293,13 @@ impl IkeSa {
     }
 
     pub fn is_half_open(&self) -> bool {
-        self.role == Role::Responder && !matches!(self.state, Phase1State::Established | Phase1State::Dead)
+        self.role == Role::Responder
+            && !matches!(self.state, Phase1State::Established | Phase1State::Dead)
     }
 
     pub fn proposal(&self) -> Result<IkeProposal, Failure> {
-        self.proposal.ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
+        self.proposal
+            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
     }
 
     pub fn header(&self, exchange: ExchangeType, flags: Flags, message_id: u32) -> Header {
@@ -291,8 +316,20 @@ impl IkeSa {
     }
 
     /// Logs and queues a message; `retransmit` keeps it for resending until answered.
-    pub fn send(&mut self, ctx: &mut Ctx<'_>, name: &'static str, payloads: &[Payload], data: Vec<u8>, message_id: u32, retransmit: bool) -> Datagram {
-        let datagram = Datagram { local: self.local, remote: self.remote, data };
+    pub fn send(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &'static str,
+        payloads: &[Payload],
+        data: Vec<u8>,
+        message_id: u32,
+        retransmit: bool,
+    ) -> Datagram {
+        let datagram = Datagram {
+            local: self.local,
+            remote: self.remote,
+            data,
+        };
         ctx.event(Event::Message(MessageLog {
             direction: Direction::Sent,
             name,
@@ -305,16 +342,31 @@ impl IkeSa {
         }));
         ctx.out.transmits.push_back(datagram.clone());
         if retransmit {
-            self.retransmit = Some(Retransmit::new(ctx, datagram.clone(), name, payloads, message_id));
+            self.retransmit = Some(Retransmit::new(
+                ctx,
+                datagram.clone(),
+                name,
+                payloads,
+                message_id,
+            ));
         }
         datagram
     }
 
-    pub fn log_received(&self, ctx: &mut Ctx<'_>, name: &'static str, header: &Header, payloads: &[Payload]) {
+    pub fn log_received(
+        &self,
+        ctx: &mut Ctx<'_>,
+        name: &'static str,
+        header: &Header,
+        payloads: &[Payload],
+    ) {
         ctx.event(Event::Message(MessageLog {
             direction: Direction::Received,
             name,
-            cookies: Cookies { initiator_spi: header.initiator_spi, responder_spi: header.responder_spi },
+            cookies: Cookies {
+                initiator_spi: header.initiator_spi,
+                responder_spi: header.responder_spi,
+            },
             message_id: header.message_id,
             payloads: payload_list(payloads),
             peer: self.remote,
@@ -324,22 +376,45 @@ impl IkeSa {
     }
 
     /// Plaintext message (phase 1 before keys, unprotected notifies).
-    pub fn plain_message(&self, exchange: ExchangeType, message_id: u32, payloads: &[Payload]) -> Vec<u8> {
-        wire::Message { header: self.header(exchange, Flags(0), message_id), payloads: payloads.to_vec() }.emit()
+    pub fn plain_message(
+        &self,
+        exchange: ExchangeType,
+        message_id: u32,
+        payloads: &[Payload],
+    ) -> Vec<u8> {
+        wire::Message {
+            header: self.header(exchange, Flags(0), message_id),
+            payloads: payloads.to_vec(),
+        }
+        .emit()
     }
 
     /// Encrypts `payloads` under the phase 1 key with `iv`; returns the datagram and the last
     /// ciphertext block, the next IV of the chain (RFC 2409 App. B). Padding is zeros.
-    pub fn encrypted_message(&self, exchange: ExchangeType, flags: Flags, message_id: u32, payloads: &[Payload], iv: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Failure> {
+    pub fn encrypted_message(
+        &self,
+        exchange: ExchangeType,
+        flags: Flags,
+        message_id: u32,
+        payloads: &[Payload],
+        iv: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), Failure> {
         let p = self.proposal()?;
-        let keys = self.keys.as_ref().ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))?;
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))?;
         let mut body = Vec::with_capacity(256);
         let first = emit_payloads(payloads, &mut body);
         let block = p.cipher.block_len();
         let padded = body.len().div_ceil(block) * block;
         body.resize(padded, 0);
-        crypto::cipher::encrypt(p.cipher, &keys.enc_key, iv, &mut body).map_err(|e| Failure::Malformed(format!("encryption failed: {e}")))?;
-        let last = body.get(body.len().saturating_sub(block)..).unwrap_or_default().to_vec();
+        crypto::cipher::encrypt(p.cipher, &keys.enc_key, iv, &mut body)
+            .map_err(|e| Failure::Malformed(format!("encryption failed: {e}")))?;
+        let last = body
+            .get(body.len().saturating_sub(block)..)
+            .unwrap_or_default()
+            .to_vec();
         let mut h = self.header(exchange, Flags(flags.0 | Flags::ENCRYPTION), message_id);
         h.next_payload = first;
         h.length = u32::try_from(Header::LEN + body.len()).unwrap_or(u32::MAX);
@@ -351,27 +426,46 @@ impl IkeSa {
 
     /// Decrypts the body of an encrypted message with `iv`; returns the plaintext (with its
     /// padding) and the last ciphertext block. Errors mean the keys differ or the message is bad.
-    pub fn decrypt_body(&self, datagram: &[u8], iv: &[u8]) -> Result<(Vec<u8>, Vec<u8>), WireError> {
+    pub fn decrypt_body(
+        &self,
+        datagram: &[u8],
+        iv: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), WireError> {
         let p = self.proposal.ok_or(WireError::Truncated)?;
         let keys = self.keys.as_ref().ok_or(WireError::Truncated)?;
-        let mut body = datagram.get(Header::LEN..).ok_or(WireError::Truncated)?.to_vec();
+        let mut body = datagram
+            .get(Header::LEN..)
+            .ok_or(WireError::Truncated)?
+            .to_vec();
         let block = p.cipher.block_len();
         if body.is_empty() || body.len() % block != 0 {
             return Err(WireError::Truncated);
         }
-        let last = body.get(body.len() - block..).ok_or(WireError::Truncated)?.to_vec();
-        crypto::cipher::decrypt(p.cipher, &keys.enc_key, iv, &mut body).map_err(|_| WireError::Truncated)?;
+        let last = body
+            .get(body.len() - block..)
+            .ok_or(WireError::Truncated)?
+            .to_vec();
+        crypto::cipher::decrypt(p.cipher, &keys.enc_key, iv, &mut body)
+            .map_err(|_| WireError::Truncated)?;
         Ok((body, last))
     }
 
     /// The phase 2 / informational IV of `message_id` (RFC 2409 App. B).
     pub fn phase2_iv(&self, message_id: u32) -> Result<Vec<u8>, Failure> {
         let p = self.proposal()?;
-        Ok(crypto::phase2_iv(p.hash, &self.p1_iv, message_id, p.cipher.block_len()))
+        Ok(crypto::phase2_iv(
+            p.hash,
+            &self.p1_iv,
+            message_id,
+            p.cipher.block_len(),
+        ))
     }
 
     pub fn skeyid_a(&self) -> Result<&Secret, Failure> {
-        self.keys.as_ref().map(|k| &k.skeyid_a).ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
+        self.keys
+            .as_ref()
+            .map(|k| &k.skeyid_a)
+            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
     }
 
     /// Sends an unprotected error notify (RFC 2408 §5: before the ISAKMP SA is authenticated).
@@ -393,7 +487,12 @@ impl IkeSa {
         if let Some(n) = notify {
             self.send_plain_notify(ctx, n);
         }
-        ctx.event(Event::IkeSaFailed { conn: Some(self.conn), cookies: self.cookies, peer: self.remote, reason });
+        ctx.event(Event::IkeSaFailed {
+            conn: Some(self.conn),
+            cookies: self.cookies,
+            peer: self.remote,
+            reason,
+        });
         self.state = Phase1State::Dead;
         self.retransmit = None;
     }
@@ -440,7 +539,11 @@ impl IkeSa {
     }
 
     /// Resends the outstanding message when due; fails the SA when the tries are used up.
-    pub fn retransmit_due(ctx: &mut Ctx<'_>, r: &mut Retransmit, cookies: Cookies) -> Result<(), (&'static str, u32)> {
+    pub fn retransmit_due(
+        ctx: &mut Ctx<'_>,
+        r: &mut Retransmit,
+        cookies: Cookies,
+    ) -> Result<(), (&'static str, u32)> {
         if ctx.now < r.next_at {
             return Ok(());
         }
@@ -448,7 +551,11 @@ impl IkeSa {
             return Err((r.name, r.sent));
         }
         r.sent += 1;
-        let wait = ctx.settings.retransmit_timeout.as_secs_f64() * ctx.settings.retransmit_base.powi(i32::try_from(r.sent).unwrap_or(i32::MAX));
+        let wait = ctx.settings.retransmit_timeout.as_secs_f64()
+            * ctx
+                .settings
+                .retransmit_base
+                .powi(i32::try_from(r.sent).unwrap_or(i32::MAX));
         r.next_at = ctx.now + Duration::from_secs_f64(wait.min(3600.0));
         ctx.out.transmits.push_back(r.datagram.clone());
         ctx.event(Event::Message(MessageLog {
@@ -467,7 +574,10 @@ impl IkeSa {
 
 /// Splits a decrypted body into its payloads, plus the raw bytes after the first payload up to
 /// the end of the chain (what a HASH(1)-style hash covers).
-pub(crate) fn parse_protected(first: PayloadType, body: &[u8]) -> Result<(Vec<Payload>, Vec<u8>), WireError> {
+pub(crate) fn parse_protected(
+    first: PayloadType,
+    body: &[u8],
+) -> Result<(Vec<Payload>, Vec<u8>), WireError> {
     let mut first_len = None;
     let mut end = 0usize;
     for raw in PayloadIter::new(first, body) {
@@ -479,6 +589,9 @@ pub(crate) fn parse_protected(first: PayloadType, body: &[u8]) -> Result<(Vec<Pa
     }
     let chain = body.get(..end).ok_or(WireError::Truncated)?;
     let payloads = wire::parse_payloads(first, chain)?;
-    let rest = chain.get(first_len.unwrap_or(0)..).ok_or(WireError::Truncated)?.to_vec();
+    let rest = chain
+        .get(first_len.unwrap_or(0)..)
+        .ok_or(WireError::Truncated)?
+        .to_vec();
     Ok((payloads, rest))
 }

@@ -12,8 +12,16 @@ use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, Payloa
 impl IkeSa {
     /// AM1: HDR, SA, KE, Ni, IDii, VID… — only proposals with the first proposal's group.
     pub(crate) fn aggressive_mode_initiate(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(group) = ctx.cfg.ike_proposals.first().map(|p| p.group) else { return };
-        let same_group: Vec<_> = ctx.cfg.ike_proposals.iter().copied().filter(|p| p.group == group).collect();
+        let Some(group) = ctx.cfg.ike_proposals.first().map(|p| p.group) else {
+            return;
+        };
+        let same_group: Vec<_> = ctx
+            .cfg
+            .ike_proposals
+            .iter()
+            .copied()
+            .filter(|p| p.group == group)
+            .collect();
         let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime);
         let mut sai_b = Vec::new();
         Payload::Sa(offer.clone()).emit_body(&mut sai_b);
@@ -33,9 +41,16 @@ impl IkeSa {
         self.send(ctx, "AM1", &payloads, data, 0, true);
     }
 
-    pub(crate) fn aggressive_mode_input(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    pub(crate) fn aggressive_mode_input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         match self.state {
-            Phase1State::AmR2Sent if self.sai_b.is_empty() => self.am1_received(ctx, header, datagram),
+            Phase1State::AmR2Sent if self.sai_b.is_empty() => {
+                self.am1_received(ctx, header, datagram)
+            }
             Phase1State::AmI1Sent => self.am2_received(ctx, header, datagram),
             Phase1State::AmR2Sent => self.am3_received(ctx, header, datagram),
             s => Err(InputError::Unexpected(s.name())),
@@ -43,11 +58,20 @@ impl IkeSa {
     }
 
     /// AM1 → AM2: choose, derive keys, authenticate ourselves first.
-    fn am1_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    fn am1_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "AM1", header, &msg.payloads);
         if !ctx.cfg.allow_aggressive_psk {
-            self.fail(ctx, Failure::AggressiveModeRefused, Some(NotifyType::AUTHENTICATION_FAILED));
+            self.fail(
+                ctx,
+                Failure::AggressiveModeRefused,
+                Some(NotifyType::AUTHENTICATION_FAILED),
+            );
             return Ok(());
         }
         let offer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
@@ -59,12 +83,19 @@ impl IkeSa {
         self.peer_offer = phase1::describe_offer(offer);
         phase1::learn_vendor_ids(self, &msg.payloads);
         let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
-            let reason = Failure::NoProposalChosen { ours: phase1::describe_ours(ctx.cfg), theirs: self.peer_offer.clone() };
+            let reason = Failure::NoProposalChosen {
+                ours: phase1::describe_ours(ctx.cfg),
+                theirs: self.peer_offer.clone(),
+            };
             self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
             return Ok(());
         };
         if ke.len() != chosen.proposal.group.public_len() || !nonce_ok(ni) {
-            self.fail(ctx, Failure::InvalidKeyExchange, Some(NotifyType::INVALID_KEY_INFORMATION));
+            self.fail(
+                ctx,
+                Failure::InvalidKeyExchange,
+                Some(NotifyType::INVALID_KEY_INFORMATION),
+            );
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -85,8 +116,20 @@ impl IkeSa {
         }
         let p = chosen.proposal;
         let our = phase1::our_id(ctx.cfg);
-        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no keys"))?;
-        let hash_r = crypto::hash_r(p.hash, &keys.skeyid, &self.g_xr, &self.g_xi, &self.cookies.responder_spi, &self.cookies.initiator_spi, &self.sai_b, &phase1::id_body(&our));
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(InputError::Unexpected("no keys"))?;
+        let hash_r = crypto::hash_r(
+            p.hash,
+            &keys.skeyid,
+            &self.g_xr,
+            &self.g_xi,
+            &self.cookies.responder_spi,
+            &self.cookies.initiator_spi,
+            &self.sai_b,
+            &phase1::id_body(&our),
+        );
         let mut payloads = vec![
             Payload::Sa(reply),
             Payload::KeyExchange(self.g_xr.clone()),
@@ -103,7 +146,12 @@ impl IkeSa {
     }
 
     /// AM2 → AM3: verify the responder, detect NAT, authenticate ourselves (encrypted).
-    fn am2_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    fn am2_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "AM2", header, &msg.payloads);
         let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
@@ -112,7 +160,10 @@ impl IkeSa {
         let chosen = match phase1::accept_choice(ctx.cfg, answer) {
             Some(c) if Some(c.proposal.group) == group => c,
             _ => {
-                let reason = Failure::NoProposalChosen { ours: phase1::describe_ours(ctx.cfg), theirs: phase1::describe_offer(answer) };
+                let reason = Failure::NoProposalChosen {
+                    ours: phase1::describe_ours(ctx.cfg),
+                    theirs: phase1::describe_offer(answer),
+                };
                 self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
                 return Ok(());
             }
@@ -122,7 +173,11 @@ impl IkeSa {
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
         let hash = find(&msg.payloads, hash_of).ok_or(InputError::Missing(PayloadType::HASH))?;
         if ke.len() != chosen.proposal.group.public_len() || !nonce_ok(nr) {
-            self.fail(ctx, Failure::InvalidKeyExchange, Some(NotifyType::INVALID_KEY_INFORMATION));
+            self.fail(
+                ctx,
+                Failure::InvalidKeyExchange,
+                Some(NotifyType::INVALID_KEY_INFORMATION),
+            );
             return Ok(());
         }
         self.proposal = Some(chosen.proposal);
@@ -134,10 +189,24 @@ impl IkeSa {
             return Ok(());
         }
         let p = chosen.proposal;
-        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no keys"))?;
-        let expected = crypto::hash_r(p.hash, &keys.skeyid, &self.g_xr, &self.g_xi, &self.cookies.responder_spi, &self.cookies.initiator_spi, &self.sai_b, &phase1::id_body(id));
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(InputError::Unexpected("no keys"))?;
+        let expected = crypto::hash_r(
+            p.hash,
+            &keys.skeyid,
+            &self.g_xr,
+            &self.g_xi,
+            &self.cookies.responder_spi,
+            &self.cookies.initiator_spi,
+            &self.sai_b,
+            &phase1::id_body(id),
+        );
         if !crypto::ct_eq(&expected, hash) {
-            let reason = Failure::AuthenticationFailed { detail: "HASH_R in AM2 does not verify".into() };
+            let reason = Failure::AuthenticationFailed {
+                detail: "HASH_R in AM2 does not verify".into(),
+            };
             self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
             return Ok(());
         }
@@ -149,14 +218,32 @@ impl IkeSa {
         let nat_d = phase1::nat_d_payloads(ctx, self);
         phase1::float_if_needed(self);
         let our = phase1::our_id(ctx.cfg);
-        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no keys"))?;
-        let hash_i = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &phase1::id_body(&our));
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(InputError::Unexpected("no keys"))?;
+        let hash_i = crypto::hash_i(
+            p.hash,
+            &keys.skeyid,
+            &self.g_xi,
+            &self.g_xr,
+            &self.cookies.initiator_spi,
+            &self.cookies.responder_spi,
+            &self.sai_b,
+            &phase1::id_body(&our),
+        );
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);
         if ctx.cfg.initial_contact && !self.is_rekey {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
-        let (data, last) = match self.encrypted_message(ExchangeType::AGGRESSIVE, Flags(0), 0, &payloads, &self.p1_iv) {
+        let (data, last) = match self.encrypted_message(
+            ExchangeType::AGGRESSIVE,
+            Flags(0),
+            0,
+            &payloads,
+            &self.p1_iv,
+        ) {
             Ok(x) => x,
             Err(f) => {
                 self.fail(ctx, f, None);
@@ -172,10 +259,17 @@ impl IkeSa {
 
     /// AM3: verify HASH_I (encrypted as RFC 2409 requires; a plaintext AM3 is accepted, as
     /// some Cisco releases send it so).
-    fn am3_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    fn am3_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         let p = self.proposal.ok_or(InputError::Unexpected("no proposal"))?;
         let payloads = if header.flags.contains(Flags::ENCRYPTION) {
-            let Some(payloads) = self.open_phase1(ctx, header, datagram, "AM3") else { return Ok(()) };
+            let Some(payloads) = self.open_phase1(ctx, header, datagram, "AM3") else {
+                return Ok(());
+            };
             payloads
         } else {
             let msg = wire::Message::parse(datagram)?;
@@ -183,13 +277,31 @@ impl IkeSa {
             msg.payloads
         };
         let Some(hash) = find(&payloads, hash_of) else {
-            self.fail(ctx, Failure::Malformed("AM3 without HASH".into()), Some(NotifyType::PAYLOAD_MALFORMED));
+            self.fail(
+                ctx,
+                Failure::Malformed("AM3 without HASH".into()),
+                Some(NotifyType::PAYLOAD_MALFORMED),
+            );
             return Ok(());
         };
-        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no keys"))?;
-        let expected = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &self.peer_id_b);
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(InputError::Unexpected("no keys"))?;
+        let expected = crypto::hash_i(
+            p.hash,
+            &keys.skeyid,
+            &self.g_xi,
+            &self.g_xr,
+            &self.cookies.initiator_spi,
+            &self.cookies.responder_spi,
+            &self.sai_b,
+            &self.peer_id_b,
+        );
         if !crypto::ct_eq(&expected, hash) {
-            let reason = Failure::AuthenticationFailed { detail: "HASH_I in AM3 does not verify".into() };
+            let reason = Failure::AuthenticationFailed {
+                detail: "HASH_I in AM3 does not verify".into(),
+            };
             self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
             return Ok(());
         }

@@ -4,7 +4,10 @@
 use crate::crypto;
 use crate::event::{Event, Failure, Role};
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
-use crate::wire::{self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId, IPSEC_DOI};
+use crate::wire::{
+    self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
+    IPSEC_DOI,
+};
 
 impl IkeSa {
     /// A notify about this ISAKMP SA: its SPI is both cookies (RFC 3706 §5, RFC 2407 §4.6.3).
@@ -19,7 +22,11 @@ impl IkeSa {
     }
 
     /// Sends HDR*, HASH(1), N/D… under a fresh message ID and its own IV.
-    pub(crate) fn send_informational(&mut self, ctx: &mut Ctx<'_>, rest: Vec<Payload>) -> Result<(), Failure> {
+    pub(crate) fn send_informational(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        rest: Vec<Payload>,
+    ) -> Result<(), Failure> {
         let p = self.proposal()?;
         let message_id = ctx.message_id();
         let iv = self.phase2_iv(message_id)?;
@@ -28,21 +35,44 @@ impl IkeSa {
         let hash = crypto::qm_hash1(p.hash, self.skeyid_a()?, message_id, &rest_bytes);
         let mut payloads = vec![Payload::Hash(hash.to_vec())];
         payloads.extend(rest);
-        let (data, _) = self.encrypted_message(ExchangeType::INFORMATIONAL, Flags(0), message_id, &payloads, &iv)?;
+        let (data, _) = self.encrypted_message(
+            ExchangeType::INFORMATIONAL,
+            Flags(0),
+            message_id,
+            &payloads,
+            &iv,
+        )?;
         self.send(ctx, "INFO", &payloads, data, message_id, false);
         Ok(())
     }
 
     /// An Informational message for this SA, protected or not.
-    pub(crate) fn informational_input(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    pub(crate) fn informational_input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         let protected = header.flags.contains(Flags::ENCRYPTION);
         let payloads = if protected {
-            let p = self.proposal.ok_or(InputError::Unexpected("encrypted INFO before keys"))?;
-            let iv = self.phase2_iv(header.message_id).map_err(|_| InputError::Unexpected("no keys"))?;
+            let p = self
+                .proposal
+                .ok_or(InputError::Unexpected("encrypted INFO before keys"))?;
+            let iv = self
+                .phase2_iv(header.message_id)
+                .map_err(|_| InputError::Unexpected("no keys"))?;
             let (body, _) = self.decrypt_body(datagram, &iv)?;
             let (payloads, rest) = parse_protected(header.next_payload, &body)?;
-            let Some(Payload::Hash(h)) = payloads.first() else { return Err(InputError::Missing(wire::PayloadType::HASH)) };
-            let expected = crypto::qm_hash1(p.hash, self.skeyid_a().map_err(|_| InputError::Unexpected("no keys"))?, header.message_id, &rest);
+            let Some(Payload::Hash(h)) = payloads.first() else {
+                return Err(InputError::Missing(wire::PayloadType::HASH));
+            };
+            let expected = crypto::qm_hash1(
+                p.hash,
+                self.skeyid_a()
+                    .map_err(|_| InputError::Unexpected("no keys"))?,
+                header.message_id,
+                &rest,
+            );
             if !crypto::ct_eq(&expected, h) {
                 return Err(InputError::BadHash("INFO"));
             }
@@ -79,14 +109,19 @@ impl IkeSa {
             NotifyType::R_U_THERE_ACK => {}
             NotifyType::INITIAL_CONTACT if protected => {
                 self.initial_contact_received = true;
-                ctx.event(Event::InitialContact { conn: self.conn, cookies: self.cookies });
+                ctx.event(Event::InitialContact {
+                    conn: self.conn,
+                    cookies: self.cookies,
+                });
             }
             t if t.is_error() && !self.is_established() => {
                 self.fail(ctx, Failure::PeerNotify(t), None);
             }
             t if t.is_error() => {
                 // An error about a Quick Mode in flight: match it by our SPI, else the oldest.
-                let by_spi = <[u8; 4]>::try_from(n.spi.as_slice()).ok().map(u32::from_be_bytes);
+                let by_spi = <[u8; 4]>::try_from(n.spi.as_slice())
+                    .ok()
+                    .map(u32::from_be_bytes);
                 let qm = self
                     .quick_modes
                     .iter_mut()
@@ -98,12 +133,25 @@ impl IkeSa {
                         q.state = crate::exchange::quick_mode::QmState::Done;
                         q.expires = Some(ctx.now);
                         let message_id = q.message_id;
-                        ctx.event(Event::ChildSaFailed { conn: self.conn, cookies: self.cookies, message_id, reason: Failure::PeerNotify(t) });
+                        ctx.event(Event::ChildSaFailed {
+                            conn: self.conn,
+                            cookies: self.cookies,
+                            message_id,
+                            reason: Failure::PeerNotify(t),
+                        });
                     }
-                    None => ctx.event(Event::NotifyReceived { conn: Some(self.conn), cookies: self.cookies, notify: t }),
+                    None => ctx.event(Event::NotifyReceived {
+                        conn: Some(self.conn),
+                        cookies: self.cookies,
+                        notify: t,
+                    }),
                 }
             }
-            t => ctx.event(Event::NotifyReceived { conn: Some(self.conn), cookies: self.cookies, notify: t }),
+            t => ctx.event(Event::NotifyReceived {
+                conn: Some(self.conn),
+                cookies: self.cookies,
+                notify: t,
+            }),
         }
     }
 
@@ -112,15 +160,31 @@ impl IkeSa {
             ProtocolId::ISAKMP => {
                 // Its IPsec SAs live on (RFC 2409 §5.7); the endpoint moves them to another
                 // ISAKMP SA of the connection or removes them.
-                ctx.event(Event::IkeSaDeleted { conn: self.conn, cookies: self.cookies, reason: "deleted by peer".into() });
+                ctx.event(Event::IkeSaDeleted {
+                    conn: self.conn,
+                    cookies: self.cookies,
+                    reason: "deleted by peer".into(),
+                });
                 self.state = Phase1State::Dead;
             }
             ProtocolId::ESP => {
                 for spi in &d.spis {
-                    let Ok(spi) = <[u8; 4]>::try_from(spi.as_slice()).map(u32::from_be_bytes) else { continue };
-                    if let Some(i) = self.children.iter().position(|c| c.spi_out == spi || c.spi_in == spi) {
+                    let Ok(spi) = <[u8; 4]>::try_from(spi.as_slice()).map(u32::from_be_bytes)
+                    else {
+                        continue;
+                    };
+                    if let Some(i) = self
+                        .children
+                        .iter()
+                        .position(|c| c.spi_out == spi || c.spi_in == spi)
+                    {
                         let c = self.children.swap_remove(i);
-                        ctx.event(Event::ChildSaDeleted { conn: self.conn, inbound_spi: c.spi_in, outbound_spi: c.spi_out, reason: "deleted by peer".into() });
+                        ctx.event(Event::ChildSaDeleted {
+                            conn: self.conn,
+                            inbound_spi: c.spi_in,
+                            outbound_spi: c.spi_out,
+                            reason: "deleted by peer".into(),
+                        });
                     }
                 }
             }
@@ -143,7 +207,9 @@ impl IkeSa {
         self.last_heard = ctx.now;
         self.retransmit = None;
         self.dpd.seq = u32::from_be_bytes(ctx.random::<4>()) & 0x7fff_ffff;
-        let Ok(proposal) = self.proposal() else { return };
+        let Ok(proposal) = self.proposal() else {
+            return;
+        };
         ctx.event(Event::IkeSaEstablished {
             conn: self.conn,
             cookies: self.cookies,
@@ -168,15 +234,30 @@ impl IkeSa {
             return;
         }
         let c = self.children.swap_remove(index);
-        let d = Payload::Delete(Delete { doi: IPSEC_DOI, protocol: ProtocolId::ESP, spi_size: 4, spis: vec![c.spi_in.to_be_bytes().to_vec()] });
+        let d = Payload::Delete(Delete {
+            doi: IPSEC_DOI,
+            protocol: ProtocolId::ESP,
+            spi_size: 4,
+            spis: vec![c.spi_in.to_be_bytes().to_vec()],
+        });
         let _ = self.send_informational(ctx, vec![d]);
-        ctx.event(Event::ChildSaDeleted { conn: self.conn, inbound_spi: c.spi_in, outbound_spi: c.spi_out, reason: reason.to_string() });
+        ctx.event(Event::ChildSaDeleted {
+            conn: self.conn,
+            inbound_spi: c.spi_in,
+            outbound_spi: c.spi_out,
+            reason: reason.to_string(),
+        });
     }
 
     /// Removes every IPsec SA pair from the data plane without telling the peer.
     pub(crate) fn drop_children(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
         for c in self.children.drain(..) {
-            ctx.event(Event::ChildSaDeleted { conn: self.conn, inbound_spi: c.spi_in, outbound_spi: c.spi_out, reason: reason.to_string() });
+            ctx.event(Event::ChildSaDeleted {
+                conn: self.conn,
+                inbound_spi: c.spi_in,
+                outbound_spi: c.spi_out,
+                reason: reason.to_string(),
+            });
         }
     }
 
@@ -188,9 +269,18 @@ impl IkeSa {
                 self.delete_child(ctx, last, reason);
             }
             let spi = [self.cookies.initiator_spi, self.cookies.responder_spi].concat();
-            let d = Payload::Delete(Delete { doi: IPSEC_DOI, protocol: ProtocolId::ISAKMP, spi_size: 16, spis: vec![spi] });
+            let d = Payload::Delete(Delete {
+                doi: IPSEC_DOI,
+                protocol: ProtocolId::ISAKMP,
+                spi_size: 16,
+                spis: vec![spi],
+            });
             let _ = self.send_informational(ctx, vec![d]);
-            ctx.event(Event::IkeSaDeleted { conn: self.conn, cookies: self.cookies, reason: reason.to_string() });
+            ctx.event(Event::IkeSaDeleted {
+                conn: self.conn,
+                cookies: self.cookies,
+                reason: reason.to_string(),
+            });
         }
         self.state = Phase1State::Dead;
         self.retransmit = None;
@@ -211,7 +301,9 @@ impl IkeSa {
             return false;
         }
         self.quick_mode_timers(ctx);
-        let Some(est) = self.established_at else { return false };
+        let Some(est) = self.established_at else {
+            return false;
+        };
         if ctx.now >= est + self.lifetime {
             self.delete(ctx, "ISAKMP SA lifetime expired");
             return false;
@@ -221,7 +313,10 @@ impl IkeSa {
             return false;
         }
         self.child_lifetimes(ctx);
-        if self.role == Role::Initiator && !self.rekey_started && ctx.now >= est + self.lifetime.saturating_sub(ctx.settings.rekey_margin) {
+        if self.role == Role::Initiator
+            && !self.rekey_started
+            && ctx.now >= est + self.lifetime.saturating_sub(ctx.settings.rekey_margin)
+        {
             self.rekey_started = true;
             return true;
         }
@@ -244,9 +339,16 @@ impl IkeSa {
         }
         let first = *self.dpd.first_unanswered.get_or_insert(ctx.now);
         if ctx.now >= first + dpd.timeout {
-            ctx.event(Event::PeerDead { conn: self.conn, cookies: self.cookies });
+            ctx.event(Event::PeerDead {
+                conn: self.conn,
+                cookies: self.cookies,
+            });
             self.drop_children(ctx, "peer dead (DPD)");
-            ctx.event(Event::IkeSaDeleted { conn: self.conn, cookies: self.cookies, reason: "peer dead (DPD)".into() });
+            ctx.event(Event::IkeSaDeleted {
+                conn: self.conn,
+                cookies: self.cookies,
+                reason: "peer dead (DPD)".into(),
+            });
             self.state = Phase1State::Dead;
             return;
         }
@@ -265,7 +367,10 @@ impl IkeSa {
                 self.delete_child(ctx, i, "lifetime expired");
                 continue;
             }
-            if c.initiated_by_us && !c.rekey_started && ctx.now >= c.established + c.lifetime.saturating_sub(ctx.settings.rekey_margin) {
+            if c.initiated_by_us
+                && !c.rekey_started
+                && ctx.now >= c.established + c.lifetime.saturating_sub(ctx.settings.rekey_margin)
+            {
                 let (index, spi) = (c.child_index, c.spi_in);
                 if let Some(c) = self.children.get_mut(i) {
                     c.rekey_started = true;

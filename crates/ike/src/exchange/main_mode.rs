@@ -4,7 +4,9 @@ use crate::crypto;
 use crate::event::{Failure, Role};
 use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
-use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadIter, PayloadType, WireError};
+use crate::wire::{
+    self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadIter, PayloadType, WireError,
+};
 
 impl IkeSa {
     /// MM1: HDR, SA, VID…
@@ -20,9 +22,16 @@ impl IkeSa {
     }
 
     /// Dispatches a Main Mode message by the state we are in.
-    pub(crate) fn main_mode_input(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    pub(crate) fn main_mode_input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         match self.state {
-            Phase1State::MmR2Sent if self.sai_b.is_empty() => self.mm1_received(ctx, header, datagram),
+            Phase1State::MmR2Sent if self.sai_b.is_empty() => {
+                self.mm1_received(ctx, header, datagram)
+            }
             Phase1State::MmI1Sent => self.mm2_received(ctx, header, datagram),
             Phase1State::MmR2Sent => self.mm3_received(ctx, header, datagram),
             Phase1State::MmI3Sent => self.mm4_received(ctx, header, datagram),
@@ -33,7 +42,12 @@ impl IkeSa {
     }
 
     /// MM1 → MM2: choose one transform.
-    fn mm1_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    fn mm1_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM1", header, &msg.payloads);
         let offer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
@@ -41,7 +55,10 @@ impl IkeSa {
         self.peer_offer = phase1::describe_offer(offer);
         phase1::learn_vendor_ids(self, &msg.payloads);
         let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
-            let reason = Failure::NoProposalChosen { ours: phase1::describe_ours(ctx.cfg), theirs: self.peer_offer.clone() };
+            let reason = Failure::NoProposalChosen {
+                ours: phase1::describe_ours(ctx.cfg),
+                theirs: self.peer_offer.clone(),
+            };
             self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
             return Ok(());
         };
@@ -56,13 +73,21 @@ impl IkeSa {
     }
 
     /// MM2 → MM3: KE, Nonce, NAT-D.
-    fn mm2_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    fn mm2_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM2", header, &msg.payloads);
         let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
         phase1::learn_vendor_ids(self, &msg.payloads);
         let Some(chosen) = phase1::accept_choice(ctx.cfg, answer) else {
-            let reason = Failure::NoProposalChosen { ours: phase1::describe_ours(ctx.cfg), theirs: phase1::describe_offer(answer) };
+            let reason = Failure::NoProposalChosen {
+                ours: phase1::describe_ours(ctx.cfg),
+                theirs: phase1::describe_offer(answer),
+            };
             self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
             return Ok(());
         };
@@ -72,7 +97,10 @@ impl IkeSa {
         self.g_xi = dh.public_value();
         self.dh = Some(dh);
         self.ni = phase1::new_nonce(ctx);
-        let mut payloads = vec![Payload::KeyExchange(self.g_xi.clone()), Payload::Nonce(self.ni.clone())];
+        let mut payloads = vec![
+            Payload::KeyExchange(self.g_xi.clone()),
+            Payload::Nonce(self.ni.clone()),
+        ];
         payloads.extend(phase1::nat_d_payloads(ctx, self));
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         let sent = self.send(ctx, "MM3", &payloads, data, 0, true);
@@ -82,14 +110,25 @@ impl IkeSa {
     }
 
     /// MM3 → MM4: both sides can now derive keys.
-    fn mm3_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    fn mm3_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM3", header, &msg.payloads);
-        let p = self.proposal.ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let p = self
+            .proposal
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         if ke.len() != p.group.public_len() || !nonce_ok(ni) {
-            self.fail(ctx, Failure::InvalidKeyExchange, Some(NotifyType::INVALID_KEY_INFORMATION));
+            self.fail(
+                ctx,
+                Failure::InvalidKeyExchange,
+                Some(NotifyType::INVALID_KEY_INFORMATION),
+            );
             return Ok(());
         }
         self.g_xi = ke.clone();
@@ -103,7 +142,10 @@ impl IkeSa {
             return Ok(());
         }
         phase1::detect_nat(ctx, self, &msg.payloads);
-        let mut payloads = vec![Payload::KeyExchange(self.g_xr.clone()), Payload::Nonce(self.nr.clone())];
+        let mut payloads = vec![
+            Payload::KeyExchange(self.g_xr.clone()),
+            Payload::Nonce(self.nr.clone()),
+        ];
         payloads.extend(phase1::nat_d_payloads(ctx, self));
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         let sent = self.send(ctx, "MM4", &payloads, data, 0, false);
@@ -114,14 +156,25 @@ impl IkeSa {
     }
 
     /// MM4 → MM5: derive keys, detect NAT, float, authenticate.
-    fn mm4_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    fn mm4_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM4", header, &msg.payloads);
-        let p = self.proposal.ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let p = self
+            .proposal
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         if ke.len() != p.group.public_len() || !nonce_ok(nr) {
-            self.fail(ctx, Failure::InvalidKeyExchange, Some(NotifyType::INVALID_KEY_INFORMATION));
+            self.fail(
+                ctx,
+                Failure::InvalidKeyExchange,
+                Some(NotifyType::INVALID_KEY_INFORMATION),
+            );
             return Ok(());
         }
         self.g_xr = ke.clone();
@@ -133,13 +186,31 @@ impl IkeSa {
         phase1::detect_nat(ctx, self, &msg.payloads);
         phase1::float_if_needed(self);
         let id = phase1::our_id(ctx.cfg);
-        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let hash = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &phase1::id_body(&id));
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let hash = crypto::hash_i(
+            p.hash,
+            &keys.skeyid,
+            &self.g_xi,
+            &self.g_xr,
+            &self.cookies.initiator_spi,
+            &self.cookies.responder_spi,
+            &self.sai_b,
+            &phase1::id_body(&id),
+        );
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
         if ctx.cfg.initial_contact && !self.is_rekey {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
-        let (data, last) = match self.encrypted_message(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0, &payloads, &self.p1_iv) {
+        let (data, last) = match self.encrypted_message(
+            ExchangeType::IDENTITY_PROTECTION,
+            Flags(0),
+            0,
+            &payloads,
+            &self.p1_iv,
+        ) {
             Ok(x) => x,
             Err(f) => {
                 self.fail(ctx, f, None);
@@ -154,17 +225,44 @@ impl IkeSa {
     }
 
     /// MM5 → MM6: verify HASH_I and the identity, answer with ours.
-    fn mm5_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
-        let p = self.proposal.ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM5") else { return Ok(()) };
-        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
-            self.fail(ctx, Failure::Malformed("ID or HASH payload missing".into()), Some(NotifyType::PAYLOAD_MALFORMED));
+    fn mm5_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
+        let p = self
+            .proposal
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM5") else {
             return Ok(());
         };
-        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let expected = crypto::hash_i(p.hash, &keys.skeyid, &self.g_xi, &self.g_xr, &self.cookies.initiator_spi, &self.cookies.responder_spi, &self.sai_b, &phase1::id_body(id));
+        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
+            self.fail(
+                ctx,
+                Failure::Malformed("ID or HASH payload missing".into()),
+                Some(NotifyType::PAYLOAD_MALFORMED),
+            );
+            return Ok(());
+        };
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let expected = crypto::hash_i(
+            p.hash,
+            &keys.skeyid,
+            &self.g_xi,
+            &self.g_xr,
+            &self.cookies.initiator_spi,
+            &self.cookies.responder_spi,
+            &self.sai_b,
+            &phase1::id_body(id),
+        );
         if !crypto::ct_eq(&expected, hash) {
-            let reason = Failure::AuthenticationFailed { detail: "HASH_I in MM5 does not verify".into() };
+            let reason = Failure::AuthenticationFailed {
+                detail: "HASH_I in MM5 does not verify".into(),
+            };
             self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
             return Ok(());
         }
@@ -174,10 +272,28 @@ impl IkeSa {
         }
         self.note_initial_contact(ctx, &payloads);
         let our = phase1::our_id(ctx.cfg);
-        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let hash_r = crypto::hash_r(p.hash, &keys.skeyid, &self.g_xr, &self.g_xi, &self.cookies.responder_spi, &self.cookies.initiator_spi, &self.sai_b, &phase1::id_body(&our));
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let hash_r = crypto::hash_r(
+            p.hash,
+            &keys.skeyid,
+            &self.g_xr,
+            &self.g_xi,
+            &self.cookies.responder_spi,
+            &self.cookies.initiator_spi,
+            &self.sai_b,
+            &phase1::id_body(&our),
+        );
         let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
-        let (data, last) = match self.encrypted_message(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0, &reply, &self.p1_iv) {
+        let (data, last) = match self.encrypted_message(
+            ExchangeType::IDENTITY_PROTECTION,
+            Flags(0),
+            0,
+            &reply,
+            &self.p1_iv,
+        ) {
             Ok(x) => x,
             Err(f) => {
                 self.fail(ctx, f, None);
@@ -192,17 +308,44 @@ impl IkeSa {
     }
 
     /// MM6: verify HASH_R and the identity; phase 1 is up.
-    fn mm6_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
-        let p = self.proposal.ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM6") else { return Ok(()) };
-        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
-            self.fail(ctx, Failure::Malformed("ID or HASH payload missing".into()), None);
+    fn mm6_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
+        let p = self
+            .proposal
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM6") else {
             return Ok(());
         };
-        let keys = self.keys.as_ref().ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let expected = crypto::hash_r(p.hash, &keys.skeyid, &self.g_xr, &self.g_xi, &self.cookies.responder_spi, &self.cookies.initiator_spi, &self.sai_b, &phase1::id_body(id));
+        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
+            self.fail(
+                ctx,
+                Failure::Malformed("ID or HASH payload missing".into()),
+                None,
+            );
+            return Ok(());
+        };
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let expected = crypto::hash_r(
+            p.hash,
+            &keys.skeyid,
+            &self.g_xr,
+            &self.g_xi,
+            &self.cookies.responder_spi,
+            &self.cookies.initiator_spi,
+            &self.sai_b,
+            &phase1::id_body(id),
+        );
         if !crypto::ct_eq(&expected, hash) {
-            let reason = Failure::AuthenticationFailed { detail: "HASH_R in MM6 does not verify".into() };
+            let reason = Failure::AuthenticationFailed {
+                detail: "HASH_R in MM6 does not verify".into(),
+            };
             self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
             return Ok(());
         }
@@ -216,16 +359,26 @@ impl IkeSa {
 
     /// Decrypts an encrypted phase 1 message (MM5, MM6, AM3) and advances the IV chain. A body
     /// that does not decrypt to a valid payload chain means the keys differ: the PSKs.
-    pub(crate) fn open_phase1(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8], name: &'static str) -> Option<Vec<Payload>> {
+    pub(crate) fn open_phase1(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+        name: &'static str,
+    ) -> Option<Vec<Payload>> {
         if !header.flags.contains(Flags::ENCRYPTION) {
-            let reason = Failure::AuthenticationFailed { detail: format!("{name} arrived unencrypted") };
+            let reason = Failure::AuthenticationFailed {
+                detail: format!("{name} arrived unencrypted"),
+            };
             self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
             return None;
         }
-        let opened = self.decrypt_body(datagram, &self.p1_iv).and_then(|(body, last)| {
-            let (payloads, _) = parse_protected(header.next_payload, &body)?;
-            Ok((payloads, last))
-        });
+        let opened = self
+            .decrypt_body(datagram, &self.p1_iv)
+            .and_then(|(body, last)| {
+                let (payloads, _) = parse_protected(header.next_payload, &body)?;
+                Ok((payloads, last))
+            });
         match opened {
             Ok((payloads, last)) => {
                 self.p1_iv = last;
@@ -234,7 +387,9 @@ impl IkeSa {
             }
             Err(e) => {
                 self.log_received(ctx, name, header, &[]);
-                let reason = Failure::AuthenticationFailed { detail: format!("{name} does not decrypt to valid payloads ({e})") };
+                let reason = Failure::AuthenticationFailed {
+                    detail: format!("{name} does not decrypt to valid payloads ({e})"),
+                };
                 self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
                 None
             }
@@ -243,7 +398,11 @@ impl IkeSa {
 }
 
 /// The exact body bytes of the first payload of `kind` in a plaintext message.
-pub(crate) fn raw_body(first: PayloadType, datagram: &[u8], kind: PayloadType) -> Result<Vec<u8>, InputError> {
+pub(crate) fn raw_body(
+    first: PayloadType,
+    datagram: &[u8],
+    kind: PayloadType,
+) -> Result<Vec<u8>, InputError> {
     let body = datagram.get(Header::LEN..).ok_or(WireError::Truncated)?;
     for raw in PayloadIter::new(first, body) {
         let raw = raw?;

@@ -32,20 +32,43 @@ pub(crate) fn offer(proposals: &[IkeProposal], lifetime: Duration) -> SaPayload 
     SaPayload {
         doi: IPSEC_DOI,
         situation: SIT_IDENTITY_ONLY,
-        proposals: vec![Proposal { number: 1, protocol: ProtocolId::ISAKMP, spi: Vec::new(), transforms }],
+        proposals: vec![Proposal {
+            number: 1,
+            protocol: ProtocolId::ISAKMP,
+            spi: Vec::new(),
+            transforms,
+        }],
     }
 }
 
 fn transform_attributes(p: &IkeProposal, lifetime: Duration) -> Vec<Attribute> {
-    let mut a = vec![Attribute::basic(attr::ike::ENCRYPTION_ALGORITHM, p.cipher.attribute_value())];
+    let mut a = vec![Attribute::basic(
+        attr::ike::ENCRYPTION_ALGORITHM,
+        p.cipher.attribute_value(),
+    )];
     if let Some(k) = p.cipher.key_length_attribute() {
         a.push(Attribute::basic(attr::ike::KEY_LENGTH, k));
     }
-    a.push(Attribute::basic(attr::ike::HASH_ALGORITHM, p.hash.attribute_value()));
-    a.push(Attribute::basic(attr::ike::GROUP_DESCRIPTION, p.group.number()));
-    a.push(Attribute::basic(attr::ike::AUTHENTICATION_METHOD, attr::auth_method::PSK));
-    a.push(Attribute::basic(attr::ike::LIFE_TYPE, attr::life_type::SECONDS));
-    a.push(Attribute::from_u64(attr::ike::LIFE_DURATION, lifetime.as_secs()));
+    a.push(Attribute::basic(
+        attr::ike::HASH_ALGORITHM,
+        p.hash.attribute_value(),
+    ));
+    a.push(Attribute::basic(
+        attr::ike::GROUP_DESCRIPTION,
+        p.group.number(),
+    ));
+    a.push(Attribute::basic(
+        attr::ike::AUTHENTICATION_METHOD,
+        attr::auth_method::PSK,
+    ));
+    a.push(Attribute::basic(
+        attr::ike::LIFE_TYPE,
+        attr::life_type::SECONDS,
+    ));
+    a.push(Attribute::from_u64(
+        attr::ike::LIFE_DURATION,
+        lifetime.as_secs(),
+    ));
     a
 }
 
@@ -99,9 +122,14 @@ pub(crate) fn describe_offer(sa: &SaPayload) -> String {
     for p in &sa.proposals {
         for t in &p.transforms {
             match read_transform(t) {
-                Some(o) if o.auth_method == attr::auth_method::PSK => v.push(o.proposal.to_string()),
+                Some(o) if o.auth_method == attr::auth_method::PSK => {
+                    v.push(o.proposal.to_string())
+                }
                 Some(o) => v.push(format!("{} (auth method {})", o.proposal, o.auth_method)),
-                None => v.push(format!("transform {} (unsupported attributes)", t.transform_id)),
+                None => v.push(format!(
+                    "transform {} (unsupported attributes)",
+                    t.transform_id
+                )),
             }
         }
     }
@@ -109,12 +137,20 @@ pub(crate) fn describe_offer(sa: &SaPayload) -> String {
 }
 
 pub(crate) fn describe_ours(cfg: &ConnectionConfig) -> String {
-    cfg.ike_proposals.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    cfg.ike_proposals
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Responder's choice: the peer's first transform that we also allow (RFC 2409 §5: the
 /// responder returns exactly one transform). Returns it and the SA payload to answer with.
-pub(crate) fn choose(cfg: &ConnectionConfig, offer: &SaPayload, group: Option<DhGroup>) -> Option<(OfferedTransform, SaPayload)> {
+pub(crate) fn choose(
+    cfg: &ConnectionConfig,
+    offer: &SaPayload,
+    group: Option<DhGroup>,
+) -> Option<(OfferedTransform, SaPayload)> {
     if offer.doi != IPSEC_DOI || offer.situation != SIT_IDENTITY_ONLY {
         return None;
     }
@@ -132,7 +168,12 @@ pub(crate) fn choose(cfg: &ConnectionConfig, offer: &SaPayload, group: Option<Dh
                 let reply = SaPayload {
                     doi: offer.doi,
                     situation: offer.situation,
-                    proposals: vec![Proposal { number: p.number, protocol: p.protocol, spi: p.spi.clone(), transforms: vec![t.clone()] }],
+                    proposals: vec![Proposal {
+                        number: p.number,
+                        protocol: p.protocol,
+                        spi: p.spi.clone(),
+                        transforms: vec![t.clone()],
+                    }],
                 };
                 return Some((o, reply));
             }
@@ -142,28 +183,44 @@ pub(crate) fn choose(cfg: &ConnectionConfig, offer: &SaPayload, group: Option<Dh
 }
 
 /// Initiator's check of the responder's answer: one transform, one we offered.
-pub(crate) fn accept_choice(cfg: &ConnectionConfig, answer: &SaPayload) -> Option<OfferedTransform> {
-    let [p] = answer.proposals.as_slice() else { return None };
-    let [t] = p.transforms.as_slice() else { return None };
+pub(crate) fn accept_choice(
+    cfg: &ConnectionConfig,
+    answer: &SaPayload,
+) -> Option<OfferedTransform> {
+    let [p] = answer.proposals.as_slice() else {
+        return None;
+    };
+    let [t] = p.transforms.as_slice() else {
+        return None;
+    };
     let o = read_transform(t)?;
-    (o.auth_method == attr::auth_method::PSK && cfg.ike_proposals.contains(&o.proposal)).then_some(o)
+    (o.auth_method == attr::auth_method::PSK && cfg.ike_proposals.contains(&o.proposal))
+        .then_some(o)
 }
 
 /// Phase 1 lifetime: the shorter of ours and the one in the chosen transform.
 pub(crate) fn lifetime(cfg: &ConnectionConfig, o: &OfferedTransform) -> Duration {
-    o.lifetime.map_or(cfg.ike_lifetime, |l| l.min(cfg.ike_lifetime)).max(Duration::from_secs(60))
+    o.lifetime
+        .map_or(cfg.ike_lifetime, |l| l.min(cfg.ike_lifetime))
+        .max(Duration::from_secs(60))
 }
 
 /// Vendor IDs we send: DPD, NAT-T (RFC and the drafts old peers know), fragmentation.
 pub(crate) fn our_vendor_ids(role: Role, features: &PeerFeatures) -> Vec<Payload> {
     let mut v = vec![KnownVendor::Dpd];
     match role {
-        Role::Initiator => v.extend([KnownVendor::NatTRfc3947, KnownVendor::NatTDraft02, KnownVendor::NatTDraft02N]),
+        Role::Initiator => v.extend([
+            KnownVendor::NatTRfc3947,
+            KnownVendor::NatTDraft02,
+            KnownVendor::NatTDraft02N,
+        ]),
         Role::Responder if features.nat_t_rfc => v.push(KnownVendor::NatTRfc3947),
         Role::Responder if features.nat_t_draft => v.push(KnownVendor::NatTDraft02N),
         Role::Responder => {}
     }
-    v.into_iter().map(|k| Payload::VendorId(vendor_id::vid_bytes(k))).collect()
+    v.into_iter()
+        .map(|k| Payload::VendorId(vendor_id::vid_bytes(k)))
+        .collect()
 }
 
 /// Records what the peer announced and picks the NAT-D payload type.
@@ -196,16 +253,36 @@ pub(crate) fn learn_vendor_ids(sa: &mut IkeSa, payloads: &[Payload]) {
 /// Our NAT-D payloads: the peer's address first, then ours (RFC 3947 §3.2). With forced
 /// encapsulation our own hash is deliberately wrong so both sides float.
 pub(crate) fn nat_d_payloads(ctx: &mut Ctx<'_>, sa: &IkeSa) -> Vec<Payload> {
-    let (Some(ty), Ok(p)) = (sa.nat_d_type, sa.proposal()) else { return Vec::new() };
+    let (Some(ty), Ok(p)) = (sa.nat_d_type, sa.proposal()) else {
+        return Vec::new();
+    };
     let draft = ty == PayloadType::NAT_D_DRAFT;
     let c = &sa.cookies;
-    let remote = crypto::nat_d(p.hash, &c.initiator_spi, &c.responder_spi, sa.remote.ip(), sa.remote.port());
+    let remote = crypto::nat_d(
+        p.hash,
+        &c.initiator_spi,
+        &c.responder_spi,
+        sa.remote.ip(),
+        sa.remote.port(),
+    );
     let local = if ctx.cfg.nat_traversal == crate::config::NatTraversal::Force {
         ctx.random::<20>()[..p.hash.output_len().min(20)].to_vec()
     } else {
-        crypto::nat_d(p.hash, &c.initiator_spi, &c.responder_spi, sa.local.ip(), sa.local.port())
+        crypto::nat_d(
+            p.hash,
+            &c.initiator_spi,
+            &c.responder_spi,
+            sa.local.ip(),
+            sa.local.port(),
+        )
     };
-    vec![Payload::NatD { draft, hash: remote }, Payload::NatD { draft, hash: local }]
+    vec![
+        Payload::NatD {
+            draft,
+            hash: remote,
+        },
+        Payload::NatD { draft, hash: local },
+    ]
 }
 
 /// Compares the peer's NAT-D payloads with our view of the addresses (RFC 3947 §3.2).
@@ -220,19 +297,38 @@ pub(crate) fn detect_nat(ctx: &Ctx<'_>, sa: &mut IkeSa, payloads: &[Payload]) {
         .collect();
     let force = ctx.cfg.nat_traversal == crate::config::NatTraversal::Force;
     let Some((dest, sources)) = hashes.split_first() else {
-        sa.nat = NatStatus { local_behind_nat: force, remote_behind_nat: false, floated: false };
+        sa.nat = NatStatus {
+            local_behind_nat: force,
+            remote_behind_nat: false,
+            floated: false,
+        };
         return;
     };
     let c = &sa.cookies;
-    let mine = crypto::nat_d(p.hash, &c.initiator_spi, &c.responder_spi, sa.local.ip(), sa.local.port());
-    let theirs = crypto::nat_d(p.hash, &c.initiator_spi, &c.responder_spi, sa.remote.ip(), sa.remote.port());
+    let mine = crypto::nat_d(
+        p.hash,
+        &c.initiator_spi,
+        &c.responder_spi,
+        sa.local.ip(),
+        sa.local.port(),
+    );
+    let theirs = crypto::nat_d(
+        p.hash,
+        &c.initiator_spi,
+        &c.responder_spi,
+        sa.remote.ip(),
+        sa.remote.port(),
+    );
     sa.nat.local_behind_nat = force || !crypto::ct_eq(dest, &mine);
     sa.nat.remote_behind_nat = !sources.iter().any(|s| crypto::ct_eq(s, &theirs));
 }
 
 /// Moves IKE to UDP 4500 when a NAT was detected (RFC 3947 §4).
 pub(crate) fn float_if_needed(sa: &mut IkeSa) {
-    if (sa.nat.local_behind_nat || sa.nat.remote_behind_nat) && sa.nat_d_type.is_some() && !sa.nat.floated {
+    if (sa.nat.local_behind_nat || sa.nat.remote_behind_nat)
+        && sa.nat_d_type.is_some()
+        && !sa.nat.floated
+    {
         sa.nat.floated = true;
         if sa.local.port() == 500 {
             sa.local = SocketAddr::new(sa.local.ip(), 4500);
@@ -251,9 +347,20 @@ pub(crate) fn derive_keys(ctx: &Ctx<'_>, sa: &mut IkeSa) -> Result<(), Failure> 
         Role::Initiator => &sa.g_xr,
         Role::Responder => &sa.g_xi,
     };
-    let g_xy = dh.shared_secret(peer).map_err(|_| Failure::InvalidKeyExchange)?;
+    let g_xy = dh
+        .shared_secret(peer)
+        .map_err(|_| Failure::InvalidKeyExchange)?;
     let skeyid = crypto::skeyid_psk(p.hash, &ctx.cfg.psk, &sa.ni, &sa.nr);
-    let keys = Phase1Keys::derive(p.hash, p.cipher, skeyid, &g_xy, &sa.cookies.initiator_spi, &sa.cookies.responder_spi, &sa.g_xi, &sa.g_xr);
+    let keys = Phase1Keys::derive(
+        p.hash,
+        p.cipher,
+        skeyid,
+        &g_xy,
+        &sa.cookies.initiator_spi,
+        &sa.cookies.responder_spi,
+        &sa.g_xi,
+        &sa.g_xr,
+    );
     sa.p1_iv = keys.iv.clone();
     sa.keys = Some(keys);
     Ok(())
@@ -280,7 +387,10 @@ pub(crate) fn check_peer_id(cfg: &ConnectionConfig, id: &Identification) -> Resu
     if got == cfg.remote_id {
         Ok(())
     } else {
-        Err(Failure::IdentityMismatch { expected: cfg.remote_id.to_string(), received: got.to_string() })
+        Err(Failure::IdentityMismatch {
+            expected: cfg.remote_id.to_string(),
+            received: got.to_string(),
+        })
     }
 }
 
@@ -292,7 +402,10 @@ pub(crate) fn id_body(id: &Identification) -> Vec<u8> {
 }
 
 /// First payload of a kind.
-pub(crate) fn find<'a, T>(payloads: &'a [Payload], f: impl Fn(&'a Payload) -> Option<T>) -> Option<T> {
+pub(crate) fn find<'a, T>(
+    payloads: &'a [Payload],
+    f: impl Fn(&'a Payload) -> Option<T>,
+) -> Option<T> {
     payloads.iter().find_map(f)
 }
 

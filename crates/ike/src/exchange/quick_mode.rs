@@ -11,8 +11,8 @@ use crate::exchange::phase1::{find, ke_of, nonce_of, nonce_ok, sa_of};
 use crate::proposal::EspProposal;
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, InstalledChild, ReplyCache, Retransmit};
 use crate::wire::{
-    attr, emit_payloads, ExchangeType, Flags, Header, Identification, Notification, NotifyType, Payload, PayloadType,
-    Proposal, ProtocolId, SaPayload, Transform, IPSEC_DOI,
+    attr, emit_payloads, ExchangeType, Flags, Header, Identification, Notification, NotifyType,
+    Payload, PayloadType, Proposal, ProtocolId, SaPayload, Transform, IPSEC_DOI,
 };
 
 /// Quick Modes in flight per ISAKMP SA; more QM1s are dropped.
@@ -31,6 +31,13 @@ pub(crate) enum QmState {
     /// Initiator after QM3 when the responder set the commit bit: waiting for CONNECTED.
     AwaitConnected,
     Done,
+}
+
+/// A decrypted Quick Mode message: its payloads, the bytes after HASH, and the HASH.
+struct Opened {
+    payloads: Vec<Payload>,
+    rest: Vec<u8>,
+    hash: Vec<u8>,
 }
 
 /// The transform both sides agreed on.
@@ -76,15 +83,29 @@ fn encap_mode(sa: &IkeSa) -> u16 {
 }
 
 fn is_tunnel_mode(m: u16) -> bool {
-    matches!(m, attr::encap_mode::TUNNEL | attr::encap_mode::UDP_TUNNEL | attr::encap_mode::UDP_TUNNEL_DRAFT)
+    matches!(
+        m,
+        attr::encap_mode::TUNNEL
+            | attr::encap_mode::UDP_TUNNEL
+            | attr::encap_mode::UDP_TUNNEL_DRAFT
+    )
 }
 
 fn is_udp_mode(m: u16) -> bool {
-    matches!(m, attr::encap_mode::UDP_TUNNEL | attr::encap_mode::UDP_TUNNEL_DRAFT)
+    matches!(
+        m,
+        attr::encap_mode::UDP_TUNNEL | attr::encap_mode::UDP_TUNNEL_DRAFT
+    )
 }
 
 /// The ESP SA payload we offer: one proposal, one transform per configured ESP proposal.
-pub(crate) fn esp_offer(proposals: &[EspProposal], spi: u32, mode: u16, lifetime: Duration, kb: Option<u64>) -> SaPayload {
+pub(crate) fn esp_offer(
+    proposals: &[EspProposal],
+    spi: u32,
+    mode: u16,
+    lifetime: Duration,
+    kb: Option<u64>,
+) -> SaPayload {
     let transforms = proposals
         .iter()
         .enumerate()
@@ -94,35 +115,63 @@ pub(crate) fn esp_offer(proposals: &[EspProposal], spi: u32, mode: u16, lifetime
                 crate::wire::Attribute::from_u64(attr::ipsec::SA_LIFE_DURATION, lifetime.as_secs()),
             ];
             if let Some(kb) = kb {
-                a.push(crate::wire::Attribute::basic(attr::ipsec::SA_LIFE_TYPE, attr::life_type::KILOBYTES));
-                a.push(crate::wire::Attribute::from_u64(attr::ipsec::SA_LIFE_DURATION, kb));
+                a.push(crate::wire::Attribute::basic(
+                    attr::ipsec::SA_LIFE_TYPE,
+                    attr::life_type::KILOBYTES,
+                ));
+                a.push(crate::wire::Attribute::from_u64(
+                    attr::ipsec::SA_LIFE_DURATION,
+                    kb,
+                ));
             }
             if let Some(g) = p.pfs_group {
-                a.push(crate::wire::Attribute::basic(attr::ipsec::GROUP_DESCRIPTION, g.number()));
+                a.push(crate::wire::Attribute::basic(
+                    attr::ipsec::GROUP_DESCRIPTION,
+                    g.number(),
+                ));
             }
-            a.push(crate::wire::Attribute::basic(attr::ipsec::ENCAPSULATION_MODE, mode));
+            a.push(crate::wire::Attribute::basic(
+                attr::ipsec::ENCAPSULATION_MODE,
+                mode,
+            ));
             if let Some(i) = p.integrity {
-                a.push(crate::wire::Attribute::basic(attr::ipsec::AUTH_ALGORITHM, i.attribute_value()));
+                a.push(crate::wire::Attribute::basic(
+                    attr::ipsec::AUTH_ALGORITHM,
+                    i.attribute_value(),
+                ));
             }
             if let Some(k) = p.cipher.key_length_attribute() {
                 a.push(crate::wire::Attribute::basic(attr::ipsec::KEY_LENGTH, k));
             }
             if p.esn {
-                a.push(crate::wire::Attribute::basic(attr::ipsec::EXTENDED_SEQUENCE_NUMBER, 1));
+                a.push(crate::wire::Attribute::basic(
+                    attr::ipsec::EXTENDED_SEQUENCE_NUMBER,
+                    1,
+                ));
             }
-            Transform { number: u8::try_from(i + 1).unwrap_or(u8::MAX), transform_id: p.cipher.transform_id(), attributes: a }
+            Transform {
+                number: u8::try_from(i + 1).unwrap_or(u8::MAX),
+                transform_id: p.cipher.transform_id(),
+                attributes: a,
+            }
         })
         .collect();
     SaPayload {
         doi: IPSEC_DOI,
         situation: crate::wire::SIT_IDENTITY_ONLY,
-        proposals: vec![Proposal { number: 1, protocol: ProtocolId::ESP, spi: spi.to_be_bytes().to_vec(), transforms }],
+        proposals: vec![Proposal {
+            number: 1,
+            protocol: ProtocolId::ESP,
+            spi: spi.to_be_bytes().to_vec(),
+            transforms,
+        }],
     }
 }
 
 /// Reads one ESP transform; None when it uses something we do not implement.
 pub(crate) fn read_esp_transform(t: &Transform) -> Option<EspChoice> {
-    let (mut key_len, mut auth, mut group, mut mode, mut esn) = (None, None, None, attr::encap_mode::TUNNEL, false);
+    let (mut key_len, mut auth, mut group, mut mode, mut esn) =
+        (None, None, None, attr::encap_mode::TUNNEL, false);
     let (mut life_type, mut lifetime, mut kb) = (None, None, None);
     for a in &t.attributes {
         let v = a.as_u64();
@@ -147,7 +196,12 @@ pub(crate) fn read_esp_transform(t: &Transform) -> Option<EspChoice> {
         return None;
     }
     Some(EspChoice {
-        proposal: EspProposal { cipher, integrity: auth, pfs_group: group, esn },
+        proposal: EspProposal {
+            cipher,
+            integrity: auth,
+            pfs_group: group,
+            esn,
+        },
         encap_mode: mode,
         lifetime: lifetime.unwrap_or(DEFAULT_ESP_LIFETIME),
         lifetime_kb: kb,
@@ -160,7 +214,10 @@ fn describe_esp(sa: &SaPayload) -> String {
         for t in &p.transforms {
             match read_esp_transform(t) {
                 Some(c) => v.push(c.proposal.to_string()),
-                None => v.push(format!("transform {} (unsupported attributes)", t.transform_id)),
+                None => v.push(format!(
+                    "transform {} (unsupported attributes)",
+                    t.transform_id
+                )),
             }
         }
     }
@@ -168,7 +225,10 @@ fn describe_esp(sa: &SaPayload) -> String {
 }
 
 fn describe_esp_ours(ps: &[EspProposal]) -> String {
-    ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    ps.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// RESPONDER-LIFETIME data: life type/duration attributes (RFC 2407 §4.6.3.1).
@@ -194,7 +254,10 @@ fn parse_lifetime_attributes(mut data: &[u8]) -> Option<Duration> {
             if v.is_empty() || v.len() > 8 {
                 return None;
             }
-            (v.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)), 4 + len)
+            (
+                v.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+                4 + len,
+            )
         };
         match ty & 0x7fff {
             1 => life_type = Some(value),
@@ -232,22 +295,45 @@ fn selector(id: &Identification) -> Option<TrafficSelector> {
 
 impl IkeSa {
     /// QM1: HDR*, HASH(1), SA, Ni [, KE] , IDci, IDcr.
-    pub(crate) fn quick_mode_initiate(&mut self, ctx: &mut Ctx<'_>, child_index: usize, replaces: Option<u32>) {
-        let Some(child) = ctx.cfg.children.get(child_index).copied() else { return };
+    pub(crate) fn quick_mode_initiate(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        child_index: usize,
+        replaces: Option<u32>,
+    ) {
+        let Some(child) = ctx.cfg.children.get(child_index).copied() else {
+            return;
+        };
         let message_id = ctx.message_id();
-        let Ok(iv) = self.phase2_iv(message_id) else { return };
+        let Ok(iv) = self.phase2_iv(message_id) else {
+            return;
+        };
         let spi_in = new_spi(ctx);
         let ni = ctx.random::<32>().to_vec();
         let pfs = ctx.cfg.esp_proposals.first().and_then(|p| p.pfs_group);
         let dh = pfs.map(|g| DhPrivate::generate(g, ctx.rng));
         let mode = encap_mode(self);
-        let offer = esp_offer(&ctx.cfg.esp_proposals, spi_in, mode, ctx.cfg.esp_lifetime, ctx.cfg.esp_lifetime_kb);
+        let offer = esp_offer(
+            &ctx.cfg.esp_proposals,
+            spi_in,
+            mode,
+            ctx.cfg.esp_lifetime,
+            ctx.cfg.esp_lifetime_kb,
+        );
         let mut rest = vec![Payload::Sa(offer), Payload::Nonce(ni.clone())];
         if let Some(dh) = &dh {
             rest.push(Payload::KeyExchange(dh.public_value()));
         }
-        rest.push(Payload::Identification(Identification::new(&child.local_ts.to_id_value(), child.local_ts.protocol, child.local_ts.port)));
-        rest.push(Payload::Identification(Identification::new(&child.remote_ts.to_id_value(), child.remote_ts.protocol, child.remote_ts.port)));
+        rest.push(Payload::Identification(Identification::new(
+            &child.local_ts.to_id_value(),
+            child.local_ts.protocol,
+            child.local_ts.port,
+        )));
+        rest.push(Payload::Identification(Identification::new(
+            &child.remote_ts.to_id_value(),
+            child.remote_ts.protocol,
+            child.remote_ts.port,
+        )));
         let mut qm = QuickMode {
             message_id,
             role: Role::Initiator,
@@ -272,13 +358,27 @@ impl IkeSa {
         };
         match self.seal_qm(ctx, &mut qm, "QM1", rest, None, Flags(0), true) {
             Ok(()) => self.quick_modes.push(qm),
-            Err(f) => ctx.event(Event::ChildSaFailed { conn: self.conn, cookies: self.cookies, message_id, reason: f }),
+            Err(f) => ctx.event(Event::ChildSaFailed {
+                conn: self.conn,
+                cookies: self.cookies,
+                message_id,
+                reason: f,
+            }),
         }
     }
 
     /// Builds HASH + `rest`, encrypts with the exchange's IV chain and sends it.
     #[allow(clippy::too_many_arguments)]
-    fn seal_qm(&mut self, ctx: &mut Ctx<'_>, qm: &mut QuickMode, name: &'static str, rest: Vec<Payload>, ni_for_hash2: Option<&[u8]>, flags: Flags, retransmit: bool) -> Result<(), Failure> {
+    fn seal_qm(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        qm: &mut QuickMode,
+        name: &'static str,
+        rest: Vec<Payload>,
+        ni_for_hash2: Option<&[u8]>,
+        flags: Flags,
+        retransmit: bool,
+    ) -> Result<(), Failure> {
         let p = self.proposal()?;
         let skeyid_a = self.skeyid_a()?;
         let mut rest_bytes = Vec::new();
@@ -290,28 +390,53 @@ impl IkeSa {
         };
         let mut payloads = vec![Payload::Hash(hash.to_vec())];
         payloads.extend(rest);
-        let (data, last) = self.encrypted_message(ExchangeType::QUICK_MODE, flags, qm.message_id, &payloads, &qm.iv)?;
+        let (data, last) = self.encrypted_message(
+            ExchangeType::QUICK_MODE,
+            flags,
+            qm.message_id,
+            &payloads,
+            &qm.iv,
+        )?;
         qm.iv = last;
         let sent = self.send(ctx, name, &payloads, data, qm.message_id, false);
         if retransmit {
-            qm.retransmit = Some(Retransmit::new(ctx, sent.clone(), name, &payloads, qm.message_id));
+            qm.retransmit = Some(Retransmit::new(
+                ctx,
+                sent.clone(),
+                name,
+                &payloads,
+                qm.message_id,
+            ));
         }
         qm.replies.set_reply(Some(sent));
         Ok(())
     }
 
     /// A Quick Mode message: a new QM1, or the next message of one in flight.
-    pub(crate) fn quick_mode_input(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8]) -> Result<(), InputError> {
+    pub(crate) fn quick_mode_input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
         if !self.is_established() || !header.flags.contains(Flags::ENCRYPTION) {
-            return Err(InputError::Unexpected("Quick Mode before phase 1 completed"));
+            return Err(InputError::Unexpected(
+                "Quick Mode before phase 1 completed",
+            ));
         }
-        let idx = match self.quick_modes.iter().position(|q| q.message_id == header.message_id) {
+        let idx = match self
+            .quick_modes
+            .iter()
+            .position(|q| q.message_id == header.message_id)
+        {
             Some(i) => i,
             None => {
                 if self.quick_modes.len() >= MAX_QUICK_MODES {
                     return Err(InputError::Unexpected("too many Quick Modes in flight"));
                 }
-                let iv = self.phase2_iv(header.message_id).map_err(|_| InputError::Unexpected("no keys"))?;
+                let iv = self
+                    .phase2_iv(header.message_id)
+                    .map_err(|_| InputError::Unexpected("no keys"))?;
                 return self.qm1_received(ctx, header, datagram, iv);
             }
         };
@@ -326,7 +451,9 @@ impl IkeSa {
         let result = match (qm.role, qm.state) {
             (Role::Initiator, QmState::I1Sent) => self.qm2_received(ctx, header, datagram, &mut qm),
             (Role::Responder, QmState::R2Sent) => self.qm3_received(ctx, header, datagram, &mut qm),
-            (Role::Initiator, QmState::AwaitConnected) => self.qm_connected_received(ctx, header, datagram, &mut qm),
+            (Role::Initiator, QmState::AwaitConnected) => {
+                self.qm_connected_received(ctx, header, datagram, &mut qm)
+            }
             _ => Err(InputError::Unexpected("Quick Mode already complete")),
         };
         self.quick_modes.push(qm);
@@ -334,51 +461,125 @@ impl IkeSa {
     }
 
     /// Decrypts a QM message with the exchange's IV and checks it starts with HASH.
-    fn open_qm(&mut self, header: &Header, datagram: &[u8], iv: &mut Vec<u8>) -> Result<(Vec<Payload>, Vec<u8>, Vec<u8>), InputError> {
+    fn open_qm(
+        &mut self,
+        header: &Header,
+        datagram: &[u8],
+        iv: &mut Vec<u8>,
+    ) -> Result<Opened, InputError> {
         let (body, last) = self.decrypt_body(datagram, iv)?;
         let (payloads, rest) = parse_protected(header.next_payload, &body)?;
-        let Some(Payload::Hash(h)) = payloads.first() else { return Err(InputError::Missing(PayloadType::HASH)) };
-        let h = h.clone();
+        let Some(Payload::Hash(h)) = payloads.first() else {
+            return Err(InputError::Missing(PayloadType::HASH));
+        };
+        let hash = h.clone();
         *iv = last;
-        Ok((payloads, rest, h))
+        Ok(Opened {
+            payloads,
+            rest,
+            hash,
+        })
     }
 
     /// QM1 → QM2 as responder.
-    fn qm1_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8], mut iv: Vec<u8>) -> Result<(), InputError> {
-        let p = self.proposal().map_err(|_| InputError::Unexpected("no proposal"))?;
-        let (payloads, rest, hash) = self.open_qm(header, datagram, &mut iv)?;
-        let expected = crypto::qm_hash1(p.hash, self.skeyid_a().map_err(|_| InputError::Unexpected("no keys"))?, header.message_id, &rest);
+    fn qm1_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+        mut iv: Vec<u8>,
+    ) -> Result<(), InputError> {
+        let p = self
+            .proposal()
+            .map_err(|_| InputError::Unexpected("no proposal"))?;
+        let Opened {
+            payloads,
+            rest,
+            hash,
+        } = self.open_qm(header, datagram, &mut iv)?;
+        let expected = crypto::qm_hash1(
+            p.hash,
+            self.skeyid_a()
+                .map_err(|_| InputError::Unexpected("no keys"))?,
+            header.message_id,
+            &rest,
+        );
         if !crypto::ct_eq(&expected, &hash) {
             return Err(InputError::BadHash("QM1"));
         }
         self.log_received(ctx, "QM1", header, &payloads);
         self.last_heard = ctx.now;
         let message_id = header.message_id;
-        let fail = |sa: &mut IkeSa, ctx: &mut Ctx<'_>, reason: Failure, notify: NotifyType, spi: Vec<u8>| {
-            let n = Payload::Notification(Notification { doi: IPSEC_DOI, protocol: ProtocolId::ESP, notify_type: notify, spi, data: Vec::new() });
+        let fail = |sa: &mut IkeSa,
+                    ctx: &mut Ctx<'_>,
+                    reason: Failure,
+                    notify: NotifyType,
+                    spi: Vec<u8>| {
+            let n = Payload::Notification(Notification {
+                doi: IPSEC_DOI,
+                protocol: ProtocolId::ESP,
+                notify_type: notify,
+                spi,
+                data: Vec::new(),
+            });
             let _ = sa.send_informational(ctx, vec![n]);
-            ctx.event(Event::ChildSaFailed { conn: sa.conn, cookies: sa.cookies, message_id, reason });
+            ctx.event(Event::ChildSaFailed {
+                conn: sa.conn,
+                cookies: sa.cookies,
+                message_id,
+                reason,
+            });
         };
         let offer = find(&payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        let ni = find(&payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?.clone();
+        let ni = find(&payloads, nonce_of)
+            .ok_or(InputError::Missing(PayloadType::NONCE))?
+            .clone();
         if !nonce_ok(&ni) {
             return Err(InputError::Unexpected("nonce length out of range"));
         }
         let ids = ids_of(&payloads);
         let (theirs_local, theirs_remote) = match ids.as_slice() {
-            [] => (Some(TrafficSelector::host(self.remote.ip())), Some(TrafficSelector::host(self.local.ip()))),
+            [] => (
+                Some(TrafficSelector::host(self.remote.ip())),
+                Some(TrafficSelector::host(self.local.ip())),
+            ),
             [ci, cr] => (selector(ci), selector(cr)),
-            _ => return Err(InputError::Unexpected("Quick Mode needs zero or two ID payloads")),
+            _ => {
+                return Err(InputError::Unexpected(
+                    "Quick Mode needs zero or two ID payloads",
+                ))
+            }
         };
         let child_index = match (theirs_local, theirs_remote) {
-            (Some(ci), Some(cr)) => ctx.cfg.children.iter().position(|c| c.remote_ts.normalized() == ci && c.local_ts.normalized() == cr),
+            (Some(ci), Some(cr)) => ctx
+                .cfg
+                .children
+                .iter()
+                .position(|c| c.remote_ts.normalized() == ci && c.local_ts.normalized() == cr),
             _ => None,
         };
         let Some(child_index) = child_index else {
-            let show = |t: Option<TrafficSelector>| t.map_or("(unsupported ID)".to_string(), |t| t.to_string());
-            let ours = ctx.cfg.children.iter().map(|c| format!("{} === {}", c.local_ts, c.remote_ts)).collect::<Vec<_>>().join(", ");
-            let reason = Failure::InvalidSelectors { ours, theirs: format!("{} === {}", show(theirs_remote), show(theirs_local)) };
-            fail(self, ctx, reason, NotifyType::INVALID_ID_INFORMATION, Vec::new());
+            let show = |t: Option<TrafficSelector>| {
+                t.map_or("(unsupported ID)".to_string(), |t| t.to_string())
+            };
+            let ours = ctx
+                .cfg
+                .children
+                .iter()
+                .map(|c| format!("{} === {}", c.local_ts, c.remote_ts))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let reason = Failure::InvalidSelectors {
+                ours,
+                theirs: format!("{} === {}", show(theirs_remote), show(theirs_local)),
+            };
+            fail(
+                self,
+                ctx,
+                reason,
+                NotifyType::INVALID_ID_INFORMATION,
+                Vec::new(),
+            );
             return Ok(());
         };
         // Choose the peer's first transform that matches one of our proposals exactly.
@@ -397,18 +598,46 @@ impl IkeSa {
             }
         }
         let Some((prop, transform, mut choice)) = chosen else {
-            let reason = Failure::NoProposalChosen { ours: describe_esp_ours(&ctx.cfg.esp_proposals), theirs: describe_esp(offer) };
-            fail(self, ctx, reason, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
+            let reason = Failure::NoProposalChosen {
+                ours: describe_esp_ours(&ctx.cfg.esp_proposals),
+                theirs: describe_esp(offer),
+            };
+            fail(
+                self,
+                ctx,
+                reason,
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                Vec::new(),
+            );
             return Ok(());
         };
-        let spi_out = u32::from_be_bytes(prop.spi.as_slice().try_into().map_err(|_| InputError::Unexpected("SPI size"))?);
+        let spi_out = u32::from_be_bytes(
+            prop.spi
+                .as_slice()
+                .try_into()
+                .map_err(|_| InputError::Unexpected("SPI size"))?,
+        );
         let peer_ke = find(&payloads, ke_of);
         let dh = match (choice.proposal.pfs_group, peer_ke) {
-            (Some(g), Some(ke)) if ke.len() == g.public_len() => Some(DhPrivate::generate(g, ctx.rng)),
+            (Some(g), Some(ke)) if ke.len() == g.public_len() => {
+                Some(DhPrivate::generate(g, ctx.rng))
+            }
             (None, None) => None,
             _ => {
-                let reason = Failure::NoProposalChosen { ours: describe_esp_ours(&ctx.cfg.esp_proposals), theirs: format!("{} (KE payload inconsistent with PFS group)", describe_esp(offer)) };
-                fail(self, ctx, reason, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
+                let reason = Failure::NoProposalChosen {
+                    ours: describe_esp_ours(&ctx.cfg.esp_proposals),
+                    theirs: format!(
+                        "{} (KE payload inconsistent with PFS group)",
+                        describe_esp(offer)
+                    ),
+                };
+                fail(
+                    self,
+                    ctx,
+                    reason,
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    Vec::new(),
+                );
                 return Ok(());
             }
         };
@@ -416,7 +645,13 @@ impl IkeSa {
             (Some(dh), Some(ke)) => match dh.shared_secret(ke) {
                 Ok(s) => Some(s),
                 Err(_) => {
-                    fail(self, ctx, Failure::InvalidKeyExchange, NotifyType::INVALID_KEY_INFORMATION, Vec::new());
+                    fail(
+                        self,
+                        ctx,
+                        Failure::InvalidKeyExchange,
+                        NotifyType::INVALID_KEY_INFORMATION,
+                        Vec::new(),
+                    );
                     return Ok(());
                 }
             },
@@ -428,7 +663,12 @@ impl IkeSa {
             Payload::Sa(SaPayload {
                 doi: offer.doi,
                 situation: offer.situation,
-                proposals: vec![Proposal { number: prop.number, protocol: ProtocolId::ESP, spi: spi_in.to_be_bytes().to_vec(), transforms: vec![transform.clone()] }],
+                proposals: vec![Proposal {
+                    number: prop.number,
+                    protocol: ProtocolId::ESP,
+                    spi: spi_in.to_be_bytes().to_vec(),
+                    transforms: vec![transform.clone()],
+                }],
             }),
             Payload::Nonce(nr.clone()),
         ];
@@ -452,7 +692,12 @@ impl IkeSa {
             choice.lifetime_kb = Some(ours.min(theirs));
         }
         let commit = header.flags.contains(Flags::COMMIT);
-        let child = ctx.cfg.children.get(child_index).copied().ok_or(InputError::Unexpected("child"))?;
+        let child = ctx
+            .cfg
+            .children
+            .get(child_index)
+            .copied()
+            .ok_or(InputError::Unexpected("child"))?;
         let mut qm = QuickMode {
             message_id,
             role: Role::Responder,
@@ -475,19 +720,43 @@ impl IkeSa {
             replies: ReplyCache::default(),
             expires: None,
         };
-        let flags = if commit { Flags(Flags::COMMIT) } else { Flags(0) };
-        self.seal_qm(ctx, &mut qm, "QM2", rest, Some(&ni), flags, true).map_err(|_| InputError::Unexpected("seal"))?;
+        let flags = if commit {
+            Flags(Flags::COMMIT)
+        } else {
+            Flags(0)
+        };
+        self.seal_qm(ctx, &mut qm, "QM2", rest, Some(&ni), flags, true)
+            .map_err(|_| InputError::Unexpected("seal"))?;
         qm.replies.remember_request(datagram);
         self.quick_modes.push(qm);
         Ok(())
     }
 
     /// QM2 → QM3 as initiator; installs the SA pair (or waits for CONNECTED).
-    fn qm2_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8], qm: &mut QuickMode) -> Result<(), InputError> {
-        let p = self.proposal().map_err(|_| InputError::Unexpected("no proposal"))?;
+    fn qm2_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+        qm: &mut QuickMode,
+    ) -> Result<(), InputError> {
+        let p = self
+            .proposal()
+            .map_err(|_| InputError::Unexpected("no proposal"))?;
         let mut iv = qm.iv.clone();
-        let (payloads, rest, hash) = self.open_qm(header, datagram, &mut iv)?;
-        let expected = crypto::qm_hash2(p.hash, self.skeyid_a().map_err(|_| InputError::Unexpected("no keys"))?, qm.message_id, &qm.ni, &rest);
+        let Opened {
+            payloads,
+            rest,
+            hash,
+        } = self.open_qm(header, datagram, &mut iv)?;
+        let expected = crypto::qm_hash2(
+            p.hash,
+            self.skeyid_a()
+                .map_err(|_| InputError::Unexpected("no keys"))?,
+            qm.message_id,
+            &qm.ni,
+            &rest,
+        );
         if !crypto::ct_eq(&expected, &hash) {
             return Err(InputError::BadHash("QM2"));
         }
@@ -496,30 +765,50 @@ impl IkeSa {
         self.last_heard = ctx.now;
         qm.retransmit = None;
         let answer = find(&payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        let nr = find(&payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?.clone();
+        let nr = find(&payloads, nonce_of)
+            .ok_or(InputError::Missing(PayloadType::NONCE))?
+            .clone();
         let fail_qm = |sa: &IkeSa, ctx: &mut Ctx<'_>, qm: &mut QuickMode, reason: Failure| {
-            ctx.event(Event::ChildSaFailed { conn: sa.conn, cookies: sa.cookies, message_id: qm.message_id, reason });
+            ctx.event(Event::ChildSaFailed {
+                conn: sa.conn,
+                cookies: sa.cookies,
+                message_id: qm.message_id,
+                reason,
+            });
             qm.state = QmState::Done;
             qm.expires = Some(ctx.now + LINGER);
         };
         let choice = match (answer.proposals.as_slice(), nonce_ok(&nr)) {
-            ([prop], true) if prop.protocol == ProtocolId::ESP && prop.spi.len() == 4 => match prop.transforms.as_slice() {
-                [t] => read_esp_transform(t).filter(|c| ctx.cfg.esp_proposals.contains(&c.proposal)).map(|c| (c, prop.spi.clone())),
-                _ => None,
-            },
+            ([prop], true) if prop.protocol == ProtocolId::ESP && prop.spi.len() == 4 => {
+                match prop.transforms.as_slice() {
+                    [t] => read_esp_transform(t)
+                        .filter(|c| ctx.cfg.esp_proposals.contains(&c.proposal))
+                        .map(|c| (c, prop.spi.clone())),
+                    _ => None,
+                }
+            }
             _ => None,
         };
         let Some((mut choice, spi)) = choice else {
-            let reason = Failure::NoProposalChosen { ours: describe_esp_ours(&ctx.cfg.esp_proposals), theirs: describe_esp(answer) };
+            let reason = Failure::NoProposalChosen {
+                ours: describe_esp_ours(&ctx.cfg.esp_proposals),
+                theirs: describe_esp(answer),
+            };
             fail_qm(self, ctx, qm, reason);
             return Ok(());
         };
         let ids = ids_of(&payloads);
         if let [ci, cr] = ids.as_slice() {
-            if selector(ci) != Some(qm.local_ts.normalized()) || selector(cr) != Some(qm.remote_ts.normalized()) {
+            if selector(ci) != Some(qm.local_ts.normalized())
+                || selector(cr) != Some(qm.remote_ts.normalized())
+            {
                 let reason = Failure::InvalidSelectors {
                     ours: format!("{} === {}", qm.local_ts, qm.remote_ts),
-                    theirs: format!("{} === {} (narrowed by the responder)", selector(ci).map(|s| s.to_string()).unwrap_or_default(), selector(cr).map(|s| s.to_string()).unwrap_or_default()),
+                    theirs: format!(
+                        "{} === {} (narrowed by the responder)",
+                        selector(ci).map(|s| s.to_string()).unwrap_or_default(),
+                        selector(cr).map(|s| s.to_string()).unwrap_or_default()
+                    ),
                 };
                 fail_qm(self, ctx, qm, reason);
                 return Ok(());
@@ -544,16 +833,31 @@ impl IkeSa {
             },
             (None, None) => None,
             _ => {
-                fail_qm(self, ctx, qm, Failure::NoProposalChosen { ours: describe_esp_ours(&ctx.cfg.esp_proposals), theirs: "answer without the KE payload PFS needs".into() });
+                fail_qm(
+                    self,
+                    ctx,
+                    qm,
+                    Failure::NoProposalChosen {
+                        ours: describe_esp_ours(&ctx.cfg.esp_proposals),
+                        theirs: "answer without the KE payload PFS needs".into(),
+                    },
+                );
                 return Ok(());
             }
         };
-        qm.spi_out = u32::from_be_bytes(spi.as_slice().try_into().map_err(|_| InputError::Unexpected("SPI size"))?);
+        qm.spi_out = u32::from_be_bytes(
+            spi.as_slice()
+                .try_into()
+                .map_err(|_| InputError::Unexpected("SPI size"))?,
+        );
         qm.nr = nr;
         qm.choice = Some(choice);
-        self.seal_qm(ctx, qm, "QM3", Vec::new(), None, Flags(0), false).map_err(|_| InputError::Unexpected("seal"))?;
+        self.seal_qm(ctx, qm, "QM3", Vec::new(), None, Flags(0), false)
+            .map_err(|_| InputError::Unexpected("seal"))?;
         qm.replies.remember_request(datagram);
-        let child = self.child_sa(ctx, qm).map_err(|_| InputError::Unexpected("keys"))?;
+        let child = self
+            .child_sa(ctx, qm)
+            .map_err(|_| InputError::Unexpected("keys"))?;
         qm.expires = Some(ctx.now + LINGER);
         if header.flags.contains(Flags::COMMIT) {
             qm.pending = Some(child);
@@ -566,11 +870,26 @@ impl IkeSa {
     }
 
     /// QM3 as responder: install; answer the commit bit with CONNECTED.
-    fn qm3_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8], qm: &mut QuickMode) -> Result<(), InputError> {
-        let p = self.proposal().map_err(|_| InputError::Unexpected("no proposal"))?;
+    fn qm3_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+        qm: &mut QuickMode,
+    ) -> Result<(), InputError> {
+        let p = self
+            .proposal()
+            .map_err(|_| InputError::Unexpected("no proposal"))?;
         let mut iv = qm.iv.clone();
-        let (payloads, _rest, hash) = self.open_qm(header, datagram, &mut iv)?;
-        let expected = crypto::qm_hash3(p.hash, self.skeyid_a().map_err(|_| InputError::Unexpected("no keys"))?, qm.message_id, &qm.ni, &qm.nr);
+        let Opened { payloads, hash, .. } = self.open_qm(header, datagram, &mut iv)?;
+        let expected = crypto::qm_hash3(
+            p.hash,
+            self.skeyid_a()
+                .map_err(|_| InputError::Unexpected("no keys"))?,
+            qm.message_id,
+            &qm.ni,
+            &qm.nr,
+        );
         if !crypto::ct_eq(&expected, &hash) {
             return Err(InputError::BadHash("QM3"));
         }
@@ -580,9 +899,17 @@ impl IkeSa {
         qm.retransmit = None;
         qm.replies.remember_request(datagram);
         qm.replies.set_reply(None);
-        let child = self.child_sa(ctx, qm).map_err(|_| InputError::Unexpected("keys"))?;
+        let child = self
+            .child_sa(ctx, qm)
+            .map_err(|_| InputError::Unexpected("keys"))?;
         if qm.commit {
-            let n = Payload::Notification(Notification { doi: IPSEC_DOI, protocol: ProtocolId::ESP, notify_type: CONNECTED, spi: qm.spi_out.to_be_bytes().to_vec(), data: Vec::new() });
+            let n = Payload::Notification(Notification {
+                doi: IPSEC_DOI,
+                protocol: ProtocolId::ESP,
+                notify_type: CONNECTED,
+                spi: qm.spi_out.to_be_bytes().to_vec(),
+                data: Vec::new(),
+            });
             let _ = self.seal_qm(ctx, qm, "QM4", vec![n], None, Flags(Flags::COMMIT), false);
         }
         qm.state = QmState::Done;
@@ -592,17 +919,37 @@ impl IkeSa {
     }
 
     /// CONNECTED after a commit-bit QM2: now the initiator may use the SA.
-    fn qm_connected_received(&mut self, ctx: &mut Ctx<'_>, header: &Header, datagram: &[u8], qm: &mut QuickMode) -> Result<(), InputError> {
-        let p = self.proposal().map_err(|_| InputError::Unexpected("no proposal"))?;
+    fn qm_connected_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+        qm: &mut QuickMode,
+    ) -> Result<(), InputError> {
+        let p = self
+            .proposal()
+            .map_err(|_| InputError::Unexpected("no proposal"))?;
         let mut iv = qm.iv.clone();
-        let (payloads, rest, hash) = self.open_qm(header, datagram, &mut iv)?;
-        let expected = crypto::qm_hash1(p.hash, self.skeyid_a().map_err(|_| InputError::Unexpected("no keys"))?, qm.message_id, &rest);
+        let Opened {
+            payloads,
+            rest,
+            hash,
+        } = self.open_qm(header, datagram, &mut iv)?;
+        let expected = crypto::qm_hash1(
+            p.hash,
+            self.skeyid_a()
+                .map_err(|_| InputError::Unexpected("no keys"))?,
+            qm.message_id,
+            &rest,
+        );
         if !crypto::ct_eq(&expected, &hash) {
             return Err(InputError::BadHash("QM4"));
         }
         qm.iv = iv;
         self.log_received(ctx, "QM4", header, &payloads);
-        let connected = payloads.iter().any(|p| matches!(p, Payload::Notification(n) if n.notify_type == CONNECTED));
+        let connected = payloads
+            .iter()
+            .any(|p| matches!(p, Payload::Notification(n) if n.notify_type == CONNECTED));
         if let (true, Some(child)) = (connected, qm.pending.take()) {
             qm.state = QmState::Done;
             self.install_child(ctx, qm, child);
@@ -613,19 +960,40 @@ impl IkeSa {
     /// KEYMAT for both directions (RFC 2409 §5.5): each keyed by the SPI its receiver chose.
     fn child_sa(&self, ctx: &Ctx<'_>, qm: &QuickMode) -> Result<ChildSa, Failure> {
         let p = self.proposal()?;
-        let keys = self.keys.as_ref().ok_or(Failure::Malformed("no keys".into()))?;
-        let choice = qm.choice.ok_or(Failure::Malformed("no ESP choice".into()))?;
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(Failure::Malformed("no keys".into()))?;
+        let choice = qm
+            .choice
+            .ok_or(Failure::Malformed("no ESP choice".into()))?;
         let cipher_len = choice.proposal.cipher.keymat_len();
         let len = cipher_len + choice.proposal.integrity.map_or(0, |i| i.key_len());
         let (ni, nr) = (&qm.ni, &qm.nr);
         let g = qm.g_qm_xy.as_ref().map(|s| s.as_slice());
         let direction = |spi: u32| {
-            let km = crypto::keymat(p.hash, &keys.skeyid_d, g, ProtocolId::ESP.0, &spi.to_be_bytes(), ni, nr, len);
+            let km = crypto::keymat(
+                p.hash,
+                &keys.skeyid_d,
+                g,
+                ProtocolId::ESP.0,
+                &spi.to_be_bytes(),
+                ni,
+                nr,
+                len,
+            );
             let (e, a) = km.split_at(cipher_len.min(km.len()));
-            EspKeys { spi, enc_key: Secret::new(e.to_vec()), auth_key: Secret::new(a.to_vec()) }
+            EspKeys {
+                spi,
+                enc_key: Secret::new(e.to_vec()),
+                auth_key: Secret::new(a.to_vec()),
+            }
         };
         let encapsulation = if is_udp_mode(choice.encap_mode) || self.nat.floated {
-            EspEncapsulation::Udp { local_port: self.local.port(), remote_port: self.remote.port() }
+            EspEncapsulation::Udp {
+                local_port: self.local.port(),
+                remote_port: self.remote.port(),
+            }
         } else {
             EspEncapsulation::Raw
         };
@@ -676,7 +1044,15 @@ impl IkeSa {
         while let Some(qm) = self.quick_modes.get_mut(i) {
             if let Some(r) = qm.retransmit.as_mut() {
                 if let Err((name, tries)) = IkeSa::retransmit_due(ctx, r, cookies) {
-                    ctx.event(Event::ChildSaFailed { conn, cookies, message_id: qm.message_id, reason: Failure::NoResponse { message: name, tries } });
+                    ctx.event(Event::ChildSaFailed {
+                        conn,
+                        cookies,
+                        message_id: qm.message_id,
+                        reason: Failure::NoResponse {
+                            message: name,
+                            tries,
+                        },
+                    });
                     qm.retransmit = None;
                     qm.state = QmState::Done;
                     qm.expires = Some(ctx.now);
