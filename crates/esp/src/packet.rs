@@ -1,9 +1,10 @@
 //! Packet buffers with headroom and tailroom, and the ESP header view (RFC 4303 §2).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::error::EspError;
-use crate::sa::{Encap, SaHandle, TunnelEndpoints};
+use crate::sa::{Encap, Sa, SaHandle, TunnelEndpoints};
 
 /// Headroom reserved in front of the payload: ESP header (8) + largest IV (16), rounded up.
 pub const DEFAULT_HEADROOM: usize = 64;
@@ -45,6 +46,8 @@ pub struct PacketBuf {
     pub(crate) seq: u64,
     /// Instance of the SA that reserved `seq`.
     pub(crate) seq_owner: u64,
+    /// Inbound: SA whose replay window still has to accept `seq` (decap phase 2).
+    pub(crate) pending: Option<Arc<Sa>>,
 }
 
 impl std::fmt::Debug for PacketBuf {
@@ -71,6 +74,7 @@ impl PacketBuf {
             tunnel: None,
             seq: 0,
             seq_owner: 0,
+            pending: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl PacketBuf {
         self.tunnel = None;
         self.seq = 0;
         self.seq_owner = 0;
+        self.pending = None;
     }
 
     /// Resets and copies `data` in after the default headroom. Returns false if it does not fit.

@@ -4,7 +4,9 @@
 //! sequence numbers in arrival order, then hands the same batch both to the worker queue
 //! (parallel crypto) and to the ordered queue. The writer pops the ordered queue and waits for
 //! each batch to be finished before giving it to the [`PacketSink`], so packets leave in the
-//! order they arrived (per SA and overall). Batches and buffers circulate through a free list:
+//! order they arrived (per SA and overall). On receive, workers only pre-check the replay
+//! window; the writer updates it in arrival order after the ICV verified, so parallel
+//! decryption cannot push packets out of a small window. Batches and buffers circulate through a free list:
 //! no allocation per packet or per batch once running.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::packet::{PacketBuf, Verdict, DEFAULT_CAPACITY};
-use crate::sad::Sad;
+use crate::sad::{Sad, SadReader};
 
 /// Packets per batch unless configured.
 pub const DEFAULT_BATCH: usize = 64;
@@ -121,6 +123,15 @@ struct Slot {
     cv: Condvar,
 }
 
+struct DoneGuard<'a>(&'a Slot);
+
+impl Drop for DoneGuard<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.done) = true;
+        self.0.cv.notify_all();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -222,22 +233,24 @@ impl PipelineBuilder {
                     .name(format!("esp-worker-{i}"))
                     .spawn(move || {
                         while let Ok(slot) = rx.recv() {
+                            // Marks the batch done even if the crypto code panics, so the
+                            // writer never waits forever.
+                            let _done = DoneGuard(&slot);
                             {
                                 let mut b = lock(&slot.batch);
                                 let now = clock.now();
                                 match mode {
                                     Mode::Encap => r.encap_batch(b.packets_mut(), now),
-                                    Mode::Decap => r.decap_batch(b.packets_mut(), now),
+                                    Mode::Decap => r.decap_open_batch(b.packets_mut(), now),
                                 }
                             }
-                            *lock(&slot.done) = true;
-                            slot.cv.notify_all();
                         }
                     })?,
             );
         }
         drop(work_rx);
 
+        let clock = self.clock.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("esp-writer".into())
@@ -249,7 +262,14 @@ impl PipelineBuilder {
                                 done = slot.cv.wait(done).unwrap_or_else(|p| p.into_inner());
                             }
                         }
-                        sink.send_batch(&mut lock(&slot.batch));
+                        {
+                            let mut b = lock(&slot.batch);
+                            if mode == Mode::Decap {
+                                // Replay window updates happen here, in arrival order.
+                                SadReader::decap_commit_batch(b.packets_mut(), clock.now());
+                            }
+                            sink.send_batch(&mut b);
+                        }
                         // The reader may be gone at shutdown; then the slot is simply dropped.
                         let _ = free_tx.send(slot);
                     }
@@ -263,7 +283,7 @@ impl PipelineBuilder {
 #[allow(clippy::too_many_arguments)]
 fn reader_loop(
     source: &mut dyn PacketSource,
-    sad: &mut crate::sad::SadReader,
+    sad: &mut SadReader,
     mode: Mode,
     stop: &AtomicBool,
     free_rx: &Receiver<Arc<Slot>>,

@@ -62,7 +62,7 @@ impl ReplayWindow {
         let lo = u64::from(seq_lo);
         let hi = if tl >= w - 1 {
             // Case A: window within one 2^32 subspace.
-            if lo >= tl - w + 1 {
+            if lo >= tl + 1 - w {
                 th
             } else {
                 th + 1
@@ -228,6 +228,8 @@ mod tests {
         let w = 64u32;
         let table: &[(&str, u64, u32, u64)] = &[
             ("start", 0, 1, 1),
+            ("window exactly fills the first subspace", 63, 0, 0),
+            ("window exactly fills, in window", 63, 1, 1),
             ("start, window spans 0", 10, 5, 5),
             ("same subspace ahead", 1000, 2000, 2000),
             ("same subspace behind", 1000, 990, 990),

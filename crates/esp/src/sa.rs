@@ -404,11 +404,27 @@ impl Sa {
 
     /// Tunnel-mode decapsulation (RFC 4303 §3.4): replay pre-check, ICV, window update,
     /// trailer, next header and inner packet checks.
-    pub(crate) fn decap(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
-        self.decap_inner(pkt, now).map_err(|e| self.count(e))
+    /// Receive phase 1, parallel-safe: expiry, replay pre-check, ICV + decryption, trailer,
+    /// next header and inner packet checks. Leaves `pkt.seq` for [`Sa::decap_commit`].
+    pub(crate) fn decap_open(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+        self.decap_open_inner(pkt, now).map_err(|e| self.count(e))
     }
 
-    fn decap_inner(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+    /// Receive phase 2, in arrival order: window update after the ICV verified (RFC 4303
+    /// §3.4.3), then counters and lifetimes.
+    pub(crate) fn decap_commit(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+        let updated = match self.replay.lock() {
+            Ok(mut w) => w.update(pkt.seq).is_ok(),
+            Err(_) => false,
+        };
+        if !updated {
+            return Err(self.count(EspError::Replay));
+        }
+        self.account(pkt.len(), now);
+        Ok(())
+    }
+
+    fn decap_open_inner(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
         self.refuse_if_expired(now)?;
         let seq_lo = EspPacket::new_checked(pkt.data())?.seq();
         let seq = {
@@ -424,11 +440,6 @@ impl Sa {
         let seq_hi = self.esn.then_some((seq >> 32) as u32);
         let c = &self.crypto;
         c.decrypt(pkt.data_mut(), seq_hi)?;
-        self.replay
-            .lock()
-            .map_err(|_| EspError::Replay)?
-            .update(seq)
-            .map_err(|_| EspError::Replay)?;
         let d = c.trailer(pkt.data())?;
         let inner = pkt.data().get(d.payload.clone()).unwrap_or_default();
         let version = inner.first().map(|b| b >> 4);
@@ -451,7 +462,7 @@ impl Sa {
         pkt.narrow(start..start + inner_len);
         pkt.next_header = d.next_header;
         pkt.sa = Some(self.handle);
-        self.account(inner_len, now);
+        pkt.seq = seq;
         Ok(())
     }
 }

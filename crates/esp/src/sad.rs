@@ -312,21 +312,42 @@ impl SadReader {
         }
     }
 
-    /// Tunnel-mode decapsulation of each pending packet (ESP packet in, inner IP packet out).
+    /// Tunnel-mode decapsulation of each pending packet (ESP packet in, inner IP packet out):
+    /// [`SadReader::decap_open_batch`] then [`SadReader::decap_commit_batch`].
     pub fn decap_batch(&mut self, batch: &mut [PacketBuf], now: Timestamp) {
+        self.decap_open_batch(batch, now);
+        Self::decap_commit_batch(batch, now);
+    }
+
+    /// Decap phase 1 (any thread, any order): SA lookup, replay pre-check, ICV, decryption,
+    /// trailer and inner checks. Packets that pass stay `Pending` until committed.
+    pub fn decap_open_batch(&mut self, batch: &mut [PacketBuf], now: Timestamp) {
         self.refresh();
         for pkt in batch.iter_mut() {
             if pkt.verdict != Verdict::Pending {
                 continue;
             }
-            pkt.verdict = match self.decap_one(pkt, now) {
-                Ok(()) => Verdict::Ok,
-                Err(e) => Verdict::Dropped(e),
-            };
+            match self.decap_open(pkt, now) {
+                Ok(sa) => pkt.pending = Some(sa),
+                Err(e) => pkt.verdict = Verdict::Dropped(e),
+            }
         }
     }
 
-    fn decap_one(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
+    /// Decap phase 2, called in arrival order (the pipeline's ordered stage): replay window
+    /// update (RFC 4303 §3.4.3), counters, lifetimes. Sets the final verdict.
+    pub fn decap_commit_batch(batch: &mut [PacketBuf], now: Timestamp) {
+        for pkt in batch.iter_mut() {
+            if let Some(sa) = pkt.pending.take() {
+                pkt.verdict = match sa.decap_commit(pkt, now) {
+                    Ok(()) => Verdict::Ok,
+                    Err(e) => Verdict::Dropped(e),
+                };
+            }
+        }
+    }
+
+    fn decap_open(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<Arc<Sa>, EspError> {
         let spi = match EspPacket::new_checked(pkt.data()) {
             Ok(p) => p.spi(),
             Err(e) => {
@@ -335,7 +356,7 @@ impl SadReader {
             }
         };
         match self.snapshot.inbound.get(&spi) {
-            Some(sa) => sa.decap(pkt, now),
+            Some(sa) => sa.decap_open(pkt, now).map(|()| sa.clone()),
             None => {
                 self.sad.unknown_spi.fetch_add(1, Ordering::Relaxed);
                 Err(EspError::UnknownSpi)
