@@ -217,7 +217,7 @@ fn informational_with_hash_notification_and_delete_round_trips() {
     let chain = [pl(11, &[0x44; 20]), pl(12, &n), pl(0, &d)].concat();
     let bytes = message(5, 0, 0x7777_0000, 8, &chain);
     let msg = Message::parse(&bytes).unwrap();
-    assert_eq!(payload_list(&msg.payloads), "[ HASH N(R-U-THERE) D ]");
+    assert_eq!(payload_list(&msg.payloads), "[ HASH N(DPD) D ]");
     assert_eq!(
         msg.payloads[1],
         Payload::Notification(Notification {

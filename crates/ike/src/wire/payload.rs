@@ -202,12 +202,22 @@ pub fn emit_payloads(payloads: &[Payload], out: &mut Vec<u8>) -> PayloadType {
         .map_or(PayloadType::NONE, Payload::payload_type)
 }
 
-/// strongSwan-style summary for logs, e.g. `[ SA V V V ]` or `[ HASH N(R-U-THERE) ]`.
+/// Notify label as strongSwan logs IKEv1 notifies: `DPD`, `DPD_ACK`, else the name with `_`.
+fn log_label(t: NotifyType) -> String {
+    match t {
+        NotifyType::R_U_THERE => "DPD".into(),
+        NotifyType::R_U_THERE_ACK => "DPD_ACK".into(),
+        t if t.is_known() => t.name().replace('-', "_"),
+        t => t.0.to_string(),
+    }
+}
+
+/// strongSwan-style summary for logs, e.g. `[ SA V V V ]` or `[ HASH N(DPD) ]`.
 pub fn payload_list(payloads: &[Payload]) -> String {
     let mut s = String::from("[ ");
     for p in payloads {
         match p {
-            Payload::Notification(n) => s.push_str(&format!("N({})", n.notify_type)),
+            Payload::Notification(n) => s.push_str(&format!("N({})", log_label(n.notify_type))),
             Payload::Unknown { payload_type, .. } if !payload_type.is_known() => {
                 s.push_str(&format!("U({})", payload_type.0))
             }
