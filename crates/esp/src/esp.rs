@@ -35,7 +35,11 @@ impl fmt::Debug for EspCrypto {
 
 impl EspCrypto {
     /// Checks key lengths (KEYMAT order: AEAD key||salt; CBC encryption key + integrity key).
-    pub fn new(cipher: Cipher, enc_key: &SecretKey, auth_key: &SecretKey) -> Result<Self, SadError> {
+    pub fn new(
+        cipher: Cipher,
+        enc_key: &SecretKey,
+        auth_key: &SecretKey,
+    ) -> Result<Self, SadError> {
         Ok(EspCrypto {
             cipher,
             transform: cipher::build(cipher, enc_key, auth_key)?,

@@ -41,8 +41,8 @@ pub use esp::{Decrypted, EspCrypto, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEA
 pub use packet::{EspPacket, PacketBuf, Verdict, DEFAULT_CAPACITY, DEFAULT_HEADROOM, MIN_TAILROOM};
 pub use pipeline::{Batch, Mode, PacketSink, PacketSource, Pipeline, PipelineBuilder, Recv};
 pub use sa::{
-    Direction, Encap, LifetimeCause, LifetimeKind, Lifetimes, Limits, SaConfig, SaEvent,
-    SaHandle, SaStats, TunnelEndpoints,
+    Direction, Encap, LifetimeCause, LifetimeKind, Lifetimes, Limits, SaConfig, SaEvent, SaHandle,
+    SaStats, TunnelEndpoints,
 };
 pub use sad::{GlobalStats, Sad, SadReader};
 

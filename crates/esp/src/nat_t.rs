@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn classifies_rfc3948_payloads() {
         assert_eq!(classify(&[0xff]), UdpPayload::Keepalive);
-        assert_eq!(classify(&[0, 0, 0, 0, 1, 2, 3]), UdpPayload::Ike(&[1, 2, 3]));
+        assert_eq!(
+            classify(&[0, 0, 0, 0, 1, 2, 3]),
+            UdpPayload::Ike(&[1, 2, 3])
+        );
         let esp = [0, 0, 1, 0, 0, 0, 0, 1, 9];
         assert_eq!(classify(&esp), UdpPayload::Esp(&esp));
         assert_eq!(classify(&[]), UdpPayload::Malformed);

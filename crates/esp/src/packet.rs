@@ -201,7 +201,10 @@ impl<T: AsRef<[u8]>> EspPacket<T> {
 
 /// Writes SPI and sequence number into the first 8 bytes of `buf`.
 pub(crate) fn emit_header(buf: &mut [u8], spi: u32, seq_lo: u32) {
-    for (d, s) in buf.iter_mut().zip(spi.to_be_bytes().into_iter().chain(seq_lo.to_be_bytes())) {
+    for (d, s) in buf
+        .iter_mut()
+        .zip(spi.to_be_bytes().into_iter().chain(seq_lo.to_be_bytes()))
+    {
         *d = s;
     }
 }

@@ -148,12 +148,20 @@ mod tests {
     #[test]
     fn window_edge_cases() {
         let table: &[(&str, u32, &[Op])] = &[
-            ("first packet", 64, &[Recv(1, Ok(())), Recv(1, Err(Duplicate))]),
+            (
+                "first packet",
+                64,
+                &[Recv(1, Ok(())), Recv(1, Err(Duplicate))],
+            ),
             ("zero is never valid", 64, &[Recv(0, Err(TooOld))]),
             (
                 "first packet far ahead",
                 64,
-                &[Recv(1000, Ok(())), Recv(937, Ok(())), Recv(936, Err(TooOld))],
+                &[
+                    Recv(1000, Ok(())),
+                    Recv(937, Ok(())),
+                    Recv(936, Err(TooOld)),
+                ],
             ),
             (
                 "reordering inside the window",
@@ -208,12 +216,21 @@ mod tests {
             (
                 "check does not mark",
                 64,
-                &[Check(7, Ok(())), Check(7, Ok(())), Recv(7, Ok(())), Check(7, Err(Duplicate))],
+                &[
+                    Check(7, Ok(())),
+                    Check(7, Ok(())),
+                    Recv(7, Ok(())),
+                    Check(7, Err(Duplicate)),
+                ],
             ),
             (
                 "default window accepts 1023 behind",
                 1024,
-                &[Recv(5000, Ok(())), Recv(3977, Ok(())), Recv(3976, Err(TooOld))],
+                &[
+                    Recv(5000, Ok(())),
+                    Recv(3977, Ok(())),
+                    Recv(3976, Err(TooOld)),
+                ],
             ),
         ];
         for (name, size, ops) in table {
@@ -233,12 +250,32 @@ mod tests {
             ("start, window spans 0", 10, 5, 5),
             ("same subspace ahead", 1000, 2000, 2000),
             ("same subspace behind", 1000, 990, 990),
-            ("wrap ahead: low bits restart", 0xffff_fff0, 3, 0x1_0000_0003),
+            (
+                "wrap ahead: low bits restart",
+                0xffff_fff0,
+                3,
+                0x1_0000_0003,
+            ),
             ("just below boundary", 0xffff_fff0, 0xffff_ffe0, 0xffff_ffe0),
-            ("after wrap, old packet from previous subspace", 0x1_0000_0005, 0xffff_fff0, 0xffff_fff0),
+            (
+                "after wrap, old packet from previous subspace",
+                0x1_0000_0005,
+                0xffff_fff0,
+                0xffff_fff0,
+            ),
             ("after wrap, new packet", 0x1_0000_0005, 9, 0x1_0000_0009),
-            ("after wrap, in window start", 0x1_0000_0005, 2, 0x1_0000_0002),
-            ("far behind left edge goes to next subspace (fails ICV)", 0x2_0000_1000, 5, 0x3_0000_0005),
+            (
+                "after wrap, in window start",
+                0x1_0000_0005,
+                2,
+                0x1_0000_0002,
+            ),
+            (
+                "far behind left edge goes to next subspace (fails ICV)",
+                0x2_0000_1000,
+                5,
+                0x3_0000_0005,
+            ),
         ];
         for (name, top, lo, want) in table {
             let mut win = ReplayWindow::new(w);

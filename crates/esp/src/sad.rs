@@ -142,7 +142,12 @@ impl Sad {
 
     /// Replaces the SA behind `handle` with fresh state (new keys, counters, window); traffic
     /// switches atomically. The direction must stay the same.
-    pub fn replace(&self, handle: SaHandle, cfg: &SaConfig, now: Timestamp) -> Result<(), SadError> {
+    pub fn replace(
+        &self,
+        handle: SaHandle,
+        cfg: &SaConfig,
+        now: Timestamp,
+    ) -> Result<(), SadError> {
         let mut inner = self.lock();
         let old = inner
             .snapshot
@@ -231,7 +236,9 @@ impl Sad {
 
     /// Sets the next outbound sequence number (tests, and restoring state).
     pub fn set_next_seq(&self, handle: SaHandle, seq: u64) -> Result<(), SadError> {
-        self.get(handle).ok_or(SadError::NotFound)?.set_next_seq(seq);
+        self.get(handle)
+            .ok_or(SadError::NotFound)?
+            .set_next_seq(seq);
         Ok(())
     }
 

@@ -7,8 +7,14 @@ use std::sync::Arc;
 use common::*;
 use ferrovpn_esp::*;
 
-const GCM: Cipher = Cipher::AesGcm { key: AesKeyLen::Aes128, icv: GcmIcv::Icv16 };
-const CBC: Cipher = Cipher::AesCbc { key: AesKeyLen::Aes128, integrity: Integrity::HmacSha256_128 };
+const GCM: Cipher = Cipher::AesGcm {
+    key: AesKeyLen::Aes128,
+    icv: GcmIcv::Icv16,
+};
+const CBC: Cipher = Cipher::AesCbc {
+    key: AesKeyLen::Aes128,
+    integrity: Integrity::HmacSha256_128,
+};
 const T: Timestamp = Timestamp::ZERO;
 
 fn crypto_for(cipher: Cipher) -> EspCrypto {
@@ -32,14 +38,21 @@ fn truncated_packets() {
         let mut r = p.sad.reader();
         // Shorter than SPI + seq: global counter.
         for n in 0..8 {
-            assert_eq!(decap_one(&mut r, &vec![0x10; n], T), Err(EspError::Truncated));
+            assert_eq!(
+                decap_one(&mut r, &vec![0x10; n], T),
+                Err(EspError::Truncated)
+            );
         }
         assert_eq!(p.sad.global_stats().malformed, 8);
         // Known SPI but no room for IV, trailer and ICV: per-SA counter.
         let esp = encap_one(&mut r, p.out, &ipv4(20, 0), T).unwrap();
         let min = 8 + cipher.iv_len() + 2 + cipher.icv_len();
         for n in [8, 12, min - 1] {
-            assert_eq!(decap_one(&mut r, &esp[..n], T), Err(EspError::Truncated), "{n}");
+            assert_eq!(
+                decap_one(&mut r, &esp[..n], T),
+                Err(EspError::Truncated),
+                "{n}"
+            );
         }
         assert_eq!(p.sad.stats(p.inb).unwrap().malformed, 3);
     }
@@ -72,7 +85,10 @@ fn unknown_outbound_sa() {
     let mut b = [buf(&ipv4(20, 0))];
     r.encap_batch(&mut b, T); // no SA named
     assert_eq!(b[0].verdict, Verdict::Dropped(EspError::UnknownSa));
-    assert_eq!(encap_one(&mut r, p.inb, &ipv4(20, 0), T), Err(EspError::UnknownSa)); // inbound handle
+    assert_eq!(
+        encap_one(&mut r, p.inb, &ipv4(20, 0), T),
+        Err(EspError::UnknownSa)
+    ); // inbound handle
     assert_eq!(p.sad.global_stats().unknown_sa, 2);
 }
 
@@ -85,7 +101,12 @@ fn failed_icv_for_every_cipher() {
         for pos in [9, 8 + cipher.iv_len() + 3, esp.len() - 1] {
             let mut bad = esp.clone();
             bad[pos] ^= 0x40;
-            assert_eq!(decap_one(&mut r, &bad, T), Err(EspError::AuthFailed), "{}", cipher.name());
+            assert_eq!(
+                decap_one(&mut r, &bad, T),
+                Err(EspError::AuthFailed),
+                "{}",
+                cipher.name()
+            );
         }
         let st = p.sad.stats(p.inb).unwrap();
         assert_eq!((st.auth_failures, st.packets), (3, 0), "{}", cipher.name());
@@ -115,14 +136,23 @@ fn bad_padding_is_detected_after_authentication() {
         let c = crypto_for(cipher);
         let inner = ipv4(10, 0); // 30 bytes; +2 trailer = 32 (block-aligned for both)
         let cases = [
-            body(&inner[..28], &[1, 3], 4),                 // not 1, 2
-            body(&inner[..29], &[7], 4),                    // not 1
-            body(&inner[..16], &[1, 2, 3, 4, 5, 6, 7, 9, 9, 10, 11, 12, 13, 14], 4), // hole
+            body(&inner[..28], &[1, 3], 4), // not 1, 2
+            body(&inner[..29], &[7], 4),    // not 1
+            body(
+                &inner[..16],
+                &[1, 2, 3, 4, 5, 6, 7, 9, 9, 10, 11, 12, 13, 14],
+                4,
+            ), // hole
         ];
         for (i, b) in cases.iter().enumerate() {
             assert_eq!(b.len() % 16, 0);
             let esp = craft(&c, 0x1000, 10 + i as u32, b);
-            assert_eq!(decap_one(&mut r, &esp, T), Err(EspError::BadPadding), "{} case {i}", cipher.name());
+            assert_eq!(
+                decap_one(&mut r, &esp, T),
+                Err(EspError::BadPadding),
+                "{} case {i}",
+                cipher.name()
+            );
         }
         // Pad length larger than the whole payload.
         let mut b = vec![0u8; 30];
@@ -139,7 +169,7 @@ fn bad_next_header_dummy_and_bad_inner() {
     let mut r = p.sad.reader();
     let c = crypto_for(GCM);
     let v4 = ipv4(10, 0); // 30 bytes
-    // TCP (6) is not a tunnel-mode next header.
+                          // TCP (6) is not a tunnel-mode next header.
     let esp = craft(&c, 0x1000, 1, &body(&v4, &[1, 2], 6));
     assert_eq!(decap_one(&mut r, &esp, T), Err(EspError::BadNextHeader));
     // Dummy packet (59).
@@ -154,9 +184,15 @@ fn bad_next_header_dummy_and_bad_inner() {
     let esp = craft(&c, 0x1000, 4, &body(&long, &[1, 2], 4));
     assert_eq!(decap_one(&mut r, &esp, T), Err(EspError::BadInnerPacket));
     let st = p.sad.stats(p.inb).unwrap();
-    assert_eq!((st.bad_next_header, st.dummy, st.malformed, st.packets), (1, 1, 2, 0));
+    assert_eq!(
+        (st.bad_next_header, st.dummy, st.malformed, st.packets),
+        (1, 1, 2, 0)
+    );
     // Outbound: only IPv4/IPv6 can be tunnelled.
-    assert_eq!(encap_one(&mut r, p.out, &[0x11; 30], T), Err(EspError::BadInnerPacket));
+    assert_eq!(
+        encap_one(&mut r, p.out, &[0x11; 30], T),
+        Err(EspError::BadInnerPacket)
+    );
     assert_eq!(encap_one(&mut r, p.out, &[], T), Err(EspError::Truncated));
     assert_eq!(p.sad.stats(p.out).unwrap().malformed, 2);
 }
@@ -181,11 +217,20 @@ fn sequence_space_never_wraps() {
     p.sad.set_next_seq(p.out, u64::from(u32::MAX)).unwrap();
     let last = encap_one(&mut r, p.out, &ipv4(20, 0), T).unwrap();
     assert_eq!(&last[4..8], &[0xff; 4]);
-    assert_eq!(encap_one(&mut r, p.out, &ipv4(20, 0), T), Err(EspError::SequenceExhausted));
+    assert_eq!(
+        encap_one(&mut r, p.out, &ipv4(20, 0), T),
+        Err(EspError::SequenceExhausted)
+    );
     let ev: Vec<_> = events.try_iter().collect();
     assert_eq!(ev.len(), 2);
-    assert_eq!((ev[0].kind, ev[0].cause), (LifetimeKind::Soft, LifetimeCause::Sequence));
-    assert_eq!((ev[1].kind, ev[1].cause), (LifetimeKind::Hard, LifetimeCause::Sequence));
+    assert_eq!(
+        (ev[0].kind, ev[0].cause),
+        (LifetimeKind::Soft, LifetimeCause::Sequence)
+    );
+    assert_eq!(
+        (ev[1].kind, ev[1].cause),
+        (LifetimeKind::Hard, LifetimeCause::Sequence)
+    );
     assert_eq!(p.sad.stats(p.out).unwrap().expired_drops, 1);
 }
 
@@ -196,11 +241,21 @@ fn sa_creation_checks_keys_spi_and_window() {
     cfg.enc_key = SecretKey::new(&[0; 16]); // salt missing
     assert_eq!(
         sad.add(&cfg, T),
-        Err(SadError::KeyLength { which: "encryption", expected: 20, got: 16 })
+        Err(SadError::KeyLength {
+            which: "encryption",
+            expected: 20,
+            got: 16
+        })
     );
     let mut cfg = config(0x1000, Direction::Inbound, CBC, 1);
     cfg.auth_key = SecretKey::new(&[0; 20]);
-    assert!(matches!(sad.add(&cfg, T), Err(SadError::KeyLength { which: "integrity", .. })));
+    assert!(matches!(
+        sad.add(&cfg, T),
+        Err(SadError::KeyLength {
+            which: "integrity",
+            ..
+        })
+    ));
     let cfg = config(255, Direction::Inbound, GCM, 1);
     assert_eq!(sad.add(&cfg, T), Err(SadError::ReservedSpi(255)));
     let mut cfg = config(0x1000, Direction::Inbound, GCM, 1);

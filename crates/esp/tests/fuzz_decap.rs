@@ -14,15 +14,24 @@ const SPIS: [u32; 4] = [0x100, 0x101, 0x102, 0x103];
 fn sad() -> (Arc<Sad>, Vec<Vec<u8>>) {
     let sad = Arc::new(Sad::new());
     let ciphers = [
-        Cipher::AesGcm { key: AesKeyLen::Aes128, icv: GcmIcv::Icv16 },
+        Cipher::AesGcm {
+            key: AesKeyLen::Aes128,
+            icv: GcmIcv::Icv16,
+        },
         Cipher::ChaCha20Poly1305,
-        Cipher::AesCbc { key: AesKeyLen::Aes128, integrity: Integrity::HmacSha1_96 },
-        Cipher::AesGcm { key: AesKeyLen::Aes256, icv: GcmIcv::Icv8 },
+        Cipher::AesCbc {
+            key: AesKeyLen::Aes128,
+            integrity: Integrity::HmacSha1_96,
+        },
+        Cipher::AesGcm {
+            key: AesKeyLen::Aes256,
+            icv: GcmIcv::Icv8,
+        },
     ];
     let mut valid = Vec::new();
     for (spi, c) in SPIS.iter().zip(ciphers) {
         let mut o = config(*spi, Direction::Outbound, c, 1);
-        o.esn = *spi % 2 == 0;
+        o.esn = *spi & 1 == 0;
         let mut i = o.clone();
         i.direction = Direction::Inbound;
         let out = sad.add(&o, Timestamp::ZERO).unwrap();

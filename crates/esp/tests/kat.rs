@@ -134,13 +134,20 @@ fn gcm_packet(c: &GcmCase) -> (Vec<u8>, Option<u32>, EspCrypto) {
     let mut enc = key.clone();
     enc.extend_from_slice(&nonce[..4]);
     let cipher = Cipher::AesGcm {
-        key: if key.len() == 16 { AesKeyLen::Aes128 } else { AesKeyLen::Aes256 },
+        key: if key.len() == 16 {
+            AesKeyLen::Aes128
+        } else {
+            AesKeyLen::Aes256
+        },
         icv: GcmIcv::Icv16,
     };
     let crypto = EspCrypto::new(cipher, &SecretKey::new(&enc), &SecretKey::empty()).unwrap();
     let (seq_hi, seq_lo) = match aad.len() {
         8 => (None, &aad[4..8]),
-        12 => (Some(u32::from_be_bytes(aad[4..8].try_into().unwrap())), &aad[8..12]),
+        12 => (
+            Some(u32::from_be_bytes(aad[4..8].try_into().unwrap())),
+            &aad[8..12],
+        ),
         _ => unreachable!(),
     };
     let mut pkt = aad[..4].to_vec();
@@ -156,7 +163,9 @@ fn draft_mcgrew_gcm_test_packets_open() {
     for (i, c) in GCM.iter().enumerate() {
         let (mut pkt, seq_hi, crypto) = gcm_packet(c);
         let plain = h(c.plaintext);
-        let d = crypto.open(&mut pkt, seq_hi).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let d = crypto
+            .open(&mut pkt, seq_hi)
+            .unwrap_or_else(|e| panic!("case {i}: {e}"));
         assert_eq!(&pkt[16..pkt.len() - 16], &plain[..], "case {i}");
         assert_eq!(d.next_header, *plain.last().unwrap(), "case {i}");
         let pad = plain[plain.len() - 2] as usize;
@@ -181,14 +190,18 @@ fn draft_mcgrew_gcm_tampered_or_wrong_esn_fails() {
     let (mut pkt, seq_hi, crypto) = gcm_packet(&GCM[0]);
     assert!(seq_hi.is_some());
     let mut wrong = pkt.clone();
-    assert_eq!(crypto.open(&mut wrong, seq_hi.map(|h| h ^ 1)), Err(EspError::AuthFailed));
+    assert_eq!(
+        crypto.open(&mut wrong, seq_hi.map(|h| h ^ 1)),
+        Err(EspError::AuthFailed)
+    );
     assert_eq!(crypto.open(&mut wrong, None), Err(EspError::AuthFailed));
     let n = pkt.len();
     pkt[n - 1] ^= 0x80;
     assert_eq!(crypto.open(&mut pkt, seq_hi), Err(EspError::AuthFailed));
 }
 
-const RFC7634_KEY: &str = "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f a0a1a2a3";
+const RFC7634_KEY: &str =
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f a0a1a2a3";
 const RFC7634_PLAIN: &str = "
     45 00 00 54 a6 f2 00 00 40 01 e7 78 c6 33 64 05
     c0 00 02 05 08 00 5b 7a 3a 08 00 00 55 3b ec 10
@@ -207,8 +220,12 @@ const RFC7634_ESP: &str = "
     76 aa a8 26 6b 7f b0 f7 b1 1b 36 99 07 e1 ad 43";
 
 fn rfc7634_crypto() -> EspCrypto {
-    EspCrypto::new(Cipher::ChaCha20Poly1305, &SecretKey::new(&h(RFC7634_KEY)), &SecretKey::empty())
-        .unwrap()
+    EspCrypto::new(
+        Cipher::ChaCha20Poly1305,
+        &SecretKey::new(&h(RFC7634_KEY)),
+        &SecretKey::empty(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -245,5 +262,8 @@ fn rfc7634_appendix_a_tunnel_decap_through_sad() {
     assert_eq!((st.packets, st.bytes), (1, 84));
     assert_eq!(st.last_packet, Some(Timestamp::from_secs(1)));
     // The same packet again is a replay.
-    assert_eq!(decap_one(&mut r, &h(RFC7634_ESP), Timestamp::ZERO), Err(EspError::Replay));
+    assert_eq!(
+        decap_one(&mut r, &h(RFC7634_ESP), Timestamp::ZERO),
+        Err(EspError::Replay)
+    );
 }

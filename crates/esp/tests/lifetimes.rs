@@ -9,7 +9,10 @@ use std::time::Duration;
 use common::*;
 use ferrovpn_esp::*;
 
-const GCM: Cipher = Cipher::AesGcm { key: AesKeyLen::Aes128, icv: GcmIcv::Icv16 };
+const GCM: Cipher = Cipher::AesGcm {
+    key: AesKeyLen::Aes128,
+    icv: GcmIcv::Icv16,
+};
 
 fn pair_with_lifetimes(l: Lifetimes) -> Pair {
     let sad = Arc::new(Sad::new());
@@ -25,8 +28,14 @@ fn pair_with_lifetimes(l: Lifetimes) -> Pair {
 #[test]
 fn packet_limits_fire_soft_then_hard_once() {
     let l = Lifetimes {
-        soft: Limits { packets: Some(3), ..Limits::default() },
-        hard: Limits { packets: Some(5), ..Limits::default() },
+        soft: Limits {
+            packets: Some(3),
+            ..Limits::default()
+        },
+        hard: Limits {
+            packets: Some(5),
+            ..Limits::default()
+        },
     };
     let p = pair_with_lifetimes(l);
     let ev = p.sad.events();
@@ -36,8 +45,14 @@ fn packet_limits_fire_soft_then_hard_once() {
         let esp = encap_one(&mut r, p.out, &ipv4(10, i), t).unwrap();
         decap_one(&mut r, &esp, t).unwrap();
     }
-    assert_eq!(encap_one(&mut r, p.out, &ipv4(10, 9), t), Err(EspError::SaExpired));
-    let got: Vec<_> = ev.try_iter().map(|e| (e.handle, e.direction, e.kind, e.cause)).collect();
+    assert_eq!(
+        encap_one(&mut r, p.out, &ipv4(10, 9), t),
+        Err(EspError::SaExpired)
+    );
+    let got: Vec<_> = ev
+        .try_iter()
+        .map(|e| (e.handle, e.direction, e.kind, e.cause))
+        .collect();
     use Direction::*;
     use LifetimeCause::Packets;
     use LifetimeKind::*;
@@ -56,7 +71,10 @@ fn packet_limits_fire_soft_then_hard_once() {
 #[test]
 fn byte_limits() {
     let l = Lifetimes {
-        soft: Limits { bytes: Some(100), ..Limits::default() },
+        soft: Limits {
+            bytes: Some(100),
+            ..Limits::default()
+        },
         hard: Limits::default(),
     };
     let p = pair_with_lifetimes(l);
@@ -67,14 +85,23 @@ fn byte_limits() {
     encap_one(&mut r, p.out, &ipv4(60, 0), Timestamp::ZERO).unwrap();
     let e: Vec<_> = ev.try_iter().collect();
     assert_eq!(e.len(), 1);
-    assert_eq!((e[0].kind, e[0].cause), (LifetimeKind::Soft, LifetimeCause::Bytes));
+    assert_eq!(
+        (e[0].kind, e[0].cause),
+        (LifetimeKind::Soft, LifetimeCause::Bytes)
+    );
 }
 
 #[test]
 fn time_limits_with_a_manual_clock() {
     let l = Lifetimes {
-        soft: Limits { time: Some(Duration::from_secs(50)), ..Limits::default() },
-        hard: Limits { time: Some(Duration::from_secs(60)), ..Limits::default() },
+        soft: Limits {
+            time: Some(Duration::from_secs(50)),
+            ..Limits::default()
+        },
+        hard: Limits {
+            time: Some(Duration::from_secs(60)),
+            ..Limits::default()
+        },
     };
     let p = pair_with_lifetimes(l);
     let ev = p.sad.events();
@@ -86,12 +113,17 @@ fn time_limits_with_a_manual_clock() {
     p.sad.poll_lifetimes(clock.now());
     let soft: Vec<_> = ev.try_iter().collect();
     assert_eq!(soft.len(), 2);
-    assert!(soft.iter().all(|e| (e.kind, e.cause) == (LifetimeKind::Soft, LifetimeCause::Time)));
+    assert!(soft
+        .iter()
+        .all(|e| (e.kind, e.cause) == (LifetimeKind::Soft, LifetimeCause::Time)));
     let mut r = p.sad.reader();
     let esp = encap_one(&mut r, p.out, &ipv4(10, 0), clock.now()).unwrap();
     clock.advance(Duration::from_secs(10));
     // Hard expiry is enforced on the packet path even before the timer polls.
-    assert_eq!(decap_one(&mut r, &esp, clock.now()), Err(EspError::SaExpired));
+    assert_eq!(
+        decap_one(&mut r, &esp, clock.now()),
+        Err(EspError::SaExpired)
+    );
     p.sad.poll_lifetimes(clock.now());
     let hard: Vec<_> = ev.try_iter().collect();
     assert_eq!(hard.len(), 2);
@@ -144,7 +176,7 @@ fn sad_changes_concurrently_with_traffic() {
     for i in 0..200u32 {
         let cfg = config(0x10_0000 + i, Direction::Inbound, GCM, i as u8);
         let h = p.sad.add(&cfg, Timestamp::ZERO).unwrap();
-        if i % 2 == 0 {
+        if i & 1 == 0 {
             p.sad.remove(h).unwrap();
         }
     }

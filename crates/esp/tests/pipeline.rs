@@ -27,8 +27,12 @@ impl PacketSource for Generator {
         while self.next < SAS * PER_SA && batch.len() < want {
             let sa = self.next % SAS;
             let n = (self.next / SAS) as u32;
-            let mut inner = if sa % 2 == 0 { ipv4(16 + sa * 50, 0) } else { ipv6(16 + sa * 50, 0) };
-            let off = if sa % 2 == 0 { 20 } else { 40 };
+            let mut inner = if sa & 1 == 0 {
+                ipv4(16 + sa * 50, 0)
+            } else {
+                ipv6(16 + sa * 50, 0)
+            };
+            let off = if sa & 1 == 0 { 20 } else { 40 };
             inner[off] = sa as u8;
             inner[off + 1..off + 5].copy_from_slice(&n.to_be_bytes());
             let p = batch.push().unwrap();
@@ -61,8 +65,10 @@ impl PacketSource for Replayer {
     }
 }
 
+type Collected = Vec<(Verdict, Vec<u8>)>;
+
 #[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<(Verdict, Vec<u8>)>>>);
+struct Collector(Arc<Mutex<Collected>>);
 
 impl PacketSink for Collector {
     fn send_batch(&mut self, batch: &mut Batch) {
@@ -75,23 +81,38 @@ impl PacketSink for Collector {
 
 fn marker(inner: &[u8]) -> (usize, u32) {
     let off = if inner[0] >> 4 == 4 { 20 } else { 40 };
-    (inner[off] as usize, u32::from_be_bytes(inner[off + 1..off + 5].try_into().unwrap()))
+    (
+        inner[off] as usize,
+        u32::from_be_bytes(inner[off + 1..off + 5].try_into().unwrap()),
+    )
 }
 
 #[test]
 fn parallel_encap_then_decap_keeps_per_sa_order() {
     let sad = Arc::new(Sad::new());
     let ciphers = [
-        Cipher::AesGcm { key: AesKeyLen::Aes128, icv: GcmIcv::Icv16 },
+        Cipher::AesGcm {
+            key: AesKeyLen::Aes128,
+            icv: GcmIcv::Icv16,
+        },
         Cipher::ChaCha20Poly1305,
-        Cipher::AesCbc { key: AesKeyLen::Aes256, integrity: Integrity::HmacSha512_256 },
-        Cipher::AesGcm { key: AesKeyLen::Aes256, icv: GcmIcv::Icv8 },
-        Cipher::AesGcm { key: AesKeyLen::Aes128, icv: GcmIcv::Icv12 },
+        Cipher::AesCbc {
+            key: AesKeyLen::Aes256,
+            integrity: Integrity::HmacSha512_256,
+        },
+        Cipher::AesGcm {
+            key: AesKeyLen::Aes256,
+            icv: GcmIcv::Icv8,
+        },
+        Cipher::AesGcm {
+            key: AesKeyLen::Aes128,
+            icv: GcmIcv::Icv12,
+        },
     ];
     let mut outs = Vec::new();
     for (i, c) in ciphers.iter().enumerate() {
         let mut o = config(0x5000 + i as u32, Direction::Outbound, *c, i as u8);
-        o.esn = i % 2 == 0;
+        o.esn = i & 1 == 0;
         o.replay_window = 64; // small window: any reordering would show up as replay drops
         let mut inb = o.clone();
         inb.direction = Direction::Inbound;
@@ -107,7 +128,13 @@ fn parallel_encap_then_decap_keeps_per_sa_order() {
             .batch_size(32)
             .in_flight(6)
             .buffer_capacity(2048)
-            .spawn(Generator { handles: outs.clone(), next: 0 }, wire.clone())
+            .spawn(
+                Generator {
+                    handles: outs.clone(),
+                    next: 0,
+                },
+                wire.clone(),
+            )
             .unwrap();
         pipe.join();
         let wire = std::mem::take(&mut *wire.0.lock().unwrap());
@@ -128,7 +155,16 @@ fn parallel_encap_then_decap_keeps_per_sa_order() {
             .workers(workers)
             .batch_size(64)
             .buffer_capacity(2048)
-            .spawn(Replayer { pkts: wire.into_iter().map(|(_, p)| p).collect::<Vec<_>>().into_iter() }, plain.clone())
+            .spawn(
+                Replayer {
+                    pkts: wire
+                        .into_iter()
+                        .map(|(_, p)| p)
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                },
+                plain.clone(),
+            )
             .unwrap();
         pipe.join();
         let plain = plain.0.lock().unwrap();

@@ -26,15 +26,19 @@ fn every_cipher_family_round_trips() {
                     for inner in [ipv4(len, n as u8), ipv6(len, n as u8)] {
                         let what = format!("{} esn={esn} {encap:?} len={len}", cipher.name());
                         let esp = encap_one(&mut r, p.out, &inner, now).expect(&what);
-                        let (front, _) = EspCrypto::new(cipher, &keys(cipher, 9).0, &keys(cipher, 9).1)
-                            .unwrap()
-                            .overhead();
+                        let (front, _) =
+                            EspCrypto::new(cipher, &keys(cipher, 9).0, &keys(cipher, 9).1)
+                                .unwrap()
+                                .overhead();
                         assert_eq!(&esp[..4], &0x4242u32.to_be_bytes(), "{what}");
                         assert_eq!((esp.len() - front - cipher.icv_len()) % 4, 0, "{what}");
                         if let Encap::Udp { .. } = encap {
                             assert_eq!(classify(&esp), UdpPayload::Esp(&esp[..]), "{what}");
                         }
-                        assert_ne!(&esp[front..front + inner.len().min(16)], &inner[..inner.len().min(16)]);
+                        assert_ne!(
+                            &esp[front..front + inner.len().min(16)],
+                            &inner[..inner.len().min(16)]
+                        );
                         let back = decap_one(&mut r, &esp, now).expect(&what);
                         assert_eq!(back, inner, "{what}");
                     }
@@ -52,9 +56,15 @@ fn every_cipher_family_round_trips() {
 #[test]
 fn esn_round_trip_across_the_2_pow_32_boundary() {
     for cipher in [
-        Cipher::AesGcm { key: AesKeyLen::Aes128, icv: GcmIcv::Icv16 },
+        Cipher::AesGcm {
+            key: AesKeyLen::Aes128,
+            icv: GcmIcv::Icv16,
+        },
         Cipher::ChaCha20Poly1305,
-        Cipher::AesCbc { key: AesKeyLen::Aes256, integrity: Integrity::HmacSha256_128 },
+        Cipher::AesCbc {
+            key: AesKeyLen::Aes256,
+            integrity: Integrity::HmacSha256_128,
+        },
     ] {
         let p = pair_with(cipher, true, Encap::Raw, 0x777);
         p.sad.set_next_seq(p.out, 0xffff_fffd).unwrap();
@@ -64,13 +74,22 @@ fn esn_round_trip_across_the_2_pow_32_boundary() {
             wire.push(encap_one(&mut r, p.out, &ipv4(40, i), Timestamp::ZERO).unwrap());
         }
         // Low 32 bits on the wire wrap; the receiver infers the high half.
-        let lows: Vec<u32> = wire.iter().map(|w| u32::from_be_bytes(w[4..8].try_into().unwrap())).collect();
+        let lows: Vec<u32> = wire
+            .iter()
+            .map(|w| u32::from_be_bytes(w[4..8].try_into().unwrap()))
+            .collect();
         assert_eq!(lows, [0xffff_fffd, 0xffff_fffe, 0xffff_ffff, 0, 1, 2]);
         // Deliver slightly reordered across the boundary.
         for i in [0usize, 2, 1, 4, 3, 5] {
-            assert_eq!(decap_one(&mut r, &wire[i], Timestamp::ZERO).unwrap(), ipv4(40, i as u8));
+            assert_eq!(
+                decap_one(&mut r, &wire[i], Timestamp::ZERO).unwrap(),
+                ipv4(40, i as u8)
+            );
         }
-        assert_eq!(decap_one(&mut r, &wire[2], Timestamp::ZERO), Err(EspError::Replay));
+        assert_eq!(
+            decap_one(&mut r, &wire[2], Timestamp::ZERO),
+            Err(EspError::Replay)
+        );
     }
 }
 
@@ -82,12 +101,23 @@ fn tfc_padding_after_inner_packet_is_removed() {
     let mut padded = ipv4(30, 1);
     padded.extend_from_slice(&[0xee; 20]);
     let esp = encap_one(&mut r, p.out, &padded, Timestamp::ZERO).unwrap();
-    assert_eq!(decap_one(&mut r, &esp, Timestamp::ZERO).unwrap(), ipv4(30, 1));
+    assert_eq!(
+        decap_one(&mut r, &esp, Timestamp::ZERO).unwrap(),
+        ipv4(30, 1)
+    );
 }
 
 #[test]
 fn outbound_packet_carries_its_tunnel() {
-    let p = pair_with(Cipher::ChaCha20Poly1305, false, Encap::Udp { local_port: 4500, remote_port: 31000 }, 0x999);
+    let p = pair_with(
+        Cipher::ChaCha20Poly1305,
+        false,
+        Encap::Udp {
+            local_port: 4500,
+            remote_port: 31000,
+        },
+        0x999,
+    );
     let mut r = p.sad.reader();
     let mut b = [buf(&ipv6(10, 0))];
     b[0].sa = Some(p.out);
@@ -95,18 +125,48 @@ fn outbound_packet_carries_its_tunnel() {
     assert_eq!(b[0].verdict, Verdict::Ok);
     assert_eq!(
         b[0].tunnel,
-        Some((tunnel(), Encap::Udp { local_port: 4500, remote_port: 31000 }))
+        Some((
+            tunnel(),
+            Encap::Udp {
+                local_port: 4500,
+                remote_port: 31000
+            }
+        ))
     );
 }
 
 #[test]
 fn batch_of_64_mixed_packets() {
-    let p = pair(Cipher::AesGcm { key: AesKeyLen::Aes256, icv: GcmIcv::Icv16 });
+    let p = pair(Cipher::AesGcm {
+        key: AesKeyLen::Aes256,
+        icv: GcmIcv::Icv16,
+    });
     let mut r = p.sad.reader();
-    let inners: Vec<Vec<u8>> = (0..64).map(|i| if i % 2 == 0 { ipv4(i * 20, i as u8) } else { ipv6(i * 20, i as u8) }).collect();
-    let mut batch: Vec<PacketBuf> = inners.iter().map(|i| { let mut b = buf(i); b.sa = Some(p.out); b }).collect();
+    let inners: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            if i & 1 == 0 {
+                ipv4(i * 20, i as u8)
+            } else {
+                ipv6(i * 20, i as u8)
+            }
+        })
+        .collect();
+    let mut batch: Vec<PacketBuf> = inners
+        .iter()
+        .map(|i| {
+            let mut b = buf(i);
+            b.sa = Some(p.out);
+            b
+        })
+        .collect();
     r.encap_batch(&mut batch, Timestamp::ZERO);
-    let mut wire: Vec<PacketBuf> = batch.iter().map(|b| { assert_eq!(b.verdict, Verdict::Ok); buf(b.data()) }).collect();
+    let mut wire: Vec<PacketBuf> = batch
+        .iter()
+        .map(|b| {
+            assert_eq!(b.verdict, Verdict::Ok);
+            buf(b.data())
+        })
+        .collect();
     r.decap_batch(&mut wire, Timestamp::ZERO);
     for (w, i) in wire.iter().zip(&inners) {
         assert_eq!(w.verdict, Verdict::Ok);

@@ -195,9 +195,8 @@ where
     }
 
     fn full_tag(&self, j0: &[u8; 16], aad: &[u8], ct: &[u8]) -> [u8; 16] {
-        let mut gh = <GHash as ghash::universal_hash::KeyInit>::new(GenericArray::from_slice(
-            &self.h[..],
-        ));
+        let mut gh =
+            <GHash as ghash::universal_hash::KeyInit>::new(GenericArray::from_slice(&self.h[..]));
         gh.update_padded(aad);
         gh.update_padded(ct);
         let mut lens = [0u8; 16];

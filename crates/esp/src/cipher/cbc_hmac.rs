@@ -14,6 +14,8 @@ use crate::error::{EspError, SadError};
 
 const BLOCK: usize = 16;
 
+/// One per SA, so the size difference of the key schedules does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Aes {
     A128(Aes128),

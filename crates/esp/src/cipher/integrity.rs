@@ -241,7 +241,10 @@ mod tests {
     #[test]
     fn rfc4868_truncated_icvs() {
         let cases = [
-            (Integrity::HmacSha256_128, "198a607eb44bfbc69903a0f1cf2bbdc5"),
+            (
+                Integrity::HmacSha256_128,
+                "198a607eb44bfbc69903a0f1cf2bbdc5",
+            ),
             (
                 Integrity::HmacSha384_192,
                 "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee973",

@@ -111,21 +111,63 @@ impl Cipher {
         use GcmIcv::*;
         use Integrity::*;
         match self {
-            Cipher::AesGcm { key: Aes128, icv: Icv8 } => "aes128gcm8",
-            Cipher::AesGcm { key: Aes128, icv: Icv12 } => "aes128gcm12",
-            Cipher::AesGcm { key: Aes128, icv: Icv16 } => "aes128gcm16",
-            Cipher::AesGcm { key: Aes256, icv: Icv8 } => "aes256gcm8",
-            Cipher::AesGcm { key: Aes256, icv: Icv12 } => "aes256gcm12",
-            Cipher::AesGcm { key: Aes256, icv: Icv16 } => "aes256gcm16",
+            Cipher::AesGcm {
+                key: Aes128,
+                icv: Icv8,
+            } => "aes128gcm8",
+            Cipher::AesGcm {
+                key: Aes128,
+                icv: Icv12,
+            } => "aes128gcm12",
+            Cipher::AesGcm {
+                key: Aes128,
+                icv: Icv16,
+            } => "aes128gcm16",
+            Cipher::AesGcm {
+                key: Aes256,
+                icv: Icv8,
+            } => "aes256gcm8",
+            Cipher::AesGcm {
+                key: Aes256,
+                icv: Icv12,
+            } => "aes256gcm12",
+            Cipher::AesGcm {
+                key: Aes256,
+                icv: Icv16,
+            } => "aes256gcm16",
             Cipher::ChaCha20Poly1305 => "chacha20poly1305",
-            Cipher::AesCbc { key: Aes128, integrity: HmacSha1_96 } => "aes128-sha1",
-            Cipher::AesCbc { key: Aes128, integrity: HmacSha256_128 } => "aes128-sha256",
-            Cipher::AesCbc { key: Aes128, integrity: HmacSha384_192 } => "aes128-sha384",
-            Cipher::AesCbc { key: Aes128, integrity: HmacSha512_256 } => "aes128-sha512",
-            Cipher::AesCbc { key: Aes256, integrity: HmacSha1_96 } => "aes256-sha1",
-            Cipher::AesCbc { key: Aes256, integrity: HmacSha256_128 } => "aes256-sha256",
-            Cipher::AesCbc { key: Aes256, integrity: HmacSha384_192 } => "aes256-sha384",
-            Cipher::AesCbc { key: Aes256, integrity: HmacSha512_256 } => "aes256-sha512",
+            Cipher::AesCbc {
+                key: Aes128,
+                integrity: HmacSha1_96,
+            } => "aes128-sha1",
+            Cipher::AesCbc {
+                key: Aes128,
+                integrity: HmacSha256_128,
+            } => "aes128-sha256",
+            Cipher::AesCbc {
+                key: Aes128,
+                integrity: HmacSha384_192,
+            } => "aes128-sha384",
+            Cipher::AesCbc {
+                key: Aes128,
+                integrity: HmacSha512_256,
+            } => "aes128-sha512",
+            Cipher::AesCbc {
+                key: Aes256,
+                integrity: HmacSha1_96,
+            } => "aes256-sha1",
+            Cipher::AesCbc {
+                key: Aes256,
+                integrity: HmacSha256_128,
+            } => "aes256-sha256",
+            Cipher::AesCbc {
+                key: Aes256,
+                integrity: HmacSha384_192,
+            } => "aes256-sha384",
+            Cipher::AesCbc {
+                key: Aes256,
+                integrity: HmacSha512_256,
+            } => "aes256-sha512",
         }
     }
 
@@ -135,21 +177,63 @@ impl Cipher {
         use GcmIcv::*;
         use Integrity::*;
         [
-            Cipher::AesGcm { key: Aes128, icv: Icv16 },
-            Cipher::AesGcm { key: Aes128, icv: Icv12 },
-            Cipher::AesGcm { key: Aes128, icv: Icv8 },
-            Cipher::AesGcm { key: Aes256, icv: Icv16 },
-            Cipher::AesGcm { key: Aes256, icv: Icv12 },
-            Cipher::AesGcm { key: Aes256, icv: Icv8 },
+            Cipher::AesGcm {
+                key: Aes128,
+                icv: Icv16,
+            },
+            Cipher::AesGcm {
+                key: Aes128,
+                icv: Icv12,
+            },
+            Cipher::AesGcm {
+                key: Aes128,
+                icv: Icv8,
+            },
+            Cipher::AesGcm {
+                key: Aes256,
+                icv: Icv16,
+            },
+            Cipher::AesGcm {
+                key: Aes256,
+                icv: Icv12,
+            },
+            Cipher::AesGcm {
+                key: Aes256,
+                icv: Icv8,
+            },
             Cipher::ChaCha20Poly1305,
-            Cipher::AesCbc { key: Aes128, integrity: HmacSha1_96 },
-            Cipher::AesCbc { key: Aes128, integrity: HmacSha256_128 },
-            Cipher::AesCbc { key: Aes128, integrity: HmacSha384_192 },
-            Cipher::AesCbc { key: Aes128, integrity: HmacSha512_256 },
-            Cipher::AesCbc { key: Aes256, integrity: HmacSha1_96 },
-            Cipher::AesCbc { key: Aes256, integrity: HmacSha256_128 },
-            Cipher::AesCbc { key: Aes256, integrity: HmacSha384_192 },
-            Cipher::AesCbc { key: Aes256, integrity: HmacSha512_256 },
+            Cipher::AesCbc {
+                key: Aes128,
+                integrity: HmacSha1_96,
+            },
+            Cipher::AesCbc {
+                key: Aes128,
+                integrity: HmacSha256_128,
+            },
+            Cipher::AesCbc {
+                key: Aes128,
+                integrity: HmacSha384_192,
+            },
+            Cipher::AesCbc {
+                key: Aes128,
+                integrity: HmacSha512_256,
+            },
+            Cipher::AesCbc {
+                key: Aes256,
+                integrity: HmacSha1_96,
+            },
+            Cipher::AesCbc {
+                key: Aes256,
+                integrity: HmacSha256_128,
+            },
+            Cipher::AesCbc {
+                key: Aes256,
+                integrity: HmacSha384_192,
+            },
+            Cipher::AesCbc {
+                key: Aes256,
+                integrity: HmacSha512_256,
+            },
         ]
     };
 }

@@ -19,8 +19,12 @@ pub fn tunnel() -> TunnelEndpoints {
 
 /// Deterministic key material of the right lengths for `cipher`.
 pub fn keys(cipher: Cipher, seed: u8) -> (SecretKey, SecretKey) {
-    let e: Vec<u8> = (0..cipher.enc_key_len()).map(|i| seed ^ (i as u8).wrapping_mul(7)).collect();
-    let a: Vec<u8> = (0..cipher.auth_key_len()).map(|i| seed.wrapping_add(i as u8) ^ 0x5a).collect();
+    let e: Vec<u8> = (0..cipher.enc_key_len())
+        .map(|i| seed ^ (i as u8).wrapping_mul(7))
+        .collect();
+    let a: Vec<u8> = (0..cipher.auth_key_len())
+        .map(|i| seed.wrapping_add(i as u8) ^ 0x5a)
+        .collect();
     (SecretKey::new(&e), SecretKey::new(&a))
 }
 
@@ -90,7 +94,12 @@ pub fn buf(data: &[u8]) -> PacketBuf {
 }
 
 /// Encapsulates one inner packet with `sa`, returns the ESP packet bytes.
-pub fn encap_one(r: &mut SadReader, sa: SaHandle, inner: &[u8], now: Timestamp) -> Result<Vec<u8>, EspError> {
+pub fn encap_one(
+    r: &mut SadReader,
+    sa: SaHandle,
+    inner: &[u8],
+    now: Timestamp,
+) -> Result<Vec<u8>, EspError> {
     let mut b = [buf(inner)];
     b[0].sa = Some(sa);
     r.encap_batch(&mut b, now);
@@ -120,7 +129,7 @@ pub fn craft(crypto: &EspCrypto, spi: u32, seq: u32, body: &[u8]) -> Vec<u8> {
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend((0..crypto.iv_len()).map(|i| i as u8 ^ 0x33));
     p.extend_from_slice(body);
-    p.extend(std::iter::repeat(0).take(crypto.icv_len()));
+    p.resize(p.len() + crypto.icv_len(), 0);
     crypto.seal(&mut p, None).unwrap();
     p
 }
