@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# ferrovpn ⇄ ferrovpn in two network namespaces joined by a veth pair (outer 192.0.2.1 ⇄
+# 192.0.2.2; inner 198.51.100.0/24 on side A, 203.0.113.0/24 on side B). Each case brings up and
+# tears down its own pair of namespaces and daemons:
+#   route-main        route-based TUN, default route into the tunnel (fwmark policy routing),
+#                     Main Mode: ping both ways, 20 MiB TCP with SHA-256 compared, counters agree
+#   route-aggressive  the same with Aggressive Mode (responder opts in with allow_aggressive_psk)
+#   policy-two-pairs  policy-based, two subnet pairs, one SA pair each, ping inside each pair
+#   wrong-psk         tunnel never comes up, both daemons keep running, log says authentication
+#   unreachable       peer drops UDP 500/4500: MM1 is retransmitted, the daemon keeps running
+# Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
+# Env: FERROVPN_BIN (binary to test, default: release build of this tree), E2E_CASES (space-
+# separated subset of the case names above), E2E_XFER_MB (default 20).
+set -euo pipefail
+E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$E2E_ROOT/scripts/lib/netns.sh"
+. "$E2E_ROOT/tests/e2e/lib/e2e.sh"
+
+require_root_or_skip "ferrovpn_pair.sh needs network namespaces"
+require_cmd_or_skip ip ping python3 nft sha256sum
+e2e_binary
+
+XFER_MB="${E2E_XFER_MB:-20}"
+A_IN=198.51.100.1
+B_IN=203.0.113.1
+
+# Namespaces, PSK files and the common part of both configs.
+pair_setup() {
+    FV_NO_IPV6=1 fv_two_ns
+    e2e_psk "$FV_TMP/a.psk" "${PSK_A:-e2e-pair-secret}"
+    e2e_psk "$FV_TMP/b.psk" "${PSK_B:-e2e-pair-secret}"
+    SOCK_A="$FV_TMP/a.sock"
+    SOCK_B="$FV_TMP/b.sock"
+}
+
+# write_conf SIDE(a|b) START MODE EXTRA TUNNEL
+write_conf() {
+    local side="$1"
+    if [ "$side" = a ]; then
+        C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2
+    else
+        C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1
+    fi
+    C_SOCK="$FV_TMP/$side.sock" C_PSKFILE="$FV_TMP/$side.psk" C_START="$2" C_MODE="$3" \
+        C_EXTRA="$4" C_TUNNEL="$5" e2e_conf "$FV_TMP/$side.toml"
+}
+
+start_pair() {
+    e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
+    PID_B="$E2E_PID"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
+    PID_A="$E2E_PID"
+}
+
+# counters_agree SOCK_TX SOCK_RX WHAT: packets sent on one side ≈ packets received on the other.
+counters_agree() {
+    local out in
+    out="$(e2e_q "$1" 'total("out_packets")')"
+    in="$(e2e_q "$2" 'total("in_packets")')"
+    python3 -c "import sys; o,i=$out,$in; sys.exit(0 if o>0 and abs(o-i) <= max(3, o//100) else 1)" ||
+        fail "$3: $out ESP packets sent but $in received by the peer"
+    ok "$3: $out ESP packets sent, $in received by the peer"
+}
+
+route_pair() {
+    local mode="$1" name1 extra_b=""
+    case "$mode" in
+        main) name1=MM1 ;;
+        aggressive) name1=AM1 extra_b="allow_aggressive_psk = true" ;;
+    esac
+    pair_setup
+    write_conf a initiate "$mode" "" "[connection.route_based]
+interface = \"fv0\"
+address = \"$A_IN/32\"
+routes = [\"0.0.0.0/0\"]"
+    write_conf b respond "$mode" "$extra_b" "[connection.route_based]
+interface = \"fv0\"
+address = \"$B_IN/32\"
+routes = [\"198.51.100.0/24\"]"
+    start_pair
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "side A: no IPsec SA within 20 s"
+    e2e_wait_sas "$SOCK_B" "$PID_B" 1 20 || fail "side B: no IPsec SA within 20 s"
+    ok "IPsec SAs up on both sides"
+
+    grep -q "sending $name1" "$FV_TMP/daemon-a.log" || fail "side A log has no 'sending $name1' line"
+    grep -Eqi 'IKE SA established' "$FV_TMP/daemon-a.log" || fail "side A log has no 'IKE SA established' line"
+    grep -Eqi 'IPsec SA installed' "$FV_TMP/daemon-b.log" || fail "side B log has no 'IPsec SA installed' line"
+    [ "$(e2e_q "$SOCK_A" 'ikes[0]["mode"], ikes[0]["role"], ikes[0]["state"]')" = "('$mode', 'initiator', 'established')" ] ||
+        fail "side A status: $(e2e_status_json "$SOCK_A")"
+    [ "$(e2e_q "$SOCK_B" 'ikes[0]["role"]')" = responder ] || fail "side B status: $(e2e_status_json "$SOCK_B")"
+    [ "$(e2e_q "$SOCK_A" 'ikes[0]["cookies"]')" = "$(e2e_q "$SOCK_B" 'ikes[0]["cookies"]')" ] || fail "both sides should report the same cookies"
+    [ "$(e2e_q "$SOCK_A" 'sas[0]["spi_out"]')" = "$(e2e_q "$SOCK_B" 'sas[0]["spi_in"]')" ] ||
+        fail "A's outbound SPI is not B's inbound SPI"
+    ok "status: $mode mode, cookies $(e2e_q "$SOCK_A" 'ikes[0]["cookies"]'), $(e2e_q "$SOCK_A" 'sas[0]["cipher"]')"
+    ip -n "$FV_NS_A" route show table all | grep -q "^default dev fv0" ||
+        { ip -n "$FV_NS_A" route show table all >&2; fail "side A: no default route into fv0"; }
+    ip -n "$FV_NS_A" rule show | grep -q fwmark || fail "side A: no fwmark policy rule for the default route"
+    "$FERROVPN" status --socket "$SOCK_A" | grep -q e2e || fail "text status does not name the connection"
+
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
+    e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3
+    e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" "$XFER_MB"
+    sleep 0.5
+    counters_agree "$SOCK_A" "$SOCK_B" "A -> B"
+    counters_agree "$SOCK_B" "$SOCK_A" "B -> A"
+    [ "$(e2e_q "$SOCK_A" "total('out_bytes') >= $XFER_MB * 1048576")" = True ] ||
+        fail "side A counted fewer ESP bytes out than the transfer"
+    [ "$(e2e_q "$SOCK_B" 'total("auth_failures") + total("replay_drops")')" = 0 ] ||
+        fail "side B counted auth failures or replay drops"
+
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
+}
+
+case_route_main() { route_pair main; }
+case_route_aggressive() { route_pair aggressive; }
+
+case_policy_two_pairs() {
+    pair_setup
+    fv_add_inner "$FV_NS_A" 198.51.100.1/32
+    fv_add_inner "$FV_NS_A" 198.51.100.129/32
+    fv_add_inner "$FV_NS_B" 203.0.113.1/32
+    fv_add_inner "$FV_NS_B" 203.0.113.129/32
+    write_conf a initiate main "" '[connection.policy_based]
+pairs = [
+    { local = "198.51.100.0/25", remote = "203.0.113.0/25" },
+    { local = "198.51.100.128/25", remote = "203.0.113.128/25" },
+]'
+    write_conf b respond main "" '[connection.policy_based]
+pairs = [
+    { local = "203.0.113.0/25", remote = "198.51.100.0/25" },
+    { local = "203.0.113.128/25", remote = "198.51.100.128/25" },
+]'
+    start_pair
+    local rc=0
+    e2e_wait_sas "$SOCK_A" "$PID_A" 2 20 || rc=$?
+    if [ "$rc" = 2 ] || ! kill -0 "$PID_B" 2>/dev/null; then
+        if grep -Ehi 'policy.?based.*(not (yet )?(supported|implemented)|unsupported)|(not (yet )?(supported|implemented)|unsupported).*policy' \
+            "$FV_TMP/daemon-a.log" "$FV_TMP/daemon-b.log" >"$FV_TMP/why" 2>/dev/null; then
+            skip "daemon reports policy-based connections unsupported: $(head -1 "$FV_TMP/why")"
+        fi
+        fail "a daemon exited during a policy-based negotiation"
+    fi
+    [ "$rc" = 0 ] || fail "side A: fewer than 2 IPsec SAs within 20 s ($(e2e_q "$SOCK_A" 'len(sas)') up)"
+    e2e_wait_sas "$SOCK_B" "$PID_B" 2 5 || fail "side B: fewer than 2 IPsec SAs"
+    ok "two IPsec SA pairs up: $(e2e_q "$SOCK_A" '", ".join(s["local_ts"] + "=" + s["remote_ts"] for s in sas)')"
+    e2e_ping "$FV_NS_A" 198.51.100.1 203.0.113.1 3
+    e2e_ping "$FV_NS_A" 198.51.100.129 203.0.113.129 3
+    e2e_ping "$FV_NS_B" 203.0.113.129 198.51.100.129 3
+    sleep 0.3
+    # Each pair's traffic went through its own SA.
+    [ "$(e2e_q "$SOCK_A" 'all(s["out_packets"] >= 3 and s["in_packets"] >= 3 for s in sas)')" = True ] ||
+        fail "not every SA carried traffic: $(e2e_status_json "$SOCK_A")"
+    counters_agree "$SOCK_A" "$SOCK_B" "A -> B"
+    counters_agree "$SOCK_B" "$SOCK_A" "B -> A"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A"
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B"
+}
+
+case_wrong_psk() {
+    PSK_B=not-the-same-secret pair_setup
+    write_conf a initiate main "" "[connection.route_based]
+interface = \"fv0\"
+address = \"$A_IN/32\""
+    write_conf b respond main "" "[connection.route_based]
+interface = \"fv0\"
+address = \"$B_IN/32\""
+    local t0
+    t0=$(date +%s)
+    start_pair
+    e2e_wait_log "$FV_TMP/daemon-b.log" 'authentication failed' 10 ||
+        e2e_wait_log "$FV_TMP/daemon-a.log" 'authentication failed' 1 ||
+        fail "no 'authentication failed' in either log within 10 s"
+    ok "log: $(grep -hi 'authentication failed' "$FV_TMP/daemon-b.log" "$FV_TMP/daemon-a.log" | head -1)"
+    while [ $(($(date +%s) - t0)) -lt 10 ]; do sleep 0.5; done
+    kill -0 "$PID_A" 2>/dev/null || fail "side A daemon exited after the failed negotiation"
+    kill -0 "$PID_B" 2>/dev/null || fail "side B daemon exited after the failed negotiation"
+    [ "$(e2e_q "$SOCK_A" 'len(sas)')" = 0 ] || fail "side A has an IPsec SA despite different PSKs"
+    [ "$(e2e_q "$SOCK_B" 'len(sas)')" = 0 ] || fail "side B has an IPsec SA despite different PSKs"
+    ok "no IPsec SA after 10 s, both daemons still running"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
+}
+
+case_unreachable() {
+    pair_setup
+    # Nobody answers: the peer namespace silently drops IKE (no ICMP port unreachable).
+    ip netns exec "$FV_NS_B" nft -f - <<'EOF'
+table inet e2e {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        udp dport { 500, 4500 } drop
+    }
+}
+EOF
+    write_conf a initiate main "" "[connection.route_based]
+interface = \"fv0\"
+address = \"$A_IN/32\""
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
+    PID_A="$E2E_PID"
+    e2e_wait_log "$FV_TMP/daemon-a.log" 'sending MM1' 5 || fail "side A never sent MM1"
+    e2e_wait_log "$FV_TMP/daemon-a.log" 'MM1 \(retransmit\)|retransmit.*MM1' 10 ||
+        fail "no retransmission of MM1 within 10 s"
+    ok "log: $(grep -Ei 'MM1 \(retransmit\)|retransmit.*MM1' "$FV_TMP/daemon-a.log" | head -1)"
+    if [ "${E2E_LONG:-0}" = 1 ]; then
+        e2e_wait_log "$FV_TMP/daemon-a.log" 'no response to MM1' 240 ||
+            fail "no 'no response to MM1 after N retransmissions' within 240 s"
+        ok "log: $(grep -i 'no response to MM1' "$FV_TMP/daemon-a.log" | head -1)"
+    fi
+    kill -0 "$PID_A" 2>/dev/null || fail "daemon exited while its peer is unreachable"
+    [ "$(e2e_q "$SOCK_A" 'len(sas)')" = 0 ] || fail "an IPsec SA with an unreachable peer?"
+    ok "daemon still running, no SA"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+}
+
+CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable)
+for c in ${E2E_CASES:-${CASES[*]}}; do
+    e2e_case "$c" "case_${c//-/_}"
+done
+e2e_summary "ferrovpn_pair.sh"
