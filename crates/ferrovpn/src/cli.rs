@@ -34,7 +34,7 @@ FILES:
 EXIT STATUS:
     0   success (for check: the configuration is valid)
     1   the configuration is invalid or the operation failed; the reason is printed on stderr
-    2   usage error, or the command is not implemented in this build";
+    2   usage error";
 
 /// Userspace IKEv1/IPsec VPN endpoint.
 #[derive(Debug, Parser)]
@@ -158,17 +158,31 @@ pub fn main() -> i32 {
 
 /// Runs a parsed command, writing its output and diagnostics to the given streams.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let not_yet = |err: &mut dyn Write, what: &str| {
-        let _ = writeln!(
-            err,
-            "ferrovpn {what}: not implemented yet in this build (the IKE and ESP engines are not wired to the daemon); `ferrovpn check` works"
-        );
-        EXIT_USAGE
-    };
     match cli.command {
-        Command::Up(_) => not_yet(err, "up"),
-        Command::Down(_) => not_yet(err, "down"),
-        Command::Status(_) => not_yet(err, "status"),
+        Command::Up(args) => up(args, err),
+        Command::Down(args) => match crate::daemon::control::request(&args.socket, "down") {
+            Ok(answer) => {
+                let _ = out.write_all(answer.as_bytes());
+                EXIT_OK
+            }
+            Err(e) => {
+                let _ = writeln!(err, "ferrovpn down: {e}");
+                EXIT_FAILURE
+            }
+        },
+        Command::Status(args) => {
+            let cmd = if args.json { "status json" } else { "status" };
+            match crate::daemon::control::request(&args.socket, cmd) {
+                Ok(answer) => {
+                    let _ = out.write_all(answer.as_bytes());
+                    EXIT_OK
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "ferrovpn status: {e}");
+                    EXIT_FAILURE
+                }
+            }
+        }
         Command::Check(args) => match Config::load(&args.config) {
             Ok(cfg) => {
                 let _ = out.write_all(describe(&args.config, &cfg).as_bytes());
@@ -179,6 +193,47 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 EXIT_FAILURE
             }
         },
+    }
+}
+
+/// `ferrovpn up`: validate, set up logging, run the daemon until a signal or `down`.
+fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
+    let cfg = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "{}: {e}", args.config.display());
+            return EXIT_FAILURE;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.daemon.log_level.name()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    if args.daemon {
+        // Detach from the terminal; logs keep going to the inherited stderr.
+        // SAFETY: daemon(3) before any thread is started.
+        if unsafe { libc::daemon(0, 1) } != 0 {
+            let _ = writeln!(
+                err,
+                "ferrovpn up: daemon(): {}",
+                std::io::Error::last_os_error()
+            );
+            return EXIT_FAILURE;
+        }
+    }
+    match crate::daemon::run(cfg) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            tracing::error!("{e}");
+            let _ = writeln!(err, "ferrovpn up: {e}");
+            EXIT_FAILURE
+        }
     }
 }
 
@@ -364,16 +419,18 @@ mod tests {
     }
 
     #[test]
-    fn unwired_commands_say_so_and_exit_2() {
+    fn commands_without_a_daemon_or_config_fail_with_a_reason() {
+        let (code, _, err) = run_args(&["ferrovpn", "up", "-c", "/nonexistent/x.toml"]);
+        assert_eq!(code, EXIT_FAILURE);
+        assert!(err.contains("/nonexistent/x.toml"), "{err}");
         for args in [
-            &["ferrovpn", "up", "-c", "x.toml"][..],
-            &["ferrovpn", "down"],
-            &["ferrovpn", "status", "--json"],
+            &["ferrovpn", "down", "--socket", "/nonexistent/s"][..],
+            &["ferrovpn", "status", "--json", "--socket", "/nonexistent/s"],
         ] {
             let (code, out, err) = run_args(args);
-            assert_eq!(code, EXIT_USAGE);
+            assert_eq!(code, EXIT_FAILURE);
             assert!(out.is_empty());
-            assert!(err.contains("not implemented yet in this build"), "{err}");
+            assert!(err.contains("is ferrovpn up running?"), "{err}");
         }
     }
 

@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod convert;
+pub mod daemon;
 pub mod ipnet;
 pub mod netlink;
 pub mod netns;

@@ -1,0 +1,149 @@
+//! Translations between the validated config, the IKE state machine and the ESP data plane.
+
+use std::time::Duration;
+
+use ferrovpn_esp::{
+    AesKeyLen, Cipher, Direction, Encap, GcmIcv, Integrity, Lifetimes, Limits, SaConfig, SecretKey,
+    TunnelEndpoints,
+};
+use ferrovpn_ike::algorithm::{EspCipher, EspIntegrity};
+use ferrovpn_ike::crypto::Secret;
+use ferrovpn_ike::{
+    ChildConfig, ChildSa, ConnectionConfig, DpdConfig, EspEncapsulation, IdValue, Phase1Mode,
+    TrafficSelector,
+};
+
+use crate::config::{Connection, Identity, Mode, NatTraversal, Tunnel};
+use crate::ipnet::IpNet;
+
+/// Replay window for inbound SAs (RFC 4303 §3.4.3; strongSwan uses 32, we keep more for reordering).
+pub const REPLAY_WINDOW: u32 = 1024;
+
+pub fn identity(id: &Identity) -> IdValue {
+    match id {
+        Identity::Ipv4(a) => IdValue::Ipv4(*a),
+        Identity::Ipv6(a) => IdValue::Ipv6(*a),
+        Identity::Fqdn(s) => IdValue::Fqdn(s.clone()),
+        Identity::UserFqdn(s) => IdValue::UserFqdn(s.clone()),
+        Identity::KeyId(k) => IdValue::KeyId(k.clone()),
+    }
+}
+
+pub fn selector(n: &IpNet) -> TrafficSelector {
+    TrafficSelector::subnet(n.addr(), n.prefix_len())
+}
+
+/// The state machine's view of a configured connection.
+pub fn connection(c: &Connection) -> ConnectionConfig {
+    let mut cfg = ConnectionConfig::new(&c.name, c.local_addr, c.remote_addr, c.psk.as_bytes());
+    cfg.local_id = identity(&c.local_id);
+    cfg.remote_id = identity(&c.remote_id);
+    cfg.psk = Secret::new(c.psk.as_bytes().to_vec());
+    cfg.mode = match c.mode {
+        Mode::Main => Phase1Mode::Main,
+        Mode::Aggressive => Phase1Mode::Aggressive,
+    };
+    cfg.ike_proposals = c.ike.clone();
+    cfg.ike_lifetime = c.ike_lifetime;
+    cfg.esp_proposals = c.esp.clone();
+    cfg.esp_lifetime = c.esp_lifetime;
+    cfg.esp_lifetime_kb = c.esp_lifetime_bytes.map(|b| b.div_ceil(1024));
+    cfg.children = match &c.tunnel {
+        Tunnel::RouteBased(r) => vec![ChildConfig {
+            local_ts: selector(&r.local_ts),
+            remote_ts: selector(&r.remote_ts),
+        }],
+        Tunnel::PolicyBased(pairs) => pairs
+            .iter()
+            .map(|p| ChildConfig {
+                local_ts: selector(&p.local),
+                remote_ts: selector(&p.remote),
+            })
+            .collect(),
+    };
+    cfg.nat_traversal = match c.nat_traversal {
+        NatTraversal::Auto => ferrovpn_ike::NatTraversal::Auto,
+        NatTraversal::Force => ferrovpn_ike::NatTraversal::Force,
+    };
+    cfg.dpd = c.dpd.map(|d| DpdConfig {
+        interval: d.interval,
+        timeout: d.timeout,
+    });
+    cfg.allow_aggressive_psk = c.allow_aggressive_psk;
+    cfg.allow_weak_dh = c.allow_weak_dh;
+    cfg
+}
+
+/// The data plane's cipher for a negotiated ESP transform; None for what it does not implement.
+pub fn cipher(c: EspCipher, i: Option<EspIntegrity>) -> Option<Cipher> {
+    let aes = |bits: u16| match bits {
+        128 => Some(AesKeyLen::Aes128),
+        256 => Some(AesKeyLen::Aes256),
+        _ => None,
+    };
+    Some(match (c, i) {
+        (EspCipher::AesGcm { key_bits, icv_len }, None) => Cipher::AesGcm {
+            key: aes(key_bits)?,
+            icv: match icv_len {
+                8 => GcmIcv::Icv8,
+                12 => GcmIcv::Icv12,
+                _ => GcmIcv::Icv16,
+            },
+        },
+        (EspCipher::ChaCha20Poly1305, None) => Cipher::ChaCha20Poly1305,
+        (EspCipher::AesCbc { key_bits }, Some(i)) => Cipher::AesCbc {
+            key: aes(key_bits)?,
+            integrity: match i {
+                EspIntegrity::HmacSha1_96 => Integrity::HmacSha1_96,
+                EspIntegrity::HmacSha256_128 => Integrity::HmacSha256_128,
+                EspIntegrity::HmacSha384_192 => Integrity::HmacSha384_192,
+                EspIntegrity::HmacSha512_256 => Integrity::HmacSha512_256,
+            },
+        },
+        _ => return None,
+    })
+}
+
+/// Both directions of a negotiated pair as data plane SAs: (inbound, outbound). The IKE
+/// lifetime is the hard limit; the soft limit is left to the control plane's rekey timer.
+pub fn esp_sas(c: &ChildSa) -> Option<(SaConfig, SaConfig)> {
+    let cipher = cipher(c.cipher, c.integrity)?;
+    let encap = match c.encapsulation {
+        EspEncapsulation::Raw => Encap::Raw,
+        EspEncapsulation::Udp {
+            local_port,
+            remote_port,
+        } => Encap::Udp {
+            local_port,
+            remote_port,
+        },
+    };
+    let tunnel = TunnelEndpoints {
+        local: c.local.ip(),
+        remote: c.remote.ip(),
+    };
+    let hard = Limits {
+        bytes: c.lifetime_kb.map(|kb| kb.saturating_mul(1024)),
+        packets: None,
+        time: Some(c.lifetime + Duration::from_secs(30)),
+    };
+    let make = |dir: Direction, keys: &ferrovpn_ike::EspKeys| SaConfig {
+        spi: keys.spi,
+        direction: dir,
+        cipher,
+        enc_key: SecretKey::new(&keys.enc_key),
+        auth_key: SecretKey::new(&keys.auth_key),
+        esn: c.esn,
+        replay_window: REPLAY_WINDOW,
+        encap,
+        tunnel,
+        lifetimes: Lifetimes {
+            soft: Limits::default(),
+            hard,
+        },
+    };
+    Some((
+        make(Direction::Inbound, &c.inbound),
+        make(Direction::Outbound, &c.outbound),
+    ))
+}

@@ -1,0 +1,315 @@
+//! The unix control socket: one request line (`status`, `status json`, `down`) per
+//! connection, answered by the event loop. Also the client side used by the CLI.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Sender};
+use ferrovpn_esp::Sad;
+use ferrovpn_ike::{Endpoint, Role};
+use serde_json::{json, Value};
+
+use super::dataplane::Shared;
+use super::{stats_of, ConnState};
+use crate::config::format_duration;
+
+pub enum Request {
+    Status(Sender<StatusView>),
+    Down(Sender<()>),
+}
+
+/// A status snapshot, as JSON and as the table people read.
+pub struct StatusView {
+    pub json: Value,
+}
+
+fn hex8(x: u32) -> String {
+    format!("{x:08x}")
+}
+
+impl StatusView {
+    pub fn collect(
+        endpoint: &Endpoint,
+        conns: &[ConnState],
+        sad: &Sad,
+        shared: &Shared,
+        started: Instant,
+    ) -> StatusView {
+        let now = Instant::now();
+        let ike_sas = endpoint.ike_sas(now);
+        let connections: Vec<Value> = conns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let ike: Vec<Value> = ike_sas
+                    .iter()
+                    .filter(|s| s.conn == i)
+                    .map(|s| {
+                        json!({
+                            "cookies": s.cookies.to_string(),
+                            "role": match s.role { Role::Initiator => "initiator", Role::Responder => "responder" },
+                            "mode": match s.mode { ferrovpn_ike::Phase1Mode::Main => "main", ferrovpn_ike::Phase1Mode::Aggressive => "aggressive" },
+                            "state": s.state,
+                            "local": s.local.to_string(),
+                            "remote": s.remote.to_string(),
+                            "proposal": s.proposal.map(|p| p.to_string()),
+                            "age_s": s.age.as_secs(),
+                            "lifetime_s": s.lifetime.as_secs(),
+                            "nat_floated": s.nat.floated,
+                            "nat_local_behind": s.nat.local_behind_nat,
+                            "nat_remote_behind": s.nat.remote_behind_nat,
+                            "peer_dpd": s.features.dpd,
+                            "quick_modes_in_flight": s.quick_modes_in_flight,
+                        })
+                    })
+                    .collect();
+                let ipsec: Vec<Value> = c
+                    .pairs
+                    .iter()
+                    .map(|p| {
+                        let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
+                        json!({
+                            "local_ts": p.child.local_ts.to_string(),
+                            "remote_ts": p.child.remote_ts.to_string(),
+                            "spi_in": hex8(p.child.inbound.spi),
+                            "spi_out": hex8(p.child.outbound.spi),
+                            "cipher": format!("{}{}", p.child.cipher.name(), p.child.integrity.map(|x| format!("-{}", x.name())).unwrap_or_default()),
+                            "pfs": p.child.pfs.map(|g| g.name()),
+                            "encap": match p.child.encapsulation { ferrovpn_ike::EspEncapsulation::Raw => "raw", _ => "udp" },
+                            "ike": p.ike.to_string(),
+                            "age_s": now.saturating_duration_since(p.established).as_secs(),
+                            "lifetime_s": p.child.lifetime.as_secs(),
+                            "in_packets": i.packets, "in_bytes": i.bytes,
+                            "out_packets": o.packets, "out_bytes": o.bytes,
+                            "auth_failures": i.auth_failures, "replay_drops": i.replay_drops,
+                            "bad_padding": i.bad_padding, "malformed": i.malformed,
+                            "expired_drops": i.expired_drops + o.expired_drops,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "name": c.cfg.name,
+                    "local_addr": c.cfg.local_addr.to_string(),
+                    "remote_addr": c.cfg.remote_addr.to_string(),
+                    "up": !c.pairs.is_empty(),
+                    "last_failure": c.last_failure,
+                    "ike_sas": ike,
+                    "ipsec_sas": ipsec,
+                })
+            })
+            .collect();
+        let ic = endpoint.counters();
+        let g = sad.global_stats();
+        let io = &shared.counters;
+        let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let json = json!({
+            "uptime_s": now.saturating_duration_since(started).as_secs(),
+            "connections": connections,
+            "counters": {
+                "ike": { "received": ic.received, "malformed": ic.malformed, "unknown_sa": ic.unknown_sa, "invalid_cookie": ic.invalid_cookie,
+                         "no_connection": ic.no_connection, "half_open_dropped": ic.half_open_dropped, "duplicates": ic.duplicates,
+                         "bad_hash": ic.bad_hash, "unexpected": ic.unexpected },
+                "esp": { "unknown_spi": g.unknown_spi, "unknown_sa": g.unknown_sa, "malformed": g.malformed,
+                         "no_policy": ld(&io.no_policy), "send_errors": ld(&io.send_errors), "tun_write_errors": ld(&io.tun_write_errors),
+                         "malformed_udp": ld(&io.malformed_udp) },
+            },
+        });
+        StatusView { json }
+    }
+
+    /// The table for people, in the order an engineer checks things: IKE, then IPsec.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let s = |v: &Value| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        };
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "ferrovpn up {}\n",
+            format_duration(Duration::from_secs(n(&self.json["uptime_s"])))
+        ));
+        for c in self.json["connections"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "\nconnection {} ({} -> {}): {}\n",
+                s(&c["name"]),
+                s(&c["local_addr"]),
+                s(&c["remote_addr"]),
+                if c["up"].as_bool() == Some(true) {
+                    "UP"
+                } else {
+                    "DOWN"
+                }
+            ));
+            if let Some(f) = c["last_failure"].as_str() {
+                out.push_str(&format!("  last failure: {f}\n"));
+            }
+            for k in c["ike_sas"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  IKE  {}  {} {} {}  {} -> {}  {}  age {}s/{}s{}{}\n",
+                    s(&k["cookies"]),
+                    s(&k["mode"]),
+                    s(&k["role"]),
+                    s(&k["state"]),
+                    s(&k["local"]),
+                    s(&k["remote"]),
+                    k["proposal"].as_str().unwrap_or("-"),
+                    n(&k["age_s"]),
+                    n(&k["lifetime_s"]),
+                    if k["nat_floated"].as_bool() == Some(true) {
+                        "  NAT-T"
+                    } else {
+                        ""
+                    },
+                    if k["peer_dpd"].as_bool() == Some(true) {
+                        "  DPD"
+                    } else {
+                        ""
+                    },
+                ));
+            }
+            for p in c["ipsec_sas"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  ESP  {} === {}  spi in {} out {}  {} ({}{})  age {}s/{}s\n       in {} pkts {} bytes  out {} pkts {} bytes  drops: auth {} replay {} padding {} malformed {}\n",
+                    s(&p["local_ts"]),
+                    s(&p["remote_ts"]),
+                    s(&p["spi_in"]),
+                    s(&p["spi_out"]),
+                    s(&p["cipher"]),
+                    s(&p["encap"]),
+                    p["pfs"].as_str().map(|g| format!(", pfs {g}")).unwrap_or_default(),
+                    n(&p["age_s"]),
+                    n(&p["lifetime_s"]),
+                    n(&p["in_packets"]),
+                    n(&p["in_bytes"]),
+                    n(&p["out_packets"]),
+                    n(&p["out_bytes"]),
+                    n(&p["auth_failures"]),
+                    n(&p["replay_drops"]),
+                    n(&p["bad_padding"]),
+                    n(&p["malformed"]),
+                ));
+            }
+        }
+        out.push_str(&format!("\ncounters: {}\n", self.json["counters"]));
+        out
+    }
+}
+
+/// The control socket's listener thread.
+pub struct ControlServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Binds `path` (refusing when another daemon answers there) and serves requests.
+pub fn serve(
+    path: &Path,
+    requests: Sender<Request>,
+    waker: Arc<mio::Waker>,
+) -> io::Result<ControlServer> {
+    if UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another ferrovpn answers on {}", path.display()),
+        ));
+    }
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = handle(stream, &requests, &waker);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        })?;
+    Ok(ControlServer {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn handle(stream: UnixStream, requests: &Sender<Request>, waker: &mio::Waker) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut line = String::new();
+    BufReader::new(stream.try_clone()?)
+        .take(256)
+        .read_line(&mut line)?;
+    let mut out = stream;
+    let timeout = Duration::from_secs(5);
+    match line.trim() {
+        cmd @ ("status" | "status json") => {
+            let (tx, rx) = bounded(1);
+            requests
+                .send(Request::Status(tx))
+                .map_err(|_| io::Error::other("daemon stopping"))?;
+            waker.wake()?;
+            let view = rx
+                .recv_timeout(timeout)
+                .map_err(|_| io::Error::other("no answer"))?;
+            let text = if cmd == "status json" {
+                format!("{}\n", view.json)
+            } else {
+                view.table()
+            };
+            out.write_all(text.as_bytes())
+        }
+        "down" => {
+            let (tx, rx) = bounded(1);
+            requests
+                .send(Request::Down(tx))
+                .map_err(|_| io::Error::other("daemon stopping"))?;
+            waker.wake()?;
+            rx.recv_timeout(timeout)
+                .map_err(|_| io::Error::other("no answer"))?;
+            out.write_all(b"ok: shutting down\n")
+        }
+        other => out.write_all(
+            format!("error: unknown request {other:?} (status, status json, down)\n").as_bytes(),
+        ),
+    }
+}
+
+/// Sends one request to a running daemon and returns its answer.
+pub fn request(path: &PathBuf, cmd: &str) -> io::Result<String> {
+    let mut s = UnixStream::connect(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{}: {e} (is ferrovpn up running?)", path.display()),
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("{cmd}\n").as_bytes())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}

@@ -1,0 +1,618 @@
+//! `ferrovpn up`: the IKE endpoint on a mio loop (UDP 500 here, UDP 4500 via the ESP receive
+//! pipeline, timers, signals, control requests), the ESP pipelines on worker threads, and the
+//! TUN devices, routes and rules of each connection, removed again on exit.
+
+pub mod control;
+pub mod dataplane;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use ferrovpn_esp::{Clock, Mode as PipeMode, MonotonicClock, Pipeline, SaHandle, Sad};
+use ferrovpn_ike::{ChildSa, Cookies, Datagram, Endpoint, Event, Settings};
+use mio::net::UdpSocket as MioUdp;
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Token, Waker};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Connection, Start, Tunnel};
+use crate::convert;
+use crate::ipnet::IpNet;
+use crate::netlink::{self, Netlink};
+use crate::routing::{self, Installed, PolicyRouting};
+use crate::socket::{self, RawEsp, SocketOptions};
+use crate::tun::{Tun, TunOptions};
+use control::{Request, StatusView};
+use dataplane::{EspSink, EspSource, Policy, Shared, TunSink, TunSource};
+
+const WAKER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+/// UDP 500 sockets use tokens from here on.
+const IKE_BASE: usize = 16;
+
+/// MTU of a tunnel interface when the config gives none: 1500 minus the worst ESP-in-UDP
+/// overhead we negotiate (IPv4 20 + UDP 8 + ESP 8 + IV 16 + padding 15 + 2 + ICV 32).
+pub const DEFAULT_TUNNEL_MTU: u32 = 1399;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}: {1}")]
+    Io(&'static str, io::Error),
+    #[error("connection \"{conn}\": {what}")]
+    Setup { conn: String, what: String },
+}
+
+/// One IPsec SA pair installed in the data plane.
+#[derive(Debug, Clone)]
+pub struct InstalledPair {
+    pub ike: Cookies,
+    pub child: ChildSa,
+    pub inbound: SaHandle,
+    pub outbound: SaHandle,
+    pub established: Instant,
+}
+
+/// Per-connection state the daemon keeps beside the IKE endpoint.
+pub struct ConnState {
+    pub cfg: Connection,
+    pub tun: Option<usize>,
+    pub routing: Option<Installed>,
+    pub pairs: Vec<InstalledPair>,
+    pub retry_at: Option<Instant>,
+    pub backoff: Duration,
+    pub last_failure: Option<String>,
+}
+
+struct Daemon {
+    endpoint: Endpoint,
+    conns: Vec<ConnState>,
+    sad: Arc<Sad>,
+    shared: Arc<Shared>,
+    clock: Arc<MonotonicClock>,
+    ike500: Vec<(SocketAddr, MioUdp)>,
+    nat_t: HashMap<IpAddr, Arc<UdpSocket>>,
+    started: Instant,
+    stop: bool,
+}
+
+/// Blocks SIGINT/SIGTERM in every thread and returns a signalfd that reports them.
+fn signal_fd() -> io::Result<OwnedFd> {
+    // SAFETY: sigset manipulation on a local, then pthread_sigmask/signalfd with valid pointers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Brings every connection up and runs until SIGINT/SIGTERM or `ferrovpn down`.
+pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    let sigfd = signal_fd().map_err(|e| DaemonError::Io("signalfd", e))?;
+    let mut nl =
+        Netlink::open().map_err(|e| DaemonError::Io("netlink", io::Error::other(e.to_string())))?;
+    let policy_routing = PolicyRouting::default();
+    let fwmark = cfg.connections.iter().any(|c| match &c.tunnel {
+        Tunnel::RouteBased(r) => routing::needs_fwmark(&r.routes),
+        Tunnel::PolicyBased(p) => p.iter().any(|x| x.remote.is_default()),
+    });
+    let opts = SocketOptions {
+        fwmark: fwmark.then_some(policy_routing.fwmark),
+        nonblocking: true,
+    };
+
+    // Sockets, one set per local address.
+    let mut locals: Vec<IpAddr> = cfg.connections.iter().map(|c| c.local_addr).collect();
+    locals.sort();
+    locals.dedup();
+    let mut ike500 = Vec::new();
+    let mut nat_t = HashMap::new();
+    let mut raw = HashMap::new();
+    for &ip in &locals {
+        let s =
+            socket::bind_ike(ip, &opts).map_err(|e| DaemonError::Io("binding UDP 500/4500", e))?;
+        ike500.push((SocketAddr::new(ip, 500), MioUdp::from_std(s.ike)));
+        nat_t.insert(ip, Arc::new(s.nat_t));
+        raw.insert(
+            ip,
+            Arc::new(RawEsp::open(ip, &opts).map_err(|e| DaemonError::Io("raw ESP socket", e))?),
+        );
+    }
+
+    // TUN devices, addresses and routes.
+    let mut tuns = Vec::new();
+    let mut conns = Vec::new();
+    for (i, c) in cfg.connections.iter().enumerate() {
+        let (name, address, mtu, routes): (String, _, _, Vec<IpNet>) = match &c.tunnel {
+            Tunnel::RouteBased(r) => (
+                r.interface.clone(),
+                r.address,
+                r.mtu.map(u32::from),
+                r.routes.clone(),
+            ),
+            Tunnel::PolicyBased(p) => (
+                format!("fvpol{i}"),
+                None,
+                None,
+                p.iter().map(|x| x.remote).collect(),
+            ),
+        };
+        let setup = |what: String| DaemonError::Setup {
+            conn: c.name.clone(),
+            what,
+        };
+        let tun = Tun::open(
+            &name,
+            TunOptions {
+                multi_queue: false,
+                vnet_hdr: false,
+                nonblocking: true,
+            },
+        )
+        .map_err(|e| setup(format!("TUN {name}: {e}")))?;
+        let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
+        tun.set_mtu(&mut nl, mtu.unwrap_or(DEFAULT_TUNNEL_MTU))
+            .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
+        if let Some(a) = address {
+            nl.add_address(ifindex, a)
+                .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
+        }
+        tun.up(&mut nl)
+            .map_err(|e| setup(format!("bringing {name} up: {e}")))?;
+        let installed = routing::setup(&mut nl, ifindex, &routes, &policy_routing)
+            .map_err(|e| setup(format!("routes via {name}: {e}")))?;
+        info!(conn = %c.name, "interface {name} up (mtu {}), routes {:?}", mtu.unwrap_or(DEFAULT_TUNNEL_MTU), routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+        tuns.push(Arc::new(tun));
+        conns.push(ConnState {
+            cfg: c.clone(),
+            tun: Some(tuns.len() - 1),
+            routing: Some(installed),
+            pairs: Vec::new(),
+            retry_at: None,
+            backoff: Duration::from_secs(5),
+            last_failure: None,
+        });
+    }
+
+    let shared = Arc::new(Shared {
+        tuns,
+        policies: RwLock::new(Vec::new()),
+        inbound: RwLock::new(HashMap::new()),
+        raw,
+        nat_t: nat_t.clone(),
+        counters: Default::default(),
+    });
+
+    let mut poll = Poll::new().map_err(|e| DaemonError::Io("poll", e))?;
+    let waker =
+        Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| DaemonError::Io("waker", e))?);
+    let (ike_tx, ike_rx) = crossbeam_channel::unbounded::<Datagram>();
+    let (req_tx, req_rx) = crossbeam_channel::unbounded::<Request>();
+
+    let sad = Arc::new(Sad::new());
+    let clock = Arc::new(MonotonicClock::new());
+    let workers = cfg.daemon.workers.get();
+    let encap = Pipeline::builder(sad.clone(), PipeMode::Encap)
+        .workers(workers)
+        .clock(clock.clone())
+        .spawn(
+            TunSource {
+                shared: shared.clone(),
+            },
+            EspSink {
+                shared: shared.clone(),
+            },
+        )
+        .map_err(|e| DaemonError::Io("encap pipeline", e))?;
+    let decap = Pipeline::builder(sad.clone(), PipeMode::Decap)
+        .workers(workers)
+        .clock(clock.clone())
+        .spawn(
+            EspSource::new(shared.clone(), ike_tx, waker.clone()),
+            TunSink {
+                shared: shared.clone(),
+            },
+        )
+        .map_err(|e| DaemonError::Io("decap pipeline", e))?;
+    let control = control::serve(&cfg.daemon.control_socket, req_tx, waker.clone())
+        .map_err(|e| DaemonError::Io("control socket", e))?;
+    info!("control socket {}", cfg.daemon.control_socket.display());
+
+    for (i, (_, s)) in ike500.iter_mut().enumerate() {
+        poll.registry()
+            .register(s, Token(IKE_BASE + i), Interest::READABLE)
+            .map_err(|e| DaemonError::Io("poll register", e))?;
+    }
+    poll.registry()
+        .register(
+            &mut SourceFd(&sigfd.as_raw_fd()),
+            SIGNALS,
+            Interest::READABLE,
+        )
+        .map_err(|e| DaemonError::Io("poll register", e))?;
+
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let mut endpoint = Endpoint::new(Settings::default(), seed);
+    for c in &conns {
+        endpoint.add_connection(convert::connection(&c.cfg));
+    }
+    let mut d = Daemon {
+        endpoint,
+        conns,
+        sad,
+        shared,
+        clock,
+        ike500,
+        nat_t,
+        started: Instant::now(),
+        stop: false,
+    };
+    let now = Instant::now();
+    for i in 0..d.conns.len() {
+        if d.conns[i].cfg.start == Start::Initiate {
+            info!(conn = %d.conns[i].cfg.name, "initiating");
+            d.endpoint.initiate(now, i);
+        } else {
+            info!(conn = %d.conns[i].cfg.name, "waiting for the peer to initiate");
+        }
+    }
+    d.flush();
+
+    let result = d.event_loop(&mut poll, &sigfd, &ike_rx, &req_rx);
+
+    // Orderly exit: deletes to peers, then the data plane, then the OS state.
+    info!("shutting down: sending deletes, removing routes, rules and interfaces");
+    d.endpoint.shutdown(Instant::now());
+    d.flush();
+    control.stop();
+    encap.shutdown();
+    decap.shutdown();
+    for c in &mut d.conns {
+        if let Some(inst) = c.routing.take() {
+            for e in routing::teardown(&mut nl, inst) {
+                warn!("teardown: {e}");
+            }
+        }
+    }
+    for e in nl.undo_all() {
+        warn!("teardown: {e}");
+    }
+    let _ = std::fs::remove_file(&cfg.daemon.control_socket);
+    result
+}
+
+impl Daemon {
+    fn event_loop(
+        &mut self,
+        poll: &mut Poll,
+        sigfd: &OwnedFd,
+        ike_rx: &Receiver<Datagram>,
+        req_rx: &Receiver<Request>,
+    ) -> Result<(), DaemonError> {
+        let mut events = mio::Events::with_capacity(64);
+        let mut buf = vec![0u8; 65536];
+        while !self.stop {
+            let now = Instant::now();
+            let mut next = now + Duration::from_secs(1);
+            if let Some(t) = self.endpoint.poll_timeout() {
+                next = next.min(t);
+            }
+            for c in &self.conns {
+                if let Some(t) = c.retry_at {
+                    next = next.min(t);
+                }
+            }
+            if let Err(e) = poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(DaemonError::Io("poll", e));
+                }
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNALS => {
+                        let mut info = [0u8; 128];
+                        // SAFETY: reading a signalfd_siginfo-sized record into a local buffer.
+                        let n = unsafe {
+                            libc::read(sigfd.as_raw_fd(), info.as_mut_ptr().cast(), info.len())
+                        };
+                        if n > 0 {
+                            info!("signal received");
+                            self.stop = true;
+                        }
+                    }
+                    Token(t) if t >= IKE_BASE => {
+                        if let Some((local, sock)) = self.ike500.get(t - IKE_BASE) {
+                            let local = *local;
+                            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                                let data = buf.get(..n).unwrap_or_default().to_vec();
+                                self.endpoint.handle_datagram(
+                                    now,
+                                    Datagram {
+                                        local,
+                                        remote: from,
+                                        data,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while let Ok(d) = ike_rx.try_recv() {
+                self.endpoint.handle_datagram(now, d);
+            }
+            while let Ok(req) = req_rx.try_recv() {
+                self.answer(req);
+            }
+            self.endpoint.handle_timeout(now);
+            for i in 0..self.conns.len() {
+                if self.conns[i].retry_at.is_some_and(|t| t <= now) {
+                    self.conns[i].retry_at = None;
+                    if !self.endpoint.is_up(i) {
+                        info!(conn = %self.conns[i].cfg.name, "initiating again");
+                        self.endpoint.initiate(now, i);
+                    }
+                }
+            }
+            self.sad.poll_lifetimes(self.clock.now());
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Sends what the endpoint queued and acts on its events.
+    fn flush(&mut self) {
+        while let Some(d) = self.endpoint.poll_transmit() {
+            let r = if d.local.port() == 4500 {
+                let mut framed = Vec::with_capacity(d.data.len() + 4);
+                framed.extend_from_slice(&ferrovpn_esp::nat_t::NON_ESP_MARKER);
+                framed.extend_from_slice(&d.data);
+                match self.nat_t.get(&d.local.ip()) {
+                    Some(s) => s.send_to(&framed, d.remote),
+                    None => Err(io::Error::other("no UDP 4500 socket for that address")),
+                }
+            } else {
+                match self.ike500.iter().find(|(a, _)| a.ip() == d.local.ip()) {
+                    Some((_, s)) => s.send_to(&d.data, d.remote),
+                    None => Err(io::Error::other("no UDP 500 socket for that address")),
+                }
+            };
+            if let Err(e) = r {
+                warn!("sending to {}: {e}", d.remote);
+            }
+        }
+        while let Some(e) = self.endpoint.poll_event() {
+            self.on_event(e);
+        }
+    }
+
+    fn conn_name(&self, i: usize) -> String {
+        self.conns
+            .get(i)
+            .map(|c| c.cfg.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Message(m) => info!("{m}"),
+            Event::IkeSaEstablished {
+                conn,
+                cookies,
+                role,
+                mode,
+                proposal,
+                lifetime,
+                peer,
+                features,
+                nat,
+            } => {
+                info!(
+                    conn = %self.conn_name(conn),
+                    "IKE SA established ({} as {:?}) {cookies} with {peer}: {proposal}, lifetime {}s, NAT {} (local behind: {}, remote behind: {}), peer DPD {}",
+                    mode.name(),
+                    role,
+                    lifetime.as_secs(),
+                    if nat.floated { "floated to 4500" } else { "none" },
+                    nat.local_behind_nat,
+                    nat.remote_behind_nat,
+                    features.dpd
+                );
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.backoff = Duration::from_secs(5);
+                    c.last_failure = None;
+                }
+            }
+            Event::IkeSaFailed {
+                conn,
+                cookies,
+                peer,
+                reason,
+            } => {
+                let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
+                error!(conn = %name, "IKE SA {cookies} with {peer} failed: {reason}");
+                if let Some(c) = conn.and_then(|c| self.conns.get_mut(c)) {
+                    c.last_failure = Some(reason.to_string());
+                }
+                if let Some(c) = conn {
+                    self.schedule_retry(c);
+                }
+            }
+            Event::IkeSaDeleted {
+                conn,
+                cookies,
+                reason,
+            } => {
+                info!(conn = %self.conn_name(conn), "IKE SA {cookies} deleted: {reason}");
+                self.schedule_retry(conn);
+            }
+            Event::PeerDead { conn, cookies } => {
+                warn!(conn = %self.conn_name(conn), "peer dead (DPD) on IKE SA {cookies}");
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.last_failure = Some("peer dead (DPD)".into());
+                }
+            }
+            Event::ChildSaEstablished(child) => self.install(child),
+            Event::ChildSaFailed {
+                conn,
+                cookies,
+                message_id,
+                reason,
+            } => {
+                error!(conn = %self.conn_name(conn), "Quick Mode {message_id:08x} on {cookies} failed: {reason}");
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.last_failure = Some(reason.to_string());
+                }
+            }
+            Event::ChildSaDeleted {
+                conn,
+                inbound_spi,
+                outbound_spi,
+                reason,
+            } => self.uninstall(conn, inbound_spi, outbound_spi, &reason),
+            Event::InitialContact { conn, cookies } => {
+                info!(conn = %self.conn_name(conn), "INITIAL-CONTACT on {cookies}: the peer (re)started")
+            }
+            Event::NotifyReceived {
+                conn,
+                cookies,
+                notify,
+            } => {
+                let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
+                info!(conn = %name, "notify {} on {cookies}", notify.name());
+            }
+        }
+    }
+
+    /// Initiating connections come back by themselves, with backoff up to 5 minutes.
+    fn schedule_retry(&mut self, conn: usize) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.cfg.start != Start::Initiate || c.retry_at.is_some() || self.stop {
+            return;
+        }
+        c.retry_at = Some(Instant::now() + c.backoff);
+        info!(conn = %c.cfg.name, "will initiate again in {}s", c.backoff.as_secs());
+        c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
+    }
+
+    fn install(&mut self, child: ChildSa) {
+        let name = self.conn_name(child.conn);
+        let Some((inb, outb)) = convert::esp_sas(&child) else {
+            error!(conn = %name, "negotiated ESP transform {} is not implemented by the data plane", child.cipher.name());
+            return;
+        };
+        let now = self.clock.now();
+        let (h_in, h_out) = match (self.sad.add(&inb, now), self.sad.add(&outb, now)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                error!(conn = %name, "installing SA pair failed: {:?} {:?}", a.err(), b.err());
+                return;
+            }
+        };
+        let Some(c) = self.conns.get_mut(child.conn) else {
+            return;
+        };
+        if let Some(tun) = c.tun {
+            if let Ok(mut m) = self.shared.inbound.write() {
+                m.insert(h_in, tun);
+            }
+            if let Ok(mut p) = self.shared.policies.write() {
+                p.push(Policy {
+                    tun,
+                    local: IpNet::truncating(child.local_ts.addr, child.local_ts.prefix_len),
+                    remote: IpNet::truncating(child.remote_ts.addr, child.remote_ts.prefix_len),
+                    handle: h_out,
+                });
+            }
+        }
+        info!(
+            conn = %name,
+            "IPsec SA installed: {} === {} spi in {:08x} out {:08x}, {}{}, {:?}, lifetime {}s",
+            child.local_ts,
+            child.remote_ts,
+            child.inbound.spi,
+            child.outbound.spi,
+            child.cipher.name(),
+            child.integrity.map(|i| format!("-{}", i.name())).unwrap_or_default(),
+            child.encapsulation,
+            child.lifetime.as_secs()
+        );
+        c.pairs.push(InstalledPair {
+            ike: child.ike,
+            inbound: h_in,
+            outbound: h_out,
+            established: Instant::now(),
+            child,
+        });
+    }
+
+    fn uninstall(&mut self, conn: usize, spi_in: u32, spi_out: u32, reason: &str) {
+        let name = self.conn_name(conn);
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let Some(i) = c
+            .pairs
+            .iter()
+            .position(|p| p.child.inbound.spi == spi_in && p.child.outbound.spi == spi_out)
+        else {
+            return;
+        };
+        let p = c.pairs.swap_remove(i);
+        if let Ok(mut pol) = self.shared.policies.write() {
+            pol.retain(|x| x.handle != p.outbound);
+        }
+        if let Ok(mut m) = self.shared.inbound.write() {
+            m.remove(&p.inbound);
+        }
+        let _ = self.sad.remove(p.inbound);
+        let _ = self.sad.remove(p.outbound);
+        info!(conn = %name, "IPsec SA removed: spi in {spi_in:08x} out {spi_out:08x} ({reason})");
+        if c.pairs.is_empty() && !self.endpoint.is_up(conn) {
+            self.schedule_retry(conn);
+        }
+    }
+
+    fn answer(&mut self, req: Request) {
+        match req {
+            Request::Status(reply) => {
+                let view = StatusView::collect(
+                    &self.endpoint,
+                    &self.conns,
+                    &self.sad,
+                    &self.shared,
+                    self.started,
+                );
+                let _ = reply.send(view);
+            }
+            Request::Down(reply) => {
+                info!("down requested over the control socket");
+                self.stop = true;
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+/// Direction helper for status: which SAD handle holds which counters.
+pub fn stats_of(sad: &Sad, h: SaHandle) -> ferrovpn_esp::SaStats {
+    sad.stats(h).unwrap_or_default()
+}
