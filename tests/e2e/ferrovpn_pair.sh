@@ -52,14 +52,21 @@ start_pair() {
     PID_A="$E2E_PID"
 }
 
-# counters_agree SOCK_TX SOCK_RX WHAT: packets sent on one side ≈ packets received on the other.
+# counters_agree SOCK_TX SOCK_RX NS_RX WHAT: ESP packets sent on one side = packets received on
+# the other + what the receiver's kernel dropped before the daemon read it (small slack for
+# packets in flight).
 counters_agree() {
-    local out in
+    local out in drops
     out="$(e2e_q "$1" 'total("out_packets")')"
     in="$(e2e_q "$2" 'total("in_packets")')"
-    python3 -c "import sys; o,i=$out,$in; sys.exit(0 if o>0 and abs(o-i) <= max(3, o//100) else 1)" ||
-        fail "$3: $out ESP packets sent but $in received by the peer"
-    ok "$3: $out ESP packets sent, $in received by the peer"
+    drops="$(e2e_socket_drops "$3")"
+    python3 -c "import sys; o,i,d=$out,$in,$drops; sys.exit(0 if o>0 and i<=o and abs(o-i-d) <= max(3, o//200) else 1)" ||
+        fail "$4: $out ESP packets sent but $in received and $drops dropped by the receiver's socket buffers"
+    if [ "$drops" -gt 0 ]; then
+        ok "$4: $out ESP packets sent, $in received by the peer, $drops ($((100 * drops / out))%) dropped on the peer's full socket receive buffer (WARNING: loss on a lossless veth)"
+    else
+        ok "$4: $out ESP packets sent, $in received by the peer"
+    fi
 }
 
 route_pair() {
@@ -92,17 +99,24 @@ routes = [\"198.51.100.0/24\"]"
     [ "$(e2e_q "$SOCK_A" 'sas[0]["spi_out"]')" = "$(e2e_q "$SOCK_B" 'sas[0]["spi_in"]')" ] ||
         fail "A's outbound SPI is not B's inbound SPI"
     ok "status: $mode mode, cookies $(e2e_q "$SOCK_A" 'ikes[0]["cookies"]'), $(e2e_q "$SOCK_A" 'sas[0]["cipher"]')"
-    ip -n "$FV_NS_A" route show table all | grep -q "^default dev fv0" ||
-        { ip -n "$FV_NS_A" route show table all >&2; fail "side A: no default route into fv0"; }
-    ip -n "$FV_NS_A" rule show | grep -q fwmark || fail "side A: no fwmark policy rule for the default route"
-    "$FERROVPN" status --socket "$SOCK_A" | grep -q e2e || fail "text status does not name the connection"
+    local routes rules text
+    routes="$(ip -n "$FV_NS_A" route show table all)"
+    rules="$(ip -n "$FV_NS_A" rule show)"
+    grep -q "^default dev fv0" <<<"$routes" || { echo "$routes" >&2; fail "side A: no default route into fv0"; }
+    grep -q fwmark <<<"$rules" || { echo "$rules" >&2; fail "side A: no fwmark policy rule for the default route"; }
+    ok "side A: default route into fv0 in its own table, fwmark rule: $(grep fwmark <<<"$rules" | head -1 | tr -s ' \t' ' ')"
+    text="$("$FERROVPN" status --socket "$SOCK_A")"
+    grep -q e2e <<<"$text" || { echo "$text" >&2; fail "text status does not name the connection"; }
 
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3
+    sleep 0.2
+    counters_agree "$SOCK_A" "$SOCK_B" "$FV_NS_B" "after ping, A -> B"
+    counters_agree "$SOCK_B" "$SOCK_A" "$FV_NS_A" "after ping, B -> A"
     e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" "$XFER_MB"
     sleep 0.5
-    counters_agree "$SOCK_A" "$SOCK_B" "A -> B"
-    counters_agree "$SOCK_B" "$SOCK_A" "B -> A"
+    counters_agree "$SOCK_A" "$SOCK_B" "$FV_NS_B" "after TCP, A -> B"
+    counters_agree "$SOCK_B" "$SOCK_A" "$FV_NS_A" "after TCP, B -> A"
     [ "$(e2e_q "$SOCK_A" "total('out_bytes') >= $XFER_MB * 1048576")" = True ] ||
         fail "side A counted fewer ESP bytes out than the transfer"
     [ "$(e2e_q "$SOCK_B" 'total("auth_failures") + total("replay_drops")')" = 0 ] ||
@@ -151,8 +165,8 @@ pairs = [
     # Each pair's traffic went through its own SA.
     [ "$(e2e_q "$SOCK_A" 'all(s["out_packets"] >= 3 and s["in_packets"] >= 3 for s in sas)')" = True ] ||
         fail "not every SA carried traffic: $(e2e_status_json "$SOCK_A")"
-    counters_agree "$SOCK_A" "$SOCK_B" "A -> B"
-    counters_agree "$SOCK_B" "$SOCK_A" "B -> A"
+    counters_agree "$SOCK_A" "$SOCK_B" "$FV_NS_B" "A -> B"
+    counters_agree "$SOCK_B" "$SOCK_A" "$FV_NS_A" "B -> A"
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A"
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B"
 }

@@ -37,7 +37,7 @@ e2e_binary() {
     # A build whose daemon is not wired yet says so with exit status 2.
     local out rc=0
     out="$("$FERROVPN" status --socket /nonexistent/ferrovpn-e2e.sock 2>&1)" || rc=$?
-    if [ "$rc" = 2 ] && printf '%s' "$out" | grep -q 'not implemented'; then
+    if [ "$rc" = 2 ] && printf '%s' "$out" | grep 'not implemented' >/dev/null; then
         if [ "${CI:-}" = true ]; then
             e2e_say "FAIL: this ferrovpn build has no daemon ('$out') and CI=true"
             exit 1
@@ -191,11 +191,18 @@ e2e_wait_log() {
     return 1
 }
 
+# Datagrams the kernel dropped on full receive buffers of sockets in NS (raw ESP, UDP 500/4500);
+# the namespace is fresh, so all of them are the daemon's (or charon's).
+e2e_socket_drops() {
+    ip netns exec "$1" cat /proc/net/raw /proc/net/udp |
+        awk '$1 ~ /^[0-9]+:$/ { d += $NF } END { print d + 0 }'
+}
+
 # e2e_wait_udp NS PORT SECONDS: wait until something listens on UDP PORT in NS.
 e2e_wait_udp() {
     local i
     for ((i = 0; i < $3 * 10; i++)); do
-        ip netns exec "$1" ss -Huln "sport = :$2" 2>/dev/null | grep -q . && return 0
+        ip netns exec "$1" ss -Huln "sport = :$2" 2>/dev/null | grep . >/dev/null && return 0
         sleep 0.1
     done
     return 1
@@ -218,7 +225,7 @@ e2e_down() {
     if [ -n "$ifc" ] && ip -n "$ns" link show "$ifc" >/dev/null 2>&1; then
         fail "TUN $ifc still exists in $ns after the daemon exited"
     fi
-    if ip -n "$ns" rule show | grep -q fwmark; then
+    if ip -n "$ns" rule show | grep fwmark >/dev/null; then
         ip -n "$ns" rule show >&2
         fail "fwmark policy rules left behind in $ns after the daemon exited"
     fi
