@@ -126,7 +126,7 @@ banner "iperf3: ${SECONDS_IPERF} s of TCP from site A to site B through the tunn
 FV_SPAWN_LOG="$FV_TMP/iperf3-server.log" fv_spawn "$NS_B" iperf3 -s -1 -B 203.0.113.1
 IPERF_PID="$FV_LAST_PID"
 for _ in $(seq 1 50); do
-    ip netns exec "$NS_B" ss -Htln 'sport = :5201' | grep -q . && break
+    ip netns exec "$NS_B" ss -Htln 'sport = :5201' | grep . >/dev/null && break
     sleep 0.1
 done
 ip netns exec "$NS_A" iperf3 -c 203.0.113.1 -B 198.51.100.1 -t "$SECONDS_IPERF" -i 2 | indent
