@@ -12,11 +12,17 @@
 //!   `poll_lifetimes(now)`. Key lengths are checked here, never per packet.
 //! - [`SadReader`] (one per thread, `sad.reader()`): `encap_batch(&mut [PacketBuf], now)` and
 //!   `decap_batch(&mut [PacketBuf], now)`, in place in caller buffers with headroom/tailroom;
-//!   each packet gets a [`Verdict`] (`Ok` or `Dropped(EspError)`, counted per SA).
+//!   each packet gets a [`Verdict`] (`Ok` or `Dropped(EspError)`, counted per SA). For custom
+//!   pipelines the steps are exposed: `assign_seq` (arrival order), `decap_open_batch`
+//!   (parallel: pre-check, ICV, decrypt) and `decap_commit_batch` (arrival order: window update).
 //! - [`Pipeline::builder`]`(sad, Mode::Encap | Mode::Decap)` `.workers(n).spawn(source, sink)`:
 //!   parallel crypto with per-SA order preserved, I/O behind [`PacketSource`] / [`PacketSink`].
 //! - [`nat_t::classify`] sorts UDP/4500 payloads into IKE / ESP / keepalive / malformed.
 //! - [`EspCrypto`] is the mode-agnostic layer below SAs (seal/open one packet, trailer parse).
+//!
+//! Keys: [`SecretKey`] is wiped on drop and prints redacted; ICVs are compared in constant time
+//! (AEAD libraries, `subtle` for HMAC and GCM-8). Bad input never panics: every drop is an
+//! [`EspError`] and a counter.
 //!
 //! Time is always an argument ([`Timestamp`]) or a [`Clock`], so tests are deterministic.
 

@@ -12,7 +12,7 @@ use aes_gcm::aead::consts::{U12, U16};
 use aes_gcm::aead::{AeadCore, AeadInPlace};
 use ghash::universal_hash::UniversalHash;
 use ghash::GHash;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{split, AesKeyLen, EspTransform, GcmIcv};
 use crate::error::{EspError, SadError};
@@ -124,6 +124,12 @@ struct RustCryptoAead<A> {
     salt: [u8; 4],
 }
 
+impl<A> Drop for RustCryptoAead<A> {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
+}
+
 impl<A> EspTransform for RustCryptoAead<A>
 where
     A: AeadInPlace + AeadCore<NonceSize = U12> + Send + Sync,
@@ -176,6 +182,12 @@ struct Gcm8<C> {
     cipher: C,
     h: Zeroizing<[u8; 16]>,
     salt: [u8; 4],
+}
+
+impl<C> Drop for Gcm8<C> {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
 }
 
 impl<C> Gcm8<C>
@@ -315,9 +327,16 @@ mod backend {
         CHACHA20_POLY1305,
     };
 
+    /// ring keeps its key schedule opaque (not zeroized by ring); the salt is ours to wipe.
     struct RingAead {
         key: LessSafeKey,
         salt: [u8; 4],
+    }
+
+    impl Drop for RingAead {
+        fn drop(&mut self) {
+            self.salt.zeroize();
+        }
     }
 
     impl EspTransform for RingAead {
