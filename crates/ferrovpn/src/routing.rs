@@ -245,6 +245,7 @@ mod tests {
         let marked = SocketOptions {
             fwmark: Some(p.fwmark),
             nonblocking: false,
+            buffer_bytes: None,
         };
         let tx = a
             .run(|| bind_udp("192.0.2.1:500".parse().unwrap(), &marked))

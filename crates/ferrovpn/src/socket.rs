@@ -20,6 +20,9 @@ pub struct SocketOptions {
     /// `SO_MARK` value (needs CAP_NET_ADMIN).
     pub fwmark: Option<u32>,
     pub nonblocking: bool,
+    /// Receive and send buffer size in bytes (`SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`, CAP_NET_ADMIN):
+    /// a burst of ESP must not overflow the kernel's default ~200 KiB while workers catch up.
+    pub buffer_bytes: Option<u32>,
 }
 
 /// The two IKE sockets of one local address.
@@ -78,6 +81,11 @@ fn set_int_opt(
 fn apply(fd: &OwnedFd, opts: &SocketOptions) -> io::Result<()> {
     if let Some(mark) = opts.fwmark {
         set_int_opt(fd, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)?;
+    }
+    if let Some(b) = opts.buffer_bytes {
+        let b = libc::c_int::try_from(b).unwrap_or(libc::c_int::MAX);
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, b)?;
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, b)?;
     }
     Ok(())
 }
@@ -331,6 +339,7 @@ mod tests {
             let opts = SocketOptions {
                 fwmark: Some(0x1234),
                 nonblocking: true,
+                buffer_bytes: None,
             };
             let rx = b.run(|| bind_ike(local_b.parse().unwrap(), &opts).unwrap());
             let tx = a.run(|| bind_ike(local_a.parse().unwrap(), &opts).unwrap());
@@ -354,6 +363,7 @@ mod tests {
         let opts = SocketOptions {
             fwmark: Some(7),
             nonblocking: false,
+            buffer_bytes: None,
         };
         let esp = [0x00, 0x00, 0x10, 0x01, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
         for (la, lb) in [("192.0.2.1", "192.0.2.2"), ("2001:db8::1", "2001:db8::2")] {

@@ -35,6 +35,9 @@ const SIGNALS: Token = Token(1);
 /// UDP 500 sockets use tokens from here on.
 const IKE_BASE: usize = 16;
 
+/// Socket buffers of the ESP/IKE sockets (see `SocketOptions::buffer_bytes`).
+pub const SOCKET_BUFFER: u32 = 8 << 20;
+
 /// MTU of a tunnel interface when the config gives none: 1500 minus the worst ESP-in-UDP
 /// overhead we negotiate (IPv4 20 + UDP 8 + ESP 8 + IV 16 + padding 15 + 2 + ICV 32).
 pub const DEFAULT_TUNNEL_MTU: u32 = 1399;
@@ -112,6 +115,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let opts = SocketOptions {
         fwmark: fwmark.then_some(policy_routing.fwmark),
         nonblocking: true,
+        buffer_bytes: Some(SOCKET_BUFFER),
     };
 
     // Sockets, one set per local address.
