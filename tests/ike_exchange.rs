@@ -651,3 +651,70 @@ fn a_restarted_peer_is_recognised_by_initial_contact_and_its_stale_sas_removed()
     assert_eq!(sas[0].role, ferrovpn_ike::Role::Responder);
     assert_eq!(sas[0].children.len(), 1);
 }
+
+#[test]
+fn the_commit_bit_makes_the_initiator_wait_for_connected() {
+    let (mut a, b) = (conn_a(), conn_b());
+    a.request_commit = true;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+    assert!(
+        p.sent_names(Side::B).contains(&"QM4"),
+        "responder confirms with CONNECTED: {:?}",
+        p.sent_names(Side::B)
+    );
+    let commit_flags: Vec<bool> = p
+        .wire
+        .iter()
+        .filter_map(|w| {
+            let h = Header::parse(&w.datagram.data).ok()?;
+            (h.exchange == ExchangeType::QUICK_MODE)
+                .then_some(h.flags.contains(ferrovpn_ike::wire::Flags::COMMIT))
+        })
+        .collect();
+    assert_eq!(
+        commit_flags,
+        [true, true, false, true],
+        "QM1, QM2 and QM4 carry the commit bit"
+    );
+    // The initiator installs only after CONNECTED: its ChildSaEstablished follows QM4's arrival.
+    let a_events = p.events(Side::A);
+    let qm4 = a_events
+        .iter()
+        .position(|e| matches!(e, Event::Message(m) if m.name == "QM4"))
+        .unwrap();
+    let installed = a_events
+        .iter()
+        .position(|e| matches!(e, Event::ChildSaEstablished(_)))
+        .unwrap();
+    assert!(qm4 < installed);
+}
+
+#[test]
+fn a_lost_connected_is_recovered_by_retransmitting_qm3() {
+    let (mut a, b) = (conn_a(), conn_b());
+    a.request_commit = true;
+    let mut p = Pair::new(a, b);
+    // Drop the first QM4 (B's third datagram after MM2, MM4, MM6, QM2).
+    let mut seen_b = 0;
+    p.filter = Box::new(move |w| {
+        if w.from == Side::B {
+            seen_b += 1;
+            if seen_b == 5 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    p.connect();
+    assert_up(&p);
+    assert_eq!(
+        p.sent_names(Side::B)
+            .iter()
+            .filter(|n| **n == "QM4")
+            .count(),
+        1,
+        "QM4 built once, then resent from the reply cache"
+    );
+}

@@ -203,6 +203,9 @@ pub struct ConnectionConfig {
     pub allow_weak_dh: bool,
     /// Send INITIAL-CONTACT in MM5/AM3 so the peer drops stale SAs of ours (RFC 2407 §4.6.3.3).
     pub initial_contact: bool,
+    /// Set the commit bit in QM1 (RFC 2408 §3.1): the responder then confirms with CONNECTED
+    /// before we use the SA. Off by default, as strongSwan; some Cisco setups use it.
+    pub request_commit: bool,
 }
 
 impl fmt::Debug for ConnectionConfig {
@@ -262,6 +265,7 @@ impl ConnectionConfig {
             allow_aggressive_psk: false,
             allow_weak_dh: false,
             initial_contact: true,
+            request_commit: false,
         }
     }
 }

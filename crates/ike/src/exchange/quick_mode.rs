@@ -356,7 +356,12 @@ impl IkeSa {
             replies: ReplyCache::default(),
             expires: None,
         };
-        match self.seal_qm(ctx, &mut qm, "QM1", rest, None, Flags(0), true) {
+        let flags = if ctx.cfg.request_commit {
+            Flags(Flags::COMMIT)
+        } else {
+            Flags(0)
+        };
+        match self.seal_qm(ctx, &mut qm, "QM1", rest, None, flags, true) {
             Ok(()) => self.quick_modes.push(qm),
             Err(f) => ctx.event(Event::ChildSaFailed {
                 conn: self.conn,
@@ -852,14 +857,17 @@ impl IkeSa {
         );
         qm.nr = nr;
         qm.choice = Some(choice);
-        self.seal_qm(ctx, qm, "QM3", Vec::new(), None, Flags(0), false)
+        // With the commit bit QM3 is resent until CONNECTED arrives: a lost QM4 is recovered
+        // by the responder answering the repeated QM3 from its reply cache.
+        let commit = header.flags.contains(Flags::COMMIT);
+        self.seal_qm(ctx, qm, "QM3", Vec::new(), None, Flags(0), commit)
             .map_err(|_| InputError::Unexpected("seal"))?;
         qm.replies.remember_request(datagram);
         let child = self
             .child_sa(ctx, qm)
             .map_err(|_| InputError::Unexpected("keys"))?;
         qm.expires = Some(ctx.now + LINGER);
-        if header.flags.contains(Flags::COMMIT) {
+        if commit {
             qm.pending = Some(child);
             qm.state = QmState::AwaitConnected;
         } else {
@@ -951,6 +959,7 @@ impl IkeSa {
             .iter()
             .any(|p| matches!(p, Payload::Notification(n) if n.notify_type == CONNECTED));
         if let (true, Some(child)) = (connected, qm.pending.take()) {
+            qm.retransmit = None;
             qm.state = QmState::Done;
             self.install_child(ctx, qm, child);
         }
