@@ -718,3 +718,48 @@ fn a_lost_connected_is_recovered_by_retransmitting_qm3() {
         "QM4 built once, then resent from the reply cache"
     );
 }
+
+#[test]
+fn a_malformed_phase_1_message_is_answered_with_its_notify() {
+    let mut p = Pair::new(conn_a(), conn_b());
+    let mut n = 0;
+    // Turn MM3's first payload into an unknown payload type (60).
+    p.rewrite = Box::new(move |d, from| {
+        if from == Side::A {
+            n += 1;
+            if n == 2 {
+                d.data[16] = 60;
+            }
+        }
+    });
+    p.connect();
+    assert_eq!(
+        p.ike_failures(Side::A),
+        [&Failure::PeerNotify(NotifyType::INVALID_PAYLOAD_TYPE)]
+    );
+    assert!(p.b.counters().malformed >= 1);
+}
+
+#[test]
+fn a_quick_mode_whose_hash_fails_gets_invalid_hash_information() {
+    let mut p = Pair::new(conn_a(), conn_b());
+    let mut n = 0;
+    // QM1's body is HASH (36 bytes), SA (48), Nonce (4 + 32 at body offset 84), IDs. Flipping a
+    // ciphertext bit at body offset 100 garbles plaintext 96..112 and flips one bit at 116: all
+    // inside the nonce, so the message still parses but HASH(1) no longer verifies.
+    p.rewrite = Box::new(move |d, from| {
+        if from == Side::A {
+            n += 1;
+            if n == 4 {
+                d.data[28 + 100] ^= 0x01;
+            }
+        }
+    });
+    p.connect();
+    assert_eq!(p.established(Side::A), 1);
+    assert_eq!(
+        p.child_failures(Side::A),
+        [&Failure::PeerNotify(NotifyType::INVALID_HASH_INFORMATION)]
+    );
+    assert!(p.b.counters().bad_hash >= 1);
+}

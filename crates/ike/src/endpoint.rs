@@ -220,6 +220,14 @@ impl Endpoint {
             // A NAT may rebind the peer's port; follow authenticated traffic.
             sa.remote = d.remote;
         }
+        if let Err(InputError::Wire(e)) = &result {
+            // A malformed phase 1 message gets its notify (RFC 2408 §5), once per SA; it is
+            // unauthenticated, so it changes nothing here.
+            if header.message_id == 0 && !sa.is_established() && !sa.malformed_notified {
+                sa.malformed_notified = true;
+                sa.send_plain_notify(&mut ctx, e.notify());
+            }
+        }
         count(&mut self.counters, result);
         self.after_input(now, key);
     }

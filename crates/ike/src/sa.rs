@@ -234,6 +234,10 @@ pub(crate) struct IkeSa {
     pub last_heard: Instant,
     pub rekey_started: bool,
     pub initial_contact_received: bool,
+    /// Last INVALID-HASH-INFORMATION sent (rate limit).
+    pub hash_notify_at: Option<Instant>,
+    /// A malformed phase 1 message was answered with its notify (once per SA).
+    pub malformed_notified: bool,
 }
 
 impl IkeSa {
@@ -285,6 +289,8 @@ impl IkeSa {
             last_heard: now,
             rekey_started: false,
             initial_contact_received: false,
+            hash_notify_at: None,
+            malformed_notified: false,
         }
     }
 

@@ -510,6 +510,21 @@ impl IkeSa {
             &rest,
         );
         if !crypto::ct_eq(&expected, &hash) {
+            // RFC 2409 §5.5: tell the peer, at most once a second (the cookies are public).
+            if self
+                .hash_notify_at
+                .is_none_or(|t| ctx.now >= t + Duration::from_secs(1))
+            {
+                self.hash_notify_at = Some(ctx.now);
+                let n = Payload::Notification(Notification {
+                    doi: IPSEC_DOI,
+                    protocol: ProtocolId::ESP,
+                    notify_type: NotifyType::INVALID_HASH_INFORMATION,
+                    spi: Vec::new(),
+                    data: Vec::new(),
+                });
+                let _ = self.send_informational(ctx, vec![n]);
+            }
             return Err(InputError::BadHash("QM1"));
         }
         self.log_received(ctx, "QM1", header, &payloads);
