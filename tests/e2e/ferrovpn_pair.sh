@@ -182,10 +182,13 @@ address = \"$B_IN/32\""
     local t0
     t0=$(date +%s)
     start_pair
+    # The responder cannot decrypt MM5 and says why; it tells the initiator with a notify.
     e2e_wait_log "$FV_TMP/daemon-b.log" 'authentication failed' 10 ||
-        e2e_wait_log "$FV_TMP/daemon-a.log" 'authentication failed' 1 ||
-        fail "no 'authentication failed' in either log within 10 s"
-    ok "log: $(grep -hi 'authentication failed' "$FV_TMP/daemon-b.log" "$FV_TMP/daemon-a.log" | head -1)"
+        fail "responder: no 'authentication failed' in its log within 10 s"
+    ok "responder log: $(grep -i 'authentication failed' "$FV_TMP/daemon-b.log" | head -1 | sed -E 's/^.*(IKE SA)/\1/')"
+    e2e_wait_log "$FV_TMP/daemon-a.log" 'authentication.failed' 5 ||
+        fail "initiator: no authentication failure in its log"
+    ok "initiator log: $(grep -Ei 'failed.*authentication.failed' "$FV_TMP/daemon-a.log" | head -1 | sed -E 's/^.*(IKE SA)/\1/')"
     while [ $(($(date +%s) - t0)) -lt 10 ]; do sleep 0.5; done
     kill -0 "$PID_A" 2>/dev/null || fail "side A daemon exited after the failed negotiation"
     kill -0 "$PID_B" 2>/dev/null || fail "side B daemon exited after the failed negotiation"

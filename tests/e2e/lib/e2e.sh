@@ -91,7 +91,7 @@ e2e_dump_logs() {
     local l
     for l in "${E2E_LOGS[@]}"; do
         e2e_say "--- last 40 lines of $(basename "$l")"
-        tail -n 40 "$l" >&2 2>/dev/null || true
+        tail -n 40 "$l" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >&2 || true
     done
 }
 
@@ -107,7 +107,8 @@ skip() {
     exit 77
 }
 
-ok() { e2e_say "  ok: $*"; }
+# (Log excerpts are shown without terminal colour codes.)
+ok() { printf '  ok: %s\n' "$*" | sed 's/\x1b\[[0-9;]*m//g' >&2; }
 
 # ---- ferrovpn daemons ----
 
