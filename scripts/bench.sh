@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# End-to-end throughput, side by side, in one run: iperf3 through
+#   veth    the bare veth pair (no tunnel: the ceiling of this machine)
+#   fv-fv   ferrovpn ⇄ ferrovpn (raw ESP, IP protocol 50)
+#   ss-ss   strongSwan ⇄ strongSwan (charon with the userspace kernel-libipsec ESP; ESP-in-UDP)
+#   fv-ss   ferrovpn (side A, initiator) ⇄ strongSwan (side B; ESP-in-UDP)
+# all with ESP aes128gcm16 (IKE aes256-sha256-modp2048), two namespaces joined by a veth pair
+# (outer 192.0.2.1 ⇄ 192.0.2.2, inner 198.51.100.1 ⇄ 203.0.113.1). Tests, A sends to B:
+#   tcp1     iperf3 TCP, 1 stream
+#   tcp4     iperf3 TCP, 4 streams (-P 4)
+#   udp64    iperf3 UDP, unlimited rate (-b 0), 64-byte inner IP packets (-l 36)
+#   udp1400  iperf3 UDP, unlimited rate (-b 0), 1400-byte inner IP packets (-l 1372; a 1400-byte
+#            payload would not fit the 1399/1400-byte tunnel MTUs and every datagram would be
+#            fragmented)
+# Each test runs BENCH_RUNS times (3) for BENCH_SECONDS (5) s; the report takes medians. CPU time
+# of each side's VPN process (utime+stime from /proc/PID/stat, all threads) is read before and
+# after every run: CPU seconds per GB of iperf3 payload and cores per Gbit/s.
+# Results: docs/bench/$BENCH_LABEL.csv (every run), .json (medians), .svg (chart), and the table
+# in docs/BENCHMARKS.md between markers for this label (scripts/bench_report.py).
+#
+#   sudo scripts/bench.sh                        (about 10 minutes)
+#   sudo BENCH_LABEL=after BENCH_SETUPS="fv-fv" scripts/bench.sh
+# Env: BENCH_LABEL (default "current"), BENCH_SETUPS, BENCH_TESTS, BENCH_RUNS, BENCH_SECONDS,
+# BENCH_WORKERS (ferrovpn workers, default: number of cores), FERROVPN_BIN, BENCH_NO_DOC=1.
+# Needs root (namespaces), iperf3 and strongSwan (scripts/install-deps.sh).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+E2E_ROOT="$ROOT"
+. "$ROOT/scripts/lib/netns.sh"
+. "$ROOT/tests/e2e/lib/e2e.sh"
+
+require_root_or_skip "bench.sh needs network namespaces"
+require_cmd_or_skip ip iperf3 python3 swanctl "$FV_CHARON_BIN"
+e2e_binary # builds the release binary once (target/release/ferrovpn) unless FERROVPN_BIN is set
+
+LABEL="${BENCH_LABEL:-current}"
+SETUPS="${BENCH_SETUPS:-veth fv-fv ss-ss fv-ss}"
+TESTS="${BENCH_TESTS:-tcp1 tcp4 udp64 udp1400}"
+RUNS="${BENCH_RUNS:-3}"
+SECS="${BENCH_SECONDS:-5}"
+OUT="$ROOT/docs/bench"
+RAW="$OUT/$LABEL.csv"
+PSK="ferrovpn-bench-secret"
+A_IN=198.51.100.1
+B_IN=203.0.113.1
+TICK="$(getconf CLK_TCK)"
+mkdir -p "$OUT"
+echo "setup,test,run,seconds,bytes,gbps,packets,lost,pps,cpu_a_s,cpu_b_s,retransmits,drops_a,drops_b" >"$RAW"
+COMMAND="sudo BENCH_LABEL=$LABEL BENCH_SETUPS=\"$SETUPS\" BENCH_TESTS=\"$TESTS\" BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS scripts/bench.sh"
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+# CPU seconds (user+system, all threads) of a process so far; 0 when there is none.
+cpu_of() {
+    [ -n "$1" ] || { echo 0; return; }
+    awk -v t="$TICK" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+ss_swanctl_conf() { # LOCAL REMOTE LOCAL_TS REMOTE_TS START
+    cat <<EOF
+connections {
+    bench {
+        version = 1
+        local_addrs = $1
+        remote_addrs = $2
+        proposals = aes256-sha256-modp2048
+        local {
+            auth = psk
+            id = $1
+        }
+        remote {
+            auth = psk
+            id = $2
+        }
+        children {
+            bench {
+                local_ts = $3
+                remote_ts = $4
+                esp_proposals = aes128gcm16
+                start_action = $5
+            }
+        }
+    }
+}
+secrets {
+    ike-bench {
+        id-a = 192.0.2.1
+        id-b = 192.0.2.2
+        secret = "$PSK"
+    }
+}
+EOF
+}
+
+# charon NS LOCAL REMOTE LOCAL_TS REMOTE_TS: a libipsec charon with the bench connection loaded.
+charon() {
+    local ns="$1"
+    fv_charon_config "$ns" "$(fv_strongswan_conf bench "" 'default = 1')" \
+        "$(ss_swanctl_conf "$2" "$3" "$4" "$5" none)"
+    fv_charon_start "$ns"
+    fv_charon_wait "$ns" || fail "charon in $ns did not start"
+    fv_charon_load "$ns" >/dev/null || fail "swanctl --load-all failed in $ns"
+}
+
+# ferrovpn SIDE(a|b) NS LOCAL REMOTE START ADDR ROUTE: a ferrovpn daemon, PID in $E2E_PID.
+ferrovpn() {
+    e2e_psk "$FV_TMP/$1.psk" "$PSK"
+    C_SOCK="$FV_TMP/$1.sock" C_LOCAL="$3" C_REMOTE="$4" C_PSKFILE="$FV_TMP/$1.psk" C_START="$5" \
+        C_LOG_LEVEL=warn C_WORKERS="${BENCH_WORKERS:-$(nproc)}" C_TUNNEL="[connection.route_based]
+interface = \"fv0\"
+local_ts = \"${6%.*}.0/24\"
+remote_ts = \"$7\"
+address = \"$6/32\"
+routes = [\"$7\"]" e2e_conf "$FV_TMP/$1.toml"
+    e2e_up "$2" "$FV_TMP/$1.toml" "$FV_TMP/daemon-$1.log"
+}
+
+ss_wait_installed() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        fv_swanctl "$1" --list-sas 2>/dev/null | grep INSTALLED >/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# Each setup_* leaves SRC/DST (iperf3 addresses) and PID_A/PID_B (VPN processes, may be empty).
+setup_veth() {
+    FV_NO_IPV6=1 fv_two_ns
+    SRC=192.0.2.1 DST=192.0.2.2 PID_A="" PID_B=""
+}
+
+setup_fv_fv() {
+    FV_NO_IPV6=1 fv_two_ns
+    ferrovpn b "$FV_NS_B" 192.0.2.2 192.0.2.1 respond "$B_IN" 198.51.100.0/24
+    PID_B="$E2E_PID"
+    ferrovpn a "$FV_NS_A" 192.0.2.1 192.0.2.2 initiate "$A_IN" 203.0.113.0/24
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$FV_TMP/a.sock" "$PID_A" 1 20 || fail "ferrovpn A: no IPsec SA within 20 s"
+    e2e_wait_sas "$FV_TMP/b.sock" "$PID_B" 1 20 || fail "ferrovpn B: no IPsec SA within 20 s"
+    say "fv-fv: SA up, ESP $(e2e_q "$FV_TMP/a.sock" 'sas[0]["cipher"], sas[0]["encap"]')"
+    SRC="$A_IN" DST="$B_IN"
+}
+
+setup_ss_ss() {
+    FV_NO_IPV6=1 fv_two_ns
+    fv_add_inner "$FV_NS_A" "$A_IN/32"
+    fv_add_inner "$FV_NS_B" "$B_IN/32"
+    charon "$FV_NS_B" 192.0.2.2 192.0.2.1 203.0.113.0/24 198.51.100.0/24
+    charon "$FV_NS_A" 192.0.2.1 192.0.2.2 198.51.100.0/24 203.0.113.0/24
+    fv_swanctl "$FV_NS_A" --initiate --child bench --timeout 20 >"$FV_TMP/initiate.log" 2>&1 ||
+        { tail -n 20 "$FV_TMP/initiate.log" >&2; fail "swanctl --initiate failed"; }
+    ss_wait_installed "$FV_NS_B" || fail "strongSwan B: no INSTALLED child SA"
+    say "ss-ss: $(fv_swanctl "$FV_NS_A" --list-sas | grep -E 'INSTALLED' | head -1 | sed -E 's/^ +//')"
+    PID_A="${FV_CHARON_PID[$FV_NS_A]}" PID_B="${FV_CHARON_PID[$FV_NS_B]}"
+    SRC="$A_IN" DST="$B_IN"
+}
+
+setup_fv_ss() {
+    FV_NO_IPV6=1 fv_two_ns
+    fv_add_inner "$FV_NS_B" "$B_IN/32"
+    charon "$FV_NS_B" 192.0.2.2 192.0.2.1 203.0.113.0/24 198.51.100.0/24
+    PID_B="${FV_CHARON_PID[$FV_NS_B]}"
+    ferrovpn a "$FV_NS_A" 192.0.2.1 192.0.2.2 initiate "$A_IN" 203.0.113.0/24
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$FV_TMP/a.sock" "$PID_A" 1 20 || fail "ferrovpn A: no IPsec SA within 20 s"
+    ss_wait_installed "$FV_NS_B" || fail "strongSwan B: no INSTALLED child SA"
+    say "fv-ss: SA up, ESP $(e2e_q "$FV_TMP/a.sock" 'sas[0]["cipher"], sas[0]["encap"]')"
+    SRC="$A_IN" DST="$B_IN"
+}
+
+# One iperf3 run of TEST; appends a CSV row.
+measure() {
+    local setup="$1" test="$2" run="$3" json="$FV_TMP/$2.$3.json" c0a c0b c1a c1b d0a d0b drops opts size=0
+    case "$test" in
+        tcp1) opts=() ;;
+        tcp4) opts=(-P 4) ;;
+        udp64) opts=(-u -b 0 -l 36) size=36 ;;
+        udp1400) opts=(-u -b 0 -l 1372) size=1372 ;;
+        *) fail "unknown test $test" ;;
+    esac
+    d0a="$(e2e_socket_drops "$FV_NS_A")" d0b="$(e2e_socket_drops "$FV_NS_B")"
+    c0a="$(cpu_of "$PID_A")" c0b="$(cpu_of "$PID_B")"
+    if ! ip netns exec "$FV_NS_A" timeout $((SECS + 20)) iperf3 -c "$DST" -B "$SRC" -t "$SECS" \
+        -J "${opts[@]}" >"$json" 2>"$json.err"; then
+        say "$setup $test run $run: iperf3 exited non-zero (timeout?): $(head -c 200 "$json.err")"
+    fi
+    c1a="$(cpu_of "$PID_A")" c1b="$(cpu_of "$PID_B")"
+    drops="$(($(e2e_socket_drops "$FV_NS_A") - d0a)),$(($(e2e_socket_drops "$FV_NS_B") - d0b))"
+    python3 - "$json" "$setup" "$test" "$run" "$size" "$c0a" "$c1a" "$c0b" "$c1b" "$PID_A" "$PID_B" "$drops" >>"$RAW" <<'EOF'
+import json, sys
+path, setup, test, run, size = sys.argv[1:6]
+c0a, c1a, c0b, c1b = map(float, sys.argv[6:10])
+has_a, has_b = sys.argv[10] != "", sys.argv[11] != ""
+size = int(size)
+try:
+    d = json.load(open(path))
+    end = d["end"]
+    if size == 0:
+        s = end["sum_received"]
+        secs, nbytes, packets, lost = s["seconds"], s["bytes"], "", ""
+        pps = ""
+        retr = end.get("sum_sent", {}).get("retransmits", "")
+    else:
+        s = end["sum"]
+        secs, packets, lost = s["seconds"], s["packets"], s["lost_packets"]
+        got = max(packets - lost, 0)
+        nbytes = got * size
+        pps = f"{got / secs:.0f}"
+        retr = ""
+    gbps = f"{nbytes * 8 / secs / 1e9:.4f}"
+except Exception as e:  # a failed run is recorded as empty, the report skips it
+    print(f"# {setup} {test} {run}: {e}", file=sys.stderr)
+    secs = nbytes = gbps = packets = lost = pps = retr = ""
+cpa = f"{c1a - c0a:.2f}" if has_a else ""
+cpb = f"{c1b - c0b:.2f}" if has_b else ""
+print(f"{setup},{test},{run},{secs},{nbytes},{gbps},{packets},{lost},{pps},{cpa},{cpb},{retr},{sys.argv[12]}")
+EOF
+    say "$(tail -n 1 "$RAW")"
+}
+
+bench_setup() {
+    local setup="$1" run t i
+    E2E_CASE="$setup"
+    E2E_LOGS=()
+    say "=== $setup"
+    "setup_${setup//-/_}"
+    FV_SPAWN_LOG="$FV_TMP/iperf3-server.log" fv_spawn "$FV_NS_B" iperf3 -s -B "$DST"
+    for ((i = 0; i < 50; i++)); do
+        ip netns exec "$FV_NS_B" ss -Htln "sport = :5201" | grep . >/dev/null && break
+        sleep 0.1
+    done
+    ip netns exec "$FV_NS_A" ping -n -q -c 2 -i 0.2 -W 2 -I "$SRC" "$DST" >/dev/null ||
+        fail "$setup: ping $SRC -> $DST failed"
+    for ((run = 1; run <= RUNS; run++)); do
+        for t in $TESTS; do
+            measure "$setup" "$t" "$run"
+            sleep 0.5
+        done
+    done
+    if [ -n "$PID_A" ] && [ -S "$FV_TMP/a.sock" ]; then
+        say "$setup: ferrovpn A counters: $(e2e_q "$FV_TMP/a.sock" '{k: total(k) for k in ("out_packets", "in_packets", "auth_failures", "replay_drops")}')"
+    fi
+    say "$setup: kernel socket drops A=$(e2e_socket_drops "$FV_NS_A") B=$(e2e_socket_drops "$FV_NS_B")"
+}
+
+T0=$(date +%s)
+for s in $SETUPS; do
+    # Each setup in its own subshell: its namespaces and processes go away at its end.
+    (
+        set -uo pipefail
+        fv_init
+        bench_setup "$s"
+    ) || say "setup $s FAILED (its rows are missing)"
+done
+say "measured in $(($(date +%s) - T0)) s"
+
+MACHINE="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, kernel $(uname -r)"
+DOC_ARGS=()
+[ "${BENCH_NO_DOC:-0}" = 1 ] || DOC_ARGS=(--doc "$ROOT/docs/BENCHMARKS.md")
+python3 "$ROOT/scripts/bench_report.py" "$RAW" --label "$LABEL" --machine "$MACHINE" \
+    --date "$(date -u +%Y-%m-%d)" --command "$COMMAND" --load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    --ferrovpn "$(cd "$ROOT" && git rev-parse --short HEAD)" "${DOC_ARGS[@]}"
