@@ -8,7 +8,9 @@
 # implementations agree, `ferrovpn down` makes strongSwan drop its SAs (DELETE understood).
 # strongSwan with kernel-libipsec always floats to UDP 4500 and UDP-encapsulates ESP.
 # Needs root and strongSwan (scripts/install-deps.sh); skips otherwise (fails with CI=true).
-# Env: FERROVPN_BIN, E2E_CASES (subset of case names, e.g. "fv-main-gcm ss-aggressive-pfs").
+# Env: FERROVPN_BIN, E2E_CASES (subset of case names, e.g. "fv-main-gcm ss-aggressive-pfs"),
+# E2E_PCAP=/tmp/x (capture each case's veth to /tmp/x-<case>.pcap).
+# shellcheck disable=SC2031  # E2E_CASE is set in the per-case subshell that runs these functions
 set -euo pipefail
 E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$E2E_ROOT/scripts/lib/netns.sh"
@@ -88,6 +90,11 @@ interop() {
     fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf e2e "$extra_ss" 'default = 1
             ike = 2
             cfg = 1')" "$(swanctl_conf "$aggr" "$esp")"
+    if [ -n "${E2E_PCAP:-}" ]; then
+        # Debugging aid: capture the veth of this case to $E2E_PCAP-<case>.pcap.
+        FV_SPAWN_LOG="$FV_TMP/dumpcap.log" fv_spawn "$FV_NS_B" dumpcap -q -P -i "$FV_IF_B" -w "$E2E_PCAP-$E2E_CASE.pcap"
+        e2e_wait_log "$FV_TMP/dumpcap.log" 'Capturing on' 10 || fail "dumpcap did not start"
+    fi
     fv_charon_start "$FV_NS_B"
     E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
     fv_charon_wait "$FV_NS_B" || fail "charon did not start"
@@ -128,6 +135,13 @@ address = \"$A_IN/32\"" e2e_conf "$FV_TMP/a.toml"
         { cat "$FV_TMP/list-sas.txt" >&2; fail "strongSwan does not list cookies $ck"; }
     ok "SA up: $mode mode, cookies $ck, ESP $(e2e_q "$SOCK_A" 'sas[0]["cipher"], sas[0]["encap"]'), strongSwan: $(grep -E 'INSTALLED' "$FV_TMP/list-sas.txt" | head -1 | sed -E 's/^ +//')"
 
+    local clog
+    clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
+    if grep -q 'ignoring QUICK_MODE request while phase 1 is incomplete' "$clog"; then
+        # Not a failure: AM3 and QM1 leave back to back and charon's worker threads may take QM1
+        # first (its own initiator hits the same race, see tests/data/strongswan/am-*/README.md).
+        ok "note: charon handled QM1 before AM3 and ignored it; Quick Mode completed on QM1's retransmission 4 s later"
+    fi
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3
     e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 2
