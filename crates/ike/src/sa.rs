@@ -234,6 +234,8 @@ pub(crate) struct IkeSa {
     pub last_heard: Instant,
     pub rekey_started: bool,
     pub initial_contact_received: bool,
+    /// When to start the Quick Modes of an Aggressive Mode initiator.
+    pub quick_modes_at: Option<Instant>,
     /// Last INVALID-HASH-INFORMATION sent (rate limit).
     pub hash_notify_at: Option<Instant>,
     /// A malformed phase 1 message was answered with its notify (once per SA).
@@ -289,6 +291,7 @@ impl IkeSa {
             last_heard: now,
             rekey_started: false,
             initial_contact_received: false,
+            quick_modes_at: None,
             hash_notify_at: None,
             malformed_notified: false,
         }
@@ -509,6 +512,9 @@ impl IkeSa {
         let mut at = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
         if let Some(r) = &self.retransmit {
             at(r.next_at);
+        }
+        if let Some(x) = self.quick_modes_at {
+            at(x);
         }
         for qm in &self.quick_modes {
             if let Some(r) = &qm.retransmit {

@@ -1,6 +1,9 @@
 //! Informational exchanges (RFC 2408 §4.8, RFC 2409 §5.7): notifies, deletes, DPD (RFC 3706),
 //! and the timers of an ISAKMP SA (retransmission, DPD, lifetimes).
 
+use std::time::Duration;
+
+use crate::config::Phase1Mode;
 use crate::crypto;
 use crate::event::{Event, Failure, Role};
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
@@ -8,6 +11,9 @@ use crate::wire::{
     self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
     IPSEC_DOI,
 };
+
+/// Pause between AM3 and the first QM1 (see `phase1_established`).
+const AGGRESSIVE_QM_DELAY: Duration = Duration::from_millis(50);
 
 impl IkeSa {
     /// A notify about this ISAKMP SA: its SPI is both cookies (RFC 3706 §5, RFC 2407 §4.6.3).
@@ -222,9 +228,21 @@ impl IkeSa {
             nat: self.nat,
         });
         if self.role == Role::Initiator && !self.is_rekey {
-            for i in 0..ctx.cfg.children.len() {
-                self.quick_mode_initiate(ctx, i, None);
+            match self.mode {
+                Phase1Mode::Main => self.start_quick_modes(ctx),
+                // AM3 and QM1 would leave back to back, and a peer that handles them on
+                // separate threads (strongSwan) may see QM1 first and drop it until our
+                // retransmission 4 s later; a short pause lets AM3 land first.
+                Phase1Mode::Aggressive => self.quick_modes_at = Some(ctx.now + AGGRESSIVE_QM_DELAY),
             }
+        }
+    }
+
+    /// One Quick Mode per configured pair (phase 1 initiator).
+    pub(crate) fn start_quick_modes(&mut self, ctx: &mut Ctx<'_>) {
+        self.quick_modes_at = None;
+        for i in 0..ctx.cfg.children.len() {
+            self.quick_mode_initiate(ctx, i, None);
         }
     }
 
@@ -299,6 +317,9 @@ impl IkeSa {
         if self.is_half_open() && ctx.now >= self.created + ctx.settings.half_open_timeout {
             self.fail(ctx, Failure::Timeout, None);
             return false;
+        }
+        if self.quick_modes_at.is_some_and(|t| ctx.now >= t) {
+            self.start_quick_modes(ctx);
         }
         self.quick_mode_timers(ctx);
         let Some(est) = self.established_at else {
