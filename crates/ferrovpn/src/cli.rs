@@ -1,4 +1,4 @@
-//! The `ferrovpn` command line: `up`, `down`, `status`, `check`.
+//! The `ferrovpn` command line: `up`, `down`, `status`, `check`, `decode`.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -98,6 +98,30 @@ EXIT STATUS:\n    0   the configuration is valid\n    1   the configuration is i
 is printed on stderr)\n    2   usage error"
     )]
     Check(CheckArgs),
+    /// Decode IKEv1 and ESP traffic in a capture file (pcap or pcapng).
+    #[command(
+        long_about = "Read a capture file (classic pcap or pcapng, as written by tcpdump, dumpcap \
+or tshark; Ethernet, raw IP or Linux cooked link layers; IPv4 and IPv6) and print every ISAKMP \
+message on UDP 500 and 4500 in capture order, named as operators know them: MM1-MM6 (Main \
+Mode), AM1-AM3 (Aggressive Mode), QM1-QM3 (Quick Mode) and INFO, with time, addresses and \
+ports, both cookies, message ID, flags and the payload list as strongSwan logs it \
+([ SA V V V ]). Retransmissions (the same bytes again) are marked, and so are simultaneous \
+negotiations: more than one cookie pair in flight between the same two addresses. ESP packets \
+(IP protocol 50 or UDP 4500) are grouped by SPI and direction, with their count, first and \
+last sequence numbers, missing sequence numbers and reordering.\n\n\
+With --keys, encrypted messages (MM5, MM6, AM3, Quick Mode and Informational) are decrypted \
+and their payload lists printed: the key file is Wireshark's IKEv1 decryption table, one line \
+per IKE SA with the initiator cookie and the phase 1 encryption key in hex, as strongSwan's \
+save-keys plugin writes it. The cipher and hash come from the SA chosen in MM2/AM2 and the IVs \
+from the KE payloads, so the capture must hold the whole exchange from MM1/AM1 on.",
+        after_long_help = "EXAMPLES:\n    tcpdump -i eth0 -w ike.pcap 'udp port 500 or udp port 4500 or esp'\n    \
+ferrovpn decode ike.pcap\n    ferrovpn decode ike.pcapng --keys ikev1_decryption_table -v\n\n\
+KEY FILE:\n    \"294fc81dda83b4c6\",\"ea7ca8ff575625e1083bd7629832e4c8...\"\n    \
+(quotes optional; blank lines and lines starting with # are ignored)\n\n\
+EXIT STATUS:\n    0   the capture was decoded\n    1   a file could not be read or is not a \
+valid capture or key table\n    2   usage error"
+    )]
+    Decode(DecodeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +159,19 @@ pub struct CheckArgs {
     /// Configuration file (TOML) to validate.
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// Capture file (pcap or pcapng).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Wireshark IKEv1 decryption table: "<initiator cookie>","<encryption key>" per line.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Also print every payload's contents (IDs, SA transforms, notify types, SPIs, sizes).
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,6 +220,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 }
             }
         }
+        Command::Decode(args) => {
+            crate::decode::run(&args.file, args.keys.as_deref(), args.verbose, out, err)
+        }
         Command::Check(args) => match Config::load(&args.config) {
             Ok(cfg) => {
                 let _ = out.write_all(describe(&args.config, &cfg).as_bytes());
@@ -210,7 +250,8 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match args.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
