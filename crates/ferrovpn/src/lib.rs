@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod daemon;
+pub mod decode;
 pub mod ipnet;
 pub mod netlink;
 pub mod netns;

@@ -1,0 +1,166 @@
+//! Wireshark's IKEv1 decryption table (`ikev1_decryption_table`, the file strongSwan's
+//! save-keys plugin writes): one line per IKE SA, `initiator cookie, encryption key` in hex,
+//! fields optionally quoted as Wireshark's own UAT editor writes them.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+/// Why a decryption table line is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyTableError {
+    #[error("line {line}: expected \"<initiator cookie>\",\"<encryption key>\"")]
+    Fields { line: usize },
+    #[error("line {line}: the initiator cookie must be 16 hex digits")]
+    Cookie { line: usize },
+    #[error("line {line}: the encryption key is not hex")]
+    Key { line: usize },
+}
+
+/// Phase 1 encryption keys (Ka, RFC 2409 Appendix B) by initiator cookie. Debug never shows
+/// a key; the keys are wiped when the table is dropped.
+#[derive(Default, Clone)]
+pub struct KeyTable {
+    keys: HashMap<[u8; 8], Zeroizing<Vec<u8>>>,
+}
+
+impl fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyTable")
+            .field("sas", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyTable {
+    /// Parses the table; blank lines and `#` comments are skipped.
+    pub fn parse(text: &str) -> Result<KeyTable, KeyTableError> {
+        let mut table = KeyTable::default();
+        for (n, line) in text.lines().enumerate() {
+            let line_no = n + 1;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.split(',').map(unquote);
+            let (Some(cookie), Some(key)) = (fields.next(), fields.next()) else {
+                return Err(KeyTableError::Fields { line: line_no });
+            };
+            if fields.next().is_some() {
+                return Err(KeyTableError::Fields { line: line_no });
+            }
+            let cookie = decode_hex(cookie)
+                .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
+                .ok_or(KeyTableError::Cookie { line: line_no })?;
+            let key = decode_hex(key)
+                .filter(|k| !k.is_empty())
+                .ok_or(KeyTableError::Key { line: line_no })?;
+            table.keys.insert(cookie, Zeroizing::new(key));
+        }
+        Ok(table)
+    }
+
+    /// Adds (or replaces) the key of one IKE SA.
+    pub fn insert(&mut self, initiator_spi: [u8; 8], key: &[u8]) {
+        self.keys
+            .insert(initiator_spi, Zeroizing::new(key.to_vec()));
+    }
+
+    /// The phase 1 encryption key of the SA with this initiator cookie.
+    pub fn get(&self, initiator_spi: &[u8; 8]) -> Option<&[u8]> {
+        self.keys.get(initiator_spi).map(|k| k.as_slice())
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn unquote(field: &str) -> &str {
+    let f = field.trim();
+    let f = f
+        .strip_prefix('"')
+        .and_then(|f| f.strip_suffix('"'))
+        .unwrap_or(f);
+    f.strip_prefix("0x")
+        .or_else(|| f.strip_prefix("0X"))
+        .unwrap_or(f)
+}
+
+/// Decodes hex digits (either case); `None` on odd length or a non-hex character.
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    b.chunks_exact(2)
+        .map(|p| match p {
+            [hi, lo] => Some(digit(*hi)? << 4 | digit(*lo)?),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wireshark_and_strongswan_lines() {
+        let t = KeyTable::parse(
+            "# comment\n\
+             \"294fc81dda83b4c6\",\"ea7ca8ff575625e1083bd7629832e4c8\"\n\
+             \n\
+             0123456789ABCDEF,0x000102\n",
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t.get(&[0x29, 0x4f, 0xc8, 0x1d, 0xda, 0x83, 0xb4, 0xc6])
+                .unwrap()[..2],
+            [0xea, 0x7c]
+        );
+        assert_eq!(
+            t.get(&[1, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]),
+            Some(&[0u8, 1, 2][..])
+        );
+        assert!(!format!("{t:?}").contains("ea7c"));
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        assert_eq!(
+            KeyTable::parse("0011"),
+            Err(KeyTableError::Fields { line: 1 })
+        );
+        assert_eq!(
+            KeyTable::parse("\n\"0011\",\"00\""),
+            Err(KeyTableError::Cookie { line: 2 })
+        );
+        assert_eq!(
+            KeyTable::parse("0011223344556677,zz"),
+            Err(KeyTableError::Key { line: 1 })
+        );
+        assert_eq!(
+            KeyTable::parse("0011223344556677,00,11"),
+            Err(KeyTableError::Fields { line: 1 })
+        );
+    }
+}
