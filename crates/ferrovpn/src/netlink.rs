@@ -24,6 +24,8 @@ const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 
 const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
@@ -32,6 +34,11 @@ const RTM_NEWRULE: u16 = 32;
 const RTM_DELRULE: u16 = 33;
 
 const IFLA_MTU: u16 = 4;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFINFOMSG_LEN: usize = 16;
+/// Attribute type without the NLA_F_NESTED / NLA_F_NET_BYTEORDER flags.
+const NLA_TYPE_MASK: u16 = 0x3fff;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_F_NODAD: u8 = 0x02;
@@ -331,9 +338,7 @@ impl Netlink {
         self.seq
     }
 
-    /// Sends one request and waits for its ACK.
-    fn request(&mut self, op: impl FnOnce() -> String, msg: &mut Msg) -> Result<(), NetlinkError> {
-        let seq = read_u32(&msg.buf, 8).ok_or(NetlinkError::Malformed("request"))?;
+    fn send(&mut self, msg: &mut Msg) -> Result<(), NetlinkError> {
         let data = msg.finish();
         // SAFETY: zeroed sockaddr_nl addresses the kernel (pid 0).
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -352,7 +357,11 @@ impl Netlink {
         if n < 0 {
             return Err(io::Error::last_os_error().into());
         }
-        let mut buf = vec![0u8; 16384];
+        Ok(())
+    }
+
+    /// Receives one datagram of netlink messages (retrying on EINTR).
+    fn recv<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b [u8], NetlinkError> {
         loop {
             // SAFETY: buf is valid for writes of its length.
             let n =
@@ -364,9 +373,54 @@ impl Netlink {
                 }
                 return Err(e.into());
             }
-            let got = buf.get(..n as usize).unwrap_or(&[]);
+            return Ok(buf.get(..n as usize).unwrap_or(&[]));
+        }
+    }
+
+    /// Sends one request and waits for its ACK.
+    fn request(&mut self, op: impl FnOnce() -> String, msg: &mut Msg) -> Result<(), NetlinkError> {
+        let seq = read_u32(&msg.buf, 8).ok_or(NetlinkError::Malformed("request"))?;
+        self.send(msg)?;
+        let mut buf = vec![0u8; 16384];
+        loop {
+            let got = self.recv(&mut buf)?;
             if let Some(result) = find_ack(got, seq)? {
                 return result.map_err(|errno| NetlinkError::Kernel { op: op(), errno });
+            }
+        }
+    }
+
+    /// Sends one request and collects the answering messages (type, body) until its ACK.
+    fn query(
+        &mut self,
+        op: impl FnOnce() -> String,
+        msg: &mut Msg,
+    ) -> Result<Vec<(u16, Vec<u8>)>, NetlinkError> {
+        let seq = read_u32(&msg.buf, 8).ok_or(NetlinkError::Malformed("request"))?;
+        self.send(msg)?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 32768];
+        loop {
+            let got = self.recv(&mut buf)?;
+            let mut b = got;
+            while b.len() >= NLMSG_HDR_LEN {
+                let len = read_u32(b, 0).ok_or(NetlinkError::Malformed("header"))? as usize;
+                let ty = read_u16(b, 4).ok_or(NetlinkError::Malformed("header"))?;
+                let mseq = read_u32(b, 8).ok_or(NetlinkError::Malformed("header"))?;
+                if len < NLMSG_HDR_LEN || len > b.len() {
+                    return Err(NetlinkError::Malformed("message length"));
+                }
+                if mseq == seq && ty != NLMSG_ERROR && ty != NLMSG_DONE {
+                    let body = b.get(NLMSG_HDR_LEN..len).unwrap_or(&[]);
+                    out.push((ty, body.to_vec()));
+                }
+                let aligned = len.checked_add(3).map(|l| l & !3).unwrap_or(usize::MAX);
+                b = b.get(aligned..).unwrap_or(&[]);
+            }
+            if let Some(result) = find_ack(got, seq)? {
+                return result
+                    .map(|()| out)
+                    .map_err(|errno| NetlinkError::Kernel { op: op(), errno });
             }
         }
     }
@@ -384,6 +438,43 @@ impl Netlink {
             || format!("set ifindex {ifindex} {}", if up { "up" } else { "down" }),
             &mut m,
         )
+    }
+
+    /// The link kind (`IFLA_INFO_KIND`, e.g. "tun", "veth") of an interface; `None` if the kernel
+    /// reports none (physical devices).
+    pub fn link_kind(&mut self, ifindex: u32) -> Result<Option<String>, NetlinkError> {
+        let seq = self.next_seq();
+        let mut m = Msg::new(RTM_GETLINK, 0, seq);
+        m.bytes(&[libc::AF_UNSPEC as u8, 0, 0, 0])
+            .bytes(&(ifindex as i32).to_ne_bytes())
+            .bytes(&0u32.to_ne_bytes())
+            .bytes(&0u32.to_ne_bytes());
+        let replies = self.query(|| format!("get link ifindex {ifindex}"), &mut m)?;
+        for (ty, body) in replies {
+            if ty != RTM_NEWLINK {
+                continue;
+            }
+            let attrs = body.get(IFINFOMSG_LEN..).unwrap_or(&[]);
+            if let Some(info) = find_attr(attrs, IFLA_LINKINFO) {
+                if let Some(kind) = find_attr(info, IFLA_INFO_KIND) {
+                    let kind = kind.split(|&b| b == 0).next().unwrap_or(&[]);
+                    return Ok(Some(String::from_utf8_lossy(kind).into_owned()));
+                }
+            }
+            return Ok(None);
+        }
+        Err(NetlinkError::Malformed("no RTM_NEWLINK in the reply"))
+    }
+
+    /// Deletes an interface (`ip link del`).
+    pub fn del_link(&mut self, ifindex: u32) -> Result<(), NetlinkError> {
+        let seq = self.next_seq();
+        let mut m = Msg::new(RTM_DELLINK, 0, seq);
+        m.bytes(&[libc::AF_UNSPEC as u8, 0, 0, 0])
+            .bytes(&(ifindex as i32).to_ne_bytes())
+            .bytes(&0u32.to_ne_bytes())
+            .bytes(&0u32.to_ne_bytes());
+        self.request(|| format!("delete link ifindex {ifindex}"), &mut m)
     }
 
     /// Sets the interface MTU.
@@ -454,7 +545,10 @@ impl Netlink {
         if r.dst.prefix_len() > 0 {
             m.attr(RTA_DST, &addr_bytes(r.dst.addr()));
         }
-        m.attr_u32(RTA_OIF, r.ifindex).attr_u32(RTA_TABLE, r.table);
+        if r.ifindex != 0 {
+            m.attr_u32(RTA_OIF, r.ifindex);
+        }
+        m.attr_u32(RTA_TABLE, r.table);
         m
     }
 
@@ -555,6 +649,22 @@ impl Drop for Netlink {
             tracing::warn!("netlink cleanup: {e}");
         }
     }
+}
+
+/// The payload of the first attribute of type `ty` in a run of 4-byte aligned rtattrs.
+fn find_attr(mut b: &[u8], ty: u16) -> Option<&[u8]> {
+    while b.len() >= 4 {
+        let len = usize::from(read_u16(b, 0)?);
+        let t = read_u16(b, 2)? & NLA_TYPE_MASK;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        if t == ty {
+            return b.get(4..len);
+        }
+        b = b.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+    None
 }
 
 /// Scans a datagram of netlink messages for the ACK/error answering `seq`.

@@ -20,7 +20,7 @@
 //! Everything installed is removed by [`teardown`] (and by dropping the [`Netlink`] handle).
 
 use crate::ipnet::IpNet;
-use crate::netlink::{Change, Netlink, NetlinkError, Route, Rule, TABLE_MAIN};
+use crate::netlink::{Change, Errno, Netlink, NetlinkError, Route, Rule, TABLE_MAIN};
 
 /// Mark and table number used when the config does not choose others ("FV" = 0x4656).
 pub const DEFAULT_FWMARK: u32 = 0x4656;
@@ -130,6 +130,75 @@ pub fn teardown(nl: &mut Netlink, installed: Installed) -> Vec<NetlinkError> {
         .rev()
         .filter_map(|c| nl.undo(c).err())
         .collect()
+}
+
+/// Removes what a previous run killed with SIGKILL left behind, before anything is installed:
+/// a TUN device called `tun_name` (a non-TUN interface of that name is left alone; opening the
+/// TUN then fails with a clear error), default routes in our table, and our two policy rules
+/// (every copy of them) for both address families. Returns one line per removed item.
+///
+/// Call it only after the UDP 500 sockets are bound: that proves no other instance serves the
+/// same addresses in this namespace, so nothing removed here belongs to a live daemon.
+pub fn clean_stale(
+    nl: &mut Netlink,
+    tun_names: &[&str],
+    p: &PolicyRouting,
+) -> Result<Vec<String>, NetlinkError> {
+    /// Upper bound on identical copies removed (each pass deletes one).
+    const MAX_COPIES: usize = 64;
+    let mut removed = Vec::new();
+    for &name in tun_names {
+        let Ok(ifindex) = crate::netlink::link_index(name) else {
+            continue;
+        };
+        match nl.link_kind(ifindex)?.as_deref() {
+            Some("tun") => {
+                nl.del_link(ifindex)?;
+                removed.push(format!("stale TUN device {name}"));
+            }
+            other => tracing::warn!(
+                "interface {name} exists and is not a TUN device (kind {:?}); leaving it alone",
+                other.unwrap_or("none")
+            ),
+        }
+    }
+    let mut stale: Vec<Change> = Vec::new();
+    for dst in ["0.0.0.0/0", "::/0"] {
+        if let Ok(dst) = dst.parse::<IpNet>() {
+            stale.push(Change::Route(Route {
+                dst,
+                ifindex: 0,
+                table: p.table,
+            }));
+        }
+    }
+    for v6 in [false, true] {
+        let dummy = if v6 { "::/0" } else { "0.0.0.0/0" };
+        if let Ok(net) = dummy.parse::<IpNet>() {
+            stale.extend(
+                plan(0, &[net], p)
+                    .into_iter()
+                    .filter(|c| matches!(c, Change::Rule(_))),
+            );
+        }
+    }
+    for c in stale {
+        for _ in 0..MAX_COPIES {
+            let r = match c {
+                Change::Route(r) => nl.del_route(r),
+                Change::Rule(r) => nl.del_rule(r),
+                Change::Address { ifindex, addr } => nl.del_address(ifindex, addr),
+            };
+            match r {
+                Ok(()) => removed.push(format!("stale {c}")),
+                Err(e) if matches!(e.errno(), Some(Errno::NotFound | Errno::NoDevice)) => break,
+                // IPv6 disabled in this namespace: nothing of that family can be left.
+                Err(e) if matches!(e.errno(), Some(Errno::Other(libc::EAFNOSUPPORT))) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -293,6 +362,74 @@ mod tests {
         let after = get(&["route", "get", "192.0.2.2"]);
         assert!(after.contains("dev fva"), "{after}");
         drop(tun);
+    }
+
+    /// What a SIGKILLed run leaves (a TUN of the same name, our rules, a route in our table) is
+    /// removed; a veth given as a name and someone else's rule at the same priority are kept.
+    #[test]
+    fn clean_stale_removes_leftovers_of_a_killed_run() {
+        if !require_root("routing::clean_stale_removes_leftovers_of_a_killed_run") {
+            return;
+        }
+        let ns = NetNs::new("rtstale").unwrap();
+        let table = DEFAULT_TABLE.to_string();
+        let prio = DEFAULT_PRIORITY.to_string();
+        let prio1 = (DEFAULT_PRIORITY + 1).to_string();
+        let mark = format!("{DEFAULT_FWMARK:#x}");
+        ns.ip(&["tuntap", "add", "dev", "fvs0", "mode", "tun"])
+            .unwrap();
+        ns.ip(&["link", "set", "fvs0", "up"]).unwrap();
+        ns.ip(&[
+            "link", "add", "fvv0", "type", "veth", "peer", "name", "fvv1",
+        ])
+        .unwrap();
+        ns.ip(&["link", "set", "fvv0", "up"]).unwrap();
+        ns.ip(&["link", "set", "fvv1", "up"]).unwrap();
+        ns.ip(&["route", "add", "default", "dev", "fvv0", "table", &table])
+            .unwrap();
+        ns.ip(&[
+            "rule",
+            "add",
+            "priority",
+            &prio,
+            "lookup",
+            "main",
+            "suppress_prefixlength",
+            "0",
+        ])
+        .unwrap();
+        ns.ip(&[
+            "rule", "add", "priority", &prio1, "not", "fwmark", &mark, "lookup", &table,
+        ])
+        .unwrap();
+        ns.ip(&["rule", "add", "priority", &prio1, "lookup", "100"])
+            .unwrap();
+        let removed = ns.run(|| {
+            let mut nl = Netlink::open().unwrap();
+            clean_stale(
+                &mut nl,
+                &["fvs0", "fvv0", "nope0"],
+                &PolicyRouting::default(),
+            )
+            .unwrap()
+        });
+        assert_eq!(removed.len(), 4, "{removed:?}");
+        let t = ns
+            .ip(&["route", "show", "table", &table])
+            .unwrap_or_default();
+        assert!(t.trim().is_empty(), "{t}");
+        assert!(ns.ip(&["link", "show", "fvs0"]).is_err());
+        assert!(ns.ip(&["link", "show", "fvv0"]).is_ok());
+        let rules = ns.ip(&["rule", "show"]).unwrap();
+        assert!(!rules.contains("fwmark"), "{rules}");
+        assert!(!rules.contains("suppress_prefixlength"), "{rules}");
+        assert!(rules.contains("lookup 100"), "{rules}");
+        // A second pass finds nothing.
+        let again = ns.run(|| {
+            let mut nl = Netlink::open().unwrap();
+            clean_stale(&mut nl, &["fvs0"], &PolicyRouting::default()).unwrap()
+        });
+        assert!(again.is_empty(), "{again:?}");
     }
 
     #[test]

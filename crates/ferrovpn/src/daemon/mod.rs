@@ -136,6 +136,27 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         );
     }
 
+    // Leftovers of a run killed by SIGKILL (the sockets above are bound, so no other instance
+    // serves these addresses): TUN devices of our names, our rules, routes in our table.
+    let tun_names: Vec<String> = cfg
+        .connections
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match &c.tunnel {
+            Tunnel::RouteBased(r) => r.interface.clone(),
+            Tunnel::PolicyBased(_) => format!("fvpol{i}"),
+        })
+        .collect();
+    let names: Vec<&str> = tun_names.iter().map(String::as_str).collect();
+    match routing::clean_stale(&mut nl, &names, &policy_routing) {
+        Ok(removed) => {
+            for r in removed {
+                warn!("removed {r} left behind by a previous run");
+            }
+        }
+        Err(e) => warn!("cleaning up after a previous run: {e}"),
+    }
+
     // TUN devices, addresses and routes.
     let mut tuns = Vec::new();
     let mut conns = Vec::new();
