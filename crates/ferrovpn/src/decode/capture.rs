@@ -262,7 +262,7 @@ fn read_pcapng(buf: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
         }
         let total = b.u32(at + 4).ok_or(truncated.clone())?;
         let total = usize::try_from(total).map_err(|_| malformed("block length"))?;
-        if total < 12 || total % 4 != 0 {
+        if total < 12 || !total.is_multiple_of(4) {
             return Err(malformed("block length"));
         }
         let block = b.slice(at, total).ok_or(truncated.clone())?;
@@ -487,7 +487,8 @@ mod tests {
             assert_eq!(frames[0].time.nanos, 123_456_000);
             assert_eq!(frames[1].data, &[9, 8, 7]);
         }
-        let (_, frames) = read(&pcapng(true, Some(9))).unwrap();
+        let f = pcapng(true, Some(9));
+        let (_, frames) = read(&f).unwrap();
         assert_eq!(frames[0].time.secs, 1_500_000);
         assert_eq!(frames[0].time.nanos, 123_456);
     }

@@ -531,7 +531,7 @@ fn try_decrypt(
             None => phase2_iv(hash_alg, &phase1_block()?, header.message_id, block),
         }
     };
-    if ciphertext.is_empty() || ciphertext.len() % block != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(block) {
         return Err(format!(
             "{} bytes of ciphertext are not a whole number of {block}-byte blocks",
             ciphertext.len()

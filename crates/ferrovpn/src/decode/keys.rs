@@ -96,7 +96,7 @@ fn unquote(field: &str) -> &str {
 pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks_exact(2)
@@ -147,20 +147,20 @@ mod tests {
     #[test]
     fn rejects_malformed_lines() {
         assert_eq!(
-            KeyTable::parse("0011"),
-            Err(KeyTableError::Fields { line: 1 })
+            KeyTable::parse("0011").unwrap_err(),
+            KeyTableError::Fields { line: 1 }
         );
         assert_eq!(
-            KeyTable::parse("\n\"0011\",\"00\""),
-            Err(KeyTableError::Cookie { line: 2 })
+            KeyTable::parse("\n\"0011\",\"00\"").unwrap_err(),
+            KeyTableError::Cookie { line: 2 }
         );
         assert_eq!(
-            KeyTable::parse("0011223344556677,zz"),
-            Err(KeyTableError::Key { line: 1 })
+            KeyTable::parse("0011223344556677,zz").unwrap_err(),
+            KeyTableError::Key { line: 1 }
         );
         assert_eq!(
-            KeyTable::parse("0011223344556677,00,11"),
-            Err(KeyTableError::Fields { line: 1 })
+            KeyTable::parse("0011223344556677,00,11").unwrap_err(),
+            KeyTableError::Fields { line: 1 }
         );
     }
 }

@@ -385,7 +385,7 @@ fn esp(out: &mut String, report: &Report, messages: &[&IsakmpMessage]) {
         if f.duplicates > 0 {
             let _ = write!(out, ", {}", plural(f.duplicates, "duplicate", "duplicates"));
         }
-        if let Some(qm) = negotiated.get(&f.spi.to_be_bytes().to_vec()) {
+        if let Some(qm) = negotiated.get(f.spi.to_be_bytes().as_slice()) {
             let _ = write!(out, "; SPI from {qm}");
         }
         out.push('\n');
