@@ -358,6 +358,17 @@ fn the_command_prints_names_cookies_and_decrypted_payloads() {
         out.contains(&format!("    D protocol=ESP spis={}", k["qm1_spi_i"])),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "    SA doi=1 situation=1; P#1 ISAKMP spi=- T#1 id=1 \
+(enc=5 hash=1 group=2 auth=1 life_type=1 life=15840)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("T#1 id=12 (key_len=128 auth=5 encap=3 life_type=1 life=3960)"),
+        "{out}"
+    );
     assert!(!out.contains(&k["enc_key"]), "the key is never printed");
 
     let cli =

@@ -2,7 +2,7 @@
 //! INFO) by following each IKE SA (initiator cookie) and each exchange (message ID) in capture
 //! order, and decrypted with the phase 1 key when one is given (RFC 2409 Appendix B).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -19,6 +19,10 @@ use super::keys::KeyTable;
 /// A negotiation counts as in flight until phase 1 completes, an Informational exchange ends
 /// it, or it has been silent this long (longer than strongSwan's and Cisco's retransmissions).
 pub const IN_FLIGHT_SECS: f64 = 180.0;
+
+/// At most this many negotiations per address pair are followed for simultaneity, so a
+/// flood of MM1s costs linear time; the oldest drop out first.
+const MAX_IN_FLIGHT: usize = 64;
 
 /// Largest cipher block (AES); the last ciphertext block is kept at this size.
 const MAX_BLOCK: usize = 16;
@@ -226,6 +230,8 @@ fn tail(block: &[u8], len: usize) -> Option<&[u8]> {
 pub struct Tracker<'k> {
     keys: Option<&'k KeyTable>,
     sas: HashMap<[u8; 8], IkeSa>,
+    /// Candidates for simultaneous negotiations, by address pair, oldest first.
+    in_flight: HashMap<(IpAddr, IpAddr), VecDeque<[u8; 8]>>,
     records: Vec<Record>,
 }
 
@@ -234,6 +240,7 @@ impl<'k> Tracker<'k> {
         Tracker {
             keys,
             sas: HashMap::new(),
+            in_flight: HashMap::new(),
             records: Vec::new(),
         }
     }
@@ -272,6 +279,16 @@ impl<'k> Tracker<'k> {
         let header = view.header();
         let body_bytes = view.body();
         let index = self.records.len();
+        if !self.sas.contains_key(&header.initiator_spi) {
+            let list = self
+                .in_flight
+                .entry(peer_pair(src.ip(), dst.ip()))
+                .or_default();
+            if list.len() >= MAX_IN_FLIGHT {
+                list.pop_front();
+            }
+            list.push_back(header.initiator_spi);
+        }
         let sa = self
             .sas
             .entry(header.initiator_spi)
@@ -419,17 +436,15 @@ impl<'k> Tracker<'k> {
             return;
         }
         let now = this.last_time;
-        let mut others: Vec<[u8; 8]> = self
-            .sas
-            .iter()
-            .filter(|(other, sa)| {
-                **other != spi
-                    && sa.peers == this.peers
-                    && !sa.done
-                    && now.seconds_since(&sa.last_time) <= IN_FLIGHT_SECS
-            })
-            .map(|(other, _)| *other)
-            .collect();
+        let Some(list) = self.in_flight.get_mut(&this.peers) else {
+            return;
+        };
+        let sas = &self.sas;
+        list.retain(|c| {
+            sas.get(c)
+                .is_some_and(|sa| !sa.done && now.seconds_since(&sa.last_time) <= IN_FLIGHT_SECS)
+        });
+        let mut others: Vec<[u8; 8]> = list.iter().filter(|c| **c != spi).copied().collect();
         others.sort_unstable();
         if let Some(Record::Message(m)) = self.records.get_mut(index) {
             m.simultaneous_with = others;

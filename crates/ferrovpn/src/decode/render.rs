@@ -201,6 +201,41 @@ fn attr_value(v: &AttributeValue) -> String {
     }
 }
 
+/// Attribute class names: phase 1 (RFC 2409 App. A) for ISAKMP proposals, else the IPsec
+/// DOI's (RFC 2407 §4.5); unnamed classes by number.
+fn attr_name(protocol: ProtocolId, attr_type: u16) -> String {
+    use ferrovpn_ike::wire::attr::{ike, ipsec};
+    let name = if protocol == ProtocolId::ISAKMP {
+        match attr_type {
+            ike::ENCRYPTION_ALGORITHM => "enc",
+            ike::HASH_ALGORITHM => "hash",
+            ike::AUTHENTICATION_METHOD => "auth",
+            ike::GROUP_DESCRIPTION => "group",
+            ike::LIFE_TYPE => "life_type",
+            ike::LIFE_DURATION => "life",
+            ike::PRF => "prf",
+            ike::KEY_LENGTH => "key_len",
+            _ => "",
+        }
+    } else {
+        match attr_type {
+            ipsec::SA_LIFE_TYPE => "life_type",
+            ipsec::SA_LIFE_DURATION => "life",
+            ipsec::GROUP_DESCRIPTION => "group",
+            ipsec::ENCAPSULATION_MODE => "encap",
+            ipsec::AUTH_ALGORITHM => "auth",
+            ipsec::KEY_LENGTH => "key_len",
+            ipsec::EXTENDED_SEQUENCE_NUMBER => "esn",
+            _ => "",
+        }
+    };
+    if name.is_empty() {
+        format!("attr{attr_type}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// One payload in detail (-v).
 fn detail(p: &Payload) -> String {
     match p {
@@ -223,7 +258,13 @@ fn detail(p: &Payload) -> String {
                     let attrs: Vec<String> = t
                         .attributes
                         .iter()
-                        .map(|a| format!("{}={}", a.attr_type, attr_value(&a.value)))
+                        .map(|a| {
+                            format!(
+                                "{}={}",
+                                attr_name(prop.protocol, a.attr_type),
+                                attr_value(&a.value)
+                            )
+                        })
                         .collect();
                     let _ = write!(
                         s,
