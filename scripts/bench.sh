@@ -14,7 +14,9 @@
 #            fragmented)
 # Each test runs BENCH_RUNS times (3) for BENCH_SECONDS (5) s; the report takes medians. CPU time
 # of each side's VPN process (utime+stime from /proc/PID/stat, all threads) is read before and
-# after every run: CPU seconds per GB of iperf3 payload and cores per Gbit/s.
+# after every run: CPU seconds per GB of iperf3 payload and cores per Gbit/s. Before each run the
+# script waits until both VPN processes are idle (strongSwan drains its queue after UDP floods);
+# UDP rates are packets received by the iperf3 server over its own measured duration.
 # Results: docs/bench/$BENCH_LABEL.csv (every run), .json (medians), .svg (chart), and the table
 # in docs/BENCHMARKS.md between markers for this label (scripts/bench_report.py).
 #
@@ -54,6 +56,26 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 cpu_of() {
     [ -n "$1" ] || { echo 0; return; }
     awk -v t="$TICK" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# Datagrams the kernel dropped on full receive buffers of the VPN's sockets in NS (raw ESP,
+# UDP 500/4500; iperf3's own sockets on port 5201 = 0x1451 are left out).
+vpn_drops() {
+    ip netns exec "$1" cat /proc/net/raw /proc/net/udp |
+        awk '$1 ~ /^[0-9]+:$/ && $2 !~ /:1451$/ { d += $NF } END { print d + 0 }'
+}
+
+# Waits (up to 60 s) until the VPN processes are idle: strongSwan's libipsec queues without
+# bound, so after an unlimited-rate UDP run it keeps decrypting for many seconds.
+settle() {
+    local i c0 c1
+    for ((i = 0; i < 120; i++)); do
+        c0="$(cpu_of "$PID_A") $(cpu_of "$PID_B")"
+        sleep 0.5
+        c1="$(cpu_of "$PID_A") $(cpu_of "$PID_B")"
+        python3 -c "import sys; a=[float(x) for x in '$c0'.split()]; b=[float(x) for x in '$c1'.split()]; sys.exit(0 if sum(b)-sum(a) < 0.05 else 1)" && return 0
+    done
+    say "VPN processes still busy after 60 s"
 }
 
 ss_swanctl_conf() { # LOCAL REMOTE LOCAL_TS REMOTE_TS START
@@ -179,14 +201,15 @@ measure() {
         udp1400) opts=(-u -b 0 -l 1372) size=1372 ;;
         *) fail "unknown test $test" ;;
     esac
-    d0a="$(e2e_socket_drops "$FV_NS_A")" d0b="$(e2e_socket_drops "$FV_NS_B")"
+    settle
+    d0a="$(vpn_drops "$FV_NS_A")" d0b="$(vpn_drops "$FV_NS_B")"
     c0a="$(cpu_of "$PID_A")" c0b="$(cpu_of "$PID_B")"
     if ! ip netns exec "$FV_NS_A" timeout $((SECS + 20)) iperf3 -c "$DST" -B "$SRC" -t "$SECS" \
         -J "${opts[@]}" >"$json" 2>"$json.err"; then
         say "$setup $test run $run: iperf3 exited non-zero (timeout?): $(head -c 200 "$json.err")"
     fi
     c1a="$(cpu_of "$PID_A")" c1b="$(cpu_of "$PID_B")"
-    drops="$(($(e2e_socket_drops "$FV_NS_A") - d0a)),$(($(e2e_socket_drops "$FV_NS_B") - d0b))"
+    drops="$(($(vpn_drops "$FV_NS_A") - d0a)),$(($(vpn_drops "$FV_NS_B") - d0b))"
     python3 - "$json" "$setup" "$test" "$run" "$size" "$c0a" "$c1a" "$c0b" "$c1b" "$PID_A" "$PID_B" "$drops" >>"$RAW" <<'EOF'
 import json, sys
 path, setup, test, run, size = sys.argv[1:6]
@@ -232,16 +255,16 @@ bench_setup() {
     done
     ip netns exec "$FV_NS_A" ping -n -q -c 2 -i 0.2 -W 2 -I "$SRC" "$DST" >/dev/null ||
         fail "$setup: ping $SRC -> $DST failed"
-    for ((run = 1; run <= RUNS; run++)); do
-        for t in $TESTS; do
+    # Test by test (all TCP runs before the UDP floods), RUNS times each.
+    for t in $TESTS; do
+        for ((run = 1; run <= RUNS; run++)); do
             measure "$setup" "$t" "$run"
-            sleep 0.5
         done
     done
     if [ -n "$PID_A" ] && [ -S "$FV_TMP/a.sock" ]; then
         say "$setup: ferrovpn A counters: $(e2e_q "$FV_TMP/a.sock" '{k: total(k) for k in ("out_packets", "in_packets", "auth_failures", "replay_drops")}')"
     fi
-    say "$setup: kernel socket drops A=$(e2e_socket_drops "$FV_NS_A") B=$(e2e_socket_drops "$FV_NS_B")"
+    say "$setup: VPN socket drops A=$(vpn_drops "$FV_NS_A") B=$(vpn_drops "$FV_NS_B")"
 }
 
 T0=$(date +%s)

@@ -73,7 +73,7 @@ def fmt(x, spec):
 
 def table(summary):
     lines = [
-        "| setup | test | Gbit/s (median) | runs | packets/s received | loss | CPU s/GB side A (sender) | CPU s/GB side B (receiver) | cores per Gbit/s (A+B) | TCP retransmits | socket drops in B |",
+        "| setup | test | Gbit/s (median) | runs | packets/s received | loss | CPU s/GB side A (sender) | CPU s/GB side B (receiver) | cores per Gbit/s (A+B) | TCP retransmits | VPN socket drops in B |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for setup, sname in SETUPS:

@@ -1,11 +1,18 @@
 //! The ESP pipelines' I/O: TUN devices and ESP sockets behind the esp crate's
 //! `PacketSource`/`PacketSink`, and the outbound policy table that picks an SA per packet.
+//!
+//! Sockets move packets in batches: `recvmmsg` straight into the pipeline's buffers (raw IPv4
+//! headers land in a side buffer, so the ESP packet needs no copy) and `sendmmsg` out, with
+//! UDP GSO (`UDP_SEGMENT`) joining runs of equal-sized ESP-in-UDP packets to one peer into one
+//! message. TUN devices are still read and written one packet per syscall.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
+use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::Sender;
@@ -19,6 +26,20 @@ use crate::tun::Tun;
 
 /// How long a source waits for packets before reporting `Idle` (so shutdown is noticed).
 const POLL_MS: i32 = 100;
+/// Messages per `sendmmsg`/`recvmmsg` call.
+const MMSG: usize = 64;
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Largest UDP GSO send: the kernel's UDP_MAX_SEGMENTS and a 64 KiB datagram.
+const GSO_MAX_SEGMENTS: usize = 64;
+const GSO_MAX_BYTES: usize = 65_000;
+/// Raw IPv4 sockets deliver the IP header; without options it is this long.
+const IPV4_HEADER: usize = 20;
+/// How long a sink waits for room in a full socket send buffer before dropping.
+const SEND_WAIT_MS: i32 = 5;
+
+/// Cleared for the whole process when the kernel refuses a UDP GSO send.
+static UDP_GSO: AtomicBool = AtomicBool::new(true);
 
 /// An outbound policy: packets from `local` to `remote` read from TUN `tun` use `handle`.
 #[derive(Debug, Clone, Copy)]
@@ -53,23 +74,45 @@ pub struct Shared {
     pub counters: IoCounters,
 }
 
-fn poll_in(fds: &[RawFd]) -> Vec<bool> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
+thread_local! {
+    /// The reader thread's poll set, reused from batch to batch.
+    static POLL_SET: RefCell<Vec<libc::pollfd>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Waits up to `POLL_MS` for input on `fds`; calls `ready(i)` for each readable one. Returns
+/// false when none was.
+fn poll_in(fds: impl Iterator<Item = RawFd>, mut ready: impl FnMut(usize)) -> bool {
+    POLL_SET.with(|set| {
+        let mut pfds = set.borrow_mut();
+        pfds.clear();
+        pfds.extend(fds.map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
-        })
-        .collect();
-    // SAFETY: pfds is a valid array of pollfd for the duration of the call.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, POLL_MS) };
-    if n <= 0 {
-        return vec![false; fds.len()];
-    }
-    pfds.iter()
-        .map(|p| p.revents & (libc::POLLIN | libc::POLLERR) != 0)
-        .collect()
+        }));
+        // SAFETY: pfds is a valid array of pollfd for the duration of the call.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, POLL_MS) };
+        if n <= 0 {
+            return false;
+        }
+        for (i, p) in pfds.iter().enumerate() {
+            if p.revents & (libc::POLLIN | libc::POLLERR) != 0 {
+                ready(i);
+            }
+        }
+        true
+    })
+}
+
+/// Waits up to `ms` until `fd` can take more data.
+fn wait_writable(fd: RawFd, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: p is one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }
 
 /// (source, destination) of an IPv4/IPv6 packet; None when it is neither.
@@ -89,59 +132,320 @@ fn addresses(p: &[u8]) -> Option<(IpAddr, IpAddr)> {
     }
 }
 
+/// A `sockaddr_storage` for `addr`, and its length.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// The address in a `sockaddr_storage` filled by the kernel.
+fn socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in; storage is large enough.
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6; storage is large enough.
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
+    }
+}
+
 /// Inner packets from the TUN devices, each tagged with its outbound SA.
 pub struct TunSource {
     pub shared: Arc<Shared>,
 }
 
-impl PacketSource for TunSource {
-    fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
-        let fds: Vec<RawFd> = self.shared.tuns.iter().map(|t| t.as_raw_fd()).collect();
-        let ready = poll_in(&fds);
-        if !ready.contains(&true) {
-            return Recv::Idle;
-        }
-        let Ok(policies) = self.shared.policies.read() else {
-            return Recv::Closed;
-        };
-        for (i, tun) in self.shared.tuns.iter().enumerate() {
-            if !ready.get(i).copied().unwrap_or(false) {
-                continue;
-            }
-            while let Some(p) = batch.push() {
-                match tun.read(p.spare_mut()) {
-                    Ok(n) => {
-                        p.set_len(n);
-                        let sa = addresses(p.data()).and_then(|(src, dst)| {
-                            policies
-                                .iter()
-                                .rev()
-                                .find(|x| {
-                                    x.tun == i
-                                        && x.remote.contains_addr(dst)
-                                        && x.local.contains_addr(src)
-                                })
-                                .map(|x| x.handle)
-                        });
-                        match sa {
-                            Some(h) => p.sa = Some(h),
-                            None => {
-                                self.shared
-                                    .counters
-                                    .no_policy
-                                    .fetch_add(1, Ordering::Relaxed);
-                                batch.pop();
-                            }
+impl TunSource {
+    /// Reads TUN `i` until it is empty or the batch is full.
+    fn drain(&self, i: usize, tun: &Tun, policies: &[Policy], batch: &mut Batch) {
+        while let Some(p) = batch.push() {
+            match tun.read(p.spare_mut()) {
+                Ok(n) => {
+                    p.set_len(n);
+                    let sa = addresses(p.data()).and_then(|(src, dst)| {
+                        policies
+                            .iter()
+                            .rev()
+                            .find(|x| {
+                                x.tun == i
+                                    && x.remote.contains_addr(dst)
+                                    && x.local.contains_addr(src)
+                            })
+                            .map(|x| x.handle)
+                    });
+                    match sa {
+                        Some(h) => p.sa = Some(h),
+                        None => {
+                            self.shared
+                                .counters
+                                .no_policy
+                                .fetch_add(1, Ordering::Relaxed);
+                            batch.pop();
                         }
                     }
-                    Err(_) => {
-                        batch.pop();
-                        break;
-                    }
+                }
+                Err(_) => {
+                    batch.pop();
+                    break;
                 }
             }
         }
-        Recv::Data
+    }
+}
+
+impl PacketSource for TunSource {
+    fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
+        let shared = self.shared.clone();
+        let mut closed = false;
+        let any = poll_in(shared.tuns.iter().map(|t| t.as_raw_fd()), |i| {
+            // Taken after the wait, so a policy change never waits for an idle poll.
+            let Ok(policies) = shared.policies.read() else {
+                closed = true;
+                return;
+            };
+            if let Some(tun) = shared.tuns.get(i) {
+                self.drain(i, tun, &policies, batch);
+            }
+        });
+        match (closed, any) {
+            (true, _) => Recv::Closed,
+            (false, true) => Recv::Data,
+            (false, false) => Recv::Idle,
+        }
+    }
+}
+
+/// Where a sink message goes, and which packets (a run of `iov`s) it carries.
+#[derive(Clone, Copy)]
+struct Msg {
+    first_iov: usize,
+    iovs: usize,
+    bytes: usize,
+    /// UDP GSO segment size; 0 = a single datagram.
+    segment: usize,
+    /// A shorter last segment ended this GSO run.
+    closed: bool,
+    dst: SocketAddr,
+}
+
+/// Up to `MMSG` outgoing datagrams for one socket, sent with one `sendmmsg`.
+struct SendList {
+    fd: RawFd,
+    udp: bool,
+    msgs: [Option<Msg>; MMSG],
+    nmsgs: usize,
+    iovs: [libc::iovec; MMSG],
+    niovs: usize,
+}
+
+/// Control message space for one `UDP_SEGMENT` (u16) value, 8-byte aligned.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct GsoCmsg([u8; 32]);
+
+impl SendList {
+    fn new() -> Self {
+        SendList {
+            fd: -1,
+            udp: false,
+            msgs: [None; MMSG],
+            nmsgs: 0,
+            iovs: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MMSG],
+            niovs: 0,
+        }
+    }
+
+    /// Queues `data` (borrowed until the next `flush`) for `dst` on `fd`, flushing first when
+    /// the list is full or belongs to another socket.
+    fn push(&mut self, fd: RawFd, udp: bool, data: &[u8], dst: SocketAddr, errors: &AtomicU64) {
+        if self.nmsgs > 0 && (fd != self.fd || self.niovs == MMSG) {
+            self.flush(errors);
+        }
+        self.fd = fd;
+        self.udp = udp;
+        let iov = libc::iovec {
+            iov_base: data.as_ptr().cast_mut().cast(),
+            iov_len: data.len(),
+        };
+        // Extend the last message into (or as) a UDP GSO run: equal-sized segments to one
+        // peer, a shorter one may end it.
+        if udp && UDP_GSO.load(Ordering::Relaxed) {
+            if let Some(Some(m)) = self.msgs.get_mut(self.nmsgs.wrapping_sub(1)) {
+                let seg = if m.segment == 0 { m.bytes } else { m.segment };
+                if m.dst == dst
+                    && !m.closed
+                    && data.len() <= seg
+                    && m.iovs < GSO_MAX_SEGMENTS
+                    && m.bytes + data.len() <= GSO_MAX_BYTES
+                    && m.first_iov + m.iovs == self.niovs
+                {
+                    m.segment = seg;
+                    m.closed = data.len() < seg;
+                    m.iovs += 1;
+                    m.bytes += data.len();
+                    if let Some(slot) = self.iovs.get_mut(self.niovs) {
+                        *slot = iov;
+                        self.niovs += 1;
+                    }
+                    return;
+                }
+            }
+        }
+        if let (Some(slot), Some(msg)) =
+            (self.iovs.get_mut(self.niovs), self.msgs.get_mut(self.nmsgs))
+        {
+            *slot = iov;
+            *msg = Some(Msg {
+                first_iov: self.niovs,
+                iovs: 1,
+                bytes: data.len(),
+                segment: 0,
+                closed: false,
+                dst,
+            });
+            self.niovs += 1;
+            self.nmsgs += 1;
+        }
+    }
+
+    /// Sends everything queued; packets the kernel refuses are counted in `errors`.
+    fn flush(&mut self, errors: &AtomicU64) {
+        let n = self.nmsgs;
+        if n == 0 {
+            return;
+        }
+        // SAFETY: all-zero mmsghdr, sockaddr_storage and cmsg space are valid values.
+        let mut hdrs: [libc::mmsghdr; MMSG] = unsafe { std::mem::zeroed() };
+        let mut addrs: [libc::sockaddr_storage; MMSG] = unsafe { std::mem::zeroed() };
+        let mut cmsgs = [GsoCmsg([0; 32]); MMSG];
+        for (k, m) in self.msgs.iter().take(n).enumerate() {
+            let (Some(m), Some(h), Some(a), Some(c)) =
+                (m, hdrs.get_mut(k), addrs.get_mut(k), cmsgs.get_mut(k))
+            else {
+                continue;
+            };
+            let (ss, len) = sockaddr(m.dst);
+            *a = ss;
+            h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
+            h.msg_hdr.msg_namelen = len;
+            // SAFETY: first_iov + iovs <= niovs <= MMSG, inside self.iovs.
+            h.msg_hdr.msg_iov = unsafe { self.iovs.as_mut_ptr().add(m.first_iov) };
+            h.msg_hdr.msg_iovlen = m.iovs as _;
+            if m.segment > 0 && m.iovs > 1 {
+                // SAFETY: c is 32 bytes, aligned for cmsghdr, enough for CMSG_SPACE(2).
+                unsafe {
+                    h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
+                    let cm = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                    (*cm).cmsg_level = libc::IPPROTO_UDP;
+                    (*cm).cmsg_type = UDP_SEGMENT;
+                    (*cm).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<u16>(), m.segment as u16);
+                }
+            }
+        }
+        let mut done = 0;
+        let mut waited = false;
+        while done < n {
+            // SAFETY: hdrs[done..n] point at live iovecs, addresses and cmsgs; the iovecs
+            // point at packet data borrowed for the duration of the batch.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd,
+                    hdrs.as_mut_ptr().add(done),
+                    (n - done) as libc::c_uint,
+                    0,
+                )
+            };
+            if r > 0 {
+                done += r as usize;
+                waited = false;
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            let raw = err.raw_os_error().unwrap_or(0);
+            if (raw == libc::EAGAIN || raw == libc::ENOBUFS) && !waited {
+                waited = true;
+                wait_writable(self.fd, SEND_WAIT_MS);
+                continue;
+            }
+            let m = self.msgs.get(done).copied().flatten();
+            if let (Some(m), Some(h)) = (m, hdrs.get(done)) {
+                if m.segment > 0 && m.iovs > 1 && (raw == libc::EIO || raw == libc::EINVAL) {
+                    // No UDP GSO here (no checksum offload, old kernel): send one by one
+                    // from now on.
+                    UDP_GSO.store(false, Ordering::Relaxed);
+                    self.send_each(h, m, errors);
+                } else {
+                    errors.fetch_add(m.iovs as u64, Ordering::Relaxed);
+                }
+            }
+            done += 1;
+            waited = false;
+        }
+        self.nmsgs = 0;
+        self.niovs = 0;
+    }
+
+    /// Sends the packets of a GSO message one datagram at a time.
+    fn send_each(&self, h: &libc::mmsghdr, m: Msg, errors: &AtomicU64) {
+        for iov in self.iovs.iter().skip(m.first_iov).take(m.iovs) {
+            // SAFETY: the iovec points at live packet data; name/namelen come from hdr.
+            let r = unsafe {
+                libc::sendto(
+                    self.fd,
+                    iov.iov_base,
+                    iov.iov_len,
+                    0,
+                    h.msg_hdr.msg_name.cast(),
+                    h.msg_hdr.msg_namelen,
+                )
+            };
+            if r < 0 {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -152,24 +456,49 @@ pub struct EspSink {
 
 impl PacketSink for EspSink {
     fn send_batch(&mut self, batch: &mut Batch) {
+        let errors = &self.shared.counters.send_errors;
+        let mut list = SendList::new();
         for p in batch.ok_packets() {
             let Some((t, encap)) = p.tunnel else { continue };
-            let r = match encap {
+            let (fd, udp, dst) = match encap {
                 Encap::Raw => match self.shared.raw.get(&t.local) {
-                    Some(raw) => raw.send_to(p.data(), t.remote),
-                    None => Err(io::Error::other("no raw ESP socket")),
+                    Some(raw) => (raw.as_raw_fd(), false, SocketAddr::new(t.remote, 0)),
+                    None => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                 },
                 Encap::Udp { remote_port, .. } => match self.shared.nat_t.get(&t.local) {
-                    Some(s) => s.send_to(p.data(), SocketAddr::new(t.remote, remote_port)),
-                    None => Err(io::Error::other("no UDP 4500 socket")),
+                    Some(s) => (s.as_raw_fd(), true, SocketAddr::new(t.remote, remote_port)),
+                    None => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                 },
             };
-            if r.is_err() {
-                self.shared
-                    .counters
-                    .send_errors
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            list.push(fd, udp, p.data(), dst, errors);
+        }
+        list.flush(errors);
+    }
+}
+
+/// One socket ESP arrives on.
+enum EspSocket {
+    Raw {
+        sock: Arc<RawEsp>,
+        v4: bool,
+    },
+    Udp {
+        sock: Arc<UdpSocket>,
+        local: SocketAddr,
+    },
+}
+
+impl EspSocket {
+    fn fd(&self) -> RawFd {
+        match self {
+            EspSocket::Raw { sock, .. } => sock.as_raw_fd(),
+            EspSocket::Udp { sock, .. } => sock.as_raw_fd(),
         }
     }
 }
@@ -180,100 +509,186 @@ pub struct EspSource {
     pub shared: Arc<Shared>,
     pub ike: Sender<Datagram>,
     pub wake: Arc<mio::Waker>,
-    scratch: Vec<u8>,
+    sockets: Vec<EspSocket>,
 }
 
 impl EspSource {
     pub fn new(shared: Arc<Shared>, ike: Sender<Datagram>, wake: Arc<mio::Waker>) -> Self {
+        let raws = shared.raw.iter().map(|(a, r)| EspSocket::Raw {
+            sock: r.clone(),
+            v4: a.is_ipv4(),
+        });
+        let udps = shared.nat_t.iter().map(|(a, s)| EspSocket::Udp {
+            sock: s.clone(),
+            local: SocketAddr::new(*a, 4500),
+        });
+        let sockets = raws.chain(udps).collect();
         EspSource {
             shared,
             ike,
             wake,
-            scratch: vec![0u8; 65536],
+            sockets,
+        }
+    }
+
+    /// `recvmmsg` on `sock` into the batch until the socket is empty or the batch is full.
+    fn drain(&self, sock: &EspSocket, batch: &mut Batch) {
+        let (fd, raw_v4) = match sock {
+            EspSocket::Raw { sock, v4 } => (sock.as_raw_fd(), *v4),
+            EspSocket::Udp { sock, .. } => (sock.as_raw_fd(), false),
+        };
+        let udp_local = match sock {
+            EspSocket::Udp { local, .. } => Some(*local),
+            EspSocket::Raw { .. } => None,
+        };
+        // SAFETY: all-zero mmsghdr, iovec and sockaddr_storage are valid values.
+        let mut hdrs: [libc::mmsghdr; MMSG] = unsafe { std::mem::zeroed() };
+        let mut iovs: [[libc::iovec; 2]; MMSG] = unsafe { std::mem::zeroed() };
+        let mut addrs: [libc::sockaddr_storage; MMSG] = unsafe { std::mem::zeroed() };
+        let mut ip_headers = [[0u8; IPV4_HEADER]; MMSG];
+        while !batch.is_full() {
+            let base = batch.len();
+            let mut room = 0;
+            while room < MMSG {
+                let Some(p) = batch.push() else { break };
+                let spare = p.spare_mut();
+                let (Some(h), Some(iov), Some(a), Some(ih)) = (
+                    hdrs.get_mut(room),
+                    iovs.get_mut(room),
+                    addrs.get_mut(room),
+                    ip_headers.get_mut(room),
+                ) else {
+                    batch.pop();
+                    break;
+                };
+                let data = libc::iovec {
+                    iov_base: spare.as_mut_ptr().cast(),
+                    iov_len: spare.len(),
+                };
+                // SAFETY: an all-zero msghdr is valid.
+                h.msg_hdr = unsafe { std::mem::zeroed() };
+                if raw_v4 {
+                    // The IPv4 header into its side buffer, the ESP packet into the buffer.
+                    iov[0] = libc::iovec {
+                        iov_base: ih.as_mut_ptr().cast(),
+                        iov_len: IPV4_HEADER,
+                    };
+                    iov[1] = data;
+                    h.msg_hdr.msg_iovlen = 2;
+                } else {
+                    iov[0] = data;
+                    h.msg_hdr.msg_iovlen = 1;
+                }
+                h.msg_hdr.msg_iov = iov.as_mut_ptr();
+                if udp_local.is_some() {
+                    h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
+                    h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
+                }
+                room += 1;
+            }
+            if room == 0 {
+                return;
+            }
+            // SAFETY: hdrs[..room] point at live iovecs (packet buffers of the batch, which
+            // are not touched until the call returns), header buffers and addresses.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    room as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            let got = if r > 0 { (r as usize).min(room) } else { 0 };
+            // Keep the ESP packets at the front of what was pushed, in arrival order.
+            let mut kept = 0;
+            for k in 0..got {
+                let (Some(h), Some(ih), Some(a)) = (hdrs.get(k), ip_headers.get(k), addrs.get(k))
+                else {
+                    continue;
+                };
+                let len = h.msg_len as usize;
+                let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+                let Some(p) = batch.packets_mut().get_mut(base + k) else {
+                    continue;
+                };
+                let esp = if truncated {
+                    false
+                } else if raw_v4 {
+                    let ihl = ih.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
+                    if ihl < IPV4_HEADER || len < ihl {
+                        false
+                    } else {
+                        // IPv4 options (rare) spilled into the buffer: move the ESP packet.
+                        let extra = ihl - IPV4_HEADER;
+                        p.set_len(len - IPV4_HEADER);
+                        if extra > 0 {
+                            p.data_mut().copy_within(extra.., 0);
+                            p.set_len(len - ihl);
+                        }
+                        true
+                    }
+                } else {
+                    p.set_len(len);
+                    match udp_local {
+                        None => true,
+                        Some(local) => self.classify_udp(p.data(), local, a),
+                    }
+                };
+                if esp {
+                    batch.packets_mut().swap(base + kept, base + k);
+                    kept += 1;
+                }
+            }
+            for _ in kept..room {
+                batch.pop();
+            }
+            if got < room {
+                return;
+            }
+        }
+    }
+
+    /// True for ESP; IKE goes to the control loop, keepalives and junk are dropped.
+    fn classify_udp(&self, data: &[u8], local: SocketAddr, from: &libc::sockaddr_storage) -> bool {
+        match classify(data) {
+            UdpPayload::Esp(_) => true,
+            UdpPayload::Ike(msg) => {
+                if let Some(remote) = socket_addr(from) {
+                    let _ = self.ike.send(Datagram {
+                        local,
+                        remote,
+                        data: msg.to_vec(),
+                    });
+                    let _ = self.wake.wake();
+                }
+                false
+            }
+            UdpPayload::Keepalive => false,
+            UdpPayload::Malformed => {
+                self.shared
+                    .counters
+                    .malformed_udp
+                    .fetch_add(1, Ordering::Relaxed);
+                false
+            }
         }
     }
 }
 
 impl PacketSource for EspSource {
     fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
-        let raws: Vec<(IpAddr, Arc<RawEsp>)> = self
-            .shared
-            .raw
-            .iter()
-            .map(|(a, r)| (*a, r.clone()))
-            .collect();
-        let udps: Vec<(IpAddr, Arc<UdpSocket>)> = self
-            .shared
-            .nat_t
-            .iter()
-            .map(|(a, s)| (*a, s.clone()))
-            .collect();
-        let fds: Vec<RawFd> = raws
-            .iter()
-            .map(|(_, r)| r.as_raw_fd())
-            .chain(udps.iter().map(|(_, s)| s.as_raw_fd()))
-            .collect();
-        let ready = poll_in(&fds);
-        if !ready.contains(&true) {
-            return Recv::Idle;
+        let any = poll_in(self.sockets.iter().map(EspSocket::fd), |i| {
+            if let Some(s) = self.sockets.get(i) {
+                self.drain(s, batch);
+            }
+        });
+        if any {
+            Recv::Data
+        } else {
+            Recv::Idle
         }
-        for (i, (_, raw)) in raws.iter().enumerate() {
-            if !ready.get(i).copied().unwrap_or(false) {
-                continue;
-            }
-            while !batch.is_full() {
-                match raw.recv(&mut self.scratch) {
-                    Ok(d) => {
-                        if let (Some(p), Some(esp)) =
-                            (batch.push(), self.scratch.get(d.offset..d.len))
-                        {
-                            if !p.fill(esp) {
-                                batch.pop();
-                            }
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        for (j, (local, sock)) in udps.iter().enumerate() {
-            if !ready.get(raws.len() + j).copied().unwrap_or(false) {
-                continue;
-            }
-            let local_addr = SocketAddr::new(*local, 4500);
-            while let Some(p) = batch.push() {
-                match sock.recv_from(p.spare_mut()) {
-                    Ok((n, from)) => {
-                        p.set_len(n);
-                        match classify(p.data()) {
-                            UdpPayload::Esp(_) => {}
-                            UdpPayload::Ike(msg) => {
-                                let _ = self.ike.send(Datagram {
-                                    local: local_addr,
-                                    remote: from,
-                                    data: msg.to_vec(),
-                                });
-                                let _ = self.wake.wake();
-                                batch.pop();
-                            }
-                            UdpPayload::Keepalive => batch.pop(),
-                            UdpPayload::Malformed => {
-                                self.shared
-                                    .counters
-                                    .malformed_udp
-                                    .fetch_add(1, Ordering::Relaxed);
-                                batch.pop();
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        batch.pop();
-                        break;
-                    }
-                }
-            }
-        }
-        Recv::Data
     }
 }
 
@@ -331,5 +746,131 @@ mod tests {
         assert_eq!(addresses(&[0x45, 0]), None);
         assert_eq!(addresses(&[]), None);
         assert_eq!(addresses(&[0x10; 60]), None);
+    }
+
+    #[test]
+    fn socket_addresses_round_trip_through_sockaddr_storage() {
+        for a in ["192.0.2.1:4500", "[2001:db8::7]:500"] {
+            let a: SocketAddr = a.parse().unwrap();
+            let (ss, _) = sockaddr(a);
+            assert_eq!(socket_addr(&ss), Some(a));
+        }
+        // SAFETY: all-zero is a valid sockaddr_storage (family AF_UNSPEC).
+        let unspec: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        assert_eq!(socket_addr(&unspec), None);
+    }
+
+    /// (packets, segment size) of each queued message.
+    fn shape(l: &SendList) -> Vec<(usize, usize)> {
+        l.msgs[..l.nmsgs]
+            .iter()
+            .map(|m| m.map(|m| (m.iovs, m.segment)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn equal_sized_udp_packets_to_one_peer_join_one_gso_message() {
+        let errors = AtomicU64::new(0);
+        let peer: SocketAddr = "192.0.2.2:4500".parse().unwrap();
+        let other: SocketAddr = "192.0.2.3:4500".parse().unwrap();
+        let (big, small) = (vec![1u8; 1400], vec![2u8; 300]);
+        let mut l = SendList::new();
+        for _ in 0..3 {
+            l.push(-1, true, &big, peer, &errors);
+        }
+        // A shorter packet ends the run; the next one starts a new message.
+        l.push(-1, true, &small, peer, &errors);
+        l.push(-1, true, &big, peer, &errors);
+        // Another peer, then raw ESP: never joined.
+        l.push(-1, true, &big, other, &errors);
+        assert_eq!(shape(&l), vec![(4, 1400), (1, 0), (1, 0)]);
+        let mut raw = SendList::new();
+        raw.push(-1, false, &big, peer, &errors);
+        raw.push(-1, false, &big, peer, &errors);
+        assert_eq!(shape(&raw), vec![(1, 0), (1, 0)]);
+    }
+
+    #[test]
+    fn gso_runs_stop_at_the_kernel_limits() {
+        let errors = AtomicU64::new(0);
+        let peer: SocketAddr = "192.0.2.2:4500".parse().unwrap();
+        let p = vec![0u8; 1500];
+        let mut l = SendList::new();
+        for _ in 0..50 {
+            l.push(-1, true, &p, peer, &errors);
+        }
+        let s = shape(&l);
+        assert!(s.iter().all(|&(n, _)| n * 1500 <= GSO_MAX_BYTES));
+        assert_eq!(s.iter().map(|&(n, _)| n).sum::<usize>(), 50);
+        assert_eq!(s[0], (GSO_MAX_BYTES / 1500, 1500));
+    }
+
+    fn udp_pair() -> (UdpSocket, UdpSocket) {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        (tx, rx)
+    }
+
+    #[test]
+    fn send_list_delivers_every_packet_in_order_as_separate_datagrams() {
+        let (tx, rx) = udp_pair();
+        let dst = rx.local_addr().unwrap();
+        let errors = AtomicU64::new(0);
+        let pkts: Vec<Vec<u8>> = (0..100u8)
+            .map(|i| vec![i; if i % 10 == 9 { 100 } else { 1200 }])
+            .collect();
+        let mut l = SendList::new();
+        for p in &pkts {
+            l.push(tx.as_raw_fd(), true, p, dst, &errors);
+        }
+        l.flush(&errors);
+        assert_eq!(errors.load(Ordering::Relaxed), 0);
+        let mut buf = [0u8; 2000];
+        for p in &pkts {
+            let (n, from) = rx.recv_from(&mut buf).unwrap();
+            assert_eq!(from, tx.local_addr().unwrap());
+            assert_eq!(&buf[..n], &p[..]);
+        }
+    }
+
+    #[test]
+    fn esp_source_keeps_esp_and_hands_ike_to_the_control_loop() {
+        let (tx, rx) = udp_pair();
+        rx.set_nonblocking(true).unwrap();
+        let local = rx.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            tuns: Vec::new(),
+            policies: RwLock::new(Vec::new()),
+            inbound: RwLock::new(HashMap::new()),
+            raw: HashMap::new(),
+            nat_t: HashMap::from([(local.ip(), Arc::new(rx))]),
+            counters: IoCounters::default(),
+        });
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (ike_tx, ike_rx) = crossbeam_channel::unbounded();
+        let mut src = EspSource::new(shared.clone(), ike_tx, waker);
+        let esp = |i: u8| vec![0, 0, 1, i, 0, 0, 0, i, 0xab, 0xcd];
+        tx.send_to(&esp(1), local).unwrap();
+        tx.send_to(&[0, 0, 0, 0, 7, 7, 7], local).unwrap();
+        tx.send_to(&esp(2), local).unwrap();
+        tx.send_to(&[0xff], local).unwrap();
+        tx.send_to(&[1, 2], local).unwrap();
+        tx.send_to(&esp(3), local).unwrap();
+        let mut batch = Batch::new(64, 2048);
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            batch.clear();
+            assert_eq!(src.recv_batch(&mut batch), Recv::Data);
+            got.extend(batch.packets().iter().map(|p| p.data().to_vec()));
+        }
+        assert_eq!(got, vec![esp(1), esp(2), esp(3)]);
+        let d = ike_rx.try_recv().unwrap();
+        assert_eq!(d.data, vec![7, 7, 7]);
+        assert_eq!(d.remote, tx.local_addr().unwrap());
+        assert_eq!(d.local, SocketAddr::new(local.ip(), 4500));
+        assert_eq!(shared.counters.malformed_udp.load(Ordering::Relaxed), 1);
     }
 }
