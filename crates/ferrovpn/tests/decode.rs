@@ -531,3 +531,56 @@ proptest! {
         }
     }
 }
+
+/// IPv4 in LINKTYPE_RAW: protocol 50 (ESP) or 17 (UDP, `payload` already with its header).
+fn raw_ip4(protocol: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ];
+    p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn esp_over_ip_protocol_50_shows_missing_and_reordered_sequence_numbers() {
+    let esp = |seq: u32| {
+        let mut p = 0x0102_0304u32.to_be_bytes().to_vec();
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0xee; 32]);
+        raw_ip4(50, &p)
+    };
+    let mut ikev2 = vec![0x11; 8];
+    ikev2.extend_from_slice(&[0; 8]);
+    ikev2.extend_from_slice(&[33, 0x20, 34, 8, 0, 0, 0, 0, 0, 0, 0, 28]);
+    let mut udp = 500u16.to_be_bytes().to_vec();
+    udp.extend_from_slice(&500u16.to_be_bytes());
+    udp.extend_from_slice(&((8 + ikev2.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&ikev2);
+    let frames: Vec<(u32, Vec<u8>)> = [1, 2, 5, 4, 9]
+        .into_iter()
+        .map(|s| (10, esp(s)))
+        .chain([(11, raw_ip4(17, &udp))])
+        .collect();
+    let report = decode::decode(&pcap_file(101, &frames), None).unwrap();
+    assert_eq!(report.esp.len(), 1);
+    let f = &report.esp[0];
+    assert_eq!(
+        (f.spi, f.packets, f.first_seq, f.last_seq),
+        (0x0102_0304, 5, 1, 9)
+    );
+    assert_eq!(f.udp, None);
+    assert_eq!(f.gaps(), vec![(3, 3), (6, 8)]);
+    assert_eq!(f.out_of_order, 1);
+    assert!(matches!(
+        &report.records[..],
+        [decode::Record::Undecodable(u)] if u.reason.contains("IKEv2")
+    ));
+    let text = decode::render(&report, false);
+    assert!(
+        text.contains("SPI 01020304 192.0.2.1 -> 192.0.2.2 (IP protocol 50): 5 packets"),
+        "{text}"
+    );
+    assert!(text.contains("4 missing: 3, 6-8, 1 out of order"), "{text}");
+}
