@@ -46,7 +46,7 @@ counter() { e2e_q "$1" "$(printf 'int((lambda c: %s)(d["counters"]))' "$2")"; }
 row() {
     local name="$1" src="$2" expr="$3" min="$4" arg="${5:-}" before after sent
     before="$(counter "$SOCK_B" "$expr")"
-    sent="$(ip netns exec "$FV_NS_A" python3 "$HOSTILE" "$name" "$src" 192.0.2.2 $arg)" ||
+    sent="$(ip netns exec "$FV_NS_A" python3 "$HOSTILE" "$name" "$src" 192.0.2.2 ${arg:+"$arg"})" ||
         fail "hostile.py $name failed"
     sleep 0.5
     kill -0 "$PID_B" 2>/dev/null || fail "responder died during case $name"

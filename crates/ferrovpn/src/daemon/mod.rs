@@ -491,6 +491,12 @@ impl Daemon {
                 warn!(conn = %self.conn_name(conn), "peer dead (DPD) on IKE SA {cookies}");
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.last_failure = Some("peer dead (DPD)".into());
+                    // RFC 3706 §5.5 leaves the action open; like strongSwan's dpd_action=restart
+                    // an initiator negotiates again at once (backoff applies if that fails).
+                    if c.cfg.start == Start::Initiate && !self.stop {
+                        c.retry_at = Some(Instant::now());
+                        info!(conn = %c.cfg.name, "peer dead: initiating again now");
+                    }
                 }
             }
             Event::ChildSaEstablished(child) => self.install(child),
@@ -527,6 +533,10 @@ impl Daemon {
 
     /// Initiating connections come back by themselves, with backoff up to 5 minutes.
     fn schedule_retry(&mut self, conn: usize) {
+        // A replaced (rekeyed) IKE SA leaves its successor up: nothing to retry.
+        if self.endpoint.is_up(conn) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
