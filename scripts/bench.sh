@@ -48,7 +48,7 @@ B_IN=203.0.113.1
 TICK="$(getconf CLK_TCK)"
 mkdir -p "$OUT"
 echo "setup,test,run,seconds,bytes,gbps,packets,lost,pps,cpu_a_s,cpu_b_s,retransmits,drops_a,drops_b" >"$RAW"
-COMMAND="sudo BENCH_LABEL=$LABEL BENCH_SETUPS=\"$SETUPS\" BENCH_TESTS=\"$TESTS\" BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS scripts/bench.sh"
+COMMAND="sudo ${FERROVPN_BIN:+FERROVPN_BIN=$FERROVPN_BIN }BENCH_LABEL=$LABEL BENCH_SETUPS=\"$SETUPS\" BENCH_TESTS=\"$TESTS\" BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS scripts/bench.sh"
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 
