@@ -23,7 +23,8 @@
 #   sudo scripts/bench.sh                        (about 10 minutes)
 #   sudo BENCH_LABEL=after BENCH_SETUPS="fv-fv" scripts/bench.sh
 # Env: BENCH_LABEL (default "current"), BENCH_SETUPS, BENCH_TESTS, BENCH_RUNS, BENCH_SECONDS,
-# BENCH_WORKERS (ferrovpn workers, default: number of cores), FERROVPN_BIN, BENCH_NO_DOC=1.
+# BENCH_WORKERS (ferrovpn workers, default: number of cores), BENCH_TXQLEN (set the TUN devices'
+# txqueuelen), FERROVPN_BIN, BENCH_NO_DOC=1.
 # Needs root (namespaces), iperf3 and strongSwan (scripts/install-deps.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -48,7 +49,7 @@ B_IN=203.0.113.1
 TICK="$(getconf CLK_TCK)"
 mkdir -p "$OUT"
 echo "setup,test,run,seconds,bytes,gbps,packets,lost,pps,cpu_a_s,cpu_b_s,retransmits,drops_a,drops_b" >"$RAW"
-COMMAND="sudo ${FERROVPN_BIN:+FERROVPN_BIN=$FERROVPN_BIN }BENCH_LABEL=$LABEL BENCH_SETUPS=\"$SETUPS\" BENCH_TESTS=\"$TESTS\" BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS scripts/bench.sh"
+COMMAND="sudo ${FERROVPN_BIN:+FERROVPN_BIN=$FERROVPN_BIN }${BENCH_TXQLEN:+BENCH_TXQLEN=$BENCH_TXQLEN }${BENCH_WORKERS:+BENCH_WORKERS=$BENCH_WORKERS }BENCH_LABEL=$LABEL BENCH_SETUPS=\"$SETUPS\" BENCH_TESTS=\"$TESTS\" BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS scripts/bench.sh"
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -248,6 +249,14 @@ bench_setup() {
     E2E_LOGS=()
     say "=== $setup"
     "setup_${setup//-/_}"
+    if [ -n "${BENCH_TXQLEN:-}" ]; then
+        # Experiment: a longer TUN transmit queue (the kernel default is 500 packets).
+        for ns in "$FV_NS_A" "$FV_NS_B"; do
+            for dev in fv0 ipsec0; do
+                ip -n "$ns" link set "$dev" txqueuelen "$BENCH_TXQLEN" 2>/dev/null || true
+            done
+        done
+    fi
     FV_SPAWN_LOG="$FV_TMP/iperf3-server.log" fv_spawn "$FV_NS_B" iperf3 -s -B "$DST"
     for ((i = 0; i < 50; i++)); do
         ip netns exec "$FV_NS_B" ss -Htln "sport = :5201" | grep . >/dev/null && break
