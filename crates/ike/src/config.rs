@@ -295,6 +295,15 @@ pub struct Settings {
     pub rekey_margin: Duration,
 }
 
+impl Settings {
+    /// When, after it was established, an SA of `lifetime` starts its rekey: `rekey_margin`
+    /// before the end, but never in the first half of its life (a lifetime no longer than the
+    /// margin would otherwise be due at once, and its successor too).
+    pub fn rekey_after(&self, lifetime: Duration) -> Duration {
+        lifetime.saturating_sub(self.rekey_margin.min(lifetime / 2))
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {

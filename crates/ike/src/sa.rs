@@ -530,7 +530,7 @@ impl IkeSa {
         if let Some(est) = self.established_at {
             at(est + self.lifetime);
             if self.role == Role::Initiator && !self.rekey_started {
-                at(est + self.lifetime.saturating_sub(settings.rekey_margin));
+                at(est + settings.rekey_after(self.lifetime));
             }
             if let Some(dpd) = ctx_cfg.dpd {
                 if self.features.dpd {
@@ -543,7 +543,7 @@ impl IkeSa {
             for c in &self.children {
                 at(c.established + c.lifetime);
                 if c.initiated_by_us && !c.rekey_started {
-                    at(c.established + c.lifetime.saturating_sub(settings.rekey_margin));
+                    at(c.established + settings.rekey_after(c.lifetime));
                 }
             }
         }

@@ -336,7 +336,7 @@ impl IkeSa {
         self.child_lifetimes(ctx);
         if self.role == Role::Initiator
             && !self.rekey_started
-            && ctx.now >= est + self.lifetime.saturating_sub(ctx.settings.rekey_margin)
+            && ctx.now >= est + ctx.settings.rekey_after(self.lifetime)
         {
             self.rekey_started = true;
             return true;
@@ -390,7 +390,7 @@ impl IkeSa {
             }
             if c.initiated_by_us
                 && !c.rekey_started
-                && ctx.now >= c.established + c.lifetime.saturating_sub(ctx.settings.rekey_margin)
+                && ctx.now >= c.established + ctx.settings.rekey_after(c.lifetime)
             {
                 let (index, spi) = (c.child_index, c.spi_in);
                 if let Some(c) = self.children.get_mut(i) {
