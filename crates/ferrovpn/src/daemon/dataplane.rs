@@ -38,7 +38,8 @@ const IPV4_HEADER: usize = 20;
 /// How long a sink waits for room in a full socket send buffer before dropping.
 const SEND_WAIT_MS: i32 = 5;
 
-/// Cleared for the whole process when the kernel refuses a UDP GSO send.
+/// Cleared for the whole process when the kernel answers a UDP GSO send with EIO (no checksum
+/// offload on the path).
 static UDP_GSO: AtomicBool = AtomicBool::new(true);
 
 /// An outbound policy: packets from `local` to `remote` read from TUN `tun` use `handle`.
@@ -413,9 +414,12 @@ impl SendList {
             let m = self.msgs.get(done).copied().flatten();
             if let (Some(m), Some(h)) = (m, hdrs.get(done)) {
                 if m.segment > 0 && m.iovs > 1 && (raw == libc::EIO || raw == libc::EINVAL) {
-                    // No UDP GSO here (no checksum offload, old kernel): send one by one
-                    // from now on.
-                    UDP_GSO.store(false, Ordering::Relaxed);
+                    // EIO: no checksum offload for GSO on this path, send one by one from now
+                    // on. EINVAL: this run did not fit (e.g. segment larger than the path MTU),
+                    // send it one by one and keep GSO for the next.
+                    if raw == libc::EIO {
+                        UDP_GSO.store(false, Ordering::Relaxed);
+                    }
                     self.send_each(h, m, errors);
                 } else {
                     errors.fetch_add(m.iovs as u64, Ordering::Relaxed);
@@ -827,6 +831,10 @@ mod tests {
         }
         l.flush(&errors);
         assert_eq!(errors.load(Ordering::Relaxed), 0);
+        assert!(
+            UDP_GSO.load(Ordering::Relaxed),
+            "loopback takes UDP GSO sends"
+        );
         let mut buf = [0u8; 2000];
         for p in &pkts {
             let (n, from) = rx.recv_from(&mut buf).unwrap();
