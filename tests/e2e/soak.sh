@@ -2,7 +2,8 @@
 # Long-run behaviour of a ferrovpn ⇄ ferrovpn tunnel (A initiator 192.0.2.1, B responder
 # 192.0.2.2, inner 198.51.100.1 ⇄ 203.0.113.1):
 #   rekey-soak   iperf3 A -> B for SOAK_SECONDS (-i 1 --json) while IPsec SAs and the IKE SA are
-#                rekeyed on short lifetimes: every 1-s interval carries bytes (no stall > 1 s),
+#                rekeyed on short lifetimes: every 1-s interval carries bytes and closes on
+#                time (no stall > 1 s),
 #                the receiver read all but what was still in the sender's socket buffer, a
 #                checksummed 20 MiB transfer in the middle of the run arrives byte for byte
 #                (size and SHA-256), and the rekeys did happen.
@@ -109,7 +110,9 @@ interface = "fv0"' e2e_conf "$FV_TMP/thirty.toml"
 import json, sys
 d = json.load(open(sys.argv[1]))
 iv = [i["sum"] for i in d["intervals"]]
-stalls = [f'{s["start"]:.0f}-{s["end"]:.0f}s' for s in iv if s["bytes"] == 0]
+# An empty interval, or one iperf3 could only close late (its sender blocked in a stalled
+# TCP connection), is a stall of more than a second.
+stalls = [f'{s["start"]:.1f}-{s["end"]:.1f}s' for s in iv if s["bytes"] == 0 or s["end"] - s["start"] > 1.5]
 sent = d["end"]["sum_sent"]["bytes"]
 recv = d["end"]["sum_received"]["bytes"]
 rate = min(s["bits_per_second"] for s in iv) / 1e6
@@ -119,7 +122,7 @@ EOF
     local n stalls sent recv minrate retr where
     read -r n stalls sent recv minrate retr where <<<"$out"
     [ "$n" -ge $((SOAK - 1)) ] || fail "iperf3 reported only $n intervals for $SOAK s"
-    [ "$stalls" = 0 ] || fail "$stalls one-second intervals without a byte: $where"
+    [ "$stalls" = 0 ] || fail "$stalls stalls (a 1-s interval without a byte or lasting over 1.5 s): $where (rekeys on A at: $(grep -E 'IPsec SA installed|IKE SA established' "$FV_TMP/daemon-a.log" | grep -oE 'T[0-9:]{8}' | tr -d T | paste -sd' ' -); iperf3 started $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['start']['timestamp']['time'])" "$json"))"
     # iperf3's sender counts what it wrote into its socket when -t ends, the receiver what it
     # read before the end of the test: up to a socket buffer apart without any loss. Exact
     # equality is what the checksummed transfer above shows.
