@@ -782,3 +782,62 @@ fn a_lifetime_no_longer_than_the_rekey_margin_does_not_rekey_in_a_loop() {
         "{n} IPsec SAs negotiated in 10 s with a 60 s lifetime"
     );
 }
+
+#[test]
+fn the_responder_may_install_its_inbound_sa_when_it_sends_qm2() {
+    let mut p = Pair::new(conn_a(), conn_b());
+    p.connect();
+    assert_up(&p);
+    let ev = p.events(Side::B);
+    let ready = ev
+        .iter()
+        .position(|e| matches!(e, Event::ChildSaInboundReady(_)))
+        .expect("inbound ready");
+    let done = ev
+        .iter()
+        .position(|e| matches!(e, Event::ChildSaEstablished(_)))
+        .unwrap();
+    assert!(ready < done);
+    let (Event::ChildSaInboundReady(early), Event::ChildSaEstablished(full)) =
+        (&ev[ready], &ev[done])
+    else {
+        unreachable!()
+    };
+    assert_eq!(early.inbound.spi, full.inbound.spi);
+    assert_eq!(*early.inbound.enc_key, *full.inbound.enc_key);
+    assert_eq!(early.message_id, full.message_id);
+    assert!(
+        !p.events(Side::A)
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaInboundReady(_))),
+        "only the responder"
+    );
+}
+
+#[test]
+fn a_responder_whose_qm3_never_comes_reports_the_quick_mode_failed() {
+    let mut p = Pair::new(conn_a(), conn_b());
+    // Datagram 8 is QM3 (MM1…MM6, QM1, QM2 before it); lose it and everything A sends after.
+    p.filter = Box::new(|w| {
+        if w.from == Side::A && w.seq >= 8 {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.connect();
+    p.run_for(Duration::from_secs(240));
+    let ready = p.events(Side::B).iter().find_map(|e| match e {
+        Event::ChildSaInboundReady(c) => Some(c.message_id),
+        _ => None,
+    });
+    let failed = p.events(Side::B).iter().find_map(|e| match e {
+        Event::ChildSaFailed { message_id, .. } => Some(*message_id),
+        _ => None,
+    });
+    assert!(ready.is_some());
+    assert_eq!(
+        ready, failed,
+        "the half-installed SA is reported failed so the driver removes it"
+    );
+}

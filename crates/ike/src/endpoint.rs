@@ -13,7 +13,8 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
-use crate::event::{ConnId, Cookies, Event, NatStatus, PeerFeatures, Role};
+use crate::event::{ConnId, Cookies, Event, Failure, NatStatus, PeerFeatures, Role};
+use crate::exchange::quick_mode::QmState;
 use crate::proposal::IkeProposal;
 use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
 use crate::wire::{ExchangeType, Header};
@@ -356,6 +357,15 @@ impl Endpoint {
             return;
         };
         self.replaces.remove(&key);
+        // Quick Modes still waiting for QM3 may have a half-installed inbound SA: report them.
+        for qm in sa.quick_modes.iter().filter(|q| q.state == QmState::R2Sent) {
+            self.out.events.push_back(Event::ChildSaFailed {
+                conn: sa.conn,
+                cookies: sa.cookies,
+                message_id: qm.message_id,
+                reason: Failure::Malformed("ISAKMP SA gone before QM3".into()),
+            });
+        }
         if sa.children.is_empty() {
             return;
         }

@@ -244,6 +244,10 @@ pub enum Event {
         cookies: Cookies,
         reason: String,
     },
+    /// Responder, QM2 sent: the inbound half may be installed now, so ESP the initiator sends
+    /// right after QM3 is not dropped while QM3 is still on its way; `ChildSaEstablished` (or
+    /// `ChildSaFailed` with the same message ID) follows.
+    ChildSaInboundReady(ChildSa),
     ChildSaEstablished(ChildSa),
     ChildSaFailed {
         conn: ConnId,

@@ -81,6 +81,8 @@ struct Daemon {
     nat_t: HashMap<IpAddr, Arc<UdpSocket>>,
     started: Instant,
     stop: bool,
+    /// Inbound SAs installed after QM2, waiting for QM3: (connection, message ID, handle).
+    early_inbound: Vec<(usize, u32, SaHandle)>,
 }
 
 /// Blocks SIGINT/SIGTERM in every thread and returns a signalfd that reports them.
@@ -285,6 +287,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         nat_t,
         started: Instant::now(),
         stop: false,
+        early_inbound: Vec::new(),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -499,6 +502,7 @@ impl Daemon {
                     }
                 }
             }
+            Event::ChildSaInboundReady(child) => self.install_inbound(child),
             Event::ChildSaEstablished(child) => self.install(child),
             Event::ChildSaFailed {
                 conn,
@@ -507,6 +511,17 @@ impl Daemon {
                 reason,
             } => {
                 error!(conn = %self.conn_name(conn), "Quick Mode {message_id:08x} on {cookies} failed: {reason}");
+                if let Some(i) = self
+                    .early_inbound
+                    .iter()
+                    .position(|e| e.0 == conn && e.1 == message_id)
+                {
+                    let (_, _, h) = self.early_inbound.swap_remove(i);
+                    if let Ok(mut m) = self.shared.inbound.write() {
+                        m.remove(&h);
+                    }
+                    let _ = self.sad.remove(h);
+                }
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.last_failure = Some(reason.to_string());
                 }
@@ -548,6 +563,23 @@ impl Daemon {
         c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
     }
 
+    /// Responder after QM2: accept ESP on the new inbound SPI at once (see
+    /// `Event::ChildSaInboundReady`); the outbound half follows with QM3.
+    fn install_inbound(&mut self, child: ChildSa) {
+        let Some((inb, _)) = convert::esp_sas(&child) else {
+            return;
+        };
+        let Ok(h) = self.sad.add(&inb, self.clock.now()) else {
+            return;
+        };
+        if let Some(tun) = self.conns.get(child.conn).and_then(|c| c.tun) {
+            if let Ok(mut m) = self.shared.inbound.write() {
+                m.insert(h, tun);
+            }
+        }
+        self.early_inbound.push((child.conn, child.message_id, h));
+    }
+
     fn install(&mut self, child: ChildSa) {
         let name = self.conn_name(child.conn);
         let Some((inb, outb)) = convert::esp_sas(&child) else {
@@ -555,7 +587,16 @@ impl Daemon {
             return;
         };
         let now = self.clock.now();
-        let (h_in, h_out) = match (self.sad.add(&inb, now), self.sad.add(&outb, now)) {
+        let early = self
+            .early_inbound
+            .iter()
+            .position(|e| e.0 == child.conn && e.1 == child.message_id)
+            .map(|i| self.early_inbound.swap_remove(i).2);
+        let inbound = match early {
+            Some(h) => Ok(h),
+            None => self.sad.add(&inb, now),
+        };
+        let (h_in, h_out) = match (inbound, self.sad.add(&outb, now)) {
             (Ok(a), Ok(b)) => (a, b),
             (a, b) => {
                 error!(conn = %name, "installing SA pair failed: {:?} {:?}", a.err(), b.err());

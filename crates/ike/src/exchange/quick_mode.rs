@@ -748,6 +748,9 @@ impl IkeSa {
         self.seal_qm(ctx, &mut qm, "QM2", rest, Some(&ni), flags, true)
             .map_err(|_| InputError::Unexpected("seal"))?;
         qm.replies.remember_request(datagram);
+        if let Ok(child) = self.child_sa(ctx, &qm) {
+            ctx.event(Event::ChildSaInboundReady(child));
+        }
         self.quick_modes.push(qm);
         Ok(())
     }
