@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -31,12 +31,15 @@ cargo test -p ferrovpn-esp --no-default-features --features rustcrypto
 step "bounded fuzzing (${FUZZ_SECONDS}s per target)"
 scripts/fuzz.sh "$FUZZ_SECONDS"
 
+e2e_passed=0
 if [ -d tests/e2e ]; then
     for t in tests/e2e/*.sh; do
         [ -e "$t" ] || continue
         step "end-to-end: $t"
         bash "$t"
+        e2e_passed=$((e2e_passed + 1))
     done
 fi
 
 step "all tests passed"
+echo "end-to-end scripts: ${e2e_passed} passed, 0 failed"
