@@ -91,7 +91,7 @@ fn apply(fd: &OwnedFd, opts: &SocketOptions) -> io::Result<()> {
 }
 
 /// A `sockaddr_storage` for `addr`, and its length.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(crate) fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: an all-zero sockaddr_storage is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match addr {
@@ -126,24 +126,29 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (ss, len as libc::socklen_t)
 }
 
-/// Reads the address out of a `sockaddr_storage` filled by the kernel.
-fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
+/// The address in a `sockaddr_storage` filled by the kernel.
+pub(crate) fn socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(ss.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says this is a sockaddr_in; storage is large enough.
             let sin: libc::sockaddr_in = unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
-            Some(IpAddr::V4(Ipv4Addr::from(
-                sin.sin_addr.s_addr.to_ne_bytes(),
-            )))
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this is a sockaddr_in6; storage is large enough.
             let sin6: libc::sockaddr_in6 =
                 unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
         }
         _ => None,
     }
+}
+
+/// Reads the address out of a `sockaddr_storage` filled by the kernel.
+fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
+    socket_addr(ss).map(|a| a.ip())
 }
 
 fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {

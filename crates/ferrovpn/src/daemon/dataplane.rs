@@ -21,7 +21,7 @@ use ferrovpn_esp::{Batch, Encap, PacketSink, PacketSource, Recv, SaHandle};
 use ferrovpn_ike::Datagram;
 
 use crate::ipnet::IpNet;
-use crate::socket::RawEsp;
+use crate::socket::{sockaddr, socket_addr, RawEsp};
 use crate::tun::Tun;
 
 /// How long a source waits for packets before reporting `Idle` (so shutdown is noticed).
@@ -128,62 +128,6 @@ fn addresses(p: &[u8]) -> Option<(IpAddr, IpAddr)> {
             let s: [u8; 16] = p.get(8..24)?.try_into().ok()?;
             let d: [u8; 16] = p.get(24..40)?.try_into().ok()?;
             Some((IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d))))
-        }
-        _ => None,
-    }
-}
-
-/// A `sockaddr_storage` for `addr`, and its length.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
-/// The address in a `sockaddr_storage` filled by the kernel.
-fn socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in; storage is large enough.
-            let sin: libc::sockaddr_in = unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
-            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6; storage is large enough.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
         }
         _ => None,
     }
