@@ -2,7 +2,6 @@
 //! negotiated (KE travels in AM1) and the responder's HASH_R is sent in the clear, which is why
 //! answering it is an opt-in.
 
-use crate::crypto;
 use crate::event::{Failure, Role};
 use crate::exchange::main_mode::raw_body;
 use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
@@ -114,22 +113,10 @@ impl IkeSa {
             self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
             return Ok(());
         }
-        let p = chosen.proposal;
         let our = phase1::our_id(ctx.cfg);
-        let keys = self
-            .keys
-            .as_ref()
+        let hash_r = self
+            .auth_hash(self.role, &phase1::id_body(&our))
             .ok_or(InputError::Unexpected("no keys"))?;
-        let hash_r = crypto::hash_r(
-            p.hash,
-            &keys.skeyid,
-            &self.g_xr,
-            &self.g_xi,
-            &self.cookies.responder_spi,
-            &self.cookies.initiator_spi,
-            &self.sai_b,
-            &phase1::id_body(&our),
-        );
         let mut payloads = vec![
             Payload::Sa(reply),
             Payload::KeyExchange(self.g_xr.clone()),
@@ -188,26 +175,7 @@ impl IkeSa {
             self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
             return Ok(());
         }
-        let p = chosen.proposal;
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(InputError::Unexpected("no keys"))?;
-        let expected = crypto::hash_r(
-            p.hash,
-            &keys.skeyid,
-            &self.g_xr,
-            &self.g_xi,
-            &self.cookies.responder_spi,
-            &self.cookies.initiator_spi,
-            &self.sai_b,
-            &phase1::id_body(id),
-        );
-        if !crypto::ct_eq(&expected, hash) {
-            let reason = Failure::AuthenticationFailed {
-                detail: "HASH_R in AM2 does not verify".into(),
-            };
-            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_R in AM2") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -218,20 +186,9 @@ impl IkeSa {
         let nat_d = phase1::nat_d_payloads(ctx, self);
         phase1::float_if_needed(self);
         let our = phase1::our_id(ctx.cfg);
-        let keys = self
-            .keys
-            .as_ref()
+        let hash_i = self
+            .auth_hash(self.role, &phase1::id_body(&our))
             .ok_or(InputError::Unexpected("no keys"))?;
-        let hash_i = crypto::hash_i(
-            p.hash,
-            &keys.skeyid,
-            &self.g_xi,
-            &self.g_xr,
-            &self.cookies.initiator_spi,
-            &self.cookies.responder_spi,
-            &self.sai_b,
-            &phase1::id_body(&our),
-        );
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);
         if ctx.cfg.initial_contact && !self.is_rekey {
@@ -265,7 +222,6 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let p = self.proposal.ok_or(InputError::Unexpected("no proposal"))?;
         let payloads = if header.flags.contains(Flags::ENCRYPTION) {
             let Some(payloads) = self.open_phase1(ctx, header, datagram, "AM3") else {
                 return Ok(());
@@ -284,25 +240,8 @@ impl IkeSa {
             );
             return Ok(());
         };
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(InputError::Unexpected("no keys"))?;
-        let expected = crypto::hash_i(
-            p.hash,
-            &keys.skeyid,
-            &self.g_xi,
-            &self.g_xr,
-            &self.cookies.initiator_spi,
-            &self.cookies.responder_spi,
-            &self.sai_b,
-            &self.peer_id_b,
-        );
-        if !crypto::ct_eq(&expected, hash) {
-            let reason = Failure::AuthenticationFailed {
-                detail: "HASH_I in AM3 does not verify".into(),
-            };
-            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+        let idii_b = self.peer_id_b.clone();
+        if !self.verify_peer_hash(ctx, hash, &idii_b, "HASH_I in AM3") {
             return Ok(());
         }
         phase1::detect_nat(ctx, self, &payloads);

@@ -1,6 +1,5 @@
 //! Main Mode with pre-shared keys (RFC 2409 §5, §5.4): MM1–MM6, as initiator and responder.
 
-use crate::crypto;
 use crate::event::{Failure, Role};
 use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
@@ -186,20 +185,9 @@ impl IkeSa {
         phase1::detect_nat(ctx, self, &msg.payloads);
         phase1::float_if_needed(self);
         let id = phase1::our_id(ctx.cfg);
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let hash = crypto::hash_i(
-            p.hash,
-            &keys.skeyid,
-            &self.g_xi,
-            &self.g_xr,
-            &self.cookies.initiator_spi,
-            &self.cookies.responder_spi,
-            &self.sai_b,
-            &phase1::id_body(&id),
-        );
+        let hash = self
+            .auth_hash(self.role, &phase1::id_body(&id))
+            .ok_or(InputError::Unexpected("no keys"))?;
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
         if ctx.cfg.initial_contact && !self.is_rekey {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
@@ -231,9 +219,6 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let p = self
-            .proposal
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
         let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM5") else {
             return Ok(());
         };
@@ -245,25 +230,7 @@ impl IkeSa {
             );
             return Ok(());
         };
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let expected = crypto::hash_i(
-            p.hash,
-            &keys.skeyid,
-            &self.g_xi,
-            &self.g_xr,
-            &self.cookies.initiator_spi,
-            &self.cookies.responder_spi,
-            &self.sai_b,
-            &phase1::id_body(id),
-        );
-        if !crypto::ct_eq(&expected, hash) {
-            let reason = Failure::AuthenticationFailed {
-                detail: "HASH_I in MM5 does not verify".into(),
-            };
-            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_I in MM5") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -272,20 +239,9 @@ impl IkeSa {
         }
         self.note_initial_contact(ctx, &payloads);
         let our = phase1::our_id(ctx.cfg);
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let hash_r = crypto::hash_r(
-            p.hash,
-            &keys.skeyid,
-            &self.g_xr,
-            &self.g_xi,
-            &self.cookies.responder_spi,
-            &self.cookies.initiator_spi,
-            &self.sai_b,
-            &phase1::id_body(&our),
-        );
+        let hash_r = self
+            .auth_hash(self.role, &phase1::id_body(&our))
+            .ok_or(InputError::Unexpected("no keys"))?;
         let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
         let (data, last) = match self.encrypted_message(
             ExchangeType::IDENTITY_PROTECTION,
@@ -314,9 +270,6 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let p = self
-            .proposal
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
         let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM6") else {
             return Ok(());
         };
@@ -328,25 +281,7 @@ impl IkeSa {
             );
             return Ok(());
         };
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let expected = crypto::hash_r(
-            p.hash,
-            &keys.skeyid,
-            &self.g_xr,
-            &self.g_xi,
-            &self.cookies.responder_spi,
-            &self.cookies.initiator_spi,
-            &self.sai_b,
-            &phase1::id_body(id),
-        );
-        if !crypto::ct_eq(&expected, hash) {
-            let reason = Failure::AuthenticationFailed {
-                detail: "HASH_R in MM6 does not verify".into(),
-            };
-            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_R in MM6") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {

@@ -444,3 +444,64 @@ pub(crate) fn hash_of(p: &Payload) -> Option<&Vec<u8>> {
 pub(crate) fn nonce_ok(n: &[u8]) -> bool {
     (8..=256).contains(&n.len())
 }
+
+impl IkeSa {
+    /// HASH_I when `of` is the initiator, HASH_R when it is the responder (RFC 2409 §5), over
+    /// `id_b`, the body of the ID payload that travels with it.
+    pub(crate) fn auth_hash(&self, of: Role, id_b: &[u8]) -> Option<crypto::Secret> {
+        let p = self.proposal?;
+        let k = self.keys.as_ref()?;
+        let (ci, cr) = (&self.cookies.initiator_spi, &self.cookies.responder_spi);
+        Some(match of {
+            Role::Initiator => crypto::hash_i(
+                p.hash,
+                &k.skeyid,
+                &self.g_xi,
+                &self.g_xr,
+                ci,
+                cr,
+                &self.sai_b,
+                id_b,
+            ),
+            Role::Responder => crypto::hash_r(
+                p.hash,
+                &k.skeyid,
+                &self.g_xr,
+                &self.g_xi,
+                cr,
+                ci,
+                &self.sai_b,
+                id_b,
+            ),
+        })
+    }
+
+    /// Checks the peer's HASH in constant time; a mismatch fails the SA with
+    /// AUTHENTICATION-FAILED, naming `what` (e.g. "HASH_I in MM5").
+    pub(crate) fn verify_peer_hash(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        hash: &[u8],
+        id_b: &[u8],
+        what: &str,
+    ) -> bool {
+        let peer = match self.role {
+            Role::Initiator => Role::Responder,
+            Role::Responder => Role::Initiator,
+        };
+        let ok = self
+            .auth_hash(peer, id_b)
+            .is_some_and(|h| crypto::ct_eq(&h, hash));
+        if !ok {
+            let reason = Failure::AuthenticationFailed {
+                detail: format!("{what} does not verify"),
+            };
+            self.fail(
+                ctx,
+                reason,
+                Some(crate::wire::NotifyType::AUTHENTICATION_FAILED),
+            );
+        }
+        ok
+    }
+}
