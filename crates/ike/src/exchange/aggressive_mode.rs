@@ -194,22 +194,16 @@ impl IkeSa {
         if ctx.cfg.initial_contact && !self.is_rekey {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
-        let (data, last) = match self.encrypted_message(
+        if !self.send_encrypted_phase1(
+            ctx,
             ExchangeType::AGGRESSIVE,
-            Flags(0),
-            0,
+            "AM3",
             &payloads,
-            &self.p1_iv,
+            datagram,
+            false,
         ) {
-            Ok(x) => x,
-            Err(f) => {
-                self.fail(ctx, f, None);
-                return Ok(());
-            }
-        };
-        self.p1_iv = last;
-        let sent = self.send(ctx, "AM3", &payloads, data, 0, false);
-        self.replies.remember(datagram, Some(sent));
+            return Ok(());
+        }
         self.phase1_established(ctx);
         Ok(())
     }

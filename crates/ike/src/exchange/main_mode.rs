@@ -117,22 +117,14 @@ impl IkeSa {
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM3", header, &msg.payloads);
-        let p = self
-            .proposal
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
-        let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
-        if ke.len() != p.group.public_len() || !nonce_ok(ni) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
+        if !self.take_peer_ke_nonce(ctx, &msg.payloads)? {
             return Ok(());
         }
-        self.g_xi = ke.clone();
-        self.ni = ni.clone();
-        let dh = phase1::new_dh(ctx, p.group);
+        let group = self
+            .proposal
+            .map(|p| p.group)
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let dh = phase1::new_dh(ctx, group);
         self.g_xr = dh.public_value();
         self.dh = Some(dh);
         self.nr = phase1::new_nonce(ctx);
@@ -163,21 +155,9 @@ impl IkeSa {
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM4", header, &msg.payloads);
-        let p = self
-            .proposal
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
-        let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
-        if ke.len() != p.group.public_len() || !nonce_ok(nr) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
+        if !self.take_peer_ke_nonce(ctx, &msg.payloads)? {
             return Ok(());
         }
-        self.g_xr = ke.clone();
-        self.nr = nr.clone();
         if let Err(f) = phase1::derive_keys(ctx, self) {
             self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
             return Ok(());
@@ -192,22 +172,16 @@ impl IkeSa {
         if ctx.cfg.initial_contact && !self.is_rekey {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
-        let (data, last) = match self.encrypted_message(
+        if !self.send_encrypted_phase1(
+            ctx,
             ExchangeType::IDENTITY_PROTECTION,
-            Flags(0),
-            0,
+            "MM5",
             &payloads,
-            &self.p1_iv,
+            datagram,
+            true,
         ) {
-            Ok(x) => x,
-            Err(f) => {
-                self.fail(ctx, f, None);
-                return Ok(());
-            }
-        };
-        self.p1_iv = last;
-        let sent = self.send(ctx, "MM5", &payloads, data, 0, true);
-        self.replies.remember(datagram, Some(sent));
+            return Ok(());
+        }
         self.state = Phase1State::MmI5Sent;
         Ok(())
     }
@@ -243,22 +217,16 @@ impl IkeSa {
             .auth_hash(self.role, &phase1::id_body(&our))
             .ok_or(InputError::Unexpected("no keys"))?;
         let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
-        let (data, last) = match self.encrypted_message(
+        if !self.send_encrypted_phase1(
+            ctx,
             ExchangeType::IDENTITY_PROTECTION,
-            Flags(0),
-            0,
+            "MM6",
             &reply,
-            &self.p1_iv,
+            datagram,
+            false,
         ) {
-            Ok(x) => x,
-            Err(f) => {
-                self.fail(ctx, f, None);
-                return Ok(());
-            }
-        };
-        self.p1_iv = last;
-        let sent = self.send(ctx, "MM6", &reply, data, 0, false);
-        self.replies.remember(datagram, Some(sent));
+            return Ok(());
+        }
         self.phase1_established(ctx);
         Ok(())
     }
@@ -290,6 +258,58 @@ impl IkeSa {
         }
         self.phase1_established(ctx);
         Ok(())
+    }
+
+    /// Takes the peer's KE and nonce from MM3/MM4 (RFC 2409 §5: length of the group, nonce of
+    /// 8–256 bytes); Ok(false) after failing the SA with INVALID-KEY-INFORMATION.
+    fn take_peer_ke_nonce(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        payloads: &[Payload],
+    ) -> Result<bool, InputError> {
+        let p = self
+            .proposal
+            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
+        let ke = find(payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+        let nonce = find(payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
+        if ke.len() != p.group.public_len() || !nonce_ok(nonce) {
+            self.fail(
+                ctx,
+                Failure::InvalidKeyExchange,
+                Some(NotifyType::INVALID_KEY_INFORMATION),
+            );
+            return Ok(false);
+        }
+        match self.role {
+            Role::Responder => (self.g_xi, self.ni) = (ke.clone(), nonce.clone()),
+            Role::Initiator => (self.g_xr, self.nr) = (ke.clone(), nonce.clone()),
+        }
+        Ok(true)
+    }
+
+    /// Sends an encrypted phase 1 message (MM5, MM6, AM3) on the phase 1 IV chain, advances the
+    /// chain and keeps it as the answer to `request`; false (SA failed) if it cannot be sealed.
+    pub(crate) fn send_encrypted_phase1(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        exchange: ExchangeType,
+        name: &'static str,
+        payloads: &[Payload],
+        request: &[u8],
+        retransmit: bool,
+    ) -> bool {
+        match self.encrypted_message(exchange, Flags(0), 0, payloads, &self.p1_iv) {
+            Ok((data, last)) => {
+                self.p1_iv = last;
+                let sent = self.send(ctx, name, payloads, data, 0, retransmit);
+                self.replies.remember(request, Some(sent));
+                true
+            }
+            Err(f) => {
+                self.fail(ctx, f, None);
+                false
+            }
+        }
     }
 
     /// Decrypts an encrypted phase 1 message (MM5, MM6, AM3) and advances the IV chain. A body
