@@ -498,6 +498,38 @@ fn ipsec_sas_are_rekeyed_before_they_expire_and_the_old_pair_is_deleted_after() 
 }
 
 #[test]
+fn a_rekeyed_pair_stays_installed_while_it_drains_then_both_sides_delete_it() {
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.esp_lifetime = Duration::from_secs(300);
+    b.esp_lifetime = Duration::from_secs(300);
+    let mut p = Pair::new(a, b);
+    p.connect(); // established at t0; the clock is now t0 + 60 s; rekey is due at t0 + 240 s
+    let deleted = |p: &Pair, side| {
+        p.events(side)
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+            .count()
+    };
+    p.run_for(Duration::from_secs(181));
+    assert_eq!(p.children(Side::A).len(), 2, "the successor is up");
+    assert_eq!(p.children(Side::B).len(), 2);
+    assert_eq!(deleted(&p, Side::A), 0, "the old pair drains");
+    assert_eq!(deleted(&p, Side::B), 0);
+    p.run_for(Duration::from_secs(3));
+    assert_eq!(
+        deleted(&p, Side::A) + deleted(&p, Side::B),
+        0,
+        "still draining"
+    );
+    p.run_for(Duration::from_secs(3));
+    let old = p.children(Side::A)[0].inbound.spi;
+    assert!(p.events(Side::A).iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { inbound_spi, reason, .. } if *inbound_spi == old && reason == "rekeyed")
+    ));
+    assert_eq!(deleted(&p, Side::B), 1, "the peer honours our delete");
+}
+
+#[test]
 fn responder_lifetime_shortens_the_initiators_sa() {
     let (mut a, mut b) = (conn_a(), conn_b());
     a.esp_lifetime = Duration::from_secs(7200);
@@ -579,6 +611,72 @@ fn half_open_responder_states_are_bounded() {
     assert_eq!(p.b.ike_sas(p.now).len(), 8);
     p.run_for(Duration::from_secs(120));
     assert!(p.b.ike_sas(p.now).is_empty(), "half-open states expire");
+}
+
+/// A copy of `mm1` with initiator cookie `i`, as if from the peer's address at port 10000+i.
+fn spoofed_mm1(mm1: &[u8], i: u16) -> ferrovpn_ike::Datagram {
+    let mut data = mm1.to_vec();
+    data[..2].copy_from_slice(&i.to_be_bytes());
+    data[2] = 0xee;
+    ferrovpn_ike::Datagram {
+        local: sa(ADDR_B, 500),
+        remote: sa(ADDR_A, 10_000 + i),
+        data,
+    }
+}
+
+#[test]
+fn an_mm1_flood_spoofing_the_peer_does_not_lock_the_peer_out() {
+    let settings = Settings {
+        max_half_open_per_peer: 4,
+        ..Settings::default()
+    };
+    let mut p = Pair::with_settings(conn_a(), conn_b(), settings);
+    // The flood: MM1s with the peer's address from many ports; our MM2s never reach a sender.
+    let mut probe = Pair::new(conn_a(), conn_b());
+    probe.a.initiate(probe.now, 0);
+    let mm1 = probe.a.poll_transmit().unwrap().data;
+    for i in 0..100 {
+        p.b.handle_datagram(p.now, spoofed_mm1(&mm1, i));
+    }
+    assert_eq!(p.b.ike_sas(p.now).len(), 4, "bounded per peer");
+    assert_eq!(p.b.counters().half_open_replaced, 96);
+    assert_eq!(p.b.counters().half_open_dropped, 0);
+
+    // The real peer's MM1 arrives in the middle of the flood, which goes on.
+    p.a.initiate(p.now, 0);
+    let real = p.a.poll_transmit().unwrap();
+    p.b.handle_datagram(
+        p.now,
+        ferrovpn_ike::Datagram {
+            local: real.remote,
+            remote: real.local,
+            data: real.data,
+        },
+    );
+    for i in 100..103 {
+        p.b.handle_datagram(p.now, spoofed_mm1(&mm1, i));
+    }
+    p.pump();
+    for i in 103..200 {
+        p.b.handle_datagram(p.now, spoofed_mm1(&mm1, i));
+    }
+    p.run_for(Duration::from_secs(5));
+    assert_eq!(
+        p.established(Side::A),
+        1,
+        "{:?} {:?} {:?}",
+        p.ike_failures(Side::A),
+        p.sent_names(Side::A),
+        p.b.counters()
+    );
+    assert_eq!(p.established(Side::B), 1);
+    assert_eq!(p.children(Side::A).len(), 1);
+    let half_open = p.b.ike_sas(p.now).len() - 1;
+    assert_eq!(
+        half_open, 4,
+        "the established SA is not counted nor replaced"
+    );
 }
 
 #[test]

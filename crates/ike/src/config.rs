@@ -289,10 +289,15 @@ pub struct Settings {
     pub retransmit_tries: u32,
     /// Responder IKE SAs not yet authenticated, across all peers; more MM1/AM1 are dropped.
     pub max_half_open: usize,
+    /// Responder IKE SAs not yet authenticated from one peer address (any port).
+    pub max_half_open_per_peer: usize,
     /// A responder SA that does not complete in this time is forgotten.
     pub half_open_timeout: Duration,
     /// Start rekeying this long before a lifetime ends (plus jitter-free margin for tests).
     pub rekey_margin: Duration,
+    /// A rekeyed IPsec SA pair is deleted this long after its successor is up, so packets
+    /// already in flight under the old SPIs are not lost (make-before-break).
+    pub rekeyed_drain: Duration,
 }
 
 impl Settings {
@@ -311,8 +316,10 @@ impl Default for Settings {
             retransmit_base: 1.8,
             retransmit_tries: 5,
             max_half_open: 1024,
+            max_half_open_per_peer: 32,
             half_open_timeout: Duration::from_secs(60),
             rekey_margin: Duration::from_secs(60),
+            rekeyed_drain: Duration::from_secs(5),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -33,6 +33,8 @@ pub struct Counters {
     pub no_connection: u64,
     /// MM1/AM1 dropped because too many responder SAs were half-open.
     pub half_open_dropped: u64,
+    /// Half-open responder SAs forgotten to make room for a newer MM1/AM1 from the same peer.
+    pub half_open_replaced: u64,
     /// Retransmissions answered from the reply cache.
     pub duplicates: u64,
     /// Protected messages whose HASH did not verify.
@@ -82,6 +84,8 @@ pub struct Endpoint {
     rng: StdRng,
     out: Output,
     counters: Counters,
+    /// Order in which responder SAs were created (several can share one `now`).
+    responder_serial: u64,
 }
 
 impl Endpoint {
@@ -96,6 +100,7 @@ impl Endpoint {
             rng: StdRng::from_seed(seed),
             out: Output::default(),
             counters: Counters::default(),
+            responder_serial: 0,
         }
     }
 
@@ -233,6 +238,33 @@ impl Endpoint {
         self.after_input(now, key);
     }
 
+    /// Bounds half-open responder SAs: per peer address, then across all peers. A peer at its
+    /// own bound gets room by forgetting its oldest SA that never heard back after MM2/AM2: an
+    /// MM1 flood with the peer's spoofed address (from many ports) cannot see our replies, so
+    /// it only ever replaces its own states and the real peer's exchange, which answers within
+    /// a round trip, still gets through. False when no room can be made.
+    fn make_room_for_half_open(&mut self, peer: IpAddr) -> bool {
+        let from_peer = |s: &IkeSa| s.is_half_open() && s.remote.ip() == peer;
+        if self.sas.values().filter(|s| from_peer(s)).count()
+            >= self.settings.max_half_open_per_peer
+        {
+            let oldest = self
+                .sas
+                .iter()
+                .filter(|(_, s)| from_peer(s) && s.awaits_first_answer())
+                .min_by_key(|(_, s)| s.serial)
+                .map(|(k, _)| *k);
+            match oldest {
+                Some(k) => {
+                    self.sas.remove(&k);
+                    self.counters.half_open_replaced += 1;
+                }
+                None => return false,
+            }
+        }
+        self.sas.values().filter(|s| s.is_half_open()).count() < self.settings.max_half_open
+    }
+
     fn new_responder(&mut self, now: Instant, header: &Header, d: &Datagram) {
         let mode = match header.exchange {
             ExchangeType::IDENTITY_PROTECTION => Phase1Mode::Main,
@@ -254,7 +286,7 @@ impl Endpoint {
             self.counters.no_connection += 1;
             return;
         };
-        if self.sas.values().filter(|s| s.is_half_open()).count() >= self.settings.max_half_open {
+        if !self.make_room_for_half_open(d.remote.ip()) {
             self.counters.half_open_dropped += 1;
             return;
         }
@@ -263,6 +295,8 @@ impl Endpoint {
             responder_spi: self.fresh_cookie(),
         };
         let mut sa = IkeSa::new(conn, Role::Responder, mode, cookies, d.local, d.remote, now);
+        self.responder_serial += 1;
+        sa.serial = self.responder_serial;
         let Some(cfg) = self.conns.get(conn) else {
             return;
         };

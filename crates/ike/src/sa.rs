@@ -185,6 +185,8 @@ pub(crate) struct InstalledChild {
     pub lifetime: Duration,
     pub initiated_by_us: bool,
     pub rekey_started: bool,
+    /// Replaced by a rekey: deleted at this time, once packets under its SPI have drained.
+    pub retire_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -203,6 +205,8 @@ pub(crate) struct IkeSa {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub created: Instant,
+    /// Creation order among responder SAs (0 for ours as initiator).
+    pub serial: u64,
     pub established_at: Option<Instant>,
     pub proposal: Option<IkeProposal>,
     pub lifetime: Duration,
@@ -266,6 +270,7 @@ impl IkeSa {
             local,
             remote,
             created: now,
+            serial: 0,
             established_at: None,
             proposal: None,
             lifetime: Duration::ZERO,
@@ -299,6 +304,12 @@ impl IkeSa {
 
     pub fn is_established(&self) -> bool {
         self.state == Phase1State::Established
+    }
+
+    /// A responder that sent MM2/AM2 and has heard nothing since.
+    pub fn awaits_first_answer(&self) -> bool {
+        self.role == Role::Responder
+            && matches!(self.state, Phase1State::MmR2Sent | Phase1State::AmR2Sent)
     }
 
     pub fn is_half_open(&self) -> bool {
@@ -542,6 +553,9 @@ impl IkeSa {
             }
             for c in &self.children {
                 at(c.established + c.lifetime);
+                if let Some(t) = c.retire_at {
+                    at(t);
+                }
                 if c.initiated_by_us && !c.rekey_started {
                     at(c.established + settings.rekey_after(c.lifetime));
                 }

@@ -380,10 +380,15 @@ impl IkeSa {
     }
 
     /// Rekeys IPsec SAs we initiated before they expire (make-before-break: the old pair is
-    /// deleted when the new one is installed) and deletes those past their hard lifetime.
+    /// deleted `rekeyed_drain` after the new one is installed) and deletes those past their
+    /// hard lifetime.
     fn child_lifetimes(&mut self, ctx: &mut Ctx<'_>) {
         let mut i = 0;
         while let Some(c) = self.children.get(i) {
+            if c.retire_at.is_some_and(|t| ctx.now >= t) {
+                self.delete_child(ctx, i, "rekeyed");
+                continue;
+            }
             if ctx.now >= c.established + c.lifetime {
                 self.delete_child(ctx, i, "lifetime expired");
                 continue;

@@ -1054,11 +1054,16 @@ impl IkeSa {
             lifetime: child.lifetime,
             initiated_by_us: qm.role == Role::Initiator,
             rekey_started: false,
+            retire_at: None,
         });
         ctx.event(Event::ChildSaEstablished(child));
+        // Make-before-break: the new pair carries outbound traffic from now on; the old one is
+        // deleted (both sides) only after a drain time, so packets the peer sent under the old
+        // SPI before it learnt of the new SA still arrive (strongSwan: delete_rekeyed_delay).
         if let Some(old) = qm.replaces {
-            if let Some(i) = self.children.iter().position(|c| c.spi_in == old) {
-                self.delete_child(ctx, i, "rekeyed");
+            let retire = ctx.now + ctx.settings.rekeyed_drain;
+            if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old) {
+                c.retire_at = Some(retire);
             }
         }
     }
