@@ -107,7 +107,7 @@ routes = [\"198.51.100.0/24\"]"
     row udp-esp-unknown-spi "$PEER" 'c["esp"]["unknown_spi"] + c["esp"]["malformed_udp"]' 50
     row esp-bad-icv "$PEER" 'total("auth_failures")' 50 "$spi_in"
     row esp-replay "$PEER" 'total("replay_drops")' 10 "$FV_TMP/esp.bin"
-    row mm1-flood "$PEER" 'c["ike"]["half_open_dropped"]' 1 "$FLOOD"
+    row mm1-flood "$PEER" 'c["ike"]["half_open_replaced"]' $((FLOOD / 2)) "$FLOOD"
     local r
     for r in "${ROWS[@]}"; do ok "$r"; done
 
@@ -118,18 +118,20 @@ routes = [\"198.51.100.0/24\"]"
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     ok "the existing tunnel still carries traffic"
 
-    # A fresh negotiation: the flood's half-open SAs hold every responder slot until they time
-    # out (Settings::half_open_timeout), so this measures how long the lockout lasts.
+    # A fresh negotiation right after the flood: the flood holds at most 32 half-open states for
+    # the peer's address (Settings::max_half_open_per_peer), all stuck after MM2, and a new MM1
+    # replaces the oldest of them, so the real peer is not locked out (it used to be, for the
+    # minute of Settings::half_open_timeout).
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
     local t0
     t0=$(date +%s)
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a2.log"
     PID_A="$E2E_PID"
-    e2e_wait_sas "$SOCK_A" "$PID_A" 1 120 || fail "no new IPsec SA within 120 s of the flood"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 30 || fail "no new IPsec SA within 30 s of the flood: locked out"
     ok "fresh negotiation after the flood took $(($(date +%s) - t0)) s"
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     rss1="$(rss_kb "$PID_B")"
-    ok "responder RSS after the half-open SAs expired: ${rss1} kB; IKE SAs held: $(e2e_q "$SOCK_B" 'len(ikes)')"
+    ok "responder RSS after the new negotiation: ${rss1} kB; IKE SAs held: $(e2e_q "$SOCK_B" 'len(ikes)') (the flood's half-open states until half_open_timeout)"
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
