@@ -431,6 +431,37 @@ fn dpd_declares_a_silent_peer_dead_and_removes_its_sas() {
 }
 
 #[test]
+fn dpd_timeout_counts_from_the_peers_last_message() {
+    let dpd = ferrovpn_ike::DpdConfig {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(15),
+    };
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.dpd = Some(dpd);
+    b.dpd = Some(dpd);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    // The peer's last words came at most one DPD interval before the cut.
+    let cut = p.wire.len();
+    p.filter = Box::new(move |w| {
+        if w.seq >= cut && w.from == Side::B {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    let dead = |p: &Pair| {
+        p.events(Side::A)
+            .iter()
+            .any(|e| matches!(e, Event::PeerDead { .. }))
+    };
+    p.run_for(Duration::from_millis(9_900));
+    assert!(!dead(&p), "not before the timeout since the last message");
+    p.run_for(Duration::from_millis(5_200));
+    assert!(dead(&p), "dead once 15 s passed since the peer last spoke");
+}
+
+#[test]
 fn dpd_keeps_a_live_peer_up() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.connect();

@@ -38,7 +38,8 @@ pub enum NatTraversal {
 pub struct DpdConfig {
     /// Send R-U-THERE after this long without hearing from the peer.
     pub interval: Duration,
-    /// Declare the peer dead when nothing answers for this long.
+    /// Declare the peer dead when nothing authenticated has arrived for this long (counted
+    /// from the peer's last message, R-U-THERE having gone unanswered).
     pub timeout: Duration,
 }
 

@@ -193,7 +193,6 @@ pub(crate) struct InstalledChild {
 pub(crate) struct DpdState {
     pub seq: u32,
     pub outstanding: Option<(u32, Instant)>,
-    pub first_unanswered: Option<Instant>,
 }
 
 pub(crate) struct IkeSa {
@@ -546,7 +545,10 @@ impl IkeSa {
             if let Some(dpd) = ctx_cfg.dpd {
                 if self.features.dpd {
                     match self.dpd.outstanding {
-                        Some((_, sent)) => at(sent + settings.retransmit_timeout),
+                        Some((_, sent)) => {
+                            at(sent + settings.retransmit_timeout);
+                            at(self.last_heard + dpd.timeout);
+                        }
                         None => at(self.last_heard + dpd.interval),
                     }
                 }

@@ -94,7 +94,6 @@ impl IkeSa {
         if protected {
             self.last_heard = ctx.now;
             self.dpd.outstanding = None;
-            self.dpd.first_unanswered = None;
         }
         for p in &payloads {
             match p {
@@ -345,21 +344,14 @@ impl IkeSa {
     }
 
     /// RFC 3706 §5.5: R-U-THERE after `interval` of silence, a new sequence number per try;
-    /// the peer is dead when nothing authenticated arrives within `timeout`.
+    /// the peer is dead once an R-U-THERE is out and nothing authenticated has arrived for
+    /// `timeout` since the last message (as strongSwan counts its IKEv1 dpd_timeout).
     fn dpd_timer(&mut self, ctx: &mut Ctx<'_>) {
         let Some(dpd) = ctx.cfg.dpd else { return };
         if !self.features.dpd {
             return;
         }
-        let due = match self.dpd.outstanding {
-            Some((_, sent)) => ctx.now >= sent + ctx.settings.retransmit_timeout,
-            None => ctx.now >= self.last_heard + dpd.interval,
-        };
-        if !due {
-            return;
-        }
-        let first = *self.dpd.first_unanswered.get_or_insert(ctx.now);
-        if ctx.now >= first + dpd.timeout {
+        if self.dpd.outstanding.is_some() && ctx.now >= self.last_heard + dpd.timeout {
             ctx.event(Event::PeerDead {
                 conn: self.conn,
                 cookies: self.cookies,
@@ -371,6 +363,13 @@ impl IkeSa {
                 reason: "peer dead (DPD)".into(),
             });
             self.state = Phase1State::Dead;
+            return;
+        }
+        let due = match self.dpd.outstanding {
+            Some((_, sent)) => ctx.now >= sent + ctx.settings.retransmit_timeout,
+            None => ctx.now >= self.last_heard + dpd.interval,
+        };
+        if !due {
             return;
         }
         self.dpd.seq = self.dpd.seq.wrapping_add(1);
