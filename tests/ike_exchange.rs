@@ -601,6 +601,91 @@ fn isakmp_sa_is_rekeyed_without_dropping_its_ipsec_sas() {
 }
 
 #[test]
+fn an_ipsec_rekey_caught_by_the_isakmp_rekey_is_started_again_on_the_new_isakmp_sa() {
+    // IPsec SAs rekey every 20 s (lifetime 40 s), phase 1 at 140 s (lifetime 200 s): at 140 s
+    // both start together. The peer's QM2 of that IPsec rekey is lost, and before QM1's
+    // retransmission the new phase 1 is up and the old one (with the Quick Mode) deleted.
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.ike_lifetime = Duration::from_secs(200);
+    b.ike_lifetime = Duration::from_secs(200);
+    a.esp_lifetime = Duration::from_secs(40);
+    b.esp_lifetime = Duration::from_secs(40);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    p.run_for(Duration::from_secs(75)); // t0 + 135 s
+    let cut = p.wire.len();
+    let mut dropped = false;
+    p.filter = Box::new(move |w| {
+        let qm =
+            Header::parse(&w.datagram.data).is_ok_and(|h| h.exchange == ExchangeType::QUICK_MODE);
+        if !dropped && w.seq >= cut && w.from == Side::B && qm {
+            dropped = true;
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.run_for(Duration::from_secs(200));
+    assert_eq!(p.established(Side::A), 3, "phase 1 rekeyed twice");
+    let expired: Vec<&Event> = p
+        .events(Side::A)
+        .iter()
+        .filter(|e| matches!(e, Event::ChildSaDeleted { reason, .. } if reason != "rekeyed"))
+        .collect();
+    assert!(
+        expired.is_empty(),
+        "every IPsec SA was rekeyed: {expired:?}"
+    );
+    assert!(p.a.is_up(0) && p.b.is_up(0));
+    let sas = p.a.ike_sas(p.now);
+    assert_eq!(sas.len(), 1);
+    assert!(!sas[0].children.is_empty());
+}
+
+#[test]
+fn an_ipsec_sa_whose_rekey_failed_is_negotiated_again_when_it_expires() {
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.esp_lifetime = Duration::from_secs(130);
+    b.esp_lifetime = Duration::from_secs(130);
+    let settings = Settings {
+        retransmit_tries: 2,
+        ..Settings::default()
+    };
+    let mut p = Pair::with_settings(a, b, settings);
+    p.connect(); // rekey due at t0 + 70 s, expiry at t0 + 130 s
+                 // The peer answers no Quick Mode until t0 + 100 s: the rekey gives up (~t0 + 94 s).
+    let blackout = std::rc::Rc::new(std::cell::Cell::new(true));
+    let on = blackout.clone();
+    p.filter = Box::new(move |w| {
+        let qm =
+            Header::parse(&w.datagram.data).is_ok_and(|h| h.exchange == ExchangeType::QUICK_MODE);
+        if on.get() && w.from == Side::B && qm {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.run_for(Duration::from_secs(40));
+    assert!(
+        !p.child_failures(Side::A).is_empty(),
+        "the rekey failed: {:?}",
+        p.sent_names(Side::A)
+    );
+    blackout.set(false);
+    p.run_for(Duration::from_secs(40)); // past t0 + 130 s
+    assert!(p.events(Side::A).iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { reason, .. } if reason == "lifetime expired")
+    ));
+    let sas = p.a.ike_sas(p.now);
+    assert_eq!(
+        sas[0].children.len(),
+        1,
+        "a fresh pair replaced the expired one"
+    );
+    assert!(p.a.is_up(0) && p.b.is_up(0));
+}
+
+#[test]
 fn simultaneous_negotiations_are_kept_apart_by_their_cookies() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.a.initiate(p.now, 0);

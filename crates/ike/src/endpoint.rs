@@ -363,6 +363,20 @@ impl Endpoint {
             if let Some(old_key) = self.replaces.remove(&key) {
                 if let Some(mut old) = self.sas.remove(&old_key) {
                     let mut moved = std::mem::take(&mut old.children);
+                    // IPsec rekeys still in flight on the old ISAKMP SA die with it: the new
+                    // one starts them again, or those pairs would expire unreplaced.
+                    let lost: Vec<u32> = old
+                        .quick_modes
+                        .iter()
+                        .filter(|q| q.role == Role::Initiator && q.state == QmState::I1Sent)
+                        .filter_map(|q| q.replaces)
+                        .collect();
+                    for c in moved.iter_mut() {
+                        if c.retire_at.is_none() && lost.contains(&c.spi_in) {
+                            c.rekey_started = false;
+                        }
+                    }
+                    self.fail_half_installed(&old);
                     if let Some(new) = self.sas.get_mut(&key) {
                         new.children.append(&mut moved);
                     }
@@ -384,14 +398,9 @@ impl Endpoint {
         }
     }
 
-    /// Removes a finished SA; its IPsec SAs move to another established SA of the same
-    /// connection, or are deleted from the data plane.
-    fn reap(&mut self, now: Instant, key: [u8; 8]) {
-        let Some(mut sa) = self.sas.remove(&key) else {
-            return;
-        };
-        self.replaces.remove(&key);
-        // Quick Modes still waiting for QM3 may have a half-installed inbound SA: report them.
+    /// Quick Modes still waiting for QM3 may have a half-installed inbound SA: reports them
+    /// failed when their ISAKMP SA goes.
+    fn fail_half_installed(&mut self, sa: &IkeSa) {
         for qm in sa.quick_modes.iter().filter(|q| q.state == QmState::R2Sent) {
             self.out.events.push_back(Event::ChildSaFailed {
                 conn: sa.conn,
@@ -400,6 +409,16 @@ impl Endpoint {
                 reason: Failure::Malformed("ISAKMP SA gone before QM3".into()),
             });
         }
+    }
+
+    /// Removes a finished SA; its IPsec SAs move to another established SA of the same
+    /// connection, or are deleted from the data plane.
+    fn reap(&mut self, now: Instant, key: [u8; 8]) {
+        let Some(mut sa) = self.sas.remove(&key) else {
+            return;
+        };
+        self.replaces.remove(&key);
+        self.fail_half_installed(&sa);
         if sa.children.is_empty() {
             return;
         }

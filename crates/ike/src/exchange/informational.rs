@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::config::Phase1Mode;
 use crate::crypto;
 use crate::event::{Event, Failure, Role};
+use crate::exchange::quick_mode::QmState;
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
 use crate::wire::{
     self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
@@ -389,7 +390,20 @@ impl IkeSa {
                 continue;
             }
             if ctx.now >= c.established + c.lifetime {
+                let (index, ours) = (c.child_index, c.initiated_by_us && c.retire_at.is_none());
                 self.delete_child(ctx, i, "lifetime expired");
+                // It expired unreplaced (its rekey failed): negotiate the pair afresh.
+                let replaced = self
+                    .children
+                    .iter()
+                    .any(|c| c.child_index == index && c.retire_at.is_none());
+                let pending = self
+                    .quick_modes
+                    .iter()
+                    .any(|q| q.child_index == index && q.state != QmState::Done);
+                if ours && !replaced && !pending {
+                    self.quick_mode_initiate(ctx, index, None);
+                }
                 continue;
             }
             if c.initiated_by_us
