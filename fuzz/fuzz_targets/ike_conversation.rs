@@ -1,0 +1,154 @@
+//! Two real endpoints negotiating (MM or AM, then QM, DPD, rekeys) while the fuzzer plays the
+//! network: it delivers, drops, replays, corrupts or truncates each datagram and moves the clock.
+//! Unlike `ike_responder`, the messages are genuine, so the protected states (MM5/MM6, AM3,
+//! Quick Mode, Informational) are reached and then fed corrupted input.
+//! Input: a config byte, then opcodes with their operands (see `step`).
+#![no_main]
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals};
+use ferrovpn_ike::{ConnectionConfig, Datagram, Endpoint, Phase1Mode, Settings};
+use libfuzzer_sys::fuzz_target;
+
+const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+
+fn conn(name: &str, local: IpAddr, remote: IpAddr, flags: u8) -> ConnectionConfig {
+    let mut c = ConnectionConfig::new(name, local, remote, b"ferrovpn-test-psk");
+    c.mode = if flags & 1 == 0 { Phase1Mode::Main } else { Phase1Mode::Aggressive };
+    c.allow_aggressive_psk = true;
+    // X25519 keeps an execution cheap; PFS on a flag.
+    c.ike_proposals = parse_ike_proposals("aes128-sha256-x25519").unwrap_or_default();
+    let esp = if flags & 2 == 0 { "aes128gcm16" } else { "aes128-sha256-x25519" };
+    c.esp_proposals = parse_esp_proposals(esp).unwrap_or_default();
+    c.request_commit = flags & 4 != 0;
+    c.ike_lifetime = Duration::from_secs(120);
+    c.esp_lifetime = Duration::from_secs(60);
+    c
+}
+
+struct Net {
+    a: Endpoint,
+    b: Endpoint,
+    to_b: VecDeque<Datagram>,
+    to_a: VecDeque<Datagram>,
+    last_to_b: Option<Datagram>,
+    now: Instant,
+}
+
+impl Net {
+    fn collect(&mut self) {
+        while let Some(d) = self.a.poll_transmit() {
+            if self.to_b.len() < 64 {
+                self.to_b.push_back(d);
+            }
+        }
+        while let Some(d) = self.b.poll_transmit() {
+            if self.to_a.len() < 64 {
+                self.to_a.push_back(d);
+            }
+        }
+        while self.a.poll_event().is_some() {}
+        while self.b.poll_event().is_some() {}
+    }
+
+    /// The receiver sees the sender's address as remote.
+    fn arrive(d: Datagram) -> Datagram {
+        Datagram { local: d.remote, remote: d.local, data: d.data }
+    }
+
+    fn deliver(&mut self, to_b: bool, change: impl FnOnce(&mut Vec<u8>)) {
+        let queue = if to_b { &mut self.to_b } else { &mut self.to_a };
+        let Some(mut d) = queue.pop_front() else { return };
+        change(&mut d.data);
+        let d = Net::arrive(d);
+        if to_b {
+            self.last_to_b = Some(d.clone());
+            self.b.handle_datagram(self.now, d);
+        } else {
+            self.a.handle_datagram(self.now, d);
+        }
+    }
+
+    /// One opcode and its operands from `input`; false when the input is used up.
+    fn step(&mut self, input: &mut &[u8]) -> bool {
+        let Some((&op, rest)) = input.split_first() else { return false };
+        *input = rest;
+        let mut operand = || -> u8 {
+            let Some((&x, rest)) = input.split_first() else { return 0 };
+            *input = rest;
+            x
+        };
+        let to_b = op & 0x80 == 0;
+        match op & 0x07 {
+            0 | 1 => self.deliver(to_b, |_| {}),
+            2 => {
+                // Flip bits at an offset (counted from the end for the encrypted tail).
+                let (pos, x) = (usize::from(operand()), operand().max(1));
+                let from_end = op & 0x40 != 0;
+                self.deliver(to_b, |d| {
+                    let i = if from_end { d.len().checked_sub(pos + 1) } else { Some(pos) };
+                    if let Some(b) = i.and_then(|i| d.get_mut(i)) {
+                        *b ^= x;
+                    }
+                });
+            }
+            3 => {
+                let keep = usize::from(operand()) * 4;
+                self.deliver(to_b, |d| d.truncate(keep));
+            }
+            4 => {
+                let queue = if to_b { &mut self.to_b } else { &mut self.to_a };
+                queue.pop_front();
+            }
+            5 => {
+                self.now += Duration::from_millis(u64::from(operand()) * 250);
+                self.a.handle_timeout(self.now);
+                self.b.handle_timeout(self.now);
+            }
+            6 => {
+                if let Some(d) = self.last_to_b.clone() {
+                    self.b.handle_datagram(self.now, d);
+                }
+            }
+            _ => {
+                // Deliver everything in flight both ways, unchanged.
+                for _ in 0..16 {
+                    self.collect();
+                    if self.to_a.is_empty() && self.to_b.is_empty() {
+                        break;
+                    }
+                    self.deliver(true, |_| {});
+                    self.deliver(false, |_| {});
+                }
+            }
+        }
+        self.collect();
+        true
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, mut input)) = data.split_first() else { return };
+    let mut a = Endpoint::new(Settings::default(), [1; 32]);
+    a.add_connection(conn("to-b", A, B, flags));
+    let mut b = Endpoint::new(Settings::default(), [2; 32]);
+    b.add_connection(conn("to-a", B, A, flags));
+    let now = Instant::now();
+    let mut net = Net { a, b, to_b: VecDeque::new(), to_a: VecDeque::new(), last_to_b: None, now };
+    net.a.initiate(now, 0);
+    net.collect();
+    let mut steps = 0;
+    while steps < 512 && net.step(&mut input) {
+        steps += 1;
+    }
+    // Both must stay consistent through the rest of their lives.
+    net.now += Duration::from_secs(3600);
+    net.a.handle_timeout(net.now);
+    net.b.handle_timeout(net.now);
+    net.collect();
+    let _ = (net.a.ike_sas(net.now), net.b.ike_sas(net.now));
+});
