@@ -1,10 +1,11 @@
 //! `ferrovpn decode` fed arbitrary capture files: reading pcap/pcapng, the link, IP and UDP
 //! layers, naming, decryption and rendering never panic. Seed the corpus with the strongSwan
-//! recordings (`cp tests/data/strongswan/*/capture.pcap
-//! fuzz/corpus/pcap_decode/`); their phase 1 keys are below so mutations reach decryption.
+//! recordings and the interop captures (`cp tests/data/strongswan/*/capture.pcap
+//! tests/data/interop/*/capture.pcap fuzz/corpus/pcap_decode/`); their phase 1 and ESP keys
+//! are below so mutations reach IKE and ESP decryption.
 #![no_main]
 
-use ferrovpn::decode::{decode, render, KeyTable};
+use ferrovpn::decode::{decode_with, render, EspSaTable, KeyTable};
 use libfuzzer_sys::fuzz_target;
 
 /// Wireshark IKEv1 decryption table of the tests/data/strongswan recordings.
@@ -18,9 +19,13 @@ f13ec303963bd3ec,ac0745172af6e1bd5976db558166cb42
 b0c28365bfcdd846,b617a5f988f53fb7b3af9168fb2fc02bc1b4cd209a2b43d3bca86169414bd8c2
 ";
 
+/// Wireshark ESP SA table of the tests/data/interop captures.
+const ESP_KEYS: &str = include_str!("../../tests/data/interop/esp_sa.fuzz");
+
 fuzz_target!(|data: &[u8]| {
     let keys = KeyTable::parse(KEYS).ok();
-    if let Ok(report) = decode(data, keys.as_ref()) {
+    let esp = EspSaTable::parse(ESP_KEYS).ok();
+    if let Ok(report) = decode_with(data, keys.as_ref(), esp.as_ref()) {
         let _ = render(&report, true);
     }
 });

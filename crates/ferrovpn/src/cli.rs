@@ -166,9 +166,10 @@ pub struct DecodeArgs {
     /// Capture file (pcap or pcapng).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Wireshark IKEv1 decryption table: "<initiator cookie>","<encryption key>" per line.
-    #[arg(long, value_name = "FILE")]
-    pub keys: Option<PathBuf>,
+    /// Key export directory (ikev1_decryption_table and esp_sa, as [daemon] save_keys_dir or
+    /// strongSwan's save-keys plugin write them) or one of those files; may be repeated.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub keys: Vec<PathBuf>,
     /// Also print every payload's contents (IDs, SA transforms, notify types, SPIs, sizes).
     #[arg(short, long)]
     pub verbose: bool,
@@ -220,9 +221,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 }
             }
         }
-        Command::Decode(args) => {
-            crate::decode::run(&args.file, args.keys.as_deref(), args.verbose, out, err)
-        }
+        Command::Decode(args) => crate::decode::run(&args.file, &args.keys, args.verbose, out, err),
         Command::Check(args) => match Config::load(&args.config) {
             Ok(cfg) => {
                 let _ = out.write_all(describe(&args.config, &cfg).as_bytes());
