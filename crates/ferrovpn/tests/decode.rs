@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use ferrovpn::decode::{self, Body, Decryption, Format, KeyTable, MessageName, Report};
+use ferrovpn::decode::{self, Body, Decryption, EspSaTable, Format, KeyTable, MessageName, Report};
 use ferrovpn_ike::wire::{parse_payloads, payload_list, Header};
 use proptest::prelude::*;
 
@@ -583,4 +583,109 @@ fn esp_over_ip_protocol_50_shows_missing_and_reordered_sequence_numbers() {
         "{text}"
     );
     assert!(text.contains("4 missing: 3, 6-8, 1 out of order"), "{text}");
+}
+
+/// Test helper: the Quick Mode keys of keys.txt as Wireshark's `esp_sa` table, both directions
+/// of every negotiated pair (the responder's SPI carries initiator-to-responder traffic).
+fn esp_sa_table(dir: &Path) -> String {
+    let k = keys_txt(dir);
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    let esp = name.split("_esp-").nth(1).unwrap();
+    let (enc, auth) = if esp.contains("gcm16") {
+        (decode::esp_sa::AES_GCM_16, decode::esp_sa::AUTH_NULL)
+    } else if esp.starts_with("aes128-sha256") {
+        (decode::esp_sa::AES_CBC, decode::esp_sa::HMAC_SHA256_128)
+    } else {
+        panic!("{name}: ESP transform not mapped in this test")
+    };
+    let mut t = String::new();
+    for n in (1..).take_while(|n| k.contains_key(&format!("qm{n}_spi_i"))) {
+        for (src, dst, spi, dir) in [
+            ("192.0.2.1", "192.0.2.2", "spi_r", "i2r"),
+            ("192.0.2.2", "192.0.2.1", "spi_i", "r2i"),
+        ] {
+            let integ = k
+                .get(&format!("qm{n}_integ_{dir}"))
+                .map(|x| format!("0x{x}"))
+                .unwrap_or_default();
+            t += &format!(
+                "\"IPv4\",\"{src}\",\"{dst}\",\"0x{}\",\"{enc}\",\"0x{}\",\"{auth}\",\"{integ}\"\n",
+                k[&format!("qm{n}_{spi}")],
+                k[&format!("qm{n}_encr_{dir}")]
+            );
+        }
+    }
+    t
+}
+
+#[test]
+fn with_the_esp_sa_table_every_esp_packet_of_the_recordings_decrypts_to_the_pings() {
+    for dir in recordings() {
+        let esp = EspSaTable::parse(&esp_sa_table(&dir)).unwrap();
+        let bytes = fs::read(dir.join("capture.pcap")).unwrap();
+        let report = decode::decode_with(&bytes, None, Some(&esp)).unwrap();
+        assert!(!report.esp.is_empty(), "{dir:?}");
+        for f in &report.esp {
+            let d = f
+                .decryption
+                .as_ref()
+                .unwrap_or_else(|| panic!("{dir:?}: {:08x} not looked up", f.spi));
+            assert_eq!(
+                (d.decrypted, d.failed, d.not_ip),
+                (f.packets, 0, 0),
+                "{dir:?} {:08x}",
+                f.spi
+            );
+            let (src, dst) = if f.src.to_string() == "192.0.2.1" {
+                ("198.51.100.1", "203.0.113.1")
+            } else {
+                ("203.0.113.1", "198.51.100.1")
+            };
+            assert!(
+                d.inner
+                    .iter()
+                    .all(|i| i.src.to_string() == src && i.dst.to_string() == dst),
+                "{dir:?}: {:?}",
+                d.inner
+            );
+            assert_eq!(
+                d.inner.iter().map(|i| i.packets).sum::<usize>() + d.dummies,
+                f.packets
+            );
+        }
+    }
+}
+
+#[test]
+fn a_wrong_esp_key_counts_failures_and_never_trusts_the_packet() {
+    let dir = recordings()
+        .into_iter()
+        .find(|d| d.to_str().unwrap().contains("gcm16"))
+        .unwrap();
+    let table = esp_sa_table(&dir);
+    // Flip one key digit in every line.
+    let wrong: String = table
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split("\",\"").map(str::to_string).collect();
+            let flipped = if f[5].as_bytes()[2] == b'0' { "1" } else { "0" };
+            f[5].replace_range(2..3, flipped);
+            f.join("\",\"") + "\n"
+        })
+        .collect();
+    let esp = EspSaTable::parse(&wrong).unwrap();
+    let report = decode::decode_with(
+        &fs::read(dir.join("capture.pcap")).unwrap(),
+        None,
+        Some(&esp),
+    )
+    .unwrap();
+    for f in &report.esp {
+        let d = f.decryption.as_ref().unwrap();
+        assert_eq!((d.decrypted, d.failed), (0, f.packets));
+        assert!(d.inner.is_empty());
+    }
+    let text = decode::render(&report, false);
+    assert!(text.contains("decrypted 0 of"), "{text}");
+    assert!(text.contains("failed (wrong key or corrupted)"), "{text}");
 }
