@@ -689,3 +689,93 @@ fn a_wrong_esp_key_counts_failures_and_never_trusts_the_packet() {
     assert!(text.contains("decrypted 0 of"), "{text}");
     assert!(text.contains("failed (wrong key or corrupted)"), "{text}");
 }
+
+/// An ESP packet (RFC 4303 §2) carrying `inner` in tunnel mode, sealed with the data plane's
+/// own cipher.
+fn sealed_esp(crypto: &ferrovpn_esp::EspCrypto, spi: u32, seq: u32, inner: &[u8]) -> Vec<u8> {
+    let mut p = spi.to_be_bytes().to_vec();
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&u64::from(seq).to_be_bytes());
+    p.extend_from_slice(inner);
+    let pad = crypto.pad_len(inner.len());
+    p.extend((1..=pad as u8).collect::<Vec<u8>>());
+    p.extend_from_slice(&[pad as u8, ferrovpn_esp::NEXT_HEADER_IPV4]);
+    p.extend_from_slice(&vec![0; crypto.icv_len()]);
+    crypto.seal(&mut p, None).unwrap();
+    p
+}
+
+#[test]
+fn raw_esp_with_aes_gcm_16_decrypts_to_the_inner_packets_and_bad_ones_are_counted() {
+    let key = [0x5a; 20];
+    let table = format!(
+        "\"IPv4\",\"192.0.2.1\",\"192.0.2.2\",\"0x0000c0de\",\"{}\",\"0x{}\",\"NULL\",\"\"\n",
+        decode::esp_sa::AES_GCM_16,
+        "5a".repeat(20)
+    );
+    let esp_table = EspSaTable::parse(&table).unwrap();
+    let crypto = ferrovpn_esp::EspCrypto::new(
+        ferrovpn_esp::Cipher::AesGcm {
+            key: ferrovpn_esp::AesKeyLen::Aes128,
+            icv: ferrovpn_esp::GcmIcv::Icv16,
+        },
+        &ferrovpn_esp::SecretKey::new(&key),
+        &ferrovpn_esp::SecretKey::empty(),
+    )
+    .unwrap();
+    let inner = |proto: u8, dst: u8| {
+        let mut p = vec![
+            0x45, 0, 0, 48, 0, 0, 0, 0, 64, proto, 0, 0, 198, 51, 100, 1, 203, 0, 113, dst,
+        ];
+        p.extend_from_slice(&[0xab; 28]);
+        p
+    };
+    let mut frames: Vec<(u32, Vec<u8>)> = (1..=3)
+        .map(|s| {
+            (
+                10,
+                raw_ip4(50, &sealed_esp(&crypto, 0xc0de, s, &inner(1, 1))),
+            )
+        })
+        .collect();
+    frames.push((
+        10,
+        raw_ip4(50, &sealed_esp(&crypto, 0xc0de, 4, &inner(6, 7))),
+    ));
+    let mut corrupted = sealed_esp(&crypto, 0xc0de, 5, &inner(1, 1));
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 1;
+    frames.push((10, raw_ip4(50, &corrupted)));
+    frames.push((10, raw_ip4(50, &[0, 0, 0xc0, 0xde, 0, 0, 0, 6, 1, 2])));
+    let report = decode::decode_with(&pcap_file(101, &frames), None, Some(&esp_table)).unwrap();
+    assert_eq!(report.esp.len(), 1);
+    let f = &report.esp[0];
+    assert_eq!((f.udp, f.packets), (None, 6));
+    let d = f.decryption.as_ref().unwrap();
+    assert_eq!((d.cipher, d.decrypted, d.failed), ("aes128gcm16", 4, 2));
+    let inner: Vec<String> = d
+        .inner
+        .iter()
+        .map(|i| format!("{} {} {} {}", i.src, i.dst, i.protocol, i.packets))
+        .collect();
+    assert_eq!(
+        inner,
+        [
+            "198.51.100.1 203.0.113.1 1 3",
+            "198.51.100.1 203.0.113.7 6 1"
+        ]
+    );
+    let text = decode::render(&report, false);
+    assert!(
+        text.contains("  decrypted 4 of 6 (aes128gcm16), 2 failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    inner 198.51.100.1 -> 203.0.113.1 ICMP: 3 packets, 144 bytes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    inner 198.51.100.1 -> 203.0.113.7 TCP: 1 packet, 48 bytes"),
+        "{text}"
+    );
+}
