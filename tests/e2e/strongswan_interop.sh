@@ -21,7 +21,7 @@ E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$E2E_ROOT/tests/e2e/lib/e2e.sh"
 
 require_root_or_skip "strongswan_interop.sh needs network namespaces"
-require_cmd_or_skip ip ping python3 swanctl dumpcap "$FV_CHARON_BIN"
+require_cmd_or_skip ip ping python3 swanctl dumpcap tshark "$FV_CHARON_BIN"
 e2e_binary
 
 PSK="ferrovpn-strongswan-e2e"
@@ -205,8 +205,9 @@ PY
     for n in $names QM1 QM2 QM3; do
         grep -qE "^[0-9:.]+ $n +.* $ck " "$out" || { cat "$out" >&2; fail "decode: no $n with cookie $ck"; }
     done
-    grep -E "^[0-9:.]+ (MM5|MM6|AM3|QM1|QM2|QM3) " "$out" | grep -vq '(decrypted)' &&
-        { cat "$out" >&2; fail "decode: an encrypted message was not decrypted"; }
+    grep -qE "^[0-9:.]+ (MM5|AM3|QM1) .* flags=[A-Z]*E.*\(decrypted\)" "$out" ||
+        { cat "$out" >&2; fail "decode: no encrypted message decrypted"; }
+    grep -q '\[ encrypted \]' "$out" && { cat "$out" >&2; fail "decode: an encrypted message was not decrypted"; }
     python3 - "$out" "$A_IN" "$B_IN" <<'PY' || { cat "$out" >&2; fail "decode: ESP not decrypted"; }
 import re, sys
 t = open(sys.argv[1]).read()
@@ -216,6 +217,18 @@ ok = ok and f"inner {sys.argv[2]} -> {sys.argv[3]} ICMP" in t and f"inner {sys.a
 sys.exit(0 if ok else 1)
 PY
     ok "decode with the exported keys: $names QM1-QM3 of $ck decrypted, ESP $(grep -c 'decrypted [0-9]* of' "$out") SPIs decrypted to the pings"
+    # Wireshark reads the same files: a private profile holding just the two tables.
+    mkdir -p "$FV_TMP/ws/.config/wireshark"
+    cp "$FV_TMP/keys/ikev1_decryption_table" "$FV_TMP/keys/esp_sa" "$FV_TMP/ws/.config/wireshark/"
+    local ws_icmp ws_qm
+    ws_icmp="$(HOME="$FV_TMP/ws" XDG_CONFIG_HOME="$FV_TMP/ws/.config" tshark -r "$FV_TMP/capture.pcap" \
+        -o esp.enable_encryption_decode:TRUE -Y icmp 2>/dev/null | wc -l)"
+    ws_qm="$(HOME="$FV_TMP/ws" XDG_CONFIG_HOME="$FV_TMP/ws/.config" tshark -r "$FV_TMP/capture.pcap" \
+        -Y isakmp.nonce 2>/dev/null | wc -l)"
+    # Nonces: 2 in phase 1 in clear, 2 more only when QM1 and QM2 decrypt.
+    [ "$ws_icmp" -ge 12 ] && [ "$ws_qm" -ge 4 ] ||
+        fail "tshark with the exported tables: $ws_icmp ICMP packets (want 12), $ws_qm messages with a nonce (want 4)"
+    ok "tshark with the exported tables decrypts them too ($ws_icmp ICMP packets, $ws_qm messages with a nonce: QM1/QM2 readable)"
     if [ -n "${E2E_STORE:-}" ]; then
         mkdir -p "$E2E_STORE/$E2E_CASE"
         cp "$FV_TMP/capture.pcap" "$E2E_STORE/$E2E_CASE/capture.pcap"

@@ -2,7 +2,7 @@
 //! payload lists, decryption with Wireshark's IKEv1 table and ESP flows match what each
 //! recording's README, messages.txt, decrypted.txt and keys.txt say.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -778,4 +778,103 @@ fn raw_esp_with_aes_gcm_16_decrypts_to_the_inner_packets_and_bad_ones_are_counte
         text.contains("    inner 198.51.100.1 -> 203.0.113.7 TCP: 1 packet, 48 bytes"),
         "{text}"
     );
+}
+
+/// The interop captures of tests/data/interop: ferrovpn against strongSwan, with the key files
+/// ferrovpn's key export wrote during the same run.
+fn interop_captures() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(data_dir().join("interop"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("capture.pcap").exists())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 2, "interop captures missing: {dirs:?}");
+    dirs
+}
+
+#[test]
+fn the_interop_captures_decrypt_with_the_keys_ferrovpn_exported() {
+    let mut modes = Vec::new();
+    for dir in interop_captures() {
+        let mut keys = decode::Keys::default();
+        keys.load(&dir).unwrap();
+        let table = fs::read_to_string(dir.join("ikev1_decryption_table")).unwrap();
+        let cookie = table
+            .lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string();
+        let bytes = fs::read(dir.join("capture.pcap")).unwrap();
+        let report = decode::decode_with(&bytes, keys.ike.as_ref(), keys.esp.as_ref()).unwrap();
+        let ours: Vec<_> = report
+            .messages()
+            .filter(|m| hex16(&m.header.initiator_spi) == cookie)
+            .collect();
+        let names: BTreeSet<String> = ours.iter().map(|m| m.name.to_string()).collect();
+        let phase1: &[&str] = if dir.to_str().unwrap().contains("aggressive") {
+            modes.push("aggressive");
+            &["AM1", "AM2", "AM3"]
+        } else {
+            modes.push("main");
+            &["MM1", "MM2", "MM3", "MM4", "MM5", "MM6"]
+        };
+        for n in phase1.iter().chain(&["QM1", "QM2", "QM3"]) {
+            assert!(
+                names.contains(*n),
+                "{dir:?}: no {n} with cookie {cookie}: {names:?}"
+            );
+        }
+        for m in report.messages() {
+            if let Body::Encrypted(d) = &m.body {
+                assert!(
+                    matches!(d, Decryption::Decrypted { .. }),
+                    "{dir:?} frame {}: {d:?}",
+                    m.frame
+                );
+            }
+        }
+        assert!(
+            ours.iter()
+                .filter(|m| matches!(m.body, Body::Encrypted(_)))
+                .count()
+                >= 3
+        );
+        assert_eq!(report.esp.len(), 2, "{dir:?}");
+        for f in &report.esp {
+            let d = f.decryption.as_ref().unwrap();
+            assert_eq!((d.decrypted, d.failed), (f.packets, 0), "{dir:?}");
+            assert!(d.decrypted >= 3);
+            let icmp: Vec<_> = d.inner.iter().filter(|i| i.protocol == 1).collect();
+            assert_eq!(icmp.len(), 1, "{dir:?}: {:?}", d.inner);
+            assert!(["198.51.100.1", "203.0.113.1"].contains(&icmp[0].src.to_string().as_str()));
+        }
+        // The command itself, given the directory.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = decode::run(
+            &dir.join("capture.pcap"),
+            &[dir.clone()],
+            false,
+            &mut out,
+            &mut err,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(status, 0, "{}", String::from_utf8_lossy(&err));
+        assert!(text.contains(&format!(" {cookie} ")), "{text}");
+        assert!(!text.contains("[ encrypted ]"), "{text}");
+        assert_eq!(text.matches("  decrypted ").count(), 2, "{text}");
+        assert!(
+            text.contains("inner 198.51.100.1 -> 203.0.113.1 ICMP"),
+            "{text}"
+        );
+    }
+    modes.sort();
+    assert_eq!(modes, ["aggressive", "main"]);
+}
+
+fn hex16(b: &[u8; 8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
