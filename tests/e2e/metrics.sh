@@ -19,7 +19,7 @@ A_IN=198.51.100.1
 B_IN=203.0.113.1
 METRICS=127.0.0.1:9273
 
-# metrics NS PATH: GET http://$METRICS/PATH inside NS; prints "<status>" then the body.
+# fetch NS PATH: GET http://$METRICS/PATH inside NS; prints "<status>" then the body.
 fetch() {
     ip netns exec "$1" python3 - "http://$METRICS$2" <<'PY'
 import sys, urllib.request, urllib.error
@@ -71,8 +71,10 @@ local_ts = \"203.0.113.0/25\"
 remote_ts = \"198.51.100.0/24\"
 address = \"$B_IN/32\"" e2e_conf "$FV_TMP/b.toml"
     e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
-    local pid_a="$E2E_PID"
+    # Side A logs JSON: its IKE lines are checked for their fields below.
+    FV_SPAWN_LOG="$FV_TMP/daemon-a.log" fv_spawn "$FV_NS_A" "$FERROVPN" up -c "$FV_TMP/a.toml" --log-format json
+    local pid_a="$FV_LAST_PID"
+    E2E_LOGS+=("$FV_TMP/daemon-a.log")
     e2e_wait_sas "$FV_TMP/a.sock" "$pid_a" 1 20 || fail "no IPsec SA within 20 s"
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3
@@ -118,16 +120,36 @@ assert v('ferrovpn_ike_messages_total{connection="down",direction="in"}') == 0
 drops = {k: x for k, x in values.items() if k.startswith('ferrovpn_esp_drops_total{connection="up",direction="in"')}
 assert any('reason="auth_failed"' in k for k in drops) and sum(drops.values()) == 0, drops
 assert 'ferrovpn_esp_unknown_spi_total' in values and 'ferrovpn_ike_malformed_total' in values
-print(f"up: {esp('up','in')} ESP in / {esp('up','out')} out; down: {v('ferrovpn_ike_messages_total{connection=\"down\",direction=\"out\"}')} IKE messages sent, none received")
 PY
     ok "GET /metrics: valid text exposition, connection_up up=1 down=0, SA, ESP and IKE counters as expected"
-    [ "$(fetch "$FV_NS_A" / | head -n 1)" = 404 ] || fail "GET / is not 404"
+    fetch "$FV_NS_A" / >"$FV_TMP/root.txt"
+    [ "$(head -n 1 "$FV_TMP/root.txt")" = 404 ] || fail "GET / is not 404"
     ok "GET / answers 404"
     # A client that sends nothing is dropped after the timeout; the endpoint still answers after.
     ip netns exec "$FV_NS_A" python3 -c 'import socket, time; s = socket.create_connection(("127.0.0.1", 9273)); time.sleep(3)'
-    [ "$(fetch "$FV_NS_A" /metrics | head -n 1)" = 200 ] || fail "endpoint stuck after a silent client"
+    fetch "$FV_NS_A" /metrics >"$FV_TMP/after.txt"
+    [ "$(head -n 1 "$FV_TMP/after.txt")" = 200 ] || fail "endpoint stuck after a silent client"
     ok "a silent client times out, the endpoint keeps answering"
     e2e_down "$FV_TMP/a.sock" "$pid_a" "$FV_NS_A" fv0
+    python3 - "$FV_TMP/daemon-a.log" <<'PY' || fail "JSON log lines lack their IKE fields"
+import json, re, sys
+msgs = est = 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    f = e["fields"]
+    text = f["message"]
+    if re.match(r"(sending|received) (MM|QM|AM|INFO)", text):
+        msgs += 1
+        assert f["conn"] in ("up", "down"), e
+        assert re.fullmatch(r"[0-9a-f]{16}_i [0-9a-f]{16}_r", f["cookies"]), e
+        assert re.fullmatch(r"MM[1-6]|QM[1-3]|AM[1-3]|INFO", f["msg"]) and f["msg"] in text, e
+        assert re.fullmatch(r"[0-9a-f]{8}", f["message_id"]), e
+    if text.startswith("IKE SA established"):
+        est += 1
+        assert f["conn"] == "up" and f["cookies"] in text, e
+assert msgs >= 10 and est == 1, (msgs, est)
+PY
+    ok "JSON log: every IKE message line has conn, cookies, msg and message_id fields"
 }
 
 e2e_case up-and-down case_up_and_down

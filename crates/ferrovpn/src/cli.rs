@@ -61,7 +61,7 @@ pub enum Command {
         long_about = "Start the daemon: open the TUN devices and sockets, install routes and \
 policy rules, and initiate or await each connection as its `start` key says. Runs in the \
 foreground unless --daemon is given. Everything installed in the routing table is removed again \
-on exit. With --log-format json every IKE line carries conn, cookies and, for messages, message \
+on exit. With --log-format json every IKE line carries conn, cookies and, for messages, msg \
 (MM1...QM3, INFO) and message_id fields. Optional, in [daemon]: metrics_listen serves Prometheus \
 metrics on GET /metrics (loopback only unless metrics_allow_remote = true); save_keys_dir \
 (debugging only, announced at WARN) writes every SA's keys to Wireshark's ikev1_decryption_table \
@@ -144,7 +144,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub daemon: bool,
     /// Format of log lines written to stderr (json: one object per line, IKE lines with conn,
-    /// cookies, message and message_id fields).
+    /// cookies, msg and message_id fields).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
 }

@@ -88,6 +88,8 @@ struct Daemon {
     early_inbound: Vec<(usize, u32, SaHandle)>,
     events: metrics::EventCounters,
     key_export: Option<save_keys::KeyExport>,
+    /// Connection of each initiator cookie seen, for log lines after the SA is gone.
+    cookie_conns: HashMap<[u8; 8], usize>,
 }
 
 /// Blocks SIGINT/SIGTERM in every thread and returns a signalfd that reports them.
@@ -310,6 +312,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         early_inbound: Vec::new(),
         events: metrics::EventCounters::new(cfg.connections.len()),
         key_export,
+        cookie_conns: HashMap::new(),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -467,11 +470,10 @@ impl Daemon {
         match e {
             Event::Message(m) => {
                 let conn = self
-                    .endpoint
-                    .conn_of(&m.cookies.initiator_spi)
+                    .conn_of_cookie(&m.cookies.initiator_spi)
                     .map(|c| self.conn_name(c))
                     .unwrap_or_default();
-                info!(conn = %conn, cookies = %m.cookies, message = m.name, message_id = %format_args!("{:08x}", m.message_id), "{m}")
+                info!(conn = %conn, cookies = %m.cookies, msg = m.name, message_id = %format_args!("{:08x}", m.message_id), "{m}")
             }
             Event::IkeSaEstablished {
                 conn,

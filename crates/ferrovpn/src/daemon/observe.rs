@@ -9,14 +9,21 @@ use ferrovpn_ike::Event;
 use super::metrics::{self, ConnSnapshot, SaPair, Snapshot};
 use super::{stats_of, Daemon};
 
+/// Initiator cookies remembered for `conn_of_cookie`.
+const COOKIE_MEMORY: usize = 4096;
+
 impl Daemon {
     /// Called for every event before `on_event` acts on it (so SA tables are still as before).
     pub(super) fn observe(&mut self, e: &Event) {
+        let message_conn = match e {
+            Event::Message(m) => self.conn_of_cookie(&m.cookies.initiator_spi),
+            _ => None,
+        };
         let endpoint = &self.endpoint;
         let conns = &self.conns;
         self.events.count(
             e,
-            |cookie| endpoint.conn_of(cookie),
+            |_| message_conn,
             |e| match e {
                 Event::IkeSaEstablished { conn, .. } => {
                     endpoint
@@ -46,6 +53,19 @@ impl Daemon {
             Event::ChildSaEstablished(child) => export.child_sa(child),
             _ => {}
         }
+    }
+
+    /// The connection of an ISAKMP SA by initiator cookie, remembered past the SA's deletion
+    /// (its DELETE is logged after the endpoint dropped it). Bounded: forgotten in bulk.
+    pub(super) fn conn_of_cookie(&mut self, cookie: &[u8; 8]) -> Option<usize> {
+        if let Some(c) = self.endpoint.conn_of(cookie) {
+            if self.cookie_conns.len() >= COOKIE_MEMORY && !self.cookie_conns.contains_key(cookie) {
+                self.cookie_conns.clear();
+            }
+            self.cookie_conns.insert(*cookie, c);
+            return Some(c);
+        }
+        self.cookie_conns.get(cookie).copied()
     }
 
     /// The `/metrics` text of the current state.
