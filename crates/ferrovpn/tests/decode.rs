@@ -856,7 +856,7 @@ fn the_interop_captures_decrypt_with_the_keys_ferrovpn_exported() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let status = decode::run(
             &dir.join("capture.pcap"),
-            &[dir.clone()],
+            std::slice::from_ref(&dir),
             false,
             &mut out,
             &mut err,
