@@ -99,7 +99,11 @@ interop() {
         FV_SPAWN_LOG="$FV_TMP/dumpcap.log" fv_spawn "$FV_NS_B" dumpcap -q -P -i "$FV_IF_B" -w "$E2E_PCAP-$E2E_CASE.pcap"
         e2e_wait_log "$FV_TMP/dumpcap.log" 'Capturing on' 10 || fail "dumpcap did not start"
     fi
-    # The capture decode checks: IKE from the first message on, ESP of the pings.
+    # The capture decode checks: IKE from the first message on, ESP of the pings. ferrovpn sends
+    # ESP-in-UDP with UDP GSO; one segment per skb on its veth makes the kernel split a GSO run
+    # before the capture point, so the pcap holds the datagrams as they are on a real wire
+    # (a packet socket on the sending host would see the unsplit super-packet).
+    ip -n "$FV_NS_A" link set dev "$FV_IF_A" gso_max_segs 1
     FV_SPAWN_LOG="$FV_TMP/capture.log" fv_spawn "$FV_NS_B" dumpcap -q -P -i "$FV_IF_B" -w "$FV_TMP/capture.pcap"
     local cap_pid="$FV_LAST_PID"
     e2e_wait_log "$FV_TMP/capture.log" 'Capturing on' 10 || fail "dumpcap did not start"

@@ -122,7 +122,9 @@ Wireshark's ESP SA table (esp_sa: protocol, source, destination, SPI, encryption
 authentication, key), ESP packets (AES-GCM, ChaCha20-Poly1305, AES-CBC with HMAC; raw or in \
 UDP 4500) are decrypted and their inner packets summarised per SPI (source, destination, \
 protocol). --keys takes a directory holding both tables, as the daemon's save_keys_dir or \
-strongSwan's save-keys plugin write them, or a single table file; it may be repeated.",
+strongSwan's save-keys plugin write them, or a single table file; it may be repeated. UDP GSO \
+super-packets (several ESP-in-UDP datagrams in one frame, as tcpdump on a sending host that \
+uses UDP GSO, like ferrovpn, records them) are split into their datagrams.",
         after_long_help = "EXAMPLES:\n    tcpdump -i eth0 -w ike.pcap 'udp port 500 or udp port 4500 or esp'\n    \
 ferrovpn decode ike.pcap\n    ferrovpn decode ike.pcapng --keys ikev1_decryption_table -v\n    \
 ferrovpn decode ike.pcap --keys /run/ferrovpn-keys\n\n\

@@ -753,13 +753,13 @@ fn raw_esp_with_aes_gcm_16_decrypts_to_the_inner_packets_and_bad_ones_are_counte
     assert_eq!((f.udp, f.packets), (None, 6));
     let d = f.decryption.as_ref().unwrap();
     assert_eq!((d.cipher, d.decrypted, d.failed), ("aes128gcm16", 4, 2));
-    let inner: Vec<String> = d
+    let inner_flows: Vec<String> = d
         .inner
         .iter()
         .map(|i| format!("{} {} {} {}", i.src, i.dst, i.protocol, i.packets))
         .collect();
     assert_eq!(
-        inner,
+        inner_flows,
         [
             "198.51.100.1 203.0.113.1 1 3",
             "198.51.100.1 203.0.113.7 6 1"
@@ -778,6 +778,33 @@ fn raw_esp_with_aes_gcm_16_decrypts_to_the_inner_packets_and_bad_ones_are_counte
         text.contains("    inner 198.51.100.1 -> 203.0.113.7 TCP: 1 packet, 48 bytes"),
         "{text}"
     );
+    // ESP-in-UDP as a packet socket on a sender using UDP GSO sees it: two datagrams in one.
+    let run = [
+        sealed_esp(&crypto, 0xc0de, 1, &inner(1, 1)),
+        sealed_esp(&crypto, 0xc0de, 2, &inner(1, 1)),
+    ]
+    .concat();
+    let mut udp = [4500u16.to_be_bytes(), 4500u16.to_be_bytes()].concat();
+    udp.extend_from_slice(&((8 + run.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&run);
+    let report = decode::decode_with(
+        &pcap_file(101, &[(10, raw_ip4(17, &udp))]),
+        None,
+        Some(&esp_table),
+    )
+    .unwrap();
+    assert_eq!(report.gso_super_packets, 1);
+    let f = &report.esp[0];
+    assert_eq!(
+        (f.udp, f.packets, f.first_seq, f.last_seq),
+        (Some((4500, 4500)), 2, 1, 2)
+    );
+    assert_eq!(
+        f.decryption.as_ref().map(|d| (d.decrypted, d.failed)),
+        Some((2, 0))
+    );
+    assert!(decode::render(&report, false).contains("1 UDP GSO super-packet split"));
 }
 
 /// The interop captures of tests/data/interop: ferrovpn against strongSwan, with the key files

@@ -195,6 +195,31 @@ impl EspFlows {
     }
 }
 
+/// Smallest ESP packet a GSO segment can be: header, an 8-byte IV and a 16-byte ICV.
+const MIN_SEGMENT: usize = 8 + 8 + 16;
+
+/// Splits a UDP GSO super-packet (a sender's run of equal-sized ESP-in-UDP datagrams to one
+/// peer, captured before segmentation; the last may be shorter) into its ESP packets: the
+/// same SPI must start every segment with consecutive sequence numbers. `None` for a plain
+/// packet.
+pub fn gso_segments(p: &[u8]) -> Option<Vec<&[u8]>> {
+    let head = |off: usize| -> Option<(u32, u32)> {
+        let spi = u32::from_be_bytes(p.get(off..off + 4)?.try_into().ok()?);
+        let seq = u32::from_be_bytes(p.get(off + 4..off + 8)?.try_into().ok()?);
+        Some((spi, seq))
+    };
+    let (spi, seq) = head(0)?;
+    let seg = (MIN_SEGMENT..p.len().saturating_sub(7))
+        .find(|&k| head(k) == Some((spi, seq.wrapping_add(1))))?;
+    let segments: Vec<&[u8]> = p.chunks(seg).collect();
+    let consistent = segments.iter().enumerate().all(|(i, s)| {
+        s.len() >= 8
+            && s.get(..4) == Some(&spi.to_be_bytes()[..])
+            && s.get(4..8) == Some(&seq.wrapping_add(i as u32).to_be_bytes()[..])
+    });
+    consistent.then_some(segments)
+}
+
 /// Decrypts a copy of one packet (ESN is not assumed: the high sequence bits are not on the
 /// wire) and counts its inner packet.
 fn open(d: &mut EspDecryption, crypto: &ferrovpn_esp::EspCrypto, packet: &[u8]) {
@@ -246,6 +271,27 @@ mod tests {
         p.extend_from_slice(&seq.to_be_bytes());
         p.extend_from_slice(&[0; 16]);
         p
+    }
+
+    #[test]
+    fn gso_super_packets_split_at_the_next_sequence_number() {
+        let seg = |seq: u32, len: usize| {
+            let mut p = pkt(0xabcd, seq);
+            p.resize(len, 0xee);
+            p
+        };
+        let run = [seg(7, 100), seg(8, 100), seg(9, 60)].concat();
+        let parts = gso_segments(&run).unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [100, 100, 60]
+        );
+        assert_eq!(parts[2][7], 9);
+        assert!(gso_segments(&seg(7, 100)).is_none());
+        // The SPI again but not the next sequence number, or a tail too short: not a run.
+        assert!(gso_segments(&[seg(7, 100), seg(9, 100)].concat()).is_none());
+        assert!(gso_segments(&[seg(7, 100), seg(8, 100), vec![0, 0]].concat()).is_none());
+        assert!(gso_segments(&[1, 2, 3]).is_none());
     }
 
     #[test]

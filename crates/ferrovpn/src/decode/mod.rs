@@ -54,6 +54,9 @@ pub struct Report {
     pub keepalives: usize,
     /// IP fragments (not reassembled).
     pub fragments: usize,
+    /// UDP GSO super-packets (several ESP-in-UDP datagrams in one captured frame, as a packet
+    /// socket on the sending host sees them) split into their datagrams.
+    pub gso_super_packets: usize,
     /// Frames cut short by the snap length or malformed below ISAKMP/ESP.
     pub truncated: usize,
 }
@@ -148,6 +151,7 @@ pub fn decode_with(
         esp: Vec::new(),
         keepalives: 0,
         fragments: 0,
+        gso_super_packets: 0,
         truncated: 0,
     };
     for frame in &frames {
@@ -167,8 +171,14 @@ pub fn decode_with(
                 udp,
                 packet,
             } => {
-                if !flows.add(frame.time, src, dst, udp, packet, esp) {
-                    report.truncated += 1;
+                let segments = udp.and_then(|_| esp::gso_segments(packet));
+                if segments.is_some() {
+                    report.gso_super_packets += 1;
+                }
+                for p in segments.unwrap_or_else(|| vec![packet]) {
+                    if !flows.add(frame.time, src, dst, udp, p, esp) {
+                        report.truncated += 1;
+                    }
                 }
             }
             Content::Keepalive { .. } => report.keepalives += 1,

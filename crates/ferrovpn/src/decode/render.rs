@@ -127,6 +127,16 @@ pub fn render(report: &Report, verbose: bool) -> String {
             "NAT-T keepalives",
         ));
     }
+    if report.gso_super_packets > 0 {
+        notes.push(format!(
+            "{} split into their ESP packets (captured on the sending host)",
+            plural(
+                report.gso_super_packets,
+                "UDP GSO super-packet",
+                "UDP GSO super-packets"
+            )
+        ));
+    }
     if report.fragments > 0 {
         notes.push(format!(
             "{} (not reassembled)",
