@@ -313,6 +313,16 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
             "s"
         }
     );
+    if let Some(a) = cfg.daemon.metrics_listen {
+        let _ = writeln!(s, "daemon: Prometheus metrics on http://{a}/metrics");
+    }
+    if let Some(d) = &cfg.daemon.save_keys_dir {
+        let _ = writeln!(
+            s,
+            "daemon: KEY EXPORT ON: every SA's keys will be written to {} (debugging only)",
+            d.display()
+        );
+    }
     for c in &cfg.connections {
         let field = |s: &mut String, k: &str, v: String| {
             let _ = writeln!(s, "  {k:<11} {v}");
