@@ -7,9 +7,13 @@
 # ping from each inner address, 2 MiB TCP with SHA-256 compared, packet counters of both
 # implementations agree, `ferrovpn down` makes strongSwan drop its SAs (DELETE understood).
 # strongSwan with kernel-libipsec always floats to UDP 4500 and UDP-encapsulates ESP.
+# ferrovpn runs with key export on (save_keys_dir); the veth is captured with dumpcap from before
+# the first message until after the pings, and `ferrovpn decode` must name every message of the
+# capture and decrypt phase 1, Quick Mode and the ESP of the pings with the fresh key files.
 # Needs root and strongSwan (scripts/install-deps.sh); skips otherwise (fails with CI=true).
 # Env: FERROVPN_BIN, E2E_CASES (subset of case names, e.g. "fv-main-gcm ss-aggressive-pfs"),
-# E2E_PCAP=/tmp/x (capture each case's veth to /tmp/x-<case>.pcap).
+# E2E_PCAP=/tmp/x (capture each case's veth to /tmp/x-<case>.pcap), E2E_STORE=DIR (keep each
+# case's capture, key files and decode output in DIR/<case>/, as tests/data/interop was made).
 # shellcheck disable=SC2031  # E2E_CASE is set in the per-case subshell that runs these functions
 set -euo pipefail
 E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -17,7 +21,7 @@ E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$E2E_ROOT/tests/e2e/lib/e2e.sh"
 
 require_root_or_skip "strongswan_interop.sh needs network namespaces"
-require_cmd_or_skip ip ping python3 swanctl "$FV_CHARON_BIN"
+require_cmd_or_skip ip ping python3 swanctl dumpcap tshark "$FV_CHARON_BIN"
 e2e_binary
 
 PSK="ferrovpn-strongswan-e2e"
@@ -95,6 +99,14 @@ interop() {
         FV_SPAWN_LOG="$FV_TMP/dumpcap.log" fv_spawn "$FV_NS_B" dumpcap -q -P -i "$FV_IF_B" -w "$E2E_PCAP-$E2E_CASE.pcap"
         e2e_wait_log "$FV_TMP/dumpcap.log" 'Capturing on' 10 || fail "dumpcap did not start"
     fi
+    # The capture decode checks: IKE from the first message on, ESP of the pings. ferrovpn sends
+    # ESP-in-UDP with UDP GSO; one segment per skb on its veth makes the kernel split a GSO run
+    # before the capture point, so the pcap holds the datagrams as they are on a real wire
+    # (a packet socket on the sending host would see the unsplit super-packet).
+    ip -n "$FV_NS_A" link set dev "$FV_IF_A" gso_max_segs 1
+    FV_SPAWN_LOG="$FV_TMP/capture.log" fv_spawn "$FV_NS_B" dumpcap -q -P -i "$FV_IF_B" -w "$FV_TMP/capture.pcap"
+    local cap_pid="$FV_LAST_PID"
+    e2e_wait_log "$FV_TMP/capture.log" 'Capturing on' 10 || fail "dumpcap did not start"
     fv_charon_start "$FV_NS_B"
     E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
     fv_charon_wait "$FV_NS_B" || fail "charon did not start"
@@ -102,7 +114,8 @@ interop() {
 
     e2e_psk "$FV_TMP/a.psk" "$PSK"
     SOCK_A="$FV_TMP/a.sock"
-    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
+    install -d -m 700 "$FV_TMP/keys"
+    C_DAEMON_EXTRA="save_keys_dir = \"$FV_TMP/keys\"" C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
         C_START="$start" C_MODE="$mode" C_ESP="$esp" C_EXTRA="$extra_fv" \
         C_TUNNEL="[connection.route_based]
 interface = \"fv0\"
@@ -144,6 +157,9 @@ address = \"$A_IN/32\"" e2e_conf "$FV_TMP/a.toml"
     fi
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3
+    sleep 0.3
+    fv_stop "$cap_pid"
+    decode_check "$mode" "$ck"
     e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 2
     sleep 0.5
     local ours_in ours_out ss_in ss_out drops_a drops_b
@@ -170,6 +186,58 @@ address = \"$A_IN/32\"" e2e_conf "$FV_TMP/a.toml"
     fi
     ok "strongSwan removed its SAs after ferrovpn's DELETE"
     fv_charon_stop "$FV_NS_B"
+}
+
+# decode_check MODE COOKIE: the capture decodes with the key files the daemon just wrote.
+decode_check() {
+    local mode="$1" ck="${2%%_i*}" names n k out="$FV_TMP/decode.txt"
+    grep -q 'KEY EXPORT ON' "$FV_TMP/ferrovpn.log" || fail "no WARN line announcing the key export"
+    for k in ikev1_decryption_table esp_sa; do
+        [ "$(stat -c %a "$FV_TMP/keys/$k")" = 600 ] || fail "$k is not mode 600"
+    done
+    # No key of either table appears in the daemon's log.
+    python3 - "$FV_TMP/keys" "$FV_TMP/ferrovpn.log" <<'PY' || fail "key material in the daemon's log"
+import re, sys
+keys = re.findall(r"[0-9a-f]{32,}", open(sys.argv[1] + "/ikev1_decryption_table").read() + open(sys.argv[1] + "/esp_sa").read())
+log = open(sys.argv[2]).read().lower()
+sys.exit(1 if not keys or any(k in log for k in keys) else 0)
+PY
+    "$FERROVPN" decode "$FV_TMP/capture.pcap" --keys "$FV_TMP/keys" >"$out" 2>&1 ||
+        { cat "$out" >&2; fail "ferrovpn decode failed"; }
+    names="MM1 MM2 MM3 MM4 MM5 MM6"
+    [ "$mode" = aggressive ] && names="AM1 AM2 AM3"
+    for n in $names QM1 QM2 QM3; do
+        grep -qE "^[0-9:.]+ $n +.* $ck " "$out" || { cat "$out" >&2; fail "decode: no $n with cookie $ck"; }
+    done
+    grep -qE "^[0-9:.]+ (MM5|AM3|QM1) .* flags=[A-Z]*E.*\(decrypted\)" "$out" ||
+        { cat "$out" >&2; fail "decode: no encrypted message decrypted"; }
+    grep -q '\[ encrypted \]' "$out" && { cat "$out" >&2; fail "decode: an encrypted message was not decrypted"; }
+    python3 - "$out" "$A_IN" "$B_IN" <<'PY' || { cat "$out" >&2; fail "decode: ESP not decrypted"; }
+import re, sys
+t = open(sys.argv[1]).read()
+d = re.findall(r"decrypted (\d+) of (\d+)", t)
+ok = len(d) >= 2 and all(a == b and int(a) >= 3 for a, b in d)
+ok = ok and f"inner {sys.argv[2]} -> {sys.argv[3]} ICMP" in t and f"inner {sys.argv[3]} -> {sys.argv[2]} ICMP" in t
+sys.exit(0 if ok else 1)
+PY
+    ok "decode with the exported keys: $names QM1-QM3 of $ck decrypted, ESP $(grep -c 'decrypted [0-9]* of' "$out") SPIs decrypted to the pings"
+    # Wireshark reads the same files: a private profile holding just the two tables.
+    mkdir -p "$FV_TMP/ws/.config/wireshark"
+    cp "$FV_TMP/keys/ikev1_decryption_table" "$FV_TMP/keys/esp_sa" "$FV_TMP/ws/.config/wireshark/"
+    local ws_icmp ws_qm
+    ws_icmp="$(HOME="$FV_TMP/ws" XDG_CONFIG_HOME="$FV_TMP/ws/.config" tshark -r "$FV_TMP/capture.pcap" \
+        -o esp.enable_encryption_decode:TRUE -Y icmp 2>/dev/null | wc -l)"
+    ws_qm="$(HOME="$FV_TMP/ws" XDG_CONFIG_HOME="$FV_TMP/ws/.config" tshark -r "$FV_TMP/capture.pcap" \
+        -Y isakmp.nonce 2>/dev/null | wc -l)"
+    # Nonces: 2 in phase 1 in clear, 2 more only when QM1 and QM2 decrypt.
+    [ "$ws_icmp" -ge 12 ] && [ "$ws_qm" -ge 4 ] ||
+        fail "tshark with the exported tables: $ws_icmp ICMP packets (want 12), $ws_qm messages with a nonce (want 4)"
+    ok "tshark with the exported tables decrypts them too ($ws_icmp ICMP packets, $ws_qm messages with a nonce: QM1/QM2 readable)"
+    if [ -n "${E2E_STORE:-}" ]; then
+        mkdir -p "$E2E_STORE/$E2E_CASE"
+        cp "$FV_TMP/capture.pcap" "$E2E_STORE/$E2E_CASE/capture.pcap"
+        cp "$FV_TMP/keys/ikev1_decryption_table" "$FV_TMP/keys/esp_sa" "$out" "$E2E_STORE/$E2E_CASE/"
+    fi
 }
 
 # Case names: <initiator>-<mode>-<esp>, fv = ferrovpn initiates, ss = strongSwan initiates.

@@ -61,7 +61,11 @@ pub enum Command {
         long_about = "Start the daemon: open the TUN devices and sockets, install routes and \
 policy rules, and initiate or await each connection as its `start` key says. Runs in the \
 foreground unless --daemon is given. Everything installed in the routing table is removed again \
-on exit.",
+on exit. With --log-format json every IKE line carries conn, cookies and, for messages, msg \
+(MM1...QM3, INFO) and message_id fields. Optional, in [daemon]: metrics_listen serves Prometheus \
+metrics on GET /metrics (loopback only unless metrics_allow_remote = true); save_keys_dir \
+(debugging only, announced at WARN) writes every SA's keys to Wireshark's ikev1_decryption_table \
+and esp_sa files there, which `ferrovpn decode --keys DIR` also reads.",
         after_long_help = "EXAMPLES:\n    ferrovpn up -c /etc/ferrovpn/ferrovpn.toml\n    \
 ferrovpn up -c site.toml --daemon --log-format json\n\n\
 EXIT STATUS:\n    0   the daemon stopped cleanly\n    1   the configuration is invalid or setup \
@@ -113,11 +117,20 @@ With --keys, encrypted messages (MM5, MM6, AM3, Quick Mode and Informational) ar
 and their payload lists printed: the key file is Wireshark's IKEv1 decryption table, one line \
 per IKE SA with the initiator cookie and the phase 1 encryption key in hex, as strongSwan's \
 save-keys plugin writes it. The cipher and hash come from the SA chosen in MM2/AM2 and the IVs \
-from the KE payloads, so the capture must hold the whole exchange from MM1/AM1 on.",
+from the KE payloads, so the capture must hold the whole exchange from MM1/AM1 on. With \
+Wireshark's ESP SA table (esp_sa: protocol, source, destination, SPI, encryption, key, \
+authentication, key), ESP packets (AES-GCM, ChaCha20-Poly1305, AES-CBC with HMAC; raw or in \
+UDP 4500) are decrypted and their inner packets summarised per SPI (source, destination, \
+protocol). --keys takes a directory holding both tables, as the daemon's save_keys_dir or \
+strongSwan's save-keys plugin write them, or a single table file; it may be repeated. UDP GSO \
+super-packets (several ESP-in-UDP datagrams in one frame, as tcpdump on a sending host that \
+uses UDP GSO, like ferrovpn, records them) are split into their datagrams.",
         after_long_help = "EXAMPLES:\n    tcpdump -i eth0 -w ike.pcap 'udp port 500 or udp port 4500 or esp'\n    \
-ferrovpn decode ike.pcap\n    ferrovpn decode ike.pcapng --keys ikev1_decryption_table -v\n\n\
-KEY FILE:\n    \"294fc81dda83b4c6\",\"ea7ca8ff575625e1083bd7629832e4c8...\"\n    \
-(quotes optional; blank lines and lines starting with # are ignored)\n\n\
+ferrovpn decode ike.pcap\n    ferrovpn decode ike.pcapng --keys ikev1_decryption_table -v\n    \
+ferrovpn decode ike.pcap --keys /run/ferrovpn-keys\n\n\
+KEY FILES:\n    ikev1_decryption_table:\n    \"294fc81dda83b4c6\",\"ea7ca8ff575625e1083bd7629832e4c8...\"\n    \
+esp_sa:\n    \"IPv4\",\"192.0.2.1\",\"192.0.2.2\",\"0xc65cbcd3\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0x1f2e...\",\"NULL\",\"\"\n    \
+(quotes optional in the first; blank lines and lines starting with # are ignored)\n\n\
 EXIT STATUS:\n    0   the capture was decoded\n    1   a file could not be read or is not a \
 valid capture or key table\n    2   usage error"
     )]
@@ -132,7 +145,8 @@ pub struct UpArgs {
     /// Detach from the terminal and run in the background.
     #[arg(long)]
     pub daemon: bool,
-    /// Format of log lines written to stderr.
+    /// Format of log lines written to stderr (json: one object per line, IKE lines with conn,
+    /// cookies, msg and message_id fields).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
 }
@@ -166,9 +180,10 @@ pub struct DecodeArgs {
     /// Capture file (pcap or pcapng).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Wireshark IKEv1 decryption table: "<initiator cookie>","<encryption key>" per line.
-    #[arg(long, value_name = "FILE")]
-    pub keys: Option<PathBuf>,
+    /// Key export directory (ikev1_decryption_table and esp_sa, as [daemon] save_keys_dir or
+    /// strongSwan's save-keys plugin write them) or one of those files; may be repeated.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub keys: Vec<PathBuf>,
     /// Also print every payload's contents (IDs, SA transforms, notify types, SPIs, sizes).
     #[arg(short, long)]
     pub verbose: bool,
@@ -220,9 +235,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 }
             }
         }
-        Command::Decode(args) => {
-            crate::decode::run(&args.file, args.keys.as_deref(), args.verbose, out, err)
-        }
+        Command::Decode(args) => crate::decode::run(&args.file, &args.keys, args.verbose, out, err),
         Command::Check(args) => match Config::load(&args.config) {
             Ok(cfg) => {
                 let _ = out.write_all(describe(&args.config, &cfg).as_bytes());
@@ -300,6 +313,16 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
             "s"
         }
     );
+    if let Some(a) = cfg.daemon.metrics_listen {
+        let _ = writeln!(s, "daemon: Prometheus metrics on http://{a}/metrics");
+    }
+    if let Some(d) = &cfg.daemon.save_keys_dir {
+        let _ = writeln!(
+            s,
+            "daemon: KEY EXPORT ON: every SA's keys will be written to {} (debugging only)",
+            d.display()
+        );
+    }
     for c in &cfg.connections {
         let field = |s: &mut String, k: &str, v: String| {
             let _ = writeln!(s, "  {k:<11} {v}");

@@ -60,6 +60,10 @@ struct RawDaemon {
     control_socket: Option<PathBuf>,
     log_level: Option<String>,
     workers: Option<usize>,
+    save_keys_dir: Option<PathBuf>,
+    metrics_listen: Option<String>,
+    #[serde(default)]
+    metrics_allow_remote: bool,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +135,10 @@ pub struct DaemonConfig {
     pub log_level: LogLevel,
     /// Data plane worker threads (default: the number of cores).
     pub workers: NonZeroUsize,
+    /// Debug only: write every SA's keys to Wireshark's tables in this directory.
+    pub save_keys_dir: Option<PathBuf>,
+    /// Prometheus text endpoint (`GET /metrics`), loopback unless `metrics_allow_remote`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,7 +362,33 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             .ok_or_else(|| ConfigError::Daemon("workers: must be at least 1".into()))?,
         None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
     };
+    if let Some(dir) = &d.save_keys_dir {
+        if !dir.is_absolute() {
+            return Err(ConfigError::Daemon(format!(
+                "save_keys_dir: '{}' must be an absolute path",
+                dir.display()
+            )));
+        }
+    }
+    let metrics_listen = match &d.metrics_listen {
+        None => None,
+        Some(s) => {
+            let a: std::net::SocketAddr = s.parse().map_err(|_| {
+                ConfigError::Daemon(format!(
+                    "metrics_listen: '{s}' is not an address:port such as 127.0.0.1:9273 or [::1]:9273"
+                ))
+            })?;
+            if !a.ip().is_loopback() && !d.metrics_allow_remote {
+                return Err(ConfigError::Daemon(format!(
+                    "metrics_listen: {a} is not a loopback address; the endpoint has no authentication, set metrics_allow_remote = true to serve it there anyway"
+                )));
+            }
+            Some(a)
+        }
+    };
     Ok(DaemonConfig {
+        save_keys_dir: d.save_keys_dir.clone(),
+        metrics_listen,
         control_socket: d
             .control_socket
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
@@ -913,10 +947,30 @@ start = "initiate"
     }
 
     #[test]
+    fn key_export_and_metrics_are_opt_in_and_metrics_stay_local_unless_allowed() {
+        let daemon =
+            "[daemon]\nsave_keys_dir = \"/run/ferrovpn-keys\"\nmetrics_listen = \"[::1]:9273\"\n";
+        let c = parse(&format!("{daemon}{}", with("psk = \"s3cret\"", RB))).unwrap();
+        assert_eq!(
+            c.daemon.save_keys_dir.as_deref(),
+            Some(Path::new("/run/ferrovpn-keys"))
+        );
+        assert_eq!(c.daemon.metrics_listen, Some("[::1]:9273".parse().unwrap()));
+        let remote = "[daemon]\nmetrics_listen = \"192.0.2.1:9273\"\nmetrics_allow_remote = true\n";
+        let c = parse(&format!("{remote}{}", with("psk = \"s3cret\"", RB))).unwrap();
+        assert_eq!(
+            c.daemon.metrics_listen,
+            Some("192.0.2.1:9273".parse().unwrap())
+        );
+    }
+
+    #[test]
     fn minimal_connection_gets_documented_defaults() {
         let c = parse(&with("psk = \"s3cret\"", RB)).unwrap();
         assert_eq!(c.daemon.control_socket, Path::new("/run/ferrovpn.sock"));
         assert_eq!(c.daemon.log_level, LogLevel::Info);
+        assert_eq!(c.daemon.save_keys_dir, None);
+        assert_eq!(c.daemon.metrics_listen, None);
         let conn = &c.connections[0];
         assert_eq!(conn.mode, Mode::Main);
         assert_eq!(conn.local_id, Identity::Ipv4("192.0.2.1".parse().unwrap()));
@@ -1065,6 +1119,12 @@ start = "initiate"
              "connection \"site-c\": uses the same local_addr/remote_addr pair as connection \"site-b\"; IKEv1 with PSK identifies the peer by address, so the two cannot be told apart"),
             ("[daemon]\nlog_level = \"loud\"\n".to_string(),
              "daemon: log_level: 'loud' is not one of error, warn, info, debug, trace"),
+            ("[daemon]\nsave_keys_dir = \"keys\"\n".to_string(),
+             "daemon: save_keys_dir: 'keys' must be an absolute path"),
+            ("[daemon]\nmetrics_listen = \"9273\"\n".to_string(),
+             "daemon: metrics_listen: '9273' is not an address:port such as 127.0.0.1:9273 or [::1]:9273"),
+            ("[daemon]\nmetrics_listen = \"192.0.2.1:9273\"\n".to_string(),
+             "daemon: metrics_listen: 192.0.2.1:9273 is not a loopback address; the endpoint has no authentication, set metrics_allow_remote = true to serve it there anyway"),
             ("[daemon]\nworkers = 2\n".to_string(), "no [[connection]] defined"),
         ];
         for (text, want) in cases {

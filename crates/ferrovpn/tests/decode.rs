@@ -2,12 +2,12 @@
 //! payload lists, decryption with Wireshark's IKEv1 table and ESP flows match what each
 //! recording's README, messages.txt, decrypted.txt and keys.txt say.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use ferrovpn::decode::{self, Body, Decryption, Format, KeyTable, MessageName, Report};
+use ferrovpn::decode::{self, Body, Decryption, EspSaTable, Format, KeyTable, MessageName, Report};
 use ferrovpn_ike::wire::{parse_payloads, payload_list, Header};
 use proptest::prelude::*;
 
@@ -583,4 +583,325 @@ fn esp_over_ip_protocol_50_shows_missing_and_reordered_sequence_numbers() {
         "{text}"
     );
     assert!(text.contains("4 missing: 3, 6-8, 1 out of order"), "{text}");
+}
+
+/// Test helper: the Quick Mode keys of keys.txt as Wireshark's `esp_sa` table, both directions
+/// of every negotiated pair (the responder's SPI carries initiator-to-responder traffic).
+fn esp_sa_table(dir: &Path) -> String {
+    let k = keys_txt(dir);
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    let esp = name.split("_esp-").nth(1).unwrap();
+    let (enc, auth) = if esp.contains("gcm16") {
+        (decode::esp_sa::AES_GCM_16, decode::esp_sa::AUTH_NULL)
+    } else if esp.starts_with("aes128-sha256") {
+        (decode::esp_sa::AES_CBC, decode::esp_sa::HMAC_SHA256_128)
+    } else {
+        panic!("{name}: ESP transform not mapped in this test")
+    };
+    let mut t = String::new();
+    for n in (1..).take_while(|n| k.contains_key(&format!("qm{n}_spi_i"))) {
+        for (src, dst, spi, dir) in [
+            ("192.0.2.1", "192.0.2.2", "spi_r", "i2r"),
+            ("192.0.2.2", "192.0.2.1", "spi_i", "r2i"),
+        ] {
+            let integ = k
+                .get(&format!("qm{n}_integ_{dir}"))
+                .map(|x| format!("0x{x}"))
+                .unwrap_or_default();
+            t += &format!(
+                "\"IPv4\",\"{src}\",\"{dst}\",\"0x{}\",\"{enc}\",\"0x{}\",\"{auth}\",\"{integ}\"\n",
+                k[&format!("qm{n}_{spi}")],
+                k[&format!("qm{n}_encr_{dir}")]
+            );
+        }
+    }
+    t
+}
+
+#[test]
+fn with_the_esp_sa_table_every_esp_packet_of_the_recordings_decrypts_to_the_pings() {
+    for dir in recordings() {
+        let esp = EspSaTable::parse(&esp_sa_table(&dir)).unwrap();
+        let bytes = fs::read(dir.join("capture.pcap")).unwrap();
+        let report = decode::decode_with(&bytes, None, Some(&esp)).unwrap();
+        assert!(!report.esp.is_empty(), "{dir:?}");
+        for f in &report.esp {
+            let d = f
+                .decryption
+                .as_ref()
+                .unwrap_or_else(|| panic!("{dir:?}: {:08x} not looked up", f.spi));
+            assert_eq!(
+                (d.decrypted, d.failed, d.not_ip),
+                (f.packets, 0, 0),
+                "{dir:?} {:08x}",
+                f.spi
+            );
+            let (src, dst) = if f.src.to_string() == "192.0.2.1" {
+                ("198.51.100.1", "203.0.113.1")
+            } else {
+                ("203.0.113.1", "198.51.100.1")
+            };
+            assert!(
+                d.inner
+                    .iter()
+                    .all(|i| i.src.to_string() == src && i.dst.to_string() == dst),
+                "{dir:?}: {:?}",
+                d.inner
+            );
+            assert_eq!(
+                d.inner.iter().map(|i| i.packets).sum::<usize>() + d.dummies,
+                f.packets
+            );
+        }
+    }
+}
+
+#[test]
+fn a_wrong_esp_key_counts_failures_and_never_trusts_the_packet() {
+    let dir = recordings()
+        .into_iter()
+        .find(|d| d.to_str().unwrap().contains("gcm16"))
+        .unwrap();
+    let table = esp_sa_table(&dir);
+    // Flip one key digit in every line.
+    let wrong: String = table
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split("\",\"").map(str::to_string).collect();
+            let flipped = if f[5].as_bytes()[2] == b'0' { "1" } else { "0" };
+            f[5].replace_range(2..3, flipped);
+            f.join("\",\"") + "\n"
+        })
+        .collect();
+    let esp = EspSaTable::parse(&wrong).unwrap();
+    let report = decode::decode_with(
+        &fs::read(dir.join("capture.pcap")).unwrap(),
+        None,
+        Some(&esp),
+    )
+    .unwrap();
+    for f in &report.esp {
+        let d = f.decryption.as_ref().unwrap();
+        assert_eq!((d.decrypted, d.failed), (0, f.packets));
+        assert!(d.inner.is_empty());
+    }
+    let text = decode::render(&report, false);
+    assert!(text.contains("decrypted 0 of"), "{text}");
+    assert!(text.contains("failed (wrong key or corrupted)"), "{text}");
+}
+
+/// An ESP packet (RFC 4303 §2) carrying `inner` in tunnel mode, sealed with the data plane's
+/// own cipher.
+fn sealed_esp(crypto: &ferrovpn_esp::EspCrypto, spi: u32, seq: u32, inner: &[u8]) -> Vec<u8> {
+    let mut p = spi.to_be_bytes().to_vec();
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&u64::from(seq).to_be_bytes());
+    p.extend_from_slice(inner);
+    let pad = crypto.pad_len(inner.len());
+    p.extend((1..=pad as u8).collect::<Vec<u8>>());
+    p.extend_from_slice(&[pad as u8, ferrovpn_esp::NEXT_HEADER_IPV4]);
+    p.extend_from_slice(&vec![0; crypto.icv_len()]);
+    crypto.seal(&mut p, None).unwrap();
+    p
+}
+
+#[test]
+fn raw_esp_with_aes_gcm_16_decrypts_to_the_inner_packets_and_bad_ones_are_counted() {
+    let key = [0x5a; 20];
+    let table = format!(
+        "\"IPv4\",\"192.0.2.1\",\"192.0.2.2\",\"0x0000c0de\",\"{}\",\"0x{}\",\"NULL\",\"\"\n",
+        decode::esp_sa::AES_GCM_16,
+        "5a".repeat(20)
+    );
+    let esp_table = EspSaTable::parse(&table).unwrap();
+    let crypto = ferrovpn_esp::EspCrypto::new(
+        ferrovpn_esp::Cipher::AesGcm {
+            key: ferrovpn_esp::AesKeyLen::Aes128,
+            icv: ferrovpn_esp::GcmIcv::Icv16,
+        },
+        &ferrovpn_esp::SecretKey::new(&key),
+        &ferrovpn_esp::SecretKey::empty(),
+    )
+    .unwrap();
+    let inner = |proto: u8, dst: u8| {
+        let mut p = vec![
+            0x45, 0, 0, 48, 0, 0, 0, 0, 64, proto, 0, 0, 198, 51, 100, 1, 203, 0, 113, dst,
+        ];
+        p.extend_from_slice(&[0xab; 28]);
+        p
+    };
+    let mut frames: Vec<(u32, Vec<u8>)> = (1..=3)
+        .map(|s| {
+            (
+                10,
+                raw_ip4(50, &sealed_esp(&crypto, 0xc0de, s, &inner(1, 1))),
+            )
+        })
+        .collect();
+    frames.push((
+        10,
+        raw_ip4(50, &sealed_esp(&crypto, 0xc0de, 4, &inner(6, 7))),
+    ));
+    let mut corrupted = sealed_esp(&crypto, 0xc0de, 5, &inner(1, 1));
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 1;
+    frames.push((10, raw_ip4(50, &corrupted)));
+    frames.push((10, raw_ip4(50, &[0, 0, 0xc0, 0xde, 0, 0, 0, 6, 1, 2])));
+    let report = decode::decode_with(&pcap_file(101, &frames), None, Some(&esp_table)).unwrap();
+    assert_eq!(report.esp.len(), 1);
+    let f = &report.esp[0];
+    assert_eq!((f.udp, f.packets), (None, 6));
+    let d = f.decryption.as_ref().unwrap();
+    assert_eq!((d.cipher, d.decrypted, d.failed), ("aes128gcm16", 4, 2));
+    let inner_flows: Vec<String> = d
+        .inner
+        .iter()
+        .map(|i| format!("{} {} {} {}", i.src, i.dst, i.protocol, i.packets))
+        .collect();
+    assert_eq!(
+        inner_flows,
+        [
+            "198.51.100.1 203.0.113.1 1 3",
+            "198.51.100.1 203.0.113.7 6 1"
+        ]
+    );
+    let text = decode::render(&report, false);
+    assert!(
+        text.contains("  decrypted 4 of 6 (aes128gcm16), 2 failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    inner 198.51.100.1 -> 203.0.113.1 ICMP: 3 packets, 144 bytes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    inner 198.51.100.1 -> 203.0.113.7 TCP: 1 packet, 48 bytes"),
+        "{text}"
+    );
+    // ESP-in-UDP as a packet socket on a sender using UDP GSO sees it: two datagrams in one.
+    let run = [
+        sealed_esp(&crypto, 0xc0de, 1, &inner(1, 1)),
+        sealed_esp(&crypto, 0xc0de, 2, &inner(1, 1)),
+    ]
+    .concat();
+    let mut udp = [4500u16.to_be_bytes(), 4500u16.to_be_bytes()].concat();
+    udp.extend_from_slice(&((8 + run.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&run);
+    let report = decode::decode_with(
+        &pcap_file(101, &[(10, raw_ip4(17, &udp))]),
+        None,
+        Some(&esp_table),
+    )
+    .unwrap();
+    assert_eq!(report.gso_super_packets, 1);
+    let f = &report.esp[0];
+    assert_eq!(
+        (f.udp, f.packets, f.first_seq, f.last_seq),
+        (Some((4500, 4500)), 2, 1, 2)
+    );
+    assert_eq!(
+        f.decryption.as_ref().map(|d| (d.decrypted, d.failed)),
+        Some((2, 0))
+    );
+    assert!(decode::render(&report, false).contains("1 UDP GSO super-packet split"));
+}
+
+/// The interop captures of tests/data/interop: ferrovpn against strongSwan, with the key files
+/// ferrovpn's key export wrote during the same run.
+fn interop_captures() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(data_dir().join("interop"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("capture.pcap").exists())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 2, "interop captures missing: {dirs:?}");
+    dirs
+}
+
+#[test]
+fn the_interop_captures_decrypt_with_the_keys_ferrovpn_exported() {
+    let mut modes = Vec::new();
+    for dir in interop_captures() {
+        let mut keys = decode::Keys::default();
+        keys.load(&dir).unwrap();
+        let table = fs::read_to_string(dir.join("ikev1_decryption_table")).unwrap();
+        let cookie = table
+            .lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string();
+        let bytes = fs::read(dir.join("capture.pcap")).unwrap();
+        let report = decode::decode_with(&bytes, keys.ike.as_ref(), keys.esp.as_ref()).unwrap();
+        let ours: Vec<_> = report
+            .messages()
+            .filter(|m| hex16(&m.header.initiator_spi) == cookie)
+            .collect();
+        let names: BTreeSet<String> = ours.iter().map(|m| m.name.to_string()).collect();
+        let phase1: &[&str] = if dir.to_str().unwrap().contains("aggressive") {
+            modes.push("aggressive");
+            &["AM1", "AM2", "AM3"]
+        } else {
+            modes.push("main");
+            &["MM1", "MM2", "MM3", "MM4", "MM5", "MM6"]
+        };
+        for n in phase1.iter().chain(&["QM1", "QM2", "QM3"]) {
+            assert!(
+                names.contains(*n),
+                "{dir:?}: no {n} with cookie {cookie}: {names:?}"
+            );
+        }
+        for m in report.messages() {
+            if let Body::Encrypted(d) = &m.body {
+                assert!(
+                    matches!(d, Decryption::Decrypted { .. }),
+                    "{dir:?} frame {}: {d:?}",
+                    m.frame
+                );
+            }
+        }
+        assert!(
+            ours.iter()
+                .filter(|m| matches!(m.body, Body::Encrypted(_)))
+                .count()
+                >= 3
+        );
+        assert_eq!(report.esp.len(), 2, "{dir:?}");
+        for f in &report.esp {
+            let d = f.decryption.as_ref().unwrap();
+            assert_eq!((d.decrypted, d.failed), (f.packets, 0), "{dir:?}");
+            assert!(d.decrypted >= 3);
+            let icmp: Vec<_> = d.inner.iter().filter(|i| i.protocol == 1).collect();
+            assert_eq!(icmp.len(), 1, "{dir:?}: {:?}", d.inner);
+            assert!(["198.51.100.1", "203.0.113.1"].contains(&icmp[0].src.to_string().as_str()));
+        }
+        // The command itself, given the directory.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = decode::run(
+            &dir.join("capture.pcap"),
+            std::slice::from_ref(&dir),
+            false,
+            &mut out,
+            &mut err,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(status, 0, "{}", String::from_utf8_lossy(&err));
+        assert!(text.contains(&format!(" {cookie} ")), "{text}");
+        assert!(!text.contains("[ encrypted ]"), "{text}");
+        assert_eq!(text.matches("  decrypted ").count(), 2, "{text}");
+        assert!(
+            text.contains("inner 198.51.100.1 -> 203.0.113.1 ICMP"),
+            "{text}"
+        );
+    }
+    modes.sort();
+    assert_eq!(modes, ["aggressive", "main"]);
+}
+
+fn hex16(b: &[u8; 8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -517,6 +517,21 @@ impl Endpoint {
         self.replaces.clear();
     }
 
+    /// The connection an ISAKMP SA belongs to, by initiator cookie (for per-connection
+    /// counters of the messages it logs).
+    pub fn conn_of(&self, initiator_spi: &[u8; 8]) -> Option<ConnId> {
+        self.sas.get(initiator_spi).map(|sa| sa.conn)
+    }
+
+    /// The phase 1 encryption key (RFC 2409 Appendix B) of the ISAKMP SA with this initiator
+    /// cookie, once derived. Only for the opt-in key export to Wireshark's decryption table.
+    pub fn phase1_encryption_key(&self, initiator_spi: &[u8; 8]) -> Option<&[u8]> {
+        self.sas
+            .get(initiator_spi)
+            .and_then(|sa| sa.keys.as_ref())
+            .map(|k| k.enc_key.as_slice())
+    }
+
     /// Every ISAKMP SA, for `status`.
     pub fn ike_sas(&self, now: Instant) -> Vec<IkeSaStatus> {
         let mut v: Vec<IkeSaStatus> = self

@@ -21,6 +21,8 @@ use crate::config::format_duration;
 
 pub enum Request {
     Status(Sender<StatusView>),
+    /// The Prometheus text of `/metrics` (see `metrics`).
+    Metrics(Sender<String>),
     Down(Sender<()>),
 }
 

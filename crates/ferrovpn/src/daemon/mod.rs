@@ -4,6 +4,9 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod metrics;
+mod observe;
+pub mod save_keys;
 
 use std::collections::HashMap;
 use std::io;
@@ -83,6 +86,10 @@ struct Daemon {
     stop: bool,
     /// Inbound SAs installed after QM2, waiting for QM3: (connection, message ID, handle).
     early_inbound: Vec<(usize, u32, SaHandle)>,
+    events: metrics::EventCounters,
+    key_export: Option<save_keys::KeyExport>,
+    /// Connection of each initiator cookie seen, for log lines after the SA is gone.
+    cookie_conns: HashMap<[u8; 8], usize>,
 }
 
 /// Blocks SIGINT/SIGTERM in every thread and returns a signalfd that reports them.
@@ -254,9 +261,24 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             },
         )
         .map_err(|e| DaemonError::Io("decap pipeline", e))?;
-    let control = control::serve(&cfg.daemon.control_socket, req_tx, waker.clone())
+    let control = control::serve(&cfg.daemon.control_socket, req_tx.clone(), waker.clone())
         .map_err(|e| DaemonError::Io("control socket", e))?;
     info!("control socket {}", cfg.daemon.control_socket.display());
+    let metrics_server = match cfg.daemon.metrics_listen {
+        Some(a) => {
+            let m = metrics::serve(a, req_tx.clone(), waker.clone())
+                .map_err(|e| DaemonError::Io("metrics_listen", e))?;
+            info!("metrics on http://{a}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
+    let key_export = match &cfg.daemon.save_keys_dir {
+        Some(dir) => {
+            Some(save_keys::KeyExport::new(dir).map_err(|e| DaemonError::Io("save_keys_dir", e))?)
+        }
+        None => None,
+    };
 
     for (i, (_, s)) in ike500.iter_mut().enumerate() {
         poll.registry()
@@ -288,6 +310,9 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         started: Instant::now(),
         stop: false,
         early_inbound: Vec::new(),
+        events: metrics::EventCounters::new(cfg.connections.len()),
+        key_export,
+        cookie_conns: HashMap::new(),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -307,6 +332,9 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     d.endpoint.shutdown(Instant::now());
     d.flush();
     control.stop();
+    if let Some(m) = metrics_server {
+        m.stop();
+    }
     encap.shutdown();
     decap.shutdown();
     for c in &mut d.conns {
@@ -426,6 +454,7 @@ impl Daemon {
             }
         }
         while let Some(e) = self.endpoint.poll_event() {
+            self.observe(&e);
             self.on_event(e);
         }
     }
@@ -439,7 +468,13 @@ impl Daemon {
 
     fn on_event(&mut self, e: Event) {
         match e {
-            Event::Message(m) => info!("{m}"),
+            Event::Message(m) => {
+                let conn = self
+                    .conn_of_cookie(&m.cookies.initiator_spi)
+                    .map(|c| self.conn_name(c))
+                    .unwrap_or_default();
+                info!(conn = %conn, cookies = %m.cookies, msg = m.name, message_id = %format_args!("{:08x}", m.message_id), "{m}")
+            }
             Event::IkeSaEstablished {
                 conn,
                 cookies,
@@ -453,6 +488,7 @@ impl Daemon {
             } => {
                 info!(
                     conn = %self.conn_name(conn),
+                    cookies = %cookies,
                     "IKE SA established ({} as {:?}) {cookies} with {peer}: {proposal}, lifetime {}s, NAT {} (local behind: {}, remote behind: {}), peer DPD {}",
                     mode.name(),
                     role,
@@ -474,7 +510,7 @@ impl Daemon {
                 reason,
             } => {
                 let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
-                error!(conn = %name, "IKE SA {cookies} with {peer} failed: {reason}");
+                error!(conn = %name, cookies = %cookies, "IKE SA {cookies} with {peer} failed: {reason}");
                 if let Some(c) = conn.and_then(|c| self.conns.get_mut(c)) {
                     c.last_failure = Some(reason.to_string());
                 }
@@ -487,11 +523,11 @@ impl Daemon {
                 cookies,
                 reason,
             } => {
-                info!(conn = %self.conn_name(conn), "IKE SA {cookies} deleted: {reason}");
+                info!(conn = %self.conn_name(conn), cookies = %cookies, "IKE SA {cookies} deleted: {reason}");
                 self.schedule_retry(conn);
             }
             Event::PeerDead { conn, cookies } => {
-                warn!(conn = %self.conn_name(conn), "peer dead (DPD) on IKE SA {cookies}");
+                warn!(conn = %self.conn_name(conn), cookies = %cookies, "peer dead (DPD) on IKE SA {cookies}");
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.last_failure = Some("peer dead (DPD)".into());
                     // RFC 3706 §5.5 leaves the action open; like strongSwan's dpd_action=restart
@@ -510,7 +546,7 @@ impl Daemon {
                 message_id,
                 reason,
             } => {
-                error!(conn = %self.conn_name(conn), "Quick Mode {message_id:08x} on {cookies} failed: {reason}");
+                error!(conn = %self.conn_name(conn), cookies = %cookies, message_id = %format_args!("{message_id:08x}"), "Quick Mode {message_id:08x} on {cookies} failed: {reason}");
                 if let Some(i) = self
                     .early_inbound
                     .iter()
@@ -533,7 +569,7 @@ impl Daemon {
                 reason,
             } => self.uninstall(conn, inbound_spi, outbound_spi, &reason),
             Event::InitialContact { conn, cookies } => {
-                info!(conn = %self.conn_name(conn), "INITIAL-CONTACT on {cookies}: the peer (re)started")
+                info!(conn = %self.conn_name(conn), cookies = %cookies, "INITIAL-CONTACT on {cookies}: the peer (re)started")
             }
             Event::NotifyReceived {
                 conn,
@@ -541,7 +577,7 @@ impl Daemon {
                 notify,
             } => {
                 let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
-                info!(conn = %name, "notify {} on {cookies}", notify.name());
+                info!(conn = %name, cookies = %cookies, "notify {} on {cookies}", notify.name());
             }
         }
     }
@@ -678,6 +714,9 @@ impl Daemon {
                     self.started,
                 );
                 let _ = reply.send(view);
+            }
+            Request::Metrics(reply) => {
+                let _ = reply.send(self.metrics_text());
             }
             Request::Down(reply) => {
                 info!("down requested over the control socket");

@@ -1,10 +1,12 @@
 //! `ferrovpn decode`: read a capture (pcap or pcapng), name every ISAKMP message as operators
 //! do (MM1…MM6, AM1…AM3, QM1…QM3, INFO) with its cookies, message ID and payloads, spot
 //! retransmissions and simultaneous negotiations, decrypt with Wireshark's IKEv1 decryption
-//! table, and group ESP packets by SPI with their sequence gaps.
+//! table, and group ESP packets by SPI with their sequence gaps, decrypting them with
+//! Wireshark's ESP SA table.
 
 pub mod capture;
 pub mod esp;
+pub mod esp_sa;
 pub mod isakmp;
 pub mod keys;
 pub mod packet;
@@ -14,7 +16,8 @@ use std::io::Write;
 use std::path::Path;
 
 pub use capture::{CaptureError, Format, Frame, Timestamp};
-pub use esp::EspFlow;
+pub use esp::{EspDecryption, EspFlow, InnerFlow};
+pub use esp_sa::{EspSaError, EspSaTable};
 pub use isakmp::{Body, Decryption, IsakmpMessage, MessageName, Record, Undecodable};
 pub use keys::{KeyTable, KeyTableError};
 pub use render::render;
@@ -28,6 +31,8 @@ pub enum DecodeError {
     Capture(#[from] CaptureError),
     #[error(transparent)]
     Keys(#[from] KeyTableError),
+    #[error(transparent)]
+    EspKeys(#[from] EspSaError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -49,6 +54,9 @@ pub struct Report {
     pub keepalives: usize,
     /// IP fragments (not reassembled).
     pub fragments: usize,
+    /// UDP GSO super-packets (several ESP-in-UDP datagrams in one captured frame, as a packet
+    /// socket on the sending host sees them) split into their datagrams.
+    pub gso_super_packets: usize,
     /// Frames cut short by the snap length or malformed below ISAKMP/ESP.
     pub truncated: usize,
 }
@@ -63,10 +71,77 @@ impl Report {
     }
 }
 
+/// File names of the key tables in a key export directory, as Wireshark and strongSwan's
+/// save-keys plugin name them.
+pub const IKEV1_TABLE: &str = "ikev1_decryption_table";
+pub const ESP_TABLE: &str = "esp_sa";
+
+/// The key tables `decode` uses: IKEv1 phase 1 keys and ESP SAs.
+#[derive(Debug, Default)]
+pub struct Keys {
+    pub ike: Option<KeyTable>,
+    pub esp: Option<EspSaTable>,
+}
+
+impl Keys {
+    /// Reads a key export directory (its `ikev1_decryption_table` and `esp_sa`, whichever
+    /// exist) or one table file, told apart by name (`esp_sa*`) or by its eight-field lines.
+    pub fn load(&mut self, path: &Path) -> Result<(), DecodeError> {
+        let io = |source| DecodeError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if path.is_dir() {
+            let (ike, esp) = (path.join(IKEV1_TABLE), path.join(ESP_TABLE));
+            if !ike.exists() && !esp.exists() {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("neither {IKEV1_TABLE} nor {ESP_TABLE} in this directory"),
+                )));
+            }
+            for p in [ike, esp] {
+                if p.exists() {
+                    self.load(&p)?;
+                }
+            }
+            return Ok(());
+        }
+        let text = std::fs::read(path).map_err(io)?;
+        let text = String::from_utf8_lossy(&text);
+        let invalid = |e: String| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        let named_esp = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(ESP_TABLE));
+        let looks_esp = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .is_some_and(|l| l.split(',').count() >= 8);
+        if named_esp || looks_esp {
+            let t = EspSaTable::parse(&text).map_err(|e| invalid(e.to_string()))?;
+            self.esp = Some(t);
+        } else {
+            let t = KeyTable::parse(&text).map_err(|e| invalid(e.to_string()))?;
+            self.ike = Some(t);
+        }
+        Ok(())
+    }
+}
+
 /// Decodes a capture file's bytes; `keys` decrypts the IKE SAs it names.
 pub fn decode(capture: &[u8], keys: Option<&KeyTable>) -> Result<Report, DecodeError> {
+    decode_with(capture, keys, None)
+}
+
+/// Decodes a capture, decrypting IKE with `ike` and ESP with `esp` where they have the SA.
+pub fn decode_with(
+    capture: &[u8],
+    ike: Option<&KeyTable>,
+    esp: Option<&EspSaTable>,
+) -> Result<Report, DecodeError> {
     let (format, frames) = capture::read(capture)?;
-    let mut tracker = isakmp::Tracker::new(keys);
+    let mut tracker = isakmp::Tracker::new(ike);
     let mut flows = esp::EspFlows::default();
     let mut report = Report {
         format,
@@ -76,6 +151,7 @@ pub fn decode(capture: &[u8], keys: Option<&KeyTable>) -> Result<Report, DecodeE
         esp: Vec::new(),
         keepalives: 0,
         fragments: 0,
+        gso_super_packets: 0,
         truncated: 0,
     };
     for frame in &frames {
@@ -95,8 +171,14 @@ pub fn decode(capture: &[u8], keys: Option<&KeyTable>) -> Result<Report, DecodeE
                 udp,
                 packet,
             } => {
-                if !flows.add(frame.time, src, dst, udp, packet) {
-                    report.truncated += 1;
+                let segments = udp.and_then(|_| esp::gso_segments(packet));
+                if segments.is_some() {
+                    report.gso_super_packets += 1;
+                }
+                for p in segments.unwrap_or_else(|| vec![packet]) {
+                    if !flows.add(frame.time, src, dst, udp, p, esp) {
+                        report.truncated += 1;
+                    }
                 }
             }
             Content::Keepalive { .. } => report.keepalives += 1,
@@ -110,11 +192,11 @@ pub fn decode(capture: &[u8], keys: Option<&KeyTable>) -> Result<Report, DecodeE
     Ok(report)
 }
 
-/// `ferrovpn decode FILE [--keys FILE] [-v]`: prints the report; exit status 0, or 1 when a
-/// file cannot be read or parsed.
+/// `ferrovpn decode FILE [--keys DIR|FILE]... [-v]`: prints the report; exit status 0, or 1
+/// when a file cannot be read or parsed.
 pub fn run(
     file: &Path,
-    keys: Option<&Path>,
+    keys: &[std::path::PathBuf],
     verbose: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -126,24 +208,18 @@ pub fn run(
                 source,
             })
         };
-        let table = match keys {
-            Some(p) => {
-                let text = read(p)?;
-                let parsed = KeyTable::parse(&String::from_utf8_lossy(&text)).map_err(|e| {
-                    DecodeError::Io {
-                        path: p.display().to_string(),
-                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                    }
-                })?;
-                Some(parsed)
-            }
-            None => None,
-        };
+        let mut tables = Keys::default();
+        for k in keys {
+            tables.load(k)?;
+        }
         let bytes = read(file)?;
-        let report = decode(&bytes, table.as_ref()).map_err(|e| DecodeError::Io {
-            path: file.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-        })?;
+        let report =
+            decode_with(&bytes, tables.ike.as_ref(), tables.esp.as_ref()).map_err(|e| {
+                DecodeError::Io {
+                    path: file.display().to_string(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                }
+            })?;
         Ok::<_, DecodeError>(render(&report, verbose))
     })();
     match result {

@@ -127,6 +127,16 @@ pub fn render(report: &Report, verbose: bool) -> String {
             "NAT-T keepalives",
         ));
     }
+    if report.gso_super_packets > 0 {
+        notes.push(format!(
+            "{} split into their ESP packets (captured on the sending host)",
+            plural(
+                report.gso_super_packets,
+                "UDP GSO super-packet",
+                "UDP GSO super-packets"
+            )
+        ));
+    }
     if report.fragments > 0 {
         notes.push(format!(
             "{} (not reassembled)",
@@ -430,6 +440,48 @@ fn esp(out: &mut String, report: &Report, messages: &[&IsakmpMessage]) {
             let _ = write!(out, "; SPI from {qm}");
         }
         out.push('\n');
+        if let Some(d) = &f.decryption {
+            decrypted_esp(out, d);
+        }
+    }
+}
+
+/// The ESP decryption of one flow: how many opened, and the inner packets by address pair.
+fn decrypted_esp(out: &mut String, d: &super::EspDecryption) {
+    let _ = write!(
+        out,
+        "  decrypted {} of {} ({})",
+        d.decrypted,
+        d.decrypted + d.failed,
+        d.cipher
+    );
+    if d.failed > 0 {
+        let _ = write!(out, ", {} failed (wrong key or corrupted)", d.failed);
+    }
+    if d.dummies > 0 {
+        let _ = write!(out, ", {}", plural(d.dummies, "dummy", "dummies"));
+    }
+    if d.not_ip > 0 {
+        let _ = write!(out, ", {} not IP", d.not_ip);
+    }
+    out.push('\n');
+    for i in &d.inner {
+        let _ = writeln!(
+            out,
+            "    inner {} -> {} {}: {}, {} bytes",
+            i.src,
+            i.dst,
+            super::esp::protocol_name(i.protocol),
+            plural(i.packets, "packet", "packets"),
+            i.bytes
+        );
+    }
+    if d.inner_other > 0 {
+        let _ = writeln!(
+            out,
+            "    and {} more",
+            plural(d.inner_other, "packet", "packets")
+        );
     }
 }
 

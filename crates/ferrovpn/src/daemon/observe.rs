@@ -1,0 +1,125 @@
+//! What the daemon does beside acting on state machine events: counting them for `/metrics`
+//! and, when `save_keys_dir` is set, exporting the keys of new SAs for Wireshark.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use ferrovpn_ike::Event;
+
+use super::metrics::{self, ConnSnapshot, SaPair, Snapshot};
+use super::{stats_of, Daemon};
+
+/// Initiator cookies remembered for `conn_of_cookie`.
+const COOKIE_MEMORY: usize = 4096;
+
+impl Daemon {
+    /// Called for every event before `on_event` acts on it (so SA tables are still as before).
+    pub(super) fn observe(&mut self, e: &Event) {
+        let message_conn = match e {
+            Event::Message(m) => self.conn_of_cookie(&m.cookies.initiator_spi),
+            _ => None,
+        };
+        let endpoint = &self.endpoint;
+        let conns = &self.conns;
+        self.events.count(
+            e,
+            |_| message_conn,
+            |e| match e {
+                Event::IkeSaEstablished { conn, .. } => {
+                    endpoint
+                        .ike_sas(Instant::now())
+                        .iter()
+                        .filter(|s| s.conn == *conn && s.state == "established")
+                        .count()
+                        > 1
+                }
+                Event::ChildSaEstablished(child) => conns.get(child.conn).is_some_and(|c| {
+                    c.pairs.iter().any(|p| {
+                        p.child.local_ts == child.local_ts && p.child.remote_ts == child.remote_ts
+                    })
+                }),
+                _ => false,
+            },
+        );
+        let Some(export) = self.key_export.as_mut() else {
+            return;
+        };
+        match e {
+            Event::IkeSaEstablished { cookies, .. } => {
+                if let Some(key) = self.endpoint.phase1_encryption_key(&cookies.initiator_spi) {
+                    export.ike_sa(cookies, key);
+                }
+            }
+            Event::ChildSaEstablished(child) => export.child_sa(child),
+            _ => {}
+        }
+    }
+
+    /// The connection of an ISAKMP SA by initiator cookie, remembered past the SA's deletion
+    /// (its DELETE is logged after the endpoint dropped it). Bounded: forgotten in bulk.
+    pub(super) fn conn_of_cookie(&mut self, cookie: &[u8; 8]) -> Option<usize> {
+        if let Some(c) = self.endpoint.conn_of(cookie) {
+            if self.cookie_conns.len() >= COOKIE_MEMORY && !self.cookie_conns.contains_key(cookie) {
+                self.cookie_conns.clear();
+            }
+            self.cookie_conns.insert(*cookie, c);
+            return Some(c);
+        }
+        self.cookie_conns.get(cookie).copied()
+    }
+
+    /// The `/metrics` text of the current state.
+    pub(super) fn metrics_text(&self) -> String {
+        let now = Instant::now();
+        let ike = self.endpoint.ike_sas(now);
+        let conns = self
+            .conns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ConnSnapshot {
+                name: c.cfg.name.clone(),
+                up: !c.pairs.is_empty(),
+                ike_sas: ike.iter().filter(|s| s.conn == i).count(),
+                pairs: c
+                    .pairs
+                    .iter()
+                    .map(|p| SaPair {
+                        spi_in: p.child.inbound.spi,
+                        spi_out: p.child.outbound.spi,
+                        inbound: stats_of(&self.sad, p.inbound),
+                        outbound: stats_of(&self.sad, p.outbound),
+                    })
+                    .collect(),
+                events: self.events.conns.get(i).cloned().unwrap_or_default(),
+            })
+            .collect();
+        let ic = self.endpoint.counters();
+        let g = self.sad.global_stats();
+        let io = &self.shared.counters;
+        let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let process = vec![
+            ("ike_received_total", "ISAKMP datagrams received.", ic.received),
+            ("ike_malformed_total", "ISAKMP datagrams that did not parse.", ic.malformed),
+            ("ike_unknown_sa_total", "ISAKMP messages whose cookies name no SA.", ic.unknown_sa),
+            ("ike_invalid_cookie_total", "ISAKMP messages with a known initiator cookie but the wrong responder cookie or address.", ic.invalid_cookie),
+            ("ike_no_connection_total", "MM1/AM1 from an address no connection names.", ic.no_connection),
+            ("ike_half_open_dropped_total", "MM1/AM1 dropped because too many responder SAs were half-open.", ic.half_open_dropped),
+            ("ike_duplicates_total", "Peer retransmissions answered from the reply cache.", ic.duplicates),
+            ("ike_bad_hash_total", "Protected ISAKMP messages whose HASH did not verify.", ic.bad_hash),
+            ("ike_unexpected_total", "ISAKMP messages that did not fit the exchange's state.", ic.unexpected),
+            ("esp_unknown_spi_total", "Inbound ESP packets whose SPI matched no SA.", g.unknown_spi),
+            ("esp_unknown_sa_total", "Outbound packets naming no installed SA.", g.unknown_sa),
+            ("esp_malformed_total", "Inbound ESP packets too short to carry an SPI.", g.malformed),
+            ("esp_no_policy_total", "Packets read from a tunnel interface that no installed SA covers.", ld(&io.no_policy)),
+            ("esp_send_errors_total", "ESP packets the kernel refused to send.", ld(&io.send_errors)),
+            ("tun_write_errors_total", "Decrypted packets the tunnel interface refused.", ld(&io.tun_write_errors)),
+            ("udp4500_malformed_total", "UDP 4500 payloads that were neither IKE, ESP nor keepalives.", ld(&io.malformed_udp)),
+        ];
+        metrics::render(&Snapshot {
+            uptime_s: now.saturating_duration_since(self.started).as_secs(),
+            conns,
+            unassigned: self.events.unassigned.clone(),
+            process,
+        })
+    }
+}
