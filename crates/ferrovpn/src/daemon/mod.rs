@@ -273,7 +273,13 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
 
     let mut seed = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-    let mut endpoint = Endpoint::new(Settings::default(), seed);
+    let settings = Settings {
+        retransmit_timeout: cfg.daemon.retransmit.timeout,
+        retransmit_base: cfg.daemon.retransmit.base,
+        retransmit_tries: cfg.daemon.retransmit.tries,
+        ..Settings::default()
+    };
+    let mut endpoint = Endpoint::new(settings, seed);
     for c in &conns {
         endpoint.add_connection(convert::connection(&c.cfg));
     }
