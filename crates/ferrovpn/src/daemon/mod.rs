@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod history;
 
 use std::collections::HashMap;
 use std::io;
@@ -83,6 +84,10 @@ struct Daemon {
     stop: bool,
     /// Inbound SAs installed after QM2, waiting for QM3: (connection, message ID, handle).
     early_inbound: Vec<(usize, u32, SaHandle)>,
+    /// Recent IKE events and ESP counter samples per connection, for `history`/`diagnose`.
+    history: history::History,
+    /// How long an unanswered IKE message is retransmitted (for `diagnose`).
+    give_up: Duration,
 }
 
 /// Blocks SIGINT/SIGTERM in every thread and returns a signalfd that reports them.
@@ -283,7 +288,14 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     for c in &conns {
         endpoint.add_connection(convert::connection(&c.cfg));
     }
+    let started = Instant::now();
+    let peers = conns
+        .iter()
+        .map(|c| (c.cfg.local_addr, c.cfg.remote_addr))
+        .collect();
     let mut d = Daemon {
+        history: history::History::new(started, peers),
+        give_up: cfg.daemon.retransmit.give_up_after(),
         endpoint,
         conns,
         sad,
@@ -291,7 +303,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         clock,
         ike500,
         nat_t,
-        started: Instant::now(),
+        started,
         stop: false,
         early_inbound: Vec::new(),
     };
@@ -406,6 +418,18 @@ impl Daemon {
             }
             self.sad.poll_lifetimes(self.clock.now());
             self.flush();
+            let (sad, conns) = (&self.sad, &self.conns);
+            self.history.sample(now, |i| {
+                conns.get(i).map_or_else(Vec::new, |c| {
+                    c.pairs
+                        .iter()
+                        .map(|p| {
+                            let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
+                            (p.child.inbound.spi, i.packets, o.packets)
+                        })
+                        .collect()
+                })
+            });
         }
         Ok(())
     }
@@ -444,6 +468,7 @@ impl Daemon {
     }
 
     fn on_event(&mut self, e: Event) {
+        self.history.record(Instant::now(), &e);
         match e {
             Event::Message(m) => info!("{m}"),
             Event::IkeSaEstablished {
@@ -684,6 +709,17 @@ impl Daemon {
                     self.started,
                 );
                 let _ = reply.send(view);
+            }
+            Request::Snapshot(reply) => {
+                let snap = history::snapshot(
+                    &self.history,
+                    &self.endpoint,
+                    &self.conns,
+                    &self.sad,
+                    self.give_up,
+                    Instant::now(),
+                );
+                let _ = reply.send(snap);
             }
             Request::Down(reply) => {
                 info!("down requested over the control socket");
