@@ -85,7 +85,8 @@ EXIT STATUS:\n    0   the daemon acknowledged and stopped\n    1   no daemon ans
     #[command(
         long_about = "Connect to the control socket of a running daemon and print each \
 connection's phase 1 and phase 2 SAs, their lifetimes, NAT-T and DPD state and packet/byte \
-counters.",
+counters. With --watch the table is fetched again and redrawn in place every --interval until \
+interrupted; `ferrovpn history` shows what led there and `ferrovpn diagnose` why.",
         after_long_help = "EXAMPLES:\n    ferrovpn status\n    ferrovpn status --json | jq .\n    \
 ferrovpn status --watch --interval 2s\n\n\
 EXIT STATUS:\n    0   status printed\n    1   no daemon answered on the socket\n    \

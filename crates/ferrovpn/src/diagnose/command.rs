@@ -186,3 +186,92 @@ pub fn watch(
         std::thread::sleep(interval);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{run, Cli, Command};
+    use clap::Parser;
+    use std::time::Duration;
+
+    fn run_args(args: &[&str]) -> (i32, String, String) {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(cli, &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn without_a_daemon_diagnose_exits_2_and_history_1() {
+        let (code, out, err) = run_args(&["ferrovpn", "diagnose", "--socket", "/nonexistent/s"]);
+        assert_eq!(code, super::EXIT_NO_DAEMON);
+        assert!(out.is_empty());
+        assert!(err.contains("is ferrovpn up running?"), "{err}");
+        let (code, _, err) = run_args(&["ferrovpn", "history", "--socket", "/nonexistent/s"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("ferrovpn history"), "{err}");
+        let (code, _, _) = run_args(&[
+            "ferrovpn",
+            "status",
+            "--watch",
+            "--socket",
+            "/nonexistent/s",
+        ]);
+        assert_eq!(code, 1);
+    }
+
+    #[test]
+    fn options_parse() {
+        let cli = Cli::try_parse_from(["ferrovpn", "history", "site-b", "--since", "10m"]).unwrap();
+        let Command::History(h) = cli.command else {
+            panic!()
+        };
+        assert_eq!(h.connection.as_deref(), Some("site-b"));
+        assert_eq!(h.since, Some(Duration::from_secs(600)));
+        let cli =
+            Cli::try_parse_from(["ferrovpn", "diagnose", "--json", "--esp-window", "5s"]).unwrap();
+        let Command::Diagnose(d) = cli.command else {
+            panic!()
+        };
+        assert!(d.json && d.connection.is_none());
+        assert_eq!(d.esp_window, Duration::from_secs(5));
+        let cli =
+            Cli::try_parse_from(["ferrovpn", "status", "--watch", "--interval", "2s"]).unwrap();
+        let Command::Status(s) = cli.command else {
+            panic!()
+        };
+        assert!(s.watch);
+        assert_eq!(s.interval, Duration::from_secs(2));
+        for bad in [
+            &["ferrovpn", "status", "--interval", "2s"][..],
+            &["ferrovpn", "status", "--watch", "--json"],
+            &["ferrovpn", "status", "--watch", "--interval", "0s"],
+            &["ferrovpn", "history", "--since", "ten minutes"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn help_documents_verdicts_and_exit_status() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("diagnose")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for want in [
+            "EXIT STATUS",
+            "0   healthy",
+            "2   no daemon",
+            "udp4500-blocked",
+            "EXAMPLES",
+        ] {
+            assert!(help.contains(want), "missing {want:?} in\n{help}");
+        }
+    }
+}

@@ -580,8 +580,16 @@ fn explain(c: &ConnSnapshot, now_ms: u64, i: usize, kind: Kind, repeats: usize) 
             );
             v.evidence
                 .push(format!("{} (cookies {})", failure_line(r), r.cookies));
+            let as_config =
+                if received.parse::<std::net::IpAddr>().is_ok() || received.contains(':') {
+                    received.clone()
+                } else if received.contains('@') {
+                    format!("userfqdn:{received}")
+                } else {
+                    format!("fqdn:{received}")
+                };
             v.next = vec![format!(
-                "set remote_id = \"{received}\" here if that identity is right, or change the peer's local identity to {expected}"
+                "set remote_id = \"{as_config}\" here if that identity is right, or change the peer's local identity to {expected}"
             )];
             v
         }
