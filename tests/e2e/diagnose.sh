@@ -3,6 +3,8 @@
 # per case (outer 192.0.2.1 ⇄ 192.0.2.2, inner 198.51.100.1 ⇄ 203.0.113.1), the fault made with
 # nftables inside the namespaces or with the configuration, and the verdict text asserted:
 #   unreachable      B drops UDP 500: A says no reply to MM1 (exit 1)
+#   oneway-500       B drops its own outgoing UDP 500: A says no reply to MM1, B says its MM2
+#                    does not reach A (one-way blocking)
 #   udp4500          nat_traversal = "force" on both, B drops UDP 4500: A says UDP 4500 blocked
 #                    after the float, B says the peer's MM5 never arrived
 #   no-proposal      different IKE proposals: both show the offers (B both side by side)
@@ -157,6 +159,19 @@ case_unreachable() {
     grep -q 'IKE SA FAILED: no response to MM1 after 2 retransmissions' <<<"$h" ||
         { printf '%s\n' "$h" >&2; fail "history lacks the failure"; }
     ok "history: $(grep -c MM1 <<<"$h") MM1 lines, failure recorded"
+}
+
+# The seed guide's one-way case: MM1 reaches B, B's MM2 never reaches A.
+case_oneway_500() {
+    setup
+    nft_drop "$FV_NS_B" "" "udp sport 500 drop"
+    conf a initiate
+    conf b respond
+    up b
+    up a
+    expect a unreachable 1 15 "no reply to MM1 from 192.0.2.2"
+    expect b stalled 1 10 "the peer's MM3 never arrived" "UDP 500 is blocked from here to 192.0.2.1 (one-way)" \
+        "MM1 received 3 time(s)"
 }
 
 case_udp4500() {
@@ -320,7 +335,7 @@ case_healthy() {
 
 # Every case in the background (the slow 'expired' first), each with its own log; then the
 # logs in order and the summary.
-CASES=(expired unreachable udp4500 no-proposal wrong-psk identity selectors esp-in-a esp-in-b dpd simultaneous healthy)
+CASES=(expired unreachable oneway-500 udp4500 no-proposal wrong-psk identity selectors esp-in-a esp-in-b dpd simultaneous healthy)
 LOGDIR="$(mktemp -d /tmp/diagnose-e2e.XXXXXX)"
 trap 'rm -rf "$LOGDIR"' EXIT
 declare -A JOB=()

@@ -820,20 +820,49 @@ fn stalled_responder(c: &ConnSnapshot) -> Option<Verdict> {
         "MM4 sent" => "MM5",
         _ => "AM3",
     };
+    let ours = s.state.get(..3).unwrap_or(&s.state);
+    let ic = initiator_cookie(&s.cookies);
+    // The peer retransmitting its previous message means our answer does not reach it.
+    let request = match ours {
+        "MM2" => "MM1",
+        "MM4" => "MM3",
+        _ => "AM1",
+    };
+    let of_this = |sent: bool, name: &str| {
+        c.history
+            .iter()
+            .filter(|r| initiator_cookie(&r.cookies) == ic)
+            .filter(|r| is_msg(r, sent).is_some_and(|(n, _)| n == name))
+            .count()
+    };
+    let answers = of_this(true, ours) + of_this(false, request).saturating_sub(1);
+    let one_way = answers > 1;
     let mut v = verdict(
         c,
         Severity::Problem,
         "stalled",
-        format!(
-            "the peer's {next} never arrived: we answered with {} and heard nothing since",
-            s.state.get(..3).unwrap_or(&s.state)
-        ),
+        if one_way {
+            format!(
+                "the peer's {next} never arrived: it kept retransmitting and we answered with {ours} {answers} times, so our {ours} does not reach it: UDP 500 is blocked from here to {} (one-way)",
+                c.remote_addr
+            )
+        } else {
+            format!(
+                "the peer's {next} never arrived: we answered with {ours} and heard nothing since"
+            )
+        },
     );
     v.evidence.push(format!(
         "responder IKE SA {} in state '{}' for {}s",
         s.cookies, s.state, s.age_s
     ));
-    v.next = vec![if next == "MM5" {
+    v.evidence.push(format!(
+        "{request} received {} time(s) (the first and the peer's retransmissions), answered with {ours} {answers} time(s)",
+        of_this(false, request)
+    ));
+    v.next = vec![if one_way {
+        format!("the path from here to {} drops UDP 500 (or 4500) while the other direction passes: capture on both ends with tcpdump -ni any 'udp port 500 and host {}' and have the firewall or ISP on the way out fixed", c.remote_addr, c.remote_addr)
+    } else if next == "MM5" {
         "MM5 is the first encrypted message, sent on UDP 4500 when NAT-T floated: UDP 4500 from the peer may be blocked, or the peer could not compute the keys (PSK mismatch on its side, see its log)".into()
     } else {
         "our answer may not reach the peer (one-way blocking of UDP 500): capture on both ends"

@@ -603,6 +603,44 @@ fn quiet_connections() {
 }
 
 #[test]
+fn responder_answering_retransmitted_mm1_means_our_replies_are_lost() {
+    let mut c = conn();
+    c.initiator = false;
+    c.history = vec![
+        msg(0, CK, "MM1", false, false),
+        msg(1, CK2, "MM2", true, false),
+        rec(
+            1000,
+            CK2,
+            What::Message {
+                name: "MM2".into(),
+                sent: true,
+                payloads: "[ SA V V ]".into(),
+                retransmission: true,
+                udp4500: false,
+                peer: "192.0.2.2:500".into(),
+            },
+        ),
+    ];
+    c.ike_sas.push(IkeSaSnapshot {
+        cookies: CK2.into(),
+        initiator: false,
+        state: "MM2 sent".into(),
+        age_s: 5,
+        nat_floated: false,
+    });
+    let v = run(&c, 5000);
+    assert_eq!(codes(&v), ["stalled"]);
+    let t = text(&v);
+    assert!(t.contains("we answered with MM2 2 times"), "{t}");
+    assert!(t.contains("MM1 received 1 time(s)"), "{t}");
+    assert!(
+        t.contains("UDP 500 is blocked from here to 192.0.2.2 (one-way)"),
+        "{t}"
+    );
+}
+
+#[test]
 fn snapshot_round_trips_through_json_and_filters_by_name() {
     let mut c = conn();
     c.history = vec![failed(3000, CK, no_response("MM1"))];
