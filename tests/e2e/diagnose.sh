@@ -171,7 +171,7 @@ case_oneway_500() {
     up a
     expect a unreachable 1 15 "no reply to MM1 from 192.0.2.2"
     expect b stalled 1 10 "the peer's MM3 never arrived" "UDP 500 is blocked from here to 192.0.2.1 (one-way)" \
-        "MM1 received 3 time(s)"
+        "MM1 received"
 }
 
 case_udp4500() {
