@@ -301,6 +301,33 @@ fn lost_and_duplicated_packets_recover_through_retransmission() {
 }
 
 #[test]
+fn a_responder_whose_mm2_is_lost_logs_the_repeated_mm1() {
+    // One-way blocking (B's answers never reach A): B sees MM1 again and again.
+    let mut p = Pair::new(conn_a(), conn_b());
+    p.filter = Box::new(|w| match w.from {
+        Side::B => Fate::Drop,
+        Side::A => Fate::Deliver,
+    });
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(30));
+    let repeated: Vec<_> = p
+        .events(Side::B)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) if m.direction == ferrovpn_ike::Direction::Received => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert!(repeated.len() >= 3, "{repeated:?}");
+    assert!(repeated.iter().all(|m| m.name == "MM1"));
+    assert!(!repeated[0].retransmission);
+    assert!(repeated[1..].iter().all(|m| m.retransmission));
+    assert!(repeated[1]
+        .to_string()
+        .contains("received MM1 (retransmit)"));
+}
+
+#[test]
 fn unreachable_peer_gives_up_after_the_retransmissions_and_says_so() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.filter = Box::new(|_| Fate::Drop);

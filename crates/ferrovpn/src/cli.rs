@@ -1,4 +1,4 @@
-//! The `ferrovpn` command line: `up`, `down`, `status`, `check`, `decode`.
+//! The `ferrovpn` command line: `up`, `down`, `status`, `diagnose`, `history`, `check`, `decode`.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -26,6 +26,10 @@ EXAMPLES:
     Show the state of a running daemon and tear it down:
         ferrovpn status
         ferrovpn down
+
+    Ask why a tunnel is down, and what happened lately:
+        ferrovpn diagnose
+        ferrovpn history site-b --since 10m
 
 FILES:
     /etc/ferrovpn/*.toml    configuration (see config/README.md for every key)
@@ -85,12 +89,50 @@ EXIT STATUS:\n    0   the daemon acknowledged and stopped\n    1   no daemon ans
     #[command(
         long_about = "Connect to the control socket of a running daemon and print each \
 connection's phase 1 and phase 2 SAs, their lifetimes, NAT-T and DPD state and packet/byte \
-counters.",
-        after_long_help = "EXAMPLES:\n    ferrovpn status\n    ferrovpn status --json | jq .\n\n\
+counters. With --watch the table is fetched again and redrawn in place every --interval until \
+interrupted; `ferrovpn history` shows what led there and `ferrovpn diagnose` why.",
+        after_long_help = "EXAMPLES:\n    ferrovpn status\n    ferrovpn status --json | jq .\n    \
+ferrovpn status --watch --interval 2s\n\n\
 EXIT STATUS:\n    0   status printed\n    1   no daemon answered on the socket\n    \
 2   usage error, or not implemented in this build"
     )]
     Status(StatusArgs),
+    /// Say why a tunnel is down (or one-way), with the evidence and the next step.
+    #[command(
+        long_about = "Fetch the live state, counters and recent IKE events of a running daemon \
+and reason about them as an engineer reading the trace would. Each verdict comes with the \
+evidence that proves it (messages by name MM1-MM6, AM1-AM3, QM1-QM3, INFO, with their cookies; \
+ESP counters) and the next step to take. Verdicts: unreachable (no reply to MM1/AM1 after the \
+retransmissions: peer down or UDP 500 blocked), udp4500-blocked (answers on UDP 500, silence \
+after the NAT-T float to UDP 4500), no-proposal-chosen (our offer and the peer's side by side), \
+psk-mismatch (MM5/MM6 do not decrypt, HASH invalid, or silence after MM5), identity-mismatch, \
+selectors-refused (INVALID-ID-INFORMATION, both selector sets), esp-not-arriving (encapsulated \
+packets rising, decapsulated flat for the --esp-window: ESP or UDP 4500 dropped inbound) and \
+its mirror esp-not-sent, simultaneous (both sides initiating: more than one cookie pair in \
+flight), peer-dead (DPD), expired-without-rekey, stalled (the peer stopped answering mid \
+exchange), failed (any other failure); or healthy, waiting, negotiating when nothing is wrong.\n\n\
+Failures older than the last IPsec SA established are considered overcome. Run it on both \
+gateways when ESP is one-way: the side whose decapsulated counter stays flat is the one whose \
+inbound path drops ESP.",
+        after_long_help = "EXAMPLES:\n    ferrovpn diagnose\n    ferrovpn diagnose site-b\n    \
+ferrovpn diagnose --json | jq '.[] | select(.severity == \"problem\") | .code'\n\n\
+EXIT STATUS:\n    0   healthy: no problem found\n    1   at least one problem found (or no \
+such connection)\n    2   no daemon answered on the control socket (also: usage error)"
+    )]
+    Diagnose(crate::diagnose::command::DiagnoseArgs),
+    /// Print the recent IKE events of each connection, with cookies and message names.
+    #[command(
+        long_about = "Print the IKE events a running daemon keeps per connection (the last 256): \
+every message sent and received by its operator name (MM1-MM6, AM1-AM3, QM1-QM3, INFO) with \
+payload list, both cookies, message ID and UDP port, and every SA established, failed (with the \
+reason), deleted or declared dead, each with UTC wall time and seconds since the daemon started. \
+Then the ESP packets encapsulated and decapsulated over the last two minutes.",
+        after_long_help = "EXAMPLES:\n    ferrovpn history\n    ferrovpn history site-b --since 10m\n    \
+ferrovpn history --json | jq '.connections[0].samples[-1]'\n\n\
+EXIT STATUS:\n    0   history printed\n    1   no daemon answered, or no such connection\n    \
+2   usage error"
+    )]
+    History(crate::diagnose::command::HistoryArgs),
     /// Validate a configuration file and print what would be negotiated.
     #[command(
         long_about = "Parse and validate a configuration file without touching the system, then \
@@ -161,11 +203,29 @@ pub struct DownArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print machine-readable JSON instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     pub json: bool,
+    /// Redraw the status table live until interrupted (Ctrl-C).
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between redraws with --watch (whole seconds: 1s, 5s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", requires = "watch",
+          value_parser = watch_interval)]
+    pub interval: std::time::Duration,
+    /// With --watch: stop after this many redraws.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u64>,
     /// Control socket of the running daemon.
     #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
     pub socket: PathBuf,
+}
+
+fn watch_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +282,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 EXIT_FAILURE
             }
         },
+        Command::Status(args) if args.watch => {
+            crate::diagnose::command::watch(&args.socket, args.interval, args.count, out, err)
+        }
+        Command::Diagnose(args) => crate::diagnose::command::diagnose(&args, out, err),
+        Command::History(args) => crate::diagnose::command::history(&args, out, err),
         Command::Status(args) => {
             let cmd = if args.json { "status json" } else { "status" };
             match crate::daemon::control::request(&args.socket, cmd) {

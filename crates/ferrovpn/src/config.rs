@@ -64,6 +64,9 @@ struct RawDaemon {
     metrics_listen: Option<String>,
     #[serde(default)]
     metrics_allow_remote: bool,
+    retransmit_timeout: Option<String>,
+    retransmit_base: Option<f64>,
+    retransmit_tries: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -129,7 +132,7 @@ pub struct Config {
     pub connections: Vec<Connection>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
     pub control_socket: PathBuf,
     pub log_level: LogLevel,
@@ -139,6 +142,40 @@ pub struct DaemonConfig {
     pub save_keys_dir: Option<PathBuf>,
     /// Prometheus text endpoint (`GET /metrics`), loopback unless `metrics_allow_remote`.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// IKE retransmission schedule, for every connection.
+    pub retransmit: Retransmit,
+}
+
+/// When an unanswered IKE message is sent again, and when the exchange is given up: after
+/// `timeout`, then `timeout * base^n` for each further try (strongSwan's charon.retransmit_*).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retransmit {
+    pub timeout: Duration,
+    pub base: f64,
+    pub tries: u32,
+}
+
+impl Default for Retransmit {
+    fn default() -> Self {
+        Retransmit {
+            timeout: Duration::from_secs(4),
+            base: 1.8,
+            tries: 5,
+        }
+    }
+}
+
+impl Retransmit {
+    /// How long an unanswered exchange lasts before it is declared failed.
+    pub fn give_up_after(&self) -> Duration {
+        let mut wait = self.timeout.as_secs_f64();
+        let mut total = 0.0;
+        for _ in 0..=self.tries {
+            total += wait;
+            wait *= self.base;
+        }
+        Duration::from_secs_f64(total)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,6 +423,30 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             Some(a)
         }
     };
+    let dflt = Retransmit::default();
+    let timeout = match d.retransmit_timeout.as_deref() {
+        Some(t) => parse_duration(t)
+            .map_err(|e| ConfigError::Daemon(format!("retransmit_timeout: {e}")))?,
+        None => dflt.timeout,
+    };
+    if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(60) {
+        return Err(ConfigError::Daemon(format!(
+            "retransmit_timeout: {} is outside 1s to 1m",
+            format_duration(timeout)
+        )));
+    }
+    let base = d.retransmit_base.unwrap_or(dflt.base);
+    if !(1.0..=4.0).contains(&base) {
+        return Err(ConfigError::Daemon(format!(
+            "retransmit_base: {base} is outside 1.0 to 4.0"
+        )));
+    }
+    let tries = d.retransmit_tries.unwrap_or(dflt.tries);
+    if !(1..=20).contains(&tries) {
+        return Err(ConfigError::Daemon(format!(
+            "retransmit_tries: {tries} is outside 1 to 20"
+        )));
+    }
     Ok(DaemonConfig {
         save_keys_dir: d.save_keys_dir.clone(),
         metrics_listen,
@@ -394,6 +455,11 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
         log_level,
         workers,
+        retransmit: Retransmit {
+            timeout,
+            base,
+            tries,
+        },
     })
 }
 
@@ -1126,6 +1192,14 @@ start = "initiate"
             ("[daemon]\nmetrics_listen = \"192.0.2.1:9273\"\n".to_string(),
              "daemon: metrics_listen: 192.0.2.1:9273 is not a loopback address; the endpoint has no authentication, set metrics_allow_remote = true to serve it there anyway"),
             ("[daemon]\nworkers = 2\n".to_string(), "no [[connection]] defined"),
+            ("[daemon]\nretransmit_timeout = \"0s\"\n".to_string(),
+             "daemon: retransmit_timeout: 0s is outside 1s to 1m"),
+            ("[daemon]\nretransmit_timeout = \"2m\"\n".to_string(),
+             "daemon: retransmit_timeout: 2m is outside 1s to 1m"),
+            ("[daemon]\nretransmit_base = 0.5\n".to_string(),
+             "daemon: retransmit_base: 0.5 is outside 1.0 to 4.0"),
+            ("[daemon]\nretransmit_tries = 0\n".to_string(),
+             "daemon: retransmit_tries: 0 is outside 1 to 20"),
         ];
         for (text, want) in cases {
             assert_eq!(err(&text), want, "config:\n{text}");
@@ -1174,6 +1248,23 @@ address = "2001:db8:1::1/64"
         };
         assert!(r.routes[0].is_default() && r.routes[0].is_ipv6());
         assert_eq!(r.address.unwrap().to_string(), "2001:db8:1::1/64");
+    }
+
+    #[test]
+    fn retransmission_schedule_is_configurable_for_fast_failing_tests() {
+        let c = parse(&with("psk = \"x\"", RB)).unwrap();
+        assert_eq!(c.daemon.retransmit, Retransmit::default());
+        let text = format!(
+            "[daemon]\nretransmit_timeout = \"1s\"\nretransmit_base = 1.0\nretransmit_tries = 2\n{}",
+            with("psk = \"x\"", RB)
+        );
+        let r = parse(&text).unwrap().daemon.retransmit;
+        assert_eq!(
+            (r.timeout, r.base, r.tries),
+            (Duration::from_secs(1), 1.0, 2)
+        );
+        // First send plus two retransmissions, one second apart each: given up after 3 s.
+        assert_eq!(r.give_up_after(), Duration::from_secs(3));
     }
 
     proptest::proptest! {

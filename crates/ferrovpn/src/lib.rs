@@ -6,6 +6,7 @@ pub mod config;
 pub mod convert;
 pub mod daemon;
 pub mod decode;
+pub mod diagnose;
 pub mod ipnet;
 pub mod netlink;
 pub mod netns;

@@ -13,7 +13,9 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
-use crate::event::{ConnId, Cookies, Event, Failure, NatStatus, PeerFeatures, Role};
+use crate::event::{
+    ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
+};
 use crate::exchange::quick_mode::QmState;
 use crate::proposal::IkeProposal;
 use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
@@ -201,6 +203,23 @@ impl Endpoint {
                 self.out.transmits.push_back(r.clone());
             }
             self.counters.duplicates += 1;
+            // A peer repeating a phase 1 message has not seen our answer: worth a log line
+            // (the seed guide's one-way blocking shows up exactly so).
+            if let Some(name) = duplicate_name(sa.role, sa.state, header.message_id) {
+                self.out.events.push_back(Event::Message(MessageLog {
+                    direction: Direction::Received,
+                    name,
+                    cookies: Cookies {
+                        initiator_spi: header.initiator_spi,
+                        responder_spi: header.responder_spi,
+                    },
+                    message_id: header.message_id,
+                    payloads: "[ ] (duplicate, answer resent)".into(),
+                    peer: d.remote,
+                    local: d.local,
+                    retransmission: true,
+                }));
+            }
             return;
         }
         if fresh_answer && header.exchange != ExchangeType::INFORMATIONAL {
@@ -597,6 +616,20 @@ fn dispatch(
         ExchangeType::INFORMATIONAL => sa.informational_input(ctx, header, data),
         _ => Err(InputError::Unexpected("exchange type not valid here")),
     }
+}
+
+/// The phase 1 message a peer repeats, from the state its first copy left us in.
+fn duplicate_name(role: Role, state: Phase1State, message_id: u32) -> Option<&'static str> {
+    if message_id != 0 {
+        return None;
+    }
+    Some(match (role, state) {
+        (Role::Responder, Phase1State::MmR2Sent) => "MM1",
+        (Role::Responder, Phase1State::MmR4Sent) => "MM3",
+        (Role::Responder, Phase1State::AmR2Sent) => "AM1",
+        (Role::Initiator, Phase1State::MmI5Sent) => "MM4",
+        _ => return None,
+    })
 }
 
 fn count(c: &mut Counters, r: Result<(), InputError>) {

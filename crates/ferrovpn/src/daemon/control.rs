@@ -1,4 +1,4 @@
-//! The unix control socket: one request line (`status`, `status json`, `down`) per
+//! The unix control socket: one request line (`status`, `status json`, `snapshot`, `down`) per
 //! connection, answered by the event loop. Also the client side used by the CLI.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -23,6 +23,8 @@ pub enum Request {
     Status(Sender<StatusView>),
     /// The Prometheus text of `/metrics` (see `metrics`).
     Metrics(Sender<String>),
+    /// Everything `history` and `diagnose` read (`snapshot` request, answered as JSON).
+    Snapshot(Sender<crate::diagnose::Snapshot>),
     Down(Sender<()>),
 }
 
@@ -285,6 +287,18 @@ fn handle(stream: UnixStream, requests: &Sender<Request>, waker: &mio::Waker) ->
             };
             out.write_all(text.as_bytes())
         }
+        "snapshot" => {
+            let (tx, rx) = bounded(1);
+            requests
+                .send(Request::Snapshot(tx))
+                .map_err(|_| io::Error::other("daemon stopping"))?;
+            waker.wake()?;
+            let snap = rx
+                .recv_timeout(timeout)
+                .map_err(|_| io::Error::other("no answer"))?;
+            let text = serde_json::to_string(&snap).map_err(io::Error::other)?;
+            out.write_all(format!("{text}\n").as_bytes())
+        }
         "down" => {
             let (tx, rx) = bounded(1);
             requests
@@ -296,7 +310,8 @@ fn handle(stream: UnixStream, requests: &Sender<Request>, waker: &mio::Waker) ->
             out.write_all(b"ok: shutting down\n")
         }
         other => out.write_all(
-            format!("error: unknown request {other:?} (status, status json, down)\n").as_bytes(),
+            format!("error: unknown request {other:?} (status, status json, snapshot, down)\n")
+                .as_bytes(),
         ),
     }
 }

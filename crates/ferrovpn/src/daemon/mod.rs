@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod history;
 pub mod metrics;
 mod observe;
 pub mod save_keys;
@@ -90,6 +91,10 @@ struct Daemon {
     key_export: Option<save_keys::KeyExport>,
     /// Connection of each initiator cookie seen, for log lines after the SA is gone.
     cookie_conns: HashMap<[u8; 8], usize>,
+    /// Recent IKE events and ESP counter samples per connection, for `history`/`diagnose`.
+    history: history::History,
+    /// How long an unanswered IKE message is retransmitted (for `diagnose`).
+    give_up: Duration,
 }
 
 /// Blocks SIGINT/SIGTERM in every thread and returns a signalfd that reports them.
@@ -295,11 +300,24 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
 
     let mut seed = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-    let mut endpoint = Endpoint::new(Settings::default(), seed);
+    let settings = Settings {
+        retransmit_timeout: cfg.daemon.retransmit.timeout,
+        retransmit_base: cfg.daemon.retransmit.base,
+        retransmit_tries: cfg.daemon.retransmit.tries,
+        ..Settings::default()
+    };
+    let mut endpoint = Endpoint::new(settings, seed);
     for c in &conns {
         endpoint.add_connection(convert::connection(&c.cfg));
     }
+    let started = Instant::now();
+    let peers = conns
+        .iter()
+        .map(|c| (c.cfg.local_addr, c.cfg.remote_addr))
+        .collect();
     let mut d = Daemon {
+        history: history::History::new(started, peers),
+        give_up: cfg.daemon.retransmit.give_up_after(),
         endpoint,
         conns,
         sad,
@@ -307,7 +325,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         clock,
         ike500,
         nat_t,
-        started: Instant::now(),
+        started,
         stop: false,
         early_inbound: Vec::new(),
         events: metrics::EventCounters::new(cfg.connections.len()),
@@ -428,6 +446,18 @@ impl Daemon {
             }
             self.sad.poll_lifetimes(self.clock.now());
             self.flush();
+            let (sad, conns) = (&self.sad, &self.conns);
+            self.history.sample(now, |i| {
+                conns.get(i).map_or_else(Vec::new, |c| {
+                    c.pairs
+                        .iter()
+                        .map(|p| {
+                            let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
+                            (p.child.inbound.spi, i.packets, o.packets)
+                        })
+                        .collect()
+                })
+            });
         }
         Ok(())
     }
@@ -467,6 +497,7 @@ impl Daemon {
     }
 
     fn on_event(&mut self, e: Event) {
+        self.history.record(Instant::now(), &e);
         match e {
             Event::Message(m) => {
                 let conn = self
@@ -717,6 +748,17 @@ impl Daemon {
             }
             Request::Metrics(reply) => {
                 let _ = reply.send(self.metrics_text());
+            }
+            Request::Snapshot(reply) => {
+                let snap = history::snapshot(
+                    &self.history,
+                    &self.endpoint,
+                    &self.conns,
+                    &self.sad,
+                    self.give_up,
+                    Instant::now(),
+                );
+                let _ = reply.send(snap);
             }
             Request::Down(reply) => {
                 info!("down requested over the control socket");

@@ -1,0 +1,588 @@
+//! What happened to each connection lately, for `ferrovpn history` and `ferrovpn diagnose`: a
+//! bounded ring of IKE events (messages by their operator names MM1…QM3, failures, notifies)
+//! and a ring of per-second ESP packet counter samples. Memory stays bounded however long the
+//! daemon runs or however hard a peer retries.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ferrovpn_esp::Sad;
+use ferrovpn_ike::{Cookies, Direction, Endpoint, EspEncapsulation, Event, Failure, Role};
+use serde::{Deserialize, Serialize};
+
+use super::{stats_of, ConnState};
+use crate::config::{Mode, NatTraversal, Start, Tunnel};
+use crate::diagnose::{ConnSnapshot, IkeSaSnapshot, IpsecSaSnapshot, Snapshot};
+
+/// IKE events kept per connection.
+pub const EVENTS_PER_CONNECTION: usize = 256;
+/// Counter samples kept per connection, one a second.
+pub const SAMPLES_PER_CONNECTION: usize = 120;
+
+/// One IKE event as `history` prints it and `diagnose` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Milliseconds since the daemon started (monotonic clock).
+    pub t_ms: u64,
+    /// Wall clock, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// Both cookies as `<initiator>_i <responder>_r`.
+    pub cookies: String,
+    pub message_id: u32,
+    pub what: What,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum What {
+    /// An ISAKMP message by its operator name: MM1…MM6, AM1…AM3, QM1…QM3, INFO.
+    Message {
+        name: String,
+        sent: bool,
+        payloads: String,
+        retransmission: bool,
+        /// Carried on UDP 4500 (after the NAT-T float, RFC 3947 §4).
+        udp4500: bool,
+        peer: String,
+    },
+    IkeEstablished {
+        initiator: bool,
+        nat_floated: bool,
+        proposal: String,
+    },
+    IkeFailed {
+        failure: FailureRecord,
+    },
+    IkeDeleted {
+        reason: String,
+    },
+    ChildEstablished {
+        spi_in: u32,
+        spi_out: u32,
+        selectors: String,
+        udp_encapsulated: bool,
+    },
+    ChildFailed {
+        failure: FailureRecord,
+    },
+    ChildDeleted {
+        spi_in: u32,
+        spi_out: u32,
+        reason: String,
+    },
+    PeerDead,
+    Notify {
+        notify: String,
+    },
+    InitialContact,
+}
+
+/// `ferrovpn_ike::Failure` with the detail `diagnose` needs, in a form that survives JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FailureRecord {
+    NoResponse { message: String, tries: u32 },
+    PeerNotify { notify: String },
+    NoProposalChosen { ours: String, theirs: String },
+    AuthenticationFailed { detail: String },
+    IdentityMismatch { expected: String, received: String },
+    InvalidSelectors { ours: String, theirs: String },
+    Other { detail: String },
+}
+
+impl From<&Failure> for FailureRecord {
+    fn from(f: &Failure) -> Self {
+        match f {
+            Failure::NoResponse { message, tries } => FailureRecord::NoResponse {
+                message: (*message).to_string(),
+                tries: *tries,
+            },
+            Failure::PeerNotify(n) => FailureRecord::PeerNotify {
+                notify: n.name().to_string(),
+            },
+            Failure::NoProposalChosen { ours, theirs } => FailureRecord::NoProposalChosen {
+                ours: ours.clone(),
+                theirs: theirs.clone(),
+            },
+            Failure::AuthenticationFailed { detail } => FailureRecord::AuthenticationFailed {
+                detail: detail.clone(),
+            },
+            Failure::IdentityMismatch { expected, received } => FailureRecord::IdentityMismatch {
+                expected: expected.clone(),
+                received: received.clone(),
+            },
+            Failure::InvalidSelectors { ours, theirs } => FailureRecord::InvalidSelectors {
+                ours: ours.clone(),
+                theirs: theirs.clone(),
+            },
+            other => FailureRecord::Other {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for FailureRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureRecord::NoResponse { message, tries } => {
+                write!(f, "no response to {message} after {tries} retransmissions")
+            }
+            FailureRecord::PeerNotify { notify } => write!(f, "peer sent notify {notify}"),
+            FailureRecord::NoProposalChosen { ours, theirs } => {
+                write!(f, "no proposal chosen: ours [{ours}], peer's [{theirs}]")
+            }
+            FailureRecord::AuthenticationFailed { detail } => {
+                write!(f, "authentication failed ({detail})")
+            }
+            FailureRecord::IdentityMismatch { expected, received } => {
+                write!(f, "peer identity {received}, expected {expected}")
+            }
+            FailureRecord::InvalidSelectors { ours, theirs } => {
+                write!(
+                    f,
+                    "traffic selectors refused: ours [{ours}], peer's [{theirs}]"
+                )
+            }
+            FailureRecord::Other { detail } => f.write_str(detail),
+        }
+    }
+}
+
+/// ESP packet counters of one connection (all its SA pairs) at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    pub t_ms: u64,
+    /// Packets encapsulated (sent to the peer) since the daemon started.
+    pub encaps: u64,
+    /// Packets decapsulated (received from the peer and authenticated).
+    pub decaps: u64,
+}
+
+/// Per-connection rings, plus one for events no connection claims (e.g. MM1 from an unknown
+/// peer).
+pub struct History {
+    started: Instant,
+    rings: Vec<VecDeque<Record>>,
+    unclaimed: VecDeque<Record>,
+    samples: Vec<VecDeque<Sample>>,
+    /// Per connection: packets counted on SAs already removed, plus the last reading of the
+    /// live ones, so that samples only grow across rekeys.
+    counted: Vec<Counted>,
+    last_sample: Option<Instant>,
+    /// (local, remote) outer address of each connection, to assign messages.
+    peers: Vec<(IpAddr, IpAddr)>,
+    /// Cookies → connection, learnt from events that name both.
+    cookies: VecDeque<(Cookies, usize)>,
+}
+
+#[derive(Default, Clone)]
+struct Counted {
+    gone_encaps: u64,
+    gone_decaps: u64,
+    live: Vec<(u32, u64, u64)>,
+}
+
+fn push<T>(ring: &mut VecDeque<T>, cap: usize, x: T) {
+    if ring.len() >= cap {
+        ring.pop_front();
+    }
+    ring.push_back(x);
+}
+
+impl History {
+    pub fn new(started: Instant, peers: Vec<(IpAddr, IpAddr)>) -> Self {
+        let n = peers.len();
+        History {
+            started,
+            rings: vec![VecDeque::new(); n],
+            unclaimed: VecDeque::new(),
+            samples: vec![VecDeque::new(); n],
+            counted: vec![Counted::default(); n],
+            last_sample: None,
+            peers,
+            cookies: VecDeque::new(),
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn events(&self, conn: usize) -> impl Iterator<Item = &Record> {
+        self.rings.get(conn).into_iter().flatten()
+    }
+
+    pub fn unclaimed(&self) -> impl Iterator<Item = &Record> {
+        self.unclaimed.iter()
+    }
+
+    pub fn samples(&self, conn: usize) -> impl Iterator<Item = &Sample> {
+        self.samples.get(conn).into_iter().flatten()
+    }
+
+    pub fn now_ms(&self, now: Instant) -> u64 {
+        self.ms(now)
+    }
+
+    fn learn(&mut self, cookies: Cookies, conn: usize) {
+        if self.cookies.iter().any(|&(c, i)| c == cookies && i == conn) {
+            return;
+        }
+        push(
+            &mut self.cookies,
+            4 * EVENTS_PER_CONNECTION,
+            (cookies, conn),
+        );
+    }
+
+    fn conn_of(
+        &self,
+        cookies: &Cookies,
+        local: Option<SocketAddr>,
+        peer: SocketAddr,
+    ) -> Option<usize> {
+        let by_addr = self
+            .peers
+            .iter()
+            .position(|&(l, r)| r == peer.ip() && local.is_none_or(|a| a.ip() == l));
+        by_addr.or_else(|| {
+            self.cookies
+                .iter()
+                .rev()
+                .find(|(c, _)| c.initiator_spi == cookies.initiator_spi)
+                .map(|&(_, i)| i)
+        })
+    }
+
+    /// Records one event of the IKE endpoint.
+    pub fn record(&mut self, now: Instant, e: &Event) {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let t_ms = self.ms(now);
+        let (conn, cookies, message_id, what) = match e {
+            Event::Message(m) => (
+                self.conn_of(&m.cookies, Some(m.local), m.peer),
+                m.cookies,
+                m.message_id,
+                What::Message {
+                    name: m.name.to_string(),
+                    sent: m.direction == Direction::Sent,
+                    payloads: m.payloads.clone(),
+                    retransmission: m.retransmission,
+                    udp4500: m.local.port() == 4500,
+                    peer: m.peer.to_string(),
+                },
+            ),
+            Event::IkeSaEstablished {
+                conn,
+                cookies,
+                role,
+                proposal,
+                nat,
+                ..
+            } => {
+                self.learn(*cookies, *conn);
+                (
+                    Some(*conn),
+                    *cookies,
+                    0,
+                    What::IkeEstablished {
+                        initiator: *role == Role::Initiator,
+                        nat_floated: nat.floated,
+                        proposal: proposal.to_string(),
+                    },
+                )
+            }
+            Event::IkeSaFailed {
+                conn,
+                cookies,
+                peer,
+                reason,
+            } => (
+                conn.or_else(|| self.conn_of(cookies, None, *peer)),
+                *cookies,
+                0,
+                What::IkeFailed {
+                    failure: reason.into(),
+                },
+            ),
+            Event::IkeSaDeleted {
+                conn,
+                cookies,
+                reason,
+            } => (
+                Some(*conn),
+                *cookies,
+                0,
+                What::IkeDeleted {
+                    reason: reason.clone(),
+                },
+            ),
+            Event::ChildSaInboundReady(_) => return,
+            Event::ChildSaEstablished(c) => {
+                self.learn(c.ike, c.conn);
+                (
+                    Some(c.conn),
+                    c.ike,
+                    c.message_id,
+                    What::ChildEstablished {
+                        spi_in: c.inbound.spi,
+                        spi_out: c.outbound.spi,
+                        selectors: format!("{} <=> {}", c.local_ts, c.remote_ts),
+                        udp_encapsulated: matches!(c.encapsulation, EspEncapsulation::Udp { .. }),
+                    },
+                )
+            }
+            Event::ChildSaFailed {
+                conn,
+                cookies,
+                message_id,
+                reason,
+            } => (
+                Some(*conn),
+                *cookies,
+                *message_id,
+                What::ChildFailed {
+                    failure: reason.into(),
+                },
+            ),
+            Event::ChildSaDeleted {
+                conn,
+                inbound_spi,
+                outbound_spi,
+                reason,
+            } => (
+                Some(*conn),
+                Cookies::default(),
+                0,
+                What::ChildDeleted {
+                    spi_in: *inbound_spi,
+                    spi_out: *outbound_spi,
+                    reason: reason.clone(),
+                },
+            ),
+            Event::InitialContact { conn, cookies } => {
+                (Some(*conn), *cookies, 0, What::InitialContact)
+            }
+            Event::PeerDead { conn, cookies } => (Some(*conn), *cookies, 0, What::PeerDead),
+            Event::NotifyReceived {
+                conn,
+                cookies,
+                notify,
+            } => (
+                conn.or_else(|| {
+                    self.cookies
+                        .iter()
+                        .rev()
+                        .find(|(c, _)| c.initiator_spi == cookies.initiator_spi)
+                        .map(|&(_, i)| i)
+                }),
+                *cookies,
+                0,
+                What::Notify {
+                    notify: notify.name().to_string(),
+                },
+            ),
+        };
+        let r = Record {
+            t_ms,
+            unix_ms,
+            cookies: if cookies == Cookies::default() {
+                String::new()
+            } else {
+                cookies.to_string()
+            },
+            message_id,
+            what,
+        };
+        match conn.and_then(|c| self.rings.get_mut(c)) {
+            Some(ring) => push(ring, EVENTS_PER_CONNECTION, r),
+            None => push(&mut self.unclaimed, EVENTS_PER_CONNECTION, r),
+        }
+    }
+
+    /// Takes one counter sample per connection when a second has passed since the last one.
+    /// `live(conn)` lists each installed SA pair as (inbound SPI, packets in, packets out).
+    pub fn sample(&mut self, now: Instant, live: impl Fn(usize) -> Vec<(u32, u64, u64)>) {
+        if self
+            .last_sample
+            .is_some_and(|t| now.saturating_duration_since(t).as_millis() < 1000)
+        {
+            return;
+        }
+        self.last_sample = Some(now);
+        let t_ms = self.ms(now);
+        for (i, c) in self.counted.iter_mut().enumerate() {
+            let cur = live(i);
+            for &(spi, inp, out) in &c.live {
+                if !cur.iter().any(|x| x.0 == spi) {
+                    c.gone_decaps += inp;
+                    c.gone_encaps += out;
+                }
+            }
+            c.live = cur;
+            let s = Sample {
+                t_ms,
+                encaps: c.gone_encaps + c.live.iter().map(|x| x.2).sum::<u64>(),
+                decaps: c.gone_decaps + c.live.iter().map(|x| x.1).sum::<u64>(),
+            };
+            if let Some(ring) = self.samples.get_mut(i) {
+                push(ring, SAMPLES_PER_CONNECTION, s);
+            }
+        }
+    }
+}
+
+/// What `diagnose` and `history` read: configuration, live SAs and counters, and the rings.
+pub fn snapshot(
+    history: &History,
+    endpoint: &Endpoint,
+    conns: &[ConnState],
+    sad: &Sad,
+    give_up: Duration,
+    now: Instant,
+) -> Snapshot {
+    let ike_sas = endpoint.ike_sas(now);
+    let join = |v: Vec<String>| v.join(", ");
+    let connections = conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ConnSnapshot {
+            name: c.cfg.name.clone(),
+            local_addr: c.cfg.local_addr.to_string(),
+            remote_addr: c.cfg.remote_addr.to_string(),
+            initiator: c.cfg.start == Start::Initiate,
+            aggressive: c.cfg.mode == Mode::Aggressive,
+            nat_force: c.cfg.nat_traversal == NatTraversal::Force,
+            local_id: c.cfg.local_id.to_string(),
+            remote_id: c.cfg.remote_id.to_string(),
+            ike_proposals: join(c.cfg.ike.iter().map(|p| p.to_string()).collect()),
+            esp_proposals: join(c.cfg.esp.iter().map(|p| p.to_string()).collect()),
+            selectors: match &c.cfg.tunnel {
+                Tunnel::RouteBased(r) => vec![format!("{} <=> {}", r.local_ts, r.remote_ts)],
+                Tunnel::PolicyBased(p) => p
+                    .iter()
+                    .map(|x| format!("{} <=> {}", x.local, x.remote))
+                    .collect(),
+            },
+            esp_lifetime_s: c.cfg.esp_lifetime.as_secs(),
+            give_up_ms: u64::try_from(give_up.as_millis()).unwrap_or(u64::MAX),
+            ike_sas: ike_sas
+                .iter()
+                .filter(|s| s.conn == i)
+                .map(|s| IkeSaSnapshot {
+                    cookies: s.cookies.to_string(),
+                    initiator: s.role == Role::Initiator,
+                    state: s.state.to_string(),
+                    age_s: s.age.as_secs(),
+                    nat_floated: s.nat.floated,
+                })
+                .collect(),
+            ipsec_sas: c
+                .pairs
+                .iter()
+                .map(|p| IpsecSaSnapshot {
+                    spi_in: p.child.inbound.spi,
+                    spi_out: p.child.outbound.spi,
+                    udp_encapsulated: matches!(p.child.encapsulation, EspEncapsulation::Udp { .. }),
+                    age_s: now.saturating_duration_since(p.established).as_secs(),
+                    in_packets: stats_of(sad, p.inbound).packets,
+                    out_packets: stats_of(sad, p.outbound).packets,
+                })
+                .collect(),
+            history: history.events(i).cloned().collect(),
+            samples: history.samples(i).copied().collect(),
+        })
+        .collect();
+    Snapshot {
+        now_ms: history.now_ms(now),
+        unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
+        connections,
+        unclaimed: history.unclaimed().cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrovpn_ike::MessageLog;
+
+    fn msg(peer: &str, name: &'static str) -> Event {
+        Event::Message(MessageLog {
+            direction: Direction::Sent,
+            name,
+            cookies: Cookies {
+                initiator_spi: [1; 8],
+                responder_spi: [0; 8],
+            },
+            message_id: 0,
+            payloads: "[ SA V ]".into(),
+            peer: peer.parse().unwrap(),
+            local: "192.0.2.1:500".parse().unwrap(),
+            retransmission: false,
+        })
+    }
+
+    #[test]
+    fn rings_are_bounded_and_messages_go_to_the_connection_of_their_peer() {
+        let t0 = Instant::now();
+        let mut h = History::new(
+            t0,
+            vec![
+                ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()),
+                ("192.0.2.1".parse().unwrap(), "192.0.2.3".parse().unwrap()),
+            ],
+        );
+        for i in 0..1000u64 {
+            h.record(t0 + Duration::from_millis(i), &msg("192.0.2.3:500", "MM1"));
+        }
+        h.record(t0, &msg("192.0.2.9:500", "MM1"));
+        assert_eq!(h.events(0).count(), 0);
+        assert_eq!(h.events(1).count(), EVENTS_PER_CONNECTION);
+        assert_eq!(
+            h.events(1).next().unwrap().t_ms,
+            1000 - EVENTS_PER_CONNECTION as u64
+        );
+        assert_eq!(h.unclaimed().count(), 1);
+        let r = h.events(1).last().unwrap();
+        assert_eq!(r.cookies, "0101010101010101_i 0000000000000000_r");
+        assert!(
+            matches!(&r.what, What::Message { name, sent: true, udp4500: false, .. } if name == "MM1")
+        );
+    }
+
+    #[test]
+    fn samples_once_a_second_bounded_and_monotonic_across_rekeys() {
+        let t0 = Instant::now();
+        let mut h = History::new(
+            t0,
+            vec![("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap())],
+        );
+        for s in 0..300u64 {
+            let now = t0 + Duration::from_millis(500 * s);
+            // One SA pair for the first 100 s, its successor (counting from 0) after.
+            let live = move |_| {
+                if s < 200 {
+                    vec![(7, s, 2 * s)]
+                } else {
+                    vec![(8, s - 200, 0)]
+                }
+            };
+            h.sample(now, live);
+        }
+        let v: Vec<Sample> = h.samples(0).copied().collect();
+        assert_eq!(v.len(), SAMPLES_PER_CONNECTION);
+        assert!(v
+            .windows(2)
+            .all(|w| w[1].decaps >= w[0].decaps && w[1].t_ms - w[0].t_ms == 1000));
+        let last = v.last().unwrap();
+        assert_eq!((last.decaps, last.encaps), (198 + 98, 396));
+    }
+}
