@@ -670,6 +670,42 @@ fn an_ipsec_rekey_caught_by_the_isakmp_rekey_is_started_again_on_the_new_isakmp_
 }
 
 #[test]
+fn a_phase_1_rekey_waits_until_a_quick_mode_has_settled() {
+    // Both rekeys fall due at t0 + 140 s (as above): the IPsec rekey goes first and phase 1
+    // follows 2 s after its SA is up, so the peer is not installing an SA while it moves its
+    // SAs to the new ISAKMP SA.
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.ike_lifetime = Duration::from_secs(200);
+    b.ike_lifetime = Duration::from_secs(200);
+    a.esp_lifetime = Duration::from_secs(40);
+    b.esp_lifetime = Duration::from_secs(40);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    p.run_for(Duration::from_secs(79)); // t0 + 139 s
+    let children = |p: &Pair| {
+        p.events(Side::A)
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaEstablished(_)))
+            .count()
+    };
+    let before = children(&p);
+    p.run_for(Duration::from_secs(2)); // t0 + 141 s
+    assert_eq!(children(&p), before + 1, "the IPsec rekey went first");
+    assert_eq!(p.established(Side::A), 1, "phase 1 waits for it to settle");
+    p.run_for(Duration::from_millis(1_500));
+    assert_eq!(
+        p.established(Side::A),
+        2,
+        "phase 1 rekeyed once the Quick Mode settled"
+    );
+    let expired = p
+        .events(Side::A)
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { reason, .. } if reason != "rekeyed"));
+    assert!(!expired);
+}
+
+#[test]
 fn an_ipsec_sa_whose_rekey_failed_is_negotiated_again_when_it_expires() {
     let (mut a, mut b) = (conn_a(), conn_b());
     a.esp_lifetime = Duration::from_secs(130);

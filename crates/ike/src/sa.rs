@@ -12,7 +12,7 @@ use crate::crypto::{self, DhPrivate, Phase1Keys, Secret};
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
-use crate::exchange::quick_mode::QuickMode;
+use crate::exchange::quick_mode::{QmState, QuickMode};
 use crate::proposal::IkeProposal;
 use crate::wire::{
     self, emit_payloads, payload_list, ExchangeType, Flags, Header, Notification, NotifyType,
@@ -311,6 +311,30 @@ impl IkeSa {
             && matches!(self.state, Phase1State::MmR2Sent | Phase1State::AmR2Sent)
     }
 
+    /// When we may start replacing this ISAKMP SA: `rekey_after` into its lifetime, but not
+    /// while a Quick Mode is in flight nor within `QM_QUIET` of the last IPsec SA set up. A
+    /// peer that moves the IPsec SAs over to the new ISAKMP SA when it is established
+    /// (strongSwan's reauth adoption) skips one it is still installing, and then deletes that
+    /// one with the old ISAKMP SA (seen in the soak test: 34 s without traffic). The deferral
+    /// is bounded by half the rekey margin. None while a Quick Mode is in flight.
+    pub fn phase1_rekey_at(&self, settings: &Settings) -> Option<Instant> {
+        const QM_QUIET: Duration = Duration::from_secs(2);
+        let due = self.established_at? + settings.rekey_after(self.lifetime);
+        let latest = due + settings.rekey_margin.min(self.lifetime / 2) / 2;
+        let busy = self.quick_modes.iter().any(|q| {
+            matches!(
+                q.state,
+                QmState::I1Sent | QmState::R2Sent | QmState::AwaitConnected
+            )
+        });
+        let quiet = self.children.iter().map(|c| c.established + QM_QUIET).max();
+        match (busy, quiet) {
+            (true, _) => None,
+            (false, Some(q)) => Some(due.max(q).min(latest)),
+            (false, None) => Some(due),
+        }
+    }
+
     pub fn is_half_open(&self) -> bool {
         self.role == Role::Responder
             && !matches!(self.state, Phase1State::Established | Phase1State::Dead)
@@ -540,7 +564,9 @@ impl IkeSa {
         if let Some(est) = self.established_at {
             at(est + self.lifetime);
             if self.role == Role::Initiator && !self.rekey_started {
-                at(est + settings.rekey_after(self.lifetime));
+                if let Some(t) = self.phase1_rekey_at(settings) {
+                    at(t);
+                }
             }
             if let Some(dpd) = ctx_cfg.dpd {
                 if self.features.dpd {

@@ -336,7 +336,9 @@ impl IkeSa {
         self.child_lifetimes(ctx);
         if self.role == Role::Initiator
             && !self.rekey_started
-            && ctx.now >= est + ctx.settings.rekey_after(self.lifetime)
+            && self
+                .phase1_rekey_at(ctx.settings)
+                .is_some_and(|t| ctx.now >= t)
         {
             self.rekey_started = true;
             return true;
