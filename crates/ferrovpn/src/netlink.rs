@@ -34,6 +34,7 @@ const RTM_NEWRULE: u16 = 32;
 const RTM_DELRULE: u16 = 33;
 
 const IFLA_MTU: u16 = 4;
+const IFLA_TXQLEN: u16 = 13;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFINFOMSG_LEN: usize = 16;
@@ -489,6 +490,22 @@ impl Netlink {
         self.request(|| format!("set mtu {mtu} on ifindex {ifindex}"), &mut m)
     }
 
+    /// Sets the interface transmit queue length (`ip link set txqueuelen`): the packets the
+    /// kernel queues for a TUN reader before dropping.
+    pub fn set_txqueuelen(&mut self, ifindex: u32, len: u32) -> Result<(), NetlinkError> {
+        let seq = self.next_seq();
+        let mut m = Msg::new(RTM_NEWLINK, 0, seq);
+        m.bytes(&[libc::AF_UNSPEC as u8, 0, 0, 0])
+            .bytes(&(ifindex as i32).to_ne_bytes())
+            .bytes(&0u32.to_ne_bytes())
+            .bytes(&0u32.to_ne_bytes())
+            .attr_u32(IFLA_TXQLEN, len);
+        self.request(
+            || format!("set txqueuelen {len} on ifindex {ifindex}"),
+            &mut m,
+        )
+    }
+
     fn addr_msg(&mut self, ty: u16, flags: u16, ifindex: u32, addr: IfAddr) -> Msg {
         let seq = self.next_seq();
         let mut m = Msg::new(ty, flags, seq);
@@ -752,6 +769,7 @@ mod tests {
                 Err(NetlinkError::NoSuchInterface(_))
             ));
             nl.set_mtu(idx, 1400).unwrap();
+            nl.set_txqueuelen(idx, 1000).unwrap();
             nl.set_link_up(idx, true).unwrap();
             let v4: IfAddr = "198.51.100.1/24".parse().unwrap();
             let v6: IfAddr = "2001:db8:1::1/64".parse().unwrap();
@@ -789,6 +807,7 @@ mod tests {
 
         let link = ns.ip(&["-o", "link", "show", "fvd0"]).unwrap();
         assert!(link.contains(",UP") && link.contains("mtu 1400"), "{link}");
+        assert!(link.contains("qlen 1000"), "{link}");
         let addrs = ns.ip(&["-o", "addr", "show", "fvd0"]).unwrap();
         assert!(addrs.contains("198.51.100.1/24"), "{addrs}");
         assert!(addrs.contains("2001:db8:1::1/64"), "{addrs}");

@@ -42,6 +42,10 @@ pub const SOCKET_BUFFER: u32 = 8 << 20;
 /// overhead we negotiate (IPv4 20 + UDP 8 + ESP 8 + IV 16 + padding 15 + 2 + ICV 32).
 pub const DEFAULT_TUNNEL_MTU: u32 = 1399;
 
+/// Transmit queue of a tunnel interface, in packets. The TUN default (500) drops packets when
+/// the reader falls briefly behind a fast TCP sender, which then backs off on the losses.
+pub const TUN_TXQUEUELEN: u32 = 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{0}: {1}")]
@@ -193,6 +197,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
         tun.set_mtu(&mut nl, mtu.unwrap_or(DEFAULT_TUNNEL_MTU))
             .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
+        tun.set_txqueuelen(&mut nl, TUN_TXQUEUELEN)
+            .map_err(|e| setup(format!("txqueuelen of {name}: {e}")))?;
         if let Some(a) = address {
             nl.add_address(ifindex, a)
                 .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
