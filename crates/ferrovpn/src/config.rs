@@ -60,6 +60,7 @@ struct RawDaemon {
     control_socket: Option<PathBuf>,
     log_level: Option<String>,
     workers: Option<usize>,
+    offloads: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +132,8 @@ pub struct DaemonConfig {
     pub log_level: LogLevel,
     /// Data plane worker threads (default: the number of cores).
     pub workers: NonZeroUsize,
+    /// TUN checksum and TCP segmentation offloads with GRO-style coalescing (default on).
+    pub offloads: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +363,7 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
         log_level,
         workers,
+        offloads: d.offloads.unwrap_or(true),
     })
 }
 

@@ -26,7 +26,7 @@ use crate::ipnet::IpNet;
 use crate::netlink::{self, Netlink};
 use crate::routing::{self, Installed, PolicyRouting};
 use crate::socket::{self, RawEsp, SocketOptions};
-use crate::tun::{Tun, TunOptions};
+use crate::tun::{Tun, TunOptions, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
 use control::{Request, StatusView};
 use dataplane::{EspSink, EspSource, Policy, Shared, TunSink, TunSource};
 
@@ -45,6 +45,35 @@ pub const DEFAULT_TUNNEL_MTU: u32 = 1399;
 /// Transmit queue of a tunnel interface, in packets. The TUN default (500) drops packets when
 /// the reader falls briefly behind a fast TCP sender, which then backs off on the losses.
 pub const TUN_TXQUEUELEN: u32 = 1000;
+
+/// Opens a tunnel interface; with `offloads`, with the virtio-net header and TSO/checksum
+/// offloads, falling back to plain packets when the kernel refuses them.
+fn open_tun(name: &str, offloads: bool) -> Result<Tun, crate::tun::TunError> {
+    let plain = TunOptions {
+        multi_queue: false,
+        vnet_hdr: false,
+        nonblocking: true,
+    };
+    if !offloads {
+        return Tun::open(name, plain);
+    }
+    let tun = Tun::open(
+        name,
+        TunOptions {
+            vnet_hdr: true,
+            ..plain
+        },
+    )?;
+    match tun.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) {
+        Ok(()) => Ok(tun),
+        Err(e) => {
+            warn!("{name}: the kernel refused TUN offloads ({e}); one packet per read");
+            // Closing the only queue removes the device; it comes back without the header.
+            drop(tun);
+            Tun::open(name, plain)
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -185,15 +214,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             conn: c.name.clone(),
             what,
         };
-        let tun = Tun::open(
-            &name,
-            TunOptions {
-                multi_queue: false,
-                vnet_hdr: false,
-                nonblocking: true,
-            },
-        )
-        .map_err(|e| setup(format!("TUN {name}: {e}")))?;
+        let tun =
+            open_tun(&name, cfg.daemon.offloads).map_err(|e| setup(format!("TUN {name}: {e}")))?;
         let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
         tun.set_mtu(&mut nl, mtu.unwrap_or(DEFAULT_TUNNEL_MTU))
             .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
@@ -242,9 +264,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         .workers(workers)
         .clock(clock.clone())
         .spawn(
-            TunSource {
-                shared: shared.clone(),
-            },
+            TunSource::new(shared.clone()),
             EspSink {
                 shared: shared.clone(),
             },
@@ -255,9 +275,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         .clock(clock.clone())
         .spawn(
             EspSource::new(shared.clone(), ike_tx, waker.clone()),
-            TunSink {
-                shared: shared.clone(),
-            },
+            TunSink::new(shared.clone()),
         )
         .map_err(|e| DaemonError::Io("decap pipeline", e))?;
     let control = control::serve(&cfg.daemon.control_socket, req_tx, waker.clone())
