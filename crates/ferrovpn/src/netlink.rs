@@ -277,6 +277,68 @@ pub fn link_index(name: &str) -> Result<u32, NetlinkError> {
     }
 }
 
+/// MTU of the interface that holds `addr` in the calling thread's network namespace
+/// (`getifaddrs`, then `SIOCGIFMTU`); None when no interface has it.
+pub fn mtu_of_address(addr: IpAddr) -> Option<u32> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills list, freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut name = None;
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: cur is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points at a sockaddr of the family it names; sockaddr_storage is
+        // large enough for reading either family.
+        let found = unsafe {
+            match (i32::from((*ifa.ifa_addr).sa_family), addr) {
+                (libc::AF_INET, IpAddr::V4(a)) => {
+                    let sin = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
+                    u32::from_be(sin.sin_addr.s_addr) == u32::from(a)
+                }
+                (libc::AF_INET6, IpAddr::V6(a)) => {
+                    let sin6 = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
+                    sin6.sin6_addr.s6_addr == a.octets()
+                }
+                _ => false,
+            }
+        };
+        if found {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            name = Some(unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_owned());
+            break;
+        }
+    }
+    // SAFETY: list came from getifaddrs.
+    unsafe { libc::freeifaddrs(list) };
+    let name = name?;
+    // SAFETY: a datagram socket only to ask for the MTU; closed through OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.to_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the name and writes ifru_mtu of one ifreq.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFMTU stored the MTU in ifru_mtu.
+    u32::try_from(unsafe { ifr.ifr_ifru.ifru_mtu }).ok()
+}
+
 impl Netlink {
     /// Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
     pub fn open() -> Result<Netlink, NetlinkError> {
@@ -775,6 +837,9 @@ mod tests {
             let v6: IfAddr = "2001:db8:1::1/64".parse().unwrap();
             nl.add_address(idx, v4).unwrap();
             nl.add_address(idx, v6).unwrap();
+            assert_eq!(mtu_of_address(v4.addr), Some(1400));
+            assert_eq!(mtu_of_address(v6.addr), Some(1400));
+            assert_eq!(mtu_of_address("192.0.2.99".parse().unwrap()), None);
             let e = nl.add_address(idx, v4).unwrap_err();
             assert_eq!(e.errno(), Some(Errno::Exists), "{e}");
             for (dst, table) in [

@@ -38,9 +38,8 @@ const IKE_BASE: usize = 16;
 /// Socket buffers of the ESP/IKE sockets (see `SocketOptions::buffer_bytes`).
 pub const SOCKET_BUFFER: u32 = 8 << 20;
 
-/// MTU of a tunnel interface when the config gives none: 1500 minus the worst ESP-in-UDP
-/// overhead we negotiate (IPv4 20 + UDP 8 + ESP 8 + IV 16 + padding 15 + 2 + ICV 32).
-pub const DEFAULT_TUNNEL_MTU: u32 = 1399;
+/// Underlay MTU assumed when the interface of `local_addr` cannot be found.
+pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 
 /// Transmit queue of a tunnel interface, in packets. The TUN default (500) drops packets when
 /// the reader falls briefly behind a fast TCP sender, which then backs off on the losses.
@@ -214,10 +213,17 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             conn: c.name.clone(),
             what,
         };
+        let mtu = mtu.unwrap_or_else(|| {
+            let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
+                warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
+                DEFAULT_UNDERLAY_MTU
+            });
+            convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
+        });
         let tun =
             open_tun(&name, cfg.daemon.offloads).map_err(|e| setup(format!("TUN {name}: {e}")))?;
         let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
-        tun.set_mtu(&mut nl, mtu.unwrap_or(DEFAULT_TUNNEL_MTU))
+        tun.set_mtu(&mut nl, mtu)
             .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
         tun.set_txqueuelen(&mut nl, TUN_TXQUEUELEN)
             .map_err(|e| setup(format!("txqueuelen of {name}: {e}")))?;
@@ -229,7 +235,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             .map_err(|e| setup(format!("bringing {name} up: {e}")))?;
         let installed = routing::setup(&mut nl, ifindex, &routes, &policy_routing)
             .map_err(|e| setup(format!("routes via {name}: {e}")))?;
-        info!(conn = %c.name, "interface {name} up (mtu {}), routes {:?}", mtu.unwrap_or(DEFAULT_TUNNEL_MTU), routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+        info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
         tuns.push(Arc::new(tun));
         conns.push(ConnState {
             cfg: c.clone(),
