@@ -99,12 +99,15 @@ routes = [\"198.51.100.0/24\"]"
     [ "$(e2e_q "$SOCK_A" 'sas[0]["spi_out"]')" = "$(e2e_q "$SOCK_B" 'sas[0]["spi_in"]')" ] ||
         fail "A's outbound SPI is not B's inbound SPI"
     ok "status: $mode mode, cookies $(e2e_q "$SOCK_A" 'ikes[0]["cookies"]'), $(e2e_q "$SOCK_A" 'sas[0]["cipher"]')"
-    local routes rules text
+    local routes rules text link
     routes="$(ip -n "$FV_NS_A" route show table all)"
     rules="$(ip -n "$FV_NS_A" rule show)"
     grep -q "^default dev fv0" <<<"$routes" || { echo "$routes" >&2; fail "side A: no default route into fv0"; }
     grep -q fwmark <<<"$rules" || { echo "$rules" >&2; fail "side A: no fwmark policy rule for the default route"; }
     ok "side A: default route into fv0 in its own table, fwmark rule: $(grep fwmark <<<"$rules" | head -1 | tr -s ' \t' ' ')"
+    link="$(ip -n "$FV_NS_A" -o link show fv0)"
+    grep -q "qlen 1000" <<<"$link" || { echo "$link" >&2; fail "side A: fv0 txqueuelen is not 1000"; }
+    ok "side A: fv0 txqueuelen 1000"
     text="$("$FERROVPN" status --socket "$SOCK_A")"
     grep -q e2e <<<"$text" || { echo "$text" >&2; fail "text status does not name the connection"; }
 

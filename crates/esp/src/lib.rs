@@ -31,6 +31,7 @@ mod clock;
 mod error;
 mod esp;
 pub mod nat_t;
+pub mod offload;
 mod packet;
 pub mod pipeline;
 pub mod replay;

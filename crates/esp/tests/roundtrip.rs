@@ -175,3 +175,26 @@ fn batch_of_64_mixed_packets() {
         assert_eq!(w.next_header, if i[0] >> 4 == 4 { 4 } else { 41 });
     }
 }
+
+#[test]
+fn max_payload_is_the_largest_inner_packet_that_fits() {
+    for cipher in Cipher::ALL {
+        let p = pair(cipher);
+        let mut r = p.sad.reader();
+        let now = Timestamp::from_secs(5);
+        for esp_len in [1472usize, 1480, 1452, 1000] {
+            let max = cipher.max_payload(esp_len);
+            let what = format!("{} in {esp_len}", cipher.name());
+            let fits = encap_one(&mut r, p.out, &ipv4(max - 20, 1), now).expect(&what);
+            assert!(fits.len() <= esp_len, "{what}: {}", fits.len());
+            let over = encap_one(&mut r, p.out, &ipv4(max - 19, 1), now).expect(&what);
+            assert!(over.len() > esp_len, "{what}: one more byte still fits");
+        }
+    }
+    // aes128gcm16 over IPv4 raw ESP on a 1500-byte link: 1480 - 8 - 8 - 16, minus 2.
+    let gcm = Cipher::ALL
+        .into_iter()
+        .find(|c| c.name() == "aes128gcm16")
+        .unwrap();
+    assert_eq!(gcm.max_payload(1480), 1446);
+}

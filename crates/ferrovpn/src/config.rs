@@ -67,6 +67,7 @@ struct RawDaemon {
     retransmit_timeout: Option<String>,
     retransmit_base: Option<f64>,
     retransmit_tries: Option<u32>,
+    offloads: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +145,8 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// IKE retransmission schedule, for every connection.
     pub retransmit: Retransmit,
+    /// TUN checksum and TCP segmentation offloads with GRO-style coalescing (default on).
+    pub offloads: bool,
 }
 
 /// When an unanswered IKE message is sent again, and when the exchange is given up: after
@@ -460,6 +463,7 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             base,
             tries,
         },
+        offloads: d.offloads.unwrap_or(true),
     })
 }
 

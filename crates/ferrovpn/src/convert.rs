@@ -8,6 +8,7 @@ use ferrovpn_esp::{
 };
 use ferrovpn_ike::algorithm::{EspCipher, EspIntegrity};
 use ferrovpn_ike::crypto::Secret;
+use ferrovpn_ike::proposal::EspProposal;
 use ferrovpn_ike::{
     ChildConfig, ChildSa, ConnectionConfig, DpdConfig, EspEncapsulation, IdValue, Phase1Mode,
     TrafficSelector,
@@ -72,6 +73,31 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
     cfg.allow_aggressive_psk = c.allow_aggressive_psk;
     cfg.allow_weak_dh = c.allow_weak_dh;
     cfg
+}
+
+/// Default MTU of a connection's tunnel interface: the largest inner packet that every ESP
+/// proposal of the connection fits into one outer packet on an underlay link of
+/// `underlay_mtu` bytes (outer IPv4/IPv6 header, UDP 4500 since NAT-T may float there at any
+/// time, RFC 3948; then RFC 4303 §2 header, IV, padding, trailer, ICV).
+pub fn tunnel_mtu(esp: &[EspProposal], outer_v6: bool, underlay_mtu: u32) -> u32 {
+    let outer = if outer_v6 { 40 } else { 20 };
+    let esp_len = (underlay_mtu as usize).saturating_sub(outer + 8);
+    let ciphers: Vec<Cipher> = esp
+        .iter()
+        .filter_map(|p| cipher(p.cipher, p.integrity))
+        .collect();
+    let worst = if ciphers.is_empty() {
+        &Cipher::ALL[..]
+    } else {
+        &ciphers[..]
+    };
+    let mtu = worst
+        .iter()
+        .map(|c| c.max_payload(esp_len))
+        .min()
+        .unwrap_or(0);
+    // IPv4 needs 68 (RFC 791); below that the link is unusable anyway.
+    (mtu as u32).max(68)
 }
 
 /// The data plane's cipher for a negotiated ESP transform; None for what it does not implement.
@@ -146,4 +172,28 @@ pub fn esp_sas(c: &ChildSa) -> Option<(SaConfig, SaConfig)> {
         make(Direction::Inbound, &c.inbound),
         make(Direction::Outbound, &c.outbound),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrovpn_ike::proposal::parse_esp_proposals;
+
+    fn mtu(esp: &str, v6: bool, underlay: u32) -> u32 {
+        tunnel_mtu(&parse_esp_proposals(esp).unwrap(), v6, underlay)
+    }
+
+    #[test]
+    fn tunnel_mtu_follows_the_cipher_overhead_and_the_underlay() {
+        // 1500 - IPv4 20 - UDP 8 - ESP 8 - IV 8 - ICV 16 = 1440, aligned to 4, minus 2.
+        assert_eq!(mtu("aes128gcm16", false, 1500), 1438);
+        assert_eq!(mtu("aes128gcm16", true, 1500), 1418);
+        // CBC: IV 16, ICV 16 (sha256-128), payload + 2 aligned to 16.
+        assert_eq!(mtu("aes128-sha256", false, 1500), 1422);
+        assert_eq!(mtu("aes256-sha512", false, 1500), 1406);
+        // Several proposals: the one with the most overhead decides.
+        assert_eq!(mtu("aes128gcm16,aes256-sha512", false, 1500), 1406);
+        assert_eq!(mtu("aes128gcm16", false, 9000), 8938);
+        assert_eq!(mtu("aes128gcm16", false, 0), 68);
+    }
 }

@@ -34,6 +34,7 @@ const RTM_NEWRULE: u16 = 32;
 const RTM_DELRULE: u16 = 33;
 
 const IFLA_MTU: u16 = 4;
+const IFLA_TXQLEN: u16 = 13;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFINFOMSG_LEN: usize = 16;
@@ -276,6 +277,68 @@ pub fn link_index(name: &str) -> Result<u32, NetlinkError> {
     }
 }
 
+/// MTU of the interface that holds `addr` in the calling thread's network namespace
+/// (`getifaddrs`, then `SIOCGIFMTU`); None when no interface has it.
+pub fn mtu_of_address(addr: IpAddr) -> Option<u32> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills list, freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut name = None;
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: cur is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points at a sockaddr of the family it names; sockaddr_storage is
+        // large enough for reading either family.
+        let found = unsafe {
+            match (i32::from((*ifa.ifa_addr).sa_family), addr) {
+                (libc::AF_INET, IpAddr::V4(a)) => {
+                    let sin = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
+                    u32::from_be(sin.sin_addr.s_addr) == u32::from(a)
+                }
+                (libc::AF_INET6, IpAddr::V6(a)) => {
+                    let sin6 = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
+                    sin6.sin6_addr.s6_addr == a.octets()
+                }
+                _ => false,
+            }
+        };
+        if found {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            name = Some(unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_owned());
+            break;
+        }
+    }
+    // SAFETY: list came from getifaddrs.
+    unsafe { libc::freeifaddrs(list) };
+    let name = name?;
+    // SAFETY: a datagram socket only to ask for the MTU; closed through OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.to_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the name and writes ifru_mtu of one ifreq.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFMTU stored the MTU in ifru_mtu.
+    u32::try_from(unsafe { ifr.ifr_ifru.ifru_mtu }).ok()
+}
+
 impl Netlink {
     /// Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
     pub fn open() -> Result<Netlink, NetlinkError> {
@@ -487,6 +550,22 @@ impl Netlink {
             .bytes(&0u32.to_ne_bytes())
             .attr_u32(IFLA_MTU, mtu);
         self.request(|| format!("set mtu {mtu} on ifindex {ifindex}"), &mut m)
+    }
+
+    /// Sets the interface transmit queue length (`ip link set txqueuelen`): the packets the
+    /// kernel queues for a TUN reader before dropping.
+    pub fn set_txqueuelen(&mut self, ifindex: u32, len: u32) -> Result<(), NetlinkError> {
+        let seq = self.next_seq();
+        let mut m = Msg::new(RTM_NEWLINK, 0, seq);
+        m.bytes(&[libc::AF_UNSPEC as u8, 0, 0, 0])
+            .bytes(&(ifindex as i32).to_ne_bytes())
+            .bytes(&0u32.to_ne_bytes())
+            .bytes(&0u32.to_ne_bytes())
+            .attr_u32(IFLA_TXQLEN, len);
+        self.request(
+            || format!("set txqueuelen {len} on ifindex {ifindex}"),
+            &mut m,
+        )
     }
 
     fn addr_msg(&mut self, ty: u16, flags: u16, ifindex: u32, addr: IfAddr) -> Msg {
@@ -752,11 +831,15 @@ mod tests {
                 Err(NetlinkError::NoSuchInterface(_))
             ));
             nl.set_mtu(idx, 1400).unwrap();
+            nl.set_txqueuelen(idx, 1000).unwrap();
             nl.set_link_up(idx, true).unwrap();
             let v4: IfAddr = "198.51.100.1/24".parse().unwrap();
             let v6: IfAddr = "2001:db8:1::1/64".parse().unwrap();
             nl.add_address(idx, v4).unwrap();
             nl.add_address(idx, v6).unwrap();
+            assert_eq!(mtu_of_address(v4.addr), Some(1400));
+            assert_eq!(mtu_of_address(v6.addr), Some(1400));
+            assert_eq!(mtu_of_address("192.0.2.99".parse().unwrap()), None);
             let e = nl.add_address(idx, v4).unwrap_err();
             assert_eq!(e.errno(), Some(Errno::Exists), "{e}");
             for (dst, table) in [
@@ -789,6 +872,7 @@ mod tests {
 
         let link = ns.ip(&["-o", "link", "show", "fvd0"]).unwrap();
         assert!(link.contains(",UP") && link.contains("mtu 1400"), "{link}");
+        assert!(link.contains("qlen 1000"), "{link}");
         let addrs = ns.ip(&["-o", "addr", "show", "fvd0"]).unwrap();
         assert!(addrs.contains("198.51.100.1/24"), "{addrs}");
         assert!(addrs.contains("2001:db8:1::1/64"), "{addrs}");

@@ -105,6 +105,23 @@ impl Cipher {
         }
     }
 
+    /// Alignment of payload + trailer (RFC 4303 §2.4): the cipher block, at least 4.
+    pub fn block_len(self) -> usize {
+        match self {
+            Cipher::AesCbc { .. } => 16,
+            _ => 4,
+        }
+    }
+
+    /// Largest inner packet an ESP packet of at most `esp_len` bytes carries (RFC 4303 §2:
+    /// SPI + sequence number, IV, payload, padding to the block, pad length and next header,
+    /// ICV).
+    pub fn max_payload(self, esp_len: usize) -> usize {
+        let room = esp_len.saturating_sub(ESP_HEADER_LEN + self.iv_len() + self.icv_len());
+        let b = self.block_len();
+        (room / b * b).saturating_sub(2)
+    }
+
     /// strongSwan proposal keyword, e.g. `aes128gcm16`, `aes256-sha256`.
     pub fn name(self) -> &'static str {
         use AesKeyLen::*;

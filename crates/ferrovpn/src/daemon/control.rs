@@ -121,7 +121,7 @@ impl StatusView {
                          "bad_hash": ic.bad_hash, "unexpected": ic.unexpected },
                 "esp": { "unknown_spi": g.unknown_spi, "unknown_sa": g.unknown_sa, "malformed": g.malformed,
                          "no_policy": ld(&io.no_policy), "send_errors": ld(&io.send_errors), "tun_write_errors": ld(&io.tun_write_errors),
-                         "malformed_udp": ld(&io.malformed_udp) },
+                         "malformed_udp": ld(&io.malformed_udp), "offload_errors": ld(&io.offload_errors) },
             },
         });
         StatusView { json }

@@ -4,7 +4,9 @@
 //! Sockets move packets in batches: `recvmmsg` straight into the pipeline's buffers (raw IPv4
 //! headers land in a side buffer, so the ESP packet needs no copy) and `sendmmsg` out, with
 //! UDP GSO (`UDP_SEGMENT`) joining runs of equal-sized ESP-in-UDP packets to one peer into one
-//! message. TUN devices are still read and written one packet per syscall.
+//! message. TUN devices opened with offloads (`IFF_VNET_HDR`, TSO) give one TCP super-packet per
+//! read, which the source cuts into MTU-sized packets (`offload::Segmenter`); the TUN sink joins
+//! in-order segments of one flow back into super-packets (`offload::Gro`), one write each.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,7 +19,8 @@ use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::Sender;
 use ferrovpn_esp::nat_t::{classify, UdpPayload};
-use ferrovpn_esp::{Batch, Encap, PacketSink, PacketSource, Recv, SaHandle};
+use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, VNET_HDR_LEN};
+use ferrovpn_esp::{Batch, Encap, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
 use ferrovpn_ike::Datagram;
 
 use crate::ipnet::IpNet;
@@ -60,6 +63,8 @@ pub struct IoCounters {
     pub tun_write_errors: AtomicU64,
     /// UDP/4500 payloads that were neither IKE, ESP nor keepalives.
     pub malformed_udp: AtomicU64,
+    /// TUN reads whose virtio-net header did not fit the packet.
+    pub offload_errors: AtomicU64,
 }
 
 /// What the pipelines and the control loop share.
@@ -133,30 +138,85 @@ fn addresses(p: &[u8]) -> Option<(IpAddr, IpAddr)> {
     }
 }
 
+/// The newest outbound policy of TUN `i` that covers `packet`.
+fn policy_for(policies: &[Policy], i: usize, packet: &[u8]) -> Option<SaHandle> {
+    let (src, dst) = addresses(packet)?;
+    policies
+        .iter()
+        .rev()
+        .find(|x| x.tun == i && x.remote.contains_addr(dst) && x.local.contains_addr(src))
+        .map(|x| x.handle)
+}
+
+/// Largest TUN read with offloads: a 64 KiB super-packet after its virtio-net header.
+const TUN_READ_MAX: usize = VNET_HDR_LEN + 65_535;
+
+/// A super-packet read but not yet cut up completely (the batch filled up).
+struct Pending {
+    segments: Segmenter,
+    /// Bytes of the read (vnet header included) in `TunSource::read_buf`.
+    len: usize,
+    sa: SaHandle,
+}
+
 /// Inner packets from the TUN devices, each tagged with its outbound SA.
 pub struct TunSource {
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
+    read_buf: Box<[u8]>,
+    pending: Option<Pending>,
 }
 
 impl TunSource {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        TunSource {
+            shared,
+            read_buf: vec![0u8; TUN_READ_MAX].into_boxed_slice(),
+            pending: None,
+        }
+    }
+
+    /// Cuts the pending super-packet into the batch; false when the batch filled first.
+    fn flush_pending(&mut self, batch: &mut Batch) -> bool {
+        let Some(pd) = self.pending.as_mut() else {
+            return true;
+        };
+        let packet = self.read_buf.get(VNET_HDR_LEN..pd.len).unwrap_or_default();
+        while pd.segments.remaining() > 0 {
+            let Some(p) = batch.push() else {
+                return false;
+            };
+            match pd.segments.next_into(packet, p.spare_mut()) {
+                Some(Ok(n)) => {
+                    p.set_len(n);
+                    p.sa = Some(pd.sa);
+                }
+                Some(Err(_)) => {
+                    batch.pop();
+                    self.shared
+                        .counters
+                        .offload_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    batch.pop();
+                    break;
+                }
+            }
+        }
+        self.pending = None;
+        true
+    }
+
     /// Reads TUN `i` until it is empty or the batch is full.
-    fn drain(&self, i: usize, tun: &Tun, policies: &[Policy], batch: &mut Batch) {
+    fn drain(&mut self, i: usize, tun: &Tun, policies: &[Policy], batch: &mut Batch) {
+        if tun.vnet_hdr() {
+            return self.drain_offloaded(i, tun, policies, batch);
+        }
         while let Some(p) = batch.push() {
             match tun.read(p.spare_mut()) {
                 Ok(n) => {
                     p.set_len(n);
-                    let sa = addresses(p.data()).and_then(|(src, dst)| {
-                        policies
-                            .iter()
-                            .rev()
-                            .find(|x| {
-                                x.tun == i
-                                    && x.remote.contains_addr(dst)
-                                    && x.local.contains_addr(src)
-                            })
-                            .map(|x| x.handle)
-                    });
-                    match sa {
+                    match policy_for(policies, i, p.data()) {
                         Some(h) => p.sa = Some(h),
                         None => {
                             self.shared
@@ -174,11 +234,50 @@ impl TunSource {
             }
         }
     }
+
+    /// Reads (super-)packets with their virtio-net header and cuts them into the batch.
+    fn drain_offloaded(&mut self, i: usize, tun: &Tun, policies: &[Policy], batch: &mut Batch) {
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
+        while self.flush_pending(batch) && !batch.is_full() {
+            let Ok(len) = tun.read(&mut self.read_buf) else {
+                return;
+            };
+            let read = self.read_buf.get(..len).unwrap_or_default();
+            let Ok((hdr, packet)) = VnetHdr::split(read) else {
+                counters.offload_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let Some(sa) = policy_for(policies, i, packet) else {
+                counters.no_policy.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            match Segmenter::new(&hdr, packet) {
+                Ok(segments) => self.pending = Some(Pending { segments, len, sa }),
+                Err(_) => {
+                    counters.offload_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
 }
 
 impl PacketSource for TunSource {
     fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
         let shared = self.shared.clone();
+        if self.pending.is_some() {
+            // The rest of a super-packet first, then whatever is ready, without waiting.
+            if !self.flush_pending(batch) {
+                return Recv::Data;
+            }
+            let Ok(policies) = shared.policies.read() else {
+                return Recv::Closed;
+            };
+            for (i, tun) in shared.tuns.iter().enumerate() {
+                self.drain(i, tun, &policies, batch);
+            }
+            return Recv::Data;
+        }
         let mut closed = false;
         let any = poll_in(shared.tuns.iter().map(|t| t.as_raw_fd()), |i| {
             // Taken after the wait, so a policy change never waits for an idle poll.
@@ -640,31 +739,119 @@ impl PacketSource for EspSource {
     }
 }
 
-/// Decapsulated inner packets into the TUN of their connection.
+/// Decapsulated inner packets into the TUN of their connection; into a TUN with offloads,
+/// in-order TCP segments of one flow go as one super-packet.
 pub struct TunSink {
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
+    gro: Gro,
+}
+
+/// A zero virtio-net header: a packet as it is.
+const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+
+impl TunSink {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        TunSink {
+            shared,
+            gro: Gro::new(),
+        }
+    }
 }
 
 impl PacketSink for TunSink {
     fn send_batch(&mut self, batch: &mut Batch) {
-        let Ok(inbound) = self.shared.inbound.read() else {
+        let shared = self.shared.clone();
+        let Ok(inbound) = shared.inbound.read() else {
             return;
         };
-        for p in batch.ok_packets() {
-            let tun =
-                p.sa.and_then(|h| inbound.get(&h))
-                    .and_then(|i| self.shared.tuns.get(*i));
-            match tun {
-                Some(t) if t.write(p.data()).is_ok() => {}
-                _ => {
-                    self.shared
-                        .counters
-                        .tun_write_errors
-                        .fetch_add(1, Ordering::Relaxed);
+        let tun_of = |p: &PacketBuf| tun_for(&shared, &inbound, p);
+        {
+            let pkts = batch.packets();
+            self.gro.plan(pkts.len(), |i| {
+                let p = pkts.get(i)?;
+                tun_of(p).filter(|t| t.vnet_hdr()).map(|_| p.data())
+            });
+        }
+        let errors = &shared.counters.tun_write_errors;
+        for i in 0..batch.len() {
+            let tun = match batch.packets().get(i) {
+                Some(p) if p.verdict == Verdict::Ok => tun_of(p),
+                _ => continue,
+            };
+            let Some(tun) = tun else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let written = if !tun.vnet_hdr() {
+                tun.write(data_of(batch, i))
+            } else {
+                match self.gro.role(i) {
+                    Role::Skip | Role::Member => continue,
+                    Role::Single => tun.writev(&[
+                        io::IoSlice::new(&PLAIN),
+                        io::IoSlice::new(data_of(batch, i)),
+                    ]),
+                    Role::Head => {
+                        let hdr = batch
+                            .packets_mut()
+                            .get_mut(i)
+                            .and_then(|p| self.gro.merge_headers(i, p.data_mut()));
+                        let Some(hdr) = hdr else {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        };
+                        write_super_packet(tun, &self.gro, i, &hdr, batch.packets())
+                    }
                 }
+            };
+            if written.is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// The TUN a decapsulated packet goes to: its inbound SA's connection.
+fn tun_for<'s>(
+    shared: &'s Shared,
+    inbound: &HashMap<SaHandle, usize>,
+    p: &PacketBuf,
+) -> Option<&'s Arc<Tun>> {
+    if p.verdict != Verdict::Ok {
+        return None;
+    }
+    let i = p.sa.and_then(|h| inbound.get(&h))?;
+    shared.tuns.get(*i)
+}
+
+fn data_of(b: &Batch, i: usize) -> &[u8] {
+    b.packets().get(i).map(|p| p.data()).unwrap_or_default()
+}
+
+/// Writes head `i` and its members' payloads as one GSO super-packet.
+fn write_super_packet(
+    tun: &Tun,
+    gro: &Gro,
+    i: usize,
+    hdr: &VnetHdr,
+    pkts: &[PacketBuf],
+) -> io::Result<usize> {
+    let vnet = hdr.emit();
+    let hl = gro.header_len(i).unwrap_or(0);
+    let mut parts = [io::IoSlice::new(&[]); ferrovpn_esp::offload::MAX_SEGMENTS + 1];
+    let mut n = 0;
+    for (slot, data) in parts.iter_mut().zip(
+        std::iter::once(&vnet[..])
+            .chain(pkts.get(i).map(|p| p.data()))
+            .chain(
+                gro.members(i)
+                    .filter_map(|m| pkts.get(m).and_then(|p| p.data().get(hl..))),
+            ),
+    ) {
+        *slot = io::IoSlice::new(data);
+        n += 1;
+    }
+    tun.writev(parts.get(..n).unwrap_or_default())
 }
 
 #[cfg(test)]

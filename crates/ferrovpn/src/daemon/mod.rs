@@ -30,7 +30,7 @@ use crate::ipnet::IpNet;
 use crate::netlink::{self, Netlink};
 use crate::routing::{self, Installed, PolicyRouting};
 use crate::socket::{self, RawEsp, SocketOptions};
-use crate::tun::{Tun, TunOptions};
+use crate::tun::{Tun, TunOptions, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
 use control::{Request, StatusView};
 use dataplane::{EspSink, EspSource, Policy, Shared, TunSink, TunSource};
 
@@ -42,9 +42,41 @@ const IKE_BASE: usize = 16;
 /// Socket buffers of the ESP/IKE sockets (see `SocketOptions::buffer_bytes`).
 pub const SOCKET_BUFFER: u32 = 8 << 20;
 
-/// MTU of a tunnel interface when the config gives none: 1500 minus the worst ESP-in-UDP
-/// overhead we negotiate (IPv4 20 + UDP 8 + ESP 8 + IV 16 + padding 15 + 2 + ICV 32).
-pub const DEFAULT_TUNNEL_MTU: u32 = 1399;
+/// Underlay MTU assumed when the interface of `local_addr` cannot be found.
+pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
+
+/// Transmit queue of a tunnel interface, in packets. The TUN default (500) drops packets when
+/// the reader falls briefly behind a fast TCP sender, which then backs off on the losses.
+pub const TUN_TXQUEUELEN: u32 = 1000;
+
+/// Opens a tunnel interface; with `offloads`, with the virtio-net header and TSO/checksum
+/// offloads, falling back to plain packets when the kernel refuses them.
+fn open_tun(name: &str, offloads: bool) -> Result<Tun, crate::tun::TunError> {
+    let plain = TunOptions {
+        multi_queue: false,
+        vnet_hdr: false,
+        nonblocking: true,
+    };
+    if !offloads {
+        return Tun::open(name, plain);
+    }
+    let tun = Tun::open(
+        name,
+        TunOptions {
+            vnet_hdr: true,
+            ..plain
+        },
+    )?;
+    match tun.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) {
+        Ok(()) => Ok(tun),
+        Err(e) => {
+            warn!("{name}: the kernel refused TUN offloads ({e}); one packet per read");
+            // Closing the only queue removes the device; it comes back without the header.
+            drop(tun);
+            Tun::open(name, plain)
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -193,18 +225,20 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             conn: c.name.clone(),
             what,
         };
-        let tun = Tun::open(
-            &name,
-            TunOptions {
-                multi_queue: false,
-                vnet_hdr: false,
-                nonblocking: true,
-            },
-        )
-        .map_err(|e| setup(format!("TUN {name}: {e}")))?;
+        let mtu = mtu.unwrap_or_else(|| {
+            let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
+                warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
+                DEFAULT_UNDERLAY_MTU
+            });
+            convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
+        });
+        let tun =
+            open_tun(&name, cfg.daemon.offloads).map_err(|e| setup(format!("TUN {name}: {e}")))?;
         let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
-        tun.set_mtu(&mut nl, mtu.unwrap_or(DEFAULT_TUNNEL_MTU))
+        tun.set_mtu(&mut nl, mtu)
             .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
+        tun.set_txqueuelen(&mut nl, TUN_TXQUEUELEN)
+            .map_err(|e| setup(format!("txqueuelen of {name}: {e}")))?;
         if let Some(a) = address {
             nl.add_address(ifindex, a)
                 .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
@@ -213,7 +247,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             .map_err(|e| setup(format!("bringing {name} up: {e}")))?;
         let installed = routing::setup(&mut nl, ifindex, &routes, &policy_routing)
             .map_err(|e| setup(format!("routes via {name}: {e}")))?;
-        info!(conn = %c.name, "interface {name} up (mtu {}), routes {:?}", mtu.unwrap_or(DEFAULT_TUNNEL_MTU), routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+        info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
         tuns.push(Arc::new(tun));
         conns.push(ConnState {
             cfg: c.clone(),
@@ -248,9 +282,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         .workers(workers)
         .clock(clock.clone())
         .spawn(
-            TunSource {
-                shared: shared.clone(),
-            },
+            TunSource::new(shared.clone()),
             EspSink {
                 shared: shared.clone(),
             },
@@ -261,9 +293,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         .clock(clock.clone())
         .spawn(
             EspSource::new(shared.clone(), ike_tx, waker.clone()),
-            TunSink {
-                shared: shared.clone(),
-            },
+            TunSink::new(shared.clone()),
         )
         .map_err(|e| DaemonError::Io("decap pipeline", e))?;
     let control = control::serve(&cfg.daemon.control_socket, req_tx.clone(), waker.clone())
