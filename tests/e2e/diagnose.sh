@@ -16,11 +16,11 @@
 #   esp-in-b         the mirror: B drops protocol 50 inbound: B says so, A is healthy
 #   dpd              B killed with SIGKILL: A says DPD declared the peer dead
 #   simultaneous     both sides start = "initiate" at once: simultaneous negotiations
-#   expired          esp_lifetime 1m, UDP 500 dropped on A after the tunnel is up: the rekey
-#                    fails and A says the IPsec SA expired without rekey (the slow one, ~70 s)
+#   expired          esp_lifetime 20s, UDP 500 dropped on A after the tunnel is up: the rekey
+#                    fails and A says the IPsec SA expired without rekey (the slow one, ~30 s)
 #   healthy          a working tunnel: exit 0 and "healthy" on both sides; history shows
 #                    MM1…QM3 with cookies; status --watch redraws; no daemon: exit 2
-# Cases run in parallel (each owns its namespaces); the whole script takes about 90 s.
+# Cases run in parallel (each owns its namespaces); the whole script takes about 30 s.
 # Needs root and nft; skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test), E2E_CASES (space-separated subset of the names above).
 set -euo pipefail
@@ -282,18 +282,18 @@ case_simultaneous() {
 
 case_expired() {
     setup
-    conf a initiate 'esp_lifetime = "1m"
+    conf a initiate 'esp_lifetime = "20s"
 ike_lifetime = "10m"
 dpd_interval = "0s"'
-    conf b respond 'esp_lifetime = "1m"
+    conf b respond 'esp_lifetime = "20s"
 ike_lifetime = "10m"
 dpd_interval = "0s"'
     up b
     up a
     wait_up
     nft_drop "$FV_NS_A" "udp dport 500 drop; udp sport 500 drop" "udp dport 500 drop; udp sport 500 drop"
-    ok "UDP 500 dropped both ways on A; waiting for the rekey (at 30 s) and the expiry (at 60 s)"
-    expect a expired-without-rekey 1 80 "expired without being rekeyed" "rekey attempt failed" \
+    ok "UDP 500 dropped both ways on A; waiting for the rekey (at 10 s) and the expiry (at 20 s)"
+    expect a expired-without-rekey 1 40 "expired without being rekeyed" "rekey attempt failed" \
         "no response to QM1"
 }
 
