@@ -527,11 +527,12 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    fn run_args(args: &[&str]) -> (i32, String, String) {
+    /// Runs the CLI on `args`: exit code, stdout, stderr.
+    pub(crate) fn run_args(args: &[&str]) -> (i32, String, String) {
         let cli = Cli::try_parse_from(args).unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = run(cli, &mut out, &mut err);

@@ -209,10 +209,7 @@ impl Endpoint {
                 self.out.events.push_back(Event::Message(MessageLog {
                     direction: Direction::Received,
                     name,
-                    cookies: Cookies {
-                        initiator_spi: header.initiator_spi,
-                        responder_spi: header.responder_spi,
-                    },
+                    cookies: Cookies::from(&header),
                     message_id: header.message_id,
                     payloads: "[ ] (duplicate, answer resent)".into(),
                     peer: d.remote,

@@ -20,6 +20,16 @@ pub struct Cookies {
     pub responder_spi: [u8; 8],
 }
 
+impl From<&crate::wire::Header> for Cookies {
+    /// The cookies a message carries in its ISAKMP header (RFC 2408 §3.1).
+    fn from(h: &crate::wire::Header) -> Self {
+        Cookies {
+            initiator_spi: h.initiator_spi,
+            responder_spi: h.responder_spi,
+        }
+    }
+}
+
 impl fmt::Display for Cookies {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -406,10 +406,7 @@ impl IkeSa {
         ctx.event(Event::Message(MessageLog {
             direction: Direction::Received,
             name,
-            cookies: Cookies {
-                initiator_spi: header.initiator_spi,
-                responder_spi: header.responder_spi,
-            },
+            cookies: Cookies::from(header),
             message_id: header.message_id,
             payloads: payload_list(payloads),
             peer: self.remote,

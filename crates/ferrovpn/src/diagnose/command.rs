@@ -189,20 +189,10 @@ pub fn watch(
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::{run, Cli, Command};
+    use crate::cli::tests::run_args;
+    use crate::cli::{Cli, Command};
     use clap::Parser;
     use std::time::Duration;
-
-    fn run_args(args: &[&str]) -> (i32, String, String) {
-        let cli = Cli::try_parse_from(args).unwrap();
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run(cli, &mut out, &mut err);
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
-    }
 
     #[test]
     fn without_a_daemon_diagnose_exits_2_and_history_1() {
