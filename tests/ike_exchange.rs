@@ -777,14 +777,7 @@ fn half_open_responder_states_are_bounded() {
     let mm1 = p.a.poll_transmit().unwrap();
     p.filter = Box::new(|_| Fate::Drop);
     for i in 0..100u16 {
-        let mut data = mm1.data.clone();
-        data[..2].copy_from_slice(&i.to_be_bytes());
-        let d = ferrovpn_ike::Datagram {
-            local: sa(ADDR_B, 500),
-            remote: sa(ADDR_A, 10_000 + i),
-            data,
-        };
-        p.b.handle_datagram(p.now, d);
+        p.b.handle_datagram(p.now, spoofed_mm1(&mm1.data, i));
     }
     assert_eq!(p.b.counters().half_open_dropped, 92);
     assert_eq!(p.b.ike_sas(p.now).len(), 8);
@@ -792,7 +785,8 @@ fn half_open_responder_states_are_bounded() {
     assert!(p.b.ike_sas(p.now).is_empty(), "half-open states expire");
 }
 
-/// A copy of `mm1` with initiator cookie `i`, as if from the peer's address at port 10000+i.
+/// A copy of `mm1` with a fresh initiator cookie from `i`, as if from the peer's address at
+/// port 10000+i.
 fn spoofed_mm1(mm1: &[u8], i: u16) -> ferrovpn_ike::Datagram {
     let mut data = mm1.to_vec();
     data[..2].copy_from_slice(&i.to_be_bytes());

@@ -542,28 +542,32 @@ impl Netlink {
 
     /// Sets the interface MTU.
     pub fn set_mtu(&mut self, ifindex: u32, mtu: u32) -> Result<(), NetlinkError> {
-        let seq = self.next_seq();
-        let mut m = Msg::new(RTM_NEWLINK, 0, seq);
-        m.bytes(&[libc::AF_UNSPEC as u8, 0, 0, 0])
-            .bytes(&(ifindex as i32).to_ne_bytes())
-            .bytes(&0u32.to_ne_bytes())
-            .bytes(&0u32.to_ne_bytes())
-            .attr_u32(IFLA_MTU, mtu);
-        self.request(|| format!("set mtu {mtu} on ifindex {ifindex}"), &mut m)
+        self.set_link_u32(ifindex, IFLA_MTU, mtu, "mtu")
     }
 
     /// Sets the interface transmit queue length (`ip link set txqueuelen`): the packets the
     /// kernel queues for a TUN reader before dropping.
     pub fn set_txqueuelen(&mut self, ifindex: u32, len: u32) -> Result<(), NetlinkError> {
+        self.set_link_u32(ifindex, IFLA_TXQLEN, len, "txqueuelen")
+    }
+
+    /// RTM_NEWLINK on an existing interface with one u32 attribute (rtnetlink(7)).
+    fn set_link_u32(
+        &mut self,
+        ifindex: u32,
+        attr: u16,
+        value: u32,
+        what: &str,
+    ) -> Result<(), NetlinkError> {
         let seq = self.next_seq();
         let mut m = Msg::new(RTM_NEWLINK, 0, seq);
         m.bytes(&[libc::AF_UNSPEC as u8, 0, 0, 0])
             .bytes(&(ifindex as i32).to_ne_bytes())
             .bytes(&0u32.to_ne_bytes())
             .bytes(&0u32.to_ne_bytes())
-            .attr_u32(IFLA_TXQLEN, len);
+            .attr_u32(attr, value);
         self.request(
-            || format!("set txqueuelen {len} on ifindex {ifindex}"),
+            || format!("set {what} {value} on ifindex {ifindex}"),
             &mut m,
         )
     }
