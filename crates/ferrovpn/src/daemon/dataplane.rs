@@ -538,6 +538,8 @@ enum EspSocket {
     Udp {
         sock: Arc<UdpSocket>,
         local: SocketAddr,
+        /// `UDP_GRO` is on: datagrams arrive coalesced, read them through [`GroRecv`].
+        gro: bool,
     },
 }
 
@@ -557,6 +559,86 @@ pub struct EspSource {
     pub ike: Sender<Datagram>,
     pub wake: Arc<mio::Waker>,
     sockets: Vec<EspSocket>,
+    gro: GroRecv,
+}
+
+/// `UDP_GRO` (linux/udp.h): receive runs of equal-sized datagrams of one flow as one buffer,
+/// with the segment size in a control message.
+const UDP_GRO: libc::c_int = 104;
+/// Coalesced datagrams read per `recvmmsg` on a `UDP_GRO` socket.
+const GRO_MSGS: usize = 8;
+/// Largest coalesced datagram (a UDP datagram's limit).
+const GRO_BUF: usize = 65_535;
+
+/// Control message space for the `UDP_GRO` segment size (an int), 8-byte aligned.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct GroCmsg([u8; 64]);
+
+/// One coalesced datagram read but not yet cut into the batch.
+#[derive(Clone, Copy)]
+struct GroDatagram {
+    /// Index of its buffer in `GroRecv::bufs`.
+    buf: usize,
+    len: usize,
+    /// Segment size (the whole length when the kernel did not coalesce).
+    segment: usize,
+    /// Bytes already cut into batches.
+    offset: usize,
+    from: libc::sockaddr_storage,
+    local: SocketAddr,
+}
+
+/// Receive side of ESP-in-UDP with `UDP_GRO`: a few 64 KiB buffers (allocated once, reused)
+/// that `recvmmsg` fills with coalesced datagrams, cut into ESP packets by segment size.
+struct GroRecv {
+    bufs: Vec<Box<[u8]>>,
+    /// Read datagrams still to cut up, oldest first.
+    pending: std::collections::VecDeque<GroDatagram>,
+}
+
+impl GroRecv {
+    fn new(any: bool) -> Self {
+        let n = if any { GRO_MSGS } else { 0 };
+        GroRecv {
+            bufs: (0..n)
+                .map(|_| vec![0u8; GRO_BUF].into_boxed_slice())
+                .collect(),
+            pending: std::collections::VecDeque::with_capacity(n),
+        }
+    }
+}
+
+/// Turns on `UDP_GRO`; false when the kernel does not have it (before 5.0).
+fn enable_udp_gro(sock: &UdpSocket) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            std::ptr::addr_of!(on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
+}
+
+/// The segment size a `UDP_GRO` control message carries, if any.
+fn gro_segment(h: &libc::msghdr) -> Option<usize> {
+    // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG_* macros stay inside it.
+    unsafe {
+        let mut cm = libc::CMSG_FIRSTHDR(h);
+        while !cm.is_null() {
+            if (*cm).cmsg_level == libc::SOL_UDP && (*cm).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<libc::c_int>());
+                return usize::try_from(v).ok().filter(|&v| v > 0);
+            }
+            cm = libc::CMSG_NXTHDR(h, cm);
+        }
+    }
+    None
 }
 
 impl EspSource {
@@ -568,13 +650,121 @@ impl EspSource {
         let udps = shared.nat_t.iter().map(|(a, s)| EspSocket::Udp {
             sock: s.clone(),
             local: SocketAddr::new(*a, 4500),
+            gro: enable_udp_gro(s),
         });
-        let sockets = raws.chain(udps).collect();
+        let sockets: Vec<EspSocket> = raws.chain(udps).collect();
+        let any_gro = sockets
+            .iter()
+            .any(|s| matches!(s, EspSocket::Udp { gro: true, .. }));
         EspSource {
             shared,
             ike,
             wake,
             sockets,
+            gro: GroRecv::new(any_gro),
+        }
+    }
+
+    /// Cuts pending coalesced datagrams into the batch; false when the batch filled first.
+    fn flush_gro(&mut self, batch: &mut Batch) -> bool {
+        while let Some(d) = self.gro.pending.front_mut() {
+            let data = self
+                .gro
+                .bufs
+                .get(d.buf)
+                .and_then(|b| b.get(..d.len))
+                .unwrap_or_default();
+            while d.offset < d.len {
+                let end = d.len.min(d.offset.saturating_add(d.segment));
+                let seg = data.get(d.offset..end).unwrap_or_default();
+                let Some(p) = batch.push() else {
+                    return false;
+                };
+                d.offset = end;
+                let Some(dst) = p.spare_mut().get_mut(..seg.len()) else {
+                    // Larger than a packet buffer: no ESP packet of ours is.
+                    batch.pop();
+                    self.shared
+                        .counters
+                        .malformed_udp
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                dst.copy_from_slice(seg);
+                p.set_len(seg.len());
+                let (from, local) = (d.from, d.local);
+                if !classify_udp(&self.shared, &self.ike, &self.wake, seg, local, &from) {
+                    batch.pop();
+                }
+            }
+            self.gro.pending.pop_front();
+        }
+        true
+    }
+
+    /// `recvmmsg` of coalesced datagrams from a `UDP_GRO` socket, cut into the batch.
+    fn drain_gro(&mut self, fd: RawFd, local: SocketAddr, batch: &mut Batch) {
+        while self.flush_gro(batch) && !batch.is_full() {
+            let n = self.gro.bufs.len();
+            // SAFETY: all-zero mmsghdr, iovec, sockaddr_storage are valid values.
+            let mut hdrs: [libc::mmsghdr; GRO_MSGS] = unsafe { std::mem::zeroed() };
+            let mut iovs: [libc::iovec; GRO_MSGS] = unsafe { std::mem::zeroed() };
+            let mut addrs: [libc::sockaddr_storage; GRO_MSGS] = unsafe { std::mem::zeroed() };
+            let mut cmsgs = [GroCmsg([0; 64]); GRO_MSGS];
+            let mut room = 0;
+            for (((h, iov), a), (c, b)) in hdrs
+                .iter_mut()
+                .zip(iovs.iter_mut())
+                .zip(addrs.iter_mut())
+                .zip(cmsgs.iter_mut().zip(self.gro.bufs.iter_mut()))
+                .take(n)
+            {
+                *iov = libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: b.len(),
+                };
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
+                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
+                h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = c.0.len() as _;
+                room += 1;
+            }
+            if room == 0 {
+                return;
+            }
+            // SAFETY: hdrs[..room] point at live buffers, addresses and control space.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    room as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            let got = if r > 0 { (r as usize).min(room) } else { 0 };
+            for (k, (h, a)) in hdrs.iter().zip(addrs.iter()).take(got).enumerate() {
+                let len = h.msg_len as usize;
+                if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len == 0 {
+                    continue;
+                }
+                let segment = gro_segment(&h.msg_hdr).unwrap_or(len);
+                self.gro.pending.push_back(GroDatagram {
+                    buf: k,
+                    len,
+                    segment,
+                    offset: 0,
+                    from: *a,
+                    local,
+                });
+            }
+            if got < room {
+                // Cut what was read now: the buffers are reused by the next call.
+                self.flush_gro(batch);
+                return;
+            }
         }
     }
 
@@ -680,7 +870,9 @@ impl EspSource {
                     p.set_len(len);
                     match udp_local {
                         None => true,
-                        Some(local) => self.classify_udp(p.data(), local, a),
+                        Some(local) => {
+                            classify_udp(&self.shared, &self.ike, &self.wake, p.data(), local, a)
+                        }
                     }
                 };
                 if esp {
@@ -696,46 +888,77 @@ impl EspSource {
             }
         }
     }
+}
 
-    /// True for ESP; IKE goes to the control loop, keepalives and junk are dropped.
-    fn classify_udp(&self, data: &[u8], local: SocketAddr, from: &libc::sockaddr_storage) -> bool {
-        match classify(data) {
-            UdpPayload::Esp(_) => true,
-            UdpPayload::Ike(msg) => {
-                if let Some(remote) = socket_addr(from) {
-                    let _ = self.ike.send(Datagram {
-                        local,
-                        remote,
-                        data: msg.to_vec(),
-                    });
-                    let _ = self.wake.wake();
-                }
-                false
+/// True for ESP; IKE goes to the control loop, keepalives and junk are dropped.
+fn classify_udp(
+    shared: &Shared,
+    ike: &Sender<Datagram>,
+    wake: &mio::Waker,
+    data: &[u8],
+    local: SocketAddr,
+    from: &libc::sockaddr_storage,
+) -> bool {
+    match classify(data) {
+        UdpPayload::Esp(_) => true,
+        UdpPayload::Ike(msg) => {
+            if let Some(remote) = socket_addr(from) {
+                let _ = ike.send(Datagram {
+                    local,
+                    remote,
+                    data: msg.to_vec(),
+                });
+                let _ = wake.wake();
             }
-            UdpPayload::Keepalive => false,
-            UdpPayload::Malformed => {
-                self.shared
-                    .counters
-                    .malformed_udp
-                    .fetch_add(1, Ordering::Relaxed);
-                false
-            }
+            false
+        }
+        UdpPayload::Keepalive => false,
+        UdpPayload::Malformed => {
+            shared
+                .counters
+                .malformed_udp
+                .fetch_add(1, Ordering::Relaxed);
+            false
         }
     }
 }
 
 impl PacketSource for EspSource {
     fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
+        if !self.gro.pending.is_empty() {
+            // The rest of coalesced datagrams first; the next poll can wait.
+            self.flush_gro(batch);
+            return Recv::Data;
+        }
+        let mut ready = [false; 16];
+        let mut more = Vec::new();
         let any = poll_in(self.sockets.iter().map(EspSocket::fd), |i| {
-            if let Some(s) = self.sockets.get(i) {
-                self.drain(s, batch);
+            match ready.get_mut(i) {
+                Some(r) => *r = true,
+                None => more.push(i),
             }
         });
-        if any {
-            Recv::Data
-        } else {
-            Recv::Idle
+        if !any {
+            return Recv::Idle;
         }
+        let readable = (0..ready.len())
+            .filter(|&i| ready.get(i).copied().unwrap_or(false))
+            .chain(more);
+        for i in readable {
+            match self.sockets.get(i) {
+                Some(EspSocket::Udp {
+                    sock,
+                    local,
+                    gro: true,
+                }) => {
+                    let (fd, local) = (sock.as_raw_fd(), *local);
+                    self.drain_gro(fd, local, batch);
+                }
+                Some(s) => self.drain(s, batch),
+                None => {}
+            }
+        }
+        Recv::Data
     }
 }
 
@@ -974,10 +1197,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn esp_source_keeps_esp_and_hands_ike_to_the_control_loop() {
-        let (tx, rx) = udp_pair();
-        rx.set_nonblocking(true).unwrap();
+    fn esp_source_on(
+        rx: UdpSocket,
+    ) -> (
+        EspSource,
+        Arc<Shared>,
+        crossbeam_channel::Receiver<Datagram>,
+    ) {
         let local = rx.local_addr().unwrap();
         let shared = Arc::new(Shared {
             tuns: Vec::new(),
@@ -990,7 +1216,66 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let (ike_tx, ike_rx) = crossbeam_channel::unbounded();
-        let mut src = EspSource::new(shared.clone(), ike_tx, waker);
+        (
+            EspSource::new(shared.clone(), ike_tx, waker),
+            shared,
+            ike_rx,
+        )
+    }
+
+    #[test]
+    fn gso_runs_arrive_through_udp_gro_as_separate_esp_packets_in_order() {
+        let (tx, rx) = udp_pair();
+        rx.set_nonblocking(true).unwrap();
+        let local = rx.local_addr().unwrap();
+        let (mut src, shared, _ike) = esp_source_on(rx);
+        assert!(
+            matches!(src.sockets.first(), Some(EspSocket::Udp { gro: true, .. })),
+            "UDP_GRO should be on (Linux >= 5.0)"
+        );
+        // 150 ESP packets of 1200 bytes in GSO runs of up to 64, a shorter one ending each
+        // of the last runs: more than one batch, so cutting resumes across calls.
+        let packets: Vec<Vec<u8>> = (0..150u32)
+            .map(|i| {
+                let len = if i % 50 == 49 { 700 } else { 1200 };
+                let mut p = vec![0xa5u8; len];
+                p[..4].copy_from_slice(&0x1000u32.to_be_bytes());
+                p[4..8].copy_from_slice(&(i + 1).to_be_bytes());
+                p
+            })
+            .collect();
+        let errors = AtomicU64::new(0);
+        let mut list = SendList::new();
+        for p in &packets {
+            list.push(tx.as_raw_fd(), true, p, local, &errors);
+        }
+        list.flush(&errors);
+        assert_eq!(errors.load(Ordering::Relaxed), 0);
+        let mut batch = Batch::new(64, 2048);
+        // Coalesced: one call fills the batch (without GRO it would hold one read's worth).
+        assert_eq!(src.recv_batch(&mut batch), Recv::Data);
+        assert_eq!(batch.len(), 64);
+        assert!(!src.gro.pending.is_empty());
+        let mut got: Vec<Vec<u8>> = batch.packets().iter().map(|p| p.data().to_vec()).collect();
+        for _ in 0..100 {
+            if got.len() == packets.len() {
+                break;
+            }
+            batch.clear();
+            src.recv_batch(&mut batch);
+            got.extend(batch.packets().iter().map(|p| p.data().to_vec()));
+        }
+        assert_eq!(got.len(), packets.len());
+        assert!(got == packets, "packets differ or are out of order");
+        assert_eq!(shared.counters.malformed_udp.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn esp_source_keeps_esp_and_hands_ike_to_the_control_loop() {
+        let (tx, rx) = udp_pair();
+        rx.set_nonblocking(true).unwrap();
+        let local = rx.local_addr().unwrap();
+        let (mut src, shared, ike_rx) = esp_source_on(rx);
         let esp = |i: u8| vec![0, 0, 1, i, 0, 0, 0, i, 0xab, 0xcd];
         tx.send_to(&esp(1), local).unwrap();
         tx.send_to(&[0, 0, 0, 0, 7, 7, 7], local).unwrap();
