@@ -1,4 +1,5 @@
-//! Multithreaded data path: one reader, N crypto workers, one writer, per direction.
+//! Multithreaded data path: one reader, N crypto workers, one writer, per direction; with one
+//! worker, a single thread does all three (no hand-offs).
 //!
 //! As in wireguard-go: the reader takes a batch from the [`PacketSource`], assigns outbound
 //! sequence numbers in arrival order, then hands the same batch both to the worker queue
@@ -136,6 +137,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Called first thing on every pipeline thread (e.g. to pin it to a CPU).
+pub type ThreadStart = Arc<dyn Fn() + Send + Sync>;
+
 /// Configures and starts a [`Pipeline`].
 pub struct PipelineBuilder {
     sad: Arc<Sad>,
@@ -145,10 +149,11 @@ pub struct PipelineBuilder {
     buffer_capacity: usize,
     in_flight: usize,
     clock: Arc<dyn Clock>,
+    thread_start: Option<ThreadStart>,
 }
 
 impl PipelineBuilder {
-    /// Crypto threads (default: available cores).
+    /// Crypto threads (default: available cores); 1 runs the pipeline inline on one thread.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
@@ -176,6 +181,21 @@ impl PipelineBuilder {
         self
     }
 
+    /// Runs `f` at the start of each thread the pipeline spawns.
+    pub fn thread_start(mut self, f: ThreadStart) -> Self {
+        self.thread_start = Some(f);
+        self
+    }
+
+    fn started(&self) -> impl Fn() + Send + 'static {
+        let f = self.thread_start.clone();
+        move || {
+            if let Some(f) = &f {
+                f();
+            }
+        }
+    }
+
     /// Starts reader, workers and writer threads.
     pub fn spawn<S, K>(self, mut source: S, mut sink: K) -> std::io::Result<Pipeline>
     where
@@ -201,16 +221,21 @@ impl PipelineBuilder {
                 .map_err(|_| std::io::Error::other("pipeline setup"))?;
         }
         let stop = Arc::new(AtomicBool::new(false));
+        if self.workers == 1 {
+            return self.spawn_inline(source, sink, stop);
+        }
         let mut threads = Vec::with_capacity(self.workers + 2);
 
         let mode = self.mode;
         let mut reader_sad = self.sad.reader();
         let reader_stop = stop.clone();
         let reader_free = free_tx.clone();
+        let started = self.started();
         threads.push(
             std::thread::Builder::new()
                 .name("esp-reader".into())
                 .spawn(move || {
+                    started();
                     reader_loop(
                         &mut source,
                         &mut reader_sad,
@@ -228,10 +253,12 @@ impl PipelineBuilder {
             let rx: Receiver<Arc<Slot>> = work_rx.clone();
             let mut r = self.sad.reader();
             let clock = self.clock.clone();
+            let started = self.started();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("esp-worker-{i}"))
                     .spawn(move || {
+                        started();
                         while let Ok(slot) = rx.recv() {
                             // Marks the batch done even if the crypto code panics, so the
                             // writer never waits forever.
@@ -251,10 +278,12 @@ impl PipelineBuilder {
         drop(work_rx);
 
         let clock = self.clock.clone();
+        let started = self.started();
         threads.push(
             std::thread::Builder::new()
                 .name("esp-writer".into())
                 .spawn(move || {
+                    started();
                     while let Ok(slot) = order_rx.recv() {
                         {
                             let mut done = lock(&slot.done);
@@ -277,6 +306,62 @@ impl PipelineBuilder {
         );
 
         Ok(Pipeline { stop, threads })
+    }
+}
+
+impl PipelineBuilder {
+    /// One worker: a single thread reads, does the crypto and writes each batch itself. No
+    /// hand-off, so no queue wake-ups: on a small machine the cheapest way, and order is
+    /// kept trivially.
+    fn spawn_inline<S, K>(
+        self,
+        mut source: S,
+        mut sink: K,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Pipeline>
+    where
+        S: PacketSource + 'static,
+        K: PacketSink + 'static,
+    {
+        let mode = self.mode;
+        let mut sad = self.sad.reader();
+        let started = self.started();
+        let clock = self.clock;
+        let mut batch = Batch::new(self.batch_size, self.buffer_capacity);
+        let thread_stop = stop.clone();
+        let name = match mode {
+            Mode::Encap => "esp-encap",
+            Mode::Decap => "esp-decap",
+        };
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                started();
+                while !thread_stop.load(Ordering::Relaxed) {
+                    batch.clear();
+                    match source.recv_batch(&mut batch) {
+                        Recv::Closed => return,
+                        _ if batch.is_empty() => continue,
+                        _ => {}
+                    }
+                    let now = clock.now();
+                    match mode {
+                        Mode::Encap => {
+                            sad.assign_seq(batch.packets_mut());
+                            sad.encap_batch(batch.packets_mut(), now);
+                        }
+                        Mode::Decap => {
+                            sad.decap_open_batch(batch.packets_mut(), now);
+                            SadReader::decap_commit_batch(batch.packets_mut(), now);
+                        }
+                    }
+                    sink.send_batch(&mut batch);
+                }
+            })?;
+        Ok(Pipeline {
+            stop,
+            threads: vec![thread],
+        })
     }
 }
 
@@ -334,6 +419,7 @@ impl Pipeline {
             buffer_capacity: DEFAULT_CAPACITY,
             in_flight: 0,
             clock: Arc::new(MonotonicClock::new()),
+            thread_start: None,
         }
     }
 

@@ -195,10 +195,12 @@ impl PacketSource for Idle {
 
 #[test]
 fn shutdown_joins_threads() {
-    let sad = Arc::new(Sad::new());
-    let pipe = Pipeline::builder(sad, Mode::Decap)
-        .workers(2)
-        .spawn(Idle, Collector::default())
-        .unwrap();
-    pipe.shutdown();
+    for workers in [1, 2] {
+        let sad = Arc::new(Sad::new());
+        let pipe = Pipeline::builder(sad, Mode::Decap)
+            .workers(workers)
+            .spawn(Idle, Collector::default())
+            .unwrap();
+        pipe.shutdown();
+    }
 }

@@ -69,7 +69,11 @@ pub struct IoCounters {
 
 /// What the pipelines and the control loop share.
 pub struct Shared {
-    pub tuns: Vec<Arc<Tun>>,
+    /// The queues of each TUN device (at least one each). Each outbound lane reads its own
+    /// queue ([`TunSource::new`]); a decapsulated packet is written through the queue its
+    /// flow hashes to, and the kernel then steers the flow's outbound packets to that same
+    /// queue (tun's automatic flow steering), so one lane sees all of a flow.
+    pub tuns: Vec<Vec<Arc<Tun>>>,
     /// Newest last: the most recent SA for a selector pair wins (make-before-break rekey).
     pub policies: RwLock<Vec<Policy>>,
     /// Inbound SA → TUN its packets are written to.
@@ -159,17 +163,21 @@ struct Pending {
     sa: SaHandle,
 }
 
-/// Inner packets from the TUN devices, each tagged with its outbound SA.
+/// Inner packets from one queue of each TUN device, each tagged with its outbound SA.
 pub struct TunSource {
     shared: Arc<Shared>,
+    /// The queue this source reads, per TUN (same index as `Shared::tuns` and `Policy::tun`).
+    queues: Arc<[Arc<Tun>]>,
     read_buf: Box<[u8]>,
     pending: Option<Pending>,
 }
 
 impl TunSource {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    /// Reads `queues` (one per TUN device, in `Shared::tuns` order).
+    pub fn new(shared: Arc<Shared>, queues: Vec<Arc<Tun>>) -> Self {
         TunSource {
             shared,
+            queues: queues.into(),
             read_buf: vec![0u8; TUN_READ_MAX].into_boxed_slice(),
             pending: None,
         }
@@ -265,6 +273,7 @@ impl TunSource {
 impl PacketSource for TunSource {
     fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
         let shared = self.shared.clone();
+        let queues = self.queues.clone();
         if self.pending.is_some() {
             // The rest of a super-packet first, then whatever is ready, without waiting.
             if !self.flush_pending(batch) {
@@ -273,19 +282,19 @@ impl PacketSource for TunSource {
             let Ok(policies) = shared.policies.read() else {
                 return Recv::Closed;
             };
-            for (i, tun) in shared.tuns.iter().enumerate() {
+            for (i, tun) in queues.iter().enumerate() {
                 self.drain(i, tun, &policies, batch);
             }
             return Recv::Data;
         }
         let mut closed = false;
-        let any = poll_in(shared.tuns.iter().map(|t| t.as_raw_fd()), |i| {
+        let any = poll_in(queues.iter().map(|t| t.as_raw_fd()), |i| {
             // Taken after the wait, so a policy change never waits for an idle poll.
             let Ok(policies) = shared.policies.read() else {
                 closed = true;
                 return;
             };
-            if let Some(tun) = shared.tuns.get(i) {
+            if let Some(tun) = queues.get(i) {
                 self.drain(i, tun, &policies, batch);
             }
         });
@@ -1044,7 +1053,43 @@ fn tun_for<'s>(
         return None;
     }
     let i = p.sa.and_then(|h| inbound.get(&h))?;
-    shared.tuns.get(*i)
+    let queues = shared.tuns.get(*i)?;
+    match queues.len() {
+        0 | 1 => queues.first(),
+        n => queues.get(flow_hash(p.data()) as usize % n),
+    }
+}
+
+/// A hash of an IP packet's flow that is the same in both directions: addresses and, for
+/// TCP/UDP without fragmentation, ports, each pair XORed.
+fn flow_hash(p: &[u8]) -> u32 {
+    let word = |r: std::ops::Range<usize>| {
+        p.get(r).map_or(0, |b| {
+            b.iter().fold(0u32, |h, &x| h.rotate_left(8) ^ u32::from(x))
+        })
+    };
+    let (addrs, proto, l4) = match p.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ihl = usize::from(p.first().copied().unwrap_or(0) & 0x0f) * 4;
+            let frag = word(6..8) & 0x3fff != 0;
+            let l4 = (!frag).then_some(ihl);
+            (word(12..16) ^ word(16..20), p.get(9).copied(), l4)
+        }
+        Some(6) => {
+            let a = (8..24)
+                .step_by(4)
+                .fold(0, |h, o| h ^ word(o..o + 4) ^ word(o + 16..o + 20));
+            (a, p.get(6).copied(), Some(40))
+        }
+        _ => return 0,
+    };
+    let ports = match (proto, l4) {
+        (Some(6 | 17), Some(o)) => word(o..o + 2) ^ word(o + 2..o + 4),
+        _ => 0,
+    };
+    let h = addrs ^ ports.rotate_left(16) ^ u32::from(proto.unwrap_or(0));
+    // Fibonacci hashing spreads the XOR over the high bits.
+    (h.wrapping_mul(0x9e37_79b9)) >> 16
 }
 
 fn data_of(b: &Batch, i: usize) -> &[u8] {
@@ -1080,6 +1125,64 @@ fn write_super_packet(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_hash_is_the_same_both_ways_and_tells_flows_apart() {
+        let v4 = |s: [u8; 4], d: [u8; 4], sp: u16, dp: u16| {
+            let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+            p.extend(s);
+            p.extend(d);
+            p.extend(sp.to_be_bytes());
+            p.extend(dp.to_be_bytes());
+            p.extend([0u8; 16]);
+            p
+        };
+        let (a, b) = ([198, 51, 100, 1], [203, 0, 113, 1]);
+        assert_eq!(
+            flow_hash(&v4(a, b, 40000, 5201)),
+            flow_hash(&v4(b, a, 5201, 40000))
+        );
+        let hashes: std::collections::HashSet<u32> = (0..64)
+            .map(|i| flow_hash(&v4(a, b, 40000 + i, 5201)) % 4)
+            .collect();
+        assert_eq!(
+            hashes.len(),
+            4,
+            "64 flows should land on every one of 4 queues"
+        );
+        let v6 = |s: u8, d: u8, sp: u16, dp: u16| {
+            let mut p = vec![0x60, 0, 0, 0, 0, 20, 17, 64];
+            p.extend(
+                [0x20, 0x01, 0x0d, 0xb8]
+                    .iter()
+                    .chain(&[0u8; 11])
+                    .chain(&[s]),
+            );
+            p.extend(
+                [0x20, 0x01, 0x0d, 0xb8]
+                    .iter()
+                    .chain(&[0u8; 11])
+                    .chain(&[d]),
+            );
+            p.extend(sp.to_be_bytes());
+            p.extend(dp.to_be_bytes());
+            p
+        };
+        assert_eq!(
+            flow_hash(&v6(1, 2, 53, 9999)),
+            flow_hash(&v6(2, 1, 9999, 53))
+        );
+        assert_ne!(
+            flow_hash(&v6(1, 2, 53, 9999)),
+            flow_hash(&v6(1, 3, 53, 9999))
+        );
+        // Short and odd input is hashed, not a panic.
+        let (p6, p4) = (v6(1, 2, 3, 4), v4(a, b, 1, 2));
+        for n in 0..48 {
+            flow_hash(&p6[..n.min(p6.len())]);
+            flow_hash(&p4[..n.min(p4.len())]);
+        }
+    }
 
     #[test]
     fn addresses_of_ipv4_and_ipv6_packets() {
