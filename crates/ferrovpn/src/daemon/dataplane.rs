@@ -1056,7 +1056,7 @@ fn tun_for<'s>(
     let queues = shared.tuns.get(*i)?;
     match queues.len() {
         0 | 1 => queues.first(),
-        n => queues.get(flow_hash(p.data()) as usize % n),
+        n => queues.get(((u64::from(flow_hash(p.data())) * n as u64) >> 32) as usize),
     }
 }
 
@@ -1087,9 +1087,15 @@ fn flow_hash(p: &[u8]) -> u32 {
         (Some(6 | 17), Some(o)) => word(o..o + 2) ^ word(o + 2..o + 4),
         _ => 0,
     };
-    let h = addrs ^ ports.rotate_left(16) ^ u32::from(proto.unwrap_or(0));
-    // Fibonacci hashing spreads the XOR over the high bits.
-    (h.wrapping_mul(0x9e37_79b9)) >> 16
+    // Every bit of the input reaches every bit of the output (MurmurHash3's finalizer):
+    // Linux gives connect()ed sockets ports of one parity, so the low bits alone would put
+    // all of one host's flows on the same queue.
+    let mut h = addrs ^ ports.rotate_left(16) ^ u32::from(proto.unwrap_or(0));
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 fn data_of(b: &Batch, i: usize) -> &[u8] {
