@@ -976,6 +976,8 @@ impl PacketSource for EspSource {
 pub struct TunSink {
     shared: Arc<Shared>,
     gro: Gro,
+    /// Per packet of the current batch: (TUN, queue) it goes to. Reused from batch to batch.
+    dest: Vec<Option<(usize, usize)>>,
 }
 
 /// A zero virtio-net header: a packet as it is.
@@ -986,6 +988,7 @@ impl TunSink {
         TunSink {
             shared,
             gro: Gro::new(),
+            dest: Vec::with_capacity(ferrovpn_esp::pipeline::DEFAULT_BATCH),
         }
     }
 }
@@ -993,24 +996,49 @@ impl TunSink {
 impl PacketSink for TunSink {
     fn send_batch(&mut self, batch: &mut Batch) {
         let shared = self.shared.clone();
-        let Ok(inbound) = shared.inbound.read() else {
-            return;
+        {
+            let Ok(inbound) = shared.inbound.read() else {
+                return;
+            };
+            // One map lookup per run of packets of one SA, not per packet.
+            let mut last: Option<(SaHandle, Option<usize>)> = None;
+            self.dest.clear();
+            self.dest.extend(batch.packets().iter().map(|p| {
+                let h = p.sa.filter(|_| p.verdict == Verdict::Ok)?;
+                let tun = match last {
+                    Some((lh, t)) if lh == h => t,
+                    _ => {
+                        let t = inbound.get(&h).copied();
+                        last = Some((h, t));
+                        t
+                    }
+                }?;
+                let queues = shared.tuns.get(tun)?.len();
+                Some((tun, queue_for(p.data(), queues)))
+            }));
+        }
+        let dest = &self.dest;
+        let tun_at = |i: usize| {
+            let (t, q) = dest.get(i).copied().flatten()?;
+            shared.tuns.get(t)?.get(q)
         };
-        let tun_of = |p: &PacketBuf| tun_for(&shared, &inbound, p);
         {
             let pkts = batch.packets();
             self.gro.plan(pkts.len(), |i| {
                 let p = pkts.get(i)?;
-                tun_of(p).filter(|t| t.vnet_hdr()).map(|_| p.data())
+                tun_at(i).filter(|t| t.vnet_hdr()).map(|_| p.data())
             });
         }
         let errors = &shared.counters.tun_write_errors;
         for i in 0..batch.len() {
-            let tun = match batch.packets().get(i) {
-                Some(p) if p.verdict == Verdict::Ok => tun_of(p),
-                _ => continue,
-            };
-            let Some(tun) = tun else {
+            if !batch
+                .packets()
+                .get(i)
+                .is_some_and(|p| p.verdict == Verdict::Ok)
+            {
+                continue;
+            }
+            let Some(tun) = tun_at(i) else {
                 errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -1043,20 +1071,12 @@ impl PacketSink for TunSink {
     }
 }
 
-/// The TUN a decapsulated packet goes to: its inbound SA's connection.
-fn tun_for<'s>(
-    shared: &'s Shared,
-    inbound: &HashMap<SaHandle, usize>,
-    p: &PacketBuf,
-) -> Option<&'s Arc<Tun>> {
-    if p.verdict != Verdict::Ok {
-        return None;
-    }
-    let i = p.sa.and_then(|h| inbound.get(&h))?;
-    let queues = shared.tuns.get(*i)?;
-    match queues.len() {
-        0 | 1 => queues.first(),
-        n => queues.get(((u64::from(flow_hash(p.data())) * n as u64) >> 32) as usize),
+/// The queue (of `queues`) a decapsulated packet is written through: its flow's, so that the
+/// kernel steers the flow's outbound packets to the lane reading that queue.
+fn queue_for(packet: &[u8], queues: usize) -> usize {
+    match queues {
+        0 | 1 => 0,
+        n => ((u64::from(flow_hash(packet)) * n as u64) >> 32) as usize,
     }
 }
 
