@@ -115,7 +115,7 @@ multiqueue() {
         ip netns exec "$FV_NS_B" ss -Htln "sport = :5201" | grep -q . && break
         sleep 0.1
     done
-    ip netns exec "$FV_NS_A" timeout 30 iperf3 -c "$B_IN" -B "$A_IN" -P 16 -t 3 -J >"$FV_TMP/iperf3.json" ||
+    ip netns exec "$FV_NS_A" timeout 30 iperf3 -c "$B_IN" -B "$A_IN" -P 16 -t 4 -J >"$FV_TMP/iperf3.json" ||
         { cat "$FV_TMP/iperf3.json" >&2; fv_stop "$spid"; fail "iperf3 -P 16 through the tunnel failed"; }
     fv_stop "$spid"
     local gbit

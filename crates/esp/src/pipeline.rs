@@ -140,6 +140,54 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Called first thing on every pipeline thread (e.g. to pin it to a CPU).
 pub type ThreadStart = Arc<dyn Fn() + Send + Sync>;
 
+/// Keeps several inline encap pipelines (lanes sharing SAs) sending in the order they
+/// numbered their batches: a lane takes a turn while it assigns sequence numbers, encrypts
+/// in parallel with the others, and sends only when every earlier turn has sent. Without it a
+/// lane preempted between numbering and sending puts its packets far behind the other lanes'
+/// on the wire, past the peer's anti-replay window (RFC 4303 §3.4.3; strongSwan's is 32).
+#[derive(Default)]
+pub struct SendOrder {
+    /// Next turn to hand out; taken under this lock together with the sequence numbers.
+    next: Mutex<u64>,
+    /// Turn whose batch may be sent now.
+    serving: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl SendOrder {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Runs `number` (the sequence assignment) and returns the batch's turn.
+    fn take(&self, number: impl FnOnce()) -> u64 {
+        let mut next = lock(&self.next);
+        number();
+        let t = *next;
+        *next += 1;
+        t
+    }
+
+    /// Waits for `turn`, runs `send`, then lets the next turn go (also if `send` panics).
+    fn send_in_turn(&self, turn: u64, send: impl FnOnce()) {
+        struct Next<'a>(&'a SendOrder);
+        impl Drop for Next<'_> {
+            fn drop(&mut self) {
+                *lock(&self.0.serving) += 1;
+                self.0.cv.notify_all();
+            }
+        }
+        {
+            let mut serving = lock(&self.serving);
+            while *serving != turn {
+                serving = self.cv.wait(serving).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        let _next = Next(self);
+        send();
+    }
+}
+
 /// Configures and starts a [`Pipeline`].
 pub struct PipelineBuilder {
     sad: Arc<Sad>,
@@ -150,6 +198,7 @@ pub struct PipelineBuilder {
     in_flight: usize,
     clock: Arc<dyn Clock>,
     thread_start: Option<ThreadStart>,
+    send_order: Option<Arc<SendOrder>>,
 }
 
 impl PipelineBuilder {
@@ -178,6 +227,12 @@ impl PipelineBuilder {
 
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Encap with one worker: send in the order shared with the other lanes on `order`.
+    pub fn send_order(mut self, order: Arc<SendOrder>) -> Self {
+        self.send_order = Some(order);
         self
     }
 
@@ -328,6 +383,7 @@ impl PipelineBuilder {
         let started = self.started();
         let clock = self.clock;
         let mut batch = Batch::new(self.batch_size, self.buffer_capacity);
+        let order = self.send_order.clone();
         let thread_stop = stop.clone();
         let name = match mode {
             Mode::Encap => "esp-encap",
@@ -345,12 +401,18 @@ impl PipelineBuilder {
                         _ => {}
                     }
                     let now = clock.now();
-                    match mode {
-                        Mode::Encap => {
+                    match (mode, &order) {
+                        (Mode::Encap, Some(order)) => {
+                            let turn = order.take(|| sad.assign_seq(batch.packets_mut()));
+                            sad.encap_batch(batch.packets_mut(), now);
+                            order.send_in_turn(turn, || sink.send_batch(&mut batch));
+                            continue;
+                        }
+                        (Mode::Encap, None) => {
                             sad.assign_seq(batch.packets_mut());
                             sad.encap_batch(batch.packets_mut(), now);
                         }
-                        Mode::Decap => {
+                        (Mode::Decap, _) => {
                             sad.decap_open_batch(batch.packets_mut(), now);
                             SadReader::decap_commit_batch(batch.packets_mut(), now);
                         }
@@ -420,6 +482,7 @@ impl Pipeline {
             in_flight: 0,
             clock: Arc::new(MonotonicClock::new()),
             thread_start: None,
+            send_order: None,
         }
     }
 

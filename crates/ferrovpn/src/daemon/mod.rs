@@ -339,12 +339,15 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         }
     };
     // Outbound: one inline lane per TUN queue (the kernel keeps a flow on one queue, so its
-    // packets stay in order); sequence numbers are taken atomically per SA.
+    // packets stay in order); lanes encrypt in parallel but send in the order they numbered
+    // their batches, so each SA's sequence numbers leave in order.
+    let order = ferrovpn_esp::SendOrder::new();
     let encap = lane_queues
         .into_iter()
         .map(|queues| {
             builder(PipeMode::Encap)
                 .workers(1)
+                .send_order(order.clone())
                 .spawn(
                     TunSource::new(shared.clone(), queues),
                     EspSink {
