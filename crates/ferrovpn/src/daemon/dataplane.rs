@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::Sender;
+use ferrovpn_esp::mss::{self, MssClamp};
 use ferrovpn_esp::nat_t::{classify, UdpPayload};
 use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, VNET_HDR_LEN};
 use ferrovpn_esp::{Batch, Encap, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
@@ -70,6 +71,8 @@ pub struct IoCounters {
 /// What the pipelines and the control loop share.
 pub struct Shared {
     pub tuns: Vec<Arc<Tun>>,
+    /// MSS limit of TCP SYNs through each TUN, both ways (same index as `tuns`).
+    pub tcp_mss: Vec<MssClamp>,
     /// Newest last: the most recent SA for a selector pair wins (make-before-break rekey).
     pub policies: RwLock<Vec<Policy>>,
     /// Inbound SA → TUN its packets are written to.
@@ -157,6 +160,7 @@ struct Pending {
     /// Bytes of the read (vnet header included) in `TunSource::read_buf`.
     len: usize,
     sa: SaHandle,
+    mss: MssClamp,
 }
 
 /// Inner packets from the TUN devices, each tagged with its outbound SA.
@@ -189,6 +193,7 @@ impl TunSource {
                 Some(Ok(n)) => {
                     p.set_len(n);
                     p.sa = Some(pd.sa);
+                    pd.mss.apply(p.data_mut());
                 }
                 Some(Err(_)) => {
                     batch.pop();
@@ -217,7 +222,10 @@ impl TunSource {
                 Ok(n) => {
                     p.set_len(n);
                     match policy_for(policies, i, p.data()) {
-                        Some(h) => p.sa = Some(h),
+                        Some(h) => {
+                            p.sa = Some(h);
+                            clamp_mss(&self.shared, i, p);
+                        }
                         None => {
                             self.shared
                                 .counters
@@ -253,7 +261,15 @@ impl TunSource {
                 continue;
             };
             match Segmenter::new(&hdr, packet) {
-                Ok(segments) => self.pending = Some(Pending { segments, len, sa }),
+                Ok(segments) => {
+                    let mss = shared.tcp_mss.get(i).copied().unwrap_or_default();
+                    self.pending = Some(Pending {
+                        segments,
+                        len,
+                        sa,
+                        mss,
+                    })
+                }
                 Err(_) => {
                     counters.offload_errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -765,6 +781,13 @@ impl PacketSink for TunSink {
             return;
         };
         let tun_of = |p: &PacketBuf| tun_for(&shared, &inbound, p);
+        for p in batch.packets_mut() {
+            if p.verdict == Verdict::Ok && mss::is_syn(p.data()) {
+                if let Some(&t) = p.sa.and_then(|h| inbound.get(&h)) {
+                    clamp_mss(&shared, t, p);
+                }
+            }
+        }
         {
             let pkts = batch.packets();
             self.gro.plan(pkts.len(), |i| {
@@ -808,6 +831,14 @@ impl PacketSink for TunSink {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Lowers the MSS of a TCP SYN through TUN `tun` to its limit (RFC 6691); before any
+/// coalescing, which never takes SYNs anyway.
+fn clamp_mss(shared: &Shared, tun: usize, p: &mut PacketBuf) {
+    if let Some(c) = shared.tcp_mss.get(tun) {
+        c.apply(p.data_mut());
     }
 }
 
@@ -981,6 +1012,7 @@ mod tests {
         let local = rx.local_addr().unwrap();
         let shared = Arc::new(Shared {
             tuns: Vec::new(),
+            tcp_mss: Vec::new(),
             policies: RwLock::new(Vec::new()),
             inbound: RwLock::new(HashMap::new()),
             raw: HashMap::new(),

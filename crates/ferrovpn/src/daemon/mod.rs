@@ -205,6 +205,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
 
     // TUN devices, addresses and routes.
     let mut tuns = Vec::new();
+    let mut tcp_mss = Vec::new();
     let mut conns = Vec::new();
     for (i, c) in cfg.connections.iter().enumerate() {
         let (name, address, mtu, routes): (String, _, _, Vec<IpNet>) = match &c.tunnel {
@@ -249,6 +250,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             .map_err(|e| setup(format!("routes via {name}: {e}")))?;
         info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
         tuns.push(Arc::new(tun));
+        tcp_mss.push(convert::mss_clamp(c.tcp_mss, mtu));
         conns.push(ConnState {
             cfg: c.clone(),
             tun: Some(tuns.len() - 1),
@@ -262,6 +264,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
 
     let shared = Arc::new(Shared {
         tuns,
+        tcp_mss,
         policies: RwLock::new(Vec::new()),
         inbound: RwLock::new(HashMap::new()),
         raw,
