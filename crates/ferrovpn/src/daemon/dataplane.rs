@@ -472,10 +472,12 @@ impl SendList {
             }
             let m = self.msgs.get(done).copied().flatten();
             if let (Some(m), Some(h)) = (m, hdrs.get(done)) {
-                if m.segment > 0 && m.iovs > 1 && (raw == libc::EIO || raw == libc::EINVAL) {
+                let too_big = raw == libc::EINVAL || raw == libc::EMSGSIZE;
+                if m.segment > 0 && m.iovs > 1 && (raw == libc::EIO || too_big) {
                     // EIO: no checksum offload for GSO on this path, send one by one from now
-                    // on. EINVAL: this run did not fit (e.g. segment larger than the path MTU),
-                    // send it one by one and keep GSO for the next.
+                    // on. EINVAL, or EMSGSIZE on newer kernels: this run did not fit (e.g.
+                    // segment larger than the MTU, which a single datagram may exceed as
+                    // fragments), send it one by one and keep GSO for the next.
                     if raw == libc::EIO {
                         UDP_GSO.store(false, Ordering::Relaxed);
                     }
