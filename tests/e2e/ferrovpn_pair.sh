@@ -14,7 +14,8 @@
 #                     the TUN MTU - 40
 #   frag-raw          both tunnels mtu = 1500 over the 1500-byte veth: ESP is larger than the link,
 #                     so it leaves in fragments (no DF) and is reassembled; ping -M do -s 1472 and
-#                     TCP get through; ping -M do beyond the TUN MTU fails locally (too long)
+#                     TCP get through; ping -M do beyond the TUN MTU fails locally (too long),
+#                     and a host behind A gets ICMP "frag needed, mtu 1500" from A's kernel
 #   frag-udp          the same with ESP-in-UDP (nat_traversal = "force")
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test, default: release build of this tree), E2E_CASES (space-
@@ -358,11 +359,31 @@ frag_pair() {
         fail "ping -M do -s 1473 through a 1500-byte TUN succeeded"
     grep -qi "message too long" <<<"$out" || { printf '%s\n' "$out" >&2; fail "ping -M do -s 1473: no 'message too long'"; }
     ok "ping -M do -s 1473: $(grep -i -m1 'message too long' <<<"$out")"
+    [ -z "${3:-}" ] || forwarded_df
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
 
-case_frag_raw() { frag_pair "" "ip proto 50"; }
+# A host C behind A (198.51.100.2 on a 9000-byte veth, A forwards): its DF packets above the TUN
+# MTU get ICMP "fragmentation needed" from A's kernel (RFC 1191), packets that fit get through.
+forwarded_df() {
+    local ns_c="${FV_ID}c" out
+    fv_ns_create "$ns_c"
+    fv_veth "$FV_NS_A" "${FV_ID}-c" 198.51.100.254/24 "$ns_c" "${FV_ID}-d" 198.51.100.2/24
+    # A jumbo link, so that only A's TUN is too small.
+    ip -n "$FV_NS_A" link set "${FV_ID}-c" mtu 9000
+    ip -n "$ns_c" link set "${FV_ID}-d" mtu 9000
+    ip -n "$ns_c" route add default via 198.51.100.254
+    ip netns exec "$FV_NS_A" sysctl -qw net.ipv4.ip_forward=1
+    out="$(ip netns exec "$ns_c" ping -n -q -M do -s 1472 -c 2 -i 0.2 -W 2 "$B_IN" 2>&1)" ||
+        { printf '%s\n' "$out" >&2; fail "ping -M do -s 1472 from C through A's tunnel failed"; }
+    out="$(ip netns exec "$ns_c" ping -n -M do -s 1473 -c 1 -W 2 "$B_IN" 2>&1)" &&
+        fail "ping -M do -s 1473 from C through a 1500-byte TUN succeeded"
+    grep -Eqi "frag needed.*mtu = 1500" <<<"$out" || { printf '%s\n' "$out" >&2; fail "C got no 'Frag needed' (mtu 1500) from A"; }
+    ok "host behind A: 1500-byte DF packets cross the tunnel, 1501 bytes get '$(grep -Eio -m1 'frag needed[^)]*\)' <<<"$out")' from A"
+}
+
+case_frag_raw() { frag_pair "" "ip proto 50" forwarded; }
 case_frag_udp() { frag_pair 'nat_traversal = "force"' "udp port 4500"; }
 
 CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp)
