@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end throughput, side by side, in one run: iperf3 through
 #   veth    the bare veth pair (no tunnel: the ceiling of this machine)
-#   fv-fv   ferrovpn ⇄ ferrovpn (raw ESP, IP protocol 50)
+#   fv-fv   ferrovpn ⇄ ferrovpn (raw ESP, IP protocol 50: the default without NAT)
+#   fv-fv-udp  ferrovpn ⇄ ferrovpn with ESP-in-UDP forced (nat_traversal = "force"): UDP GSO
+#           out and UDP_GRO in, the same encapsulation strongSwan's libipsec uses below
 #   ss-ss   strongSwan ⇄ strongSwan (charon with the userspace kernel-libipsec ESP; ESP-in-UDP)
 #   fv-ss   ferrovpn (side A, initiator) ⇄ strongSwan (side B; ESP-in-UDP)
 # all with ESP aes128gcm16 (IKE aes256-sha256-modp2048), two namespaces joined by a veth pair
@@ -23,7 +25,7 @@
 #   sudo scripts/bench.sh                        (about 10 minutes)
 #   sudo BENCH_LABEL=after BENCH_SETUPS="fv-fv" scripts/bench.sh
 # Env: BENCH_LABEL (default "current"), BENCH_SETUPS, BENCH_TESTS, BENCH_RUNS, BENCH_SECONDS,
-# BENCH_WORKERS (ferrovpn workers, default: number of cores), BENCH_TXQLEN (set the TUN devices'
+# BENCH_WORKERS (ferrovpn workers, default: the daemon's default, half the cores), BENCH_TXQLEN (set the TUN devices'
 # txqueuelen), FERROVPN_BIN, BENCH_NO_DOC=1.
 # Needs root (namespaces), iperf3 and strongSwan (scripts/install-deps.sh).
 set -euo pipefail
@@ -37,7 +39,7 @@ require_cmd_or_skip ip iperf3 python3 swanctl "$FV_CHARON_BIN"
 e2e_binary # builds the release binary once (target/release/ferrovpn) unless FERROVPN_BIN is set
 
 LABEL="${BENCH_LABEL:-current}"
-SETUPS="${BENCH_SETUPS:-veth fv-fv ss-ss fv-ss}"
+SETUPS="${BENCH_SETUPS:-veth fv-fv fv-fv-udp ss-ss fv-ss}"
 TESTS="${BENCH_TESTS:-tcp1 tcp4 udp64 udp1400}"
 RUNS="${BENCH_RUNS:-3}"
 SECS="${BENCH_SECONDS:-5}"
@@ -129,7 +131,7 @@ charon() {
 ferrovpn() {
     e2e_psk "$FV_TMP/$1.psk" "$PSK"
     C_SOCK="$FV_TMP/$1.sock" C_LOCAL="$3" C_REMOTE="$4" C_PSKFILE="$FV_TMP/$1.psk" C_START="$5" \
-        C_LOG_LEVEL=warn C_WORKERS="${BENCH_WORKERS:-$(nproc)}" C_TUNNEL="[connection.route_based]
+        C_LOG_LEVEL=warn C_WORKERS="${BENCH_WORKERS:-default}" C_TUNNEL="[connection.route_based]
 interface = \"fv0\"
 local_ts = \"${6%.*}.0/24\"
 remote_ts = \"$7\"
@@ -163,6 +165,10 @@ setup_fv_fv() {
     e2e_wait_sas "$FV_TMP/b.sock" "$PID_B" 1 20 || fail "ferrovpn B: no IPsec SA within 20 s"
     say "fv-fv: SA up, ESP $(e2e_q "$FV_TMP/a.sock" 'sas[0]["cipher"], sas[0]["encap"]')"
     SRC="$A_IN" DST="$B_IN"
+}
+
+setup_fv_fv_udp() {
+    C_EXTRA='nat_traversal = "force"' setup_fv_fv
 }
 
 setup_ss_ss() {

@@ -11,7 +11,8 @@ import sys
 
 SETUPS = [
     ("veth", "bare veth (no tunnel)"),
-    ("fv-fv", "ferrovpn ⇄ ferrovpn"),
+    ("fv-fv", "ferrovpn ⇄ ferrovpn (raw ESP)"),
+    ("fv-fv-udp", "ferrovpn ⇄ ferrovpn (ESP-in-UDP)"),
     ("ss-ss", "strongSwan ⇄ strongSwan"),
     ("fv-ss", "ferrovpn ⇄ strongSwan"),
 ]
@@ -21,7 +22,13 @@ TESTS = [
     ("udp64", "UDP 64 B"),
     ("udp1400", "UDP 1400 B"),
 ]
-COLORS = {"veth": "#9e9e9e", "fv-fv": "#d95f02", "ss-ss": "#1b9e77", "fv-ss": "#7570b3"}
+COLORS = {
+    "veth": "#9e9e9e",
+    "fv-fv": "#d95f02",
+    "fv-fv-udp": "#e6ab02",
+    "ss-ss": "#1b9e77",
+    "fv-ss": "#7570b3",
+}
 
 
 def num(x):
@@ -88,12 +95,23 @@ def table(summary):
                 f"| {sname} | {tname} | **{c['gbps']:.2f}** ({spread}) | {c['runs']} | {pps} | {loss} | "
                 f"{fmt(c['cpu_a_s_per_gb'], '.2f')} | {fmt(c['cpu_b_s_per_gb'], '.2f')} | {fmt(c['cores_per_gbps'], '.2f')} | {fmt(c['retransmits'], '.0f') if test.startswith('tcp') else ''} | {fmt(c['drops_b'], '.0f')} |"
             )
+    ratios = []
+    for test, tname in TESTS:
+        ss = (summary.get(f"ss-ss/{test}") or {}).get("gbps")
+        for setup, sname in SETUPS:
+            if not setup.startswith("fv-fv"):
+                continue
+            fv = (summary.get(f"{setup}/{test}") or {}).get("gbps")
+            if fv and ss:
+                ratios.append(f"{tname}: {sname} / strongSwan ⇄ strongSwan = **{fv / ss:.1f}×**")
+    if ratios:
+        lines += ["", "Ratios of medians in this run: " + "; ".join(ratios) + "."]
     return "\n".join(lines)
 
 
 def svg(summary, title):
     """Two panels of grouped bars: Gbit/s for the TCP tests, k packets/s received for UDP."""
-    w, h, top, left, ph = 900, 420, 60, 70, 280
+    w, h, top, left, ph = 1000, 420, 60, 70, 280
     panels = [
         ("Gbit/s (iperf3 TCP, median)", [t for t in TESTS if t[0].startswith("tcp")], "gbps", 1.0),
         ("k packets/s received (iperf3 UDP, median)", [t for t in TESTS if t[0].startswith("udp")], "pps", 1e-3),
@@ -140,7 +158,7 @@ def svg(summary, title):
     for s, sname in SETUPS:
         out.append(f'<rect x="{lx}" y="{h - 30}" width="12" height="12" fill="{COLORS[s]}"/>')
         out.append(f'<text x="{lx + 16}" y="{h - 20}">{sname}</text>')
-        lx += 200
+        lx += 170
     out.append("</svg>")
     return "\n".join(out) + "\n"
 

@@ -48,7 +48,9 @@ pub use clock::{Clock, ManualClock, MonotonicClock, Timestamp};
 pub use error::{EspError, SadError};
 pub use esp::{Decrypted, EspCrypto, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 pub use packet::{EspPacket, PacketBuf, Verdict, DEFAULT_CAPACITY, DEFAULT_HEADROOM, MIN_TAILROOM};
-pub use pipeline::{Batch, Mode, PacketSink, PacketSource, Pipeline, PipelineBuilder, Recv};
+pub use pipeline::{
+    Batch, Mode, PacketSink, PacketSource, Pipeline, PipelineBuilder, Recv, SendOrder, ThreadStart,
+};
 pub use sa::{
     Direction, Encap, LifetimeCause, LifetimeKind, Lifetimes, Limits, SaConfig, SaEvent, SaHandle,
     SaStats, TunnelEndpoints,

@@ -1,4 +1,5 @@
-//! Multithreaded data path: one reader, N crypto workers, one writer, per direction.
+//! Multithreaded data path: one reader, N crypto workers, one writer, per direction; with one
+//! worker, a single thread does all three (no hand-offs).
 //!
 //! As in wireguard-go: the reader takes a batch from the [`PacketSource`], assigns outbound
 //! sequence numbers in arrival order, then hands the same batch both to the worker queue
@@ -136,6 +137,57 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Called first thing on every pipeline thread (e.g. to pin it to a CPU).
+pub type ThreadStart = Arc<dyn Fn() + Send + Sync>;
+
+/// Keeps several inline encap pipelines (lanes sharing SAs) sending in the order they
+/// numbered their batches: a lane takes a turn while it assigns sequence numbers, encrypts
+/// in parallel with the others, and sends only when every earlier turn has sent. Without it a
+/// lane preempted between numbering and sending puts its packets far behind the other lanes'
+/// on the wire, past the peer's anti-replay window (RFC 4303 §3.4.3; strongSwan's is 32).
+#[derive(Default)]
+pub struct SendOrder {
+    /// Next turn to hand out; taken under this lock together with the sequence numbers.
+    next: Mutex<u64>,
+    /// Turn whose batch may be sent now.
+    serving: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl SendOrder {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Runs `number` (the sequence assignment) and returns the batch's turn.
+    fn take(&self, number: impl FnOnce()) -> u64 {
+        let mut next = lock(&self.next);
+        number();
+        let t = *next;
+        *next += 1;
+        t
+    }
+
+    /// Waits for `turn`, runs `send`, then lets the next turn go (also if `send` panics).
+    fn send_in_turn(&self, turn: u64, send: impl FnOnce()) {
+        struct Next<'a>(&'a SendOrder);
+        impl Drop for Next<'_> {
+            fn drop(&mut self) {
+                *lock(&self.0.serving) += 1;
+                self.0.cv.notify_all();
+            }
+        }
+        {
+            let mut serving = lock(&self.serving);
+            while *serving != turn {
+                serving = self.cv.wait(serving).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        let _next = Next(self);
+        send();
+    }
+}
+
 /// Configures and starts a [`Pipeline`].
 pub struct PipelineBuilder {
     sad: Arc<Sad>,
@@ -145,10 +197,12 @@ pub struct PipelineBuilder {
     buffer_capacity: usize,
     in_flight: usize,
     clock: Arc<dyn Clock>,
+    thread_start: Option<ThreadStart>,
+    send_order: Option<Arc<SendOrder>>,
 }
 
 impl PipelineBuilder {
-    /// Crypto threads (default: available cores).
+    /// Crypto threads (default: available cores); 1 runs the pipeline inline on one thread.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
@@ -176,6 +230,27 @@ impl PipelineBuilder {
         self
     }
 
+    /// Encap with one worker: send in the order shared with the other lanes on `order`.
+    pub fn send_order(mut self, order: Arc<SendOrder>) -> Self {
+        self.send_order = Some(order);
+        self
+    }
+
+    /// Runs `f` at the start of each thread the pipeline spawns.
+    pub fn thread_start(mut self, f: ThreadStart) -> Self {
+        self.thread_start = Some(f);
+        self
+    }
+
+    fn started(&self) -> impl Fn() + Send + 'static {
+        let f = self.thread_start.clone();
+        move || {
+            if let Some(f) = &f {
+                f();
+            }
+        }
+    }
+
     /// Starts reader, workers and writer threads.
     pub fn spawn<S, K>(self, mut source: S, mut sink: K) -> std::io::Result<Pipeline>
     where
@@ -201,16 +276,21 @@ impl PipelineBuilder {
                 .map_err(|_| std::io::Error::other("pipeline setup"))?;
         }
         let stop = Arc::new(AtomicBool::new(false));
+        if self.workers == 1 {
+            return self.spawn_inline(source, sink, stop);
+        }
         let mut threads = Vec::with_capacity(self.workers + 2);
 
         let mode = self.mode;
         let mut reader_sad = self.sad.reader();
         let reader_stop = stop.clone();
         let reader_free = free_tx.clone();
+        let started = self.started();
         threads.push(
             std::thread::Builder::new()
                 .name("esp-reader".into())
                 .spawn(move || {
+                    started();
                     reader_loop(
                         &mut source,
                         &mut reader_sad,
@@ -228,10 +308,12 @@ impl PipelineBuilder {
             let rx: Receiver<Arc<Slot>> = work_rx.clone();
             let mut r = self.sad.reader();
             let clock = self.clock.clone();
+            let started = self.started();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("esp-worker-{i}"))
                     .spawn(move || {
+                        started();
                         while let Ok(slot) = rx.recv() {
                             // Marks the batch done even if the crypto code panics, so the
                             // writer never waits forever.
@@ -251,10 +333,12 @@ impl PipelineBuilder {
         drop(work_rx);
 
         let clock = self.clock.clone();
+        let started = self.started();
         threads.push(
             std::thread::Builder::new()
                 .name("esp-writer".into())
                 .spawn(move || {
+                    started();
                     while let Ok(slot) = order_rx.recv() {
                         {
                             let mut done = lock(&slot.done);
@@ -277,6 +361,69 @@ impl PipelineBuilder {
         );
 
         Ok(Pipeline { stop, threads })
+    }
+}
+
+impl PipelineBuilder {
+    /// One worker: a single thread reads, does the crypto and writes each batch itself. No
+    /// hand-off, so no queue wake-ups: on a small machine the cheapest way, and order is
+    /// kept trivially.
+    fn spawn_inline<S, K>(
+        self,
+        mut source: S,
+        mut sink: K,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Pipeline>
+    where
+        S: PacketSource + 'static,
+        K: PacketSink + 'static,
+    {
+        let mode = self.mode;
+        let mut sad = self.sad.reader();
+        let started = self.started();
+        let clock = self.clock;
+        let mut batch = Batch::new(self.batch_size, self.buffer_capacity);
+        let order = self.send_order.clone();
+        let thread_stop = stop.clone();
+        let name = match mode {
+            Mode::Encap => "esp-encap",
+            Mode::Decap => "esp-decap",
+        };
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                started();
+                while !thread_stop.load(Ordering::Relaxed) {
+                    batch.clear();
+                    match source.recv_batch(&mut batch) {
+                        Recv::Closed => return,
+                        _ if batch.is_empty() => continue,
+                        _ => {}
+                    }
+                    let now = clock.now();
+                    match (mode, &order) {
+                        (Mode::Encap, Some(order)) => {
+                            let turn = order.take(|| sad.assign_seq(batch.packets_mut()));
+                            sad.encap_batch(batch.packets_mut(), now);
+                            order.send_in_turn(turn, || sink.send_batch(&mut batch));
+                            continue;
+                        }
+                        (Mode::Encap, None) => {
+                            sad.assign_seq(batch.packets_mut());
+                            sad.encap_batch(batch.packets_mut(), now);
+                        }
+                        (Mode::Decap, _) => {
+                            sad.decap_open_batch(batch.packets_mut(), now);
+                            SadReader::decap_commit_batch(batch.packets_mut(), now);
+                        }
+                    }
+                    sink.send_batch(&mut batch);
+                }
+            })?;
+        Ok(Pipeline {
+            stop,
+            threads: vec![thread],
+        })
     }
 }
 
@@ -334,6 +481,8 @@ impl Pipeline {
             buffer_capacity: DEFAULT_CAPACITY,
             in_flight: 0,
             clock: Arc::new(MonotonicClock::new()),
+            thread_start: None,
+            send_order: None,
         }
     }
 

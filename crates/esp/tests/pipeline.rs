@@ -195,10 +195,70 @@ impl PacketSource for Idle {
 
 #[test]
 fn shutdown_joins_threads() {
+    for workers in [1, 2] {
+        let sad = Arc::new(Sad::new());
+        let pipe = Pipeline::builder(sad, Mode::Decap)
+            .workers(workers)
+            .spawn(Idle, Collector::default())
+            .unwrap();
+        pipe.shutdown();
+    }
+}
+
+/// A sink that lets other threads run before it records (so unordered lanes would interleave).
+#[derive(Clone, Default)]
+struct SlowCollector(Collector);
+
+impl PacketSink for SlowCollector {
+    fn send_batch(&mut self, batch: &mut Batch) {
+        std::thread::yield_now();
+        self.0.send_batch(batch);
+    }
+}
+
+#[test]
+fn inline_lanes_sharing_sas_send_each_sas_sequence_numbers_in_order() {
     let sad = Arc::new(Sad::new());
-    let pipe = Pipeline::builder(sad, Mode::Decap)
-        .workers(2)
-        .spawn(Idle, Collector::default())
-        .unwrap();
-    pipe.shutdown();
+    let cipher = Cipher::AesGcm {
+        key: AesKeyLen::Aes128,
+        icv: GcmIcv::Icv16,
+    };
+    let outs: Vec<SaHandle> = (0..SAS)
+        .map(|i| {
+            let o = config(0x7000 + i as u32, Direction::Outbound, cipher, i as u8);
+            sad.add(&o, Timestamp::ZERO).unwrap()
+        })
+        .collect();
+    let wire = SlowCollector::default();
+    let order = SendOrder::new();
+    let lanes: Vec<Pipeline> = (0..3)
+        .map(|_| {
+            Pipeline::builder(sad.clone(), Mode::Encap)
+                .workers(1)
+                .batch_size(16)
+                .buffer_capacity(2048)
+                .send_order(order.clone())
+                .spawn(
+                    Generator {
+                        handles: outs.clone(),
+                        next: 0,
+                    },
+                    wire.clone(),
+                )
+                .unwrap()
+        })
+        .collect();
+    for l in lanes {
+        l.join();
+    }
+    let wire = wire.0 .0.lock().unwrap();
+    assert_eq!(wire.len(), 3 * SAS * PER_SA);
+    let mut last = [0u32; SAS];
+    for (v, esp) in wire.iter() {
+        assert_eq!(*v, Verdict::Ok);
+        let p = EspPacket::new_checked(&esp[..]).unwrap();
+        let sa = (p.spi() - 0x7000) as usize;
+        assert_eq!(p.seq(), last[sa] + 1, "SA {sa}: sequence numbers left out of order");
+        last[sa] = p.seq();
+    }
 }

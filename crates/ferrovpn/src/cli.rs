@@ -368,7 +368,7 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
     );
     let _ = writeln!(
         s,
-        "daemon: control socket {}, log level {}, {} worker thread{}",
+        "daemon: control socket {}, log level {}, {} data plane thread{} per direction",
         cfg.daemon.control_socket.display(),
         cfg.daemon.log_level.name(),
         cfg.daemon.workers,

@@ -68,6 +68,8 @@ struct RawDaemon {
     retransmit_base: Option<f64>,
     retransmit_tries: Option<u32>,
     offloads: Option<bool>,
+    #[serde(default)]
+    pin_workers: bool,
 }
 
 #[derive(Deserialize)]
@@ -147,8 +149,11 @@ pub struct Config {
 pub struct DaemonConfig {
     pub control_socket: PathBuf,
     pub log_level: LogLevel,
-    /// Data plane worker threads (default: the number of cores).
+    /// Data plane threads per direction (default: half the cores, at least 1): outbound
+    /// lanes, one per TUN queue; inbound, 1 = one thread, more = parallel decryption.
     pub workers: NonZeroUsize,
+    /// Pin each data plane thread to one CPU, round robin over the allowed ones.
+    pub pin_workers: bool,
     /// Debug only: write every SA's keys to Wireshark's tables in this directory.
     pub save_keys_dir: Option<PathBuf>,
     /// Prometheus text endpoint (`GET /metrics`), loopback unless `metrics_allow_remote`.
@@ -423,7 +428,11 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
     let workers = match d.workers {
         Some(n) => NonZeroUsize::new(n)
             .ok_or_else(|| ConfigError::Daemon("workers: must be at least 1".into()))?,
-        None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+        // Both directions are busy at once (TCP's ACKs come back), so each gets half.
+        None => std::thread::available_parallelism()
+            .ok()
+            .and_then(|n| NonZeroUsize::new(n.get() / 2))
+            .unwrap_or(NonZeroUsize::MIN),
     };
     if let Some(dir) = &d.save_keys_dir {
         if !dir.is_absolute() {
@@ -487,6 +496,7 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             tries,
         },
         offloads: d.offloads.unwrap_or(true),
+        pin_workers: d.pin_workers,
     })
 }
 

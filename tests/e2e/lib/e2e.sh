@@ -121,13 +121,13 @@ e2e_psk() {
 # e2e_conf FILE: writes a one-connection config from these variables:
 #   C_SOCK C_LOCAL C_REMOTE C_PSKFILE C_START (initiate|respond), optional C_MODE (main),
 #   C_IKE, C_ESP, C_EXTRA (more connection lines), C_TUNNEL (the route_based/policy_based table),
-#   C_DAEMON_EXTRA (more [daemon] lines).
+#   C_DAEMON_EXTRA (more [daemon] lines), C_WORKERS (default 2; "default": the daemon's).
 e2e_conf() {
     cat >"$1" <<EOF
 [daemon]
 control_socket = "$C_SOCK"
 log_level = "${C_LOG_LEVEL:-info}"
-workers = ${C_WORKERS:-2}
+$([ "${C_WORKERS:-2}" = default ] || echo "workers = ${C_WORKERS:-2}")
 ${C_DAEMON_EXTRA:-}
 
 [[connection]]

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::Sender;
-use ferrovpn_esp::mss::{self, MssClamp};
+use ferrovpn_esp::mss::MssClamp;
 use ferrovpn_esp::nat_t::{classify, UdpPayload};
 use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, VNET_HDR_LEN};
 use ferrovpn_esp::{Batch, Encap, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
@@ -70,7 +70,11 @@ pub struct IoCounters {
 
 /// What the pipelines and the control loop share.
 pub struct Shared {
-    pub tuns: Vec<Arc<Tun>>,
+    /// The queues of each TUN device (at least one each). Each outbound lane reads its own
+    /// queue ([`TunSource::new`]); a decapsulated packet is written through the queue its
+    /// flow hashes to, and the kernel then steers the flow's outbound packets to that same
+    /// queue (tun's automatic flow steering), so one lane sees all of a flow.
+    pub tuns: Vec<Vec<Arc<Tun>>>,
     /// MSS limit of TCP SYNs through each TUN, both ways (same index as `tuns`).
     pub tcp_mss: Vec<MssClamp>,
     /// Newest last: the most recent SA for a selector pair wins (make-before-break rekey).
@@ -163,17 +167,21 @@ struct Pending {
     mss: MssClamp,
 }
 
-/// Inner packets from the TUN devices, each tagged with its outbound SA.
+/// Inner packets from one queue of each TUN device, each tagged with its outbound SA.
 pub struct TunSource {
     shared: Arc<Shared>,
+    /// The queue this source reads, per TUN (same index as `Shared::tuns` and `Policy::tun`).
+    queues: Arc<[Arc<Tun>]>,
     read_buf: Box<[u8]>,
     pending: Option<Pending>,
 }
 
 impl TunSource {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    /// Reads `queues` (one per TUN device, in `Shared::tuns` order).
+    pub fn new(shared: Arc<Shared>, queues: Vec<Arc<Tun>>) -> Self {
         TunSource {
             shared,
+            queues: queues.into(),
             read_buf: vec![0u8; TUN_READ_MAX].into_boxed_slice(),
             pending: None,
         }
@@ -281,6 +289,7 @@ impl TunSource {
 impl PacketSource for TunSource {
     fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
         let shared = self.shared.clone();
+        let queues = self.queues.clone();
         if self.pending.is_some() {
             // The rest of a super-packet first, then whatever is ready, without waiting.
             if !self.flush_pending(batch) {
@@ -289,19 +298,19 @@ impl PacketSource for TunSource {
             let Ok(policies) = shared.policies.read() else {
                 return Recv::Closed;
             };
-            for (i, tun) in shared.tuns.iter().enumerate() {
+            for (i, tun) in queues.iter().enumerate() {
                 self.drain(i, tun, &policies, batch);
             }
             return Recv::Data;
         }
         let mut closed = false;
-        let any = poll_in(shared.tuns.iter().map(|t| t.as_raw_fd()), |i| {
+        let any = poll_in(queues.iter().map(|t| t.as_raw_fd()), |i| {
             // Taken after the wait, so a policy change never waits for an idle poll.
             let Ok(policies) = shared.policies.read() else {
                 closed = true;
                 return;
             };
-            if let Some(tun) = shared.tuns.get(i) {
+            if let Some(tun) = queues.get(i) {
                 self.drain(i, tun, &policies, batch);
             }
         });
@@ -556,6 +565,8 @@ enum EspSocket {
     Udp {
         sock: Arc<UdpSocket>,
         local: SocketAddr,
+        /// `UDP_GRO` is on: datagrams arrive coalesced, read them through [`GroRecv`].
+        gro: bool,
     },
 }
 
@@ -575,6 +586,86 @@ pub struct EspSource {
     pub ike: Sender<Datagram>,
     pub wake: Arc<mio::Waker>,
     sockets: Vec<EspSocket>,
+    gro: GroRecv,
+}
+
+/// `UDP_GRO` (linux/udp.h): receive runs of equal-sized datagrams of one flow as one buffer,
+/// with the segment size in a control message.
+const UDP_GRO: libc::c_int = 104;
+/// Coalesced datagrams read per `recvmmsg` on a `UDP_GRO` socket.
+const GRO_MSGS: usize = 8;
+/// Largest coalesced datagram (a UDP datagram's limit).
+const GRO_BUF: usize = 65_535;
+
+/// Control message space for the `UDP_GRO` segment size (an int), 8-byte aligned.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct GroCmsg([u8; 64]);
+
+/// One coalesced datagram read but not yet cut into the batch.
+#[derive(Clone, Copy)]
+struct GroDatagram {
+    /// Index of its buffer in `GroRecv::bufs`.
+    buf: usize,
+    len: usize,
+    /// Segment size (the whole length when the kernel did not coalesce).
+    segment: usize,
+    /// Bytes already cut into batches.
+    offset: usize,
+    from: libc::sockaddr_storage,
+    local: SocketAddr,
+}
+
+/// Receive side of ESP-in-UDP with `UDP_GRO`: a few 64 KiB buffers (allocated once, reused)
+/// that `recvmmsg` fills with coalesced datagrams, cut into ESP packets by segment size.
+struct GroRecv {
+    bufs: Vec<Box<[u8]>>,
+    /// Read datagrams still to cut up, oldest first.
+    pending: std::collections::VecDeque<GroDatagram>,
+}
+
+impl GroRecv {
+    fn new(any: bool) -> Self {
+        let n = if any { GRO_MSGS } else { 0 };
+        GroRecv {
+            bufs: (0..n)
+                .map(|_| vec![0u8; GRO_BUF].into_boxed_slice())
+                .collect(),
+            pending: std::collections::VecDeque::with_capacity(n),
+        }
+    }
+}
+
+/// Turns on `UDP_GRO`; false when the kernel does not have it (before 5.0).
+fn enable_udp_gro(sock: &UdpSocket) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            std::ptr::addr_of!(on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
+}
+
+/// The segment size a `UDP_GRO` control message carries, if any.
+fn gro_segment(h: &libc::msghdr) -> Option<usize> {
+    // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG_* macros stay inside it.
+    unsafe {
+        let mut cm = libc::CMSG_FIRSTHDR(h);
+        while !cm.is_null() {
+            if (*cm).cmsg_level == libc::SOL_UDP && (*cm).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<libc::c_int>());
+                return usize::try_from(v).ok().filter(|&v| v > 0);
+            }
+            cm = libc::CMSG_NXTHDR(h, cm);
+        }
+    }
+    None
 }
 
 impl EspSource {
@@ -586,13 +677,121 @@ impl EspSource {
         let udps = shared.nat_t.iter().map(|(a, s)| EspSocket::Udp {
             sock: s.clone(),
             local: SocketAddr::new(*a, 4500),
+            gro: enable_udp_gro(s),
         });
-        let sockets = raws.chain(udps).collect();
+        let sockets: Vec<EspSocket> = raws.chain(udps).collect();
+        let any_gro = sockets
+            .iter()
+            .any(|s| matches!(s, EspSocket::Udp { gro: true, .. }));
         EspSource {
             shared,
             ike,
             wake,
             sockets,
+            gro: GroRecv::new(any_gro),
+        }
+    }
+
+    /// Cuts pending coalesced datagrams into the batch; false when the batch filled first.
+    fn flush_gro(&mut self, batch: &mut Batch) -> bool {
+        while let Some(d) = self.gro.pending.front_mut() {
+            let data = self
+                .gro
+                .bufs
+                .get(d.buf)
+                .and_then(|b| b.get(..d.len))
+                .unwrap_or_default();
+            while d.offset < d.len {
+                let end = d.len.min(d.offset.saturating_add(d.segment));
+                let seg = data.get(d.offset..end).unwrap_or_default();
+                let Some(p) = batch.push() else {
+                    return false;
+                };
+                d.offset = end;
+                let Some(dst) = p.spare_mut().get_mut(..seg.len()) else {
+                    // Larger than a packet buffer: no ESP packet of ours is.
+                    batch.pop();
+                    self.shared
+                        .counters
+                        .malformed_udp
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                dst.copy_from_slice(seg);
+                p.set_len(seg.len());
+                let (from, local) = (d.from, d.local);
+                if !classify_udp(&self.shared, &self.ike, &self.wake, seg, local, &from) {
+                    batch.pop();
+                }
+            }
+            self.gro.pending.pop_front();
+        }
+        true
+    }
+
+    /// `recvmmsg` of coalesced datagrams from a `UDP_GRO` socket, cut into the batch.
+    fn drain_gro(&mut self, fd: RawFd, local: SocketAddr, batch: &mut Batch) {
+        while self.flush_gro(batch) && !batch.is_full() {
+            let n = self.gro.bufs.len();
+            // SAFETY: all-zero mmsghdr, iovec, sockaddr_storage are valid values.
+            let mut hdrs: [libc::mmsghdr; GRO_MSGS] = unsafe { std::mem::zeroed() };
+            let mut iovs: [libc::iovec; GRO_MSGS] = unsafe { std::mem::zeroed() };
+            let mut addrs: [libc::sockaddr_storage; GRO_MSGS] = unsafe { std::mem::zeroed() };
+            let mut cmsgs = [GroCmsg([0; 64]); GRO_MSGS];
+            let mut room = 0;
+            for (((h, iov), a), (c, b)) in hdrs
+                .iter_mut()
+                .zip(iovs.iter_mut())
+                .zip(addrs.iter_mut())
+                .zip(cmsgs.iter_mut().zip(self.gro.bufs.iter_mut()))
+                .take(n)
+            {
+                *iov = libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: b.len(),
+                };
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
+                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
+                h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = c.0.len() as _;
+                room += 1;
+            }
+            if room == 0 {
+                return;
+            }
+            // SAFETY: hdrs[..room] point at live buffers, addresses and control space.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    room as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            let got = if r > 0 { (r as usize).min(room) } else { 0 };
+            for (k, (h, a)) in hdrs.iter().zip(addrs.iter()).take(got).enumerate() {
+                let len = h.msg_len as usize;
+                if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len == 0 {
+                    continue;
+                }
+                let segment = gro_segment(&h.msg_hdr).unwrap_or(len);
+                self.gro.pending.push_back(GroDatagram {
+                    buf: k,
+                    len,
+                    segment,
+                    offset: 0,
+                    from: *a,
+                    local,
+                });
+            }
+            if got < room {
+                // Cut what was read now: the buffers are reused by the next call.
+                self.flush_gro(batch);
+                return;
+            }
         }
     }
 
@@ -698,7 +897,9 @@ impl EspSource {
                     p.set_len(len);
                     match udp_local {
                         None => true,
-                        Some(local) => self.classify_udp(p.data(), local, a),
+                        Some(local) => {
+                            classify_udp(&self.shared, &self.ike, &self.wake, p.data(), local, a)
+                        }
                     }
                 };
                 if esp {
@@ -714,46 +915,77 @@ impl EspSource {
             }
         }
     }
+}
 
-    /// True for ESP; IKE goes to the control loop, keepalives and junk are dropped.
-    fn classify_udp(&self, data: &[u8], local: SocketAddr, from: &libc::sockaddr_storage) -> bool {
-        match classify(data) {
-            UdpPayload::Esp(_) => true,
-            UdpPayload::Ike(msg) => {
-                if let Some(remote) = socket_addr(from) {
-                    let _ = self.ike.send(Datagram {
-                        local,
-                        remote,
-                        data: msg.to_vec(),
-                    });
-                    let _ = self.wake.wake();
-                }
-                false
+/// True for ESP; IKE goes to the control loop, keepalives and junk are dropped.
+fn classify_udp(
+    shared: &Shared,
+    ike: &Sender<Datagram>,
+    wake: &mio::Waker,
+    data: &[u8],
+    local: SocketAddr,
+    from: &libc::sockaddr_storage,
+) -> bool {
+    match classify(data) {
+        UdpPayload::Esp(_) => true,
+        UdpPayload::Ike(msg) => {
+            if let Some(remote) = socket_addr(from) {
+                let _ = ike.send(Datagram {
+                    local,
+                    remote,
+                    data: msg.to_vec(),
+                });
+                let _ = wake.wake();
             }
-            UdpPayload::Keepalive => false,
-            UdpPayload::Malformed => {
-                self.shared
-                    .counters
-                    .malformed_udp
-                    .fetch_add(1, Ordering::Relaxed);
-                false
-            }
+            false
+        }
+        UdpPayload::Keepalive => false,
+        UdpPayload::Malformed => {
+            shared
+                .counters
+                .malformed_udp
+                .fetch_add(1, Ordering::Relaxed);
+            false
         }
     }
 }
 
 impl PacketSource for EspSource {
     fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
+        if !self.gro.pending.is_empty() {
+            // The rest of coalesced datagrams first; the next poll can wait.
+            self.flush_gro(batch);
+            return Recv::Data;
+        }
+        let mut ready = [false; 16];
+        let mut more = Vec::new();
         let any = poll_in(self.sockets.iter().map(EspSocket::fd), |i| {
-            if let Some(s) = self.sockets.get(i) {
-                self.drain(s, batch);
+            match ready.get_mut(i) {
+                Some(r) => *r = true,
+                None => more.push(i),
             }
         });
-        if any {
-            Recv::Data
-        } else {
-            Recv::Idle
+        if !any {
+            return Recv::Idle;
         }
+        let readable = (0..ready.len())
+            .filter(|&i| ready.get(i).copied().unwrap_or(false))
+            .chain(more);
+        for i in readable {
+            match self.sockets.get(i) {
+                Some(EspSocket::Udp {
+                    sock,
+                    local,
+                    gro: true,
+                }) => {
+                    let (fd, local) = (sock.as_raw_fd(), *local);
+                    self.drain_gro(fd, local, batch);
+                }
+                Some(s) => self.drain(s, batch),
+                None => {}
+            }
+        }
+        Recv::Data
     }
 }
 
@@ -762,6 +994,8 @@ impl PacketSource for EspSource {
 pub struct TunSink {
     shared: Arc<Shared>,
     gro: Gro,
+    /// Per packet of the current batch: (TUN, queue) it goes to. Reused from batch to batch.
+    dest: Vec<Option<(usize, usize)>>,
 }
 
 /// A zero virtio-net header: a packet as it is.
@@ -772,6 +1006,7 @@ impl TunSink {
         TunSink {
             shared,
             gro: Gro::new(),
+            dest: Vec::with_capacity(ferrovpn_esp::pipeline::DEFAULT_BATCH),
         }
     }
 }
@@ -779,31 +1014,54 @@ impl TunSink {
 impl PacketSink for TunSink {
     fn send_batch(&mut self, batch: &mut Batch) {
         let shared = self.shared.clone();
-        let Ok(inbound) = shared.inbound.read() else {
-            return;
-        };
-        let tun_of = |p: &PacketBuf| tun_for(&shared, &inbound, p);
-        for p in batch.packets_mut() {
-            if p.verdict == Verdict::Ok && mss::is_syn(p.data()) {
-                if let Some(&t) = p.sa.and_then(|h| inbound.get(&h)) {
-                    clamp_mss(&shared, t, p);
-                }
+        {
+            let Ok(inbound) = shared.inbound.read() else {
+                return;
+            };
+            // One map lookup per run of packets of one SA, not per packet.
+            let mut last: Option<(SaHandle, Option<usize>)> = None;
+            self.dest.clear();
+            self.dest.extend(batch.packets().iter().map(|p| {
+                let h = p.sa.filter(|_| p.verdict == Verdict::Ok)?;
+                let tun = match last {
+                    Some((lh, t)) if lh == h => t,
+                    _ => {
+                        let t = inbound.get(&h).copied();
+                        last = Some((h, t));
+                        t
+                    }
+                }?;
+                let queues = shared.tuns.get(tun)?.len();
+                Some((tun, queue_for(p.data(), queues)))
+            }));
+        }
+        for (p, d) in batch.packets_mut().iter_mut().zip(&self.dest) {
+            if let Some((t, _)) = d {
+                clamp_mss(&shared, *t, p);
             }
         }
+        let dest = &self.dest;
+        let tun_at = |i: usize| {
+            let (t, q) = dest.get(i).copied().flatten()?;
+            shared.tuns.get(t)?.get(q)
+        };
         {
             let pkts = batch.packets();
             self.gro.plan(pkts.len(), |i| {
                 let p = pkts.get(i)?;
-                tun_of(p).filter(|t| t.vnet_hdr()).map(|_| p.data())
+                tun_at(i).filter(|t| t.vnet_hdr()).map(|_| p.data())
             });
         }
         let errors = &shared.counters.tun_write_errors;
         for i in 0..batch.len() {
-            let tun = match batch.packets().get(i) {
-                Some(p) if p.verdict == Verdict::Ok => tun_of(p),
-                _ => continue,
-            };
-            let Some(tun) = tun else {
+            if !batch
+                .packets()
+                .get(i)
+                .is_some_and(|p| p.verdict == Verdict::Ok)
+            {
+                continue;
+            }
+            let Some(tun) = tun_at(i) else {
                 errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -844,17 +1102,51 @@ fn clamp_mss(shared: &Shared, tun: usize, p: &mut PacketBuf) {
     }
 }
 
-/// The TUN a decapsulated packet goes to: its inbound SA's connection.
-fn tun_for<'s>(
-    shared: &'s Shared,
-    inbound: &HashMap<SaHandle, usize>,
-    p: &PacketBuf,
-) -> Option<&'s Arc<Tun>> {
-    if p.verdict != Verdict::Ok {
-        return None;
+/// The queue (of `queues`) a decapsulated packet is written through: its flow's, so that the
+/// kernel steers the flow's outbound packets to the lane reading that queue.
+fn queue_for(packet: &[u8], queues: usize) -> usize {
+    match queues {
+        0 | 1 => 0,
+        n => ((u64::from(flow_hash(packet)) * n as u64) >> 32) as usize,
     }
-    let i = p.sa.and_then(|h| inbound.get(&h))?;
-    shared.tuns.get(*i)
+}
+
+/// A hash of an IP packet's flow that is the same in both directions: addresses and, for
+/// TCP/UDP without fragmentation, ports, each pair XORed.
+fn flow_hash(p: &[u8]) -> u32 {
+    let word = |r: std::ops::Range<usize>| {
+        p.get(r).map_or(0, |b| {
+            b.iter().fold(0u32, |h, &x| h.rotate_left(8) ^ u32::from(x))
+        })
+    };
+    let (addrs, proto, l4) = match p.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ihl = usize::from(p.first().copied().unwrap_or(0) & 0x0f) * 4;
+            let frag = word(6..8) & 0x3fff != 0;
+            let l4 = (!frag).then_some(ihl);
+            (word(12..16) ^ word(16..20), p.get(9).copied(), l4)
+        }
+        Some(6) => {
+            let a = (8..24)
+                .step_by(4)
+                .fold(0, |h, o| h ^ word(o..o + 4) ^ word(o + 16..o + 20));
+            (a, p.get(6).copied(), Some(40))
+        }
+        _ => return 0,
+    };
+    let ports = match (proto, l4) {
+        (Some(6 | 17), Some(o)) => word(o..o + 2) ^ word(o + 2..o + 4),
+        _ => 0,
+    };
+    // Every bit of the input reaches every bit of the output (MurmurHash3's finalizer):
+    // Linux gives connect()ed sockets ports of one parity, so the low bits alone would put
+    // all of one host's flows on the same queue.
+    let mut h = addrs ^ ports.rotate_left(16) ^ u32::from(proto.unwrap_or(0));
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 fn data_of(b: &Batch, i: usize) -> &[u8] {
@@ -890,6 +1182,64 @@ fn write_super_packet(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_hash_is_the_same_both_ways_and_tells_flows_apart() {
+        let v4 = |s: [u8; 4], d: [u8; 4], sp: u16, dp: u16| {
+            let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+            p.extend(s);
+            p.extend(d);
+            p.extend(sp.to_be_bytes());
+            p.extend(dp.to_be_bytes());
+            p.extend([0u8; 16]);
+            p
+        };
+        let (a, b) = ([198, 51, 100, 1], [203, 0, 113, 1]);
+        assert_eq!(
+            flow_hash(&v4(a, b, 40000, 5201)),
+            flow_hash(&v4(b, a, 5201, 40000))
+        );
+        let hashes: std::collections::HashSet<u32> = (0..64)
+            .map(|i| flow_hash(&v4(a, b, 40000 + i, 5201)) % 4)
+            .collect();
+        assert_eq!(
+            hashes.len(),
+            4,
+            "64 flows should land on every one of 4 queues"
+        );
+        let v6 = |s: u8, d: u8, sp: u16, dp: u16| {
+            let mut p = vec![0x60, 0, 0, 0, 0, 20, 17, 64];
+            p.extend(
+                [0x20, 0x01, 0x0d, 0xb8]
+                    .iter()
+                    .chain(&[0u8; 11])
+                    .chain(&[s]),
+            );
+            p.extend(
+                [0x20, 0x01, 0x0d, 0xb8]
+                    .iter()
+                    .chain(&[0u8; 11])
+                    .chain(&[d]),
+            );
+            p.extend(sp.to_be_bytes());
+            p.extend(dp.to_be_bytes());
+            p
+        };
+        assert_eq!(
+            flow_hash(&v6(1, 2, 53, 9999)),
+            flow_hash(&v6(2, 1, 9999, 53))
+        );
+        assert_ne!(
+            flow_hash(&v6(1, 2, 53, 9999)),
+            flow_hash(&v6(1, 3, 53, 9999))
+        );
+        // Short and odd input is hashed, not a panic.
+        let (p6, p4) = (v6(1, 2, 3, 4), v4(a, b, 1, 2));
+        for n in 0..48 {
+            flow_hash(&p6[..n.min(p6.len())]);
+            flow_hash(&p4[..n.min(p4.len())]);
+        }
+    }
 
     #[test]
     fn addresses_of_ipv4_and_ipv6_packets() {
@@ -1007,10 +1357,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn esp_source_keeps_esp_and_hands_ike_to_the_control_loop() {
-        let (tx, rx) = udp_pair();
-        rx.set_nonblocking(true).unwrap();
+    fn esp_source_on(
+        rx: UdpSocket,
+    ) -> (
+        EspSource,
+        Arc<Shared>,
+        crossbeam_channel::Receiver<Datagram>,
+    ) {
         let local = rx.local_addr().unwrap();
         let shared = Arc::new(Shared {
             tuns: Vec::new(),
@@ -1024,7 +1377,66 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let (ike_tx, ike_rx) = crossbeam_channel::unbounded();
-        let mut src = EspSource::new(shared.clone(), ike_tx, waker);
+        (
+            EspSource::new(shared.clone(), ike_tx, waker),
+            shared,
+            ike_rx,
+        )
+    }
+
+    #[test]
+    fn gso_runs_arrive_through_udp_gro_as_separate_esp_packets_in_order() {
+        let (tx, rx) = udp_pair();
+        rx.set_nonblocking(true).unwrap();
+        let local = rx.local_addr().unwrap();
+        let (mut src, shared, _ike) = esp_source_on(rx);
+        assert!(
+            matches!(src.sockets.first(), Some(EspSocket::Udp { gro: true, .. })),
+            "UDP_GRO should be on (Linux >= 5.0)"
+        );
+        // 150 ESP packets of 1200 bytes in GSO runs of up to 64, a shorter one ending each
+        // of the last runs: more than one batch, so cutting resumes across calls.
+        let packets: Vec<Vec<u8>> = (0..150u32)
+            .map(|i| {
+                let len = if i % 50 == 49 { 700 } else { 1200 };
+                let mut p = vec![0xa5u8; len];
+                p[..4].copy_from_slice(&0x1000u32.to_be_bytes());
+                p[4..8].copy_from_slice(&(i + 1).to_be_bytes());
+                p
+            })
+            .collect();
+        let errors = AtomicU64::new(0);
+        let mut list = SendList::new();
+        for p in &packets {
+            list.push(tx.as_raw_fd(), true, p, local, &errors);
+        }
+        list.flush(&errors);
+        assert_eq!(errors.load(Ordering::Relaxed), 0);
+        let mut batch = Batch::new(64, 2048);
+        // Coalesced: one call fills the batch (without GRO it would hold one read's worth).
+        assert_eq!(src.recv_batch(&mut batch), Recv::Data);
+        assert_eq!(batch.len(), 64);
+        assert!(!src.gro.pending.is_empty());
+        let mut got: Vec<Vec<u8>> = batch.packets().iter().map(|p| p.data().to_vec()).collect();
+        for _ in 0..100 {
+            if got.len() == packets.len() {
+                break;
+            }
+            batch.clear();
+            src.recv_batch(&mut batch);
+            got.extend(batch.packets().iter().map(|p| p.data().to_vec()));
+        }
+        assert_eq!(got.len(), packets.len());
+        assert!(got == packets, "packets differ or are out of order");
+        assert_eq!(shared.counters.malformed_udp.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn esp_source_keeps_esp_and_hands_ike_to_the_control_loop() {
+        let (tx, rx) = udp_pair();
+        rx.set_nonblocking(true).unwrap();
+        let local = rx.local_addr().unwrap();
+        let (mut src, shared, ike_rx) = esp_source_on(rx);
         let esp = |i: u8| vec![0, 0, 1, i, 0, 0, 0, i, 0xab, 0xcd];
         tx.send_to(&esp(1), local).unwrap();
         tx.send_to(&[0, 0, 0, 0, 7, 7, 7], local).unwrap();

@@ -49,33 +49,74 @@ pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// the reader falls briefly behind a fast TCP sender, which then backs off on the losses.
 pub const TUN_TXQUEUELEN: u32 = 1000;
 
-/// Opens a tunnel interface; with `offloads`, with the virtio-net header and TSO/checksum
-/// offloads, falling back to plain packets when the kernel refuses them.
-fn open_tun(name: &str, offloads: bool) -> Result<Tun, crate::tun::TunError> {
+/// Opens a tunnel interface with `queues` queues (`IFF_MULTI_QUEUE` when more than one); with
+/// `offloads`, with the virtio-net header and TSO/checksum offloads, falling back to plain
+/// packets when the kernel refuses them.
+fn open_tun(name: &str, queues: usize, offloads: bool) -> Result<Vec<Tun>, crate::tun::TunError> {
     let plain = TunOptions {
-        multi_queue: false,
+        multi_queue: queues > 1,
         vnet_hdr: false,
         nonblocking: true,
     };
+    let open = |opts| {
+        if queues > 1 {
+            Tun::open_queues(name, queues, opts)
+        } else {
+            Tun::open(name, opts).map(|t| vec![t])
+        }
+    };
     if !offloads {
-        return Tun::open(name, plain);
+        return open(plain);
     }
-    let tun = Tun::open(
-        name,
-        TunOptions {
-            vnet_hdr: true,
-            ..plain
-        },
-    )?;
-    match tun.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) {
-        Ok(()) => Ok(tun),
-        Err(e) => {
+    let tuns = open(TunOptions {
+        vnet_hdr: true,
+        ..plain
+    })?;
+    // The offloads are the device's: set once, through any queue.
+    let refused = tuns
+        .first()
+        .and_then(|t| t.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6).err());
+    match refused {
+        None => Ok(tuns),
+        Some(e) => {
             warn!("{name}: the kernel refused TUN offloads ({e}); one packet per read");
-            // Closing the only queue removes the device; it comes back without the header.
-            drop(tun);
-            Tun::open(name, plain)
+            // Closing every queue removes the device; it comes back without the header.
+            drop(tuns);
+            open(plain)
         }
     }
+}
+
+/// A thread-start hook that pins each data plane thread to the next allowed CPU in turn.
+fn pin_round_robin() -> ferrovpn_esp::ThreadStart {
+    // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity fills it.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is this thread; the size matches the set.
+    let ok = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) } == 0;
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: i < CPU_SETSIZE.
+        .filter(|&i| ok && unsafe { libc::CPU_ISSET(i, &allowed) })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    Arc::new(move || {
+        if cpus.is_empty() {
+            return;
+        }
+        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % cpus.len();
+        let Some(&cpu) = cpus.get(k) else { return };
+        // SAFETY: as above; one CPU in the set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: pid 0 is the calling thread.
+        if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+            warn!(
+                "pinning a data plane thread to CPU {cpu}: {}",
+                io::Error::last_os_error()
+            );
+        } else {
+            tracing::debug!("data plane thread pinned to CPU {cpu}");
+        }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +244,10 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         Err(e) => warn!("cleaning up after a previous run: {e}"),
     }
 
-    // TUN devices, addresses and routes.
+    // TUN devices, addresses and routes. With several workers each device has one queue per
+    // worker and each outbound lane reads its own queue of every device.
+    let workers = cfg.daemon.workers.get();
+    let mut lane_queues: Vec<Vec<Arc<Tun>>> = vec![Vec::new(); workers];
     let mut tuns = Vec::new();
     let mut tcp_mss = Vec::new();
     let mut conns = Vec::new();
@@ -233,8 +277,17 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             });
             convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
         });
-        let tun =
-            open_tun(&name, cfg.daemon.offloads).map_err(|e| setup(format!("TUN {name}: {e}")))?;
+        let queues: Vec<Arc<Tun>> = open_tun(&name, workers, cfg.daemon.offloads)
+            .map_err(|e| setup(format!("TUN {name}: {e}")))?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let Some(tun) = queues.first().cloned() else {
+            return Err(setup(format!("TUN {name}: no queue opened")));
+        };
+        for (lane, q) in lane_queues.iter_mut().zip(&queues) {
+            lane.push(q.clone());
+        }
         let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
         tun.set_mtu(&mut nl, mtu)
             .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
@@ -249,7 +302,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         let installed = routing::setup(&mut nl, ifindex, &routes, &policy_routing)
             .map_err(|e| setup(format!("routes via {name}: {e}")))?;
         info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
-        tuns.push(Arc::new(tun));
+        tuns.push(queues);
         tcp_mss.push(convert::mss_clamp(c.tcp_mss, mtu));
         conns.push(ConnState {
             cfg: c.clone(),
@@ -280,20 +333,35 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
 
     let sad = Arc::new(Sad::new());
     let clock = Arc::new(MonotonicClock::new());
-    let workers = cfg.daemon.workers.get();
-    let encap = Pipeline::builder(sad.clone(), PipeMode::Encap)
+    let pin = cfg.daemon.pin_workers.then(pin_round_robin);
+    let builder = |mode| {
+        let b = Pipeline::builder(sad.clone(), mode).clock(clock.clone());
+        match &pin {
+            Some(f) => b.thread_start(f.clone()),
+            None => b,
+        }
+    };
+    // Outbound: one inline lane per TUN queue (the kernel keeps a flow on one queue, so its
+    // packets stay in order); lanes encrypt in parallel but send in the order they numbered
+    // their batches, so each SA's sequence numbers leave in order.
+    let order = ferrovpn_esp::SendOrder::new();
+    let encap = lane_queues
+        .into_iter()
+        .map(|queues| {
+            builder(PipeMode::Encap)
+                .workers(1)
+                .send_order(order.clone())
+                .spawn(
+                    TunSource::new(shared.clone(), queues),
+                    EspSink {
+                        shared: shared.clone(),
+                    },
+                )
+                .map_err(|e| DaemonError::Io("encap pipeline", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let decap = builder(PipeMode::Decap)
         .workers(workers)
-        .clock(clock.clone())
-        .spawn(
-            TunSource::new(shared.clone()),
-            EspSink {
-                shared: shared.clone(),
-            },
-        )
-        .map_err(|e| DaemonError::Io("encap pipeline", e))?;
-    let decap = Pipeline::builder(sad.clone(), PipeMode::Decap)
-        .workers(workers)
-        .clock(clock.clone())
         .spawn(
             EspSource::new(shared.clone(), ike_tx, waker.clone()),
             TunSink::new(shared.clone()),
@@ -386,7 +454,9 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     if let Some(m) = metrics_server {
         m.stop();
     }
-    encap.shutdown();
+    for lane in encap {
+        lane.shutdown();
+    }
     decap.shutdown();
     for c in &mut d.conns {
         if let Some(inst) = c.routing.take() {
