@@ -8,6 +8,15 @@
 #   policy-two-pairs  policy-based, two subnet pairs, one SA pair each, ping inside each pair
 #   wrong-psk         tunnel never comes up, both daemons keep running, log says authentication
 #   unreachable       peer drops UDP 500/4500: MM1 is retransmitted, the daemon keeps running
+#   mss-fixed         A has tcp_mss = 1200, B "off": A's SYN reaches B's TUN with MSS 1200, B's
+#                     SYN-ACK (1398) reaches A's TUN with 1200 (clamped both ways), TCP works
+#   mss-auto          both default: A's route announces advmss 1460, its SYN reaches B's TUN with
+#                     the TUN MTU - 40
+#   frag-raw          both tunnels mtu = 1500 over the 1500-byte veth: ESP is larger than the link,
+#                     so it leaves in fragments (no DF) and is reassembled; ping -M do -s 1472 and
+#                     TCP get through; ping -M do beyond the TUN MTU fails locally (too long),
+#                     and a host behind A gets ICMP "frag needed, mtu 1500" from A's kernel
+#   frag-udp          the same with ESP-in-UDP (nat_traversal = "force")
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test, default: release build of this tree), E2E_CASES (space-
 # separated subset of the case names above), E2E_XFER_MB (default 20).
@@ -17,7 +26,7 @@ E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$E2E_ROOT/tests/e2e/lib/e2e.sh"
 
 require_root_or_skip "ferrovpn_pair.sh needs network namespaces"
-require_cmd_or_skip ip ping python3 nft sha256sum
+require_cmd_or_skip ip ping python3 nft sha256sum tshark
 e2e_binary
 
 XFER_MB="${E2E_XFER_MB:-20}"
@@ -233,7 +242,151 @@ address = \"$A_IN/32\""
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 
-CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable)
+# capture_start NS IFACE FILE FILTER: tshark writing FILE in the background ($CAP_PID), once it
+# is capturing.
+capture_start() {
+    local log="$3.log" i
+    FV_SPAWN_LOG="$log" fv_spawn "$1" tshark -n -i "$2" -w "$3" -f "$4"
+    CAP_PID="$FV_LAST_PID"
+    for ((i = 0; i < 100; i++)); do
+        grep -q "Capturing on" "$log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    cat "$log" >&2
+    fail "tshark did not start capturing on $2 in $1"
+}
+
+capture_stop() {
+    sleep 0.5
+    fv_stop "$CAP_PID"
+}
+
+# syn_mss FILE SRC: "flags mss" of each TCP SYN from SRC in FILE (flags 0x2 SYN, 0x12 SYN-ACK).
+syn_mss() {
+    tshark -n -r "$1" -Y "tcp.flags.syn == 1 && ip.src == $2" -T fields \
+        -e tcp.flags -e tcp.options.mss_val 2>/dev/null | sed 's/0x0*/0x/' | sort -u
+}
+
+# mss_pair A_TUNNEL B_TUNNEL [CONN]: a route-based pair (A routes everything into the tunnel)
+# with more route_based lines on each side and more connection lines on both; SAs up.
+mss_pair() {
+    pair_setup
+    write_conf a initiate main "${3:-}" "[connection.route_based]
+interface = \"fv0\"
+address = \"$A_IN/32\"
+routes = [\"0.0.0.0/0\"]
+$1"
+    write_conf b respond main "${3:-}" "[connection.route_based]
+interface = \"fv0\"
+address = \"$B_IN/32\"
+routes = [\"198.51.100.0/24\"]
+$2"
+    start_pair
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "side A: no IPsec SA within 20 s"
+    e2e_wait_sas "$SOCK_B" "$PID_B" 1 20 || fail "side B: no IPsec SA within 20 s"
+}
+
+case_mss_fixed() {
+    mss_pair "tcp_mss = 1200" 'tcp_mss = "off"'
+    local mtu_b syn synack
+    mtu_b="$(ip -n "$FV_NS_B" -o link show fv0 | grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
+    capture_start "$FV_NS_B" fv0 "$FV_TMP/b.pcap" "tcp[tcpflags] & tcp-syn != 0"
+    CAP_B="$CAP_PID"
+    capture_start "$FV_NS_A" fv0 "$FV_TMP/a.pcap" "tcp[tcpflags] & tcp-syn != 0"
+    CAP_A="$CAP_PID"
+    e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 2
+    CAP_PID="$CAP_A" capture_stop
+    CAP_PID="$CAP_B" capture_stop
+    syn="$(syn_mss "$FV_TMP/b.pcap" "$A_IN")"
+    [ "$syn" = "0x2	1200" ] || fail "A's SYN on B's TUN: '$syn', want MSS 1200 (A's tcp_mss)"
+    ok "A's SYN arrives on B's TUN with MSS 1200 (tcp_mss = 1200 on A, outbound)"
+    synack="$(syn_mss "$FV_TMP/b.pcap" "$B_IN")"
+    [ "$synack" = "0x12	$((mtu_b - 40))" ] || fail "B's SYN-ACK on B's TUN: '$synack', want MSS $((mtu_b - 40))"
+    synack="$(syn_mss "$FV_TMP/a.pcap" "$B_IN")"
+    [ "$synack" = "0x12	1200" ] || fail "B's SYN-ACK on A's TUN: '$synack', want MSS 1200 (A clamps inbound)"
+    ok "B's SYN-ACK leaves with MSS $((mtu_b - 40)) (tcp_mss off on B), reaches A's TUN with 1200 (inbound clamp)"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
+}
+
+case_mss_auto() {
+    mss_pair "" ""
+    local mtu_a route syn
+    mtu_a="$(ip -n "$FV_NS_A" -o link show fv0 | grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
+    # A's stack announces more than its TUN carries.
+    route="$(ip -n "$FV_NS_A" route show table all | grep '^default dev fv0' | head -1)"
+    [ -n "$route" ] || fail "side A: no default route into fv0"
+    # shellcheck disable=SC2086  # the route's words are arguments
+    ip -n "$FV_NS_A" route change $route advmss 1460 || fail "cannot set advmss 1460 on '$route'"
+    capture_start "$FV_NS_A" fv0 "$FV_TMP/a.pcap" "tcp[tcpflags] & tcp-syn != 0"
+    CAP_A="$CAP_PID"
+    capture_start "$FV_NS_B" fv0 "$FV_TMP/b.pcap" "tcp[tcpflags] & tcp-syn != 0"
+    CAP_B="$CAP_PID"
+    e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 2
+    CAP_PID="$CAP_A" capture_stop
+    CAP_PID="$CAP_B" capture_stop
+    syn="$(syn_mss "$FV_TMP/a.pcap" "$A_IN")"
+    [ "$syn" = "0x2	1460" ] || fail "A's SYN on A's TUN: '$syn', want MSS 1460 (route advmss)"
+    syn="$(syn_mss "$FV_TMP/b.pcap" "$A_IN")"
+    [ "$syn" = "0x2	$((mtu_a - 40))" ] || fail "A's SYN on B's TUN: '$syn', want MSS $((mtu_a - 40)) (TUN MTU $mtu_a - 40)"
+    ok "A's SYN leaves with MSS 1460, reaches B's TUN with $((mtu_a - 40)) = TUN MTU $mtu_a - 40 (tcp_mss auto)"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
+}
+
+# frag_pair CONN OUTER_FILTER: tunnels with mtu = 1500 over the 1500-byte veth.
+frag_pair() {
+    mss_pair "mtu = 1500" "mtu = 1500" "$1"
+    local out frags df
+    capture_start "$FV_NS_B" "$FV_IF_B" "$FV_TMP/veth.pcap" "src host 192.0.2.1 and ($2 or ip[6:2] & 0x1fff != 0)"
+    # 1472 bytes of ICMP data: a 1500-byte inner packet with DF, as large as the TUN takes.
+    out="$(ip netns exec "$FV_NS_A" ping -n -q -M do -s 1472 -c 3 -i 0.2 -W 2 -I "$A_IN" "$B_IN" 2>&1)" ||
+        { printf '%s\n' "$out" >&2; fail "ping -M do -s 1472 $A_IN -> $B_IN failed"; }
+    ok "ping -M do -s 1472 (1500-byte inner packets, DF): $(grep -o '[0-9]* received' <<<"$out")"
+    e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 5
+    capture_stop
+    frags="$(tshark -n -r "$FV_TMP/veth.pcap" -Y "ip.flags.mf == 1 || ip.frag_offset > 0" 2>/dev/null | wc -l)"
+    df="$(tshark -n -r "$FV_TMP/veth.pcap" -Y "ip.flags.df == 1" 2>/dev/null | wc -l)"
+    [ "$frags" -gt 0 ] || fail "no outer IPv4 fragments on the veth"
+    [ "$df" = 0 ] || fail "$df outer packets carry DF"
+    ok "veth: $frags outer fragments, none with DF; the peer reassembled them"
+    [ "$(e2e_q "$SOCK_B" 'total("auth_failures") + total("replay_drops")')" = 0 ] ||
+        fail "side B counted auth failures or replay drops"
+    [ "$(e2e_q "$SOCK_A" 'd["counters"]["esp"]["send_errors"]')" = 0 ] ||
+        fail "side A counted send errors: $(e2e_status_json "$SOCK_A")"
+    # Inner DF beyond the TUN MTU: refused by the sender's kernel (the TUN's MTU), not sent.
+    out="$(ip netns exec "$FV_NS_A" ping -n -M do -s 1473 -c 1 -W 2 -I "$A_IN" "$B_IN" 2>&1)" &&
+        fail "ping -M do -s 1473 through a 1500-byte TUN succeeded"
+    grep -qi "message too long" <<<"$out" || { printf '%s\n' "$out" >&2; fail "ping -M do -s 1473: no 'message too long'"; }
+    ok "ping -M do -s 1473: $(grep -i -m1 'message too long' <<<"$out")"
+    [ -z "${3:-}" ] || forwarded_df
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
+}
+
+# A host C behind A (198.51.100.2 on a 9000-byte veth, A forwards): its DF packets above the TUN
+# MTU get ICMP "fragmentation needed" from A's kernel (RFC 1191), packets that fit get through.
+forwarded_df() {
+    local ns_c="${FV_ID}c" out
+    fv_ns_create "$ns_c"
+    fv_veth "$FV_NS_A" "${FV_ID}-c" 198.51.100.254/24 "$ns_c" "${FV_ID}-d" 198.51.100.2/24
+    # A jumbo link, so that only A's TUN is too small.
+    ip -n "$FV_NS_A" link set "${FV_ID}-c" mtu 9000
+    ip -n "$ns_c" link set "${FV_ID}-d" mtu 9000
+    ip -n "$ns_c" route add default via 198.51.100.254
+    ip netns exec "$FV_NS_A" sysctl -qw net.ipv4.ip_forward=1
+    out="$(ip netns exec "$ns_c" ping -n -q -M do -s 1472 -c 2 -i 0.2 -W 2 "$B_IN" 2>&1)" ||
+        { printf '%s\n' "$out" >&2; fail "ping -M do -s 1472 from C through A's tunnel failed"; }
+    out="$(ip netns exec "$ns_c" ping -n -M do -s 1473 -c 1 -W 2 "$B_IN" 2>&1)" &&
+        fail "ping -M do -s 1473 from C through a 1500-byte TUN succeeded"
+    grep -Eqi "frag needed.*mtu = 1500" <<<"$out" || { printf '%s\n' "$out" >&2; fail "C got no 'Frag needed' (mtu 1500) from A"; }
+    ok "host behind A: 1500-byte DF packets cross the tunnel, 1501 bytes get '$(grep -Eio -m1 'frag needed[^)]*\)' <<<"$out")' from A"
+}
+
+case_frag_raw() { frag_pair "" "ip proto 50" forwarded; }
+case_frag_udp() { frag_pair 'nat_traversal = "force"' "udp port 4500"; }
+
+CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -17,6 +17,7 @@
 //!   (parallel: pre-check, ICV, decrypt) and `decap_commit_batch` (arrival order: window update).
 //! - [`Pipeline::builder`]`(sad, Mode::Encap | Mode::Decap)` `.workers(n).spawn(source, sink)`:
 //!   parallel crypto with per-SA order preserved, I/O behind [`PacketSource`] / [`PacketSink`].
+//! - [`mss::MssClamp`] lowers the MSS option of TCP SYNs to fit the tunnel (RFC 6691).
 //! - [`nat_t::classify`] sorts UDP/4500 payloads into IKE / ESP / keepalive / malformed.
 //! - [`EspCrypto`] is the mode-agnostic layer below SAs (seal/open one packet, trailer parse).
 //!
@@ -30,6 +31,7 @@ mod cipher;
 mod clock;
 mod error;
 mod esp;
+pub mod mss;
 pub mod nat_t;
 pub mod offload;
 mod packet;

@@ -107,6 +107,7 @@ struct RawConnection {
 struct RawRouteBased {
     interface: String,
     mtu: Option<u32>,
+    tcp_mss: Option<RawTcpMss>,
     local_ts: Option<String>,
     remote_ts: Option<String>,
     routes: Option<Vec<String>>,
@@ -117,6 +118,15 @@ struct RawRouteBased {
 #[serde(deny_unknown_fields)]
 struct RawPolicyBased {
     pairs: Vec<RawPair>,
+    tcp_mss: Option<RawTcpMss>,
+}
+
+/// `tcp_mss = "auto" | "off" | 1360`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawTcpMss {
+    Word(String),
+    Number(i64),
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +315,18 @@ pub struct RouteBased {
     pub address: Option<IfAddr>,
 }
 
+/// TCP MSS clamping on the connection's TUN (RFC 6691): SYNs in both directions announce at
+/// most this MSS, so TCP never needs path-MTU discovery through the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpMss {
+    /// The TUN MTU − 40 (IPv4) or − 60 (IPv6).
+    #[default]
+    Auto,
+    Off,
+    /// This MSS for IPv4 and IPv6 SYNs alike.
+    Fixed(u16),
+}
+
 /// One Quick Mode SA pair of a policy-based connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SelectorPair {
@@ -340,6 +362,7 @@ pub struct Connection {
     pub start: Start,
     pub allow_weak_dh: bool,
     pub tunnel: Tunnel,
+    pub tcp_mss: TcpMss,
 }
 
 // ---- parsing and validation ----
@@ -764,9 +787,20 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
         })
     };
 
-    let tunnel = match (rc.route_based, rc.policy_based) {
-        (Some(r), None) => Tunnel::RouteBased(validate_route_based(r, remote_addr)?),
-        (None, Some(p)) => Tunnel::PolicyBased(validate_policy_based(p)?),
+    let (tunnel, tcp_mss) = match (rc.route_based, rc.policy_based) {
+        (Some(mut r), None) => {
+            let mss = r.tcp_mss.take();
+            let r = validate_route_based(r, remote_addr)?;
+            let mss = validate_tcp_mss("route_based.tcp_mss", mss, r.remote_ts.is_ipv6())?;
+            (Tunnel::RouteBased(r), mss)
+        }
+        (None, Some(mut p)) => {
+            let mss = p.tcp_mss.take();
+            let pairs = validate_policy_based(p)?;
+            let v6 = pairs.iter().any(|x| x.remote.is_ipv6());
+            let mss = validate_tcp_mss("policy_based.tcp_mss", mss, v6)?;
+            (Tunnel::PolicyBased(pairs), mss)
+        }
         _ => {
             return Err(
                 "set exactly one of [connection.route_based] or [connection.policy_based]".into(),
@@ -793,6 +827,7 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
         start: rc.start,
         allow_weak_dh: rc.allow_weak_dh,
         tunnel,
+        tcp_mss,
     })
 }
 
@@ -904,6 +939,29 @@ fn validate_route_based(r: RawRouteBased, remote_addr: IpAddr) -> Result<RouteBa
     })
 }
 
+/// `tcp_mss`: at least the smallest MSS every host accepts (RFC 9293 §3.7.1: 536 for IPv4,
+/// RFC 8200 §8.3: 1220 for IPv6), at most a 65535-byte IPv4 packet's.
+fn validate_tcp_mss(key: &str, raw: Option<RawTcpMss>, v6: bool) -> Result<TcpMss, String> {
+    let min = if v6 { 1220 } else { 536 };
+    match raw {
+        None => Ok(TcpMss::Auto),
+        Some(RawTcpMss::Word(w)) => match w.as_str() {
+            "auto" => Ok(TcpMss::Auto),
+            "off" => Ok(TcpMss::Off),
+            _ => Err(format!(
+                "{key}: '{w}' is not \"auto\", \"off\" or an MSS in bytes"
+            )),
+        },
+        Some(RawTcpMss::Number(n)) => match u16::try_from(n) {
+            Ok(m) if (min..=65495).contains(&m) => Ok(TcpMss::Fixed(m)),
+            _ => Err(format!(
+                "{key}: {n} is outside {min}..=65495 for {} traffic",
+                family(v6)
+            )),
+        },
+    }
+}
+
 fn validate_policy_based(p: RawPolicyBased) -> Result<Vec<SelectorPair>, String> {
     if p.pairs.is_empty() {
         return Err("policy_based.pairs: list at least one { local, remote } pair".into());
@@ -1006,6 +1064,17 @@ start = "initiate"
         let cfg = Config::parse(&text, &dir);
         std::fs::remove_dir_all(&dir).unwrap();
         cfg.unwrap()
+    }
+
+    #[test]
+    fn tcp_mss_is_auto_unless_set_off_or_to_a_number() {
+        let mss = |t: &str| parse(&with("psk = \"x\"", t)).unwrap().connections[0].tcp_mss;
+        assert_eq!(mss(RB), TcpMss::Auto);
+        assert_eq!(mss(PB), TcpMss::Auto);
+        assert_eq!(mss(&format!("{RB}tcp_mss = \"auto\"")), TcpMss::Auto);
+        assert_eq!(mss(&format!("{RB}tcp_mss = \"off\"")), TcpMss::Off);
+        assert_eq!(mss(&format!("{RB}tcp_mss = 1200")), TcpMss::Fixed(1200));
+        assert_eq!(mss(&format!("{PB}tcp_mss = 536")), TcpMss::Fixed(536));
     }
 
     #[test]
@@ -1167,6 +1236,14 @@ start = "initiate"
              "connection \"site-b\": route_based.address: 203.0.113.1 is outside local_ts 198.51.100.0/24"),
             (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nmtu = 100"),
              "connection \"site-b\": route_based.mtu: 100 is outside 576..=65535 for IPv4 traffic"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\ntcp_mss = 500"),
+             "connection \"site-b\": route_based.tcp_mss: 500 is outside 536..=65495 for IPv4 traffic"),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = \"2001:db8::/32\"\nlocal_ts = \"2001:db8:1::/48\"\ntcp_mss = 1200"),
+             "connection \"site-b\": route_based.tcp_mss: 1200 is outside 1220..=65495 for IPv6 traffic"),
+            (with("psk = \"x\"", &format!("{PB}tcp_mss = 70000")),
+             "connection \"site-b\": policy_based.tcp_mss: 70000 is outside 536..=65495 for IPv4 traffic"),
+            (with("psk = \"x\"", &format!("{PB}tcp_mss = \"clamp\"")),
+             "connection \"site-b\": policy_based.tcp_mss: 'clamp' is not \"auto\", \"off\" or an MSS in bytes"),
             (with("psk = \"x\"", "[connection.policy_based]\npairs = [{ local = \"198.51.100.0/24\", remote = \"2001:db8::/32\" }]"),
              "connection \"site-b\": policy_based.pairs[0]: local 198.51.100.0/24 and remote 2001:db8::/32 are of different address families"),
             (with("psk = \"x\"", "[connection.policy_based]\npairs = []"),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ferrovpn_esp::mss::MssClamp;
 use ferrovpn_esp::{
     AesKeyLen, Cipher, Direction, Encap, GcmIcv, Integrity, Lifetimes, Limits, SaConfig, SecretKey,
     TunnelEndpoints,
@@ -14,7 +15,7 @@ use ferrovpn_ike::{
     TrafficSelector,
 };
 
-use crate::config::{Connection, Identity, Mode, NatTraversal, Tunnel};
+use crate::config::{Connection, Identity, Mode, NatTraversal, TcpMss, Tunnel};
 use crate::ipnet::IpNet;
 
 /// Replay window for inbound SAs (RFC 4303 §3.4.3; strongSwan uses 32, we keep more for reordering).
@@ -98,6 +99,15 @@ pub fn tunnel_mtu(esp: &[EspProposal], outer_v6: bool, underlay_mtu: u32) -> u32
         .unwrap_or(0);
     // IPv4 needs 68 (RFC 791); below that the link is unusable anyway.
     (mtu as u32).max(68)
+}
+
+/// The MSS limit for SYNs through a TUN of `mtu` bytes (route-based `mtu` or the computed one).
+pub fn mss_clamp(mss: TcpMss, mtu: u32) -> MssClamp {
+    match mss {
+        TcpMss::Auto => MssClamp::for_mtu(u16::try_from(mtu).unwrap_or(u16::MAX)),
+        TcpMss::Off => MssClamp::OFF,
+        TcpMss::Fixed(m) => MssClamp::fixed(m),
+    }
 }
 
 /// The data plane's cipher for a negotiated ESP transform; None for what it does not implement.
@@ -195,5 +205,13 @@ mod tests {
         assert_eq!(mtu("aes128gcm16,aes256-sha512", false, 1500), 1406);
         assert_eq!(mtu("aes128gcm16", false, 9000), 8938);
         assert_eq!(mtu("aes128gcm16", false, 0), 68);
+    }
+
+    #[test]
+    fn auto_mss_fills_the_tunnel_mtu() {
+        let auto = mss_clamp(TcpMss::Auto, 1438);
+        assert_eq!((auto.ipv4, auto.ipv6), (Some(1398), Some(1378)));
+        assert_eq!(mss_clamp(TcpMss::Off, 1438), MssClamp::OFF);
+        assert_eq!(mss_clamp(TcpMss::Fixed(1200), 1438), MssClamp::fixed(1200));
     }
 }

@@ -90,6 +90,29 @@ fn apply(fd: &OwnedFd, opts: &SocketOptions) -> io::Result<()> {
     Ok(())
 }
 
+/// Outer IPv4 packets (ESP, ESP-in-UDP, IKE) leave without DF (`IP_PMTUDISC_DONT`): one
+/// larger than the link or path MTU is fragmented (here or by a router) and reassembled by the
+/// peer's kernel before our socket sees it, instead of being dropped. RFC 4301 §8.1 lets an
+/// implementation clear DF on the outer header; RFC 4459 §4.1 names this post-fragmentation
+/// the fallback that always delivers. Keeping DF would only pay off with PMTU propagation into
+/// the tunnel (RFC 4301 §8.2), which this daemon does not do: the TUN MTU (computed from the
+/// cipher overhead) and MSS clamping keep packets under the link MTU instead, so fragments only
+/// appear when `mtu` is set too large or a hop further on has a smaller MTU, and then a
+/// filtered ICMP "fragmentation needed" cannot black-hole the tunnel. IPv6 routers never
+/// fragment (RFC 8200 §5): there the kernel's default already fragments at the sender to the
+/// path MTU it knows, so IPv6 sockets keep it.
+fn allow_outer_fragments(fd: &OwnedFd, v6: bool) -> io::Result<()> {
+    if v6 {
+        return Ok(());
+    }
+    set_int_opt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DONT,
+    )
+}
+
 /// A `sockaddr_storage` for `addr`, and its length.
 pub(crate) fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: an all-zero sockaddr_storage is valid.
@@ -172,6 +195,7 @@ pub fn bind_udp(addr: SocketAddr, opts: &SocketOptions) -> io::Result<UdpSocket>
     if addr.is_ipv6() {
         set_int_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }
+    allow_outer_fragments(&fd, addr.is_ipv6())?;
     apply(&fd, opts)?;
     bind(&fd, addr)?;
     Ok(UdpSocket::from(fd))
@@ -208,6 +232,7 @@ impl RawEsp {
     pub fn open(local: IpAddr, opts: &SocketOptions) -> io::Result<RawEsp> {
         let v6 = local.is_ipv6();
         let fd = new_socket(v6, libc::SOCK_RAW, IPPROTO_ESP, opts.nonblocking)?;
+        allow_outer_fragments(&fd, v6)?;
         apply(&fd, opts)?;
         bind(&fd, SocketAddr::new(local, 0))?;
         Ok(RawEsp { fd, v6 })
@@ -289,19 +314,27 @@ impl AsRawFd for RawEsp {
 
 /// The `SO_MARK` of a socket (for tests and status output).
 pub fn fwmark(sock: &impl AsRawFd) -> io::Result<u32> {
+    get_int_opt(sock, libc::SOL_SOCKET, libc::SO_MARK).map(|v| v as u32)
+}
+
+fn get_int_opt(
+    sock: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
     let mut v: libc::c_int = 0;
     let mut l = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: v and l are valid for writes.
     cvt(unsafe {
         libc::getsockopt(
             sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
+            level,
+            name,
             std::ptr::addr_of_mut!(v).cast(),
             &mut l,
         )
     })?;
-    Ok(v as u32)
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -350,6 +383,10 @@ mod tests {
             let tx = a.run(|| bind_ike(local_a.parse().unwrap(), &opts).unwrap());
             assert_eq!(fwmark(&tx.ike).unwrap(), 0x1234);
             assert_eq!(tx.nat_t.local_addr().unwrap().port(), 4500);
+            if local_a.contains('.') {
+                let pmtu = get_int_opt(&tx.nat_t, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER);
+                assert_eq!(pmtu.unwrap(), libc::IP_PMTUDISC_DONT);
+            }
             tx.ike.send_to(b"MM1", remote_b).unwrap();
             wait_readable(rx.ike.as_raw_fd());
             let mut buf = [0u8; 16];
@@ -376,6 +413,17 @@ mod tests {
             let rx = b.run(|| RawEsp::open(lb, &opts).unwrap());
             let tx = a.run(|| RawEsp::open(la, &opts).unwrap());
             assert_eq!(fwmark(&tx).unwrap(), 7);
+            if la.is_ipv4() {
+                let pmtu = get_int_opt(&tx, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
+                assert_eq!(pmtu, libc::IP_PMTUDISC_DONT);
+            }
+            // Larger than the 1500-byte veth: fragmented on the way, whole at the receiver.
+            let big: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+            assert_eq!(tx.send_to(&big, lb).unwrap(), big.len());
+            wait_readable(rx.as_raw_fd());
+            let mut buf = [0u8; 4096];
+            let d = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[d.offset..d.len], &big[..]);
             assert_eq!(tx.send_to(&esp, lb).unwrap(), esp.len());
             wait_readable(rx.as_raw_fd());
             let mut buf = [0u8; 256];

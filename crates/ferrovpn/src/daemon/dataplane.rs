@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::Sender;
+use ferrovpn_esp::mss::MssClamp;
 use ferrovpn_esp::nat_t::{classify, UdpPayload};
 use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, VNET_HDR_LEN};
 use ferrovpn_esp::{Batch, Encap, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
@@ -74,6 +75,8 @@ pub struct Shared {
     /// flow hashes to, and the kernel then steers the flow's outbound packets to that same
     /// queue (tun's automatic flow steering), so one lane sees all of a flow.
     pub tuns: Vec<Vec<Arc<Tun>>>,
+    /// MSS limit of TCP SYNs through each TUN, both ways (same index as `tuns`).
+    pub tcp_mss: Vec<MssClamp>,
     /// Newest last: the most recent SA for a selector pair wins (make-before-break rekey).
     pub policies: RwLock<Vec<Policy>>,
     /// Inbound SA → TUN its packets are written to.
@@ -161,6 +164,7 @@ struct Pending {
     /// Bytes of the read (vnet header included) in `TunSource::read_buf`.
     len: usize,
     sa: SaHandle,
+    mss: MssClamp,
 }
 
 /// Inner packets from one queue of each TUN device, each tagged with its outbound SA.
@@ -197,6 +201,7 @@ impl TunSource {
                 Some(Ok(n)) => {
                     p.set_len(n);
                     p.sa = Some(pd.sa);
+                    pd.mss.apply(p.data_mut());
                 }
                 Some(Err(_)) => {
                     batch.pop();
@@ -225,7 +230,10 @@ impl TunSource {
                 Ok(n) => {
                     p.set_len(n);
                     match policy_for(policies, i, p.data()) {
-                        Some(h) => p.sa = Some(h),
+                        Some(h) => {
+                            p.sa = Some(h);
+                            clamp_mss(&self.shared, i, p);
+                        }
                         None => {
                             self.shared
                                 .counters
@@ -261,7 +269,15 @@ impl TunSource {
                 continue;
             };
             match Segmenter::new(&hdr, packet) {
-                Ok(segments) => self.pending = Some(Pending { segments, len, sa }),
+                Ok(segments) => {
+                    let mss = shared.tcp_mss.get(i).copied().unwrap_or_default();
+                    self.pending = Some(Pending {
+                        segments,
+                        len,
+                        sa,
+                        mss,
+                    })
+                }
                 Err(_) => {
                     counters.offload_errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -465,10 +481,12 @@ impl SendList {
             }
             let m = self.msgs.get(done).copied().flatten();
             if let (Some(m), Some(h)) = (m, hdrs.get(done)) {
-                if m.segment > 0 && m.iovs > 1 && (raw == libc::EIO || raw == libc::EINVAL) {
+                let too_big = raw == libc::EINVAL || raw == libc::EMSGSIZE;
+                if m.segment > 0 && m.iovs > 1 && (raw == libc::EIO || too_big) {
                     // EIO: no checksum offload for GSO on this path, send one by one from now
-                    // on. EINVAL: this run did not fit (e.g. segment larger than the path MTU),
-                    // send it one by one and keep GSO for the next.
+                    // on. EINVAL, or EMSGSIZE on newer kernels: this run did not fit (e.g.
+                    // segment larger than the MTU, which a single datagram may exceed as
+                    // fragments), send it one by one and keep GSO for the next.
                     if raw == libc::EIO {
                         UDP_GSO.store(false, Ordering::Relaxed);
                     }
@@ -1017,6 +1035,11 @@ impl PacketSink for TunSink {
                 Some((tun, queue_for(p.data(), queues)))
             }));
         }
+        for (p, d) in batch.packets_mut().iter_mut().zip(&self.dest) {
+            if let Some((t, _)) = d {
+                clamp_mss(&shared, *t, p);
+            }
+        }
         let dest = &self.dest;
         let tun_at = |i: usize| {
             let (t, q) = dest.get(i).copied().flatten()?;
@@ -1068,6 +1091,14 @@ impl PacketSink for TunSink {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Lowers the MSS of a TCP SYN through TUN `tun` to its limit (RFC 6691); before any
+/// coalescing, which never takes SYNs anyway.
+fn clamp_mss(shared: &Shared, tun: usize, p: &mut PacketBuf) {
+    if let Some(c) = shared.tcp_mss.get(tun) {
+        c.apply(p.data_mut());
     }
 }
 
@@ -1336,6 +1367,7 @@ mod tests {
         let local = rx.local_addr().unwrap();
         let shared = Arc::new(Shared {
             tuns: Vec::new(),
+            tcp_mss: Vec::new(),
             policies: RwLock::new(Vec::new()),
             inbound: RwLock::new(HashMap::new()),
             raw: HashMap::new(),

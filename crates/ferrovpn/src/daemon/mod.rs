@@ -249,6 +249,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let workers = cfg.daemon.workers.get();
     let mut lane_queues: Vec<Vec<Arc<Tun>>> = vec![Vec::new(); workers];
     let mut tuns = Vec::new();
+    let mut tcp_mss = Vec::new();
     let mut conns = Vec::new();
     for (i, c) in cfg.connections.iter().enumerate() {
         let (name, address, mtu, routes): (String, _, _, Vec<IpNet>) = match &c.tunnel {
@@ -302,6 +303,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             .map_err(|e| setup(format!("routes via {name}: {e}")))?;
         info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
         tuns.push(queues);
+        tcp_mss.push(convert::mss_clamp(c.tcp_mss, mtu));
         conns.push(ConnState {
             cfg: c.clone(),
             tun: Some(tuns.len() - 1),
@@ -315,6 +317,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
 
     let shared = Arc::new(Shared {
         tuns,
+        tcp_mss,
         policies: RwLock::new(Vec::new()),
         inbound: RwLock::new(HashMap::new()),
         raw,
