@@ -258,7 +258,11 @@ fn inline_lanes_sharing_sas_send_each_sas_sequence_numbers_in_order() {
         assert_eq!(*v, Verdict::Ok);
         let p = EspPacket::new_checked(&esp[..]).unwrap();
         let sa = (p.spi() - 0x7000) as usize;
-        assert_eq!(p.seq(), last[sa] + 1, "SA {sa}: sequence numbers left out of order");
+        assert_eq!(
+            p.seq(),
+            last[sa] + 1,
+            "SA {sa}: sequence numbers left out of order"
+        );
         last[sa] = p.seq();
     }
 }
