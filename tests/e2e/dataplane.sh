@@ -23,6 +23,16 @@ e2e_binary
 A_IN=198.51.100.1
 B_IN=203.0.113.1
 
+# conf SIDE LOCAL REMOTE START ADDRESS ROUTE WORKERS NAT_TRAVERSAL DAEMON_EXTRA
+conf() {
+    C_WORKERS="$7" C_DAEMON_EXTRA="$9" C_EXTRA="nat_traversal = \"$8\"" \
+        C_SOCK="$FV_TMP/$1.sock" C_PSKFILE="$FV_TMP/$1.psk" C_LOCAL="$2" C_REMOTE="$3" \
+        C_START="$4" C_TUNNEL="[connection.route_based]
+interface = \"fv0\"
+address = \"$5/32\"
+routes = [\"$6\"]" e2e_conf "$FV_TMP/$1.toml"
+}
+
 # up WORKERS NAT_TRAVERSAL DAEMON_EXTRA: both daemons, tunnel up.
 up() {
     FV_NO_IPV6=1 fv_two_ns
@@ -30,18 +40,8 @@ up() {
     for side in a b; do
         e2e_psk "$FV_TMP/$side.psk" e2e-dataplane-secret
     done
-    C_WORKERS="$1" C_DAEMON_EXTRA="$3" C_EXTRA="nat_traversal = \"$2\"" \
-        C_SOCK="$FV_TMP/a.sock" C_PSKFILE="$FV_TMP/a.psk" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 \
-        C_START=initiate C_TUNNEL="[connection.route_based]
-interface = \"fv0\"
-address = \"$A_IN/32\"
-routes = [\"203.0.113.0/24\"]" e2e_conf "$FV_TMP/a.toml"
-    C_WORKERS="$1" C_DAEMON_EXTRA="$3" C_EXTRA="nat_traversal = \"$2\"" \
-        C_SOCK="$FV_TMP/b.sock" C_PSKFILE="$FV_TMP/b.psk" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 \
-        C_START=respond C_TUNNEL="[connection.route_based]
-interface = \"fv0\"
-address = \"$B_IN/32\"
-routes = [\"198.51.100.0/24\"]" e2e_conf "$FV_TMP/b.toml"
+    conf a 192.0.2.1 192.0.2.2 initiate "$A_IN" 203.0.113.0/24 "$@"
+    conf b 192.0.2.2 192.0.2.1 respond "$B_IN" 198.51.100.0/24 "$@"
     SOCK_A="$FV_TMP/a.sock" SOCK_B="$FV_TMP/b.sock"
     e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
     PID_B="$E2E_PID"

@@ -589,6 +589,27 @@ pub struct EspSource {
     gro: GroRecv,
 }
 
+/// Non-blocking `recvmmsg` into the first `room` of `hdrs`, which must point at live buffers
+/// (and addresses/control space if set); the number of messages received.
+fn recv_mmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr], room: usize) -> usize {
+    let room = room.min(hdrs.len());
+    // SAFETY: hdrs[..room] are valid mmsghdrs whose pointers the callers keep alive.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            room as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r > 0 {
+        (r as usize).min(room)
+    } else {
+        0
+    }
+}
+
 /// `UDP_GRO` (linux/udp.h): receive runs of equal-sized datagrams of one flow as one buffer,
 /// with the segment size in a control message.
 const UDP_GRO: libc::c_int = 104;
@@ -761,17 +782,7 @@ impl EspSource {
             if room == 0 {
                 return;
             }
-            // SAFETY: hdrs[..room] point at live buffers, addresses and control space.
-            let r = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    hdrs.as_mut_ptr(),
-                    room as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            let got = if r > 0 { (r as usize).min(room) } else { 0 };
+            let got = recv_mmsg(fd, &mut hdrs, room);
             for (k, (h, a)) in hdrs.iter().zip(addrs.iter()).take(got).enumerate() {
                 let len = h.msg_len as usize;
                 if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len == 0 {
@@ -853,18 +864,8 @@ impl EspSource {
             if room == 0 {
                 return;
             }
-            // SAFETY: hdrs[..room] point at live iovecs (packet buffers of the batch, which
-            // are not touched until the call returns), header buffers and addresses.
-            let r = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    hdrs.as_mut_ptr(),
-                    room as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            let got = if r > 0 { (r as usize).min(room) } else { 0 };
+            // The iovecs point at packet buffers of the batch, untouched until the call returns.
+            let got = recv_mmsg(fd, &mut hdrs, room);
             // Keep the ESP packets at the front of what was pushed, in arrival order.
             let mut kept = 0;
             for k in 0..got {
