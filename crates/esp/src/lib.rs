@@ -16,7 +16,9 @@
 //!   pipelines the steps are exposed: `assign_seq` (arrival order), `decap_open_batch`
 //!   (parallel: pre-check, ICV, decrypt) and `decap_commit_batch` (arrival order: window update).
 //! - [`Pipeline::builder`]`(sad, Mode::Encap | Mode::Decap)` `.workers(n).spawn(source, sink)`:
-//!   parallel crypto with per-SA order preserved, I/O behind [`PacketSource`] / [`PacketSink`].
+//!   parallel crypto with per-SA order preserved, I/O behind [`PacketSource`] / [`PacketSink`];
+//!   one worker runs read → crypto → write on one thread, and several such encap pipelines
+//!   (lanes) sharing SAs keep each SA's sequence numbers in send order with a [`SendOrder`].
 //! - [`mss::MssClamp`] lowers the MSS option of TCP SYNs to fit the tunnel (RFC 6691).
 //! - [`nat_t::classify`] sorts UDP/4500 payloads into IKE / ESP / keepalive / malformed.
 //! - [`EspCrypto`] is the mode-agnostic layer below SAs (seal/open one packet, trailer parse).
