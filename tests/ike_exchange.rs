@@ -627,6 +627,42 @@ fn isakmp_sa_is_rekeyed_without_dropping_its_ipsec_sas() {
     assert_eq!(sas[0].children.len(), 1);
 }
 
+#[test]
+fn a_replaced_isakmp_sa_is_deleted_only_after_the_drain_time() {
+    // strongSwan moves IPsec SAs to the new ISAKMP SA in a job after it is up; a delete of the
+    // old one that arrives first takes them down. So the delete waits `rekeyed_drain` (5 s).
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.ike_lifetime = Duration::from_secs(600);
+    b.ike_lifetime = Duration::from_secs(600);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let rekeyed = |p: &Pair| {
+        p.events(Side::A)
+            .iter()
+            .filter(|e| matches!(e, Event::IkeSaDeleted { reason, .. } if reason == "rekeyed"))
+            .count()
+    };
+    let mut waited = 0;
+    while p.established(Side::A) < 2 {
+        p.run_for(Duration::from_millis(100));
+        waited += 1;
+        assert!(waited < 10_000, "no phase 1 rekey");
+    }
+    assert_eq!(rekeyed(&p), 0, "the old ISAKMP SA is not deleted at once");
+    assert_eq!(p.b.ike_sas(p.now).len(), 2, "the peer still has both");
+    p.run_for(Duration::from_secs(4));
+    assert_eq!(rekeyed(&p), 0, "still draining");
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(rekeyed(&p), 1, "deleted after the drain time");
+    assert_eq!(p.b.ike_sas(p.now).len(), 1, "the peer honours the delete");
+    assert_eq!(
+        p.b.ike_sas(p.now)[0].children.len(),
+        1,
+        "the IPsec SA moved over"
+    );
+    assert!(p.a.is_up(0) && p.b.is_up(0));
+}
+
 /// Two peers whose IPsec SAs rekey every 20 s (lifetime 40 s) and whose phase 1 rekeys at
 /// t0 + 140 s (lifetime 200 s): at 140 s both fall due together. Connected, clock at t0 + 60 s.
 fn rekeys_due_together() -> Pair {

@@ -297,7 +297,8 @@ pub struct Settings {
     /// Start rekeying this long before a lifetime ends (plus jitter-free margin for tests).
     pub rekey_margin: Duration,
     /// A rekeyed IPsec SA pair is deleted this long after its successor is up, so packets
-    /// already in flight under the old SPIs are not lost (make-before-break).
+    /// already in flight under the old SPIs are not lost (make-before-break); a rekeyed
+    /// ISAKMP SA too, so a peer can move its IPsec SAs over first.
     pub rekeyed_drain: Duration,
 }
 

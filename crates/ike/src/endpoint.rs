@@ -83,6 +83,8 @@ pub struct Endpoint {
     sas: HashMap<[u8; 8], IkeSa>,
     /// New ISAKMP SA → the one it replaces once established.
     replaces: HashMap<[u8; 8], [u8; 8]>,
+    /// Replaced ISAKMP SAs (their IPsec SAs already moved over), deleted at the given time.
+    retiring: Vec<(Instant, IkeSa)>,
     rng: StdRng,
     out: Output,
     counters: Counters,
@@ -99,6 +101,7 @@ impl Endpoint {
             conns: Vec::new(),
             sas: HashMap::new(),
             replaces: HashMap::new(),
+            retiring: Vec::new(),
             rng: StdRng::from_seed(seed),
             out: Output::default(),
             counters: Counters::default(),
@@ -396,16 +399,12 @@ impl Endpoint {
                     if let Some(new) = self.sas.get_mut(&key) {
                         new.children.append(&mut moved);
                     }
-                    if let Some(cfg) = self.conns.get(conn) {
-                        let mut ctx = Ctx {
-                            now,
-                            cfg,
-                            settings: &self.settings,
-                            rng: &mut self.rng,
-                            out: &mut self.out,
-                        };
-                        old.delete(&mut ctx, "rekeyed");
-                    }
+                    // The delete goes out `rekeyed_drain` later: strongSwan moves the IPsec
+                    // SAs to the new ISAKMP SA in a job after it is up ("detected reauth ...
+                    // adopting children"), and a delete of the old one processed before that
+                    // job takes them down with it (seen in the soak: 17 s without traffic
+                    // until the next IPsec rekey).
+                    self.retiring.push((now + self.settings.rekeyed_drain, old));
                 }
             }
         }
@@ -461,6 +460,13 @@ impl Endpoint {
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let (due, keep) = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.retiring = keep;
+        for (_, old) in due {
+            self.retire(now, old, "rekeyed");
+        }
         let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
         let mut rekeys = Vec::new();
         for key in keys {
@@ -508,7 +514,22 @@ impl Endpoint {
                     .get(sa.conn)
                     .and_then(|cfg| sa.next_timer(cfg, &self.settings))
             })
+            .chain(self.retiring.iter().map(|(at, _)| *at))
             .min()
+    }
+
+    /// Deletes a replaced ISAKMP SA, telling the peer.
+    fn retire(&mut self, now: Instant, mut old: IkeSa, reason: &str) {
+        if let Some(cfg) = self.conns.get(old.conn) {
+            let mut ctx = Ctx {
+                now,
+                cfg,
+                settings: &self.settings,
+                rng: &mut self.rng,
+                out: &mut self.out,
+            };
+            old.delete(&mut ctx, reason);
+        }
     }
 
     /// Deletes everything, telling peers (for SIGTERM).
@@ -529,6 +550,9 @@ impl Endpoint {
                 out: &mut self.out,
             };
             sa.delete(&mut ctx, "shutdown");
+        }
+        for (_, old) in std::mem::take(&mut self.retiring) {
+            self.retire(now, old, "shutdown");
         }
         self.replaces.clear();
     }
