@@ -316,7 +316,9 @@ impl IkeSa {
     /// peer that moves the IPsec SAs over to the new ISAKMP SA when it is established
     /// (strongSwan's reauth adoption) skips one it is still installing, and then deletes that
     /// one with the old ISAKMP SA (seen in the soak test: 34 s without traffic). The deferral
-    /// is bounded by half the rekey margin. None while a Quick Mode is in flight.
+    /// is bounded by half the rekey margin. None while a Quick Mode is in flight. (The old
+    /// ISAKMP SA's delete also waits, see `Endpoint::retiring`: the adoption runs after the
+    /// new SA is up.)
     pub fn phase1_rekey_at(&self, settings: &Settings) -> Option<Instant> {
         const QM_QUIET: Duration = Duration::from_secs(2);
         let due = self.established_at? + settings.rekey_after(self.lifetime);
