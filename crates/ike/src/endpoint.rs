@@ -518,7 +518,8 @@ impl Endpoint {
             .min()
     }
 
-    /// Deletes a replaced ISAKMP SA, telling the peer.
+    /// Deletes an ISAKMP SA already taken out of `sas` (replaced, or at shutdown), telling
+    /// the peer.
     fn retire(&mut self, now: Instant, mut old: IkeSa, reason: &str) {
         if let Some(cfg) = self.conns.get(old.conn) {
             let mut ctx = Ctx {
@@ -534,25 +535,12 @@ impl Endpoint {
 
     /// Deletes everything, telling peers (for SIGTERM).
     pub fn shutdown(&mut self, now: Instant) {
-        let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
-        for key in keys {
-            let Some(mut sa) = self.sas.remove(&key) else {
-                continue;
-            };
-            let Some(cfg) = self.conns.get(sa.conn) else {
-                continue;
-            };
-            let mut ctx = Ctx {
-                now,
-                cfg,
-                settings: &self.settings,
-                rng: &mut self.rng,
-                out: &mut self.out,
-            };
-            sa.delete(&mut ctx, "shutdown");
-        }
-        for (_, old) in std::mem::take(&mut self.retiring) {
-            self.retire(now, old, "shutdown");
+        let sas: Vec<IkeSa> = self.sas.drain().map(|(_, sa)| sa).collect();
+        let retiring = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .map(|(_, sa)| sa);
+        for sa in sas.into_iter().chain(retiring) {
+            self.retire(now, sa, "shutdown");
         }
         self.replaces.clear();
     }
