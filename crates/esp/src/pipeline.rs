@@ -257,6 +257,9 @@ impl PipelineBuilder {
         S: PacketSource + 'static,
         K: PacketSink + 'static,
     {
+        if self.workers == 1 {
+            return self.spawn_inline(source, sink);
+        }
         let in_flight = if self.in_flight == 0 {
             4 * self.workers
         } else {
@@ -276,9 +279,6 @@ impl PipelineBuilder {
                 .map_err(|_| std::io::Error::other("pipeline setup"))?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        if self.workers == 1 {
-            return self.spawn_inline(source, sink, stop);
-        }
         let mut threads = Vec::with_capacity(self.workers + 2);
 
         let mode = self.mode;
@@ -368,12 +368,7 @@ impl PipelineBuilder {
     /// One worker: a single thread reads, does the crypto and writes each batch itself. No
     /// hand-off, so no queue wake-ups: on a small machine the cheapest way, and order is
     /// kept trivially.
-    fn spawn_inline<S, K>(
-        self,
-        mut source: S,
-        mut sink: K,
-        stop: Arc<AtomicBool>,
-    ) -> std::io::Result<Pipeline>
+    fn spawn_inline<S, K>(self, mut source: S, mut sink: K) -> std::io::Result<Pipeline>
     where
         S: PacketSource + 'static,
         K: PacketSink + 'static,
@@ -383,7 +378,9 @@ impl PipelineBuilder {
         let started = self.started();
         let clock = self.clock;
         let mut batch = Batch::new(self.batch_size, self.buffer_capacity);
-        let order = self.send_order.clone();
+        // A lane of its own still takes turns, just never waits for one.
+        let order = self.send_order.clone().unwrap_or_default();
+        let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let name = match mode {
             Mode::Encap => "esp-encap",
@@ -401,23 +398,18 @@ impl PipelineBuilder {
                         _ => {}
                     }
                     let now = clock.now();
-                    match (mode, &order) {
-                        (Mode::Encap, Some(order)) => {
+                    match mode {
+                        Mode::Encap => {
                             let turn = order.take(|| sad.assign_seq(batch.packets_mut()));
                             sad.encap_batch(batch.packets_mut(), now);
                             order.send_in_turn(turn, || sink.send_batch(&mut batch));
-                            continue;
                         }
-                        (Mode::Encap, None) => {
-                            sad.assign_seq(batch.packets_mut());
-                            sad.encap_batch(batch.packets_mut(), now);
-                        }
-                        (Mode::Decap, _) => {
+                        Mode::Decap => {
                             sad.decap_open_batch(batch.packets_mut(), now);
                             SadReader::decap_commit_batch(batch.packets_mut(), now);
+                            sink.send_batch(&mut batch);
                         }
                     }
-                    sink.send_batch(&mut batch);
                 }
             })?;
         Ok(Pipeline {
