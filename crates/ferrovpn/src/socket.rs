@@ -60,7 +60,7 @@ fn new_socket(
 }
 
 fn set_int_opt(
-    fd: &OwnedFd,
+    fd: &impl AsFd,
     level: libc::c_int,
     name: libc::c_int,
     v: libc::c_int,
@@ -68,7 +68,7 @@ fn set_int_opt(
     // SAFETY: v is a valid c_int for the duration of the call.
     cvt(unsafe {
         libc::setsockopt(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             level,
             name,
             std::ptr::addr_of!(v).cast(),
@@ -76,6 +76,15 @@ fn set_int_opt(
         )
     })
     .map(drop)
+}
+
+/// `UDP_GRO` (linux/udp.h): receive runs of equal-sized datagrams of one flow as one buffer,
+/// with the segment size (an int) in a control message of this type at level `SOL_UDP`.
+pub(crate) const UDP_GRO: libc::c_int = 104;
+
+/// Turns on `UDP_GRO`; false when the kernel does not have it (before 5.0).
+pub fn enable_udp_gro(sock: &UdpSocket) -> bool {
+    set_int_opt(sock, libc::SOL_UDP, UDP_GRO, 1).is_ok()
 }
 
 fn apply(fd: &OwnedFd, opts: &SocketOptions) -> io::Result<()> {

@@ -25,7 +25,7 @@ use ferrovpn_esp::{Batch, Encap, PacketBuf, PacketSink, PacketSource, Recv, SaHa
 use ferrovpn_ike::Datagram;
 
 use crate::ipnet::IpNet;
-use crate::socket::{sockaddr, socket_addr, RawEsp};
+use crate::socket::{enable_udp_gro, sockaddr, socket_addr, RawEsp, UDP_GRO};
 use crate::tun::Tun;
 
 /// How long a source waits for packets before reporting `Idle` (so shutdown is noticed).
@@ -610,9 +610,6 @@ fn recv_mmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr], room: usize) -> usize {
     }
 }
 
-/// `UDP_GRO` (linux/udp.h): receive runs of equal-sized datagrams of one flow as one buffer,
-/// with the segment size in a control message.
-const UDP_GRO: libc::c_int = 104;
 /// Coalesced datagrams read per `recvmmsg` on a `UDP_GRO` socket.
 const GRO_MSGS: usize = 8;
 /// Largest coalesced datagram (a UDP datagram's limit).
@@ -655,22 +652,6 @@ impl GroRecv {
             pending: std::collections::VecDeque::with_capacity(n),
         }
     }
-}
-
-/// Turns on `UDP_GRO`; false when the kernel does not have it (before 5.0).
-fn enable_udp_gro(sock: &UdpSocket) -> bool {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid fd and a c_int option value of the right size.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_GRO,
-            std::ptr::addr_of!(on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    r == 0
 }
 
 /// The segment size a `UDP_GRO` control message carries, if any.
