@@ -125,6 +125,13 @@ charon() {
     fv_charon_start "$ns"
     fv_charon_wait "$ns" || fail "charon in $ns did not start"
     fv_charon_load "$ns" >/dev/null || fail "swanctl --load-all failed in $ns"
+    # The fair rival: OpenSSL (AES-NI, PCLMUL GHASH) must provide the ESP AEAD, not strongSwan's
+    # software gcm plugin (about 7x slower). Proof goes into the report; anything else stops here.
+    local provider
+    provider="$(fv_charon_provider "$ns" AES_GCM_16)"
+    say "charon in $ns: AES_GCM_16 provided by plugin '${provider:-none}'"
+    [ "$provider" = openssl ] || fail "charon in $ns: AES_GCM_16 comes from '${provider:-none}', not openssl: not strongSwan's best configuration"
+    echo "$provider" >"$RIVAL_DIR/aes_gcm_16_provider"
 }
 
 # ferrovpn SIDE(a|b) NS LOCAL REMOTE START ADDR ROUTE: a ferrovpn daemon, PID in $E2E_PID.
@@ -249,12 +256,23 @@ EOF
     say "$(tail -n 1 "$RAW")"
 }
 
+# The tunnel MTU of NS's VPN device (fv0 or ipsec0), recorded for the report's differences.
+record_mtu() {
+    local ns="$1" setup="$2" dev mtu
+    for dev in fv0 ipsec0; do
+        mtu="$(ip -n "$ns" -o link show "$dev" 2>/dev/null | sed -n 's/.* mtu \([0-9]*\) .*/\1/p')"
+        [ -n "$mtu" ] && echo "$setup $dev $mtu" >>"$RIVAL_DIR/mtu"
+    done
+    return 0
+}
+
 bench_setup() {
     local setup="$1" run t i
     E2E_CASE="$setup"
     E2E_LOGS=()
     say "=== $setup"
     "setup_${setup//-/_}"
+    record_mtu "$FV_NS_A" "$setup"
     if [ -n "${BENCH_TXQLEN:-}" ]; then
         # Experiment: a longer TUN transmit queue (the kernel default is 500 packets).
         for ns in "$FV_NS_A" "$FV_NS_B"; do
@@ -282,6 +300,9 @@ bench_setup() {
     say "$setup: VPN socket drops A=$(vpn_drops "$FV_NS_A") B=$(vpn_drops "$FV_NS_B")"
 }
 
+# Facts about the rival's configuration gathered by the setups (their subshells write here).
+RIVAL_DIR="$(mktemp -d /tmp/fvbench-rival.XXXXXX)"
+trap 'rm -rf "$RIVAL_DIR"' EXIT
 T0=$(date +%s)
 for s in $SETUPS; do
     # Each setup in its own subshell: its namespaces and processes go away at its end.
@@ -293,9 +314,20 @@ for s in $SETUPS; do
 done
 say "measured in $(($(date +%s) - T0)) s"
 
+# Every difference between the setups that remains, stated in the report.
+rival_notes() {
+    local provider mtus
+    provider="$(cat "$RIVAL_DIR/aes_gcm_16_provider" 2>/dev/null || true)"
+    mtus="$(sort -u "$RIVAL_DIR/mtu" 2>/dev/null | awk '{ printf "%s%s %s %s", sep, $1, $2, $3; sep = ", " }')"
+    echo "strongSwan $(dpkg-query -W -f='${Version}' strongswan-charon 2>/dev/null || echo '?') with kernel-libipsec; AES_GCM_16 provided by plugin '${provider:-not measured in this run}' (swanctl --list-algs)."
+    echo "Differences that remain: tunnel MTU (${mtus:-not recorded}); socket buffers (ferrovpn sets 8 MiB with SO_RCVBUFFORCE/SO_SNDBUFFORCE, charon keeps the kernel default $(cat /proc/sys/net/core/rmem_default) B); offloads (ferrovpn's TUN uses IFF_VNET_HDR with TSO and GRO-style coalescing, UDP GSO/GRO on ESP-in-UDP; libipsec's ipsec0 has none and sends one datagram per packet); threads (ferrovpn: workers per direction, default half the cores; libipsec: one thread per direction); encapsulation (libipsec always uses ESP-in-UDP, compare it with fv-fv-udp)."
+}
+RIVAL_NOTES="$(rival_notes)"
+say "rival: $RIVAL_NOTES"
+
 MACHINE="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, kernel $(uname -r)"
 DOC_ARGS=()
 [ "${BENCH_NO_DOC:-0}" = 1 ] || DOC_ARGS=(--doc "$ROOT/docs/BENCHMARKS.md")
 python3 "$ROOT/scripts/bench_report.py" "$RAW" --label "$LABEL" --machine "$MACHINE" \
     --date "$(date -u +%Y-%m-%d)" --command "$COMMAND" --load "$(cut -d' ' -f1-3 /proc/loadavg)" \
-    --ferrovpn "$(cd "$ROOT" && git rev-parse --short HEAD)" "${DOC_ARGS[@]}"
+    --ferrovpn "$(cd "$ROOT" && git rev-parse --short HEAD)" --rival "$RIVAL_NOTES" "${DOC_ARGS[@]}"

@@ -185,12 +185,13 @@ def main():
     ap.add_argument("--command", default="")
     ap.add_argument("--load", default="")
     ap.add_argument("--ferrovpn", default="")
+    ap.add_argument("--rival", default="", help="how the rival was configured, and what still differs")
     ap.add_argument("--doc")
     a = ap.parse_args()
     rows = list(csv.DictReader(open(a.csv)))
     summary = summarize(rows)
     base = os.path.splitext(a.csv)[0]
-    meta = {k: getattr(a, k) for k in ("label", "machine", "date", "command", "load", "ferrovpn")}
+    meta = {k: getattr(a, k) for k in ("label", "machine", "date", "command", "load", "ferrovpn", "rival")}
     json.dump({"meta": meta, "results": summary}, open(base + ".json", "w"), indent=1)
     title = f"iperf3 through ESP aes128gcm16, 2 namespaces, {a.label} ({a.date})"
     open(base + ".svg", "w").write(svg(summary, title))
@@ -206,6 +207,7 @@ def main():
                 f"Command: `{a.command}`. Raw runs: [bench/{name}.csv](bench/{name}.csv), medians: "
                 f"[bench/{name}.json](bench/{name}.json).",
                 "",
+                *([f"Rival: {a.rival}", ""] if a.rival else []),
                 tab,
                 "",
                 f"![chart](bench/{name}.svg)",
