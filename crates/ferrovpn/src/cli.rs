@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{format_duration, Config, Mode, NatTraversal, Start, Tunnel};
+use crate::config::{
+    format_duration, Config, Mode, NatTraversal, Purpose, Severity, Start, Tunnel,
+};
 
 /// Exit status: success.
 pub const EXIT_OK: i32 = 0;
@@ -301,7 +303,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             }
         }
         Command::Decode(args) => crate::decode::run(&args.file, &args.keys, args.verbose, out, err),
-        Command::Check(args) => match Config::load(&args.config) {
+        Command::Check(args) => match Config::load_for(&args.config, Purpose::Check) {
             Ok(cfg) => {
                 let _ = out.write_all(describe(&args.config, &cfg).as_bytes());
                 EXIT_OK
@@ -334,6 +336,12 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    for r in &cfg.remarks {
+        match r.severity {
+            Severity::Warning => tracing::warn!("{r}"),
+            Severity::Note => tracing::info!("{r}"),
+        }
+    }
     if args.daemon {
         // Detach from the terminal; logs keep going to the inherited stderr.
         // SAFETY: daemon(3) before any thread is started.
@@ -388,6 +396,9 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
             d.display()
         );
     }
+    for r in cfg.remarks_of(None) {
+        let _ = writeln!(s, "{}: {r}", severity_word(r.severity));
+    }
     for c in &cfg.connections {
         let field = |s: &mut String, k: &str, v: String| {
             let _ = writeln!(s, "  {k:<11} {v}");
@@ -411,6 +422,14 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
             &mut s,
             "ids",
             format!("local {}, remote {}", c.local_id, c.remote_id),
+        );
+        field(
+            &mut s,
+            "PSK",
+            match &c.psk_file {
+                Some(f) => format!("from {}", f.display()),
+                None => "inline (psk)".to_string(),
+            },
         );
         let ike: Vec<String> = c
             .ike
@@ -508,22 +527,18 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 }
             }
         }
-        if c.allow_weak_dh {
-            field(
-                &mut s,
-                "warning",
-                "allow_weak_dh = true: modp1024/modp1536 accepted".into(),
-            );
-        }
-        if c.mode == Mode::Aggressive {
-            field(
-                &mut s,
-                "warning",
-                "Aggressive Mode with PSK exposes a hash of the key to offline cracking".into(),
-            );
+        for r in cfg.remarks_of(Some(&c.name)) {
+            field(&mut s, severity_word(r.severity), r.text.clone());
         }
     }
     s
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Warning => "warning",
+        Severity::Note => "note",
+    }
 }
 
 #[cfg(test)]
