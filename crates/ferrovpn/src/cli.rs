@@ -368,11 +368,21 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
 pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
     let mut s = String::new();
     let n = cfg.connections.len();
+    let w = cfg
+        .remarks
+        .iter()
+        .filter(|r| r.severity == Severity::Warning)
+        .count();
     let _ = writeln!(
         s,
-        "{}: OK, {n} connection{}",
+        "{}: OK, {n} connection{}{}",
         path.display(),
-        if n == 1 { "" } else { "s" }
+        if n == 1 { "" } else { "s" },
+        match w {
+            0 => String::new(),
+            1 => ", 1 warning".into(),
+            _ => format!(", {w} warnings"),
+        }
     );
     let _ = writeln!(
         s,
@@ -617,6 +627,62 @@ pub(crate) mod tests {
             .render_long_help()
             .to_string();
         assert!(check.contains("EXIT STATUS") && check.contains("--config <FILE>"));
+    }
+
+    /// The README's first command and every example pass `check` on a fresh clone, where the
+    /// key files they name do not exist yet; `up` refuses the same file for that reason.
+    #[test]
+    fn check_accepts_every_example_and_up_wants_its_key_file() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for name in ["route-based.toml", "policy-based.toml"] {
+            let f = root.join("config").join(name);
+            let (code, out, err) = run_args(&["ferrovpn", "check", "-c", f.to_str().unwrap()]);
+            assert_eq!(code, EXIT_OK, "{name}: {err}");
+            assert!(out.contains(": OK, "), "{out}");
+            if !std::path::Path::new("/etc/ferrovpn").exists() {
+                assert!(out.contains("  PSK         from /etc/ferrovpn/"), "{out}");
+                assert!(
+                    out.contains(
+                        ".psk does not exist (yet): `ferrovpn up` refuses to start until it does"
+                    ),
+                    "{out}"
+                );
+                let (code, _, err) = run_args(&["ferrovpn", "up", "-c", f.to_str().unwrap()]);
+                assert_eq!(code, EXIT_FAILURE);
+                assert!(err.contains(".psk does not exist\n"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn check_shows_resolved_paths_and_warnings() {
+        let dir = std::env::temp_dir().join(format!("ferrovpn-cli-paths-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("keys")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("keys"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(dir.join("k.psk"), "secret").unwrap();
+        std::fs::set_permissions(dir.join("k.psk"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "[daemon]\ncontrol_socket = \"ctl.sock\"\nsave_keys_dir = \"keys\"\n\n[[connection]]\nname = \"a\"\nlocal_addr = \"192.0.2.1\"\nremote_addr = \"192.0.2.2\"\npsk_file = \"k.psk\"\nike = \"aes128-sha1-modp2048\"\nesp = \"chacha20poly1305\"\nstart = \"initiate\"\n[connection.route_based]\ninterface = \"fv0\"\n",
+        )
+        .unwrap();
+        let (code, out, err) = run_args(&["ferrovpn", "check", "-c", f.to_str().unwrap()]);
+        assert_eq!(code, EXIT_OK, "{err}");
+        let d = dir.display();
+        for want in [
+            format!("control socket {d}/ctl.sock,"),
+            format!("every SA's keys will be written to {d}/keys "),
+            format!("  PSK         from {d}/k.psk\n"),
+            "  warning     ike: sha1 in 'aes128-sha1-modp2048' is a legacy hash".to_string(),
+            "  warning     esp: chacha20poly1305 in 'chacha20poly1305' works only between ferrovpn peers".to_string(),
+        ] {
+            assert!(out.contains(&want), "missing {want:?} in\n{out}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
