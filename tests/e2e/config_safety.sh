@@ -107,12 +107,14 @@ expect_refused() {
 }
 
 conn() {
+    local psk='psk_file = "k.psk"'
+    [ -z "${PSK:-}" ] || psk="$PSK"
     cat <<EOF
 [[connection]]
 name = "c"
 local_addr = "192.0.2.1"
 remote_addr = "${REMOTE:-192.0.2.2}"
-${PSK:-psk_file = "k.psk"}
+$psk
 start = "initiate"
 ${EXTRA:-}
 [connection.route_based]
