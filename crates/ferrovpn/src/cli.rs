@@ -139,10 +139,14 @@ EXIT STATUS:\n    0   history printed\n    1   no daemon answered, or no such co
     #[command(
         long_about = "Parse and validate a configuration file without touching the system, then \
 print per connection what would be negotiated: the phase 1 mode and proposals, the ESP proposals \
-and PFS group, lifetimes, traffic selectors and routes, NAT traversal and DPD. On error, print \
-one message naming the connection and key that is wrong.",
+and PFS group, lifetimes, traffic selectors and routes, NAT traversal and DPD, with every path \
+resolved (relative paths are relative to the file's directory). It runs the validation `up` \
+runs, and looks at the host: the psk_file and save_keys_dir (owner, mode, no symlinks), \
+interfaces of the configured names, the control socket path. On error, print one message \
+naming the connection and key that is wrong. Warnings (legacy algorithms, chacha20poly1305 \
+outside ferrovpn pairs, a psk_file not created yet, which `up` refuses) leave the status 0.",
         after_long_help = "EXAMPLES:\n    ferrovpn check -c /etc/ferrovpn/ferrovpn.toml\n\n\
-EXIT STATUS:\n    0   the configuration is valid\n    1   the configuration is invalid (the reason \
+EXIT STATUS:\n    0   the configuration is valid (warnings, if any, on stdout)\n    1   the configuration is invalid (the reason \
 is printed on stderr)\n    2   usage error"
     )]
     Check(CheckArgs),
