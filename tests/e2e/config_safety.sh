@@ -15,7 +15,8 @@
 #                      running, brings the tunnel up, refuses that one file (logged), writes the
 #                      other table 0600, and the symlink's target is untouched.
 #   relative-paths     relative control_socket and psk_file are found next to the config file
-#                      whatever the daemon's working directory (here `/`).
+#                      whatever the daemon's working directory (here `/`); the daemon logs the
+#                      legacy-algorithm and chacha20poly1305 warnings at startup.
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test), E2E_CASES (space-separated subset of the names above).
 set -euo pipefail
@@ -250,6 +251,8 @@ name = "rel"
 local_addr = "192.0.2.1"
 remote_addr = "192.0.2.2"
 psk_file = "site.psk"
+ike = "aes128-sha1-modp2048"
+esp = "chacha20poly1305"
 start = "respond"
 [connection.route_based]
 interface = "fv0"
@@ -278,6 +281,11 @@ EOF
     [ ! -e /ctl.sock ] || fail "a control socket appeared at /ctl.sock"
     "$FERROVPN" status --socket "$FV_TMP/etc/ctl.sock" >/dev/null || fail "status over the resolved socket failed"
     ok "daemon started from / created its socket at $FV_TMP/etc/ctl.sock and answers status"
+    grep -q 'WARN.*connection "rel": ike: sha1 in .aes128-sha1-modp2048. is a legacy hash' "$FV_TMP/daemon.log" ||
+        fail "no startup warning about sha1"
+    grep -q 'WARN.*connection "rel": esp: chacha20poly1305 .* works only between ferrovpn peers' "$FV_TMP/daemon.log" ||
+        fail "no startup warning about chacha20poly1305"
+    ok "startup log warns about the legacy sha1 proposal and chacha20poly1305"
     e2e_down "$FV_TMP/etc/ctl.sock" "$pid" "$FV_NS_A" fv0
 }
 
