@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{format_duration, Config, Mode, NatTraversal, Start, Tunnel};
+use crate::config::{
+    format_duration, Config, Mode, NatTraversal, Purpose, Severity, Start, Tunnel,
+};
 
 /// Exit status: success.
 pub const EXIT_OK: i32 = 0;
@@ -137,10 +139,14 @@ EXIT STATUS:\n    0   history printed\n    1   no daemon answered, or no such co
     #[command(
         long_about = "Parse and validate a configuration file without touching the system, then \
 print per connection what would be negotiated: the phase 1 mode and proposals, the ESP proposals \
-and PFS group, lifetimes, traffic selectors and routes, NAT traversal and DPD. On error, print \
-one message naming the connection and key that is wrong.",
+and PFS group, lifetimes, traffic selectors and routes, NAT traversal and DPD, with every path \
+resolved (relative paths are relative to the file's directory). It runs the validation `up` \
+runs, and looks at the host: the psk_file and save_keys_dir (owner, mode, no symlinks), \
+interfaces of the configured names, the control socket path. On error, print one message \
+naming the connection and key that is wrong. Warnings (legacy algorithms, chacha20poly1305 \
+outside ferrovpn pairs, a psk_file not created yet, which `up` refuses) leave the status 0.",
         after_long_help = "EXAMPLES:\n    ferrovpn check -c /etc/ferrovpn/ferrovpn.toml\n\n\
-EXIT STATUS:\n    0   the configuration is valid\n    1   the configuration is invalid (the reason \
+EXIT STATUS:\n    0   the configuration is valid (warnings, if any, on stdout)\n    1   the configuration is invalid (the reason \
 is printed on stderr)\n    2   usage error"
     )]
     Check(CheckArgs),
@@ -301,7 +307,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             }
         }
         Command::Decode(args) => crate::decode::run(&args.file, &args.keys, args.verbose, out, err),
-        Command::Check(args) => match Config::load(&args.config) {
+        Command::Check(args) => match Config::load_for(&args.config, Purpose::Check) {
             Ok(cfg) => {
                 let _ = out.write_all(describe(&args.config, &cfg).as_bytes());
                 EXIT_OK
@@ -334,6 +340,12 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    for r in &cfg.remarks {
+        match r.severity {
+            Severity::Warning => tracing::warn!("{r}"),
+            Severity::Note => tracing::info!("{r}"),
+        }
+    }
     if args.daemon {
         // Detach from the terminal; logs keep going to the inherited stderr.
         // SAFETY: daemon(3) before any thread is started.
@@ -360,11 +372,21 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
 pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
     let mut s = String::new();
     let n = cfg.connections.len();
+    let w = cfg
+        .remarks
+        .iter()
+        .filter(|r| r.severity == Severity::Warning)
+        .count();
     let _ = writeln!(
         s,
-        "{}: OK, {n} connection{}",
+        "{}: OK, {n} connection{}{}",
         path.display(),
-        if n == 1 { "" } else { "s" }
+        if n == 1 { "" } else { "s" },
+        match w {
+            0 => String::new(),
+            1 => ", 1 warning".into(),
+            _ => format!(", {w} warnings"),
+        }
     );
     let _ = writeln!(
         s,
@@ -387,6 +409,9 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
             "daemon: KEY EXPORT ON: every SA's keys will be written to {} (debugging only)",
             d.display()
         );
+    }
+    for r in cfg.remarks_of(None) {
+        let _ = writeln!(s, "{}: {r}", severity_word(r.severity));
     }
     for c in &cfg.connections {
         let field = |s: &mut String, k: &str, v: String| {
@@ -411,6 +436,14 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
             &mut s,
             "ids",
             format!("local {}, remote {}", c.local_id, c.remote_id),
+        );
+        field(
+            &mut s,
+            "PSK",
+            match &c.psk_file {
+                Some(f) => format!("from {}", f.display()),
+                None => "inline (psk)".to_string(),
+            },
         );
         let ike: Vec<String> = c
             .ike
@@ -508,22 +541,18 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 }
             }
         }
-        if c.allow_weak_dh {
-            field(
-                &mut s,
-                "warning",
-                "allow_weak_dh = true: modp1024/modp1536 accepted".into(),
-            );
-        }
-        if c.mode == Mode::Aggressive {
-            field(
-                &mut s,
-                "warning",
-                "Aggressive Mode with PSK exposes a hash of the key to offline cracking".into(),
-            );
+        for r in cfg.remarks_of(Some(&c.name)) {
+            field(&mut s, severity_word(r.severity), r.text.clone());
         }
     }
     s
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Warning => "warning",
+        Severity::Note => "note",
+    }
 }
 
 #[cfg(test)]
@@ -602,6 +631,62 @@ pub(crate) mod tests {
             .render_long_help()
             .to_string();
         assert!(check.contains("EXIT STATUS") && check.contains("--config <FILE>"));
+    }
+
+    /// The README's first command and every example pass `check` on a fresh clone, where the
+    /// key files they name do not exist yet; `up` refuses the same file for that reason.
+    #[test]
+    fn check_accepts_every_example_and_up_wants_its_key_file() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for name in ["route-based.toml", "policy-based.toml"] {
+            let f = root.join("config").join(name);
+            let (code, out, err) = run_args(&["ferrovpn", "check", "-c", f.to_str().unwrap()]);
+            assert_eq!(code, EXIT_OK, "{name}: {err}");
+            assert!(out.contains(": OK, "), "{out}");
+            if !std::path::Path::new("/etc/ferrovpn").exists() {
+                assert!(out.contains("  PSK         from /etc/ferrovpn/"), "{out}");
+                assert!(
+                    out.contains(
+                        ".psk does not exist (yet): `ferrovpn up` refuses to start until it does"
+                    ),
+                    "{out}"
+                );
+                let (code, _, err) = run_args(&["ferrovpn", "up", "-c", f.to_str().unwrap()]);
+                assert_eq!(code, EXIT_FAILURE);
+                assert!(err.contains(".psk does not exist\n"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn check_shows_resolved_paths_and_warnings() {
+        let dir = std::env::temp_dir().join(format!("ferrovpn-cli-paths-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("keys")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("keys"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(dir.join("k.psk"), "secret").unwrap();
+        std::fs::set_permissions(dir.join("k.psk"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "[daemon]\ncontrol_socket = \"ctl.sock\"\nsave_keys_dir = \"keys\"\n\n[[connection]]\nname = \"a\"\nlocal_addr = \"192.0.2.1\"\nremote_addr = \"192.0.2.2\"\npsk_file = \"k.psk\"\nike = \"aes128-sha1-modp2048\"\nesp = \"chacha20poly1305\"\nstart = \"initiate\"\n[connection.route_based]\ninterface = \"fv0\"\n",
+        )
+        .unwrap();
+        let (code, out, err) = run_args(&["ferrovpn", "check", "-c", f.to_str().unwrap()]);
+        assert_eq!(code, EXIT_OK, "{err}");
+        let d = dir.display();
+        for want in [
+            format!("control socket {d}/ctl.sock,"),
+            format!("every SA's keys will be written to {d}/keys "),
+            format!("  PSK         from {d}/k.psk\n"),
+            "  warning     ike: sha1 in 'aes128-sha1-modp2048' is a legacy hash".to_string(),
+            "  warning     esp: chacha20poly1305 in 'chacha20poly1305' works only between ferrovpn peers".to_string(),
+        ] {
+            assert!(out.contains(&want), "missing {want:?} in\n{out}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The TOML configuration: parsed with serde (unknown keys are errors, so typos are caught), then
 //! validated into typed values. Every problem is reported as one message naming the key path,
 //! e.g. `connection "site-b": ike: unknown algorithm 'aes257' in 'aes257-sha256-modp2048'`.
-//! config/README.md documents every key.
+//! config/README.md documents every key. Relative paths are resolved against the directory of
+//! the configuration file when it is loaded, so `up --daemon` (which changes to `/`) and `check`
+//! see the same files. What is legal but worth knowing (legacy algorithms, an interface that
+//! already exists) comes back as [`Remark`]s, shown by `check` and logged by `up`.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroUsize;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::ipnet::{IfAddr, IpNet};
+use crate::secret_file::{self, PrivateDir, SecretFileError};
 
 /// Default path of the control socket.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ferrovpn.sock";
@@ -24,6 +28,20 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ferrovpn.sock";
 pub const DEFAULT_IKE: &str = "aes256-sha256-modp2048";
 /// Default phase 2 proposal.
 pub const DEFAULT_ESP: &str = "aes128gcm16";
+
+/// Longest IKE or IPsec SA lifetime: 24 h, the maximum Cisco IOS and Juniper accept for both.
+/// A peer may propose a shorter one, which is adopted (RFC 2409 §4.5), never a longer one.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Longest `dpd_interval`: 1 h (Cisco's `isakmp keepalive` allows at most 3600 s).
+pub const MAX_DPD_INTERVAL: Duration = Duration::from_secs(3600);
+/// Longest `dpd_timeout`: 2 h.
+pub const MAX_DPD_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+/// Longest time an unanswered IKE exchange may be retransmitted before it fails.
+pub const MAX_RETRANSMIT_SCHEDULE: Duration = Duration::from_secs(3600);
+/// Most data plane threads per direction; each is also one queue of every TUN device.
+pub const MAX_WORKERS: usize = 64;
+/// `sun_path` of a Unix socket address holds at most this many bytes before its NUL.
+const MAX_SOCKET_PATH: usize = 107;
 
 /// Why a configuration was refused; the Display text is the whole message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +59,51 @@ pub enum ConfigError {
     NoConnections,
     #[error("connection \"{name}\": {problem}")]
     Connection { name: String, problem: String },
+}
+
+/// What the configuration is loaded for: `up` needs every secret; `check` may validate a
+/// configuration before its secrets are installed (a missing `psk_file` is then a warning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Run,
+    Check,
+}
+
+/// How loud a [`Remark`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Legal, but weaker or less interoperable than it looks, or `up` may still fail.
+    Warning,
+    /// Worth knowing.
+    Note,
+}
+
+/// What a remark is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The configuration file itself.
+    File,
+    Daemon,
+    Connection(String),
+}
+
+/// Something about a valid configuration the operator should know; `check` prints these and
+/// `up` logs them at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remark {
+    pub severity: Severity,
+    pub scope: Scope,
+    pub text: String,
+}
+
+impl fmt::Display for Remark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.scope {
+            Scope::File => f.write_str(&self.text),
+            Scope::Daemon => write!(f, "daemon: {}", self.text),
+            Scope::Connection(c) => write!(f, "connection \"{c}\": {}", self.text),
+        }
+    }
 }
 
 // ---- raw TOML shape ----
@@ -143,10 +206,13 @@ struct RawPair {
 pub struct Config {
     pub daemon: DaemonConfig,
     pub connections: Vec<Connection>,
+    /// Warnings and notes, in file order.
+    pub remarks: Vec<Remark>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
+    /// Absolute when the file was loaded with [`Config::load`].
     pub control_socket: PathBuf,
     pub log_level: LogLevel,
     /// Data plane threads per direction (default: half the cores, at least 1): outbound
@@ -348,7 +414,10 @@ pub struct Connection {
     pub remote_addr: IpAddr,
     pub local_id: Identity,
     pub remote_id: Identity,
+    /// Empty only when a `check` found `psk_file` missing (a warning then).
     pub psk: Psk,
+    /// Where the key was read from (resolved), None for an inline `psk`.
+    pub psk_file: Option<PathBuf>,
     pub mode: Mode,
     pub allow_aggressive_psk: bool,
     pub ike: Vec<IkeProposal>,
@@ -368,25 +437,60 @@ pub struct Connection {
 // ---- parsing and validation ----
 
 impl Config {
-    /// Reads and validates a file; relative `psk_file` paths are taken relative to its directory.
+    /// Reads and validates a file for `up`: every secret must be there.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        // The text may hold inline PSKs: wipe it when done.
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?,
-            );
-        let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, base)
+        Config::load_for(path, Purpose::Run)
     }
 
-    /// Parses and validates TOML text; `base` resolves relative `psk_file` paths.
+    /// Reads and validates a file; relative paths in it are resolved against its directory
+    /// (made absolute first).
+    pub fn load_for(path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        // The text may hold inline PSKs: wipe it when done.
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(read_err)?);
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = std::path::absolute(dir).map_err(read_err)?;
+        let mut cfg = Config::parse_for(&text, &base, purpose)?;
+        // Inline keys in a file others can read are as good as published.
+        if cfg.connections.iter().any(|c| c.psk_file.is_none()) {
+            if let Ok(m) = std::fs::metadata(path) {
+                let mode = m.permissions().mode() & 0o7777;
+                if mode & 0o044 != 0 {
+                    cfg.remarks.insert(
+                        0,
+                        Remark {
+                            severity: Severity::Warning,
+                            scope: Scope::File,
+                            text: format!(
+                                "{} holds an inline psk and is readable by group/others (mode {mode:04o}): chmod 600 it, or use psk_file",
+                                path.display()
+                            ),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates TOML text for `up`; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        Config::parse_for(text, base, Purpose::Run)
+    }
+
+    /// Parses and validates TOML text, inspecting the files and interfaces it names;
+    /// `base` (absolute) resolves relative paths.
+    pub fn parse_for(text: &str, base: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().trim().into()))?;
-        let daemon = validate_daemon(raw.daemon)?;
+        let mut remarks = Vec::new();
+        let daemon = validate_daemon(raw.daemon, base, &mut remarks)?;
         if raw.connection.is_empty() {
             return Err(ConfigError::NoConnections);
         }
@@ -401,18 +505,47 @@ impl Config {
             if connections.iter().any(|c| c.name == name) {
                 return Err(err("duplicate connection name".into()));
             }
-            let c = validate_connection(rc, base).map_err(err)?;
+            let mut notes = Vec::new();
+            let c = validate_connection(rc, base, purpose, &mut notes).map_err(err)?;
             check_against_others(&c, &connections).map_err(err)?;
+            inspect_host(&c, &mut notes).map_err(err)?;
+            remarks.extend(notes.into_iter().map(|(severity, text)| Remark {
+                severity,
+                scope: Scope::Connection(name.clone()),
+                text,
+            }));
             connections.push(c);
         }
         Ok(Config {
             daemon,
             connections,
+            remarks,
+        })
+    }
+
+    /// The remarks of one connection (`None`: those of the file and the daemon).
+    pub fn remarks_of<'a>(&'a self, conn: Option<&'a str>) -> impl Iterator<Item = &'a Remark> {
+        self.remarks.iter().filter(move |r| match (&r.scope, conn) {
+            (Scope::Connection(c), Some(n)) => c == n,
+            (Scope::Connection(_), None) => false,
+            (_, None) => true,
+            (_, Some(_)) => false,
         })
     }
 }
 
-fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
+fn validate_daemon(
+    d: RawDaemon,
+    base: &Path,
+    remarks: &mut Vec<Remark>,
+) -> Result<DaemonConfig, ConfigError> {
+    let mut warn = |text: String| {
+        remarks.push(Remark {
+            severity: Severity::Warning,
+            scope: Scope::Daemon,
+            text,
+        })
+    };
     let log_level = match d.log_level.as_deref().unwrap_or("info") {
         "error" => LogLevel::Error,
         "warn" => LogLevel::Warn,
@@ -425,23 +558,52 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             )))
         }
     };
+    let cores = std::thread::available_parallelism().ok();
     let workers = match d.workers {
-        Some(n) => NonZeroUsize::new(n)
-            .ok_or_else(|| ConfigError::Daemon("workers: must be at least 1".into()))?,
+        Some(n) if n > MAX_WORKERS => {
+            return Err(ConfigError::Daemon(format!(
+                "workers: {n} is above the maximum of {MAX_WORKERS} (each worker is a thread per direction and a queue of every TUN device)"
+            )))
+        }
+        Some(n) => {
+            let n = NonZeroUsize::new(n)
+                .ok_or_else(|| ConfigError::Daemon("workers: must be at least 1".into()))?;
+            if let Some(c) = cores.filter(|c| n > *c) {
+                warn(format!(
+                    "workers: {n} is more than the {c} CPUs available here; the extra data plane threads only compete for them"
+                ));
+            }
+            n
+        }
         // Both directions are busy at once (TCP's ACKs come back), so each gets half.
-        None => std::thread::available_parallelism()
-            .ok()
+        None => cores
             .and_then(|n| NonZeroUsize::new(n.get() / 2))
             .unwrap_or(NonZeroUsize::MIN),
     };
-    if let Some(dir) = &d.save_keys_dir {
-        if !dir.is_absolute() {
-            return Err(ConfigError::Daemon(format!(
-                "save_keys_dir: '{}' must be an absolute path",
-                dir.display()
-            )));
+    let save_keys_dir = match &d.save_keys_dir {
+        None => None,
+        Some(dir) if dir.as_os_str().is_empty() => {
+            return Err(ConfigError::Daemon(
+                "save_keys_dir: must not be empty (leave it out to export no keys)".into(),
+            ))
         }
-    }
+        Some(dir) => {
+            let dir = secret_file::resolve(base, dir);
+            check_key_dir(&dir).map_err(|e| ConfigError::Daemon(format!("save_keys_dir: {e}")))?;
+            Some(dir)
+        }
+    };
+    let control_socket = match &d.control_socket {
+        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(ConfigError::Daemon(
+                "control_socket: must not be empty (the default is /run/ferrovpn.sock)".into(),
+            ))
+        }
+        Some(p) => secret_file::resolve(base, p),
+    };
+    check_control_socket(&control_socket)
+        .map_err(|e| ConfigError::Daemon(format!("control_socket: {e}")))?;
     let metrics_listen = match &d.metrics_listen {
         None => None,
         Some(s) => {
@@ -470,10 +632,10 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             format_duration(timeout)
         )));
     }
-    let base = d.retransmit_base.unwrap_or(dflt.base);
-    if !(1.0..=4.0).contains(&base) {
+    let retransmit_base = d.retransmit_base.unwrap_or(dflt.base);
+    if !(1.0..=4.0).contains(&retransmit_base) {
         return Err(ConfigError::Daemon(format!(
-            "retransmit_base: {base} is outside 1.0 to 4.0"
+            "retransmit_base: {retransmit_base} is outside 1.0 to 4.0"
         )));
     }
     let tries = d.retransmit_tries.unwrap_or(dflt.tries);
@@ -482,22 +644,77 @@ fn validate_daemon(d: RawDaemon) -> Result<DaemonConfig, ConfigError> {
             "retransmit_tries: {tries} is outside 1 to 20"
         )));
     }
+    let retransmit = Retransmit {
+        timeout,
+        base: retransmit_base,
+        tries,
+    };
+    let schedule = retransmit.give_up_after();
+    if schedule > MAX_RETRANSMIT_SCHEDULE {
+        return Err(ConfigError::Daemon(format!(
+            "retransmit_timeout {}, retransmit_base {retransmit_base} and retransmit_tries {tries} would retransmit an unanswered exchange for {}; the maximum is {}",
+            format_duration(timeout),
+            format_duration(Duration::from_secs(schedule.as_secs())),
+            format_duration(MAX_RETRANSMIT_SCHEDULE)
+        )));
+    }
     Ok(DaemonConfig {
-        save_keys_dir: d.save_keys_dir.clone(),
+        save_keys_dir,
         metrics_listen,
-        control_socket: d
-            .control_socket
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
+        control_socket,
         log_level,
         workers,
-        retransmit: Retransmit {
-            timeout,
-            base,
-            tries,
-        },
+        retransmit,
         offloads: d.offloads.unwrap_or(true),
         pin_workers: d.pin_workers,
     })
+}
+
+/// `save_keys_dir` and the key tables already in it, as the daemon will find them.
+fn check_key_dir(dir: &Path) -> Result<(), SecretFileError> {
+    let d = PrivateDir::open(dir)?;
+    for name in [crate::decode::IKEV1_TABLE, crate::decode::ESP_TABLE] {
+        d.check_existing(name)?;
+    }
+    Ok(())
+}
+
+/// What can be known about the control socket path before binding it.
+fn check_control_socket(p: &Path) -> Result<(), String> {
+    if p.as_os_str().is_empty() {
+        return Err("must not be empty (the default is /run/ferrovpn.sock)".into());
+    }
+    let len = secret_file::path_len(p);
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "{} is {len} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH}",
+            p.display()
+        ));
+    }
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => {
+            return Err(format!(
+                "{} is a directory; name the socket file, e.g. {}",
+                p.display(),
+                p.join("ferrovpn.sock").display()
+            ))
+        }
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(format!(
+                "{} exists and is not a socket; ferrovpn will not replace it",
+                p.display()
+            ))
+        }
+        _ => {}
+    }
+    match p.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(format!(
+            "{}: directory {} does not exist",
+            p.display(),
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -569,6 +786,14 @@ pub fn format_duration(d: Duration) -> String {
 /// Shortest IKE or IPsec SA lifetime accepted.
 const MIN_LIFETIME: Duration = Duration::from_secs(10);
 
+fn above_max(key: &str, d: Duration, max: Duration) -> String {
+    format!(
+        "{key}: {} is above the maximum of {}",
+        format_duration(d),
+        format_duration(max)
+    )
+}
+
 fn duration_key(key: &str, v: Option<&str>, default: &str) -> Result<Duration, String> {
     parse_duration(v.unwrap_or(default)).map_err(|e| format!("{key}: {e}"))
 }
@@ -615,33 +840,65 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Reads a PSK file, refusing files that others could read or change.
-fn read_psk_file(path: &Path) -> Result<Psk, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("psk_file {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("psk_file {} is not a regular file", path.display()));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o044 != 0 {
-        return Err(format!(
-            "psk_file {} is readable by group/others (mode {mode:04o}); chmod 600 it",
-            path.display()
-        ));
-    }
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "psk_file {} is writable by group/others (mode {mode:04o}); chmod 600 it",
-            path.display()
-        ));
-    }
-    let bytes = Zeroizing::new(
-        std::fs::read(path).map_err(|e| format!("psk_file {}: {e}", path.display()))?,
-    );
+/// Reads a PSK file through [`secret_file::read_private`]: opened once without following a
+/// symlink, judged on the open descriptor. `Ok(None)`: missing, and only being checked.
+fn read_psk_file(path: &Path, purpose: Purpose) -> Result<Option<Psk>, String> {
+    let bytes = match secret_file::read_private(path) {
+        Ok(b) => b,
+        Err(SecretFileError::Missing { .. }) if purpose == Purpose::Check => return Ok(None),
+        Err(e) => return Err(format!("psk_file {e}")),
+    };
     let trimmed = bytes.trim_ascii();
     if trimmed.is_empty() {
         return Err(format!("psk_file {} is empty", path.display()));
     }
-    Ok(Psk(Zeroizing::new(trimmed.to_vec())))
+    Ok(Some(Psk(Zeroizing::new(trimmed.to_vec()))))
+}
+
+/// Addresses IKE cannot talk to: IKE is unicast UDP.
+fn check_unicast(key: &str, a: IpAddr) -> Result<(), String> {
+    let what = match a {
+        _ if a.is_unspecified() => "the unspecified address",
+        _ if a.is_multicast() => "a multicast address",
+        IpAddr::V4(v4) if v4.is_broadcast() => "the broadcast address",
+        _ => return Ok(()),
+    };
+    Err(format!("{key}: {a} is {what}; IKE needs a unicast address"))
+}
+
+/// Legacy algorithms kept for old peers, each named once per key.
+fn legacy_warnings(
+    ike_str: &str,
+    ike: &[IkeProposal],
+    esp_str: &str,
+    esp: &[EspProposal],
+) -> Vec<String> {
+    use ferrovpn_ike::algorithm::{EspCipher, EspIntegrity, IkeCipher, IkeHash};
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |s: String| {
+        if !out.contains(&s) {
+            out.push(s)
+        }
+    };
+    for p in ike {
+        if p.cipher == IkeCipher::TripleDesCbc {
+            add(format!("ike: 3des in '{ike_str}' is a legacy cipher (64-bit blocks: Sweet32), accepted for old peers; prefer aes128 or aes256"));
+        }
+        match p.hash {
+            IkeHash::Md5 => add(format!("ike: md5 in '{ike_str}' is a legacy hash (collisions are practical), accepted for old peers; prefer sha256")),
+            IkeHash::Sha1 => add(format!("ike: sha1 in '{ike_str}' is a legacy hash (collisions are practical), accepted for old peers; prefer sha256")),
+            _ => {}
+        }
+    }
+    for p in esp {
+        if p.integrity == Some(EspIntegrity::HmacSha1_96) && !p.cipher.is_aead() {
+            add(format!("esp: sha1 in '{esp_str}' (HMAC-SHA1-96) is legacy integrity, accepted for old peers; prefer sha256 or an AEAD such as aes128gcm16"));
+        }
+        if p.cipher == EspCipher::ChaCha20Poly1305 {
+            add(format!("esp: chacha20poly1305 in '{esp_str}' works only between ferrovpn peers: strongSwan 5.9 and Libreswan have no IKEv1 ESP transform for it (strongSwan answers NO-PROPOSAL-CHOSEN as responder and sends a proposal without transforms as initiator)"));
+        }
+    }
+    out
 }
 
 fn parse_net(key: &str, s: &str) -> Result<IpNet, String> {
@@ -673,7 +930,12 @@ fn check_groups<'a>(
     Ok(())
 }
 
-fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection, String> {
+fn validate_connection(
+    mut rc: RawConnection,
+    base: &Path,
+    purpose: Purpose,
+    notes: &mut Vec<(Severity, String)>,
+) -> Result<Connection, String> {
     let local_addr: IpAddr = rc
         .local_addr
         .parse()
@@ -687,11 +949,8 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
             "local_addr {local_addr} and remote_addr {remote_addr} are of different address families"
         ));
     }
-    if local_addr.is_unspecified() || remote_addr.is_unspecified() {
-        return Err(
-            "local_addr and remote_addr must be concrete addresses, not 0.0.0.0 or ::".into(),
-        );
-    }
+    check_unicast("local_addr", local_addr)?;
+    check_unicast("remote_addr", remote_addr)?;
     if local_addr == remote_addr {
         return Err(format!("local_addr and remote_addr are both {local_addr}"));
     }
@@ -704,7 +963,11 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
         None => Identity::from(remote_addr),
     };
 
-    let psk = match (rc.psk.take(), &rc.psk_file) {
+    let psk_file = rc
+        .psk_file
+        .as_deref()
+        .map(|f| secret_file::resolve(base, f));
+    let psk = match (rc.psk.take(), &psk_file) {
         (Some(p), None) => {
             let p = Zeroizing::new(p.into_bytes());
             if p.is_empty() {
@@ -716,7 +979,22 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
             drop(Zeroizing::new(p.into_bytes()));
             return Err("set exactly one of psk or psk_file".into());
         }
-        (None, Some(f)) => read_psk_file(&base.join(f))?,
+        (None, Some(f)) if f.as_os_str().is_empty() => {
+            return Err("psk_file: must not be empty".into())
+        }
+        (None, Some(f)) => match read_psk_file(f, purpose)? {
+            Some(p) => p,
+            None => {
+                notes.push((
+                    Severity::Warning,
+                    format!(
+                        "psk_file {} does not exist (yet): `ferrovpn up` refuses to start until it does; create it with mode 600",
+                        f.display()
+                    ),
+                ));
+                Psk(Zeroizing::new(Vec::new()))
+            }
+        },
         _ => return Err("set exactly one of psk or psk_file".into()),
     };
 
@@ -740,6 +1018,21 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
         esp.iter().filter_map(|p| p.pfs_group.as_ref()),
         rc.allow_weak_dh,
     )?;
+    if rc.allow_weak_dh {
+        notes.push((
+            Severity::Warning,
+            "allow_weak_dh = true: modp1024/modp1536 accepted".into(),
+        ));
+    }
+    for w in legacy_warnings(ike_str, &ike, esp_str, &esp) {
+        notes.push((Severity::Warning, w));
+    }
+    if rc.mode == Mode::Aggressive {
+        notes.push((
+            Severity::Warning,
+            "Aggressive Mode with PSK exposes a hash of the key to offline cracking".into(),
+        ));
+    }
     let pfs: Vec<bool> = esp.iter().map(|p| p.pfs_group.is_some()).collect();
     if pfs.contains(&true) && pfs.contains(&false) {
         return Err(format!(
@@ -763,6 +1056,9 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
                 format_duration(MIN_LIFETIME)
             ));
         }
+        if d > MAX_LIFETIME {
+            return Err(above_max(k, d, MAX_LIFETIME));
+        }
     }
     if rc.esp_lifetime_bytes == Some(0) {
         return Err(
@@ -771,6 +1067,12 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
     }
     let dpd_interval = duration_key("dpd_interval", rc.dpd_interval.as_deref(), "30s")?;
     let dpd_timeout = duration_key("dpd_timeout", rc.dpd_timeout.as_deref(), "150s")?;
+    if dpd_interval > MAX_DPD_INTERVAL {
+        return Err(above_max("dpd_interval", dpd_interval, MAX_DPD_INTERVAL));
+    }
+    if dpd_timeout > MAX_DPD_TIMEOUT {
+        return Err(above_max("dpd_timeout", dpd_timeout, MAX_DPD_TIMEOUT));
+    }
     let dpd = if dpd_interval.is_zero() {
         None
     } else {
@@ -792,6 +1094,16 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
             let mss = r.tcp_mss.take();
             let r = validate_route_based(r, remote_addr)?;
             let mss = validate_tcp_mss("route_based.tcp_mss", mss, r.remote_ts.is_ipv6())?;
+            if let (TcpMss::Fixed(m), Some(mtu)) = (mss, r.mtu) {
+                // IPv4 + TCP headers are 40 bytes, IPv6 + TCP 60 (RFC 6691 §2).
+                let hdr = if r.remote_ts.is_ipv6() { 60 } else { 40 };
+                let max = mtu.saturating_sub(hdr);
+                if m > max {
+                    return Err(format!(
+                        "route_based.tcp_mss: {m} is above mtu {mtu} - {hdr} = {max}; segments that size do not fit the tunnel"
+                    ));
+                }
+            }
             (Tunnel::RouteBased(r), mss)
         }
         (None, Some(mut p)) => {
@@ -815,6 +1127,7 @@ fn validate_connection(mut rc: RawConnection, base: &Path) -> Result<Connection,
         local_id,
         remote_id,
         psk,
+        psk_file,
         mode: rc.mode,
         allow_aggressive_psk: rc.allow_aggressive_psk,
         ike,
@@ -885,6 +1198,12 @@ fn validate_route_based(r: RawRouteBased, remote_addr: IpAddr) -> Result<RouteBa
     };
     let routes = match r.routes {
         None => vec![remote_ts],
+        Some(list) if list.is_empty() => {
+            return Err(format!(
+                "route_based.routes: empty, so nothing would be routed into {}; leave routes out to route remote_ts {remote_ts}, or list the prefixes",
+                r.interface
+            ))
+        }
         Some(list) => list
             .iter()
             .map(|s| parse_net("route_based.routes", s))
@@ -986,6 +1305,55 @@ fn validate_policy_based(p: RawPolicyBased) -> Result<Vec<SelectorPair>, String>
     Ok(out)
 }
 
+/// What the host says about a connection before anything is started: its TUN name taken by
+/// a device that is not a TUN is an error; an existing TUN, or a `local_addr` no interface
+/// holds, is told (the daemon decides about the TUN; the address may be added later).
+fn inspect_host(c: &Connection, notes: &mut Vec<(Severity, String)>) -> Result<(), String> {
+    if let Tunnel::RouteBased(r) = &c.tunnel {
+        if let Ok(index) = crate::netlink::link_index(&r.interface) {
+            let kind = crate::netlink::Netlink::open()
+                .and_then(|mut nl| nl.link_kind(index))
+                .map_err(|e| {
+                    format!(
+                        "route_based.interface: {} exists, and its kind cannot be read: {e}",
+                        r.interface
+                    )
+                })?;
+            match kind.as_deref() {
+                Some("tun") => notes.push((
+                    Severity::Note,
+                    format!(
+                        "route_based.interface: a TUN device {} exists already; `up` takes it over only if a ferrovpn that is no longer running left it behind",
+                        r.interface
+                    ),
+                )),
+                other => {
+                    return Err(format!(
+                        "route_based.interface: {} is an existing {} device, not a TUN; ferrovpn creates its own TUN device, so pick a name no interface has",
+                        r.interface,
+                        match other {
+                            Some(k) => k,
+                            // Linux gives the loopback device ifindex 1 in every namespace.
+                            None if index == 1 => "loopback",
+                            None => "physical or loopback",
+                        }
+                    ))
+                }
+            }
+        }
+    }
+    if crate::netlink::mtu_of_address(c.local_addr).is_none() {
+        notes.push((
+            Severity::Warning,
+            format!(
+                "local_addr {} is not an address of this host (in this network namespace): `up` cannot bind IKE to it until it is",
+                c.local_addr
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Conflicts between connections that each look fine alone.
 fn check_against_others(c: &Connection, others: &[Connection]) -> Result<(), String> {
     for o in others {
@@ -1018,6 +1386,7 @@ fn check_against_others(c: &Connection, others: &[Connection]) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret_file::tests::TempDir;
 
     const HEAD: &str = r#"
 [[connection]]
@@ -1097,13 +1466,12 @@ start = "initiate"
 
     #[test]
     fn key_export_and_metrics_are_opt_in_and_metrics_stay_local_unless_allowed() {
-        let daemon =
-            "[daemon]\nsave_keys_dir = \"/run/ferrovpn-keys\"\nmetrics_listen = \"[::1]:9273\"\n";
-        let c = parse(&format!("{daemon}{}", with("psk = \"s3cret\"", RB))).unwrap();
-        assert_eq!(
-            c.daemon.save_keys_dir.as_deref(),
-            Some(Path::new("/run/ferrovpn-keys"))
-        );
+        let dir = TempDir::new("keys-opt-in");
+        std::fs::create_dir(dir.0.join("keys")).unwrap();
+        let daemon = "[daemon]\nsave_keys_dir = \"keys\"\nmetrics_listen = \"[::1]:9273\"\n";
+        let c =
+            Config::parse(&format!("{daemon}{}", with("psk = \"s3cret\"", RB)), &dir.0).unwrap();
+        assert_eq!(c.daemon.save_keys_dir, Some(dir.0.join("keys")));
         assert_eq!(c.daemon.metrics_listen, Some("[::1]:9273".parse().unwrap()));
         let remote = "[daemon]\nmetrics_listen = \"192.0.2.1:9273\"\nmetrics_allow_remote = true\n";
         let c = parse(&format!("{remote}{}", with("psk = \"s3cret\"", RB))).unwrap();
@@ -1196,7 +1564,8 @@ start = "initiate"
         assert_eq!(
             e,
             format!(
-                "connection \"site-b\": psk_file {} is readable by group/others (mode 0644); chmod 600 it",
+                "connection \"site-b\": psk_file {} is readable by group/others (mode 0644); run: chmod 600 {}",
+                f.display(),
                 f.display()
             )
         );
@@ -1277,7 +1646,7 @@ start = "initiate"
             ("[daemon]\nlog_level = \"loud\"\n".to_string(),
              "daemon: log_level: 'loud' is not one of error, warn, info, debug, trace"),
             ("[daemon]\nsave_keys_dir = \"keys\"\n".to_string(),
-             "daemon: save_keys_dir: 'keys' must be an absolute path"),
+             "daemon: save_keys_dir: /nonexistent/keys does not exist"),
             ("[daemon]\nmetrics_listen = \"9273\"\n".to_string(),
              "daemon: metrics_listen: '9273' is not an address:port such as 127.0.0.1:9273 or [::1]:9273"),
             ("[daemon]\nmetrics_listen = \"192.0.2.1:9273\"\n".to_string(),
@@ -1356,6 +1725,332 @@ address = "2001:db8:1::1/64"
         );
         // First send plus two retransmissions, one second apart each: given up after 3 s.
         assert_eq!(r.give_up_after(), Duration::from_secs(3));
+    }
+
+    fn warnings(c: &Config) -> Vec<String> {
+        c.remarks
+            .iter()
+            .filter(|r| r.severity == Severity::Warning)
+            .map(|r| r.to_string())
+            .filter(|t| !t.contains("is not an address of this host"))
+            .collect()
+    }
+
+    #[test]
+    fn configured_durations_have_a_maximum_named_in_the_error() {
+        let cases = [
+            (
+                "ike_lifetime = \"2d\"",
+                "ike_lifetime: 2d is above the maximum of 1d",
+            ),
+            (
+                "esp_lifetime = \"25h\"",
+                "esp_lifetime: 25h is above the maximum of 1d",
+            ),
+            (
+                "ike_lifetime = \"18446744073709551615s\"",
+                "ike_lifetime: 18446744073709551615s is above the maximum of 1d",
+            ),
+            (
+                "dpd_interval = \"2h\"",
+                "dpd_interval: 2h is above the maximum of 1h",
+            ),
+            (
+                "dpd_timeout = \"3h\"",
+                "dpd_timeout: 3h is above the maximum of 2h",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                err(&with(&format!("psk = \"x\"\n{line}"), RB)),
+                format!("connection \"site-b\": {want}")
+            );
+        }
+        // The maxima themselves are accepted.
+        let c = parse(&with(
+            "psk = \"x\"\nike_lifetime = \"24h\"\nesp_lifetime = \"1d\"\ndpd_interval = \"1h\"\ndpd_timeout = \"2h\"",
+            RB,
+        ))
+        .unwrap();
+        assert_eq!(c.connections[0].ike_lifetime, MAX_LIFETIME);
+        let text = format!(
+            "[daemon]\nretransmit_timeout = \"1m\"\nretransmit_base = 2.0\nretransmit_tries = 10\n{}",
+            with("psk = \"x\"", RB)
+        );
+        assert_eq!(
+            err(&text),
+            "daemon: retransmit_timeout 1m, retransmit_base 2 and retransmit_tries 10 would retransmit an unanswered exchange for 34h, 6m, 0s; the maximum is 1h"
+                .replace("34h, 6m, 0s", &format_duration(Duration::from_secs(60 * 2047)))
+        );
+    }
+
+    #[test]
+    fn check_refuses_what_up_would_refuse_or_cannot_work() {
+        let dir = TempDir::new("check-refuses");
+        let d = dir.0.display().to_string();
+        std::fs::write(dir.0.join("file"), "").unwrap();
+        let long = format!("/tmp/{}.sock", "s".repeat(110));
+        let cases: Vec<(String, String)> = vec![
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"lo\""),
+             "connection \"site-b\": route_based.interface: lo is an existing loopback device, not a TUN; ferrovpn creates its own TUN device, so pick a name no interface has".into()),
+            (format!("[daemon]\ncontrol_socket = \"\"\n{}", with("psk = \"x\"", RB)),
+             "daemon: control_socket: must not be empty (the default is /run/ferrovpn.sock)".into()),
+            (format!("[daemon]\ncontrol_socket = \"{d}\"\n{}", with("psk = \"x\"", RB)),
+             format!("daemon: control_socket: {d} is a directory; name the socket file, e.g. {d}/ferrovpn.sock")),
+            (format!("[daemon]\ncontrol_socket = \"file\"\n{}", with("psk = \"x\"", RB)),
+             format!("daemon: control_socket: {d}/file exists and is not a socket; ferrovpn will not replace it")),
+            (format!("[daemon]\ncontrol_socket = \"none/s.sock\"\n{}", with("psk = \"x\"", RB)),
+             format!("daemon: control_socket: {d}/none/s.sock: directory {d}/none does not exist")),
+            (format!("[daemon]\ncontrol_socket = \"{long}\"\n{}", with("psk = \"x\"", RB)),
+             format!("daemon: control_socket: {long} is 120 bytes long; a Unix socket path holds at most 107")),
+            (format!("[daemon]\nworkers = 10000\n{}", with("psk = \"x\"", RB)),
+             "daemon: workers: 10000 is above the maximum of 64 (each worker is a thread per direction and a queue of every TUN device)".into()),
+            (format!("[daemon]\nsave_keys_dir = \"missing\"\n{}", with("psk = \"x\"", RB)),
+             format!("daemon: save_keys_dir: {d}/missing does not exist")),
+            (format!("[daemon]\nsave_keys_dir = \"file\"\n{}", with("psk = \"x\"", RB)),
+             format!("daemon: save_keys_dir: {d}/file is a regular file, not a directory")),
+            (with("psk = \"x\"\nremote_addr = \"224.0.0.5\"", RB).replace("remote_addr = \"192.0.2.2\"\n", ""),
+             "connection \"site-b\": remote_addr: 224.0.0.5 is a multicast address; IKE needs a unicast address".into()),
+            (with("psk = \"x\"\nremote_addr = \"255.255.255.255\"", RB).replace("remote_addr = \"192.0.2.2\"\n", ""),
+             "connection \"site-b\": remote_addr: 255.255.255.255 is the broadcast address; IKE needs a unicast address".into()),
+            (with("psk = \"x\"\nremote_addr = \"0.0.0.0\"", RB).replace("remote_addr = \"192.0.2.2\"\n", ""),
+             "connection \"site-b\": remote_addr: 0.0.0.0 is the unspecified address; IKE needs a unicast address".into()),
+            (with("psk = \"x\"\nlocal_addr = \"ff02::1\"\nremote_addr = \"2001:db8::2\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"::/0\"\nremote_ts = \"::/0\"")
+                .replace("local_addr = \"192.0.2.1\"\n", "").replace("remote_addr = \"192.0.2.2\"\n", ""),
+             "connection \"site-b\": local_addr: ff02::1 is a multicast address; IKE needs a unicast address".into()),
+            (with("psk = \"x\"", &format!("{RB}mtu = 1400\ntcp_mss = 1361")),
+             "connection \"site-b\": route_based.tcp_mss: 1361 is above mtu 1400 - 40 = 1360; segments that size do not fit the tunnel".into()),
+            (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"2001:db8:1::/48\"\nremote_ts = \"2001:db8:2::/48\"\nmtu = 1400\ntcp_mss = 1341"),
+             "connection \"site-b\": route_based.tcp_mss: 1341 is above mtu 1400 - 60 = 1340; segments that size do not fit the tunnel".into()),
+            (with("psk = \"x\"", &format!("{RB}routes = []")),
+             "connection \"site-b\": route_based.routes: empty, so nothing would be routed into fv0; leave routes out to route remote_ts 0.0.0.0/0, or list the prefixes".into()),
+        ];
+        for (text, want) in cases {
+            let got = Config::parse_for(&text, &dir.0, Purpose::Check)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(got, want, "config:\n{text}");
+            // `up` shares the validation.
+            assert_eq!(Config::parse(&text, &dir.0).unwrap_err().to_string(), want);
+        }
+        // At the limits: accepted.
+        let ok = format!(
+            "[daemon]\nworkers = 64\ncontrol_socket = \"ctl.sock\"\n{}",
+            with("psk = \"x\"", &format!("{RB}mtu = 1400\ntcp_mss = 1360"))
+        );
+        let c = Config::parse(&ok, &dir.0).unwrap();
+        assert_eq!(c.daemon.control_socket, dir.0.join("ctl.sock"));
+    }
+
+    #[test]
+    fn unsafe_key_dirs_are_refused_by_check_and_up() {
+        let dir = TempDir::new("keydir-check");
+        let real = dir.0.join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.0.join("link")).unwrap();
+        let cfg = |k: &str| {
+            format!(
+                "[daemon]\nsave_keys_dir = \"{k}\"\n{}",
+                with("psk = \"x\"", RB)
+            )
+        };
+        let e = Config::parse(&cfg("link"), &dir.0).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "daemon: save_keys_dir: {}/link is a symbolic link (to {}); refusing to follow it: name the real directory itself",
+                dir.0.display(),
+                real.display()
+            )
+        );
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Config::parse_for(&cfg("real"), &dir.0, Purpose::Check)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "daemon: save_keys_dir: {} is writable by group/others (mode 0777)",
+                real.display()
+            )),
+            "{e}"
+        );
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let victim = dir.0.join("victim");
+        std::fs::write(&victim, "x").unwrap();
+        std::os::unix::fs::symlink(&victim, real.join("ikev1_decryption_table")).unwrap();
+        let e = Config::parse(&cfg("real"), &dir.0).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "daemon: save_keys_dir: {}/ikev1_decryption_table is a symbolic link",
+                real.display()
+            )),
+            "{e}"
+        );
+        std::fs::remove_file(real.join("ikev1_decryption_table")).unwrap();
+        let c = Config::parse(&cfg("real"), &dir.0).unwrap();
+        assert_eq!(c.daemon.save_keys_dir, Some(real));
+    }
+
+    #[test]
+    fn a_symlinked_psk_file_is_refused_as_a_symlink() {
+        let dir = TempDir::new("psk-link");
+        let real = dir.0.join("real.psk");
+        std::fs::write(&real, "secret").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&real, dir.0.join("k.psk")).unwrap();
+        let text = with("psk_file = \"k.psk\"", RB);
+        for purpose in [Purpose::Run, Purpose::Check] {
+            let e = Config::parse_for(&text, &dir.0, purpose)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "connection \"site-b\": psk_file {}/k.psk is a symbolic link (to {}); refusing to follow it: name the real file itself",
+                    dir.0.display(),
+                    real.display()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_psk_file_fails_up_and_is_a_warning_for_check() {
+        let dir = TempDir::new("psk-missing");
+        let text = with("psk_file = \"site.psk\"", RB);
+        let f = dir.0.join("site.psk");
+        assert_eq!(
+            Config::parse(&text, &dir.0).unwrap_err().to_string(),
+            format!(
+                "connection \"site-b\": psk_file {} does not exist",
+                f.display()
+            )
+        );
+        let c = Config::parse_for(&text, &dir.0, Purpose::Check).unwrap();
+        assert_eq!(c.connections[0].psk_file.as_deref(), Some(f.as_path()));
+        assert_eq!(
+            warnings(&c),
+            vec![format!("connection \"site-b\": psk_file {} does not exist (yet): `ferrovpn up` refuses to start until it does; create it with mode 600", f.display())]
+        );
+        // Anything else wrong with it stays an error for check too.
+        std::fs::write(&f, "k").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(Config::parse_for(&text, &dir.0, Purpose::Check).is_err());
+    }
+
+    #[test]
+    fn relative_paths_are_resolved_against_the_config_files_directory() {
+        let dir = TempDir::new("relative");
+        std::fs::create_dir(dir.0.join("sub")).unwrap();
+        std::fs::create_dir(dir.0.join("sub/keys")).unwrap();
+        std::fs::set_permissions(
+            dir.0.join("sub/keys"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let psk = dir.0.join("sub/site.psk");
+        std::fs::write(&psk, "from-file\n").unwrap();
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let conf = dir.0.join("sub/ferrovpn.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[daemon]\ncontrol_socket = \"run.sock\"\nsave_keys_dir = \"keys\"\n{}",
+                with("psk_file = \"site.psk\"", RB)
+            ),
+        )
+        .unwrap();
+        // Loaded from elsewhere (the working directory is not the config's): same files.
+        let c = Config::load(&conf).unwrap();
+        assert_eq!(c.daemon.control_socket, dir.0.join("sub/run.sock"));
+        assert_eq!(c.daemon.save_keys_dir, Some(dir.0.join("sub/keys")));
+        assert_eq!(c.connections[0].psk_file, Some(psk));
+        assert_eq!(c.connections[0].psk.as_bytes(), b"from-file");
+        // `..` in a relative config path still gives absolute paths.
+        let cwd = std::env::current_dir().unwrap();
+        let mut rel = PathBuf::new();
+        for _ in cwd.components().skip(1) {
+            rel.push("..");
+        }
+        let c = Config::load(&rel.join(conf.strip_prefix("/").unwrap())).unwrap();
+        assert!(c.daemon.control_socket.is_absolute());
+        assert!(c.daemon.control_socket.ends_with("sub/run.sock"));
+    }
+
+    #[test]
+    fn legacy_algorithms_and_chacha20_are_accepted_with_a_warning() {
+        let c = parse(&with(
+            "psk = \"x\"\nike = \"3des-md5-modp2048, aes128-sha1-modp2048, aes256-sha256-modp2048\"\nesp = \"aes128-sha1, chacha20poly1305, aes128gcm16\"",
+            RB,
+        ))
+        .unwrap();
+        let ike = "3des-md5-modp2048, aes128-sha1-modp2048, aes256-sha256-modp2048";
+        let esp = "aes128-sha1, chacha20poly1305, aes128gcm16";
+        assert_eq!(
+            warnings(&c),
+            vec![
+                format!("connection \"site-b\": ike: 3des in '{ike}' is a legacy cipher (64-bit blocks: Sweet32), accepted for old peers; prefer aes128 or aes256"),
+                format!("connection \"site-b\": ike: md5 in '{ike}' is a legacy hash (collisions are practical), accepted for old peers; prefer sha256"),
+                format!("connection \"site-b\": ike: sha1 in '{ike}' is a legacy hash (collisions are practical), accepted for old peers; prefer sha256"),
+                format!("connection \"site-b\": esp: sha1 in '{esp}' (HMAC-SHA1-96) is legacy integrity, accepted for old peers; prefer sha256 or an AEAD such as aes128gcm16"),
+                format!("connection \"site-b\": esp: chacha20poly1305 in '{esp}' works only between ferrovpn peers: strongSwan 5.9 and Libreswan have no IKEv1 ESP transform for it (strongSwan answers NO-PROPOSAL-CHOSEN as responder and sends a proposal without transforms as initiator)"),
+            ]
+        );
+        // Modern proposals: no warning.
+        assert_eq!(
+            warnings(&parse(&with("psk = \"x\"", RB)).unwrap()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn an_inline_psk_in_a_world_readable_file_is_warned_about() {
+        let dir = TempDir::new("inline");
+        let conf = dir.0.join("c.toml");
+        std::fs::write(&conf, with("psk = \"x\"", RB)).unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let w = warnings(&Config::load(&conf).unwrap());
+        assert_eq!(w, vec![format!("{} holds an inline psk and is readable by group/others (mode 0644): chmod 600 it, or use psk_file", conf.display())]);
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(warnings(&Config::load(&conf).unwrap()).is_empty());
+    }
+
+    /// An existing TUN of the configured name is left to the daemon (a note); another kind of
+    /// device of that name is an error. Needs root for the namespace.
+    #[test]
+    fn an_existing_tun_is_noted_and_an_existing_veth_refused() {
+        if !crate::netns::require_root("an_existing_tun_is_noted_and_an_existing_veth_refused") {
+            return;
+        }
+        let ns = crate::netns::NetNs::new("cfgtun").unwrap();
+        ns.ip(&["tuntap", "add", "dev", "fvt0", "mode", "tun"])
+            .unwrap();
+        ns.ip(&[
+            "link", "add", "fvv0", "type", "veth", "peer", "name", "fvv1",
+        ])
+        .unwrap();
+        let (tun, veth) = ns.run(|| {
+            let tun = parse(&with(
+                "psk = \"x\"",
+                "[connection.route_based]\ninterface = \"fvt0\"",
+            ));
+            let veth = parse(&with(
+                "psk = \"x\"",
+                "[connection.route_based]\ninterface = \"fvv0\"",
+            ));
+            (tun.map(|c| c.remarks), veth.map(|c| c.remarks))
+        });
+        let tun = tun.unwrap();
+        assert!(
+            tun.iter().any(|r| r.severity == Severity::Note
+                && r.text
+                    .starts_with("route_based.interface: a TUN device fvt0 exists already")),
+            "{tun:?}"
+        );
+        assert_eq!(
+            veth.unwrap_err().to_string(),
+            "connection \"site-b\": route_based.interface: fvv0 is an existing veth device, not a TUN; ferrovpn creates its own TUN device, so pick a name no interface has"
+        );
     }
 
     proptest::proptest! {

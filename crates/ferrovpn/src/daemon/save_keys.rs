@@ -1,13 +1,13 @@
 //! Opt-in key export for Wireshark (`[daemon] save_keys_dir`), the files strongSwan's save-keys
 //! plugin writes: `ikev1_decryption_table` (initiator cookie, phase 1 encryption key; RFC 2409
-//! Appendix B) and `esp_sa` (one line per SA direction, Wireshark's ESP SA table). Files are
-//! created 0600 and lines appended as SAs are established. Whoever reads these files can
-//! decrypt the traffic: every use is announced at WARN level, and no key ever reaches a log.
+//! Appendix B) and `esp_sa` (one line per SA direction, Wireshark's ESP SA table). The
+//! directory must be ours and writable by nobody else; it is held open, and the files in it are
+//! created 0600 (never through a symlink, never chmod'ed afterwards) and appended to as SAs are
+//! established. Whoever reads these files can decrypt the traffic: every use is announced at
+//! WARN level, and no key ever reaches a log.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ferrovpn_ike::{ChildSa, Cookies, EspKeys};
 use tracing::warn;
@@ -15,22 +15,23 @@ use tracing::warn;
 use crate::convert;
 use crate::decode::esp_sa::wireshark_names;
 use crate::decode::{ESP_TABLE, IKEV1_TABLE};
+use crate::secret_file::PrivateDir;
 
 /// Appends SA keys to the Wireshark tables in one directory.
 pub struct KeyExport {
-    dir: PathBuf,
+    dir: PrivateDir,
     /// Tables already announced at WARN level since startup.
     announced: Vec<&'static str>,
 }
 
 impl KeyExport {
-    /// Checks the directory and says loudly that keys will be written there.
+    /// Opens and checks the directory and the tables already in it (a symlink, a file of
+    /// another user or one others may read is refused), then says loudly that keys will be
+    /// written there.
     pub fn new(dir: &Path) -> io::Result<KeyExport> {
-        if !std::fs::metadata(dir)?.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a directory", dir.display()),
-            ));
+        let private = PrivateDir::open(dir).map_err(io::Error::other)?;
+        for name in [IKEV1_TABLE, ESP_TABLE] {
+            private.check_existing(name).map_err(io::Error::other)?;
         }
         warn!(
             "KEY EXPORT ON: save_keys_dir = {}: IKE and ESP keys of every SA will be written to {}/{{{IKEV1_TABLE},{ESP_TABLE}}}; anyone who can read them can decrypt this host's VPN traffic. For debugging only",
@@ -38,7 +39,7 @@ impl KeyExport {
             dir.display()
         );
         Ok(KeyExport {
-            dir: dir.to_path_buf(),
+            dir: private,
             announced: Vec::new(),
         })
     }
@@ -60,9 +61,14 @@ impl KeyExport {
     }
 
     fn append(&mut self, name: &'static str, text: &str) {
-        let path = self.dir.join(name);
-        if let Err(e) = append_private(&path, text) {
-            warn!("key export: writing {}: {e}", path.display());
+        let path = self.dir.path().join(name);
+        let written = self
+            .dir
+            .open_append(name)
+            .map_err(io::Error::other)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            warn!("key export: not written: {e}");
             return;
         }
         if !self.announced.contains(&name) {
@@ -73,17 +79,6 @@ impl KeyExport {
             );
         }
     }
-}
-
-/// Opens `path` for appending, created 0600 (an existing file is narrowed to 0600 too).
-fn append_private(path: &Path, text: &str) -> io::Result<()> {
-    let mut f: File = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(text.as_bytes())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -121,6 +116,7 @@ mod tests {
     use super::*;
     use crate::decode::{EspSaTable, KeyTable};
     use ferrovpn_ike::crypto::Secret;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn lines_are_read_back_by_the_decoder() {
@@ -159,10 +155,18 @@ mod tests {
         assert!(t.get(1, b, a).is_some());
     }
 
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ferrovpn-save-keys-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
     #[test]
     fn files_are_created_0600_and_appended() {
-        let dir = std::env::temp_dir().join(format!("ferrovpn-save-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("ok");
         let mut x = KeyExport::new(&dir).unwrap();
         let c = Cookies {
             initiator_spi: [1; 8],
@@ -176,5 +180,48 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(KeyExport::new(Path::new("/nonexistent/ferrovpn-keys")).is_err());
+    }
+
+    /// A local user who can write into the directory, or swap it for a symlink, must not make
+    /// the daemon append keys to (or chmod) a file of their choosing.
+    #[test]
+    fn unsafe_directories_and_planted_files_are_refused_at_startup_and_nothing_is_written() {
+        let base = temp_dir("unsafe");
+        let victim = base.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let real = base.join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = base.join("keys-link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = KeyExport::new(&link).err().unwrap().to_string();
+        assert!(e.contains("is a symbolic link"), "{e}");
+
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = KeyExport::new(&real).err().unwrap().to_string();
+        assert!(e.contains("is writable by group/others (mode 0777)"), "{e}");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        std::os::unix::fs::symlink(&victim, real.join(ESP_TABLE)).unwrap();
+        let e = KeyExport::new(&real).err().unwrap().to_string();
+        assert!(
+            e.contains(&format!("{}/esp_sa is a symbolic link", real.display())),
+            "{e}"
+        );
+
+        // Planted after startup: the write is refused, the target untouched.
+        std::fs::remove_file(real.join(ESP_TABLE)).unwrap();
+        let mut x = KeyExport::new(&real).unwrap();
+        std::os::unix::fs::symlink(&victim, real.join(IKEV1_TABLE)).unwrap();
+        let c = Cookies {
+            initiator_spi: [1; 8],
+            responder_spi: [2; 8],
+        };
+        x.ike_sa(&c, &[3; 16]);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
