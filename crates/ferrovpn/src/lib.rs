@@ -11,5 +11,6 @@ pub mod ipnet;
 pub mod netlink;
 pub mod netns;
 pub mod routing;
+pub mod runstate;
 pub mod socket;
 pub mod tun;
