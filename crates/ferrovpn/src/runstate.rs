@@ -548,7 +548,7 @@ mod tests {
             matches!(e, OwnershipError::SocketPathTaken { .. }),
             "{e:?}"
         );
-        assert!(e.to_string().contains("a regular file (10 bytes)"), "{e}");
+        assert!(e.to_string().contains("a regular file (9 bytes)"), "{e}");
         assert_eq!(fs::read(&path).unwrap(), b"[daemon]\n");
         let sub = dir.join("sub");
         fs::create_dir(&sub).unwrap();
