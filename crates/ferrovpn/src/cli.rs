@@ -34,6 +34,7 @@ EXAMPLES:
 FILES:
     /etc/ferrovpn/*.toml    configuration (see config/README.md for every key)
     /run/ferrovpn.sock      control socket of a running daemon (daemon.control_socket)
+    /run/ferrovpn/PID.state what a running daemon created (daemon.run_dir)
 
 EXIT STATUS:
     0   success (for check: the configuration is valid)
@@ -64,16 +65,19 @@ pub enum Command {
     #[command(
         long_about = "Start the daemon: open the TUN devices and sockets, install routes and \
 policy rules, and initiate or await each connection as its `start` key says. Runs in the \
-foreground unless --daemon is given. Everything installed in the routing table is removed again \
-on exit. With --log-format json every IKE line carries conn, cookies and, for messages, msg \
+foreground unless --daemon is given; with --daemon it exits 0 once the daemon is set up, or 1 \
+with the reason. Everything installed in the routing table is removed again on exit. Only what a \
+dead ferrovpn recorded in its run_dir is removed at startup (its policy rules and control socket \
+after a kill -9); an interface, rule or file that a running ferrovpn or anything else holds is an \
+error and left alone. With --log-format json every IKE line carries conn, cookies and, for messages, msg \
 (MM1...QM3, INFO) and message_id fields. Optional, in [daemon]: metrics_listen serves Prometheus \
 metrics on GET /metrics (loopback only unless metrics_allow_remote = true); save_keys_dir \
 (debugging only, announced at WARN) writes every SA's keys to Wireshark's ikev1_decryption_table \
 and esp_sa files there, which `ferrovpn decode --keys DIR` also reads.",
         after_long_help = "EXAMPLES:\n    ferrovpn up -c /etc/ferrovpn/ferrovpn.toml\n    \
 ferrovpn up -c site.toml --daemon --log-format json\n\n\
-EXIT STATUS:\n    0   the daemon stopped cleanly\n    1   the configuration is invalid or setup \
-failed\n    2   usage error, or not implemented in this build"
+EXIT STATUS:\n    0   the daemon stopped cleanly (with --daemon: the daemon is set up and runs)\n    \
+1   the configuration is invalid or setup failed\n    2   usage error, or not implemented in this build"
     )]
     Up(UpArgs),
     /// Ask a running daemon to tear down all connections and exit.
@@ -184,7 +188,8 @@ pub struct UpArgs {
     /// Configuration file (TOML).
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Detach from the terminal and run in the background.
+    /// Run in the background: exits 0 once the daemon is set up (TUN devices, sockets, routes,
+    /// control socket), or 1 with the error when setup fails.
     #[arg(long)]
     pub daemon: bool,
     /// Format of log lines written to stderr (json: one object per line, IKE lines with conn,
