@@ -368,7 +368,11 @@ fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two descriptors into fds; the result is checked.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        let _ = writeln!(err, "ferrovpn up: pipe: {}", std::io::Error::last_os_error());
+        let _ = writeln!(
+            err,
+            "ferrovpn up: pipe: {}",
+            std::io::Error::last_os_error()
+        );
         return EXIT_FAILURE;
     }
     // SAFETY: both descriptors are fresh and owned here.
@@ -376,7 +380,11 @@ fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
     // SAFETY: no thread has been started yet, so the child is a complete copy.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        let _ = writeln!(err, "ferrovpn up: fork: {}", std::io::Error::last_os_error());
+        let _ = writeln!(
+            err,
+            "ferrovpn up: fork: {}",
+            std::io::Error::last_os_error()
+        );
         return EXIT_FAILURE;
     }
     if pid > 0 {

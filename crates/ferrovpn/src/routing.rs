@@ -350,7 +350,8 @@ mod tests {
         let prio1 = (DEFAULT_PRIORITY + 1).to_string();
         let mark = format!("{DEFAULT_FWMARK:#x}");
         for dev in ["fvs0", "fvs1"] {
-            ns.ip(&["tuntap", "add", "dev", dev, "mode", "tun"]).unwrap();
+            ns.ip(&["tuntap", "add", "dev", dev, "mode", "tun"])
+                .unwrap();
         }
         ns.ip(&[
             "link", "add", "fvv0", "type", "veth", "peer", "name", "fvv1",
@@ -373,13 +374,17 @@ mod tests {
         .unwrap();
         ns.ip(&["rule", "add", "priority", &prio1, "lookup", "100"])
             .unwrap();
-        let rules: Vec<Rule> = plan(0, &["0.0.0.0/0".parse().unwrap()], &PolicyRouting::default())
-            .into_iter()
-            .filter_map(|c| match c {
-                Change::Rule(r) => Some(r),
-                _ => None,
-            })
-            .collect();
+        let rules: Vec<Rule> = plan(
+            0,
+            &["0.0.0.0/0".parse().unwrap()],
+            &PolicyRouting::default(),
+        )
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Rule(r) => Some(r),
+            _ => None,
+        })
+        .collect();
         let removed = ns.run(|| {
             let s0 = link_index("fvs0").unwrap();
             let s1 = link_index("fvs1").unwrap();

@@ -216,7 +216,11 @@ pub fn ensure_run_dir(dir: &Path) -> Result<(), OwnershipError> {
     if !dir.is_absolute() {
         return Err(bad("must be an absolute path".into()));
     }
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => {}
         Err(e) => return Err(bad(format!("cannot create it: {e}"))),
     }
@@ -358,7 +362,8 @@ pub fn prepare(
     if let Some(line) = check_socket(claim.control_socket, &all_live)? {
         removed.push(line);
     }
-    me.save(dir).map_err(|e| io("writing the run-state record", &e))?;
+    me.save(dir)
+        .map_err(|e| io("writing the run-state record", &e))?;
     Ok((me, removed))
 }
 
@@ -544,10 +549,7 @@ mod tests {
         let path = dir.join("ferrovpn.toml");
         fs::write(&path, b"[daemon]\n").unwrap();
         let e = check_socket(&path, &[]).unwrap_err();
-        assert!(
-            matches!(e, OwnershipError::SocketPathTaken { .. }),
-            "{e:?}"
-        );
+        assert!(matches!(e, OwnershipError::SocketPathTaken { .. }), "{e:?}");
         assert!(e.to_string().contains("a regular file (9 bytes)"), "{e}");
         assert_eq!(fs::read(&path).unwrap(), b"[daemon]\n");
         let sub = dir.join("sub");
@@ -606,7 +608,10 @@ mod tests {
             );
             assert!(e.to_string().contains("ip tuntap add"), "{e}");
         });
-        assert!(ns.ip(&["link", "show", "fvp0"]).is_ok(), "persistent TUN deleted");
+        assert!(
+            ns.ip(&["link", "show", "fvp0"]).is_ok(),
+            "persistent TUN deleted"
+        );
 
         // A live ferrovpn (this test process, recorded as another pid would be) owns fvp0.
         let ifindex: u32 = ns.run(|| netlink::link_index("fvp0").unwrap());

@@ -322,6 +322,19 @@ pub fn remove_if_ours(path: &Path, inode: (u64, u64)) {
     }
 }
 
+/// The bound control socket file, removed (if still ours) when dropped: on every exit path,
+/// also when setup fails after binding it.
+pub struct SocketFile {
+    pub path: PathBuf,
+    pub inode: (u64, u64),
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        remove_if_ours(&self.path, self.inode);
+    }
+}
+
 fn handle(stream: UnixStream, requests: &Sender<Request>, waker: &mio::Waker) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;

@@ -466,6 +466,10 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             .map_err(|e| DaemonError::Io("control socket", e))?;
     run_state.record.socket_inode = Some(socket_inode);
     run_state.save()?;
+    let _socket_file = control::SocketFile {
+        path: cfg.daemon.control_socket.clone(),
+        inode: socket_inode,
+    };
     info!("control socket {}", cfg.daemon.control_socket.display());
     let metrics_server = match cfg.daemon.metrics_listen {
         Some(a) => {
@@ -566,8 +570,6 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     for e in nl.undo_all() {
         warn!("teardown: {e}");
     }
-    control::remove_if_ours(&cfg.daemon.control_socket, socket_inode);
-    drop(run_state);
     result
 }
 
