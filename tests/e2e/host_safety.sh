@@ -9,8 +9,8 @@
 #                   daemon 1's fv0 keeps its ifindex, its tunnel still pings, its status is UP.
 #   socket-file     control_socket points at the config file itself: `up` exits 1 saying it is
 #                   a regular file; the file is unchanged (same SHA-256).
-#   daemon-readiness `up --daemon` with a local_addr the host lacks exits 1 and prints the
-#                   setup error; with a good config it exits 0 only once the daemon answers on
+#   daemon-readiness `up --daemon` with a local_addr the host lacks, or with its interface
+#                   name taken, exits 1 and prints the setup error; with a good config it exits 0 only once the daemon answers on
 #                   its control socket (status works at once), and `down` stops it.
 # (A daemon killed with -9 and restarted cleans its own leftovers: crash_restart.sh.)
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
@@ -135,11 +135,21 @@ case_daemon_readiness() {
     timeout 30 ip netns exec "$FV_NS_A" "$FERROVPN" up --daemon -c "$FV_TMP/bad.toml" \
         >"$FV_TMP/up-bad.log" 2>&1 </dev/null || rc=$?
     [ "$rc" = 1 ] || fail "up --daemon with a local_addr the host lacks exited $rc, want 1"
-    expect_line "$FV_TMP/up-bad.log" "ferrovpn up: binding UDP 500/4500"
+    grep -E '^ferrovpn up: .*(binding UDP 500/4500|192\.0\.2\.77)' "$FV_TMP/up-bad.log" >/dev/null ||
+        fail "up-bad.log does not say why setup failed"
+    ok "error: $(grep -E -m1 '^ferrovpn up: ' "$FV_TMP/up-bad.log")"
     [ ! -e "$sock" ] || fail "the failed daemon left its control socket"
     ok "up --daemon exited 1 with the setup error"
-
+    # A failure only the running daemon sees: its interface name is taken.
+    ip -n "$FV_NS_A" tuntap add dev fv0 mode tun
     conf "$FV_TMP/good.toml" 192.0.2.1 192.0.2.2 respond "$sock"
+    rc=0
+    timeout 30 ip netns exec "$FV_NS_A" "$FERROVPN" up --daemon -c "$FV_TMP/good.toml" \
+        >"$FV_TMP/up-taken.log" 2>&1 </dev/null || rc=$?
+    [ "$rc" = 1 ] || fail "up --daemon with its interface taken exited $rc, want 1"
+    expect_line "$FV_TMP/up-taken.log" "ferrovpn up: interface fv0 already exists"
+    ip -n "$FV_NS_A" link del fv0
+
     rc=0
     E2E_LOGS+=("$FV_TMP/up-good.log")
     timeout 30 ip netns exec "$FV_NS_A" "$FERROVPN" up --daemon -c "$FV_TMP/good.toml" \

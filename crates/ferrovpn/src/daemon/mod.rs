@@ -389,6 +389,8 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
                 };
                 setup(format!("routes via {name}: {e}{hint}"))
             })?;
+        // Recorded after they exist, never before: a kill in between leaks a rule (refused
+        // with a clear error next time) rather than recording one someone else may have made.
         for c in &installed.changes {
             if let Change::Rule(r) = c {
                 run_state.record.add_rule(*r);
