@@ -305,7 +305,9 @@ pub fn prepare(
     let me = Record::for_self(claim.control_socket).map_err(|e| io("run-state record", &e))?;
     let (live, dead): (Vec<_>, Vec<_>) = load_all(dir)
         .into_iter()
-        .filter(|(_, r)| r.pid != me.pid)
+        // A record with our PID but another start time is a dead process whose PID we reused:
+        // cleaned like any other before ours replaces its file.
+        .filter(|(_, r)| (r.pid, r.start_time) != (me.pid, me.start_time))
         .partition(|(_, r)| r.is_alive());
     let mut removed = Vec::new();
     for (path, r) in &dead {
@@ -647,8 +649,9 @@ mod tests {
         .unwrap();
         let l = UnixListener::bind(&sock).unwrap();
         drop(l);
+        // Its PID is ours now (reused): only the start time tells the processes apart.
         let mut dead = live.clone();
-        dead.pid = u32::MAX - 1;
+        dead.start_time = live.start_time.wrapping_add(1);
         dead.interfaces[0].ifindex = ifindex + 1000;
         dead.socket_inode = socket_inode(&sock);
         dead.control_socket = sock.clone();
@@ -670,10 +673,10 @@ mod tests {
         let rules = ns.ip(&["rule", "show"]).unwrap();
         assert!(!rules.contains("fwmark"), "{rules}");
         assert!(rules.contains("lookup 100"), "someone else's rule: {rules}");
-        // The dead record is gone, ours is there.
+        // The dead record is gone, ours replaced it.
         let all = load_all(&dir);
         assert_eq!(all.len(), 1);
-        assert_eq!(all[0].1.pid, me.pid);
+        assert_eq!(all[0].1, me);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
