@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Crash safety: a ferrovpn killed with SIGKILL leaves its policy rules (and, had its TUN been
-# persistent, the interface and the routes in its table) behind, plus its control socket file;
-# started again with the same config it must remove them and come back with exactly one set.
+# Crash safety: a ferrovpn killed with SIGKILL leaves its policy rules and its control socket
+# file behind (its TUN is not persistent and goes with the process, routes with it); started
+# again with the same config it must remove them, because its run-state record in the run
+# directory proves it made them, and come back with exactly one set.
 #   kill9-restart  A (initiator, default route into fv0, fwmark rules at 18006/18007) ⇄ B:
-#                  tunnel up, ping; kill -9 A; leftovers present (rules; a TUN fv0 and a route
-#                  in table 18006 are planted as a persistent TUN would leave them); restart A:
-#                  the log names what it removed, the tunnel is back (ping both ways), and
-#                  `ip rule` / `ip link` / table 18006 show exactly one set; `ferrovpn down`
-#                  removes all of it.
+#                  tunnel up, ping; kill -9 A; leftovers present (rules, socket file, the
+#                  record of the dead pid), fv0 gone; restart A: the log names what it removed,
+#                  the tunnel is back (ping both ways), and `ip rule` / `ip link` / table 18006
+#                  show exactly one set; `ferrovpn down` removes all of it and the record.
+# (What a SIGKILLed run did not record, e.g. a persistent TUN of that name, is refused and kept:
+# see host_safety.sh.)
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test, default: release build of this tree).
 set -euo pipefail
@@ -47,7 +49,7 @@ case_kill9_restart() {
     e2e_psk "$FV_TMP/a.psk" crash-restart-secret
     e2e_psk "$FV_TMP/b.psk" crash-restart-secret
     local sa="$FV_TMP/a.sock" sb="$FV_TMP/b.sock" pid_a pid_b n links t0
-    write_conf a initiate "" "[connection.route_based]
+    C_DAEMON_EXTRA="run_dir = \"$FV_TMP/run\"" write_conf a initiate "" "[connection.route_based]
 interface = \"fv0\"
 address = \"$A_IN/32\"
 routes = [\"0.0.0.0/0\"]"
@@ -72,16 +74,12 @@ routes = [\"198.51.100.0/24\"]"
     FV_PIDS=("${keep[@]}")
     [ "$(count_rules "$FV_NS_A")" = "1 1" ] || fail "after kill -9 the rules should still be there: $(count_rules "$FV_NS_A")"
     [ -S "$sa" ] || fail "after kill -9 the control socket file should still be there"
-    ok "after kill -9: rules at $PRIO/$((PRIO + 1)) and the control socket file are left behind"
-    # A non-persistent TUN disappears with its last fd; a persistent one (or one another process
-    # still holds) stays with its routes. Plant that state too.
-    if ! ip -n "$FV_NS_A" link show fv0 >/dev/null 2>&1; then
-        ip -n "$FV_NS_A" tuntap add dev fv0 mode tun
-    fi
-    ip -n "$FV_NS_A" link set fv0 up
-    ip -n "$FV_NS_A" route replace default dev fv0 table "$TABLE"
-    ok "planted: a TUN fv0 (up) and 'default dev fv0 table $TABLE'"
+    [ -f "$FV_TMP/run/$pid_a.state" ] || fail "after kill -9 the run-state record $FV_TMP/run/$pid_a.state should still be there"
+    ok "after kill -9: rules at $PRIO/$((PRIO + 1)), the control socket file and the record of pid $pid_a are left behind"
+    ! ip -n "$FV_NS_A" link show fv0 >/dev/null 2>&1 || fail "after kill -9 the (non-persistent) TUN fv0 still exists"
+    ok "after kill -9: fv0 went with the process"
 
+    local dead_pid="$pid_a"
     t0=$(date +%s)
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a2.log"
     pid_a="$E2E_PID"
@@ -90,6 +88,10 @@ routes = [\"198.51.100.0/24\"]"
     grep -q 'left behind by a previous run' "$FV_TMP/daemon-a2.log" ||
         fail "restarted A does not log what it cleaned up"
     ok "log: $(grep 'left behind by a previous run' "$FV_TMP/daemon-a2.log" | sed 's/.*removed/removed/' | paste -sd';' -)"
+    grep 'left behind by a previous run' "$FV_TMP/daemon-a2.log" | grep -q "stale control socket" ||
+        fail "restarted A does not say it removed the dead run's control socket"
+    [ ! -e "$FV_TMP/run/$dead_pid.state" ] || fail "the dead run's record $FV_TMP/run/$dead_pid.state is still there"
+    [ -f "$FV_TMP/run/$pid_a.state" ] || fail "the restarted daemon has no record $FV_TMP/run/$pid_a.state"
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3
 
@@ -107,6 +109,8 @@ routes = [\"198.51.100.0/24\"]"
 
     e2e_down "$sa" "$pid_a" "$FV_NS_A" fv0
     [ "$(count_rules "$FV_NS_A")" = "0 0" ] || fail "after down: rules $(count_rules "$FV_NS_A")"
+    [ -z "$(ls -A "$FV_TMP/run")" ] || fail "after down: $(ls -A "$FV_TMP/run") left in the run directory"
+    [ ! -e "$sa" ] || fail "after down: control socket $sa still there"
     e2e_down "$sb" "$pid_b" "$FV_NS_B" fv0
 }
 

@@ -36,6 +36,7 @@ EXAMPLES:
 FILES:
     /etc/ferrovpn/*.toml    configuration (see config/README.md for every key)
     /run/ferrovpn.sock      control socket of a running daemon (daemon.control_socket)
+    /run/ferrovpn/PID.state what a running daemon created (daemon.run_dir)
 
 EXIT STATUS:
     0   success (for check: the configuration is valid)
@@ -66,16 +67,19 @@ pub enum Command {
     #[command(
         long_about = "Start the daemon: open the TUN devices and sockets, install routes and \
 policy rules, and initiate or await each connection as its `start` key says. Runs in the \
-foreground unless --daemon is given. Everything installed in the routing table is removed again \
-on exit. With --log-format json every IKE line carries conn, cookies and, for messages, msg \
+foreground unless --daemon is given; with --daemon it exits 0 once the daemon is set up, or 1 \
+with the reason. Everything installed in the routing table is removed again on exit. Only what a \
+dead ferrovpn recorded in its run_dir is removed at startup (its policy rules and control socket \
+after a kill -9); an interface, rule or file that a running ferrovpn or anything else holds is an \
+error and left alone. With --log-format json every IKE line carries conn, cookies and, for messages, msg \
 (MM1...QM3, INFO) and message_id fields. Optional, in [daemon]: metrics_listen serves Prometheus \
 metrics on GET /metrics (loopback only unless metrics_allow_remote = true); save_keys_dir \
 (debugging only, announced at WARN) writes every SA's keys to Wireshark's ikev1_decryption_table \
 and esp_sa files there, which `ferrovpn decode --keys DIR` also reads.",
         after_long_help = "EXAMPLES:\n    ferrovpn up -c /etc/ferrovpn/ferrovpn.toml\n    \
 ferrovpn up -c site.toml --daemon --log-format json\n\n\
-EXIT STATUS:\n    0   the daemon stopped cleanly\n    1   the configuration is invalid or setup \
-failed\n    2   usage error, or not implemented in this build"
+EXIT STATUS:\n    0   the daemon stopped cleanly (with --daemon: the daemon is set up and runs)\n    \
+1   the configuration is invalid or setup failed\n    2   usage error, or not implemented in this build"
     )]
     Up(UpArgs),
     /// Ask a running daemon to tear down all connections and exit.
@@ -190,7 +194,8 @@ pub struct UpArgs {
     /// Configuration file (TOML).
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Detach from the terminal and run in the background.
+    /// Run in the background: exits 0 once the daemon is set up (TUN devices, sockets, routes,
+    /// control socket), or 1 with the error when setup fails.
     #[arg(long)]
     pub daemon: bool,
     /// Format of log lines written to stderr (json: one object per line, IKE lines with conn,
@@ -347,16 +352,7 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
         }
     }
     if args.daemon {
-        // Detach from the terminal; logs keep going to the inherited stderr.
-        // SAFETY: daemon(3) before any thread is started.
-        if unsafe { libc::daemon(0, 1) } != 0 {
-            let _ = writeln!(
-                err,
-                "ferrovpn up: daemon(): {}",
-                std::io::Error::last_os_error()
-            );
-            return EXIT_FAILURE;
-        }
+        return up_daemon(cfg, err);
     }
     match crate::daemon::run(cfg) {
         Ok(()) => EXIT_OK,
@@ -364,6 +360,105 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
             tracing::error!("{e}");
             let _ = writeln!(err, "ferrovpn up: {e}");
             EXIT_FAILURE
+        }
+    }
+}
+
+/// What the daemon child writes to its parent on the readiness pipe once set up.
+const READY: &[u8] = b"ready\n";
+/// Prefix of the line the child writes instead when setup fails.
+const SETUP_FAILED: &[u8] = b"error: ";
+
+/// `up --daemon`: fork; the child detaches (setsid, cwd /, stdin and stdout on /dev/null, logs
+/// still on the inherited stderr) and runs the daemon; the parent waits on a pipe until the
+/// child reports that setup is done (exit 0) or why it failed (the error, exit 1). A child that
+/// dies without a word (killed during setup) also makes the parent exit 1.
+fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into fds; the result is checked.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        let _ = writeln!(
+            err,
+            "ferrovpn up: pipe: {}",
+            std::io::Error::last_os_error()
+        );
+        return EXIT_FAILURE;
+    }
+    // SAFETY: both descriptors are fresh and owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no thread has been started yet, so the child is a complete copy.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let _ = writeln!(
+            err,
+            "ferrovpn up: fork: {}",
+            std::io::Error::last_os_error()
+        );
+        return EXIT_FAILURE;
+    }
+    if pid > 0 {
+        drop(wr);
+        let mut said = Vec::new();
+        let _ = std::fs::File::from(rd).take(4096).read_to_end(&mut said);
+        if said == READY {
+            return EXIT_OK;
+        }
+        if let Some(msg) = said.strip_prefix(SETUP_FAILED) {
+            let msg = String::from_utf8_lossy(msg);
+            let _ = writeln!(err, "ferrovpn up: {}", msg.trim_end());
+        } else {
+            let mut status = 0;
+            // SAFETY: waits for our own child; status is a valid out pointer.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let how = if libc::WIFSIGNALED(status) {
+                format!("killed by signal {}", libc::WTERMSIG(status))
+            } else {
+                format!("exit status {}", libc::WEXITSTATUS(status))
+            };
+            let _ = writeln!(
+                err,
+                "ferrovpn up: the daemon exited during setup ({how}) without reporting why; see its log"
+            );
+        }
+        return EXIT_FAILURE;
+    }
+    drop(rd);
+    detach();
+    let mut pipe = Some(std::fs::File::from(wr));
+    let result = crate::daemon::run_with(cfg, || {
+        if let Some(mut p) = pipe.take() {
+            let _ = p.write_all(READY);
+        }
+    });
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            tracing::error!("{e}");
+            if let Some(mut p) = pipe.take() {
+                let _ = p.write_all(SETUP_FAILED);
+                let _ = writeln!(p, "{e}");
+            }
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// The daemon child leaves the caller's session and terminal, and its working directory.
+fn detach() {
+    // SAFETY: setsid and chdir take no pointers but a NUL-terminated path; open/dup2/close
+    // operate on descriptors this process owns. Failures leave the child attached, which is
+    // harmless, so they are ignored.
+    unsafe {
+        libc::setsid();
+        libc::chdir(c"/".as_ptr());
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, libc::STDIN_FILENO);
+            libc::dup2(null, libc::STDOUT_FILENO);
+            libc::close(null);
         }
     }
 }

@@ -133,6 +133,7 @@ struct RawDaemon {
     offloads: Option<bool>,
     #[serde(default)]
     pin_workers: bool,
+    run_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +229,8 @@ pub struct DaemonConfig {
     pub retransmit: Retransmit,
     /// TUN checksum and TCP segmentation offloads with GRO-style coalescing (default on).
     pub offloads: bool,
+    /// Where the daemon records what it created (see `runstate`); absolute.
+    pub run_dir: PathBuf,
 }
 
 /// When an unanswered IKE message is sent again, and when the exchange is given up: after
@@ -667,6 +670,16 @@ fn validate_daemon(
         retransmit,
         offloads: d.offloads.unwrap_or(true),
         pin_workers: d.pin_workers,
+        run_dir: match &d.run_dir {
+            None => PathBuf::from(crate::runstate::DEFAULT_RUN_DIR),
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => {
+                return Err(ConfigError::Daemon(format!(
+                    "run_dir: {} must be an absolute path",
+                    p.display()
+                )))
+            }
+        },
     })
 }
 

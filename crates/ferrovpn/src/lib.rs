@@ -11,6 +11,7 @@ pub mod ipnet;
 pub mod netlink;
 pub mod netns;
 pub mod routing;
+pub mod runstate;
 pub mod secret_file;
 pub mod socket;
 pub mod tun;

@@ -132,64 +132,36 @@ pub fn teardown(nl: &mut Netlink, installed: Installed) -> Vec<NetlinkError> {
         .collect()
 }
 
-/// Removes what a previous run killed with SIGKILL left behind, before anything is installed:
-/// a TUN device called `tun_name` (a non-TUN interface of that name is left alone; opening the
-/// TUN then fails with a clear error), default routes in our table, and our two policy rules
-/// (every copy of them) for both address families. Returns one line per removed item.
+/// Removes what a ferrovpn that is gone recorded (see `runstate`) and that is still there: each
+/// TUN device `(name, ifindex)` whose name still has that ifindex and is a TUN (a device of that
+/// name with another ifindex was made by someone else since, and is left alone), and each policy
+/// rule (every identical copy). Returns one line per removed item.
 ///
-/// Call it only after the UDP 500 sockets are bound: that proves no other instance serves the
-/// same addresses in this namespace, so nothing removed here belongs to a live daemon.
+/// Routes and addresses are not listed: they belong to the TUN devices and went with them.
 pub fn clean_stale(
     nl: &mut Netlink,
-    tun_names: &[&str],
-    p: &PolicyRouting,
+    links: &[(&str, u32)],
+    rules: &[Rule],
 ) -> Result<Vec<String>, NetlinkError> {
     /// Upper bound on identical copies removed (each pass deletes one).
     const MAX_COPIES: usize = 64;
     let mut removed = Vec::new();
-    for &name in tun_names {
+    for &(name, recorded) in links {
         let Ok(ifindex) = crate::netlink::link_index(name) else {
             continue;
         };
-        match nl.link_kind(ifindex)?.as_deref() {
-            Some("tun") => {
-                nl.del_link(ifindex)?;
-                removed.push(format!("stale TUN device {name}"));
-            }
-            other => tracing::warn!(
-                "interface {name} exists and is not a TUN device (kind {:?}); leaving it alone",
-                other.unwrap_or("none")
-            ),
+        if ifindex != recorded {
+            continue;
+        }
+        if nl.link_kind(ifindex)?.as_deref() == Some("tun") {
+            nl.del_link(ifindex)?;
+            removed.push(format!("stale TUN device {name} (ifindex {ifindex})"));
         }
     }
-    let mut stale: Vec<Change> = Vec::new();
-    for dst in ["0.0.0.0/0", "::/0"] {
-        if let Ok(dst) = dst.parse::<IpNet>() {
-            stale.push(Change::Route(Route {
-                dst,
-                ifindex: 0,
-                table: p.table,
-            }));
-        }
-    }
-    for v6 in [false, true] {
-        let dummy = if v6 { "::/0" } else { "0.0.0.0/0" };
-        if let Ok(net) = dummy.parse::<IpNet>() {
-            stale.extend(
-                plan(0, &[net], p)
-                    .into_iter()
-                    .filter(|c| matches!(c, Change::Rule(_))),
-            );
-        }
-    }
-    for c in stale {
+    for &r in rules {
+        let c = Change::Rule(r);
         for _ in 0..MAX_COPIES {
-            let r = match c {
-                Change::Route(r) => nl.del_route(r),
-                Change::Rule(r) => nl.del_rule(r),
-                Change::Address { ifindex, addr } => nl.del_address(ifindex, addr),
-            };
-            match r {
+            match nl.del_rule(r) {
                 Ok(()) => removed.push(format!("stale {c}")),
                 Err(e) if matches!(e.errno(), Some(Errno::NotFound | Errno::NoDevice)) => break,
                 // IPv6 disabled in this namespace: nothing of that family can be left.
@@ -364,11 +336,12 @@ mod tests {
         drop(tun);
     }
 
-    /// What a SIGKILLed run leaves (a TUN of the same name, our rules, a route in our table) is
-    /// removed; a veth given as a name and someone else's rule at the same priority are kept.
+    /// What a dead run recorded is removed (its TUN, if that name still has the recorded
+    /// ifindex; its rules); a TUN of the same name with another ifindex (made by
+    /// someone else since), a veth, and someone else's rule at the same priority are kept.
     #[test]
-    fn clean_stale_removes_leftovers_of_a_killed_run() {
-        if !require_root("routing::clean_stale_removes_leftovers_of_a_killed_run") {
+    fn clean_stale_removes_only_recorded_leftovers() {
+        if !require_root("routing::clean_stale_removes_only_recorded_leftovers") {
             return;
         }
         let ns = NetNs::new("rtstale").unwrap();
@@ -376,17 +349,14 @@ mod tests {
         let prio = DEFAULT_PRIORITY.to_string();
         let prio1 = (DEFAULT_PRIORITY + 1).to_string();
         let mark = format!("{DEFAULT_FWMARK:#x}");
-        ns.ip(&["tuntap", "add", "dev", "fvs0", "mode", "tun"])
-            .unwrap();
-        ns.ip(&["link", "set", "fvs0", "up"]).unwrap();
+        for dev in ["fvs0", "fvs1"] {
+            ns.ip(&["tuntap", "add", "dev", dev, "mode", "tun"])
+                .unwrap();
+        }
         ns.ip(&[
             "link", "add", "fvv0", "type", "veth", "peer", "name", "fvv1",
         ])
         .unwrap();
-        ns.ip(&["link", "set", "fvv0", "up"]).unwrap();
-        ns.ip(&["link", "set", "fvv1", "up"]).unwrap();
-        ns.ip(&["route", "add", "default", "dev", "fvv0", "table", &table])
-            .unwrap();
         ns.ip(&[
             "rule",
             "add",
@@ -404,30 +374,41 @@ mod tests {
         .unwrap();
         ns.ip(&["rule", "add", "priority", &prio1, "lookup", "100"])
             .unwrap();
+        let rules: Vec<Rule> = plan(
+            0,
+            &["0.0.0.0/0".parse().unwrap()],
+            &PolicyRouting::default(),
+        )
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Rule(r) => Some(r),
+            _ => None,
+        })
+        .collect();
         let removed = ns.run(|| {
+            let s0 = link_index("fvs0").unwrap();
+            let s1 = link_index("fvs1").unwrap();
+            let v0 = link_index("fvv0").unwrap();
             let mut nl = Netlink::open().unwrap();
             clean_stale(
                 &mut nl,
-                &["fvs0", "fvv0", "nope0"],
-                &PolicyRouting::default(),
+                &[("fvs0", s0), ("fvs1", s1 + 100), ("fvv0", v0), ("nope0", 3)],
+                &rules,
             )
             .unwrap()
         });
-        assert_eq!(removed.len(), 4, "{removed:?}");
-        let t = ns
-            .ip(&["route", "show", "table", &table])
-            .unwrap_or_default();
-        assert!(t.trim().is_empty(), "{t}");
+        assert_eq!(removed.len(), 3, "{removed:?}");
         assert!(ns.ip(&["link", "show", "fvs0"]).is_err());
+        assert!(ns.ip(&["link", "show", "fvs1"]).is_ok());
         assert!(ns.ip(&["link", "show", "fvv0"]).is_ok());
-        let rules = ns.ip(&["rule", "show"]).unwrap();
-        assert!(!rules.contains("fwmark"), "{rules}");
-        assert!(!rules.contains("suppress_prefixlength"), "{rules}");
-        assert!(rules.contains("lookup 100"), "{rules}");
+        let r = ns.ip(&["rule", "show"]).unwrap();
+        assert!(!r.contains("fwmark"), "{r}");
+        assert!(!r.contains("suppress_prefixlength"), "{r}");
+        assert!(r.contains("lookup 100"), "{r}");
         // A second pass finds nothing.
         let again = ns.run(|| {
             let mut nl = Netlink::open().unwrap();
-            clean_stale(&mut nl, &["fvs0"], &PolicyRouting::default()).unwrap()
+            clean_stale(&mut nl, &[], &rules).unwrap()
         });
         assert!(again.is_empty(), "{again:?}");
     }

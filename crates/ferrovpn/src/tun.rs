@@ -29,6 +29,9 @@ pub struct TunOptions {
     pub vnet_hdr: bool,
     /// Reads and writes return `WouldBlock` instead of waiting.
     pub nonblocking: bool,
+    /// Only create: fail with `EBUSY` when a device of this name exists (`IFF_TUN_EXCL`), where
+    /// `TUNSETIFF` would otherwise attach to it (e.g. to a persistent TUN someone else made).
+    pub exclusive: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +101,9 @@ fn name_of(ifr: &libc::ifreq) -> String {
 }
 
 impl Tun {
-    /// Creates (or attaches a queue to) the TUN device `name`.
+    /// Creates (or, unless `exclusive`, attaches a queue to) the TUN device `name`. The device is
+    /// not persistent: it vanishes when its last queue is closed, also when the process is
+    /// killed, so a crash leaves no device behind.
     pub fn open(name: &str, opts: TunOptions) -> Result<Tun, TunError> {
         check_name(name)?;
         let path = c"/dev/net/tun";
@@ -120,6 +125,9 @@ impl Tun {
         if opts.vnet_hdr {
             flags |= libc::IFF_VNET_HDR;
         }
+        if opts.exclusive {
+            flags |= libc::IFF_TUN_EXCL;
+        }
         let mut ifr = ifreq_for(name, flags as libc::c_short);
         // SAFETY: TUNSETIFF reads and writes one ifreq, which ifr is.
         let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) };
@@ -136,13 +144,24 @@ impl Tun {
         })
     }
 
-    /// Opens `n` queues of one multi-queue device, e.g. one per worker thread.
+    /// Opens `n` queues of one multi-queue device, e.g. one per worker thread; `exclusive`
+    /// applies to the first (the one that creates the device).
     pub fn open_queues(name: &str, n: usize, opts: TunOptions) -> Result<Vec<Tun>, TunError> {
         let opts = TunOptions {
             multi_queue: true,
             ..opts
         };
-        (0..n).map(|_| Tun::open(name, opts)).collect()
+        (0..n)
+            .map(|i| {
+                Tun::open(
+                    name,
+                    TunOptions {
+                        exclusive: opts.exclusive && i == 0,
+                        ..opts
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The device name the kernel assigned.
@@ -493,5 +512,34 @@ mod tests {
             assert_eq!(&got[..n], b"from-tun");
             drop(nl);
         });
+    }
+
+    /// An exclusive open never attaches to a device someone else made (`ip tuntap add`): EBUSY,
+    /// and the device stays as it was; without a device of that name it creates one.
+    #[test]
+    fn an_exclusive_open_refuses_an_existing_persistent_tun() {
+        if !require_root("tun::an_exclusive_open_refuses_an_existing_persistent_tun") {
+            return;
+        }
+        let ns = NetNs::new("tunexcl").unwrap();
+        ns.ip(&["tuntap", "add", "dev", "fvx0", "mode", "tun"])
+            .unwrap();
+        let excl = TunOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        ns.run(|| {
+            let e = Tun::open("fvx0", excl).unwrap_err();
+            match e {
+                TunError::SetIff { source, .. } => {
+                    assert_eq!(source.raw_os_error(), Some(libc::EBUSY))
+                }
+                other => panic!("{other:?}"),
+            }
+            let q = Tun::open_queues("fvx1", 2, excl).unwrap();
+            assert_eq!(q.len(), 2);
+        });
+        assert!(ns.ip(&["link", "show", "fvx0"]).is_ok());
+        assert!(ns.ip(&["link", "show", "fvx1"]).is_err());
     }
 }

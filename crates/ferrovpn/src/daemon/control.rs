@@ -222,24 +222,18 @@ impl ControlServer {
     }
 }
 
-/// Binds `path` (refusing when another daemon answers there) and serves requests.
+/// Binds `path` (which `runstate::prepare` found free) and serves requests; returns the server
+/// and the `(st_dev, st_ino)` of the socket file, for the run-state record and for removing only
+/// that file at exit.
 pub fn serve(
     path: &Path,
     requests: Sender<Request>,
     waker: Arc<mio::Waker>,
-) -> io::Result<ControlServer> {
-    if UnixStream::connect(path).is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("another ferrovpn answers on {}", path.display()),
-        ));
-    }
-    let _ = std::fs::remove_file(path);
+) -> io::Result<(ControlServer, (u64, u64))> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let (listener, inode) = bind_restricted(path)?;
     listener.set_nonblocking(true)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -255,10 +249,90 @@ pub fn serve(
                 }
             }
         })?;
-    Ok(ControlServer {
-        stop,
-        thread: Some(thread),
-    })
+    Ok((
+        ControlServer {
+            stop,
+            thread: Some(thread),
+        },
+        inode,
+    ))
+}
+
+/// Creates a listening unix socket at `path` that is mode 0600 from the moment anyone can reach
+/// it. bind(2) creates the file with `0777 & ~umask` and a unix socket cannot be fchmod'ed before
+/// it has a name; changing the umask around bind would race with the threads already running
+/// (umask is per process). So: bind and listen inside a fresh 0700 directory (mkdtemp) next to
+/// `path`, which nobody else can enter, chmod the socket to 0600 there, and only then rename it
+/// into place with `RENAME_NOREPLACE` (never over a file that appeared meanwhile). The socket is
+/// therefore also never visible before it listens.
+pub fn bind_restricted(path: &Path) -> io::Result<(UnixListener, (u64, u64))> {
+    use std::ffi::{CString, OsString};
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::os::unix::fs::MetadataExt;
+
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut template = parent.as_os_str().as_bytes().to_vec();
+    template.extend_from_slice(b"/.ferrovpn-sock-XXXXXX");
+    let template = CString::new(template).map_err(io::Error::other)?;
+    let mut buf = template.into_bytes_with_nul();
+    // SAFETY: buf is a NUL-terminated template ending in XXXXXX, modified in place.
+    if unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) }.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    buf.pop();
+    let tmpdir = PathBuf::from(OsString::from_vec(buf));
+    let tmp = tmpdir.join("s");
+    let result = (|| {
+        let listener = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        let m = std::fs::symlink_metadata(&tmp)?;
+        let from = CString::new(tmp.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        let to = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: both paths are NUL-terminated; AT_FDCWD resolves them like rename(2).
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("publishing {}: {e}", path.display()),
+            ));
+        }
+        Ok((listener, (m.dev(), m.ino())))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_dir(&tmpdir);
+    result
+}
+
+/// Removes the control socket at exit, only if `path` is still the socket this daemon bound.
+pub fn remove_if_ours(path: &Path, inode: (u64, u64)) {
+    if crate::runstate::socket_inode(path) == Some(inode) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The bound control socket file, removed (if still ours) when dropped: on every exit path,
+/// also when setup fails after binding it.
+pub struct SocketFile {
+    pub path: PathBuf,
+    pub inode: (u64, u64),
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        remove_if_ours(&self.path, self.inode);
+    }
 }
 
 fn handle(stream: UnixStream, requests: &Sender<Request>, waker: &mio::Waker) -> io::Result<()> {
@@ -329,4 +403,55 @@ pub fn request(path: &PathBuf, cmd: &str) -> io::Result<String> {
     let mut answer = String::new();
     s.read_to_string(&mut answer)?;
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "fv-control-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir(&d).unwrap();
+        d
+    }
+
+    /// The socket appears with mode 0600, listening, and no temporary directory stays behind.
+    #[test]
+    fn the_socket_is_published_restricted_and_listening() {
+        let dir = tmpdir("bind");
+        let path = dir.join("c.sock");
+        let (l, inode) = bind_restricted(&path).unwrap();
+        let m = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600);
+        assert_eq!((m.dev(), m.ino()), inode);
+        assert!(UnixStream::connect(&path).is_ok());
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        drop(l);
+        remove_if_ours(&path, inode);
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Binding never replaces a file at the path, and removal at exit spares a file that is not
+    /// the socket this daemon bound.
+    #[test]
+    fn nothing_else_at_the_path_is_replaced_or_removed() {
+        let dir = tmpdir("noreplace");
+        let path = dir.join("ferrovpn.toml");
+        std::fs::write(&path, b"keep me").unwrap();
+        let e = bind_restricted(&path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+        let m = std::fs::metadata(&path).unwrap();
+        remove_if_ours(&path, (m.dev(), m.ino()));
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -28,7 +28,9 @@ use crate::config::{Config, Connection, Start, Tunnel};
 use crate::convert;
 use crate::ipnet::IpNet;
 use crate::netlink::{self, Netlink};
+use crate::netlink::{Change, Rule};
 use crate::routing::{self, Installed, PolicyRouting};
+use crate::runstate::{self, Claim, LinkRecord, OwnershipError, Record};
 use crate::socket::{self, RawEsp, SocketOptions};
 use crate::tun::{Tun, TunOptions, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
 use control::{Request, StatusView};
@@ -57,6 +59,8 @@ fn open_tun(name: &str, queues: usize, offloads: bool) -> Result<Vec<Tun>, crate
         multi_queue: queues > 1,
         vnet_hdr: false,
         nonblocking: true,
+        // Create, never attach to a device that is already there (someone else's).
+        exclusive: true,
     };
     let open = |opts| {
         if queues > 1 {
@@ -125,6 +129,61 @@ pub enum DaemonError {
     Io(&'static str, io::Error),
     #[error("connection \"{conn}\": {what}")]
     Setup { conn: String, what: String },
+    /// A name the daemon needs is held by something it did not create.
+    #[error("{0}")]
+    Ownership(#[from] OwnershipError),
+}
+
+/// This daemon's run-state record (see `runstate`), removed from the run directory on every
+/// exit path but SIGKILL, where the next start reads it.
+struct RunState {
+    dir: std::path::PathBuf,
+    record: Record,
+}
+
+impl RunState {
+    fn save(&self) -> Result<(), DaemonError> {
+        self.record
+            .save(&self.dir)
+            .map_err(|e| DaemonError::Io("writing the run-state record", e))
+    }
+}
+
+impl Drop for RunState {
+    fn drop(&mut self) {
+        self.record.remove(&self.dir);
+    }
+}
+
+/// The TUN device names of the connections, in order (policy-based ones get `fvpol<i>`).
+fn tun_names(cfg: &Config) -> Vec<String> {
+    cfg.connections
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match &c.tunnel {
+            Tunnel::RouteBased(r) => r.interface.clone(),
+            Tunnel::PolicyBased(_) => format!("fvpol{i}"),
+        })
+        .collect()
+}
+
+/// The policy rules the connections' routes will need (default routes only).
+fn planned_rules(cfg: &Config, p: &PolicyRouting) -> Vec<Rule> {
+    let mut out: Vec<Rule> = Vec::new();
+    for c in &cfg.connections {
+        let routes: Vec<IpNet> = match &c.tunnel {
+            Tunnel::RouteBased(r) => r.routes.clone(),
+            Tunnel::PolicyBased(p) => p.iter().map(|x| x.remote).collect(),
+        };
+        for ch in routing::plan(0, &routes, p) {
+            if let Change::Rule(r) = ch {
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One IPsec SA pair installed in the data plane.
@@ -191,10 +250,39 @@ fn signal_fd() -> io::Result<OwnedFd> {
 
 /// Brings every connection up and runs until SIGINT/SIGTERM or `ferrovpn down`.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    run_with(cfg, || {})
+}
+
+/// [`run`], calling `ready` once everything is set up (TUN devices, sockets, routes, control
+/// socket), just before the event loop starts; `up --daemon` reports success to its parent there.
+pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let sigfd = signal_fd().map_err(|e| DaemonError::Io("signalfd", e))?;
     let mut nl =
         Netlink::open().map_err(|e| DaemonError::Io("netlink", io::Error::other(e.to_string())))?;
     let policy_routing = PolicyRouting::default();
+
+    // Take the names this run needs, by evidence: what a dead ferrovpn recorded is removed
+    // (the rules and the socket file a SIGKILL leaves), what a live one or anything else holds
+    // is refused.
+    let tun_names = tun_names(&cfg);
+    let names: Vec<&str> = tun_names.iter().map(String::as_str).collect();
+    let rules = planned_rules(&cfg, &policy_routing);
+    let (record, removed) = runstate::prepare(
+        &cfg.daemon.run_dir,
+        &mut nl,
+        &Claim {
+            interfaces: &names,
+            control_socket: &cfg.daemon.control_socket,
+            rules: &rules,
+        },
+    )?;
+    let mut run_state = RunState {
+        dir: cfg.daemon.run_dir.clone(),
+        record,
+    };
+    for r in removed {
+        warn!("removed {r} left behind by a previous run");
+    }
     let fwmark = cfg.connections.iter().any(|c| match &c.tunnel {
         Tunnel::RouteBased(r) => routing::needs_fwmark(&r.routes),
         Tunnel::PolicyBased(p) => p.iter().any(|x| x.remote.is_default()),
@@ -221,27 +309,6 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             ip,
             Arc::new(RawEsp::open(ip, &opts).map_err(|e| DaemonError::Io("raw ESP socket", e))?),
         );
-    }
-
-    // Leftovers of a run killed by SIGKILL (the sockets above are bound, so no other instance
-    // serves these addresses): TUN devices of our names, our rules, routes in our table.
-    let tun_names: Vec<String> = cfg
-        .connections
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match &c.tunnel {
-            Tunnel::RouteBased(r) => r.interface.clone(),
-            Tunnel::PolicyBased(_) => format!("fvpol{i}"),
-        })
-        .collect();
-    let names: Vec<&str> = tun_names.iter().map(String::as_str).collect();
-    match routing::clean_stale(&mut nl, &names, &policy_routing) {
-        Ok(removed) => {
-            for r in removed {
-                warn!("removed {r} left behind by a previous run");
-            }
-        }
-        Err(e) => warn!("cleaning up after a previous run: {e}"),
     }
 
     // TUN devices, addresses and routes. With several workers each device has one queue per
@@ -277,11 +344,19 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             });
             convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
         });
-        let queues: Vec<Arc<Tun>> = open_tun(&name, workers, cfg.daemon.offloads)
-            .map_err(|e| setup(format!("TUN {name}: {e}")))?
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+        let queues: Vec<Arc<Tun>> = match open_tun(&name, workers, cfg.daemon.offloads) {
+            Ok(q) => q.into_iter().map(Arc::new).collect(),
+            Err(crate::tun::TunError::SetIff { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                // Taken since `prepare` looked: say by whom.
+                let live = runstate::live_records(&cfg.daemon.run_dir);
+                let live: Vec<&Record> = live.iter().collect();
+                runstate::check_interface(&mut nl, &name, &live)?;
+                return Err(setup(format!("TUN {name}: {source}")));
+            }
+            Err(e) => return Err(setup(format!("TUN {name}: {e}"))),
+        };
         let Some(tun) = queues.first().cloned() else {
             return Err(setup(format!("TUN {name}: no queue opened")));
         };
@@ -289,6 +364,11 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             lane.push(q.clone());
         }
         let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
+        run_state.record.interfaces.push(LinkRecord {
+            name: name.clone(),
+            ifindex,
+        });
+        run_state.save()?;
         tun.set_mtu(&mut nl, mtu)
             .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
         tun.set_txqueuelen(&mut nl, TUN_TXQUEUELEN)
@@ -299,8 +379,24 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         }
         tun.up(&mut nl)
             .map_err(|e| setup(format!("bringing {name} up: {e}")))?;
-        let installed = routing::setup(&mut nl, ifindex, &routes, &policy_routing)
-            .map_err(|e| setup(format!("routes via {name}: {e}")))?;
+        let installed =
+            routing::setup(&mut nl, ifindex, &routes, &policy_routing).map_err(|e| {
+                let hint = if runstate::is_exists(&e) {
+                    " (it is already there and no ferrovpn recorded it; ferrovpn will not remove \
+                     it)"
+                } else {
+                    ""
+                };
+                setup(format!("routes via {name}: {e}{hint}"))
+            })?;
+        // Recorded after they exist, never before: a kill in between leaks a rule (refused
+        // with a clear error next time) rather than recording one someone else may have made.
+        for c in &installed.changes {
+            if let Change::Rule(r) = c {
+                run_state.record.add_rule(*r);
+            }
+        }
+        run_state.save()?;
         info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
         tuns.push(queues);
         tcp_mss.push(convert::mss_clamp(c.tcp_mss, mtu));
@@ -367,8 +463,15 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             TunSink::new(shared.clone()),
         )
         .map_err(|e| DaemonError::Io("decap pipeline", e))?;
-    let control = control::serve(&cfg.daemon.control_socket, req_tx.clone(), waker.clone())
-        .map_err(|e| DaemonError::Io("control socket", e))?;
+    let (control, socket_inode) =
+        control::serve(&cfg.daemon.control_socket, req_tx.clone(), waker.clone())
+            .map_err(|e| DaemonError::Io("control socket", e))?;
+    run_state.record.socket_inode = Some(socket_inode);
+    run_state.save()?;
+    let _socket_file = control::SocketFile {
+        path: cfg.daemon.control_socket.clone(),
+        inode: socket_inode,
+    };
     info!("control socket {}", cfg.daemon.control_socket.display());
     let metrics_server = match cfg.daemon.metrics_listen {
         Some(a) => {
@@ -443,6 +546,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         }
     }
     d.flush();
+    ready();
 
     let result = d.event_loop(&mut poll, &sigfd, &ike_rx, &req_rx);
 
@@ -468,7 +572,6 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     for e in nl.undo_all() {
         warn!("teardown: {e}");
     }
-    let _ = std::fs::remove_file(&cfg.daemon.control_socket);
     result
 }
 
