@@ -296,7 +296,18 @@ fn authenticated(h: &[Record], i: usize, established: &[&str]) -> bool {
     if established.contains(&r.cookies.as_str()) {
         return true;
     }
+    let plain_notify = h.iter().any(|x| {
+        matches!(
+            x.what,
+            What::Notify {
+                authenticated: false,
+                ..
+            }
+        ) && initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies)
+    });
     match &r.what {
+        // Explained by a plain notify (see `classify`): that part is unauthenticated.
+        What::IkeFailed { .. } if plain_notify => false,
         What::IkeFailed { failure } => match failure {
             // Only our own messages are retransmitted: these are our negotiations.
             FailureRecord::NoResponse { .. } | FailureRecord::SilentAfterMm5 { .. } => true,
@@ -364,8 +375,25 @@ fn classify(c: &ConnSnapshot, h: &[Record], i: usize, established: &[&str]) -> O
             _ => None,
         }
     };
+    // A plain error notify the peer sent on this negotiation before it gave up: recorded
+    // only (it may be forged), but the best explanation of the silence that followed.
+    let notified = || -> Option<Kind> {
+        h.iter().rev().find_map(|x| match &x.what {
+            What::Notify { notify, .. }
+                if initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies) =>
+            {
+                from_notify(notify, false)
+            }
+            _ => None,
+        })
+    };
     let from_failure = |f: &FailureRecord, in_quick_mode: bool| -> Kind {
         match f {
+            FailureRecord::NoResponse { .. } | FailureRecord::SilentAfterMm5 { .. }
+                if !in_quick_mode && notified().is_some() =>
+            {
+                notified().unwrap_or(Kind::Other(f.to_string()))
+            }
             FailureRecord::NoResponse { message, .. } => {
                 let floated = h
                     .iter()

@@ -882,3 +882,25 @@ fn snapshot_round_trips_through_json_and_filters_by_name() {
     );
     assert!(render::history(&back, None, Some(500)).contains("0 events"));
 }
+
+#[test]
+fn a_plain_notify_then_silence_is_explained_by_the_notify_not_as_unreachable() {
+    let mut c = conn();
+    c.history = vec![
+        msg(0, CK, "MM1", true, false),
+        rec(
+            5,
+            "1111111111111111_i 5555555555555555_r",
+            What::Notify {
+                notify: "NO-PROPOSAL-CHOSEN".into(),
+                authenticated: false,
+            },
+        ),
+        msg(1000, CK, "MM1", true, false),
+        msg(2000, CK, "MM1", true, false),
+        failed(3000, CK, no_response("MM1")),
+    ];
+    let v = run(&c, 4000);
+    assert_eq!(codes(&v), ["no-proposal-chosen"], "{}", text(&v));
+    assert!(text(&v).contains("rests on unauthenticated messages"));
+}

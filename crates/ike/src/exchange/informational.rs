@@ -161,9 +161,17 @@ impl IkeSa {
                     cookies: self.cookies,
                 });
             }
-            t if t.is_error() && !self.is_established() => {
+            // Before phase 1 completes only a protected notify (its HASH(1) needs SKEYID_a,
+            // hence the PSK) may end the negotiation; a plain one may be forged: recorded only.
+            t if t.is_error() && !self.is_established() && protected => {
                 self.fail(ctx, Failure::PeerNotify(t), None);
             }
+            t if t.is_error() && !self.is_established() => ctx.event(Event::NotifyReceived {
+                conn: Some(self.conn),
+                cookies: self.cookies,
+                notify: t,
+                authenticated: false,
+            }),
             t if t.is_error() => {
                 // An error about a Quick Mode in flight: match it by our SPI, else the oldest.
                 let by_spi = <[u8; 4]>::try_from(n.spi.as_slice())
@@ -223,7 +231,7 @@ impl IkeSa {
                 conn: Some(self.conn),
                 cookies: self.cookies,
                 notify: t,
-                authenticated: protected && self.is_established(),
+                authenticated: protected,
             }),
         }
     }
