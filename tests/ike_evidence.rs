@@ -218,3 +218,34 @@ fn dpd_does_not_probe_a_peer_that_keeps_repeating_an_answered_message() {
         .count();
     assert_eq!(info, 0, "B sent R-U-THERE to a peer that was talking");
 }
+
+#[test]
+fn a_transaction_exchange_is_authenticated_named_as_remote_access_and_refused() {
+    let (mut a, mut b) = (conn_a(), conn_b());
+    let dpd = Some(DpdConfig {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(60),
+    });
+    a.dpd = dpd;
+    b.dpd = None;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    // A's R-U-THERE relabelled as a Transaction (XAuth / Mode Config): its HASH(1) and IV are
+    // built exactly as a Transaction's, so B sees an authenticated exchange of type 6.
+    p.rewrite = Box::new(|d, from| {
+        if from == Side::A && d.data.get(18) == Some(&5) {
+            d.data[18] = 6;
+        }
+    });
+    p.run_for(Duration::from_secs(10));
+    assert!(
+        p.events(Side::B).iter().any(|e| matches!(
+            e,
+            Event::Unprocessable { message: "TRANSACTION", remote_access: true, notify: Some(n), reason, .. }
+                if *n == NotifyType::UNSUPPORTED_EXCHANGE_TYPE && reason.contains("XAuth/Mode Config")
+        )),
+        "{:?}",
+        p.events(Side::B)
+    );
+    assert!(p.b.is_up(0), "refusing it leaves the ISAKMP SA up");
+}
