@@ -145,7 +145,7 @@ fn aggressive_mode_psk_is_refused_by_default_as_responder() {
     );
     assert!(matches!(
         p.ike_failures(Side::A).as_slice(),
-        [Failure::NoResponse { message: "AM1", .. }]
+        [Failure::NoResponseButPlainNotify { message: "AM1", .. }]
     ));
     assert!(p.children(Side::A).is_empty());
 }
@@ -293,7 +293,11 @@ fn no_common_ike_proposal_fails_with_no_proposal_chosen_and_shows_both_offers() 
     );
     assert!(matches!(
         p.ike_failures(Side::A).as_slice(),
-        [Failure::NoResponse { message: "MM1", .. }]
+        [Failure::NoResponseButPlainNotify {
+            message: "MM1",
+            notify: NotifyType::NO_PROPOSAL_CHOSEN,
+            ..
+        }]
     ));
 }
 

@@ -208,7 +208,13 @@ case_no_proposal() {
     up a
     expect b no-proposal-chosen 1 10 "no phase 1 (IKE) proposal in common" \
         "ours:   aes256-sha256-modp2048" "peer's: " "aes128"
-    expect a no-proposal-chosen 1 10 "ours:   aes128-sha1-modp2048" "peer's: not known here"
+    expect a no-proposal-chosen 1 10 "ours:   aes128-sha1-modp2048" "peer's: not known here" \
+        "rests on unauthenticated messages"
+    # B's answer is a plain notify: recorded, it does not end A's negotiation; the failure
+    # after the retransmissions names it as what it is.
+    e2e_wait_log "$FV_TMP/daemon-a.log" 'ERROR.*no response to MM1 after 2 retransmissions; the only answer was an unauthenticated NO-PROPOSAL-CHOSEN' 10 ||
+        fail "A's ERROR line does not name the unauthenticated NO-PROPOSAL-CHOSEN"
+    ok "A: the plain notify recorded, the failure line names it"
 }
 
 case_wrong_psk() {

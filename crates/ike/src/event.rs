@@ -136,6 +136,13 @@ pub enum Failure {
     /// tells why (RFC 3947 §4): answered, the path passes and the peer could not decrypt or
     /// verify MM5 (pre-shared keys or identities differ); unanswered, UDP 4500 is blocked.
     SilentAfterMm5 { tries: u32, probe: Udp4500Probe },
+    /// Retransmissions exhausted; the only answer was a plain (unauthenticated, forgeable)
+    /// error notify, recorded but not acted on (RFC 2408 §5: before phase 1 authenticates).
+    NoResponseButPlainNotify {
+        message: &'static str,
+        tries: u32,
+        notify: NotifyType,
+    },
 }
 
 /// What the UDP 4500 probe (a fresh MM1 to the peer's port 4500) found.
@@ -177,6 +184,11 @@ impl fmt::Display for Failure {
             Failure::Abandoned { after } => write!(
                 f,
                 "the peer never continued after our {after} (half-open and unauthenticated: possibly a spoofed request)"
+            ),
+            Failure::NoResponseButPlainNotify { message, tries, notify } => write!(
+                f,
+                "no response to {message} after {tries} retransmissions; the only answer was an unauthenticated {} (a plain notify, which could be forged): most likely the peer refused {message} for that reason",
+                notify.name()
             ),
             Failure::SilentAfterMm5 { tries, probe } => match probe {
                 Udp4500Probe::Answered => write!(

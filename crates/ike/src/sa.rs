@@ -247,6 +247,8 @@ pub(crate) struct IkeSa {
     pub probe: Option<Udp4500ProbeState>,
     /// Last time an unprocessable message was reported and answered (rate limit).
     pub refused_at: Option<Instant>,
+    /// The last plain error notify before phase 1 completed: recorded, never acted on.
+    pub plain_notify: Option<NotifyType>,
 }
 
 /// A probe MM1 (own initiator cookie) whose answer proves UDP 4500 passes (RFC 3947 §4).
@@ -312,6 +314,7 @@ impl IkeSa {
             malformed_notified: false,
             probe: None,
             refused_at: None,
+            plain_notify: None,
         }
     }
 

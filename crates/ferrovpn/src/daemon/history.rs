@@ -165,6 +165,11 @@ impl From<&Failure> for FailureRecord {
                 }
                 .into(),
             },
+            // The notify itself is a record of its own (`What::Notify`, unauthenticated).
+            Failure::NoResponseButPlainNotify { message, tries, .. } => FailureRecord::NoResponse {
+                message: (*message).to_string(),
+                tries: *tries,
+            },
             Failure::Abandoned { after } => FailureRecord::Abandoned {
                 after: (*after).to_string(),
             },

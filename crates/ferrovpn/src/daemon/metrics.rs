@@ -54,6 +54,7 @@ pub fn failure_label(f: &Failure) -> &'static str {
         Failure::Timeout => "timeout",
         Failure::Abandoned { .. } => "abandoned",
         Failure::SilentAfterMm5 { .. } => "silent_after_mm5",
+        Failure::NoResponseButPlainNotify { .. } => "no_response_plain_notify",
     }
 }
 

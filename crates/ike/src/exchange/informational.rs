@@ -166,12 +166,15 @@ impl IkeSa {
             t if t.is_error() && !self.is_established() && protected => {
                 self.fail(ctx, Failure::PeerNotify(t), None);
             }
-            t if t.is_error() && !self.is_established() => ctx.event(Event::NotifyReceived {
-                conn: Some(self.conn),
-                cookies: self.cookies,
-                notify: t,
-                authenticated: false,
-            }),
+            t if t.is_error() && !self.is_established() => {
+                self.plain_notify = Some(t);
+                ctx.event(Event::NotifyReceived {
+                    conn: Some(self.conn),
+                    cookies: self.cookies,
+                    notify: t,
+                    authenticated: false,
+                })
+            }
             t if t.is_error() => {
                 // An error about a Quick Mode in flight: match it by our SPI, else the oldest.
                 let by_spi = <[u8; 4]>::try_from(n.spi.as_slice())
@@ -440,7 +443,14 @@ impl IkeSa {
     /// Why the retransmissions of `message` went unanswered, as far as we can tell.
     fn no_response(&self, message: &'static str, tries: u32) -> Failure {
         if message != "MM5" {
-            return Failure::NoResponse { message, tries };
+            return match self.plain_notify {
+                Some(notify) => Failure::NoResponseButPlainNotify {
+                    message,
+                    tries,
+                    notify,
+                },
+                None => Failure::NoResponse { message, tries },
+            };
         }
         let probe = match (&self.probe, self.nat.floated) {
             (_, false) => Udp4500Probe::NotNeeded,
