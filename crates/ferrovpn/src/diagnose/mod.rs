@@ -317,7 +317,7 @@ fn authenticated(h: &[Record], i: usize, established: &[&str]) -> bool {
             }),
         },
         What::Notify { authenticated, .. } => *authenticated,
-        What::IkeDeleted { .. } | What::ChildDeleted { .. } => false,
+        // Our own state (deletions, DPD, expiries) and anything after phase 1.
         _ => true,
     }
 }
