@@ -19,9 +19,23 @@
 #   expired          esp_lifetime 20s, UDP 500 dropped on A after the tunnel is up: the rekey
 #                    fails and A says the IPsec SA expired without rekey (the slow one, ~30 s)
 #   healthy          a working tunnel: exit 0 and "healthy" on both sides; history shows
-#                    MM1…QM3 with cookies; status --watch redraws; no daemon: exit 2
-# Cases run in parallel (each owns its namespaces); the whole script takes about 30 s.
-# Needs root and nft; skips with a reason otherwise (fails with CI=true).
+#                    MM1…QM3 with cookies; status shows identities and counter lines, --watch
+#                    redraws; no daemon: exit 2
+#   spoofed          a working tunnel, then MM1s and zero-length datagrams claiming the peer's
+#                    address (sent from its namespace) to both sides: still healthy (exit 0),
+#                    with the note "... unauthenticated Phase 1 requests ... possibly spoofed"
+# Against strongSwan 5.9 (charon + kernel-libipsec in B, which floats IKE to UDP 4500):
+#   ss-wrong-psk     ferrovpn initiates with another PSK: charon cannot decrypt MM5 and stays
+#                    silent; the UDP 4500 probe is answered, so psk-mismatch (not
+#                    udp4500-blocked) in diagnose, the ERROR log line, last_failure and history
+#   ss-esp-mismatch  ferrovpn initiates, ESP proposals differ: charon's protected
+#                    NO-PROPOSAL-CHOSEN ends the Quick Mode at once (QM1 never retransmitted)
+#   ss-chacha        charon initiates with esp = chacha20poly1305 (a QM1 proposal without
+#                    transforms, resent every second): named (unprocessable, WARN line),
+#                    answered with BAD-PROPOSAL-SYNTAX, and DPD sends no R-U-THERE meanwhile
+#   ss-xauth         a charon client with an XAuth round initiates: remote access named
+# Cases run in parallel (each owns its namespaces); the whole script takes about 40 s.
+# Needs root, nft and strongSwan; skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test), E2E_CASES (space-separated subset of the names above).
 set -euo pipefail
 E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -29,7 +43,7 @@ E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$E2E_ROOT/tests/e2e/lib/e2e.sh"
 
 require_root_or_skip "diagnose.sh needs network namespaces"
-require_cmd_or_skip ip ping python3 nft
+require_cmd_or_skip ip ping python3 nft swanctl "$FV_CHARON_BIN"
 e2e_binary
 
 A_IN=198.51.100.1
@@ -194,7 +208,13 @@ case_no_proposal() {
     up a
     expect b no-proposal-chosen 1 10 "no phase 1 (IKE) proposal in common" \
         "ours:   aes256-sha256-modp2048" "peer's: " "aes128"
-    expect a no-proposal-chosen 1 10 "ours:   aes128-sha1-modp2048" "peer's: not known here"
+    expect a no-proposal-chosen 1 10 "ours:   aes128-sha1-modp2048" "peer's: not known here" \
+        "rests on unauthenticated messages"
+    # B's answer is a plain notify: recorded, it does not end A's negotiation; the failure
+    # after the retransmissions names it as what it is.
+    e2e_wait_log "$FV_TMP/daemon-a.log" 'ERROR.*no response to MM1 after 2 retransmissions; the only answer was an unauthenticated NO-PROPOSAL-CHOSEN' 10 ||
+        fail "A's ERROR line does not name the unauthenticated NO-PROPOSAL-CHOSEN"
+    ok "A: the plain notify recorded, the failure line names it"
 }
 
 case_wrong_psk() {
@@ -321,6 +341,12 @@ case_healthy() {
     done
     grep -q "IPsec SA up" <<<"$out" || fail "history lacks the IPsec SA"
     ok "history: MM1-MM6 and QM1-QM3 with cookies and message IDs"
+    out="$("$FERROVPN" status --socket "$FV_TMP/a.sock")"
+    grep -q "identities: local 192.0.2.1, remote 192.0.2.2" <<<"$out" ||
+        { printf '%s\n' "$out" >&2; fail "status does not show the identities"; }
+    { grep -Eq '^  IKE  .*received [0-9]+' <<<"$out" && ! grep -q '^counters: {' <<<"$out"; } ||
+        { printf '%s\n' "$out" >&2; fail "status prints counters as raw JSON"; }
+    ok "status: identities and counters as lines"
     out="$("$FERROVPN" status --watch --interval 1s --count 2 --socket "$FV_TMP/a.sock")"
     [ "$(grep -c 'connection e2e' <<<"$out")" = 2 ] || { printf '%s\n' "$out" >&2; fail "status --watch did not redraw twice"; }
     ok "status --watch redrew the table twice"
@@ -333,9 +359,202 @@ case_healthy() {
     ok "no daemon: exit 2; unknown connection: exit 1"
 }
 
+# The issue's spoofing: MM1s and empty datagrams claiming the peer's address do not turn a
+# working tunnel into a PROBLEM (no "simultaneous", no "failed"): a note counts them.
+case_spoofed() {
+    setup
+    conf a initiate
+    conf b respond
+    up b
+    up a
+    wait_up
+    local n
+    n="$(ip netns exec "$FV_NS_B" python3 "$E2E_ROOT/tests/e2e/lib/hostile.py" mm1-flood 192.0.2.2 192.0.2.1 300)"
+    ip netns exec "$FV_NS_B" python3 -c '
+import socket
+for port in (500, 4500):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("192.0.2.2", 0))
+    for _ in range(20):
+        s.sendto(b"", ("192.0.2.1", port))'
+    ip netns exec "$FV_NS_A" python3 "$E2E_ROOT/tests/e2e/lib/hostile.py" mm1-flood 192.0.2.1 192.0.2.2 50 >/dev/null
+    ok "spoofed: $n MM1s and 40 empty datagrams as 192.0.2.2 to A, 50 MM1s as 192.0.2.1 to B"
+    pings "$FV_NS_A" "$A_IN" "$B_IN" 8
+    pings "$FV_NS_B" "$B_IN" "$A_IN" 8
+    sleep 5
+    expect a healthy 0 5 "healthy: tunnel to 192.0.2.2" \
+        "unauthenticated Phase 1 requests claiming to come from the peer's address" "possibly spoofed"
+    expect b healthy 0 5 "healthy: tunnel to 192.0.2.1" "possibly spoofed"
+}
+
+# ---- against strongSwan in B ----
+
+# ss_conf ESP [START_ACTION] [SECRET] [MORE_LOCAL_ROUNDS]: swanctl.conf for charon in B.
+ss_conf() {
+    cat <<EOF
+connections {
+    fv {
+        version = 1
+        local_addrs = 192.0.2.2
+        remote_addrs = 192.0.2.1
+        proposals = aes256-sha256-modp2048
+        local {
+            auth = psk
+            id = 192.0.2.2
+        }
+${4:-}
+        remote {
+            auth = psk
+            id = 192.0.2.1
+        }
+        children {
+            fv {
+                local_ts = 203.0.113.0/24
+                remote_ts = 198.51.100.0/24
+                esp_proposals = $1
+                start_action = ${2:-none}
+            }
+        }
+    }
+}
+secrets {
+    ike-fv {
+        id-a = 192.0.2.1
+        id-b = 192.0.2.2
+        secret = "${3:-e2e-diagnose-secret}"
+    }
+    xauth-alice {
+        id = alice
+        secret = "alice-password"
+    }
+}
+EOF
+}
+
+# ss_up SWANCTL_CONF [CHARON_EXTRA]: charon in B with that configuration, loaded.
+ss_up() {
+    fv_add_inner "$FV_NS_B" "$B_IN/32"
+    fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf e2e "${2:-}" 'default = 1
+            ike = 2
+            cfg = 1')" "$1"
+    fv_charon_start "$FV_NS_B"
+    E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
+    fv_charon_wait "$FV_NS_B" || fail "charon did not start"
+    fv_charon_load "$FV_NS_B" >/dev/null || fail "swanctl --load-all failed"
+}
+
+# conf_ss_a START EXTRA: ferrovpn in A facing charon (charon's selectors, mirrored).
+conf_ss_a() {
+    conf a "$1" "ike = \"aes256-sha256-modp2048\"
+$2" "[connection.route_based]
+interface = \"fv0\"
+local_ts = \"198.51.100.0/24\"
+remote_ts = \"203.0.113.0/24\"
+address = \"$A_IN/32\""
+}
+
+# ss_initiate: charon starts the connection (in the background; it waits for the outcome).
+ss_initiate() {
+    e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"
+    FV_SPAWN_LOG="$FV_TMP/initiate.log" fv_spawn "$FV_NS_B" swanctl --initiate --child fv \
+        --timeout 30 --uri "$(fv_vici_uri "$FV_NS_B")"
+}
+
+case_ss_wrong_psk() {
+    setup
+    ss_up "$(ss_conf aes128gcm16 none not-the-same-secret)"
+    conf_ss_a initiate 'esp = "aes128gcm16"'
+    up a
+    expect a psk-mismatch 1 20 "UDP 4500 passes" "probe: a fresh MM1" "pre-shared key"
+    local out
+    out="$("$FERROVPN" diagnose --socket "$FV_TMP/a.sock" 2>&1 || true)"
+    if grep -qF "[udp4500-blocked]" <<<"$out"; then
+        printf '%s\n' "$out" >&2
+        fail "diagnose also says udp4500-blocked"
+    fi
+    grep -E 'ERROR.*failed: no response to MM5 .*UDP 4500 passes.*pre-shared keys' "$FV_TMP/daemon-a.log" >/dev/null ||
+        fail "the ERROR log line does not name the PSK"
+    [ "$(e2e_q "$FV_TMP/a.sock" '"pre-shared keys" in (d["connections"][0]["last_failure"] or "")')" = True ] ||
+        fail "last_failure does not name the PSK: $(e2e_q "$FV_TMP/a.sock" 'd["connections"][0]["last_failure"]')"
+    grep -q 'received PROBE' <<<"$("$FERROVPN" history --socket "$FV_TMP/a.sock")" ||
+        fail "history lacks the probe's answer"
+    ok "the ERROR line, last_failure and history say the same"
+}
+
+case_ss_esp_mismatch() {
+    setup
+    ss_up "$(ss_conf aes256-sha256)"
+    conf_ss_a initiate 'esp = "aes128gcm16"'
+    up a
+    expect a no-proposal-chosen 1 15 "no Quick Mode (ESP) proposal in common" "ours:   aes128gcm16" \
+        "NO-PROPOSAL-CHOSEN"
+    local h
+    h="$("$FERROVPN" history --socket "$FV_TMP/a.sock")"
+    grep -q 'Quick Mode FAILED: no proposal chosen' <<<"$h" ||
+        { printf '%s\n' "$h" >&2; fail "history lacks the Quick Mode failure"; }
+    if grep -Eq 'sent +QM1 +\(retransmit\)' <<<"$h"; then
+        printf '%s\n' "$h" >&2
+        fail "QM1 was retransmitted after the peer's NO-PROPOSAL-CHOSEN"
+    fi
+    grep -E 'ERROR.*Quick Mode .* failed: no proposal chosen: ours \[aes128gcm16\]' "$FV_TMP/daemon-a.log" >/dev/null ||
+        fail "no ERROR line with our offer"
+    ok "QM1 sent once and ended by the protected notify; ERROR line with our offer"
+}
+
+case_ss_chacha() {
+    setup
+    # charon repeats QM1 every second, 8 times: a peer that keeps talking for 8 s.
+    ss_up "$(ss_conf chacha20poly1305)" '    retransmit_timeout = 1.0
+    retransmit_base = 1.0
+    retransmit_tries = 8'
+    conf_ss_a respond 'esp = "aes128gcm16"
+dpd_interval = "3s"
+dpd_timeout = "30s"'
+    up a
+    ss_initiate
+    expect a unprocessable 1 15 "cannot process" "BAD-PROPOSAL-SYNTAX" "transform"
+    grep -E 'WARN.*QM1 .* not processed: .*answered with BAD-PROPOSAL-SYNTAX' "$FV_TMP/daemon-a.log" >/dev/null ||
+        fail "no WARN line naming the QM1 and the notify"
+    sleep 9
+    "$FERROVPN" history --socket "$FV_TMP/a.sock" >"$FV_TMP/history.txt"
+    grep -Eq 'sent +INFO .*N\(BAD_PROPOSAL_SYNTAX\)' "$FV_TMP/history.txt" ||
+        { cat "$FV_TMP/history.txt" >&2; fail "no BAD-PROPOSAL-SYNTAX notify sent"; }
+    # DPD (interval 3 s): no R-U-THERE between charon's first and last QM1.
+    python3 - "$FV_TMP/history.txt" <<'PY' || { cat "$FV_TMP/history.txt" >&2; fail "DPD probed a peer that was talking"; }
+import re, sys
+qm1, dpd = [], []
+for line in open(sys.argv[1]):
+    m = re.search(r"\+\s*([0-9.]+)s\s+(sent|received)\s+(\S+)\s+(.*)", line)
+    if not m:
+        continue
+    t, d, name, rest = float(m.group(1)), m.group(2), m.group(3), m.group(4)
+    if d == "received" and name == "QM1":
+        qm1.append(t)
+    if d == "sent" and name == "INFO" and "N(DPD)" in rest:
+        dpd.append(t)
+if len(qm1) < 4:
+    sys.exit(f"charon's QM1 seen only {len(qm1)} times")
+bad = [t for t in dpd if qm1[0] <= t <= qm1[-1]]
+print(f"  ok: QM1 received {len(qm1)} times over {qm1[-1] - qm1[0]:.1f}s; R-U-THERE sent meanwhile: {len(bad)}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+
+case_ss_xauth() {
+    setup
+    ss_up "$(ss_conf aes128gcm16 none e2e-diagnose-secret '        local-xauth {
+            auth = xauth
+            xauth_id = alice
+        }')"
+    conf_ss_a respond 'esp = "aes128gcm16"'
+    up a
+    ss_initiate
+    expect a remote-access 1 15 "expects XAuth/Mode Config — remote access" "XAuth"
+}
+
 # Every case in the background (the slow 'expired' first), each with its own log; then the
 # logs in order and the summary.
-CASES=(expired unreachable oneway-500 udp4500 no-proposal wrong-psk identity selectors esp-in-a esp-in-b dpd simultaneous healthy)
+CASES=(expired ss-chacha unreachable oneway-500 udp4500 no-proposal wrong-psk identity selectors esp-in-a esp-in-b dpd simultaneous healthy spoofed ss-wrong-psk ss-esp-mismatch ss-xauth)
 LOGDIR="$(mktemp -d /tmp/diagnose-e2e.XXXXXX)"
 trap 'rm -rf "$LOGDIR"' EXIT
 declare -A JOB=()

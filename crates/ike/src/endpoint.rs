@@ -181,6 +181,9 @@ impl Endpoint {
         };
         let key = header.initiator_spi;
         if !self.sas.contains_key(&key) {
+            if self.probe_answered(&header, &d) {
+                return;
+            }
             self.new_responder(now, &header, &d);
             return;
         }
@@ -206,6 +209,35 @@ impl Endpoint {
                 self.out.transmits.push_back(r.clone());
             }
             self.counters.duplicates += 1;
+            if sa.is_established() {
+                // A repeat of a message we answered proves the peer alive (RFC 3706 §5.5).
+                sa.last_heard = now;
+                sa.dpd.outstanding = None;
+            }
+            if header.message_id == 0
+                && sa.is_established()
+                && sa.role == Role::Responder
+                && sa.mode == Phase1Mode::Aggressive
+            {
+                // AM3 needs no answer: a peer that repeats it waits for something from us.
+                let xauth = sa.features.xauth;
+                let reason = if xauth {
+                    "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends; it announced XAuth, so it expects XAuth/Mode Config from a remote-access server, which ferrovpn does not support".to_string()
+                } else {
+                    "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends (XAuth/Mode Config of a remote-access server?)".to_string()
+                };
+                if let Some(cfg) = self.conns.get(sa.conn) {
+                    let mut ctx = Ctx {
+                        now,
+                        cfg,
+                        settings: &self.settings,
+                        rng: &mut self.rng,
+                        out: &mut self.out,
+                    };
+                    sa.refuse(&mut ctx, "AM3", 0, reason, None, xauth);
+                }
+                return;
+            }
             // A peer repeating a phase 1 message has not seen our answer: worth a log line
             // (the seed guide's one-way blocking shows up exactly so).
             if let Some(name) = duplicate_name(sa.role, sa.state, header.message_id) {
@@ -244,6 +276,9 @@ impl Endpoint {
         if result.is_ok() && header.message_id != 0 && sa.is_established() {
             // A NAT may rebind the peer's port; follow authenticated traffic.
             sa.remote = d.remote;
+            // Any authenticated message is a sign of life: no R-U-THERE while the peer talks.
+            sa.last_heard = now;
+            sa.dpd.outstanding = None;
         }
         if let Err(InputError::Wire(e)) = &result {
             // A malformed phase 1 message gets its notify (RFC 2408 §5), once per SA; it is
@@ -255,6 +290,41 @@ impl Endpoint {
         }
         count(&mut self.counters, result);
         self.after_input(now, key);
+    }
+
+    /// An answer (any message with its cookie, from the peer's address, on UDP 4500) to the
+    /// UDP 4500 probe of an SA waiting for MM6; the probe's own state ends here.
+    fn probe_answered(&mut self, header: &Header, d: &Datagram) -> bool {
+        let Some(sa) = self.sas.values_mut().find(|s| {
+            s.probe
+                .as_ref()
+                .is_some_and(|p| p.cookie == header.initiator_spi)
+        }) else {
+            return false;
+        };
+        if d.remote.ip() != sa.remote.ip() || d.local.port() != 4500 {
+            self.counters.invalid_cookie += 1;
+            return true;
+        }
+        if let Some(p) = sa.probe.as_mut() {
+            if !p.answered {
+                p.answered = true;
+                self.out.events.push_back(Event::Message(MessageLog {
+                    direction: Direction::Received,
+                    name: "PROBE",
+                    cookies: Cookies::from(header),
+                    message_id: header.message_id,
+                    payloads: format!(
+                        "[ ] ({} answering our UDP 4500 probe: UDP 4500 passes)",
+                        header.exchange
+                    ),
+                    peer: d.remote,
+                    local: d.local,
+                    retransmission: false,
+                }));
+            }
+        }
+        true
     }
 
     /// Bounds half-open responder SAs: per peer address, then across all peers. A peer at its
@@ -623,6 +693,7 @@ fn dispatch(
         }
         ExchangeType::QUICK_MODE => sa.quick_mode_input(ctx, header, data),
         ExchangeType::INFORMATIONAL => sa.informational_input(ctx, header, data),
+        ExchangeType::TRANSACTION if sa.is_established() => sa.transaction_input(ctx, header, data),
         _ => Err(InputError::Unexpected("exchange type not valid here")),
     }
 }

@@ -129,6 +129,29 @@ pub enum Failure {
     InvalidKeyExchange,
     /// The half-open responder SA timed out.
     Timeout,
+    /// A responder SA that sent MM2/AM2 and never heard back: unauthenticated, possibly a
+    /// spoofed MM1/AM1, not a failure of the connection.
+    Abandoned { after: &'static str },
+    /// MM5, our first encrypted message, was never answered. On UDP 4500 a fresh MM1 sent there
+    /// tells why (RFC 3947 §4): answered, the path passes and the peer could not decrypt or
+    /// verify MM5 (pre-shared keys or identities differ); unanswered, UDP 4500 is blocked.
+    SilentAfterMm5 { tries: u32, probe: Udp4500Probe },
+    /// Retransmissions exhausted; the only answer was a plain (unauthenticated, forgeable)
+    /// error notify, recorded but not acted on (RFC 2408 §5: before phase 1 authenticates).
+    NoResponseButPlainNotify {
+        message: &'static str,
+        tries: u32,
+        notify: NotifyType,
+    },
+}
+
+/// What the UDP 4500 probe (a fresh MM1 to the peer's port 4500) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Udp4500Probe {
+    /// MM5 went on UDP 500, which carried MM1–MM4: no probe needed.
+    NotNeeded,
+    Answered,
+    Unanswered,
 }
 
 impl fmt::Display for Failure {
@@ -158,6 +181,29 @@ impl fmt::Display for Failure {
             Failure::Malformed(e) => write!(f, "malformed message: {e}"),
             Failure::InvalidKeyExchange => write!(f, "invalid Diffie-Hellman public value from peer"),
             Failure::Timeout => write!(f, "negotiation timed out"),
+            Failure::Abandoned { after } => write!(
+                f,
+                "the peer never continued after our {after} (half-open and unauthenticated: possibly a spoofed request)"
+            ),
+            Failure::NoResponseButPlainNotify { message, tries, notify } => write!(
+                f,
+                "no response to {message} after {tries} retransmissions; the only answer was an unauthenticated {} (a plain notify, which could be forged): most likely the peer refused {message} for that reason",
+                notify.name()
+            ),
+            Failure::SilentAfterMm5 { tries, probe } => match probe {
+                Udp4500Probe::Answered => write!(
+                    f,
+                    "no response to MM5 after {tries} retransmissions, but a fresh MM1 to the peer's UDP 4500 was answered: UDP 4500 passes, so the peer could not decrypt or verify MM5: pre-shared keys (or identities) differ"
+                ),
+                Udp4500Probe::Unanswered => write!(
+                    f,
+                    "no response to MM5 after {tries} retransmissions, and a fresh MM1 to the peer's UDP 4500 got no answer either: UDP 4500 is blocked on the path"
+                ),
+                Udp4500Probe::NotNeeded => write!(
+                    f,
+                    "no response to MM5 after {tries} retransmissions on the UDP port that carried MM1-MM4: the peer could not decrypt or verify MM5: pre-shared keys (or identities) differ"
+                ),
+            },
         }
     }
 }
@@ -286,5 +332,20 @@ pub enum Event {
         conn: Option<ConnId>,
         cookies: Cookies,
         notify: NotifyType,
+        /// Arrived protected under an established ISAKMP SA (HASH verified).
+        authenticated: bool,
+    },
+    /// A message from the peer that we cannot act on (RFC 2408 §5: answered with `notify`
+    /// where one applies), or one that shows the peer waits for something we never send.
+    Unprocessable {
+        conn: ConnId,
+        cookies: Cookies,
+        message_id: u32,
+        /// The message by its operator name (QM1, TRANSACTION, AM3, ...).
+        message: &'static str,
+        reason: String,
+        notify: Option<NotifyType>,
+        /// The peer expects XAuth / Mode Config: a remote-access client or server.
+        remote_access: bool,
     },
 }

@@ -22,7 +22,7 @@ pub use config::{
 pub use endpoint::{ChildStatus, Counters, Endpoint, IkeSaStatus};
 pub use event::{
     ChildSa, ConnId, Cookies, Direction, EspEncapsulation, EspKeys, Event, Failure, MessageLog,
-    NatStatus, PeerFeatures, Role,
+    NatStatus, PeerFeatures, Role, Udp4500Probe,
 };
 pub use sa::{Datagram, InputError};
 pub use wire::IdValue;

@@ -243,6 +243,20 @@ pub(crate) struct IkeSa {
     pub hash_notify_at: Option<Instant>,
     /// A malformed phase 1 message was answered with its notify (once per SA).
     pub malformed_notified: bool,
+    /// The fresh MM1 sent to the peer's UDP 4500 while MM5 goes unanswered there.
+    pub probe: Option<Udp4500ProbeState>,
+    /// Last time an unprocessable message was reported and answered (rate limit).
+    pub refused_at: Option<Instant>,
+    /// The last plain error notify before phase 1 completed: recorded, never acted on.
+    pub plain_notify: Option<NotifyType>,
+}
+
+/// A probe MM1 (own initiator cookie) whose answer proves UDP 4500 passes (RFC 3947 §4).
+#[derive(Debug, Clone)]
+pub(crate) struct Udp4500ProbeState {
+    pub cookie: [u8; 8],
+    pub datagram: Datagram,
+    pub answered: bool,
 }
 
 impl IkeSa {
@@ -298,7 +312,110 @@ impl IkeSa {
             quick_modes_at: None,
             hash_notify_at: None,
             malformed_notified: false,
+            probe: None,
+            refused_at: None,
+            plain_notify: None,
         }
+    }
+
+    /// Sends (or resends) the UDP 4500 probe: a fresh MM1 with a cookie of its own, from our
+    /// port 4500 to the peer's, offering our proposals. Any answer with that cookie proves
+    /// the path passes UDP 4500; the peer's half-open state for it simply times out.
+    pub fn send_udp4500_probe(&mut self, ctx: &mut Ctx<'_>) {
+        if self.probe.as_ref().is_some_and(|p| p.answered) {
+            return;
+        }
+        let probe = match self.probe.take() {
+            Some(p) => p,
+            None => {
+                let mut cookie = ctx.random::<8>();
+                if cookie == [0; 8] || cookie == self.cookies.initiator_spi {
+                    cookie[0] ^= 0x5a;
+                }
+                let offer =
+                    crate::exchange::phase1::offer(&ctx.cfg.ike_proposals, ctx.cfg.ike_lifetime);
+                let mut payloads = vec![Payload::Sa(offer)];
+                payloads.extend(crate::exchange::phase1::our_vendor_ids(
+                    Role::Initiator,
+                    &PeerFeatures::default(),
+                ));
+                let mut header = self.header(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0);
+                header.initiator_spi = cookie;
+                header.responder_spi = [0; 8];
+                let data = wire::Message { header, payloads }.emit();
+                Udp4500ProbeState {
+                    cookie,
+                    datagram: Datagram {
+                        local: SocketAddr::new(self.local.ip(), 4500),
+                        remote: SocketAddr::new(self.remote.ip(), self.remote.port()),
+                        data,
+                    },
+                    answered: false,
+                }
+            }
+        };
+        ctx.event(Event::Message(MessageLog {
+            direction: Direction::Sent,
+            name: "PROBE",
+            cookies: Cookies {
+                initiator_spi: probe.cookie,
+                responder_spi: [0; 8],
+            },
+            message_id: 0,
+            payloads: "[ SA V ] (fresh MM1 to UDP 4500: does the path pass it?)".into(),
+            peer: probe.datagram.remote,
+            local: probe.datagram.local,
+            retransmission: false,
+        }));
+        ctx.out.transmits.push_back(probe.datagram.clone());
+        self.probe = Some(probe);
+    }
+
+    /// A message from the authenticated peer that we cannot act on: counts as a sign of life,
+    /// is reported and answered with `notify` (protected, RFC 2408 §5), at most once a second.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refuse(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        message: &'static str,
+        message_id: u32,
+        reason: String,
+        notify: Option<(ProtocolId, NotifyType)>,
+        remote_access: bool,
+    ) {
+        self.last_heard = ctx.now;
+        self.dpd.outstanding = None;
+        if self
+            .refused_at
+            .is_some_and(|t| ctx.now < t + Duration::from_secs(1))
+        {
+            return;
+        }
+        self.refused_at = Some(ctx.now);
+        if let Some((protocol, n)) = notify {
+            let spi = if protocol == ProtocolId::ISAKMP {
+                [self.cookies.initiator_spi, self.cookies.responder_spi].concat()
+            } else {
+                Vec::new()
+            };
+            let payload = Payload::Notification(Notification {
+                doi: IPSEC_DOI,
+                protocol,
+                notify_type: n,
+                spi,
+                data: Vec::new(),
+            });
+            let _ = self.send_informational(ctx, vec![payload]);
+        }
+        ctx.event(Event::Unprocessable {
+            conn: self.conn,
+            cookies: self.cookies,
+            message_id,
+            message,
+            reason,
+            notify: notify.map(|n| n.1),
+            remote_access,
+        });
     }
 
     pub fn is_established(&self) -> bool {
@@ -623,6 +740,35 @@ impl IkeSa {
         }));
         Ok(())
     }
+}
+
+/// The HASH that opens a decrypted protected message and the raw bytes after it up to the end
+/// of the payload chain (what HASH(1) covers, RFC 2409 §5.5), read from the generic payload
+/// headers only, so a message whose payloads do not decode can still be authenticated.
+pub(crate) fn split_protected(
+    first: PayloadType,
+    body: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), WireError> {
+    let mut hash = None;
+    let mut first_len = 0usize;
+    let mut end = 0usize;
+    for raw in PayloadIter::new(first, body) {
+        let raw = raw?;
+        if hash.is_none() {
+            if raw.payload_type != PayloadType::HASH {
+                return Err(WireError::Malformed("HASH (not first)"));
+            }
+            hash = Some(raw.body.to_vec());
+            first_len = raw.bytes.len();
+        }
+        end = raw.offset + raw.bytes.len();
+    }
+    let hash = hash.ok_or(WireError::Malformed("HASH (missing)"))?;
+    let rest = body
+        .get(first_len..end)
+        .ok_or(WireError::Truncated)?
+        .to_vec();
+    Ok((hash, rest))
 }
 
 /// Splits a decrypted body into its payloads, plus the raw bytes after the first payload up to

@@ -31,6 +31,8 @@ pub enum Request {
 /// A status snapshot, as JSON and as the table people read.
 pub struct StatusView {
     pub json: Value,
+    /// (local, remote) identity per connection, for the table (the JSON stays as it was).
+    pub ids: Vec<(String, String)>,
 }
 
 fn hex8(x: u32) -> String {
@@ -124,7 +126,11 @@ impl StatusView {
                          "malformed_udp": ld(&io.malformed_udp), "offload_errors": ld(&io.offload_errors) },
             },
         });
-        StatusView { json }
+        let ids = conns
+            .iter()
+            .map(|c| (c.cfg.local_id.to_string(), c.cfg.remote_id.to_string()))
+            .collect();
+        StatusView { json, ids }
     }
 
     /// The table for people, in the order an engineer checks things: IKE, then IPsec.
@@ -140,7 +146,12 @@ impl StatusView {
             "ferrovpn up {}\n",
             format_duration(Duration::from_secs(n(&self.json["uptime_s"])))
         ));
-        for c in self.json["connections"].as_array().into_iter().flatten() {
+        for (i, c) in self.json["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             out.push_str(&format!(
                 "\nconnection {} ({} -> {}): {}\n",
                 s(&c["name"]),
@@ -152,6 +163,9 @@ impl StatusView {
                     "DOWN"
                 }
             ));
+            if let Some((l, r)) = self.ids.get(i) {
+                out.push_str(&format!("  identities: local {l}, remote {r}\n"));
+            }
             if let Some(f) = c["last_failure"].as_str() {
                 out.push_str(&format!("  last failure: {f}\n"));
             }
@@ -202,7 +216,17 @@ impl StatusView {
                 ));
             }
         }
-        out.push_str(&format!("\ncounters: {}\n", self.json["counters"]));
+        out.push_str("\ncounters:\n");
+        for (group, title) in [("ike", "IKE"), ("esp", "ESP")] {
+            let Some(m) = self.json["counters"][group].as_object() else {
+                continue;
+            };
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{} {}", k.replace('_', " "), n(v)))
+                .collect();
+            out.push_str(&format!("  {title:<4} {}\n", items.join(", ")));
+        }
         out
     }
 }
@@ -453,5 +477,26 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_table_shows_identities_and_counters_as_lines_not_json() {
+        let view = StatusView {
+            json: json!({
+                "uptime_s": 5,
+                "connections": [{ "name": "e2e", "local_addr": "192.0.2.1", "remote_addr": "192.0.2.2",
+                                  "up": true, "last_failure": null, "ike_sas": [], "ipsec_sas": [] }],
+                "counters": { "ike": { "received": 12, "malformed": 3 }, "esp": { "unknown_spi": 1 } },
+            }),
+            ids: vec![("192.0.2.1".into(), "fqdn:peer.example".into())],
+        };
+        let t = view.table();
+        assert!(
+            t.contains("  identities: local 192.0.2.1, remote fqdn:peer.example\n"),
+            "{t}"
+        );
+        assert!(t.contains("  IKE  malformed 3, received 12\n"), "{t}");
+        assert!(t.contains("  ESP  unknown spi 1\n"), "{t}");
+        assert!(!t.contains('{'), "no raw JSON: {t}");
     }
 }

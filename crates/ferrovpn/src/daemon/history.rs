@@ -8,7 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrovpn_esp::Sad;
-use ferrovpn_ike::{Cookies, Direction, Endpoint, EspEncapsulation, Event, Failure, Role};
+use ferrovpn_ike::{
+    Cookies, Direction, Endpoint, EspEncapsulation, Event, Failure, Role, Udp4500Probe,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{stats_of, ConnState};
@@ -74,21 +76,59 @@ pub enum What {
     PeerDead,
     Notify {
         notify: String,
+        /// Protected under an established ISAKMP SA; unauthenticated notifies may be forged.
+        #[serde(default)]
+        authenticated: bool,
     },
     InitialContact,
+    /// A message from the peer we could not act on (answered with `notify` where one applies).
+    Unprocessable {
+        message: String,
+        reason: String,
+        notify: Option<String>,
+        remote_access: bool,
+    },
 }
 
 /// `ferrovpn_ike::Failure` with the detail `diagnose` needs, in a form that survives JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FailureRecord {
-    NoResponse { message: String, tries: u32 },
-    PeerNotify { notify: String },
-    NoProposalChosen { ours: String, theirs: String },
-    AuthenticationFailed { detail: String },
-    IdentityMismatch { expected: String, received: String },
-    InvalidSelectors { ours: String, theirs: String },
-    Other { detail: String },
+    NoResponse {
+        message: String,
+        tries: u32,
+    },
+    PeerNotify {
+        notify: String,
+    },
+    NoProposalChosen {
+        ours: String,
+        theirs: String,
+    },
+    AuthenticationFailed {
+        detail: String,
+    },
+    IdentityMismatch {
+        expected: String,
+        received: String,
+    },
+    InvalidSelectors {
+        ours: String,
+        theirs: String,
+    },
+    /// MM5 unanswered; `probe` is what a fresh MM1 to the peer's UDP 4500 found:
+    /// `answered`, `unanswered` or `not-needed` (MM5 went on UDP 500).
+    SilentAfterMm5 {
+        tries: u32,
+        probe: String,
+    },
+    /// A half-open responder SA that never heard back after `after` (MM2/AM2).
+    Abandoned {
+        after: String,
+    },
+    Other {
+        detail: String,
+    },
 }
 
 impl From<&Failure> for FailureRecord {
@@ -115,6 +155,23 @@ impl From<&Failure> for FailureRecord {
             Failure::InvalidSelectors { ours, theirs } => FailureRecord::InvalidSelectors {
                 ours: ours.clone(),
                 theirs: theirs.clone(),
+            },
+            Failure::SilentAfterMm5 { tries, probe } => FailureRecord::SilentAfterMm5 {
+                tries: *tries,
+                probe: match probe {
+                    Udp4500Probe::Answered => "answered",
+                    Udp4500Probe::Unanswered => "unanswered",
+                    Udp4500Probe::NotNeeded => "not-needed",
+                }
+                .into(),
+            },
+            // The notify itself is a record of its own (`What::Notify`, unauthenticated).
+            Failure::NoResponseButPlainNotify { message, tries, .. } => FailureRecord::NoResponse {
+                message: (*message).to_string(),
+                tries: *tries,
+            },
+            Failure::Abandoned { after } => FailureRecord::Abandoned {
+                after: (*after).to_string(),
             },
             other => FailureRecord::Other {
                 detail: other.to_string(),
@@ -145,6 +202,15 @@ impl std::fmt::Display for FailureRecord {
                     "traffic selectors refused: ours [{ours}], peer's [{theirs}]"
                 )
             }
+            FailureRecord::SilentAfterMm5 { tries, probe } => match probe.as_str() {
+                "answered" => write!(f, "no response to MM5 after {tries} retransmissions; a fresh MM1 to the peer's UDP 4500 was answered: UDP 4500 passes, the peer could not decrypt or verify MM5 (pre-shared keys or identities differ)"),
+                "unanswered" => write!(f, "no response to MM5 after {tries} retransmissions; a fresh MM1 to the peer's UDP 4500 got no answer either: UDP 4500 blocked"),
+                _ => write!(f, "no response to MM5 after {tries} retransmissions on the port that carried MM1-MM4: the peer could not decrypt or verify MM5 (pre-shared keys or identities differ)"),
+            },
+            FailureRecord::Abandoned { after } => write!(
+                f,
+                "half-open: nothing came back after our {after} (unauthenticated, possibly spoofed)"
+            ),
             FailureRecord::Other { detail } => f.write_str(detail),
         }
     }
@@ -175,6 +241,10 @@ pub struct History {
     peers: Vec<(IpAddr, IpAddr)>,
     /// Cookies → connection, learnt from events that name both.
     cookies: VecDeque<(Cookies, usize)>,
+    /// Per connection: first MM1/AM1 received (each a new negotiation the peer's address
+    /// asked for) and responder ISAKMP SAs that authenticated; the difference is noise.
+    p1_requests: Vec<u64>,
+    p1_authenticated: Vec<u64>,
 }
 
 #[derive(Default, Clone)]
@@ -203,7 +273,15 @@ impl History {
             last_sample: None,
             peers,
             cookies: VecDeque::new(),
+            p1_requests: vec![0; n],
+            p1_authenticated: vec![0; n],
         }
+    }
+
+    /// Phase 1 requests (MM1/AM1) received for `conn` that never authenticated.
+    pub fn unauthenticated_requests(&self, conn: usize) -> u64 {
+        let get = |v: &Vec<u64>| v.get(conn).copied().unwrap_or(0);
+        get(&self.p1_requests).saturating_sub(get(&self.p1_authenticated))
     }
 
     fn ms(&self, now: Instant) -> u64 {
@@ -369,10 +447,30 @@ impl History {
                 (Some(*conn), *cookies, 0, What::InitialContact)
             }
             Event::PeerDead { conn, cookies } => (Some(*conn), *cookies, 0, What::PeerDead),
+            Event::Unprocessable {
+                conn,
+                cookies,
+                message_id,
+                message,
+                reason,
+                notify,
+                remote_access,
+            } => (
+                Some(*conn),
+                *cookies,
+                *message_id,
+                What::Unprocessable {
+                    message: (*message).to_string(),
+                    reason: reason.clone(),
+                    notify: notify.map(|n| n.name().to_string()),
+                    remote_access: *remote_access,
+                },
+            ),
             Event::NotifyReceived {
                 conn,
                 cookies,
                 notify,
+                authenticated,
             } => (
                 conn.or_else(|| {
                     self.cookies
@@ -385,6 +483,7 @@ impl History {
                 0,
                 What::Notify {
                     notify: notify.name().to_string(),
+                    authenticated: *authenticated,
                 },
             ),
         };
@@ -399,6 +498,25 @@ impl History {
             message_id,
             what,
         };
+        if let Some(c) = conn {
+            let counter = match &r.what {
+                What::Message {
+                    name,
+                    sent: false,
+                    retransmission: false,
+                    ..
+                } if (name == "MM1" || name == "AM1") && r.message_id == 0 => {
+                    self.p1_requests.get_mut(c)
+                }
+                What::IkeEstablished {
+                    initiator: false, ..
+                } => self.p1_authenticated.get_mut(c),
+                _ => None,
+            };
+            if let Some(n) = counter {
+                *n += 1;
+            }
+        }
         match conn.and_then(|c| self.rings.get_mut(c)) {
             Some(ring) => push(ring, EVENTS_PER_CONNECTION, r),
             None => push(&mut self.unclaimed, EVENTS_PER_CONNECTION, r),
@@ -494,6 +612,7 @@ pub fn snapshot(
                     out_packets: stats_of(sad, p.outbound).packets,
                 })
                 .collect(),
+            unauthenticated_requests: history.unauthenticated_requests(i),
             history: history.events(i).cloned().collect(),
             samples: history.samples(i).copied().collect(),
         })

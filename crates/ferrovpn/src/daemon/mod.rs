@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use ferrovpn_esp::{Clock, Mode as PipeMode, MonotonicClock, Pipeline, SaHandle, Sad};
-use ferrovpn_ike::{ChildSa, Cookies, Datagram, Endpoint, Event, Settings};
+use ferrovpn_ike::{ChildSa, Cookies, Datagram, Endpoint, Event, Failure, Settings};
 use mio::net::UdpSocket as MioUdp;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token, Waker};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Connection, Start, Tunnel};
 use crate::convert;
@@ -747,6 +747,11 @@ impl Daemon {
                 reason,
             } => {
                 let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
+                if matches!(reason, Failure::Abandoned { .. }) {
+                    // Unauthenticated (a spoofed MM1 ends so): not a failure of the connection.
+                    debug!(conn = %name, cookies = %cookies, "half-open IKE SA {cookies} with {peer} forgotten: {reason}");
+                    return;
+                }
                 error!(conn = %name, cookies = %cookies, "IKE SA {cookies} with {peer} failed: {reason}");
                 if let Some(c) = conn.and_then(|c| self.conns.get_mut(c)) {
                     c.last_failure = Some(reason.to_string());
@@ -812,9 +817,30 @@ impl Daemon {
                 conn,
                 cookies,
                 notify,
+                authenticated,
             } => {
                 let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
-                info!(conn = %name, cookies = %cookies, "notify {} on {cookies}", notify.name());
+                info!(conn = %name, cookies = %cookies, "notify {} on {cookies} ({})", notify.name(),
+                    if authenticated { "authenticated" } else { "unauthenticated: recorded only" });
+            }
+            Event::Unprocessable {
+                conn,
+                cookies,
+                message_id,
+                message,
+                reason,
+                notify,
+                ..
+            } => {
+                // The endpoint reports one per ISAKMP SA a second at most.
+                let answer = notify.map_or("not answered (no notify applies)".to_string(), |n| {
+                    format!("answered with {}", n.name())
+                });
+                warn!(conn = %self.conn_name(conn), cookies = %cookies, message_id = %format_args!("{message_id:08x}"),
+                    "{message} on {cookies} mid {message_id:08x} not processed: {reason}; {answer}");
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.last_failure = Some(format!("{message} not processed: {reason}"));
+                }
             }
         }
     }

@@ -51,6 +51,9 @@ pub struct ConnSnapshot {
     pub ipsec_sas: Vec<IpsecSaSnapshot>,
     pub history: Vec<Record>,
     pub samples: Vec<Sample>,
+    /// MM1/AM1 from the peer's address that never authenticated (since the daemon started).
+    #[serde(default)]
+    pub unauthenticated_requests: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +93,7 @@ pub struct Verdict {
     /// A short stable tag for scripts: `unreachable`, `udp4500-blocked`, `no-proposal-chosen`,
     /// `psk-mismatch`, `identity-mismatch`, `selectors-refused`, `esp-not-arriving`,
     /// `esp-not-sent`, `simultaneous`, `peer-dead`, `expired-without-rekey`, `stalled`,
-    /// `failed`, `negotiating`, `healthy`, `waiting`.
+    /// `unprocessable`, `remote-access`, `failed`, `negotiating`, `healthy`, `waiting`.
     pub code: String,
     /// The verdict line.
     pub verdict: String,
@@ -98,6 +101,9 @@ pub struct Verdict {
     pub evidence: Vec<String>,
     /// What an engineer should do next.
     pub next: Vec<String>,
+    /// Observations that decide nothing: unauthenticated noise, counted and shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Tuning of the rules.
@@ -159,7 +165,20 @@ fn initiator_cookie(cookies: &str) -> &str {
 enum Kind {
     Unreachable,
     Udp4500Blocked,
-    PskSilent,
+    /// Silent after MM5; `probe` as in `FailureRecord::SilentAfterMm5`.
+    PskSilent {
+        probe: Option<String>,
+    },
+    /// The peer sent something we cannot process (answered with `notify`).
+    Unprocessable {
+        message: String,
+        reason: String,
+        notify: Option<String>,
+    },
+    /// The peer is a remote-access client or server (XAuth / Mode Config).
+    RemoteAccess {
+        detail: String,
+    },
     Stalled(String),
     NoProposal {
         phase1: bool,
@@ -191,7 +210,9 @@ impl Kind {
         match self {
             Kind::Unreachable => "unreachable",
             Kind::Udp4500Blocked => "udp4500-blocked",
-            Kind::PskSilent | Kind::Psk { .. } => "psk-mismatch",
+            Kind::PskSilent { .. } | Kind::Psk { .. } => "psk-mismatch",
+            Kind::Unprocessable { .. } => "unprocessable",
+            Kind::RemoteAccess { .. } => "remote-access",
             Kind::Stalled(_) => "stalled",
             Kind::NoProposal { .. } => "no-proposal-chosen",
             Kind::Identity { .. } | Kind::IdInfoPhase1 => "identity-mismatch",
@@ -222,11 +243,18 @@ pub fn diagnose(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Vec<Verdict> {
 
     let mut out: Vec<Verdict> = Vec::new();
     let mut seen: Vec<&'static str> = Vec::new();
+    // Authenticated state decides: with the tunnel up, what only unauthenticated messages
+    // say (a spoofed MM1 and its fate, a plain notify) is a note, never a verdict.
+    let mut noise = 0usize;
     for (i, r) in h.iter().enumerate().skip(since).rev() {
         let Some(kind) = classify(c, h, i, &established_cookies) else {
             continue;
         };
         if up && r.t_ms < recent_from {
+            continue;
+        }
+        if up && !authenticated(h, i, &established_cookies) {
+            noise += 1;
             continue;
         }
         let code = kind.code();
@@ -237,7 +265,11 @@ pub fn diagnose(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Vec<Verdict> {
         let repeats = (since..h.len())
             .filter(|&j| classify(c, h, j, &established_cookies).is_some_and(|k| k.code() == code))
             .count();
-        out.push(explain(c, now_ms, i, kind, repeats));
+        let mut v = explain(c, now_ms, i, kind, repeats);
+        if !authenticated(h, i, &established_cookies) {
+            v.evidence.push("all of this rests on unauthenticated messages (before phase 1 authenticated the peer): if the peer's configuration is as expected, they may have been spoofed".into());
+        }
+        out.push(v);
     }
     if up {
         out.extend(esp_one_way(c, now_ms, opts));
@@ -250,7 +282,64 @@ pub fn diagnose(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Vec<Verdict> {
         out.push(quiet(c, now_ms, up));
     }
     out.sort_by_key(|v| v.severity != Severity::Problem);
+    let notes = noise_notes(c, noise);
+    if let Some(v) = out.first_mut() {
+        v.notes = notes;
+    }
     out
+}
+
+/// Whether the evidence of `h[i]` was authenticated: anything after phase 1 authenticated the
+/// peer, our own negotiations' timeouts, protected notifies.
+fn authenticated(h: &[Record], i: usize, established: &[&str]) -> bool {
+    let Some(r) = h.get(i) else { return false };
+    if established.contains(&r.cookies.as_str()) {
+        return true;
+    }
+    let plain_notify = h.iter().any(|x| {
+        matches!(
+            x.what,
+            What::Notify {
+                authenticated: false,
+                ..
+            }
+        ) && initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies)
+    });
+    match &r.what {
+        // Explained by a plain notify (see `classify`): that part is unauthenticated.
+        What::IkeFailed { .. } if plain_notify => false,
+        What::IkeFailed { failure } => match failure {
+            // Only our own messages are retransmitted: these are our negotiations.
+            FailureRecord::NoResponse { .. } | FailureRecord::SilentAfterMm5 { .. } => true,
+            _ => h.iter().any(|x| {
+                initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies)
+                    && is_msg(x, true).is_some_and(|(n, _)| n == "MM1" || n == "AM1")
+            }),
+        },
+        What::Notify { authenticated, .. } => *authenticated,
+        // Our own state (deletions, DPD, expiries) and anything after phase 1.
+        _ => true,
+    }
+}
+
+/// Unauthenticated noise, counted: it is shown, it decides nothing.
+fn noise_notes(c: &ConnSnapshot, ignored: usize) -> Vec<String> {
+    let mut v = Vec::new();
+    if c.unauthenticated_requests > 0 {
+        v.push(format!(
+            "{} unauthenticated Phase 1 request{} claiming to come from the peer's address {} never authenticated — possibly spoofed",
+            c.unauthenticated_requests,
+            if c.unauthenticated_requests == 1 { "" } else { "s" },
+            c.remote_addr
+        ));
+    }
+    if ignored > 0 {
+        v.push(format!(
+            "{ignored} event{} resting only on unauthenticated messages (failed half-open negotiations, plain notifies) did not count against the working tunnel",
+            if ignored == 1 { "" } else { "s" }
+        ));
+    }
+    v
 }
 
 /// What kind of failure record `h[i]` is, if any.
@@ -286,8 +375,25 @@ fn classify(c: &ConnSnapshot, h: &[Record], i: usize, established: &[&str]) -> O
             _ => None,
         }
     };
+    // A plain error notify the peer sent on this negotiation before it gave up: recorded
+    // only (it may be forged), but the best explanation of the silence that followed.
+    let notified = || -> Option<Kind> {
+        h.iter().rev().find_map(|x| match &x.what {
+            What::Notify { notify, .. }
+                if initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies) =>
+            {
+                from_notify(notify, false)
+            }
+            _ => None,
+        })
+    };
     let from_failure = |f: &FailureRecord, in_quick_mode: bool| -> Kind {
         match f {
+            FailureRecord::NoResponse { .. } | FailureRecord::SilentAfterMm5 { .. }
+                if !in_quick_mode && notified().is_some() =>
+            {
+                notified().unwrap_or(Kind::Other(f.to_string()))
+            }
             FailureRecord::NoResponse { message, .. } => {
                 let floated = h
                     .iter()
@@ -295,10 +401,22 @@ fn classify(c: &ConnSnapshot, h: &[Record], i: usize, established: &[&str]) -> O
                 match message.as_str() {
                     "MM1" | "AM1" => Kind::Unreachable,
                     _ if floated && !in_quick_mode && !phase1_done => Kind::Udp4500Blocked,
-                    "MM5" => Kind::PskSilent,
+                    "MM5" => Kind::PskSilent { probe: None },
                     m => Kind::Stalled(m.to_string()),
                 }
             }
+            FailureRecord::SilentAfterMm5 { probe, .. } => match probe.as_str() {
+                "unanswered" => Kind::Udp4500Blocked,
+                p => Kind::PskSilent {
+                    probe: Some(p.to_string()),
+                },
+            },
+            FailureRecord::NoProposalChosen { theirs, .. } if theirs.contains("XAuth") => {
+                Kind::RemoteAccess {
+                    detail: format!("the peer offered {theirs}"),
+                }
+            }
+            FailureRecord::Abandoned { .. } => Kind::Other(f.to_string()),
             FailureRecord::PeerNotify { notify } => {
                 from_notify(notify, in_quick_mode).unwrap_or_else(|| Kind::Other(f.to_string()))
             }
@@ -323,9 +441,30 @@ fn classify(c: &ConnSnapshot, h: &[Record], i: usize, established: &[&str]) -> O
         }
     };
     match &r.what {
+        // A half-open SA that never heard back is noise, counted in the notes.
+        What::IkeFailed {
+            failure: FailureRecord::Abandoned { .. },
+        } => None,
+        What::Unprocessable {
+            remote_access: true,
+            reason,
+            ..
+        } => Some(Kind::RemoteAccess {
+            detail: reason.clone(),
+        }),
+        What::Unprocessable {
+            message,
+            reason,
+            notify,
+            ..
+        } => Some(Kind::Unprocessable {
+            message: message.clone(),
+            reason: reason.clone(),
+            notify: notify.clone(),
+        }),
         What::IkeFailed { failure } => Some(from_failure(failure, false)),
         What::ChildFailed { failure } => Some(from_failure(failure, true)),
-        What::Notify { notify } => from_notify(notify, phase1_done),
+        What::Notify { notify, .. } => from_notify(notify, phase1_done),
         What::PeerDead => Some(Kind::PeerDead),
         What::ChildDeleted { spi_in, reason, .. } if reason.contains("lifetime expired") => {
             // Expired without a successor: no IPsec SA was established after this one.
@@ -366,6 +505,7 @@ fn verdict(c: &ConnSnapshot, sev: Severity, code: &str, line: String) -> Verdict
         verdict: line,
         evidence: Vec::new(),
         next: Vec::new(),
+        notes: Vec::new(),
     }
 }
 
@@ -465,6 +605,14 @@ fn explain(c: &ConnSnapshot, now_ms: u64, i: usize, kind: Kind, repeats: usize) 
             v.evidence.push(format!("cookies {}", r.cookies));
             v.evidence.extend(messages_of(h, &r.cookies, now_ms, 8));
             v.evidence.push(format!("then: {}", failure_line(r)));
+            if matches!(
+                &r.what,
+                What::IkeFailed {
+                    failure: FailureRecord::SilentAfterMm5 { .. }
+                }
+            ) {
+                v.evidence.push("probe: a fresh MM1 (own cookie) sent to the peer's UDP 4500 got no answer either, so it is the path, not the keys".into());
+            }
             v.next = vec![
                 "UDP 500 passes and UDP 4500 does not: a firewall or ISP drops UDP 4500 (often in one direction only). Allow UDP 4500 both ways between the gateways".into(),
                 format!("capture on both ends: tcpdump -ni any 'udp port 4500 and host {peer}' to see which direction loses it"),
@@ -476,20 +624,70 @@ fn explain(c: &ConnSnapshot, now_ms: u64, i: usize, kind: Kind, repeats: usize) 
             ];
             v
         }
-        Kind::PskSilent => {
+        Kind::PskSilent { probe } => {
             let mut v = verdict(
                 c,
                 Severity::Problem,
                 code,
-                format!(
-                    "the peer answered MM1 and MM3 but stopped answering after MM5 (our first encrypted message): most likely the pre-shared keys differ and {peer} cannot decrypt MM5"
-                ),
+                match probe.as_deref() {
+                    Some("answered") => format!(
+                        "pre-shared key (or identity) mismatch: {peer} answered MM1 and MM3 but not MM5 (our first encrypted message), while a fresh MM1 to its UDP 4500 was answered: UDP 4500 passes, so {peer} could not decrypt or verify MM5"
+                    ),
+                    _ => format!(
+                        "the peer answered MM1 and MM3 but stopped answering after MM5 (our first encrypted message): most likely the pre-shared keys differ and {peer} cannot decrypt MM5"
+                    ),
+                },
             );
             v.evidence.push(format!("cookies {}", r.cookies));
             v.evidence.extend(messages_of(h, &r.cookies, now_ms, 8));
+            if probe.as_deref() == Some("answered") {
+                v.evidence.push(
+                    "probe: a fresh MM1 (own cookie) sent to the peer's UDP 4500 while MM5 went unanswered got an answer: UDP 4500 is not blocked".into(),
+                );
+            }
             v.next = vec![
                 "compare the pre-shared key on both sides (psk / psk_file here); the peer's log should show a decryption or HASH failure for these cookies".into(),
                 "if the keys are equal, check that the peer expects our identity (local_id here, ID payload in MM5)".into(),
+            ];
+            v
+        }
+        Kind::Unprocessable {
+            message,
+            reason,
+            notify,
+        } => {
+            let mut v = verdict(
+                c,
+                Severity::Problem,
+                code,
+                format!("{peer} sent a {message} that ferrovpn cannot process: {reason}"),
+            );
+            v.evidence.push(format!(
+                "{message} on {} mid {:08x} ({}), {}",
+                r.cookies,
+                r.message_id,
+                ago(now_ms, r.t_ms),
+                match &notify {
+                    Some(n) => format!("answered with a protected {n}"),
+                    None => "no notify applies".into(),
+                }
+            ));
+            v.next = vec![
+                format!("read the peer's log for cookies {}: its {message} carries something ferrovpn does not implement or the peer built it wrongly", r.cookies),
+                "an ESP proposal with no transform usually means the peer is configured with a cipher IKEv1 cannot name (e.g. chacha20poly1305 in strongSwan's IKEv1): use a cipher both sides support in IKEv1, e.g. aes128gcm16 or aes256-sha256".into(),
+            ];
+            v
+        }
+        Kind::RemoteAccess { detail } => {
+            let mut v = verdict(
+                c,
+                Severity::Problem,
+                code,
+                format!("{peer} expects XAuth/Mode Config — remote access, which ferrovpn does not support (site-to-site PSK only)"),
+            );
+            v.evidence.push(format!("{detail} (cookies {})", r.cookies));
+            v.next = vec![
+                "configure the peer for a site-to-site connection with a pre-shared key only (no xauth round, no mode config / virtual IP)".into(),
             ];
             v
         }
@@ -717,7 +915,7 @@ fn failure_line(r: &Record) -> String {
     match &r.what {
         What::IkeFailed { failure } => format!("phase 1 failed: {failure}"),
         What::ChildFailed { failure } => format!("Quick Mode failed: {failure}"),
-        What::Notify { notify } => format!("peer sent notify {notify}"),
+        What::Notify { notify, .. } => format!("peer sent notify {notify}"),
         other => format!("{other:?}"),
     }
 }
@@ -884,7 +1082,23 @@ fn simultaneous(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Option<Verdict
             })
             .collect()
     };
-    let (ours, theirs) = (starts(true), starts(false));
+    // Only negotiations that got answers count: ours answered by MM2/AM2, the peer's going
+    // on with MM3/AM3 after our MM2/AM2. A spoofed MM1 never does.
+    let answered = |r: &&Record, names: &[&str], sent: bool| {
+        let ic = initiator_cookie(&r.cookies);
+        c.history.iter().any(|x| {
+            initiator_cookie(&x.cookies) == ic
+                && is_msg(x, sent).is_some_and(|(n, _)| names.contains(&n))
+        })
+    };
+    let ours: Vec<&Record> = starts(true)
+        .into_iter()
+        .filter(|r| answered(r, &["MM2", "AM2"], false))
+        .collect();
+    let theirs: Vec<&Record> = starts(false)
+        .into_iter()
+        .filter(|r| answered(r, &["MM3", "AM3"], false))
+        .collect();
     let window = opts.simultaneous_window_s * 1000;
     let pair = ours.iter().rev().find_map(|a| {
         theirs
@@ -896,11 +1110,22 @@ fn simultaneous(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Option<Verdict
             })
             .map(|b| (*a, *b))
     });
+    // In flight past the first exchange (a half-open MM2/AM2 responder may be spoofed).
     let in_flight: Vec<&IkeSaSnapshot> = c
         .ike_sas
         .iter()
-        .filter(|s| s.state != "established" && s.state != "dead")
+        .filter(|s| {
+            !matches!(
+                s.state.as_str(),
+                "established" | "dead" | "MM1 sent" | "AM1 sent" | "MM2 sent" | "AM2 sent"
+            )
+        })
         .collect();
+    let ikes = c
+        .ike_sas
+        .iter()
+        .filter(|s| s.state == "established")
+        .count();
     if pair.is_none() && in_flight.len() < 2 {
         return None;
     }
@@ -937,11 +1162,6 @@ fn simultaneous(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Option<Verdict
             s.state
         ));
     }
-    let ikes = c
-        .ike_sas
-        .iter()
-        .filter(|s| s.state == "established")
-        .count();
     if ikes > 1 {
         v.evidence
             .push(format!("{ikes} ISAKMP SAs established with the same peer"));

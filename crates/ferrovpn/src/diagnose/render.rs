@@ -26,6 +26,9 @@ pub fn verdicts(vs: &[Verdict]) -> String {
         for n in &v.next {
             let _ = writeln!(s, "    next:     {n}");
         }
+        for n in &v.notes {
+            let _ = writeln!(s, "    note:     {n}");
+        }
         s.push('\n');
     }
     s
@@ -107,7 +110,29 @@ pub fn record(r: &Record) -> String {
             reason,
         } => format!("IPsec SA removed: spi in {spi_in:08x} out {spi_out:08x}: {reason}"),
         What::PeerDead => "peer DEAD (DPD)".to_string(),
-        What::Notify { notify } => format!("notify {notify} received"),
+        What::Notify {
+            notify,
+            authenticated,
+        } => format!(
+            "notify {notify} received{}",
+            if *authenticated {
+                " (protected)"
+            } else {
+                " (unauthenticated: recorded only)"
+            }
+        ),
+        What::Unprocessable {
+            message,
+            reason,
+            notify,
+            ..
+        } => format!(
+            "{message} NOT PROCESSED: {reason}{}",
+            notify
+                .as_ref()
+                .map(|n| format!("; answered with {n}"))
+                .unwrap_or_default()
+        ),
         What::InitialContact => "INITIAL-CONTACT: the peer (re)started".to_string(),
     };
     let ids = if r.cookies.is_empty() {

@@ -283,6 +283,7 @@ fn psk_mismatch_seen_by_the_initiator_as_a_notify() {
             CK2,
             What::Notify {
                 notify: "INVALID-HASH-INFORMATION".into(),
+                authenticated: false,
             },
         ),
     ] {
@@ -347,6 +348,7 @@ fn selectors_refused_shows_both_sets() {
         CK2,
         What::Notify {
             notify: "INVALID-ID-INFORMATION".into(),
+            authenticated: true,
         },
     ));
     let v = run(&c, 1000);
@@ -431,6 +433,8 @@ fn both_sides_initiating_is_simultaneous() {
         msg(0, CK, "MM1", true, false),
         msg(3, CK_PEER, "MM1", false, false),
         msg(5, CK_PEER, "MM2", true, false),
+        msg(6, CK, "MM2", false, false),
+        msg(9, CK_PEER, "MM3", false, false),
     ];
     c.history.extend(established(200, CK2, 7));
     let v = run(&c, 1000);
@@ -458,7 +462,7 @@ fn both_sides_initiating_is_simultaneous() {
 #[test]
 fn two_negotiations_in_flight_now_is_simultaneous() {
     let mut c = conn();
-    for (ck, i, st) in [(CK, true, "MM3 sent"), (CK_PEER, false, "MM2 sent")] {
+    for (ck, i, st) in [(CK, true, "MM3 sent"), (CK_PEER, false, "MM4 sent")] {
         c.ike_sas.push(IkeSaSnapshot {
             cookies: ck.into(),
             initiator: i,
@@ -469,6 +473,211 @@ fn two_negotiations_in_flight_now_is_simultaneous() {
     }
     let v = run(&c, 1000);
     assert_eq!(codes(&v), ["simultaneous"]);
+    // A responder that only sent MM2 has no evidence the peer asked for it.
+    c.ike_sas[1].state = "MM2 sent".into();
+    assert_eq!(codes(&run(&c, 1000)), ["negotiating"]);
+}
+
+/// A working tunnel (ESP both ways) with spoofed MM1s around it, as a flood leaves it.
+fn working_tunnel_with_spoofed_noise() -> ConnSnapshot {
+    let mut c = up(conn(), 7);
+    with_samples(&mut c, |t| (t * 5, t * 5));
+    let mut h = vec![
+        msg(100, CK, "MM1", true, false),
+        msg(110, CK, "MM2", false, false),
+    ];
+    h.extend(established(200, CK, 7));
+    // Spoofed MM1s claiming the peer's address: answered with MM2, never heard of again.
+    for (i, t) in (1..=5u64).map(|i| (i, 1000 * i)) {
+        let ck = format!("{i:016x}_i 9999999999999999_r");
+        h.push(msg(t, &ck, "MM1", false, false));
+        h.push(msg(t + 1, &ck, "MM2", true, false));
+        h.push(failed(
+            t + 60_000,
+            &ck,
+            FailureRecord::Abandoned {
+                after: "MM2".into(),
+            },
+        ));
+    }
+    // One whose offer matched nothing, and a plain (unauthenticated) notify.
+    h.push(msg(
+        7000,
+        "aaaaaaaaaaaaaaaa_i 0000000000000000_r",
+        "MM1",
+        false,
+        false,
+    ));
+    h.push(failed(
+        7001,
+        "aaaaaaaaaaaaaaaa_i 0000000000000000_r",
+        FailureRecord::NoProposalChosen {
+            ours: "aes256-sha256-modp2048".into(),
+            theirs: "3des-md5-modp768".into(),
+        },
+    ));
+    h.push(rec(
+        7002,
+        "bbbbbbbbbbbbbbbb_i 0000000000000000_r",
+        What::Notify {
+            notify: "AUTHENTICATION-FAILED".into(),
+            authenticated: false,
+        },
+    ));
+    c.history = h;
+    c.unauthenticated_requests = 6;
+    c
+}
+
+#[test]
+fn spoofed_phase_1_requests_on_a_working_tunnel_are_a_note_never_a_verdict() {
+    let c = working_tunnel_with_spoofed_noise();
+    let v = run(&c, 70_000);
+    assert_eq!(codes(&v), ["healthy"], "{}", text(&v));
+    assert_eq!(v[0].severity, Severity::Ok);
+    let t = text(&v);
+    assert!(
+        t.contains("note:     6 unauthenticated Phase 1 requests claiming to come from the peer's address 192.0.2.2 never authenticated — possibly spoofed"),
+        "{t}"
+    );
+    assert!(!t.contains("start = \"respond\""), "{t}");
+}
+
+#[test]
+fn a_spoofed_mm1_next_to_our_own_is_not_simultaneous() {
+    let mut c = up(conn(), 7);
+    c.history = vec![
+        msg(0, CK, "MM1", true, false),
+        msg(3, CK_PEER, "MM1", false, false),
+        msg(5, CK_PEER, "MM2", true, false),
+        msg(6, CK, "MM2", false, false),
+    ];
+    c.history.extend(established(200, CK, 7));
+    c.ike_sas.push(IkeSaSnapshot {
+        cookies: CK_PEER.into(),
+        initiator: false,
+        state: "MM2 sent".into(),
+        age_s: 1,
+        nat_floated: false,
+    });
+    c.unauthenticated_requests = 1;
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["healthy"], "{}", text(&v));
+    assert!(text(&v).contains("1 unauthenticated Phase 1 request claiming"));
+}
+
+#[test]
+fn unauthenticated_evidence_alone_says_so_when_the_tunnel_is_down() {
+    let mut c = conn();
+    c.initiator = false;
+    c.history = vec![
+        msg(0, CK_PEER, "MM1", false, false),
+        failed(
+            1,
+            CK_PEER,
+            FailureRecord::NoProposalChosen {
+                ours: "aes256-sha256-modp2048".into(),
+                theirs: "aes128-sha1-modp2048".into(),
+            },
+        ),
+    ];
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["no-proposal-chosen"]);
+    assert!(text(&v).contains("rests on unauthenticated messages"));
+}
+
+#[test]
+fn silence_after_mm5_with_the_udp_4500_probe_answered_is_a_psk_mismatch() {
+    let mut c = conn();
+    c.history = vec![
+        msg(0, CK2, "MM1", true, false),
+        msg(5, CK2, "MM2", false, false),
+        msg(10, CK2, "MM3", true, false),
+        msg(15, CK2, "MM4", false, false),
+        msg(20, CK2, "MM5", true, true),
+        failed(
+            3020,
+            CK2,
+            FailureRecord::SilentAfterMm5 {
+                tries: 2,
+                probe: "answered".into(),
+            },
+        ),
+    ];
+    let v = run(&c, 4000);
+    assert_eq!(codes(&v), ["psk-mismatch"], "{}", text(&v));
+    let t = text(&v);
+    assert!(t.contains("UDP 4500 passes"), "{t}");
+    assert!(!t.contains("UDP 4500 is blocked"), "{t}");
+
+    let FailureRecord::SilentAfterMm5 { probe, .. } = (match &mut c.history[5].what {
+        What::IkeFailed { failure } => failure,
+        _ => unreachable!(),
+    }) else {
+        unreachable!()
+    };
+    *probe = "unanswered".into();
+    let v = run(&c, 4000);
+    assert_eq!(codes(&v), ["udp4500-blocked"], "{}", text(&v));
+    assert!(text(&v).contains("got no answer either"));
+}
+
+#[test]
+fn a_message_the_peer_sent_that_we_cannot_process_is_named() {
+    let mut c = conn();
+    c.initiator = false;
+    c.history = established(0, CK2, 7)[..1].to_vec();
+    c.history.push(rec(
+        100,
+        CK2,
+        What::Unprocessable {
+            message: "QM1".into(),
+            reason: "QM1 cannot be processed: bad proposal syntax: proposal without transforms"
+                .into(),
+            notify: Some("BAD-PROPOSAL-SYNTAX".into()),
+            remote_access: false,
+        },
+    ));
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["unprocessable"], "{}", text(&v));
+    let t = text(&v);
+    assert!(t.contains("proposal without transforms"), "{t}");
+    assert!(
+        t.contains("answered with a protected BAD-PROPOSAL-SYNTAX"),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_remote_access_peer_is_named() {
+    let mut c = conn();
+    c.initiator = false;
+    c.history = vec![failed(
+        1,
+        CK_PEER,
+        FailureRecord::NoProposalChosen {
+            ours: "aes256-sha256-modp2048".into(),
+            theirs: "aes256-sha256-modp2048 (auth method 65001: XAuth, remote access)".into(),
+        },
+    )];
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["remote-access"], "{}", text(&v));
+    assert!(text(&v).contains("expects XAuth/Mode Config — remote access"));
+
+    c.history = established(0, CK2, 7)[..1].to_vec();
+    c.history.push(rec(
+        100,
+        CK2,
+        What::Unprocessable {
+            message: "AM3".into(),
+            reason: "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends".into(),
+            notify: None,
+            remote_access: true,
+        },
+    ));
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["remote-access"], "{}", text(&v));
+    assert!(text(&v).contains("waits for something ferrovpn never sends"));
 }
 
 #[test]
@@ -672,4 +881,26 @@ fn snapshot_round_trips_through_json_and_filters_by_name() {
         "{h}"
     );
     assert!(render::history(&back, None, Some(500)).contains("0 events"));
+}
+
+#[test]
+fn a_plain_notify_then_silence_is_explained_by_the_notify_not_as_unreachable() {
+    let mut c = conn();
+    c.history = vec![
+        msg(0, CK, "MM1", true, false),
+        rec(
+            5,
+            "1111111111111111_i 5555555555555555_r",
+            What::Notify {
+                notify: "NO-PROPOSAL-CHOSEN".into(),
+                authenticated: false,
+            },
+        ),
+        msg(1000, CK, "MM1", true, false),
+        msg(2000, CK, "MM1", true, false),
+        failed(3000, CK, no_response("MM1")),
+    ];
+    let v = run(&c, 4000);
+    assert_eq!(codes(&v), ["no-proposal-chosen"], "{}", text(&v));
+    assert!(text(&v).contains("rests on unauthenticated messages"));
 }

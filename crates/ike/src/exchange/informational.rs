@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::Phase1Mode;
 use crate::crypto;
-use crate::event::{Event, Failure, Role};
+use crate::event::{Event, Failure, Role, Udp4500Probe};
 use crate::exchange::quick_mode::QmState;
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
 use crate::wire::{
@@ -106,6 +106,47 @@ impl IkeSa {
         Ok(())
     }
 
+    /// A Transaction exchange (XAuth / Mode Config, draft-dukes-ike-mode-cfg): authenticated
+    /// like an Informational (HASH(1)), then named and refused, as ferrovpn is site-to-site.
+    pub(crate) fn transaction_input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
+        if !header.flags.contains(Flags::ENCRYPTION) {
+            return Err(InputError::Unexpected("unprotected Transaction exchange"));
+        }
+        let p = self
+            .proposal
+            .ok_or(InputError::Unexpected("Transaction before keys"))?;
+        let iv = self
+            .phase2_iv(header.message_id)
+            .map_err(|_| InputError::Unexpected("no keys"))?;
+        let (body, _) = self.decrypt_body(datagram, &iv)?;
+        let (hash, rest) = crate::sa::split_protected(header.next_payload, &body)?;
+        let expected = crypto::qm_hash1(
+            p.hash,
+            self.skeyid_a()
+                .map_err(|_| InputError::Unexpected("no keys"))?,
+            header.message_id,
+            &rest,
+        );
+        if !crypto::ct_eq(&expected, &hash) {
+            return Err(InputError::BadHash("TRANSACTION"));
+        }
+        self.log_received(ctx, "TRANSACTION", header, &[]);
+        self.refuse(
+            ctx,
+            "TRANSACTION",
+            header.message_id,
+            "the peer expects XAuth/Mode Config (Transaction exchange) — remote access, which ferrovpn does not support".into(),
+            Some((ProtocolId::ISAKMP, NotifyType::UNSUPPORTED_EXCHANGE_TYPE)),
+            true,
+        );
+        Ok(())
+    }
+
     fn notify_received(&mut self, ctx: &mut Ctx<'_>, n: &Notification, protected: bool) {
         match n.notify_type {
             NotifyType::R_U_THERE if protected && self.is_established() => {
@@ -120,36 +161,72 @@ impl IkeSa {
                     cookies: self.cookies,
                 });
             }
-            t if t.is_error() && !self.is_established() => {
+            // Before phase 1 completes only a protected notify (its HASH(1) needs SKEYID_a,
+            // hence the PSK) may end the negotiation; a plain one may be forged: recorded only.
+            t if t.is_error() && !self.is_established() && protected => {
                 self.fail(ctx, Failure::PeerNotify(t), None);
+            }
+            t if t.is_error() && !self.is_established() => {
+                self.plain_notify = Some(t);
+                ctx.event(Event::NotifyReceived {
+                    conn: Some(self.conn),
+                    cookies: self.cookies,
+                    notify: t,
+                    authenticated: false,
+                })
             }
             t if t.is_error() => {
                 // An error about a Quick Mode in flight: match it by our SPI, else the oldest.
                 let by_spi = <[u8; 4]>::try_from(n.spi.as_slice())
                     .ok()
                     .map(u32::from_be_bytes);
+                // strongSwan refuses QM1 with SPI 0 (it had not chosen a proposal to take an
+                // SPI from): an authenticated error that names no SPI of ours is about the
+                // oldest Quick Mode we are waiting on.
+                let in_flight = |q: &&mut crate::exchange::quick_mode::QuickMode| {
+                    q.retransmit.is_some() && q.role == Role::Initiator
+                };
+                let by_spi_match = self
+                    .quick_modes
+                    .iter()
+                    .any(|q| q.retransmit.is_some() && by_spi.is_some_and(|s| s == q.spi_in));
                 let qm = self
                     .quick_modes
                     .iter_mut()
-                    .filter(|q| q.retransmit.is_some() && q.role == Role::Initiator)
-                    .find(|q| by_spi.is_none_or(|s| s == q.spi_in));
+                    .filter(in_flight)
+                    .find(|q| !by_spi_match || by_spi.is_some_and(|s| s == q.spi_in));
                 match qm {
                     Some(q) => {
                         q.retransmit = None;
                         q.state = crate::exchange::quick_mode::QmState::Done;
                         q.expires = Some(ctx.now);
                         let message_id = q.message_id;
+                        let reason = if t == NotifyType::NO_PROPOSAL_CHOSEN {
+                            Failure::NoProposalChosen {
+                                ours: ctx
+                                    .cfg
+                                    .esp_proposals
+                                    .iter()
+                                    .map(|p| p.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                theirs: "not disclosed (the peer answered QM1 with a protected NO-PROPOSAL-CHOSEN)".into(),
+                            }
+                        } else {
+                            Failure::PeerNotify(t)
+                        };
                         ctx.event(Event::ChildSaFailed {
                             conn: self.conn,
                             cookies: self.cookies,
                             message_id,
-                            reason: Failure::PeerNotify(t),
+                            reason,
                         });
                     }
                     None => ctx.event(Event::NotifyReceived {
                         conn: Some(self.conn),
                         cookies: self.cookies,
                         notify: t,
+                        authenticated: protected,
                     }),
                 }
             }
@@ -157,6 +234,7 @@ impl IkeSa {
                 conn: Some(self.conn),
                 cookies: self.cookies,
                 notify: t,
+                authenticated: protected,
             }),
         }
     }
@@ -309,13 +387,29 @@ impl IkeSa {
     pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> bool {
         let cookies = self.cookies;
         if let Some(r) = self.retransmit.as_mut() {
-            if let Err((message, tries)) = IkeSa::retransmit_due(ctx, r, cookies) {
-                self.fail(ctx, Failure::NoResponse { message, tries }, None);
-                return false;
+            let sent = r.sent;
+            match IkeSa::retransmit_due(ctx, r, cookies) {
+                Err((message, tries)) => {
+                    let reason = self.no_response(message, tries);
+                    self.fail(ctx, reason, None);
+                    return false;
+                }
+                // Silence after MM5 on UDP 4500: wrong PSK or 4500 blocked? Ask the path with
+                // a fresh MM1 there, alongside each retransmission (see `SilentAfterMm5`).
+                Ok(()) if r.sent > sent && r.name == "MM5" && self.nat.floated => {
+                    self.send_udp4500_probe(ctx);
+                }
+                Ok(()) => {}
             }
         }
         if self.is_half_open() && ctx.now >= self.created + ctx.settings.half_open_timeout {
-            self.fail(ctx, Failure::Timeout, None);
+            let reason = match self.state {
+                // Nothing came back after MM2/AM2: no evidence this was the peer at all.
+                Phase1State::MmR2Sent => Failure::Abandoned { after: "MM2" },
+                Phase1State::AmR2Sent => Failure::Abandoned { after: "AM2" },
+                _ => Failure::Timeout,
+            };
+            self.fail(ctx, reason, None);
             return false;
         }
         if self.quick_modes_at.is_some_and(|t| ctx.now >= t) {
@@ -344,6 +438,27 @@ impl IkeSa {
             return true;
         }
         false
+    }
+
+    /// Why the retransmissions of `message` went unanswered, as far as we can tell.
+    fn no_response(&self, message: &'static str, tries: u32) -> Failure {
+        if message != "MM5" {
+            return match self.plain_notify {
+                Some(notify) => Failure::NoResponseButPlainNotify {
+                    message,
+                    tries,
+                    notify,
+                },
+                None => Failure::NoResponse { message, tries },
+            };
+        }
+        let probe = match (&self.probe, self.nat.floated) {
+            (_, false) => Udp4500Probe::NotNeeded,
+            (Some(p), true) if p.answered => Udp4500Probe::Answered,
+            (Some(_), true) => Udp4500Probe::Unanswered,
+            (None, true) => return Failure::NoResponse { message, tries },
+        };
+        Failure::SilentAfterMm5 { tries, probe }
     }
 
     /// RFC 3706 §5.5: R-U-THERE after `interval` of silence, a new sequence number per try;

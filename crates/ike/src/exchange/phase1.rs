@@ -125,6 +125,11 @@ pub(crate) fn describe_offer(sa: &SaPayload) -> String {
                 Some(o) if o.auth_method == attr::auth_method::PSK => {
                     v.push(o.proposal.to_string())
                 }
+                // 65001–65010: XAUTHInitPreShared … (draft-ietf-ipsec-isakmp-xauth §5.1).
+                Some(o) if (65001..=65010).contains(&o.auth_method) => v.push(format!(
+                    "{} (auth method {}: XAuth, remote access)",
+                    o.proposal, o.auth_method
+                )),
                 Some(o) => v.push(format!("{} (auth method {})", o.proposal, o.auth_method)),
                 None => v.push(format!(
                     "transform {} (unsupported attributes)",

@@ -450,6 +450,9 @@ impl IkeSa {
             if let Some(r) = reply {
                 ctx.out.transmits.push_back(r.clone());
             }
+            // A repeat of a message we answered: the peer is alive (RFC 3706 §5.5 idle only).
+            self.last_heard = ctx.now;
+            self.dpd.outstanding = None;
             self.quick_modes.push(qm);
             return Err(InputError::Duplicate);
         }
@@ -497,11 +500,11 @@ impl IkeSa {
         let p = self
             .proposal()
             .map_err(|_| InputError::Unexpected("no proposal"))?;
-        let Opened {
-            payloads,
-            rest,
-            hash,
-        } = self.open_qm(header, datagram, &mut iv)?;
+        // Authenticate from the generic payload headers first: a QM1 whose payloads do not
+        // decode (strongSwan's proposal without transforms for an ESP cipher IKEv1 cannot
+        // name) is still the peer's, and gets a protected answer instead of silence.
+        let (body, _) = self.decrypt_body(datagram, &iv)?;
+        let (hash, rest) = crate::sa::split_protected(header.next_payload, &body)?;
         let expected = crypto::qm_hash1(
             p.hash,
             self.skeyid_a()
@@ -527,6 +530,23 @@ impl IkeSa {
             }
             return Err(InputError::BadHash("QM1"));
         }
+        let payloads = match self.open_qm(header, datagram, &mut iv) {
+            Ok(o) => o.payloads,
+            Err(InputError::Wire(e)) => {
+                self.log_received(ctx, "QM1", header, &[]);
+                let reason = format!("QM1 cannot be processed: {e}");
+                self.refuse(
+                    ctx,
+                    "QM1",
+                    header.message_id,
+                    reason,
+                    Some((ProtocolId::ESP, e.notify())),
+                    false,
+                );
+                return Err(InputError::Wire(e));
+            }
+            Err(e) => return Err(e),
+        };
         self.log_received(ctx, "QM1", header, &payloads);
         self.last_heard = ctx.now;
         let message_id = header.message_id;
@@ -973,6 +993,7 @@ impl IkeSa {
         }
         qm.iv = iv;
         self.log_received(ctx, "QM4", header, &payloads);
+        self.last_heard = ctx.now;
         let connected = payloads
             .iter()
             .any(|p| matches!(p, Payload::Notification(n) if n.notify_type == CONNECTED));
