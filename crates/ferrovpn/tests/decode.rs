@@ -905,3 +905,39 @@ fn the_interop_captures_decrypt_with_the_keys_ferrovpn_exported() {
 fn hex16(b: &[u8; 8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A plaintext ISAKMP message (RFC 2408 §3.1) with one Vendor ID payload carrying `tag`, so
+/// each message has bytes of its own (no retransmission).
+fn isakmp_with_vid(exchange: u8, message_id: u32, tag: u32) -> Vec<u8> {
+    let mut m = vec![0x11; 8];
+    m.extend_from_slice(&[0x22; 8]);
+    m.extend_from_slice(&[13, 0x10, exchange, 0]);
+    m.extend_from_slice(&message_id.to_be_bytes());
+    m.extend_from_slice(&(28u32 + 8).to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 8]);
+    m.extend_from_slice(&tag.to_be_bytes());
+    m
+}
+
+#[test]
+fn three_hundred_messages_under_one_cookie_pair_or_message_id_are_counted_on() {
+    for (exchange, message_id, prefix) in [(2u8, 0u32, "MM"), (32, 0x0102_0304, "QM")] {
+        let frames: Vec<(u32, Vec<u8>)> = (0..300u32)
+            .map(|i| {
+                let m = isakmp_with_vid(exchange, message_id, i);
+                // Initiator (::1) and responder (::2) take turns.
+                let (a, b) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
+                (100, sll2_udp6(a, b, 500, 500, &m))
+            })
+            .collect();
+        let report = decode::decode(&pcap_file(276, &frames), None).unwrap();
+        let names: Vec<String> = report.messages().map(|m| m.name.to_string()).collect();
+        assert_eq!(names.len(), 300);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(*name, format!("{prefix}{}", i + 1));
+        }
+        let m = report.messages().last().unwrap();
+        assert!(!m.from_initiator);
+        assert!(m.retransmission_of.is_none());
+    }
+}
