@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use ferrovpn_ike::wire::{vendor_id, AttributeValue, Flags, Payload, ProtocolId};
 
-use super::capture::Timestamp;
+use super::capture::{CaptureError, Timestamp};
 use super::isakmp::{Body, Decryption, IsakmpMessage, Record};
 use super::keys::hex;
 use super::Report;
@@ -153,7 +153,23 @@ pub fn render(report: &Report, verbose: bool) -> String {
     if !notes.is_empty() {
         let _ = writeln!(out, "\nAlso: {}", notes.join(", "));
     }
+    if let Some(e) = &report.stopped {
+        let _ = writeln!(out, "\n! {}", stopped_note(e, report.frames));
+    }
     out
+}
+
+/// Why the capture was not read to its end, and what that means for the report.
+pub fn stopped_note(e: &CaptureError, frames: usize) -> String {
+    let before = plural(frames, "frame", "frames");
+    if e.is_cut_short() {
+        format!(
+            "{e}: the last record is incomplete (as a killed tcpdump leaves it); the {before} \
+             before it are decoded"
+        )
+    } else {
+        format!("{e}: the {before} before it are decoded, the rest of the file is not")
+    }
 }
 
 fn message(out: &mut String, m: &IsakmpMessage, verbose: bool) {
