@@ -98,6 +98,21 @@ impl<'a> Bytes<'a> {
             Endian::Big => u32::from_be_bytes(b),
         })
     }
+
+    /// `u32` at `at + off`.
+    fn u32_at(&self, at: usize, off: usize) -> Option<u32> {
+        self.u32(at.checked_add(off)?)
+    }
+
+    /// `u16` at `at + off`.
+    fn u16_at(&self, at: usize, off: usize) -> Option<u16> {
+        self.u16(at.checked_add(off)?)
+    }
+
+    /// `slice` from `at + off`.
+    fn slice_at(&self, at: usize, off: usize, len: usize) -> Option<&'a [u8]> {
+        self.slice(at.checked_add(off)?, len)
+    }
 }
 
 const PCAP_MICRO: u32 = 0xa1b2_c3d4;
@@ -199,14 +214,14 @@ fn read_pcap<'a>(
     let link_type = (link & 0xffff) as u16;
     let mut at = PCAP_HEADER_LEN;
     while at < b.buf.len() {
-        let number = frames.len() + 1;
+        let number = frames.len().saturating_add(1);
         let truncated = CaptureError::Truncated {
             offset: at,
             frame: number,
         };
         let secs = b.u32(at).ok_or(truncated.clone())?;
-        let frac = b.u32(at + 4).ok_or(truncated.clone())?;
-        let incl = b.u32(at + 8).ok_or(truncated.clone())?;
+        let frac = b.u32_at(at, 4).ok_or(truncated.clone())?;
+        let incl = b.u32_at(at, 8).ok_or(truncated.clone())?;
         if incl > PCAP_MAX_FRAME {
             return Err(CaptureError::Malformed {
                 what: "record length",
@@ -215,7 +230,7 @@ fn read_pcap<'a>(
         }
         let incl = usize::try_from(incl).map_err(|_| truncated.clone())?;
         let data = b
-            .slice(at + PCAP_RECORD_LEN, incl)
+            .slice_at(at, PCAP_RECORD_LEN, incl)
             .ok_or(truncated.clone())?;
         let nanos = if nanos {
             frac
@@ -240,7 +255,11 @@ fn read_pcap<'a>(
             link_type,
             data,
         });
-        at = at + PCAP_RECORD_LEN + incl;
+        // `data` ends there, inside the buffer.
+        at = at
+            .checked_add(PCAP_RECORD_LEN)
+            .and_then(|a| a.checked_add(incl))
+            .ok_or(truncated)?;
     }
     Ok(())
 }
@@ -264,25 +283,30 @@ impl Resolution {
         }
     }
 
+    /// Whole seconds and nanoseconds of `ticks` units (`from_option` bounds n, so no step
+    /// fails; a failure would give time 0, never a panic).
     fn timestamp(self, ticks: u64) -> Timestamp {
-        match self {
-            Resolution::Decimal(n) => {
-                let per_sec = 10u64.pow(n);
-                let frac = u128::from(ticks % per_sec) * 1_000_000_000 / u128::from(per_sec);
-                Timestamp {
-                    secs: ticks / per_sec,
-                    nanos: u32::try_from(frac).unwrap_or(0),
+        let split = || -> Option<(u64, u128)> {
+            match self {
+                Resolution::Decimal(n) => {
+                    let per_sec = 10u64.checked_pow(n)?;
+                    let frac = u128::from(ticks.checked_rem(per_sec)?)
+                        .checked_mul(1_000_000_000)?
+                        .checked_div(u128::from(per_sec))?;
+                    Some((ticks.checked_div(per_sec)?, frac))
+                }
+                Resolution::Binary(n) => {
+                    let t = u128::from(ticks);
+                    let mask = 1u128.checked_shl(n)?.checked_sub(1)?;
+                    let frac = (t & mask).checked_mul(1_000_000_000)?.checked_shr(n)?;
+                    Some((u64::try_from(t.checked_shr(n)?).ok()?, frac))
                 }
             }
-            Resolution::Binary(n) => {
-                let mask = (1u128 << n) - 1;
-                let frac = ((u128::from(ticks) & mask) * 1_000_000_000) >> n;
-                Timestamp {
-                    secs: u64::try_from(u128::from(ticks) >> n).unwrap_or(0),
-                    nanos: u32::try_from(frac).unwrap_or(0),
-                }
-            }
-        }
+        };
+        split().map_or_else(Timestamp::default, |(secs, frac)| Timestamp {
+            secs,
+            nanos: u32::try_from(frac).unwrap_or(0),
+        })
     }
 }
 
@@ -305,12 +329,12 @@ fn read_pcapng<'a>(buf: &'a [u8], frames: &mut Vec<Frame<'a>>) -> Result<(), Cap
     while at < buf.len() {
         let truncated = CaptureError::Truncated {
             offset: at,
-            frame: frames.len() + 1,
+            frame: frames.len().saturating_add(1),
         };
         let malformed = |what| CaptureError::Malformed { what, offset: at };
         let block_type = b.u32(at).ok_or(truncated.clone())?;
         if block_type == PCAPNG_SHB {
-            let order = b.slice(at + 8, 4).ok_or(truncated.clone())?;
+            let order = b.slice_at(at, 8, 4).ok_or(truncated.clone())?;
             b.endian = match u32::from_le_bytes(order.try_into().map_err(|_| truncated.clone())?) {
                 PCAPNG_BYTE_ORDER => Endian::Little,
                 x if x.swap_bytes() == PCAPNG_BYTE_ORDER => Endian::Big,
@@ -318,17 +342,19 @@ fn read_pcapng<'a>(buf: &'a [u8], frames: &mut Vec<Frame<'a>>) -> Result<(), Cap
             };
             interfaces.clear();
         }
-        let total = b.u32(at + 4).ok_or(truncated.clone())?;
+        let total = b.u32_at(at, 4).ok_or(truncated.clone())?;
         let total = usize::try_from(total).map_err(|_| malformed("block length"))?;
         if total < 12 || !total.is_multiple_of(4) {
             return Err(malformed("block length"));
         }
         let block = b.slice(at, total).ok_or(truncated.clone())?;
-        if b.u32(at + total - 4) != Some(total as u32) {
+        // total >= 12 was checked.
+        let body_end = total.saturating_sub(4);
+        if b.u32_at(at, body_end) != Some(total as u32) {
             return Err(malformed("trailing block length"));
         }
         let body = Bytes {
-            buf: block.get(8..total - 4).ok_or(truncated.clone())?,
+            buf: block.get(8..body_end).ok_or(truncated.clone())?,
             endian: b.endian,
         };
         match block_type {
@@ -372,10 +398,11 @@ fn read_pcapng<'a>(buf: &'a [u8], frames: &mut Vec<Frame<'a>>) -> Result<(), Cap
                         count: interfaces.len(),
                     })?;
                 frames.push(Frame {
-                    number: frames.len() + 1,
-                    time: i
-                        .resolution
-                        .timestamp((u64::from(hi) << 32) | u64::from(lo)),
+                    number: frames.len().saturating_add(1),
+                    time: i.resolution.timestamp(
+                        // The high 32 bits, then the low (a shift by 32 of a u64 never fails).
+                        u64::from(hi).checked_shl(32).unwrap_or(0) | u64::from(lo),
+                    ),
                     link_type: i.link_type,
                     data,
                 });
@@ -394,7 +421,7 @@ fn read_pcapng<'a>(buf: &'a [u8], frames: &mut Vec<Frame<'a>>) -> Result<(), Cap
                 cap = cap.min(body.buf.len().saturating_sub(4));
                 let data = body.slice(4, cap).ok_or(malformed("simple packet block"))?;
                 frames.push(Frame {
-                    number: frames.len() + 1,
+                    number: frames.len().saturating_add(1),
                     // A simple packet block carries no timestamp.
                     time: Timestamp::default(),
                     link_type: i.link_type,
@@ -403,7 +430,8 @@ fn read_pcapng<'a>(buf: &'a [u8], frames: &mut Vec<Frame<'a>>) -> Result<(), Cap
             }
             _ => {}
         }
-        at += total;
+        // `block` ends there, inside the buffer.
+        at = at.checked_add(total).ok_or(truncated)?;
     }
     Ok(())
 }
@@ -412,17 +440,22 @@ fn read_pcapng<'a>(buf: &'a [u8], frames: &mut Vec<Frame<'a>>) -> Result<(), Cap
 fn options<'a>(body: Bytes<'a>, mut at: usize) -> impl Iterator<Item = (u16, &'a [u8])> + 'a {
     std::iter::from_fn(move || {
         let code = body.u16(at)?;
-        let len = usize::from(body.u16(at + 2)?);
+        let len = usize::from(body.u16_at(at, 2)?);
         if code == 0 {
             return None;
         }
-        let value = body.slice(at + 4, len)?;
-        at = at + 4 + len.div_ceil(4) * 4;
+        let value = body.slice_at(at, 4, len)?;
+        // The value is padded to 32 bits.
+        at = at
+            .checked_add(4)?
+            .checked_add(len.div_ceil(4).checked_mul(4)?)?;
         Some((code, value))
     })
 }
 
 #[cfg(test)]
+// In tests an out-of-range index or an overflow is a failed test, which is what it should be.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -4,6 +4,8 @@
 //! table, and group ESP packets by SPI with their sequence gaps, decrypting them with
 //! Wireshark's ESP SA table.
 
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
+
 pub mod capture;
 pub mod esp;
 pub mod esp_sa;
@@ -232,17 +234,17 @@ pub fn decode_with(
             } => {
                 let segments = udp.and_then(|_| esp::gso_segments(packet));
                 if segments.is_some() {
-                    report.gso_super_packets += 1;
+                    report.gso_super_packets = report.gso_super_packets.saturating_add(1);
                 }
                 for p in segments.unwrap_or_else(|| vec![packet]) {
                     if !flows.add(frame.time, src, dst, udp, p, esp) {
-                        report.truncated += 1;
+                        report.truncated = report.truncated.saturating_add(1);
                     }
                 }
             }
-            Content::Keepalive { .. } => report.keepalives += 1,
-            Content::Fragment => report.fragments += 1,
-            Content::Truncated => report.truncated += 1,
+            Content::Keepalive { .. } => report.keepalives = report.keepalives.saturating_add(1),
+            Content::Fragment => report.fragments = report.fragments.saturating_add(1),
+            Content::Truncated => report.truncated = report.truncated.saturating_add(1),
             Content::Other => {}
         }
     }
