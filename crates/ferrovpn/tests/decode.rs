@@ -670,7 +670,7 @@ fn unusable_key_lines_are_named_with_why_and_the_good_lines_still_decrypt() {
         assert!(err.contains(&want), "no '{want}' in:\n{err}");
     }
     assert!(
-        err.contains("warning: esp_sa line 6: SPI ")
+        err.contains(&format!("warning: {esp_name}: line 6: SPI "))
             && err.contains("its packets are not decrypted"),
         "{err}"
     );

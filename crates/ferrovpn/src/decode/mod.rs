@@ -89,6 +89,8 @@ const MAX_LINE_WARNINGS: usize = 10;
 pub struct Keys {
     pub ike: Option<KeyTable>,
     pub esp: Option<EspSaTable>,
+    /// The file `esp` was read from, as given.
+    pub esp_file: Option<String>,
     /// Lines of the key files that could not be used, each naming the file, the line and why.
     pub warnings: Vec<String>,
 }
@@ -133,6 +135,7 @@ impl Keys {
             let skipped: Vec<String> = t.skipped.iter().map(ToString::to_string).collect();
             let usable = t.len();
             self.esp = Some(t);
+            self.esp_file = Some(path.display().to_string());
             (skipped, usable, ESP_TABLE)
         } else {
             let t = KeyTable::read(&text);
@@ -288,8 +291,9 @@ pub fn run(
     let _ = out.write_all(render(&report, verbose).as_bytes());
     let _ = out.flush();
     if let Some(esp) = &tables.esp {
+        let file = tables.esp_file.as_deref().unwrap_or(ESP_TABLE);
         for w in esp_address_mismatches(&report, esp) {
-            let _ = writeln!(err, "ferrovpn decode: warning: {ESP_TABLE} {w}");
+            let _ = writeln!(err, "ferrovpn decode: warning: {file}: {w}");
         }
     }
     match &report.stopped {
