@@ -3,7 +3,8 @@
 # ferrovpn peer (192.0.2.1 ⇄ 192.0.2.2, a route-based tunnel with pings through it) and "down"
 # to 192.0.2.9, where nobody answers. GET /metrics, fetched inside the namespace, must be valid
 # text exposition, show the configured-but-down connection with ferrovpn_connection_up 0, the up
-# one with its SA pair, its ESP packets and IKE events; other paths get 404.
+# one with its SA pair, its ESP packets and IKE events; other paths get 404. Silent clients time
+# out, and 30 idle connections held open do not delay a scrape.
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test).
 set -euo pipefail
@@ -130,6 +131,31 @@ PY
     fetch "$FV_NS_A" /metrics >"$FV_TMP/after.txt"
     [ "$(head -n 1 "$FV_TMP/after.txt")" = 200 ] || fail "endpoint stuck after a silent client"
     ok "a silent client times out, the endpoint keeps answering"
+    # 30 clients connect and hold their connections open, half with a request cut off midway.
+    # A scrape is still answered within fetch's 5-s timeout (served one at a time, each of
+    # them would hold it for the 2-s client timeout: a minute).
+    cat >"$FV_TMP/idle.py" <<'PY'
+import socket, sys, time
+conns = [socket.create_connection(("127.0.0.1", 9273)) for _ in range(30)]
+for c in conns[::2]:
+    c.sendall(b"GET /metr")
+open(sys.argv[1], "w").close()
+time.sleep(60)
+PY
+    fv_spawn "$FV_NS_A" python3 "$FV_TMP/idle.py" "$FV_TMP/idle.ready"
+    local idle_pid=$FV_LAST_PID i
+    for ((i = 0; i < 100; i++)); do
+        [ -e "$FV_TMP/idle.ready" ] && break
+        kill -0 "$idle_pid" 2>/dev/null || fail "the idle clients could not connect"
+        sleep 0.1
+    done
+    [ -e "$FV_TMP/idle.ready" ] || fail "the 30 idle clients did not connect within 10 s"
+    fetch "$FV_NS_A" /metrics >"$FV_TMP/busy.txt" || fail "GET /metrics failed with 30 idle clients open"
+    [ "$(head -n 1 "$FV_TMP/busy.txt")" = 200 ] || fail "GET /metrics with 30 idle clients: $(head -n 1 "$FV_TMP/busy.txt")"
+    grep -qx 'ferrovpn_metrics_refused_total 0' "$FV_TMP/busy.txt" || fail "connections refused with 31 open"
+    kill -0 "$idle_pid" 2>/dev/null || fail "the idle clients were gone before the scrape"
+    fv_stop "$idle_pid"
+    ok "30 idle clients held open: a scrape is still answered at once, none refused"
     e2e_down "$FV_TMP/a.sock" "$pid_a" "$FV_NS_A" fv0
     python3 - "$FV_TMP/daemon-a.log" <<'PY' || fail "JSON log lines lack their IKE fields"
 import json, re, sys

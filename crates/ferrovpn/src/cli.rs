@@ -183,8 +183,14 @@ ferrovpn decode ike.pcap --keys /run/ferrovpn-keys\n\n\
 KEY FILES:\n    ikev1_decryption_table:\n    \"294fc81dda83b4c6\",\"ea7ca8ff575625e1083bd7629832e4c8...\"\n    \
 esp_sa:\n    \"IPv4\",\"192.0.2.1\",\"192.0.2.2\",\"0xc65cbcd3\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0x1f2e...\",\"NULL\",\"\"\n    \
 (quotes optional in the first; blank lines and lines starting with # are ignored)\n\n\
-EXIT STATUS:\n    0   the capture was decoded\n    1   a file could not be read or is not a \
-valid capture or key table\n    2   usage error"
+KEY LINES THAT CANNOT BE USED (malformed, an algorithm decode does not implement, a key of the \
+wrong length, an address of the wrong family) are skipped with a warning on stderr naming the \
+file, the line and why; the other lines are used. A warning also names an esp_sa line whose SPI the \
+capture shows only between other addresses.\n\n\
+EXIT STATUS:\n    0   the capture was decoded; also when its last record is cut short (as a \
+killed tcpdump leaves it): every frame before it is printed, then a warning on stderr\n    \
+1   a file could not be read or is not a capture, or the capture is damaged before its end \
+(the frames before the damage are printed)\n    2   usage error"
     )]
     Decode(DecodeArgs),
 }

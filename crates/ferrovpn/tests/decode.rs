@@ -485,19 +485,198 @@ fn a_negotiation_silent_for_minutes_is_no_longer_in_flight() {
 }
 
 #[test]
-fn truncated_and_garbage_captures_are_errors() {
+fn garbage_and_captures_cut_inside_their_header_are_errors_and_later_cuts_are_reports() {
     let real = fs::read(
         data_dir().join("strongswan/mm-psk-aes256-sha256-modp2048_esp-aes128gcm16/capture.pcap"),
     )
     .unwrap();
-    for cut in [0, 3, 4, 23, 24 + 7, 24 + 16 + 5, real.len() - 1] {
+    for cut in [0, 3, 4, 23] {
         assert!(decode::decode(&real[..cut], None).is_err(), "cut at {cut}");
+    }
+    for cut in [24 + 7, 24 + 16 + 5, real.len() - 1] {
+        let report = decode::decode(&real[..cut], None).unwrap();
+        assert!(
+            report.stopped.as_ref().is_some_and(|e| e.is_cut_short()),
+            "cut at {cut}: {:?}",
+            report.stopped
+        );
     }
     assert!(decode::decode(b"this is not a capture file", None).is_err());
     // Every prefix: an error or a report, never a panic.
     for cut in (0..real.len()).step_by(13) {
         let _ = decode::decode(&real[..cut], None);
     }
+}
+
+/// A file of its own under the temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        let dir = std::env::temp_dir().join(format!(
+            "ferrovpn-decode-test-{}-{}",
+            std::process::id(),
+            name.replace('/', "_")
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `ferrovpn decode` as the command runs it: (exit status, stdout, stderr).
+fn run_decode(file: &Path, keys: &[PathBuf]) -> (i32, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = decode::run(file, keys, false, &mut out, &mut err);
+    (
+        status,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[test]
+fn a_capture_whose_last_record_is_cut_short_prints_every_frame_before_it_then_warns() {
+    let dir = data_dir().join("interop/fv-main-gcm");
+    let full = fs::read(dir.join("capture.pcap")).unwrap();
+    let whole = decode::decode(&full, None).unwrap();
+    assert!(whole.stopped.is_none());
+    // What tcpdump leaves when killed in the middle of writing its last record.
+    let cut = TempFile::new("capture.pcap", &full[..full.len() - 5]);
+    let (status, out, err) = run_decode(&cut.0, std::slice::from_ref(&dir));
+    assert_eq!(status, 0, "{err}");
+    let report = decode::decode(&fs::read(&cut.0).unwrap(), None).unwrap();
+    assert_eq!(report.frames, whole.frames - 1);
+    let last = whole.frames;
+    let frame_of = |r: &decode::Record| match r {
+        decode::Record::Message(m) => m.frame,
+        decode::Record::Undecodable(u) => u.frame,
+    };
+    let before: Vec<_> = whole
+        .records
+        .iter()
+        .filter(|r| frame_of(r) < last)
+        .cloned()
+        .collect();
+    assert_eq!(report.records, before);
+    for name in ["MM1", "MM6", "QM1", "QM3"] {
+        assert!(out.contains(&format!("{name} ")), "{name} missing:\n{out}");
+    }
+    assert!(out.contains("  decrypted "), "{out}");
+    assert!(
+        out.trim_end().ends_with(&format!(
+            "the {} frames before it are decoded",
+            whole.frames - 1
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains("warning:")
+            && err.contains("capture.pcap: capture truncated at byte")
+            && err.contains(&format!("(frame {last})")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_capture_damaged_in_the_middle_prints_the_frames_before_and_fails() {
+    let dir = data_dir().join("interop/fv-main-gcm");
+    let mut bytes = fs::read(dir.join("capture.pcap")).unwrap();
+    let whole = decode::decode(&bytes, None).unwrap();
+    // MM3's record gets a captured length far beyond any snap length.
+    let mm3 = whole
+        .messages()
+        .find(|m| m.name == MessageName::Main(3))
+        .unwrap()
+        .frame;
+    let mut at = 24;
+    for _ in 1..mm3 {
+        let incl = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + incl;
+    }
+    bytes[at + 8..at + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let damaged = TempFile::new("damaged.pcap", &bytes);
+    let (status, out, err) = run_decode(&damaged.0, &[]);
+    assert_eq!(status, 1, "{err}");
+    assert!(out.contains("MM1 ") && out.contains("MM2 "), "{out}");
+    assert!(!out.contains("MM3 "), "{out}");
+    assert!(
+        err.contains(&format!("bad record length at byte {at}")),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("the {} frames before it", mm3 - 1)),
+        "{out}"
+    );
+}
+
+#[test]
+fn unusable_key_lines_are_named_with_why_and_the_good_lines_still_decrypt() {
+    let dir = data_dir().join("interop/fv-main-gcm");
+    let esp = fs::read_to_string(dir.join("esp_sa")).unwrap();
+    let good: Vec<&str> = esp.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(good.len(), 2, "{esp}");
+    let swapped = good[1]
+        .replacen("192.0.2.2", "X", 1)
+        .replacen("192.0.2.1", "192.0.2.2", 1)
+        .replacen("X", "192.0.2.1", 1);
+    assert_ne!(swapped, good[1]);
+    let esp_lines = [
+        good[0].to_string(),
+        "not a table line".to_string(),
+        good[0].replace(
+            "AES-GCM with 16 octet ICV [RFC4106]",
+            "TripleDES-CBC [RFC2451]",
+        ),
+        good[0].replacen("\",\"NULL\"", "00\",\"NULL\"", 1),
+        good[0].replacen("192.0.2.1", "2001:db8::1", 1),
+        swapped,
+    ]
+    .join("\n");
+    let esp_file = TempFile::new("esp_sa", esp_lines.as_bytes());
+    let ike = fs::read_to_string(dir.join("ikev1_decryption_table")).unwrap();
+    let ike_file = TempFile::new(
+        "ikev1_decryption_table",
+        format!("\"0011\",\"00\"\n{ike}").as_bytes(),
+    );
+    let (status, out, err) = run_decode(
+        &dir.join("capture.pcap"),
+        &[ike_file.0.clone(), esp_file.0.clone()],
+    );
+    assert_eq!(status, 0, "{err}");
+    let esp_name = esp_file.0.display().to_string();
+    let ike_name = ike_file.0.display().to_string();
+    for (file, line, why) in [
+        (&ike_name, 1, "the initiator cookie must be 16 hex digits"),
+        (&esp_name, 2, "expected 8 quoted fields"),
+        (&esp_name, 3, "encryption 'TripleDES-CBC [RFC2451]'"),
+        (
+            &esp_name,
+            4,
+            "the key length does not fit AES-GCM with 16 octet ICV",
+        ),
+        (&esp_name, 5, "address 2001:db8::1 is not an IPv4 address"),
+    ] {
+        let want = format!("warning: {file}: line {line}: {why}");
+        assert!(err.contains(&want), "no '{want}' in:\n{err}");
+    }
+    assert!(
+        err.contains(&format!("warning: {esp_name}: line 6: SPI "))
+            && err.contains("its packets are not decrypted"),
+        "{err}"
+    );
+    // The good lines still work: phase 1 and one ESP direction decrypt.
+    assert!(!out.contains("[ encrypted ]"), "{out}");
+    assert_eq!(out.matches("  decrypted ").count(), 1, "{out}");
 }
 
 proptest! {
@@ -904,4 +1083,40 @@ fn the_interop_captures_decrypt_with_the_keys_ferrovpn_exported() {
 
 fn hex16(b: &[u8; 8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A plaintext ISAKMP message (RFC 2408 §3.1) with one Vendor ID payload carrying `tag`, so
+/// each message has bytes of its own (no retransmission).
+fn isakmp_with_vid(exchange: u8, message_id: u32, tag: u32) -> Vec<u8> {
+    let mut m = vec![0x11; 8];
+    m.extend_from_slice(&[0x22; 8]);
+    m.extend_from_slice(&[13, 0x10, exchange, 0]);
+    m.extend_from_slice(&message_id.to_be_bytes());
+    m.extend_from_slice(&(28u32 + 8).to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 8]);
+    m.extend_from_slice(&tag.to_be_bytes());
+    m
+}
+
+#[test]
+fn three_hundred_messages_under_one_cookie_pair_or_message_id_are_counted_on() {
+    for (exchange, message_id, prefix) in [(2u8, 0u32, "MM"), (32, 0x0102_0304, "QM")] {
+        let frames: Vec<(u32, Vec<u8>)> = (0..300u32)
+            .map(|i| {
+                let m = isakmp_with_vid(exchange, message_id, i);
+                // Initiator (::1) and responder (::2) take turns.
+                let (a, b) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
+                (100, sll2_udp6(a, b, 500, 500, &m))
+            })
+            .collect();
+        let report = decode::decode(&pcap_file(276, &frames), None).unwrap();
+        let names: Vec<String> = report.messages().map(|m| m.name.to_string()).collect();
+        assert_eq!(names.len(), 300);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(*name, format!("{prefix}{}", i + 1));
+        }
+        let m = report.messages().last().unwrap();
+        assert!(!m.from_initiator);
+        assert!(m.retransmission_of.is_none());
+    }
 }

@@ -66,6 +66,55 @@ pub struct IoCounters {
     pub malformed_udp: AtomicU64,
     /// TUN reads whose virtio-net header did not fit the packet.
     pub offload_errors: AtomicU64,
+    /// IKE datagrams from UDP 4500 dropped because the control loop's queue was full.
+    pub ike_queue_dropped: AtomicU64,
+    /// When the last "IKE queue full" line was logged (rate limit).
+    ike_queue_logged: LogLimit,
+}
+
+/// IKE datagrams from UDP 4500 waiting for the control loop. A peer has a handful of
+/// messages in flight per exchange, so this covers hundreds of peers negotiating at once,
+/// while a flood the control loop cannot keep up with costs at most this many packet buffers
+/// (2048 × 9.4 KiB ≈ 19 MiB) instead of all the memory: the excess is dropped and counted.
+pub const IKE_QUEUE: usize = 2048;
+
+/// The channel from the ESP reader to the control loop, `IKE_QUEUE` datagrams deep.
+pub fn ike_queue() -> (Sender<Datagram>, crossbeam_channel::Receiver<Datagram>) {
+    crossbeam_channel::bounded(IKE_QUEUE)
+}
+
+/// At most one log line per `LOG_EVERY` for an event that can repeat at packet rate; its
+/// counter has the exact number.
+#[derive(Debug, Default)]
+struct LogLimit {
+    /// Milliseconds since `log_epoch()` before which nothing more is logged.
+    next_ms: AtomicU64,
+}
+
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn log_epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+impl LogLimit {
+    /// True for the first call, then again once `LOG_EVERY` has passed.
+    fn allow(&self) -> bool {
+        let now = u64::try_from(log_epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        let period = u64::try_from(LOG_EVERY.as_millis()).unwrap_or(u64::MAX);
+        now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(period),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
 }
 
 /// What the pipelines and the control loop share.
@@ -912,12 +961,30 @@ fn classify_udp(
         UdpPayload::Esp(_) => true,
         UdpPayload::Ike(msg) => {
             if let Some(remote) = socket_addr(from) {
-                let _ = ike.send(Datagram {
+                let d = Datagram {
                     local,
                     remote,
                     data: msg.to_vec(),
-                });
-                let _ = wake.wake();
+                };
+                match ike.try_send(d) {
+                    Ok(()) => {
+                        let _ = wake.wake();
+                    }
+                    Err(crossbeam_channel::TrySendError::Full(_)) => {
+                        let c = &shared.counters;
+                        let n = c.ike_queue_dropped.fetch_add(1, Ordering::Relaxed);
+                        if c.ike_queue_logged.allow() {
+                            tracing::warn!(
+                                dropped_total = n.saturating_add(1),
+                                "IKE on UDP 4500 from {remote} dropped: {IKE_QUEUE} datagrams \
+                                 already wait for the control loop (ike_queue_dropped_total \
+                                 counts them; logged at most every {}s)",
+                                LOG_EVERY.as_secs()
+                            );
+                        }
+                    }
+                    Err(crossbeam_channel::TrySendError::Disconnected(_)) => {}
+                }
             }
             false
         }
@@ -1358,7 +1425,7 @@ mod tests {
         });
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
-        let (ike_tx, ike_rx) = crossbeam_channel::unbounded();
+        let (ike_tx, ike_rx) = ike_queue();
         (
             EspSource::new(shared.clone(), ike_tx, waker),
             shared,
@@ -1439,5 +1506,43 @@ mod tests {
         assert_eq!(d.remote, tx.local_addr().unwrap());
         assert_eq!(d.local, SocketAddr::new(local.ip(), 4500));
         assert_eq!(shared.counters.malformed_udp.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn ike_beyond_the_queue_is_dropped_and_counted_not_held() {
+        let (_tx, rx) = udp_pair();
+        let local = rx.local_addr().unwrap();
+        let (src, shared, ike_rx) = esp_source_on(rx);
+        let from = sockaddr(SocketAddr::from(([127, 0, 0, 1], 4500))).0;
+        let extra = 100;
+        for i in 0..IKE_QUEUE + extra {
+            let ike = [0, 0, 0, 0, (i % 251) as u8];
+            assert!(!classify_udp(
+                &shared, &src.ike, &src.wake, &ike, local, &from
+            ));
+        }
+        assert_eq!(ike_rx.len(), IKE_QUEUE);
+        let dropped = &shared.counters.ike_queue_dropped;
+        assert_eq!(dropped.load(Ordering::Relaxed), extra as u64);
+        // Once the control loop drains the queue, IKE flows again.
+        while ike_rx.try_recv().is_ok() {}
+        assert!(!classify_udp(
+            &shared,
+            &src.ike,
+            &src.wake,
+            &[0, 0, 0, 0, 9],
+            local,
+            &from
+        ));
+        assert_eq!(ike_rx.try_recv().unwrap().data, vec![9]);
+        assert_eq!(dropped.load(Ordering::Relaxed), extra as u64);
+    }
+
+    #[test]
+    fn a_rate_limited_log_allows_the_first_line_then_waits() {
+        let l = LogLimit::default();
+        assert!(l.allow());
+        assert!(!l.allow());
+        assert!(!l.allow());
     }
 }

@@ -424,7 +424,10 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let mut poll = Poll::new().map_err(|e| DaemonError::Io("poll", e))?;
     let waker =
         Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| DaemonError::Io("waker", e))?);
-    let (ike_tx, ike_rx) = crossbeam_channel::unbounded::<Datagram>();
+    let (ike_tx, ike_rx) = dataplane::ike_queue();
+    // Unbounded but not floodable: only local clients of the 0600 control socket (one at a
+    // time) and the metrics endpoint (at most metrics::MAX_CLIENTS) send here, each waiting
+    // for its answer before it sends again.
     let (req_tx, req_rx) = crossbeam_channel::unbounded::<Request>();
 
     let sad = Arc::new(Sad::new());

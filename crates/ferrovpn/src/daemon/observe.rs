@@ -115,6 +115,7 @@ impl Daemon {
             ("esp_send_errors_total", "ESP packets the kernel refused to send.", ld(&io.send_errors)),
             ("tun_write_errors_total", "Decrypted packets the tunnel interface refused.", ld(&io.tun_write_errors)),
             ("udp4500_malformed_total", "UDP 4500 payloads that were neither IKE, ESP nor keepalives.", ld(&io.malformed_udp)),
+            ("ike_queue_dropped_total", "IKE datagrams from UDP 4500 dropped because the queue to the control loop was full.", ld(&io.ike_queue_dropped)),
         ];
         metrics::render(&Snapshot {
             uptime_s: now.saturating_duration_since(self.started).as_secs(),

@@ -98,12 +98,30 @@ impl<'a> Bytes<'a> {
             Endian::Big => u32::from_be_bytes(b),
         })
     }
+
+    /// `u32` at `at + off`.
+    fn u32_at(&self, at: usize, off: usize) -> Option<u32> {
+        self.u32(at.checked_add(off)?)
+    }
+
+    /// `u16` at `at + off`.
+    fn u16_at(&self, at: usize, off: usize) -> Option<u16> {
+        self.u16(at.checked_add(off)?)
+    }
+
+    /// `slice` from `at + off`.
+    fn slice_at(&self, at: usize, off: usize, len: usize) -> Option<&'a [u8]> {
+        self.slice(at.checked_add(off)?, len)
+    }
 }
 
 const PCAP_MICRO: u32 = 0xa1b2_c3d4;
 const PCAP_NANO: u32 = 0xa1b2_3c4d;
 const PCAP_HEADER_LEN: usize = 24;
 const PCAP_RECORD_LEN: usize = 16;
+/// Largest frame a pcap record holds (libpcap's MAXIMUM_SNAPLEN); a longer record length is
+/// damage, not a record cut short by the end of the file.
+const PCAP_MAX_FRAME: u32 = 262_144;
 const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
 const PCAPNG_BYTE_ORDER: u32 = 0x1a2b_3c4d;
 const PCAPNG_IDB: u32 = 1;
@@ -113,8 +131,36 @@ const PCAPNG_EPB: u32 = 6;
 /// if_tsresol option of an IDB (pcapng §4.2).
 const OPT_IF_TSRESOL: u16 = 9;
 
-/// Reads every frame of a pcap or pcapng file, in file order.
-pub fn read(buf: &[u8]) -> Result<(Format, Vec<Frame<'_>>), CaptureError> {
+/// The frames of a capture file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture<'a> {
+    pub format: Format,
+    pub frames: Vec<Frame<'a>>,
+    /// Why reading stopped before the end of the file (a last record cut short, as a killed
+    /// tcpdump leaves it, or damage further on); every frame before that point is in `frames`.
+    pub stopped: Option<CaptureError>,
+}
+
+impl CaptureError {
+    /// Byte offset in the file where the problem is.
+    pub fn offset(&self) -> usize {
+        match self {
+            CaptureError::UnknownFormat(_) => 0,
+            CaptureError::Truncated { offset, .. }
+            | CaptureError::Malformed { offset, .. }
+            | CaptureError::UnknownInterface { offset, .. } => *offset,
+        }
+    }
+
+    /// The file ends inside a record: nothing after it was lost, only the record itself.
+    pub fn is_cut_short(&self) -> bool {
+        matches!(self, CaptureError::Truncated { .. })
+    }
+}
+
+/// Reads every frame of a pcap or pcapng file, in file order. A file whose header cannot be
+/// read is an error; a problem after the header stops reading there (`Capture::stopped`).
+pub fn read(buf: &[u8]) -> Result<Capture<'_>, CaptureError> {
     let magic: [u8; 4] =
         buf.get(..4)
             .and_then(|m| m.try_into().ok())
@@ -122,41 +168,69 @@ pub fn read(buf: &[u8]) -> Result<(Format, Vec<Frame<'_>>), CaptureError> {
                 offset: 0,
                 frame: 0,
             })?;
-    if u32::from_be_bytes(magic) == PCAPNG_SHB {
-        return read_pcapng(buf).map(|f| (Format::Pcapng, f));
-    }
-    let (endian, nanos) = match (u32::from_le_bytes(magic), u32::from_be_bytes(magic)) {
-        (PCAP_MICRO, _) => (Endian::Little, false),
-        (PCAP_NANO, _) => (Endian::Little, true),
-        (_, PCAP_MICRO) => (Endian::Big, false),
-        (_, PCAP_NANO) => (Endian::Big, true),
-        _ => return Err(CaptureError::UnknownFormat(magic)),
+    let mut frames = Vec::new();
+    let (format, result) = if u32::from_be_bytes(magic) == PCAPNG_SHB {
+        (Format::Pcapng, read_pcapng(buf, &mut frames))
+    } else {
+        let (endian, nanos) = match (u32::from_le_bytes(magic), u32::from_be_bytes(magic)) {
+            (PCAP_MICRO, _) => (Endian::Little, false),
+            (PCAP_NANO, _) => (Endian::Little, true),
+            (_, PCAP_MICRO) => (Endian::Big, false),
+            (_, PCAP_NANO) => (Endian::Big, true),
+            _ => return Err(CaptureError::UnknownFormat(magic)),
+        };
+        (
+            Format::Pcap,
+            read_pcap(Bytes { buf, endian }, nanos, &mut frames),
+        )
     };
-    read_pcap(Bytes { buf, endian }, nanos).map(|f| (Format::Pcap, f))
+    match result {
+        Ok(()) => Ok(Capture {
+            format,
+            frames,
+            stopped: None,
+        }),
+        // The file header (pcap) or first section header (pcapng) is unreadable.
+        Err(e) if e.offset() == 0 => Err(e),
+        Err(e) => Ok(Capture {
+            format,
+            frames,
+            stopped: Some(e),
+        }),
+    }
 }
 
 /// Classic pcap: a 24-byte file header, then 16-byte record headers each followed by the frame.
-fn read_pcap(b: Bytes<'_>, nanos: bool) -> Result<Vec<Frame<'_>>, CaptureError> {
+fn read_pcap<'a>(
+    b: Bytes<'a>,
+    nanos: bool,
+    frames: &mut Vec<Frame<'a>>,
+) -> Result<(), CaptureError> {
     let link = b.u32(20).ok_or(CaptureError::Truncated {
         offset: 0,
         frame: 0,
     })?;
     // The upper bits of the link-type field carry FCS information; the type is 16 bits.
     let link_type = (link & 0xffff) as u16;
-    let mut frames = Vec::new();
     let mut at = PCAP_HEADER_LEN;
     while at < b.buf.len() {
-        let number = frames.len() + 1;
+        let number = frames.len().saturating_add(1);
         let truncated = CaptureError::Truncated {
             offset: at,
             frame: number,
         };
         let secs = b.u32(at).ok_or(truncated.clone())?;
-        let frac = b.u32(at + 4).ok_or(truncated.clone())?;
-        let incl = b.u32(at + 8).ok_or(truncated.clone())?;
+        let frac = b.u32_at(at, 4).ok_or(truncated.clone())?;
+        let incl = b.u32_at(at, 8).ok_or(truncated.clone())?;
+        if incl > PCAP_MAX_FRAME {
+            return Err(CaptureError::Malformed {
+                what: "record length",
+                offset: at,
+            });
+        }
         let incl = usize::try_from(incl).map_err(|_| truncated.clone())?;
         let data = b
-            .slice(at + PCAP_RECORD_LEN, incl)
+            .slice_at(at, PCAP_RECORD_LEN, incl)
             .ok_or(truncated.clone())?;
         let nanos = if nanos {
             frac
@@ -181,9 +255,13 @@ fn read_pcap(b: Bytes<'_>, nanos: bool) -> Result<Vec<Frame<'_>>, CaptureError> 
             link_type,
             data,
         });
-        at = at + PCAP_RECORD_LEN + incl;
+        // `data` ends there, inside the buffer.
+        at = at
+            .checked_add(PCAP_RECORD_LEN)
+            .and_then(|a| a.checked_add(incl))
+            .ok_or(truncated)?;
     }
-    Ok(frames)
+    Ok(())
 }
 
 /// Timestamp resolution of one pcapng interface (if_tsresol, default microseconds).
@@ -205,25 +283,30 @@ impl Resolution {
         }
     }
 
+    /// Whole seconds and nanoseconds of `ticks` units (`from_option` bounds n, so no step
+    /// fails; a failure would give time 0, never a panic).
     fn timestamp(self, ticks: u64) -> Timestamp {
-        match self {
-            Resolution::Decimal(n) => {
-                let per_sec = 10u64.pow(n);
-                let frac = u128::from(ticks % per_sec) * 1_000_000_000 / u128::from(per_sec);
-                Timestamp {
-                    secs: ticks / per_sec,
-                    nanos: u32::try_from(frac).unwrap_or(0),
+        let split = || -> Option<(u64, u128)> {
+            match self {
+                Resolution::Decimal(n) => {
+                    let per_sec = 10u64.checked_pow(n)?;
+                    let frac = u128::from(ticks.checked_rem(per_sec)?)
+                        .checked_mul(1_000_000_000)?
+                        .checked_div(u128::from(per_sec))?;
+                    Some((ticks.checked_div(per_sec)?, frac))
+                }
+                Resolution::Binary(n) => {
+                    let t = u128::from(ticks);
+                    let mask = 1u128.checked_shl(n)?.checked_sub(1)?;
+                    let frac = (t & mask).checked_mul(1_000_000_000)?.checked_shr(n)?;
+                    Some((u64::try_from(t.checked_shr(n)?).ok()?, frac))
                 }
             }
-            Resolution::Binary(n) => {
-                let mask = (1u128 << n) - 1;
-                let frac = ((u128::from(ticks) & mask) * 1_000_000_000) >> n;
-                Timestamp {
-                    secs: u64::try_from(u128::from(ticks) >> n).unwrap_or(0),
-                    nanos: u32::try_from(frac).unwrap_or(0),
-                }
-            }
-        }
+        };
+        split().map_or_else(Timestamp::default, |(secs, frac)| Timestamp {
+            secs,
+            nanos: u32::try_from(frac).unwrap_or(0),
+        })
     }
 }
 
@@ -236,8 +319,7 @@ struct Interface {
 
 /// pcapng (draft-ietf-opsawg-pcapng): blocks of `type, total length, body, total length`; each
 /// section header fixes the byte order and starts a new list of interfaces.
-fn read_pcapng(buf: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
-    let mut frames = Vec::new();
+fn read_pcapng<'a>(buf: &'a [u8], frames: &mut Vec<Frame<'a>>) -> Result<(), CaptureError> {
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut b = Bytes {
         buf,
@@ -247,12 +329,12 @@ fn read_pcapng(buf: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
     while at < buf.len() {
         let truncated = CaptureError::Truncated {
             offset: at,
-            frame: frames.len() + 1,
+            frame: frames.len().saturating_add(1),
         };
         let malformed = |what| CaptureError::Malformed { what, offset: at };
         let block_type = b.u32(at).ok_or(truncated.clone())?;
         if block_type == PCAPNG_SHB {
-            let order = b.slice(at + 8, 4).ok_or(truncated.clone())?;
+            let order = b.slice_at(at, 8, 4).ok_or(truncated.clone())?;
             b.endian = match u32::from_le_bytes(order.try_into().map_err(|_| truncated.clone())?) {
                 PCAPNG_BYTE_ORDER => Endian::Little,
                 x if x.swap_bytes() == PCAPNG_BYTE_ORDER => Endian::Big,
@@ -260,17 +342,19 @@ fn read_pcapng(buf: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
             };
             interfaces.clear();
         }
-        let total = b.u32(at + 4).ok_or(truncated.clone())?;
+        let total = b.u32_at(at, 4).ok_or(truncated.clone())?;
         let total = usize::try_from(total).map_err(|_| malformed("block length"))?;
         if total < 12 || !total.is_multiple_of(4) {
             return Err(malformed("block length"));
         }
         let block = b.slice(at, total).ok_or(truncated.clone())?;
-        if b.u32(at + total - 4) != Some(total as u32) {
+        // total >= 12 was checked.
+        let body_end = total.saturating_sub(4);
+        if b.u32_at(at, body_end) != Some(total as u32) {
             return Err(malformed("trailing block length"));
         }
         let body = Bytes {
-            buf: block.get(8..total - 4).ok_or(truncated.clone())?,
+            buf: block.get(8..body_end).ok_or(truncated.clone())?,
             endian: b.endian,
         };
         match block_type {
@@ -314,10 +398,11 @@ fn read_pcapng(buf: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
                         count: interfaces.len(),
                     })?;
                 frames.push(Frame {
-                    number: frames.len() + 1,
-                    time: i
-                        .resolution
-                        .timestamp((u64::from(hi) << 32) | u64::from(lo)),
+                    number: frames.len().saturating_add(1),
+                    time: i.resolution.timestamp(
+                        // The high 32 bits, then the low (a shift by 32 of a u64 never fails).
+                        u64::from(hi).checked_shl(32).unwrap_or(0) | u64::from(lo),
+                    ),
                     link_type: i.link_type,
                     data,
                 });
@@ -336,7 +421,7 @@ fn read_pcapng(buf: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
                 cap = cap.min(body.buf.len().saturating_sub(4));
                 let data = body.slice(4, cap).ok_or(malformed("simple packet block"))?;
                 frames.push(Frame {
-                    number: frames.len() + 1,
+                    number: frames.len().saturating_add(1),
                     // A simple packet block carries no timestamp.
                     time: Timestamp::default(),
                     link_type: i.link_type,
@@ -345,26 +430,32 @@ fn read_pcapng(buf: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
             }
             _ => {}
         }
-        at += total;
+        // `block` ends there, inside the buffer.
+        at = at.checked_add(total).ok_or(truncated)?;
     }
-    Ok(frames)
+    Ok(())
 }
 
 /// Iterates the options of a block body from `at`: (code, value) until opt_endofopt or the end.
 fn options<'a>(body: Bytes<'a>, mut at: usize) -> impl Iterator<Item = (u16, &'a [u8])> + 'a {
     std::iter::from_fn(move || {
         let code = body.u16(at)?;
-        let len = usize::from(body.u16(at + 2)?);
+        let len = usize::from(body.u16_at(at, 2)?);
         if code == 0 {
             return None;
         }
-        let value = body.slice(at + 4, len)?;
-        at = at + 4 + len.div_ceil(4) * 4;
+        let value = body.slice_at(at, 4, len)?;
+        // The value is padded to 32 bits.
+        at = at
+            .checked_add(4)?
+            .checked_add(len.div_ceil(4).checked_mul(4)?)?;
         Some((code, value))
     })
 }
 
 #[cfg(test)]
+// In tests an out-of-range index or an overflow is a failed test, which is what it should be.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -397,8 +488,12 @@ mod tests {
                 let mut f = pcap_header(magic, le, 101);
                 pcap_record(&mut f, le, 1_700_000_000, frac, &[0x45, 1, 2]);
                 pcap_record(&mut f, le, 1_700_000_001, 0, &[]);
-                let (format, frames) = read(&f).unwrap();
-                assert_eq!(format, Format::Pcap);
+                let Capture {
+                    format,
+                    frames,
+                    stopped,
+                } = read(&f).unwrap();
+                assert_eq!((format, stopped), (Format::Pcap, None));
                 assert_eq!(frames.len(), 2);
                 assert_eq!(frames[0].link_type, 101);
                 assert_eq!(frames[0].data, &[0x45, 1, 2]);
@@ -409,17 +504,30 @@ mod tests {
     }
 
     #[test]
-    fn truncated_pcap_record_is_an_error() {
+    fn a_pcap_cut_short_keeps_the_records_before_the_cut() {
         let mut f = pcap_header(PCAP_MICRO, true, 1);
         pcap_record(&mut f, true, 1, 0, &[1, 2, 3, 4]);
+        pcap_record(&mut f, true, 2, 0, &[5, 6, 7, 8]);
         f.truncate(f.len() - 1);
-        assert!(matches!(
-            read(&f),
-            Err(CaptureError::Truncated { frame: 1, .. })
-        ));
+        let c = read(&f).unwrap();
+        assert_eq!(c.frames.len(), 1);
+        assert_eq!(c.frames[0].data, &[1, 2, 3, 4]);
+        let stopped = c.stopped.unwrap();
+        assert_eq!(
+            stopped,
+            CaptureError::Truncated {
+                offset: 24 + 16 + 4,
+                frame: 2
+            }
+        );
+        assert!(stopped.is_cut_short());
+        // Cut inside the first record header: no frame, but still a capture.
+        let c = read(&f[..30]).unwrap();
+        assert!(c.frames.is_empty() && c.stopped.is_some());
+        // Cut inside the file header: not a capture at all.
         assert!(matches!(
             read(&f[..10]),
-            Err(CaptureError::Truncated { .. })
+            Err(CaptureError::Truncated { offset: 0, .. })
         ));
         assert!(matches!(read(b"GIF8"), Err(CaptureError::UnknownFormat(_))));
         assert!(read(&[]).is_err());
@@ -478,8 +586,12 @@ mod tests {
     fn reads_pcapng_blocks_in_both_byte_orders() {
         for le in [true, false] {
             let f = pcapng(le, None);
-            let (format, frames) = read(&f).unwrap();
-            assert_eq!(format, Format::Pcapng);
+            let Capture {
+                format,
+                frames,
+                stopped,
+            } = read(&f).unwrap();
+            assert_eq!((format, stopped), (Format::Pcapng, None));
             assert_eq!(frames.len(), 2);
             assert_eq!(frames[0].data, &[1, 2, 3, 4, 5]);
             assert_eq!(frames[0].link_type, 1);
@@ -488,19 +600,37 @@ mod tests {
             assert_eq!(frames[1].data, &[9, 8, 7]);
         }
         let f = pcapng(true, Some(9));
-        let (_, frames) = read(&f).unwrap();
+        let frames = read(&f).unwrap().frames;
         assert_eq!(frames[0].time.secs, 1_500_000);
         assert_eq!(frames[0].time.nanos, 123_456);
     }
 
     #[test]
-    fn malformed_pcapng_is_an_error() {
+    fn a_pcapng_cut_short_or_damaged_keeps_the_blocks_before() {
         let f = pcapng(true, None);
-        for cut in [4, 13, 30, f.len() - 2] {
+        // Inside the section header: not a capture.
+        for cut in [4, 13, 20] {
             assert!(read(&f[..cut]).is_err(), "cut at {cut}");
         }
+        // Inside the last block (interface statistics): both packets are there.
+        let c = read(&f[..f.len() - 2]).unwrap();
+        assert_eq!(c.frames.len(), 2);
+        assert!(c.stopped.as_ref().is_some_and(CaptureError::is_cut_short));
         let mut bad = f.clone();
         bad[4] = 13; // SHB length not a multiple of 4
         assert!(read(&bad).is_err());
+        // A damaged block after the first packet: the packet is kept, the damage reported.
+        let spb_at = f.len() - 20 - 20;
+        let mut bad = f.clone();
+        bad[spb_at + 4] = 13;
+        let c = read(&bad).unwrap();
+        assert_eq!(c.frames.len(), 1);
+        assert_eq!(
+            c.stopped,
+            Some(CaptureError::Malformed {
+                what: "block length",
+                offset: spb_at
+            })
+        );
     }
 }

@@ -59,16 +59,46 @@ pub enum EspSaError {
     Protocol { line: usize },
     #[error("line {line}: address '{value}' is neither an IP address nor *")]
     Address { line: usize, value: String },
+    #[error("line {line}: address {value} is not an {protocol} address")]
+    AddressFamily {
+        line: usize,
+        protocol: String,
+        value: String,
+    },
     #[error("line {line}: SPI must be 0x followed by up to 8 hex digits")]
     Spi { line: usize },
     #[error("line {line}: a key is not hex")]
     Key { line: usize },
     #[error("line {line}: the key length does not fit {algorithm}")]
     KeyLength { line: usize, algorithm: String },
+    #[error("line {line}: encryption '{encryption}' with authentication '{authentication}' is not one decode implements (AES-GCM, ChaCha20 with Poly1305, AES-CBC with HMAC-SHA-1/256/384/512)")]
+    Unsupported {
+        line: usize,
+        encryption: String,
+        authentication: String,
+    },
+}
+
+impl EspSaError {
+    /// The table line (1-based) the error is about.
+    pub fn line(&self) -> usize {
+        match self {
+            EspSaError::Fields { line }
+            | EspSaError::Protocol { line }
+            | EspSaError::Address { line, .. }
+            | EspSaError::AddressFamily { line, .. }
+            | EspSaError::Spi { line }
+            | EspSaError::Key { line }
+            | EspSaError::KeyLength { line, .. }
+            | EspSaError::Unsupported { line, .. } => *line,
+        }
+    }
 }
 
 /// One SA direction: packets from `src` to `dst` with `spi` (`None` address = any).
 pub struct EspSaEntry {
+    /// Line of the table (1-based) this SA comes from.
+    pub line: usize,
     pub src: Option<IpAddr>,
     pub dst: Option<IpAddr>,
     pub spi: u32,
@@ -81,6 +111,8 @@ pub struct EspSaTable {
     entries: Vec<EspSaEntry>,
     /// Lines naming algorithms ferrovpn does not implement (3DES, AES-CTR, NULL, ...).
     pub unsupported: usize,
+    /// Every line that could not be used, with why, in file order.
+    pub skipped: Vec<EspSaError>,
 }
 
 impl fmt::Debug for EspSaTable {
@@ -88,75 +120,46 @@ impl fmt::Debug for EspSaTable {
         f.debug_struct("EspSaTable")
             .field("sas", &self.entries.len())
             .field("unsupported", &self.unsupported)
+            .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
 }
 
 impl EspSaTable {
-    /// Parses the table; blank lines and `#` comments are skipped, lines with algorithms we do
-    /// not implement are counted in `unsupported`.
+    /// Parses the table strictly: the first malformed line is an error; lines with algorithms
+    /// we do not implement are only counted in `unsupported`.
     pub fn parse(text: &str) -> Result<EspSaTable, EspSaError> {
+        let table = EspSaTable::read(text);
+        match table
+            .skipped
+            .iter()
+            .find(|e| !matches!(e, EspSaError::Unsupported { .. }))
+        {
+            Some(e) => Err(e.clone()),
+            None => Ok(table),
+        }
+    }
+
+    /// Reads the table as `decode --keys` does: every usable line is kept, every other one is
+    /// in `skipped` with why; blank lines and `#` comments are skipped silently.
+    pub fn read(text: &str) -> EspSaTable {
         let mut table = EspSaTable::default();
-        for (n, line) in text.lines().enumerate() {
-            let line_no = n + 1;
+        for (line_no, line) in (1usize..).zip(text.lines()) {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let fields = split_quoted(line).ok_or(EspSaError::Fields { line: line_no })?;
-            let [proto, src, dst, spi, enc, enc_key, auth, auth_key] = fields.as_slice() else {
-                return Err(EspSaError::Fields { line: line_no });
-            };
-            if !["IPv4", "IPv6", "Any", "*"].contains(&proto.as_str()) {
-                return Err(EspSaError::Protocol { line: line_no });
-            }
-            let addr = |v: &str| -> Result<Option<IpAddr>, EspSaError> {
-                if v == "*" || v.is_empty() {
-                    return Ok(None);
+            match parse_line(line_no, line) {
+                Ok(entry) => table.entries.push(entry),
+                Err(e) => {
+                    if matches!(e, EspSaError::Unsupported { .. }) {
+                        table.unsupported = table.unsupported.saturating_add(1);
+                    }
+                    table.skipped.push(e);
                 }
-                v.parse().map(Some).map_err(|_| EspSaError::Address {
-                    line: line_no,
-                    value: v.to_string(),
-                })
-            };
-            let (src, dst) = (addr(src)?, addr(dst)?);
-            let spi = spi
-                .strip_prefix("0x")
-                .or_else(|| spi.strip_prefix("0X"))
-                .filter(|h| !h.is_empty() && h.len() <= 8)
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .ok_or(EspSaError::Spi { line: line_no })?;
-            let key = |k: &str| {
-                let h = k
-                    .strip_prefix("0x")
-                    .or_else(|| k.strip_prefix("0X"))
-                    .unwrap_or(k);
-                decode_hex(h)
-                    .map(zeroize::Zeroizing::new)
-                    .ok_or(EspSaError::Key { line: line_no })
-            };
-            let (enc_key, auth_key) = (key(enc_key)?, key(auth_key)?);
-            let Some(cipher) = cipher_of(enc, auth, enc_key.len()) else {
-                table.unsupported += 1;
-                continue;
-            };
-            let crypto = EspCrypto::new(
-                cipher,
-                &SecretKey::new(&enc_key),
-                &SecretKey::new(&auth_key),
-            )
-            .map_err(|_| EspSaError::KeyLength {
-                line: line_no,
-                algorithm: format!("{enc} / {auth}"),
-            })?;
-            table.entries.push(EspSaEntry {
-                src,
-                dst,
-                spi,
-                crypto,
-            });
+            }
         }
-        Ok(table)
+        table
     }
 
     /// The SA for a packet with this SPI between these addresses; the newest line wins.
@@ -164,6 +167,11 @@ impl EspSaTable {
         self.entries.iter().rev().find(|e| {
             e.spi == spi && e.src.is_none_or(|a| a == src) && e.dst.is_none_or(|a| a == dst)
         })
+    }
+
+    /// The usable SAs, in file order.
+    pub fn entries(&self) -> impl Iterator<Item = &EspSaEntry> {
+        self.entries.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -175,16 +183,106 @@ impl EspSaTable {
     }
 }
 
-/// The transform a pair of Wireshark names and the encryption key length stand for.
-fn cipher_of(enc: &str, auth: &str, enc_key_len: usize) -> Option<Cipher> {
-    let aes = |len: usize| match len {
-        16 => Some(AesKeyLen::Aes128),
-        32 => Some(AesKeyLen::Aes256),
-        _ => None,
+/// One table line (not blank, not a comment) as an SA, or why it is not usable.
+fn parse_line(line_no: usize, line: &str) -> Result<EspSaEntry, EspSaError> {
+    let fields = split_quoted(line).ok_or(EspSaError::Fields { line: line_no })?;
+    let [proto, src, dst, spi, enc, enc_key, auth, auth_key] = fields.as_slice() else {
+        return Err(EspSaError::Fields { line: line_no });
     };
+    let family = match proto.as_str() {
+        "IPv4" => Some(true),
+        "IPv6" => Some(false),
+        "Any" | "*" => None,
+        _ => return Err(EspSaError::Protocol { line: line_no }),
+    };
+    let addr = |v: &str| -> Result<Option<IpAddr>, EspSaError> {
+        if v == "*" || v.is_empty() {
+            return Ok(None);
+        }
+        let a: IpAddr = v.parse().map_err(|_| EspSaError::Address {
+            line: line_no,
+            value: v.to_string(),
+        })?;
+        if family.is_some_and(|v4| v4 != a.is_ipv4()) {
+            return Err(EspSaError::AddressFamily {
+                line: line_no,
+                protocol: proto.clone(),
+                value: v.to_string(),
+            });
+        }
+        Ok(Some(a))
+    };
+    let (src, dst) = (addr(src)?, addr(dst)?);
+    let spi = spi
+        .strip_prefix("0x")
+        .or_else(|| spi.strip_prefix("0X"))
+        .filter(|h| !h.is_empty() && h.len() <= 8)
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or(EspSaError::Spi { line: line_no })?;
+    let key = |k: &str| {
+        let h = k
+            .strip_prefix("0x")
+            .or_else(|| k.strip_prefix("0X"))
+            .unwrap_or(k);
+        decode_hex(h)
+            .map(zeroize::Zeroizing::new)
+            .ok_or(EspSaError::Key { line: line_no })
+    };
+    let (enc_key, auth_key) = (key(enc_key)?, key(auth_key)?);
+    let key_length = || EspSaError::KeyLength {
+        line: line_no,
+        algorithm: format!(
+            "{enc} / {auth} ({} bytes of encryption key, {} of authentication key)",
+            enc_key.len(),
+            auth_key.len()
+        ),
+    };
+    let cipher = match cipher_of(enc, auth, enc_key.len()) {
+        Ok(c) => c,
+        Err(Unusable::KeyLength) => return Err(key_length()),
+        Err(Unusable::Algorithm) => {
+            return Err(EspSaError::Unsupported {
+                line: line_no,
+                encryption: enc.clone(),
+                authentication: auth.clone(),
+            })
+        }
+    };
+    let crypto = EspCrypto::new(
+        cipher,
+        &SecretKey::new(&enc_key),
+        &SecretKey::new(&auth_key),
+    )
+    .map_err(|_| key_length())?;
+    Ok(EspSaEntry {
+        line: line_no,
+        src,
+        dst,
+        spi,
+        crypto,
+    })
+}
+
+/// Why a pair of algorithm names and a key length give no transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unusable {
+    /// Not a transform ferrovpn implements.
+    Algorithm,
+    /// A transform we implement, but not with a key of this length.
+    KeyLength,
+}
+
+/// The transform a pair of Wireshark names and the encryption key length stand for.
+fn cipher_of(enc: &str, auth: &str, enc_key_len: usize) -> Result<Cipher, Unusable> {
+    let aes = |len: Option<usize>| match len {
+        Some(16) => Ok(AesKeyLen::Aes128),
+        Some(32) => Ok(AesKeyLen::Aes256),
+        _ => Err(Unusable::KeyLength),
+    };
+    // The AES key followed by its 4-byte salt (RFC 4106 §8.1).
     let gcm = |icv| {
-        Some(Cipher::AesGcm {
-            key: aes(enc_key_len.checked_sub(4)?)?,
+        Ok(Cipher::AesGcm {
+            key: aes(enc_key_len.checked_sub(4))?,
             icv,
         })
     };
@@ -197,18 +295,21 @@ fn cipher_of(enc: &str, auth: &str, enc_key_len: usize) -> Option<Cipher> {
             "ANY 96 bit authentication [no checking]" => GcmIcv::Icv12,
             _ => GcmIcv::Icv16,
         }),
-        CHACHA20_POLY1305 => Some(Cipher::ChaCha20Poly1305),
-        AES_CBC => Some(Cipher::AesCbc {
-            key: aes(enc_key_len)?,
-            integrity: match auth {
+        CHACHA20_POLY1305 => Ok(Cipher::ChaCha20Poly1305),
+        AES_CBC => {
+            let integrity = match auth {
                 HMAC_SHA1_96 => Integrity::HmacSha1_96,
                 HMAC_SHA256_128 => Integrity::HmacSha256_128,
                 HMAC_SHA384_192 => Integrity::HmacSha384_192,
                 HMAC_SHA512_256 => Integrity::HmacSha512_256,
-                _ => return None,
-            },
-        }),
-        _ => None,
+                _ => return Err(Unusable::Algorithm),
+            };
+            Ok(Cipher::AesCbc {
+                key: aes(Some(enc_key_len))?,
+                integrity,
+            })
+        }
+        _ => Err(Unusable::Algorithm),
     }
 }
 
@@ -235,6 +336,8 @@ fn split_quoted(line: &str) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
+// In tests an out-of-range index or an overflow is a failed test, which is what it should be.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -280,12 +383,7 @@ mod tests {
     fn names_round_trip_for_every_transform() {
         for c in Cipher::ALL {
             let (enc, auth) = wireshark_names(c);
-            assert_eq!(
-                cipher_of(enc, auth, c.enc_key_len()),
-                Some(c),
-                "{}",
-                c.name()
-            );
+            assert_eq!(cipher_of(enc, auth, c.enc_key_len()), Ok(c), "{}", c.name());
         }
     }
 
@@ -319,7 +417,55 @@ mod tests {
         }
         assert!(matches!(
             EspSaTable::parse(&GCM.replace("1213\"", "121314\"")),
-            Ok(t) if t.unsupported == 1
+            Err(EspSaError::KeyLength { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn read_keeps_the_good_lines_and_says_why_each_other_is_skipped() {
+        let cbc = format!(
+            "\"IPv4\",\"192.0.2.2\",\"192.0.2.1\",\"0x2\",\"AES-CBC [RFC3602]\",\"0x{}\",\"HMAC-SHA-256-128 [RFC4868]\",\"0x{}\"",
+            "22".repeat(16),
+            "33".repeat(32)
+        );
+        let text = [
+            GCM.to_string(),
+            GCM.replace(
+                "AES-GCM with 16 octet ICV [RFC4106]",
+                "TripleDES-CBC [RFC2451]",
+            ),
+            GCM.replace("1213\"", "121314\""),
+            GCM.replace("192.0.2.2", "2001:db8::2"),
+            GCM.replace("192.0.2.2", "192.0.2.300"),
+            "# a comment".to_string(),
+            "garbage".to_string(),
+            cbc.replace(&"33".repeat(32), &"33".repeat(20)),
+            cbc.clone(),
+        ]
+        .join("\n");
+        let t = EspSaTable::read(&text);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.entries().map(|e| e.line).collect::<Vec<_>>(), [1, 9]);
+        assert_eq!(t.unsupported, 1);
+        let lines: Vec<usize> = t.skipped.iter().map(EspSaError::line).collect();
+        assert_eq!(lines, [2, 3, 4, 5, 7, 8]);
+        assert!(
+            matches!(&t.skipped[0], EspSaError::Unsupported { encryption, .. } if encryption.starts_with("TripleDES"))
+        );
+        assert!(matches!(t.skipped[1], EspSaError::KeyLength { .. }));
+        assert!(
+            matches!(&t.skipped[2], EspSaError::AddressFamily { value, .. } if value == "2001:db8::2")
+        );
+        assert!(matches!(t.skipped[3], EspSaError::Address { .. }));
+        assert!(matches!(t.skipped[4], EspSaError::Fields { line: 7 }));
+        assert!(matches!(
+            t.skipped[5],
+            EspSaError::KeyLength { line: 8, .. }
+        ));
+        assert!(t.skipped[1]
+            .to_string()
+            .starts_with("line 3: the key length does not fit AES-GCM with 16 octet ICV"));
+        // Strictly, the first malformed line is the error.
+        assert_eq!(EspSaTable::parse(&text).unwrap_err(), t.skipped[1]);
     }
 }

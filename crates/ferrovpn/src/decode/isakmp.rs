@@ -30,12 +30,13 @@ const MAX_BLOCK: usize = 16;
 /// Operator's name of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageName {
-    /// Main Mode message 1–6 (RFC 2409 §5).
-    Main(u8),
+    /// Main Mode message 1–6 (RFC 2409 §5); a peer that keeps sending new messages under one
+    /// cookie pair counts on (MM7, MM8, ...).
+    Main(u32),
     /// Aggressive Mode message 1–3 (RFC 2409 §5).
-    Aggressive(u8),
+    Aggressive(u32),
     /// Quick Mode message 1–3 (4 with the commit bit, RFC 2409 §5.5).
-    Quick(u8),
+    Quick(u32),
     /// Informational exchange (RFC 2408 §4.8).
     Info,
     /// Mode config (draft-dukes-ike-mode-cfg) and anything else, by exchange type.
@@ -138,8 +139,35 @@ enum Mode {
 #[derive(Debug, Default)]
 struct Phase2 {
     initiator: Option<SocketAddr>,
-    sent: [u8; 2],
+    sent: Sent,
     last_block: Option<Vec<u8>>,
+}
+
+/// Distinct messages each side of an exchange sent so far. A capture can hold any number of
+/// them under one cookie pair or message ID, so the count saturates instead of wrapping.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    initiator: u32,
+    responder: u32,
+}
+
+impl Sent {
+    /// Counts one more message from this side and returns its position in the exchange:
+    /// the initiator sends 1, 3, 5, ..., the responder 2, 4, 6, ... (RFC 2409 §5).
+    fn next(&mut self, from_initiator: bool) -> u32 {
+        let k = if from_initiator {
+            &mut self.initiator
+        } else {
+            &mut self.responder
+        };
+        *k = k.saturating_add(1);
+        let n = k.saturating_mul(2);
+        if from_initiator {
+            n.saturating_sub(1)
+        } else {
+            n
+        }
+    }
 }
 
 /// What is known of one IKE SA.
@@ -148,7 +176,7 @@ struct IkeSa {
     initiator: SocketAddr,
     peers: (IpAddr, IpAddr),
     mode: Option<Mode>,
-    sent: [u8; 2],
+    sent: Sent,
     done: bool,
     last_time: Timestamp,
     offered: Option<SaPayload>,
@@ -296,7 +324,7 @@ impl<'k> Tracker<'k> {
                 initiator: src,
                 peers: peer_pair(src.ip(), dst.ip()),
                 mode: None,
-                sent: [0; 2],
+                sent: Sent::default(),
                 done: false,
                 last_time: time,
                 offered: None,
@@ -342,12 +370,7 @@ impl<'k> Tracker<'k> {
                     Mode::Main
                 });
             }
-            let side = usize::from(!from_i);
-            let k = sa.sent.get(side).copied().unwrap_or(0).saturating_add(1);
-            if let Some(s) = sa.sent.get_mut(side) {
-                *s = k;
-            }
-            let n = if from_i { 2 * k - 1 } else { 2 * k };
+            let n = sa.sent.next(from_i);
             let name = if header.exchange == ExchangeType::AGGRESSIVE {
                 if n >= 3 {
                     sa.done = true;
@@ -364,15 +387,9 @@ impl<'k> Tracker<'k> {
             let ex = sa.exchanges.entry(header.message_id).or_default();
             let initiator = *ex.initiator.get_or_insert(src);
             let from_i = same_side(src, dst, initiator);
-            let side = usize::from(!from_i);
-            let k = ex.sent.get(side).copied().unwrap_or(0).saturating_add(1);
-            if let Some(s) = ex.sent.get_mut(side) {
-                *s = k;
-            }
+            let n = ex.sent.next(from_i);
             let name = match header.exchange {
-                ExchangeType::QUICK_MODE => {
-                    MessageName::Quick(if from_i { 2 * k - 1 } else { 2 * k })
-                }
+                ExchangeType::QUICK_MODE => MessageName::Quick(n),
                 ExchangeType::INFORMATIONAL => {
                     // An Informational exchange during phase 1 reports its failure.
                     sa.done = true;

@@ -18,47 +18,62 @@ pub enum KeyTableError {
     Key { line: usize },
 }
 
+impl KeyTableError {
+    /// The table line (1-based) the error is about.
+    pub fn line(&self) -> usize {
+        match self {
+            KeyTableError::Fields { line }
+            | KeyTableError::Cookie { line }
+            | KeyTableError::Key { line } => *line,
+        }
+    }
+}
+
 /// Phase 1 encryption keys (Ka, RFC 2409 Appendix B) by initiator cookie. Debug never shows
 /// a key; the keys are wiped when the table is dropped.
 #[derive(Default, Clone)]
 pub struct KeyTable {
     keys: HashMap<[u8; 8], Zeroizing<Vec<u8>>>,
+    /// Every line that could not be used, with why, in file order.
+    pub skipped: Vec<KeyTableError>,
 }
 
 impl fmt::Debug for KeyTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyTable")
             .field("sas", &self.keys.len())
+            .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
 }
 
 impl KeyTable {
-    /// Parses the table; blank lines and `#` comments are skipped.
+    /// Parses the table strictly: the first malformed line is an error.
     pub fn parse(text: &str) -> Result<KeyTable, KeyTableError> {
+        let table = KeyTable::read(text);
+        match table.skipped.first() {
+            Some(e) => Err(e.clone()),
+            None => Ok(table),
+        }
+    }
+
+    /// Reads the table as `decode --keys` does: every usable line is kept, every other one is
+    /// in `skipped` with why; blank lines and `#` comments are skipped silently.
+    pub fn read(text: &str) -> KeyTable {
         let mut table = KeyTable::default();
-        for (n, line) in text.lines().enumerate() {
-            let line_no = n + 1;
+        for (line_no, line) in (1usize..).zip(text.lines()) {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let mut fields = line.split(',').map(unquote);
-            let (Some(cookie), Some(key)) = (fields.next(), fields.next()) else {
-                return Err(KeyTableError::Fields { line: line_no });
-            };
-            if fields.next().is_some() {
-                return Err(KeyTableError::Fields { line: line_no });
+            match parse_line(line_no, line) {
+                Ok((cookie, key)) => {
+                    table.keys.insert(cookie, key);
+                }
+                Err(e) => table.skipped.push(e),
             }
-            let cookie = decode_hex(cookie)
-                .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
-                .ok_or(KeyTableError::Cookie { line: line_no })?;
-            let key = decode_hex(key)
-                .filter(|k| !k.is_empty())
-                .ok_or(KeyTableError::Key { line: line_no })?;
-            table.keys.insert(cookie, Zeroizing::new(key));
         }
-        Ok(table)
+        table
     }
 
     /// Adds (or replaces) the key of one IKE SA.
@@ -79,6 +94,24 @@ impl KeyTable {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+/// One table line (not blank, not a comment): the initiator cookie and its key.
+fn parse_line(line_no: usize, line: &str) -> Result<([u8; 8], Zeroizing<Vec<u8>>), KeyTableError> {
+    let mut fields = line.split(',').map(unquote);
+    let (Some(cookie), Some(key)) = (fields.next(), fields.next()) else {
+        return Err(KeyTableError::Fields { line: line_no });
+    };
+    if fields.next().is_some() {
+        return Err(KeyTableError::Fields { line: line_no });
+    }
+    let cookie = decode_hex(cookie)
+        .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
+        .ok_or(KeyTableError::Cookie { line: line_no })?;
+    let key = decode_hex(key)
+        .filter(|k| !k.is_empty())
+        .ok_or(KeyTableError::Key { line: line_no })?;
+    Ok((cookie, Zeroizing::new(key)))
 }
 
 fn unquote(field: &str) -> &str {
@@ -110,15 +143,18 @@ pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+    bytes.iter().fold(
+        String::with_capacity(bytes.len().saturating_mul(2)),
+        |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
-        })
+        },
+    )
 }
 
 #[cfg(test)]
+// In tests an out-of-range index or an overflow is a failed test, which is what it should be.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -161,6 +197,31 @@ mod tests {
         assert_eq!(
             KeyTable::parse("0011223344556677,00,11").unwrap_err(),
             KeyTableError::Fields { line: 1 }
+        );
+    }
+
+    #[test]
+    fn read_keeps_the_good_lines_and_says_why_each_other_is_skipped() {
+        let t = KeyTable::read(
+            "0011223344556677,zz\n\
+             \"294fc81dda83b4c6\",\"ea7c\"\n\
+             # comment\n\
+             0011,00\n\
+             only-one-field\n\
+             8877665544332211,\"\"\n",
+        );
+        assert_eq!(t.len(), 1);
+        assert!(t
+            .get(&[0x29, 0x4f, 0xc8, 0x1d, 0xda, 0x83, 0xb4, 0xc6])
+            .is_some());
+        assert_eq!(
+            t.skipped,
+            [
+                KeyTableError::Key { line: 1 },
+                KeyTableError::Cookie { line: 4 },
+                KeyTableError::Fields { line: 5 },
+                KeyTableError::Key { line: 6 },
+            ]
         );
     }
 }

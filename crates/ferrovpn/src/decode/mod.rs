@@ -4,6 +4,8 @@
 //! table, and group ESP packets by SPI with their sequence gaps, decrypting them with
 //! Wireshark's ESP SA table.
 
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
+
 pub mod capture;
 pub mod esp;
 pub mod esp_sa;
@@ -15,7 +17,7 @@ mod render;
 use std::io::Write;
 use std::path::Path;
 
-pub use capture::{CaptureError, Format, Frame, Timestamp};
+pub use capture::{Capture, CaptureError, Format, Frame, Timestamp};
 pub use esp::{EspDecryption, EspFlow, InnerFlow};
 pub use esp_sa::{EspSaError, EspSaTable};
 pub use isakmp::{Body, Decryption, IsakmpMessage, MessageName, Record, Undecodable};
@@ -59,6 +61,9 @@ pub struct Report {
     pub gso_super_packets: usize,
     /// Frames cut short by the snap length or malformed below ISAKMP/ESP.
     pub truncated: usize,
+    /// Why the capture file was not read to its end (its last record cut short, or damage);
+    /// the report holds every frame before that point.
+    pub stopped: Option<CaptureError>,
 }
 
 impl Report {
@@ -76,16 +81,24 @@ impl Report {
 pub const IKEV1_TABLE: &str = "ikev1_decryption_table";
 pub const ESP_TABLE: &str = "esp_sa";
 
+/// At most this many unusable lines of one key file are listed; the rest are counted.
+const MAX_LINE_WARNINGS: usize = 10;
+
 /// The key tables `decode` uses: IKEv1 phase 1 keys and ESP SAs.
 #[derive(Debug, Default)]
 pub struct Keys {
     pub ike: Option<KeyTable>,
     pub esp: Option<EspSaTable>,
+    /// The file `esp` was read from, as given.
+    pub esp_file: Option<String>,
+    /// Lines of the key files that could not be used, each naming the file, the line and why.
+    pub warnings: Vec<String>,
 }
 
 impl Keys {
     /// Reads a key export directory (its `ikev1_decryption_table` and `esp_sa`, whichever
     /// exist) or one table file, told apart by name (`esp_sa*`) or by its eight-field lines.
+    /// Lines that cannot be used are skipped with a warning; an unreadable file is an error.
     pub fn load(&mut self, path: &Path) -> Result<(), DecodeError> {
         let io = |source| DecodeError::Io {
             path: path.display().to_string(),
@@ -108,7 +121,6 @@ impl Keys {
         }
         let text = std::fs::read(path).map_err(io)?;
         let text = String::from_utf8_lossy(&text);
-        let invalid = |e: String| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
         let named_esp = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -118,15 +130,62 @@ impl Keys {
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .is_some_and(|l| l.split(',').count() >= 8);
-        if named_esp || looks_esp {
-            let t = EspSaTable::parse(&text).map_err(|e| invalid(e.to_string()))?;
+        let (skipped, usable, table) = if named_esp || looks_esp {
+            let t = EspSaTable::read(&text);
+            let skipped: Vec<String> = t.skipped.iter().map(ToString::to_string).collect();
+            let usable = t.len();
             self.esp = Some(t);
+            self.esp_file = Some(path.display().to_string());
+            (skipped, usable, ESP_TABLE)
         } else {
-            let t = KeyTable::parse(&text).map_err(|e| invalid(e.to_string()))?;
+            let t = KeyTable::read(&text);
+            let skipped: Vec<String> = t.skipped.iter().map(ToString::to_string).collect();
+            let usable = t.len();
             self.ike = Some(t);
+            (skipped, usable, IKEV1_TABLE)
+        };
+        let shown = path.display();
+        for why in skipped.iter().take(MAX_LINE_WARNINGS) {
+            self.warnings.push(format!("{shown}: {why}; line skipped"));
+        }
+        if let Some(more) = skipped.len().checked_sub(MAX_LINE_WARNINGS) {
+            if more > 0 {
+                self.warnings
+                    .push(format!("{shown}: {more} more unusable lines skipped"));
+            }
+        }
+        if usable == 0 {
+            self.warnings
+                .push(format!("{shown}: no usable line (read as {table})"));
         }
         Ok(())
     }
+}
+
+/// ESP SA table lines that decrypted nothing because the capture has their SPI between other
+/// addresses (a source and destination swapped, or a NAT between): one warning per line.
+pub fn esp_address_mismatches(report: &Report, table: &EspSaTable) -> Vec<String> {
+    let matches = |e: &esp_sa::EspSaEntry, f: &EspFlow| {
+        e.spi == f.spi && e.src.is_none_or(|a| a == f.src) && e.dst.is_none_or(|a| a == f.dst)
+    };
+    let any = |a: Option<std::net::IpAddr>| a.map_or("*".to_string(), |a| a.to_string());
+    table
+        .entries()
+        .filter(|e| !report.esp.iter().any(|f| matches(e, f)))
+        .filter_map(|e| {
+            let f = report.esp.iter().find(|f| f.spi == e.spi)?;
+            Some(format!(
+                "line {}: SPI {:08x} is in the capture from {} to {}, but the line says from {} \
+                 to {}; its packets are not decrypted",
+                e.line,
+                e.spi,
+                f.src,
+                f.dst,
+                any(e.src),
+                any(e.dst)
+            ))
+        })
+        .collect()
 }
 
 /// Decodes a capture file's bytes; `keys` decrypts the IKE SAs it names.
@@ -140,7 +199,11 @@ pub fn decode_with(
     ike: Option<&KeyTable>,
     esp: Option<&EspSaTable>,
 ) -> Result<Report, DecodeError> {
-    let (format, frames) = capture::read(capture)?;
+    let Capture {
+        format,
+        frames,
+        stopped,
+    } = capture::read(capture)?;
     let mut tracker = isakmp::Tracker::new(ike);
     let mut flows = esp::EspFlows::default();
     let mut report = Report {
@@ -153,6 +216,7 @@ pub fn decode_with(
         fragments: 0,
         gso_super_packets: 0,
         truncated: 0,
+        stopped,
     };
     for frame in &frames {
         if !report.link_types.contains(&frame.link_type) {
@@ -173,17 +237,17 @@ pub fn decode_with(
             } => {
                 let segments = udp.and_then(|_| esp::gso_segments(packet));
                 if segments.is_some() {
-                    report.gso_super_packets += 1;
+                    report.gso_super_packets = report.gso_super_packets.saturating_add(1);
                 }
                 for p in segments.unwrap_or_else(|| vec![packet]) {
                     if !flows.add(frame.time, src, dst, udp, p, esp) {
-                        report.truncated += 1;
+                        report.truncated = report.truncated.saturating_add(1);
                     }
                 }
             }
-            Content::Keepalive { .. } => report.keepalives += 1,
-            Content::Fragment => report.fragments += 1,
-            Content::Truncated => report.truncated += 1,
+            Content::Keepalive { .. } => report.keepalives = report.keepalives.saturating_add(1),
+            Content::Fragment => report.fragments = report.fragments.saturating_add(1),
+            Content::Truncated => report.truncated = report.truncated.saturating_add(1),
             Content::Other => {}
         }
     }
@@ -192,8 +256,10 @@ pub fn decode_with(
     Ok(report)
 }
 
-/// `ferrovpn decode FILE [--keys DIR|FILE]... [-v]`: prints the report; exit status 0, or 1
-/// when a file cannot be read or parsed.
+/// `ferrovpn decode FILE [--keys DIR|FILE]... [-v]`: prints the report, then warnings on
+/// `err`. Exit status 0 when the capture was read to its end or only its last record is cut
+/// short (as a killed tcpdump leaves it: a warning); 1 when a file cannot be read, or the
+/// capture is damaged before its end (the frames before the damage are still printed).
 pub fn run(
     file: &Path,
     keys: &[std::path::PathBuf],
@@ -201,35 +267,45 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
-    let result = (|| {
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| DecodeError::Io {
-                path: p.display().to_string(),
-                source,
-            })
-        };
-        let mut tables = Keys::default();
-        for k in keys {
-            tables.load(k)?;
+    let fail = |err: &mut dyn Write, e: &dyn std::fmt::Display| {
+        let _ = writeln!(err, "ferrovpn decode: {e}");
+        crate::cli::EXIT_FAILURE
+    };
+    let mut tables = Keys::default();
+    for k in keys {
+        if let Err(e) = tables.load(k) {
+            return fail(err, &e);
         }
-        let bytes = read(file)?;
-        let report =
-            decode_with(&bytes, tables.ike.as_ref(), tables.esp.as_ref()).map_err(|e| {
-                DecodeError::Io {
-                    path: file.display().to_string(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                }
-            })?;
-        Ok::<_, DecodeError>(render(&report, verbose))
-    })();
-    match result {
-        Ok(text) => {
-            let _ = out.write_all(text.as_bytes());
-            crate::cli::EXIT_OK
+    }
+    for w in &tables.warnings {
+        let _ = writeln!(err, "ferrovpn decode: warning: {w}");
+    }
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => return fail(err, &format!("{}: {e}", file.display())),
+    };
+    let report = match decode_with(&bytes, tables.ike.as_ref(), tables.esp.as_ref()) {
+        Ok(r) => r,
+        Err(e) => return fail(err, &format!("{}: {e}", file.display())),
+    };
+    let _ = out.write_all(render(&report, verbose).as_bytes());
+    let _ = out.flush();
+    if let Some(esp) = &tables.esp {
+        let file = tables.esp_file.as_deref().unwrap_or(ESP_TABLE);
+        for w in esp_address_mismatches(&report, esp) {
+            let _ = writeln!(err, "ferrovpn decode: warning: {file}: {w}");
         }
-        Err(e) => {
-            let _ = writeln!(err, "ferrovpn decode: {e}");
-            crate::cli::EXIT_FAILURE
+    }
+    match &report.stopped {
+        None => crate::cli::EXIT_OK,
+        Some(e) => {
+            let note = render::stopped_note(e, report.frames);
+            if e.is_cut_short() {
+                let _ = writeln!(err, "ferrovpn decode: warning: {}: {note}", file.display());
+                crate::cli::EXIT_OK
+            } else {
+                fail(err, &format!("{}: {note}", file.display()))
+            }
         }
     }
 }

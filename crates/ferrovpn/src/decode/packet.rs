@@ -87,12 +87,13 @@ fn is_ip_ethertype(t: u16) -> bool {
 
 /// Ethernet II with up to two 802.1Q/802.1ad tags.
 fn ethernet(frame: &[u8]) -> Option<&[u8]> {
-    let mut at = 12;
+    let mut at: usize = 12;
     for _ in 0..3 {
-        let t = be16(frame.get(at..at + 2)?);
+        let after = at.checked_add(2)?;
+        let t = be16(frame.get(at..after)?);
         match t {
-            ETHERTYPE_VLAN | ETHERTYPE_QINQ => at += 4,
-            t if is_ip_ethertype(t) => return frame.get(at + 2..),
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ => at = at.checked_add(4)?,
+            t if is_ip_ethertype(t) => return frame.get(after..),
             _ => return None,
         }
     }
@@ -109,10 +110,10 @@ fn parse_ip(ip: &[u8]) -> Content<'_> {
 }
 
 fn ipv4(ip: &[u8]) -> Content<'_> {
-    let Some(h) = ip.get(..20) else {
+    let Some(h) = ip.get(..20).and_then(|h| <&[u8; 20]>::try_from(h).ok()) else {
         return Content::Truncated;
     };
-    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let ihl = usize::from(h[0] & 0x0f).saturating_mul(4);
     let total = usize::from(be16(&h[2..4]));
     if ihl < 20 || total < ihl {
         return Content::Truncated;
@@ -134,11 +135,11 @@ fn ipv4(ip: &[u8]) -> Content<'_> {
 }
 
 fn ipv6(ip: &[u8]) -> Content<'_> {
-    let Some(h) = ip.get(..40) else {
+    let Some(h) = ip.get(..40).and_then(|h| <&[u8; 40]>::try_from(h).ok()) else {
         return Content::Truncated;
     };
     let payload_len = usize::from(be16(&h[4..6]));
-    let Some(mut payload) = ip.get(40..40 + payload_len) else {
+    let Some(mut payload) = ip.get(40..).and_then(|p| p.get(..payload_len)) else {
         return Content::Truncated;
     };
     let addr = |b: &[u8]| {
@@ -152,11 +153,11 @@ fn ipv6(ip: &[u8]) -> Content<'_> {
     for _ in 0..8 {
         let len = match next {
             0 | 43 | 60 => match payload.get(1) {
-                Some(l) => (usize::from(*l) + 1) * 8,
+                Some(l) => usize::from(*l).saturating_add(1).saturating_mul(8),
                 None => return Content::Truncated,
             },
             44 => {
-                let Some(f) = payload.get(..8) else {
+                let Some(f) = payload.get(..8).and_then(|f| <&[u8; 8]>::try_from(f).ok()) else {
                     return Content::Truncated;
                 };
                 if be16(&f[2..4]) & 0xfff9 != 0 {
@@ -190,7 +191,7 @@ fn transport(src: IpAddr, dst: IpAddr, protocol: u8, payload: &[u8]) -> Content<
 
 /// UDP (RFC 768): port 4500 on either side is NAT-T (RFC 3948), else port 500 is plain IKE.
 fn udp(src: IpAddr, dst: IpAddr, datagram: &[u8]) -> Content<'_> {
-    let Some(h) = datagram.get(..8) else {
+    let Some(h) = datagram.get(..8).and_then(|h| <&[u8; 8]>::try_from(h).ok()) else {
         return Content::Truncated;
     };
     let (sport, dport) = (be16(&h[0..2]), be16(&h[2..4]));
@@ -229,6 +230,8 @@ fn udp(src: IpAddr, dst: IpAddr, datagram: &[u8]) -> Content<'_> {
 }
 
 #[cfg(test)]
+// In tests an out-of-range index or an overflow is a failed test, which is what it should be.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

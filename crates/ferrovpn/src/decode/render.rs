@@ -6,14 +6,21 @@ use std::fmt::Write as _;
 
 use ferrovpn_ike::wire::{vendor_id, AttributeValue, Flags, Payload, ProtocolId};
 
-use super::capture::Timestamp;
+use super::capture::{CaptureError, Timestamp};
 use super::isakmp::{Body, Decryption, IsakmpMessage, Record};
 use super::keys::hex;
 use super::Report;
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian calendar.
+/// Most days a capture timestamp can be after the epoch (`u64::MAX` seconds).
+const MAX_DAYS: i64 = (u64::MAX / 86_400) as i64;
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian calendar (H. Hinnant's
+/// `civil_from_days`).
+// With days clamped to [0, MAX_DAYS] (< 2^48), every intermediate below stays under 2^58 and
+// every divisor is a nonzero constant: no operation can overflow.
+#[allow(clippy::arithmetic_side_effects)]
 fn civil_date(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
+    let z = days.clamp(0, MAX_DAYS) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -153,7 +160,23 @@ pub fn render(report: &Report, verbose: bool) -> String {
     if !notes.is_empty() {
         let _ = writeln!(out, "\nAlso: {}", notes.join(", "));
     }
+    if let Some(e) = &report.stopped {
+        let _ = writeln!(out, "\n! {}", stopped_note(e, report.frames));
+    }
     out
+}
+
+/// Why the capture was not read to its end, and what that means for the report.
+pub fn stopped_note(e: &CaptureError, frames: usize) -> String {
+    let before = plural(frames, "frame", "frames");
+    if e.is_cut_short() {
+        format!(
+            "{e}: the last record is incomplete (as a killed tcpdump leaves it); the {before} \
+             before it are decoded"
+        )
+    } else {
+        format!("{e}: the {before} before it are decoded, the rest of the file is not")
+    }
 }
 
 fn message(out: &mut String, m: &IsakmpMessage, verbose: bool) {
@@ -411,7 +434,9 @@ fn esp(out: &mut String, report: &Report, messages: &[&IsakmpMessage]) {
         if gaps.is_empty() {
             out.push_str(", no gaps");
         } else {
-            let missing: u64 = gaps.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
+            let missing: u64 = gaps.iter().fold(0, |n, (a, b)| {
+                n.saturating_add(u64::from(b.saturating_sub(*a)).saturating_add(1))
+            });
             let shown: Vec<String> = gaps
                 .iter()
                 .take(20)
@@ -452,7 +477,7 @@ fn decrypted_esp(out: &mut String, d: &super::EspDecryption) {
         out,
         "  decrypted {} of {} ({})",
         d.decrypted,
-        d.decrypted + d.failed,
+        d.decrypted.saturating_add(d.failed),
         d.cipher
     );
     if d.failed > 0 {
@@ -486,6 +511,8 @@ fn decrypted_esp(out: &mut String, d: &super::EspDecryption) {
 }
 
 #[cfg(test)]
+// In tests an out-of-range index or an overflow is a failed test, which is what it should be.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
