@@ -268,6 +268,8 @@ pub fn diagnose(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Vec<Verdict> {
         let mut v = explain(c, now_ms, i, kind, repeats);
         if !authenticated(h, i, &established_cookies) {
             v.evidence.push("all of this rests on unauthenticated messages (before phase 1 authenticated the peer): if the peer's configuration is as expected, they may have been spoofed".into());
+            // Forged evidence must not talk anyone into a configuration change: verify first.
+            v.next.insert(0, "first confirm on the peer itself (its logs, or a capture read with `ferrovpn decode`) that it sent these messages; only then act on the advice below".into());
         }
         out.push(v);
     }
@@ -311,6 +313,12 @@ fn authenticated(h: &[Record], i: usize, established: &[&str]) -> bool {
         What::IkeFailed { failure } => match failure {
             // Only our own messages are retransmitted: these are our negotiations.
             FailureRecord::NoResponse { .. } | FailureRecord::SilentAfterMm5 { .. } => true,
+            // The ID is checked after the HASH that covers it (MM5, MM6, AM2), except in an AM1
+            // we answer as responder, which nothing authenticates yet (RFC 2409 §5).
+            FailureRecord::IdentityMismatch { .. } => !h.iter().any(|x| {
+                initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies)
+                    && is_msg(x, false).is_some_and(|(n, _)| n == "AM1")
+            }),
             _ => h.iter().any(|x| {
                 initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies)
                     && is_msg(x, true).is_some_and(|(n, _)| n == "MM1" || n == "AM1")

@@ -311,6 +311,28 @@ fn identity_mismatch_names_both_identities() {
     assert!(v[0].verdict.contains("authenticated as 192.0.2.2"));
     assert!(v[0].verdict.contains("expects fqdn:b.example"));
     assert!(v[0].next[0].contains("remote_id = \"192.0.2.2\""));
+    assert!(!text(&v).contains("unauthenticated"), "{}", text(&v));
+}
+
+#[test]
+fn identity_mismatch_in_an_am1_we_answered_is_unauthenticated_and_asks_to_verify_first() {
+    let mut c = conn();
+    c.initiator = false;
+    c.history = vec![
+        msg(0, CK_PEER, "AM1", false, false),
+        failed(
+            1,
+            CK_PEER,
+            FailureRecord::IdentityMismatch {
+                expected: "fqdn:b.example".into(),
+                received: "192.0.2.2".into(),
+            },
+        ),
+    ];
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["identity-mismatch"]);
+    assert!(text(&v).contains("rests on unauthenticated messages"));
+    assert!(v[0].next[0].starts_with("first confirm on the peer itself"));
 }
 
 #[test]
@@ -584,6 +606,12 @@ fn unauthenticated_evidence_alone_says_so_when_the_tunnel_is_down() {
     let v = run(&c, 1000);
     assert_eq!(codes(&v), ["no-proposal-chosen"]);
     assert!(text(&v).contains("rests on unauthenticated messages"));
+    // No configuration change on unauthenticated evidence alone: the first step is to verify.
+    assert!(
+        v[0].next[0].starts_with("first confirm on the peer itself"),
+        "{}",
+        text(&v)
+    );
 }
 
 #[test]
