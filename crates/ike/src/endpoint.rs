@@ -21,6 +21,8 @@ use crate::proposal::IkeProposal;
 use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
 use crate::wire::{ExchangeType, Header};
 
+mod recovery;
+
 /// Drops and oddities, for `status` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -43,6 +45,10 @@ pub struct Counters {
     pub bad_hash: u64,
     /// Messages that do not fit the exchange's state.
     pub unexpected: u64,
+    /// ESP with an unknown SPI or IKE with unknown cookies from a configured peer (each report).
+    pub recovery_triggers: u64,
+    /// Invalid-SPI recovery actions taken: INVALID-SPI sent or phase 1 started.
+    pub recovery_actions: u64,
 }
 
 /// One IPsec SA pair as `status` shows it.
@@ -90,6 +96,8 @@ pub struct Endpoint {
     counters: Counters,
     /// Order in which responder SAs were created (several can share one `now`).
     responder_serial: u64,
+    /// Last invalid-SPI recovery action per connection (rate limit).
+    recovery_at: HashMap<ConnId, Instant>,
 }
 
 impl Endpoint {
@@ -106,6 +114,7 @@ impl Endpoint {
             out: Output::default(),
             counters: Counters::default(),
             responder_serial: 0,
+            recovery_at: HashMap::new(),
         }
     }
 
@@ -290,11 +299,13 @@ impl Endpoint {
             ExchangeType::AGGRESSIVE => Phase1Mode::Aggressive,
             _ => {
                 self.counters.unknown_sa += 1;
+                self.unknown_cookies(now, d);
                 return;
             }
         };
         if header.responder_spi != [0; 8] || header.message_id != 0 {
             self.counters.unknown_sa += 1;
+            self.unknown_cookies(now, d);
             return;
         }
         let Some(conn) = self
@@ -380,37 +391,47 @@ impl Endpoint {
         }
         if established {
             if let Some(old_key) = self.replaces.remove(&key) {
-                if let Some(mut old) = self.sas.remove(&old_key) {
-                    let mut moved = std::mem::take(&mut old.children);
-                    // IPsec rekeys still in flight on the old ISAKMP SA die with it: the new
-                    // one starts them again, or those pairs would expire unreplaced.
-                    let lost: Vec<u32> = old
-                        .quick_modes
-                        .iter()
-                        .filter(|q| q.role == Role::Initiator && q.state == QmState::I1Sent)
-                        .filter_map(|q| q.replaces)
-                        .collect();
-                    for c in moved.iter_mut() {
-                        if c.retire_at.is_none() && lost.contains(&c.spi_in) {
-                            c.rekey_started = false;
-                        }
-                    }
-                    self.fail_half_installed(&old);
-                    if let Some(new) = self.sas.get_mut(&key) {
-                        new.children.append(&mut moved);
-                    }
-                    // The delete goes out `rekeyed_drain` later: strongSwan moves the IPsec
-                    // SAs to the new ISAKMP SA in a job after it is up ("detected reauth ...
-                    // adopting children"), and a delete of the old one processed before that
-                    // job takes them down with it (seen in the soak: 17 s without traffic
-                    // until the next IPsec rekey).
-                    self.retiring.push((now + self.settings.rekeyed_drain, old));
-                }
+                self.supersede(now, key, old_key);
             }
+            self.adopt_older(now, key);
+            self.act_on_invalid_spi(now, key);
         }
         if dead {
             self.reap(now, key);
         }
+    }
+
+    /// Moves the IPsec SAs of `old_key` to the established `new_key` and deletes the old
+    /// ISAKMP SA `rekeyed_drain` later.
+    fn supersede(&mut self, now: Instant, new_key: [u8; 8], old_key: [u8; 8]) {
+        let Some(mut old) = self.sas.remove(&old_key) else {
+            return;
+        };
+        let mut moved = std::mem::take(&mut old.children);
+        // IPsec rekeys still in flight on the old ISAKMP SA die with it: the new
+        // one starts them again, or those pairs would expire unreplaced.
+        let lost: Vec<u32> = old
+            .quick_modes
+            .iter()
+            .filter(|q| q.role == Role::Initiator && q.state == QmState::I1Sent)
+            .filter_map(|q| q.replaces)
+            .collect();
+        for c in moved.iter_mut() {
+            if c.retire_at.is_none() && lost.contains(&c.spi_in) {
+                c.rekey_started = false;
+            }
+        }
+        self.fail_half_installed(&old);
+        if let Some(new) = self.sas.get_mut(&new_key) {
+            new.children.append(&mut moved);
+            new.replaced_other = true;
+        }
+        // The delete goes out `rekeyed_drain` later: strongSwan moves the IPsec
+        // SAs to the new ISAKMP SA in a job after it is up ("detected reauth ...
+        // adopting children"), and a delete of the old one processed before that
+        // job takes them down with it (seen in the soak: 17 s without traffic
+        // until the next IPsec rekey).
+        self.retiring.push((now + self.settings.rekeyed_drain, old));
     }
 
     /// Quick Modes still waiting for QM3 may have a half-installed inbound SA: reports them
@@ -470,6 +491,7 @@ impl Endpoint {
         let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
         let mut rekeys = Vec::new();
         for key in keys {
+            self.rehome_before_expiry(now, key);
             let Some(sa) = self.sas.get_mut(&key) else {
                 continue;
             };

@@ -281,6 +281,13 @@ pub enum Event {
         conn: ConnId,
         cookies: Cookies,
     },
+    /// Invalid-SPI recovery acted on ESP or IKE from `peer` that no SA of ours knows.
+    Recovery {
+        conn: ConnId,
+        peer: std::net::IpAddr,
+        /// What arrived and what we did, for the log.
+        action: String,
+    },
     /// A notify the state machine only reports (e.g. an unauthenticated error after phase 1).
     NotifyReceived {
         conn: Option<ConnId>,

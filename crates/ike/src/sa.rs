@@ -243,6 +243,12 @@ pub(crate) struct IkeSa {
     pub hash_notify_at: Option<Instant>,
     /// A malformed phase 1 message was answered with its notify (once per SA).
     pub malformed_notified: bool,
+    /// SPIs of authenticated INVALID-SPI notifies not yet acted on (RFC 2408 §3.14.1).
+    pub invalid_spi_received: Vec<u32>,
+    /// The endpoint has looked, once established, for older ISAKMP SAs it supersedes.
+    pub adoption_done: bool,
+    /// It replaced another ISAKMP SA of its connection (our rekey, or the peer's reauth).
+    pub replaced_other: bool,
 }
 
 impl IkeSa {
@@ -298,6 +304,9 @@ impl IkeSa {
             quick_modes_at: None,
             hash_notify_at: None,
             malformed_notified: false,
+            invalid_spi_received: Vec::new(),
+            adoption_done: false,
+            replaced_other: false,
         }
     }
 

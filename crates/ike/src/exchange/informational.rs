@@ -120,6 +120,14 @@ impl IkeSa {
                     cookies: self.cookies,
                 });
             }
+            // The peer has no SA for this SPI of ours; the endpoint drops and renegotiates it.
+            NotifyType::INVALID_SPI
+                if protected && self.is_established() && n.protocol == ProtocolId::ESP =>
+            {
+                if let Ok(spi) = <[u8; 4]>::try_from(n.spi.as_slice()) {
+                    self.invalid_spi_received.push(u32::from_be_bytes(spi));
+                }
+            }
             t if t.is_error() && !self.is_established() => {
                 self.fail(ctx, Failure::PeerNotify(t), None);
             }
@@ -412,6 +420,10 @@ impl IkeSa {
                 && !c.rekey_started
                 && ctx.now >= c.established + ctx.settings.rekey_after(c.lifetime)
             {
+                if self.has_newer_pair(i) {
+                    self.delete_child(ctx, i, "redundant (a newer pair for its selectors is up)");
+                    continue;
+                }
                 let (index, spi) = (c.child_index, c.spi_in);
                 if let Some(c) = self.children.get_mut(i) {
                     c.rekey_started = true;
