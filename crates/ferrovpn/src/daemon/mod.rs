@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod history;
 pub mod metrics;
 mod observe;
+mod recovery;
 pub mod save_keys;
 
 use std::collections::HashMap;
@@ -168,6 +169,8 @@ struct Daemon {
     history: history::History,
     /// How long an unanswered IKE message is retransmitted (for `diagnose`).
     give_up: Duration,
+    /// ESP with unknown SPIs reported by the data plane (invalid-SPI recovery).
+    unknown_spi_rx: Receiver<recovery::UnknownSpi>,
 }
 
 /// Blocks SIGINT/SIGTERM in every thread and returns a signalfd that reports them.
@@ -360,11 +363,12 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
                 .map_err(|e| DaemonError::Io("encap pipeline", e))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let (unknown_spi, unknown_spi_rx) = recovery::UnknownSpiReports::channel(Some(waker.clone()));
     let decap = builder(PipeMode::Decap)
         .workers(workers)
         .spawn(
             EspSource::new(shared.clone(), ike_tx, waker.clone()),
-            TunSink::new(shared.clone()),
+            TunSink::new(shared.clone()).with_unknown_spi_reports(unknown_spi),
         )
         .map_err(|e| DaemonError::Io("decap pipeline", e))?;
     let control = control::serve(&cfg.daemon.control_socket, req_tx.clone(), waker.clone())
@@ -432,6 +436,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         events: metrics::EventCounters::new(cfg.connections.len()),
         key_export,
         cookie_conns: HashMap::new(),
+        unknown_spi_rx,
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -533,6 +538,10 @@ impl Daemon {
             }
             while let Ok(d) = ike_rx.try_recv() {
                 self.endpoint.handle_datagram(now, d);
+            }
+            while let Ok(u) = self.unknown_spi_rx.try_recv() {
+                self.endpoint
+                    .handle_unknown_spi(now, None, u.source, u.spi);
             }
             while let Ok(req) = req_rx.try_recv() {
                 self.answer(req);
@@ -702,6 +711,9 @@ impl Daemon {
                 outbound_spi,
                 reason,
             } => self.uninstall(conn, inbound_spi, outbound_spi, &reason),
+            Event::Recovery { conn, peer, action } => {
+                info!(conn = %self.conn_name(conn), peer = %peer, "invalid-SPI recovery: {action}")
+            }
             Event::InitialContact { conn, cookies } => {
                 info!(conn = %self.conn_name(conn), cookies = %cookies, "INITIAL-CONTACT on {cookies}: the peer (re)started")
             }

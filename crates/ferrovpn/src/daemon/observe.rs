@@ -25,13 +25,10 @@ impl Daemon {
             e,
             |_| message_conn,
             |e| match e {
-                Event::IkeSaEstablished { conn, .. } => {
-                    endpoint
-                        .ike_sas(Instant::now())
-                        .iter()
-                        .filter(|s| s.conn == *conn && s.state == "established")
-                        .count()
-                        > 1
+                // Asked of the endpoint: by the time events are read, the replaced SA may
+                // already be retiring (the rekey's initiator), so counting SAs misses it.
+                Event::IkeSaEstablished { cookies, .. } => {
+                    endpoint.replaced_another(&cookies.initiator_spi)
                 }
                 Event::ChildSaEstablished(child) => conns.get(child.conn).is_some_and(|c| {
                     c.pairs.iter().any(|p| {
