@@ -657,7 +657,11 @@ fn a_replaced_isakmp_sa_is_deleted_only_after_the_drain_time() {
     assert_eq!(rekeyed(&p), 0, "still draining");
     p.run_for(Duration::from_secs(2));
     assert_eq!(rekeyed(&p), 1, "deleted after the drain time");
-    assert_eq!(p.b.ike_sas(p.now).len(), 1, "one ISAKMP SA left at the peer");
+    assert_eq!(
+        p.b.ike_sas(p.now).len(),
+        1,
+        "one ISAKMP SA left at the peer"
+    );
     assert_eq!(
         p.b.ike_sas(p.now)[0].children.len(),
         1,

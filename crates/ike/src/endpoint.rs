@@ -153,6 +153,10 @@ impl Endpoint {
         let remote = SocketAddr::new(cfg.remote_addr, 500);
         let mut sa = IkeSa::new(conn, Role::Initiator, cfg.mode, cookies, local, remote, now);
         sa.is_rekey = is_rekey;
+        sa.has_contact = self
+            .sas
+            .values()
+            .any(|s| s.conn == conn && s.is_established());
         let mut ctx = Ctx {
             now,
             cfg,
@@ -513,6 +517,9 @@ impl Endpoint {
             }
         }
         for (conn, old) in rekeys {
+            if self.yields_to_simultaneous(old) {
+                continue;
+            }
             if let Some(new) = self.start(now, conn, true) {
                 self.replaces.insert(new.initiator_spi, old);
             }

@@ -249,6 +249,9 @@ pub(crate) struct IkeSa {
     pub adoption_done: bool,
     /// It replaced another ISAKMP SA of its connection (our rekey, or the peer's reauth).
     pub replaced_other: bool,
+    /// Started while an ISAKMP SA with the peer was up: no INITIAL-CONTACT then (the peer's
+    /// SAs with us are not stale; strongSwan's `has_contact` rule).
+    pub has_contact: bool,
 }
 
 impl IkeSa {
@@ -307,6 +310,7 @@ impl IkeSa {
             invalid_spi_received: Vec::new(),
             adoption_done: false,
             replaced_other: false,
+            has_contact: false,
         }
     }
 

@@ -540,8 +540,7 @@ impl Daemon {
                 self.endpoint.handle_datagram(now, d);
             }
             while let Ok(u) = self.unknown_spi_rx.try_recv() {
-                self.endpoint
-                    .handle_unknown_spi(now, None, u.source, u.spi);
+                self.endpoint.handle_unknown_spi(now, None, u.source, u.spi);
             }
             while let Ok(req) = req_rx.try_recv() {
                 self.answer(req);

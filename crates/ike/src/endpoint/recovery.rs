@@ -188,8 +188,7 @@ impl Endpoint {
                         .children
                         .iter()
                         .any(|c| c.child_index == index && c.retire_at.is_none())
-                        || s
-                            .quick_modes
+                        || s.quick_modes
                             .iter()
                             .any(|q| q.child_index == index && q.state != QmState::Done))
             });
@@ -244,6 +243,30 @@ impl Endpoint {
         for old in older {
             self.supersede(now, key, old);
         }
+    }
+
+    /// Of ISAKMP SAs of one connection established within `SIMULTANEOUS` of each other (both
+    /// peers initiated at once), only the one with the highest cookies (initiator's, then
+    /// responder's: both peers see the same) is rekeyed; the others are not, so their IPsec
+    /// SAs move to the survivor's successor when it supersedes them or when they expire.
+    /// Deterministic, so two ferrovpn peers agree; nothing is deleted early, so a peer with
+    /// another rule (strongSwan: the newest adopts) loses nothing either.
+    pub(super) fn yields_to_simultaneous(&self, key: [u8; 8]) -> bool {
+        let Some(sa) = self.sas.get(&key) else {
+            return false;
+        };
+        let Some(at) = sa.established_at else {
+            return false;
+        };
+        let rank = |c: &crate::event::Cookies| (c.initiator_spi, c.responder_spi);
+        self.sas.iter().any(|(k, o)| {
+            *k != key
+                && o.conn == sa.conn
+                && o.is_established()
+                && o.established_at
+                    .is_some_and(|t| t.max(at).saturating_duration_since(t.min(at)) <= SIMULTANEOUS)
+                && rank(&o.cookies) > rank(&sa.cookies)
+        })
     }
 
     /// An ISAKMP SA about to expire hands its IPsec SAs to another established ISAKMP SA of
