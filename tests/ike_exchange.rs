@@ -584,6 +584,13 @@ fn a_rekeyed_pair_stays_installed_while_it_drains_then_both_sides_delete_it() {
     assert!(p.events(Side::A).iter().any(
         |e| matches!(e, Event::ChildSaDeleted { inbound_spi, reason, .. } if *inbound_spi == old && reason == "rekeyed")
     ));
+    // The peer stops sending on it at once and lets its inbound half drain as long.
+    assert!(p
+        .events(Side::B)
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDraining { outbound_spi, .. } if *outbound_spi == old)));
+    assert_eq!(deleted(&p, Side::B), 0, "the peer's inbound half drains");
+    p.run_for(Duration::from_secs(6));
     assert_eq!(deleted(&p, Side::B), 1, "the peer honours our delete");
 }
 

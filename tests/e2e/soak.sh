@@ -16,7 +16,7 @@
 #                 ferrovpn, the responder, follows the rekeys and honours the deletes.
 #   ss-reauth-soak  strongSwan initiates and re-authenticates every SS_REAUTH (55 s: a new Main
 #                 Mode, its IPsec SAs moved over without a Quick Mode, the old ISAKMP SA deleted
-#                 later), rekeys its IPsec SAs every 20 s (life 40 s) with PFS (modp2048);
+#                 10 s later, after its lifetime ended: over_time 5 s), rekeys its IPsec SAs every 20 s (life 40 s) with PFS (modp2048);
 #                 ferrovpn responds with its default lifetimes (it adopts the shorter ones):
 #                 no stall, no ESP with an unknown SPI on either side (ferrovpn's counter,
 #                 charon's "does not belong to an installed SA"), no IPsec SA removed with an
@@ -182,7 +182,7 @@ ss_swanctl_conf() {
                 rand_time = 0"
         ike_times="rekey_time = 0
         reauth_time = $SS_REAUTH
-        over_time = 15s
+        over_time = 5s
         rand_time = 0"
         esp=aes128gcm16-modp2048
     fi
@@ -309,17 +309,25 @@ case_ss_initiator_rekey() {
 case_ss_reauth_soak() {
     ss_pair_up reauth
     soak_traffic "$SS_REAUTH_SOAK" "$FV_TMP/daemon-a.log" "$SS_RATE"
-    local log="$FV_TMP/daemon-a.log" clog n
+    local log="$FV_TMP/daemon-a.log" clog n m
     clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
     [ "$IKE_SAS" -ge 2 ] || fail "strongSwan did not re-authenticate within $SS_REAUTH_SOAK s (reauth_time $SS_REAUTH)"
     ok "ferrovpn saw $IKE_SAS Main Modes ($((IKE_SAS - 1)) re-authentications) and $ESP_SAS IPsec SAs"
+    # over_time 5 s: the old ISAKMP SA's lifetime (reauth + over time, adopted by ferrovpn) ends
+    # before strongSwan deletes it (10 s after the reauth): the race of issue 12 §9.
+    ok "ISAKMP lifetimes: $(grep -oE 'IKE SA established.*lifetime [0-9]+s' "$log" | grep -oE 'lifetime [0-9]+s' | sort | uniq -c | paste -sd, -); ended: $(grep -oE 'IKE SA [0-9a-f]+_i [0-9a-f]+_r deleted: [a-zA-Z -]+' "$log" | sed 's/.*deleted: //' | sort | uniq -c | paste -sd, -)"
     if grep -E 'IPsec SA removed.*ISAKMP SA lifetime expired' "$log" | sed 's/^/    /' >&2; then
         fail "ferrovpn removed IPsec SAs with an expired ISAKMP SA (above)"
     fi
     n="$(e2e_q "$SOCK_A" 'd["counters"]["esp"]["unknown_spi"]')"
-    [ "$n" = 0 ] || fail "ferrovpn counted $n ESP packets with an unknown SPI"
-    n="$(grep -c 'does not belong to an installed SA' "$clog" || true)"
-    [ "$n" = 0 ] || fail "charon dropped $n ESP packets with an unknown SPI"
+    m="$(grep -c 'does not belong to an installed SA' "$clog" || true)"
+    if [ "$n" != 0 ] || [ "$m" != 0 ]; then
+        grep -E 'recovery|IPsec SA (installed|removed)|IKE SA .*(established|deleted)' "$log" |
+            sed 's/\x1b\[[0-9;]*m//g' | cut -c12-200 | sed 's/^/    A: /' >&2
+        grep -E 'INVALID|delet|adopt|reauth|establish|does not belong|closing|expired' "$clog" |
+            cut -c1-200 | sed 's/^/    charon: /' >&2
+        fail "ESP with an unknown SPI: $n packets counted by ferrovpn, $m dropped by charon (timeline above)"
+    fi
     ok "no ESP with an unknown SPI on either side"
     [ "$(e2e_q "$SOCK_A" 'len(ikes)')" -le 2 ] || fail "ferrovpn holds $(e2e_q "$SOCK_A" 'len(ikes)') IKE SAs"
     [ "$(e2e_q "$SOCK_A" 'len(sas)')" -le 2 ] || fail "ferrovpn holds $(e2e_q "$SOCK_A" 'len(sas)') IPsec SAs"

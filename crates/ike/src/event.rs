@@ -265,6 +265,14 @@ pub enum Event {
         message_id: u32,
         reason: Failure,
     },
+    /// The peer deleted this pair: stop sending on it now; its inbound half stays for the
+    /// drain time (packets the peer encrypted before its delete may still arrive), then
+    /// `ChildSaDeleted` follows.
+    ChildSaDraining {
+        conn: ConnId,
+        inbound_spi: u32,
+        outbound_spi: u32,
+    },
     /// Remove this SA pair from the data plane.
     ChildSaDeleted {
         conn: ConnId,

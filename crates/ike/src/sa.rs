@@ -187,6 +187,8 @@ pub(crate) struct InstalledChild {
     pub rekey_started: bool,
     /// Replaced by a rekey: deleted at this time, once packets under its SPI have drained.
     pub retire_at: Option<Instant>,
+    /// The peer deleted it: only its inbound half is left, until `retire_at`.
+    pub peer_deleted: bool,
 }
 
 #[derive(Debug, Clone, Default)]

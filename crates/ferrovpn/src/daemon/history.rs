@@ -322,7 +322,9 @@ impl History {
                     reason: reason.clone(),
                 },
             ),
-            Event::ChildSaInboundReady(_) | Event::Recovery { .. } => return,
+            Event::ChildSaInboundReady(_)
+            | Event::Recovery { .. }
+            | Event::ChildSaDraining { .. } => return,
             Event::ChildSaEstablished(c) => {
                 self.learn(c.ike, c.conn);
                 (

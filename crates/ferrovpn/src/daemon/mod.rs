@@ -704,6 +704,11 @@ impl Daemon {
                     c.last_failure = Some(reason.to_string());
                 }
             }
+            Event::ChildSaDraining {
+                conn,
+                inbound_spi,
+                outbound_spi,
+            } => self.stop_sending(conn, inbound_spi, outbound_spi),
             Event::ChildSaDeleted {
                 conn,
                 inbound_spi,
@@ -819,6 +824,24 @@ impl Daemon {
             established: Instant::now(),
             child,
         });
+    }
+
+    /// The peer deleted the pair: its outbound half goes now, the inbound half drains.
+    fn stop_sending(&mut self, conn: usize, spi_in: u32, spi_out: u32) {
+        let name = self.conn_name(conn);
+        let Some(p) = self.conns.get(conn).and_then(|c| {
+            c.pairs
+                .iter()
+                .find(|p| p.child.inbound.spi == spi_in && p.child.outbound.spi == spi_out)
+        }) else {
+            return;
+        };
+        let out = p.outbound;
+        if let Ok(mut pol) = self.shared.policies.write() {
+            pol.retain(|x| x.handle != out);
+        }
+        let _ = self.sad.remove(out);
+        info!(conn = %name, "IPsec SA deleted by peer: spi out {spi_out:08x} removed, spi in {spi_in:08x} drains");
     }
 
     fn uninstall(&mut self, conn: usize, spi_in: u32, spi_out: u32, reason: &str) {

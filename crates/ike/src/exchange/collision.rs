@@ -7,7 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sa::{IkeSa, InstalledChild};
+use crate::event::Event;
+use crate::sa::{Ctx, IkeSa, InstalledChild};
 
 const SIMULTANEOUS: Duration = Duration::from_secs(10);
 
@@ -21,6 +22,48 @@ impl IkeSa {
         self.children.iter().enumerate().any(|(j, o)| {
             j != i && o.child_index == c.child_index && o.retire_at.is_none() && outranks(o, c)
         })
+    }
+}
+
+impl IkeSa {
+    /// The peer deleted the pair with this SPI (RFC 2409 §5.7; strongSwan sends it right after
+    /// the Quick Mode that replaced it): we stop sending on it at once, but its inbound half
+    /// stays `rekeyed_drain`, since ESP the peer encrypted just before may arrive after the
+    /// delete and would otherwise be dropped as of an unknown SPI.
+    pub(crate) fn peer_deleted_child(&mut self, ctx: &mut Ctx<'_>, spi: u32) {
+        let drained = ctx
+            .now
+            .checked_add(ctx.settings.rekeyed_drain)
+            .unwrap_or(ctx.now);
+        let Some(c) = self
+            .children
+            .iter_mut()
+            .find(|c| (c.spi_out == spi || c.spi_in == spi) && !c.peer_deleted)
+        else {
+            return;
+        };
+        c.peer_deleted = true;
+        c.rekey_started = true;
+        c.retire_at = Some(c.retire_at.map_or(drained, |t| t.min(drained)));
+        ctx.event(Event::ChildSaDraining {
+            conn: self.conn,
+            inbound_spi: c.spi_in,
+            outbound_spi: c.spi_out,
+        });
+    }
+
+    /// Removes pair `i` from the data plane without telling the peer.
+    pub(crate) fn drop_child(&mut self, ctx: &mut Ctx<'_>, i: usize, reason: &str) {
+        if i >= self.children.len() {
+            return;
+        }
+        let c = self.children.swap_remove(i);
+        ctx.event(Event::ChildSaDeleted {
+            conn: self.conn,
+            inbound_spi: c.spi_in,
+            outbound_spi: c.spi_out,
+            reason: reason.to_string(),
+        });
     }
 }
 

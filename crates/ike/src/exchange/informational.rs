@@ -187,19 +187,7 @@ impl IkeSa {
                     else {
                         continue;
                     };
-                    if let Some(i) = self
-                        .children
-                        .iter()
-                        .position(|c| c.spi_out == spi || c.spi_in == spi)
-                    {
-                        let c = self.children.swap_remove(i);
-                        ctx.event(Event::ChildSaDeleted {
-                            conn: self.conn,
-                            inbound_spi: c.spi_in,
-                            outbound_spi: c.spi_out,
-                            reason: "deleted by peer".into(),
-                        });
-                    }
+                    self.peer_deleted_child(ctx, spi);
                 }
             }
             _ => {}
@@ -396,7 +384,11 @@ impl IkeSa {
         let mut i = 0;
         while let Some(c) = self.children.get(i) {
             if c.retire_at.is_some_and(|t| ctx.now >= t) {
-                self.delete_child(ctx, i, "rekeyed");
+                if c.peer_deleted {
+                    self.drop_child(ctx, i, "deleted by peer");
+                } else {
+                    self.delete_child(ctx, i, "rekeyed");
+                }
                 continue;
             }
             if ctx.now >= c.established + c.lifetime {
