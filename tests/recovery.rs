@@ -386,3 +386,42 @@ fn the_side_that_initiated_an_isakmp_rekey_reports_it_as_a_rekey() {
     assert!(p.a.replaced_another(&new), "initiator of the rekey");
     assert!(p.b.replaced_another(&new), "responder of the rekey");
 }
+
+#[test]
+fn a_peers_pair_that_expires_drains_its_inbound_half_and_stragglers_get_no_invalid_spi() {
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.esp_lifetime = Duration::from_secs(300);
+    b.esp_lifetime = Duration::from_secs(300);
+    let mut p = Pair::new(a, b);
+    p.connect(); // t0 + 60 s; A's rekey (due at t0 + 240 s) never gets an answer
+    p.filter = Box::new(|w| {
+        let qm =
+            Header::parse(&w.datagram.data).is_ok_and(|h| h.exchange == ExchangeType::QUICK_MODE);
+        if qm {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    let (b_in, b_out) = pairs(&p.b, &p)[0];
+    p.run_for(Duration::from_secs(241));
+    let draining = |p: &Pair| {
+        p.events(Side::B).iter().any(
+            |e| matches!(e, Event::ChildSaDraining { inbound_spi, .. } if *inbound_spi == b_in),
+        )
+    };
+    assert!(draining(&p), "B stops sending on A's pair at its lifetime");
+    assert!(
+        deleted_with(&p, Side::B, "").is_empty(),
+        "its inbound half drains"
+    );
+    // ESP A sent just before its own expiry arrives now: no INVALID-SPI for it.
+    p.b.handle_unknown_spi(p.now, None, ADDR_A, b_in);
+    p.run_for(Duration::from_secs(6));
+    assert_eq!(deleted_with(&p, Side::B, ""), vec![(b_in, b_out)]);
+    assert!(
+        recoveries(&p, Side::B).is_empty(),
+        "{:?}",
+        recoveries(&p, Side::B)
+    );
+}

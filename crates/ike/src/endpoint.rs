@@ -98,6 +98,9 @@ pub struct Endpoint {
     responder_serial: u64,
     /// Last invalid-SPI recovery action per connection (rate limit).
     recovery_at: HashMap<ConnId, Instant>,
+    /// Inbound SPIs of pairs removed lately: ESP still arriving under them is no sign of a
+    /// lost SA (see `recovery`).
+    removed_spis: std::collections::VecDeque<u32>,
 }
 
 impl Endpoint {
@@ -115,6 +118,7 @@ impl Endpoint {
             counters: Counters::default(),
             responder_serial: 0,
             recovery_at: HashMap::new(),
+            removed_spis: std::collections::VecDeque::new(),
         }
     }
 
@@ -531,7 +535,9 @@ impl Endpoint {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.out.events.pop_front()
+        let e = self.out.events.pop_front()?;
+        self.note_removed_spi(&e);
+        Some(e)
     }
 
     /// When `handle_timeout` wants to run next.

@@ -189,6 +189,8 @@ pub(crate) struct InstalledChild {
     pub retire_at: Option<Instant>,
     /// The peer deleted it: only its inbound half is left, until `retire_at`.
     pub peer_deleted: bool,
+    /// The peer's pair reached its lifetime: only its inbound half is left, for a drain time.
+    pub expired: bool,
 }
 
 #[derive(Debug, Clone, Default)]

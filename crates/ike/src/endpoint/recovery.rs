@@ -23,6 +23,9 @@ use crate::wire::{Notification, NotifyType, Payload, ProtocolId, IPSEC_DOI};
 /// than that supersedes the older one, as strongSwan's reauthentication does.
 const SIMULTANEOUS: Duration = Duration::from_secs(10);
 
+/// Inbound SPIs of removed pairs remembered (no INVALID-SPI for stragglers under them).
+const REMOVED_SPIS: usize = 64;
+
 /// What arrived that no SA of ours knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unknown {
@@ -73,6 +76,8 @@ impl Endpoint {
             .max_by_key(|(_, s)| s.established_at)
             .map(|(k, _)| *k);
         let action = match (newest, what) {
+            // A pair we removed lately: stragglers, not a peer that lost its SAs.
+            (Some(_), Unknown::Spi(spi)) if self.removed_spis.contains(&spi) => return,
             (Some(key), Unknown::Spi(spi)) => {
                 if !self.send_invalid_spi(now, key, spi) {
                     return;
@@ -103,6 +108,18 @@ impl Endpoint {
             peer: remote,
             action,
         });
+    }
+
+    /// Remembers the inbound SPI of a pair the data plane is told to remove or drain.
+    pub(super) fn note_removed_spi(&mut self, e: &Event) {
+        if let Event::ChildSaDeleted { inbound_spi, .. }
+        | Event::ChildSaDraining { inbound_spi, .. } = e
+        {
+            if self.removed_spis.len() >= REMOVED_SPIS {
+                self.removed_spis.pop_front();
+            }
+            self.removed_spis.push_back(*inbound_spi);
+        }
     }
 
     /// A phase 1 of ours with the connection is under way, or one the peer started has

@@ -52,6 +52,29 @@ impl IkeSa {
         });
     }
 
+    /// A pair the peer negotiated reached its lifetime: we stop sending on it, but its inbound
+    /// half stays `rekeyed_drain` longer. The peer counts the lifetime from its own clock and
+    /// may send on the pair until then (strongSwan's libipsec keeps using the oldest pair of a
+    /// policy until it expires), so packets in flight arrive just after our expiry. False
+    /// when the pair is ours or already drains: it is deleted now.
+    pub(crate) fn drain_expired(&mut self, ctx: &mut Ctx<'_>, i: usize) -> bool {
+        let Some(c) = self.children.get_mut(i) else {
+            return false;
+        };
+        if c.initiated_by_us || c.expired || c.peer_deleted {
+            return false;
+        }
+        c.expired = true;
+        c.rekey_started = true;
+        c.lifetime = c.lifetime.saturating_add(ctx.settings.rekeyed_drain);
+        ctx.event(Event::ChildSaDraining {
+            conn: self.conn,
+            inbound_spi: c.spi_in,
+            outbound_spi: c.spi_out,
+        });
+        true
+    }
+
     /// Removes pair `i` from the data plane without telling the peer.
     pub(crate) fn drop_child(&mut self, ctx: &mut Ctx<'_>, i: usize, reason: &str) {
         if i >= self.children.len() {

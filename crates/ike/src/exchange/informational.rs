@@ -392,6 +392,13 @@ impl IkeSa {
                 continue;
             }
             if ctx.now >= c.established + c.lifetime {
+                if self.drain_expired(ctx, i) {
+                    i += 1;
+                    continue;
+                }
+                let Some(c) = self.children.get(i) else {
+                    break;
+                };
                 let (index, ours) = (c.child_index, c.initiated_by_us && c.retire_at.is_none());
                 self.delete_child(ctx, i, "lifetime expired");
                 // It expired unreplaced (its rekey failed): negotiate the pair afresh.

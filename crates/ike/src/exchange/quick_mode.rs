@@ -1056,6 +1056,7 @@ impl IkeSa {
             rekey_started: false,
             retire_at: None,
             peer_deleted: false,
+            expired: false,
         });
         ctx.event(Event::ChildSaEstablished(child));
         // Make-before-break: the new pair carries outbound traffic from now on; the old one is
