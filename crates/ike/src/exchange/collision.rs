@@ -1,5 +1,8 @@
-//! Duplicate IPsec SA pairs: when both peers negotiate or rekey one pair at nearly the same
-//! moment, two pairs exist for the same selectors. As strongSwan does (its task manager's
+//! The end of an IPsec SA pair when peers act at nearly the same moment: duplicates, and the
+//! drain of pairs the peer deleted or let expire.
+//!
+//! Duplicates: when both peers negotiate or rekey one pair at once, two pairs exist for the
+//! same selectors. As strongSwan does (its task manager's
 //! `is_redundant`), the one that expires first is deleted at its rekey time instead of being
 //! rekeyed, so duplicates never multiply. Two pairs that end within `SIMULTANEOUS` of each
 //! other are ranked by their SPIs instead (both peers see the same four), so two ferrovpn
