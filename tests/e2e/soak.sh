@@ -14,7 +14,16 @@
 #                 iperf3 is paced (SS_RATE): libipsec is slow, and a stall must be a stall.
 #   ss-initiator-rekey  strongSwan initiates and rekeys its IPsec SAs every 15 s (life 30 s);
 #                 ferrovpn, the responder, follows the rekeys and honours the deletes.
-#   peer-restart  B killed with SIGKILL and started again as responder (only DPD can tell A):
+#   ss-reauth-soak  strongSwan initiates and re-authenticates every SS_REAUTH (55 s: a new Main
+#                 Mode, its IPsec SAs moved over without a Quick Mode, the old ISAKMP SA deleted
+#                 10 s later, after its lifetime ended: over_time 5 s), rekeys its IPsec SAs every 20 s (life 40 s) with PFS (modp2048);
+#                 ferrovpn responds with its default lifetimes (it adopts the shorter ones):
+#                 no stall, no ESP with an unknown SPI on either side (ferrovpn's counter,
+#                 charon's "does not belong to an installed SA"), no IPsec SA removed with an
+#                 expired ISAKMP SA, and SA counts stay bounded. SS_REAUTH_SOAK_SECONDS (125:
+#                 two reauthentications; 600 for a longer run).
+#   peer-restart  B killed with SIGKILL and started again as responder (invalid-SPI recovery
+#                 off on B, so only DPD can tell A):
 #                 dpd_interval 5 s, dpd_timeout 15 s counted from B's last message, so A
 #                 declares B dead ~15 s after the kill and negotiates at once: the issue's
 #                 "within 3 DPD intervals" (15 s), measured from B's restart and asserted
@@ -23,7 +32,7 @@
 # otherwise (fails with CI=true). Env: FERROVPN_BIN, SOAK_SECONDS (default 70: four IPsec rekeys
 # and one IKE rekey; 600 for the full run), SS_SOAK_SECONDS (default 40), SS_RATE (iperf3 -b for
 # the strongSwan cases, default 100M), ESP_LIFETIME (30s), IKE_LIFETIME (120s), SS_IKE_LIFETIME
-# (60s), DPD_BOUND (25),
+# (60s), DPD_BOUND (25), SS_REAUTH (55s), SS_REAUTH_SOAK_SECONDS (125),
 # E2E_CASES.
 set -euo pipefail
 E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -41,6 +50,8 @@ ESP_LIFE="${ESP_LIFETIME:-30s}"
 IKE_LIFE="${IKE_LIFETIME:-120s}"
 SS_IKE_LIFE="${SS_IKE_LIFETIME:-60s}"
 DPD_BOUND="${DPD_BOUND:-25}"
+SS_REAUTH="${SS_REAUTH:-55s}"
+SS_REAUTH_SOAK="${SS_REAUTH_SOAK_SECONDS:-125}"
 A_IN=198.51.100.1
 B_IN=203.0.113.1
 
@@ -55,7 +66,8 @@ write_conf() {
         C_EXTRA="esp_lifetime = \"$3\"
 ike_lifetime = \"$4\"
 dpd_interval = \"5s\"
-dpd_timeout = \"15s\"" C_TUNNEL="$5" e2e_conf "$FV_TMP/$side.toml"
+dpd_timeout = \"15s\"
+$([ "$side" = b ] && echo "${B_EXTRA:-}")" C_TUNNEL="$5" e2e_conf "$FV_TMP/$side.toml"
 }
 
 pair_up() {
@@ -153,14 +165,26 @@ case_rekey_soak() {
 }
 
 # swanctl.conf for charon on B. $1: "initiator" (charon starts, and rekeys its IPsec SAs every
-# 15 s) or "responder" (charon never rekeys: ferrovpn's timers are the ones under test).
+# 15 s), "reauth" (charon starts, re-authenticates every SS_REAUTH and rekeys its IPsec SAs
+# every 20 s with PFS) or "responder" (charon never rekeys: ferrovpn's timers are under test).
 ss_swanctl_conf() {
     local child_times="rekey_time = 0
-                life_time = 1h"
+                life_time = 1h" ike_times="rekey_time = 0
+        reauth_time = 0
+        over_time = 1h" esp=aes128gcm16
     if [ "$1" = initiator ]; then
         child_times="rekey_time = 15s
                 life_time = 30s
                 rand_time = 0"
+    elif [ "$1" = reauth ]; then
+        child_times="rekey_time = 20s
+                life_time = 40s
+                rand_time = 0"
+        ike_times="rekey_time = 0
+        reauth_time = $SS_REAUTH
+        over_time = 5s
+        rand_time = 0"
+        esp=aes128gcm16-modp2048
     fi
     cat <<EOF
 connections {
@@ -169,9 +193,7 @@ connections {
         local_addrs = 192.0.2.2
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-modp2048
-        rekey_time = 0
-        reauth_time = 0
-        over_time = 1h
+        $ike_times
         local {
             auth = psk
             id = 192.0.2.2
@@ -184,7 +206,7 @@ connections {
             fv {
                 local_ts = 203.0.113.0/24
                 remote_ts = 198.51.100.0/24
-                esp_proposals = aes128gcm16
+                esp_proposals = $esp
                 $child_times
                 start_action = none
             }
@@ -203,13 +225,21 @@ EOF
 
 # ss_pair_up ROLE_OF_CHARON: charon on B, ferrovpn on A, tunnel up, a ping through it.
 ss_pair_up() {
-    local role="$1" start=initiate i
-    [ "$role" = initiator ] && start=respond
+    local role="$1" start=initiate i extra
+    [ "$role" = responder ] || start=respond
+    extra="esp_lifetime = \"$ESP_LIFE\"
+ike_lifetime = \"$SS_IKE_LIFE\"
+dpd_interval = \"5s\"
+dpd_timeout = \"15s\""
+    # Re-authentication: ferrovpn keeps its default lifetimes, strongSwan's shorter ones rule.
+    [ "$role" = reauth ] && extra='dpd_interval = "5s"
+dpd_timeout = "15s"'
     FV_NO_IPV6=1 fv_two_ns
     fv_add_inner "$FV_NS_B" "$B_IN/32"
     fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf soak "" 'default = 1
             ike = 2
             chd = 2
+            esp = 2
             cfg = 1')" "$(ss_swanctl_conf "$role")"
     fv_charon_start "$FV_NS_B"
     E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
@@ -218,17 +248,15 @@ ss_pair_up() {
     e2e_psk "$FV_TMP/a.psk" soak-secret
     SOCK_A="$FV_TMP/a.sock"
     C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" C_START="$start" \
-        C_EXTRA="esp_lifetime = \"$ESP_LIFE\"
-ike_lifetime = \"$SS_IKE_LIFE\"
-dpd_interval = \"5s\"
-dpd_timeout = \"15s\"" C_TUNNEL="[connection.route_based]
+        C_ESP="$([ "$role" = reauth ] && echo aes128gcm16-modp2048 || echo aes128gcm16)" \
+        C_EXTRA="$extra" C_TUNNEL="[connection.route_based]
 interface = \"fv0\"
 local_ts = \"198.51.100.0/24\"
 remote_ts = \"203.0.113.0/24\"
 address = \"$A_IN/32\"" e2e_conf "$FV_TMP/a.toml"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
     PID_A="$E2E_PID"
-    if [ "$role" = initiator ]; then
+    if [ "$role" != responder ]; then
         e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"
         fv_swanctl "$FV_NS_B" --initiate --child fv --timeout 20 >"$FV_TMP/initiate.log" 2>&1 ||
             { tail -n 20 "$FV_TMP/initiate.log" >&2; fail "swanctl --initiate failed"; }
@@ -278,7 +306,40 @@ case_ss_initiator_rekey() {
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 
+case_ss_reauth_soak() {
+    ss_pair_up reauth
+    soak_traffic "$SS_REAUTH_SOAK" "$FV_TMP/daemon-a.log" "$SS_RATE"
+    local log="$FV_TMP/daemon-a.log" clog n m
+    clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
+    [ "$IKE_SAS" -ge 2 ] || fail "strongSwan did not re-authenticate within $SS_REAUTH_SOAK s (reauth_time $SS_REAUTH)"
+    ok "ferrovpn saw $IKE_SAS Main Modes ($((IKE_SAS - 1)) re-authentications) and $ESP_SAS IPsec SAs"
+    # over_time 5 s: the old ISAKMP SA's lifetime (reauth + over time, adopted by ferrovpn) ends
+    # before strongSwan deletes it (10 s after the reauth): the race of issue 12 §9.
+    ok "ISAKMP lifetimes: $(grep -oE 'IKE SA established.*lifetime [0-9]+s' "$log" | grep -oE 'lifetime [0-9]+s' | sort | uniq -c | paste -sd, -); ended: $(grep -oE 'IKE SA [0-9a-f]+_i [0-9a-f]+_r deleted: [a-zA-Z -]+' "$log" | sed 's/.*deleted: //' | sort | uniq -c | paste -sd, -)"
+    if grep -E 'IPsec SA removed.*ISAKMP SA lifetime expired' "$log" | sed 's/^/    /' >&2; then
+        fail "ferrovpn removed IPsec SAs with an expired ISAKMP SA (above)"
+    fi
+    n="$(e2e_q "$SOCK_A" 'd["counters"]["esp"]["unknown_spi"]')"
+    m="$(grep -c 'does not belong to an installed SA' "$clog" || true)"
+    if [ "$n" != 0 ] || [ "$m" != 0 ]; then
+        grep -E 'recovery|IPsec SA (installed|removed)|IKE SA .*(established|deleted)' "$log" |
+            sed 's/\x1b\[[0-9;]*m//g' | cut -c12-200 | sed 's/^/    A: /' >&2
+        grep -E 'INVALID|delet|adopt|reauth|establish|does not belong|closing|expired' "$clog" |
+            cut -c1-200 | sed 's/^/    charon: /' >&2
+        fail "ESP with an unknown SPI: $n packets counted by ferrovpn, $m dropped by charon (timeline above)"
+    fi
+    ok "no ESP with an unknown SPI on either side"
+    [ "$(e2e_q "$SOCK_A" 'len(ikes)')" -le 2 ] || fail "ferrovpn holds $(e2e_q "$SOCK_A" 'len(ikes)') IKE SAs"
+    [ "$(e2e_q "$SOCK_A" 'len(sas)')" -le 2 ] || fail "ferrovpn holds $(e2e_q "$SOCK_A" 'len(sas)') IPsec SAs"
+    ok "ferrovpn holds $(e2e_q "$SOCK_A" 'len(ikes)') IKE SA(s), $(e2e_q "$SOCK_A" 'len(sas)') IPsec SA(s)"
+    no_esp_errors "$SOCK_A" ferrovpn
+    ss_check
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+}
+
 case_peer_restart() {
+    # Without recovery, B restarted would bring the tunnel back itself (crash_restart.sh).
+    B_EXTRA='invalid_spi_recovery = false'
     pair_up
     kill -KILL "$PID_B"
     { wait "$PID_B"; } 2>/dev/null || true
@@ -309,7 +370,7 @@ case_peer_restart() {
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
 
-CASES=(rekey-soak ss-rekey-soak ss-initiator-rekey peer-restart)
+CASES=(rekey-soak ss-rekey-soak ss-initiator-rekey ss-reauth-soak peer-restart)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

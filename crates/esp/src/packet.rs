@@ -48,6 +48,9 @@ pub struct PacketBuf {
     pub(crate) seq_owner: u64,
     /// Inbound: SA whose replay window still has to accept `seq` (decap phase 2).
     pub(crate) pending: Option<Arc<Sa>>,
+    /// Inbound: the outer source address, when the receiver knows it (for reports of ESP
+    /// with an unknown SPI).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for PacketBuf {
@@ -75,6 +78,7 @@ impl PacketBuf {
             seq: 0,
             seq_owner: 0,
             pending: None,
+            source: None,
         }
     }
 
@@ -89,6 +93,7 @@ impl PacketBuf {
         self.seq = 0;
         self.seq_owner = 0;
         self.pending = None;
+        self.source = None;
     }
 
     /// Resets and copies `data` in after the default headroom. Returns false if it does not fit.

@@ -162,6 +162,8 @@ struct RawConnection {
     start: Start,
     #[serde(default)]
     allow_weak_dh: bool,
+    #[serde(default = "yes")]
+    invalid_spi_recovery: bool,
     route_based: Option<RawRouteBased>,
     policy_based: Option<RawPolicyBased>,
 }
@@ -433,6 +435,8 @@ pub struct Connection {
     pub dpd: Option<Dpd>,
     pub start: Start,
     pub allow_weak_dh: bool,
+    /// Act on ESP with unknown SPIs / IKE with unknown cookies from the peer (see the ike crate).
+    pub invalid_spi_recovery: bool,
     pub tunnel: Tunnel,
     pub tcp_mss: TcpMss,
 }
@@ -1152,9 +1156,14 @@ fn validate_connection(
         dpd,
         start: rc.start,
         allow_weak_dh: rc.allow_weak_dh,
+        invalid_spi_recovery: rc.invalid_spi_recovery,
         tunnel,
         tcp_mss,
     })
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Linux interface names: 1..=15 bytes, no '/', ':' or whitespace.

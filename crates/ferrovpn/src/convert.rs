@@ -73,6 +73,7 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
     });
     cfg.allow_aggressive_psk = c.allow_aggressive_psk;
     cfg.allow_weak_dh = c.allow_weak_dh;
+    cfg.invalid_spi_recovery = c.invalid_spi_recovery;
     cfg
 }
 

@@ -204,6 +204,10 @@ pub struct ConnectionConfig {
     pub allow_weak_dh: bool,
     /// Send INITIAL-CONTACT in MM5/AM3 so the peer drops stale SAs of ours (RFC 2407 §4.6.3.3).
     pub initial_contact: bool,
+    /// Invalid-SPI recovery: ESP with an unknown SPI or IKE with unknown cookies from this peer
+    /// makes us act (rate-limited): INVALID-SPI (RFC 2408 §3.14.1) over an established ISAKMP
+    /// SA, else a phase 1 with INITIAL-CONTACT, even for a responder-only connection.
+    pub invalid_spi_recovery: bool,
     /// Set the commit bit in QM1 (RFC 2408 §3.1): the responder then confirms with CONNECTED
     /// before we use the SA. Off by default, as strongSwan; some Cisco setups use it.
     pub request_commit: bool,
@@ -266,6 +270,7 @@ impl ConnectionConfig {
             allow_aggressive_psk: false,
             allow_weak_dh: false,
             initial_contact: true,
+            invalid_spi_recovery: true,
             request_commit: false,
         }
     }
@@ -300,6 +305,8 @@ pub struct Settings {
     /// already in flight under the old SPIs are not lost (make-before-break); a rekeyed
     /// ISAKMP SA too, so a peer can move its IPsec SAs over first.
     pub rekeyed_drain: Duration,
+    /// Invalid-SPI recovery acts at most once per this interval per connection.
+    pub recovery_interval: Duration,
 }
 
 impl Settings {
@@ -322,6 +329,7 @@ impl Default for Settings {
             half_open_timeout: Duration::from_secs(60),
             rekey_margin: Duration::from_secs(60),
             rekeyed_drain: Duration::from_secs(5),
+            recovery_interval: Duration::from_secs(5),
         }
     }
 }

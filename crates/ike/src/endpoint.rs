@@ -21,6 +21,8 @@ use crate::proposal::IkeProposal;
 use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
 use crate::wire::{ExchangeType, Header};
 
+mod recovery;
+
 /// Drops and oddities, for `status` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -43,6 +45,10 @@ pub struct Counters {
     pub bad_hash: u64,
     /// Messages that do not fit the exchange's state.
     pub unexpected: u64,
+    /// ESP with an unknown SPI or IKE with unknown cookies from a configured peer (each report).
+    pub recovery_triggers: u64,
+    /// Invalid-SPI recovery actions taken: INVALID-SPI sent or phase 1 started.
+    pub recovery_actions: u64,
 }
 
 /// One IPsec SA pair as `status` shows it.
@@ -90,6 +96,14 @@ pub struct Endpoint {
     counters: Counters,
     /// Order in which responder SAs were created (several can share one `now`).
     responder_serial: u64,
+    /// Last invalid-SPI recovery action per connection (rate limit).
+    recovery_at: HashMap<ConnId, Instant>,
+    /// Inbound SPIs of pairs removed lately: ESP still arriving under them is no sign of a
+    /// lost SA (see `recovery`).
+    removed_spis: std::collections::VecDeque<u32>,
+    /// Initiator cookies of ISAKMP SAs removed lately (failed, deleted, expired): the peer's
+    /// retransmissions under them are no sign of a lost SA either (see `recovery`).
+    removed_cookies: std::collections::VecDeque<[u8; 8]>,
 }
 
 impl Endpoint {
@@ -106,6 +120,9 @@ impl Endpoint {
             out: Output::default(),
             counters: Counters::default(),
             responder_serial: 0,
+            recovery_at: HashMap::new(),
+            removed_spis: std::collections::VecDeque::new(),
+            removed_cookies: std::collections::VecDeque::new(),
         }
     }
 
@@ -144,6 +161,10 @@ impl Endpoint {
         let remote = SocketAddr::new(cfg.remote_addr, 500);
         let mut sa = IkeSa::new(conn, Role::Initiator, cfg.mode, cookies, local, remote, now);
         sa.is_rekey = is_rekey;
+        sa.has_contact = self
+            .sas
+            .values()
+            .any(|s| s.conn == conn && s.is_established());
         let mut ctx = Ctx {
             now,
             cfg,
@@ -360,11 +381,13 @@ impl Endpoint {
             ExchangeType::AGGRESSIVE => Phase1Mode::Aggressive,
             _ => {
                 self.counters.unknown_sa += 1;
+                self.unknown_cookies(now, d);
                 return;
             }
         };
         if header.responder_spi != [0; 8] || header.message_id != 0 {
             self.counters.unknown_sa += 1;
+            self.unknown_cookies(now, d);
             return;
         }
         let Some(conn) = self
@@ -450,37 +473,47 @@ impl Endpoint {
         }
         if established {
             if let Some(old_key) = self.replaces.remove(&key) {
-                if let Some(mut old) = self.sas.remove(&old_key) {
-                    let mut moved = std::mem::take(&mut old.children);
-                    // IPsec rekeys still in flight on the old ISAKMP SA die with it: the new
-                    // one starts them again, or those pairs would expire unreplaced.
-                    let lost: Vec<u32> = old
-                        .quick_modes
-                        .iter()
-                        .filter(|q| q.role == Role::Initiator && q.state == QmState::I1Sent)
-                        .filter_map(|q| q.replaces)
-                        .collect();
-                    for c in moved.iter_mut() {
-                        if c.retire_at.is_none() && lost.contains(&c.spi_in) {
-                            c.rekey_started = false;
-                        }
-                    }
-                    self.fail_half_installed(&old);
-                    if let Some(new) = self.sas.get_mut(&key) {
-                        new.children.append(&mut moved);
-                    }
-                    // The delete goes out `rekeyed_drain` later: strongSwan moves the IPsec
-                    // SAs to the new ISAKMP SA in a job after it is up ("detected reauth ...
-                    // adopting children"), and a delete of the old one processed before that
-                    // job takes them down with it (seen in the soak: 17 s without traffic
-                    // until the next IPsec rekey).
-                    self.retiring.push((now + self.settings.rekeyed_drain, old));
-                }
+                self.supersede(now, key, old_key);
             }
+            self.adopt_older(now, key);
+            self.act_on_invalid_spi(now, key);
         }
         if dead {
             self.reap(now, key);
         }
+    }
+
+    /// Moves the IPsec SAs of `old_key` to the established `new_key` and deletes the old
+    /// ISAKMP SA `rekeyed_drain` later.
+    fn supersede(&mut self, now: Instant, new_key: [u8; 8], old_key: [u8; 8]) {
+        let Some(mut old) = self.sas.remove(&old_key) else {
+            return;
+        };
+        let mut moved = std::mem::take(&mut old.children);
+        // IPsec rekeys still in flight on the old ISAKMP SA die with it: the new
+        // one starts them again, or those pairs would expire unreplaced.
+        let lost: Vec<u32> = old
+            .quick_modes
+            .iter()
+            .filter(|q| q.role == Role::Initiator && q.state == QmState::I1Sent)
+            .filter_map(|q| q.replaces)
+            .collect();
+        for c in moved.iter_mut() {
+            if c.retire_at.is_none() && lost.contains(&c.spi_in) {
+                c.rekey_started = false;
+            }
+        }
+        self.fail_half_installed(&old);
+        if let Some(new) = self.sas.get_mut(&new_key) {
+            new.children.append(&mut moved);
+            new.replaced_other = true;
+        }
+        // The delete goes out `rekeyed_drain` later: strongSwan moves the IPsec
+        // SAs to the new ISAKMP SA in a job after it is up ("detected reauth ...
+        // adopting children"), and a delete of the old one processed before that
+        // job takes them down with it (seen in the soak: 17 s without traffic
+        // until the next IPsec rekey).
+        self.retiring.push((now + self.settings.rekeyed_drain, old));
     }
 
     /// Quick Modes still waiting for QM3 may have a half-installed inbound SA: reports them
@@ -502,6 +535,7 @@ impl Endpoint {
         let Some(mut sa) = self.sas.remove(&key) else {
             return;
         };
+        self.note_removed_cookie(key);
         self.replaces.remove(&key);
         self.fail_half_installed(&sa);
         if sa.children.is_empty() {
@@ -540,6 +574,7 @@ impl Endpoint {
         let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
         let mut rekeys = Vec::new();
         for key in keys {
+            self.rehome_before_expiry(now, key);
             let Some(sa) = self.sas.get_mut(&key) else {
                 continue;
             };
@@ -561,6 +596,9 @@ impl Endpoint {
             }
         }
         for (conn, old) in rekeys {
+            if self.yields_to_simultaneous(old) {
+                continue;
+            }
             if let Some(new) = self.start(now, conn, true) {
                 self.replaces.insert(new.initiator_spi, old);
             }
@@ -572,7 +610,9 @@ impl Endpoint {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.out.events.pop_front()
+        let e = self.out.events.pop_front()?;
+        self.note_removed_spi(&e);
+        Some(e)
     }
 
     /// When `handle_timeout` wants to run next.

@@ -311,6 +311,14 @@ pub enum Event {
         message_id: u32,
         reason: Failure,
     },
+    /// The peer deleted this pair: stop sending on it now; its inbound half stays for the
+    /// drain time (packets the peer encrypted before its delete may still arrive), then
+    /// `ChildSaDeleted` follows.
+    ChildSaDraining {
+        conn: ConnId,
+        inbound_spi: u32,
+        outbound_spi: u32,
+    },
     /// Remove this SA pair from the data plane.
     ChildSaDeleted {
         conn: ConnId,
@@ -326,6 +334,13 @@ pub enum Event {
     PeerDead {
         conn: ConnId,
         cookies: Cookies,
+    },
+    /// Invalid-SPI recovery acted on ESP or IKE from `peer` that no SA of ours knows.
+    Recovery {
+        conn: ConnId,
+        peer: std::net::IpAddr,
+        /// What arrived and what we did, for the log.
+        action: String,
     },
     /// A notify the state machine only reports (e.g. an unauthenticated error after phase 1).
     NotifyReceived {

@@ -187,6 +187,10 @@ pub(crate) struct InstalledChild {
     pub rekey_started: bool,
     /// Replaced by a rekey: deleted at this time, once packets under its SPI have drained.
     pub retire_at: Option<Instant>,
+    /// The peer deleted it: only its inbound half is left, until `retire_at`.
+    pub peer_deleted: bool,
+    /// The peer's pair reached its lifetime: only its inbound half is left, for a drain time.
+    pub expired: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -243,6 +247,15 @@ pub(crate) struct IkeSa {
     pub hash_notify_at: Option<Instant>,
     /// A malformed phase 1 message was answered with its notify (once per SA).
     pub malformed_notified: bool,
+    /// SPIs of authenticated INVALID-SPI notifies not yet acted on (RFC 2408 §3.14.1).
+    pub invalid_spi_received: Vec<u32>,
+    /// The endpoint has looked, once established, for older ISAKMP SAs it supersedes.
+    pub adoption_done: bool,
+    /// It replaced another ISAKMP SA of its connection (our rekey, or the peer's reauth).
+    pub replaced_other: bool,
+    /// Started while an ISAKMP SA with the peer was up: no INITIAL-CONTACT then (the peer's
+    /// SAs with us are not stale; strongSwan's `has_contact` rule).
+    pub has_contact: bool,
     /// The fresh MM1 sent to the peer's UDP 4500 while MM5 goes unanswered there.
     pub probe: Option<Udp4500ProbeState>,
     /// Last time an unprocessable message was reported and answered (rate limit).
@@ -312,6 +325,10 @@ impl IkeSa {
             quick_modes_at: None,
             hash_notify_at: None,
             malformed_notified: false,
+            invalid_spi_received: Vec::new(),
+            adoption_done: false,
+            replaced_other: false,
+            has_contact: false,
             probe: None,
             refused_at: None,
             plain_notify: None,

@@ -120,7 +120,8 @@ impl StatusView {
             "counters": {
                 "ike": { "received": ic.received, "malformed": ic.malformed, "unknown_sa": ic.unknown_sa, "invalid_cookie": ic.invalid_cookie,
                          "no_connection": ic.no_connection, "half_open_dropped": ic.half_open_dropped, "half_open_replaced": ic.half_open_replaced, "duplicates": ic.duplicates,
-                         "bad_hash": ic.bad_hash, "unexpected": ic.unexpected, "queue_dropped": ld(&io.ike_queue_dropped) },
+                         "bad_hash": ic.bad_hash, "unexpected": ic.unexpected, "queue_dropped": ld(&io.ike_queue_dropped),
+                         "recovery_triggers": ic.recovery_triggers, "recovery_actions": ic.recovery_actions },
                 "esp": { "unknown_spi": g.unknown_spi, "unknown_sa": g.unknown_sa, "malformed": g.malformed,
                          "no_policy": ld(&io.no_policy), "send_errors": ld(&io.send_errors), "tun_write_errors": ld(&io.tun_write_errors),
                          "malformed_udp": ld(&io.malformed_udp), "offload_errors": ld(&io.offload_errors) },

@@ -770,6 +770,7 @@ impl EspSource {
                 };
                 dst.copy_from_slice(seg);
                 p.set_len(seg.len());
+                p.source = socket_addr(&d.from).map(|a| a.ip());
                 let (from, local) = (d.from, d.local);
                 if !classify_udp(&self.shared, &self.ike, &self.wake, seg, local, &from) {
                     batch.pop();
@@ -885,10 +886,9 @@ impl EspSource {
                     h.msg_hdr.msg_iovlen = 1;
                 }
                 h.msg_hdr.msg_iov = iov.as_mut_ptr();
-                if udp_local.is_some() {
-                    h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
-                    h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
-                }
+                // Raw sockets name the source too: reports of unknown SPIs need it.
+                h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
+                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
                 room += 1;
             }
             if room == 0 {
@@ -908,6 +908,7 @@ impl EspSource {
                 let Some(p) = batch.packets_mut().get_mut(base + k) else {
                     continue;
                 };
+                p.source = socket_addr(a).map(|a| a.ip());
                 let esp = if truncated {
                     false
                 } else if raw_v4 {
@@ -1042,6 +1043,8 @@ impl PacketSource for EspSource {
 /// in-order TCP segments of one flow go as one super-packet.
 pub struct TunSink {
     shared: Arc<Shared>,
+    /// Where ESP with an unknown SPI is reported (invalid-SPI recovery), if anywhere.
+    unknown_spi: Option<super::recovery::UnknownSpiReports>,
     gro: Gro,
     /// Per packet of the current batch: (TUN, queue) it goes to. Reused from batch to batch.
     dest: Vec<Option<(usize, usize)>>,
@@ -1054,14 +1057,26 @@ impl TunSink {
     pub fn new(shared: Arc<Shared>) -> Self {
         TunSink {
             shared,
+            unknown_spi: None,
             gro: Gro::new(),
             dest: Vec::with_capacity(ferrovpn_esp::pipeline::DEFAULT_BATCH),
         }
     }
 }
 
+impl TunSink {
+    /// Reports ESP with an unknown SPI (rate-limited) to the control loop.
+    pub fn with_unknown_spi_reports(mut self, r: super::recovery::UnknownSpiReports) -> Self {
+        self.unknown_spi = Some(r);
+        self
+    }
+}
+
 impl PacketSink for TunSink {
     fn send_batch(&mut self, batch: &mut Batch) {
+        if let Some(r) = self.unknown_spi.as_mut() {
+            r.scan(batch.packets().iter(), std::time::Instant::now());
+        }
         let shared = self.shared.clone();
         {
             let Ok(inbound) = shared.inbound.read() else {

@@ -400,7 +400,9 @@ impl History {
                     reason: reason.clone(),
                 },
             ),
-            Event::ChildSaInboundReady(_) => return,
+            Event::ChildSaInboundReady(_)
+            | Event::Recovery { .. }
+            | Event::ChildSaDraining { .. } => return,
             Event::ChildSaEstablished(c) => {
                 self.learn(c.ike, c.conn);
                 (

@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod history;
 pub mod metrics;
 mod observe;
+mod recovery;
 pub mod save_keys;
 
 use std::collections::HashMap;
@@ -227,6 +228,8 @@ struct Daemon {
     history: history::History,
     /// How long an unanswered IKE message is retransmitted (for `diagnose`).
     give_up: Duration,
+    /// ESP with unknown SPIs reported by the data plane (invalid-SPI recovery).
+    unknown_spi_rx: Receiver<recovery::UnknownSpi>,
 }
 
 /// Blocks SIGINT/SIGTERM in every thread and returns a signalfd that reports them.
@@ -459,11 +462,12 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
                 .map_err(|e| DaemonError::Io("encap pipeline", e))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let (unknown_spi, unknown_spi_rx) = recovery::UnknownSpiReports::channel(Some(waker.clone()));
     let decap = builder(PipeMode::Decap)
         .workers(workers)
         .spawn(
             EspSource::new(shared.clone(), ike_tx, waker.clone()),
-            TunSink::new(shared.clone()),
+            TunSink::new(shared.clone()).with_unknown_spi_reports(unknown_spi),
         )
         .map_err(|e| DaemonError::Io("decap pipeline", e))?;
     let (control, socket_inode) =
@@ -538,6 +542,7 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         events: metrics::EventCounters::new(cfg.connections.len()),
         key_export,
         cookie_conns: HashMap::new(),
+        unknown_spi_rx,
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -639,6 +644,9 @@ impl Daemon {
             }
             while let Ok(d) = ike_rx.try_recv() {
                 self.endpoint.handle_datagram(now, d);
+            }
+            while let Ok(u) = self.unknown_spi_rx.try_recv() {
+                self.endpoint.handle_unknown_spi(now, None, u.source, u.spi);
             }
             while let Ok(req) = req_rx.try_recv() {
                 self.answer(req);
@@ -807,12 +815,20 @@ impl Daemon {
                     c.last_failure = Some(reason.to_string());
                 }
             }
+            Event::ChildSaDraining {
+                conn,
+                inbound_spi,
+                outbound_spi,
+            } => self.stop_sending(conn, inbound_spi, outbound_spi),
             Event::ChildSaDeleted {
                 conn,
                 inbound_spi,
                 outbound_spi,
                 reason,
             } => self.uninstall(conn, inbound_spi, outbound_spi, &reason),
+            Event::Recovery { conn, peer, action } => {
+                info!(conn = %self.conn_name(conn), peer = %peer, "invalid-SPI recovery: {action}")
+            }
             Event::InitialContact { conn, cookies } => {
                 info!(conn = %self.conn_name(conn), cookies = %cookies, "INITIAL-CONTACT on {cookies}: the peer (re)started")
             }
@@ -940,6 +956,24 @@ impl Daemon {
             established: Instant::now(),
             child,
         });
+    }
+
+    /// The peer deleted the pair: its outbound half goes now, the inbound half drains.
+    fn stop_sending(&mut self, conn: usize, spi_in: u32, spi_out: u32) {
+        let name = self.conn_name(conn);
+        let Some(p) = self.conns.get(conn).and_then(|c| {
+            c.pairs
+                .iter()
+                .find(|p| p.child.inbound.spi == spi_in && p.child.outbound.spi == spi_out)
+        }) else {
+            return;
+        };
+        let out = p.outbound;
+        if let Ok(mut pol) = self.shared.policies.write() {
+            pol.retain(|x| x.handle != out);
+        }
+        let _ = self.sad.remove(out);
+        info!(conn = %name, "IPsec SA deleted by peer: spi out {spi_out:08x} removed, spi in {spi_in:08x} drains");
     }
 
     fn uninstall(&mut self, conn: usize, spi_in: u32, spi_out: u32, reason: &str) {

@@ -25,13 +25,10 @@ impl Daemon {
             e,
             |_| message_conn,
             |e| match e {
-                Event::IkeSaEstablished { conn, .. } => {
-                    endpoint
-                        .ike_sas(Instant::now())
-                        .iter()
-                        .filter(|s| s.conn == *conn && s.state == "established")
-                        .count()
-                        > 1
+                // Asked of the endpoint: by the time events are read, the replaced SA may
+                // already be retiring (the rekey's initiator), so counting SAs misses it.
+                Event::IkeSaEstablished { cookies, .. } => {
+                    endpoint.replaced_another(&cookies.initiator_spi)
                 }
                 Event::ChildSaEstablished(child) => conns.get(child.conn).is_some_and(|c| {
                     c.pairs.iter().any(|p| {
@@ -108,6 +105,8 @@ impl Daemon {
             ("ike_duplicates_total", "Peer retransmissions answered from the reply cache.", ic.duplicates),
             ("ike_bad_hash_total", "Protected ISAKMP messages whose HASH did not verify.", ic.bad_hash),
             ("ike_unexpected_total", "ISAKMP messages that did not fit the exchange's state.", ic.unexpected),
+            ("ike_recovery_triggers_total", "ESP with an unknown SPI or IKE with unknown cookies from a configured peer.", ic.recovery_triggers),
+            ("ike_recovery_actions_total", "Invalid-SPI recovery actions: INVALID-SPI sent or phase 1 started.", ic.recovery_actions),
             ("esp_unknown_spi_total", "Inbound ESP packets whose SPI matched no SA.", g.unknown_spi),
             ("esp_unknown_sa_total", "Outbound packets naming no installed SA.", g.unknown_sa),
             ("esp_malformed_total", "Inbound ESP packets too short to carry an SPI.", g.malformed),

@@ -191,7 +191,7 @@ impl IkeSa {
             .ok_or(InputError::Unexpected("no keys"))?;
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);
-        if ctx.cfg.initial_contact && !self.is_rekey {
+        if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
         if !self.send_encrypted_phase1(

@@ -161,6 +161,14 @@ impl IkeSa {
                     cookies: self.cookies,
                 });
             }
+            // The peer has no SA for this SPI of ours; the endpoint drops and renegotiates it.
+            NotifyType::INVALID_SPI
+                if protected && self.is_established() && n.protocol == ProtocolId::ESP =>
+            {
+                if let Ok(spi) = <[u8; 4]>::try_from(n.spi.as_slice()) {
+                    self.invalid_spi_received.push(u32::from_be_bytes(spi));
+                }
+            }
             // Before phase 1 completes only a protected notify (its HASH(1) needs SKEYID_a,
             // hence the PSK) may end the negotiation; a plain one may be forged: recorded only.
             t if t.is_error() && !self.is_established() && protected => {
@@ -257,19 +265,7 @@ impl IkeSa {
                     else {
                         continue;
                     };
-                    if let Some(i) = self
-                        .children
-                        .iter()
-                        .position(|c| c.spi_out == spi || c.spi_in == spi)
-                    {
-                        let c = self.children.swap_remove(i);
-                        ctx.event(Event::ChildSaDeleted {
-                            conn: self.conn,
-                            inbound_spi: c.spi_in,
-                            outbound_spi: c.spi_out,
-                            reason: "deleted by peer".into(),
-                        });
-                    }
+                    self.peer_deleted_child(ctx, spi);
                 }
             }
             _ => {}
@@ -503,10 +499,21 @@ impl IkeSa {
         let mut i = 0;
         while let Some(c) = self.children.get(i) {
             if c.retire_at.is_some_and(|t| ctx.now >= t) {
-                self.delete_child(ctx, i, "rekeyed");
+                if c.peer_deleted {
+                    self.drop_child(ctx, i, "deleted by peer");
+                } else {
+                    self.delete_child(ctx, i, "rekeyed");
+                }
                 continue;
             }
             if ctx.now >= c.established + c.lifetime {
+                if self.drain_expired(ctx, i) {
+                    i += 1;
+                    continue;
+                }
+                let Some(c) = self.children.get(i) else {
+                    break;
+                };
                 let (index, ours) = (c.child_index, c.initiated_by_us && c.retire_at.is_none());
                 self.delete_child(ctx, i, "lifetime expired");
                 // It expired unreplaced (its rekey failed): negotiate the pair afresh.
@@ -527,6 +534,10 @@ impl IkeSa {
                 && !c.rekey_started
                 && ctx.now >= c.established + ctx.settings.rekey_after(c.lifetime)
             {
+                if self.has_newer_pair(i) {
+                    self.delete_child(ctx, i, "redundant (a newer pair for its selectors is up)");
+                    continue;
+                }
                 let (index, spi) = (c.child_index, c.spi_in);
                 if let Some(c) = self.children.get_mut(i) {
                     c.rekey_started = true;

@@ -169,7 +169,7 @@ impl IkeSa {
             .auth_hash(self.role, &phase1::id_body(&id))
             .ok_or(InputError::Unexpected("no keys"))?;
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
-        if ctx.cfg.initial_contact && !self.is_rekey {
+        if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
         if !self.send_encrypted_phase1(

@@ -1,6 +1,7 @@
 //! The IKEv1 exchanges, one module each (RFC 2409 §5).
 
 pub mod aggressive_mode;
+mod collision;
 pub mod informational;
 pub mod main_mode;
 pub mod phase1;

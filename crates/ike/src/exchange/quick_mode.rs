@@ -1076,6 +1076,8 @@ impl IkeSa {
             initiated_by_us: qm.role == Role::Initiator,
             rekey_started: false,
             retire_at: None,
+            peer_deleted: false,
+            expired: false,
         });
         ctx.event(Event::ChildSaEstablished(child));
         // Make-before-break: the new pair carries outbound traffic from now on; the old one is
