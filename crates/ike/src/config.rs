@@ -300,6 +300,9 @@ pub struct Settings {
     /// already in flight under the old SPIs are not lost (make-before-break); a rekeyed
     /// ISAKMP SA too, so a peer can move its IPsec SAs over first.
     pub rekeyed_drain: Duration,
+    /// Test support: rewrites the payloads of every message we send before it is sealed.
+    #[cfg(feature = "test-support")]
+    pub tamper: Option<crate::tamper::Tamper>,
 }
 
 impl Settings {
@@ -322,6 +325,8 @@ impl Default for Settings {
             half_open_timeout: Duration::from_secs(60),
             rekey_margin: Duration::from_secs(60),
             rekeyed_drain: Duration::from_secs(5),
+            #[cfg(feature = "test-support")]
+            tamper: None,
         }
     }
 }

@@ -126,6 +126,7 @@ impl IkeSa {
         ];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
         payloads.extend(phase1::nat_d_payloads(ctx, self));
+        self.tamper(ctx, "AM2", 0, &mut payloads);
         let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
         let sent = self.send(ctx, "AM2", &payloads, data, 0, false);
         self.replies.remember(datagram, Some(sent));

@@ -198,11 +198,12 @@ pub(crate) fn accept_choice(
         .then_some(o)
 }
 
-/// Phase 1 lifetime: the shorter of ours and the one in the chosen transform.
+/// Phase 1 lifetime: the shorter of ours and the one in the chosen transform (RFC 2409 §4.5:
+/// never a longer one), but not under a minute unless ours is.
 pub(crate) fn lifetime(cfg: &ConnectionConfig, o: &OfferedTransform) -> Duration {
     o.lifetime
         .map_or(cfg.ike_lifetime, |l| l.min(cfg.ike_lifetime))
-        .max(Duration::from_secs(60))
+        .max(Duration::from_secs(60).min(cfg.ike_lifetime))
 }
 
 /// Vendor IDs we send: DPD, NAT-T (RFC and the drafts old peers know), fragmentation.
