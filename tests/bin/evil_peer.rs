@@ -93,7 +93,14 @@ fn main() -> ExitCode {
         }
         if let Ok((n, from)) = sock.recv_from(&mut buf) {
             let data = buf.get(..n).unwrap_or_default().to_vec();
-            ep.handle_datagram(Instant::now(), Datagram { local: addr, remote: from, data });
+            ep.handle_datagram(
+                Instant::now(),
+                Datagram {
+                    local: addr,
+                    remote: from,
+                    data,
+                },
+            );
         }
         ep.handle_timeout(Instant::now());
         while let Some(d) = ep.poll_transmit() {
@@ -113,7 +120,9 @@ fn log(e: &Event) {
             "evil_peer: {:?} {} {} [ {} ]",
             m.direction, m.name, m.cookies, m.payloads
         ),
-        Event::IkeSaEstablished { cookies, lifetime, .. } => println!(
+        Event::IkeSaEstablished {
+            cookies, lifetime, ..
+        } => println!(
             "evil_peer: ISAKMP SA {cookies} established, our lifetime {} s",
             lifetime.as_secs()
         ),

@@ -44,7 +44,11 @@ impl IkeSa {
     /// Runs the settings' hook on `payloads` of message `name`. In phase 1 a HASH_I/HASH_R
     /// that travels with a rewritten ID payload is computed again over the new ID (RFC 2409
     /// §5), as a peer that chose that ID would; QM and INFO hashes are computed after this.
-    #[cfg_attr(not(feature = "test-support"), allow(unused_variables))]
+    // The hook may add and remove payloads, hence the Vec (unused without the feature).
+    #[cfg_attr(
+        not(feature = "test-support"),
+        allow(unused_variables, clippy::ptr_arg)
+    )]
     pub(crate) fn tamper(
         &self,
         ctx: &Ctx<'_>,
