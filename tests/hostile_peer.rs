@@ -36,6 +36,28 @@ fn an_initiator_keeps_its_own_esp_lifetime_when_qm2_answers_2_pow_64_minus_1_sec
     let children = p.children(Side::A);
     assert_eq!(children.len(), 1, "the Quick Mode completes");
     assert_eq!((children[0].lifetime, children[0].lifetime_kb), ours);
+    let capped: Vec<_> = p
+        .events(Side::A)
+        .iter()
+        .filter_map(|e| match e {
+            Event::LifetimeCapped {
+                sa,
+                unit,
+                theirs,
+                ours,
+                ..
+            } => Some((*sa, *unit, *theirs, *ours)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        capped,
+        [
+            ("IPsec SA", "s", u64::MAX, 3600),
+            ("IPsec SA", "KB", u64::MAX, 100_000)
+        ],
+        "the daemon is told why it keeps its own lifetimes"
+    );
     // Its timers run to the end: rekeyed before, and expired at, our lifetime.
     p.run_for(Duration::from_secs(3 * 3600));
     assert!(p.children(Side::A).len() > 1, "rekeyed on our own schedule");

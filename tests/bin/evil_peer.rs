@@ -146,6 +146,7 @@ fn short(e: &Event) -> &'static str {
         Event::PeerDead { .. } => "peer dead",
         Event::InitialContact { .. } => "INITIAL-CONTACT received",
         Event::NotifyReceived { .. } => "notify received",
+        Event::LifetimeCapped { .. } => "lifetime capped",
         _ => "event",
     }
 }

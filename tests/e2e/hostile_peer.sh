@@ -3,7 +3,8 @@
 # answers a ferrovpn initiator (A, 192.0.2.1) with MM2 and QM2 whose SA lifetimes are 2^64-1
 # seconds and kilobytes, re-hashed and encrypted with the session keys, so they authenticate.
 #   lifetime-2-64  the daemon stays up, `status --json` shows lifetimes not above its own
-#                  (RFC 2409 §4.5), the log says which lifetime it installed, and its timers
+#                  (RFC 2409 §4.5), the log warns of the peer's value and says which lifetime
+#                  it kept and installed, and its timers
 #                  keep running (status answers a few seconds later; the IKE SA is still there)
 # Needs root (namespaces) and cargo (builds evil_peer); skips with a reason otherwise (fails
 # with CI=true). Env: FERROVPN_BIN, EVIL_PEER_BIN (default: built here, debug profile).
@@ -42,7 +43,8 @@ case_lifetime_2_64() {
     local sock="$FV_TMP/a.sock" log="$FV_TMP/daemon-a.log" elog="$FV_TMP/evil_peer.log" pid evil
     C_SOCK="$sock" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
         C_START=initiate C_EXTRA="ike_lifetime = \"8h\"
-esp_lifetime = \"1h\"" C_TUNNEL="[connection.route_based]
+esp_lifetime = \"1h\"
+esp_lifetime_bytes = 1000000000" C_TUNNEL="[connection.route_based]
 interface = \"fv0\"
 address = \"$A_IN/32\"
 routes = [\"203.0.113.0/24\"]" e2e_conf "$FV_TMP/a.toml"
@@ -78,6 +80,14 @@ routes = [\"203.0.113.0/24\"]" e2e_conf "$FV_TMP/a.toml"
     line="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "IKE SA established.*lifetime ${IKE_LIFE}s" | head -1)"
     [ -n "$line" ] || fail "no 'IKE SA established ... lifetime ${IKE_LIFE}s' line in the daemon log"
     ok "log: ${line##*INFO }"
+    local what
+    for what in "ISAKMP SA.*18446744073709551615 s is above ours; keeping ${IKE_LIFE} s" \
+        "IPsec SA.*18446744073709551615 s is above ours; keeping ${ESP_LIFE} s" \
+        "IPsec SA.*18446744073709551615 KB is above ours"; do
+        line="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "$what" | head -1)"
+        [ -n "$line" ] || fail "no warning matching '$what' in the daemon log"
+        ok "log: ${line##*WARN }"
+    done
     if grep -E -i "panic|overflow" "$log" >/dev/null; then
         fail "the daemon log mentions a panic or an overflow"
     fi

@@ -322,7 +322,7 @@ impl History {
                     reason: reason.clone(),
                 },
             ),
-            Event::ChildSaInboundReady(_) => return,
+            Event::ChildSaInboundReady(_) | Event::LifetimeCapped { .. } => return,
             Event::ChildSaEstablished(c) => {
                 self.learn(c.ike, c.conn);
                 (

@@ -713,6 +713,16 @@ impl Daemon {
                 let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
                 info!(conn = %name, cookies = %cookies, "notify {} on {cookies}", notify.name());
             }
+            Event::LifetimeCapped {
+                conn,
+                cookies,
+                sa,
+                unit,
+                theirs,
+                ours,
+            } => {
+                warn!(conn = %self.conn_name(conn), cookies = %cookies, "{sa} {cookies}: the peer's lifetime of {theirs} {unit} is above ours; keeping {ours} {unit} (RFC 2409 4.5)");
+            }
         }
     }
 

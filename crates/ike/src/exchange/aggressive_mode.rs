@@ -102,7 +102,7 @@ impl IkeSa {
             return Ok(());
         }
         self.proposal = Some(chosen.proposal);
-        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.adopt_lifetime(ctx, &chosen);
         self.g_xi = ke.clone();
         self.ni = ni.clone();
         let dh = phase1::new_dh(ctx, chosen.proposal.group);
@@ -169,7 +169,7 @@ impl IkeSa {
             return Ok(());
         }
         self.proposal = Some(chosen.proposal);
-        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.adopt_lifetime(ctx, &chosen);
         self.g_xr = ke.clone();
         self.nr = nr.clone();
         if let Err(f) = phase1::derive_keys(ctx, self) {

@@ -65,7 +65,7 @@ impl IkeSa {
             return Ok(());
         };
         self.proposal = Some(chosen.proposal);
-        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.adopt_lifetime(ctx, &chosen);
         let mut payloads = vec![Payload::Sa(reply)];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
         self.tamper(ctx, "MM2", 0, &mut payloads);
@@ -95,7 +95,7 @@ impl IkeSa {
             return Ok(());
         };
         self.proposal = Some(chosen.proposal);
-        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.adopt_lifetime(ctx, &chosen);
         let dh = phase1::new_dh(ctx, chosen.proposal.group);
         self.g_xi = dh.public_value();
         self.dh = Some(dh);

@@ -702,6 +702,14 @@ impl IkeSa {
             rest.push(Payload::Identification((*id).clone()));
         }
         if choice.lifetime > ctx.cfg.esp_lifetime {
+            ctx.event(Event::LifetimeCapped {
+                conn: self.conn,
+                cookies: self.cookies,
+                sa: "IPsec SA",
+                unit: "s",
+                theirs: choice.lifetime.as_secs(),
+                ours: ctx.cfg.esp_lifetime.as_secs(),
+            });
             choice.lifetime = ctx.cfg.esp_lifetime;
             rest.push(Payload::Notification(Notification {
                 doi: IPSEC_DOI,
@@ -824,6 +832,30 @@ impl IkeSa {
             return Ok(());
         };
         // RFC 2409 §4.5: the responder may lower our lifetimes, never raise them.
+        let capped = [
+            (
+                "s",
+                choice.lifetime.as_secs(),
+                Some(ctx.cfg.esp_lifetime.as_secs()),
+            ),
+            (
+                "KB",
+                choice.lifetime_kb.unwrap_or(0),
+                ctx.cfg.esp_lifetime_kb,
+            ),
+        ];
+        for (unit, theirs, ours) in capped {
+            if let Some(ours) = ours.filter(|o| theirs > *o) {
+                ctx.event(Event::LifetimeCapped {
+                    conn: self.conn,
+                    cookies: self.cookies,
+                    sa: "IPsec SA",
+                    unit,
+                    theirs,
+                    ours,
+                });
+            }
+        }
         choice.lifetime = choice.lifetime.min(ctx.cfg.esp_lifetime);
         if let Some(ours) = ctx.cfg.esp_lifetime_kb {
             choice.lifetime_kb = Some(choice.lifetime_kb.map_or(ours, |k| k.min(ours)));
