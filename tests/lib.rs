@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests in this package: two in-memory IKE peers joined by
 //! a lossy, scriptable "network" and driven by a fake clock.
 
+pub mod hostile;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 

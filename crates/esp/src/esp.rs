@@ -1,6 +1,8 @@
 //! ESP packet protection on one set of keys, below SA state: seal a prepared packet, open one
 //! and parse its trailer (RFC 4303 §2.4–2.6, §3.3, §3.4). Mode-agnostic; tunnel-mode rules sit
 //! on top in `sa`.
+// Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 use std::fmt;
 use std::ops::Range;
@@ -66,10 +68,17 @@ impl EspCrypto {
     /// is a multiple of the block size, at least 4).
     pub fn pad_len(&self, len: usize) -> usize {
         let b = self.block_len().max(4);
-        (b - (len + 2) % b) % b
+        // b >= 4: no division by zero; used < b: no underflow.
+        #[allow(clippy::arithmetic_side_effects)]
+        let pad = {
+            let used = (len % b + 2) % b;
+            (b - used) % b
+        };
+        pad
     }
 
     /// Bytes added in front of the payload (header + IV) and behind it (max trailer + ICV).
+    #[allow(clippy::arithmetic_side_effects)] // constants of the transform, each at most 32
     pub fn overhead(&self) -> (usize, usize) {
         (
             ESP_HEADER_LEN + self.iv_len(),
@@ -89,6 +98,7 @@ impl EspCrypto {
 
     /// Verifies the ICV and decrypts in place (no trailer parsing).
     pub fn decrypt(&self, pkt: &mut [u8], seq_hi: Option<u32>) -> Result<(), EspError> {
+        #[allow(clippy::arithmetic_side_effects)] // constants of the transform, each at most 32
         let min = ESP_HEADER_LEN + self.iv_len() + 2 + self.icv_len();
         if pkt.len() < min {
             return Err(EspError::Truncated);
@@ -99,15 +109,17 @@ impl EspCrypto {
     /// Parses the decrypted trailer: pad length, monotonic padding 1, 2, 3, … and next header
     /// (RFC 4303 §2.4, §3.4.4.1).
     pub fn trailer(&self, pkt: &[u8]) -> Result<Decrypted, EspError> {
-        let start = ESP_HEADER_LEN + self.iv_len();
+        let start = ESP_HEADER_LEN.saturating_add(self.iv_len());
         let end = pkt
             .len()
             .checked_sub(self.icv_len())
-            .filter(|e| *e >= start + 2)
+            .filter(|e| *e >= start.saturating_add(2))
             .ok_or(EspError::Truncated)?;
-        let next_header = *pkt.get(end - 1).ok_or(EspError::Truncated)?;
-        let pad_len = usize::from(*pkt.get(end - 2).ok_or(EspError::Truncated)?);
-        let pad_end = end - 2;
+        let pad_end = end.checked_sub(2).ok_or(EspError::Truncated)?;
+        let (pad_len, next_header) = match pkt.get(pad_end..end) {
+            Some(&[pad_len, next_header]) => (usize::from(pad_len), next_header),
+            _ => return Err(EspError::Truncated),
+        };
         let pay_end = pad_end
             .checked_sub(pad_len)
             .filter(|p| *p >= start)
@@ -115,7 +127,7 @@ impl EspCrypto {
         let padding = pkt.get(pay_end..pad_end).ok_or(EspError::BadPadding)?;
         let mut bad = 0u8;
         for (i, b) in padding.iter().enumerate() {
-            bad |= b ^ ((i + 1) as u8);
+            bad |= b ^ (i as u8).wrapping_add(1); // i < 255: the pad length is a u8
         }
         if bad != 0 {
             return Err(EspError::BadPadding);

@@ -28,6 +28,7 @@
 //! [`EspError`] and a counter.
 //!
 //! Time is always an argument ([`Timestamp`]) or a [`Clock`], so tests are deterministic.
+#![forbid(unsafe_code)]
 
 mod cipher;
 mod clock;

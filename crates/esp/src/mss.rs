@@ -8,6 +8,8 @@
 //! extension headers before TCP (the MSS option of such SYNs stays untouched), jumbograms, and
 //! anything truncated or malformed. A SYN without an MSS option gets none added: its peer
 //! assumes 536 (IPv4) or 1220 (IPv6), no more than any useful clamp.
+// Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 /// TCP's IP protocol number.
 const TCP: u8 = 6;
@@ -116,7 +118,7 @@ pub fn clamp(packet: &mut [u8], max: u16) -> bool {
     let Some(tcp) = packet.get_mut(start..end) else {
         return false;
     };
-    let doff = usize::from(tcp.get(12).map_or(0, |b| b >> 4)) * 4;
+    let doff = usize::from(tcp.get(12).map_or(0, |b| b >> 4)).saturating_mul(4);
     if doff < TCP_MIN || doff > tcp.len() {
         return false;
     }
@@ -127,31 +129,28 @@ pub fn clamp(packet: &mut [u8], max: u16) -> bool {
         match kind {
             EOL => break,
             NOP => {
-                at += 1;
+                at = at.saturating_add(1);
                 continue;
             }
             _ => {}
         }
-        let len = usize::from(tcp.get(at + 1).copied().unwrap_or(0));
-        if len < 2 || at + len > doff {
+        let len = usize::from(tcp.get(at.saturating_add(1)).copied().unwrap_or(0));
+        if len < 2 || at.saturating_add(len) > doff {
             // Malformed option list: stop, changing nothing further.
             break;
         }
         if kind == MSS && len == MSS_LEN {
-            let old = tcp
-                .get(at + 2..at + 4)
-                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let value = at.saturating_add(2);
+            let old = be16(tcp, value);
             if old > max {
-                if let Some(v) = tcp.get_mut(at + 2..at + 4) {
+                if let Some(v) = tcp.get_mut(value..value.saturating_add(2)) {
                     v.copy_from_slice(&max.to_be_bytes());
                 }
                 // The checksum sums 16-bit words from the TCP header on; a value at an odd
                 // offset straddles two words and counts byte-swapped.
-                let odd = (at + 2) % 2 == 1;
+                let odd = value & 1 == 1;
                 let word = |v: u16| if odd { v.swap_bytes() } else { v };
-                let sum = tcp
-                    .get(16..18)
-                    .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+                let sum = be16(tcp, 16);
                 let new = update_checksum(sum, word(old), word(max));
                 if let Some(c) = tcp.get_mut(16..18) {
                     c.copy_from_slice(&new.to_be_bytes());
@@ -159,13 +158,22 @@ pub fn clamp(packet: &mut [u8], max: u16) -> bool {
                 changed = true;
             }
         }
-        at += len;
+        at = at.saturating_add(len);
     }
     changed
 }
 
+/// The big-endian 16-bit value at `at`, 0 past the end.
+fn be16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at.saturating_add(2)) {
+        Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
+        _ => 0,
+    }
+}
+
 /// RFC 1624 eqn. 3: the checksum after one 16-bit word changed from `old` to `new`,
 /// HC' = ~(~HC + ~m + m').
+#[allow(clippy::arithmetic_side_effects)] // three u16 in a u32, folded: cannot overflow
 fn update_checksum(hc: u16, old: u16, new: u16) -> u16 {
     let mut acc = u32::from(!hc) + u32::from(!old) + u32::from(new);
     while acc > 0xffff {
@@ -175,6 +183,7 @@ fn update_checksum(hc: u16, old: u16, new: u16) -> u16 {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // tests: fixed inputs
 mod tests {
     use super::*;
     use crate::offload::checksum;

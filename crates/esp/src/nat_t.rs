@@ -1,4 +1,6 @@
 //! UDP encapsulation of ESP (RFC 3948): how IKE, ESP and keepalives share UDP port 4500.
+// Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 /// Default NAT-T port (RFC 3948 §1).
 pub const NAT_T_PORT: u16 = 4500;

@@ -6,6 +6,8 @@
 //!
 //! Pure functions on byte slices, no I/O. Everything the kernel (or a peer, for coalescing) put
 //! in a header is checked before use; bad values are an [`OffloadError`], never a panic.
+// Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 use thiserror::Error;
 
@@ -75,14 +77,14 @@ impl VnetHdr {
         let (h, packet) = buf
             .split_first_chunk::<VNET_HDR_LEN>()
             .ok_or(OffloadError::Truncated)?;
-        let u16_at = |i: usize| u16::from_ne_bytes([h[i], h[i + 1]]);
+        let [flags, gso_type, h0, h1, g0, g1, s0, s1, o0, o1] = *h;
         let hdr = VnetHdr {
-            flags: h[0],
-            gso_type: h[1],
-            hdr_len: u16_at(2),
-            gso_size: u16_at(4),
-            csum_start: u16_at(6),
-            csum_offset: u16_at(8),
+            flags,
+            gso_type,
+            hdr_len: u16::from_ne_bytes([h0, h1]),
+            gso_size: u16::from_ne_bytes([g0, g1]),
+            csum_start: u16::from_ne_bytes([s0, s1]),
+            csum_offset: u16::from_ne_bytes([o0, o1]),
         };
         Ok((hdr, packet))
     }
@@ -101,24 +103,32 @@ impl VnetHdr {
 
 // ---- Internet checksum (RFC 1071) ----
 
-/// Adds `data` as big-endian 16-bit words (odd tail padded with zero) to `acc`.
+/// `at..at + len`, saturating: a `get` with it fails instead of the sum overflowing.
+fn span(at: usize, len: usize) -> std::ops::Range<usize> {
+    at..at.saturating_add(len)
+}
+
+/// Adds `data` as big-endian 16-bit words (odd tail padded with zero) to `acc`. The sums
+/// cannot wrap: a packet is far below 2^32 words of at most 2^32.
 fn sum(data: &[u8], mut acc: u64) -> u64 {
     let mut words = data.chunks_exact(4);
     for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        if let &[a, b, c, d] = w {
+            acc = acc.wrapping_add(u64::from(u32::from_be_bytes([a, b, c, d])));
+        }
     }
     let mut rest = words.remainder().chunks(2);
     for c in &mut rest {
         let hi = c.first().copied().unwrap_or(0);
         let lo = c.get(1).copied().unwrap_or(0);
-        acc += u64::from(u16::from_be_bytes([hi, lo]));
+        acc = acc.wrapping_add(u64::from(u16::from_be_bytes([hi, lo])));
     }
     acc
 }
 
 fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
+        acc = (acc & 0xffff).wrapping_add(acc >> 16);
     }
     acc as u16
 }
@@ -133,24 +143,28 @@ fn pseudo_header(ip: &[u8], v6: bool, tcp_len: usize) -> u64 {
     let addrs = if v6 { ip.get(8..40) } else { ip.get(12..20) };
     sum(
         addrs.unwrap_or_default(),
-        u64::from(IPPROTO_TCP) + tcp_len as u64,
+        u64::from(IPPROTO_TCP).wrapping_add(tcp_len as u64),
     )
 }
 
 fn put_u16(b: &mut [u8], at: usize, v: u16) {
-    if let Some(d) = b.get_mut(at..at + 2) {
+    if let Some(d) = b.get_mut(span(at, 2)) {
         d.copy_from_slice(&v.to_be_bytes());
     }
 }
 
 fn get_u16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2)
-        .map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
+    match b.get(span(at, 2)) {
+        Some(&[x, y]) => u16::from_be_bytes([x, y]),
+        _ => 0,
+    }
 }
 
 fn get_u32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    match b.get(span(at, 4)) {
+        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+        _ => 0,
+    }
 }
 
 /// Finishes a `NEEDS_CSUM` checksum: the field at `csum_start + csum_offset` holds the
@@ -160,8 +174,8 @@ pub fn complete_checksum(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), Offload
         return Ok(());
     }
     let start = usize::from(hdr.csum_start);
-    let at = start + usize::from(hdr.csum_offset);
-    if at + 2 > packet.len() {
+    let at = start.saturating_add(usize::from(hdr.csum_offset));
+    if at.saturating_add(2) > packet.len() {
         return Err(OffloadError::ChecksumOffsets);
     }
     let c = checksum(packet.get(start..).unwrap_or_default());
@@ -182,7 +196,9 @@ fn tcp_headers(packet: &[u8], v6: bool) -> Result<(usize, usize), OffloadError> 
         }
         IPV6_LEN
     } else {
-        let ihl = packet.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
+        let ihl = packet
+            .first()
+            .map_or(0, |b| usize::from(b & 0x0f).saturating_mul(4));
         if ihl < IPV4_MIN {
             return Err(OffloadError::IpHeaderLength);
         }
@@ -195,13 +211,13 @@ fn tcp_headers(packet: &[u8], v6: bool) -> Result<(usize, usize), OffloadError> 
         ihl
     };
     let doff = packet
-        .get(ip_len + 12)
-        .map(|b| usize::from(b >> 4) * 4)
+        .get(ip_len.saturating_add(12))
+        .map(|b| usize::from(b >> 4).saturating_mul(4))
         .ok_or(OffloadError::Truncated)?;
     if doff < TCP_MIN {
         return Err(OffloadError::TcpHeaderLength);
     }
-    if packet.len() < ip_len + doff {
+    if packet.len() < ip_len.saturating_add(doff) {
         return Err(OffloadError::Truncated);
     }
     Ok((ip_len, doff))
@@ -234,7 +250,10 @@ impl Segmenter {
         let v6 = match hdr.gso_type & !GSO_ECN {
             GSO_NONE => {
                 if hdr.flags & NEEDS_CSUM != 0
-                    && usize::from(hdr.csum_start) + usize::from(hdr.csum_offset) + 2 > packet.len()
+                    && span(usize::from(hdr.csum_start), usize::from(hdr.csum_offset))
+                        .end
+                        .saturating_add(2)
+                        > packet.len()
                 {
                     return Err(OffloadError::ChecksumOffsets);
                 }
@@ -262,9 +281,10 @@ impl Segmenter {
         {
             return Err(OffloadError::ChecksumOffsets);
         }
-        let hdr_len = ip_len + tcp_len;
+        // tcp_headers checked ip_len + tcp_len <= packet.len().
+        let hdr_len = ip_len.saturating_add(tcp_len);
         let mss = usize::from(hdr.gso_size);
-        let payload = packet.len() - hdr_len;
+        let payload = packet.len().saturating_sub(hdr_len);
         Ok(Segmenter {
             hdr: *hdr,
             tcp: Some(TcpGso {
@@ -286,7 +306,7 @@ impl Segmenter {
 
     /// Packets not yet written out.
     pub fn remaining(&self) -> usize {
-        self.count - self.next
+        self.count.saturating_sub(self.next)
     }
 
     /// Writes the next packet into `out` and returns its length; `None` when all are out.
@@ -300,7 +320,7 @@ impl Segmenter {
             return None;
         }
         let i = self.next;
-        self.next += 1;
+        self.next = self.next.saturating_add(1);
         Some(match self.tcp {
             None => self.passthrough(packet, out),
             Some(t) => t.segment(i, self.count, packet, out),
@@ -323,12 +343,14 @@ impl TcpGso {
         packet: &[u8],
         out: &mut [u8],
     ) -> Result<usize, OffloadError> {
-        let from = self.hdr_len + i * self.mss;
-        let len = self.mss.min(self.payload.saturating_sub(i * self.mss));
-        let total = self.hdr_len + len;
+        // i < count = payload / mss rounded up, so i * mss <= payload (< 64 KiB).
+        let offset = i.saturating_mul(self.mss);
+        let from = self.hdr_len.saturating_add(offset);
+        let len = self.mss.min(self.payload.saturating_sub(offset));
+        let total = self.hdr_len.saturating_add(len);
         let (Some(headers), Some(data), Some(dst)) = (
             packet.get(..self.hdr_len),
-            packet.get(from..from + len),
+            packet.get(span(from, len)),
             out.get_mut(..total),
         ) else {
             return Err(if out.len() < total {
@@ -342,7 +364,7 @@ impl TcpGso {
         dd.copy_from_slice(data);
         let ip = self.ip_len;
         if self.v6 {
-            put_u16(dst, 4, (total - IPV6_LEN) as u16);
+            put_u16(dst, 4, total.saturating_sub(IPV6_LEN) as u16);
         } else {
             put_u16(dst, 2, total as u16);
             put_u16(dst, 4, get_u16(dst, 4).wrapping_add(i as u16));
@@ -350,22 +372,23 @@ impl TcpGso {
             let c = checksum(dst.get(..ip).unwrap_or_default());
             put_u16(dst, 10, c);
         }
-        let seq = get_u32(dst, ip + 4).wrapping_add((i * self.mss) as u32);
-        if let Some(s) = dst.get_mut(ip + 4..ip + 8) {
+        let seq = get_u32(dst, ip.saturating_add(4)).wrapping_add(offset as u32);
+        if let Some(s) = dst.get_mut(span(ip.saturating_add(4), 4)) {
             s.copy_from_slice(&seq.to_be_bytes());
         }
-        if let Some(f) = dst.get_mut(ip + 13) {
-            if i + 1 < count {
+        if let Some(f) = dst.get_mut(ip.saturating_add(13)) {
+            if i.saturating_add(1) < count {
                 *f &= !(FIN | PSH);
             }
             if i > 0 {
                 *f &= !CWR;
             }
         }
-        put_u16(dst, ip + TCP_CSUM, 0);
-        let acc = pseudo_header(dst, self.v6, total - ip);
+        let csum = ip.saturating_add(TCP_CSUM);
+        put_u16(dst, csum, 0);
+        let acc = pseudo_header(dst, self.v6, total.saturating_sub(ip));
         let c = !fold(sum(dst.get(ip..).unwrap_or_default(), acc));
-        put_u16(dst, ip + TCP_CSUM, c);
+        put_u16(dst, csum, c);
         Ok(total)
     }
 }
@@ -395,16 +418,17 @@ fn parse_seg(p: &[u8]) -> Option<Seg> {
     };
     let (ip_len, tcp_len) = tcp_headers(p, v6).ok()?;
     let total = if v6 {
-        usize::from(get_u16(p, 4)) + IPV6_LEN
+        usize::from(get_u16(p, 4)).saturating_add(IPV6_LEN)
     } else {
         usize::from(get_u16(p, 2))
     };
     if total != p.len() {
         return None;
     }
-    let hdr_len = ip_len + tcp_len;
-    let flags = *p.get(ip_len + 13)?;
-    let payload = p.len() - hdr_len;
+    // tcp_headers checked ip_len + tcp_len <= p.len().
+    let hdr_len = ip_len.saturating_add(tcp_len);
+    let flags = *p.get(ip_len.saturating_add(13))?;
+    let payload = p.len().saturating_sub(hdr_len);
     let plain_v4 = v6 || (ip_len == IPV4_MIN && get_u16(p, 6) & 0x3fff == 0);
     let mergeable = plain_v4
         && payload > 0
@@ -413,14 +437,14 @@ fn parse_seg(p: &[u8]) -> Option<Seg> {
         && (v6 || checksum(p.get(..ip_len)?) == 0)
         && !fold(sum(
             p.get(ip_len..)?,
-            pseudo_header(p, v6, p.len() - ip_len),
+            pseudo_header(p, v6, p.len().saturating_sub(ip_len)),
         )) == 0;
     Some(Seg {
         v6,
         ip_len,
         hdr_len,
         payload,
-        seq: get_u32(p, ip_len + 4),
+        seq: get_u32(p, ip_len.saturating_add(4)),
         flags,
         mergeable,
     })
@@ -432,8 +456,7 @@ fn same_flow(a: &[u8], sa: &Seg, b: &[u8], sb: &Seg) -> bool {
         return false;
     }
     let addrs = if sa.v6 { 8..40 } else { 12..20 };
-    a.get(addrs.clone()) == b.get(addrs)
-        && a.get(sa.ip_len..sa.ip_len + 4) == b.get(sb.ip_len..sb.ip_len + 4)
+    a.get(addrs.clone()) == b.get(addrs) && a.get(span(sa.ip_len, 4)) == b.get(span(sb.ip_len, 4))
 }
 
 /// Headers that must be equal for two segments to be one stream of bytes: IP TOS/TTL/DF
@@ -449,9 +472,10 @@ fn same_headers(a: &[u8], sa: &Seg, b: &[u8], sb: &Seg) -> bool {
     };
     let t = sa.ip_len;
     ip_same
-        && a.get(t + 8..t + 12) == b.get(t + 8..t + 12)
-        && a.get(t + 14..t + 16) == b.get(t + 14..t + 16)
-        && a.get(t + TCP_MIN..sa.hdr_len) == b.get(t + TCP_MIN..sb.hdr_len)
+        && a.get(span(t.saturating_add(8), 4)) == b.get(span(t.saturating_add(8), 4))
+        && a.get(span(t.saturating_add(14), 2)) == b.get(span(t.saturating_add(14), 2))
+        && a.get(t.saturating_add(TCP_MIN)..sa.hdr_len)
+            == b.get(t.saturating_add(TCP_MIN)..sb.hdr_len)
 }
 
 /// What the writer does with packet `i` of a planned batch.
@@ -553,7 +577,7 @@ impl Gro {
                     psh: seg.flags & PSH != 0,
                 });
                 if seg.flags & PSH == 0 {
-                    self.open.push(self.groups.len() - 1);
+                    self.open.push(self.groups.len().saturating_sub(1));
                 }
             }
         }
@@ -574,7 +598,12 @@ impl Gro {
             && !gr.closed
             && gr.count < MAX_SEGMENTS
             && seg.payload <= gr.seg.payload
-            && gr.seg.hdr_len + gr.payload + seg.payload <= usize::from(u16::MAX)
+            && gr
+                .seg
+                .hdr_len
+                .saturating_add(gr.payload)
+                .saturating_add(seg.payload)
+                <= usize::from(u16::MAX)
             && seg.seq == gr.last_seg.seq.wrapping_add(gr.last_seg.payload as u32)
             && same_headers(head, &gr.seg, p, seg);
         if !fits {
@@ -590,8 +619,8 @@ impl Gro {
         if let Some(gm) = self.groups.get_mut(g) {
             gm.last = i;
             gm.last_seg = *seg;
-            gm.count += 1;
-            gm.payload += seg.payload;
+            gm.count = gm.count.saturating_add(1);
+            gm.payload = gm.payload.saturating_add(seg.payload);
             gm.psh = psh;
             gm.closed = psh || seg.payload < gr.seg.payload;
         }
@@ -618,13 +647,14 @@ impl Gro {
     pub fn merge_headers(&self, i: usize, head: &mut [u8]) -> Option<VnetHdr> {
         let g = self.groups.get(*self.group_of.get(i)?)?;
         let s = g.seg;
-        if g.count < 2 || head.len() != s.hdr_len + s.payload {
+        if g.count < 2 || head.len() != s.hdr_len.saturating_add(s.payload) {
             return None;
         }
-        let total = s.hdr_len + g.payload;
+        // Bounded by u16::MAX in try_append.
+        let total = s.hdr_len.saturating_add(g.payload);
         let ip = s.ip_len;
         if s.v6 {
-            put_u16(head, 4, (total - IPV6_LEN) as u16);
+            put_u16(head, 4, total.saturating_sub(IPV6_LEN) as u16);
         } else {
             put_u16(head, 2, total as u16);
             put_u16(head, 10, 0);
@@ -632,10 +662,10 @@ impl Gro {
             put_u16(head, 10, c);
         }
         if g.psh {
-            *head.get_mut(ip + 13)? |= PSH;
+            *head.get_mut(ip.saturating_add(13))? |= PSH;
         }
-        let partial = fold(pseudo_header(head, s.v6, total - ip));
-        put_u16(head, ip + TCP_CSUM, partial);
+        let partial = fold(pseudo_header(head, s.v6, total.saturating_sub(ip)));
+        put_u16(head, ip.saturating_add(TCP_CSUM), partial);
         Some(VnetHdr {
             flags: NEEDS_CSUM,
             gso_type: if s.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
@@ -655,4 +685,5 @@ impl Gro {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // tests: fixed inputs
 mod tests;

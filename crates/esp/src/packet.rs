@@ -1,4 +1,6 @@
 //! Packet buffers with headroom and tailroom, and the ESP header view (RFC 4303 §2).
+// Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -99,10 +101,11 @@ impl PacketBuf {
     /// Resets and copies `data` in after the default headroom. Returns false if it does not fit.
     pub fn fill(&mut self, data: &[u8]) -> bool {
         self.reset();
-        match self.buf.get_mut(self.start..self.start + data.len()) {
+        let end = self.start.saturating_add(data.len());
+        match self.buf.get_mut(self.start..end) {
             Some(dst) => {
                 dst.copy_from_slice(data);
-                self.end = self.start + data.len();
+                self.end = end;
                 true
             }
             None => false,
@@ -119,7 +122,7 @@ impl PacketBuf {
 
     /// Sets the data length after writing into [`PacketBuf::spare_mut`].
     pub fn set_len(&mut self, len: usize) {
-        self.end = (self.start + len).min(self.buf.len());
+        self.end = self.start.saturating_add(len).min(self.buf.len());
     }
 
     pub fn data(&self) -> &[u8] {
@@ -131,7 +134,7 @@ impl PacketBuf {
     }
 
     pub fn len(&self) -> usize {
-        self.end - self.start
+        self.end.saturating_sub(self.start)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -143,7 +146,7 @@ impl PacketBuf {
     }
 
     pub fn tailroom(&self) -> usize {
-        self.buf.len() - self.end
+        self.buf.len().saturating_sub(self.end)
     }
 
     /// Grows the data range to `start-front .. end+back` (both checked).
@@ -151,8 +154,9 @@ impl PacketBuf {
         if front > self.headroom() || back > self.tailroom() {
             return Err(EspError::NoRoom);
         }
-        self.start -= front;
-        self.end += back;
+        // Both checked against headroom and tailroom above.
+        self.start = self.start.saturating_sub(front);
+        self.end = self.end.saturating_add(back);
         Ok(())
     }
 
@@ -161,8 +165,9 @@ impl PacketBuf {
         let len = self.len();
         let r_end = range.end.min(len);
         let r_start = range.start.min(r_end);
-        self.end = self.start + r_end;
-        self.start += r_start;
+        // r_start <= r_end <= len: both stay within the current data.
+        self.end = self.start.saturating_add(r_end);
+        self.start = self.start.saturating_add(r_start);
     }
 }
 
@@ -184,7 +189,7 @@ impl<T: AsRef<[u8]>> EspPacket<T> {
     fn word(&self, at: usize) -> u32 {
         let b = self.buffer.as_ref();
         let mut w = [0u8; 4];
-        if let Some(s) = b.get(at..at + 4) {
+        if let Some(s) = at.checked_add(4).and_then(|end| b.get(at..end)) {
             w.copy_from_slice(s);
         }
         u32::from_be_bytes(w)

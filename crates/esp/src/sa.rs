@@ -1,5 +1,7 @@
 //! Security associations: configuration, per-SA state (sequence counter, replay window,
 //! counters, lifetimes) and tunnel-mode processing of one packet (RFC 4303 §3.3, §3.4).
+// Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -330,7 +332,7 @@ impl Sa {
             self.fire(LifetimeKind::Hard, LifetimeCause::Sequence);
             return Err(EspError::SequenceExhausted);
         }
-        if s >= max - max / 16 {
+        if s >= max.saturating_sub(max / 16) {
             self.fire(LifetimeKind::Soft, LifetimeCause::Sequence);
         }
         Ok(s)
@@ -353,7 +355,7 @@ impl Sa {
             malformed: c.malformed.load(Relaxed),
             expired_drops: c.expired_drops.load(Relaxed),
             dummy: c.dummy.load(Relaxed),
-            last_packet: (last != 0).then(|| Timestamp::from_millis(last - 1)),
+            last_packet: last.checked_sub(1).map(Timestamp::from_millis),
         }
     }
 
@@ -379,17 +381,20 @@ impl Sa {
         let c = &self.crypto;
         let iv_len = c.iv_len();
         let pad = c.pad_len(inner_len);
-        let front = ESP_HEADER_LEN + iv_len;
-        pkt.grow(front, pad + 2 + c.icv_len())?;
+        // Header, IV, padding (< block size), trailer and ICV: small constants of the cipher.
+        #[allow(clippy::arithmetic_side_effects)]
+        let (front, back) = (ESP_HEADER_LEN + iv_len, pad + 2 + c.icv_len());
+        pkt.grow(front, back)?;
         let data = pkt.data_mut();
         emit_header(data, self.spi, seq as u32);
         if let Some(iv) = data.get_mut(ESP_HEADER_LEN..front) {
             c.make_iv(seq, iv);
         }
-        let t = front + inner_len;
-        let trailer = data.get_mut(t..t + pad + 2).ok_or(EspError::NoRoom)?;
+        let t = front.saturating_add(inner_len);
+        let trailer = data.get_mut(t..t.saturating_add(back).saturating_sub(c.icv_len()));
+        let trailer = trailer.ok_or(EspError::NoRoom)?;
         for (i, b) in trailer.iter_mut().enumerate().take(pad) {
-            *b = (i + 1) as u8;
+            *b = (i as u8).wrapping_add(1); // i < pad < 256
         }
         if let [.., pl, n] = trailer {
             *pl = pad as u8;
@@ -445,12 +450,16 @@ impl Sa {
         let version = inner.first().map(|b| b >> 4);
         let inner_len = match (d.next_header, version) {
             (NEXT_HEADER_NONE, _) => return Err(EspError::Dummy),
-            (NEXT_HEADER_IPV4, Some(4)) => inner
-                .get(2..4)
-                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))),
-            (NEXT_HEADER_IPV6, Some(6)) => inner
-                .get(4..6)
-                .map(|b| 40 + usize::from(u16::from_be_bytes([b[0], b[1]]))),
+            (NEXT_HEADER_IPV4, Some(4)) => match inner.get(2..4) {
+                Some(&[hi, lo]) => Some(usize::from(u16::from_be_bytes([hi, lo]))),
+                _ => None,
+            },
+            (NEXT_HEADER_IPV6, Some(6)) => match inner.get(4..6) {
+                Some(&[hi, lo]) => {
+                    Some(usize::from(u16::from_be_bytes([hi, lo])).saturating_add(40))
+                }
+                _ => None,
+            },
             (NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6, _) => return Err(EspError::BadInnerPacket),
             _ => return Err(EspError::BadNextHeader),
         };
@@ -459,7 +468,7 @@ impl Sa {
             .filter(|l| *l <= inner.len() && *l >= 20)
             .ok_or(EspError::BadInnerPacket)?;
         let start = d.payload.start;
-        pkt.narrow(start..start + inner_len);
+        pkt.narrow(start..start.saturating_add(inner_len));
         pkt.next_header = d.next_header;
         pkt.sa = Some(self.handle);
         pkt.seq = seq;

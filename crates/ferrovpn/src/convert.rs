@@ -162,7 +162,7 @@ pub fn esp_sas(c: &ChildSa) -> Option<(SaConfig, SaConfig)> {
     let hard = Limits {
         bytes: c.lifetime_kb.map(|kb| kb.saturating_mul(1024)),
         packets: None,
-        time: Some(c.lifetime + Duration::from_secs(30)),
+        time: Some(c.lifetime.saturating_add(Duration::from_secs(30))),
     };
     let make = |dir: Direction, keys: &ferrovpn_ike::EspKeys| SaConfig {
         spi: keys.spi,
@@ -192,6 +192,43 @@ mod tests {
 
     fn mtu(esp: &str, v6: bool, underlay: u32) -> u32 {
         tunnel_mtu(&parse_esp_proposals(esp).unwrap(), v6, underlay)
+    }
+
+    #[test]
+    fn a_lifetime_of_u64_max_seconds_gives_a_data_plane_sa_without_overflow() {
+        let keys = |spi| ferrovpn_ike::EspKeys {
+            spi,
+            enc_key: Secret::new(vec![7; 20]),
+            auth_key: Secret::new(Vec::new()),
+        };
+        let addr: std::net::SocketAddr = "192.0.2.1:500".parse().unwrap();
+        let child = ChildSa {
+            conn: 0,
+            ike: ferrovpn_ike::Cookies::default(),
+            message_id: 1,
+            local: addr,
+            remote: addr,
+            local_ts: TrafficSelector::any_v4(),
+            remote_ts: TrafficSelector::any_v4(),
+            cipher: EspCipher::AesGcm {
+                key_bits: 128,
+                icv_len: 16,
+            },
+            integrity: None,
+            esn: false,
+            pfs: None,
+            encapsulation: EspEncapsulation::Raw,
+            inbound: keys(0x1000),
+            outbound: keys(0x2000),
+            lifetime: Duration::from_secs(u64::MAX),
+            lifetime_kb: Some(u64::MAX),
+        };
+        let (inbound, _) = esp_sas(&child).unwrap();
+        assert_eq!(
+            inbound.lifetimes.hard.time,
+            Some(Duration::from_secs(u64::MAX).saturating_add(Duration::from_secs(30)))
+        );
+        assert_eq!(inbound.lifetimes.hard.bytes, Some(u64::MAX));
     }
 
     #[test]

@@ -307,6 +307,9 @@ pub struct Settings {
     pub rekeyed_drain: Duration,
     /// Invalid-SPI recovery acts at most once per this interval per connection.
     pub recovery_interval: Duration,
+    /// Test support: rewrites the payloads of every message we send before it is sealed.
+    #[cfg(feature = "test-support")]
+    pub tamper: Option<crate::tamper::Tamper>,
 }
 
 impl Settings {
@@ -330,6 +333,8 @@ impl Default for Settings {
             rekey_margin: Duration::from_secs(60),
             rekeyed_drain: Duration::from_secs(5),
             recovery_interval: Duration::from_secs(5),
+            #[cfg(feature = "test-support")]
+            tamper: None,
         }
     }
 }

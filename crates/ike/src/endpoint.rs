@@ -19,6 +19,7 @@ use crate::event::{
 use crate::exchange::quick_mode::QmState;
 use crate::proposal::IkeProposal;
 use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
+use crate::time::later;
 use crate::wire::{ExchangeType, Header};
 
 mod recovery;
@@ -513,7 +514,8 @@ impl Endpoint {
         // adopting children"), and a delete of the old one processed before that
         // job takes them down with it (seen in the soak: 17 s without traffic
         // until the next IPsec rekey).
-        self.retiring.push((now + self.settings.rekeyed_drain, old));
+        self.retiring
+            .push((later(now, self.settings.rekeyed_drain), old));
     }
 
     /// Quick Modes still waiting for QM3 may have a half-installed inbound SA: reports them

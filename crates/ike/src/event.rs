@@ -342,6 +342,17 @@ pub enum Event {
         /// What arrived and what we did, for the log.
         action: String,
     },
+    /// The peer proposed or answered a lifetime above ours; ours was kept (RFC 2409 §4.5).
+    LifetimeCapped {
+        conn: ConnId,
+        cookies: Cookies,
+        /// "ISAKMP SA" or "IPsec SA".
+        sa: &'static str,
+        /// "s" or "KB".
+        unit: &'static str,
+        theirs: u64,
+        ours: u64,
+    },
     /// A notify the state machine only reports (e.g. an unauthenticated error after phase 1).
     NotifyReceived {
         conn: Option<ConnId>,

@@ -5,6 +5,7 @@
 //! [`Endpoint::handle_datagram`] / [`Endpoint::handle_timeout`] / [`Endpoint::initiate`] and
 //! drains [`Endpoint::poll_transmit`], [`Endpoint::poll_event`] and [`Endpoint::poll_timeout`].
 //! Nothing here touches a socket, a clock or a thread.
+#![forbid(unsafe_code)]
 
 pub mod algorithm;
 pub mod config;
@@ -14,6 +15,8 @@ pub mod event;
 pub mod exchange;
 pub mod proposal;
 mod sa;
+pub mod tamper;
+pub mod time;
 pub mod wire;
 
 pub use config::{

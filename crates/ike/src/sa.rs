@@ -14,6 +14,7 @@ use crate::event::{
 };
 use crate::exchange::quick_mode::{QmState, QuickMode};
 use crate::proposal::IkeProposal;
+use crate::time::later;
 use crate::wire::{
     self, emit_payloads, payload_list, ExchangeType, Flags, Header, Notification, NotifyType,
     Payload, PayloadIter, PayloadType, ProtocolId, WireError, IPSEC_DOI,
@@ -137,7 +138,7 @@ impl Retransmit {
             payloads: payload_list(payloads),
             message_id,
             sent: 0,
-            next_at: ctx.now + ctx.settings.retransmit_timeout,
+            next_at: later(ctx.now, ctx.settings.retransmit_timeout),
         }
     }
 }
@@ -404,7 +405,7 @@ impl IkeSa {
         self.dpd.outstanding = None;
         if self
             .refused_at
-            .is_some_and(|t| ctx.now < t + Duration::from_secs(1))
+            .is_some_and(|t| ctx.now < crate::time::later(t, Duration::from_secs(1)))
         {
             return;
         }
@@ -455,15 +456,19 @@ impl IkeSa {
     /// new SA is up.)
     pub fn phase1_rekey_at(&self, settings: &Settings) -> Option<Instant> {
         const QM_QUIET: Duration = Duration::from_secs(2);
-        let due = self.established_at? + settings.rekey_after(self.lifetime);
-        let latest = due + settings.rekey_margin.min(self.lifetime / 2) / 2;
+        let due = later(self.established_at?, settings.rekey_after(self.lifetime));
+        let latest = later(due, settings.rekey_margin.min(self.lifetime / 2) / 2);
         let busy = self.quick_modes.iter().any(|q| {
             matches!(
                 q.state,
                 QmState::I1Sent | QmState::R2Sent | QmState::AwaitConnected
             )
         });
-        let quiet = self.children.iter().map(|c| c.established + QM_QUIET).max();
+        let quiet = self
+            .children
+            .iter()
+            .map(|c| later(c.established, QM_QUIET))
+            .max();
         match (busy, quiet) {
             (true, _) => None,
             (false, Some(q)) => Some(due.max(q).min(latest)),
@@ -692,10 +697,10 @@ impl IkeSa {
             }
         }
         if self.is_half_open() {
-            at(self.created + settings.half_open_timeout);
+            at(later(self.created, settings.half_open_timeout));
         }
         if let Some(est) = self.established_at {
-            at(est + self.lifetime);
+            at(later(est, self.lifetime));
             if self.role == Role::Initiator && !self.rekey_started {
                 if let Some(t) = self.phase1_rekey_at(settings) {
                     at(t);
@@ -705,20 +710,20 @@ impl IkeSa {
                 if self.features.dpd {
                     match self.dpd.outstanding {
                         Some((_, sent)) => {
-                            at(sent + settings.retransmit_timeout);
-                            at(self.last_heard + dpd.timeout);
+                            at(later(sent, settings.retransmit_timeout));
+                            at(later(self.last_heard, dpd.timeout));
                         }
-                        None => at(self.last_heard + dpd.interval),
+                        None => at(later(self.last_heard, dpd.interval)),
                     }
                 }
             }
             for c in &self.children {
-                at(c.established + c.lifetime);
+                at(later(c.established, c.lifetime));
                 if let Some(t) = c.retire_at {
                     at(t);
                 }
                 if c.initiated_by_us && !c.rekey_started {
-                    at(c.established + settings.rekey_after(c.lifetime));
+                    at(later(c.established, settings.rekey_after(c.lifetime)));
                 }
             }
         }
@@ -743,7 +748,9 @@ impl IkeSa {
                 .settings
                 .retransmit_base
                 .powi(i32::try_from(r.sent).unwrap_or(i32::MAX));
-        r.next_at = ctx.now + Duration::from_secs_f64(wait.min(3600.0));
+        let wait =
+            Duration::try_from_secs_f64(wait.min(3600.0)).unwrap_or(Duration::from_secs(3600));
+        r.next_at = later(ctx.now, wait);
         ctx.out.transmits.push_back(r.datagram.clone());
         ctx.event(Event::Message(MessageLog {
             direction: Direction::Sent,

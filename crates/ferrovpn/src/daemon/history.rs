@@ -402,7 +402,8 @@ impl History {
             ),
             Event::ChildSaInboundReady(_)
             | Event::Recovery { .. }
-            | Event::ChildSaDraining { .. } => return,
+            | Event::ChildSaDraining { .. }
+            | Event::LifetimeCapped { .. } => return,
             Event::ChildSaEstablished(c) => {
                 self.learn(c.ike, c.conn);
                 (

@@ -861,6 +861,16 @@ impl Daemon {
                     c.last_failure = Some(format!("{message} not processed: {reason}"));
                 }
             }
+            Event::LifetimeCapped {
+                conn,
+                cookies,
+                sa,
+                unit,
+                theirs,
+                ours,
+            } => {
+                warn!(conn = %self.conn_name(conn), cookies = %cookies, "{sa} {cookies}: the peer's lifetime of {theirs} {unit} is above ours; keeping {ours} {unit} (RFC 2409 4.5)");
+            }
         }
     }
 

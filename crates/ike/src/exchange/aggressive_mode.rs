@@ -102,7 +102,7 @@ impl IkeSa {
             return Ok(());
         }
         self.proposal = Some(chosen.proposal);
-        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.adopt_lifetime(ctx, &chosen);
         self.g_xi = ke.clone();
         self.ni = ni.clone();
         let dh = phase1::new_dh(ctx, chosen.proposal.group);
@@ -126,6 +126,7 @@ impl IkeSa {
         ];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
         payloads.extend(phase1::nat_d_payloads(ctx, self));
+        self.tamper(ctx, "AM2", 0, &mut payloads);
         let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
         let sent = self.send(ctx, "AM2", &payloads, data, 0, false);
         self.replies.remember(datagram, Some(sent));
@@ -168,7 +169,7 @@ impl IkeSa {
             return Ok(());
         }
         self.proposal = Some(chosen.proposal);
-        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.adopt_lifetime(ctx, &chosen);
         self.g_xr = ke.clone();
         self.nr = nr.clone();
         if let Err(f) = phase1::derive_keys(ctx, self) {

@@ -8,6 +8,7 @@ use crate::crypto;
 use crate::event::{Event, Failure, Role, Udp4500Probe};
 use crate::exchange::quick_mode::QmState;
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
+use crate::time::later;
 use crate::wire::{
     self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
     IPSEC_DOI,
@@ -32,10 +33,11 @@ impl IkeSa {
     pub(crate) fn send_informational(
         &mut self,
         ctx: &mut Ctx<'_>,
-        rest: Vec<Payload>,
+        mut rest: Vec<Payload>,
     ) -> Result<(), Failure> {
         let p = self.proposal()?;
         let message_id = ctx.message_id();
+        self.tamper(ctx, "INFO", message_id, &mut rest);
         let iv = self.phase2_iv(message_id)?;
         let mut rest_bytes = Vec::new();
         wire::emit_payloads(&rest, &mut rest_bytes);
@@ -307,7 +309,9 @@ impl IkeSa {
                 // AM3 and QM1 would leave back to back, and a peer that handles them on
                 // separate threads (strongSwan) may see QM1 first and drop it until our
                 // retransmission 4 s later; a short pause lets AM3 land first.
-                Phase1Mode::Aggressive => self.quick_modes_at = Some(ctx.now + AGGRESSIVE_QM_DELAY),
+                Phase1Mode::Aggressive => {
+                    self.quick_modes_at = Some(later(ctx.now, AGGRESSIVE_QM_DELAY))
+                }
             }
         }
     }
@@ -398,7 +402,7 @@ impl IkeSa {
                 Ok(()) => {}
             }
         }
-        if self.is_half_open() && ctx.now >= self.created + ctx.settings.half_open_timeout {
+        if self.is_half_open() && ctx.now >= later(self.created, ctx.settings.half_open_timeout) {
             let reason = match self.state {
                 // Nothing came back after MM2/AM2: no evidence this was the peer at all.
                 Phase1State::MmR2Sent => Failure::Abandoned { after: "MM2" },
@@ -415,7 +419,7 @@ impl IkeSa {
         let Some(est) = self.established_at else {
             return false;
         };
-        if ctx.now >= est + self.lifetime {
+        if ctx.now >= later(est, self.lifetime) {
             self.delete(ctx, "ISAKMP SA lifetime expired");
             return false;
         }
@@ -465,7 +469,7 @@ impl IkeSa {
         if !self.features.dpd {
             return;
         }
-        if self.dpd.outstanding.is_some() && ctx.now >= self.last_heard + dpd.timeout {
+        if self.dpd.outstanding.is_some() && ctx.now >= later(self.last_heard, dpd.timeout) {
             ctx.event(Event::PeerDead {
                 conn: self.conn,
                 cookies: self.cookies,
@@ -480,8 +484,8 @@ impl IkeSa {
             return;
         }
         let due = match self.dpd.outstanding {
-            Some((_, sent)) => ctx.now >= sent + ctx.settings.retransmit_timeout,
-            None => ctx.now >= self.last_heard + dpd.interval,
+            Some((_, sent)) => ctx.now >= later(sent, ctx.settings.retransmit_timeout),
+            None => ctx.now >= later(self.last_heard, dpd.interval),
         };
         if !due {
             return;
@@ -506,7 +510,7 @@ impl IkeSa {
                 }
                 continue;
             }
-            if ctx.now >= c.established + c.lifetime {
+            if ctx.now >= later(c.established, c.lifetime) {
                 if self.drain_expired(ctx, i) {
                     i += 1;
                     continue;
@@ -532,7 +536,7 @@ impl IkeSa {
             }
             if c.initiated_by_us
                 && !c.rekey_started
-                && ctx.now >= c.established + ctx.settings.rekey_after(c.lifetime)
+                && ctx.now >= later(c.established, ctx.settings.rekey_after(c.lifetime))
             {
                 if self.has_newer_pair(i) {
                     self.delete_child(ctx, i, "redundant (a newer pair for its selectors is up)");

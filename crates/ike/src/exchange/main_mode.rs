@@ -11,11 +11,14 @@ impl IkeSa {
     /// MM1: HDR, SA, VID…
     pub(crate) fn main_mode_initiate(&mut self, ctx: &mut Ctx<'_>) {
         let offer = phase1::offer(&ctx.cfg.ike_proposals, ctx.cfg.ike_lifetime);
-        let mut sai_b = Vec::new();
-        Payload::Sa(offer.clone()).emit_body(&mut sai_b);
-        self.sai_b = sai_b;
         let mut payloads = vec![Payload::Sa(offer)];
         payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
+        self.tamper(ctx, "MM1", 0, &mut payloads);
+        let mut sai_b = Vec::new();
+        if let Some(sa) = payloads.iter().find(|p| matches!(p, Payload::Sa(_))) {
+            sa.emit_body(&mut sai_b);
+        }
+        self.sai_b = sai_b;
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         self.send(ctx, "MM1", &payloads, data, 0, true);
     }
@@ -62,9 +65,10 @@ impl IkeSa {
             return Ok(());
         };
         self.proposal = Some(chosen.proposal);
-        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.adopt_lifetime(ctx, &chosen);
         let mut payloads = vec![Payload::Sa(reply)];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
+        self.tamper(ctx, "MM2", 0, &mut payloads);
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         let sent = self.send(ctx, "MM2", &payloads, data, 0, false);
         self.replies.remember(datagram, Some(sent));
@@ -91,7 +95,7 @@ impl IkeSa {
             return Ok(());
         };
         self.proposal = Some(chosen.proposal);
-        self.lifetime = phase1::lifetime(ctx.cfg, &chosen);
+        self.adopt_lifetime(ctx, &chosen);
         let dh = phase1::new_dh(ctx, chosen.proposal.group);
         self.g_xi = dh.public_value();
         self.dh = Some(dh);
@@ -298,6 +302,9 @@ impl IkeSa {
         request: &[u8],
         retransmit: bool,
     ) -> bool {
+        let mut payloads = payloads.to_vec();
+        self.tamper(ctx, name, 0, &mut payloads);
+        let payloads = payloads.as_slice();
         match self.encrypted_message(exchange, Flags(0), 0, payloads, &self.p1_iv) {
             Ok((data, last)) => {
                 self.p1_iv = last;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::algorithm::{DhGroup, IkeCipher, IkeHash};
 use crate::config::ConnectionConfig;
 use crate::crypto::{self, DhPrivate, Phase1Keys};
-use crate::event::{Failure, NatStatus, PeerFeatures, Role};
+use crate::event::{Event, Failure, NatStatus, PeerFeatures, Role};
 use crate::proposal::IkeProposal;
 use crate::sa::{Ctx, IkeSa};
 use crate::wire::{
@@ -203,11 +203,30 @@ pub(crate) fn accept_choice(
         .then_some(o)
 }
 
-/// Phase 1 lifetime: the shorter of ours and the one in the chosen transform.
+/// Phase 1 lifetime: the shorter of ours and the one in the chosen transform (RFC 2409 §4.5:
+/// never a longer one), but not under a minute unless ours is.
 pub(crate) fn lifetime(cfg: &ConnectionConfig, o: &OfferedTransform) -> Duration {
     o.lifetime
         .map_or(cfg.ike_lifetime, |l| l.min(cfg.ike_lifetime))
-        .max(Duration::from_secs(60))
+        .max(Duration::from_secs(60).min(cfg.ike_lifetime))
+}
+
+impl IkeSa {
+    /// Sets the ISAKMP SA lifetime from the chosen transform, reporting a peer's value above
+    /// ours (RFC 2409 §4.5: only a lower one is adopted).
+    pub(crate) fn adopt_lifetime(&mut self, ctx: &mut Ctx<'_>, o: &OfferedTransform) {
+        self.lifetime = lifetime(ctx.cfg, o);
+        if let Some(theirs) = o.lifetime.filter(|l| *l > ctx.cfg.ike_lifetime) {
+            ctx.event(Event::LifetimeCapped {
+                conn: self.conn,
+                cookies: self.cookies,
+                sa: "ISAKMP SA",
+                unit: "s",
+                theirs: theirs.as_secs(),
+                ours: self.lifetime.as_secs(),
+            });
+        }
+    }
 }
 
 /// Vendor IDs we send: DPD, NAT-T (RFC and the drafts old peers know), fragmentation.

@@ -10,6 +10,7 @@ use crate::event::{ChildSa, EspEncapsulation, EspKeys, Event, Failure, Role};
 use crate::exchange::phase1::{find, ke_of, nonce_of, nonce_ok, sa_of};
 use crate::proposal::EspProposal;
 use crate::sa::{parse_protected, Ctx, IkeSa, InputError, InstalledChild, ReplyCache, Retransmit};
+use crate::time::later;
 use crate::wire::{
     attr, emit_payloads, ExchangeType, Flags, Header, Identification, Notification, NotifyType,
     Payload, PayloadType, Proposal, ProtocolId, SaPayload, Transform, IPSEC_DOI,
@@ -384,6 +385,8 @@ impl IkeSa {
         flags: Flags,
         retransmit: bool,
     ) -> Result<(), Failure> {
+        let mut rest = rest;
+        self.tamper(ctx, name, qm.message_id, &mut rest);
         let p = self.proposal()?;
         let skeyid_a = self.skeyid_a()?;
         let mut rest_bytes = Vec::new();
@@ -516,7 +519,7 @@ impl IkeSa {
             // RFC 2409 §5.5: tell the peer, at most once a second (the cookies are public).
             if self
                 .hash_notify_at
-                .is_none_or(|t| ctx.now >= t + Duration::from_secs(1))
+                .is_none_or(|t| ctx.now >= later(t, Duration::from_secs(1)))
             {
                 self.hash_notify_at = Some(ctx.now);
                 let n = Payload::Notification(Notification {
@@ -719,6 +722,14 @@ impl IkeSa {
             rest.push(Payload::Identification((*id).clone()));
         }
         if choice.lifetime > ctx.cfg.esp_lifetime {
+            ctx.event(Event::LifetimeCapped {
+                conn: self.conn,
+                cookies: self.cookies,
+                sa: "IPsec SA",
+                unit: "s",
+                theirs: choice.lifetime.as_secs(),
+                ours: ctx.cfg.esp_lifetime.as_secs(),
+            });
             choice.lifetime = ctx.cfg.esp_lifetime;
             rest.push(Payload::Notification(Notification {
                 doi: IPSEC_DOI,
@@ -819,7 +830,7 @@ impl IkeSa {
                 reason,
             });
             qm.state = QmState::Done;
-            qm.expires = Some(ctx.now + LINGER);
+            qm.expires = Some(later(ctx.now, LINGER));
         };
         let choice = match (answer.proposals.as_slice(), nonce_ok(&nr)) {
             ([prop], true) if prop.protocol == ProtocolId::ESP && prop.spi.len() == 4 => {
@@ -840,6 +851,35 @@ impl IkeSa {
             fail_qm(self, ctx, qm, reason);
             return Ok(());
         };
+        // RFC 2409 §4.5: the responder may lower our lifetimes, never raise them.
+        let capped = [
+            (
+                "s",
+                choice.lifetime.as_secs(),
+                Some(ctx.cfg.esp_lifetime.as_secs()),
+            ),
+            (
+                "KB",
+                choice.lifetime_kb.unwrap_or(0),
+                ctx.cfg.esp_lifetime_kb,
+            ),
+        ];
+        for (unit, theirs, ours) in capped {
+            if let Some(ours) = ours.filter(|o| theirs > *o) {
+                ctx.event(Event::LifetimeCapped {
+                    conn: self.conn,
+                    cookies: self.cookies,
+                    sa: "IPsec SA",
+                    unit,
+                    theirs,
+                    ours,
+                });
+            }
+        }
+        choice.lifetime = choice.lifetime.min(ctx.cfg.esp_lifetime);
+        if let Some(ours) = ctx.cfg.esp_lifetime_kb {
+            choice.lifetime_kb = Some(choice.lifetime_kb.map_or(ours, |k| k.min(ours)));
+        }
         let ids = ids_of(&payloads);
         if let [ci, cr] = ids.as_slice() {
             if selector(ci) != Some(qm.local_ts.normalized())
@@ -904,7 +944,7 @@ impl IkeSa {
         let child = self
             .child_sa(ctx, qm)
             .map_err(|_| InputError::Unexpected("keys"))?;
-        qm.expires = Some(ctx.now + LINGER);
+        qm.expires = Some(later(ctx.now, LINGER));
         if commit {
             qm.pending = Some(child);
             qm.state = QmState::AwaitConnected;
@@ -959,7 +999,7 @@ impl IkeSa {
             let _ = self.seal_qm(ctx, qm, "QM4", vec![n], None, Flags(Flags::COMMIT), false);
         }
         qm.state = QmState::Done;
-        qm.expires = Some(ctx.now + LINGER);
+        qm.expires = Some(later(ctx.now, LINGER));
         self.install_child(ctx, qm, child);
         Ok(())
     }
@@ -1084,7 +1124,7 @@ impl IkeSa {
         // deleted (both sides) only after a drain time, so packets the peer sent under the old
         // SPI before it learnt of the new SA still arrive (strongSwan: delete_rekeyed_delay).
         if let Some(old) = qm.replaces {
-            let retire = ctx.now + ctx.settings.rekeyed_drain;
+            let retire = later(ctx.now, ctx.settings.rekeyed_drain);
             if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old) {
                 c.retire_at = Some(retire);
             }

@@ -88,7 +88,10 @@ impl<T: AsRef<[u8]>> HeaderView<T> {
 
     fn field<const N: usize>(&self, at: usize) -> [u8; N] {
         let mut a = [0u8; N];
-        if let Some(s) = self.buf.as_ref().get(at..at + N) {
+        if let Some(s) = at
+            .checked_add(N)
+            .and_then(|end| self.buf.as_ref().get(at..end))
+        {
             a.copy_from_slice(s);
         }
         a

@@ -1,5 +1,7 @@
 //! ISAKMP wire format (RFC 2408 §3, RFC 2407 §4, RFC 3947 §3–§5, IKE fragmentation): zero-copy
 //! views with checked lengths plus parse/emit structs. No input makes this module panic.
+// Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 pub mod attr;
 mod header;
@@ -120,7 +122,7 @@ impl Message {
         if !iter.trailing().is_empty() {
             return Err(WireError::BadLength {
                 what: "message",
-                length: body.len() - iter.trailing().len(),
+                length: body.len().saturating_sub(iter.trailing().len()),
                 available: body.len(),
             });
         }
@@ -133,10 +135,10 @@ impl Message {
         let first = emit_payloads(&self.payloads, &mut body);
         let header = Header {
             next_payload: first,
-            length: u32::try_from(Header::LEN + body.len()).unwrap_or(u32::MAX),
+            length: u32::try_from(Header::LEN.saturating_add(body.len())).unwrap_or(u32::MAX),
             ..self.header.clone()
         };
-        let mut out = Vec::with_capacity(Header::LEN + body.len());
+        let mut out = Vec::with_capacity(Header::LEN.saturating_add(body.len()));
         header.emit(&mut out);
         out.extend_from_slice(&body);
         out

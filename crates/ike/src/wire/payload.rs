@@ -126,7 +126,7 @@ impl<'a> PayloadIter<'a> {
     }
 
     fn step(&mut self) -> Result<RawPayload<'a>, WireError> {
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         if self.count > MAX_PAYLOADS {
             return Err(WireError::TooManyPayloads);
         }
@@ -150,7 +150,8 @@ impl<'a> PayloadIter<'a> {
             bytes,
             body: bytes.get(4..).unwrap_or(&[]),
         };
-        self.offset += length;
+        // length <= rest.len(), the bytes left after offset: the sum is within the body.
+        self.offset = self.offset.saturating_add(length);
         self.next = next;
         Ok(raw)
     }
@@ -186,12 +187,12 @@ pub fn emit_payloads(payloads: &[Payload], out: &mut Vec<u8>) -> PayloadType {
         body.clear();
         p.emit_body(&mut body);
         let next = payloads
-            .get(i + 1)
+            .get(i.saturating_add(1))
             .map_or(PayloadType::NONE, Payload::payload_type);
         out.push(next.0);
         out.push(0);
         out.extend_from_slice(
-            &u16::try_from(body.len() + 4)
+            &u16::try_from(body.len().saturating_add(4))
                 .unwrap_or(u16::MAX)
                 .to_be_bytes(),
         );
@@ -400,10 +401,12 @@ impl Delete {
                 size: spi_size,
             });
         }
-        if size * count != r.remaining() {
+        // Both factors come from 8- and 16-bit fields: the product fits any usize >= 32 bits.
+        let length = size.saturating_mul(count);
+        if length != r.remaining() {
             return Err(WireError::BadLength {
                 what: "delete SPIs",
-                length: size * count,
+                length,
                 available: r.remaining(),
             });
         }

@@ -135,7 +135,7 @@ fn nested<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<(u8, &'a [u8]), 
             available,
         });
     }
-    Ok((next, r.take(length - 4)?))
+    Ok((next, r.take(length.saturating_sub(4))?))
 }
 
 /// Writes a nested payload header plus body.
@@ -143,7 +143,7 @@ fn emit_nested(out: &mut Vec<u8>, next: PayloadType, body: &[u8]) {
     out.push(next.0);
     out.push(0);
     out.extend_from_slice(
-        &u16::try_from(body.len() + 4)
+        &u16::try_from(body.len().saturating_add(4))
             .unwrap_or(u16::MAX)
             .to_be_bytes(),
     );
@@ -195,7 +195,7 @@ impl SaPayload {
             let available = body.len();
             return Err(WireError::BadLength {
                 what: "SA",
-                length: available - r.remaining(),
+                length: available.saturating_sub(r.remaining()),
                 available,
             });
         }
@@ -216,7 +216,7 @@ impl SaPayload {
         for (i, p) in self.proposals.iter().enumerate() {
             body.clear();
             p.emit(&mut body);
-            let last = i + 1 == self.proposals.len();
+            let last = i.saturating_add(1) == self.proposals.len();
             emit_nested(
                 out,
                 if last {
@@ -264,7 +264,7 @@ impl Proposal {
             if transforms.len() >= usize::from(declared) {
                 return Err(WireError::TransformCount {
                     declared,
-                    found: transforms.len() + 1,
+                    found: transforms.len().saturating_add(1),
                 });
             }
             let (n, tbody) = nested(&mut r, "transform")?;
@@ -279,7 +279,7 @@ impl Proposal {
         if !r.is_empty() {
             return Err(WireError::BadLength {
                 what: "proposal",
-                length: body.len() - r.remaining(),
+                length: body.len().saturating_sub(r.remaining()),
                 available: body.len(),
             });
         }
@@ -307,7 +307,7 @@ impl Proposal {
         for (i, t) in self.transforms.iter().enumerate() {
             body.clear();
             t.emit(&mut body);
-            let last = i + 1 == self.transforms.len();
+            let last = i.saturating_add(1) == self.transforms.len();
             emit_nested(
                 out,
                 if last {
