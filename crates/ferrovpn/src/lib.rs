@@ -9,7 +9,8 @@ pub mod decode;
 pub mod diagnose;
 pub mod ipnet;
 pub mod netlink;
-pub mod netns;
+#[cfg(test)]
+mod netns;
 pub mod routing;
 pub mod runstate;
 pub mod secret_file;
