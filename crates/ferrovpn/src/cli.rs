@@ -259,6 +259,8 @@ pub struct DecodeArgs {
     pub file: PathBuf,
     /// Key export directory (ikev1_decryption_table and esp_sa, as [daemon] save_keys_dir or
     /// strongSwan's save-keys plugin write them) or one of those files; may be repeated.
+    // The doc comment is also `--help` text, where "[daemon]" must stay a plain TOML table name.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "DIR|FILE")]
     pub keys: Vec<PathBuf>,
     /// Also print every payload's contents (IDs, SA transforms, notify types, SPIs, sizes).
