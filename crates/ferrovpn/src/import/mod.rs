@@ -1,0 +1,284 @@
+//! `ferrovpn import`: converts strongSwan `ipsec.conf` / `swanctl.conf` and Libreswan
+//! `ipsec.conf` connections (IKEv1 with PSK) into ferrovpn TOML, reporting every setting that
+//! could not be carried over. The source files are untrusted input: parsing never panics.
+
+pub mod ipsec_conf;
+pub mod ipsec_secrets;
+pub mod libreswan;
+pub mod model;
+pub mod strongswan_ipsec;
+pub mod swanctl;
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use zeroize::Zeroizing;
+
+use model::{find_secret, merge_same_peer, render, Imported, Note, SecretEntry};
+
+/// Largest source or secrets file read (real ones are a few KiB).
+pub const MAX_INPUT: u64 = 1 << 20;
+
+/// The source format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Guess from the contents.
+    Auto,
+    /// strongSwan's ipsec.conf (stroke/starter).
+    StrongswanIpsec,
+    /// strongSwan's swanctl.conf (vici).
+    Swanctl,
+    /// Libreswan's ipsec.conf.
+    Libreswan,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::StrongswanIpsec => "strongSwan ipsec.conf",
+            Format::Swanctl => "strongSwan swanctl.conf",
+            Format::Libreswan => "Libreswan ipsec.conf",
+        }
+    }
+}
+
+/// Keywords only one of the two ipsec.conf dialects has.
+const LIBRESWAN_ONLY: &[&str] = &[
+    "ikev2=", "phase2alg=", "leftsubnets=", "rightsubnets=", "salifetime=", "encapsulation=",
+    "protostack=", "virtual-private=", "virtual_private=", "plutodebug=", "logfile=",
+    "nat_traversal=", "aggrmode=", "pfs=", "vti-interface=", "ipsec-interface=", "phase2=",
+    "leftnexthop=", "rightnexthop=", "leftrsasigkey=", "uniqueids=",
+];
+const STRONGSWAN_ONLY: &[&str] = &[
+    "charondebug=", "leftauth=", "rightauth=", "forceencaps=", "leftfirewall=", "lefthostaccess=",
+    "mobike=", "reauth=", "margintime=", "rekeymargin=", "leftsendcert=", "strictcrlpolicy=",
+    "uniqueids=never", "eap_identity=", "leftikeport=", "closeaction=", "lifebytes=",
+];
+
+/// Guesses the format: a `connections {` section means swanctl.conf; otherwise the ipsec.conf
+/// dialect whose own keywords occur more often (strongSwan when neither does).
+pub fn detect(text: &str) -> Format {
+    let mut libre = 0usize;
+    let mut strong = 0usize;
+    for l in text.lines() {
+        let t = l.split('#').next().unwrap_or_default().trim();
+        if t.starts_with("connections") && t.get(11..).is_some_and(|r| r.trim_start().starts_with('{') || r.trim().is_empty()) {
+            return Format::Swanctl;
+        }
+        let compact: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+        libre += LIBRESWAN_ONLY.iter().filter(|k| compact.starts_with(*k)).count();
+        strong += STRONGSWAN_ONLY.iter().filter(|k| compact.starts_with(*k)).count();
+    }
+    if libre > strong {
+        Format::Libreswan
+    } else {
+        Format::StrongswanIpsec
+    }
+}
+
+/// The result of a conversion: the TOML, the keys to write next to it, and the report.
+pub struct Conversion {
+    pub format: Format,
+    pub rendered: model::Rendered,
+}
+
+/// Converts source text (and optional secrets texts, each ipsec.secrets or swanctl.conf) into
+/// ferrovpn TOML. `write_keys`: keys found are to be written to files (else placeholders).
+pub fn convert(
+    text: &str,
+    source_name: &str,
+    format: Format,
+    secrets: &[(String, Zeroizing<String>)],
+    write_keys: bool,
+) -> Conversion {
+    let format = match format {
+        Format::Auto => detect(text),
+        f => f,
+    };
+    let (mut imp, mut keys): (Imported, Vec<SecretEntry>) = match format {
+        Format::Swanctl => swanctl::parse(text),
+        Format::Libreswan => (libreswan::parse(text), Vec::new()),
+        Format::StrongswanIpsec | Format::Auto => (strongswan_ipsec::parse(text), Vec::new()),
+    };
+    for (name, s) in secrets {
+        let mut notes = Vec::new();
+        // A secrets file is swanctl.conf syntax when it has a `secrets {` section.
+        let is_swanctl = s.lines().any(|l| {
+            let t = l.trim();
+            t.starts_with("secrets") && t.get(7..).is_some_and(|r| r.trim_start().starts_with('{') || r.trim().is_empty())
+        });
+        if is_swanctl {
+            let root = swanctl::tree(s, &mut notes);
+            keys.extend(swanctl::secrets_of(&root, &mut notes));
+        } else {
+            keys.extend(ipsec_secrets::parse(s, &mut notes));
+        }
+        imp.notes.extend(notes.into_iter().map(|n| Note {
+            setting: format!("{name}: {}", n.setting),
+            ..n
+        }));
+    }
+    for c in &mut imp.conns {
+        if let Some(e) = find_secret(&keys, c) {
+            c.psk = Some(e.key.clone());
+            c.note(0, "psk", format!("taken from the secrets entry at line {}", e.line));
+        }
+    }
+    merge_same_peer(&mut imp);
+    let rendered = render(imp, source_name, format.name(), write_keys);
+    Conversion { format, rendered }
+}
+
+/// Reads a file of at most [`MAX_INPUT`] bytes as text; the contents are wiped when dropped.
+pub fn read_text(path: &Path) -> Result<Zeroizing<String>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = Zeroizing::new(Vec::new());
+    f.take(MAX_INPUT + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if buf.len() as u64 > MAX_INPUT {
+        return Err(format!("{}: larger than 1 MiB; not an IPsec configuration", path.display()));
+    }
+    let s = String::from_utf8_lossy(&buf).into_owned();
+    Ok(Zeroizing::new(s))
+}
+
+/// Writes a key file with mode 0600, never through a symlink and never over an existing file
+/// unless `force` (then only a regular file is replaced).
+pub fn write_private(path: &Path, data: &[u8], force: bool) -> Result<(), String> {
+    if force {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_file() => {
+                std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            Ok(_) => return Err(format!("{}: exists and is not a regular file", path.display())),
+            Err(_) => {}
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("{} exists; remove it or pass --force", path.display())
+            }
+            _ => format!("{}: {e}", path.display()),
+        })?;
+    f.write_all(data).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Arguments of `ferrovpn import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// strongSwan ipsec.conf or swanctl.conf, or Libreswan ipsec.conf.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Format of FILE (auto: a `connections {` section is swanctl.conf, else the ipsec.conf
+    /// dialect whose own keywords it uses).
+    #[arg(long, value_enum, default_value_t = Format::Auto, value_name = "FORMAT")]
+    pub format: Format,
+    /// ipsec.secrets or swanctl.conf holding the PSKs (may be repeated; swanctl.conf's own
+    /// secrets section is always read).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Vec<PathBuf>,
+    /// Write the TOML here (keys go next to it as NAME.psk, mode 0600) instead of stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Replace an existing output file and key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `ferrovpn import`: exit 0 when at least one connection was converted, 1 otherwise.
+pub fn run(args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let fail = |err: &mut dyn Write, m: String| {
+        let _ = writeln!(err, "ferrovpn import: {m}");
+        crate::cli::EXIT_FAILURE
+    };
+    let text = match read_text(&args.file) {
+        Ok(t) => t,
+        Err(e) => return fail(err, e),
+    };
+    let mut secrets = Vec::new();
+    for p in &args.secrets {
+        match read_text(p) {
+            Ok(t) => secrets.push((p.display().to_string(), t)),
+            Err(e) => return fail(err, e),
+        }
+    }
+    let conv = convert(
+        &text,
+        &args.file.display().to_string(),
+        args.format,
+        &secrets,
+        args.output.is_some(),
+    );
+    let r = &conv.rendered;
+    let _ = writeln!(
+        err,
+        "ferrovpn import: {} read as {}: {} connection{} converted",
+        args.file.display(),
+        conv.format.name(),
+        r.converted,
+        if r.converted == 1 { "" } else { "s" }
+    );
+    for line in &r.report {
+        let _ = writeln!(err, "  {line}");
+    }
+    if r.converted == 0 {
+        return fail(err, "no connection could be converted (reasons above)".into());
+    }
+    match &args.output {
+        None => {
+            let _ = out.write_all(r.toml.as_bytes());
+        }
+        Some(path) => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            // Keys first: a config whose key files could not be written is not left behind.
+            for (_, file, key) in &r.psk_files {
+                let mut data = Zeroizing::new(key.to_vec());
+                data.push(b'\n');
+                if let Err(e) = write_private(&dir.join(file), &data, args.force) {
+                    return fail(err, e);
+                }
+                let _ = writeln!(err, "  wrote key file {} (mode 0600)", dir.join(file).display());
+            }
+            let written = if args.force {
+                std::fs::write(path, r.toml.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+            } else {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(r.toml.as_bytes()))
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => {
+                            format!("{} exists; remove it or pass --force", path.display())
+                        }
+                        _ => format!("{}: {e}", path.display()),
+                    })
+            };
+            if let Err(e) = written {
+                return fail(err, e);
+            }
+            let _ = writeln!(
+                err,
+                "  wrote {}; validate it with: ferrovpn check -c {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    crate::cli::EXIT_OK
+}
