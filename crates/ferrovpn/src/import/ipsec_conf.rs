@@ -63,7 +63,8 @@ pub fn sections(text: &str, imp: &mut Imported) -> Vec<Section> {
             continue;
         }
         let Some(sec) = out.last_mut() else {
-            imp.notes.push(Note::new(line, l, "setting outside any section; ignored"));
+            imp.notes
+                .push(Note::new(line, l, "setting outside any section; ignored"));
             continue;
         };
         match l.split_once('=') {
@@ -117,7 +118,8 @@ pub fn resolve_conns(secs: &[Section], imp: &mut Imported) -> Vec<(String, usize
     for s in &conns {
         if s.name == "%default" || s.name.is_empty() {
             if s.name.is_empty() {
-                imp.notes.push(Note::new(s.line, "conn", "a conn without a name; ignored"));
+                imp.notes
+                    .push(Note::new(s.line, "conn", "a conn without a name; ignored"));
             }
             continue;
         }

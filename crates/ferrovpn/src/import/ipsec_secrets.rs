@@ -39,7 +39,11 @@ pub fn parse(text: &str, notes: &mut Vec<Note>) -> Vec<SecretEntry> {
             }
         }
         let Some((selectors, secret)) = split_colon(e) else {
-            notes.push(Note::new(*line, "secrets", "no ':' separating selectors and secret; ignored"));
+            notes.push(Note::new(
+                *line,
+                "secrets",
+                "no ':' separating selectors and secret; ignored",
+            ));
             continue;
         };
         let secret = secret.trim_start();
@@ -56,7 +60,11 @@ pub fn parse(text: &str, notes: &mut Vec<Note>) -> Vec<SecretEntry> {
             continue;
         }
         let Some(key) = quoted_value(value).and_then(decode_secret) else {
-            notes.push(Note::new(*line, "PSK", "the key is not readable (quotes, 0x hex or 0s base64); ignored"));
+            notes.push(Note::new(
+                *line,
+                "PSK",
+                "the key is not readable (quotes, 0x hex or 0s base64); ignored",
+            ));
             continue;
         };
         out.push(SecretEntry {

@@ -10,7 +10,8 @@ use super::model::{
     dpd, identity, keep_proposals, lifetime, pairs, parse_time, subnet, Conn, Imported, Note,
     Phase, Start,
 };
-use super::strongswan_ipsec::address;
+use super::strongswan_ipsec::{address, local_address};
+use std::net::IpAddr;
 
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("rekeymargin", "ferrovpn schedules rekeying itself (before the lifetime ends)"),
@@ -54,7 +55,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 ];
 
 /// Reads a Libreswan ipsec.conf.
-pub fn parse(text: &str) -> Imported {
+pub fn parse(text: &str, local_default: Option<IpAddr>) -> Imported {
     let mut imp = Imported::default();
     let secs = sections(text, &mut imp);
     if let Some(setup) = secs.iter().find(|s| s.kind == "config") {
@@ -67,7 +68,7 @@ pub fn parse(text: &str) -> Imported {
         }
     }
     for (name, line, set) in resolve_conns(&secs, &mut imp) {
-        match conn(&name, line, &set) {
+        match conn(&name, line, &set, local_default) {
             Ok(c) => imp.conns.push(c),
             Err(reason) => imp.skip(&name, line, reason),
         }
@@ -164,6 +165,14 @@ fn proposals(c: &mut Conn, e: &Entry, phase: Phase, pfs_group: Option<&str>) -> 
                 out.push(g.to_string());
             }
         }
+        if phase == Phase::Ike && !has_group && !out.is_empty() {
+            c.note(
+                e.line,
+                &e.key,
+                format!("proposal {p} names no DH group: pluto's IKEv1 default modp2048 written"),
+            );
+            out.push("modp2048".into());
+        }
         list.push(out.join("-"));
     }
     list
@@ -173,7 +182,12 @@ fn is_group(k: &str) -> bool {
     k.starts_with("modp") || k.starts_with("ecp") || k == "curve25519"
 }
 
-fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
+fn conn(
+    name: &str,
+    line: usize,
+    set: &Settings,
+    local_default: Option<IpAddr>,
+) -> Result<Conn, String> {
     let mut c = Conn::new(name, line);
     let ikev1 = match (value(set, "keyexchange"), value(set, "ikev2")) {
         (Some("ikev1"), _) => true,
@@ -183,7 +197,7 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
     };
     if !ikev1 {
         return Err(
-            "IKEv2 (Libreswan's default; ikev2=no or keyexchange=ikev1 selects IKEv1): ferrovpn speaks IKEv1 only".into(),
+            "IKEv2 (Libreswan 4 and later default to it; ikev2=no or keyexchange=ikev1 selects IKEv1): ferrovpn speaks IKEv1 only. A file from Libreswan 3, where IKEv1 was the default, needs ikev2=no added before import".into(),
         );
     }
     match value(set, "authby") {
@@ -210,7 +224,7 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
     if value(set, "phase2").is_some_and(|p| p == "ah") {
         return Err("phase2=ah: AH is not supported by ferrovpn (ESP only)".into());
     }
-    let local = address("left", get(set, "left"))?;
+    let local = local_address(&mut c, "left", get(set, "left"), local_default)?;
     let remote = address("right", get(set, "right"))?;
     if local.is_ipv6() != remote.is_ipv6() {
         return Err("left and right are of different address families".into());
@@ -280,7 +294,8 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
         ),
     }
     c.ike_lifetime = Some(match get(set, "ikelifetime") {
-        Some(e) => lifetime(&mut c, e.line, "ikelifetime", &e.value).unwrap_or(Duration::from_secs(8 * 3600)),
+        Some(e) => lifetime(&mut c, e.line, "ikelifetime", &e.value)
+            .unwrap_or(Duration::from_secs(8 * 3600)),
         None => Duration::from_secs(8 * 3600),
     });
     c.esp_lifetime = Some(
@@ -288,7 +303,9 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
             .or_else(|| get(set, "keylife"))
             .or_else(|| get(set, "lifetime"))
         {
-            Some(e) => lifetime(&mut c, e.line, &e.key, &e.value).unwrap_or(Duration::from_secs(8 * 3600)),
+            Some(e) => {
+                lifetime(&mut c, e.line, &e.key, &e.value).unwrap_or(Duration::from_secs(8 * 3600))
+            }
             None => Duration::from_secs(8 * 3600),
         },
     );
@@ -325,16 +342,43 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
         }
     });
     let known = [
-        "keyexchange", "ikev2", "authby", "type", "phase2", "left", "right", "leftid", "rightid",
-        "leftsubnet", "rightsubnet", "leftsubnets", "rightsubnets", "ike", "phase2alg", "esp",
-        "pfs", "ikelifetime", "salifetime", "keylife", "lifetime", "aggressive", "aggrmode",
-        "encapsulation", "dpddelay", "dpdtimeout", "auto",
+        "keyexchange",
+        "ikev2",
+        "authby",
+        "type",
+        "phase2",
+        "left",
+        "right",
+        "leftid",
+        "rightid",
+        "leftsubnet",
+        "rightsubnet",
+        "leftsubnets",
+        "rightsubnets",
+        "ike",
+        "phase2alg",
+        "esp",
+        "pfs",
+        "ikelifetime",
+        "salifetime",
+        "keylife",
+        "lifetime",
+        "aggressive",
+        "aggrmode",
+        "encapsulation",
+        "dpddelay",
+        "dpdtimeout",
+        "auto",
     ];
     for (k, e) in set {
         if let Some((_, why)) = UNSUPPORTED.iter().find(|(u, _)| u == k) {
             c.note(e.line, format!("{k}={}", e.value), *why);
         } else if !known.contains(&k.as_str()) {
-            c.note(e.line, format!("{k}={}", e.value), "no ferrovpn equivalent; not carried over");
+            c.note(
+                e.line,
+                format!("{k}={}", e.value),
+                "no ferrovpn equivalent; not carried over",
+            );
         }
     }
     Ok(c)
@@ -348,12 +392,20 @@ mod tests {
     fn libreswan_algorithm_names_become_strongswan_keywords() {
         let e = Entry {
             key: "ike".into(),
-            value: "aes256-sha2_256;modp2048, aes_gcm_c256-sha2;dh19, 3des-md5;dh2, serpent-sha1".into(),
+            value: "aes256-sha2_256;modp2048, aes_gcm_c256-sha2;dh19, 3des-md5;dh2, serpent-sha1"
+                .into(),
             line: 3,
         };
         let mut c = Conn::new("x", 1);
         let l = proposals(&mut c, &e, Phase::Ike, None);
-        assert_eq!(l, ["aes256-sha256-modp2048", "aes256gcm16-sha256-ecp256", "3des-md5-modp1024"]);
+        assert_eq!(
+            l,
+            [
+                "aes256-sha256-modp2048",
+                "aes256gcm16-sha256-ecp256",
+                "3des-md5-modp1024"
+            ]
+        );
         assert!(c.notes[0].reason.contains("serpent"));
         let e = Entry {
             key: "phase2alg".into(),
@@ -361,6 +413,9 @@ mod tests {
             line: 4,
         };
         let l = proposals(&mut c, &e, Phase::Esp, Some("modp2048"));
-        assert_eq!(l, ["aes256gcm16-aes128gcm16-modp2048", "aes256-sha1-modp2048"]);
+        assert_eq!(
+            l,
+            ["aes256gcm16-aes128gcm16-modp2048", "aes256-sha1-modp2048"]
+        );
     }
 }

@@ -47,15 +47,46 @@ impl Format {
 
 /// Keywords only one of the two ipsec.conf dialects has.
 const LIBRESWAN_ONLY: &[&str] = &[
-    "ikev2=", "phase2alg=", "leftsubnets=", "rightsubnets=", "salifetime=", "encapsulation=",
-    "protostack=", "virtual-private=", "virtual_private=", "plutodebug=", "logfile=",
-    "nat_traversal=", "aggrmode=", "pfs=", "vti-interface=", "ipsec-interface=", "phase2=",
-    "leftnexthop=", "rightnexthop=", "leftrsasigkey=", "uniqueids=",
+    "ikev2=",
+    "phase2alg=",
+    "leftsubnets=",
+    "rightsubnets=",
+    "salifetime=",
+    "encapsulation=",
+    "protostack=",
+    "virtual-private=",
+    "virtual_private=",
+    "plutodebug=",
+    "logfile=",
+    "nat_traversal=",
+    "aggrmode=",
+    "pfs=",
+    "vti-interface=",
+    "ipsec-interface=",
+    "phase2=",
+    "leftnexthop=",
+    "rightnexthop=",
+    "leftrsasigkey=",
+    "uniqueids=",
 ];
 const STRONGSWAN_ONLY: &[&str] = &[
-    "charondebug=", "leftauth=", "rightauth=", "forceencaps=", "leftfirewall=", "lefthostaccess=",
-    "mobike=", "reauth=", "margintime=", "rekeymargin=", "leftsendcert=", "strictcrlpolicy=",
-    "uniqueids=never", "eap_identity=", "leftikeport=", "closeaction=", "lifebytes=",
+    "charondebug=",
+    "leftauth=",
+    "rightauth=",
+    "forceencaps=",
+    "leftfirewall=",
+    "lefthostaccess=",
+    "mobike=",
+    "reauth=",
+    "margintime=",
+    "rekeymargin=",
+    "leftsendcert=",
+    "strictcrlpolicy=",
+    "uniqueids=never",
+    "eap_identity=",
+    "leftikeport=",
+    "closeaction=",
+    "lifebytes=",
 ];
 
 /// Guesses the format: a `connections {` section means swanctl.conf; otherwise the ipsec.conf
@@ -65,12 +96,21 @@ pub fn detect(text: &str) -> Format {
     let mut strong = 0usize;
     for l in text.lines() {
         let t = l.split('#').next().unwrap_or_default().trim();
-        if t.starts_with("connections") && t.get(11..).is_some_and(|r| r.trim_start().starts_with('{') || r.trim().is_empty()) {
+        if t.starts_with("connections")
+            && t.get(11..)
+                .is_some_and(|r| r.trim_start().starts_with('{') || r.trim().is_empty())
+        {
             return Format::Swanctl;
         }
         let compact: String = t.chars().filter(|c| !c.is_whitespace()).collect();
-        libre += LIBRESWAN_ONLY.iter().filter(|k| compact.starts_with(*k)).count();
-        strong += STRONGSWAN_ONLY.iter().filter(|k| compact.starts_with(*k)).count();
+        libre += LIBRESWAN_ONLY
+            .iter()
+            .filter(|k| compact.starts_with(*k))
+            .count();
+        strong += STRONGSWAN_ONLY
+            .iter()
+            .filter(|k| compact.starts_with(*k))
+            .count();
     }
     if libre > strong {
         Format::Libreswan
@@ -92,6 +132,7 @@ pub fn convert(
     source_name: &str,
     format: Format,
     secrets: &[(String, Zeroizing<String>)],
+    local_addr: Option<std::net::IpAddr>,
     write_keys: bool,
 ) -> Conversion {
     let format = match format {
@@ -99,16 +140,20 @@ pub fn convert(
         f => f,
     };
     let (mut imp, mut keys): (Imported, Vec<SecretEntry>) = match format {
-        Format::Swanctl => swanctl::parse(text),
-        Format::Libreswan => (libreswan::parse(text), Vec::new()),
-        Format::StrongswanIpsec | Format::Auto => (strongswan_ipsec::parse(text), Vec::new()),
+        Format::Swanctl => swanctl::parse(text, local_addr),
+        Format::Libreswan => (libreswan::parse(text, local_addr), Vec::new()),
+        Format::StrongswanIpsec | Format::Auto => {
+            (strongswan_ipsec::parse(text, local_addr), Vec::new())
+        }
     };
     for (name, s) in secrets {
         let mut notes = Vec::new();
         // A secrets file is swanctl.conf syntax when it has a `secrets {` section.
         let is_swanctl = s.lines().any(|l| {
             let t = l.trim();
-            t.starts_with("secrets") && t.get(7..).is_some_and(|r| r.trim_start().starts_with('{') || r.trim().is_empty())
+            t.starts_with("secrets")
+                && t.get(7..)
+                    .is_some_and(|r| r.trim_start().starts_with('{') || r.trim().is_empty())
         });
         if is_swanctl {
             let root = swanctl::tree(s, &mut notes);
@@ -124,7 +169,11 @@ pub fn convert(
     for c in &mut imp.conns {
         if let Some(e) = find_secret(&keys, c) {
             c.psk = Some(e.key.clone());
-            c.note(0, "psk", format!("taken from the secrets entry at line {}", e.line));
+            c.note(
+                0,
+                "psk",
+                format!("taken from the secrets entry at line {}", e.line),
+            );
         }
     }
     merge_same_peer(&mut imp);
@@ -141,7 +190,10 @@ pub fn read_text(path: &Path) -> Result<Zeroizing<String>, String> {
         .read_to_end(&mut buf)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if buf.len() as u64 > MAX_INPUT {
-        return Err(format!("{}: larger than 1 MiB; not an IPsec configuration", path.display()));
+        return Err(format!(
+            "{}: larger than 1 MiB; not an IPsec configuration",
+            path.display()
+        ));
     }
     let s = String::from_utf8_lossy(&buf).into_owned();
     Ok(Zeroizing::new(s))
@@ -155,7 +207,12 @@ pub fn write_private(path: &Path, data: &[u8], force: bool) -> Result<(), String
             Ok(m) if m.file_type().is_file() => {
                 std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?
             }
-            Ok(_) => return Err(format!("{}: exists and is not a regular file", path.display())),
+            Ok(_) => {
+                return Err(format!(
+                    "{}: exists and is not a regular file",
+                    path.display()
+                ))
+            }
             Err(_) => {}
         }
     }
@@ -171,7 +228,8 @@ pub fn write_private(path: &Path, data: &[u8], force: bool) -> Result<(), String
             }
             _ => format!("{}: {e}", path.display()),
         })?;
-    f.write_all(data).map_err(|e| format!("{}: {e}", path.display()))
+    f.write_all(data)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Arguments of `ferrovpn import`.
@@ -191,6 +249,10 @@ pub struct ImportArgs {
     /// Write the TOML here (keys go next to it as NAME.psk, mode 0600) instead of stdout.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// This host's address, for connections whose source leaves it to the daemon
+    /// (left=%defaultroute, swanctl.conf without local_addrs).
+    #[arg(long, value_name = "ADDR")]
+    pub local_addr: Option<std::net::IpAddr>,
     /// Replace an existing output file and key files.
     #[arg(long)]
     pub force: bool,
@@ -218,6 +280,7 @@ pub fn run(args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         &args.file.display().to_string(),
         args.format,
         &secrets,
+        args.local_addr,
         args.output.is_some(),
     );
     let r = &conv.rendered;
@@ -233,7 +296,10 @@ pub fn run(args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "  {line}");
     }
     if r.converted == 0 {
-        return fail(err, "no connection could be converted (reasons above)".into());
+        return fail(
+            err,
+            "no connection could be converted (reasons above)".into(),
+        );
     }
     match &args.output {
         None => {
@@ -251,10 +317,15 @@ pub fn run(args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 if let Err(e) = write_private(&dir.join(file), &data, args.force) {
                     return fail(err, e);
                 }
-                let _ = writeln!(err, "  wrote key file {} (mode 0600)", dir.join(file).display());
+                let _ = writeln!(
+                    err,
+                    "  wrote key file {} (mode 0600)",
+                    dir.join(file).display()
+                );
             }
             let written = if args.force {
-                std::fs::write(path, r.toml.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+                std::fs::write(path, r.toml.as_bytes())
+                    .map_err(|e| format!("{}: {e}", path.display()))
             } else {
                 std::fs::OpenOptions::new()
                     .write(true)
@@ -281,4 +352,62 @@ pub fn run(args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         }
     }
     crate::cli::EXIT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments of all three syntaxes, so random files reach deep into the parsers.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("conn a\n".to_string()),
+            Just("conn %default\n".to_string()),
+            Just("\talso=a\n".to_string()),
+            Just("\tkeyexchange=ikev1\n\tauthby=secret\n".to_string()),
+            Just("\tikev2=no\n".to_string()),
+            Just("\tleft=192.0.2.1\n\tright=192.0.2.2\n".to_string()),
+            Just("\tleftsubnet=10.1.0.0/16\n\trightsubnet=10.2.0.0/16,10.3.0.0/16\n".to_string()),
+            Just("\tleftsubnets={10.1.0.0/24 10.1.1.0/24}\n".to_string()),
+            Just(
+                "\tike=aes256-sha2;dh19,aes_gcm_c-sha1\n\tphase2alg=aes_gcm256-null\n".to_string()
+            ),
+            Just("connections {\n b {\n version = 1\n".to_string()),
+            Just(" local_addrs = 192.0.2.1\n remote_addrs = 192.0.2.2\n".to_string()),
+            Just(" local { auth = psk }\n remote {\n auth = psk\n id = @x\n }\n".to_string()),
+            Just(
+                " children { c { local_ts = 10.1.0.0/16\n remote_ts = 10.2.0.0/16\n }".to_string()
+            ),
+            Just("}\n".to_string()),
+            Just("secrets { ike { secret = \"x\\\"y\" }\n".to_string()),
+            "[ -~\t\n{}=#\"';:,%@/]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn no_file_makes_any_parser_panic(parts in proptest::collection::vec(fragment(), 0..24)) {
+            let text = parts.concat();
+            let secrets = vec![("s".to_string(), Zeroizing::new(text.clone()))];
+            for f in [Format::Auto, Format::StrongswanIpsec, Format::Swanctl, Format::Libreswan] {
+                let c = convert(&text, "f", f, &secrets, Some("192.0.2.9".parse().unwrap()), true);
+                // Whatever was converted is TOML ferrovpn's own parser reads.
+                if c.rendered.converted > 0 {
+                    prop_assert!(toml::from_str::<toml::Value>(&c.rendered.toml).is_ok(), "{}", c.rendered.toml);
+                }
+            }
+            let mut notes = Vec::new();
+            let _ = ipsec_secrets::parse(&text, &mut notes);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            for f in [Format::StrongswanIpsec, Format::Swanctl, Format::Libreswan] {
+                let _ = convert(&text, "f", f, &[], None, false);
+            }
+        }
+    }
 }

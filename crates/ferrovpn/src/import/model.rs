@@ -203,12 +203,20 @@ pub fn dpd(
         return None;
     }
     if interval > MAX_DPD_INTERVAL {
-        conn.note(line, "dpd delay", "above ferrovpn's maximum of 1h; lowered to 1h");
+        conn.note(
+            line,
+            "dpd delay",
+            "above ferrovpn's maximum of 1h; lowered to 1h",
+        );
         interval = MAX_DPD_INTERVAL;
     }
     let timeout = match timeout {
         Some(t) if t > MAX_DPD_TIMEOUT => {
-            conn.note(line, "dpd timeout", "above ferrovpn's maximum of 2h; lowered to 2h");
+            conn.note(
+                line,
+                "dpd timeout",
+                "above ferrovpn's maximum of 2h; lowered to 2h",
+            );
             Some(MAX_DPD_TIMEOUT)
         }
         Some(t) if t <= interval => {
@@ -244,10 +252,7 @@ pub fn identity(s: &str) -> Result<Option<String>, String> {
         return Ok(Some(a.to_string()));
     }
     if let Some(hex) = s.strip_prefix("@#") {
-        if !hex.is_empty()
-            && hex.len() % 2 == 0
-            && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        if !hex.is_empty() && hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(Some(format!("keyid:#{}", hex.to_ascii_lowercase())));
         }
         return Err(format!("{s}: not an even number of hex digits"));
@@ -256,7 +261,9 @@ pub fn identity(s: &str) -> Result<Option<String>, String> {
         return Ok(Some(format!("keyid:{k}")));
     }
     if s.starts_with('%') {
-        return Err(format!("{s}: resolved by the other IKE daemon at run time; write the identity by hand"));
+        return Err(format!(
+            "{s}: resolved by the other IKE daemon at run time; write the identity by hand"
+        ));
     }
     if s.contains('=') || s.contains(',') {
         return Err(format!(
@@ -291,7 +298,11 @@ pub fn subnet(conn: &mut Conn, line: usize, setting: &str, s: &str) -> Result<Ip
     let ifa = IfAddr::from_str(s).map_err(|_| format!("{s}: not a subnet"))?;
     let net = ifa.network();
     if net.addr() != ifa.addr {
-        conn.note(line, setting, format!("{s} has host bits set; written as {net}"));
+        conn.note(
+            line,
+            setting,
+            format!("{s} has host bits set; written as {net}"),
+        );
     }
     Ok(net)
 }
@@ -451,7 +462,10 @@ fn q(s: &str) -> String {
 /// One comment line per line of `text` (no line break of the source can end a comment early).
 fn comment(out: &mut String, prefix: &str, text: &str) {
     for l in text.lines() {
-        let l: String = l.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let l: String = l
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         let _ = writeln!(out, "{prefix}{l}");
     }
 }
@@ -510,7 +524,10 @@ pub fn render(imp: Imported, source: &str, format: &str, write_keys: bool) -> Re
             c.note(
                 c.line,
                 "name",
-                format!("{} renamed {name} (ferrovpn names use letters, digits, '-', '_', '.')", c.source_name),
+                format!(
+                    "{} renamed {name} (ferrovpn names use letters, digits, '-', '_', '.')",
+                    c.source_name
+                ),
             );
         }
         let (Some(local), Some(remote)) = (c.local_addr, c.remote_addr) else {
@@ -561,6 +578,10 @@ pub fn render(imp: Imported, source: &str, format: &str, write_keys: bool) -> Re
             );
         }
 
+        // In source order, remarks without a line last; a note merged in twice once.
+        c.notes
+            .sort_by_key(|n| if n.line == 0 { usize::MAX } else { n.line });
+        c.notes.dedup();
         out.push('\n');
         let _ = writeln!(
             out,
@@ -748,7 +769,11 @@ pub struct SecretEntry {
 /// Finds the best PSK for a connection as strongSwan does: every selector of the entry must be
 /// one of the connection's identities/addresses (or `%any`); the entry matching the most wins.
 pub fn find_secret<'a>(secrets: &'a [SecretEntry], conn: &Conn) -> Option<&'a SecretEntry> {
-    let mine: Vec<String> = conn.secret_selectors.iter().map(|s| selector_key(s)).collect();
+    let mine: Vec<String> = conn
+        .secret_selectors
+        .iter()
+        .map(|s| selector_key(s))
+        .collect();
     let mut best: Option<(usize, &SecretEntry)> = None;
     for e in secrets {
         let mut score = 0usize;
@@ -790,9 +815,18 @@ mod tests {
 
     #[test]
     fn identities_in_ferrovpn_syntax() {
-        assert_eq!(identity("@moon.example").unwrap().unwrap(), "fqdn:moon.example");
-        assert_eq!(identity("moon.example").unwrap().unwrap(), "fqdn:moon.example");
-        assert_eq!(identity("carol@example.org").unwrap().unwrap(), "userfqdn:carol@example.org");
+        assert_eq!(
+            identity("@moon.example").unwrap().unwrap(),
+            "fqdn:moon.example"
+        );
+        assert_eq!(
+            identity("moon.example").unwrap().unwrap(),
+            "fqdn:moon.example"
+        );
+        assert_eq!(
+            identity("carol@example.org").unwrap().unwrap(),
+            "userfqdn:carol@example.org"
+        );
         assert_eq!(identity("192.0.2.1").unwrap().unwrap(), "192.0.2.1");
         assert_eq!(identity("@#0a1B").unwrap().unwrap(), "keyid:#0a1b");
         assert_eq!(identity("%any").unwrap(), None);

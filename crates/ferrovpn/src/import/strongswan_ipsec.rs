@@ -13,23 +13,50 @@ use super::model::{
 /// Settings with no ferrovpn equivalent, with the reason given in the report.
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("mobike", "MOBIKE is IKEv2 only"),
-    ("reauth", "IKEv1 rekeys phase 1 by a new Main Mode; ferrovpn always does"),
-    ("margintime", "ferrovpn schedules rekeying itself (before the lifetime ends)"),
-    ("rekeymargin", "ferrovpn schedules rekeying itself (before the lifetime ends)"),
-    ("rekeyfuzz", "ferrovpn schedules rekeying itself (before the lifetime ends)"),
+    (
+        "reauth",
+        "IKEv1 rekeys phase 1 by a new Main Mode; ferrovpn always does",
+    ),
+    (
+        "margintime",
+        "ferrovpn schedules rekeying itself (before the lifetime ends)",
+    ),
+    (
+        "rekeymargin",
+        "ferrovpn schedules rekeying itself (before the lifetime ends)",
+    ),
+    (
+        "rekeyfuzz",
+        "ferrovpn schedules rekeying itself (before the lifetime ends)",
+    ),
     ("marginbytes", "ferrovpn schedules rekeying itself"),
     ("marginpackets", "ferrovpn schedules rekeying itself"),
     ("lifepackets", "ferrovpn has no packet-count lifetime"),
-    ("keyingtries", "ferrovpn retries with the [daemon] retransmit_* schedule"),
+    (
+        "keyingtries",
+        "ferrovpn retries with the [daemon] retransmit_* schedule",
+    ),
     ("rekey", "ferrovpn always rekeys before the lifetime ends"),
     ("compress", "IPComp is not supported by ferrovpn"),
-    ("leftupdown", "ferrovpn runs no updown script; it installs its own routes"),
-    ("rightupdown", "ferrovpn runs no updown script; it installs its own routes"),
+    (
+        "leftupdown",
+        "ferrovpn runs no updown script; it installs its own routes",
+    ),
+    (
+        "rightupdown",
+        "ferrovpn runs no updown script; it installs its own routes",
+    ),
     ("leftfirewall", "ferrovpn installs no firewall rules"),
     ("rightfirewall", "ferrovpn installs no firewall rules"),
     ("lefthostaccess", "ferrovpn installs no firewall rules"),
-    ("leftsourceip", "mode config (virtual IPs) is not supported by ferrovpn"),
-    ("rightsourceip", "mode config (virtual IPs) is not supported by ferrovpn"),
+    (
+        "leftsourceip",
+        "mode config (virtual IPs) is not supported by ferrovpn",
+    ),
+    (
+        "rightsourceip",
+        "mode config (virtual IPs) is not supported by ferrovpn",
+    ),
     ("leftdns", "mode config is not supported by ferrovpn"),
     ("rightdns", "mode config is not supported by ferrovpn"),
     ("modeconfig", "mode config is not supported by ferrovpn"),
@@ -37,23 +64,56 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("rightsendcert", "ferrovpn has no certificates (PSK only)"),
     ("leftca", "ferrovpn has no certificates (PSK only)"),
     ("rightca", "ferrovpn has no certificates (PSK only)"),
-    ("installpolicy", "ferrovpn installs its own routes into its TUN device"),
+    (
+        "installpolicy",
+        "ferrovpn installs its own routes into its TUN device",
+    ),
     ("mark", "ferrovpn uses its own TUN devices, not XFRM marks"),
-    ("mark_in", "ferrovpn uses its own TUN devices, not XFRM marks"),
-    ("mark_out", "ferrovpn uses its own TUN devices, not XFRM marks"),
-    ("reqid", "XFRM reqids do not exist in ferrovpn's userspace data plane"),
-    ("closeaction", "ferrovpn does not restart on a peer's delete; use start = \"initiate\""),
+    (
+        "mark_in",
+        "ferrovpn uses its own TUN devices, not XFRM marks",
+    ),
+    (
+        "mark_out",
+        "ferrovpn uses its own TUN devices, not XFRM marks",
+    ),
+    (
+        "reqid",
+        "XFRM reqids do not exist in ferrovpn's userspace data plane",
+    ),
+    (
+        "closeaction",
+        "ferrovpn does not restart on a peer's delete; use start = \"initiate\"",
+    ),
     ("inactivity", "ferrovpn has no inactivity timeout"),
     ("replay_window", "ferrovpn's replay window is fixed"),
-    ("tfc", "traffic flow confidentiality padding is not supported"),
+    (
+        "tfc",
+        "traffic flow confidentiality padding is not supported",
+    ),
     ("ikedscp", "ferrovpn sets no DSCP on IKE packets"),
-    ("fragmentation", "IKE fragmentation is not supported by ferrovpn"),
-    ("sha256_96", "ferrovpn uses the standard 128-bit truncation for HMAC-SHA256 (RFC 4868)"),
-    ("leftprotoport", "protocol/port selectors are not supported (whole subnets only)"),
-    ("rightprotoport", "protocol/port selectors are not supported (whole subnets only)"),
+    (
+        "fragmentation",
+        "IKE fragmentation is not supported by ferrovpn",
+    ),
+    (
+        "sha256_96",
+        "ferrovpn uses the standard 128-bit truncation for HMAC-SHA256 (RFC 4868)",
+    ),
+    (
+        "leftprotoport",
+        "protocol/port selectors are not supported (whole subnets only)",
+    ),
+    (
+        "rightprotoport",
+        "protocol/port selectors are not supported (whole subnets only)",
+    ),
     ("leftallowany", "ferrovpn needs the peer's fixed address"),
     ("rightallowany", "ferrovpn needs the peer's fixed address"),
-    ("dpdaction", "ferrovpn deletes the SAs of a dead peer and, with start = \"initiate\", negotiates again"),
+    (
+        "dpdaction",
+        "ferrovpn deletes the SAs of a dead peer and, with start = \"initiate\", negotiates again",
+    ),
     ("xauth", "XAuth is not supported by ferrovpn"),
     ("xauth_identity", "XAuth is not supported by ferrovpn"),
     ("eap_identity", "EAP is IKEv2 only"),
@@ -63,7 +123,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 ];
 
 /// Reads a strongSwan ipsec.conf.
-pub fn parse(text: &str) -> Imported {
+pub fn parse(text: &str, local_default: Option<IpAddr>) -> Imported {
     let mut imp = Imported::default();
     let secs = sections(text, &mut imp);
     for s in secs.iter().filter(|s| s.kind == "ca") {
@@ -83,7 +143,7 @@ pub fn parse(text: &str) -> Imported {
         }
     }
     for (name, line, set) in resolve_conns(&secs, &mut imp) {
-        match conn(&name, line, &set) {
+        match conn(&name, line, &set, local_default) {
             Ok(c) => imp.conns.push(c),
             Err(reason) => imp.skip(&name, line, reason),
         }
@@ -103,7 +163,9 @@ fn value<'a>(set: &'a Settings, key: &str) -> Option<&'a str> {
 /// be carried over.
 pub fn address(key: &str, e: Option<&Entry>) -> Result<IpAddr, String> {
     let Some(e) = e else {
-        return Err(format!("{key} is not set; ferrovpn needs the literal address"));
+        return Err(format!(
+            "{key} is not set; ferrovpn needs the literal address"
+        ));
     };
     e.value.parse().map_err(|_| {
         format!(
@@ -111,6 +173,28 @@ pub fn address(key: &str, e: Option<&Entry>) -> Result<IpAddr, String> {
             e.value
         )
     })
+}
+
+/// The local address: literal, or `--local-addr` where the source leaves it to the daemon
+/// (`%defaultroute`, `%any`, unset).
+pub fn local_address(
+    c: &mut Conn,
+    key: &str,
+    e: Option<&Entry>,
+    local_default: Option<IpAddr>,
+) -> Result<IpAddr, String> {
+    match (address(key, e), local_default) {
+        (Ok(a), _) => Ok(a),
+        (Err(_), Some(a)) if e.map_or(true, |e| e.value.starts_with('%')) => {
+            c.note(
+                e.map_or(c.line, |e| e.line),
+                format!("{key}={}", e.map_or("(unset)", |e| e.value.as_str())),
+                format!("resolved by the other daemon at run time; --local-addr {a} used"),
+            );
+            Ok(a)
+        }
+        (Err(r), _) => Err(format!("{r} (or give it with --local-addr)")),
+    }
 }
 
 /// `ike=`/`esp=` lists in strongSwan syntax: the trailing `!` (strict) is dropped, IKEv2-only
@@ -153,7 +237,12 @@ fn proposals(c: &mut Conn, e: &Entry, phase: Phase) -> Option<String> {
     keep_proposals(c, e.line, &e.key, phase, list)
 }
 
-fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
+fn conn(
+    name: &str,
+    line: usize,
+    set: &Settings,
+    local_default: Option<IpAddr>,
+) -> Result<Conn, String> {
     let mut c = Conn::new(name, line);
     match value(set, "keyexchange") {
         Some("ikev1") => {}
@@ -164,7 +253,11 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
         }
         None => return Err("keyexchange is not set, which is IKEv2 in strongSwan 5; ferrovpn speaks IKEv1 only".into()),
     }
-    let auth = [value(set, "authby"), value(set, "leftauth"), value(set, "rightauth")];
+    let auth = [
+        value(set, "authby"),
+        value(set, "leftauth"),
+        value(set, "rightauth"),
+    ];
     let psk = |v: &str| matches!(v, "secret" | "psk");
     match auth {
         [Some(a), _, _] if psk(a) => {}
@@ -183,23 +276,32 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
             )
         }
     }
-    for k in ["leftcert", "rightcert", "leftsigkey", "rightsigkey", "leftrsasigkey"] {
+    for k in [
+        "leftcert",
+        "rightcert",
+        "leftsigkey",
+        "rightsigkey",
+        "leftrsasigkey",
+    ] {
         if let Some(e) = get(set, k) {
-            c.note(e.line, k, "certificates/raw keys are not used with PSK authentication; ignored");
+            c.note(
+                e.line,
+                k,
+                "certificates/raw keys are not used with PSK authentication; ignored",
+            );
         }
     }
     match value(set, "type") {
         None | Some("tunnel") => {}
-        Some(t) => {
-            return Err(format!(
-                "type={t}: ferrovpn carries tunnel mode only"
-            ))
-        }
+        Some(t) => return Err(format!("type={t}: ferrovpn carries tunnel mode only")),
     }
     if let Some(e) = get(set, "ah") {
-        return Err(format!("ah={}: AH is not supported by ferrovpn (ESP only)", e.value));
+        return Err(format!(
+            "ah={}: AH is not supported by ferrovpn (ESP only)",
+            e.value
+        ));
     }
-    let local = address("left", get(set, "left"))?;
+    let local = local_address(&mut c, "left", get(set, "left"), local_default)?;
     let remote = address("right", get(set, "right"))?;
     if local.is_ipv6() != remote.is_ipv6() {
         return Err("left and right are of different address families".into());
@@ -211,7 +313,11 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
         if let Some(e) = get(set, key) {
             let id = identity(&e.value).map_err(|r| format!("{key}={}: {r}", e.value))?;
             if id.is_none() {
-                c.note(e.line, key, "%any: ferrovpn expects the peer's address as its identity");
+                c.note(
+                    e.line,
+                    key,
+                    "%any: ferrovpn expects the peer's address as its identity",
+                );
             }
             c.secret_selectors.push(e.value.clone());
             if slot == 0 {
@@ -286,7 +392,12 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
     } else {
         let interval = get(set, "dpddelay").and_then(|e| parse_time(&e.value));
         let timeout = get(set, "dpdtimeout").and_then(|e| parse_time(&e.value));
-        c.dpd = Some(dpd(&mut c, line, interval.or(Some(Duration::from_secs(30))), timeout.or(Some(Duration::from_secs(150)))));
+        c.dpd = Some(dpd(
+            &mut c,
+            line,
+            interval.or(Some(Duration::from_secs(30))),
+            timeout.or(Some(Duration::from_secs(150))),
+        ));
     }
     let auto = get(set, "auto");
     c.start = Some(match auto.map(|e| e.value.as_str()) {
@@ -310,10 +421,34 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
         }
     });
     let known = [
-        "keyexchange", "authby", "leftauth", "rightauth", "type", "left", "right", "leftid",
-        "rightid", "leftsubnet", "rightsubnet", "ike", "esp", "ikelifetime", "lifetime",
-        "keylife", "lifebytes", "aggressive", "forceencaps", "dpddelay", "dpdtimeout", "auto",
-        "leftcert", "rightcert", "leftsigkey", "rightsigkey", "leftrsasigkey", "dpdaction",
+        "keyexchange",
+        "authby",
+        "leftauth",
+        "rightauth",
+        "type",
+        "left",
+        "right",
+        "leftid",
+        "rightid",
+        "leftsubnet",
+        "rightsubnet",
+        "ike",
+        "esp",
+        "ikelifetime",
+        "lifetime",
+        "keylife",
+        "lifebytes",
+        "aggressive",
+        "forceencaps",
+        "dpddelay",
+        "dpdtimeout",
+        "auto",
+        "leftcert",
+        "rightcert",
+        "leftsigkey",
+        "rightsigkey",
+        "leftrsasigkey",
+        "dpdaction",
     ];
     for (k, e) in set {
         if let Some((_, why)) = UNSUPPORTED.iter().find(|(u, _)| u == k) {
@@ -323,7 +458,11 @@ fn conn(name: &str, line: usize, set: &Settings) -> Result<Conn, String> {
                 c.note(e.line, format!("{k}={}", e.value), *why);
             }
         } else if !known.contains(&k.as_str()) {
-            c.note(e.line, format!("{k}={}", e.value), "no ferrovpn equivalent; not carried over");
+            c.note(
+                e.line,
+                format!("{k}={}", e.value),
+                "no ferrovpn equivalent; not carried over",
+            );
         }
     }
     Ok(c)

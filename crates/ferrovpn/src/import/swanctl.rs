@@ -70,7 +70,11 @@ pub fn tree(text: &str, notes: &mut Vec<Note>) -> Section {
                     ..Section::default()
                 });
                 if stack.len() > MAX_DEPTH {
-                    notes.push(Note::new(line, name, "nested too deeply; the rest of the file is ignored"));
+                    notes.push(Note::new(
+                        line,
+                        name,
+                        "nested too deeply; the rest of the file is ignored",
+                    ));
                     stack.pop();
                     return stack.into_iter().next().unwrap_or_default();
                 }
@@ -93,7 +97,11 @@ pub fn tree(text: &str, notes: &mut Vec<Note>) -> Section {
                 ));
             } else if after.is_empty() && !name.is_empty() {
                 // `name` on its own line, `{` on the next one.
-                notes.push(Note::new(line, name, "not a `key = value` or `name {` line; ignored"));
+                notes.push(Note::new(
+                    line,
+                    name,
+                    "not a `key = value` or `name {` line; ignored",
+                ));
             }
             // Either the end of the line or a `}` handled by the next round.
             rest = after;
@@ -101,7 +109,11 @@ pub fn tree(text: &str, notes: &mut Vec<Note>) -> Section {
     }
     while stack.len() > 1 {
         if let Some(done) = stack.pop() {
-            notes.push(Note::new(done.line, &done.name, "section not closed with '}'"));
+            notes.push(Note::new(
+                done.line,
+                &done.name,
+                "section not closed with '}'",
+            ));
             if let Some(parent) = stack.last_mut() {
                 parent.sections.push(done);
             }
@@ -159,7 +171,7 @@ fn strip_comment(l: &str) -> &str {
 }
 
 /// Reads a swanctl.conf: its connections, and the PSKs of its `secrets` section.
-pub fn parse(text: &str) -> (Imported, Vec<SecretEntry>) {
+pub fn parse(text: &str, local_default: Option<std::net::IpAddr>) -> (Imported, Vec<SecretEntry>) {
     let mut imp = Imported::default();
     let root = tree(text, &mut imp.notes);
     let secrets = secrets_of(&root, &mut imp.notes);
@@ -174,7 +186,7 @@ pub fn parse(text: &str) -> (Imported, Vec<SecretEntry>) {
     }
     if let Some(conns) = root.section("connections") {
         for s in &conns.sections {
-            match conn(s) {
+            match conn(s, local_default) {
                 Ok(c) => imp.conns.push(c),
                 Err(reason) => imp.skip(&s.name, s.line, reason),
             }
@@ -199,11 +211,19 @@ pub fn secrets_of(root: &Section, notes: &mut Vec<Note>) -> Vec<SecretEntry> {
             continue;
         }
         let Some((secret, line)) = s.get("secret") else {
-            notes.push(Note::new(s.line, format!("secrets.{}", s.name), "no secret; ignored"));
+            notes.push(Note::new(
+                s.line,
+                format!("secrets.{}", s.name),
+                "no secret; ignored",
+            ));
             continue;
         };
         let Some(key) = decode_secret(secret) else {
-            notes.push(Note::new(line, format!("secrets.{}.secret", s.name), "not readable (0x hex or 0s base64); ignored"));
+            notes.push(Note::new(
+                line,
+                format!("secrets.{}.secret", s.name),
+                "not readable (0x hex or 0s base64); ignored",
+            ));
             continue;
         };
         let selectors = s
@@ -227,32 +247,77 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("local_port", "ferrovpn uses UDP 500 and 4500"),
     ("remote_port", "ferrovpn uses UDP 500 and 4500"),
     ("mobike", "MOBIKE is IKEv2 only"),
-    ("fragmentation", "IKE fragmentation is not supported by ferrovpn"),
+    (
+        "fragmentation",
+        "IKE fragmentation is not supported by ferrovpn",
+    ),
     ("send_certreq", "ferrovpn has no certificates (PSK only)"),
     ("send_cert", "ferrovpn has no certificates (PSK only)"),
-    ("keyingtries", "ferrovpn retries with the [daemon] retransmit_* schedule"),
+    (
+        "keyingtries",
+        "ferrovpn retries with the [daemon] retransmit_* schedule",
+    ),
     ("unique", "ferrovpn has one IKE SA per connection"),
-    ("over_time", "ferrovpn schedules rekeying itself (before the lifetime ends)"),
-    ("rand_time", "ferrovpn schedules rekeying itself (before the lifetime ends)"),
-    ("pools", "mode config (virtual IPs) is not supported by ferrovpn"),
-    ("vips", "mode config (virtual IPs) is not supported by ferrovpn"),
+    (
+        "over_time",
+        "ferrovpn schedules rekeying itself (before the lifetime ends)",
+    ),
+    (
+        "rand_time",
+        "ferrovpn schedules rekeying itself (before the lifetime ends)",
+    ),
+    (
+        "pools",
+        "mode config (virtual IPs) is not supported by ferrovpn",
+    ),
+    (
+        "vips",
+        "mode config (virtual IPs) is not supported by ferrovpn",
+    ),
     ("dscp", "ferrovpn sets no DSCP on IKE packets"),
-    ("if_id_in", "ferrovpn uses its own TUN devices, not XFRM interfaces"),
-    ("if_id_out", "ferrovpn uses its own TUN devices, not XFRM interfaces"),
-    ("updown", "ferrovpn runs no updown script; it installs its own routes"),
+    (
+        "if_id_in",
+        "ferrovpn uses its own TUN devices, not XFRM interfaces",
+    ),
+    (
+        "if_id_out",
+        "ferrovpn uses its own TUN devices, not XFRM interfaces",
+    ),
+    (
+        "updown",
+        "ferrovpn runs no updown script; it installs its own routes",
+    ),
     ("hostaccess", "ferrovpn installs no firewall rules"),
     ("ipcomp", "IPComp is not supported by ferrovpn"),
     ("life_time", "ferrovpn's hard lifetime follows esp_lifetime"),
     ("rekey_packets", "ferrovpn has no packet-count lifetime"),
     ("life_packets", "ferrovpn has no packet-count lifetime"),
     ("life_bytes", "ferrovpn rekeys at esp_lifetime_bytes"),
-    ("dpd_action", "ferrovpn deletes the SAs of a dead peer and, with start = \"initiate\", negotiates again"),
-    ("close_action", "ferrovpn does not restart on a peer's delete; use start = \"initiate\""),
-    ("policies", "ferrovpn installs its own routes into its TUN device"),
+    (
+        "dpd_action",
+        "ferrovpn deletes the SAs of a dead peer and, with start = \"initiate\", negotiates again",
+    ),
+    (
+        "close_action",
+        "ferrovpn does not restart on a peer's delete; use start = \"initiate\"",
+    ),
+    (
+        "policies",
+        "ferrovpn installs its own routes into its TUN device",
+    ),
     ("replay_window", "ferrovpn's replay window is fixed"),
-    ("mark_in", "ferrovpn uses its own TUN devices, not XFRM marks"),
-    ("mark_out", "ferrovpn uses its own TUN devices, not XFRM marks"),
-    ("reqid", "XFRM reqids do not exist in ferrovpn's userspace data plane"),
+    (
+        "mark_in",
+        "ferrovpn uses its own TUN devices, not XFRM marks",
+    ),
+    (
+        "mark_out",
+        "ferrovpn uses its own TUN devices, not XFRM marks",
+    ),
+    (
+        "reqid",
+        "XFRM reqids do not exist in ferrovpn's userspace data plane",
+    ),
     ("certs", "ferrovpn has no certificates (PSK only)"),
     ("cacerts", "ferrovpn has no certificates (PSK only)"),
     ("round", "ferrovpn has one authentication round"),
@@ -269,24 +334,43 @@ fn unsupported(c: &mut Conn, where_: &str, s: &Section, known: &[&str]) {
     }
 }
 
-fn conn(s: &Section) -> Result<Conn, String> {
+fn conn(s: &Section, local_default: Option<std::net::IpAddr>) -> Result<Conn, String> {
     let mut c = Conn::new(&s.name, s.line);
     match s.get("version") {
         Some(("1", _)) => {}
-        Some((v, _)) if v != "0" => return Err(format!("version = {v}: ferrovpn speaks IKEv1 only")),
+        Some((v, _)) if v != "0" => {
+            return Err(format!("version = {v}: ferrovpn speaks IKEv1 only"))
+        }
         _ => {
             return Err(
-                "version is not 1 (0, the default, initiates IKEv2): ferrovpn speaks IKEv1 only".into(),
+                "version is not 1 (0, the default, initiates IKEv2): ferrovpn speaks IKEv1 only"
+                    .into(),
             )
         }
     }
     let addr = |key: &str| -> Result<std::net::IpAddr, String> {
-        let (v, _) = s.get(key).ok_or_else(|| format!("{key} is not set; ferrovpn needs the peer's literal address"))?;
+        let (v, _) = s.get(key).ok_or_else(|| {
+            format!("{key} is not set; ferrovpn needs the peer's literal address")
+        })?;
         unquote(v).trim().parse().map_err(|_| {
             format!("{key} = {v}: ferrovpn needs one literal IP address (no %any, ranges, lists or host names)")
         })
     };
-    let local = addr("local_addrs")?;
+    let local = match (addr("local_addrs"), local_default) {
+        (Ok(a), _) => a,
+        (Err(_), Some(a))
+            if s.get("local_addrs")
+                .map_or(true, |(v, _)| v.starts_with('%')) =>
+        {
+            c.note(
+                s.get("local_addrs").map_or(s.line, |(_, l)| l),
+                "local_addrs",
+                format!("unset or %any (any address of the host); --local-addr {a} used"),
+            );
+            a
+        }
+        (Err(r), _) => return Err(format!("{r} (or give it with --local-addr)")),
+    };
     let remote = addr("remote_addrs")?;
     if local.is_ipv6() != remote.is_ipv6() {
         return Err("local_addrs and remote_addrs are of different address families".into());
@@ -320,7 +404,11 @@ fn conn(s: &Section) -> Result<Conn, String> {
         if let Some((id, line)) = r.get("id") {
             let ferro = identity(id).map_err(|e| format!("{}.id = {id}: {e}", r.name))?;
             if ferro.is_none() {
-                c.note(line, format!("{}.id", r.name), "%any: ferrovpn expects the peer's address as its identity");
+                c.note(
+                    line,
+                    format!("{}.id", r.name),
+                    "%any: ferrovpn expects the peer's address as its identity",
+                );
             }
             c.secret_selectors.push(id.to_string());
             if local_side {
@@ -338,7 +426,11 @@ fn conn(s: &Section) -> Result<Conn, String> {
     if let Some((v, line)) = s.get("proposals") {
         let list: Vec<String> = v.split(',').map(|p| p.trim().to_string()).collect();
         if list.iter().any(|p| p == "default") {
-            c.note(line, "proposals", "'default' (strongSwan's own list) dropped; the listed ones are kept");
+            c.note(
+                line,
+                "proposals",
+                "'default' (strongSwan's own list) dropped; the listed ones are kept",
+            );
         }
         let list = list.into_iter().filter(|p| p != "default").collect();
         c.ike = keep_proposals(&mut c, line, "proposals", Phase::Ike, list);
@@ -364,17 +456,33 @@ fn conn(s: &Section) -> Result<Conn, String> {
         "",
         s,
         &[
-            "version", "local_addrs", "remote_addrs", "proposals", "reauth_time", "rekey_time",
-            "aggressive", "encap", "dpd_delay", "dpd_timeout",
+            "version",
+            "local_addrs",
+            "remote_addrs",
+            "proposals",
+            "reauth_time",
+            "rekey_time",
+            "aggressive",
+            "encap",
+            "dpd_delay",
+            "dpd_timeout",
         ],
     );
     for sub in &s.sections {
         let n = sub.name.as_str();
-        if !(n == "children" || n == "local" || n == "remote" || n.starts_with("local-") || n.starts_with("remote-")) {
+        if !(n == "children"
+            || n == "local"
+            || n == "remote"
+            || n.starts_with("local-")
+            || n.starts_with("remote-"))
+        {
             c.note(sub.line, n, "no ferrovpn equivalent; not carried over");
         }
     }
-    let children = s.section("children").map(|c| c.sections.as_slice()).unwrap_or_default();
+    let children = s
+        .section("children")
+        .map(|c| c.sections.as_slice())
+        .unwrap_or_default();
     let Some(first) = children.first() else {
         return Err("no children: nothing to protect".into());
     };
@@ -382,11 +490,17 @@ fn conn(s: &Section) -> Result<Conn, String> {
     for (i, ch) in children.iter().enumerate() {
         if let Some((m, _)) = ch.get("mode") {
             if m != "tunnel" {
-                return Err(format!("children.{}.mode = {m}: ferrovpn carries tunnel mode only", ch.name));
+                return Err(format!(
+                    "children.{}.mode = {m}: ferrovpn carries tunnel mode only",
+                    ch.name
+                ));
             }
         }
         if ch.get("ah_proposals").is_some() {
-            return Err(format!("children.{}: AH is not supported by ferrovpn (ESP only)", ch.name));
+            return Err(format!(
+                "children.{}: AH is not supported by ferrovpn (ESP only)",
+                ch.name
+            ));
         }
         let nets = |c: &mut Conn, key: &str| -> Result<Vec<_>, String> {
             let (v, line) = ch.get(key).ok_or_else(|| {
@@ -397,7 +511,10 @@ fn conn(s: &Section) -> Result<Conn, String> {
                 if t == "dynamic" {
                     return Err(format!("children.{}.{key} = dynamic (the outer address): host-to-host tunnels are not supported by ferrovpn", ch.name));
                 }
-                out.push(subnet(c, line, key, t).map_err(|e| format!("children.{}.{key}: {e}", ch.name))?);
+                out.push(
+                    subnet(c, line, key, t)
+                        .map_err(|e| format!("children.{}.{key}: {e}", ch.name))?,
+                );
             }
             Ok(out)
         };
@@ -427,7 +544,11 @@ fn conn(s: &Section) -> Result<Conn, String> {
             if let Some((v, line)) = ch.get("rekey_bytes") {
                 match v.parse::<u64>() {
                     Ok(b) if b > 0 => c.esp_lifetime_bytes = Some(b),
-                    _ => c.note(line, "rekey_bytes", "not a plain byte count; not carried over"),
+                    _ => c.note(
+                        line,
+                        "rekey_bytes",
+                        "not a plain byte count; not carried over",
+                    ),
                 }
             }
         } else {
@@ -440,7 +561,11 @@ fn conn(s: &Section) -> Result<Conn, String> {
                     );
                 }
             }
-            c.note(ch.line, format!("children.{}", ch.name), "its selectors were added as Quick Mode pairs of this connection");
+            c.note(
+                ch.line,
+                format!("children.{}", ch.name),
+                "its selectors were added as Quick Mode pairs of this connection",
+            );
         }
         match ch.get("start_action") {
             Some(("start", _)) => start = Start::Initiate,
@@ -454,7 +579,15 @@ fn conn(s: &Section) -> Result<Conn, String> {
             &mut c,
             &where_,
             ch,
-            &["mode", "local_ts", "remote_ts", "esp_proposals", "rekey_time", "rekey_bytes", "start_action"],
+            &[
+                "mode",
+                "local_ts",
+                "remote_ts",
+                "esp_proposals",
+                "rekey_time",
+                "rekey_bytes",
+                "start_action",
+            ],
         );
     }
     c.start = Some(start);
@@ -485,9 +618,30 @@ secrets { ike-1 { secret = "a}b" } }
         let gw = t.section("connections").unwrap().section("gw").unwrap();
         let local = gw.section("local").unwrap();
         assert_eq!(local.get("auth"), Some(("psk", 4)));
-        assert_eq!(gw.section("remote").unwrap().get("id").unwrap().0, "moon # not a comment");
-        assert_eq!(gw.section("children").unwrap().section("net").unwrap().get("local_ts").unwrap().0, "10.1.0.0/16");
-        assert_eq!(t.section("secrets").unwrap().section("ike-1").unwrap().get("secret").unwrap().0, "a}b");
+        assert_eq!(
+            gw.section("remote").unwrap().get("id").unwrap().0,
+            "moon # not a comment"
+        );
+        assert_eq!(
+            gw.section("children")
+                .unwrap()
+                .section("net")
+                .unwrap()
+                .get("local_ts")
+                .unwrap()
+                .0,
+            "10.1.0.0/16"
+        );
+        assert_eq!(
+            t.section("secrets")
+                .unwrap()
+                .section("ike-1")
+                .unwrap()
+                .get("secret")
+                .unwrap()
+                .0,
+            "a}b"
+        );
     }
 
     #[test]
