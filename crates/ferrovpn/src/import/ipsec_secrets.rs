@@ -84,29 +84,13 @@ fn split_colon(s: &str) -> Option<(&str, &str)> {
     for (i, c) in s.char_indices() {
         match c {
             '"' => in_quotes = !in_quotes,
-            ':' if !in_quotes => {
-                let next = b.get(i + 1).copied();
-                if next.is_none_or_ws() {
-                    return Some((s.get(..i)?, s.get(i + 1..)?));
-                }
+            ':' if !in_quotes && b.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()) => {
+                return Some((s.get(..i)?, s.get(i + 1..)?));
             }
             _ => {}
         }
     }
     None
-}
-
-trait NoneOrWs {
-    fn is_none_or_ws(self) -> bool;
-}
-
-impl NoneOrWs for Option<u8> {
-    fn is_none_or_ws(self) -> bool {
-        match self {
-            None => true,
-            Some(c) => c.is_ascii_whitespace(),
-        }
-    }
 }
 
 /// The secret: `"text"` or `'text'` (taken literally), or a bare word (`0x…`, `0s…`).

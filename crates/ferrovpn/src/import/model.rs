@@ -711,7 +711,7 @@ pub fn pairs(
 pub fn decode_secret(s: &str) -> Option<Zeroizing<Vec<u8>>> {
     if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         let hex: String = hex.chars().filter(|c| *c != '_').collect();
-        if hex.is_empty() || hex.len() % 2 != 0 {
+        if hex.is_empty() || !hex.len().is_multiple_of(2) {
             return None;
         }
         let mut v = Zeroizing::new(Vec::with_capacity(hex.len() / 2));
@@ -790,7 +790,7 @@ pub fn find_secret<'a>(secrets: &'a [SecretEntry], conn: &Conn) -> Option<&'a Se
                 break;
             }
         }
-        if ok && best.map_or(true, |(b, _)| score > b) {
+        if ok && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, e));
         }
     }

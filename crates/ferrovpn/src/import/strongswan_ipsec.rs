@@ -185,7 +185,7 @@ pub fn local_address(
 ) -> Result<IpAddr, String> {
     match (address(key, e), local_default) {
         (Ok(a), _) => Ok(a),
-        (Err(_), Some(a)) if e.map_or(true, |e| e.value.starts_with('%')) => {
+        (Err(_), Some(a)) if e.is_none_or(|e| e.value.starts_with('%')) => {
             c.note(
                 e.map_or(c.line, |e| e.line),
                 format!("{key}={}", e.map_or("(unset)", |e| e.value.as_str())),

@@ -358,10 +358,7 @@ fn conn(s: &Section, local_default: Option<std::net::IpAddr>) -> Result<Conn, St
     };
     let local = match (addr("local_addrs"), local_default) {
         (Ok(a), _) => a,
-        (Err(_), Some(a))
-            if s.get("local_addrs")
-                .map_or(true, |(v, _)| v.starts_with('%')) =>
-        {
+        (Err(_), Some(a)) if s.get("local_addrs").is_none_or(|(v, _)| v.starts_with('%')) => {
             c.note(
                 s.get("local_addrs").map_or(s.line, |(_, l)| l),
                 "local_addrs",
