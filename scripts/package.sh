@@ -36,7 +36,8 @@ cargo run --locked -q -p xtask -- assets "$assets"
 gzip -9n "$assets"/man/*.1
 step "man pages and completions generated"
 
-cargo deb --no-build --locked -p ferrovpn
+# The release profile keeps line tables (debug = 1) for profiling; the package ships without.
+cargo deb --no-build --locked --strip -p ferrovpn
 deb=$(ls -t target/debian/ferrovpn_*.deb | head -n 1)
 step "packaged $deb"
 
@@ -64,6 +65,9 @@ for f in "${expected[@]}"; do
     [ -e "$tmp/root/$f" ] || fail "$f is not in $deb"
 done
 [ -x "$tmp/root/usr/bin/ferrovpn" ] || fail "usr/bin/ferrovpn is not executable"
+if command -v readelf >/dev/null 2>&1 && readelf -S "$tmp/root/usr/bin/ferrovpn" | grep -q '\.debug_info'; then
+    fail "usr/bin/ferrovpn still carries debug info"
+fi
 conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)
 grep -qx /etc/ferrovpn/examples/route-based.toml <<<"$conffiles" || fail "the example configs are not conffiles"
 "$tmp/root/usr/bin/ferrovpn" --version
