@@ -2,12 +2,15 @@
 //! start in column 0 (`config setup`, `conn NAME`, `ca NAME`), indented `key=value` lines,
 //! `#` comments, `also=` inclusion and `conn %default` (ipsec.conf(5)).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::model::{unquote, Imported, Note};
 
 /// At most this many `also=` levels are followed (a cycle is reported, never looped on).
 const MAX_ALSO_DEPTH: usize = 16;
+/// At most this many sections are applied to build one connection: `also=` lists that fan out
+/// at every level would otherwise take exponential time.
+const MAX_ALSO_APPLIED: usize = 256;
 
 /// One `key=value` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,12 +106,13 @@ pub type Settings = BTreeMap<String, Entry>;
 /// (templates). Values set empty (`key=`) are removed, as both daemons treat them.
 pub fn resolve_conns(secs: &[Section], imp: &mut Imported) -> Vec<(String, usize, Settings)> {
     let conns: Vec<&Section> = secs.iter().filter(|s| s.kind == "conn").collect();
+    let by_name: HashMap<&str, &Section> = conns.iter().map(|s| (s.name.as_str(), *s)).collect();
     let defaults: Vec<&Entry> = conns
         .iter()
         .filter(|s| s.name == "%default")
         .flat_map(|s| s.entries.iter())
         .collect();
-    let included: Vec<&str> = conns
+    let included: HashSet<&str> = conns
         .iter()
         .flat_map(|s| s.entries.iter())
         .filter(|e| e.key == "also")
@@ -123,55 +127,69 @@ pub fn resolve_conns(secs: &[Section], imp: &mut Imported) -> Vec<(String, usize
             }
             continue;
         }
-        if included.contains(&s.name.as_str()) {
+        if included.contains(s.name.as_str()) {
             continue;
         }
         let mut set = Settings::new();
         for e in &defaults {
             set.insert(e.key.clone(), (*e).clone());
         }
-        let mut seen = Vec::new();
-        apply(&conns, s, &mut set, &mut seen, 0, imp);
+        let mut walk = Walk {
+            by_name: &by_name,
+            seen: Vec::new(),
+            budget: MAX_ALSO_APPLIED,
+        };
+        walk.apply(s, &mut set, 0, imp);
         set.retain(|_, e| !e.value.is_empty());
         out.push((s.name.clone(), s.line, set));
     }
     out
 }
 
-/// Applies `also=` sections first, then the section's own lines, so its own values win.
-fn apply<'a>(
-    conns: &[&'a Section],
-    s: &'a Section,
-    set: &mut Settings,
-    seen: &mut Vec<&'a str>,
-    depth: usize,
-    imp: &mut Imported,
-) {
-    if depth > MAX_ALSO_DEPTH || seen.contains(&s.name.as_str()) {
-        imp.notes.push(Note::new(
-            s.line,
-            format!("also={}", s.name),
-            "included in a cycle or too deeply; not applied again",
-        ));
-        return;
-    }
-    seen.push(&s.name);
-    for e in s.entries.iter().filter(|e| e.key == "also") {
-        for name in e.value.split_whitespace() {
-            match conns.iter().find(|c| c.name == name) {
-                Some(inc) => apply(conns, inc, set, seen, depth + 1, imp),
-                None => imp.notes.push(Note::new(
-                    e.line,
-                    format!("also={name}"),
-                    "no conn of that name in this file; not applied",
-                )),
+struct Walk<'a, 'm> {
+    by_name: &'m HashMap<&'a str, &'a Section>,
+    seen: Vec<&'a str>,
+    budget: usize,
+}
+
+impl<'a> Walk<'a, '_> {
+    /// Applies `also=` sections first, then the section's own lines, so its own values win.
+    fn apply(&mut self, s: &'a Section, set: &mut Settings, depth: usize, imp: &mut Imported) {
+        if depth > MAX_ALSO_DEPTH || self.seen.contains(&s.name.as_str()) {
+            imp.notes.push(Note::new(
+                s.line,
+                format!("also={}", s.name),
+                "included in a cycle or too deeply; not applied again",
+            ));
+            return;
+        }
+        if self.budget == 0 {
+            imp.notes.push(Note::new(
+                s.line,
+                format!("also={}", s.name),
+                "more than 256 sections included into one conn; not applied",
+            ));
+            return;
+        }
+        self.budget -= 1;
+        self.seen.push(&s.name);
+        for e in s.entries.iter().filter(|e| e.key == "also") {
+            for name in e.value.split_whitespace() {
+                match self.by_name.get(name) {
+                    Some(inc) => self.apply(inc, set, depth + 1, imp),
+                    None => imp.notes.push(Note::new(
+                        e.line,
+                        format!("also={name}"),
+                        "no conn of that name in this file; not applied",
+                    )),
+                }
             }
         }
+        for e in s.entries.iter().filter(|e| e.key != "also") {
+            set.insert(e.key.clone(), e.clone());
+        }
+        self.seen.pop();
     }
-    for e in s.entries.iter().filter(|e| e.key != "also") {
-        set.insert(e.key.clone(), e.clone());
-    }
-    seen.pop();
 }
 
 #[cfg(test)]
@@ -218,5 +236,22 @@ conn net-net
         let conns = resolve_conns(&secs, &mut imp);
         assert_eq!(conns.len(), 1);
         assert!(imp.notes.iter().any(|n| n.reason.contains("cycle")));
+    }
+
+    #[test]
+    fn also_lists_that_fan_out_at_every_level_are_cut_off() {
+        // 16 levels of `also=` naming the next level 50 times: 50^16 applications unbounded.
+        let mut text = String::from("conn top\n also=l0\n");
+        for i in 0..16 {
+            text.push_str(&format!(
+                "conn l{i}\n also={}\n x{i}=1\n",
+                format!("l{} ", i + 1).repeat(50)
+            ));
+        }
+        let mut imp = Imported::default();
+        let secs = sections(&text, &mut imp);
+        let conns = resolve_conns(&secs, &mut imp);
+        assert_eq!(conns.len(), 1);
+        assert!(imp.notes.iter().any(|n| n.reason.contains("more than 256")));
     }
 }

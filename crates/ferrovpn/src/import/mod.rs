@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use zeroize::Zeroizing;
 
-use model::{find_secret, merge_same_peer, render, Imported, Note, SecretEntry};
+use model::{merge_same_peer, render, Imported, Note, SecretEntry, SecretIndex};
 
 /// Largest source or secrets file read (real ones are a few KiB).
 pub const MAX_INPUT: u64 = 1 << 20;
@@ -166,8 +166,9 @@ pub fn convert(
             ..n
         }));
     }
+    let index = SecretIndex::new(&keys);
     for c in &mut imp.conns {
-        if let Some(e) = find_secret(&keys, c) {
+        if let Some(e) = index.find(c) {
             c.psk = Some(e.key.clone());
             c.note(
                 0,

@@ -17,6 +17,8 @@ const MIN_LIFETIME: Duration = Duration::from_secs(10);
 const MAX_LIFETIME: Duration = Duration::from_secs(86400);
 const MAX_DPD_INTERVAL: Duration = Duration::from_secs(3600);
 const MAX_DPD_TIMEOUT: Duration = Duration::from_secs(7200);
+/// Most Quick Mode pairs one imported connection gets (each is its own SA pair to negotiate).
+pub const MAX_PAIRS: usize = 256;
 
 /// One setting that was not carried over (or was changed on the way), and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,13 +393,20 @@ fn uses_weak_dh(s: &str) -> bool {
 pub fn merge_same_peer(imp: &mut Imported) {
     let conns = std::mem::take(&mut imp.conns);
     let mut out: Vec<Conn> = Vec::new();
+    let mut by_peer: std::collections::HashMap<(Option<IpAddr>, Option<IpAddr>), usize> =
+        std::collections::HashMap::new();
     for c in conns {
-        let same_peer = out
-            .iter_mut()
-            .find(|o| o.local_addr == c.local_addr && o.remote_addr == c.remote_addr);
+        let key = (c.local_addr, c.remote_addr);
+        let same_peer = by_peer.get(&key).and_then(|&i| out.get_mut(i));
         match same_peer {
-            None => out.push(c),
-            Some(o) if o.phase1_fingerprint() == c.phase1_fingerprint() => {
+            None => {
+                by_peer.insert(key, out.len());
+                out.push(c);
+            }
+            Some(o)
+                if o.phase1_fingerprint() == c.phase1_fingerprint()
+                    && o.pairs.len() + c.pairs.len() <= MAX_PAIRS =>
+            {
                 o.note(
                     c.line,
                     format!("conn {}", c.source_name),
@@ -430,7 +439,7 @@ pub fn merge_same_peer(imp: &mut Imported) {
 }
 
 /// A name ferrovpn accepts (letters, digits, `-`, `_`, `.`; at most 64), unique in `taken`.
-fn ferrovpn_name(source: &str, taken: &[String]) -> String {
+fn ferrovpn_name(source: &str, taken: &std::collections::HashSet<String>) -> String {
     let mut n: String = source
         .chars()
         .map(|c| {
@@ -515,11 +524,11 @@ pub fn render(imp: Imported, source: &str, format: &str, write_keys: bool) -> Re
         comment(&mut out, "# import: ", &text);
         report.push(text);
     }
-    let mut taken: Vec<String> = Vec::new();
+    let mut taken = std::collections::HashSet::new();
     let converted = imp.conns.len();
     for mut c in imp.conns {
         let name = ferrovpn_name(&c.source_name, &taken);
-        taken.push(name.clone());
+        taken.insert(name.clone());
         if name != c.source_name {
             c.note(
                 c.line,
@@ -687,6 +696,13 @@ pub fn pairs(
     remote: &[IpNet],
     remote_addr: IpAddr,
 ) -> Result<Vec<(IpNet, IpNet)>, String> {
+    if local.len().saturating_mul(remote.len()) > MAX_PAIRS {
+        return Err(format!(
+            "{} local × {} remote subnets: more than {MAX_PAIRS} Quick Mode pairs for one connection",
+            local.len(),
+            remote.len()
+        ));
+    }
     let mut out = Vec::new();
     for r in remote {
         if r.contains_addr(remote_addr) && !r.is_default() {
@@ -766,35 +782,60 @@ pub struct SecretEntry {
     pub key: Zeroizing<Vec<u8>>,
 }
 
-/// Finds the best PSK for a connection as strongSwan does: every selector of the entry must be
-/// one of the connection's identities/addresses (or `%any`); the entry matching the most wins.
-pub fn find_secret<'a>(secrets: &'a [SecretEntry], conn: &Conn) -> Option<&'a SecretEntry> {
-    let mine: Vec<String> = conn
-        .secret_selectors
+/// The PSK entries by their set of selectors, to find the best one for a connection as
+/// strongSwan does: every selector of the entry must be one of the connection's identities or
+/// addresses (or `%any`); the entry matching the most wins, the first in the file on a tie.
+pub struct SecretIndex<'a> {
+    by_set: std::collections::HashMap<Vec<String>, &'a SecretEntry>,
+}
+
+impl<'a> SecretIndex<'a> {
+    pub fn new(secrets: &'a [SecretEntry]) -> SecretIndex<'a> {
+        let mut by_set = std::collections::HashMap::new();
+        for e in secrets {
+            by_set.entry(selector_set(&e.selectors)).or_insert(e);
+        }
+        SecretIndex { by_set }
+    }
+
+    /// A connection has at most a handful of identities, so every subset of them is looked up
+    /// (the work does not grow with the size of the secrets file).
+    pub fn find(&self, conn: &Conn) -> Option<&'a SecretEntry> {
+        let mine = selector_set(&conn.secret_selectors);
+        let mine: Vec<String> = mine.into_iter().take(8).collect();
+        let mut best: Option<(usize, &'a SecretEntry)> = None;
+        for mask in 0u32..(1u32 << mine.len()) {
+            let subset: Vec<String> = mine
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, k)| k.clone())
+                .collect();
+            let score = subset.len();
+            if let Some(e) = self.by_set.get(&subset) {
+                let better = match best {
+                    None => true,
+                    Some((b, be)) => score > b || (score == b && e.line < be.line),
+                };
+                if better {
+                    best = Some((score, e));
+                }
+            }
+        }
+        best.map(|(_, e)| e)
+    }
+}
+
+/// Sorted, deduplicated selector keys without `%any`.
+fn selector_set(selectors: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = selectors
         .iter()
         .map(|s| selector_key(s))
+        .filter(|k| k != "%any" && k != "%any6")
         .collect();
-    let mut best: Option<(usize, &SecretEntry)> = None;
-    for e in secrets {
-        let mut score = 0usize;
-        let mut ok = true;
-        for s in &e.selectors {
-            let k = selector_key(s);
-            if k == "%any" || k == "%any6" {
-                continue;
-            }
-            if mine.contains(&k) {
-                score += 1;
-            } else {
-                ok = false;
-                break;
-            }
-        }
-        if ok && best.is_none_or(|(b, _)| score > b) {
-            best = Some((score, e));
-        }
-    }
-    best.map(|(_, e)| e)
+    v.sort();
+    v.dedup();
+    v
 }
 
 #[cfg(test)]
@@ -855,10 +896,21 @@ mod tests {
             e(2, &["@moon.example", "@sun.example"], "both"),
             e(3, &["@moon.example", "@venus.example"], "other"),
         ];
+        let idx = SecretIndex::new(&secrets);
         let mut c = Conn::new("x", 1);
-        c.secret_selectors = vec!["moon.example".into(), "@sun.example".into()];
-        assert_eq!(find_secret(&secrets, &c).unwrap().line, 2);
+        c.secret_selectors = vec![
+            "moon.example".into(),
+            "@sun.example".into(),
+            "192.0.2.1".into(),
+        ];
+        assert_eq!(idx.find(&c).unwrap().line, 2);
         c.secret_selectors = vec!["192.0.2.9".into()];
-        assert_eq!(find_secret(&secrets, &c).unwrap().line, 1);
+        assert_eq!(idx.find(&c).unwrap().line, 1);
+        c.secret_selectors = vec!["@moon.example".into()];
+        assert_eq!(
+            idx.find(&c).unwrap().line,
+            1,
+            "one of two selectors is no match"
+        );
     }
 }

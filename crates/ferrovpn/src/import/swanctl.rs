@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::model::{
     decode_secret, dpd, identity, keep_proposals, lifetime, pairs, parse_time, subnet, unquote,
-    Conn, Imported, Note, Phase, SecretEntry, Start,
+    Conn, Imported, Note, Phase, SecretEntry, Start, MAX_PAIRS,
 };
 
 /// Deepest nesting of `{ }` read; deeper sections are reported and skipped.
@@ -521,6 +521,11 @@ fn conn(s: &Section, local_default: Option<std::net::IpAddr>) -> Result<Conn, St
             if !c.pairs.contains(&p) {
                 c.pairs.push(p);
             }
+        }
+        if c.pairs.len() > MAX_PAIRS {
+            return Err(format!(
+                "children: more than {MAX_PAIRS} Quick Mode pairs for one connection"
+            ));
         }
         let where_ = format!("children.{}.", ch.name);
         if i == 0 {
