@@ -369,6 +369,10 @@ mod tests {
             Just("\tkeyexchange=ikev1\n\tauthby=secret\n".to_string()),
             Just("\tikev2=no\n".to_string()),
             Just("\tleft=192.0.2.1\n\tright=192.0.2.2\n".to_string()),
+            Just("\tleftid=@#0a\n\trightid=keyid:\n\tleftid=\"a b\"\n\trightid=x@\n".to_string()),
+            Just("\tikelifetime=0\n\tlifetime=99d\n\tdpddelay=2h\n\tdpdtimeout=1s\n\tdpdaction=hold\n".to_string()),
+            Just("\taggressive=yes\n\tforceencaps=yes\n\tauto=add\n\tlifebytes=0\n".to_string()),
+            Just("\tesp=aes128gcm16-modp2048,aes128-sha1!\n\tike=3des-md5-modp1024\n".to_string()),
             Just("\tleftsubnet=10.1.0.0/16\n\trightsubnet=10.2.0.0/16,10.3.0.0/16\n".to_string()),
             Just("\tleftsubnets={10.1.0.0/24 10.1.1.0/24}\n".to_string()),
             Just(
@@ -394,13 +398,41 @@ mod tests {
             let secrets = vec![("s".to_string(), Zeroizing::new(text.clone()))];
             for f in [Format::Auto, Format::StrongswanIpsec, Format::Swanctl, Format::Libreswan] {
                 let c = convert(&text, "f", f, &secrets, Some("192.0.2.9".parse().unwrap()), true);
-                // Whatever was converted is TOML ferrovpn's own parser reads.
+                // Whatever was converted passes ferrovpn's own validation (as `check`).
                 if c.rendered.converted > 0 {
-                    prop_assert!(toml::from_str::<toml::Value>(&c.rendered.toml).is_ok(), "{}", c.rendered.toml);
+                    let checked = crate::config::Config::parse_for(
+                        &c.rendered.toml,
+                        std::path::Path::new("/nonexistent-ferrovpn-import"),
+                        crate::config::Purpose::Check,
+                    );
+                    prop_assert!(checked.is_ok(), "{:?}\n{}", checked.err(), c.rendered.toml);
                 }
             }
             let mut notes = Vec::new();
             let _ = ipsec_secrets::parse(&text, &mut notes);
+        }
+
+        #[test]
+        fn settings_added_to_a_valid_connection_still_pass_check(
+            parts in proptest::collection::vec(fragment(), 0..8),
+            v in 0usize..3,
+        ) {
+            let base = [
+                "conn a\n\tkeyexchange=ikev1\n\tauthby=secret\n\tleft=192.0.2.1\n\tright=192.0.2.2\n\tleftsubnet=10.1.0.0/16\n\trightsubnet=10.2.0.0/16\n",
+                "conn a\n\tikev2=no\n\tauthby=secret\n\tleft=192.0.2.1\n\tright=192.0.2.2\n\tleftsubnet=10.1.0.0/16\n\trightsubnet=10.2.0.0/16\n",
+                "connections {\n a {\n version = 1\n local_addrs = 192.0.2.1\n remote_addrs = 192.0.2.2\n local { auth = psk }\n remote { auth = psk }\n children { c {\n local_ts = 10.1.0.0/16\n remote_ts = 10.2.0.0/16\n",
+            ];
+            let format = [Format::StrongswanIpsec, Format::Libreswan, Format::Swanctl][v];
+            let text = format!("{}{}", base[v], parts.concat());
+            let c = convert(&text, "f", format, &[], None, true);
+            if c.rendered.converted > 0 {
+                let checked = crate::config::Config::parse_for(
+                    &c.rendered.toml,
+                    std::path::Path::new("/nonexistent-ferrovpn-import"),
+                    crate::config::Purpose::Check,
+                );
+                prop_assert!(checked.is_ok(), "{:?}\n{}\n{}", checked.err(), text, c.rendered.toml);
+            }
         }
 
         #[test]

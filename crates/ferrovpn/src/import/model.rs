@@ -260,6 +260,9 @@ pub fn identity(s: &str) -> Result<Option<String>, String> {
         return Err(format!("{s}: not an even number of hex digits"));
     }
     if let Some(k) = s.strip_prefix("keyid:") {
+        if k.is_empty() || k.starts_with('#') {
+            return Err(format!("{s}: not a key id ferrovpn can express"));
+        }
         return Ok(Some(format!("keyid:{k}")));
     }
     if s.starts_with('%') {
