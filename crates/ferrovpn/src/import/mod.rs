@@ -386,8 +386,25 @@ mod tests {
             ),
             Just("}\n".to_string()),
             Just("secrets { ike { secret = \"x\\\"y\" }\n".to_string()),
-            "[ -~\t\n{}=#\"';:,%@/]{0,40}",
+            "[ -~\t\n{}=#\"';:,%@/\x00-\x1f\x7f]{0,40}",
         ]
+    }
+
+    #[test]
+    fn control_characters_of_the_source_reach_neither_the_toml_nor_the_terminal() {
+        // Found by fuzz/fuzz_targets/import_parse.rs: a conn name with \x01 broke the TOML.
+        let text = "conn a\x01b\x1b[31m\n\tkeyexchange=ikev1\n\tauthby=secret\n\tleft=192.0.2.1\n\tright=192.0.2.2\n\tleftsubnet=10.1.0.0/16\n\trightsubnet=10.2.0.0/16\n\tfoo\x1b]0;x\x07=1\n";
+        let c = convert(text, "f\x1b", Format::StrongswanIpsec, &[], None, false);
+        assert_eq!(c.rendered.converted, 1);
+        assert!(
+            toml::from_str::<toml::Value>(&c.rendered.toml).is_ok(),
+            "{}",
+            c.rendered.toml
+        );
+        assert!(!c.rendered.toml.contains(['\x01', '\x1b', '\x07']));
+        for l in &c.rendered.report {
+            assert!(!l.contains(|ch: char| ch.is_control()), "{l:?}");
+        }
     }
 
     proptest! {

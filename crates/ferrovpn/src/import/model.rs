@@ -471,15 +471,17 @@ fn q(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// One comment line per line of `text` (no line break of the source can end a comment early).
+/// Text from the source file with control characters (line breaks, terminal escapes, NUL,
+/// which TOML comments may not hold) replaced by `?`.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// One comment line, cleaned: nothing of the source can end the comment early.
 fn comment(out: &mut String, prefix: &str, text: &str) {
-    for l in text.lines() {
-        let l: String = l
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let _ = writeln!(out, "{prefix}{l}");
-    }
+    let _ = writeln!(out, "{prefix}{}", clean(text));
 }
 
 /// Where each connection's PSK goes.
@@ -506,10 +508,10 @@ pub fn render(imp: Imported, source: &str, format: &str, write_keys: bool) -> Re
     let mut out = String::new();
     let mut report = Vec::new();
     let mut psk_files = Vec::new();
-    let _ = writeln!(
-        out,
-        "# Converted by `ferrovpn import` from {} ({format}).",
-        source.replace(['\n', '\r'], " ")
+    comment(
+        &mut out,
+        "# Converted by `ferrovpn import` from ",
+        &format!("{source} ({format})."),
     );
     out.push_str(
         "# Review it, then validate with: ferrovpn check -c THIS_FILE\n\
@@ -517,7 +519,7 @@ pub fn render(imp: Imported, source: &str, format: &str, write_keys: bool) -> Re
     );
     for n in &imp.notes {
         comment(&mut out, "# import: ", &n.to_string());
-        report.push(n.to_string());
+        report.push(clean(&n.to_string()));
     }
     for s in &imp.skipped {
         let text = format!(
@@ -525,7 +527,7 @@ pub fn render(imp: Imported, source: &str, format: &str, write_keys: bool) -> Re
             s.name, s.line, s.reason
         );
         comment(&mut out, "# import: ", &text);
-        report.push(text);
+        report.push(clean(&text));
     }
     let mut taken = std::collections::HashSet::new();
     let converted = imp.conns.len();
@@ -595,15 +597,14 @@ pub fn render(imp: Imported, source: &str, format: &str, write_keys: bool) -> Re
             .sort_by_key(|n| if n.line == 0 { usize::MAX } else { n.line });
         c.notes.dedup();
         out.push('\n');
-        let _ = writeln!(
-            out,
-            "# From conn {} (line {}).",
-            c.source_name.replace(['\n', '\r'], " "),
-            c.line
+        comment(
+            &mut out,
+            "# From conn ",
+            &format!("{} (line {}).", c.source_name, c.line),
         );
         for n in &c.notes {
             comment(&mut out, "# import: ", &n.to_string());
-            report.push(format!("conn {name}: {n}"));
+            report.push(clean(&format!("conn {name}: {n}")));
         }
         let _ = writeln!(out, "[[connection]]");
         let _ = writeln!(out, "name = {}", q(&name));
