@@ -327,7 +327,7 @@ fn conn(
             }
         }
     }
-    let nets = |c: &mut Conn, key: &str, addr: IpAddr| -> Result<Vec<_>, String> {
+    let nets = |c: &mut Conn, key: &str| -> Result<Vec<_>, String> {
         match get(set, key) {
             None => Err(format!(
                 "{key} is not set: a host-to-host tunnel between the outer addresses would carry ferrovpn's own IKE/ESP packets; ferrovpn supports subnets behind the gateways only"
@@ -341,13 +341,12 @@ fn conn(
                 if v.is_empty() {
                     return Err(format!("{key} is empty"));
                 }
-                let _ = addr;
                 Ok(v)
             }
         }
     };
-    let l = nets(&mut c, "leftsubnet", local)?;
-    let r = nets(&mut c, "rightsubnet", remote)?;
+    let l = nets(&mut c, "leftsubnet")?;
+    let r = nets(&mut c, "rightsubnet")?;
     c.pairs = pairs(&l, &r, remote)?;
     if c.pairs.len() > 1 {
         c.note(
