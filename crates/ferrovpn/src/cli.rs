@@ -193,6 +193,24 @@ killed tcpdump leaves it): every frame before it is printed, then a warning on s
 (the frames before the damage are printed)\n    2   usage error"
     )]
     Decode(DecodeArgs),
+    /// Convert strongSwan or Libreswan connections (IKEv1, PSK) into ferrovpn TOML.
+    #[command(
+        long_about = "Read a strongSwan ipsec.conf or swanctl.conf, or a Libreswan ipsec.conf, and \
+write its IKEv1 connections with pre-shared keys as ferrovpn TOML (policy_based, one Quick Mode \
+SA pair per local/remote subnet). `left` is taken as this host. Every setting that cannot be \
+carried over is reported, with the reason, on stderr and as an \"import:\" comment in the TOML; \
+IKEv2 connections, certificate/XAuth/EAP authentication, transport mode, host-to-host tunnels and \
+addresses resolved at run time (%defaultroute, %any, host names) are not converted. PSKs are \
+looked up in --secrets files (ipsec.secrets, or a swanctl.conf secrets section) and written to \
+NAME.psk next to the -o file with mode 0600; they never go to stdout. Without -o, or without a \
+matching secret, psk_file names a placeholder file that you must create.",
+        after_long_help = "EXAMPLES:\n    ferrovpn import /etc/ipsec.conf --secrets /etc/ipsec.secrets -o /etc/ferrovpn/ferrovpn.toml\n    \
+ferrovpn import /etc/swanctl/swanctl.conf -o site.toml\n    \
+ferrovpn import /etc/ipsec.d/branch.conf --format libreswan\n\n\
+EXIT STATUS:\n    0   at least one connection was converted (the report on stderr lists what was not)\n    \
+1   nothing could be converted, or a file could not be read or written\n    2   usage error"
+    )]
+    Import(crate::import::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -320,6 +338,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             }
         }
         Command::Decode(args) => crate::decode::run(&args.file, &args.keys, args.verbose, out, err),
+        Command::Import(args) => crate::import::run(&args, out, err),
         Command::Check(args) => match Config::load_for(&args.config, Purpose::Check) {
             Ok(cfg) => {
                 let _ = out.write_all(describe(&args.config, &cfg).as_bytes());

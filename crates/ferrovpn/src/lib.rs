@@ -7,6 +7,7 @@ pub mod convert;
 pub mod daemon;
 pub mod decode;
 pub mod diagnose;
+pub mod import;
 pub mod ipnet;
 pub mod netlink;
 #[cfg(test)]
