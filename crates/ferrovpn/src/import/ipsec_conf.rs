@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::model::{unquote, Imported, Note};
+use super::model::{unquote, Conn, Imported, Note};
 
 /// At most this many `also=` levels are followed (a cycle is reported, never looped on).
 const MAX_ALSO_DEPTH: usize = 16;
@@ -189,6 +189,34 @@ impl<'a> Walk<'a, '_> {
             set.insert(e.key.clone(), e.clone());
         }
         self.seen.pop();
+    }
+}
+
+/// The value of `key` in a resolved conn.
+pub fn value<'a>(set: &'a Settings, key: &str) -> Option<&'a str> {
+    set.get(key).map(|e| e.value.as_str())
+}
+
+/// Both ipsec.conf dialects: every `config setup` entry is noted (`why`: daemon settings have no
+/// ferrovpn equivalent), then each resolved conn is converted by `conn`; a refused one is
+/// reported with its reason.
+pub fn convert(
+    secs: &[Section],
+    imp: &mut Imported,
+    why: &str,
+    conn: impl Fn(&str, usize, &Settings) -> Result<Conn, String>,
+) {
+    if let Some(setup) = secs.iter().find(|s| s.kind == "config") {
+        for e in &setup.entries {
+            imp.notes
+                .push(Note::new(e.line, format!("config setup: {}", e.key), why));
+        }
+    }
+    for (name, line, set) in resolve_conns(secs, imp) {
+        match conn(&name, line, &set) {
+            Ok(c) => imp.conns.push(c),
+            Err(reason) => imp.skip(&name, line, reason),
+        }
     }
 }
 

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use super::ipsec_conf::{resolve_conns, sections, Entry, Settings};
+use super::ipsec_conf::{convert, sections, value, Entry, Settings};
 use super::model::{
-    dpd, identity, keep_proposals, lifetime, pairs, parse_time, subnet, Conn, Imported, Note,
-    Phase, Start,
+    dpd, identity, keep_proposals, lifetime, pairs, parse_time, subnet, Conn, Imported, Phase,
+    Start,
 };
 use super::strongswan_ipsec::{address, local_address};
 use std::net::IpAddr;
@@ -58,30 +58,13 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 pub fn parse(text: &str, local_default: Option<IpAddr>) -> Imported {
     let mut imp = Imported::default();
     let secs = sections(text, &mut imp);
-    if let Some(setup) = secs.iter().find(|s| s.kind == "config") {
-        for e in &setup.entries {
-            imp.notes.push(Note::new(
-                e.line,
-                format!("config setup: {}", e.key),
-                "pluto's daemon settings have no ferrovpn equivalent; see [daemon] in config/README.md",
-            ));
-        }
-    }
-    for (name, line, set) in resolve_conns(&secs, &mut imp) {
-        match conn(&name, line, &set, local_default) {
-            Ok(c) => imp.conns.push(c),
-            Err(reason) => imp.skip(&name, line, reason),
-        }
-    }
+    convert(
+        &secs,
+        &mut imp,
+        "pluto's daemon settings have no ferrovpn equivalent; see [daemon] in config/README.md",
+        |name, line, set| conn(name, line, set, local_default),
+    );
     imp
-}
-
-fn get<'a>(set: &'a Settings, key: &str) -> Option<&'a Entry> {
-    set.get(key)
-}
-
-fn value<'a>(set: &'a Settings, key: &str) -> Option<&'a str> {
-    set.get(key).map(|e| e.value.as_str())
 }
 
 /// One Libreswan algorithm keyword in strongSwan's spelling; `Ok(None)`: dropped (`null`
@@ -224,8 +207,8 @@ fn conn(
     if value(set, "phase2").is_some_and(|p| p == "ah") {
         return Err("phase2=ah: AH is not supported by ferrovpn (ESP only)".into());
     }
-    let local = local_address(&mut c, "left", get(set, "left"), local_default)?;
-    let remote = address("right", get(set, "right"))?;
+    let local = local_address(&mut c, "left", set.get("left"), local_default)?;
+    let remote = address("right", set.get("right"))?;
     if local.is_ipv6() != remote.is_ipv6() {
         return Err("left and right are of different address families".into());
     }
@@ -233,7 +216,7 @@ fn conn(
     c.remote_addr = Some(remote);
     c.secret_selectors = vec![local.to_string(), remote.to_string()];
     for (key, local_side) in [("leftid", true), ("rightid", false)] {
-        if let Some(e) = get(set, key) {
+        if let Some(e) = set.get(key) {
             let id = identity(&e.value).map_err(|r| format!("{key}={}: {r}", e.value))?;
             c.secret_selectors.push(e.value.clone());
             if local_side {
@@ -245,13 +228,13 @@ fn conn(
     }
     let nets = |c: &mut Conn, one: &str, many: &str| -> Result<Vec<_>, String> {
         let mut v = Vec::new();
-        if let Some(e) = get(set, many) {
+        if let Some(e) = set.get(many) {
             let list = e.value.trim().trim_start_matches('{').trim_end_matches('}');
             for s in list.split([' ', ',', '\t']).filter(|s| !s.is_empty()) {
                 v.push(subnet(c, e.line, many, s).map_err(|r| format!("{many}: {r}"))?);
             }
         }
-        if let Some(e) = get(set, one) {
+        if let Some(e) = set.get(one) {
             for s in e.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 v.push(subnet(c, e.line, one, s).map_err(|r| format!("{one}: {r}"))?);
             }
@@ -266,7 +249,7 @@ fn conn(
     let l = nets(&mut c, "leftsubnet", "leftsubnets")?;
     let r = nets(&mut c, "rightsubnet", "rightsubnets")?;
     c.pairs = pairs(&l, &r, remote)?;
-    let ike_list = match get(set, "ike") {
+    let ike_list = match set.get("ike") {
         Some(e) => proposals(&mut c, e, Phase::Ike, None),
         None => {
             c.note(line, "ike", "not set: Libreswan's default proposals differ from ferrovpn's default aes256-sha256-modp2048");
@@ -278,10 +261,10 @@ fn conn(
     let first_group = ike_list
         .first()
         .and_then(|p| p.split('-').find(|t| is_group(t)).map(str::to_string));
-    if let Some(e) = get(set, "ike") {
+    if let Some(e) = set.get("ike") {
         c.ike = keep_proposals(&mut c, e.line, "ike", Phase::Ike, ike_list);
     }
-    match get(set, "phase2alg").or_else(|| get(set, "esp")) {
+    match set.get("phase2alg").or_else(|| set.get("esp")) {
         Some(e) => {
             let group = if pfs { first_group.as_deref() } else { None };
             let list = proposals(&mut c, e, Phase::Esp, group);
@@ -293,15 +276,16 @@ fn conn(
             "not set: Libreswan's default ESP proposals (with PFS in the phase 1 group) differ from ferrovpn's default aes128gcm16 without PFS",
         ),
     }
-    c.ike_lifetime = Some(match get(set, "ikelifetime") {
+    c.ike_lifetime = Some(match set.get("ikelifetime") {
         Some(e) => lifetime(&mut c, e.line, "ikelifetime", &e.value)
             .unwrap_or(Duration::from_secs(8 * 3600)),
         None => Duration::from_secs(8 * 3600),
     });
     c.esp_lifetime = Some(
-        match get(set, "salifetime")
-            .or_else(|| get(set, "keylife"))
-            .or_else(|| get(set, "lifetime"))
+        match set
+            .get("salifetime")
+            .or_else(|| set.get("keylife"))
+            .or_else(|| set.get("lifetime"))
         {
             Some(e) => {
                 lifetime(&mut c, e.line, &e.key, &e.value).unwrap_or(Duration::from_secs(8 * 3600))
@@ -311,16 +295,16 @@ fn conn(
     );
     c.aggressive = value(set, "aggressive").or(value(set, "aggrmode")) == Some("yes");
     c.force_encap = value(set, "encapsulation") == Some("yes");
-    match get(set, "dpddelay") {
+    match set.get("dpddelay") {
         Some(e) => {
             let interval = parse_time(&e.value);
-            let timeout = get(set, "dpdtimeout").and_then(|t| parse_time(&t.value));
+            let timeout = set.get("dpdtimeout").and_then(|t| parse_time(&t.value));
             c.dpd = Some(dpd(&mut c, e.line, interval, timeout));
         }
         // pluto sends no R-U-THERE unless dpddelay is set.
         None => c.dpd = Some(None),
     }
-    let auto = get(set, "auto");
+    let auto = set.get("auto");
     c.start = Some(match auto.map(|e| e.value.as_str()) {
         Some("start" | "up") => Start::Initiate,
         Some("add" | "keep") => Start::Respond,

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::ipsec_conf::{resolve_conns, sections, Entry, Settings};
+use super::ipsec_conf::{convert, sections, value, Entry, Settings};
 use super::model::{
     dpd, identity, keep_proposals, lifetime, pairs, parse_time, subnet, Conn, Imported, Note,
     Phase, Start,
@@ -133,30 +133,13 @@ pub fn parse(text: &str, local_default: Option<IpAddr>) -> Imported {
             "certificate authorities are not used by ferrovpn (PSK only)",
         ));
     }
-    if let Some(setup) = secs.iter().find(|s| s.kind == "config") {
-        for e in &setup.entries {
-            imp.notes.push(Note::new(
-                e.line,
-                format!("config setup: {}", e.key),
-                "daemon settings of strongSwan's starter have no ferrovpn equivalent; see [daemon] in config/README.md",
-            ));
-        }
-    }
-    for (name, line, set) in resolve_conns(&secs, &mut imp) {
-        match conn(&name, line, &set, local_default) {
-            Ok(c) => imp.conns.push(c),
-            Err(reason) => imp.skip(&name, line, reason),
-        }
-    }
+    convert(
+        &secs,
+        &mut imp,
+        "daemon settings of strongSwan's starter have no ferrovpn equivalent; see [daemon] in config/README.md",
+        |name, line, set| conn(name, line, set, local_default),
+    );
     imp
-}
-
-fn get<'a>(set: &'a Settings, key: &str) -> Option<&'a Entry> {
-    set.get(key)
-}
-
-fn value<'a>(set: &'a Settings, key: &str) -> Option<&'a str> {
-    set.get(key).map(|e| e.value.as_str())
 }
 
 /// A literal address for `left`/`right`; anything the other daemon resolves at run time cannot
@@ -283,7 +266,7 @@ fn conn(
         "rightsigkey",
         "leftrsasigkey",
     ] {
-        if let Some(e) = get(set, k) {
+        if let Some(e) = set.get(k) {
             c.note(
                 e.line,
                 k,
@@ -295,14 +278,14 @@ fn conn(
         None | Some("tunnel") => {}
         Some(t) => return Err(format!("type={t}: ferrovpn carries tunnel mode only")),
     }
-    if let Some(e) = get(set, "ah") {
+    if let Some(e) = set.get("ah") {
         return Err(format!(
             "ah={}: AH is not supported by ferrovpn (ESP only)",
             e.value
         ));
     }
-    let local = local_address(&mut c, "left", get(set, "left"), local_default)?;
-    let remote = address("right", get(set, "right"))?;
+    let local = local_address(&mut c, "left", set.get("left"), local_default)?;
+    let remote = address("right", set.get("right"))?;
     if local.is_ipv6() != remote.is_ipv6() {
         return Err("left and right are of different address families".into());
     }
@@ -310,7 +293,7 @@ fn conn(
     c.remote_addr = Some(remote);
     c.secret_selectors = vec![local.to_string(), remote.to_string()];
     for (key, slot) in [("leftid", 0), ("rightid", 1)] {
-        if let Some(e) = get(set, key) {
+        if let Some(e) = set.get(key) {
             let id = identity(&e.value).map_err(|r| format!("{key}={}: {r}", e.value))?;
             if id.is_none() {
                 c.note(
@@ -328,7 +311,7 @@ fn conn(
         }
     }
     let nets = |c: &mut Conn, key: &str| -> Result<Vec<_>, String> {
-        match get(set, key) {
+        match set.get(key) {
             None => Err(format!(
                 "{key} is not set: a host-to-host tunnel between the outer addresses would carry ferrovpn's own IKE/ESP packets; ferrovpn supports subnets behind the gateways only"
             )),
@@ -355,42 +338,42 @@ fn conn(
             "several subnets: each local/remote combination becomes its own Quick Mode SA pair in ferrovpn",
         );
     }
-    if let Some(e) = get(set, "ike") {
+    if let Some(e) = set.get("ike") {
         c.ike = proposals(&mut c, e, Phase::Ike);
     } else {
         c.note(line, "ike", "not set: strongSwan's default proposals differ from ferrovpn's default aes256-sha256-modp2048");
     }
-    if let Some(e) = get(set, "esp") {
+    if let Some(e) = set.get("esp") {
         c.esp = proposals(&mut c, e, Phase::Esp);
     } else {
         c.note(line, "esp", "not set: strongSwan's default proposals (aes128-sha256 and others) differ from ferrovpn's default aes128gcm16");
     }
-    if let Some(e) = get(set, "ikelifetime") {
+    if let Some(e) = set.get("ikelifetime") {
         c.ike_lifetime = lifetime(&mut c, e.line, "ikelifetime", &e.value);
     } else {
         c.ike_lifetime = Some(Duration::from_secs(3 * 3600));
     }
-    if let Some(e) = get(set, "lifetime").or_else(|| get(set, "keylife")) {
+    if let Some(e) = set.get("lifetime").or_else(|| set.get("keylife")) {
         c.esp_lifetime = lifetime(&mut c, e.line, &e.key, &e.value);
     }
-    if let Some(e) = get(set, "lifebytes") {
+    if let Some(e) = set.get("lifebytes") {
         match e.value.parse::<u64>() {
             Ok(b) if b > 0 => c.esp_lifetime_bytes = Some(b),
             _ => c.note(e.line, "lifebytes", "not a byte count; not carried over"),
         }
     }
-    if let Some(e) = get(set, "aggressive") {
+    if let Some(e) = set.get("aggressive") {
         c.aggressive = e.value == "yes";
     }
-    if let Some(e) = get(set, "forceencaps") {
+    if let Some(e) = set.get("forceencaps") {
         c.force_encap = e.value == "yes";
     }
     let action = value(set, "dpdaction").unwrap_or("none");
     if action == "none" {
         c.dpd = Some(None);
     } else {
-        let interval = get(set, "dpddelay").and_then(|e| parse_time(&e.value));
-        let timeout = get(set, "dpdtimeout").and_then(|e| parse_time(&e.value));
+        let interval = set.get("dpddelay").and_then(|e| parse_time(&e.value));
+        let timeout = set.get("dpdtimeout").and_then(|e| parse_time(&e.value));
         c.dpd = Some(dpd(
             &mut c,
             line,
@@ -398,7 +381,7 @@ fn conn(
             timeout.or(Some(Duration::from_secs(150))),
         ));
     }
-    let auto = get(set, "auto");
+    let auto = set.get("auto");
     c.start = Some(match auto.map(|e| e.value.as_str()) {
         Some("start") => Start::Initiate,
         Some("add") => Start::Respond,
