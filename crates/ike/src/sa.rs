@@ -649,6 +649,25 @@ impl IkeSa {
             .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
     }
 
+    /// Decrypts a protected message with `iv` and checks its HASH(1) (RFC 2409 §5.5, §5.7) from
+    /// the generic payload headers alone, so a message whose payloads do not decode can still be
+    /// told to be the peer's. `Ok(false)`: it decrypted, but the HASH does not verify.
+    pub(crate) fn hash1_verifies(
+        &self,
+        hash: crate::algorithm::IkeHash,
+        header: &Header,
+        datagram: &[u8],
+        iv: &[u8],
+    ) -> Result<bool, InputError> {
+        let (body, _) = self.decrypt_body(datagram, iv)?;
+        let (received, rest) = split_protected(header.next_payload, &body)?;
+        let skeyid_a = self
+            .skeyid_a()
+            .map_err(|_| InputError::Unexpected("no keys"))?;
+        let expected = crypto::qm_hash1(hash, skeyid_a, header.message_id, &rest);
+        Ok(crypto::ct_eq(&expected, &received))
+    }
+
     /// Sends an unprotected error notify (RFC 2408 §5: before the ISAKMP SA is authenticated).
     pub fn send_plain_notify(&mut self, ctx: &mut Ctx<'_>, notify: NotifyType) {
         let payloads = [Payload::Notification(Notification {

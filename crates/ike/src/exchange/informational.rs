@@ -125,16 +125,7 @@ impl IkeSa {
         let iv = self
             .phase2_iv(header.message_id)
             .map_err(|_| InputError::Unexpected("no keys"))?;
-        let (body, _) = self.decrypt_body(datagram, &iv)?;
-        let (hash, rest) = crate::sa::split_protected(header.next_payload, &body)?;
-        let expected = crypto::qm_hash1(
-            p.hash,
-            self.skeyid_a()
-                .map_err(|_| InputError::Unexpected("no keys"))?,
-            header.message_id,
-            &rest,
-        );
-        if !crypto::ct_eq(&expected, &hash) {
+        if !self.hash1_verifies(p.hash, header, datagram, &iv)? {
             return Err(InputError::BadHash("TRANSACTION"));
         }
         self.log_received(ctx, "TRANSACTION", header, &[]);

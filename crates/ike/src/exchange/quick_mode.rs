@@ -506,16 +506,7 @@ impl IkeSa {
         // Authenticate from the generic payload headers first: a QM1 whose payloads do not
         // decode (strongSwan's proposal without transforms for an ESP cipher IKEv1 cannot
         // name) is still the peer's, and gets a protected answer instead of silence.
-        let (body, _) = self.decrypt_body(datagram, &iv)?;
-        let (hash, rest) = crate::sa::split_protected(header.next_payload, &body)?;
-        let expected = crypto::qm_hash1(
-            p.hash,
-            self.skeyid_a()
-                .map_err(|_| InputError::Unexpected("no keys"))?,
-            header.message_id,
-            &rest,
-        );
-        if !crypto::ct_eq(&expected, &hash) {
+        if !self.hash1_verifies(p.hash, header, datagram, &iv)? {
             // RFC 2409 §5.5: tell the peer, at most once a second (the cookies are public).
             if self
                 .hash_notify_at
