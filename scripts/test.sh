@@ -8,8 +8,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+# A fresh run writes about 5 GB (debug, release, fuzz builds). Incremental caches only help
+# repeated local builds; in a one-shot run they double the debug tree.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+MIN_FREE_GB="${FERROVPN_TEST_MIN_FREE_GB:-8}"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# Fail at the start, with the reason, rather than as an LLVM I/O error half an hour in.
+free_gb() { df -P -BG "${CARGO_TARGET_DIR:-target}" 2>/dev/null | awk 'NR==2 {gsub("G","",$4); print $4}'; }
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+avail=$(free_gb)
+if [ -n "$avail" ] && [ "$avail" -lt "$MIN_FREE_GB" ]; then
+    echo "test.sh: only ${avail} GB free where the build goes ($(cd "${CARGO_TARGET_DIR:-target}" && pwd));" >&2
+    echo "test.sh: a full run needs about ${MIN_FREE_GB} GB (set FERROVPN_TEST_MIN_FREE_GB to override)" >&2
+    exit 1
+fi
+echo "test.sh: ${avail:-?} GB free for the build"
 
 if [ "$(id -u)" = 0 ] && [ -x scripts/install-deps.sh ]; then
     step "installing test dependencies"
@@ -42,4 +57,5 @@ if [ -d tests/e2e ]; then
 fi
 
 step "all tests passed"
+du -sh "${CARGO_TARGET_DIR:-target}" fuzz/target 2>/dev/null | sed 's/^/build tree: /' || true
 echo "end-to-end scripts: ${e2e_passed} passed, 0 failed"
