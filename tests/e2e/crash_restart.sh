@@ -45,16 +45,6 @@ B_IN=203.0.113.1
 PRIO=18006   # routing::DEFAULT_PRIORITY (the fwmark rule is PRIO+1)
 TABLE=18006  # routing::DEFAULT_TABLE (0x4656)
 
-write_conf() {
-    local side="$1"
-    if [ "$side" = a ]; then
-        C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2
-    else
-        C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1
-    fi
-    C_SOCK="$FV_TMP/$side.sock" C_PSKFILE="$FV_TMP/$side.psk" C_START="$2" C_MODE=main \
-        C_EXTRA="${3:-}" C_TUNNEL="$4" e2e_conf "$FV_TMP/$side.toml"
-}
 
 # count_rules NS: "<rules at PRIO> <rules at PRIO+1>"
 count_rules() {
@@ -68,15 +58,9 @@ case_kill9_restart() {
     e2e_psk "$FV_TMP/a.psk" crash-restart-secret
     e2e_psk "$FV_TMP/b.psk" crash-restart-secret
     local sa="$FV_TMP/a.sock" sb="$FV_TMP/b.sock" pid_a pid_b n links t0
-    C_DAEMON_EXTRA="run_dir = \"$FV_TMP/run\"" write_conf a initiate "" "[connection.route_based]
-interface = \"fv0\"
-address = \"$A_IN/32\"
-routes = [\"0.0.0.0/0\"]"
-    write_conf b respond 'dpd_interval = "5s"
-dpd_timeout = "15s"' "[connection.route_based]
-interface = \"fv0\"
-address = \"$B_IN/32\"
-routes = [\"198.51.100.0/24\"]"
+    C_DAEMON_EXTRA="run_dir = \"$FV_TMP/run\"" e2e_side_conf a initiate "" "$(e2e_route_based "$A_IN" 0.0.0.0/0)"
+    e2e_side_conf b respond 'dpd_interval = "5s"
+dpd_timeout = "15s"' "$(e2e_route_based "$B_IN" 198.51.100.0/24)"
     e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
     pid_b="$E2E_PID"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a1.log"
@@ -164,21 +148,9 @@ fv_pair() {
     e2e_psk "$FV_TMP/a.psk" crash-restart-secret
     e2e_psk "$FV_TMP/b.psk" crash-restart-secret
     SOCK_A="$FV_TMP/a.sock" SOCK_B="$FV_TMP/b.sock"
-    write_conf a initiate "" "[connection.route_based]
-interface = \"fv0\"
-address = \"$A_IN/32\"
-routes = [\"203.0.113.0/24\"]"
-    write_conf b respond "" "[connection.route_based]
-interface = \"fv0\"
-address = \"$B_IN/32\"
-routes = [\"198.51.100.0/24\"]"
-    e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b1.log"
-    PID_B="$E2E_PID"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a1.log"
-    PID_A="$E2E_PID"
-    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "side A: no IPsec SA within 20 s"
-    e2e_wait_sas "$SOCK_B" "$PID_B" 1 5 || fail "side B: no IPsec SA"
-    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+    e2e_side_conf a initiate "" "$(e2e_route_based "$A_IN" 203.0.113.0/24)"
+    e2e_side_conf b respond "" "$(e2e_route_based "$B_IN" 198.51.100.0/24)"
+    e2e_fv_pair_up "$FV_TMP/daemon-a1.log" "$FV_TMP/daemon-b1.log"
 }
 
 # restart_fv SIDE N: kill -9 the daemon of SIDE (a|b) and start it again (log daemon-SIDEN),
@@ -225,43 +197,6 @@ case_fv_initiator_restart() {
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
 
-# swanctl.conf for charon on B: initiates at start; swanctl's IKEv1 default is no DPD.
-ss_conf() {
-    cat <<EOF
-connections {
-    fv {
-        version = 1
-        local_addrs = 192.0.2.2
-        remote_addrs = 192.0.2.1
-        proposals = aes256-sha256-modp2048
-        local {
-            auth = psk
-            id = 192.0.2.2
-        }
-        remote {
-            auth = psk
-            id = 192.0.2.1
-        }
-        children {
-            fv {
-                local_ts = 203.0.113.0/24
-                remote_ts = 198.51.100.0/24
-                esp_proposals = aes128gcm16
-                start_action = start
-            }
-        }
-    }
-}
-secrets {
-    ike-fv {
-        id-a = 192.0.2.1
-        id-b = 192.0.2.2
-        secret = "crash-restart-secret"
-    }
-}
-EOF
-}
-
 ss_start_charon() {
     fv_charon_start "$FV_NS_B"
     fv_charon_wait "$FV_NS_B" || fail "charon did not start"
@@ -278,16 +213,12 @@ ss_pair() {
     fv_add_inner "$FV_NS_B" "$B_IN/32"
     fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf crash "" 'default = 1
             ike = 2
-            chd = 2')" "$(ss_conf)"
+            chd = 2')" "$(SS_SECRET=crash-restart-secret SS_START=start e2e_ss_conf)"
     E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
     e2e_psk "$FV_TMP/a.psk" crash-restart-secret
     SOCK_A="$FV_TMP/a.sock"
     C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" C_START=respond \
-        C_TUNNEL="[connection.route_based]
-interface = \"fv0\"
-local_ts = \"198.51.100.0/24\"
-remote_ts = \"203.0.113.0/24\"
-address = \"$A_IN/32\"" e2e_conf "$FV_TMP/a.toml"
+        C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a1.log"
     PID_A="$E2E_PID"
     e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"

@@ -389,68 +389,20 @@ for port in (500, 4500):
 
 # ---- against strongSwan in B ----
 
-# ss_conf ESP [START_ACTION] [SECRET] [MORE_LOCAL_ROUNDS]: swanctl.conf for charon in B.
+# ss_conf ESP [START_ACTION] [SECRET] [MORE_LOCAL_ROUNDS]: swanctl.conf for charon in B, with
+# an XAuth user alice for the XAuth case.
 ss_conf() {
-    cat <<EOF
-connections {
-    fv {
-        version = 1
-        local_addrs = 192.0.2.2
-        remote_addrs = 192.0.2.1
-        proposals = aes256-sha256-modp2048
-        local {
-            auth = psk
-            id = 192.0.2.2
-        }
-${4:-}
-        remote {
-            auth = psk
-            id = 192.0.2.1
-        }
-        children {
-            fv {
-                local_ts = 203.0.113.0/24
-                remote_ts = 198.51.100.0/24
-                esp_proposals = $1
-                start_action = ${2:-none}
-            }
-        }
-    }
-}
-secrets {
-    ike-fv {
-        id-a = 192.0.2.1
-        id-b = 192.0.2.2
-        secret = "${3:-e2e-diagnose-secret}"
-    }
-    xauth-alice {
+    SS_ESP="$1" SS_START="${2:-none}" SS_SECRET="${3:-e2e-diagnose-secret}" SS_LOCAL_EXTRA="${4:-}" \
+        SS_SECRETS_EXTRA='    xauth-alice {
         id = alice
         secret = "alice-password"
-    }
-}
-EOF
-}
-
-# ss_up SWANCTL_CONF [CHARON_EXTRA]: charon in B with that configuration, loaded.
-ss_up() {
-    fv_add_inner "$FV_NS_B" "$B_IN/32"
-    fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf e2e "${2:-}" 'default = 1
-            ike = 2
-            cfg = 1')" "$1"
-    fv_charon_start "$FV_NS_B"
-    E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
-    fv_charon_wait "$FV_NS_B" || fail "charon did not start"
-    fv_charon_load "$FV_NS_B" >/dev/null || fail "swanctl --load-all failed"
+    }' e2e_ss_conf
 }
 
 # conf_ss_a START EXTRA: ferrovpn in A facing charon (charon's selectors, mirrored).
 conf_ss_a() {
     conf a "$1" "ike = \"aes256-sha256-modp2048\"
-$2" "[connection.route_based]
-interface = \"fv0\"
-local_ts = \"198.51.100.0/24\"
-remote_ts = \"203.0.113.0/24\"
-address = \"$A_IN/32\""
+$2" "$(e2e_route_based_facing_ss)"
 }
 
 # ss_initiate: charon starts the connection (in the background; it waits for the outcome).
@@ -462,7 +414,7 @@ ss_initiate() {
 
 case_ss_wrong_psk() {
     setup
-    ss_up "$(ss_conf aes128gcm16 none not-the-same-secret)"
+    e2e_ss_up "$(ss_conf aes128gcm16 none not-the-same-secret)"
     conf_ss_a initiate 'esp = "aes128gcm16"'
     up a
     expect a psk-mismatch 1 20 "UDP 4500 passes" "probe: a fresh MM1" "pre-shared key"
@@ -483,7 +435,7 @@ case_ss_wrong_psk() {
 
 case_ss_esp_mismatch() {
     setup
-    ss_up "$(ss_conf aes256-sha256)"
+    e2e_ss_up "$(ss_conf aes256-sha256)"
     conf_ss_a initiate 'esp = "aes128gcm16"'
     up a
     expect a no-proposal-chosen 1 15 "no Quick Mode (ESP) proposal in common" "ours:   aes128gcm16" \
@@ -504,7 +456,7 @@ case_ss_esp_mismatch() {
 case_ss_chacha() {
     setup
     # charon repeats QM1 every second, 8 times: a peer that keeps talking for 8 s.
-    ss_up "$(ss_conf chacha20poly1305)" '    retransmit_timeout = 1.0
+    e2e_ss_up "$(ss_conf chacha20poly1305)" '    retransmit_timeout = 1.0
     retransmit_base = 1.0
     retransmit_tries = 8'
     conf_ss_a respond 'esp = "aes128gcm16"
@@ -542,7 +494,7 @@ PY
 
 case_ss_xauth() {
     setup
-    ss_up "$(ss_conf aes128gcm16 none e2e-diagnose-secret '        local-xauth {
+    e2e_ss_up "$(ss_conf aes128gcm16 none e2e-diagnose-secret '        local-xauth {
             auth = xauth
             xauth_id = alice
         }')"

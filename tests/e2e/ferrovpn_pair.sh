@@ -43,16 +43,7 @@ pair_setup() {
 }
 
 # write_conf SIDE(a|b) START MODE EXTRA TUNNEL
-write_conf() {
-    local side="$1"
-    if [ "$side" = a ]; then
-        C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2
-    else
-        C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1
-    fi
-    C_SOCK="$FV_TMP/$side.sock" C_PSKFILE="$FV_TMP/$side.psk" C_START="$2" C_MODE="$3" \
-        C_EXTRA="$4" C_TUNNEL="$5" e2e_conf "$FV_TMP/$side.toml"
-}
+write_conf() { C_MODE="$3" e2e_side_conf "$1" "$2" "$4" "$5"; }
 
 start_pair() {
     e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
@@ -85,14 +76,8 @@ route_pair() {
         aggressive) name1=AM1 extra_b="allow_aggressive_psk = true" ;;
     esac
     pair_setup
-    write_conf a initiate "$mode" "" "[connection.route_based]
-interface = \"fv0\"
-address = \"$A_IN/32\"
-routes = [\"0.0.0.0/0\"]"
-    write_conf b respond "$mode" "$extra_b" "[connection.route_based]
-interface = \"fv0\"
-address = \"$B_IN/32\"
-routes = [\"198.51.100.0/24\"]"
+    write_conf a initiate "$mode" "" "$(e2e_route_based "$A_IN" 0.0.0.0/0)"
+    write_conf b respond "$mode" "$extra_b" "$(e2e_route_based "$B_IN" 198.51.100.0/24)"
     start_pair
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "side A: no IPsec SA within 20 s"
     e2e_wait_sas "$SOCK_B" "$PID_B" 1 20 || fail "side B: no IPsec SA within 20 s"

@@ -80,10 +80,7 @@ case_two_daemons() {
     local s1="$FV_TMP/a1.sock" sb="$FV_TMP/b.sock" pid1 pidb idx
     conf "$FV_TMP/a1.toml" 192.0.2.1 192.0.2.2 initiate "$s1"
     C_SOCK="$sb" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/psk" C_START=respond \
-        C_DAEMON_EXTRA="run_dir = \"$FV_TMP/run-b\"" C_TUNNEL="[connection.route_based]
-interface = \"fv0\"
-address = \"$B_IN/32\"
-routes = [\"198.51.100.0/24\"]" e2e_conf "$FV_TMP/b.toml"
+        C_DAEMON_EXTRA="run_dir = \"$FV_TMP/run-b\"" C_TUNNEL="$(e2e_route_based "$B_IN" 198.51.100.0/24)" e2e_conf "$FV_TMP/b.toml"
     e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
     pidb="$E2E_PID"
     e2e_up "$FV_NS_A" "$FV_TMP/a1.toml" "$FV_TMP/daemon-a1.log"

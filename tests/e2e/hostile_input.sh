@@ -25,16 +25,6 @@ B_IN=203.0.113.1
 PEER=192.0.2.1     # the configured peer: its MM1s create responder state
 STRANGER=192.0.2.3 # no connection names it
 
-write_conf() {
-    local side="$1"
-    if [ "$side" = a ]; then
-        C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2
-    else
-        C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1
-    fi
-    C_SOCK="$FV_TMP/$side.sock" C_PSKFILE="$FV_TMP/$side.psk" C_START="$2" C_MODE=main \
-        C_EXTRA="" C_TUNNEL="$3" e2e_conf "$FV_TMP/$side.toml"
-}
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
@@ -65,14 +55,8 @@ case_hostile_table() {
     e2e_psk "$FV_TMP/b.psk" hostile-input-secret
     SOCK_A="$FV_TMP/a.sock"
     SOCK_B="$FV_TMP/b.sock"
-    write_conf a initiate "[connection.route_based]
-interface = \"fv0\"
-address = \"$A_IN/32\"
-routes = [\"203.0.113.0/24\"]"
-    write_conf b respond "[connection.route_based]
-interface = \"fv0\"
-address = \"$B_IN/32\"
-routes = [\"198.51.100.0/24\"]"
+    e2e_side_conf a initiate "" "$(e2e_route_based "$A_IN" 203.0.113.0/24)"
+    e2e_side_conf b respond "" "$(e2e_route_based "$B_IN" 198.51.100.0/24)"
     e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
     PID_B="$E2E_PID"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"

@@ -44,10 +44,7 @@ case_lifetime_2_64() {
     C_SOCK="$sock" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
         C_START=initiate C_EXTRA="ike_lifetime = \"8h\"
 esp_lifetime = \"1h\"
-esp_lifetime_bytes = 1000000000" C_TUNNEL="[connection.route_based]
-interface = \"fv0\"
-address = \"$A_IN/32\"
-routes = [\"203.0.113.0/24\"]" e2e_conf "$FV_TMP/a.toml"
+esp_lifetime_bytes = 1000000000" C_TUNNEL="$(e2e_route_based "$A_IN" 203.0.113.0/24)" e2e_conf "$FV_TMP/a.toml"
 
     FV_SPAWN_LOG="$elog" fv_spawn "$FV_NS_B" "$EVIL" 192.0.2.2 192.0.2.1 "$FV_TMP/b.psk" \
         --ike aes256-sha256-modp2048 --esp aes128gcm16 --rewrite MM2,QM2

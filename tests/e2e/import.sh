@@ -77,14 +77,8 @@ import_case() {
 
     FV_NO_IPV6=1 fv_two_ns
     fv_add_inner "$FV_NS_A" "$A_IN/32"
-    fv_add_inner "$FV_NS_B" "$B_IN/32"
-    fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf e2e "" 'default = 1
-            ike = 2
-            cfg = 1')" "$(swanctl_conf 192.0.2.2 192.0.2.1 203.0.113.0/24 198.51.100.0/24 "$esp" none)"
-    fv_charon_start "$FV_NS_B"
-    E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
-    fv_charon_wait "$FV_NS_B" || fail "charon did not start"
-    fv_charon_load "$FV_NS_B" >/dev/null || fail "swanctl --load-all failed"
+    # charon in B runs the mirror of the swanctl.conf that A's side imports.
+    e2e_ss_up "$(swanctl_conf 192.0.2.2 192.0.2.1 203.0.113.0/24 198.51.100.0/24 "$esp" none)"
 
     # Side A's swanctl.conf, as it would be under strongSwan, converted.
     swanctl_conf 192.0.2.1 192.0.2.2 198.51.100.0/24 203.0.113.0/24 "$esp" "$mirror_start" >"$FV_TMP/a-swanctl.conf"
@@ -120,13 +114,7 @@ import_case() {
         ok "strongSwan initiated"
     fi
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"
-    local i
-    for ((i = 0; i < 25; i++)); do
-        fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | grep INSTALLED >/dev/null && break
-        sleep 0.2
-    done
-    fv_swanctl "$FV_NS_B" --list-sas >"$FV_TMP/list-sas.txt" 2>&1
-    grep -q INSTALLED "$FV_TMP/list-sas.txt" || { cat "$FV_TMP/list-sas.txt" >&2; fail "strongSwan: no INSTALLED child SA"; }
+    e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
     ok "SA up: ESP $(e2e_q "$SOCK_A" 'sas[0]["cipher"]'), selectors $(e2e_q "$SOCK_A" 'sas[0]["local_ts"] + " <=> " + sas[0]["remote_ts"]')"
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3

@@ -55,19 +55,13 @@ SS_REAUTH_SOAK="${SS_REAUTH_SOAK_SECONDS:-125}"
 A_IN=198.51.100.1
 B_IN=203.0.113.1
 
+# write_conf SIDE(a|b) START ESP_LIFETIME IKE_LIFETIME TUNNEL (B also gets $B_EXTRA).
 write_conf() {
-    local side="$1"
-    if [ "$side" = a ]; then
-        C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2
-    else
-        C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1
-    fi
-    C_SOCK="$FV_TMP/$side.sock" C_PSKFILE="$FV_TMP/$side.psk" C_START="$2" C_MODE=main \
-        C_EXTRA="esp_lifetime = \"$3\"
+    e2e_side_conf "$1" "$2" "esp_lifetime = \"$3\"
 ike_lifetime = \"$4\"
 dpd_interval = \"5s\"
 dpd_timeout = \"15s\"
-$([ "$side" = b ] && echo "${B_EXTRA:-}")" C_TUNNEL="$5" e2e_conf "$FV_TMP/$side.toml"
+$([ "$1" = b ] && echo "${B_EXTRA:-}")" "$5"
 }
 
 pair_up() {
@@ -76,21 +70,9 @@ pair_up() {
     e2e_psk "$FV_TMP/b.psk" soak-secret
     SOCK_A="$FV_TMP/a.sock"
     SOCK_B="$FV_TMP/b.sock"
-    write_conf a initiate "$ESP_LIFE" "$IKE_LIFE" "[connection.route_based]
-interface = \"fv0\"
-address = \"$A_IN/32\"
-routes = [\"203.0.113.0/24\"]"
-    write_conf b respond "$ESP_LIFE" "$IKE_LIFE" "[connection.route_based]
-interface = \"fv0\"
-address = \"$B_IN/32\"
-routes = [\"198.51.100.0/24\"]"
-    e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
-    PID_B="$E2E_PID"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
-    PID_A="$E2E_PID"
-    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "side A: no IPsec SA within 20 s"
-    e2e_wait_sas "$SOCK_B" "$PID_B" 1 5 || fail "side B: no IPsec SA"
-    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+    write_conf a initiate "$ESP_LIFE" "$IKE_LIFE" "$(e2e_route_based "$A_IN" 203.0.113.0/24)"
+    write_conf b respond "$ESP_LIFE" "$IKE_LIFE" "$(e2e_route_based "$B_IN" 198.51.100.0/24)"
+    e2e_fv_pair_up "$FV_TMP/daemon-a.log" "$FV_TMP/daemon-b.log"
 }
 
 # soak_traffic SECONDS LOG_A [IPERF_RATE]: iperf3 A -> B for SECONDS with a checksummed 20 MiB
@@ -186,41 +168,7 @@ ss_swanctl_conf() {
         rand_time = 0"
         esp=aes128gcm16-modp2048
     fi
-    cat <<EOF
-connections {
-    fv {
-        version = 1
-        local_addrs = 192.0.2.2
-        remote_addrs = 192.0.2.1
-        proposals = aes256-sha256-modp2048
-        $ike_times
-        local {
-            auth = psk
-            id = 192.0.2.2
-        }
-        remote {
-            auth = psk
-            id = 192.0.2.1
-        }
-        children {
-            fv {
-                local_ts = 203.0.113.0/24
-                remote_ts = 198.51.100.0/24
-                esp_proposals = $esp
-                $child_times
-                start_action = none
-            }
-        }
-    }
-}
-secrets {
-    ike-fv {
-        id-a = 192.0.2.1
-        id-b = 192.0.2.2
-        secret = "soak-secret"
-    }
-}
-EOF
+    SS_SECRET=soak-secret SS_ESP="$esp" SS_IKE_EXTRA="$ike_times" SS_CHILD_EXTRA="$child_times" e2e_ss_conf
 }
 
 # ss_pair_up ROLE_OF_CHARON: charon on B, ferrovpn on A, tunnel up, a ping through it.
@@ -235,25 +183,16 @@ dpd_timeout = \"15s\""
     [ "$role" = reauth ] && extra='dpd_interval = "5s"
 dpd_timeout = "15s"'
     FV_NO_IPV6=1 fv_two_ns
-    fv_add_inner "$FV_NS_B" "$B_IN/32"
-    fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf soak "" 'default = 1
+    e2e_ss_up "$(ss_swanctl_conf "$role")" "" 'default = 1
             ike = 2
             chd = 2
             esp = 2
-            cfg = 1')" "$(ss_swanctl_conf "$role")"
-    fv_charon_start "$FV_NS_B"
-    E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
-    fv_charon_wait "$FV_NS_B" || fail "charon did not start"
-    fv_charon_load "$FV_NS_B" >/dev/null || fail "swanctl --load-all failed"
+            cfg = 1' soak
     e2e_psk "$FV_TMP/a.psk" soak-secret
     SOCK_A="$FV_TMP/a.sock"
     C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" C_START="$start" \
         C_ESP="$([ "$role" = reauth ] && echo aes128gcm16-modp2048 || echo aes128gcm16)" \
-        C_EXTRA="$extra" C_TUNNEL="[connection.route_based]
-interface = \"fv0\"
-local_ts = \"198.51.100.0/24\"
-remote_ts = \"203.0.113.0/24\"
-address = \"$A_IN/32\"" e2e_conf "$FV_TMP/a.toml"
+        C_EXTRA="$extra" C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
     PID_A="$E2E_PID"
     if [ "$role" != responder ]; then

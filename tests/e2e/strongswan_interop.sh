@@ -28,43 +28,6 @@ PSK="ferrovpn-strongswan-e2e"
 A_IN=198.51.100.1
 B_IN=203.0.113.1
 
-swanctl_conf() { # aggressive esp
-    cat <<EOF
-connections {
-    fv {
-        version = 1
-        aggressive = $1
-        local_addrs = 192.0.2.2
-        remote_addrs = 192.0.2.1
-        proposals = aes256-sha256-modp2048
-        local {
-            auth = psk
-            id = 192.0.2.2
-        }
-        remote {
-            auth = psk
-            id = 192.0.2.1
-        }
-        children {
-            fv {
-                local_ts = 203.0.113.0/24
-                remote_ts = 198.51.100.0/24
-                esp_proposals = $2
-                start_action = none
-            }
-        }
-    }
-}
-secrets {
-    ike-fv {
-        id-a = 192.0.2.1
-        id-b = 192.0.2.2
-        secret = "$PSK"
-    }
-}
-EOF
-}
-
 # strongSwan's child SA counters: "packets-in packets-out" from swanctl --list-sas --raw.
 ss_counters() {
     fv_swanctl "$FV_NS_B" --list-sas --raw | python3 -c '
@@ -90,10 +53,6 @@ interop() {
     fi
 
     FV_NO_IPV6=1 fv_two_ns
-    fv_add_inner "$FV_NS_B" "$B_IN/32"
-    fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf e2e "$extra_ss" 'default = 1
-            ike = 2
-            cfg = 1')" "$(swanctl_conf "$aggr" "$esp")"
     if [ -n "${E2E_PCAP:-}" ]; then
         # Debugging aid: capture the veth of this case to $E2E_PCAP-<case>.pcap.
         FV_SPAWN_LOG="$FV_TMP/dumpcap.log" fv_spawn "$FV_NS_B" dumpcap -q -P -i "$FV_IF_B" -w "$E2E_PCAP-$E2E_CASE.pcap"
@@ -107,21 +66,15 @@ interop() {
     FV_SPAWN_LOG="$FV_TMP/capture.log" fv_spawn "$FV_NS_B" dumpcap -q -P -i "$FV_IF_B" -w "$FV_TMP/capture.pcap"
     local cap_pid="$FV_LAST_PID"
     e2e_wait_log "$FV_TMP/capture.log" 'Capturing on' 10 || fail "dumpcap did not start"
-    fv_charon_start "$FV_NS_B"
-    E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
-    fv_charon_wait "$FV_NS_B" || fail "charon did not start"
-    fv_charon_load "$FV_NS_B" >/dev/null || fail "swanctl --load-all failed"
+    # charon loads with start_action = none: nothing is sent before the capture runs.
+    e2e_ss_up "$(SS_SECRET="$PSK" SS_AGGRESSIVE="$aggr" SS_ESP="$esp" e2e_ss_conf)" "$extra_ss"
 
     e2e_psk "$FV_TMP/a.psk" "$PSK"
     SOCK_A="$FV_TMP/a.sock"
     install -d -m 700 "$FV_TMP/keys"
     C_DAEMON_EXTRA="save_keys_dir = \"$FV_TMP/keys\"" C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
         C_START="$start" C_MODE="$mode" C_ESP="$esp" C_EXTRA="$extra_fv" \
-        C_TUNNEL="[connection.route_based]
-interface = \"fv0\"
-local_ts = \"198.51.100.0/24\"
-remote_ts = \"203.0.113.0/24\"
-address = \"$A_IN/32\"" e2e_conf "$FV_TMP/a.toml"
+        C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
     PID_A="$E2E_PID"
 
@@ -133,13 +86,7 @@ address = \"$A_IN/32\"" e2e_conf "$FV_TMP/a.toml"
         ok "strongSwan initiated"
     fi
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"
-    local i
-    for ((i = 0; i < 25; i++)); do
-        fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | grep INSTALLED >/dev/null && break
-        sleep 0.2
-    done
-    fv_swanctl "$FV_NS_B" --list-sas >"$FV_TMP/list-sas.txt" 2>&1
-    grep -q INSTALLED "$FV_TMP/list-sas.txt" || { cat "$FV_TMP/list-sas.txt" >&2; fail "strongSwan: no INSTALLED child SA"; }
+    e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
     [ "$(e2e_q "$SOCK_A" 'ikes[0]["mode"]')" = "$mode" ] || fail "ferrovpn reports mode $(e2e_q "$SOCK_A" 'ikes[0]["mode"]')"
     # Both ends name the same IKE SA (strongSwan prints "<i>_i* <r>_r" or "<i>_i <r>_r*").
     local ck

@@ -269,3 +269,113 @@ e2e_transfer() {
     [ "$got" = "$want" ] || fail "TCP transfer $src -> $dst: receiver got '$got', sent '$want'"
     ok "TCP $mb MiB $src -> $dst, SHA-256 equal on both ends ($(python3 -c "import sys; print(f'{$mb*8*1.048576/($t1-$t0):.0f}')") Mbit/s)"
 }
+
+# ---- the two standard setups shared by the scripts ----
+# Side A is 192.0.2.1 with inner 198.51.100.1 ($A_IN), side B 192.0.2.2 with 203.0.113.1 ($B_IN).
+
+# e2e_side_conf SIDE(a|b) START EXTRA TUNNEL: $FV_TMP/SIDE.toml for side A (192.0.2.1) or B
+# (192.0.2.2) facing the other, with control socket $FV_TMP/SIDE.sock and PSK file
+# $FV_TMP/SIDE.psk; EXTRA and TUNNEL as C_EXTRA and C_TUNNEL of e2e_conf, whose other knobs
+# (C_MODE, C_ESP, C_DAEMON_EXTRA, …) pass through.
+e2e_side_conf() {
+    local side="$1" here=192.0.2.1 there=192.0.2.2
+    [ "$side" = a ] || { here=192.0.2.2 there=192.0.2.1; }
+    C_LOCAL="$here" C_REMOTE="$there" C_SOCK="$FV_TMP/$side.sock" C_PSKFILE="$FV_TMP/$side.psk" \
+        C_START="$2" C_EXTRA="$3" C_TUNNEL="$4" e2e_conf "$FV_TMP/$side.toml"
+}
+
+# e2e_route_based ADDR ROUTE: a route-based tunnel on fv0 with ADDR/32 and one ROUTE.
+e2e_route_based() {
+    printf '[connection.route_based]\ninterface = "fv0"\naddress = "%s/32"\nroutes = ["%s"]\n' "$1" "$2"
+}
+
+# e2e_route_based_facing_ss: side A's route-based tunnel facing charon in B, whose selectors
+# (203.0.113.0/24 <=> 198.51.100.0/24) it mirrors.
+e2e_route_based_facing_ss() {
+    printf '[connection.route_based]\ninterface = "fv0"\nlocal_ts = "198.51.100.0/24"\nremote_ts = "203.0.113.0/24"\naddress = "%s/32"\n' "$A_IN"
+}
+
+# e2e_fv_pair_up LOG_A LOG_B: starts ferrovpn in B ($FV_TMP/b.toml), then in A ($FV_TMP/a.toml),
+# waits for an IPsec SA on both control sockets ($SOCK_A, $SOCK_B) and pings A -> B through the
+# tunnel. Sets PID_A and PID_B.
+e2e_fv_pair_up() {
+    e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$2"
+    PID_B="$E2E_PID"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$1"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "side A: no IPsec SA within 20 s"
+    e2e_wait_sas "$SOCK_B" "$PID_B" 1 5 || fail "side B: no IPsec SA"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+}
+
+# e2e_ss_conf: swanctl.conf for charon in B facing ferrovpn in A: PSK, IKEv1, ids are the
+# addresses, connection and child "fv". Knobs (variables): SS_SECRET (required), SS_ESP
+# (aes128gcm16), SS_START (none), SS_AGGRESSIVE (no), SS_IKE_EXTRA (more connection lines),
+# SS_LOCAL_EXTRA (more rounds after local {}), SS_CHILD_EXTRA (more child lines),
+# SS_SECRETS_EXTRA (more sections in secrets {}).
+e2e_ss_conf() {
+    cat <<CONF
+connections {
+    fv {
+        version = 1
+        aggressive = ${SS_AGGRESSIVE:-no}
+        local_addrs = 192.0.2.2
+        remote_addrs = 192.0.2.1
+        proposals = aes256-sha256-modp2048
+        ${SS_IKE_EXTRA:-}
+        local {
+            auth = psk
+            id = 192.0.2.2
+        }
+${SS_LOCAL_EXTRA:-}
+        remote {
+            auth = psk
+            id = 192.0.2.1
+        }
+        children {
+            fv {
+                local_ts = 203.0.113.0/24
+                remote_ts = 198.51.100.0/24
+                esp_proposals = ${SS_ESP:-aes128gcm16}
+                ${SS_CHILD_EXTRA:-}
+                start_action = ${SS_START:-none}
+            }
+        }
+    }
+}
+secrets {
+    ike-fv {
+        id-a = 192.0.2.1
+        id-b = 192.0.2.2
+        secret = "$SS_SECRET"
+    }
+${SS_SECRETS_EXTRA:-}
+}
+CONF
+}
+
+# e2e_ss_up SWANCTL_CONF [CHARON_EXTRA] [LOG_LEVELS] [TAG]: charon in B ($B_IN on lo) with that
+# swanctl.conf, started and loaded; its log joins the case's logs. LOG_LEVELS are charon's
+# filelog levels (default: default 1, ike 2, cfg 1).
+e2e_ss_up() {
+    fv_add_inner "$FV_NS_B" "$B_IN/32"
+    fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf "${4:-e2e}" "${2:-}" "${3:-default = 1
+            ike = 2
+            cfg = 1}")" "$1"
+    fv_charon_start "$FV_NS_B"
+    E2E_LOGS+=("$(fv_charon_dir "$FV_NS_B")/charon.log")
+    fv_charon_wait "$FV_NS_B" || fail "charon did not start"
+    fv_charon_load "$FV_NS_B" >/dev/null || fail "swanctl --load-all failed"
+}
+
+# e2e_ss_wait_installed FILE: waits up to 5 s for charon in B to list an INSTALLED child SA,
+# writes `swanctl --list-sas` to FILE; fails if there is none.
+e2e_ss_wait_installed() {
+    local i
+    for ((i = 0; i < 25; i++)); do
+        fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | grep INSTALLED >/dev/null && break
+        sleep 0.2
+    done
+    fv_swanctl "$FV_NS_B" --list-sas >"$1" 2>&1
+    grep -q INSTALLED "$1" || { cat "$1" >&2; fail "strongSwan: no INSTALLED child SA"; }
+}
