@@ -10,12 +10,7 @@ use crate::config::{
     format_duration, Config, Mode, NatTraversal, Purpose, Severity, Start, Tunnel,
 };
 
-/// Exit status: success.
-pub const EXIT_OK: i32 = 0;
-/// Exit status: the configuration is invalid or the operation failed.
-pub const EXIT_FAILURE: i32 = 1;
-/// Exit status: usage error, or the command is not available in this build.
-pub const EXIT_USAGE: i32 = 2;
+pub use crate::exit_code::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 const MAIN_AFTER: &str = "\
 EXAMPLES:

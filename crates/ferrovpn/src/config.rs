@@ -690,7 +690,7 @@ fn validate_daemon(
 /// `save_keys_dir` and the key tables already in it, as the daemon will find them.
 fn check_key_dir(dir: &Path) -> Result<(), SecretFileError> {
     let d = PrivateDir::open(dir)?;
-    for name in [crate::decode::IKEV1_TABLE, crate::decode::ESP_TABLE] {
+    for name in [crate::key_files::IKEV1_TABLE, crate::key_files::ESP_TABLE] {
         d.check_existing(name)?;
     }
     Ok(())

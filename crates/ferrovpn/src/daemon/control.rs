@@ -15,8 +15,8 @@ use ferrovpn_esp::Sad;
 use ferrovpn_ike::{Endpoint, Role};
 use serde_json::{json, Value};
 
+use super::conn::{stats_of, ConnState};
 use super::dataplane::Shared;
-use super::{stats_of, ConnState};
 use crate::config::format_duration;
 
 pub enum Request {
@@ -24,7 +24,7 @@ pub enum Request {
     /// The Prometheus text of `/metrics` (see `metrics`).
     Metrics(Sender<String>),
     /// Everything `history` and `diagnose` read (`snapshot` request, answered as JSON).
-    Snapshot(Sender<crate::diagnose::Snapshot>),
+    Snapshot(Sender<crate::snapshot::Snapshot>),
     Down(Sender<()>),
 }
 

@@ -2,6 +2,7 @@
 //! pipeline, timers, signals, control requests), the ESP pipelines on worker threads, and the
 //! TUN devices, routes and rules of each connection, removed again on exit.
 
+mod conn;
 pub mod control;
 pub mod dataplane;
 pub mod history;
@@ -19,21 +20,22 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use ferrovpn_esp::{Clock, Mode as PipeMode, MonotonicClock, Pipeline, SaHandle, Sad};
-use ferrovpn_ike::{ChildSa, Cookies, Datagram, Endpoint, Event, Failure, Settings};
+use ferrovpn_ike::{ChildSa, Datagram, Endpoint, Event, Failure, Settings};
 use mio::net::UdpSocket as MioUdp;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token, Waker};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, Connection, Start, Tunnel};
+use crate::config::{Config, Start, Tunnel};
 use crate::convert;
 use crate::ipnet::IpNet;
 use crate::netlink::{self, Netlink};
 use crate::netlink::{Change, Rule};
-use crate::routing::{self, Installed, PolicyRouting};
+use crate::routing::{self, PolicyRouting};
 use crate::runstate::{self, Claim, LinkRecord, OwnershipError, Record};
 use crate::socket::{self, RawEsp, SocketOptions};
 use crate::tun::{Tun, TunOptions, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+pub use conn::{stats_of, ConnState, InstalledPair};
 use control::{Request, StatusView};
 use dataplane::{EspSink, EspSource, Policy, Shared, TunSink, TunSource};
 
@@ -185,27 +187,6 @@ fn planned_rules(cfg: &Config, p: &PolicyRouting) -> Vec<Rule> {
         }
     }
     out
-}
-
-/// One IPsec SA pair installed in the data plane.
-#[derive(Debug, Clone)]
-pub struct InstalledPair {
-    pub ike: Cookies,
-    pub child: ChildSa,
-    pub inbound: SaHandle,
-    pub outbound: SaHandle,
-    pub established: Instant,
-}
-
-/// Per-connection state the daemon keeps beside the IKE endpoint.
-pub struct ConnState {
-    pub cfg: Connection,
-    pub tun: Option<usize>,
-    pub routing: Option<Installed>,
-    pub pairs: Vec<InstalledPair>,
-    pub retry_at: Option<Instant>,
-    pub backoff: Duration,
-    pub last_failure: Option<String>,
 }
 
 struct Daemon {
@@ -1046,9 +1027,4 @@ impl Daemon {
             }
         }
     }
-}
-
-/// Direction helper for status: which SAD handle holds which counters.
-pub fn stats_of(sad: &Sad, h: SaHandle) -> ferrovpn_esp::SaStats {
-    sad.stats(h).unwrap_or_default()
 }

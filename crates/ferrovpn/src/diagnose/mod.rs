@@ -6,75 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::history::{FailureRecord, Record, Sample, What};
+pub use crate::snapshot::{ConnSnapshot, IkeSaSnapshot, IpsecSaSnapshot, Snapshot};
+use crate::snapshot::{FailureRecord, Record, Sample, What};
 
 pub mod command;
 pub mod render;
 #[cfg(test)]
 mod tests;
-
-/// Everything `diagnose` and `history` read, as the daemon serves it (`snapshot` request).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Milliseconds since the daemon started (the clock of every `t_ms`).
-    pub now_ms: u64,
-    /// Wall clock at `now_ms`, milliseconds since the Unix epoch.
-    pub unix_ms: u64,
-    pub connections: Vec<ConnSnapshot>,
-    /// Events from peers that match no connection.
-    #[serde(default)]
-    pub unclaimed: Vec<Record>,
-}
-
-/// One connection: what is configured, what is live, what happened.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ConnSnapshot {
-    pub name: String,
-    pub local_addr: String,
-    pub remote_addr: String,
-    /// True when this side starts phase 1 (`start = "initiate"`).
-    pub initiator: bool,
-    pub aggressive: bool,
-    /// `nat_traversal = "force"`.
-    pub nat_force: bool,
-    pub local_id: String,
-    pub remote_id: String,
-    /// Our phase 1 and Quick Mode offers, as in the configuration.
-    pub ike_proposals: String,
-    pub esp_proposals: String,
-    /// Configured selector pairs, `local <=> remote`.
-    pub selectors: Vec<String>,
-    pub esp_lifetime_s: u64,
-    /// How long an unanswered message is retransmitted before the exchange fails.
-    pub give_up_ms: u64,
-    pub ike_sas: Vec<IkeSaSnapshot>,
-    pub ipsec_sas: Vec<IpsecSaSnapshot>,
-    pub history: Vec<Record>,
-    pub samples: Vec<Sample>,
-    /// MM1/AM1 from the peer's address that never authenticated (since the daemon started).
-    #[serde(default)]
-    pub unauthenticated_requests: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IkeSaSnapshot {
-    pub cookies: String,
-    pub initiator: bool,
-    /// `MM1 sent` … `established`, `dead`.
-    pub state: String,
-    pub age_s: u64,
-    pub nat_floated: bool,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IpsecSaSnapshot {
-    pub spi_in: u32,
-    pub spi_out: u32,
-    pub udp_encapsulated: bool,
-    pub age_s: u64,
-    pub in_packets: u64,
-    pub out_packets: u64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
