@@ -8,7 +8,7 @@ use ferrovpn_ike::Event;
 
 use super::conn::stats_of;
 use super::metrics::{self, ConnSnapshot, SaPair, Snapshot};
-use super::Daemon;
+use super::state::Daemon;
 
 /// Initiator cookies remembered for `conn_of_cookie`.
 const COOKIE_MEMORY: usize = 4096;
