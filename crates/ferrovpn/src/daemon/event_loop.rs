@@ -16,7 +16,6 @@ use super::conn::stats_of;
 use super::control::{Request, StatusView};
 use super::error::DaemonError;
 use super::history;
-use super::signals;
 use super::state::{Daemon, IKE_BASE, SIGNALS};
 
 impl Daemon {
@@ -48,7 +47,7 @@ impl Daemon {
             let now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
-                    SIGNALS if signals::received(sigfd) => {
+                    SIGNALS if crate::sys::signal::signal_received(sigfd) => {
                         info!("signal received");
                         self.stop = true;
                     }

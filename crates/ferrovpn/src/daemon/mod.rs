@@ -15,7 +15,6 @@ mod observe;
 mod recovery;
 pub mod save_keys;
 mod setup;
-mod signals;
 mod state;
 mod threads;
 
@@ -50,7 +49,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
 /// [`run`], calling `ready` once everything is set up (TUN devices, sockets, routes, control
 /// socket), just before the event loop starts; `up --daemon` reports success to its parent there.
 pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
-    let sigfd = signals::signal_fd().map_err(|e| DaemonError::Io("signalfd", e))?;
+    let sigfd = crate::sys::signal::signal_fd().map_err(|e| DaemonError::Io("signalfd", e))?;
     let mut nl =
         Netlink::open().map_err(|e| DaemonError::Io("netlink", io::Error::other(e.to_string())))?;
     let policy_routing = PolicyRouting::default();

@@ -1,7 +1,6 @@
 //! The data plane's threads: one encapsulating lane per TUN queue and a pool of decapsulating
 //! workers, optionally pinned to CPUs.
 
-use std::io;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -14,18 +13,12 @@ use super::dataplane::{EspSink, EspSource, Shared, TunSink, TunSource};
 use super::error::DaemonError;
 use super::recovery::{self, UnknownSpi};
 use crate::config::Config;
+use crate::sys::process;
 use crate::tun::Tun;
 
 /// A thread-start hook that pins each data plane thread to the next allowed CPU in turn.
 fn pin_round_robin() -> ferrovpn_esp::ThreadStart {
-    // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity fills it.
-    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is this thread; the size matches the set.
-    let ok = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) } == 0;
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: i < CPU_SETSIZE.
-        .filter(|&i| ok && unsafe { libc::CPU_ISSET(i, &allowed) })
-        .collect();
+    let cpus = process::allowed_cpus();
     let next = std::sync::atomic::AtomicUsize::new(0);
     Arc::new(move || {
         if cpus.is_empty() {
@@ -33,15 +26,8 @@ fn pin_round_robin() -> ferrovpn_esp::ThreadStart {
         }
         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % cpus.len();
         let Some(&cpu) = cpus.get(k) else { return };
-        // SAFETY: as above; one CPU in the set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-        // SAFETY: pid 0 is the calling thread.
-        if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
-            warn!(
-                "pinning a data plane thread to CPU {cpu}: {}",
-                io::Error::last_os_error()
-            );
+        if let Err(e) = process::pin_to_cpu(cpu) {
+            warn!("pinning a data plane thread to CPU {cpu}: {e}");
         } else {
             tracing::debug!("data plane thread pinned to CPU {cpu}");
         }
