@@ -15,7 +15,7 @@ use crate::secret_file::{self, PrivateDir, SecretFileError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
-    /// Absolute when the file was loaded with [`Config::load`].
+    /// Absolute when the file was loaded with [`Config::load`](crate::config::Config::load).
     pub control_socket: PathBuf,
     pub log_level: LogLevel,
     /// Data plane threads per direction (default: half the cores, at least 1): outbound
