@@ -20,7 +20,7 @@ use super::tunnel::{
     validate_policy_based, validate_route_based, validate_tcp_mss, TcpMss, Tunnel,
 };
 use super::units::{above_max, duration_key, format_duration, MIN_LIFETIME};
-use crate::secret_file::{self};
+use crate::secret_file;
 
 /// Dead peer detection (RFC 3706).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

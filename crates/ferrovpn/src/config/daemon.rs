@@ -13,6 +13,7 @@ use super::remark::{Remark, Scope, Severity};
 use super::units::{format_duration, parse_duration};
 use crate::secret_file::{self, PrivateDir, SecretFileError};
 
+/// The validated `[daemon]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
     /// Absolute when the file was loaded with [`Config::load`](crate::config::Config::load).
