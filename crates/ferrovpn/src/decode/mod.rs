@@ -26,6 +26,8 @@ pub use keys::{KeyTable, KeyTableError};
 pub use render::render;
 pub use report::Report;
 
+pub use crate::key_files::{ESP_TABLE, IKEV1_TABLE};
+
 use packet::Content;
 
 /// Why a capture cannot be decoded.
@@ -43,8 +45,6 @@ pub enum DecodeError {
         source: std::io::Error,
     },
 }
-
-pub use crate::key_files::{ESP_TABLE, IKEV1_TABLE};
 
 /// At most this many unusable lines of one key file are listed; the rest are counted.
 const MAX_LINE_WARNINGS: usize = 10;
