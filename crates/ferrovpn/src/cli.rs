@@ -10,12 +10,7 @@ use crate::config::{
     format_duration, Config, Mode, NatTraversal, Purpose, Severity, Start, Tunnel,
 };
 
-/// Exit status: success.
-pub const EXIT_OK: i32 = 0;
-/// Exit status: the configuration is invalid or the operation failed.
-pub const EXIT_FAILURE: i32 = 1;
-/// Exit status: usage error, or the command is not available in this build.
-pub const EXIT_USAGE: i32 = 2;
+pub use crate::exit_code::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 const MAIN_AFTER: &str = "\
 EXAMPLES:
@@ -402,31 +397,25 @@ const SETUP_FAILED: &[u8] = b"error: ";
 /// dies without a word (killed during setup) also makes the parent exit 1.
 fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
     use std::io::Read;
-    use std::os::fd::{FromRawFd, OwnedFd};
 
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into fds; the result is checked.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        let _ = writeln!(
-            err,
-            "ferrovpn up: pipe: {}",
-            std::io::Error::last_os_error()
-        );
-        return EXIT_FAILURE;
-    }
-    // SAFETY: both descriptors are fresh and owned here.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: no thread has been started yet, so the child is a complete copy.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        let _ = writeln!(
-            err,
-            "ferrovpn up: fork: {}",
-            std::io::Error::last_os_error()
-        );
-        return EXIT_FAILURE;
-    }
-    if pid > 0 {
+    use crate::sys::process::{self, Forked};
+
+    let (rd, wr) = match process::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "ferrovpn up: pipe: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    // No thread has been started yet, so the child is a complete copy.
+    let forked = match process::fork() {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = writeln!(err, "ferrovpn up: fork: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    if let Forked::Parent(pid) = forked {
         drop(wr);
         let mut said = Vec::new();
         let _ = std::fs::File::from(rd).take(4096).read_to_end(&mut said);
@@ -437,9 +426,7 @@ fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
             let msg = String::from_utf8_lossy(msg);
             let _ = writeln!(err, "ferrovpn up: {}", msg.trim_end());
         } else {
-            let mut status = 0;
-            // SAFETY: waits for our own child; status is a valid out pointer.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let status = process::wait_child(pid);
             let how = if libc::WIFSIGNALED(status) {
                 format!("killed by signal {}", libc::WTERMSIG(status))
             } else {
@@ -453,7 +440,7 @@ fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
         return EXIT_FAILURE;
     }
     drop(rd);
-    detach();
+    process::detach();
     let mut pipe = Some(std::fs::File::from(wr));
     let result = crate::daemon::run_with(cfg, || {
         if let Some(mut p) = pipe.take() {
@@ -469,23 +456,6 @@ fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
                 let _ = writeln!(p, "{e}");
             }
             EXIT_FAILURE
-        }
-    }
-}
-
-/// The daemon child leaves the caller's session and terminal, and its working directory.
-fn detach() {
-    // SAFETY: setsid and chdir take no pointers but a NUL-terminated path; open/dup2/close
-    // operate on descriptors this process owns. Failures leave the child attached, which is
-    // harmless, so they are ignored.
-    unsafe {
-        libc::setsid();
-        libc::chdir(c"/".as_ptr());
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        if null >= 0 {
-            libc::dup2(null, libc::STDIN_FILENO);
-            libc::dup2(null, libc::STDOUT_FILENO);
-            libc::close(null);
         }
     }
 }

@@ -7,13 +7,17 @@ pub mod convert;
 pub mod daemon;
 pub mod decode;
 pub mod diagnose;
+pub mod exit_code;
 pub mod import;
 pub mod ipnet;
+pub mod key_files;
 pub mod netlink;
 #[cfg(test)]
 mod netns;
 pub mod routing;
 pub mod runstate;
 pub mod secret_file;
+pub mod snapshot;
 pub mod socket;
+mod sys;
 pub mod tun;

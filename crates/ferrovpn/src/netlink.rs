@@ -8,9 +8,10 @@
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::ipnet::{IfAddr, IpNet};
+use crate::sys;
 
 /// The `main` routing table.
 pub const TABLE_MAIN: u32 = 254;
@@ -270,120 +271,20 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
 pub fn link_index(name: &str) -> Result<u32, NetlinkError> {
     let c = std::ffi::CString::new(name)
         .map_err(|_| NetlinkError::NoSuchInterface(name.to_string()))?;
-    // SAFETY: c is a valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(NetlinkError::NoSuchInterface(name.to_string())),
-        i => Ok(i),
-    }
+    sys::iface::index_of(&c).ok_or_else(|| NetlinkError::NoSuchInterface(name.to_string()))
 }
 
 /// MTU of the interface that holds `addr` in the calling thread's network namespace
 /// (`getifaddrs`, then `SIOCGIFMTU`); None when no interface has it.
 pub fn mtu_of_address(addr: IpAddr) -> Option<u32> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills list, freed below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return None;
-    }
-    let mut name = None;
-    let mut cur = list;
-    while !cur.is_null() {
-        // SAFETY: cur is a node of the list getifaddrs returned.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr points at a sockaddr of the family it names; sockaddr_storage is
-        // large enough for reading either family.
-        let found = unsafe {
-            match (i32::from((*ifa.ifa_addr).sa_family), addr) {
-                (libc::AF_INET, IpAddr::V4(a)) => {
-                    let sin = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
-                    u32::from_be(sin.sin_addr.s_addr) == u32::from(a)
-                }
-                (libc::AF_INET6, IpAddr::V6(a)) => {
-                    let sin6 = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
-                    sin6.sin6_addr.s6_addr == a.octets()
-                }
-                _ => false,
-            }
-        };
-        if found {
-            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-            name = Some(unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_owned());
-            break;
-        }
-    }
-    // SAFETY: list came from getifaddrs.
-    unsafe { libc::freeifaddrs(list) };
-    let name = name?;
-    // SAFETY: a datagram socket only to ask for the MTU; closed through OwnedFd.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: an all-zero ifreq is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.to_bytes()) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: SIOCGIFMTU reads the name and writes ifru_mtu of one ifreq.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) };
-    if rc < 0 {
-        return None;
-    }
-    // SAFETY: SIOCGIFMTU stored the MTU in ifru_mtu.
-    u32::try_from(unsafe { ifr.ifr_ifru.ifru_mtu }).ok()
+    let name = sys::iface::holding_address(addr)?;
+    sys::iface::mtu_of(&name)
 }
 
 impl Netlink {
     /// Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
     pub fn open() -> Result<Netlink, NetlinkError> {
-        // SAFETY: plain socket(2) call; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        // SAFETY: fd is a freshly created descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: zeroed sockaddr_nl is valid; we set the family.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: sa is a valid sockaddr_nl of the given size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::addr_of!(sa).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        // A lost ACK must not hang the daemon.
-        let tv = libc::timeval {
-            tv_sec: 5,
-            tv_usec: 0,
-        };
-        // SAFETY: tv is a valid timeval of the given size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::addr_of!(tv).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
+        let fd = sys::netlink::route_socket()?;
         Ok(Netlink {
             fd,
             seq: 0,
@@ -403,40 +304,19 @@ impl Netlink {
 
     fn send(&mut self, msg: &mut Msg) -> Result<(), NetlinkError> {
         let data = msg.finish();
-        // SAFETY: zeroed sockaddr_nl addresses the kernel (pid 0).
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: data and sa are valid for the given lengths.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                0,
-                std::ptr::addr_of!(sa).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
+        sys::netlink::send_to_kernel(self.fd.as_fd(), data)?;
         Ok(())
     }
 
     /// Receives one datagram of netlink messages (retrying on EINTR).
     fn recv<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b [u8], NetlinkError> {
         loop {
-            // SAFETY: buf is valid for writes of its length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e.into());
-            }
-            return Ok(buf.get(..n as usize).unwrap_or(&[]));
+            let n = match sys::netlink::recv(self.fd.as_fd(), buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            return Ok(buf.get(..n).unwrap_or(&[]));
         }
     }
 

@@ -181,7 +181,7 @@ mod tests {
     use crate::socket::{bind_udp, SocketOptions};
     use crate::tun::{Tun, TunOptions};
     use std::net::SocketAddr;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
 
     #[test]
     fn plan_follows_wg_quick() {
@@ -302,15 +302,9 @@ mod tests {
             .run(|| bind_udp("192.0.2.1:4500".parse().unwrap(), &SocketOptions::default()))
             .unwrap();
         plain.send_to(b"unmarked", "192.0.2.2:500").unwrap();
-        let mut p4 = libc::pollfd {
-            fd: tun.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         let mut seen = false;
         for _ in 0..50 {
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut p4, 1, 5000) } != 1 {
+            if !crate::sys::fs::wait_readable(tun.as_fd(), 5000) {
                 break;
             }
             let mut pkt = [0u8; 2048];

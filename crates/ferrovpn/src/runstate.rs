@@ -228,8 +228,7 @@ pub fn ensure_run_dir(dir: &Path) -> Result<(), OwnershipError> {
     if !m.file_type().is_dir() {
         return Err(bad("is not a directory (symbolic links are refused)".into()));
     }
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::sys::process::effective_uid();
     if m.uid() != me {
         return Err(bad(format!(
             "is owned by uid {}, not by this user (uid {me}); its records decide what ferrovpn deletes",

@@ -6,12 +6,14 @@
 use std::ffi::CString;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
+
+use crate::sys;
 
 /// Largest PSK file read; a key file holds one key, so anything bigger is a wrong path.
 pub const MAX_PSK_FILE: u64 = 64 * 1024;
@@ -65,8 +67,7 @@ impl SecretFileError {
 
 /// The effective uid of this process: the owner secret files must have.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    crate::sys::process::effective_uid()
 }
 
 fn kind(m: &Metadata) -> &'static str {
@@ -265,25 +266,15 @@ impl PrivateDir {
     pub fn check_existing(&self, name: &str) -> Result<(), SecretFileError> {
         let path = self.path.join(name);
         let c = file_name(name).map_err(|e| SecretFileError::io(&path, e))?;
-        // SAFETY: an all-zero `stat` is a valid value for fstatat to overwrite.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: the directory descriptor is open for the life of self, `c` is NUL-terminated
-        // and `st` is a valid, exclusively borrowed stat buffer.
-        let rc = unsafe {
-            libc::fstatat(
-                self.dir.as_raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
+        let st = match sys::fs::stat_at_nofollow(self.dir.as_fd(), &c) {
+            Ok(st) => st,
+            Err(e) => {
+                return match e.raw_os_error() {
+                    Some(libc::ENOENT) => Ok(()),
+                    _ => Err(SecretFileError::io(&path, e)),
+                }
+            }
         };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENOENT) => Ok(()),
-                _ => Err(SecretFileError::io(&path, e)),
-            };
-        }
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt == libc::S_IFLNK {
             return Err(SecretFileError::Symlink {
@@ -321,29 +312,19 @@ impl PrivateDir {
             | libc::O_NOFOLLOW
             | libc::O_CLOEXEC
             | libc::O_NONBLOCK;
-        // SAFETY: the directory descriptor is open for the life of self and `c` is
-        // NUL-terminated; the mode argument is what O_CREAT reads.
-        let fd = unsafe {
-            libc::openat(
-                self.dir.as_raw_fd(),
-                c.as_ptr(),
-                flags,
-                0o600 as libc::c_uint,
-            )
+        let f = match sys::fs::open_at(self.dir.as_fd(), &c, flags, 0o600) {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(match e.raw_os_error() {
+                    Some(libc::ELOOP) | Some(libc::EMLINK) => SecretFileError::Symlink {
+                        target: std::fs::read_link(&path).ok(),
+                        path,
+                        what: "file",
+                    },
+                    _ => SecretFileError::io(&path, e),
+                })
+            }
         };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::ELOOP) | Some(libc::EMLINK) => SecretFileError::Symlink {
-                    target: std::fs::read_link(&path).ok(),
-                    path,
-                    what: "file",
-                },
-                _ => SecretFileError::io(&path, e),
-            });
-        }
-        // SAFETY: fd is a descriptor openat just returned, owned by nothing else.
-        let f = unsafe { File::from_raw_fd(fd) };
         let meta = f.metadata().map_err(|e| SecretFileError::io(&path, e))?;
         if !meta.is_file() {
             return Err(SecretFileError::WrongType {
@@ -462,8 +443,7 @@ pub(crate) mod tests {
         assert!(e.ends_with("is a directory, not a regular file"), "{e}");
         let fifo = d.0.join("fifo");
         let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        // SAFETY: c is NUL-terminated.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::sys::fs::make_fifo(&c).unwrap();
         let e = read_private(&fifo).unwrap_err().to_string();
         assert!(e.ends_with("is a FIFO, not a regular file"), "{e}");
         let big = d.0.join("big");
@@ -522,11 +502,9 @@ pub(crate) mod tests {
     fn key_files_are_created_0600_and_appended_despite_a_wide_umask() {
         let d = TempDir::new("append");
         let dir = PrivateDir::open(&d.0).unwrap();
-        // SAFETY: umask only changes this process's creation mask; restored below.
-        let old = unsafe { libc::umask(0) };
+        let old = crate::sys::fs::set_umask(0);
         let r = dir.open_append("esp_sa").map(|mut f| f.write_all(b"a\n"));
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
+        crate::sys::fs::set_umask(old);
         r.unwrap().unwrap();
         dir.open_append("esp_sa")
             .unwrap()

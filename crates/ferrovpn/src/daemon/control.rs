@@ -15,8 +15,8 @@ use ferrovpn_esp::Sad;
 use ferrovpn_ike::{Endpoint, Role};
 use serde_json::{json, Value};
 
+use super::conn::{stats_of, ConnState};
 use super::dataplane::Shared;
-use super::{stats_of, ConnState};
 use crate::config::format_duration;
 
 pub enum Request {
@@ -24,7 +24,7 @@ pub enum Request {
     /// The Prometheus text of `/metrics` (see `metrics`).
     Metrics(Sender<String>),
     /// Everything `history` and `diagnose` read (`snapshot` request, answered as JSON).
-    Snapshot(Sender<crate::diagnose::Snapshot>),
+    Snapshot(Sender<crate::snapshot::Snapshot>),
     Down(Sender<()>),
 }
 
@@ -291,8 +291,8 @@ pub fn serve(
 /// into place with `RENAME_NOREPLACE` (never over a file that appeared meanwhile). The socket is
 /// therefore also never visible before it listens.
 pub fn bind_restricted(path: &Path) -> io::Result<(UnixListener, (u64, u64))> {
-    use std::ffi::{CString, OsString};
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
 
     let parent = match path.parent() {
@@ -302,13 +302,7 @@ pub fn bind_restricted(path: &Path) -> io::Result<(UnixListener, (u64, u64))> {
     let mut template = parent.as_os_str().as_bytes().to_vec();
     template.extend_from_slice(b"/.ferrovpn-sock-XXXXXX");
     let template = CString::new(template).map_err(io::Error::other)?;
-    let mut buf = template.into_bytes_with_nul();
-    // SAFETY: buf is a NUL-terminated template ending in XXXXXX, modified in place.
-    if unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) }.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    buf.pop();
-    let tmpdir = PathBuf::from(OsString::from_vec(buf));
+    let tmpdir = crate::sys::fs::make_temp_dir(template)?;
     let tmp = tmpdir.join("s");
     let result = (|| {
         let listener = UnixListener::bind(&tmp)?;
@@ -316,18 +310,7 @@ pub fn bind_restricted(path: &Path) -> io::Result<(UnixListener, (u64, u64))> {
         let m = std::fs::symlink_metadata(&tmp)?;
         let from = CString::new(tmp.as_os_str().as_bytes()).map_err(io::Error::other)?;
         let to = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        // SAFETY: both paths are NUL-terminated; AT_FDCWD resolves them like rename(2).
-        let rc = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                from.as_ptr(),
-                libc::AT_FDCWD,
-                to.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = crate::sys::fs::rename_noreplace(&from, &to) {
             return Err(io::Error::new(
                 e.kind(),
                 format!("publishing {}: {e}", path.display()),

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use ferrovpn_ike::Event;
 
+use super::conn::stats_of;
 use super::metrics::{self, ConnSnapshot, SaPair, Snapshot};
-use super::{stats_of, Daemon};
+use super::state::Daemon;
 
 /// Initiator cookies remembered for `conn_of_cookie`.
 const COOKIE_MEMORY: usize = 4096;

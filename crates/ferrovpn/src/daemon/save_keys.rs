@@ -14,7 +14,7 @@ use tracing::warn;
 
 use crate::convert;
 use crate::decode::esp_sa::wireshark_names;
-use crate::decode::{ESP_TABLE, IKEV1_TABLE};
+use crate::key_files::{ESP_TABLE, IKEV1_TABLE};
 use crate::secret_file::PrivateDir;
 
 /// Appends SA keys to the Wireshark tables in one directory.

@@ -13,6 +13,7 @@ pub mod isakmp;
 pub mod keys;
 pub mod packet;
 mod render;
+pub mod report;
 
 use std::io::Write;
 use std::path::Path;
@@ -23,6 +24,9 @@ pub use esp_sa::{EspSaError, EspSaTable};
 pub use isakmp::{Body, Decryption, IsakmpMessage, MessageName, Record, Undecodable};
 pub use keys::{KeyTable, KeyTableError};
 pub use render::render;
+pub use report::Report;
+
+pub use crate::key_files::{ESP_TABLE, IKEV1_TABLE};
 
 use packet::Content;
 
@@ -41,45 +45,6 @@ pub enum DecodeError {
         source: std::io::Error,
     },
 }
-
-/// Everything found in a capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub format: Format,
-    pub frames: usize,
-    /// Link types present, in order of first appearance.
-    pub link_types: Vec<u16>,
-    /// ISAKMP datagrams in capture order.
-    pub records: Vec<Record>,
-    /// ESP flows in order of first appearance.
-    pub esp: Vec<EspFlow>,
-    pub keepalives: usize,
-    /// IP fragments (not reassembled).
-    pub fragments: usize,
-    /// UDP GSO super-packets (several ESP-in-UDP datagrams in one captured frame, as a packet
-    /// socket on the sending host sees them) split into their datagrams.
-    pub gso_super_packets: usize,
-    /// Frames cut short by the snap length or malformed below ISAKMP/ESP.
-    pub truncated: usize,
-    /// Why the capture file was not read to its end (its last record cut short, or damage);
-    /// the report holds every frame before that point.
-    pub stopped: Option<CaptureError>,
-}
-
-impl Report {
-    /// The ISAKMP messages (without undecodable datagrams).
-    pub fn messages(&self) -> impl Iterator<Item = &IsakmpMessage> {
-        self.records.iter().filter_map(|r| match r {
-            Record::Message(m) => Some(m.as_ref()),
-            Record::Undecodable(_) => None,
-        })
-    }
-}
-
-/// File names of the key tables in a key export directory, as Wireshark and strongSwan's
-/// save-keys plugin name them.
-pub const IKEV1_TABLE: &str = "ikev1_decryption_table";
-pub const ESP_TABLE: &str = "esp_sa";
 
 /// At most this many unusable lines of one key file are listed; the rest are counted.
 const MAX_LINE_WARNINGS: usize = 10;
@@ -269,7 +234,7 @@ pub fn run(
 ) -> i32 {
     let fail = |err: &mut dyn Write, e: &dyn std::fmt::Display| {
         let _ = writeln!(err, "ferrovpn decode: {e}");
-        crate::cli::EXIT_FAILURE
+        crate::exit_code::EXIT_FAILURE
     };
     let mut tables = Keys::default();
     for k in keys {
@@ -297,12 +262,12 @@ pub fn run(
         }
     }
     match &report.stopped {
-        None => crate::cli::EXIT_OK,
+        None => crate::exit_code::EXIT_OK,
         Some(e) => {
             let note = render::stopped_note(e, report.frames);
             if e.is_cut_short() {
                 let _ = writeln!(err, "ferrovpn decode: warning: {}: {note}", file.display());
-                crate::cli::EXIT_OK
+                crate::exit_code::EXIT_OK
             } else {
                 fail(err, &format!("{}: {note}", file.display()))
             }

@@ -9,7 +9,7 @@ use ferrovpn_ike::wire::{vendor_id, AttributeValue, Flags, Payload, ProtocolId};
 use super::capture::{CaptureError, Timestamp};
 use super::isakmp::{Body, Decryption, IsakmpMessage, Record};
 use super::keys::hex;
-use super::Report;
+use super::report::Report;
 
 /// Most days a capture timestamp can be after the epoch (`u64::MAX` seconds).
 const MAX_DAYS: i64 = (u64::MAX / 86_400) as i64;
@@ -472,7 +472,7 @@ fn esp(out: &mut String, report: &Report, messages: &[&IsakmpMessage]) {
 }
 
 /// The ESP decryption of one flow: how many opened, and the inner packets by address pair.
-fn decrypted_esp(out: &mut String, d: &super::EspDecryption) {
+fn decrypted_esp(out: &mut String, d: &super::esp::EspDecryption) {
     let _ = write!(
         out,
         "  decrypted {} of {} ({})",

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{render, Options, Severity, Snapshot};
+use super::render;
+use super::verdict::{Options, Severity};
 use crate::config::parse_duration;
 use crate::daemon::control;
+use crate::snapshot::Snapshot;
 
 /// Exit status of `diagnose`: nothing wrong.
 pub const EXIT_HEALTHY: i32 = 0;

@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Severity, Snapshot, Verdict};
-use crate::daemon::history::{Record, What};
+use super::verdict::{Severity, Verdict};
+use crate::snapshot::{Record, Snapshot, What};
 
 /// `diagnose` output: one block per verdict.
 pub fn verdicts(vs: &[Verdict]) -> String {

@@ -1,6 +1,7 @@
 //! One test per diagnosis, each from the event trail the daemon records in that situation.
 
 use super::*;
+use crate::snapshot::{FailureRecord, Record, Sample, What};
 
 const CK: &str = "1111111111111111_i 0000000000000000_r";
 const CK2: &str = "1111111111111111_i 2222222222222222_r";

@@ -263,7 +263,7 @@ pub struct ImportArgs {
 pub fn run(args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let fail = |err: &mut dyn Write, m: String| {
         let _ = writeln!(err, "ferrovpn import: {m}");
-        crate::cli::EXIT_FAILURE
+        crate::exit_code::EXIT_FAILURE
     };
     let text = match read_text(&args.file) {
         Ok(t) => t,
@@ -352,7 +352,7 @@ pub fn run(args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             );
         }
     }
-    crate::cli::EXIT_OK
+    crate::exit_code::EXIT_OK
 }
 
 #[cfg(test)]

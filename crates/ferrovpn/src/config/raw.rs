@@ -1,0 +1,106 @@
+//! The TOML shape as serde reads it: unknown keys are errors, so typos are caught. Nothing here is
+//! validated; the other modules turn these into typed values.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::negotiation::{Mode, NatTraversal, Start};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) daemon: RawDaemon,
+    #[serde(default)]
+    pub(super) connection: Vec<RawConnection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub(super) control_socket: Option<PathBuf>,
+    pub(super) log_level: Option<String>,
+    pub(super) workers: Option<usize>,
+    pub(super) save_keys_dir: Option<PathBuf>,
+    pub(super) metrics_listen: Option<String>,
+    #[serde(default)]
+    pub(super) metrics_allow_remote: bool,
+    pub(super) retransmit_timeout: Option<String>,
+    pub(super) retransmit_base: Option<f64>,
+    pub(super) retransmit_tries: Option<u32>,
+    pub(super) offloads: Option<bool>,
+    #[serde(default)]
+    pub(super) pin_workers: bool,
+    pub(super) run_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConnection {
+    pub(super) name: String,
+    pub(super) local_addr: String,
+    pub(super) remote_addr: String,
+    pub(super) local_id: Option<String>,
+    pub(super) remote_id: Option<String>,
+    pub(super) psk: Option<String>,
+    pub(super) psk_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) mode: Mode,
+    #[serde(default)]
+    pub(super) allow_aggressive_psk: bool,
+    pub(super) ike: Option<String>,
+    pub(super) esp: Option<String>,
+    pub(super) ike_lifetime: Option<String>,
+    pub(super) esp_lifetime: Option<String>,
+    pub(super) esp_lifetime_bytes: Option<u64>,
+    #[serde(default)]
+    pub(super) nat_traversal: NatTraversal,
+    pub(super) dpd_interval: Option<String>,
+    pub(super) dpd_timeout: Option<String>,
+    pub(super) start: Start,
+    #[serde(default)]
+    pub(super) allow_weak_dh: bool,
+    #[serde(default = "yes")]
+    pub(super) invalid_spi_recovery: bool,
+    pub(super) route_based: Option<RawRouteBased>,
+    pub(super) policy_based: Option<RawPolicyBased>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouteBased {
+    pub(super) interface: String,
+    pub(super) mtu: Option<u32>,
+    pub(super) tcp_mss: Option<RawTcpMss>,
+    pub(super) local_ts: Option<String>,
+    pub(super) remote_ts: Option<String>,
+    pub(super) routes: Option<Vec<String>>,
+    pub(super) address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicyBased {
+    pub(super) pairs: Vec<RawPair>,
+    pub(super) tcp_mss: Option<RawTcpMss>,
+}
+
+/// `tcp_mss = "auto" | "off" | 1360`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawTcpMss {
+    Word(String),
+    Number(i64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPair {
+    pub(super) local: String,
+    pub(super) remote: String,
+}
+
+pub(super) fn yes() -> bool {
+    true
+}

@@ -1,0 +1,699 @@
+//! Configuration parsing and validation, key by key.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals};
+
+use super::connection::*;
+use super::daemon::*;
+use super::defaults::*;
+use super::error::*;
+use super::identity::*;
+use super::negotiation::*;
+use super::remark::*;
+use super::secret::*;
+use super::tunnel::*;
+use super::units::*;
+use super::*;
+use crate::secret_file::tests::TempDir;
+
+const HEAD: &str = r#"
+[[connection]]
+name = "site-b"
+local_addr = "192.0.2.1"
+remote_addr = "192.0.2.2"
+start = "initiate"
+"#;
+
+fn with(extra: &str, tunnel: &str) -> String {
+    format!("{HEAD}{extra}\n{tunnel}")
+}
+
+const RB: &str = "[connection.route_based]\ninterface = \"fv0\"\n";
+const PB: &str = "[connection.policy_based]\npairs = [{ local = \"198.51.100.0/24\", remote = \"203.0.113.0/24\" }]\n";
+
+fn parse(s: &str) -> Result<Config, ConfigError> {
+    Config::parse(s, Path::new("/nonexistent"))
+}
+
+fn err(s: &str) -> String {
+    parse(s).unwrap_err().to_string()
+}
+
+fn example(name: &str) -> &'static str {
+    match name {
+        "route-based.toml" => include_str!("../../../../config/route-based.toml"),
+        _ => include_str!("../../../../config/policy-based.toml"),
+    }
+}
+
+/// The example configs use psk_file; make a private copy of the key beside a copy of the file.
+fn load_example(name: &str) -> Config {
+    let dir = std::env::temp_dir().join(format!("ferrovpn-cfg-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = example(name).replace("/etc/ferrovpn/", "");
+    for line in text.lines() {
+        if let Some(rest) = line.trim().strip_prefix("psk_file = \"") {
+            let f = dir.join(rest.split('"').next().unwrap());
+            std::fs::write(&f, "example-secret\n").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+    let cfg = Config::parse(&text, &dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    cfg.unwrap()
+}
+
+#[test]
+fn tcp_mss_is_auto_unless_set_off_or_to_a_number() {
+    let mss = |t: &str| parse(&with("psk = \"x\"", t)).unwrap().connections[0].tcp_mss;
+    assert_eq!(mss(RB), TcpMss::Auto);
+    assert_eq!(mss(PB), TcpMss::Auto);
+    assert_eq!(mss(&format!("{RB}tcp_mss = \"auto\"")), TcpMss::Auto);
+    assert_eq!(mss(&format!("{RB}tcp_mss = \"off\"")), TcpMss::Off);
+    assert_eq!(mss(&format!("{RB}tcp_mss = 1200")), TcpMss::Fixed(1200));
+    assert_eq!(mss(&format!("{PB}tcp_mss = 536")), TcpMss::Fixed(536));
+}
+
+#[test]
+fn example_route_based_parses() {
+    let c = load_example("route-based.toml");
+    assert_eq!(c.connections.len(), 1);
+    let conn = &c.connections[0];
+    assert_eq!(conn.psk.as_bytes(), b"example-secret");
+    assert!(matches!(conn.tunnel, Tunnel::RouteBased(_)));
+}
+
+#[test]
+fn example_policy_based_parses() {
+    let c = load_example("policy-based.toml");
+    assert!(c
+        .connections
+        .iter()
+        .any(|c| matches!(c.tunnel, Tunnel::PolicyBased(_))));
+}
+
+#[test]
+fn key_export_and_metrics_are_opt_in_and_metrics_stay_local_unless_allowed() {
+    let dir = TempDir::new("keys-opt-in");
+    std::fs::create_dir(dir.0.join("keys")).unwrap();
+    let daemon = "[daemon]\nsave_keys_dir = \"keys\"\nmetrics_listen = \"[::1]:9273\"\n";
+    let c = Config::parse(&format!("{daemon}{}", with("psk = \"s3cret\"", RB)), &dir.0).unwrap();
+    assert_eq!(c.daemon.save_keys_dir, Some(dir.0.join("keys")));
+    assert_eq!(c.daemon.metrics_listen, Some("[::1]:9273".parse().unwrap()));
+    let remote = "[daemon]\nmetrics_listen = \"192.0.2.1:9273\"\nmetrics_allow_remote = true\n";
+    let c = parse(&format!("{remote}{}", with("psk = \"s3cret\"", RB))).unwrap();
+    assert_eq!(
+        c.daemon.metrics_listen,
+        Some("192.0.2.1:9273".parse().unwrap())
+    );
+}
+
+#[test]
+fn minimal_connection_gets_documented_defaults() {
+    let c = parse(&with("psk = \"s3cret\"", RB)).unwrap();
+    assert_eq!(c.daemon.control_socket, Path::new("/run/ferrovpn.sock"));
+    assert_eq!(c.daemon.log_level, LogLevel::Info);
+    assert_eq!(c.daemon.save_keys_dir, None);
+    assert_eq!(c.daemon.metrics_listen, None);
+    let conn = &c.connections[0];
+    assert_eq!(conn.mode, Mode::Main);
+    assert_eq!(conn.local_id, Identity::Ipv4("192.0.2.1".parse().unwrap()));
+    assert_eq!(conn.remote_id, Identity::Ipv4("192.0.2.2".parse().unwrap()));
+    assert_eq!(conn.ike, parse_ike_proposals(DEFAULT_IKE).unwrap());
+    assert_eq!(conn.esp, parse_esp_proposals(DEFAULT_ESP).unwrap());
+    assert_eq!(conn.ike_lifetime, Duration::from_secs(8 * 3600));
+    assert_eq!(conn.esp_lifetime, Duration::from_secs(3600));
+    assert_eq!(conn.nat_traversal, NatTraversal::Auto);
+    assert_eq!(
+        conn.dpd,
+        Some(Dpd {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(150)
+        })
+    );
+    let Tunnel::RouteBased(r) = &conn.tunnel else {
+        panic!()
+    };
+    assert_eq!(r.local_ts.to_string(), "0.0.0.0/0");
+    assert_eq!(r.routes, vec![r.remote_ts]);
+}
+
+#[test]
+fn identities_with_prefixes() {
+    let c = parse(&with(
+        "psk = \"x\"\nlocal_id = \"fqdn:a.example\"\nremote_id = \"keyid:#0a0b\"",
+        RB,
+    ))
+    .unwrap();
+    assert_eq!(
+        c.connections[0].local_id,
+        Identity::Fqdn("a.example".into())
+    );
+    assert_eq!(c.connections[0].remote_id, Identity::KeyId(vec![10, 11]));
+    assert_eq!(
+        parse_identity("x", "userfqdn:vpn@example.org").unwrap(),
+        Identity::UserFqdn("vpn@example.org".into())
+    );
+    assert_eq!(
+        parse_identity("x", "2001:db8::1").unwrap().to_string(),
+        "2001:db8::1"
+    );
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+    assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+    assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
+    assert!(parse_duration("8").unwrap_err().contains("needs a unit"));
+    assert!(parse_duration("8x").is_err());
+    assert!(parse_duration("h").is_err());
+    assert!(parse_duration("99999999999999999999s").is_err());
+    assert_eq!(format_duration(Duration::from_secs(5400)), "90m");
+    assert_eq!(format_duration(Duration::from_secs(28800)), "8h");
+}
+
+#[test]
+fn psk_is_redacted_in_debug() {
+    let c = parse(&with("psk = \"topsecret\"", RB)).unwrap();
+    assert!(!format!("{:?}", c.connections[0]).contains("topsecret"));
+}
+
+#[test]
+fn psk_file_permissions_are_checked() {
+    let dir = std::env::temp_dir().join(format!("ferrovpn-psk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("k.psk");
+    std::fs::write(&f, "  from-file \n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = with("psk_file = \"k.psk\"", RB);
+    let e = Config::parse(&text, &dir).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "connection \"site-b\": psk_file {} is readable by group/others (mode 0644); run: chmod 600 {}",
+            f.display(),
+            f.display()
+        )
+    );
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o620)).unwrap();
+    let e = Config::parse(&text, &dir).unwrap_err().to_string();
+    assert!(e.contains("writable by group/others (mode 0620)"), "{e}");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = Config::parse(&text, &dir).unwrap();
+    assert_eq!(c.connections[0].psk.as_bytes(), b"from-file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Each bad config and the one message it must produce.
+#[test]
+fn bad_configs_give_one_clear_message() {
+    let rb = RB;
+    let cases: Vec<(String, &str)> = vec![
+        (with("psk = \"x\"\nike = \"aes257-sha256-modp2048\"", rb),
+         "connection \"site-b\": ike: unknown algorithm 'aes257' in 'aes257-sha256-modp2048'"),
+        (with("", rb), "connection \"site-b\": set exactly one of psk or psk_file"),
+        (with("psk = \"x\"\npsk_file = \"/x\"", rb), "connection \"site-b\": set exactly one of psk or psk_file"),
+        (with("psk = \"x\"", ""), "connection \"site-b\": set exactly one of [connection.route_based] or [connection.policy_based]"),
+        (format!("{HEAD}psk = \"x\"\n{RB}{PB}"), "connection \"site-b\": set exactly one of [connection.route_based] or [connection.policy_based]"),
+        (with("psk = \"x\"\nremote_addr = \"2001:db8::2\"", rb).replace("remote_addr = \"192.0.2.2\"\n", ""),
+         "connection \"site-b\": local_addr 192.0.2.1 and remote_addr 2001:db8::2 are of different address families"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"198.51.100.1/24\""),
+         "connection \"site-b\": route_based.local_ts: 198.51.100.1/24 has host bits set (did you mean 198.51.100.0/24?)"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = \"2001:db8::/32\""),
+         "connection \"site-b\": route_based: local_ts 0.0.0.0/0 and remote_ts 2001:db8::/32 are of different address families"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = \"203.0.113.0/24\"\nroutes = [\"10.0.0.0/8\"]"),
+         "connection \"site-b\": route_based.routes: 10.0.0.0/8 is outside remote_ts 203.0.113.0/24; the SA would drop that traffic"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nroutes = [\"192.0.2.0/24\"]"),
+         "connection \"site-b\": route_based.routes: 192.0.2.0/24 contains remote_addr 192.0.2.2; packets to the peer would loop into the tunnel"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"a-very-long-name0\""),
+         "connection \"site-b\": route_based.interface: 'a-very-long-name0' must be 1 to 15 characters (Linux IFNAMSIZ)"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"198.51.100.0/24\"\naddress = \"203.0.113.1/32\""),
+         "connection \"site-b\": route_based.address: 203.0.113.1 is outside local_ts 198.51.100.0/24"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nmtu = 100"),
+         "connection \"site-b\": route_based.mtu: 100 is outside 576..=65535 for IPv4 traffic"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\ntcp_mss = 500"),
+         "connection \"site-b\": route_based.tcp_mss: 500 is outside 536..=65495 for IPv4 traffic"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = \"2001:db8::/32\"\nlocal_ts = \"2001:db8:1::/48\"\ntcp_mss = 1200"),
+         "connection \"site-b\": route_based.tcp_mss: 1200 is outside 1220..=65495 for IPv6 traffic"),
+        (with("psk = \"x\"", &format!("{PB}tcp_mss = 70000")),
+         "connection \"site-b\": policy_based.tcp_mss: 70000 is outside 536..=65495 for IPv4 traffic"),
+        (with("psk = \"x\"", &format!("{PB}tcp_mss = \"clamp\"")),
+         "connection \"site-b\": policy_based.tcp_mss: 'clamp' is not \"auto\", \"off\" or an MSS in bytes"),
+        (with("psk = \"x\"", "[connection.policy_based]\npairs = [{ local = \"198.51.100.0/24\", remote = \"2001:db8::/32\" }]"),
+         "connection \"site-b\": policy_based.pairs[0]: local 198.51.100.0/24 and remote 2001:db8::/32 are of different address families"),
+        (with("psk = \"x\"", "[connection.policy_based]\npairs = []"),
+         "connection \"site-b\": policy_based.pairs: list at least one { local, remote } pair"),
+        (with("psk = \"x\"\nike = \"aes128-sha1-modp1024\"", rb),
+         "connection \"site-b\": ike: modp1024 in 'aes128-sha1-modp1024' is a weak DH group (under 2048 bits); use modp2048 or stronger, or set allow_weak_dh = true"),
+        (with("psk = \"x\"\nesp = \"aes128gcm16-modp1536\"", rb),
+         "connection \"site-b\": esp: modp1536 in 'aes128gcm16-modp1536' is a weak DH group (under 2048 bits); use modp2048 or stronger, or set allow_weak_dh = true"),
+        (with("psk = \"x\"\nesp = \"aes128gcm16-modp2048,aes128gcm16\"", rb),
+         "connection \"site-b\": esp: 'aes128gcm16-modp2048,aes128gcm16' mixes proposals with and without a DH group; IKEv1 Quick Mode either sends KE or not, so give every proposal a group or none"),
+        (with("psk = \"x\"\nike = \"aes128gcm16-modp2048\"", rb),
+         "connection \"site-b\": ike: 'aes128gcm16' in 'aes128gcm16-modp2048': IKEv1 has no AEAD phase 1 ciphers; use a CBC cipher with a hash, e.g. aes256-sha256-modp2048"),
+        (with("psk = \"x\"\nmode = \"aggressive\"", rb).replace("initiate", "respond"),
+         "connection \"site-b\": mode = \"aggressive\" as responder sends a PSK-keyed hash an eavesdropper can crack offline; set allow_aggressive_psk = true to accept that"),
+        (with("psk = \"x\"\nike_lifetime = \"8\"", rb),
+         "connection \"site-b\": ike_lifetime: '8' needs a unit: s, m, h or d (e.g. 8s)"),
+        (with("psk = \"x\"\nesp_lifetime = \"5s\"", rb),
+         "connection \"site-b\": esp_lifetime: 5s is too short (at least 10s)"),
+        (with("psk = \"x\"\ndpd_interval = \"60s\"\ndpd_timeout = \"30s\"", rb),
+         "connection \"site-b\": dpd_timeout (30s) must be longer than dpd_interval (1m)"),
+        (with("psk = \"x\"\nremote_id = \"peer.example\"", rb),
+         "connection \"site-b\": remote_id: 'peer.example' is not an IP address; write fqdn:peer.example, userfqdn:peer.example or keyid:peer.example"),
+        (with("psk = \"x\"\nlocal_addr = \"192.0.2.300\"", rb).replace("local_addr = \"192.0.2.1\"\n", ""),
+         "connection \"site-b\": local_addr: '192.0.2.300' is not an IP address"),
+        (with("psk = \"x\"\nesp_lifetime_bytes = 0", rb),
+         "connection \"site-b\": esp_lifetime_bytes: must be greater than 0 (leave it out for no limit)"),
+        (format!("{}{}", with("psk = \"x\"", rb), with("psk = \"y\"", PB)),
+         "connection \"site-b\": duplicate connection name"),
+        (format!("{}{}", with("psk = \"x\"", rb), with("psk = \"y\"", PB).replace("site-b", "site-c")),
+         "connection \"site-c\": uses the same local_addr/remote_addr pair as connection \"site-b\"; IKEv1 with PSK identifies the peer by address, so the two cannot be told apart"),
+        ("[daemon]\nlog_level = \"loud\"\n".to_string(),
+         "daemon: log_level: 'loud' is not one of error, warn, info, debug, trace"),
+        ("[daemon]\nsave_keys_dir = \"keys\"\n".to_string(),
+         "daemon: save_keys_dir: /nonexistent/keys does not exist"),
+        ("[daemon]\nmetrics_listen = \"9273\"\n".to_string(),
+         "daemon: metrics_listen: '9273' is not an address:port such as 127.0.0.1:9273 or [::1]:9273"),
+        ("[daemon]\nmetrics_listen = \"192.0.2.1:9273\"\n".to_string(),
+         "daemon: metrics_listen: 192.0.2.1:9273 is not a loopback address; the endpoint has no authentication, set metrics_allow_remote = true to serve it there anyway"),
+        ("[daemon]\nworkers = 2\n".to_string(), "no [[connection]] defined"),
+        ("[daemon]\nretransmit_timeout = \"0s\"\n".to_string(),
+         "daemon: retransmit_timeout: 0s is outside 1s to 1m"),
+        ("[daemon]\nretransmit_timeout = \"2m\"\n".to_string(),
+         "daemon: retransmit_timeout: 2m is outside 1s to 1m"),
+        ("[daemon]\nretransmit_base = 0.5\n".to_string(),
+         "daemon: retransmit_base: 0.5 is outside 1.0 to 4.0"),
+        ("[daemon]\nretransmit_tries = 0\n".to_string(),
+         "daemon: retransmit_tries: 0 is outside 1 to 20"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(err(&text), want, "config:\n{text}");
+    }
+}
+
+#[test]
+fn typos_and_bad_enums_are_caught_by_the_parser() {
+    let e = err(&with("psk = \"x\"\nlocal_adr = \"192.0.2.1\"", RB));
+    assert!(e.contains("unknown field `local_adr`"), "{e}");
+    let e = err(&with(
+        "psk = \"x\"",
+        "[connection.route_based]\ninterface = \"fv0\"\nroute = []",
+    ));
+    assert!(e.contains("unknown field `route`"), "{e}");
+    let e = err(&with("psk = \"x\"\nmode = \"mian\"", RB));
+    assert!(e.contains("unknown variant `mian`"), "{e}");
+    let e = err(&with("psk = \"x\"\nnat_traversal = \"yes\"", RB));
+    assert!(e.contains("unknown variant `yes`"), "{e}");
+}
+
+#[test]
+fn ipv6_route_based_and_aggressive_opt_in() {
+    let text = r#"
+[[connection]]
+name = "v6"
+local_addr = "2001:db8::1"
+remote_addr = "2001:db8::2"
+psk = "x"
+mode = "aggressive"
+allow_aggressive_psk = true
+start = "respond"
+dpd_interval = "0s"
+[connection.route_based]
+interface = "fv6"
+local_ts = "2001:db8:1::/48"
+remote_ts = "::/0"
+routes = ["::/0"]
+address = "2001:db8:1::1/64"
+"#;
+    let c = parse(text).unwrap();
+    let conn = &c.connections[0];
+    assert_eq!(conn.dpd, None);
+    let Tunnel::RouteBased(r) = &conn.tunnel else {
+        panic!()
+    };
+    assert!(r.routes[0].is_default() && r.routes[0].is_ipv6());
+    assert_eq!(r.address.unwrap().to_string(), "2001:db8:1::1/64");
+}
+
+#[test]
+fn retransmission_schedule_is_configurable_for_fast_failing_tests() {
+    let c = parse(&with("psk = \"x\"", RB)).unwrap();
+    assert_eq!(c.daemon.retransmit, Retransmit::default());
+    let text = format!(
+        "[daemon]\nretransmit_timeout = \"1s\"\nretransmit_base = 1.0\nretransmit_tries = 2\n{}",
+        with("psk = \"x\"", RB)
+    );
+    let r = parse(&text).unwrap().daemon.retransmit;
+    assert_eq!(
+        (r.timeout, r.base, r.tries),
+        (Duration::from_secs(1), 1.0, 2)
+    );
+    // First send plus two retransmissions, one second apart each: given up after 3 s.
+    assert_eq!(r.give_up_after(), Duration::from_secs(3));
+}
+
+fn warnings(c: &Config) -> Vec<String> {
+    c.remarks
+        .iter()
+        .filter(|r| r.severity == Severity::Warning)
+        .map(|r| r.to_string())
+        .filter(|t| !t.contains("is not an address of this host"))
+        .collect()
+}
+
+#[test]
+fn configured_durations_have_a_maximum_named_in_the_error() {
+    let cases = [
+        (
+            "ike_lifetime = \"2d\"",
+            "ike_lifetime: 2d is above the maximum of 1d",
+        ),
+        (
+            "esp_lifetime = \"25h\"",
+            "esp_lifetime: 25h is above the maximum of 1d",
+        ),
+        (
+            "ike_lifetime = \"18446744073709551615s\"",
+            "ike_lifetime: 18446744073709551615s is above the maximum of 1d",
+        ),
+        (
+            "dpd_interval = \"2h\"",
+            "dpd_interval: 2h is above the maximum of 1h",
+        ),
+        (
+            "dpd_timeout = \"3h\"",
+            "dpd_timeout: 3h is above the maximum of 2h",
+        ),
+    ];
+    for (line, want) in cases {
+        assert_eq!(
+            err(&with(&format!("psk = \"x\"\n{line}"), RB)),
+            format!("connection \"site-b\": {want}")
+        );
+    }
+    // The maxima themselves are accepted.
+    let c = parse(&with(
+        "psk = \"x\"\nike_lifetime = \"24h\"\nesp_lifetime = \"1d\"\ndpd_interval = \"1h\"\ndpd_timeout = \"2h\"",
+        RB,
+    ))
+    .unwrap();
+    assert_eq!(c.connections[0].ike_lifetime, MAX_LIFETIME);
+    let text = format!(
+        "[daemon]\nretransmit_timeout = \"1m\"\nretransmit_base = 2.0\nretransmit_tries = 10\n{}",
+        with("psk = \"x\"", RB)
+    );
+    assert_eq!(
+        err(&text),
+        "daemon: retransmit_timeout 1m, retransmit_base 2 and retransmit_tries 10 would retransmit an unanswered exchange for 34h, 6m, 0s; the maximum is 1h"
+            .replace("34h, 6m, 0s", &format_duration(Duration::from_secs(60 * 2047)))
+    );
+}
+
+#[test]
+fn check_refuses_what_up_would_refuse_or_cannot_work() {
+    let dir = TempDir::new("check-refuses");
+    let d = dir.0.display().to_string();
+    std::fs::write(dir.0.join("file"), "").unwrap();
+    let long = format!("/tmp/{}.sock", "s".repeat(110));
+    let cases: Vec<(String, String)> = vec![
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"lo\""),
+         "connection \"site-b\": route_based.interface: lo is an existing loopback device, not a TUN; ferrovpn creates its own TUN device, so pick a name no interface has".into()),
+        (format!("[daemon]\ncontrol_socket = \"\"\n{}", with("psk = \"x\"", RB)),
+         "daemon: control_socket: must not be empty (the default is /run/ferrovpn.sock)".into()),
+        (format!("[daemon]\ncontrol_socket = \"{d}\"\n{}", with("psk = \"x\"", RB)),
+         format!("daemon: control_socket: {d} is a directory; name the socket file, e.g. {d}/ferrovpn.sock")),
+        (format!("[daemon]\ncontrol_socket = \"file\"\n{}", with("psk = \"x\"", RB)),
+         format!("daemon: control_socket: {d}/file exists and is not a socket; ferrovpn will not replace it")),
+        (format!("[daemon]\ncontrol_socket = \"none/s.sock\"\n{}", with("psk = \"x\"", RB)),
+         format!("daemon: control_socket: {d}/none/s.sock: directory {d}/none does not exist")),
+        (format!("[daemon]\ncontrol_socket = \"{long}\"\n{}", with("psk = \"x\"", RB)),
+         format!("daemon: control_socket: {long} is 120 bytes long; a Unix socket path holds at most 107")),
+        (format!("[daemon]\nworkers = 10000\n{}", with("psk = \"x\"", RB)),
+         "daemon: workers: 10000 is above the maximum of 64 (each worker is a thread per direction and a queue of every TUN device)".into()),
+        (format!("[daemon]\nsave_keys_dir = \"missing\"\n{}", with("psk = \"x\"", RB)),
+         format!("daemon: save_keys_dir: {d}/missing does not exist")),
+        (format!("[daemon]\nsave_keys_dir = \"file\"\n{}", with("psk = \"x\"", RB)),
+         format!("daemon: save_keys_dir: {d}/file is a regular file, not a directory")),
+        (with("psk = \"x\"\nremote_addr = \"224.0.0.5\"", RB).replace("remote_addr = \"192.0.2.2\"\n", ""),
+         "connection \"site-b\": remote_addr: 224.0.0.5 is a multicast address; IKE needs a unicast address".into()),
+        (with("psk = \"x\"\nremote_addr = \"255.255.255.255\"", RB).replace("remote_addr = \"192.0.2.2\"\n", ""),
+         "connection \"site-b\": remote_addr: 255.255.255.255 is the broadcast address; IKE needs a unicast address".into()),
+        (with("psk = \"x\"\nremote_addr = \"0.0.0.0\"", RB).replace("remote_addr = \"192.0.2.2\"\n", ""),
+         "connection \"site-b\": remote_addr: 0.0.0.0 is the unspecified address; IKE needs a unicast address".into()),
+        (with("psk = \"x\"\nlocal_addr = \"ff02::1\"\nremote_addr = \"2001:db8::2\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"::/0\"\nremote_ts = \"::/0\"")
+            .replace("local_addr = \"192.0.2.1\"\n", "").replace("remote_addr = \"192.0.2.2\"\n", ""),
+         "connection \"site-b\": local_addr: ff02::1 is a multicast address; IKE needs a unicast address".into()),
+        (with("psk = \"x\"", &format!("{RB}mtu = 1400\ntcp_mss = 1361")),
+         "connection \"site-b\": route_based.tcp_mss: 1361 is above mtu 1400 - 40 = 1360; segments that size do not fit the tunnel".into()),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"2001:db8:1::/48\"\nremote_ts = \"2001:db8:2::/48\"\nmtu = 1400\ntcp_mss = 1341"),
+         "connection \"site-b\": route_based.tcp_mss: 1341 is above mtu 1400 - 60 = 1340; segments that size do not fit the tunnel".into()),
+        (with("psk = \"x\"", &format!("{RB}routes = []")),
+         "connection \"site-b\": route_based.routes: empty, so nothing would be routed into fv0; leave routes out to route remote_ts 0.0.0.0/0, or list the prefixes".into()),
+    ];
+    for (text, want) in cases {
+        let got = Config::parse_for(&text, &dir.0, Purpose::Check)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, want, "config:\n{text}");
+        // `up` shares the validation.
+        assert_eq!(Config::parse(&text, &dir.0).unwrap_err().to_string(), want);
+    }
+    // At the limits: accepted.
+    let ok = format!(
+        "[daemon]\nworkers = 64\ncontrol_socket = \"ctl.sock\"\n{}",
+        with("psk = \"x\"", &format!("{RB}mtu = 1400\ntcp_mss = 1360"))
+    );
+    let c = Config::parse(&ok, &dir.0).unwrap();
+    assert_eq!(c.daemon.control_socket, dir.0.join("ctl.sock"));
+}
+
+#[test]
+fn unsafe_key_dirs_are_refused_by_check_and_up() {
+    let dir = TempDir::new("keydir-check");
+    let real = dir.0.join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, dir.0.join("link")).unwrap();
+    let cfg = |k: &str| {
+        format!(
+            "[daemon]\nsave_keys_dir = \"{k}\"\n{}",
+            with("psk = \"x\"", RB)
+        )
+    };
+    let e = Config::parse(&cfg("link"), &dir.0).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "daemon: save_keys_dir: {}/link is a symbolic link (to {}); refusing to follow it: name the real directory itself",
+            dir.0.display(),
+            real.display()
+        )
+    );
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = Config::parse_for(&cfg("real"), &dir.0, Purpose::Check)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "daemon: save_keys_dir: {} is writable by group/others (mode 0777)",
+            real.display()
+        )),
+        "{e}"
+    );
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let victim = dir.0.join("victim");
+    std::fs::write(&victim, "x").unwrap();
+    std::os::unix::fs::symlink(&victim, real.join("ikev1_decryption_table")).unwrap();
+    let e = Config::parse(&cfg("real"), &dir.0).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "daemon: save_keys_dir: {}/ikev1_decryption_table is a symbolic link",
+            real.display()
+        )),
+        "{e}"
+    );
+    std::fs::remove_file(real.join("ikev1_decryption_table")).unwrap();
+    let c = Config::parse(&cfg("real"), &dir.0).unwrap();
+    assert_eq!(c.daemon.save_keys_dir, Some(real));
+}
+
+#[test]
+fn a_symlinked_psk_file_is_refused_as_a_symlink() {
+    let dir = TempDir::new("psk-link");
+    let real = dir.0.join("real.psk");
+    std::fs::write(&real, "secret").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&real, dir.0.join("k.psk")).unwrap();
+    let text = with("psk_file = \"k.psk\"", RB);
+    for purpose in [Purpose::Run, Purpose::Check] {
+        let e = Config::parse_for(&text, &dir.0, purpose)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "connection \"site-b\": psk_file {}/k.psk is a symbolic link (to {}); refusing to follow it: name the real file itself",
+                dir.0.display(),
+                real.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn a_missing_psk_file_fails_up_and_is_a_warning_for_check() {
+    let dir = TempDir::new("psk-missing");
+    let text = with("psk_file = \"site.psk\"", RB);
+    let f = dir.0.join("site.psk");
+    assert_eq!(
+        Config::parse(&text, &dir.0).unwrap_err().to_string(),
+        format!(
+            "connection \"site-b\": psk_file {} does not exist",
+            f.display()
+        )
+    );
+    let c = Config::parse_for(&text, &dir.0, Purpose::Check).unwrap();
+    assert_eq!(c.connections[0].psk_file.as_deref(), Some(f.as_path()));
+    assert_eq!(
+        warnings(&c),
+        vec![format!("connection \"site-b\": psk_file {} does not exist (yet): `ferrovpn up` refuses to start until it does; create it with mode 600", f.display())]
+    );
+    // Anything else wrong with it stays an error for check too.
+    std::fs::write(&f, "k").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(Config::parse_for(&text, &dir.0, Purpose::Check).is_err());
+}
+
+#[test]
+fn relative_paths_are_resolved_against_the_config_files_directory() {
+    let dir = TempDir::new("relative");
+    std::fs::create_dir(dir.0.join("sub")).unwrap();
+    std::fs::create_dir(dir.0.join("sub/keys")).unwrap();
+    std::fs::set_permissions(
+        dir.0.join("sub/keys"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let psk = dir.0.join("sub/site.psk");
+    std::fs::write(&psk, "from-file\n").unwrap();
+    std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conf = dir.0.join("sub/ferrovpn.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[daemon]\ncontrol_socket = \"run.sock\"\nsave_keys_dir = \"keys\"\n{}",
+            with("psk_file = \"site.psk\"", RB)
+        ),
+    )
+    .unwrap();
+    // Loaded from elsewhere (the working directory is not the config's): same files.
+    let c = Config::load(&conf).unwrap();
+    assert_eq!(c.daemon.control_socket, dir.0.join("sub/run.sock"));
+    assert_eq!(c.daemon.save_keys_dir, Some(dir.0.join("sub/keys")));
+    assert_eq!(c.connections[0].psk_file, Some(psk));
+    assert_eq!(c.connections[0].psk.as_bytes(), b"from-file");
+    // `..` in a relative config path still gives absolute paths.
+    let cwd = std::env::current_dir().unwrap();
+    let mut rel = PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        rel.push("..");
+    }
+    let c = Config::load(&rel.join(conf.strip_prefix("/").unwrap())).unwrap();
+    assert!(c.daemon.control_socket.is_absolute());
+    assert!(c.daemon.control_socket.ends_with("sub/run.sock"));
+}
+
+#[test]
+fn legacy_algorithms_and_chacha20_are_accepted_with_a_warning() {
+    let c = parse(&with(
+        "psk = \"x\"\nike = \"3des-md5-modp2048, aes128-sha1-modp2048, aes256-sha256-modp2048\"\nesp = \"aes128-sha1, chacha20poly1305, aes128gcm16\"",
+        RB,
+    ))
+    .unwrap();
+    let ike = "3des-md5-modp2048, aes128-sha1-modp2048, aes256-sha256-modp2048";
+    let esp = "aes128-sha1, chacha20poly1305, aes128gcm16";
+    assert_eq!(
+        warnings(&c),
+        vec![
+            format!("connection \"site-b\": ike: 3des in '{ike}' is a legacy cipher (64-bit blocks: Sweet32), accepted for old peers; prefer aes128 or aes256"),
+            format!("connection \"site-b\": ike: md5 in '{ike}' is a legacy hash (collisions are practical), accepted for old peers; prefer sha256"),
+            format!("connection \"site-b\": ike: sha1 in '{ike}' is a legacy hash (collisions are practical), accepted for old peers; prefer sha256"),
+            format!("connection \"site-b\": esp: sha1 in '{esp}' (HMAC-SHA1-96) is legacy integrity, accepted for old peers; prefer sha256 or an AEAD such as aes128gcm16"),
+            format!("connection \"site-b\": esp: chacha20poly1305 in '{esp}' works only between ferrovpn peers: strongSwan 5.9 and Libreswan have no IKEv1 ESP transform for it (strongSwan answers NO-PROPOSAL-CHOSEN as responder and sends a proposal without transforms as initiator)"),
+        ]
+    );
+    // Modern proposals: no warning.
+    assert_eq!(
+        warnings(&parse(&with("psk = \"x\"", RB)).unwrap()),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn an_inline_psk_in_a_world_readable_file_is_warned_about() {
+    let dir = TempDir::new("inline");
+    let conf = dir.0.join("c.toml");
+    std::fs::write(&conf, with("psk = \"x\"", RB)).unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let w = warnings(&Config::load(&conf).unwrap());
+    assert_eq!(w, vec![format!("{} holds an inline psk and is readable by group/others (mode 0644): chmod 600 it, or use psk_file", conf.display())]);
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(warnings(&Config::load(&conf).unwrap()).is_empty());
+}
+
+/// An existing TUN of the configured name is left to the daemon (a note); another kind of
+/// device of that name is an error. Needs root for the namespace.
+#[test]
+fn an_existing_tun_is_noted_and_an_existing_veth_refused() {
+    if !crate::netns::require_root("an_existing_tun_is_noted_and_an_existing_veth_refused") {
+        return;
+    }
+    let ns = crate::netns::NetNs::new("cfgtun").unwrap();
+    ns.ip(&["tuntap", "add", "dev", "fvt0", "mode", "tun"])
+        .unwrap();
+    ns.ip(&[
+        "link", "add", "fvv0", "type", "veth", "peer", "name", "fvv1",
+    ])
+    .unwrap();
+    let (tun, veth) = ns.run(|| {
+        let tun = parse(&with(
+            "psk = \"x\"",
+            "[connection.route_based]\ninterface = \"fvt0\"",
+        ));
+        let veth = parse(&with(
+            "psk = \"x\"",
+            "[connection.route_based]\ninterface = \"fvv0\"",
+        ));
+        (tun.map(|c| c.remarks), veth.map(|c| c.remarks))
+    });
+    let tun = tun.unwrap();
+    assert!(
+        tun.iter().any(|r| r.severity == Severity::Note
+            && r.text
+                .starts_with("route_based.interface: a TUN device fvt0 exists already")),
+        "{tun:?}"
+    );
+    assert_eq!(
+        veth.unwrap_err().to_string(),
+        "connection \"site-b\": route_based.interface: fvv0 is an existing veth device, not a TUN; ferrovpn creates its own TUN device, so pick a name no interface has"
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn durations_round_trip(secs in 0u64..10_000_000) {
+        let d = Duration::from_secs(secs);
+        proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+    }
+
+    #[test]
+    fn arbitrary_values_never_panic(s in "[0-9a-z#:@. ]{0,30}") {
+        let _ = parse_duration(&s);
+        let _ = parse_identity("id", &s);
+        let _ = check_interface_name(&s);
+    }
+}

@@ -1,0 +1,36 @@
+//! What the daemon keeps per connection beside the IKE endpoint: its configuration, routing
+//! and the IPsec SA pairs it installed. Read by status, history and metrics.
+
+use std::time::{Duration, Instant};
+
+use ferrovpn_esp::{SaHandle, Sad};
+use ferrovpn_ike::{ChildSa, Cookies};
+
+use crate::config::Connection;
+use crate::routing::Installed;
+
+/// One IPsec SA pair installed in the data plane.
+#[derive(Debug, Clone)]
+pub struct InstalledPair {
+    pub ike: Cookies,
+    pub child: ChildSa,
+    pub inbound: SaHandle,
+    pub outbound: SaHandle,
+    pub established: Instant,
+}
+
+/// Per-connection state the daemon keeps beside the IKE endpoint.
+pub struct ConnState {
+    pub cfg: Connection,
+    pub tun: Option<usize>,
+    pub routing: Option<Installed>,
+    pub pairs: Vec<InstalledPair>,
+    pub retry_at: Option<Instant>,
+    pub backoff: Duration,
+    pub last_failure: Option<String>,
+}
+
+/// Direction helper for status: which SAD handle holds which counters.
+pub fn stats_of(sad: &Sad, h: SaHandle) -> ferrovpn_esp::SaStats {
+    sad.stats(h).unwrap_or_default()
+}

@@ -1,0 +1,170 @@
+//! The control thread's loop: wait on mio for UDP 500, signals, the data plane's IKE
+//! datagrams and unknown-SPI reports, control requests and the endpoint's next timer; feed
+//! the endpoint; send what it queued.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use ferrovpn_esp::Clock;
+use ferrovpn_ike::Datagram;
+use mio::{Poll, Token};
+use tracing::{info, warn};
+
+use super::conn::stats_of;
+use super::control::{Request, StatusView};
+use super::error::DaemonError;
+use super::history;
+use super::state::{Daemon, IKE_BASE, SIGNALS};
+
+impl Daemon {
+    pub(super) fn event_loop(
+        &mut self,
+        poll: &mut Poll,
+        sigfd: &OwnedFd,
+        ike_rx: &Receiver<Datagram>,
+        req_rx: &Receiver<Request>,
+    ) -> Result<(), DaemonError> {
+        let mut events = mio::Events::with_capacity(64);
+        let mut buf = vec![0u8; 65536];
+        while !self.stop {
+            let now = Instant::now();
+            let mut next = now + Duration::from_secs(1);
+            if let Some(t) = self.endpoint.poll_timeout() {
+                next = next.min(t);
+            }
+            for c in &self.conns {
+                if let Some(t) = c.retry_at {
+                    next = next.min(t);
+                }
+            }
+            if let Err(e) = poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(DaemonError::Io("poll", e));
+                }
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNALS if crate::sys::signal::signal_received(sigfd) => {
+                        info!("signal received");
+                        self.stop = true;
+                    }
+                    Token(t) if t >= IKE_BASE => {
+                        if let Some((local, sock)) = self.ike500.get(t - IKE_BASE) {
+                            let local = *local;
+                            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                                let data = buf.get(..n).unwrap_or_default().to_vec();
+                                self.endpoint.handle_datagram(
+                                    now,
+                                    Datagram {
+                                        local,
+                                        remote: from,
+                                        data,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while let Ok(d) = ike_rx.try_recv() {
+                self.endpoint.handle_datagram(now, d);
+            }
+            while let Ok(u) = self.unknown_spi_rx.try_recv() {
+                self.endpoint.handle_unknown_spi(now, None, u.source, u.spi);
+            }
+            while let Ok(req) = req_rx.try_recv() {
+                self.answer(req);
+            }
+            self.endpoint.handle_timeout(now);
+            for i in 0..self.conns.len() {
+                if self.conns[i].retry_at.is_some_and(|t| t <= now) {
+                    self.conns[i].retry_at = None;
+                    if !self.endpoint.is_up(i) {
+                        info!(conn = %self.conns[i].cfg.name, "initiating again");
+                        self.endpoint.initiate(now, i);
+                    }
+                }
+            }
+            self.sad.poll_lifetimes(self.clock.now());
+            self.flush();
+            let (sad, conns) = (&self.sad, &self.conns);
+            self.history.sample(now, |i| {
+                conns.get(i).map_or_else(Vec::new, |c| {
+                    c.pairs
+                        .iter()
+                        .map(|p| {
+                            let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
+                            (p.child.inbound.spi, i.packets, o.packets)
+                        })
+                        .collect()
+                })
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends what the endpoint queued and acts on its events.
+    pub(super) fn flush(&mut self) {
+        while let Some(d) = self.endpoint.poll_transmit() {
+            let r = if d.local.port() == 4500 {
+                let mut framed = Vec::with_capacity(d.data.len() + 4);
+                framed.extend_from_slice(&ferrovpn_esp::nat_t::NON_ESP_MARKER);
+                framed.extend_from_slice(&d.data);
+                match self.nat_t.get(&d.local.ip()) {
+                    Some(s) => s.send_to(&framed, d.remote),
+                    None => Err(io::Error::other("no UDP 4500 socket for that address")),
+                }
+            } else {
+                match self.ike500.iter().find(|(a, _)| a.ip() == d.local.ip()) {
+                    Some((_, s)) => s.send_to(&d.data, d.remote),
+                    None => Err(io::Error::other("no UDP 500 socket for that address")),
+                }
+            };
+            if let Err(e) = r {
+                warn!("sending to {}: {e}", d.remote);
+            }
+        }
+        while let Some(e) = self.endpoint.poll_event() {
+            self.observe(&e);
+            self.on_event(e);
+        }
+    }
+
+    pub(super) fn answer(&mut self, req: Request) {
+        match req {
+            Request::Status(reply) => {
+                let view = StatusView::collect(
+                    &self.endpoint,
+                    &self.conns,
+                    &self.sad,
+                    &self.shared,
+                    self.started,
+                );
+                let _ = reply.send(view);
+            }
+            Request::Metrics(reply) => {
+                let _ = reply.send(self.metrics_text());
+            }
+            Request::Snapshot(reply) => {
+                let snap = history::snapshot(
+                    &self.history,
+                    &self.endpoint,
+                    &self.conns,
+                    &self.sad,
+                    self.give_up,
+                    Instant::now(),
+                );
+                let _ = reply.send(snap);
+            }
+            Request::Down(reply) => {
+                info!("down requested over the control socket");
+                self.stop = true;
+                let _ = reply.send(());
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Acting on the IKE endpoint's events: log lines operators grep for, the history record,
+//! retries with backoff, and the SA installs and removals they call for.
+
+use std::time::{Duration, Instant};
+
+use ferrovpn_ike::{Event, Failure};
+use tracing::{debug, error, info, warn};
+
+use super::state::Daemon;
+use crate::config::Start;
+
+impl Daemon {
+    pub(super) fn conn_name(&self, i: usize) -> String {
+        self.conns
+            .get(i)
+            .map(|c| c.cfg.name.clone())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn on_event(&mut self, e: Event) {
+        self.history.record(Instant::now(), &e);
+        match e {
+            Event::Message(m) => {
+                let conn = self
+                    .conn_of_cookie(&m.cookies.initiator_spi)
+                    .map(|c| self.conn_name(c))
+                    .unwrap_or_default();
+                info!(conn = %conn, cookies = %m.cookies, msg = m.name, message_id = %format_args!("{:08x}", m.message_id), "{m}")
+            }
+            Event::IkeSaEstablished {
+                conn,
+                cookies,
+                role,
+                mode,
+                proposal,
+                lifetime,
+                peer,
+                features,
+                nat,
+            } => {
+                info!(
+                    conn = %self.conn_name(conn),
+                    cookies = %cookies,
+                    "IKE SA established ({} as {:?}) {cookies} with {peer}: {proposal}, lifetime {}s, NAT {} (local behind: {}, remote behind: {}), peer DPD {}",
+                    mode.name(),
+                    role,
+                    lifetime.as_secs(),
+                    if nat.floated { "floated to 4500" } else { "none" },
+                    nat.local_behind_nat,
+                    nat.remote_behind_nat,
+                    features.dpd
+                );
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.backoff = Duration::from_secs(5);
+                    c.last_failure = None;
+                }
+            }
+            Event::IkeSaFailed {
+                conn,
+                cookies,
+                peer,
+                reason,
+            } => {
+                let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
+                if matches!(reason, Failure::Abandoned { .. }) {
+                    // Unauthenticated (a spoofed MM1 ends so): not a failure of the connection.
+                    debug!(conn = %name, cookies = %cookies, "half-open IKE SA {cookies} with {peer} forgotten: {reason}");
+                    return;
+                }
+                error!(conn = %name, cookies = %cookies, "IKE SA {cookies} with {peer} failed: {reason}");
+                if let Some(c) = conn.and_then(|c| self.conns.get_mut(c)) {
+                    c.last_failure = Some(reason.to_string());
+                }
+                if let Some(c) = conn {
+                    self.schedule_retry(c);
+                }
+            }
+            Event::IkeSaDeleted {
+                conn,
+                cookies,
+                reason,
+            } => {
+                info!(conn = %self.conn_name(conn), cookies = %cookies, "IKE SA {cookies} deleted: {reason}");
+                self.schedule_retry(conn);
+            }
+            Event::PeerDead { conn, cookies } => {
+                warn!(conn = %self.conn_name(conn), cookies = %cookies, "peer dead (DPD) on IKE SA {cookies}");
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.last_failure = Some("peer dead (DPD)".into());
+                    // RFC 3706 §5.5 leaves the action open; like strongSwan's dpd_action=restart
+                    // an initiator negotiates again at once (backoff applies if that fails).
+                    if c.cfg.start == Start::Initiate && !self.stop {
+                        c.retry_at = Some(Instant::now());
+                        info!(conn = %c.cfg.name, "peer dead: initiating again now");
+                    }
+                }
+            }
+            Event::ChildSaInboundReady(child) => self.install_inbound(child),
+            Event::ChildSaEstablished(child) => self.install(child),
+            Event::ChildSaFailed {
+                conn,
+                cookies,
+                message_id,
+                reason,
+            } => {
+                error!(conn = %self.conn_name(conn), cookies = %cookies, message_id = %format_args!("{message_id:08x}"), "Quick Mode {message_id:08x} on {cookies} failed: {reason}");
+                if let Some(i) = self
+                    .early_inbound
+                    .iter()
+                    .position(|e| e.0 == conn && e.1 == message_id)
+                {
+                    let (_, _, h) = self.early_inbound.swap_remove(i);
+                    if let Ok(mut m) = self.shared.inbound.write() {
+                        m.remove(&h);
+                    }
+                    let _ = self.sad.remove(h);
+                }
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.last_failure = Some(reason.to_string());
+                }
+            }
+            Event::ChildSaDraining {
+                conn,
+                inbound_spi,
+                outbound_spi,
+            } => self.stop_sending(conn, inbound_spi, outbound_spi),
+            Event::ChildSaDeleted {
+                conn,
+                inbound_spi,
+                outbound_spi,
+                reason,
+            } => self.uninstall(conn, inbound_spi, outbound_spi, &reason),
+            Event::Recovery { conn, peer, action } => {
+                info!(conn = %self.conn_name(conn), peer = %peer, "invalid-SPI recovery: {action}")
+            }
+            Event::InitialContact { conn, cookies } => {
+                info!(conn = %self.conn_name(conn), cookies = %cookies, "INITIAL-CONTACT on {cookies}: the peer (re)started")
+            }
+            Event::NotifyReceived {
+                conn,
+                cookies,
+                notify,
+                authenticated,
+            } => {
+                let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
+                info!(conn = %name, cookies = %cookies, "notify {} on {cookies} ({})", notify.name(),
+                    if authenticated { "authenticated" } else { "unauthenticated: recorded only" });
+            }
+            Event::Unprocessable {
+                conn,
+                cookies,
+                message_id,
+                message,
+                reason,
+                notify,
+                ..
+            } => {
+                // The endpoint reports one per ISAKMP SA a second at most.
+                let answer = notify.map_or("not answered (no notify applies)".to_string(), |n| {
+                    format!("answered with {}", n.name())
+                });
+                warn!(conn = %self.conn_name(conn), cookies = %cookies, message_id = %format_args!("{message_id:08x}"),
+                    "{message} on {cookies} mid {message_id:08x} not processed: {reason}; {answer}");
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.last_failure = Some(format!("{message} not processed: {reason}"));
+                }
+            }
+            Event::LifetimeCapped {
+                conn,
+                cookies,
+                sa,
+                unit,
+                theirs,
+                ours,
+            } => {
+                warn!(conn = %self.conn_name(conn), cookies = %cookies, "{sa} {cookies}: the peer's lifetime of {theirs} {unit} is above ours; keeping {ours} {unit} (RFC 2409 4.5)");
+            }
+        }
+    }
+
+    /// Initiating connections come back by themselves, with backoff up to 5 minutes.
+    pub(super) fn schedule_retry(&mut self, conn: usize) {
+        // A replaced (rekeyed) IKE SA leaves its successor up: nothing to retry.
+        if self.endpoint.is_up(conn) {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.cfg.start != Start::Initiate || c.retry_at.is_some() || self.stop {
+            return;
+        }
+        c.retry_at = Some(Instant::now() + c.backoff);
+        info!(conn = %c.cfg.name, "will initiate again in {}s", c.backoff.as_secs());
+        c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
+    }
+}

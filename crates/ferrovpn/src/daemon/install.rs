@@ -1,0 +1,138 @@
+//! IPsec SAs into and out of the data plane: the SAD entry, the inbound SPI to TUN map and
+//! the outbound policy of each pair, in the order that never drops a packet of a rekey.
+
+use std::time::Instant;
+
+use ferrovpn_esp::Clock;
+use ferrovpn_ike::ChildSa;
+use tracing::{error, info};
+
+use super::conn::InstalledPair;
+use super::dataplane::Policy;
+use super::state::Daemon;
+use crate::convert;
+use crate::ipnet::IpNet;
+
+impl Daemon {
+    /// Responder after QM2: accept ESP on the new inbound SPI at once (see
+    /// `Event::ChildSaInboundReady`); the outbound half follows with QM3.
+    pub(super) fn install_inbound(&mut self, child: ChildSa) {
+        let Some((inb, _)) = convert::esp_sas(&child) else {
+            return;
+        };
+        let Ok(h) = self.sad.add(&inb, self.clock.now()) else {
+            return;
+        };
+        if let Some(tun) = self.conns.get(child.conn).and_then(|c| c.tun) {
+            if let Ok(mut m) = self.shared.inbound.write() {
+                m.insert(h, tun);
+            }
+        }
+        self.early_inbound.push((child.conn, child.message_id, h));
+    }
+
+    pub(super) fn install(&mut self, child: ChildSa) {
+        let name = self.conn_name(child.conn);
+        let Some((inb, outb)) = convert::esp_sas(&child) else {
+            error!(conn = %name, "negotiated ESP transform {} is not implemented by the data plane", child.cipher.name());
+            return;
+        };
+        let now = self.clock.now();
+        let early = self
+            .early_inbound
+            .iter()
+            .position(|e| e.0 == child.conn && e.1 == child.message_id)
+            .map(|i| self.early_inbound.swap_remove(i).2);
+        let inbound = match early {
+            Some(h) => Ok(h),
+            None => self.sad.add(&inb, now),
+        };
+        let (h_in, h_out) = match (inbound, self.sad.add(&outb, now)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                error!(conn = %name, "installing SA pair failed: {:?} {:?}", a.err(), b.err());
+                return;
+            }
+        };
+        let Some(c) = self.conns.get_mut(child.conn) else {
+            return;
+        };
+        if let Some(tun) = c.tun {
+            if let Ok(mut m) = self.shared.inbound.write() {
+                m.insert(h_in, tun);
+            }
+            if let Ok(mut p) = self.shared.policies.write() {
+                p.push(Policy {
+                    tun,
+                    local: IpNet::truncating(child.local_ts.addr, child.local_ts.prefix_len),
+                    remote: IpNet::truncating(child.remote_ts.addr, child.remote_ts.prefix_len),
+                    handle: h_out,
+                });
+            }
+        }
+        info!(
+            conn = %name,
+            "IPsec SA installed: {} === {} spi in {:08x} out {:08x}, {}{}, {:?}, lifetime {}s",
+            child.local_ts,
+            child.remote_ts,
+            child.inbound.spi,
+            child.outbound.spi,
+            child.cipher.name(),
+            child.integrity.map(|i| format!("-{}", i.name())).unwrap_or_default(),
+            child.encapsulation,
+            child.lifetime.as_secs()
+        );
+        c.pairs.push(InstalledPair {
+            ike: child.ike,
+            inbound: h_in,
+            outbound: h_out,
+            established: Instant::now(),
+            child,
+        });
+    }
+
+    /// The peer deleted the pair: its outbound half goes now, the inbound half drains.
+    pub(super) fn stop_sending(&mut self, conn: usize, spi_in: u32, spi_out: u32) {
+        let name = self.conn_name(conn);
+        let Some(p) = self.conns.get(conn).and_then(|c| {
+            c.pairs
+                .iter()
+                .find(|p| p.child.inbound.spi == spi_in && p.child.outbound.spi == spi_out)
+        }) else {
+            return;
+        };
+        let out = p.outbound;
+        if let Ok(mut pol) = self.shared.policies.write() {
+            pol.retain(|x| x.handle != out);
+        }
+        let _ = self.sad.remove(out);
+        info!(conn = %name, "IPsec SA deleted by peer: spi out {spi_out:08x} removed, spi in {spi_in:08x} drains");
+    }
+
+    pub(super) fn uninstall(&mut self, conn: usize, spi_in: u32, spi_out: u32, reason: &str) {
+        let name = self.conn_name(conn);
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let Some(i) = c
+            .pairs
+            .iter()
+            .position(|p| p.child.inbound.spi == spi_in && p.child.outbound.spi == spi_out)
+        else {
+            return;
+        };
+        let p = c.pairs.swap_remove(i);
+        if let Ok(mut pol) = self.shared.policies.write() {
+            pol.retain(|x| x.handle != p.outbound);
+        }
+        if let Ok(mut m) = self.shared.inbound.write() {
+            m.remove(&p.inbound);
+        }
+        let _ = self.sad.remove(p.inbound);
+        let _ = self.sad.remove(p.outbound);
+        info!(conn = %name, "IPsec SA removed: spi in {spi_in:08x} out {spi_out:08x} ({reason})");
+        if c.pairs.is_empty() && !self.endpoint.is_up(conn) {
+            self.schedule_retry(conn);
+        }
+    }
+}

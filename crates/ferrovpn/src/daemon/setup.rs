@@ -1,0 +1,321 @@
+//! Setting the host up for a run: claiming the names it needs (the run-state record), the IKE
+//! and ESP sockets of each local address, and each connection's TUN device, address, routes
+//! and rules. Everything made here is recorded before the next step, so a crash leaves a
+//! record the next start can act on.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrovpn_esp::mss::MssClamp;
+use mio::net::UdpSocket as MioUdp;
+use tracing::{info, warn};
+
+use super::conn::ConnState;
+use super::error::DaemonError;
+use crate::config::{Config, Tunnel};
+use crate::convert;
+use crate::ipnet::IpNet;
+use crate::netlink::{self, Change, Netlink, Rule};
+use crate::routing::{self, PolicyRouting};
+use crate::runstate::{self, Claim, LinkRecord, Record};
+use crate::socket::{self, RawEsp, SocketOptions};
+use crate::tun::{Tun, TunOptions, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+
+/// Socket buffers of the ESP/IKE sockets (see `SocketOptions::buffer_bytes`).
+pub const SOCKET_BUFFER: u32 = 8 << 20;
+
+/// Underlay MTU assumed when the interface of `local_addr` cannot be found.
+pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
+
+/// Transmit queue of a tunnel interface, in packets. The TUN default (500) drops packets when
+/// the reader falls briefly behind a fast TCP sender, which then backs off on the losses.
+pub const TUN_TXQUEUELEN: u32 = 1000;
+
+/// This daemon's run-state record (see `runstate`), removed from the run directory on every
+/// exit path but SIGKILL, where the next start reads it.
+pub(super) struct RunState {
+    pub(super) dir: std::path::PathBuf,
+    pub(super) record: Record,
+}
+
+impl RunState {
+    pub(super) fn save(&self) -> Result<(), DaemonError> {
+        self.record
+            .save(&self.dir)
+            .map_err(|e| DaemonError::Io("writing the run-state record", e))
+    }
+}
+
+impl Drop for RunState {
+    fn drop(&mut self) {
+        self.record.remove(&self.dir);
+    }
+}
+
+/// The TUN device names of the connections, in order (policy-based ones get `fvpol<i>`).
+fn tun_names(cfg: &Config) -> Vec<String> {
+    cfg.connections
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match &c.tunnel {
+            Tunnel::RouteBased(r) => r.interface.clone(),
+            Tunnel::PolicyBased(_) => format!("fvpol{i}"),
+        })
+        .collect()
+}
+
+/// The policy rules the connections' routes will need (default routes only).
+fn planned_rules(cfg: &Config, p: &PolicyRouting) -> Vec<Rule> {
+    let mut out: Vec<Rule> = Vec::new();
+    for c in &cfg.connections {
+        let routes: Vec<IpNet> = match &c.tunnel {
+            Tunnel::RouteBased(r) => r.routes.clone(),
+            Tunnel::PolicyBased(p) => p.iter().map(|x| x.remote).collect(),
+        };
+        for ch in routing::plan(0, &routes, p) {
+            if let Change::Rule(r) = ch {
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Opens a tunnel interface with `queues` queues (`IFF_MULTI_QUEUE` when more than one); with
+/// `offloads`, with the virtio-net header and TSO/checksum offloads, falling back to plain
+/// packets when the kernel refuses them.
+fn open_tun(name: &str, queues: usize, offloads: bool) -> Result<Vec<Tun>, crate::tun::TunError> {
+    let plain = TunOptions {
+        multi_queue: queues > 1,
+        vnet_hdr: false,
+        nonblocking: true,
+        // Create, never attach to a device that is already there (someone else's).
+        exclusive: true,
+    };
+    let open = |opts| {
+        if queues > 1 {
+            Tun::open_queues(name, queues, opts)
+        } else {
+            Tun::open(name, opts).map(|t| vec![t])
+        }
+    };
+    if !offloads {
+        return open(plain);
+    }
+    let tuns = open(TunOptions {
+        vnet_hdr: true,
+        ..plain
+    })?;
+    // The offloads are the device's: set once, through any queue.
+    let refused = tuns
+        .first()
+        .and_then(|t| t.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6).err());
+    match refused {
+        None => Ok(tuns),
+        Some(e) => {
+            warn!("{name}: the kernel refused TUN offloads ({e}); one packet per read");
+            // Closing every queue removes the device; it comes back without the header.
+            drop(tuns);
+            open(plain)
+        }
+    }
+}
+
+/// Takes the names this run needs, by evidence: what a dead ferrovpn recorded is removed (the
+/// rules and the socket file a SIGKILL leaves), what a live one or anything else holds is
+/// refused.
+pub(super) fn claim(
+    cfg: &Config,
+    nl: &mut Netlink,
+    policy_routing: &PolicyRouting,
+) -> Result<RunState, DaemonError> {
+    let tun_names = tun_names(cfg);
+    let names: Vec<&str> = tun_names.iter().map(String::as_str).collect();
+    let rules = planned_rules(cfg, policy_routing);
+    let (record, removed) = runstate::prepare(
+        &cfg.daemon.run_dir,
+        nl,
+        &Claim {
+            interfaces: &names,
+            control_socket: &cfg.daemon.control_socket,
+            rules: &rules,
+        },
+    )?;
+    let run_state = RunState {
+        dir: cfg.daemon.run_dir.clone(),
+        record,
+    };
+    for r in removed {
+        warn!("removed {r} left behind by a previous run");
+    }
+    Ok(run_state)
+}
+
+/// Options of every IKE and ESP socket: the fwmark when a tunnel takes a default route.
+pub(super) fn socket_options(cfg: &Config, policy_routing: &PolicyRouting) -> SocketOptions {
+    let fwmark = cfg.connections.iter().any(|c| match &c.tunnel {
+        Tunnel::RouteBased(r) => routing::needs_fwmark(&r.routes),
+        Tunnel::PolicyBased(p) => p.iter().any(|x| x.remote.is_default()),
+    });
+    SocketOptions {
+        fwmark: fwmark.then_some(policy_routing.fwmark),
+        nonblocking: true,
+        buffer_bytes: Some(SOCKET_BUFFER),
+    }
+}
+
+/// The sockets of every local address: UDP 500 (on the event loop), UDP 4500 and raw ESP
+/// (read by the data plane).
+pub(super) struct Sockets {
+    pub(super) ike500: Vec<(SocketAddr, MioUdp)>,
+    pub(super) nat_t: HashMap<IpAddr, Arc<UdpSocket>>,
+    pub(super) raw: HashMap<IpAddr, Arc<RawEsp>>,
+}
+
+/// Binds the sockets, one set per local address.
+pub(super) fn open_sockets(cfg: &Config, opts: &SocketOptions) -> Result<Sockets, DaemonError> {
+    let mut locals: Vec<IpAddr> = cfg.connections.iter().map(|c| c.local_addr).collect();
+    locals.sort();
+    locals.dedup();
+    let mut ike500 = Vec::new();
+    let mut nat_t = HashMap::new();
+    let mut raw = HashMap::new();
+    for &ip in &locals {
+        let s =
+            socket::bind_ike(ip, opts).map_err(|e| DaemonError::Io("binding UDP 500/4500", e))?;
+        ike500.push((SocketAddr::new(ip, 500), MioUdp::from_std(s.ike)));
+        nat_t.insert(ip, Arc::new(s.nat_t));
+        raw.insert(
+            ip,
+            Arc::new(RawEsp::open(ip, opts).map_err(|e| DaemonError::Io("raw ESP socket", e))?),
+        );
+    }
+    Ok(Sockets { ike500, nat_t, raw })
+}
+
+/// The TUN devices of all connections, their queues per outbound lane, and each connection's
+/// state with its installed routes.
+pub(super) struct Tunnels {
+    /// Per outbound lane: its queue of every device.
+    pub(super) lane_queues: Vec<Vec<Arc<Tun>>>,
+    /// Per device: its queues.
+    pub(super) tuns: Vec<Vec<Arc<Tun>>>,
+    pub(super) tcp_mss: Vec<MssClamp>,
+    pub(super) conns: Vec<ConnState>,
+}
+
+/// TUN devices, addresses and routes. With several workers each device has one queue per
+/// worker and each outbound lane reads its own queue of every device.
+pub(super) fn bring_up_tunnels(
+    cfg: &Config,
+    nl: &mut Netlink,
+    run_state: &mut RunState,
+    policy_routing: &PolicyRouting,
+) -> Result<Tunnels, DaemonError> {
+    let workers = cfg.daemon.workers.get();
+    let mut lane_queues: Vec<Vec<Arc<Tun>>> = vec![Vec::new(); workers];
+    let mut tuns = Vec::new();
+    let mut tcp_mss = Vec::new();
+    let mut conns = Vec::new();
+    for (i, c) in cfg.connections.iter().enumerate() {
+        let (name, address, mtu, routes): (String, _, _, Vec<IpNet>) = match &c.tunnel {
+            Tunnel::RouteBased(r) => (
+                r.interface.clone(),
+                r.address,
+                r.mtu.map(u32::from),
+                r.routes.clone(),
+            ),
+            Tunnel::PolicyBased(p) => (
+                format!("fvpol{i}"),
+                None,
+                None,
+                p.iter().map(|x| x.remote).collect(),
+            ),
+        };
+        let setup = |what: String| DaemonError::Setup {
+            conn: c.name.clone(),
+            what,
+        };
+        let mtu = mtu.unwrap_or_else(|| {
+            let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
+                warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
+                DEFAULT_UNDERLAY_MTU
+            });
+            convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
+        });
+        let queues: Vec<Arc<Tun>> = match open_tun(&name, workers, cfg.daemon.offloads) {
+            Ok(q) => q.into_iter().map(Arc::new).collect(),
+            Err(crate::tun::TunError::SetIff { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                // Taken since `prepare` looked: say by whom.
+                let live = runstate::live_records(&cfg.daemon.run_dir);
+                let live: Vec<&Record> = live.iter().collect();
+                runstate::check_interface(nl, &name, &live)?;
+                return Err(setup(format!("TUN {name}: {source}")));
+            }
+            Err(e) => return Err(setup(format!("TUN {name}: {e}"))),
+        };
+        let Some(tun) = queues.first().cloned() else {
+            return Err(setup(format!("TUN {name}: no queue opened")));
+        };
+        for (lane, q) in lane_queues.iter_mut().zip(&queues) {
+            lane.push(q.clone());
+        }
+        let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
+        run_state.record.interfaces.push(LinkRecord {
+            name: name.clone(),
+            ifindex,
+        });
+        run_state.save()?;
+        tun.set_mtu(nl, mtu)
+            .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
+        tun.set_txqueuelen(nl, TUN_TXQUEUELEN)
+            .map_err(|e| setup(format!("txqueuelen of {name}: {e}")))?;
+        if let Some(a) = address {
+            nl.add_address(ifindex, a)
+                .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
+        }
+        tun.up(nl)
+            .map_err(|e| setup(format!("bringing {name} up: {e}")))?;
+        let installed = routing::setup(nl, ifindex, &routes, policy_routing).map_err(|e| {
+            let hint = if runstate::is_exists(&e) {
+                " (it is already there and no ferrovpn recorded it; ferrovpn will not remove \
+                     it)"
+            } else {
+                ""
+            };
+            setup(format!("routes via {name}: {e}{hint}"))
+        })?;
+        // Recorded after they exist, never before: a kill in between leaks a rule (refused
+        // with a clear error next time) rather than recording one someone else may have made.
+        for c in &installed.changes {
+            if let Change::Rule(r) = c {
+                run_state.record.add_rule(*r);
+            }
+        }
+        run_state.save()?;
+        info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+        tuns.push(queues);
+        tcp_mss.push(convert::mss_clamp(c.tcp_mss, mtu));
+        conns.push(ConnState {
+            cfg: c.clone(),
+            tun: Some(tuns.len() - 1),
+            routing: Some(installed),
+            pairs: Vec::new(),
+            retry_at: None,
+            backoff: Duration::from_secs(5),
+            last_failure: None,
+        });
+    }
+    Ok(Tunnels {
+        lane_queues,
+        tuns,
+        tcp_mss,
+        conns,
+    })
+}

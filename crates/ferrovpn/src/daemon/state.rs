@@ -1,0 +1,49 @@
+//! The state of the control thread: the IKE endpoint, the per-connection state, the SAD and
+//! the sockets IKE uses. Its methods live by job: `event_loop` (waiting and dispatching),
+//! `events` (acting on endpoint events), `install` (SAs into the data plane), `observe`
+//! (metrics and key export).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use ferrovpn_esp::{MonotonicClock, SaHandle, Sad};
+use ferrovpn_ike::Endpoint;
+use mio::net::UdpSocket as MioUdp;
+use mio::Token;
+
+use super::conn::ConnState;
+use super::dataplane::Shared;
+use super::{history, metrics, recovery, save_keys};
+
+pub(super) const WAKER: Token = Token(0);
+pub(super) const SIGNALS: Token = Token(1);
+/// UDP 500 sockets use tokens from here on.
+pub(super) const IKE_BASE: usize = 16;
+
+/// The control thread: everything the event loop reads and changes.
+pub(super) struct Daemon {
+    pub(super) endpoint: Endpoint,
+    pub(super) conns: Vec<ConnState>,
+    pub(super) sad: Arc<Sad>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) clock: Arc<MonotonicClock>,
+    pub(super) ike500: Vec<(SocketAddr, MioUdp)>,
+    pub(super) nat_t: HashMap<IpAddr, Arc<UdpSocket>>,
+    pub(super) started: Instant,
+    pub(super) stop: bool,
+    /// Inbound SAs installed after QM2, waiting for QM3: (connection, message ID, handle).
+    pub(super) early_inbound: Vec<(usize, u32, SaHandle)>,
+    pub(super) events: metrics::EventCounters,
+    pub(super) key_export: Option<save_keys::KeyExport>,
+    /// Connection of each initiator cookie seen, for log lines after the SA is gone.
+    pub(super) cookie_conns: HashMap<[u8; 8], usize>,
+    /// Recent IKE events and ESP counter samples per connection, for `history`/`diagnose`.
+    pub(super) history: history::History,
+    /// How long an unanswered IKE message is retransmitted (for `diagnose`).
+    pub(super) give_up: Duration,
+    /// ESP with unknown SPIs reported by the data plane (invalid-SPI recovery).
+    pub(super) unknown_spi_rx: Receiver<recovery::UnknownSpi>,
+}

@@ -1,0 +1,133 @@
+//! Failures of phase 1 authentication: pre-shared key or identity mismatch.
+
+use super::evidence::{failure_line, messages_of, Facts};
+use super::verdict::{verdict, Severity, Verdict};
+
+/// `psk-mismatch`: silence after MM5, our first encrypted message; `probe` as in the record.
+pub(super) fn psk_silent(f: &Facts, probe: Option<String>) -> Verdict {
+    let Facts {
+        c,
+        h,
+        r,
+        now_ms,
+        peer,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        match probe.as_deref() {
+            Some("answered") => format!(
+                "pre-shared key (or identity) mismatch: {peer} answered MM1 and MM3 but not MM5 (our first encrypted message), while a fresh MM1 to its UDP 4500 was answered: UDP 4500 passes, so {peer} could not decrypt or verify MM5"
+            ),
+            _ => format!(
+                "the peer answered MM1 and MM3 but stopped answering after MM5 (our first encrypted message): most likely the pre-shared keys differ and {peer} cannot decrypt MM5"
+            ),
+        },
+    );
+    v.evidence.push(format!("cookies {}", r.cookies));
+    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 8));
+    if probe.as_deref() == Some("answered") {
+        v.evidence.push(
+            "probe: a fresh MM1 (own cookie) sent to the peer's UDP 4500 while MM5 went unanswered got an answer: UDP 4500 is not blocked".into(),
+        );
+    }
+    v.next = vec![
+        "compare the pre-shared key on both sides (psk / psk_file here); the peer's log should show a decryption or HASH failure for these cookies".into(),
+        "if the keys are equal, check that the peer expects our identity (local_id here, ID payload in MM5)".into(),
+    ];
+    v
+}
+
+/// `psk-mismatch`: phase 1 authentication failed here or at the peer.
+pub(super) fn psk(f: &Facts, ours_detail: Option<String>, notify: Option<String>) -> Verdict {
+    let Facts {
+        c,
+        h,
+        r,
+        now_ms,
+        peer: _,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        "pre-shared key mismatch: phase 1 authentication failed (MM5/MM6 do not decrypt or HASH_I/HASH_R do not verify)".into(),
+    );
+    if let Some(d) = ours_detail {
+        v.evidence
+            .push(format!("here: {d} (cookies {})", r.cookies));
+    }
+    if let Some(n) = notify {
+        v.evidence.push(format!(
+            "the peer sent {n} on cookies {}: it could not verify our MM5",
+            r.cookies
+        ));
+    }
+    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    v.next = vec![
+        "set the same pre-shared key on both sides (psk / psk_file here), then watch `ferrovpn history`".into(),
+        "if the keys are equal, the peer may pick another key by our identity: check local_id here against the peer's remote id".into(),
+    ];
+    v
+}
+
+/// `identity-mismatch`: the peer authenticated with another identity than configured.
+pub(super) fn identity(f: &Facts, expected: String, received: String) -> Verdict {
+    let Facts {
+        c,
+        r,
+        peer: _,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!("identity mismatch: the peer authenticated as {received}, the configuration expects {expected}"),
+    );
+    v.evidence
+        .push(format!("{} (cookies {})", failure_line(r), r.cookies));
+    let as_config = if received.parse::<std::net::IpAddr>().is_ok() || received.contains(':') {
+        received.clone()
+    } else if received.contains('@') {
+        format!("userfqdn:{received}")
+    } else {
+        format!("fqdn:{received}")
+    };
+    v.next = vec![format!(
+        "set remote_id = \"{as_config}\" here if that identity is right, or change the peer's local identity to {expected}"
+    )];
+    v
+}
+
+/// `identity-mismatch`: the peer refused our phase 1 identity (INVALID-ID-INFORMATION).
+pub(super) fn id_info_phase1(f: &Facts) -> Verdict {
+    let Facts {
+        c,
+        r,
+        peer: _,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        "identity mismatch: the peer refused our phase 1 identity (INVALID-ID-INFORMATION)".into(),
+    );
+    v.evidence.push(format!(
+        "INVALID-ID-INFORMATION on cookies {} before phase 1 completed; our identity: {}",
+        r.cookies, c.local_id
+    ));
+    v.next = vec![format!(
+        "make the peer's remote identity for us equal {} (local_id here)",
+        c.local_id
+    )];
+    v
+}

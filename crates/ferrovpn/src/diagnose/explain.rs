@@ -1,0 +1,71 @@
+//! From a classified failure record to its [`Verdict`]: one function per known failure, grouped
+//! by what failed (the path, authentication, or what the peer refused).
+
+use super::classify::Kind;
+use super::evidence::{ago, Facts};
+use super::verdict::Verdict;
+use super::{auth, path, refusal};
+use crate::snapshot::{ConnSnapshot, Record, What};
+
+pub(super) fn explain(
+    c: &ConnSnapshot,
+    now_ms: u64,
+    i: usize,
+    kind: Kind,
+    repeats: usize,
+) -> Verdict {
+    let h = &c.history;
+    let fallback = Record {
+        t_ms: now_ms,
+        unix_ms: 0,
+        cookies: String::new(),
+        message_id: 0,
+        what: What::InitialContact,
+    };
+    let r = h.get(i).unwrap_or(&fallback);
+    let peer = &c.remote_addr;
+    let code = kind.code();
+    let f = Facts {
+        c,
+        h,
+        r,
+        i,
+        now_ms,
+        peer,
+        code,
+    };
+    let mut v = match kind {
+        Kind::Unreachable => path::unreachable(&f),
+        Kind::Udp4500Blocked => path::udp4500_blocked(&f),
+        Kind::PskSilent { probe } => auth::psk_silent(&f, probe),
+        Kind::Unprocessable {
+            message,
+            reason,
+            notify,
+        } => refusal::unprocessable(&f, message, reason, notify),
+        Kind::RemoteAccess { detail } => refusal::remote_access(&f, detail),
+        Kind::Stalled(m) => path::stalled(&f, m),
+        Kind::NoProposal {
+            phase1,
+            ours,
+            theirs,
+        } => refusal::no_proposal(&f, phase1, ours, theirs),
+        Kind::Psk {
+            ours_detail,
+            notify,
+        } => auth::psk(&f, ours_detail, notify),
+        Kind::Identity { expected, received } => auth::identity(&f, expected, received),
+        Kind::IdInfoPhase1 => auth::id_info_phase1(&f),
+        Kind::Selectors { ours, theirs } => refusal::selectors(&f, ours, theirs),
+        Kind::PeerDead => path::peer_dead(&f),
+        Kind::Expired { what } => path::expired(&f, what),
+        Kind::Other(text) => refusal::other(&f, text),
+    };
+    if repeats > 1 {
+        v.evidence.push(format!(
+            "seen {repeats} times since the tunnel last worked (last {})",
+            ago(now_ms, r.t_ms)
+        ));
+    }
+    v
+}

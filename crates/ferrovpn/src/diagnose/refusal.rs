@@ -1,0 +1,153 @@
+//! What the peer refused or could not process: proposals, traffic selectors, messages ferrovpn
+//! cannot handle, remote access, and any other failure.
+
+use super::evidence::{ago, failure_line, messages_of, Facts};
+use super::verdict::{verdict, Severity, Verdict};
+
+/// `unprocessable`: the peer sent a message ferrovpn cannot process.
+pub(super) fn unprocessable(
+    f: &Facts,
+    message: String,
+    reason: String,
+    notify: Option<String>,
+) -> Verdict {
+    let Facts {
+        c,
+        r,
+        now_ms,
+        peer,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!("{peer} sent a {message} that ferrovpn cannot process: {reason}"),
+    );
+    v.evidence.push(format!(
+        "{message} on {} mid {:08x} ({}), {}",
+        r.cookies,
+        r.message_id,
+        ago(now_ms, r.t_ms),
+        match &notify {
+            Some(n) => format!("answered with a protected {n}"),
+            None => "no notify applies".into(),
+        }
+    ));
+    v.next = vec![
+        format!("read the peer's log for cookies {}: its {message} carries something ferrovpn does not implement or the peer built it wrongly", r.cookies),
+        "an ESP proposal with no transform usually means the peer is configured with a cipher IKEv1 cannot name (e.g. chacha20poly1305 in strongSwan's IKEv1): use a cipher both sides support in IKEv1, e.g. aes128gcm16 or aes256-sha256".into(),
+    ];
+    v
+}
+
+/// `remote-access`: the peer expects XAuth / Mode Config.
+pub(super) fn remote_access(f: &Facts, detail: String) -> Verdict {
+    let Facts {
+        c, r, peer, code, ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!("{peer} expects XAuth/Mode Config — remote access, which ferrovpn does not support (site-to-site PSK only)"),
+    );
+    v.evidence.push(format!("{detail} (cookies {})", r.cookies));
+    v.next = vec![
+        "configure the peer for a site-to-site connection with a pre-shared key only (no xauth round, no mode config / virtual IP)".into(),
+    ];
+    v
+}
+
+/// `no-proposal-chosen`: no phase 1 or Quick Mode proposal in common.
+pub(super) fn no_proposal(
+    f: &Facts,
+    phase1: bool,
+    ours: String,
+    theirs: Option<String>,
+) -> Verdict {
+    let Facts {
+        c, r, peer, code, ..
+    } = *f;
+    let which = if phase1 {
+        "phase 1 (IKE)"
+    } else {
+        "Quick Mode (ESP)"
+    };
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!("NO-PROPOSAL-CHOSEN: no {which} proposal in common with {peer}"),
+    );
+    v.evidence.push(format!("ours:   {ours}"));
+    v.evidence.push(match &theirs {
+        Some(t) => format!("peer's: {t}"),
+        None => "peer's: not known here (the peer only answered NO-PROPOSAL-CHOSEN); run ferrovpn diagnose on the peer or read its log".into(),
+    });
+    v.evidence
+        .push(format!("{} (cookies {})", failure_line(r), r.cookies));
+    v.next = vec![format!(
+        "make one proposal identical on both sides: the `{}` key here and the peer's {} proposals (cipher, hash/integrity, DH group{})",
+        if phase1 { "ike" } else { "esp" },
+        if phase1 { "IKE" } else { "ESP" },
+        if phase1 { "" } else { ", PFS group" }
+    )];
+    v
+}
+
+/// `selectors-refused`: Quick Mode refused for its traffic selectors.
+pub(super) fn selectors(f: &Facts, ours: String, theirs: Option<String>) -> Verdict {
+    let Facts {
+        c,
+        r,
+        peer: _,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        "Quick Mode refused for traffic selectors (INVALID-ID-INFORMATION): the subnets do not match".into(),
+    );
+    v.evidence.push(format!("ours:   {ours}"));
+    v.evidence.push(match &theirs {
+        Some(t) => format!("peer's: {t}"),
+        None => "peer's: not known here (the peer only answered INVALID-ID-INFORMATION); run ferrovpn diagnose on the peer".into(),
+    });
+    v.evidence.push(format!(
+        "{} (cookies {}, message ID {:08x})",
+        failure_line(r),
+        r.cookies,
+        r.message_id
+    ));
+    v.next = vec![
+        "the selectors must mirror each other exactly (ferrovpn does not narrow): our local is the peer's remote and our remote is the peer's local, with the same prefix lengths".into(),
+    ];
+    v
+}
+
+/// `failed`: any other failure, with its messages.
+pub(super) fn other(f: &Facts, text: String) -> Verdict {
+    let Facts {
+        c,
+        h,
+        r,
+        now_ms,
+        peer,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!("negotiation with {peer} failed: {text}"),
+    );
+    v.evidence.push(format!("cookies {}", r.cookies));
+    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    v.next = vec!["read the daemon log of both sides for these cookies".into()];
+    v
+}

@@ -1,0 +1,107 @@
+//! This process and its threads: who it runs as, `up --daemon`'s fork and detach, and CPU
+//! pinning of data plane threads.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// The effective uid of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A pipe whose two ends (read, write) close on exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into fds, which has room for two; checked below.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [rd, wr] = fds;
+    // SAFETY: both descriptors are fresh from pipe2 and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(rd), OwnedFd::from_raw_fd(wr)) })
+}
+
+/// Which side of a [`fork`] this is.
+pub enum Forked {
+    /// The parent, with the child's pid.
+    Parent(libc::pid_t),
+    Child,
+}
+
+/// Threads of this process, from `/proc/self/task`.
+fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// fork(2), refused unless this process has one thread: the child of a multithreaded process
+/// may find locks held by threads that do not exist there.
+pub fn fork() -> io::Result<Forked> {
+    if thread_count()? != 1 {
+        return Err(io::Error::other("other threads are running"));
+    }
+    // SAFETY: the process has a single thread (checked above), so the child is a complete copy
+    // of it and may run any code.
+    match unsafe { libc::fork() } {
+        pid if pid < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Waits for the child `pid` and returns its raw wait status (0 when waitpid fails).
+pub fn wait_child(pid: libc::pid_t) -> libc::c_int {
+    let mut status = 0;
+    // SAFETY: waits for our own child; status is a valid, exclusively borrowed out pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    status
+}
+
+/// Leaves the caller's session and terminal (setsid), changes to `/` and points stdin and
+/// stdout at /dev/null. Failures leave the process attached, which is harmless, so they are
+/// ignored.
+pub fn detach() {
+    // SAFETY: setsid takes no arguments; chdir and open get NUL-terminated literals; dup2 and
+    // close operate on descriptors this process owns (`null` is ours until closed here).
+    unsafe {
+        libc::setsid();
+        libc::chdir(c"/".as_ptr());
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, libc::STDIN_FILENO);
+            libc::dup2(null, libc::STDOUT_FILENO);
+            libc::close(null);
+        }
+    }
+}
+
+/// The CPUs this thread may run on; empty when the kernel does not say.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity fills it.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is this thread; the size is that of the set passed.
+    let ok = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) } == 0;
+    if !ok {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: i < CPU_SETSIZE, inside the set.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &allowed) })
+        .collect()
+}
+
+/// Pins the calling thread to `cpu` (below `CPU_SETSIZE`, as [`allowed_cpus`] returns).
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: cpu < CPU_SETSIZE (checked above).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; the size is that of the set passed.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
