@@ -94,14 +94,12 @@ impl Collector for Replay {
                 for (l, v) in &f.samples {
                     ConstCounter::new(*v).encode(m.encode_family(l)?)?;
                 }
-                let _ = &mut m;
             } else {
                 let probe = ConstGauge::new(0i64);
                 let mut m = enc.encode_descriptor(name, &f.help, None, probe.metric_type())?;
                 for (l, v) in &f.samples {
                     ConstGauge::new(*v as i64).encode(m.encode_family(l)?)?;
                 }
-                let _ = &mut m;
             }
         }
         Ok(())
@@ -131,7 +129,7 @@ fn main() {
                 pairs: vec![SaPair {
                     spi_in: 0xc65cbcd3,
                     spi_out: 1,
-                    inbound: stats.clone(),
+                    inbound: stats,
                     outbound: stats,
                 }],
                 events: events.clone(),

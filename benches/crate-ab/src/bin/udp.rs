@@ -9,7 +9,6 @@
 //! Usage: udp ADDR ROUNDS PACKETS SIZE — alternates ours / quinn / quinn-copy ROUNDS times,
 //! prints each run, then the median packets/s of each and the ratios.
 
-use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -186,7 +185,6 @@ fn main() {
                 100.0 * got / sent
             );
         }
-        let _ = IoSlice::new(&[]);
     }
     stop.store(true, Ordering::Relaxed);
     drain.join().unwrap();
