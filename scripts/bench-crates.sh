@@ -7,10 +7,11 @@
 #   udp   UDP GSO send: ferrovpn's sendmmsg batch vs quinn-udp (alternating rounds, medians)
 #   tun   TUN write/read pkt/s: ferrovpn::tun vs tun-rs (alternating rounds, medians)
 #   gso   TSO super-packet split in memory: esp::offload::Segmenter vs tun-rs gso_split
+#   gro   TUN write with GRO (IFF_VNET_HDR): esp::offload::Gro + writev vs tun-rs send_multiple
 #   pcap  capture reading: decode/capture.rs vs pcap-file, same files + damaged copies
 #   prom  exposition: daemon/metrics vs prometheus-client's Prometheus text encoder
 # Env: ROUNDS (default 7), PACKETS (default 400000), SIZE (default 1400), BENCHES (default
-# "prom pcap gso udp tun").
+# "prom pcap gso udp tun gro").
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/lib/netns.sh"
@@ -18,7 +19,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS="${ROUNDS:-7}"
 PACKETS="${PACKETS:-400000}"
 SIZE="${SIZE:-1400}"
-BENCHES="${BENCHES:-prom pcap gso udp tun}"
+BENCHES="${BENCHES:-prom pcap gso udp tun gro}"
 
 cargo build --release --quiet --manifest-path "$ROOT/benches/crate-ab/Cargo.toml" \
     --target-dir "$ROOT/target"
@@ -42,7 +43,7 @@ for b in $BENCHES; do
         echo "== gso"
         "$BIN/gso" "$ROUNDS" 50000
         ;;
-    udp | tun)
+    udp | tun | gro)
         require_root_or_skip "bench-crates.sh $b needs a network namespace"
         if [ -z "${FV_ID:-}" ]; then fv_init; fi
         ns="${FV_ID}$b"
@@ -51,8 +52,10 @@ for b in $BENCHES; do
         if [ "$b" = udp ]; then
             ip -n "$ns" addr add 192.0.2.1/32 dev lo
             ip netns exec "$ns" "$BIN/udp" 192.0.2.1:4500 "$ROUNDS" "$PACKETS" "$SIZE"
-        else
+        elif [ "$b" = tun ]; then
             ip netns exec "$ns" "$BIN/tun" "$ROUNDS" "$((PACKETS / 2))" "$SIZE"
+        else
+            ip netns exec "$ns" "$BIN/gro" "$ROUNDS" "$((PACKETS / 64))"
         fi
         ;;
     *)
