@@ -1,6 +1,7 @@
 //! Capture files as tcpdump, dumpcap and tshark write them: classic pcap (both byte orders,
 //! microsecond and nanosecond magic) and pcapng (SHB, IDB, EPB, SPB and the obsolete PB).
-//! Every length is checked before use; malformed files are errors, never panics.
+//! Every length is checked before use; malformed files are errors, never panics. Hand-written
+//! rather than pcap-file: see docs/DEPENDENCIES.md ("Well-kept crates, measured").
 
 use std::fmt;
 
