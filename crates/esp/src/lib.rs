@@ -42,6 +42,7 @@ pub mod pipeline;
 pub mod replay;
 mod sa;
 mod sad;
+mod tunnel;
 
 #[cfg(not(any(feature = "ring", feature = "rustcrypto")))]
 compile_error!("enable feature `ring` (default) or `rustcrypto`");
