@@ -337,6 +337,7 @@ impl Sa {
         Ok(s)
     }
 
+    #[cfg(feature = "test-support")]
     pub(crate) fn set_next_seq(&self, seq: u64) {
         self.next_seq.store(seq, Relaxed);
     }

@@ -55,7 +55,7 @@ impl Sa {
         }
         let seq_hi = self.esn.then_some((seq >> 32) as u32);
         c.seal(data, seq_hi)?;
-        pkt.tunnel = Some((self.tunnel, self.encap));
+        pkt.set_tunnel((self.tunnel, self.encap));
         self.account(inner_len, now);
         Ok(())
     }
@@ -122,8 +122,7 @@ impl Sa {
             .ok_or(EspError::BadInnerPacket)?;
         let start = d.payload.start;
         pkt.narrow(start..start.saturating_add(inner_len));
-        pkt.next_header = d.next_header;
-        pkt.sa = Some(self.handle);
+        pkt.set_decapsulated(self.handle, d.next_header);
         pkt.seq = seq;
         Ok(())
     }

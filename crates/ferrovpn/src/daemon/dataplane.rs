@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
+use std::marker::PhantomData;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -249,7 +250,7 @@ impl TunSource {
             match pd.segments.next_into(packet, p.spare_mut()) {
                 Some(Ok(n)) => {
                     p.set_len(n);
-                    p.sa = Some(pd.sa);
+                    p.set_sa(pd.sa);
                     pd.mss.apply(p.data_mut());
                 }
                 Some(Err(_)) => {
@@ -280,7 +281,7 @@ impl TunSource {
                     p.set_len(n);
                     match policy_for(policies, i, p.data()) {
                         Some(h) => {
-                            p.sa = Some(h);
+                            p.set_sa(h);
                             clamp_mss(&self.shared, i, p);
                         }
                         None => {
@@ -384,14 +385,17 @@ struct Msg {
     dst: SocketAddr,
 }
 
-/// Up to `MMSG` outgoing datagrams for one socket, sent with one `sendmmsg`.
-struct SendList {
+/// Up to `MMSG` outgoing datagrams for one socket, sent with one `sendmmsg`. The iovecs
+/// point into packet data borrowed for `'a`, so the borrow checker keeps every queued buffer
+/// alive (and unmodified) until the list is flushed or dropped.
+struct SendList<'a> {
     fd: RawFd,
     udp: bool,
     msgs: [Option<Msg>; MMSG],
     nmsgs: usize,
     iovs: [libc::iovec; MMSG],
     niovs: usize,
+    _data: PhantomData<&'a [u8]>,
 }
 
 /// Control message space for one `UDP_SEGMENT` (u16) value, 8-byte aligned.
@@ -399,7 +403,7 @@ struct SendList {
 #[derive(Clone, Copy)]
 struct GsoCmsg([u8; 32]);
 
-impl SendList {
+impl<'a> SendList<'a> {
     fn new() -> Self {
         SendList {
             fd: -1,
@@ -411,12 +415,13 @@ impl SendList {
                 iov_len: 0,
             }; MMSG],
             niovs: 0,
+            _data: PhantomData,
         }
     }
 
-    /// Queues `data` (borrowed until the next `flush`) for `dst` on `fd`, flushing first when
+    /// Queues `data` (borrowed as long as the list lives) for `dst` on `fd`, flushing first when
     /// the list is full or belongs to another socket.
-    fn push(&mut self, fd: RawFd, udp: bool, data: &[u8], dst: SocketAddr, errors: &AtomicU64) {
+    fn push(&mut self, fd: RawFd, udp: bool, data: &'a [u8], dst: SocketAddr, errors: &AtomicU64) {
         if self.nmsgs > 0 && (fd != self.fd || self.niovs == MMSG) {
             self.flush(errors);
         }
@@ -507,7 +512,7 @@ impl SendList {
         let mut waited = false;
         while done < n {
             // SAFETY: hdrs[done..n] point at live iovecs, addresses and cmsgs; the iovecs
-            // point at packet data borrowed for the duration of the batch.
+            // point at packet data borrowed for 'a, which outlives this list.
             let r = unsafe {
                 libc::sendmmsg(
                     self.fd,
@@ -582,7 +587,9 @@ impl PacketSink for EspSink {
         let errors = &self.shared.counters.send_errors;
         let mut list = SendList::new();
         for p in batch.ok_packets() {
-            let Some((t, encap)) = p.tunnel else { continue };
+            let Some((t, encap)) = p.tunnel() else {
+                continue;
+            };
             let (fd, udp, dst) = match encap {
                 Encap::Raw => match self.shared.raw.get(&t.local) {
                     Some(raw) => (raw.as_raw_fd(), false, SocketAddr::new(t.remote, 0)),
@@ -1086,7 +1093,7 @@ impl PacketSink for TunSink {
             let mut last: Option<(SaHandle, Option<usize>)> = None;
             self.dest.clear();
             self.dest.extend(batch.packets().iter().map(|p| {
-                let h = p.sa.filter(|_| p.verdict == Verdict::Ok)?;
+                let h = p.sa().filter(|_| p.verdict() == Verdict::Ok)?;
                 let tun = match last {
                     Some((lh, t)) if lh == h => t,
                     _ => {
@@ -1121,7 +1128,7 @@ impl PacketSink for TunSink {
             if !batch
                 .packets()
                 .get(i)
-                .is_some_and(|p| p.verdict == Verdict::Ok)
+                .is_some_and(|p| p.verdict() == Verdict::Ok)
             {
                 continue;
             }
