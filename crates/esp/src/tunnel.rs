@@ -8,6 +8,7 @@ use crate::cipher::ESP_HEADER_LEN;
 use crate::clock::Timestamp;
 use crate::error::EspError;
 use crate::esp::{NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
+use crate::ip::{version, Ipv4Packet, Ipv6Packet, IPV4_MIN_HEADER};
 use crate::packet::{emit_header, EspPacket, PacketBuf};
 use crate::sa::Sa;
 
@@ -20,7 +21,7 @@ impl Sa {
     fn encap_inner(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
         self.refuse_if_expired(now)?;
         let inner_len = pkt.len();
-        let nh = match pkt.data().first().map(|b| b >> 4) {
+        let nh = match version(pkt.data()) {
             None => return Err(EspError::Truncated),
             Some(4) => NEXT_HEADER_IPV4,
             Some(6) => NEXT_HEADER_IPV6,
@@ -100,26 +101,19 @@ impl Sa {
         c.decrypt(pkt.data_mut(), seq_hi)?;
         let d = c.trailer(pkt.data())?;
         let inner = pkt.data().get(d.payload.clone()).unwrap_or_default();
-        let version = inner.first().map(|b| b >> 4);
-        let inner_len = match (d.next_header, version) {
+        // The inner header's length field; a short inner packet reads as too short and is
+        // refused below with the rest.
+        let inner_len = match (d.next_header, version(inner)) {
             (NEXT_HEADER_NONE, _) => return Err(EspError::Dummy),
-            (NEXT_HEADER_IPV4, Some(4)) => match inner.get(2..4) {
-                Some(&[hi, lo]) => Some(usize::from(u16::from_be_bytes([hi, lo]))),
-                _ => None,
-            },
-            (NEXT_HEADER_IPV6, Some(6)) => match inner.get(4..6) {
-                Some(&[hi, lo]) => {
-                    Some(usize::from(u16::from_be_bytes([hi, lo])).saturating_add(40))
-                }
-                _ => None,
-            },
+            (NEXT_HEADER_IPV4, Some(4)) => Ipv4Packet::new_unchecked(inner).total_len(),
+            (NEXT_HEADER_IPV6, Some(6)) => Ipv6Packet::new_unchecked(inner).total_len(),
             (NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6, _) => return Err(EspError::BadInnerPacket),
             _ => return Err(EspError::BadNextHeader),
         };
         // Bytes after the inner packet are TFC padding (RFC 4303 §2.7) and are dropped.
-        let inner_len = inner_len
-            .filter(|l| *l <= inner.len() && *l >= 20)
-            .ok_or(EspError::BadInnerPacket)?;
+        if inner_len > inner.len() || inner_len < IPV4_MIN_HEADER {
+            return Err(EspError::BadInnerPacket);
+        }
         let start = d.payload.start;
         pkt.narrow(start..start.saturating_add(inner_len));
         pkt.set_decapsulated(self.handle, d.next_header);

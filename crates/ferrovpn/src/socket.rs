@@ -8,6 +8,8 @@ use std::mem::{size_of, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use ferrovpn_esp::ip::Ipv4Packet;
+
 /// IKE port (RFC 2409).
 pub const IKE_PORT: u16 = 500;
 /// NAT-T port (RFC 3947 §4).
@@ -299,11 +301,10 @@ impl RawEsp {
         let offset = if self.v6 {
             0
         } else {
-            let ihl = buf.first().map(|b| usize::from(b & 0x0f) * 4).unwrap_or(0);
-            if ihl < 20 || ihl > len {
-                return Err(bad("truncated IPv4 header"));
+            match buf.get(..len).map(Ipv4Packet::new_checked) {
+                Some(Ok(ip)) => ip.header_len(),
+                _ => return Err(bad("truncated IPv4 header")),
             }
-            ihl
         };
         Ok(EspDatagram { src, offset, len })
     }

@@ -13,12 +13,13 @@ use std::collections::HashMap;
 use std::io;
 use std::marker::PhantomData;
 use std::mem::size_of;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::Sender;
+use ferrovpn_esp::ip::{IpPacket, Ipv4Packet, IPV6_HEADER};
 use ferrovpn_esp::mss::MssClamp;
 use ferrovpn_esp::nat_t::{classify, UdpPayload};
 use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, VNET_HDR_LEN};
@@ -180,19 +181,8 @@ fn wait_writable(fd: RawFd, ms: i32) -> bool {
 
 /// (source, destination) of an IPv4/IPv6 packet; None when it is neither.
 fn addresses(p: &[u8]) -> Option<(IpAddr, IpAddr)> {
-    match p.first()? >> 4 {
-        4 => {
-            let s: [u8; 4] = p.get(12..16)?.try_into().ok()?;
-            let d: [u8; 4] = p.get(16..20)?.try_into().ok()?;
-            Some((IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d))))
-        }
-        6 => {
-            let s: [u8; 16] = p.get(8..24)?.try_into().ok()?;
-            let d: [u8; 16] = p.get(24..40)?.try_into().ok()?;
-            Some((IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d))))
-        }
-        _ => None,
-    }
+    let ip = IpPacket::new_checked(p).ok()?;
+    Some((ip.src_addr(), ip.dst_addr()))
 }
 
 /// The newest outbound policy of TUN `i` that covers `packet`.
@@ -919,7 +909,8 @@ impl EspSource {
                 let esp = if truncated {
                     false
                 } else if raw_v4 {
-                    let ihl = ih.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
+                    // Only the header length: the options (if any) are in the packet buffer.
+                    let ihl = Ipv4Packet::new_unchecked(&ih[..]).header_len();
                     if ihl < IPV4_HEADER || len < ihl {
                         false
                     } else {
@@ -1190,20 +1181,22 @@ fn flow_hash(p: &[u8]) -> u32 {
             b.iter().fold(0u32, |h, &x| h.rotate_left(8) ^ u32::from(x))
         })
     };
-    let (addrs, proto, l4) = match p.first().map(|b| b >> 4) {
-        Some(4) => {
-            let ihl = usize::from(p.first().copied().unwrap_or(0) & 0x0f) * 4;
-            let frag = word(6..8) & 0x3fff != 0;
-            let l4 = (!frag).then_some(ihl);
-            (word(12..16) ^ word(16..20), p.get(9).copied(), l4)
+    let fold = |b: &[u8]| b.iter().fold(0u32, |h, &x| h.rotate_left(8) ^ u32::from(x));
+    let (addrs, proto, l4) = match IpPacket::new_checked(p) {
+        Ok(IpPacket::V4(ip)) => {
+            let l4 = (!ip.is_fragment()).then_some(ip.header_len());
+            let a = fold(&ip.src_addr().octets()) ^ fold(&ip.dst_addr().octets());
+            (a, Some(ip.protocol()), l4)
         }
-        Some(6) => {
-            let a = (8..24)
-                .step_by(4)
-                .fold(0, |h, o| h ^ word(o..o + 4) ^ word(o + 16..o + 20));
-            (a, p.get(6).copied(), Some(40))
+        Ok(IpPacket::V6(ip)) => {
+            let (s, d) = (ip.src_addr().octets(), ip.dst_addr().octets());
+            let a = s
+                .chunks(4)
+                .zip(d.chunks(4))
+                .fold(0, |h, (s, d)| h ^ fold(s) ^ fold(d));
+            (a, Some(ip.next_header()), Some(IPV6_HEADER))
         }
-        _ => return 0,
+        Err(_) => return 0,
     };
     let ports = match (proto, l4) {
         (Some(6 | 17), Some(o)) => word(o..o + 2) ^ word(o + 2..o + 4),
@@ -1253,6 +1246,7 @@ fn write_super_packet(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     #[test]
     fn flow_hash_is_the_same_both_ways_and_tells_flows_apart() {
