@@ -75,7 +75,7 @@ impl MssClamp {
 /// Where the TCP segment of a SYN starts and ends in `packet`; None for anything else
 /// (including the cases the module comment lists). Cheap: a few header bytes.
 fn syn_segment(packet: &[u8]) -> Option<(usize, usize)> {
-    let (start, end) = match IpPacket::new_checked(&*packet).ok()? {
+    let (start, end) = match IpPacket::new_checked(packet).ok()? {
         IpPacket::V4(ip) => {
             let (ihl, total) = (ip.header_len(), ip.total_len());
             // Not a whole datagram when fragmented.

@@ -16,4 +16,5 @@ pub mod routing;
 pub mod runstate;
 pub mod secret_file;
 pub mod socket;
+pub mod sys;
 pub mod tun;

@@ -1,7 +1,6 @@
 //! ESP in: `recvmmsg` from the raw sockets and UDP 4500 straight into the pipeline's buffers
 //! (UDP GRO datagrams cut by segment size); IKE found on UDP 4500 goes to the control loop.
 
-use std::mem::size_of;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
@@ -14,7 +13,9 @@ use ferrovpn_esp::{Batch, PacketSource, Recv};
 use ferrovpn_ike::Datagram;
 
 use super::{poll_in, Shared, IKE_QUEUE, LOG_EVERY, MMSG};
-use crate::socket::{enable_udp_gro, socket_addr, RawEsp, UDP_GRO};
+use crate::socket::{enable_udp_gro, RawEsp};
+use crate::sys::mmsg::{recvmmsg, Received, RecvMsg};
+use crate::sys::socket::socket_addr;
 
 /// Raw IPv4 sockets deliver the IP header; without options it is this long.
 const IPV4_HEADER: usize = 20;
@@ -52,36 +53,10 @@ pub struct EspSource {
     gro: GroRecv,
 }
 
-/// Non-blocking `recvmmsg` into the first `room` of `hdrs`, which must point at live buffers
-/// (and addresses/control space if set); the number of messages received.
-fn recv_mmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr], room: usize) -> usize {
-    let room = room.min(hdrs.len());
-    // SAFETY: hdrs[..room] are valid mmsghdrs whose pointers the callers keep alive.
-    let r = unsafe {
-        libc::recvmmsg(
-            fd,
-            hdrs.as_mut_ptr(),
-            room as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if r > 0 {
-        (r as usize).min(room)
-    } else {
-        0
-    }
-}
-
 /// Coalesced datagrams read per `recvmmsg` on a `UDP_GRO` socket.
 const GRO_MSGS: usize = 8;
 /// Largest coalesced datagram (a UDP datagram's limit).
 const GRO_BUF: usize = 65_535;
-
-/// Control message space for the `UDP_GRO` segment size (an int), 8-byte aligned.
-#[repr(C, align(8))]
-#[derive(Clone, Copy)]
-struct GroCmsg([u8; 64]);
 
 /// One coalesced datagram read but not yet cut into the batch.
 #[derive(Clone, Copy)]
@@ -115,22 +90,6 @@ impl GroRecv {
             pending: std::collections::VecDeque::with_capacity(n),
         }
     }
-}
-
-/// The segment size a `UDP_GRO` control message carries, if any.
-fn gro_segment(h: &libc::msghdr) -> Option<usize> {
-    // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG_* macros stay inside it.
-    unsafe {
-        let mut cm = libc::CMSG_FIRSTHDR(h);
-        while !cm.is_null() {
-            if (*cm).cmsg_level == libc::SOL_UDP && (*cm).cmsg_type == UDP_GRO {
-                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<libc::c_int>());
-                return usize::try_from(v).ok().filter(|&v| v > 0);
-            }
-            cm = libc::CMSG_NXTHDR(h, cm);
-        }
-    }
-    None
 }
 
 impl EspSource {
@@ -198,48 +157,27 @@ impl EspSource {
     /// `recvmmsg` of coalesced datagrams from a `UDP_GRO` socket, cut into the batch.
     fn drain_gro(&mut self, fd: RawFd, local: SocketAddr, batch: &mut Batch) {
         while self.flush_gro(batch) && !batch.is_full() {
-            let n = self.gro.bufs.len();
-            // SAFETY: all-zero mmsghdr, iovec, sockaddr_storage are valid values.
-            let mut hdrs: [libc::mmsghdr; GRO_MSGS] = unsafe { std::mem::zeroed() };
-            let mut iovs: [libc::iovec; GRO_MSGS] = unsafe { std::mem::zeroed() };
-            let mut addrs: [libc::sockaddr_storage; GRO_MSGS] = unsafe { std::mem::zeroed() };
-            let mut cmsgs = [GroCmsg([0; 64]); GRO_MSGS];
-            let mut room = 0;
-            for (((h, iov), a), (c, b)) in hdrs
-                .iter_mut()
-                .zip(iovs.iter_mut())
-                .zip(addrs.iter_mut())
-                .zip(cmsgs.iter_mut().zip(self.gro.bufs.iter_mut()))
-                .take(n)
-            {
-                *iov = libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: b.len(),
-                };
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
-                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
-                h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
-                h.msg_hdr.msg_controllen = c.0.len() as _;
-                room += 1;
-            }
+            let room = self.gro.bufs.len().min(GRO_MSGS);
+            let mut bufs = self.gro.bufs.iter_mut();
+            let mut msgs: [RecvMsg<'_>; GRO_MSGS] = std::array::from_fn(|_| match bufs.next() {
+                Some(b) => RecvMsg::new(b),
+                None => RecvMsg::empty(),
+            });
             if room == 0 {
                 return;
             }
-            let got = recv_mmsg(fd, &mut hdrs, room);
-            for (k, (h, a)) in hdrs.iter().zip(addrs.iter()).take(got).enumerate() {
-                let len = h.msg_len as usize;
-                if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len == 0 {
+            let mut meta = [Received::default(); GRO_MSGS];
+            let got = recvmmsg(fd, &mut msgs[..room], &mut meta, true);
+            for (k, r) in meta.iter().take(got).enumerate() {
+                if r.truncated || r.len == 0 {
                     continue;
                 }
-                let segment = gro_segment(&h.msg_hdr).unwrap_or(len);
                 self.gro.pending.push_back(GroDatagram {
                     buf: k,
-                    len,
-                    segment,
+                    len: r.len,
+                    segment: r.gro_segment.unwrap_or(r.len),
                     offset: 0,
-                    from: *a,
+                    from: r.from,
                     local,
                 });
             }
@@ -261,64 +199,41 @@ impl EspSource {
             EspSocket::Udp { local, .. } => Some(*local),
             EspSocket::Raw { .. } => None,
         };
-        // SAFETY: all-zero mmsghdr, iovec and sockaddr_storage are valid values.
-        let mut hdrs: [libc::mmsghdr; MMSG] = unsafe { std::mem::zeroed() };
-        let mut iovs: [[libc::iovec; 2]; MMSG] = unsafe { std::mem::zeroed() };
-        let mut addrs: [libc::sockaddr_storage; MMSG] = unsafe { std::mem::zeroed() };
         let mut ip_headers = [[0u8; IPV4_HEADER]; MMSG];
+        let mut meta = [Received::default(); MMSG];
         while !batch.is_full() {
             let base = batch.len();
             let mut room = 0;
-            while room < MMSG {
-                let Some(p) = batch.push() else { break };
-                let spare = p.spare_mut();
-                let (Some(h), Some(iov), Some(a), Some(ih)) = (
-                    hdrs.get_mut(room),
-                    iovs.get_mut(room),
-                    addrs.get_mut(room),
-                    ip_headers.get_mut(room),
-                ) else {
-                    batch.pop();
-                    break;
-                };
-                let data = libc::iovec {
-                    iov_base: spare.as_mut_ptr().cast(),
-                    iov_len: spare.len(),
-                };
-                // SAFETY: an all-zero msghdr is valid.
-                h.msg_hdr = unsafe { std::mem::zeroed() };
-                if raw_v4 {
-                    // The IPv4 header into its side buffer, the ESP packet into the buffer.
-                    iov[0] = libc::iovec {
-                        iov_base: ih.as_mut_ptr().cast(),
-                        iov_len: IPV4_HEADER,
-                    };
-                    iov[1] = data;
-                    h.msg_hdr.msg_iovlen = 2;
-                } else {
-                    iov[0] = data;
-                    h.msg_hdr.msg_iovlen = 1;
-                }
-                h.msg_hdr.msg_iov = iov.as_mut_ptr();
-                // Raw sockets name the source too: reports of unknown SPIs need it.
-                h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
-                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
+            while room < MMSG && batch.push().is_some() {
                 room += 1;
             }
             if room == 0 {
                 return;
             }
-            // The iovecs point at packet buffers of the batch, untouched until the call returns.
-            let got = recv_mmsg(fd, &mut hdrs, room);
+            let got = {
+                // Disjoint borrows of the new packets' buffers (and the side buffers), held
+                // until the call returns.
+                let pkts = batch
+                    .packets_mut()
+                    .get_mut(base..base + room)
+                    .unwrap_or_default();
+                let mut bufs = pkts.iter_mut().zip(ip_headers.iter_mut());
+                let mut msgs: [RecvMsg<'_>; MMSG] = std::array::from_fn(|_| match bufs.next() {
+                    // The IPv4 header into its side buffer, the ESP packet into the buffer.
+                    Some((p, ih)) if raw_v4 => RecvMsg::with_head(ih, p.spare_mut()),
+                    Some((p, _)) => RecvMsg::new(p.spare_mut()),
+                    None => RecvMsg::empty(),
+                });
+                // Raw sockets name the source too: reports of unknown SPIs need it.
+                recvmmsg(fd, &mut msgs[..room], &mut meta[..room], false)
+            };
             // Keep the ESP packets at the front of what was pushed, in arrival order.
             let mut kept = 0;
             for k in 0..got {
-                let (Some(h), Some(ih), Some(a)) = (hdrs.get(k), ip_headers.get(k), addrs.get(k))
-                else {
+                let (Some(r), Some(ih)) = (meta.get(k), ip_headers.get(k)) else {
                     continue;
                 };
-                let len = h.msg_len as usize;
-                let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+                let (len, truncated, a) = (r.len, r.truncated, &r.from);
                 let Some(p) = batch.packets_mut().get_mut(base + k) else {
                     continue;
                 };
@@ -459,7 +374,7 @@ mod tests {
     use super::super::tests::udp_pair;
     use super::super::{ike_queue, IoCounters};
     use super::*;
-    use crate::socket::sockaddr;
+    use crate::sys::socket::sockaddr;
     use std::collections::HashMap;
     use std::sync::atomic::AtomicU64;
     use std::sync::RwLock;

@@ -1,9 +1,7 @@
 //! ESP out: batches of encapsulated packets to the raw and UDP 4500 sockets with `sendmmsg`,
 //! joining runs of equal-sized ESP-in-UDP packets to one peer with UDP GSO.
 
-use std::io;
-use std::marker::PhantomData;
-use std::mem::size_of;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,10 +10,9 @@ use std::sync::Arc;
 use ferrovpn_esp::{Batch, Encap, PacketSink};
 
 use super::{wait_writable, Shared, MMSG};
-use crate::socket::sockaddr;
+use crate::sys::mmsg::{sendmmsg, SendMsg};
+use crate::sys::socket::send_to;
 
-/// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
-const UDP_SEGMENT: libc::c_int = 103;
 /// Largest UDP GSO send: the kernel's UDP_MAX_SEGMENTS and a 64 KiB datagram.
 const GSO_MAX_SEGMENTS: usize = 64;
 const GSO_MAX_BYTES: usize = 65_000;
@@ -39,23 +36,17 @@ struct Msg {
     dst: SocketAddr,
 }
 
-/// Up to `MMSG` outgoing datagrams for one socket, sent with one `sendmmsg`. The iovecs
-/// point into packet data borrowed for `'a`, so the borrow checker keeps every queued buffer
-/// alive (and unmodified) until the list is flushed or dropped.
+/// Up to `MMSG` outgoing datagrams for one socket, sent with one `sendmmsg`. The slices borrow
+/// the packet data for `'a`, so the borrow checker keeps every queued buffer alive (and
+/// unmodified) until the list is flushed or dropped.
 pub(super) struct SendList<'a> {
     fd: RawFd,
     udp: bool,
     msgs: [Option<Msg>; MMSG],
     nmsgs: usize,
-    iovs: [libc::iovec; MMSG],
+    iovs: [IoSlice<'a>; MMSG],
     niovs: usize,
-    _data: PhantomData<&'a [u8]>,
 }
-
-/// Control message space for one `UDP_SEGMENT` (u16) value, 8-byte aligned.
-#[repr(C, align(8))]
-#[derive(Clone, Copy)]
-struct GsoCmsg([u8; 32]);
 
 impl<'a> SendList<'a> {
     pub(super) fn new() -> Self {
@@ -64,12 +55,8 @@ impl<'a> SendList<'a> {
             udp: false,
             msgs: [None; MMSG],
             nmsgs: 0,
-            iovs: [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MMSG],
+            iovs: [IoSlice::new(&[]); MMSG],
             niovs: 0,
-            _data: PhantomData,
         }
     }
 
@@ -88,10 +75,7 @@ impl<'a> SendList<'a> {
         }
         self.fd = fd;
         self.udp = udp;
-        let iov = libc::iovec {
-            iov_base: data.as_ptr().cast_mut().cast(),
-            iov_len: data.len(),
-        };
+        let iov = IoSlice::new(data);
         // Extend the last message into (or as) a UDP GSO run: equal-sized segments to one
         // peer, a shorter one may end it.
         if udp && UDP_GSO.load(Ordering::Relaxed) {
@@ -139,63 +123,54 @@ impl<'a> SendList<'a> {
         if n == 0 {
             return;
         }
-        // SAFETY: all-zero mmsghdr, sockaddr_storage and cmsg space are valid values.
-        let mut hdrs: [libc::mmsghdr; MMSG] = unsafe { std::mem::zeroed() };
-        let mut addrs: [libc::sockaddr_storage; MMSG] = unsafe { std::mem::zeroed() };
-        let mut cmsgs = [GsoCmsg([0; 32]); MMSG];
-        for (k, m) in self.msgs.iter().take(n).enumerate() {
-            let (Some(m), Some(h), Some(a), Some(c)) =
-                (m, hdrs.get_mut(k), addrs.get_mut(k), cmsgs.get_mut(k))
-            else {
-                continue;
-            };
-            let (ss, len) = sockaddr(m.dst);
-            *a = ss;
-            h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
-            h.msg_hdr.msg_namelen = len;
-            // SAFETY: first_iov + iovs <= niovs <= MMSG, inside self.iovs.
-            h.msg_hdr.msg_iov = unsafe { self.iovs.as_mut_ptr().add(m.first_iov) };
-            h.msg_hdr.msg_iovlen = m.iovs as _;
-            if m.segment > 0 && m.iovs > 1 {
-                // SAFETY: c is 32 bytes, aligned for cmsghdr, enough for CMSG_SPACE(2).
-                unsafe {
-                    h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
-                    h.msg_hdr.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
-                    let cm = libc::CMSG_FIRSTHDR(&h.msg_hdr);
-                    (*cm).cmsg_level = libc::IPPROTO_UDP;
-                    (*cm).cmsg_type = UDP_SEGMENT;
-                    (*cm).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<u16>(), m.segment as u16);
-                }
+        let mut out = [SendMsg {
+            first: 0,
+            count: 0,
+            dst: SocketAddr::from(([0, 0, 0, 0], 0)),
+            segment: 0,
+        }; MMSG];
+        for (o, m) in out.iter_mut().zip(&self.msgs).take(n) {
+            if let Some(m) = m {
+                *o = SendMsg {
+                    first: m.first_iov,
+                    count: m.iovs,
+                    dst: m.dst,
+                    segment: if m.segment > 0 && m.iovs > 1 {
+                        m.segment as u16
+                    } else {
+                        0
+                    },
+                };
             }
         }
+        let iovs = self.iovs.get(..self.niovs).unwrap_or_default();
         let mut done = 0;
         let mut waited = false;
+        let mut err = io::Error::from_raw_os_error(0);
         while done < n {
-            // SAFETY: hdrs[done..n] point at live iovecs, addresses and cmsgs; the iovecs
-            // point at packet data borrowed for 'a, which outlives this list.
-            let r = unsafe {
-                libc::sendmmsg(
-                    self.fd,
-                    hdrs.as_mut_ptr().add(done),
-                    (n - done) as libc::c_uint,
-                    0,
-                )
+            let r = match sendmmsg(self.fd, iovs, out.get(done..n).unwrap_or_default()) {
+                Ok(0) => {
+                    err = io::Error::last_os_error();
+                    0
+                }
+                Ok(r) => r,
+                Err(e) => {
+                    err = e;
+                    0
+                }
             };
             if r > 0 {
-                done += r as usize;
+                done += r;
                 waited = false;
                 continue;
             }
-            let err = io::Error::last_os_error();
             let raw = err.raw_os_error().unwrap_or(0);
             if (raw == libc::EAGAIN || raw == libc::ENOBUFS) && !waited {
                 waited = true;
                 wait_writable(self.fd, SEND_WAIT_MS);
                 continue;
             }
-            let m = self.msgs.get(done).copied().flatten();
-            if let (Some(m), Some(h)) = (m, hdrs.get(done)) {
+            if let Some(m) = self.msgs.get(done).copied().flatten() {
                 let too_big = raw == libc::EINVAL || raw == libc::EMSGSIZE;
                 if m.segment > 0 && m.iovs > 1 && (raw == libc::EIO || too_big) {
                     // EIO: no checksum offload for GSO on this path, send one by one from now
@@ -205,7 +180,7 @@ impl<'a> SendList<'a> {
                     if raw == libc::EIO {
                         UDP_GSO.store(false, Ordering::Relaxed);
                     }
-                    self.send_each(h, m, errors);
+                    self.send_each(m, errors);
                 } else {
                     errors.fetch_add(m.iovs as u64, Ordering::Relaxed);
                 }
@@ -218,20 +193,9 @@ impl<'a> SendList<'a> {
     }
 
     /// Sends the packets of a GSO message one datagram at a time.
-    fn send_each(&self, h: &libc::mmsghdr, m: Msg, errors: &AtomicU64) {
+    fn send_each(&self, m: Msg, errors: &AtomicU64) {
         for iov in self.iovs.iter().skip(m.first_iov).take(m.iovs) {
-            // SAFETY: the iovec points at live packet data; name/namelen come from hdr.
-            let r = unsafe {
-                libc::sendto(
-                    self.fd,
-                    iov.iov_base,
-                    iov.iov_len,
-                    0,
-                    h.msg_hdr.msg_name.cast(),
-                    h.msg_hdr.msg_namelen,
-                )
-            };
-            if r < 0 {
+            if send_to(self.fd, iov, m.dst).is_err() {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
         }

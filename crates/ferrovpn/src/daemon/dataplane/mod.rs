@@ -137,9 +137,7 @@ fn poll_in(fds: impl Iterator<Item = RawFd>, mut ready: impl FnMut(usize)) -> bo
             events: libc::POLLIN,
             revents: 0,
         }));
-        // SAFETY: pfds is a valid array of pollfd for the duration of the call.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, POLL_MS) };
-        if n <= 0 {
+        if crate::sys::fd::poll(&mut pfds, POLL_MS) == 0 {
             return false;
         }
         for (i, p) in pfds.iter().enumerate() {
@@ -153,18 +151,13 @@ fn poll_in(fds: impl Iterator<Item = RawFd>, mut ready: impl FnMut(usize)) -> bo
 
 /// Waits up to `ms` until `fd` can take more data.
 fn wait_writable(fd: RawFd, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: p is one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+    crate::sys::fd::wait(fd, libc::POLLOUT, ms)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socket::{sockaddr, socket_addr};
+    use crate::sys::socket::{sockaddr, socket_addr};
     use std::net::SocketAddr;
 
     pub(super) fn udp_pair() -> (UdpSocket, UdpSocket) {
@@ -182,8 +175,7 @@ mod tests {
             let (ss, _) = sockaddr(a);
             assert_eq!(socket_addr(&ss), Some(a));
         }
-        // SAFETY: all-zero is a valid sockaddr_storage (family AF_UNSPEC).
-        let unspec: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let unspec = crate::sys::socket::zeroed_sockaddr();
         assert_eq!(socket_addr(&unspec), None);
     }
     #[test]

@@ -1,0 +1,8 @@
+//! All FFI of the daemon: safe wrappers around `libc` calls, one `// SAFETY:` per unsafe block.
+//! The rest of the crate calls these functions and never `libc` directly with `unsafe`.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod fd;
+pub mod mmsg;
+pub mod socket;
+pub mod tun;
