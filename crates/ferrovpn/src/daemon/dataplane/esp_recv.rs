@@ -12,7 +12,7 @@ use ferrovpn_esp::nat_t::{classify, UdpPayload};
 use ferrovpn_esp::{Batch, PacketSource, Recv};
 use ferrovpn_ike::Datagram;
 
-use super::{poll_in, Shared, IKE_QUEUE, LOG_EVERY, MMSG};
+use super::shared::{poll_in, Shared, IKE_QUEUE, LOG_EVERY, MMSG};
 use crate::socket::{enable_udp_gro, RawEsp};
 use crate::sys::mmsg::{recvmmsg, Received, RecvMsg};
 use crate::sys::socket::socket_addr;
@@ -371,8 +371,8 @@ impl PacketSource for EspSource {
 #[cfg(test)]
 mod tests {
     use super::super::esp_send::SendList;
-    use super::super::tests::udp_pair;
-    use super::super::{ike_queue, IoCounters};
+    use super::super::shared::tests::udp_pair;
+    use super::super::shared::{ike_queue, IoCounters};
     use super::*;
     use crate::sys::socket::sockaddr;
     use std::collections::HashMap;

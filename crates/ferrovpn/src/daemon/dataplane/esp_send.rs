@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ferrovpn_esp::{Batch, Encap, PacketSink};
 
-use super::{wait_writable, Shared, MMSG};
+use super::shared::{wait_writable, Shared, MMSG};
 use crate::sys::mmsg::{sendmmsg, SendMsg};
 use crate::sys::socket::send_to;
 
@@ -238,7 +238,7 @@ impl PacketSink for EspSink {
 }
 #[cfg(test)]
 mod tests {
-    use super::super::tests::udp_pair;
+    use super::super::shared::tests::udp_pair;
     use super::*;
 
     /// (packets, segment size) of each queued message.

@@ -12,7 +12,8 @@ use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, VNET_HDR_LEN};
 use ferrovpn_esp::{Batch, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
 
 use super::policy::policy_for;
-use super::{poll_in, Policy, Shared};
+use super::shared::{poll_in, Shared};
+use super::Policy;
 use crate::tun::Tun;
 
 /// Largest TUN read with offloads: a 64 KiB super-packet after its virtio-net header.
