@@ -87,7 +87,7 @@ impl LogLimit {
 /// What the pipelines and the control loop share.
 pub struct Shared {
     /// The queues of each TUN device (at least one each). Each outbound lane reads its own
-    /// queue ([`TunSource::new`]); a decapsulated packet is written through the queue its
+    /// queue ([`TunSource::new`](super::TunSource::new)); a decapsulated packet is written through the queue its
     /// flow hashes to, and the kernel then steers the flow's outbound packets to that same
     /// queue (tun's automatic flow steering), so one lane sees all of a flow.
     pub tuns: Vec<Vec<Arc<Tun>>>,
