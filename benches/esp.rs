@@ -77,7 +77,7 @@ fn batch(size: usize) -> Vec<PacketBuf> {
 fn refill(b: &mut [PacketBuf], data: &[u8], sa: SaHandle) {
     for p in b.iter_mut() {
         p.fill(data);
-        p.sa = Some(sa);
+        p.set_sa(sa);
     }
 }
 
@@ -110,7 +110,7 @@ fn single_thread(c: &mut Criterion) {
                         r.encap_batch(&mut b, Timestamp::ZERO);
                         t += s.elapsed();
                     }
-                    assert!(b.iter().all(|p| p.verdict == Verdict::Ok));
+                    assert!(b.iter().all(|p| p.verdict() == Verdict::Ok));
                     t
                 })
             });
@@ -143,7 +143,7 @@ fn single_thread(c: &mut Criterion) {
                         r.decap_batch(&mut wire, Timestamp::ZERO);
                         t += s.elapsed();
                     }
-                    assert!(wire.iter().all(|p| p.verdict == Verdict::Ok));
+                    assert!(wire.iter().all(|p| p.verdict() == Verdict::Ok));
                     t
                 })
             });
@@ -167,7 +167,9 @@ impl PacketSource for Gen {
         while !batch.is_full() && self.next < self.data.len() {
             let p = batch.push().unwrap();
             p.fill(&self.data[self.next]);
-            p.sa = self.sa;
+            if let Some(sa) = self.sa {
+                p.set_sa(sa);
+            }
             self.next += 1;
         }
         Recv::Data

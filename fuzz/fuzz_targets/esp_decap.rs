@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
     let mut batch = [pkt];
     r.decap_batch(&mut batch, Timestamp::ZERO);
     assert!(
-        matches!(batch[0].verdict, Verdict::Dropped(_)),
+        matches!(batch[0].verdict(), Verdict::Dropped(_)),
         "forged packet accepted"
     );
     let _ = nat_t::classify(rest);

@@ -19,6 +19,8 @@
 //!   parallel crypto with per-SA order preserved, I/O behind [`PacketSource`] / [`PacketSink`];
 //!   one worker runs read → crypto → write on one thread, and several such encap pipelines
 //!   (lanes) sharing SAs keep each SA's sequence numbers in send order with a [`SendOrder`].
+//! - [`ip`]: the zero-copy IPv4/IPv6 header views (`new_checked`, typed accessors) every IP
+//!   parser of the data path uses.
 //! - [`mss::MssClamp`] lowers the MSS option of TCP SYNs to fit the tunnel (RFC 6691).
 //! - [`nat_t::classify`] sorts UDP/4500 payloads into IKE / ESP / keepalive / malformed.
 //! - [`EspCrypto`] is the mode-agnostic layer below SAs (seal/open one packet, trailer parse).
@@ -34,6 +36,7 @@ mod cipher;
 mod clock;
 mod error;
 mod esp;
+pub mod ip;
 pub mod mss;
 pub mod nat_t;
 pub mod offload;
@@ -42,6 +45,7 @@ pub mod pipeline;
 pub mod replay;
 mod sa;
 mod sad;
+mod tunnel;
 
 #[cfg(not(any(feature = "ring", feature = "rustcrypto")))]
 compile_error!("enable feature `ring` (default) or `rustcrypto`");

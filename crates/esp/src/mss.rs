@@ -11,10 +11,13 @@
 // Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
 #![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
+use crate::ip::IpPacket;
+
 /// TCP's IP protocol number.
 const TCP: u8 = 6;
-const IPV4_MIN: usize = 20;
-const IPV6_LEN: usize = 40;
+#[cfg(test)]
+const IPV4_MIN: usize = crate::ip::IPV4_MIN_HEADER;
+const IPV6_LEN: usize = crate::ip::IPV6_HEADER;
 const TCP_MIN: usize = 20;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
@@ -60,7 +63,7 @@ impl MssClamp {
 
     /// Clamps `packet` (an IPv4 or IPv6 packet) to this limit; true when its MSS was lowered.
     pub fn apply(&self, packet: &mut [u8]) -> bool {
-        let max = match packet.first().map(|b| b >> 4) {
+        let max = match crate::ip::version(packet) {
             Some(4) => self.ipv4,
             Some(6) => self.ipv6,
             _ => None,
@@ -72,27 +75,24 @@ impl MssClamp {
 /// Where the TCP segment of a SYN starts and ends in `packet`; None for anything else
 /// (including the cases the module comment lists). Cheap: a few header bytes.
 fn syn_segment(packet: &[u8]) -> Option<(usize, usize)> {
-    let (start, end) = match packet.first()? >> 4 {
-        4 => {
-            let ihl = usize::from(packet.first()? & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-            // More-fragments set or a fragment offset: not a whole datagram.
-            let frag = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]) & 0x3fff;
-            if *packet.get(9)? != TCP || frag != 0 || ihl < IPV4_MIN || total > packet.len() {
+    let (start, end) = match IpPacket::new_checked(packet).ok()? {
+        IpPacket::V4(ip) => {
+            let (ihl, total) = (ip.header_len(), ip.total_len());
+            // Not a whole datagram when fragmented.
+            if ip.protocol() != TCP || ip.is_fragment() || total > packet.len() {
                 return None;
             }
             (ihl, total)
         }
-        6 => {
-            let payload = usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
+        IpPacket::V6(ip) => {
+            let payload = ip.payload_len();
             // Next header TCP only: extension headers are not walked. Payload length 0 is a
             // jumbogram (RFC 2675).
-            if *packet.get(6)? != TCP || payload == 0 || IPV6_LEN + payload > packet.len() {
+            if ip.next_header() != TCP || payload == 0 || ip.total_len() > packet.len() {
                 return None;
             }
-            (IPV6_LEN, IPV6_LEN + payload)
+            (IPV6_LEN, ip.total_len())
         }
-        _ => return None,
     };
     let tcp = packet.get(start..end)?;
     let flags = *tcp.get(13)?;

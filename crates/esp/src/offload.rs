@@ -11,6 +11,8 @@
 
 use thiserror::Error;
 
+use crate::ip::{IpError, IpPacket, Ipv4Packet, Ipv6Packet};
+
 /// Length of `struct virtio_net_hdr` (no `num_buffers`), the TUN default (`TUNSETVNETHDRSZ`).
 pub const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum from `csum_start` on is still to be computed.
@@ -27,8 +29,8 @@ pub const GSO_ECN: u8 = 0x80;
 pub const MAX_SEGMENTS: usize = 64;
 
 const IPPROTO_TCP: u8 = 6;
-const IPV4_MIN: usize = 20;
-const IPV6_LEN: usize = 40;
+const IPV4_MIN: usize = crate::ip::IPV4_MIN_HEADER;
+const IPV6_LEN: usize = crate::ip::IPV6_HEADER;
 const TCP_MIN: usize = 20;
 /// Offset of the checksum inside the TCP header.
 const TCP_CSUM: usize = 16;
@@ -187,29 +189,20 @@ pub fn complete_checksum(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), Offload
 
 /// IP and TCP header lengths of a TCP packet, checked against its length.
 fn tcp_headers(packet: &[u8], v6: bool) -> Result<(usize, usize), OffloadError> {
-    let ip_len = if v6 {
-        if packet.len() < IPV6_LEN {
-            return Err(OffloadError::Truncated);
-        }
-        if packet.get(6) != Some(&IPPROTO_TCP) {
-            return Err(OffloadError::NotTcp);
-        }
-        IPV6_LEN
+    let ip = if v6 {
+        Ipv6Packet::new_checked(packet).map(IpPacket::V6)
     } else {
-        let ihl = packet
-            .first()
-            .map_or(0, |b| usize::from(b & 0x0f).saturating_mul(4));
-        if ihl < IPV4_MIN {
-            return Err(OffloadError::IpHeaderLength);
-        }
-        if packet.len() < ihl {
-            return Err(OffloadError::Truncated);
-        }
-        if packet.get(9) != Some(&IPPROTO_TCP) {
-            return Err(OffloadError::NotTcp);
-        }
-        ihl
-    };
+        Ipv4Packet::new_checked(packet).map(IpPacket::V4)
+    }
+    .map_err(|e| match e {
+        IpError::Truncated => OffloadError::Truncated,
+        IpError::HeaderLength => OffloadError::IpHeaderLength,
+        IpError::Version => OffloadError::IpVersion,
+    })?;
+    if ip.protocol() != IPPROTO_TCP {
+        return Err(OffloadError::NotTcp);
+    }
+    let ip_len = ip.header_len();
     let doff = packet
         .get(ip_len.saturating_add(12))
         .map(|b| usize::from(b >> 4).saturating_mul(4))
@@ -271,8 +264,7 @@ impl Segmenter {
         if hdr.gso_size == 0 {
             return Err(OffloadError::ZeroGsoSize);
         }
-        let version = packet.first().map(|b| b >> 4);
-        if version != Some(if v6 { 6 } else { 4 }) {
+        if crate::ip::version(packet) != Some(if v6 { 6 } else { 4 }) {
             return Err(OffloadError::IpVersion);
         }
         let (ip_len, tcp_len) = tcp_headers(packet, v6)?;
@@ -411,25 +403,20 @@ struct Seg {
 
 /// The flow and headers of a TCP packet; None for anything else.
 fn parse_seg(p: &[u8]) -> Option<Seg> {
-    let v6 = match p.first()? >> 4 {
-        4 => false,
-        6 => true,
-        _ => return None,
-    };
+    let ip = IpPacket::new_checked(p).ok()?;
+    let v6 = ip.is_ipv6();
     let (ip_len, tcp_len) = tcp_headers(p, v6).ok()?;
-    let total = if v6 {
-        usize::from(get_u16(p, 4)).saturating_add(IPV6_LEN)
-    } else {
-        usize::from(get_u16(p, 2))
-    };
-    if total != p.len() {
+    if ip.total_len() != p.len() {
         return None;
     }
     // tcp_headers checked ip_len + tcp_len <= p.len().
     let hdr_len = ip_len.saturating_add(tcp_len);
     let flags = *p.get(ip_len.saturating_add(13))?;
     let payload = p.len().saturating_sub(hdr_len);
-    let plain_v4 = v6 || (ip_len == IPV4_MIN && get_u16(p, 6) & 0x3fff == 0);
+    let plain_v4 = match ip {
+        IpPacket::V6(_) => true,
+        IpPacket::V4(v4) => ip_len == IPV4_MIN && !v4.is_fragment(),
+    };
     let mergeable = plain_v4
         && payload > 0
         && flags & !(ACK | PSH) == 0

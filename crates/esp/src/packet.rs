@@ -36,14 +36,15 @@ pub struct PacketBuf {
     start: usize,
     end: usize,
     /// Outbound: the SA to encapsulate with (set by the caller's policy lookup).
-    /// Inbound: the SA that decapsulated the packet.
-    pub sa: Option<SaHandle>,
-    /// Result of the last operation.
-    pub verdict: Verdict,
+    /// Inbound: the SA that decapsulated the packet (set by decap only).
+    sa: Option<SaHandle>,
+    /// Result of the last operation; only encap/decap in this crate set it, so no source can
+    /// mark unauthenticated data `Ok`.
+    verdict: Verdict,
     /// Inbound: next header of the decapsulated payload (4 or 41).
-    pub next_header: u8,
+    next_header: u8,
     /// Outbound: where the daemon sends the packet (from the SA).
-    pub tunnel: Option<(TunnelEndpoints, Encap)>,
+    tunnel: Option<(TunnelEndpoints, Encap)>,
     /// Outbound: 64-bit sequence number assigned in arrival order (0 = not yet assigned).
     pub(crate) seq: u64,
     /// Instance of the SA that reserved `seq`.
@@ -96,6 +97,58 @@ impl PacketBuf {
         self.seq_owner = 0;
         self.pending = None;
         self.source = None;
+    }
+
+    /// Outbound: the SA the caller's policy lookup chose. Inbound: the SA that decapsulated
+    /// the packet.
+    pub fn sa(&self) -> Option<SaHandle> {
+        self.sa
+    }
+
+    /// Outbound: names the SA to encapsulate with (the caller's policy lookup). Decap
+    /// overwrites it, and a packet that fails decap carries none.
+    pub fn set_sa(&mut self, sa: SaHandle) {
+        self.sa = Some(sa);
+    }
+
+    /// Result of the last encap/decap.
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// Inbound: next header of the decapsulated payload (4 or 41); 0 before decap.
+    pub fn next_header(&self) -> u8 {
+        self.next_header
+    }
+
+    /// Outbound: where the encapsulated packet goes (from its SA); `None` before encap.
+    pub fn tunnel(&self) -> Option<(TunnelEndpoints, Encap)> {
+        self.tunnel
+    }
+
+    pub(crate) fn set_verdict(&mut self, v: Verdict) {
+        self.verdict = v;
+    }
+
+    pub(crate) fn clear_sa(&mut self) {
+        self.sa = None;
+    }
+
+    /// Records what decap established for an authenticated packet.
+    pub(crate) fn set_decapsulated(&mut self, sa: SaHandle, next_header: u8) {
+        self.sa = Some(sa);
+        self.next_header = next_header;
+    }
+
+    pub(crate) fn set_tunnel(&mut self, t: (TunnelEndpoints, Encap)) {
+        self.tunnel = Some(t);
+    }
+
+    /// Test support: sets any verdict, bypassing encap/decap. Never in a shipped build.
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
+    pub fn set_verdict_for_test(&mut self, v: Verdict) {
+        self.verdict = v;
     }
 
     /// Resets and copies `data` in after the default headroom. Returns false if it does not fit.

@@ -82,7 +82,7 @@ impl Batch {
 
     /// Packets that passed encap/decap.
     pub fn ok_packets(&self) -> impl Iterator<Item = &PacketBuf> {
-        self.packets().iter().filter(|p| p.verdict == Verdict::Ok)
+        self.packets().iter().filter(|p| p.verdict() == Verdict::Ok)
     }
 }
 

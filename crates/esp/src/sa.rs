@@ -1,5 +1,5 @@
-//! Security associations: configuration, per-SA state (sequence counter, replay window,
-//! counters, lifetimes) and tunnel-mode processing of one packet (RFC 4303 §3.3, §3.4).
+//! Security associations: configuration and per-SA state (sequence counter, replay window,
+//! counters, lifetimes). Processing of one packet with an SA is in `tunnel`.
 // Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
 #![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::cipher::{Cipher, SecretKey, ESP_HEADER_LEN};
+use crate::cipher::{Cipher, SecretKey};
 use crate::clock::Timestamp;
 use crate::error::{EspError, SadError};
-use crate::esp::{EspCrypto, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
-use crate::packet::{emit_header, EspPacket, PacketBuf};
+use crate::esp::EspCrypto;
 use crate::replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW};
 
 /// Stable name of an SA in the SAD, kept across `replace` (e.g. an outbound rekey).
@@ -180,11 +179,11 @@ pub(crate) struct Sa {
     pub(crate) esn: bool,
     pub(crate) encap: Encap,
     pub(crate) tunnel: TunnelEndpoints,
-    crypto: EspCrypto,
+    pub(crate) crypto: EspCrypto,
     lifetimes: Lifetimes,
     created: Timestamp,
     next_seq: AtomicU64,
-    replay: Mutex<ReplayWindow>,
+    pub(crate) replay: Mutex<ReplayWindow>,
     counters: Counters,
     soft_fired: AtomicBool,
     hard_fired: AtomicBool,
@@ -283,7 +282,7 @@ impl Sa {
         }
     }
 
-    fn refuse_if_expired(&self, now: Timestamp) -> Result<(), EspError> {
+    pub(crate) fn refuse_if_expired(&self, now: Timestamp) -> Result<(), EspError> {
         if let Some(t) = self.lifetimes.hard.time {
             if now.saturating_since(self.created) >= t {
                 self.fire(LifetimeKind::Hard, LifetimeCause::Time);
@@ -295,7 +294,7 @@ impl Sa {
         Ok(())
     }
 
-    fn account(&self, bytes: usize, now: Timestamp) {
+    pub(crate) fn account(&self, bytes: usize, now: Timestamp) {
         self.counters.packets.fetch_add(1, Relaxed);
         self.counters.bytes.fetch_add(bytes as u64, Relaxed);
         self.counters
@@ -338,6 +337,7 @@ impl Sa {
         Ok(s)
     }
 
+    #[cfg(feature = "test-support")]
     pub(crate) fn set_next_seq(&self, seq: u64) {
         self.next_seq.store(seq, Relaxed);
     }
@@ -357,121 +357,5 @@ impl Sa {
             dummy: c.dummy.load(Relaxed),
             last_packet: last.checked_sub(1).map(Timestamp::from_millis),
         }
-    }
-
-    /// Tunnel-mode encapsulation of the inner IP packet in `pkt` (RFC 4303 §3.3).
-    pub(crate) fn encap(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
-        self.encap_inner(pkt, now).map_err(|e| self.count(e))
-    }
-
-    fn encap_inner(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
-        self.refuse_if_expired(now)?;
-        let inner_len = pkt.len();
-        let nh = match pkt.data().first().map(|b| b >> 4) {
-            None => return Err(EspError::Truncated),
-            Some(4) => NEXT_HEADER_IPV4,
-            Some(6) => NEXT_HEADER_IPV6,
-            Some(_) => return Err(EspError::BadInnerPacket),
-        };
-        let seq = if pkt.seq != 0 && pkt.seq_owner == self.instance {
-            pkt.seq
-        } else {
-            self.reserve_seq()?
-        };
-        let c = &self.crypto;
-        let iv_len = c.iv_len();
-        let pad = c.pad_len(inner_len);
-        // Header, IV, padding (< block size), trailer and ICV: small constants of the cipher.
-        #[allow(clippy::arithmetic_side_effects)]
-        let (front, back) = (ESP_HEADER_LEN + iv_len, pad + 2 + c.icv_len());
-        pkt.grow(front, back)?;
-        let data = pkt.data_mut();
-        emit_header(data, self.spi, seq as u32);
-        if let Some(iv) = data.get_mut(ESP_HEADER_LEN..front) {
-            c.make_iv(seq, iv);
-        }
-        let t = front.saturating_add(inner_len);
-        let trailer = data.get_mut(t..t.saturating_add(back).saturating_sub(c.icv_len()));
-        let trailer = trailer.ok_or(EspError::NoRoom)?;
-        for (i, b) in trailer.iter_mut().enumerate().take(pad) {
-            *b = (i as u8).wrapping_add(1); // i < pad < 256
-        }
-        if let [.., pl, n] = trailer {
-            *pl = pad as u8;
-            *n = nh;
-        }
-        let seq_hi = self.esn.then_some((seq >> 32) as u32);
-        c.seal(data, seq_hi)?;
-        pkt.tunnel = Some((self.tunnel, self.encap));
-        self.account(inner_len, now);
-        Ok(())
-    }
-
-    /// Tunnel-mode decapsulation (RFC 4303 §3.4): replay pre-check, ICV, window update,
-    /// trailer, next header and inner packet checks.
-    /// Receive phase 1, parallel-safe: expiry, replay pre-check, ICV + decryption, trailer,
-    /// next header and inner packet checks. Leaves `pkt.seq` for [`Sa::decap_commit`].
-    pub(crate) fn decap_open(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
-        self.decap_open_inner(pkt, now).map_err(|e| self.count(e))
-    }
-
-    /// Receive phase 2, in arrival order: window update after the ICV verified (RFC 4303
-    /// §3.4.3), then counters and lifetimes.
-    pub(crate) fn decap_commit(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
-        let updated = match self.replay.lock() {
-            Ok(mut w) => w.update(pkt.seq).is_ok(),
-            Err(_) => false,
-        };
-        if !updated {
-            return Err(self.count(EspError::Replay));
-        }
-        self.account(pkt.len(), now);
-        Ok(())
-    }
-
-    fn decap_open_inner(&self, pkt: &mut PacketBuf, now: Timestamp) -> Result<(), EspError> {
-        self.refuse_if_expired(now)?;
-        let seq_lo = EspPacket::new_checked(pkt.data())?.seq();
-        let seq = {
-            let w = self.replay.lock().map_err(|_| EspError::Replay)?;
-            let seq = if self.esn {
-                w.infer_esn(seq_lo)
-            } else {
-                u64::from(seq_lo)
-            };
-            w.check(seq).map_err(|_| EspError::Replay)?;
-            seq
-        };
-        let seq_hi = self.esn.then_some((seq >> 32) as u32);
-        let c = &self.crypto;
-        c.decrypt(pkt.data_mut(), seq_hi)?;
-        let d = c.trailer(pkt.data())?;
-        let inner = pkt.data().get(d.payload.clone()).unwrap_or_default();
-        let version = inner.first().map(|b| b >> 4);
-        let inner_len = match (d.next_header, version) {
-            (NEXT_HEADER_NONE, _) => return Err(EspError::Dummy),
-            (NEXT_HEADER_IPV4, Some(4)) => match inner.get(2..4) {
-                Some(&[hi, lo]) => Some(usize::from(u16::from_be_bytes([hi, lo]))),
-                _ => None,
-            },
-            (NEXT_HEADER_IPV6, Some(6)) => match inner.get(4..6) {
-                Some(&[hi, lo]) => {
-                    Some(usize::from(u16::from_be_bytes([hi, lo])).saturating_add(40))
-                }
-                _ => None,
-            },
-            (NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6, _) => return Err(EspError::BadInnerPacket),
-            _ => return Err(EspError::BadNextHeader),
-        };
-        // Bytes after the inner packet are TFC padding (RFC 4303 §2.7) and are dropped.
-        let inner_len = inner_len
-            .filter(|l| *l <= inner.len() && *l >= 20)
-            .ok_or(EspError::BadInnerPacket)?;
-        let start = d.payload.start;
-        pkt.narrow(start..start.saturating_add(inner_len));
-        pkt.next_header = d.next_header;
-        pkt.sa = Some(self.handle);
-        pkt.seq = seq;
-        Ok(())
     }
 }

@@ -234,7 +234,10 @@ impl Sad {
         }
     }
 
-    /// Sets the next outbound sequence number (tests, and restoring state).
+    /// Test support: sets the next outbound sequence number. Not in shipped builds: a
+    /// sequence number used twice reuses an AEAD nonce (RFC 4106 §3).
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
     pub fn set_next_seq(&self, handle: SaHandle, seq: u64) -> Result<(), SadError> {
         self.get(handle)
             .ok_or(SadError::NotFound)?
@@ -274,7 +277,7 @@ impl SadReader {
     }
 
     fn outbound(&self, pkt: &PacketBuf) -> Option<&Arc<Sa>> {
-        let sa = self.snapshot.by_handle.get(&pkt.sa?.0)?;
+        let sa = self.snapshot.by_handle.get(&pkt.sa()?.0)?;
         (sa.direction == Direction::Outbound).then_some(sa)
     }
 
@@ -283,7 +286,7 @@ impl SadReader {
     pub fn assign_seq(&mut self, batch: &mut [PacketBuf]) {
         self.refresh();
         for pkt in batch.iter_mut() {
-            if pkt.verdict != Verdict::Pending {
+            if pkt.verdict() != Verdict::Pending {
                 continue;
             }
             let Some(sa) = self.outbound(pkt) else {
@@ -294,7 +297,7 @@ impl SadReader {
                     pkt.seq = s;
                     pkt.seq_owner = sa.instance;
                 }
-                Err(e) => pkt.verdict = Verdict::Dropped(sa.count(e)),
+                Err(e) => pkt.set_verdict(Verdict::Dropped(sa.count(e))),
             }
         }
     }
@@ -303,10 +306,10 @@ impl SadReader {
     pub fn encap_batch(&mut self, batch: &mut [PacketBuf], now: Timestamp) {
         self.refresh();
         for pkt in batch.iter_mut() {
-            if pkt.verdict != Verdict::Pending {
+            if pkt.verdict() != Verdict::Pending {
                 continue;
             }
-            pkt.verdict = match self.outbound(pkt) {
+            let verdict = match self.outbound(pkt) {
                 None => {
                     self.sad.unknown_sa.fetch_add(1, Ordering::Relaxed);
                     Verdict::Dropped(EspError::UnknownSa)
@@ -316,6 +319,7 @@ impl SadReader {
                     Err(e) => Verdict::Dropped(e),
                 },
             };
+            pkt.set_verdict(verdict);
         }
     }
 
@@ -331,12 +335,14 @@ impl SadReader {
     pub fn decap_open_batch(&mut self, batch: &mut [PacketBuf], now: Timestamp) {
         self.refresh();
         for pkt in batch.iter_mut() {
-            if pkt.verdict != Verdict::Pending {
+            if pkt.verdict() != Verdict::Pending {
                 continue;
             }
+            // Only decap names the SA of an inbound packet.
+            pkt.clear_sa();
             match self.decap_open(pkt, now) {
                 Ok(sa) => pkt.pending = Some(sa),
-                Err(e) => pkt.verdict = Verdict::Dropped(e),
+                Err(e) => pkt.set_verdict(Verdict::Dropped(e)),
             }
         }
     }
@@ -346,10 +352,11 @@ impl SadReader {
     pub fn decap_commit_batch(batch: &mut [PacketBuf], now: Timestamp) {
         for pkt in batch.iter_mut() {
             if let Some(sa) = pkt.pending.take() {
-                pkt.verdict = match sa.decap_commit(pkt, now) {
+                let verdict = match sa.decap_commit(pkt, now) {
                     Ok(()) => Verdict::Ok,
                     Err(e) => Verdict::Dropped(e),
                 };
+                pkt.set_verdict(verdict);
             }
         }
     }

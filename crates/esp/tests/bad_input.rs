@@ -84,7 +84,7 @@ fn unknown_outbound_sa() {
     let mut r = p.sad.reader();
     let mut b = [buf(&ipv4(20, 0))];
     r.encap_batch(&mut b, T); // no SA named
-    assert_eq!(b[0].verdict, Verdict::Dropped(EspError::UnknownSa));
+    assert_eq!(b[0].verdict(), Verdict::Dropped(EspError::UnknownSa));
     assert_eq!(
         encap_one(&mut r, p.inb, &ipv4(20, 0), T),
         Err(EspError::UnknownSa)
@@ -204,9 +204,9 @@ fn no_tailroom_is_an_error_not_a_panic() {
     let mut b = [PacketBuf::new(256)];
     let room = b[0].tailroom();
     assert!(b[0].fill(&ipv4(room - 20, 0)));
-    b[0].sa = Some(p.out);
+    b[0].set_sa(p.out);
     r.encap_batch(&mut b, T);
-    assert_eq!(b[0].verdict, Verdict::Dropped(EspError::NoRoom));
+    assert_eq!(b[0].verdict(), Verdict::Dropped(EspError::NoRoom));
 }
 
 #[test]
@@ -265,4 +265,30 @@ fn sa_creation_checks_keys_spi_and_window() {
     sad.add(&cfg, T).unwrap();
     assert_eq!(sad.add(&cfg, T), Err(SadError::DuplicateSpi(0x1000)));
     assert!(format!("{:?}", cfg.enc_key).contains("redacted"));
+}
+
+#[test]
+fn only_decap_names_the_inbound_sa_of_a_packet() {
+    let p = pair(GCM);
+    let mut r = p.sad.reader();
+    // A source tags forged ESP (inbound SA's SPI, no valid ICV) with the inbound SA: decap
+    // drops it and the tag does not survive, so nothing downstream takes it as authenticated.
+    let mut forged = vec![0u8; 64];
+    forged[..4].copy_from_slice(
+        &p.sad
+            .list()
+            .iter()
+            .find(|e| e.0 == p.inb)
+            .unwrap()
+            .1
+            .to_be_bytes(),
+    );
+    forged[4..8].copy_from_slice(&1u32.to_be_bytes());
+    let mut b = [buf(&forged)];
+    b[0].set_sa(p.inb);
+    r.decap_batch(&mut b, T);
+    assert_eq!(b[0].verdict(), Verdict::Dropped(EspError::AuthFailed));
+    assert_eq!(b[0].sa(), None);
+    // A fresh buffer has no verdict to inherit.
+    assert_eq!(buf(&forged).verdict(), Verdict::Pending);
 }

@@ -57,7 +57,7 @@ proptest! {
         }
         let mut b = [buf(&pkt)];
         r.decap_batch(&mut b, Timestamp::ZERO);
-        prop_assert!(matches!(b[0].verdict, Verdict::Dropped(_)));
+        prop_assert!(matches!(b[0].verdict(), Verdict::Dropped(_)));
     }
 
     #[test]
@@ -71,11 +71,11 @@ proptest! {
         pkt.truncate(new_len);
         let mut b = [buf(&pkt)];
         r.decap_batch(&mut b, Timestamp::ZERO);
-        prop_assert!(matches!(b[0].verdict, Verdict::Dropped(_)));
+        prop_assert!(matches!(b[0].verdict(), Verdict::Dropped(_)));
         // The unmodified packet still decapsulates (nothing was consumed by the forgery),
         // unless only the sequence number was modified and the packet was cut.
         let mut b = [buf(&valid[which])];
         r.decap_batch(&mut b, Timestamp::ZERO);
-        prop_assert_eq!(b[0].verdict, Verdict::Ok);
+        prop_assert_eq!(b[0].verdict(), Verdict::Ok);
     }
 }

@@ -48,7 +48,7 @@ fn encap_and_decap_batches_do_not_allocate() {
         for _ in 0..2 {
             for b in out.iter_mut() {
                 b.fill(&inner);
-                b.sa = Some(p.out);
+                b.set_sa(p.out);
             }
             let before = allocs();
             r.encap_batch(&mut out, Timestamp::ZERO);
@@ -57,7 +57,7 @@ fn encap_and_decap_batches_do_not_allocate() {
             }
             r.decap_batch(&mut wire, Timestamp::ZERO);
             let n = allocs() - before;
-            assert!(wire.iter().all(|w| w.verdict == Verdict::Ok));
+            assert!(wire.iter().all(|w| w.verdict() == Verdict::Ok));
             assert_eq!(n, 0, "{} allocated", cipher.name());
         }
     }

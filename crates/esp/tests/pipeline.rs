@@ -37,7 +37,7 @@ impl PacketSource for Generator {
             inner[off + 1..off + 5].copy_from_slice(&n.to_be_bytes());
             let p = batch.push().unwrap();
             assert!(p.fill(&inner));
-            p.sa = Some(self.handles[sa]);
+            p.set_sa(self.handles[sa]);
             self.next += 1;
         }
         Recv::Data
@@ -74,7 +74,7 @@ impl PacketSink for Collector {
     fn send_batch(&mut self, batch: &mut Batch) {
         let mut v = self.0.lock().unwrap();
         for p in batch.packets() {
-            v.push((p.verdict, p.data().to_vec()));
+            v.push((p.verdict(), p.data().to_vec()));
         }
     }
 }

@@ -120,11 +120,11 @@ fn outbound_packet_carries_its_tunnel() {
     );
     let mut r = p.sad.reader();
     let mut b = [buf(&ipv6(10, 0))];
-    b[0].sa = Some(p.out);
+    b[0].set_sa(p.out);
     r.encap_batch(&mut b, Timestamp::ZERO);
-    assert_eq!(b[0].verdict, Verdict::Ok);
+    assert_eq!(b[0].verdict(), Verdict::Ok);
     assert_eq!(
-        b[0].tunnel,
+        b[0].tunnel(),
         Some((
             tunnel(),
             Encap::Udp {
@@ -155,7 +155,7 @@ fn batch_of_64_mixed_packets() {
         .iter()
         .map(|i| {
             let mut b = buf(i);
-            b.sa = Some(p.out);
+            b.set_sa(p.out);
             b
         })
         .collect();
@@ -163,16 +163,16 @@ fn batch_of_64_mixed_packets() {
     let mut wire: Vec<PacketBuf> = batch
         .iter()
         .map(|b| {
-            assert_eq!(b.verdict, Verdict::Ok);
+            assert_eq!(b.verdict(), Verdict::Ok);
             buf(b.data())
         })
         .collect();
     r.decap_batch(&mut wire, Timestamp::ZERO);
     for (w, i) in wire.iter().zip(&inners) {
-        assert_eq!(w.verdict, Verdict::Ok);
+        assert_eq!(w.verdict(), Verdict::Ok);
         assert_eq!(w.data(), &i[..]);
-        assert_eq!(w.sa, Some(p.inb));
-        assert_eq!(w.next_header, if i[0] >> 4 == 4 { 4 } else { 41 });
+        assert_eq!(w.sa(), Some(p.inb));
+        assert_eq!(w.next_header(), if i[0] >> 4 == 4 { 4 } else { 41 });
     }
 }
 

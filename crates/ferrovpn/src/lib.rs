@@ -19,5 +19,5 @@ pub mod runstate;
 pub mod secret_file;
 pub mod snapshot;
 pub mod socket;
-mod sys;
+pub mod sys;
 pub mod tun;

@@ -4,9 +4,12 @@
 //! the peer over the physical interface rather than into the tunnel.
 
 use std::io;
-use std::mem::{size_of, MaybeUninit};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use ferrovpn_esp::ip::Ipv4Packet;
+
+use crate::sys;
 
 /// IKE port (RFC 2409).
 pub const IKE_PORT: u16 = 500;
@@ -34,14 +37,6 @@ pub struct IkeSockets {
     pub nat_t: UdpSocket,
 }
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 fn new_socket(
     v6: bool,
     ty: libc::c_int,
@@ -53,10 +48,7 @@ fn new_socket(
     if nonblocking {
         ty |= libc::SOCK_NONBLOCK;
     }
-    // SAFETY: plain socket(2); the result is checked and owned.
-    let fd = cvt(unsafe { libc::socket(domain, ty, proto) })?;
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    sys::socket::socket(domain, ty, proto)
 }
 
 fn set_int_opt(
@@ -65,26 +57,12 @@ fn set_int_opt(
     name: libc::c_int,
     v: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: v is a valid c_int for the duration of the call.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_fd().as_raw_fd(),
-            level,
-            name,
-            std::ptr::addr_of!(v).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+    sys::socket::set_int_opt(fd.as_fd(), level, name, v)
 }
-
-/// `UDP_GRO` (linux/udp.h): receive runs of equal-sized datagrams of one flow as one buffer,
-/// with the segment size (an int) in a control message of this type at level `SOL_UDP`.
-pub(crate) const UDP_GRO: libc::c_int = 104;
 
 /// Turns on `UDP_GRO`; false when the kernel does not have it (before 5.0).
 pub fn enable_udp_gro(sock: &UdpSocket) -> bool {
-    set_int_opt(sock, libc::SOL_UDP, UDP_GRO, 1).is_ok()
+    set_int_opt(sock, libc::SOL_UDP, sys::mmsg::UDP_GRO, 1).is_ok()
 }
 
 fn apply(fd: &OwnedFd, opts: &SocketOptions) -> io::Result<()> {
@@ -122,61 +100,7 @@ fn allow_outer_fragments(fd: &OwnedFd, v6: bool) -> io::Result<()> {
     )
 }
 
-/// A `sockaddr_storage` for `addr`, and its length.
-pub(crate) fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
-/// The address in a `sockaddr_storage` filled by the kernel.
-pub(crate) fn socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in; storage is large enough.
-            let sin: libc::sockaddr_in = unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
-            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6; storage is large enough.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read(std::ptr::addr_of!(*ss).cast()) };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
-        }
-        _ => None,
-    }
-}
+use crate::sys::socket::socket_addr;
 
 /// Reads the address out of a `sockaddr_storage` filled by the kernel.
 fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
@@ -184,9 +108,7 @@ fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
 }
 
 fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
-    let (ss, len) = sockaddr(addr);
-    // SAFETY: ss holds a valid sockaddr of length len.
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(ss).cast(), len) }).map(drop)
+    sys::socket::bind(fd.as_fd(), addr)
 }
 
 /// A UDP socket bound to `addr` with `SO_REUSEADDR` (a restarted daemon rebinds at once).
@@ -255,55 +177,21 @@ impl RawEsp {
                 "destination address family differs from the socket's",
             ));
         }
-        let (ss, len) = sockaddr(SocketAddr::new(dst, 0));
-        // SAFETY: esp and ss are valid for the given lengths.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                esp.as_ptr().cast(),
-                esp.len(),
-                0,
-                std::ptr::addr_of!(ss).cast(),
-                len,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        sys::socket::send_to(self.fd.as_raw_fd(), esp, SocketAddr::new(dst, 0))
     }
 
     /// Receives one packet into `buf`; `buf[d.offset..d.len]` is the ESP packet.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<EspDatagram> {
-        let mut ss = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-        let mut sl = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: buf and ss are valid for writes of the given lengths.
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                ss.as_mut_ptr().cast(),
-                &mut sl,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let len = (n as usize).min(buf.len());
-        // SAFETY: zero-initialised and possibly filled by the kernel; either way valid.
-        let ss = unsafe { ss.assume_init() };
+        let (len, ss) = sys::socket::recv_from(self.fd.as_fd(), buf)?;
         let bad = |m| io::Error::new(io::ErrorKind::InvalidData, m);
         let src = ip_of(&ss).ok_or_else(|| bad("unknown address family"))?;
         let offset = if self.v6 {
             0
         } else {
-            let ihl = buf.first().map(|b| usize::from(b & 0x0f) * 4).unwrap_or(0);
-            if ihl < 20 || ihl > len {
-                return Err(bad("truncated IPv4 header"));
+            match buf.get(..len).map(Ipv4Packet::new_checked) {
+                Some(Ok(ip)) => ip.header_len(),
+                _ => return Err(bad("truncated IPv4 header")),
             }
-            ihl
         };
         Ok(EspDatagram { src, offset, len })
     }
@@ -322,28 +210,12 @@ impl AsRawFd for RawEsp {
 }
 
 /// The `SO_MARK` of a socket (for tests and status output).
-pub fn fwmark(sock: &impl AsRawFd) -> io::Result<u32> {
+pub fn fwmark(sock: &impl AsFd) -> io::Result<u32> {
     get_int_opt(sock, libc::SOL_SOCKET, libc::SO_MARK).map(|v| v as u32)
 }
 
-fn get_int_opt(
-    sock: &impl AsRawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<libc::c_int> {
-    let mut v: libc::c_int = 0;
-    let mut l = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: v and l are valid for writes.
-    cvt(unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            std::ptr::addr_of_mut!(v).cast(),
-            &mut l,
-        )
-    })?;
-    Ok(v)
+fn get_int_opt(sock: &impl AsFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    sys::socket::get_int_opt(sock.as_fd(), level, name)
 }
 
 #[cfg(test)]
@@ -363,14 +235,8 @@ mod tests {
     }
 
     fn wait_readable(fd: RawFd) {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: p is one valid pollfd.
-        let rc = unsafe { libc::poll(&mut p, 1, 5000) };
-        assert_eq!(rc, 1, "socket did not become readable");
+        let ready = crate::sys::fd::wait(fd, libc::POLLIN, 5000);
+        assert!(ready, "socket did not become readable");
     }
 
     #[test]

@@ -6,16 +6,14 @@
 //! The tun-tap crate is not used: it cannot express multi-queue or vnet headers.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::netlink::{link_index, Netlink, NetlinkError};
+use crate::sys;
 
 /// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
 pub const MAX_NAME_LEN: usize = 15;
 
-/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`, linux/if_tun.h): which offloads the kernel
-/// may hand the reader.
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 /// `TUN_F_*`: partial checksums, TCP segmentation offload for IPv4 and IPv6.
 pub const TUN_F_CSUM: libc::c_uint = 0x01;
 pub const TUN_F_TSO4: libc::c_uint = 0x02;
@@ -80,26 +78,6 @@ pub fn check_name(name: &str) -> Result<(), TunError> {
     Ok(())
 }
 
-fn ifreq_for(name: &str, flags: libc::c_short) -> libc::ifreq {
-    // SAFETY: an all-zero ifreq is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_flags = flags;
-    ifr
-}
-
-fn name_of(ifr: &libc::ifreq) -> String {
-    let bytes: Vec<u8> = ifr
-        .ifr_name
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 impl Tun {
     /// Creates (or, unless `exclusive`, attaches a queue to) the TUN device `name`. The device is
     /// not persistent: it vanishes when its last queue is closed, also when the process is
@@ -111,13 +89,7 @@ impl Tun {
         if opts.nonblocking {
             oflags |= libc::O_NONBLOCK;
         }
-        // SAFETY: path is NUL-terminated; the result is checked.
-        let fd = unsafe { libc::open(path.as_ptr(), oflags) };
-        if fd < 0 {
-            return Err(TunError::Open(io::Error::last_os_error()));
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = sys::fd::open(path, oflags).map_err(TunError::Open)?;
         let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
         if opts.multi_queue {
             flags |= libc::IFF_MULTI_QUEUE;
@@ -128,18 +100,16 @@ impl Tun {
         if opts.exclusive {
             flags |= libc::IFF_TUN_EXCL;
         }
-        let mut ifr = ifreq_for(name, flags as libc::c_short);
-        // SAFETY: TUNSETIFF reads and writes one ifreq, which ifr is.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) };
-        if rc < 0 {
-            return Err(TunError::SetIff {
-                name: name.to_string(),
-                source: io::Error::last_os_error(),
-            });
-        }
+        let name =
+            sys::tun::set_iff(fd.as_fd(), name, flags as libc::c_short).map_err(|source| {
+                TunError::SetIff {
+                    name: name.to_string(),
+                    source,
+                }
+            })?;
         Ok(Tun {
             fd,
-            name: name_of(&ifr),
+            name,
             vnet_hdr: opts.vnet_hdr,
         })
     }
@@ -177,79 +147,31 @@ impl Tun {
     /// Lets the kernel hand over packets with partial checksums and TCP super-packets
     /// (`TUNSETOFFLOAD` with `TUN_F_*` flags); needs `IFF_VNET_HDR`.
     pub fn set_offload(&self, flags: libc::c_uint) -> io::Result<()> {
-        // SAFETY: TUNSETOFFLOAD takes its argument by value.
-        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNSETOFFLOAD as _, flags) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::tun::set_offload(self.fd.as_fd(), flags)
     }
 
     /// The `IFF_*` flags of the device as the kernel reports them (`TUNGETIFF`).
     pub fn flags(&self) -> io::Result<libc::c_int> {
-        let mut ifr = ifreq_for("", 0);
-        // SAFETY: TUNGETIFF fills one ifreq, which ifr is.
-        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TUNGETIFF, &mut ifr) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: TUNGETIFF stored the flags in ifru_flags.
-        Ok(libc::c_int::from(unsafe { ifr.ifr_ifru.ifru_flags }) & 0xffff)
+        sys::tun::get_iff_flags(self.fd.as_fd())
     }
 
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
-        unsafe {
-            let fl = libc::fcntl(self.fd.as_raw_fd(), libc::F_GETFL);
-            if fl < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let fl = if on {
-                fl | libc::O_NONBLOCK
-            } else {
-                fl & !libc::O_NONBLOCK
-            };
-            if libc::fcntl(self.fd.as_raw_fd(), libc::F_SETFL, fl) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
+        sys::fd::set_nonblocking(self.fd.as_fd(), on)
     }
 
     /// Reads one packet into `buf`; returns its length.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: buf is valid for writes of buf.len() bytes.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        sys::fd::read(self.fd.as_fd(), buf)
     }
 
     /// Writes one packet (an IPv4 or IPv6 datagram, after the vnet header if enabled).
     pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
-        // SAFETY: packet is valid for reads of packet.len() bytes.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        sys::fd::write(self.fd.as_fd(), packet)
     }
 
     /// Writes one packet gathered from several buffers (the vnet header, then packet bytes).
     pub fn writev(&self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        // SAFETY: IoSlice is ABI-compatible with iovec; every slice is valid for reads.
-        let n = unsafe {
-            libc::writev(
-                self.fd.as_raw_fd(),
-                parts.as_ptr().cast(),
-                parts.len() as libc::c_int,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        sys::fd::writev(self.fd.as_fd(), parts)
     }
 
     /// Sets the device MTU (through rtnetlink).
@@ -304,14 +226,8 @@ mod tests {
 
     /// Waits for a readable fd; the timeout only keeps a broken test from hanging.
     fn wait_readable(t: &Tun) {
-        let mut p = libc::pollfd {
-            fd: t.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: p is one valid pollfd.
-        let rc = unsafe { libc::poll(&mut p, 1, 5000) };
-        assert_eq!(rc, 1, "TUN did not become readable");
+        let ready = crate::sys::fd::wait(t.as_raw_fd(), libc::POLLIN, 5000);
+        assert!(ready, "TUN did not become readable");
     }
 
     fn checksum(b: &[u8]) -> u16 {

@@ -101,9 +101,9 @@ pub fn encap_one(
     now: Timestamp,
 ) -> Result<Vec<u8>, EspError> {
     let mut b = [buf(inner)];
-    b[0].sa = Some(sa);
+    b[0].set_sa(sa);
     r.encap_batch(&mut b, now);
-    match b[0].verdict {
+    match b[0].verdict() {
         Verdict::Ok => Ok(b[0].data().to_vec()),
         Verdict::Dropped(e) => Err(e),
         Verdict::Pending => panic!("not processed"),
@@ -114,7 +114,7 @@ pub fn encap_one(
 pub fn decap_one(r: &mut SadReader, esp: &[u8], now: Timestamp) -> Result<Vec<u8>, EspError> {
     let mut b = [buf(esp)];
     r.decap_batch(&mut b, now);
-    match b[0].verdict {
+    match b[0].verdict() {
         Verdict::Ok => Ok(b[0].data().to_vec()),
         Verdict::Dropped(e) => Err(e),
         Verdict::Pending => panic!("not processed"),

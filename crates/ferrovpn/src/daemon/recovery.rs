@@ -48,7 +48,7 @@ impl UnknownSpiReports {
     /// Reports the packets of a decapsulated batch that were dropped for an unknown SPI.
     pub fn scan<'a>(&mut self, packets: impl Iterator<Item = &'a PacketBuf>, now: Instant) {
         for p in packets {
-            if p.verdict != Verdict::Dropped(EspError::UnknownSpi) {
+            if p.verdict() != Verdict::Dropped(EspError::UnknownSpi) {
                 continue;
             }
             let (Some(source), Some(spi)) = (p.source, p.data().get(..4)) else {
@@ -98,7 +98,7 @@ mod tests {
     fn unknown(source: &str, spi: u32) -> PacketBuf {
         let mut p = PacketBuf::new(256);
         assert!(p.fill(&[spi.to_be_bytes().as_slice(), &[0; 12]].concat()));
-        p.verdict = Verdict::Dropped(EspError::UnknownSpi);
+        p.set_verdict_for_test(Verdict::Dropped(EspError::UnknownSpi));
         p.source = Some(source.parse().unwrap());
         p
     }
@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(rx.try_iter().count(), 1);
         // Other verdicts are not reported; forged sources fill at most the queue.
         let mut ok = unknown("192.0.2.3", 1);
-        ok.verdict = Verdict::Ok;
+        ok.set_verdict_for_test(Verdict::Ok);
         r.scan([ok].iter(), t0);
         assert_eq!(rx.try_iter().count(), 0);
         let flood: Vec<PacketBuf> = (0..1000u32)

@@ -2,8 +2,9 @@
 //! IP, Linux cooked SLL/SLL2, BSD loopback), IPv4/IPv6, then UDP 500/4500 (RFC 3948 §2.2
 //! non-ESP marker) or IP protocol 50 (RFC 4303).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
+use ferrovpn_esp::ip::{version, IpPacket, Ipv4Packet, Ipv6Packet, IPV6_HEADER};
 use ferrovpn_esp::nat_t::{self, UdpPayload};
 
 /// LINKTYPE_NULL: BSD loopback, 4-byte address family in host byte order.
@@ -102,53 +103,40 @@ fn ethernet(frame: &[u8]) -> Option<&[u8]> {
 
 /// IPv4 (RFC 791) or IPv6 (RFC 8200) by the version nibble.
 fn parse_ip(ip: &[u8]) -> Content<'_> {
-    match ip.first().map(|b| b >> 4) {
-        Some(4) => ipv4(ip),
-        Some(6) => ipv6(ip),
-        _ => Content::Other,
+    if !matches!(version(ip), Some(4 | 6)) {
+        return Content::Other;
+    }
+    match IpPacket::new_checked(ip) {
+        Ok(IpPacket::V4(h)) => ipv4(ip, h),
+        Ok(IpPacket::V6(h)) => ipv6(ip, h),
+        Err(_) => Content::Truncated,
     }
 }
 
-fn ipv4(ip: &[u8]) -> Content<'_> {
-    let Some(h) = ip.get(..20).and_then(|h| <&[u8; 20]>::try_from(h).ok()) else {
-        return Content::Truncated;
-    };
-    let ihl = usize::from(h[0] & 0x0f).saturating_mul(4);
-    let total = usize::from(be16(&h[2..4]));
-    if ihl < 20 || total < ihl {
+fn ipv4<'a>(ip: &'a [u8], h: Ipv4Packet<&[u8]>) -> Content<'a> {
+    let (ihl, total) = (h.header_len(), h.total_len());
+    if total < ihl {
         return Content::Truncated;
     }
     let Some(packet) = ip.get(..total) else {
         return Content::Truncated;
     };
-    let frag = be16(&h[6..8]);
-    // More-fragments bit or a nonzero offset.
-    if frag & 0x3fff != 0 {
+    if h.is_fragment() {
         return Content::Fragment;
     }
-    let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
-    let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+    let (src, dst) = (IpAddr::V4(h.src_addr()), IpAddr::V4(h.dst_addr()));
     match packet.get(ihl..) {
-        Some(payload) => transport(src, dst, h[9], payload),
+        Some(payload) => transport(src, dst, h.protocol(), payload),
         None => Content::Truncated,
     }
 }
 
-fn ipv6(ip: &[u8]) -> Content<'_> {
-    let Some(h) = ip.get(..40).and_then(|h| <&[u8; 40]>::try_from(h).ok()) else {
+fn ipv6<'a>(ip: &'a [u8], h: Ipv6Packet<&[u8]>) -> Content<'a> {
+    let Some(mut payload) = ip.get(IPV6_HEADER..).and_then(|p| p.get(..h.payload_len())) else {
         return Content::Truncated;
     };
-    let payload_len = usize::from(be16(&h[4..6]));
-    let Some(mut payload) = ip.get(40..).and_then(|p| p.get(..payload_len)) else {
-        return Content::Truncated;
-    };
-    let addr = |b: &[u8]| {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(b);
-        IpAddr::V6(Ipv6Addr::from(a))
-    };
-    let (src, dst) = (addr(&h[8..24]), addr(&h[24..40]));
-    let mut next = h[6];
+    let (src, dst) = (IpAddr::V6(h.src_addr()), IpAddr::V6(h.dst_addr()));
+    let mut next = h.next_header();
     // Extension headers (RFC 8200 §4): hop-by-hop, routing, destination options, fragment.
     for _ in 0..8 {
         let len = match next {
