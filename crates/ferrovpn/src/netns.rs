@@ -6,14 +6,12 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// True when the caller may create namespaces; otherwise explains (or panics under CI=true).
 pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::sys::process::effective_uid() == 0 {
         return true;
     }
     let why = format!("{test}: needs root to create network namespaces");
@@ -60,9 +58,8 @@ impl NetNs {
         std::thread::scope(|s| {
             s.spawn(|| {
                 let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-                // SAFETY: fd is a valid open namespace file for the duration of the call.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
+                crate::sys::process::enter_netns(&file)
+                    .unwrap_or_else(|e| panic!("setns {path}: {e}"));
                 f()
             })
             .join()
@@ -129,8 +126,7 @@ mod tests {
         .unwrap();
         let index = |name: &str| {
             let c = std::ffi::CString::new(name).unwrap();
-            // SAFETY: c is a valid NUL-terminated string.
-            unsafe { libc::if_nametoindex(c.as_ptr()) }
+            crate::sys::iface::index_of(&c).unwrap_or(0)
         };
         assert_ne!(ns.run(|| index("fvdummy0")), 0, "visible inside");
         assert_eq!(index("fvdummy0"), 0, "invisible outside");

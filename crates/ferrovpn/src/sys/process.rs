@@ -105,3 +105,15 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Moves the calling thread into the network namespace open at `ns` (`setns(2)` with
+/// CLONE_NEWNET); other threads stay where they are.
+#[cfg(test)]
+pub fn enter_netns(ns: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the whole call (borrowed from `ns`); setns only reads it.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
