@@ -13,12 +13,14 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
+use crate::context::{Ctx, Datagram, Output};
+use crate::error::InputError;
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
-use crate::exchange::quick_mode::QmState;
+use crate::exchange::quick_mode::state::QmState;
 use crate::proposal::IkeProposal;
-use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
+use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
 use crate::wire::{ExchangeType, Header};
 

@@ -1,71 +1,24 @@
 //! The ISAKMP SA: its negotiation state, keys, IV chains, retransmission and duplicate replies.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::RngCore;
-
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
+use crate::context::{Ctx, Datagram};
 use crate::crypto::{self, DhPrivate, Phase1Keys, Secret};
+use crate::error::InputError;
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
-use crate::exchange::quick_mode::{QmState, QuickMode};
+use crate::exchange::payloads::split_protected;
+use crate::exchange::quick_mode::state::{QmState, QuickMode};
 use crate::proposal::IkeProposal;
+use crate::retransmit::{ReplyCache, Retransmit};
 use crate::time::later;
 use crate::wire::{
     self, emit_payloads, payload_list, ExchangeType, Flags, Header, Notification, NotifyType,
-    Payload, PayloadIter, PayloadType, ProtocolId, WireError, IPSEC_DOI,
+    Payload, PayloadType, ProtocolId, WireError, IPSEC_DOI,
 };
-
-/// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
-/// and strips the 4-byte non-ESP marker (RFC 3948 §2.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub data: Vec<u8>,
-}
-
-/// Where the state machine writes what it wants done.
-#[derive(Debug, Default)]
-pub(crate) struct Output {
-    pub transmits: VecDeque<Datagram>,
-    pub events: VecDeque<Event>,
-}
-
-/// Borrowed context for one call into an SA.
-pub(crate) struct Ctx<'a> {
-    pub now: Instant,
-    pub cfg: &'a ConnectionConfig,
-    pub settings: &'a Settings,
-    pub rng: &'a mut StdRng,
-    pub out: &'a mut Output,
-}
-
-impl Ctx<'_> {
-    pub fn event(&mut self, e: Event) {
-        self.out.events.push_back(e);
-    }
-
-    pub fn random<const N: usize>(&mut self) -> [u8; N] {
-        let mut b = [0u8; N];
-        self.rng.fill_bytes(&mut b);
-        b
-    }
-
-    /// A non-zero message ID (RFC 2408 §3.1: zero is phase 1).
-    pub fn message_id(&mut self) -> u32 {
-        loop {
-            let id = self.rng.next_u32();
-            if id != 0 {
-                return id;
-            }
-        }
-    }
-}
 
 /// Phase 1 progress, named after the last message sent or expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,83 +48,6 @@ impl Phase1State {
             Phase1State::Established => "established",
             Phase1State::Dead => "dead",
         }
-    }
-}
-
-/// The last message of an exchange we wait an answer for.
-#[derive(Debug, Clone)]
-pub(crate) struct Retransmit {
-    pub datagram: Datagram,
-    pub name: &'static str,
-    pub payloads: String,
-    pub message_id: u32,
-    pub sent: u32,
-    pub next_at: Instant,
-}
-
-/// Why an incoming datagram was dropped without changing state; each is a counter.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InputError {
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    #[error("unexpected message: {0}")]
-    Unexpected(&'static str),
-    #[error("missing {0:?} payload")]
-    Missing(PayloadType),
-    #[error("{0} HASH does not verify")]
-    BadHash(&'static str),
-    #[error("retransmission of a message already answered")]
-    Duplicate,
-}
-
-impl Retransmit {
-    pub fn new(
-        ctx: &Ctx<'_>,
-        datagram: Datagram,
-        name: &'static str,
-        payloads: &[Payload],
-        message_id: u32,
-    ) -> Self {
-        Retransmit {
-            datagram,
-            name,
-            payloads: payload_list(payloads),
-            message_id,
-            sent: 0,
-            next_at: later(ctx.now, ctx.settings.retransmit_timeout),
-        }
-    }
-}
-
-/// Answers a retransmitted request with the reply it already got (RFC 2408 §5: the
-/// responder must not reprocess a message it has seen).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ReplyCache {
-    digest: Vec<u8>,
-    reply: Option<Datagram>,
-}
-
-impl ReplyCache {
-    pub fn remember(&mut self, request: &[u8], reply: Option<Datagram>) {
-        self.remember_request(request);
-        self.reply = reply;
-    }
-
-    pub fn remember_request(&mut self, request: &[u8]) {
-        self.digest = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
-    }
-
-    pub fn set_reply(&mut self, reply: Option<Datagram>) {
-        self.reply = reply;
-    }
-
-    /// Some(reply or None) when `request` is the last one seen.
-    pub fn lookup(&self, request: &[u8]) -> Option<Option<&Datagram>> {
-        if self.digest.is_empty() {
-            return None;
-        }
-        let d = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
-        crypto::ct_eq(&d, &self.digest).then_some(self.reply.as_ref())
     }
 }
 
@@ -334,59 +210,6 @@ impl IkeSa {
             refused_at: None,
             plain_notify: None,
         }
-    }
-
-    /// Sends (or resends) the UDP 4500 probe: a fresh MM1 with a cookie of its own, from our
-    /// port 4500 to the peer's, offering our proposals. Any answer with that cookie proves
-    /// the path passes UDP 4500; the peer's half-open state for it simply times out.
-    pub fn send_udp4500_probe(&mut self, ctx: &mut Ctx<'_>) {
-        if self.probe.as_ref().is_some_and(|p| p.answered) {
-            return;
-        }
-        let probe = match self.probe.take() {
-            Some(p) => p,
-            None => {
-                let mut cookie = ctx.random::<8>();
-                if cookie == [0; 8] || cookie == self.cookies.initiator_spi {
-                    cookie[0] ^= 0x5a;
-                }
-                let offer =
-                    crate::exchange::phase1::offer(&ctx.cfg.ike_proposals, ctx.cfg.ike_lifetime);
-                let mut payloads = vec![Payload::Sa(offer)];
-                payloads.extend(crate::exchange::phase1::our_vendor_ids(
-                    Role::Initiator,
-                    &PeerFeatures::default(),
-                ));
-                let mut header = self.header(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0);
-                header.initiator_spi = cookie;
-                header.responder_spi = [0; 8];
-                let data = wire::Message { header, payloads }.emit();
-                Udp4500ProbeState {
-                    cookie,
-                    datagram: Datagram {
-                        local: SocketAddr::new(self.local.ip(), 4500),
-                        remote: SocketAddr::new(self.remote.ip(), self.remote.port()),
-                        data,
-                    },
-                    answered: false,
-                }
-            }
-        };
-        ctx.event(Event::Message(MessageLog {
-            direction: Direction::Sent,
-            name: "PROBE",
-            cookies: Cookies {
-                initiator_spi: probe.cookie,
-                responder_spi: [0; 8],
-            },
-            message_id: 0,
-            payloads: "[ SA V ] (fresh MM1 to UDP 4500: does the path pass it?)".into(),
-            peer: probe.datagram.remote,
-            local: probe.datagram.local,
-            retransmission: false,
-        }));
-        ctx.out.transmits.push_back(probe.datagram.clone());
-        self.probe = Some(probe);
     }
 
     /// A message from the authenticated peer that we cannot act on: counts as a sign of life,
@@ -748,92 +571,56 @@ impl IkeSa {
         }
         t
     }
-
-    /// Resends the outstanding message when due; fails the SA when the tries are used up.
-    pub fn retransmit_due(
-        ctx: &mut Ctx<'_>,
-        r: &mut Retransmit,
-        cookies: Cookies,
-    ) -> Result<(), (&'static str, u32)> {
-        if ctx.now < r.next_at {
-            return Ok(());
-        }
-        if r.sent >= ctx.settings.retransmit_tries {
-            return Err((r.name, r.sent));
-        }
-        r.sent += 1;
-        let wait = ctx.settings.retransmit_timeout.as_secs_f64()
-            * ctx
-                .settings
-                .retransmit_base
-                .powi(i32::try_from(r.sent).unwrap_or(i32::MAX));
-        let wait =
-            Duration::try_from_secs_f64(wait.min(3600.0)).unwrap_or(Duration::from_secs(3600));
-        r.next_at = later(ctx.now, wait);
-        ctx.out.transmits.push_back(r.datagram.clone());
-        ctx.event(Event::Message(MessageLog {
-            direction: Direction::Sent,
-            name: r.name,
-            cookies,
-            message_id: r.message_id,
-            payloads: r.payloads.clone(),
-            peer: r.datagram.remote,
-            local: r.datagram.local,
-            retransmission: true,
-        }));
-        Ok(())
-    }
 }
 
-/// The HASH that opens a decrypted protected message and the raw bytes after it up to the end
-/// of the payload chain (what HASH(1) covers, RFC 2409 §5.5), read from the generic payload
-/// headers only, so a message whose payloads do not decode can still be authenticated.
-pub(crate) fn split_protected(
-    first: PayloadType,
-    body: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>), WireError> {
-    let mut hash = None;
-    let mut first_len = 0usize;
-    let mut end = 0usize;
-    for raw in PayloadIter::new(first, body) {
-        let raw = raw?;
-        if hash.is_none() {
-            if raw.payload_type != PayloadType::HASH {
-                return Err(WireError::Malformed("HASH (not first)"));
+impl IkeSa {
+    /// Runs the settings' hook on `payloads` of message `name`. In phase 1 a HASH_I/HASH_R
+    /// that travels with a rewritten ID payload is computed again over the new ID (RFC 2409
+    /// §5), as a peer that chose that ID would; QM and INFO hashes are computed after this.
+    // The hook may add and remove payloads, hence the Vec (unused without the feature).
+    #[cfg_attr(
+        not(feature = "test-support"),
+        allow(unused_variables, clippy::ptr_arg)
+    )]
+    pub(crate) fn tamper(
+        &self,
+        ctx: &Ctx<'_>,
+        name: &'static str,
+        message_id: u32,
+        payloads: &mut Vec<Payload>,
+    ) {
+        #[cfg(feature = "test-support")]
+        if let Some(t) = &ctx.settings.tamper {
+            let before = payloads.clone();
+            let sealing = crate::tamper::Sealing {
+                name,
+                role: self.role,
+                local: self.local,
+                remote: self.remote,
+                message_id,
+            };
+            (t.0)(&sealing, payloads);
+            if message_id != 0 || *payloads == before {
+                return;
             }
-            hash = Some(raw.body.to_vec());
-            first_len = raw.bytes.len();
+            let id = payloads.iter().find_map(|p| match p {
+                Payload::Identification(id) => Some(crate::exchange::payloads::id_body(id)),
+                _ => None,
+            });
+            let hash = id.and_then(|id| self.auth_hash(self.role, &id));
+            let old_hash = before.iter().find_map(|p| match p {
+                Payload::Hash(h) => Some(h),
+                _ => None,
+            });
+            if let Some(hash) = hash {
+                for p in payloads.iter_mut() {
+                    if let Payload::Hash(h) = p {
+                        if Some(&*h) == old_hash {
+                            *h = hash.to_vec();
+                        }
+                    }
+                }
+            }
         }
-        end = raw.offset + raw.bytes.len();
     }
-    let hash = hash.ok_or(WireError::Malformed("HASH (missing)"))?;
-    let rest = body
-        .get(first_len..end)
-        .ok_or(WireError::Truncated)?
-        .to_vec();
-    Ok((hash, rest))
-}
-
-/// Splits a decrypted body into its payloads, plus the raw bytes after the first payload up to
-/// the end of the chain (what a HASH(1)-style hash covers).
-pub(crate) fn parse_protected(
-    first: PayloadType,
-    body: &[u8],
-) -> Result<(Vec<Payload>, Vec<u8>), WireError> {
-    let mut first_len = None;
-    let mut end = 0usize;
-    for raw in PayloadIter::new(first, body) {
-        let raw = raw?;
-        if first_len.is_none() {
-            first_len = Some(raw.bytes.len());
-        }
-        end = raw.offset + raw.bytes.len();
-    }
-    let chain = body.get(..end).ok_or(WireError::Truncated)?;
-    let payloads = wire::parse_payloads(first, chain)?;
-    let rest = chain
-        .get(first_len.unwrap_or(0)..)
-        .ok_or(WireError::Truncated)?
-        .to_vec();
-    Ok((payloads, rest))
 }

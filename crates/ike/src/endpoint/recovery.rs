@@ -13,9 +13,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::Endpoint;
+use crate::context::{Ctx, Datagram};
 use crate::event::{ConnId, Event, Role};
-use crate::exchange::quick_mode::QmState;
-use crate::sa::{Ctx, Datagram, Phase1State};
+use crate::exchange::quick_mode::state::QmState;
+use crate::sa::Phase1State;
 use crate::wire::{Notification, NotifyType, Payload, ProtocolId, IPSEC_DOI};
 
 /// ISAKMP SAs of one connection established within this time of each other are simultaneous

@@ -2,10 +2,14 @@
 //! negotiated (KE travels in AM1) and the responder's HASH_R is sent in the clear, which is why
 //! answering it is an opt-in.
 
+use crate::context::Ctx;
+use crate::error::InputError;
 use crate::event::{Failure, Role};
-use crate::exchange::main_mode::raw_body;
-use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
-use crate::sa::{Ctx, IkeSa, InputError, Phase1State};
+use crate::exchange::payloads::{
+    find, hash_of, id_body, id_of, ke_of, nonce_of, nonce_ok, raw_body, sa_of,
+};
+use crate::exchange::phase1;
+use crate::sa::{IkeSa, Phase1State};
 use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
 
 impl IkeSa {
@@ -115,7 +119,7 @@ impl IkeSa {
         }
         let our = phase1::our_id(ctx.cfg);
         let hash_r = self
-            .auth_hash(self.role, &phase1::id_body(&our))
+            .auth_hash(self.role, &id_body(&our))
             .ok_or(InputError::Unexpected("no keys"))?;
         let mut payloads = vec![
             Payload::Sa(reply),
@@ -176,7 +180,7 @@ impl IkeSa {
             self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
             return Ok(());
         }
-        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_R in AM2") {
+        if !self.verify_peer_hash(ctx, hash, &id_body(id), "HASH_R in AM2") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -188,7 +192,7 @@ impl IkeSa {
         phase1::float_if_needed(self);
         let our = phase1::our_id(ctx.cfg);
         let hash_i = self
-            .auth_hash(self.role, &phase1::id_body(&our))
+            .auth_hash(self.role, &id_body(&our))
             .ok_or(InputError::Unexpected("no keys"))?;
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);

@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use crate::config::Phase1Mode;
+use crate::context::Ctx;
 use crate::crypto;
+use crate::error::InputError;
 use crate::event::{Event, Failure, Role, Udp4500Probe};
-use crate::exchange::quick_mode::QmState;
-use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
+use crate::exchange::payloads::parse_protected;
+use crate::exchange::quick_mode::state::{QmState, QuickMode};
+use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
 use crate::wire::{
     self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
@@ -184,9 +187,8 @@ impl IkeSa {
                 // strongSwan refuses QM1 with SPI 0 (it had not chosen a proposal to take an
                 // SPI from): an authenticated error that names no SPI of ours is about the
                 // oldest Quick Mode we are waiting on.
-                let in_flight = |q: &&mut crate::exchange::quick_mode::QuickMode| {
-                    q.retransmit.is_some() && q.role == Role::Initiator
-                };
+                let in_flight =
+                    |q: &&mut QuickMode| q.retransmit.is_some() && q.role == Role::Initiator;
                 let by_spi_match = self
                     .quick_modes
                     .iter()
@@ -199,7 +201,7 @@ impl IkeSa {
                 match qm {
                     Some(q) => {
                         q.retransmit = None;
-                        q.state = crate::exchange::quick_mode::QmState::Done;
+                        q.state = QmState::Done;
                         q.expires = Some(ctx.now);
                         let message_id = q.message_id;
                         let reason = if t == NotifyType::NO_PROPOSAL_CHOSEN {
@@ -379,7 +381,7 @@ impl IkeSa {
         let cookies = self.cookies;
         if let Some(r) = self.retransmit.as_mut() {
             let sent = r.sent;
-            match IkeSa::retransmit_due(ctx, r, cookies) {
+            match r.due(ctx, cookies) {
                 Err((message, tries)) => {
                     let reason = self.no_response(message, tries);
                     self.fail(ctx, reason, None);

@@ -1,11 +1,14 @@
 //! Main Mode with pre-shared keys (RFC 2409 §5, §5.4): MM1–MM6, as initiator and responder.
 
+use crate::context::Ctx;
+use crate::error::InputError;
 use crate::event::{Failure, Role};
-use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
-use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
-use crate::wire::{
-    self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadIter, PayloadType, WireError,
+use crate::exchange::payloads::{
+    find, hash_of, id_body, id_of, ke_of, nonce_of, nonce_ok, parse_protected, raw_body, sa_of,
 };
+use crate::exchange::phase1;
+use crate::sa::{IkeSa, Phase1State};
+use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
 
 impl IkeSa {
     /// MM1: HDR, SA, VID…
@@ -170,7 +173,7 @@ impl IkeSa {
         phase1::float_if_needed(self);
         let id = phase1::our_id(ctx.cfg);
         let hash = self
-            .auth_hash(self.role, &phase1::id_body(&id))
+            .auth_hash(self.role, &id_body(&id))
             .ok_or(InputError::Unexpected("no keys"))?;
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
         if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
@@ -208,7 +211,7 @@ impl IkeSa {
             );
             return Ok(());
         };
-        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_I in MM5") {
+        if !self.verify_peer_hash(ctx, hash, &id_body(id), "HASH_I in MM5") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -218,7 +221,7 @@ impl IkeSa {
         self.note_initial_contact(ctx, &payloads);
         let our = phase1::our_id(ctx.cfg);
         let hash_r = self
-            .auth_hash(self.role, &phase1::id_body(&our))
+            .auth_hash(self.role, &id_body(&our))
             .ok_or(InputError::Unexpected("no keys"))?;
         let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
         if !self.send_encrypted_phase1(
@@ -253,7 +256,7 @@ impl IkeSa {
             );
             return Ok(());
         };
-        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_R in MM6") {
+        if !self.verify_peer_hash(ctx, hash, &id_body(id), "HASH_R in MM6") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -357,20 +360,4 @@ impl IkeSa {
             }
         }
     }
-}
-
-/// The exact body bytes of the first payload of `kind` in a plaintext message.
-pub(crate) fn raw_body(
-    first: PayloadType,
-    datagram: &[u8],
-    kind: PayloadType,
-) -> Result<Vec<u8>, InputError> {
-    let body = datagram.get(Header::LEN..).ok_or(WireError::Truncated)?;
-    for raw in PayloadIter::new(first, body) {
-        let raw = raw?;
-        if raw.payload_type == kind {
-            return Ok(raw.body.to_vec());
-        }
-    }
-    Err(InputError::Missing(kind))
 }

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use crate::algorithm::{DhGroup, IkeCipher, IkeHash};
 use crate::config::ConnectionConfig;
+use crate::context::{Ctx, Datagram};
 use crate::crypto::{self, DhPrivate, Phase1Keys};
-use crate::event::{Event, Failure, NatStatus, PeerFeatures, Role};
+use crate::event::{Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role};
 use crate::proposal::IkeProposal;
-use crate::sa::{Ctx, IkeSa};
+use crate::sa::{IkeSa, Udp4500ProbeState};
 use crate::wire::{
-    attr, vendor_id, Attribute, Identification, KnownVendor, Payload, PayloadType, Proposal,
-    ProtocolId, SaPayload, Transform, IPSEC_DOI, SIT_IDENTITY_ONLY,
+    self, attr, vendor_id, Attribute, ExchangeType, Flags, Identification, KnownVendor, Payload,
+    PayloadType, Proposal, ProtocolId, SaPayload, Transform, IPSEC_DOI, SIT_IDENTITY_ONLY,
 };
 
 /// Transform ID KEY_IKE (RFC 2407 §4.4.2).
@@ -418,57 +419,6 @@ pub(crate) fn check_peer_id(cfg: &ConnectionConfig, id: &Identification) -> Resu
     }
 }
 
-/// Body of an ID payload as hashed into HASH_I/HASH_R.
-pub(crate) fn id_body(id: &Identification) -> Vec<u8> {
-    let mut b = Vec::new();
-    Payload::Identification(id.clone()).emit_body(&mut b);
-    b
-}
-
-/// First payload of a kind.
-pub(crate) fn find<'a, T>(
-    payloads: &'a [Payload],
-    f: impl Fn(&'a Payload) -> Option<T>,
-) -> Option<T> {
-    payloads.iter().find_map(f)
-}
-
-pub(crate) fn sa_of(p: &Payload) -> Option<&SaPayload> {
-    match p {
-        Payload::Sa(s) => Some(s),
-        _ => None,
-    }
-}
-pub(crate) fn ke_of(p: &Payload) -> Option<&Vec<u8>> {
-    match p {
-        Payload::KeyExchange(k) => Some(k),
-        _ => None,
-    }
-}
-pub(crate) fn nonce_of(p: &Payload) -> Option<&Vec<u8>> {
-    match p {
-        Payload::Nonce(n) => Some(n),
-        _ => None,
-    }
-}
-pub(crate) fn id_of(p: &Payload) -> Option<&Identification> {
-    match p {
-        Payload::Identification(i) => Some(i),
-        _ => None,
-    }
-}
-pub(crate) fn hash_of(p: &Payload) -> Option<&Vec<u8>> {
-    match p {
-        Payload::Hash(h) => Some(h),
-        _ => None,
-    }
-}
-
-/// Nonce length bounds of RFC 2409 §5.
-pub(crate) fn nonce_ok(n: &[u8]) -> bool {
-    (8..=256).contains(&n.len())
-}
-
 impl IkeSa {
     /// HASH_I when `of` is the initiator, HASH_R when it is the responder (RFC 2409 §5), over
     /// `id_b`, the body of the ID payload that travels with it.
@@ -527,5 +477,56 @@ impl IkeSa {
             );
         }
         ok
+    }
+}
+
+impl IkeSa {
+    /// Sends (or resends) the UDP 4500 probe: a fresh MM1 with a cookie of its own, from our
+    /// port 4500 to the peer's, offering our proposals. Any answer with that cookie proves
+    /// the path passes UDP 4500; the peer's half-open state for it simply times out.
+    pub fn send_udp4500_probe(&mut self, ctx: &mut Ctx<'_>) {
+        if self.probe.as_ref().is_some_and(|p| p.answered) {
+            return;
+        }
+        let probe = match self.probe.take() {
+            Some(p) => p,
+            None => {
+                let mut cookie = ctx.random::<8>();
+                if cookie == [0; 8] || cookie == self.cookies.initiator_spi {
+                    cookie[0] ^= 0x5a;
+                }
+                let offer = offer(&ctx.cfg.ike_proposals, ctx.cfg.ike_lifetime);
+                let mut payloads = vec![Payload::Sa(offer)];
+                payloads.extend(our_vendor_ids(Role::Initiator, &PeerFeatures::default()));
+                let mut header = self.header(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0);
+                header.initiator_spi = cookie;
+                header.responder_spi = [0; 8];
+                let data = wire::Message { header, payloads }.emit();
+                Udp4500ProbeState {
+                    cookie,
+                    datagram: Datagram {
+                        local: SocketAddr::new(self.local.ip(), 4500),
+                        remote: SocketAddr::new(self.remote.ip(), self.remote.port()),
+                        data,
+                    },
+                    answered: false,
+                }
+            }
+        };
+        ctx.event(Event::Message(MessageLog {
+            direction: Direction::Sent,
+            name: "PROBE",
+            cookies: Cookies {
+                initiator_spi: probe.cookie,
+                responder_spi: [0; 8],
+            },
+            message_id: 0,
+            payloads: "[ SA V ] (fresh MM1 to UDP 4500: does the path pass it?)".into(),
+            peer: probe.datagram.remote,
+            local: probe.datagram.local,
+            retransmission: false,
+        }));
+        ctx.out.transmits.push_back(probe.datagram.clone());
+        self.probe = Some(probe);
     }
 }

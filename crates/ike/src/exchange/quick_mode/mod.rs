@@ -1,15 +1,22 @@
 //! Quick Mode (RFC 2409 §5.5): QM1–QM3 with optional PFS, traffic selectors as ID payloads,
 //! RESPONDER-LIFETIME (RFC 2407 §4.6.3.1) and the commit bit (RFC 2408 §4.6 / CONNECTED).
 
-use std::time::{Duration, Instant};
+pub(crate) mod state;
+
+pub(crate) use state::{EspChoice, QmState, QuickMode};
+
+use std::time::Duration;
 
 use crate::algorithm::{DhGroup, EspCipher, EspIntegrity};
 use crate::config::TrafficSelector;
+use crate::context::Ctx;
 use crate::crypto::{self, DhPrivate, Secret};
+use crate::error::InputError;
 use crate::event::{ChildSa, EspEncapsulation, EspKeys, Event, Failure, Role};
-use crate::exchange::phase1::{find, ke_of, nonce_of, nonce_ok, sa_of};
+use crate::exchange::payloads::{find, ke_of, nonce_of, nonce_ok, parse_protected, sa_of};
 use crate::proposal::EspProposal;
-use crate::sa::{parse_protected, Ctx, IkeSa, InputError, InstalledChild, ReplyCache, Retransmit};
+use crate::retransmit::{ReplyCache, Retransmit};
+use crate::sa::{IkeSa, InstalledChild};
 use crate::time::later;
 use crate::wire::{
     attr, emit_payloads, ExchangeType, Flags, Header, Identification, Notification, NotifyType,
@@ -25,53 +32,11 @@ const LINGER: Duration = Duration::from_secs(60);
 /// CONNECTED notify (RFC 2408 §3.14.1), the answer to the commit bit.
 const CONNECTED: NotifyType = NotifyType(16384);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum QmState {
-    I1Sent,
-    R2Sent,
-    /// Initiator after QM3 when the responder set the commit bit: waiting for CONNECTED.
-    AwaitConnected,
-    Done,
-}
-
 /// A decrypted Quick Mode message: its payloads, the bytes after HASH, and the HASH.
 struct Opened {
     payloads: Vec<Payload>,
     rest: Vec<u8>,
     hash: Vec<u8>,
-}
-
-/// The transform both sides agreed on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EspChoice {
-    pub proposal: EspProposal,
-    pub encap_mode: u16,
-    pub lifetime: Duration,
-    pub lifetime_kb: Option<u64>,
-}
-
-pub(crate) struct QuickMode {
-    pub message_id: u32,
-    pub role: Role,
-    pub state: QmState,
-    pub iv: Vec<u8>,
-    pub child_index: usize,
-    pub local_ts: TrafficSelector,
-    pub remote_ts: TrafficSelector,
-    pub spi_in: u32,
-    pub spi_out: u32,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub dh: Option<DhPrivate>,
-    pub g_qm_xy: Option<Secret>,
-    pub choice: Option<EspChoice>,
-    pub commit: bool,
-    pub pending: Option<ChildSa>,
-    /// The SPI (ours) of the SA this exchange rekeys, deleted once the new one is up.
-    pub replaces: Option<u32>,
-    pub retransmit: Option<Retransmit>,
-    pub replies: ReplyCache,
-    pub expires: Option<Instant>,
 }
 
 /// Encapsulation mode attribute for our side (RFC 3947 §5.2; drafts use 61443).
@@ -1129,7 +1094,7 @@ impl IkeSa {
         let mut i = 0;
         while let Some(qm) = self.quick_modes.get_mut(i) {
             if let Some(r) = qm.retransmit.as_mut() {
-                if let Err((name, tries)) = IkeSa::retransmit_due(ctx, r, cookies) {
+                if let Err((name, tries)) = r.due(ctx, cookies) {
                     ctx.event(Event::ChildSaFailed {
                         conn,
                         cookies,

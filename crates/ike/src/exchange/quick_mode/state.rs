@@ -1,0 +1,52 @@
+//! A Quick Mode in flight (RFC 2409 §5.5): what it has sent, chosen and derived so far.
+
+use std::time::{Duration, Instant};
+
+use crate::config::TrafficSelector;
+use crate::crypto::{DhPrivate, Secret};
+use crate::event::{ChildSa, Role};
+use crate::proposal::EspProposal;
+use crate::retransmit::{ReplyCache, Retransmit};
+
+/// Progress of one Quick Mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QmState {
+    I1Sent,
+    R2Sent,
+    /// Initiator after QM3 when the responder set the commit bit: waiting for CONNECTED.
+    AwaitConnected,
+    Done,
+}
+
+/// The transform both sides agreed on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EspChoice {
+    pub proposal: EspProposal,
+    pub encap_mode: u16,
+    pub lifetime: Duration,
+    pub lifetime_kb: Option<u64>,
+}
+
+pub(crate) struct QuickMode {
+    pub message_id: u32,
+    pub role: Role,
+    pub state: QmState,
+    pub iv: Vec<u8>,
+    pub child_index: usize,
+    pub local_ts: TrafficSelector,
+    pub remote_ts: TrafficSelector,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub dh: Option<DhPrivate>,
+    pub g_qm_xy: Option<Secret>,
+    pub choice: Option<EspChoice>,
+    pub commit: bool,
+    pub pending: Option<ChildSa>,
+    /// The SPI (ours) of the SA this exchange rekeys, deleted once the new one is up.
+    pub replaces: Option<u32>,
+    pub retransmit: Option<Retransmit>,
+    pub replies: ReplyCache,
+    pub expires: Option<Instant>,
+}
