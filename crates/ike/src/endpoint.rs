@@ -20,7 +20,7 @@ use crate::event::{
 };
 use crate::exchange::quick_mode::state::QmState;
 use crate::proposal::IkeProposal;
-use crate::sa::{IkeSa, Phase1State};
+use crate::sa::{IkeSa, KeyState, Phase1State};
 use crate::time::later;
 use crate::wire::{ExchangeType, Header};
 
@@ -668,10 +668,10 @@ impl Endpoint {
     /// The phase 1 encryption key (RFC 2409 Appendix B) of the ISAKMP SA with this initiator
     /// cookie, once derived. Only for the opt-in key export to Wireshark's decryption table.
     pub fn phase1_encryption_key(&self, initiator_spi: &[u8; 8]) -> Option<&[u8]> {
-        self.sas
-            .get(initiator_spi)
-            .and_then(|sa| sa.keys.as_ref())
-            .map(|k| k.enc_key.as_slice())
+        self.sas.get(initiator_spi).and_then(|sa| match &sa.keying {
+            KeyState::Keyed(k) => Some(k.keys.enc_key.as_slice()),
+            KeyState::Negotiating(_) => None,
+        })
     }
 
     /// Every ISAKMP SA, for `status`.
@@ -692,7 +692,7 @@ impl Endpoint {
                 state: sa.state.name(),
                 local: sa.local,
                 remote: sa.remote,
-                proposal: sa.proposal,
+                proposal: sa.proposal(),
                 age: now.saturating_duration_since(sa.created),
                 lifetime: sa.lifetime,
                 nat: sa.nat,

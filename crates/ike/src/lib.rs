@@ -15,6 +15,7 @@ pub mod endpoint;
 mod error;
 pub mod event;
 pub mod exchange;
+mod keyed;
 pub mod proposal;
 mod retransmit;
 pub mod role;

@@ -1,23 +1,24 @@
 //! The ISAKMP SA: its negotiation state, keys, IV chains, retransmission and duplicate replies.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
 use crate::context::{Ctx, Datagram};
-use crate::crypto::{self, DhPrivate, Phase1Keys, Secret};
+use crate::crypto::DhPrivate;
 use crate::error::InputError;
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
-use crate::exchange::payloads::split_protected;
 use crate::exchange::quick_mode::state::{QmState, QuickMode};
+use crate::keyed::Keyed;
 use crate::proposal::IkeProposal;
 use crate::retransmit::{ReplyCache, Retransmit};
 use crate::time::later;
 use crate::wire::{
-    self, emit_payloads, payload_list, ExchangeType, Flags, Header, Notification, NotifyType,
-    Payload, PayloadType, ProtocolId, WireError, IPSEC_DOI,
+    self, payload_list, ExchangeType, Flags, Header, Notification, NotifyType, Payload,
+    PayloadType, ProtocolId, IPSEC_DOI,
 };
 
 /// Phase 1 progress, named after the last message sent or expected.
@@ -76,6 +77,31 @@ pub(crate) struct DpdState {
     pub outstanding: Option<(u32, Instant)>,
 }
 
+/// What phase 1 has gathered before SKEYID: the chosen proposal, our DH pair and both
+/// sides' public values and nonces (RFC 2409 §5), as MM1–MM4 / AM1–AM2 bring them.
+#[derive(Default)]
+pub(crate) struct Negotiation {
+    pub proposal: Option<IkeProposal>,
+    /// Body of the initiator's SA payload, hashed into HASH_I/HASH_R (RFC 2409 §5).
+    pub sai_b: Vec<u8>,
+    /// Body of the peer's ID payload as received in AM1 (hashed into HASH_I).
+    pub peer_id_b: Vec<u8>,
+    pub dh: Option<DhPrivate>,
+    pub g_xi: Vec<u8>,
+    pub g_xr: Vec<u8>,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+}
+
+/// The key material of an ISAKMP SA: the exchange's inputs, then (from MM3/MM4, AM1/AM2 on)
+/// the keys alone; the DH private value and the nonces are dropped (and zeroized) then.
+pub(crate) enum KeyState {
+    Negotiating(Negotiation),
+    /// Shared by the exchanges that borrow the keys while they change the SA's other state;
+    /// the phase 1 IV chain is the only part that changes, before phase 1 is established.
+    Keyed(Arc<Keyed>),
+}
+
 pub(crate) struct IkeSa {
     pub conn: ConnId,
     pub role: Role,
@@ -88,22 +114,11 @@ pub(crate) struct IkeSa {
     /// Creation order among responder SAs (0 for ours as initiator).
     pub serial: u64,
     pub established_at: Option<Instant>,
-    pub proposal: Option<IkeProposal>,
     pub lifetime: Duration,
-    /// Body of the initiator's SA payload, hashed into HASH_I/HASH_R (RFC 2409 §5).
-    pub sai_b: Vec<u8>,
-    /// Body of the peer's ID payload as received in AM1 (hashed into HASH_I).
-    pub peer_id_b: Vec<u8>,
     /// Started to replace an older ISAKMP SA: its IPsec SAs move over, no new Quick Modes.
     pub is_rekey: bool,
-    pub dh: Option<DhPrivate>,
-    pub g_xi: Vec<u8>,
-    pub g_xr: Vec<u8>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub keys: Option<Phase1Keys>,
-    /// CBC chain of phase 1 (RFC 2409 App. B): updated after every encrypted phase 1 message.
-    pub p1_iv: Vec<u8>,
+    /// The exchange's inputs until SKEYID is derived, then the keys.
+    pub keying: KeyState,
     pub features: PeerFeatures,
     /// NAT-D payload type agreed by vendor ID: 20 (RFC 3947) or 130 (drafts).
     pub nat_d_type: Option<PayloadType>,
@@ -175,18 +190,9 @@ impl IkeSa {
             created: now,
             serial: 0,
             established_at: None,
-            proposal: None,
             lifetime: Duration::ZERO,
-            sai_b: Vec::new(),
-            peer_id_b: Vec::new(),
             is_rekey: false,
-            dh: None,
-            g_xi: Vec::new(),
-            g_xr: Vec::new(),
-            ni: Vec::new(),
-            nr: Vec::new(),
-            keys: None,
-            p1_iv: Vec::new(),
+            keying: KeyState::Negotiating(Negotiation::default()),
             features: PeerFeatures::default(),
             nat_d_type: None,
             nat: NatStatus::default(),
@@ -246,7 +252,9 @@ impl IkeSa {
                 spi,
                 data: Vec::new(),
             });
-            let _ = self.send_informational(ctx, vec![payload]);
+            if let Some(keys) = self.keyed() {
+                let _ = self.send_informational(ctx, &keys, vec![payload]);
+            }
         }
         ctx.event(Event::Unprocessable {
             conn: self.conn,
@@ -304,9 +312,53 @@ impl IkeSa {
             && !matches!(self.state, Phase1State::Established | Phase1State::Dead)
     }
 
-    pub fn proposal(&self) -> Result<IkeProposal, Failure> {
-        self.proposal
-            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
+    /// The ISAKMP SA proposal, once chosen.
+    pub fn proposal(&self) -> Option<IkeProposal> {
+        match &self.keying {
+            KeyState::Negotiating(n) => n.proposal,
+            KeyState::Keyed(k) => Some(k.proposal),
+        }
+    }
+
+    /// The keys, once derived (after MM3/MM4, AM1/AM2).
+    pub fn keyed(&self) -> Option<Arc<Keyed>> {
+        match &self.keying {
+            KeyState::Keyed(k) => Some(Arc::clone(k)),
+            KeyState::Negotiating(_) => None,
+        }
+    }
+
+    /// The keys of an established ISAKMP SA: what Quick Mode, Informational and Transaction
+    /// exchanges are built with.
+    pub fn established_keys(&self) -> Option<Arc<Keyed>> {
+        self.keyed().filter(|_| self.is_established())
+    }
+
+    /// The inputs of phase 1 while no keys exist yet.
+    pub fn negotiation(&mut self) -> Option<&mut Negotiation> {
+        match &mut self.keying {
+            KeyState::Negotiating(n) => Some(n),
+            KeyState::Keyed(_) => None,
+        }
+    }
+
+    /// The inputs of phase 1, for a step that comes before the keys.
+    pub fn negotiating(&mut self) -> Result<&mut Negotiation, InputError> {
+        self.negotiation()
+            .ok_or(InputError::Unexpected("phase 1 keys already derived"))
+    }
+
+    /// Advances the phase 1 IV chain (RFC 2409 App. B) after an encrypted phase 1 message;
+    /// `keys` is the caller's handle, kept the same as the SA's.
+    pub fn set_p1_iv(&mut self, keys: &mut Arc<Keyed>, iv: Vec<u8>) {
+        self.keying = KeyState::Negotiating(Negotiation::default());
+        Arc::make_mut(keys).p1_iv = iv;
+        self.keying = KeyState::Keyed(Arc::clone(keys));
+    }
+
+    /// True while the first message of a responder (MM1/AM1) has not been taken in.
+    pub fn first_message_pending(&self) -> bool {
+        matches!(&self.keying, KeyState::Negotiating(n) if n.sai_b.is_empty())
     }
 
     pub fn header(&self, exchange: ExchangeType, flags: Flags, message_id: u32) -> Header {
@@ -391,104 +443,6 @@ impl IkeSa {
             payloads: payloads.to_vec(),
         }
         .emit()
-    }
-
-    /// Encrypts `payloads` under the phase 1 key with `iv`; returns the datagram and the last
-    /// ciphertext block, the next IV of the chain (RFC 2409 App. B). Padding is zeros.
-    pub fn encrypted_message(
-        &self,
-        exchange: ExchangeType,
-        flags: Flags,
-        message_id: u32,
-        payloads: &[Payload],
-        iv: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), Failure> {
-        let p = self.proposal()?;
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))?;
-        let mut body = Vec::with_capacity(256);
-        let first = emit_payloads(payloads, &mut body);
-        let block = p.cipher.block_len();
-        let padded = body.len().div_ceil(block) * block;
-        body.resize(padded, 0);
-        crypto::cipher::encrypt(p.cipher, &keys.enc_key, iv, &mut body)
-            .map_err(|e| Failure::Malformed(format!("encryption failed: {e}")))?;
-        let last = body
-            .get(body.len().saturating_sub(block)..)
-            .unwrap_or_default()
-            .to_vec();
-        let mut h = self.header(exchange, Flags(flags.0 | Flags::ENCRYPTION), message_id);
-        h.next_payload = first;
-        h.length = u32::try_from(Header::LEN + body.len()).unwrap_or(u32::MAX);
-        let mut out = Vec::with_capacity(Header::LEN + body.len());
-        h.emit(&mut out);
-        out.extend_from_slice(&body);
-        Ok((out, last))
-    }
-
-    /// Decrypts the body of an encrypted message with `iv`; returns the plaintext (with its
-    /// padding) and the last ciphertext block. Errors mean the keys differ or the message is bad.
-    pub fn decrypt_body(
-        &self,
-        datagram: &[u8],
-        iv: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), WireError> {
-        let p = self.proposal.ok_or(WireError::Truncated)?;
-        let keys = self.keys.as_ref().ok_or(WireError::Truncated)?;
-        let mut body = datagram
-            .get(Header::LEN..)
-            .ok_or(WireError::Truncated)?
-            .to_vec();
-        let block = p.cipher.block_len();
-        if body.is_empty() || body.len() % block != 0 {
-            return Err(WireError::Truncated);
-        }
-        let last = body
-            .get(body.len() - block..)
-            .ok_or(WireError::Truncated)?
-            .to_vec();
-        crypto::cipher::decrypt(p.cipher, &keys.enc_key, iv, &mut body)
-            .map_err(|_| WireError::Truncated)?;
-        Ok((body, last))
-    }
-
-    /// The phase 2 / informational IV of `message_id` (RFC 2409 App. B).
-    pub fn phase2_iv(&self, message_id: u32) -> Result<Vec<u8>, Failure> {
-        let p = self.proposal()?;
-        Ok(crypto::phase2_iv(
-            p.hash,
-            &self.p1_iv,
-            message_id,
-            p.cipher.block_len(),
-        ))
-    }
-
-    pub fn skeyid_a(&self) -> Result<&Secret, Failure> {
-        self.keys
-            .as_ref()
-            .map(|k| &k.skeyid_a)
-            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
-    }
-
-    /// Decrypts a protected message with `iv` and checks its HASH(1) (RFC 2409 §5.5, §5.7) from
-    /// the generic payload headers alone, so a message whose payloads do not decode can still be
-    /// told to be the peer's. `Ok(false)`: it decrypted, but the HASH does not verify.
-    pub(crate) fn hash1_verifies(
-        &self,
-        hash: crate::algorithm::IkeHash,
-        header: &Header,
-        datagram: &[u8],
-        iv: &[u8],
-    ) -> Result<bool, InputError> {
-        let (body, _) = self.decrypt_body(datagram, iv)?;
-        let (received, rest) = split_protected(header.next_payload, &body)?;
-        let skeyid_a = self
-            .skeyid_a()
-            .map_err(|_| InputError::Unexpected("no keys"))?;
-        let expected = crypto::qm_hash1(hash, skeyid_a, header.message_id, &rest);
-        Ok(crypto::ct_eq(&expected, &received))
     }
 
     /// Sends an unprotected error notify (RFC 2408 §5: before the ISAKMP SA is authenticated).
@@ -607,7 +561,9 @@ impl IkeSa {
                 Payload::Identification(id) => Some(crate::exchange::payloads::id_body(id)),
                 _ => None,
             });
-            let hash = id.and_then(|id| self.auth_hash(self.role, &id));
+            let hash = id
+                .zip(self.keyed())
+                .map(|(id, k)| k.auth_hash(&self.cookies, self.role, &id));
             let old_hash = before.iter().find_map(|p| match p {
                 Payload::Hash(h) => Some(h),
                 _ => None,

@@ -171,7 +171,8 @@ impl Endpoint {
             spi: spi.to_be_bytes().to_vec(),
             data: Vec::new(),
         });
-        sa.send_informational(&mut ctx, vec![n]).is_ok()
+        sa.keyed()
+            .is_some_and(|keys| sa.send_informational(&mut ctx, &keys, vec![n]).is_ok())
     }
 
     /// Acts on authenticated INVALID-SPI notifies received on `key`: the IPsec SA pair whose
@@ -244,7 +245,9 @@ impl Endpoint {
                 rng: &mut self.rng,
                 out: &mut self.out,
             };
-            sa.quick_mode_initiate(&mut ctx, index, None);
+            if let Some(keys) = sa.keyed() {
+                sa.quick_mode_initiate(&mut ctx, &keys, index, None);
+            }
         }
     }
 

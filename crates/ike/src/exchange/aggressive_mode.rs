@@ -2,6 +2,8 @@
 //! negotiated (KE travels in AM1) and the responder's HASH_R is sent in the clear, which is why
 //! answering it is an opt-in.
 
+use std::sync::Arc;
+
 use crate::context::Ctx;
 use crate::error::InputError;
 use crate::event::{Failure, Role};
@@ -9,6 +11,7 @@ use crate::exchange::payloads::{
     find, hash_of, id_body, id_of, ke_of, nonce_of, nonce_ok, raw_body, sa_of,
 };
 use crate::exchange::phase1;
+use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1State};
 use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
 
@@ -28,15 +31,15 @@ impl IkeSa {
         let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime);
         let mut sai_b = Vec::new();
         Payload::Sa(offer.clone()).emit_body(&mut sai_b);
-        self.sai_b = sai_b;
         let dh = phase1::new_dh(ctx, group);
-        self.g_xi = dh.public_value();
-        self.dh = Some(dh);
-        self.ni = phase1::new_nonce(ctx);
+        let (g_xi, ni) = (dh.public_value(), phase1::new_nonce(ctx));
+        if let Some(n) = self.negotiation() {
+            (n.sai_b, n.dh, n.g_xi, n.ni) = (sai_b, Some(dh), g_xi.clone(), ni.clone());
+        }
         let mut payloads = vec![
             Payload::Sa(offer),
-            Payload::KeyExchange(self.g_xi.clone()),
-            Payload::Nonce(self.ni.clone()),
+            Payload::KeyExchange(g_xi),
+            Payload::Nonce(ni),
             Payload::Identification(phase1::our_id(ctx.cfg)),
         ];
         payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
@@ -50,13 +53,14 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        match self.state {
-            Phase1State::AmR2Sent if self.sai_b.is_empty() => {
+        let keys = self.keyed();
+        match (self.state, keys) {
+            (Phase1State::AmR2Sent, None) if self.first_message_pending() => {
                 self.am1_received(ctx, header, datagram)
             }
-            Phase1State::AmI1Sent => self.am2_received(ctx, header, datagram),
-            Phase1State::AmR2Sent => self.am3_received(ctx, header, datagram),
-            s => Err(InputError::Unexpected(s.name())),
+            (Phase1State::AmI1Sent, None) => self.am2_received(ctx, header, datagram),
+            (Phase1State::AmR2Sent, Some(k)) => self.am3_received(ctx, k, header, datagram),
+            (s, _) => Err(InputError::Unexpected(s.name())),
         }
     }
 
@@ -81,8 +85,8 @@ impl IkeSa {
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
-        self.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
-        self.peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
+        self.negotiating()?.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
+        self.negotiating()?.peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
         self.peer_offer = phase1::describe_offer(offer);
         phase1::learn_vendor_ids(self, &msg.payloads);
         let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
@@ -105,26 +109,26 @@ impl IkeSa {
             self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
             return Ok(());
         }
-        self.proposal = Some(chosen.proposal);
+        self.negotiating()?.proposal = Some(chosen.proposal);
         self.adopt_lifetime(ctx, &chosen);
-        self.g_xi = ke.clone();
-        self.ni = ni.clone();
         let dh = phase1::new_dh(ctx, chosen.proposal.group);
-        self.g_xr = dh.public_value();
-        self.dh = Some(dh);
-        self.nr = phase1::new_nonce(ctx);
-        if let Err(f) = phase1::derive_keys(ctx, self) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
-            return Ok(());
-        }
+        let (g_xr, nr) = (dh.public_value(), phase1::new_nonce(ctx));
+        let n = self.negotiating()?;
+        (n.g_xi, n.ni) = (ke.clone(), ni.clone());
+        (n.dh, n.g_xr, n.nr) = (Some(dh), g_xr.clone(), nr.clone());
+        let keys = match phase1::derive_keys(ctx, self) {
+            Ok(k) => k,
+            Err(f) => {
+                self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+                return Ok(());
+            }
+        };
         let our = phase1::our_id(ctx.cfg);
-        let hash_r = self
-            .auth_hash(self.role, &id_body(&our))
-            .ok_or(InputError::Unexpected("no keys"))?;
+        let hash_r = keys.auth_hash(&self.cookies, self.role, &id_body(&our));
         let mut payloads = vec![
             Payload::Sa(reply),
-            Payload::KeyExchange(self.g_xr.clone()),
-            Payload::Nonce(self.nr.clone()),
+            Payload::KeyExchange(g_xr),
+            Payload::Nonce(nr),
             Payload::Identification(our),
             Payload::Hash(hash_r.to_vec()),
         ];
@@ -148,7 +152,7 @@ impl IkeSa {
         self.log_received(ctx, "AM2", header, &msg.payloads);
         let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
         phase1::learn_vendor_ids(self, &msg.payloads);
-        let group = self.dh.as_ref().map(|d| d.group());
+        let group = self.negotiating()?.dh.as_ref().map(|d| d.group());
         let chosen = match phase1::accept_choice(ctx.cfg, answer) {
             Some(c) if Some(c.proposal.group) == group => c,
             _ => {
@@ -172,15 +176,17 @@ impl IkeSa {
             );
             return Ok(());
         }
-        self.proposal = Some(chosen.proposal);
+        let n = self.negotiating()?;
+        (n.proposal, n.g_xr, n.nr) = (Some(chosen.proposal), ke.clone(), nr.clone());
         self.adopt_lifetime(ctx, &chosen);
-        self.g_xr = ke.clone();
-        self.nr = nr.clone();
-        if let Err(f) = phase1::derive_keys(ctx, self) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
-            return Ok(());
-        }
-        if !self.verify_peer_hash(ctx, hash, &id_body(id), "HASH_R in AM2") {
+        let mut keys = match phase1::derive_keys(ctx, self) {
+            Ok(k) => k,
+            Err(f) => {
+                self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+                return Ok(());
+            }
+        };
+        if !self.verify_peer_hash(ctx, &keys, hash, &id_body(id), "HASH_R in AM2") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -191,9 +197,7 @@ impl IkeSa {
         let nat_d = phase1::nat_d_payloads(ctx, self);
         phase1::float_if_needed(self);
         let our = phase1::our_id(ctx.cfg);
-        let hash_i = self
-            .auth_hash(self.role, &id_body(&our))
-            .ok_or(InputError::Unexpected("no keys"))?;
+        let hash_i = keys.auth_hash(&self.cookies, self.role, &id_body(&our));
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);
         if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
@@ -201,6 +205,7 @@ impl IkeSa {
         }
         if !self.send_encrypted_phase1(
             ctx,
+            &mut keys,
             ExchangeType::AGGRESSIVE,
             "AM3",
             &payloads,
@@ -218,11 +223,12 @@ impl IkeSa {
     fn am3_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        mut keys: Arc<Keyed>,
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
         let payloads = if header.flags.contains(Flags::ENCRYPTION) {
-            let Some(payloads) = self.open_phase1(ctx, header, datagram, "AM3") else {
+            let Some(payloads) = self.open_phase1(ctx, &mut keys, header, datagram, "AM3") else {
                 return Ok(());
             };
             payloads
@@ -239,8 +245,7 @@ impl IkeSa {
             );
             return Ok(());
         };
-        let idii_b = self.peer_id_b.clone();
-        if !self.verify_peer_hash(ctx, hash, &idii_b, "HASH_I in AM3") {
+        if !self.verify_peer_hash(ctx, &keys, hash, &keys.peer_id_b, "HASH_I in AM3") {
             return Ok(());
         }
         phase1::detect_nat(ctx, self, &payloads);

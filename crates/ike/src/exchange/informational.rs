@@ -10,11 +10,12 @@ use crate::error::InputError;
 use crate::event::{Event, Failure, Role, Udp4500Probe};
 use crate::exchange::payloads::parse_protected;
 use crate::exchange::quick_mode::state::{QmState, QuickMode};
+use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
 use crate::wire::{
     self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
-    IPSEC_DOI,
+    WireError, IPSEC_DOI,
 };
 
 /// Pause between AM3 and the first QM1 (see `phase1_established`).
@@ -36,24 +37,19 @@ impl IkeSa {
     pub(crate) fn send_informational(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         mut rest: Vec<Payload>,
     ) -> Result<(), Failure> {
-        let p = self.proposal()?;
         let message_id = ctx.message_id();
         self.tamper(ctx, "INFO", message_id, &mut rest);
-        let iv = self.phase2_iv(message_id)?;
+        let iv = keys.phase2_iv(message_id);
         let mut rest_bytes = Vec::new();
         wire::emit_payloads(&rest, &mut rest_bytes);
-        let hash = crypto::qm_hash1(p.hash, self.skeyid_a()?, message_id, &rest_bytes);
+        let hash = keys.hash1(message_id, &rest_bytes);
         let mut payloads = vec![Payload::Hash(hash.to_vec())];
         payloads.extend(rest);
-        let (data, _) = self.encrypted_message(
-            ExchangeType::INFORMATIONAL,
-            Flags(0),
-            message_id,
-            &payloads,
-            &iv,
-        )?;
+        let header = self.header(ExchangeType::INFORMATIONAL, Flags(0), message_id);
+        let (data, _) = keys.seal(header, &payloads, &iv)?;
         self.send(ctx, "INFO", &payloads, data, message_id, false);
         Ok(())
     }
@@ -65,33 +61,27 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let protected = header.flags.contains(Flags::ENCRYPTION);
-        let payloads = if protected {
-            let p = self
-                .proposal
-                .ok_or(InputError::Unexpected("encrypted INFO before keys"))?;
-            let iv = self
-                .phase2_iv(header.message_id)
-                .map_err(|_| InputError::Unexpected("no keys"))?;
-            let (body, _) = self.decrypt_body(datagram, &iv)?;
+        // Protected: decrypted and its HASH(1) verified with the keys it came under.
+        let (payloads, keys) = if header.flags.contains(Flags::ENCRYPTION) {
+            let keys = match (self.keyed(), self.proposal()) {
+                (Some(k), _) => k,
+                // A proposal but no keys yet: the body cannot be decrypted.
+                (None, Some(_)) => return Err(WireError::Truncated.into()),
+                (None, None) => return Err(InputError::Unexpected("encrypted INFO before keys")),
+            };
+            let (body, _) = keys.open(datagram, &keys.phase2_iv(header.message_id))?;
             let (payloads, rest) = parse_protected(header.next_payload, &body)?;
             let Some(Payload::Hash(h)) = payloads.first() else {
                 return Err(InputError::Missing(wire::PayloadType::HASH));
             };
-            let expected = crypto::qm_hash1(
-                p.hash,
-                self.skeyid_a()
-                    .map_err(|_| InputError::Unexpected("no keys"))?,
-                header.message_id,
-                &rest,
-            );
-            if !crypto::ct_eq(&expected, h) {
+            if !crypto::ct_eq(&keys.hash1(header.message_id, &rest), h) {
                 return Err(InputError::BadHash("INFO"));
             }
-            payloads
+            (payloads, Some(keys))
         } else {
-            wire::Message::parse(datagram)?.payloads
+            (wire::Message::parse(datagram)?.payloads, None)
         };
+        let protected = keys.is_some();
         self.log_received(ctx, "INFO", header, &payloads);
         if !protected && self.is_established() {
             // Unauthenticated notifies cannot tear down an authenticated SA.
@@ -103,7 +93,7 @@ impl IkeSa {
         }
         for p in &payloads {
             match p {
-                Payload::Notification(n) => self.notify_received(ctx, n, protected),
+                Payload::Notification(n) => self.notify_received(ctx, keys.as_deref(), n),
                 Payload::Delete(d) if protected => self.delete_received(ctx, d),
                 _ => {}
             }
@@ -122,13 +112,11 @@ impl IkeSa {
         if !header.flags.contains(Flags::ENCRYPTION) {
             return Err(InputError::Unexpected("unprotected Transaction exchange"));
         }
-        let p = self
-            .proposal
+        let keys = self
+            .established_keys()
             .ok_or(InputError::Unexpected("Transaction before keys"))?;
-        let iv = self
-            .phase2_iv(header.message_id)
-            .map_err(|_| InputError::Unexpected("no keys"))?;
-        if !self.hash1_verifies(p.hash, header, datagram, &iv)? {
+        let iv = keys.phase2_iv(header.message_id);
+        if !keys.hash1_verifies(header, datagram, &iv)? {
             return Err(InputError::BadHash("TRANSACTION"));
         }
         self.log_received(ctx, "TRANSACTION", header, &[]);
@@ -143,14 +131,16 @@ impl IkeSa {
         Ok(())
     }
 
-    fn notify_received(&mut self, ctx: &mut Ctx<'_>, n: &Notification, protected: bool) {
-        match n.notify_type {
-            NotifyType::R_U_THERE if protected && self.is_established() => {
+    /// A notify; `keys` when it came protected (and so authenticated) under them.
+    fn notify_received(&mut self, ctx: &mut Ctx<'_>, keys: Option<&Keyed>, n: &Notification) {
+        let protected = keys.is_some();
+        match (n.notify_type, keys) {
+            (NotifyType::R_U_THERE, Some(keys)) if self.is_established() => {
                 let ack = self.isakmp_notify(NotifyType::R_U_THERE_ACK, n.data.clone());
-                let _ = self.send_informational(ctx, vec![ack]);
+                let _ = self.send_informational(ctx, keys, vec![ack]);
             }
-            NotifyType::R_U_THERE_ACK => {}
-            NotifyType::INITIAL_CONTACT if protected => {
+            (NotifyType::R_U_THERE_ACK, _) => {}
+            (NotifyType::INITIAL_CONTACT, _) if protected => {
                 self.initial_contact_received = true;
                 ctx.event(Event::InitialContact {
                     conn: self.conn,
@@ -158,7 +148,7 @@ impl IkeSa {
                 });
             }
             // The peer has no SA for this SPI of ours; the endpoint drops and renegotiates it.
-            NotifyType::INVALID_SPI
+            (NotifyType::INVALID_SPI, _)
                 if protected && self.is_established() && n.protocol == ProtocolId::ESP =>
             {
                 if let Ok(spi) = <[u8; 4]>::try_from(n.spi.as_slice()) {
@@ -167,10 +157,10 @@ impl IkeSa {
             }
             // Before phase 1 completes only a protected notify (its HASH(1) needs SKEYID_a,
             // hence the PSK) may end the negotiation; a plain one may be forged: recorded only.
-            t if t.is_error() && !self.is_established() && protected => {
+            (t, _) if t.is_error() && !self.is_established() && protected => {
                 self.fail(ctx, Failure::PeerNotify(t), None);
             }
-            t if t.is_error() && !self.is_established() => {
+            (t, _) if t.is_error() && !self.is_established() => {
                 self.plain_notify = Some(t);
                 ctx.event(Event::NotifyReceived {
                     conn: Some(self.conn),
@@ -179,7 +169,7 @@ impl IkeSa {
                     authenticated: false,
                 })
             }
-            t if t.is_error() => {
+            (t, _) if t.is_error() => {
                 // An error about a Quick Mode in flight: match it by our SPI, else the oldest.
                 let by_spi = <[u8; 4]>::try_from(n.spi.as_slice())
                     .ok()
@@ -233,7 +223,7 @@ impl IkeSa {
                     }),
                 }
             }
-            t => ctx.event(Event::NotifyReceived {
+            (t, _) => ctx.event(Event::NotifyReceived {
                 conn: Some(self.conn),
                 cookies: self.cookies,
                 notify: t,
@@ -282,7 +272,7 @@ impl IkeSa {
         self.last_heard = ctx.now;
         self.retransmit = None;
         self.dpd.seq = u32::from_be_bytes(ctx.random::<4>()) & 0x7fff_ffff;
-        let Ok(proposal) = self.proposal() else {
+        let Some(proposal) = self.proposal() else {
             return;
         };
         ctx.event(Event::IkeSaEstablished {
@@ -312,8 +302,11 @@ impl IkeSa {
     /// One Quick Mode per configured pair (phase 1 initiator).
     pub(crate) fn start_quick_modes(&mut self, ctx: &mut Ctx<'_>) {
         self.quick_modes_at = None;
+        let Some(keys) = self.established_keys() else {
+            return;
+        };
         for i in 0..ctx.cfg.children.len() {
-            self.quick_mode_initiate(ctx, i, None);
+            self.quick_mode_initiate(ctx, &keys, i, None);
         }
     }
 
@@ -329,7 +322,9 @@ impl IkeSa {
             spi_size: 4,
             spis: vec![c.spi_in.to_be_bytes().to_vec()],
         });
-        let _ = self.send_informational(ctx, vec![d]);
+        if let Some(keys) = self.keyed() {
+            let _ = self.send_informational(ctx, &keys, vec![d]);
+        }
         ctx.event(Event::ChildSaDeleted {
             conn: self.conn,
             inbound_spi: c.spi_in,
@@ -352,7 +347,7 @@ impl IkeSa {
 
     /// Deletes this ISAKMP SA and its IPsec SAs, telling the peer when we can.
     pub(crate) fn delete(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
-        if self.is_established() {
+        if let Some(keys) = self.established_keys() {
             while !self.children.is_empty() {
                 let last = self.children.len() - 1;
                 self.delete_child(ctx, last, reason);
@@ -364,7 +359,7 @@ impl IkeSa {
                 spi_size: 16,
                 spis: vec![spi],
             });
-            let _ = self.send_informational(ctx, vec![d]);
+            let _ = self.send_informational(ctx, &keys, vec![d]);
             ctx.event(Event::IkeSaDeleted {
                 conn: self.conn,
                 cookies: self.cookies,
@@ -486,7 +481,9 @@ impl IkeSa {
         self.dpd.seq = self.dpd.seq.wrapping_add(1);
         self.dpd.outstanding = Some((self.dpd.seq, ctx.now));
         let n = self.isakmp_notify(NotifyType::R_U_THERE, self.dpd.seq.to_be_bytes().to_vec());
-        let _ = self.send_informational(ctx, vec![n]);
+        if let Some(keys) = self.keyed() {
+            let _ = self.send_informational(ctx, &keys, vec![n]);
+        }
     }
 
     /// Rekeys IPsec SAs we initiated before they expire (make-before-break: the old pair is
@@ -522,8 +519,8 @@ impl IkeSa {
                     .quick_modes
                     .iter()
                     .any(|q| q.child_index == index && q.state != QmState::Done);
-                if ours && !replaced && !pending {
-                    self.quick_mode_initiate(ctx, index, None);
+                if let (true, false, false, Some(keys)) = (ours, replaced, pending, self.keyed()) {
+                    self.quick_mode_initiate(ctx, &keys, index, None);
                 }
                 continue;
             }
@@ -539,7 +536,9 @@ impl IkeSa {
                 if let Some(c) = self.children.get_mut(i) {
                     c.rekey_started = true;
                 }
-                self.quick_mode_initiate(ctx, index, Some(spi));
+                if let Some(keys) = self.keyed() {
+                    self.quick_mode_initiate(ctx, &keys, index, Some(spi));
+                }
             }
             i += 1;
         }

@@ -1,5 +1,7 @@
 //! Main Mode with pre-shared keys (RFC 2409 §5, §5.4): MM1–MM6, as initiator and responder.
 
+use std::sync::Arc;
+
 use crate::context::Ctx;
 use crate::error::InputError;
 use crate::event::{Failure, Role};
@@ -7,6 +9,7 @@ use crate::exchange::payloads::{
     find, hash_of, id_body, id_of, ke_of, nonce_of, nonce_ok, parse_protected, raw_body, sa_of,
 };
 use crate::exchange::phase1;
+use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1State};
 use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
 
@@ -21,7 +24,9 @@ impl IkeSa {
         if let Some(sa) = payloads.iter().find(|p| matches!(p, Payload::Sa(_))) {
             sa.emit_body(&mut sai_b);
         }
-        self.sai_b = sai_b;
+        if let Some(n) = self.negotiation() {
+            n.sai_b = sai_b;
+        }
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         self.send(ctx, "MM1", &payloads, data, 0, true);
     }
@@ -33,16 +38,17 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        match self.state {
-            Phase1State::MmR2Sent if self.sai_b.is_empty() => {
+        let keys = self.keyed();
+        match (self.state, keys) {
+            (Phase1State::MmR2Sent, None) if self.first_message_pending() => {
                 self.mm1_received(ctx, header, datagram)
             }
-            Phase1State::MmI1Sent => self.mm2_received(ctx, header, datagram),
-            Phase1State::MmR2Sent => self.mm3_received(ctx, header, datagram),
-            Phase1State::MmI3Sent => self.mm4_received(ctx, header, datagram),
-            Phase1State::MmR4Sent => self.mm5_received(ctx, header, datagram),
-            Phase1State::MmI5Sent => self.mm6_received(ctx, header, datagram),
-            _ => Err(InputError::Unexpected(self.state.name())),
+            (Phase1State::MmI1Sent, None) => self.mm2_received(ctx, header, datagram),
+            (Phase1State::MmR2Sent, None) => self.mm3_received(ctx, header, datagram),
+            (Phase1State::MmI3Sent, None) => self.mm4_received(ctx, header, datagram),
+            (Phase1State::MmR4Sent, Some(k)) => self.mm5_received(ctx, k, header, datagram),
+            (Phase1State::MmI5Sent, Some(k)) => self.mm6_received(ctx, k, header, datagram),
+            (s, _) => Err(InputError::Unexpected(s.name())),
         }
     }
 
@@ -56,7 +62,7 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM1", header, &msg.payloads);
         let offer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        self.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
+        self.negotiating()?.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
         self.peer_offer = phase1::describe_offer(offer);
         phase1::learn_vendor_ids(self, &msg.payloads);
         let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
@@ -67,7 +73,7 @@ impl IkeSa {
             self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
             return Ok(());
         };
-        self.proposal = Some(chosen.proposal);
+        self.negotiating()?.proposal = Some(chosen.proposal);
         self.adopt_lifetime(ctx, &chosen);
         let mut payloads = vec![Payload::Sa(reply)];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
@@ -97,16 +103,13 @@ impl IkeSa {
             self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
             return Ok(());
         };
-        self.proposal = Some(chosen.proposal);
+        self.negotiating()?.proposal = Some(chosen.proposal);
         self.adopt_lifetime(ctx, &chosen);
         let dh = phase1::new_dh(ctx, chosen.proposal.group);
-        self.g_xi = dh.public_value();
-        self.dh = Some(dh);
-        self.ni = phase1::new_nonce(ctx);
-        let mut payloads = vec![
-            Payload::KeyExchange(self.g_xi.clone()),
-            Payload::Nonce(self.ni.clone()),
-        ];
+        let (g_xi, ni) = (dh.public_value(), phase1::new_nonce(ctx));
+        let n = self.negotiating()?;
+        (n.dh, n.g_xi, n.ni) = (Some(dh), g_xi.clone(), ni.clone());
+        let mut payloads = vec![Payload::KeyExchange(g_xi), Payload::Nonce(ni)];
         payloads.extend(phase1::nat_d_payloads(ctx, self));
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         let sent = self.send(ctx, "MM3", &payloads, data, 0, true);
@@ -128,22 +131,19 @@ impl IkeSa {
             return Ok(());
         }
         let group = self
-            .proposal
+            .proposal()
             .map(|p| p.group)
             .ok_or(InputError::Unexpected("no negotiated proposal"))?;
         let dh = phase1::new_dh(ctx, group);
-        self.g_xr = dh.public_value();
-        self.dh = Some(dh);
-        self.nr = phase1::new_nonce(ctx);
+        let (g_xr, nr) = (dh.public_value(), phase1::new_nonce(ctx));
+        let n = self.negotiating()?;
+        (n.dh, n.g_xr, n.nr) = (Some(dh), g_xr.clone(), nr.clone());
         if let Err(f) = phase1::derive_keys(ctx, self) {
             self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
             return Ok(());
         }
         phase1::detect_nat(ctx, self, &msg.payloads);
-        let mut payloads = vec![
-            Payload::KeyExchange(self.g_xr.clone()),
-            Payload::Nonce(self.nr.clone()),
-        ];
+        let mut payloads = vec![Payload::KeyExchange(g_xr), Payload::Nonce(nr)];
         payloads.extend(phase1::nat_d_payloads(ctx, self));
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         let sent = self.send(ctx, "MM4", &payloads, data, 0, false);
@@ -165,22 +165,24 @@ impl IkeSa {
         if !self.take_peer_ke_nonce(ctx, &msg.payloads)? {
             return Ok(());
         }
-        if let Err(f) = phase1::derive_keys(ctx, self) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
-            return Ok(());
-        }
+        let mut keys = match phase1::derive_keys(ctx, self) {
+            Ok(k) => k,
+            Err(f) => {
+                self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+                return Ok(());
+            }
+        };
         phase1::detect_nat(ctx, self, &msg.payloads);
         phase1::float_if_needed(self);
         let id = phase1::our_id(ctx.cfg);
-        let hash = self
-            .auth_hash(self.role, &id_body(&id))
-            .ok_or(InputError::Unexpected("no keys"))?;
+        let hash = keys.auth_hash(&self.cookies, self.role, &id_body(&id));
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
         if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
             payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
         if !self.send_encrypted_phase1(
             ctx,
+            &mut keys,
             ExchangeType::IDENTITY_PROTECTION,
             "MM5",
             &payloads,
@@ -197,10 +199,11 @@ impl IkeSa {
     fn mm5_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        mut keys: Arc<Keyed>,
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM5") else {
+        let Some(payloads) = self.open_phase1(ctx, &mut keys, header, datagram, "MM5") else {
             return Ok(());
         };
         let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
@@ -211,7 +214,7 @@ impl IkeSa {
             );
             return Ok(());
         };
-        if !self.verify_peer_hash(ctx, hash, &id_body(id), "HASH_I in MM5") {
+        if !self.verify_peer_hash(ctx, &keys, hash, &id_body(id), "HASH_I in MM5") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -220,12 +223,11 @@ impl IkeSa {
         }
         self.note_initial_contact(ctx, &payloads);
         let our = phase1::our_id(ctx.cfg);
-        let hash_r = self
-            .auth_hash(self.role, &id_body(&our))
-            .ok_or(InputError::Unexpected("no keys"))?;
+        let hash_r = keys.auth_hash(&self.cookies, self.role, &id_body(&our));
         let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
         if !self.send_encrypted_phase1(
             ctx,
+            &mut keys,
             ExchangeType::IDENTITY_PROTECTION,
             "MM6",
             &reply,
@@ -242,10 +244,11 @@ impl IkeSa {
     fn mm6_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        mut keys: Arc<Keyed>,
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM6") else {
+        let Some(payloads) = self.open_phase1(ctx, &mut keys, header, datagram, "MM6") else {
             return Ok(());
         };
         let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
@@ -256,7 +259,7 @@ impl IkeSa {
             );
             return Ok(());
         };
-        if !self.verify_peer_hash(ctx, hash, &id_body(id), "HASH_R in MM6") {
+        if !self.verify_peer_hash(ctx, &keys, hash, &id_body(id), "HASH_R in MM6") {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
@@ -275,7 +278,7 @@ impl IkeSa {
         payloads: &[Payload],
     ) -> Result<bool, InputError> {
         let p = self
-            .proposal
+            .proposal()
             .ok_or(InputError::Unexpected("no negotiated proposal"))?;
         let ke = find(payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let nonce = find(payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
@@ -287,18 +290,23 @@ impl IkeSa {
             );
             return Ok(false);
         }
-        match self.role {
-            Role::Responder => (self.g_xi, self.ni) = (ke.clone(), nonce.clone()),
-            Role::Initiator => (self.g_xr, self.nr) = (ke.clone(), nonce.clone()),
+        let (ke, nonce) = (ke.clone(), nonce.clone());
+        let role = self.role;
+        let n = self.negotiating()?;
+        match role {
+            Role::Responder => (n.g_xi, n.ni) = (ke, nonce),
+            Role::Initiator => (n.g_xr, n.nr) = (ke, nonce),
         }
         Ok(true)
     }
 
     /// Sends an encrypted phase 1 message (MM5, MM6, AM3) on the phase 1 IV chain, advances the
     /// chain and keeps it as the answer to `request`; false (SA failed) if it cannot be sealed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_encrypted_phase1(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &mut Arc<Keyed>,
         exchange: ExchangeType,
         name: &'static str,
         payloads: &[Payload],
@@ -308,9 +316,10 @@ impl IkeSa {
         let mut payloads = payloads.to_vec();
         self.tamper(ctx, name, 0, &mut payloads);
         let payloads = payloads.as_slice();
-        match self.encrypted_message(exchange, Flags(0), 0, payloads, &self.p1_iv) {
+        let header = self.header(exchange, Flags(0), 0);
+        match keys.seal(header, payloads, &keys.p1_iv) {
             Ok((data, last)) => {
-                self.p1_iv = last;
+                self.set_p1_iv(keys, last);
                 let sent = self.send(ctx, name, payloads, data, 0, retransmit);
                 self.replies.remember(request, Some(sent));
                 true
@@ -327,6 +336,7 @@ impl IkeSa {
     pub(crate) fn open_phase1(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &mut Arc<Keyed>,
         header: &Header,
         datagram: &[u8],
         name: &'static str,
@@ -338,15 +348,13 @@ impl IkeSa {
             self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
             return None;
         }
-        let opened = self
-            .decrypt_body(datagram, &self.p1_iv)
-            .and_then(|(body, last)| {
-                let (payloads, _) = parse_protected(header.next_payload, &body)?;
-                Ok((payloads, last))
-            });
+        let opened = keys.open(datagram, &keys.p1_iv).and_then(|(body, last)| {
+            let (payloads, _) = parse_protected(header.next_payload, &body)?;
+            Ok((payloads, last))
+        });
         match opened {
             Ok((payloads, last)) => {
-                self.p1_iv = last;
+                self.set_p1_iv(keys, last);
                 self.log_received(ctx, name, header, &payloads);
                 Some(payloads)
             }

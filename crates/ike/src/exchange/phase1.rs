@@ -2,6 +2,7 @@
 //! App. A), vendor IDs, NAT-D (RFC 3947 §3), keys and the identity check.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::algorithm::{DhGroup, IkeCipher, IkeHash};
@@ -9,8 +10,9 @@ use crate::config::ConnectionConfig;
 use crate::context::{Ctx, Datagram};
 use crate::crypto::{self, DhPrivate, Phase1Keys};
 use crate::event::{Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role};
+use crate::keyed::Keyed;
 use crate::proposal::IkeProposal;
-use crate::sa::{IkeSa, Udp4500ProbeState};
+use crate::sa::{IkeSa, KeyState, Udp4500ProbeState};
 use crate::wire::{
     self, attr, vendor_id, Attribute, ExchangeType, Flags, Identification, KnownVendor, Payload,
     PayloadType, Proposal, ProtocolId, SaPayload, Transform, IPSEC_DOI, SIT_IDENTITY_ONLY,
@@ -278,7 +280,7 @@ pub(crate) fn learn_vendor_ids(sa: &mut IkeSa, payloads: &[Payload]) {
 /// Our NAT-D payloads: the peer's address first, then ours (RFC 3947 §3.2). With forced
 /// encapsulation our own hash is deliberately wrong so both sides float.
 pub(crate) fn nat_d_payloads(ctx: &mut Ctx<'_>, sa: &IkeSa) -> Vec<Payload> {
-    let (Some(ty), Ok(p)) = (sa.nat_d_type, sa.proposal()) else {
+    let (Some(ty), Some(p)) = (sa.nat_d_type, sa.proposal()) else {
         return Vec::new();
     };
     let draft = ty == PayloadType::NAT_D_DRAFT;
@@ -312,7 +314,7 @@ pub(crate) fn nat_d_payloads(ctx: &mut Ctx<'_>, sa: &IkeSa) -> Vec<Payload> {
 
 /// Compares the peer's NAT-D payloads with our view of the addresses (RFC 3947 §3.2).
 pub(crate) fn detect_nat(ctx: &Ctx<'_>, sa: &mut IkeSa, payloads: &[Payload]) {
-    let Ok(p) = sa.proposal() else { return };
+    let Some(p) = sa.proposal() else { return };
     let hashes: Vec<&Vec<u8>> = payloads
         .iter()
         .filter_map(|x| match x {
@@ -364,18 +366,24 @@ pub(crate) fn float_if_needed(sa: &mut IkeSa) {
     }
 }
 
-/// Computes g^xy, SKEYID and the derived keys once both KE and both nonces are known.
-pub(crate) fn derive_keys(ctx: &Ctx<'_>, sa: &mut IkeSa) -> Result<(), Failure> {
-    let p = sa.proposal()?;
-    let dh = sa.dh.as_ref().ok_or(Failure::InvalidKeyExchange)?;
+/// Computes g^xy, SKEYID and the derived keys once both KE and both nonces are known
+/// (RFC 2409 §5, App. B); from here on the SA holds the keys, not the DH private value.
+pub(crate) fn derive_keys(ctx: &Ctx<'_>, sa: &mut IkeSa) -> Result<Arc<Keyed>, Failure> {
+    let KeyState::Negotiating(n) = &sa.keying else {
+        return Err(Failure::Malformed("keys derived twice".into()));
+    };
+    let p = n
+        .proposal
+        .ok_or(Failure::Malformed("no proposal chosen".into()))?;
+    let dh = n.dh.as_ref().ok_or(Failure::InvalidKeyExchange)?;
     let peer = match sa.role {
-        Role::Initiator => &sa.g_xr,
-        Role::Responder => &sa.g_xi,
+        Role::Initiator => &n.g_xr,
+        Role::Responder => &n.g_xi,
     };
     let g_xy = dh
         .shared_secret(peer)
         .map_err(|_| Failure::InvalidKeyExchange)?;
-    let skeyid = crypto::skeyid_psk(p.hash, &ctx.cfg.psk, &sa.ni, &sa.nr);
+    let skeyid = crypto::skeyid_psk(p.hash, &ctx.cfg.psk, &n.ni, &n.nr);
     let keys = Phase1Keys::derive(
         p.hash,
         p.cipher,
@@ -383,12 +391,20 @@ pub(crate) fn derive_keys(ctx: &Ctx<'_>, sa: &mut IkeSa) -> Result<(), Failure> 
         &g_xy,
         &sa.cookies.initiator_spi,
         &sa.cookies.responder_spi,
-        &sa.g_xi,
-        &sa.g_xr,
+        &n.g_xi,
+        &n.g_xr,
     );
-    sa.p1_iv = keys.iv.clone();
-    sa.keys = Some(keys);
-    Ok(())
+    let keyed = Arc::new(Keyed {
+        proposal: p,
+        p1_iv: keys.iv.clone(),
+        keys,
+        g_xi: n.g_xi.clone(),
+        g_xr: n.g_xr.clone(),
+        sai_b: n.sai_b.clone(),
+        peer_id_b: n.peer_id_b.clone(),
+    });
+    sa.keying = KeyState::Keyed(Arc::clone(&keyed));
+    Ok(keyed)
 }
 
 /// A fresh DH key pair for `group`.
@@ -420,52 +436,18 @@ pub(crate) fn check_peer_id(cfg: &ConnectionConfig, id: &Identification) -> Resu
 }
 
 impl IkeSa {
-    /// HASH_I when `of` is the initiator, HASH_R when it is the responder (RFC 2409 §5), over
-    /// `id_b`, the body of the ID payload that travels with it.
-    pub(crate) fn auth_hash(&self, of: Role, id_b: &[u8]) -> Option<crypto::Secret> {
-        let p = self.proposal?;
-        let k = self.keys.as_ref()?;
-        let (ci, cr) = (&self.cookies.initiator_spi, &self.cookies.responder_spi);
-        Some(match of {
-            Role::Initiator => crypto::hash_i(
-                p.hash,
-                &k.skeyid,
-                &self.g_xi,
-                &self.g_xr,
-                ci,
-                cr,
-                &self.sai_b,
-                id_b,
-            ),
-            Role::Responder => crypto::hash_r(
-                p.hash,
-                &k.skeyid,
-                &self.g_xr,
-                &self.g_xi,
-                cr,
-                ci,
-                &self.sai_b,
-                id_b,
-            ),
-        })
-    }
-
     /// Checks the peer's HASH in constant time; a mismatch fails the SA with
     /// AUTHENTICATION-FAILED, naming `what` (e.g. "HASH_I in MM5").
     pub(crate) fn verify_peer_hash(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         hash: &[u8],
         id_b: &[u8],
         what: &str,
     ) -> bool {
-        let peer = match self.role {
-            Role::Initiator => Role::Responder,
-            Role::Responder => Role::Initiator,
-        };
-        let ok = self
-            .auth_hash(peer, id_b)
-            .is_some_and(|h| crypto::ct_eq(&h, hash));
+        let expected = keys.auth_hash(&self.cookies, self.role.peer(), id_b);
+        let ok = crypto::ct_eq(&expected, hash);
         if !ok {
             let reason = Failure::AuthenticationFailed {
                 detail: format!("{what} does not verify"),

@@ -14,6 +14,7 @@ use crate::crypto::{self, DhPrivate, Secret};
 use crate::error::InputError;
 use crate::event::{ChildSa, EspEncapsulation, EspKeys, Event, Failure, Role};
 use crate::exchange::payloads::{find, ke_of, nonce_of, nonce_ok, parse_protected, sa_of};
+use crate::keyed::Keyed;
 use crate::proposal::EspProposal;
 use crate::retransmit::{ReplyCache, Retransmit};
 use crate::sa::{IkeSa, InstalledChild};
@@ -264,6 +265,7 @@ impl IkeSa {
     pub(crate) fn quick_mode_initiate(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         child_index: usize,
         replaces: Option<u32>,
     ) {
@@ -271,9 +273,7 @@ impl IkeSa {
             return;
         };
         let message_id = ctx.message_id();
-        let Ok(iv) = self.phase2_iv(message_id) else {
-            return;
-        };
+        let iv = keys.phase2_iv(message_id);
         let spi_in = new_spi(ctx);
         let ni = ctx.random::<32>().to_vec();
         let pfs = ctx.cfg.esp_proposals.first().and_then(|p| p.pfs_group);
@@ -327,7 +327,7 @@ impl IkeSa {
         } else {
             Flags(0)
         };
-        match self.seal_qm(ctx, &mut qm, "QM1", rest, None, flags, true) {
+        match self.seal_qm(ctx, keys, &mut qm, "QM1", rest, None, flags, true) {
             Ok(()) => self.quick_modes.push(qm),
             Err(f) => ctx.event(Event::ChildSaFailed {
                 conn: self.conn,
@@ -343,6 +343,7 @@ impl IkeSa {
     fn seal_qm(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         qm: &mut QuickMode,
         name: &'static str,
         rest: Vec<Payload>,
@@ -352,24 +353,18 @@ impl IkeSa {
     ) -> Result<(), Failure> {
         let mut rest = rest;
         self.tamper(ctx, name, qm.message_id, &mut rest);
-        let p = self.proposal()?;
-        let skeyid_a = self.skeyid_a()?;
+        let (h, skeyid_a) = (keys.hash(), keys.skeyid_a());
         let mut rest_bytes = Vec::new();
         emit_payloads(&rest, &mut rest_bytes);
         let hash = match (name, ni_for_hash2) {
-            ("QM3", _) => crypto::qm_hash3(p.hash, skeyid_a, qm.message_id, &qm.ni, &qm.nr),
-            (_, Some(ni)) => crypto::qm_hash2(p.hash, skeyid_a, qm.message_id, ni, &rest_bytes),
-            _ => crypto::qm_hash1(p.hash, skeyid_a, qm.message_id, &rest_bytes),
+            ("QM3", _) => crypto::qm_hash3(h, skeyid_a, qm.message_id, &qm.ni, &qm.nr),
+            (_, Some(ni)) => crypto::qm_hash2(h, skeyid_a, qm.message_id, ni, &rest_bytes),
+            _ => keys.hash1(qm.message_id, &rest_bytes),
         };
         let mut payloads = vec![Payload::Hash(hash.to_vec())];
         payloads.extend(rest);
-        let (data, last) = self.encrypted_message(
-            ExchangeType::QUICK_MODE,
-            flags,
-            qm.message_id,
-            &payloads,
-            &qm.iv,
-        )?;
+        let header = self.header(ExchangeType::QUICK_MODE, flags, qm.message_id);
+        let (data, last) = keys.seal(header, &payloads, &qm.iv)?;
         qm.iv = last;
         let sent = self.send(ctx, name, &payloads, data, qm.message_id, false);
         if retransmit {
@@ -392,11 +387,14 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        if !self.is_established() || !header.flags.contains(Flags::ENCRYPTION) {
-            return Err(InputError::Unexpected(
-                "Quick Mode before phase 1 completed",
-            ));
-        }
+        let keys = match self.established_keys() {
+            Some(k) if header.flags.contains(Flags::ENCRYPTION) => k,
+            _ => {
+                return Err(InputError::Unexpected(
+                    "Quick Mode before phase 1 completed",
+                ))
+            }
+        };
         let idx = match self
             .quick_modes
             .iter()
@@ -407,10 +405,8 @@ impl IkeSa {
                 if self.quick_modes.len() >= MAX_QUICK_MODES {
                     return Err(InputError::Unexpected("too many Quick Modes in flight"));
                 }
-                let iv = self
-                    .phase2_iv(header.message_id)
-                    .map_err(|_| InputError::Unexpected("no keys"))?;
-                return self.qm1_received(ctx, header, datagram, iv);
+                let iv = keys.phase2_iv(header.message_id);
+                return self.qm1_received(ctx, &keys, header, datagram, iv);
             }
         };
         let mut qm = self.quick_modes.swap_remove(idx);
@@ -425,10 +421,14 @@ impl IkeSa {
             return Err(InputError::Duplicate);
         }
         let result = match (qm.role, qm.state) {
-            (Role::Initiator, QmState::I1Sent) => self.qm2_received(ctx, header, datagram, &mut qm),
-            (Role::Responder, QmState::R2Sent) => self.qm3_received(ctx, header, datagram, &mut qm),
+            (Role::Initiator, QmState::I1Sent) => {
+                self.qm2_received(ctx, &keys, header, datagram, &mut qm)
+            }
+            (Role::Responder, QmState::R2Sent) => {
+                self.qm3_received(ctx, &keys, header, datagram, &mut qm)
+            }
             (Role::Initiator, QmState::AwaitConnected) => {
-                self.qm_connected_received(ctx, header, datagram, &mut qm)
+                self.qm_connected_received(ctx, &keys, header, datagram, &mut qm)
             }
             _ => Err(InputError::Unexpected("Quick Mode already complete")),
         };
@@ -438,12 +438,12 @@ impl IkeSa {
 
     /// Decrypts a QM message with the exchange's IV and checks it starts with HASH.
     fn open_qm(
-        &mut self,
+        keys: &Keyed,
         header: &Header,
         datagram: &[u8],
         iv: &mut Vec<u8>,
     ) -> Result<Opened, InputError> {
-        let (body, last) = self.decrypt_body(datagram, iv)?;
+        let (body, last) = keys.open(datagram, iv)?;
         let (payloads, rest) = parse_protected(header.next_payload, &body)?;
         let Some(Payload::Hash(h)) = payloads.first() else {
             return Err(InputError::Missing(PayloadType::HASH));
@@ -461,17 +461,15 @@ impl IkeSa {
     fn qm1_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         header: &Header,
         datagram: &[u8],
         mut iv: Vec<u8>,
     ) -> Result<(), InputError> {
-        let p = self
-            .proposal()
-            .map_err(|_| InputError::Unexpected("no proposal"))?;
         // Authenticate from the generic payload headers first: a QM1 whose payloads do not
         // decode (strongSwan's proposal without transforms for an ESP cipher IKEv1 cannot
         // name) is still the peer's, and gets a protected answer instead of silence.
-        if !self.hash1_verifies(p.hash, header, datagram, &iv)? {
+        if !keys.hash1_verifies(header, datagram, &iv)? {
             // RFC 2409 §5.5: tell the peer, at most once a second (the cookies are public).
             if self
                 .hash_notify_at
@@ -485,11 +483,11 @@ impl IkeSa {
                     spi: Vec::new(),
                     data: Vec::new(),
                 });
-                let _ = self.send_informational(ctx, vec![n]);
+                let _ = self.send_informational(ctx, keys, vec![n]);
             }
             return Err(InputError::BadHash("QM1"));
         }
-        let payloads = match self.open_qm(header, datagram, &mut iv) {
+        let payloads = match Self::open_qm(keys, header, datagram, &mut iv) {
             Ok(o) => o.payloads,
             Err(InputError::Wire(e)) => {
                 self.log_received(ctx, "QM1", header, &[]);
@@ -521,7 +519,7 @@ impl IkeSa {
                 spi,
                 data: Vec::new(),
             });
-            let _ = sa.send_informational(ctx, vec![n]);
+            let _ = sa.send_informational(ctx, keys, vec![n]);
             ctx.event(Event::ChildSaFailed {
                 conn: sa.conn,
                 cookies: sa.cookies,
@@ -732,10 +730,10 @@ impl IkeSa {
         } else {
             Flags(0)
         };
-        self.seal_qm(ctx, &mut qm, "QM2", rest, Some(&ni), flags, true)
+        self.seal_qm(ctx, keys, &mut qm, "QM2", rest, Some(&ni), flags, true)
             .map_err(|_| InputError::Unexpected("seal"))?;
         qm.replies.remember_request(datagram);
-        if let Ok(child) = self.child_sa(ctx, &qm) {
+        if let Ok(child) = self.child_sa(ctx, keys, &qm) {
             ctx.event(Event::ChildSaInboundReady(child));
         }
         self.quick_modes.push(qm);
@@ -746,27 +744,18 @@ impl IkeSa {
     fn qm2_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         header: &Header,
         datagram: &[u8],
         qm: &mut QuickMode,
     ) -> Result<(), InputError> {
-        let p = self
-            .proposal()
-            .map_err(|_| InputError::Unexpected("no proposal"))?;
         let mut iv = qm.iv.clone();
         let Opened {
             payloads,
             rest,
             hash,
-        } = self.open_qm(header, datagram, &mut iv)?;
-        let expected = crypto::qm_hash2(
-            p.hash,
-            self.skeyid_a()
-                .map_err(|_| InputError::Unexpected("no keys"))?,
-            qm.message_id,
-            &qm.ni,
-            &rest,
-        );
+        } = Self::open_qm(keys, header, datagram, &mut iv)?;
+        let expected = crypto::qm_hash2(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, &rest);
         if !crypto::ct_eq(&expected, &hash) {
             return Err(InputError::BadHash("QM2"));
         }
@@ -894,11 +883,11 @@ impl IkeSa {
         // With the commit bit QM3 is resent until CONNECTED arrives: a lost QM4 is recovered
         // by the responder answering the repeated QM3 from its reply cache.
         let commit = header.flags.contains(Flags::COMMIT);
-        self.seal_qm(ctx, qm, "QM3", Vec::new(), None, Flags(0), commit)
+        self.seal_qm(ctx, keys, qm, "QM3", Vec::new(), None, Flags(0), commit)
             .map_err(|_| InputError::Unexpected("seal"))?;
         qm.replies.remember_request(datagram);
         let child = self
-            .child_sa(ctx, qm)
+            .child_sa(ctx, keys, qm)
             .map_err(|_| InputError::Unexpected("keys"))?;
         qm.expires = Some(later(ctx.now, LINGER));
         if commit {
@@ -915,23 +904,15 @@ impl IkeSa {
     fn qm3_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         header: &Header,
         datagram: &[u8],
         qm: &mut QuickMode,
     ) -> Result<(), InputError> {
-        let p = self
-            .proposal()
-            .map_err(|_| InputError::Unexpected("no proposal"))?;
         let mut iv = qm.iv.clone();
-        let Opened { payloads, hash, .. } = self.open_qm(header, datagram, &mut iv)?;
-        let expected = crypto::qm_hash3(
-            p.hash,
-            self.skeyid_a()
-                .map_err(|_| InputError::Unexpected("no keys"))?,
-            qm.message_id,
-            &qm.ni,
-            &qm.nr,
-        );
+        let Opened { payloads, hash, .. } = Self::open_qm(keys, header, datagram, &mut iv)?;
+        let expected =
+            crypto::qm_hash3(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, &qm.nr);
         if !crypto::ct_eq(&expected, &hash) {
             return Err(InputError::BadHash("QM3"));
         }
@@ -942,7 +923,7 @@ impl IkeSa {
         qm.replies.remember_request(datagram);
         qm.replies.set_reply(None);
         let child = self
-            .child_sa(ctx, qm)
+            .child_sa(ctx, keys, qm)
             .map_err(|_| InputError::Unexpected("keys"))?;
         if qm.commit {
             let n = Payload::Notification(Notification {
@@ -952,7 +933,16 @@ impl IkeSa {
                 spi: qm.spi_out.to_be_bytes().to_vec(),
                 data: Vec::new(),
             });
-            let _ = self.seal_qm(ctx, qm, "QM4", vec![n], None, Flags(Flags::COMMIT), false);
+            let _ = self.seal_qm(
+                ctx,
+                keys,
+                qm,
+                "QM4",
+                vec![n],
+                None,
+                Flags(Flags::COMMIT),
+                false,
+            );
         }
         qm.state = QmState::Done;
         qm.expires = Some(later(ctx.now, LINGER));
@@ -964,26 +954,18 @@ impl IkeSa {
     fn qm_connected_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         header: &Header,
         datagram: &[u8],
         qm: &mut QuickMode,
     ) -> Result<(), InputError> {
-        let p = self
-            .proposal()
-            .map_err(|_| InputError::Unexpected("no proposal"))?;
         let mut iv = qm.iv.clone();
         let Opened {
             payloads,
             rest,
             hash,
-        } = self.open_qm(header, datagram, &mut iv)?;
-        let expected = crypto::qm_hash1(
-            p.hash,
-            self.skeyid_a()
-                .map_err(|_| InputError::Unexpected("no keys"))?,
-            qm.message_id,
-            &rest,
-        );
+        } = Self::open_qm(keys, header, datagram, &mut iv)?;
+        let expected = keys.hash1(qm.message_id, &rest);
         if !crypto::ct_eq(&expected, &hash) {
             return Err(InputError::BadHash("QM4"));
         }
@@ -1002,12 +984,7 @@ impl IkeSa {
     }
 
     /// KEYMAT for both directions (RFC 2409 §5.5): each keyed by the SPI its receiver chose.
-    fn child_sa(&self, ctx: &Ctx<'_>, qm: &QuickMode) -> Result<ChildSa, Failure> {
-        let p = self.proposal()?;
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(Failure::Malformed("no keys".into()))?;
+    fn child_sa(&self, ctx: &Ctx<'_>, keys: &Keyed, qm: &QuickMode) -> Result<ChildSa, Failure> {
         let choice = qm
             .choice
             .ok_or(Failure::Malformed("no ESP choice".into()))?;
@@ -1017,8 +994,8 @@ impl IkeSa {
         let g = qm.g_qm_xy.as_ref().map(|s| s.as_slice());
         let direction = |spi: u32| {
             let km = crypto::keymat(
-                p.hash,
-                &keys.skeyid_d,
+                keys.hash(),
+                &keys.keys.skeyid_d,
                 g,
                 ProtocolId::ESP.0,
                 &spi.to_be_bytes(),
