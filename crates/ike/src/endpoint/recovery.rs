@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::Endpoint;
-use crate::context::{Ctx, Datagram};
+use crate::context::Datagram;
 use crate::event::{ConnId, Event, Role};
 use crate::exchange::quick_mode::state::QmState;
 use crate::sa::Phase1State;
@@ -70,6 +70,7 @@ impl Endpoint {
 
     fn recover(&mut self, now: Instant, local: Option<IpAddr>, remote: IpAddr, what: Unknown) {
         let Some(conn) = self
+            .env
             .conns
             .iter()
             .position(|c| c.remote_addr == remote && local.is_none_or(|l| l == c.local_addr))
@@ -77,11 +78,16 @@ impl Endpoint {
             return;
         };
         self.counters.recovery_triggers += 1;
-        if !self.conns.get(conn).is_some_and(|c| c.invalid_spi_recovery) {
+        if !self
+            .env
+            .conns
+            .get(conn)
+            .is_some_and(|c| c.invalid_spi_recovery)
+        {
             return;
         }
         if self.recovery_at.get(&conn).is_some_and(|t| {
-            t.checked_add(self.settings.recovery_interval)
+            t.checked_add(self.env.settings.recovery_interval)
                 .is_none_or(|next| now < next)
         }) {
             return;
@@ -120,7 +126,7 @@ impl Endpoint {
         };
         self.recovery_at.insert(conn, now);
         self.counters.recovery_actions += 1;
-        self.out.events.push_back(Event::Recovery {
+        self.env.out.events.push_back(Event::Recovery {
             conn,
             peer: remote,
             action,
@@ -154,15 +160,8 @@ impl Endpoint {
         let Some(sa) = self.sas.get_mut(&key) else {
             return false;
         };
-        let Some(cfg) = self.conns.get(sa.conn) else {
+        let Some(mut ctx) = self.env.ctx(now, sa.conn) else {
             return false;
-        };
-        let mut ctx = Ctx {
-            now,
-            cfg,
-            settings: &self.settings,
-            rng: &mut self.rng,
-            out: &mut self.out,
         };
         let n = Payload::Notification(Notification {
             doi: IPSEC_DOI,
@@ -194,7 +193,7 @@ impl Endpoint {
                 .find(|(_, s)| s.conn == conn && s.children.iter().any(|c| c.spi_out == spi))
                 .map(|(k, _)| *k);
             let Some(holder) = holder else {
-                self.out.events.push_back(Event::NotifyReceived {
+                self.env.out.events.push_back(Event::NotifyReceived {
                     conn: Some(conn),
                     cookies,
                     notify: NotifyType::INVALID_SPI,
@@ -213,7 +212,7 @@ impl Endpoint {
             let Some((index, spi_in, spi_out)) = removed else {
                 continue;
             };
-            self.out.events.push_back(Event::ChildSaDeleted {
+            self.env.out.events.push_back(Event::ChildSaDeleted {
                 conn,
                 inbound_spi: spi_in,
                 outbound_spi: spi_out,
@@ -235,15 +234,8 @@ impl Endpoint {
             let Some(sa) = self.sas.get_mut(&key) else {
                 return;
             };
-            let Some(cfg) = self.conns.get(conn) else {
+            let Some(mut ctx) = self.env.ctx(now, conn) else {
                 return;
-            };
-            let mut ctx = Ctx {
-                now,
-                cfg,
-                settings: &self.settings,
-                rng: &mut self.rng,
-                out: &mut self.out,
             };
             if let Some(keys) = sa.keyed() {
                 sa.quick_mode_initiate(&mut ctx, &keys, index, None);

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use crate::context::Ctx;
 use crate::error::InputError;
 use crate::event::{Failure, Role};
-use crate::exchange::payloads::{
-    find, hash_of, id_body, id_of, ke_of, nonce_of, nonce_ok, raw_body, sa_of,
-};
+use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, raw_body, sa_of};
 use crate::exchange::phase1;
 use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1State};
@@ -31,10 +29,11 @@ impl IkeSa {
         let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime);
         let mut sai_b = Vec::new();
         Payload::Sa(offer.clone()).emit_body(&mut sai_b);
-        let dh = phase1::new_dh(ctx, group);
-        let (g_xi, ni) = (dh.public_value(), phase1::new_nonce(ctx));
+        let Ok((g_xi, ni)) = self.our_ke_nonce(ctx, group) else {
+            return;
+        };
         if let Some(n) = self.negotiation() {
-            (n.sai_b, n.dh, n.g_xi, n.ni) = (sai_b, Some(dh), g_xi.clone(), ni.clone());
+            n.sai_b = sai_b;
         }
         let mut payloads = vec![
             Payload::Sa(offer),
@@ -85,46 +84,25 @@ impl IkeSa {
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
-        self.negotiating()?.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
         self.negotiating()?.peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
-        self.peer_offer = phase1::describe_offer(offer);
-        phase1::learn_vendor_ids(self, &msg.payloads);
-        let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
-            let reason = Failure::NoProposalChosen {
-                ours: phase1::describe_ours(ctx.cfg),
-                theirs: self.peer_offer.clone(),
-            };
-            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+        let Some((chosen, reply)) =
+            self.choose_from_offer(ctx, header, datagram, offer, &msg.payloads)?
+        else {
             return Ok(());
         };
-        if ke.len() != chosen.proposal.group.public_len() || !nonce_ok(ni) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
+        if !self.take_peer_ke_nonce(ctx, chosen.proposal.group, ke, ni)? {
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
             self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
             return Ok(());
         }
-        self.negotiating()?.proposal = Some(chosen.proposal);
-        self.adopt_lifetime(ctx, &chosen);
-        let dh = phase1::new_dh(ctx, chosen.proposal.group);
-        let (g_xr, nr) = (dh.public_value(), phase1::new_nonce(ctx));
-        let n = self.negotiating()?;
-        (n.g_xi, n.ni) = (ke.clone(), ni.clone());
-        (n.dh, n.g_xr, n.nr) = (Some(dh), g_xr.clone(), nr.clone());
-        let keys = match phase1::derive_keys(ctx, self) {
-            Ok(k) => k,
-            Err(f) => {
-                self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
-                return Ok(());
-            }
+        self.adopt_choice(ctx, &chosen)?;
+        let (g_xr, nr) = self.our_ke_nonce(ctx, chosen.proposal.group)?;
+        let Some(keys) = self.keys_or_fail(ctx) else {
+            return Ok(());
         };
-        let our = phase1::our_id(ctx.cfg);
-        let hash_r = keys.auth_hash(&self.cookies, self.role, &id_body(&our));
+        let (our, hash_r) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![
             Payload::Sa(reply),
             Payload::KeyExchange(g_xr),
@@ -135,9 +113,14 @@ impl IkeSa {
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
         payloads.extend(phase1::nat_d_payloads(ctx, self));
         self.tamper(ctx, "AM2", 0, &mut payloads);
-        let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
-        let sent = self.send(ctx, "AM2", &payloads, data, 0, false);
-        self.replies.remember(datagram, Some(sent));
+        self.answer_plain(
+            ctx,
+            ExchangeType::AGGRESSIVE,
+            "AM2",
+            &payloads,
+            datagram,
+            false,
+        );
         Ok(())
     }
 
@@ -151,58 +134,32 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "AM2", header, &msg.payloads);
         let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        phase1::learn_vendor_ids(self, &msg.payloads);
         let group = self.negotiating()?.dh.as_ref().map(|d| d.group());
-        let chosen = match phase1::accept_choice(ctx.cfg, answer) {
-            Some(c) if Some(c.proposal.group) == group => c,
-            _ => {
-                let reason = Failure::NoProposalChosen {
-                    ours: phase1::describe_ours(ctx.cfg),
-                    theirs: phase1::describe_offer(answer),
-                };
-                self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
-                return Ok(());
-            }
+        let Some(chosen) = self.accept_answer(ctx, answer, &msg.payloads, |g| Some(g) == group)
+        else {
+            return Ok(());
         };
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
         let hash = find(&msg.payloads, hash_of).ok_or(InputError::Missing(PayloadType::HASH))?;
-        if ke.len() != chosen.proposal.group.public_len() || !nonce_ok(nr) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
+        if !self.take_peer_ke_nonce(ctx, chosen.proposal.group, ke, nr)? {
             return Ok(());
         }
-        let n = self.negotiating()?;
-        (n.proposal, n.g_xr, n.nr) = (Some(chosen.proposal), ke.clone(), nr.clone());
-        self.adopt_lifetime(ctx, &chosen);
-        let mut keys = match phase1::derive_keys(ctx, self) {
-            Ok(k) => k,
-            Err(f) => {
-                self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
-                return Ok(());
-            }
+        self.adopt_choice(ctx, &chosen)?;
+        let Some(mut keys) = self.keys_or_fail(ctx) else {
+            return Ok(());
         };
-        if !self.verify_peer_hash(ctx, &keys, hash, &id_body(id), "HASH_R in AM2") {
-            return Ok(());
-        }
-        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
+        if !self.peer_proves(ctx, &keys, id, hash, "HASH_R in AM2") {
             return Ok(());
         }
         phase1::detect_nat(ctx, self, &msg.payloads);
         let nat_d = phase1::nat_d_payloads(ctx, self);
         phase1::float_if_needed(self);
-        let our = phase1::our_id(ctx.cfg);
-        let hash_i = keys.auth_hash(&self.cookies, self.role, &id_body(&our));
+        let (_, hash_i) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);
-        if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
-            payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
-        }
+        payloads.extend(self.initial_contact(ctx));
         if !self.send_encrypted_phase1(
             ctx,
             &mut keys,

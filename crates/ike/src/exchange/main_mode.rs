@@ -5,9 +5,7 @@ use std::sync::Arc;
 use crate::context::Ctx;
 use crate::error::InputError;
 use crate::event::{Failure, Role};
-use crate::exchange::payloads::{
-    find, hash_of, id_body, id_of, ke_of, nonce_of, nonce_ok, parse_protected, raw_body, sa_of,
-};
+use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, parse_protected, sa_of};
 use crate::exchange::phase1;
 use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1State};
@@ -62,25 +60,23 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM1", header, &msg.payloads);
         let offer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        self.negotiating()?.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
-        self.peer_offer = phase1::describe_offer(offer);
-        phase1::learn_vendor_ids(self, &msg.payloads);
-        let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
-            let reason = Failure::NoProposalChosen {
-                ours: phase1::describe_ours(ctx.cfg),
-                theirs: self.peer_offer.clone(),
-            };
-            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+        let Some((chosen, reply)) =
+            self.choose_from_offer(ctx, header, datagram, offer, &msg.payloads)?
+        else {
             return Ok(());
         };
-        self.negotiating()?.proposal = Some(chosen.proposal);
-        self.adopt_lifetime(ctx, &chosen);
+        self.adopt_choice(ctx, &chosen)?;
         let mut payloads = vec![Payload::Sa(reply)];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
         self.tamper(ctx, "MM2", 0, &mut payloads);
-        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
-        let sent = self.send(ctx, "MM2", &payloads, data, 0, false);
-        self.replies.remember(datagram, Some(sent));
+        self.answer_plain(
+            ctx,
+            ExchangeType::IDENTITY_PROTECTION,
+            "MM2",
+            &payloads,
+            datagram,
+            false,
+        );
         Ok(())
     }
 
@@ -94,26 +90,21 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM2", header, &msg.payloads);
         let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        phase1::learn_vendor_ids(self, &msg.payloads);
-        let Some(chosen) = phase1::accept_choice(ctx.cfg, answer) else {
-            let reason = Failure::NoProposalChosen {
-                ours: phase1::describe_ours(ctx.cfg),
-                theirs: phase1::describe_offer(answer),
-            };
-            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+        let Some(chosen) = self.accept_answer(ctx, answer, &msg.payloads, |_| true) else {
             return Ok(());
         };
-        self.negotiating()?.proposal = Some(chosen.proposal);
-        self.adopt_lifetime(ctx, &chosen);
-        let dh = phase1::new_dh(ctx, chosen.proposal.group);
-        let (g_xi, ni) = (dh.public_value(), phase1::new_nonce(ctx));
-        let n = self.negotiating()?;
-        (n.dh, n.g_xi, n.ni) = (Some(dh), g_xi.clone(), ni.clone());
+        self.adopt_choice(ctx, &chosen)?;
+        let (g_xi, ni) = self.our_ke_nonce(ctx, chosen.proposal.group)?;
         let mut payloads = vec![Payload::KeyExchange(g_xi), Payload::Nonce(ni)];
         payloads.extend(phase1::nat_d_payloads(ctx, self));
-        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
-        let sent = self.send(ctx, "MM3", &payloads, data, 0, true);
-        self.replies.remember(datagram, Some(sent));
+        self.answer_plain(
+            ctx,
+            ExchangeType::IDENTITY_PROTECTION,
+            "MM3",
+            &payloads,
+            datagram,
+            true,
+        );
         self.state = Phase1State::MmI3Sent;
         Ok(())
     }
@@ -127,27 +118,28 @@ impl IkeSa {
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM3", header, &msg.payloads);
-        if !self.take_peer_ke_nonce(ctx, &msg.payloads)? {
+        if !self.mm_peer_ke_nonce(ctx, &msg.payloads)? {
             return Ok(());
         }
         let group = self
             .proposal()
             .map(|p| p.group)
             .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let dh = phase1::new_dh(ctx, group);
-        let (g_xr, nr) = (dh.public_value(), phase1::new_nonce(ctx));
-        let n = self.negotiating()?;
-        (n.dh, n.g_xr, n.nr) = (Some(dh), g_xr.clone(), nr.clone());
-        if let Err(f) = phase1::derive_keys(ctx, self) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+        let (g_xr, nr) = self.our_ke_nonce(ctx, group)?;
+        if self.keys_or_fail(ctx).is_none() {
             return Ok(());
         }
         phase1::detect_nat(ctx, self, &msg.payloads);
         let mut payloads = vec![Payload::KeyExchange(g_xr), Payload::Nonce(nr)];
         payloads.extend(phase1::nat_d_payloads(ctx, self));
-        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
-        let sent = self.send(ctx, "MM4", &payloads, data, 0, false);
-        self.replies.remember(datagram, Some(sent));
+        self.answer_plain(
+            ctx,
+            ExchangeType::IDENTITY_PROTECTION,
+            "MM4",
+            &payloads,
+            datagram,
+            false,
+        );
         phase1::float_if_needed(self);
         self.state = Phase1State::MmR4Sent;
         Ok(())
@@ -162,24 +154,17 @@ impl IkeSa {
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM4", header, &msg.payloads);
-        if !self.take_peer_ke_nonce(ctx, &msg.payloads)? {
+        if !self.mm_peer_ke_nonce(ctx, &msg.payloads)? {
             return Ok(());
         }
-        let mut keys = match phase1::derive_keys(ctx, self) {
-            Ok(k) => k,
-            Err(f) => {
-                self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
-                return Ok(());
-            }
+        let Some(mut keys) = self.keys_or_fail(ctx) else {
+            return Ok(());
         };
         phase1::detect_nat(ctx, self, &msg.payloads);
         phase1::float_if_needed(self);
-        let id = phase1::our_id(ctx.cfg);
-        let hash = keys.auth_hash(&self.cookies, self.role, &id_body(&id));
+        let (id, hash) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
-        if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
-            payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
-        }
+        payloads.extend(self.initial_contact(ctx));
         if !self.send_encrypted_phase1(
             ctx,
             &mut keys,
@@ -203,27 +188,11 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let Some(payloads) = self.open_phase1(ctx, &mut keys, header, datagram, "MM5") else {
+        let Some(payloads) = self.mm_peer_proves(ctx, &mut keys, header, datagram) else {
             return Ok(());
         };
-        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
-            self.fail(
-                ctx,
-                Failure::Malformed("ID or HASH payload missing".into()),
-                Some(NotifyType::PAYLOAD_MALFORMED),
-            );
-            return Ok(());
-        };
-        if !self.verify_peer_hash(ctx, &keys, hash, &id_body(id), "HASH_I in MM5") {
-            return Ok(());
-        }
-        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
-            return Ok(());
-        }
         self.note_initial_contact(ctx, &payloads);
-        let our = phase1::our_id(ctx.cfg);
-        let hash_r = keys.auth_hash(&self.cookies, self.role, &id_body(&our));
+        let (our, hash_r) = self.our_id_and_hash(ctx, &keys);
         let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
         if !self.send_encrypted_phase1(
             ctx,
@@ -248,31 +217,45 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let Some(payloads) = self.open_phase1(ctx, &mut keys, header, datagram, "MM6") else {
-            return Ok(());
-        };
-        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
-            self.fail(
-                ctx,
-                Failure::Malformed("ID or HASH payload missing".into()),
-                None,
-            );
-            return Ok(());
-        };
-        if !self.verify_peer_hash(ctx, &keys, hash, &id_body(id), "HASH_R in MM6") {
-            return Ok(());
-        }
-        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
+        if self
+            .mm_peer_proves(ctx, &mut keys, header, datagram)
+            .is_none()
+        {
             return Ok(());
         }
         self.phase1_established(ctx);
         Ok(())
     }
 
-    /// Takes the peer's KE and nonce from MM3/MM4 (RFC 2409 §5: length of the group, nonce of
-    /// 8–256 bytes); Ok(false) after failing the SA with INVALID-KEY-INFORMATION.
-    fn take_peer_ke_nonce(
+    /// MM5 (as responder) or MM6 (as initiator): opens the message and checks the peer's ID
+    /// and HASH (RFC 2409 §5); its payloads when the peer proved its identity, `None` after
+    /// failing the SA (only the responder reports a missing payload to the peer).
+    fn mm_peer_proves(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &mut Arc<Keyed>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Option<Vec<Payload>> {
+        let (name, what, missing) = match self.role {
+            Role::Responder => ("MM5", "HASH_I in MM5", Some(NotifyType::PAYLOAD_MALFORMED)),
+            Role::Initiator => ("MM6", "HASH_R in MM6", None),
+        };
+        let payloads = self.open_phase1(ctx, keys, header, datagram, name)?;
+        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
+            self.fail(
+                ctx,
+                Failure::Malformed("ID or HASH payload missing".into()),
+                missing,
+            );
+            return None;
+        };
+        self.peer_proves(ctx, keys, id, hash, what)
+            .then_some(payloads)
+    }
+
+    /// Takes the peer's KE and nonce from MM3/MM4; `Ok(false)` after failing the SA.
+    fn mm_peer_ke_nonce(
         &mut self,
         ctx: &mut Ctx<'_>,
         payloads: &[Payload],
@@ -282,22 +265,7 @@ impl IkeSa {
             .ok_or(InputError::Unexpected("no negotiated proposal"))?;
         let ke = find(payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let nonce = find(payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
-        if ke.len() != p.group.public_len() || !nonce_ok(nonce) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
-            return Ok(false);
-        }
-        let (ke, nonce) = (ke.clone(), nonce.clone());
-        let role = self.role;
-        let n = self.negotiating()?;
-        match role {
-            Role::Responder => (n.g_xi, n.ni) = (ke, nonce),
-            Role::Initiator => (n.g_xr, n.nr) = (ke, nonce),
-        }
-        Ok(true)
+        self.take_peer_ke_nonce(ctx, p.group, ke, nonce)
     }
 
     /// Sends an encrypted phase 1 message (MM5, MM6, AM3) on the phase 1 IV chain, advances the

@@ -16,7 +16,7 @@ use crate::event::{ChildSa, EspEncapsulation, EspKeys, Event, Failure, Role};
 use crate::exchange::payloads::{find, ke_of, nonce_of, nonce_ok, parse_protected, sa_of};
 use crate::keyed::Keyed;
 use crate::proposal::EspProposal;
-use crate::retransmit::{ReplyCache, Retransmit};
+use crate::retransmit::Retransmit;
 use crate::sa::{IkeSa, InstalledChild};
 use crate::time::later;
 use crate::wire::{
@@ -236,6 +236,26 @@ fn parse_lifetime_attributes(mut data: &[u8]) -> Option<Duration> {
     secs
 }
 
+/// The PFS exchange of a Quick Mode (RFC 2409 §5.5): our DH pair against the peer's KE.
+enum Pfs {
+    /// Neither side sent KE.
+    Off,
+    /// g^xy of the Quick Mode, hashed into KEYMAT.
+    On(Secret),
+    /// The peer's public value is not a valid one of the group.
+    Invalid,
+    /// Only one side has a KE.
+    OneSided,
+}
+
+fn pfs_secret(dh: Option<&DhPrivate>, ke: Option<&Vec<u8>>) -> Pfs {
+    match (dh, ke) {
+        (Some(dh), Some(ke)) => dh.shared_secret(ke).map_or(Pfs::Invalid, Pfs::On),
+        (None, None) => Pfs::Off,
+        _ => Pfs::OneSided,
+    }
+}
+
 /// SPIs 1–255 are reserved (RFC 4303 §2.1).
 fn new_spi(ctx: &mut Ctx<'_>) -> u32 {
     loop {
@@ -300,28 +320,17 @@ impl IkeSa {
             child.remote_ts.protocol,
             child.remote_ts.port,
         )));
-        let mut qm = QuickMode {
+        let mut qm = QuickMode::new(
             message_id,
-            role: Role::Initiator,
-            state: QmState::I1Sent,
+            Role::Initiator,
+            QmState::I1Sent,
             iv,
             child_index,
-            local_ts: child.local_ts,
-            remote_ts: child.remote_ts,
+            &child,
             spi_in,
-            spi_out: 0,
             ni,
-            nr: Vec::new(),
-            dh,
-            g_qm_xy: None,
-            choice: None,
-            commit: false,
-            pending: None,
-            replaces,
-            retransmit: None,
-            replies: ReplyCache::default(),
-            expires: None,
-        };
+        );
+        (qm.dh, qm.replaces) = (dh, replaces);
         let flags = if ctx.cfg.request_commit {
             Flags(Flags::COMMIT)
         } else {
@@ -329,12 +338,7 @@ impl IkeSa {
         };
         match self.seal_qm(ctx, keys, &mut qm, "QM1", rest, None, flags, true) {
             Ok(()) => self.quick_modes.push(qm),
-            Err(f) => ctx.event(Event::ChildSaFailed {
-                conn: self.conn,
-                cookies: self.cookies,
-                message_id,
-                reason: f,
-            }),
+            Err(f) => self.child_failed(ctx, message_id, f),
         }
     }
 
@@ -457,6 +461,45 @@ impl IkeSa {
         })
     }
 
+    /// Opens the next message of a Quick Mode in flight (QM2, QM3, CONNECTED) on its IV chain
+    /// and checks its HASH against `expected` of the bytes after it (RFC 2409 §5.5); the chain
+    /// advances only for a message that verifies.
+    #[allow(clippy::too_many_arguments)]
+    fn open_qm_answer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &Keyed,
+        header: &Header,
+        datagram: &[u8],
+        qm: &mut QuickMode,
+        name: &'static str,
+        expected: impl FnOnce(&QuickMode, &[u8]) -> Secret,
+    ) -> Result<Vec<Payload>, InputError> {
+        let mut iv = qm.iv.clone();
+        let Opened {
+            payloads,
+            rest,
+            hash,
+        } = Self::open_qm(keys, header, datagram, &mut iv)?;
+        if !crypto::ct_eq(&expected(qm, &rest), &hash) {
+            return Err(InputError::BadHash(name));
+        }
+        qm.iv = iv;
+        self.log_received(ctx, name, header, &payloads);
+        self.last_heard = ctx.now;
+        Ok(payloads)
+    }
+
+    /// Reports a Quick Mode that ended without an IPsec SA.
+    fn child_failed(&self, ctx: &mut Ctx<'_>, message_id: u32, reason: Failure) {
+        ctx.event(Event::ChildSaFailed {
+            conn: self.conn,
+            cookies: self.cookies,
+            message_id,
+            reason,
+        });
+    }
+
     /// QM1 → QM2 as responder.
     fn qm1_received(
         &mut self,
@@ -520,12 +563,7 @@ impl IkeSa {
                 data: Vec::new(),
             });
             let _ = sa.send_informational(ctx, keys, vec![n]);
-            ctx.event(Event::ChildSaFailed {
-                conn: sa.conn,
-                cookies: sa.cookies,
-                message_id,
-                reason,
-            });
+            sa.child_failed(ctx, message_id, reason);
         };
         let offer = find(&payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
         let ni = find(&payloads, nonce_of)
@@ -638,21 +676,19 @@ impl IkeSa {
                 return Ok(());
             }
         };
-        let g_qm_xy = match (&dh, peer_ke) {
-            (Some(dh), Some(ke)) => match dh.shared_secret(ke) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    fail(
-                        self,
-                        ctx,
-                        Failure::InvalidKeyExchange,
-                        NotifyType::INVALID_KEY_INFORMATION,
-                        Vec::new(),
-                    );
-                    return Ok(());
-                }
-            },
-            _ => None,
+        let g_qm_xy = match pfs_secret(dh.as_ref(), peer_ke) {
+            Pfs::On(s) => Some(s),
+            Pfs::Invalid => {
+                fail(
+                    self,
+                    ctx,
+                    Failure::InvalidKeyExchange,
+                    NotifyType::INVALID_KEY_INFORMATION,
+                    Vec::new(),
+                );
+                return Ok(());
+            }
+            Pfs::Off | Pfs::OneSided => None,
         };
         let spi_in = new_spi(ctx);
         let nr = ctx.random::<32>().to_vec();
@@ -703,28 +739,18 @@ impl IkeSa {
             .get(child_index)
             .copied()
             .ok_or(InputError::Unexpected("child"))?;
-        let mut qm = QuickMode {
+        let mut qm = QuickMode::new(
             message_id,
-            role: Role::Responder,
-            state: QmState::R2Sent,
+            Role::Responder,
+            QmState::R2Sent,
             iv,
             child_index,
-            local_ts: child.local_ts,
-            remote_ts: child.remote_ts,
+            &child,
             spi_in,
-            spi_out,
-            ni: ni.clone(),
-            nr,
-            dh,
-            g_qm_xy,
-            choice: Some(choice),
-            commit,
-            pending: None,
-            replaces: None,
-            retransmit: None,
-            replies: ReplyCache::default(),
-            expires: None,
-        };
+            ni.clone(),
+        );
+        (qm.spi_out, qm.nr, qm.dh, qm.g_qm_xy) = (spi_out, nr, dh, g_qm_xy);
+        (qm.choice, qm.commit) = (Some(choice), commit);
         let flags = if commit {
             Flags(Flags::COMMIT)
         } else {
@@ -749,31 +775,17 @@ impl IkeSa {
         datagram: &[u8],
         qm: &mut QuickMode,
     ) -> Result<(), InputError> {
-        let mut iv = qm.iv.clone();
-        let Opened {
-            payloads,
-            rest,
-            hash,
-        } = Self::open_qm(keys, header, datagram, &mut iv)?;
-        let expected = crypto::qm_hash2(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, &rest);
-        if !crypto::ct_eq(&expected, &hash) {
-            return Err(InputError::BadHash("QM2"));
-        }
-        qm.iv = iv;
-        self.log_received(ctx, "QM2", header, &payloads);
-        self.last_heard = ctx.now;
+        let payloads =
+            self.open_qm_answer(ctx, keys, header, datagram, qm, "QM2", |qm, rest| {
+                crypto::qm_hash2(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, rest)
+            })?;
         qm.retransmit = None;
         let answer = find(&payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
         let nr = find(&payloads, nonce_of)
             .ok_or(InputError::Missing(PayloadType::NONCE))?
             .clone();
         let fail_qm = |sa: &IkeSa, ctx: &mut Ctx<'_>, qm: &mut QuickMode, reason: Failure| {
-            ctx.event(Event::ChildSaFailed {
-                conn: sa.conn,
-                cookies: sa.cookies,
-                message_id: qm.message_id,
-                reason,
-            });
+            sa.child_failed(ctx, qm.message_id, reason);
             qm.state = QmState::Done;
             qm.expires = Some(later(ctx.now, LINGER));
         };
@@ -851,16 +863,14 @@ impl IkeSa {
                 }
             }
         }
-        qm.g_qm_xy = match (&qm.dh, find(&payloads, ke_of)) {
-            (Some(dh), Some(ke)) => match dh.shared_secret(ke) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    fail_qm(self, ctx, qm, Failure::InvalidKeyExchange);
-                    return Ok(());
-                }
-            },
-            (None, None) => None,
-            _ => {
+        qm.g_qm_xy = match pfs_secret(qm.dh.as_ref(), find(&payloads, ke_of)) {
+            Pfs::Off => None,
+            Pfs::On(s) => Some(s),
+            Pfs::Invalid => {
+                fail_qm(self, ctx, qm, Failure::InvalidKeyExchange);
+                return Ok(());
+            }
+            Pfs::OneSided => {
                 fail_qm(
                     self,
                     ctx,
@@ -909,16 +919,9 @@ impl IkeSa {
         datagram: &[u8],
         qm: &mut QuickMode,
     ) -> Result<(), InputError> {
-        let mut iv = qm.iv.clone();
-        let Opened { payloads, hash, .. } = Self::open_qm(keys, header, datagram, &mut iv)?;
-        let expected =
-            crypto::qm_hash3(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, &qm.nr);
-        if !crypto::ct_eq(&expected, &hash) {
-            return Err(InputError::BadHash("QM3"));
-        }
-        qm.iv = iv;
-        self.log_received(ctx, "QM3", header, &payloads);
-        self.last_heard = ctx.now;
+        self.open_qm_answer(ctx, keys, header, datagram, qm, "QM3", |qm, _| {
+            crypto::qm_hash3(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, &qm.nr)
+        })?;
         qm.retransmit = None;
         qm.replies.remember_request(datagram);
         qm.replies.set_reply(None);
@@ -959,19 +962,10 @@ impl IkeSa {
         datagram: &[u8],
         qm: &mut QuickMode,
     ) -> Result<(), InputError> {
-        let mut iv = qm.iv.clone();
-        let Opened {
-            payloads,
-            rest,
-            hash,
-        } = Self::open_qm(keys, header, datagram, &mut iv)?;
-        let expected = keys.hash1(qm.message_id, &rest);
-        if !crypto::ct_eq(&expected, &hash) {
-            return Err(InputError::BadHash("QM4"));
-        }
-        qm.iv = iv;
-        self.log_received(ctx, "QM4", header, &payloads);
-        self.last_heard = ctx.now;
+        let payloads =
+            self.open_qm_answer(ctx, keys, header, datagram, qm, "QM4", |qm, rest| {
+                keys.hash1(qm.message_id, rest)
+            })?;
         let connected = payloads
             .iter()
             .any(|p| matches!(p, Payload::Notification(n) if n.notify_type == CONNECTED));

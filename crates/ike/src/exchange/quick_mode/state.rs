@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::TrafficSelector;
+use crate::config::{ChildConfig, TrafficSelector};
 use crate::crypto::{DhPrivate, Secret};
 use crate::event::{ChildSa, Role};
 use crate::proposal::EspProposal;
@@ -27,6 +27,7 @@ pub(crate) struct EspChoice {
     pub lifetime_kb: Option<u64>,
 }
 
+/// One Quick Mode exchange (RFC 2409 §5.5), identified by its message ID.
 pub(crate) struct QuickMode {
     pub message_id: u32,
     pub role: Role,
@@ -49,4 +50,42 @@ pub(crate) struct QuickMode {
     pub retransmit: Option<Retransmit>,
     pub replies: ReplyCache,
     pub expires: Option<Instant>,
+}
+
+impl QuickMode {
+    /// A Quick Mode for the configured pair `child_index`, with our SPI and nonce.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        message_id: u32,
+        role: Role,
+        state: QmState,
+        iv: Vec<u8>,
+        child_index: usize,
+        child: &ChildConfig,
+        spi_in: u32,
+        ni: Vec<u8>,
+    ) -> Self {
+        QuickMode {
+            message_id,
+            role,
+            state,
+            iv,
+            child_index,
+            local_ts: child.local_ts,
+            remote_ts: child.remote_ts,
+            spi_in,
+            spi_out: 0,
+            ni,
+            nr: Vec::new(),
+            dh: None,
+            g_qm_xy: None,
+            choice: None,
+            commit: false,
+            pending: None,
+            replaces: None,
+            retransmit: None,
+            replies: ReplyCache::default(),
+            expires: None,
+        }
+    }
 }
