@@ -7,6 +7,12 @@ use crate::crypto::{DhPrivate, Secret};
 use crate::event::{ChildSa, Role};
 use crate::proposal::EspProposal;
 use crate::retransmit::{ReplyCache, Retransmit};
+use crate::wire::NotifyType;
+
+/// How long a finished exchange is kept to answer retransmissions.
+pub(super) const LINGER: Duration = Duration::from_secs(60);
+/// CONNECTED notify (RFC 2408 §3.14.1), the answer to the commit bit.
+pub(super) const CONNECTED: NotifyType = NotifyType(16384);
 
 /// Progress of one Quick Mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
