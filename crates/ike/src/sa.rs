@@ -96,7 +96,7 @@ pub(crate) struct Negotiation {
 /// The key material of an ISAKMP SA: the exchange's inputs, then (from MM3/MM4, AM1/AM2 on)
 /// the keys alone; the DH private value and the nonces are dropped (and zeroized) then.
 pub(crate) enum KeyState {
-    Negotiating(Negotiation),
+    Negotiating(Box<Negotiation>),
     /// Shared by the exchanges that borrow the keys while they change the SA's other state;
     /// the phase 1 IV chain is the only part that changes, before phase 1 is established.
     Keyed(Arc<Keyed>),
@@ -192,7 +192,7 @@ impl IkeSa {
             established_at: None,
             lifetime: Duration::ZERO,
             is_rekey: false,
-            keying: KeyState::Negotiating(Negotiation::default()),
+            keying: KeyState::Negotiating(Box::default()),
             features: PeerFeatures::default(),
             nat_d_type: None,
             nat: NatStatus::default(),
@@ -351,7 +351,6 @@ impl IkeSa {
     /// Advances the phase 1 IV chain (RFC 2409 App. B) after an encrypted phase 1 message;
     /// `keys` is the caller's handle, kept the same as the SA's.
     pub fn set_p1_iv(&mut self, keys: &mut Arc<Keyed>, iv: Vec<u8>) {
-        self.keying = KeyState::Negotiating(Negotiation::default());
         Arc::make_mut(keys).p1_iv = iv;
         self.keying = KeyState::Keyed(Arc::clone(keys));
     }
