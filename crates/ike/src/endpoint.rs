@@ -20,7 +20,7 @@ use crate::event::{
 };
 use crate::exchange::quick_mode::state::QmState;
 use crate::proposal::IkeProposal;
-use crate::sa::{IkeSa, KeyState, Phase1State};
+use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
 use crate::wire::{ExchangeType, Header};
 
@@ -232,7 +232,7 @@ impl Endpoint {
         let fresh_answer = sa.role == Role::Initiator
             && sa.cookies.responder_spi == [0; 8]
             && header.responder_spi != [0; 8]
-            && matches!(sa.state, Phase1State::MmI1Sent | Phase1State::AmI1Sent);
+            && matches!(sa.state(), Phase1State::MmI1Sent | Phase1State::AmI1Sent);
         let retransmitted_first =
             header.responder_spi == [0; 8] && sa.role == Role::Responder && header.message_id == 0;
         if !(sa.cookies.responder_spi == header.responder_spi
@@ -272,7 +272,7 @@ impl Endpoint {
             }
             // A peer repeating a phase 1 message has not seen our answer: worth a log line
             // (the seed guide's one-way blocking shows up exactly so).
-            if let Some(name) = duplicate_name(sa.role, sa.state, header.message_id) {
+            if let Some(name) = duplicate_name(sa.role, sa.state(), header.message_id) {
                 self.env.out.events.push_back(Event::Message(MessageLog {
                     direction: Direction::Received,
                     name,
@@ -419,7 +419,7 @@ impl Endpoint {
         };
         let result = dispatch(&mut sa, &mut ctx, header, &d.data);
         count(&mut self.counters, result);
-        if sa.state != Phase1State::Dead {
+        if sa.state() != Phase1State::Dead {
             self.sas.insert(cookies.initiator_spi, sa);
         }
     }
@@ -432,7 +432,7 @@ impl Endpoint {
         let (conn, established, dead, created) = (
             sa.conn,
             sa.is_established(),
-            sa.state == Phase1State::Dead,
+            sa.state() == Phase1State::Dead,
             sa.created,
         );
         if established && sa.initial_contact_received {
@@ -567,7 +567,7 @@ impl Endpoint {
             if sa.on_timer(&mut ctx) {
                 rekeys.push((sa.conn, key));
             }
-            if sa.state == Phase1State::Dead {
+            if sa.state() == Phase1State::Dead {
                 self.reap(now, key);
             }
         }
@@ -634,10 +634,10 @@ impl Endpoint {
     /// The phase 1 encryption key (RFC 2409 Appendix B) of the ISAKMP SA with this initiator
     /// cookie, once derived. Only for the opt-in key export to Wireshark's decryption table.
     pub fn phase1_encryption_key(&self, initiator_spi: &[u8; 8]) -> Option<&[u8]> {
-        self.sas.get(initiator_spi).and_then(|sa| match &sa.keying {
-            KeyState::Keyed(k) => Some(k.keys.enc_key.as_slice()),
-            KeyState::Negotiating(_) => None,
-        })
+        self.sas
+            .get(initiator_spi)
+            .and_then(|sa| sa.phase.keyed())
+            .map(|k| k.keys.enc_key.as_slice())
     }
 
     /// Every ISAKMP SA, for `status`.
@@ -656,7 +656,7 @@ impl Endpoint {
                 cookies: sa.cookies,
                 role: sa.role,
                 mode: sa.mode,
-                state: sa.state.name(),
+                state: sa.state().name(),
                 local: sa.local,
                 remote: sa.remote,
                 proposal: sa.proposal(),

@@ -1,4 +1,5 @@
-//! The ISAKMP SA: its negotiation state, keys, IV chains, retransmission and duplicate replies.
+//! The ISAKMP SA: where phase 1 is (with the data of that step, `phase`), its IPsec SAs and
+//! Quick Modes, retransmission and duplicate replies.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
 use crate::context::{Ctx, Datagram};
-use crate::crypto::DhPrivate;
-use crate::error::InputError;
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
@@ -21,36 +20,9 @@ use crate::wire::{
     PayloadType, ProtocolId, IPSEC_DOI,
 };
 
-/// Phase 1 progress, named after the last message sent or expected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase1State {
-    MmI1Sent,
-    MmI3Sent,
-    MmI5Sent,
-    MmR2Sent,
-    MmR4Sent,
-    AmI1Sent,
-    AmR2Sent,
-    Established,
-    /// Finished (failed or deleted): the endpoint removes it.
-    Dead,
-}
+mod phase;
 
-impl Phase1State {
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase1State::MmI1Sent => "MM1 sent",
-            Phase1State::MmI3Sent => "MM3 sent",
-            Phase1State::MmI5Sent => "MM5 sent",
-            Phase1State::MmR2Sent => "MM2 sent",
-            Phase1State::MmR4Sent => "MM4 sent",
-            Phase1State::AmI1Sent => "AM1 sent",
-            Phase1State::AmR2Sent => "AM2 sent",
-            Phase1State::Established => "established",
-            Phase1State::Dead => "dead",
-        }
-    }
-}
+pub(crate) use phase::{OurKe, Phase1, Phase1State};
 
 /// An IPsec SA pair installed through this ISAKMP SA.
 #[derive(Debug, Clone)]
@@ -77,36 +49,12 @@ pub(crate) struct DpdState {
     pub outstanding: Option<(u32, Instant)>,
 }
 
-/// What phase 1 has gathered before SKEYID: the chosen proposal, our DH pair and both
-/// sides' public values and nonces (RFC 2409 §5), as MM1–MM4 / AM1–AM2 bring them.
-#[derive(Default)]
-pub(crate) struct Negotiation {
-    pub proposal: Option<IkeProposal>,
-    /// Body of the initiator's SA payload, hashed into HASH_I/HASH_R (RFC 2409 §5).
-    pub sai_b: Vec<u8>,
-    /// Body of the peer's ID payload as received in AM1 (hashed into HASH_I).
-    pub peer_id_b: Vec<u8>,
-    pub dh: Option<DhPrivate>,
-    pub g_xi: Vec<u8>,
-    pub g_xr: Vec<u8>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-}
-
-/// The key material of an ISAKMP SA: the exchange's inputs, then (from MM3/MM4, AM1/AM2 on)
-/// the keys alone; the DH private value and the nonces are dropped (and zeroized) then.
-pub(crate) enum KeyState {
-    Negotiating(Box<Negotiation>),
-    /// Shared by the exchanges that borrow the keys while they change the SA's other state;
-    /// the phase 1 IV chain is the only part that changes, before phase 1 is established.
-    Keyed(Arc<Keyed>),
-}
-
 pub(crate) struct IkeSa {
     pub conn: ConnId,
     pub role: Role,
     pub mode: Phase1Mode,
-    pub state: Phase1State,
+    /// Where phase 1 is, with the data of that step (proposal, DH half, keys).
+    pub phase: Phase1,
     pub cookies: Cookies,
     pub local: SocketAddr,
     pub remote: SocketAddr,
@@ -117,8 +65,6 @@ pub(crate) struct IkeSa {
     pub lifetime: Duration,
     /// Started to replace an older ISAKMP SA: its IPsec SAs move over, no new Quick Modes.
     pub is_rekey: bool,
-    /// The exchange's inputs until SKEYID is derived, then the keys.
-    pub keying: KeyState,
     pub features: PeerFeatures,
     /// NAT-D payload type agreed by vendor ID: 20 (RFC 3947) or 130 (drafts).
     pub nat_d_type: Option<PayloadType>,
@@ -178,12 +124,7 @@ impl IkeSa {
             conn,
             role,
             mode,
-            state: match (role, mode) {
-                (Role::Initiator, Phase1Mode::Main) => Phase1State::MmI1Sent,
-                (Role::Initiator, Phase1Mode::Aggressive) => Phase1State::AmI1Sent,
-                (Role::Responder, Phase1Mode::Main) => Phase1State::MmR2Sent,
-                (Role::Responder, Phase1Mode::Aggressive) => Phase1State::AmR2Sent,
-            },
+            phase: Phase1::Start,
             cookies,
             local,
             remote,
@@ -192,7 +133,6 @@ impl IkeSa {
             established_at: None,
             lifetime: Duration::ZERO,
             is_rekey: false,
-            keying: KeyState::Negotiating(Box::default()),
             features: PeerFeatures::default(),
             nat_d_type: None,
             nat: NatStatus::default(),
@@ -268,13 +208,13 @@ impl IkeSa {
     }
 
     pub fn is_established(&self) -> bool {
-        self.state == Phase1State::Established
+        matches!(self.phase, Phase1::Established(_))
     }
 
     /// A responder that sent MM2/AM2 and has heard nothing since.
     pub fn awaits_first_answer(&self) -> bool {
         self.role == Role::Responder
-            && matches!(self.state, Phase1State::MmR2Sent | Phase1State::AmR2Sent)
+            && matches!(self.state(), Phase1State::MmR2Sent | Phase1State::AmR2Sent)
     }
 
     /// When we may start replacing this ISAKMP SA: `rekey_after` into its lifetime, but not
@@ -308,56 +248,40 @@ impl IkeSa {
     }
 
     pub fn is_half_open(&self) -> bool {
-        self.role == Role::Responder
-            && !matches!(self.state, Phase1State::Established | Phase1State::Dead)
+        self.role == Role::Responder && !matches!(self.phase, Phase1::Established(_) | Phase1::Dead)
+    }
+
+    /// Phase 1 progress by name.
+    pub fn state(&self) -> Phase1State {
+        self.phase.state(self.role, self.mode)
     }
 
     /// The ISAKMP SA proposal, once chosen.
     pub fn proposal(&self) -> Option<IkeProposal> {
-        match &self.keying {
-            KeyState::Negotiating(n) => n.proposal,
-            KeyState::Keyed(k) => Some(k.proposal),
-        }
+        self.phase.proposal()
     }
 
     /// The keys, once derived (after MM3/MM4, AM1/AM2).
     pub fn keyed(&self) -> Option<Arc<Keyed>> {
-        match &self.keying {
-            KeyState::Keyed(k) => Some(Arc::clone(k)),
-            KeyState::Negotiating(_) => None,
-        }
+        self.phase.keyed().cloned()
     }
 
     /// The keys of an established ISAKMP SA: what Quick Mode, Informational and Transaction
     /// exchanges are built with.
     pub fn established_keys(&self) -> Option<Arc<Keyed>> {
-        self.keyed().filter(|_| self.is_established())
-    }
-
-    /// The inputs of phase 1 while no keys exist yet.
-    pub fn negotiation(&mut self) -> Option<&mut Negotiation> {
-        match &mut self.keying {
-            KeyState::Negotiating(n) => Some(n),
-            KeyState::Keyed(_) => None,
+        match &self.phase {
+            Phase1::Established(k) => Some(Arc::clone(k)),
+            _ => None,
         }
-    }
-
-    /// The inputs of phase 1, for a step that comes before the keys.
-    pub fn negotiating(&mut self) -> Result<&mut Negotiation, InputError> {
-        self.negotiation()
-            .ok_or(InputError::Unexpected("phase 1 keys already derived"))
     }
 
     /// Advances the phase 1 IV chain (RFC 2409 App. B) after an encrypted phase 1 message;
     /// `keys` is the caller's handle, kept the same as the SA's.
     pub fn set_p1_iv(&mut self, keys: &mut Arc<Keyed>, iv: Vec<u8>) {
         Arc::make_mut(keys).p1_iv = iv;
-        self.keying = KeyState::Keyed(Arc::clone(keys));
-    }
-
-    /// True while the first message of a responder (MM1/AM1) has not been taken in.
-    pub fn first_message_pending(&self) -> bool {
-        matches!(&self.keying, KeyState::Negotiating(n) if n.sai_b.is_empty())
+        if let Some(own) = self.phase.keyed_mut() {
+            *own = Arc::clone(keys);
+        }
     }
 
     pub fn header(&self, exchange: ExchangeType, flags: Flags, message_id: u32) -> Header {
@@ -469,7 +393,7 @@ impl IkeSa {
             peer: self.remote,
             reason,
         });
-        self.state = Phase1State::Dead;
+        self.phase = Phase1::Dead;
         self.retransmit = None;
     }
 

@@ -150,7 +150,7 @@ impl Endpoint {
     fn negotiating(&self, conn: ConnId) -> bool {
         self.sas.values().any(|s| {
             s.conn == conn
-                && !matches!(s.state, Phase1State::Established | Phase1State::Dead)
+                && !matches!(s.state(), Phase1State::Established | Phase1State::Dead)
                 && (s.role == Role::Initiator || !s.awaits_first_answer())
         })
     }

@@ -9,8 +9,9 @@ use crate::error::InputError;
 use crate::event::{Failure, Role};
 use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, raw_body, sa_of};
 use crate::exchange::phase1;
+use crate::exchange::phase1_steps::{our_ke, peer_ke_ok};
 use crate::keyed::Keyed;
-use crate::sa::{IkeSa, Phase1State};
+use crate::sa::{IkeSa, Phase1};
 use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
 
 impl IkeSa {
@@ -29,19 +30,15 @@ impl IkeSa {
         let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime);
         let mut sai_b = Vec::new();
         Payload::Sa(offer.clone()).emit_body(&mut sai_b);
-        let Ok((g_xi, ni)) = self.our_ke_nonce(ctx, group) else {
-            return;
-        };
-        if let Some(n) = self.negotiation() {
-            n.sai_b = sai_b;
-        }
+        let ours = our_ke(ctx, group, sai_b);
         let mut payloads = vec![
             Payload::Sa(offer),
-            Payload::KeyExchange(g_xi),
-            Payload::Nonce(ni),
+            Payload::KeyExchange(ours.ke.clone()),
+            Payload::Nonce(ours.nonce.clone()),
             Payload::Identification(phase1::our_id(ctx.cfg)),
         ];
         payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
+        self.phase = Phase1::AmI1Sent(ours);
         let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
         self.send(ctx, "AM1", &payloads, data, 0, true);
     }
@@ -52,14 +49,11 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let keys = self.keyed();
-        match (self.state, keys) {
-            (Phase1State::AmR2Sent, None) if self.first_message_pending() => {
-                self.am1_received(ctx, header, datagram)
-            }
-            (Phase1State::AmI1Sent, None) => self.am2_received(ctx, header, datagram),
-            (Phase1State::AmR2Sent, Some(k)) => self.am3_received(ctx, k, header, datagram),
-            (s, _) => Err(InputError::Unexpected(s.name())),
+        match (&self.phase, self.role) {
+            (Phase1::Start, Role::Responder) => self.am1_received(ctx, header, datagram),
+            (Phase1::AmI1Sent(_), _) => self.am2_received(ctx, header, datagram),
+            (Phase1::AmR2Sent(k), _) => self.am3_received(ctx, Arc::clone(k), header, datagram),
+            _ => Err(InputError::Unexpected(self.state().name())),
         }
     }
 
@@ -84,34 +78,38 @@ impl IkeSa {
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
-        self.negotiating()?.peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
-        let Some((chosen, reply)) =
+        let peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
+        let Some((chosen, reply, sai_b)) =
             self.choose_from_offer(ctx, header, datagram, offer, &msg.payloads)?
         else {
             return Ok(());
         };
-        if !self.take_peer_ke_nonce(ctx, chosen.proposal.group, ke, ni)? {
+        let proposal = chosen.proposal;
+        if !peer_ke_ok(proposal.group, ke, ni) {
+            self.fail_key_exchange(ctx);
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
             self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
             return Ok(());
         }
-        self.adopt_choice(ctx, &chosen)?;
-        let (g_xr, nr) = self.our_ke_nonce(ctx, chosen.proposal.group)?;
-        let Some(keys) = self.keys_or_fail(ctx) else {
+        self.adopt_lifetime(ctx, &chosen);
+        let ours = our_ke(ctx, proposal.group, sai_b);
+        let derived = phase1::derive_keys(ctx, self, proposal, &ours, ke, ni, peer_id_b);
+        let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
+        self.phase = Phase1::AmR2Sent(Arc::clone(&keys));
         let (our, hash_r) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![
             Payload::Sa(reply),
-            Payload::KeyExchange(g_xr),
-            Payload::Nonce(nr),
+            Payload::KeyExchange(ours.ke),
+            Payload::Nonce(ours.nonce),
             Payload::Identification(our),
             Payload::Hash(hash_r.to_vec()),
         ];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
-        payloads.extend(phase1::nat_d_payloads(ctx, self));
+        payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
         self.tamper(ctx, "AM2", 0, &mut payloads);
         self.answer_plain(
             ctx,
@@ -134,27 +132,35 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "AM2", header, &msg.payloads);
         let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        let group = self.negotiating()?.dh.as_ref().map(|d| d.group());
-        let Some(chosen) = self.accept_answer(ctx, answer, &msg.payloads, |g| Some(g) == group)
-        else {
+        let Phase1::AmI1Sent(ours) = &self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let group = ours.dh.group();
+        let Some(chosen) = self.accept_answer(ctx, answer, &msg.payloads, |g| g == group) else {
             return Ok(());
         };
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
         let hash = find(&msg.payloads, hash_of).ok_or(InputError::Missing(PayloadType::HASH))?;
-        if !self.take_peer_ke_nonce(ctx, chosen.proposal.group, ke, nr)? {
+        let proposal = chosen.proposal;
+        if !peer_ke_ok(proposal.group, ke, nr) {
+            self.fail_key_exchange(ctx);
             return Ok(());
         }
-        self.adopt_choice(ctx, &chosen)?;
-        let Some(mut keys) = self.keys_or_fail(ctx) else {
+        self.adopt_lifetime(ctx, &chosen);
+        let Phase1::AmI1Sent(ours) = &self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let derived = phase1::derive_keys(ctx, self, proposal, ours, ke, nr, Vec::new());
+        let Some(mut keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
         if !self.peer_proves(ctx, &keys, id, hash, "HASH_R in AM2") {
             return Ok(());
         }
-        phase1::detect_nat(ctx, self, &msg.payloads);
-        let nat_d = phase1::nat_d_payloads(ctx, self);
+        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
+        let nat_d = phase1::nat_d_payloads(ctx, self, proposal.hash);
         phase1::float_if_needed(self);
         let (_, hash_i) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
@@ -171,7 +177,7 @@ impl IkeSa {
         ) {
             return Ok(());
         }
-        self.phase1_established(ctx);
+        self.phase1_established(ctx, keys);
         Ok(())
     }
 
@@ -205,11 +211,11 @@ impl IkeSa {
         if !self.verify_peer_hash(ctx, &keys, hash, &keys.peer_id_b, "HASH_I in AM3") {
             return Ok(());
         }
-        phase1::detect_nat(ctx, self, &payloads);
+        phase1::detect_nat(ctx, self, keys.hash(), &payloads);
         phase1::float_if_needed(self);
         self.note_initial_contact(ctx, &payloads);
         self.replies.remember(datagram, None);
-        self.phase1_established(ctx);
+        self.phase1_established(ctx, keys);
         Ok(())
     }
 }

@@ -11,7 +11,9 @@ use crate::event::{Event, Failure, Role, Udp4500Probe};
 use crate::exchange::payloads::parse_protected;
 use crate::exchange::quick_mode::state::{QmState, QuickMode};
 use crate::keyed::Keyed;
-use crate::sa::{IkeSa, Phase1State};
+use std::sync::Arc;
+
+use crate::sa::{IkeSa, Phase1, Phase1State};
 use crate::time::later;
 use crate::wire::{
     self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
@@ -242,7 +244,7 @@ impl IkeSa {
                     cookies: self.cookies,
                     reason: "deleted by peer".into(),
                 });
-                self.state = Phase1State::Dead;
+                self.phase = Phase1::Dead;
             }
             ProtocolId::ESP => {
                 for spi in &d.spis {
@@ -266,15 +268,13 @@ impl IkeSa {
     }
 
     /// Phase 1 done: report it, and as initiator start one Quick Mode per configured pair.
-    pub(crate) fn phase1_established(&mut self, ctx: &mut Ctx<'_>) {
-        self.state = Phase1State::Established;
+    pub(crate) fn phase1_established(&mut self, ctx: &mut Ctx<'_>, keys: Arc<Keyed>) {
+        let proposal = keys.proposal;
+        self.phase = Phase1::Established(keys);
         self.established_at = Some(ctx.now);
         self.last_heard = ctx.now;
         self.retransmit = None;
         self.dpd.seq = u32::from_be_bytes(ctx.random::<4>()) & 0x7fff_ffff;
-        let Some(proposal) = self.proposal() else {
-            return;
-        };
         ctx.event(Event::IkeSaEstablished {
             conn: self.conn,
             cookies: self.cookies,
@@ -366,7 +366,7 @@ impl IkeSa {
                 reason: reason.to_string(),
             });
         }
-        self.state = Phase1State::Dead;
+        self.phase = Phase1::Dead;
         self.retransmit = None;
     }
 
@@ -391,7 +391,7 @@ impl IkeSa {
             }
         }
         if self.is_half_open() && ctx.now >= later(self.created, ctx.settings.half_open_timeout) {
-            let reason = match self.state {
+            let reason = match self.state() {
                 // Nothing came back after MM2/AM2: no evidence this was the peer at all.
                 Phase1State::MmR2Sent => Failure::Abandoned { after: "MM2" },
                 Phase1State::AmR2Sent => Failure::Abandoned { after: "AM2" },
@@ -412,7 +412,7 @@ impl IkeSa {
             return false;
         }
         self.dpd_timer(ctx);
-        if self.state == Phase1State::Dead {
+        if matches!(self.phase, Phase1::Dead) {
             return false;
         }
         self.child_lifetimes(ctx);
@@ -468,7 +468,7 @@ impl IkeSa {
                 cookies: self.cookies,
                 reason: "peer dead (DPD)".into(),
             });
-            self.state = Phase1State::Dead;
+            self.phase = Phase1::Dead;
             return;
         }
         let due = match self.dpd.outstanding {

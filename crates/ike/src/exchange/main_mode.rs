@@ -7,8 +7,9 @@ use crate::error::InputError;
 use crate::event::{Failure, Role};
 use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, parse_protected, sa_of};
 use crate::exchange::phase1;
+use crate::exchange::phase1_steps::{our_ke, peer_ke_ok};
 use crate::keyed::Keyed;
-use crate::sa::{IkeSa, Phase1State};
+use crate::sa::{IkeSa, Phase1};
 use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
 
 impl IkeSa {
@@ -22,9 +23,7 @@ impl IkeSa {
         if let Some(sa) = payloads.iter().find(|p| matches!(p, Payload::Sa(_))) {
             sa.emit_body(&mut sai_b);
         }
-        if let Some(n) = self.negotiation() {
-            n.sai_b = sai_b;
-        }
+        self.phase = Phase1::MmI1Sent { sai_b };
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         self.send(ctx, "MM1", &payloads, data, 0, true);
     }
@@ -36,17 +35,14 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let keys = self.keyed();
-        match (self.state, keys) {
-            (Phase1State::MmR2Sent, None) if self.first_message_pending() => {
-                self.mm1_received(ctx, header, datagram)
-            }
-            (Phase1State::MmI1Sent, None) => self.mm2_received(ctx, header, datagram),
-            (Phase1State::MmR2Sent, None) => self.mm3_received(ctx, header, datagram),
-            (Phase1State::MmI3Sent, None) => self.mm4_received(ctx, header, datagram),
-            (Phase1State::MmR4Sent, Some(k)) => self.mm5_received(ctx, k, header, datagram),
-            (Phase1State::MmI5Sent, Some(k)) => self.mm6_received(ctx, k, header, datagram),
-            (s, _) => Err(InputError::Unexpected(s.name())),
+        match (&self.phase, self.role) {
+            (Phase1::Start, Role::Responder) => self.mm1_received(ctx, header, datagram),
+            (Phase1::MmI1Sent { .. }, _) => self.mm2_received(ctx, header, datagram),
+            (Phase1::MmR2Sent { .. }, _) => self.mm3_received(ctx, header, datagram),
+            (Phase1::MmI3Sent { .. }, _) => self.mm4_received(ctx, header, datagram),
+            (Phase1::MmR4Sent(k), _) => self.mm5_received(ctx, Arc::clone(k), header, datagram),
+            (Phase1::MmI5Sent(k), _) => self.mm6_received(ctx, Arc::clone(k), header, datagram),
+            _ => Err(InputError::Unexpected(self.state().name())),
         }
     }
 
@@ -60,12 +56,16 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM1", header, &msg.payloads);
         let offer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        let Some((chosen, reply)) =
+        let Some((chosen, reply, sai_b)) =
             self.choose_from_offer(ctx, header, datagram, offer, &msg.payloads)?
         else {
             return Ok(());
         };
-        self.adopt_choice(ctx, &chosen)?;
+        self.adopt_lifetime(ctx, &chosen);
+        self.phase = Phase1::MmR2Sent {
+            proposal: chosen.proposal,
+            sai_b,
+        };
         let mut payloads = vec![Payload::Sa(reply)];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
         self.tamper(ctx, "MM2", 0, &mut payloads);
@@ -93,10 +93,21 @@ impl IkeSa {
         let Some(chosen) = self.accept_answer(ctx, answer, &msg.payloads, |_| true) else {
             return Ok(());
         };
-        self.adopt_choice(ctx, &chosen)?;
-        let (g_xi, ni) = self.our_ke_nonce(ctx, chosen.proposal.group)?;
-        let mut payloads = vec![Payload::KeyExchange(g_xi), Payload::Nonce(ni)];
-        payloads.extend(phase1::nat_d_payloads(ctx, self));
+        self.adopt_lifetime(ctx, &chosen);
+        let Phase1::MmI1Sent { sai_b } = &mut self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let sai_b = std::mem::take(sai_b);
+        let ours = our_ke(ctx, chosen.proposal.group, sai_b);
+        let mut payloads = vec![
+            Payload::KeyExchange(ours.ke.clone()),
+            Payload::Nonce(ours.nonce.clone()),
+        ];
+        self.phase = Phase1::MmI3Sent {
+            proposal: chosen.proposal,
+            ours,
+        };
+        payloads.extend(phase1::nat_d_payloads(ctx, self, chosen.proposal.hash));
         self.answer_plain(
             ctx,
             ExchangeType::IDENTITY_PROTECTION,
@@ -105,7 +116,6 @@ impl IkeSa {
             datagram,
             true,
         );
-        self.state = Phase1State::MmI3Sent;
         Ok(())
     }
 
@@ -116,22 +126,30 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
+        let Phase1::MmR2Sent { proposal, .. } = &self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let proposal = *proposal;
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM3", header, &msg.payloads);
-        if !self.mm_peer_ke_nonce(ctx, &msg.payloads)? {
+        let (ke, nonce) = peer_ke_nonce(&msg.payloads)?;
+        if !peer_ke_ok(proposal.group, ke, nonce) {
+            self.fail_key_exchange(ctx);
             return Ok(());
         }
-        let group = self
-            .proposal()
-            .map(|p| p.group)
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let (g_xr, nr) = self.our_ke_nonce(ctx, group)?;
-        if self.keys_or_fail(ctx).is_none() {
+        let Phase1::MmR2Sent { sai_b, .. } = &mut self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let sai_b = std::mem::take(sai_b);
+        let ours = our_ke(ctx, proposal.group, sai_b);
+        let derived = phase1::derive_keys(ctx, self, proposal, &ours, ke, nonce, Vec::new());
+        let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
-        }
-        phase1::detect_nat(ctx, self, &msg.payloads);
-        let mut payloads = vec![Payload::KeyExchange(g_xr), Payload::Nonce(nr)];
-        payloads.extend(phase1::nat_d_payloads(ctx, self));
+        };
+        self.phase = Phase1::MmR4Sent(keys);
+        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
+        let mut payloads = vec![Payload::KeyExchange(ours.ke), Payload::Nonce(ours.nonce)];
+        payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
         self.answer_plain(
             ctx,
             ExchangeType::IDENTITY_PROTECTION,
@@ -141,7 +159,6 @@ impl IkeSa {
             false,
         );
         phase1::float_if_needed(self);
-        self.state = Phase1State::MmR4Sent;
         Ok(())
     }
 
@@ -154,18 +171,26 @@ impl IkeSa {
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM4", header, &msg.payloads);
-        if !self.mm_peer_ke_nonce(ctx, &msg.payloads)? {
+        let (ke, nonce) = peer_ke_nonce(&msg.payloads)?;
+        let Phase1::MmI3Sent { proposal, ours } = &self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let proposal = *proposal;
+        if !peer_ke_ok(proposal.group, ke, nonce) {
+            self.fail_key_exchange(ctx);
             return Ok(());
         }
-        let Some(mut keys) = self.keys_or_fail(ctx) else {
+        let derived = phase1::derive_keys(ctx, self, proposal, ours, ke, nonce, Vec::new());
+        let Some(mut keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
-        phase1::detect_nat(ctx, self, &msg.payloads);
+        self.phase = Phase1::MmI5Sent(Arc::clone(&keys));
+        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
         phase1::float_if_needed(self);
         let (id, hash) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
         payloads.extend(self.initial_contact(ctx));
-        if !self.send_encrypted_phase1(
+        self.send_encrypted_phase1(
             ctx,
             &mut keys,
             ExchangeType::IDENTITY_PROTECTION,
@@ -173,10 +198,7 @@ impl IkeSa {
             &payloads,
             datagram,
             true,
-        ) {
-            return Ok(());
-        }
-        self.state = Phase1State::MmI5Sent;
+        );
         Ok(())
     }
 
@@ -205,7 +227,7 @@ impl IkeSa {
         ) {
             return Ok(());
         }
-        self.phase1_established(ctx);
+        self.phase1_established(ctx, keys);
         Ok(())
     }
 
@@ -223,7 +245,7 @@ impl IkeSa {
         {
             return Ok(());
         }
-        self.phase1_established(ctx);
+        self.phase1_established(ctx, keys);
         Ok(())
     }
 
@@ -252,20 +274,6 @@ impl IkeSa {
         };
         self.peer_proves(ctx, keys, id, hash, what)
             .then_some(payloads)
-    }
-
-    /// Takes the peer's KE and nonce from MM3/MM4; `Ok(false)` after failing the SA.
-    fn mm_peer_ke_nonce(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        payloads: &[Payload],
-    ) -> Result<bool, InputError> {
-        let p = self
-            .proposal()
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let ke = find(payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
-        let nonce = find(payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
-        self.take_peer_ke_nonce(ctx, p.group, ke, nonce)
     }
 
     /// Sends an encrypted phase 1 message (MM5, MM6, AM3) on the phase 1 IV chain, advances the
@@ -336,4 +344,11 @@ impl IkeSa {
             }
         }
     }
+}
+
+/// The peer's KE and nonce in MM3/MM4.
+fn peer_ke_nonce(payloads: &[Payload]) -> Result<(&[u8], &[u8]), InputError> {
+    let ke = find(payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+    let nonce = find(payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
+    Ok((ke, nonce))
 }

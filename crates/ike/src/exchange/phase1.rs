@@ -12,7 +12,7 @@ use crate::crypto::{self, DhPrivate, Phase1Keys};
 use crate::event::{Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role};
 use crate::keyed::Keyed;
 use crate::proposal::IkeProposal;
-use crate::sa::{IkeSa, KeyState, Udp4500ProbeState};
+use crate::sa::{IkeSa, OurKe, Udp4500ProbeState};
 use crate::wire::{
     self, attr, vendor_id, Attribute, ExchangeType, Flags, Identification, KnownVendor, Payload,
     PayloadType, Proposal, ProtocolId, SaPayload, Transform, IPSEC_DOI, SIT_IDENTITY_ONLY,
@@ -279,24 +279,24 @@ pub(crate) fn learn_vendor_ids(sa: &mut IkeSa, payloads: &[Payload]) {
 
 /// Our NAT-D payloads: the peer's address first, then ours (RFC 3947 §3.2). With forced
 /// encapsulation our own hash is deliberately wrong so both sides float.
-pub(crate) fn nat_d_payloads(ctx: &mut Ctx<'_>, sa: &IkeSa) -> Vec<Payload> {
-    let (Some(ty), Some(p)) = (sa.nat_d_type, sa.proposal()) else {
+pub(crate) fn nat_d_payloads(ctx: &mut Ctx<'_>, sa: &IkeSa, hash: IkeHash) -> Vec<Payload> {
+    let Some(ty) = sa.nat_d_type else {
         return Vec::new();
     };
     let draft = ty == PayloadType::NAT_D_DRAFT;
     let c = &sa.cookies;
     let remote = crypto::nat_d(
-        p.hash,
+        hash,
         &c.initiator_spi,
         &c.responder_spi,
         sa.remote.ip(),
         sa.remote.port(),
     );
     let local = if ctx.cfg.nat_traversal == crate::config::NatTraversal::Force {
-        ctx.random::<20>()[..p.hash.output_len().min(20)].to_vec()
+        ctx.random::<20>()[..hash.output_len().min(20)].to_vec()
     } else {
         crypto::nat_d(
-            p.hash,
+            hash,
             &c.initiator_spi,
             &c.responder_spi,
             sa.local.ip(),
@@ -313,8 +313,7 @@ pub(crate) fn nat_d_payloads(ctx: &mut Ctx<'_>, sa: &IkeSa) -> Vec<Payload> {
 }
 
 /// Compares the peer's NAT-D payloads with our view of the addresses (RFC 3947 §3.2).
-pub(crate) fn detect_nat(ctx: &Ctx<'_>, sa: &mut IkeSa, payloads: &[Payload]) {
-    let Some(p) = sa.proposal() else { return };
+pub(crate) fn detect_nat(ctx: &Ctx<'_>, sa: &mut IkeSa, hash: IkeHash, payloads: &[Payload]) {
     let hashes: Vec<&Vec<u8>> = payloads
         .iter()
         .filter_map(|x| match x {
@@ -333,14 +332,14 @@ pub(crate) fn detect_nat(ctx: &Ctx<'_>, sa: &mut IkeSa, payloads: &[Payload]) {
     };
     let c = &sa.cookies;
     let mine = crypto::nat_d(
-        p.hash,
+        hash,
         &c.initiator_spi,
         &c.responder_spi,
         sa.local.ip(),
         sa.local.port(),
     );
     let theirs = crypto::nat_d(
-        p.hash,
+        hash,
         &c.initiator_spi,
         &c.responder_spi,
         sa.remote.ip(),
@@ -367,44 +366,54 @@ pub(crate) fn float_if_needed(sa: &mut IkeSa) {
 }
 
 /// Computes g^xy, SKEYID and the derived keys once both KE and both nonces are known
-/// (RFC 2409 §5, App. B); from here on the SA holds the keys, not the DH private value.
-pub(crate) fn derive_keys(ctx: &Ctx<'_>, sa: &mut IkeSa) -> Result<Arc<Keyed>, Failure> {
-    let KeyState::Negotiating(n) = &sa.keying else {
-        return Err(Failure::Malformed("keys derived twice".into()));
-    };
-    let p = n
-        .proposal
-        .ok_or(Failure::Malformed("no proposal chosen".into()))?;
-    let dh = n.dh.as_ref().ok_or(Failure::InvalidKeyExchange)?;
-    let peer = match sa.role {
-        Role::Initiator => &n.g_xr,
-        Role::Responder => &n.g_xi,
-    };
-    let g_xy = dh
-        .shared_secret(peer)
+/// (RFC 2409 §5, App. B). Our DH private value is not needed after this.
+pub(crate) fn derive_keys(
+    ctx: &Ctx<'_>,
+    sa: &IkeSa,
+    proposal: IkeProposal,
+    ours: &OurKe,
+    peer_ke: &[u8],
+    peer_nonce: &[u8],
+    peer_id_b: Vec<u8>,
+) -> Result<Arc<Keyed>, Failure> {
+    let g_xy = ours
+        .dh
+        .shared_secret(peer_ke)
         .map_err(|_| Failure::InvalidKeyExchange)?;
-    let skeyid = crypto::skeyid_psk(p.hash, &ctx.cfg.psk, &n.ni, &n.nr);
+    let (g_xi, g_xr, ni, nr) = match sa.role {
+        Role::Initiator => (
+            ours.ke.as_slice(),
+            peer_ke,
+            ours.nonce.as_slice(),
+            peer_nonce,
+        ),
+        Role::Responder => (
+            peer_ke,
+            ours.ke.as_slice(),
+            peer_nonce,
+            ours.nonce.as_slice(),
+        ),
+    };
+    let skeyid = crypto::skeyid_psk(proposal.hash, &ctx.cfg.psk, ni, nr);
     let keys = Phase1Keys::derive(
-        p.hash,
-        p.cipher,
+        proposal.hash,
+        proposal.cipher,
         skeyid,
         &g_xy,
         &sa.cookies.initiator_spi,
         &sa.cookies.responder_spi,
-        &n.g_xi,
-        &n.g_xr,
+        g_xi,
+        g_xr,
     );
-    let keyed = Arc::new(Keyed {
-        proposal: p,
+    Ok(Arc::new(Keyed {
+        proposal,
         p1_iv: keys.iv.clone(),
         keys,
-        g_xi: n.g_xi.clone(),
-        g_xr: n.g_xr.clone(),
-        sai_b: n.sai_b.clone(),
-        peer_id_b: n.peer_id_b.clone(),
-    });
-    sa.keying = KeyState::Keyed(Arc::clone(&keyed));
-    Ok(keyed)
+        g_xi: g_xi.to_vec(),
+        g_xr: g_xr.to_vec(),
+        sai_b: ours.sai_b.clone(),
+        peer_id_b,
+    }))
 }
 
 /// A fresh DH key pair for `group`.

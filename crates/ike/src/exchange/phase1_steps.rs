@@ -9,18 +9,19 @@ use crate::algorithm::DhGroup;
 use crate::context::Ctx;
 use crate::crypto::Secret;
 use crate::error::InputError;
-use crate::event::{Failure, Role};
+use crate::event::Failure;
 use crate::exchange::payloads::{id_body, nonce_ok, raw_body};
 use crate::exchange::phase1::{self, OfferedTransform};
 use crate::keyed::Keyed;
-use crate::sa::IkeSa;
+use crate::sa::{IkeSa, OurKe};
 use crate::wire::{
     ExchangeType, Header, Identification, NotifyType, Payload, PayloadType, SaPayload,
 };
 
 impl IkeSa {
-    /// Responder, MM1/AM1: keeps the body of the initiator's SA payload (hashed into
-    /// HASH_I/HASH_R) and chooses one transform; `None` after NO-PROPOSAL-CHOSEN.
+    /// Responder, MM1/AM1: chooses one transform and returns it with our answer's SA payload
+    /// and the body of the initiator's (hashed into HASH_I/HASH_R); `None` after
+    /// NO-PROPOSAL-CHOSEN.
     pub(crate) fn choose_from_offer(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -28,8 +29,8 @@ impl IkeSa {
         datagram: &[u8],
         offer: &SaPayload,
         payloads: &[Payload],
-    ) -> Result<Option<(OfferedTransform, SaPayload)>, InputError> {
-        self.negotiating()?.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
+    ) -> Result<Option<(OfferedTransform, SaPayload, Vec<u8>)>, InputError> {
+        let sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
         self.peer_offer = phase1::describe_offer(offer);
         phase1::learn_vendor_ids(self, payloads);
         let chosen = phase1::choose(ctx.cfg, offer, None);
@@ -40,7 +41,7 @@ impl IkeSa {
             };
             self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
         }
-        Ok(chosen)
+        Ok(chosen.map(|(o, reply)| (o, reply, sai_b)))
     }
 
     /// Initiator, MM2/AM2: the responder's choice must be one transform we offered (in
@@ -64,67 +65,23 @@ impl IkeSa {
         chosen
     }
 
-    /// Records the chosen proposal and the ISAKMP SA lifetime it implies.
-    pub(crate) fn adopt_choice(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        chosen: &OfferedTransform,
-    ) -> Result<(), InputError> {
-        self.negotiating()?.proposal = Some(chosen.proposal);
-        self.adopt_lifetime(ctx, chosen);
-        Ok(())
+    /// Fails the SA for a KE or nonce of the wrong size (RFC 2409 §5).
+    pub(crate) fn fail_key_exchange(&mut self, ctx: &mut Ctx<'_>) {
+        self.fail(
+            ctx,
+            Failure::InvalidKeyExchange,
+            Some(NotifyType::INVALID_KEY_INFORMATION),
+        );
     }
 
-    /// Our DH pair and nonce, kept as our side's (g^xi/Ni as initiator, g^xr/Nr as
-    /// responder); returns the public value and the nonce to send.
-    pub(crate) fn our_ke_nonce(
+    /// Derives the keys (see [`phase1::derive_keys`]); `None` after INVALID-KEY-INFORMATION
+    /// (the peer's public value is not a valid one of the group).
+    pub(crate) fn keys_or_fail(
         &mut self,
         ctx: &mut Ctx<'_>,
-        group: DhGroup,
-    ) -> Result<(Vec<u8>, Vec<u8>), InputError> {
-        let dh = phase1::new_dh(ctx, group);
-        let (ke, nonce) = (dh.public_value(), phase1::new_nonce(ctx));
-        let role = self.role;
-        let n = self.negotiating()?;
-        n.dh = Some(dh);
-        match role {
-            Role::Initiator => (n.g_xi, n.ni) = (ke.clone(), nonce.clone()),
-            Role::Responder => (n.g_xr, n.nr) = (ke.clone(), nonce.clone()),
-        }
-        Ok((ke, nonce))
-    }
-
-    /// The peer's KE and nonce (RFC 2409 §5: the group's length, a nonce of 8–256 bytes),
-    /// kept as its side's; `false` after INVALID-KEY-INFORMATION.
-    pub(crate) fn take_peer_ke_nonce(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        group: DhGroup,
-        ke: &[u8],
-        nonce: &[u8],
-    ) -> Result<bool, InputError> {
-        if ke.len() != group.public_len() || !nonce_ok(nonce) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
-            return Ok(false);
-        }
-        let (ke, nonce) = (ke.to_vec(), nonce.to_vec());
-        let role = self.role;
-        let n = self.negotiating()?;
-        match role {
-            Role::Responder => (n.g_xi, n.ni) = (ke, nonce),
-            Role::Initiator => (n.g_xr, n.nr) = (ke, nonce),
-        }
-        Ok(true)
-    }
-
-    /// Derives the keys; `None` after INVALID-KEY-INFORMATION (the peer's public value is not
-    /// a valid one of the group).
-    pub(crate) fn keys_or_fail(&mut self, ctx: &mut Ctx<'_>) -> Option<Arc<Keyed>> {
-        match phase1::derive_keys(ctx, self) {
+        derived: Result<Arc<Keyed>, Failure>,
+    ) -> Option<Arc<Keyed>> {
+        match derived {
             Ok(k) => Some(k),
             Err(f) => {
                 self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
@@ -181,4 +138,22 @@ impl IkeSa {
         let sent = self.send(ctx, name, payloads, data, 0, retransmit);
         self.replies.remember(request, Some(sent));
     }
+}
+
+/// Our DH pair and nonce (RFC 2409 §5), with the initiator's SA payload body.
+pub(crate) fn our_ke(ctx: &mut Ctx<'_>, group: DhGroup, sai_b: Vec<u8>) -> Box<OurKe> {
+    let dh = phase1::new_dh(ctx, group);
+    let ke = dh.public_value();
+    let nonce = phase1::new_nonce(ctx);
+    Box::new(OurKe {
+        sai_b,
+        dh,
+        ke,
+        nonce,
+    })
+}
+
+/// The peer's KE must be of the group's length and its nonce 8–256 bytes (RFC 2409 §5).
+pub(crate) fn peer_ke_ok(group: DhGroup, ke: &[u8], nonce: &[u8]) -> bool {
+    ke.len() == group.public_len() && nonce_ok(nonce)
 }
