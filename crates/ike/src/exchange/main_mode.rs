@@ -7,7 +7,7 @@ use crate::error::InputError;
 use crate::event::{Failure, Role};
 use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, parse_protected, sa_of};
 use crate::exchange::phase1;
-use crate::exchange::phase1_steps::{our_ke, peer_ke_ok};
+use crate::exchange::phase1::steps::{our_ke, peer_ke_ok};
 use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1};
 use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};

@@ -6,5 +6,6 @@ pub mod informational;
 pub mod main_mode;
 pub(crate) mod payloads;
 pub mod phase1;
-mod phase1_steps;
+
 pub mod quick_mode;
+mod timers;

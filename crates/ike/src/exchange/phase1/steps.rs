@@ -1,19 +1,26 @@
 //! The steps Main Mode and Aggressive Mode both take (RFC 2409 §5): choosing from the
 //! initiator's offer, checking the responder's answer, the KE and nonce exchange, deriving the
-//! keys, and proving and checking identities. Each step fails the SA with the notify RFC 2408
-//! §5 names when the peer's part is unacceptable, and then returns `None`/`false`.
+//! keys, proving and checking identities, and phase 1 established. Each step fails the SA with
+//! the notify RFC 2408 §5 names when the peer's part is unacceptable, and then returns
+//! `None`/`false`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::identity::{check_peer_id, our_id};
+use super::keys::{new_dh, new_nonce};
+use super::nat_t::learn_vendor_ids;
+use super::offer::{accept_choice, choose, describe_offer, describe_ours, OfferedTransform};
 use crate::algorithm::DhGroup;
+use crate::config::Phase1Mode;
 use crate::context::Ctx;
 use crate::crypto::Secret;
 use crate::error::InputError;
-use crate::event::Failure;
+use crate::event::{Event, Failure, Role};
 use crate::exchange::payloads::{id_body, nonce_ok, raw_body};
-use crate::exchange::phase1::{self, OfferedTransform};
 use crate::keyed::Keyed;
-use crate::sa::{IkeSa, OurKe};
+use crate::sa::{IkeSa, OurKe, Phase1};
+use crate::time::later;
 use crate::wire::{
     ExchangeType, Header, Identification, NotifyType, Payload, PayloadType, SaPayload,
 };
@@ -31,12 +38,12 @@ impl IkeSa {
         payloads: &[Payload],
     ) -> Result<Option<(OfferedTransform, SaPayload, Vec<u8>)>, InputError> {
         let sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
-        self.peer_offer = phase1::describe_offer(offer);
-        phase1::learn_vendor_ids(self, payloads);
-        let chosen = phase1::choose(ctx.cfg, offer, None);
+        self.peer_offer = describe_offer(offer);
+        learn_vendor_ids(self, payloads);
+        let chosen = choose(ctx.cfg, offer, None);
         if chosen.is_none() {
             let reason = Failure::NoProposalChosen {
-                ours: phase1::describe_ours(ctx.cfg),
+                ours: describe_ours(ctx.cfg),
                 theirs: self.peer_offer.clone(),
             };
             self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
@@ -53,12 +60,12 @@ impl IkeSa {
         payloads: &[Payload],
         group_ok: impl Fn(DhGroup) -> bool,
     ) -> Option<OfferedTransform> {
-        phase1::learn_vendor_ids(self, payloads);
-        let chosen = phase1::accept_choice(ctx.cfg, answer).filter(|c| group_ok(c.proposal.group));
+        learn_vendor_ids(self, payloads);
+        let chosen = accept_choice(ctx.cfg, answer).filter(|c| group_ok(c.proposal.group));
         if chosen.is_none() {
             let reason = Failure::NoProposalChosen {
-                ours: phase1::describe_ours(ctx.cfg),
-                theirs: phase1::describe_offer(answer),
+                ours: describe_ours(ctx.cfg),
+                theirs: describe_offer(answer),
             };
             self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
         }
@@ -74,7 +81,7 @@ impl IkeSa {
         );
     }
 
-    /// Derives the keys (see [`phase1::derive_keys`]); `None` after INVALID-KEY-INFORMATION
+    /// Derives the keys (see [`derive_keys`](super::keys::derive_keys)); `None` after INVALID-KEY-INFORMATION
     /// (the peer's public value is not a valid one of the group).
     pub(crate) fn keys_or_fail(
         &mut self,
@@ -92,7 +99,7 @@ impl IkeSa {
 
     /// Our ID payload and the HASH_I/HASH_R that proves it (RFC 2409 §5).
     pub(crate) fn our_id_and_hash(&self, ctx: &Ctx<'_>, keys: &Keyed) -> (Identification, Secret) {
-        let id = phase1::our_id(ctx.cfg);
+        let id = our_id(ctx.cfg);
         let hash = keys.auth_hash(&self.cookies, self.role, &id_body(&id));
         (id, hash)
     }
@@ -110,7 +117,7 @@ impl IkeSa {
         if !self.verify_peer_hash(ctx, keys, hash, &id_body(id), what) {
             return false;
         }
-        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
+        if let Err(f) = check_peer_id(ctx.cfg, id) {
             self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
             return false;
         }
@@ -142,9 +149,9 @@ impl IkeSa {
 
 /// Our DH pair and nonce (RFC 2409 §5), with the initiator's SA payload body.
 pub(crate) fn our_ke(ctx: &mut Ctx<'_>, group: DhGroup, sai_b: Vec<u8>) -> Box<OurKe> {
-    let dh = phase1::new_dh(ctx, group);
+    let dh = new_dh(ctx, group);
     let ke = dh.public_value();
-    let nonce = phase1::new_nonce(ctx);
+    let nonce = new_nonce(ctx);
     Box::new(OurKe {
         sai_b,
         dh,
@@ -156,4 +163,52 @@ pub(crate) fn our_ke(ctx: &mut Ctx<'_>, group: DhGroup, sai_b: Vec<u8>) -> Box<O
 /// The peer's KE must be of the group's length and its nonce 8–256 bytes (RFC 2409 §5).
 pub(crate) fn peer_ke_ok(group: DhGroup, ke: &[u8], nonce: &[u8]) -> bool {
     ke.len() == group.public_len() && nonce_ok(nonce)
+}
+
+/// Pause between AM3 and the first QM1 (see `phase1_established`).
+const AGGRESSIVE_QM_DELAY: Duration = Duration::from_millis(50);
+
+impl IkeSa {
+    /// Phase 1 done: report it, and as initiator start one Quick Mode per configured pair.
+    pub(crate) fn phase1_established(&mut self, ctx: &mut Ctx<'_>, keys: Arc<Keyed>) {
+        let proposal = keys.proposal;
+        self.phase = Phase1::Established(keys);
+        self.established_at = Some(ctx.now);
+        self.last_heard = ctx.now;
+        self.retransmit = None;
+        self.dpd.seq = u32::from_be_bytes(ctx.random::<4>()) & 0x7fff_ffff;
+        ctx.event(Event::IkeSaEstablished {
+            conn: self.conn,
+            cookies: self.cookies,
+            role: self.role,
+            mode: self.mode,
+            proposal,
+            lifetime: self.lifetime,
+            peer: self.remote,
+            features: self.features,
+            nat: self.nat,
+        });
+        if self.role == Role::Initiator && !self.is_rekey {
+            match self.mode {
+                Phase1Mode::Main => self.start_quick_modes(ctx),
+                // AM3 and QM1 would leave back to back, and a peer that handles them on
+                // separate threads (strongSwan) may see QM1 first and drop it until our
+                // retransmission 4 s later; a short pause lets AM3 land first.
+                Phase1Mode::Aggressive => {
+                    self.quick_modes_at = Some(later(ctx.now, AGGRESSIVE_QM_DELAY))
+                }
+            }
+        }
+    }
+
+    /// One Quick Mode per configured pair (phase 1 initiator).
+    pub(crate) fn start_quick_modes(&mut self, ctx: &mut Ctx<'_>) {
+        self.quick_modes_at = None;
+        let Some(keys) = self.established_keys() else {
+            return;
+        };
+        for i in 0..ctx.cfg.children.len() {
+            self.quick_mode_initiate(ctx, &keys, i, None);
+        }
+    }
 }
