@@ -484,7 +484,7 @@ impl Endpoint {
         let lost: Vec<u32> = old
             .quick_modes
             .iter()
-            .filter(|q| q.role == Role::Initiator && q.state == QmState::I1Sent)
+            .filter(|q| q.role == Role::Initiator && matches!(q.state, QmState::I1Sent { .. }))
             .filter_map(|q| q.replaces)
             .collect();
         for c in moved.iter_mut() {
@@ -509,7 +509,11 @@ impl Endpoint {
     /// Quick Modes still waiting for QM3 may have a half-installed inbound SA: reports them
     /// failed when their ISAKMP SA goes.
     fn fail_half_installed(&mut self, sa: &IkeSa) {
-        for qm in sa.quick_modes.iter().filter(|q| q.state == QmState::R2Sent) {
+        for qm in sa
+            .quick_modes
+            .iter()
+            .filter(|q| matches!(q.state, QmState::R2Sent { .. }))
+        {
             self.env.out.events.push_back(Event::ChildSaFailed {
                 conn: sa.conn,
                 cookies: sa.cookies,

@@ -232,7 +232,7 @@ impl IkeSa {
         let busy = self.quick_modes.iter().any(|q| {
             matches!(
                 q.state,
-                QmState::I1Sent | QmState::R2Sent | QmState::AwaitConnected
+                QmState::I1Sent { .. } | QmState::R2Sent { .. } | QmState::AwaitConnected { .. }
             )
         });
         let quiet = self

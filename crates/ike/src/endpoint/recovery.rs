@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use super::Endpoint;
 use crate::context::Datagram;
 use crate::event::{ConnId, Event, Role};
-use crate::exchange::quick_mode::state::QmState;
 use crate::sa::Phase1State;
 use crate::wire::{Notification, NotifyType, Payload, ProtocolId, IPSEC_DOI};
 
@@ -226,7 +225,7 @@ impl Endpoint {
                         .any(|c| c.child_index == index && c.retire_at.is_none())
                         || s.quick_modes
                             .iter()
-                            .any(|q| q.child_index == index && q.state != QmState::Done))
+                            .any(|q| q.child_index == index && !q.state.is_done()))
             });
             if covered {
                 continue;

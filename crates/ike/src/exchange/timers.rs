@@ -3,7 +3,6 @@
 
 use crate::context::Ctx;
 use crate::event::{Event, Failure, Role, Udp4500Probe};
-use crate::exchange::quick_mode::state::QmState;
 use crate::sa::{IkeSa, Phase1, Phase1State};
 use crate::time::later;
 use crate::wire::NotifyType;
@@ -157,7 +156,7 @@ impl IkeSa {
                 let pending = self
                     .quick_modes
                     .iter()
-                    .any(|q| q.child_index == index && q.state != QmState::Done);
+                    .any(|q| q.child_index == index && !q.state.is_done());
                 if let (true, false, false, Some(keys)) = (ours, replaced, pending, self.keyed()) {
                     self.quick_mode_initiate(ctx, &keys, index, None);
                 }

@@ -3,8 +3,9 @@
 
 use super::keys::{new_spi, pfs_secret, Pfs};
 use super::proposal::{accept_esp, describe_esp, describe_esp_ours, encap_mode, esp_offer};
+use super::seal::QmHash;
 use super::selectors::{ids_of, narrowed};
-use super::state::{QmState, QuickMode, CONNECTED, LINGER};
+use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
 
 use crate::context::Ctx;
 use crate::crypto::{self, DhPrivate};
@@ -59,20 +60,20 @@ impl IkeSa {
         let mut qm = QuickMode::new(
             message_id,
             Role::Initiator,
-            QmState::I1Sent,
+            QmState::I1Sent { dh },
             iv,
             child_index,
             &child,
             spi_in,
             ni,
         );
-        (qm.dh, qm.replaces) = (dh, replaces);
+        qm.replaces = replaces;
         let flags = if ctx.cfg.request_commit {
             Flags(Flags::COMMIT)
         } else {
             Flags(0)
         };
-        match self.seal_qm(ctx, keys, &mut qm, "QM1", rest, None, flags, true) {
+        match self.seal_qm(ctx, keys, &mut qm, "QM1", rest, QmHash::One, flags, true) {
             Ok(()) => self.quick_modes.push(qm),
             Err(f) => self.child_failed(ctx, message_id, f),
         }
@@ -119,7 +120,10 @@ impl IkeSa {
             fail_qm(self, ctx, qm, reason);
             return Ok(());
         }
-        qm.g_qm_xy = match pfs_secret(qm.dh.as_ref(), find(&payloads, ke_of)) {
+        let QmState::I1Sent { dh } = &qm.state else {
+            return Err(InputError::Unexpected("Quick Mode already complete"));
+        };
+        let g_qm_xy = match pfs_secret(dh.as_ref(), find(&payloads, ke_of)) {
             Pfs::Off => None,
             Pfs::On(s) => Some(s),
             Pfs::Invalid => {
@@ -139,26 +143,30 @@ impl IkeSa {
                 return Ok(());
             }
         };
-        qm.spi_out = u32::from_be_bytes(
+        let spi_out = u32::from_be_bytes(
             spi.as_slice()
                 .try_into()
                 .map_err(|_| InputError::Unexpected("SPI size"))?,
         );
-        qm.nr = nr;
-        qm.choice = Some(choice);
+        let agreed = Agreed {
+            choice,
+            spi_out,
+            nr,
+            g_qm_xy,
+        };
         // With the commit bit QM3 is resent until CONNECTED arrives: a lost QM4 is recovered
         // by the responder answering the repeated QM3 from its reply cache.
         let commit = header.flags.contains(Flags::COMMIT);
-        self.seal_qm(ctx, keys, qm, "QM3", Vec::new(), None, Flags(0), commit)
+        let hash = QmHash::Three { nr: &agreed.nr };
+        self.seal_qm(ctx, keys, qm, "QM3", Vec::new(), hash, Flags(0), commit)
             .map_err(|_| InputError::Unexpected("seal"))?;
         qm.replies.remember_request(datagram);
-        let child = self
-            .child_sa(ctx, keys, qm)
-            .map_err(|_| InputError::Unexpected("keys"))?;
+        let child = self.child_sa(ctx, keys, qm, &agreed);
         qm.expires = Some(later(ctx.now, LINGER));
         if commit {
-            qm.pending = Some(child);
-            qm.state = QmState::AwaitConnected;
+            qm.state = QmState::AwaitConnected {
+                pending: Box::new(child),
+            };
         } else {
             qm.state = QmState::Done;
             self.install_child(ctx, qm, child);
@@ -182,10 +190,13 @@ impl IkeSa {
         let connected = payloads
             .iter()
             .any(|p| matches!(p, Payload::Notification(n) if n.notify_type == CONNECTED));
-        if let (true, Some(child)) = (connected, qm.pending.take()) {
-            qm.retransmit = None;
-            qm.state = QmState::Done;
-            self.install_child(ctx, qm, child);
+        if connected {
+            if let QmState::AwaitConnected { pending } =
+                std::mem::replace(&mut qm.state, QmState::Done)
+            {
+                qm.retransmit = None;
+                self.install_child(ctx, qm, *pending);
+            }
         }
         Ok(())
     }

@@ -2,11 +2,11 @@
 //! KEYMAT for each direction.
 
 use super::proposal::is_udp_mode;
-use super::state::QuickMode;
+use super::state::{Agreed, QuickMode};
 
 use crate::context::Ctx;
 use crate::crypto::{self, DhPrivate, Secret};
-use crate::event::{ChildSa, EspEncapsulation, EspKeys, Failure};
+use crate::event::{ChildSa, EspEncapsulation, EspKeys};
 use crate::keyed::Keyed;
 use crate::sa::IkeSa;
 use crate::wire::ProtocolId;
@@ -48,14 +48,13 @@ impl IkeSa {
         ctx: &Ctx<'_>,
         keys: &Keyed,
         qm: &QuickMode,
-    ) -> Result<ChildSa, Failure> {
-        let choice = qm
-            .choice
-            .ok_or(Failure::Malformed("no ESP choice".into()))?;
+        agreed: &Agreed,
+    ) -> ChildSa {
+        let choice = agreed.choice;
         let cipher_len = choice.proposal.cipher.keymat_len();
         let len = cipher_len + choice.proposal.integrity.map_or(0, |i| i.key_len());
-        let (ni, nr) = (&qm.ni, &qm.nr);
-        let g = qm.g_qm_xy.as_ref().map(|s| s.as_slice());
+        let (ni, nr) = (&qm.ni, &agreed.nr);
+        let g = agreed.g_qm_xy.as_ref().map(|s| s.as_slice());
         let direction = |spi: u32| {
             let km = crypto::keymat(
                 keys.hash(),
@@ -82,7 +81,7 @@ impl IkeSa {
         } else {
             EspEncapsulation::Raw
         };
-        Ok(ChildSa {
+        ChildSa {
             conn: self.conn,
             ike: self.cookies,
             message_id: qm.message_id,
@@ -96,9 +95,9 @@ impl IkeSa {
             pfs: choice.proposal.pfs_group,
             encapsulation,
             inbound: direction(qm.spi_in),
-            outbound: direction(qm.spi_out),
+            outbound: direction(agreed.spi_out),
             lifetime: choice.lifetime,
             lifetime_kb: choice.lifetime_kb.or(ctx.cfg.esp_lifetime_kb),
-        })
+        }
     }
 }

@@ -65,14 +65,14 @@ impl IkeSa {
             self.quick_modes.push(qm);
             return Err(InputError::Duplicate);
         }
-        let result = match (qm.role, qm.state) {
-            (Role::Initiator, QmState::I1Sent) => {
+        let result = match (qm.role, &qm.state) {
+            (Role::Initiator, QmState::I1Sent { .. }) => {
                 self.qm2_received(ctx, &keys, header, datagram, &mut qm)
             }
-            (Role::Responder, QmState::R2Sent) => {
+            (Role::Responder, QmState::R2Sent { .. }) => {
                 self.qm3_received(ctx, &keys, header, datagram, &mut qm)
             }
-            (Role::Initiator, QmState::AwaitConnected) => {
+            (Role::Initiator, QmState::AwaitConnected { .. }) => {
                 self.qm_connected_received(ctx, &keys, header, datagram, &mut qm)
             }
             _ => Err(InputError::Unexpected("Quick Mode already complete")),
@@ -96,7 +96,7 @@ impl IkeSa {
             message_id: qm.message_id,
             child_index: qm.child_index,
             spi_in: qm.spi_in,
-            spi_out: qm.spi_out,
+            spi_out: child.outbound.spi,
             established: ctx.now,
             lifetime: child.lifetime,
             initiated_by_us: qm.role == Role::Initiator,

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use super::keys::{new_spi, pfs_secret, Pfs};
 use super::proposal::{choose_esp, describe_esp, describe_esp_ours};
+use super::seal::QmHash;
 use super::selectors::{ids_of, requested_pair};
-use super::state::{QmState, QuickMode, CONNECTED, LINGER};
+use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
 
 use crate::context::Ctx;
 use crate::crypto::{self, DhPrivate};
@@ -201,27 +202,33 @@ impl IkeSa {
             .get(child_index)
             .copied()
             .ok_or(InputError::Unexpected("child"))?;
+        let agreed = Box::new(Agreed {
+            choice,
+            spi_out,
+            nr,
+            g_qm_xy,
+        });
         let mut qm = QuickMode::new(
             message_id,
             Role::Responder,
-            QmState::R2Sent,
+            QmState::R2Sent { agreed, commit },
             iv,
             child_index,
             &child,
             spi_in,
             ni.clone(),
         );
-        (qm.spi_out, qm.nr, qm.dh, qm.g_qm_xy) = (spi_out, nr, dh, g_qm_xy);
-        (qm.choice, qm.commit) = (Some(choice), commit);
         let flags = if commit {
             Flags(Flags::COMMIT)
         } else {
             Flags(0)
         };
-        self.seal_qm(ctx, keys, &mut qm, "QM2", rest, Some(&ni), flags, true)
+        let hash = QmHash::Two { ni: &ni };
+        self.seal_qm(ctx, keys, &mut qm, "QM2", rest, hash, flags, true)
             .map_err(|_| InputError::Unexpected("seal"))?;
         qm.replies.remember_request(datagram);
-        if let Ok(child) = self.child_sa(ctx, keys, &qm) {
+        if let QmState::R2Sent { agreed, .. } = &qm.state {
+            let child = self.child_sa(ctx, keys, &qm, agreed);
             ctx.event(Event::ChildSaInboundReady(child));
         }
         self.quick_modes.push(qm);
@@ -237,35 +244,37 @@ impl IkeSa {
         datagram: &[u8],
         qm: &mut QuickMode,
     ) -> Result<(), InputError> {
+        let QmState::R2Sent { agreed, .. } = &qm.state else {
+            return Err(InputError::Unexpected("Quick Mode already complete"));
+        };
+        let nr = agreed.nr.clone();
         self.open_qm_answer(ctx, keys, header, datagram, qm, "QM3", |qm, _| {
-            crypto::qm_hash3(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, &qm.nr)
+            crypto::qm_hash3(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, &nr)
         })?;
         qm.retransmit = None;
         qm.replies.remember_request(datagram);
         qm.replies.set_reply(None);
-        let child = self
-            .child_sa(ctx, keys, qm)
-            .map_err(|_| InputError::Unexpected("keys"))?;
-        if qm.commit {
-            let n = Payload::Notification(Notification {
-                doi: IPSEC_DOI,
-                protocol: ProtocolId::ESP,
-                notify_type: CONNECTED,
-                spi: qm.spi_out.to_be_bytes().to_vec(),
-                data: Vec::new(),
-            });
+        let (agreed, commit) = match std::mem::replace(&mut qm.state, QmState::Done) {
+            QmState::R2Sent { agreed, commit } => (agreed, commit),
+            other => {
+                qm.state = other;
+                return Err(InputError::Unexpected("Quick Mode already complete"));
+            }
+        };
+        let child = self.child_sa(ctx, keys, qm, &agreed);
+        if commit {
+            let n = esp_notify(CONNECTED, agreed.spi_out.to_be_bytes().to_vec());
             let _ = self.seal_qm(
                 ctx,
                 keys,
                 qm,
                 "QM4",
                 vec![n],
-                None,
+                QmHash::One,
                 Flags(Flags::COMMIT),
                 false,
             );
         }
-        qm.state = QmState::Done;
         qm.expires = Some(later(ctx.now, LINGER));
         self.install_child(ctx, qm, child);
         Ok(())

@@ -20,6 +20,14 @@ pub(super) struct Opened {
     pub hash: Vec<u8>,
 }
 
+/// Which Quick Mode HASH leads a message (RFC 2409 §5.5): HASH(1) over the payloads (QM1,
+/// CONNECTED), HASH(2) with the initiator's nonce (QM2), HASH(3) over both nonces (QM3).
+pub(super) enum QmHash<'a> {
+    One,
+    Two { ni: &'a [u8] },
+    Three { nr: &'a [u8] },
+}
+
 impl IkeSa {
     /// Builds HASH + `rest`, encrypts with the exchange's IV chain and sends it.
     #[allow(clippy::too_many_arguments)]
@@ -30,7 +38,7 @@ impl IkeSa {
         qm: &mut QuickMode,
         name: &'static str,
         rest: Vec<Payload>,
-        ni_for_hash2: Option<&[u8]>,
+        hash: QmHash<'_>,
         flags: Flags,
         retransmit: bool,
     ) -> Result<(), Failure> {
@@ -39,10 +47,10 @@ impl IkeSa {
         let (h, skeyid_a) = (keys.hash(), keys.skeyid_a());
         let mut rest_bytes = Vec::new();
         emit_payloads(&rest, &mut rest_bytes);
-        let hash = match (name, ni_for_hash2) {
-            ("QM3", _) => crypto::qm_hash3(h, skeyid_a, qm.message_id, &qm.ni, &qm.nr),
-            (_, Some(ni)) => crypto::qm_hash2(h, skeyid_a, qm.message_id, ni, &rest_bytes),
-            _ => keys.hash1(qm.message_id, &rest_bytes),
+        let hash = match hash {
+            QmHash::One => keys.hash1(qm.message_id, &rest_bytes),
+            QmHash::Two { ni } => crypto::qm_hash2(h, skeyid_a, qm.message_id, ni, &rest_bytes),
+            QmHash::Three { nr } => crypto::qm_hash3(h, skeyid_a, qm.message_id, &qm.ni, nr),
         };
         let mut payloads = vec![Payload::Hash(hash.to_vec())];
         payloads.extend(rest);

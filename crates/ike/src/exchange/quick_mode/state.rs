@@ -14,14 +14,37 @@ pub(super) const LINGER: Duration = Duration::from_secs(60);
 /// CONNECTED notify (RFC 2408 §3.14.1), the answer to the commit bit.
 pub(super) const CONNECTED: NotifyType = NotifyType(16384);
 
-/// Progress of one Quick Mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Progress of one Quick Mode, with what exists at that step.
 pub(crate) enum QmState {
-    I1Sent,
-    R2Sent,
-    /// Initiator after QM3 when the responder set the commit bit: waiting for CONNECTED.
-    AwaitConnected,
+    /// Initiator: QM1 sent, with our DH pair when we offered PFS.
+    I1Sent {
+        dh: Option<DhPrivate>,
+    },
+    /// Responder: QM2 sent; `commit` when the initiator set the commit bit (RFC 2408 §4.6).
+    R2Sent {
+        agreed: Box<Agreed>,
+        commit: bool,
+    },
+    /// Initiator after QM3 when the responder set the commit bit: the pair waits for CONNECTED.
+    AwaitConnected {
+        pending: Box<ChildSa>,
+    },
     Done,
+}
+
+impl QmState {
+    pub fn is_done(&self) -> bool {
+        matches!(self, QmState::Done)
+    }
+}
+
+/// What QM1 and QM2 settled (RFC 2409 §5.5): the transform, the responder's nonce, the
+/// peer's SPI and, with PFS, g^xy of the Quick Mode.
+pub(crate) struct Agreed {
+    pub choice: EspChoice,
+    pub spi_out: u32,
+    pub nr: Vec<u8>,
+    pub g_qm_xy: Option<Secret>,
 }
 
 /// The transform both sides agreed on.
@@ -43,14 +66,8 @@ pub(crate) struct QuickMode {
     pub local_ts: TrafficSelector,
     pub remote_ts: TrafficSelector,
     pub spi_in: u32,
-    pub spi_out: u32,
+    /// The initiator's nonce (ours as initiator, the peer's as responder).
     pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub dh: Option<DhPrivate>,
-    pub g_qm_xy: Option<Secret>,
-    pub choice: Option<EspChoice>,
-    pub commit: bool,
-    pub pending: Option<ChildSa>,
     /// The SPI (ours) of the SA this exchange rekeys, deleted once the new one is up.
     pub replaces: Option<u32>,
     pub retransmit: Option<Retransmit>,
@@ -59,7 +76,8 @@ pub(crate) struct QuickMode {
 }
 
 impl QuickMode {
-    /// A Quick Mode for the configured pair `child_index`, with our SPI and nonce.
+    /// A Quick Mode for the configured pair `child_index`, with our SPI and the initiator's
+    /// nonce.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         message_id: u32,
@@ -80,14 +98,7 @@ impl QuickMode {
             local_ts: child.local_ts,
             remote_ts: child.remote_ts,
             spi_in,
-            spi_out: 0,
             ni,
-            nr: Vec::new(),
-            dh: None,
-            g_qm_xy: None,
-            choice: None,
-            commit: false,
-            pending: None,
             replaces: None,
             retransmit: None,
             replies: ReplyCache::default(),
