@@ -6,9 +6,9 @@ use crate::crypto;
 use crate::error::InputError;
 use crate::event::{Event, Failure, Role};
 use crate::exchange::payloads::parse_protected;
+use crate::exchange::quick_mode::proposal::no_esp_proposal;
 use crate::exchange::quick_mode::state::{QmState, QuickMode};
 use crate::keyed::Keyed;
-
 use crate::sa::{IkeSa, Phase1};
 use crate::wire::{
     self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
@@ -189,16 +189,10 @@ impl IkeSa {
                         q.expires = Some(ctx.now);
                         let message_id = q.message_id;
                         let reason = if t == NotifyType::NO_PROPOSAL_CHOSEN {
-                            Failure::NoProposalChosen {
-                                ours: ctx
-                                    .cfg
-                                    .esp_proposals
-                                    .iter()
-                                    .map(|p| p.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                                theirs: "not disclosed (the peer answered QM1 with a protected NO-PROPOSAL-CHOSEN)".into(),
-                            }
+                            no_esp_proposal(
+                                ctx.cfg,
+                                "not disclosed (the peer answered QM1 with a protected NO-PROPOSAL-CHOSEN)".into(),
+                            )
                         } else {
                             Failure::PeerNotify(t)
                         };

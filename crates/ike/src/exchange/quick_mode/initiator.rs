@@ -2,7 +2,7 @@
 //! the responder set the commit bit (RFC 2408 §4.6).
 
 use super::keys::{new_spi, pfs_secret, Pfs};
-use super::proposal::{accept_esp, describe_esp, describe_esp_ours, encap_mode, esp_offer};
+use super::proposal::{accept_esp, describe_esp, encap_mode, esp_offer, no_esp_proposal};
 use super::seal::QmHash;
 use super::selectors::{ids_of, narrowed};
 use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
@@ -108,10 +108,7 @@ impl IkeSa {
             None
         };
         let Some((mut choice, spi)) = choice else {
-            let reason = Failure::NoProposalChosen {
-                ours: describe_esp_ours(&ctx.cfg.esp_proposals),
-                theirs: describe_esp(answer),
-            };
+            let reason = no_esp_proposal(ctx.cfg, describe_esp(answer));
             fail_qm(self, ctx, qm, reason);
             return Ok(());
         };
@@ -135,10 +132,7 @@ impl IkeSa {
                     self,
                     ctx,
                     qm,
-                    Failure::NoProposalChosen {
-                        ours: describe_esp_ours(&ctx.cfg.esp_proposals),
-                        theirs: "answer without the KE payload PFS needs".into(),
-                    },
+                    no_esp_proposal(ctx.cfg, "answer without the KE payload PFS needs".into()),
                 );
                 return Ok(());
             }

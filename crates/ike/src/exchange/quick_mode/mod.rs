@@ -6,7 +6,7 @@
 
 mod initiator;
 mod keys;
-mod proposal;
+pub(crate) mod proposal;
 mod responder;
 mod seal;
 mod selectors;

@@ -9,7 +9,7 @@ use super::state::EspChoice;
 use crate::algorithm::{DhGroup, EspCipher, EspIntegrity};
 use crate::config::ConnectionConfig;
 use crate::context::Ctx;
-use crate::event::Event;
+use crate::event::{Event, Failure};
 use crate::proposal::EspProposal;
 use crate::sa::IkeSa;
 use crate::wire::{
@@ -171,7 +171,15 @@ pub(super) fn describe_esp(sa: &SaPayload) -> String {
     v.join(", ")
 }
 
-pub(super) fn describe_esp_ours(ps: &[EspProposal]) -> String {
+/// NO-PROPOSAL-CHOSEN for a Quick Mode: our ESP proposals and what the peer's side was.
+pub(crate) fn no_esp_proposal(cfg: &ConnectionConfig, theirs: String) -> Failure {
+    Failure::NoProposalChosen {
+        ours: describe_esp_ours(&cfg.esp_proposals),
+        theirs,
+    }
+}
+
+fn describe_esp_ours(ps: &[EspProposal]) -> String {
     ps.iter()
         .map(|p| p.to_string())
         .collect::<Vec<_>>()

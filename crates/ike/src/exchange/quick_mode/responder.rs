@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::keys::{new_spi, pfs_secret, Pfs};
-use super::proposal::{choose_esp, describe_esp, describe_esp_ours};
+use super::proposal::{choose_esp, describe_esp, no_esp_proposal};
 use super::seal::QmHash;
 use super::selectors::{ids_of, requested_pair};
 use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
@@ -116,10 +116,7 @@ impl IkeSa {
         };
         let chosen = choose_esp(ctx.cfg, offer);
         let Some((prop, transform, mut choice)) = chosen else {
-            let reason = Failure::NoProposalChosen {
-                ours: describe_esp_ours(&ctx.cfg.esp_proposals),
-                theirs: describe_esp(offer),
-            };
+            let reason = no_esp_proposal(ctx.cfg, describe_esp(offer));
             self.qm1_refused(
                 ctx,
                 keys,
@@ -142,13 +139,11 @@ impl IkeSa {
             }
             (None, None) => None,
             _ => {
-                let reason = Failure::NoProposalChosen {
-                    ours: describe_esp_ours(&ctx.cfg.esp_proposals),
-                    theirs: format!(
-                        "{} (KE payload inconsistent with PFS group)",
-                        describe_esp(offer)
-                    ),
-                };
+                let theirs = format!(
+                    "{} (KE payload inconsistent with PFS group)",
+                    describe_esp(offer)
+                );
+                let reason = no_esp_proposal(ctx.cfg, theirs);
                 self.qm1_refused(
                     ctx,
                     keys,
