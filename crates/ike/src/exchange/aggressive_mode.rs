@@ -153,7 +153,7 @@ impl IkeSa {
             return Err(InputError::Unexpected(self.state().name()));
         };
         let derived = phase1::derive_keys(ctx, self, proposal, ours, ke, nr, Vec::new());
-        let Some(mut keys) = self.keys_or_fail(ctx, derived) else {
+        let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
         if !self.peer_proves(ctx, &keys, id, hash, "HASH_R in AM2") {
@@ -166,18 +166,14 @@ impl IkeSa {
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);
         payloads.extend(self.initial_contact(ctx));
-        if !self.send_encrypted_phase1(
+        self.establish_with(
             ctx,
-            &mut keys,
+            keys,
             ExchangeType::AGGRESSIVE,
             "AM3",
             &payloads,
             datagram,
-            false,
-        ) {
-            return Ok(());
-        }
-        self.phase1_established(ctx, keys);
+        );
         Ok(())
     }
 

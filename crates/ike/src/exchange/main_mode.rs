@@ -5,12 +5,12 @@ use std::sync::Arc;
 use crate::context::Ctx;
 use crate::error::InputError;
 use crate::event::{Failure, Role};
-use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, parse_protected, sa_of};
+use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, sa_of};
 use crate::exchange::phase1;
 use crate::exchange::phase1::steps::{our_ke, peer_ke_ok};
 use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1};
-use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
+use crate::wire::{self, ExchangeType, Header, NotifyType, Payload, PayloadType};
 
 impl IkeSa {
     /// MM1: HDR, SA, VID…
@@ -216,18 +216,14 @@ impl IkeSa {
         self.note_initial_contact(ctx, &payloads);
         let (our, hash_r) = self.our_id_and_hash(ctx, &keys);
         let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
-        if !self.send_encrypted_phase1(
+        self.establish_with(
             ctx,
-            &mut keys,
+            keys,
             ExchangeType::IDENTITY_PROTECTION,
             "MM6",
             &reply,
             datagram,
-            false,
-        ) {
-            return Ok(());
-        }
-        self.phase1_established(ctx, keys);
+        );
         Ok(())
     }
 
@@ -274,75 +270,6 @@ impl IkeSa {
         };
         self.peer_proves(ctx, keys, id, hash, what)
             .then_some(payloads)
-    }
-
-    /// Sends an encrypted phase 1 message (MM5, MM6, AM3) on the phase 1 IV chain, advances the
-    /// chain and keeps it as the answer to `request`; false (SA failed) if it cannot be sealed.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn send_encrypted_phase1(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        keys: &mut Arc<Keyed>,
-        exchange: ExchangeType,
-        name: &'static str,
-        payloads: &[Payload],
-        request: &[u8],
-        retransmit: bool,
-    ) -> bool {
-        let mut payloads = payloads.to_vec();
-        self.tamper(ctx, name, 0, &mut payloads);
-        let payloads = payloads.as_slice();
-        let header = self.header(exchange, Flags(0), 0);
-        match keys.seal(header, payloads, &keys.p1_iv) {
-            Ok((data, last)) => {
-                self.set_p1_iv(keys, last);
-                let sent = self.send(ctx, name, payloads, data, 0, retransmit);
-                self.replies.remember(request, Some(sent));
-                true
-            }
-            Err(f) => {
-                self.fail(ctx, f, None);
-                false
-            }
-        }
-    }
-
-    /// Decrypts an encrypted phase 1 message (MM5, MM6, AM3) and advances the IV chain. A body
-    /// that does not decrypt to a valid payload chain means the keys differ: the PSKs.
-    pub(crate) fn open_phase1(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        keys: &mut Arc<Keyed>,
-        header: &Header,
-        datagram: &[u8],
-        name: &'static str,
-    ) -> Option<Vec<Payload>> {
-        if !header.flags.contains(Flags::ENCRYPTION) {
-            let reason = Failure::AuthenticationFailed {
-                detail: format!("{name} arrived unencrypted"),
-            };
-            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
-            return None;
-        }
-        let opened = keys.open(datagram, &keys.p1_iv).and_then(|(body, last)| {
-            let (payloads, _) = parse_protected(header.next_payload, &body)?;
-            Ok((payloads, last))
-        });
-        match opened {
-            Ok((payloads, last)) => {
-                self.set_p1_iv(keys, last);
-                self.log_received(ctx, name, header, &payloads);
-                Some(payloads)
-            }
-            Err(e) => {
-                self.log_received(ctx, name, header, &[]);
-                let reason = Failure::AuthenticationFailed {
-                    detail: format!("{name} does not decrypt to valid payloads ({e})"),
-                };
-                self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
-                None
-            }
-        }
     }
 }
 

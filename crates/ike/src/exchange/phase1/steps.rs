@@ -17,12 +17,12 @@ use crate::context::Ctx;
 use crate::crypto::Secret;
 use crate::error::InputError;
 use crate::event::{Event, Failure, Role};
-use crate::exchange::payloads::{id_body, nonce_ok, raw_body};
+use crate::exchange::payloads::{id_body, nonce_ok, parse_protected, raw_body};
 use crate::keyed::Keyed;
 use crate::sa::{IkeSa, OurKe, Phase1};
 use crate::time::later;
 use crate::wire::{
-    ExchangeType, Header, Identification, NotifyType, Payload, PayloadType, SaPayload,
+    ExchangeType, Flags, Header, Identification, NotifyType, Payload, PayloadType, SaPayload,
 };
 
 impl IkeSa {
@@ -209,6 +209,93 @@ impl IkeSa {
         };
         for i in 0..ctx.cfg.children.len() {
             self.quick_mode_initiate(ctx, &keys, i, None);
+        }
+    }
+}
+
+impl IkeSa {
+    /// Sends an encrypted phase 1 message (MM5, MM6, AM3) on the phase 1 IV chain, advances the
+    /// chain and keeps it as the answer to `request`; false (SA failed) if it cannot be sealed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_encrypted_phase1(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &mut Arc<Keyed>,
+        exchange: ExchangeType,
+        name: &'static str,
+        payloads: &[Payload],
+        request: &[u8],
+        retransmit: bool,
+    ) -> bool {
+        let mut payloads = payloads.to_vec();
+        self.tamper(ctx, name, 0, &mut payloads);
+        let payloads = payloads.as_slice();
+        let header = self.header(exchange, Flags(0), 0);
+        match keys.seal(header, payloads, &keys.p1_iv) {
+            Ok((data, last)) => {
+                self.set_p1_iv(keys, last);
+                let sent = self.send(ctx, name, payloads, data, 0, retransmit);
+                self.replies.remember(request, Some(sent));
+                true
+            }
+            Err(f) => {
+                self.fail(ctx, f, None);
+                false
+            }
+        }
+    }
+
+    /// Decrypts an encrypted phase 1 message (MM5, MM6, AM3) and advances the IV chain. A body
+    /// that does not decrypt to a valid payload chain means the keys differ: the PSKs.
+    pub(crate) fn open_phase1(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &mut Arc<Keyed>,
+        header: &Header,
+        datagram: &[u8],
+        name: &'static str,
+    ) -> Option<Vec<Payload>> {
+        if !header.flags.contains(Flags::ENCRYPTION) {
+            let reason = Failure::AuthenticationFailed {
+                detail: format!("{name} arrived unencrypted"),
+            };
+            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+            return None;
+        }
+        let opened = keys.open(datagram, &keys.p1_iv).and_then(|(body, last)| {
+            let (payloads, _) = parse_protected(header.next_payload, &body)?;
+            Ok((payloads, last))
+        });
+        match opened {
+            Ok((payloads, last)) => {
+                self.set_p1_iv(keys, last);
+                self.log_received(ctx, name, header, &payloads);
+                Some(payloads)
+            }
+            Err(e) => {
+                self.log_received(ctx, name, header, &[]);
+                let reason = Failure::AuthenticationFailed {
+                    detail: format!("{name} does not decrypt to valid payloads ({e})"),
+                };
+                self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
+                None
+            }
+        }
+    }
+
+    /// Sends the last message of phase 1 (MM6, AM3), which authenticates us, and
+    /// establishes the ISAKMP SA with `keys` unless it could not be sealed.
+    pub(crate) fn establish_with(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        mut keys: Arc<Keyed>,
+        exchange: ExchangeType,
+        name: &'static str,
+        payloads: &[Payload],
+        request: &[u8],
+    ) {
+        if self.send_encrypted_phase1(ctx, &mut keys, exchange, name, payloads, request, false) {
+            self.phase1_established(ctx, keys);
         }
     }
 }
