@@ -13,12 +13,14 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
+use crate::context::{Ctx, Datagram, Output};
+use crate::error::InputError;
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
-use crate::exchange::quick_mode::QmState;
+use crate::exchange::quick_mode::state::QmState;
 use crate::proposal::IkeProposal;
-use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
+use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
 use crate::wire::{ExchangeType, Header};
 
@@ -83,17 +85,35 @@ pub struct IkeSaStatus {
     pub children: Vec<ChildStatus>,
 }
 
-pub struct Endpoint {
+/// What every call into an ISAKMP SA borrows from the endpoint.
+struct Env {
     settings: Settings,
     conns: Vec<ConnectionConfig>,
+    rng: StdRng,
+    out: Output,
+}
+
+impl Env {
+    /// The context of one call into an SA of connection `conn`.
+    fn ctx(&mut self, now: Instant, conn: ConnId) -> Option<Ctx<'_>> {
+        Some(Ctx {
+            now,
+            cfg: self.conns.get(conn)?,
+            settings: &self.settings,
+            rng: &mut self.rng,
+            out: &mut self.out,
+        })
+    }
+}
+
+pub struct Endpoint {
+    env: Env,
     /// Keyed by initiator cookie: it is what tells simultaneous negotiations apart.
     sas: HashMap<[u8; 8], IkeSa>,
     /// New ISAKMP SA → the one it replaces once established.
     replaces: HashMap<[u8; 8], [u8; 8]>,
     /// Replaced ISAKMP SAs (their IPsec SAs already moved over), deleted at the given time.
     retiring: Vec<(Instant, IkeSa)>,
-    rng: StdRng,
-    out: Output,
     counters: Counters,
     /// Order in which responder SAs were created (several can share one `now`).
     responder_serial: u64,
@@ -112,13 +132,15 @@ impl Endpoint {
     /// randomness, tests a constant for reproducible runs.
     pub fn new(settings: Settings, seed: [u8; 32]) -> Self {
         Endpoint {
-            settings,
-            conns: Vec::new(),
+            env: Env {
+                settings,
+                conns: Vec::new(),
+                rng: StdRng::from_seed(seed),
+                out: Output::default(),
+            },
             sas: HashMap::new(),
             replaces: HashMap::new(),
             retiring: Vec::new(),
-            rng: StdRng::from_seed(seed),
-            out: Output::default(),
             counters: Counters::default(),
             responder_serial: 0,
             recovery_at: HashMap::new(),
@@ -128,12 +150,12 @@ impl Endpoint {
     }
 
     pub fn add_connection(&mut self, cfg: ConnectionConfig) -> ConnId {
-        self.conns.push(cfg);
-        self.conns.len() - 1
+        self.env.conns.push(cfg);
+        self.env.conns.len() - 1
     }
 
     pub fn connections(&self) -> &[ConnectionConfig] {
-        &self.conns
+        &self.env.conns
     }
 
     pub fn counters(&self) -> &Counters {
@@ -157,7 +179,7 @@ impl Endpoint {
             initiator_spi: self.fresh_cookie(),
             responder_spi: [0; 8],
         };
-        let cfg = self.conns.get(conn)?;
+        let cfg = self.env.conns.get(conn)?;
         let local = SocketAddr::new(cfg.local_addr, 500);
         let remote = SocketAddr::new(cfg.remote_addr, 500);
         let mut sa = IkeSa::new(conn, Role::Initiator, cfg.mode, cookies, local, remote, now);
@@ -166,14 +188,9 @@ impl Endpoint {
             .sas
             .values()
             .any(|s| s.conn == conn && s.is_established());
-        let mut ctx = Ctx {
-            now,
-            cfg,
-            settings: &self.settings,
-            rng: &mut self.rng,
-            out: &mut self.out,
-        };
-        match cfg.mode {
+        let mode = cfg.mode;
+        let mut ctx = self.env.ctx(now, conn)?;
+        match mode {
             Phase1Mode::Main => sa.main_mode_initiate(&mut ctx),
             Phase1Mode::Aggressive => sa.aggressive_mode_initiate(&mut ctx),
         }
@@ -184,7 +201,7 @@ impl Endpoint {
     fn fresh_cookie(&mut self) -> [u8; 8] {
         loop {
             let mut c = [0u8; 8];
-            self.rng.fill_bytes(&mut c);
+            self.env.rng.fill_bytes(&mut c);
             if c != [0; 8] && !self.sas.contains_key(&c) {
                 return c;
             }
@@ -215,7 +232,7 @@ impl Endpoint {
         let fresh_answer = sa.role == Role::Initiator
             && sa.cookies.responder_spi == [0; 8]
             && header.responder_spi != [0; 8]
-            && matches!(sa.state, Phase1State::MmI1Sent | Phase1State::AmI1Sent);
+            && matches!(sa.state(), Phase1State::MmI1Sent | Phase1State::AmI1Sent);
         let retransmitted_first =
             header.responder_spi == [0; 8] && sa.role == Role::Responder && header.message_id == 0;
         if !(sa.cookies.responder_spi == header.responder_spi
@@ -228,7 +245,7 @@ impl Endpoint {
         }
         if let Some(reply) = sa.replies.lookup(&d.data) {
             if let Some(r) = reply {
-                self.out.transmits.push_back(r.clone());
+                self.env.out.transmits.push_back(r.clone());
             }
             self.counters.duplicates += 1;
             if sa.is_established() {
@@ -248,22 +265,15 @@ impl Endpoint {
                 } else {
                     "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends (XAuth/Mode Config of a remote-access server?)".to_string()
                 };
-                if let Some(cfg) = self.conns.get(sa.conn) {
-                    let mut ctx = Ctx {
-                        now,
-                        cfg,
-                        settings: &self.settings,
-                        rng: &mut self.rng,
-                        out: &mut self.out,
-                    };
+                if let Some(mut ctx) = self.env.ctx(now, sa.conn) {
                     sa.refuse(&mut ctx, "AM3", 0, reason, None, xauth);
                 }
                 return;
             }
             // A peer repeating a phase 1 message has not seen our answer: worth a log line
             // (the seed guide's one-way blocking shows up exactly so).
-            if let Some(name) = duplicate_name(sa.role, sa.state, header.message_id) {
-                self.out.events.push_back(Event::Message(MessageLog {
+            if let Some(name) = duplicate_name(sa.role, sa.state(), header.message_id) {
+                self.env.out.events.push_back(Event::Message(MessageLog {
                     direction: Direction::Received,
                     name,
                     cookies: Cookies::from(&header),
@@ -284,15 +294,8 @@ impl Endpoint {
             sa.local = d.local;
             sa.remote = d.remote;
         }
-        let Some(cfg) = self.conns.get(sa.conn) else {
+        let Some(mut ctx) = self.env.ctx(now, sa.conn) else {
             return;
-        };
-        let mut ctx = Ctx {
-            now,
-            cfg,
-            settings: &self.settings,
-            rng: &mut self.rng,
-            out: &mut self.out,
         };
         let result = dispatch(sa, &mut ctx, &header, &d.data);
         if result.is_ok() && header.message_id != 0 && sa.is_established() {
@@ -331,7 +334,7 @@ impl Endpoint {
         if let Some(p) = sa.probe.as_mut() {
             if !p.answered {
                 p.answered = true;
-                self.out.events.push_back(Event::Message(MessageLog {
+                self.env.out.events.push_back(Event::Message(MessageLog {
                     direction: Direction::Received,
                     name: "PROBE",
                     cookies: Cookies::from(header),
@@ -357,7 +360,7 @@ impl Endpoint {
     fn make_room_for_half_open(&mut self, peer: IpAddr) -> bool {
         let from_peer = |s: &IkeSa| s.is_half_open() && s.remote.ip() == peer;
         if self.sas.values().filter(|s| from_peer(s)).count()
-            >= self.settings.max_half_open_per_peer
+            >= self.env.settings.max_half_open_per_peer
         {
             let oldest = self
                 .sas
@@ -373,7 +376,7 @@ impl Endpoint {
                 None => return false,
             }
         }
-        self.sas.values().filter(|s| s.is_half_open()).count() < self.settings.max_half_open
+        self.sas.values().filter(|s| s.is_half_open()).count() < self.env.settings.max_half_open
     }
 
     fn new_responder(&mut self, now: Instant, header: &Header, d: &Datagram) {
@@ -392,6 +395,7 @@ impl Endpoint {
             return;
         }
         let Some(conn) = self
+            .env
             .conns
             .iter()
             .position(|c| c.remote_addr == d.remote.ip() && c.local_addr == d.local.ip())
@@ -410,19 +414,12 @@ impl Endpoint {
         let mut sa = IkeSa::new(conn, Role::Responder, mode, cookies, d.local, d.remote, now);
         self.responder_serial += 1;
         sa.serial = self.responder_serial;
-        let Some(cfg) = self.conns.get(conn) else {
+        let Some(mut ctx) = self.env.ctx(now, conn) else {
             return;
-        };
-        let mut ctx = Ctx {
-            now,
-            cfg,
-            settings: &self.settings,
-            rng: &mut self.rng,
-            out: &mut self.out,
         };
         let result = dispatch(&mut sa, &mut ctx, header, &d.data);
         count(&mut self.counters, result);
-        if sa.state != Phase1State::Dead {
+        if sa.state() != Phase1State::Dead {
             self.sas.insert(cookies.initiator_spi, sa);
         }
     }
@@ -435,7 +432,7 @@ impl Endpoint {
         let (conn, established, dead, created) = (
             sa.conn,
             sa.is_established(),
-            sa.state == Phase1State::Dead,
+            sa.state() == Phase1State::Dead,
             sa.created,
         );
         if established && sa.initial_contact_received {
@@ -452,15 +449,7 @@ impl Endpoint {
                 .collect();
             for k in stale {
                 if let Some(mut old) = self.sas.remove(&k) {
-                    let mut out = std::mem::take(&mut self.out);
-                    if let Some(cfg) = self.conns.get(conn) {
-                        let mut ctx = Ctx {
-                            now,
-                            cfg,
-                            settings: &self.settings,
-                            rng: &mut self.rng,
-                            out: &mut out,
-                        };
+                    if let Some(mut ctx) = self.env.ctx(now, conn) {
                         old.drop_children(&mut ctx, "peer sent INITIAL-CONTACT");
                         ctx.event(Event::IkeSaDeleted {
                             conn,
@@ -468,7 +457,6 @@ impl Endpoint {
                             reason: "peer sent INITIAL-CONTACT".into(),
                         });
                     }
-                    self.out = out;
                 }
             }
         }
@@ -496,7 +484,7 @@ impl Endpoint {
         let lost: Vec<u32> = old
             .quick_modes
             .iter()
-            .filter(|q| q.role == Role::Initiator && q.state == QmState::I1Sent)
+            .filter(|q| q.role == Role::Initiator && matches!(q.state, QmState::I1Sent { .. }))
             .filter_map(|q| q.replaces)
             .collect();
         for c in moved.iter_mut() {
@@ -515,14 +503,18 @@ impl Endpoint {
         // job takes them down with it (seen in the soak: 17 s without traffic
         // until the next IPsec rekey).
         self.retiring
-            .push((later(now, self.settings.rekeyed_drain), old));
+            .push((later(now, self.env.settings.rekeyed_drain), old));
     }
 
     /// Quick Modes still waiting for QM3 may have a half-installed inbound SA: reports them
     /// failed when their ISAKMP SA goes.
     fn fail_half_installed(&mut self, sa: &IkeSa) {
-        for qm in sa.quick_modes.iter().filter(|q| q.state == QmState::R2Sent) {
-            self.out.events.push_back(Event::ChildSaFailed {
+        for qm in sa
+            .quick_modes
+            .iter()
+            .filter(|q| matches!(q.state, QmState::R2Sent { .. }))
+        {
+            self.env.out.events.push_back(Event::ChildSaFailed {
                 conn: sa.conn,
                 cookies: sa.cookies,
                 message_id: qm.message_id,
@@ -551,15 +543,8 @@ impl Endpoint {
             other.children.append(&mut sa.children);
             return;
         }
-        let Some(cfg) = self.conns.get(sa.conn) else {
+        let Some(mut ctx) = self.env.ctx(now, sa.conn) else {
             return;
-        };
-        let mut ctx = Ctx {
-            now,
-            cfg,
-            settings: &self.settings,
-            rng: &mut self.rng,
-            out: &mut self.out,
         };
         sa.drop_children(&mut ctx, "ISAKMP SA gone");
     }
@@ -580,20 +565,13 @@ impl Endpoint {
             let Some(sa) = self.sas.get_mut(&key) else {
                 continue;
             };
-            let Some(cfg) = self.conns.get(sa.conn) else {
+            let Some(mut ctx) = self.env.ctx(now, sa.conn) else {
                 continue;
-            };
-            let mut ctx = Ctx {
-                now,
-                cfg,
-                settings: &self.settings,
-                rng: &mut self.rng,
-                out: &mut self.out,
             };
             if sa.on_timer(&mut ctx) {
                 rekeys.push((sa.conn, key));
             }
-            if sa.state == Phase1State::Dead {
+            if sa.state() == Phase1State::Dead {
                 self.reap(now, key);
             }
         }
@@ -608,11 +586,11 @@ impl Endpoint {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
-        self.out.transmits.pop_front()
+        self.env.out.transmits.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        let e = self.out.events.pop_front()?;
+        let e = self.env.out.events.pop_front()?;
         self.note_removed_spi(&e);
         Some(e)
     }
@@ -622,9 +600,10 @@ impl Endpoint {
         self.sas
             .values()
             .filter_map(|sa| {
-                self.conns
+                self.env
+                    .conns
                     .get(sa.conn)
-                    .and_then(|cfg| sa.next_timer(cfg, &self.settings))
+                    .and_then(|cfg| sa.next_timer(cfg, &self.env.settings))
             })
             .chain(self.retiring.iter().map(|(at, _)| *at))
             .min()
@@ -633,14 +612,7 @@ impl Endpoint {
     /// Deletes an ISAKMP SA already taken out of `sas` (replaced, or at shutdown), telling
     /// the peer.
     fn retire(&mut self, now: Instant, mut old: IkeSa, reason: &str) {
-        if let Some(cfg) = self.conns.get(old.conn) {
-            let mut ctx = Ctx {
-                now,
-                cfg,
-                settings: &self.settings,
-                rng: &mut self.rng,
-                out: &mut self.out,
-            };
+        if let Some(mut ctx) = self.env.ctx(now, old.conn) {
             old.delete(&mut ctx, reason);
         }
     }
@@ -668,8 +640,8 @@ impl Endpoint {
     pub fn phase1_encryption_key(&self, initiator_spi: &[u8; 8]) -> Option<&[u8]> {
         self.sas
             .get(initiator_spi)
-            .and_then(|sa| sa.keys.as_ref())
-            .map(|k| k.enc_key.as_slice())
+            .and_then(|sa| sa.phase.keyed())
+            .map(|k| k.keys.enc_key.as_slice())
     }
 
     /// Every ISAKMP SA, for `status`.
@@ -680,6 +652,7 @@ impl Endpoint {
             .map(|sa| IkeSaStatus {
                 conn: sa.conn,
                 name: self
+                    .env
                     .conns
                     .get(sa.conn)
                     .map(|c| c.name.clone())
@@ -687,10 +660,10 @@ impl Endpoint {
                 cookies: sa.cookies,
                 role: sa.role,
                 mode: sa.mode,
-                state: sa.state.name(),
+                state: sa.state().name(),
                 local: sa.local,
                 remote: sa.remote,
-                proposal: sa.proposal,
+                proposal: sa.proposal(),
                 age: now.saturating_duration_since(sa.created),
                 lifetime: sa.lifetime,
                 nat: sa.nat,

@@ -8,6 +8,7 @@ use crate::algorithm::{EspCipher, EspIntegrity};
 use crate::config::{Phase1Mode, TrafficSelector};
 use crate::crypto::Secret;
 use crate::proposal::IkeProposal;
+pub use crate::role::Role;
 use crate::wire::NotifyType;
 
 /// Index of a connection in the endpoint, in the order they were added.
@@ -49,13 +50,6 @@ impl fmt::Debug for Cookies {
 
 fn hex16(b: &[u8; 8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Which side of an exchange we are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Initiator,
-    Responder,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,16 @@
 
 pub mod algorithm;
 pub mod config;
+mod context;
 pub mod crypto;
 pub mod endpoint;
+mod error;
 pub mod event;
 pub mod exchange;
+mod keyed;
 pub mod proposal;
+mod retransmit;
+pub mod role;
 mod sa;
 pub mod tamper;
 pub mod time;
@@ -22,10 +27,11 @@ pub mod wire;
 pub use config::{
     ChildConfig, ConnectionConfig, DpdConfig, NatTraversal, Phase1Mode, Settings, TrafficSelector,
 };
+pub use context::Datagram;
 pub use endpoint::{ChildStatus, Counters, Endpoint, IkeSaStatus};
+pub use error::InputError;
 pub use event::{
     ChildSa, ConnId, Cookies, Direction, EspEncapsulation, EspKeys, Event, Failure, MessageLog,
     NatStatus, PeerFeatures, Role, Udp4500Probe,
 };
-pub use sa::{Datagram, InputError};
 pub use wire::IdValue;

@@ -1,179 +1,28 @@
-//! The ISAKMP SA: its negotiation state, keys, IV chains, retransmission and duplicate replies.
+//! The ISAKMP SA: where phase 1 is (with the data of that step, `phase`), its IPsec SAs and
+//! Quick Modes, retransmission and duplicate replies.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::RngCore;
-
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
-use crate::crypto::{self, DhPrivate, Phase1Keys, Secret};
+use crate::context::{Ctx, Datagram};
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
-use crate::exchange::quick_mode::{QmState, QuickMode};
+use crate::exchange::quick_mode::state::{QmState, QuickMode};
+use crate::keyed::Keyed;
 use crate::proposal::IkeProposal;
+use crate::retransmit::{ReplyCache, Retransmit};
 use crate::time::later;
 use crate::wire::{
-    self, emit_payloads, payload_list, ExchangeType, Flags, Header, Notification, NotifyType,
-    Payload, PayloadIter, PayloadType, ProtocolId, WireError, IPSEC_DOI,
+    self, payload_list, ExchangeType, Flags, Header, Notification, NotifyType, Payload,
+    PayloadType, ProtocolId, IPSEC_DOI,
 };
 
-/// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
-/// and strips the 4-byte non-ESP marker (RFC 3948 §2.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub data: Vec<u8>,
-}
+mod phase;
 
-/// Where the state machine writes what it wants done.
-#[derive(Debug, Default)]
-pub(crate) struct Output {
-    pub transmits: VecDeque<Datagram>,
-    pub events: VecDeque<Event>,
-}
-
-/// Borrowed context for one call into an SA.
-pub(crate) struct Ctx<'a> {
-    pub now: Instant,
-    pub cfg: &'a ConnectionConfig,
-    pub settings: &'a Settings,
-    pub rng: &'a mut StdRng,
-    pub out: &'a mut Output,
-}
-
-impl Ctx<'_> {
-    pub fn event(&mut self, e: Event) {
-        self.out.events.push_back(e);
-    }
-
-    pub fn random<const N: usize>(&mut self) -> [u8; N] {
-        let mut b = [0u8; N];
-        self.rng.fill_bytes(&mut b);
-        b
-    }
-
-    /// A non-zero message ID (RFC 2408 §3.1: zero is phase 1).
-    pub fn message_id(&mut self) -> u32 {
-        loop {
-            let id = self.rng.next_u32();
-            if id != 0 {
-                return id;
-            }
-        }
-    }
-}
-
-/// Phase 1 progress, named after the last message sent or expected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase1State {
-    MmI1Sent,
-    MmI3Sent,
-    MmI5Sent,
-    MmR2Sent,
-    MmR4Sent,
-    AmI1Sent,
-    AmR2Sent,
-    Established,
-    /// Finished (failed or deleted): the endpoint removes it.
-    Dead,
-}
-
-impl Phase1State {
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase1State::MmI1Sent => "MM1 sent",
-            Phase1State::MmI3Sent => "MM3 sent",
-            Phase1State::MmI5Sent => "MM5 sent",
-            Phase1State::MmR2Sent => "MM2 sent",
-            Phase1State::MmR4Sent => "MM4 sent",
-            Phase1State::AmI1Sent => "AM1 sent",
-            Phase1State::AmR2Sent => "AM2 sent",
-            Phase1State::Established => "established",
-            Phase1State::Dead => "dead",
-        }
-    }
-}
-
-/// The last message of an exchange we wait an answer for.
-#[derive(Debug, Clone)]
-pub(crate) struct Retransmit {
-    pub datagram: Datagram,
-    pub name: &'static str,
-    pub payloads: String,
-    pub message_id: u32,
-    pub sent: u32,
-    pub next_at: Instant,
-}
-
-/// Why an incoming datagram was dropped without changing state; each is a counter.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InputError {
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    #[error("unexpected message: {0}")]
-    Unexpected(&'static str),
-    #[error("missing {0:?} payload")]
-    Missing(PayloadType),
-    #[error("{0} HASH does not verify")]
-    BadHash(&'static str),
-    #[error("retransmission of a message already answered")]
-    Duplicate,
-}
-
-impl Retransmit {
-    pub fn new(
-        ctx: &Ctx<'_>,
-        datagram: Datagram,
-        name: &'static str,
-        payloads: &[Payload],
-        message_id: u32,
-    ) -> Self {
-        Retransmit {
-            datagram,
-            name,
-            payloads: payload_list(payloads),
-            message_id,
-            sent: 0,
-            next_at: later(ctx.now, ctx.settings.retransmit_timeout),
-        }
-    }
-}
-
-/// Answers a retransmitted request with the reply it already got (RFC 2408 §5: the
-/// responder must not reprocess a message it has seen).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ReplyCache {
-    digest: Vec<u8>,
-    reply: Option<Datagram>,
-}
-
-impl ReplyCache {
-    pub fn remember(&mut self, request: &[u8], reply: Option<Datagram>) {
-        self.remember_request(request);
-        self.reply = reply;
-    }
-
-    pub fn remember_request(&mut self, request: &[u8]) {
-        self.digest = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
-    }
-
-    pub fn set_reply(&mut self, reply: Option<Datagram>) {
-        self.reply = reply;
-    }
-
-    /// Some(reply or None) when `request` is the last one seen.
-    pub fn lookup(&self, request: &[u8]) -> Option<Option<&Datagram>> {
-        if self.digest.is_empty() {
-            return None;
-        }
-        let d = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
-        crypto::ct_eq(&d, &self.digest).then_some(self.reply.as_ref())
-    }
-}
+pub(crate) use phase::{OurKe, Phase1, Phase1State};
 
 /// An IPsec SA pair installed through this ISAKMP SA.
 #[derive(Debug, Clone)]
@@ -204,7 +53,8 @@ pub(crate) struct IkeSa {
     pub conn: ConnId,
     pub role: Role,
     pub mode: Phase1Mode,
-    pub state: Phase1State,
+    /// Where phase 1 is, with the data of that step (proposal, DH half, keys).
+    pub phase: Phase1,
     pub cookies: Cookies,
     pub local: SocketAddr,
     pub remote: SocketAddr,
@@ -212,22 +62,9 @@ pub(crate) struct IkeSa {
     /// Creation order among responder SAs (0 for ours as initiator).
     pub serial: u64,
     pub established_at: Option<Instant>,
-    pub proposal: Option<IkeProposal>,
     pub lifetime: Duration,
-    /// Body of the initiator's SA payload, hashed into HASH_I/HASH_R (RFC 2409 §5).
-    pub sai_b: Vec<u8>,
-    /// Body of the peer's ID payload as received in AM1 (hashed into HASH_I).
-    pub peer_id_b: Vec<u8>,
     /// Started to replace an older ISAKMP SA: its IPsec SAs move over, no new Quick Modes.
     pub is_rekey: bool,
-    pub dh: Option<DhPrivate>,
-    pub g_xi: Vec<u8>,
-    pub g_xr: Vec<u8>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub keys: Option<Phase1Keys>,
-    /// CBC chain of phase 1 (RFC 2409 App. B): updated after every encrypted phase 1 message.
-    pub p1_iv: Vec<u8>,
     pub features: PeerFeatures,
     /// NAT-D payload type agreed by vendor ID: 20 (RFC 3947) or 130 (drafts).
     pub nat_d_type: Option<PayloadType>,
@@ -287,30 +124,15 @@ impl IkeSa {
             conn,
             role,
             mode,
-            state: match (role, mode) {
-                (Role::Initiator, Phase1Mode::Main) => Phase1State::MmI1Sent,
-                (Role::Initiator, Phase1Mode::Aggressive) => Phase1State::AmI1Sent,
-                (Role::Responder, Phase1Mode::Main) => Phase1State::MmR2Sent,
-                (Role::Responder, Phase1Mode::Aggressive) => Phase1State::AmR2Sent,
-            },
+            phase: Phase1::Start,
             cookies,
             local,
             remote,
             created: now,
             serial: 0,
             established_at: None,
-            proposal: None,
             lifetime: Duration::ZERO,
-            sai_b: Vec::new(),
-            peer_id_b: Vec::new(),
             is_rekey: false,
-            dh: None,
-            g_xi: Vec::new(),
-            g_xr: Vec::new(),
-            ni: Vec::new(),
-            nr: Vec::new(),
-            keys: None,
-            p1_iv: Vec::new(),
             features: PeerFeatures::default(),
             nat_d_type: None,
             nat: NatStatus::default(),
@@ -334,59 +156,6 @@ impl IkeSa {
             refused_at: None,
             plain_notify: None,
         }
-    }
-
-    /// Sends (or resends) the UDP 4500 probe: a fresh MM1 with a cookie of its own, from our
-    /// port 4500 to the peer's, offering our proposals. Any answer with that cookie proves
-    /// the path passes UDP 4500; the peer's half-open state for it simply times out.
-    pub fn send_udp4500_probe(&mut self, ctx: &mut Ctx<'_>) {
-        if self.probe.as_ref().is_some_and(|p| p.answered) {
-            return;
-        }
-        let probe = match self.probe.take() {
-            Some(p) => p,
-            None => {
-                let mut cookie = ctx.random::<8>();
-                if cookie == [0; 8] || cookie == self.cookies.initiator_spi {
-                    cookie[0] ^= 0x5a;
-                }
-                let offer =
-                    crate::exchange::phase1::offer(&ctx.cfg.ike_proposals, ctx.cfg.ike_lifetime);
-                let mut payloads = vec![Payload::Sa(offer)];
-                payloads.extend(crate::exchange::phase1::our_vendor_ids(
-                    Role::Initiator,
-                    &PeerFeatures::default(),
-                ));
-                let mut header = self.header(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0);
-                header.initiator_spi = cookie;
-                header.responder_spi = [0; 8];
-                let data = wire::Message { header, payloads }.emit();
-                Udp4500ProbeState {
-                    cookie,
-                    datagram: Datagram {
-                        local: SocketAddr::new(self.local.ip(), 4500),
-                        remote: SocketAddr::new(self.remote.ip(), self.remote.port()),
-                        data,
-                    },
-                    answered: false,
-                }
-            }
-        };
-        ctx.event(Event::Message(MessageLog {
-            direction: Direction::Sent,
-            name: "PROBE",
-            cookies: Cookies {
-                initiator_spi: probe.cookie,
-                responder_spi: [0; 8],
-            },
-            message_id: 0,
-            payloads: "[ SA V ] (fresh MM1 to UDP 4500: does the path pass it?)".into(),
-            peer: probe.datagram.remote,
-            local: probe.datagram.local,
-            retransmission: false,
-        }));
-        ctx.out.transmits.push_back(probe.datagram.clone());
-        self.probe = Some(probe);
     }
 
     /// A message from the authenticated peer that we cannot act on: counts as a sign of life,
@@ -423,7 +192,9 @@ impl IkeSa {
                 spi,
                 data: Vec::new(),
             });
-            let _ = self.send_informational(ctx, vec![payload]);
+            if let Some(keys) = self.keyed() {
+                let _ = self.send_informational(ctx, &keys, vec![payload]);
+            }
         }
         ctx.event(Event::Unprocessable {
             conn: self.conn,
@@ -437,13 +208,13 @@ impl IkeSa {
     }
 
     pub fn is_established(&self) -> bool {
-        self.state == Phase1State::Established
+        matches!(self.phase, Phase1::Established(_))
     }
 
     /// A responder that sent MM2/AM2 and has heard nothing since.
     pub fn awaits_first_answer(&self) -> bool {
         self.role == Role::Responder
-            && matches!(self.state, Phase1State::MmR2Sent | Phase1State::AmR2Sent)
+            && matches!(self.state(), Phase1State::MmR2Sent | Phase1State::AmR2Sent)
     }
 
     /// When we may start replacing this ISAKMP SA: `rekey_after` into its lifetime, but not
@@ -461,7 +232,7 @@ impl IkeSa {
         let busy = self.quick_modes.iter().any(|q| {
             matches!(
                 q.state,
-                QmState::I1Sent | QmState::R2Sent | QmState::AwaitConnected
+                QmState::I1Sent { .. } | QmState::R2Sent { .. } | QmState::AwaitConnected { .. }
             )
         });
         let quiet = self
@@ -477,13 +248,40 @@ impl IkeSa {
     }
 
     pub fn is_half_open(&self) -> bool {
-        self.role == Role::Responder
-            && !matches!(self.state, Phase1State::Established | Phase1State::Dead)
+        self.role == Role::Responder && !matches!(self.phase, Phase1::Established(_) | Phase1::Dead)
     }
 
-    pub fn proposal(&self) -> Result<IkeProposal, Failure> {
-        self.proposal
-            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
+    /// Phase 1 progress by name.
+    pub fn state(&self) -> Phase1State {
+        self.phase.state(self.role, self.mode)
+    }
+
+    /// The ISAKMP SA proposal, once chosen.
+    pub fn proposal(&self) -> Option<IkeProposal> {
+        self.phase.proposal()
+    }
+
+    /// The keys, once derived (after MM3/MM4, AM1/AM2).
+    pub fn keyed(&self) -> Option<Arc<Keyed>> {
+        self.phase.keyed().cloned()
+    }
+
+    /// The keys of an established ISAKMP SA: what Quick Mode, Informational and Transaction
+    /// exchanges are built with.
+    pub fn established_keys(&self) -> Option<Arc<Keyed>> {
+        match &self.phase {
+            Phase1::Established(k) => Some(Arc::clone(k)),
+            _ => None,
+        }
+    }
+
+    /// Advances the phase 1 IV chain (RFC 2409 App. B) after an encrypted phase 1 message;
+    /// `keys` is the caller's handle, kept the same as the SA's.
+    pub fn set_p1_iv(&mut self, keys: &mut Arc<Keyed>, iv: Vec<u8>) {
+        Arc::make_mut(keys).p1_iv = iv;
+        if let Some(own) = self.phase.keyed_mut() {
+            *own = Arc::clone(keys);
+        }
     }
 
     pub fn header(&self, exchange: ExchangeType, flags: Flags, message_id: u32) -> Header {
@@ -570,104 +368,6 @@ impl IkeSa {
         .emit()
     }
 
-    /// Encrypts `payloads` under the phase 1 key with `iv`; returns the datagram and the last
-    /// ciphertext block, the next IV of the chain (RFC 2409 App. B). Padding is zeros.
-    pub fn encrypted_message(
-        &self,
-        exchange: ExchangeType,
-        flags: Flags,
-        message_id: u32,
-        payloads: &[Payload],
-        iv: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), Failure> {
-        let p = self.proposal()?;
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))?;
-        let mut body = Vec::with_capacity(256);
-        let first = emit_payloads(payloads, &mut body);
-        let block = p.cipher.block_len();
-        let padded = body.len().div_ceil(block) * block;
-        body.resize(padded, 0);
-        crypto::cipher::encrypt(p.cipher, &keys.enc_key, iv, &mut body)
-            .map_err(|e| Failure::Malformed(format!("encryption failed: {e}")))?;
-        let last = body
-            .get(body.len().saturating_sub(block)..)
-            .unwrap_or_default()
-            .to_vec();
-        let mut h = self.header(exchange, Flags(flags.0 | Flags::ENCRYPTION), message_id);
-        h.next_payload = first;
-        h.length = u32::try_from(Header::LEN + body.len()).unwrap_or(u32::MAX);
-        let mut out = Vec::with_capacity(Header::LEN + body.len());
-        h.emit(&mut out);
-        out.extend_from_slice(&body);
-        Ok((out, last))
-    }
-
-    /// Decrypts the body of an encrypted message with `iv`; returns the plaintext (with its
-    /// padding) and the last ciphertext block. Errors mean the keys differ or the message is bad.
-    pub fn decrypt_body(
-        &self,
-        datagram: &[u8],
-        iv: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), WireError> {
-        let p = self.proposal.ok_or(WireError::Truncated)?;
-        let keys = self.keys.as_ref().ok_or(WireError::Truncated)?;
-        let mut body = datagram
-            .get(Header::LEN..)
-            .ok_or(WireError::Truncated)?
-            .to_vec();
-        let block = p.cipher.block_len();
-        if body.is_empty() || body.len() % block != 0 {
-            return Err(WireError::Truncated);
-        }
-        let last = body
-            .get(body.len() - block..)
-            .ok_or(WireError::Truncated)?
-            .to_vec();
-        crypto::cipher::decrypt(p.cipher, &keys.enc_key, iv, &mut body)
-            .map_err(|_| WireError::Truncated)?;
-        Ok((body, last))
-    }
-
-    /// The phase 2 / informational IV of `message_id` (RFC 2409 App. B).
-    pub fn phase2_iv(&self, message_id: u32) -> Result<Vec<u8>, Failure> {
-        let p = self.proposal()?;
-        Ok(crypto::phase2_iv(
-            p.hash,
-            &self.p1_iv,
-            message_id,
-            p.cipher.block_len(),
-        ))
-    }
-
-    pub fn skeyid_a(&self) -> Result<&Secret, Failure> {
-        self.keys
-            .as_ref()
-            .map(|k| &k.skeyid_a)
-            .ok_or(Failure::Malformed("SA has no negotiated keys yet".into()))
-    }
-
-    /// Decrypts a protected message with `iv` and checks its HASH(1) (RFC 2409 §5.5, §5.7) from
-    /// the generic payload headers alone, so a message whose payloads do not decode can still be
-    /// told to be the peer's. `Ok(false)`: it decrypted, but the HASH does not verify.
-    pub(crate) fn hash1_verifies(
-        &self,
-        hash: crate::algorithm::IkeHash,
-        header: &Header,
-        datagram: &[u8],
-        iv: &[u8],
-    ) -> Result<bool, InputError> {
-        let (body, _) = self.decrypt_body(datagram, iv)?;
-        let (received, rest) = split_protected(header.next_payload, &body)?;
-        let skeyid_a = self
-            .skeyid_a()
-            .map_err(|_| InputError::Unexpected("no keys"))?;
-        let expected = crypto::qm_hash1(hash, skeyid_a, header.message_id, &rest);
-        Ok(crypto::ct_eq(&expected, &received))
-    }
-
     /// Sends an unprotected error notify (RFC 2408 §5: before the ISAKMP SA is authenticated).
     pub fn send_plain_notify(&mut self, ctx: &mut Ctx<'_>, notify: NotifyType) {
         let payloads = [Payload::Notification(Notification {
@@ -693,7 +393,7 @@ impl IkeSa {
             peer: self.remote,
             reason,
         });
-        self.state = Phase1State::Dead;
+        self.phase = Phase1::Dead;
         self.retransmit = None;
     }
 
@@ -748,92 +448,58 @@ impl IkeSa {
         }
         t
     }
-
-    /// Resends the outstanding message when due; fails the SA when the tries are used up.
-    pub fn retransmit_due(
-        ctx: &mut Ctx<'_>,
-        r: &mut Retransmit,
-        cookies: Cookies,
-    ) -> Result<(), (&'static str, u32)> {
-        if ctx.now < r.next_at {
-            return Ok(());
-        }
-        if r.sent >= ctx.settings.retransmit_tries {
-            return Err((r.name, r.sent));
-        }
-        r.sent += 1;
-        let wait = ctx.settings.retransmit_timeout.as_secs_f64()
-            * ctx
-                .settings
-                .retransmit_base
-                .powi(i32::try_from(r.sent).unwrap_or(i32::MAX));
-        let wait =
-            Duration::try_from_secs_f64(wait.min(3600.0)).unwrap_or(Duration::from_secs(3600));
-        r.next_at = later(ctx.now, wait);
-        ctx.out.transmits.push_back(r.datagram.clone());
-        ctx.event(Event::Message(MessageLog {
-            direction: Direction::Sent,
-            name: r.name,
-            cookies,
-            message_id: r.message_id,
-            payloads: r.payloads.clone(),
-            peer: r.datagram.remote,
-            local: r.datagram.local,
-            retransmission: true,
-        }));
-        Ok(())
-    }
 }
 
-/// The HASH that opens a decrypted protected message and the raw bytes after it up to the end
-/// of the payload chain (what HASH(1) covers, RFC 2409 §5.5), read from the generic payload
-/// headers only, so a message whose payloads do not decode can still be authenticated.
-pub(crate) fn split_protected(
-    first: PayloadType,
-    body: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>), WireError> {
-    let mut hash = None;
-    let mut first_len = 0usize;
-    let mut end = 0usize;
-    for raw in PayloadIter::new(first, body) {
-        let raw = raw?;
-        if hash.is_none() {
-            if raw.payload_type != PayloadType::HASH {
-                return Err(WireError::Malformed("HASH (not first)"));
+impl IkeSa {
+    /// Runs the settings' hook on `payloads` of message `name`. In phase 1 a HASH_I/HASH_R
+    /// that travels with a rewritten ID payload is computed again over the new ID (RFC 2409
+    /// §5), as a peer that chose that ID would; QM and INFO hashes are computed after this.
+    // The hook may add and remove payloads, hence the Vec (unused without the feature).
+    #[cfg_attr(
+        not(feature = "test-support"),
+        allow(unused_variables, clippy::ptr_arg)
+    )]
+    pub(crate) fn tamper(
+        &self,
+        ctx: &Ctx<'_>,
+        name: &'static str,
+        message_id: u32,
+        payloads: &mut Vec<Payload>,
+    ) {
+        #[cfg(feature = "test-support")]
+        if let Some(t) = &ctx.settings.tamper {
+            let before = payloads.clone();
+            let sealing = crate::tamper::Sealing {
+                name,
+                role: self.role,
+                local: self.local,
+                remote: self.remote,
+                message_id,
+            };
+            (t.0)(&sealing, payloads);
+            if message_id != 0 || *payloads == before {
+                return;
             }
-            hash = Some(raw.body.to_vec());
-            first_len = raw.bytes.len();
+            let id = payloads.iter().find_map(|p| match p {
+                Payload::Identification(id) => Some(crate::exchange::payloads::id_body(id)),
+                _ => None,
+            });
+            let hash = id
+                .zip(self.keyed())
+                .map(|(id, k)| k.auth_hash(&self.cookies, self.role, &id));
+            let old_hash = before.iter().find_map(|p| match p {
+                Payload::Hash(h) => Some(h),
+                _ => None,
+            });
+            if let Some(hash) = hash {
+                for p in payloads.iter_mut() {
+                    if let Payload::Hash(h) = p {
+                        if Some(&*h) == old_hash {
+                            *h = hash.to_vec();
+                        }
+                    }
+                }
+            }
         }
-        end = raw.offset + raw.bytes.len();
     }
-    let hash = hash.ok_or(WireError::Malformed("HASH (missing)"))?;
-    let rest = body
-        .get(first_len..end)
-        .ok_or(WireError::Truncated)?
-        .to_vec();
-    Ok((hash, rest))
-}
-
-/// Splits a decrypted body into its payloads, plus the raw bytes after the first payload up to
-/// the end of the chain (what a HASH(1)-style hash covers).
-pub(crate) fn parse_protected(
-    first: PayloadType,
-    body: &[u8],
-) -> Result<(Vec<Payload>, Vec<u8>), WireError> {
-    let mut first_len = None;
-    let mut end = 0usize;
-    for raw in PayloadIter::new(first, body) {
-        let raw = raw?;
-        if first_len.is_none() {
-            first_len = Some(raw.bytes.len());
-        }
-        end = raw.offset + raw.bytes.len();
-    }
-    let chain = body.get(..end).ok_or(WireError::Truncated)?;
-    let payloads = wire::parse_payloads(first, chain)?;
-    let rest = chain
-        .get(first_len.unwrap_or(0)..)
-        .ok_or(WireError::Truncated)?
-        .to_vec();
-    Ok((payloads, rest))
 }

@@ -6,8 +6,7 @@
 
 use std::net::SocketAddr;
 
-use crate::event::Role;
-use crate::sa::{Ctx, IkeSa};
+use crate::role::Role;
 use crate::wire::Payload;
 
 /// The message being sealed, as a [`Tamper`] hook sees it.
@@ -37,57 +36,5 @@ impl std::fmt::Debug for Tamper {
 impl Tamper {
     pub fn new(f: impl Fn(&Sealing, &mut Vec<Payload>) + Send + Sync + 'static) -> Self {
         Tamper(std::sync::Arc::new(f))
-    }
-}
-
-impl IkeSa {
-    /// Runs the settings' hook on `payloads` of message `name`. In phase 1 a HASH_I/HASH_R
-    /// that travels with a rewritten ID payload is computed again over the new ID (RFC 2409
-    /// §5), as a peer that chose that ID would; QM and INFO hashes are computed after this.
-    // The hook may add and remove payloads, hence the Vec (unused without the feature).
-    #[cfg_attr(
-        not(feature = "test-support"),
-        allow(unused_variables, clippy::ptr_arg)
-    )]
-    pub(crate) fn tamper(
-        &self,
-        ctx: &Ctx<'_>,
-        name: &'static str,
-        message_id: u32,
-        payloads: &mut Vec<Payload>,
-    ) {
-        #[cfg(feature = "test-support")]
-        if let Some(t) = &ctx.settings.tamper {
-            let before = payloads.clone();
-            let sealing = Sealing {
-                name,
-                role: self.role,
-                local: self.local,
-                remote: self.remote,
-                message_id,
-            };
-            (t.0)(&sealing, payloads);
-            if message_id != 0 || *payloads == before {
-                return;
-            }
-            let id = payloads.iter().find_map(|p| match p {
-                Payload::Identification(id) => Some(crate::exchange::phase1::id_body(id)),
-                _ => None,
-            });
-            let hash = id.and_then(|id| self.auth_hash(self.role, &id));
-            let old_hash = before.iter().find_map(|p| match p {
-                Payload::Hash(h) => Some(h),
-                _ => None,
-            });
-            if let Some(hash) = hash {
-                for p in payloads.iter_mut() {
-                    if let Payload::Hash(h) = p {
-                        if Some(&*h) == old_hash {
-                            *h = hash.to_vec();
-                        }
-                    }
-                }
-            }
-        }
     }
 }

@@ -4,7 +4,7 @@
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 
-use super::CryptoError;
+use super::error::CryptoError;
 use crate::algorithm::IkeCipher;
 
 fn check(cipher: IkeCipher, key: &[u8], iv: &[u8], data: &[u8]) -> Result<(), CryptoError> {

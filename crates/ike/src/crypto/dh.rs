@@ -15,8 +15,9 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand::{CryptoRng, RngCore};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::error::CryptoError;
 use super::modp_primes::{MODP1024, MODP1536, MODP2048, MODP3072, MODP4096, MODP6144, MODP8192};
-use super::{CryptoError, Secret};
+use super::secret::Secret;
 use crate::algorithm::DhGroup;
 
 /// A Diffie-Hellman private value of one group, with its public value; wiped on drop.

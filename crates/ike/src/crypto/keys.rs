@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use zeroize::Zeroizing;
 
 use super::prf::{hash as digest, prf};
-use super::Secret;
+use super::secret::Secret;
 use crate::algorithm::{IkeCipher, IkeHash};
 
 /// `SKEYID = prf(pre-shared-key, Ni_b | Nr_b)` (RFC 2409 §5, pre-shared key authentication).

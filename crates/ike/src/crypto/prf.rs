@@ -6,7 +6,7 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::Secret;
+use super::secret::Secret;
 use crate::algorithm::IkeHash;
 
 /// Runs `$body` with `$d` bound to the digest type of `$hash`.

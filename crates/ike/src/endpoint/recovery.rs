@@ -13,9 +13,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::Endpoint;
+use crate::context::Datagram;
 use crate::event::{ConnId, Event, Role};
-use crate::exchange::quick_mode::QmState;
-use crate::sa::{Ctx, Datagram, Phase1State};
+use crate::sa::Phase1State;
 use crate::wire::{Notification, NotifyType, Payload, ProtocolId, IPSEC_DOI};
 
 /// ISAKMP SAs of one connection established within this time of each other are simultaneous
@@ -69,6 +69,7 @@ impl Endpoint {
 
     fn recover(&mut self, now: Instant, local: Option<IpAddr>, remote: IpAddr, what: Unknown) {
         let Some(conn) = self
+            .env
             .conns
             .iter()
             .position(|c| c.remote_addr == remote && local.is_none_or(|l| l == c.local_addr))
@@ -76,11 +77,16 @@ impl Endpoint {
             return;
         };
         self.counters.recovery_triggers += 1;
-        if !self.conns.get(conn).is_some_and(|c| c.invalid_spi_recovery) {
+        if !self
+            .env
+            .conns
+            .get(conn)
+            .is_some_and(|c| c.invalid_spi_recovery)
+        {
             return;
         }
         if self.recovery_at.get(&conn).is_some_and(|t| {
-            t.checked_add(self.settings.recovery_interval)
+            t.checked_add(self.env.settings.recovery_interval)
                 .is_none_or(|next| now < next)
         }) {
             return;
@@ -119,7 +125,7 @@ impl Endpoint {
         };
         self.recovery_at.insert(conn, now);
         self.counters.recovery_actions += 1;
-        self.out.events.push_back(Event::Recovery {
+        self.env.out.events.push_back(Event::Recovery {
             conn,
             peer: remote,
             action,
@@ -143,7 +149,7 @@ impl Endpoint {
     fn negotiating(&self, conn: ConnId) -> bool {
         self.sas.values().any(|s| {
             s.conn == conn
-                && !matches!(s.state, Phase1State::Established | Phase1State::Dead)
+                && !matches!(s.state(), Phase1State::Established | Phase1State::Dead)
                 && (s.role == Role::Initiator || !s.awaits_first_answer())
         })
     }
@@ -153,15 +159,8 @@ impl Endpoint {
         let Some(sa) = self.sas.get_mut(&key) else {
             return false;
         };
-        let Some(cfg) = self.conns.get(sa.conn) else {
+        let Some(mut ctx) = self.env.ctx(now, sa.conn) else {
             return false;
-        };
-        let mut ctx = Ctx {
-            now,
-            cfg,
-            settings: &self.settings,
-            rng: &mut self.rng,
-            out: &mut self.out,
         };
         let n = Payload::Notification(Notification {
             doi: IPSEC_DOI,
@@ -170,7 +169,8 @@ impl Endpoint {
             spi: spi.to_be_bytes().to_vec(),
             data: Vec::new(),
         });
-        sa.send_informational(&mut ctx, vec![n]).is_ok()
+        sa.keyed()
+            .is_some_and(|keys| sa.send_informational(&mut ctx, &keys, vec![n]).is_ok())
     }
 
     /// Acts on authenticated INVALID-SPI notifies received on `key`: the IPsec SA pair whose
@@ -192,7 +192,7 @@ impl Endpoint {
                 .find(|(_, s)| s.conn == conn && s.children.iter().any(|c| c.spi_out == spi))
                 .map(|(k, _)| *k);
             let Some(holder) = holder else {
-                self.out.events.push_back(Event::NotifyReceived {
+                self.env.out.events.push_back(Event::NotifyReceived {
                     conn: Some(conn),
                     cookies,
                     notify: NotifyType::INVALID_SPI,
@@ -211,7 +211,7 @@ impl Endpoint {
             let Some((index, spi_in, spi_out)) = removed else {
                 continue;
             };
-            self.out.events.push_back(Event::ChildSaDeleted {
+            self.env.out.events.push_back(Event::ChildSaDeleted {
                 conn,
                 inbound_spi: spi_in,
                 outbound_spi: spi_out,
@@ -225,7 +225,7 @@ impl Endpoint {
                         .any(|c| c.child_index == index && c.retire_at.is_none())
                         || s.quick_modes
                             .iter()
-                            .any(|q| q.child_index == index && q.state != QmState::Done))
+                            .any(|q| q.child_index == index && !q.state.is_done()))
             });
             if covered {
                 continue;
@@ -233,17 +233,12 @@ impl Endpoint {
             let Some(sa) = self.sas.get_mut(&key) else {
                 return;
             };
-            let Some(cfg) = self.conns.get(conn) else {
+            let Some(mut ctx) = self.env.ctx(now, conn) else {
                 return;
             };
-            let mut ctx = Ctx {
-                now,
-                cfg,
-                settings: &self.settings,
-                rng: &mut self.rng,
-                out: &mut self.out,
-            };
-            sa.quick_mode_initiate(&mut ctx, index, None);
+            if let Some(keys) = sa.keyed() {
+                sa.quick_mode_initiate(&mut ctx, &keys, index, None);
+            }
         }
     }
 

@@ -2,10 +2,16 @@
 //! negotiated (KE travels in AM1) and the responder's HASH_R is sent in the clear, which is why
 //! answering it is an opt-in.
 
+use std::sync::Arc;
+
+use crate::context::Ctx;
+use crate::error::InputError;
 use crate::event::{Failure, Role};
-use crate::exchange::main_mode::raw_body;
-use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
-use crate::sa::{Ctx, IkeSa, InputError, Phase1State};
+use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, raw_body, sa_of};
+use crate::exchange::phase1;
+use crate::exchange::phase1::steps::{our_ke, peer_ke_ok};
+use crate::keyed::Keyed;
+use crate::sa::{IkeSa, Phase1};
 use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
 
 impl IkeSa {
@@ -24,18 +30,15 @@ impl IkeSa {
         let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime);
         let mut sai_b = Vec::new();
         Payload::Sa(offer.clone()).emit_body(&mut sai_b);
-        self.sai_b = sai_b;
-        let dh = phase1::new_dh(ctx, group);
-        self.g_xi = dh.public_value();
-        self.dh = Some(dh);
-        self.ni = phase1::new_nonce(ctx);
+        let ours = our_ke(ctx, group, sai_b);
         let mut payloads = vec![
             Payload::Sa(offer),
-            Payload::KeyExchange(self.g_xi.clone()),
-            Payload::Nonce(self.ni.clone()),
+            Payload::KeyExchange(ours.ke.clone()),
+            Payload::Nonce(ours.nonce.clone()),
             Payload::Identification(phase1::our_id(ctx.cfg)),
         ];
         payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
+        self.phase = Phase1::AmI1Sent(ours);
         let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
         self.send(ctx, "AM1", &payloads, data, 0, true);
     }
@@ -46,13 +49,11 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        match self.state {
-            Phase1State::AmR2Sent if self.sai_b.is_empty() => {
-                self.am1_received(ctx, header, datagram)
-            }
-            Phase1State::AmI1Sent => self.am2_received(ctx, header, datagram),
-            Phase1State::AmR2Sent => self.am3_received(ctx, header, datagram),
-            s => Err(InputError::Unexpected(s.name())),
+        match (&self.phase, self.role) {
+            (Phase1::Start, Role::Responder) => self.am1_received(ctx, header, datagram),
+            (Phase1::AmI1Sent(_), _) => self.am2_received(ctx, header, datagram),
+            (Phase1::AmR2Sent(k), _) => self.am3_received(ctx, Arc::clone(k), header, datagram),
+            _ => Err(InputError::Unexpected(self.state().name())),
         }
     }
 
@@ -77,59 +78,47 @@ impl IkeSa {
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
-        self.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
-        self.peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
-        self.peer_offer = phase1::describe_offer(offer);
-        phase1::learn_vendor_ids(self, &msg.payloads);
-        let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
-            let reason = Failure::NoProposalChosen {
-                ours: phase1::describe_ours(ctx.cfg),
-                theirs: self.peer_offer.clone(),
-            };
-            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+        let peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
+        let Some((chosen, reply, sai_b)) =
+            self.choose_from_offer(ctx, header, datagram, offer, &msg.payloads)?
+        else {
             return Ok(());
         };
-        if ke.len() != chosen.proposal.group.public_len() || !nonce_ok(ni) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
+        let proposal = chosen.proposal;
+        if !peer_ke_ok(proposal.group, ke, ni) {
+            self.fail_key_exchange(ctx);
             return Ok(());
         }
         if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
             self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
             return Ok(());
         }
-        self.proposal = Some(chosen.proposal);
         self.adopt_lifetime(ctx, &chosen);
-        self.g_xi = ke.clone();
-        self.ni = ni.clone();
-        let dh = phase1::new_dh(ctx, chosen.proposal.group);
-        self.g_xr = dh.public_value();
-        self.dh = Some(dh);
-        self.nr = phase1::new_nonce(ctx);
-        if let Err(f) = phase1::derive_keys(ctx, self) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+        let ours = our_ke(ctx, proposal.group, sai_b);
+        let derived = phase1::derive_keys(ctx, self, proposal, &ours, ke, ni, peer_id_b);
+        let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
-        }
-        let our = phase1::our_id(ctx.cfg);
-        let hash_r = self
-            .auth_hash(self.role, &phase1::id_body(&our))
-            .ok_or(InputError::Unexpected("no keys"))?;
+        };
+        self.phase = Phase1::AmR2Sent(Arc::clone(&keys));
+        let (our, hash_r) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![
             Payload::Sa(reply),
-            Payload::KeyExchange(self.g_xr.clone()),
-            Payload::Nonce(self.nr.clone()),
+            Payload::KeyExchange(ours.ke),
+            Payload::Nonce(ours.nonce),
             Payload::Identification(our),
             Payload::Hash(hash_r.to_vec()),
         ];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
-        payloads.extend(phase1::nat_d_payloads(ctx, self));
+        payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
         self.tamper(ctx, "AM2", 0, &mut payloads);
-        let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
-        let sent = self.send(ctx, "AM2", &payloads, data, 0, false);
-        self.replies.remember(datagram, Some(sent));
+        self.answer_plain(
+            ctx,
+            ExchangeType::AGGRESSIVE,
+            "AM2",
+            &payloads,
+            datagram,
+            false,
+        );
         Ok(())
     }
 
@@ -143,69 +132,48 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "AM2", header, &msg.payloads);
         let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        phase1::learn_vendor_ids(self, &msg.payloads);
-        let group = self.dh.as_ref().map(|d| d.group());
-        let chosen = match phase1::accept_choice(ctx.cfg, answer) {
-            Some(c) if Some(c.proposal.group) == group => c,
-            _ => {
-                let reason = Failure::NoProposalChosen {
-                    ours: phase1::describe_ours(ctx.cfg),
-                    theirs: phase1::describe_offer(answer),
-                };
-                self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
-                return Ok(());
-            }
+        let Phase1::AmI1Sent(ours) = &self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let group = ours.dh.group();
+        let Some(chosen) = self.accept_answer(ctx, answer, &msg.payloads, |g| g == group) else {
+            return Ok(());
         };
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
         let hash = find(&msg.payloads, hash_of).ok_or(InputError::Missing(PayloadType::HASH))?;
-        if ke.len() != chosen.proposal.group.public_len() || !nonce_ok(nr) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
+        let proposal = chosen.proposal;
+        if !peer_ke_ok(proposal.group, ke, nr) {
+            self.fail_key_exchange(ctx);
             return Ok(());
         }
-        self.proposal = Some(chosen.proposal);
         self.adopt_lifetime(ctx, &chosen);
-        self.g_xr = ke.clone();
-        self.nr = nr.clone();
-        if let Err(f) = phase1::derive_keys(ctx, self) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+        let Phase1::AmI1Sent(ours) = &self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let derived = phase1::derive_keys(ctx, self, proposal, ours, ke, nr, Vec::new());
+        let Some(keys) = self.keys_or_fail(ctx, derived) else {
+            return Ok(());
+        };
+        if !self.peer_proves(ctx, &keys, id, hash, "HASH_R in AM2") {
             return Ok(());
         }
-        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_R in AM2") {
-            return Ok(());
-        }
-        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
-            return Ok(());
-        }
-        phase1::detect_nat(ctx, self, &msg.payloads);
-        let nat_d = phase1::nat_d_payloads(ctx, self);
+        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
+        let nat_d = phase1::nat_d_payloads(ctx, self, proposal.hash);
         phase1::float_if_needed(self);
-        let our = phase1::our_id(ctx.cfg);
-        let hash_i = self
-            .auth_hash(self.role, &phase1::id_body(&our))
-            .ok_or(InputError::Unexpected("no keys"))?;
+        let (_, hash_i) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
         payloads.extend(nat_d);
-        if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
-            payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
-        }
-        if !self.send_encrypted_phase1(
+        payloads.extend(self.initial_contact(ctx));
+        self.establish_with(
             ctx,
+            keys,
             ExchangeType::AGGRESSIVE,
             "AM3",
             &payloads,
             datagram,
-            false,
-        ) {
-            return Ok(());
-        }
-        self.phase1_established(ctx);
+        );
         Ok(())
     }
 
@@ -214,11 +182,12 @@ impl IkeSa {
     fn am3_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        mut keys: Arc<Keyed>,
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
         let payloads = if header.flags.contains(Flags::ENCRYPTION) {
-            let Some(payloads) = self.open_phase1(ctx, header, datagram, "AM3") else {
+            let Some(payloads) = self.open_phase1(ctx, &mut keys, header, datagram, "AM3") else {
                 return Ok(());
             };
             payloads
@@ -235,15 +204,14 @@ impl IkeSa {
             );
             return Ok(());
         };
-        let idii_b = self.peer_id_b.clone();
-        if !self.verify_peer_hash(ctx, hash, &idii_b, "HASH_I in AM3") {
+        if !self.verify_peer_hash(ctx, &keys, hash, &keys.peer_id_b, "HASH_I in AM3") {
             return Ok(());
         }
-        phase1::detect_nat(ctx, self, &payloads);
+        phase1::detect_nat(ctx, self, keys.hash(), &payloads);
         phase1::float_if_needed(self);
         self.note_initial_contact(ctx, &payloads);
         self.replies.remember(datagram, None);
-        self.phase1_established(ctx);
+        self.phase1_established(ctx, keys);
         Ok(())
     }
 }

@@ -10,8 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::context::Ctx;
 use crate::event::Event;
-use crate::sa::{Ctx, IkeSa, InstalledChild};
+use crate::sa::{IkeSa, InstalledChild};
 
 const SIMULTANEOUS: Duration = Duration::from_secs(10);
 

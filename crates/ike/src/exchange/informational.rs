@@ -1,21 +1,19 @@
-//! Informational exchanges (RFC 2408 §4.8, RFC 2409 §5.7): notifies, deletes, DPD (RFC 3706),
-//! and the timers of an ISAKMP SA (retransmission, DPD, lifetimes).
+//! Informational exchanges (RFC 2408 §4.8, RFC 2409 §5.7): notifies, deletes and DPD (RFC 3706)
+//! messages, and deleting IPsec SAs and the ISAKMP SA.
 
-use std::time::Duration;
-
-use crate::config::Phase1Mode;
+use crate::context::Ctx;
 use crate::crypto;
-use crate::event::{Event, Failure, Role, Udp4500Probe};
-use crate::exchange::quick_mode::QmState;
-use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
-use crate::time::later;
+use crate::error::InputError;
+use crate::event::{Event, Failure, Role};
+use crate::exchange::payloads::parse_protected;
+use crate::exchange::quick_mode::proposal::no_esp_proposal;
+use crate::exchange::quick_mode::state::{QmState, QuickMode};
+use crate::keyed::Keyed;
+use crate::sa::{IkeSa, Phase1};
 use crate::wire::{
     self, Delete, ExchangeType, Flags, Header, Notification, NotifyType, Payload, ProtocolId,
-    IPSEC_DOI,
+    WireError, IPSEC_DOI,
 };
-
-/// Pause between AM3 and the first QM1 (see `phase1_established`).
-const AGGRESSIVE_QM_DELAY: Duration = Duration::from_millis(50);
 
 impl IkeSa {
     /// A notify about this ISAKMP SA: its SPI is both cookies (RFC 3706 §5, RFC 2407 §4.6.3).
@@ -33,24 +31,19 @@ impl IkeSa {
     pub(crate) fn send_informational(
         &mut self,
         ctx: &mut Ctx<'_>,
+        keys: &Keyed,
         mut rest: Vec<Payload>,
     ) -> Result<(), Failure> {
-        let p = self.proposal()?;
         let message_id = ctx.message_id();
         self.tamper(ctx, "INFO", message_id, &mut rest);
-        let iv = self.phase2_iv(message_id)?;
+        let iv = keys.phase2_iv(message_id);
         let mut rest_bytes = Vec::new();
         wire::emit_payloads(&rest, &mut rest_bytes);
-        let hash = crypto::qm_hash1(p.hash, self.skeyid_a()?, message_id, &rest_bytes);
+        let hash = keys.hash1(message_id, &rest_bytes);
         let mut payloads = vec![Payload::Hash(hash.to_vec())];
         payloads.extend(rest);
-        let (data, _) = self.encrypted_message(
-            ExchangeType::INFORMATIONAL,
-            Flags(0),
-            message_id,
-            &payloads,
-            &iv,
-        )?;
+        let header = self.header(ExchangeType::INFORMATIONAL, Flags(0), message_id);
+        let (data, _) = keys.seal(header, &payloads, &iv)?;
         self.send(ctx, "INFO", &payloads, data, message_id, false);
         Ok(())
     }
@@ -62,33 +55,27 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let protected = header.flags.contains(Flags::ENCRYPTION);
-        let payloads = if protected {
-            let p = self
-                .proposal
-                .ok_or(InputError::Unexpected("encrypted INFO before keys"))?;
-            let iv = self
-                .phase2_iv(header.message_id)
-                .map_err(|_| InputError::Unexpected("no keys"))?;
-            let (body, _) = self.decrypt_body(datagram, &iv)?;
+        // Protected: decrypted and its HASH(1) verified with the keys it came under.
+        let (payloads, keys) = if header.flags.contains(Flags::ENCRYPTION) {
+            let keys = match (self.keyed(), self.proposal()) {
+                (Some(k), _) => k,
+                // A proposal but no keys yet: the body cannot be decrypted.
+                (None, Some(_)) => return Err(WireError::Truncated.into()),
+                (None, None) => return Err(InputError::Unexpected("encrypted INFO before keys")),
+            };
+            let (body, _) = keys.open(datagram, &keys.phase2_iv(header.message_id))?;
             let (payloads, rest) = parse_protected(header.next_payload, &body)?;
             let Some(Payload::Hash(h)) = payloads.first() else {
                 return Err(InputError::Missing(wire::PayloadType::HASH));
             };
-            let expected = crypto::qm_hash1(
-                p.hash,
-                self.skeyid_a()
-                    .map_err(|_| InputError::Unexpected("no keys"))?,
-                header.message_id,
-                &rest,
-            );
-            if !crypto::ct_eq(&expected, h) {
+            if !crypto::ct_eq(&keys.hash1(header.message_id, &rest), h) {
                 return Err(InputError::BadHash("INFO"));
             }
-            payloads
+            (payloads, Some(keys))
         } else {
-            wire::Message::parse(datagram)?.payloads
+            (wire::Message::parse(datagram)?.payloads, None)
         };
+        let protected = keys.is_some();
         self.log_received(ctx, "INFO", header, &payloads);
         if !protected && self.is_established() {
             // Unauthenticated notifies cannot tear down an authenticated SA.
@@ -100,7 +87,7 @@ impl IkeSa {
         }
         for p in &payloads {
             match p {
-                Payload::Notification(n) => self.notify_received(ctx, n, protected),
+                Payload::Notification(n) => self.notify_received(ctx, keys.as_deref(), n),
                 Payload::Delete(d) if protected => self.delete_received(ctx, d),
                 _ => {}
             }
@@ -119,13 +106,11 @@ impl IkeSa {
         if !header.flags.contains(Flags::ENCRYPTION) {
             return Err(InputError::Unexpected("unprotected Transaction exchange"));
         }
-        let p = self
-            .proposal
+        let keys = self
+            .established_keys()
             .ok_or(InputError::Unexpected("Transaction before keys"))?;
-        let iv = self
-            .phase2_iv(header.message_id)
-            .map_err(|_| InputError::Unexpected("no keys"))?;
-        if !self.hash1_verifies(p.hash, header, datagram, &iv)? {
+        let iv = keys.phase2_iv(header.message_id);
+        if !keys.hash1_verifies(header, datagram, &iv)? {
             return Err(InputError::BadHash("TRANSACTION"));
         }
         self.log_received(ctx, "TRANSACTION", header, &[]);
@@ -140,14 +125,16 @@ impl IkeSa {
         Ok(())
     }
 
-    fn notify_received(&mut self, ctx: &mut Ctx<'_>, n: &Notification, protected: bool) {
-        match n.notify_type {
-            NotifyType::R_U_THERE if protected && self.is_established() => {
+    /// A notify; `keys` when it came protected (and so authenticated) under them.
+    fn notify_received(&mut self, ctx: &mut Ctx<'_>, keys: Option<&Keyed>, n: &Notification) {
+        let protected = keys.is_some();
+        match (n.notify_type, keys) {
+            (NotifyType::R_U_THERE, Some(keys)) if self.is_established() => {
                 let ack = self.isakmp_notify(NotifyType::R_U_THERE_ACK, n.data.clone());
-                let _ = self.send_informational(ctx, vec![ack]);
+                let _ = self.send_informational(ctx, keys, vec![ack]);
             }
-            NotifyType::R_U_THERE_ACK => {}
-            NotifyType::INITIAL_CONTACT if protected => {
+            (NotifyType::R_U_THERE_ACK, _) => {}
+            (NotifyType::INITIAL_CONTACT, _) if protected => {
                 self.initial_contact_received = true;
                 ctx.event(Event::InitialContact {
                     conn: self.conn,
@@ -155,7 +142,7 @@ impl IkeSa {
                 });
             }
             // The peer has no SA for this SPI of ours; the endpoint drops and renegotiates it.
-            NotifyType::INVALID_SPI
+            (NotifyType::INVALID_SPI, _)
                 if protected && self.is_established() && n.protocol == ProtocolId::ESP =>
             {
                 if let Ok(spi) = <[u8; 4]>::try_from(n.spi.as_slice()) {
@@ -164,10 +151,10 @@ impl IkeSa {
             }
             // Before phase 1 completes only a protected notify (its HASH(1) needs SKEYID_a,
             // hence the PSK) may end the negotiation; a plain one may be forged: recorded only.
-            t if t.is_error() && !self.is_established() && protected => {
+            (t, _) if t.is_error() && !self.is_established() && protected => {
                 self.fail(ctx, Failure::PeerNotify(t), None);
             }
-            t if t.is_error() && !self.is_established() => {
+            (t, _) if t.is_error() && !self.is_established() => {
                 self.plain_notify = Some(t);
                 ctx.event(Event::NotifyReceived {
                     conn: Some(self.conn),
@@ -176,7 +163,7 @@ impl IkeSa {
                     authenticated: false,
                 })
             }
-            t if t.is_error() => {
+            (t, _) if t.is_error() => {
                 // An error about a Quick Mode in flight: match it by our SPI, else the oldest.
                 let by_spi = <[u8; 4]>::try_from(n.spi.as_slice())
                     .ok()
@@ -184,9 +171,8 @@ impl IkeSa {
                 // strongSwan refuses QM1 with SPI 0 (it had not chosen a proposal to take an
                 // SPI from): an authenticated error that names no SPI of ours is about the
                 // oldest Quick Mode we are waiting on.
-                let in_flight = |q: &&mut crate::exchange::quick_mode::QuickMode| {
-                    q.retransmit.is_some() && q.role == Role::Initiator
-                };
+                let in_flight =
+                    |q: &&mut QuickMode| q.retransmit.is_some() && q.role == Role::Initiator;
                 let by_spi_match = self
                     .quick_modes
                     .iter()
@@ -199,20 +185,14 @@ impl IkeSa {
                 match qm {
                     Some(q) => {
                         q.retransmit = None;
-                        q.state = crate::exchange::quick_mode::QmState::Done;
+                        q.state = QmState::Done;
                         q.expires = Some(ctx.now);
                         let message_id = q.message_id;
                         let reason = if t == NotifyType::NO_PROPOSAL_CHOSEN {
-                            Failure::NoProposalChosen {
-                                ours: ctx
-                                    .cfg
-                                    .esp_proposals
-                                    .iter()
-                                    .map(|p| p.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                                theirs: "not disclosed (the peer answered QM1 with a protected NO-PROPOSAL-CHOSEN)".into(),
-                            }
+                            no_esp_proposal(
+                                ctx.cfg,
+                                "not disclosed (the peer answered QM1 with a protected NO-PROPOSAL-CHOSEN)".into(),
+                            )
                         } else {
                             Failure::PeerNotify(t)
                         };
@@ -231,7 +211,7 @@ impl IkeSa {
                     }),
                 }
             }
-            t => ctx.event(Event::NotifyReceived {
+            (t, _) => ctx.event(Event::NotifyReceived {
                 conn: Some(self.conn),
                 cookies: self.cookies,
                 notify: t,
@@ -250,7 +230,7 @@ impl IkeSa {
                     cookies: self.cookies,
                     reason: "deleted by peer".into(),
                 });
-                self.state = Phase1State::Dead;
+                self.phase = Phase1::Dead;
             }
             ProtocolId::ESP => {
                 for spi in &d.spis {
@@ -273,48 +253,6 @@ impl IkeSa {
         }
     }
 
-    /// Phase 1 done: report it, and as initiator start one Quick Mode per configured pair.
-    pub(crate) fn phase1_established(&mut self, ctx: &mut Ctx<'_>) {
-        self.state = Phase1State::Established;
-        self.established_at = Some(ctx.now);
-        self.last_heard = ctx.now;
-        self.retransmit = None;
-        self.dpd.seq = u32::from_be_bytes(ctx.random::<4>()) & 0x7fff_ffff;
-        let Ok(proposal) = self.proposal() else {
-            return;
-        };
-        ctx.event(Event::IkeSaEstablished {
-            conn: self.conn,
-            cookies: self.cookies,
-            role: self.role,
-            mode: self.mode,
-            proposal,
-            lifetime: self.lifetime,
-            peer: self.remote,
-            features: self.features,
-            nat: self.nat,
-        });
-        if self.role == Role::Initiator && !self.is_rekey {
-            match self.mode {
-                Phase1Mode::Main => self.start_quick_modes(ctx),
-                // AM3 and QM1 would leave back to back, and a peer that handles them on
-                // separate threads (strongSwan) may see QM1 first and drop it until our
-                // retransmission 4 s later; a short pause lets AM3 land first.
-                Phase1Mode::Aggressive => {
-                    self.quick_modes_at = Some(later(ctx.now, AGGRESSIVE_QM_DELAY))
-                }
-            }
-        }
-    }
-
-    /// One Quick Mode per configured pair (phase 1 initiator).
-    pub(crate) fn start_quick_modes(&mut self, ctx: &mut Ctx<'_>) {
-        self.quick_modes_at = None;
-        for i in 0..ctx.cfg.children.len() {
-            self.quick_mode_initiate(ctx, i, None);
-        }
-    }
-
     /// Deletes one IPsec SA pair: tells the peer our inbound SPI and the data plane both.
     pub(crate) fn delete_child(&mut self, ctx: &mut Ctx<'_>, index: usize, reason: &str) {
         if index >= self.children.len() {
@@ -327,7 +265,9 @@ impl IkeSa {
             spi_size: 4,
             spis: vec![c.spi_in.to_be_bytes().to_vec()],
         });
-        let _ = self.send_informational(ctx, vec![d]);
+        if let Some(keys) = self.keyed() {
+            let _ = self.send_informational(ctx, &keys, vec![d]);
+        }
         ctx.event(Event::ChildSaDeleted {
             conn: self.conn,
             inbound_spi: c.spi_in,
@@ -350,7 +290,7 @@ impl IkeSa {
 
     /// Deletes this ISAKMP SA and its IPsec SAs, telling the peer when we can.
     pub(crate) fn delete(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
-        if self.is_established() {
+        if let Some(keys) = self.established_keys() {
             while !self.children.is_empty() {
                 let last = self.children.len() - 1;
                 self.delete_child(ctx, last, reason);
@@ -362,184 +302,14 @@ impl IkeSa {
                 spi_size: 16,
                 spis: vec![spi],
             });
-            let _ = self.send_informational(ctx, vec![d]);
+            let _ = self.send_informational(ctx, &keys, vec![d]);
             ctx.event(Event::IkeSaDeleted {
                 conn: self.conn,
                 cookies: self.cookies,
                 reason: reason.to_string(),
             });
         }
-        self.state = Phase1State::Dead;
+        self.phase = Phase1::Dead;
         self.retransmit = None;
-    }
-
-    /// Everything time-driven: retransmissions, half-open expiry, DPD, rekey and lifetimes.
-    /// Returns true when the endpoint should start a new phase 1 to replace this one.
-    pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let cookies = self.cookies;
-        if let Some(r) = self.retransmit.as_mut() {
-            let sent = r.sent;
-            match IkeSa::retransmit_due(ctx, r, cookies) {
-                Err((message, tries)) => {
-                    let reason = self.no_response(message, tries);
-                    self.fail(ctx, reason, None);
-                    return false;
-                }
-                // Silence after MM5 on UDP 4500: wrong PSK or 4500 blocked? Ask the path with
-                // a fresh MM1 there, alongside each retransmission (see `SilentAfterMm5`).
-                Ok(()) if r.sent > sent && r.name == "MM5" && self.nat.floated => {
-                    self.send_udp4500_probe(ctx);
-                }
-                Ok(()) => {}
-            }
-        }
-        if self.is_half_open() && ctx.now >= later(self.created, ctx.settings.half_open_timeout) {
-            let reason = match self.state {
-                // Nothing came back after MM2/AM2: no evidence this was the peer at all.
-                Phase1State::MmR2Sent => Failure::Abandoned { after: "MM2" },
-                Phase1State::AmR2Sent => Failure::Abandoned { after: "AM2" },
-                _ => Failure::Timeout,
-            };
-            self.fail(ctx, reason, None);
-            return false;
-        }
-        if self.quick_modes_at.is_some_and(|t| ctx.now >= t) {
-            self.start_quick_modes(ctx);
-        }
-        self.quick_mode_timers(ctx);
-        let Some(est) = self.established_at else {
-            return false;
-        };
-        if ctx.now >= later(est, self.lifetime) {
-            self.delete(ctx, "ISAKMP SA lifetime expired");
-            return false;
-        }
-        self.dpd_timer(ctx);
-        if self.state == Phase1State::Dead {
-            return false;
-        }
-        self.child_lifetimes(ctx);
-        if self.role == Role::Initiator
-            && !self.rekey_started
-            && self
-                .phase1_rekey_at(ctx.settings)
-                .is_some_and(|t| ctx.now >= t)
-        {
-            self.rekey_started = true;
-            return true;
-        }
-        false
-    }
-
-    /// Why the retransmissions of `message` went unanswered, as far as we can tell.
-    fn no_response(&self, message: &'static str, tries: u32) -> Failure {
-        if message != "MM5" {
-            return match self.plain_notify {
-                Some(notify) => Failure::NoResponseButPlainNotify {
-                    message,
-                    tries,
-                    notify,
-                },
-                None => Failure::NoResponse { message, tries },
-            };
-        }
-        let probe = match (&self.probe, self.nat.floated) {
-            (_, false) => Udp4500Probe::NotNeeded,
-            (Some(p), true) if p.answered => Udp4500Probe::Answered,
-            (Some(_), true) => Udp4500Probe::Unanswered,
-            (None, true) => return Failure::NoResponse { message, tries },
-        };
-        Failure::SilentAfterMm5 { tries, probe }
-    }
-
-    /// RFC 3706 §5.5: R-U-THERE after `interval` of silence, a new sequence number per try;
-    /// the peer is dead once an R-U-THERE is out and nothing authenticated has arrived for
-    /// `timeout` since the last message (as strongSwan counts its IKEv1 dpd_timeout).
-    fn dpd_timer(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(dpd) = ctx.cfg.dpd else { return };
-        if !self.features.dpd {
-            return;
-        }
-        if self.dpd.outstanding.is_some() && ctx.now >= later(self.last_heard, dpd.timeout) {
-            ctx.event(Event::PeerDead {
-                conn: self.conn,
-                cookies: self.cookies,
-            });
-            self.drop_children(ctx, "peer dead (DPD)");
-            ctx.event(Event::IkeSaDeleted {
-                conn: self.conn,
-                cookies: self.cookies,
-                reason: "peer dead (DPD)".into(),
-            });
-            self.state = Phase1State::Dead;
-            return;
-        }
-        let due = match self.dpd.outstanding {
-            Some((_, sent)) => ctx.now >= later(sent, ctx.settings.retransmit_timeout),
-            None => ctx.now >= later(self.last_heard, dpd.interval),
-        };
-        if !due {
-            return;
-        }
-        self.dpd.seq = self.dpd.seq.wrapping_add(1);
-        self.dpd.outstanding = Some((self.dpd.seq, ctx.now));
-        let n = self.isakmp_notify(NotifyType::R_U_THERE, self.dpd.seq.to_be_bytes().to_vec());
-        let _ = self.send_informational(ctx, vec![n]);
-    }
-
-    /// Rekeys IPsec SAs we initiated before they expire (make-before-break: the old pair is
-    /// deleted `rekeyed_drain` after the new one is installed) and deletes those past their
-    /// hard lifetime.
-    fn child_lifetimes(&mut self, ctx: &mut Ctx<'_>) {
-        let mut i = 0;
-        while let Some(c) = self.children.get(i) {
-            if c.retire_at.is_some_and(|t| ctx.now >= t) {
-                if c.peer_deleted {
-                    self.drop_child(ctx, i, "deleted by peer");
-                } else {
-                    self.delete_child(ctx, i, "rekeyed");
-                }
-                continue;
-            }
-            if ctx.now >= later(c.established, c.lifetime) {
-                if self.drain_expired(ctx, i) {
-                    i += 1;
-                    continue;
-                }
-                let Some(c) = self.children.get(i) else {
-                    break;
-                };
-                let (index, ours) = (c.child_index, c.initiated_by_us && c.retire_at.is_none());
-                self.delete_child(ctx, i, "lifetime expired");
-                // It expired unreplaced (its rekey failed): negotiate the pair afresh.
-                let replaced = self
-                    .children
-                    .iter()
-                    .any(|c| c.child_index == index && c.retire_at.is_none());
-                let pending = self
-                    .quick_modes
-                    .iter()
-                    .any(|q| q.child_index == index && q.state != QmState::Done);
-                if ours && !replaced && !pending {
-                    self.quick_mode_initiate(ctx, index, None);
-                }
-                continue;
-            }
-            if c.initiated_by_us
-                && !c.rekey_started
-                && ctx.now >= later(c.established, ctx.settings.rekey_after(c.lifetime))
-            {
-                if self.has_newer_pair(i) {
-                    self.delete_child(ctx, i, "redundant (a newer pair for its selectors is up)");
-                    continue;
-                }
-                let (index, spi) = (c.child_index, c.spi_in);
-                if let Some(c) = self.children.get_mut(i) {
-                    c.rekey_started = true;
-                }
-                self.quick_mode_initiate(ctx, index, Some(spi));
-            }
-            i += 1;
-        }
     }
 }

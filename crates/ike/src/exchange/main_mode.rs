@@ -1,11 +1,16 @@
 //! Main Mode with pre-shared keys (RFC 2409 §5, §5.4): MM1–MM6, as initiator and responder.
 
+use std::sync::Arc;
+
+use crate::context::Ctx;
+use crate::error::InputError;
 use crate::event::{Failure, Role};
-use crate::exchange::phase1::{self, find, hash_of, id_of, ke_of, nonce_of, nonce_ok, sa_of};
-use crate::sa::{parse_protected, Ctx, IkeSa, InputError, Phase1State};
-use crate::wire::{
-    self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadIter, PayloadType, WireError,
-};
+use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, sa_of};
+use crate::exchange::phase1;
+use crate::exchange::phase1::steps::{our_ke, peer_ke_ok};
+use crate::keyed::Keyed;
+use crate::sa::{IkeSa, Phase1};
+use crate::wire::{self, ExchangeType, Header, NotifyType, Payload, PayloadType};
 
 impl IkeSa {
     /// MM1: HDR, SA, VID…
@@ -18,7 +23,7 @@ impl IkeSa {
         if let Some(sa) = payloads.iter().find(|p| matches!(p, Payload::Sa(_))) {
             sa.emit_body(&mut sai_b);
         }
-        self.sai_b = sai_b;
+        self.phase = Phase1::MmI1Sent { sai_b };
         let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
         self.send(ctx, "MM1", &payloads, data, 0, true);
     }
@@ -30,16 +35,14 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        match self.state {
-            Phase1State::MmR2Sent if self.sai_b.is_empty() => {
-                self.mm1_received(ctx, header, datagram)
-            }
-            Phase1State::MmI1Sent => self.mm2_received(ctx, header, datagram),
-            Phase1State::MmR2Sent => self.mm3_received(ctx, header, datagram),
-            Phase1State::MmI3Sent => self.mm4_received(ctx, header, datagram),
-            Phase1State::MmR4Sent => self.mm5_received(ctx, header, datagram),
-            Phase1State::MmI5Sent => self.mm6_received(ctx, header, datagram),
-            _ => Err(InputError::Unexpected(self.state.name())),
+        match (&self.phase, self.role) {
+            (Phase1::Start, Role::Responder) => self.mm1_received(ctx, header, datagram),
+            (Phase1::MmI1Sent { .. }, _) => self.mm2_received(ctx, header, datagram),
+            (Phase1::MmR2Sent { .. }, _) => self.mm3_received(ctx, header, datagram),
+            (Phase1::MmI3Sent { .. }, _) => self.mm4_received(ctx, header, datagram),
+            (Phase1::MmR4Sent(k), _) => self.mm5_received(ctx, Arc::clone(k), header, datagram),
+            (Phase1::MmI5Sent(k), _) => self.mm6_received(ctx, Arc::clone(k), header, datagram),
+            _ => Err(InputError::Unexpected(self.state().name())),
         }
     }
 
@@ -53,25 +56,27 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM1", header, &msg.payloads);
         let offer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        self.sai_b = raw_body(header.next_payload, datagram, PayloadType::SA)?;
-        self.peer_offer = phase1::describe_offer(offer);
-        phase1::learn_vendor_ids(self, &msg.payloads);
-        let Some((chosen, reply)) = phase1::choose(ctx.cfg, offer, None) else {
-            let reason = Failure::NoProposalChosen {
-                ours: phase1::describe_ours(ctx.cfg),
-                theirs: self.peer_offer.clone(),
-            };
-            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+        let Some((chosen, reply, sai_b)) =
+            self.choose_from_offer(ctx, header, datagram, offer, &msg.payloads)?
+        else {
             return Ok(());
         };
-        self.proposal = Some(chosen.proposal);
         self.adopt_lifetime(ctx, &chosen);
+        self.phase = Phase1::MmR2Sent {
+            proposal: chosen.proposal,
+            sai_b,
+        };
         let mut payloads = vec![Payload::Sa(reply)];
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
         self.tamper(ctx, "MM2", 0, &mut payloads);
-        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
-        let sent = self.send(ctx, "MM2", &payloads, data, 0, false);
-        self.replies.remember(datagram, Some(sent));
+        self.answer_plain(
+            ctx,
+            ExchangeType::IDENTITY_PROTECTION,
+            "MM2",
+            &payloads,
+            datagram,
+            false,
+        );
         Ok(())
     }
 
@@ -85,30 +90,32 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM2", header, &msg.payloads);
         let answer = find(&msg.payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
-        phase1::learn_vendor_ids(self, &msg.payloads);
-        let Some(chosen) = phase1::accept_choice(ctx.cfg, answer) else {
-            let reason = Failure::NoProposalChosen {
-                ours: phase1::describe_ours(ctx.cfg),
-                theirs: phase1::describe_offer(answer),
-            };
-            self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+        let Some(chosen) = self.accept_answer(ctx, answer, &msg.payloads, |_| true) else {
             return Ok(());
         };
-        self.proposal = Some(chosen.proposal);
         self.adopt_lifetime(ctx, &chosen);
-        let dh = phase1::new_dh(ctx, chosen.proposal.group);
-        self.g_xi = dh.public_value();
-        self.dh = Some(dh);
-        self.ni = phase1::new_nonce(ctx);
+        let Phase1::MmI1Sent { sai_b } = &mut self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let sai_b = std::mem::take(sai_b);
+        let ours = our_ke(ctx, chosen.proposal.group, sai_b);
         let mut payloads = vec![
-            Payload::KeyExchange(self.g_xi.clone()),
-            Payload::Nonce(self.ni.clone()),
+            Payload::KeyExchange(ours.ke.clone()),
+            Payload::Nonce(ours.nonce.clone()),
         ];
-        payloads.extend(phase1::nat_d_payloads(ctx, self));
-        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
-        let sent = self.send(ctx, "MM3", &payloads, data, 0, true);
-        self.replies.remember(datagram, Some(sent));
-        self.state = Phase1State::MmI3Sent;
+        self.phase = Phase1::MmI3Sent {
+            proposal: chosen.proposal,
+            ours,
+        };
+        payloads.extend(phase1::nat_d_payloads(ctx, self, chosen.proposal.hash));
+        self.answer_plain(
+            ctx,
+            ExchangeType::IDENTITY_PROTECTION,
+            "MM3",
+            &payloads,
+            datagram,
+            true,
+        );
         Ok(())
     }
 
@@ -119,34 +126,39 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
+        let Phase1::MmR2Sent { proposal, .. } = &self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let proposal = *proposal;
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM3", header, &msg.payloads);
-        if !self.take_peer_ke_nonce(ctx, &msg.payloads)? {
+        let (ke, nonce) = peer_ke_nonce(&msg.payloads)?;
+        if !peer_ke_ok(proposal.group, ke, nonce) {
+            self.fail_key_exchange(ctx);
             return Ok(());
         }
-        let group = self
-            .proposal
-            .map(|p| p.group)
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let dh = phase1::new_dh(ctx, group);
-        self.g_xr = dh.public_value();
-        self.dh = Some(dh);
-        self.nr = phase1::new_nonce(ctx);
-        if let Err(f) = phase1::derive_keys(ctx, self) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+        let Phase1::MmR2Sent { sai_b, .. } = &mut self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let sai_b = std::mem::take(sai_b);
+        let ours = our_ke(ctx, proposal.group, sai_b);
+        let derived = phase1::derive_keys(ctx, self, proposal, &ours, ke, nonce, Vec::new());
+        let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
-        }
-        phase1::detect_nat(ctx, self, &msg.payloads);
-        let mut payloads = vec![
-            Payload::KeyExchange(self.g_xr.clone()),
-            Payload::Nonce(self.nr.clone()),
-        ];
-        payloads.extend(phase1::nat_d_payloads(ctx, self));
-        let data = self.plain_message(ExchangeType::IDENTITY_PROTECTION, 0, &payloads);
-        let sent = self.send(ctx, "MM4", &payloads, data, 0, false);
-        self.replies.remember(datagram, Some(sent));
+        };
+        self.phase = Phase1::MmR4Sent(keys);
+        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
+        let mut payloads = vec![Payload::KeyExchange(ours.ke), Payload::Nonce(ours.nonce)];
+        payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
+        self.answer_plain(
+            ctx,
+            ExchangeType::IDENTITY_PROTECTION,
+            "MM4",
+            &payloads,
+            datagram,
+            false,
+        );
         phase1::float_if_needed(self);
-        self.state = Phase1State::MmR4Sent;
         Ok(())
     }
 
@@ -159,34 +171,34 @@ impl IkeSa {
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM4", header, &msg.payloads);
-        if !self.take_peer_ke_nonce(ctx, &msg.payloads)? {
+        let (ke, nonce) = peer_ke_nonce(&msg.payloads)?;
+        let Phase1::MmI3Sent { proposal, ours } = &self.phase else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let proposal = *proposal;
+        if !peer_ke_ok(proposal.group, ke, nonce) {
+            self.fail_key_exchange(ctx);
             return Ok(());
         }
-        if let Err(f) = phase1::derive_keys(ctx, self) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
+        let derived = phase1::derive_keys(ctx, self, proposal, ours, ke, nonce, Vec::new());
+        let Some(mut keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
-        }
-        phase1::detect_nat(ctx, self, &msg.payloads);
+        };
+        self.phase = Phase1::MmI5Sent(Arc::clone(&keys));
+        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
         phase1::float_if_needed(self);
-        let id = phase1::our_id(ctx.cfg);
-        let hash = self
-            .auth_hash(self.role, &phase1::id_body(&id))
-            .ok_or(InputError::Unexpected("no keys"))?;
+        let (id, hash) = self.our_id_and_hash(ctx, &keys);
         let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
-        if ctx.cfg.initial_contact && !self.is_rekey && !self.has_contact {
-            payloads.push(self.isakmp_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
-        }
-        if !self.send_encrypted_phase1(
+        payloads.extend(self.initial_contact(ctx));
+        self.send_encrypted_phase1(
             ctx,
+            &mut keys,
             ExchangeType::IDENTITY_PROTECTION,
             "MM5",
             &payloads,
             datagram,
             true,
-        ) {
-            return Ok(());
-        }
-        self.state = Phase1State::MmI5Sent;
+        );
         Ok(())
     }
 
@@ -194,44 +206,24 @@ impl IkeSa {
     fn mm5_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        mut keys: Arc<Keyed>,
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM5") else {
+        let Some(payloads) = self.mm_peer_proves(ctx, &mut keys, header, datagram) else {
             return Ok(());
         };
-        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
-            self.fail(
-                ctx,
-                Failure::Malformed("ID or HASH payload missing".into()),
-                Some(NotifyType::PAYLOAD_MALFORMED),
-            );
-            return Ok(());
-        };
-        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_I in MM5") {
-            return Ok(());
-        }
-        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
-            return Ok(());
-        }
         self.note_initial_contact(ctx, &payloads);
-        let our = phase1::our_id(ctx.cfg);
-        let hash_r = self
-            .auth_hash(self.role, &phase1::id_body(&our))
-            .ok_or(InputError::Unexpected("no keys"))?;
+        let (our, hash_r) = self.our_id_and_hash(ctx, &keys);
         let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
-        if !self.send_encrypted_phase1(
+        self.establish_with(
             ctx,
+            keys,
             ExchangeType::IDENTITY_PROTECTION,
             "MM6",
             &reply,
             datagram,
-            false,
-        ) {
-            return Ok(());
-        }
-        self.phase1_established(ctx);
+        );
         Ok(())
     }
 
@@ -239,138 +231,51 @@ impl IkeSa {
     fn mm6_received(
         &mut self,
         ctx: &mut Ctx<'_>,
+        mut keys: Arc<Keyed>,
         header: &Header,
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let Some(payloads) = self.open_phase1(ctx, header, datagram, "MM6") else {
+        if self
+            .mm_peer_proves(ctx, &mut keys, header, datagram)
+            .is_none()
+        {
             return Ok(());
+        }
+        self.phase1_established(ctx, keys);
+        Ok(())
+    }
+
+    /// MM5 (as responder) or MM6 (as initiator): opens the message and checks the peer's ID
+    /// and HASH (RFC 2409 §5); its payloads when the peer proved its identity, `None` after
+    /// failing the SA (only the responder reports a missing payload to the peer).
+    fn mm_peer_proves(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &mut Arc<Keyed>,
+        header: &Header,
+        datagram: &[u8],
+    ) -> Option<Vec<Payload>> {
+        let (name, what, missing) = match self.role {
+            Role::Responder => ("MM5", "HASH_I in MM5", Some(NotifyType::PAYLOAD_MALFORMED)),
+            Role::Initiator => ("MM6", "HASH_R in MM6", None),
         };
+        let payloads = self.open_phase1(ctx, keys, header, datagram, name)?;
         let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
             self.fail(
                 ctx,
                 Failure::Malformed("ID or HASH payload missing".into()),
-                None,
+                missing,
             );
-            return Ok(());
-        };
-        if !self.verify_peer_hash(ctx, hash, &phase1::id_body(id), "HASH_R in MM6") {
-            return Ok(());
-        }
-        if let Err(f) = phase1::check_peer_id(ctx.cfg, id) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
-            return Ok(());
-        }
-        self.phase1_established(ctx);
-        Ok(())
-    }
-
-    /// Takes the peer's KE and nonce from MM3/MM4 (RFC 2409 §5: length of the group, nonce of
-    /// 8–256 bytes); Ok(false) after failing the SA with INVALID-KEY-INFORMATION.
-    fn take_peer_ke_nonce(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        payloads: &[Payload],
-    ) -> Result<bool, InputError> {
-        let p = self
-            .proposal
-            .ok_or(InputError::Unexpected("no negotiated proposal"))?;
-        let ke = find(payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
-        let nonce = find(payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
-        if ke.len() != p.group.public_len() || !nonce_ok(nonce) {
-            self.fail(
-                ctx,
-                Failure::InvalidKeyExchange,
-                Some(NotifyType::INVALID_KEY_INFORMATION),
-            );
-            return Ok(false);
-        }
-        match self.role {
-            Role::Responder => (self.g_xi, self.ni) = (ke.clone(), nonce.clone()),
-            Role::Initiator => (self.g_xr, self.nr) = (ke.clone(), nonce.clone()),
-        }
-        Ok(true)
-    }
-
-    /// Sends an encrypted phase 1 message (MM5, MM6, AM3) on the phase 1 IV chain, advances the
-    /// chain and keeps it as the answer to `request`; false (SA failed) if it cannot be sealed.
-    pub(crate) fn send_encrypted_phase1(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        exchange: ExchangeType,
-        name: &'static str,
-        payloads: &[Payload],
-        request: &[u8],
-        retransmit: bool,
-    ) -> bool {
-        let mut payloads = payloads.to_vec();
-        self.tamper(ctx, name, 0, &mut payloads);
-        let payloads = payloads.as_slice();
-        match self.encrypted_message(exchange, Flags(0), 0, payloads, &self.p1_iv) {
-            Ok((data, last)) => {
-                self.p1_iv = last;
-                let sent = self.send(ctx, name, payloads, data, 0, retransmit);
-                self.replies.remember(request, Some(sent));
-                true
-            }
-            Err(f) => {
-                self.fail(ctx, f, None);
-                false
-            }
-        }
-    }
-
-    /// Decrypts an encrypted phase 1 message (MM5, MM6, AM3) and advances the IV chain. A body
-    /// that does not decrypt to a valid payload chain means the keys differ: the PSKs.
-    pub(crate) fn open_phase1(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        header: &Header,
-        datagram: &[u8],
-        name: &'static str,
-    ) -> Option<Vec<Payload>> {
-        if !header.flags.contains(Flags::ENCRYPTION) {
-            let reason = Failure::AuthenticationFailed {
-                detail: format!("{name} arrived unencrypted"),
-            };
-            self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
             return None;
-        }
-        let opened = self
-            .decrypt_body(datagram, &self.p1_iv)
-            .and_then(|(body, last)| {
-                let (payloads, _) = parse_protected(header.next_payload, &body)?;
-                Ok((payloads, last))
-            });
-        match opened {
-            Ok((payloads, last)) => {
-                self.p1_iv = last;
-                self.log_received(ctx, name, header, &payloads);
-                Some(payloads)
-            }
-            Err(e) => {
-                self.log_received(ctx, name, header, &[]);
-                let reason = Failure::AuthenticationFailed {
-                    detail: format!("{name} does not decrypt to valid payloads ({e})"),
-                };
-                self.fail(ctx, reason, Some(NotifyType::AUTHENTICATION_FAILED));
-                None
-            }
-        }
+        };
+        self.peer_proves(ctx, keys, id, hash, what)
+            .then_some(payloads)
     }
 }
 
-/// The exact body bytes of the first payload of `kind` in a plaintext message.
-pub(crate) fn raw_body(
-    first: PayloadType,
-    datagram: &[u8],
-    kind: PayloadType,
-) -> Result<Vec<u8>, InputError> {
-    let body = datagram.get(Header::LEN..).ok_or(WireError::Truncated)?;
-    for raw in PayloadIter::new(first, body) {
-        let raw = raw?;
-        if raw.payload_type == kind {
-            return Ok(raw.body.to_vec());
-        }
-    }
-    Err(InputError::Missing(kind))
+/// The peer's KE and nonce in MM3/MM4.
+fn peer_ke_nonce(payloads: &[Payload]) -> Result<(&[u8], &[u8]), InputError> {
+    let ke = find(payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+    let nonce = find(payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
+    Ok((ke, nonce))
 }

@@ -1,7 +1,8 @@
 //! The fixed ISAKMP header (RFC 2408 §3.1).
 
+use super::error::WireError;
+use super::numbers::{ExchangeType, Flags, PayloadType};
 use super::reader::Reader;
-use super::{ExchangeType, Flags, PayloadType, WireError};
 
 /// Parsed ISAKMP header; `version` is the raw byte (0x10 for IKEv1).
 #[derive(Debug, Clone, PartialEq, Eq)]

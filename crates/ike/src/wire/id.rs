@@ -3,8 +3,9 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::error::WireError;
+use super::numbers::IdType;
 use super::reader::Reader;
-use super::{IdType, WireError};
 
 /// Identification payload body: type, DOI-specific protocol and port, data.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -187,3 +187,12 @@ registry!(IdType(u8), "ID", {
     DER_ASN1_GN = 10 => "ID_DER_ASN1_GN",
     KEY_ID = 11 => "ID_KEY_ID",
 });
+
+/// The IPsec DOI (RFC 2407 §4.2).
+pub const IPSEC_DOI: u32 = 1;
+/// SIT_IDENTITY_ONLY, the only IPsec DOI situation we handle (RFC 2407 §4.2).
+pub const SIT_IDENTITY_ONLY: u32 = 1;
+/// SIT_SECRECY (RFC 2407 §4.2): labelled domains, refused.
+pub const SIT_SECRECY: u32 = 2;
+/// SIT_INTEGRITY (RFC 2407 §4.2): labelled domains, refused.
+pub const SIT_INTEGRITY: u32 = 4;

@@ -1,13 +1,12 @@
 //! The generic payload chain (RFC 2408 §3.2) and the payloads carried in it (§3.4–§3.15,
 //! RFC 3947 §3.2/§5.2, the Cisco/strongSwan fragmentation payload).
 
+use super::error::WireError;
 use super::id::Identification;
+use super::limits::MAX_PAYLOADS;
+use super::numbers::{IdType, NotifyType, PayloadType, ProtocolId};
 use super::reader::Reader;
 use super::sa::SaPayload;
-use super::{IdType, NotifyType, PayloadType, ProtocolId, WireError};
-
-/// A chain longer than this is refused; real messages carry fewer than 20 payloads.
-pub const MAX_PAYLOADS: usize = 64;
 
 /// A decoded payload body.
 #[derive(Debug, Clone, PartialEq, Eq)]

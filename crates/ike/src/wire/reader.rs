@@ -1,6 +1,6 @@
 //! Bounds-checked big-endian reader used by every parser in `wire`.
 
-use super::WireError;
+use super::error::WireError;
 
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],

@@ -1,11 +1,11 @@
 //! Security Association payload with its nested Proposal and Transform payloads and data
 //! attributes (RFC 2408 §3.3–§3.6, RFC 2407 §4.6.1).
 
+use super::error::WireError;
+use super::limits::MAX_ATTRIBUTE_LEN;
+use super::numbers::{PayloadType, ProtocolId, IPSEC_DOI, SIT_IDENTITY_ONLY};
 use super::reader::Reader;
-use super::{PayloadType, ProtocolId, WireError, IPSEC_DOI, SIT_IDENTITY_ONLY};
 
-/// Longest variable-length attribute value we accept; real ones (lifetimes, key lengths) are ≤ 8.
-pub const MAX_ATTRIBUTE_LEN: usize = 64;
 /// More proposals or transforms than this in one SA is refused (peers send a few dozen at most).
 const MAX_NESTED: usize = 64;
 /// Attribute Format bit: set for type/value (basic) attributes (RFC 2408 §3.3).

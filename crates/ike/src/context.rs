@@ -1,0 +1,59 @@
+//! What one call into an ISAKMP SA borrows: the time, its connection, the settings, the
+//! randomness and the queues it writes datagrams and events to (the sans-IO boundary).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::RngCore;
+
+use crate::config::{ConnectionConfig, Settings};
+use crate::event::Event;
+
+/// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
+/// and strips the 4-byte non-ESP marker (RFC 3948 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Where the state machine writes what it wants done.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub transmits: VecDeque<Datagram>,
+    pub events: VecDeque<Event>,
+}
+
+/// Borrowed context for one call into an SA.
+pub(crate) struct Ctx<'a> {
+    pub now: Instant,
+    pub cfg: &'a ConnectionConfig,
+    pub settings: &'a Settings,
+    pub rng: &'a mut StdRng,
+    pub out: &'a mut Output,
+}
+
+impl Ctx<'_> {
+    pub fn event(&mut self, e: Event) {
+        self.out.events.push_back(e);
+    }
+
+    pub fn random<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        self.rng.fill_bytes(&mut b);
+        b
+    }
+
+    /// A non-zero message ID (RFC 2408 §3.1: zero is phase 1).
+    pub fn message_id(&mut self) -> u32 {
+        loop {
+            let id = self.rng.next_u32();
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+}

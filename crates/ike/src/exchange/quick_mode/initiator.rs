@@ -1,0 +1,197 @@
+//! Quick Mode as initiator (RFC 2409 §5.5): QM1 out, QM2 in, QM3 out, and CONNECTED when
+//! the responder set the commit bit (RFC 2408 §4.6).
+
+use super::keys::{new_spi, pfs_secret, Pfs};
+use super::proposal::{accept_esp, describe_esp, encap_mode, esp_offer, no_esp_proposal};
+use super::seal::QmHash;
+use super::selectors::{ids_of, narrowed};
+use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
+
+use crate::context::Ctx;
+use crate::crypto::{self, DhPrivate};
+use crate::error::InputError;
+use crate::event::{Failure, Role};
+use crate::exchange::payloads::{find, ke_of, nonce_of, nonce_ok, sa_of};
+use crate::keyed::Keyed;
+use crate::sa::IkeSa;
+use crate::time::later;
+use crate::wire::{Flags, Header, Identification, Payload, PayloadType};
+
+impl IkeSa {
+    /// QM1: HDR*, HASH(1), SA, Ni [, KE] , IDci, IDcr.
+    pub(crate) fn quick_mode_initiate(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &Keyed,
+        child_index: usize,
+        replaces: Option<u32>,
+    ) {
+        let Some(child) = ctx.cfg.children.get(child_index).copied() else {
+            return;
+        };
+        let message_id = ctx.message_id();
+        let iv = keys.phase2_iv(message_id);
+        let spi_in = new_spi(ctx);
+        let ni = ctx.random::<32>().to_vec();
+        let pfs = ctx.cfg.esp_proposals.first().and_then(|p| p.pfs_group);
+        let dh = pfs.map(|g| DhPrivate::generate(g, ctx.rng));
+        let mode = encap_mode(self);
+        let offer = esp_offer(
+            &ctx.cfg.esp_proposals,
+            spi_in,
+            mode,
+            ctx.cfg.esp_lifetime,
+            ctx.cfg.esp_lifetime_kb,
+        );
+        let mut rest = vec![Payload::Sa(offer), Payload::Nonce(ni.clone())];
+        if let Some(dh) = &dh {
+            rest.push(Payload::KeyExchange(dh.public_value()));
+        }
+        rest.push(Payload::Identification(Identification::new(
+            &child.local_ts.to_id_value(),
+            child.local_ts.protocol,
+            child.local_ts.port,
+        )));
+        rest.push(Payload::Identification(Identification::new(
+            &child.remote_ts.to_id_value(),
+            child.remote_ts.protocol,
+            child.remote_ts.port,
+        )));
+        let mut qm = QuickMode::new(
+            message_id,
+            Role::Initiator,
+            QmState::I1Sent { dh },
+            iv,
+            child_index,
+            &child,
+            spi_in,
+            ni,
+        );
+        qm.replaces = replaces;
+        let flags = if ctx.cfg.request_commit {
+            Flags(Flags::COMMIT)
+        } else {
+            Flags(0)
+        };
+        match self.seal_qm(ctx, keys, &mut qm, "QM1", rest, QmHash::One, flags, true) {
+            Ok(()) => self.quick_modes.push(qm),
+            Err(f) => self.child_failed(ctx, message_id, f),
+        }
+    }
+
+    /// QM2 → QM3 as initiator; installs the SA pair (or waits for CONNECTED).
+    pub(super) fn qm2_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &Keyed,
+        header: &Header,
+        datagram: &[u8],
+        qm: &mut QuickMode,
+    ) -> Result<(), InputError> {
+        let payloads =
+            self.open_qm_answer(ctx, keys, header, datagram, qm, "QM2", |qm, rest| {
+                crypto::qm_hash2(keys.hash(), keys.skeyid_a(), qm.message_id, &qm.ni, rest)
+            })?;
+        qm.retransmit = None;
+        let answer = find(&payloads, sa_of).ok_or(InputError::Missing(PayloadType::SA))?;
+        let nr = find(&payloads, nonce_of)
+            .ok_or(InputError::Missing(PayloadType::NONCE))?
+            .clone();
+        let fail_qm = |sa: &IkeSa, ctx: &mut Ctx<'_>, qm: &mut QuickMode, reason: Failure| {
+            sa.child_failed(ctx, qm.message_id, reason);
+            qm.state = QmState::Done;
+            qm.expires = Some(later(ctx.now, LINGER));
+        };
+        let choice = if nonce_ok(&nr) {
+            accept_esp(ctx.cfg, answer)
+        } else {
+            None
+        };
+        let Some((mut choice, spi)) = choice else {
+            let reason = no_esp_proposal(ctx.cfg, describe_esp(answer));
+            fail_qm(self, ctx, qm, reason);
+            return Ok(());
+        };
+        self.cap_answered_lifetimes(ctx, &mut choice, &payloads);
+        if let Some(reason) = narrowed(qm, &ids_of(&payloads)) {
+            fail_qm(self, ctx, qm, reason);
+            return Ok(());
+        }
+        let QmState::I1Sent { dh } = &qm.state else {
+            return Err(InputError::Unexpected("Quick Mode already complete"));
+        };
+        let g_qm_xy = match pfs_secret(dh.as_ref(), find(&payloads, ke_of)) {
+            Pfs::Off => None,
+            Pfs::On(s) => Some(s),
+            Pfs::Invalid => {
+                fail_qm(self, ctx, qm, Failure::InvalidKeyExchange);
+                return Ok(());
+            }
+            Pfs::OneSided => {
+                fail_qm(
+                    self,
+                    ctx,
+                    qm,
+                    no_esp_proposal(ctx.cfg, "answer without the KE payload PFS needs".into()),
+                );
+                return Ok(());
+            }
+        };
+        let spi_out = u32::from_be_bytes(
+            spi.as_slice()
+                .try_into()
+                .map_err(|_| InputError::Unexpected("SPI size"))?,
+        );
+        let agreed = Agreed {
+            choice,
+            spi_out,
+            nr,
+            g_qm_xy,
+        };
+        // With the commit bit QM3 is resent until CONNECTED arrives: a lost QM4 is recovered
+        // by the responder answering the repeated QM3 from its reply cache.
+        let commit = header.flags.contains(Flags::COMMIT);
+        let hash = QmHash::Three { nr: &agreed.nr };
+        self.seal_qm(ctx, keys, qm, "QM3", Vec::new(), hash, Flags(0), commit)
+            .map_err(|_| InputError::Unexpected("seal"))?;
+        qm.replies.remember_request(datagram);
+        let child = self.child_sa(ctx, keys, qm, &agreed);
+        qm.expires = Some(later(ctx.now, LINGER));
+        if commit {
+            qm.state = QmState::AwaitConnected {
+                pending: Box::new(child),
+            };
+        } else {
+            qm.state = QmState::Done;
+            self.install_child(ctx, qm, child);
+        }
+        Ok(())
+    }
+
+    /// CONNECTED after a commit-bit QM2: now the initiator may use the SA.
+    pub(super) fn qm_connected_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &Keyed,
+        header: &Header,
+        datagram: &[u8],
+        qm: &mut QuickMode,
+    ) -> Result<(), InputError> {
+        let payloads =
+            self.open_qm_answer(ctx, keys, header, datagram, qm, "QM4", |qm, rest| {
+                keys.hash1(qm.message_id, rest)
+            })?;
+        let connected = payloads
+            .iter()
+            .any(|p| matches!(p, Payload::Notification(n) if n.notify_type == CONNECTED));
+        if connected {
+            if let QmState::AwaitConnected { pending } =
+                std::mem::replace(&mut qm.state, QmState::Done)
+            {
+                qm.retransmit = None;
+                self.install_child(ctx, qm, *pending);
+            }
+        }
+        Ok(())
+    }
+}
