@@ -37,6 +37,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "module cycles (every use-arrow between a crate's modules points one way)"
+python3 scripts/module_cycles.py crates/ike/src crates/esp/src crates/ferrovpn/src
+
 step "cargo test (workspace)"
 cargo test --workspace
 
