@@ -3,7 +3,7 @@
 //! table, each packet is opened with the data plane's ciphers and the inner packets counted.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ferrovpn_esp::{NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 
@@ -41,29 +41,11 @@ pub struct EspDecryption {
     pub inner_other: usize,
 }
 
-/// Source, destination and protocol of an inner IPv4/IPv6 packet.
+/// Source, destination and protocol of an inner IPv4/IPv6 packet (the one IP header view,
+/// `ferrovpn_esp::ip`); None when it is not IP or its header is cut short.
 pub fn inner_summary(p: &[u8]) -> Option<(IpAddr, IpAddr, u8)> {
-    match p.first()? >> 4 {
-        4 => {
-            let s: [u8; 4] = p.get(12..16)?.try_into().ok()?;
-            let d: [u8; 4] = p.get(16..20)?.try_into().ok()?;
-            Some((
-                Ipv4Addr::from(s).into(),
-                Ipv4Addr::from(d).into(),
-                *p.get(9)?,
-            ))
-        }
-        6 => {
-            let s: [u8; 16] = p.get(8..24)?.try_into().ok()?;
-            let d: [u8; 16] = p.get(24..40)?.try_into().ok()?;
-            Some((
-                Ipv6Addr::from(s).into(),
-                Ipv6Addr::from(d).into(),
-                *p.get(6)?,
-            ))
-        }
-        _ => None,
-    }
+    let ip = ferrovpn_esp::ip::IpPacket::new_checked(p).ok()?;
+    Some((ip.src_addr(), ip.dst_addr(), ip.protocol()))
 }
 
 /// The usual name of an IP protocol number.
