@@ -34,6 +34,9 @@ impl Daemon {
             if let Some(t) = self.endpoint.poll_timeout() {
                 next = next.min(t);
             }
+            if let Some(t) = self.notify.next_wakeup() {
+                next = next.min(t);
+            }
             for c in &self.conns {
                 if let Some(t) = c.retry_at {
                     next = next.min(t);
@@ -91,6 +94,11 @@ impl Daemon {
             }
             self.sad.poll_lifetimes(self.clock.now());
             self.flush();
+            self.notify.tick(now);
+            if self.notify.status_due(now) {
+                let status = self.status_line();
+                self.notify.status(now, status);
+            }
             let (sad, conns) = (&self.sad, &self.conns);
             self.history.sample(now, |i| {
                 conns.get(i).map_or_else(Vec::new, |c| {
@@ -105,6 +113,14 @@ impl Daemon {
             });
         }
         Ok(())
+    }
+
+    /// `3 connections, 2 up`, for systemd's STATUS=.
+    pub(super) fn status_line(&self) -> String {
+        let up = (0..self.conns.len())
+            .filter(|&i| self.endpoint.is_up(i))
+            .count();
+        super::notify::status_line(self.conns.len(), up)
     }
 
     /// Sends what the endpoint queued and acts on its events.

@@ -11,6 +11,7 @@ mod events;
 pub mod history;
 mod install;
 pub mod metrics;
+pub mod notify;
 mod observe;
 mod recovery;
 pub mod save_keys;
@@ -164,6 +165,7 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         key_export,
         cookie_conns: HashMap::new(),
         unknown_spi_rx,
+        notify: notify::Notifier::from_env(),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -176,10 +178,13 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     }
     d.flush();
     ready();
+    let status = d.status_line();
+    d.notify.ready(Instant::now(), status);
 
     let result = d.event_loop(&mut poll, &sigfd, &ike_rx, &req_rx);
 
     // Orderly exit: deletes to peers, then the data plane, then the OS state.
+    d.notify.stopping();
     info!("shutting down: sending deletes, removing routes, rules and interfaces");
     d.endpoint.shutdown(Instant::now());
     d.flush();
