@@ -30,8 +30,9 @@ EXAMPLES:
 
 FILES:
     /etc/ferrovpn/*.toml    configuration (see config/README.md for every key)
-    /run/ferrovpn.sock      control socket of a running daemon (daemon.control_socket)
-    /run/ferrovpn/PID.state what a running daemon created (daemon.run_dir)
+    /run/ferrovpn/ferrovpn.sock  control socket of a running daemon (daemon.control_socket,
+                                 by default in daemon.run_dir)
+    /run/ferrovpn/PID.state      what a running daemon created (daemon.run_dir)
 
 EXIT STATUS:
     0   success (for check: the configuration is valid)
