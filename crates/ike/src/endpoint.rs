@@ -22,6 +22,7 @@ use crate::sa::{Ctx, Datagram, IkeSa, InputError, Output, Phase1State};
 use crate::time::later;
 use crate::wire::{ExchangeType, Header};
 
+pub mod control;
 mod recovery;
 
 /// Drops and oddities, for `status` and metrics.
