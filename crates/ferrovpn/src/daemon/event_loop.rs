@@ -94,6 +94,7 @@ impl Daemon {
             }
             self.sad.poll_lifetimes(self.clock.now());
             self.flush();
+            self.check_pending(now);
             self.notify.tick(now);
             if self.notify.status_due(now) {
                 let status = self.status_line();
@@ -175,6 +176,17 @@ impl Daemon {
                     Instant::now(),
                 );
                 let _ = reply.send(snap);
+            }
+            Request::Conn {
+                op,
+                name,
+                timeout,
+                reply,
+            } => self.conn_request(op, &name, timeout, reply),
+            Request::Reload(reply) => {
+                let _ = reply.send(super::control::Outcome::Failed(
+                    "reload is not implemented yet".into(),
+                ));
             }
             Request::Down(reply) => {
                 info!("down requested over the control socket");

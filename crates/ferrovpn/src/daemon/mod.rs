@@ -13,7 +13,9 @@ mod install;
 pub mod metrics;
 pub mod notify;
 mod observe;
+pub mod outcome;
 mod recovery;
+mod runtime;
 pub mod save_keys;
 mod setup;
 mod state;
@@ -166,6 +168,7 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         cookie_conns: HashMap::new(),
         unknown_spi_rx,
         notify: notify::Notifier::from_env(),
+        pending: Vec::new(),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {

@@ -310,6 +310,8 @@ pub(super) fn bring_up_tunnels(
             retry_at: None,
             backoff: Duration::from_secs(5),
             last_failure: None,
+            held: false,
+            failures: 0,
         });
     }
     Ok(Tunnels {

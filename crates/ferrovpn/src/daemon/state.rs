@@ -16,7 +16,7 @@ use mio::Token;
 
 use super::conn::ConnState;
 use super::dataplane::Shared;
-use super::{history, metrics, notify, recovery, save_keys};
+use super::{history, metrics, notify, recovery, runtime, save_keys};
 
 pub(super) const WAKER: Token = Token(0);
 pub(super) const SIGNALS: Token = Token(1);
@@ -48,4 +48,6 @@ pub(super) struct Daemon {
     pub(super) unknown_spi_rx: Receiver<recovery::UnknownSpi>,
     /// systemd readiness, status and watchdog (no-op outside a `Type=notify` unit).
     pub(super) notify: notify::Notifier,
+    /// `initiate`/`rekey` requests waiting for the network.
+    pub(super) pending: Vec<runtime::Pending>,
 }
