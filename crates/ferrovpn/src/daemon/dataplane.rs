@@ -119,13 +119,8 @@ impl LogLimit {
 
 /// What the pipelines and the control loop share.
 pub struct Shared {
-    /// The queues of each TUN device (at least one each). Each outbound lane reads its own
-    /// queue ([`TunSource::new`]); a decapsulated packet is written through the queue its
-    /// flow hashes to, and the kernel then steers the flow's outbound packets to that same
-    /// queue (tun's automatic flow steering), so one lane sees all of a flow.
-    pub tuns: Vec<Vec<Arc<Tun>>>,
-    /// MSS limit of TCP SYNs through each TUN, both ways (same index as `tuns`).
-    pub tcp_mss: Vec<MssClamp>,
+    /// The TUN devices, replaced as a whole when a reload adds or removes one.
+    pub devices: Devices,
     /// Newest last: the most recent SA for a selector pair wins (make-before-break rekey).
     pub policies: RwLock<Vec<Policy>>,
     /// Inbound SA → TUN its packets are written to.
@@ -134,6 +129,78 @@ pub struct Shared {
     /// UDP 4500 sockets by local address (ESP-in-UDP out; IKE+ESP in).
     pub nat_t: HashMap<IpAddr, Arc<UdpSocket>>,
     pub counters: IoCounters,
+}
+
+/// The TUN devices by index (the index `Policy::tun` and `inbound` use).
+#[derive(Default)]
+pub struct TunTable {
+    /// The queues of each TUN device (none for a removed one, whose index is not reused). Each
+    /// outbound lane reads its own queue ([`TunSource::new`]); a decapsulated packet is written
+    /// through the queue its flow hashes to, and the kernel then steers the flow's outbound
+    /// packets to that same queue (tun's automatic flow steering), so one lane sees all of a
+    /// flow.
+    pub tuns: Vec<Vec<Arc<Tun>>>,
+    /// MSS limit of TCP SYNs through each TUN, both ways (same index as `tuns`).
+    pub tcp_mss: Vec<MssClamp>,
+}
+
+/// The current [`TunTable`] and its generation: the data plane threads keep a snapshot and
+/// compare the generation once per batch (one atomic load), as `SadReader` does for the SAD.
+pub struct Devices {
+    table: RwLock<Arc<TunTable>>,
+    generation: AtomicU64,
+}
+
+impl Devices {
+    pub fn new(table: TunTable) -> Devices {
+        Devices {
+            table: RwLock::new(Arc::new(table)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The table now.
+    pub fn current(&self) -> Arc<TunTable> {
+        self.table
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Publishes a new table; the threads drop their copy of the old one within one poll.
+    pub fn publish(&self, table: TunTable) {
+        match self.table.write() {
+            Ok(mut t) => *t = Arc::new(table),
+            Err(p) => *p.into_inner() = Arc::new(table),
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// A thread's snapshot of [`Devices`].
+struct DeviceView {
+    generation: u64,
+    table: Arc<TunTable>,
+}
+
+impl DeviceView {
+    fn new(d: &Devices) -> DeviceView {
+        DeviceView {
+            generation: d.generation.load(Ordering::Acquire),
+            table: d.current(),
+        }
+    }
+
+    /// True when the table changed since the last look (and the snapshot is now the new one).
+    fn refresh(&mut self, d: &Devices) -> bool {
+        let g = d.generation.load(Ordering::Acquire);
+        if g == self.generation {
+            return false;
+        }
+        self.generation = g;
+        self.table = d.current();
+        true
+    }
 }
 
 thread_local! {
@@ -219,18 +286,26 @@ struct Pending {
 /// Inner packets from one queue of each TUN device, each tagged with its outbound SA.
 pub struct TunSource {
     shared: Arc<Shared>,
-    /// The queue this source reads, per TUN (same index as `Shared::tuns` and `Policy::tun`).
-    queues: Arc<[Arc<Tun>]>,
+    /// Which queue of each device this source reads.
+    lane: usize,
+    view: DeviceView,
+    /// The queue this source reads, per TUN: (index in `TunTable::tuns` and `Policy::tun`,
+    /// queue).
+    queues: Arc<[(usize, Arc<Tun>)]>,
     read_buf: Box<[u8]>,
     pending: Option<Pending>,
 }
 
 impl TunSource {
-    /// Reads `queues` (one per TUN device, in `Shared::tuns` order).
-    pub fn new(shared: Arc<Shared>, queues: Vec<Arc<Tun>>) -> Self {
+    /// Reads queue `lane` of every TUN device, following the table as it changes.
+    pub fn new(shared: Arc<Shared>, lane: usize) -> Self {
+        let view = DeviceView::new(&shared.devices);
+        let queues = lane_queues(&view.table, lane);
         TunSource {
             shared,
-            queues: queues.into(),
+            lane,
+            view,
+            queues,
             read_buf: vec![0u8; TUN_READ_MAX].into_boxed_slice(),
             pending: None,
         }
@@ -281,7 +356,7 @@ impl TunSource {
                     match policy_for(policies, i, p.data()) {
                         Some(h) => {
                             p.sa = Some(h);
-                            clamp_mss(&self.shared, i, p);
+                            clamp_mss(&self.view.table, i, p);
                         }
                         None => {
                             self.shared
@@ -319,7 +394,7 @@ impl TunSource {
             };
             match Segmenter::new(&hdr, packet) {
                 Ok(segments) => {
-                    let mss = shared.tcp_mss.get(i).copied().unwrap_or_default();
+                    let mss = self.view.table.tcp_mss.get(i).copied().unwrap_or_default();
                     self.pending = Some(Pending {
                         segments,
                         len,
@@ -335,9 +410,21 @@ impl TunSource {
     }
 }
 
+/// Queue `lane` of every device that has one.
+fn lane_queues(t: &TunTable, lane: usize) -> Arc<[(usize, Arc<Tun>)]> {
+    t.tuns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| q.get(lane).map(|q| (i, q.clone())))
+        .collect()
+}
+
 impl PacketSource for TunSource {
     fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
         let shared = self.shared.clone();
+        if self.view.refresh(&shared.devices) {
+            self.queues = lane_queues(&self.view.table, self.lane);
+        }
         let queues = self.queues.clone();
         if self.pending.is_some() {
             // The rest of a super-packet first, then whatever is ready, without waiting.
@@ -347,20 +434,20 @@ impl PacketSource for TunSource {
             let Ok(policies) = shared.policies.read() else {
                 return Recv::Closed;
             };
-            for (i, tun) in queues.iter().enumerate() {
-                self.drain(i, tun, &policies, batch);
+            for (i, tun) in queues.iter() {
+                self.drain(*i, tun, &policies, batch);
             }
             return Recv::Data;
         }
         let mut closed = false;
-        let any = poll_in(queues.iter().map(|t| t.as_raw_fd()), |i| {
+        let any = poll_in(queues.iter().map(|(_, t)| t.as_raw_fd()), |k| {
             // Taken after the wait, so a policy change never waits for an idle poll.
             let Ok(policies) = shared.policies.read() else {
                 closed = true;
                 return;
             };
-            if let Some(tun) = queues.get(i) {
-                self.drain(i, tun, &policies, batch);
+            if let Some((i, tun)) = queues.get(k) {
+                self.drain(*i, tun, &policies, batch);
             }
         });
         match (closed, any) {
@@ -1043,6 +1130,7 @@ impl PacketSource for EspSource {
 /// in-order TCP segments of one flow go as one super-packet.
 pub struct TunSink {
     shared: Arc<Shared>,
+    view: DeviceView,
     /// Where ESP with an unknown SPI is reported (invalid-SPI recovery), if anywhere.
     unknown_spi: Option<super::recovery::UnknownSpiReports>,
     gro: Gro,
@@ -1056,6 +1144,7 @@ const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 impl TunSink {
     pub fn new(shared: Arc<Shared>) -> Self {
         TunSink {
+            view: DeviceView::new(&shared.devices),
             shared,
             unknown_spi: None,
             gro: Gro::new(),
@@ -1078,6 +1167,8 @@ impl PacketSink for TunSink {
             r.scan(batch.packets().iter(), std::time::Instant::now());
         }
         let shared = self.shared.clone();
+        self.view.refresh(&shared.devices);
+        let table = self.view.table.clone();
         {
             let Ok(inbound) = shared.inbound.read() else {
                 return;
@@ -1095,19 +1186,19 @@ impl PacketSink for TunSink {
                         t
                     }
                 }?;
-                let queues = shared.tuns.get(tun)?.len();
+                let queues = table.tuns.get(tun)?.len();
                 Some((tun, queue_for(p.data(), queues)))
             }));
         }
         for (p, d) in batch.packets_mut().iter_mut().zip(&self.dest) {
             if let Some((t, _)) = d {
-                clamp_mss(&shared, *t, p);
+                clamp_mss(&table, *t, p);
             }
         }
         let dest = &self.dest;
         let tun_at = |i: usize| {
             let (t, q) = dest.get(i).copied().flatten()?;
-            shared.tuns.get(t)?.get(q)
+            table.tuns.get(t)?.get(q)
         };
         {
             let pkts = batch.packets();
@@ -1160,8 +1251,8 @@ impl PacketSink for TunSink {
 
 /// Lowers the MSS of a TCP SYN through TUN `tun` to its limit (RFC 6691); before any
 /// coalescing, which never takes SYNs anyway.
-fn clamp_mss(shared: &Shared, tun: usize, p: &mut PacketBuf) {
-    if let Some(c) = shared.tcp_mss.get(tun) {
+fn clamp_mss(table: &TunTable, tun: usize, p: &mut PacketBuf) {
+    if let Some(c) = table.tcp_mss.get(tun) {
         c.apply(p.data_mut());
     }
 }
@@ -1430,8 +1521,7 @@ mod tests {
     ) {
         let local = rx.local_addr().unwrap();
         let shared = Arc::new(Shared {
-            tuns: Vec::new(),
-            tcp_mss: Vec::new(),
+            devices: Devices::new(TunTable::default()),
             policies: RwLock::new(Vec::new()),
             inbound: RwLock::new(HashMap::new()),
             raw: HashMap::new(),

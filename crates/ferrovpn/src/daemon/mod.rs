@@ -65,15 +65,13 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         raw,
     } = setup::open_sockets(&cfg, &opts)?;
     let setup::Tunnels {
-        lane_queues,
         tuns,
         tcp_mss,
         conns,
     } = setup::bring_up_tunnels(&cfg, &mut nl, &mut run_state, &policy_routing)?;
 
     let shared = Arc::new(Shared {
-        tuns,
-        tcp_mss,
+        devices: dataplane::Devices::new(dataplane::TunTable { tuns, tcp_mss }),
         policies: RwLock::new(Vec::new()),
         inbound: RwLock::new(HashMap::new()),
         raw,
@@ -93,7 +91,7 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let sad = Arc::new(Sad::new());
     let clock = Arc::new(MonotonicClock::new());
     let (pipelines, unknown_spi_rx) =
-        threads::spawn_pipelines(&cfg, &sad, &clock, &shared, lane_queues, ike_tx, &waker)?;
+        threads::spawn_pipelines(&cfg, &sad, &clock, &shared, ike_tx, &waker)?;
     let (control, socket_inode) =
         control::serve(&cfg.daemon.control_socket, req_tx.clone(), waker.clone())
             .map_err(|e| DaemonError::Io("control socket", e))?;

@@ -200,8 +200,6 @@ pub(super) fn open_sockets(cfg: &Config, opts: &SocketOptions) -> Result<Sockets
 /// The TUN devices of all connections, their queues per outbound lane, and each connection's
 /// state with its installed routes.
 pub(super) struct Tunnels {
-    /// Per outbound lane: its queue of every device.
-    pub(super) lane_queues: Vec<Vec<Arc<Tun>>>,
     /// Per device: its queues.
     pub(super) tuns: Vec<Vec<Arc<Tun>>>,
     pub(super) tcp_mss: Vec<MssClamp>,
@@ -217,7 +215,6 @@ pub(super) fn bring_up_tunnels(
     policy_routing: &PolicyRouting,
 ) -> Result<Tunnels, DaemonError> {
     let workers = cfg.daemon.workers.get();
-    let mut lane_queues: Vec<Vec<Arc<Tun>>> = vec![Vec::new(); workers];
     let mut tuns = Vec::new();
     let mut tcp_mss = Vec::new();
     let mut conns = Vec::new();
@@ -263,9 +260,6 @@ pub(super) fn bring_up_tunnels(
         let Some(tun) = queues.first().cloned() else {
             return Err(setup(format!("TUN {name}: no queue opened")));
         };
-        for (lane, q) in lane_queues.iter_mut().zip(&queues) {
-            lane.push(q.clone());
-        }
         let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
         run_state.record.interfaces.push(LinkRecord {
             name: name.clone(),
@@ -315,7 +309,6 @@ pub(super) fn bring_up_tunnels(
         });
     }
     Ok(Tunnels {
-        lane_queues,
         tuns,
         tcp_mss,
         conns,
