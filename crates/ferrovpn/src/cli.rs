@@ -518,9 +518,10 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
         }
     }
     if args.daemon {
-        return up_daemon(cfg, err);
+        return up_daemon(&args.config, cfg, err);
     }
-    match crate::daemon::run(cfg) {
+    let config_path = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
+    match crate::daemon::run(Some(&config_path), cfg) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             tracing::error!("{e}");
@@ -539,7 +540,9 @@ const SETUP_FAILED: &[u8] = b"error: ";
 /// still on the inherited stderr) and runs the daemon; the parent waits on a pipe until the
 /// child reports that setup is done (exit 0) or why it failed (the error, exit 1). A child that
 /// dies without a word (killed during setup) also makes the parent exit 1.
-fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
+fn up_daemon(config: &std::path::Path, cfg: Config, err: &mut dyn Write) -> i32 {
+    // The child's working directory is /, so `reload` needs the file's absolute path.
+    let config_path = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     use std::io::Read;
 
     use crate::sys::process::{self, Forked};
@@ -586,7 +589,7 @@ fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
     drop(rd);
     process::detach();
     let mut pipe = Some(std::fs::File::from(wr));
-    let result = crate::daemon::run_with(cfg, || {
+    let result = crate::daemon::run_with(Some(&config_path), cfg, || {
         if let Some(mut p) = pipe.take() {
             let _ = p.write_all(READY);
         }

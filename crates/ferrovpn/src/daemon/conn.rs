@@ -33,6 +33,11 @@ pub struct ConnState {
     pub held: bool,
     /// IKE and Quick Mode failures so far (an `initiate` or `rekey` waiting sees new ones).
     pub failures: u64,
+    /// Taken out by a reload: its id stays (the endpoint's `ConnId`), nothing shows it.
+    pub removed: bool,
+    /// The address set on its TUN device, if any, and the device's ifindex.
+    pub address: Option<crate::ipnet::IfAddr>,
+    pub ifindex: u32,
 }
 
 /// Direction helper for status: which SAD handle holds which counters.

@@ -107,6 +107,7 @@ impl StatusView {
         let connections: Vec<Value> = conns
             .iter()
             .enumerate()
+            .filter(|(_, c)| !c.removed)
             .map(|(i, c)| {
                 let ike: Vec<Value> = ike_sas
                     .iter()
@@ -159,6 +160,7 @@ impl StatusView {
                     "local_addr": c.cfg.local_addr.to_string(),
                     "remote_addr": c.cfg.remote_addr.to_string(),
                     "up": !c.pairs.is_empty(),
+                    "held": c.held,
                     "last_failure": c.last_failure,
                     "ike_sas": ike,
                     "ipsec_sas": ipsec,
@@ -184,6 +186,7 @@ impl StatusView {
         });
         let ids = conns
             .iter()
+            .filter(|c| !c.removed)
             .map(|c| (c.cfg.local_id.to_string(), c.cfg.remote_id.to_string()))
             .collect();
         StatusView { json, ids }

@@ -50,9 +50,19 @@ impl Daemon {
             let now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
-                    SIGNALS if crate::sys::signal::signal_received(sigfd) => {
-                        info!("signal received");
-                        self.stop = true;
+                    SIGNALS => {
+                        while let Some(sig) = crate::sys::signal::signal_received(sigfd) {
+                            if sig == libc::SIGHUP {
+                                info!("SIGHUP: reloading the configuration");
+                                match self.reload() {
+                                    super::control::Outcome::Done(m) => info!("reload: {m}"),
+                                    o => tracing::error!("reload refused: {}", o.message()),
+                                }
+                            } else {
+                                info!("signal {sig} received: stopping");
+                                self.stop = true;
+                            }
+                        }
                     }
                     Token(t) if t >= IKE_BASE => {
                         if let Some((local, sock)) = self.ike500.get(t - IKE_BASE) {
@@ -118,10 +128,9 @@ impl Daemon {
 
     /// `3 connections, 2 up`, for systemd's STATUS=.
     pub(super) fn status_line(&self) -> String {
-        let up = (0..self.conns.len())
-            .filter(|&i| self.endpoint.is_up(i))
-            .count();
-        super::notify::status_line(self.conns.len(), up)
+        let live = || (0..self.conns.len()).filter(|&i| !self.endpoint.is_removed(i));
+        let up = live().filter(|&i| self.endpoint.is_up(i)).count();
+        super::notify::status_line(live().count(), up)
     }
 
     /// Sends what the endpoint queued and acts on its events.
@@ -184,9 +193,13 @@ impl Daemon {
                 reply,
             } => self.conn_request(op, &name, timeout, reply),
             Request::Reload(reply) => {
-                let _ = reply.send(super::control::Outcome::Failed(
-                    "reload is not implemented yet".into(),
-                ));
+                info!("reload requested over the control socket");
+                let o = self.reload();
+                match &o {
+                    super::control::Outcome::Done(m) => info!("reload: {m}"),
+                    o => tracing::error!("reload refused: {}", o.message()),
+                }
+                let _ = reply.send(o);
             }
             Request::Down(reply) => {
                 info!("down requested over the control socket");

@@ -15,6 +15,7 @@ pub mod notify;
 mod observe;
 pub mod outcome;
 mod recovery;
+mod reload;
 mod runtime;
 pub mod save_keys;
 mod setup;
@@ -44,14 +45,19 @@ pub use error::DaemonError;
 pub use setup::{DEFAULT_UNDERLAY_MTU, SOCKET_BUFFER, TUN_TXQUEUELEN};
 use state::{Daemon, IKE_BASE, SIGNALS, WAKER};
 
-/// Brings every connection up and runs until SIGINT/SIGTERM or `ferrovpn down`.
-pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    run_with(cfg, || {})
+/// Brings every connection up and runs until SIGINT/SIGTERM or `ferrovpn down`. `path` is the
+/// configuration file `reload` and SIGHUP read again (None: reload is refused).
+pub fn run(path: Option<&std::path::Path>, cfg: Config) -> Result<(), DaemonError> {
+    run_with(path, cfg, || {})
 }
 
 /// [`run`], calling `ready` once everything is set up (TUN devices, sockets, routes, control
 /// socket), just before the event loop starts; `up --daemon` reports success to its parent there.
-pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
+pub fn run_with(
+    path: Option<&std::path::Path>,
+    cfg: Config,
+    ready: impl FnOnce(),
+) -> Result<(), DaemonError> {
     let sigfd = crate::sys::signal::signal_fd().map_err(|e| DaemonError::Io("signalfd", e))?;
     let mut nl =
         Netlink::open().map_err(|e| DaemonError::Io("netlink", io::Error::other(e.to_string())))?;
@@ -59,6 +65,7 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
 
     let mut run_state = setup::claim(&cfg, &mut nl, &policy_routing)?;
     let opts = setup::socket_options(&cfg, &policy_routing);
+    let fwmark = opts.fwmark.is_some();
     let setup::Sockets {
         mut ike500,
         nat_t,
@@ -167,6 +174,12 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         unknown_spi_rx,
         notify: notify::Notifier::from_env(),
         pending: Vec::new(),
+        nl,
+        run_state,
+        policy_routing,
+        fwmark,
+        config_path: path.map(std::path::Path::to_path_buf),
+        daemon_cfg: cfg.daemon.clone(),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -196,12 +209,12 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     pipelines.shutdown();
     for c in &mut d.conns {
         if let Some(inst) = c.routing.take() {
-            for e in routing::teardown(&mut nl, inst) {
+            for e in routing::teardown(&mut d.nl, inst) {
                 warn!("teardown: {e}");
             }
         }
     }
-    for e in nl.undo_all() {
+    for e in d.nl.undo_all() {
         warn!("teardown: {e}");
     }
     result

@@ -50,4 +50,15 @@ pub(super) struct Daemon {
     pub(super) notify: notify::Notifier,
     /// `initiate`/`rekey` requests waiting for the network.
     pub(super) pending: Vec<runtime::Pending>,
+    /// rtnetlink: devices, addresses, routes and rules made at start and by reloads.
+    pub(super) nl: crate::netlink::Netlink,
+    /// What this daemon made, recorded for the next start after a crash.
+    pub(super) run_state: super::setup::RunState,
+    pub(super) policy_routing: crate::routing::PolicyRouting,
+    /// The IKE and ESP sockets carry the fwmark (a tunnel takes a default route).
+    pub(super) fwmark: bool,
+    /// The file `reload` and SIGHUP read.
+    pub(super) config_path: Option<std::path::PathBuf>,
+    /// The `[daemon]` table in effect (it cannot change while running).
+    pub(super) daemon_cfg: crate::config::DaemonConfig,
 }
