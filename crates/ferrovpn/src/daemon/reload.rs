@@ -41,7 +41,10 @@ pub(super) fn daemon_changes(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'st
         "retransmit_timeout/retransmit_base/retransmit_tries",
         old.retransmit != new.retransmit,
     );
-    debug_assert!(!out.is_empty() || old == new, "a [daemon] key is missing here");
+    debug_assert!(
+        !out.is_empty() || old == new,
+        "a [daemon] key is missing here"
+    );
     out
 }
 
@@ -115,7 +118,13 @@ impl Daemon {
         let names = |ids: &mut dyn Iterator<Item = String>| ids.collect::<Vec<_>>().join(", ");
         let summary = format!(
             "added [{}], removed [{}], changed [{}], unchanged [{}]",
-            names(&mut plan.added.iter().filter_map(|&j| new.connections.get(j)).map(|c| c.name.clone())),
+            names(
+                &mut plan
+                    .added
+                    .iter()
+                    .filter_map(|&j| new.connections.get(j))
+                    .map(|c| c.name.clone())
+            ),
             names(&mut plan.removed.iter().map(|&i| self.conn_name(i))),
             names(&mut plan.changed.iter().map(|&(i, _)| self.conn_name(i))),
             names(&mut plan.unchanged.iter().map(|&i| self.conn_name(i))),
@@ -146,7 +155,9 @@ impl Daemon {
                 ));
             }
         }
-        let fwmark = setup::socket_options(new, &self.policy_routing).fwmark.is_some();
+        let fwmark = setup::socket_options(new, &self.policy_routing)
+            .fwmark
+            .is_some();
         if fwmark && !self.fwmark {
             return Err(
                 "a connection now routes a default route into its tunnel, which needs the fwmark on the IKE/ESP sockets opened at start; restart ferrovpn".into(),
@@ -245,7 +256,9 @@ impl Daemon {
             warn!("{e}");
         }
         for id in start {
-            let Some(c) = self.conns.get(id) else { continue };
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
             if c.cfg.start == Start::Initiate {
                 info!(conn = %c.cfg.name, "initiating");
                 self.endpoint.initiate(now, id);
@@ -311,7 +324,13 @@ impl Daemon {
                 .tuns
                 .iter()
                 .enumerate()
-                .map(|(i, q)| if tuns.contains(&i) { Vec::new() } else { q.clone() })
+                .map(|(i, q)| {
+                    if tuns.contains(&i) {
+                        Vec::new()
+                    } else {
+                        q.clone()
+                    }
+                })
                 .collect(),
             tcp_mss: t.tcp_mss.clone(),
         };
