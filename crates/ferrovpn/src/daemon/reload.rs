@@ -189,6 +189,13 @@ impl Daemon {
         }
         // DELETEs out, and the SAs out of the data plane, before their devices go.
         self.flush();
+        for &id in plan
+            .removed
+            .iter()
+            .chain(plan.changed.iter().map(|(id, _)| id))
+        {
+            self.abandon_pending(id, "the connection was changed or removed by a reload");
+        }
         let gone: Vec<usize> = plan
             .removed
             .iter()

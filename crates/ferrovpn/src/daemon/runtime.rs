@@ -135,6 +135,18 @@ impl Daemon {
         let _ = reply.send(o);
     }
 
+    /// Answers every request waiting on `conn` with a failure.
+    pub(super) fn abandon_pending(&mut self, conn: usize, why: &str) {
+        let name = self.conn_name(conn);
+        let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.conn == conn);
+        self.pending = keep;
+        for p in gone {
+            let _ = p.reply.send(Outcome::Failed(format!("{name}: {why}")));
+        }
+    }
+
     /// Answers the requests that are done, failed or out of time.
     pub(super) fn check_pending(&mut self, now: Instant) {
         let mut i = 0;
