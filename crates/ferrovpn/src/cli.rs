@@ -267,7 +267,7 @@ EXIT STATUS:\n    0   the new configuration is in effect (what changed is printe
 
 #[derive(Debug, Args)]
 pub struct ConnArgs {
-    /// Connection name (`name` in its [[connection]] table).
+    /// Connection name (its `name` key).
     #[arg(value_name = "NAME")]
     pub name: String,
     /// How long to wait for the result (5s, 1m).
@@ -280,7 +280,7 @@ pub struct ConnArgs {
 
 #[derive(Debug, Args)]
 pub struct TerminateArgs {
-    /// Connection name (`name` in its [[connection]] table).
+    /// Connection name (its `name` key).
     #[arg(value_name = "NAME")]
     pub name: String,
     /// Control socket of the running daemon.
