@@ -25,6 +25,12 @@ EXAMPLES:
         ferrovpn status
         ferrovpn down
 
+    Change it while it runs (reload re-reads the file, as SIGHUP does):
+        ferrovpn reload
+        ferrovpn rekey site-b
+        ferrovpn terminate site-b
+        ferrovpn initiate site-b
+
     Ask why a tunnel is down, and what happened lately:
         ferrovpn diagnose
         ferrovpn history site-b --since 10m
@@ -38,7 +44,10 @@ FILES:
 EXIT STATUS:
     0   success (for check: the configuration is valid)
     1   the configuration is invalid or the operation failed; the reason is printed on stderr
-    2   usage error";
+    2   usage error
+    3   initiate, terminate, rekey: no connection of that name
+    4   terminate, rekey: the connection is not up
+    5   initiate, rekey: not done within --timeout";
 
 /// Userspace IKEv1/IPsec VPN endpoint.
 #[derive(Debug, Parser)]
