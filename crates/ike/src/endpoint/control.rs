@@ -62,9 +62,7 @@ impl Endpoint {
     ) -> Result<Option<Cookies>, ControlError> {
         self.check(conn)?;
         let busy = self.sas.values().any(|s| {
-            s.conn == conn
-                && (s.is_established()
-                    || (s.role == Role::Initiator && s.state != Phase1State::Dead))
+            s.conn == conn && (s.is_established() || (s.role == Role::Initiator && !is_dead(s)))
         });
         if busy {
             return Ok(None);
@@ -155,7 +153,7 @@ impl Endpoint {
                     rng: &mut self.rng,
                     out: &mut self.out,
                 };
-                let pending = sa.quick_modes.iter().any(|q| q.state != QmState::Done);
+                let pending = (0..cfg.children.len()).any(|i| qm_in_flight(sa, i));
                 if !pending {
                     sa.start_quick_modes(&mut ctx);
                     started = cfg.children.len();
@@ -223,21 +221,38 @@ fn rekey_children(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> usize {
         .collect();
     let mut started = 0;
     for (index, spi) in todo {
-        let pending = sa
-            .quick_modes
-            .iter()
-            .any(|q| q.child_index == index && q.state != QmState::Done);
-        if pending {
+        if qm_in_flight(sa, index) {
             continue;
         }
         if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi) {
             c.rekey_started = true;
         }
-        let before = sa.quick_modes.len();
-        sa.quick_mode_initiate(ctx, index, Some(spi));
-        if sa.quick_modes.len() > before {
+        if start_rekey(sa, ctx, index, spi) {
             started += 1;
         }
     }
     started
+}
+
+// The IkeSa internals this file relies on, in one place: the ike refactor of issue #17 renames
+// them (`state()`, `QmState::is_done`, `quick_mode_initiate` taking the phase 1 keys,
+// `crate::context::Ctx`), and only these lines and the imports change with it.
+
+/// The ISAKMP SA failed or was deleted and waits to be reaped.
+fn is_dead(s: &IkeSa) -> bool {
+    s.state == Phase1State::Dead
+}
+
+/// A Quick Mode for configured pair `index` is under way on `sa`.
+fn qm_in_flight(sa: &IkeSa, index: usize) -> bool {
+    sa.quick_modes
+        .iter()
+        .any(|q| q.child_index == index && !matches!(q.state, QmState::Done))
+}
+
+/// Starts a Quick Mode replacing the pair whose inbound SPI is `spi`; true when QM1 went out.
+fn start_rekey(sa: &mut IkeSa, ctx: &mut Ctx<'_>, index: usize, spi: u32) -> bool {
+    let before = sa.quick_modes.len();
+    sa.quick_mode_initiate(ctx, index, Some(spi));
+    sa.quick_modes.len() > before
 }
