@@ -57,6 +57,7 @@ expected=(
     usr/share/man/man1/ferrovpn-up.1.gz
     usr/share/man/man1/ferrovpn-check.1.gz
     usr/share/man/man1/ferrovpn-import.1.gz
+    usr/share/man/man1/ferrovpn-reload.1.gz
     usr/share/bash-completion/completions/ferrovpn
     usr/share/zsh/vendor-completions/_ferrovpn
     usr/share/fish/vendor_completions.d/ferrovpn.fish

@@ -17,6 +17,10 @@
 #                     TCP get through; ping -M do beyond the TUN MTU fails locally (too long),
 #                     and a host behind A gets ICMP "frag needed, mtu 1500" from A's kernel
 #   frag-udp          the same with ESP-in-UDP (nat_traversal = "force")
+#   control           ferrovpn rekey / terminate / initiate on A with their exit statuses: rekey
+#                     gives new SPIs on both sides and the tunnel works; terminate deletes the
+#                     SAs on both sides (B told) and A stays down past its retry time;
+#                     unknown name 3, rekey while down 4; initiate brings it back
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test, default: release build of this tree), E2E_CASES (space-
 # separated subset of the case names above), E2E_XFER_MB (default 20).
@@ -371,7 +375,71 @@ forwarded_df() {
 case_frag_raw() { frag_pair "" "ip proto 50" forwarded; }
 case_frag_udp() { frag_pair 'nat_traversal = "force"' "udp port 4500"; }
 
-CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp)
+# fv_ctl SOCK ARGS...: a control command; prints its exit status (its output goes to the log).
+fv_ctl() {
+    local sock="$1" rc=0
+    shift
+    "$FERROVPN" "$@" --socket "$sock" >>"$FV_TMP/ctl.log" 2>&1 || rc=$?
+    echo "$rc"
+}
+
+case_control() {
+    pair_setup
+    write_conf a initiate main "" "$(e2e_route_based "$A_IN" 203.0.113.0/24)"
+    write_conf b respond main "" "$(e2e_route_based "$B_IN" 198.51.100.0/24)"
+    e2e_fv_pair_up "$FV_TMP/daemon-a.log" "$FV_TMP/daemon-b.log"
+    local old new rc i
+    old="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"]')"
+    rc="$(fv_ctl "$SOCK_A" rekey e2e --timeout 20s)"
+    [ "$rc" = 0 ] || { cat "$FV_TMP/ctl.log" >&2; fail "ferrovpn rekey e2e exited $rc"; }
+    # Make-before-break: the old pair is deleted a drain time (5 s) after the new one is in.
+    for ((i = 0; i < 50; i++)); do
+        [ "$(e2e_q "$SOCK_A" 'len(sas)')" = 1 ] && [ "$(e2e_q "$SOCK_B" 'len(sas)')" = 1 ] && break
+        sleep 0.2
+    done
+    new="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"]')"
+    [ "$new" != "$old" ] || fail "rekey: A's inbound SPI is still $old"
+    [ "$(e2e_q "$SOCK_A" 'sas[0]["spi_out"]')" = "$(e2e_q "$SOCK_B" 'sas[0]["spi_in"]')" ] ||
+        fail "rekey: A's outbound SPI is not B's inbound SPI: $(e2e_status_json "$SOCK_B")"
+    [ "$(e2e_q "$SOCK_A" 'len(ikes)')" = 1 ] || fail "rekey: phase 1 should stay as it was"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+    ok "rekey: exit 0, inbound SPI $old -> $new on A, B mirrors it, one ISAKMP SA"
+
+    rc="$(fv_ctl "$SOCK_A" terminate nosuch)"
+    [ "$rc" = 3 ] || fail "terminate of an unknown connection exited $rc, not 3"
+    rc="$(fv_ctl "$SOCK_A" terminate e2e)"
+    [ "$rc" = 0 ] || { cat "$FV_TMP/ctl.log" >&2; fail "ferrovpn terminate e2e exited $rc"; }
+    [ "$(e2e_q "$SOCK_A" 'len(sas), len(ikes)')" = "(0, 0)" ] || fail "terminate: A still has SAs"
+    for ((i = 0; i < 25; i++)); do
+        [ "$(e2e_q "$SOCK_B" 'len(sas), len(ikes)')" = "(0, 0)" ] && break
+        sleep 0.2
+    done
+    [ "$(e2e_q "$SOCK_B" 'len(sas), len(ikes)')" = "(0, 0)" ] ||
+        fail "terminate: B was not told: $(e2e_status_json "$SOCK_B")"
+    grep -Eq "deleted by peer|DELETE" "$FV_TMP/daemon-b.log" || fail "B's log shows no delete from the peer"
+    ok "terminate: exit 0, SAs gone on A and on B (DELETE received); unknown name: exit 3"
+    rc="$(fv_ctl "$SOCK_A" rekey e2e)"
+    [ "$rc" = 4 ] || fail "rekey of a terminated connection exited $rc, not 4"
+    # start = "initiate" retries after 5 s; a terminated connection must not.
+    sleep 7
+    [ "$(e2e_q "$SOCK_A" 'len(ikes)')" = 0 ] || fail "A initiated again after terminate: $(e2e_status_json "$SOCK_A")"
+    grep -q "will initiate again" <(sed -n '/terminated by the operator/,$p' "$FV_TMP/daemon-a.log") &&
+        fail "A scheduled a retry after terminate"
+    ok "terminate: A stayed down for 7 s (its retry time is 5 s); rekey while down: exit 4"
+
+    rc="$(fv_ctl "$SOCK_A" initiate e2e --timeout 20s)"
+    [ "$rc" = 0 ] || { cat "$FV_TMP/ctl.log" >&2; fail "ferrovpn initiate e2e exited $rc"; }
+    [ "$(e2e_q "$SOCK_A" 'len(sas)')" = 1 ] || fail "initiate returned before the IPsec SA was installed"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+    rc="$(fv_ctl "$SOCK_A" initiate e2e)"
+    [ "$rc" = 0 ] || fail "initiate of an up connection exited $rc"
+    [ "$(e2e_q "$SOCK_A" 'len(ikes)')" = 1 ] || fail "initiate of an up connection started another phase 1"
+    ok "initiate: exit 0 once the IPsec SA is installed, tunnel passes traffic; again while up: exit 0, nothing new"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
+}
+
+CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp control)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -10,6 +10,7 @@ use crate::config::{
     format_duration, Config, Mode, NatTraversal, Purpose, Severity, Start, Tunnel,
 };
 
+use crate::daemon::control::{ConnOp, Outcome};
 pub use crate::exit_code::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 const MAIN_AFTER: &str = "\
@@ -24,19 +25,29 @@ EXAMPLES:
         ferrovpn status
         ferrovpn down
 
+    Change it while it runs (reload re-reads the file, as SIGHUP does):
+        ferrovpn reload
+        ferrovpn rekey site-b
+        ferrovpn terminate site-b
+        ferrovpn initiate site-b
+
     Ask why a tunnel is down, and what happened lately:
         ferrovpn diagnose
         ferrovpn history site-b --since 10m
 
 FILES:
     /etc/ferrovpn/*.toml    configuration (see config/README.md for every key)
-    /run/ferrovpn.sock      control socket of a running daemon (daemon.control_socket)
-    /run/ferrovpn/PID.state what a running daemon created (daemon.run_dir)
+    /run/ferrovpn/ferrovpn.sock  control socket of a running daemon (daemon.control_socket,
+                                 by default in daemon.run_dir)
+    /run/ferrovpn/PID.state      what a running daemon created (daemon.run_dir)
 
 EXIT STATUS:
     0   success (for check: the configuration is valid)
     1   the configuration is invalid or the operation failed; the reason is printed on stderr
-    2   usage error";
+    2   usage error
+    3   initiate, terminate, rekey: no connection of that name
+    4   terminate, rekey: the connection is not up
+    5   initiate, rekey: not done within --timeout";
 
 /// Userspace IKEv1/IPsec VPN endpoint.
 #[derive(Debug, Parser)]
@@ -206,6 +217,84 @@ EXIT STATUS:\n    0   at least one connection was converted (the report on stder
 1   nothing could be converted, or a file could not be read or written\n    2   usage error"
     )]
     Import(crate::import::ImportArgs),
+    /// Bring one connection up now and wait until its IPsec SAs are installed.
+    #[command(
+        long_about = "Ask the running daemon to negotiate the connection NAME now (phase 1, then a \
+Quick Mode per configured pair), as swanctl --initiate does, and wait until its IPsec SAs are \
+installed, the negotiation fails, or --timeout passes. A connection that is up is left as it \
+is. Also ends the hold of a `ferrovpn terminate`: a start = \"initiate\" connection is \
+initiated again after failures from then on.",
+        after_long_help = "EXAMPLES:\n    ferrovpn initiate site-b\n    ferrovpn initiate site-b --timeout 1m\n\n\
+EXIT STATUS:\n    0   the connection is up (its IPsec SAs are installed)\n    \
+1   the negotiation failed (the reason is printed), or no daemon answered\n    2   usage error\n    \
+3   no connection of that name\n    5   not up within --timeout (the negotiation may still complete)"
+    )]
+    Initiate(ConnArgs),
+    /// Delete one connection's IPsec and ISAKMP SAs, telling the peer.
+    #[command(
+        long_about = "Ask the running daemon to delete every IPsec SA pair and ISAKMP SA of the \
+connection NAME, sending DELETE notifications to the peer, as swanctl --terminate does. The \
+TUN device and routes stay. The connection then stays down: the daemon does not initiate it \
+again, not even a start = \"initiate\" connection (no retries, no DPD restart), until \
+`ferrovpn initiate NAME`, a reload that changes it, or the peer initiates (a peer that \
+initiates, with start = \"initiate\" on its side, will usually do so within its retry time; \
+terminate it there too to keep the tunnel down).",
+        after_long_help = "EXAMPLES:\n    ferrovpn terminate site-b\n\n\
+EXIT STATUS:\n    0   SAs deleted\n    1   no daemon answered\n    2   usage error\n    \
+3   no connection of that name\n    4   the connection was not up (it is held down all the same)"
+    )]
+    Terminate(TerminateArgs),
+    /// Replace one connection's IPsec SAs with fresh Quick Mode SAs.
+    #[command(
+        long_about = "Ask the running daemon to negotiate a new Quick Mode for every IPsec SA \
+pair of the connection NAME over its ISAKMP SA, as swanctl --rekey does for CHILD_SAs, and wait \
+until the new pairs are installed. Make-before-break: traffic moves to the new pair at once and \
+the old one is deleted (the peer told) a few seconds later, so no packet is lost. The ISAKMP SA \
+is kept.",
+        after_long_help = "EXAMPLES:\n    ferrovpn rekey site-b\n\n\
+EXIT STATUS:\n    0   new IPsec SAs installed\n    1   a Quick Mode failed (the reason is printed), \
+or no daemon answered\n    2   usage error\n    3   no connection of that name\n    \
+4   the connection is not up\n    5   not done within --timeout"
+    )]
+    Rekey(ConnArgs),
+    /// Re-read the configuration file of the running daemon (as SIGHUP does).
+    #[command(
+        long_about = "Ask the running daemon to re-read its configuration file (the -c file of \
+`ferrovpn up`), as SIGHUP does. The new file is checked first, as `ferrovpn check` does: if it \
+is invalid, or changes a [daemon] setting that cannot change while running, the reload is \
+refused with the error, and nothing changes. Otherwise added connections are set up (TUN device, \
+address, routes) and started, removed ones are deleted (the peer told) and their TUN device and \
+routes removed, changed ones (any setting differs) are deleted and set up again under the new \
+settings, and unchanged ones are not touched: their SAs, SPIs and counters stay.",
+        after_long_help = "EXAMPLES:\n    ferrovpn reload\n    systemctl reload ferrovpn\n\n\
+EXIT STATUS:\n    0   the new configuration is in effect (what changed is printed)\n    \
+1   refused (the error is printed; the running configuration is unchanged), or no daemon answered\n    \
+2   usage error"
+    )]
+    Reload(DownArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// Connection name (its `name` key).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// How long to wait for the result (5s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = watch_interval)]
+    pub timeout: std::time::Duration,
+    /// Control socket of the running daemon.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TerminateArgs {
+    /// Connection name (its `name` key).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Control socket of the running daemon.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +421,26 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 }
             }
         }
+        Command::Initiate(a) => {
+            conn_command(ConnOp::Initiate, &a.name, a.timeout, &a.socket, out, err)
+        }
+        Command::Rekey(a) => conn_command(ConnOp::Rekey, &a.name, a.timeout, &a.socket, out, err),
+        Command::Terminate(a) => conn_command(
+            ConnOp::Terminate,
+            &a.name,
+            std::time::Duration::ZERO,
+            &a.socket,
+            out,
+            err,
+        ),
+        Command::Reload(a) => {
+            let answer = crate::daemon::control::request_waiting(
+                &a.socket,
+                "reload",
+                std::time::Duration::from_secs(70),
+            );
+            report("reload", answer, out, err)
+        }
         Command::Decode(args) => crate::decode::run(&args.file, &args.keys, args.verbose, out, err),
         Command::Import(args) => crate::import::run(&args, out, err),
         Command::Check(args) => match Config::load_for(&args.config, Purpose::Check) {
@@ -344,6 +453,50 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 EXIT_FAILURE
             }
         },
+    }
+}
+
+/// `initiate`, `terminate`, `rekey`: one request, its answer printed, its exit status returned.
+fn conn_command(
+    op: ConnOp,
+    name: &str,
+    wait: std::time::Duration,
+    socket: &PathBuf,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let wait = wait.min(crate::daemon::control::MAX_WAIT);
+    let cmd = format!("{} {} {name}", op.word(), wait.as_secs());
+    let answer = crate::daemon::control::request_waiting(
+        socket,
+        &cmd,
+        wait + std::time::Duration::from_secs(10),
+    );
+    report(op.word(), answer, out, err)
+}
+
+/// Prints a control answer (success on stdout, anything else on stderr) and maps it to the
+/// exit status.
+fn report(
+    what: &str,
+    answer: std::io::Result<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    match answer {
+        Ok(text) => {
+            let o = Outcome::parse(&text);
+            if o.exit_code() == EXIT_OK {
+                let _ = writeln!(out, "{}", o.message());
+            } else {
+                let _ = writeln!(err, "ferrovpn {what}: {}", o.message());
+            }
+            o.exit_code()
+        }
+        Err(e) => {
+            let _ = writeln!(err, "ferrovpn {what}: {e}");
+            EXIT_FAILURE
+        }
     }
 }
 
@@ -374,9 +527,10 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
         }
     }
     if args.daemon {
-        return up_daemon(cfg, err);
+        return up_daemon(&args.config, cfg, err);
     }
-    match crate::daemon::run(cfg) {
+    let config_path = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
+    match crate::daemon::run(Some(&config_path), cfg) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             tracing::error!("{e}");
@@ -395,7 +549,9 @@ const SETUP_FAILED: &[u8] = b"error: ";
 /// still on the inherited stderr) and runs the daemon; the parent waits on a pipe until the
 /// child reports that setup is done (exit 0) or why it failed (the error, exit 1). A child that
 /// dies without a word (killed during setup) also makes the parent exit 1.
-fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
+fn up_daemon(config: &std::path::Path, cfg: Config, err: &mut dyn Write) -> i32 {
+    // The child's working directory is /, so `reload` needs the file's absolute path.
+    let config_path = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     use std::io::Read;
 
     use crate::sys::process::{self, Forked};
@@ -442,7 +598,7 @@ fn up_daemon(cfg: Config, err: &mut dyn Write) -> i32 {
     drop(rd);
     process::detach();
     let mut pipe = Some(std::fs::File::from(wr));
-    let result = crate::daemon::run_with(cfg, || {
+    let result = crate::daemon::run_with(Some(&config_path), cfg, || {
         if let Some(mut p) = pipe.take() {
             let _ = p.write_all(READY);
         }

@@ -24,6 +24,7 @@ use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
 use crate::wire::{ExchangeType, Header};
 
+pub mod control;
 mod recovery;
 
 /// Drops and oddities, for `status` and metrics.

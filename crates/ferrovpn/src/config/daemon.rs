@@ -6,7 +6,9 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::defaults::{DEFAULT_CONTROL_SOCKET, MAX_RETRANSMIT_SCHEDULE, MAX_WORKERS};
+use super::defaults::{
+    CONTROL_SOCKET_NAME, DEFAULT_CONTROL_SOCKET, MAX_RETRANSMIT_SCHEDULE, MAX_WORKERS,
+};
 use super::error::ConfigError;
 use super::raw::RawDaemon;
 use super::remark::{Remark, Scope, Severity};
@@ -151,16 +153,28 @@ pub(super) fn validate_daemon(
             Some(dir)
         }
     };
+    let run_dir = match &d.run_dir {
+        None => PathBuf::from(crate::runstate::DEFAULT_RUN_DIR),
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => {
+            return Err(ConfigError::Daemon(format!(
+                "run_dir: {} must be an absolute path",
+                p.display()
+            )))
+        }
+    };
+    // In the run directory by default: the daemon creates it, and a systemd unit with
+    // ProtectSystem=strict may write there (RuntimeDirectory=ferrovpn) but not to /run itself.
     let control_socket = match &d.control_socket {
-        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        None => run_dir.join(CONTROL_SOCKET_NAME),
         Some(p) if p.as_os_str().is_empty() => {
-            return Err(ConfigError::Daemon(
-                "control_socket: must not be empty (the default is /run/ferrovpn.sock)".into(),
-            ))
+            return Err(ConfigError::Daemon(format!(
+                "control_socket: must not be empty (the default is {DEFAULT_CONTROL_SOCKET})"
+            )))
         }
         Some(p) => secret_file::resolve(base, p),
     };
-    check_control_socket(&control_socket)
+    check_control_socket(&control_socket, &run_dir)
         .map_err(|e| ConfigError::Daemon(format!("control_socket: {e}")))?;
     let metrics_listen = match &d.metrics_listen {
         None => None,
@@ -225,16 +239,7 @@ pub(super) fn validate_daemon(
         retransmit,
         offloads: d.offloads.unwrap_or(true),
         pin_workers: d.pin_workers,
-        run_dir: match &d.run_dir {
-            None => PathBuf::from(crate::runstate::DEFAULT_RUN_DIR),
-            Some(p) if p.is_absolute() => p.clone(),
-            Some(p) => {
-                return Err(ConfigError::Daemon(format!(
-                    "run_dir: {} must be an absolute path",
-                    p.display()
-                )))
-            }
-        },
+        run_dir,
     })
 }
 
@@ -248,9 +253,11 @@ pub(super) fn check_key_dir(dir: &Path) -> Result<(), SecretFileError> {
 }
 
 /// What can be known about the control socket path before binding it.
-pub(super) fn check_control_socket(p: &Path) -> Result<(), String> {
+pub(super) fn check_control_socket(p: &Path, run_dir: &Path) -> Result<(), String> {
     if p.as_os_str().is_empty() {
-        return Err("must not be empty (the default is /run/ferrovpn.sock)".into());
+        return Err(format!(
+            "must not be empty (the default is {DEFAULT_CONTROL_SOCKET})"
+        ));
     }
     let len = secret_file::path_len(p);
     if len > MAX_SOCKET_PATH {
@@ -276,6 +283,8 @@ pub(super) fn check_control_socket(p: &Path) -> Result<(), String> {
         _ => {}
     }
     match p.parent() {
+        // The daemon creates its run directory before it binds the socket.
+        Some(dir) if dir == run_dir => Ok(()),
         Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(format!(
             "{}: directory {} does not exist",
             p.display(),

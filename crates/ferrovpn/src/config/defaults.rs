@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-/// Default path of the control socket.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ferrovpn.sock";
+/// File name of the control socket in `run_dir` when `control_socket` is not set.
+pub const CONTROL_SOCKET_NAME: &str = "ferrovpn.sock";
+/// Default path of the control socket: `CONTROL_SOCKET_NAME` in the default `run_dir`, where
+/// the CLI commands look unless given `--socket`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ferrovpn/ferrovpn.sock";
 /// Default phase 1 proposal (also the ike crate's default).
 pub const DEFAULT_IKE: &str = "aes256-sha256-modp2048";
 /// Default phase 2 proposal.

@@ -114,7 +114,10 @@ fn key_export_and_metrics_are_opt_in_and_metrics_stay_local_unless_allowed() {
 #[test]
 fn minimal_connection_gets_documented_defaults() {
     let c = parse(&with("psk = \"s3cret\"", RB)).unwrap();
-    assert_eq!(c.daemon.control_socket, Path::new("/run/ferrovpn.sock"));
+    assert_eq!(
+        c.daemon.control_socket,
+        Path::new("/run/ferrovpn/ferrovpn.sock")
+    );
     assert_eq!(c.daemon.log_level, LogLevel::Info);
     assert_eq!(c.daemon.save_keys_dir, None);
     assert_eq!(c.daemon.metrics_listen, None);
@@ -414,6 +417,32 @@ fn configured_durations_have_a_maximum_named_in_the_error() {
     );
 }
 
+/// The control socket lives in the run directory unless set: the CLI's default is the default
+/// run_dir's socket, another run_dir moves it along (the directory need not exist yet: the
+/// daemon creates it), and an explicit control_socket wins.
+#[test]
+fn the_default_control_socket_follows_run_dir() {
+    assert_eq!(
+        Path::new(crate::runstate::DEFAULT_RUN_DIR).join(super::defaults::CONTROL_SOCKET_NAME),
+        Path::new(DEFAULT_CONTROL_SOCKET)
+    );
+    let c = parse(&format!(
+        "[daemon]\nrun_dir = \"/nonexistent-fv/run\"\n{}",
+        with("psk = \"x\"", RB)
+    ))
+    .unwrap();
+    assert_eq!(
+        c.daemon.control_socket,
+        Path::new("/nonexistent-fv/run/ferrovpn.sock")
+    );
+    let c = parse(&format!(
+        "[daemon]\nrun_dir = \"/nonexistent-fv/run\"\ncontrol_socket = \"/tmp/x.sock\"\n{}",
+        with("psk = \"x\"", RB)
+    ))
+    .unwrap();
+    assert_eq!(c.daemon.control_socket, Path::new("/tmp/x.sock"));
+}
+
 #[test]
 fn check_refuses_what_up_would_refuse_or_cannot_work() {
     let dir = TempDir::new("check-refuses");
@@ -424,7 +453,7 @@ fn check_refuses_what_up_would_refuse_or_cannot_work() {
         (with("psk = \"x\"", "[connection.route_based]\ninterface = \"lo\""),
          "connection \"site-b\": route_based.interface: lo is an existing loopback device, not a TUN; ferrovpn creates its own TUN device, so pick a name no interface has".into()),
         (format!("[daemon]\ncontrol_socket = \"\"\n{}", with("psk = \"x\"", RB)),
-         "daemon: control_socket: must not be empty (the default is /run/ferrovpn.sock)".into()),
+         "daemon: control_socket: must not be empty (the default is /run/ferrovpn/ferrovpn.sock)".into()),
         (format!("[daemon]\ncontrol_socket = \"{d}\"\n{}", with("psk = \"x\"", RB)),
          format!("daemon: control_socket: {d} is a directory; name the socket file, e.g. {d}/ferrovpn.sock")),
         (format!("[daemon]\ncontrol_socket = \"file\"\n{}", with("psk = \"x\"", RB)),

@@ -28,6 +28,16 @@ pub struct ConnState {
     pub retry_at: Option<Instant>,
     pub backoff: Duration,
     pub last_failure: Option<String>,
+    /// Terminated by the operator: not initiated again (retries, DPD restart) until
+    /// `ferrovpn initiate` or the peer brings it up.
+    pub held: bool,
+    /// IKE and Quick Mode failures so far (an `initiate` or `rekey` waiting sees new ones).
+    pub failures: u64,
+    /// Taken out by a reload: its id stays (the endpoint's `ConnId`), nothing shows it.
+    pub removed: bool,
+    /// The address set on its TUN device, if any, and the device's ifindex.
+    pub address: Option<crate::ipnet::IfAddr>,
+    pub ifindex: u32,
 }
 
 /// Direction helper for status: which SAD handle holds which counters.

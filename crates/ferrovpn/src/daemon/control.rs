@@ -1,11 +1,13 @@
-//! The unix control socket: one request line (`status`, `status json`, `snapshot`, `down`) per
-//! connection, answered by the event loop. Also the client side used by the CLI.
+//! The unix control socket: one request line (`status`, `status json`, `snapshot`, `down`,
+//! `initiate|terminate|rekey SECONDS NAME`, `reload`) per connection, answered by the event
+//! loop. Each client is served on its own short-lived thread, so an `initiate` waiting for its
+//! tunnel does not hold `status` up. Also the client side used by the CLI.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::conn::{stats_of, ConnState};
 use super::dataplane::Shared;
+pub use super::outcome::Outcome;
 use crate::config::format_duration;
 
 pub enum Request {
@@ -26,6 +29,58 @@ pub enum Request {
     /// Everything `history` and `diagnose` read (`snapshot` request, answered as JSON).
     Snapshot(Sender<crate::snapshot::Snapshot>),
     Down(Sender<()>),
+    /// `initiate`, `terminate`, `rekey` of one connection; answered once done, failed or
+    /// `timeout` passed.
+    Conn {
+        op: ConnOp,
+        name: String,
+        timeout: Duration,
+        reply: Sender<Outcome>,
+    },
+    /// Re-read the configuration file (as SIGHUP does), answering with the result.
+    Reload(Sender<Outcome>),
+}
+
+/// An operator action on one connection, as swanctl's --initiate/--terminate/--rekey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnOp {
+    Initiate,
+    Terminate,
+    Rekey,
+}
+
+impl ConnOp {
+    pub fn word(self) -> &'static str {
+        match self {
+            ConnOp::Initiate => "initiate",
+            ConnOp::Terminate => "terminate",
+            ConnOp::Rekey => "rekey",
+        }
+    }
+}
+
+/// Longest `--timeout` a client may ask the daemon to wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Most clients served at once; more are turned away with an error line.
+const MAX_CLIENTS: usize = 16;
+
+/// `initiate 30 site-b` → (Initiate, 30 s, "site-b"); the name is the rest of the line.
+fn parse_conn_request(line: &str) -> Option<(ConnOp, Duration, String)> {
+    let (word, rest) = line.split_once(' ')?;
+    let op = [ConnOp::Initiate, ConnOp::Terminate, ConnOp::Rekey]
+        .into_iter()
+        .find(|o| o.word() == word)?;
+    let (secs, name) = rest.split_once(' ')?;
+    let secs: u64 = secs.parse().ok()?;
+    if name.is_empty() {
+        return None;
+    }
+    Some((
+        op,
+        Duration::from_secs(secs).min(MAX_WAIT),
+        name.to_string(),
+    ))
 }
 
 /// A status snapshot, as JSON and as the table people read.
@@ -52,6 +107,7 @@ impl StatusView {
         let connections: Vec<Value> = conns
             .iter()
             .enumerate()
+            .filter(|(_, c)| !c.removed)
             .map(|(i, c)| {
                 let ike: Vec<Value> = ike_sas
                     .iter()
@@ -104,6 +160,7 @@ impl StatusView {
                     "local_addr": c.cfg.local_addr.to_string(),
                     "remote_addr": c.cfg.remote_addr.to_string(),
                     "up": !c.pairs.is_empty(),
+                    "held": c.held,
                     "last_failure": c.last_failure,
                     "ike_sas": ike,
                     "ipsec_sas": ipsec,
@@ -129,6 +186,7 @@ impl StatusView {
         });
         let ids = conns
             .iter()
+            .filter(|c| !c.removed)
             .map(|c| (c.cfg.local_id.to_string(), c.cfg.remote_id.to_string()))
             .collect();
         StatusView { json, ids }
@@ -265,10 +323,26 @@ pub fn serve(
     let thread = std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
+            let busy = Arc::new(AtomicUsize::new(0));
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = handle(stream, &requests, &waker);
+                    Ok((mut stream, _)) => {
+                        if busy.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                            let _ = stream.write_all(b"error: busy, try again\n");
+                            continue;
+                        }
+                        busy.fetch_add(1, Ordering::Relaxed);
+                        let (requests, waker, busy2) =
+                            (requests.clone(), waker.clone(), busy.clone());
+                        let spawned = std::thread::Builder::new()
+                            .name("control-client".into())
+                            .spawn(move || {
+                                let _ = handle(stream, &requests, &waker);
+                                busy2.fetch_sub(1, Ordering::Relaxed);
+                            });
+                        if spawned.is_err() {
+                            busy.fetch_sub(1, Ordering::Relaxed);
+                        }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -391,22 +465,59 @@ fn handle(stream: UnixStream, requests: &Sender<Request>, waker: &mio::Waker) ->
                 .map_err(|_| io::Error::other("no answer"))?;
             out.write_all(b"ok: shutting down\n")
         }
-        other => out.write_all(
-            format!("error: unknown request {other:?} (status, status json, snapshot, down)\n")
+        "reload" => {
+            let (tx, rx) = bounded(1);
+            requests
+                .send(Request::Reload(tx))
+                .map_err(|_| io::Error::other("daemon stopping"))?;
+            waker.wake()?;
+            let o = rx
+                .recv_timeout(Duration::from_secs(60))
+                .map_err(|_| io::Error::other("no answer"))?;
+            out.write_all(o.to_text().as_bytes())
+        }
+        l => match parse_conn_request(l) {
+            Some((op, wait, name)) => {
+                let (tx, rx) = bounded(1);
+                requests
+                    .send(Request::Conn {
+                        op,
+                        name,
+                        timeout: wait,
+                        reply: tx,
+                    })
+                    .map_err(|_| io::Error::other("daemon stopping"))?;
+                waker.wake()?;
+                let o = rx
+                    .recv_timeout(wait + timeout)
+                    .unwrap_or_else(|_| Outcome::Failed("the daemon did not answer".into()));
+                out.write_all(o.to_text().as_bytes())
+            }
+            None => out.write_all(
+                format!(
+                    "error: unknown request {l:?} (status, status json, snapshot, down, \
+                     initiate|terminate|rekey SECONDS NAME, reload)\n"
+                )
                 .as_bytes(),
-        ),
+            ),
+        },
     }
 }
 
 /// Sends one request to a running daemon and returns its answer.
 pub fn request(path: &PathBuf, cmd: &str) -> io::Result<String> {
+    request_waiting(path, cmd, Duration::from_secs(10))
+}
+
+/// [`request`] for one that may take `wait` (an `initiate` waiting for its tunnel).
+pub fn request_waiting(path: &PathBuf, cmd: &str, wait: Duration) -> io::Result<String> {
     let mut s = UnixStream::connect(path).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("{}: {e} (is ferrovpn up running?)", path.display()),
         )
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(wait))?;
     s.write_all(format!("{cmd}\n").as_bytes())?;
     let mut answer = String::new();
     s.read_to_string(&mut answer)?;
@@ -461,6 +572,22 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn connection_requests_name_the_action_a_wait_and_the_rest_of_the_line_as_name() {
+        assert_eq!(
+            parse_conn_request("initiate 30 site b"),
+            Some((ConnOp::Initiate, Duration::from_secs(30), "site b".into()))
+        );
+        assert_eq!(
+            parse_conn_request("rekey 99999 x"),
+            Some((ConnOp::Rekey, MAX_WAIT, "x".into()))
+        );
+        assert_eq!(parse_conn_request("terminate 0 "), None);
+        assert_eq!(parse_conn_request("terminate x y"), None);
+        assert_eq!(parse_conn_request("frobnicate 1 x"), None);
+        assert_eq!(parse_conn_request("initiate"), None);
     }
 
     #[test]

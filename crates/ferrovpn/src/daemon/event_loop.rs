@@ -34,6 +34,9 @@ impl Daemon {
             if let Some(t) = self.endpoint.poll_timeout() {
                 next = next.min(t);
             }
+            if let Some(t) = self.notify.next_wakeup() {
+                next = next.min(t);
+            }
             for c in &self.conns {
                 if let Some(t) = c.retry_at {
                     next = next.min(t);
@@ -47,9 +50,19 @@ impl Daemon {
             let now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
-                    SIGNALS if crate::sys::signal::signal_received(sigfd) => {
-                        info!("signal received");
-                        self.stop = true;
+                    SIGNALS => {
+                        while let Some(sig) = crate::sys::signal::signal_received(sigfd) {
+                            if sig == libc::SIGHUP {
+                                info!("SIGHUP: reloading the configuration");
+                                match self.reload() {
+                                    super::control::Outcome::Done(m) => info!("reload: {m}"),
+                                    o => tracing::error!("reload refused: {}", o.message()),
+                                }
+                            } else {
+                                info!("signal {sig} received: stopping");
+                                self.stop = true;
+                            }
+                        }
                     }
                     Token(t) if t >= IKE_BASE => {
                         if let Some((local, sock)) = self.ike500.get(t - IKE_BASE) {
@@ -91,6 +104,12 @@ impl Daemon {
             }
             self.sad.poll_lifetimes(self.clock.now());
             self.flush();
+            self.check_pending(now);
+            self.notify.tick(now);
+            if self.notify.status_due(now) {
+                let status = self.status_line();
+                self.notify.status(now, status);
+            }
             let (sad, conns) = (&self.sad, &self.conns);
             self.history.sample(now, |i| {
                 conns.get(i).map_or_else(Vec::new, |c| {
@@ -105,6 +124,13 @@ impl Daemon {
             });
         }
         Ok(())
+    }
+
+    /// `3 connections, 2 up`, for systemd's STATUS=.
+    pub(super) fn status_line(&self) -> String {
+        let live = || (0..self.conns.len()).filter(|&i| !self.endpoint.is_removed(i));
+        let up = live().filter(|&i| self.endpoint.is_up(i)).count();
+        super::notify::status_line(live().count(), up)
     }
 
     /// Sends what the endpoint queued and acts on its events.
@@ -159,6 +185,21 @@ impl Daemon {
                     Instant::now(),
                 );
                 let _ = reply.send(snap);
+            }
+            Request::Conn {
+                op,
+                name,
+                timeout,
+                reply,
+            } => self.conn_request(op, &name, timeout, reply),
+            Request::Reload(reply) => {
+                info!("reload requested over the control socket");
+                let o = self.reload();
+                match &o {
+                    super::control::Outcome::Done(m) => info!("reload: {m}"),
+                    o => tracing::error!("reload refused: {}", o.message()),
+                }
+                let _ = reply.send(o);
             }
             Request::Down(reply) => {
                 info!("down requested over the control socket");

@@ -53,6 +53,8 @@ impl Daemon {
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.backoff = Duration::from_secs(5);
                     c.last_failure = None;
+                    // The peer brought it up again: a terminate's hold ends.
+                    c.held = false;
                 }
             }
             Event::IkeSaFailed {
@@ -70,6 +72,7 @@ impl Daemon {
                 error!(conn = %name, cookies = %cookies, "IKE SA {cookies} with {peer} failed: {reason}");
                 if let Some(c) = conn.and_then(|c| self.conns.get_mut(c)) {
                     c.last_failure = Some(reason.to_string());
+                    c.failures += 1;
                 }
                 if let Some(c) = conn {
                     self.schedule_retry(c);
@@ -89,7 +92,7 @@ impl Daemon {
                     c.last_failure = Some("peer dead (DPD)".into());
                     // RFC 3706 §5.5 leaves the action open; like strongSwan's dpd_action=restart
                     // an initiator negotiates again at once (backoff applies if that fails).
-                    if c.cfg.start == Start::Initiate && !self.stop {
+                    if c.cfg.start == Start::Initiate && !self.stop && !c.held {
                         c.retry_at = Some(Instant::now());
                         info!(conn = %c.cfg.name, "peer dead: initiating again now");
                     }
@@ -117,6 +120,7 @@ impl Daemon {
                 }
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.last_failure = Some(reason.to_string());
+                    c.failures += 1;
                 }
             }
             Event::ChildSaDraining {
@@ -187,7 +191,7 @@ impl Daemon {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        if c.cfg.start != Start::Initiate || c.retry_at.is_some() || self.stop {
+        if c.cfg.start != Start::Initiate || c.retry_at.is_some() || self.stop || c.held {
             return;
         }
         c.retry_at = Some(Instant::now() + c.backoff);

@@ -72,6 +72,25 @@ impl History {
         }
     }
 
+    /// A connection a reload added (the next id).
+    pub fn add_connection(&mut self, peer: (IpAddr, IpAddr)) {
+        self.rings.push(VecDeque::new());
+        self.samples.push(VecDeque::new());
+        self.counted.push(Counted::default());
+        self.peers.push(peer);
+        self.p1_requests.push(0);
+        self.p1_authenticated.push(0);
+    }
+
+    /// New outer addresses of a connection a reload changed; None for a removed one, whose
+    /// messages are no longer assigned to it.
+    pub fn set_peer(&mut self, conn: usize, peer: Option<(IpAddr, IpAddr)>) {
+        let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        if let Some(p) = self.peers.get_mut(conn) {
+            *p = peer.unwrap_or((unspecified, unspecified));
+        }
+    }
+
     /// Phase 1 requests (MM1/AM1) received for `conn` that never authenticated.
     pub fn unauthenticated_requests(&self, conn: usize) -> u64 {
         let get = |v: &Vec<u64>| v.get(conn).copied().unwrap_or(0);
@@ -366,6 +385,7 @@ pub fn snapshot(
     let connections = conns
         .iter()
         .enumerate()
+        .filter(|(_, c)| !c.removed)
         .map(|(i, c)| ConnSnapshot {
             name: c.cfg.name.clone(),
             local_addr: c.cfg.local_addr.to_string(),

@@ -11,8 +11,13 @@ mod events;
 pub mod history;
 mod install;
 pub mod metrics;
+pub mod notify;
 mod observe;
+pub mod outcome;
+mod pending;
 mod recovery;
+mod reload;
+mod runtime;
 pub mod save_keys;
 mod setup;
 mod state;
@@ -41,14 +46,19 @@ pub use error::DaemonError;
 pub use setup::{DEFAULT_UNDERLAY_MTU, SOCKET_BUFFER, TUN_TXQUEUELEN};
 use state::{Daemon, IKE_BASE, SIGNALS, WAKER};
 
-/// Brings every connection up and runs until SIGINT/SIGTERM or `ferrovpn down`.
-pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    run_with(cfg, || {})
+/// Brings every connection up and runs until SIGINT/SIGTERM or `ferrovpn down`. `path` is the
+/// configuration file `reload` and SIGHUP read again (None: reload is refused).
+pub fn run(path: Option<&std::path::Path>, cfg: Config) -> Result<(), DaemonError> {
+    run_with(path, cfg, || {})
 }
 
 /// [`run`], calling `ready` once everything is set up (TUN devices, sockets, routes, control
 /// socket), just before the event loop starts; `up --daemon` reports success to its parent there.
-pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
+pub fn run_with(
+    path: Option<&std::path::Path>,
+    cfg: Config,
+    ready: impl FnOnce(),
+) -> Result<(), DaemonError> {
     let sigfd = crate::sys::signal::signal_fd().map_err(|e| DaemonError::Io("signalfd", e))?;
     let mut nl =
         Netlink::open().map_err(|e| DaemonError::Io("netlink", io::Error::other(e.to_string())))?;
@@ -56,21 +66,20 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
 
     let mut run_state = setup::claim(&cfg, &mut nl, &policy_routing)?;
     let opts = setup::socket_options(&cfg, &policy_routing);
+    let fwmark = opts.fwmark.is_some();
     let setup::Sockets {
         mut ike500,
         nat_t,
         raw,
     } = setup::open_sockets(&cfg, &opts)?;
     let setup::Tunnels {
-        lane_queues,
         tuns,
         tcp_mss,
         conns,
     } = setup::bring_up_tunnels(&cfg, &mut nl, &mut run_state, &policy_routing)?;
 
     let shared = Arc::new(Shared {
-        tuns,
-        tcp_mss,
+        devices: dataplane::Devices::new(dataplane::TunTable { tuns, tcp_mss }),
         policies: RwLock::new(Vec::new()),
         inbound: RwLock::new(HashMap::new()),
         raw,
@@ -90,7 +99,7 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let sad = Arc::new(Sad::new());
     let clock = Arc::new(MonotonicClock::new());
     let (pipelines, unknown_spi_rx) =
-        threads::spawn_pipelines(&cfg, &sad, &clock, &shared, lane_queues, ike_tx, &waker)?;
+        threads::spawn_pipelines(&cfg, &sad, &clock, &shared, ike_tx, &waker)?;
     let (control, socket_inode) =
         control::serve(&cfg.daemon.control_socket, req_tx.clone(), waker.clone())
             .map_err(|e| DaemonError::Io("control socket", e))?;
@@ -164,6 +173,14 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         key_export,
         cookie_conns: HashMap::new(),
         unknown_spi_rx,
+        notify: notify::Notifier::from_env(),
+        pending: Vec::new(),
+        nl,
+        run_state,
+        policy_routing,
+        fwmark,
+        config_path: path.map(std::path::Path::to_path_buf),
+        daemon_cfg: cfg.daemon.clone(),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -176,10 +193,13 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     }
     d.flush();
     ready();
+    let status = d.status_line();
+    d.notify.ready(Instant::now(), status);
 
     let result = d.event_loop(&mut poll, &sigfd, &ike_rx, &req_rx);
 
     // Orderly exit: deletes to peers, then the data plane, then the OS state.
+    d.notify.stopping();
     info!("shutting down: sending deletes, removing routes, rules and interfaces");
     d.endpoint.shutdown(Instant::now());
     d.flush();
@@ -190,12 +210,12 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     pipelines.shutdown();
     for c in &mut d.conns {
         if let Some(inst) = c.routing.take() {
-            for e in routing::teardown(&mut nl, inst) {
+            for e in routing::teardown(&mut d.nl, inst) {
                 warn!("teardown: {e}");
             }
         }
     }
-    for e in nl.undo_all() {
+    for e in d.nl.undo_all() {
         warn!("teardown: {e}");
     }
     result

@@ -74,6 +74,7 @@ impl Daemon {
             .conns
             .iter()
             .enumerate()
+            .filter(|(_, c)| !c.removed)
             .map(|(i, c)| ConnSnapshot {
                 name: c.cfg.name.clone(),
                 up: !c.pairs.is_empty(),

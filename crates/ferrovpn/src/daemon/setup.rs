@@ -59,10 +59,7 @@ fn tun_names(cfg: &Config) -> Vec<String> {
     cfg.connections
         .iter()
         .enumerate()
-        .map(|(i, c)| match &c.tunnel {
-            Tunnel::RouteBased(r) => r.interface.clone(),
-            Tunnel::PolicyBased(_) => format!("fvpol{i}"),
-        })
+        .map(|(i, c)| tun_name(c, i))
         .collect()
 }
 
@@ -200,8 +197,6 @@ pub(super) fn open_sockets(cfg: &Config, opts: &SocketOptions) -> Result<Sockets
 /// The TUN devices of all connections, their queues per outbound lane, and each connection's
 /// state with its installed routes.
 pub(super) struct Tunnels {
-    /// Per outbound lane: its queue of every device.
-    pub(super) lane_queues: Vec<Vec<Arc<Tun>>>,
     /// Per device: its queues.
     pub(super) tuns: Vec<Vec<Arc<Tun>>>,
     pub(super) tcp_mss: Vec<MssClamp>,
@@ -216,106 +211,134 @@ pub(super) fn bring_up_tunnels(
     run_state: &mut RunState,
     policy_routing: &PolicyRouting,
 ) -> Result<Tunnels, DaemonError> {
-    let workers = cfg.daemon.workers.get();
-    let mut lane_queues: Vec<Vec<Arc<Tun>>> = vec![Vec::new(); workers];
     let mut tuns = Vec::new();
     let mut tcp_mss = Vec::new();
     let mut conns = Vec::new();
     for (i, c) in cfg.connections.iter().enumerate() {
-        let (name, address, mtu, routes): (String, _, _, Vec<IpNet>) = match &c.tunnel {
-            Tunnel::RouteBased(r) => (
-                r.interface.clone(),
-                r.address,
-                r.mtu.map(u32::from),
-                r.routes.clone(),
-            ),
-            Tunnel::PolicyBased(p) => (
-                format!("fvpol{i}"),
-                None,
-                None,
-                p.iter().map(|x| x.remote).collect(),
-            ),
-        };
-        let setup = |what: String| DaemonError::Setup {
-            conn: c.name.clone(),
-            what,
-        };
-        let mtu = mtu.unwrap_or_else(|| {
-            let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
-                warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
-                DEFAULT_UNDERLAY_MTU
-            });
-            convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
-        });
-        let queues: Vec<Arc<Tun>> = match open_tun(&name, workers, cfg.daemon.offloads) {
-            Ok(q) => q.into_iter().map(Arc::new).collect(),
-            Err(crate::tun::TunError::SetIff { source, .. })
-                if source.raw_os_error() == Some(libc::EBUSY) =>
-            {
-                // Taken since `prepare` looked: say by whom.
-                let live = runstate::live_records(&cfg.daemon.run_dir);
-                let live: Vec<&Record> = live.iter().collect();
-                runstate::check_interface(nl, &name, &live)?;
-                return Err(setup(format!("TUN {name}: {source}")));
-            }
-            Err(e) => return Err(setup(format!("TUN {name}: {e}"))),
-        };
-        let Some(tun) = queues.first().cloned() else {
-            return Err(setup(format!("TUN {name}: no queue opened")));
-        };
-        for (lane, q) in lane_queues.iter_mut().zip(&queues) {
-            lane.push(q.clone());
-        }
-        let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
-        run_state.record.interfaces.push(LinkRecord {
-            name: name.clone(),
-            ifindex,
-        });
-        run_state.save()?;
-        tun.set_mtu(nl, mtu)
-            .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
-        tun.set_txqueuelen(nl, TUN_TXQUEUELEN)
-            .map_err(|e| setup(format!("txqueuelen of {name}: {e}")))?;
-        if let Some(a) = address {
-            nl.add_address(ifindex, a)
-                .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
-        }
-        tun.up(nl)
-            .map_err(|e| setup(format!("bringing {name} up: {e}")))?;
-        let installed = routing::setup(nl, ifindex, &routes, policy_routing).map_err(|e| {
-            let hint = if runstate::is_exists(&e) {
-                " (it is already there and no ferrovpn recorded it; ferrovpn will not remove \
-                     it)"
-            } else {
-                ""
-            };
-            setup(format!("routes via {name}: {e}{hint}"))
-        })?;
-        // Recorded after they exist, never before: a kill in between leaks a rule (refused
-        // with a clear error next time) rather than recording one someone else may have made.
-        for c in &installed.changes {
-            if let Change::Rule(r) = c {
-                run_state.record.add_rule(*r);
-            }
-        }
-        run_state.save()?;
-        info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
-        tuns.push(queues);
-        tcp_mss.push(convert::mss_clamp(c.tcp_mss, mtu));
+        let t = bring_up_tunnel(&cfg.daemon, c, i, nl, run_state, policy_routing)?;
+        tuns.push(t.queues);
+        tcp_mss.push(t.tcp_mss);
         conns.push(ConnState {
             cfg: c.clone(),
             tun: Some(tuns.len() - 1),
-            routing: Some(installed),
+            routing: Some(t.installed),
             pairs: Vec::new(),
             retry_at: None,
             backoff: Duration::from_secs(5),
             last_failure: None,
+            held: false,
+            failures: 0,
+            removed: false,
+            address: t.address,
+            ifindex: t.ifindex,
         });
     }
     Ok(Tunnels {
-        lane_queues,
         tuns,
         tcp_mss,
         conns,
+    })
+}
+
+/// The TUN device name of connection `id` (policy-based ones get `fvpol<id>`).
+pub(super) fn tun_name(c: &crate::config::Connection, id: usize) -> String {
+    match &c.tunnel {
+        Tunnel::RouteBased(r) => r.interface.clone(),
+        Tunnel::PolicyBased(_) => format!("fvpol{id}"),
+    }
+}
+
+/// One connection's device, as it was set up.
+pub(super) struct TunnelUp {
+    pub(super) queues: Vec<Arc<Tun>>,
+    pub(super) tcp_mss: MssClamp,
+    pub(super) installed: routing::Installed,
+    pub(super) address: Option<crate::ipnet::IfAddr>,
+    pub(super) ifindex: u32,
+}
+
+/// Opens connection `id`'s TUN device (one queue per worker), records it, and gives it its
+/// MTU, address and routes (at start, and for a connection a reload adds).
+pub(super) fn bring_up_tunnel(
+    daemon: &crate::config::DaemonConfig,
+    c: &crate::config::Connection,
+    id: usize,
+    nl: &mut Netlink,
+    run_state: &mut RunState,
+    policy_routing: &PolicyRouting,
+) -> Result<TunnelUp, DaemonError> {
+    let workers = daemon.workers.get();
+    let name = tun_name(c, id);
+    let (address, mtu, routes): (_, _, Vec<IpNet>) = match &c.tunnel {
+        Tunnel::RouteBased(r) => (r.address, r.mtu.map(u32::from), r.routes.clone()),
+        Tunnel::PolicyBased(p) => (None, None, p.iter().map(|x| x.remote).collect()),
+    };
+    let setup = |what: String| DaemonError::Setup {
+        conn: c.name.clone(),
+        what,
+    };
+    let mtu = mtu.unwrap_or_else(|| {
+        let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
+            warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
+            DEFAULT_UNDERLAY_MTU
+        });
+        convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
+    });
+    let queues: Vec<Arc<Tun>> = match open_tun(&name, workers, daemon.offloads) {
+        Ok(q) => q.into_iter().map(Arc::new).collect(),
+        Err(crate::tun::TunError::SetIff { source, .. })
+            if source.raw_os_error() == Some(libc::EBUSY) =>
+        {
+            // Taken since `prepare` looked: say by whom.
+            let live = runstate::live_records(&daemon.run_dir);
+            let live: Vec<&Record> = live.iter().collect();
+            runstate::check_interface(nl, &name, &live)?;
+            return Err(setup(format!("TUN {name}: {source}")));
+        }
+        Err(e) => return Err(setup(format!("TUN {name}: {e}"))),
+    };
+    let Some(tun) = queues.first().cloned() else {
+        return Err(setup(format!("TUN {name}: no queue opened")));
+    };
+    let ifindex = netlink::link_index(&name).map_err(|e| setup(format!("TUN {name}: {e}")))?;
+    run_state.record.interfaces.push(LinkRecord {
+        name: name.clone(),
+        ifindex,
+    });
+    run_state.save()?;
+    tun.set_mtu(nl, mtu)
+        .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
+    tun.set_txqueuelen(nl, TUN_TXQUEUELEN)
+        .map_err(|e| setup(format!("txqueuelen of {name}: {e}")))?;
+    if let Some(a) = address {
+        nl.add_address(ifindex, a)
+            .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
+    }
+    tun.up(nl)
+        .map_err(|e| setup(format!("bringing {name} up: {e}")))?;
+    let installed = routing::setup(nl, ifindex, &routes, policy_routing).map_err(|e| {
+        let hint = if runstate::is_exists(&e) {
+            " (it is already there and no ferrovpn recorded it; ferrovpn will not remove \
+                 it)"
+        } else {
+            ""
+        };
+        setup(format!("routes via {name}: {e}{hint}"))
+    })?;
+    // Recorded after they exist, never before: a kill in between leaks a rule (refused
+    // with a clear error next time) rather than recording one someone else may have made.
+    for ch in &installed.changes {
+        if let Change::Rule(r) = ch {
+            run_state.record.add_rule(*r);
+        }
+    }
+    run_state.save()?;
+    info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+    Ok(TunnelUp {
+        queues,
+        tcp_mss: convert::mss_clamp(c.tcp_mss, mtu),
+        installed,
+        address,
+        ifindex,
     })
 }

@@ -16,7 +16,7 @@ use mio::Token;
 
 use super::conn::ConnState;
 use super::dataplane::Shared;
-use super::{history, metrics, recovery, save_keys};
+use super::{history, metrics, notify, pending, recovery, save_keys};
 
 pub(super) const WAKER: Token = Token(0);
 pub(super) const SIGNALS: Token = Token(1);
@@ -46,4 +46,19 @@ pub(super) struct Daemon {
     pub(super) give_up: Duration,
     /// ESP with unknown SPIs reported by the data plane (invalid-SPI recovery).
     pub(super) unknown_spi_rx: Receiver<recovery::UnknownSpi>,
+    /// systemd readiness, status and watchdog (no-op outside a `Type=notify` unit).
+    pub(super) notify: notify::Notifier,
+    /// `initiate`/`rekey` requests waiting for the network.
+    pub(super) pending: Vec<pending::Pending>,
+    /// rtnetlink: devices, addresses, routes and rules made at start and by reloads.
+    pub(super) nl: crate::netlink::Netlink,
+    /// What this daemon made, recorded for the next start after a crash.
+    pub(super) run_state: super::setup::RunState,
+    pub(super) policy_routing: crate::routing::PolicyRouting,
+    /// The IKE and ESP sockets carry the fwmark (a tunnel takes a default route).
+    pub(super) fwmark: bool,
+    /// The file `reload` and SIGHUP read.
+    pub(super) config_path: Option<std::path::PathBuf>,
+    /// The `[daemon]` table in effect (it cannot change while running).
+    pub(super) daemon_cfg: crate::config::DaemonConfig,
 }

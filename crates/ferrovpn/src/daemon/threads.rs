@@ -14,7 +14,6 @@ use super::error::DaemonError;
 use super::recovery::{self, UnknownSpi};
 use crate::config::Config;
 use crate::sys::process;
-use crate::tun::Tun;
 
 /// A thread-start hook that pins each data plane thread to the next allowed CPU in turn.
 fn pin_round_robin() -> ferrovpn_esp::ThreadStart {
@@ -57,7 +56,6 @@ pub(super) fn spawn_pipelines(
     sad: &Arc<Sad>,
     clock: &Arc<MonotonicClock>,
     shared: &Arc<Shared>,
-    lane_queues: Vec<Vec<Arc<Tun>>>,
     ike_tx: Sender<Datagram>,
     waker: &Arc<Waker>,
 ) -> Result<(Pipelines, Receiver<UnknownSpi>), DaemonError> {
@@ -74,14 +72,13 @@ pub(super) fn spawn_pipelines(
     // packets stay in order); lanes encrypt in parallel but send in the order they numbered
     // their batches, so each SA's sequence numbers leave in order.
     let order = ferrovpn_esp::SendOrder::new();
-    let encap = lane_queues
-        .into_iter()
-        .map(|queues| {
+    let encap = (0..workers)
+        .map(|lane| {
             builder(PipeMode::Encap)
                 .workers(1)
                 .send_order(order.clone())
                 .spawn(
-                    TunSource::new(shared.clone(), queues),
+                    TunSource::new(shared.clone(), lane),
                     EspSink {
                         shared: shared.clone(),
                     },

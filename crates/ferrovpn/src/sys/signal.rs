@@ -1,9 +1,9 @@
-//! SIGINT and SIGTERM as a file descriptor an event loop can poll.
+//! SIGINT, SIGTERM and SIGHUP as a file descriptor an event loop can poll.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-/// Blocks SIGINT/SIGTERM in the calling thread (and the threads it starts later) and returns a
+/// Blocks SIGINT/SIGTERM/SIGHUP in the calling thread (and the threads it starts later) and returns a
 /// non-blocking signalfd that reports them.
 pub fn signal_fd() -> io::Result<OwnedFd> {
     // SAFETY: an all-zero sigset_t is a valid value for sigemptyset to initialise.
@@ -13,6 +13,7 @@ pub fn signal_fd() -> io::Result<OwnedFd> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
     }
     // SAFETY: set is initialised; a null old-set pointer is allowed.
     if unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } != 0 {
@@ -27,10 +28,15 @@ pub fn signal_fd() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Reads one pending record from a signalfd; true when a signal arrived.
-pub fn signal_received(sigfd: &OwnedFd) -> bool {
+/// Reads one pending record from a signalfd: the number of the signal that arrived, if any.
+pub fn signal_received(sigfd: &OwnedFd) -> Option<i32> {
     let mut info = [0u8; 128];
     // SAFETY: reads at most info.len() bytes (one signalfd_siginfo) into a local buffer.
     let n = unsafe { libc::read(sigfd.as_raw_fd(), info.as_mut_ptr().cast(), info.len()) };
-    n > 0
+    if n <= 0 {
+        return None;
+    }
+    // ssi_signo, the record's first field (u32, native byte order).
+    let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+    i32::try_from(signo).ok()
 }

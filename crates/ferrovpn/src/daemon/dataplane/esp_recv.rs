@@ -372,7 +372,7 @@ impl PacketSource for EspSource {
 mod tests {
     use super::super::esp_send::SendList;
     use super::super::shared::tests::udp_pair;
-    use super::super::shared::{ike_queue, IoCounters};
+    use super::super::shared::{ike_queue, Devices, IoCounters, TunTable};
     use super::*;
     use crate::sys::socket::sockaddr;
     use std::collections::HashMap;
@@ -388,8 +388,7 @@ mod tests {
     ) {
         let local = rx.local_addr().unwrap();
         let shared = Arc::new(Shared {
-            tuns: Vec::new(),
-            tcp_mss: Vec::new(),
+            devices: Devices::new(TunTable::default()),
             policies: RwLock::new(Vec::new()),
             inbound: RwLock::new(HashMap::new()),
             raw: HashMap::new(),

@@ -19,5 +19,5 @@ mod tun_io;
 pub use esp_recv::EspSource;
 pub use esp_send::EspSink;
 pub use policy::Policy;
-pub use shared::{ike_queue, IoCounters, Shared, IKE_QUEUE};
+pub use shared::{ike_queue, Devices, IoCounters, Shared, TunTable, IKE_QUEUE};
 pub use tun_io::{TunSink, TunSource};

@@ -86,13 +86,8 @@ impl LogLimit {
 
 /// What the pipelines and the control loop share.
 pub struct Shared {
-    /// The queues of each TUN device (at least one each). Each outbound lane reads its own
-    /// queue ([`TunSource::new`](super::TunSource::new)); a decapsulated packet is written through the queue its
-    /// flow hashes to, and the kernel then steers the flow's outbound packets to that same
-    /// queue (tun's automatic flow steering), so one lane sees all of a flow.
-    pub tuns: Vec<Vec<Arc<Tun>>>,
-    /// MSS limit of TCP SYNs through each TUN, both ways (same index as `tuns`).
-    pub tcp_mss: Vec<MssClamp>,
+    /// The TUN devices, replaced as a whole when a reload adds or removes one.
+    pub devices: Devices,
     /// Newest last: the most recent SA for a selector pair wins (make-before-break rekey).
     pub policies: RwLock<Vec<Policy>>,
     /// Inbound SA → TUN its packets are written to.
@@ -101,6 +96,78 @@ pub struct Shared {
     /// UDP 4500 sockets by local address (ESP-in-UDP out; IKE+ESP in).
     pub nat_t: HashMap<IpAddr, Arc<UdpSocket>>,
     pub counters: IoCounters,
+}
+
+/// The TUN devices by index (the index `Policy::tun` and `inbound` use).
+#[derive(Default)]
+pub struct TunTable {
+    /// The queues of each TUN device (none for a removed one, whose index is not reused). Each
+    /// outbound lane reads its own queue ([`TunSource::new`](super::TunSource::new)); a
+    /// decapsulated packet is written through the queue its flow hashes to, and the kernel then
+    /// steers the flow's outbound packets to that same queue (tun's automatic flow steering),
+    /// so one lane sees all of a flow.
+    pub tuns: Vec<Vec<Arc<Tun>>>,
+    /// MSS limit of TCP SYNs through each TUN, both ways (same index as `tuns`).
+    pub tcp_mss: Vec<MssClamp>,
+}
+
+/// The current [`TunTable`] and its generation: the data plane threads keep a snapshot and
+/// compare the generation once per batch (one atomic load), as `SadReader` does for the SAD.
+pub struct Devices {
+    table: RwLock<Arc<TunTable>>,
+    generation: AtomicU64,
+}
+
+impl Devices {
+    pub fn new(table: TunTable) -> Devices {
+        Devices {
+            table: RwLock::new(Arc::new(table)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The table now.
+    pub fn current(&self) -> Arc<TunTable> {
+        self.table
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Publishes a new table; the threads drop their copy of the old one within one poll.
+    pub fn publish(&self, table: TunTable) {
+        match self.table.write() {
+            Ok(mut t) => *t = Arc::new(table),
+            Err(p) => *p.into_inner() = Arc::new(table),
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// A thread's snapshot of [`Devices`].
+pub(super) struct DeviceView {
+    generation: u64,
+    pub(super) table: Arc<TunTable>,
+}
+
+impl DeviceView {
+    pub(super) fn new(d: &Devices) -> DeviceView {
+        DeviceView {
+            generation: d.generation.load(Ordering::Acquire),
+            table: d.current(),
+        }
+    }
+
+    /// True when the table changed since the last look (and the snapshot is now the new one).
+    pub(super) fn refresh(&mut self, d: &Devices) -> bool {
+        let g = d.generation.load(Ordering::Acquire);
+        if g == self.generation {
+            return false;
+        }
+        self.generation = g;
+        self.table = d.current();
+        true
+    }
 }
 
 thread_local! {

@@ -12,7 +12,7 @@ use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, VNET_HDR_LEN};
 use ferrovpn_esp::{Batch, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
 
 use super::policy::policy_for;
-use super::shared::{poll_in, Shared};
+use super::shared::{poll_in, DeviceView, Shared, TunTable};
 use super::Policy;
 use crate::tun::Tun;
 
@@ -31,18 +31,26 @@ struct Pending {
 /// Inner packets from one queue of each TUN device, each tagged with its outbound SA.
 pub struct TunSource {
     shared: Arc<Shared>,
-    /// The queue this source reads, per TUN (same index as `Shared::tuns` and `Policy::tun`).
-    queues: Arc<[Arc<Tun>]>,
+    /// Which queue of each device this source reads.
+    lane: usize,
+    view: DeviceView,
+    /// The queue this source reads, per TUN: (index in `TunTable::tuns` and `Policy::tun`,
+    /// queue).
+    queues: Arc<[(usize, Arc<Tun>)]>,
     read_buf: Box<[u8]>,
     pending: Option<Pending>,
 }
 
 impl TunSource {
-    /// Reads `queues` (one per TUN device, in `Shared::tuns` order).
-    pub fn new(shared: Arc<Shared>, queues: Vec<Arc<Tun>>) -> Self {
+    /// Reads queue `lane` of every TUN device, following the table as it changes.
+    pub fn new(shared: Arc<Shared>, lane: usize) -> Self {
+        let view = DeviceView::new(&shared.devices);
+        let queues = lane_queues(&view.table, lane);
         TunSource {
             shared,
-            queues: queues.into(),
+            lane,
+            view,
+            queues,
             read_buf: vec![0u8; TUN_READ_MAX].into_boxed_slice(),
             pending: None,
         }
@@ -93,7 +101,7 @@ impl TunSource {
                     match policy_for(policies, i, p.data()) {
                         Some(h) => {
                             p.set_sa(h);
-                            clamp_mss(&self.shared, i, p);
+                            clamp_mss(&self.view.table, i, p);
                         }
                         None => {
                             self.shared
@@ -131,7 +139,7 @@ impl TunSource {
             };
             match Segmenter::new(&hdr, packet) {
                 Ok(segments) => {
-                    let mss = shared.tcp_mss.get(i).copied().unwrap_or_default();
+                    let mss = self.view.table.tcp_mss.get(i).copied().unwrap_or_default();
                     self.pending = Some(Pending {
                         segments,
                         len,
@@ -147,9 +155,21 @@ impl TunSource {
     }
 }
 
+/// Queue `lane` of every device that has one.
+fn lane_queues(t: &TunTable, lane: usize) -> Arc<[(usize, Arc<Tun>)]> {
+    t.tuns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| q.get(lane).map(|q| (i, q.clone())))
+        .collect()
+}
+
 impl PacketSource for TunSource {
     fn recv_batch(&mut self, batch: &mut Batch) -> Recv {
         let shared = self.shared.clone();
+        if self.view.refresh(&shared.devices) {
+            self.queues = lane_queues(&self.view.table, self.lane);
+        }
         let queues = self.queues.clone();
         if self.pending.is_some() {
             // The rest of a super-packet first, then whatever is ready, without waiting.
@@ -159,20 +179,20 @@ impl PacketSource for TunSource {
             let Ok(policies) = shared.policies.read() else {
                 return Recv::Closed;
             };
-            for (i, tun) in queues.iter().enumerate() {
-                self.drain(i, tun, &policies, batch);
+            for (i, tun) in queues.iter() {
+                self.drain(*i, tun, &policies, batch);
             }
             return Recv::Data;
         }
         let mut closed = false;
-        let any = poll_in(queues.iter().map(|t| t.as_raw_fd()), |i| {
+        let any = poll_in(queues.iter().map(|(_, t)| t.as_raw_fd()), |k| {
             // Taken after the wait, so a policy change never waits for an idle poll.
             let Ok(policies) = shared.policies.read() else {
                 closed = true;
                 return;
             };
-            if let Some(tun) = queues.get(i) {
-                self.drain(i, tun, &policies, batch);
+            if let Some((i, tun)) = queues.get(k) {
+                self.drain(*i, tun, &policies, batch);
             }
         });
         match (closed, any) {
@@ -182,10 +202,12 @@ impl PacketSource for TunSource {
         }
     }
 }
+
 /// Decapsulated inner packets into the TUN of their connection; into a TUN with offloads,
 /// in-order TCP segments of one flow go as one super-packet.
 pub struct TunSink {
     shared: Arc<Shared>,
+    view: DeviceView,
     /// Where ESP with an unknown SPI is reported (invalid-SPI recovery), if anywhere.
     unknown_spi: Option<crate::daemon::recovery::UnknownSpiReports>,
     gro: Gro,
@@ -199,6 +221,7 @@ const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 impl TunSink {
     pub fn new(shared: Arc<Shared>) -> Self {
         TunSink {
+            view: DeviceView::new(&shared.devices),
             shared,
             unknown_spi: None,
             gro: Gro::new(),
@@ -224,6 +247,8 @@ impl PacketSink for TunSink {
             r.scan(batch.packets().iter(), std::time::Instant::now());
         }
         let shared = self.shared.clone();
+        self.view.refresh(&shared.devices);
+        let table = self.view.table.clone();
         {
             let Ok(inbound) = shared.inbound.read() else {
                 return;
@@ -241,19 +266,19 @@ impl PacketSink for TunSink {
                         t
                     }
                 }?;
-                let queues = shared.tuns.get(tun)?.len();
+                let queues = table.tuns.get(tun)?.len();
                 Some((tun, queue_for(p.data(), queues)))
             }));
         }
         for (p, d) in batch.packets_mut().iter_mut().zip(&self.dest) {
             if let Some((t, _)) = d {
-                clamp_mss(&shared, *t, p);
+                clamp_mss(&table, *t, p);
             }
         }
         let dest = &self.dest;
         let tun_at = |i: usize| {
             let (t, q) = dest.get(i).copied().flatten()?;
-            shared.tuns.get(t)?.get(q)
+            table.tuns.get(t)?.get(q)
         };
         {
             let pkts = batch.packets();
@@ -306,8 +331,8 @@ impl PacketSink for TunSink {
 
 /// Lowers the MSS of a TCP SYN through TUN `tun` to its limit (RFC 6691); before any
 /// coalescing, which never takes SYNs anyway.
-fn clamp_mss(shared: &Shared, tun: usize, p: &mut PacketBuf) {
-    if let Some(c) = shared.tcp_mss.get(tun) {
+fn clamp_mss(table: &TunTable, tun: usize, p: &mut PacketBuf) {
+    if let Some(c) = table.tcp_mss.get(tun) {
         c.apply(p.data_mut());
     }
 }

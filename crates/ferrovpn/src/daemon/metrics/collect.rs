@@ -50,6 +50,11 @@ pub struct EventCounters {
 }
 
 impl EventCounters {
+    /// A connection a reload added (the next id).
+    pub fn add_connection(&mut self) {
+        self.conns.push(IkeEvents::default());
+    }
+
     pub fn new(conns: usize) -> Self {
         EventCounters {
             conns: vec![IkeEvents::default(); conns],
