@@ -59,6 +59,9 @@ if [ -d tests/e2e ]; then
     done
 fi
 
+step "Debian package (scripts/package.sh: cargo deb, dpkg -x, systemd-analyze verify)"
+scripts/package.sh
+
 step "all tests passed"
 du -sh "${CARGO_TARGET_DIR:-target}" fuzz/target 2>/dev/null | sed 's/^/build tree: /' || true
 echo "end-to-end scripts: ${e2e_passed} passed, 0 failed"
