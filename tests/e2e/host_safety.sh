@@ -12,6 +12,9 @@
 #   daemon-readiness `up --daemon` with a local_addr the host lacks, or with its interface
 #                   name taken, exits 1 and prints the setup error; with a good config it exits 0 only once the daemon answers on
 #                   its control socket (status works at once), and `down` stops it.
+#   capabilities    with only the unit's capabilities (setpriv --bounding-set: CAP_NET_ADMIN,
+#                   CAP_NET_RAW, CAP_NET_BIND_SERVICE) a default-route tunnel comes up, pings and
+#                   `down` cleans up; without CAP_NET_RAW `up` exits 1 naming it.
 # (A daemon killed with -9 and restarted cleans its own leftovers: crash_restart.sh.)
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test, default: release build of this tree), E2E_CASES.
@@ -161,7 +164,54 @@ case_daemon_readiness() {
     e2e_down "$sock" "$pid" "$FV_NS_A" fv0
 }
 
-CASES=(persistent-tun two-daemons socket-file daemon-readiness)
+# The unit's capability set: only CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE
+# (packaging/ferrovpn.service). setpriv as root with that bounding set is what systemd gives.
+UNIT_CAPS="-all,+net_admin,+net_raw,+net_bind_service"
+
+case_capabilities() {
+    require_cmd_or_skip setpriv
+    fv_two_ns
+    e2e_psk "$FV_TMP/psk" host-safety-secret
+    local sa="$FV_TMP/a.sock" sb="$FV_TMP/b.sock" pida pidb rc=0
+    # A default route through the tunnel: socket marks and policy rules need CAP_NET_ADMIN too.
+    C_SOCK="$sa" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/psk" C_START=initiate \
+        C_DAEMON_EXTRA="run_dir = \"$FV_TMP/run\"" C_TUNNEL="$(e2e_route_based "$A_IN" 0.0.0.0/0)" \
+        e2e_conf "$FV_TMP/a.toml"
+    C_SOCK="$sb" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/psk" C_START=respond \
+        C_DAEMON_EXTRA="run_dir = \"$FV_TMP/run-b\"" C_TUNNEL="$(e2e_route_based "$B_IN" 198.51.100.0/24)" \
+        e2e_conf "$FV_TMP/b.toml"
+
+    # Without CAP_NET_RAW (raw ESP socket): refused at start, and the error says what is missing.
+    E2E_LOGS+=("$FV_TMP/up-noraw.log")
+    timeout 30 ip netns exec "$FV_NS_A" setpriv --bounding-set "-all,+net_admin,+net_bind_service" \
+        --inh-caps -all "$FERROVPN" up -c "$FV_TMP/a.toml" >"$FV_TMP/up-noraw.log" 2>&1 || rc=$?
+    [ "$rc" = 1 ] || fail "up without CAP_NET_RAW exited $rc, want 1"
+    grep -q 'CAP_NET_RAW' "$FV_TMP/up-noraw.log" ||
+        { cat "$FV_TMP/up-noraw.log" >&2; fail "the refusal does not name CAP_NET_RAW"; }
+    ok "without CAP_NET_RAW: $(grep -m1 'CAP_NET_RAW' "$FV_TMP/up-noraw.log")"
+    [ -z "$(ip -n "$FV_NS_A" -o link show fv0 2>/dev/null)" ] || fail "the refused start left fv0 behind"
+
+    e2e_up "$FV_NS_B" "$FV_TMP/b.toml" "$FV_TMP/daemon-b.log"
+    pidb="$E2E_PID"
+    FV_SPAWN_LOG="$FV_TMP/daemon-a.log" fv_spawn "$FV_NS_A" setpriv --bounding-set "$UNIT_CAPS" \
+        --inh-caps -all "$FERROVPN" up -c "$FV_TMP/a.toml"
+    pida="$FV_LAST_PID"
+    E2E_LOGS+=("$FV_TMP/daemon-a.log")
+    e2e_wait_sas "$sa" "$pida" 1 20 || fail "side A with the unit's capabilities only: no IPsec SA within 20 s"
+    local eff
+    # ip netns exec and setpriv exec, so the daemon keeps the PID fv_spawn saw.
+    eff="$(awk '/^CapEff/ {print $2}' "/proc/$pida/status" 2>/dev/null || true)"
+    [ "$eff" = 0000000000003400 ] || fail "side A's effective capabilities are ${eff:-unknown}, not the unit's 0x3400"
+    ok "side A runs with CapEff $eff (net_admin, net_raw, net_bind_service only)"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
+    e2e_down "$sa" "$pida" "$FV_NS_A" fv0
+    [ -z "$(ip -n "$FV_NS_A" rule show | grep -v -E '^(0|32766|32767):')" ] ||
+        fail "rules left after down: $(ip -n "$FV_NS_A" rule show)"
+    ok "with only the unit's three capabilities: tunnel up (default route), ping, down cleaned up"
+    e2e_down "$sb" "$pidb" "$FV_NS_B" fv0
+}
+
+CASES=(persistent-tun two-daemons socket-file daemon-readiness capabilities)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done
