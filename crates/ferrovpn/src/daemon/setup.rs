@@ -208,6 +208,9 @@ pub(super) struct Tunnels {
     pub(super) conns: Vec<ConnState>,
 }
 
+/// The smallest MTU of a link that carries IPv6 (RFC 8200 §5).
+const IPV6_MIN_MTU: u32 = 1280;
+
 /// TUN devices, addresses and routes. With several workers each device has one queue per
 /// worker and each outbound lane reads its own queue of every device.
 pub(super) fn bring_up_tunnels(
@@ -225,13 +228,13 @@ pub(super) fn bring_up_tunnels(
         let (name, address, mtu, routes): (String, _, _, Vec<IpNet>) = match &c.tunnel {
             Tunnel::RouteBased(r) => (
                 r.interface.clone(),
-                r.address,
+                r.addresses.clone(),
                 r.mtu.map(u32::from),
                 r.routes.clone(),
             ),
             Tunnel::PolicyBased(p) => (
                 format!("fvpol{i}"),
-                None,
+                Vec::new(),
                 None,
                 p.iter().map(|x| x.remote).collect(),
             ),
@@ -247,6 +250,16 @@ pub(super) fn bring_up_tunnels(
             });
             convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
         });
+        let carries_v6 = match &c.tunnel {
+            Tunnel::RouteBased(r) => r.carries_ipv6(),
+            Tunnel::PolicyBased(p) => p.iter().any(|x| x.remote.is_ipv6()),
+        };
+        if carries_v6 && mtu < IPV6_MIN_MTU {
+            // RFC 8200 §5: a link that carries IPv6 carries 1280-byte packets.
+            return Err(setup(format!(
+                "TUN {name}: MTU {mtu} left after the ESP overhead is below IPv6's minimum of {IPV6_MIN_MTU} (RFC 8200 §5); raise the MTU of the link to the peer"
+            )));
+        }
         let queues: Vec<Arc<Tun>> = match open_tun(&name, workers, cfg.daemon.offloads) {
             Ok(q) => q.into_iter().map(Arc::new).collect(),
             Err(crate::tun::TunError::SetIff { source, .. })
@@ -276,7 +289,7 @@ pub(super) fn bring_up_tunnels(
             .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
         tun.set_txqueuelen(nl, TUN_TXQUEUELEN)
             .map_err(|e| setup(format!("txqueuelen of {name}: {e}")))?;
-        if let Some(a) = address {
+        for &a in &address {
             nl.add_address(ifindex, a)
                 .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
         }
