@@ -65,12 +65,14 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         lane_queues,
         tuns,
         tcp_mss,
+        ptb_mtu,
         conns,
     } = setup::bring_up_tunnels(&cfg, &mut nl, &mut run_state, &policy_routing)?;
 
     let shared = Arc::new(Shared {
         tuns,
         tcp_mss,
+        ptb_mtu,
         policies: RwLock::new(Vec::new()),
         inbound: RwLock::new(HashMap::new()),
         raw,

@@ -22,6 +22,7 @@ use crate::routing::{self, PolicyRouting};
 use crate::runstate::{self, Claim, LinkRecord, Record};
 use crate::socket::{self, RawEsp, SocketOptions};
 use crate::tun::{Tun, TunOptions, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+use ferrovpn_esp::icmpv6::IPV6_MIN_MTU;
 
 /// Socket buffers of the ESP/IKE sockets (see `SocketOptions::buffer_bytes`).
 pub const SOCKET_BUFFER: u32 = 8 << 20;
@@ -205,11 +206,10 @@ pub(super) struct Tunnels {
     /// Per device: its queues.
     pub(super) tuns: Vec<Vec<Arc<Tun>>>,
     pub(super) tcp_mss: Vec<MssClamp>,
+    /// Per device: see `Shared::ptb_mtu`.
+    pub(super) ptb_mtu: Vec<u32>,
     pub(super) conns: Vec<ConnState>,
 }
-
-/// The smallest MTU of a link that carries IPv6 (RFC 8200 §5).
-const IPV6_MIN_MTU: u32 = 1280;
 
 /// TUN devices, addresses and routes. With several workers each device has one queue per
 /// worker and each outbound lane reads its own queue of every device.
@@ -223,6 +223,7 @@ pub(super) fn bring_up_tunnels(
     let mut lane_queues: Vec<Vec<Arc<Tun>>> = vec![Vec::new(); workers];
     let mut tuns = Vec::new();
     let mut tcp_mss = Vec::new();
+    let mut ptb_mtu = Vec::new();
     let mut conns = Vec::new();
     for (i, c) in cfg.connections.iter().enumerate() {
         let (name, address, mtu, routes): (String, _, _, Vec<IpNet>) = match &c.tunnel {
@@ -243,13 +244,13 @@ pub(super) fn bring_up_tunnels(
             conn: c.name.clone(),
             what,
         };
-        let mtu = mtu.unwrap_or_else(|| {
-            let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
-                warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
-                DEFAULT_UNDERLAY_MTU
-            });
-            convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
+        let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
+            warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
+            DEFAULT_UNDERLAY_MTU
         });
+        // The largest inner packet that fits one outer packet on the link to the peer.
+        let path_mtu = convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay);
+        let mtu = mtu.unwrap_or(path_mtu);
         let carries_v6 = match &c.tunnel {
             Tunnel::RouteBased(r) => r.carries_ipv6(),
             Tunnel::PolicyBased(p) => p.iter().any(|x| x.remote.is_ipv6()),
@@ -315,6 +316,14 @@ pub(super) fn bring_up_tunnels(
         info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
         tuns.push(queues);
         tcp_mss.push(convert::mss_clamp(c.tcp_mss, mtu));
+        // A TUN larger than the path (an explicit mtu): IPv6 packets up to 1280 bytes go in
+        // fragmented ESP, larger ones get a Packet Too Big (RFC 2473 §7.1). Otherwise the
+        // kernel's own PTB for the TUN MTU is all a sender needs.
+        ptb_mtu.push(if mtu > path_mtu {
+            path_mtu.max(IPV6_MIN_MTU)
+        } else {
+            u32::MAX
+        });
         conns.push(ConnState {
             cfg: c.clone(),
             tun: Some(tuns.len() - 1),
@@ -329,6 +338,7 @@ pub(super) fn bring_up_tunnels(
         lane_queues,
         tuns,
         tcp_mss,
+        ptb_mtu,
         conns,
     })
 }

@@ -390,6 +390,7 @@ mod tests {
         let shared = Arc::new(Shared {
             tuns: Vec::new(),
             tcp_mss: Vec::new(),
+            ptb_mtu: Vec::new(),
             policies: RwLock::new(Vec::new()),
             inbound: RwLock::new(HashMap::new()),
             raw: HashMap::new(),
