@@ -14,7 +14,8 @@
 #                 metrics over [::1]; down removes both families' rules and routes
 #   v6-udp        IPv6 in IPv6 with forced UDP encapsulation (nat_traversal = "force")
 #   ss-fv-init    ferrovpn (policy-based IPv6 pair) initiates to strongSwan over IPv6 outer
-#   ss-fv-resp    strongSwan initiates to ferrovpn (route-based, IPv4 inner) over IPv6 outer
+#   ss-fv-resp    strongSwan initiates two children (IPv4, IPv6) to ferrovpn over IPv6 outer;
+#                 ferrovpn responds with one dual-stack route-based TUN
 # Needs root; skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary, default: release build of this tree), E2E_CASES (subset of cases).
 set -euo pipefail
@@ -266,22 +267,29 @@ pairs = [ { local = "2001:db8:1::/64", remote = "2001:db8:2::/64" } ]'
 
 case_ss_fv_resp() {
     v6_setup 6
-    local B_IN=$B4
-    ss_up start 203.0.113.0/24 198.51.100.0/24
+    local B_IN="$B4 $B6"
+    SS_CHILDREN_EXTRA="            fv6 {
+                local_ts = 2001:db8:2::/64
+                remote_ts = 2001:db8:1::/64
+                esp_proposals = aes128gcm16
+                start_action = start
+            }" ss_up start 203.0.113.0/24 198.51.100.0/24
     conf a respond "" "[connection.route_based]
 interface = \"fv0\"
-local_ts = \"198.51.100.0/24\"
-remote_ts = \"203.0.113.0/24\"
-address = \"$A4/32\""
+local_ts = [\"198.51.100.0/24\", \"2001:db8:1::/64\"]
+remote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]
+address = [\"$A4/32\", \"$A6/128\"]"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
     PID_A="$E2E_PID"
-    fv_swanctl "$FV_NS_B" --initiate --child fv >/dev/null 2>&1 || true
-    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "strongSwan did not establish an SA with ferrovpn within 20 s"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 2 20 || fail "strongSwan did not establish both families' SAs with ferrovpn within 20 s"
     e2e_ss_wait_installed "$FV_TMP/ss.sas"
+    [ "$(grep -c INSTALLED "$FV_TMP/ss.sas")" = 2 ] || { cat "$FV_TMP/ss.sas" >&2; fail "strongSwan: want 2 INSTALLED children"; }
+    ok "strongSwan initiated two children (IPv4, IPv6) over IPv6 outer; ferrovpn put both on fv0"
     e2e_ping "$FV_NS_B" "$B4" "$A4" 3
-    e2e_ping "$FV_NS_A" "$A4" "$B4" 2
+    e2e_ping "$FV_NS_B" "$B6" "$A6" 3
+    e2e_ping "$FV_NS_A" "$A6" "$B6" 2
     e2e_transfer "$FV_NS_B" "$B4" "$FV_NS_A" "$A4" 2
-    e2e_transfer "$FV_NS_A" "$A4" "$FV_NS_B" "$B4" 2
+    e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 2
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 

@@ -343,6 +343,7 @@ ${SS_LOCAL_EXTRA:-}
                 ${SS_CHILD_EXTRA:-}
                 start_action = ${SS_START:-none}
             }
+${SS_CHILDREN_EXTRA:-}
         }
     }
 }
