@@ -211,6 +211,18 @@ pub(super) struct Tunnels {
     pub(super) conns: Vec<ConnState>,
 }
 
+/// Inner IPv6 packets above this get a Packet Too Big (see `Shared::ptb_mtu`): with a TUN
+/// `mtu` above what the path carries whole, the path's MTU but never below 1280 (packets up to
+/// 1280 go in fragmented ESP, RFC 2473 §7.1); otherwise never (the kernel's own PTB for the
+/// TUN MTU suffices).
+fn ptb_limit(tun_mtu: u32, path_mtu: u32) -> u32 {
+    if tun_mtu > path_mtu {
+        path_mtu.max(IPV6_MIN_MTU)
+    } else {
+        u32::MAX
+    }
+}
+
 /// TUN devices, addresses and routes. With several workers each device has one queue per
 /// worker and each outbound lane reads its own queue of every device.
 pub(super) fn bring_up_tunnels(
@@ -319,11 +331,7 @@ pub(super) fn bring_up_tunnels(
         // A TUN larger than the path (an explicit mtu): IPv6 packets up to 1280 bytes go in
         // fragmented ESP, larger ones get a Packet Too Big (RFC 2473 §7.1). Otherwise the
         // kernel's own PTB for the TUN MTU is all a sender needs.
-        ptb_mtu.push(if mtu > path_mtu {
-            path_mtu.max(IPV6_MIN_MTU)
-        } else {
-            u32::MAX
-        });
+        ptb_mtu.push(ptb_limit(mtu, path_mtu));
         conns.push(ConnState {
             cfg: c.clone(),
             tun: Some(tuns.len() - 1),
@@ -341,4 +349,17 @@ pub(super) fn bring_up_tunnels(
         ptb_mtu,
         conns,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ptb_limit;
+
+    #[test]
+    fn packet_too_big_only_when_the_tun_is_larger_than_the_path_and_never_below_1280() {
+        assert_eq!(ptb_limit(1418, 1418), u32::MAX);
+        assert_eq!(ptb_limit(1400, 1418), u32::MAX);
+        assert_eq!(ptb_limit(1500, 1418), 1418);
+        assert_eq!(ptb_limit(9000, 1200), 1280);
+    }
 }
