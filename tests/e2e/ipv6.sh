@@ -4,7 +4,8 @@
 # 2001:db8:1::1, inner B 203.0.113.1 and 2001:db8:2::1. Cases:
 #   v6-in-v4      inner IPv6 over IPv4: A routes ::/0 into its TUN (loop-free by fwmark: IPv6
 #                 policy rules present), ping and TCP (SHA-256 compared) both ways, ESP counters
-#                 agree; A's TUN has mtu = 1500, larger than the path: a 1500-byte inner IPv6
+#                 agree, A's IPv6 SYN clamped to B's TUN MTU - 60 on the way into B's TUN;
+#                 A's TUN has mtu = 1500, larger than the path: a 1500-byte inner IPv6
 #                 packet gets an ICMPv6 Packet Too Big from A (the kernel accepts it: the route
 #                 to B caches the announced MTU), smaller ones pass; down removes the IPv6 rules
 #   dual-v6-outer dual stack over IPv6 outer with raw ESP (offloads on): A routes 0.0.0.0/0 and
@@ -86,6 +87,19 @@ counters_agree() {
     ok "$4: $out ESP packets sent, $in received by the peer ($drops dropped on its socket buffer)"
 }
 
+# cap_start NS IF FILE FILTER: tshark writing FILE, waited for until it captures; PID in CAP.
+cap_start() {
+    local log="$3.log" i
+    FV_SPAWN_LOG="$log" fv_spawn "$1" tshark -n -i "$2" -w "$3" -f "$4"
+    CAP="$FV_LAST_PID"
+    for ((i = 0; i < 100; i++)); do
+        grep -q "Capturing on" "$log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    cat "$log" >&2
+    fail "tshark did not start capturing on $2 in $1"
+}
+
 # rules_of NS: the fwmark/suppress rules of both families.
 rules_of() {
     { ip -n "$1" -4 rule show; ip -n "$1" -6 rule show; } | grep -E 'fwmark|suppress_prefixlength' || true
@@ -122,7 +136,16 @@ routes = [\"2001:db8:1::/64\"]"
     ok "A: ::/0 via policy routing: IPv6 fwmark and suppress rules, no IPv4 ones"
     e2e_ping "$FV_NS_A" "$A6" "$B6" 3
     e2e_ping "$FV_NS_B" "$B6" "$A6" 3
+    cap_start "$FV_NS_B" fv0 "$FV_TMP/syn.pcap" "ip6 and tcp"
     e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 3
+    fv_stop "$CAP"
+    # A's TUN (mtu 1500) lets its SYN out with MSS 1440; B clamps it on the way into its TUN to
+    # B's MTU - 60 (tcp_mss auto, IPv6 header 40 + TCP 20).
+    local mtu_b syn
+    mtu_b="$(ip -n "$FV_NS_B" -o link show fv0 | sed -n 's/.* mtu \([0-9]*\) .*/\1/p')"
+    syn="$(tshark -n -r "$FV_TMP/syn.pcap" -Y "tcp.flags == 0x002 && ipv6.src == $A6" -T fields -e tcp.options.mss_val 2>/dev/null | sort -u)"
+    [ "$syn" = "$((mtu_b - 60))" ] || fail "A's IPv6 SYN on B's TUN has MSS '$syn', want $((mtu_b - 60)) (TUN MTU $mtu_b - 60)"
+    ok "A's IPv6 SYN reaches B's TUN with MSS $syn = TUN MTU $mtu_b - 60 (tcp_mss auto)"
     e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 3
     sleep 0.3
     counters_agree "$SOCK_A" "$SOCK_B" "$FV_NS_B" "A -> B"
@@ -157,13 +180,8 @@ routes = [\"0.0.0.0/0\", \"::/0\"]"
 interface = \"fv0\"
 address = [\"$B4/32\", \"$B6/128\"]
 routes = [\"198.51.100.0/24\", \"2001:db8:1::/64\"]"
-    local cap_log="$FV_TMP/veth.pcap.log"
-    FV_SPAWN_LOG="$cap_log" fv_spawn "$FV_NS_B" tshark -n -i "$FV_IF_B" -w "$FV_TMP/veth.pcap" -f "ip6"
-    local cap=$FV_LAST_PID i
-    for ((i = 0; i < 100; i++)); do
-        grep -q "Capturing on" "$cap_log" 2>/dev/null && break
-        sleep 0.1
-    done
+    cap_start "$FV_NS_B" "$FV_IF_B" "$FV_TMP/veth.pcap" "ip6"
+    local cap=$CAP
     start_pair 2
     ! grep -q "refused TUN offloads" "$FV_TMP/daemon-a.log" "$FV_TMP/daemon-b.log" ||
         fail "TUN offloads refused: this case must run with offloads on"
