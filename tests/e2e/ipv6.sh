@@ -15,7 +15,8 @@
 #                 metrics over [::1]; down removes both families' rules and routes
 #   v6-udp        IPv6 in IPv6 with forced UDP encapsulation (nat_traversal = "force"), DPD
 #                 (1 s) answered, and a rekey (esp_lifetime = 10 s)
-#   ss-fv-init    ferrovpn (policy-based IPv6 pair) initiates to strongSwan over IPv6 outer
+#   ss-fv-init    ferrovpn (policy-based IPv6 pair) initiates to strongSwan over IPv6 outer;
+#                 ping and TCP both ways, ESP counters agree with swanctl's (both ss cases)
 #   ss-fv-resp    strongSwan initiates two children (IPv4, IPv6) to ferrovpn over IPv6 outer;
 #                 ferrovpn responds with one dual-stack route-based TUN
 # Needs root; skips with a reason otherwise (fails with CI=true).
@@ -271,7 +272,27 @@ routes = [\"2001:db8:1::/64\"]"
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
 
-# ss_pair START_SS: charon in B over IPv6 outer, ids ID_IPV6_ADDR.
+# ss_counters_agree: ESP packets ferrovpn (A) sent = strongSwan (B) received + B's socket drops,
+# and the other way round (the receiver is read first).
+ss_counters_agree() {
+    sleep 0.5
+    local ss ours_in ours_out ss_in ss_out da db
+    ours_in="$(e2e_q "$SOCK_A" 'total("in_packets")')"
+    ss="$(fv_swanctl "$FV_NS_B" --list-sas --raw | python3 -c '
+import re, sys
+t = sys.stdin.read()
+print(sum(int(x) for x in re.findall(r"packets-in=(\d+)", t)), sum(int(x) for x in re.findall(r"packets-out=(\d+)", t)))')"
+    read -r ss_in ss_out <<<"$ss"
+    ours_out="$(e2e_q "$SOCK_A" 'total("out_packets")')"
+    da="$(e2e_socket_drops "$FV_NS_A")" db="$(e2e_socket_drops "$FV_NS_B")"
+    python3 -c "import sys; o,i,d=$ours_out,$ss_in,$db; sys.exit(0 if o>0 and abs(o-i-d) <= max(3, o//200) else 1)" ||
+        fail "ferrovpn sent $ours_out ESP packets, strongSwan received $ss_in, its kernel dropped $db"
+    python3 -c "import sys; o,i,d=$ss_out,$ours_in,$da; sys.exit(0 if o>0 and abs(o-i-d) <= max(3, o//200) else 1)" ||
+        fail "strongSwan sent $ss_out ESP packets, ferrovpn received $ours_in, its kernel dropped $da"
+    ok "counters: ferrovpn out $ours_out / strongSwan in $ss_in (+$db dropped), strongSwan out $ss_out / ferrovpn in $ours_in (+$da dropped)"
+}
+
+# ss_up START LOCAL_TS REMOTE_TS: charon in B over IPv6 outer, ids ID_IPV6_ADDR.
 ss_up() {
     require_cmd_or_skip swanctl
     [ -x /usr/lib/ipsec/charon ] || skip "strongSwan (charon) not installed"
@@ -297,6 +318,7 @@ pairs = [ { local = "2001:db8:1::/64", remote = "2001:db8:2::/64" } ]'
     e2e_ping "$FV_NS_B" "$B6" "$A6" 2
     e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 2
     e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 2
+    ss_counters_agree
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A"
 }
 
@@ -325,6 +347,7 @@ address = [\"$A4/32\", \"$A6/128\"]"
     e2e_ping "$FV_NS_A" "$A6" "$B6" 2
     e2e_transfer "$FV_NS_B" "$B4" "$FV_NS_A" "$A4" 2
     e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 2
+    ss_counters_agree
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 

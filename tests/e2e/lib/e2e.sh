@@ -194,10 +194,11 @@ e2e_wait_log() {
     return 1
 }
 
-# Datagrams the kernel dropped on full receive buffers of sockets in NS (raw ESP, UDP 500/4500);
+# Datagrams the kernel dropped on full receive buffers of sockets in NS (raw ESP, UDP 500/4500;
+# IPv4 and IPv6);
 # the namespace is fresh, so all of them are the daemon's (or charon's).
 e2e_socket_drops() {
-    ip netns exec "$1" cat /proc/net/raw /proc/net/udp |
+    ip netns exec "$1" cat /proc/net/raw /proc/net/udp /proc/net/raw6 /proc/net/udp6 2>/dev/null |
         awk '$1 ~ /^[0-9]+:$/ { d += $NF } END { print d + 0 }'
 }
 
