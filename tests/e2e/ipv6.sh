@@ -19,6 +19,7 @@
 #                 ping and TCP both ways, ESP counters agree with swanctl's (both ss cases)
 #   ss-fv-resp    strongSwan initiates two children (IPv4, IPv6) to ferrovpn over IPv6 outer;
 #                 ferrovpn responds with one dual-stack route-based TUN
+#   ss-v6-in-v4   ferrovpn (route-based, IPv6 selectors) initiates to strongSwan over IPv4 outer
 # Needs root; skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary, default: release build of this tree), E2E_CASES (subset of cases).
 set -euo pipefail
@@ -292,11 +293,11 @@ print(sum(int(x) for x in re.findall(r"packets-in=(\d+)", t)), sum(int(x) for x 
     ok "counters: ferrovpn out $ours_out / strongSwan in $ss_in (+$db dropped), strongSwan out $ss_out / ferrovpn in $ours_in (+$da dropped)"
 }
 
-# ss_up START LOCAL_TS REMOTE_TS: charon in B over IPv6 outer, ids ID_IPV6_ADDR.
+# ss_up START LOCAL_TS REMOTE_TS: charon in B at $LB facing $LA (ids: the addresses).
 ss_up() {
     require_cmd_or_skip swanctl
     [ -x /usr/lib/ipsec/charon ] || skip "strongSwan (charon) not installed"
-    SS_SECRET="$PSK" SS_ADDR_A=$OUT_A6 SS_ADDR_B=$OUT_B6 SS_START="$1" \
+    SS_SECRET="$PSK" SS_ADDR_A=$LA SS_ADDR_B=$LB SS_START="$1" \
         SS_LOCAL_TS="$2" SS_REMOTE_TS="$3" e2e_ss_conf >"$FV_TMP/swanctl.conf"
     e2e_ss_up "$(cat "$FV_TMP/swanctl.conf")"
 }
@@ -351,7 +352,28 @@ address = [\"$A4/32\", \"$A6/128\"]"
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 
-ALL="v6-in-v4 dual-v6-outer v6-udp ss-fv-init ss-fv-resp"
+case_ss_v6_in_v4() {
+    v6_setup 4
+    local B_IN=$B6
+    ss_up none 2001:db8:2::/64 2001:db8:1::/64
+    conf a initiate "" "[connection.route_based]
+interface = \"fv0\"
+local_ts = \"2001:db8:1::/64\"
+remote_ts = \"2001:db8:2::/64\"
+address = \"$A6/128\""
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "no IPsec SA with strongSwan within 20 s"
+    e2e_ss_wait_installed "$FV_TMP/ss.sas"
+    e2e_ping "$FV_NS_A" "$A6" "$B6" 3
+    e2e_ping "$FV_NS_B" "$B6" "$A6" 2
+    e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 2
+    e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 2
+    ss_counters_agree
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+}
+
+ALL="v6-in-v4 dual-v6-outer v6-udp ss-fv-init ss-fv-resp ss-v6-in-v4"
 for c in ${E2E_CASES:-$ALL}; do
     e2e_case "$c" "case_${c//-/_}"
 done
