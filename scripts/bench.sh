@@ -26,7 +26,9 @@
 #   sudo BENCH_LABEL=after BENCH_SETUPS="fv-fv" scripts/bench.sh
 # Env: BENCH_LABEL (default "current"), BENCH_SETUPS, BENCH_TESTS, BENCH_RUNS, BENCH_SECONDS,
 # BENCH_WORKERS (ferrovpn workers, default: the daemon's default, half the cores), BENCH_TXQLEN (set the TUN devices'
-# txqueuelen), FERROVPN_BIN, BENCH_NO_DOC=1.
+# txqueuelen), FERROVPN_BIN, BENCH_NO_DOC=1, BENCH_OUTER (4 or 6: the outer address family of
+# veth, fv-fv and fv-fv-udp, 2001:db8:ff::1 ⇄ 2001:db8:ff::2 for 6; the inner stays IPv4; the
+# strongSwan setups are IPv4 only). Give an IPv6 run its own BENCH_LABEL.
 # Needs root (namespaces), iperf3 and strongSwan (scripts/install-deps.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -39,6 +41,12 @@ require_cmd_or_skip ip iperf3 python3 swanctl "$FV_CHARON_BIN"
 e2e_binary # builds the release binary once (target/release/ferrovpn) unless FERROVPN_BIN is set
 
 LABEL="${BENCH_LABEL:-current}"
+OUTER="${BENCH_OUTER:-4}"
+if [ "$OUTER" = 6 ]; then
+    OUT_A=2001:db8:ff::1 OUT_B=2001:db8:ff::2
+else
+    OUT_A=192.0.2.1 OUT_B=192.0.2.2
+fi
 SETUPS="${BENCH_SETUPS:-veth fv-fv fv-fv-udp ss-ss fv-ss}"
 TESTS="${BENCH_TESTS:-tcp1 tcp4 udp64 udp1400}"
 RUNS="${BENCH_RUNS:-3}"
@@ -51,7 +59,7 @@ B_IN=203.0.113.1
 TICK="$(getconf CLK_TCK)"
 mkdir -p "$OUT"
 echo "setup,test,run,seconds,bytes,gbps,packets,lost,pps,cpu_a_s,cpu_b_s,retransmits,drops_a,drops_b" >"$RAW"
-COMMAND="sudo ${FERROVPN_BIN:+FERROVPN_BIN=$FERROVPN_BIN }${BENCH_TXQLEN:+BENCH_TXQLEN=$BENCH_TXQLEN }${BENCH_WORKERS:+BENCH_WORKERS=$BENCH_WORKERS }BENCH_LABEL=$LABEL BENCH_SETUPS=\"$SETUPS\" BENCH_TESTS=\"$TESTS\" BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS scripts/bench.sh"
+COMMAND="sudo ${BENCH_OUTER:+BENCH_OUTER=$BENCH_OUTER }${FERROVPN_BIN:+FERROVPN_BIN=$FERROVPN_BIN }${BENCH_TXQLEN:+BENCH_TXQLEN=$BENCH_TXQLEN }${BENCH_WORKERS:+BENCH_WORKERS=$BENCH_WORKERS }BENCH_LABEL=$LABEL BENCH_SETUPS=\"$SETUPS\" BENCH_TESTS=\"$TESTS\" BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS scripts/bench.sh"
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -64,7 +72,7 @@ cpu_of() {
 # Datagrams the kernel dropped on full receive buffers of the VPN's sockets in NS (raw ESP,
 # UDP 500/4500; iperf3's own sockets on port 5201 = 0x1451 are left out).
 vpn_drops() {
-    ip netns exec "$1" cat /proc/net/raw /proc/net/udp |
+    ip netns exec "$1" cat /proc/net/raw /proc/net/udp /proc/net/raw6 /proc/net/udp6 2>/dev/null |
         awk '$1 ~ /^[0-9]+:$/ && $2 !~ /:1451$/ { d += $NF } END { print d + 0 }'
 }
 
@@ -157,16 +165,30 @@ ss_wait_installed() {
 }
 
 # Each setup_* leaves SRC/DST (iperf3 addresses) and PID_A/PID_B (VPN processes, may be empty).
+# The veth pair of BENCH_OUTER's family (IPv6: DAD waited out).
+outer_ns() {
+    if [ "$OUTER" = 6 ]; then
+        FV_OUTER_A="$OUT_A/64" FV_OUTER_B="$OUT_B/64" fv_two_ns
+        local i
+        for ((i = 0; i < 50; i++)); do
+            [ -z "$(ip -n "$FV_NS_A" -6 addr show tentative; ip -n "$FV_NS_B" -6 addr show tentative)" ] && break
+            sleep 0.1
+        done
+    else
+        FV_NO_IPV6=1 fv_two_ns
+    fi
+}
+
 setup_veth() {
-    FV_NO_IPV6=1 fv_two_ns
-    SRC=192.0.2.1 DST=192.0.2.2 PID_A="" PID_B=""
+    outer_ns
+    SRC=$OUT_A DST=$OUT_B PID_A="" PID_B=""
 }
 
 setup_fv_fv() {
-    FV_NO_IPV6=1 fv_two_ns
-    ferrovpn b "$FV_NS_B" 192.0.2.2 192.0.2.1 respond "$B_IN" 198.51.100.0/24
+    outer_ns
+    ferrovpn b "$FV_NS_B" "$OUT_B" "$OUT_A" respond "$B_IN" 198.51.100.0/24
     PID_B="$E2E_PID"
-    ferrovpn a "$FV_NS_A" 192.0.2.1 192.0.2.2 initiate "$A_IN" 203.0.113.0/24
+    ferrovpn a "$FV_NS_A" "$OUT_A" "$OUT_B" initiate "$A_IN" 203.0.113.0/24
     PID_A="$E2E_PID"
     e2e_wait_sas "$FV_TMP/a.sock" "$PID_A" 1 20 || fail "ferrovpn A: no IPsec SA within 20 s"
     e2e_wait_sas "$FV_TMP/b.sock" "$PID_B" 1 20 || fail "ferrovpn B: no IPsec SA within 20 s"
@@ -179,6 +201,7 @@ setup_fv_fv_udp() {
 }
 
 setup_ss_ss() {
+    [ "$OUTER" = 4 ] || fail "ss-ss: IPv4 outer only (BENCH_OUTER=$OUTER)"
     FV_NO_IPV6=1 fv_two_ns
     fv_add_inner "$FV_NS_A" "$A_IN/32"
     fv_add_inner "$FV_NS_B" "$B_IN/32"
@@ -193,6 +216,7 @@ setup_ss_ss() {
 }
 
 setup_fv_ss() {
+    [ "$OUTER" = 4 ] || fail "fv-ss: IPv4 outer only (BENCH_OUTER=$OUTER)"
     FV_NO_IPV6=1 fv_two_ns
     fv_add_inner "$FV_NS_B" "$B_IN/32"
     charon "$FV_NS_B" 192.0.2.2 192.0.2.1 203.0.113.0/24 198.51.100.0/24

@@ -36,6 +36,7 @@ mod cipher;
 mod clock;
 mod error;
 mod esp;
+pub mod icmpv6;
 pub mod ip;
 pub mod mss;
 pub mod nat_t;

@@ -112,7 +112,7 @@ fn span(at: usize, len: usize) -> std::ops::Range<usize> {
 
 /// Adds `data` as big-endian 16-bit words (odd tail padded with zero) to `acc`. The sums
 /// cannot wrap: a packet is far below 2^32 words of at most 2^32.
-fn sum(data: &[u8], mut acc: u64) -> u64 {
+pub(crate) fn sum(data: &[u8], mut acc: u64) -> u64 {
     let mut words = data.chunks_exact(4);
     for w in &mut words {
         if let &[a, b, c, d] = w {
@@ -128,7 +128,7 @@ fn sum(data: &[u8], mut acc: u64) -> u64 {
     acc
 }
 
-fn fold(mut acc: u64) -> u16 {
+pub(crate) fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff).wrapping_add(acc >> 16);
     }

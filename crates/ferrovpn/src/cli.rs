@@ -752,10 +752,11 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                     .mtu
                     .map(|m| m.to_string())
                     .unwrap_or_else(|| "auto".into());
-                let addr = r
-                    .address
+                let addr: String = r
+                    .addresses
+                    .iter()
                     .map(|a| format!(", address {a}"))
-                    .unwrap_or_default();
+                    .collect();
                 field(
                     &mut s,
                     "tunnel",
@@ -764,7 +765,11 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 field(
                     &mut s,
                     "selectors",
-                    format!("{} <=> {}", r.local_ts, r.remote_ts),
+                    r.selectors
+                        .iter()
+                        .map(|p| format!("{} <=> {}", p.local, p.remote))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 );
                 let routes: Vec<String> = r.routes.iter().map(|n| n.to_string()).collect();
                 let note = if r.routes.iter().any(|n| n.is_default()) {

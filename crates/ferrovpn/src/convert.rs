@@ -51,10 +51,14 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
     cfg.esp_lifetime = c.esp_lifetime;
     cfg.esp_lifetime_kb = c.esp_lifetime_bytes.map(|b| b.div_ceil(1024));
     cfg.children = match &c.tunnel {
-        Tunnel::RouteBased(r) => vec![ChildConfig {
-            local_ts: selector(&r.local_ts),
-            remote_ts: selector(&r.remote_ts),
-        }],
+        Tunnel::RouteBased(r) => r
+            .selectors
+            .iter()
+            .map(|p| ChildConfig {
+                local_ts: selector(&p.local),
+                remote_ts: selector(&p.remote),
+            })
+            .collect(),
         Tunnel::PolicyBased(pairs) => pairs
             .iter()
             .map(|p| ChildConfig {

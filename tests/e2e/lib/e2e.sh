@@ -194,10 +194,11 @@ e2e_wait_log() {
     return 1
 }
 
-# Datagrams the kernel dropped on full receive buffers of sockets in NS (raw ESP, UDP 500/4500);
+# Datagrams the kernel dropped on full receive buffers of sockets in NS (raw ESP, UDP 500/4500;
+# IPv4 and IPv6);
 # the namespace is fresh, so all of them are the daemon's (or charon's).
 e2e_socket_drops() {
-    ip netns exec "$1" cat /proc/net/raw /proc/net/udp |
+    ip netns exec "$1" cat /proc/net/raw /proc/net/udp /proc/net/raw6 /proc/net/udp6 2>/dev/null |
         awk '$1 ~ /^[0-9]+:$/ { d += $NF } END { print d + 0 }'
 }
 
@@ -312,41 +313,45 @@ e2e_fv_pair_up() {
 # addresses, connection and child "fv". Knobs (variables): SS_SECRET (required), SS_ESP
 # (aes128gcm16), SS_START (none), SS_AGGRESSIVE (no), SS_IKE_EXTRA (more connection lines),
 # SS_LOCAL_EXTRA (more rounds after local {}), SS_CHILD_EXTRA (more child lines),
-# SS_SECRETS_EXTRA (more sections in secrets {}).
+# SS_SECRETS_EXTRA (more sections in secrets {}), SS_ADDR_B / SS_ADDR_A (charon's and
+# ferrovpn's outer addresses, 192.0.2.2 / 192.0.2.1; IPv6 for an IPv6 outer), SS_LOCAL_TS /
+# SS_REMOTE_TS (203.0.113.0/24 / 198.51.100.0/24; comma lists allowed).
 e2e_ss_conf() {
+    local b="${SS_ADDR_B:-192.0.2.2}" a="${SS_ADDR_A:-192.0.2.1}"
     cat <<CONF
 connections {
     fv {
         version = 1
         aggressive = ${SS_AGGRESSIVE:-no}
-        local_addrs = 192.0.2.2
-        remote_addrs = 192.0.2.1
+        local_addrs = $b
+        remote_addrs = $a
         proposals = aes256-sha256-modp2048
         ${SS_IKE_EXTRA:-}
         local {
             auth = psk
-            id = 192.0.2.2
+            id = $b
         }
 ${SS_LOCAL_EXTRA:-}
         remote {
             auth = psk
-            id = 192.0.2.1
+            id = $a
         }
         children {
             fv {
-                local_ts = 203.0.113.0/24
-                remote_ts = 198.51.100.0/24
+                local_ts = ${SS_LOCAL_TS:-203.0.113.0/24}
+                remote_ts = ${SS_REMOTE_TS:-198.51.100.0/24}
                 esp_proposals = ${SS_ESP:-aes128gcm16}
                 ${SS_CHILD_EXTRA:-}
                 start_action = ${SS_START:-none}
             }
+${SS_CHILDREN_EXTRA:-}
         }
     }
 }
 secrets {
     ike-fv {
-        id-a = 192.0.2.1
-        id-b = 192.0.2.2
+        id-a = $a
+        id-b = $b
         secret = "$SS_SECRET"
     }
 ${SS_SECRETS_EXTRA:-}
@@ -354,11 +359,16 @@ ${SS_SECRETS_EXTRA:-}
 CONF
 }
 
-# e2e_ss_up SWANCTL_CONF [CHARON_EXTRA] [LOG_LEVELS] [TAG]: charon in B ($B_IN on lo) with that
+# e2e_ss_up SWANCTL_CONF [CHARON_EXTRA] [LOG_LEVELS] [TAG]: charon in B ($B_IN on lo: one
+# address, or several separated by spaces, IPv4 /32 or IPv6 /128) with that
 # swanctl.conf, started and loaded; its log joins the case's logs. LOG_LEVELS are charon's
 # filelog levels (default: default 1, ike 2, cfg 1).
 e2e_ss_up() {
-    fv_add_inner "$FV_NS_B" "$B_IN/32"
+    local len=32 a
+    for a in $B_IN; do
+        case "$a" in *:*) len=128 ;; *) len=32 ;; esac
+        fv_add_inner "$FV_NS_B" "$a/$len"
+    done
     fv_charon_config "$FV_NS_B" "$(fv_strongswan_conf "${4:-e2e}" "${2:-}" "${3:-default = 1
             ike = 2
             cfg = 1}")" "$1"

@@ -298,10 +298,10 @@ pub(super) fn validate_connection(
         (Some(mut r), None) => {
             let mss = r.tcp_mss.take();
             let r = validate_route_based(r, remote_addr)?;
-            let mss = validate_tcp_mss("route_based.tcp_mss", mss, r.remote_ts.is_ipv6())?;
+            let mss = validate_tcp_mss("route_based.tcp_mss", mss, r.carries_ipv6())?;
             if let (TcpMss::Fixed(m), Some(mtu)) = (mss, r.mtu) {
                 // IPv4 + TCP headers are 40 bytes, IPv6 + TCP 60 (RFC 6691 §2).
-                let hdr = if r.remote_ts.is_ipv6() { 60 } else { 40 };
+                let hdr = if r.carries_ipv6() { 60 } else { 40 };
                 let max = mtu.saturating_sub(hdr);
                 if m > max {
                     return Err(format!(

@@ -73,10 +73,27 @@ pub(super) struct RawRouteBased {
     pub(super) interface: String,
     pub(super) mtu: Option<u32>,
     pub(super) tcp_mss: Option<RawTcpMss>,
-    pub(super) local_ts: Option<String>,
-    pub(super) remote_ts: Option<String>,
+    pub(super) local_ts: Option<OneOrMany>,
+    pub(super) remote_ts: Option<OneOrMany>,
     pub(super) routes: Option<Vec<String>>,
-    pub(super) address: Option<String>,
+    pub(super) address: Option<OneOrMany>,
+}
+
+/// `"198.51.100.0/24"` or `["198.51.100.0/24", "2001:db8:1::/48"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(super) fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -140,8 +140,55 @@ fn minimal_connection_gets_documented_defaults() {
     let Tunnel::RouteBased(r) = &conn.tunnel else {
         panic!()
     };
-    assert_eq!(r.local_ts.to_string(), "0.0.0.0/0");
-    assert_eq!(r.routes, vec![r.remote_ts]);
+    assert_eq!(r.selectors.len(), 1);
+    assert_eq!(r.selectors[0].local.to_string(), "0.0.0.0/0");
+    assert_eq!(r.routes, vec![r.selectors[0].remote]);
+}
+
+/// Dual stack: both default routes alone give one selector pair per family (IPv4 first), each
+/// a Quick Mode of its own, on the one TUN; explicit lists pair up by family.
+#[test]
+fn route_based_dual_stack_has_one_selector_pair_per_family() {
+    let text = with(
+        "psk = \"x\"",
+        "[connection.route_based]\ninterface = \"fv0\"\nroutes = [\"::/0\", \"0.0.0.0/0\"]\naddress = [\"198.51.100.1/32\", \"2001:db8:1::1/128\"]",
+    );
+    let c = parse(&text).unwrap();
+    let conn = &c.connections[0];
+    let Tunnel::RouteBased(r) = &conn.tunnel else {
+        panic!()
+    };
+    let sel: Vec<String> = r
+        .selectors
+        .iter()
+        .map(|p| format!("{} <=> {}", p.local, p.remote))
+        .collect();
+    assert_eq!(sel, ["0.0.0.0/0 <=> 0.0.0.0/0", "::/0 <=> ::/0"]);
+    assert!(r.carries_ipv6());
+    assert_eq!(r.addresses.len(), 2);
+    assert_eq!(crate::convert::connection(conn).children.len(), 2);
+
+    let text = with(
+        "psk = \"x\"",
+        "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = [\"2001:db8:1::/48\", \"198.51.100.0/24\"]\nremote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/48\"]",
+    );
+    let c = parse(&text).unwrap();
+    let Tunnel::RouteBased(r) = &c.connections[0].tunnel else {
+        panic!()
+    };
+    let sel: Vec<String> = r
+        .selectors
+        .iter()
+        .map(|p| format!("{} <=> {}", p.local, p.remote))
+        .collect();
+    assert_eq!(
+        sel,
+        [
+            "198.51.100.0/24 <=> 203.0.113.0/24",
+            "2001:db8:1::/48 <=> 2001:db8:2::/48"
+        ]
+    );
+    assert_eq!(r.routes, vec![r.selectors[0].remote, r.selectors[1].remote]);
 }
 
 #[test]
@@ -226,8 +273,16 @@ fn bad_configs_give_one_clear_message() {
          "connection \"site-b\": local_addr 192.0.2.1 and remote_addr 2001:db8::2 are of different address families"),
         (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"198.51.100.1/24\""),
          "connection \"site-b\": route_based.local_ts: 198.51.100.1/24 has host bits set (did you mean 198.51.100.0/24?)"),
-        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = \"2001:db8::/32\""),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"0.0.0.0/0\"\nremote_ts = \"2001:db8::/32\""),
          "connection \"site-b\": route_based: local_ts 0.0.0.0/0 and remote_ts 2001:db8::/32 are of different address families"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = [\"0.0.0.0/0\", \"::/0\"]\nremote_ts = \"::/0\""),
+         "connection \"site-b\": route_based: local_ts 0.0.0.0/0, ::/0 and remote_ts ::/0 are of different address families"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = [\"203.0.113.0/24\", \"198.51.100.0/24\"]"),
+         "connection \"site-b\": route_based.remote_ts: 203.0.113.0/24 and 198.51.100.0/24 are both IPv4; a route-based connection has one selector per address family (use routes for more prefixes, or policy_based for several pairs)"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nroutes = [\"203.0.113.0/24\", \"::/0\"]\nremote_ts = \"203.0.113.0/24\""),
+         "connection \"site-b\": route_based.routes: ::/0 is IPv6 but the traffic selectors are IPv4; add a IPv6 local_ts/remote_ts"),
+        (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nroutes = [\"0.0.0.0/0\", \"::/0\"]\nmtu = 1279"),
+         "connection \"site-b\": route_based.mtu: 1279 is outside 1280..=65535 for IPv6 traffic (RFC 8200 §5: every IPv6 link carries 1280 bytes)"),
         (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nremote_ts = \"203.0.113.0/24\"\nroutes = [\"10.0.0.0/8\"]"),
          "connection \"site-b\": route_based.routes: 10.0.0.0/8 is outside remote_ts 203.0.113.0/24; the SA would drop that traffic"),
         (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nroutes = [\"192.0.2.0/24\"]"),
@@ -340,7 +395,7 @@ address = "2001:db8:1::1/64"
         panic!()
     };
     assert!(r.routes[0].is_default() && r.routes[0].is_ipv6());
-    assert_eq!(r.address.unwrap().to_string(), "2001:db8:1::1/64");
+    assert_eq!(r.addresses[0].to_string(), "2001:db8:1::1/64");
 }
 
 #[test]
@@ -482,7 +537,7 @@ fn check_refuses_what_up_would_refuse_or_cannot_work() {
         (with("psk = \"x\"", "[connection.route_based]\ninterface = \"fv0\"\nlocal_ts = \"2001:db8:1::/48\"\nremote_ts = \"2001:db8:2::/48\"\nmtu = 1400\ntcp_mss = 1341"),
          "connection \"site-b\": route_based.tcp_mss: 1341 is above mtu 1400 - 60 = 1340; segments that size do not fit the tunnel".into()),
         (with("psk = \"x\"", &format!("{RB}routes = []")),
-         "connection \"site-b\": route_based.routes: empty, so nothing would be routed into fv0; leave routes out to route remote_ts 0.0.0.0/0, or list the prefixes".into()),
+         "connection \"site-b\": route_based.routes: empty, so nothing would be routed into fv0; leave routes out to route remote_ts, or list the prefixes".into()),
     ];
     for (text, want) in cases {
         let got = Config::parse_for(&text, &dir.0, Purpose::Check)

@@ -1,21 +1,34 @@
 //! How traffic enters a connection: a route-based TUN interface or policy-based selector pairs,
 //! and TCP MSS clamping.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::raw::{RawPolicyBased, RawRouteBased, RawTcpMss};
+use super::raw::{OneOrMany, RawPolicyBased, RawRouteBased, RawTcpMss};
 use crate::ipnet::{IfAddr, IpNet};
 
-/// A TUN interface whose routes lead into the tunnel; one SA pair local_ts ⇄ remote_ts.
+/// A TUN interface whose routes lead into the tunnel; one SA pair per selector pair, at most
+/// one pair per address family (dual stack: an IPv4 and an IPv6 Quick Mode on the same TUN).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteBased {
     pub interface: String,
     /// None: computed from the outer MTU and the ESP overhead.
     pub mtu: Option<u16>,
-    pub local_ts: IpNet,
-    pub remote_ts: IpNet,
+    /// local_ts ⇄ remote_ts, IPv4 first; 1 or 2 pairs of different families.
+    pub selectors: Vec<SelectorPair>,
     pub routes: Vec<IpNet>,
-    pub address: Option<IfAddr>,
+    pub addresses: Vec<IfAddr>,
+}
+
+impl RouteBased {
+    /// True when IPv6 traffic goes through this tunnel (its MTU may not be below 1280).
+    pub fn carries_ipv6(&self) -> bool {
+        self.selectors.iter().any(|p| p.remote.is_ipv6())
+    }
+
+    /// The selector pair of one address family.
+    pub fn selector(&self, v6: bool) -> Option<&SelectorPair> {
+        self.selectors.iter().find(|p| p.remote.is_ipv6() == v6)
+    }
 }
 
 /// TCP MSS clamping on the connection's TUN (RFC 6691): SYNs in both directions announce at
@@ -76,25 +89,116 @@ pub fn check_interface_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The default selector of a family: everything.
+fn any(v6: bool) -> IpNet {
+    let a: IpAddr = if v6 {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    IpNet::truncating(a, 0)
+}
+
+/// `key` as a list of prefixes, at most one per address family.
+fn per_family(key: &str, raw: Option<OneOrMany>) -> Result<Option<Vec<IpNet>>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    let list = raw.into_vec();
+    if list.is_empty() {
+        return Err(format!(
+            "{key}: empty; give one prefix, or one IPv4 and one IPv6 prefix"
+        ));
+    }
+    let mut out: Vec<IpNet> = Vec::new();
+    for s in &list {
+        let n = parse_net(key, s)?;
+        if let Some(o) = out.iter().find(|o| o.is_ipv6() == n.is_ipv6()) {
+            return Err(format!(
+                "{key}: {o} and {n} are both {}; a route-based connection has one selector per address family (use routes for more prefixes, or policy_based for several pairs)",
+                family(n.is_ipv6())
+            ));
+        }
+        out.push(n);
+    }
+    out.sort_by_key(IpNet::is_ipv6);
+    Ok(Some(out))
+}
+
 pub(super) fn validate_route_based(
     r: RawRouteBased,
     remote_addr: IpAddr,
 ) -> Result<RouteBased, String> {
     check_interface_name(&r.interface).map_err(|e| format!("route_based.interface: {e}"))?;
-    let local_ts = parse_net(
-        "route_based.local_ts",
-        r.local_ts.as_deref().unwrap_or("0.0.0.0/0"),
-    )?;
-    let remote_ts = parse_net(
-        "route_based.remote_ts",
-        r.remote_ts.as_deref().unwrap_or("0.0.0.0/0"),
-    )?;
-    if local_ts.is_ipv6() != remote_ts.is_ipv6() {
+    let routes = match r.routes {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(format!(
+                "route_based.routes: empty, so nothing would be routed into {}; leave routes out to route remote_ts, or list the prefixes",
+                r.interface
+            ))
+        }
+        Some(list) => Some(
+            list.iter()
+                .map(|s| parse_net("route_based.routes", s))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let addresses = match r.address {
+        None => Vec::new(),
+        Some(raw) => {
+            let mut out: Vec<IfAddr> = Vec::new();
+            for s in raw.into_vec() {
+                let a: IfAddr = s.parse().map_err(|e| format!("route_based.address: {e}"))?;
+                if out.iter().any(|o| o.addr == a.addr) {
+                    return Err(format!("route_based.address: {} is listed twice", a.addr));
+                }
+                out.push(a);
+            }
+            out
+        }
+    };
+    let local = per_family("route_based.local_ts", r.local_ts)?;
+    let remote = per_family("route_based.remote_ts", r.remote_ts)?;
+    // The families: those written in the selectors, else those of routes and addresses.
+    let families: Vec<bool> = match (&local, &remote) {
+        (Some(l), _) => l.iter().map(IpNet::is_ipv6).collect(),
+        (None, Some(rm)) => rm.iter().map(IpNet::is_ipv6).collect(),
+        (None, None) => {
+            let mut f: Vec<bool> = routes
+                .iter()
+                .flatten()
+                .map(IpNet::is_ipv6)
+                .chain(addresses.iter().map(|a| a.addr.is_ipv6()))
+                .collect();
+            f.sort();
+            f.dedup();
+            if f.is_empty() {
+                f.push(false);
+            }
+            f
+        }
+    };
+    let local = local.unwrap_or_else(|| families.iter().map(|&v6| any(v6)).collect());
+    let remote = remote.unwrap_or_else(|| families.iter().map(|&v6| any(v6)).collect());
+    let fam = |l: &[IpNet]| l.iter().map(IpNet::is_ipv6).collect::<Vec<_>>();
+    if fam(&local) != fam(&remote) {
+        let show = |l: &[IpNet]| {
+            l.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(format!(
-            "route_based: local_ts {local_ts} and remote_ts {remote_ts} are of different address families"
+            "route_based: local_ts {} and remote_ts {} are of different address families",
+            show(&local),
+            show(&remote)
         ));
     }
-    let v6 = remote_ts.is_ipv6();
+    let selectors: Vec<SelectorPair> = local
+        .into_iter()
+        .zip(remote)
+        .map(|(local, remote)| SelectorPair { local, remote })
+        .collect();
+    let v6 = selectors.iter().any(|p| p.remote.is_ipv6());
     let mtu = match r.mtu {
         None => None,
         Some(m) => {
@@ -103,37 +207,35 @@ pub(super) fn validate_route_based(
                 Ok(m) if u32::from(m) >= min => Some(m),
                 _ => {
                     return Err(format!(
-                        "route_based.mtu: {m} is outside {min}..=65535 for {} traffic",
-                        family(v6)
+                        "route_based.mtu: {m} is outside {min}..=65535 for {} traffic{}",
+                        family(v6),
+                        if v6 {
+                            " (RFC 8200 §5: every IPv6 link carries 1280 bytes)"
+                        } else {
+                            ""
+                        }
                     ))
                 }
             }
         }
     };
-    let routes = match r.routes {
-        None => vec![remote_ts],
-        Some(list) if list.is_empty() => {
-            return Err(format!(
-                "route_based.routes: empty, so nothing would be routed into {}; leave routes out to route remote_ts {remote_ts}, or list the prefixes",
-                r.interface
-            ))
-        }
-        Some(list) => list
-            .iter()
-            .map(|s| parse_net("route_based.routes", s))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let routes = routes.unwrap_or_else(|| selectors.iter().map(|p| p.remote).collect());
     for route in &routes {
-        if route.is_ipv6() != v6 {
+        let Some(sel) = selectors
+            .iter()
+            .find(|p| p.remote.is_ipv6() == route.is_ipv6())
+        else {
             return Err(format!(
-                "route_based.routes: {route} is {} but the traffic selectors are {}",
+                "route_based.routes: {route} is {} but the traffic selectors are {}; add a {} local_ts/remote_ts",
                 family(route.is_ipv6()),
-                family(v6)
+                family(v6),
+                family(route.is_ipv6())
             ));
-        }
-        if !remote_ts.contains(route) {
+        };
+        if !sel.remote.contains(route) {
             return Err(format!(
-                "route_based.routes: {route} is outside remote_ts {remote_ts}; the SA would drop that traffic"
+                "route_based.routes: {route} is outside remote_ts {}; the SA would drop that traffic",
+                sel.remote
             ));
         }
         if !route.is_default() && route.contains_addr(remote_addr) {
@@ -142,33 +244,30 @@ pub(super) fn validate_route_based(
             ));
         }
     }
-    let address = match r.address {
-        None => None,
-        Some(s) => {
-            let a: IfAddr = s.parse().map_err(|e| format!("route_based.address: {e}"))?;
-            if a.addr.is_ipv6() != v6 {
-                return Err(format!(
-                    "route_based.address: {a} is {} but the traffic selectors are {}",
-                    family(a.addr.is_ipv6()),
-                    family(v6)
-                ));
-            }
-            if !local_ts.contains_addr(a.addr) {
-                return Err(format!(
-                    "route_based.address: {} is outside local_ts {local_ts}",
-                    a.addr
-                ));
-            }
-            Some(a)
+    for a in &addresses {
+        let Some(sel) = selectors
+            .iter()
+            .find(|p| p.local.is_ipv6() == a.addr.is_ipv6())
+        else {
+            return Err(format!(
+                "route_based.address: {a} is {} but the traffic selectors are {}",
+                family(a.addr.is_ipv6()),
+                family(v6)
+            ));
+        };
+        if !sel.local.contains_addr(a.addr) {
+            return Err(format!(
+                "route_based.address: {} is outside local_ts {}",
+                a.addr, sel.local
+            ));
         }
-    };
+    }
     Ok(RouteBased {
         interface: r.interface,
         mtu,
-        local_ts,
-        remote_ts,
+        selectors,
         routes,
-        address,
+        addresses,
     })
 }
 

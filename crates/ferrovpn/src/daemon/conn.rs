@@ -35,8 +35,8 @@ pub struct ConnState {
     pub failures: u64,
     /// Taken out by a reload: its id stays (the endpoint's `ConnId`), nothing shows it.
     pub removed: bool,
-    /// The address set on its TUN device, if any, and the device's ifindex.
-    pub address: Option<crate::ipnet::IfAddr>,
+    /// The addresses set on its TUN device (one per family at most), and the device's ifindex.
+    pub addresses: Vec<crate::ipnet::IfAddr>,
     pub ifindex: u32,
 }
 

@@ -398,7 +398,11 @@ pub fn snapshot(
             ike_proposals: join(c.cfg.ike.iter().map(|p| p.to_string()).collect()),
             esp_proposals: join(c.cfg.esp.iter().map(|p| p.to_string()).collect()),
             selectors: match &c.cfg.tunnel {
-                Tunnel::RouteBased(r) => vec![format!("{} <=> {}", r.local_ts, r.remote_ts)],
+                Tunnel::RouteBased(r) => r
+                    .selectors
+                    .iter()
+                    .map(|x| format!("{} <=> {}", x.local, x.remote))
+                    .collect(),
                 Tunnel::PolicyBased(p) => p
                     .iter()
                     .map(|x| format!("{} <=> {}", x.local, x.remote))

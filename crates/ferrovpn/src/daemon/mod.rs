@@ -75,11 +75,16 @@ pub fn run_with(
     let setup::Tunnels {
         tuns,
         tcp_mss,
+        ptb_mtu,
         conns,
     } = setup::bring_up_tunnels(&cfg, &mut nl, &mut run_state, &policy_routing)?;
 
     let shared = Arc::new(Shared {
-        devices: dataplane::Devices::new(dataplane::TunTable { tuns, tcp_mss }),
+        devices: dataplane::Devices::new(dataplane::TunTable {
+            tuns,
+            tcp_mss,
+            ptb_mtu,
+        }),
         policies: RwLock::new(Vec::new()),
         inbound: RwLock::new(HashMap::new()),
         raw,

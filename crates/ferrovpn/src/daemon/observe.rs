@@ -116,6 +116,8 @@ impl Daemon {
             ("esp_send_errors_total", "ESP packets the kernel refused to send.", ld(&io.send_errors)),
             ("tun_write_errors_total", "Decrypted packets the tunnel interface refused.", ld(&io.tun_write_errors)),
             ("udp4500_malformed_total", "UDP 4500 payloads that were neither IKE, ESP nor keepalives.", ld(&io.malformed_udp)),
+            ("esp_too_big_total", "Inner IPv6 packets dropped as too big for the tunnel.", ld(&io.too_big)),
+            ("icmpv6_packet_too_big_sent_total", "ICMPv6 Packet Too Big messages sent back to inner senders.", ld(&io.ptb_sent)),
             ("ike_queue_dropped_total", "IKE datagrams from UDP 4500 dropped because the queue to the control loop was full.", ld(&io.ike_queue_dropped)),
         ];
         metrics::render(&Snapshot {

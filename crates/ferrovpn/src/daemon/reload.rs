@@ -209,6 +209,7 @@ impl Daemon {
             TunTable {
                 tuns: t.tuns.clone(),
                 tcp_mss: t.tcp_mss.clone(),
+                ptb_mtu: t.ptb_mtu.clone(),
             }
         };
         let mut result = Ok(());
@@ -292,6 +293,7 @@ impl Daemon {
         .map_err(|e| e.to_string())?;
         table.tuns.push(t.queues);
         table.tcp_mss.push(t.tcp_mss);
+        table.ptb_mtu.push(t.ptb_mtu);
         let state = ConnState {
             cfg: c.clone(),
             tun: Some(table.tuns.len() - 1),
@@ -303,7 +305,7 @@ impl Daemon {
             held: false,
             failures: 0,
             removed: false,
-            address: t.address,
+            addresses: t.addresses,
             ifindex: t.ifindex,
         };
         match self.conns.get_mut(id) {
@@ -342,6 +344,7 @@ impl Daemon {
                 })
                 .collect(),
             tcp_mss: t.tcp_mss.clone(),
+            ptb_mtu: t.ptb_mtu.clone(),
         };
         // Our own copy of the old table goes too, so only the threads' snapshots hold the
         // old queues until their next batch; the device is deleted by netlink regardless.
@@ -357,7 +360,7 @@ impl Daemon {
                     warn!(conn = %c.cfg.name, "removing routes: {e}");
                 }
             }
-            if let Some(a) = c.address.take() {
+            for a in std::mem::take(&mut c.addresses) {
                 if let Err(e) = self.nl.del_address(c.ifindex, a) {
                     tracing::debug!(conn = %c.cfg.name, "address {a}: {e}");
                 }

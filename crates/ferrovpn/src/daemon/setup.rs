@@ -22,6 +22,7 @@ use crate::routing::{self, PolicyRouting};
 use crate::runstate::{self, Claim, LinkRecord, Record};
 use crate::socket::{self, RawEsp, SocketOptions};
 use crate::tun::{Tun, TunOptions, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+use ferrovpn_esp::icmpv6::IPV6_MIN_MTU;
 
 /// Socket buffers of the ESP/IKE sockets (see `SocketOptions::buffer_bytes`).
 pub const SOCKET_BUFFER: u32 = 8 << 20;
@@ -200,7 +201,21 @@ pub(super) struct Tunnels {
     /// Per device: its queues.
     pub(super) tuns: Vec<Vec<Arc<Tun>>>,
     pub(super) tcp_mss: Vec<MssClamp>,
+    /// Per device: see `Shared::ptb_mtu`.
+    pub(super) ptb_mtu: Vec<u32>,
     pub(super) conns: Vec<ConnState>,
+}
+
+/// Inner IPv6 packets above this get a Packet Too Big (see `Shared::ptb_mtu`): with a TUN
+/// `mtu` above what the path carries whole, the path's MTU but never below 1280 (packets up to
+/// 1280 go in fragmented ESP, RFC 2473 §7.1); otherwise never (the kernel's own PTB for the
+/// TUN MTU suffices).
+fn ptb_limit(tun_mtu: u32, path_mtu: u32) -> u32 {
+    if tun_mtu > path_mtu {
+        path_mtu.max(IPV6_MIN_MTU)
+    } else {
+        u32::MAX
+    }
 }
 
 /// TUN devices, addresses and routes. With several workers each device has one queue per
@@ -213,11 +228,13 @@ pub(super) fn bring_up_tunnels(
 ) -> Result<Tunnels, DaemonError> {
     let mut tuns = Vec::new();
     let mut tcp_mss = Vec::new();
+    let mut ptb_mtu = Vec::new();
     let mut conns = Vec::new();
     for (i, c) in cfg.connections.iter().enumerate() {
         let t = bring_up_tunnel(&cfg.daemon, c, i, nl, run_state, policy_routing)?;
         tuns.push(t.queues);
         tcp_mss.push(t.tcp_mss);
+        ptb_mtu.push(t.ptb_mtu);
         conns.push(ConnState {
             cfg: c.clone(),
             tun: Some(tuns.len() - 1),
@@ -229,13 +246,14 @@ pub(super) fn bring_up_tunnels(
             held: false,
             failures: 0,
             removed: false,
-            address: t.address,
+            addresses: t.addresses,
             ifindex: t.ifindex,
         });
     }
     Ok(Tunnels {
         tuns,
         tcp_mss,
+        ptb_mtu,
         conns,
     })
 }
@@ -253,8 +271,10 @@ pub(super) struct TunnelUp {
     pub(super) queues: Vec<Arc<Tun>>,
     pub(super) tcp_mss: MssClamp,
     pub(super) installed: routing::Installed,
-    pub(super) address: Option<crate::ipnet::IfAddr>,
+    pub(super) addresses: Vec<crate::ipnet::IfAddr>,
     pub(super) ifindex: u32,
+    /// See `TunTable::ptb_mtu`.
+    pub(super) ptb_mtu: u32,
 }
 
 /// Opens connection `id`'s TUN device (one queue per worker), records it, and gives it its
@@ -269,21 +289,31 @@ pub(super) fn bring_up_tunnel(
 ) -> Result<TunnelUp, DaemonError> {
     let workers = daemon.workers.get();
     let name = tun_name(c, id);
-    let (address, mtu, routes): (_, _, Vec<IpNet>) = match &c.tunnel {
-        Tunnel::RouteBased(r) => (r.address, r.mtu.map(u32::from), r.routes.clone()),
-        Tunnel::PolicyBased(p) => (None, None, p.iter().map(|x| x.remote).collect()),
+    let (addresses, mtu, routes): (_, _, Vec<IpNet>) = match &c.tunnel {
+        Tunnel::RouteBased(r) => (r.addresses.clone(), r.mtu.map(u32::from), r.routes.clone()),
+        Tunnel::PolicyBased(p) => (Vec::new(), None, p.iter().map(|x| x.remote).collect()),
     };
     let setup = |what: String| DaemonError::Setup {
         conn: c.name.clone(),
         what,
     };
-    let mtu = mtu.unwrap_or_else(|| {
-        let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
-            warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
-            DEFAULT_UNDERLAY_MTU
-        });
-        convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay)
+    let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
+        warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
+        DEFAULT_UNDERLAY_MTU
     });
+    // The largest inner packet that fits one outer packet on the link to the peer.
+    let path_mtu = convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay);
+    let mtu = mtu.unwrap_or(path_mtu);
+    let carries_v6 = match &c.tunnel {
+        Tunnel::RouteBased(r) => r.carries_ipv6(),
+        Tunnel::PolicyBased(p) => p.iter().any(|x| x.remote.is_ipv6()),
+    };
+    if carries_v6 && mtu < IPV6_MIN_MTU {
+        // RFC 8200 §5: a link that carries IPv6 carries 1280-byte packets.
+        return Err(setup(format!(
+            "TUN {name}: MTU {mtu} left after the ESP overhead is below IPv6's minimum of {IPV6_MIN_MTU} (RFC 8200 §5); raise the MTU of the link to the peer"
+        )));
+    }
     let queues: Vec<Arc<Tun>> = match open_tun(&name, workers, daemon.offloads) {
         Ok(q) => q.into_iter().map(Arc::new).collect(),
         Err(crate::tun::TunError::SetIff { source, .. })
@@ -310,7 +340,7 @@ pub(super) fn bring_up_tunnel(
         .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
     tun.set_txqueuelen(nl, TUN_TXQUEUELEN)
         .map_err(|e| setup(format!("txqueuelen of {name}: {e}")))?;
-    if let Some(a) = address {
+    for &a in &addresses {
         nl.add_address(ifindex, a)
             .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
     }
@@ -338,7 +368,24 @@ pub(super) fn bring_up_tunnel(
         queues,
         tcp_mss: convert::mss_clamp(c.tcp_mss, mtu),
         installed,
-        address,
+        addresses,
         ifindex,
+        // A TUN larger than the path (an explicit mtu): IPv6 packets up to 1280 bytes go in
+        // fragmented ESP, larger ones get a Packet Too Big (RFC 2473 §7.1). Otherwise the
+        // kernel's own PTB for the TUN MTU is all a sender needs.
+        ptb_mtu: ptb_limit(mtu, path_mtu),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ptb_limit;
+
+    #[test]
+    fn packet_too_big_only_when_the_tun_is_larger_than_the_path_and_never_below_1280() {
+        assert_eq!(ptb_limit(1418, 1418), u32::MAX);
+        assert_eq!(ptb_limit(1400, 1418), u32::MAX);
+        assert_eq!(ptb_limit(1500, 1418), 1418);
+        assert_eq!(ptb_limit(9000, 1200), 1280);
+    }
 }

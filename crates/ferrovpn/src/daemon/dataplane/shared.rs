@@ -35,6 +35,10 @@ pub struct IoCounters {
     pub offload_errors: AtomicU64,
     /// IKE datagrams from UDP 4500 dropped because the control loop's queue was full.
     pub ike_queue_dropped: AtomicU64,
+    /// Inner IPv6 packets dropped as too big for the tunnel (RFC 2473 §7.1).
+    pub too_big: AtomicU64,
+    /// ICMPv6 Packet Too Big messages written back into a TUN for them.
+    pub ptb_sent: AtomicU64,
     /// When the last "IKE queue full" line was logged (rate limit).
     pub(super) ike_queue_logged: LogLimit,
 }
@@ -109,6 +113,9 @@ pub struct TunTable {
     pub tuns: Vec<Vec<Arc<Tun>>>,
     /// MSS limit of TCP SYNs through each TUN, both ways (same index as `tuns`).
     pub tcp_mss: Vec<MssClamp>,
+    /// Per TUN: inner IPv6 packets longer than this are dropped and answered with an ICMPv6
+    /// Packet Too Big announcing it (RFC 2473 §7.1); `u32::MAX` (or no entry): never.
+    pub ptb_mtu: Vec<u32>,
 }
 
 /// The current [`TunTable`] and its generation: the data plane threads keep a snapshot and

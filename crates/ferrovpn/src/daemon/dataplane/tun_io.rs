@@ -6,13 +6,14 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use ferrovpn_esp::icmpv6::{packet_too_big, IPV6_MIN_MTU};
 use ferrovpn_esp::ip::{IpPacket, IPV6_HEADER};
 use ferrovpn_esp::mss::MssClamp;
-use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, VNET_HDR_LEN};
+use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, GSO_NONE, VNET_HDR_LEN};
 use ferrovpn_esp::{Batch, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
 
 use super::policy::policy_for;
-use super::shared::{poll_in, DeviceView, Shared, TunTable};
+use super::shared::{poll_in, DeviceView, IoCounters, Shared, TunTable};
 use super::Policy;
 use crate::tun::Tun;
 
@@ -39,6 +40,60 @@ pub struct TunSource {
     queues: Arc<[(usize, Arc<Tun>)]>,
     read_buf: Box<[u8]>,
     pending: Option<Pending>,
+    ptb: PtbLimit,
+}
+
+/// At most `PTB_PER_SECOND` Packet Too Big messages per source thread (RFC 4443 §2.4 (f)).
+const PTB_PER_SECOND: u32 = 100;
+
+#[derive(Debug)]
+struct PtbLimit {
+    window: std::time::Instant,
+    sent: u32,
+    buf: Box<[u8]>,
+}
+
+impl PtbLimit {
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.window) >= std::time::Duration::from_secs(1) {
+            self.window = now;
+            self.sent = 0;
+        }
+        self.sent = self.sent.saturating_add(1);
+        self.sent <= PTB_PER_SECOND
+    }
+}
+
+/// True (and the packet is dropped) when `packet` is an IPv6 packet larger than TUN `i`'s
+/// tunnel carries whole; a rate-limited ICMPv6 Packet Too Big goes back into the TUN.
+fn too_big(
+    table: &TunTable,
+    counters: &IoCounters,
+    ptb: &mut PtbLimit,
+    i: usize,
+    tun: &Tun,
+    packet: &[u8],
+) -> bool {
+    let limit = table.ptb_mtu.get(i).copied().unwrap_or(u32::MAX);
+    if packet.len() as u64 <= u64::from(limit) || ferrovpn_esp::ip::version(packet) != Some(6) {
+        return false;
+    }
+    counters.too_big.fetch_add(1, Ordering::Relaxed);
+    if !ptb.allow() {
+        return true;
+    }
+    let vnet = if tun.vnet_hdr() { VNET_HDR_LEN } else { 0 };
+    let (hdr, body) = ptb.buf.split_at_mut(vnet);
+    hdr.fill(0);
+    if let Some(n) = packet_too_big(packet, limit, body) {
+        let out = ptb.buf.get(..vnet + n).unwrap_or_default();
+        match tun.write(out) {
+            Ok(_) => counters.ptb_sent.fetch_add(1, Ordering::Relaxed),
+            Err(_) => counters.tun_write_errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+    true
 }
 
 impl TunSource {
@@ -53,6 +108,11 @@ impl TunSource {
             queues,
             read_buf: vec![0u8; TUN_READ_MAX].into_boxed_slice(),
             pending: None,
+            ptb: PtbLimit {
+                window: std::time::Instant::now(),
+                sent: 0,
+                buf: vec![0u8; VNET_HDR_LEN + IPV6_MIN_MTU as usize].into_boxed_slice(),
+            },
         }
     }
 
@@ -98,6 +158,17 @@ impl TunSource {
             match tun.read(p.spare_mut()) {
                 Ok(n) => {
                     p.set_len(n);
+                    if too_big(
+                        &self.view.table,
+                        &self.shared.counters,
+                        &mut self.ptb,
+                        i,
+                        tun,
+                        p.data(),
+                    ) {
+                        batch.pop();
+                        continue;
+                    }
                     match policy_for(policies, i, p.data()) {
                         Some(h) => {
                             p.set_sa(h);
@@ -133,6 +204,18 @@ impl TunSource {
                 counters.offload_errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
+            if hdr.gso_type == GSO_NONE
+                && too_big(
+                    &self.view.table,
+                    &shared.counters,
+                    &mut self.ptb,
+                    i,
+                    tun,
+                    packet,
+                )
+            {
+                continue;
+            }
             let Some(sa) = policy_for(policies, i, packet) else {
                 counters.no_policy.fetch_add(1, Ordering::Relaxed);
                 continue;
