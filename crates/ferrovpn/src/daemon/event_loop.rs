@@ -91,6 +91,8 @@ impl Daemon {
             }
             self.sad.poll_lifetimes(self.clock.now());
             self.flush();
+            self.half_open
+                .observe(now, self.endpoint.counters().half_open_dropped);
             let (sad, conns) = (&self.sad, &self.conns);
             self.history.sample(now, |i| {
                 conns.get(i).map_or_else(Vec::new, |c| {
@@ -155,6 +157,7 @@ impl Daemon {
                     &self.endpoint,
                     &self.conns,
                     &self.sad,
+                    &self.half_open,
                     self.give_up,
                     Instant::now(),
                 );

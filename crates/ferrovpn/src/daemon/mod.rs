@@ -8,6 +8,7 @@ pub mod dataplane;
 mod error;
 mod event_loop;
 mod events;
+mod half_open;
 pub mod history;
 mod install;
 pub mod metrics;
@@ -136,6 +137,7 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         retransmit_timeout: cfg.daemon.retransmit.timeout,
         retransmit_base: cfg.daemon.retransmit.base,
         retransmit_tries: cfg.daemon.retransmit.tries,
+        max_half_open: cfg.daemon.max_half_open,
         ..Settings::default()
     };
     let mut endpoint = Endpoint::new(settings, seed);
@@ -164,6 +166,7 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         key_export,
         cookie_conns: HashMap::new(),
         unknown_spi_rx,
+        half_open: half_open::HalfOpenDrops::new(cfg.daemon.max_half_open),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {

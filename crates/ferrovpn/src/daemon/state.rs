@@ -16,7 +16,7 @@ use mio::Token;
 
 use super::conn::ConnState;
 use super::dataplane::Shared;
-use super::{history, metrics, recovery, save_keys};
+use super::{half_open, history, metrics, recovery, save_keys};
 
 pub(super) const WAKER: Token = Token(0);
 pub(super) const SIGNALS: Token = Token(1);
@@ -46,4 +46,6 @@ pub(super) struct Daemon {
     pub(super) give_up: Duration,
     /// ESP with unknown SPIs reported by the data plane (invalid-SPI recovery).
     pub(super) unknown_spi_rx: Receiver<recovery::UnknownSpi>,
+    /// MM1/AM1 dropped at the half-open limit: logged per interval, shown by `diagnose`.
+    pub(super) half_open: half_open::HalfOpenDrops,
 }
