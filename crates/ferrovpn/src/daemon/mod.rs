@@ -201,5 +201,12 @@ pub fn run_with(cfg: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     for e in nl.undo_all() {
         warn!("teardown: {e}");
     }
+    // The TUN devices go when their last queue closes: all at once rather than one by one.
+    let shared = d.shared.clone();
+    drop(d);
+    match Arc::try_unwrap(shared) {
+        Ok(s) => crate::tun::close_in_parallel(s.tuns),
+        Err(_) => warn!("teardown: the TUN devices are still in use; they close one by one"),
+    }
     result
 }
