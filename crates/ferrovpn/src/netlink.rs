@@ -281,6 +281,33 @@ pub fn mtu_of_address(addr: IpAddr) -> Option<u32> {
     sys::iface::mtu_of(&name)
 }
 
+/// Every address of this host (in the calling thread's network namespace), read once.
+pub fn host_addresses() -> std::collections::HashSet<IpAddr> {
+    sys::iface::all_addresses().into_iter().collect()
+}
+
+/// [`mtu_of_address`] for many addresses from one read of the interface list, each distinct
+/// address and interface asked once: what start-up uses, so it stays linear in connections.
+pub fn mtus_of_addresses(addrs: &[IpAddr]) -> std::collections::HashMap<IpAddr, u32> {
+    let mut distinct: Vec<IpAddr> = addrs.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let names = sys::iface::holding_addresses(&distinct);
+    let mut by_name: std::collections::HashMap<std::ffi::CString, Option<u32>> =
+        std::collections::HashMap::new();
+    let mut out = std::collections::HashMap::new();
+    for (a, name) in distinct.into_iter().zip(names) {
+        let Some(name) = name else { continue };
+        let mtu = *by_name
+            .entry(name)
+            .or_insert_with_key(|n| sys::iface::mtu_of(n));
+        if let Some(m) = mtu {
+            out.insert(a, m);
+        }
+    }
+    out
+}
+
 impl Netlink {
     /// Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
     pub fn open() -> Result<Netlink, NetlinkError> {
@@ -724,6 +751,14 @@ mod tests {
             assert_eq!(mtu_of_address(v4.addr), Some(1400));
             assert_eq!(mtu_of_address(v6.addr), Some(1400));
             assert_eq!(mtu_of_address("192.0.2.99".parse().unwrap()), None);
+            let missing: IpAddr = "192.0.2.99".parse().unwrap();
+            let all = mtus_of_addresses(&[v4.addr, v6.addr, missing, v4.addr]);
+            assert_eq!(all.get(&v4.addr), Some(&1400));
+            assert_eq!(all.get(&v6.addr), Some(&1400));
+            assert_eq!(all.get(&missing), None);
+            let held = host_addresses();
+            assert!(held.contains(&v4.addr) && held.contains(&v6.addr));
+            assert!(!held.contains(&missing));
             let e = nl.add_address(idx, v4).unwrap_err();
             assert_eq!(e.errno(), Some(Errno::Exists), "{e}");
             for (dst, table) in [

@@ -16,6 +16,19 @@ pub struct Snapshot {
     /// Events from peers that match no connection.
     #[serde(default)]
     pub unclaimed: Vec<Record>,
+    /// The endpoint-wide half-open limit and the MM1/AM1 it dropped.
+    #[serde(default)]
+    pub half_open: HalfOpenSnapshot,
+}
+
+/// `[daemon] max_half_open` and the MM1/AM1 dropped because that many responder negotiations
+/// were waiting to authenticate (since the daemon started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HalfOpenSnapshot {
+    pub limit: u64,
+    pub dropped: u64,
+    /// When the last one was dropped (the clock of `t_ms`).
+    pub last_drop_ms: Option<u64>,
 }
 
 /// One connection: what is configured, what is live, what happened.

@@ -54,6 +54,30 @@ pub struct Tun {
     vnet_hdr: bool,
 }
 
+/// Closes the devices' queues from several threads at once. A non-persistent TUN goes away when
+/// its last queue closes, and the kernel then waits (an RCU barrier, outside its RTNL lock) for
+/// about 20 ms per device: in parallel those waits overlap, so `down` is not 20 ms × devices.
+/// Only our own descriptors are closed: nothing of anyone else's is touched.
+pub fn close_in_parallel(devices: Vec<Vec<std::sync::Arc<Tun>>>) {
+    /// Enough threads to overlap the kernel's waits; each only sleeps in `close`.
+    const THREADS: usize = 32;
+    let per = devices.len().div_ceil(THREADS).max(1);
+    let mut devices = devices;
+    let mut chunks = Vec::new();
+    while !devices.is_empty() {
+        let rest = devices.split_off(per.min(devices.len()));
+        chunks.push(std::mem::replace(&mut devices, rest));
+    }
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            // When no thread can be made, the closure (and the chunk) drops here, in turn.
+            let _ = std::thread::Builder::new()
+                .name("tun-close".into())
+                .spawn_scoped(s, move || drop(chunk));
+        }
+    });
+}
+
 /// Checks a name before it reaches the kernel.
 pub fn check_name(name: &str) -> Result<(), TunError> {
     let bad = |reason| TunError::InvalidName {
@@ -332,6 +356,31 @@ mod tests {
         });
         let link = ns.ip(&["-o", "link", "show", "fvt0"]);
         assert!(link.is_err(), "a non-persistent TUN vanishes with its fd");
+    }
+
+    #[test]
+    fn devices_closed_in_parallel_are_all_gone_and_others_stay() {
+        if !require_root("tun::devices_closed_in_parallel_are_all_gone_and_others_stay") {
+            return;
+        }
+        let ns = NetNs::new("tunc").unwrap();
+        // A persistent TUN someone else made: not ours, it stays.
+        ns.ip(&["tuntap", "add", "dev", "fvkeep", "mode", "tun"])
+            .unwrap();
+        ns.run(|| {
+            let devices: Vec<Vec<std::sync::Arc<Tun>>> = (0..40)
+                .map(|i| {
+                    let t = Tun::open(&format!("fvc{i}"), TunOptions::default()).unwrap();
+                    vec![std::sync::Arc::new(t)]
+                })
+                .collect();
+            assert!(link_index("fvc39").is_ok());
+            close_in_parallel(devices);
+            for i in 0..40 {
+                assert!(link_index(&format!("fvc{i}")).is_err(), "fvc{i} is gone");
+            }
+            assert!(link_index("fvkeep").is_ok(), "a device not ours stays");
+        });
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults::{
-    CONTROL_SOCKET_NAME, DEFAULT_CONTROL_SOCKET, MAX_RETRANSMIT_SCHEDULE, MAX_WORKERS,
+    default_max_half_open, mem_total, CONTROL_SOCKET_NAME, DEFAULT_CONTROL_SOCKET, MAX_HALF_OPEN,
+    MAX_RETRANSMIT_SCHEDULE, MAX_WORKERS,
 };
 use super::error::ConfigError;
 use super::raw::RawDaemon;
@@ -32,6 +33,9 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// IKE retransmission schedule, for every connection.
     pub retransmit: Retransmit,
+    /// Responder negotiations not yet authenticated, across all peers; more MM1/AM1 are
+    /// dropped (default: scaled to the host's memory, see `defaults::default_max_half_open`).
+    pub max_half_open: usize,
     /// TUN checksum and TCP segmentation offloads with GRO-style coalescing (default on).
     pub offloads: bool,
     /// Where the daemon records what it created (see `runstate`); absolute.
@@ -230,8 +234,18 @@ pub(super) fn validate_daemon(
             format_duration(MAX_RETRANSMIT_SCHEDULE)
         )));
     }
+    let max_half_open = match d.max_half_open {
+        Some(n) if !(1..=MAX_HALF_OPEN).contains(&n) => {
+            return Err(ConfigError::Daemon(format!(
+                "max_half_open: {n} is outside 1 to {MAX_HALF_OPEN}"
+            )))
+        }
+        Some(n) => n,
+        None => default_max_half_open(mem_total()),
+    };
     Ok(DaemonConfig {
         save_keys_dir,
+        max_half_open,
         metrics_listen,
         control_socket,
         log_level,

@@ -23,3 +23,38 @@ pub const MAX_DPD_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 pub const MAX_RETRANSMIT_SCHEDULE: Duration = Duration::from_secs(3600);
 /// Most data plane threads per direction; each is also one queue of every TUN device.
 pub const MAX_WORKERS: usize = 64;
+
+/// Memory one half-open responder negotiation holds, rounded up: measured 2.2 KB (modp2048) and
+/// 2.6 KB (ecp256) per SA with 20,000 spoofed MM1s held at once (RSS growth ÷ SAs), so 4 KiB
+/// leaves room for allocator slack and the cookie map.
+pub const HALF_OPEN_SA_BYTES: u64 = 4096;
+/// Share of the host's memory that half-open negotiations may hold by default: 1/256 (4 MiB on
+/// a 1 GiB host, 96 MiB on 24 GiB).
+pub const HALF_OPEN_MEMORY_SHARE: u64 = 256;
+/// The default `max_half_open` is never below this (the old fixed limit) …
+pub const MIN_DEFAULT_HALF_OPEN: usize = 1024;
+/// … nor above this (64 Ki negotiations: 256 MiB at most).
+pub const MAX_DEFAULT_HALF_OPEN: usize = 65_536;
+/// The largest `max_half_open` accepted: 1 Mi negotiations, 4 GiB.
+pub const MAX_HALF_OPEN: usize = 1 << 20;
+
+/// The default `max_half_open` for a host with `mem_total` bytes (None: unknown): its
+/// [`HALF_OPEN_MEMORY_SHARE`] divided by [`HALF_OPEN_SA_BYTES`], within
+/// [`MIN_DEFAULT_HALF_OPEN`]..=[`MAX_DEFAULT_HALF_OPEN`].
+pub fn default_max_half_open(mem_total: Option<u64>) -> usize {
+    let Some(m) = mem_total else {
+        return MIN_DEFAULT_HALF_OPEN;
+    };
+    let n = m / HALF_OPEN_MEMORY_SHARE / HALF_OPEN_SA_BYTES;
+    usize::try_from(n)
+        .unwrap_or(MAX_DEFAULT_HALF_OPEN)
+        .clamp(MIN_DEFAULT_HALF_OPEN, MAX_DEFAULT_HALF_OPEN)
+}
+
+/// `MemTotal` of `/proc/meminfo` in bytes.
+pub fn mem_total() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}

@@ -4,11 +4,25 @@ use super::connection::Connection;
 use super::remark::Severity;
 use super::tunnel::Tunnel;
 
+/// The host's addresses, read on first use and then kept for every connection of the file
+/// (one read of the interface list, not one per connection).
+#[derive(Default)]
+pub(super) struct HostAddresses(Option<std::collections::HashSet<std::net::IpAddr>>);
+
+impl HostAddresses {
+    fn holds(&mut self, a: std::net::IpAddr) -> bool {
+        self.0
+            .get_or_insert_with(crate::netlink::host_addresses)
+            .contains(&a)
+    }
+}
+
 /// What the host says about a connection before anything is started: its TUN name taken by
 /// a device that is not a TUN is an error; an existing TUN, or a `local_addr` no interface
 /// holds, is told (the daemon decides about the TUN; the address may be added later).
 pub(super) fn inspect_host(
     c: &Connection,
+    host: &mut HostAddresses,
     notes: &mut Vec<(Severity, String)>,
 ) -> Result<(), String> {
     if let Tunnel::RouteBased(r) = &c.tunnel {
@@ -44,7 +58,7 @@ pub(super) fn inspect_host(
             }
         }
     }
-    if crate::netlink::mtu_of_address(c.local_addr).is_none() {
+    if !host.holds(c.local_addr) {
         notes.push((
             Severity::Warning,
             format!(

@@ -42,7 +42,7 @@ use zeroize::Zeroizing;
 
 use connection::{check_against_others, check_name, validate_connection};
 use daemon::validate_daemon;
-use host::inspect_host;
+use host::{inspect_host, HostAddresses};
 use raw::RawConfig;
 
 /// A validated configuration file.
@@ -113,6 +113,7 @@ impl Config {
             return Err(ConfigError::NoConnections);
         }
         let mut connections: Vec<Connection> = Vec::new();
+        let mut host = HostAddresses::default();
         for rc in raw.connection {
             let name = rc.name.clone();
             let err = |problem: String| ConfigError::Connection {
@@ -126,7 +127,7 @@ impl Config {
             let mut notes = Vec::new();
             let c = validate_connection(rc, base, purpose, &mut notes).map_err(err)?;
             check_against_others(&c, &connections).map_err(err)?;
-            inspect_host(&c, &mut notes).map_err(err)?;
+            inspect_host(&c, &mut host, &mut notes).map_err(err)?;
             remarks.extend(notes.into_iter().map(|(severity, text)| Remark {
                 severity,
                 scope: Scope::Connection(name.clone()),

@@ -348,6 +348,10 @@ fn bad_configs_give_one_clear_message() {
          "daemon: retransmit_base: 0.5 is outside 1.0 to 4.0"),
         ("[daemon]\nretransmit_tries = 0\n".to_string(),
          "daemon: retransmit_tries: 0 is outside 1 to 20"),
+        ("[daemon]\nmax_half_open = 0\n".to_string(),
+         "daemon: max_half_open: 0 is outside 1 to 1048576"),
+        ("[daemon]\nmax_half_open = 1048577\n".to_string(),
+         "daemon: max_half_open: 1048577 is outside 1 to 1048576"),
     ];
     for (text, want) in cases {
         assert_eq!(err(&text), want, "config:\n{text}");
@@ -413,6 +417,25 @@ fn retransmission_schedule_is_configurable_for_fast_failing_tests() {
     );
     // First send plus two retransmissions, one second apart each: given up after 3 s.
     assert_eq!(r.give_up_after(), Duration::from_secs(3));
+}
+
+#[test]
+fn the_half_open_limit_is_configurable_and_by_default_scaled_to_the_hosts_memory() {
+    use super::defaults::default_max_half_open;
+    let c = parse(&with("psk = \"x\"", RB)).unwrap();
+    assert_eq!(
+        c.daemon.max_half_open,
+        default_max_half_open(super::defaults::mem_total())
+    );
+    let text = format!("[daemon]\nmax_half_open = 50\n{}", with("psk = \"x\"", RB));
+    assert_eq!(parse(&text).unwrap().daemon.max_half_open, 50);
+    // 1/256 of the memory at 4 KiB per negotiation, between 1024 and 65536.
+    const GIB: u64 = 1 << 30;
+    assert_eq!(default_max_half_open(None), 1024);
+    assert_eq!(default_max_half_open(Some(GIB / 2)), 1024);
+    assert_eq!(default_max_half_open(Some(4 * GIB)), 4096);
+    assert_eq!(default_max_half_open(Some(24 * GIB)), 24_576);
+    assert_eq!(default_max_half_open(Some(1024 * GIB)), 65_536);
 }
 
 fn warnings(c: &Config) -> Vec<String> {

@@ -110,6 +110,8 @@ impl Daemon {
                 let status = self.status_line();
                 self.notify.status(now, status);
             }
+            self.half_open
+                .observe(now, self.endpoint.counters().half_open_dropped);
             let (sad, conns) = (&self.sad, &self.conns);
             self.history.sample(now, |i| {
                 conns.get(i).map_or_else(Vec::new, |c| {
@@ -181,6 +183,7 @@ impl Daemon {
                     &self.endpoint,
                     &self.conns,
                     &self.sad,
+                    &self.half_open,
                     self.give_up,
                     Instant::now(),
                 );

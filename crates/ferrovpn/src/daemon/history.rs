@@ -372,11 +372,12 @@ impl History {
 }
 
 /// What `diagnose` and `history` read: configuration, live SAs and counters, and the rings.
-pub fn snapshot(
+pub(super) fn snapshot(
     history: &History,
     endpoint: &Endpoint,
     conns: &[ConnState],
     sad: &Sad,
+    half_open: &super::half_open::HalfOpenDrops,
     give_up: Duration,
     now: Instant,
 ) -> Snapshot {
@@ -446,6 +447,7 @@ pub fn snapshot(
             .unwrap_or(0),
         connections,
         unclaimed: history.unclaimed().cloned().collect(),
+        half_open: half_open.snapshot(|t| history.now_ms(t)),
     }
 }
 

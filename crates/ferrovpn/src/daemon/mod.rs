@@ -8,6 +8,7 @@ pub mod dataplane;
 mod error;
 mod event_loop;
 mod events;
+mod half_open;
 pub mod history;
 mod install;
 pub mod metrics;
@@ -150,6 +151,7 @@ pub fn run_with(
         retransmit_timeout: cfg.daemon.retransmit.timeout,
         retransmit_base: cfg.daemon.retransmit.base,
         retransmit_tries: cfg.daemon.retransmit.tries,
+        max_half_open: cfg.daemon.max_half_open,
         ..Settings::default()
     };
     let mut endpoint = Endpoint::new(settings, seed);
@@ -186,6 +188,7 @@ pub fn run_with(
         fwmark,
         config_path: path.map(std::path::Path::to_path_buf),
         daemon_cfg: cfg.daemon.clone(),
+        half_open: half_open::HalfOpenDrops::new(cfg.daemon.max_half_open),
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {
@@ -222,6 +225,13 @@ pub fn run_with(
     }
     for e in d.nl.undo_all() {
         warn!("teardown: {e}");
+    }
+    // The TUN devices go when their last queue closes: all at once rather than one by one.
+    let shared = d.shared.clone();
+    drop(d);
+    match Arc::try_unwrap(shared).map(|s| Arc::try_unwrap(s.devices.into_current())) {
+        Ok(Ok(table)) => crate::tun::close_in_parallel(table.tuns),
+        _ => warn!("teardown: the TUN devices are still in use; they close one by one"),
     }
     result
 }

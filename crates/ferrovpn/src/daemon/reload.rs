@@ -286,11 +286,13 @@ impl Daemon {
             &self.daemon_cfg,
             c,
             id,
+            None,
             &mut self.nl,
             &mut self.run_state,
             &self.policy_routing,
         )
         .map_err(|e| e.to_string())?;
+        self.run_state.save().map_err(|e| e.to_string())?;
         table.tuns.push(t.queues);
         table.tcp_mss.push(t.tcp_mss);
         table.ptb_mtu.push(t.ptb_mtu);

@@ -230,8 +230,16 @@ pub(super) fn bring_up_tunnels(
     let mut tcp_mss = Vec::new();
     let mut ptb_mtu = Vec::new();
     let mut conns = Vec::new();
+    // Read once for all connections: each TUN made below lengthens the interface list.
+    let underlay_mtus = netlink::mtus_of_addresses(
+        &cfg.connections
+            .iter()
+            .map(|c| c.local_addr)
+            .collect::<Vec<_>>(),
+    );
     for (i, c) in cfg.connections.iter().enumerate() {
-        let t = bring_up_tunnel(&cfg.daemon, c, i, nl, run_state, policy_routing)?;
+        let underlay = underlay_mtus.get(&c.local_addr).copied();
+        let t = bring_up_tunnel(&cfg.daemon, c, i, underlay, nl, run_state, policy_routing)?;
         tuns.push(t.queues);
         tcp_mss.push(t.tcp_mss);
         ptb_mtu.push(t.ptb_mtu);
@@ -250,6 +258,7 @@ pub(super) fn bring_up_tunnels(
             ifindex: t.ifindex,
         });
     }
+    run_state.save()?;
     Ok(Tunnels {
         tuns,
         tcp_mss,
@@ -278,11 +287,16 @@ pub(super) struct TunnelUp {
 }
 
 /// Opens connection `id`'s TUN device (one queue per worker), records it, and gives it its
-/// MTU, address and routes (at start, and for a connection a reload adds).
+/// MTU, address and routes (at start, and for a connection a reload adds). `underlay` is the
+/// MTU of the link under the tunnel when the caller already read it (start-up reads all at
+/// once: each TUN made lengthens the interface list). The run-state record is saved when a
+/// rule is added; the device itself (not persistent: it goes with this process) is saved by
+/// the caller, once for all connections.
 pub(super) fn bring_up_tunnel(
     daemon: &crate::config::DaemonConfig,
     c: &crate::config::Connection,
     id: usize,
+    underlay: Option<u32>,
     nl: &mut Netlink,
     run_state: &mut RunState,
     policy_routing: &PolicyRouting,
@@ -297,10 +311,12 @@ pub(super) fn bring_up_tunnel(
         conn: c.name.clone(),
         what,
     };
-    let underlay = netlink::mtu_of_address(c.local_addr).unwrap_or_else(|| {
-        warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
-        DEFAULT_UNDERLAY_MTU
-    });
+    let underlay = underlay
+        .or_else(|| netlink::mtu_of_address(c.local_addr))
+        .unwrap_or_else(|| {
+            warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
+            DEFAULT_UNDERLAY_MTU
+        });
     // The largest inner packet that fits one outer packet on the link to the peer.
     let path_mtu = convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay);
     let mtu = mtu.unwrap_or(path_mtu);
@@ -335,7 +351,6 @@ pub(super) fn bring_up_tunnel(
         name: name.clone(),
         ifindex,
     });
-    run_state.save()?;
     tun.set_mtu(nl, mtu)
         .map_err(|e| setup(format!("MTU of {name}: {e}")))?;
     tun.set_txqueuelen(nl, TUN_TXQUEUELEN)
@@ -357,12 +372,16 @@ pub(super) fn bring_up_tunnel(
     })?;
     // Recorded after they exist, never before: a kill in between leaks a rule (refused
     // with a clear error next time) rather than recording one someone else may have made.
+    let mut rules = false;
     for ch in &installed.changes {
         if let Change::Rule(r) = ch {
             run_state.record.add_rule(*r);
+            rules = true;
         }
     }
-    run_state.save()?;
+    if rules {
+        run_state.save()?;
+    }
     info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
     Ok(TunnelUp {
         queues,

@@ -16,7 +16,7 @@ use mio::Token;
 
 use super::conn::ConnState;
 use super::dataplane::Shared;
-use super::{history, metrics, notify, pending, recovery, save_keys};
+use super::{half_open, history, metrics, notify, pending, recovery, save_keys};
 
 pub(super) const WAKER: Token = Token(0);
 pub(super) const SIGNALS: Token = Token(1);
@@ -61,4 +61,6 @@ pub(super) struct Daemon {
     pub(super) config_path: Option<std::path::PathBuf>,
     /// The `[daemon]` table in effect (it cannot change while running).
     pub(super) daemon_cfg: crate::config::DaemonConfig,
+    /// MM1/AM1 dropped at the half-open limit: logged per interval, shown by `diagnose`.
+    pub(super) half_open: half_open::HalfOpenDrops,
 }

@@ -25,14 +25,18 @@ pub use verdict::{Options, Severity, Verdict};
 use classify::classify;
 use evidence::{authenticated, noise_notes};
 use explain::explain;
-use state::{esp_one_way, quiet, simultaneous, stalled_responder};
+use state::{esp_one_way, half_open_limit, quiet, simultaneous, stalled_responder};
 
 /// Verdicts for every connection of the snapshot (or only `only`), problems first.
 pub fn diagnose_all(s: &Snapshot, only: Option<&str>, opts: &Options) -> Vec<Verdict> {
     s.connections
         .iter()
         .filter(|c| only.is_none_or(|n| n == c.name))
-        .flat_map(|c| diagnose(c, s.now_ms, opts))
+        .flat_map(|c| {
+            let mut v = diagnose(c, s.now_ms, opts);
+            half_open_limit(c, &s.half_open, s.now_ms, opts, &mut v);
+            v
+        })
         .collect()
 }
 

@@ -4,7 +4,7 @@
 
 use super::evidence::{ago, initiator_cookie, is_msg, last_heard};
 use super::verdict::{verdict, Options, Severity, Verdict};
-use crate::snapshot::{ConnSnapshot, IkeSaSnapshot, Record, Sample, What};
+use crate::snapshot::{ConnSnapshot, HalfOpenSnapshot, IkeSaSnapshot, Record, Sample, What};
 
 /// Tunnel up, ESP going one way only (the ISP that drops IP protocol 50, or UDP 4500, inbound).
 pub(super) fn esp_one_way(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Option<Verdict> {
@@ -331,4 +331,44 @@ pub(super) fn quiet(c: &ConnSnapshot, now_ms: u64, up: bool) -> Verdict {
     );
     v.evidence.push(last_heard(&c.history, now_ms));
     v
+}
+
+/// MM1/AM1 dropped at the endpoint-wide half-open limit (`[daemon] max_half_open`). Whose they
+/// were is not known (nothing before MM5 is authenticated), so for a connection that is up it
+/// is a note; for a responder waiting for its peer, recent drops are a likely reason it is down.
+pub(super) fn half_open_limit(
+    c: &ConnSnapshot,
+    h: &HalfOpenSnapshot,
+    now_ms: u64,
+    opts: &Options,
+    out: &mut Vec<Verdict>,
+) {
+    let Some(last) = h.last_drop_ms.filter(|_| h.dropped > 0) else {
+        return;
+    };
+    let fact = format!(
+        "{} MM1/AM1 dropped since start (the last {}) because max_half_open = {} responder negotiations were waiting to authenticate",
+        h.dropped,
+        ago(now_ms, last),
+        h.limit
+    );
+    let recent = last >= now_ms.saturating_sub(opts.lookback_s * 1000);
+    if c.ipsec_sas.is_empty() && !c.initiator && recent {
+        let mut v = verdict(
+            c,
+            Severity::Problem,
+            "half-open-limit",
+            format!(
+                "phase 1 requests were dropped at the half-open limit: the MM1/AM1 of {} may have been among them",
+                c.remote_addr
+            ),
+        );
+        v.evidence.push(fact);
+        v.evidence.push("the limit is counted across all peers; which peers' MM1/AM1 were dropped is not recorded (they are unauthenticated), and a dropped peer gets in on a later retransmission once negotiations complete".into());
+        v.next.push("if many real peers start at once (a gateway restart), raise [daemon] max_half_open (about 4 KiB of memory per waiting negotiation)".into());
+        v.next.push("if there are not that many peers, look for a flood of MM1 (`ferrovpn status --json` counters ike.half_open_dropped, a capture read with `ferrovpn decode`)".into());
+        out.insert(0, v);
+    } else if let Some(v) = out.first_mut() {
+        v.notes.push(fact);
+    }
 }

@@ -893,6 +893,7 @@ fn snapshot_round_trips_through_json_and_filters_by_name() {
             },
         ],
         unclaimed: vec![],
+        half_open: Default::default(),
     };
     let back: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert_eq!(back, s);
@@ -932,4 +933,64 @@ fn a_plain_notify_then_silence_is_explained_by_the_notify_not_as_unreachable() {
     let v = run(&c, 4000);
     assert_eq!(codes(&v), ["no-proposal-chosen"], "{}", text(&v));
     assert!(text(&v).contains("rests on unauthenticated messages"));
+}
+
+fn with_half_open_drops(c: ConnSnapshot, last_drop_ms: u64) -> Snapshot {
+    Snapshot {
+        now_ms: 20_000,
+        unix_ms: 0,
+        connections: vec![c],
+        unclaimed: vec![],
+        half_open: crate::snapshot::HalfOpenSnapshot {
+            limit: 16,
+            dropped: 84,
+            last_drop_ms: Some(last_drop_ms),
+        },
+    }
+}
+
+#[test]
+fn a_responder_waiting_while_mm1_were_dropped_at_the_half_open_limit_is_told_so() {
+    let c = ConnSnapshot {
+        initiator: false,
+        ..conn()
+    };
+    let v = diagnose_all(&with_half_open_drops(c, 19_000), None, &Options::default());
+    assert_eq!(v[0].code, "half-open-limit", "{}", text(&v));
+    assert_eq!(v[0].severity, Severity::Problem);
+    assert!(
+        text(&v).contains(
+            "84 MM1/AM1 dropped since start (the last 1.0s ago) because max_half_open = 16"
+        ),
+        "{}",
+        text(&v)
+    );
+    assert!(text(&v).contains("raise [daemon] max_half_open"));
+}
+
+#[test]
+fn half_open_drops_next_to_a_working_tunnel_are_a_note_never_a_verdict() {
+    let c = working_tunnel_with_spoofed_noise();
+    let v = diagnose_all(&with_half_open_drops(c, 19_000), None, &Options::default());
+    assert!(
+        v.iter().all(|v| v.code != "half-open-limit"),
+        "{}",
+        text(&v)
+    );
+    assert!(v[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("84 MM1/AM1 dropped since start")));
+}
+
+#[test]
+fn no_half_open_drops_no_word_about_them() {
+    let c = ConnSnapshot {
+        initiator: false,
+        ..conn()
+    };
+    let mut s = with_half_open_drops(c, 0);
+    s.half_open = Default::default();
+    let v = diagnose_all(&s, None, &Options::default());
+    assert!(!text(&v).contains("half-open"), "{}", text(&v));
 }

@@ -22,7 +22,8 @@ pub struct Verdict {
     /// A short stable tag for scripts: `unreachable`, `udp4500-blocked`, `no-proposal-chosen`,
     /// `psk-mismatch`, `identity-mismatch`, `selectors-refused`, `esp-not-arriving`,
     /// `esp-not-sent`, `simultaneous`, `peer-dead`, `expired-without-rekey`, `stalled`,
-    /// `unprocessable`, `remote-access`, `failed`, `negotiating`, `healthy`, `waiting`.
+    /// `unprocessable`, `remote-access`, `failed`, `negotiating`, `healthy`, `waiting`,
+    /// `half-open-limit`.
     pub code: String,
     /// The verdict line.
     pub verdict: String,

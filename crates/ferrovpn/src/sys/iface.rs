@@ -16,12 +16,39 @@ pub fn index_of(name: &CStr) -> Option<u32> {
 
 /// The name of the interface that holds `addr` (`getifaddrs`); None when no interface has it.
 pub fn holding_address(addr: IpAddr) -> Option<CString> {
+    holding_addresses(&[addr]).pop().flatten()
+}
+
+/// For each of `addrs`, the name of the interface that holds it, from one `getifaddrs` walk
+/// (it dumps every interface: one walk per address would make start-up quadratic once each
+/// connection has added its TUN device).
+pub fn holding_addresses(addrs: &[IpAddr]) -> Vec<Option<CString>> {
+    let mut names: Vec<Option<CString>> = vec![None; addrs.len()];
+    each_address(|here, ifname| {
+        for (a, name) in addrs.iter().zip(names.iter_mut()) {
+            if *a == here && name.is_none() {
+                *name = Some(ifname.to_owned());
+            }
+        }
+    });
+    names
+}
+
+/// Every IPv4 and IPv6 address of every interface, from one `getifaddrs` walk.
+pub fn all_addresses() -> Vec<IpAddr> {
+    let mut all = Vec::new();
+    each_address(|a, _| all.push(a));
+    all
+}
+
+/// Calls `f` with each interface address and its interface's name (`getifaddrs`); nothing when
+/// the list cannot be read.
+fn each_address(mut f: impl FnMut(IpAddr, &CStr)) {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills list, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return None;
+        return;
     }
-    let mut name = None;
     let mut cur = list;
     while !cur.is_null() {
         // SAFETY: cur is a non-null node of the list getifaddrs returned, alive until
@@ -33,29 +60,27 @@ pub fn holding_address(addr: IpAddr) -> Option<CString> {
         }
         // SAFETY: ifa_addr is non-null and points at a sockaddr of the family it names, so it
         // may be read as that family's sockaddr.
-        let found = unsafe {
-            match (i32::from((*ifa.ifa_addr).sa_family), addr) {
-                (libc::AF_INET, IpAddr::V4(a)) => {
+        let here: Option<IpAddr> = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
                     let sin = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
-                    u32::from_be(sin.sin_addr.s_addr) == u32::from(a)
+                    Some(IpAddr::V4(u32::from_be(sin.sin_addr.s_addr).into()))
                 }
-                (libc::AF_INET6, IpAddr::V6(a)) => {
+                libc::AF_INET6 => {
                     let sin6 = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
-                    sin6.sin6_addr.s6_addr == a.octets()
+                    Some(IpAddr::V6(sin6.sin6_addr.s6_addr.into()))
                 }
-                _ => false,
+                _ => None,
             }
         };
-        if found {
-            // SAFETY: ifa_name is a non-null NUL-terminated string owned by the list; it is
-            // copied before the list is freed.
-            name = Some(unsafe { CStr::from_ptr(ifa.ifa_name) }.to_owned());
-            break;
+        if let Some(here) = here {
+            // SAFETY: ifa_name is a non-null NUL-terminated string owned by the list, alive
+            // until freeifaddrs below; `f` only borrows it for the call.
+            f(here, unsafe { CStr::from_ptr(ifa.ifa_name) });
         }
     }
     // SAFETY: list came from getifaddrs and is freed once; no reference into it outlives this.
     unsafe { libc::freeifaddrs(list) };
-    name
 }
 
 /// `SIOCGIFMTU`: the MTU of interface `name`.

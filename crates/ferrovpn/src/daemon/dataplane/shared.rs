@@ -141,6 +141,11 @@ impl Devices {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// The table now, taking the holder apart (at shutdown).
+    pub fn into_current(self) -> Arc<TunTable> {
+        self.table.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Publishes a new table; the threads drop their copy of the old one within one poll.
     pub fn publish(&self, table: TunTable) {
         match self.table.write() {

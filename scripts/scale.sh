@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Scale measurement (issue #20): one responder with N connections (one per peer address), one
+# ferrovpn initiator with N connections, in two network namespaces. Outer addresses are IPv6
+# (2001:db8:ffff::/64: the responder ::1, peer i ::1:<i>), so N is not limited by 192.0.2.0/24;
+# each connection is a route-based TUN with an inner /128 pair (2001:db8:a::<i> ⇄ 2001:db8:b::<i>).
+# For each N and group it measures, with ferrovpn as the responder and then (when installed)
+# strongSwan's charon as the responder against the same initiator:
+#   start     ferrovpn responder: spawn → control socket answers (configured and listening)
+#   setups/s  N ÷ (first MM1 sent → last IPsec SA established), from the initiator's own history
+#   down      `ferrovpn down` → process gone (TUN devices, routes and rules removed)
+#   KB/tunnel (responder RSS with all tunnels up − RSS at start) ÷ N, from /proc/PID/status
+# and appends a table to docs/BENCHMARKS.md (machine, date, load average).
+# Env: SCALE_N ("250 1000"), SCALE_GROUPS ("modp2048 ecp256"), SCALE_STRONGSWAN (auto|no),
+# FERROVPN_BIN (default: release build of this tree), SCALE_NOTE (a line for the table),
+# SCALE_STRONGSWAN_MAX_N (250: at N = 1000 charon 5.9.8 with kernel-libipsec deleted each CHILD
+# SA right after Quick Mode here, so no rate could be taken), SCALE_HALF_OPEN (the responder's max_half_open, default N + 64; "none": leave it out),
+# SCALE_OUT (docs/BENCHMARKS.md; "-" for stdout only). Needs root.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/scripts/lib/netns.sh"
+
+require_root_or_skip "scale.sh needs network namespaces"
+require_cmd_or_skip ip python3
+FERROVPN="${FERROVPN_BIN:-$ROOT/target/release/ferrovpn}"
+[ -x "$FERROVPN" ] || { echo "no binary at $FERROVPN (cargo build --release -p ferrovpn)" >&2; exit 1; }
+NS_LIST="${SCALE_N:-250 1000}"
+GROUPS_LIST="${SCALE_GROUPS:-modp2048 ecp256}"
+SS=no
+if [ "${SCALE_STRONGSWAN:-auto}" = auto ] && [ -x "$FV_CHARON_BIN" ] && command -v swanctl >/dev/null; then
+    SS=yes
+fi
+GEN="$ROOT/scripts/lib/scale_conf.py"
+fv_init
+PSK="scale-bench-secret"
+printf '%s\n' "$PSK" >"$FV_TMP/psk"
+chmod 600 "$FV_TMP/psk"
+ROWS=()
+RUN=0
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# bed N: namespaces $R (responder) and $I (initiators) joined by a veth; N peer addresses on I.
+bed() {
+    local n="$1" i
+    RUN=$((RUN + 1))
+    R="${FV_ID}r$RUN"
+    I="${FV_ID}i$RUN"
+    fv_ns_create "$R"
+    fv_ns_create "$I"
+    for ns in "$R" "$I"; do
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    done
+    ip link add "${FV_ID}-r$RUN" netns "$R" type veth peer name "${FV_ID}-i$RUN" netns "$I"
+    ip -n "$R" addr add 2001:db8:ffff::1/64 dev "${FV_ID}-r$RUN" nodad
+    {
+        for ((i = 1; i <= n; i++)); do
+            printf 'addr add 2001:db8:ffff::1:%x/64 dev %s nodad\n' "$i" "${FV_ID}-i$RUN"
+        done
+    } | ip -n "$I" -batch -
+    ip -n "$R" link set "${FV_ID}-r$RUN" up
+    ip -n "$I" link set "${FV_ID}-i$RUN" up
+}
+
+unbed() {
+    ip netns del "$R" 2>/dev/null || true
+    ip netns del "$I" 2>/dev/null || true
+}
+
+# wait_answer SOCK PID SECONDS: until the control socket answers.
+wait_answer() {
+    local i
+    for ((i = 0; i < $3 * 50; i++)); do
+        kill -0 "$2" 2>/dev/null || return 2
+        "$FERROVPN" status --socket "$1" >/dev/null 2>&1 && return 0
+        sleep 0.02
+    done
+    return 1
+}
+
+# count_sas SOCK: IPsec SAs the daemon reports.
+count_sas() {
+    "$FERROVPN" status --socket "$1" --json 2>/dev/null |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(len(c["ipsec_sas"]) for c in d["connections"]))' 2>/dev/null || echo 0
+}
+
+# wait_count CMD N SECONDS
+wait_count() {
+    local i got
+    for ((i = 0; i < $3 * 2; i++)); do
+        got="$($1)"
+        [ "${got:-0}" -ge "$2" ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+# setup_rate SOCK N: N ÷ (first MM1 sent → last IPsec SA established) from the initiator.
+setup_rate() {
+    "$FERROVPN" history --socket "$1" --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+first = min(r["unix_ms"] for c in d["connections"] for r in c["history"]
+            if r["what"].get("kind") == "message" and r["what"].get("sent") and r["what"].get("name") == "MM1")
+last = max(r["unix_ms"] for c in d["connections"] for r in c["history"]
+           if r["what"].get("kind") == "child_established")
+n = int(sys.argv[1])
+print(f"{n / max(last - first, 1) * 1000:.0f} {(last - first) / 1000:.2f}")' "$2"
+}
+
+# stop_fv SOCK PID: `ferrovpn down`, seconds until the process is gone.
+stop_fv() {
+    local t0 i
+    t0="$(now)"
+    "$FERROVPN" down --socket "$1" >/dev/null 2>&1 || true
+    for ((i = 0; i < 6000; i++)); do
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.01
+    done
+    fv_stop "$2"
+    elapsed "$t0" "$(now)"
+}
+
+initiator_up() {
+    local n="$1" ike="$2"
+    python3 "$GEN" ferrovpn initiator "$n" "$FV_TMP/i.toml" --sock "$FV_TMP/i.sock" \
+        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix si
+    FV_SPAWN_LOG="$FV_TMP/i.log" fv_spawn "$I" "$FERROVPN" up -c "$FV_TMP/i.toml"
+    PID_I="$FV_LAST_PID"
+}
+
+run_ferrovpn() {
+    local n="$1" group="$2" ike="aes128-sha256-$2" t0 start rss0 rss1 rate down
+    bed "$n"
+    python3 "$GEN" ferrovpn responder "$n" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
+        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix sr \
+        --daemon-extra "$([ "${SCALE_HALF_OPEN:-}" = none ] || echo "max_half_open = ${SCALE_HALF_OPEN:-$((n + 64))}")"
+    t0="$(now)"
+    FV_SPAWN_LOG="$FV_TMP/r.log" fv_spawn "$R" "$FERROVPN" up -c "$FV_TMP/r.toml"
+    PID_R="$FV_LAST_PID"
+    wait_answer "$FV_TMP/r.sock" "$PID_R" 120 || { tail "$FV_TMP/r.log" >&2; fv_log "responder did not start"; exit 1; }
+    start="$(elapsed "$t0" "$(now)")"
+    rss0="$(rss_kb "$PID_R")"
+    initiator_up "$n" "$ike"
+    if ! wait_count "count_sas $FV_TMP/i.sock" "$n" 300; then
+        fv_log "ferrovpn responder, N=$n $group: only $(count_sas "$FV_TMP/i.sock") of $n up"
+    fi
+    rate="$(setup_rate "$FV_TMP/i.sock" "$n")"
+    rss1="$(rss_kb "$PID_R")"
+    # Traffic through a sample of the tunnels (first, middle, last).
+    local ok=0 k
+    for k in 1 $(((n + 1) / 2)) "$n"; do
+        if ip netns exec "$I" ping -6 -c 1 -W 2 -I "$(printf '2001:db8:a::%x' "$k")" \
+            "$(printf '2001:db8:b::%x' "$k")" >/dev/null 2>&1; then
+            ok=$((ok + 1))
+        fi
+    done
+    down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
+    stop_fv "$FV_TMP/i.sock" "$PID_I" >/dev/null
+    ROWS+=("| ferrovpn | $n | $group | ${rate% *} | ${rate#* } | $start | $down | $(((rss1 - rss0) / n)) | $ok/3 |")
+    fv_log "ferrovpn N=$n $group: setups/s ${rate% *} (${rate#* } s), start ${start}s, down ${down}s, $(((rss1 - rss0) / n)) KB/tunnel, ping $ok/3"
+    unbed
+}
+
+run_strongswan() {
+    local n="$1" group="$2" ike="aes128-sha256-$2" rss0 rss1 rate
+    bed "$n"
+    local ss_conf sw_conf
+    ss_conf="$(fv_strongswan_conf scale "    ikesa_table_size = 4096
+    ikesa_table_segments = 16
+    threads = 16
+    install_routes = no" "default = 0")"
+    python3 "$GEN" swanctl "$n" "$FV_TMP/swanctl.conf" --psk "$PSK" --ike "$ike"
+    sw_conf="$(cat "$FV_TMP/swanctl.conf")"
+    fv_charon_config "$R" "$ss_conf" "$sw_conf"
+    fv_charon_start "$R"
+    fv_charon_wait "$R" 60
+    fv_swanctl "$R" --load-all >/dev/null
+    rss0="$(rss_kb "$(pgrep -P "${FV_CHARON_PID[$R]}" charon || echo "${FV_CHARON_PID[$R]}")")"
+    initiator_up "$n" "$ike"
+    if ! wait_count "count_sas $FV_TMP/i.sock" "$n" 300; then
+        fv_log "strongSwan responder, N=$n $group: only $(count_sas "$FV_TMP/i.sock") of $n up"
+    fi
+    rate="$(setup_rate "$FV_TMP/i.sock" "$n")"
+    rss1="$(rss_kb "$(pgrep -P "${FV_CHARON_PID[$R]}" charon || echo "${FV_CHARON_PID[$R]}")")"
+    stop_fv "$FV_TMP/i.sock" "$PID_I" >/dev/null
+    fv_stop "${FV_CHARON_PID[$R]}"
+    local ver
+    ver="$(swanctl --help 2>&1 | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1 || true)"
+    ROWS+=("| strongSwan $ver | $n | $group | ${rate% *} | ${rate#* } | – | – | $(((rss1 - rss0) / n)) | – |")
+    fv_log "strongSwan N=$n $group: setups/s ${rate% *} (${rate#* } s)"
+    unbed
+}
+
+for n in $NS_LIST; do
+    for g in $GROUPS_LIST; do
+        run_ferrovpn "$n" "$g"
+        if [ "$SS" = yes ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-250}" ]; then
+            run_strongswan "$n" "$g"
+        fi
+    done
+done
+
+TABLE="$(
+    echo
+    echo "## Scale: N peers on one responder ($(date -u +%Y-%m-%d), scripts/scale.sh)"
+    echo
+    echo "Machine: $(nproc) cores, $(awk -F': *' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). ${SCALE_NOTE:-}"
+    echo "Initiator: one ferrovpn with N connections (one per peer address, outer IPv6), PSK Main Mode, aes128-sha256-GROUP, ESP aes128gcm16; setups/s = N ÷ (first MM1 sent → last IPsec SA established) as the initiator recorded them. strongSwan: charon with kernel-libipsec, openssl first in its plugin list, 16 threads, file logging off."
+    echo
+    echo "| responder | N | group | setups/s | first MM1 → last SA (s) | start (s) | down (s) | KB/tunnel | ping sample |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${ROWS[@]}"
+)"
+printf '%s\n' "$TABLE"
+if [ "${SCALE_OUT:-$ROOT/docs/BENCHMARKS.md}" != - ]; then
+    printf '%s\n' "$TABLE" >>"${SCALE_OUT:-$ROOT/docs/BENCHMARKS.md}"
+fi

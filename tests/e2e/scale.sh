@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Many peers on one responder (issue #20), at a size CI can afford. Two namespaces joined by a
+# veth: R is one ferrovpn responder at 2001:db8:ffff::1 with N connections, I one ferrovpn
+# initiator with N connections from N peer addresses (2001:db8:ffff::1:<i>), each a route-based
+# TUN with an inner /128 pair (2001:db8:a::<i> ⇄ 2001:db8:b::<i>); configs from
+# scripts/lib/scale_conf.py.
+#   all-up     all N tunnels up on both sides, pings through a sample (first, middle, last), then
+#              `ferrovpn down` on both leaves no TUN device, no route of ours and the policy
+#              rules as they were
+#   half-open  the responder's max_half_open is far below N: the drops are logged (one line per
+#              interval with the count), counted in status, and every tunnel still comes up as
+#              the peers retransmit
+# Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
+# Env: FERROVPN_BIN, E2E_CASES (subset of the names above), E2E_SCALE_N (default 100).
+set -euo pipefail
+E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$E2E_ROOT/scripts/lib/netns.sh"
+. "$E2E_ROOT/tests/e2e/lib/e2e.sh"
+
+require_root_or_skip "scale.sh needs network namespaces"
+require_cmd_or_skip ip ping python3
+e2e_binary
+
+N="${E2E_SCALE_N:-100}"
+GEN="$E2E_ROOT/scripts/lib/scale_conf.py"
+
+# Namespaces R and I, the veth, N peer addresses on I (no DAD: usable at once).
+scale_bed() {
+    local i
+    R="${FV_ID}r"
+    I="${FV_ID}i"
+    fv_ns_create "$R"
+    fv_ns_create "$I"
+    for ns in "$R" "$I"; do
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    done
+    ip link add "${FV_ID}-r" netns "$R" type veth peer name "${FV_ID}-i" netns "$I"
+    ip -n "$R" addr add 2001:db8:ffff::1/64 dev "${FV_ID}-r" nodad
+    for ((i = 1; i <= N; i++)); do
+        printf 'addr add 2001:db8:ffff::1:%x/64 dev %s nodad\n' "$i" "${FV_ID}-i"
+    done | ip -n "$I" -batch -
+    ip -n "$R" link set "${FV_ID}-r" up
+    ip -n "$I" link set "${FV_ID}-i" up
+    e2e_psk "$FV_TMP/psk" "e2e-scale-secret"
+}
+
+# scale_up HALF_OPEN: responder (with max_half_open = HALF_OPEN unless empty), then initiator.
+scale_up() {
+    python3 "$GEN" ferrovpn responder "$N" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
+        --psk-file "$FV_TMP/psk" --ike aes128-sha256-ecp256 --prefix sr \
+        --daemon-extra "$([ -z "$1" ] || echo "max_half_open = $1")"
+    python3 "$GEN" ferrovpn initiator "$N" "$FV_TMP/i.toml" --sock "$FV_TMP/i.sock" \
+        --psk-file "$FV_TMP/psk" --ike aes128-sha256-ecp256 --prefix si
+    RULES_R="$(ip -n "$R" rule; ip -n "$R" -6 rule)"
+    RULES_I="$(ip -n "$I" rule; ip -n "$I" -6 rule)"
+    e2e_up "$R" "$FV_TMP/r.toml" "$FV_TMP/r.log"
+    PID_R="$E2E_PID"
+    for ((k = 0; k < 300; k++)); do
+        e2e_status_json "$FV_TMP/r.sock" >/dev/null && break
+        kill -0 "$PID_R" 2>/dev/null || fail "the responder exited"
+        sleep 0.1
+    done
+    e2e_up "$I" "$FV_TMP/i.toml" "$FV_TMP/i.log"
+    PID_I="$E2E_PID"
+}
+
+# all_up SECONDS: every connection has an IPsec SA on both sides.
+all_up() {
+    e2e_wait_sas "$FV_TMP/i.sock" "$PID_I" "$N" "$1" ||
+        fail "initiator: $(e2e_q "$FV_TMP/i.sock" 'len(sas)') of $N IPsec SAs within $1 s"
+    e2e_wait_sas "$FV_TMP/r.sock" "$PID_R" "$N" 10 ||
+        fail "responder: $(e2e_q "$FV_TMP/r.sock" 'len(sas)') of $N IPsec SAs"
+    ok "all $N tunnels up on both sides"
+}
+
+# down_clean NS SOCK PID RULES_BEFORE: `ferrovpn down`, then nothing of ours is left in NS.
+down_clean() {
+    local ns="$1" left
+    "$FERROVPN" down --socket "$2" >/dev/null || fail "ferrovpn down ($ns) failed"
+    for ((k = 0; k < 300; k++)); do
+        kill -0 "$3" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$3" 2>/dev/null && fail "the daemon in $ns still runs 30 s after down"
+    left="$(ip -n "$ns" -o link show type tun)"
+    [ -z "$left" ] || fail "TUN devices left in $ns: $left"
+    left="$(ip -n "$ns" -6 route show | grep -E '2001:db8:(a|b)::' || true)"
+    [ -z "$left" ] || fail "routes left in $ns: $left"
+    [ "$(ip -n "$ns" rule; ip -n "$ns" -6 rule)" = "$4" ] || fail "policy rules in $ns differ from before"
+    ok "down in $ns: no TUN device, no tunnel route, policy rules as before"
+}
+
+case_all_up() {
+    scale_bed
+    scale_up ""
+    all_up 60
+    local k good=0
+    for k in 1 $(((N + 1) / 2)) "$N"; do
+        ip netns exec "$I" ping -6 -c 1 -W 3 -I "$(printf '2001:db8:a::%x' "$k")" \
+            "$(printf '2001:db8:b::%x' "$k")" >/dev/null 2>&1 && good=$((good + 1))
+    done
+    [ "$good" = 3 ] || fail "only $good of 3 sampled tunnels answered a ping"
+    ok "pings through tunnels 1, $(((N + 1) / 2)) and $N"
+    [ "$(ip -n "$R" -o link show type tun | wc -l)" = "$N" ] || fail "the responder does not have $N TUN devices"
+    down_clean "$R" "$FV_TMP/r.sock" "$PID_R" "$RULES_R"
+    down_clean "$I" "$FV_TMP/i.sock" "$PID_I" "$RULES_I"
+}
+
+case_half_open() {
+    # A burst of N MM1 gets `limit` in per retransmission round (2 s, 5.6 s, 12 s, …).
+    local limit=$((N / 4))
+    scale_bed
+    scale_up "$limit"
+    all_up 60
+    grep -E "half-open limit reached: dropped [0-9]+ MM1/AM1" "$FV_TMP/r.log" >/dev/null ||
+        fail "no log line about MM1/AM1 dropped at the half-open limit"
+    local lines dropped
+    lines="$(grep -c "half-open limit reached" "$FV_TMP/r.log")"
+    dropped="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["ike"]["half_open_dropped"]')"
+    [ "${dropped:-0}" -gt 0 ] || fail "status counts no half-open drops"
+    # Rate-limited: far fewer lines than drops.
+    [ "$lines" -lt "$dropped" ] || fail "$lines log lines for $dropped drops: not rate-limited"
+    ok "max_half_open = $limit: $dropped MM1/AM1 dropped, logged in $lines line(s): $(grep -m1 -o 'half-open limit reached: dropped [0-9]* MM1/AM1[^(]*' "$FV_TMP/r.log")"
+    local diag
+    diag="$("$FERROVPN" diagnose --socket "$FV_TMP/r.sock" c1 2>&1 || true)"
+    printf '%s' "$diag" | grep -E "$dropped MM1/AM1 dropped since start .*max_half_open = $limit" >/dev/null ||
+        fail "diagnose does not show the half-open drops: $diag"
+    ok "diagnose shows them: $(printf '%s' "$diag" | grep -m1 -o "$dropped MM1/AM1 dropped since start[^;]*max_half_open = $limit")"
+    "$FERROVPN" down --socket "$FV_TMP/i.sock" >/dev/null || true
+    "$FERROVPN" down --socket "$FV_TMP/r.sock" >/dev/null || true
+}
+
+CASES=(all-up half-open)
+for c in ${E2E_CASES:-${CASES[*]}}; do
+    e2e_case "$c" "case_${c//-/_}"
+done
+e2e_summary "scale.sh"
