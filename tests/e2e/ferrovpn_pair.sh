@@ -21,6 +21,9 @@
 #                     gives new SPIs on both sides and the tunnel works; terminate deletes the
 #                     SAs on both sides (B told) and A stays down past its retry time;
 #                     unknown name 3, rekey while down 4; initiate brings it back
+#   bytes-rekey       esp_lifetime_bytes = 2 MiB on both sides: a 12 MiB checksummed transfer
+#                     passes through several pairs, each rekeyed at 90 % of its bytes (soft
+#                     limit) before the hard limit stops it; new SPIs, no hard-limit stop
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary to test, default: release build of this tree), E2E_CASES (space-
 # separated subset of the case names above), E2E_XFER_MB (default 20).
@@ -439,7 +442,28 @@ case_control() {
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
 
-CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp control)
+case_bytes_rekey() {
+    pair_setup
+    local lim='esp_lifetime_bytes = 2097152' spi0 spi1
+    write_conf a initiate main "$lim" "$(e2e_route_based "$A_IN" 203.0.113.0/24)"
+    write_conf b respond main "$lim" "$(e2e_route_based "$B_IN" 198.51.100.0/24)"
+    start_pair
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "side A: no IPsec SA within 20 s"
+    spi0="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"]')"
+    e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 12
+    spi1="$(e2e_q "$SOCK_A" 'sas[-1]["spi_in"]')"
+    [ "$spi1" != "$spi0" ] || fail "A still uses SPI $spi0 after 12 MiB through a 2 MiB lifetime"
+    local soft hard
+    soft="$(grep -c 'reached its soft lifetime' "$FV_TMP/daemon-a.log" "$FV_TMP/daemon-b.log" | awk -F: '{s += $2} END {print s}')"
+    hard="$(grep -c 'reached its hard lifetime' "$FV_TMP/daemon-a.log" "$FV_TMP/daemon-b.log" | awk -F: '{s += $2} END {print s}')"
+    [ "$soft" -ge 1 ] || fail "no soft-lifetime rekey was logged"
+    ok "SPI $spi0 -> $spi1; $soft soft-limit rekeys logged, $hard SAs reached the hard limit (after their successors took over)"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
+}
+
+CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp control bytes-rekey)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

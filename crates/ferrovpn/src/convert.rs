@@ -163,10 +163,18 @@ pub fn esp_sas(c: &ChildSa) -> Option<(SaConfig, SaConfig)> {
         local: c.local.ip(),
         remote: c.remote.ip(),
     };
+    let hard_bytes = c.lifetime_kb.map(|kb| kb.saturating_mul(1024));
     let hard = Limits {
-        bytes: c.lifetime_kb.map(|kb| kb.saturating_mul(1024)),
+        bytes: hard_bytes,
         packets: None,
         time: Some(c.lifetime.saturating_add(Duration::from_secs(30))),
+    };
+    // A byte lifetime is rekeyed before it ends (RFC 2401 §4.4.2's soft limit), at 90 %: the
+    // new pair is installed while the old one still carries traffic. Time is rekeyed by the
+    // IKE endpoint's own timers.
+    let soft = Limits {
+        bytes: hard_bytes.map(soft_bytes),
+        ..Limits::default()
     };
     let make = |dir: Direction, keys: &ferrovpn_ike::EspKeys| SaConfig {
         spi: keys.spi,
@@ -178,10 +186,7 @@ pub fn esp_sas(c: &ChildSa) -> Option<(SaConfig, SaConfig)> {
         replay_window: REPLAY_WINDOW,
         encap,
         tunnel,
-        lifetimes: Lifetimes {
-            soft: Limits::default(),
-            hard,
-        },
+        lifetimes: Lifetimes { soft, hard },
     };
     Some((
         make(Direction::Inbound, &c.inbound),
@@ -189,10 +194,22 @@ pub fn esp_sas(c: &ChildSa) -> Option<(SaConfig, SaConfig)> {
     ))
 }
 
+/// Where a byte lifetime's rekey starts: 90 % of it.
+fn soft_bytes(hard: u64) -> u64 {
+    hard - hard / 10
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferrovpn_ike::proposal::parse_esp_proposals;
+
+    #[test]
+    fn a_byte_lifetime_gets_a_soft_limit_at_90_percent_and_a_time_one_none() {
+        assert_eq!(soft_bytes(1_048_576), 943_719);
+        assert_eq!(soft_bytes(u64::MAX), u64::MAX - u64::MAX / 10);
+        assert_eq!(soft_bytes(0), 0);
+    }
 
     fn mtu(esp: &str, v6: bool, underlay: u32) -> u32 {
         tunnel_mtu(&parse_esp_proposals(esp).unwrap(), v6, underlay)

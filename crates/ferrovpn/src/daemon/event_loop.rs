@@ -103,6 +103,7 @@ impl Daemon {
                 }
             }
             self.sad.poll_lifetimes(self.clock.now());
+            self.on_lifetime_events(now);
             self.flush();
             self.check_pending(now);
             self.notify.tick(now);

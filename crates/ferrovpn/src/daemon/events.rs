@@ -199,3 +199,33 @@ impl Daemon {
         c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
     }
 }
+
+impl Daemon {
+    /// The data plane's lifetime events: a pair that reached its soft byte limit is rekeyed
+    /// (make-before-break, as a time-driven rekey); a hard limit stopped the SA (logged).
+    pub(super) fn on_lifetime_events(&mut self, now: Instant) {
+        use ferrovpn_esp::LifetimeKind;
+        for ev in self.sad.events().try_iter() {
+            let conn = self.conns.iter().position(|c| {
+                c.pairs
+                    .iter()
+                    .any(|p| p.inbound == ev.handle || p.outbound == ev.handle)
+            });
+            let Some(conn) = conn else {
+                continue;
+            };
+            let name = self.conn_name(conn);
+            match ev.kind {
+                LifetimeKind::Soft => {
+                    info!(conn = %name, "ESP SA {:08x} ({:?}) reached its soft lifetime ({:?}): rekeying", ev.spi, ev.direction, ev.cause);
+                    if let Err(e) = self.endpoint.rekey(now, conn) {
+                        warn!(conn = %name, "ESP SA {:08x}: cannot rekey: {e}", ev.spi);
+                    }
+                }
+                LifetimeKind::Hard => {
+                    warn!(conn = %name, "ESP SA {:08x} ({:?}) reached its hard lifetime ({:?}): it carries no more traffic", ev.spi, ev.direction, ev.cause)
+                }
+            }
+        }
+    }
+}
