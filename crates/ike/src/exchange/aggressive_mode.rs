@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::config::Phase1Auth;
 use crate::context::Ctx;
 use crate::error::InputError;
 use crate::event::{Failure, Role};
@@ -17,6 +18,9 @@ use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, Payloa
 impl IkeSa {
     /// AM1: HDR, SA, KE, Ni, IDii, VID… — only proposals with the first proposal's group.
     pub(crate) fn aggressive_mode_initiate(&mut self, ctx: &mut Ctx<'_>) {
+        if self.refuse_aggressive_certificates(ctx) {
+            return;
+        }
         let Some(group) = ctx.cfg.ike_proposals.first().map(|p| p.group) else {
             return;
         };
@@ -27,7 +31,7 @@ impl IkeSa {
             .copied()
             .filter(|p| p.group == group)
             .collect();
-        let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime);
+        let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime, ctx.cfg.auth.method());
         let mut sai_b = Vec::new();
         Payload::Sa(offer.clone()).emit_body(&mut sai_b);
         let ours = our_ke(ctx, group, sai_b);
@@ -41,6 +45,17 @@ impl IkeSa {
         self.phase = Phase1::AmI1Sent(ours);
         let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
         self.send(ctx, "AM1", &payloads, data, 0, true);
+    }
+
+    /// Signature authentication is implemented for Main Mode only (issue 15): fail clearly.
+    fn refuse_aggressive_certificates(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if matches!(ctx.cfg.auth, Phase1Auth::Psk) {
+            return false;
+        }
+        let reason =
+            Failure::Malformed("Aggressive Mode with certificates is not supported".into());
+        self.fail(ctx, reason, Some(NotifyType::NO_PROPOSAL_CHOSEN));
+        true
     }
 
     pub(crate) fn aggressive_mode_input(
@@ -66,6 +81,9 @@ impl IkeSa {
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "AM1", header, &msg.payloads);
+        if self.refuse_aggressive_certificates(ctx) {
+            return Ok(());
+        }
         if !ctx.cfg.allow_aggressive_psk {
             self.fail(
                 ctx,
