@@ -529,9 +529,7 @@ impl Cert {
     /// the ID's type (RFC 2407 §4.6.2.1; RFC 4945 §3.1 in spirit).
     pub fn names(&self, id: &IdValue) -> bool {
         match id {
-            IdValue::Other(IdType::DER_ASN1_DN, der) => {
-                Name::from_der(der).is_ok_and(|n| n == self.cert.tbs_certificate.subject)
-            }
+            IdValue::Other(IdType::DER_ASN1_DN, der) => same_dn(der, &self.subject_der()),
             IdValue::Fqdn(f) => self.san.iter().any(
                 |g| matches!(g, GeneralName::DnsName(d) if d.as_str().eq_ignore_ascii_case(f)),
             ),
@@ -548,6 +546,39 @@ impl Cert {
         self.san
             .iter()
             .any(|g| matches!(g, GeneralName::IpAddress(o) if o.as_bytes() == octets))
+    }
+}
+
+/// Parses a DN as strongSwan and `openssl x509 -noout -subject` write it, most general RDN
+/// first (`C=XX, O=Example, CN=gw.example.net`), into the DER of an ID_DER_ASN1_DN.
+pub fn parse_dn(s: &str) -> Result<Vec<u8>, String> {
+    // Spaces after an unescaped comma separate RDNs; RFC 4514 has none.
+    let (mut compact, mut escaped, mut after_comma) = (String::new(), false, false);
+    for ch in s.trim().chars() {
+        if after_comma && ch == ' ' {
+            continue;
+        }
+        after_comma = !escaped && ch == ',';
+        escaped = !escaped && ch == '\\';
+        compact.push(ch);
+    }
+    let mut rdns: x509_cert::name::RdnSequence = compact
+        .parse()
+        .map_err(|e| format!("'{s}' is not a distinguished name: {e}"))?;
+    // `parse` reads RFC 4514 order (most specific first); ours is the reverse.
+    rdns.0.reverse();
+    if rdns.0.is_empty() {
+        return Err(format!("'{s}' is an empty distinguished name"));
+    }
+    rdns.to_der().map_err(|e| e.to_string())
+}
+
+/// Two DER DNs name the same entity: equal attribute types and values, compared as text
+/// without regard to the string type (PrintableString vs UTF8String) or ASCII case.
+pub fn same_dn(a: &[u8], b: &[u8]) -> bool {
+    match (Name::from_der(a), Name::from_der(b)) {
+        (Ok(a), Ok(b)) => a.to_string().eq_ignore_ascii_case(&b.to_string()),
+        _ => false,
     }
 }
 
@@ -692,4 +723,35 @@ pub fn verify_signature(
     peer.key
         .verify_hash(kind, hash, sig)
         .map_err(|detail| CertFailure::SignatureInvalid { detail })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA_A: &[u8] = include_bytes!("../../../tests/data/certs/rsa-a.crt");
+
+    #[test]
+    fn a_dn_written_as_strongswan_does_names_the_certificate_subject() {
+        let cert = Cert::from_pem_chain(RSA_A).unwrap().remove(0);
+        let dn = parse_dn("C=XX, O=ferrovpn test, CN=a.example.net").unwrap();
+        assert!(cert.names(&IdValue::Other(IdType::DER_ASN1_DN, dn)));
+        let other = parse_dn("C=XX, O=ferrovpn test, CN=b.example.net").unwrap();
+        assert!(!cert.names(&IdValue::Other(IdType::DER_ASN1_DN, other)));
+        // The reverse order is another name.
+        let reversed = parse_dn("CN=a.example.net, O=ferrovpn test, C=XX").unwrap();
+        assert!(!cert.names(&IdValue::Other(IdType::DER_ASN1_DN, reversed)));
+        assert!(parse_dn("not a dn").is_err());
+        assert!(parse_dn("").is_err());
+    }
+
+    #[test]
+    fn subject_alt_names_name_the_certificate() {
+        let cert = Cert::from_pem_chain(RSA_A).unwrap().remove(0);
+        assert!(cert.names(&IdValue::Fqdn("A.example.net".into())));
+        assert!(cert.names(&IdValue::UserFqdn("a@example.net".into())));
+        assert!(cert.names(&IdValue::Ipv4([192, 0, 2, 1].into())));
+        assert!(!cert.names(&IdValue::Ipv4([192, 0, 2, 2].into())));
+        assert!(!cert.names(&IdValue::Fqdn("b.example.net".into())));
+    }
 }

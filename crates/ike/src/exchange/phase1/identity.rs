@@ -13,17 +13,33 @@ use crate::event::{Failure, Role};
 use crate::exchange::payloads::{find, hash_of, id_body, id_of};
 use crate::keyed::Keyed;
 use crate::sa::IkeSa;
-use crate::wire::{Identification, NotifyType, Payload};
+use crate::wire::{IdType, IdValue, Identification, NotifyType, Payload};
 
 /// Our phase 1 ID payload. RFC 2407 §4.6.2: protocol/port may be 0 or UDP/500; we send 0.
+/// A DN that names our certificate's subject goes out as that subject's exact DER.
 pub(crate) fn our_id(cfg: &ConnectionConfig) -> Identification {
+    if let (IdValue::Other(IdType::DER_ASN1_DN, dn), Phase1Auth::Certificate(c)) =
+        (&cfg.local_id, &cfg.auth)
+    {
+        if let Some(ours) = c.chain.first().map(|c| c.subject_der()) {
+            if cert::same_dn(dn, &ours) {
+                return Identification::new(&IdValue::Other(IdType::DER_ASN1_DN, ours), 0, 0);
+            }
+        }
+    }
     Identification::new(&cfg.local_id, 0, 0)
 }
 
 /// The peer's ID must be the configured one (RFC 2409 §5: checked with the HASH).
 pub(crate) fn check_peer_id(cfg: &ConnectionConfig, id: &Identification) -> Result<(), Failure> {
     let got = id.value().map_err(|e| Failure::Malformed(e.to_string()))?;
-    if got == cfg.remote_id {
+    let same = match (&got, &cfg.remote_id) {
+        (IdValue::Other(IdType::DER_ASN1_DN, a), IdValue::Other(IdType::DER_ASN1_DN, b)) => {
+            cert::same_dn(a, b)
+        }
+        _ => got == cfg.remote_id,
+    };
+    if same {
         Ok(())
     } else {
         Err(Failure::IdentityMismatch {
