@@ -8,8 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ecdsa::signature::hazmat::PrehashVerifier;
-use ecdsa::signature::{Signer, Verifier};
+use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p521::elliptic_curve::sec1::ToEncodedPoint;
 use rand::{CryptoRng, RngCore};
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -237,23 +236,23 @@ impl PrivateKey {
     }
 
     /// The SIG payload over HASH_I/HASH_R (RFC 2409 §5.1): RSA as PKCS#1 v1.5 without a
-    /// DigestInfo (as strongSwan and Cisco), blinded with `rng`; ECDSA as r‖s over the
-    /// method's SHA-2 of the hash (RFC 4754 §7).
+    /// DigestInfo, blinded with `rng`; ECDSA with HASH_I/HASH_R itself as the digest and r‖s
+    /// as in RFC 4754 §7 (both as strongSwan's IKEv1 does: EMSA_PKCS1_NULL, ECDSA_WITH_NULL).
     pub fn sign_hash(&self, hash: &[u8], rng: &mut (impl RngCore + CryptoRng)) -> Option<Vec<u8>> {
         match self {
             PrivateKey::Rsa(k) => k
                 .sign_with_rng(rng, Pkcs1v15Sign::new_unprefixed(), hash)
                 .ok(),
             PrivateKey::P256(k) => {
-                let s: p256::ecdsa::Signature = k.sign(hash);
+                let s: p256::ecdsa::Signature = k.sign_prehash(hash).ok()?;
                 Some(s.to_bytes().to_vec())
             }
             PrivateKey::P384(k) => {
-                let s: p384::ecdsa::Signature = k.sign(hash);
+                let s: p384::ecdsa::Signature = k.sign_prehash(hash).ok()?;
                 Some(s.to_bytes().to_vec())
             }
             PrivateKey::P521(k) => {
-                let s: p521::ecdsa::Signature = k.sign(hash);
+                let s: p521::ecdsa::Signature = k.sign_prehash(hash).ok()?;
                 Some(s.to_bytes().to_vec())
             }
         }
@@ -345,13 +344,16 @@ impl PublicKey {
                 k.verify(Pkcs1v15Sign::new_unprefixed(), hash, sig).is_ok()
             }
             (PublicKey::P256(k), SignatureKind::EcdsaP256) => {
-                p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(hash, &s).is_ok())
+                p256::ecdsa::Signature::from_slice(sig)
+                    .is_ok_and(|s| k.verify_prehash(hash, &s).is_ok())
             }
             (PublicKey::P384(k), SignatureKind::EcdsaP384) => {
-                p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(hash, &s).is_ok())
+                p384::ecdsa::Signature::from_slice(sig)
+                    .is_ok_and(|s| k.verify_prehash(hash, &s).is_ok())
             }
             (PublicKey::P521(k), SignatureKind::EcdsaP521) => {
-                p521::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(hash, &s).is_ok())
+                p521::ecdsa::Signature::from_slice(sig)
+                    .is_ok_and(|s| k.verify_prehash(hash, &s).is_ok())
             }
             _ => {
                 return Err(format!(

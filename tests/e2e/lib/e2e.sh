@@ -119,7 +119,8 @@ e2e_psk() {
 }
 
 # e2e_conf FILE: writes a one-connection config from these variables:
-#   C_SOCK C_LOCAL C_REMOTE C_PSKFILE C_START (initiate|respond), optional C_MODE (main),
+#   C_SOCK C_LOCAL C_REMOTE C_PSKFILE (empty: no psk_file line, e.g. with certificates in
+#   C_EXTRA) C_START (initiate|respond), optional C_MODE (main),
 #   C_IKE, C_ESP, C_EXTRA (more connection lines), C_TUNNEL (the route_based/policy_based table),
 #   C_DAEMON_EXTRA (more [daemon] lines), C_WORKERS (default 2; "default": the daemon's).
 e2e_conf() {
@@ -134,7 +135,7 @@ ${C_DAEMON_EXTRA:-}
 name = "${C_NAME:-e2e}"
 local_addr = "$C_LOCAL"
 remote_addr = "$C_REMOTE"
-psk_file = "$C_PSKFILE"
+$([ -z "$C_PSKFILE" ] || echo "psk_file = \"$C_PSKFILE\"")
 mode = "${C_MODE:-main}"
 ike = "${C_IKE:-aes256-sha256-modp2048}"
 esp = "${C_ESP:-aes128gcm16}"
@@ -312,7 +313,9 @@ e2e_fv_pair_up() {
 # addresses, connection and child "fv". Knobs (variables): SS_SECRET (required), SS_ESP
 # (aes128gcm16), SS_START (none), SS_AGGRESSIVE (no), SS_IKE_EXTRA (more connection lines),
 # SS_LOCAL_EXTRA (more rounds after local {}), SS_CHILD_EXTRA (more child lines),
-# SS_SECRETS_EXTRA (more sections in secrets {}).
+# SS_SECRETS_EXTRA (more sections in secrets {}); certificates: SS_AUTH (psk; pubkey for
+# signatures, then SS_SECRET may be empty), SS_CERT (our certificate file in swanctl/x509/),
+# SS_LOCAL_ID / SS_REMOTE_ID (the addresses).
 e2e_ss_conf() {
     cat <<CONF
 connections {
@@ -324,13 +327,14 @@ connections {
         proposals = aes256-sha256-modp2048
         ${SS_IKE_EXTRA:-}
         local {
-            auth = psk
-            id = 192.0.2.2
+            auth = ${SS_AUTH:-psk}
+            id = ${SS_LOCAL_ID:-192.0.2.2}
+            $([ -z "${SS_CERT:-}" ] || echo "certs = $SS_CERT")
         }
 ${SS_LOCAL_EXTRA:-}
         remote {
-            auth = psk
-            id = 192.0.2.1
+            auth = ${SS_AUTH:-psk}
+            id = ${SS_REMOTE_ID:-192.0.2.1}
         }
         children {
             fv {
@@ -344,11 +348,7 @@ ${SS_LOCAL_EXTRA:-}
     }
 }
 secrets {
-    ike-fv {
-        id-a = 192.0.2.1
-        id-b = 192.0.2.2
-        secret = "$SS_SECRET"
-    }
+$([ -z "$SS_SECRET" ] || printf '    ike-fv {\n        id-a = 192.0.2.1\n        id-b = 192.0.2.2\n        secret = "%s"\n    }' "$SS_SECRET")
 ${SS_SECRETS_EXTRA:-}
 }
 CONF

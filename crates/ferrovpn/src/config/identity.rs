@@ -75,9 +75,7 @@ pub(super) fn parse_identity(key: &str, s: &str) -> Result<Identity, String> {
         };
     }
     s.parse::<IpAddr>().map(Identity::from).map_err(|_| {
-        format!(
-            "{key}: '{s}' is not an IP address; write fqdn:{s}, userfqdn:{s} or keyid:{s}"
-        )
+        format!("{key}: '{s}' is not an IP address; write fqdn:{s}, userfqdn:{s} or keyid:{s}")
     })
 }
 
