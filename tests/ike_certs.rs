@@ -282,3 +282,54 @@ fn credentials_reject_a_key_that_is_not_the_certificates() {
     )
     .is_err());
 }
+
+fn aggressive(
+    (mut a, mut b): (ConnectionConfig, ConnectionConfig),
+) -> (ConnectionConfig, ConnectionConfig) {
+    // No allow_aggressive_psk: with signatures nothing crackable is sent in the clear.
+    a.mode = ferrovpn_ike::Phase1Mode::Aggressive;
+    b.mode = ferrovpn_ike::Phase1Mode::Aggressive;
+    (a, b)
+}
+
+#[test]
+fn rsa_aggressive_mode_authenticates_both_sides_without_the_psk_opt_in() {
+    let (a, b) = aggressive(rsa(JUNE_2027));
+    assert!(!b.allow_aggressive_psk);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn ecdsa_aggressive_mode_with_an_intermediate_ca_authenticates() {
+    let (a, b) = aggressive(ecdsa());
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn aggressive_mode_names_an_untrusted_responder_and_a_forged_initiator() {
+    // The initiator checks SIG_R in AM2.
+    let (a, b) = aggressive(pair(
+        auth(&["rsa-a.crt"], "rsa-a.key", &["ca.crt"], JUNE_2027),
+        auth(&["rogue-b.crt"], "rogue-b.key", &["ca.crt"], JUNE_2027),
+    ));
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::A).name(), "untrusted_ca");
+    // The responder checks SIG_I in AM3: the initiator signs with a key not its certificate's.
+    let forged = Arc::new(CertAuth {
+        chain: certs(&["rsa-a.crt"]),
+        key: PrivateKey::from_pem(&read("rsa-b.key")).unwrap(),
+        cas: certs(&["ca.crt"]),
+        clock: clock(JUNE_2027),
+    });
+    let (mut a, b) = aggressive(rsa(JUNE_2027));
+    a.auth = Phase1Auth::Certificate(forged);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::B).name(), "signature_invalid");
+    assert_eq!(p.established(Side::B), 0);
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# ferrovpn ⇄ strongSwan 5.9 with certificates (issue 15): Main Mode signature authentication,
-# RSA 2048 (auth method 3) and ECDSA P-256 (RFC 4754, method 9), each with ferrovpn and with
-# strongSwan initiating. Certificates are made here with openssl: one CA of the key type, a
+# ferrovpn ⇄ strongSwan 5.9 with certificates (issue 15): signature authentication with RSA 2048
+# (auth method 3) and ECDSA P-256 (RFC 4754, method 9), Main Mode with ferrovpn and with
+# strongSwan initiating, and Aggressive Mode once each way. Certificates are made here with openssl: one CA of the key type, a
 # certificate per side with its outer address as subjectAltName (the IDs are the addresses).
 # Each case: both sides report the SA, and pings cross the tunnel both ways. "wrong-ca":
 # strongSwan's certificate is from a CA ferrovpn does not trust; ferrovpn must fail phase 1
@@ -9,7 +9,7 @@
 # Layout as strongswan_interop.sh: ferrovpn in A (192.0.2.1, fv0 198.51.100.1), charon in B
 # (192.0.2.2, 203.0.113.1 on lo).
 # Needs root, strongSwan and openssl; skips otherwise (fails with CI=true).
-# Env: FERROVPN_BIN, E2E_CASES (e.g. "fv-rsa ss-ecdsa wrong-ca").
+# Env: FERROVPN_BIN, E2E_CASES (e.g. "fv-rsa ss-ecdsa fv-aggressive-ecdsa wrong-ca").
 # shellcheck disable=SC2031  # E2E_CASE is set in the per-case subshell that runs these functions
 set -euo pipefail
 E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -65,9 +65,10 @@ X
     done
 }
 
-# run_case INITIATOR(fv|ss) KIND(rsa|ecdsa) [wrong-ca]
+# run_case INITIATOR(fv|ss) KIND(rsa|ecdsa) MODE(main|aggressive) [wrong-ca]
 run_case() {
-    local initiator="$1" kind="$2" wrong="${3:-}" start=initiate sw
+    local initiator="$1" kind="$2" mode="$3" wrong="${4:-}" start=initiate sw aggr=no
+    [ "$mode" = aggressive ] && aggr=yes
     [ "$initiator" = ss ] && start=respond
     FV_NO_IPV6=1 fv_two_ns
     make_pki "$kind" "$FV_TMP/pki" "Test CA"
@@ -83,10 +84,10 @@ run_case() {
     cp "$ss_pki/b.crt" "$sw/x509/b.crt"
     cp "$FV_TMP/pki/ca.crt" "$sw/x509ca/ca.crt"
     cp "$ss_pki/b.key.trad" "$sw/$kind/b.key"
-    e2e_ss_up "$(SS_SECRET='' SS_AUTH=pubkey SS_CERT=b.crt e2e_ss_conf)"
+    e2e_ss_up "$(SS_SECRET='' SS_AUTH=pubkey SS_CERT=b.crt SS_AGGRESSIVE="$aggr" e2e_ss_conf)"
 
     SOCK_A="$FV_TMP/a.sock"
-    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE='' C_START="$start" \
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE='' C_START="$start" C_MODE="$mode" \
         C_EXTRA="auth = \"certificate\"
 cert_file = \"$FV_TMP/pki/a.crt\"
 key_file = \"$FV_TMP/pki/a.key\"
@@ -112,6 +113,7 @@ ca_file = \"$FV_TMP/pki/ca.crt\"" \
     fi
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"
     e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
+    [ "$(e2e_q "$SOCK_A" 'ikes[0]["mode"]')" = "$mode" ] || fail "ferrovpn reports mode $(e2e_q "$SOCK_A" 'ikes[0]["mode"]')"
     local want=RSA_EMSA_PKCS1_NULL
     [ "$kind" = ecdsa ] && want=ECDSA_WITH_NULL
     grep -q "authentication of '192.0.2.1' with $want successful" "$clog" ||
@@ -124,12 +126,14 @@ ca_file = \"$FV_TMP/pki/ca.crt\"" \
     fv_charon_stop "$FV_NS_B"
 }
 
-CASES=(fv-rsa ss-rsa fv-ecdsa ss-ecdsa wrong-ca)
-case_fv_rsa() { run_case fv rsa; }
-case_ss_rsa() { run_case ss rsa; }
-case_fv_ecdsa() { run_case fv ecdsa; }
-case_ss_ecdsa() { run_case ss ecdsa; }
-case_wrong_ca() { run_case fv rsa wrong-ca; }
+CASES=(fv-rsa ss-rsa fv-ecdsa ss-ecdsa fv-aggressive-ecdsa ss-aggressive-rsa wrong-ca)
+case_fv_rsa() { run_case fv rsa main; }
+case_ss_rsa() { run_case ss rsa main; }
+case_fv_ecdsa() { run_case fv ecdsa main; }
+case_ss_ecdsa() { run_case ss ecdsa main; }
+case_fv_aggressive_ecdsa() { run_case fv ecdsa aggressive; }
+case_ss_aggressive_rsa() { run_case ss rsa aggressive; }
+case_wrong_ca() { run_case fv rsa main wrong-ca; }
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

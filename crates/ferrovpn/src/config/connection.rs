@@ -188,9 +188,6 @@ pub(super) fn validate_connection(
             if rc.psk.is_some() || rc.psk_file.is_some() {
                 return Err("auth = \"certificate\" takes no psk or psk_file".into());
             }
-            if rc.mode == Mode::Aggressive {
-                return Err("auth = \"certificate\" works in mode = \"main\" only (Aggressive Mode with certificates is not implemented)".into());
-            }
             let path = |k: &str, v: &Option<PathBuf>| match v {
                 Some(f) if !f.as_os_str().is_empty() => Ok(secret_file::resolve(base, f)),
                 _ => Err(format!("auth = \"certificate\" needs {k}")),
@@ -238,7 +235,11 @@ pub(super) fn validate_connection(
         _ => return Err("set exactly one of psk or psk_file".into()),
     };
 
-    if rc.mode == Mode::Aggressive && rc.start == Start::Respond && !rc.allow_aggressive_psk {
+    if rc.mode == Mode::Aggressive
+        && rc.start == Start::Respond
+        && !rc.allow_aggressive_psk
+        && rc.auth == AuthKind::Psk
+    {
         return Err("mode = \"aggressive\" as responder sends a PSK-keyed hash an eavesdropper can crack offline; set allow_aggressive_psk = true to accept that".into());
     }
 

@@ -787,6 +787,16 @@ fn certificate_auth_errors_name_the_file_and_the_problem() {
         e("psk = \"x\"\ncert_file = \"rsa-a.crt\""),
         "connection \"site-b\": cert_file needs auth = \"certificate\""
     );
-    assert!(e(&format!("{CERT_AUTH}\nmode = \"aggressive\"")).contains("mode = \"main\" only"));
+    std::fs::set_permissions(
+        d.0.join("rsa-a.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    // Aggressive Mode with signatures sends nothing crackable: no opt-in needed as responder.
+    let aggressive = with(&format!("{CERT_AUTH}\nmode = \"aggressive\""), RB)
+        .replace("start = \"initiate\"", "start = \"respond\"");
+    if let Err(e) = Config::parse(&aggressive, &d.0) {
+        panic!("{e}");
+    }
     assert!(e("psk = \"x\"\nremote_id = \"dn:garbage\"").contains("is not a distinguished name"));
 }
