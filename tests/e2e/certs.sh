@@ -5,7 +5,7 @@
 # certificate per side with its outer address as subjectAltName (the IDs are the addresses).
 # Each case: both sides report the SA, and pings cross the tunnel both ways. "wrong-ca":
 # strongSwan's certificate is from a CA ferrovpn does not trust; ferrovpn must fail phase 1
-# with the named reason (untrusted CA) and install nothing.
+# with the named reason (untrusted CA), install nothing, and `diagnose` says [untrusted-ca].
 # Layout as strongswan_interop.sh: ferrovpn in A (192.0.2.1, fv0 198.51.100.1), charon in B
 # (192.0.2.2, 203.0.113.1 on lo).
 # Needs root, strongSwan and openssl; skips otherwise (fails with CI=true).
@@ -109,6 +109,14 @@ ca_file = \"$FV_TMP/pki/ca.crt\"" \
         ok "ferrovpn: $(grep -i -m1 -o 'certificate authentication failed[^"]*"[^"]*"' "$FV_TMP/ferrovpn.log" | head -1)"
         [ "$(e2e_q "$SOCK_A" 'len(sas)')" = 0 ] || fail "ferrovpn installed an SA with an untrusted peer"
         ok "no SA installed"
+        local out=""
+        for ((i = 0; i < 10; i++)); do
+            out="$("$FERROVPN" diagnose --socket "$SOCK_A" 2>&1)" || true
+            grep -qF "[untrusted-ca]" <<<"$out" && break
+            sleep 0.5
+        done
+        grep -qF "[untrusted-ca]" <<<"$out" || { printf '%s\n' "$out" >&2; fail "diagnose does not name [untrusted-ca]"; }
+        ok "diagnose: $(grep -m1 -F "[untrusted-ca]" <<<"$out")"
         return 0
     fi
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"

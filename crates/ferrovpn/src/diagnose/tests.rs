@@ -933,3 +933,48 @@ fn a_plain_notify_then_silence_is_explained_by_the_notify_not_as_unreachable() {
     assert_eq!(codes(&v), ["no-proposal-chosen"], "{}", text(&v));
     assert!(text(&v).contains("rests on unauthenticated messages"));
 }
+
+#[test]
+fn certificate_failures_are_named_with_their_evidence() {
+    for (reason, code, detail) in [
+        (
+            "untrusted_ca",
+            "untrusted-ca",
+            "untrusted CA: no trusted certificate for issuer \"CN=Rogue CA\"",
+        ),
+        (
+            "certificate_expired",
+            "certificate-expired",
+            "certificate \"CN=b\" expired",
+        ),
+        (
+            "identity_not_in_certificate",
+            "identity-not-in-certificate",
+            "identity fqdn:c is not in certificate",
+        ),
+        (
+            "no_certificate",
+            "no-certificate",
+            "peer sent no certificate",
+        ),
+        (
+            "signature_invalid",
+            "signature-invalid",
+            "signature invalid: Rsa signature over the HASH does not verify",
+        ),
+    ] {
+        let mut c = conn();
+        c.history = vec![failed(
+            10,
+            CK2,
+            FailureRecord::Certificate {
+                reason: reason.into(),
+                detail: detail.into(),
+            },
+        )];
+        let v = run(&c, 1000);
+        assert_eq!(codes(&v), [code]);
+        assert!(v[0].verdict.contains(detail), "{}", v[0].verdict);
+        assert!(!v[0].next.is_empty());
+    }
+}
