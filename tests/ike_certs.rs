@@ -1,6 +1,6 @@
-//! Main Mode with signature authentication between two in-memory peers (RFC 2409 §5.1,
-//! RFC 4754): RSA 2048 and ECDSA P-256 with an intermediate CA succeed with address, FQDN and
-//! DN identities, and each certificate failure ends with its own named reason and notify.
+//! Main and Aggressive Mode with signature authentication between two in-memory peers
+//! (RFC 2409 §5.1, RFC 4754): RSA 2048/3072, ECDSA P-256 (with an intermediate CA) and P-384
+//! succeed with address, FQDN, USER_FQDN and DN identities, and each certificate failure ends with its own named reason and notify.
 //! Fixtures: tests/data/certs (made by its make.sh).
 
 use std::sync::Arc;
@@ -140,6 +140,30 @@ fn ecdsa_p256_main_mode_with_an_intermediate_ca_authenticates() {
     let mut p = Pair::new(a, b);
     p.connect();
     assert_up(&p);
+}
+
+#[test]
+fn ecdsa_p384_and_rsa_3072_main_mode_authenticate() {
+    for (k, method) in [("p384", 10), ("rsa3072", 3)] {
+        let (a, b) = pair(
+            auth(
+                &[&format!("{k}-a.crt")],
+                &format!("{k}-a.key"),
+                &["ca.crt"],
+                JUNE_2027,
+            ),
+            auth(
+                &[&format!("{k}-b.crt")],
+                &format!("{k}-b.key"),
+                &["ca.crt"],
+                JUNE_2027,
+            ),
+        );
+        assert_eq!(a.auth.method(), method);
+        let mut p = Pair::new(a, b);
+        p.connect();
+        assert_up(&p);
+    }
 }
 
 #[test]

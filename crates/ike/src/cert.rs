@@ -747,6 +747,91 @@ mod tests {
         assert!(parse_dn("").is_err());
     }
 
+    const EC_B: &[u8] = include_bytes!("../../../tests/data/certs/ec-b.crt");
+    const INTER: &[u8] = include_bytes!("../../../tests/data/certs/inter.crt");
+    const CA: &[u8] = include_bytes!("../../../tests/data/certs/ca.crt");
+    const EC_A_KEY: &[u8] = include_bytes!("../../../tests/data/certs/ec-a.key");
+    const EC_A: &[u8] = include_bytes!("../../../tests/data/certs/ec-a.crt");
+    /// 2027-06-01.
+    const JUNE_2027: Duration = Duration::from_secs(1_811_808_000);
+
+    fn trust() -> CertAuth {
+        let key = PrivateKey::from_pem(EC_A_KEY).unwrap();
+        let ours = Cert::from_pem_chain(EC_A).unwrap();
+        let cas = Cert::from_pem_chain(CA).unwrap();
+        Arc::try_unwrap(CertAuth::new(ours, key, cas, WallClock::now()).unwrap()).unwrap()
+    }
+
+    fn der(pem: &[u8]) -> Vec<u8> {
+        Cert::from_pem_chain(pem).unwrap().remove(0).der().to_vec()
+    }
+
+    #[test]
+    fn a_chain_validates_through_the_intermediate_in_any_order() {
+        let t = trust();
+        let (leaf, inter) = (der(EC_B), der(INTER));
+        let got = t.verify_peer(&[&leaf, &inter], JUNE_2027).unwrap();
+        assert!(got.subject().contains("b.example.net"));
+        let got = t.verify_peer(&[&inter, &leaf], JUNE_2027).unwrap();
+        assert!(got.subject().contains("b.example.net"));
+    }
+
+    #[test]
+    fn a_missing_intermediate_is_an_untrusted_issuer() {
+        let t = trust();
+        let leaf = der(EC_B);
+        let err = t.verify_peer(&[&leaf], JUNE_2027).unwrap_err();
+        assert_eq!(err.name(), "untrusted_ca");
+        assert!(err.to_string().contains("Test Intermediate CA"), "{err}");
+    }
+
+    #[test]
+    fn validity_is_checked_at_the_given_time() {
+        let t = trust();
+        let (leaf, inter) = (der(EC_B), der(INTER));
+        let early = Duration::from_secs(1_577_836_800); // 2020
+        let err = t.verify_peer(&[&leaf, &inter], early).unwrap_err();
+        assert_eq!(err.name(), "certificate_not_yet_valid");
+        let late = Duration::from_secs(2_208_988_800); // 2040
+        assert_eq!(
+            t.verify_peer(&[&leaf, &inter], late).unwrap_err().name(),
+            "certificate_expired"
+        );
+    }
+
+    #[test]
+    fn an_end_entity_cannot_act_as_a_ca() {
+        // ec-a (cA false) as the only trust anchor of a chain it did not issue: untrusted; and a
+        // CA certificate without cA cannot be an issuer even when named so.
+        let mut t = trust();
+        t.cas = Cert::from_pem_chain(EC_A).unwrap();
+        let (leaf, inter) = (der(EC_B), der(INTER));
+        assert_eq!(
+            t.verify_peer(&[&leaf, &inter], JUNE_2027)
+                .unwrap_err()
+                .name(),
+            "untrusted_ca"
+        );
+        let ee = Cert::from_pem_chain(EC_A).unwrap().remove(0);
+        assert!(ee.check_ca().is_err());
+        assert!(Cert::from_pem_chain(INTER).unwrap()[0].check_ca().is_ok());
+    }
+
+    #[test]
+    fn garbage_in_a_cert_payload_is_an_invalid_certificate_not_a_panic() {
+        let t = trust();
+        for bad in [
+            &b""[..],
+            &b"\x30\x82\xff\xff"[..],
+            &[0x30, 0x03, 0x02, 0x01, 0x00][..],
+        ] {
+            assert_eq!(
+                t.verify_peer(&[bad], JUNE_2027).unwrap_err().name(),
+                "certificate_invalid"
+            );
+        }
+    }
+
     #[test]
     fn subject_alt_names_name_the_certificate() {
         let cert = Cert::from_pem_chain(RSA_A).unwrap().remove(0);

@@ -30,6 +30,8 @@ sign() { # name subject issuer ext
 }
 rsa() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1.key"; }
 ec() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key"; }
+ec384() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$1.key"; }
+rsa3072() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$1.key"; }
 rsa ca; ca ca "/C=XX/O=ferrovpn test/CN=Test Root CA"
 rsa other-ca; ca other-ca "/C=XX/O=elsewhere/CN=Other Root CA"
 ec inter; sign inter "/C=XX/O=ferrovpn test/CN=Test Intermediate CA" ca ca
@@ -37,5 +39,9 @@ rsa rsa-a; sign rsa-a "/C=XX/O=ferrovpn test/CN=a.example.net" ca leaf_a
 rsa rsa-b; sign rsa-b "/C=XX/O=ferrovpn test/CN=b.example.net" ca leaf_b
 ec ec-a; sign ec-a "/C=XX/O=ferrovpn test/CN=a.example.net" inter leaf_a
 ec ec-b; sign ec-b "/C=XX/O=ferrovpn test/CN=b.example.net" inter leaf_b
+ec384 p384-a; sign p384-a "/C=XX/O=ferrovpn test/CN=a.example.net" ca leaf_a
+ec384 p384-b; sign p384-b "/C=XX/O=ferrovpn test/CN=b.example.net" ca leaf_b
+rsa3072 rsa3072-a; sign rsa3072-a "/C=XX/O=ferrovpn test/CN=a.example.net" ca leaf_a
+rsa3072 rsa3072-b; sign rsa3072-b "/C=XX/O=ferrovpn test/CN=b.example.net" ca leaf_b
 rsa rogue-b; sign rogue-b "/C=XX/O=ferrovpn test/CN=b.example.net" other-ca leaf_b
 rm ext.cnf ./*.srl 2>/dev/null || true
