@@ -27,7 +27,7 @@ pub enum Auth {
 /// more CA certificates); every error names the key and the file.
 pub(super) fn load(cert_file: &Path, key_file: &Path, ca_file: &Path) -> Result<Auth, String> {
     let chain = read_certs("cert_file", cert_file)?;
-    let cas = read_certs("ca_file", ca_file)?;
+    let cas = read_cas(ca_file)?;
     let key_pem = secret_file::read_private(key_file).map_err(|e| format!("key_file {e}"))?;
     let key = PrivateKey::from_pem(&key_pem)
         .map_err(|e| format!("key_file {}: {e}", key_file.display()))?;
@@ -44,6 +44,32 @@ pub(super) fn load(cert_file: &Path, key_file: &Path, ca_file: &Path) -> Result<
         key_file: key_file.to_path_buf(),
         ca_file: ca_file.to_path_buf(),
     })
+}
+
+/// `ca_file` is a PEM file, or a directory whose `*.pem`/`*.crt` files are read (in name
+/// order; other files are ignored, as strongSwan's x509ca/ does).
+fn read_cas(path: &Path) -> Result<Vec<Cert>, String> {
+    if !path.is_dir() {
+        return read_certs("ca_file", path);
+    }
+    let entries =
+        std::fs::read_dir(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "pem" || x == "crt"))
+        .collect();
+    files.sort();
+    let mut cas = Vec::new();
+    for f in &files {
+        cas.extend(read_certs("ca_file", f)?);
+    }
+    if cas.is_empty() {
+        return Err(format!(
+            "ca_file {}: a directory without *.pem or *.crt certificates",
+            path.display()
+        ));
+    }
+    Ok(cas)
 }
 
 fn read_certs(key: &str, path: &Path) -> Result<Vec<Cert>, String> {

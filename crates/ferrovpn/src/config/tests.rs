@@ -735,6 +735,30 @@ fn certificate_auth_loads_the_chain_key_and_cas() {
         panic!("not certificate auth");
     };
     assert_eq!(creds.kind(), ferrovpn_ike::cert::SignatureKind::EcdsaP256);
+    // ca_file may name a directory of *.pem / *.crt files.
+    std::fs::create_dir(d.0.join("cas")).unwrap();
+    std::fs::copy(d.0.join("ca.crt"), d.0.join("cas/root.pem")).unwrap();
+    std::fs::copy(d.0.join("inter.crt"), d.0.join("cas/inter.crt")).unwrap();
+    std::fs::write(d.0.join("cas/README"), "not a certificate").unwrap();
+    let dir = Config::parse(&with(&CERT_AUTH.replace("\"ca.crt\"", "\"cas\""), RB), &d.0).unwrap();
+    let Auth::Certificate {
+        creds: dir_creds, ..
+    } = &dir.connections[0].auth
+    else {
+        panic!("not certificate auth");
+    };
+    assert_eq!(dir_creds.cas.len(), 2);
+    std::fs::create_dir(d.0.join("empty")).unwrap();
+    let e = Config::parse(
+        &with(&CERT_AUTH.replace("\"ca.crt\"", "\"empty\""), RB),
+        &d.0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("a directory without *.pem or *.crt certificates"),
+        "{e}"
+    );
     assert_eq!(
         c.connections[0].local_id.to_string(),
         "dn:C=XX, O=ferrovpn test, CN=a.example.net"
