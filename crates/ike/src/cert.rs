@@ -438,6 +438,11 @@ impl Cert {
 
     /// All certificates of a PEM file, in order.
     pub fn from_pem_chain(pem: &[u8]) -> Result<Vec<Self>, CredentialError> {
+        // x509-cert 0.2.5's `load_pem_chain` underflows on input of nothing but line breaks
+        // (found by fuzz/fuzz_targets/cert_chain.rs): answer that here.
+        if pem.iter().all(u8::is_ascii_whitespace) {
+            return Err(CredentialError::NoCertificate);
+        }
         let certs = Certificate::load_pem_chain(pem)
             .map_err(|e| CredentialError::BadCertificate(e.to_string()))?;
         if certs.is_empty() {
@@ -815,6 +820,16 @@ mod tests {
         let ee = Cert::from_pem_chain(EC_A).unwrap().remove(0);
         assert!(ee.check_ca().is_err());
         assert!(Cert::from_pem_chain(INTER).unwrap()[0].check_ca().is_ok());
+    }
+
+    #[test]
+    fn an_empty_or_blank_pem_file_has_no_certificate_not_a_panic() {
+        for blank in [&b""[..], b"\n", b"\r\n\n", b"  \n"] {
+            assert_eq!(
+                Cert::from_pem_chain(blank).unwrap_err(),
+                CredentialError::NoCertificate
+            );
+        }
     }
 
     #[test]
