@@ -679,20 +679,43 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
             "peer",
             format!("{} -> {}", c.local_addr, c.remote_addr),
         );
-        field(&mut s, "phase 1", format!("IKEv1 {mode}, PSK, {start}"));
+        let auth = match &c.auth {
+            crate::config::Auth::Psk => "PSK".to_string(),
+            crate::config::Auth::Certificate { creds, .. } => {
+                format!("{:?} signatures", creds.kind())
+            }
+        };
+        field(&mut s, "phase 1", format!("IKEv1 {mode}, {auth}, {start}"));
         field(
             &mut s,
             "ids",
             format!("local {}, remote {}", c.local_id, c.remote_id),
         );
-        field(
-            &mut s,
-            "PSK",
-            match &c.psk_file {
-                Some(f) => format!("from {}", f.display()),
-                None => "inline (psk)".to_string(),
-            },
-        );
+        match &c.auth {
+            crate::config::Auth::Psk => field(
+                &mut s,
+                "PSK",
+                match &c.psk_file {
+                    Some(f) => format!("from {}", f.display()),
+                    None => "inline (psk)".to_string(),
+                },
+            ),
+            crate::config::Auth::Certificate {
+                creds,
+                cert_file,
+                key_file,
+                ca_file,
+            } => {
+                let subject = creds.chain.first().map(|c| c.subject()).unwrap_or_default();
+                field(
+                    &mut s,
+                    "certificate",
+                    format!("{} (\"{subject}\")", cert_file.display()),
+                );
+                field(&mut s, "key", format!("from {}", key_file.display()));
+                field(&mut s, "CAs", format!("from {}", ca_file.display()));
+            }
+        }
         let ike: Vec<String> = c
             .ike
             .iter()

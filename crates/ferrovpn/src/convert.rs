@@ -1,5 +1,6 @@
 //! Translations between the validated config, the IKE state machine and the ESP data plane.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrovpn_esp::mss::MssClamp;
@@ -8,14 +9,16 @@ use ferrovpn_esp::{
     TunnelEndpoints,
 };
 use ferrovpn_ike::algorithm::{EspCipher, EspIntegrity};
+use ferrovpn_ike::config::Phase1Auth;
 use ferrovpn_ike::crypto::Secret;
 use ferrovpn_ike::proposal::EspProposal;
+use ferrovpn_ike::wire::IdType;
 use ferrovpn_ike::{
     ChildConfig, ChildSa, ConnectionConfig, DpdConfig, EspEncapsulation, IdValue, Phase1Mode,
     TrafficSelector,
 };
 
-use crate::config::{Connection, Identity, Mode, NatTraversal, TcpMss, Tunnel};
+use crate::config::{Auth, Connection, Identity, Mode, NatTraversal, TcpMss, Tunnel};
 use crate::ipnet::IpNet;
 
 /// Replay window for inbound SAs (RFC 4303 §3.4.3; strongSwan uses 32, we keep more for reordering).
@@ -28,6 +31,7 @@ pub fn identity(id: &Identity) -> IdValue {
         Identity::Fqdn(s) => IdValue::Fqdn(s.clone()),
         Identity::UserFqdn(s) => IdValue::UserFqdn(s.clone()),
         Identity::KeyId(k) => IdValue::KeyId(k.clone()),
+        Identity::Dn(_, der) => IdValue::Other(IdType::DER_ASN1_DN, der.clone()),
     }
 }
 
@@ -41,6 +45,9 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
     cfg.local_id = identity(&c.local_id);
     cfg.remote_id = identity(&c.remote_id);
     cfg.psk = Secret::new(c.psk.as_bytes().to_vec());
+    if let Auth::Certificate { creds, .. } = &c.auth {
+        cfg.auth = Phase1Auth::Certificate(Arc::clone(creds));
+    }
     cfg.mode = match c.mode {
         Mode::Main => Phase1Mode::Main,
         Mode::Aggressive => Phase1Mode::Aggressive,

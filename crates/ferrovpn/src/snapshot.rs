@@ -185,6 +185,12 @@ pub enum FailureRecord {
     Abandoned {
         after: String,
     },
+    /// Signature authentication refused the peer's certificate or SIG; `reason` is the
+    /// stable name (`untrusted_ca`, `certificate_expired`, ...), `detail` the evidence.
+    Certificate {
+        reason: String,
+        detail: String,
+    },
     Other {
         detail: String,
     },
@@ -232,6 +238,10 @@ impl From<&Failure> for FailureRecord {
             Failure::Abandoned { after } => FailureRecord::Abandoned {
                 after: (*after).to_string(),
             },
+            Failure::Certificate(c) => FailureRecord::Certificate {
+                reason: c.name().to_string(),
+                detail: c.to_string(),
+            },
             other => FailureRecord::Other {
                 detail: other.to_string(),
             },
@@ -270,6 +280,9 @@ impl std::fmt::Display for FailureRecord {
                 f,
                 "half-open: nothing came back after our {after} (unauthenticated, possibly spoofed)"
             ),
+            FailureRecord::Certificate { detail, .. } => {
+                write!(f, "certificate authentication failed: {detail}")
+            }
             FailureRecord::Other { detail } => f.write_str(detail),
         }
     }

@@ -179,6 +179,24 @@ pub struct ChildConfig {
     pub remote_ts: TrafficSelector,
 }
 
+/// Phase 1 authentication (RFC 2409 §5): pre-shared key, or signatures with X.509
+/// certificates (RFC 2409 §5.1, RFC 4754), the method following our key's type.
+#[derive(Debug, Clone)]
+pub enum Phase1Auth {
+    Psk,
+    Certificate(std::sync::Arc<crate::cert::CertAuth>),
+}
+
+impl Phase1Auth {
+    /// The Authentication Method attribute we offer and accept (RFC 2409 App. A).
+    pub fn method(&self) -> u16 {
+        match self {
+            Phase1Auth::Psk => crate::wire::attr::auth_method::PSK,
+            Phase1Auth::Certificate(c) => c.kind().auth_method(),
+        }
+    }
+}
+
 /// A configured peer.
 #[derive(Clone)]
 pub struct ConnectionConfig {
@@ -189,6 +207,8 @@ pub struct ConnectionConfig {
     /// The identity the peer must present (RFC 2409 §5: checked after authentication).
     pub remote_id: IdValue,
     pub psk: Secret,
+    /// How phase 1 authenticates: the PSK above, or certificates and signatures.
+    pub auth: Phase1Auth,
     pub mode: Phase1Mode,
     pub ike_proposals: Vec<IkeProposal>,
     pub ike_lifetime: Duration,
@@ -240,6 +260,7 @@ impl ConnectionConfig {
             local_id: ip_id(local_addr),
             remote_id: ip_id(remote_addr),
             psk: Secret::new(psk.to_vec()),
+            auth: Phase1Auth::Psk,
             mode: Phase1Mode::Main,
             ike_proposals: vec![IkeProposal {
                 cipher: IkeCipher::AesCbc256,

@@ -137,6 +137,8 @@ pub enum Failure {
         tries: u32,
         notify: NotifyType,
     },
+    /// Signature authentication failed on the peer's certificate or SIG (RFC 2409 §5.1).
+    Certificate(crate::cert::CertFailure),
 }
 
 /// What the UDP 4500 probe (a fresh MM1 to the peer's port 4500) found.
@@ -156,6 +158,7 @@ impl fmt::Display for Failure {
                 "no response to {message} after {tries} retransmissions: peer unreachable, not running, or UDP blocked on the path"
             ),
             Failure::PeerNotify(n) => write!(f, "peer sent notify {}", n.name()),
+            Failure::Certificate(c) => write!(f, "certificate authentication failed: {c}"),
             Failure::NoProposalChosen { ours, theirs } => {
                 write!(f, "no proposal chosen: ours [{ours}], peer's [{theirs}]")
             }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
+pub mod cert;
 pub mod config;
 mod context;
 pub mod crypto;

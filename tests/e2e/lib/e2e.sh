@@ -119,7 +119,8 @@ e2e_psk() {
 }
 
 # e2e_conf FILE: writes a one-connection config from these variables:
-#   C_SOCK C_LOCAL C_REMOTE C_PSKFILE C_START (initiate|respond), optional C_MODE (main),
+#   C_SOCK C_LOCAL C_REMOTE C_PSKFILE (empty: no psk_file line, e.g. with certificates in
+#   C_EXTRA) C_START (initiate|respond), optional C_MODE (main),
 #   C_IKE, C_ESP, C_EXTRA (more connection lines), C_TUNNEL (the route_based/policy_based table),
 #   C_DAEMON_EXTRA (more [daemon] lines), C_WORKERS (default 2; "default": the daemon's).
 e2e_conf() {
@@ -134,7 +135,7 @@ ${C_DAEMON_EXTRA:-}
 name = "${C_NAME:-e2e}"
 local_addr = "$C_LOCAL"
 remote_addr = "$C_REMOTE"
-psk_file = "$C_PSKFILE"
+$([ -z "$C_PSKFILE" ] || echo "psk_file = \"$C_PSKFILE\"")
 mode = "${C_MODE:-main}"
 ike = "${C_IKE:-aes256-sha256-modp2048}"
 esp = "${C_ESP:-aes128gcm16}"
@@ -315,7 +316,9 @@ e2e_fv_pair_up() {
 # SS_LOCAL_EXTRA (more rounds after local {}), SS_CHILD_EXTRA (more child lines),
 # SS_SECRETS_EXTRA (more sections in secrets {}), SS_ADDR_B / SS_ADDR_A (charon's and
 # ferrovpn's outer addresses, 192.0.2.2 / 192.0.2.1; IPv6 for an IPv6 outer), SS_LOCAL_TS /
-# SS_REMOTE_TS (203.0.113.0/24 / 198.51.100.0/24; comma lists allowed).
+# SS_REMOTE_TS (203.0.113.0/24 / 198.51.100.0/24; comma lists allowed); certificates: SS_AUTH
+# (psk; pubkey for signatures, then SS_SECRET may be empty), SS_CERT (our certificate file in
+# swanctl/x509/), SS_LOCAL_ID / SS_REMOTE_ID (default: the addresses).
 e2e_ss_conf() {
     local b="${SS_ADDR_B:-192.0.2.2}" a="${SS_ADDR_A:-192.0.2.1}"
     cat <<CONF
@@ -328,13 +331,14 @@ connections {
         proposals = aes256-sha256-modp2048
         ${SS_IKE_EXTRA:-}
         local {
-            auth = psk
-            id = $b
+            auth = ${SS_AUTH:-psk}
+            id = ${SS_LOCAL_ID:-$b}
+            $([ -z "${SS_CERT:-}" ] || echo "certs = $SS_CERT")
         }
 ${SS_LOCAL_EXTRA:-}
         remote {
-            auth = psk
-            id = $a
+            auth = ${SS_AUTH:-psk}
+            id = ${SS_REMOTE_ID:-$a}
         }
         children {
             fv {
@@ -349,11 +353,7 @@ ${SS_CHILDREN_EXTRA:-}
     }
 }
 secrets {
-    ike-fv {
-        id-a = $a
-        id-b = $b
-        secret = "$SS_SECRET"
-    }
+$([ -z "$SS_SECRET" ] || printf '    ike-fv {\n        id-a = %s\n        id-b = %s\n        secret = "%s"\n    }' "$a" "$b" "$SS_SECRET")
 ${SS_SECRETS_EXTRA:-}
 }
 CONF

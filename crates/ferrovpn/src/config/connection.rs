@@ -10,9 +10,10 @@ use ferrovpn_ike::algorithm::DhGroup;
 use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals, EspProposal, IkeProposal};
 use zeroize::Zeroizing;
 
+use super::credentials::{self, Auth};
 use super::defaults::{DEFAULT_ESP, DEFAULT_IKE, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT, MAX_LIFETIME};
 use super::identity::{parse_identity, Identity};
-use super::negotiation::{Mode, NatTraversal, Start};
+use super::negotiation::{AuthKind, Mode, NatTraversal, Start};
 use super::raw::RawConnection;
 use super::remark::Severity;
 use super::secret::{read_psk_file, Psk, Purpose};
@@ -41,6 +42,8 @@ pub struct Connection {
     pub psk: Psk,
     /// Where the key was read from (resolved), None for an inline `psk`.
     pub psk_file: Option<PathBuf>,
+    /// `auth`: the PSK above, or certificates (then `psk` is empty).
+    pub auth: Auth,
     pub mode: Mode,
     pub allow_aggressive_psk: bool,
     pub ike: Vec<IkeProposal>,
@@ -168,6 +171,34 @@ pub(super) fn validate_connection(
         None => Identity::from(remote_addr),
     };
 
+    let auth = match rc.auth {
+        AuthKind::Psk => {
+            for (k, v) in [
+                ("cert_file", &rc.cert_file),
+                ("key_file", &rc.key_file),
+                ("ca_file", &rc.ca_file),
+            ] {
+                if v.is_some() {
+                    return Err(format!("{k} needs auth = \"certificate\""));
+                }
+            }
+            Auth::Psk
+        }
+        AuthKind::Certificate => {
+            if rc.psk.is_some() || rc.psk_file.is_some() {
+                return Err("auth = \"certificate\" takes no psk or psk_file".into());
+            }
+            let path = |k: &str, v: &Option<PathBuf>| match v {
+                Some(f) if !f.as_os_str().is_empty() => Ok(secret_file::resolve(base, f)),
+                _ => Err(format!("auth = \"certificate\" needs {k}")),
+            };
+            let cert_file = path("cert_file", &rc.cert_file)?;
+            let key_file = path("key_file", &rc.key_file)?;
+            let ca_file = path("ca_file", &rc.ca_file)?;
+            credentials::load(&cert_file, &key_file, &ca_file)?
+        }
+    };
+    let uses_psk = matches!(auth, Auth::Psk);
     let psk_file = rc
         .psk_file
         .as_deref()
@@ -200,10 +231,15 @@ pub(super) fn validate_connection(
                 Psk(Zeroizing::new(Vec::new()))
             }
         },
+        (None, None) if !uses_psk => Psk(Zeroizing::new(Vec::new())),
         _ => return Err("set exactly one of psk or psk_file".into()),
     };
 
-    if rc.mode == Mode::Aggressive && rc.start == Start::Respond && !rc.allow_aggressive_psk {
+    if rc.mode == Mode::Aggressive
+        && rc.start == Start::Respond
+        && !rc.allow_aggressive_psk
+        && rc.auth == AuthKind::Psk
+    {
         return Err("mode = \"aggressive\" as responder sends a PSK-keyed hash an eavesdropper can crack offline; set allow_aggressive_psk = true to accept that".into());
     }
 
@@ -333,6 +369,7 @@ pub(super) fn validate_connection(
         remote_id,
         psk,
         psk_file,
+        auth,
         mode: rc.mode,
         allow_aggressive_psk: rc.allow_aggressive_psk,
         ike,

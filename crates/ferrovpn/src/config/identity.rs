@@ -11,6 +11,8 @@ pub enum Identity {
     Fqdn(String),
     UserFqdn(String),
     KeyId(Vec<u8>),
+    /// ID_DER_ASN1_DN: the DN as written (`dn:C=XX, O=Example, CN=gw`) and its DER.
+    Dn(String, Vec<u8>),
 }
 
 impl fmt::Display for Identity {
@@ -20,6 +22,7 @@ impl fmt::Display for Identity {
             Identity::Ipv6(a) => write!(f, "{a}"),
             Identity::Fqdn(s) => write!(f, "fqdn:{s}"),
             Identity::UserFqdn(s) => write!(f, "userfqdn:{s}"),
+            Identity::Dn(s, _) => write!(f, "dn:{s}"),
             Identity::KeyId(k) => match std::str::from_utf8(k) {
                 Ok(s) if !s.starts_with('#') => write!(f, "keyid:{s}"),
                 _ => {
@@ -57,6 +60,10 @@ pub(super) fn parse_identity(key: &str, s: &str) -> Result<Identity, String> {
             return Err(format!("{key}: userfqdn:{v} needs the form user@domain"));
         }
         return Ok(Identity::UserFqdn(v));
+    }
+    if let Some(v) = s.strip_prefix("dn:") {
+        let der = ferrovpn_ike::cert::parse_dn(v).map_err(|e| format!("{key}: {e}"))?;
+        return Ok(Identity::Dn(v.trim().to_string(), der));
     }
     if let Some(v) = s.strip_prefix("keyid:") {
         let v = nonempty(v, "key id")?;

@@ -7,6 +7,7 @@
 //! already exists) comes back as [`Remark`]s, shown by `check` and logged by `up`.
 
 mod connection;
+mod credentials;
 mod daemon;
 mod defaults;
 mod error;
@@ -22,6 +23,7 @@ mod tunnel;
 mod units;
 
 pub use connection::{Connection, Dpd};
+pub use credentials::Auth;
 pub use daemon::{DaemonConfig, LogLevel, Retransmit};
 pub use defaults::{
     DEFAULT_CONTROL_SOCKET, DEFAULT_ESP, DEFAULT_IKE, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT,
@@ -76,7 +78,11 @@ impl Config {
         let base = std::path::absolute(dir).map_err(read_err)?;
         let mut cfg = Config::parse_for(&text, &base, purpose)?;
         // Inline keys in a file others can read are as good as published.
-        if cfg.connections.iter().any(|c| c.psk_file.is_none()) {
+        if cfg
+            .connections
+            .iter()
+            .any(|c| c.psk_file.is_none() && matches!(c.auth, Auth::Psk))
+        {
             if let Ok(m) = std::fs::metadata(path) {
                 let mode = m.permissions().mode() & 0o7777;
                 if mode & 0o044 != 0 {

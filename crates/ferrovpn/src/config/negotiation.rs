@@ -2,6 +2,16 @@
 
 use serde::Deserialize;
 
+/// How phase 1 authenticates (`auth`): a pre-shared key, or certificates and signatures
+/// (RFC 2409 §5.1; RSA or ECDSA by the key in `key_file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    #[default]
+    Psk,
+    Certificate,
+}
+
 /// Phase 1 exchange (RFC 2409 §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::negotiation::{Mode, NatTraversal, Start};
+use super::negotiation::{AuthKind, Mode, NatTraversal, Start};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +46,11 @@ pub(super) struct RawConnection {
     pub(super) remote_id: Option<String>,
     pub(super) psk: Option<String>,
     pub(super) psk_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) auth: AuthKind,
+    pub(super) cert_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
+    pub(super) ca_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) mode: Mode,
     #[serde(default)]

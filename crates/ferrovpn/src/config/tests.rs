@@ -804,3 +804,130 @@ proptest::proptest! {
         let _ = check_interface_name(&s);
     }
 }
+
+/// A private copy of the certificate fixtures (tests/data/certs) in a fresh directory.
+fn cert_dir() -> TempDir {
+    let d = TempDir::new("certs");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/certs/");
+    for f in [
+        "ca.crt",
+        "rsa-a.crt",
+        "rsa-a.key",
+        "rsa-b.key",
+        "ec-a.crt",
+        "ec-a.key",
+        "inter.crt",
+    ] {
+        let to = d.0.join(f);
+        std::fs::copy(format!("{src}{f}"), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    d
+}
+
+const CERT_AUTH: &str =
+    "auth = \"certificate\"\ncert_file = \"rsa-a.crt\"\nkey_file = \"rsa-a.key\"\nca_file = \"ca.crt\"";
+
+#[test]
+fn certificate_auth_loads_the_chain_key_and_cas() {
+    let d = cert_dir();
+    let c = Config::parse(&with(CERT_AUTH, RB), &d.0).unwrap();
+    let Auth::Certificate { creds, .. } = &c.connections[0].auth else {
+        panic!("not certificate auth");
+    };
+    assert_eq!(creds.kind(), ferrovpn_ike::cert::SignatureKind::Rsa);
+    let ec = "auth = \"certificate\"\ncert_file = \"ec-a.crt\"\nkey_file = \"ec-a.key\"\nca_file = \"ca.crt\"\nlocal_id = \"dn:C=XX, O=ferrovpn test, CN=a.example.net\"";
+    let c = Config::parse(&with(ec, RB), &d.0).unwrap();
+    let Auth::Certificate { creds, .. } = &c.connections[0].auth else {
+        panic!("not certificate auth");
+    };
+    assert_eq!(creds.kind(), ferrovpn_ike::cert::SignatureKind::EcdsaP256);
+    // ca_file may name a directory of *.pem / *.crt files.
+    std::fs::create_dir(d.0.join("cas")).unwrap();
+    std::fs::copy(d.0.join("ca.crt"), d.0.join("cas/root.pem")).unwrap();
+    std::fs::copy(d.0.join("inter.crt"), d.0.join("cas/inter.crt")).unwrap();
+    std::fs::write(d.0.join("cas/README"), "not a certificate").unwrap();
+    let dir = Config::parse(&with(&CERT_AUTH.replace("\"ca.crt\"", "\"cas\""), RB), &d.0).unwrap();
+    let Auth::Certificate {
+        creds: dir_creds, ..
+    } = &dir.connections[0].auth
+    else {
+        panic!("not certificate auth");
+    };
+    assert_eq!(dir_creds.cas.len(), 2);
+    std::fs::create_dir(d.0.join("empty")).unwrap();
+    let e = Config::parse(
+        &with(&CERT_AUTH.replace("\"ca.crt\"", "\"empty\""), RB),
+        &d.0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("a directory without *.pem or *.crt certificates"),
+        "{e}"
+    );
+    assert_eq!(
+        c.connections[0].local_id.to_string(),
+        "dn:C=XX, O=ferrovpn test, CN=a.example.net"
+    );
+}
+
+#[test]
+fn certificate_auth_errors_name_the_file_and_the_problem() {
+    let d = cert_dir();
+    let p = d.0.display();
+    let e = |extra: &str| {
+        Config::parse(&with(extra, RB), &d.0)
+            .unwrap_err()
+            .to_string()
+    };
+    let mismatched = CERT_AUTH.replace("rsa-a.key", "rsa-b.key");
+    assert_eq!(
+        e(&mismatched),
+        format!("connection \"site-b\": key_file {p}/rsa-b.key and cert_file {p}/rsa-a.crt: the private key does not belong to the certificate")
+    );
+    assert_eq!(
+        e(&CERT_AUTH.replace("rsa-a.key", "missing.key")),
+        format!("connection \"site-b\": key_file {p}/missing.key does not exist")
+    );
+    assert!(
+        e(&CERT_AUTH.replace("ca.crt", "nope.crt")).starts_with(&format!(
+            "connection \"site-b\": ca_file {p}/nope.crt: No such file"
+        ))
+    );
+    // A certificate where the key should be.
+    assert_eq!(
+        e(&CERT_AUTH.replace("key_file = \"rsa-a.key\"", "key_file = \"ca.crt\"")),
+        format!("connection \"site-b\": key_file {p}/ca.crt: not an RSA or EC (P-256/P-384/P-521) private key in PEM (PKCS#8, PKCS#1 or SEC1)")
+    );
+    std::fs::set_permissions(
+        d.0.join("rsa-a.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    assert!(e(CERT_AUTH).contains("rsa-a.key is readable by group/others (mode 0644)"));
+    assert_eq!(
+        e("auth = \"certificate\"\ncert_file = \"rsa-a.crt\"\nca_file = \"ca.crt\""),
+        "connection \"site-b\": auth = \"certificate\" needs key_file"
+    );
+    assert_eq!(
+        e(&format!("{CERT_AUTH}\npsk = \"x\"")),
+        "connection \"site-b\": auth = \"certificate\" takes no psk or psk_file"
+    );
+    assert_eq!(
+        e("psk = \"x\"\ncert_file = \"rsa-a.crt\""),
+        "connection \"site-b\": cert_file needs auth = \"certificate\""
+    );
+    std::fs::set_permissions(
+        d.0.join("rsa-a.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    // Aggressive Mode with signatures sends nothing crackable: no opt-in needed as responder.
+    let aggressive = with(&format!("{CERT_AUTH}\nmode = \"aggressive\""), RB)
+        .replace("start = \"initiate\"", "start = \"respond\"");
+    if let Err(e) = Config::parse(&aggressive, &d.0) {
+        panic!("{e}");
+    }
+    assert!(e("psk = \"x\"\nremote_id = \"dn:garbage\"").contains("is not a distinguished name"));
+}

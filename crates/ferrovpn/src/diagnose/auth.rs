@@ -1,4 +1,4 @@
-//! Failures of phase 1 authentication: pre-shared key or identity mismatch.
+//! Failures of phase 1 authentication: pre-shared key, identity or certificate.
 
 use super::evidence::{failure_line, messages_of, Facts};
 use super::verdict::{verdict, Severity, Verdict};
@@ -129,5 +129,38 @@ pub(super) fn id_info_phase1(f: &Facts) -> Verdict {
         "make the peer's remote identity for us equal {} (local_id here)",
         c.local_id
     )];
+    v
+}
+
+/// `untrusted-ca`, `certificate-expired`, `identity-not-in-certificate`, `no-certificate`,
+/// `signature-invalid`, ...: we refused the peer's certificate or SIG (RFC 2409 §5.1), after
+/// MM5/MM6 decrypted, so the evidence is authenticated by the DH exchange's keys.
+pub(super) fn certificate(f: &Facts, reason: &str, detail: String) -> Verdict {
+    let Facts {
+        c,
+        h,
+        r,
+        now_ms,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!("certificate authentication failed: {detail}"),
+    );
+    v.evidence
+        .push(format!("{} (cookies {})", failure_line(r), r.cookies));
+    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    let next = match reason {
+        "untrusted_ca" => "add the CA that issued the peer's certificate to ca_file here, or have the peer use a certificate from a CA in it",
+        "certificate_expired" | "certificate_not_yet_valid" => "renew the peer's certificate (or the CA's), and check both clocks",
+        "identity_not_in_certificate" => "the peer's ID must be its certificate's subject (dn:) or one of its subjectAltNames: fix the peer's local id or the certificate, and remote_id here",
+        "no_certificate" => "the peer sent no certificate: configure one on the peer (strongSwan: local certs = ...; send_cert = always)",
+        "signature_invalid" => "the peer signed with a key that is not its certificate's: check the peer's private key matches the certificate it sends",
+        _ => "check the peer's certificate chain: CAs need basicConstraints cA and keyCertSign, the peer's certificate digitalSignature",
+    };
+    v.next = vec![next.to_string()];
     v
 }

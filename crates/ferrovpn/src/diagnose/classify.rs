@@ -44,6 +44,11 @@ pub(super) enum Kind {
     Expired {
         what: String,
     },
+    /// The peer's certificate or signature was refused; `reason` as in the record.
+    Certificate {
+        reason: String,
+        detail: String,
+    },
     Other(String),
 }
 
@@ -61,6 +66,15 @@ impl Kind {
             Kind::Selectors { .. } => "selectors-refused",
             Kind::PeerDead => "peer-dead",
             Kind::Expired { .. } => "expired-without-rekey",
+            Kind::Certificate { reason, .. } => match reason.as_str() {
+                "untrusted_ca" => "untrusted-ca",
+                "certificate_expired" => "certificate-expired",
+                "certificate_not_yet_valid" => "certificate-not-yet-valid",
+                "identity_not_in_certificate" => "identity-not-in-certificate",
+                "no_certificate" => "no-certificate",
+                "signature_invalid" => "signature-invalid",
+                _ => "certificate-invalid",
+            },
             Kind::Other(_) => "failed",
         }
     }
@@ -165,6 +179,10 @@ pub(super) fn classify(
             FailureRecord::InvalidSelectors { ours, theirs } => Kind::Selectors {
                 ours: ours.clone(),
                 theirs: Some(theirs.clone()),
+            },
+            FailureRecord::Certificate { reason, detail } => Kind::Certificate {
+                reason: reason.clone(),
+                detail: detail.clone(),
             },
             FailureRecord::Other { detail } => Kind::Other(detail.clone()),
         }

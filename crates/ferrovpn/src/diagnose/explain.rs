@@ -59,6 +59,7 @@ pub(super) fn explain(
         Kind::Selectors { ours, theirs } => refusal::selectors(&f, ours, theirs),
         Kind::PeerDead => path::peer_dead(&f),
         Kind::Expired { what } => path::expired(&f, what),
+        Kind::Certificate { reason, detail } => auth::certificate(&f, &reason, detail),
         Kind::Other(text) => refusal::other(&f, text),
     };
     if repeats > 1 {

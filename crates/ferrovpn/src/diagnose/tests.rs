@@ -994,3 +994,48 @@ fn no_half_open_drops_no_word_about_them() {
     let v = diagnose_all(&s, None, &Options::default());
     assert!(!text(&v).contains("half-open"), "{}", text(&v));
 }
+
+#[test]
+fn certificate_failures_are_named_with_their_evidence() {
+    for (reason, code, detail) in [
+        (
+            "untrusted_ca",
+            "untrusted-ca",
+            "untrusted CA: no trusted certificate for issuer \"CN=Rogue CA\"",
+        ),
+        (
+            "certificate_expired",
+            "certificate-expired",
+            "certificate \"CN=b\" expired",
+        ),
+        (
+            "identity_not_in_certificate",
+            "identity-not-in-certificate",
+            "identity fqdn:c is not in certificate",
+        ),
+        (
+            "no_certificate",
+            "no-certificate",
+            "peer sent no certificate",
+        ),
+        (
+            "signature_invalid",
+            "signature-invalid",
+            "signature invalid: Rsa signature over the HASH does not verify",
+        ),
+    ] {
+        let mut c = conn();
+        c.history = vec![failed(
+            10,
+            CK2,
+            FailureRecord::Certificate {
+                reason: reason.into(),
+                detail: detail.into(),
+            },
+        )];
+        let v = run(&c, 1000);
+        assert_eq!(codes(&v), [code]);
+        assert!(v[0].verdict.contains(detail), "{}", v[0].verdict);
+        assert!(!v[0].next.is_empty());
+    }
+}

@@ -1,9 +1,10 @@
-//! Aggressive Mode with pre-shared keys (RFC 2409 §5, §5.4): AM1–AM3. The group cannot be
-//! negotiated (KE travels in AM1) and the responder's HASH_R is sent in the clear, which is why
-//! answering it is an opt-in.
+//! Aggressive Mode with pre-shared keys or signatures (RFC 2409 §5, §5.1, §5.4): AM1–AM3. The
+//! group cannot be negotiated (KE travels in AM1) and with a PSK the responder's HASH_R is sent
+//! in the clear, which is why answering it is an opt-in (signatures need none).
 
 use std::sync::Arc;
 
+use crate::config::Phase1Auth;
 use crate::context::Ctx;
 use crate::error::InputError;
 use crate::event::{Failure, Role};
@@ -12,7 +13,9 @@ use crate::exchange::phase1;
 use crate::exchange::phase1::steps::{our_ke, peer_ke_ok};
 use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1};
-use crate::wire::{self, ExchangeType, Flags, Header, NotifyType, Payload, PayloadType};
+use crate::wire::{
+    self, ExchangeType, Flags, Header, Identification, NotifyType, Payload, PayloadType,
+};
 
 impl IkeSa {
     /// AM1: HDR, SA, KE, Ni, IDii, VID… — only proposals with the first proposal's group.
@@ -27,7 +30,7 @@ impl IkeSa {
             .copied()
             .filter(|p| p.group == group)
             .collect();
-        let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime);
+        let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime, ctx.cfg.auth.method());
         let mut sai_b = Vec::new();
         Payload::Sa(offer.clone()).emit_body(&mut sai_b);
         let ours = our_ke(ctx, group, sai_b);
@@ -37,6 +40,7 @@ impl IkeSa {
             Payload::Nonce(ours.nonce.clone()),
             Payload::Identification(phase1::our_id(ctx.cfg)),
         ];
+        payloads.extend(phase1::cert_requests(ctx.cfg));
         payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
         self.phase = Phase1::AmI1Sent(ours);
         let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
@@ -66,7 +70,7 @@ impl IkeSa {
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "AM1", header, &msg.payloads);
-        if !ctx.cfg.allow_aggressive_psk {
+        if !ctx.cfg.allow_aggressive_psk && matches!(ctx.cfg.auth, Phase1Auth::Psk) {
             self.fail(
                 ctx,
                 Failure::AggressiveModeRefused,
@@ -100,14 +104,16 @@ impl IkeSa {
             return Ok(());
         };
         self.phase = Phase1::AmR2Sent(Arc::clone(&keys));
-        let (our, hash_r) = self.our_id_and_hash(ctx, &keys);
+        let Some(proof) = self.our_proof(ctx, &keys) else {
+            return Ok(());
+        };
         let mut payloads = vec![
             Payload::Sa(reply),
             Payload::KeyExchange(ours.ke),
             Payload::Nonce(ours.nonce),
-            Payload::Identification(our),
-            Payload::Hash(hash_r.to_vec()),
         ];
+        payloads.extend(proof);
+        payloads.extend(phase1::cert_requests(ctx.cfg));
         payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
         payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
         self.tamper(ctx, "AM2", 0, &mut payloads);
@@ -142,7 +148,10 @@ impl IkeSa {
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
-        let hash = find(&msg.payloads, hash_of).ok_or(InputError::Missing(PayloadType::HASH))?;
+        let hash = find(&msg.payloads, hash_of);
+        if hash.is_none() && matches!(ctx.cfg.auth, Phase1Auth::Psk) {
+            return Err(InputError::Missing(PayloadType::HASH));
+        }
         let proposal = chosen.proposal;
         if !peer_ke_ok(proposal.group, ke, nr) {
             self.fail_key_exchange(ctx);
@@ -156,14 +165,23 @@ impl IkeSa {
         let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
-        if !self.peer_proves(ctx, &keys, id, hash, "HASH_R in AM2") {
+        let proved = match hash {
+            Some(hash) if matches!(ctx.cfg.auth, Phase1Auth::Psk) => {
+                self.peer_proves(ctx, &keys, id, hash, "HASH_R in AM2")
+            }
+            _ => self.peer_proves_with(ctx, &keys, &msg.payloads, "SIG_R in AM2"),
+        };
+        if !proved {
             return Ok(());
         }
         phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
         let nat_d = phase1::nat_d_payloads(ctx, self, proposal.hash);
         phase1::float_if_needed(self);
-        let (_, hash_i) = self.our_id_and_hash(ctx, &keys);
-        let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
+        let Some(mut payloads) = self.our_proof(ctx, &keys) else {
+            return Ok(());
+        };
+        // AM3 carries no ID: the initiator's went in AM1.
+        payloads.retain(|p| !matches!(p, Payload::Identification(_)));
         payloads.extend(nat_d);
         payloads.extend(self.initial_contact(ctx));
         self.establish_with(
@@ -196,16 +214,28 @@ impl IkeSa {
             self.log_received(ctx, "AM3", header, &msg.payloads);
             msg.payloads
         };
-        let Some(hash) = find(&payloads, hash_of) else {
-            self.fail(
-                ctx,
-                Failure::Malformed("AM3 without HASH".into()),
-                Some(NotifyType::PAYLOAD_MALFORMED),
-            );
-            return Ok(());
-        };
-        if !self.verify_peer_hash(ctx, &keys, hash, &keys.peer_id_b, "HASH_I in AM3") {
-            return Ok(());
+        if let Phase1Auth::Certificate(_) = ctx.cfg.auth {
+            // The ID came in AM1; the signature is over HASH_I of that ID (RFC 2409 §5.1).
+            let Ok(id) = Identification::parse(&keys.peer_id_b) else {
+                return Err(InputError::Unexpected(self.state().name()));
+            };
+            let mut with_id = vec![Payload::Identification(id)];
+            with_id.extend(payloads.iter().cloned());
+            if !self.peer_proves_with(ctx, &keys, &with_id, "SIG_I in AM3") {
+                return Ok(());
+            }
+        } else {
+            let Some(hash) = find(&payloads, hash_of) else {
+                self.fail(
+                    ctx,
+                    Failure::Malformed("AM3 without HASH".into()),
+                    Some(NotifyType::PAYLOAD_MALFORMED),
+                );
+                return Ok(());
+            };
+            if !self.verify_peer_hash(ctx, &keys, hash, &keys.peer_id_b, "HASH_I in AM3") {
+                return Ok(());
+            }
         }
         phase1::detect_nat(ctx, self, keys.hash(), &payloads);
         phase1::float_if_needed(self);

@@ -1,21 +1,25 @@
-//! Main Mode with pre-shared keys (RFC 2409 §5, §5.4): MM1–MM6, as initiator and responder.
+//! Main Mode with pre-shared keys or signatures (RFC 2409 §5, §5.1, §5.4): MM1–MM6, as initiator and responder.
 
 use std::sync::Arc;
 
 use crate::context::Ctx;
 use crate::error::InputError;
-use crate::event::{Failure, Role};
-use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, sa_of};
+use crate::event::Role;
+use crate::exchange::payloads::{find, ke_of, nonce_of, sa_of};
 use crate::exchange::phase1;
 use crate::exchange::phase1::steps::{our_ke, peer_ke_ok};
 use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1};
-use crate::wire::{self, ExchangeType, Header, NotifyType, Payload, PayloadType};
+use crate::wire::{self, ExchangeType, Header, Payload, PayloadType};
 
 impl IkeSa {
     /// MM1: HDR, SA, VID…
     pub(crate) fn main_mode_initiate(&mut self, ctx: &mut Ctx<'_>) {
-        let offer = phase1::offer(&ctx.cfg.ike_proposals, ctx.cfg.ike_lifetime);
+        let offer = phase1::offer(
+            &ctx.cfg.ike_proposals,
+            ctx.cfg.ike_lifetime,
+            ctx.cfg.auth.method(),
+        );
         let mut payloads = vec![Payload::Sa(offer)];
         payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
         self.tamper(ctx, "MM1", 0, &mut payloads);
@@ -103,6 +107,7 @@ impl IkeSa {
             Payload::KeyExchange(ours.ke.clone()),
             Payload::Nonce(ours.nonce.clone()),
         ];
+        payloads.extend(phase1::cert_requests(ctx.cfg));
         self.phase = Phase1::MmI3Sent {
             proposal: chosen.proposal,
             ours,
@@ -149,6 +154,7 @@ impl IkeSa {
         self.phase = Phase1::MmR4Sent(keys);
         phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
         let mut payloads = vec![Payload::KeyExchange(ours.ke), Payload::Nonce(ours.nonce)];
+        payloads.extend(phase1::cert_requests(ctx.cfg));
         payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
         self.answer_plain(
             ctx,
@@ -187,8 +193,9 @@ impl IkeSa {
         self.phase = Phase1::MmI5Sent(Arc::clone(&keys));
         phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
         phase1::float_if_needed(self);
-        let (id, hash) = self.our_id_and_hash(ctx, &keys);
-        let mut payloads = vec![Payload::Identification(id), Payload::Hash(hash.to_vec())];
+        let Some(mut payloads) = self.our_proof(ctx, &keys) else {
+            return Ok(());
+        };
         payloads.extend(self.initial_contact(ctx));
         self.send_encrypted_phase1(
             ctx,
@@ -214,8 +221,9 @@ impl IkeSa {
             return Ok(());
         };
         self.note_initial_contact(ctx, &payloads);
-        let (our, hash_r) = self.our_id_and_hash(ctx, &keys);
-        let reply = vec![Payload::Identification(our), Payload::Hash(hash_r.to_vec())];
+        let Some(reply) = self.our_proof(ctx, &keys) else {
+            return Ok(());
+        };
         self.establish_with(
             ctx,
             keys,
@@ -246,8 +254,8 @@ impl IkeSa {
     }
 
     /// MM5 (as responder) or MM6 (as initiator): opens the message and checks the peer's ID
-    /// and HASH (RFC 2409 §5); its payloads when the peer proved its identity, `None` after
-    /// failing the SA (only the responder reports a missing payload to the peer).
+    /// and HASH, or its certificate and SIG (RFC 2409 §5, §5.1); its payloads when the peer
+    /// proved its identity, `None` after failing the SA.
     fn mm_peer_proves(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -255,20 +263,12 @@ impl IkeSa {
         header: &Header,
         datagram: &[u8],
     ) -> Option<Vec<Payload>> {
-        let (name, what, missing) = match self.role {
-            Role::Responder => ("MM5", "HASH_I in MM5", Some(NotifyType::PAYLOAD_MALFORMED)),
-            Role::Initiator => ("MM6", "HASH_R in MM6", None),
+        let (name, what) = match self.role {
+            Role::Responder => ("MM5", "HASH_I in MM5"),
+            Role::Initiator => ("MM6", "HASH_R in MM6"),
         };
         let payloads = self.open_phase1(ctx, keys, header, datagram, name)?;
-        let (Some(id), Some(hash)) = (find(&payloads, id_of), find(&payloads, hash_of)) else {
-            self.fail(
-                ctx,
-                Failure::Malformed("ID or HASH payload missing".into()),
-                missing,
-            );
-            return None;
-        };
-        self.peer_proves(ctx, keys, id, hash, what)
+        self.peer_proves_with(ctx, keys, &payloads, what)
             .then_some(payloads)
     }
 }

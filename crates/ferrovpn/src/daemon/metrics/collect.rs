@@ -38,6 +38,7 @@ pub fn failure_label(f: &Failure) -> &'static str {
         Failure::Abandoned { .. } => "abandoned",
         Failure::SilentAfterMm5 { .. } => "silent_after_mm5",
         Failure::NoResponseButPlainNotify { .. } => "no_response_plain_notify",
+        Failure::Certificate(c) => c.name(),
     }
 }
 

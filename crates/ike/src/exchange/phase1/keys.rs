@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::algorithm::DhGroup;
+use crate::config::Phase1Auth;
 use crate::context::Ctx;
 use crate::crypto::{self, DhPrivate, Phase1Keys};
 use crate::event::{Failure, Role};
@@ -39,7 +40,10 @@ pub(crate) fn derive_keys(
             ours.nonce.as_slice(),
         ),
     };
-    let skeyid = crypto::skeyid_psk(proposal.hash, &ctx.cfg.psk, ni, nr);
+    let skeyid = match ctx.cfg.auth {
+        Phase1Auth::Psk => crypto::skeyid_psk(proposal.hash, &ctx.cfg.psk, ni, nr),
+        Phase1Auth::Certificate(_) => crypto::skeyid_sig(proposal.hash, ni, nr, &g_xy),
+    };
     let keys = Phase1Keys::derive(
         proposal.hash,
         proposal.cipher,

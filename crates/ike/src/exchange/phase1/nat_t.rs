@@ -160,7 +160,11 @@ impl IkeSa {
                 if cookie == [0; 8] || cookie == self.cookies.initiator_spi {
                     cookie[0] ^= 0x5a;
                 }
-                let offer = offer(&ctx.cfg.ike_proposals, ctx.cfg.ike_lifetime);
+                let offer = offer(
+                    &ctx.cfg.ike_proposals,
+                    ctx.cfg.ike_lifetime,
+                    ctx.cfg.auth.method(),
+                );
                 let mut payloads = vec![Payload::Sa(offer)];
                 payloads.extend(our_vendor_ids(Role::Initiator, &PeerFeatures::default()));
                 let mut header = self.header(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0);

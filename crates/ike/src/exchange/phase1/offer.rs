@@ -18,14 +18,14 @@ use crate::wire::{
 const KEY_IKE: u8 = 1;
 
 /// The SA payload offering `proposals` as transforms of one ISAKMP proposal.
-pub(crate) fn offer(proposals: &[IkeProposal], lifetime: Duration) -> SaPayload {
+pub(crate) fn offer(proposals: &[IkeProposal], lifetime: Duration, auth: u16) -> SaPayload {
     let transforms = proposals
         .iter()
         .enumerate()
         .map(|(i, p)| Transform {
             number: u8::try_from(i + 1).unwrap_or(u8::MAX),
             transform_id: KEY_IKE,
-            attributes: transform_attributes(p, lifetime),
+            attributes: transform_attributes(p, lifetime, auth),
         })
         .collect();
     SaPayload {
@@ -40,7 +40,7 @@ pub(crate) fn offer(proposals: &[IkeProposal], lifetime: Duration) -> SaPayload 
     }
 }
 
-fn transform_attributes(p: &IkeProposal, lifetime: Duration) -> Vec<Attribute> {
+fn transform_attributes(p: &IkeProposal, lifetime: Duration, auth: u16) -> Vec<Attribute> {
     let mut a = vec![Attribute::basic(
         attr::ike::ENCRYPTION_ALGORITHM,
         p.cipher.attribute_value(),
@@ -56,10 +56,7 @@ fn transform_attributes(p: &IkeProposal, lifetime: Duration) -> Vec<Attribute> {
         attr::ike::GROUP_DESCRIPTION,
         p.group.number(),
     ));
-    a.push(Attribute::basic(
-        attr::ike::AUTHENTICATION_METHOD,
-        attr::auth_method::PSK,
-    ));
+    a.push(Attribute::basic(attr::ike::AUTHENTICATION_METHOD, auth));
     a.push(Attribute::basic(
         attr::ike::LIFE_TYPE,
         attr::life_type::SECONDS,
@@ -164,7 +161,7 @@ pub(crate) fn choose(
         }
         for t in &p.transforms {
             let Some(o) = read_transform(t) else { continue };
-            let acceptable = o.auth_method == attr::auth_method::PSK
+            let acceptable = o.auth_method == cfg.auth.method()
                 && cfg.ike_proposals.contains(&o.proposal)
                 && (cfg.allow_weak_dh || !o.proposal.group.is_weak())
                 && group.is_none_or(|g| g == o.proposal.group);
@@ -198,8 +195,7 @@ pub(crate) fn accept_choice(
         return None;
     };
     let o = read_transform(t)?;
-    (o.auth_method == attr::auth_method::PSK && cfg.ike_proposals.contains(&o.proposal))
-        .then_some(o)
+    (o.auth_method == cfg.auth.method() && cfg.ike_proposals.contains(&o.proposal)).then_some(o)
 }
 
 /// Phase 1 lifetime: the shorter of ours and the one in the chosen transform (RFC 2409 §4.5:

@@ -7,14 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::identity::{check_peer_id, our_id};
+use super::identity::check_peer_id;
 use super::keys::{new_dh, new_nonce};
 use super::nat_t::learn_vendor_ids;
 use super::offer::{accept_choice, choose, describe_offer, describe_ours, OfferedTransform};
 use crate::algorithm::DhGroup;
 use crate::config::Phase1Mode;
 use crate::context::Ctx;
-use crate::crypto::Secret;
 use crate::error::InputError;
 use crate::event::{Event, Failure, Role};
 use crate::exchange::payloads::{id_body, nonce_ok, parse_protected, raw_body};
@@ -95,13 +94,6 @@ impl IkeSa {
                 None
             }
         }
-    }
-
-    /// Our ID payload and the HASH_I/HASH_R that proves it (RFC 2409 §5).
-    pub(crate) fn our_id_and_hash(&self, ctx: &Ctx<'_>, keys: &Keyed) -> (Identification, Secret) {
-        let id = our_id(ctx.cfg);
-        let hash = keys.auth_hash(&self.cookies, self.role, &id_body(&id));
-        (id, hash)
     }
 
     /// The peer's HASH must verify over its ID, and the ID must be the configured one;

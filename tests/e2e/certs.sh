@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# ferrovpn ⇄ strongSwan 5.9 with certificates (issue 15): signature authentication with RSA 2048
+# (auth method 3) and ECDSA P-256 (RFC 4754, method 9), Main Mode with ferrovpn and with
+# strongSwan initiating, and Aggressive Mode once each way. Certificates are made here with openssl: one CA of the key type, a
+# certificate per side with its outer address as subjectAltName (the IDs are the addresses).
+# Each case: both sides report the SA, and pings cross the tunnel both ways. "wrong-ca":
+# strongSwan's certificate is from a CA ferrovpn does not trust; ferrovpn must fail phase 1
+# with the named reason (untrusted CA), install nothing, and `diagnose` says [untrusted-ca].
+# Layout as strongswan_interop.sh: ferrovpn in A (192.0.2.1, fv0 198.51.100.1), charon in B
+# (192.0.2.2, 203.0.113.1 on lo).
+# Needs root, strongSwan and openssl; skips otherwise (fails with CI=true).
+# Env: FERROVPN_BIN, E2E_CASES (e.g. "fv-rsa ss-ecdsa fv-aggressive-ecdsa wrong-ca").
+# shellcheck disable=SC2031  # E2E_CASE is set in the per-case subshell that runs these functions
+set -euo pipefail
+E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$E2E_ROOT/scripts/lib/netns.sh"
+. "$E2E_ROOT/tests/e2e/lib/e2e.sh"
+
+require_root_or_skip "certs.sh needs network namespaces"
+require_cmd_or_skip ip ping openssl swanctl "$FV_CHARON_BIN"
+e2e_binary
+
+A_IN=198.51.100.1
+B_IN=203.0.113.1
+
+# newkey KIND FILE: an RSA 2048 or P-256 key; PKCS#8 for ferrovpn, the traditional (PKCS#1 /
+# SEC1) form in FILE.trad for charon's rsa/ and ecdsa/ directories.
+newkey() {
+    case "$1" in
+        rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$2" 2>/dev/null
+             openssl rsa -in "$2" -traditional -out "$2.trad" 2>/dev/null ;;
+        ecdsa) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$2" 2>/dev/null
+               openssl ec -in "$2" -out "$2.trad" 2>/dev/null ;;
+    esac
+    chmod 600 "$2" "$2.trad"
+}
+
+# make_pki KIND DIR CN: DIR/ca.crt (CA "CN") and DIR/a.crt, DIR/b.crt with their keys.
+make_pki() {
+    local kind="$1" d="$2" cn="$3" side ip
+    mkdir -p "$d"
+    cat >"$d/ext.cnf" <<X
+[ca]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+[a]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+subjectAltName = IP:192.0.2.1
+[b]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+subjectAltName = IP:192.0.2.2
+X
+    newkey "$kind" "$d/ca.key"
+    openssl req -x509 -new -key "$d/ca.key" -subj "/C=XX/O=ferrovpn e2e/CN=$cn" -days 30 \
+        -config "$d/ext.cnf" -extensions ca -out "$d/ca.crt" 2>/dev/null || fail "openssl: CA"
+    for side in a b; do
+        ip=192.0.2.1; [ "$side" = b ] && ip=192.0.2.2
+        newkey "$kind" "$d/$side.key"
+        openssl req -new -key "$d/$side.key" -subj "/C=XX/O=ferrovpn e2e/CN=$ip" -out "$d/$side.csr" 2>/dev/null
+        openssl x509 -req -in "$d/$side.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -set_serial "$RANDOM" \
+            -days 30 -extfile "$d/ext.cnf" -extensions "$side" -out "$d/$side.crt" 2>/dev/null ||
+            fail "openssl: certificate $side"
+    done
+}
+
+# run_case INITIATOR(fv|ss) KIND(rsa|ecdsa) MODE(main|aggressive) [wrong-ca]
+run_case() {
+    local initiator="$1" kind="$2" mode="$3" wrong="${4:-}" start=initiate sw aggr=no
+    [ "$mode" = aggressive ] && aggr=yes
+    [ "$initiator" = ss ] && start=respond
+    FV_NO_IPV6=1 fv_two_ns
+    make_pki "$kind" "$FV_TMP/pki" "Test CA"
+    local ss_pki="$FV_TMP/pki"
+    if [ -n "$wrong" ]; then
+        make_pki "$kind" "$FV_TMP/rogue" "Rogue CA"
+        ss_pki="$FV_TMP/rogue"
+        # strongSwan trusts our CA, so only ferrovpn's check can fail.
+    fi
+    # charon's credentials: its certificate and key, and the CA that issued ferrovpn's.
+    sw="/etc/netns/$FV_NS_B/swanctl"
+    mkdir -p "$sw/x509" "$sw/x509ca" "$sw/$kind"
+    cp "$ss_pki/b.crt" "$sw/x509/b.crt"
+    cp "$FV_TMP/pki/ca.crt" "$sw/x509ca/ca.crt"
+    cp "$ss_pki/b.key.trad" "$sw/$kind/b.key"
+    e2e_ss_up "$(SS_SECRET='' SS_AUTH=pubkey SS_CERT=b.crt SS_AGGRESSIVE="$aggr" e2e_ss_conf)"
+
+    SOCK_A="$FV_TMP/a.sock"
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE='' C_START="$start" C_MODE="$mode" \
+        C_EXTRA="auth = \"certificate\"
+cert_file = \"$FV_TMP/pki/a.crt\"
+key_file = \"$FV_TMP/pki/a.key\"
+ca_file = \"$FV_TMP/pki/ca.crt\"" \
+        C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
+    "$FERROVPN" check -c "$FV_TMP/a.toml" 2>&1 | grep -E 'phase 1|certificate' | sed 's/^/  check: /' >&2
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
+    PID_A="$E2E_PID"
+    if [ "$initiator" = ss ]; then
+        e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"
+        fv_swanctl "$FV_NS_B" --initiate --child fv --timeout 20 >"$FV_TMP/initiate.log" 2>&1 ||
+            [ -n "$wrong" ] || { tail -n 20 "$FV_TMP/initiate.log" >&2; fail "swanctl --initiate failed"; }
+    fi
+    local clog
+    clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
+    if [ -n "$wrong" ]; then
+        e2e_wait_log "$FV_TMP/ferrovpn.log" 'untrusted CA' 20 ||
+            fail "ferrovpn did not name the untrusted CA"
+        ok "ferrovpn: $(grep -i -m1 -o 'certificate authentication failed[^"]*"[^"]*"' "$FV_TMP/ferrovpn.log" | head -1)"
+        [ "$(e2e_q "$SOCK_A" 'len(sas)')" = 0 ] || fail "ferrovpn installed an SA with an untrusted peer"
+        ok "no SA installed"
+        local out=""
+        for ((i = 0; i < 10; i++)); do
+            out="$("$FERROVPN" diagnose --socket "$SOCK_A" 2>&1)" || true
+            grep -qF "[untrusted-ca]" <<<"$out" && break
+            sleep 0.5
+        done
+        grep -qF "[untrusted-ca]" <<<"$out" || { printf '%s\n' "$out" >&2; fail "diagnose does not name [untrusted-ca]"; }
+        ok "diagnose: $(grep -m1 -F "[untrusted-ca]" <<<"$out")"
+        return 0
+    fi
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"
+    e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
+    [ "$(e2e_q "$SOCK_A" 'ikes[0]["mode"]')" = "$mode" ] || fail "ferrovpn reports mode $(e2e_q "$SOCK_A" 'ikes[0]["mode"]')"
+    local want=RSA_EMSA_PKCS1_NULL
+    [ "$kind" = ecdsa ] && want=ECDSA_WITH_NULL
+    grep -q "authentication of '192.0.2.1' with $want successful" "$clog" ||
+        fail "charon's log does not show ferrovpn authenticated with $want"
+    ok "charon: $(grep -m1 -o "authentication of '192.0.2.1'.*" "$clog")"
+    ok "charon: $(grep -m1 -o "received end entity cert.*" "$clog" || true)"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
+    e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
+CASES=(fv-rsa ss-rsa fv-ecdsa ss-ecdsa fv-aggressive-ecdsa ss-aggressive-rsa wrong-ca)
+case_fv_rsa() { run_case fv rsa main; }
+case_ss_rsa() { run_case ss rsa main; }
+case_fv_ecdsa() { run_case fv ecdsa main; }
+case_ss_ecdsa() { run_case ss ecdsa main; }
+case_fv_aggressive_ecdsa() { run_case fv ecdsa aggressive; }
+case_ss_aggressive_rsa() { run_case ss rsa aggressive; }
+case_wrong_ca() { run_case fv rsa main wrong-ca; }
+for c in ${E2E_CASES:-${CASES[*]}}; do
+    e2e_case "$c" "case_${c//-/_}"
+done
+e2e_summary "certs.sh"

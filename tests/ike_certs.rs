@@ -1,0 +1,359 @@
+//! Main and Aggressive Mode with signature authentication between two in-memory peers
+//! (RFC 2409 §5.1, RFC 4754): RSA 2048/3072, ECDSA P-256 (with an intermediate CA) and P-384
+//! succeed with address, FQDN, USER_FQDN and DN identities, and each certificate failure ends with its own named reason and notify.
+//! Fixtures: tests/data/certs (made by its make.sh).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrovpn_ike::cert::{Cert, CertAuth, CertFailure, PrivateKey, WallClock};
+use ferrovpn_ike::config::Phase1Auth;
+use ferrovpn_ike::wire::{IdType, NotifyType};
+use ferrovpn_ike::{ConnectionConfig, Event, Failure, IdValue};
+use ferrovpn_tests::*;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/certs/");
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{DIR}{name}")).unwrap()
+}
+
+fn certs(names: &[&str]) -> Vec<Cert> {
+    names
+        .iter()
+        .flat_map(|n| Cert::from_pem_chain(&read(n)).unwrap())
+        .collect()
+}
+
+/// 2027-06-01, inside every fixture's validity (2026-12 .. 2036-12).
+const JUNE_2027: u64 = 1_811_808_000;
+/// 2040-01-01, after every fixture expired.
+const YEAR_2040: u64 = 2_208_988_800;
+
+fn clock(unix: u64) -> WallClock {
+    WallClock {
+        at: Instant::now(),
+        unix: Duration::from_secs(unix),
+    }
+}
+
+/// Credentials from fixture files: `chain` (ours first), `key`, trusted `cas`.
+fn auth(chain: &[&str], key: &str, cas: &[&str], unix: u64) -> Phase1Auth {
+    let key = PrivateKey::from_pem(&read(key)).unwrap();
+    Phase1Auth::Certificate(CertAuth::new(certs(chain), key, certs(cas), clock(unix)).unwrap())
+}
+
+fn pair(a: Phase1Auth, b: Phase1Auth) -> (ConnectionConfig, ConnectionConfig) {
+    let (mut ca, mut cb) = (conn_a(), conn_b());
+    // A different PSK on each side proves it plays no part.
+    ca.psk = ferrovpn_ike::crypto::Secret::new(b"one".to_vec());
+    cb.psk = ferrovpn_ike::crypto::Secret::new(b"two".to_vec());
+    ca.auth = a;
+    cb.auth = b;
+    (ca, cb)
+}
+
+fn rsa(unix: u64) -> (ConnectionConfig, ConnectionConfig) {
+    pair(
+        auth(&["rsa-a.crt"], "rsa-a.key", &["ca.crt"], unix),
+        auth(&["rsa-b.crt"], "rsa-b.key", &["ca.crt"], unix),
+    )
+}
+
+fn ecdsa() -> (ConnectionConfig, ConnectionConfig) {
+    pair(
+        auth(
+            &["ec-a.crt", "inter.crt"],
+            "ec-a.key",
+            &["ca.crt"],
+            JUNE_2027,
+        ),
+        auth(
+            &["ec-b.crt", "inter.crt"],
+            "ec-b.key",
+            &["ca.crt"],
+            JUNE_2027,
+        ),
+    )
+}
+
+fn assert_up(p: &Pair) {
+    assert!(
+        p.ike_failures(Side::A).is_empty(),
+        "A: {:?}",
+        p.ike_failures(Side::A)
+    );
+    assert!(
+        p.ike_failures(Side::B).is_empty(),
+        "B: {:?}",
+        p.ike_failures(Side::B)
+    );
+    assert_eq!(p.established(Side::A), 1);
+    assert_eq!(p.established(Side::B), 1);
+    assert_eq!(p.children(Side::A).len(), 1);
+    assert_eq!(p.children(Side::B).len(), 1);
+}
+
+/// The certificate failure on `side`, which must be the only failure there.
+fn cert_failure(p: &Pair, side: Side) -> CertFailure {
+    match p.ike_failures(side).as_slice() {
+        [Failure::Certificate(c)] => c.clone(),
+        other => panic!("{side:?}: expected one certificate failure, got {other:?}"),
+    }
+}
+
+/// Notifies that `side` received (the peer's report of the failure).
+fn notifies_at(p: &Pair, side: Side) -> Vec<NotifyType> {
+    p.events(side)
+        .iter()
+        .filter_map(|e| match e {
+            Event::NotifyReceived { notify, .. } => Some(*notify),
+            _ => None,
+        })
+        .collect()
+}
+
+fn wire_has_payload(p: &Pair, from: Side, payload_type: u8) -> bool {
+    p.wire.iter().filter(|w| w.from == from).any(|w| {
+        ferrovpn_ike::wire::Message::parse(&w.datagram.data).is_ok_and(|m| {
+            m.payloads
+                .iter()
+                .any(|pl| pl.payload_type().0 == payload_type)
+        })
+    })
+}
+
+#[test]
+fn rsa_2048_main_mode_authenticates_both_sides_with_signatures() {
+    let (a, b) = rsa(JUNE_2027);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+    // Both sent CR payloads naming the CA they trust in MM3/MM4.
+    assert!(wire_has_payload(&p, Side::A, 7));
+    assert!(wire_has_payload(&p, Side::B, 7));
+}
+
+#[test]
+fn ecdsa_p256_main_mode_with_an_intermediate_ca_authenticates() {
+    let (a, b) = ecdsa();
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn ecdsa_p384_and_rsa_3072_main_mode_authenticate() {
+    for (k, method) in [("p384", 10), ("rsa3072", 3)] {
+        let (a, b) = pair(
+            auth(
+                &[&format!("{k}-a.crt")],
+                &format!("{k}-a.key"),
+                &["ca.crt"],
+                JUNE_2027,
+            ),
+            auth(
+                &[&format!("{k}-b.crt")],
+                &format!("{k}-b.key"),
+                &["ca.crt"],
+                JUNE_2027,
+            ),
+        );
+        assert_eq!(a.auth.method(), method);
+        let mut p = Pair::new(a, b);
+        p.connect();
+        assert_up(&p);
+    }
+}
+
+#[test]
+fn fqdn_and_distinguished_name_identities_match_the_certificate() {
+    let (mut a, mut b) = rsa(JUNE_2027);
+    a.local_id = IdValue::Fqdn("a.example.net".into());
+    b.remote_id = IdValue::Fqdn("a.example.net".into());
+    let dn_b = certs(&["rsa-b.crt"])[0].subject_der();
+    b.local_id = IdValue::Other(IdType::DER_ASN1_DN, dn_b.clone());
+    a.remote_id = IdValue::Other(IdType::DER_ASN1_DN, dn_b);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn user_fqdn_identity_matches_the_email_subject_alt_name() {
+    let (mut a, mut b) = ecdsa();
+    a.local_id = IdValue::UserFqdn("a@example.net".into());
+    b.remote_id = IdValue::UserFqdn("a@example.net".into());
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn a_certificate_from_an_untrusted_ca_fails_as_untrusted_ca() {
+    let (a, _) = rsa(JUNE_2027);
+    let (_, b) = pair(
+        auth(&["rsa-a.crt"], "rsa-a.key", &["ca.crt"], JUNE_2027),
+        auth(&["rogue-b.crt"], "rogue-b.key", &["ca.crt"], JUNE_2027),
+    );
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let f = cert_failure(&p, Side::A);
+    assert_eq!(f.name(), "untrusted_ca");
+    assert!(f.to_string().contains("Other Root CA"), "{f}");
+    assert_eq!(p.established(Side::A), 0);
+}
+
+#[test]
+fn the_responder_rejects_an_initiator_from_an_untrusted_ca_with_invalid_cert_authority() {
+    let (_, b) = rsa(JUNE_2027);
+    let (a, _) = pair(
+        auth(&["rogue-b.crt"], "rogue-b.key", &["ca.crt"], JUNE_2027),
+        auth(&["rsa-b.crt"], "rsa-b.key", &["ca.crt"], JUNE_2027),
+    );
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::B).name(), "untrusted_ca");
+    assert_eq!(p.established(Side::B), 0);
+    assert!(notifies_at(&p, Side::A).contains(&NotifyType::INVALID_CERT_AUTHORITY));
+}
+
+#[test]
+fn an_expired_certificate_fails_as_expired() {
+    let (mut a, _) = rsa(YEAR_2040);
+    let (_, b) = rsa(JUNE_2027);
+    // B trusts its own clock; A's says 2040, when B's certificate has expired.
+    a.auth = auth(&["rsa-a.crt"], "rsa-a.key", &["ca.crt"], YEAR_2040);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let f = cert_failure(&p, Side::A);
+    assert_eq!(f.name(), "certificate_expired", "{f}");
+    assert!(
+        matches!(f, CertFailure::Expired { ref subject, .. } if subject.contains("b.example.net"))
+    );
+}
+
+#[test]
+fn an_identity_not_in_the_certificate_fails_as_identity_not_in_certificate() {
+    let (mut a, mut b) = rsa(JUNE_2027);
+    b.local_id = IdValue::Fqdn("c.example.net".into());
+    a.remote_id = IdValue::Fqdn("c.example.net".into());
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let f = cert_failure(&p, Side::A);
+    assert_eq!(f.name(), "identity_not_in_certificate");
+    assert!(f.to_string().contains("c.example.net"), "{f}");
+}
+
+#[test]
+fn a_signature_by_another_key_fails_as_signature_invalid() {
+    let (a, _) = rsa(JUNE_2027);
+    // B presents its certificate but signs with A's key.
+    let wrong = Arc::new(CertAuth {
+        chain: certs(&["rsa-b.crt"]),
+        key: PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
+        cas: certs(&["ca.crt"]),
+        clock: clock(JUNE_2027),
+    });
+    let (_, mut b) = rsa(JUNE_2027);
+    b.auth = Phase1Auth::Certificate(wrong);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::A).name(), "signature_invalid");
+    assert_eq!(p.established(Side::A), 0);
+}
+
+#[test]
+fn a_peer_that_sends_no_certificate_fails_as_no_certificate() {
+    let (a, b) = rsa(JUNE_2027);
+    let none = Arc::new(CertAuth {
+        chain: Vec::new(),
+        key: PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
+        cas: certs(&["ca.crt"]),
+        clock: clock(JUNE_2027),
+    });
+    let mut a = a;
+    a.auth = Phase1Auth::Certificate(none);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::B).name(), "no_certificate");
+    assert!(notifies_at(&p, Side::A).contains(&NotifyType::CERTIFICATE_UNAVAILABLE));
+}
+
+#[test]
+fn psk_on_one_side_and_certificates_on_the_other_choose_no_proposal() {
+    let (a, _) = rsa(JUNE_2027);
+    let mut p = Pair::new(a, conn_b());
+    p.connect();
+    let f = p.ike_failures(Side::B);
+    assert!(
+        !f.is_empty()
+            && f.iter()
+                .all(|f| matches!(f, Failure::NoProposalChosen { .. })),
+        "{f:?}"
+    );
+    assert!(f[0].to_string().contains("auth method 3"), "{}", f[0]);
+}
+
+#[test]
+fn credentials_reject_a_key_that_is_not_the_certificates() {
+    let key = PrivateKey::from_pem(&read("rsa-b.key")).unwrap();
+    let err = CertAuth::new(certs(&["rsa-a.crt"]), key, certs(&["ca.crt"]), clock(0)).unwrap_err();
+    assert_eq!(err, ferrovpn_ike::cert::CredentialError::KeyMismatch);
+    assert!(PrivateKey::from_pem(b"not a key").is_err());
+    assert!(Cert::from_pem_chain(
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    )
+    .is_err());
+}
+
+fn aggressive(
+    (mut a, mut b): (ConnectionConfig, ConnectionConfig),
+) -> (ConnectionConfig, ConnectionConfig) {
+    // No allow_aggressive_psk: with signatures nothing crackable is sent in the clear.
+    a.mode = ferrovpn_ike::Phase1Mode::Aggressive;
+    b.mode = ferrovpn_ike::Phase1Mode::Aggressive;
+    (a, b)
+}
+
+#[test]
+fn rsa_aggressive_mode_authenticates_both_sides_without_the_psk_opt_in() {
+    let (a, b) = aggressive(rsa(JUNE_2027));
+    assert!(!b.allow_aggressive_psk);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn ecdsa_aggressive_mode_with_an_intermediate_ca_authenticates() {
+    let (a, b) = aggressive(ecdsa());
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn aggressive_mode_names_an_untrusted_responder_and_a_forged_initiator() {
+    // The initiator checks SIG_R in AM2.
+    let (a, b) = aggressive(pair(
+        auth(&["rsa-a.crt"], "rsa-a.key", &["ca.crt"], JUNE_2027),
+        auth(&["rogue-b.crt"], "rogue-b.key", &["ca.crt"], JUNE_2027),
+    ));
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::A).name(), "untrusted_ca");
+    // The responder checks SIG_I in AM3: the initiator signs with a key not its certificate's.
+    let forged = Arc::new(CertAuth {
+        chain: certs(&["rsa-a.crt"]),
+        key: PrivateKey::from_pem(&read("rsa-b.key")).unwrap(),
+        cas: certs(&["ca.crt"]),
+        clock: clock(JUNE_2027),
+    });
+    let (mut a, b) = aggressive(rsa(JUNE_2027));
+    a.auth = Phase1Auth::Certificate(forged);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::B).name(), "signature_invalid");
+    assert_eq!(p.established(Side::B), 0);
+}
