@@ -20,6 +20,13 @@
 #   ss-fv-resp    strongSwan initiates two children (IPv4, IPv6) to ferrovpn over IPv6 outer;
 #                 ferrovpn responds with one dual-stack route-based TUN
 #   ss-v6-in-v4   ferrovpn (route-based, IPv6 selectors) initiates to strongSwan over IPv4 outer
+#   ss-v6-in-v4-resp strongSwan initiates IPv6 selectors over IPv4 outer; ferrovpn responds
+#   ss-dual-fv-init ferrovpn initiates a dual-stack route-based connection (IPv4 and IPv6
+#                 selectors, one TUN) to strongSwan over IPv6 outer (so IPv4 in IPv6 too): two
+#                 Quick Modes, strongSwan lists both children, ping and TCP per family both
+#                 ways, counters agree
+#   dpd-dead-v6   ferrovpn ⇄ ferrovpn over IPv6 outer, B killed with SIGKILL: A's DPD
+#                 (1 s / 4 s) declares the IPv6 peer dead, deletes the SAs, and diagnose says so
 # Needs root; skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN (binary, default: release build of this tree), E2E_CASES (subset of cases).
 set -euo pipefail
@@ -373,7 +380,90 @@ address = \"$A6/128\""
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 
-ALL="v6-in-v4 dual-v6-outer v6-udp ss-fv-init ss-fv-resp ss-v6-in-v4"
+case_ss_v6_in_v4_resp() {
+    v6_setup 4
+    local B_IN=$B6
+    ss_up start 2001:db8:2::/64 2001:db8:1::/64
+    conf a respond "" "[connection.route_based]
+interface = \"fv0\"
+local_ts = \"2001:db8:1::/64\"
+remote_ts = \"2001:db8:2::/64\"
+address = \"$A6/128\""
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "strongSwan did not establish an IPsec SA with ferrovpn within 20 s"
+    e2e_ss_wait_installed "$FV_TMP/ss.sas"
+    e2e_ping "$FV_NS_B" "$B6" "$A6" 3
+    e2e_ping "$FV_NS_A" "$A6" "$B6" 2
+    e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 2
+    ss_counters_agree
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+}
+
+case_ss_dual_fv_init() {
+    v6_setup 6
+    local B_IN="$B4 $B6"
+    SS_CHILDREN_EXTRA="            fv6 {
+                local_ts = 2001:db8:2::/64
+                remote_ts = 2001:db8:1::/64
+                esp_proposals = aes128gcm16
+                start_action = none
+            }" ss_up none 203.0.113.0/24 198.51.100.0/24
+    conf a initiate "" "[connection.route_based]
+interface = \"fv0\"
+local_ts = [\"198.51.100.0/24\", \"2001:db8:1::/64\"]
+remote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]
+address = [\"$A4/32\", \"$A6/128\"]"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 2 20 || fail "ferrovpn did not establish both families' SAs with strongSwan within 20 s"
+    e2e_ss_wait_installed "$FV_TMP/ss.sas"
+    local n i
+    for ((i = 0; i < 25; i++)); do
+        n="$(fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | grep -c INSTALLED || true)"
+        [ "$n" = 2 ] && break
+        sleep 0.2
+    done
+    [ "$n" = 2 ] || { fv_swanctl "$FV_NS_B" --list-sas >&2; fail "strongSwan: $n INSTALLED children, want 2"; }
+    ok "ferrovpn initiated one Quick Mode per family over IPv6 outer; strongSwan installed both"
+    e2e_ping "$FV_NS_A" "$A4" "$B4" 3
+    e2e_ping "$FV_NS_A" "$A6" "$B6" 3
+    e2e_ping "$FV_NS_B" "$B4" "$A4" 2
+    e2e_ping "$FV_NS_B" "$B6" "$A6" 2
+    e2e_transfer "$FV_NS_A" "$A4" "$FV_NS_B" "$B4" 2
+    e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 2
+    ss_counters_agree
+    down_clean "$SOCK_A" "$PID_A" "$FV_NS_A"
+}
+
+case_dpd_dead_v6() {
+    v6_setup 6
+    local dpd='dpd_interval = "1s"
+dpd_timeout = "4s"'
+    conf a initiate "$dpd" "[connection.route_based]
+interface = \"fv0\"
+address = \"$A6/128\"
+routes = [\"2001:db8:2::/64\"]"
+    conf b respond "$dpd" "[connection.route_based]
+interface = \"fv0\"
+address = \"$B6/128\"
+routes = [\"2001:db8:1::/64\"]"
+    start_pair 1
+    e2e_ping "$FV_NS_A" "$A6" "$B6" 2
+    kill -KILL "$PID_B"
+    wait "$PID_B" 2>/dev/null || true
+    ok "side B killed with SIGKILL"
+    e2e_wait_log "$FV_TMP/daemon-a.log" "peer dead \\(DPD\\)" 15 || fail "A did not declare the IPv6 peer dead within 15 s"
+    ok "A: $(grep -m1 -o 'peer dead (DPD).*' "$FV_TMP/daemon-a.log")"
+    local out rc=0
+    out="$("$FERROVPN" diagnose --socket "$SOCK_A" 2>&1)" || rc=$?
+    grep -q "dead peer detection declared $OUT_B6 dead" <<<"$out" ||
+        { printf '%s\n' "$out" >&2; fail "diagnose does not name DPD's verdict on $OUT_B6 (exit $rc)"; }
+    ok "diagnose (exit $rc): $(grep -m1 'dead peer detection' <<<"$out")"
+    down_clean "$SOCK_A" "$PID_A" "$FV_NS_A"
+}
+
+ALL="v6-in-v4 dual-v6-outer v6-udp ss-fv-init ss-fv-resp ss-v6-in-v4 ss-v6-in-v4-resp ss-dual-fv-init dpd-dead-v6"
 for c in ${E2E_CASES:-$ALL}; do
     e2e_case "$c" "case_${c//-/_}"
 done
