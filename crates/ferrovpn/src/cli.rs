@@ -56,9 +56,10 @@ EXIT STATUS:
     version,
     about = "Userspace IKEv1/IPsec VPN endpoint",
     long_about = "ferrovpn is a userspace IKEv1 (RFC 2409) / IPsec ESP (RFC 4303) VPN endpoint. It \
-negotiates Main or Aggressive Mode with pre-shared keys and Quick Mode SAs with optional PFS, \
-handles NAT traversal (RFC 3947) and dead peer detection (RFC 3706), and moves ESP packets \
-between a TUN device and UDP/raw sockets in software. Connections are described in a TOML file \
+negotiates Main or Aggressive Mode with pre-shared keys or certificates (RSA, ECDSA) and \
+Quick Mode SAs with optional PFS, over IPv4 and IPv6, handles NAT traversal (RFC 3947) and dead \
+peer detection (RFC 3706), and moves ESP packets between a TUN device and UDP/raw sockets in \
+software. Connections are described in a TOML file \
 using strongSwan's proposal syntax (aes256-sha256-modp2048, aes128gcm16).",
     after_long_help = MAIN_AFTER
 )]
