@@ -26,6 +26,9 @@ use crate::wire::{ExchangeType, Header};
 
 pub mod control;
 mod recovery;
+mod table;
+
+use table::SaTable;
 
 /// Drops and oddities, for `status` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,11 +93,31 @@ pub struct IkeSaStatus {
 struct Env {
     settings: Settings,
     conns: Vec<ConnectionConfig>,
+    /// Connections by remote address, in configuration order: the lookup of every MM1/AM1
+    /// and unknown-SPI report. Rebuilt whenever `conns` changes.
+    by_remote: HashMap<IpAddr, Vec<ConnId>>,
     rng: StdRng,
     out: Output,
 }
 
 impl Env {
+    /// The first connection (in configuration order) from `local` to `remote`; any local
+    /// address when `local` is None.
+    fn conn_for(&self, local: Option<IpAddr>, remote: IpAddr) -> Option<ConnId> {
+        self.by_remote.get(&remote)?.iter().copied().find(|&i| {
+            self.conns
+                .get(i)
+                .is_some_and(|c| c.remote_addr == remote && local.is_none_or(|l| l == c.local_addr))
+        })
+    }
+
+    fn reindex_conns(&mut self) {
+        self.by_remote.clear();
+        for (i, c) in self.conns.iter().enumerate() {
+            self.by_remote.entry(c.remote_addr).or_default().push(i);
+        }
+    }
+
     /// The context of one call into an SA of connection `conn`.
     fn ctx(&mut self, now: Instant, conn: ConnId) -> Option<Ctx<'_>> {
         Some(Ctx {
@@ -110,7 +133,7 @@ impl Env {
 pub struct Endpoint {
     env: Env,
     /// Keyed by initiator cookie: it is what tells simultaneous negotiations apart.
-    sas: HashMap<[u8; 8], IkeSa>,
+    sas: SaTable,
     /// New ISAKMP SA → the one it replaces once established.
     replaces: HashMap<[u8; 8], [u8; 8]>,
     /// Replaced ISAKMP SAs (their IPsec SAs already moved over), deleted at the given time.
@@ -136,10 +159,11 @@ impl Endpoint {
             env: Env {
                 settings,
                 conns: Vec::new(),
+                by_remote: HashMap::new(),
                 rng: StdRng::from_seed(seed),
                 out: Output::default(),
             },
-            sas: HashMap::new(),
+            sas: SaTable::default(),
             replaces: HashMap::new(),
             retiring: Vec::new(),
             counters: Counters::default(),
@@ -151,8 +175,14 @@ impl Endpoint {
     }
 
     pub fn add_connection(&mut self, cfg: ConnectionConfig) -> ConnId {
+        let id = self.env.conns.len();
+        self.env
+            .by_remote
+            .entry(cfg.remote_addr)
+            .or_default()
+            .push(id);
         self.env.conns.push(cfg);
-        self.env.conns.len() - 1
+        id
     }
 
     pub fn connections(&self) -> &[ConnectionConfig] {
@@ -165,9 +195,7 @@ impl Endpoint {
 
     /// True when the connection has an established ISAKMP SA.
     pub fn is_up(&self, conn: ConnId) -> bool {
-        self.sas
-            .values()
-            .any(|s| s.conn == conn && s.is_established())
+        self.sas.of_conn(conn).any(|(_, s)| s.is_established())
     }
 
     /// Starts phase 1 as initiator (MM1 or AM1); Quick Modes follow when it completes.
@@ -185,10 +213,7 @@ impl Endpoint {
         let remote = SocketAddr::new(cfg.remote_addr, 500);
         let mut sa = IkeSa::new(conn, Role::Initiator, cfg.mode, cookies, local, remote, now);
         sa.is_rekey = is_rekey;
-        sa.has_contact = self
-            .sas
-            .values()
-            .any(|s| s.conn == conn && s.is_established());
+        sa.has_contact = self.sas.of_conn(conn).any(|(_, s)| s.is_established());
         let mode = cfg.mode;
         let mut ctx = self.env.ctx(now, conn)?;
         match mode {
@@ -212,6 +237,7 @@ impl Endpoint {
     /// One datagram from the network (non-ESP marker already removed on port 4500).
     pub fn handle_datagram(&mut self, now: Instant, d: Datagram) {
         self.counters.received += 1;
+        self.settle();
         let header = match Header::parse(&d.data) {
             Ok(h) => h,
             Err(_) => {
@@ -321,11 +347,10 @@ impl Endpoint {
     /// An answer (any message with its cookie, from the peer's address, on UDP 4500) to the
     /// UDP 4500 probe of an SA waiting for MM6; the probe's own state ends here.
     fn probe_answered(&mut self, header: &Header, d: &Datagram) -> bool {
-        let Some(sa) = self.sas.values_mut().find(|s| {
-            s.probe
-                .as_ref()
-                .is_some_and(|p| p.cookie == header.initiator_spi)
-        }) else {
+        let Some(key) = self.sas.prober(&header.initiator_spi) else {
+            return false;
+        };
+        let Some(sa) = self.sas.get_mut(&key) else {
             return false;
         };
         if d.remote.ip() != sa.remote.ip() || d.local.port() != 4500 {
@@ -359,14 +384,13 @@ impl Endpoint {
     /// it only ever replaces its own states and the real peer's exchange, which answers within
     /// a round trip, still gets through. False when no room can be made.
     fn make_room_for_half_open(&mut self, peer: IpAddr) -> bool {
-        let from_peer = |s: &IkeSa| s.is_half_open() && s.remote.ip() == peer;
-        if self.sas.values().filter(|s| from_peer(s)).count()
-            >= self.env.settings.max_half_open_per_peer
-        {
-            let oldest = self
-                .sas
+        self.settle();
+        let from_peer = self.sas.half_open_from(peer);
+        if from_peer.len() >= self.env.settings.max_half_open_per_peer {
+            let oldest = from_peer
                 .iter()
-                .filter(|(_, s)| from_peer(s) && s.awaits_first_answer())
+                .filter_map(|k| self.sas.get_key_value(k))
+                .filter(|(_, s)| s.awaits_first_answer())
                 .min_by_key(|(_, s)| s.serial)
                 .map(|(k, _)| *k);
             match oldest {
@@ -377,7 +401,7 @@ impl Endpoint {
                 None => return false,
             }
         }
-        self.sas.values().filter(|s| s.is_half_open()).count() < self.env.settings.max_half_open
+        self.sas.half_open_count() < self.env.settings.max_half_open
     }
 
     fn new_responder(&mut self, now: Instant, header: &Header, d: &Datagram) {
@@ -395,12 +419,7 @@ impl Endpoint {
             self.unknown_cookies(now, d);
             return;
         }
-        let Some(conn) = self
-            .env
-            .conns
-            .iter()
-            .position(|c| c.remote_addr == d.remote.ip() && c.local_addr == d.local.ip())
-        else {
+        let Some(conn) = self.env.conn_for(Some(d.local.ip()), d.remote.ip()) else {
             self.counters.no_connection += 1;
             return;
         };
@@ -442,10 +461,8 @@ impl Endpoint {
             // (Simultaneous negotiations started together and are left alone.)
             let stale: Vec<[u8; 8]> = self
                 .sas
-                .iter()
-                .filter(|(k, s)| {
-                    **k != key && s.conn == conn && s.established_at.is_some_and(|t| t < created)
-                })
+                .of_conn(conn)
+                .filter(|(k, s)| **k != key && s.established_at.is_some_and(|t| t < created))
                 .map(|(k, _)| *k)
                 .collect();
             for k in stale {
@@ -536,11 +553,12 @@ impl Endpoint {
         if sa.children.is_empty() {
             return;
         }
-        if let Some(other) = self
+        let other = self
             .sas
-            .values_mut()
-            .find(|o| o.conn == sa.conn && o.is_established())
-        {
+            .of_conn(sa.conn)
+            .find(|(_, o)| o.is_established())
+            .map(|(k, _)| *k);
+        if let Some(other) = other.and_then(|k| self.sas.get_mut(&k)) {
             other.children.append(&mut sa.children);
             return;
         }
@@ -559,7 +577,11 @@ impl Endpoint {
         for (_, old) in due {
             self.retire(now, old, "rekeyed");
         }
-        let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
+        self.settle();
+        #[cfg(all(feature = "test-support", debug_assertions))]
+        self.sas
+            .assert_consistent(&self.env.conns, &self.env.settings);
+        let keys = self.sas.due(now);
         let mut rekeys = Vec::new();
         for key in keys {
             self.rehome_before_expiry(now, key);
@@ -597,17 +619,18 @@ impl Endpoint {
     }
 
     /// When `handle_timeout` wants to run next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.settle();
         self.sas
-            .values()
-            .filter_map(|sa| {
-                self.env
-                    .conns
-                    .get(sa.conn)
-                    .and_then(|cfg| sa.next_timer(cfg, &self.env.settings))
-            })
+            .next_timer()
+            .into_iter()
             .chain(self.retiring.iter().map(|(at, _)| *at))
             .min()
+    }
+
+    /// Brings the SA table's indexes (timers, half-open counts, probes) up to date.
+    fn settle(&mut self) {
+        self.sas.settle(&self.env.conns, &self.env.settings);
     }
 
     /// Deletes an ISAKMP SA already taken out of `sas` (replaced, or at shutdown), telling
@@ -620,7 +643,7 @@ impl Endpoint {
 
     /// Deletes everything, telling peers (for SIGTERM).
     pub fn shutdown(&mut self, now: Instant) {
-        let sas: Vec<IkeSa> = self.sas.drain().map(|(_, sa)| sa).collect();
+        let sas: Vec<IkeSa> = self.sas.drain();
         let retiring = std::mem::take(&mut self.retiring)
             .into_iter()
             .map(|(_, sa)| sa);

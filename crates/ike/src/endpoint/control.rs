@@ -62,9 +62,10 @@ impl Endpoint {
         conn: ConnId,
     ) -> Result<Option<Cookies>, ControlError> {
         self.check(conn)?;
-        let busy = self.sas.values().any(|s| {
-            s.conn == conn && (s.is_established() || (s.role == Role::Initiator && !is_dead(s)))
-        });
+        let busy = self
+            .sas
+            .of_conn(conn)
+            .any(|(_, s)| s.is_established() || (s.role == Role::Initiator && !is_dead(s)));
         if busy {
             return Ok(None);
         }
@@ -80,12 +81,7 @@ impl Endpoint {
     }
 
     fn delete_all_of(&mut self, now: Instant, conn: ConnId, reason: &str) -> Terminated {
-        let keys: Vec<[u8; 8]> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| s.conn == conn)
-            .map(|(k, _)| *k)
-            .collect();
+        let keys = self.sas.keys_of_conn(conn);
         let mut done = Terminated::default();
         for key in keys {
             let Some(sa) = self.sas.remove(&key) else {
@@ -120,11 +116,10 @@ impl Endpoint {
         let pairs = self.env.conns.get(conn).map_or(0, |c| c.children.len());
         let mut started = 0;
         let mut any_up = false;
-        for sa in self
-            .sas
-            .values_mut()
-            .filter(|s| s.conn == conn && s.is_established())
-        {
+        for key in self.sas.keys_of_conn(conn) {
+            let Some(sa) = self.sas.get_mut(&key).filter(|s| s.is_established()) else {
+                continue;
+            };
             any_up = true;
             let Some(mut ctx) = self.env.ctx(now, conn) else {
                 return Err(ControlError::UnknownConnection);
@@ -137,10 +132,11 @@ impl Endpoint {
         if started == 0 && !self.has_children(conn) {
             let newest = self
                 .sas
-                .values_mut()
-                .filter(|s| s.conn == conn && s.is_established())
-                .max_by_key(|s| s.established_at);
-            if let Some(sa) = newest {
+                .of_conn(conn)
+                .filter(|(_, s)| s.is_established())
+                .max_by_key(|(_, s)| s.established_at)
+                .map(|(k, _)| *k);
+            if let Some(sa) = newest.and_then(|k| self.sas.get_mut(&k)) {
                 let pending = (0..pairs).any(|i| qm_in_flight(sa, i));
                 if let (false, Some(mut ctx)) = (pending, self.env.ctx(now, conn)) {
                     sa.start_quick_modes(&mut ctx);
@@ -152,9 +148,7 @@ impl Endpoint {
     }
 
     fn has_children(&self, conn: ConnId) -> bool {
-        self.sas
-            .values()
-            .any(|s| s.conn == conn && !s.children.is_empty())
+        self.sas.of_conn(conn).any(|(_, s)| !s.children.is_empty())
     }
 
     /// Puts a changed configuration in place of the connection's: its SAs are deleted first
@@ -170,6 +164,7 @@ impl Endpoint {
         if let Some(slot) = self.env.conns.get_mut(conn) {
             *slot = cfg;
         }
+        self.env.reindex_conns();
         self.recovery_at.remove(&conn);
         Ok(done)
     }
@@ -190,6 +185,7 @@ impl Endpoint {
             slot.children.clear();
             slot.invalid_spi_recovery = false;
         }
+        self.env.reindex_conns();
         self.recovery_at.remove(&conn);
         Ok(done)
     }

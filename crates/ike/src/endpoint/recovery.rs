@@ -68,12 +68,7 @@ impl Endpoint {
     }
 
     fn recover(&mut self, now: Instant, local: Option<IpAddr>, remote: IpAddr, what: Unknown) {
-        let Some(conn) = self
-            .env
-            .conns
-            .iter()
-            .position(|c| c.remote_addr == remote && local.is_none_or(|l| l == c.local_addr))
-        else {
+        let Some(conn) = self.env.conn_for(local, remote) else {
             return;
         };
         self.counters.recovery_triggers += 1;
@@ -93,8 +88,8 @@ impl Endpoint {
         }
         let newest = self
             .sas
-            .iter()
-            .filter(|(_, s)| s.conn == conn && s.is_established())
+            .of_conn(conn)
+            .filter(|(_, s)| s.is_established())
             .max_by_key(|(_, s)| s.established_at)
             .map(|(k, _)| *k);
         let action = match (newest, what) {
@@ -147,9 +142,8 @@ impl Endpoint {
     /// A phase 1 of ours with the connection is under way, or one the peer started has
     /// progressed past its first answer (a spoofed MM1 alone does not hold recovery back).
     fn negotiating(&self, conn: ConnId) -> bool {
-        self.sas.values().any(|s| {
-            s.conn == conn
-                && !matches!(s.state(), Phase1State::Established | Phase1State::Dead)
+        self.sas.of_conn(conn).any(|(_, s)| {
+            !matches!(s.state(), Phase1State::Established | Phase1State::Dead)
                 && (s.role == Role::Initiator || !s.awaits_first_answer())
         })
     }
@@ -188,8 +182,8 @@ impl Endpoint {
         for spi in spis {
             let holder = self
                 .sas
-                .iter()
-                .find(|(_, s)| s.conn == conn && s.children.iter().any(|c| c.spi_out == spi))
+                .of_conn(conn)
+                .find(|(_, s)| s.children.iter().any(|c| c.spi_out == spi))
                 .map(|(k, _)| *k);
             let Some(holder) = holder else {
                 self.env.out.events.push_back(Event::NotifyReceived {
@@ -217,15 +211,13 @@ impl Endpoint {
                 outbound_spi: spi_out,
                 reason: "peer sent INVALID-SPI: it has no such SA".into(),
             });
-            let covered = self.sas.values().any(|s| {
-                s.conn == conn
-                    && (s
-                        .children
+            let covered = self.sas.of_conn(conn).any(|(_, s)| {
+                s.children
+                    .iter()
+                    .any(|c| c.child_index == index && c.retire_at.is_none())
+                    || s.quick_modes
                         .iter()
-                        .any(|c| c.child_index == index && c.retire_at.is_none())
-                        || s.quick_modes
-                            .iter()
-                            .any(|q| q.child_index == index && !q.state.is_done()))
+                        .any(|q| q.child_index == index && !q.state.is_done())
             });
             if covered {
                 continue;
@@ -260,10 +252,9 @@ impl Endpoint {
         };
         let older: Vec<[u8; 8]> = self
             .sas
-            .iter()
+            .of_conn(conn)
             .filter(|(k, s)| {
                 **k != key
-                    && s.conn == conn
                     && s.established_at
                         .and_then(|t| t.checked_add(SIMULTANEOUS))
                         .is_some_and(|t| t < at)
@@ -289,9 +280,8 @@ impl Endpoint {
             return false;
         };
         let rank = |c: &crate::event::Cookies| (c.initiator_spi, c.responder_spi);
-        self.sas.iter().any(|(k, o)| {
+        self.sas.of_conn(sa.conn).any(|(k, o)| {
             *k != key
-                && o.conn == sa.conn
                 && o.is_established()
                 && o.established_at
                     .is_some_and(|t| t.max(at).saturating_duration_since(t.min(at)) <= SIMULTANEOUS)
@@ -315,10 +305,9 @@ impl Endpoint {
         let conn = sa.conn;
         let heir = self
             .sas
-            .iter()
+            .of_conn(conn)
             .filter(|(k, s)| {
                 **k != key
-                    && s.conn == conn
                     && s.is_established()
                     && s.established_at
                         .and_then(|t| t.checked_add(s.lifetime))

@@ -1,0 +1,177 @@
+//! IKE setup cost without the network: one responder endpoint with N connections (one per
+//! peer address) and one initiator endpoint with the N mirrors, joined in memory. Prints, per
+//! group and N, the CPU time to bring all N up (Main Mode PSK + one Quick Mode each), the DH
+//! bound (N × the measured cost of the pair's four DH operations, one core) and their ratio.
+//! Datagrams move in batches with the daemon's timer calls between them, as its event loop
+//! does. A ratio that grows with N is per-setup work that grows with N (a scan over all SAs).
+//! Results: docs/BENCHMARKS.md ("IKE setups in memory").
+//!
+//! Run: `cargo bench -p ferrovpn-benches --bench ike_setups` (`IKE_SETUPS_N=100,1000,10000`,
+//! `IKE_SETUPS_GROUPS=curve25519,ecp256,modp2048`).
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use ferrovpn_ike::algorithm::{DhGroup, IkeCipher, IkeHash};
+use ferrovpn_ike::crypto::DhPrivate;
+use ferrovpn_ike::proposal::IkeProposal;
+use ferrovpn_ike::{ConnectionConfig, Datagram, Endpoint, Event, Settings};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// 2001:db8::1 is the responder; peers are 2001:db8:1::/64 hosts (documentation range).
+fn responder_addr() -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
+}
+
+fn peer_addr(i: usize) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(
+        0x2001,
+        0xdb8,
+        1,
+        0,
+        0,
+        0,
+        (i >> 16) as u16,
+        (i & 0xffff) as u16 + 1,
+    ))
+}
+
+fn conn(name: String, local: IpAddr, remote: IpAddr, group: DhGroup) -> ConnectionConfig {
+    let mut c = ConnectionConfig::new(&name, local, remote, b"bench-psk");
+    c.ike_proposals = vec![IkeProposal {
+        cipher: IkeCipher::AesCbc128,
+        hash: IkeHash::Sha2_256,
+        group,
+    }];
+    c.allow_weak_dh = true;
+    c.dpd = None;
+    c
+}
+
+/// Datagrams the daemon's event loop takes per wake-up (its mio event capacity) before it runs
+/// the endpoint's timers and asks for the next one: what makes per-wake-up work count.
+const BATCH: usize = 64;
+
+/// Moves datagrams between the two, `BATCH` at a time with the timer calls the daemon makes
+/// in between, until none is left; counts established IPsec SA pairs on the initiator.
+fn pump(now: Instant, init: &mut Endpoint, resp: &mut Endpoint, up: &mut usize) {
+    loop {
+        let mut moved = 0;
+        while moved < BATCH {
+            let Some(d) = init.poll_transmit() else { break };
+            moved += 1;
+            resp.handle_datagram(now, flip(d));
+        }
+        let mut back = 0;
+        while back < BATCH {
+            let Some(d) = resp.poll_transmit() else { break };
+            back += 1;
+            init.handle_datagram(now, flip(d));
+        }
+        for e in [&mut *init, &mut *resp] {
+            e.handle_timeout(now);
+            let _ = e.poll_timeout();
+        }
+        while let Some(e) = init.poll_event() {
+            if matches!(e, Event::ChildSaEstablished(_)) {
+                *up += 1;
+            }
+        }
+        while resp.poll_event().is_some() {}
+        if moved + back == 0 {
+            return;
+        }
+    }
+}
+
+fn flip(d: Datagram) -> Datagram {
+    Datagram {
+        local: d.remote,
+        remote: d.local,
+        data: d.data,
+    }
+}
+
+/// CPU time for `n` setups, all started at once (as a gateway sees them after a restart).
+fn setups(n: usize, group: DhGroup) -> Duration {
+    let settings = Settings {
+        max_half_open: n.max(1024),
+        ..Settings::default()
+    };
+    let mut resp = Endpoint::new(settings.clone(), [2; 32]);
+    let mut init = Endpoint::new(settings, [1; 32]);
+    for i in 0..n {
+        resp.add_connection(conn(format!("p{i}"), responder_addr(), peer_addr(i), group));
+        init.add_connection(conn(format!("r{i}"), peer_addr(i), responder_addr(), group));
+    }
+    let now = Instant::now();
+    let t0 = Instant::now();
+    for i in 0..n {
+        init.initiate(now, i);
+    }
+    let mut up = 0;
+    pump(now, &mut init, &mut resp, &mut up);
+    let took = t0.elapsed();
+    assert_eq!(up, n, "not every setup completed");
+    took
+}
+
+/// One setup's DH work for the pair: two key pairs and two shared secrets (median of 7
+/// runs of 40, the machine being shared).
+fn dh_cost(group: DhGroup) -> Duration {
+    let mut rng = StdRng::from_seed([7; 32]);
+    let rounds = 40;
+    let mut runs: Vec<Duration> = (0..7)
+        .map(|_| {
+            let t0 = Instant::now();
+            for _ in 0..rounds {
+                let a = DhPrivate::generate(group, &mut rng);
+                let b = DhPrivate::generate(group, &mut rng);
+                let _ = a
+                    .shared_secret(&b.public_value())
+                    .expect("valid public value");
+                let _ = b
+                    .shared_secret(&a.public_value())
+                    .expect("valid public value");
+            }
+            t0.elapsed() / rounds
+        })
+        .collect();
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    let ns: Vec<usize> = std::env::var("IKE_SETUPS_N")
+        .unwrap_or_else(|_| "100,1000,4000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!("group      N  all_up_s  per_setup_us  dh_bound_s  ratio");
+    let only = std::env::var("IKE_SETUPS_GROUPS").unwrap_or_default();
+    for group in [DhGroup::Ecp256, DhGroup::Curve25519, DhGroup::Modp2048] {
+        if !only.is_empty()
+            && !only
+                .split(',')
+                .any(|g| g.eq_ignore_ascii_case(&format!("{group:?}")))
+        {
+            continue;
+        }
+        let dh = dh_cost(group);
+        for &n in &ns {
+            let took = setups(n, group);
+            let bound = dh * n as u32;
+            println!(
+                "{:<10} {:>5} {:>8.2} {:>13.0} {:>11.2} {:>6.2}",
+                format!("{group:?}"),
+                n,
+                took.as_secs_f64(),
+                took.as_secs_f64() * 1e6 / n as f64,
+                bound.as_secs_f64(),
+                took.as_secs_f64() / bound.as_secs_f64()
+            );
+        }
+    }
+}
