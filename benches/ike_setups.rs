@@ -1,6 +1,6 @@
 //! IKE setup cost without the network: one responder endpoint with N connections (one per
 //! peer address) and one initiator endpoint with the N mirrors, joined in memory. Prints, per
-//! group and N, the CPU time to bring all N up (Main Mode PSK + one Quick Mode each), the DH
+//! group and N, the time to bring all N up (Main Mode PSK + one Quick Mode each), the DH
 //! bound (N × the measured cost of the pair's four DH operations, one core) and their ratio.
 //! Datagrams move in batches with the daemon's timer calls between them, as its event loop
 //! does. A ratio that grows with N is per-setup work that grows with N (a scan over all SAs).
@@ -10,6 +10,7 @@
 //! `IKE_SETUPS_GROUPS=curve25519,ecp256,modp2048`).
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferrovpn_ike::algorithm::{DhGroup, IkeCipher, IkeHash};
@@ -53,10 +54,74 @@ fn conn(name: String, local: IpAddr, remote: IpAddr, group: DhGroup) -> Connecti
 /// the endpoint's timers and asks for the next one: what makes per-wake-up work count.
 const BATCH: usize = 64;
 
+/// Key pairs for the pools of both endpoints, made on another thread as the daemon's worker
+/// does: requests (endpoint, group, count) in, (endpoint, key) out.
+struct Maker {
+    requests: mpsc::Sender<(usize, DhGroup, usize)>,
+    keys: mpsc::Receiver<(usize, DhPrivate)>,
+    asked: [usize; 2],
+}
+
+impl Maker {
+    fn start() -> Maker {
+        let (req_tx, req_rx) = mpsc::channel::<(usize, DhGroup, usize)>();
+        let (key_tx, key_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut rng = StdRng::from_seed([9; 32]);
+            for (side, group, n) in req_rx {
+                for _ in 0..n {
+                    if key_tx
+                        .send((side, DhPrivate::generate(group, &mut rng)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        Maker {
+            requests: req_tx,
+            keys: key_rx,
+            asked: [0; 2],
+        }
+    }
+
+    /// Hands over what was made and asks for what is lacking, as the daemon's loop does.
+    fn serve(&mut self, sides: [&mut Endpoint; 2]) {
+        let [a, b] = sides;
+        while let Ok((side, key)) = self.keys.try_recv() {
+            self.asked[side] = self.asked[side].saturating_sub(1);
+            if side == 0 {
+                a.supply_dh(key)
+            } else {
+                b.supply_dh(key)
+            }
+        }
+        for (side, e) in [(0, &*a), (1, &*b)] {
+            for (group, n) in e.dh_wanted() {
+                let more = n.saturating_sub(self.asked[side]);
+                if more > 0 {
+                    self.asked[side] += more;
+                    let _ = self.requests.send((side, group, more));
+                }
+            }
+        }
+    }
+}
+
 /// Moves datagrams between the two, `BATCH` at a time with the timer calls the daemon makes
 /// in between, until none is left; counts established IPsec SA pairs on the initiator.
-fn pump(now: Instant, init: &mut Endpoint, resp: &mut Endpoint, up: &mut usize) {
+fn pump(
+    now: Instant,
+    init: &mut Endpoint,
+    resp: &mut Endpoint,
+    up: &mut usize,
+    mut maker: Option<&mut Maker>,
+) {
     loop {
+        if let Some(m) = maker.as_deref_mut() {
+            m.serve([&mut *init, &mut *resp]);
+        }
         let mut moved = 0;
         while moved < BATCH {
             let Some(d) = init.poll_transmit() else { break };
@@ -93,12 +158,15 @@ fn flip(d: Datagram) -> Datagram {
     }
 }
 
-/// CPU time for `n` setups, all started at once (as a gateway sees them after a restart).
-fn setups(n: usize, group: DhGroup) -> Duration {
+/// Wall time for `n` setups, all started at once (as a gateway sees them after a restart);
+/// with `pool`, key pairs come from a second thread (`Settings::dh_pool`).
+fn setups(n: usize, group: DhGroup, pool: bool) -> Duration {
     let settings = Settings {
         max_half_open: n.max(1024),
+        dh_pool: if pool { 64 } else { 0 },
         ..Settings::default()
     };
+    let mut maker = pool.then(Maker::start);
     let mut resp = Endpoint::new(settings.clone(), [2; 32]);
     let mut init = Endpoint::new(settings, [1; 32]);
     for i in 0..n {
@@ -106,14 +174,29 @@ fn setups(n: usize, group: DhGroup) -> Duration {
         init.add_connection(conn(format!("r{i}"), peer_addr(i), responder_addr(), group));
     }
     let now = Instant::now();
+    if let Some(m) = maker.as_mut() {
+        // A running daemon's pools are full before the storm: one setup each to start them.
+        init.initiate(now, 0);
+        let mut up = 0;
+        pump(now, &mut init, &mut resp, &mut up, None);
+        m.serve([&mut init, &mut resp]);
+        std::thread::sleep(Duration::from_millis(500));
+        m.serve([&mut init, &mut resp]);
+    }
     let t0 = Instant::now();
-    for i in 0..n {
+    let first = usize::from(pool);
+    for i in first..n {
         init.initiate(now, i);
     }
-    let mut up = 0;
-    pump(now, &mut init, &mut resp, &mut up);
+    let mut up = first;
+    pump(now, &mut init, &mut resp, &mut up, maker.as_mut());
     let took = t0.elapsed();
     assert_eq!(up, n, "not every setup completed");
+    if pool {
+        let (hits, misses) = resp.dh_pool_use();
+        let (ih, im) = init.dh_pool_use();
+        eprintln!("  pool use: responder {hits} ready / {misses} inline, initiator {ih} / {im}");
+    }
     took
 }
 
@@ -149,7 +232,8 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("group      N  all_up_s  per_setup_us  dh_bound_s  ratio");
+    println!("(pool: key pairs made on a second thread; dh_bound is one core's)");
+    println!("group      N  pool  all_up_s  per_setup_us  dh_bound_s  ratio");
     let only = std::env::var("IKE_SETUPS_GROUPS").unwrap_or_default();
     for group in [DhGroup::Ecp256, DhGroup::Curve25519, DhGroup::Modp2048] {
         if !only.is_empty()
@@ -160,13 +244,14 @@ fn main() {
             continue;
         }
         let dh = dh_cost(group);
-        for &n in &ns {
-            let took = setups(n, group);
+        for (&n, pool) in ns.iter().flat_map(|n| [(n, false), (n, true)]) {
+            let took = setups(n, group, pool);
             let bound = dh * n as u32;
             println!(
-                "{:<10} {:>5} {:>8.2} {:>13.0} {:>11.2} {:>6.2}",
+                "{:<10} {:>5} {:>5} {:>8.2} {:>13.0} {:>11.2} {:>6.2}",
                 format!("{group:?}"),
                 n,
+                if pool { "yes" } else { "no" },
                 took.as_secs_f64(),
                 took.as_secs_f64() * 1e6 / n as f64,
                 bound.as_secs_f64(),

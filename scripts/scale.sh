@@ -14,6 +14,7 @@
 # FERROVPN_BIN (default: release build of this tree), SCALE_NOTE (a line for the table),
 # SCALE_STRONGSWAN_MAX_N (250: at N = 1000 charon 5.9.8 with kernel-libipsec deleted each CHILD
 # SA right after Quick Mode here, so no rate could be taken), SCALE_HALF_OPEN (the responder's max_half_open, default N + 64; "none": leave it out),
+# SCALE_DH_POOL (both ferrovpn daemons' [daemon] dh_pool; unset: the default),
 # SCALE_OUT (docs/BENCHMARKS.md; "-" for stdout only). Needs root.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -122,10 +123,12 @@ stop_fv() {
     elapsed "$t0" "$(now)"
 }
 
+dh_pool_line() { [ -z "${SCALE_DH_POOL:-}" ] || echo "dh_pool = $SCALE_DH_POOL"; }
+
 initiator_up() {
     local n="$1" ike="$2"
     python3 "$GEN" ferrovpn initiator "$n" "$FV_TMP/i.toml" --sock "$FV_TMP/i.sock" \
-        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix si
+        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix si --daemon-extra "$(dh_pool_line)"
     FV_SPAWN_LOG="$FV_TMP/i.log" fv_spawn "$I" "$FERROVPN" up -c "$FV_TMP/i.toml"
     PID_I="$FV_LAST_PID"
 }
@@ -135,7 +138,8 @@ run_ferrovpn() {
     bed "$n"
     python3 "$GEN" ferrovpn responder "$n" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
         --psk-file "$FV_TMP/psk" --ike "$ike" --prefix sr \
-        --daemon-extra "$([ "${SCALE_HALF_OPEN:-}" = none ] || echo "max_half_open = ${SCALE_HALF_OPEN:-$((n + 64))}")"
+        --daemon-extra "$([ "${SCALE_HALF_OPEN:-}" = none ] || echo "max_half_open = ${SCALE_HALF_OPEN:-$((n + 64))}")
+$(dh_pool_line)"
     t0="$(now)"
     FV_SPAWN_LOG="$FV_TMP/r.log" fv_spawn "$R" "$FERROVPN" up -c "$FV_TMP/r.toml"
     PID_R="$FV_LAST_PID"

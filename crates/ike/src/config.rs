@@ -328,6 +328,9 @@ pub struct Settings {
     pub rekeyed_drain: Duration,
     /// Invalid-SPI recovery acts at most once per this interval per connection.
     pub recovery_interval: Duration,
+    /// Diffie-Hellman key pairs kept ready per group in use, made by the driver
+    /// (`Endpoint::dh_wanted` / `supply_dh`); 0 makes every key pair inline.
+    pub dh_pool: usize,
     /// Test support: rewrites the payloads of every message we send before it is sealed.
     #[cfg(feature = "test-support")]
     pub tamper: Option<crate::tamper::Tamper>,
@@ -354,6 +357,7 @@ impl Default for Settings {
             rekey_margin: Duration::from_secs(60),
             rekeyed_drain: Duration::from_secs(5),
             recovery_interval: Duration::from_secs(5),
+            dh_pool: 0,
             #[cfg(feature = "test-support")]
             tamper: None,
         }

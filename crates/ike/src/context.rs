@@ -8,8 +8,11 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::RngCore;
 
+use crate::algorithm::DhGroup;
 use crate::config::{ConnectionConfig, Settings};
+use crate::crypto::DhPrivate;
 use crate::event::Event;
+use crate::key_pool::KeyPool;
 
 /// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
 /// and strips the 4-byte non-ESP marker (RFC 3948 §2.2).
@@ -33,6 +36,7 @@ pub(crate) struct Ctx<'a> {
     pub cfg: &'a ConnectionConfig,
     pub settings: &'a Settings,
     pub rng: &'a mut StdRng,
+    pub keys: &'a mut KeyPool,
     pub out: &'a mut Output,
 }
 
@@ -45,6 +49,11 @@ impl Ctx<'_> {
         let mut b = [0u8; N];
         self.rng.fill_bytes(&mut b);
         b
+    }
+
+    /// A fresh Diffie-Hellman key pair (from the pool when one is ready).
+    pub fn new_dh(&mut self, group: DhGroup) -> DhPrivate {
+        self.keys.take(group, self.rng)
     }
 
     /// A non-zero message ID (RFC 2408 §3.1: zero is phase 1).

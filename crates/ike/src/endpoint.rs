@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+use crate::algorithm::DhGroup;
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
 use crate::context::{Ctx, Datagram, Output};
+use crate::crypto::DhPrivate;
 use crate::error::InputError;
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
 use crate::exchange::quick_mode::state::QmState;
+use crate::key_pool::KeyPool;
 use crate::proposal::IkeProposal;
 use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
@@ -97,6 +100,7 @@ struct Env {
     /// and unknown-SPI report. Rebuilt whenever `conns` changes.
     by_remote: HashMap<IpAddr, Vec<ConnId>>,
     rng: StdRng,
+    keys: KeyPool,
     out: Output,
 }
 
@@ -125,6 +129,7 @@ impl Env {
             cfg: self.conns.get(conn)?,
             settings: &self.settings,
             rng: &mut self.rng,
+            keys: &mut self.keys,
             out: &mut self.out,
         })
     }
@@ -155,12 +160,14 @@ impl Endpoint {
     /// `seed` feeds the CSPRNG for cookies, nonces, SPIs and DH keys: the daemon passes OS
     /// randomness, tests a constant for reproducible runs.
     pub fn new(settings: Settings, seed: [u8; 32]) -> Self {
+        let keys = KeyPool::new(settings.dh_pool);
         Endpoint {
             env: Env {
                 settings,
                 conns: Vec::new(),
                 by_remote: HashMap::new(),
                 rng: StdRng::from_seed(seed),
+                keys,
                 out: Output::default(),
             },
             sas: SaTable::default(),
@@ -191,6 +198,22 @@ impl Endpoint {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Diffie-Hellman key pairs the pool lacks, per group in use (`Settings::dh_pool`): the
+    /// driver makes them off this thread and hands them to `supply_dh`.
+    pub fn dh_wanted(&self) -> Vec<(DhGroup, usize)> {
+        self.env.keys.wanted()
+    }
+
+    /// A key pair made by the driver for the pool (used once, wiped on drop).
+    pub fn supply_dh(&mut self, key: DhPrivate) {
+        self.env.keys.add(key);
+    }
+
+    /// Key pairs taken from the pool, and made inline because it was empty.
+    pub fn dh_pool_use(&self) -> (u64, u64) {
+        (self.env.keys.hits, self.env.keys.misses)
     }
 
     /// True when the connection has an established ISAKMP SA.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults::{
-    default_max_half_open, mem_total, CONTROL_SOCKET_NAME, DEFAULT_CONTROL_SOCKET, MAX_HALF_OPEN,
-    MAX_RETRANSMIT_SCHEDULE, MAX_WORKERS,
+    default_max_half_open, mem_total, CONTROL_SOCKET_NAME, DEFAULT_CONTROL_SOCKET, DEFAULT_DH_POOL,
+    MAX_DH_POOL, MAX_HALF_OPEN, MAX_RETRANSMIT_SCHEDULE, MAX_WORKERS,
 };
 use super::error::ConfigError;
 use super::raw::RawDaemon;
@@ -36,6 +36,9 @@ pub struct DaemonConfig {
     /// Responder negotiations not yet authenticated, across all peers; more MM1/AM1 are
     /// dropped (default: scaled to the host's memory, see `defaults::default_max_half_open`).
     pub max_half_open: usize,
+    /// Diffie-Hellman key pairs kept ready per group in use, made by a worker thread
+    /// (0: made inline by the IKE thread).
+    pub dh_pool: usize,
     /// TUN checksum and TCP segmentation offloads with GRO-style coalescing (default on).
     pub offloads: bool,
     /// Where the daemon records what it created (see `runstate`); absolute.
@@ -243,9 +246,19 @@ pub(super) fn validate_daemon(
         Some(n) => n,
         None => default_max_half_open(mem_total()),
     };
+    let dh_pool = match d.dh_pool {
+        Some(n) if n > MAX_DH_POOL => {
+            return Err(ConfigError::Daemon(format!(
+                "dh_pool: {n} is above the maximum of {MAX_DH_POOL}"
+            )))
+        }
+        Some(n) => n,
+        None => DEFAULT_DH_POOL,
+    };
     Ok(DaemonConfig {
         save_keys_dir,
         max_half_open,
+        dh_pool,
         metrics_listen,
         control_socket,
         log_level,

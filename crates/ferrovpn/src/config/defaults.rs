@@ -37,6 +37,10 @@ pub const MIN_DEFAULT_HALF_OPEN: usize = 1024;
 pub const MAX_DEFAULT_HALF_OPEN: usize = 65_536;
 /// The largest `max_half_open` accepted: 1 Mi negotiations, 4 GiB.
 pub const MAX_HALF_OPEN: usize = 1 << 20;
+/// Diffie-Hellman key pairs kept ready per group in use (`[daemon] dh_pool`).
+pub const DEFAULT_DH_POOL: usize = 0;
+/// The largest `dh_pool` accepted (a modp8192 key pair holds about 2 KB).
+pub const MAX_DH_POOL: usize = 65_536;
 
 /// The default `max_half_open` for a host with `mem_total` bytes (None: unknown): its
 /// [`HALF_OPEN_MEMORY_SHARE`] divided by [`HALF_OPEN_SA_BYTES`], within

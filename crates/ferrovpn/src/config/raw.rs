@@ -30,6 +30,7 @@ pub(super) struct RawDaemon {
     pub(super) retransmit_base: Option<f64>,
     pub(super) retransmit_tries: Option<u32>,
     pub(super) max_half_open: Option<usize>,
+    pub(super) dh_pool: Option<usize>,
     pub(super) offloads: Option<bool>,
     #[serde(default)]
     pub(super) pin_workers: bool,

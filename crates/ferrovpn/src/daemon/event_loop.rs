@@ -93,6 +93,9 @@ impl Daemon {
                 self.answer(req);
             }
             self.endpoint.handle_timeout(now);
+            if let Some(m) = self.dh_maker.as_mut() {
+                m.serve(&mut self.endpoint);
+            }
             for i in 0..self.conns.len() {
                 if self.conns[i].retry_at.is_some_and(|t| t <= now) {
                     self.conns[i].retry_at = None;

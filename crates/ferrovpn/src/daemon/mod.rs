@@ -5,6 +5,7 @@
 mod conn;
 pub mod control;
 pub mod dataplane;
+mod dh_pool;
 mod error;
 mod event_loop;
 mod events;
@@ -152,7 +153,14 @@ pub fn run_with(
         retransmit_base: cfg.daemon.retransmit.base,
         retransmit_tries: cfg.daemon.retransmit.tries,
         max_half_open: cfg.daemon.max_half_open,
+        dh_pool: cfg.daemon.dh_pool,
         ..Settings::default()
+    };
+    let dh_maker = match cfg.daemon.dh_pool {
+        0 => None,
+        _ => {
+            Some(dh_pool::DhMaker::start().map_err(|e| DaemonError::Io("start the DH thread", e))?)
+        }
     };
     let mut endpoint = Endpoint::new(settings, seed);
     for c in &conns {
@@ -189,6 +197,7 @@ pub fn run_with(
         config_path: path.map(std::path::Path::to_path_buf),
         daemon_cfg: cfg.daemon.clone(),
         half_open: half_open::HalfOpenDrops::new(cfg.daemon.max_half_open),
+        dh_maker,
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {

@@ -37,6 +37,8 @@ pub(super) fn daemon_changes(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'st
     differs("offloads", old.offloads != new.offloads);
     differs("metrics_listen", old.metrics_listen != new.metrics_listen);
     differs("save_keys_dir", old.save_keys_dir != new.save_keys_dir);
+    differs("max_half_open", old.max_half_open != new.max_half_open);
+    differs("dh_pool", old.dh_pool != new.dh_pool);
     differs(
         "retransmit_timeout/retransmit_base/retransmit_tries",
         old.retransmit != new.retransmit,

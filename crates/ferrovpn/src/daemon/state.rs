@@ -63,4 +63,6 @@ pub(super) struct Daemon {
     pub(super) daemon_cfg: crate::config::DaemonConfig,
     /// MM1/AM1 dropped at the half-open limit: logged per interval, shown by `diagnose`.
     pub(super) half_open: half_open::HalfOpenDrops,
+    /// Fills the endpoint's pool of DH key pairs from its own thread (`[daemon] dh_pool`).
+    pub(super) dh_maker: Option<super::dh_pool::DhMaker>,
 }

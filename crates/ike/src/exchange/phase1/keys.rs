@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::algorithm::DhGroup;
 use crate::config::Phase1Auth;
 use crate::context::Ctx;
-use crate::crypto::{self, DhPrivate, Phase1Keys};
+use crate::crypto::{self, Phase1Keys};
 use crate::event::{Failure, Role};
 use crate::keyed::Keyed;
 use crate::proposal::IkeProposal;
@@ -63,11 +62,6 @@ pub(crate) fn derive_keys(
         sai_b: ours.sai_b.clone(),
         peer_id_b,
     }))
-}
-
-/// A fresh DH key pair for `group`.
-pub(crate) fn new_dh(ctx: &mut Ctx<'_>, group: DhGroup) -> DhPrivate {
-    DhPrivate::generate(group, ctx.rng)
 }
 
 /// A 32-byte nonce (RFC 2409 §5: 8 to 256 bytes).

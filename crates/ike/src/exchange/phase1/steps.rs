@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::identity::check_peer_id;
-use super::keys::{new_dh, new_nonce};
+use super::keys::new_nonce;
 use super::nat_t::learn_vendor_ids;
 use super::offer::{accept_choice, choose, describe_offer, describe_ours, OfferedTransform};
 use crate::algorithm::DhGroup;
@@ -141,7 +141,7 @@ impl IkeSa {
 
 /// Our DH pair and nonce (RFC 2409 §5), with the initiator's SA payload body.
 pub(crate) fn our_ke(ctx: &mut Ctx<'_>, group: DhGroup, sai_b: Vec<u8>) -> Box<OurKe> {
-    let dh = new_dh(ctx, group);
+    let dh = ctx.new_dh(group);
     let ke = dh.public_value();
     let nonce = new_nonce(ctx);
     Box::new(OurKe {

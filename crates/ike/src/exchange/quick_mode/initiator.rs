@@ -8,7 +8,7 @@ use super::selectors::{ids_of, narrowed};
 use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
 
 use crate::context::Ctx;
-use crate::crypto::{self, DhPrivate};
+use crate::crypto;
 use crate::error::InputError;
 use crate::event::{Failure, Role};
 use crate::exchange::payloads::{find, ke_of, nonce_of, nonce_ok, sa_of};
@@ -34,7 +34,7 @@ impl IkeSa {
         let spi_in = new_spi(ctx);
         let ni = ctx.random::<32>().to_vec();
         let pfs = ctx.cfg.esp_proposals.first().and_then(|p| p.pfs_group);
-        let dh = pfs.map(|g| DhPrivate::generate(g, ctx.rng));
+        let dh = pfs.map(|g| ctx.new_dh(g));
         let mode = encap_mode(self);
         let offer = esp_offer(
             &ctx.cfg.esp_proposals,

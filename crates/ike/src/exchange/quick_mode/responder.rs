@@ -10,7 +10,7 @@ use super::selectors::{ids_of, requested_pair};
 use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
 
 use crate::context::Ctx;
-use crate::crypto::{self, DhPrivate};
+use crate::crypto;
 use crate::error::InputError;
 use crate::event::{Event, Failure, Role};
 use crate::exchange::payloads::{find, ke_of, nonce_of, nonce_ok, sa_of};
@@ -134,9 +134,7 @@ impl IkeSa {
         );
         let peer_ke = find(&payloads, ke_of);
         let dh = match (choice.proposal.pfs_group, peer_ke) {
-            (Some(g), Some(ke)) if ke.len() == g.public_len() => {
-                Some(DhPrivate::generate(g, ctx.rng))
-            }
+            (Some(g), Some(ke)) if ke.len() == g.public_len() => Some(ctx.new_dh(g)),
             (None, None) => None,
             _ => {
                 let theirs = format!(
