@@ -359,46 +359,37 @@ address = [\"$A4/32\", \"$A6/128\"]"
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 
-case_ss_v6_in_v4() {
+# ss_v6_in_v4 INITIATOR (ferrovpn|strongswan): IPv6 inner over IPv4 outer with strongSwan,
+# one route-based child; the initiator's side pings and transfers first.
+ss_v6_in_v4() {
     v6_setup 4
-    local B_IN=$B6
-    ss_up none 2001:db8:2::/64 2001:db8:1::/64
-    conf a initiate "" "[connection.route_based]
+    local B_IN=$B6 ss_start=none fv_start=initiate
+    [ "$1" = strongswan ] && ss_start=start fv_start=respond
+    ss_up "$ss_start" 2001:db8:2::/64 2001:db8:1::/64
+    conf a "$fv_start" "" "[connection.route_based]
 interface = \"fv0\"
 local_ts = \"2001:db8:1::/64\"
 remote_ts = \"2001:db8:2::/64\"
 address = \"$A6/128\""
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
     PID_A="$E2E_PID"
-    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "no IPsec SA with strongSwan within 20 s"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "no IPsec SA between ferrovpn and strongSwan ($1 initiating) within 20 s"
     e2e_ss_wait_installed "$FV_TMP/ss.sas"
-    e2e_ping "$FV_NS_A" "$A6" "$B6" 3
-    e2e_ping "$FV_NS_B" "$B6" "$A6" 2
-    e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 2
+    if [ "$1" = ferrovpn ]; then
+        e2e_ping "$FV_NS_A" "$A6" "$B6" 3
+        e2e_ping "$FV_NS_B" "$B6" "$A6" 2
+        e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 2
+    else
+        e2e_ping "$FV_NS_B" "$B6" "$A6" 3
+        e2e_ping "$FV_NS_A" "$A6" "$B6" 2
+    fi
     e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 2
     ss_counters_agree
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 
-case_ss_v6_in_v4_resp() {
-    v6_setup 4
-    local B_IN=$B6
-    ss_up start 2001:db8:2::/64 2001:db8:1::/64
-    conf a respond "" "[connection.route_based]
-interface = \"fv0\"
-local_ts = \"2001:db8:1::/64\"
-remote_ts = \"2001:db8:2::/64\"
-address = \"$A6/128\""
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
-    PID_A="$E2E_PID"
-    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "strongSwan did not establish an IPsec SA with ferrovpn within 20 s"
-    e2e_ss_wait_installed "$FV_TMP/ss.sas"
-    e2e_ping "$FV_NS_B" "$B6" "$A6" 3
-    e2e_ping "$FV_NS_A" "$A6" "$B6" 2
-    e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 2
-    ss_counters_agree
-    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
-}
+case_ss_v6_in_v4() { ss_v6_in_v4 ferrovpn; }
+case_ss_v6_in_v4_resp() { ss_v6_in_v4 strongswan; }
 
 case_ss_dual_fv_init() {
     v6_setup 6
