@@ -180,6 +180,11 @@ impl Endpoint {
         &self.counters
     }
 
+    /// IKEv1 reassemblies in progress and the bytes they hold.
+    pub fn reassembly(&self) -> (usize, usize) {
+        (self.fragments.len(), self.fragments.bytes())
+    }
+
     /// True when the connection has an established ISAKMP SA.
     pub fn is_up(&self, conn: ConnId) -> bool {
         self.sas
