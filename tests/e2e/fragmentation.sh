@@ -2,9 +2,10 @@
 # ferrovpn ⇄ strongSwan 5.9: IKEv1 fragmentation (issue 15) with a certificate chain too large
 # for one datagram. Every key is RSA 4096: a root CA, three intermediate CAs, and a certificate
 # per side issued by the last intermediate; each side sends its certificate and the three
-# intermediates, so MM5 and MM6 are about 8 kB and must cross as fragments of at most
-# fragment_size (1280, both sides' default). Cases: Main Mode with ferrovpn initiating (fv-main)
-# and with strongSwan initiating (ss-main). Each case captures the veth and asserts that both
+# intermediates, so MM5 and MM6 are about 6 kB and must cross as fragments of at most
+# fragment_size (1280, both sides' default); in Aggressive Mode AM2 and AM3. Cases: Main Mode
+# with ferrovpn initiating (fv-main) and with strongSwan initiating (ss-main), and the same in
+# Aggressive Mode (fv-aggressive, ss-aggressive). Each case captures the veth and asserts that both
 # directions carried ISAKMP datagrams whose first payload is FRAG (132), that charon logged
 # reassembling our fragments and splitting its own, and that ferrovpn's status counts fragments
 # sent and reassembled; then pings both ways, a 2 MiB checksummed TCP transfer, and
@@ -15,7 +16,7 @@
 # Layout as certs.sh: ferrovpn in A (192.0.2.1, fv0 198.51.100.1), charon in B (192.0.2.2,
 # 203.0.113.1 on lo).
 # Needs root, strongSwan, openssl, tshark and python3; skips otherwise (fails with CI=true).
-# Env: FERROVPN_BIN, E2E_CASES (e.g. "fv-main ss-main").
+# Env: FERROVPN_BIN, E2E_CASES (e.g. "fv-main ss-aggressive").
 # shellcheck disable=SC2031  # E2E_CASE is set in the per-case subshell that runs these functions
 set -euo pipefail
 E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -90,10 +91,11 @@ frag_count() {
         awk '$1 == 132 { n++ } END { print n + 0 }'
 }
 
-# run_case INITIATOR(fv|ss)
+# run_case INITIATOR(fv|ss) MODE(main|aggressive)
 run_case() {
-    local initiator="$1" start=initiate sw i
+    local initiator="$1" mode="$2" start=initiate sw i aggr=no
     [ "$initiator" = ss ] && start=respond
+    [ "$mode" = aggressive ] && aggr=yes
     FV_NO_IPV6=1 fv_two_ns
     sw="/etc/netns/$FV_NS_B/swanctl"
     mkdir -p "$sw/x509" "$sw/x509ca" "$sw/rsa"
@@ -103,7 +105,7 @@ run_case() {
         cp "$PKI/int$i.crt" "$sw/x509ca/int$i.crt"
     done
     cp "$PKI/b.key.trad" "$sw/rsa/b.key"
-    e2e_ss_up "$(SS_SECRET='' SS_AUTH=pubkey SS_CERT=b.crt e2e_ss_conf)"
+    e2e_ss_up "$(SS_SECRET='' SS_AUTH=pubkey SS_CERT=b.crt SS_AGGRESSIVE="$aggr" e2e_ss_conf)"
 
     # The capture runs from before the first message to after the last.
     local cap="$FV_TMP/veth.pcap" caplog="$FV_TMP/veth.pcap.log"
@@ -116,7 +118,7 @@ run_case() {
     grep -q "Capturing on" "$caplog" || { cat "$caplog" >&2; fail "tshark did not start capturing"; }
 
     SOCK_A="$FV_TMP/a.sock"
-    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE='' C_START="$start" C_MODE=main \
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE='' C_START="$start" C_MODE="$mode" \
         C_EXTRA="auth = \"certificate\"
 cert_file = \"$PKI/a.chain\"
 key_file = \"$PKI/a.key\"
@@ -133,6 +135,7 @@ fragment_size = 1280" \
     fi
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 30 || fail "ferrovpn: no IPsec SA within 30 s"
     e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
+    [ "$(e2e_q "$SOCK_A" 'ikes[0]["mode"]')" = "$mode" ] || fail "ferrovpn reports mode $(e2e_q "$SOCK_A" 'ikes[0]["mode"]')"
     local clog
     clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
     grep -q "authentication of '192.0.2.1' with RSA_EMSA_PKCS1_NULL successful" "$clog" ||
@@ -174,9 +177,11 @@ fragment_size = 1280" \
     fv_charon_stop "$FV_NS_B"
 }
 
-CASES=(fv-main ss-main)
-case_fv_main() { run_case fv; }
-case_ss_main() { run_case ss; }
+CASES=(fv-main ss-main fv-aggressive ss-aggressive)
+case_fv_main() { run_case fv main; }
+case_ss_main() { run_case ss main; }
+case_fv_aggressive() { run_case fv aggressive; }
+case_ss_aggressive() { run_case ss aggressive; }
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done
