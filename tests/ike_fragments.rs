@@ -131,6 +131,37 @@ fn no_fragments_when_the_peer_does_not_announce_them() {
     assert!(fragments_from(&p, Side::B).is_empty());
 }
 
+/// The FRAGMENTATION vendor ID with strongSwan's flag word (IKE fragmentation, 0x80000000).
+const FRAGMENTATION_VID: &str = "4048b7d56ebce88525e7de7f00d6c2d380000000";
+
+fn announces_fragmentation(p: &Pair, side: Side) -> bool {
+    p.wire.iter().filter(|w| w.from == side).any(|w| {
+        ferrovpn_ike::wire::Message::parse(&w.datagram.data).is_ok_and(|m| {
+            m.payloads.iter().any(|pl| {
+                matches!(pl, ferrovpn_ike::wire::Payload::VendorId(v) if hex::encode(v) == FRAGMENTATION_VID)
+            })
+        })
+    })
+}
+
+#[test]
+fn both_roles_announce_fragmentation_unless_it_is_off() {
+    let (a, b) = chain_pair(Phase1Mode::Main, 1280);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert!(announces_fragmentation(&p, Side::A), "MM1");
+    assert!(announces_fragmentation(&p, Side::B), "MM2");
+    let (a, mut b) = chain_pair(Phase1Mode::Aggressive, 1280);
+    b.fragmentation = Fragmentation::No;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert!(announces_fragmentation(&p, Side::A), "AM1");
+    assert!(
+        !announces_fragmentation(&p, Side::B),
+        "AM2 with fragmentation = no"
+    );
+}
+
 #[test]
 fn messages_within_fragment_size_go_whole() {
     let (a, b) = chain_pair(Phase1Mode::Main, 9000);
