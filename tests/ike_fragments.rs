@@ -163,6 +163,20 @@ fn both_roles_announce_fragmentation_unless_it_is_off() {
 }
 
 #[test]
+fn force_fragments_the_first_message_before_the_peer_announced_support() {
+    let (mut a, b) = chain_pair(Phase1Mode::Main, 576);
+    a.fragmentation = Fragmentation::Force;
+    // Smaller than config allows, so even MM1 is split.
+    a.fragment_size = 200;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+    let first = p.wire.iter().find(|w| w.from == Side::A).unwrap();
+    assert!(is_fragment(&first.datagram), "MM1 went as fragments");
+    assert!(p.b.counters().fragments_reassembled >= 2);
+}
+
+#[test]
 fn messages_within_fragment_size_go_whole() {
     let (a, b) = chain_pair(Phase1Mode::Main, 9000);
     let mut p = Pair::new(a, b);

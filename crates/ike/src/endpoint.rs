@@ -61,7 +61,8 @@ pub struct Counters {
     /// Fragments not taken, for any reason (those counted below included; a timeout counts
     /// once per freed reassembly).
     pub fragments_dropped: u64,
-    /// Fragments dropped at a limit: fragment number, message size, reassemblies in progress.
+    /// Fragments dropped at a limit (fragment number, message size, reassemblies in
+    /// progress), and MM1/AM1 reassemblies evicted to make room for newer ones.
     pub fragments_over_limit: u64,
     /// Incomplete reassemblies freed at their timeout.
     pub fragment_timeouts: u64,
@@ -371,22 +372,43 @@ impl Endpoint {
 
     fn add_fragment(&mut self, now: Instant, d: &Datagram) -> Result<Added, FragmentError> {
         let (header, frag) = fragment::parse(&d.data)?;
-        let sa = self
-            .sas
-            .get(&header.initiator_spi)
-            .filter(|sa| {
-                sa.remote.ip() == d.remote.ip()
-                    && (sa.cookies.responder_spi == header.responder_spi
-                        || sa.cookies.responder_spi == [0; 8])
-            })
+        let conn = match self.sas.get(&header.initiator_spi) {
+            Some(sa) => Some(sa)
+                .filter(|sa| {
+                    sa.remote.ip() == d.remote.ip()
+                        && (sa.cookies.responder_spi == header.responder_spi
+                            || sa.cookies.responder_spi == [0; 8])
+                })
+                .map(|sa| sa.conn),
+            // A fragmented MM1/AM1 (a peer with fragmentation = force): from an address a
+            // connection names, as `new_responder` will require.
+            None if header.responder_spi == [0; 8]
+                && matches!(
+                    header.exchange,
+                    ExchangeType::IDENTITY_PROTECTION | ExchangeType::AGGRESSIVE
+                ) =>
+            {
+                self.env
+                    .conns
+                    .iter()
+                    .position(|c| c.remote_addr == d.remote.ip() && c.local_addr == d.local.ip())
+            }
+            None => None,
+        };
+        let cfg = conn
+            .and_then(|c| self.env.conns.get(c))
             .ok_or(FragmentError::NoSa)?;
-        let cfg = self.env.conns.get(sa.conn).ok_or(FragmentError::NoSa)?;
         if cfg.fragmentation == crate::config::Fragmentation::No {
             return Err(FragmentError::Refused);
         }
         let limits = self.env.settings.fragments;
-        self.fragments
-            .add(now, &limits, d.remote.ip(), &header, frag)
+        let added = self
+            .fragments
+            .add(now, &limits, d.remote.ip(), &header, frag);
+        let evicted = self.fragments.take_evicted();
+        self.counters.fragments_dropped += evicted;
+        self.counters.fragments_over_limit += evicted;
+        added
     }
 
     /// An answer (any message with its cookie, from the peer's address, on UDP 4500) to the

@@ -130,6 +130,9 @@ struct Partial {
 #[derive(Debug, Default)]
 pub struct Reassembler {
     partial: HashMap<Key, Partial>,
+    /// Reassemblies of a first message (MM1/AM1, no responder cookie yet) forgotten to make
+    /// room, since the last [`Reassembler::take_evicted`].
+    evicted: u64,
 }
 
 /// Parses a fragment message: its header and the one FRAG payload it carries.
@@ -187,9 +190,14 @@ impl Reassembler {
             id: frag.id,
         };
         if !self.partial.contains_key(&key) {
-            if self.partial.len() >= limits.max_total
-                || self.partial.keys().filter(|k| k.peer == peer).count() >= limits.max_per_peer
-            {
+            let full = |r: &Self| {
+                r.partial.len() >= limits.max_total
+                    || r.partial.keys().filter(|k| k.peer == peer).count() >= limits.max_per_peer
+            };
+            if full(self) {
+                self.evict_first_message(peer, limits);
+            }
+            if full(self) {
                 return Err(FragmentError::TooManyReassemblies);
             }
             self.partial.insert(
@@ -257,6 +265,30 @@ impl Reassembler {
             }
             _ => Err(FragmentError::BadMessage),
         }
+    }
+
+    /// Makes room by forgetting the oldest reassembly of a first message (no responder
+    /// cookie: anyone can send one with a peer's address), from this peer when it is at its
+    /// own bound, else from any. Reassemblies under an SA's cookies are never evicted, so a
+    /// spoofed flood only ever replaces its own.
+    fn evict_first_message(&mut self, peer: IpAddr, limits: &FragmentLimits) {
+        let at_peer_bound =
+            self.partial.keys().filter(|k| k.peer == peer).count() >= limits.max_per_peer;
+        let victim = self
+            .partial
+            .iter()
+            .filter(|(k, _)| k.responder_spi == [0; 8] && (!at_peer_bound || k.peer == peer))
+            .min_by_key(|(_, p)| p.started)
+            .map(|(k, _)| *k);
+        if let Some(k) = victim {
+            self.partial.remove(&k);
+            self.evicted = self.evicted.saturating_add(1);
+        }
+    }
+
+    /// First-message reassemblies evicted since the last call.
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Frees reassemblies older than the timeout; returns how many.
@@ -406,6 +438,44 @@ mod tests {
             r.add(now, &limits, peer, &h, bad),
             Err(FragmentError::BadNumber(200))
         );
+    }
+
+    #[test]
+    fn first_messages_make_room_but_never_displace_an_sas_reassembly() {
+        let limits = FragmentLimits {
+            max_per_peer: 2,
+            ..FragmentLimits::default()
+        };
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut r = Reassembler::default();
+        let now = Instant::now();
+        let frags = split(&message(3000), 1000).unwrap();
+        let (sa_header, frag) = parse(&frags[0]).unwrap();
+        r.add(now, &limits, peer, &sa_header, frag).unwrap();
+        // Spoofed first messages (no responder cookie) with ever new cookies.
+        for i in 0..5u8 {
+            let (mut h, frag) = parse(&frags[0]).unwrap();
+            h.initiator_spi = [i; 8];
+            h.responder_spi = [0; 8];
+            r.add(
+                now + Duration::from_secs(u64::from(i)),
+                &limits,
+                peer,
+                &h,
+                frag,
+            )
+            .unwrap();
+        }
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.take_evicted(), 4);
+        // The SA's message still completes.
+        for f in &frags[1..] {
+            let (h, frag) = parse(f).unwrap();
+            let out = r.add(now, &limits, peer, &h, frag).unwrap();
+            if f == frags.last().unwrap() {
+                assert!(matches!(out, Added::Complete(_)));
+            }
+        }
     }
 
     #[test]
