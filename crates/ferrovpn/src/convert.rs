@@ -18,7 +18,9 @@ use ferrovpn_ike::{
     TrafficSelector,
 };
 
-use crate::config::{Auth, Connection, Identity, Mode, NatTraversal, TcpMss, Tunnel};
+use crate::config::{
+    Auth, Connection, Fragmentation, Identity, Mode, NatTraversal, TcpMss, Tunnel,
+};
 use crate::ipnet::IpNet;
 
 /// Replay window for inbound SAs (RFC 4303 §3.4.3; strongSwan uses 32, we keep more for reordering).
@@ -85,6 +87,12 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
     cfg.allow_aggressive_psk = c.allow_aggressive_psk;
     cfg.allow_weak_dh = c.allow_weak_dh;
     cfg.invalid_spi_recovery = c.invalid_spi_recovery;
+    cfg.fragmentation = match c.fragmentation {
+        Fragmentation::Yes => ferrovpn_ike::config::Fragmentation::Yes,
+        Fragmentation::No => ferrovpn_ike::config::Fragmentation::No,
+        Fragmentation::Force => ferrovpn_ike::config::Fragmentation::Force,
+    };
+    cfg.fragment_size = c.fragment_size;
     cfg
 }
 

@@ -197,6 +197,52 @@ impl Phase1Auth {
     }
 }
 
+/// IKEv1 fragmentation (Cisco/strongSwan FRAGMENTATION vendor ID, FRAG payload 132), named
+/// as strongSwan's `fragmentation` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fragmentation {
+    /// Announce support; fragment a phase 1 message larger than `fragment_size` when the peer
+    /// announced support too (strongSwan's default).
+    #[default]
+    Yes,
+    /// Neither announce nor accept nor send fragments.
+    No,
+    /// Fragment a phase 1 message larger than `fragment_size` even before (or without) the
+    /// peer's announcement.
+    Force,
+}
+
+/// strongSwan's `charon.fragment_size` default: the largest IP datagram of an IKE message
+/// we send whole, and of each fragment.
+pub const DEFAULT_FRAGMENT_SIZE: usize = 1280;
+
+/// Bounds on the reassembly of fragments from the network (untrusted input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentLimits {
+    /// Fragments of one message; a number above this is dropped.
+    pub max_fragments: u8,
+    /// Bytes of one reassembled message (strongSwan's `max_packet` is 10000).
+    pub max_bytes: usize,
+    /// Reassemblies in progress from one peer address.
+    pub max_per_peer: usize,
+    /// Reassemblies in progress overall.
+    pub max_total: usize,
+    /// A reassembly not complete this long after its first fragment is freed.
+    pub timeout: Duration,
+}
+
+impl Default for FragmentLimits {
+    fn default() -> Self {
+        FragmentLimits {
+            max_fragments: 32,
+            max_bytes: 32 * 1024,
+            max_per_peer: 4,
+            max_total: 128,
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
 /// A configured peer.
 #[derive(Clone)]
 pub struct ConnectionConfig {
@@ -231,6 +277,10 @@ pub struct ConnectionConfig {
     /// Set the commit bit in QM1 (RFC 2408 §3.1): the responder then confirms with CONNECTED
     /// before we use the SA. Off by default, as strongSwan; some Cisco setups use it.
     pub request_commit: bool,
+    /// IKEv1 fragmentation of phase 1 messages: announce, accept, send.
+    pub fragmentation: Fragmentation,
+    /// Largest IP datagram (bytes) of a phase 1 message sent whole, and of each fragment.
+    pub fragment_size: usize,
 }
 
 impl fmt::Debug for ConnectionConfig {
@@ -293,6 +343,8 @@ impl ConnectionConfig {
             initial_contact: true,
             invalid_spi_recovery: true,
             request_commit: false,
+            fragmentation: Fragmentation::Yes,
+            fragment_size: DEFAULT_FRAGMENT_SIZE,
         }
     }
 }
@@ -331,6 +383,8 @@ pub struct Settings {
     /// Diffie-Hellman key pairs kept ready per group in use, made by the driver
     /// (`Endpoint::dh_wanted` / `supply_dh`); 0 makes every key pair inline.
     pub dh_pool: usize,
+    /// Bounds on reassembling IKEv1 fragments.
+    pub fragments: FragmentLimits,
     /// Test support: rewrites the payloads of every message we send before it is sealed.
     #[cfg(feature = "test-support")]
     pub tamper: Option<crate::tamper::Tamper>,
@@ -358,6 +412,7 @@ impl Default for Settings {
             rekeyed_drain: Duration::from_secs(5),
             recovery_interval: Duration::from_secs(5),
             dh_pool: 0,
+            fragments: FragmentLimits::default(),
             #[cfg(feature = "test-support")]
             tamper: None,
         }

@@ -21,11 +21,12 @@ use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
 use crate::exchange::quick_mode::state::QmState;
+use crate::fragment::{self, Added, FragmentError, Reassembler};
 use crate::key_pool::KeyPool;
 use crate::proposal::IkeProposal;
 use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
-use crate::wire::{ExchangeType, Header};
+use crate::wire::{ExchangeType, Header, PayloadType};
 
 pub mod control;
 mod recovery;
@@ -59,6 +60,20 @@ pub struct Counters {
     pub recovery_triggers: u64,
     /// Invalid-SPI recovery actions taken: INVALID-SPI sent or phase 1 started.
     pub recovery_actions: u64,
+    /// IKEv1 fragments received (each datagram with a FRAG payload).
+    pub fragments_received: u64,
+    /// Messages reassembled from fragments and handed to the normal input path.
+    pub fragments_reassembled: u64,
+    /// Fragments not taken, for any reason (those counted below included; a timeout counts
+    /// once per freed reassembly).
+    pub fragments_dropped: u64,
+    /// Fragments dropped at a limit (fragment number, message size, reassemblies in
+    /// progress), and MM1/AM1 reassemblies evicted to make room for newer ones.
+    pub fragments_over_limit: u64,
+    /// Incomplete reassemblies freed at their timeout.
+    pub fragment_timeouts: u64,
+    /// Fragments we sent (each datagram with a FRAG payload).
+    pub fragments_sent: u64,
 }
 
 /// One IPsec SA pair as `status` shows it.
@@ -154,6 +169,8 @@ pub struct Endpoint {
     /// Initiator cookies of ISAKMP SAs removed lately (failed, deleted, expired): the peer's
     /// retransmissions under them are no sign of a lost SA either (see `recovery`).
     removed_cookies: std::collections::VecDeque<[u8; 8]>,
+    /// IKEv1 fragments waiting for the rest of their message.
+    fragments: Reassembler,
 }
 
 impl Endpoint {
@@ -178,6 +195,7 @@ impl Endpoint {
             recovery_at: HashMap::new(),
             removed_spis: std::collections::VecDeque::new(),
             removed_cookies: std::collections::VecDeque::new(),
+            fragments: Reassembler::default(),
         }
     }
 
@@ -214,6 +232,11 @@ impl Endpoint {
     /// Key pairs taken from the pool, and made inline because it was empty.
     pub fn dh_pool_use(&self) -> (u64, u64) {
         (self.env.keys.hits, self.env.keys.misses)
+    }
+
+    /// IKEv1 reassemblies in progress and the bytes they hold.
+    pub fn reassembly(&self) -> (usize, usize) {
+        (self.fragments.len(), self.fragments.bytes())
     }
 
     /// True when the connection has an established ISAKMP SA.
@@ -268,6 +291,10 @@ impl Endpoint {
                 return;
             }
         };
+        if header.next_payload == PayloadType::FRAGMENT {
+            self.handle_fragment(now, d);
+            return;
+        }
         let key = header.initiator_spi;
         if !self.sas.contains_key(&key) {
             if self.probe_answered(&header, &d) {
@@ -295,7 +322,7 @@ impl Endpoint {
         }
         if let Some(reply) = sa.replies.lookup(&d.data) {
             if let Some(r) = reply {
-                self.env.out.transmits.push_back(r.clone());
+                self.env.out.transmits.extend(r.iter().cloned());
             }
             self.counters.duplicates += 1;
             if sa.is_established() {
@@ -365,6 +392,69 @@ impl Endpoint {
         }
         count(&mut self.counters, result);
         self.after_input(now, key);
+    }
+
+    /// One IKEv1 fragment: kept for reassembly if it belongs to an ISAKMP SA with this peer
+    /// whose connection has fragmentation on; a completed message goes the normal way.
+    fn handle_fragment(&mut self, now: Instant, d: Datagram) {
+        self.counters.fragments_received += 1;
+        match self.add_fragment(now, &d) {
+            Ok(Added::Pending) => {}
+            Ok(Added::Complete(whole)) => {
+                self.counters.fragments_reassembled += 1;
+                self.counters.received = self.counters.received.saturating_sub(1);
+                self.handle_datagram(now, Datagram { data: whole, ..d });
+            }
+            Err(e) => {
+                self.counters.fragments_dropped += 1;
+                if matches!(
+                    e,
+                    FragmentError::BadNumber(_)
+                        | FragmentError::TooLarge(_)
+                        | FragmentError::TooManyReassemblies
+                ) {
+                    self.counters.fragments_over_limit += 1;
+                }
+            }
+        }
+    }
+
+    fn add_fragment(&mut self, now: Instant, d: &Datagram) -> Result<Added, FragmentError> {
+        let (header, frag) = fragment::parse(&d.data)?;
+        let conn = match self.sas.get(&header.initiator_spi) {
+            Some(sa) => Some(sa)
+                .filter(|sa| {
+                    sa.remote.ip() == d.remote.ip()
+                        && (sa.cookies.responder_spi == header.responder_spi
+                            || sa.cookies.responder_spi == [0; 8])
+                })
+                .map(|sa| sa.conn),
+            // A fragmented MM1/AM1 (a peer with fragmentation = force): from an address a
+            // connection names, as `new_responder` will require.
+            None if header.responder_spi == [0; 8]
+                && matches!(
+                    header.exchange,
+                    ExchangeType::IDENTITY_PROTECTION | ExchangeType::AGGRESSIVE
+                ) =>
+            {
+                self.env.conn_for(Some(d.local.ip()), d.remote.ip())
+            }
+            None => None,
+        };
+        let cfg = conn
+            .and_then(|c| self.env.conns.get(c))
+            .ok_or(FragmentError::NoSa)?;
+        if cfg.fragmentation == crate::config::Fragmentation::No {
+            return Err(FragmentError::Refused);
+        }
+        let limits = self.env.settings.fragments;
+        let added = self
+            .fragments
+            .add(now, &limits, d.remote.ip(), &header, frag);
+        let evicted = self.fragments.take_evicted();
+        self.counters.fragments_dropped += evicted;
+        self.counters.fragments_over_limit += evicted;
+        added
     }
 
     /// An answer (any message with its cookie, from the peer's address, on UDP 4500) to the
@@ -570,6 +660,7 @@ impl Endpoint {
         let Some(mut sa) = self.sas.remove(&key) else {
             return;
         };
+        self.fragments.forget(&key);
         self.note_removed_cookie(key);
         self.replaces.remove(&key);
         self.fail_half_installed(&sa);
@@ -593,6 +684,9 @@ impl Endpoint {
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let expired = self.fragments.expire(now, &self.env.settings.fragments);
+        self.counters.fragment_timeouts += expired as u64;
+        self.counters.fragments_dropped += expired as u64;
         let (due, keep) = std::mem::take(&mut self.retiring)
             .into_iter()
             .partition(|(at, _)| *at <= now);
@@ -632,7 +726,11 @@ impl Endpoint {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
-        self.env.out.transmits.pop_front()
+        let d = self.env.out.transmits.pop_front()?;
+        if d.data.get(16) == Some(&PayloadType::FRAGMENT.0) {
+            self.counters.fragments_sent += 1;
+        }
+        Some(d)
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -648,6 +746,7 @@ impl Endpoint {
             .next_timer()
             .into_iter()
             .chain(self.retiring.iter().map(|(at, _)| *at))
+            .chain(self.fragments.next_timeout(&self.env.settings.fragments))
             .min()
     }
 

@@ -16,6 +16,7 @@ pub mod endpoint;
 mod error;
 pub mod event;
 pub mod exchange;
+pub mod fragment;
 mod key_pool;
 mod keyed;
 pub mod proposal;

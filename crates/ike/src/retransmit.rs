@@ -12,7 +12,11 @@ use crate::wire::{payload_list, Payload};
 /// The last message of an exchange we wait an answer for.
 #[derive(Debug, Clone)]
 pub(crate) struct Retransmit {
-    pub datagram: Datagram,
+    /// The message as sent: one datagram, or its fragments.
+    pub datagrams: Vec<Datagram>,
+    /// Fragments of a message that went out whole: sent from the first retransmission on
+    /// (the whole one may be too large for the path).
+    pub fallback: Option<Vec<Datagram>>,
     pub name: &'static str,
     pub payloads: String,
     pub message_id: u32,
@@ -23,13 +27,14 @@ pub(crate) struct Retransmit {
 impl Retransmit {
     pub fn new(
         ctx: &Ctx<'_>,
-        datagram: Datagram,
+        sent: Sent,
         name: &'static str,
         payloads: &[Payload],
         message_id: u32,
     ) -> Self {
         Retransmit {
-            datagram,
+            datagrams: sent.datagrams,
+            fallback: sent.fallback,
             name,
             payloads: payload_list(payloads),
             message_id,
@@ -39,16 +44,31 @@ impl Retransmit {
     }
 }
 
+/// A message as it went out: its datagrams (one, or its fragments) and, for a large message
+/// that went whole, the fragments a resend uses.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sent {
+    pub datagrams: Vec<Datagram>,
+    pub fallback: Option<Vec<Datagram>>,
+}
+
+impl Sent {
+    /// What a resend transmits: the fragments, if the message has any, else as before.
+    pub fn resend(&self) -> &[Datagram] {
+        self.fallback.as_deref().unwrap_or(&self.datagrams)
+    }
+}
+
 /// Answers a retransmitted request with the reply it already got (RFC 2408 §5: the
 /// responder must not reprocess a message it has seen).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ReplyCache {
     digest: Vec<u8>,
-    reply: Option<Datagram>,
+    reply: Option<Sent>,
 }
 
 impl ReplyCache {
-    pub fn remember(&mut self, request: &[u8], reply: Option<Datagram>) {
+    pub fn remember(&mut self, request: &[u8], reply: Option<Sent>) {
         self.remember_request(request);
         self.reply = reply;
     }
@@ -57,17 +77,18 @@ impl ReplyCache {
         self.digest = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
     }
 
-    pub fn set_reply(&mut self, reply: Option<Datagram>) {
+    pub fn set_reply(&mut self, reply: Option<Sent>) {
         self.reply = reply;
     }
 
-    /// Some(reply or None) when `request` is the last one seen.
-    pub fn lookup(&self, request: &[u8]) -> Option<Option<&Datagram>> {
+    /// Some(reply or None) when `request` is the last one seen: the datagrams to send again
+    /// (a large reply that went whole goes as fragments now, see [`Sent::resend`]).
+    pub fn lookup(&self, request: &[u8]) -> Option<Option<&[Datagram]>> {
         if self.digest.is_empty() {
             return None;
         }
         let d = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
-        crypto::ct_eq(&d, &self.digest).then_some(self.reply.as_ref())
+        crypto::ct_eq(&d, &self.digest).then_some(self.reply.as_ref().map(Sent::resend))
     }
 }
 
@@ -89,15 +110,21 @@ impl Retransmit {
         let wait =
             Duration::try_from_secs_f64(wait.min(3600.0)).unwrap_or(Duration::from_secs(3600));
         self.next_at = later(ctx.now, wait);
-        ctx.out.transmits.push_back(self.datagram.clone());
+        if let Some(f) = self.fallback.take() {
+            self.datagrams = f;
+        }
+        ctx.out.transmits.extend(self.datagrams.iter().cloned());
+        let Some(first) = self.datagrams.first() else {
+            return Ok(());
+        };
         ctx.event(Event::Message(MessageLog {
             direction: Direction::Sent,
             name: self.name,
             cookies,
             message_id: self.message_id,
             payloads: self.payloads.clone(),
-            peer: self.datagram.remote,
-            local: self.datagram.local,
+            peer: first.remote,
+            local: first.local,
             retransmission: true,
         }));
         Ok(())

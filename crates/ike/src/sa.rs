@@ -5,15 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::Fragmentation;
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
 use crate::context::{Ctx, Datagram};
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
 };
 use crate::exchange::quick_mode::state::{QmState, QuickMode};
+use crate::fragment;
 use crate::keyed::Keyed;
 use crate::proposal::IkeProposal;
-use crate::retransmit::{ReplyCache, Retransmit};
+use crate::retransmit::{ReplyCache, Retransmit, Sent};
 use crate::time::later;
 use crate::wire::{
     self, payload_list, ExchangeType, Flags, Header, Notification, NotifyType, Payload,
@@ -297,7 +299,9 @@ impl IkeSa {
         }
     }
 
-    /// Logs and queues a message; `retransmit` keeps it for resending until answered.
+    /// Logs and queues a message; `retransmit` keeps it for resending until answered. A
+    /// phase 1 message larger than the connection's `fragment_size` goes as fragments when
+    /// the peer announced them (or `fragmentation = "force"`).
     pub fn send(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -306,33 +310,79 @@ impl IkeSa {
         data: Vec<u8>,
         message_id: u32,
         retransmit: bool,
-    ) -> Datagram {
-        let datagram = Datagram {
-            local: self.local,
-            remote: self.remote,
-            data,
+    ) -> Sent {
+        let sent = self.datagrams(ctx, data, message_id);
+        let fragments = if sent.datagrams.len() > 1 {
+            format!(" (in {} fragments)", sent.datagrams.len())
+        } else {
+            String::new()
         };
         ctx.event(Event::Message(MessageLog {
             direction: Direction::Sent,
             name,
             cookies: self.cookies,
             message_id,
-            payloads: payload_list(payloads),
+            payloads: format!("{}{fragments}", payload_list(payloads)),
             peer: self.remote,
             local: self.local,
             retransmission: false,
         }));
-        ctx.out.transmits.push_back(datagram.clone());
+        ctx.out.transmits.extend(sent.datagrams.iter().cloned());
         if retransmit {
             self.retransmit = Some(Retransmit::new(
                 ctx,
-                datagram.clone(),
+                sent.clone(),
                 name,
                 payloads,
                 message_id,
             ));
         }
-        datagram
+        sent
+    }
+
+    /// The datagrams of one message: whole, or its fragments (phase 1 only: message ID 0).
+    fn datagrams(&self, ctx: &Ctx<'_>, data: Vec<u8>, message_id: u32) -> Sent {
+        let datagram = |data| Datagram {
+            local: self.local,
+            remote: self.remote,
+            data,
+        };
+        let may = match ctx.cfg.fragmentation {
+            Fragmentation::No => false,
+            Fragmentation::Yes => self.features.fragmentation,
+            Fragmentation::Force => true,
+        };
+        let phase1 = message_id == 0
+            && matches!(
+                data.get(18).copied(),
+                Some(x) if x == ExchangeType::IDENTITY_PROTECTION.0 || x == ExchangeType::AGGRESSIVE.0
+            );
+        if !(may && phase1) {
+            return Sent {
+                datagrams: vec![datagram(data)],
+                fallback: None,
+            };
+        }
+        let budget = fragment::isakmp_budget(ctx.cfg.fragment_size, &self.local, &self.remote);
+        if let Some(frags) = fragment::split(&data, budget) {
+            return Sent {
+                datagrams: frags.into_iter().map(datagram).collect(),
+                fallback: None,
+            };
+        }
+        // Fits `fragment_size`, but perhaps not the path: resends go in fragments every path
+        // carries whole.
+        let minimum = fragment::isakmp_budget(
+            fragment::minimum_datagram(&self.remote),
+            &self.local,
+            &self.remote,
+        );
+        let fallback =
+            fragment::split(&data, minimum).map(|frags| frags.into_iter().map(datagram).collect());
+        Sent {
+            datagrams: vec![datagram(data)],
+            fallback,
+        }
     }
 
     pub fn log_received(

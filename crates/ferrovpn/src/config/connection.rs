@@ -11,9 +11,12 @@ use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals, EspPropos
 use zeroize::Zeroizing;
 
 use super::credentials::{self, Auth};
-use super::defaults::{DEFAULT_ESP, DEFAULT_IKE, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT, MAX_LIFETIME};
+use super::defaults::{
+    DEFAULT_ESP, DEFAULT_FRAGMENT_SIZE, DEFAULT_IKE, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT,
+    MAX_FRAGMENT_SIZE, MAX_LIFETIME, MIN_FRAGMENT_SIZE,
+};
 use super::identity::{parse_identity, Identity};
-use super::negotiation::{AuthKind, Mode, NatTraversal, Start};
+use super::negotiation::{AuthKind, Fragmentation, Mode, NatTraversal, Start};
 use super::raw::RawConnection;
 use super::remark::Severity;
 use super::secret::{read_psk_file, Psk, Purpose};
@@ -58,6 +61,11 @@ pub struct Connection {
     pub allow_weak_dh: bool,
     /// Act on ESP with unknown SPIs / IKE with unknown cookies from the peer (see the ike crate).
     pub invalid_spi_recovery: bool,
+    /// IKEv1 fragmentation: announce, accept and send fragments (`yes`), never (`no`), or
+    /// send them before the peer announced support (`force`).
+    pub fragmentation: Fragmentation,
+    /// Largest IP datagram of a phase 1 message sent whole, and of each fragment.
+    pub fragment_size: usize,
     pub tunnel: Tunnel,
     pub tcp_mss: TcpMss,
 }
@@ -330,6 +338,24 @@ pub(super) fn validate_connection(
         })
     };
 
+    let fragment_size = match rc.fragment_size {
+        None => DEFAULT_FRAGMENT_SIZE,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (MIN_FRAGMENT_SIZE..=MAX_FRAGMENT_SIZE).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "fragment_size: {n} is out of range; give the largest IP datagram of an IKE message in bytes, {MIN_FRAGMENT_SIZE} to {MAX_FRAGMENT_SIZE} (default {DEFAULT_FRAGMENT_SIZE}, as strongSwan)"
+                )
+            })?,
+    };
+    if rc.fragment_size.is_some() && rc.fragmentation == Fragmentation::No {
+        return Err(
+            "fragment_size: set, but fragmentation = \"no\" sends no fragments; drop one of the two"
+                .into(),
+        );
+    }
+
     let (tunnel, tcp_mss) = match (rc.route_based, rc.policy_based) {
         (Some(mut r), None) => {
             let mss = r.tcp_mss.take();
@@ -382,6 +408,8 @@ pub(super) fn validate_connection(
         start: rc.start,
         allow_weak_dh: rc.allow_weak_dh,
         invalid_spi_recovery: rc.invalid_spi_recovery,
+        fragmentation: rc.fragmentation,
+        fragment_size,
         tunnel,
         tcp_mss,
     })

@@ -12,6 +12,14 @@ pub const DEFAULT_IKE: &str = "aes256-sha256-modp2048";
 /// Default phase 2 proposal.
 pub const DEFAULT_ESP: &str = "aes128gcm16";
 
+/// `fragment_size` default: strongSwan's `charon.fragment_size` (bytes of IP datagram).
+pub const DEFAULT_FRAGMENT_SIZE: usize = ferrovpn_ike::config::DEFAULT_FRAGMENT_SIZE;
+/// Smallest `fragment_size`: the IPv4 minimum reassembly size (RFC 791), below which a
+/// datagram is no safer.
+pub const MIN_FRAGMENT_SIZE: usize = 576;
+/// Largest `fragment_size`: the largest IP datagram.
+pub const MAX_FRAGMENT_SIZE: usize = 65535;
+
 /// Longest IKE or IPsec SA lifetime: 24 h, the maximum Cisco IOS and Juniper accept for both.
 /// A peer may propose a shorter one, which is adopted (RFC 2409 §4.5), never a longer one.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);

@@ -31,7 +31,7 @@ pub use defaults::{
 };
 pub use error::ConfigError;
 pub use identity::Identity;
-pub use negotiation::{Mode, NatTraversal, Start};
+pub use negotiation::{Fragmentation, Mode, NatTraversal, Start};
 pub use remark::{Remark, Scope, Severity};
 pub use secret::{Psk, Purpose};
 pub use tunnel::{check_interface_name, RouteBased, SelectorPair, TcpMss, Tunnel};

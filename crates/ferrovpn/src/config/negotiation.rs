@@ -30,6 +30,16 @@ pub enum NatTraversal {
     Force,
 }
 
+/// IKEv1 fragmentation of phase 1 messages, as strongSwan's `fragmentation` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fragmentation {
+    #[default]
+    Yes,
+    No,
+    Force,
+}
+
 /// Whether this side starts phase 1 or waits for the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::negotiation::{AuthKind, Mode, NatTraversal, Start};
+use super::negotiation::{AuthKind, Fragmentation, Mode, NatTraversal, Start};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +70,9 @@ pub(super) struct RawConnection {
     pub(super) allow_weak_dh: bool,
     #[serde(default = "yes")]
     pub(super) invalid_spi_recovery: bool,
+    #[serde(default)]
+    pub(super) fragmentation: Fragmentation,
+    pub(super) fragment_size: Option<i64>,
     pub(super) route_based: Option<RawRouteBased>,
     pub(super) policy_based: Option<RawPolicyBased>,
 }

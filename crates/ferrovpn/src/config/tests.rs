@@ -933,3 +933,37 @@ fn certificate_auth_errors_name_the_file_and_the_problem() {
     }
     assert!(e("psk = \"x\"\nremote_id = \"dn:garbage\"").contains("is not a distinguished name"));
 }
+
+#[test]
+fn fragmentation_defaults_as_strongswan_and_checks_its_size() {
+    let c = parse(&with("psk = \"x\"", RB)).unwrap();
+    assert_eq!(c.connections[0].fragmentation, Fragmentation::Yes);
+    assert_eq!(c.connections[0].fragment_size, 1280);
+    let c = parse(&with(
+        "psk = \"x\"\nfragmentation = \"force\"\nfragment_size = 576",
+        RB,
+    ))
+    .unwrap();
+    assert_eq!(c.connections[0].fragmentation, Fragmentation::Force);
+    assert_eq!(c.connections[0].fragment_size, 576);
+    let c = parse(&with("psk = \"x\"\nfragmentation = \"no\"", RB)).unwrap();
+    assert_eq!(c.connections[0].fragmentation, Fragmentation::No);
+    let e = err(&with("psk = \"x\"\nfragmentation = \"maybe\"", RB));
+    assert!(e.contains("unknown variant `maybe`"), "{e}");
+    for bad in ["100", "-1", "70000"] {
+        let e = err(&with(&format!("psk = \"x\"\nfragment_size = {bad}"), RB));
+        assert!(
+            e.contains(&format!("fragment_size: {bad} is out of range"))
+                && e.contains("576 to 65535"),
+            "{e}"
+        );
+    }
+    let e = err(&with(
+        "psk = \"x\"\nfragmentation = \"no\"\nfragment_size = 1000",
+        RB,
+    ));
+    assert!(
+        e.contains("fragmentation = \"no\" sends no fragments"),
+        "{e}"
+    );
+}

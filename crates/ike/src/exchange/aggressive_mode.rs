@@ -41,7 +41,11 @@ impl IkeSa {
             Payload::Identification(phase1::our_id(ctx.cfg)),
         ];
         payloads.extend(phase1::cert_requests(ctx.cfg));
-        payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
+        payloads.extend(phase1::our_vendor_ids(
+            Role::Initiator,
+            &self.features,
+            ctx.cfg.fragmentation,
+        ));
         self.phase = Phase1::AmI1Sent(ours);
         let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
         self.send(ctx, "AM1", &payloads, data, 0, true);
@@ -114,7 +118,11 @@ impl IkeSa {
         ];
         payloads.extend(proof);
         payloads.extend(phase1::cert_requests(ctx.cfg));
-        payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
+        payloads.extend(phase1::our_vendor_ids(
+            Role::Responder,
+            &self.features,
+            ctx.cfg.fragmentation,
+        ));
         payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
         self.tamper(ctx, "AM2", 0, &mut payloads);
         self.answer_plain(

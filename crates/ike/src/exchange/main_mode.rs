@@ -21,7 +21,11 @@ impl IkeSa {
             ctx.cfg.auth.method(),
         );
         let mut payloads = vec![Payload::Sa(offer)];
-        payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
+        payloads.extend(phase1::our_vendor_ids(
+            Role::Initiator,
+            &self.features,
+            ctx.cfg.fragmentation,
+        ));
         self.tamper(ctx, "MM1", 0, &mut payloads);
         let mut sai_b = Vec::new();
         if let Some(sa) = payloads.iter().find(|p| matches!(p, Payload::Sa(_))) {
@@ -71,7 +75,11 @@ impl IkeSa {
             sai_b,
         };
         let mut payloads = vec![Payload::Sa(reply)];
-        payloads.extend(phase1::our_vendor_ids(Role::Responder, &self.features));
+        payloads.extend(phase1::our_vendor_ids(
+            Role::Responder,
+            &self.features,
+            ctx.cfg.fragmentation,
+        ));
         self.tamper(ctx, "MM2", 0, &mut payloads);
         self.answer_plain(
             ctx,

@@ -6,15 +6,24 @@ use std::net::SocketAddr;
 
 use super::offer::offer;
 use crate::algorithm::IkeHash;
+use crate::config::Fragmentation;
 use crate::context::{Ctx, Datagram};
 use crate::crypto;
 use crate::event::{Cookies, Direction, Event, MessageLog, NatStatus, PeerFeatures, Role};
 use crate::sa::{IkeSa, Udp4500ProbeState};
 use crate::wire::{self, vendor_id, ExchangeType, Flags, KnownVendor, Payload, PayloadType};
 
-/// Vendor IDs we send: DPD, NAT-T (RFC and the drafts old peers know), fragmentation.
-pub(crate) fn our_vendor_ids(role: Role, features: &PeerFeatures) -> Vec<Payload> {
+/// Vendor IDs we send: DPD, NAT-T (RFC and the drafts old peers know), FRAGMENTATION (with
+/// its IKE flag word, as strongSwan) unless `fragmentation = "no"`.
+pub(crate) fn our_vendor_ids(
+    role: Role,
+    features: &PeerFeatures,
+    fragmentation: Fragmentation,
+) -> Vec<Payload> {
     let mut v = vec![KnownVendor::Dpd];
+    if fragmentation != Fragmentation::No {
+        v.push(KnownVendor::Fragmentation);
+    }
     match role {
         Role::Initiator => v.extend([
             KnownVendor::NatTRfc3947,
@@ -166,7 +175,11 @@ impl IkeSa {
                     ctx.cfg.auth.method(),
                 );
                 let mut payloads = vec![Payload::Sa(offer)];
-                payloads.extend(our_vendor_ids(Role::Initiator, &PeerFeatures::default()));
+                payloads.extend(our_vendor_ids(
+                    Role::Initiator,
+                    &PeerFeatures::default(),
+                    ctx.cfg.fragmentation,
+                ));
                 let mut header = self.header(ExchangeType::IDENTITY_PROTECTION, Flags(0), 0);
                 header.initiator_spi = cookie;
                 header.responder_spi = [0; 8];

@@ -57,7 +57,7 @@ impl IkeSa {
         let mut qm = self.quick_modes.swap_remove(idx);
         if let Some(reply) = qm.replies.lookup(datagram) {
             if let Some(r) = reply {
-                ctx.out.transmits.push_back(r.clone());
+                ctx.out.transmits.extend(r.iter().cloned());
             }
             // A repeat of a message we answered: the peer is alive (RFC 3706 §5.5 idle only).
             self.last_heard = ctx.now;
