@@ -254,6 +254,7 @@ fn a_signature_by_another_key_fails_as_signature_invalid() {
         key: PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
+        crls: Default::default(),
     });
     let (_, mut b) = rsa(JUNE_2027);
     b.auth = Phase1Auth::Certificate(wrong);
@@ -271,6 +272,7 @@ fn a_peer_that_sends_no_certificate_fails_as_no_certificate() {
         key: PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
+        crls: Default::default(),
     });
     let mut a = a;
     a.auth = Phase1Auth::Certificate(none);
@@ -349,11 +351,59 @@ fn aggressive_mode_names_an_untrusted_responder_and_a_forged_initiator() {
         key: PrivateKey::from_pem(&read("rsa-b.key")).unwrap(),
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
+        crls: Default::default(),
     });
     let (mut a, b) = aggressive(rsa(JUNE_2027));
     a.auth = Phase1Auth::Certificate(forged);
     let mut p = Pair::new(a, b);
     p.connect();
     assert_eq!(cert_failure(&p, Side::B).name(), "signature_invalid");
+    assert_eq!(p.established(Side::B), 0);
+}
+
+fn crls(names: &[&str]) -> Vec<ferrovpn_ike::crl::Crl> {
+    names
+        .iter()
+        .flat_map(|n| ferrovpn_ike::crl::Crl::from_file_bytes(&read(n)).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_peer_certificate_on_our_crl_fails_as_revoked_and_a_new_crl_applies_without_a_restart() {
+    let (a, b) = rsa(JUNE_2027);
+    let Phase1Auth::Certificate(creds) = &a.auth else {
+        unreachable!()
+    };
+    let creds = Arc::clone(creds);
+    creds.crls.set(crls(&["ca-revokes-rsa-b.crl"]));
+    let mut p = Pair::new(a.clone(), b.clone());
+    p.connect();
+    let f = cert_failure(&p, Side::A);
+    assert_eq!(f.name(), "revoked", "{f}");
+    assert!(
+        matches!(&f, CertFailure::Revoked { subject, issuer, .. }
+            if subject.contains("b.example.net") && issuer.contains("Test Root CA")),
+        "{f}"
+    );
+    assert_eq!(p.established(Side::A), 0);
+    // The CA publishes a CRL without B: the same credentials accept B again.
+    creds.crls.set(crls(&["ca-empty.crl"]));
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn the_responder_refuses_an_initiator_whose_intermediate_ca_is_revoked() {
+    let (a, b) = ecdsa();
+    let Phase1Auth::Certificate(creds) = &b.auth else {
+        unreachable!()
+    };
+    creds.crls.set(crls(&["ca-revokes-inter.crl"]));
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let f = cert_failure(&p, Side::B);
+    assert_eq!(f.name(), "revoked");
+    assert!(f.to_string().contains("Test Intermediate CA"), "{f}");
     assert_eq!(p.established(Side::B), 0);
 }

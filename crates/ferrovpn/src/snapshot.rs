@@ -59,6 +59,9 @@ pub struct ConnSnapshot {
     /// MM1/AM1 from the peer's address that never authenticated (since the daemon started).
     #[serde(default)]
     pub unauthenticated_requests: u64,
+    /// Phase 1 authenticates with certificates (`auth = "certificate"`), not a PSK.
+    #[serde(default)]
+    pub certificate: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

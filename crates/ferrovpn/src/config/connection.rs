@@ -177,6 +177,7 @@ pub(super) fn validate_connection(
                 ("cert_file", &rc.cert_file),
                 ("key_file", &rc.key_file),
                 ("ca_file", &rc.ca_file),
+                ("crl_file", &rc.crl_file),
             ] {
                 if v.is_some() {
                     return Err(format!("{k} needs auth = \"certificate\""));
@@ -195,7 +196,8 @@ pub(super) fn validate_connection(
             let cert_file = path("cert_file", &rc.cert_file)?;
             let key_file = path("key_file", &rc.key_file)?;
             let ca_file = path("ca_file", &rc.ca_file)?;
-            credentials::load(&cert_file, &key_file, &ca_file)?
+            let crl_file = rc.crl_file.as_ref().map(|f| secret_file::resolve(base, f));
+            credentials::load(&cert_file, &key_file, &ca_file, crl_file.as_deref())?
         }
     };
     let uses_psk = matches!(auth, Auth::Psk);

@@ -51,6 +51,7 @@ pub(super) struct RawConnection {
     pub(super) cert_file: Option<PathBuf>,
     pub(super) key_file: Option<PathBuf>,
     pub(super) ca_file: Option<PathBuf>,
+    pub(super) crl_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) mode: Mode,
     #[serde(default)]

@@ -825,6 +825,60 @@ fn cert_dir() -> TempDir {
     d
 }
 
+#[test]
+fn crl_file_is_read_at_load_and_again_only_when_a_file_changes() {
+    let d = cert_dir();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/certs/");
+    std::fs::create_dir(d.0.join("crls")).unwrap();
+    std::fs::copy(format!("{src}ca-empty.crl"), d.0.join("crls/root.crl")).unwrap();
+    let conf = format!("{CERT_AUTH}\ncrl_file = \"crls\"");
+    let c = Config::parse(&with(&conf, RB), &d.0).unwrap();
+    let Auth::Certificate {
+        creds,
+        crl: Some(watch),
+        ..
+    } = &c.connections[0].auth
+    else {
+        panic!("no crl_file");
+    };
+    assert_eq!(creds.crls.get().len(), 1);
+    assert_eq!(creds.crls.get()[0].revoked_count(), 0);
+    let t0 = std::time::Instant::now();
+    // Unchanged files are not read again, due or not.
+    assert!(watch.refresh(creds, t0, true).is_none());
+    // A new CRL (another size) replaces the old one once the check is due.
+    std::fs::copy(
+        format!("{src}ca-revokes-rsa-b.crl"),
+        d.0.join("crls/root.crl"),
+    )
+    .unwrap();
+    assert!(watch.refresh(creds, t0, false).is_none(), "not due yet");
+    let later = t0 + super::credentials::CRL_CHECK_INTERVAL;
+    assert_eq!(watch.refresh(creds, later, false), Some(Ok(1)));
+    assert_eq!(creds.crls.get()[0].revoked_count(), 1);
+    // A broken file keeps the CRLs read before and says why.
+    std::fs::write(
+        d.0.join("crls/root.crl"),
+        "-----BEGIN X509 CRL-----\nAAAA\n",
+    )
+    .unwrap();
+    let e = watch.refresh(creds, later, true).unwrap().unwrap_err();
+    assert!(e.contains("crls/root.crl"), "{e}");
+    assert_eq!(creds.crls.get()[0].revoked_count(), 1);
+    // At load, a file that is not a CRL is an error naming the key.
+    let e = Config::parse(
+        &with(&format!("{CERT_AUTH}\ncrl_file = \"ca.crt\""), RB),
+        &d.0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("crl_file") && e.contains("ca.crt"), "{e}");
+    let e = Config::parse(&with("psk = \"x\"\ncrl_file = \"crls\"", RB), &d.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("crl_file needs auth = \"certificate\""), "{e}");
+}
+
 const CERT_AUTH: &str =
     "auth = \"certificate\"\ncert_file = \"rsa-a.crt\"\nkey_file = \"rsa-a.key\"\nca_file = \"ca.crt\"";
 

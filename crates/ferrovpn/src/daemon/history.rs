@@ -435,6 +435,7 @@ pub(super) fn snapshot(
                 })
                 .collect(),
             unauthenticated_requests: history.unauthenticated_requests(i),
+            certificate: matches!(c.cfg.auth, crate::config::Auth::Certificate { .. }),
             history: history.events(i).cloned().collect(),
             samples: history.samples(i).copied().collect(),
         })

@@ -158,8 +158,42 @@ pub(super) fn certificate(f: &Facts, reason: &str, detail: String) -> Verdict {
         "certificate_expired" | "certificate_not_yet_valid" => "renew the peer's certificate (or the CA's), and check both clocks",
         "identity_not_in_certificate" => "the peer's ID must be its certificate's subject (dn:) or one of its subjectAltNames: fix the peer's local id or the certificate, and remote_id here",
         "no_certificate" => "the peer sent no certificate: configure one on the peer (strongSwan: local certs = ...; send_cert = always)",
+        "revoked" => "the peer's certificate (or a CA above it) is on a CRL in crl_file here: issue the peer a new certificate; if the revocation is a mistake, publish a CRL without it (it is read again when the file changes)",
         "signature_invalid" => "the peer signed with a key that is not its certificate's: check the peer's private key matches the certificate it sends",
         _ => "check the peer's certificate chain: CAs need basicConstraints cA and keyCertSign, the peer's certificate digitalSignature",
+    };
+    v.next = vec![next.to_string()];
+    v
+}
+
+/// `peer-refused-certificate`: with certificates, the peer answered our proof (MM5/MM6, AM)
+/// with an error notify: it did not accept our certificate, its chain or our SIG. The notify
+/// may be forged (unencrypted), so it is evidence shown, with the messages around it.
+pub(super) fn peer_refused_certificate(f: &Facts, notify: &str) -> Verdict {
+    let Facts {
+        c,
+        h,
+        r,
+        now_ms,
+        peer,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!("the peer did not accept our certificate: {peer} sent {notify} in answer to our certificate and signature"),
+    );
+    v.evidence.push(format!(
+        "{notify} from {peer} on cookies {} before phase 1 completed; we sent our certificate chain and SIG (identity {})",
+        r.cookies, c.local_id
+    ));
+    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    let next = match notify {
+        "INVALID-CERT-AUTHORITY" => "the peer does not trust the CA that issued our certificate: add our CA (ca_file here) to the peer's CAs (strongSwan: /etc/swanctl/x509ca), or use a certificate from a CA it trusts",
+        "CERTIFICATE-UNAVAILABLE" => "the peer got no certificate from us it could use: check cert_file here",
+        _ => "the peer's log names the reason (strongSwan: \"no trusted RSA public key found\", \"constraint check failed\", \"certificate was revoked\"): check that it trusts our CA (ca_file here is ours; the peer needs our CA in its trust store), that our certificate is valid and not revoked, and that its remote identity for us is in our certificate (local_id here)",
     };
     v.next = vec![next.to_string()];
     v

@@ -60,6 +60,7 @@ pub(super) fn explain(
         Kind::PeerDead => path::peer_dead(&f),
         Kind::Expired { what } => path::expired(&f, what),
         Kind::Certificate { reason, detail } => auth::certificate(&f, &reason, detail),
+        Kind::PeerRefusedCertificate { notify } => auth::peer_refused_certificate(&f, &notify),
         Kind::Other(text) => refusal::other(&f, text),
     };
     if repeats > 1 {

@@ -297,6 +297,43 @@ fn psk_mismatch_seen_by_the_initiator_as_a_notify() {
 }
 
 #[test]
+fn with_certificates_a_peers_authentication_notify_means_it_refused_our_certificate() {
+    for notify in [
+        "AUTHENTICATION-FAILED",
+        "INVALID-CERT-AUTHORITY",
+        "INVALID-SIGNATURE",
+    ] {
+        for r in [
+            failed(
+                50,
+                CK2,
+                FailureRecord::PeerNotify {
+                    notify: notify.into(),
+                },
+            ),
+            rec(
+                50,
+                CK2,
+                What::Notify {
+                    notify: notify.into(),
+                    authenticated: true,
+                },
+            ),
+        ] {
+            let mut c = conn();
+            c.certificate = true;
+            c.history = vec![msg(0, CK2, "MM5", true, false), r];
+            let v = run(&c, 1000);
+            assert_eq!(codes(&v), ["peer-refused-certificate"], "{}", text(&v));
+            let t = text(&v);
+            assert!(t.contains("did not accept our certificate"), "{t}");
+            assert!(t.contains(notify), "{t}");
+            assert!(!t.contains("pre-shared key"), "{t}");
+        }
+    }
+}
+
+#[test]
 fn identity_mismatch_names_both_identities() {
     let mut c = conn();
     c.history = vec![failed(
@@ -1022,6 +1059,11 @@ fn certificate_failures_are_named_with_their_evidence() {
             "signature_invalid",
             "signature-invalid",
             "signature invalid: Rsa signature over the HASH does not verify",
+        ),
+        (
+            "revoked",
+            "revoked",
+            "certificate \"CN=b\" (serial 00:de:b2) revoked by \"CN=Test Root CA\" at 1796620622 s since 1970 (CRL)",
         ),
     ] {
         let mut c = conn();
