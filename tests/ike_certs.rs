@@ -407,3 +407,37 @@ fn the_responder_refuses_an_initiator_whose_intermediate_ca_is_revoked() {
     assert!(f.to_string().contains("Test Intermediate CA"), "{f}");
     assert_eq!(p.established(Side::B), 0);
 }
+
+#[test]
+fn a_remote_dn_pattern_accepts_any_peer_it_matches_and_refuses_others() {
+    let dn = |s: &str| {
+        IdValue::Other(
+            IdType::DER_ASN1_DN,
+            ferrovpn_ike::cert::parse_dn(s).unwrap(),
+        )
+    };
+    for (pattern, ok) in [
+        ("C=XX, O=ferrovpn test, CN=*", true),
+        ("C=XX, O=*, CN=b.example.net", true),
+        ("C=XX, O=elsewhere, CN=*", false),
+        ("C=XX, CN=*", false),
+    ] {
+        let (mut a, mut b) = rsa(JUNE_2027);
+        b.local_id = dn("C=XX, O=ferrovpn test, CN=b.example.net");
+        a.remote_id = dn(pattern);
+        let mut p = Pair::new(a, b);
+        p.connect();
+        if ok {
+            assert_up(&p);
+        } else {
+            assert!(
+                matches!(
+                    p.ike_failures(Side::A).as_slice(),
+                    [Failure::IdentityMismatch { .. }]
+                ),
+                "{pattern}: {:?}",
+                p.ike_failures(Side::A)
+            );
+        }
+    }
+}

@@ -608,6 +608,31 @@ pub fn same_dn(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// A remote identity with strongSwan's DN wildcards (`C=CH, O=Example, CN=*`): `pattern`
+/// matches `dn` when both have the same RDNs in the same order with the same attribute types,
+/// and each value is equal as in `same_dn` or is `*` in the pattern.
+pub fn dn_matches(pattern: &[u8], dn: &[u8]) -> bool {
+    let (Ok(p), Ok(d)) = (Name::from_der(pattern), Name::from_der(dn)) else {
+        return false;
+    };
+    p.0.len() == d.0.len()
+        && p.0.iter().zip(d.0.iter()).all(|(pr, dr)| {
+            pr.0.len() == dr.0.len()
+                && pr.0.iter().zip(dr.0.iter()).all(|(pa, da)| {
+                    let (ps, ds) = (pa.to_string(), da.to_string());
+                    pa.oid == da.oid && (pa.value.value() == b"*" || ps.eq_ignore_ascii_case(&ds))
+                })
+        })
+}
+
+/// Does a DN (DER) hold a wildcard value (`CN=*`): a pattern, never an identity we send.
+pub fn dn_has_wildcard(dn: &[u8]) -> bool {
+    Name::from_der(dn).is_ok_and(|n| {
+        n.0.iter()
+            .any(|r| r.0.iter().any(|a| a.value.value() == b"*"))
+    })
+}
+
 /// The wall clock as the daemon saw it at one instant: the time of `ctx.now` is derived from
 /// it, so certificate validity is checked against the exchange's time (fake in tests).
 #[derive(Debug, Clone, Copy)]
@@ -1030,5 +1055,36 @@ mod tests {
         ] {
             assert!(Crl::from_file_bytes(bad).is_err());
         }
+    }
+
+    #[test]
+    fn a_dn_pattern_matches_any_value_where_it_has_a_wildcard_and_nothing_else() {
+        let dn = |s: &str| parse_dn(s).unwrap();
+        let subject = dn("C=XX, O=ferrovpn test, CN=a.example.net");
+        let pattern = dn("C=XX, O=ferrovpn test, CN=*");
+        assert!(dn_has_wildcard(&pattern));
+        assert!(!dn_has_wildcard(&subject));
+        assert!(dn_matches(&pattern, &subject));
+        assert!(dn_matches(&dn("C=*, O=*, CN=*"), &subject));
+        assert!(dn_matches(
+            &dn("c=xx, o=FERROVPN TEST, cn=A.example.net"),
+            &subject
+        ));
+        // Another value, another type, another number or order of RDNs: no match.
+        assert!(!dn_matches(&dn("C=XX, O=elsewhere, CN=*"), &subject));
+        assert!(!dn_matches(&dn("C=XX, OU=ferrovpn test, CN=*"), &subject));
+        assert!(!dn_matches(&dn("C=XX, CN=*"), &subject));
+        assert!(!dn_matches(
+            &dn("C=XX, O=ferrovpn test, CN=*, OU=*"),
+            &subject
+        ));
+        assert!(!dn_matches(&dn("CN=*, O=ferrovpn test, C=XX"), &subject));
+        // Only a whole value is a wildcard.
+        assert!(!dn_matches(
+            &dn("C=XX, O=ferrovpn test, CN=*.example.net"),
+            &subject
+        ));
+        assert!(!dn_matches(b"garbage", &subject));
+        assert!(!dn_matches(&pattern, b"garbage"));
     }
 }

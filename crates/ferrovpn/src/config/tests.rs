@@ -879,6 +879,13 @@ fn crl_file_is_read_at_load_and_again_only_when_a_file_changes() {
     assert!(e.contains("crl_file needs auth = \"certificate\""), "{e}");
 }
 
+#[test]
+fn only_remote_id_may_be_a_dn_pattern() {
+    assert!(parse_identity("remote_id", "dn:C=XX, O=Example, CN=*").is_ok());
+    let e = parse_identity("local_id", "dn:C=XX, O=Example, CN=*").unwrap_err();
+    assert!(e.contains("only remote_id may be a pattern"), "{e}");
+}
+
 const CERT_AUTH: &str =
     "auth = \"certificate\"\ncert_file = \"rsa-a.crt\"\nkey_file = \"rsa-a.key\"\nca_file = \"ca.crt\"";
 

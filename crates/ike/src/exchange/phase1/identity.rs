@@ -30,12 +30,13 @@ pub(crate) fn our_id(cfg: &ConnectionConfig) -> Identification {
     Identification::new(&cfg.local_id, 0, 0)
 }
 
-/// The peer's ID must be the configured one (RFC 2409 §5: checked with the HASH).
+/// The peer's ID must be the configured one (RFC 2409 §5: checked with the HASH); a
+/// configured DN may hold wildcard values (`CN=*`, see `cert::dn_matches`).
 pub(crate) fn check_peer_id(cfg: &ConnectionConfig, id: &Identification) -> Result<(), Failure> {
     let got = id.value().map_err(|e| Failure::Malformed(e.to_string()))?;
     let same = match (&got, &cfg.remote_id) {
         (IdValue::Other(IdType::DER_ASN1_DN, a), IdValue::Other(IdType::DER_ASN1_DN, b)) => {
-            cert::same_dn(a, b)
+            cert::same_dn(a, b) || cert::dn_matches(b, a)
         }
         _ => got == cfg.remote_id,
     };
