@@ -9,8 +9,8 @@
 # PKI cases (pki_* functions below): "revoked": strongSwan's certificate is on a CRL in
 # ferrovpn's crl_file: phase 1 fails as revoked (serial, issuer, date), `diagnose` says
 # [revoked]; a new CRL without it is read without a restart and the tunnel comes up.
-# "ss-wrong-ca": strongSwan does not trust ferrovpn's CA: `diagnose` says
-# [peer-refused-certificate] with what the wire showed. fv-rsa also moves a checksummed 2 MiB.
+# "ss-wrong-ca": strongSwan does not trust ferrovpn's CA and answers MM5 with a protected
+# AUTHENTICATION-FAILED: `diagnose` says [peer-refused-certificate] with that evidence. fv-rsa also moves a checksummed 2 MiB.
 # Layout as strongswan_interop.sh: ferrovpn in A (192.0.2.1, fv0 198.51.100.1), charon in B
 # (192.0.2.2, 203.0.113.1 on lo).
 # Needs root, strongSwan and openssl; skips otherwise (fails with CI=true).
@@ -238,7 +238,11 @@ pki_ss_wrong_ca() {
     ok "charon: $(grep -m1 -E -o '(no trusted RSA public key found|no issuer certificate found|constraint check failed).*' "$clog")"
     pki_diagnose peer-refused-certificate
     ok "diagnose: $(grep -m1 -F "[peer-refused-certificate]" <<<"$PKI_DIAG")"
-    grep -m2 -i -E "sent (AUTHENTICATION|INVALID)|evidence|notify" <<<"$PKI_DIAG" | sed 's/^/  diagnose: /' >&2 || true
+    # charon answers MM5 with AUTHENTICATION-FAILED in an INFORMATIONAL protected with the
+    # phase 1 keys (HASH(1)): the evidence says so.
+    grep -q "AUTHENTICATION-FAILED from 192.0.2.2 .* protected with the phase 1 keys" <<<"$PKI_DIAG" ||
+        { printf '%s\n' "$PKI_DIAG" >&2; fail "diagnose does not show charon's protected AUTHENTICATION-FAILED"; }
+    ok "diagnose evidence: $(grep -m1 -o "AUTHENTICATION-FAILED from 192.0.2.2 .* phase 1 keys" <<<"$PKI_DIAG")"
     [ "$(e2e_q "$SOCK_A" 'len(sas)')" = 0 ] || fail "an SA was installed although charon refused us"
     fv_stop "$PID_A"
     fv_charon_stop "$FV_NS_B"

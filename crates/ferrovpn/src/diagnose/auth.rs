@@ -1,7 +1,8 @@
 //! Failures of phase 1 authentication: pre-shared key, identity or certificate.
 
-use super::evidence::{failure_line, messages_of, Facts};
+use super::evidence::{failure_line, initiator_cookie, messages_of, Facts};
 use super::verdict::{verdict, Severity, Verdict};
+use crate::snapshot::What;
 
 /// `psk-mismatch`: silence after MM5, our first encrypted message; `probe` as in the record.
 pub(super) fn psk_silent(f: &Facts, probe: Option<String>) -> Verdict {
@@ -166,6 +167,39 @@ pub(super) fn certificate(f: &Facts, reason: &str, detail: String) -> Verdict {
     v
 }
 
+/// `silent-after-certificate`: with certificates, the peer answered MM1 and MM3 but not MM5
+/// (our ID, certificate chain and SIG); no notify says why.
+pub(super) fn certificate_silent(f: &Facts, probe: Option<String>) -> Verdict {
+    let Facts {
+        c,
+        h,
+        r,
+        now_ms,
+        peer,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!("{peer} answered MM1 and MM3 but not MM5, which carries our certificate and signature: most likely it did not accept our certificate (untrusted CA, revoked, identity) and sent no notify"),
+    );
+    v.evidence.push(format!("cookies {}", r.cookies));
+    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 8));
+    if probe.as_deref() == Some("answered") {
+        v.evidence.push(
+            "probe: a fresh MM1 to the peer's UDP 4500 was answered: UDP 4500 is not blocked"
+                .into(),
+        );
+    }
+    v.next = vec![
+        "read the peer's log for these cookies (strongSwan: \"no issuer certificate found\", \"no trusted RSA public key found\", \"certificate was revoked\")".into(),
+        format!("check that the peer trusts our CA and expects our identity {}", c.local_id),
+    ];
+    v
+}
+
 /// `peer-refused-certificate`: with certificates, the peer answered our proof (MM5/MM6, AM)
 /// with an error notify: it did not accept our certificate, its chain or our SIG. The notify
 /// may be forged (unencrypted), so it is evidence shown, with the messages around it.
@@ -185,8 +219,32 @@ pub(super) fn peer_refused_certificate(f: &Facts, notify: &str) -> Verdict {
         code,
         format!("the peer did not accept our certificate: {peer} sent {notify} in answer to our certificate and signature"),
     );
+    // A notify ends a negotiation only when it came protected (crates/ike informational.rs:
+    // its HASH(1) verified with the phase 1 keys); a plain one is only recorded.
+    let failed_by_it = matches!(
+        &r.what,
+        What::IkeFailed {
+            failure: crate::snapshot::FailureRecord::PeerNotify { .. }
+        }
+    );
+    let protected = h.iter().rev().find_map(|x| match &x.what {
+        What::Notify {
+            notify: n,
+            authenticated,
+        } if n == notify && initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies) => {
+            Some(*authenticated)
+        }
+        _ => None,
+    });
+    let how = match protected.or(failed_by_it.then_some(true)) {
+        Some(true) => {
+            "protected with the phase 1 keys (it came from the peer we exchanged keys with)"
+        }
+        Some(false) => "in plain text (anyone on the path could have sent it)",
+        None => "recorded with this negotiation",
+    };
     v.evidence.push(format!(
-        "{notify} from {peer} on cookies {} before phase 1 completed; we sent our certificate chain and SIG (identity {})",
+        "{notify} from {peer} on cookies {} before phase 1 completed, {how}; we had sent our certificate chain and SIG (identity {})",
         r.cookies, c.local_id
     ));
     v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));

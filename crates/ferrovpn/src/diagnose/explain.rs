@@ -24,7 +24,11 @@ pub(super) fn explain(
     };
     let r = h.get(i).unwrap_or(&fallback);
     let peer = &c.remote_addr;
-    let code = kind.code();
+    // With certificates there is no PSK: silence after MM5 is named for what we sent there.
+    let code = match kind {
+        Kind::PskSilent { .. } if c.certificate => "silent-after-certificate",
+        _ => kind.code(),
+    };
     let f = Facts {
         c,
         h,
@@ -37,6 +41,7 @@ pub(super) fn explain(
     let mut v = match kind {
         Kind::Unreachable => path::unreachable(&f),
         Kind::Udp4500Blocked => path::udp4500_blocked(&f),
+        Kind::PskSilent { probe } if c.certificate => auth::certificate_silent(&f, probe),
         Kind::PskSilent { probe } => auth::psk_silent(&f, probe),
         Kind::Unprocessable {
             message,

@@ -320,6 +320,13 @@ fn with_certificates_a_peers_authentication_notify_means_it_refused_our_certific
                 },
             ),
         ] {
+            let protected = matches!(
+                r.what,
+                What::Notify {
+                    authenticated: true,
+                    ..
+                } | What::IkeFailed { .. }
+            );
             let mut c = conn();
             c.certificate = true;
             c.history = vec![msg(0, CK2, "MM5", true, false), r];
@@ -329,8 +336,35 @@ fn with_certificates_a_peers_authentication_notify_means_it_refused_our_certific
             assert!(t.contains("did not accept our certificate"), "{t}");
             assert!(t.contains(notify), "{t}");
             assert!(!t.contains("pre-shared key"), "{t}");
+            assert_eq!(
+                t.contains("protected with the phase 1 keys"),
+                protected,
+                "{t}"
+            );
         }
     }
+}
+
+#[test]
+fn with_certificates_silence_after_mm5_is_not_called_a_psk_mismatch() {
+    let mut c = conn();
+    c.certificate = true;
+    c.history = vec![
+        msg(0, CK2, "MM5", true, false),
+        failed(
+            9000,
+            CK2,
+            FailureRecord::NoResponse {
+                message: "MM5".into(),
+                tries: 3,
+            },
+        ),
+    ];
+    let v = run(&c, 10_000);
+    assert_eq!(codes(&v), ["silent-after-certificate"], "{}", text(&v));
+    let t = text(&v);
+    assert!(t.contains("our certificate and signature"), "{t}");
+    assert!(!t.contains("pre-shared"), "{t}");
 }
 
 #[test]
