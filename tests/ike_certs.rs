@@ -255,6 +255,7 @@ fn a_signature_by_another_key_fails_as_signature_invalid() {
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
         crls: Default::default(),
+        alternates: Vec::new(),
     });
     let (_, mut b) = rsa(JUNE_2027);
     b.auth = Phase1Auth::Certificate(wrong);
@@ -273,6 +274,7 @@ fn a_peer_that_sends_no_certificate_fails_as_no_certificate() {
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
         crls: Default::default(),
+        alternates: Vec::new(),
     });
     let mut a = a;
     a.auth = Phase1Auth::Certificate(none);
@@ -352,6 +354,7 @@ fn aggressive_mode_names_an_untrusted_responder_and_a_forged_initiator() {
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
         crls: Default::default(),
+        alternates: Vec::new(),
     });
     let (mut a, b) = aggressive(rsa(JUNE_2027));
     a.auth = Phase1Auth::Certificate(forged);
@@ -440,4 +443,95 @@ fn a_remote_dn_pattern_accepts_any_peer_it_matches_and_refuses_others() {
             );
         }
     }
+}
+
+/// A with its default certificate from the test root and, when `alternate`, a second one from
+/// the other root; B trusts only the other root (its CR names it).
+fn cr_pair(alternate: bool) -> (ConnectionConfig, ConnectionConfig) {
+    let alternates = if alternate {
+        vec![ferrovpn_ike::cert::LocalCert {
+            chain: certs(&["other-a.crt"]),
+            key: PrivateKey::from_pem(&read("other-a.key")).unwrap(),
+        }]
+    } else {
+        Vec::new()
+    };
+    let a = CertAuth::with_alternates(
+        certs(&["rsa-a.crt"]),
+        PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
+        alternates,
+        certs(&["ca.crt"]),
+        clock(JUNE_2027),
+    )
+    .unwrap();
+    pair(
+        Phase1Auth::Certificate(a),
+        auth(&["rsa-b.crt"], "rsa-b.key", &["other-ca.crt"], JUNE_2027),
+    )
+}
+
+fn unmatched_crs(p: &Pair, side: Side) -> Vec<Vec<String>> {
+    p.events(side)
+        .iter()
+        .filter_map(|e| match e {
+            Event::CertificateRequestUnmatched { requested, .. } => Some(requested.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_peers_cr_chooses_which_of_our_certificates_we_send() {
+    for aggressive_mode in [false, true] {
+        let (a, b) = cr_pair(true);
+        let (a, b) = if aggressive_mode {
+            aggressive((a, b))
+        } else {
+            (a, b)
+        };
+        let mut p = Pair::new(a, b);
+        p.connect();
+        assert_up(&p);
+        assert!(unmatched_crs(&p, Side::A).is_empty());
+    }
+}
+
+#[test]
+fn when_no_certificate_matches_the_peers_cr_the_default_is_sent_and_that_is_recorded() {
+    let (a, b) = cr_pair(false);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::B).name(), "untrusted_ca");
+    let unmatched = unmatched_crs(&p, Side::A);
+    assert!(
+        unmatched
+            .first()
+            .is_some_and(|r| r.len() == 1 && r[0].contains("Other Root CA")),
+        "{unmatched:?}"
+    );
+}
+
+#[test]
+fn every_certificate_of_a_connection_needs_its_own_key_of_the_same_kind() {
+    let alt = |cert: &str, key: &str| ferrovpn_ike::cert::LocalCert {
+        chain: certs(&[cert]),
+        key: PrivateKey::from_pem(&read(key)).unwrap(),
+    };
+    let new = |alternate| {
+        CertAuth::with_alternates(
+            certs(&["rsa-a.crt"]),
+            PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
+            vec![alternate],
+            certs(&["ca.crt"]),
+            clock(JUNE_2027),
+        )
+    };
+    assert_eq!(
+        new(alt("other-a.crt", "rsa-a.key")).unwrap_err(),
+        ferrovpn_ike::cert::CredentialError::KeyMismatch
+    );
+    assert!(matches!(
+        new(alt("ec-a.crt", "ec-a.key")).unwrap_err(),
+        ferrovpn_ike::cert::CredentialError::KindMismatch(..)
+    ));
 }

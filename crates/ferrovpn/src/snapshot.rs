@@ -143,6 +143,11 @@ pub enum What {
         authenticated: bool,
     },
     InitialContact,
+    /// The peer's CR payloads asked for CAs none of our certificates chains to; we sent the
+    /// default certificate.
+    CertRequestUnmatched {
+        requested: Vec<String>,
+    },
     /// A message from the peer we could not act on (answered with `notify` where one applies).
     Unprocessable {
         message: String,

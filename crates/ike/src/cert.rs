@@ -159,6 +159,8 @@ pub enum CredentialError {
     BadKey,
     #[error("the private key does not belong to the certificate")]
     KeyMismatch,
+    #[error("every certificate of a connection needs a key of the same kind (auth method): {0:?} and {1:?}")]
+    KindMismatch(SignatureKind, SignatureKind),
 }
 
 /// The signature kinds of phase 1 (auth methods: RFC 2409 App. A, RFC 4754 §5).
@@ -482,6 +484,11 @@ impl Cert {
         &self.der
     }
 
+    /// Does `key` belong to this certificate.
+    pub fn matches_key(&self, key: &PrivateKey) -> bool {
+        self.key == key.public()
+    }
+
     /// The subject DN as an RFC 4514 string.
     pub fn subject(&self) -> String {
         self.cert.tbs_certificate.subject.to_string()
@@ -599,6 +606,14 @@ pub fn parse_dn(s: &str) -> Result<Vec<u8>, String> {
     rdns.to_der().map_err(|e| e.to_string())
 }
 
+/// A DER DN as text (RFC 4514), for logs; what is not a DN is shown by its length.
+pub fn dn_string(der: &[u8]) -> String {
+    Name::from_der(der).map_or_else(
+        |_| format!("(not a DN, {} bytes)", der.len()),
+        |n| n.to_string(),
+    )
+}
+
 /// Two DER DNs name the same entity: equal attribute types and values, compared as text
 /// without regard to the string type (PrintableString vs UTF8String) or ASCII case.
 pub fn same_dn(a: &[u8], b: &[u8]) -> bool {
@@ -695,6 +710,25 @@ impl CrlSet {
     }
 }
 
+/// One more certificate of ours (chain and key), sent instead of the default one when the
+/// peer's CR payloads ask for its CA.
+#[derive(Debug)]
+pub struct LocalCert {
+    pub chain: Vec<Cert>,
+    pub key: PrivateKey,
+}
+
+/// How the peer's CR payloads chose the certificate we send (RFC 2408 §3.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrMatch {
+    /// The peer sent no CR: our default certificate.
+    NoRequest,
+    /// A certificate whose chain names a CA the peer asked for.
+    Matched,
+    /// The peer asked only for CAs none of ours chains to: the default all the same.
+    Unmatched,
+}
+
 /// Our certificate (with any intermediates to send) and its private key, and the CAs we
 /// trust for the peer's.
 #[derive(Debug)]
@@ -707,6 +741,8 @@ pub struct CertAuth {
     pub clock: WallClock,
     /// Revocation lists of the CAs (and intermediates) of the peer's chain.
     pub crls: CrlSet,
+    /// Our other certificates, chosen by the peer's CR payloads (`choose`).
+    pub alternates: Vec<LocalCert>,
 }
 
 impl CertAuth {
@@ -717,9 +753,30 @@ impl CertAuth {
         cas: Vec<Cert>,
         clock: WallClock,
     ) -> Result<Arc<Self>, CredentialError> {
+        Self::with_alternates(chain, key, Vec::new(), cas, clock)
+    }
+
+    /// As `new`, with more certificates of ours (each key must belong to its certificate and
+    /// be of the default key's kind: the auth method is negotiated before the choice).
+    pub fn with_alternates(
+        chain: Vec<Cert>,
+        key: PrivateKey,
+        alternates: Vec<LocalCert>,
+        cas: Vec<Cert>,
+        clock: WallClock,
+    ) -> Result<Arc<Self>, CredentialError> {
         let first = chain.first().ok_or(CredentialError::NoCertificate)?;
         if first.key != key.public() {
             return Err(CredentialError::KeyMismatch);
+        }
+        for a in &alternates {
+            let first = a.chain.first().ok_or(CredentialError::NoCertificate)?;
+            if first.key != a.key.public() {
+                return Err(CredentialError::KeyMismatch);
+            }
+            if a.key.kind() != key.kind() {
+                return Err(CredentialError::KindMismatch(key.kind(), a.key.kind()));
+            }
         }
         Ok(Arc::new(CertAuth {
             chain,
@@ -727,7 +784,30 @@ impl CertAuth {
             cas,
             clock,
             crls: CrlSet::default(),
+            alternates,
         }))
+    }
+
+    /// The certificate chain and key to send, given the CA names of the peer's CR payloads:
+    /// the default when it names none of ours or sent none, else the first (default first)
+    /// whose chain has a certificate issued by a CA it asked for.
+    pub fn choose(&self, requested: &[Vec<u8>]) -> (&[Cert], &PrivateKey, CrMatch) {
+        if requested.is_empty() {
+            return (&self.chain, &self.key, CrMatch::NoRequest);
+        }
+        let answers = |chain: &[Cert]| {
+            chain.iter().any(|c| {
+                let issuer = c.issuer().to_der().unwrap_or_default();
+                requested.iter().any(|r| same_dn(r, &issuer))
+            })
+        };
+        if answers(&self.chain) {
+            return (&self.chain, &self.key, CrMatch::Matched);
+        }
+        match self.alternates.iter().find(|a| answers(&a.chain)) {
+            Some(a) => (&a.chain, &a.key, CrMatch::Matched),
+            None => (&self.chain, &self.key, CrMatch::Unmatched),
+        }
     }
 
     pub fn kind(&self) -> SignatureKind {

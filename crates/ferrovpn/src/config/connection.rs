@@ -183,6 +183,9 @@ pub(super) fn validate_connection(
                     return Err(format!("{k} needs auth = \"certificate\""));
                 }
             }
+            if !rc.alt_certs.is_empty() {
+                return Err("alt_certs needs auth = \"certificate\"".into());
+            }
             Auth::Psk
         }
         AuthKind::Certificate => {
@@ -197,7 +200,17 @@ pub(super) fn validate_connection(
             let key_file = path("key_file", &rc.key_file)?;
             let ca_file = path("ca_file", &rc.ca_file)?;
             let crl_file = rc.crl_file.as_ref().map(|f| secret_file::resolve(base, f));
-            credentials::load(&cert_file, &key_file, &ca_file, crl_file.as_deref())?
+            let alt: Vec<(PathBuf, PathBuf)> = rc
+                .alt_certs
+                .iter()
+                .map(|a| {
+                    (
+                        secret_file::resolve(base, &a.cert_file),
+                        secret_file::resolve(base, &a.key_file),
+                    )
+                })
+                .collect();
+            credentials::load(&cert_file, &key_file, &alt, &ca_file, crl_file.as_deref())?
         }
     };
     let uses_psk = matches!(auth, Auth::Psk);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use ferrovpn_ike::cert::{Cert, CertAuth, PrivateKey, WallClock};
+use ferrovpn_ike::cert::{Cert, CertAuth, LocalCert, PrivateKey, WallClock};
 use ferrovpn_ike::crl::Crl;
 
 use crate::secret_file;
@@ -33,21 +33,34 @@ pub enum Auth {
 pub(super) fn load(
     cert_file: &Path,
     key_file: &Path,
+    alt_certs: &[(PathBuf, PathBuf)],
     ca_file: &Path,
     crl_file: Option<&Path>,
 ) -> Result<Auth, String> {
     let chain = read_certs("cert_file", cert_file)?;
     let cas = read_cas(ca_file)?;
-    let key_pem = secret_file::read_private(key_file).map_err(|e| format!("key_file {e}"))?;
-    let key = PrivateKey::from_pem(&key_pem)
-        .map_err(|e| format!("key_file {}: {e}", key_file.display()))?;
-    let creds = CertAuth::new(chain, key, cas, WallClock::now()).map_err(|e| {
-        format!(
-            "key_file {} and cert_file {}: {e}",
-            key_file.display(),
-            cert_file.display()
-        )
-    })?;
+    let key = read_key("key_file", key_file)?;
+    let mut alternates = Vec::new();
+    for (cert, key_file) in alt_certs {
+        let chain = read_certs("alt_certs cert_file", cert)?;
+        let key = read_key("alt_certs key_file", key_file)?;
+        if !chain.first().is_some_and(|c| c.matches_key(&key)) {
+            return Err(format!(
+                "alt_certs key_file {} and cert_file {}: the private key does not belong to the certificate",
+                key_file.display(),
+                cert.display()
+            ));
+        }
+        alternates.push(LocalCert { chain, key });
+    }
+    let creds =
+        CertAuth::with_alternates(chain, key, alternates, cas, WallClock::now()).map_err(|e| {
+            format!(
+                "key_file {} and cert_file {} (and alt_certs): {e}",
+                key_file.display(),
+                cert_file.display()
+            )
+        })?;
     let crl = match crl_file {
         None => None,
         Some(path) => {
@@ -206,6 +219,11 @@ fn read_cas(path: &Path) -> Result<Vec<Cert>, String> {
         ));
     }
     Ok(cas)
+}
+
+fn read_key(key: &str, path: &Path) -> Result<PrivateKey, String> {
+    let pem = secret_file::read_private(path).map_err(|e| format!("{key} {e}"))?;
+    PrivateKey::from_pem(&pem).map_err(|e| format!("{key} {}: {e}", path.display()))
 }
 
 fn read_certs(key: &str, path: &Path) -> Result<Vec<Cert>, String> {

@@ -880,6 +880,38 @@ fn crl_file_is_read_at_load_and_again_only_when_a_file_changes() {
 }
 
 #[test]
+fn alt_certs_load_each_certificate_with_its_key() {
+    let d = cert_dir();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/certs/");
+    for f in ["other-a.crt", "other-a.key"] {
+        let to = d.0.join(f);
+        std::fs::copy(format!("{src}{f}"), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let ok = format!(
+        "{CERT_AUTH}\nalt_certs = [{{ cert_file = \"other-a.crt\", key_file = \"other-a.key\" }}]"
+    );
+    let c = Config::parse(&with(&ok, RB), &d.0).unwrap();
+    let Auth::Certificate { creds, .. } = &c.connections[0].auth else {
+        panic!("not certificate auth");
+    };
+    assert_eq!(creds.alternates.len(), 1);
+    let wrong = ok.replace("other-a.key\"", "rsa-a.key\"");
+    let e = Config::parse(&with(&wrong, RB), &d.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("alt_certs key_file") && e.contains("does not belong"),
+        "{e}"
+    );
+    let ec = ok
+        .replace("other-a.key\"", "ec-a.key\"")
+        .replace("other-a.crt", "ec-a.crt");
+    let e = Config::parse(&with(&ec, RB), &d.0).unwrap_err().to_string();
+    assert!(e.contains("same kind"), "{e}");
+}
+
+#[test]
 fn only_remote_id_may_be_a_dn_pattern() {
     assert!(parse_identity("remote_id", "dn:C=XX, O=Example, CN=*").is_ok());
     let e = parse_identity("local_id", "dn:C=XX, O=Example, CN=*").unwrap_err();

@@ -282,6 +282,18 @@ impl History {
                     remote_access: *remote_access,
                 },
             ),
+            Event::CertificateRequestUnmatched {
+                conn,
+                cookies,
+                requested,
+            } => (
+                Some(*conn),
+                *cookies,
+                0,
+                What::CertRequestUnmatched {
+                    requested: requested.clone(),
+                },
+            ),
             Event::NotifyReceived {
                 conn,
                 cookies,

@@ -256,3 +256,54 @@ pub(super) fn peer_refused_certificate(f: &Facts, notify: &str) -> Verdict {
     v.next = vec![next.to_string()];
     v
 }
+
+/// The CA names of the peer's CR payloads that none of our certificates answered, recorded in
+/// the negotiation of `r` (same initiator cookie).
+pub(super) fn unmatched_cr(
+    h: &[crate::snapshot::Record],
+    r: &crate::snapshot::Record,
+) -> Option<Vec<String>> {
+    h.iter().rev().find_map(|x| match &x.what {
+        What::CertRequestUnmatched { requested }
+            if initiator_cookie(&x.cookies) == initiator_cookie(&r.cookies) =>
+        {
+            Some(requested.clone())
+        }
+        _ => None,
+    })
+}
+
+/// `no-certificate-matches-cr`: the peer asked (CR payloads, RFC 2408 §3.10) for CAs that none
+/// of our certificates chains to; we sent the default, and the peer refused it or went silent.
+pub(super) fn no_certificate_matches_cr(f: &Facts, requested: Vec<String>) -> Verdict {
+    let Facts {
+        c,
+        h,
+        r,
+        now_ms,
+        peer,
+        code,
+        ..
+    } = *f;
+    let mut v = verdict(
+        c,
+        Severity::Problem,
+        code,
+        format!(
+            "no certificate matches the peer's CR: {peer} asked for a certificate from {}, none of ours chains to it, and it did not accept the default one we sent",
+            requested.join(" or ")
+        ),
+    );
+    v.evidence.push(format!(
+        "the peer's CR payloads on cookies {} named: {}",
+        r.cookies,
+        requested.join("; ")
+    ));
+    v.evidence
+        .push(format!("{} (cookies {})", failure_line(r), r.cookies));
+    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    v.next = vec![
+        "add a certificate from a CA the peer trusts to alt_certs here (it is sent when the peer's CR names its CA), or add our CA to the peer's trusted CAs".into(),
+    ];
+    v
+}

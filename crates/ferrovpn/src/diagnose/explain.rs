@@ -24,8 +24,13 @@ pub(super) fn explain(
     };
     let r = h.get(i).unwrap_or(&fallback);
     let peer = &c.remote_addr;
-    // With certificates there is no PSK: silence after MM5 is named for what we sent there.
+    // With certificates there is no PSK: silence after MM5 is named for what we sent there;
+    // when the peer had asked for CAs none of our certificates chains to, that is the cause.
+    let unmatched_cr = auth::unmatched_cr(h, r);
+    let refused = matches!(kind, Kind::PeerRefusedCertificate { .. })
+        || (c.certificate && matches!(kind, Kind::PskSilent { .. }));
     let code = match kind {
+        _ if refused && unmatched_cr.is_some() => "no-certificate-matches-cr",
         Kind::PskSilent { .. } if c.certificate => "silent-after-certificate",
         _ => kind.code(),
     };
@@ -39,6 +44,9 @@ pub(super) fn explain(
         code,
     };
     let mut v = match kind {
+        _ if refused && unmatched_cr.is_some() => {
+            auth::no_certificate_matches_cr(&f, unmatched_cr.unwrap_or_default())
+        }
         Kind::Unreachable => path::unreachable(&f),
         Kind::Udp4500Blocked => path::udp4500_blocked(&f),
         Kind::PskSilent { probe } if c.certificate => auth::certificate_silent(&f, probe),

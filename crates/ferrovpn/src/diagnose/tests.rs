@@ -346,6 +346,34 @@ fn with_certificates_a_peers_authentication_notify_means_it_refused_our_certific
 }
 
 #[test]
+fn a_peer_refusing_our_default_certificate_after_an_unmatched_cr_is_named_for_the_cr() {
+    let mut c = conn();
+    c.certificate = true;
+    c.history = vec![
+        rec(
+            0,
+            CK2,
+            What::CertRequestUnmatched {
+                requested: vec!["CN=Other Root CA,O=elsewhere,C=XX".into()],
+            },
+        ),
+        msg(0, CK2, "MM5", true, false),
+        failed(
+            50,
+            CK2,
+            FailureRecord::PeerNotify {
+                notify: "INVALID-CERT-AUTHORITY".into(),
+            },
+        ),
+    ];
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["no-certificate-matches-cr"], "{}", text(&v));
+    let t = text(&v);
+    assert!(t.contains("no certificate matches the peer's CR"), "{t}");
+    assert!(t.contains("Other Root CA"), "{t}");
+}
+
+#[test]
 fn with_certificates_silence_after_mm5_is_not_called_a_psk_mismatch() {
     let mut c = conn();
     c.certificate = true;
