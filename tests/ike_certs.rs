@@ -234,6 +234,19 @@ fn an_expired_certificate_fails_as_expired() {
 }
 
 #[test]
+fn a_certificate_not_yet_valid_fails_as_not_yet_valid() {
+    // A's clock says 2020, before every fixture's notBefore.
+    let (_, b) = rsa(JUNE_2027);
+    let (mut a, _) = rsa(JUNE_2027);
+    a.auth = auth(&["rsa-a.crt"], "rsa-a.key", &["ca.crt"], 1_577_836_800);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let f = cert_failure(&p, Side::A);
+    assert_eq!(f.name(), "certificate_not_yet_valid", "{f}");
+    assert_eq!(p.established(Side::A), 0);
+}
+
+#[test]
 fn an_identity_not_in_the_certificate_fails_as_identity_not_in_certificate() {
     let (mut a, mut b) = rsa(JUNE_2027);
     b.local_id = IdValue::Fqdn("c.example.net".into());

@@ -9,8 +9,11 @@
 # PKI cases (pki_* functions below): "revoked": strongSwan's certificate is on a CRL in
 # ferrovpn's crl_file: phase 1 fails as revoked (serial, issuer, date), `diagnose` says
 # [revoked]; a new CRL without it is read without a restart and the tunnel comes up.
-# "ss-wrong-ca": strongSwan does not trust ferrovpn's CA and answers MM5 with a protected
-# AUTHENTICATION-FAILED: `diagnose` says [peer-refused-certificate] with that evidence. fv-rsa also moves a checksummed 2 MiB.
+# "ss-wrong-ca": strongSwan does not trust ferrovpn's CA (its CR names another) and answers MM5
+# with a protected AUTHENTICATION-FAILED: `diagnose` says [no-certificate-matches-cr], that
+# the peer did not accept our certificate, with that notify as evidence.
+# "cr-choice": charon trusts only another CA; ferrovpn's alt_certs holds a certificate from it,
+# which charon's CR selects: the tunnel comes up. fv-rsa also moves a checksummed 2 MiB.
 # Layout as strongswan_interop.sh: ferrovpn in A (192.0.2.1, fv0 198.51.100.1), charon in B
 # (192.0.2.2, 203.0.113.1 on lo).
 # Needs root, strongSwan and openssl; skips otherwise (fails with CI=true).
@@ -162,8 +165,9 @@ pki_crl() {
     rm -rf "$db"
 }
 
-# pki_start SS_TRUSTS [CRL_DIR]: charon (B) with b.crt of $FV_TMP/pki, trusting SS_TRUSTS/ca.crt;
-# ferrovpn (A) initiating with a.crt, trusting $FV_TMP/pki/ca.crt, crl_file = CRL_DIR if given.
+# pki_start SS_TRUSTS [CRL_DIR] [EXTRA]: charon (B) with b.crt of $FV_TMP/pki, trusting
+# SS_TRUSTS/ca.crt; ferrovpn (A) initiating with a.crt, trusting $FV_TMP/pki/ca.crt,
+# crl_file = CRL_DIR if given, EXTRA connection lines.
 pki_start() {
     local ss_trusts="$1" crl="${2:-}" sw extra
     sw="/etc/netns/$FV_NS_B/swanctl"
@@ -178,6 +182,8 @@ key_file = \"$FV_TMP/pki/a.key\"
 ca_file = \"$FV_TMP/pki/ca.crt\""
     [ -z "$crl" ] || extra+="
 crl_file = \"$crl\""
+    [ -z "${3:-}" ] || extra+="
+$3"
     SOCK_A="$FV_TMP/a.sock"
     C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE='' C_START=initiate \
         C_EXTRA="$extra" C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
@@ -236,8 +242,14 @@ pki_ss_wrong_ca() {
     e2e_wait_log "$clog" 'no trusted RSA public key found|constraint check failed|no issuer certificate found' 20 ||
         fail "charon did not refuse our certificate"
     ok "charon: $(grep -m1 -E -o '(no trusted RSA public key found|no issuer certificate found|constraint check failed).*' "$clog")"
-    pki_diagnose peer-refused-certificate
-    ok "diagnose: $(grep -m1 -F "[peer-refused-certificate]" <<<"$PKI_DIAG")"
+    # charon's CR named the rogue CA and ferrovpn has no certificate from it: the diagnosis
+    # names that, and that the peer did not accept our certificate.
+    grep -q "no certificate matches the peer's CR" "$FV_TMP/ferrovpn.log" ||
+        fail "ferrovpn did not log that no certificate matches charon's CR"
+    pki_diagnose no-certificate-matches-cr
+    grep -q "the peer did not accept our certificate" <<<"$PKI_DIAG" ||
+        { printf '%s\n' "$PKI_DIAG" >&2; fail "diagnose does not say the peer did not accept our certificate"; }
+    ok "diagnose: $(grep -m1 -F "[no-certificate-matches-cr]" <<<"$PKI_DIAG")"
     # charon answers MM5 with AUTHENTICATION-FAILED in an INFORMATIONAL protected with the
     # phase 1 keys (HASH(1)): the evidence says so.
     grep -q "AUTHENTICATION-FAILED from 192.0.2.2 .* protected with the phase 1 keys" <<<"$PKI_DIAG" ||
@@ -248,7 +260,31 @@ pki_ss_wrong_ca() {
     fv_charon_stop "$FV_NS_B"
 }
 
-CASES=(fv-rsa ss-rsa fv-ecdsa ss-ecdsa fv-aggressive-ecdsa ss-aggressive-rsa wrong-ca revoked ss-wrong-ca)
+pki_cr_choice() {
+    FV_NO_IPV6=1 fv_two_ns
+    make_pki rsa "$FV_TMP/pki" "Test CA"
+    make_pki rsa "$FV_TMP/rogue" "Rogue CA"
+    # charon trusts only the rogue CA; ferrovpn's second certificate (alt_certs) is the rogue
+    # CA's "a": charon's CR names the rogue CA, so that is the one ferrovpn must send.
+    pki_start "$FV_TMP/rogue" "" "alt_certs = [{ cert_file = \"$FV_TMP/rogue/a.crt\", key_file = \"$FV_TMP/rogue/a.key\" }]"
+    local clog
+    clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"
+    grep -q "sending cert request for \"C=XX, O=ferrovpn e2e, CN=Rogue CA\"" "$clog" ||
+        fail "charon's log does not show its CR for the rogue CA"
+    ok "charon: $(grep -m1 -o 'sending cert request for .*' "$clog")"
+    grep -q 'using trusted ca certificate "C=XX, O=ferrovpn e2e, CN=Rogue CA"' "$clog" ||
+        fail "charon did not validate ferrovpn's certificate with the rogue CA"
+    ok "charon: $(grep -m1 -o 'using trusted ca certificate .*' "$clog")"
+    if grep -q "no certificate matches the peer's CR" "$FV_TMP/ferrovpn.log"; then
+        fail "ferrovpn logged an unmatched CR although alt_certs answers it"
+    fi
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
+CASES=(fv-rsa ss-rsa fv-ecdsa ss-ecdsa fv-aggressive-ecdsa ss-aggressive-rsa wrong-ca revoked ss-wrong-ca cr-choice)
 case_fv_rsa() { run_case fv rsa main; }
 case_ss_rsa() { run_case ss rsa main; }
 case_fv_ecdsa() { run_case fv ecdsa main; }
@@ -258,6 +294,7 @@ case_ss_aggressive_rsa() { run_case ss rsa aggressive; }
 case_wrong_ca() { run_case fv rsa main wrong-ca; }
 case_revoked() { pki_revoked; }
 case_ss_wrong_ca() { pki_ss_wrong_ca; }
+case_cr_choice() { pki_cr_choice; }
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -219,6 +219,20 @@ pub(super) fn peer_refused_certificate(f: &Facts, notify: &str) -> Verdict {
         code,
         format!("the peer did not accept our certificate: {peer} sent {notify} in answer to our certificate and signature"),
     );
+    v.evidence.push(refusal_evidence(f, notify));
+    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    let next = match notify {
+        "INVALID-CERT-AUTHORITY" => "the peer does not trust the CA that issued our certificate: add our CA (ca_file here) to the peer's CAs (strongSwan: /etc/swanctl/x509ca), or use a certificate from a CA it trusts",
+        "CERTIFICATE-UNAVAILABLE" => "the peer got no certificate from us it could use: check cert_file here",
+        _ => "the peer's log names the reason (strongSwan: \"no trusted RSA public key found\", \"constraint check failed\", \"certificate was revoked\"): check that it trusts our CA (ca_file here is ours; the peer needs our CA in its trust store), that our certificate is valid and not revoked, and that its remote identity for us is in our certificate (local_id here)",
+    };
+    v.next = vec![next.to_string()];
+    v
+}
+
+/// The peer's refusal notify as evidence: whether it came protected with the phase 1 keys.
+fn refusal_evidence(f: &Facts, notify: &str) -> String {
+    let Facts { c, h, r, peer, .. } = *f;
     // A notify ends a negotiation only when it came protected (crates/ike informational.rs:
     // its HASH(1) verified with the phase 1 keys); a plain one is only recorded.
     let failed_by_it = matches!(
@@ -243,18 +257,10 @@ pub(super) fn peer_refused_certificate(f: &Facts, notify: &str) -> Verdict {
         Some(false) => "in plain text (anyone on the path could have sent it)",
         None => "recorded with this negotiation",
     };
-    v.evidence.push(format!(
+    format!(
         "{notify} from {peer} on cookies {} before phase 1 completed, {how}; we had sent our certificate chain and SIG (identity {})",
         r.cookies, c.local_id
-    ));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
-    let next = match notify {
-        "INVALID-CERT-AUTHORITY" => "the peer does not trust the CA that issued our certificate: add our CA (ca_file here) to the peer's CAs (strongSwan: /etc/swanctl/x509ca), or use a certificate from a CA it trusts",
-        "CERTIFICATE-UNAVAILABLE" => "the peer got no certificate from us it could use: check cert_file here",
-        _ => "the peer's log names the reason (strongSwan: \"no trusted RSA public key found\", \"constraint check failed\", \"certificate was revoked\"): check that it trusts our CA (ca_file here is ours; the peer needs our CA in its trust store), that our certificate is valid and not revoked, and that its remote identity for us is in our certificate (local_id here)",
-    };
-    v.next = vec![next.to_string()];
-    v
+    )
 }
 
 /// The CA names of the peer's CR payloads that none of our certificates answered, recorded in
@@ -275,7 +281,11 @@ pub(super) fn unmatched_cr(
 
 /// `no-certificate-matches-cr`: the peer asked (CR payloads, RFC 2408 §3.10) for CAs that none
 /// of our certificates chains to; we sent the default, and the peer refused it or went silent.
-pub(super) fn no_certificate_matches_cr(f: &Facts, requested: Vec<String>) -> Verdict {
+pub(super) fn no_certificate_matches_cr(
+    f: &Facts,
+    requested: Vec<String>,
+    notify: Option<&str>,
+) -> Verdict {
     let Facts {
         c,
         h,
@@ -290,10 +300,13 @@ pub(super) fn no_certificate_matches_cr(f: &Facts, requested: Vec<String>) -> Ve
         Severity::Problem,
         code,
         format!(
-            "no certificate matches the peer's CR: {peer} asked for a certificate from {}, none of ours chains to it, and it did not accept the default one we sent",
+            "no certificate matches the peer's CR: {peer} asked for a certificate from {}, none of ours chains to it, and the peer did not accept our certificate (the default one we sent)",
             requested.join(" or ")
         ),
     );
+    if let Some(n) = notify {
+        v.evidence.push(refusal_evidence(f, n));
+    }
     v.evidence.push(format!(
         "the peer's CR payloads on cookies {} named: {}",
         r.cookies,

@@ -44,8 +44,11 @@ pub(super) fn explain(
         code,
     };
     let mut v = match kind {
-        _ if refused && unmatched_cr.is_some() => {
-            auth::no_certificate_matches_cr(&f, unmatched_cr.unwrap_or_default())
+        Kind::PeerRefusedCertificate { notify } if unmatched_cr.is_some() => {
+            auth::no_certificate_matches_cr(&f, unmatched_cr.unwrap_or_default(), Some(&notify))
+        }
+        Kind::PskSilent { .. } if refused && unmatched_cr.is_some() => {
+            auth::no_certificate_matches_cr(&f, unmatched_cr.unwrap_or_default(), None)
         }
         Kind::Unreachable => path::unreachable(&f),
         Kind::Udp4500Blocked => path::udp4500_blocked(&f),
