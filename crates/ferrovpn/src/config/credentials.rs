@@ -56,9 +56,14 @@ pub(super) fn load(
     let creds =
         CertAuth::with_alternates(chain, key, alternates, cas, WallClock::now()).map_err(|e| {
             format!(
-                "key_file {} and cert_file {} (and alt_certs): {e}",
+                "key_file {} and cert_file {}{}: {e}",
                 key_file.display(),
-                cert_file.display()
+                cert_file.display(),
+                if alt_certs.is_empty() {
+                    ""
+                } else {
+                    " (and alt_certs)"
+                }
             )
         })?;
     let crl = match crl_file {
