@@ -120,3 +120,21 @@ impl Crl {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_are_an_error_or_crls_never_a_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+            pem in "(-----BEGIN X509 CRL-----\n)?[A-Za-z0-9+/=\n]{0,80}(-----END X509 CRL-----\n)?",
+        ) {
+            let _ = Crl::from_file_bytes(&data);
+            let _ = Crl::from_file_bytes(pem.as_bytes());
+            let _ = Crl::from_file_bytes(format!("{pem}{pem}").as_bytes());
+        }
+    }
+}
