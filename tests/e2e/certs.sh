@@ -13,7 +13,8 @@
 # with a protected AUTHENTICATION-FAILED: `diagnose` says [no-certificate-matches-cr], that
 # the peer did not accept our certificate, with that notify as evidence.
 # "cr-choice": charon trusts only another CA; ferrovpn's alt_certs holds a certificate from it,
-# which charon's CR selects: the tunnel comes up. fv-rsa also moves a checksummed 2 MiB.
+# which charon's CR selects: the tunnel comes up. "ipv6-san": over IPv6, ECDSA certificates
+# whose subjectAltNames are the IPv6 addresses, the IDs ID_IPV6_ADDR. fv-rsa also moves a checksummed 2 MiB.
 # Layout as strongswan_interop.sh: ferrovpn in A (192.0.2.1, fv0 198.51.100.1), charon in B
 # (192.0.2.2, 203.0.113.1 on lo).
 # Needs root, strongSwan and openssl; skips otherwise (fails with CI=true).
@@ -43,7 +44,8 @@ newkey() {
     chmod 600 "$2" "$2.trad"
 }
 
-# make_pki KIND DIR CN: DIR/ca.crt (CA "CN") and DIR/a.crt, DIR/b.crt with their keys.
+# make_pki KIND DIR CN: DIR/ca.crt (CA "CN") and DIR/a.crt, DIR/b.crt with their keys
+# (subjectAltName IP:192.0.2.1 / IP:192.0.2.2, or $PKI_SAN_A / $PKI_SAN_B).
 make_pki() {
     local kind="$1" d="$2" cn="$3" side ip
     mkdir -p "$d"
@@ -54,11 +56,11 @@ keyUsage = critical, keyCertSign, cRLSign
 [a]
 basicConstraints = critical, CA:false
 keyUsage = critical, digitalSignature
-subjectAltName = IP:192.0.2.1
+subjectAltName = ${PKI_SAN_A:-IP:192.0.2.1}
 [b]
 basicConstraints = critical, CA:false
 keyUsage = critical, digitalSignature
-subjectAltName = IP:192.0.2.2
+subjectAltName = ${PKI_SAN_B:-IP:192.0.2.2}
 X
     newkey "$kind" "$d/ca.key"
     openssl req -x509 -new -key "$d/ca.key" -subj "/C=XX/O=ferrovpn e2e/CN=$cn" -days 30 \
@@ -167,15 +169,17 @@ pki_crl() {
 
 # pki_start SS_TRUSTS [CRL_DIR] [EXTRA]: charon (B) with b.crt of $FV_TMP/pki, trusting
 # SS_TRUSTS/ca.crt; ferrovpn (A) initiating with a.crt, trusting $FV_TMP/pki/ca.crt,
-# crl_file = CRL_DIR if given, EXTRA connection lines.
+# crl_file = CRL_DIR if given, EXTRA connection lines; outer addresses $PKI_LA / $PKI_LB
+# (default 192.0.2.1 / 192.0.2.2, also the IDs).
 pki_start() {
     local ss_trusts="$1" crl="${2:-}" sw extra
     sw="/etc/netns/$FV_NS_B/swanctl"
-    mkdir -p "$sw/x509" "$sw/x509ca" "$sw/rsa"
+    mkdir -p "$sw/x509" "$sw/x509ca" "$sw/${PKI_KEYDIR:-rsa}"
     cp "$FV_TMP/pki/b.crt" "$sw/x509/b.crt"
     cp "$ss_trusts/ca.crt" "$sw/x509ca/ca.crt"
-    cp "$FV_TMP/pki/b.key.trad" "$sw/rsa/b.key"
-    e2e_ss_up "$(SS_SECRET='' SS_AUTH=pubkey SS_CERT=b.crt e2e_ss_conf)"
+    cp "$FV_TMP/pki/b.key.trad" "$sw/${PKI_KEYDIR:-rsa}/b.key"
+    local la="${PKI_LA:-192.0.2.1}" lb="${PKI_LB:-192.0.2.2}"
+    e2e_ss_up "$(SS_SECRET='' SS_AUTH=pubkey SS_CERT=b.crt SS_ADDR_A="$la" SS_ADDR_B="$lb" e2e_ss_conf)"
     extra="auth = \"certificate\"
 cert_file = \"$FV_TMP/pki/a.crt\"
 key_file = \"$FV_TMP/pki/a.key\"
@@ -185,7 +189,7 @@ crl_file = \"$crl\""
     [ -z "${3:-}" ] || extra+="
 $3"
     SOCK_A="$FV_TMP/a.sock"
-    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE='' C_START=initiate \
+    C_SOCK="$SOCK_A" C_LOCAL="$la" C_REMOTE="$lb" C_PSKFILE='' C_START=initiate \
         C_EXTRA="$extra" C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
     PID_A="$E2E_PID"
@@ -284,7 +288,28 @@ pki_cr_choice() {
     fv_charon_stop "$FV_NS_B"
 }
 
-CASES=(fv-rsa ss-rsa fv-ecdsa ss-ecdsa fv-aggressive-ecdsa ss-aggressive-rsa wrong-ca revoked ss-wrong-ca cr-choice)
+pki_ipv6_san() {
+    local la=2001:db8:ff::1 lb=2001:db8:ff::2 i
+    FV_OUTER_A="$la/64" FV_OUTER_B="$lb/64" fv_two_ns
+    for ((i = 0; i < 50; i++)); do
+        [ -z "$(ip -n "$FV_NS_A" -6 addr show tentative; ip -n "$FV_NS_B" -6 addr show tentative)" ] && break
+        sleep 0.1
+    done
+    PKI_SAN_A="IP:$la" PKI_SAN_B="IP:$lb" make_pki ecdsa "$FV_TMP/pki" "Test CA"
+    # ECDSA P-256 (charon reads its key from ecdsa/), IDs and subjectAltNames the IPv6 addresses.
+    PKI_LA="$la" PKI_LB="$lb" PKI_KEYDIR=ecdsa pki_start "$FV_TMP/pki"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA over IPv6 within 20 s"
+    local clog
+    clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
+    grep -q "authentication of '$la' with ECDSA_WITH_NULL successful" "$clog" ||
+        fail "charon's log does not show ferrovpn authenticated as $la (ID_IPV6_ADDR)"
+    ok "charon: $(grep -m1 -o "authentication of '$la'.*" "$clog")"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
+CASES=(fv-rsa ss-rsa fv-ecdsa ss-ecdsa fv-aggressive-ecdsa ss-aggressive-rsa wrong-ca revoked ss-wrong-ca cr-choice ipv6-san)
 case_fv_rsa() { run_case fv rsa main; }
 case_ss_rsa() { run_case ss rsa main; }
 case_fv_ecdsa() { run_case fv ecdsa main; }
@@ -295,6 +320,7 @@ case_wrong_ca() { run_case fv rsa main wrong-ca; }
 case_revoked() { pki_revoked; }
 case_ss_wrong_ca() { pki_ss_wrong_ca; }
 case_cr_choice() { pki_cr_choice; }
+case_ipv6_san() { pki_ipv6_san; }
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done
