@@ -234,6 +234,19 @@ fn an_expired_certificate_fails_as_expired() {
 }
 
 #[test]
+fn a_certificate_not_yet_valid_fails_as_not_yet_valid() {
+    // A's clock says 2020, before every fixture's notBefore.
+    let (_, b) = rsa(JUNE_2027);
+    let (mut a, _) = rsa(JUNE_2027);
+    a.auth = auth(&["rsa-a.crt"], "rsa-a.key", &["ca.crt"], 1_577_836_800);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let f = cert_failure(&p, Side::A);
+    assert_eq!(f.name(), "certificate_not_yet_valid", "{f}");
+    assert_eq!(p.established(Side::A), 0);
+}
+
+#[test]
 fn an_identity_not_in_the_certificate_fails_as_identity_not_in_certificate() {
     let (mut a, mut b) = rsa(JUNE_2027);
     b.local_id = IdValue::Fqdn("c.example.net".into());
@@ -254,6 +267,8 @@ fn a_signature_by_another_key_fails_as_signature_invalid() {
         key: PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
+        crls: Default::default(),
+        alternates: Vec::new(),
     });
     let (_, mut b) = rsa(JUNE_2027);
     b.auth = Phase1Auth::Certificate(wrong);
@@ -271,6 +286,8 @@ fn a_peer_that_sends_no_certificate_fails_as_no_certificate() {
         key: PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
+        crls: Default::default(),
+        alternates: Vec::new(),
     });
     let mut a = a;
     a.auth = Phase1Auth::Certificate(none);
@@ -349,6 +366,8 @@ fn aggressive_mode_names_an_untrusted_responder_and_a_forged_initiator() {
         key: PrivateKey::from_pem(&read("rsa-b.key")).unwrap(),
         cas: certs(&["ca.crt"]),
         clock: clock(JUNE_2027),
+        crls: Default::default(),
+        alternates: Vec::new(),
     });
     let (mut a, b) = aggressive(rsa(JUNE_2027));
     a.auth = Phase1Auth::Certificate(forged);
@@ -356,4 +375,176 @@ fn aggressive_mode_names_an_untrusted_responder_and_a_forged_initiator() {
     p.connect();
     assert_eq!(cert_failure(&p, Side::B).name(), "signature_invalid");
     assert_eq!(p.established(Side::B), 0);
+}
+
+fn crls(names: &[&str]) -> Vec<ferrovpn_ike::crl::Crl> {
+    names
+        .iter()
+        .flat_map(|n| ferrovpn_ike::crl::Crl::from_file_bytes(&read(n)).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_peer_certificate_on_our_crl_fails_as_revoked_and_a_new_crl_applies_without_a_restart() {
+    let (a, b) = rsa(JUNE_2027);
+    let Phase1Auth::Certificate(creds) = &a.auth else {
+        unreachable!()
+    };
+    let creds = Arc::clone(creds);
+    creds.crls.set(crls(&["ca-revokes-rsa-b.crl"]));
+    let mut p = Pair::new(a.clone(), b.clone());
+    p.connect();
+    let f = cert_failure(&p, Side::A);
+    assert_eq!(f.name(), "revoked", "{f}");
+    assert!(
+        matches!(&f, CertFailure::Revoked { subject, issuer, .. }
+            if subject.contains("b.example.net") && issuer.contains("Test Root CA")),
+        "{f}"
+    );
+    assert_eq!(p.established(Side::A), 0);
+    // The CA publishes a CRL without B: the same credentials accept B again.
+    creds.crls.set(crls(&["ca-empty.crl"]));
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+}
+
+#[test]
+fn the_responder_refuses_an_initiator_whose_intermediate_ca_is_revoked() {
+    let (a, b) = ecdsa();
+    let Phase1Auth::Certificate(creds) = &b.auth else {
+        unreachable!()
+    };
+    creds.crls.set(crls(&["ca-revokes-inter.crl"]));
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let f = cert_failure(&p, Side::B);
+    assert_eq!(f.name(), "revoked");
+    assert!(f.to_string().contains("Test Intermediate CA"), "{f}");
+    assert_eq!(p.established(Side::B), 0);
+}
+
+#[test]
+fn a_remote_dn_pattern_accepts_any_peer_it_matches_and_refuses_others() {
+    let dn = |s: &str| {
+        IdValue::Other(
+            IdType::DER_ASN1_DN,
+            ferrovpn_ike::cert::parse_dn(s).unwrap(),
+        )
+    };
+    for (pattern, ok) in [
+        ("C=XX, O=ferrovpn test, CN=*", true),
+        ("C=XX, O=*, CN=b.example.net", true),
+        ("C=XX, O=elsewhere, CN=*", false),
+        ("C=XX, CN=*", false),
+    ] {
+        let (mut a, mut b) = rsa(JUNE_2027);
+        b.local_id = dn("C=XX, O=ferrovpn test, CN=b.example.net");
+        a.remote_id = dn(pattern);
+        let mut p = Pair::new(a, b);
+        p.connect();
+        if ok {
+            assert_up(&p);
+        } else {
+            assert!(
+                matches!(
+                    p.ike_failures(Side::A).as_slice(),
+                    [Failure::IdentityMismatch { .. }]
+                ),
+                "{pattern}: {:?}",
+                p.ike_failures(Side::A)
+            );
+        }
+    }
+}
+
+/// A with its default certificate from the test root and, when `alternate`, a second one from
+/// the other root; B trusts only the other root (its CR names it).
+fn cr_pair(alternate: bool) -> (ConnectionConfig, ConnectionConfig) {
+    let alternates = if alternate {
+        vec![ferrovpn_ike::cert::LocalCert {
+            chain: certs(&["other-a.crt"]),
+            key: PrivateKey::from_pem(&read("other-a.key")).unwrap(),
+        }]
+    } else {
+        Vec::new()
+    };
+    let a = CertAuth::with_alternates(
+        certs(&["rsa-a.crt"]),
+        PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
+        alternates,
+        certs(&["ca.crt"]),
+        clock(JUNE_2027),
+    )
+    .unwrap();
+    pair(
+        Phase1Auth::Certificate(a),
+        auth(&["rsa-b.crt"], "rsa-b.key", &["other-ca.crt"], JUNE_2027),
+    )
+}
+
+fn unmatched_crs(p: &Pair, side: Side) -> Vec<Vec<String>> {
+    p.events(side)
+        .iter()
+        .filter_map(|e| match e {
+            Event::CertificateRequestUnmatched { requested, .. } => Some(requested.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_peers_cr_chooses_which_of_our_certificates_we_send() {
+    for aggressive_mode in [false, true] {
+        let (a, b) = cr_pair(true);
+        let (a, b) = if aggressive_mode {
+            aggressive((a, b))
+        } else {
+            (a, b)
+        };
+        let mut p = Pair::new(a, b);
+        p.connect();
+        assert_up(&p);
+        assert!(unmatched_crs(&p, Side::A).is_empty());
+    }
+}
+
+#[test]
+fn when_no_certificate_matches_the_peers_cr_the_default_is_sent_and_that_is_recorded() {
+    let (a, b) = cr_pair(false);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(cert_failure(&p, Side::B).name(), "untrusted_ca");
+    let unmatched = unmatched_crs(&p, Side::A);
+    assert!(
+        unmatched
+            .first()
+            .is_some_and(|r| r.len() == 1 && r[0].contains("Other Root CA")),
+        "{unmatched:?}"
+    );
+}
+
+#[test]
+fn every_certificate_of_a_connection_needs_its_own_key_of_the_same_kind() {
+    let alt = |cert: &str, key: &str| ferrovpn_ike::cert::LocalCert {
+        chain: certs(&[cert]),
+        key: PrivateKey::from_pem(&read(key)).unwrap(),
+    };
+    let new = |alternate| {
+        CertAuth::with_alternates(
+            certs(&["rsa-a.crt"]),
+            PrivateKey::from_pem(&read("rsa-a.key")).unwrap(),
+            vec![alternate],
+            certs(&["ca.crt"]),
+            clock(JUNE_2027),
+        )
+    };
+    assert_eq!(
+        new(alt("other-a.crt", "rsa-a.key")).unwrap_err(),
+        ferrovpn_ike::cert::CredentialError::KeyMismatch
+    );
+    assert!(matches!(
+        new(alt("ec-a.crt", "ec-a.key")).unwrap_err(),
+        ferrovpn_ike::cert::CredentialError::KindMismatch(..)
+    ));
 }

@@ -706,6 +706,7 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 cert_file,
                 key_file,
                 ca_file,
+                crl,
             } => {
                 let subject = creds.chain.first().map(|c| c.subject()).unwrap_or_default();
                 field(
@@ -715,6 +716,17 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 );
                 field(&mut s, "key", format!("from {}", key_file.display()));
                 field(&mut s, "CAs", format!("from {}", ca_file.display()));
+                if let Some(w) = crl {
+                    let n = creds.crls.get().len();
+                    field(
+                        &mut s,
+                        "CRLs",
+                        format!(
+                            "{n} from {} (read again when they change)",
+                            w.path.display()
+                        ),
+                    );
+                }
             }
         }
         let ike: Vec<String> = c

@@ -59,6 +59,9 @@ pub struct ConnSnapshot {
     /// MM1/AM1 from the peer's address that never authenticated (since the daemon started).
     #[serde(default)]
     pub unauthenticated_requests: u64,
+    /// Phase 1 authenticates with certificates (`auth = "certificate"`), not a PSK.
+    #[serde(default)]
+    pub certificate: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +143,11 @@ pub enum What {
         authenticated: bool,
     },
     InitialContact,
+    /// The peer's CR payloads asked for CAs none of our certificates chains to; we sent the
+    /// default certificate.
+    CertRequestUnmatched {
+        requested: Vec<String>,
+    },
     /// A message from the peer we could not act on (answered with `notify` where one applies).
     Unprocessable {
         message: String,

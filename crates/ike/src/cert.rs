@@ -5,7 +5,7 @@
 //! hands in PEM bytes and the wall-clock time anchor, this module reads no file and no clock.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
@@ -21,6 +21,7 @@ use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, SubjectAltName};
 use x509_cert::name::Name;
 use x509_cert::Certificate;
 
+use crate::crl::Crl;
 use crate::wire::{attr, IdType, IdValue};
 
 /// CERT/CR encoding "X.509 Certificate - Signature" (RFC 2408 §3.9).
@@ -70,6 +71,14 @@ pub enum CertFailure {
     SignatureInvalid {
         detail: String,
     },
+    /// A certificate of the chain is on a CRL its issuer signed (RFC 5280 §6.3); `serial`
+    /// in hex, `revoked_at` in seconds since 1970.
+    Revoked {
+        subject: String,
+        serial: String,
+        issuer: String,
+        revoked_at: u64,
+    },
     /// Unparseable, a link whose signature fails, not a CA, wrong key usage, unsupported
     /// algorithm or critical extension.
     Invalid {
@@ -87,6 +96,7 @@ impl CertFailure {
             CertFailure::NotYetValid { .. } => "certificate_not_yet_valid",
             CertFailure::IdentityNotInCertificate { .. } => "identity_not_in_certificate",
             CertFailure::SignatureInvalid { .. } => "signature_invalid",
+            CertFailure::Revoked { .. } => "revoked",
             CertFailure::Invalid { .. } => "certificate_invalid",
         }
     }
@@ -118,6 +128,15 @@ impl fmt::Display for CertFailure {
                 "identity {id} is not in certificate \"{subject}\" (subject or subjectAltName)"
             ),
             CertFailure::SignatureInvalid { detail } => write!(f, "signature invalid: {detail}"),
+            CertFailure::Revoked {
+                subject,
+                serial,
+                issuer,
+                revoked_at,
+            } => write!(
+                f,
+                "certificate \"{subject}\" (serial {serial}) revoked by \"{issuer}\" at {revoked_at} s since 1970 (CRL)"
+            ),
             CertFailure::Invalid { detail } => write!(f, "certificate invalid: {detail}"),
         }
     }
@@ -140,6 +159,8 @@ pub enum CredentialError {
     BadKey,
     #[error("the private key does not belong to the certificate")]
     KeyMismatch,
+    #[error("every certificate of a connection needs a key of the same kind (auth method): {0:?} and {1:?}")]
+    KindMismatch(SignatureKind, SignatureKind),
 }
 
 /// The signature kinds of phase 1 (auth methods: RFC 2409 App. A, RFC 4754 §5).
@@ -463,6 +484,11 @@ impl Cert {
         &self.der
     }
 
+    /// Does `key` belong to this certificate.
+    pub fn matches_key(&self, key: &PrivateKey) -> bool {
+        self.key == key.public()
+    }
+
     /// The subject DN as an RFC 4514 string.
     pub fn subject(&self) -> String {
         self.cert.tbs_certificate.subject.to_string()
@@ -580,6 +606,14 @@ pub fn parse_dn(s: &str) -> Result<Vec<u8>, String> {
     rdns.to_der().map_err(|e| e.to_string())
 }
 
+/// A DER DN as text (RFC 4514), for logs; what is not a DN is shown by its length.
+pub fn dn_string(der: &[u8]) -> String {
+    Name::from_der(der).map_or_else(
+        |_| format!("(not a DN, {} bytes)", der.len()),
+        |n| n.to_string(),
+    )
+}
+
 /// Two DER DNs name the same entity: equal attribute types and values, compared as text
 /// without regard to the string type (PrintableString vs UTF8String) or ASCII case.
 pub fn same_dn(a: &[u8], b: &[u8]) -> bool {
@@ -587,6 +621,31 @@ pub fn same_dn(a: &[u8], b: &[u8]) -> bool {
         (Ok(a), Ok(b)) => a.to_string().eq_ignore_ascii_case(&b.to_string()),
         _ => false,
     }
+}
+
+/// A remote identity with strongSwan's DN wildcards (`C=CH, O=Example, CN=*`): `pattern`
+/// matches `dn` when both have the same RDNs in the same order with the same attribute types,
+/// and each value is equal as in `same_dn` or is `*` in the pattern.
+pub fn dn_matches(pattern: &[u8], dn: &[u8]) -> bool {
+    let (Ok(p), Ok(d)) = (Name::from_der(pattern), Name::from_der(dn)) else {
+        return false;
+    };
+    p.0.len() == d.0.len()
+        && p.0.iter().zip(d.0.iter()).all(|(pr, dr)| {
+            pr.0.len() == dr.0.len()
+                && pr.0.iter().zip(dr.0.iter()).all(|(pa, da)| {
+                    let (ps, ds) = (pa.to_string(), da.to_string());
+                    pa.oid == da.oid && (pa.value.value() == b"*" || ps.eq_ignore_ascii_case(&ds))
+                })
+        })
+}
+
+/// Does a DN (DER) hold a wildcard value (`CN=*`): a pattern, never an identity we send.
+pub fn dn_has_wildcard(dn: &[u8]) -> bool {
+    Name::from_der(dn).is_ok_and(|n| {
+        n.0.iter()
+            .any(|r| r.0.iter().any(|a| a.value.value() == b"*"))
+    })
 }
 
 /// The wall clock as the daemon saw it at one instant: the time of `ctx.now` is derived from
@@ -617,6 +676,59 @@ impl WallClock {
     }
 }
 
+/// The CRLs a connection checks, replaced as a whole when the daemon reads changed files
+/// (`set`); validation reads one snapshot. Its Debug shows no content, so a CRL that changes
+/// does not make `reload` see a changed connection.
+#[derive(Default)]
+pub struct CrlSet(RwLock<Arc<Vec<Crl>>>);
+
+impl fmt::Debug for CrlSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CrlSet")
+    }
+}
+
+impl CrlSet {
+    pub fn new(crls: Vec<Crl>) -> Self {
+        CrlSet(RwLock::new(Arc::new(crls)))
+    }
+
+    /// Replaces every CRL (the daemon read the files again).
+    pub fn set(&self, crls: Vec<Crl>) {
+        let new = Arc::new(crls);
+        match self.0.write() {
+            Ok(mut g) => *g = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    pub fn get(&self) -> Arc<Vec<Crl>> {
+        match self.0.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// One more certificate of ours (chain and key), sent instead of the default one when the
+/// peer's CR payloads ask for its CA.
+#[derive(Debug)]
+pub struct LocalCert {
+    pub chain: Vec<Cert>,
+    pub key: PrivateKey,
+}
+
+/// How the peer's CR payloads chose the certificate we send (RFC 2408 §3.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrMatch {
+    /// The peer sent no CR: our default certificate.
+    NoRequest,
+    /// A certificate whose chain names a CA the peer asked for.
+    Matched,
+    /// The peer asked only for CAs none of ours chains to: the default all the same.
+    Unmatched,
+}
+
 /// Our certificate (with any intermediates to send) and its private key, and the CAs we
 /// trust for the peer's.
 #[derive(Debug)]
@@ -627,6 +739,10 @@ pub struct CertAuth {
     /// Trust anchors: the CAs that may issue the peer's chain.
     pub cas: Vec<Cert>,
     pub clock: WallClock,
+    /// Revocation lists of the CAs (and intermediates) of the peer's chain.
+    pub crls: CrlSet,
+    /// Our other certificates, chosen by the peer's CR payloads (`choose`).
+    pub alternates: Vec<LocalCert>,
 }
 
 impl CertAuth {
@@ -637,16 +753,61 @@ impl CertAuth {
         cas: Vec<Cert>,
         clock: WallClock,
     ) -> Result<Arc<Self>, CredentialError> {
+        Self::with_alternates(chain, key, Vec::new(), cas, clock)
+    }
+
+    /// As `new`, with more certificates of ours (each key must belong to its certificate and
+    /// be of the default key's kind: the auth method is negotiated before the choice).
+    pub fn with_alternates(
+        chain: Vec<Cert>,
+        key: PrivateKey,
+        alternates: Vec<LocalCert>,
+        cas: Vec<Cert>,
+        clock: WallClock,
+    ) -> Result<Arc<Self>, CredentialError> {
         let first = chain.first().ok_or(CredentialError::NoCertificate)?;
         if first.key != key.public() {
             return Err(CredentialError::KeyMismatch);
+        }
+        for a in &alternates {
+            let first = a.chain.first().ok_or(CredentialError::NoCertificate)?;
+            if first.key != a.key.public() {
+                return Err(CredentialError::KeyMismatch);
+            }
+            if a.key.kind() != key.kind() {
+                return Err(CredentialError::KindMismatch(key.kind(), a.key.kind()));
+            }
         }
         Ok(Arc::new(CertAuth {
             chain,
             key,
             cas,
             clock,
+            crls: CrlSet::default(),
+            alternates,
         }))
+    }
+
+    /// The certificate chain and key to send, given the CA names of the peer's CR payloads:
+    /// the default when it names none of ours or sent none, else the first (default first)
+    /// whose chain has a certificate issued by a CA it asked for.
+    pub fn choose(&self, requested: &[Vec<u8>]) -> (&[Cert], &PrivateKey, CrMatch) {
+        if requested.is_empty() {
+            return (&self.chain, &self.key, CrMatch::NoRequest);
+        }
+        let answers = |chain: &[Cert]| {
+            chain.iter().any(|c| {
+                let issuer = c.issuer().to_der().unwrap_or_default();
+                requested.iter().any(|r| same_dn(r, &issuer))
+            })
+        };
+        if answers(&self.chain) {
+            return (&self.chain, &self.key, CrMatch::Matched);
+        }
+        match self.alternates.iter().find(|a| answers(&a.chain)) {
+            Some(a) => (&a.chain, &a.key, CrMatch::Matched),
+            None => (&self.chain, &self.key, CrMatch::Unmatched),
+        }
     }
 
     pub fn kind(&self) -> SignatureKind {
@@ -695,6 +856,7 @@ impl CertAuth {
                 }
                 ca.check_time(now)?;
                 ca.check_ca()?;
+                self.check_revoked(&current, ca)?;
                 return Ok(leaf);
             }
             let next = parsed
@@ -714,10 +876,46 @@ impl CertAuth {
             }
             next.check_time(now)?;
             next.check_ca()?;
+            self.check_revoked(&current, next)?;
             current = next.clone();
         }
         Err(invalid("certificate chain too long"))
     }
+
+    /// Is `child` on a CRL that `issuer` signed (RFC 5280 §6.3.3)? A CRL whose signature does
+    /// not verify with the issuer's key is not used. A CRL past its nextUpdate still revokes
+    /// what it lists, and a certificate it does not list is accepted, as strongSwan does
+    /// without `strictcrlpolicy` ("certificate status is unknown, crl is stale").
+    fn check_revoked(&self, child: &Cert, issuer: &Cert) -> Result<(), CertFailure> {
+        let serial = child.cert.tbs_certificate.serial_number.as_bytes();
+        for crl in self.crls.get().iter() {
+            if crl.issuer() != &issuer.cert.tbs_certificate.subject {
+                continue;
+            }
+            let (tbs, alg, sig) = crl.signed();
+            if !issuer.key.verify_x509(&alg, tbs, sig) {
+                continue;
+            }
+            if let Some(r) = crl.revocation_of(serial) {
+                return Err(CertFailure::Revoked {
+                    subject: child.subject(),
+                    serial: hex_serial(serial),
+                    issuer: issuer.subject(),
+                    revoked_at: r.date,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A serial number as strongSwan and OpenSSL print it: hex bytes joined by colons.
+fn hex_serial(serial: &[u8]) -> String {
+    serial
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Verifies the peer's SIG over its HASH_I/HASH_R with its validated certificate.
@@ -855,5 +1053,118 @@ mod tests {
         assert!(cert.names(&IdValue::Ipv4([192, 0, 2, 1].into())));
         assert!(!cert.names(&IdValue::Ipv4([192, 0, 2, 2].into())));
         assert!(!cert.names(&IdValue::Fqdn("b.example.net".into())));
+    }
+
+    fn with_crls(files: &[&str]) -> CertAuth {
+        let t = trust();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/certs/");
+        let crls = files
+            .iter()
+            .flat_map(|f| {
+                Crl::from_file_bytes(&std::fs::read(format!("{dir}{f}")).unwrap()).unwrap()
+            })
+            .collect();
+        t.crls.set(crls);
+        t
+    }
+
+    #[test]
+    fn a_certificate_on_its_issuers_crl_is_revoked_with_serial_issuer_and_date() {
+        let t = with_crls(&["ca-revokes-rsa-b.crl"]);
+        let b = der(include_bytes!("../../../tests/data/certs/rsa-b.crt"));
+        let err = t.verify_peer(&[&b], JUNE_2027).unwrap_err();
+        let CertFailure::Revoked {
+            subject,
+            serial,
+            issuer,
+            revoked_at,
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(err.name(), "revoked");
+        assert!(subject.contains("b.example.net"), "{subject}");
+        assert!(issuer.contains("Test Root CA"), "{issuer}");
+        assert!(serial.contains(':') && *revoked_at > 1_790_000_000, "{err}");
+        // rsa-a is not on it.
+        assert!(t.verify_peer(&[&der(RSA_A)], JUNE_2027).is_ok());
+    }
+
+    #[test]
+    fn a_revoked_intermediate_revokes_the_chain_below_it() {
+        let t = with_crls(&["ca-revokes-inter.crl"]);
+        let (leaf, inter) = (der(EC_B), der(INTER));
+        let err = t.verify_peer(&[&leaf, &inter], JUNE_2027).unwrap_err();
+        assert_eq!(err.name(), "revoked");
+        assert!(err.to_string().contains("Test Intermediate CA"), "{err}");
+        let t = with_crls(&["ca-empty.crl"]);
+        assert!(t.verify_peer(&[&leaf, &inter], JUNE_2027).is_ok());
+    }
+
+    #[test]
+    fn a_stale_crl_still_revokes_what_it_lists_and_accepts_the_rest() {
+        let t = with_crls(&["ca-stale.crl"]);
+        let b = der(include_bytes!("../../../tests/data/certs/rsa-b.crt"));
+        assert!(t.crls.get()[0].next_update().unwrap() < JUNE_2027);
+        assert_eq!(
+            t.verify_peer(&[&b], JUNE_2027).unwrap_err().name(),
+            "revoked"
+        );
+        assert!(t.verify_peer(&[&der(RSA_A)], JUNE_2027).is_ok());
+    }
+
+    #[test]
+    fn a_crl_whose_signature_does_not_verify_is_not_used() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/certs/");
+        let pem = std::fs::read(format!("{dir}ca-revokes-rsa-b.crl")).unwrap();
+        let (_, mut bytes) = x509_cert::der::pem::decode_vec(&pem).unwrap();
+        // The signature is the last bytes of the DER: flip one.
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let t = trust();
+        t.crls.set(vec![Crl::from_der(&bytes).unwrap()]);
+        let b = der(include_bytes!("../../../tests/data/certs/rsa-b.crt"));
+        assert!(t.verify_peer(&[&b], JUNE_2027).is_ok());
+        // The DER form of a file is read too; garbage is an error, not a panic.
+        assert_eq!(Crl::from_file_bytes(&bytes).unwrap().len(), 1);
+        for bad in [
+            &b""[..],
+            b"\x30\x82\xff\xff",
+            b"-----BEGIN X509 CRL-----\nAAAA\n",
+            b"-----BEGIN CERTIFICATE-----\n",
+        ] {
+            assert!(Crl::from_file_bytes(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn a_dn_pattern_matches_any_value_where_it_has_a_wildcard_and_nothing_else() {
+        let dn = |s: &str| parse_dn(s).unwrap();
+        let subject = dn("C=XX, O=ferrovpn test, CN=a.example.net");
+        let pattern = dn("C=XX, O=ferrovpn test, CN=*");
+        assert!(dn_has_wildcard(&pattern));
+        assert!(!dn_has_wildcard(&subject));
+        assert!(dn_matches(&pattern, &subject));
+        assert!(dn_matches(&dn("C=*, O=*, CN=*"), &subject));
+        assert!(dn_matches(
+            &dn("c=xx, o=FERROVPN TEST, cn=A.example.net"),
+            &subject
+        ));
+        // Another value, another type, another number or order of RDNs: no match.
+        assert!(!dn_matches(&dn("C=XX, O=elsewhere, CN=*"), &subject));
+        assert!(!dn_matches(&dn("C=XX, OU=ferrovpn test, CN=*"), &subject));
+        assert!(!dn_matches(&dn("C=XX, CN=*"), &subject));
+        assert!(!dn_matches(
+            &dn("C=XX, O=ferrovpn test, CN=*, OU=*"),
+            &subject
+        ));
+        assert!(!dn_matches(&dn("CN=*, O=ferrovpn test, C=XX"), &subject));
+        // Only a whole value is a wildcard.
+        assert!(!dn_matches(
+            &dn("C=XX, O=ferrovpn test, CN=*.example.net"),
+            &subject
+        ));
+        assert!(!dn_matches(b"garbage", &subject));
+        assert!(!dn_matches(&pattern, b"garbage"));
     }
 }

@@ -358,6 +358,13 @@ pub enum Event {
         /// Arrived protected under an established ISAKMP SA (HASH verified).
         authenticated: bool,
     },
+    /// The peer's CR payloads named CAs that none of our certificates chains to: we send the
+    /// default one (RFC 2408 §3.10), which the peer will likely refuse. `requested`: the DNs.
+    CertificateRequestUnmatched {
+        conn: ConnId,
+        cookies: Cookies,
+        requested: Vec<String>,
+    },
     /// A message from the peer that we cannot act on (RFC 2408 §5: answered with `notify`
     /// where one applies), or one that shows the peer waits for something we never send.
     Unprocessable {

@@ -11,6 +11,7 @@ pub mod algorithm;
 pub mod cert;
 pub mod config;
 mod context;
+pub mod crl;
 pub mod crypto;
 pub mod endpoint;
 mod error;

@@ -102,6 +102,9 @@ pub(crate) struct IkeSa {
     pub refused_at: Option<Instant>,
     /// The last plain error notify before phase 1 completed: recorded, never acted on.
     pub plain_notify: Option<NotifyType>,
+    /// The CA names of the peer's CR payloads in phase 1 (RFC 2408 §3.10): they choose which
+    /// of our certificates we send.
+    pub peer_cert_requests: Vec<Vec<u8>>,
 }
 
 /// A probe MM1 (own initiator cookie) whose answer proves UDP 4500 passes (RFC 3947 §4).
@@ -157,6 +160,7 @@ impl IkeSa {
             probe: None,
             refused_at: None,
             plain_notify: None,
+            peer_cert_requests: Vec::new(),
         }
     }
 
@@ -386,12 +390,23 @@ impl IkeSa {
     }
 
     pub fn log_received(
-        &self,
+        &mut self,
         ctx: &mut Ctx<'_>,
         name: &'static str,
         header: &Header,
         payloads: &[Payload],
     ) {
+        for p in payloads {
+            if let Payload::CertificateRequest {
+                encoding: crate::cert::X509_SIGNATURE,
+                authority,
+            } = p
+            {
+                if !authority.is_empty() && self.peer_cert_requests.len() < 16 {
+                    self.peer_cert_requests.push(authority.clone());
+                }
+            }
+        }
         ctx.event(Event::Message(MessageLog {
             direction: Direction::Received,
             name,

@@ -44,4 +44,5 @@ ec384 p384-b; sign p384-b "/C=XX/O=ferrovpn test/CN=b.example.net" ca leaf_b
 rsa3072 rsa3072-a; sign rsa3072-a "/C=XX/O=ferrovpn test/CN=a.example.net" ca leaf_a
 rsa3072 rsa3072-b; sign rsa3072-b "/C=XX/O=ferrovpn test/CN=b.example.net" ca leaf_b
 rsa rogue-b; sign rogue-b "/C=XX/O=ferrovpn test/CN=b.example.net" other-ca leaf_b
+rsa other-a; sign other-a "/C=XX/O=elsewhere/CN=a.example.net" other-ca leaf_a
 rm ext.cnf ./*.srl 2>/dev/null || true

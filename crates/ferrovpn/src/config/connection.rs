@@ -185,10 +185,14 @@ pub(super) fn validate_connection(
                 ("cert_file", &rc.cert_file),
                 ("key_file", &rc.key_file),
                 ("ca_file", &rc.ca_file),
+                ("crl_file", &rc.crl_file),
             ] {
                 if v.is_some() {
                     return Err(format!("{k} needs auth = \"certificate\""));
                 }
+            }
+            if !rc.alt_certs.is_empty() {
+                return Err("alt_certs needs auth = \"certificate\"".into());
             }
             Auth::Psk
         }
@@ -203,7 +207,18 @@ pub(super) fn validate_connection(
             let cert_file = path("cert_file", &rc.cert_file)?;
             let key_file = path("key_file", &rc.key_file)?;
             let ca_file = path("ca_file", &rc.ca_file)?;
-            credentials::load(&cert_file, &key_file, &ca_file)?
+            let crl_file = rc.crl_file.as_ref().map(|f| secret_file::resolve(base, f));
+            let alt: Vec<(PathBuf, PathBuf)> = rc
+                .alt_certs
+                .iter()
+                .map(|a| {
+                    (
+                        secret_file::resolve(base, &a.cert_file),
+                        secret_file::resolve(base, &a.key_file),
+                    )
+                })
+                .collect();
+            credentials::load(&cert_file, &key_file, &alt, &ca_file, crl_file.as_deref())?
         }
     };
     let uses_psk = matches!(auth, Auth::Psk);

@@ -63,6 +63,12 @@ pub(super) fn parse_identity(key: &str, s: &str) -> Result<Identity, String> {
     }
     if let Some(v) = s.strip_prefix("dn:") {
         let der = ferrovpn_ike::cert::parse_dn(v).map_err(|e| format!("{key}: {e}"))?;
+        if key != "remote_id" && ferrovpn_ike::cert::dn_has_wildcard(&der) {
+            return Err(format!(
+                "{key}: dn:{} has a wildcard value (*): only remote_id may be a pattern",
+                v.trim()
+            ));
+        }
         return Ok(Identity::Dn(v.trim().to_string(), der));
     }
     if let Some(v) = s.strip_prefix("keyid:") {

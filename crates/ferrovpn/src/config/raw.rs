@@ -37,6 +37,14 @@ pub(super) struct RawDaemon {
     pub(super) run_dir: Option<PathBuf>,
 }
 
+/// One of `alt_certs`: another certificate of ours and its key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAltCert {
+    pub(super) cert_file: PathBuf,
+    pub(super) key_file: PathBuf,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConnection {
@@ -52,6 +60,9 @@ pub(super) struct RawConnection {
     pub(super) cert_file: Option<PathBuf>,
     pub(super) key_file: Option<PathBuf>,
     pub(super) ca_file: Option<PathBuf>,
+    pub(super) crl_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) alt_certs: Vec<RawAltCert>,
     #[serde(default)]
     pub(super) mode: Mode,
     #[serde(default)]

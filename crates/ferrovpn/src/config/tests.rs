@@ -827,6 +827,99 @@ fn cert_dir() -> TempDir {
     d
 }
 
+#[test]
+fn crl_file_is_read_at_load_and_again_only_when_a_file_changes() {
+    let d = cert_dir();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/certs/");
+    std::fs::create_dir(d.0.join("crls")).unwrap();
+    std::fs::copy(format!("{src}ca-empty.crl"), d.0.join("crls/root.crl")).unwrap();
+    let conf = format!("{CERT_AUTH}\ncrl_file = \"crls\"");
+    let c = Config::parse(&with(&conf, RB), &d.0).unwrap();
+    let Auth::Certificate {
+        creds,
+        crl: Some(watch),
+        ..
+    } = &c.connections[0].auth
+    else {
+        panic!("no crl_file");
+    };
+    assert_eq!(creds.crls.get().len(), 1);
+    assert_eq!(creds.crls.get()[0].revoked_count(), 0);
+    let t0 = std::time::Instant::now();
+    // Unchanged files are not read again, due or not.
+    assert!(watch.refresh(creds, t0, true).is_none());
+    // A new CRL (another size) replaces the old one once the check is due.
+    std::fs::copy(
+        format!("{src}ca-revokes-rsa-b.crl"),
+        d.0.join("crls/root.crl"),
+    )
+    .unwrap();
+    assert!(watch.refresh(creds, t0, false).is_none(), "not due yet");
+    let later = t0 + super::credentials::CRL_CHECK_INTERVAL;
+    assert_eq!(watch.refresh(creds, later, false), Some(Ok(1)));
+    assert_eq!(creds.crls.get()[0].revoked_count(), 1);
+    // A broken file keeps the CRLs read before and says why.
+    std::fs::write(
+        d.0.join("crls/root.crl"),
+        "-----BEGIN X509 CRL-----\nAAAA\n",
+    )
+    .unwrap();
+    let e = watch.refresh(creds, later, true).unwrap().unwrap_err();
+    assert!(e.contains("crls/root.crl"), "{e}");
+    assert_eq!(creds.crls.get()[0].revoked_count(), 1);
+    // At load, a file that is not a CRL is an error naming the key.
+    let e = Config::parse(
+        &with(&format!("{CERT_AUTH}\ncrl_file = \"ca.crt\""), RB),
+        &d.0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("crl_file") && e.contains("ca.crt"), "{e}");
+    let e = Config::parse(&with("psk = \"x\"\ncrl_file = \"crls\"", RB), &d.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("crl_file needs auth = \"certificate\""), "{e}");
+}
+
+#[test]
+fn alt_certs_load_each_certificate_with_its_key() {
+    let d = cert_dir();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/certs/");
+    for f in ["other-a.crt", "other-a.key"] {
+        let to = d.0.join(f);
+        std::fs::copy(format!("{src}{f}"), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let ok = format!(
+        "{CERT_AUTH}\nalt_certs = [{{ cert_file = \"other-a.crt\", key_file = \"other-a.key\" }}]"
+    );
+    let c = Config::parse(&with(&ok, RB), &d.0).unwrap();
+    let Auth::Certificate { creds, .. } = &c.connections[0].auth else {
+        panic!("not certificate auth");
+    };
+    assert_eq!(creds.alternates.len(), 1);
+    let wrong = ok.replace("other-a.key\"", "rsa-a.key\"");
+    let e = Config::parse(&with(&wrong, RB), &d.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("alt_certs key_file") && e.contains("does not belong"),
+        "{e}"
+    );
+    let ec = ok
+        .replace("other-a.key\"", "ec-a.key\"")
+        .replace("other-a.crt", "ec-a.crt");
+    let e = Config::parse(&with(&ec, RB), &d.0).unwrap_err().to_string();
+    assert!(e.contains("same kind"), "{e}");
+}
+
+#[test]
+fn only_remote_id_may_be_a_dn_pattern() {
+    assert!(parse_identity("remote_id", "dn:C=XX, O=Example, CN=*").is_ok());
+    let e = parse_identity("local_id", "dn:C=XX, O=Example, CN=*").unwrap_err();
+    assert!(e.contains("only remote_id may be a pattern"), "{e}");
+}
+
 const CERT_AUTH: &str =
     "auth = \"certificate\"\ncert_file = \"rsa-a.crt\"\nkey_file = \"rsa-a.key\"\nca_file = \"ca.crt\"";
 

@@ -65,6 +65,7 @@ impl Daemon {
                         }
                     }
                     Token(t) if t >= IKE_BASE => {
+                        self.refresh_crls(now, false);
                         if let Some((local, sock)) = self.ike500.get(t - IKE_BASE) {
                             let local = *local;
                             while let Ok((n, from)) = sock.recv_from(&mut buf) {
@@ -84,6 +85,7 @@ impl Daemon {
                 }
             }
             while let Ok(d) = ike_rx.try_recv() {
+                self.refresh_crls(now, false);
                 self.endpoint.handle_datagram(now, d);
             }
             while let Ok(u) = self.unknown_spi_rx.try_recv() {

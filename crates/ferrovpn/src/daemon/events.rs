@@ -140,6 +140,15 @@ impl Daemon {
             Event::InitialContact { conn, cookies } => {
                 info!(conn = %self.conn_name(conn), cookies = %cookies, "INITIAL-CONTACT on {cookies}: the peer (re)started")
             }
+            Event::CertificateRequestUnmatched {
+                conn,
+                cookies,
+                requested,
+            } => {
+                warn!(conn = %self.conn_name(conn), cookies = %cookies,
+                    "no certificate matches the peer's CR ({}): sending the default certificate",
+                    requested.join("; "));
+            }
             Event::NotifyReceived {
                 conn,
                 cookies,

@@ -282,6 +282,18 @@ impl History {
                     remote_access: *remote_access,
                 },
             ),
+            Event::CertificateRequestUnmatched {
+                conn,
+                cookies,
+                requested,
+            } => (
+                Some(*conn),
+                *cookies,
+                0,
+                What::CertRequestUnmatched {
+                    requested: requested.clone(),
+                },
+            ),
             Event::NotifyReceived {
                 conn,
                 cookies,
@@ -435,6 +447,7 @@ pub(super) fn snapshot(
                 })
                 .collect(),
             unauthenticated_requests: history.unauthenticated_requests(i),
+            certificate: matches!(c.cfg.auth, crate::config::Auth::Certificate { .. }),
             history: history.events(i).cloned().collect(),
             samples: history.samples(i).copied().collect(),
         })

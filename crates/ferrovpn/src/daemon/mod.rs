@@ -19,6 +19,7 @@ pub mod outcome;
 mod pending;
 mod recovery;
 mod reload;
+mod revocation;
 mod runtime;
 pub mod save_keys;
 mod setup;

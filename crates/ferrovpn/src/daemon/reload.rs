@@ -132,6 +132,8 @@ impl Daemon {
             names(&mut plan.unchanged.iter().map(|&i| self.conn_name(i))),
         );
         info!("reload: {summary}");
+        // Unchanged connections keep their credentials: their CRL files are read again here.
+        self.refresh_crls(Instant::now(), true);
         match self.apply(&plan, &new) {
             Ok(()) => Outcome::Done(summary),
             Err(e) => Outcome::Failed(format!(

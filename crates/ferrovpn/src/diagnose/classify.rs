@@ -49,6 +49,11 @@ pub(super) enum Kind {
         reason: String,
         detail: String,
     },
+    /// With certificates, the peer reported phase 1 authentication failed: it did not accept
+    /// our certificate, chain or signature; `notify` as it sent it.
+    PeerRefusedCertificate {
+        notify: String,
+    },
     Other(String),
 }
 
@@ -73,8 +78,10 @@ impl Kind {
                 "identity_not_in_certificate" => "identity-not-in-certificate",
                 "no_certificate" => "no-certificate",
                 "signature_invalid" => "signature-invalid",
+                "revoked" => "revoked",
                 _ => "certificate-invalid",
             },
+            Kind::PeerRefusedCertificate { .. } => "peer-refused-certificate",
             Kind::Other(_) => "failed",
         }
     }
@@ -100,6 +107,19 @@ pub(super) fn classify(
                 },
                 theirs: None,
             }),
+            "AUTHENTICATION-FAILED"
+            | "INVALID-SIGNATURE"
+            | "INVALID-CERT-AUTHORITY"
+            | "INVALID-CERTIFICATE"
+            | "INVALID-CERT-ENCODING"
+            | "CERT-TYPE-UNSUPPORTED"
+            | "CERTIFICATE-UNAVAILABLE"
+                if !in_quick_mode && c.certificate =>
+            {
+                Some(Kind::PeerRefusedCertificate {
+                    notify: n.to_string(),
+                })
+            }
             "AUTHENTICATION-FAILED" | "INVALID-HASH-INFORMATION" if !in_quick_mode => {
                 Some(Kind::Psk {
                     ours_detail: None,

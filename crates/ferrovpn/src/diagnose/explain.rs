@@ -24,7 +24,16 @@ pub(super) fn explain(
     };
     let r = h.get(i).unwrap_or(&fallback);
     let peer = &c.remote_addr;
-    let code = kind.code();
+    // With certificates there is no PSK: silence after MM5 is named for what we sent there;
+    // when the peer had asked for CAs none of our certificates chains to, that is the cause.
+    let unmatched_cr = auth::unmatched_cr(h, r);
+    let refused = matches!(kind, Kind::PeerRefusedCertificate { .. })
+        || (c.certificate && matches!(kind, Kind::PskSilent { .. }));
+    let code = match kind {
+        _ if refused && unmatched_cr.is_some() => "no-certificate-matches-cr",
+        Kind::PskSilent { .. } if c.certificate => "silent-after-certificate",
+        _ => kind.code(),
+    };
     let f = Facts {
         c,
         h,
@@ -35,8 +44,15 @@ pub(super) fn explain(
         code,
     };
     let mut v = match kind {
+        Kind::PeerRefusedCertificate { notify } if unmatched_cr.is_some() => {
+            auth::no_certificate_matches_cr(&f, unmatched_cr.unwrap_or_default(), Some(&notify))
+        }
+        Kind::PskSilent { .. } if refused && unmatched_cr.is_some() => {
+            auth::no_certificate_matches_cr(&f, unmatched_cr.unwrap_or_default(), None)
+        }
         Kind::Unreachable => path::unreachable(&f),
         Kind::Udp4500Blocked => path::udp4500_blocked(&f),
+        Kind::PskSilent { probe } if c.certificate => auth::certificate_silent(&f, probe),
         Kind::PskSilent { probe } => auth::psk_silent(&f, probe),
         Kind::Unprocessable {
             message,
@@ -60,6 +76,7 @@ pub(super) fn explain(
         Kind::PeerDead => path::peer_dead(&f),
         Kind::Expired { what } => path::expired(&f, what),
         Kind::Certificate { reason, detail } => auth::certificate(&f, &reason, detail),
+        Kind::PeerRefusedCertificate { notify } => auth::peer_refused_certificate(&f, &notify),
         Kind::Other(text) => refusal::other(&f, text),
     };
     if repeats > 1 {

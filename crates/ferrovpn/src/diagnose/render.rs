@@ -110,6 +110,10 @@ pub fn record(r: &Record) -> String {
             reason,
         } => format!("IPsec SA removed: spi in {spi_in:08x} out {spi_out:08x}: {reason}"),
         What::PeerDead => "peer DEAD (DPD)".to_string(),
+        What::CertRequestUnmatched { requested } => format!(
+            "no certificate matches the peer's CR ({}): sent the default",
+            requested.join("; ")
+        ),
         What::Notify {
             notify,
             authenticated,

@@ -297,6 +297,105 @@ fn psk_mismatch_seen_by_the_initiator_as_a_notify() {
 }
 
 #[test]
+fn with_certificates_a_peers_authentication_notify_means_it_refused_our_certificate() {
+    for notify in [
+        "AUTHENTICATION-FAILED",
+        "INVALID-CERT-AUTHORITY",
+        "INVALID-SIGNATURE",
+    ] {
+        for r in [
+            failed(
+                50,
+                CK2,
+                FailureRecord::PeerNotify {
+                    notify: notify.into(),
+                },
+            ),
+            rec(
+                50,
+                CK2,
+                What::Notify {
+                    notify: notify.into(),
+                    authenticated: true,
+                },
+            ),
+        ] {
+            let protected = matches!(
+                r.what,
+                What::Notify {
+                    authenticated: true,
+                    ..
+                } | What::IkeFailed { .. }
+            );
+            let mut c = conn();
+            c.certificate = true;
+            c.history = vec![msg(0, CK2, "MM5", true, false), r];
+            let v = run(&c, 1000);
+            assert_eq!(codes(&v), ["peer-refused-certificate"], "{}", text(&v));
+            let t = text(&v);
+            assert!(t.contains("did not accept our certificate"), "{t}");
+            assert!(t.contains(notify), "{t}");
+            assert!(!t.contains("pre-shared key"), "{t}");
+            assert_eq!(
+                t.contains("protected with the phase 1 keys"),
+                protected,
+                "{t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_peer_refusing_our_default_certificate_after_an_unmatched_cr_is_named_for_the_cr() {
+    let mut c = conn();
+    c.certificate = true;
+    c.history = vec![
+        rec(
+            0,
+            CK2,
+            What::CertRequestUnmatched {
+                requested: vec!["CN=Other Root CA,O=elsewhere,C=XX".into()],
+            },
+        ),
+        msg(0, CK2, "MM5", true, false),
+        failed(
+            50,
+            CK2,
+            FailureRecord::PeerNotify {
+                notify: "INVALID-CERT-AUTHORITY".into(),
+            },
+        ),
+    ];
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["no-certificate-matches-cr"], "{}", text(&v));
+    let t = text(&v);
+    assert!(t.contains("no certificate matches the peer's CR"), "{t}");
+    assert!(t.contains("Other Root CA"), "{t}");
+}
+
+#[test]
+fn with_certificates_silence_after_mm5_is_not_called_a_psk_mismatch() {
+    let mut c = conn();
+    c.certificate = true;
+    c.history = vec![
+        msg(0, CK2, "MM5", true, false),
+        failed(
+            9000,
+            CK2,
+            FailureRecord::NoResponse {
+                message: "MM5".into(),
+                tries: 3,
+            },
+        ),
+    ];
+    let v = run(&c, 10_000);
+    assert_eq!(codes(&v), ["silent-after-certificate"], "{}", text(&v));
+    let t = text(&v);
+    assert!(t.contains("our certificate and signature"), "{t}");
+    assert!(!t.contains("pre-shared"), "{t}");
+}
+
+#[test]
 fn identity_mismatch_names_both_identities() {
     let mut c = conn();
     c.history = vec![failed(
@@ -1022,6 +1121,11 @@ fn certificate_failures_are_named_with_their_evidence() {
             "signature_invalid",
             "signature-invalid",
             "signature invalid: Rsa signature over the HASH does not verify",
+        ),
+        (
+            "revoked",
+            "revoked",
+            "certificate \"CN=b\" (serial 00:de:b2) revoked by \"CN=Test Root CA\" at 1796620622 s since 1970 (CRL)",
         ),
     ] {
         let mut c = conn();

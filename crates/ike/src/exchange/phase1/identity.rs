@@ -9,7 +9,7 @@ use crate::cert::{self, CertAuth, CertFailure};
 use crate::config::{ConnectionConfig, Phase1Auth};
 use crate::context::Ctx;
 use crate::crypto;
-use crate::event::{Failure, Role};
+use crate::event::{Event, Failure, Role};
 use crate::exchange::payloads::{find, hash_of, id_body, id_of};
 use crate::keyed::Keyed;
 use crate::sa::IkeSa;
@@ -30,12 +30,13 @@ pub(crate) fn our_id(cfg: &ConnectionConfig) -> Identification {
     Identification::new(&cfg.local_id, 0, 0)
 }
 
-/// The peer's ID must be the configured one (RFC 2409 §5: checked with the HASH).
+/// The peer's ID must be the configured one (RFC 2409 §5: checked with the HASH); a
+/// configured DN may hold wildcard values (`CN=*`, see `cert::dn_matches`).
 pub(crate) fn check_peer_id(cfg: &ConnectionConfig, id: &Identification) -> Result<(), Failure> {
     let got = id.value().map_err(|e| Failure::Malformed(e.to_string()))?;
     let same = match (&got, &cfg.remote_id) {
         (IdValue::Other(IdType::DER_ASN1_DN, a), IdValue::Other(IdType::DER_ASN1_DN, b)) => {
-            cert::same_dn(a, b)
+            cert::same_dn(a, b) || cert::dn_matches(b, a)
         }
         _ => got == cfg.remote_id,
     };
@@ -104,13 +105,25 @@ impl IkeSa {
                 Payload::Hash(hash.to_vec()),
             ]);
         };
-        let Some(sig) = c.key.sign_hash(&hash, ctx.rng) else {
+        let (chain, key, matched) = c.choose(&self.peer_cert_requests);
+        if matched == cert::CrMatch::Unmatched {
+            ctx.event(Event::CertificateRequestUnmatched {
+                conn: self.conn,
+                cookies: self.cookies,
+                requested: self
+                    .peer_cert_requests
+                    .iter()
+                    .map(|dn| cert::dn_string(dn))
+                    .collect(),
+            });
+        }
+        let Some(sig) = key.sign_hash(&hash, ctx.rng) else {
             let reason = Failure::Malformed("our private key failed to sign".into());
             self.fail(ctx, reason, None);
             return None;
         };
         let mut payloads = vec![Payload::Identification(id)];
-        payloads.extend(c.chain.iter().map(|cert| Payload::Certificate {
+        payloads.extend(chain.iter().map(|cert| Payload::Certificate {
             encoding: cert::X509_SIGNATURE,
             data: cert.der().to_vec(),
         }));
