@@ -41,6 +41,18 @@ pub enum WireError {
     BadIdText,
     #[error("malformed {0} payload")]
     Malformed(&'static str),
+    #[error(
+        "more than {} attributes in an Attribute payload",
+        super::mode_cfg::MAX_CFG_ATTRIBUTES
+    )]
+    TooManyAttributes,
+    #[error("attribute {} appears twice", super::mode_cfg::CfgAttrType(*.0))]
+    DuplicateAttribute(u16),
+    #[error("attribute {} is not {expected}", super::mode_cfg::CfgAttrType(*attr_type))]
+    BadCfgAttribute {
+        attr_type: u16,
+        expected: &'static str,
+    },
 }
 
 impl WireError {
@@ -63,7 +75,10 @@ impl WireError {
             WireError::Truncated
             | WireError::BadLength { .. }
             | WireError::TooManyPayloads
-            | WireError::Malformed(_) => NotifyType::PAYLOAD_MALFORMED,
+            | WireError::Malformed(_)
+            | WireError::TooManyAttributes
+            | WireError::DuplicateAttribute(_)
+            | WireError::BadCfgAttribute { .. } => NotifyType::PAYLOAD_MALFORMED,
         }
     }
 }
