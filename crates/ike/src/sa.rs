@@ -100,6 +100,10 @@ pub(crate) struct IkeSa {
     pub refused_at: Option<Instant>,
     /// The last plain error notify before phase 1 completed: recorded, never acted on.
     pub plain_notify: Option<NotifyType>,
+    /// XAuth / Mode Config in progress or done (remote access, draft-dukes-ike-mode-cfg).
+    pub transaction: Option<crate::exchange::transaction::Transaction>,
+    /// Our address assigned by Mode Config: the local selector of our Quick Modes.
+    pub assigned_local: Option<crate::config::TrafficSelector>,
 }
 
 /// A probe MM1 (own initiator cookie) whose answer proves UDP 4500 passes (RFC 3947 §4).
@@ -155,6 +159,8 @@ impl IkeSa {
             probe: None,
             refused_at: None,
             plain_notify: None,
+            transaction: None,
+            assigned_local: None,
         }
     }
 

@@ -137,6 +137,18 @@ impl Daemon {
             Event::Recovery { conn, peer, action } => {
                 info!(conn = %self.conn_name(conn), peer = %peer, "invalid-SPI recovery: {action}")
             }
+            Event::RemoteAccessConfigured {
+                conn,
+                cookies,
+                settings,
+            } => {
+                // Addresses, DNS and the banner for the operator; applying them to the TUN
+                // device, routes and resolver is not done yet (issue 14).
+                info!(conn = %self.conn_name(conn), cookies = %cookies, "Mode Config: {}", crate::remote_access::describe(&settings));
+                if let Some(b) = &settings.banner {
+                    info!(conn = %self.conn_name(conn), "banner from the gateway: {b}");
+                }
+            }
             Event::InitialContact { conn, cookies } => {
                 info!(conn = %self.conn_name(conn), cookies = %cookies, "INITIAL-CONTACT on {cookies}: the peer (re)started")
             }

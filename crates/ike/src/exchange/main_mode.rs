@@ -18,10 +18,11 @@ impl IkeSa {
         let offer = phase1::offer(
             &ctx.cfg.ike_proposals,
             ctx.cfg.ike_lifetime,
-            ctx.cfg.auth.method(),
+            ctx.cfg.auth_method(),
         );
         let mut payloads = vec![Payload::Sa(offer)];
         payloads.extend(phase1::our_vendor_ids(Role::Initiator, &self.features));
+        payloads.extend(crate::exchange::transaction::client_vendor_ids(ctx.cfg));
         self.tamper(ctx, "MM1", 0, &mut payloads);
         let mut sai_b = Vec::new();
         if let Some(sa) = payloads.iter().find(|p| matches!(p, Payload::Sa(_))) {

@@ -180,6 +180,18 @@ impl IkeSa {
             features: self.features,
             nat: self.nat,
         });
+        #[cfg(feature = "test-support")]
+        if self.role == Role::Responder && ctx.cfg.test_gateway.is_some() {
+            self.test_gateway_start(ctx);
+            return;
+        }
+        if self.role == Role::Initiator && !self.is_rekey && ctx.cfg.remote_access.is_some() {
+            // XAuth and Mode Config first: Quick Mode needs the assigned address.
+            if let Some(keys) = self.established_keys() {
+                self.remote_access_start(ctx, &keys);
+            }
+            return;
+        }
         if self.role == Role::Initiator && !self.is_rekey {
             match self.mode {
                 Phase1Mode::Main => self.start_quick_modes(ctx),
