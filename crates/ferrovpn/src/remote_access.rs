@@ -146,3 +146,55 @@ mod tests {
         assert_eq!(get("FERROVPN_NBNS"), None);
     }
 }
+
+/// Whether systemd-resolved runs (its varlink socket exists): DNS then goes per link through
+/// `resolvectl`.
+pub fn resolved_runs() -> bool {
+    std::path::Path::new("/run/systemd/resolve/io.systemd.Resolve").exists()
+}
+
+/// The `resolvectl` invocations that give `device` the assigned DNS servers and domains
+/// (split DNS names as routing-only `~domain`s, the default domain as a search domain).
+pub fn resolvectl_commands(device: &str, s: &ModeCfgSettings) -> Vec<Vec<String>> {
+    let mut dns: Vec<String> = s.ip4_dns.iter().map(ToString::to_string).collect();
+    dns.extend(s.ip6_dns.iter().map(ToString::to_string));
+    if dns.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![[vec!["dns".to_string(), device.to_string()], dns].concat()];
+    let mut domains: Vec<String> = s.default_domain.iter().cloned().collect();
+    domains.extend(s.split_dns.iter().map(|d| format!("~{d}")));
+    if s.split_include.is_empty() && s.split_dns.is_empty() {
+        // Full tunnel: every name is resolved through the tunnel's servers.
+        domains.push("~.".into());
+    }
+    if !domains.is_empty() {
+        out.push([vec!["domain".to_string(), device.to_string()], domains].concat());
+    }
+    out
+}
+
+/// Runs `program args` in the background, logging a failure; never waits in the caller.
+pub fn spawn_logged(
+    program: &std::path::Path,
+    args: &[String],
+    env: &[(String, String)],
+    what: String,
+) {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null());
+    match cmd.spawn() {
+        Ok(mut child) => {
+            let _ = std::thread::Builder::new()
+                .name("ferrovpn-hook".into())
+                .spawn(move || match child.wait() {
+                    Ok(st) if st.success() => tracing::info!("{what}: done"),
+                    Ok(st) => tracing::warn!("{what}: exited with {st}"),
+                    Err(e) => tracing::warn!("{what}: {e}"),
+                });
+        }
+        Err(e) => tracing::warn!("{what}: could not start {}: {e}", program.display()),
+    }
+}

@@ -60,6 +60,8 @@ pub struct Connection {
     pub invalid_spi_recovery: bool,
     pub tunnel: Tunnel,
     pub tcp_mss: TcpMss,
+    /// `remote_access = "client"`: XAuth and Mode Config before Quick Mode.
+    pub remote_access: Option<super::remote_access::RemoteAccess>,
 }
 
 pub(super) fn check_name(name: &str) -> Result<(), String> {
@@ -144,6 +146,7 @@ pub(super) fn validate_connection(
     purpose: Purpose,
     notes: &mut Vec<(Severity, String)>,
 ) -> Result<Connection, String> {
+    let raw_remote_access = super::remote_access::RawRemoteAccess::take(&mut rc);
     let local_addr: IpAddr = rc
         .local_addr
         .parse()
@@ -361,6 +364,16 @@ pub(super) fn validate_connection(
         }
     };
 
+    let remote_access = super::remote_access::validate(
+        raw_remote_access,
+        &auth,
+        rc.start,
+        &tunnel,
+        base,
+        purpose,
+        notes,
+    )?;
+
     Ok(Connection {
         name: rc.name,
         local_addr,
@@ -384,6 +397,7 @@ pub(super) fn validate_connection(
         invalid_spi_recovery: rc.invalid_spi_recovery,
         tunnel,
         tcp_mss,
+        remote_access,
     })
 }
 
