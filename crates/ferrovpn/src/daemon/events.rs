@@ -10,11 +10,12 @@ use super::state::Daemon;
 use crate::config::Start;
 
 impl Daemon {
-    /// Puts what the gateway assigned on the connection's TUN device: the address (/32, the
-    /// device goes with us, and so do the address and routes on it), the split-include routes
-    /// when the configuration names no routes, and DNS through systemd-resolved or the hook.
+    /// Puts what the gateway assigned on the connection's TUN device: the address (/32; the
+    /// device goes with us, and so does the address on it), and DNS through systemd-resolved or
+    /// the hook. Routes stay those of the configuration (remote_ts, or `routes`): the
+    /// split-include networks are logged, not routed by themselves (issue 14, not done).
     fn apply_mode_config(&mut self, conn: usize, s: &ferrovpn_ike::wire::ModeCfgSettings) {
-        use crate::ipnet::{IfAddr, IpNet};
+        use crate::ipnet::IfAddr;
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
@@ -39,30 +40,6 @@ impl Daemon {
                     c.addresses.push(new);
                 }
                 Err(e) => error!(conn = %c.cfg.name, "address {address} on {device}: {e}"),
-            }
-        }
-        let configured_routes =
-            matches!(&c.cfg.tunnel, crate::config::Tunnel::RouteBased(r) if !r.routes.is_empty());
-        if !configured_routes
-            && c.routing.as_ref().is_none_or(|r| r.changes.is_empty())
-            && !s.split_include.is_empty()
-        {
-            let nets: Vec<IpNet> = s
-                .split_include
-                .iter()
-                .map(|(n, m)| {
-                    IpNet::truncating(
-                        (*n).into(),
-                        u8::try_from(u32::from(*m).leading_ones()).unwrap_or(32),
-                    )
-                })
-                .collect();
-            match crate::routing::setup(&mut self.nl, ifindex, &nets, &self.policy_routing) {
-                Ok(installed) => {
-                    info!(conn = %c.cfg.name, "split-include routes via {device}: {}", nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "));
-                    c.routing = Some(installed);
-                }
-                Err(e) => error!(conn = %c.cfg.name, "split-include routes via {device}: {e}"),
             }
         }
         let hook = c
