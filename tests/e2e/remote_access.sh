@@ -182,7 +182,7 @@ case_wrong_password() {
     [ "$n" = 1 ] || fail "strongSwan saw $n Main Mode starts in 15 s (want 1: no retries)"
     ok "one Main Mode in 15 s: the rejected password is not retried"
     local rc=0 out
-    out="$("$FERROVPN" initiate e2e --socket "$SOCK_A" --timeout 30 2>&1)" || rc=$?
+    out="$("$FERROVPN" initiate e2e --socket "$SOCK_A" --timeout 30s 2>&1)" || rc=$?
     [ "$rc" = 1 ] || fail "ferrovpn initiate exited $rc ($out), want 1"
     printf '%s' "$out" | grep -q "rejected the user name or password" || fail "initiate does not name the XAuth failure: $out"
     ok "ferrovpn initiate exits 1: $(printf '%s' "$out" | tail -n 1)"
