@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferrovpn_ike::config::{ModeCfgMode, RemoteAccessClient, XauthCredentials};
 use ferrovpn_ike::crypto::Secret;
 use ferrovpn_ike::event::RemoteAccessFailure;
-use ferrovpn_ike::exchange::transaction::test_gateway::TestGateway;
+use ferrovpn_ike::exchange::transaction::state::TestGateway;
 use ferrovpn_ike::wire::{self, ModeCfgSettings};
 use ferrovpn_ike::{ChildConfig, ConnectionConfig, Event, Failure, Phase1Mode, TrafficSelector};
 use ferrovpn_tests::{conn_a, conn_b, Pair, Side};

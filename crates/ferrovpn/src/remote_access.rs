@@ -102,51 +102,6 @@ pub fn hook_env(
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::Ipv4Addr;
-
-    fn settings() -> ModeCfgSettings {
-        ModeCfgSettings {
-            ip4_address: Some(Ipv4Addr::new(198, 51, 100, 10)),
-            ip4_netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
-            ip4_dns: vec![Ipv4Addr::new(198, 51, 100, 53)],
-            split_include: vec![(
-                Ipv4Addr::new(203, 0, 113, 0),
-                Ipv4Addr::new(255, 255, 255, 0),
-            )],
-            split_dns: vec!["corp.example".into()],
-            default_domain: Some("example.org".into()),
-            banner: Some("Welcome".into()),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn log_line_names_address_dns_and_split_networks() {
-        let d = describe(&settings());
-        assert_eq!(d, "address 198.51.100.10/24, DNS 198.51.100.53, domain example.org, split DNS corp.example, split include 203.0.113.0/24");
-        assert!(describe(&ModeCfgSettings::default()).ends_with("all traffic through the tunnel"));
-    }
-
-    #[test]
-    fn hook_environment_carries_every_setting() {
-        let env = hook_env("asa", "fvpn0", "connect", &settings());
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("FERROVPN_REASON"), Some("connect"));
-        assert_eq!(get("FERROVPN_TUNDEV"), Some("fvpn0"));
-        assert_eq!(get("FERROVPN_INTERNAL_IP4_ADDRESS"), Some("198.51.100.10"));
-        assert_eq!(get("FERROVPN_INTERNAL_IP4_PREFIX"), Some("24"));
-        assert_eq!(get("FERROVPN_DNS"), Some("198.51.100.53"));
-        assert_eq!(get("FERROVPN_SPLIT_INCLUDE"), Some("203.0.113.0/24"));
-        assert_eq!(get("FERROVPN_SPLIT_DNS"), Some("corp.example"));
-        assert_eq!(get("FERROVPN_DEFAULT_DOMAIN"), Some("example.org"));
-        assert_eq!(get("FERROVPN_BANNER"), Some("Welcome"));
-        assert_eq!(get("FERROVPN_NBNS"), None);
-    }
-}
-
 /// Whether systemd-resolved runs (its varlink socket exists): DNS then goes per link through
 /// `resolvectl`.
 pub fn resolved_runs() -> bool {
@@ -196,5 +151,50 @@ pub fn spawn_logged(
                 });
         }
         Err(e) => tracing::warn!("{what}: could not start {}: {e}", program.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn settings() -> ModeCfgSettings {
+        ModeCfgSettings {
+            ip4_address: Some(Ipv4Addr::new(198, 51, 100, 10)),
+            ip4_netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
+            ip4_dns: vec![Ipv4Addr::new(198, 51, 100, 53)],
+            split_include: vec![(
+                Ipv4Addr::new(203, 0, 113, 0),
+                Ipv4Addr::new(255, 255, 255, 0),
+            )],
+            split_dns: vec!["corp.example".into()],
+            default_domain: Some("example.org".into()),
+            banner: Some("Welcome".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn log_line_names_address_dns_and_split_networks() {
+        let d = describe(&settings());
+        assert_eq!(d, "address 198.51.100.10/24, DNS 198.51.100.53, domain example.org, split DNS corp.example, split include 203.0.113.0/24");
+        assert!(describe(&ModeCfgSettings::default()).ends_with("all traffic through the tunnel"));
+    }
+
+    #[test]
+    fn hook_environment_carries_every_setting() {
+        let env = hook_env("asa", "fvpn0", "connect", &settings());
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("FERROVPN_REASON"), Some("connect"));
+        assert_eq!(get("FERROVPN_TUNDEV"), Some("fvpn0"));
+        assert_eq!(get("FERROVPN_INTERNAL_IP4_ADDRESS"), Some("198.51.100.10"));
+        assert_eq!(get("FERROVPN_INTERNAL_IP4_PREFIX"), Some("24"));
+        assert_eq!(get("FERROVPN_DNS"), Some("198.51.100.53"));
+        assert_eq!(get("FERROVPN_SPLIT_INCLUDE"), Some("203.0.113.0/24"));
+        assert_eq!(get("FERROVPN_SPLIT_DNS"), Some("corp.example"));
+        assert_eq!(get("FERROVPN_DEFAULT_DOMAIN"), Some("example.org"));
+        assert_eq!(get("FERROVPN_BANNER"), Some("Welcome"));
+        assert_eq!(get("FERROVPN_NBNS"), None);
     }
 }

@@ -272,7 +272,7 @@ pub struct ConnectionConfig {
     /// A minimal XAuth/Mode Config gateway for in-memory tests of the client; NOT the gateway
     /// role of issue 14 (no pools, no leases, one user).
     #[cfg(feature = "test-support")]
-    pub test_gateway: Option<crate::exchange::transaction::test_gateway::TestGateway>,
+    pub test_gateway: Option<crate::exchange::transaction::state::TestGateway>,
 }
 
 impl fmt::Debug for ConnectionConfig {

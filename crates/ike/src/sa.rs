@@ -101,7 +101,7 @@ pub(crate) struct IkeSa {
     /// The last plain error notify before phase 1 completed: recorded, never acted on.
     pub plain_notify: Option<NotifyType>,
     /// XAuth / Mode Config in progress or done (remote access, draft-dukes-ike-mode-cfg).
-    pub transaction: Option<crate::exchange::transaction::Transaction>,
+    pub transaction: Option<crate::exchange::transaction::state::Transaction>,
     /// Our address assigned by Mode Config: the local selector of our Quick Modes.
     pub assigned_local: Option<crate::config::TrafficSelector>,
 }

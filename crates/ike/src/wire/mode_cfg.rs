@@ -9,93 +9,13 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use zeroize::Zeroize;
 
 use super::error::WireError;
+pub use super::limits::MAX_CFG_ATTRIBUTES;
+pub use super::numbers::{CfgAttrType, CfgType};
 use super::reader::Reader;
 use super::sa::AttributeValue;
 
-/// More attributes than this in one payload are refused (real replies carry a few dozen).
-pub const MAX_CFG_ATTRIBUTES: usize = 128;
 /// Attribute Format bit: set for TV (basic) attributes (draft-dukes-ike-mode-cfg §3.2).
 const AF: u16 = 0x8000;
-
-/// Type of an Attribute payload (draft-dukes-ike-mode-cfg §3.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CfgType(pub u8);
-
-/// Attribute type of the Attribute payload, without the AF bit (draft-dukes-ike-mode-cfg §3.3,
-/// draft-beaulieu-ike-xauth §4.2, Cisco Unity private range 28672–).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CfgAttrType(pub u16);
-
-macro_rules! names {
-    ($ty:ident($int:ty), $unknown:literal, { $($c:ident = $v:literal => $n:literal,)* }) => {
-        impl $ty {
-            $(pub const $c: $ty = $ty($v);)*
-
-            /// Name as strongSwan logs it, or a placeholder for unregistered values.
-            pub fn name(&self) -> &'static str {
-                match self.0 {
-                    $($v => $n,)*
-                    _ => $unknown,
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self.name() {
-                    $unknown => write!(f, "{}({})", $unknown, self.0),
-                    n => f.write_str(n),
-                }
-            }
-        }
-    };
-}
-
-names!(CfgType(u8), "CFG", {
-    REQUEST = 1 => "CFG_REQUEST",
-    REPLY = 2 => "CFG_REPLY",
-    SET = 3 => "CFG_SET",
-    ACK = 4 => "CFG_ACK",
-});
-
-names!(CfgAttrType(u16), "ATTR", {
-    INTERNAL_IP4_ADDRESS = 1 => "INTERNAL_IP4_ADDRESS",
-    INTERNAL_IP4_NETMASK = 2 => "INTERNAL_IP4_NETMASK",
-    INTERNAL_IP4_DNS = 3 => "INTERNAL_IP4_DNS",
-    INTERNAL_IP4_NBNS = 4 => "INTERNAL_IP4_NBNS",
-    INTERNAL_ADDRESS_EXPIRY = 5 => "INTERNAL_ADDRESS_EXPIRY",
-    INTERNAL_IP4_DHCP = 6 => "INTERNAL_IP4_DHCP",
-    APPLICATION_VERSION = 7 => "APPLICATION_VERSION",
-    INTERNAL_IP6_ADDRESS = 8 => "INTERNAL_IP6_ADDRESS",
-    INTERNAL_IP6_NETMASK = 9 => "INTERNAL_IP6_NETMASK",
-    INTERNAL_IP6_DNS = 10 => "INTERNAL_IP6_DNS",
-    INTERNAL_IP6_NBNS = 11 => "INTERNAL_IP6_NBNS",
-    INTERNAL_IP6_DHCP = 12 => "INTERNAL_IP6_DHCP",
-    INTERNAL_IP4_SUBNET = 13 => "INTERNAL_IP4_SUBNET",
-    SUPPORTED_ATTRIBUTES = 14 => "SUPPORTED_ATTRIBUTES",
-    INTERNAL_IP6_SUBNET = 15 => "INTERNAL_IP6_SUBNET",
-    XAUTH_TYPE = 16520 => "XAUTH_TYPE",
-    XAUTH_USER_NAME = 16521 => "XAUTH_USER_NAME",
-    XAUTH_USER_PASSWORD = 16522 => "XAUTH_USER_PASSWORD",
-    XAUTH_PASSCODE = 16523 => "XAUTH_PASSCODE",
-    XAUTH_MESSAGE = 16524 => "XAUTH_MESSAGE",
-    XAUTH_CHALLENGE = 16525 => "XAUTH_CHALLENGE",
-    XAUTH_DOMAIN = 16526 => "XAUTH_DOMAIN",
-    XAUTH_STATUS = 16527 => "XAUTH_STATUS",
-    XAUTH_NEXT_PIN = 16528 => "XAUTH_NEXT_PIN",
-    XAUTH_ANSWER = 16529 => "XAUTH_ANSWER",
-    UNITY_BANNER = 28672 => "UNITY_BANNER",
-    UNITY_SAVE_PASSWD = 28673 => "UNITY_SAVE_PASSWD",
-    UNITY_DEF_DOMAIN = 28674 => "UNITY_DEF_DOMAIN",
-    UNITY_SPLITDNS_NAME = 28675 => "UNITY_SPLITDNS_NAME",
-    UNITY_SPLIT_INCLUDE = 28676 => "UNITY_SPLIT_INCLUDE",
-    UNITY_NATT_PORT = 28677 => "UNITY_NATT_PORT",
-    UNITY_LOCAL_LAN = 28678 => "UNITY_LOCAL_LAN",
-    UNITY_PFS = 28679 => "UNITY_PFS",
-    UNITY_FW_TYPE = 28680 => "UNITY_FW_TYPE",
-    UNITY_BACKUP_SERVERS = 28681 => "UNITY_BACKUP_SERVERS",
-    UNITY_DDNS_HOSTNAME = 28682 => "UNITY_DDNS_HOSTNAME",
-});
 
 /// XAUTH_TYPE values (draft-beaulieu-ike-xauth §4.2): only Generic is answered.
 pub mod xauth_type {

@@ -6,9 +6,12 @@
 //! chained within one exchange (RFC 2409 App. B).
 
 mod mode_config;
+pub mod state;
 #[cfg(feature = "test-support")]
-pub mod test_gateway;
+mod test_gateway;
 mod xauth;
+
+pub(crate) use state::{Step, Transaction};
 
 use crate::config::ModeCfgMode;
 use crate::context::{Ctx, Datagram};
@@ -23,29 +26,6 @@ use crate::wire::{
     Payload, PayloadType, ProtocolId,
 };
 use zeroize::Zeroize;
-
-/// Where a Transaction conversation stands on this ISAKMP SA.
-#[derive(Debug, Clone)]
-pub(crate) struct Transaction {
-    pub step: Step,
-    /// An exchange we started (its message ID and the IV its answer is opened with).
-    pub pending: Option<(u32, Vec<u8>)>,
-}
-
-/// The client's steps; the test gateway has its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Waiting for the gateway's XAuth REQUEST.
-    AwaitXauthRequest,
-    /// Our XAuth REPLY is out; waiting for its SET with XAUTH_STATUS.
-    AwaitXauthStatus,
-    /// Waiting for the Mode Config REPLY to our REQUEST (pull) or the gateway's SET (push).
-    AwaitModeCfg,
-    /// Settings taken; Quick Mode runs.
-    Done,
-    #[cfg(feature = "test-support")]
-    Gateway(test_gateway::GatewayStep),
-}
 
 /// Vendor IDs a remote-access client adds to MM1/AM1: XAuth and Cisco Unity, which Cisco
 /// gateways require before they offer XAuth and the Unity attributes.

@@ -2,30 +2,12 @@
 //! client can be tested with two in-memory endpoints. It is not the gateway role of issue 14:
 //! one user, one fixed set of settings, no pools or leases, no rate limits.
 
+use super::state::{GatewayStep, TestGateway};
 use super::{Flow, Input, Step};
 use crate::context::Ctx;
 use crate::sa::IkeSa;
 use crate::wire::mode_cfg::xauth_status;
-use crate::wire::{AttributePayload, CfgAttrType, CfgAttribute, CfgType, ModeCfgSettings};
-
-/// What the test gateway asks and assigns.
-#[derive(Debug, Clone)]
-pub struct TestGateway {
-    /// (user, password) it accepts; None: no XAuth, Mode Config only.
-    pub xauth: Option<(String, Vec<u8>)>,
-    pub settings: ModeCfgSettings,
-    /// Push the settings (SET) instead of waiting for the client's REQUEST.
-    pub push: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayStep {
-    AwaitXauthReply,
-    AwaitStatusAck { ok: bool },
-    AwaitRequest,
-    AwaitSetAck,
-    Done,
-}
+use crate::wire::{AttributePayload, CfgAttrType, CfgAttribute, CfgType};
 
 impl IkeSa {
     pub(crate) fn test_gateway_start(&mut self, ctx: &mut Ctx<'_>) {
