@@ -62,6 +62,7 @@ fn pair(mode: Phase1Mode, pull: bool, password: &[u8], xauth: bool) -> Pair {
         xauth: xauth.then(|| ("alice".into(), b"correct-horse".to_vec())),
         settings: settings(),
         push: !pull,
+        silent: false,
     });
     // The gateway's selectors: everything on its side, the client's assigned address.
     b.children = vec![ChildConfig {
@@ -216,6 +217,7 @@ fn site_to_site_connection_still_refuses_a_transaction() {
         xauth: None,
         settings: settings(),
         push: true,
+        silent: false,
     });
     let mut p = Pair::new(a, b);
     p.connect();
@@ -223,4 +225,53 @@ fn site_to_site_connection_still_refuses_a_transaction() {
         .events(Side::A)
         .iter()
         .any(|e| matches!(e, Event::Unprocessable { message, .. } if *message == "TRANSACTION")));
+}
+
+#[test]
+fn a_gateway_silent_after_phase_1_is_a_typed_failure_within_the_bound() {
+    // The gateway completes phase 1 (it accepts 65001) but never starts XAuth.
+    let mut b = conn_b();
+    b.test_gateway = Some(TestGateway {
+        xauth: Some(("alice".into(), b"correct-horse".to_vec())),
+        settings: settings(),
+        push: false,
+        silent: true,
+    });
+    let mut a = conn_a();
+    a.remote_access = Some(RemoteAccessClient {
+        xauth: Some(XauthCredentials {
+            user: "alice".into(),
+            password: Secret::new(b"correct-horse".to_vec()),
+        }),
+        mode_cfg: ModeCfgMode::Pull,
+    });
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(p.established(Side::A), 1);
+    assert_eq!(
+        p.ike_failures(Side::A),
+        vec![&Failure::RemoteAccess(RemoteAccessFailure::GatewaySilent {
+            waiting_for: "XAuth REQUEST",
+            after: Duration::from_secs(30),
+        })]
+    );
+    assert!(p.children(Side::A).is_empty());
+}
+
+#[test]
+fn phase_1_rekey_answers_xauth_again_from_the_configured_credentials_and_keeps_the_address() {
+    let mut p = pair(Phase1Mode::Main, true, b"correct-horse", true);
+    p.connect();
+    assert_connected(&p);
+    // Past the 8 h ISAKMP SA lifetime: both it and the 1 h IPsec SAs are rekeyed.
+    p.run_for(Duration::from_secs(9 * 3600));
+    assert_eq!(p.ike_failures(Side::A), Vec::<&Failure>::new());
+    assert!(p.established(Side::A) >= 2, "phase 1 was rekeyed");
+    let children = p.children(Side::A);
+    assert!(children.len() >= 2, "the IPsec SA was rekeyed");
+    for c in &children {
+        assert_eq!(c.local_ts, TrafficSelector::host(POOL_ADDR.into()));
+    }
+    // The new ISAKMP SA got its own XAuth round, answered without anyone asked.
+    assert!(transactions(&p, Side::A) >= 5);
 }

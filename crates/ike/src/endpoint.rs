@@ -497,6 +497,9 @@ impl Endpoint {
         if let Some(new) = self.sas.get_mut(&new_key) {
             new.children.append(&mut moved);
             new.replaced_other = true;
+            // A remote-access client keeps its address: the moved pairs and their rekeys
+            // use it as the local selector (issue 14).
+            new.assigned_local = new.assigned_local.or(old.assigned_local);
         }
         // The delete goes out `rekeyed_drain` later: strongSwan moves the IPsec
         // SAs to the new ISAKMP SA in a job after it is up ("detected reauth ...

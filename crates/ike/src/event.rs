@@ -156,6 +156,11 @@ pub enum RemoteAccessFailure {
     XauthUnsupported { what: String },
     /// The gateway's Mode Config was unusable (malformed, duplicate, no address).
     ModeConfig(String),
+    /// Phase 1 is up but the gateway sent nothing of XAuth / Mode Config in time.
+    GatewaySilent {
+        waiting_for: &'static str,
+        after: Duration,
+    },
     /// A Transaction message was malformed.
     Malformed(String),
 }
@@ -168,6 +173,7 @@ impl RemoteAccessFailure {
             RemoteAccessFailure::XauthNotConfigured => "xauth_not_configured",
             RemoteAccessFailure::XauthUnsupported { .. } => "xauth_unsupported",
             RemoteAccessFailure::ModeConfig(_) => "mode_config",
+            RemoteAccessFailure::GatewaySilent { .. } => "gateway_silent",
             RemoteAccessFailure::Malformed(_) => "transaction_malformed",
         }
     }
@@ -190,6 +196,11 @@ impl fmt::Display for RemoteAccessFailure {
                 write!(f, "the gateway asks for XAuth with {what}, which ferrovpn does not answer (only user name and password)")
             }
             RemoteAccessFailure::ModeConfig(m) => write!(f, "Mode Config failed: {m}"),
+            RemoteAccessFailure::GatewaySilent { waiting_for, after } => write!(
+                f,
+                "phase 1 is up, but the gateway sent no {waiting_for} within {}s: is it configured for XAuth/Mode Config with this group (and modeconfig = push/pull as it expects)?",
+                after.as_secs()
+            ),
             RemoteAccessFailure::Malformed(m) => write!(f, "malformed Transaction message: {m}"),
         }
     }

@@ -413,6 +413,9 @@ impl IkeSa {
         if let Some(x) = self.quick_modes_at {
             at(x);
         }
+        if let Some(x) = self.transaction_deadline() {
+            at(x);
+        }
         for qm in &self.quick_modes {
             if let Some(r) = &qm.retransmit {
                 at(r.next_at);

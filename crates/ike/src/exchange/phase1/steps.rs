@@ -185,8 +185,9 @@ impl IkeSa {
             self.test_gateway_start(ctx);
             return;
         }
-        if self.role == Role::Initiator && !self.is_rekey && ctx.cfg.remote_access.is_some() {
-            // XAuth and Mode Config first: Quick Mode needs the assigned address.
+        if self.role == Role::Initiator && ctx.cfg.remote_access.is_some() {
+            // XAuth and Mode Config first: Quick Mode needs the assigned address. A rekey
+            // answers them again from the configured credentials (the user is not asked).
             if let Some(keys) = self.established_keys() {
                 self.remote_access_start(ctx, &keys);
             }

@@ -27,6 +27,9 @@ use crate::wire::{
 };
 use zeroize::Zeroize;
 
+/// How long a client waits after phase 1 for the gateway's XAuth / Mode Config to finish.
+const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Vendor IDs a remote-access client adds to MM1/AM1: XAuth and Cisco Unity, which Cisco
 /// gateways require before they offer XAuth and the Unity attributes.
 pub(crate) fn client_vendor_ids(cfg: &crate::config::ConnectionConfig) -> Vec<Payload> {
@@ -208,6 +211,43 @@ impl IkeSa {
             (Step::AwaitModeCfg, CfgType::SET) => self.mode_cfg_settings(ctx, input, true),
             _ => Err(Flow::Ignore("Transaction message out of place")),
         }
+    }
+
+    /// When a client still waiting for XAuth / Mode Config gives up (first phase 1 only: a
+    /// rekey's IPsec SAs run on, and a gateway may skip XAuth on it).
+    pub(crate) fn transaction_deadline(&self) -> Option<std::time::Instant> {
+        let t = self.transaction.as_ref()?;
+        let waiting = matches!(
+            t.step,
+            Step::AwaitXauthRequest | Step::AwaitXauthStatus | Step::AwaitModeCfg
+        );
+        if !waiting || self.is_rekey || self.role != crate::event::Role::Initiator {
+            return None;
+        }
+        Some(crate::time::later(
+            self.established_at?,
+            TRANSACTION_TIMEOUT,
+        ))
+    }
+
+    /// Fails a client whose gateway stayed silent past [`IkeSa::transaction_deadline`].
+    pub(crate) fn transaction_timer(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.transaction_deadline().is_some_and(|d| ctx.now >= d) {
+            return;
+        }
+        let waiting_for = match self.transaction.as_ref().map(|t| &t.step) {
+            Some(Step::AwaitXauthRequest) => "XAuth REQUEST",
+            Some(Step::AwaitXauthStatus) => "XAuth STATUS",
+            _ => "Mode Config",
+        };
+        self.fail(
+            ctx,
+            Failure::RemoteAccess(RemoteAccessFailure::GatewaySilent {
+                waiting_for,
+                after: TRANSACTION_TIMEOUT,
+            }),
+            None,
+        );
     }
 
     pub(crate) fn set_step(&mut self, step: Step, pending: Option<(u32, Vec<u8>)>) {

@@ -66,7 +66,10 @@ impl IkeSa {
             cookies: self.cookies,
             settings,
         });
-        self.start_quick_modes(ctx);
+        // A rekey's IPsec SAs are those it took over from the ISAKMP SA it replaces.
+        if !self.is_rekey {
+            self.start_quick_modes(ctx);
+        }
         Ok(())
     }
 }

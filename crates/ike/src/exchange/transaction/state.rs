@@ -34,6 +34,8 @@ pub struct TestGateway {
     pub settings: crate::wire::ModeCfgSettings,
     /// Push the settings (SET) instead of waiting for the client's REQUEST.
     pub push: bool,
+    /// Say nothing after phase 1 (a gateway not configured for XAuth / Mode Config).
+    pub silent: bool,
 }
 
 /// The test gateway's steps.

@@ -11,7 +11,7 @@ use crate::wire::{AttributePayload, CfgAttrType, CfgAttribute, CfgType};
 
 impl IkeSa {
     pub(crate) fn test_gateway_start(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(gw) = ctx.cfg.test_gateway.clone() else {
+        let Some(gw) = ctx.cfg.test_gateway.clone().filter(|g| !g.silent) else {
             return;
         };
         if gw.xauth.is_some() {
