@@ -137,6 +137,12 @@ pub fn spawn_logged(
     what: String,
 ) {
     let mut cmd = std::process::Command::new(program);
+    // The hook sees only our FERROVPN_* variables, none inherited under those names.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FERROVPN_") {
+            cmd.env_remove(k);
+        }
+    }
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::null());
