@@ -150,6 +150,10 @@ connected() {
     if grep -q "password" "$log" && grep -q "correct horse" "$log"; then
         fail "the password appears in the log"
     fi
+    "$FERROVPN" status --socket "$SOCK_A" >"$FV_TMP/status.txt" 2>&1 || fail "status failed"
+    grep -q "mode config: address $POOL_FIRST" "$FV_TMP/status.txt" || { cat "$FV_TMP/status.txt" >&2; fail "status does not show the Mode Config"; }
+    grep -q "banner: Authorized e2e users only" "$FV_TMP/status.txt" || fail "status does not show the banner"
+    ok "status: $(grep -m1 'mode config:' "$FV_TMP/status.txt" | sed -E 's/^ +//')"
     e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
     e2e_transfer "$FV_NS_A" "$POOL_FIRST" "$FV_NS_B" "$B_IN" 1
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0

@@ -189,6 +189,27 @@ mod tests {
     }
 
     #[test]
+    fn resolvectl_gets_servers_and_routing_domains_per_link() {
+        assert_eq!(
+            resolvectl_commands("fvpn0", &settings()),
+            vec![
+                vec!["dns", "fvpn0", "198.51.100.53"],
+                vec!["domain", "fvpn0", "example.org", "~corp.example"],
+            ]
+        );
+        let full = ModeCfgSettings {
+            ip4_dns: vec![Ipv4Addr::new(203, 0, 113, 53)],
+            ..Default::default()
+        };
+        assert_eq!(
+            resolvectl_commands("fvpn0", &full)[1],
+            vec!["domain", "fvpn0", "~."],
+            "a full tunnel resolves every name through the tunnel"
+        );
+        assert!(resolvectl_commands("fvpn0", &ModeCfgSettings::default()).is_empty());
+    }
+
+    #[test]
     fn hook_environment_carries_every_setting() {
         let env = hook_env("asa", "fvpn0", "connect", &settings());
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

@@ -19,6 +19,7 @@ impl Daemon {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
+        c.mode_config = Some(s.clone());
         let Some(address) = s.ip4_address else {
             return;
         };
