@@ -232,7 +232,7 @@ impl IkeSa {
 
     /// Fails a client whose gateway stayed silent past [`IkeSa::transaction_deadline`].
     pub(crate) fn transaction_timer(&mut self, ctx: &mut Ctx<'_>) {
-        if !self.transaction_deadline().is_some_and(|d| ctx.now >= d) {
+        if self.transaction_deadline().is_none_or(|d| ctx.now < d) {
             return;
         }
         let waiting_for = match self.transaction.as_ref().map(|t| &t.step) {
