@@ -200,6 +200,8 @@ pub fn emit_payloads(payloads: &[Payload], out: &mut Vec<u8>) -> PayloadType {
         );
         out.extend_from_slice(&body);
     }
+    // The scratch copy may hold an XAuth password (Attribute payload): wiped, not just freed.
+    zeroize::Zeroize::zeroize(&mut body);
     payloads
         .first()
         .map_or(PayloadType::NONE, Payload::payload_type)
