@@ -20,6 +20,9 @@ impl Daemon {
             return;
         };
         c.mode_config = Some(s.clone());
+        if s.pfs.is_some_and(|v| v != 0) && c.cfg.esp.iter().all(|p| p.pfs_group.is_none()) {
+            warn!(conn = %c.cfg.name, "the gateway asks for PFS in Quick Mode (UNITY_PFS) but esp names no DH group: add one (e.g. aes256-sha256-modp2048) if it refuses our Quick Mode");
+        }
         let Some(address) = s.ip4_address else {
             return;
         };
