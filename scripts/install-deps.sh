@@ -17,6 +17,7 @@ PACKAGES=(
     python3-cryptography   # AES-GCM check of captured ESP packets
     strongswan-charon strongswan-swanctl
     libcharon-extra-plugins libstrongswan-extra-plugins
+    libcharon-extauth-plugins   # xauth-generic: strongSwan as XAuth gateway (remote_access.sh)
     libstrongswan-standard-plugins   # openssl and gcm plugins (AES-GCM ESP, ECP groups)
     ca-certificates
 )

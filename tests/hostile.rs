@@ -115,6 +115,14 @@ fn byte_fields(p: &mut Payload) -> Vec<&mut Vec<u8>> {
         Payload::NatD { hash, .. } => vec![hash],
         Payload::Fragment(f) => vec![&mut f.data],
         Payload::Unknown { data, .. } => vec![data],
+        Payload::Attributes(a) => a
+            .attributes
+            .iter_mut()
+            .filter_map(|x| match &mut x.value {
+                ferrovpn_ike::wire::AttributeValue::Variable(v) => Some(v),
+                ferrovpn_ike::wire::AttributeValue::Basic(_) => None,
+            })
+            .collect(),
     }
 }
 

@@ -9,7 +9,7 @@ use ferrovpn_esp::{
     TunnelEndpoints,
 };
 use ferrovpn_ike::algorithm::{EspCipher, EspIntegrity};
-use ferrovpn_ike::config::Phase1Auth;
+use ferrovpn_ike::config::{Phase1Auth, RemoteAccessClient, XauthCredentials};
 use ferrovpn_ike::crypto::Secret;
 use ferrovpn_ike::proposal::EspProposal;
 use ferrovpn_ike::wire::IdType;
@@ -76,6 +76,13 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
             })
             .collect(),
     };
+    cfg.remote_access = c.remote_access.as_ref().map(|r| RemoteAccessClient {
+        xauth: r.xauth.as_ref().map(|x| XauthCredentials {
+            user: x.user.clone(),
+            password: Secret::new(x.password.as_bytes().to_vec()),
+        }),
+        mode_cfg: r.mode_cfg,
+    });
     cfg.nat_traversal = match c.nat_traversal {
         NatTraversal::Auto => ferrovpn_ike::NatTraversal::Auto,
         NatTraversal::Force => ferrovpn_ike::NatTraversal::Force,

@@ -243,6 +243,42 @@ impl Default for FragmentLimits {
     }
 }
 
+/// How a remote-access client gets its settings (draft-dukes-ike-mode-cfg §3.1): it asks
+/// (`Pull`, REQUEST/REPLY, strongSwan's default) or the gateway sends them (`Push`, SET/ACK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModeCfgMode {
+    #[default]
+    Pull,
+    Push,
+}
+
+/// XAuth credentials (draft-beaulieu-ike-xauth §4.2); the password is wiped on drop and never
+/// printed.
+#[derive(Clone)]
+pub struct XauthCredentials {
+    pub user: String,
+    pub password: Secret,
+}
+
+impl fmt::Debug for XauthCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XauthCredentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// This host as a remote-access client of a gateway (issue 14): after phase 1 it answers XAuth
+/// (when credentials are given), takes its address and DNS by Mode Config, and only then runs
+/// Quick Mode with the assigned address as its local selector.
+#[derive(Debug, Clone)]
+pub struct RemoteAccessClient {
+    /// None: the gateway authenticates by phase 1 alone (Mode Config only).
+    pub xauth: Option<XauthCredentials>,
+    pub mode_cfg: ModeCfgMode,
+}
+
 /// A configured peer.
 #[derive(Clone)]
 pub struct ConnectionConfig {
@@ -281,6 +317,12 @@ pub struct ConnectionConfig {
     pub fragmentation: Fragmentation,
     /// Largest IP datagram (bytes) of a phase 1 message sent whole, and of each fragment.
     pub fragment_size: usize,
+    /// Remote-access client role (XAuth, Mode Config); None for site to site.
+    pub remote_access: Option<RemoteAccessClient>,
+    /// A minimal XAuth/Mode Config gateway for in-memory tests of the client; NOT the gateway
+    /// role of issue 14 (no pools, no leases, one user).
+    #[cfg(feature = "test-support")]
+    pub test_gateway: Option<crate::exchange::transaction::state::TestGateway>,
 }
 
 impl fmt::Debug for ConnectionConfig {
@@ -299,6 +341,26 @@ impl fmt::Debug for ConnectionConfig {
 }
 
 impl ConnectionConfig {
+    /// The Authentication Method we offer: XAUTHInitPreShared (65001) for a PSK XAuth client
+    /// (draft-beaulieu-ike-xauth §5.1), else the one of `auth`.
+    pub fn auth_method(&self) -> u16 {
+        match (&self.auth, &self.remote_access) {
+            (Phase1Auth::Psk, Some(RemoteAccessClient { xauth: Some(_), .. })) => {
+                crate::wire::attr::auth_method::XAUTH_INIT_PSK
+            }
+            #[cfg(feature = "test-support")]
+            (Phase1Auth::Psk, _)
+                if self
+                    .test_gateway
+                    .as_ref()
+                    .is_some_and(|g| g.xauth.is_some()) =>
+            {
+                crate::wire::attr::auth_method::XAUTH_INIT_PSK
+            }
+            (auth, _) => auth.method(),
+        }
+    }
+
     /// A connection with the defaults an engineer expects: Main Mode, aes256-sha256-modp2048,
     /// aes128gcm16 ESP, 8 h / 1 h lifetimes, one 0.0.0.0/0 child, NAT-T auto, DPD 30 s / 150 s.
     pub fn new(name: &str, local_addr: IpAddr, remote_addr: IpAddr, psk: &[u8]) -> Self {
@@ -345,6 +407,9 @@ impl ConnectionConfig {
             request_commit: false,
             fragmentation: Fragmentation::Yes,
             fragment_size: DEFAULT_FRAGMENT_SIZE,
+            remote_access: None,
+            #[cfg(feature = "test-support")]
+            test_gateway: None,
         }
     }
 }

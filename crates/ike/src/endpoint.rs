@@ -338,7 +338,7 @@ impl Endpoint {
                 // AM3 needs no answer: a peer that repeats it waits for something from us.
                 let xauth = sa.features.xauth;
                 let reason = if xauth {
-                    "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends; it announced XAuth, so it expects XAuth/Mode Config from a remote-access server, which ferrovpn does not support".to_string()
+                    "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends; it announced XAuth, so it expects XAuth/Mode Config from a remote-access server, which ferrovpn cannot be yet (only a remote-access client)".to_string()
                 } else {
                     "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends (XAuth/Mode Config of a remote-access server?)".to_string()
                 };
@@ -627,6 +627,9 @@ impl Endpoint {
         if let Some(new) = self.sas.get_mut(&new_key) {
             new.children.append(&mut moved);
             new.replaced_other = true;
+            // A remote-access client keeps its address: the moved pairs and their rekeys
+            // use it as the local selector (issue 14).
+            new.assigned_local = new.assigned_local.or(old.assigned_local);
         }
         // The delete goes out `rekeyed_drain` later: strongSwan moves the IPsec
         // SAs to the new ISAKMP SA in a job after it is up ("detected reauth ...

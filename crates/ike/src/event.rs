@@ -139,6 +139,71 @@ pub enum Failure {
     },
     /// Signature authentication failed on the peer's certificate or SIG (RFC 2409 §5.1).
     Certificate(crate::cert::CertFailure),
+    /// XAuth or Mode Config of a remote-access client failed (issue 14).
+    RemoteAccess(RemoteAccessFailure),
+}
+
+/// Why a remote-access client could not finish XAuth or Mode Config (draft-beaulieu-ike-xauth,
+/// draft-dukes-ike-mode-cfg). None of these is retried on the same ISAKMP SA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteAccessFailure {
+    /// XAUTH_STATUS = FAIL, or the gateway asked again after our answer: user name or
+    /// password not accepted. `message` is the gateway's XAUTH_MESSAGE, if any.
+    XauthRejected { message: Option<String> },
+    /// The gateway asked for XAuth but no credentials are configured.
+    XauthNotConfigured,
+    /// The gateway asked for an XAuth type or field we do not answer (tokens, challenges).
+    XauthUnsupported { what: String },
+    /// The gateway's Mode Config was unusable (malformed, duplicate, no address).
+    ModeConfig(String),
+    /// Phase 1 is up but the gateway sent nothing of XAuth / Mode Config in time.
+    GatewaySilent {
+        waiting_for: &'static str,
+        after: Duration,
+    },
+    /// A Transaction message was malformed.
+    Malformed(String),
+}
+
+impl RemoteAccessFailure {
+    /// Short name for metrics and status.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RemoteAccessFailure::XauthRejected { .. } => "xauth_rejected",
+            RemoteAccessFailure::XauthNotConfigured => "xauth_not_configured",
+            RemoteAccessFailure::XauthUnsupported { .. } => "xauth_unsupported",
+            RemoteAccessFailure::ModeConfig(_) => "mode_config",
+            RemoteAccessFailure::GatewaySilent { .. } => "gateway_silent",
+            RemoteAccessFailure::Malformed(_) => "transaction_malformed",
+        }
+    }
+}
+
+impl fmt::Display for RemoteAccessFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteAccessFailure::XauthRejected { message: Some(m) } => write!(
+                f,
+                "XAuth failed: the gateway rejected the user name or password ({m:?})"
+            ),
+            RemoteAccessFailure::XauthRejected { message: None } => {
+                f.write_str("XAuth failed: the gateway rejected the user name or password")
+            }
+            RemoteAccessFailure::XauthNotConfigured => f.write_str(
+                "the gateway asks for XAuth, but no xauth_user/xauth_password_file is configured",
+            ),
+            RemoteAccessFailure::XauthUnsupported { what } => {
+                write!(f, "the gateway asks for XAuth with {what}, which ferrovpn does not answer (only user name and password)")
+            }
+            RemoteAccessFailure::ModeConfig(m) => write!(f, "Mode Config failed: {m}"),
+            RemoteAccessFailure::GatewaySilent { waiting_for, after } => write!(
+                f,
+                "phase 1 is up, but the gateway sent no {waiting_for} within {}s: is it configured for XAuth/Mode Config with this group (and modeconfig = push/pull as it expects)?",
+                after.as_secs()
+            ),
+            RemoteAccessFailure::Malformed(m) => write!(f, "malformed Transaction message: {m}"),
+        }
+    }
 }
 
 /// What the UDP 4500 probe (a fresh MM1 to the peer's port 4500) found.
@@ -159,6 +224,7 @@ impl fmt::Display for Failure {
             ),
             Failure::PeerNotify(n) => write!(f, "peer sent notify {}", n.name()),
             Failure::Certificate(c) => write!(f, "certificate authentication failed: {c}"),
+            Failure::RemoteAccess(r) => write!(f, "{r}"),
             Failure::NoProposalChosen { ours, theirs } => {
                 write!(f, "no proposal chosen: ours [{ours}], peer's [{theirs}]")
             }
@@ -285,6 +351,13 @@ pub enum Event {
         peer: SocketAddr,
         features: PeerFeatures,
         nat: NatStatus,
+    },
+    /// A remote-access client got its settings by Mode Config (draft-dukes-ike-mode-cfg); Quick
+    /// Mode follows with the assigned address as local selector.
+    RemoteAccessConfigured {
+        conn: ConnId,
+        cookies: Cookies,
+        settings: crate::wire::ModeCfgSettings,
     },
     IkeSaFailed {
         conn: Option<ConnId>,

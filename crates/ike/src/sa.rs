@@ -105,6 +105,10 @@ pub(crate) struct IkeSa {
     /// The CA names of the peer's CR payloads in phase 1 (RFC 2408 §3.10): they choose which
     /// of our certificates we send.
     pub peer_cert_requests: Vec<Vec<u8>>,
+    /// XAuth / Mode Config in progress or done (remote access, draft-dukes-ike-mode-cfg).
+    pub transaction: Option<crate::exchange::transaction::state::Transaction>,
+    /// Our address assigned by Mode Config: the local selector of our Quick Modes.
+    pub assigned_local: Option<crate::config::TrafficSelector>,
 }
 
 /// A probe MM1 (own initiator cookie) whose answer proves UDP 4500 passes (RFC 3947 §4).
@@ -161,6 +165,8 @@ impl IkeSa {
             refused_at: None,
             plain_notify: None,
             peer_cert_requests: Vec::new(),
+            transaction: None,
+            assigned_local: None,
         }
     }
 
@@ -470,6 +476,9 @@ impl IkeSa {
             at(r.next_at);
         }
         if let Some(x) = self.quick_modes_at {
+            at(x);
+        }
+        if let Some(x) = self.transaction_deadline() {
             at(x);
         }
         for qm in &self.quick_modes {

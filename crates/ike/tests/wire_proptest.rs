@@ -4,9 +4,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use ferrovpn_ike::wire::{
-    parse_payloads, Attribute, AttributeValue, Delete, ExchangeType, Flags, Fragment, Header,
-    IdType, Identification, Message, Notification, NotifyType, Payload, PayloadIter, PayloadType,
-    Proposal, ProtocolId, SaPayload, Transform, IPSEC_DOI, SIT_IDENTITY_ONLY,
+    parse_payloads, Attribute, AttributePayload, AttributeValue, CfgAttrType, CfgAttribute,
+    CfgType, Delete, ExchangeType, Flags, Fragment, Header, IdType, Identification, Message,
+    Notification, NotifyType, Payload, PayloadIter, PayloadType, Proposal, ProtocolId, SaPayload,
+    Transform, IPSEC_DOI, SIT_IDENTITY_ONLY,
 };
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -178,10 +179,31 @@ fn payload() -> impl Strategy<Value = Payload> {
             payload_type: PayloadType(t),
             data
         }),
-        bytes(20).prop_map(|data| Payload::Unknown {
-            payload_type: PayloadType::ATTR,
-            data
-        }),
+        (
+            any::<u8>(),
+            any::<u16>(),
+            vec(
+                (
+                    0u16..0x8000,
+                    prop_oneof![
+                        any::<u16>().prop_map(AttributeValue::Basic),
+                        bytes(20).prop_map(AttributeValue::Variable),
+                    ]
+                ),
+                0..6
+            )
+        )
+            .prop_map(|(t, id, attrs)| Payload::Attributes(AttributePayload::new(
+                CfgType(t),
+                id,
+                attrs
+                    .into_iter()
+                    .map(|(attr_type, value)| CfgAttribute {
+                        attr_type: CfgAttrType(attr_type),
+                        value
+                    })
+                    .collect()
+            ))),
     ]
 }
 

@@ -68,6 +68,8 @@ pub struct Connection {
     pub fragment_size: usize,
     pub tunnel: Tunnel,
     pub tcp_mss: TcpMss,
+    /// `remote_access = "client"`: XAuth and Mode Config before Quick Mode.
+    pub remote_access: Option<super::remote_access::RemoteAccess>,
 }
 
 pub(super) fn check_name(name: &str) -> Result<(), String> {
@@ -152,6 +154,7 @@ pub(super) fn validate_connection(
     purpose: Purpose,
     notes: &mut Vec<(Severity, String)>,
 ) -> Result<Connection, String> {
+    let raw_remote_access = super::remote_access::RawRemoteAccess::take(&mut rc);
     let local_addr: IpAddr = rc
         .local_addr
         .parse()
@@ -402,6 +405,16 @@ pub(super) fn validate_connection(
         }
     };
 
+    let remote_access = super::remote_access::validate(
+        raw_remote_access,
+        &auth,
+        rc.start,
+        &tunnel,
+        base,
+        purpose,
+        notes,
+    )?;
+
     Ok(Connection {
         name: rc.name,
         local_addr,
@@ -427,6 +440,7 @@ pub(super) fn validate_connection(
         fragment_size,
         tunnel,
         tcp_mss,
+        remote_access,
     })
 }
 

@@ -16,6 +16,7 @@ mod identity;
 mod negotiation;
 mod raw;
 mod remark;
+mod remote_access;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ pub use error::ConfigError;
 pub use identity::Identity;
 pub use negotiation::{Fragmentation, Mode, NatTraversal, Start};
 pub use remark::{Remark, Scope, Severity};
+pub use remote_access::{RemoteAccess, Xauth};
 pub use secret::{Psk, Purpose};
 pub use tunnel::{check_interface_name, RouteBased, SelectorPair, TcpMss, Tunnel};
 pub use units::{format_duration, parse_duration};

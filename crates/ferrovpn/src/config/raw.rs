@@ -86,6 +86,11 @@ pub(super) struct RawConnection {
     pub(super) fragment_size: Option<i64>,
     pub(super) route_based: Option<RawRouteBased>,
     pub(super) policy_based: Option<RawPolicyBased>,
+    pub(super) remote_access: Option<String>,
+    pub(super) xauth_user: Option<String>,
+    pub(super) xauth_password_file: Option<PathBuf>,
+    pub(super) modeconfig: Option<String>,
+    pub(super) dns_hook: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1060,3 +1060,61 @@ fn fragmentation_defaults_as_strongswan_and_checks_its_size() {
         "{e}"
     );
 }
+
+/// `remote_access = "client"` and its keys: each bad combination and its one message.
+#[test]
+fn remote_access_client_keys_are_validated() {
+    let ra = "psk = \"group-secret\"\nremote_access = \"client\"";
+    let cases = [
+        (with("psk = \"x\"\nxauth_user = \"alice\"", RB), "connection \"site-b\": xauth_user needs remote_access = \"client\""),
+        (with("psk = \"x\"\nmodeconfig = \"push\"", RB), "connection \"site-b\": modeconfig needs remote_access = \"client\""),
+        (with("psk = \"x\"\nremote_access = \"server\"", RB), "connection \"site-b\": remote_access: 'server' is not \"client\" (the only role supported)"),
+        (with("psk = \"x\"\nremote_access = \"gateway\"", RB), "connection \"site-b\": remote_access = \"gateway\" is not supported yet (only \"client\")"),
+        (with(ra, PB), "connection \"site-b\": remote_access = \"client\" needs [connection.route_based]: the assigned address goes on its TUN device"),
+        (with(&format!("{ra}\nmodeconfig = \"both\""), RB), "connection \"site-b\": modeconfig: 'both' is neither \"pull\" (we ask, the default) nor \"push\" (the gateway sends)"),
+        (with(&format!("{ra}\nxauth_user = \"alice\""), RB), "connection \"site-b\": xauth_user needs xauth_password_file"),
+        (with(&format!("{ra}\nxauth_password_file = \"pw\""), RB), "connection \"site-b\": xauth_password_file needs xauth_user"),
+        (with(ra, &format!("{RB}address = \"198.51.100.7/32\"\n")), "connection \"site-b\": route_based.address: leave it out with remote_access = \"client\": the gateway assigns the address (Mode Config)"),
+        (with(ra, RB).replace("start = \"initiate\"", "start = \"respond\""), "connection \"site-b\": remote_access = \"client\" needs start = \"initiate\": a client dials the gateway"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(err(&text), want);
+    }
+}
+
+#[test]
+fn xauth_password_file_is_private_and_read_into_the_ike_config() {
+    let dir = TempDir::new("xauth");
+    let f = dir.0.as_path().join("alice.pw");
+    std::fs::write(&f, "correct horse\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = with(
+        "psk = \"group-secret\"\nmode = \"aggressive\"\nlocal_id = \"keyid:vpngroup\"\nremote_access = \"client\"\nxauth_user = \"alice\"\nxauth_password_file = \"alice.pw\"\nmodeconfig = \"push\"",
+        RB,
+    );
+    let e = Config::parse(&text, dir.0.as_path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("xauth_password_file") && e.contains("chmod 600"),
+        "{e}"
+    );
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = Config::parse(&text, dir.0.as_path()).unwrap();
+    let conn = &c.connections[0];
+    assert!(
+        !format!("{conn:?}").contains("correct horse"),
+        "the password is never printed"
+    );
+    let ike = crate::convert::connection(conn);
+    let ra = ike.remote_access.as_ref().unwrap();
+    assert_eq!(ra.mode_cfg, ferrovpn_ike::config::ModeCfgMode::Push);
+    let x = ra.xauth.as_ref().unwrap();
+    assert_eq!(x.user, "alice");
+    assert_eq!(&x.password[..], b"correct horse");
+    assert_eq!(ike.auth_method(), 65001);
+    assert!(c
+        .remarks
+        .iter()
+        .any(|r| r.text.contains("impersonate the gateway")));
+}

@@ -38,6 +38,8 @@ pub struct ConnState {
     /// The addresses set on its TUN device (one per family at most), and the device's ifindex.
     pub addresses: Vec<crate::ipnet::IfAddr>,
     pub ifindex: u32,
+    /// What the remote-access gateway assigned last (Mode Config), for `status`.
+    pub mode_config: Option<ferrovpn_ike::wire::ModeCfgSettings>,
 }
 
 /// Direction helper for status: which SAD handle holds which counters.

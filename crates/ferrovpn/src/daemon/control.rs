@@ -162,6 +162,11 @@ impl StatusView {
                     "up": !c.pairs.is_empty(),
                     "held": c.held,
                     "last_failure": c.last_failure,
+                    "mode_config": c.mode_config.as_ref().map(|m| json!({
+                        "summary": crate::remote_access::describe(m),
+                        "address": m.ip4_address.map(|a| a.to_string()),
+                        "banner": m.banner,
+                    })),
                     "ike_sas": ike,
                     "ipsec_sas": ipsec,
                 })
@@ -231,6 +236,12 @@ impl StatusView {
             }
             if let Some(f) = c["last_failure"].as_str() {
                 out.push_str(&format!("  last failure: {f}\n"));
+            }
+            if let Some(m) = c["mode_config"]["summary"].as_str() {
+                out.push_str(&format!("  mode config: {m}\n"));
+            }
+            if let Some(b) = c["mode_config"]["banner"].as_str() {
+                out.push_str(&format!("  banner: {}\n", b.replace('\n', "\n          ")));
             }
             for k in c["ike_sas"].as_array().into_iter().flatten() {
                 out.push_str(&format!(

@@ -10,6 +10,65 @@ use super::state::Daemon;
 use crate::config::Start;
 
 impl Daemon {
+    /// Puts what the gateway assigned on the connection's TUN device: the address (/32; the
+    /// device goes with us, and so does the address on it), and DNS through systemd-resolved or
+    /// the hook. Routes stay those of the configuration (remote_ts, or `routes`): the
+    /// split-include networks are logged, not routed by themselves (issue 14, not done).
+    fn apply_mode_config(&mut self, conn: usize, s: &ferrovpn_ike::wire::ModeCfgSettings) {
+        use crate::ipnet::IfAddr;
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.mode_config = Some(s.clone());
+        if s.pfs.is_some_and(|v| v != 0) && c.cfg.esp.iter().all(|p| p.pfs_group.is_none()) {
+            warn!(conn = %c.cfg.name, "the gateway asks for PFS in Quick Mode (UNITY_PFS) but esp names no DH group: add one (e.g. aes256-sha256-modp2048) if it refuses our Quick Mode");
+        }
+        let Some(address) = s.ip4_address else {
+            return;
+        };
+        let device = super::setup::tun_name(&c.cfg, conn);
+        let ifindex = c.ifindex;
+        let new = IfAddr {
+            addr: address.into(),
+            prefix_len: 32,
+        };
+        if !c.addresses.contains(&new) {
+            for old in std::mem::take(&mut c.addresses) {
+                if let Err(e) = self.nl.del_address(ifindex, old) {
+                    warn!(conn = %c.cfg.name, "removing the previous address {}/{} from {device}: {e}", old.addr, old.prefix_len);
+                }
+            }
+            match self.nl.add_address(ifindex, new) {
+                Ok(()) => {
+                    info!(conn = %c.cfg.name, "address {address}/32 assigned by the gateway on {device}");
+                    c.addresses.push(new);
+                }
+                Err(e) => error!(conn = %c.cfg.name, "address {address} on {device}: {e}"),
+            }
+        }
+        let hook = c
+            .cfg
+            .remote_access
+            .as_ref()
+            .and_then(|r| r.dns_hook.clone());
+        let name = c.cfg.name.clone();
+        if crate::remote_access::resolved_runs() {
+            for args in crate::remote_access::resolvectl_commands(&device, s) {
+                crate::remote_access::spawn_logged(
+                    std::path::Path::new("resolvectl"),
+                    &args,
+                    &[],
+                    format!("resolvectl {}", args.join(" ")),
+                );
+            }
+        } else if let Some(h) = hook {
+            let env = crate::remote_access::hook_env(&name, &device, "connect", s);
+            crate::remote_access::spawn_logged(&h, &[], &env, format!("dns_hook {}", h.display()));
+        } else if !s.ip4_dns.is_empty() || !s.ip6_dns.is_empty() {
+            warn!(conn = %name, "the gateway assigned DNS servers, but systemd-resolved is not running and no dns_hook is set: DNS left unchanged (ferrovpn never rewrites /etc/resolv.conf)");
+        }
+    }
+
     pub(super) fn conn_name(&self, i: usize) -> String {
         self.conns
             .get(i)
@@ -73,6 +132,16 @@ impl Daemon {
                 if let Some(c) = conn.and_then(|c| self.conns.get_mut(c)) {
                     c.last_failure = Some(reason.to_string());
                     c.failures += 1;
+                    if let Failure::RemoteAccess(
+                        ferrovpn_ike::event::RemoteAccessFailure::XauthRejected { .. }
+                        | ferrovpn_ike::event::RemoteAccessFailure::XauthNotConfigured
+                        | ferrovpn_ike::event::RemoteAccessFailure::XauthUnsupported { .. },
+                    ) = reason
+                    {
+                        // Retrying a rejected password would only lock the account.
+                        c.held = true;
+                        error!(conn = %name, "not retried: fix the XAuth credentials (xauth_user, xauth_password_file), then run: ferrovpn initiate {name}");
+                    }
                 }
                 if let Some(c) = conn {
                     self.schedule_retry(c);
@@ -136,6 +205,17 @@ impl Daemon {
             } => self.uninstall(conn, inbound_spi, outbound_spi, &reason),
             Event::Recovery { conn, peer, action } => {
                 info!(conn = %self.conn_name(conn), peer = %peer, "invalid-SPI recovery: {action}")
+            }
+            Event::RemoteAccessConfigured {
+                conn,
+                cookies,
+                settings,
+            } => {
+                info!(conn = %self.conn_name(conn), cookies = %cookies, "Mode Config: {}", crate::remote_access::describe(&settings));
+                if let Some(b) = &settings.banner {
+                    info!(conn = %self.conn_name(conn), "banner from the gateway: {b}");
+                }
+                self.apply_mode_config(conn, &settings);
             }
             Event::InitialContact { conn, cookies } => {
                 info!(conn = %self.conn_name(conn), cookies = %cookies, "INITIAL-CONTACT on {cookies}: the peer (re)started")

@@ -262,6 +262,8 @@ impl History {
             Event::InitialContact { conn, cookies } => {
                 (Some(*conn), *cookies, 0, What::InitialContact)
             }
+            // Logged by the event loop; no history record of its own yet.
+            Event::RemoteAccessConfigured { .. } => return,
             Event::PeerDead { conn, cookies } => (Some(*conn), *cookies, 0, What::PeerDead),
             Event::Unprocessable {
                 conn,

@@ -313,6 +313,7 @@ impl Daemon {
             removed: false,
             addresses: t.addresses,
             ifindex: t.ifindex,
+            mode_config: None,
         };
         match self.conns.get_mut(id) {
             Some(s) => {

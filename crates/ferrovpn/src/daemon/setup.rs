@@ -256,6 +256,7 @@ pub(super) fn bring_up_tunnels(
             removed: false,
             addresses: t.addresses,
             ifindex: t.ifindex,
+            mode_config: None,
         });
     }
     run_state.save()?;

@@ -359,6 +359,8 @@ fn detail(p: &Payload) -> String {
         Payload::Unknown { payload_type, data } => {
             format!("{} {} bytes", payload_type, data.len())
         }
+        // Attribute types and identifier only: an XAuth reply carries a password.
+        Payload::Attributes(a) => format!("CP id={} {}", a.identifier, a.summary()),
     }
 }
 

@@ -51,11 +51,12 @@ pub(super) fn remote_access(f: &Facts, detail: String) -> Verdict {
         c,
         Severity::Problem,
         code,
-        format!("{peer} expects XAuth/Mode Config — remote access, which ferrovpn does not support (site-to-site PSK only)"),
+        format!("{peer} expects XAuth/Mode Config — remote access, which this connection is not configured for"),
     );
     v.evidence.push(format!("{detail} (cookies {})", r.cookies));
     v.next = vec![
         "configure the peer for a site-to-site connection with a pre-shared key only (no xauth round, no mode config / virtual IP)".into(),
+        "or, if the peer is a remote-access gateway and this host its client, set remote_access = \"client\" with xauth_user and xauth_password_file (config/README.md; ferrovpn cannot be the gateway yet)".into(),
     ];
     v
 }

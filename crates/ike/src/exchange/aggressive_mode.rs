@@ -30,7 +30,7 @@ impl IkeSa {
             .copied()
             .filter(|p| p.group == group)
             .collect();
-        let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime, ctx.cfg.auth.method());
+        let offer = phase1::offer(&same_group, ctx.cfg.ike_lifetime, ctx.cfg.auth_method());
         let mut sai_b = Vec::new();
         Payload::Sa(offer.clone()).emit_body(&mut sai_b);
         let ours = our_ke(ctx, group, sai_b);
@@ -46,6 +46,7 @@ impl IkeSa {
             &self.features,
             ctx.cfg.fragmentation,
         ));
+        payloads.extend(crate::exchange::transaction::client_vendor_ids(ctx.cfg));
         self.phase = Phase1::AmI1Sent(ours);
         let data = self.plain_message(ExchangeType::AGGRESSIVE, 0, &payloads);
         self.send(ctx, "AM1", &payloads, data, 0, true);

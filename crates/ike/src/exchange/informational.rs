@@ -95,36 +95,6 @@ impl IkeSa {
         Ok(())
     }
 
-    /// A Transaction exchange (XAuth / Mode Config, draft-dukes-ike-mode-cfg): authenticated
-    /// like an Informational (HASH(1)), then named and refused, as ferrovpn is site-to-site.
-    pub(crate) fn transaction_input(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        header: &Header,
-        datagram: &[u8],
-    ) -> Result<(), InputError> {
-        if !header.flags.contains(Flags::ENCRYPTION) {
-            return Err(InputError::Unexpected("unprotected Transaction exchange"));
-        }
-        let keys = self
-            .established_keys()
-            .ok_or(InputError::Unexpected("Transaction before keys"))?;
-        let iv = keys.phase2_iv(header.message_id);
-        if !keys.hash1_verifies(header, datagram, &iv)? {
-            return Err(InputError::BadHash("TRANSACTION"));
-        }
-        self.log_received(ctx, "TRANSACTION", header, &[]);
-        self.refuse(
-            ctx,
-            "TRANSACTION",
-            header.message_id,
-            "the peer expects XAuth/Mode Config (Transaction exchange) — remote access, which ferrovpn does not support".into(),
-            Some((ProtocolId::ISAKMP, NotifyType::UNSUPPORTED_EXCHANGE_TYPE)),
-            true,
-        );
-        Ok(())
-    }
-
     /// A notify; `keys` when it came protected (and so authenticated) under them.
     fn notify_received(&mut self, ctx: &mut Ctx<'_>, keys: Option<&Keyed>, n: &Notification) {
         let protected = keys.is_some();

@@ -18,7 +18,7 @@ impl IkeSa {
         let offer = phase1::offer(
             &ctx.cfg.ike_proposals,
             ctx.cfg.ike_lifetime,
-            ctx.cfg.auth.method(),
+            ctx.cfg.auth_method(),
         );
         let mut payloads = vec![Payload::Sa(offer)];
         payloads.extend(phase1::our_vendor_ids(
@@ -26,6 +26,7 @@ impl IkeSa {
             &self.features,
             ctx.cfg.fragmentation,
         ));
+        payloads.extend(crate::exchange::transaction::client_vendor_ids(ctx.cfg));
         self.tamper(ctx, "MM1", 0, &mut payloads);
         let mut sai_b = Vec::new();
         if let Some(sa) = payloads.iter().find(|p| matches!(p, Payload::Sa(_))) {

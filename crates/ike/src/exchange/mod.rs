@@ -9,3 +9,4 @@ pub mod phase1;
 
 pub mod quick_mode;
 mod timers;
+pub mod transaction;

@@ -41,6 +41,10 @@ impl IkeSa {
         if self.quick_modes_at.is_some_and(|t| ctx.now >= t) {
             self.start_quick_modes(ctx);
         }
+        self.transaction_timer(ctx);
+        if matches!(self.phase, Phase1::Dead) {
+            return false;
+        }
         self.quick_mode_timers(ctx);
         let Some(est) = self.established_at else {
             return false;

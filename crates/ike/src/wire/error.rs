@@ -1,7 +1,7 @@
 //! Why bytes are not a well-formed ISAKMP message, and the notify each error is answered with.
 
-use super::limits::{MAX_ATTRIBUTE_LEN, MAX_PAYLOADS};
-use super::numbers::NotifyType;
+use super::limits::{MAX_ATTRIBUTE_LEN, MAX_CFG_ATTRIBUTES, MAX_PAYLOADS};
+use super::numbers::{CfgAttrType, NotifyType};
 
 /// Why bytes are not a well-formed ISAKMP message; each maps to the notify a peer expects
 /// (RFC 2408 §3.14.1, §5.2–§5.3).
@@ -41,6 +41,15 @@ pub enum WireError {
     BadIdText,
     #[error("malformed {0} payload")]
     Malformed(&'static str),
+    #[error("more than {MAX_CFG_ATTRIBUTES} attributes in an Attribute payload")]
+    TooManyAttributes,
+    #[error("attribute {} appears twice", CfgAttrType(*.0))]
+    DuplicateAttribute(u16),
+    #[error("attribute {} is not {expected}", CfgAttrType(*attr_type))]
+    BadCfgAttribute {
+        attr_type: u16,
+        expected: &'static str,
+    },
 }
 
 impl WireError {
@@ -63,7 +72,10 @@ impl WireError {
             WireError::Truncated
             | WireError::BadLength { .. }
             | WireError::TooManyPayloads
-            | WireError::Malformed(_) => NotifyType::PAYLOAD_MALFORMED,
+            | WireError::Malformed(_)
+            | WireError::TooManyAttributes
+            | WireError::DuplicateAttribute(_)
+            | WireError::BadCfgAttribute { .. } => NotifyType::PAYLOAD_MALFORMED,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! ISAKMP wire format (RFC 2408 §3, RFC 2407 §4, RFC 3947 §3–§5, IKE fragmentation): zero-copy
+//! ISAKMP wire format (RFC 2408 §3, RFC 2407 §4, RFC 3947 §3–§5, IKE fragmentation, the
+//! Transaction exchange's Attribute payload of draft-dukes-ike-mode-cfg): zero-copy
 //! views with checked lengths plus parse/emit structs. No input makes this module panic.
 // Parses network input: no arithmetic or indexing that can panic (issue 12 §8).
 #![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
@@ -9,6 +10,7 @@ mod header;
 mod id;
 mod limits;
 mod message;
+pub mod mode_cfg;
 mod numbers;
 mod payload;
 mod reader;
@@ -20,6 +22,9 @@ pub use header::{Header, HeaderView};
 pub use id::{IdValue, Identification};
 pub use limits::{MAX_ATTRIBUTE_LEN, MAX_PAYLOADS};
 pub use message::Message;
+pub use mode_cfg::{
+    AttributePayload, AttributePayloadView, CfgAttrType, CfgAttribute, CfgType, ModeCfgSettings,
+};
 pub use numbers::{
     ExchangeType, Flags, IdType, NotifyType, PayloadType, ProtocolId, IPSEC_DOI, SIT_IDENTITY_ONLY,
     SIT_INTEGRITY, SIT_SECRECY,

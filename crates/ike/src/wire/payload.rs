@@ -4,6 +4,7 @@
 use super::error::WireError;
 use super::id::Identification;
 use super::limits::MAX_PAYLOADS;
+use super::mode_cfg::AttributePayload;
 use super::numbers::{IdType, NotifyType, PayloadType, ProtocolId};
 use super::reader::Reader;
 use super::sa::SaPayload;
@@ -39,8 +40,10 @@ pub enum Payload {
         id: Identification,
     },
     Fragment(Fragment),
-    /// Types we carry without interpreting: Attribute (14, mode config) and skippable private
-    /// types (128–255) whose RESERVED byte is zero.
+    /// Attribute payload of the Transaction exchange (draft-dukes-ike-mode-cfg §3.2).
+    Attributes(AttributePayload),
+    /// Types we carry without interpreting: skippable private types (128–255) whose RESERVED
+    /// byte is zero.
     Unknown {
         payload_type: PayloadType,
         data: Vec<u8>,
@@ -197,6 +200,8 @@ pub fn emit_payloads(payloads: &[Payload], out: &mut Vec<u8>) -> PayloadType {
         );
         out.extend_from_slice(&body);
     }
+    // The scratch copy may hold an XAuth password (Attribute payload): wiped, not just freed.
+    zeroize::Zeroize::zeroize(&mut body);
     payloads
         .first()
         .map_or(PayloadType::NONE, Payload::payload_type)
@@ -218,6 +223,14 @@ pub fn payload_list(payloads: &[Payload]) -> String {
     for p in payloads {
         match p {
             Payload::Notification(n) => s.push_str(&format!("N({})", log_label(n.notify_type))),
+            // strongSwan's labels: CPRQ, CPRP, CPS, CPA (draft-dukes-ike-mode-cfg §3.2).
+            Payload::Attributes(a) => s.push_str(match a.cfg_type.0 {
+                1 => "CPRQ",
+                2 => "CPRP",
+                3 => "CPS",
+                4 => "CPA",
+                _ => "CP",
+            }),
             Payload::Unknown { payload_type, .. } if !payload_type.is_known() => {
                 s.push_str(&format!("U({})", payload_type.0))
             }
@@ -248,6 +261,7 @@ impl Payload {
             Payload::NatOa { draft: false, .. } => PayloadType::NAT_OA,
             Payload::NatOa { draft: true, .. } => PayloadType::NAT_OA_DRAFT,
             Payload::Fragment(_) => PayloadType::FRAGMENT,
+            Payload::Attributes(_) => PayloadType::ATTR,
             Payload::Unknown { payload_type, .. } => *payload_type,
         }
     }
@@ -307,10 +321,7 @@ impl Payload {
                 }
             }
             PayloadType::FRAGMENT => Payload::Fragment(Fragment::parse(body)?),
-            PayloadType::ATTR => Payload::Unknown {
-                payload_type,
-                data: body.to_vec(),
-            },
+            PayloadType::ATTR => Payload::Attributes(AttributePayload::parse(body)?),
             t if t.is_private() => Payload::Unknown {
                 payload_type,
                 data: body.to_vec(),
@@ -346,6 +357,7 @@ impl Payload {
             Payload::Notification(n) => n.emit(out),
             Payload::Delete(d) => d.emit(out),
             Payload::Fragment(f) => f.emit(out),
+            Payload::Attributes(a) => a.emit(out),
         }
     }
 }

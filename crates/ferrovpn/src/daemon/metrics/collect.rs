@@ -39,6 +39,7 @@ pub fn failure_label(f: &Failure) -> &'static str {
         Failure::SilentAfterMm5 { .. } => "silent_after_mm5",
         Failure::NoResponseButPlainNotify { .. } => "no_response_plain_notify",
         Failure::Certificate(c) => c.name(),
+        Failure::RemoteAccess(r) => r.name(),
     }
 }
 

@@ -172,7 +172,7 @@ impl IkeSa {
                 let offer = offer(
                     &ctx.cfg.ike_proposals,
                     ctx.cfg.ike_lifetime,
-                    ctx.cfg.auth.method(),
+                    ctx.cfg.auth_method(),
                 );
                 let mut payloads = vec![Payload::Sa(offer)];
                 payloads.extend(our_vendor_ids(

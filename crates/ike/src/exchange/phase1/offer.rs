@@ -161,7 +161,7 @@ pub(crate) fn choose(
         }
         for t in &p.transforms {
             let Some(o) = read_transform(t) else { continue };
-            let acceptable = o.auth_method == cfg.auth.method()
+            let acceptable = o.auth_method == cfg.auth_method()
                 && cfg.ike_proposals.contains(&o.proposal)
                 && (cfg.allow_weak_dh || !o.proposal.group.is_weak())
                 && group.is_none_or(|g| g == o.proposal.group);
@@ -195,7 +195,7 @@ pub(crate) fn accept_choice(
         return None;
     };
     let o = read_transform(t)?;
-    (o.auth_method == cfg.auth.method() && cfg.ike_proposals.contains(&o.proposal)).then_some(o)
+    (o.auth_method == cfg.auth_method() && cfg.ike_proposals.contains(&o.proposal)).then_some(o)
 }
 
 /// Phase 1 lifetime: the shorter of ours and the one in the chosen transform (RFC 2409 §4.5:

@@ -180,6 +180,19 @@ impl IkeSa {
             features: self.features,
             nat: self.nat,
         });
+        #[cfg(feature = "test-support")]
+        if self.role == Role::Responder && ctx.cfg.test_gateway.is_some() {
+            self.test_gateway_start(ctx);
+            return;
+        }
+        if self.role == Role::Initiator && ctx.cfg.remote_access.is_some() {
+            // XAuth and Mode Config first: Quick Mode needs the assigned address. A rekey
+            // answers them again from the configured credentials (the user is not asked).
+            if let Some(keys) = self.established_keys() {
+                self.remote_access_start(ctx, &keys);
+            }
+            return;
+        }
         if self.role == Role::Initiator && !self.is_rekey {
             match self.mode {
                 Phase1Mode::Main => self.start_quick_modes(ctx),

@@ -26,9 +26,12 @@ impl IkeSa {
         child_index: usize,
         replaces: Option<u32>,
     ) {
-        let Some(child) = ctx.cfg.children.get(child_index).copied() else {
+        let Some(mut child) = ctx.cfg.children.get(child_index).copied() else {
             return;
         };
+        if let Some(ts) = self.assigned_local {
+            child.local_ts = ts;
+        }
         let message_id = ctx.message_id();
         let iv = keys.phase2_iv(message_id);
         let spi_in = new_spi(ctx);

@@ -1,0 +1,75 @@
+//! Mode Config as a client (draft-dukes-ike-mode-cfg §3.1): pull (our REQUEST, the gateway's
+//! REPLY) or push (its SET, our ACK). The assigned IPv4 address becomes our Quick Mode
+//! selector; the settings go out in one event for the daemon (address, DNS, routes, banner).
+
+use super::{Flow, Input, Step};
+use crate::config::TrafficSelector;
+use crate::context::Ctx;
+use crate::event::{Event, Failure, RemoteAccessFailure};
+use crate::keyed::Keyed;
+use crate::sa::IkeSa;
+use crate::wire::mode_cfg::mode_cfg_request_attributes;
+use crate::wire::{AttributePayload, CfgAttribute, CfgType, ModeCfgSettings};
+
+impl IkeSa {
+    /// Pull: REQUEST with the attributes we can use, zero-length (§3.2); retransmitted until
+    /// the REPLY comes.
+    pub(super) fn mode_cfg_request(&mut self, ctx: &mut Ctx<'_>, keys: &Keyed) {
+        let message_id = ctx.message_id();
+        let identifier = u16::from_be_bytes(ctx.random::<2>());
+        let iv = keys.phase2_iv(message_id);
+        let request =
+            AttributePayload::new(CfgType::REQUEST, identifier, mode_cfg_request_attributes());
+        match self.send_attributes(ctx, keys, message_id, &iv, request, true) {
+            Ok((_, last)) => self.set_step(Step::AwaitModeCfg, Some((message_id, last))),
+            Err(f) => self.fail(ctx, f, None),
+        }
+    }
+
+    /// The gateway's REPLY (pull) or SET (push, acknowledged): settings taken, Quick Mode next.
+    pub(super) fn mode_cfg_settings(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        input: &Input<'_>,
+        push: bool,
+    ) -> Result<(), Flow> {
+        let fail =
+            |what: String| Flow::Fail(Failure::RemoteAccess(RemoteAccessFailure::ModeConfig(what)));
+        let settings =
+            ModeCfgSettings::from_payload(input.attrs).map_err(|e| fail(e.to_string()))?;
+        let Some(address) = settings.ip4_address else {
+            return Err(fail(
+                "the gateway assigned no INTERNAL_IP4_ADDRESS (is an address pool configured for this group?)".into(),
+            ));
+        };
+        if push {
+            let acked = input
+                .attrs
+                .attributes
+                .iter()
+                .map(|a| CfgAttribute::empty(a.attr_type))
+                .collect();
+            let ack = AttributePayload::new(CfgType::ACK, input.attrs.identifier, acked);
+            self.answer_attributes(
+                ctx,
+                input.keys,
+                input.datagram,
+                input.header.message_id,
+                input.last,
+                ack,
+            )?;
+        }
+        self.set_step(Step::Done, None);
+        self.assigned_local = Some(TrafficSelector::host(address.into()));
+        ctx.event(Event::RemoteAccessConfigured {
+            conn: self.conn,
+            cookies: self.cookies,
+            settings,
+        });
+        // A rekey's IPsec SAs are those it took over from the ISAKMP SA it replaces.
+        if !self.is_rekey {
+            self.start_quick_modes(ctx);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# ferrovpn as a remote-access client (issue 14) of strongSwan 5.9 as an XAuth + Mode Config
+# gateway (charon with kernel-libipsec, the xauth-generic, attr and unity plugins) in two network
+# namespaces: ferrovpn on side A (192.0.2.1, TUN fv0 without an address of its own), charon on
+# side B (192.0.2.2, 203.0.113.1/32 on lo, a pool in 198.51.100.0/24). Cases:
+#   main-full        Main Mode, XAuth, Mode Config pull, full tunnel (0.0.0.0/0, loop-free)
+#   aggressive-split Aggressive Mode with the group name as ID_KEY_ID, XAuth, Mode Config push,
+#                    split include 203.0.113.0/24 (Unity)
+#   wrong-password   XAuth rejected: a clear error, no retry storm, `initiate` exits 1 naming it
+# Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
+# selector, DNS/domain/banner reach the log and the dns_hook, ping and a 1 MiB TCP transfer with
+# SHA-256 compared, from the assigned address to 203.0.113.1.
+# Needs root and strongSwan (scripts/install-deps.sh); skips otherwise (fails with CI=true).
+# Env: FERROVPN_BIN, E2E_CASES (subset of case names).
+# shellcheck disable=SC2031  # E2E_CASE is set in the per-case subshell that runs these functions
+set -euo pipefail
+E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$E2E_ROOT/scripts/lib/netns.sh"
+. "$E2E_ROOT/tests/e2e/lib/e2e.sh"
+
+require_root_or_skip "remote_access.sh needs network namespaces"
+require_cmd_or_skip ip ping python3 swanctl "$FV_CHARON_BIN"
+e2e_binary
+
+PSK="ferrovpn-remote-access-group"
+B_IN=203.0.113.1
+POOL_FIRST=198.51.100.10
+# charon as a remote-access gateway: XAuth (built-in xauth-generic), attributes, Cisco Unity.
+FV_CHARON_LOAD="$FV_CHARON_LOAD xauth-generic attr unity"
+
+# gateway_conf MODE(main|aggressive) PULL(yes|no) LOCAL_TS: swanctl.conf for charon in B.
+gateway_conf() {
+    local aggr=no remote_id=192.0.2.1 secret_ids="id-a = 192.0.2.2
+        id-b = 192.0.2.1"
+    if [ "$1" = aggressive ]; then
+        aggr=yes
+        remote_id="keyid:vpngroup"
+        secret_ids="id-a = 192.0.2.2
+        id-b = keyid:vpngroup"
+    fi
+    cat <<CONF
+connections {
+    rw {
+        version = 1
+        aggressive = $aggr
+        local_addrs = 192.0.2.2
+        remote_addrs = 192.0.2.1
+        proposals = aes256-sha256-modp2048
+        pools = rw-pool
+        pull = $2
+        local {
+            auth = psk
+            id = 192.0.2.2
+        }
+        remote {
+            auth = psk
+            id = $remote_id
+        }
+        remote-xauth {
+            auth = xauth
+            xauth_id = alice
+        }
+        children {
+            rw {
+                local_ts = $3
+                esp_proposals = aes128gcm16
+                start_action = none
+            }
+        }
+    }
+}
+pools {
+    rw-pool {
+        addrs = $POOL_FIRST-198.51.100.20
+        dns = 203.0.113.53
+    }
+}
+secrets {
+    ike-rw {
+        $secret_ids
+        secret = "$PSK"
+    }
+    xauth-alice {
+        id = alice
+        secret = "correct horse battery"
+    }
+}
+CONF
+}
+
+# client_conf MODE PULL(pull|push) PASSWORD TUNNEL: ferrovpn's a.toml, its password file and
+# the DNS hook that records its environment in $FV_TMP/hook.env.
+client_conf() {
+    local id=""
+    [ "$1" = aggressive ] && id='local_id = "keyid:vpngroup"'
+    (umask 077 && printf '%s\n' "$3" >"$FV_TMP/alice.pw")
+    chmod 600 "$FV_TMP/alice.pw"
+    cat >"$FV_TMP/hook.sh" <<HOOK
+#!/bin/sh
+env | grep '^FERROVPN_' | sort >"$FV_TMP/hook.env"
+HOOK
+    chmod 700 "$FV_TMP/hook.sh"
+    e2e_psk "$FV_TMP/a.psk" "$PSK"
+    SOCK_A="$FV_TMP/a.sock"
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
+        C_START=initiate C_MODE="$1" C_ESP=aes128gcm16 C_EXTRA="$id
+remote_access = \"client\"
+xauth_user = \"alice\"
+xauth_password_file = \"$FV_TMP/alice.pw\"
+modeconfig = \"$2\"
+dns_hook = \"$FV_TMP/hook.sh\"" C_TUNNEL="$4" e2e_conf "$FV_TMP/a.toml"
+}
+
+# connected MODE PULL(yes|no) LOCAL_TS FV_TUNNEL: the whole connected case.
+connected() {
+    local mode="$1" pull="$2" lts="$3" tunnel="$4" extra_ss="" fvpull=pull
+    [ "$pull" = no ] && fvpull=push
+    [ "$mode" = aggressive ] && extra_ss="    i_dont_care_about_security_and_use_aggressive_mode_psk = yes"
+    FV_NO_IPV6=1 fv_two_ns
+    e2e_ss_up "$(gateway_conf "$mode" "$pull" "$lts")" "$extra_ss
+    plugins {
+        attr {
+            28672 = Authorized e2e users only
+            28674 = example.org
+        }
+    }"
+    client_conf "$mode" "$fvpull" "correct horse battery" "$tunnel"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 30 || fail "ferrovpn: no IPsec SA within 30 s"
+    e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
+    grep -q "alice" "$FV_TMP/list-sas.txt" || { cat "$FV_TMP/list-sas.txt" >&2; fail "strongSwan does not list XAuth user alice"; }
+    ok "XAuth as alice accepted by strongSwan: $(grep -E 'INSTALLED' "$FV_TMP/list-sas.txt" | head -1 | sed -E 's/^ +//')"
+    local log="$FV_TMP/ferrovpn.log"
+    grep -q "address $POOL_FIRST/32 assigned by the gateway on fv0" "$log" || fail "no assigned address in the log"
+    ip -n "$FV_NS_A" -4 addr show dev fv0 | grep -q "inet $POOL_FIRST/32" || fail "$POOL_FIRST is not on fv0"
+    [ "$(e2e_q "$SOCK_A" 'sas[0]["local_ts"]')" = "$POOL_FIRST/32" ] ||
+        fail "local selector is $(e2e_q "$SOCK_A" 'sas[0]["local_ts"]'), not the assigned address"
+    ok "assigned $POOL_FIRST/32 on fv0, the Quick Mode local selector"
+    grep -q "Mode Config: address $POOL_FIRST.*DNS 203.0.113.53" "$log" || fail "Mode Config log line lacks the DNS server"
+    grep -q "banner from the gateway: Authorized e2e users only" "$log" || fail "banner not logged"
+    e2e_wait_log "$FV_TMP/hook.env" "FERROVPN_DNS=203.0.113.53" 5 || fail "dns_hook did not get FERROVPN_DNS"
+    grep -q "FERROVPN_INTERNAL_IP4_ADDRESS=$POOL_FIRST" "$FV_TMP/hook.env" || fail "dns_hook lacks the address"
+    grep -q "FERROVPN_DEFAULT_DOMAIN=example.org" "$FV_TMP/hook.env" || fail "dns_hook lacks the default domain"
+    ok "DNS 203.0.113.53, domain and banner in the log and the hook ($(tr '\n' ' ' <"$FV_TMP/hook.env"))"
+    if [ "$lts" != 0.0.0.0/0 ]; then
+        grep -q "FERROVPN_SPLIT_INCLUDE=$lts" "$FV_TMP/hook.env" || fail "no split include $lts from the Unity gateway"
+        ok "split include $lts from the gateway"
+    fi
+    if grep -q "password" "$log" && grep -q "correct horse" "$log"; then
+        fail "the password appears in the log"
+    fi
+    "$FERROVPN" status --socket "$SOCK_A" >"$FV_TMP/status.txt" 2>&1 || fail "status failed"
+    grep -q "mode config: address $POOL_FIRST" "$FV_TMP/status.txt" || { cat "$FV_TMP/status.txt" >&2; fail "status does not show the Mode Config"; }
+    grep -q "banner: Authorized e2e users only" "$FV_TMP/status.txt" || fail "status does not show the banner"
+    ok "status: $(grep -m1 'mode config:' "$FV_TMP/status.txt" | sed -E 's/^ +//')"
+    e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
+    e2e_transfer "$FV_NS_A" "$POOL_FIRST" "$FV_NS_B" "$B_IN" 1
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
+case_main_full() {
+    connected main yes 0.0.0.0/0 "$(printf '[connection.route_based]\ninterface = "fv0"\n')"
+}
+
+case_aggressive_split() {
+    connected aggressive no 203.0.113.0/24 "$(printf '[connection.route_based]\ninterface = "fv0"\nremote_ts = "203.0.113.0/24"\n')"
+}
+
+case_wrong_password() {
+    FV_NO_IPV6=1 fv_two_ns
+    e2e_ss_up "$(gateway_conf main yes 0.0.0.0/0)"
+    client_conf main pull "wrong password" "$(printf '[connection.route_based]\ninterface = "fv0"\n')"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
+    PID_A="$E2E_PID"
+    e2e_wait_log "$FV_TMP/ferrovpn.log" "XAuth failed: the gateway rejected the user name or password" 30 ||
+        fail "no XAuth failure in the log"
+    e2e_wait_log "$FV_TMP/ferrovpn.log" "not retried: fix the XAuth credentials" 5 || fail "no 'not retried' advice"
+    ok "$(grep -m1 -o 'XAuth failed.*' "$FV_TMP/ferrovpn.log")"
+    # No retry storm: one Main Mode in 15 s.
+    sleep 15
+    local clog n
+    clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
+    n="$(grep -c 'parsed ID_PROT request 0 \[ SA' "$clog" || true)"
+    [ "$n" = 1 ] || fail "strongSwan saw $n Main Mode starts in 15 s (want 1: no retries)"
+    ok "one Main Mode in 15 s: the rejected password is not retried"
+    local rc=0 out
+    out="$("$FERROVPN" initiate e2e --socket "$SOCK_A" --timeout 30s 2>&1)" || rc=$?
+    [ "$rc" = 1 ] || fail "ferrovpn initiate exited $rc ($out), want 1"
+    printf '%s' "$out" | grep -q "rejected the user name or password" || fail "initiate does not name the XAuth failure: $out"
+    ok "ferrovpn initiate exits 1: $(printf '%s' "$out" | tail -n 1)"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
+CASES=(main-full aggressive-split wrong-password)
+for c in ${E2E_CASES:-${CASES[*]}}; do
+    e2e_case "$c" "case_${c//-/_}"
+done
+e2e_summary "remote_access.sh"
