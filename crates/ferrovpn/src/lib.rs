@@ -14,6 +14,7 @@ pub mod key_files;
 pub mod netlink;
 #[cfg(test)]
 mod netns;
+pub mod prefix_table;
 pub mod routing;
 pub mod runstate;
 pub mod secret_file;
