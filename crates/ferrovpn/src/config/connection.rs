@@ -21,6 +21,7 @@ use super::tunnel::{
     validate_policy_based, validate_route_based, validate_tcp_mss, TcpMss, Tunnel,
 };
 use super::units::{above_max, duration_key, format_duration, MIN_LIFETIME};
+use crate::ipnet::IpNet;
 use crate::secret_file;
 
 /// Dead peer detection (RFC 3706).
@@ -388,7 +389,11 @@ pub(super) fn validate_connection(
 }
 
 /// Conflicts between connections that each look fine alone.
-pub(super) fn check_against_others(c: &Connection, others: &[Connection]) -> Result<(), String> {
+pub(super) fn check_against_others(
+    c: &Connection,
+    others: &[Connection],
+    shared_interfaces: &[String],
+) -> Result<(), String> {
     for o in others {
         if o.local_addr == c.local_addr && o.remote_addr == c.remote_addr {
             return Err(format!(
@@ -397,9 +402,9 @@ pub(super) fn check_against_others(c: &Connection, others: &[Connection]) -> Res
             ));
         }
         if let (Tunnel::RouteBased(a), Tunnel::RouteBased(b)) = (&c.tunnel, &o.tunnel) {
-            if a.interface == b.interface {
+            if a.interface == b.interface && !shared_interfaces.contains(&a.interface) {
                 return Err(format!(
-                    "route_based.interface: {} is already used by connection \"{}\"",
+                    "route_based.interface: {} is already used by connection \"{}\" (list it in [daemon] shared_interfaces to let several connections share it)",
                     a.interface, o.name
                 ));
             }
@@ -411,6 +416,44 @@ pub(super) fn check_against_others(c: &Connection, others: &[Connection]) -> Res
             if !seen.insert(*route) {
                 return Err(format!("route_based.routes: {route} is listed twice"));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Connections on one shared interface must route disjoint prefixes: the destination of a
+/// packet read from it names exactly one connection, and so does the source of a packet
+/// written to it (anti-spoofing). The first conflict names both connections.
+pub(super) fn check_shared_routes(
+    connections: &[Connection],
+    shared_interfaces: &[String],
+) -> Result<(), crate::config::ConfigError> {
+    for dev in shared_interfaces {
+        let items: Vec<(IpNet, usize)> = connections
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match &c.tunnel {
+                Tunnel::RouteBased(r) if &r.interface == dev => Some((r, i)),
+                _ => None,
+            })
+            .flat_map(|(r, i)| r.routes.iter().map(move |n| (*n, i)))
+            .collect();
+        if let Some(((a, i), (b, j))) = crate::prefix_table::first_overlap(&items) {
+            let (Some(ca), Some(cb)) = (connections.get(i), connections.get(j)) else {
+                continue;
+            };
+            let (first, second, fp, sp) = if i < j {
+                (ca, cb, a, b)
+            } else {
+                (cb, ca, b, a)
+            };
+            return Err(crate::config::ConfigError::Connection {
+                name: second.name.clone(),
+                problem: format!(
+                    "route_based.routes: {sp} overlaps {fp} of connection \"{}\" on shared interface {dev}; connections sharing an interface need disjoint routes (the destination picks the connection)",
+                    first.name
+                ),
+            });
         }
     }
     Ok(())

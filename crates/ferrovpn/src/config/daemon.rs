@@ -36,6 +36,10 @@ pub struct DaemonConfig {
     /// Responder negotiations not yet authenticated, across all peers; more MM1/AM1 are
     /// dropped (default: scaled to the host's memory, see `defaults::default_max_half_open`).
     pub max_half_open: usize,
+    /// TUN devices that several route-based connections share (`route_based.interface` names
+    /// one): the connection of an outbound packet is the one whose `routes` hold its
+    /// destination, a gateway with thousands of peers needs one device, not thousands.
+    pub shared_interfaces: Vec<String>,
     /// TUN checksum and TCP segmentation offloads with GRO-style coalescing (default on).
     pub offloads: bool,
     /// Where the daemon records what it created (see `runstate`); absolute.
@@ -243,9 +247,21 @@ pub(super) fn validate_daemon(
         Some(n) => n,
         None => default_max_half_open(mem_total()),
     };
+    let mut shared_interfaces: Vec<String> = Vec::new();
+    for name in d.shared_interfaces {
+        super::tunnel::check_interface_name(&name)
+            .map_err(|e| ConfigError::Daemon(format!("shared_interfaces: {e}")))?;
+        if shared_interfaces.contains(&name) {
+            return Err(ConfigError::Daemon(format!(
+                "shared_interfaces: {name} is listed twice"
+            )));
+        }
+        shared_interfaces.push(name);
+    }
     Ok(DaemonConfig {
         save_keys_dir,
         max_half_open,
+        shared_interfaces,
         metrics_listen,
         control_socket,
         log_level,

@@ -42,7 +42,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use connection::{check_against_others, check_name, validate_connection};
+use connection::{check_against_others, check_name, check_shared_routes, validate_connection};
 use daemon::validate_daemon;
 use host::{inspect_host, HostAddresses};
 use raw::RawConfig;
@@ -132,7 +132,7 @@ impl Config {
             }
             let mut notes = Vec::new();
             let c = validate_connection(rc, base, purpose, &mut notes).map_err(err)?;
-            check_against_others(&c, &connections).map_err(err)?;
+            check_against_others(&c, &connections, &daemon.shared_interfaces).map_err(err)?;
             inspect_host(&c, &mut host, &mut notes).map_err(err)?;
             remarks.extend(notes.into_iter().map(|(severity, text)| Remark {
                 severity,
@@ -141,6 +141,7 @@ impl Config {
             }));
             connections.push(c);
         }
+        check_shared_routes(&connections, &daemon.shared_interfaces)?;
         Ok(Config {
             daemon,
             connections,

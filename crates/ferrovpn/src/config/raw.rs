@@ -30,6 +30,8 @@ pub(super) struct RawDaemon {
     pub(super) retransmit_base: Option<f64>,
     pub(super) retransmit_tries: Option<u32>,
     pub(super) max_half_open: Option<usize>,
+    #[serde(default)]
+    pub(super) shared_interfaces: Vec<String>,
     pub(super) offloads: Option<bool>,
     #[serde(default)]
     pub(super) pin_workers: bool,

@@ -35,6 +35,10 @@ pub(super) fn daemon_changes(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'st
     differs("workers", old.workers != new.workers);
     differs("pin_workers", old.pin_workers != new.pin_workers);
     differs("offloads", old.offloads != new.offloads);
+    differs(
+        "shared_interfaces",
+        old.shared_interfaces != new.shared_interfaces,
+    );
     differs("metrics_listen", old.metrics_listen != new.metrics_listen);
     differs("save_keys_dir", old.save_keys_dir != new.save_keys_dir);
     differs(
