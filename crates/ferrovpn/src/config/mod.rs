@@ -131,7 +131,10 @@ impl Config {
                 return Err(err("duplicate connection name".into()));
             }
             let mut notes = Vec::new();
-            let c = validate_connection(rc, base, purpose, &mut notes).map_err(err)?;
+            let mut c = validate_connection(rc, base, purpose, &mut notes).map_err(err)?;
+            if let Tunnel::RouteBased(r) = &mut c.tunnel {
+                r.shared = daemon.shared_interfaces.contains(&r.interface);
+            }
             check_against_others(&c, &connections, &daemon.shared_interfaces).map_err(err)?;
             inspect_host(&c, &mut host, &mut notes).map_err(err)?;
             remarks.extend(notes.into_iter().map(|(severity, text)| Remark {

@@ -180,7 +180,7 @@ impl StatusView {
                          "bad_hash": ic.bad_hash, "unexpected": ic.unexpected, "queue_dropped": ld(&io.ike_queue_dropped),
                          "recovery_triggers": ic.recovery_triggers, "recovery_actions": ic.recovery_actions },
                 "esp": { "unknown_spi": g.unknown_spi, "unknown_sa": g.unknown_sa, "malformed": g.malformed,
-                         "no_policy": ld(&io.no_policy), "send_errors": ld(&io.send_errors), "tun_write_errors": ld(&io.tun_write_errors),
+                         "no_policy": ld(&io.no_policy), "spoofed": ld(&io.spoofed), "send_errors": ld(&io.send_errors), "tun_write_errors": ld(&io.tun_write_errors),
                          "malformed_udp": ld(&io.malformed_udp), "offload_errors": ld(&io.offload_errors),
                          "too_big": ld(&io.too_big), "ptb_sent": ld(&io.ptb_sent) },
             },

@@ -78,6 +78,8 @@ pub fn run_with(
         tcp_mss,
         ptb_mtu,
         conns,
+        shared: shared_devices,
+        policies,
     } = setup::bring_up_tunnels(&cfg, &mut nl, &mut run_state, &policy_routing)?;
 
     let shared = Arc::new(Shared {
@@ -86,7 +88,7 @@ pub fn run_with(
             tcp_mss,
             ptb_mtu,
         }),
-        policies: RwLock::new(Vec::new()),
+        policies: RwLock::new(policies),
         inbound: RwLock::new(HashMap::new()),
         raw,
         nat_t: nat_t.clone(),
@@ -189,6 +191,7 @@ pub fn run_with(
         config_path: path.map(std::path::Path::to_path_buf),
         daemon_cfg: cfg.daemon.clone(),
         half_open: half_open::HalfOpenDrops::new(cfg.daemon.max_half_open),
+        shared_devices,
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {

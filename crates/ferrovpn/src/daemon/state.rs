@@ -63,4 +63,6 @@ pub(super) struct Daemon {
     pub(super) daemon_cfg: crate::config::DaemonConfig,
     /// MM1/AM1 dropped at the half-open limit: logged per interval, shown by `diagnose`.
     pub(super) half_open: half_open::HalfOpenDrops,
+    /// TUN devices several connections share (`[daemon] shared_interfaces`) that are up.
+    pub(super) shared_devices: Vec<super::setup::SharedDevice>,
 }
