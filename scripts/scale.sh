@@ -14,7 +14,11 @@
 # FERROVPN_BIN (default: release build of this tree), SCALE_NOTE (a line for the table),
 # SCALE_STRONGSWAN_MAX_N (250: at N = 1000 charon 5.9.8 with kernel-libipsec deleted each CHILD
 # SA right after Quick Mode here, so no rate could be taken), SCALE_HALF_OPEN (the responder's max_half_open, default N + 64; "none": leave it out),
-# SCALE_OUT (docs/BENCHMARKS.md; "-" for stdout only). Needs root.
+# SCALE_OUT (docs/BENCHMARKS.md; "-" for stdout only), SCALE_SHARED (1: every connection of
+# each side on one shared TUN device `fvgw0`, `[daemon] shared_interfaces`, instead of one TUN
+# per connection; the pinged inner addresses then live on `lo`), SCALE_START_ONLY (1: the
+# responder alone, for start and down at an N whose Diffie-Hellman work would take too long
+# here). Needs root.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/lib/netns.sh"
@@ -122,19 +126,22 @@ stop_fv() {
     elapsed "$t0" "$(now)"
 }
 
+SHARED_DEV=""
+[ "${SCALE_SHARED:-0}" = 1 ] && SHARED_DEV=fvgw0
+
 initiator_up() {
     local n="$1" ike="$2"
     python3 "$GEN" ferrovpn initiator "$n" "$FV_TMP/i.toml" --sock "$FV_TMP/i.sock" \
-        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix si
+        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix si --shared "$SHARED_DEV"
     FV_SPAWN_LOG="$FV_TMP/i.log" fv_spawn "$I" "$FERROVPN" up -c "$FV_TMP/i.toml"
     PID_I="$FV_LAST_PID"
 }
 
 run_ferrovpn() {
-    local n="$1" group="$2" ike="aes128-sha256-$2" t0 start rss0 rss1 rate down
+    local n="$1" group="$2" ike="aes128-sha256-$2" t0 start rss0 rss1 rate down k
     bed "$n"
     python3 "$GEN" ferrovpn responder "$n" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
-        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix sr \
+        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix sr --shared "$SHARED_DEV" \
         --daemon-extra "$([ "${SCALE_HALF_OPEN:-}" = none ] || echo "max_half_open = ${SCALE_HALF_OPEN:-$((n + 64))}")"
     t0="$(now)"
     FV_SPAWN_LOG="$FV_TMP/r.log" fv_spawn "$R" "$FERROVPN" up -c "$FV_TMP/r.toml"
@@ -142,6 +149,23 @@ run_ferrovpn() {
     wait_answer "$FV_TMP/r.sock" "$PID_R" 120 || { tail "$FV_TMP/r.log" >&2; fv_log "responder did not start"; exit 1; }
     start="$(elapsed "$t0" "$(now)")"
     rss0="$(rss_kb "$PID_R")"
+    local what="ferrovpn"
+    [ -n "$SHARED_DEV" ] && what="ferrovpn, shared TUN"
+    if [ "${SCALE_START_ONLY:-0}" = 1 ]; then
+        down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
+        [ -z "$(ip -n "$R" -o link show type tun)" ] || fv_log "TUN devices left after down"
+        ROWS+=("| $what (responder alone) | $n | $group | – | – | $start | $down | – | – |")
+        fv_log "$what N=$n (responder alone): start ${start}s, down ${down}s, RSS ${rss0} KB"
+        unbed
+        return
+    fi
+    if [ -n "$SHARED_DEV" ]; then
+        # The pinged inner addresses: the shared devices have none.
+        for k in 1 $(((n + 1) / 2)) "$n"; do
+            ip -n "$R" addr add "$(printf '2001:db8:b::%x/128' "$k")" dev lo
+            ip -n "$I" addr add "$(printf '2001:db8:a::%x/128' "$k")" dev lo
+        done
+    fi
     initiator_up "$n" "$ike"
     if ! wait_count "count_sas $FV_TMP/i.sock" "$n" 300; then
         fv_log "ferrovpn responder, N=$n $group: only $(count_sas "$FV_TMP/i.sock") of $n up"
@@ -158,8 +182,8 @@ run_ferrovpn() {
     done
     down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
     stop_fv "$FV_TMP/i.sock" "$PID_I" >/dev/null
-    ROWS+=("| ferrovpn | $n | $group | ${rate% *} | ${rate#* } | $start | $down | $(((rss1 - rss0) / n)) | $ok/3 |")
-    fv_log "ferrovpn N=$n $group: setups/s ${rate% *} (${rate#* } s), start ${start}s, down ${down}s, $(((rss1 - rss0) / n)) KB/tunnel, ping $ok/3"
+    ROWS+=("| $what | $n | $group | ${rate% *} | ${rate#* } | $start | $down | $(((rss1 - rss0) / n)) | $ok/3 |")
+    fv_log "$what N=$n $group: setups/s ${rate% *} (${rate#* } s), start ${start}s, down ${down}s, $(((rss1 - rss0) / n)) KB/tunnel, ping $ok/3"
     unbed
 }
 
@@ -196,7 +220,7 @@ run_strongswan() {
 for n in $NS_LIST; do
     for g in $GROUPS_LIST; do
         run_ferrovpn "$n" "$g"
-        if [ "$SS" = yes ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-250}" ]; then
+        if [ "$SS" = yes ] && [ "${SCALE_START_ONLY:-0}" != 1 ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-250}" ]; then
             run_strongswan "$n" "$g"
         fi
     done
