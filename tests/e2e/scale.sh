@@ -14,8 +14,9 @@
 #              all up, exactly one TUN on R with one route per connection, pings through a
 #              sample with the SA counters of both ends agreeing, a packet to a prefix no
 #              connection routes dropped and counted (no_policy), a packet whose inner source
-#              belongs to another connection refused and counted (spoofed), and `down` leaves
-#              no device and no route
+#              belongs to another connection refused and counted (spoofed), a reload removing
+#              connection 2 takes its route out and leaves the device to the others (a sample
+#              still pings), and `down` leaves no device and no route
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN, E2E_CASES (subset of the names above), E2E_SCALE_N (default 100).
 set -euo pipefail
@@ -210,6 +211,25 @@ case_shared() {
     v="$(sa_counter "$FV_TMP/r.sock" c2 in_packets)"
     [ "$v" = 0 ] || fail "c2 counts $v packets in"
     ok "inner source of another connection: refused, spoofed $before -> $after"
+    # A reload without connection 2: its route goes, the device stays for the others.
+    python3 - "$FV_TMP/r.toml" <<'PY'
+import re, sys
+p = sys.argv[1]
+blocks = open(p).read().split("[[connection]]")
+open(p, "w").write("[[connection]]".join(b for b in blocks if 'name = "c2"\n' not in b))
+PY
+    local out rc=0
+    out="$("$FERROVPN" reload --socket "$FV_TMP/r.sock" 2>&1)" || rc=$?
+    [ "$rc" = 0 ] || fail "reload without c2 exited $rc: $out"
+    grep -q "removed \[c2\]" <<<"$out" || fail "reload said: $out"
+    ip -n "$R" -o link show "$dev" >/dev/null 2>&1 || fail "$dev went with c2"
+    [ -z "$(ip -n "$R" -6 route show 2001:db8:a::2)" ] || fail "c2's route is still there"
+    v="$(ip -n "$R" -6 route show dev "$dev" | grep -c '^2001:db8:a::')"
+    [ "$v" = "$((N - 1))" ] || fail "$v routes into $dev after the reload, not $((N - 1))"
+    k="$N"
+    ip netns exec "$I" ping -6 -c 2 -i 0.2 -W 3 -I "$(printf '2001:db8:a::%x' "$k")" \
+        "$(printf '2001:db8:b::%x' "$k")" >/dev/null 2>&1 || fail "tunnel $N no longer answers after the reload"
+    ok "reload removed c2: its route gone, $dev kept with $v routes, tunnel $N still answers"
     # The test's own addresses go before the check that nothing of ferrovpn's is left.
     for k in 1 $(((N + 1) / 2)) "$N"; do
         ip -n "$R" addr del "$(printf '2001:db8:b::%x/128' "$k")" dev lo
