@@ -452,6 +452,23 @@ pub(super) fn check_shared_routes(
     shared_interfaces: &[String],
 ) -> Result<(), crate::config::ConfigError> {
     for dev in shared_interfaces {
+        let on_dev = || {
+            connections
+                .iter()
+                .filter(|c| matches!(&c.tunnel, Tunnel::RouteBased(r) if &r.interface == dev))
+        };
+        // One device, one MSS clamp: it applies to every packet through it.
+        if let Some(first) = on_dev().next() {
+            if let Some(other) = on_dev().find(|c| c.tcp_mss != first.tcp_mss) {
+                return Err(crate::config::ConfigError::Connection {
+                    name: other.name.clone(),
+                    problem: format!(
+                        "tcp_mss differs from connection \"{}\"'s on shared interface {dev}; connections sharing an interface share its MSS clamping, so give them the same tcp_mss",
+                        first.name
+                    ),
+                });
+            }
+        }
         let items: Vec<(IpNet, usize)> = connections
             .iter()
             .enumerate()

@@ -972,6 +972,15 @@ fn connections_share_an_interface_only_when_it_is_declared_shared_and_their_rout
         )),
         "daemon: shared_interfaces: fvgw0 is listed twice"
     );
+    let mss = gateway("shared_interfaces = [\"fvgw0\"]", &peers).replacen(
+        "[connection.route_based]",
+        "[connection.route_based]\ntcp_mss = \"off\"",
+        1,
+    );
+    assert_eq!(
+        err(&mss),
+        "connection \"peer1\": tcp_mss differs from connection \"peer0\"'s on shared interface fvgw0; connections sharing an interface share its MSS clamping, so give them the same tcp_mss"
+    );
     assert!(err(&gateway("shared_interfaces = [\"a/b\"]", &peers))
         .starts_with("daemon: shared_interfaces: 'a/b' may not contain"));
 }
