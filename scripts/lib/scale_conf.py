@@ -4,12 +4,13 @@ addresses, outer IPv6 (2001:db8::/32, enough distinct peers for any N), inner IP
 one route-based TUN per connection. Documentation addresses only (RFC 3849).
 
   scale_conf.py ferrovpn SIDE N OUT --sock S --psk-file F [--ike P] [--daemon-extra TEXT]
-                [--shared NAME]
+                [--shared NAME] [--first F]
   scale_conf.py swanctl N OUT --psk SECRET [--ike P]        (strongSwan responder)
 
 SIDE is `responder` (waits) or `initiator` (starts every connection). With --shared NAME all
 connections use one shared TUN device NAME (`[daemon] shared_interfaces`) and set no inner
-address on it (the bed puts the inner addresses it pings on `lo`).
+address on it (the bed puts the inner addresses it pings on `lo`). --first F numbers the N
+connections from F (default 1), so several initiators can split the peers.
 """
 import argparse
 
@@ -41,7 +42,7 @@ def ferrovpn(a):
         f'shared_interfaces = ["{a.shared}"]' if a.shared else "",
         "",
     ]
-    for i in range(1, a.n + 1):
+    for i in range(a.first, a.first + a.n):
         here, there = (peer(i), RESPONDER) if init else (RESPONDER, peer(i))
         lin, rin = (inner_init(i), inner_resp(i)) if init else (inner_resp(i), inner_init(i))
         out += [
@@ -101,6 +102,7 @@ def main():
     p.add_argument("--prefix", default="sc")
     p.add_argument("--fixed-mtu", action="store_true")
     p.add_argument("--shared", default="")
+    p.add_argument("--first", type=int, default=1)
     a = p.parse_args()
     if a.kind == "ferrovpn":
         a.side, n, out = a.rest

@@ -48,6 +48,11 @@ scale_bed() {
     done | ip -n "$I" -batch -
     ip -n "$R" link set "${FV_ID}-r" up
     ip -n "$I" link set "${FV_ID}-i" up
+    # The responder reaches the peers through one neighbour (::2 on I) rather than one
+    # neighbour entry per peer: the kernel's neighbour table is shared by all namespaces and
+    # holds 1024 entries by default (gc_thresh3); beyond that sends fail with EINVAL.
+    ip -n "$I" addr add 2001:db8:ffff::2/64 dev "${FV_ID}-i" nodad
+    ip -n "$R" -6 route add 2001:db8:ffff::1:0/112 via 2001:db8:ffff::2 dev "${FV_ID}-r"
     e2e_psk "$FV_TMP/psk" "e2e-scale-secret"
 }
 
