@@ -123,14 +123,19 @@ impl Daemon {
             return;
         };
         let p = c.pairs.swap_remove(i);
-        if let Ok(mut pol) = self.shared.policies.write() {
-            pol.remove(conn, p.outbound);
+        // Shutting down: the DELETEs are out and the pipelines stop next, taking the SAD and
+        // the policies with them whole. Removing 20,000 SAs one by one (each a copy of the
+        // SAD's snapshot) took 36 s of `down` at 10,000 tunnels.
+        if !self.stop {
+            if let Ok(mut pol) = self.shared.policies.write() {
+                pol.remove(conn, p.outbound);
+            }
+            if let Ok(mut m) = self.shared.inbound.write() {
+                m.remove(&p.inbound);
+            }
+            let _ = self.sad.remove(p.inbound);
+            let _ = self.sad.remove(p.outbound);
         }
-        if let Ok(mut m) = self.shared.inbound.write() {
-            m.remove(&p.inbound);
-        }
-        let _ = self.sad.remove(p.inbound);
-        let _ = self.sad.remove(p.outbound);
         info!(conn = %name, "IPsec SA removed: spi in {spi_in:08x} out {spi_out:08x} ({reason})");
         if c.pairs.is_empty() && !self.endpoint.is_up(conn) {
             self.schedule_retry(conn);
