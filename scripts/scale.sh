@@ -15,7 +15,12 @@
 # SCALE_STRONGSWAN_MAX_N (250: at N = 1000 charon 5.9.8 with kernel-libipsec deleted each CHILD
 # SA right after Quick Mode here, so no rate could be taken), SCALE_HALF_OPEN (the responder's max_half_open, default N + 64; "none": leave it out),
 # SCALE_DH_POOL (both ferrovpn daemons' [daemon] dh_pool; unset: the default),
-# SCALE_OUT (docs/BENCHMARKS.md; "-" for stdout only). Needs root.
+# SCALE_OUT (docs/BENCHMARKS.md; "-" for stdout only), SCALE_SHARED (1: every connection of
+# each side on one shared TUN device `fvgw0`, `[daemon] shared_interfaces`, instead of one TUN
+# per connection; the pinged inner addresses then live on `lo`), SCALE_START_ONLY (1: the
+# responder alone, for start and down at an N whose Diffie-Hellman work would take too long
+# here), SCALE_INITIATORS (1: how many ferrovpn initiators split the N peers; each holds three
+# sockets per peer address, so one process needs N × 3 descriptors). Needs root.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/lib/netns.sh"
@@ -32,6 +37,9 @@ if [ "${SCALE_STRONGSWAN:-auto}" = auto ] && [ -x "$FV_CHARON_BIN" ] && command 
 fi
 GEN="$ROOT/scripts/lib/scale_conf.py"
 fv_init
+# The initiator holds three sockets per peer address (UDP 500, UDP 4500, raw ESP): 30,000
+# descriptors at N = 10,000, far above the usual soft limit of 1024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 PSK="scale-bench-secret"
 printf '%s\n' "$PSK" >"$FV_TMP/psk"
 chmod 600 "$FV_TMP/psk"
@@ -62,6 +70,11 @@ bed() {
     } | ip -n "$I" -batch -
     ip -n "$R" link set "${FV_ID}-r$RUN" up
     ip -n "$I" link set "${FV_ID}-i$RUN" up
+    # The responder reaches the peers through one neighbour (::2 on I) rather than one
+    # neighbour entry per peer: the kernel's neighbour table is shared by all namespaces and
+    # holds 1024 entries by default (gc_thresh3); beyond that sends fail with EINVAL.
+    ip -n "$I" addr add 2001:db8:ffff::2/64 dev "${FV_ID}-i$RUN" nodad
+    ip -n "$R" -6 route add 2001:db8:ffff::1:0/112 via 2001:db8:ffff::2 dev "${FV_ID}-r$RUN"
 }
 
 unbed() {
@@ -80,10 +93,15 @@ wait_answer() {
     return 1
 }
 
-# count_sas SOCK: IPsec SAs the daemon reports.
+# count_sas SOCK...: IPsec SAs the daemons report, summed.
 count_sas() {
-    "$FERROVPN" status --socket "$1" --json 2>/dev/null |
-        python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(len(c["ipsec_sas"]) for c in d["connections"]))' 2>/dev/null || echo 0
+    local s total=0 got
+    for s in "$@"; do
+        got="$("$FERROVPN" status --socket "$s" --json 2>/dev/null |
+            python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(len(c["ipsec_sas"]) for c in d["connections"]))' 2>/dev/null || echo 0)"
+        total=$((total + ${got:-0}))
+    done
+    echo "$total"
 }
 
 # wait_count CMD N SECONDS
@@ -97,17 +115,22 @@ wait_count() {
     return 1
 }
 
-# setup_rate SOCK N: N ÷ (first MM1 sent → last IPsec SA established) from the initiator.
+# setup_rate N SOCK...: N ÷ (first MM1 sent → last IPsec SA established) from the initiators.
 setup_rate() {
-    "$FERROVPN" history --socket "$1" --json | python3 -c '
+    local n="$1" s
+    shift
+    for s in "$@"; do
+        "$FERROVPN" history --socket "$s" --json
+        echo
+    done | python3 -c '
 import json, sys
-d = json.load(sys.stdin)
-first = min(r["unix_ms"] for c in d["connections"] for r in c["history"]
+ds = [json.loads(l) for l in sys.stdin if l.strip()]
+hist = [r for d in ds for c in d["connections"] for r in c["history"]]
+first = min(r["unix_ms"] for r in hist
             if r["what"].get("kind") == "message" and r["what"].get("sent") and r["what"].get("name") == "MM1")
-last = max(r["unix_ms"] for c in d["connections"] for r in c["history"]
-           if r["what"].get("kind") == "child_established")
+last = max(r["unix_ms"] for r in hist if r["what"].get("kind") == "child_established")
 n = int(sys.argv[1])
-print(f"{n / max(last - first, 1) * 1000:.0f} {(last - first) / 1000:.2f}")' "$2"
+print(f"{n / max(last - first, 1) * 1000:.0f} {(last - first) / 1000:.2f}")' "$n"
 }
 
 # stop_fv SOCK PID: `ferrovpn down`, seconds until the process is gone.
@@ -125,19 +148,39 @@ stop_fv() {
 
 dh_pool_line() { [ -z "${SCALE_DH_POOL:-}" ] || echo "dh_pool = $SCALE_DH_POOL"; }
 
+SHARED_DEV=""
+[ "${SCALE_SHARED:-0}" = 1 ] && SHARED_DEV=fvgw0
+
+# initiator_up N IKE: SCALE_INITIATORS ferrovpn initiators for the N peers (ISOCKS, PIDS_I).
 initiator_up() {
-    local n="$1" ike="$2"
-    python3 "$GEN" ferrovpn initiator "$n" "$FV_TMP/i.toml" --sock "$FV_TMP/i.sock" \
-        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix si --daemon-extra "$(dh_pool_line)"
-    FV_SPAWN_LOG="$FV_TMP/i.log" fv_spawn "$I" "$FERROVPN" up -c "$FV_TMP/i.toml"
-    PID_I="$FV_LAST_PID"
+    local n="$1" ike="$2" k=0 parts="${SCALE_INITIATORS:-1}" first=1 count
+    ISOCKS=()
+    PIDS_I=()
+    for ((k = 0; k < parts; k++)); do
+        count=$(((n - first + 1) / (parts - k)))
+        python3 "$GEN" ferrovpn initiator "$count" "$FV_TMP/i$k.toml" --sock "$FV_TMP/i$k.sock" \
+            --psk-file "$FV_TMP/psk" --ike "$ike" --prefix "si${k}x" --first "$first" \
+            --shared "${SHARED_DEV:+fvgw$((k + 1))}" --daemon-extra "$(dh_pool_line)"
+        FV_SPAWN_LOG="$FV_TMP/i$k.log" fv_spawn "$I" "$FERROVPN" up -c "$FV_TMP/i$k.toml"
+        ISOCKS+=("$FV_TMP/i$k.sock")
+        PIDS_I+=("$FV_LAST_PID")
+        first=$((first + count))
+    done
+}
+
+# initiators_down: every initiator stopped.
+initiators_down() {
+    local k
+    for k in "${!ISOCKS[@]}"; do
+        stop_fv "${ISOCKS[$k]}" "${PIDS_I[$k]}" >/dev/null
+    done
 }
 
 run_ferrovpn() {
-    local n="$1" group="$2" ike="aes128-sha256-$2" t0 start rss0 rss1 rate down
+    local n="$1" group="$2" ike="aes128-sha256-$2" t0 start rss0 rss1 rate down k
     bed "$n"
     python3 "$GEN" ferrovpn responder "$n" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
-        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix sr \
+        --psk-file "$FV_TMP/psk" --ike "$ike" --prefix sr --shared "$SHARED_DEV" \
         --daemon-extra "$([ "${SCALE_HALF_OPEN:-}" = none ] || echo "max_half_open = ${SCALE_HALF_OPEN:-$((n + 64))}")
 $(dh_pool_line)"
     t0="$(now)"
@@ -146,11 +189,28 @@ $(dh_pool_line)"
     wait_answer "$FV_TMP/r.sock" "$PID_R" 120 || { tail "$FV_TMP/r.log" >&2; fv_log "responder did not start"; exit 1; }
     start="$(elapsed "$t0" "$(now)")"
     rss0="$(rss_kb "$PID_R")"
-    initiator_up "$n" "$ike"
-    if ! wait_count "count_sas $FV_TMP/i.sock" "$n" 300; then
-        fv_log "ferrovpn responder, N=$n $group: only $(count_sas "$FV_TMP/i.sock") of $n up"
+    local what="ferrovpn"
+    [ -n "$SHARED_DEV" ] && what="ferrovpn, shared TUN"
+    if [ "${SCALE_START_ONLY:-0}" = 1 ]; then
+        down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
+        [ -z "$(ip -n "$R" -o link show type tun)" ] || fv_log "TUN devices left after down"
+        ROWS+=("| $what (responder alone) | $n | $group | – | – | $start | $down | – | – |")
+        fv_log "$what N=$n (responder alone): start ${start}s, down ${down}s, RSS ${rss0} KB"
+        unbed
+        return
     fi
-    rate="$(setup_rate "$FV_TMP/i.sock" "$n")"
+    if [ -n "$SHARED_DEV" ]; then
+        # The pinged inner addresses: the shared devices have none.
+        for k in 1 $(((n + 1) / 2)) "$n"; do
+            ip -n "$R" addr add "$(printf '2001:db8:b::%x/128' "$k")" dev lo
+            ip -n "$I" addr add "$(printf '2001:db8:a::%x/128' "$k")" dev lo
+        done
+    fi
+    initiator_up "$n" "$ike"
+    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" 300; then
+        fv_log "ferrovpn responder, N=$n $group: only $(count_sas "${ISOCKS[@]}") of $n up"
+    fi
+    rate="$(setup_rate "$n" "${ISOCKS[@]}")"
     rss1="$(rss_kb "$PID_R")"
     # Traffic through a sample of the tunnels (first, middle, last).
     local ok=0 k
@@ -161,9 +221,9 @@ $(dh_pool_line)"
         fi
     done
     down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
-    stop_fv "$FV_TMP/i.sock" "$PID_I" >/dev/null
-    ROWS+=("| ferrovpn | $n | $group | ${rate% *} | ${rate#* } | $start | $down | $(((rss1 - rss0) / n)) | $ok/3 |")
-    fv_log "ferrovpn N=$n $group: setups/s ${rate% *} (${rate#* } s), start ${start}s, down ${down}s, $(((rss1 - rss0) / n)) KB/tunnel, ping $ok/3"
+    initiators_down
+    ROWS+=("| $what | $n | $group | ${rate% *} | ${rate#* } | $start | $down | $(((rss1 - rss0) / n)) | $ok/3 |")
+    fv_log "$what N=$n $group: setups/s ${rate% *} (${rate#* } s), start ${start}s, down ${down}s, $(((rss1 - rss0) / n)) KB/tunnel, ping $ok/3"
     unbed
 }
 
@@ -183,12 +243,12 @@ run_strongswan() {
     fv_swanctl "$R" --load-all >/dev/null
     rss0="$(rss_kb "$(pgrep -P "${FV_CHARON_PID[$R]}" charon || echo "${FV_CHARON_PID[$R]}")")"
     initiator_up "$n" "$ike"
-    if ! wait_count "count_sas $FV_TMP/i.sock" "$n" 300; then
-        fv_log "strongSwan responder, N=$n $group: only $(count_sas "$FV_TMP/i.sock") of $n up"
+    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" 300; then
+        fv_log "strongSwan responder, N=$n $group: only $(count_sas "${ISOCKS[@]}") of $n up"
     fi
-    rate="$(setup_rate "$FV_TMP/i.sock" "$n")"
+    rate="$(setup_rate "$n" "${ISOCKS[@]}")"
     rss1="$(rss_kb "$(pgrep -P "${FV_CHARON_PID[$R]}" charon || echo "${FV_CHARON_PID[$R]}")")"
-    stop_fv "$FV_TMP/i.sock" "$PID_I" >/dev/null
+    initiators_down
     fv_stop "${FV_CHARON_PID[$R]}"
     local ver
     ver="$(swanctl --help 2>&1 | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1 || true)"
@@ -200,7 +260,7 @@ run_strongswan() {
 for n in $NS_LIST; do
     for g in $GROUPS_LIST; do
         run_ferrovpn "$n" "$g"
-        if [ "$SS" = yes ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-250}" ]; then
+        if [ "$SS" = yes ] && [ "${SCALE_START_ONLY:-0}" != 1 ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-250}" ]; then
             run_strongswan "$n" "$g"
         fi
     done

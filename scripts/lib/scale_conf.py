@@ -4,9 +4,13 @@ addresses, outer IPv6 (2001:db8::/32, enough distinct peers for any N), inner IP
 one route-based TUN per connection. Documentation addresses only (RFC 3849).
 
   scale_conf.py ferrovpn SIDE N OUT --sock S --psk-file F [--ike P] [--daemon-extra TEXT]
+                [--shared NAME] [--first F]
   scale_conf.py swanctl N OUT --psk SECRET [--ike P]        (strongSwan responder)
 
-SIDE is `responder` (waits) or `initiator` (starts every connection).
+SIDE is `responder` (waits) or `initiator` (starts every connection). With --shared NAME all
+connections use one shared TUN device NAME (`[daemon] shared_interfaces`) and set no inner
+address on it (the bed puts the inner addresses it pings on `lo`). --first F numbers the N
+connections from F (default 1), so several initiators can split the peers.
 """
 import argparse
 
@@ -35,9 +39,10 @@ def ferrovpn(a):
         "workers = 1",
         'retransmit_timeout = "2s"',
         a.daemon_extra or "",
+        f'shared_interfaces = ["{a.shared}"]' if a.shared else "",
         "",
     ]
-    for i in range(1, a.n + 1):
+    for i in range(a.first, a.first + a.n):
         here, there = (peer(i), RESPONDER) if init else (RESPONDER, peer(i))
         lin, rin = (inner_init(i), inner_resp(i)) if init else (inner_resp(i), inner_init(i))
         out += [
@@ -50,10 +55,10 @@ def ferrovpn(a):
             'esp = "aes128gcm16"',
             f'start = "{"initiate" if init else "respond"}"',
             "[connection.route_based]",
-            f'interface = "{a.prefix}{i}"',
+            f'interface = "{a.shared or f"{a.prefix}{i}"}"',
             f'local_ts = "{lin}/128"',
             f'remote_ts = "{rin}/128"',
-            f'address = "{lin}/128"',
+            "" if a.shared else f'address = "{lin}/128"',
             f'routes = ["{rin}/128"]',
             "mtu = 1400" if a.fixed_mtu else "",
             "",
@@ -96,6 +101,8 @@ def main():
     p.add_argument("--daemon-extra", default="")
     p.add_argument("--prefix", default="sc")
     p.add_argument("--fixed-mtu", action="store_true")
+    p.add_argument("--shared", default="")
+    p.add_argument("--first", type=int, default=1)
     a = p.parse_args()
     if a.kind == "ferrovpn":
         a.side, n, out = a.rest

@@ -10,6 +10,13 @@
 #   half-open  the responder's max_half_open is far below N: the drops are logged (one line per
 #              interval with the count), counted in status, and every tunnel still comes up as
 #              the peers retransmit
+#   shared     the responder's N connections share one TUN device (`[daemon] shared_interfaces`):
+#              all up, exactly one TUN on R with one route per connection, pings through a
+#              sample with the SA counters of both ends agreeing, a packet to a prefix no
+#              connection routes dropped and counted (no_policy), a packet whose inner source
+#              belongs to another connection refused and counted (spoofed), a reload removing
+#              connection 2 takes its route out and leaves the device to the others (a sample
+#              still pings), and `down` leaves no device and no route
 # Needs root (namespaces); skips with a reason otherwise (fails with CI=true).
 # Env: FERROVPN_BIN, E2E_CASES (subset of the names above), E2E_SCALE_N (default 100).
 set -euo pipefail
@@ -41,16 +48,26 @@ scale_bed() {
     done | ip -n "$I" -batch -
     ip -n "$R" link set "${FV_ID}-r" up
     ip -n "$I" link set "${FV_ID}-i" up
+    # The responder reaches the peers through one neighbour (::2 on I) rather than one
+    # neighbour entry per peer: the kernel's neighbour table is shared by all namespaces and
+    # holds 1024 entries by default (gc_thresh3); beyond that sends fail with EINVAL.
+    ip -n "$I" addr add 2001:db8:ffff::2/64 dev "${FV_ID}-i" nodad
+    ip -n "$R" -6 route add 2001:db8:ffff::1:0/112 via 2001:db8:ffff::2 dev "${FV_ID}-r"
     e2e_psk "$FV_TMP/psk" "e2e-scale-secret"
 }
 
-# scale_up HALF_OPEN: responder (with max_half_open = HALF_OPEN unless empty), then initiator.
-scale_up() {
+# scale_write HALF_OPEN [SHARED]: the two configs (responder with max_half_open = HALF_OPEN
+# unless empty, all on shared TUN SHARED if given).
+scale_write() {
     python3 "$GEN" ferrovpn responder "$N" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
         --psk-file "$FV_TMP/psk" --ike aes128-sha256-ecp256 --prefix sr \
-        --daemon-extra "$([ -z "$1" ] || echo "max_half_open = $1")"
+        --daemon-extra "$([ -z "$1" ] || echo "max_half_open = $1")" --shared "${2:-}"
     python3 "$GEN" ferrovpn initiator "$N" "$FV_TMP/i.toml" --sock "$FV_TMP/i.sock" \
         --psk-file "$FV_TMP/psk" --ike aes128-sha256-ecp256 --prefix si
+}
+
+# scale_start: responder, then initiator, from the configs written.
+scale_start() {
     RULES_R="$(ip -n "$R" rule; ip -n "$R" -6 rule)"
     RULES_I="$(ip -n "$I" rule; ip -n "$I" -6 rule)"
     e2e_up "$R" "$FV_TMP/r.toml" "$FV_TMP/r.log"
@@ -62,6 +79,12 @@ scale_up() {
     done
     e2e_up "$I" "$FV_TMP/i.toml" "$FV_TMP/i.log"
     PID_I="$E2E_PID"
+}
+
+# scale_up HALF_OPEN: responder (with max_half_open = HALF_OPEN unless empty), then initiator.
+scale_up() {
+    scale_write "$1"
+    scale_start
 }
 
 # all_up SECONDS: every connection has an IPsec SA on both sides.
@@ -130,7 +153,98 @@ case_half_open() {
     "$FERROVPN" down --socket "$FV_TMP/r.sock" >/dev/null || true
 }
 
-CASES=(all-up half-open)
+# sa_counter SOCK CONN KEY: KEY (in_packets, out_packets) of connection CONN's IPsec SAs, summed.
+sa_counter() {
+    e2e_q "$1" "sum(int(s.get('$3', 0)) for c in d['connections'] if c['name'] == '$2' for s in c.get('ipsec_sas', []))"
+}
+
+case_shared() {
+    local dev=fvgw0 k good=0 v
+    scale_bed
+    scale_write "" "$dev"
+    # Connection 1 of the initiator may send from 2001:db8:a::/112 (both ends' selectors say
+    # so), but the responder routes only 2001:db8:a::1 to it: a ping from 2001:db8:a::2
+    # through it poses as connection 2.
+    sed -i 's|local_ts = "2001:db8:a::1/128"|local_ts = "2001:db8:a::/112"|' "$FV_TMP/i.toml"
+    sed -i 's|remote_ts = "2001:db8:a::1/128"|remote_ts = "2001:db8:a::/112"|' "$FV_TMP/r.toml"
+    [ "$(grep -c '/112' "$FV_TMP/i.toml")" = 1 ] && [ "$(grep -c '/112' "$FV_TMP/r.toml")" = 1 ] ||
+        fail "could not widen connection 1's selectors"
+    scale_start
+    all_up 60
+    [ "$(ip -n "$R" -o link show type tun | wc -l)" = 1 ] || fail "the responder has $(ip -n "$R" -o link show type tun | wc -l) TUN devices, not 1"
+    v="$(ip -n "$R" -6 route show dev "$dev" | grep -c '^2001:db8:a::')"
+    [ "$v" = "$N" ] || fail "$v routes into $dev, not $N"
+    ok "one TUN device $dev on the responder, $N routes into it"
+    # The inner addresses the initiators ping live on lo (the shared device has none).
+    for k in 1 $(((N + 1) / 2)) "$N"; do
+        ip -n "$R" addr add "$(printf '2001:db8:b::%x/128' "$k")" dev lo
+    done
+    for k in 1 $(((N + 1) / 2)) "$N"; do
+        ip netns exec "$I" ping -6 -c 3 -i 0.2 -W 3 -I "$(printf '2001:db8:a::%x' "$k")" \
+            "$(printf '2001:db8:b::%x' "$k")" >/dev/null 2>&1 && good=$((good + 1))
+    done
+    [ "$good" = 3 ] || fail "only $good of 3 sampled tunnels answered a ping"
+    for k in 1 $(((N + 1) / 2)) "$N"; do
+        local io ri oi ro
+        io="$(sa_counter "$FV_TMP/i.sock" "c$k" out_packets)"
+        ri="$(sa_counter "$FV_TMP/r.sock" "c$k" in_packets)"
+        ro="$(sa_counter "$FV_TMP/r.sock" "c$k" out_packets)"
+        oi="$(sa_counter "$FV_TMP/i.sock" "c$k" in_packets)"
+        [ "$io" -ge 3 ] && [ "$io" = "$ri" ] && [ "$ro" -ge 3 ] && [ "$ro" = "$oi" ] ||
+            fail "c$k: initiator out $io / responder in $ri, responder out $ro / initiator in $oi"
+    done
+    ok "pings through tunnels 1, $(((N + 1) / 2)) and $N both ways, SA counters of both ends agree"
+    # Both directions of the other tunnels carried nothing: the destination picked the SA.
+    v="$(sa_counter "$FV_TMP/r.sock" c2 out_packets)"
+    [ "$v" = 0 ] || fail "c2 sent $v packets though nobody pinged through it"
+    # A destination no connection routes, routed into the device by hand: dropped, counted.
+    local before after
+    before="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["esp"]["no_policy"]')"
+    ip -n "$R" -6 route add 2001:db8:c::/64 dev "$dev"
+    ip netns exec "$R" ping -6 -c 2 -i 0.2 -W 1 2001:db8:c::1 >/dev/null 2>&1 &&
+        fail "a ping to 2001:db8:c::1 (no connection) was answered"
+    after="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["esp"]["no_policy"]')"
+    [ "$((after - before))" -ge 2 ] || fail "no_policy went from $before to $after for 2 packets to no connection"
+    ok "packets to a prefix of no connection: dropped, no_policy $before -> $after"
+    # Connection 1 carrying a packet from connection 2's address: refused by the responder.
+    before="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["esp"]["spoofed"]')"
+    ip -n "$R" addr add 2001:db8:b::1/128 dev lo 2>/dev/null || true
+    ip netns exec "$I" ping -6 -c 2 -i 0.2 -W 1 -I 2001:db8:a::2 2001:db8:b::1 >/dev/null 2>&1 &&
+        fail "a ping from 2001:db8:a::2 through connection 1 was answered"
+    after="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["esp"]["spoofed"]')"
+    [ "$((after - before))" -ge 2 ] || fail "spoofed went from $before to $after for 2 packets posing as connection 2"
+    v="$(sa_counter "$FV_TMP/r.sock" c2 in_packets)"
+    [ "$v" = 0 ] || fail "c2 counts $v packets in"
+    ok "inner source of another connection: refused, spoofed $before -> $after"
+    # A reload without connection 2: its route goes, the device stays for the others.
+    python3 - "$FV_TMP/r.toml" <<'PY'
+import re, sys
+p = sys.argv[1]
+blocks = open(p).read().split("[[connection]]")
+open(p, "w").write("[[connection]]".join(b for b in blocks if 'name = "c2"\n' not in b))
+PY
+    local out rc=0
+    out="$("$FERROVPN" reload --socket "$FV_TMP/r.sock" 2>&1)" || rc=$?
+    [ "$rc" = 0 ] || fail "reload without c2 exited $rc: $out"
+    grep -q "removed \[c2\]" <<<"$out" || fail "reload said: $out"
+    ip -n "$R" -o link show "$dev" >/dev/null 2>&1 || fail "$dev went with c2"
+    [ -z "$(ip -n "$R" -6 route show 2001:db8:a::2)" ] || fail "c2's route is still there"
+    v="$(ip -n "$R" -6 route show dev "$dev" | grep -c '^2001:db8:a::')"
+    [ "$v" = "$((N - 1))" ] || fail "$v routes into $dev after the reload, not $((N - 1))"
+    k="$N"
+    ip netns exec "$I" ping -6 -c 2 -i 0.2 -W 3 -I "$(printf '2001:db8:a::%x' "$k")" \
+        "$(printf '2001:db8:b::%x' "$k")" >/dev/null 2>&1 || fail "tunnel $N no longer answers after the reload"
+    ok "reload removed c2: its route gone, $dev kept with $v routes, tunnel $N still answers"
+    # The test's own addresses go before the check that nothing of ferrovpn's is left.
+    for k in 1 $(((N + 1) / 2)) "$N"; do
+        ip -n "$R" addr del "$(printf '2001:db8:b::%x/128' "$k")" dev lo
+    done
+    down_clean "$R" "$FV_TMP/r.sock" "$PID_R" "$RULES_R"
+    [ -z "$(ip -n "$R" -6 route show | grep -E '2001:db8:c::|'"$dev" || true)" ] || fail "routes via $dev left"
+    down_clean "$I" "$FV_TMP/i.sock" "$PID_I" "$RULES_I"
+}
+
+CASES=(all-up half-open shared)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

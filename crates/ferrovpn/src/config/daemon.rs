@@ -39,6 +39,10 @@ pub struct DaemonConfig {
     /// Diffie-Hellman key pairs kept ready per group in use, made by a worker thread
     /// (0: made inline by the IKE thread).
     pub dh_pool: usize,
+    /// TUN devices that several route-based connections share (`route_based.interface` names
+    /// one): the connection of an outbound packet is the one whose `routes` hold its
+    /// destination, a gateway with thousands of peers needs one device, not thousands.
+    pub shared_interfaces: Vec<String>,
     /// TUN checksum and TCP segmentation offloads with GRO-style coalescing (default on).
     pub offloads: bool,
     /// Where the daemon records what it created (see `runstate`); absolute.
@@ -255,10 +259,22 @@ pub(super) fn validate_daemon(
         Some(n) => n,
         None => DEFAULT_DH_POOL,
     };
+    let mut shared_interfaces: Vec<String> = Vec::new();
+    for name in d.shared_interfaces {
+        super::tunnel::check_interface_name(&name)
+            .map_err(|e| ConfigError::Daemon(format!("shared_interfaces: {e}")))?;
+        if shared_interfaces.contains(&name) {
+            return Err(ConfigError::Daemon(format!(
+                "shared_interfaces: {name} is listed twice"
+            )));
+        }
+        shared_interfaces.push(name);
+    }
     Ok(DaemonConfig {
         save_keys_dir,
         max_half_open,
         dh_pool,
+        shared_interfaces,
         metrics_listen,
         control_socket,
         log_level,

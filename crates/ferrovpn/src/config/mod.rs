@@ -44,7 +44,9 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use connection::{check_against_others, check_name, validate_connection};
+use connection::{
+    check_against_others, check_name, check_shared_routes, validate_connection, Taken,
+};
 use daemon::validate_daemon;
 use host::{inspect_host, HostAddresses};
 use raw::RawConfig;
@@ -122,6 +124,7 @@ impl Config {
         }
         let mut connections: Vec<Connection> = Vec::new();
         let mut host = HostAddresses::default();
+        let mut taken = Taken::default();
         for rc in raw.connection {
             let name = rc.name.clone();
             let err = |problem: String| ConfigError::Connection {
@@ -129,12 +132,15 @@ impl Config {
                 problem,
             };
             check_name(&name).map_err(err)?;
-            if connections.iter().any(|c| c.name == name) {
+            if !taken.name(&name) {
                 return Err(err("duplicate connection name".into()));
             }
             let mut notes = Vec::new();
-            let c = validate_connection(rc, base, purpose, &mut notes).map_err(err)?;
-            check_against_others(&c, &connections).map_err(err)?;
+            let mut c = validate_connection(rc, base, purpose, &mut notes).map_err(err)?;
+            if let Tunnel::RouteBased(r) = &mut c.tunnel {
+                r.shared = daemon.shared_interfaces.contains(&r.interface);
+            }
+            check_against_others(&c, &mut taken, &daemon.shared_interfaces).map_err(err)?;
             inspect_host(&c, &mut host, &mut notes).map_err(err)?;
             remarks.extend(notes.into_iter().map(|(severity, text)| Remark {
                 severity,
@@ -143,6 +149,7 @@ impl Config {
             }));
             connections.push(c);
         }
+        check_shared_routes(&connections, &daemon.shared_interfaces)?;
         Ok(Config {
             daemon,
             connections,

@@ -31,6 +31,8 @@ pub(super) struct RawDaemon {
     pub(super) retransmit_tries: Option<u32>,
     pub(super) max_half_open: Option<usize>,
     pub(super) dh_pool: Option<usize>,
+    #[serde(default)]
+    pub(super) shared_interfaces: Vec<String>,
     pub(super) offloads: Option<bool>,
     #[serde(default)]
     pub(super) pin_workers: bool,

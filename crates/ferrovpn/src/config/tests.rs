@@ -1118,3 +1118,56 @@ fn xauth_password_file_is_private_and_read_into_the_ike_config() {
         .iter()
         .any(|r| r.text.contains("impersonate the gateway")));
 }
+
+/// A gateway config: `[daemon]` then one route-based connection per (remote_addr, routes).
+fn gateway(daemon: &str, peers: &[(&str, &str)]) -> String {
+    let mut s = format!("[daemon]\n{daemon}\n");
+    for (i, (remote, routes)) in peers.iter().enumerate() {
+        s.push_str(&format!(
+            "[[connection]]\nname = \"peer{i}\"\nlocal_addr = \"192.0.2.1\"\nremote_addr = \"{remote}\"\npsk = \"x\"\nstart = \"respond\"\n[connection.route_based]\ninterface = \"fvgw0\"\nlocal_ts = \"198.51.100.0/24\"\nremote_ts = \"203.0.113.0/24\"\nroutes = {routes}\n\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn connections_share_an_interface_only_when_it_is_declared_shared_and_their_routes_are_disjoint() {
+    let peers = [
+        ("192.0.2.2", "[\"203.0.113.0/26\"]"),
+        ("192.0.2.3", "[\"203.0.113.64/26\", \"203.0.113.128/32\"]"),
+    ];
+    let c = parse(&gateway("shared_interfaces = [\"fvgw0\"]", &peers)).unwrap();
+    assert_eq!(c.daemon.shared_interfaces, vec!["fvgw0".to_string()]);
+    assert_eq!(c.connections.len(), 2);
+    assert_eq!(
+        err(&gateway("", &peers)),
+        "connection \"peer1\": route_based.interface: fvgw0 is already used by connection \"peer0\" (list it in [daemon] shared_interfaces to let several connections share it)"
+    );
+    let overlapping = [
+        ("192.0.2.2", "[\"203.0.113.0/25\"]"),
+        ("192.0.2.3", "[\"203.0.113.128/25\"]"),
+        ("192.0.2.4", "[\"203.0.113.64/26\"]"),
+    ];
+    assert_eq!(
+        err(&gateway("shared_interfaces = [\"fvgw0\"]", &overlapping)),
+        "connection \"peer2\": route_based.routes: 203.0.113.64/26 overlaps 203.0.113.0/25 of connection \"peer0\" on shared interface fvgw0; connections sharing an interface need disjoint routes (the destination picks the connection)"
+    );
+    assert_eq!(
+        err(&gateway(
+            "shared_interfaces = [\"fvgw0\", \"fvgw0\"]",
+            &peers
+        )),
+        "daemon: shared_interfaces: fvgw0 is listed twice"
+    );
+    let mss = gateway("shared_interfaces = [\"fvgw0\"]", &peers).replacen(
+        "[connection.route_based]",
+        "[connection.route_based]\ntcp_mss = \"off\"",
+        1,
+    );
+    assert_eq!(
+        err(&mss),
+        "connection \"peer1\": tcp_mss differs from connection \"peer0\"'s on shared interface fvgw0; connections sharing an interface share its MSS clamping, so give them the same tcp_mss"
+    );
+    assert!(err(&gateway("shared_interfaces = [\"a/b\"]", &peers))
+        .starts_with("daemon: shared_interfaces: 'a/b' may not contain"));
+}

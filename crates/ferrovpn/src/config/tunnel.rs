@@ -11,6 +11,8 @@ use crate::ipnet::{IfAddr, IpNet};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteBased {
     pub interface: String,
+    /// `interface` is one of `[daemon] shared_interfaces`: other connections may use it too.
+    pub shared: bool,
     /// None: computed from the outer MTU and the ESP overhead.
     pub mtu: Option<u16>,
     /// local_ts ⇄ remote_ts, IPv4 first; 1 or 2 pairs of different families.
@@ -264,6 +266,7 @@ pub(super) fn validate_route_based(
     }
     Ok(RouteBased {
         interface: r.interface,
+        shared: false,
         mtu,
         selectors,
         routes,

@@ -188,7 +188,7 @@ impl StatusView {
                          "fragments_dropped": ic.fragments_dropped, "fragments_over_limit": ic.fragments_over_limit,
                          "fragment_timeouts": ic.fragment_timeouts, "fragments_sent": ic.fragments_sent },
                 "esp": { "unknown_spi": g.unknown_spi, "unknown_sa": g.unknown_sa, "malformed": g.malformed,
-                         "no_policy": ld(&io.no_policy), "send_errors": ld(&io.send_errors), "tun_write_errors": ld(&io.tun_write_errors),
+                         "no_policy": ld(&io.no_policy), "spoofed": ld(&io.spoofed), "send_errors": ld(&io.send_errors), "tun_write_errors": ld(&io.tun_write_errors),
                          "malformed_udp": ld(&io.malformed_udp), "offload_errors": ld(&io.offload_errors),
                          "too_big": ld(&io.too_big), "ptb_sent": ld(&io.ptb_sent) },
             },

@@ -25,7 +25,7 @@ impl Daemon {
         };
         if let Some(tun) = self.conns.get(child.conn).and_then(|c| c.tun) {
             if let Ok(mut m) = self.shared.inbound.write() {
-                m.insert(h, tun);
+                m.insert(h, (tun, child.conn));
             }
         }
         self.early_inbound.push((child.conn, child.message_id, h));
@@ -59,11 +59,12 @@ impl Daemon {
         };
         if let Some(tun) = c.tun {
             if let Ok(mut m) = self.shared.inbound.write() {
-                m.insert(h_in, tun);
+                m.insert(h_in, (tun, child.conn));
             }
             if let Ok(mut p) = self.shared.policies.write() {
                 p.push(Policy {
                     tun,
+                    conn: child.conn,
                     local: IpNet::truncating(child.local_ts.addr, child.local_ts.prefix_len),
                     remote: IpNet::truncating(child.remote_ts.addr, child.remote_ts.prefix_len),
                     handle: h_out,
@@ -103,7 +104,7 @@ impl Daemon {
         };
         let out = p.outbound;
         if let Ok(mut pol) = self.shared.policies.write() {
-            pol.retain(|x| x.handle != out);
+            pol.remove(conn, out);
         }
         let _ = self.sad.remove(out);
         info!(conn = %name, "IPsec SA deleted by peer: spi out {spi_out:08x} removed, spi in {spi_in:08x} drains");
@@ -122,14 +123,19 @@ impl Daemon {
             return;
         };
         let p = c.pairs.swap_remove(i);
-        if let Ok(mut pol) = self.shared.policies.write() {
-            pol.retain(|x| x.handle != p.outbound);
+        // Shutting down: the DELETEs are out and the pipelines stop next, taking the SAD and
+        // the policies with them whole. Removing 20,000 SAs one by one (each a copy of the
+        // SAD's snapshot) took 36 s of `down` at 10,000 tunnels.
+        if !self.stop {
+            if let Ok(mut pol) = self.shared.policies.write() {
+                pol.remove(conn, p.outbound);
+            }
+            if let Ok(mut m) = self.shared.inbound.write() {
+                m.remove(&p.inbound);
+            }
+            let _ = self.sad.remove(p.inbound);
+            let _ = self.sad.remove(p.outbound);
         }
-        if let Ok(mut m) = self.shared.inbound.write() {
-            m.remove(&p.inbound);
-        }
-        let _ = self.sad.remove(p.inbound);
-        let _ = self.sad.remove(p.outbound);
         info!(conn = %name, "IPsec SA removed: spi in {spi_in:08x} out {spi_out:08x} ({reason})");
         if c.pairs.is_empty() && !self.endpoint.is_up(conn) {
             self.schedule_retry(conn);

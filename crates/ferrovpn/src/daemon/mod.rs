@@ -80,6 +80,8 @@ pub fn run_with(
         tcp_mss,
         ptb_mtu,
         conns,
+        shared: shared_devices,
+        policies,
     } = setup::bring_up_tunnels(&cfg, &mut nl, &mut run_state, &policy_routing)?;
 
     let shared = Arc::new(Shared {
@@ -88,7 +90,7 @@ pub fn run_with(
             tcp_mss,
             ptb_mtu,
         }),
-        policies: RwLock::new(Vec::new()),
+        policies: RwLock::new(policies),
         inbound: RwLock::new(HashMap::new()),
         raw,
         nat_t: nat_t.clone(),
@@ -199,6 +201,7 @@ pub fn run_with(
         daemon_cfg: cfg.daemon.clone(),
         half_open: half_open::HalfOpenDrops::new(cfg.daemon.max_half_open),
         dh_maker,
+        shared_devices,
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {

@@ -119,6 +119,7 @@ impl Daemon {
             ("esp_unknown_sa_total", "Outbound packets naming no installed SA.", g.unknown_sa),
             ("esp_malformed_total", "Inbound ESP packets too short to carry an SPI.", g.malformed),
             ("esp_no_policy_total", "Packets read from a tunnel interface that no installed SA covers.", ld(&io.no_policy)),
+            ("esp_spoofed_total", "Decapsulated packets a shared tunnel interface refused: their inner source is not routed to their connection.", ld(&io.spoofed)),
             ("esp_send_errors_total", "ESP packets the kernel refused to send.", ld(&io.send_errors)),
             ("tun_write_errors_total", "Decrypted packets the tunnel interface refused.", ld(&io.tun_write_errors)),
             ("udp4500_malformed_total", "UDP 4500 payloads that were neither IKE, ESP nor keepalives.", ld(&io.malformed_udp)),

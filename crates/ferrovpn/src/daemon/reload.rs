@@ -17,7 +17,7 @@ use super::control::Outcome;
 use super::dataplane::TunTable;
 use super::setup;
 use super::state::Daemon;
-use crate::config::{Config, Connection, DaemonConfig, Severity, Start};
+use crate::config::{Config, Connection, DaemonConfig, Severity, Start, Tunnel};
 use crate::convert;
 use crate::routing;
 
@@ -35,6 +35,10 @@ pub(super) fn daemon_changes(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'st
     differs("workers", old.workers != new.workers);
     differs("pin_workers", old.pin_workers != new.pin_workers);
     differs("offloads", old.offloads != new.offloads);
+    differs(
+        "shared_interfaces",
+        old.shared_interfaces != new.shared_interfaces,
+    );
     differs("metrics_listen", old.metrics_listen != new.metrics_listen);
     differs("save_keys_dir", old.save_keys_dir != new.save_keys_dir);
     differs("max_half_open", old.max_half_open != new.max_half_open);
@@ -284,25 +288,41 @@ impl Daemon {
         result
     }
 
-    /// Sets up connection `id`'s device into `table` (a new index), its state into `conns`.
+    /// Sets up connection `id`'s device into `table` (a new index, or the shared device it
+    /// names), its state into `conns`.
     fn bring_up(&mut self, c: &Connection, id: usize, table: &mut TunTable) -> Result<(), String> {
         let t = setup::bring_up_tunnel(
             &self.daemon_cfg,
             c,
             id,
             None,
+            None,
+            &self.shared_devices,
             &mut self.nl,
             &mut self.run_state,
             &self.policy_routing,
         )
         .map_err(|e| e.to_string())?;
         self.run_state.save().map_err(|e| e.to_string())?;
-        table.tuns.push(t.queues);
-        table.tcp_mss.push(t.tcp_mss);
-        table.ptb_mtu.push(t.ptb_mtu);
+        let tun = {
+            let mut policies = self
+                .shared
+                .policies
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            setup::place(
+                c,
+                id,
+                t.device,
+                t.ifindex,
+                table,
+                &mut self.shared_devices,
+                &mut policies,
+            )
+        };
         let state = ConnState {
             cfg: c.clone(),
-            tun: Some(table.tuns.len() - 1),
+            tun: Some(tun),
             routing: Some(t.installed),
             pairs: Vec::new(),
             retry_at: None,
@@ -327,15 +347,42 @@ impl Daemon {
     }
 
     /// Takes the devices of these connections out of the data plane, then deletes them with
-    /// their routes and rules (only devices this daemon created: same name and ifindex).
+    /// their routes and rules (only devices this daemon created: same name and ifindex). A
+    /// shared device loses only these connections' routes, and goes with its last user.
     fn remove_devices(&mut self, ids: &[usize]) {
         if ids.is_empty() {
             return;
         }
+        let leaving: HashSet<usize> = ids.iter().copied().collect();
+        let still_used = |tun: usize| {
+            self.conns
+                .iter()
+                .enumerate()
+                .any(|(i, c)| c.tun == Some(tun) && !c.removed && !leaving.contains(&i))
+        };
         let tuns: HashSet<usize> = ids
             .iter()
             .filter_map(|&id| self.conns.get(id).and_then(|c| c.tun))
+            .filter(|&t| !still_used(t))
             .collect();
+        // Their prefixes leave the shared devices first: nothing more is sent their way.
+        if let Ok(mut pol) = self.shared.policies.write() {
+            for &id in ids {
+                let Some(c) = self.conns.get(id) else {
+                    continue;
+                };
+                if let (Some(tun), Tunnel::RouteBased(r)) = (c.tun, &c.cfg.tunnel) {
+                    if r.shared {
+                        for net in &r.routes {
+                            pol.remove_route(tun, net, id);
+                        }
+                    }
+                }
+            }
+            for &t in &tuns {
+                pol.forget_tun(t);
+            }
+        }
         let t = self.shared.devices.current();
         let table = TunTable {
             tuns: t
@@ -372,7 +419,14 @@ impl Daemon {
                     tracing::debug!(conn = %c.cfg.name, "address {a}: {e}");
                 }
             }
-            c.tun = None;
+            let Some(tun) = c.tun.take() else {
+                continue;
+            };
+            if !tuns.contains(&tun) {
+                info!(conn = %c.cfg.name, "routes removed from shared interface {name}, which other connections still use");
+                continue;
+            }
+            self.shared_devices.retain(|d| d.tun != tun);
             // Ours only if the name still has the ifindex we created it with.
             if crate::netlink::link_index(&name).ok() == Some(c.ifindex) {
                 match self.nl.del_link(c.ifindex) {

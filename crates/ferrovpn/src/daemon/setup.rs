@@ -13,6 +13,7 @@ use mio::net::UdpSocket as MioUdp;
 use tracing::{info, warn};
 
 use super::conn::ConnState;
+use super::dataplane::Policies;
 use super::error::DaemonError;
 use crate::config::{Config, Tunnel};
 use crate::convert;
@@ -57,10 +58,12 @@ impl Drop for RunState {
 
 /// The TUN device names of the connections, in order (policy-based ones get `fvpol<i>`).
 fn tun_names(cfg: &Config) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
     cfg.connections
         .iter()
         .enumerate()
         .map(|(i, c)| tun_name(c, i))
+        .filter(|n| seen.insert(n.clone()))
         .collect()
 }
 
@@ -204,17 +207,96 @@ pub(super) struct Tunnels {
     /// Per device: see `Shared::ptb_mtu`.
     pub(super) ptb_mtu: Vec<u32>,
     pub(super) conns: Vec<ConnState>,
+    /// The shared devices and the routes into them, by connection.
+    pub(super) shared: Vec<SharedDevice>,
+    pub(super) policies: Policies,
 }
 
-/// Inner IPv6 packets above this get a Packet Too Big (see `Shared::ptb_mtu`): with a TUN
-/// `mtu` above what the path carries whole, the path's MTU but never below 1280 (packets up to
-/// 1280 go in fragmented ESP, RFC 2473 §7.1); otherwise never (the kernel's own PTB for the
-/// TUN MTU suffices).
-fn ptb_limit(tun_mtu: u32, path_mtu: u32) -> u32 {
-    if tun_mtu > path_mtu {
-        path_mtu.max(IPV6_MIN_MTU)
-    } else {
-        u32::MAX
+/// A TUN device several route-based connections use (`[daemon] shared_interfaces`).
+#[derive(Debug, Clone)]
+pub(super) struct SharedDevice {
+    pub(super) name: String,
+    /// Its index in the `TunTable`.
+    pub(super) tun: usize,
+    pub(super) ifindex: u32,
+    /// The addresses its connections asked for, each set once.
+    pub(super) addresses: Vec<crate::ipnet::IfAddr>,
+}
+
+/// Where a connection's traffic enters: a device made for it, or a shared one already up.
+pub(super) enum Device {
+    New {
+        queues: Vec<Arc<Tun>>,
+        tcp_mss: MssClamp,
+        /// See `TunTable::ptb_mtu`.
+        ptb_mtu: u32,
+    },
+    /// Index in the `TunTable` of the shared device it joined.
+    Joined(usize),
+}
+
+/// Puts a connection's device into the table (a new index) or finds the shared one it
+/// joined; registers a new shared device, and routes the connection's prefixes on a shared
+/// device to it. Returns the connection's TUN index.
+pub(super) fn place(
+    c: &crate::config::Connection,
+    id: usize,
+    device: Device,
+    ifindex: u32,
+    table: &mut crate::daemon::dataplane::TunTable,
+    shared: &mut Vec<SharedDevice>,
+    policies: &mut Policies,
+) -> usize {
+    let tun = match device {
+        Device::New {
+            queues,
+            tcp_mss,
+            ptb_mtu,
+        } => {
+            table.tuns.push(queues);
+            table.tcp_mss.push(tcp_mss);
+            table.ptb_mtu.push(ptb_mtu);
+            let tun = table.tuns.len() - 1;
+            if let Some(name) = shared_name(c) {
+                shared.push(SharedDevice {
+                    name: name.to_string(),
+                    tun,
+                    ifindex,
+                    addresses: Vec::new(),
+                });
+                policies.share(tun);
+            }
+            tun
+        }
+        Device::Joined(tun) => tun,
+    };
+    if shared_name(c).is_some() {
+        if let Tunnel::RouteBased(r) = &c.tunnel {
+            for &net in &r.routes {
+                if let Err(e) = policies.add_route(tun, net, id) {
+                    // Validation refuses overlaps at load; a reload racing another is logged.
+                    warn!(conn = %c.name, "route {net} into the shared device: {e}");
+                }
+            }
+        }
+        if let (Some(sd), Tunnel::RouteBased(r)) =
+            (shared.iter_mut().find(|d| d.tun == tun), &c.tunnel)
+        {
+            for a in &r.addresses {
+                if !sd.addresses.contains(a) {
+                    sd.addresses.push(*a);
+                }
+            }
+        }
+    }
+    tun
+}
+
+/// The shared device connection `c` names, if it names one.
+pub(super) fn shared_name(c: &crate::config::Connection) -> Option<&str> {
+    match &c.tunnel {
+        Tunnel::RouteBased(r) if r.shared => Some(r.interface.as_str()),
+        _ => None,
     }
 }
 
@@ -226,10 +308,10 @@ pub(super) fn bring_up_tunnels(
     run_state: &mut RunState,
     policy_routing: &PolicyRouting,
 ) -> Result<Tunnels, DaemonError> {
-    let mut tuns = Vec::new();
-    let mut tcp_mss = Vec::new();
-    let mut ptb_mtu = Vec::new();
+    let mut table = crate::daemon::dataplane::TunTable::default();
     let mut conns = Vec::new();
+    let mut shared: Vec<SharedDevice> = Vec::new();
+    let mut policies = Policies::default();
     // Read once for all connections: each TUN made below lengthens the interface list.
     let underlay_mtus = netlink::mtus_of_addresses(
         &cfg.connections
@@ -237,15 +319,41 @@ pub(super) fn bring_up_tunnels(
             .map(|c| c.local_addr)
             .collect::<Vec<_>>(),
     );
+    // A shared device gets the smallest MTU any of its connections needs.
+    let mut shared_mtus: HashMap<&str, (u32, u32)> = HashMap::new();
+    for c in &cfg.connections {
+        if let Some(name) = shared_name(c) {
+            let m = conn_mtu(c, underlay_mtus.get(&c.local_addr).copied());
+            let e = shared_mtus.entry(name).or_insert(m);
+            *e = (e.0.min(m.0), e.1.min(m.1));
+        }
+    }
     for (i, c) in cfg.connections.iter().enumerate() {
         let underlay = underlay_mtus.get(&c.local_addr).copied();
-        let t = bring_up_tunnel(&cfg.daemon, c, i, underlay, nl, run_state, policy_routing)?;
-        tuns.push(t.queues);
-        tcp_mss.push(t.tcp_mss);
-        ptb_mtu.push(t.ptb_mtu);
+        let device_mtu = shared_name(c).and_then(|n| shared_mtus.get(n).copied());
+        let t = bring_up_tunnel(
+            &cfg.daemon,
+            c,
+            i,
+            underlay,
+            device_mtu,
+            &shared,
+            nl,
+            run_state,
+            policy_routing,
+        )?;
+        let tun = place(
+            c,
+            i,
+            t.device,
+            t.ifindex,
+            &mut table,
+            &mut shared,
+            &mut policies,
+        );
         conns.push(ConnState {
             cfg: c.clone(),
-            tun: Some(tuns.len() - 1),
+            tun: Some(tun),
             routing: Some(t.installed),
             pairs: Vec::new(),
             retry_at: None,
@@ -260,12 +368,51 @@ pub(super) fn bring_up_tunnels(
         });
     }
     run_state.save()?;
+    for d in &shared {
+        info!(
+            "shared interface {} up: {} connections, {} routes",
+            d.name,
+            conns.iter().filter(|c| c.tun == Some(d.tun)).count(),
+            policies.routes_on(d.tun)
+        );
+    }
     Ok(Tunnels {
-        tuns,
-        tcp_mss,
-        ptb_mtu,
+        tuns: table.tuns,
+        tcp_mss: table.tcp_mss,
+        ptb_mtu: table.ptb_mtu,
         conns,
+        shared,
+        policies,
     })
+}
+
+/// (device MTU, path MTU) of connection `c`: its `mtu` or what fits the path, and the
+/// largest inner packet that fits one outer packet on the link to the peer.
+fn conn_mtu(c: &crate::config::Connection, underlay: Option<u32>) -> (u32, u32) {
+    let underlay = underlay
+        .or_else(|| netlink::mtu_of_address(c.local_addr))
+        .unwrap_or_else(|| {
+            warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
+            DEFAULT_UNDERLAY_MTU
+        });
+    let path_mtu = convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay);
+    let mtu = match &c.tunnel {
+        Tunnel::RouteBased(r) => r.mtu.map(u32::from),
+        Tunnel::PolicyBased(_) => None,
+    };
+    (mtu.unwrap_or(path_mtu), path_mtu)
+}
+
+/// Inner IPv6 packets above this get a Packet Too Big (see `Shared::ptb_mtu`): with a TUN
+/// `mtu` above what the path carries whole, the path's MTU but never below 1280 (packets up to
+/// 1280 go in fragmented ESP, RFC 2473 §7.1); otherwise never (the kernel's own PTB for the
+/// TUN MTU suffices).
+fn ptb_limit(tun_mtu: u32, path_mtu: u32) -> u32 {
+    if tun_mtu > path_mtu {
+        path_mtu.max(IPV6_MIN_MTU)
+    } else {
+        u32::MAX
+    }
 }
 
 /// The TUN device name of connection `id` (policy-based ones get `fvpol<id>`).
@@ -278,49 +425,67 @@ pub(super) fn tun_name(c: &crate::config::Connection, id: usize) -> String {
 
 /// One connection's device, as it was set up.
 pub(super) struct TunnelUp {
-    pub(super) queues: Vec<Arc<Tun>>,
-    pub(super) tcp_mss: MssClamp,
+    pub(super) device: Device,
     pub(super) installed: routing::Installed,
+    /// The addresses this connection set (none on a shared device: they are the device's).
     pub(super) addresses: Vec<crate::ipnet::IfAddr>,
     pub(super) ifindex: u32,
-    /// See `TunTable::ptb_mtu`.
-    pub(super) ptb_mtu: u32,
 }
 
 /// Opens connection `id`'s TUN device (one queue per worker), records it, and gives it its
-/// MTU, address and routes (at start, and for a connection a reload adds). `underlay` is the
-/// MTU of the link under the tunnel when the caller already read it (start-up reads all at
-/// once: each TUN made lengthens the interface list). The run-state record is saved when a
-/// rule is added; the device itself (not persistent: it goes with this process) is saved by
-/// the caller, once for all connections.
+/// MTU, address and routes (at start, and for a connection a reload adds); a connection on a
+/// shared device already up (in `shared`) adds its routes (and addresses) to that one.
+/// `underlay` is the MTU of the link under the tunnel when the caller already read it
+/// (start-up reads all at once: each TUN made lengthens the interface list); `device_mtu`
+/// the (device, path) MTU of a shared device, the smallest its connections need. The run-state
+/// record is saved when a rule is added; the device itself (not persistent: it goes with this
+/// process) is saved by the caller, once for all connections.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn bring_up_tunnel(
     daemon: &crate::config::DaemonConfig,
     c: &crate::config::Connection,
     id: usize,
     underlay: Option<u32>,
+    device_mtu: Option<(u32, u32)>,
+    shared: &[SharedDevice],
     nl: &mut Netlink,
     run_state: &mut RunState,
     policy_routing: &PolicyRouting,
 ) -> Result<TunnelUp, DaemonError> {
     let workers = daemon.workers.get();
     let name = tun_name(c, id);
-    let (addresses, mtu, routes): (_, _, Vec<IpNet>) = match &c.tunnel {
-        Tunnel::RouteBased(r) => (r.addresses.clone(), r.mtu.map(u32::from), r.routes.clone()),
-        Tunnel::PolicyBased(p) => (Vec::new(), None, p.iter().map(|x| x.remote).collect()),
+    let (addresses, routes): (_, Vec<IpNet>) = match &c.tunnel {
+        Tunnel::RouteBased(r) => (r.addresses.clone(), r.routes.clone()),
+        Tunnel::PolicyBased(p) => (Vec::new(), p.iter().map(|x| x.remote).collect()),
     };
     let setup = |what: String| DaemonError::Setup {
         conn: c.name.clone(),
         what,
     };
-    let underlay = underlay
-        .or_else(|| netlink::mtu_of_address(c.local_addr))
-        .unwrap_or_else(|| {
-            warn!(conn = %c.name, "no interface holds {}; assuming MTU {DEFAULT_UNDERLAY_MTU} under the tunnel", c.local_addr);
-            DEFAULT_UNDERLAY_MTU
+    if let Some(sd) = shared_name(c).and_then(|n| shared.iter().find(|d| d.name == n)) {
+        let (mtu, _) = conn_mtu(c, underlay);
+        let dev = std::ffi::CString::new(name.as_str())
+            .ok()
+            .and_then(|n| crate::sys::iface::mtu_of(&n))
+            .unwrap_or(mtu);
+        if dev > mtu {
+            warn!(conn = %c.name, "shared interface {name} has MTU {dev}, above the {mtu} this connection's path carries");
+        }
+        for &a in &addresses {
+            if !sd.addresses.contains(&a) {
+                nl.add_address(sd.ifindex, a)
+                    .map_err(|e| setup(format!("address {a} on {name}: {e}")))?;
+            }
+        }
+        let installed = add_routes(c, &name, sd.ifindex, &routes, nl, run_state, policy_routing)?;
+        return Ok(TunnelUp {
+            device: Device::Joined(sd.tun),
+            installed,
+            addresses: Vec::new(),
+            ifindex: sd.ifindex,
         });
-    // The largest inner packet that fits one outer packet on the link to the peer.
-    let path_mtu = convert::tunnel_mtu(&c.esp, c.local_addr.is_ipv6(), underlay);
-    let mtu = mtu.unwrap_or(path_mtu);
+    }
+    let (mtu, path_mtu) = device_mtu.unwrap_or_else(|| conn_mtu(c, underlay));
     let carries_v6 = match &c.tunnel {
         Tunnel::RouteBased(r) => r.carries_ipv6(),
         Tunnel::PolicyBased(p) => p.iter().any(|x| x.remote.is_ipv6()),
@@ -362,14 +527,47 @@ pub(super) fn bring_up_tunnel(
     }
     tun.up(nl)
         .map_err(|e| setup(format!("bringing {name} up: {e}")))?;
-    let installed = routing::setup(nl, ifindex, &routes, policy_routing).map_err(|e| {
+    let installed = add_routes(c, &name, ifindex, &routes, nl, run_state, policy_routing)?;
+    info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+    let shared_dev = shared_name(c).is_some();
+    Ok(TunnelUp {
+        device: Device::New {
+            queues,
+            tcp_mss: convert::mss_clamp(c.tcp_mss, mtu),
+            // A TUN larger than the path (an explicit mtu): IPv6 packets up to 1280 bytes go
+            // in fragmented ESP, larger ones get a Packet Too Big (RFC 2473 §7.1). Otherwise
+            // the kernel's own PTB for the TUN MTU is all a sender needs.
+            ptb_mtu: ptb_limit(mtu, path_mtu),
+        },
+        installed,
+        // A shared device's addresses are the device's (see `SharedDevice`).
+        addresses: if shared_dev { Vec::new() } else { addresses },
+        ifindex,
+    })
+}
+
+/// Routes `routes` (and the rules a default route needs) into device `ifindex` for
+/// connection `c`, recording the rules.
+fn add_routes(
+    c: &crate::config::Connection,
+    name: &str,
+    ifindex: u32,
+    routes: &[IpNet],
+    nl: &mut Netlink,
+    run_state: &mut RunState,
+    policy_routing: &PolicyRouting,
+) -> Result<routing::Installed, DaemonError> {
+    let installed = routing::setup(nl, ifindex, routes, policy_routing).map_err(|e| {
         let hint = if runstate::is_exists(&e) {
             " (it is already there and no ferrovpn recorded it; ferrovpn will not remove \
                  it)"
         } else {
             ""
         };
-        setup(format!("routes via {name}: {e}{hint}"))
+        DaemonError::Setup {
+            conn: c.name.clone(),
+            what: format!("routes via {name}: {e}{hint}"),
+        }
     })?;
     // Recorded after they exist, never before: a kill in between leaks a rule (refused
     // with a clear error next time) rather than recording one someone else may have made.
@@ -383,18 +581,7 @@ pub(super) fn bring_up_tunnel(
     if rules {
         run_state.save()?;
     }
-    info!(conn = %c.name, "interface {name} up (mtu {mtu}), routes {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
-    Ok(TunnelUp {
-        queues,
-        tcp_mss: convert::mss_clamp(c.tcp_mss, mtu),
-        installed,
-        addresses,
-        ifindex,
-        // A TUN larger than the path (an explicit mtu): IPv6 packets up to 1280 bytes go in
-        // fragmented ESP, larger ones get a Packet Too Big (RFC 2473 §7.1). Otherwise the
-        // kernel's own PTB for the TUN MTU is all a sender needs.
-        ptb_mtu: ptb_limit(mtu, path_mtu),
-    })
+    Ok(installed)
 }
 
 #[cfg(test)]

@@ -65,4 +65,6 @@ pub(super) struct Daemon {
     pub(super) half_open: half_open::HalfOpenDrops,
     /// Fills the endpoint's pool of DH key pairs from its own thread (`[daemon] dh_pool`).
     pub(super) dh_maker: Option<super::dh_pool::DhMaker>,
+    /// TUN devices several connections share (`[daemon] shared_interfaces`) that are up.
+    pub(super) shared_devices: Vec<super::setup::SharedDevice>,
 }

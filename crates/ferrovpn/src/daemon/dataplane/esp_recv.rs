@@ -389,7 +389,7 @@ mod tests {
         let local = rx.local_addr().unwrap();
         let shared = Arc::new(Shared {
             devices: Devices::new(TunTable::default()),
-            policies: RwLock::new(Vec::new()),
+            policies: RwLock::new(Default::default()),
             inbound: RwLock::new(HashMap::new()),
             raw: HashMap::new(),
             nat_t: HashMap::from([(local.ip(), Arc::new(rx))]),

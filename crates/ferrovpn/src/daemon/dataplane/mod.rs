@@ -18,6 +18,6 @@ mod tun_io;
 
 pub use esp_recv::EspSource;
 pub use esp_send::EspSink;
-pub use policy::Policy;
+pub use policy::{Policies, Policy};
 pub use shared::{ike_queue, Devices, IoCounters, Shared, TunTable, IKE_QUEUE};
 pub use tun_io::{TunSink, TunSource};

@@ -13,7 +13,7 @@ use ferrovpn_esp::mss::MssClamp;
 use ferrovpn_esp::SaHandle;
 use ferrovpn_ike::Datagram;
 
-use super::Policy;
+use super::Policies;
 use crate::socket::RawEsp;
 use crate::tun::Tun;
 
@@ -25,8 +25,12 @@ pub(super) const MMSG: usize = 64;
 /// Drops the data plane counts outside the SAD.
 #[derive(Debug, Default)]
 pub struct IoCounters {
-    /// Packets read from a TUN that no installed SA covers.
+    /// Packets read from a TUN that no installed SA covers (on a shared TUN: also those whose
+    /// destination no connection routes).
     pub no_policy: AtomicU64,
+    /// Decapsulated packets refused by a shared TUN: their inner source is not routed to the
+    /// connection of their SA (one peer posing as another's network).
+    pub spoofed: AtomicU64,
     pub send_errors: AtomicU64,
     pub tun_write_errors: AtomicU64,
     /// UDP/4500 payloads that were neither IKE, ESP nor keepalives.
@@ -92,10 +96,10 @@ impl LogLimit {
 pub struct Shared {
     /// The TUN devices, replaced as a whole when a reload adds or removes one.
     pub devices: Devices,
-    /// Newest last: the most recent SA for a selector pair wins (make-before-break rekey).
-    pub policies: RwLock<Vec<Policy>>,
-    /// Inbound SA → TUN its packets are written to.
-    pub inbound: RwLock<HashMap<SaHandle, usize>>,
+    /// The outbound policies, and which connection a packet read from each TUN belongs to.
+    pub policies: RwLock<Policies>,
+    /// Inbound SA → (TUN its packets are written to, its connection).
+    pub inbound: RwLock<HashMap<SaHandle, (usize, usize)>>,
     pub raw: HashMap<IpAddr, Arc<RawEsp>>,
     /// UDP 4500 sockets by local address (ESP-in-UDP out; IKE+ESP in).
     pub nat_t: HashMap<IpAddr, Arc<UdpSocket>>,

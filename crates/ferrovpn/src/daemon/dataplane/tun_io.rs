@@ -12,9 +12,8 @@ use ferrovpn_esp::mss::MssClamp;
 use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, GSO_NONE, VNET_HDR_LEN};
 use ferrovpn_esp::{Batch, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
 
-use super::policy::policy_for;
 use super::shared::{poll_in, DeviceView, IoCounters, Shared, TunTable};
-use super::Policy;
+use super::Policies;
 use crate::tun::Tun;
 
 /// Largest TUN read with offloads: a 64 KiB super-packet after its virtio-net header.
@@ -150,7 +149,7 @@ impl TunSource {
     }
 
     /// Reads TUN `i` until it is empty or the batch is full.
-    fn drain(&mut self, i: usize, tun: &Tun, policies: &[Policy], batch: &mut Batch) {
+    fn drain(&mut self, i: usize, tun: &Tun, policies: &Policies, batch: &mut Batch) {
         if tun.vnet_hdr() {
             return self.drain_offloaded(i, tun, policies, batch);
         }
@@ -169,7 +168,7 @@ impl TunSource {
                         batch.pop();
                         continue;
                     }
-                    match policy_for(policies, i, p.data()) {
+                    match policies.outbound(i, p.data()) {
                         Some(h) => {
                             p.set_sa(h);
                             clamp_mss(&self.view.table, i, p);
@@ -192,7 +191,7 @@ impl TunSource {
     }
 
     /// Reads (super-)packets with their virtio-net header and cuts them into the batch.
-    fn drain_offloaded(&mut self, i: usize, tun: &Tun, policies: &[Policy], batch: &mut Batch) {
+    fn drain_offloaded(&mut self, i: usize, tun: &Tun, policies: &Policies, batch: &mut Batch) {
         let shared = self.shared.clone();
         let counters = &shared.counters;
         while self.flush_pending(batch) && !batch.is_full() {
@@ -216,7 +215,7 @@ impl TunSource {
             {
                 continue;
             }
-            let Some(sa) = policy_for(policies, i, packet) else {
+            let Some(sa) = policies.outbound(i, packet) else {
                 counters.no_policy.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -294,8 +293,28 @@ pub struct TunSink {
     /// Where ESP with an unknown SPI is reported (invalid-SPI recovery), if anywhere.
     unknown_spi: Option<crate::daemon::recovery::UnknownSpiReports>,
     gro: Gro,
-    /// Per packet of the current batch: (TUN, queue) it goes to. Reused from batch to batch.
-    dest: Vec<Option<(usize, usize)>>,
+    /// Per packet of the current batch: where it goes. Reused from batch to batch.
+    dest: Vec<Dest>,
+}
+
+/// Where a decapsulated packet goes.
+#[derive(Debug, Clone, Copy)]
+enum Dest {
+    /// (TUN, queue).
+    Tun(usize, usize),
+    /// Not a packet to write (dropped earlier), or its TUN is gone.
+    None,
+    /// Refused by a shared TUN (source not routed to its connection), counted.
+    Spoofed,
+}
+
+impl Dest {
+    fn tun(self) -> Option<(usize, usize)> {
+        match self {
+            Dest::Tun(t, q) => Some((t, q)),
+            _ => None,
+        }
+    }
 }
 
 /// A zero virtio-net header: a packet as it is.
@@ -336,31 +355,45 @@ impl PacketSink for TunSink {
             let Ok(inbound) = shared.inbound.read() else {
                 return;
             };
+            let Ok(policies) = shared.policies.read() else {
+                return;
+            };
             // One map lookup per run of packets of one SA, not per packet.
-            let mut last: Option<(SaHandle, Option<usize>)> = None;
+            let mut last: Option<(SaHandle, Option<(usize, usize)>)> = None;
             self.dest.clear();
             self.dest.extend(batch.packets().iter().map(|p| {
-                let h = p.sa().filter(|_| p.verdict() == Verdict::Ok)?;
-                let tun = match last {
+                let Some(h) = p.sa().filter(|_| p.verdict() == Verdict::Ok) else {
+                    return Dest::None;
+                };
+                let at = match last {
                     Some((lh, t)) if lh == h => t,
                     _ => {
                         let t = inbound.get(&h).copied();
                         last = Some((h, t));
                         t
                     }
-                }?;
-                let queues = table.tuns.get(tun)?.len();
-                Some((tun, queue_for(p.data(), queues)))
+                };
+                let Some((tun, conn)) = at else {
+                    return Dest::None;
+                };
+                if !policies.source_allowed(tun, conn, p.data()) {
+                    shared.counters.spoofed.fetch_add(1, Ordering::Relaxed);
+                    return Dest::Spoofed;
+                }
+                match table.tuns.get(tun) {
+                    Some(q) => Dest::Tun(tun, queue_for(p.data(), q.len())),
+                    None => Dest::None,
+                }
             }));
         }
         for (p, d) in batch.packets_mut().iter_mut().zip(&self.dest) {
-            if let Some((t, _)) = d {
-                clamp_mss(&table, *t, p);
+            if let Some((t, _)) = d.tun() {
+                clamp_mss(&table, t, p);
             }
         }
         let dest = &self.dest;
         let tun_at = |i: usize| {
-            let (t, q) = dest.get(i).copied().flatten()?;
+            let (t, q) = dest.get(i).copied()?.tun()?;
             table.tuns.get(t)?.get(q)
         };
         {
@@ -376,6 +409,7 @@ impl PacketSink for TunSink {
                 .packets()
                 .get(i)
                 .is_some_and(|p| p.verdict() == Verdict::Ok)
+                || matches!(self.dest.get(i), Some(Dest::Spoofed))
             {
                 continue;
             }
