@@ -2,7 +2,10 @@
 //!
 //! The tables are an immutable snapshot behind an `Arc`. Changes copy the snapshot under a
 //! mutex and bump a generation counter; each [`SadReader`] (one per worker thread) re-reads the
-//! snapshot only when the generation moved, so the hot path takes no lock for lookups.
+//! snapshot only when the generation moved, so the hot path takes no lock for lookups. Each
+//! table is split into `SHARDS` maps behind their own `Arc`s, so a change copies one shard
+//! (1/64 of the SAs) instead of the whole table: installing N SAs one by one stays near O(N)
+//! for a gateway with thousands of tunnels.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -42,10 +45,61 @@ impl Hasher for IdHasher {
 
 type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
+/// Shards per table: a change copies one.
+const SHARDS: usize = 64;
+
+/// A table of SAs by integer key, in `SHARDS` copy-on-write shards (by key modulo `SHARDS`).
+#[derive(Clone)]
+struct Sharded<K> {
+    shards: Vec<Arc<IdMap<K, Arc<Sa>>>>,
+}
+
+impl<K: Copy + Eq + std::hash::Hash + Into<u64>> Default for Sharded<K> {
+    fn default() -> Self {
+        Sharded {
+            shards: (0..SHARDS).map(|_| Arc::new(IdMap::default())).collect(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash + Into<u64>> Sharded<K> {
+    fn index(k: K) -> usize {
+        // Lossless: the remainder is below SHARDS.
+        (k.into() % SHARDS as u64) as usize
+    }
+
+    fn get(&self, k: &K) -> Option<&Arc<Sa>> {
+        self.shards.get(Self::index(*k))?.get(k)
+    }
+
+    fn contains_key(&self, k: &K) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// Copies the key's shard if a reader still holds it (the usual case), then inserts.
+    fn insert(&mut self, k: K, sa: Arc<Sa>) {
+        if let Some(shard) = self.shards.get_mut(Self::index(k)) {
+            Arc::make_mut(shard).insert(k, sa);
+        }
+    }
+
+    fn remove(&mut self, k: &K) -> Option<Arc<Sa>> {
+        let shard = self.shards.get_mut(Self::index(*k))?;
+        if !shard.contains_key(k) {
+            return None;
+        }
+        Arc::make_mut(shard).remove(k)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<Sa>> {
+        self.shards.iter().flat_map(|s| s.values())
+    }
+}
+
 #[derive(Default, Clone)]
 struct Snapshot {
-    inbound: IdMap<u32, Arc<Sa>>,
-    by_handle: IdMap<u64, Arc<Sa>>,
+    inbound: Sharded<u32>,
+    by_handle: Sharded<u64>,
 }
 
 struct Inner {
