@@ -3,7 +3,7 @@
 //! and a ring of per-second ESP packet counter samples. Memory stays bounded however long the
 //! daemon runs or however hard a peer retries.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +33,8 @@ pub struct History {
     last_sample: Option<Instant>,
     /// (local, remote) outer address of each connection, to assign messages.
     peers: Vec<(IpAddr, IpAddr)>,
+    /// Connections by remote address, in id order: the lookup of every logged message.
+    by_remote: HashMap<IpAddr, Vec<usize>>,
     /// Cookies → connection, learnt from events that name both.
     cookies: VecDeque<(Cookies, usize)>,
     /// Per connection: first MM1/AM1 received (each a new negotiation the peer's address
@@ -58,6 +60,7 @@ fn push<T>(ring: &mut VecDeque<T>, cap: usize, x: T) {
 impl History {
     pub fn new(started: Instant, peers: Vec<(IpAddr, IpAddr)>) -> Self {
         let n = peers.len();
+        let by_remote = index_by_remote(&peers);
         History {
             started,
             rings: vec![VecDeque::new(); n],
@@ -66,6 +69,7 @@ impl History {
             counted: vec![Counted::default(); n],
             last_sample: None,
             peers,
+            by_remote,
             cookies: VecDeque::new(),
             p1_requests: vec![0; n],
             p1_authenticated: vec![0; n],
@@ -77,6 +81,10 @@ impl History {
         self.rings.push(VecDeque::new());
         self.samples.push(VecDeque::new());
         self.counted.push(Counted::default());
+        self.by_remote
+            .entry(peer.1)
+            .or_default()
+            .push(self.peers.len());
         self.peers.push(peer);
         self.p1_requests.push(0);
         self.p1_authenticated.push(0);
@@ -89,6 +97,7 @@ impl History {
         if let Some(p) = self.peers.get_mut(conn) {
             *p = peer.unwrap_or((unspecified, unspecified));
         }
+        self.by_remote = index_by_remote(&self.peers);
     }
 
     /// Phase 1 requests (MM1/AM1) received for `conn` that never authenticated.
@@ -134,10 +143,13 @@ impl History {
         local: Option<SocketAddr>,
         peer: SocketAddr,
     ) -> Option<usize> {
-        let by_addr = self
-            .peers
-            .iter()
-            .position(|&(l, r)| r == peer.ip() && local.is_none_or(|a| a.ip() == l));
+        let by_addr = self.by_remote.get(&peer.ip()).and_then(|ids| {
+            ids.iter().copied().find(|&i| {
+                self.peers
+                    .get(i)
+                    .is_some_and(|&(l, r)| r == peer.ip() && local.is_none_or(|a| a.ip() == l))
+            })
+        });
         by_addr.or_else(|| {
             self.cookies
                 .iter()
@@ -464,6 +476,15 @@ pub(super) fn snapshot(
         unclaimed: history.unclaimed().cloned().collect(),
         half_open: half_open.snapshot(|t| history.now_ms(t)),
     }
+}
+
+/// Connection ids by remote address, each list in id order.
+fn index_by_remote(peers: &[(IpAddr, IpAddr)]) -> HashMap<IpAddr, Vec<usize>> {
+    let mut m: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+    for (i, &(_, remote)) in peers.iter().enumerate() {
+        m.entry(remote).or_default().push(i);
+    }
+    m
 }
 
 #[cfg(test)]
