@@ -57,11 +57,12 @@ scale_bed() {
 }
 
 # scale_write HALF_OPEN [SHARED]: the two configs (responder with max_half_open = HALF_OPEN
-# unless empty, all on shared TUN SHARED if given).
+# unless empty, all on shared TUN SHARED if given; SCALE_RESPONDER_EXTRA: more [daemon] keys).
 scale_write() {
     python3 "$GEN" ferrovpn responder "$N" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
         --psk-file "$FV_TMP/psk" --ike aes128-sha256-ecp256 --prefix sr \
-        --daemon-extra "$([ -z "$1" ] || echo "max_half_open = $1")" --shared "${2:-}"
+        --daemon-extra "$([ -z "$1" ] || echo "max_half_open = $1")
+${SCALE_RESPONDER_EXTRA:-}" --shared "${2:-}"
     python3 "$GEN" ferrovpn initiator "$N" "$FV_TMP/i.toml" --sock "$FV_TMP/i.sock" \
         --psk-file "$FV_TMP/psk" --ike aes128-sha256-ecp256 --prefix si
 }
@@ -115,8 +116,13 @@ down_clean() {
 
 case_all_up() {
     scale_bed
-    scale_up ""
+    # The responder takes its DH key pairs from a pool its worker thread fills.
+    SCALE_RESPONDER_EXTRA="dh_pool = 16" scale_up ""
     all_up 60
+    local ready
+    ready="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["ike"]["dh_pool_ready"]')"
+    [ "${ready:-0}" -gt 0 ] || fail "dh_pool = 16: no key pair came from the pool"
+    ok "dh_pool = 16: $ready of $N responder key pairs came ready from the pool, $(e2e_q "$FV_TMP/r.sock" 'd["counters"]["ike"]["dh_pool_inline"]') made inline"
     local k good=0
     for k in 1 $(((N + 1) / 2)) "$N"; do
         ip netns exec "$I" ping -6 -c 1 -W 3 -I "$(printf '2001:db8:a::%x' "$k")" \

@@ -206,6 +206,14 @@ impl Endpoint {
             .entry(cfg.remote_addr)
             .or_default()
             .push(id);
+        for group in cfg
+            .ike_proposals
+            .iter()
+            .map(|p| p.group)
+            .chain(cfg.esp_proposals.iter().filter_map(|p| p.pfs_group))
+        {
+            self.env.keys.want(group);
+        }
         self.env.conns.push(cfg);
         id
     }

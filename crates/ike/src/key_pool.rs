@@ -3,6 +3,7 @@
 //! them, so the endpoint's own thread only computes shared secrets and setups scale with
 //! cores. Sans-IO: the endpoint says how many it wants per group (`wanted`), the driver hands
 //! them in (`add`); with an empty pool, or a pool size of 0, keys are made inline as before.
+//! The groups of the configured proposals are pooled from the start, others from first use.
 //! Each key pair is used once: `take` moves it out.
 
 use std::collections::HashMap;
@@ -47,6 +48,14 @@ impl KeyPool {
         }
     }
 
+    /// Keeps key pairs of `group` ready from now on (a configured proposal's group: the pool
+    /// is full before the first burst of peers, not after it).
+    pub(crate) fn want(&mut self, group: DhGroup) {
+        if self.size > 0 {
+            self.ready.entry(group).or_default();
+        }
+    }
+
     /// How many key pairs of each group in use the pool lacks.
     pub(crate) fn wanted(&self) -> Vec<(DhGroup, usize)> {
         self.ready
@@ -76,6 +85,13 @@ mod tests {
         let mut rng = StdRng::from_seed([3; 32]);
         let mut pool = KeyPool::new(2);
         assert!(pool.wanted().is_empty(), "no group used yet");
+        pool.want(DhGroup::Ecp256);
+        assert_eq!(
+            pool.wanted(),
+            vec![(DhGroup::Ecp256, 2)],
+            "a configured group"
+        );
+        pool.ready.clear();
         let first = pool.take(DhGroup::Curve25519, &mut rng);
         assert_eq!((pool.hits, pool.misses), (0, 1));
         assert_eq!(pool.wanted(), vec![(DhGroup::Curve25519, 2)]);

@@ -173,6 +173,7 @@ impl StatusView {
             })
             .collect();
         let ic = endpoint.counters();
+        let (dh_ready, dh_inline) = endpoint.dh_pool_use();
         let g = sad.global_stats();
         let io = &shared.counters;
         let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -186,7 +187,8 @@ impl StatusView {
                          "recovery_triggers": ic.recovery_triggers, "recovery_actions": ic.recovery_actions,
                          "fragments_received": ic.fragments_received, "fragments_reassembled": ic.fragments_reassembled,
                          "fragments_dropped": ic.fragments_dropped, "fragments_over_limit": ic.fragments_over_limit,
-                         "fragment_timeouts": ic.fragment_timeouts, "fragments_sent": ic.fragments_sent },
+                         "fragment_timeouts": ic.fragment_timeouts, "fragments_sent": ic.fragments_sent,
+                         "dh_pool_ready": dh_ready, "dh_pool_inline": dh_inline },
                 "esp": { "unknown_spi": g.unknown_spi, "unknown_sa": g.unknown_sa, "malformed": g.malformed,
                          "no_policy": ld(&io.no_policy), "spoofed": ld(&io.spoofed), "send_errors": ld(&io.send_errors), "tun_write_errors": ld(&io.tun_write_errors),
                          "malformed_udp": ld(&io.malformed_udp), "offload_errors": ld(&io.offload_errors),

@@ -93,6 +93,7 @@ impl Daemon {
             })
             .collect();
         let ic = self.endpoint.counters();
+        let (dh_ready, dh_inline) = self.endpoint.dh_pool_use();
         let g = self.sad.global_stats();
         let io = &self.shared.counters;
         let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -115,6 +116,8 @@ impl Daemon {
             ("ike_fragments_over_limit_total", "IKEv1 fragments dropped at a reassembly limit (number, size, reassemblies in progress).", ic.fragments_over_limit),
             ("ike_fragment_timeouts_total", "Incomplete IKEv1 reassemblies freed at their timeout.", ic.fragment_timeouts),
             ("ike_fragments_sent_total", "IKEv1 fragments sent.", ic.fragments_sent),
+            ("ike_dh_pool_ready_total", "Diffie-Hellman key pairs taken ready from the pool ([daemon] dh_pool).", dh_ready),
+            ("ike_dh_pool_inline_total", "Diffie-Hellman key pairs made on the IKE thread while a pool was configured but empty.", dh_inline),
             ("esp_unknown_spi_total", "Inbound ESP packets whose SPI matched no SA.", g.unknown_spi),
             ("esp_unknown_sa_total", "Outbound packets naming no installed SA.", g.unknown_sa),
             ("esp_malformed_total", "Inbound ESP packets too short to carry an SPI.", g.malformed),
