@@ -1,35 +1,22 @@
 //! Failures of phase 1 authentication: pre-shared key, identity or certificate.
 
-use super::evidence::{failure_line, initiator_cookie, messages_of, Facts};
-use super::verdict::{verdict, Severity, Verdict};
+use super::evidence::{initiator_cookie, Facts};
+use super::verdict::Verdict;
 use crate::snapshot::What;
 
 /// `psk-mismatch`: silence after MM5, our first encrypted message; `probe` as in the record.
 pub(super) fn psk_silent(f: &Facts, probe: Option<String>) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        peer,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        match probe.as_deref() {
+    let Facts { r, peer, .. } = *f;
+    let mut v = f.problem(match probe.as_deref() {
             Some("answered") => format!(
                 "pre-shared key (or identity) mismatch: {peer} answered MM1 and MM3 but not MM5 (our first encrypted message), while a fresh MM1 to its UDP 4500 was answered: UDP 4500 passes, so {peer} could not decrypt or verify MM5"
             ),
             _ => format!(
                 "the peer answered MM1 and MM3 but stopped answering after MM5 (our first encrypted message): most likely the pre-shared keys differ and {peer} cannot decrypt MM5"
             ),
-        },
-    );
+        });
     v.evidence.push(format!("cookies {}", r.cookies));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 8));
+    v.evidence.extend(f.messages(8));
     if probe.as_deref() == Some("answered") {
         v.evidence.push(
             "probe: a fresh MM1 (own cookie) sent to the peer's UDP 4500 while MM5 went unanswered got an answer: UDP 4500 is not blocked".into(),
@@ -44,21 +31,8 @@ pub(super) fn psk_silent(f: &Facts, probe: Option<String>) -> Verdict {
 
 /// `psk-mismatch`: phase 1 authentication failed here or at the peer.
 pub(super) fn psk(f: &Facts, ours_detail: Option<String>, notify: Option<String>) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        peer: _,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        "pre-shared key mismatch: phase 1 authentication failed (MM5/MM6 do not decrypt or HASH_I/HASH_R do not verify)".into(),
-    );
+    let Facts { r, .. } = *f;
+    let mut v = f.problem("pre-shared key mismatch: phase 1 authentication failed (MM5/MM6 do not decrypt or HASH_I/HASH_R do not verify)".into());
     if let Some(d) = ours_detail {
         v.evidence
             .push(format!("here: {d} (cookies {})", r.cookies));
@@ -69,7 +43,7 @@ pub(super) fn psk(f: &Facts, ours_detail: Option<String>, notify: Option<String>
             r.cookies
         ));
     }
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    v.evidence.extend(f.messages(6));
     v.next = vec![
         "set the same pre-shared key on both sides (psk / psk_file here), then watch `ferrovpn history`".into(),
         "if the keys are equal, the peer may pick another key by our identity: check local_id here against the peer's remote id".into(),
@@ -79,21 +53,8 @@ pub(super) fn psk(f: &Facts, ours_detail: Option<String>, notify: Option<String>
 
 /// `identity-mismatch`: the peer authenticated with another identity than configured.
 pub(super) fn identity(f: &Facts, expected: String, received: String) -> Verdict {
-    let Facts {
-        c,
-        r,
-        peer: _,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("identity mismatch: the peer authenticated as {received}, the configuration expects {expected}"),
-    );
-    v.evidence
-        .push(format!("{} (cookies {})", failure_line(r), r.cookies));
+    let mut v = f.problem(format!("identity mismatch: the peer authenticated as {received}, the configuration expects {expected}"));
+    v.evidence.push(f.failure_with_cookies());
     let as_config = if received.parse::<std::net::IpAddr>().is_ok() || received.contains(':') {
         received.clone()
     } else if received.contains('@') {
@@ -109,17 +70,8 @@ pub(super) fn identity(f: &Facts, expected: String, received: String) -> Verdict
 
 /// `identity-mismatch`: the peer refused our phase 1 identity (INVALID-ID-INFORMATION).
 pub(super) fn id_info_phase1(f: &Facts) -> Verdict {
-    let Facts {
-        c,
-        r,
-        peer: _,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
+    let Facts { c, r, .. } = *f;
+    let mut v = f.problem(
         "identity mismatch: the peer refused our phase 1 identity (INVALID-ID-INFORMATION)".into(),
     );
     v.evidence.push(format!(
@@ -137,23 +89,9 @@ pub(super) fn id_info_phase1(f: &Facts) -> Verdict {
 /// `signature-invalid`, ...: we refused the peer's certificate or SIG (RFC 2409 §5.1), after
 /// MM5/MM6 decrypted, so the evidence is authenticated by the DH exchange's keys.
 pub(super) fn certificate(f: &Facts, reason: &str, detail: String) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("certificate authentication failed: {detail}"),
-    );
-    v.evidence
-        .push(format!("{} (cookies {})", failure_line(r), r.cookies));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    let mut v = f.problem(format!("certificate authentication failed: {detail}"));
+    v.evidence.push(f.failure_with_cookies());
+    v.evidence.extend(f.messages(6));
     let next = match reason {
         "untrusted_ca" => "add the CA that issued the peer's certificate to ca_file here, or have the peer use a certificate from a CA in it",
         "certificate_expired" | "certificate_not_yet_valid" => "renew the peer's certificate (or the CA's), and check both clocks",
@@ -170,23 +108,10 @@ pub(super) fn certificate(f: &Facts, reason: &str, detail: String) -> Verdict {
 /// `silent-after-certificate`: with certificates, the peer answered MM1 and MM3 but not MM5
 /// (our ID, certificate chain and SIG); no notify says why.
 pub(super) fn certificate_silent(f: &Facts, probe: Option<String>) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        peer,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("{peer} answered MM1 and MM3 but not MM5, which carries our certificate and signature: most likely it did not accept our certificate (untrusted CA, revoked, identity) and sent no notify"),
-    );
+    let Facts { c, r, peer, .. } = *f;
+    let mut v = f.problem(format!("{peer} answered MM1 and MM3 but not MM5, which carries our certificate and signature: most likely it did not accept our certificate (untrusted CA, revoked, identity) and sent no notify"));
     v.evidence.push(format!("cookies {}", r.cookies));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 8));
+    v.evidence.extend(f.messages(8));
     if probe.as_deref() == Some("answered") {
         v.evidence.push(
             "probe: a fresh MM1 to the peer's UDP 4500 was answered: UDP 4500 is not blocked"
@@ -204,23 +129,10 @@ pub(super) fn certificate_silent(f: &Facts, probe: Option<String>) -> Verdict {
 /// with an error notify: it did not accept our certificate, its chain or our SIG. The notify
 /// may be forged (unencrypted), so it is evidence shown, with the messages around it.
 pub(super) fn peer_refused_certificate(f: &Facts, notify: &str) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        peer,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("the peer did not accept our certificate: {peer} sent {notify} in answer to our certificate and signature"),
-    );
+    let Facts { peer, .. } = *f;
+    let mut v = f.problem(format!("the peer did not accept our certificate: {peer} sent {notify} in answer to our certificate and signature"));
     v.evidence.push(refusal_evidence(f, notify));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    v.evidence.extend(f.messages(6));
     let next = match notify {
         "INVALID-CERT-AUTHORITY" => "the peer does not trust the CA that issued our certificate: add our CA (ca_file here) to the peer's CAs (strongSwan: /etc/swanctl/x509ca), or use a certificate from a CA it trusts",
         "CERTIFICATE-UNAVAILABLE" => "the peer got no certificate from us it could use: check cert_file here",
@@ -286,24 +198,11 @@ pub(super) fn no_certificate_matches_cr(
     requested: Vec<String>,
     notify: Option<&str>,
 ) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        peer,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!(
+    let Facts { r, peer, .. } = *f;
+    let mut v = f.problem(format!(
             "no certificate matches the peer's CR: {peer} asked for a certificate from {}, none of ours chains to it, and the peer did not accept our certificate (the default one we sent)",
             requested.join(" or ")
-        ),
-    );
+        ));
     if let Some(n) = notify {
         v.evidence.push(refusal_evidence(f, n));
     }
@@ -312,9 +211,8 @@ pub(super) fn no_certificate_matches_cr(
         r.cookies,
         requested.join("; ")
     ));
-    v.evidence
-        .push(format!("{} (cookies {})", failure_line(r), r.cookies));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    v.evidence.push(f.failure_with_cookies());
+    v.evidence.extend(f.messages(6));
     v.next = vec![
         "add a certificate from a CA the peer trusts to alt_certs here (it is sent when the peer's CR names its CA), or add our CA to the peer's trusted CAs".into(),
     ];

@@ -1,6 +1,7 @@
 //! Reading the evidence in a connection's history: which records are messages, which were
 //! authenticated, and the evidence lines verdicts quote.
 
+use super::verdict::{verdict, Severity, Verdict};
 use crate::snapshot::{ConnSnapshot, FailureRecord, Record, What};
 
 /// What every explanation reads: the connection, its history, the record that decided the
@@ -14,6 +15,23 @@ pub(super) struct Facts<'a> {
     pub now_ms: u64,
     pub peer: &'a str,
     pub code: &'static str,
+}
+
+impl Facts<'_> {
+    /// A `Problem` verdict on this connection, under this code, saying `summary`.
+    pub(super) fn problem(&self, summary: String) -> Verdict {
+        verdict(self.c, Severity::Problem, self.code, summary)
+    }
+
+    /// The last `max` messages of the exchange that failed, as evidence lines.
+    pub(super) fn messages(&self, max: usize) -> Vec<String> {
+        messages_of(self.h, &self.r.cookies, self.now_ms, max)
+    }
+
+    /// The failure as an evidence line, with its cookies.
+    pub(super) fn failure_with_cookies(&self) -> String {
+        format!("{} (cookies {})", failure_line(self.r), self.r.cookies)
+    }
 }
 
 pub(super) fn ago(now_ms: u64, t_ms: u64) -> String {

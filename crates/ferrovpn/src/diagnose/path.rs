@@ -1,8 +1,8 @@
 //! Failures of the network path or of the peer's liveness: no answer at all, UDP 4500 blocked,
 //! a stalled exchange, a dead peer, an SA that expired without a rekey.
 
-use super::evidence::{ago, failure_line, is_msg, last_heard, messages_of, Facts};
-use super::verdict::{verdict, Severity, Verdict};
+use super::evidence::{ago, failure_line, is_msg, last_heard, Facts};
+use super::verdict::Verdict;
 use crate::snapshot::{FailureRecord, What};
 
 /// `unreachable`: no reply to MM1/AM1 after every retransmission.
@@ -13,18 +13,12 @@ pub(super) fn unreachable(f: &Facts) -> Verdict {
         r,
         now_ms,
         peer,
-        code,
         ..
     } = *f;
     let first = if c.aggressive { "AM1" } else { "MM1" };
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!(
+    let mut v = f.problem(format!(
             "no reply to {first} from {peer} after all retransmissions: the peer is unreachable, not running, or UDP 500 is blocked on the path"
-        ),
-    );
+        ));
     let sends = h
         .iter()
         .filter(|x| x.cookies == r.cookies && is_msg(x, true).is_some())
@@ -45,25 +39,12 @@ pub(super) fn unreachable(f: &Facts) -> Verdict {
 
 /// `udp4500-blocked`: answers on UDP 500, silence once floated to UDP 4500 (RFC 3947).
 pub(super) fn udp4500_blocked(f: &Facts) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        peer,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!(
+    let Facts { c, r, peer, .. } = *f;
+    let mut v = f.problem(format!(
             "phase 1 reached UDP 500 answers, then no reply once it floated to UDP 4500 (NAT-T): UDP 4500 is blocked between here and {peer}"
-        ),
-    );
+        ));
     v.evidence.push(format!("cookies {}", r.cookies));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 8));
+    v.evidence.extend(f.messages(8));
     v.evidence.push(format!("then: {}", failure_line(r)));
     if matches!(
         &r.what,
@@ -87,23 +68,10 @@ pub(super) fn udp4500_blocked(f: &Facts) -> Verdict {
 
 /// `stalled`: the peer stopped answering at message `m`.
 pub(super) fn stalled(f: &Facts, m: String) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        peer,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("the peer stopped answering at {m}"),
-    );
+    let Facts { r, peer, .. } = *f;
+    let mut v = f.problem(format!("the peer stopped answering at {m}"));
     v.evidence.push(format!("cookies {}", r.cookies));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 8));
+    v.evidence.extend(f.messages(8));
     v.evidence.push(failure_line(r));
     v.next = vec![
         format!("read the peer's log for cookies {}: it saw our earlier messages, so it refused or dropped {m}", r.cookies),
@@ -125,15 +93,11 @@ pub(super) fn peer_dead(f: &Facts) -> Verdict {
         i,
         now_ms,
         peer,
-        code,
         ..
     } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("dead peer detection declared {peer} dead: R-U-THERE went unanswered"),
-    );
+    let mut v = f.problem(format!(
+        "dead peer detection declared {peer} dead: R-U-THERE went unanswered"
+    ));
     let unanswered = h
         .iter()
         .filter(|x| {
@@ -168,15 +132,9 @@ pub(super) fn expired(f: &Facts, what: String) -> Verdict {
         r,
         now_ms,
         peer,
-        code,
         ..
     } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("{what} expired without being rekeyed"),
-    );
+    let mut v = f.problem(format!("{what} expired without being rekeyed"));
     v.evidence
         .push(format!("{what} expired {}", ago(now_ms, r.t_ms)));
     for x in h.iter().filter(|x| x.t_ms <= r.t_ms) {

@@ -1,8 +1,8 @@
 //! What the peer refused or could not process: proposals, traffic selectors, messages ferrovpn
 //! cannot handle, remote access, and any other failure.
 
-use super::evidence::{ago, failure_line, messages_of, Facts};
-use super::verdict::{verdict, Severity, Verdict};
+use super::evidence::{ago, failure_line, Facts};
+use super::verdict::Verdict;
 
 /// `unprocessable`: the peer sent a message ferrovpn cannot process.
 pub(super) fn unprocessable(
@@ -12,19 +12,11 @@ pub(super) fn unprocessable(
     notify: Option<String>,
 ) -> Verdict {
     let Facts {
-        c,
-        r,
-        now_ms,
-        peer,
-        code,
-        ..
+        r, now_ms, peer, ..
     } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("{peer} sent a {message} that ferrovpn cannot process: {reason}"),
-    );
+    let mut v = f.problem(format!(
+        "{peer} sent a {message} that ferrovpn cannot process: {reason}"
+    ));
     v.evidence.push(format!(
         "{message} on {} mid {:08x} ({}), {}",
         r.cookies,
@@ -44,15 +36,8 @@ pub(super) fn unprocessable(
 
 /// `remote-access`: the peer expects XAuth / Mode Config.
 pub(super) fn remote_access(f: &Facts, detail: String) -> Verdict {
-    let Facts {
-        c, r, peer, code, ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("{peer} expects XAuth/Mode Config — remote access, which this connection is not configured for"),
-    );
+    let Facts { r, peer, .. } = *f;
+    let mut v = f.problem(format!("{peer} expects XAuth/Mode Config — remote access, which this connection is not configured for"));
     v.evidence.push(format!("{detail} (cookies {})", r.cookies));
     v.next = vec![
         "configure the peer for a site-to-site connection with a pre-shared key only (no xauth round, no mode config / virtual IP)".into(),
@@ -68,27 +53,21 @@ pub(super) fn no_proposal(
     ours: String,
     theirs: Option<String>,
 ) -> Verdict {
-    let Facts {
-        c, r, peer, code, ..
-    } = *f;
+    let Facts { peer, .. } = *f;
     let which = if phase1 {
         "phase 1 (IKE)"
     } else {
         "Quick Mode (ESP)"
     };
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("NO-PROPOSAL-CHOSEN: no {which} proposal in common with {peer}"),
-    );
+    let mut v = f.problem(format!(
+        "NO-PROPOSAL-CHOSEN: no {which} proposal in common with {peer}"
+    ));
     v.evidence.push(format!("ours:   {ours}"));
     v.evidence.push(match &theirs {
         Some(t) => format!("peer's: {t}"),
         None => "peer's: not known here (the peer only answered NO-PROPOSAL-CHOSEN); run ferrovpn diagnose on the peer or read its log".into(),
     });
-    v.evidence
-        .push(format!("{} (cookies {})", failure_line(r), r.cookies));
+    v.evidence.push(f.failure_with_cookies());
     v.next = vec![format!(
         "make one proposal identical on both sides: the `{}` key here and the peer's {} proposals (cipher, hash/integrity, DH group{})",
         if phase1 { "ike" } else { "esp" },
@@ -100,19 +79,8 @@ pub(super) fn no_proposal(
 
 /// `selectors-refused`: Quick Mode refused for its traffic selectors.
 pub(super) fn selectors(f: &Facts, ours: String, theirs: Option<String>) -> Verdict {
-    let Facts {
-        c,
-        r,
-        peer: _,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        "Quick Mode refused for traffic selectors (INVALID-ID-INFORMATION): the subnets do not match".into(),
-    );
+    let Facts { r, .. } = *f;
+    let mut v = f.problem("Quick Mode refused for traffic selectors (INVALID-ID-INFORMATION): the subnets do not match".into());
     v.evidence.push(format!("ours:   {ours}"));
     v.evidence.push(match &theirs {
         Some(t) => format!("peer's: {t}"),
@@ -132,23 +100,10 @@ pub(super) fn selectors(f: &Facts, ours: String, theirs: Option<String>) -> Verd
 
 /// `failed`: any other failure, with its messages.
 pub(super) fn other(f: &Facts, text: String) -> Verdict {
-    let Facts {
-        c,
-        h,
-        r,
-        now_ms,
-        peer,
-        code,
-        ..
-    } = *f;
-    let mut v = verdict(
-        c,
-        Severity::Problem,
-        code,
-        format!("negotiation with {peer} failed: {text}"),
-    );
+    let Facts { r, peer, .. } = *f;
+    let mut v = f.problem(format!("negotiation with {peer} failed: {text}"));
     v.evidence.push(format!("cookies {}", r.cookies));
-    v.evidence.extend(messages_of(h, &r.cookies, now_ms, 6));
+    v.evidence.extend(f.messages(6));
     v.next = vec!["read the daemon log of both sides for these cookies".into()];
     v
 }
