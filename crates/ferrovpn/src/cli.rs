@@ -620,6 +620,7 @@ fn up_daemon(config: &std::path::Path, cfg: Config, err: &mut dyn Write) -> i32 
 /// The `check` report: what each connection would negotiate.
 pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
     let mut s = String::new();
+    let remarks = cfg.remarks_by_connection();
     let n = cfg.connections.len();
     let w = cfg
         .remarks
@@ -830,7 +831,7 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 }
             }
         }
-        for r in cfg.remarks_of(Some(&c.name)) {
+        for r in remarks.get(c.name.as_str()).into_iter().flatten() {
             field(&mut s, severity_word(r.severity), r.text.clone());
         }
     }

@@ -166,4 +166,16 @@ impl Config {
             (_, Some(_)) => false,
         })
     }
+
+    /// The remarks of every connection by its name, in one pass (a file with thousands of
+    /// connections would otherwise scan all remarks once per connection).
+    pub fn remarks_by_connection(&self) -> std::collections::HashMap<&str, Vec<&Remark>> {
+        let mut m: std::collections::HashMap<&str, Vec<&Remark>> = std::collections::HashMap::new();
+        for r in &self.remarks {
+            if let Scope::Connection(c) = &r.scope {
+                m.entry(c.as_str()).or_default().push(r);
+            }
+        }
+        m
+    }
 }
