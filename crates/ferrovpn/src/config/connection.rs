@@ -476,6 +476,12 @@ pub(super) fn check_against_others(
     }
     let mut seen = HashSet::new();
     if let Tunnel::RouteBased(r) = &c.tunnel {
+        if c.remote_access.is_some() && shared_interfaces.contains(&r.interface) {
+            return Err(format!(
+                "route_based.interface: {} is a shared interface; remote_access = \"client\" needs a device of its own, since the gateway's address for this host goes on it",
+                r.interface
+            ));
+        }
         if !shared_interfaces.contains(&r.interface) {
             if let Some(o) = taken.interfaces.get(&r.interface) {
                 return Err(format!(

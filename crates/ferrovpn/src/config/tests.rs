@@ -1101,6 +1101,20 @@ fn xauth_password_file_is_private_and_read_into_the_ike_config() {
     );
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
     let c = Config::parse(&text, dir.0.as_path()).unwrap();
+    let shared = text.replacen(
+        "[[connection]]",
+        "[daemon]\nshared_interfaces = [\"fv0\"]\n\n[[connection]]",
+        1,
+    );
+    let e = Config::parse(&shared, dir.0.as_path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "fv0 is a shared interface; remote_access = \"client\" needs a device of its own"
+        ),
+        "{e}"
+    );
     let conn = &c.connections[0];
     assert!(
         !format!("{conn:?}").contains("correct horse"),
