@@ -26,7 +26,8 @@
 #   sudo BENCH_LABEL=after BENCH_SETUPS="fv-fv" scripts/bench.sh
 # Env: BENCH_LABEL (default "current"), BENCH_SETUPS, BENCH_TESTS, BENCH_RUNS, BENCH_SECONDS,
 # BENCH_WORKERS (ferrovpn workers, default: the daemon's default, half the cores), BENCH_TXQLEN (set the TUN devices'
-# txqueuelen), FERROVPN_BIN, BENCH_NO_DOC=1, BENCH_OUTER (4 or 6: the outer address family of
+# txqueuelen), BENCH_RPS (a CPU mask in hex for rps_cpus of both veth ends: the receiving
+# stack on another CPU, as on two machines), FERROVPN_BIN, BENCH_NO_DOC=1, BENCH_OUTER (4 or 6: the outer address family of
 # veth, fv-fv and fv-fv-udp, 2001:db8:ff::1 ⇄ 2001:db8:ff::2 for 6; the inner stays IPv4; the
 # strongSwan setups are IPv4 only). Give an IPv6 run its own BENCH_LABEL.
 # Needs root (namespaces), iperf3 and strongSwan (scripts/install-deps.sh).
@@ -303,6 +304,14 @@ bench_setup() {
             for dev in fv0 ipsec0; do
                 ip -n "$ns" link set "$dev" txqueuelen "$BENCH_TXQLEN" 2>/dev/null || true
             done
+        done
+    fi
+    if [ -n "${BENCH_RPS:-}" ]; then
+        # Experiment: RPS on both veth ends, so the receiving namespace's IP stack runs on
+        # another CPU (as on two machines) instead of inside the sender's send call.
+        for pair in "$FV_NS_A:$FV_IF_A" "$FV_NS_B:$FV_IF_B"; do
+            ip netns exec "${pair%%:*}" sh -c "echo $BENCH_RPS >/sys/class/net/${pair#*:}/queues/rx-0/rps_cpus" ||
+                fail "BENCH_RPS: cannot set rps_cpus on ${pair#*:}"
         done
     fi
     FV_SPAWN_LOG="$FV_TMP/iperf3-server.log" fv_spawn "$FV_NS_B" iperf3 -s -B "$DST"

@@ -4,6 +4,8 @@
 #   udp-inline      ESP-in-UDP forced (UDP GSO out, UDP_GRO in), one worker: every thread reads,
 #                   encrypts/decrypts and writes itself. 20 MiB TCP with SHA-256 compared both
 #                   ways, no ICV or replay failures, ESP counters agree.
+#   raw-inline      the same over raw ESP (IP protocol 50, the default without NAT): recvmmsg
+#                   from the raw socket, including its read-again after a short read.
 #   multiqueue      two workers, pinned: the TUN has two queues, each read by its own lane;
 #                   16 TCP flows (iperf3 -P 16) spread over both lanes (each lane thread used
 #                   CPU), every data plane thread pinned to one CPU, a 20 MiB SHA-256-checked
@@ -80,10 +82,11 @@ down() {
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
 
-case_udp_inline() {
-    up 1 force ""
-    [ "$(e2e_q "$SOCK_A" 'sas[0]["encap"]')" = udp ] ||
-        fail "the SA is not ESP-in-UDP with nat_traversal = \"force\": $(e2e_status_json "$SOCK_A")"
+# inline NAT_TRAVERSAL ENCAP NAME: one worker per side, the SA's encapsulation checked.
+inline() {
+    up 1 "$1" ""
+    [ "$(e2e_q "$SOCK_A" 'sas[0]["encap"]')" = "$2" ] ||
+        fail "the SA is not $2 with nat_traversal = \"$1\": $(e2e_status_json "$SOCK_A")"
     [ "$(threads "$PID_A" esp-encap | wc -l)" = 1 ] && [ "$(threads "$PID_A" esp-decap | wc -l)" = 1 ] ||
         fail "one worker should run one esp-encap and one esp-decap thread: $(ls /proc/"$PID_A"/task | wc -l) threads"
     [ -z "$(threads "$PID_A" esp-worker-0)" ] || fail "one worker should not start a worker pool"
@@ -97,10 +100,19 @@ case_udp_inline() {
     in="$(e2e_q "$SOCK_B" 'total("in_packets")')"
     [ "$out" -gt 10000 ] && [ "$in" -le "$out" ] && [ $((out - in)) -le $((out / 100 + 3)) ] ||
         fail "A sent $out ESP packets, B received $in"
-    ok "A sent $out ESP-in-UDP packets, B decapsulated $in"
-    clean "udp-inline"
+    ok "A sent $out $2 ESP packets, B decapsulated $in"
+    # The other way too: B's replies and the B -> A transfer.
+    out="$(e2e_q "$SOCK_B" 'total("out_packets")')"
+    in="$(e2e_q "$SOCK_A" 'total("in_packets")')"
+    [ "$out" -gt 10000 ] && [ "$in" -le "$out" ] && [ $((out - in)) -le $((out / 100 + 3)) ] ||
+        fail "B sent $out ESP packets, A received $in"
+    ok "B sent $out $2 ESP packets, A decapsulated $in"
+    clean "$3"
     down
 }
+
+case_udp_inline() { inline force udp udp-inline; }
+case_raw_inline() { inline auto raw raw-inline; }
 
 multiqueue() {
     up 2 "$1" "${DP_EXTRA-pin_workers = true}"
@@ -142,7 +154,7 @@ multiqueue() {
 case_multiqueue() { multiqueue auto; }
 case_multiqueue_udp() { multiqueue force; }
 
-CASES=(udp-inline multiqueue multiqueue-udp)
+CASES=(udp-inline raw-inline multiqueue multiqueue-udp)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -201,6 +201,7 @@ impl EspSource {
         };
         let mut ip_headers = [[0u8; IPV4_HEADER]; MMSG];
         let mut meta = [Received::default(); MMSG];
+        let mut yielded = false;
         while !batch.is_full() {
             let base = batch.len();
             let mut room = 0;
@@ -273,6 +274,14 @@ impl EspSource {
                 batch.pop();
             }
             if got < room {
+                // Raw sockets get one skb per packet, so a sender's batch trickles in and a
+                // short read here means small coalesced TUN writes and a wake-up per few
+                // packets. Let the sender run once and read again before going back to poll.
+                if got > 0 && udp_local.is_none() && !yielded && batch.len() < MMSG / 2 {
+                    yielded = true;
+                    std::thread::yield_now();
+                    continue;
+                }
                 return;
             }
         }
