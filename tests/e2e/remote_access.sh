@@ -7,6 +7,12 @@
 #   aggressive-split Aggressive Mode with the group name as ID_KEY_ID, XAuth, Mode Config push,
 #                    split include 203.0.113.0/24 (Unity)
 #   wrong-password   XAuth rejected: a clear error, no retry storm, `initiate` exits 1 naming it
+# And ferrovpn as the gateway (remote_access = "gateway", a pool, a users file) with strongSwan
+# as XAuth + Mode Config client (vips = 0.0.0.0):
+#   gateway-strongswan      one client: virtual IP from the pool, ping and a checksummed
+#                           transfer, the lease released after the client's delete
+#   gateway-two-clients     two charons in two namespaces at once, each its own address
+#   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
 # selector, DNS/domain/banner reach the log and the dns_hook, ping and a 1 MiB TCP transfer with
 # SHA-256 compared, from the assigned address to 203.0.113.1.
@@ -194,7 +200,187 @@ case_wrong_password() {
     fv_charon_stop "$FV_NS_B"
 }
 
-CASES=(main-full aggressive-split wrong-password)
+# ---- ferrovpn as the gateway, strongSwan as XAuth client (issue 14, gateway role) ----
+# ferrovpn in A (192.0.2.1, 203.0.113.1/32 on lo) serves a pool 198.51.100.128/25 on its TUN
+# fvgw; charon (kernel-libipsec, xauth-generic) dials in from B, or from B and C.
+GW_POOL=198.51.100.128/25
+GW_IN=203.0.113.1
+
+# gw_conf [PUSH]: ferrovpn's gateway config g.toml with users alice and bob.
+gw_conf() {
+    e2e_psk "$FV_TMP/g.psk" "$PSK"
+    printf 'correct horse battery\n' | "$FERROVPN" user add "$FV_TMP/users" alice >/dev/null ||
+        fail "ferrovpn user add alice failed"
+    printf 'battery staple\n' | "$FERROVPN" user add "$FV_TMP/users" bob >/dev/null ||
+        fail "ferrovpn user add bob failed"
+    [ "$(stat -c %a "$FV_TMP/users")" = 600 ] || fail "users file is not mode 600"
+    grep -q 'alice:\$6\$' "$FV_TMP/users" || fail "users file holds no SHA-512 crypt hash for alice"
+    SOCK_G="$FV_TMP/g.sock"
+    C_SOCK="$SOCK_G" C_LOCAL=192.0.2.1 C_REMOTE=any C_PSKFILE="$FV_TMP/g.psk" \
+        C_START=respond C_ESP=aes128gcm16 C_EXTRA="remote_access = \"gateway\"
+pool = \"$GW_POOL\"
+users_file = \"$FV_TMP/users\"
+dns = [\"203.0.113.53\"]
+domains = [\"corp.example\"]
+banner = \"Authorized e2e users only\"
+modeconfig = \"${1:-pull}\"" C_TUNNEL="[connection.route_based]
+interface = \"fvgw\"
+local_ts = \"203.0.113.0/24\"
+remote_ts = \"$GW_POOL\"
+routes = [\"$GW_POOL\"]" e2e_conf "$FV_TMP/g.toml"
+    fv_add_inner "$FV_NS_A" "$GW_IN/32"
+}
+
+# ss_client_conf USER PASSWORD OUTER: swanctl.conf of a strongSwan XAuth client at OUTER.
+ss_client_conf() {
+    cat <<CONF
+connections {
+    gw {
+        version = 1
+        local_addrs = $3
+        remote_addrs = 192.0.2.1
+        proposals = aes256-sha256-modp2048
+        vips = 0.0.0.0
+        local {
+            auth = psk
+            id = $3
+        }
+        local-xauth {
+            auth = xauth
+            xauth_id = $1
+        }
+        remote {
+            auth = psk
+            id = 192.0.2.1
+        }
+        children {
+            gw {
+                remote_ts = 203.0.113.0/24
+                esp_proposals = aes128gcm16
+                start_action = none
+            }
+        }
+    }
+}
+secrets {
+    ike-gw {
+        id-a = $3
+        id-b = 192.0.2.1
+        secret = "$PSK"
+    }
+    xauth-user {
+        id = $1
+        secret = "$2"
+    }
+}
+CONF
+}
+
+# ss_client NS USER PASSWORD OUTER: starts charon in NS as an XAuth client of the gateway.
+ss_client() {
+    fv_charon_config "$1" "$(fv_strongswan_conf "ss-$2" "" "default = 1
+            ike = 2
+            cfg = 2")" "$(ss_client_conf "$2" "$3" "$4")"
+    fv_charon_start "$1"
+    E2E_LOGS+=("$(fv_charon_dir "$1")/charon.log")
+    fv_charon_wait "$1" || fail "charon in $1 did not start"
+    fv_charon_load "$1" >/dev/null || fail "swanctl --load-all failed in $1"
+}
+
+# ss_vip NS: the virtual IP charon in NS got (from --list-sas), empty if none.
+ss_vip() {
+    fv_swanctl "$1" --list-sas 2>/dev/null | grep -o 'local  *[0-9.]*/32' | grep -o '[0-9.]*/32' | head -1 | cut -d/ -f1
+}
+
+# gw_client_up NS USER: `swanctl --initiate` in NS; its virtual IP in $VIP.
+gw_client_up() {
+    fv_swanctl "$1" --initiate --child gw --timeout 30 >"$FV_TMP/initiate-$1.txt" 2>&1 ||
+        { cat "$FV_TMP/initiate-$1.txt" >&2; fail "strongSwan in $1 ($2) could not connect"; }
+    VIP="$(ss_vip "$1")"
+    [ -n "$VIP" ] || { fv_swanctl "$1" --list-sas >&2; fail "strongSwan in $1 got no virtual IP"; }
+    python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$VIP" "$GW_POOL" ||
+        fail "virtual IP $VIP is not from $GW_POOL"
+    ok "strongSwan $2 in $1 connected with virtual IP $VIP"
+}
+
+case_gateway_strongswan() {
+    FV_NO_IPV6=1 fv_two_ns
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    B_IN="" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    gw_client_up "$FV_NS_B" alice
+    local log="$FV_TMP/gateway.log"
+    e2e_wait_log "$log" "remote-access client alice from 192.0.2.2:[0-9]+ got $VIP" 5 ||
+        fail "the gateway does not log alice's lease"
+    ok "$(grep -m1 -o 'remote-access client alice.*' "$log")"
+    grep -q "correct horse" "$log" && fail "the password appears in the gateway log"
+    e2e_ping "$FV_NS_B" "$VIP" "$GW_IN" 3
+    e2e_transfer "$FV_NS_B" "$VIP" "$FV_NS_A" "$GW_IN" 1
+    # The client leaves: its lease is released.
+    fv_swanctl "$FV_NS_B" --terminate --ike gw --timeout 10 >/dev/null 2>&1 || true
+    e2e_wait_log "$log" "lease of $VIP released" 10 || fail "the lease of $VIP was not released"
+    ok "lease of $VIP released after the client's delete"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+case_gateway_two_clients() {
+    FV_NO_IPV6=1 fv_two_ns
+    # A third namespace C (192.0.2.3) on a bridge-less second veth to A.
+    FV_NS_C="${FV_ID}c"
+    fv_ns_create "$FV_NS_C"
+    fv_veth "$FV_NS_A" "${FV_ID}-ac" 192.0.2.11/32 "$FV_NS_C" "${FV_ID}-c" 192.0.2.3/24
+    ip -n "$FV_NS_A" route add 192.0.2.3/32 dev "${FV_ID}-ac"
+    ip -n "$FV_NS_C" route add 192.0.2.1/32 dev "${FV_ID}-c" 2>/dev/null || true
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    ss_client "$FV_NS_C" bob "battery staple" 192.0.2.3
+    gw_client_up "$FV_NS_B" alice
+    local vip_b="$VIP"
+    gw_client_up "$FV_NS_C" bob
+    local vip_c="$VIP"
+    [ "$vip_b" != "$vip_c" ] || fail "both clients got $vip_b"
+    ok "two clients, two addresses: alice $vip_b, bob $vip_c"
+    e2e_ping "$FV_NS_B" "$vip_b" "$GW_IN" 3
+    e2e_ping "$FV_NS_C" "$vip_c" "$GW_IN" 3
+    e2e_transfer "$FV_NS_B" "$vip_b" "$FV_NS_A" "$GW_IN" 1
+    e2e_transfer "$FV_NS_C" "$vip_c" "$FV_NS_A" "$GW_IN" 1
+    [ "$(e2e_q "$SOCK_G" 'len(ikes)')" = 2 ] || fail "the gateway does not show two ISAKMP SAs"
+    ok "the gateway holds two ISAKMP SAs and $(e2e_q "$SOCK_G" 'len(sas)') IPsec SAs"
+    fv_charon_stop "$FV_NS_B"
+    fv_charon_stop "$FV_NS_C"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+case_gateway_wrong_password() {
+    FV_NO_IPV6=1 fv_two_ns
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    ss_client "$FV_NS_B" alice "wrong password" 192.0.2.2
+    fv_swanctl "$FV_NS_B" --initiate --child gw --timeout 20 >"$FV_TMP/initiate.txt" 2>&1 &&
+        fail "strongSwan connected with a wrong password"
+    local log="$FV_TMP/gateway.log"
+    e2e_wait_log "$log" "XAuth failed: wrong user name or password for user \"alice\"" 10 ||
+        fail "the gateway does not log the XAuth failure"
+    ok "$(grep -m1 -o 'XAuth failed.*' "$log")"
+    local clog
+    clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
+    grep -qi "xauth.*fail\|XAuth authentication .* failed\|received.*XAUTH_STATUS.*FAIL\|destroying IKE_SA" "$clog" ||
+        fail "strongSwan does not log the failed XAuth"
+    ok "strongSwan: $(grep -m1 -i 'xauth' "$clog" | sed -E 's/^ +//' | cut -c1-120)"
+    [ "$(e2e_q "$SOCK_G" 'len(sas)')" = 0 ] || fail "the gateway installed an IPsec SA for a rejected user"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-two-clients gateway-wrong-password)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done
