@@ -372,9 +372,9 @@ case_gateway_wrong_password() {
     ok "$(grep -m1 -o 'XAuth failed.*' "$log")"
     local clog
     clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
-    grep -qi "xauth.*fail\|XAuth authentication .* failed\|received.*XAUTH_STATUS.*FAIL\|destroying IKE_SA" "$clog" ||
-        fail "strongSwan does not log the failed XAuth"
-    ok "strongSwan: $(grep -m1 -i 'xauth' "$clog" | sed -E 's/^ +//' | cut -c1-120)"
+    grep -Ei "xauth authentication .*failed" "$clog" >"$FV_TMP/ss-xauth.txt" ||
+        { grep -i xauth "$clog" | grep -v 'loaded plugins' >&2; fail "strongSwan does not log the failed XAuth"; }
+    ok "strongSwan: $(head -n 1 "$FV_TMP/ss-xauth.txt" | cut -c1-120)"
     [ "$(e2e_q "$SOCK_G" 'len(sas)')" = 0 ] || fail "the gateway installed an IPsec SA for a rejected user"
     fv_charon_stop "$FV_NS_B"
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
