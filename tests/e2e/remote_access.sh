@@ -350,6 +350,14 @@ case_gateway_two_clients() {
     e2e_ping "$FV_NS_C" "$vip_c" "$GW_IN" 3
     e2e_transfer "$FV_NS_B" "$vip_b" "$FV_NS_A" "$GW_IN" 1
     e2e_transfer "$FV_NS_C" "$vip_c" "$FV_NS_A" "$GW_IN" 1
+    "$FERROVPN" status --socket "$SOCK_G" >"$FV_TMP/status.txt" 2>&1 || fail "status failed"
+    grep -q "pool $GW_POOL: 2 used, 124 free" "$FV_TMP/status.txt" || { cat "$FV_TMP/status.txt" >&2; fail "status does not show the pool use"; }
+    grep -Eq "client alice $vip_b from 192.0.2.2:[0-9]+  since [0-9]+s  in [1-9][0-9]* pkts" "$FV_TMP/status.txt" ||
+        { cat "$FV_TMP/status.txt" >&2; fail "status does not show alice with her counters"; }
+    grep -Eq "client bob $vip_c from 192.0.2.3:[0-9]+" "$FV_TMP/status.txt" || fail "status does not show bob"
+    ok "status: $(grep -m1 'pool ' "$FV_TMP/status.txt" | sed -E 's/^ +//'); $(grep -m1 'client alice' "$FV_TMP/status.txt" | sed -E 's/^ +//')"
+    [ "$(e2e_q "$SOCK_G" 'sorted(c["user"] for c in d["connections"][0]["clients"])')" = "['alice', 'bob']" ] ||
+        fail "status --json lacks the clients"
     [ "$(e2e_q "$SOCK_G" 'len(ikes)')" = 2 ] || fail "the gateway does not show two ISAKMP SAs"
     ok "the gateway holds two ISAKMP SAs and $(e2e_q "$SOCK_G" 'len(sas)') IPsec SAs"
     fv_charon_stop "$FV_NS_B"

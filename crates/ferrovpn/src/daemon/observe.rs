@@ -79,6 +79,15 @@ impl Daemon {
                 name: c.cfg.name.clone(),
                 up: !c.pairs.is_empty(),
                 ike_sas: ike.iter().filter(|s| s.conn == i).count(),
+                pool: c.cfg.gateway.as_ref().map(|g| {
+                    let (used, size) = self
+                        .endpoint
+                        .leases(i)
+                        .map_or((0, super::control::pool_size(&g.pool)), |(l, size)| {
+                            (l.len() as u64, size)
+                        });
+                    (used, size.saturating_sub(used))
+                }),
                 pairs: c
                     .pairs
                     .iter()
