@@ -11,6 +11,7 @@
 # as XAuth + Mode Config client (vips = 0.0.0.0):
 #   gateway-strongswan      one client: virtual IP from the pool, ping and a checksummed
 #                           transfer, the lease released after the client's delete
+#   gateway-aggressive-push Aggressive Mode, group name as ID_KEY_ID, Mode Config pushed
 #   gateway-two-clients     two charons in two namespaces at once, each its own address
 #   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
@@ -217,7 +218,8 @@ gw_conf() {
     grep -q 'alice:\$6\$' "$FV_TMP/users" || fail "users file holds no SHA-512 crypt hash for alice"
     SOCK_G="$FV_TMP/g.sock"
     C_SOCK="$SOCK_G" C_LOCAL=192.0.2.1 C_REMOTE=any C_PSKFILE="$FV_TMP/g.psk" \
-        C_START=respond C_ESP=aes128gcm16 C_EXTRA="remote_access = \"gateway\"
+        C_START=respond C_ESP=aes128gcm16 C_MODE="${GW_MODE:-main}" C_EXTRA="${GW_EXTRA:-}
+remote_access = \"gateway\"
 pool = \"$GW_POOL\"
 users_file = \"$FV_TMP/users\"
 dns = [\"203.0.113.53\"]
@@ -237,13 +239,15 @@ ss_client_conf() {
 connections {
     gw {
         version = 1
+        aggressive = ${SS_AGGR:-no}
+        pull = ${SS_PULL:-yes}
         local_addrs = $3
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-modp2048
         vips = 0.0.0.0
         local {
             auth = psk
-            id = $3
+            id = ${SS_ID:-$3}
         }
         local-xauth {
             auth = xauth
@@ -264,7 +268,7 @@ connections {
 }
 secrets {
     ike-gw {
-        id-a = $3
+        id-a = ${SS_ID:-$3}
         id-b = 192.0.2.1
         secret = "$PSK"
     }
@@ -322,6 +326,28 @@ case_gateway_strongswan() {
     fv_swanctl "$FV_NS_B" --terminate --ike gw --timeout 10 >/dev/null 2>&1 || true
     e2e_wait_log "$log" "lease of $VIP released" 10 || fail "the lease of $VIP was not released"
     ok "lease of $VIP released after the client's delete"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+# Aggressive Mode with the group name as ID_KEY_ID (what iPhones and Android send) and Mode
+# Config pushed by the gateway (SET/ACK).
+case_gateway_aggressive_push() {
+    FV_NO_IPV6=1 fv_two_ns
+    GW_MODE=aggressive GW_EXTRA="allow_aggressive_psk = true" gw_conf push
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    SS_AGGR=yes SS_PULL=no SS_ID="keyid:vpngroup" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    gw_client_up "$FV_NS_B" alice
+    local log="$FV_TMP/gateway.log"
+    grep -q "sending AM2" "$log" || fail "no Aggressive Mode on the gateway"
+    # Two SETs (XAuth STATUS, then the settings) and no REQUEST from the client.
+    [ "$(grep -c 'sending TRANSACTION \[ HASH CPS \]' "$log")" = 2 ] || fail "not two SETs (STATUS, settings) sent"
+    grep -q "received TRANSACTION \[ HASH CPRQ \]" "$log" && fail "the client pulled although the gateway pushes"
+    ok "Aggressive Mode with ID_KEY_ID vpngroup, Mode Config pushed (SET)"
+    e2e_ping "$FV_NS_B" "$VIP" "$GW_IN" 3
+    e2e_transfer "$FV_NS_B" "$VIP" "$FV_NS_A" "$GW_IN" 1
     fv_charon_stop "$FV_NS_B"
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
@@ -388,7 +414,7 @@ case_gateway_wrong_password() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-two-clients gateway-wrong-password)
+CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done
