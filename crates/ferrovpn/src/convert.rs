@@ -226,6 +226,46 @@ fn soft_bytes(hard: u64) -> u64 {
     hard - hard / 10
 }
 
+/// The ike crate's gateway role from a validated `remote_access = "gateway"`.
+fn gateway(g: &crate::config::Gateway) -> ferrovpn_ike::config::RemoteAccessGateway {
+    use std::net::{IpAddr, Ipv4Addr};
+    let v4 = |a: IpAddr| match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let mask = |len: u8| {
+        Ipv4Addr::from(
+            u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0),
+        )
+    };
+    let settings = ferrovpn_ike::wire::ModeCfgSettings {
+        ip4_dns: g.dns.clone(),
+        default_domain: g.domains.first().cloned(),
+        split_dns: if g.split_include.is_empty() {
+            Vec::new()
+        } else {
+            g.domains.clone()
+        },
+        split_include: g
+            .split_include
+            .iter()
+            .map(|n| (v4(n.addr()), mask(n.prefix_len())))
+            .collect(),
+        banner: g.banner.clone(),
+        ..Default::default()
+    };
+    ferrovpn_ike::config::RemoteAccessGateway {
+        users: Some(g.users.clone() as std::sync::Arc<dyn ferrovpn_ike::config::XauthVerifier>),
+        pool: (v4(g.pool.addr()), g.pool.prefix_len()),
+        settings,
+        push: g.push,
+        max_failures: 5,
+        failure_window: std::time::Duration::from_secs(300),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,45 +339,5 @@ mod tests {
         assert_eq!((auto.ipv4, auto.ipv6), (Some(1398), Some(1378)));
         assert_eq!(mss_clamp(TcpMss::Off, 1438), MssClamp::OFF);
         assert_eq!(mss_clamp(TcpMss::Fixed(1200), 1438), MssClamp::fixed(1200));
-    }
-}
-
-/// The ike crate's gateway role from a validated `remote_access = "gateway"`.
-fn gateway(g: &crate::config::Gateway) -> ferrovpn_ike::config::RemoteAccessGateway {
-    use std::net::{IpAddr, Ipv4Addr};
-    let v4 = |a: IpAddr| match a {
-        IpAddr::V4(a) => a,
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-    };
-    let mask = |len: u8| {
-        Ipv4Addr::from(
-            u32::MAX
-                .checked_shl(32 - u32::from(len.min(32)))
-                .unwrap_or(0),
-        )
-    };
-    let settings = ferrovpn_ike::wire::ModeCfgSettings {
-        ip4_dns: g.dns.clone(),
-        default_domain: g.domains.first().cloned(),
-        split_dns: if g.split_include.is_empty() {
-            Vec::new()
-        } else {
-            g.domains.clone()
-        },
-        split_include: g
-            .split_include
-            .iter()
-            .map(|n| (v4(n.addr()), mask(n.prefix_len())))
-            .collect(),
-        banner: g.banner.clone(),
-        ..Default::default()
-    };
-    ferrovpn_ike::config::RemoteAccessGateway {
-        users: Some(g.users.clone() as std::sync::Arc<dyn ferrovpn_ike::config::XauthVerifier>),
-        pool: (v4(g.pool.addr()), g.pool.prefix_len()),
-        settings,
-        push: g.push,
-        max_failures: 5,
-        failure_window: std::time::Duration::from_secs(300),
     }
 }

@@ -356,7 +356,7 @@ impl Endpoint {
                 // AM3 needs no answer: a peer that repeats it waits for something from us.
                 let xauth = sa.features.xauth;
                 let reason = if xauth {
-                    "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends; it announced XAuth, so it expects XAuth/Mode Config from a remote-access server, which ferrovpn cannot be yet (only a remote-access client)".to_string()
+                    "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends; it announced XAuth, so it expects XAuth/Mode Config from a remote-access server: configure this connection with remote_access = \"gateway\"".to_string()
                 } else {
                     "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends (XAuth/Mode Config of a remote-access server?)".to_string()
                 };

@@ -186,7 +186,7 @@ pub(super) fn validate_connection(
         ));
     }
     check_unicast("local_addr", local_addr)?;
-    if !remote_addr.is_unspecified() {
+    if rc.remote_addr != "any" {
         check_unicast("remote_addr", remote_addr)?;
     }
     if local_addr == remote_addr {

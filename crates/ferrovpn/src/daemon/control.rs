@@ -600,6 +600,17 @@ pub fn request_waiting(path: &PathBuf, cmd: &str, wait: Duration) -> io::Result<
     Ok(answer)
 }
 
+/// Leasable addresses of a gateway pool (network and broadcast excluded, as the ike crate).
+pub(super) fn pool_size(pool: &crate::ipnet::IpNet) -> u64 {
+    let host_bits = 32u32.saturating_sub(u32::from(pool.prefix_len()));
+    let all = 1u64 << host_bits.min(32);
+    if host_bits <= 1 {
+        all
+    } else {
+        all.saturating_sub(2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,16 +696,5 @@ mod tests {
         assert!(t.contains("  IKE  malformed 3, received 12\n"), "{t}");
         assert!(t.contains("  ESP  unknown spi 1\n"), "{t}");
         assert!(!t.contains('{'), "no raw JSON: {t}");
-    }
-}
-
-/// Leasable addresses of a gateway pool (network and broadcast excluded, as the ike crate).
-pub(super) fn pool_size(pool: &crate::ipnet::IpNet) -> u64 {
-    let host_bits = 32u32.saturating_sub(u32::from(pool.prefix_len()));
-    let all = 1u64 << host_bits.min(32);
-    if host_bits <= 1 {
-        all
-    } else {
-        all.saturating_sub(2)
     }
 }
