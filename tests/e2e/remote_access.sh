@@ -14,6 +14,7 @@
 #   gateway-aggressive-push Aggressive Mode, group name as ID_KEY_ID, Mode Config pushed
 #   gateway-two-clients     two charons in two namespaces at once, each its own address
 #   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
+#   gateway-ferrovpn-client a ferrovpn client against the ferrovpn gateway
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
 # selector, DNS/domain/banner reach the log and the dns_hook, ping and a 1 MiB TCP transfer with
 # SHA-256 compared, from the assigned address to 203.0.113.1.
@@ -352,6 +353,37 @@ case_gateway_aggressive_push() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
+# ferrovpn as the client of ferrovpn as the gateway: B dials A.
+case_gateway_ferrovpn_client() {
+    FV_NO_IPV6=1 fv_two_ns
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    (umask 077 && printf 'battery staple\n' >"$FV_TMP/bob.pw")
+    e2e_psk "$FV_TMP/c.psk" "$PSK"
+    local sock_c="$FV_TMP/c.sock"
+    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
+        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
+xauth_user = \"bob\"
+xauth_password_file = \"$FV_TMP/bob.pw\"" C_TUNNEL="[connection.route_based]
+interface = \"fvc0\"
+remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
+    e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
+    local pid_c="$E2E_PID"
+    e2e_wait_sas "$sock_c" "$pid_c" 1 30 || fail "ferrovpn client: no IPsec SA within 30 s"
+    local vip=198.51.100.129
+    ip -n "$FV_NS_B" -4 addr show dev fvc0 | grep -q "inet $vip/32" || fail "$vip is not on the client's fvc0"
+    grep -q "banner from the gateway: Authorized e2e users only" "$FV_TMP/client.log" || fail "the client did not get the banner"
+    ok "ferrovpn client bob got $vip and the banner from the ferrovpn gateway"
+    e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 3
+    e2e_transfer "$FV_NS_B" "$vip" "$FV_NS_A" "$GW_IN" 1
+    e2e_down "$sock_c" "$pid_c" "$FV_NS_B" fvc0
+    e2e_wait_log "$FV_TMP/gateway.log" "lease of $vip released" 10 || fail "the lease of $vip was not released"
+    ok "lease of $vip released when the client went down"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
 case_gateway_two_clients() {
     FV_NO_IPV6=1 fv_two_ns
     # A third namespace C (192.0.2.3) on a bridge-less second veth to A.
@@ -414,7 +446,7 @@ case_gateway_wrong_password() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password)
+CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done
