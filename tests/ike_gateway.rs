@@ -416,6 +416,17 @@ fn pool_exhaustion_refuses_the_next_client_and_a_delete_frees_its_address() {
     assert_eq!(net.assigned(ids[0]), Some(FIRST));
     assert_eq!(net.assigned(ids[1]), Some(SECOND));
     assert_eq!(net.assigned(ids[2]), None);
+    // The third client is told at once (a DELETE), not left waiting for Mode Config.
+    assert!(net.clients[ids[2]]
+        .2
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
+    assert!(!Net::failures(&net.clients[ids[2]].2)
+        .iter()
+        .any(|f| matches!(
+            f,
+            Failure::RemoteAccess(RemoteAccessFailure::GatewaySilent { .. })
+        )));
     assert!(
         Net::failures(&net.gw_events).contains(&&Failure::RemoteAccess(
             RemoteAccessFailure::PoolExhausted {

@@ -67,8 +67,21 @@ impl IkeSa {
                 let set = AttributePayload::new(CfgType::SET, identifier, attrs);
                 self.serve_send(ctx, set, ServeStep::AwaitSetAck);
             }
-            Err(f) => self.fail(ctx, f, None),
+            Err(f) => self.serve_refuse(ctx, f),
         }
+    }
+
+    /// Ends the client's ISAKMP SA with `reason`, telling it (a protected DELETE), so that it
+    /// does not wait for an answer that never comes.
+    fn serve_refuse(&mut self, ctx: &mut Ctx<'_>, reason: Failure) {
+        ctx.event(Event::IkeSaFailed {
+            conn: Some(self.conn),
+            cookies: self.cookies,
+            peer: self.remote,
+            reason: reason.clone(),
+        });
+        self.set_step(Step::Serve(ServeStep::Done), None);
+        self.delete(ctx, &reason.to_string());
     }
 
     /// An address for this client (its earlier one, its wish when free in the pool, or the
@@ -211,7 +224,13 @@ impl IkeSa {
                     .ok()
                     .flatten()
                     .and_then(|x| x.ipv4().ok());
-                let attrs = self.lease(ctx, &gw, wanted).map_err(Flow::Fail)?;
+                let attrs = match self.lease(ctx, &gw, wanted) {
+                    Ok(a) => a,
+                    Err(f) => {
+                        self.serve_refuse(ctx, f);
+                        return Ok(());
+                    }
+                };
                 let reply = AttributePayload::new(CfgType::REPLY, a.identifier, attrs);
                 self.answer_attributes(
                     ctx,
