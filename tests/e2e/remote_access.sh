@@ -10,7 +10,8 @@
 # And ferrovpn as the gateway (remote_access = "gateway", a pool, a users file) with strongSwan
 # as XAuth + Mode Config client (vips = 0.0.0.0):
 #   gateway-strongswan      one client: virtual IP from the pool, ping and a checksummed
-#                           transfer, the lease released after the client's delete
+#                           transfer, the lease released after the client's delete; the TUN
+#                           is a [daemon] shared_interfaces device
 #   gateway-aggressive-push Aggressive Mode, group name as ID_KEY_ID, Mode Config pushed
 #   gateway-two-clients     two charons in two namespaces at once, each its own address
 #   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
@@ -310,7 +311,9 @@ gw_client_up() {
 
 case_gateway_strongswan() {
     FV_NO_IPV6=1 fv_two_ns
-    gw_conf pull
+    # The gateway's TUN is a [daemon] shared_interfaces device (the pool routed into it).
+    C_DAEMON_EXTRA='shared_interfaces = ["fvgw"]' gw_conf pull
+    grep -q '^shared_interfaces = \["fvgw"\]' "$FV_TMP/g.toml" || fail "g.toml lacks shared_interfaces"
     e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
     PID_G="$E2E_PID"
     e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
