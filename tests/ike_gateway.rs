@@ -88,6 +88,8 @@ struct Net {
     clients: Vec<(Endpoint, IpAddr, Vec<Event>)>,
     /// public address:port → (client, its own address:port)
     nat: HashMap<SocketAddr, (usize, SocketAddr)>,
+    /// Drop the clients' Transaction messages (a client that never answers XAuth).
+    mute_transactions: bool,
 }
 
 impl Net {
@@ -100,6 +102,7 @@ impl Net {
             gw_events: Vec::new(),
             clients: Vec::new(),
             nat: HashMap::new(),
+            mute_transactions: false,
         }
     }
 
@@ -126,6 +129,10 @@ impl Net {
                     let public =
                         SocketAddr::new(self.clients[i].1, d.local.port() + 1000 * (i as u16 + 1));
                     self.nat.insert(public, (i, d.local));
+                    // Exchange type is byte 18 of the ISAKMP header; 6 is TRANSACTION.
+                    if self.mute_transactions && d.data.get(18) == Some(&6) {
+                        continue;
+                    }
                     self.gw.handle_datagram(
                         self.now,
                         Datagram {
@@ -463,4 +470,33 @@ fn a_dead_client_loses_its_lease() {
     net.run_for(Duration::from_secs(600));
     assert_eq!(net.released(), vec![FIRST]);
     assert_eq!(net.gw.leases(0).map_or(0, |l| l.0.len()), 0);
+}
+
+#[test]
+fn a_client_that_never_answers_xauth_is_dropped_within_the_retransmission_bound() {
+    let mut net = Net::new(gateway_conn(25, false, Phase1Mode::Main));
+    net.mute_transactions = true;
+    let c = net.client(
+        client_conn("alice", b"correct-horse", Phase1Mode::Main, true),
+        [192, 0, 2, 10].into(),
+    );
+    net.connect(c);
+    net.run_for(Duration::from_secs(600));
+    assert!(net.clients_up().is_empty());
+    // Its unanswered XAuth REQUEST ends it as a dead peer.
+    assert!(net
+        .gw_events
+        .iter()
+        .any(|e| matches!(e, Event::PeerDead { .. })));
+    assert!(
+        net.gw.ike_sas(net.now).is_empty(),
+        "the half-open client is gone"
+    );
+    assert_eq!(net.gw.leases(0).map_or(0, |l| l.0.len()), 0);
+    let requests = net
+        .gw_events
+        .iter()
+        .filter(|e| matches!(e, Event::Message(m) if m.name == "TRANSACTION"))
+        .count();
+    assert!((1..=10).contains(&requests), "{requests} XAuth REQUESTs");
 }
