@@ -7,6 +7,15 @@
 #   aggressive-split Aggressive Mode with the group name as ID_KEY_ID, XAuth, Mode Config push,
 #                    split include 203.0.113.0/24 (Unity)
 #   wrong-password   XAuth rejected: a clear error, no retry storm, `initiate` exits 1 naming it
+# And ferrovpn as the gateway (remote_access = "gateway", a pool, a users file) with strongSwan
+# as XAuth + Mode Config client (vips = 0.0.0.0):
+#   gateway-strongswan      one client: virtual IP from the pool, ping and a checksummed
+#                           transfer, the lease released after the client's delete; the TUN
+#                           is a [daemon] shared_interfaces device
+#   gateway-aggressive-push Aggressive Mode, group name as ID_KEY_ID, Mode Config pushed
+#   gateway-two-clients     two charons in two namespaces at once, each its own address
+#   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
+#   gateway-ferrovpn-client a ferrovpn client against the ferrovpn gateway
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
 # selector, DNS/domain/banner reach the log and the dns_hook, ping and a 1 MiB TCP transfer with
 # SHA-256 compared, from the assigned address to 203.0.113.1.
@@ -194,7 +203,253 @@ case_wrong_password() {
     fv_charon_stop "$FV_NS_B"
 }
 
-CASES=(main-full aggressive-split wrong-password)
+# ---- ferrovpn as the gateway, strongSwan as XAuth client (issue 14, gateway role) ----
+# ferrovpn in A (192.0.2.1, 203.0.113.1/32 on lo) serves a pool 198.51.100.128/25 on its TUN
+# fvgw; charon (kernel-libipsec, xauth-generic) dials in from B, or from B and C.
+GW_POOL=198.51.100.128/25
+GW_IN=203.0.113.1
+
+# gw_conf [PUSH]: ferrovpn's gateway config g.toml with users alice and bob.
+gw_conf() {
+    e2e_psk "$FV_TMP/g.psk" "$PSK"
+    printf 'correct horse battery\n' | "$FERROVPN" user add "$FV_TMP/users" alice >/dev/null ||
+        fail "ferrovpn user add alice failed"
+    printf 'battery staple\n' | "$FERROVPN" user add "$FV_TMP/users" bob >/dev/null ||
+        fail "ferrovpn user add bob failed"
+    [ "$(stat -c %a "$FV_TMP/users")" = 600 ] || fail "users file is not mode 600"
+    grep -q 'alice:\$6\$' "$FV_TMP/users" || fail "users file holds no SHA-512 crypt hash for alice"
+    SOCK_G="$FV_TMP/g.sock"
+    C_SOCK="$SOCK_G" C_LOCAL=192.0.2.1 C_REMOTE=any C_PSKFILE="$FV_TMP/g.psk" \
+        C_START=respond C_ESP=aes128gcm16 C_MODE="${GW_MODE:-main}" C_EXTRA="${GW_EXTRA:-}
+remote_access = \"gateway\"
+pool = \"$GW_POOL\"
+users_file = \"$FV_TMP/users\"
+dns = [\"203.0.113.53\"]
+domains = [\"corp.example\"]
+banner = \"Authorized e2e users only\"
+modeconfig = \"${1:-pull}\"" C_TUNNEL="[connection.route_based]
+interface = \"fvgw\"
+local_ts = \"203.0.113.0/24\"
+remote_ts = \"$GW_POOL\"
+routes = [\"$GW_POOL\"]" e2e_conf "$FV_TMP/g.toml"
+    fv_add_inner "$FV_NS_A" "$GW_IN/32"
+}
+
+# ss_client_conf USER PASSWORD OUTER: swanctl.conf of a strongSwan XAuth client at OUTER.
+ss_client_conf() {
+    cat <<CONF
+connections {
+    gw {
+        version = 1
+        aggressive = ${SS_AGGR:-no}
+        pull = ${SS_PULL:-yes}
+        local_addrs = $3
+        remote_addrs = 192.0.2.1
+        proposals = aes256-sha256-modp2048
+        vips = 0.0.0.0
+        local {
+            auth = psk
+            id = ${SS_ID:-$3}
+        }
+        local-xauth {
+            auth = xauth
+            xauth_id = $1
+        }
+        remote {
+            auth = psk
+            id = 192.0.2.1
+        }
+        children {
+            gw {
+                remote_ts = 203.0.113.0/24
+                esp_proposals = aes128gcm16
+                start_action = none
+            }
+        }
+    }
+}
+secrets {
+    ike-gw {
+        id-a = ${SS_ID:-$3}
+        id-b = 192.0.2.1
+        secret = "$PSK"
+    }
+    xauth-user {
+        id = $1
+        secret = "$2"
+    }
+}
+CONF
+}
+
+# ss_client NS USER PASSWORD OUTER: starts charon in NS as an XAuth client of the gateway.
+ss_client() {
+    fv_charon_config "$1" "$(fv_strongswan_conf "ss-$2" "" "default = 1
+            ike = 2
+            cfg = 2")" "$(ss_client_conf "$2" "$3" "$4")"
+    fv_charon_start "$1"
+    E2E_LOGS+=("$(fv_charon_dir "$1")/charon.log")
+    fv_charon_wait "$1" || fail "charon in $1 did not start"
+    fv_charon_load "$1" >/dev/null || fail "swanctl --load-all failed in $1"
+}
+
+# ss_vip NS: the virtual IP charon in NS got (from --list-sas), empty if none.
+ss_vip() {
+    fv_swanctl "$1" --list-sas 2>/dev/null | grep -o 'local  *[0-9.]*/32' | grep -o '[0-9.]*/32' | head -1 | cut -d/ -f1
+}
+
+# gw_client_up NS USER: `swanctl --initiate` in NS; its virtual IP in $VIP.
+gw_client_up() {
+    fv_swanctl "$1" --initiate --child gw --timeout 30 >"$FV_TMP/initiate-$1.txt" 2>&1 ||
+        { cat "$FV_TMP/initiate-$1.txt" >&2; fail "strongSwan in $1 ($2) could not connect"; }
+    VIP="$(ss_vip "$1")"
+    [ -n "$VIP" ] || { fv_swanctl "$1" --list-sas >&2; fail "strongSwan in $1 got no virtual IP"; }
+    python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$VIP" "$GW_POOL" ||
+        fail "virtual IP $VIP is not from $GW_POOL"
+    ok "strongSwan $2 in $1 connected with virtual IP $VIP"
+}
+
+case_gateway_strongswan() {
+    FV_NO_IPV6=1 fv_two_ns
+    # The gateway's TUN is a [daemon] shared_interfaces device (the pool routed into it).
+    C_DAEMON_EXTRA='shared_interfaces = ["fvgw"]' gw_conf pull
+    grep -q '^shared_interfaces = \["fvgw"\]' "$FV_TMP/g.toml" || fail "g.toml lacks shared_interfaces"
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    B_IN="" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    gw_client_up "$FV_NS_B" alice
+    local log="$FV_TMP/gateway.log"
+    e2e_wait_log "$log" "remote-access client alice from 192.0.2.2:[0-9]+ got $VIP" 5 ||
+        fail "the gateway does not log alice's lease"
+    ok "$(grep -m1 -o 'remote-access client alice.*' "$log")"
+    grep -q "correct horse" "$log" && fail "the password appears in the gateway log"
+    e2e_ping "$FV_NS_B" "$VIP" "$GW_IN" 3
+    e2e_transfer "$FV_NS_B" "$VIP" "$FV_NS_A" "$GW_IN" 1
+    # The client leaves: its lease is released.
+    fv_swanctl "$FV_NS_B" --terminate --ike gw --timeout 10 >/dev/null 2>&1 || true
+    e2e_wait_log "$log" "lease of $VIP released" 10 || fail "the lease of $VIP was not released"
+    ok "lease of $VIP released after the client's delete"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+# Aggressive Mode with the group name as ID_KEY_ID (what iPhones and Android send) and Mode
+# Config pushed by the gateway (SET/ACK).
+case_gateway_aggressive_push() {
+    FV_NO_IPV6=1 fv_two_ns
+    GW_MODE=aggressive GW_EXTRA="allow_aggressive_psk = true" gw_conf push
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    SS_AGGR=yes SS_PULL=no SS_ID="keyid:vpngroup" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    gw_client_up "$FV_NS_B" alice
+    local log="$FV_TMP/gateway.log"
+    grep -q "sending AM2" "$log" || fail "no Aggressive Mode on the gateway"
+    # Two SETs (XAuth STATUS, then the settings) and no REQUEST from the client.
+    [ "$(grep -c 'sending TRANSACTION \[ HASH CPS \]' "$log")" = 2 ] || fail "not two SETs (STATUS, settings) sent"
+    grep -q "received TRANSACTION \[ HASH CPRQ \]" "$log" && fail "the client pulled although the gateway pushes"
+    ok "Aggressive Mode with ID_KEY_ID vpngroup, Mode Config pushed (SET)"
+    e2e_ping "$FV_NS_B" "$VIP" "$GW_IN" 3
+    e2e_transfer "$FV_NS_B" "$VIP" "$FV_NS_A" "$GW_IN" 1
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+# ferrovpn as the client of ferrovpn as the gateway: B dials A.
+case_gateway_ferrovpn_client() {
+    FV_NO_IPV6=1 fv_two_ns
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    (umask 077 && printf 'battery staple\n' >"$FV_TMP/bob.pw")
+    e2e_psk "$FV_TMP/c.psk" "$PSK"
+    local sock_c="$FV_TMP/c.sock"
+    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
+        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
+xauth_user = \"bob\"
+xauth_password_file = \"$FV_TMP/bob.pw\"" C_TUNNEL="[connection.route_based]
+interface = \"fvc0\"
+remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
+    e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
+    local pid_c="$E2E_PID"
+    e2e_wait_sas "$sock_c" "$pid_c" 1 30 || fail "ferrovpn client: no IPsec SA within 30 s"
+    local vip=198.51.100.129
+    ip -n "$FV_NS_B" -4 addr show dev fvc0 | grep -q "inet $vip/32" || fail "$vip is not on the client's fvc0"
+    grep -q "banner from the gateway: Authorized e2e users only" "$FV_TMP/client.log" || fail "the client did not get the banner"
+    ok "ferrovpn client bob got $vip and the banner from the ferrovpn gateway"
+    e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 3
+    e2e_transfer "$FV_NS_B" "$vip" "$FV_NS_A" "$GW_IN" 1
+    e2e_down "$sock_c" "$pid_c" "$FV_NS_B" fvc0
+    e2e_wait_log "$FV_TMP/gateway.log" "lease of $vip released" 10 || fail "the lease of $vip was not released"
+    ok "lease of $vip released when the client went down"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+case_gateway_two_clients() {
+    FV_NO_IPV6=1 fv_two_ns
+    # A third namespace C (192.0.2.3) on a bridge-less second veth to A.
+    FV_NS_C="${FV_ID}c"
+    fv_ns_create "$FV_NS_C"
+    fv_veth "$FV_NS_A" "${FV_ID}-ac" 192.0.2.11/32 "$FV_NS_C" "${FV_ID}-c" 192.0.2.3/24
+    ip -n "$FV_NS_A" route add 192.0.2.3/32 dev "${FV_ID}-ac"
+    ip -n "$FV_NS_C" route add 192.0.2.1/32 dev "${FV_ID}-c" 2>/dev/null || true
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    ss_client "$FV_NS_C" bob "battery staple" 192.0.2.3
+    gw_client_up "$FV_NS_B" alice
+    local vip_b="$VIP"
+    gw_client_up "$FV_NS_C" bob
+    local vip_c="$VIP"
+    [ "$vip_b" != "$vip_c" ] || fail "both clients got $vip_b"
+    ok "two clients, two addresses: alice $vip_b, bob $vip_c"
+    e2e_ping "$FV_NS_B" "$vip_b" "$GW_IN" 3
+    e2e_ping "$FV_NS_C" "$vip_c" "$GW_IN" 3
+    e2e_transfer "$FV_NS_B" "$vip_b" "$FV_NS_A" "$GW_IN" 1
+    e2e_transfer "$FV_NS_C" "$vip_c" "$FV_NS_A" "$GW_IN" 1
+    "$FERROVPN" status --socket "$SOCK_G" >"$FV_TMP/status.txt" 2>&1 || fail "status failed"
+    grep -q "pool $GW_POOL: 2 used, 124 free" "$FV_TMP/status.txt" || { cat "$FV_TMP/status.txt" >&2; fail "status does not show the pool use"; }
+    grep -Eq "client alice $vip_b from 192.0.2.2:[0-9]+  since [0-9]+s  in [1-9][0-9]* pkts" "$FV_TMP/status.txt" ||
+        { cat "$FV_TMP/status.txt" >&2; fail "status does not show alice with her counters"; }
+    grep -Eq "client bob $vip_c from 192.0.2.3:[0-9]+" "$FV_TMP/status.txt" || fail "status does not show bob"
+    ok "status: $(grep -m1 'pool ' "$FV_TMP/status.txt" | sed -E 's/^ +//'); $(grep -m1 'client alice' "$FV_TMP/status.txt" | sed -E 's/^ +//')"
+    [ "$(e2e_q "$SOCK_G" 'sorted(c["user"] for c in d["connections"][0]["clients"])')" = "['alice', 'bob']" ] ||
+        fail "status --json lacks the clients"
+    [ "$(e2e_q "$SOCK_G" 'len(ikes)')" = 2 ] || fail "the gateway does not show two ISAKMP SAs"
+    ok "the gateway holds two ISAKMP SAs and $(e2e_q "$SOCK_G" 'len(sas)') IPsec SAs"
+    fv_charon_stop "$FV_NS_B"
+    fv_charon_stop "$FV_NS_C"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+case_gateway_wrong_password() {
+    FV_NO_IPV6=1 fv_two_ns
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    ss_client "$FV_NS_B" alice "wrong password" 192.0.2.2
+    fv_swanctl "$FV_NS_B" --initiate --child gw --timeout 20 >"$FV_TMP/initiate.txt" 2>&1 &&
+        fail "strongSwan connected with a wrong password"
+    local log="$FV_TMP/gateway.log"
+    e2e_wait_log "$log" "XAuth failed: wrong user name or password for user \"alice\"" 10 ||
+        fail "the gateway does not log the XAuth failure"
+    ok "$(grep -m1 -o 'XAuth failed.*' "$log")"
+    local clog
+    clog="$(fv_charon_dir "$FV_NS_B")/charon.log"
+    grep -Ei "xauth authentication .*failed" "$clog" >"$FV_TMP/ss-xauth.txt" ||
+        { grep -i xauth "$clog" | grep -v 'loaded plugins' >&2; fail "strongSwan does not log the failed XAuth"; }
+    ok "strongSwan: $(head -n 1 "$FV_TMP/ss-xauth.txt" | cut -c1-120)"
+    [ "$(e2e_q "$SOCK_G" 'len(sas)')" = 0 ] || fail "the gateway installed an IPsec SA for a rejected user"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -273,6 +273,26 @@ EXIT STATUS:\n    0   the new configuration is in effect (what changed is printe
 2   usage error"
     )]
     Reload(DownArgs),
+    /// Manage the XAuth users file of a remote-access gateway (`users_file`).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Set a user's password in FILE (created with mode 600 if missing); the password is the
+    /// first line of standard input (asked for when it is a terminal). Stored as SHA-512 crypt.
+    #[command(
+        after_long_help = "EXAMPLES:\n    ferrovpn user add /etc/ferrovpn/users alice\n    \
+printf '%s\\n' \"$PW\" | ferrovpn user add users alice\n\n\
+EXIT STATUS:\n    0   stored\n    1   the file or the input was refused (the reason is printed)"
+    )]
+    Add {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -434,6 +454,29 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             out,
             err,
         ),
+        Command::User(UserCommand::Add { file, name }) => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                let _ = write!(err, "password for {name} (shown as typed): ");
+                let _ = err.flush();
+            }
+            let mut line = zeroize::Zeroizing::new(String::new());
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                let _ = writeln!(err, "ferrovpn user add: reading the password: {e}");
+                return EXIT_FAILURE;
+            }
+            let password = line.trim_end_matches(['\n', '\r']);
+            match crate::users::add(&file, &name, password) {
+                Ok(()) => {
+                    let _ = writeln!(out, "user {name} stored in {}", file.display());
+                    EXIT_OK
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "ferrovpn user add: {e}");
+                    EXIT_FAILURE
+                }
+            }
+        }
         Command::Reload(a) => {
             let answer = crate::daemon::control::request_waiting(
                 &a.socket,

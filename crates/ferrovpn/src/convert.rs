@@ -83,6 +83,11 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
         }),
         mode_cfg: r.mode_cfg,
     });
+    cfg.gateway = c.gateway.as_ref().map(gateway);
+    if c.gateway.is_some() {
+        // Any client ID: the group PSK authenticates phase 1, XAuth the user.
+        cfg.remote_id = ferrovpn_ike::IdValue::Ipv4(std::net::Ipv4Addr::UNSPECIFIED);
+    }
     cfg.nat_traversal = match c.nat_traversal {
         NatTraversal::Auto => ferrovpn_ike::NatTraversal::Auto,
         NatTraversal::Force => ferrovpn_ike::NatTraversal::Force,
@@ -219,6 +224,46 @@ pub fn esp_sas(c: &ChildSa) -> Option<(SaConfig, SaConfig)> {
 /// Where a byte lifetime's rekey starts: 90 % of it.
 fn soft_bytes(hard: u64) -> u64 {
     hard - hard / 10
+}
+
+/// The ike crate's gateway role from a validated `remote_access = "gateway"`.
+fn gateway(g: &crate::config::Gateway) -> ferrovpn_ike::config::RemoteAccessGateway {
+    use std::net::{IpAddr, Ipv4Addr};
+    let v4 = |a: IpAddr| match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let mask = |len: u8| {
+        Ipv4Addr::from(
+            u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0),
+        )
+    };
+    let settings = ferrovpn_ike::wire::ModeCfgSettings {
+        ip4_dns: g.dns.clone(),
+        default_domain: g.domains.first().cloned(),
+        split_dns: if g.split_include.is_empty() {
+            Vec::new()
+        } else {
+            g.domains.clone()
+        },
+        split_include: g
+            .split_include
+            .iter()
+            .map(|n| (v4(n.addr()), mask(n.prefix_len())))
+            .collect(),
+        banner: g.banner.clone(),
+        ..Default::default()
+    };
+    ferrovpn_ike::config::RemoteAccessGateway {
+        users: Some(g.users.clone() as std::sync::Arc<dyn ferrovpn_ike::config::XauthVerifier>),
+        pool: (v4(g.pool.addr()), g.pool.prefix_len()),
+        settings,
+        push: g.push,
+        max_failures: 5,
+        failure_window: std::time::Duration::from_secs(300),
+    }
 }
 
 #[cfg(test)]

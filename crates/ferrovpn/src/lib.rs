@@ -23,3 +23,4 @@ pub mod snapshot;
 pub mod socket;
 pub mod sys;
 pub mod tun;
+pub mod users;

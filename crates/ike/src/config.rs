@@ -279,6 +279,46 @@ pub struct RemoteAccessClient {
     pub mode_cfg: ModeCfgMode,
 }
 
+/// Checks an XAuth user name and password for a gateway (draft-beaulieu-ike-xauth §4.2).
+///
+/// A synchronous input handed in with the config, not an event the daemon answers: checking a
+/// hash loaded at config time is pure computation, so `ike` stays sans-IO and the exchange needs
+/// no "waiting for the verdict" state. A verifier that must do I/O (PAM, RADIUS) would need an
+/// event/answer pair instead.
+pub trait XauthVerifier: Send + Sync {
+    /// True when `user` may log in with `password`. Must not log either.
+    fn verify(&self, user: &str, password: &[u8]) -> bool;
+}
+
+/// This host as a remote-access gateway (issue 14): after phase 1 (XAUTHInitPreShared) it asks
+/// the client for user name and password, then assigns an address from `pool` with the
+/// settings of `settings` by Mode Config; the client's Quick Mode must use that address.
+#[derive(Clone)]
+pub struct RemoteAccessGateway {
+    /// None: no XAuth (Mode Config after phase 1 alone).
+    pub users: Option<std::sync::Arc<dyn XauthVerifier>>,
+    /// IPv4 pool: network address and prefix length; network and broadcast are never leased.
+    pub pool: (std::net::Ipv4Addr, u8),
+    /// What every client gets besides its address (DNS, domains, split-include, banner).
+    pub settings: crate::wire::ModeCfgSettings,
+    /// Push the settings (SET) right after XAuth instead of waiting for the client's REQUEST.
+    pub push: bool,
+    /// XAuth failures from one source address within `failure_window` before further phase 1
+    /// attempts from it are dropped until the window has passed.
+    pub max_failures: u32,
+    pub failure_window: Duration,
+}
+
+impl fmt::Debug for RemoteAccessGateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteAccessGateway")
+            .field("xauth", &self.users.is_some())
+            .field("pool", &self.pool)
+            .field("push", &self.push)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A configured peer.
 #[derive(Clone)]
 pub struct ConnectionConfig {
@@ -319,6 +359,9 @@ pub struct ConnectionConfig {
     pub fragment_size: usize,
     /// Remote-access client role (XAuth, Mode Config); None for site to site.
     pub remote_access: Option<RemoteAccessClient>,
+    /// Remote-access gateway role; its remote address may be unspecified (`0.0.0.0`: clients
+    /// come from anywhere).
+    pub gateway: Option<RemoteAccessGateway>,
     /// A minimal XAuth/Mode Config gateway for in-memory tests of the client; NOT the gateway
     /// role of issue 14 (no pools, no leases, one user).
     #[cfg(feature = "test-support")]
@@ -355,6 +398,9 @@ impl ConnectionConfig {
                     .as_ref()
                     .is_some_and(|g| g.xauth.is_some()) =>
             {
+                crate::wire::attr::auth_method::XAUTH_INIT_PSK
+            }
+            (Phase1Auth::Psk, _) if self.gateway.as_ref().is_some_and(|g| g.users.is_some()) => {
                 crate::wire::attr::auth_method::XAUTH_INIT_PSK
             }
             (auth, _) => auth.method(),
@@ -408,6 +454,7 @@ impl ConnectionConfig {
             fragmentation: Fragmentation::Yes,
             fragment_size: DEFAULT_FRAGMENT_SIZE,
             remote_access: None,
+            gateway: None,
             #[cfg(feature = "test-support")]
             test_gateway: None,
         }

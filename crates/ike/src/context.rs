@@ -13,6 +13,7 @@ use crate::config::{ConnectionConfig, Settings};
 use crate::crypto::DhPrivate;
 use crate::event::Event;
 use crate::key_pool::KeyPool;
+use crate::lease::Leases;
 
 /// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
 /// and strips the 4-byte non-ESP marker (RFC 3948 §2.2).
@@ -38,6 +39,7 @@ pub(crate) struct Ctx<'a> {
     pub rng: &'a mut StdRng,
     pub keys: &'a mut KeyPool,
     pub out: &'a mut Output,
+    pub leases: &'a mut Leases,
 }
 
 impl Ctx<'_> {

@@ -23,6 +23,7 @@ use crate::event::{
 use crate::exchange::quick_mode::state::QmState;
 use crate::fragment::{self, Added, FragmentError, Reassembler};
 use crate::key_pool::KeyPool;
+use crate::lease::Leases;
 use crate::proposal::IkeProposal;
 use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
@@ -48,6 +49,8 @@ pub struct Counters {
     pub no_connection: u64,
     /// MM1/AM1 dropped because too many responder SAs were half-open.
     pub half_open_dropped: u64,
+    /// MM1/AM1 to a gateway from a source locked out after too many wrong XAuth passwords.
+    pub xauth_locked_out: u64,
     /// Half-open responder SAs forgotten to make room for a newer MM1/AM1 from the same peer.
     pub half_open_replaced: u64,
     /// Retransmissions answered from the reply cache.
@@ -117,16 +120,29 @@ struct Env {
     rng: StdRng,
     keys: KeyPool,
     out: Output,
+    /// Address leases and XAuth failure counts of gateway connections.
+    leases: Leases,
 }
 
 impl Env {
     /// The first connection (in configuration order) from `local` to `remote`; any local
     /// address when `local` is None.
+    /// A gateway connection with an unspecified remote address answers any peer that no
+    /// connection names (issue 14: clients come from anywhere).
     fn conn_for(&self, local: Option<IpAddr>, remote: IpAddr) -> Option<ConnId> {
-        self.by_remote.get(&remote)?.iter().copied().find(|&i| {
-            self.conns
-                .get(i)
-                .is_some_and(|c| c.remote_addr == remote && local.is_none_or(|l| l == c.local_addr))
+        let named = |r: IpAddr| {
+            self.by_remote.get(&r)?.iter().copied().find(|&i| {
+                self.conns
+                    .get(i)
+                    .is_some_and(|c| c.remote_addr == r && local.is_none_or(|l| l == c.local_addr))
+            })
+        };
+        named(remote).or_else(|| {
+            let any = match remote {
+                IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            };
+            named(any).filter(|&i| self.conns.get(i).is_some_and(|c| c.gateway.is_some()))
         })
     }
 
@@ -146,6 +162,7 @@ impl Env {
             rng: &mut self.rng,
             keys: &mut self.keys,
             out: &mut self.out,
+            leases: &mut self.leases,
         })
     }
 }
@@ -186,6 +203,7 @@ impl Endpoint {
                 rng: StdRng::from_seed(seed),
                 keys,
                 out: Output::default(),
+                leases: Leases::default(),
             },
             sas: SaTable::default(),
             replaces: HashMap::new(),
@@ -346,7 +364,7 @@ impl Endpoint {
                 // AM3 needs no answer: a peer that repeats it waits for something from us.
                 let xauth = sa.features.xauth;
                 let reason = if xauth {
-                    "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends; it announced XAuth, so it expects XAuth/Mode Config from a remote-access server, which ferrovpn cannot be yet (only a remote-access client)".to_string()
+                    "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends; it announced XAuth, so it expects XAuth/Mode Config from a remote-access server: configure this connection with remote_access = \"gateway\"".to_string()
                 } else {
                     "the peer repeats AM3, which needs no answer: it waits for something ferrovpn never sends (XAuth/Mode Config of a remote-access server?)".to_string()
                 };
@@ -544,6 +562,13 @@ impl Endpoint {
             self.counters.no_connection += 1;
             return;
         };
+        if let Some(gw) = self.env.conns.get(conn).and_then(|c| c.gateway.as_ref()) {
+            let (max, window) = (gw.max_failures, gw.failure_window);
+            if self.env.leases.locked_out(d.remote.ip(), now, max, window) {
+                self.counters.xauth_locked_out += 1;
+                return;
+            }
+        }
         if !self.make_room_for_half_open(d.remote.ip()) {
             self.counters.half_open_dropped += 1;
             return;
@@ -580,14 +605,24 @@ impl Endpoint {
             sa.initial_contact_received = false;
             // The peer restarted: SAs with it that were up before this one began are stale.
             // (Simultaneous negotiations started together and are left alone.)
+            // A gateway's connection has many clients: only this client's own (same outer
+            // address and port) are stale.
+            let gateway = self
+                .env
+                .conns
+                .get(conn)
+                .is_some_and(|c| c.gateway.is_some());
+            let remote = sa.remote;
             let stale: Vec<[u8; 8]> = self
                 .sas
                 .of_conn(conn)
+                .filter(|(_, s)| !gateway || s.remote == remote)
                 .filter(|(k, s)| **k != key && s.established_at.is_some_and(|t| t < created))
                 .map(|(k, _)| *k)
                 .collect();
             for k in stale {
                 if let Some(mut old) = self.sas.remove(&k) {
+                    self.release_leases(&old);
                     if let Some(mut ctx) = self.env.ctx(now, conn) {
                         old.drop_children(&mut ctx, "peer sent INITIAL-CONTACT");
                         ctx.event(Event::IkeSaDeleted {
@@ -676,17 +711,34 @@ impl Endpoint {
         self.replaces.remove(&key);
         self.fail_half_installed(&sa);
         if sa.children.is_empty() {
+            self.release_leases(&sa);
             return;
         }
+        // A gateway's pairs belong to one client: they move only to that client's new ISAKMP
+        // SA (same outer address and port), and its lease with them.
+        let gateway = self
+            .env
+            .conns
+            .get(sa.conn)
+            .is_some_and(|c| c.gateway.is_some());
         let other = self
             .sas
             .of_conn(sa.conn)
-            .find(|(_, o)| o.is_established())
+            .find(|(_, o)| o.is_established() && (!gateway || o.remote == sa.remote))
             .map(|(k, _)| *k);
         if let Some(other) = other.and_then(|k| self.sas.get_mut(&k)) {
             other.children.append(&mut sa.children);
+            if gateway {
+                other.assigned_remote = other.assigned_remote.or(sa.assigned_remote);
+                other.xauth_user = other.xauth_user.clone().or(sa.xauth_user.clone());
+                let to = other.cookies.initiator_spi;
+                self.env
+                    .leases
+                    .transfer(sa.conn, &sa.cookies.initiator_spi, to);
+            }
             return;
         }
+        self.release_leases(&sa);
         let Some(mut ctx) = self.env.ctx(now, sa.conn) else {
             return;
         };
@@ -769,9 +821,33 @@ impl Endpoint {
     /// Deletes an ISAKMP SA already taken out of `sas` (replaced, or at shutdown), telling
     /// the peer.
     fn retire(&mut self, now: Instant, mut old: IkeSa, reason: &str) {
+        self.release_leases(&old);
         if let Some(mut ctx) = self.env.ctx(now, old.conn) {
             old.delete(&mut ctx, reason);
         }
+    }
+
+    /// Frees the addresses a gateway leased to the client of `sa` (issue 14).
+    fn release_leases(&mut self, sa: &IkeSa) {
+        for address in self.env.leases.release(sa.conn, &sa.cookies.initiator_spi) {
+            self.env.out.events.push_back(Event::LeaseReleased {
+                conn: sa.conn,
+                cookies: sa.cookies,
+                address,
+            });
+        }
+    }
+
+    /// Leases of the gateway connection `conn`: (address, holder), and the pool size.
+    pub fn leases(
+        &self,
+        conn: ConnId,
+    ) -> Option<(Vec<(std::net::Ipv4Addr, crate::lease::Lease)>, u64)> {
+        let pool = self.env.leases.pool(conn)?;
+        Some((
+            pool.leases().map(|(a, l)| (*a, l.clone())).collect(),
+            pool.size(),
+        ))
     }
 
     /// Deletes everything, telling peers (for SIGTERM).

@@ -163,6 +163,12 @@ pub enum RemoteAccessFailure {
     },
     /// A Transaction message was malformed.
     Malformed(String),
+    /// Gateway: the client's user name or password was wrong (never the password itself).
+    XauthFailed { user: String },
+    /// Gateway: the client's source sent too many wrong passwords lately.
+    SourceLockedOut,
+    /// Gateway: no free address left in the pool.
+    PoolExhausted { pool: String },
 }
 
 impl RemoteAccessFailure {
@@ -175,6 +181,9 @@ impl RemoteAccessFailure {
             RemoteAccessFailure::ModeConfig(_) => "mode_config",
             RemoteAccessFailure::GatewaySilent { .. } => "gateway_silent",
             RemoteAccessFailure::Malformed(_) => "transaction_malformed",
+            RemoteAccessFailure::XauthFailed { .. } => "xauth_failed",
+            RemoteAccessFailure::SourceLockedOut => "xauth_source_locked_out",
+            RemoteAccessFailure::PoolExhausted { .. } => "pool_exhausted",
         }
     }
 }
@@ -202,6 +211,17 @@ impl fmt::Display for RemoteAccessFailure {
                 after.as_secs()
             ),
             RemoteAccessFailure::Malformed(m) => write!(f, "malformed Transaction message: {m}"),
+            RemoteAccessFailure::XauthFailed { user } => write!(
+                f,
+                "XAuth failed: wrong user name or password for user {user:?}"
+            ),
+            RemoteAccessFailure::SourceLockedOut => write!(
+                f,
+                "XAuth refused: too many wrong passwords from this source lately"
+            ),
+            RemoteAccessFailure::PoolExhausted { pool } => {
+                write!(f, "Mode Config: no free address left in pool {pool}")
+            }
         }
     }
 }
@@ -358,6 +378,21 @@ pub enum Event {
         conn: ConnId,
         cookies: Cookies,
         settings: crate::wire::ModeCfgSettings,
+    },
+    /// Gateway: a client passed XAuth and Mode Config and holds `address` (issue 14); the
+    /// daemon routes it to the client's IPsec SAs.
+    RemoteAccessClientUp {
+        conn: ConnId,
+        cookies: Cookies,
+        user: Option<String>,
+        address: std::net::Ipv4Addr,
+        peer: SocketAddr,
+    },
+    /// Gateway: a client's lease ended (its ISAKMP SA deleted, dead or expired).
+    LeaseReleased {
+        conn: ConnId,
+        cookies: Cookies,
+        address: std::net::Ipv4Addr,
     },
     IkeSaFailed {
         conn: Option<ConnId>,

@@ -20,6 +20,7 @@ pub mod exchange;
 pub mod fragment;
 mod key_pool;
 mod keyed;
+pub mod lease;
 pub mod proposal;
 mod retransmit;
 pub mod role;

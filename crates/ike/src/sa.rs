@@ -109,6 +109,11 @@ pub(crate) struct IkeSa {
     pub transaction: Option<crate::exchange::transaction::state::Transaction>,
     /// Our address assigned by Mode Config: the local selector of our Quick Modes.
     pub assigned_local: Option<crate::config::TrafficSelector>,
+    /// Gateway: the address leased to this client; its Quick Modes must use it as their
+    /// selector (issue 14). None until Mode Config is done: no Quick Mode before.
+    pub assigned_remote: Option<std::net::Ipv4Addr>,
+    /// Gateway: the user XAuth authenticated on this ISAKMP SA.
+    pub xauth_user: Option<String>,
 }
 
 /// A probe MM1 (own initiator cookie) whose answer proves UDP 4500 passes (RFC 3947 §4).
@@ -167,6 +172,8 @@ impl IkeSa {
             peer_cert_requests: Vec::new(),
             transaction: None,
             assigned_local: None,
+            assigned_remote: None,
+            xauth_user: None,
         }
     }
 

@@ -71,6 +71,8 @@ pub struct Connection {
     pub tcp_mss: TcpMss,
     /// `remote_access = "client"`: XAuth and Mode Config before Quick Mode.
     pub remote_access: Option<super::remote_access::RemoteAccess>,
+    /// `remote_access = "gateway"`: XAuth users and an address pool for clients.
+    pub gateway: Option<super::remote_access::Gateway>,
 }
 
 pub(super) fn check_name(name: &str) -> Result<(), String> {
@@ -160,17 +162,33 @@ pub(super) fn validate_connection(
         .local_addr
         .parse()
         .map_err(|_| format!("local_addr: '{}' is not an IP address", rc.local_addr))?;
-    let remote_addr: IpAddr = rc
-        .remote_addr
-        .parse()
-        .map_err(|_| format!("remote_addr: '{}' is not an IP address", rc.remote_addr))?;
+    // A gateway's clients come from anywhere: "any" is the unspecified address of local_addr's
+    // family, which the endpoint matches to any peer no other connection names.
+    let remote_addr: IpAddr = match rc.remote_addr.as_str() {
+        "any" if raw_remote_access.is_gateway() => match local_addr {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        },
+        "any" => return Err("remote_addr = \"any\" needs remote_access = \"gateway\"".into()),
+        _ if raw_remote_access.is_gateway() => {
+            return Err(
+                "remote_addr: a gateway takes clients from anywhere: set remote_addr = \"any\""
+                    .into(),
+            )
+        }
+        other => other
+            .parse()
+            .map_err(|_| format!("remote_addr: '{other}' is not an IP address"))?,
+    };
     if local_addr.is_ipv6() != remote_addr.is_ipv6() {
         return Err(format!(
             "local_addr {local_addr} and remote_addr {remote_addr} are of different address families"
         ));
     }
     check_unicast("local_addr", local_addr)?;
-    check_unicast("remote_addr", remote_addr)?;
+    if rc.remote_addr != "any" {
+        check_unicast("remote_addr", remote_addr)?;
+    }
     if local_addr == remote_addr {
         return Err(format!("local_addr and remote_addr are both {local_addr}"));
     }
@@ -406,6 +424,15 @@ pub(super) fn validate_connection(
         }
     };
 
+    let gateway = super::remote_access::validate_gateway(
+        &raw_remote_access,
+        &auth,
+        rc.start,
+        &tunnel,
+        base,
+        purpose,
+        notes,
+    )?;
     let remote_access = super::remote_access::validate(
         raw_remote_access,
         &auth,
@@ -442,6 +469,7 @@ pub(super) fn validate_connection(
         tunnel,
         tcp_mss,
         remote_access,
+        gateway,
     })
 }
 

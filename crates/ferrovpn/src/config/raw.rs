@@ -93,6 +93,12 @@ pub(super) struct RawConnection {
     pub(super) xauth_password_file: Option<PathBuf>,
     pub(super) modeconfig: Option<String>,
     pub(super) dns_hook: Option<PathBuf>,
+    pub(super) pool: Option<String>,
+    pub(super) dns: Option<Vec<String>>,
+    pub(super) domains: Option<Vec<String>>,
+    pub(super) split_include: Option<Vec<String>>,
+    pub(super) banner: Option<String>,
+    pub(super) users_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ use super::raw::RawConnection;
 use super::remark::Severity;
 use super::secret::{Psk, Purpose};
 use super::tunnel::Tunnel;
+use crate::ipnet::IpNet;
 use crate::secret_file::{self, SecretFileError};
 
 /// A validated remote-access client setup.
@@ -32,6 +33,23 @@ pub struct Xauth {
     pub password_file: PathBuf,
 }
 
+/// A validated `remote_access = "gateway"` setup (issue 14).
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// The IPv4 pool clients get their address from.
+    pub pool: IpNet,
+    pub dns: Vec<std::net::Ipv4Addr>,
+    /// The first is the default domain (DEF_DOMAIN); all are split-DNS names.
+    pub domains: Vec<String>,
+    pub split_include: Vec<IpNet>,
+    pub banner: Option<String>,
+    /// The XAuth users (SHA-512 crypt), from `users_file`.
+    pub users: std::sync::Arc<crate::users::Users>,
+    pub users_file: PathBuf,
+    /// Push the settings (SET) instead of answering the client's REQUEST.
+    pub push: bool,
+}
+
 /// The raw keys of a connection that belong to remote access.
 pub(super) struct RawRemoteAccess {
     pub(super) remote_access: Option<String>,
@@ -39,9 +57,20 @@ pub(super) struct RawRemoteAccess {
     pub(super) xauth_password_file: Option<PathBuf>,
     pub(super) modeconfig: Option<String>,
     pub(super) dns_hook: Option<PathBuf>,
+    pub(super) pool: Option<String>,
+    pub(super) dns: Option<Vec<String>>,
+    pub(super) domains: Option<Vec<String>>,
+    pub(super) split_include: Option<Vec<String>>,
+    pub(super) banner: Option<String>,
+    pub(super) users_file: Option<PathBuf>,
 }
 
 impl RawRemoteAccess {
+    /// True for `remote_access = "gateway"`.
+    pub(super) fn is_gateway(&self) -> bool {
+        self.remote_access.as_deref() == Some("gateway")
+    }
+
     pub(super) fn take(rc: &mut RawConnection) -> Self {
         RawRemoteAccess {
             remote_access: rc.remote_access.take(),
@@ -49,8 +78,166 @@ impl RawRemoteAccess {
             xauth_password_file: rc.xauth_password_file.take(),
             modeconfig: rc.modeconfig.take(),
             dns_hook: rc.dns_hook.take(),
+            pool: rc.pool.take(),
+            dns: rc.dns.take(),
+            domains: rc.domains.take(),
+            split_include: rc.split_include.take(),
+            banner: rc.banner.take(),
+            users_file: rc.users_file.take(),
         }
     }
+}
+
+/// Checks the keys of `remote_access = "gateway"`: a responder on a route-based tunnel whose
+/// remote selector and routes hold the pool.
+pub(super) fn validate_gateway(
+    raw: &RawRemoteAccess,
+    auth: &Auth,
+    start: Start,
+    tunnel: &Tunnel,
+    base: &Path,
+    purpose: Purpose,
+    notes: &mut Vec<(Severity, String)>,
+) -> Result<Option<Gateway>, String> {
+    if !raw.is_gateway() {
+        for (k, set) in [
+            ("pool", raw.pool.is_some()),
+            ("dns", raw.dns.is_some()),
+            ("domains", raw.domains.is_some()),
+            ("split_include", raw.split_include.is_some()),
+            ("banner", raw.banner.is_some()),
+            ("users_file", raw.users_file.is_some()),
+        ] {
+            if set {
+                return Err(format!("{k} needs remote_access = \"gateway\""));
+            }
+        }
+        return Ok(None);
+    }
+    for (k, set) in [
+        ("xauth_user", raw.xauth_user.is_some()),
+        ("xauth_password_file", raw.xauth_password_file.is_some()),
+        ("dns_hook", raw.dns_hook.is_some()),
+    ] {
+        if set {
+            return Err(format!("{k} is a client key; a gateway has users_file"));
+        }
+    }
+    if start != Start::Respond {
+        return Err(
+            "remote_access = \"gateway\" needs start = \"respond\": clients dial in".into(),
+        );
+    }
+    if !matches!(auth, Auth::Psk) {
+        return Err(
+            "remote_access = \"gateway\" supports auth = \"psk\" (group secret + XAuth) only"
+                .into(),
+        );
+    }
+    let Tunnel::RouteBased(r) = tunnel else {
+        return Err("remote_access = \"gateway\" needs [connection.route_based]: the clients' addresses are routed into its TUN device".into());
+    };
+    let pool: IpNet = raw
+        .pool
+        .as_deref()
+        .ok_or("remote_access = \"gateway\" needs pool (e.g. \"198.51.100.128/25\")")?
+        .parse()
+        .map_err(|e| format!("pool: {e}"))?;
+    if pool.is_ipv6()
+        || pool.prefix_len() > 30
+        || IpNet::truncating(pool.addr(), pool.prefix_len()) != pool
+    {
+        return Err(format!(
+            "pool: {pool} must be an IPv4 network (host bits zero) of at least 4 addresses"
+        ));
+    }
+    let Some(sel) = r.selector(false) else {
+        return Err("route_based: a gateway needs IPv4 selectors".into());
+    };
+    if !sel.remote.contains(&pool) {
+        return Err(format!(
+            "route_based.remote_ts {} does not hold pool {pool}: clients' Quick Modes would be refused",
+            sel.remote
+        ));
+    }
+    if !r.routes.iter().any(|x| x.contains(&pool)) {
+        return Err(format!(
+            "route_based.routes must hold pool {pool}: packets to clients go into the TUN device"
+        ));
+    }
+    let dns = raw
+        .dns
+        .iter()
+        .flatten()
+        .map(|d| {
+            d.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| format!("dns: '{d}' is not an IPv4 address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let domains = raw.domains.clone().unwrap_or_default();
+    for d in &domains {
+        if d.is_empty()
+            || d.len() > 253
+            || !d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(format!("domains: '{d}' is not a domain name"));
+        }
+    }
+    let split_include = raw
+        .split_include
+        .iter()
+        .flatten()
+        .map(|n| {
+            let net: IpNet = n.parse().map_err(|e| format!("split_include: {e}"))?;
+            if net.is_ipv6() {
+                return Err(format!(
+                    "split_include: {net} is IPv6 (Unity split-include is IPv4)"
+                ));
+            }
+            Ok(net)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if let Some(b) = &raw.banner {
+        if b.len() > 2000 || b.contains('\0') {
+            return Err("banner: at most 2000 bytes, no NUL".into());
+        }
+    }
+    let push = match raw.modeconfig.as_deref() {
+        None | Some("pull") => false,
+        Some("push") => true,
+        Some(other) => {
+            return Err(format!(
+                "modeconfig: '{other}' is neither \"pull\" (clients ask, the default) nor \"push\" (we send)"
+            ))
+        }
+    };
+    let file = raw.users_file.as_ref().ok_or(
+        "remote_access = \"gateway\" needs users_file (make it with `ferrovpn user add FILE NAME`)",
+    )?;
+    let file = secret_file::resolve(base, file);
+    let users = match crate::users::Users::load(&file) {
+        Ok(u) => u,
+        Err(_) if purpose == Purpose::Check && !file.exists() => {
+            notes.push((
+                Severity::Warning,
+                format!("users_file {} does not exist (yet): `ferrovpn up` refuses to start until it does; make it with `ferrovpn user add {} NAME`", file.display(), file.display()),
+            ));
+            crate::users::Users::default()
+        }
+        Err(e) => return Err(format!("users_file {e}")),
+    };
+    Ok(Some(Gateway {
+        pool,
+        dns,
+        domains,
+        split_include,
+        banner: raw.banner.clone(),
+        users: std::sync::Arc::new(users),
+        users_file: file,
+        push,
+    }))
 }
 
 /// Checks the remote-access keys against the rest of the connection.
@@ -78,12 +265,10 @@ pub(super) fn validate(
             return Ok(None);
         }
         Some("client") => {}
-        Some("gateway") => {
-            return Err("remote_access = \"gateway\" is not supported yet (only \"client\")".into())
-        }
+        Some("gateway") => return Ok(None),
         Some(other) => {
             return Err(format!(
-                "remote_access: '{other}' is not \"client\" (the only role supported)"
+                "remote_access: '{other}' is neither \"client\" nor \"gateway\""
             ))
         }
     }

@@ -1068,8 +1068,8 @@ fn remote_access_client_keys_are_validated() {
     let cases = [
         (with("psk = \"x\"\nxauth_user = \"alice\"", RB), "connection \"site-b\": xauth_user needs remote_access = \"client\""),
         (with("psk = \"x\"\nmodeconfig = \"push\"", RB), "connection \"site-b\": modeconfig needs remote_access = \"client\""),
-        (with("psk = \"x\"\nremote_access = \"server\"", RB), "connection \"site-b\": remote_access: 'server' is not \"client\" (the only role supported)"),
-        (with("psk = \"x\"\nremote_access = \"gateway\"", RB), "connection \"site-b\": remote_access = \"gateway\" is not supported yet (only \"client\")"),
+        (with("psk = \"x\"\nremote_access = \"server\"", RB), "connection \"site-b\": remote_access: 'server' is neither \"client\" nor \"gateway\""),
+        (with("psk = \"x\"\nremote_access = \"gateway\"", RB), "connection \"site-b\": remote_addr: a gateway takes clients from anywhere: set remote_addr = \"any\""),
         (with(ra, PB), "connection \"site-b\": remote_access = \"client\" needs [connection.route_based]: the assigned address goes on its TUN device"),
         (with(&format!("{ra}\nmodeconfig = \"both\""), RB), "connection \"site-b\": modeconfig: 'both' is neither \"pull\" (we ask, the default) nor \"push\" (the gateway sends)"),
         (with(&format!("{ra}\nxauth_user = \"alice\""), RB), "connection \"site-b\": xauth_user needs xauth_password_file"),
@@ -1184,4 +1184,88 @@ fn connections_share_an_interface_only_when_it_is_declared_shared_and_their_rout
     );
     assert!(err(&gateway("shared_interfaces = [\"a/b\"]", &peers))
         .starts_with("daemon: shared_interfaces: 'a/b' may not contain"));
+}
+
+const GW_RB: &str = "[connection.route_based]\ninterface = \"fvgw\"\nremote_ts = \"198.51.100.128/25\"\nroutes = [\"198.51.100.128/25\"]\n";
+
+fn gateway_text(extra: &str) -> String {
+    with(
+        &format!("psk = \"group-secret\"\nremote_access = \"gateway\"\npool = \"198.51.100.128/25\"\nusers_file = \"users\"\n{extra}"),
+        GW_RB,
+    )
+    .replace("remote_addr = \"192.0.2.2\"", "remote_addr = \"any\"")
+    .replace("start = \"initiate\"", "start = \"respond\"")
+}
+
+/// `remote_access = "gateway"`: its keys, their checks and the ike gateway config they make.
+#[test]
+fn remote_access_gateway_is_validated_and_converted() {
+    let dir = TempDir::new("gateway");
+    let users = dir.0.as_path().join("users");
+    crate::users::add(&users, "alice", "correct-horse").unwrap();
+    let ok = gateway_text("dns = [\"203.0.113.53\"]\ndomains = [\"corp.example\"]\nsplit_include = [\"203.0.113.0/24\"]\nbanner = \"hi\"\nmodeconfig = \"push\"");
+    let c = Config::parse(&ok, dir.0.as_path()).unwrap();
+    let conn = &c.connections[0];
+    assert!(conn.remote_addr.is_unspecified());
+    let ike = crate::convert::connection(conn);
+    let gw = ike.gateway.as_ref().unwrap();
+    assert_eq!(gw.pool, ("198.51.100.128".parse().unwrap(), 25));
+    assert!(gw.push);
+    assert_eq!(
+        gw.settings.ip4_dns,
+        vec!["203.0.113.53".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert_eq!(gw.settings.default_domain.as_deref(), Some("corp.example"));
+    assert_eq!(gw.settings.split_dns, vec!["corp.example".to_string()]);
+    assert_eq!(
+        gw.settings.split_include,
+        vec![(
+            "203.0.113.0".parse().unwrap(),
+            "255.255.255.0".parse().unwrap()
+        )]
+    );
+    assert!(gw.users.as_ref().unwrap().verify("alice", b"correct-horse"));
+    assert_eq!(ike.auth_method(), 65001);
+    let bad = |extra: &str, text: Option<String>| {
+        Config::parse(
+            &text.unwrap_or_else(|| gateway_text(extra)),
+            dir.0.as_path(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    for (extra, want) in [
+        ("dns = [\"x\"]", "dns: 'x' is not an IPv4 address"),
+        ("modeconfig = \"both\"", "modeconfig: 'both' is neither"),
+        ("xauth_user = \"a\"", "xauth_user is a client key"),
+        ("split_include = [\"2001:db8::/32\"]", "is IPv6"),
+    ] {
+        let e = bad(extra, None);
+        assert!(e.contains(want), "{e}");
+    }
+    let e = bad(
+        "",
+        Some(gateway_text("").replace("pool = \"198.51.100.128/25\"", "pool = \"203.0.113.0/24\"")),
+    );
+    assert!(e.contains("does not hold pool"), "{e}");
+    let e = bad(
+        "",
+        Some(gateway_text("").replace("start = \"respond\"", "start = \"initiate\"")),
+    );
+    assert!(e.contains("needs start = \"respond\""), "{e}");
+    let e = bad(
+        "",
+        Some(gateway_text("").replace("users_file = \"users\"", "users_file = \"nope\"")),
+    );
+    assert!(e.contains("users_file"), "{e}");
+    let e =
+        err(&with("psk = \"x\"", RB)
+            .replace("remote_addr = \"192.0.2.2\"", "remote_addr = \"any\""));
+    assert!(
+        e.contains("remote_addr = \"any\" needs remote_access = \"gateway\""),
+        "{e}"
+    );
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = bad("", None);
+    assert!(e.contains("users_file") && e.contains("chmod 600"), "{e}");
 }

@@ -155,6 +155,44 @@ impl StatusView {
                         })
                     })
                     .collect();
+                // A gateway's clients (issue 14): one lease each, with its IPsec SAs' counters.
+                let (clients, pool) = match (endpoint.leases(i), &c.cfg.gateway) {
+                    (Some((leases, size)), Some(g)) => {
+                        let clients: Vec<Value> = leases
+                            .iter()
+                            .map(|(address, l)| {
+                                let host = ferrovpn_ike::TrafficSelector::host((*address).into());
+                                let (mut ip, mut ib, mut op, mut ob) = (0, 0, 0, 0);
+                                for p in c.pairs.iter().filter(|p| p.child.remote_ts == host) {
+                                    let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
+                                    ip += i.packets;
+                                    ib += i.bytes;
+                                    op += o.packets;
+                                    ob += o.bytes;
+                                }
+                                json!({
+                                    "user": l.user,
+                                    "address": address.to_string(),
+                                    "peer": l.peer.to_string(),
+                                    "since_s": now.saturating_duration_since(l.since).as_secs(),
+                                    "in_packets": ip, "in_bytes": ib,
+                                    "out_packets": op, "out_bytes": ob,
+                                })
+                            })
+                            .collect();
+                        let used = leases.len() as u64;
+                        let pool = json!({
+                            "pool": g.pool.to_string(), "size": size, "used": used,
+                            "free": size.saturating_sub(used),
+                        });
+                        (clients, Some(pool))
+                    }
+                    (None, Some(g)) => {
+                        let size = pool_size(&g.pool);
+                        (Vec::new(), Some(json!({ "pool": g.pool.to_string(), "size": size, "used": 0, "free": size })))
+                    }
+                    _ => (Vec::new(), None),
+                };
                 json!({
                     "name": c.cfg.name,
                     "local_addr": c.cfg.local_addr.to_string(),
@@ -169,6 +207,8 @@ impl StatusView {
                     })),
                     "ike_sas": ike,
                     "ipsec_sas": ipsec,
+                    "pool": pool,
+                    "clients": clients,
                 })
             })
             .collect();
@@ -182,7 +222,7 @@ impl StatusView {
             "connections": connections,
             "counters": {
                 "ike": { "received": ic.received, "malformed": ic.malformed, "unknown_sa": ic.unknown_sa, "invalid_cookie": ic.invalid_cookie,
-                         "no_connection": ic.no_connection, "half_open_dropped": ic.half_open_dropped, "half_open_replaced": ic.half_open_replaced, "duplicates": ic.duplicates,
+                         "no_connection": ic.no_connection, "half_open_dropped": ic.half_open_dropped, "half_open_replaced": ic.half_open_replaced, "xauth_locked_out": ic.xauth_locked_out, "duplicates": ic.duplicates,
                          "bad_hash": ic.bad_hash, "unexpected": ic.unexpected, "queue_dropped": ld(&io.ike_queue_dropped),
                          "recovery_triggers": ic.recovery_triggers, "recovery_actions": ic.recovery_actions,
                          "fragments_received": ic.fragments_received, "fragments_reassembled": ic.fragments_reassembled,
@@ -244,6 +284,27 @@ impl StatusView {
             }
             if let Some(b) = c["mode_config"]["banner"].as_str() {
                 out.push_str(&format!("  banner: {}\n", b.replace('\n', "\n          ")));
+            }
+            if c["pool"].is_object() {
+                out.push_str(&format!(
+                    "  pool {}: {} used, {} free\n",
+                    s(&c["pool"]["pool"]),
+                    n(&c["pool"]["used"]),
+                    n(&c["pool"]["free"])
+                ));
+            }
+            for k in c["clients"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  client {} {} from {}  since {}s  in {} pkts {} bytes  out {} pkts {} bytes\n",
+                    k["user"].as_str().unwrap_or("-"),
+                    s(&k["address"]),
+                    s(&k["peer"]),
+                    n(&k["since_s"]),
+                    n(&k["in_packets"]),
+                    n(&k["in_bytes"]),
+                    n(&k["out_packets"]),
+                    n(&k["out_bytes"]),
+                ));
             }
             for k in c["ike_sas"].as_array().into_iter().flatten() {
                 out.push_str(&format!(
@@ -539,6 +600,17 @@ pub fn request_waiting(path: &PathBuf, cmd: &str, wait: Duration) -> io::Result<
     let mut answer = String::new();
     s.read_to_string(&mut answer)?;
     Ok(answer)
+}
+
+/// Leasable addresses of a gateway pool (network and broadcast excluded, as the ike crate).
+pub(super) fn pool_size(pool: &crate::ipnet::IpNet) -> u64 {
+    let host_bits = 32u32.saturating_sub(u32::from(pool.prefix_len()));
+    let all = 1u64 << host_bits.min(32);
+    if host_bits <= 1 {
+        all
+    } else {
+        all.saturating_sub(2)
+    }
 }
 
 #[cfg(test)]

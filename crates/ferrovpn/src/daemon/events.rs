@@ -217,6 +217,24 @@ impl Daemon {
                 }
                 self.apply_mode_config(conn, &settings);
             }
+            Event::RemoteAccessClientUp {
+                conn,
+                cookies,
+                user,
+                address,
+                peer,
+            } => {
+                info!(conn = %self.conn_name(conn), cookies = %cookies, peer = %peer,
+                    "remote-access client {} from {peer} got {address}",
+                    user.as_deref().unwrap_or("(no XAuth)"));
+            }
+            Event::LeaseReleased {
+                conn,
+                cookies,
+                address,
+            } => {
+                info!(conn = %self.conn_name(conn), cookies = %cookies, "lease of {address} released");
+            }
             Event::InitialContact { conn, cookies } => {
                 info!(conn = %self.conn_name(conn), cookies = %cookies, "INITIAL-CONTACT on {cookies}: the peer (re)started")
             }

@@ -275,7 +275,9 @@ impl History {
                 (Some(*conn), *cookies, 0, What::InitialContact)
             }
             // Logged by the event loop; no history record of its own yet.
-            Event::RemoteAccessConfigured { .. } => return,
+            Event::RemoteAccessConfigured { .. }
+            | Event::RemoteAccessClientUp { .. }
+            | Event::LeaseReleased { .. } => return,
             Event::PeerDead { conn, cookies } => (Some(*conn), *cookies, 0, What::PeerDead),
             Event::Unprocessable {
                 conn,

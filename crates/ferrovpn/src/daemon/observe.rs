@@ -79,6 +79,15 @@ impl Daemon {
                 name: c.cfg.name.clone(),
                 up: !c.pairs.is_empty(),
                 ike_sas: ike.iter().filter(|s| s.conn == i).count(),
+                pool: c.cfg.gateway.as_ref().map(|g| {
+                    let (used, size) = self
+                        .endpoint
+                        .leases(i)
+                        .map_or((0, super::control::pool_size(&g.pool)), |(l, size)| {
+                            (l.len() as u64, size)
+                        });
+                    (used, size.saturating_sub(used))
+                }),
                 pairs: c
                     .pairs
                     .iter()
@@ -104,6 +113,7 @@ impl Daemon {
             ("ike_invalid_cookie_total", "ISAKMP messages with a known initiator cookie but the wrong responder cookie or address.", ic.invalid_cookie),
             ("ike_no_connection_total", "MM1/AM1 from an address no connection names.", ic.no_connection),
             ("ike_half_open_dropped_total", "MM1/AM1 dropped because too many responder SAs were half-open.", ic.half_open_dropped),
+            ("ike_xauth_locked_out_total", "MM1/AM1 to a remote-access gateway dropped: the source sent too many wrong XAuth passwords lately.", ic.xauth_locked_out),
             ("ike_half_open_replaced_total", "Half-open responder SAs that never heard back, replaced by a newer MM1/AM1 from the same peer address.", ic.half_open_replaced),
             ("ike_duplicates_total", "Peer retransmissions answered from the reply cache.", ic.duplicates),
             ("ike_bad_hash_total", "Protected ISAKMP messages whose HASH did not verify.", ic.bad_hash),

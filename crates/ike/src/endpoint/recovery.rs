@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::Endpoint;
 use crate::context::Datagram;
 use crate::event::{ConnId, Event, Role};
-use crate::sa::Phase1State;
+use crate::sa::{IkeSa, Phase1State};
 use crate::wire::{Notification, NotifyType, Payload, ProtocolId, IPSEC_DOI};
 
 /// ISAKMP SAs of one connection established within this time of each other are simultaneous
@@ -59,6 +59,12 @@ impl Endpoint {
         self.recover(now, Some(d.local.ip()), d.remote.ip(), Unknown::Cookies);
     }
 
+    /// On a gateway connection, the outer address and port of `sa`'s client: its SAs are
+    /// only ever related to that client's other SAs (issue 14). None on other connections.
+    pub(super) fn client_of(&self, sa: &IkeSa) -> Option<std::net::SocketAddr> {
+        client_of(&self.env.conns, sa)
+    }
+
     /// Remembers the initiator cookie of an ISAKMP SA this endpoint removed.
     pub(super) fn note_removed_cookie(&mut self, initiator_cookie: [u8; 8]) {
         if self.removed_cookies.len() >= REMOVED_COOKIES {
@@ -76,7 +82,7 @@ impl Endpoint {
             .env
             .conns
             .get(conn)
-            .is_some_and(|c| c.invalid_spi_recovery)
+            .is_some_and(|c| c.invalid_spi_recovery && c.gateway.is_none())
         {
             return;
         }
@@ -250,11 +256,13 @@ impl Endpoint {
         let (conn, Some(at)) = (sa.conn, sa.established_at) else {
             return;
         };
+        let client = client_of(&self.env.conns, sa);
         let older: Vec<[u8; 8]> = self
             .sas
             .of_conn(conn)
             .filter(|(k, s)| {
                 **k != key
+                    && client.is_none_or(|c| c == s.remote)
                     && s.established_at
                         .and_then(|t| t.checked_add(SIMULTANEOUS))
                         .is_some_and(|t| t < at)
@@ -280,8 +288,10 @@ impl Endpoint {
             return false;
         };
         let rank = |c: &crate::event::Cookies| (c.initiator_spi, c.responder_spi);
+        let client = self.client_of(sa);
         self.sas.of_conn(sa.conn).any(|(k, o)| {
             *k != key
+                && client.is_none_or(|c| c == o.remote)
                 && o.is_established()
                 && o.established_at
                     .is_some_and(|t| t.max(at).saturating_duration_since(t.min(at)) <= SIMULTANEOUS)
@@ -303,11 +313,13 @@ impl Endpoint {
             return;
         }
         let conn = sa.conn;
+        let client = self.client_of(sa);
         let heir = self
             .sas
             .of_conn(conn)
             .filter(|(k, s)| {
                 **k != key
+                    && client.is_none_or(|c| c == s.remote)
                     && s.is_established()
                     && s.established_at
                         .and_then(|t| t.checked_add(s.lifetime))
@@ -335,4 +347,15 @@ impl Endpoint {
             .get(initiator_spi)
             .is_some_and(|s| s.replaced_other || s.is_rekey)
     }
+}
+
+/// See [`Endpoint::client_of`].
+fn client_of(
+    conns: &[crate::config::ConnectionConfig],
+    sa: &IkeSa,
+) -> Option<std::net::SocketAddr> {
+    conns
+        .get(sa.conn)
+        .and_then(|c| c.gateway.as_ref())
+        .map(|_| sa.remote)
 }

@@ -137,6 +137,8 @@ pub struct ConnSnapshot {
     pub name: String,
     pub up: bool,
     pub ike_sas: usize,
+    /// A gateway's pool: (leases used, leases free); None for other connections.
+    pub pool: Option<(u64, u64)>,
     pub pairs: Vec<SaPair>,
     pub events: IkeEvents,
 }

@@ -62,6 +62,30 @@ pub fn render(s: &Snapshot) -> String {
         "ISAKMP SAs of the connection (any state).",
         &per_conn(&|c| c.ike_sas as u64),
     );
+    let pools: Vec<&ConnSnapshot> = s.conns.iter().filter(|c| c.pool.is_some()).collect();
+    if !pools.is_empty() {
+        for (name, help, pick) in [
+            (
+                "pool_leases_used",
+                "Addresses of the gateway's pool leased to clients.",
+                0,
+            ),
+            (
+                "pool_leases_free",
+                "Addresses of the gateway's pool still free.",
+                1,
+            ),
+        ] {
+            let v: Vec<(String, u64)> = pools
+                .iter()
+                .map(|c| {
+                    let (used, free) = c.pool.unwrap_or_default();
+                    (conn(c), if pick == 0 { used } else { free })
+                })
+                .collect();
+            family(&mut out, name, "gauge", help, &v);
+        }
+    }
     family(
         &mut out,
         "ipsec_sas",
@@ -309,6 +333,7 @@ mod tests {
                     name: "site-b".into(),
                     up: true,
                     ike_sas: 1,
+                    pool: Some((2, 124)),
                     pairs: vec![SaPair {
                         spi_in: 0xc65cbcd3,
                         spi_out: 0x1,
@@ -321,6 +346,7 @@ mod tests {
                     name: "we\"ird".into(),
                     up: false,
                     ike_sas: 0,
+                    pool: None,
                     pairs: vec![],
                     events: events.conns[1].clone(),
                 },
@@ -374,6 +400,8 @@ mod tests {
             "ferrovpn_connection_up{connection=\"site-b\"} 1",
             "ferrovpn_connection_up{connection=\"we\\\"ird\"} 0",
             "ferrovpn_ike_sas{connection=\"site-b\"} 1",
+            "ferrovpn_pool_leases_used{connection=\"site-b\"} 2",
+            "ferrovpn_pool_leases_free{connection=\"site-b\"} 124",
             "ferrovpn_ipsec_sas{connection=\"we\\\"ird\"} 0",
             "ferrovpn_esp_packets_total{connection=\"site-b\",direction=\"in\",spi=\"c65cbcd3\"} 10",
             "ferrovpn_esp_bytes_total{connection=\"site-b\",direction=\"out\",spi=\"00000001\"} 1008",

@@ -34,6 +34,12 @@ pub(crate) fn our_id(cfg: &ConnectionConfig) -> Identification {
 /// configured DN may hold wildcard values (`CN=*`, see `cert::dn_matches`).
 pub(crate) fn check_peer_id(cfg: &ConnectionConfig, id: &Identification) -> Result<(), Failure> {
     let got = id.value().map_err(|e| Failure::Malformed(e.to_string()))?;
+    // A gateway whose remote ID is the unspecified address takes any client ID (iPhones send
+    // their private address, others the group name): the group PSK authenticated phase 1 and
+    // XAuth authenticates the user (issue 14).
+    if cfg.gateway.is_some() && matches!(cfg.remote_id, IdValue::Ipv4(a) if a.is_unspecified()) {
+        return Ok(());
+    }
     let same = match (&got, &cfg.remote_id) {
         (IdValue::Other(IdType::DER_ASN1_DN, a), IdValue::Other(IdType::DER_ASN1_DN, b)) => {
             cert::same_dn(a, b) || cert::dn_matches(b, a)

@@ -185,6 +185,10 @@ impl IkeSa {
             self.test_gateway_start(ctx);
             return;
         }
+        if self.role == Role::Responder && ctx.cfg.gateway.is_some() {
+            self.gateway_start(ctx);
+            return;
+        }
         if self.role == Role::Initiator && ctx.cfg.remote_access.is_some() {
             // XAuth and Mode Config first: Quick Mode needs the assigned address. A rekey
             // answers them again from the configured credentials (the user is not asked).

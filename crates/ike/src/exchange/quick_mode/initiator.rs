@@ -32,6 +32,10 @@ impl IkeSa {
         if let Some(ts) = self.assigned_local {
             child.local_ts = ts;
         }
+        if let (Some(a), Some(_)) = (self.assigned_remote, &ctx.cfg.gateway) {
+            // A gateway rekeys a client's pair with the client's address (issue 14).
+            child.remote_ts = crate::config::TrafficSelector::host(a.into());
+        }
         let message_id = ctx.message_id();
         let iv = keys.phase2_iv(message_id);
         let spi_in = new_spi(ctx);

@@ -101,7 +101,13 @@ impl IkeSa {
             return Err(InputError::Unexpected("nonce length out of range"));
         }
         let ids = ids_of(&payloads);
-        let child_index = match requested_pair(ctx.cfg, &ids, self.local.ip(), self.remote.ip())? {
+        let child_index = match requested_pair(
+            ctx.cfg,
+            &ids,
+            self.local.ip(),
+            self.remote.ip(),
+            self.assigned_remote,
+        )? {
             Ok(i) => i,
             Err(reason) => {
                 self.qm1_refused(
@@ -211,6 +217,10 @@ impl IkeSa {
             spi_in,
             ni.clone(),
         );
+        if let (Some(a), Some(_)) = (self.assigned_remote, &ctx.cfg.gateway) {
+            // The pair is the client's own address, not the whole pool.
+            qm.remote_ts = crate::config::TrafficSelector::host(a.into());
+        }
         let flags = if commit {
             Flags(Flags::COMMIT)
         } else {

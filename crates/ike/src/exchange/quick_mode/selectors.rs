@@ -31,6 +31,7 @@ pub(super) fn requested_pair(
     ids: &[&Identification],
     local: IpAddr,
     remote: IpAddr,
+    assigned: Option<std::net::Ipv4Addr>,
 ) -> Result<Result<usize, Failure>, InputError> {
     let (theirs_local, theirs_remote) = match ids {
         [] => (
@@ -45,6 +46,18 @@ pub(super) fn requested_pair(
         }
     };
     let index = match (theirs_local, theirs_remote) {
+        // A gateway's client must use the address it was assigned, inside a configured pair
+        // (issue 14); without one (Mode Config not done) nothing matches.
+        (Some(ci), Some(cr)) if cfg.gateway.is_some() => assigned.and_then(|a| {
+            let host = TrafficSelector::host(a.into());
+            (ci == host.normalized())
+                .then(|| {
+                    cfg.children
+                        .iter()
+                        .position(|c| c.local_ts.normalized() == cr && covers(c.remote_ts, a))
+                })
+                .flatten()
+        }),
         (Some(ci), Some(cr)) => cfg
             .children
             .iter()
@@ -68,6 +81,18 @@ pub(super) fn requested_pair(
     }))
 }
 
+/// True when the all-protocol selector `ts` covers the IPv4 address `a`.
+fn covers(ts: TrafficSelector, a: std::net::Ipv4Addr) -> bool {
+    ts.protocol == 0
+        && ts.port == 0
+        && TrafficSelector {
+            addr: a.into(),
+            ..ts
+        }
+        .normalized()
+            == ts.normalized()
+}
+
 /// Initiator: QM2's IDs, when present, must be the ones we sent; a responder that narrowed
 /// them gets the failure to report.
 pub(super) fn narrowed(qm: &QuickMode, ids: &[&Identification]) -> Option<Failure> {
@@ -87,4 +112,66 @@ pub(super) fn narrowed(qm: &QuickMode, ids: &[&Identification]) -> Option<Failur
             selector(cr).map(|s| s.to_string()).unwrap_or_default()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ChildConfig, RemoteAccessGateway};
+    use std::net::Ipv4Addr;
+
+    fn gateway() -> ConnectionConfig {
+        let mut c = ConnectionConfig::new(
+            "gw",
+            [192, 0, 2, 2].into(),
+            Ipv4Addr::UNSPECIFIED.into(),
+            b"k",
+        );
+        c.children = vec![ChildConfig {
+            local_ts: TrafficSelector::any_v4(),
+            remote_ts: TrafficSelector::subnet([198, 51, 100, 128].into(), 25),
+        }];
+        c.gateway = Some(RemoteAccessGateway {
+            users: None,
+            pool: (Ipv4Addr::new(198, 51, 100, 128), 25),
+            settings: Default::default(),
+            push: false,
+            max_failures: 3,
+            failure_window: std::time::Duration::from_secs(60),
+        });
+        c
+    }
+
+    fn ids(client: Ipv4Addr) -> [Identification; 2] {
+        [
+            Identification::new(&crate::wire::IdValue::Ipv4(client), 0, 0),
+            Identification::new(
+                &crate::wire::IdValue::Ipv4Subnet(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED),
+                0,
+                0,
+            ),
+        ]
+    }
+
+    fn ask(assigned: Option<Ipv4Addr>, client: Ipv4Addr) -> Result<usize, Failure> {
+        let [ci, cr] = ids(client);
+        requested_pair(
+            &gateway(),
+            &[&ci, &cr],
+            [192, 0, 2, 2].into(),
+            [192, 0, 2, 9].into(),
+            assigned,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_gateway_client_must_use_exactly_its_assigned_address() {
+        let mine = Ipv4Addr::new(198, 51, 100, 129);
+        assert_eq!(ask(Some(mine), mine), Ok(0));
+        // Another address of the pool, one outside it, or any before Mode Config: refused.
+        assert!(ask(Some(mine), Ipv4Addr::new(198, 51, 100, 130)).is_err());
+        assert!(ask(Some(mine), Ipv4Addr::new(203, 0, 113, 7)).is_err());
+        assert!(ask(None, mine).is_err());
+    }
 }

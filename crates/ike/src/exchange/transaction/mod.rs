@@ -5,6 +5,7 @@
 //! HASH = prf(SKEYID_a, M-ID | ATTR) (draft-dukes-ike-mode-cfg §3.2), IV from the message ID,
 //! chained within one exchange (RFC 2409 App. B).
 
+mod gateway;
 mod mode_config;
 pub mod state;
 #[cfg(feature = "test-support")]
@@ -163,6 +164,7 @@ impl IkeSa {
             attrs,
         };
         let result = match transaction.step {
+            Step::Serve(step) => self.serve_input(ctx, step, &input),
             #[cfg(feature = "test-support")]
             Step::Gateway(step) => self.gateway_input(ctx, step, &input),
             step => self.client_input(ctx, step, &input),

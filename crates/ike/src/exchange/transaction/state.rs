@@ -20,8 +20,25 @@ pub(crate) enum Step {
     AwaitModeCfg,
     /// Settings taken; Quick Mode runs.
     Done,
+    /// The gateway role (issue 14).
+    Serve(ServeStep),
     #[cfg(feature = "test-support")]
     Gateway(GatewayStep),
+}
+
+/// The gateway's steps (draft-beaulieu-ike-xauth §4, draft-dukes-ike-mode-cfg §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServeStep {
+    /// Our XAuth REQUEST is out.
+    AwaitXauthReply,
+    /// Our SET with XAUTH_STATUS is out.
+    AwaitStatusAck { ok: bool },
+    /// XAuth done (or none): waiting for the client's Mode Config REQUEST (pull).
+    AwaitRequest,
+    /// Our Mode Config SET is out (push).
+    AwaitSetAck,
+    /// Address assigned: Quick Mode may run.
+    Done,
 }
 
 /// TEST ONLY: what the test gateway (feature `test-support`) asks and assigns. Not the gateway
