@@ -173,6 +173,17 @@ fragment_size = 1280" \
     [ "${biggest:-0}" -le 1280 ] || fail "an IKE datagram of $biggest bytes crossed (fragment_size 1280)"
     ok "wire: $from_fv FRAG datagrams from ferrovpn, $from_ss from strongSwan, none above 1280 bytes"
 
+    # `decode` puts the fragments back together and names the messages they carried; the
+    # fragments themselves do not count as messages (no MM7/AM4).
+    "$FERROVPN" decode "$cap" >"$FV_TMP/decode.txt" 2>&1 || { cat "$FV_TMP/decode.txt" >&2; fail "ferrovpn decode failed"; }
+    local whole_fv whole_ss
+    whole_fv="$(grep -c " 192\.0\.2\.1:[0-9]* -> .*(reassembled from fragments in frames" "$FV_TMP/decode.txt" || true)"
+    whole_ss="$(grep -c " 192\.0\.2\.2:[0-9]* -> .*(reassembled from fragments in frames" "$FV_TMP/decode.txt" || true)"
+    [ "${whole_fv:-0}" -ge 1 ] && [ "${whole_ss:-0}" -ge 1 ] ||
+        { cat "$FV_TMP/decode.txt" >&2; fail "decode reassembled $whole_fv messages from ferrovpn and $whole_ss from strongSwan"; }
+    ! grep -Eq " (MM7|AM4) " "$FV_TMP/decode.txt" || { cat "$FV_TMP/decode.txt" >&2; fail "decode counted fragments as messages"; }
+    ok "decode: $(grep -m1 -o "[MA]M[0-9] .*reassembled from fragments in frames [0-9, ]*" "$FV_TMP/decode.txt" | sed 's/ [0-9a-f]\{16\} .* (reassembled/ … (reassembled/')"
+
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
     fv_charon_stop "$FV_NS_B"
 }

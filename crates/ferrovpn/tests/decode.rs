@@ -1120,3 +1120,63 @@ fn three_hundred_messages_under_one_cookie_pair_or_message_id_are_counted_on() {
         assert!(m.retransmission_of.is_none());
     }
 }
+
+#[test]
+fn a_fragmented_mm5_is_reassembled_decrypted_and_named_and_fragments_do_not_count_as_messages() {
+    let dir = data_dir().join("strongswan/mm-psk-aes256-sha256-modp2048_esp-aes128gcm16");
+    let bytes = wire_bytes(&dir);
+    let table = KeyTable::parse(&decryption_table(&dir)).unwrap();
+    let whole = decode_file(&dir.join("capture.pcap"), Some(&table));
+    let mm5_whole = whole
+        .messages()
+        .nth(4)
+        .unwrap()
+        .payloads()
+        .unwrap()
+        .to_vec();
+    let pieces = ferrovpn_ike::fragment::split(&bytes[4], 60).unwrap();
+    assert!(pieces.len() >= 3, "{}", pieces.len());
+    let from = |i: usize| if i & 1 == 0 { (1, 2) } else { (2, 1) };
+    let mut frames = Vec::new();
+    for (i, m) in bytes.iter().enumerate().take(4) {
+        let (s, d) = from(i);
+        frames.push((100 + i as u32, sll2_udp6(s, d, 500, 500, m)));
+    }
+    // Out of order (the second piece first, and twice).
+    let mut order: Vec<usize> = (0..pieces.len()).collect();
+    order.swap(0, 1);
+    order.insert(1, 1);
+    for k in &order {
+        frames.push((110, sll2_udp6(1, 2, 500, 500, &pieces[*k])));
+    }
+    frames.push((111, sll2_udp6(2, 1, 500, 500, &bytes[5])));
+    let report = decode::decode(&pcap_file(276, &frames), Some(&table)).unwrap();
+    let m: Vec<_> = report.messages().collect();
+    let names: Vec<String> = m.iter().map(|m| m.name.to_string()).collect();
+    let mut expected: Vec<String> = ["MM1", "MM2", "MM3", "MM4"].map(String::from).to_vec();
+    expected.extend(order.iter().map(|_| "FRAG".to_string()));
+    expected.extend(["MM5", "MM6"].map(String::from));
+    assert_eq!(names, expected);
+    let mm5 = m[4 + order.len()];
+    let piece_frames: Vec<usize> = (5..5 + order.len()).filter(|f| *f != 6).collect();
+    assert_eq!(mm5.reassembled_from, piece_frames);
+    assert_eq!(mm5.payloads().unwrap(), mm5_whole.as_slice());
+    assert_eq!(m[5].retransmission_of, Some(5), "the piece sent twice");
+    assert!(matches!(
+        m.last().unwrap().body,
+        Body::Encrypted(Decryption::Decrypted { .. })
+    ));
+    let text = decode::render(&report, false);
+    assert!(text.contains("FRAG id=1 number=2 "), "{text}");
+    assert!(
+        text.contains(&format!(
+            "(reassembled from fragments in frames {})",
+            piece_frames
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        "{text}"
+    );
+}

@@ -188,6 +188,8 @@ pub struct Endpoint {
     removed_cookies: std::collections::VecDeque<[u8; 8]>,
     /// IKEv1 fragments waiting for the rest of their message.
     fragments: Reassembler,
+    /// The latest fragment dropped: its sender and why (for the driver's log).
+    last_fragment_drop: Option<(std::net::IpAddr, FragmentError)>,
 }
 
 impl Endpoint {
@@ -214,6 +216,7 @@ impl Endpoint {
             removed_spis: std::collections::VecDeque::new(),
             removed_cookies: std::collections::VecDeque::new(),
             fragments: Reassembler::default(),
+            last_fragment_drop: None,
         }
     }
 
@@ -258,6 +261,11 @@ impl Endpoint {
     /// Key pairs taken from the pool, and made inline because it was empty.
     pub fn dh_pool_use(&self) -> (u64, u64) {
         (self.env.keys.hits, self.env.keys.misses)
+    }
+
+    /// The latest IKEv1 fragment dropped (`Counters::fragments_dropped`): sender and reason.
+    pub fn last_fragment_drop(&self) -> Option<(std::net::IpAddr, &FragmentError)> {
+        self.last_fragment_drop.as_ref().map(|(a, e)| (*a, e))
     }
 
     /// IKEv1 reassemblies in progress and the bytes they hold.
@@ -433,6 +441,7 @@ impl Endpoint {
             }
             Err(e) => {
                 self.counters.fragments_dropped += 1;
+                self.last_fragment_drop = Some((d.remote.ip(), e.clone()));
                 if matches!(
                     e,
                     FragmentError::BadNumber(_)

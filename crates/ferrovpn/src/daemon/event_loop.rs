@@ -118,6 +118,13 @@ impl Daemon {
             }
             self.half_open
                 .observe(now, self.endpoint.counters().half_open_dropped);
+            self.fragment_drops.observe(
+                now,
+                self.endpoint.counters().fragments_dropped,
+                self.endpoint
+                    .last_fragment_drop()
+                    .map(|(peer, e)| (peer, e.to_string())),
+            );
             let (sad, conns) = (&self.sad, &self.conns);
             self.history.sample(now, |i| {
                 conns.get(i).map_or_else(Vec::new, |c| {

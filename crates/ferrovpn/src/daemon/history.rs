@@ -405,7 +405,7 @@ pub(super) fn snapshot(
     endpoint: &Endpoint,
     conns: &[ConnState],
     sad: &Sad,
-    half_open: &super::half_open::HalfOpenDrops,
+    half_open: &super::drop_log::HalfOpenDrops,
     give_up: Duration,
     now: Instant,
 ) -> Snapshot {

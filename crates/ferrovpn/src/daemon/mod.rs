@@ -6,10 +6,10 @@ mod conn;
 pub mod control;
 pub mod dataplane;
 mod dh_pool;
+mod drop_log;
 mod error;
 mod event_loop;
 mod events;
-mod half_open;
 pub mod history;
 mod install;
 pub mod metrics;
@@ -199,7 +199,8 @@ pub fn run_with(
         fwmark,
         config_path: path.map(std::path::Path::to_path_buf),
         daemon_cfg: cfg.daemon.clone(),
-        half_open: half_open::HalfOpenDrops::new(cfg.daemon.max_half_open),
+        half_open: drop_log::HalfOpenDrops::new(cfg.daemon.max_half_open),
+        fragment_drops: drop_log::FragmentDrops::default(),
         dh_maker,
         shared_devices,
     };

@@ -16,7 +16,7 @@ use mio::Token;
 
 use super::conn::ConnState;
 use super::dataplane::Shared;
-use super::{half_open, history, metrics, notify, pending, recovery, save_keys};
+use super::{drop_log, history, metrics, notify, pending, recovery, save_keys};
 
 pub(super) const WAKER: Token = Token(0);
 pub(super) const SIGNALS: Token = Token(1);
@@ -62,7 +62,9 @@ pub(super) struct Daemon {
     /// The `[daemon]` table in effect (it cannot change while running).
     pub(super) daemon_cfg: crate::config::DaemonConfig,
     /// MM1/AM1 dropped at the half-open limit: logged per interval, shown by `diagnose`.
-    pub(super) half_open: half_open::HalfOpenDrops,
+    pub(super) half_open: drop_log::HalfOpenDrops,
+    /// IKEv1 fragments dropped: logged per interval.
+    pub(super) fragment_drops: drop_log::FragmentDrops,
     /// Fills the endpoint's pool of DH key pairs from its own thread (`[daemon] dh_pool`).
     pub(super) dh_maker: Option<super::dh_pool::DhMaker>,
     /// TUN devices several connections share (`[daemon] shared_interfaces`) that are up.

@@ -5,12 +5,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use ferrovpn_ike::algorithm::{IkeCipher, IkeHash};
+use ferrovpn_ike::config::FragmentLimits;
 use ferrovpn_ike::crypto::{cipher, hash, phase2_iv};
+use ferrovpn_ike::fragment::{self, Added, Reassembler};
 use ferrovpn_ike::wire::attr::ike as attr;
 use ferrovpn_ike::wire::{
-    ExchangeType, Flags, Header, HeaderView, Payload, PayloadIter, SaPayload,
+    ExchangeType, Flags, Header, HeaderView, Payload, PayloadIter, PayloadType, SaPayload,
 };
 
 use super::capture::Timestamp;
@@ -41,6 +44,9 @@ pub enum MessageName {
     Info,
     /// Mode config (draft-dukes-ike-mode-cfg) and anything else, by exchange type.
     Other(ExchangeType),
+    /// One piece of a message split by IKEv1 fragmentation (a FRAG payload, as strongSwan and
+    /// Cisco send it); the message itself follows once its last piece is in.
+    Fragment,
 }
 
 impl fmt::Display for MessageName {
@@ -52,6 +58,7 @@ impl fmt::Display for MessageName {
             MessageName::Info => f.write_str("INFO"),
             MessageName::Other(ExchangeType::TRANSACTION) => f.write_str("MODECFG"),
             MessageName::Other(t) => write!(f, "{t}"),
+            MessageName::Fragment => f.write_str("FRAG"),
         }
     }
 }
@@ -98,6 +105,8 @@ pub struct IsakmpMessage {
     pub retransmission_of: Option<usize>,
     /// Other IKE SAs (initiator cookies) in flight between the same two addresses.
     pub simultaneous_with: Vec<[u8; 8]>,
+    /// Frames of the fragments this message was put together from (empty: it came whole).
+    pub reassembled_from: Vec<usize>,
     pub body: Body,
 }
 
@@ -261,6 +270,48 @@ pub struct Tracker<'k> {
     /// Candidates for simultaneous negotiations, by address pair, oldest first.
     in_flight: HashMap<(IpAddr, IpAddr), VecDeque<[u8; 8]>>,
     records: Vec<Record>,
+    fragments: Fragments,
+}
+
+/// One message being reassembled: sender, cookies, fragment ID.
+type PieceKey = (IpAddr, [u8; 8], [u8; 8], u16);
+
+/// Reassembly of fragmented messages (the endpoint's own reassembler, with limits fit for a
+/// capture: many at once, none timed out, as the capture's timing is not the reader's).
+struct Fragments {
+    reassembler: Reassembler,
+    limits: FragmentLimits,
+    /// When the reader started: the reassembler's clock, which never advances.
+    now: Instant,
+    /// Frames of each reassembly in progress, by sender, cookies and fragment ID.
+    frames: HashMap<PieceKey, Vec<usize>>,
+    /// Fragment bytes → frame of their first sighting.
+    seen: HashMap<Vec<u8>, usize>,
+}
+
+impl Default for Fragments {
+    fn default() -> Self {
+        Fragments {
+            reassembler: Reassembler::default(),
+            limits: FragmentLimits {
+                max_per_peer: 256,
+                max_total: 4096,
+                timeout: Duration::MAX,
+                ..FragmentLimits::default()
+            },
+            now: Instant::now(),
+            frames: HashMap::new(),
+            seen: HashMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Fragments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fragments")
+            .field("in_progress", &self.frames.len())
+            .finish()
+    }
 }
 
 impl<'k> Tracker<'k> {
@@ -270,6 +321,7 @@ impl<'k> Tracker<'k> {
             sas: HashMap::new(),
             in_flight: HashMap::new(),
             records: Vec::new(),
+            fragments: Fragments::default(),
         }
     }
 
@@ -305,6 +357,10 @@ impl<'k> Tracker<'k> {
             }
         };
         let header = view.header();
+        if header.next_payload == PayloadType::FRAGMENT {
+            self.add_fragment(frame, time, src, dst, nat_t, header, bytes);
+            return;
+        }
         let body_bytes = view.body();
         let index = self.records.len();
         if !self.sas.contains_key(&header.initiator_spi) {
@@ -437,9 +493,82 @@ impl<'k> Tracker<'k> {
             from_initiator,
             retransmission_of: None,
             simultaneous_with: Vec::new(),
+            reassembled_from: Vec::new(),
             body,
         })));
         self.mark_simultaneous(index, header.initiator_spi);
+    }
+
+    /// Accounts one fragment (RFC-less IKEv1 fragmentation as strongSwan and Cisco do it): a
+    /// record of its own, and the whole message, named and decrypted as any other, when its
+    /// last missing piece arrives. Fragments never advance the exchange's message count.
+    #[allow(clippy::too_many_arguments)]
+    fn add_fragment(
+        &mut self,
+        frame: usize,
+        time: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        nat_t: bool,
+        header: Header,
+        bytes: &[u8],
+    ) {
+        let from_initiator = self
+            .sas
+            .get(&header.initiator_spi)
+            .is_none_or(|sa| same_side(src, dst, sa.initiator));
+        let retransmission_of = self.fragments.seen.get(bytes).copied();
+        let parsed = fragment::parse(bytes);
+        let body = match &parsed {
+            Ok((_, f)) => Body::Plain(vec![Payload::Fragment(f.clone())]),
+            Err(e) => Body::Malformed(e.to_string()),
+        };
+        self.records.push(Record::Message(Box::new(IsakmpMessage {
+            frame,
+            time,
+            src,
+            dst,
+            nat_t,
+            header: header.clone(),
+            name: MessageName::Fragment,
+            from_initiator,
+            retransmission_of,
+            simultaneous_with: Vec::new(),
+            reassembled_from: Vec::new(),
+            body,
+        })));
+        let (Ok((_, piece)), None) = (parsed, retransmission_of) else {
+            return;
+        };
+        self.fragments.seen.insert(bytes.to_vec(), frame);
+        let key = (
+            src.ip(),
+            header.initiator_spi,
+            header.responder_spi,
+            piece.id,
+        );
+        let f = &mut self.fragments;
+        match f
+            .reassembler
+            .add(f.now, &f.limits, src.ip(), &header, piece)
+        {
+            Ok(Added::Pending) => f.frames.entry(key).or_default().push(frame),
+            Ok(Added::Complete(whole)) => {
+                let mut frames = f.frames.remove(&key).unwrap_or_default();
+                frames.push(frame);
+                let index = self.records.len();
+                self.add(frame, time, src, dst, nat_t, &whole);
+                if let Some(Record::Message(m)) = self.records.get_mut(index) {
+                    m.reassembled_from = frames;
+                }
+            }
+            // Too large or not its own message: the reassembly is gone. Other refusals
+            // (a duplicate, a piece past the last) keep it; the piece's record stays either way.
+            Err(fragment::FragmentError::TooLarge(_) | fragment::FragmentError::BadMessage) => {
+                f.frames.remove(&key);
+            }
+            Err(_) => {}
+        }
     }
 
     /// Marks record `index` when another IKE SA between the same addresses is in flight with

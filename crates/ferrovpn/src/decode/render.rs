@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use ferrovpn_ike::wire::{vendor_id, AttributeValue, Flags, Payload, ProtocolId};
 
 use super::capture::{CaptureError, Timestamp};
-use super::isakmp::{Body, Decryption, IsakmpMessage, Record};
+use super::isakmp::{Body, Decryption, IsakmpMessage, MessageName, Record};
 use super::keys::hex;
 use super::report::Report;
 
@@ -182,6 +182,9 @@ pub fn stopped_note(e: &CaptureError, frames: usize) -> String {
 fn message(out: &mut String, m: &IsakmpMessage, verbose: bool) {
     let h = &m.header;
     let payloads = match &m.body {
+        Body::Plain(p) if m.name == MessageName::Fragment => {
+            p.iter().map(detail).collect::<Vec<_>>().join(", ")
+        }
         Body::Plain(p) => ferrovpn_ike::wire::payload_list(p),
         Body::Encrypted(Decryption::Decrypted { payloads, .. }) => {
             format!("{} (decrypted)", ferrovpn_ike::wire::payload_list(payloads))
@@ -205,6 +208,14 @@ fn message(out: &mut String, m: &IsakmpMessage, verbose: bool) {
     );
     if let Some(f) = m.retransmission_of {
         let _ = write!(out, " (retransmission of frame {f})");
+    }
+    if !m.reassembled_from.is_empty() {
+        let frames: Vec<String> = m.reassembled_from.iter().map(ToString::to_string).collect();
+        let _ = write!(
+            out,
+            " (reassembled from fragments in frames {})",
+            frames.join(", ")
+        );
     }
     if !m.simultaneous_with.is_empty() {
         let others: Vec<String> = m.simultaneous_with.iter().map(|c| hex(c)).collect();
