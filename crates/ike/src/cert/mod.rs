@@ -8,21 +8,9 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use p521::elliptic_curve::sec1::ToEncodedPoint;
-use rand::{CryptoRng, RngCore};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
-use sha2::{Digest, Sha256, Sha384, Sha512};
-use x509_cert::der::{Decode, Encode};
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, SubjectAltName};
-use x509_cert::name::Name;
-use x509_cert::Certificate;
+use x509_cert::der::Encode;
 
 use crate::crl::Crl;
-use crate::wire::{attr, IdType, IdValue};
 
 /// CERT/CR encoding "X.509 Certificate - Signature" (RFC 2408 §3.9).
 pub const X509_SIGNATURE: u8 = 4;
@@ -30,18 +18,14 @@ pub const X509_SIGNATURE: u8 = 4;
 /// Longest chain we follow above the peer's certificate (intermediates plus the anchor).
 const MAX_DEPTH: usize = 6;
 
-const OID_RSA_SHA256: &str = "1.2.840.113549.1.1.11";
-const OID_RSA_SHA384: &str = "1.2.840.113549.1.1.12";
-const OID_RSA_SHA512: &str = "1.2.840.113549.1.1.13";
-const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
-const OID_ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
-const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
-const OID_KEY_USAGE: &str = "2.5.29.15";
-const OID_SUBJECT_ALT_NAME: &str = "2.5.29.17";
-const OID_EXT_KEY_USAGE: &str = "2.5.29.37";
-const OID_SUBJECT_KEY_ID: &str = "2.5.29.14";
-const OID_AUTHORITY_KEY_ID: &str = "2.5.29.35";
+mod dn;
+mod key;
+mod x509;
+
+pub use dn::{dn_has_wildcard, dn_matches, dn_string, parse_dn, same_dn};
+use key::PublicKey;
+pub use key::{PrivateKey, SignatureKind};
+pub use x509::Cert;
 
 /// Why a peer's certificate or signature was not accepted; each has a stable name that
 /// counters and `diagnose` use.
@@ -161,491 +145,6 @@ pub enum CredentialError {
     KeyMismatch,
     #[error("every certificate of a connection needs a key of the same kind (auth method): {0:?} and {1:?}")]
     KindMismatch(SignatureKind, SignatureKind),
-}
-
-/// The signature kinds of phase 1 (auth methods: RFC 2409 App. A, RFC 4754 §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignatureKind {
-    Rsa,
-    EcdsaP256,
-    EcdsaP384,
-    EcdsaP521,
-}
-
-impl SignatureKind {
-    /// The Authentication Method attribute value.
-    pub fn auth_method(self) -> u16 {
-        match self {
-            SignatureKind::Rsa => attr::auth_method::RSA_SIG,
-            SignatureKind::EcdsaP256 => 9,
-            SignatureKind::EcdsaP384 => 10,
-            SignatureKind::EcdsaP521 => 11,
-        }
-    }
-
-    pub fn from_auth_method(m: u16) -> Option<Self> {
-        match m {
-            attr::auth_method::RSA_SIG => Some(SignatureKind::Rsa),
-            9 => Some(SignatureKind::EcdsaP256),
-            10 => Some(SignatureKind::EcdsaP384),
-            11 => Some(SignatureKind::EcdsaP521),
-            _ => None,
-        }
-    }
-}
-
-/// A private key for the SIG payload. The RustCrypto key types wipe themselves on drop.
-pub enum PrivateKey {
-    Rsa(Box<RsaPrivateKey>),
-    P256(p256::ecdsa::SigningKey),
-    P384(p384::ecdsa::SigningKey),
-    P521(p521::ecdsa::SigningKey),
-}
-
-impl fmt::Debug for PrivateKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKey({:?}, <redacted>)", self.kind())
-    }
-}
-
-impl PrivateKey {
-    /// A PEM private key: PKCS#8 (RSA or EC), PKCS#1 RSA, or SEC1 EC.
-    pub fn from_pem(pem: &[u8]) -> Result<Self, CredentialError> {
-        let s = std::str::from_utf8(pem).map_err(|_| CredentialError::BadKey)?;
-        if let Ok(k) =
-            RsaPrivateKey::from_pkcs8_pem(s).or_else(|_| RsaPrivateKey::from_pkcs1_pem(s))
-        {
-            return Ok(PrivateKey::Rsa(Box::new(k)));
-        }
-        if let Ok(k) =
-            p256::SecretKey::from_pkcs8_pem(s).or_else(|_| p256::SecretKey::from_sec1_pem(s))
-        {
-            return Ok(PrivateKey::P256(k.into()));
-        }
-        if let Ok(k) =
-            p384::SecretKey::from_pkcs8_pem(s).or_else(|_| p384::SecretKey::from_sec1_pem(s))
-        {
-            return Ok(PrivateKey::P384(k.into()));
-        }
-        if let Ok(k) =
-            p521::SecretKey::from_pkcs8_pem(s).or_else(|_| p521::SecretKey::from_sec1_pem(s))
-        {
-            let sk = p521::ecdsa::SigningKey::from_bytes(&k.to_bytes())
-                .map_err(|_| CredentialError::BadKey)?;
-            return Ok(PrivateKey::P521(sk));
-        }
-        Err(CredentialError::BadKey)
-    }
-
-    /// The auth method this key signs with.
-    pub fn kind(&self) -> SignatureKind {
-        match self {
-            PrivateKey::Rsa(_) => SignatureKind::Rsa,
-            PrivateKey::P256(_) => SignatureKind::EcdsaP256,
-            PrivateKey::P384(_) => SignatureKind::EcdsaP384,
-            PrivateKey::P521(_) => SignatureKind::EcdsaP521,
-        }
-    }
-
-    fn public(&self) -> PublicKey {
-        match self {
-            PrivateKey::Rsa(k) => PublicKey::Rsa(k.to_public_key()),
-            PrivateKey::P256(k) => PublicKey::P256(*k.verifying_key()),
-            PrivateKey::P384(k) => PublicKey::P384(*k.verifying_key()),
-            PrivateKey::P521(k) => PublicKey::P521(p521::ecdsa::VerifyingKey::from(k)),
-        }
-    }
-
-    /// The SIG payload over HASH_I/HASH_R (RFC 2409 §5.1): RSA as PKCS#1 v1.5 without a
-    /// DigestInfo, blinded with `rng`; ECDSA with HASH_I/HASH_R itself as the digest and r‖s
-    /// as in RFC 4754 §7 (both as strongSwan's IKEv1 does: EMSA_PKCS1_NULL, ECDSA_WITH_NULL).
-    pub fn sign_hash(&self, hash: &[u8], rng: &mut (impl RngCore + CryptoRng)) -> Option<Vec<u8>> {
-        match self {
-            PrivateKey::Rsa(k) => k
-                .sign_with_rng(rng, Pkcs1v15Sign::new_unprefixed(), hash)
-                .ok(),
-            PrivateKey::P256(k) => {
-                let s: p256::ecdsa::Signature = k.sign_prehash(hash).ok()?;
-                Some(s.to_bytes().to_vec())
-            }
-            PrivateKey::P384(k) => {
-                let s: p384::ecdsa::Signature = k.sign_prehash(hash).ok()?;
-                Some(s.to_bytes().to_vec())
-            }
-            PrivateKey::P521(k) => {
-                let s: p521::ecdsa::Signature = k.sign_prehash(hash).ok()?;
-                Some(s.to_bytes().to_vec())
-            }
-        }
-    }
-}
-
-/// A public key from a certificate.
-#[derive(Clone)]
-enum PublicKey {
-    Rsa(RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    P521(p521::ecdsa::VerifyingKey),
-}
-
-impl PartialEq for PublicKey {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (PublicKey::Rsa(a), PublicKey::Rsa(b)) => a == b,
-            (PublicKey::P256(a), PublicKey::P256(b)) => a == b,
-            (PublicKey::P384(a), PublicKey::P384(b)) => a == b,
-            (PublicKey::P521(a), PublicKey::P521(b)) => {
-                a.to_encoded_point(false) == b.to_encoded_point(false)
-            }
-            _ => false,
-        }
-    }
-}
-
-impl PublicKey {
-    fn of(cert: &Certificate) -> Result<Self, CertFailure> {
-        let spki = cert
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .map_err(|e| invalid(format!("public key: {e}")))?;
-        if let Ok(k) = RsaPublicKey::from_public_key_der(&spki) {
-            return Ok(PublicKey::Rsa(k));
-        }
-        if let Ok(k) = p256::PublicKey::from_public_key_der(&spki) {
-            return Ok(PublicKey::P256(k.into()));
-        }
-        if let Ok(k) = p384::PublicKey::from_public_key_der(&spki) {
-            return Ok(PublicKey::P384(k.into()));
-        }
-        if let Ok(k) = p521::PublicKey::from_public_key_der(&spki) {
-            let point = k.to_encoded_point(false);
-            let vk = p521::ecdsa::VerifyingKey::from_encoded_point(&point)
-                .map_err(|_| invalid("P-521 public key"))?;
-            return Ok(PublicKey::P521(vk));
-        }
-        Err(invalid(
-            "public key is not RSA or EC P-256/P-384/P-521".to_string(),
-        ))
-    }
-
-    /// Verifies an X.509 signature (`alg` the signatureAlgorithm OID) over `msg`.
-    fn verify_x509(&self, alg: &str, msg: &[u8], sig: &[u8]) -> bool {
-        let digest: Vec<u8> = match alg {
-            OID_RSA_SHA256 | OID_ECDSA_SHA256 => Sha256::digest(msg).to_vec(),
-            OID_RSA_SHA384 | OID_ECDSA_SHA384 => Sha384::digest(msg).to_vec(),
-            OID_RSA_SHA512 | OID_ECDSA_SHA512 => Sha512::digest(msg).to_vec(),
-            _ => return false,
-        };
-        let rsa_alg = matches!(alg, OID_RSA_SHA256 | OID_RSA_SHA384 | OID_RSA_SHA512);
-        match self {
-            PublicKey::Rsa(k) if rsa_alg => {
-                let scheme = match alg {
-                    OID_RSA_SHA256 => Pkcs1v15Sign::new::<Sha256>(),
-                    OID_RSA_SHA384 => Pkcs1v15Sign::new::<Sha384>(),
-                    _ => Pkcs1v15Sign::new::<Sha512>(),
-                };
-                k.verify(scheme, &digest, sig).is_ok()
-            }
-            PublicKey::P256(k) if !rsa_alg => p256::ecdsa::Signature::from_der(sig)
-                .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok()),
-            PublicKey::P384(k) if !rsa_alg => p384::ecdsa::Signature::from_der(sig)
-                .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok()),
-            PublicKey::P521(k) if !rsa_alg => p521::ecdsa::Signature::from_der(sig)
-                .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok()),
-            _ => false,
-        }
-    }
-
-    /// Verifies a SIG payload over HASH_I/HASH_R for auth method `kind` (see `sign_hash`).
-    fn verify_hash(&self, kind: SignatureKind, hash: &[u8], sig: &[u8]) -> Result<(), String> {
-        let ok = match (self, kind) {
-            (PublicKey::Rsa(k), SignatureKind::Rsa) => {
-                k.verify(Pkcs1v15Sign::new_unprefixed(), hash, sig).is_ok()
-            }
-            (PublicKey::P256(k), SignatureKind::EcdsaP256) => {
-                p256::ecdsa::Signature::from_slice(sig)
-                    .is_ok_and(|s| k.verify_prehash(hash, &s).is_ok())
-            }
-            (PublicKey::P384(k), SignatureKind::EcdsaP384) => {
-                p384::ecdsa::Signature::from_slice(sig)
-                    .is_ok_and(|s| k.verify_prehash(hash, &s).is_ok())
-            }
-            (PublicKey::P521(k), SignatureKind::EcdsaP521) => {
-                p521::ecdsa::Signature::from_slice(sig)
-                    .is_ok_and(|s| k.verify_prehash(hash, &s).is_ok())
-            }
-            _ => {
-                return Err(format!(
-                    "the certificate's key cannot make a {kind:?} signature"
-                ))
-            }
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("{kind:?} signature over the HASH does not verify"))
-        }
-    }
-}
-
-/// One parsed certificate with its DER and the extensions path validation reads.
-#[derive(Clone)]
-pub struct Cert {
-    der: Vec<u8>,
-    cert: Certificate,
-    key: PublicKey,
-    basic_ca: Option<bool>,
-    key_usage: Option<KeyUsage>,
-    san: Vec<GeneralName>,
-}
-
-impl fmt::Debug for Cert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Cert({})", self.subject())
-    }
-}
-
-impl Cert {
-    /// Parses one DER certificate (a CERT payload's data).
-    pub fn from_der(der: &[u8]) -> Result<Self, CertFailure> {
-        let cert = Certificate::from_der(der).map_err(|e| invalid(format!("X.509 DER: {e}")))?;
-        let key = PublicKey::of(&cert)?;
-        let mut c = Cert {
-            der: der.to_vec(),
-            cert,
-            key,
-            basic_ca: None,
-            key_usage: None,
-            san: Vec::new(),
-        };
-        let exts = c
-            .cert
-            .tbs_certificate
-            .extensions
-            .clone()
-            .unwrap_or_default();
-        for e in &exts {
-            let value = e.extn_value.as_bytes();
-            match e.extn_id.to_string().as_str() {
-                OID_BASIC_CONSTRAINTS => {
-                    let bc = BasicConstraints::from_der(value)
-                        .map_err(|e| invalid(format!("basicConstraints: {e}")))?;
-                    c.basic_ca = Some(bc.ca);
-                }
-                OID_KEY_USAGE => {
-                    c.key_usage = Some(
-                        KeyUsage::from_der(value).map_err(|e| invalid(format!("keyUsage: {e}")))?,
-                    );
-                }
-                OID_SUBJECT_ALT_NAME => {
-                    c.san = SubjectAltName::from_der(value)
-                        .map_err(|e| invalid(format!("subjectAltName: {e}")))?
-                        .0;
-                }
-                OID_EXT_KEY_USAGE | OID_SUBJECT_KEY_ID | OID_AUTHORITY_KEY_ID => {}
-                other if e.critical => {
-                    return Err(invalid(format!(
-                        "unsupported critical extension {other} in \"{}\"",
-                        c.subject()
-                    )))
-                }
-                _ => {}
-            }
-        }
-        Ok(c)
-    }
-
-    /// All certificates of a PEM file, in order.
-    pub fn from_pem_chain(pem: &[u8]) -> Result<Vec<Self>, CredentialError> {
-        // x509-cert 0.2.5's `load_pem_chain` underflows on input of nothing but line breaks
-        // (found by fuzz/fuzz_targets/cert_chain.rs): answer that here.
-        if pem.iter().all(u8::is_ascii_whitespace) {
-            return Err(CredentialError::NoCertificate);
-        }
-        let certs = Certificate::load_pem_chain(pem)
-            .map_err(|e| CredentialError::BadCertificate(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(CredentialError::NoCertificate);
-        }
-        certs
-            .iter()
-            .map(|c| {
-                let der = c
-                    .to_der()
-                    .map_err(|e| CredentialError::BadCertificate(e.to_string()))?;
-                Cert::from_der(&der).map_err(|e| CredentialError::BadCertificate(e.to_string()))
-            })
-            .collect()
-    }
-
-    pub fn der(&self) -> &[u8] {
-        &self.der
-    }
-
-    /// Does `key` belong to this certificate.
-    pub fn matches_key(&self, key: &PrivateKey) -> bool {
-        self.key == key.public()
-    }
-
-    /// The subject DN as an RFC 4514 string.
-    pub fn subject(&self) -> String {
-        self.cert.tbs_certificate.subject.to_string()
-    }
-
-    /// The DER of the subject DN (an ID_DER_ASN1_DN value, a CR payload's CA name).
-    pub fn subject_der(&self) -> Vec<u8> {
-        self.cert
-            .tbs_certificate
-            .subject
-            .to_der()
-            .unwrap_or_default()
-    }
-
-    fn issuer(&self) -> &Name {
-        &self.cert.tbs_certificate.issuer
-    }
-
-    /// Is `self` the issuer of `child`: names equal and `child`'s signature verifies.
-    fn issued(&self, child: &Cert) -> Option<bool> {
-        if &self.cert.tbs_certificate.subject != child.issuer() {
-            return None;
-        }
-        let Ok(tbs) = child.cert.tbs_certificate.to_der() else {
-            return Some(false);
-        };
-        let alg = child.cert.signature_algorithm.oid.to_string();
-        let sig = child.cert.signature.raw_bytes();
-        Some(self.key.verify_x509(&alg, &tbs, sig))
-    }
-
-    fn check_time(&self, now: Duration) -> Result<(), CertFailure> {
-        let v = &self.cert.tbs_certificate.validity;
-        let (nb, na) = (
-            v.not_before.to_unix_duration(),
-            v.not_after.to_unix_duration(),
-        );
-        if now < nb {
-            return Err(CertFailure::NotYetValid {
-                subject: self.subject(),
-                not_before: nb.as_secs(),
-            });
-        }
-        if now > na {
-            return Err(CertFailure::Expired {
-                subject: self.subject(),
-                not_after: na.as_secs(),
-            });
-        }
-        Ok(())
-    }
-
-    /// A CA may sign certificates: basicConstraints cA, and keyCertSign if keyUsage is there.
-    fn check_ca(&self) -> Result<(), CertFailure> {
-        if self.basic_ca != Some(true) {
-            return Err(invalid(format!(
-                "\"{}\" is not a CA (basicConstraints cA is not set)",
-                self.subject()
-            )));
-        }
-        if self.key_usage.is_some_and(|k| !k.key_cert_sign()) {
-            return Err(invalid(format!(
-                "\"{}\" may not sign certificates (keyUsage without keyCertSign)",
-                self.subject()
-            )));
-        }
-        Ok(())
-    }
-
-    /// Does the ID payload name this certificate: its subject DN, or a subjectAltName of
-    /// the ID's type (RFC 2407 §4.6.2.1; RFC 4945 §3.1 in spirit).
-    pub fn names(&self, id: &IdValue) -> bool {
-        match id {
-            IdValue::Other(IdType::DER_ASN1_DN, der) => same_dn(der, &self.subject_der()),
-            IdValue::Fqdn(f) => self.san.iter().any(
-                |g| matches!(g, GeneralName::DnsName(d) if d.as_str().eq_ignore_ascii_case(f)),
-            ),
-            IdValue::UserFqdn(u) => self.san.iter().any(
-                |g| matches!(g, GeneralName::Rfc822Name(d) if d.as_str().eq_ignore_ascii_case(u)),
-            ),
-            IdValue::Ipv4(a) => self.has_ip(&a.octets()),
-            IdValue::Ipv6(a) => self.has_ip(&a.octets()),
-            _ => false,
-        }
-    }
-
-    fn has_ip(&self, octets: &[u8]) -> bool {
-        self.san
-            .iter()
-            .any(|g| matches!(g, GeneralName::IpAddress(o) if o.as_bytes() == octets))
-    }
-}
-
-/// Parses a DN as strongSwan and `openssl x509 -noout -subject` write it, most general RDN
-/// first (`C=XX, O=Example, CN=gw.example.net`), into the DER of an ID_DER_ASN1_DN.
-pub fn parse_dn(s: &str) -> Result<Vec<u8>, String> {
-    // Spaces after an unescaped comma separate RDNs; RFC 4514 has none.
-    let (mut compact, mut escaped, mut after_comma) = (String::new(), false, false);
-    for ch in s.trim().chars() {
-        if after_comma && ch == ' ' {
-            continue;
-        }
-        after_comma = !escaped && ch == ',';
-        escaped = !escaped && ch == '\\';
-        compact.push(ch);
-    }
-    let mut rdns: x509_cert::name::RdnSequence = compact
-        .parse()
-        .map_err(|e| format!("'{s}' is not a distinguished name: {e}"))?;
-    // `parse` reads RFC 4514 order (most specific first); ours is the reverse.
-    rdns.0.reverse();
-    if rdns.0.is_empty() {
-        return Err(format!("'{s}' is an empty distinguished name"));
-    }
-    rdns.to_der().map_err(|e| e.to_string())
-}
-
-/// A DER DN as text (RFC 4514), for logs; what is not a DN is shown by its length.
-pub fn dn_string(der: &[u8]) -> String {
-    Name::from_der(der).map_or_else(
-        |_| format!("(not a DN, {} bytes)", der.len()),
-        |n| n.to_string(),
-    )
-}
-
-/// Two DER DNs name the same entity: equal attribute types and values, compared as text
-/// without regard to the string type (PrintableString vs UTF8String) or ASCII case.
-pub fn same_dn(a: &[u8], b: &[u8]) -> bool {
-    match (Name::from_der(a), Name::from_der(b)) {
-        (Ok(a), Ok(b)) => a.to_string().eq_ignore_ascii_case(&b.to_string()),
-        _ => false,
-    }
-}
-
-/// A remote identity with strongSwan's DN wildcards (`C=CH, O=Example, CN=*`): `pattern`
-/// matches `dn` when both have the same RDNs in the same order with the same attribute types,
-/// and each value is equal as in `same_dn` or is `*` in the pattern.
-pub fn dn_matches(pattern: &[u8], dn: &[u8]) -> bool {
-    let (Ok(p), Ok(d)) = (Name::from_der(pattern), Name::from_der(dn)) else {
-        return false;
-    };
-    p.0.len() == d.0.len()
-        && p.0.iter().zip(d.0.iter()).all(|(pr, dr)| {
-            pr.0.len() == dr.0.len()
-                && pr.0.iter().zip(dr.0.iter()).all(|(pa, da)| {
-                    let (ps, ds) = (pa.to_string(), da.to_string());
-                    pa.oid == da.oid && (pa.value.value() == b"*" || ps.eq_ignore_ascii_case(&ds))
-                })
-        })
-}
-
-/// Does a DN (DER) hold a wildcard value (`CN=*`): a pattern, never an identity we send.
-pub fn dn_has_wildcard(dn: &[u8]) -> bool {
-    Name::from_der(dn).is_ok_and(|n| {
-        n.0.iter()
-            .any(|r| r.0.iter().any(|a| a.value.value() == b"*"))
-    })
 }
 
 /// The wall clock as the daemon saw it at one instant: the time of `ctx.now` is derived from
@@ -933,8 +432,9 @@ pub fn verify_signature(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{IdType, IdValue};
 
-    const RSA_A: &[u8] = include_bytes!("../../../tests/data/certs/rsa-a.crt");
+    const RSA_A: &[u8] = include_bytes!("../../../../tests/data/certs/rsa-a.crt");
 
     #[test]
     fn a_dn_written_as_strongswan_does_names_the_certificate_subject() {
@@ -950,11 +450,11 @@ mod tests {
         assert!(parse_dn("").is_err());
     }
 
-    const EC_B: &[u8] = include_bytes!("../../../tests/data/certs/ec-b.crt");
-    const INTER: &[u8] = include_bytes!("../../../tests/data/certs/inter.crt");
-    const CA: &[u8] = include_bytes!("../../../tests/data/certs/ca.crt");
-    const EC_A_KEY: &[u8] = include_bytes!("../../../tests/data/certs/ec-a.key");
-    const EC_A: &[u8] = include_bytes!("../../../tests/data/certs/ec-a.crt");
+    const EC_B: &[u8] = include_bytes!("../../../../tests/data/certs/ec-b.crt");
+    const INTER: &[u8] = include_bytes!("../../../../tests/data/certs/inter.crt");
+    const CA: &[u8] = include_bytes!("../../../../tests/data/certs/ca.crt");
+    const EC_A_KEY: &[u8] = include_bytes!("../../../../tests/data/certs/ec-a.key");
+    const EC_A: &[u8] = include_bytes!("../../../../tests/data/certs/ec-a.crt");
     /// 2027-06-01.
     const JUNE_2027: Duration = Duration::from_secs(1_811_808_000);
 
@@ -1071,7 +571,7 @@ mod tests {
     #[test]
     fn a_certificate_on_its_issuers_crl_is_revoked_with_serial_issuer_and_date() {
         let t = with_crls(&["ca-revokes-rsa-b.crl"]);
-        let b = der(include_bytes!("../../../tests/data/certs/rsa-b.crt"));
+        let b = der(include_bytes!("../../../../tests/data/certs/rsa-b.crt"));
         let err = t.verify_peer(&[&b], JUNE_2027).unwrap_err();
         let CertFailure::Revoked {
             subject,
@@ -1104,7 +604,7 @@ mod tests {
     #[test]
     fn a_stale_crl_still_revokes_what_it_lists_and_accepts_the_rest() {
         let t = with_crls(&["ca-stale.crl"]);
-        let b = der(include_bytes!("../../../tests/data/certs/rsa-b.crt"));
+        let b = der(include_bytes!("../../../../tests/data/certs/rsa-b.crt"));
         assert!(t.crls.get()[0].next_update().unwrap() < JUNE_2027);
         assert_eq!(
             t.verify_peer(&[&b], JUNE_2027).unwrap_err().name(),
@@ -1123,7 +623,7 @@ mod tests {
         bytes[last] ^= 1;
         let t = trust();
         t.crls.set(vec![Crl::from_der(&bytes).unwrap()]);
-        let b = der(include_bytes!("../../../tests/data/certs/rsa-b.crt"));
+        let b = der(include_bytes!("../../../../tests/data/certs/rsa-b.crt"));
         assert!(t.verify_peer(&[&b], JUNE_2027).is_ok());
         // The DER form of a file is read too; garbage is an error, not a panic.
         assert_eq!(Crl::from_file_bytes(&bytes).unwrap().len(), 1);
