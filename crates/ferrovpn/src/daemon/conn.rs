@@ -42,6 +42,34 @@ pub struct ConnState {
     pub mode_config: Option<ferrovpn_ike::wire::ModeCfgSettings>,
 }
 
+impl ConnState {
+    /// A connection whose TUN (index `tun` in the TUN table) and routing were just set up:
+    /// no SA yet, never failed, first retry after 5 s.
+    pub fn new(
+        cfg: Connection,
+        tun: usize,
+        routing: Installed,
+        addresses: Vec<crate::ipnet::IfAddr>,
+        ifindex: u32,
+    ) -> Self {
+        ConnState {
+            cfg,
+            tun: Some(tun),
+            routing: Some(routing),
+            pairs: Vec::new(),
+            retry_at: None,
+            backoff: Duration::from_secs(5),
+            last_failure: None,
+            held: false,
+            failures: 0,
+            removed: false,
+            addresses,
+            ifindex,
+            mode_config: None,
+        }
+    }
+}
+
 /// Direction helper for status: which SAD handle holds which counters.
 pub fn stats_of(sad: &Sad, h: SaHandle) -> ferrovpn_esp::SaStats {
     sad.stats(h).unwrap_or_default()

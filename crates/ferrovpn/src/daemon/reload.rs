@@ -320,21 +320,7 @@ impl Daemon {
                 &mut policies,
             )
         };
-        let state = ConnState {
-            cfg: c.clone(),
-            tun: Some(tun),
-            routing: Some(t.installed),
-            pairs: Vec::new(),
-            retry_at: None,
-            backoff: Duration::from_secs(5),
-            last_failure: None,
-            held: false,
-            failures: 0,
-            removed: false,
-            addresses: t.addresses,
-            ifindex: t.ifindex,
-            mode_config: None,
-        };
+        let state = ConnState::new(c.clone(), tun, t.installed, t.addresses, t.ifindex);
         match self.conns.get_mut(id) {
             Some(s) => {
                 let failures = s.failures;

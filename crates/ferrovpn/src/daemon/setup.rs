@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferrovpn_esp::mss::MssClamp;
 use mio::net::UdpSocket as MioUdp;
@@ -351,21 +350,13 @@ pub(super) fn bring_up_tunnels(
             &mut shared,
             &mut policies,
         );
-        conns.push(ConnState {
-            cfg: c.clone(),
-            tun: Some(tun),
-            routing: Some(t.installed),
-            pairs: Vec::new(),
-            retry_at: None,
-            backoff: Duration::from_secs(5),
-            last_failure: None,
-            held: false,
-            failures: 0,
-            removed: false,
-            addresses: t.addresses,
-            ifindex: t.ifindex,
-            mode_config: None,
-        });
+        conns.push(ConnState::new(
+            c.clone(),
+            tun,
+            t.installed,
+            t.addresses,
+            t.ifindex,
+        ));
     }
     run_state.save()?;
     for d in &shared {
