@@ -366,6 +366,39 @@ fn a_source_with_too_many_wrong_passwords_is_locked_out_even_with_the_right_one(
     assert_up(&net, d, FIRST);
 }
 
+/// `max_failures` / `failure_window` as configured (`xauth_max_failures`, `xauth_lockout`): one
+/// wrong password locks the source out for the window, and only for the window.
+#[test]
+fn the_configured_lockout_limit_and_window_apply() {
+    let mut gw = gateway_conn(25, false, Phase1Mode::Main);
+    if let Some(g) = gw.gateway.as_mut() {
+        g.max_failures = 1;
+        g.failure_window = Duration::from_secs(300);
+    }
+    let mut net = Net::new(gw);
+    let public: IpAddr = [192, 0, 2, 10].into();
+    let wrong = net.client(
+        client_conn("alice", b"wrong", Phase1Mode::Main, true),
+        public,
+    );
+    net.connect(wrong);
+    assert_eq!(net.gw.counters().xauth_locked_out, 0);
+    let right = net.client(
+        client_conn("alice", b"correct-horse", Phase1Mode::Main, true),
+        public,
+    );
+    net.connect(right);
+    assert_eq!(net.assigned(right), None, "locked out after one failure");
+    assert!(net.gw.counters().xauth_locked_out >= 1);
+    net.run_for(Duration::from_secs(300));
+    let again = net.client(
+        client_conn("alice", b"correct-horse", Phase1Mode::Main, true),
+        public,
+    );
+    net.connect(again);
+    assert_up(&net, again, FIRST);
+}
+
 #[test]
 fn two_clients_behind_one_nat_get_their_own_address_and_pairs() {
     let mut net = Net::new(gateway_conn(25, false, Phase1Mode::Main));

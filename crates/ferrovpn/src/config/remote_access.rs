@@ -48,7 +48,18 @@ pub struct Gateway {
     pub users_file: PathBuf,
     /// Push the settings (SET) instead of answering the client's REQUEST.
     pub push: bool,
+    /// Wrong XAuth passwords from one source address within `lockout` before that address is
+    /// locked out for the rest of `lockout` (`xauth_max_failures`, `xauth_lockout`).
+    pub max_failures: u32,
+    pub lockout: std::time::Duration,
 }
+
+/// `xauth_max_failures` default and range.
+pub const DEFAULT_XAUTH_MAX_FAILURES: u32 = 5;
+const MAX_XAUTH_MAX_FAILURES: i64 = 1000;
+/// `xauth_lockout` default and range.
+pub const DEFAULT_XAUTH_LOCKOUT: &str = "5m";
+const MAX_XAUTH_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The raw keys of a connection that belong to remote access.
 pub(super) struct RawRemoteAccess {
@@ -63,6 +74,8 @@ pub(super) struct RawRemoteAccess {
     pub(super) split_include: Option<Vec<String>>,
     pub(super) banner: Option<String>,
     pub(super) users_file: Option<PathBuf>,
+    pub(super) xauth_max_failures: Option<i64>,
+    pub(super) xauth_lockout: Option<String>,
 }
 
 impl RawRemoteAccess {
@@ -84,6 +97,8 @@ impl RawRemoteAccess {
             split_include: rc.split_include.take(),
             banner: rc.banner.take(),
             users_file: rc.users_file.take(),
+            xauth_max_failures: rc.xauth_max_failures.take(),
+            xauth_lockout: rc.xauth_lockout.take(),
         }
     }
 }
@@ -107,6 +122,8 @@ pub(super) fn validate_gateway(
             ("split_include", raw.split_include.is_some()),
             ("banner", raw.banner.is_some()),
             ("users_file", raw.users_file.is_some()),
+            ("xauth_max_failures", raw.xauth_max_failures.is_some()),
+            ("xauth_lockout", raw.xauth_lockout.is_some()),
         ] {
             if set {
                 return Err(format!("{k} needs remote_access = \"gateway\""));
@@ -213,6 +230,7 @@ pub(super) fn validate_gateway(
             ))
         }
     };
+    let (max_failures, lockout) = lockout(raw)?;
     let file = raw.users_file.as_ref().ok_or(
         "remote_access = \"gateway\" needs users_file (make it with `ferrovpn user add FILE NAME`)",
     )?;
@@ -237,7 +255,38 @@ pub(super) fn validate_gateway(
         users: std::sync::Arc::new(users),
         users_file: file,
         push,
+        max_failures,
+        lockout,
     }))
+}
+
+/// `xauth_max_failures` (1 to 1000) and `xauth_lockout` (1 s to 24 h).
+fn lockout(raw: &RawRemoteAccess) -> Result<(u32, std::time::Duration), String> {
+    let max = match raw.xauth_max_failures {
+        None => DEFAULT_XAUTH_MAX_FAILURES,
+        Some(n) if (1..=MAX_XAUTH_MAX_FAILURES).contains(&n) => u32::try_from(n).unwrap_or(1),
+        Some(n) => {
+            return Err(format!(
+                "xauth_max_failures: {n} is not between 1 and {MAX_XAUTH_MAX_FAILURES} (wrong passwords from one address before it is locked out)"
+            ))
+        }
+    };
+    let window = super::units::duration_key(
+        "xauth_lockout",
+        raw.xauth_lockout.as_deref(),
+        DEFAULT_XAUTH_LOCKOUT,
+    )?;
+    if window < std::time::Duration::from_secs(1) {
+        return Err("xauth_lockout: must be at least 1s (how long wrong passwords are counted and an address stays locked out)".into());
+    }
+    if window > MAX_XAUTH_LOCKOUT {
+        return Err(super::units::above_max(
+            "xauth_lockout",
+            window,
+            MAX_XAUTH_LOCKOUT,
+        ));
+    }
+    Ok((max, window))
 }
 
 /// Checks the remote-access keys against the rest of the connection.

@@ -1269,3 +1269,42 @@ fn remote_access_gateway_is_validated_and_converted() {
     let e = bad("", None);
     assert!(e.contains("users_file") && e.contains("chmod 600"), "{e}");
 }
+
+/// `xauth_max_failures` / `xauth_lockout`: defaults 5 / 5 min, the configured values reach the
+/// ike gateway config, nonsense is refused with the key named.
+#[test]
+fn the_xauth_lockout_is_configurable_within_bounds() {
+    let dir = TempDir::new("lockout");
+    crate::users::add(&dir.0.as_path().join("users"), "alice", "pw").unwrap();
+    let gw = |extra: &str| {
+        Config::parse(&gateway_text(extra), dir.0.as_path())
+            .map(|c| crate::convert::connection(&c.connections[0]).gateway.unwrap())
+            .map_err(|e| e.to_string())
+    };
+    let d = gw("").unwrap();
+    assert_eq!(
+        (d.max_failures, d.failure_window),
+        (5, std::time::Duration::from_secs(300))
+    );
+    let g = gw("xauth_max_failures = 2\nxauth_lockout = \"90s\"").unwrap();
+    assert_eq!(
+        (g.max_failures, g.failure_window),
+        (2, std::time::Duration::from_secs(90))
+    );
+    for (extra, want) in [
+        ("xauth_max_failures = 0", "xauth_max_failures: 0 is not between 1 and 1000"),
+        ("xauth_max_failures = 1001", "xauth_max_failures: 1001 is not between 1 and 1000"),
+        ("xauth_max_failures = -3", "xauth_max_failures: -3 is not between"),
+        ("xauth_lockout = \"0s\"", "xauth_lockout: must be at least 1s"),
+        ("xauth_lockout = \"2d\"", "xauth_lockout: 2d is above the maximum"),
+        ("xauth_lockout = \"soon\"", "xauth_lockout:"),
+    ] {
+        let e = gw(extra).unwrap_err();
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+    let e = err(&with("psk = \"x\"\nxauth_max_failures = 3", RB));
+    assert!(
+        e.contains("xauth_max_failures needs remote_access = \"gateway\""),
+        "{e}"
+    );
+}
