@@ -16,6 +16,9 @@
 #   gateway-two-clients     two charons in two namespaces at once, each its own address
 #   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
 #   gateway-ferrovpn-client a ferrovpn client against the ferrovpn gateway
+#   gateway-users-reload    `ferrovpn reload` takes a changed users file in place: alice (up)
+#                           stays up, added carol logs in, removed alice no longer can; a
+#                           broken users file is refused naming its line, the old users kept
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
 # selector, DNS/domain/banner reach the log and the dns_hook, ping and a 1 MiB TCP transfer with
 # SHA-256 compared, from the assigned address to 203.0.113.1.
@@ -449,7 +452,61 @@ case_gateway_wrong_password() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
+# A changed users file is applied by `ferrovpn reload` without a restart and without touching
+# the clients that are up; a broken one is refused and the running users stay.
+case_gateway_users_reload() {
+    FV_NO_IPV6=1 fv_two_ns
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    local log="$FV_TMP/gateway.log"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    gw_client_up "$FV_NS_B" alice
+    local vip_alice="$VIP"
+    # carol added, alice removed; the file stays mode 600 (user add replaces it whole).
+    printf 'carol pass phrase\n' | "$FERROVPN" user add "$FV_TMP/users" carol >/dev/null ||
+        fail "ferrovpn user add carol failed"
+    grep -v '^alice:' "$FV_TMP/users" >"$FV_TMP/users.new" && chmod 600 "$FV_TMP/users.new" &&
+        mv "$FV_TMP/users.new" "$FV_TMP/users"
+    local out rc=0
+    out="$("$FERROVPN" reload --socket "$SOCK_G" 2>&1)" || rc=$?
+    [ "$rc" = 0 ] || fail "reload exited $rc: $out"
+    grep -q "unchanged \[e2e\], users \[e2e: +carol -alice\]" <<<"$out" || fail "reload said: $out"
+    ok "ferrovpn reload: '$out'"
+    e2e_ping "$FV_NS_B" "$vip_alice" "$GW_IN" 2
+    ok "alice, up before the reload, stays up (her XAuth was done)"
+    fv_charon_stop "$FV_NS_B"
+    e2e_wait_log "$log" "lease of $vip_alice released" 15 || fail "alice's lease was not released"
+    ss_client "$FV_NS_B" carol "carol pass phrase" 192.0.2.2
+    gw_client_up "$FV_NS_B" carol
+    e2e_ping "$FV_NS_B" "$VIP" "$GW_IN" 2
+    ok "carol, added by the reload, logs in"
+    fv_swanctl "$FV_NS_B" --terminate --ike gw --timeout 10 >/dev/null 2>&1 || true
+    fv_charon_stop "$FV_NS_B"
+    ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    fv_swanctl "$FV_NS_B" --initiate --child gw --timeout 20 >"$FV_TMP/initiate-alice.txt" 2>&1 &&
+        fail "alice connected after the reload removed her"
+    e2e_wait_log "$log" "XAuth failed: wrong user name or password for user \"alice\"" 10 ||
+        fail "the gateway does not log alice's refusal"
+    ok "alice, removed by the reload, is refused: $(grep -m1 -o 'XAuth failed.*alice.*' "$log" | cut -c1-100)"
+    fv_charon_stop "$FV_NS_B"
+    # A broken users file: the reload is refused with the reason, carol still logs in.
+    printf 'dave:plain-text\n' >>"$FV_TMP/users"
+    rc=0
+    out="$("$FERROVPN" reload --socket "$SOCK_G" 2>&1)" || rc=$?
+    [ "$rc" != 0 ] || fail "a reload with a broken users file exited 0: $out"
+    grep -q "users_file .*users: line [0-9]*: user dave: the hash is not SHA-512 crypt" <<<"$out" &&
+        grep -q "the running configuration is unchanged" <<<"$out" || fail "broken users file, reload said: $out"
+    ok "broken users file refused (exit $rc): $out"
+    ss_client "$FV_NS_B" carol "carol pass phrase" 192.0.2.2
+    gw_client_up "$FV_NS_B" carol
+    ok "the running users were kept: carol still logs in"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-users-reload)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -43,8 +43,8 @@ pub struct Gateway {
     pub domains: Vec<String>,
     pub split_include: Vec<IpNet>,
     pub banner: Option<String>,
-    /// The XAuth users (SHA-512 crypt), from `users_file`.
-    pub users: std::sync::Arc<crate::users::Users>,
+    /// The XAuth users (SHA-512 crypt), from `users_file`; a reload replaces them in place.
+    pub users: std::sync::Arc<crate::users::UserStore>,
     pub users_file: PathBuf,
     /// Push the settings (SET) instead of answering the client's REQUEST.
     pub push: bool,
@@ -252,7 +252,7 @@ pub(super) fn validate_gateway(
         domains,
         split_include,
         banner: raw.banner.clone(),
-        users: std::sync::Arc::new(users),
+        users: std::sync::Arc::new(crate::users::UserStore::new(users)),
         users_file: file,
         push,
         max_failures,

@@ -1224,7 +1224,13 @@ fn remote_access_gateway_is_validated_and_converted() {
             "255.255.255.0".parse().unwrap()
         )]
     );
-    assert!(gw.users.as_ref().unwrap().verify("alice", b"correct-horse"));
+    assert_eq!(
+        gw.users
+            .as_ref()
+            .unwrap()
+            .verify(std::time::Instant::now(), "alice", b"correct-horse"),
+        ferrovpn_ike::config::XauthVerdict::Accept
+    );
     assert_eq!(ike.auth_method(), 65001);
     let bad = |extra: &str, text: Option<String>| {
         Config::parse(
