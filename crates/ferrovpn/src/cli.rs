@@ -455,16 +455,27 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             err,
         ),
         Command::User(UserCommand::Add { file, name }) => {
-            use std::io::IsTerminal;
-            if std::io::stdin().is_terminal() {
-                let _ = write!(err, "password for {name} (shown as typed): ");
-                let _ = err.flush();
-            }
-            let mut line = zeroize::Zeroizing::new(String::new());
-            if let Err(e) = std::io::stdin().read_line(&mut line) {
-                let _ = writeln!(err, "ferrovpn user add: reading the password: {e}");
-                return EXIT_FAILURE;
-            }
+            use std::os::fd::AsFd;
+            let stdin = std::io::stdin();
+            let line = if crate::sys::tty::is_terminal(stdin.as_fd()) {
+                // Typed: echo off, as `ferrovpn up` asks for a client's password.
+                crate::sys::tty::read_secret(stdin.as_fd(), &format!("password for {name}: "))
+                    .and_then(|b| {
+                        String::from_utf8(b.to_vec())
+                            .map(zeroize::Zeroizing::new)
+                            .map_err(|_| std::io::Error::other("not UTF-8"))
+                    })
+            } else {
+                let mut line = zeroize::Zeroizing::new(String::new());
+                stdin.read_line(&mut line).map(|_| line)
+            };
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = writeln!(err, "ferrovpn user add: reading the password: {e}");
+                    return EXIT_FAILURE;
+                }
+            };
             let password = line.trim_end_matches(['\n', '\r']);
             match crate::users::add(&file, &name, password) {
                 Ok(()) => {
@@ -546,13 +557,19 @@ fn report(
 
 /// `ferrovpn up`: validate, set up logging, run the daemon until a signal or `down`.
 fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
-    let cfg = match Config::load(&args.config) {
+    let mut cfg = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(err, "{}: {e}", args.config.display());
             return EXIT_FAILURE;
         }
     };
+    if crate::remote_access::wants_password(&mut cfg) {
+        if let Err(e) = ask_passwords(&mut cfg, args.daemon) {
+            let _ = writeln!(err, "ferrovpn up: {e}");
+            return EXIT_FAILURE;
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.daemon.log_level.name()));
     let builder = tracing_subscriber::fmt()
@@ -582,6 +599,22 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// The XAuth passwords `ferrovpn up` asks for on its controlling terminal, echo off; only in
+/// the foreground (`--daemon` detaches from the terminal, and a service has none).
+fn ask_passwords(cfg: &mut Config, daemon: bool) -> Result<(), String> {
+    use std::os::fd::AsFd;
+    let tty = if daemon {
+        Err("`ferrovpn up --daemon` does not ask".to_string())
+    } else {
+        crate::sys::tty::controlling().map_err(|e| format!("no terminal to ask on (/dev/tty: {e})"))
+    };
+    let terminal = tty.as_ref().map(drop).map_err(Clone::clone);
+    crate::remote_access::ask_passwords(cfg, terminal, &mut |prompt| {
+        let fd = tty.as_ref().map_err(Clone::clone)?;
+        crate::sys::tty::read_secret(fd.as_fd(), prompt).map_err(|e| e.to_string())
+    })
 }
 
 /// What the daemon child writes to its parent on the readiness pipe once set up.

@@ -14,6 +14,8 @@ use super::tunnel::Tunnel;
 use crate::ipnet::IpNet;
 use crate::secret_file::{self, SecretFileError};
 
+const GROUP_PSK_WARNING: &str = "remote access with a group pre-shared key: anyone who knows the group secret can impersonate the gateway to XAuth users; prefer certificates where the gateway offers them";
+
 /// A validated remote-access client setup.
 #[derive(Debug, Clone)]
 pub struct RemoteAccess {
@@ -29,8 +31,17 @@ pub struct RemoteAccess {
 #[derive(Debug, Clone)]
 pub struct Xauth {
     pub user: String,
+    /// Empty until typed when `password_file` is None (see `remote_access::ask_passwords`).
     pub password: Psk,
-    pub password_file: PathBuf,
+    /// None: `ferrovpn up` asks for the password on its terminal.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Xauth {
+    /// True when the password is to be typed at `ferrovpn up` and has not been yet.
+    pub fn needs_password(&self) -> bool {
+        self.password_file.is_none() && self.password.as_bytes().is_empty()
+    }
 }
 
 /// A validated `remote_access = "gateway"` setup (issue 14).
@@ -347,9 +358,8 @@ pub(super) fn validate(
     };
     let xauth = match (raw.xauth_user, raw.xauth_password_file) {
         (None, None) => None,
-        (Some(_), None) => return Err("xauth_user needs xauth_password_file".into()),
         (None, Some(_)) => return Err("xauth_password_file needs xauth_user".into()),
-        (Some(user), Some(file)) => {
+        (Some(user), file) => {
             if user.is_empty() || user.len() > 255 || user.chars().any(char::is_control) {
                 return Err(
                     "xauth_user: must be 1 to 255 characters without control characters".into(),
@@ -358,6 +368,23 @@ pub(super) fn validate(
             if !matches!(auth, Auth::Psk) {
                 return Err("xauth_user: XAuth is supported with auth = \"psk\" only (XAUTHInitPreShared); certificate XAuth is not".into());
             }
+            let Some(file) = file else {
+                notes.push((
+                    Severity::Note,
+                    format!("xauth_user \"{user}\" has no xauth_password_file: `ferrovpn up` asks for the password on its terminal (in the foreground only; `up --daemon` and a service refuse to start)"),
+                ));
+                return Ok(Some(finish(
+                    Some(Xauth {
+                        user,
+                        password: Psk(zeroize::Zeroizing::new(Vec::new())),
+                        password_file: None,
+                    }),
+                    mode_cfg,
+                    raw.dns_hook,
+                    base,
+                    notes,
+                )));
+            };
             let file = secret_file::resolve(base, &file);
             let password = match secret_file::read_private(&file) {
                 Ok(b) => {
@@ -381,17 +408,24 @@ pub(super) fn validate(
             Some(Xauth {
                 user,
                 password,
-                password_file: file,
+                password_file: Some(file),
             })
         }
     };
-    notes.push((
-        Severity::Warning,
-        "remote access with a group pre-shared key: anyone who knows the group secret can impersonate the gateway to XAuth users; prefer certificates where the gateway offers them".into(),
-    ));
-    Ok(Some(RemoteAccess {
+    Ok(Some(finish(xauth, mode_cfg, raw.dns_hook, base, notes)))
+}
+
+fn finish(
+    xauth: Option<Xauth>,
+    mode_cfg: ModeCfgMode,
+    dns_hook: Option<PathBuf>,
+    base: &Path,
+    notes: &mut Vec<(Severity, String)>,
+) -> RemoteAccess {
+    notes.push((Severity::Warning, GROUP_PSK_WARNING.into()));
+    RemoteAccess {
         xauth,
         mode_cfg,
-        dns_hook: raw.dns_hook.map(|h| secret_file::resolve(base, &h)),
-    }))
+        dns_hook: dns_hook.map(|h| secret_file::resolve(base, &h)),
+    }
 }

@@ -1072,7 +1072,6 @@ fn remote_access_client_keys_are_validated() {
         (with("psk = \"x\"\nremote_access = \"gateway\"", RB), "connection \"site-b\": remote_addr: a gateway takes clients from anywhere: set remote_addr = \"any\""),
         (with(ra, PB), "connection \"site-b\": remote_access = \"client\" needs [connection.route_based]: the assigned address goes on its TUN device"),
         (with(&format!("{ra}\nmodeconfig = \"both\""), RB), "connection \"site-b\": modeconfig: 'both' is neither \"pull\" (we ask, the default) nor \"push\" (the gateway sends)"),
-        (with(&format!("{ra}\nxauth_user = \"alice\""), RB), "connection \"site-b\": xauth_user needs xauth_password_file"),
         (with(&format!("{ra}\nxauth_password_file = \"pw\""), RB), "connection \"site-b\": xauth_password_file needs xauth_user"),
         (with(ra, &format!("{RB}address = \"198.51.100.7/32\"\n")), "connection \"site-b\": route_based.address: leave it out with remote_access = \"client\": the gateway assigns the address (Mode Config)"),
         (with(ra, RB).replace("start = \"initiate\"", "start = \"respond\""), "connection \"site-b\": remote_access = \"client\" needs start = \"initiate\": a client dials the gateway"),

@@ -97,7 +97,7 @@ impl Daemon {
         let Some(path) = self.config_path.clone() else {
             return Outcome::Failed("this daemon was started without a configuration file".into());
         };
-        let new = match Config::load(&path) {
+        let mut new = match Config::load(&path) {
             Ok(c) => c,
             Err(e) => {
                 return Outcome::Failed(format!(
@@ -106,6 +106,15 @@ impl Daemon {
                 ))
             }
         };
+        let running: Vec<&Connection> = self
+            .conns
+            .iter()
+            .filter(|c| !c.removed)
+            .map(|c| &c.cfg)
+            .collect();
+        if let Err(why) = crate::remote_access::keep_typed_passwords(&mut new, &running) {
+            return Outcome::Failed(format!("{why}; the running configuration is unchanged"));
+        }
         if let Err(why) = self.reloadable(&new) {
             return Outcome::Failed(format!("{why}; the running configuration is unchanged"));
         }
