@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrovpn_ike::config::{
-    ModeCfgMode, RemoteAccessClient, RemoteAccessGateway, XauthCredentials, XauthVerdict, XauthVerifier,
+    ModeCfgMode, RemoteAccessClient, RemoteAccessGateway, XauthCredentials, XauthVerdict,
+    XauthVerifier,
 };
 use ferrovpn_ike::crypto::Secret;
 use ferrovpn_ike::event::RemoteAccessFailure;

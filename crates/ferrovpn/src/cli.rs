@@ -82,7 +82,7 @@ error and left alone. With --log-format json every IKE line carries conn, cookie
 (MM1...QM3, INFO) and message_id fields. Optional, in [daemon]: metrics_listen serves Prometheus \
 metrics on GET /metrics (loopback only unless metrics_allow_remote = true); save_keys_dir \
 (debugging only, announced at WARN) writes every SA's keys to Wireshark's ikev1_decryption_table \
-and esp_sa files there, which `ferrovpn decode --keys DIR` also reads.",
+and esp_sa files there, which `ferrovpn decode --keys DIR` also reads. A remote-access client connection with xauth_user but no xauth_password_file makes `up` ask for that XAuth password on its terminal first (echo off; kept in memory for every XAuth of the connection); without a terminal, and with --daemon, `up` exits 1 with the reason.",
         after_long_help = "EXAMPLES:\n    ferrovpn up -c /etc/ferrovpn/ferrovpn.toml\n    \
 ferrovpn up -c site.toml --daemon --log-format json\n\n\
 EXIT STATUS:\n    0   the daemon stopped cleanly (with --daemon: the daemon is set up and runs)\n    \
@@ -281,7 +281,8 @@ EXIT STATUS:\n    0   the new configuration is in effect (what changed is printe
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Set a user's password in FILE (created with mode 600 if missing); the password is the
-    /// first line of standard input (asked for when it is a terminal). Stored as SHA-512 crypt.
+    /// first line of standard input (asked for, echo off, when it is a terminal). Stored as
+    /// SHA-512 crypt. A running gateway takes the change at `ferrovpn reload`.
     #[command(
         after_long_help = "EXAMPLES:\n    ferrovpn user add /etc/ferrovpn/users alice\n    \
 printf '%s\\n' \"$PW\" | ferrovpn user add users alice\n\n\

@@ -252,7 +252,13 @@ mod tests {
     }
 
     fn password(c: &Config) -> Vec<u8> {
-        let x = c.connections[0].remote_access.as_ref().unwrap().xauth.as_ref().unwrap();
+        let x = c.connections[0]
+            .remote_access
+            .as_ref()
+            .unwrap()
+            .xauth
+            .as_ref()
+            .unwrap();
         x.password.as_bytes().to_vec()
     }
 
@@ -261,7 +267,9 @@ mod tests {
     #[test]
     fn a_typed_password_is_kept_for_the_endpoint() {
         let mut c = asking();
-        assert!(c.remarks.iter().any(|r| r.to_string().contains("asks for the password on its terminal")));
+        assert!(c.remarks.iter().any(|r| r
+            .to_string()
+            .contains("asks for the password on its terminal")));
         let mut prompts = Vec::new();
         ask_passwords(&mut c, Ok(()), &mut |p| {
             prompts.push(p.to_string());
@@ -280,28 +288,53 @@ mod tests {
 
     #[test]
     fn no_terminal_or_an_empty_password_is_a_clear_error() {
-        let e = ask_passwords(&mut asking(), Err("`up --daemon` has no terminal".into()), &mut |_| {
-            unreachable!()
+        let e = ask_passwords(
+            &mut asking(),
+            Err("`up --daemon` has no terminal".into()),
+            &mut |_| unreachable!(),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("connection \"asa\": xauth_user \"alice\" has no xauth_password_file"),
+            "{e}"
+        );
+        assert!(
+            e.contains("`up --daemon` has no terminal") && e.contains("set xauth_password_file"),
+            "{e}"
+        );
+        let e = ask_passwords(&mut asking(), Ok(()), &mut |_| {
+            Ok(Zeroizing::new(Vec::new()))
         })
         .unwrap_err();
-        assert!(e.contains("connection \"asa\": xauth_user \"alice\" has no xauth_password_file"), "{e}");
-        assert!(e.contains("`up --daemon` has no terminal") && e.contains("set xauth_password_file"), "{e}");
-        let e = ask_passwords(&mut asking(), Ok(()), &mut |_| Ok(Zeroizing::new(Vec::new())))
-            .unwrap_err();
         assert!(e.contains("empty XAuth password for alice"), "{e}");
-        let e = ask_passwords(&mut asking(), Ok(()), &mut |_| Err("end of input".into()))
-            .unwrap_err();
-        assert!(e.contains("reading the XAuth password of alice: end of input"), "{e}");
+        let e =
+            ask_passwords(&mut asking(), Ok(()), &mut |_| Err("end of input".into())).unwrap_err();
+        assert!(
+            e.contains("reading the XAuth password of alice: end of input"),
+            "{e}"
+        );
         // With a password file nothing is asked.
         let dir = std::env::temp_dir().join(format!("ferrovpn-ask-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let pw = dir.join("alice.pw");
         {
             use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&pw).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&pw)
+                .unwrap();
             std::io::Write::write_all(&mut f, b"from-file\n").unwrap();
         }
-        let text = ASKING.replace("xauth_user = \"alice\"", &format!("xauth_user = \"alice\"\nxauth_password_file = \"{}\"", pw.display()));
+        let text = ASKING.replace(
+            "xauth_user = \"alice\"",
+            &format!(
+                "xauth_user = \"alice\"\nxauth_password_file = \"{}\"",
+                pw.display()
+            ),
+        );
         let mut c = Config::parse(&text, &dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         ask_passwords(&mut c, Err("none".into()), &mut |_| unreachable!()).unwrap();
@@ -313,15 +346,24 @@ mod tests {
     #[test]
     fn a_reload_keeps_the_typed_password_or_is_refused() {
         let mut running = asking();
-        ask_passwords(&mut running, Ok(()), &mut |_| Ok(Zeroizing::new(b"typed".to_vec())))
-            .unwrap();
+        ask_passwords(&mut running, Ok(()), &mut |_| {
+            Ok(Zeroizing::new(b"typed".to_vec()))
+        })
+        .unwrap();
         let r: Vec<&Connection> = running.connections.iter().collect();
         let mut new = asking();
         keep_typed_passwords(&mut new, &r).unwrap();
         assert_eq!(password(&new), b"typed");
-        let mut other = Config::parse(&ASKING.replace("\"alice\"", "\"bob\""), std::path::Path::new("/tmp")).unwrap();
+        let mut other = Config::parse(
+            &ASKING.replace("\"alice\"", "\"bob\""),
+            std::path::Path::new("/tmp"),
+        )
+        .unwrap();
         let e = keep_typed_passwords(&mut other, &r).unwrap_err();
-        assert!(e.contains("xauth_user \"bob\" has no xauth_password_file and no password was typed"), "{e}");
+        assert!(
+            e.contains("xauth_user \"bob\" has no xauth_password_file and no password was typed"),
+            "{e}"
+        );
     }
     use std::net::Ipv4Addr;
 

@@ -240,7 +240,9 @@ impl Limiter {
     /// The one all stores of this process share (`CHECKS_PER_SECOND`).
     pub fn global() -> Arc<Limiter> {
         static GLOBAL: OnceLock<Arc<Limiter>> = OnceLock::new();
-        GLOBAL.get_or_init(|| Limiter::new(CHECKS_PER_SECOND)).clone()
+        GLOBAL
+            .get_or_init(|| Limiter::new(CHECKS_PER_SECOND))
+            .clone()
     }
 
     fn take(&self, now: Instant) -> bool {
@@ -473,7 +475,10 @@ mod tests {
         for ms in [100, 200] {
             assert_eq!(a.verify(t + Duration::from_millis(ms), "x", b"y"), Busy);
         }
-        assert_eq!(a.verify(t + Duration::from_millis(334), "alice", b"pw"), Accept);
+        assert_eq!(
+            a.verify(t + Duration::from_millis(334), "alice", b"pw"),
+            Accept
+        );
     }
 
     /// A reload replaces the users in place: an added user verifies, a removed one no longer

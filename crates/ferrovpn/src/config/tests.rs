@@ -1283,7 +1283,11 @@ fn the_xauth_lockout_is_configurable_within_bounds() {
     crate::users::add(&dir.0.as_path().join("users"), "alice", "pw").unwrap();
     let gw = |extra: &str| {
         Config::parse(&gateway_text(extra), dir.0.as_path())
-            .map(|c| crate::convert::connection(&c.connections[0]).gateway.unwrap())
+            .map(|c| {
+                crate::convert::connection(&c.connections[0])
+                    .gateway
+                    .unwrap()
+            })
             .map_err(|e| e.to_string())
     };
     let d = gw("").unwrap();
@@ -1297,11 +1301,26 @@ fn the_xauth_lockout_is_configurable_within_bounds() {
         (2, std::time::Duration::from_secs(90))
     );
     for (extra, want) in [
-        ("xauth_max_failures = 0", "xauth_max_failures: 0 is not between 1 and 1000"),
-        ("xauth_max_failures = 1001", "xauth_max_failures: 1001 is not between 1 and 1000"),
-        ("xauth_max_failures = -3", "xauth_max_failures: -3 is not between"),
-        ("xauth_lockout = \"0s\"", "xauth_lockout: must be at least 1s"),
-        ("xauth_lockout = \"2d\"", "xauth_lockout: 2d is above the maximum"),
+        (
+            "xauth_max_failures = 0",
+            "xauth_max_failures: 0 is not between 1 and 1000",
+        ),
+        (
+            "xauth_max_failures = 1001",
+            "xauth_max_failures: 1001 is not between 1 and 1000",
+        ),
+        (
+            "xauth_max_failures = -3",
+            "xauth_max_failures: -3 is not between",
+        ),
+        (
+            "xauth_lockout = \"0s\"",
+            "xauth_lockout: must be at least 1s",
+        ),
+        (
+            "xauth_lockout = \"2d\"",
+            "xauth_lockout: 2d is above the maximum",
+        ),
         ("xauth_lockout = \"soon\"", "xauth_lockout:"),
     ] {
         let e = gw(extra).unwrap_err();

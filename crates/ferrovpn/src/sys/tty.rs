@@ -11,10 +11,7 @@ pub const MAX_SECRET: usize = 1024;
 
 /// The process's controlling terminal (`/dev/tty`), or the reason there is none.
 pub fn controlling() -> io::Result<OwnedFd> {
-    let fd = super::fd::open(
-        c"/dev/tty",
-        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-    )?;
+    let fd = super::fd::open(c"/dev/tty", libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)?;
     if !is_terminal(fd.as_fd()) {
         return Err(io::Error::other("/dev/tty is not a terminal"));
     }
@@ -87,9 +84,7 @@ pub fn read_secret(fd: BorrowedFd<'_>, prompt: &str) -> io::Result<Zeroizing<Vec
             b'\n' => break,
             b => {
                 if line.len() >= MAX_SECRET {
-                    return Err(io::Error::other(format!(
-                        "longer than {MAX_SECRET} bytes"
-                    )));
+                    return Err(io::Error::other(format!("longer than {MAX_SECRET} bytes")));
                 }
                 line.push(b);
             }
@@ -184,8 +179,7 @@ mod tests {
     fn an_over_long_secret_is_an_error_not_a_bigger_buffer() {
         let (master, slave) = openpty().unwrap();
         let long = vec![b'x'; MAX_SECRET + 1];
-        let reader =
-            std::thread::spawn(move || read_secret(slave.as_fd(), "> ").map(|v| v.len()));
+        let reader = std::thread::spawn(move || read_secret(slave.as_fd(), "> ").map(|v| v.len()));
         assert_eq!(wait_prompt(&master), b"> ");
         // Canonical mode holds at most 4095 bytes per line; this fits.
         write_all(master.as_fd(), &long).unwrap();

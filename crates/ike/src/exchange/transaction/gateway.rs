@@ -169,7 +169,9 @@ impl IkeSa {
                 zeroize::Zeroize::zeroize(&mut password);
                 if verdict == XauthVerdict::Busy {
                     // Our REQUEST stays pending: its retransmission brings the REPLY again.
-                    return Err(Flow::Ignore("XAuth: verifier busy, checked on retransmission"));
+                    return Err(Flow::Ignore(
+                        "XAuth: verifier busy, checked on retransmission",
+                    ));
                 }
                 self.retransmit = None;
                 let ok = verdict == XauthVerdict::Accept;
