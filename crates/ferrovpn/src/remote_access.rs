@@ -20,6 +20,9 @@ fn wanting_password(cfg: &mut Config) -> impl Iterator<Item = &mut Connection> {
     })
 }
 
+/// A password as typed, wiped on drop.
+pub type Typed = Zeroizing<Vec<u8>>;
+
 /// True when `ferrovpn up` has an XAuth password to ask for.
 pub fn wants_password(cfg: &mut Config) -> bool {
     wanting_password(cfg).next().is_some()
@@ -32,7 +35,7 @@ pub fn wants_password(cfg: &mut Config) -> bool {
 pub fn ask_passwords(
     cfg: &mut Config,
     terminal: Result<(), String>,
-    ask: &mut dyn FnMut(&str) -> Result<Zeroizing<Vec<u8>>, String>,
+    ask: &mut dyn FnMut(&str) -> Result<Typed, String>,
 ) -> Result<(), String> {
     for c in wanting_password(cfg) {
         let Some(x) = c.remote_access.as_mut().and_then(|r| r.xauth.as_mut()) else {
