@@ -60,40 +60,51 @@ impl Drop for Restore<'_> {
     }
 }
 
-/// Writes `prompt` to the terminal `fd`, reads one line with echo off (the newline still
-/// echoed, so the next output starts on a line of its own) and restores the settings. The
-/// line, without its end, in a buffer wiped on drop; at most [`MAX_SECRET`] bytes.
+/// Writes `prompt` to the terminal `fd` and reads one line with echo off, byte by byte in
+/// non-canonical mode with signals off: Enter ends it, Backspace/Delete erase a byte, Ctrl-U
+/// the line, Ctrl-D ends it (cancels it when empty), Ctrl-C cancels it as an error, the settings
+/// restored in every case (a Ctrl-C that killed the process would leave echo off). The line in
+/// a buffer wiped on drop; at most [`MAX_SECRET`] bytes.
 pub fn read_secret(fd: BorrowedFd<'_>, prompt: &str) -> io::Result<Zeroizing<Vec<u8>>> {
     let saved = get(fd)?;
     let mut quiet = saved;
-    quiet.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK);
-    quiet.c_lflag |= libc::ECHONL | libc::ICANON;
+    quiet.c_lflag &=
+        !(libc::ECHO | libc::ECHOE | libc::ECHOK | libc::ECHONL | libc::ICANON | libc::ISIG);
+    quiet.c_cc[libc::VMIN] = 1;
+    quiet.c_cc[libc::VTIME] = 0;
     set(fd, &quiet)?;
     let _restore = Restore { fd, saved };
     write_all(fd, prompt.as_bytes())?;
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_SECRET));
     let mut byte = Zeroizing::new([0u8; 1]);
-    loop {
+    let result = loop {
         match super::fd::read(fd, &mut byte[..]) {
-            Ok(0) => break,
+            Ok(0) => break Ok(()),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => break Err(e),
         }
         match byte[0] {
-            b'\n' => break,
+            b'\n' | b'\r' => break Ok(()),
+            0x03 => break Err(io::Error::other("cancelled (Ctrl-C)")),
+            0x04 if line.is_empty() => break Err(io::Error::other("cancelled (Ctrl-D)")),
+            // As in line mode: Ctrl-D after some input ends the line.
+            0x04 => break Ok(()),
+            0x7f | 0x08 => {
+                line.pop();
+            }
+            0x15 => line.clear(),
             b => {
                 if line.len() >= MAX_SECRET {
-                    return Err(io::Error::other(format!("longer than {MAX_SECRET} bytes")));
+                    break Err(io::Error::other(format!("longer than {MAX_SECRET} bytes")));
                 }
                 line.push(b);
             }
         }
-    }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    Ok(line)
+    };
+    // What was typed is not shown; the answer ends the prompt's line.
+    let _ = write_all(fd, b"\n");
+    result.map(|()| line)
 }
 
 fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
@@ -175,13 +186,41 @@ mod tests {
         assert!(shown.contains('\n'), "{shown:?}");
     }
 
+    /// Backspace and Ctrl-U edit the line; Ctrl-C cancels (an error, not a dead process with
+    /// echo off) and the settings are restored.
+    #[test]
+    fn editing_keys_work_and_ctrl_c_cancels_with_the_terminal_restored() {
+        for (typed, want) in [
+            (&b"abx\x7fc\r"[..], Some(&b"abc"[..])),
+            (&b"wrong\x15right\n"[..], Some(&b"right"[..])),
+            (&b"abc\x03"[..], None),
+            (&b"\x04"[..], None),
+        ] {
+            let (master, slave) = openpty().unwrap();
+            let reader = std::thread::spawn(move || {
+                let got = read_secret(slave.as_fd(), "> ").map(|v| v.to_vec());
+                (got, slave)
+            });
+            assert_eq!(wait_prompt(&master), b"> ");
+            write_all(master.as_fd(), typed).unwrap();
+            let (got, slave) = reader.join().unwrap();
+            assert_eq!(got.ok().as_deref(), want, "{typed:?}");
+            assert!(
+                echoes(slave.as_fd()).unwrap(),
+                "echo restored after {typed:?}"
+            );
+            let t = get(slave.as_fd()).unwrap();
+            assert_ne!(t.c_lflag & libc::ISIG, 0, "signals restored");
+            assert_ne!(t.c_lflag & libc::ICANON, 0, "line mode restored");
+        }
+    }
+
     #[test]
     fn an_over_long_secret_is_an_error_not_a_bigger_buffer() {
         let (master, slave) = openpty().unwrap();
         let long = vec![b'x'; MAX_SECRET + 1];
         let reader = std::thread::spawn(move || read_secret(slave.as_fd(), "> ").map(|v| v.len()));
         assert_eq!(wait_prompt(&master), b"> ");
-        // Canonical mode holds at most 4095 bytes per line; this fits.
         write_all(master.as_fd(), &long).unwrap();
         write_all(master.as_fd(), b"\n").unwrap();
         assert!(reader.join().unwrap().is_err());
