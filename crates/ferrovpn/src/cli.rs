@@ -807,6 +807,33 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 }
             }
         }
+        if let Some(g) = &c.gateway {
+            field(
+                &mut s,
+                "gateway",
+                format!(
+                    "pool {}, XAuth users: {} from {}, a source locked out after {} wrong passwords within {}",
+                    g.pool,
+                    g.users.users().len(),
+                    g.users_file.display(),
+                    g.max_failures,
+                    format_duration(g.lockout)
+                ),
+            );
+        }
+        if let Some(x) = c.remote_access.as_ref().and_then(|r| r.xauth.as_ref()) {
+            field(
+                &mut s,
+                "XAuth",
+                match &x.password_file {
+                    Some(f) => format!("user {}, password from {}", x.user, f.display()),
+                    None => format!(
+                        "user {}, password asked for on the terminal at `up`",
+                        x.user
+                    ),
+                },
+            );
+        }
         let ike: Vec<String> = c
             .ike
             .iter()

@@ -273,6 +273,8 @@ mod tests {
         assert!(c.remarks.iter().any(|r| r
             .to_string()
             .contains("asks for the password on its terminal")));
+        assert!(crate::cli::describe(std::path::Path::new("c.toml"), &c)
+            .contains("XAuth       user alice, password asked for on the terminal at `up`"));
         let mut prompts = Vec::new();
         ask_passwords(&mut c, Ok(()), &mut |p| {
             prompts.push(p.to_string());

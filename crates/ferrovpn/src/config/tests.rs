@@ -1295,6 +1295,16 @@ fn the_xauth_lockout_is_configurable_within_bounds() {
         (d.max_failures, d.failure_window),
         (5, std::time::Duration::from_secs(300))
     );
+    let text = gateway_text("xauth_max_failures = 2\nxauth_lockout = \"90s\"");
+    let shown = crate::cli::describe(
+        std::path::Path::new("g.toml"),
+        &Config::parse(&text, dir.0.as_path()).unwrap(),
+    );
+    assert!(
+        shown.contains("XAuth users: 1 from")
+            && shown.contains("a source locked out after 2 wrong passwords within 90s"),
+        "{shown}"
+    );
     let g = gw("xauth_max_failures = 2\nxauth_lockout = \"90s\"").unwrap();
     assert_eq!(
         (g.max_failures, g.failure_window),
