@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrovpn_ike::config::{
-    ModeCfgMode, RemoteAccessClient, RemoteAccessGateway, XauthCredentials, XauthVerifier,
+    ModeCfgMode, RemoteAccessClient, RemoteAccessGateway, XauthCredentials, XauthVerdict,
+    XauthVerifier,
 };
 use ferrovpn_ike::crypto::Secret;
 use ferrovpn_ike::event::RemoteAccessFailure;
@@ -25,11 +26,15 @@ const POOL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 128);
 
 struct Users;
 impl XauthVerifier for Users {
-    fn verify(&self, user: &str, password: &[u8]) -> bool {
-        matches!(
+    fn verify(&self, _: Instant, user: &str, password: &[u8]) -> XauthVerdict {
+        if matches!(
             (user, password),
             ("alice", b"correct-horse") | ("bob", b"battery-staple")
-        )
+        ) {
+            XauthVerdict::Accept
+        } else {
+            XauthVerdict::Reject
+        }
     }
 }
 
@@ -364,6 +369,72 @@ fn a_source_with_too_many_wrong_passwords_is_locked_out_even_with_the_right_one(
     );
     net.connect(d);
     assert_up(&net, d, FIRST);
+}
+
+/// Busy for its first `n` calls, then the real verdict.
+struct BusyFirst(std::sync::atomic::AtomicU32);
+impl XauthVerifier for BusyFirst {
+    fn verify(&self, now: Instant, user: &str, password: &[u8]) -> XauthVerdict {
+        let left = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        if left > 0 {
+            self.0.store(left - 1, std::sync::atomic::Ordering::Relaxed);
+            return XauthVerdict::Busy;
+        }
+        Users.verify(now, user, password)
+    }
+}
+
+/// A verifier over its rate answers Busy: the REPLY is dropped without counting a failure, our
+/// REQUEST's retransmission brings it again, and then it is checked.
+#[test]
+fn a_busy_verifier_is_asked_again_on_retransmission_without_a_failure() {
+    let mut gw = gateway_conn(25, false, Phase1Mode::Main);
+    if let Some(g) = gw.gateway.as_mut() {
+        g.users = Some(Arc::new(BusyFirst(2.into())));
+        g.max_failures = 1;
+    }
+    let mut net = Net::new(gw);
+    let c = net.client(
+        client_conn("alice", b"correct-horse", Phase1Mode::Main, true),
+        [192, 0, 2, 10].into(),
+    );
+    net.connect(c);
+    assert_up(&net, c, FIRST);
+    assert!(Net::failures(&net.gw_events).is_empty());
+    assert_eq!(net.gw.counters().xauth_locked_out, 0);
+}
+
+/// `max_failures` / `failure_window` as configured (`xauth_max_failures`, `xauth_lockout`): one
+/// wrong password locks the source out for the window, and only for the window.
+#[test]
+fn the_configured_lockout_limit_and_window_apply() {
+    let mut gw = gateway_conn(25, false, Phase1Mode::Main);
+    if let Some(g) = gw.gateway.as_mut() {
+        g.max_failures = 1;
+        g.failure_window = Duration::from_secs(300);
+    }
+    let mut net = Net::new(gw);
+    let public: IpAddr = [192, 0, 2, 10].into();
+    let wrong = net.client(
+        client_conn("alice", b"wrong", Phase1Mode::Main, true),
+        public,
+    );
+    net.connect(wrong);
+    assert_eq!(net.gw.counters().xauth_locked_out, 0);
+    let right = net.client(
+        client_conn("alice", b"correct-horse", Phase1Mode::Main, true),
+        public,
+    );
+    net.connect(right);
+    assert_eq!(net.assigned(right), None, "locked out after one failure");
+    assert!(net.gw.counters().xauth_locked_out >= 1);
+    net.run_for(Duration::from_secs(300));
+    let again = net.client(
+        client_conn("alice", b"correct-horse", Phase1Mode::Main, true),
+        public,
+    );
+    net.connect(again);
+    assert_up(&net, again, FIRST);
 }
 
 #[test]

@@ -16,6 +16,14 @@
 #   gateway-two-clients     two charons in two namespaces at once, each its own address
 #   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
 #   gateway-ferrovpn-client a ferrovpn client against the ferrovpn gateway
+#   gateway-ferrovpn-client-prompt  the client has xauth_user but no xauth_password_file:
+#                           without a terminal (new session, `up --daemon`) `up` exits 1 with
+#                           the reason; on a pseudo-terminal (script(1)) it asks, echo off,
+#                           connects with the typed password and answers XAuth with it again
+#                           on a phase 1 rekey (ike_lifetime 20s; the gateway's cache knows it)
+#   gateway-users-reload    `ferrovpn reload` takes a changed users file in place: alice (up)
+#                           stays up, added carol logs in, removed alice no longer can; a
+#                           broken users file is refused naming its line, the old users kept
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
 # selector, DNS/domain/banner reach the log and the dns_hook, ping and a 1 MiB TCP transfer with
 # SHA-256 compared, from the assigned address to 203.0.113.1.
@@ -28,7 +36,7 @@ E2E_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$E2E_ROOT/tests/e2e/lib/e2e.sh"
 
 require_root_or_skip "remote_access.sh needs network namespaces"
-require_cmd_or_skip ip ping python3 swanctl "$FV_CHARON_BIN"
+require_cmd_or_skip ip ping python3 swanctl script setsid mkfifo "$FV_CHARON_BIN"
 e2e_binary
 
 PSK="ferrovpn-remote-access-group"
@@ -449,7 +457,125 @@ case_gateway_wrong_password() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
+# The XAuth password typed on the terminal (issue 14): no terminal is a clear error; on a
+# pseudo-terminal the prompt comes, the typed password is not echoed and serves the phase 1
+# rekey's XAuth too.
+case_gateway_ferrovpn_client_prompt() {
+    FV_NO_IPV6=1 fv_two_ns
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    local glog="$FV_TMP/gateway.log"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    e2e_psk "$FV_TMP/c.psk" "$PSK"
+    local sock_c="$FV_TMP/c.sock"
+    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
+        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
+xauth_user = \"bob\"
+ike_lifetime = \"20s\"" C_TUNNEL="[connection.route_based]
+interface = \"fvc0\"
+remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
+    "$FERROVPN" check -c "$FV_TMP/c.toml" 2>&1 | grep -q 'asks for the password on its terminal' ||
+        fail "ferrovpn check does not say the password will be asked for"
+    local out rc=0
+    out="$(setsid -w ip netns exec "$FV_NS_B" "$FERROVPN" up -c "$FV_TMP/c.toml" </dev/null 2>&1)" || rc=$?
+    [ "$rc" = 1 ] && grep -q 'xauth_user "bob" has no xauth_password_file and the password cannot be asked for: no terminal to ask on' <<<"$out" ||
+        fail "without a terminal: exit $rc, $out"
+    ok "no terminal: exit 1, $(grep -o 'the password cannot be asked for.*' <<<"$out" | cut -c1-90)..."
+    rc=0
+    out="$(ip netns exec "$FV_NS_B" "$FERROVPN" up -c "$FV_TMP/c.toml" --daemon </dev/null 2>&1)" || rc=$?
+    [ "$rc" = 1 ] && grep -q '`ferrovpn up --daemon` does not ask' <<<"$out" || fail "up --daemon: exit $rc, $out"
+    ok "up --daemon: exit 1, says it does not ask"
+    # On a pseudo-terminal: type the password once the prompt is there.
+    mkfifo "$FV_TMP/typing"
+    ip netns exec "$FV_NS_B" script -qfec "$FERROVPN up -c $FV_TMP/c.toml" "$FV_TMP/typescript" \
+        <"$FV_TMP/typing" >/dev/null 2>&1 &
+    local pid_c=$!
+    FV_PIDS+=("$pid_c")
+    E2E_LOGS+=("$FV_TMP/typescript")
+    exec 7>"$FV_TMP/typing"
+    e2e_wait_log "$FV_TMP/typescript" "XAuth password for bob \\(connection e2e\\): " 10 ||
+        { exec 7>&-; fail "no password prompt on the terminal"; }
+    printf 'battery staple\n' >&7
+    e2e_wait_sas "$sock_c" "$pid_c" 1 30 || { exec 7>&-; fail "ferrovpn client: no IPsec SA within 30 s of the typed password"; }
+    grep -q "battery staple" "$FV_TMP/typescript" && { exec 7>&-; fail "the typed password was echoed or logged"; }
+    ok "prompt on the terminal, password not echoed, client up"
+    local vip=198.51.100.129
+    e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 2
+    # The phase 1 rekey (after about 10 s): the gateway asks XAuth again, the client answers
+    # with the password it keeps, the gateway recognises it from its cache.
+    local i
+    for ((i = 0; i < 150; i++)); do
+        [ "$(grep -c 'sending TRANSACTION \[ HASH CPS \]' "$glog")" -ge 2 ] && break
+        sleep 0.2
+    done
+    [ "$(grep -c 'sending TRANSACTION \[ HASH CPS \]' "$glog")" -ge 2 ] ||
+        { exec 7>&-; fail "no second XAuth STATUS from the gateway within 30 s (phase 1 rekey)"; }
+    grep -q "XAuth failed" "$glog" && { exec 7>&-; fail "an XAuth failed on the rekey"; }
+    [ "$(e2e_q "$SOCK_G" 'd["counters"]["ike"]["xauth_cached"] >= 1')" = True ] ||
+        { exec 7>&-; fail "the gateway's XAuth cache was not used on the rekey: $(e2e_q "$SOCK_G" 'd["counters"]["ike"]')"; }
+    e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 2
+    ok "phase 1 rekey: XAuth answered again with the kept password (gateway: $(e2e_q "$SOCK_G" 'd["counters"]["ike"]["xauth_hashed"]') hashed, $(e2e_q "$SOCK_G" 'd["counters"]["ike"]["xauth_cached"]') cached)"
+    e2e_down "$sock_c" "$pid_c" "$FV_NS_B" fvc0
+    exec 7>&-
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+# A changed users file is applied by `ferrovpn reload` without a restart and without touching
+# the clients that are up; a broken one is refused and the running users stay.
+case_gateway_users_reload() {
+    FV_NO_IPV6=1 fv_two_ns
+    gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    local log="$FV_TMP/gateway.log"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    gw_client_up "$FV_NS_B" alice
+    local vip_alice="$VIP"
+    # carol added, alice removed; the file stays mode 600 (user add replaces it whole).
+    printf 'carol pass phrase\n' | "$FERROVPN" user add "$FV_TMP/users" carol >/dev/null ||
+        fail "ferrovpn user add carol failed"
+    grep -v '^alice:' "$FV_TMP/users" >"$FV_TMP/users.new" && chmod 600 "$FV_TMP/users.new" &&
+        mv "$FV_TMP/users.new" "$FV_TMP/users"
+    local out rc=0
+    out="$("$FERROVPN" reload --socket "$SOCK_G" 2>&1)" || rc=$?
+    [ "$rc" = 0 ] || fail "reload exited $rc: $out"
+    grep -q "unchanged \[e2e\], users \[e2e: +carol -alice\]" <<<"$out" || fail "reload said: $out"
+    ok "ferrovpn reload: '$out'"
+    e2e_ping "$FV_NS_B" "$vip_alice" "$GW_IN" 2
+    ok "alice, up before the reload, stays up (her XAuth was done)"
+    fv_charon_stop "$FV_NS_B"
+    e2e_wait_log "$log" "lease of $vip_alice released" 15 || fail "alice's lease was not released"
+    ss_client "$FV_NS_B" carol "carol pass phrase" 192.0.2.2
+    gw_client_up "$FV_NS_B" carol
+    e2e_ping "$FV_NS_B" "$VIP" "$GW_IN" 2
+    ok "carol, added by the reload, logs in"
+    fv_swanctl "$FV_NS_B" --terminate --ike gw --timeout 10 >/dev/null 2>&1 || true
+    fv_charon_stop "$FV_NS_B"
+    ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    fv_swanctl "$FV_NS_B" --initiate --child gw --timeout 20 >"$FV_TMP/initiate-alice.txt" 2>&1 &&
+        fail "alice connected after the reload removed her"
+    e2e_wait_log "$log" "XAuth failed: wrong user name or password for user \"alice\"" 10 ||
+        fail "the gateway does not log alice's refusal"
+    ok "alice, removed by the reload, is refused: $(grep -m1 -o 'XAuth failed.*alice.*' "$log" | cut -c1-100)"
+    fv_charon_stop "$FV_NS_B"
+    # A broken users file: the reload is refused with the reason, carol still logs in.
+    printf 'dave:plain-text\n' >>"$FV_TMP/users"
+    rc=0
+    out="$("$FERROVPN" reload --socket "$SOCK_G" 2>&1)" || rc=$?
+    [ "$rc" != 0 ] || fail "a reload with a broken users file exited 0: $out"
+    grep -q "users_file .*users: line [0-9]*: user dave: the hash is not SHA-512 crypt" <<<"$out" &&
+        grep -q "the running configuration is unchanged" <<<"$out" || fail "broken users file, reload said: $out"
+    ok "broken users file refused (exit $rc): $out"
+    ss_client "$FV_NS_B" carol "carol pass phrase" 192.0.2.2
+    gw_client_up "$FV_NS_B" carol
+    ok "the running users were kept: carol still logs in"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-client-prompt gateway-users-reload)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -82,7 +82,7 @@ error and left alone. With --log-format json every IKE line carries conn, cookie
 (MM1...QM3, INFO) and message_id fields. Optional, in [daemon]: metrics_listen serves Prometheus \
 metrics on GET /metrics (loopback only unless metrics_allow_remote = true); save_keys_dir \
 (debugging only, announced at WARN) writes every SA's keys to Wireshark's ikev1_decryption_table \
-and esp_sa files there, which `ferrovpn decode --keys DIR` also reads.",
+and esp_sa files there, which `ferrovpn decode --keys DIR` also reads. A remote-access client connection with xauth_user but no xauth_password_file makes `up` ask for that XAuth password on its terminal first (echo off; kept in memory for every XAuth of the connection); without a terminal, and with --daemon, `up` exits 1 with the reason.",
         after_long_help = "EXAMPLES:\n    ferrovpn up -c /etc/ferrovpn/ferrovpn.toml\n    \
 ferrovpn up -c site.toml --daemon --log-format json\n\n\
 EXIT STATUS:\n    0   the daemon stopped cleanly (with --daemon: the daemon is set up and runs)\n    \
@@ -281,7 +281,8 @@ EXIT STATUS:\n    0   the new configuration is in effect (what changed is printe
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Set a user's password in FILE (created with mode 600 if missing); the password is the
-    /// first line of standard input (asked for when it is a terminal). Stored as SHA-512 crypt.
+    /// first line of standard input (asked for, echo off, when it is a terminal). Stored as
+    /// SHA-512 crypt. A running gateway takes the change at `ferrovpn reload`.
     #[command(
         after_long_help = "EXAMPLES:\n    ferrovpn user add /etc/ferrovpn/users alice\n    \
 printf '%s\\n' \"$PW\" | ferrovpn user add users alice\n\n\
@@ -455,16 +456,27 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             err,
         ),
         Command::User(UserCommand::Add { file, name }) => {
-            use std::io::IsTerminal;
-            if std::io::stdin().is_terminal() {
-                let _ = write!(err, "password for {name} (shown as typed): ");
-                let _ = err.flush();
-            }
-            let mut line = zeroize::Zeroizing::new(String::new());
-            if let Err(e) = std::io::stdin().read_line(&mut line) {
-                let _ = writeln!(err, "ferrovpn user add: reading the password: {e}");
-                return EXIT_FAILURE;
-            }
+            use std::os::fd::AsFd;
+            let stdin = std::io::stdin();
+            let line = if crate::sys::tty::is_terminal(stdin.as_fd()) {
+                // Typed: echo off, as `ferrovpn up` asks for a client's password.
+                crate::sys::tty::read_secret(stdin.as_fd(), &format!("password for {name}: "))
+                    .and_then(|b| {
+                        String::from_utf8(b.to_vec())
+                            .map(zeroize::Zeroizing::new)
+                            .map_err(|_| std::io::Error::other("not UTF-8"))
+                    })
+            } else {
+                let mut line = zeroize::Zeroizing::new(String::new());
+                stdin.read_line(&mut line).map(|_| line)
+            };
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = writeln!(err, "ferrovpn user add: reading the password: {e}");
+                    return EXIT_FAILURE;
+                }
+            };
             let password = line.trim_end_matches(['\n', '\r']);
             match crate::users::add(&file, &name, password) {
                 Ok(()) => {
@@ -546,13 +558,19 @@ fn report(
 
 /// `ferrovpn up`: validate, set up logging, run the daemon until a signal or `down`.
 fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
-    let cfg = match Config::load(&args.config) {
+    let mut cfg = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(err, "{}: {e}", args.config.display());
             return EXIT_FAILURE;
         }
     };
+    if crate::remote_access::wants_password(&mut cfg) {
+        if let Err(e) = ask_passwords(&mut cfg, args.daemon) {
+            let _ = writeln!(err, "ferrovpn up: {e}");
+            return EXIT_FAILURE;
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.daemon.log_level.name()));
     let builder = tracing_subscriber::fmt()
@@ -582,6 +600,22 @@ fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// The XAuth passwords `ferrovpn up` asks for on its controlling terminal, echo off; only in
+/// the foreground (`--daemon` detaches from the terminal, and a service has none).
+fn ask_passwords(cfg: &mut Config, daemon: bool) -> Result<(), String> {
+    use std::os::fd::AsFd;
+    let tty = if daemon {
+        Err("`ferrovpn up --daemon` does not ask".to_string())
+    } else {
+        crate::sys::tty::controlling().map_err(|e| format!("no terminal to ask on (/dev/tty: {e})"))
+    };
+    let terminal = tty.as_ref().map(drop).map_err(Clone::clone);
+    crate::remote_access::ask_passwords(cfg, terminal, &mut |prompt| {
+        let fd = tty.as_ref().map_err(Clone::clone)?;
+        crate::sys::tty::read_secret(fd.as_fd(), prompt).map_err(|e| e.to_string())
+    })
 }
 
 /// What the daemon child writes to its parent on the readiness pipe once set up.
@@ -772,6 +806,33 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                     );
                 }
             }
+        }
+        if let Some(g) = &c.gateway {
+            field(
+                &mut s,
+                "gateway",
+                format!(
+                    "pool {}, XAuth users: {} from {}, a source locked out after {} wrong passwords within {}",
+                    g.pool,
+                    g.users.users().len(),
+                    g.users_file.display(),
+                    g.max_failures,
+                    format_duration(g.lockout)
+                ),
+            );
+        }
+        if let Some(x) = c.remote_access.as_ref().and_then(|r| r.xauth.as_ref()) {
+            field(
+                &mut s,
+                "XAuth",
+                match &x.password_file {
+                    Some(f) => format!("user {}, password from {}", x.user, f.display()),
+                    None => format!(
+                        "user {}, password asked for on the terminal at `up`",
+                        x.user
+                    ),
+                },
+            );
         }
         let ike: Vec<String> = c
             .ike

@@ -261,8 +261,8 @@ fn gateway(g: &crate::config::Gateway) -> ferrovpn_ike::config::RemoteAccessGate
         pool: (v4(g.pool.addr()), g.pool.prefix_len()),
         settings,
         push: g.push,
-        max_failures: 5,
-        failure_window: std::time::Duration::from_secs(300),
+        max_failures: g.max_failures,
+        failure_window: g.lockout,
     }
 }
 

@@ -5,6 +5,90 @@
 use std::fmt::Write;
 
 use ferrovpn_ike::wire::ModeCfgSettings;
+use zeroize::Zeroizing;
+
+use crate::config::{Config, Connection, Psk};
+
+/// The connections whose XAuth password is to be typed (`xauth_user` without
+/// `xauth_password_file`) and has not been yet.
+fn wanting_password(cfg: &mut Config) -> impl Iterator<Item = &mut Connection> {
+    cfg.connections.iter_mut().filter(|c| {
+        c.remote_access
+            .as_ref()
+            .and_then(|r| r.xauth.as_ref())
+            .is_some_and(|x| x.needs_password())
+    })
+}
+
+/// A password as typed, wiped on drop.
+pub type Typed = Zeroizing<Vec<u8>>;
+
+/// True when `ferrovpn up` has an XAuth password to ask for.
+pub fn wants_password(cfg: &mut Config) -> bool {
+    wanting_password(cfg).next().is_some()
+}
+
+/// `ferrovpn up`: asks for each such password with `ask(prompt)` (the terminal, echo off) and
+/// keeps it in the configuration, wiped on drop: the endpoint answers every XAuth REQUEST with
+/// it, a phase 1 rekey's too. `terminal`: why there is none to ask on, if so (`up --daemon`,
+/// no /dev/tty), which is then the error. Never logs the password.
+pub fn ask_passwords(
+    cfg: &mut Config,
+    terminal: Result<(), String>,
+    ask: &mut dyn FnMut(&str) -> Result<Typed, String>,
+) -> Result<(), String> {
+    for c in wanting_password(cfg) {
+        let Some(x) = c.remote_access.as_mut().and_then(|r| r.xauth.as_mut()) else {
+            continue;
+        };
+        if let Err(why) = &terminal {
+            return Err(format!(
+                "connection \"{}\": xauth_user \"{}\" has no xauth_password_file and the password cannot be asked for: {why}; set xauth_password_file (the password on one line, chmod 600), or run `ferrovpn up` in the foreground on a terminal",
+                c.name, x.user
+            ));
+        }
+        let prompt = format!("XAuth password for {} (connection {}): ", x.user, c.name);
+        let password = ask(&prompt).map_err(|e| {
+            format!(
+                "connection \"{}\": reading the XAuth password of {}: {e}",
+                c.name, x.user
+            )
+        })?;
+        if password.is_empty() {
+            return Err(format!(
+                "connection \"{}\": empty XAuth password for {}",
+                c.name, x.user
+            ));
+        }
+        x.password = Psk::from_secret(password);
+    }
+    Ok(())
+}
+
+/// A reload cannot ask: each connection of `new` that wants a typed password takes the one
+/// typed for the running connection of the same name and user, else the reload is refused.
+pub fn keep_typed_passwords(new: &mut Config, running: &[&Connection]) -> Result<(), String> {
+    for c in wanting_password(new) {
+        let Some(x) = c.remote_access.as_mut().and_then(|r| r.xauth.as_mut()) else {
+            continue;
+        };
+        let typed = running
+            .iter()
+            .filter(|r| r.name == c.name)
+            .filter_map(|r| r.remote_access.as_ref().and_then(|r| r.xauth.as_ref()))
+            .find(|r| r.user == x.user && r.password_file.is_none() && !r.needs_password());
+        match typed {
+            Some(t) => x.password = t.password.clone(),
+            None => {
+                return Err(format!(
+                    "connection \"{}\": xauth_user \"{}\" has no xauth_password_file and no password was typed for it at `ferrovpn up` (a reload cannot ask): set xauth_password_file, or restart `ferrovpn up` in the foreground",
+                    c.name, x.user
+                ))
+            }
+        }
+    }
+    Ok(())
+}
 
 /// One line for the log: address, DNS, domains, split networks.
 pub fn describe(s: &ModeCfgSettings) -> String {
@@ -163,6 +247,129 @@ pub fn spawn_logged(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ASKING: &str = "[[connection]]\nname = \"asa\"\nlocal_addr = \"192.0.2.1\"\nremote_addr = \"192.0.2.2\"\npsk = \"group\"\nstart = \"initiate\"\nremote_access = \"client\"\nxauth_user = \"alice\"\n\n[connection.route_based]\ninterface = \"fvra0\"\nremote_ts = \"203.0.113.0/24\"\n";
+
+    fn asking() -> Config {
+        Config::parse(ASKING, std::path::Path::new("/tmp")).unwrap()
+    }
+
+    fn password(c: &Config) -> Vec<u8> {
+        let x = c.connections[0]
+            .remote_access
+            .as_ref()
+            .unwrap()
+            .xauth
+            .as_ref()
+            .unwrap();
+        x.password.as_bytes().to_vec()
+    }
+
+    /// The typed password goes into the config, and from there into the endpoint's XAuth
+    /// credentials (used again on every phase 1 rekey); the prompt names user and connection.
+    #[test]
+    fn a_typed_password_is_kept_for_the_endpoint() {
+        let mut c = asking();
+        assert!(c.remarks.iter().any(|r| r
+            .to_string()
+            .contains("asks for the password on its terminal")));
+        assert!(crate::cli::describe(std::path::Path::new("c.toml"), &c)
+            .contains("XAuth       user alice, password asked for on the terminal at `up`"));
+        let mut prompts = Vec::new();
+        ask_passwords(&mut c, Ok(()), &mut |p| {
+            prompts.push(p.to_string());
+            Ok(Zeroizing::new(b"s3cret".to_vec()))
+        })
+        .unwrap();
+        assert_eq!(prompts, vec!["XAuth password for alice (connection asa): "]);
+        assert_eq!(password(&c), b"s3cret");
+        let ike = crate::convert::connection(&c.connections[0]);
+        let x = ike.remote_access.unwrap().xauth.unwrap();
+        assert_eq!(&x.password[..], b"s3cret");
+        assert!(!format!("{:?}", c.connections[0]).contains("s3cret"));
+        // Asked once: a second call has nothing left to ask.
+        ask_passwords(&mut c, Err("no terminal".into()), &mut |_| unreachable!()).unwrap();
+    }
+
+    #[test]
+    fn no_terminal_or_an_empty_password_is_a_clear_error() {
+        let e = ask_passwords(
+            &mut asking(),
+            Err("`up --daemon` has no terminal".into()),
+            &mut |_| unreachable!(),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("connection \"asa\": xauth_user \"alice\" has no xauth_password_file"),
+            "{e}"
+        );
+        assert!(
+            e.contains("`up --daemon` has no terminal") && e.contains("set xauth_password_file"),
+            "{e}"
+        );
+        let e = ask_passwords(&mut asking(), Ok(()), &mut |_| {
+            Ok(Zeroizing::new(Vec::new()))
+        })
+        .unwrap_err();
+        assert!(e.contains("empty XAuth password for alice"), "{e}");
+        let e =
+            ask_passwords(&mut asking(), Ok(()), &mut |_| Err("end of input".into())).unwrap_err();
+        assert!(
+            e.contains("reading the XAuth password of alice: end of input"),
+            "{e}"
+        );
+        // With a password file nothing is asked.
+        let dir = std::env::temp_dir().join(format!("ferrovpn-ask-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pw = dir.join("alice.pw");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&pw)
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"from-file\n").unwrap();
+        }
+        let text = ASKING.replace(
+            "xauth_user = \"alice\"",
+            &format!(
+                "xauth_user = \"alice\"\nxauth_password_file = \"{}\"",
+                pw.display()
+            ),
+        );
+        let mut c = Config::parse(&text, &dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        ask_passwords(&mut c, Err("none".into()), &mut |_| unreachable!()).unwrap();
+        assert_eq!(password(&c), b"from-file");
+    }
+
+    /// A reload keeps the password typed at start for the same connection and user, and is
+    /// refused where there is none (it cannot ask).
+    #[test]
+    fn a_reload_keeps_the_typed_password_or_is_refused() {
+        let mut running = asking();
+        ask_passwords(&mut running, Ok(()), &mut |_| {
+            Ok(Zeroizing::new(b"typed".to_vec()))
+        })
+        .unwrap();
+        let r: Vec<&Connection> = running.connections.iter().collect();
+        let mut new = asking();
+        keep_typed_passwords(&mut new, &r).unwrap();
+        assert_eq!(password(&new), b"typed");
+        let mut other = Config::parse(
+            &ASKING.replace("\"alice\"", "\"bob\""),
+            std::path::Path::new("/tmp"),
+        )
+        .unwrap();
+        let e = keep_typed_passwords(&mut other, &r).unwrap_err();
+        assert!(
+            e.contains("xauth_user \"bob\" has no xauth_password_file and no password was typed"),
+            "{e}"
+        );
+    }
     use std::net::Ipv4Addr;
 
     fn settings() -> ModeCfgSettings {

@@ -114,3 +114,41 @@ fn a_control_socket_path_holding_a_file_is_refused_and_kept() {
     assert_eq!(std::fs::read(&cfg).unwrap(), before);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A remote-access client with `xauth_user` but no `xauth_password_file` has its password
+/// typed at `up`: without a terminal to ask on (a new session without one, via setsid(1)), and
+/// with `--daemon`, `up` exits 1 naming the connection and the fix, before touching the host.
+#[test]
+fn a_password_to_type_without_a_terminal_is_refused_with_the_fix() {
+    let dir = tmpdir("xauth");
+    let cfg = write_config(&dir, "192.0.2.1", Some(&dir.join("sock")));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text
+        .replace(
+            "start = \"respond\"",
+            "start = \"initiate\"\nremote_access = \"client\"\nxauth_user = \"alice\"",
+        )
+        .replace(
+            "routes = [\"203.0.113.0/24\"]",
+            "remote_ts = \"203.0.113.0/24\"",
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let out = Command::new("setsid")
+        .args(["-w", env!("CARGO_BIN_EXE_ferrovpn"), "up", "-c", cfg_s])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setsid (util-linux) is needed to run without a controlling terminal");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("connection \"t\": xauth_user \"alice\" has no xauth_password_file and the password cannot be asked for: no terminal to ask on"),
+        "{err}"
+    );
+    assert!(err.contains("set xauth_password_file"), "{err}");
+    let (code, err) = up(&["-c", cfg_s, "--daemon"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`ferrovpn up --daemon` does not ask"), "{err}");
+    assert!(!dir.join("run").exists(), "nothing set up");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -279,15 +279,28 @@ pub struct RemoteAccessClient {
     pub mode_cfg: ModeCfgMode,
 }
 
+/// A verifier's answer to one XAuth REPLY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XauthVerdict {
+    Accept,
+    /// Wrong user name or password: counted against the source, XAUTH_STATUS FAIL.
+    Reject,
+    /// Not checked now (the verifier's rate limit): the REPLY is dropped uncounted and the
+    /// client's next retransmission of it (prompted by ours of the REQUEST) is checked then.
+    Busy,
+}
+
 /// Checks an XAuth user name and password for a gateway (draft-beaulieu-ike-xauth §4.2).
 ///
 /// A synchronous input handed in with the config, not an event the daemon answers: checking a
 /// hash loaded at config time is pure computation, so `ike` stays sans-IO and the exchange needs
-/// no "waiting for the verdict" state. A verifier that must do I/O (PAM, RADIUS) would need an
-/// event/answer pair instead.
+/// no "waiting for the verdict" state. It runs on the caller's thread, so an implementation
+/// bounds its own cost (a cache of recent successes, a rate of full checks answered `Busy`
+/// beyond it). A verifier that must do I/O (PAM, RADIUS) would need an event/answer pair.
 pub trait XauthVerifier: Send + Sync {
-    /// True when `user` may log in with `password`. Must not log either.
-    fn verify(&self, user: &str, password: &[u8]) -> bool;
+    /// The verdict on `user` with `password` at `now` (the endpoint's clock). Must not log
+    /// either.
+    fn verify(&self, now: std::time::Instant, user: &str, password: &[u8]) -> XauthVerdict;
 }
 
 /// This host as a remote-access gateway (issue 14): after phase 1 (XAUTHInitPreShared) it asks

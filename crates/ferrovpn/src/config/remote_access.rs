@@ -14,6 +14,8 @@ use super::tunnel::Tunnel;
 use crate::ipnet::IpNet;
 use crate::secret_file::{self, SecretFileError};
 
+const GROUP_PSK_WARNING: &str = "remote access with a group pre-shared key: anyone who knows the group secret can impersonate the gateway to XAuth users; prefer certificates where the gateway offers them";
+
 /// A validated remote-access client setup.
 #[derive(Debug, Clone)]
 pub struct RemoteAccess {
@@ -29,8 +31,17 @@ pub struct RemoteAccess {
 #[derive(Debug, Clone)]
 pub struct Xauth {
     pub user: String,
+    /// Empty until typed when `password_file` is None (see `remote_access::ask_passwords`).
     pub password: Psk,
-    pub password_file: PathBuf,
+    /// None: `ferrovpn up` asks for the password on its terminal.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Xauth {
+    /// True when the password is to be typed at `ferrovpn up` and has not been yet.
+    pub fn needs_password(&self) -> bool {
+        self.password_file.is_none() && self.password.as_bytes().is_empty()
+    }
 }
 
 /// A validated `remote_access = "gateway"` setup (issue 14).
@@ -43,12 +54,23 @@ pub struct Gateway {
     pub domains: Vec<String>,
     pub split_include: Vec<IpNet>,
     pub banner: Option<String>,
-    /// The XAuth users (SHA-512 crypt), from `users_file`.
-    pub users: std::sync::Arc<crate::users::Users>,
+    /// The XAuth users (SHA-512 crypt), from `users_file`; a reload replaces them in place.
+    pub users: std::sync::Arc<crate::users::UserStore>,
     pub users_file: PathBuf,
     /// Push the settings (SET) instead of answering the client's REQUEST.
     pub push: bool,
+    /// Wrong XAuth passwords from one source address within `lockout` before that address is
+    /// locked out for the rest of `lockout` (`xauth_max_failures`, `xauth_lockout`).
+    pub max_failures: u32,
+    pub lockout: std::time::Duration,
 }
+
+/// `xauth_max_failures` default and range.
+pub const DEFAULT_XAUTH_MAX_FAILURES: u32 = 5;
+const MAX_XAUTH_MAX_FAILURES: i64 = 1000;
+/// `xauth_lockout` default and range.
+pub const DEFAULT_XAUTH_LOCKOUT: &str = "5m";
+const MAX_XAUTH_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The raw keys of a connection that belong to remote access.
 pub(super) struct RawRemoteAccess {
@@ -63,6 +85,8 @@ pub(super) struct RawRemoteAccess {
     pub(super) split_include: Option<Vec<String>>,
     pub(super) banner: Option<String>,
     pub(super) users_file: Option<PathBuf>,
+    pub(super) xauth_max_failures: Option<i64>,
+    pub(super) xauth_lockout: Option<String>,
 }
 
 impl RawRemoteAccess {
@@ -84,6 +108,8 @@ impl RawRemoteAccess {
             split_include: rc.split_include.take(),
             banner: rc.banner.take(),
             users_file: rc.users_file.take(),
+            xauth_max_failures: rc.xauth_max_failures.take(),
+            xauth_lockout: rc.xauth_lockout.take(),
         }
     }
 }
@@ -107,6 +133,8 @@ pub(super) fn validate_gateway(
             ("split_include", raw.split_include.is_some()),
             ("banner", raw.banner.is_some()),
             ("users_file", raw.users_file.is_some()),
+            ("xauth_max_failures", raw.xauth_max_failures.is_some()),
+            ("xauth_lockout", raw.xauth_lockout.is_some()),
         ] {
             if set {
                 return Err(format!("{k} needs remote_access = \"gateway\""));
@@ -213,6 +241,7 @@ pub(super) fn validate_gateway(
             ))
         }
     };
+    let (max_failures, lockout) = lockout(raw)?;
     let file = raw.users_file.as_ref().ok_or(
         "remote_access = \"gateway\" needs users_file (make it with `ferrovpn user add FILE NAME`)",
     )?;
@@ -234,10 +263,41 @@ pub(super) fn validate_gateway(
         domains,
         split_include,
         banner: raw.banner.clone(),
-        users: std::sync::Arc::new(users),
+        users: std::sync::Arc::new(crate::users::UserStore::new(users)),
         users_file: file,
         push,
+        max_failures,
+        lockout,
     }))
+}
+
+/// `xauth_max_failures` (1 to 1000) and `xauth_lockout` (1 s to 24 h).
+fn lockout(raw: &RawRemoteAccess) -> Result<(u32, std::time::Duration), String> {
+    let max = match raw.xauth_max_failures {
+        None => DEFAULT_XAUTH_MAX_FAILURES,
+        Some(n) if (1..=MAX_XAUTH_MAX_FAILURES).contains(&n) => u32::try_from(n).unwrap_or(1),
+        Some(n) => {
+            return Err(format!(
+                "xauth_max_failures: {n} is not between 1 and {MAX_XAUTH_MAX_FAILURES} (wrong passwords from one address before it is locked out)"
+            ))
+        }
+    };
+    let window = super::units::duration_key(
+        "xauth_lockout",
+        raw.xauth_lockout.as_deref(),
+        DEFAULT_XAUTH_LOCKOUT,
+    )?;
+    if window < std::time::Duration::from_secs(1) {
+        return Err("xauth_lockout: must be at least 1s (how long wrong passwords are counted and an address stays locked out)".into());
+    }
+    if window > MAX_XAUTH_LOCKOUT {
+        return Err(super::units::above_max(
+            "xauth_lockout",
+            window,
+            MAX_XAUTH_LOCKOUT,
+        ));
+    }
+    Ok((max, window))
 }
 
 /// Checks the remote-access keys against the rest of the connection.
@@ -298,9 +358,8 @@ pub(super) fn validate(
     };
     let xauth = match (raw.xauth_user, raw.xauth_password_file) {
         (None, None) => None,
-        (Some(_), None) => return Err("xauth_user needs xauth_password_file".into()),
         (None, Some(_)) => return Err("xauth_password_file needs xauth_user".into()),
-        (Some(user), Some(file)) => {
+        (Some(user), file) => {
             if user.is_empty() || user.len() > 255 || user.chars().any(char::is_control) {
                 return Err(
                     "xauth_user: must be 1 to 255 characters without control characters".into(),
@@ -309,6 +368,23 @@ pub(super) fn validate(
             if !matches!(auth, Auth::Psk) {
                 return Err("xauth_user: XAuth is supported with auth = \"psk\" only (XAUTHInitPreShared); certificate XAuth is not".into());
             }
+            let Some(file) = file else {
+                notes.push((
+                    Severity::Note,
+                    format!("xauth_user \"{user}\" has no xauth_password_file: `ferrovpn up` asks for the password on its terminal (in the foreground only; `up --daemon` and a service refuse to start)"),
+                ));
+                return Ok(Some(finish(
+                    Some(Xauth {
+                        user,
+                        password: Psk(zeroize::Zeroizing::new(Vec::new())),
+                        password_file: None,
+                    }),
+                    mode_cfg,
+                    raw.dns_hook,
+                    base,
+                    notes,
+                )));
+            };
             let file = secret_file::resolve(base, &file);
             let password = match secret_file::read_private(&file) {
                 Ok(b) => {
@@ -332,17 +408,24 @@ pub(super) fn validate(
             Some(Xauth {
                 user,
                 password,
-                password_file: file,
+                password_file: Some(file),
             })
         }
     };
-    notes.push((
-        Severity::Warning,
-        "remote access with a group pre-shared key: anyone who knows the group secret can impersonate the gateway to XAuth users; prefer certificates where the gateway offers them".into(),
-    ));
-    Ok(Some(RemoteAccess {
+    Ok(Some(finish(xauth, mode_cfg, raw.dns_hook, base, notes)))
+}
+
+fn finish(
+    xauth: Option<Xauth>,
+    mode_cfg: ModeCfgMode,
+    dns_hook: Option<PathBuf>,
+    base: &Path,
+    notes: &mut Vec<(Severity, String)>,
+) -> RemoteAccess {
+    notes.push((Severity::Warning, GROUP_PSK_WARNING.into()));
+    RemoteAccess {
         xauth,
         mode_cfg,
-        dns_hook: raw.dns_hook.map(|h| secret_file::resolve(base, &h)),
-    }))
+        dns_hook: dns_hook.map(|h| secret_file::resolve(base, &h)),
+    }
 }

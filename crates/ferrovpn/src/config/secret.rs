@@ -23,6 +23,11 @@ impl Psk {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// A secret obtained outside the file (an XAuth password typed at `ferrovpn up`).
+    pub fn from_secret(secret: Zeroizing<Vec<u8>>) -> Psk {
+        Psk(secret)
+    }
 }
 
 impl fmt::Debug for Psk {

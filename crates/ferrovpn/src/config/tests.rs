@@ -1072,7 +1072,6 @@ fn remote_access_client_keys_are_validated() {
         (with("psk = \"x\"\nremote_access = \"gateway\"", RB), "connection \"site-b\": remote_addr: a gateway takes clients from anywhere: set remote_addr = \"any\""),
         (with(ra, PB), "connection \"site-b\": remote_access = \"client\" needs [connection.route_based]: the assigned address goes on its TUN device"),
         (with(&format!("{ra}\nmodeconfig = \"both\""), RB), "connection \"site-b\": modeconfig: 'both' is neither \"pull\" (we ask, the default) nor \"push\" (the gateway sends)"),
-        (with(&format!("{ra}\nxauth_user = \"alice\""), RB), "connection \"site-b\": xauth_user needs xauth_password_file"),
         (with(&format!("{ra}\nxauth_password_file = \"pw\""), RB), "connection \"site-b\": xauth_password_file needs xauth_user"),
         (with(ra, &format!("{RB}address = \"198.51.100.7/32\"\n")), "connection \"site-b\": route_based.address: leave it out with remote_access = \"client\": the gateway assigns the address (Mode Config)"),
         (with(ra, RB).replace("start = \"initiate\"", "start = \"respond\""), "connection \"site-b\": remote_access = \"client\" needs start = \"initiate\": a client dials the gateway"),
@@ -1224,7 +1223,13 @@ fn remote_access_gateway_is_validated_and_converted() {
             "255.255.255.0".parse().unwrap()
         )]
     );
-    assert!(gw.users.as_ref().unwrap().verify("alice", b"correct-horse"));
+    assert_eq!(
+        gw.users
+            .as_ref()
+            .unwrap()
+            .verify(std::time::Instant::now(), "alice", b"correct-horse"),
+        ferrovpn_ike::config::XauthVerdict::Accept
+    );
     assert_eq!(ike.auth_method(), 65001);
     let bad = |extra: &str, text: Option<String>| {
         Config::parse(
@@ -1268,4 +1273,72 @@ fn remote_access_gateway_is_validated_and_converted() {
     std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = bad("", None);
     assert!(e.contains("users_file") && e.contains("chmod 600"), "{e}");
+}
+
+/// `xauth_max_failures` / `xauth_lockout`: defaults 5 / 5 min, the configured values reach the
+/// ike gateway config, nonsense is refused with the key named.
+#[test]
+fn the_xauth_lockout_is_configurable_within_bounds() {
+    let dir = TempDir::new("lockout");
+    crate::users::add(&dir.0.as_path().join("users"), "alice", "pw").unwrap();
+    let gw = |extra: &str| {
+        Config::parse(&gateway_text(extra), dir.0.as_path())
+            .map(|c| {
+                crate::convert::connection(&c.connections[0])
+                    .gateway
+                    .unwrap()
+            })
+            .map_err(|e| e.to_string())
+    };
+    let d = gw("").unwrap();
+    assert_eq!(
+        (d.max_failures, d.failure_window),
+        (5, std::time::Duration::from_secs(300))
+    );
+    let text = gateway_text("xauth_max_failures = 2\nxauth_lockout = \"90s\"");
+    let shown = crate::cli::describe(
+        std::path::Path::new("g.toml"),
+        &Config::parse(&text, dir.0.as_path()).unwrap(),
+    );
+    assert!(
+        shown.contains("XAuth users: 1 from")
+            && shown.contains("a source locked out after 2 wrong passwords within 90s"),
+        "{shown}"
+    );
+    let g = gw("xauth_max_failures = 2\nxauth_lockout = \"90s\"").unwrap();
+    assert_eq!(
+        (g.max_failures, g.failure_window),
+        (2, std::time::Duration::from_secs(90))
+    );
+    for (extra, want) in [
+        (
+            "xauth_max_failures = 0",
+            "xauth_max_failures: 0 is not between 1 and 1000",
+        ),
+        (
+            "xauth_max_failures = 1001",
+            "xauth_max_failures: 1001 is not between 1 and 1000",
+        ),
+        (
+            "xauth_max_failures = -3",
+            "xauth_max_failures: -3 is not between",
+        ),
+        (
+            "xauth_lockout = \"0s\"",
+            "xauth_lockout: must be at least 1s",
+        ),
+        (
+            "xauth_lockout = \"2d\"",
+            "xauth_lockout: 2d is above the maximum",
+        ),
+        ("xauth_lockout = \"soon\"", "xauth_lockout:"),
+    ] {
+        let e = gw(extra).unwrap_err();
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+    let e = err(&with("psk = \"x\"\nxauth_max_failures = 3", RB));
+    assert!(
+        e.contains("xauth_max_failures needs remote_access = \"gateway\""),
+        "{e}"
+    );
 }

@@ -140,7 +140,17 @@ impl Daemon {
                     {
                         // Retrying a rejected password would only lock the account.
                         c.held = true;
-                        error!(conn = %name, "not retried: fix the XAuth credentials (xauth_user, xauth_password_file), then run: ferrovpn initiate {name}");
+                        let typed = c
+                            .cfg
+                            .remote_access
+                            .as_ref()
+                            .and_then(|r| r.xauth.as_ref())
+                            .is_some_and(|x| x.password_file.is_none());
+                        if typed {
+                            error!(conn = %name, "not retried: the password typed at `ferrovpn up` was refused; stop ferrovpn and run `ferrovpn up` again to type it again");
+                        } else {
+                            error!(conn = %name, "not retried: fix the XAuth credentials (xauth_user, xauth_password_file), then run: ferrovpn initiate {name}");
+                        }
                     }
                 }
                 if let Some(c) = conn {

@@ -106,6 +106,7 @@ impl Daemon {
         let g = self.sad.global_stats();
         let io = &self.shared.counters;
         let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let xl = crate::users::Limiter::global();
         let process = vec![
             ("ike_received_total", "ISAKMP datagrams received.", ic.received),
             ("ike_malformed_total", "ISAKMP datagrams that did not parse.", ic.malformed),
@@ -114,6 +115,9 @@ impl Daemon {
             ("ike_no_connection_total", "MM1/AM1 from an address no connection names.", ic.no_connection),
             ("ike_half_open_dropped_total", "MM1/AM1 dropped because too many responder SAs were half-open.", ic.half_open_dropped),
             ("ike_xauth_locked_out_total", "MM1/AM1 to a remote-access gateway dropped: the source sent too many wrong XAuth passwords lately.", ic.xauth_locked_out),
+            ("ike_xauth_hashed_total", "XAuth passwords checked against their SHA-512 crypt hash (the expensive check).", ld(&xl.hashed)),
+            ("ike_xauth_cached_total", "XAuth passwords recognised as the user's last one that verified (no hash check).", ld(&xl.cached)),
+            ("ike_xauth_throttled_total", "XAuth replies left for their retransmission: over the process's rate of hash checks per second.", ld(&xl.throttled)),
             ("ike_half_open_replaced_total", "Half-open responder SAs that never heard back, replaced by a newer MM1/AM1 from the same peer address.", ic.half_open_replaced),
             ("ike_duplicates_total", "Peer retransmissions answered from the reply cache.", ic.duplicates),
             ("ike_bad_hash_total", "Protected ISAKMP messages whose HASH did not verify.", ic.bad_hash),

@@ -97,7 +97,7 @@ impl Daemon {
         let Some(path) = self.config_path.clone() else {
             return Outcome::Failed("this daemon was started without a configuration file".into());
         };
-        let new = match Config::load(&path) {
+        let mut new = match Config::load(&path) {
             Ok(c) => c,
             Err(e) => {
                 return Outcome::Failed(format!(
@@ -106,6 +106,15 @@ impl Daemon {
                 ))
             }
         };
+        let running: Vec<&Connection> = self
+            .conns
+            .iter()
+            .filter(|c| !c.removed)
+            .map(|c| &c.cfg)
+            .collect();
+        if let Err(why) = crate::remote_access::keep_typed_passwords(&mut new, &running) {
+            return Outcome::Failed(format!("{why}; the running configuration is unchanged"));
+        }
         if let Err(why) = self.reloadable(&new) {
             return Outcome::Failed(format!("{why}; the running configuration is unchanged"));
         }
@@ -135,6 +144,12 @@ impl Daemon {
             names(&mut plan.changed.iter().map(|&(i, _)| self.conn_name(i))),
             names(&mut plan.unchanged.iter().map(|&i| self.conn_name(i))),
         );
+        let users = self.reload_users(&plan, &new);
+        let summary = if users.is_empty() {
+            summary
+        } else {
+            format!("{summary}, users [{}]", users.join("; "))
+        };
         info!("reload: {summary}");
         // Unchanged connections keep their credentials: their CRL files are read again here.
         self.refresh_crls(Instant::now(), true);
@@ -144,6 +159,30 @@ impl Daemon {
                 "reload partly applied ({summary}): {e}; see the log, `ferrovpn status`"
             )),
         }
+    }
+
+    /// Unchanged gateway connections take the users file as the new configuration read it
+    /// (checked by `Config::load`: a broken file refused the whole reload before this), in
+    /// place: clients that are up stay up, the next XAuth uses the new users. Returns
+    /// `NAME: +added -removed ~changed` per connection whose users changed.
+    fn reload_users(&self, plan: &Plan, new: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        for &id in &plan.unchanged {
+            let Some(old) = self.conns.get(id) else {
+                continue;
+            };
+            let Some(n) = new.connections.iter().find(|n| n.name == old.cfg.name) else {
+                continue;
+            };
+            if let (Some(og), Some(ng)) = (&old.cfg.gateway, &n.gateway) {
+                let change = og.users.replace(ng.users.users());
+                if !change.is_empty() {
+                    info!(conn = %old.cfg.name, "users_file {} read again: {} users ({change})", og.users_file.display(), og.users.users().len());
+                    out.push(format!("{}: {change}", old.cfg.name));
+                }
+            }
+        }
+        out
     }
 
     /// What only a restart can change.

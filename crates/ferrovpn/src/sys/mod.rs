@@ -10,4 +10,5 @@ pub mod netlink;
 pub mod process;
 pub mod signal;
 pub mod socket;
+pub mod tty;
 pub mod tun;

@@ -7,7 +7,7 @@
 
 use super::state::ServeStep;
 use super::{xauth, Flow, Input, Step};
-use crate::config::RemoteAccessGateway;
+use crate::config::{RemoteAccessGateway, XauthVerdict};
 use crate::context::Ctx;
 use crate::event::{Event, Failure, RemoteAccessFailure};
 use crate::lease::Lease;
@@ -148,7 +148,6 @@ impl IkeSa {
             .is_some_and(|(mid, _)| *mid == input.header.message_id);
         match (step, a.cfg_type) {
             (ServeStep::AwaitXauthReply, CfgType::REPLY) if ours => {
-                self.retransmit = None;
                 let text = |t| {
                     a.single(t)
                         .map_err(|e| ra(RemoteAccessFailure::Malformed(e.to_string())))
@@ -163,12 +162,19 @@ impl IkeSa {
                 let locked =
                     ctx.leases
                         .locked_out(source, ctx.now, gw.max_failures, gw.failure_window);
-                let ok = !locked
-                    && gw
-                        .users
-                        .as_ref()
-                        .is_some_and(|u| u.verify(&user, &password));
+                let verdict = match (&gw.users, locked) {
+                    (Some(u), false) => u.verify(ctx.now, &user, &password),
+                    _ => XauthVerdict::Reject,
+                };
                 zeroize::Zeroize::zeroize(&mut password);
+                if verdict == XauthVerdict::Busy {
+                    // Our REQUEST stays pending: its retransmission brings the REPLY again.
+                    return Err(Flow::Ignore(
+                        "XAuth: verifier busy, checked on retransmission",
+                    ));
+                }
+                self.retransmit = None;
+                let ok = verdict == XauthVerdict::Accept;
                 if ok {
                     self.xauth_user = Some(user);
                 } else {
