@@ -2,15 +2,30 @@
 //! network: it delivers, drops, replays, corrupts or truncates each datagram and moves the clock.
 //! Unlike `ike_responder`, the messages are genuine, so the protected states (MM5/MM6, AM3,
 //! Quick Mode, Informational) are reached and then fed corrupted input.
+//! With config bit 3, A is a remote-access client (XAuth + Mode Config, pull or push on bit 4,
+//! a wrong password on bit 5) and B a gateway (whose verifier answers Busy every other time
+//! on bit 6) with an address pool (issue 14), so the
+//! Transaction exchanges see the same drops, replays and corruption.
 //! Input: a config byte, then opcodes with their operands (see `step`).
 #![no_main]
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferrovpn_ike::config::{
+    ModeCfgMode, RemoteAccessClient, RemoteAccessGateway, XauthCredentials, XauthVerdict,
+    XauthVerifier,
+};
+use ferrovpn_ike::crypto::Secret;
 use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals};
-use ferrovpn_ike::{ConnectionConfig, Datagram, Endpoint, Phase1Mode, Settings};
+use ferrovpn_ike::wire::ModeCfgSettings;
+use ferrovpn_ike::{
+    ChildConfig, ConnectionConfig, Datagram, Endpoint, IdValue, Phase1Mode, Settings,
+    TrafficSelector,
+};
 use libfuzzer_sys::fuzz_target;
 
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -27,6 +42,60 @@ fn conn(name: &str, local: IpAddr, remote: IpAddr, flags: u8) -> ConnectionConfi
     c.request_commit = flags & 4 != 0;
     c.ike_lifetime = Duration::from_secs(120);
     c.esp_lifetime = Duration::from_secs(60);
+    c
+}
+
+const POOL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 128);
+
+/// Alice's password; with `busy`, every other check is put off (the rate limit's answer).
+struct Users {
+    busy: bool,
+    calls: AtomicU32,
+}
+impl XauthVerifier for Users {
+    fn verify(&self, _now: Instant, user: &str, password: &[u8]) -> XauthVerdict {
+        if self.busy && self.calls.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+            XauthVerdict::Busy
+        } else if user == "alice" && password == b"correct-horse" {
+            XauthVerdict::Accept
+        } else {
+            XauthVerdict::Reject
+        }
+    }
+}
+
+/// A as a remote-access client of B.
+fn client(mut c: ConnectionConfig, flags: u8) -> ConnectionConfig {
+    let password: &[u8] = if flags & 32 == 0 { b"correct-horse" } else { b"wrong" };
+    c.remote_access = Some(RemoteAccessClient {
+        xauth: Some(XauthCredentials { user: "alice".into(), password: Secret::new(password.to_vec()) }),
+        mode_cfg: if flags & 16 == 0 { ModeCfgMode::Pull } else { ModeCfgMode::Push },
+    });
+    c
+}
+
+/// B as a gateway for any client, with a /28 pool.
+fn gateway(mut c: ConnectionConfig, flags: u8) -> ConnectionConfig {
+    c.remote_addr = Ipv4Addr::UNSPECIFIED.into();
+    c.remote_id = IdValue::Ipv4(Ipv4Addr::UNSPECIFIED);
+    c.children = vec![ChildConfig {
+        local_ts: TrafficSelector::any_v4(),
+        remote_ts: TrafficSelector::subnet(POOL.into(), 28),
+    }];
+    c.gateway = Some(RemoteAccessGateway {
+        users: Some(Arc::new(Users { busy: flags & 64 != 0, calls: AtomicU32::new(0) })),
+        pool: (POOL, 28),
+        settings: ModeCfgSettings {
+            ip4_dns: vec![Ipv4Addr::new(203, 0, 113, 53)],
+            default_domain: Some("corp.example".into()),
+            split_include: vec![(Ipv4Addr::new(203, 0, 113, 0), Ipv4Addr::new(255, 255, 255, 0))],
+            banner: Some("hello".into()),
+            ..Default::default()
+        },
+        push: flags & 16 != 0,
+        max_failures: 3,
+        failure_window: Duration::from_secs(600),
+    });
     c
 }
 
@@ -134,9 +203,14 @@ impl Net {
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, mut input)) = data.split_first() else { return };
     let mut a = Endpoint::new(Settings::default(), [1; 32]);
-    a.add_connection(conn("to-b", A, B, flags));
     let mut b = Endpoint::new(Settings::default(), [2; 32]);
-    b.add_connection(conn("to-a", B, A, flags));
+    if flags & 8 == 0 {
+        a.add_connection(conn("to-b", A, B, flags));
+        b.add_connection(conn("to-a", B, A, flags));
+    } else {
+        a.add_connection(client(conn("to-b", A, B, flags), flags));
+        b.add_connection(gateway(conn("clients", B, A, flags), flags));
+    }
     let now = Instant::now();
     let mut net = Net { a, b, to_b: VecDeque::new(), to_a: VecDeque::new(), last_to_b: None, now };
     net.a.initiate(now, 0);
