@@ -5,7 +5,8 @@
 # side B (192.0.2.2, 203.0.113.1/32 on lo, a pool in 198.51.100.0/24). Cases:
 #   main-full        Main Mode, XAuth, Mode Config pull, full tunnel (0.0.0.0/0, loop-free)
 #   aggressive-split Aggressive Mode with the group name as ID_KEY_ID, XAuth, Mode Config push,
-#                    split include 203.0.113.0/24 (Unity)
+#                    split include 203.0.113.0/24 (Unity): routed into fv0 by ferrovpn itself
+#                    instead of the configured 0.0.0.0/0, Quick Mode 0.0.0.0/0 (as Cisco)
 #   wrong-password   XAuth rejected: a clear error, no retry storm, `initiate` exits 1 naming it
 # And ferrovpn as the gateway (remote_access = "gateway", a pool, a users file) with strongSwan
 # as XAuth + Mode Config client (vips = 0.0.0.0):
@@ -155,6 +156,18 @@ connected() {
     if [ "$lts" != 0.0.0.0/0 ]; then
         grep -q "FERROVPN_SPLIT_INCLUDE=$lts" "$FV_TMP/hook.env" || fail "no split include $lts from the Unity gateway"
         ok "split include $lts from the gateway"
+        # Routed by ferrovpn itself: exactly the split network into fv0, no default route.
+        ip -n "$FV_NS_A" route show table all dev fv0 >"$FV_TMP/routes.txt"
+        grep -q "^$lts " "$FV_TMP/routes.txt" || { cat "$FV_TMP/routes.txt" >&2; fail "$lts is not routed into fv0"; }
+        grep -q "^default" "$FV_TMP/routes.txt" && { cat "$FV_TMP/routes.txt" >&2; fail "a default route into fv0 despite split include"; }
+        others="$(grep -v -e "^$lts " -e '^local ' -e '^broadcast ' -e '^multicast ' -e '^fe80' "$FV_TMP/routes.txt" || true)"
+        [ -z "$others" ] || fail "routes into fv0 other than $lts: $others"
+        [ "$(e2e_q "$SOCK_A" 'sas[0]["remote_ts"]')" = 0.0.0.0/0 ] ||
+            fail "Quick Mode remote selector is $(e2e_q "$SOCK_A" 'sas[0]["remote_ts"]'), not 0.0.0.0/0 (Unity split tunnel)"
+        ok "split include routed by ferrovpn: $(grep "^$lts " "$FV_TMP/routes.txt"), no default route; Quick Mode 0.0.0.0/0 as Cisco/strongSwan Unity expect"
+    else
+        ip -n "$FV_NS_A" route show table all dev fv0 | grep -q "^default" || fail "full tunnel without a default route into fv0"
+        ok "full tunnel: $(ip -n "$FV_NS_A" route show table all dev fv0 | grep -m1 '^default')"
     fi
     if grep -q "password" "$log" && grep -q "correct horse" "$log"; then
         fail "the password appears in the log"
@@ -166,6 +179,11 @@ connected() {
     e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
     e2e_transfer "$FV_NS_A" "$POOL_FIRST" "$FV_NS_B" "$B_IN" 1
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    if ip -n "$FV_NS_A" route show table all | grep -q "dev fv0"; then
+        ip -n "$FV_NS_A" route show table all >&2
+        fail "routes into fv0 left after down"
+    fi
+    ok "no route into fv0 left after down"
     fv_charon_stop "$FV_NS_B"
 }
 
@@ -174,7 +192,8 @@ case_main_full() {
 }
 
 case_aggressive_split() {
-    connected aggressive no 203.0.113.0/24 "$(printf '[connection.route_based]\ninterface = "fv0"\nremote_ts = "203.0.113.0/24"\n')"
+    # No remote_ts: 0.0.0.0/0 as configured; the gateway's split include decides the routes.
+    connected aggressive no 203.0.113.0/24 "$(printf '[connection.route_based]\ninterface = "fv0"\n')"
 }
 
 case_wrong_password() {
