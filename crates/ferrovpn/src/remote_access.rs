@@ -120,7 +120,7 @@ pub fn client_routes(
     }
     let mut out: Vec<IpNet> = configured
         .iter()
-        .filter(|r| !(r.is_default() && !r.is_ipv6()))
+        .filter(|r| !r.is_default() || r.is_ipv6())
         .copied()
         .collect();
     for (net, mask) in &s.split_include {

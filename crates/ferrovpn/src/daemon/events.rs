@@ -303,12 +303,13 @@ impl Daemon {
                 conn,
                 cookies,
                 user,
-                address,
+                addresses,
                 peer,
             } => {
+                let got: Vec<String> = addresses.iter().map(ToString::to_string).collect();
                 info!(conn = %self.conn_name(conn), cookies = %cookies, peer = %peer,
-                    "remote-access client {} from {peer} got {address}",
-                    user.as_deref().unwrap_or("(no XAuth)"));
+                    "remote-access client {} from {peer} got {}",
+                    user.as_deref().unwrap_or("(no XAuth)"), got.join(" and "));
             }
             Event::LeaseReleased {
                 conn,
