@@ -7,6 +7,9 @@
 #   aggressive-split Aggressive Mode with the group name as ID_KEY_ID, XAuth, Mode Config push,
 #                    split include 203.0.113.0/24 (Unity): routed into fv0 by ferrovpn itself
 #                    instead of the configured 0.0.0.0/0, Quick Mode 0.0.0.0/0 (as Cisco)
+#   dual-stack       an IPv4 and an IPv6 address from strongSwan's two pools (rw-pool6 in
+#                    2001:db8:1::/112), one Quick Mode per family, 0.0.0.0/0 and ::/0 routed
+#                    loop-free, ping and ping6, a checksummed transfer over IPv6
 #   wrong-password   XAuth rejected: a clear error, no retry storm, `initiate` exits 1 naming it
 # And ferrovpn as the gateway (remote_access = "gateway", a pool, a users file) with strongSwan
 # as XAuth + Mode Config client (vips = 0.0.0.0):
@@ -35,6 +38,8 @@ e2e_binary
 PSK="ferrovpn-remote-access-group"
 B_IN=203.0.113.1
 POOL_FIRST=198.51.100.10
+POOL6_FIRST=2001:db8:1::10
+B_IN6=2001:db8:2::1
 # charon as a remote-access gateway: XAuth (built-in xauth-generic), attributes, Cisco Unity.
 FV_CHARON_LOAD="$FV_CHARON_LOAD xauth-generic attr unity"
 
@@ -56,7 +61,7 @@ connections {
         local_addrs = 192.0.2.2
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-modp2048
-        pools = rw-pool
+        pools = ${GW_POOLS:-rw-pool}
         pull = $2
         local {
             auth = psk
@@ -83,6 +88,10 @@ pools {
     rw-pool {
         addrs = $POOL_FIRST-198.51.100.20
         dns = 203.0.113.53
+    }
+    rw-pool6 {
+        addrs = $POOL6_FIRST-2001:db8:1::20
+        dns = 2001:db8:2::53
     }
 }
 secrets {
@@ -194,6 +203,39 @@ case_main_full() {
 case_aggressive_split() {
     # No remote_ts: 0.0.0.0/0 as configured; the gateway's split include decides the routes.
     connected aggressive no 203.0.113.0/24 "$(printf '[connection.route_based]\ninterface = "fv0"\n')"
+}
+
+# ferrovpn as a dual-stack client: one IPv4 and one IPv6 address from strongSwan's two pools,
+# one Quick Mode per family with that address, 0.0.0.0/0 and ::/0 routed loop-free.
+case_dual_stack() {
+    fv_two_ns
+    B_IN="$B_IN $B_IN6" GW_POOLS="rw-pool, rw-pool6" e2e_ss_up "$(GW_POOLS="rw-pool, rw-pool6" gateway_conf main yes "0.0.0.0/0, ::/0")"
+    client_conf main pull "correct horse battery" "$(printf '[connection.route_based]\ninterface = "fv0"\nremote_ts = ["0.0.0.0/0", "::/0"]\n')"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 2 30 || fail "ferrovpn: not two IPsec SAs (IPv4 and IPv6) within 30 s"
+    local log="$FV_TMP/ferrovpn.log" locals
+    grep -q "address $POOL6_FIRST/128 assigned by the gateway on fv0" "$log" || fail "no assigned IPv6 address in the log"
+    ip -n "$FV_NS_A" -6 addr show dev fv0 | grep -q "inet6 $POOL6_FIRST/128" || fail "$POOL6_FIRST is not on fv0"
+    ip -n "$FV_NS_A" -4 addr show dev fv0 | grep -q "inet $POOL_FIRST/32" || fail "$POOL_FIRST is not on fv0"
+    locals="$(e2e_q "$SOCK_A" 'sorted(s["local_ts"] for s in sas)')"
+    [ "$locals" = "['$POOL_FIRST/32', '$POOL6_FIRST/128']" ] || fail "local selectors are $locals, not the assigned addresses"
+    ok "assigned $POOL_FIRST/32 and $POOL6_FIRST/128 on fv0, each the local selector of its family's Quick Mode"
+    e2e_wait_log "$FV_TMP/hook.env" "FERROVPN_INTERNAL_IP6_ADDRESS=$POOL6_FIRST" 5 || fail "dns_hook lacks the IPv6 address"
+    grep -q "FERROVPN_DNS=203.0.113.53 2001:db8:2::53" "$FV_TMP/hook.env" || fail "dns_hook lacks the IPv6 DNS server"
+    ok "dns_hook: $(grep -E 'INTERNAL_IP6|FERROVPN_DNS' "$FV_TMP/hook.env" | tr '\n' ' ')"
+    ip -n "$FV_NS_A" -6 route show table all dev fv0 | grep -q "^default" || fail "no IPv6 default route into fv0"
+    ip -n "$FV_NS_A" -6 rule show | grep -q "not from all fwmark" || fail "no IPv6 fwmark rule (::/0 would loop)"
+    ok "::/0 routed into fv0 loop-free: $(ip -n "$FV_NS_A" -6 route show table all dev fv0 | grep -m1 '^default')"
+    e2e_ping "$FV_NS_A" "$POOL6_FIRST" "$B_IN6" 3
+    e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
+    e2e_transfer "$FV_NS_A" "$POOL6_FIRST" "$FV_NS_B" "$B_IN6" 1
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    if ip -n "$FV_NS_A" -6 route show table all | grep -q "dev fv0"; then
+        fail "IPv6 routes into fv0 left after down"
+    fi
+    ok "no IPv6 route into fv0 left after down"
+    fv_charon_stop "$FV_NS_B"
 }
 
 case_wrong_password() {
@@ -468,7 +510,7 @@ case_gateway_wrong_password() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
+CASES=(main-full aggressive-split dual-stack wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done
