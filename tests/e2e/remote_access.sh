@@ -16,6 +16,10 @@
 #   gateway-strongswan      one client: virtual IP from the pool, ping and a checksummed
 #                           transfer, the lease released after the client's delete; the TUN
 #                           is a [daemon] shared_interfaces device
+#   gateway-strongswan-ipv6 an IPv6 charon (vips = ::) against a gateway with pool6
+#                           2001:db8:1::/112: its Quick Mode names exactly its IPv6 lease,
+#                           ping6 and a checksummed IPv6 transfer, status and metrics show
+#                           the IPv6 pool, the lease released on delete
 #   gateway-aggressive-push Aggressive Mode, group name as ID_KEY_ID, Mode Config pushed
 #   gateway-two-clients     two charons in two namespaces at once, each its own address
 #   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
@@ -269,9 +273,21 @@ case_wrong_password() {
 # fvgw; charon (kernel-libipsec, xauth-generic) dials in from B, or from B and C.
 GW_POOL=198.51.100.128/25
 GW_IN=203.0.113.1
+GW_IN6=2001:db8:2::1
 
-# gw_conf [PUSH]: ferrovpn's gateway config g.toml with users alice and bob.
+# gw_conf [PUSH]: ferrovpn's gateway config g.toml with users alice and bob; with GW_POOL6 set
+# also an IPv6 pool, IPv6 selectors and routes, and $GW_IN6 on A's lo.
 gw_conf() {
+    local pool6="" sel="local_ts = \"203.0.113.0/24\"
+remote_ts = \"$GW_POOL\"
+routes = [\"$GW_POOL\"]"
+    if [ -n "${GW_POOL6:-}" ]; then
+        pool6="pool6 = \"$GW_POOL6\""
+        sel="local_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]
+remote_ts = [\"$GW_POOL\", \"$GW_POOL6\"]
+routes = [\"$GW_POOL\", \"$GW_POOL6\"]"
+        fv_add_inner "$FV_NS_A" "$GW_IN6/128"
+    fi
     e2e_psk "$FV_TMP/g.psk" "$PSK"
     printf 'correct horse battery\n' | "$FERROVPN" user add "$FV_TMP/users" alice >/dev/null ||
         fail "ferrovpn user add alice failed"
@@ -288,11 +304,10 @@ users_file = \"$FV_TMP/users\"
 dns = [\"203.0.113.53\"]
 domains = [\"corp.example\"]
 banner = \"Authorized e2e users only\"
-modeconfig = \"${1:-pull}\"" C_TUNNEL="[connection.route_based]
+modeconfig = \"${1:-pull}\"
+$pool6" C_TUNNEL="[connection.route_based]
 interface = \"fvgw\"
-local_ts = \"203.0.113.0/24\"
-remote_ts = \"$GW_POOL\"
-routes = [\"$GW_POOL\"]" e2e_conf "$FV_TMP/g.toml"
+$sel" e2e_conf "$FV_TMP/g.toml"
     fv_add_inner "$FV_NS_A" "$GW_IN/32"
 }
 
@@ -307,7 +322,7 @@ connections {
         local_addrs = $3
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-modp2048
-        vips = 0.0.0.0
+        vips = ${SS_VIPS:-0.0.0.0}
         local {
             auth = psk
             id = ${SS_ID:-$3}
@@ -323,6 +338,11 @@ connections {
         children {
             gw {
                 remote_ts = 203.0.113.0/24
+                esp_proposals = aes128gcm16
+                start_action = none
+            }
+            gw6 {
+                remote_ts = 2001:db8:2::/64
                 esp_proposals = aes128gcm16
                 start_action = none
             }
@@ -391,6 +411,49 @@ case_gateway_strongswan() {
     fv_swanctl "$FV_NS_B" --terminate --ike gw --timeout 10 >/dev/null 2>&1 || true
     e2e_wait_log "$log" "lease of $VIP released" 10 || fail "the lease of $VIP was not released"
     ok "lease of $VIP released after the client's delete"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+# strongSwan as an IPv6 client (vips = ::, i.e. %config6; its IKEv1 Quick Mode takes the first
+# virtual IP whatever the family, so one charon cannot run both) of a gateway with an IPv4
+# and an IPv6 pool: only an IPv6 address, its Quick Mode naming exactly it, ping6 and a
+# checksummed transfer over IPv6, status and metrics with the IPv6 pool, the lease released.
+case_gateway_strongswan_ipv6() {
+    fv_two_ns
+    GW_POOL6=2001:db8:1::/112 C_DAEMON_EXTRA='metrics_listen = "127.0.0.1:9109"' gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    SS_VIPS="::" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    fv_swanctl "$FV_NS_B" --initiate --child gw6 --timeout 30 >"$FV_TMP/initiate6.txt" 2>&1 ||
+        { cat "$FV_TMP/initiate6.txt" >&2; fail "strongSwan could not bring up its IPv6 child"; }
+    local vip6=2001:db8:1::1 log="$FV_TMP/gateway.log"
+    fv_swanctl "$FV_NS_B" --list-sas >"$FV_TMP/ss-sas.txt" 2>&1
+    grep -q "local  *$vip6/128" "$FV_TMP/ss-sas.txt" || { cat "$FV_TMP/ss-sas.txt" >&2; fail "strongSwan's IPv6 child does not use $vip6/128"; }
+    grep -q "local  *198.51" "$FV_TMP/ss-sas.txt" && fail "strongSwan got an IPv4 address it did not ask for"
+    ok "strongSwan got $vip6 (its IPv6 Quick Mode names $vip6/128)"
+    e2e_wait_log "$log" "remote-access client alice from 192.0.2.2:[0-9]+ got $vip6" 5 ||
+        fail "the gateway does not log alice's IPv6 lease"
+    grep "remote-access client alice" "$log" | grep -q " and " && fail "the gateway leased an IPv4 address it was not asked for"
+    [ "$(e2e_q "$SOCK_G" '[s["remote_ts"] for s in sas]')" = "['$vip6/128']" ] ||
+        fail "the gateway's pairs are $(e2e_q "$SOCK_G" '[s["remote_ts"] for s in sas]')"
+    ok "the gateway's pair names exactly $vip6/128"
+    "$FERROVPN" status --socket "$SOCK_G" >"$FV_TMP/status.txt" 2>&1 || fail "status failed"
+    grep -q "pool 2001:db8:1::/112: 1 used, 65534 free" "$FV_TMP/status.txt" || { cat "$FV_TMP/status.txt" >&2; fail "status does not show the IPv6 pool"; }
+    grep -Eq "client alice $vip6 from 192.0.2.2:[0-9]+" "$FV_TMP/status.txt" || { cat "$FV_TMP/status.txt" >&2; fail "status does not show alice's IPv6 lease"; }
+    ok "status: $(grep -m1 'pool 2001' "$FV_TMP/status.txt" | sed -E 's/^ +//'); $(grep -m1 "client alice $vip6" "$FV_TMP/status.txt" | sed -E 's/^ +//' | cut -c1-60)"
+    local metrics
+    metrics="$(ip netns exec "$FV_NS_A" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9109/metrics", timeout=5).read().decode())')" ||
+        fail "metrics scrape failed"
+    printf '%s\n' "$metrics" | grep -q '^ferrovpn_pool6_leases_used{connection="e2e"} 1$' ||
+        { printf '%s\n' "$metrics" | grep pool >&2; fail "metrics lack the IPv6 pool's lease"; }
+    ok "metrics: $(printf '%s\n' "$metrics" | grep -m1 '^ferrovpn_pool6_leases_used')"
+    e2e_ping "$FV_NS_B" "$vip6" "$GW_IN6" 3
+    e2e_transfer "$FV_NS_B" "$vip6" "$FV_NS_A" "$GW_IN6" 1
+    fv_swanctl "$FV_NS_B" --terminate --ike gw --timeout 10 >/dev/null 2>&1 || true
+    e2e_wait_log "$log" "lease of $vip6 released" 10 || fail "the lease of $vip6 was not released"
+    ok "lease of $vip6 released after the client's delete"
     fv_charon_stop "$FV_NS_B"
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
@@ -510,7 +573,7 @@ case_gateway_wrong_password() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split dual-stack wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
+CASES=(main-full aggressive-split dual-stack wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -163,44 +163,37 @@ impl StatusView {
                         .map_or((0, pool_size(&p)), |(l, size)| (l.len() as u64, *size));
                     json!({ "pool": p.to_string(), "size": size, "used": used, "free": size.saturating_sub(used) })
                 });
-                let (clients, pool) = match (endpoint.leases(i, false), &c.cfg.gateway) {
-                    (Some((leases, size)), Some(g)) => {
-                        let clients: Vec<Value> = leases
-                            .iter()
-                            .chain(leases6.iter().flat_map(|(l, _)| l.iter()))
-                            .map(|(address, l)| {
-                                let host = ferrovpn_ike::TrafficSelector::host(*address);
-                                let (mut ip, mut ib, mut op, mut ob) = (0, 0, 0, 0);
-                                for p in c.pairs.iter().filter(|p| p.child.remote_ts == host) {
-                                    let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
-                                    ip += i.packets;
-                                    ib += i.bytes;
-                                    op += o.packets;
-                                    ob += o.bytes;
-                                }
-                                json!({
-                                    "user": l.user,
-                                    "address": address.to_string(),
-                                    "peer": l.peer.to_string(),
-                                    "since_s": now.saturating_duration_since(l.since).as_secs(),
-                                    "in_packets": ip, "in_bytes": ib,
-                                    "out_packets": op, "out_bytes": ob,
-                                })
-                            })
-                            .collect();
-                        let used = leases.len() as u64;
-                        let pool = json!({
-                            "pool": g.pool.to_string(), "size": size, "used": used,
-                            "free": size.saturating_sub(used),
-                        });
-                        (clients, Some(pool))
-                    }
-                    (None, Some(g)) => {
-                        let size = pool_size(&g.pool);
-                        (Vec::new(), Some(json!({ "pool": g.pool.to_string(), "size": size, "used": 0, "free": size })))
-                    }
-                    _ => (Vec::new(), None),
-                };
+                let leases4 = endpoint.leases(i, false);
+                let clients: Vec<Value> = leases4
+                    .iter()
+                    .chain(leases6.iter())
+                    .flat_map(|(l, _)| l.iter())
+                    .map(|(address, l)| {
+                        let host = ferrovpn_ike::TrafficSelector::host(*address);
+                        let (mut ip, mut ib, mut op, mut ob) = (0, 0, 0, 0);
+                        for p in c.pairs.iter().filter(|p| p.child.remote_ts == host) {
+                            let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
+                            ip += i.packets;
+                            ib += i.bytes;
+                            op += o.packets;
+                            ob += o.bytes;
+                        }
+                        json!({
+                            "user": l.user,
+                            "address": address.to_string(),
+                            "peer": l.peer.to_string(),
+                            "since_s": now.saturating_duration_since(l.since).as_secs(),
+                            "in_packets": ip, "in_bytes": ib,
+                            "out_packets": op, "out_bytes": ob,
+                        })
+                    })
+                    .collect();
+                let pool = c.cfg.gateway.as_ref().map(|g| {
+                    let (used, size) = leases4
+                        .as_ref()
+                        .map_or((0, pool_size(&g.pool)), |(l, size)| (l.len() as u64, *size));
+                    json!({ "pool": g.pool.to_string(), "size": size, "used": used, "free": size.saturating_sub(used) })
+                });
                 json!({
                     "name": c.cfg.name,
                     "local_addr": c.cfg.local_addr.to_string(),
