@@ -24,6 +24,8 @@
 #   gateway-two-clients     two charons in two namespaces at once, each its own address
 #   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
 #   gateway-ferrovpn-client a ferrovpn client against the ferrovpn gateway
+#   gateway-ferrovpn-dual-stack  both dual-stack: an address from pool and pool6, one Quick
+#                           Mode per family, ping, ping6, IPv6 transfer, both leases released
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
 # selector, DNS/domain/banner reach the log and the dns_hook, ping and a 1 MiB TCP transfer with
 # SHA-256 compared, from the assigned address to 203.0.113.1.
@@ -511,6 +513,44 @@ remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
+# Both roles dual-stack: a ferrovpn client (remote_ts the gateway's networks of each family) of a ferrovpn gateway with pool and pool6: one address of each family,
+# one Quick Mode per family, ping and ping6, a checksummed transfer over IPv6, both leases
+# released when the client goes down.
+case_gateway_ferrovpn_dual_stack() {
+    fv_two_ns
+    GW_POOL6=2001:db8:1::/112 gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    (umask 077 && printf 'battery staple\n' >"$FV_TMP/bob.pw")
+    e2e_psk "$FV_TMP/c.psk" "$PSK"
+    local sock_c="$FV_TMP/c.sock" vip=198.51.100.129 vip6=2001:db8:1::1
+    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
+        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
+xauth_user = \"bob\"
+xauth_password_file = \"$FV_TMP/bob.pw\"" C_TUNNEL="[connection.route_based]
+interface = \"fvc0\"
+remote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]" e2e_conf "$FV_TMP/c.toml"
+    e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
+    local pid_c="$E2E_PID"
+    e2e_wait_sas "$sock_c" "$pid_c" 2 30 || fail "ferrovpn client: not two IPsec SAs within 30 s"
+    ip -n "$FV_NS_B" -4 addr show dev fvc0 | grep -q "inet $vip/32" || fail "$vip is not on the client's fvc0"
+    ip -n "$FV_NS_B" -6 addr show dev fvc0 | grep -q "inet6 $vip6/128" || fail "$vip6 is not on the client's fvc0"
+    [ "$(e2e_q "$sock_c" 'sorted(s["local_ts"] for s in sas)')" = "['$vip/32', '$vip6/128']" ] ||
+        fail "client selectors: $(e2e_q "$sock_c" 'sorted(s["local_ts"] for s in sas)')"
+    [ "$(e2e_q "$SOCK_G" 'sorted(s["remote_ts"] for s in sas)')" = "['$vip/32', '$vip6/128']" ] ||
+        fail "gateway selectors: $(e2e_q "$SOCK_G" 'sorted(s["remote_ts"] for s in sas)')"
+    ok "ferrovpn client bob got $vip and $vip6 from the ferrovpn gateway, one Quick Mode each"
+    e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 3
+    e2e_ping "$FV_NS_B" "$vip6" "$GW_IN6" 3
+    e2e_transfer "$FV_NS_B" "$vip6" "$FV_NS_A" "$GW_IN6" 1
+    e2e_down "$sock_c" "$pid_c" "$FV_NS_B" fvc0
+    e2e_wait_log "$FV_TMP/gateway.log" "lease of $vip6 released" 10 || fail "the lease of $vip6 was not released"
+    grep -q "lease of $vip released" "$FV_TMP/gateway.log" || fail "the lease of $vip was not released"
+    ok "leases of $vip and $vip6 released when the client went down"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
 case_gateway_two_clients() {
     FV_NO_IPV6=1 fv_two_ns
     # A third namespace C (192.0.2.3) on a bridge-less second veth to A.
@@ -573,7 +613,7 @@ case_gateway_wrong_password() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split dual-stack wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client)
+CASES=(main-full aggressive-split dual-stack wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-dual-stack)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done
