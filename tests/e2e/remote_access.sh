@@ -181,8 +181,10 @@ connected() {
             fail "Quick Mode remote selector is $(e2e_q "$SOCK_A" 'sas[0]["remote_ts"]'), not 0.0.0.0/0 (Unity split tunnel)"
         ok "split include routed by ferrovpn: $(grep "^$lts " "$FV_TMP/routes.txt"), no default route; Quick Mode 0.0.0.0/0 as Cisco/strongSwan Unity expect"
     else
-        ip -n "$FV_NS_A" route show table all dev fv0 | grep -q "^default" || fail "full tunnel without a default route into fv0"
-        ok "full tunnel: $(ip -n "$FV_NS_A" route show table all dev fv0 | grep -m1 '^default')"
+        local r4
+        r4="$(ip -n "$FV_NS_A" route show table all dev fv0)"
+        grep -q "^default" <<<"$r4" || fail "full tunnel without a default route into fv0"
+        ok "full tunnel: $(grep -m1 '^default' <<<"$r4")"
     fi
     if grep -q "password" "$log" && grep -q "correct horse" "$log"; then
         fail "the password appears in the log"
@@ -194,7 +196,7 @@ connected() {
     e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
     e2e_transfer "$FV_NS_A" "$POOL_FIRST" "$FV_NS_B" "$B_IN" 1
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
-    if ip -n "$FV_NS_A" route show table all | grep -q "dev fv0"; then
+    if ip -n "$FV_NS_A" route show table all | grep "dev fv0" >/dev/null; then
         ip -n "$FV_NS_A" route show table all >&2
         fail "routes into fv0 left after down"
     fi
@@ -230,14 +232,18 @@ case_dual_stack() {
     e2e_wait_log "$FV_TMP/hook.env" "FERROVPN_INTERNAL_IP6_ADDRESS=$POOL6_FIRST" 5 || fail "dns_hook lacks the IPv6 address"
     grep -q "FERROVPN_DNS=203.0.113.53 2001:db8:2::53" "$FV_TMP/hook.env" || fail "dns_hook lacks the IPv6 DNS server"
     ok "dns_hook: $(grep -E 'INTERNAL_IP6|FERROVPN_DNS' "$FV_TMP/hook.env" | tr '\n' ' ')"
-    ip -n "$FV_NS_A" -6 route show table all dev fv0 | grep -q "^default" || fail "no IPv6 default route into fv0"
-    ip -n "$FV_NS_A" -6 rule show | grep -q "not from all fwmark" || fail "no IPv6 fwmark rule (::/0 would loop)"
-    ok "::/0 routed into fv0 loop-free: $(ip -n "$FV_NS_A" -6 route show table all dev fv0 | grep -m1 '^default')"
+    # Captured first: with pipefail, `ip | grep -q` fails when grep exits before ip has written.
+    local r6 rules6
+    r6="$(ip -n "$FV_NS_A" -6 route show table all dev fv0)"
+    rules6="$(ip -n "$FV_NS_A" -6 rule show)"
+    grep -q "^default" <<<"$r6" || fail "no IPv6 default route into fv0"
+    grep -q "not from all fwmark" <<<"$rules6" || { printf '%s\n' "$rules6" >&2; fail "no IPv6 fwmark rule (::/0 would loop)"; }
+    ok "::/0 routed into fv0 loop-free: $(grep -m1 '^default' <<<"$r6"); $(grep -m1 'not from all fwmark' <<<"$rules6")"
     e2e_ping "$FV_NS_A" "$POOL6_FIRST" "$B_IN6" 3
     e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
     e2e_transfer "$FV_NS_A" "$POOL6_FIRST" "$FV_NS_B" "$B_IN6" 1
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
-    if ip -n "$FV_NS_A" -6 route show table all | grep -q "dev fv0"; then
+    if ip -n "$FV_NS_A" -6 route show table all | grep "dev fv0" >/dev/null; then
         fail "IPv6 routes into fv0 left after down"
     fi
     ok "no IPv6 route into fv0 left after down"
