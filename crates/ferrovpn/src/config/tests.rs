@@ -1061,6 +1061,23 @@ fn fragmentation_defaults_as_strongswan_and_checks_its_size() {
     );
 }
 
+/// A dual-stack remote-access client: IPv6 selectors are taken, one pair per family.
+#[test]
+fn remote_access_client_may_tunnel_ipv6_too() {
+    let text = with(
+        "psk = \"group-secret\"\nremote_access = \"client\"",
+        &format!("{RB}remote_ts = [\"0.0.0.0/0\", \"::/0\"]\n"),
+    );
+    let c = parse(&text).unwrap();
+    let ike = crate::convert::connection(&c.connections[0]);
+    let families: Vec<bool> = ike
+        .children
+        .iter()
+        .map(|ch| ch.local_ts.addr.is_ipv6())
+        .collect();
+    assert_eq!(families, vec![false, true]);
+}
+
 /// `remote_access = "client"` and its keys: each bad combination and its one message.
 #[test]
 fn remote_access_client_keys_are_validated() {
