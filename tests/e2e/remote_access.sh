@@ -10,6 +10,8 @@
 #   dual-stack       an IPv4 and an IPv6 address from strongSwan's two pools (rw-pool6 in
 #                    2001:db8:1::/112), one Quick Mode per family, 0.0.0.0/0 and ::/0 routed
 #                    loop-free, ping and ping6, a checksummed transfer over IPv6
+#   dual-stack-ipv4-gateway  the same client, a gateway with an IPv4 pool only: the IPv4 pair,
+#                    the IPv6 one left out with a warning, `initiate` reports it up
 #   wrong-password   XAuth rejected: a clear error, no retry storm, `initiate` exits 1 naming it
 # And ferrovpn as the gateway (remote_access = "gateway", a pool, a users file) with strongSwan
 # as XAuth + Mode Config client (vips = 0.0.0.0):
@@ -247,6 +249,28 @@ case_dual_stack() {
         fail "IPv6 routes into fv0 left after down"
     fi
     ok "no IPv6 route into fv0 left after down"
+    fv_charon_stop "$FV_NS_B"
+}
+
+# A dual-stack client of a gateway with an IPv4 pool only: the IPv4 pair comes up, the IPv6 one
+# is not negotiated (said in the log), and `ferrovpn initiate` reports the tunnel up.
+case_dual_stack_ipv4_gateway() {
+    fv_two_ns
+    e2e_ss_up "$(gateway_conf main yes "0.0.0.0/0, ::/0")"
+    client_conf main pull "correct horse battery" "$(printf '[connection.route_based]\ninterface = "fv0"\nremote_ts = ["0.0.0.0/0", "::/0"]\n')"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 30 || fail "ferrovpn: no IPsec SA within 30 s"
+    e2e_wait_log "$FV_TMP/ferrovpn.log" "the gateway assigned no IPv6 address: the IPv6 pair is not negotiated" 5 ||
+        fail "no word about the missing IPv6 address"
+    [ "$(e2e_q "$SOCK_A" '[s["local_ts"] for s in sas]')" = "['$POOL_FIRST/32']" ] ||
+        fail "pairs: $(e2e_q "$SOCK_A" '[s["local_ts"] for s in sas]')"
+    local rc=0 out
+    out="$("$FERROVPN" initiate e2e --socket "$SOCK_A" --timeout 10s 2>&1)" || rc=$?
+    [ "$rc" = 0 ] || fail "ferrovpn initiate exited $rc ($out), want 0: the IPv4 pair is all there is"
+    ok "IPv4 pair only, IPv6 not negotiated (logged); initiate: $(printf '%s' "$out" | tail -n 1)"
+    e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
     fv_charon_stop "$FV_NS_B"
 }
 
@@ -619,7 +643,7 @@ case_gateway_wrong_password() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split dual-stack wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-dual-stack)
+CASES=(main-full aggressive-split dual-stack dual-stack-ipv4-gateway wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-dual-stack)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

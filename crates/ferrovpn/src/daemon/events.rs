@@ -38,6 +38,16 @@ impl Daemon {
         if wanted.is_empty() {
             return;
         }
+        if let crate::config::Tunnel::RouteBased(r) = &c.cfg.tunnel {
+            for (v6, got) in [
+                (false, s.ip4_address.is_some()),
+                (true, s.ip6_address.is_some()),
+            ] {
+                if r.selector(v6).is_some() && !got {
+                    warn!(conn = %c.cfg.name, "the gateway assigned no {} address: the {} pair is not negotiated", if v6 { "IPv6" } else { "IPv4" }, if v6 { "IPv6" } else { "IPv4" });
+                }
+            }
+        }
         let device = super::setup::tun_name(&c.cfg, conn);
         let ifindex = c.ifindex;
         for old in c.addresses.clone() {
