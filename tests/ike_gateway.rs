@@ -50,6 +50,7 @@ fn gateway_conn(prefix: u8, push: bool, mode: Phase1Mode) -> ConnectionConfig {
     c.gateway = Some(RemoteAccessGateway {
         users: Some(Arc::new(Users)),
         pool: (POOL, prefix),
+        pool6: None,
         settings: ModeCfgSettings {
             ip4_dns: vec![Ipv4Addr::new(203, 0, 113, 53)],
             default_domain: Some("corp.example".into()),
@@ -233,22 +234,22 @@ impl Net {
             .collect()
     }
 
-    fn clients_up(&self) -> Vec<(Option<String>, Ipv4Addr, SocketAddr)> {
+    fn clients_up(&self) -> Vec<(Option<String>, Vec<IpAddr>, SocketAddr)> {
         self.gw_events
             .iter()
             .filter_map(|e| match e {
                 Event::RemoteAccessClientUp {
                     user,
-                    address,
+                    addresses,
                     peer,
                     ..
-                } => Some((user.clone(), *address, *peer)),
+                } => Some((user.clone(), addresses.clone(), *peer)),
                 _ => None,
             })
             .collect()
     }
 
-    fn released(&self) -> Vec<Ipv4Addr> {
+    fn released(&self) -> Vec<IpAddr> {
         self.gw_events
             .iter()
             .filter_map(|e| match e {
@@ -301,8 +302,8 @@ fn main_mode_xauth_then_pull_assigns_the_first_pool_address() {
     let up = net.clients_up();
     assert_eq!(up.len(), 1);
     assert_eq!(up[0].0.as_deref(), Some("alice"));
-    assert_eq!(up[0].1, FIRST);
-    let (leases, size) = net.gw.leases(0).unwrap();
+    assert_eq!(up[0].1, vec![IpAddr::from(FIRST)]);
+    let (leases, size) = net.gw.leases(0, false).unwrap();
     assert_eq!((leases.len(), size), (1, 126));
     assert_eq!(leases[0].1.user.as_deref(), Some("alice"));
 }
@@ -340,7 +341,7 @@ fn wrong_password_fails_both_sides_and_leases_nothing() {
     );
     assert!(net.clients_up().is_empty());
     assert!(Net::children(&net.gw_events).is_empty());
-    assert_eq!(net.gw.leases(0).map_or(0, |l| l.0.len()), 0);
+    assert_eq!(net.gw.leases(0, false).map_or(0, |l| l.0.len()), 0);
     assert!(!format!("{:?}", net.gw_events).contains("wrong"));
 }
 
@@ -459,8 +460,8 @@ fn two_clients_behind_one_nat_get_their_own_address_and_pairs() {
     assert_ne!(up[0].2, up[1].2, "told apart by port");
     // Neither client's ISAKMP SA took over the other's (they share the connection).
     net.run_for(Duration::from_secs(60));
-    assert_eq!(net.released(), Vec::<Ipv4Addr>::new());
-    assert_eq!(net.gw.leases(0).unwrap().0.len(), 2);
+    assert_eq!(net.released(), Vec::<IpAddr>::new());
+    assert_eq!(net.gw.leases(0, false).unwrap().0.len(), 2);
     assert_eq!(
         net.gw
             .ike_sas(net.now)
@@ -516,7 +517,7 @@ fn pool_exhaustion_refuses_the_next_client_and_a_delete_frees_its_address() {
     let now = net.now;
     net.clients[ids[0]].0.terminate(now, 0).unwrap();
     net.run_for(Duration::from_secs(5));
-    assert_eq!(net.released(), vec![FIRST]);
+    assert_eq!(net.released(), vec![IpAddr::from(FIRST)]);
     let d = net.client(
         client_conn("bob", b"battery-staple", Phase1Mode::Main, true),
         [192, 0, 2, 20].into(),
@@ -539,8 +540,8 @@ fn a_dead_client_loses_its_lease() {
     let (_, public, _) = &mut net.clients[c];
     *public = [192, 0, 2, 99].into();
     net.run_for(Duration::from_secs(600));
-    assert_eq!(net.released(), vec![FIRST]);
-    assert_eq!(net.gw.leases(0).map_or(0, |l| l.0.len()), 0);
+    assert_eq!(net.released(), vec![IpAddr::from(FIRST)]);
+    assert_eq!(net.gw.leases(0, false).map_or(0, |l| l.0.len()), 0);
 }
 
 #[test]
@@ -563,11 +564,199 @@ fn a_client_that_never_answers_xauth_is_dropped_within_the_retransmission_bound(
         net.gw.ike_sas(net.now).is_empty(),
         "the half-open client is gone"
     );
-    assert_eq!(net.gw.leases(0).map_or(0, |l| l.0.len()), 0);
+    assert_eq!(net.gw.leases(0, false).map_or(0, |l| l.0.len()), 0);
     let requests = net
         .gw_events
         .iter()
         .filter(|e| matches!(e, Event::Message(m) if m.name == "TRANSACTION"))
         .count();
     assert!((1..=10).contains(&requests), "{requests} XAuth REQUESTs");
+}
+
+// ---- IPv6 pools (draft-dukes-ike-mode-cfg §3.3 INTERNAL_IP6_ADDRESS) ----
+
+const POOL6: &str = "2001:db8:1::";
+const FIRST6: &str = "2001:db8:1::1";
+
+fn v6(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn any_v6() -> TrafficSelector {
+    TrafficSelector::subnet(std::net::Ipv6Addr::UNSPECIFIED.into(), 0)
+}
+
+/// A dual-stack gateway: the IPv4 pool and pairs of `gateway_conn`, and an IPv6 pool /112.
+fn gateway_conn6() -> ConnectionConfig {
+    let mut c = gateway_conn(25, false, Phase1Mode::Main);
+    c.children.push(ChildConfig {
+        local_ts: any_v6(),
+        remote_ts: TrafficSelector::subnet(v6(POOL6), 112),
+    });
+    if let Some(g) = c.gateway.as_mut() {
+        g.pool6 = Some((POOL6.parse().unwrap(), 112));
+    }
+    c
+}
+
+/// A client tunnelling IPv4 (`v4`) and/or IPv6 (`v6`): one pair per family.
+fn client_conn6(user: &str, password: &[u8], v4: bool, v6: bool) -> ConnectionConfig {
+    let mut c = client_conn(user, password, Phase1Mode::Main, true);
+    c.children.clear();
+    if v4 {
+        c.children.push(ChildConfig {
+            local_ts: TrafficSelector::any_v4(),
+            remote_ts: TrafficSelector::any_v4(),
+        });
+    }
+    if v6 {
+        c.children.push(ChildConfig {
+            local_ts: any_v6(),
+            remote_ts: any_v6(),
+        });
+    }
+    c
+}
+
+fn assigned6(net: &Net, i: usize) -> Option<IpAddr> {
+    net.clients[i].2.iter().rev().find_map(|e| match e {
+        Event::RemoteAccessConfigured { settings, .. } => {
+            settings.ip6_address.map(|(a, _)| a.into())
+        }
+        _ => None,
+    })
+}
+
+/// Client `i`'s pairs name exactly its addresses, and the gateway's mirror them.
+fn assert_pairs(net: &Net, i: usize, want: &[IpAddr]) {
+    let mine = Net::children(&net.clients[i].2);
+    let mut locals: Vec<IpAddr> = mine.iter().map(|c| c.local_ts.addr).collect();
+    locals.sort();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(locals, want, "one Quick Mode per assigned address");
+    for c in &mine {
+        assert_eq!(c.local_ts, TrafficSelector::host(c.local_ts.addr));
+        let gw: Vec<_> = Net::children(&net.gw_events)
+            .into_iter()
+            .filter(|g| g.remote_ts == c.local_ts)
+            .collect();
+        assert_eq!(gw.len(), 1, "the gateway's pair for {}", c.local_ts);
+        ferrovpn_tests::assert_mirrored(c, gw[0]);
+    }
+}
+
+#[test]
+fn a_dual_stack_client_gets_one_address_of_each_pool_and_one_pair_per_family() {
+    let mut net = Net::new(gateway_conn6());
+    let c = net.client(
+        client_conn6("alice", b"correct-horse", true, true),
+        [192, 0, 2, 10].into(),
+    );
+    net.connect(c);
+    assert_eq!(Net::failures(&net.clients[c].2), Vec::<&Failure>::new());
+    assert_eq!(net.assigned(c), Some(FIRST));
+    assert_eq!(assigned6(&net, c), Some(v6(FIRST6)));
+    assert_pairs(&net, c, &[FIRST.into(), v6(FIRST6)]);
+    assert_eq!(net.clients_up()[0].1, vec![IpAddr::from(FIRST), v6(FIRST6)]);
+    let (l6, size6) = net.gw.leases(0, true).unwrap();
+    assert_eq!((l6.len(), size6), (1, 65535));
+    assert_eq!(l6[0].1.user.as_deref(), Some("alice"));
+    // A second client: the next address of each pool.
+    let d = net.client(
+        client_conn6("bob", b"battery-staple", true, true),
+        [192, 0, 2, 11].into(),
+    );
+    net.connect(d);
+    assert_eq!(assigned6(&net, d), Some(v6("2001:db8:1::2")));
+    assert_pairs(&net, d, &[SECOND.into(), v6("2001:db8:1::2")]);
+    // Leaving releases both of alice's leases, nothing of bob's.
+    let now = net.now;
+    net.clients[c].0.terminate(now, 0).unwrap();
+    net.run_for(Duration::from_secs(5));
+    let mut gone = net.released();
+    gone.sort();
+    assert_eq!(gone, vec![IpAddr::from(FIRST), v6(FIRST6)]);
+    assert_eq!(net.gw.leases(0, true).unwrap().0.len(), 1);
+    assert_eq!(net.gw.leases(0, false).unwrap().0.len(), 1);
+}
+
+#[test]
+fn an_ipv6_only_client_asks_for_and_gets_only_an_ipv6_address() {
+    let mut net = Net::new(gateway_conn6());
+    let c = net.client(
+        client_conn6("alice", b"correct-horse", false, true),
+        [192, 0, 2, 10].into(),
+    );
+    net.connect(c);
+    assert_eq!(Net::failures(&net.clients[c].2), Vec::<&Failure>::new());
+    assert_eq!(net.assigned(c), None, "no IPv4 address asked for");
+    assert_eq!(assigned6(&net, c), Some(v6(FIRST6)));
+    assert_pairs(&net, c, &[v6(FIRST6)]);
+    assert_eq!(net.gw.leases(0, false).map_or(0, |l| l.0.len()), 0);
+}
+
+#[test]
+fn an_ipv6_only_client_of_a_gateway_without_an_ipv6_pool_is_refused_by_name() {
+    let mut net = Net::new(gateway_conn(25, false, Phase1Mode::Main));
+    let c = net.client(
+        client_conn6("alice", b"correct-horse", false, true),
+        [192, 0, 2, 10].into(),
+    );
+    net.connect(c);
+    assert!(
+        Net::failures(&net.gw_events).contains(&&Failure::RemoteAccess(
+            RemoteAccessFailure::NoPool { family: "IPv6" }
+        ))
+    );
+    assert!(Net::children(&net.gw_events).is_empty());
+    assert_eq!(net.gw.leases(0, false).map_or(0, |l| l.0.len()), 0);
+}
+
+#[test]
+fn a_dual_stack_client_of_an_ipv4_only_gateway_runs_its_ipv4_pair_only() {
+    let mut net = Net::new(gateway_conn(25, false, Phase1Mode::Main));
+    let c = net.client(
+        client_conn6("alice", b"correct-horse", true, true),
+        [192, 0, 2, 10].into(),
+    );
+    net.connect(c);
+    assert_eq!(Net::failures(&net.clients[c].2), Vec::<&Failure>::new());
+    assert_eq!(assigned6(&net, c), None);
+    assert_pairs(&net, c, &[FIRST.into()]);
+}
+
+#[test]
+fn an_exhausted_ipv6_pool_refuses_the_client_and_keeps_no_ipv4_lease_of_it() {
+    let mut gw = gateway_conn6();
+    if let Some(g) = gw.gateway.as_mut() {
+        // A /127: its two addresses as they are.
+        g.pool6 = Some((POOL6.parse().unwrap(), 127));
+    }
+    let mut net = Net::new(gw);
+    for (i, (u, p)) in [("alice", &b"correct-horse"[..]), ("bob", b"battery-staple")]
+        .into_iter()
+        .enumerate()
+    {
+        let c = net.client(
+            client_conn6(u, p, true, true),
+            [192, 0, 2, 10 + i as u8].into(),
+        );
+        net.connect(c);
+        assert!(assigned6(&net, c).is_some());
+    }
+    let c = net.client(
+        client_conn6("alice", b"correct-horse", true, true),
+        [192, 0, 2, 20].into(),
+    );
+    net.connect(c);
+    assert_eq!(net.assigned(c), None);
+    assert!(
+        Net::failures(&net.gw_events).contains(&&Failure::RemoteAccess(
+            RemoteAccessFailure::PoolExhausted {
+                pool: "2001:db8:1::/127".into()
+            }
+        ))
+    );
+    assert_eq!(net.gw.leases(0, false).unwrap().0.len(), 2);
 }

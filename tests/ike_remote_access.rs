@@ -1,6 +1,6 @@
 //! Remote access as a client (issue 14): XAuth and Mode Config with two in-memory endpoints.
-//! The gateway side is `test_gateway` (feature `test-support`), a minimal test-only driver —
-//! ferrovpn has no gateway role yet.
+//! The gateway side is `test_gateway` (feature `test-support`), a minimal test-only driver;
+//! the gateway role itself is tested in ike_gateway.rs.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -42,6 +42,17 @@ fn settings() -> ModeCfgSettings {
 /// A client (side A) with credentials `password` and a test gateway (side B) that accepts
 /// alice/correct-horse.
 fn pair(mode: Phase1Mode, pull: bool, password: &[u8], xauth: bool) -> Pair {
+    let (a, b) = pair_configs(mode, pull, password, xauth);
+    Pair::new(a, b)
+}
+
+/// The two configurations of [`pair`].
+fn pair_configs(
+    mode: Phase1Mode,
+    pull: bool,
+    password: &[u8],
+    xauth: bool,
+) -> (ConnectionConfig, ConnectionConfig) {
     let mut a: ConnectionConfig = conn_a();
     a.mode = mode;
     a.remote_access = Some(RemoteAccessClient {
@@ -63,13 +74,14 @@ fn pair(mode: Phase1Mode, pull: bool, password: &[u8], xauth: bool) -> Pair {
         settings: settings(),
         push: !pull,
         silent: false,
+        extra: Vec::new(),
     });
     // The gateway's selectors: everything on its side, the client's assigned address.
     b.children = vec![ChildConfig {
         local_ts: TrafficSelector::any_v4(),
         remote_ts: TrafficSelector::host(POOL_ADDR.into()),
     }];
-    Pair::new(a, b)
+    (a, b)
 }
 
 fn configured(p: &Pair) -> Vec<&ModeCfgSettings> {
@@ -218,6 +230,7 @@ fn site_to_site_connection_still_refuses_a_transaction() {
         settings: settings(),
         push: true,
         silent: false,
+        extra: Vec::new(),
     });
     let mut p = Pair::new(a, b);
     p.connect();
@@ -236,6 +249,7 @@ fn a_gateway_silent_after_phase_1_is_a_typed_failure_within_the_bound() {
         settings: settings(),
         push: false,
         silent: true,
+        extra: Vec::new(),
     });
     let mut a = conn_a();
     a.remote_access = Some(RemoteAccessClient {
@@ -274,4 +288,125 @@ fn phase_1_rekey_answers_xauth_again_from_the_configured_credentials_and_keeps_t
     }
     // The new ISAKMP SA got its own XAuth round, answered without anyone asked.
     assert!(transactions(&p, Side::A) >= 5);
+}
+
+// ---- IPv6 (draft-dukes-ike-mode-cfg §3.3 INTERNAL_IP6_ADDRESS) ----
+
+fn addr6() -> std::net::IpAddr {
+    "2001:db8:1::10".parse().unwrap()
+}
+
+fn any_v6() -> TrafficSelector {
+    TrafficSelector::subnet(std::net::Ipv6Addr::UNSPECIFIED.into(), 0)
+}
+
+/// A client tunnelling the families asked for (one pair each), and a gateway whose pairs are
+/// the assigned addresses.
+fn pair6(v4: bool, v6: bool, extra: Vec<wire::CfgAttribute>) -> Pair {
+    let (mut a, mut b) = pair_configs(Phase1Mode::Main, true, b"correct-horse", true);
+    a.children.clear();
+    b.children.clear();
+    if v4 {
+        a.children.push(ChildConfig {
+            local_ts: TrafficSelector::any_v4(),
+            remote_ts: TrafficSelector::any_v4(),
+        });
+        b.children.push(ChildConfig {
+            local_ts: TrafficSelector::any_v4(),
+            remote_ts: TrafficSelector::host(POOL_ADDR.into()),
+        });
+    }
+    if v6 {
+        a.children.push(ChildConfig {
+            local_ts: any_v6(),
+            remote_ts: any_v6(),
+        });
+        b.children.push(ChildConfig {
+            local_ts: any_v6(),
+            remote_ts: TrafficSelector::host(addr6()),
+        });
+    }
+    if let Some(g) = b.test_gateway.as_mut() {
+        g.extra = extra;
+    }
+    Pair::new(a, b)
+}
+
+#[test]
+fn a_dual_stack_client_uses_each_assigned_address_as_the_selector_of_its_family() {
+    let mut p = pair6(true, true, Vec::new());
+    p.connect();
+    assert_eq!(p.ike_failures(Side::A), Vec::<&Failure>::new());
+    let mut locals: Vec<TrafficSelector> = p.children(Side::A).iter().map(|c| c.local_ts).collect();
+    locals.sort_by_key(|t| t.addr);
+    assert_eq!(
+        locals,
+        vec![
+            TrafficSelector::host(POOL_ADDR.into()),
+            TrafficSelector::host(addr6()),
+        ],
+        "one Quick Mode per family, each with its assigned address (/128 for IPv6)"
+    );
+    assert_eq!(p.children(Side::B).len(), 2);
+    assert_eq!(
+        configured(&p)[0].ip6_address,
+        Some(("2001:db8:1::10".parse().unwrap(), Some(64)))
+    );
+}
+
+#[test]
+fn an_ipv6_only_client_asks_for_ipv6_only_and_runs_its_ipv6_pair() {
+    let mut p = pair6(false, true, Vec::new());
+    p.connect();
+    assert_eq!(p.ike_failures(Side::A), Vec::<&Failure>::new());
+    let children = p.children(Side::A);
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].local_ts, TrafficSelector::host(addr6()));
+    ferrovpn_tests::assert_mirrored(children[0], p.children(Side::B)[0]);
+}
+
+#[test]
+fn a_reply_without_an_address_of_our_family_is_a_typed_failure() {
+    let (mut a, mut b) = pair_configs(Phase1Mode::Main, true, b"correct-horse", true);
+    a.children = vec![ChildConfig {
+        local_ts: any_v6(),
+        remote_ts: any_v6(),
+    }];
+    if let Some(g) = b.test_gateway.as_mut() {
+        g.settings.ip6_address = None;
+    }
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let f = p.ike_failures(Side::A);
+    assert!(
+        matches!(&f[..], [Failure::RemoteAccess(RemoteAccessFailure::ModeConfig(m))] if m.contains("no INTERNAL_IP6_ADDRESS")),
+        "{f:?}"
+    );
+    assert!(p.children(Side::A).is_empty());
+}
+
+#[test]
+fn a_duplicate_or_malformed_ipv6_address_is_a_typed_failure_without_quick_mode() {
+    let dup = wire::CfgAttribute::variable(
+        wire::CfgAttrType::INTERNAL_IP6_ADDRESS,
+        "2001:db8:1::11"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+            .to_vec(),
+    );
+    let short = wire::CfgAttribute::variable(wire::CfgAttrType::INTERNAL_IP6_DNS, vec![0x20; 15]);
+    for extra in [dup, short] {
+        let mut p = pair6(true, true, vec![extra]);
+        p.connect();
+        let f = p.ike_failures(Side::A);
+        assert!(
+            matches!(
+                &f[..],
+                [Failure::RemoteAccess(RemoteAccessFailure::ModeConfig(_))]
+            ),
+            "{f:?}"
+        );
+        assert!(p.children(Side::A).is_empty());
+    }
 }

@@ -4,7 +4,7 @@
 //! Quick Mode, Informational) are reached and then fed corrupted input.
 //! With config bit 3, A is a remote-access client (XAuth + Mode Config, pull or push on bit 4,
 //! a wrong password on bit 5) and B a gateway (whose verifier answers Busy every other time
-//! on bit 6) with an address pool (issue 14), so the
+//! on bit 6, and an IPv6 pool too on bit 7) with an address pool (issue 14), so the
 //! Transaction exchanges see the same drops, replays and corruption.
 //! Input: a config byte, then opcodes with their operands (see `step`).
 #![no_main]
@@ -85,6 +85,7 @@ fn gateway(mut c: ConnectionConfig, flags: u8) -> ConnectionConfig {
     c.gateway = Some(RemoteAccessGateway {
         users: Some(Arc::new(Users { busy: flags & 64 != 0, calls: AtomicU32::new(0) })),
         pool: (POOL, 28),
+        pool6: (flags & 128 != 0).then(|| (std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0), 120)),
         settings: ModeCfgSettings {
             ip4_dns: vec![Ipv4Addr::new(203, 0, 113, 53)],
             default_domain: Some("corp.example".into()),

@@ -5,13 +5,23 @@
 # side B (192.0.2.2, 203.0.113.1/32 on lo, a pool in 198.51.100.0/24). Cases:
 #   main-full        Main Mode, XAuth, Mode Config pull, full tunnel (0.0.0.0/0, loop-free)
 #   aggressive-split Aggressive Mode with the group name as ID_KEY_ID, XAuth, Mode Config push,
-#                    split include 203.0.113.0/24 (Unity)
+#                    split include 203.0.113.0/24 (Unity): routed into fv0 by ferrovpn itself
+#                    instead of the configured 0.0.0.0/0, Quick Mode 0.0.0.0/0 (as Cisco)
+#   dual-stack       an IPv4 and an IPv6 address from strongSwan's two pools (rw-pool6 in
+#                    2001:db8:1::/112), one Quick Mode per family, 0.0.0.0/0 and ::/0 routed
+#                    loop-free, ping and ping6, a checksummed transfer over IPv6
+#   dual-stack-ipv4-gateway  the same client, a gateway with an IPv4 pool only: the IPv4 pair,
+#                    the IPv6 one left out with a warning, `initiate` reports it up
 #   wrong-password   XAuth rejected: a clear error, no retry storm, `initiate` exits 1 naming it
 # And ferrovpn as the gateway (remote_access = "gateway", a pool, a users file) with strongSwan
 # as XAuth + Mode Config client (vips = 0.0.0.0):
 #   gateway-strongswan      one client: virtual IP from the pool, ping and a checksummed
 #                           transfer, the lease released after the client's delete; the TUN
 #                           is a [daemon] shared_interfaces device
+#   gateway-strongswan-ipv6 an IPv6 charon (vips = ::) against a gateway with pool6
+#                           2001:db8:1::/112: its Quick Mode names exactly its IPv6 lease,
+#                           ping6 and a checksummed IPv6 transfer, status and metrics show
+#                           the IPv6 pool, the lease released on delete
 #   gateway-aggressive-push Aggressive Mode, group name as ID_KEY_ID, Mode Config pushed
 #   gateway-two-clients     two charons in two namespaces at once, each its own address
 #   gateway-wrong-password  XAuth FAIL: both sides log it, no IPsec SA
@@ -24,6 +34,8 @@
 #   gateway-users-reload    `ferrovpn reload` takes a changed users file in place: alice (up)
 #                           stays up, added carol logs in, removed alice no longer can; a
 #                           broken users file is refused naming its line, the old users kept
+#   gateway-ferrovpn-dual-stack  both dual-stack: an address from pool and pool6, one Quick
+#                           Mode per family, ping, ping6, IPv6 transfer, both leases released
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
 # selector, DNS/domain/banner reach the log and the dns_hook, ping and a 1 MiB TCP transfer with
 # SHA-256 compared, from the assigned address to 203.0.113.1.
@@ -42,6 +54,8 @@ e2e_binary
 PSK="ferrovpn-remote-access-group"
 B_IN=203.0.113.1
 POOL_FIRST=198.51.100.10
+POOL6_FIRST=2001:db8:1::10
+B_IN6=2001:db8:2::1
 # charon as a remote-access gateway: XAuth (built-in xauth-generic), attributes, Cisco Unity.
 FV_CHARON_LOAD="$FV_CHARON_LOAD xauth-generic attr unity"
 
@@ -63,7 +77,7 @@ connections {
         local_addrs = 192.0.2.2
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-modp2048
-        pools = rw-pool
+        pools = ${GW_POOLS:-rw-pool}
         pull = $2
         local {
             auth = psk
@@ -90,6 +104,10 @@ pools {
     rw-pool {
         addrs = $POOL_FIRST-198.51.100.20
         dns = 203.0.113.53
+    }
+    rw-pool6 {
+        addrs = $POOL6_FIRST-2001:db8:1::20
+        dns = 2001:db8:2::53
     }
 }
 secrets {
@@ -163,6 +181,20 @@ connected() {
     if [ "$lts" != 0.0.0.0/0 ]; then
         grep -q "FERROVPN_SPLIT_INCLUDE=$lts" "$FV_TMP/hook.env" || fail "no split include $lts from the Unity gateway"
         ok "split include $lts from the gateway"
+        # Routed by ferrovpn itself: exactly the split network into fv0, no default route.
+        ip -n "$FV_NS_A" route show table all dev fv0 >"$FV_TMP/routes.txt"
+        grep -q "^$lts " "$FV_TMP/routes.txt" || { cat "$FV_TMP/routes.txt" >&2; fail "$lts is not routed into fv0"; }
+        grep -q "^default" "$FV_TMP/routes.txt" && { cat "$FV_TMP/routes.txt" >&2; fail "a default route into fv0 despite split include"; }
+        others="$(grep -v -e "^$lts " -e '^local ' -e '^broadcast ' -e '^multicast ' -e '^fe80' "$FV_TMP/routes.txt" || true)"
+        [ -z "$others" ] || fail "routes into fv0 other than $lts: $others"
+        [ "$(e2e_q "$SOCK_A" 'sas[0]["remote_ts"]')" = 0.0.0.0/0 ] ||
+            fail "Quick Mode remote selector is $(e2e_q "$SOCK_A" 'sas[0]["remote_ts"]'), not 0.0.0.0/0 (Unity split tunnel)"
+        ok "split include routed by ferrovpn: $(grep "^$lts " "$FV_TMP/routes.txt"), no default route; Quick Mode 0.0.0.0/0 as Cisco/strongSwan Unity expect"
+    else
+        local r4
+        r4="$(ip -n "$FV_NS_A" route show table all dev fv0)"
+        grep -q "^default" <<<"$r4" || fail "full tunnel without a default route into fv0"
+        ok "full tunnel: $(grep -m1 '^default' <<<"$r4")"
     fi
     if grep -q "password" "$log" && grep -q "correct horse" "$log"; then
         fail "the password appears in the log"
@@ -174,6 +206,11 @@ connected() {
     e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
     e2e_transfer "$FV_NS_A" "$POOL_FIRST" "$FV_NS_B" "$B_IN" 1
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    if ip -n "$FV_NS_A" route show table all | grep "dev fv0" >/dev/null; then
+        ip -n "$FV_NS_A" route show table all >&2
+        fail "routes into fv0 left after down"
+    fi
+    ok "no route into fv0 left after down"
     fv_charon_stop "$FV_NS_B"
 }
 
@@ -182,7 +219,67 @@ case_main_full() {
 }
 
 case_aggressive_split() {
-    connected aggressive no 203.0.113.0/24 "$(printf '[connection.route_based]\ninterface = "fv0"\nremote_ts = "203.0.113.0/24"\n')"
+    # No remote_ts: 0.0.0.0/0 as configured; the gateway's split include decides the routes.
+    connected aggressive no 203.0.113.0/24 "$(printf '[connection.route_based]\ninterface = "fv0"\n')"
+}
+
+# ferrovpn as a dual-stack client: one IPv4 and one IPv6 address from strongSwan's two pools,
+# one Quick Mode per family with that address, 0.0.0.0/0 and ::/0 routed loop-free.
+case_dual_stack() {
+    fv_two_ns
+    B_IN="$B_IN $B_IN6" GW_POOLS="rw-pool, rw-pool6" e2e_ss_up "$(GW_POOLS="rw-pool, rw-pool6" gateway_conf main yes "0.0.0.0/0, ::/0")"
+    client_conf main pull "correct horse battery" "$(printf '[connection.route_based]\ninterface = "fv0"\nremote_ts = ["0.0.0.0/0", "::/0"]\n')"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 2 30 || fail "ferrovpn: not two IPsec SAs (IPv4 and IPv6) within 30 s"
+    local log="$FV_TMP/ferrovpn.log" locals
+    grep -q "address $POOL6_FIRST/128 assigned by the gateway on fv0" "$log" || fail "no assigned IPv6 address in the log"
+    ip -n "$FV_NS_A" -6 addr show dev fv0 | grep -q "inet6 $POOL6_FIRST/128" || fail "$POOL6_FIRST is not on fv0"
+    ip -n "$FV_NS_A" -4 addr show dev fv0 | grep -q "inet $POOL_FIRST/32" || fail "$POOL_FIRST is not on fv0"
+    locals="$(e2e_q "$SOCK_A" 'sorted(s["local_ts"] for s in sas)')"
+    [ "$locals" = "['$POOL_FIRST/32', '$POOL6_FIRST/128']" ] || fail "local selectors are $locals, not the assigned addresses"
+    ok "assigned $POOL_FIRST/32 and $POOL6_FIRST/128 on fv0, each the local selector of its family's Quick Mode"
+    e2e_wait_log "$FV_TMP/hook.env" "FERROVPN_INTERNAL_IP6_ADDRESS=$POOL6_FIRST" 5 || fail "dns_hook lacks the IPv6 address"
+    grep -q "FERROVPN_DNS=203.0.113.53 2001:db8:2::53" "$FV_TMP/hook.env" || fail "dns_hook lacks the IPv6 DNS server"
+    ok "dns_hook: $(grep -E 'INTERNAL_IP6|FERROVPN_DNS' "$FV_TMP/hook.env" | tr '\n' ' ')"
+    # Captured first: with pipefail, `ip | grep -q` fails when grep exits before ip has written.
+    local r6 rules6
+    r6="$(ip -n "$FV_NS_A" -6 route show table all dev fv0)"
+    rules6="$(ip -n "$FV_NS_A" -6 rule show)"
+    grep -q "^default" <<<"$r6" || fail "no IPv6 default route into fv0"
+    grep -q "not from all fwmark" <<<"$rules6" || { printf '%s\n' "$rules6" >&2; fail "no IPv6 fwmark rule (::/0 would loop)"; }
+    ok "::/0 routed into fv0 loop-free: $(grep -m1 '^default' <<<"$r6"); $(grep -m1 'not from all fwmark' <<<"$rules6")"
+    e2e_ping "$FV_NS_A" "$POOL6_FIRST" "$B_IN6" 3
+    e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
+    e2e_transfer "$FV_NS_A" "$POOL6_FIRST" "$FV_NS_B" "$B_IN6" 1
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    if ip -n "$FV_NS_A" -6 route show table all | grep "dev fv0" >/dev/null; then
+        fail "IPv6 routes into fv0 left after down"
+    fi
+    ok "no IPv6 route into fv0 left after down"
+    fv_charon_stop "$FV_NS_B"
+}
+
+# A dual-stack client of a gateway with an IPv4 pool only: the IPv4 pair comes up, the IPv6 one
+# is not negotiated (said in the log), and `ferrovpn initiate` reports the tunnel up.
+case_dual_stack_ipv4_gateway() {
+    fv_two_ns
+    e2e_ss_up "$(gateway_conf main yes "0.0.0.0/0, ::/0")"
+    client_conf main pull "correct horse battery" "$(printf '[connection.route_based]\ninterface = "fv0"\nremote_ts = ["0.0.0.0/0", "::/0"]\n')"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 30 || fail "ferrovpn: no IPsec SA within 30 s"
+    e2e_wait_log "$FV_TMP/ferrovpn.log" "the gateway assigned no IPv6 address: the IPv6 pair is not negotiated" 5 ||
+        fail "no word about the missing IPv6 address"
+    [ "$(e2e_q "$SOCK_A" '[s["local_ts"] for s in sas]')" = "['$POOL_FIRST/32']" ] ||
+        fail "pairs: $(e2e_q "$SOCK_A" '[s["local_ts"] for s in sas]')"
+    local rc=0 out
+    out="$("$FERROVPN" initiate e2e --socket "$SOCK_A" --timeout 10s 2>&1)" || rc=$?
+    [ "$rc" = 0 ] || fail "ferrovpn initiate exited $rc ($out), want 0: the IPv4 pair is all there is"
+    ok "IPv4 pair only, IPv6 not negotiated (logged); initiate: $(printf '%s' "$out" | tail -n 1)"
+    e2e_ping "$FV_NS_A" "$POOL_FIRST" "$B_IN" 3
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
 }
 
 case_wrong_password() {
@@ -216,9 +313,21 @@ case_wrong_password() {
 # fvgw; charon (kernel-libipsec, xauth-generic) dials in from B, or from B and C.
 GW_POOL=198.51.100.128/25
 GW_IN=203.0.113.1
+GW_IN6=2001:db8:2::1
 
-# gw_conf [PUSH]: ferrovpn's gateway config g.toml with users alice and bob.
+# gw_conf [PUSH]: ferrovpn's gateway config g.toml with users alice and bob; with GW_POOL6 set
+# also an IPv6 pool, IPv6 selectors and routes, and $GW_IN6 on A's lo.
 gw_conf() {
+    local pool6="" sel="local_ts = \"203.0.113.0/24\"
+remote_ts = \"$GW_POOL\"
+routes = [\"$GW_POOL\"]"
+    if [ -n "${GW_POOL6:-}" ]; then
+        pool6="pool6 = \"$GW_POOL6\""
+        sel="local_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]
+remote_ts = [\"$GW_POOL\", \"$GW_POOL6\"]
+routes = [\"$GW_POOL\", \"$GW_POOL6\"]"
+        fv_add_inner "$FV_NS_A" "$GW_IN6/128"
+    fi
     e2e_psk "$FV_TMP/g.psk" "$PSK"
     printf 'correct horse battery\n' | "$FERROVPN" user add "$FV_TMP/users" alice >/dev/null ||
         fail "ferrovpn user add alice failed"
@@ -235,11 +344,10 @@ users_file = \"$FV_TMP/users\"
 dns = [\"203.0.113.53\"]
 domains = [\"corp.example\"]
 banner = \"Authorized e2e users only\"
-modeconfig = \"${1:-pull}\"" C_TUNNEL="[connection.route_based]
+modeconfig = \"${1:-pull}\"
+$pool6" C_TUNNEL="[connection.route_based]
 interface = \"fvgw\"
-local_ts = \"203.0.113.0/24\"
-remote_ts = \"$GW_POOL\"
-routes = [\"$GW_POOL\"]" e2e_conf "$FV_TMP/g.toml"
+$sel" e2e_conf "$FV_TMP/g.toml"
     fv_add_inner "$FV_NS_A" "$GW_IN/32"
 }
 
@@ -254,7 +362,7 @@ connections {
         local_addrs = $3
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-modp2048
-        vips = 0.0.0.0
+        vips = ${SS_VIPS:-0.0.0.0}
         local {
             auth = psk
             id = ${SS_ID:-$3}
@@ -270,6 +378,11 @@ connections {
         children {
             gw {
                 remote_ts = 203.0.113.0/24
+                esp_proposals = aes128gcm16
+                start_action = none
+            }
+            gw6 {
+                remote_ts = 2001:db8:2::/64
                 esp_proposals = aes128gcm16
                 start_action = none
             }
@@ -342,6 +455,49 @@ case_gateway_strongswan() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
+# strongSwan as an IPv6 client (vips = ::, i.e. %config6; its IKEv1 Quick Mode takes the first
+# virtual IP whatever the family, so one charon cannot run both) of a gateway with an IPv4
+# and an IPv6 pool: only an IPv6 address, its Quick Mode naming exactly it, ping6 and a
+# checksummed transfer over IPv6, status and metrics with the IPv6 pool, the lease released.
+case_gateway_strongswan_ipv6() {
+    fv_two_ns
+    GW_POOL6=2001:db8:1::/112 C_DAEMON_EXTRA='metrics_listen = "127.0.0.1:9109"' gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    SS_VIPS="::" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
+    fv_swanctl "$FV_NS_B" --initiate --child gw6 --timeout 30 >"$FV_TMP/initiate6.txt" 2>&1 ||
+        { cat "$FV_TMP/initiate6.txt" >&2; fail "strongSwan could not bring up its IPv6 child"; }
+    local vip6=2001:db8:1::1 log="$FV_TMP/gateway.log"
+    fv_swanctl "$FV_NS_B" --list-sas >"$FV_TMP/ss-sas.txt" 2>&1
+    grep -q "local  *$vip6/128" "$FV_TMP/ss-sas.txt" || { cat "$FV_TMP/ss-sas.txt" >&2; fail "strongSwan's IPv6 child does not use $vip6/128"; }
+    grep -q "local  *198.51" "$FV_TMP/ss-sas.txt" && fail "strongSwan got an IPv4 address it did not ask for"
+    ok "strongSwan got $vip6 (its IPv6 Quick Mode names $vip6/128)"
+    e2e_wait_log "$log" "remote-access client alice from 192.0.2.2:[0-9]+ got $vip6" 5 ||
+        fail "the gateway does not log alice's IPv6 lease"
+    grep "remote-access client alice" "$log" | grep -q " and " && fail "the gateway leased an IPv4 address it was not asked for"
+    [ "$(e2e_q "$SOCK_G" '[s["remote_ts"] for s in sas]')" = "['$vip6/128']" ] ||
+        fail "the gateway's pairs are $(e2e_q "$SOCK_G" '[s["remote_ts"] for s in sas]')"
+    ok "the gateway's pair names exactly $vip6/128"
+    "$FERROVPN" status --socket "$SOCK_G" >"$FV_TMP/status.txt" 2>&1 || fail "status failed"
+    grep -q "pool 2001:db8:1::/112: 1 used, 65534 free" "$FV_TMP/status.txt" || { cat "$FV_TMP/status.txt" >&2; fail "status does not show the IPv6 pool"; }
+    grep -Eq "client alice $vip6 from 192.0.2.2:[0-9]+" "$FV_TMP/status.txt" || { cat "$FV_TMP/status.txt" >&2; fail "status does not show alice's IPv6 lease"; }
+    ok "status: $(grep -m1 'pool 2001' "$FV_TMP/status.txt" | sed -E 's/^ +//'); $(grep -m1 "client alice $vip6" "$FV_TMP/status.txt" | sed -E 's/^ +//' | cut -c1-60)"
+    local metrics
+    metrics="$(ip netns exec "$FV_NS_A" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9109/metrics", timeout=5).read().decode())')" ||
+        fail "metrics scrape failed"
+    printf '%s\n' "$metrics" | grep -q '^ferrovpn_pool6_leases_used{connection="e2e"} 1$' ||
+        { printf '%s\n' "$metrics" | grep pool >&2; fail "metrics lack the IPv6 pool's lease"; }
+    ok "metrics: $(printf '%s\n' "$metrics" | grep -m1 '^ferrovpn_pool6_leases_used')"
+    e2e_ping "$FV_NS_B" "$vip6" "$GW_IN6" 3
+    e2e_transfer "$FV_NS_B" "$vip6" "$FV_NS_A" "$GW_IN6" 1
+    fv_swanctl "$FV_NS_B" --terminate --ike gw --timeout 10 >/dev/null 2>&1 || true
+    e2e_wait_log "$log" "lease of $vip6 released" 10 || fail "the lease of $vip6 was not released"
+    ok "lease of $vip6 released after the client's delete"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
 # Aggressive Mode with the group name as ID_KEY_ID (what iPhones and Android send) and Mode
 # Config pushed by the gateway (SET/ACK).
 case_gateway_aggressive_push() {
@@ -392,6 +548,44 @@ remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
     e2e_down "$sock_c" "$pid_c" "$FV_NS_B" fvc0
     e2e_wait_log "$FV_TMP/gateway.log" "lease of $vip released" 10 || fail "the lease of $vip was not released"
     ok "lease of $vip released when the client went down"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+# Both roles dual-stack: a ferrovpn client (remote_ts the gateway's networks of each family) of a ferrovpn gateway with pool and pool6: one address of each family,
+# one Quick Mode per family, ping and ping6, a checksummed transfer over IPv6, both leases
+# released when the client goes down.
+case_gateway_ferrovpn_dual_stack() {
+    fv_two_ns
+    GW_POOL6=2001:db8:1::/112 gw_conf pull
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    (umask 077 && printf 'battery staple\n' >"$FV_TMP/bob.pw")
+    e2e_psk "$FV_TMP/c.psk" "$PSK"
+    local sock_c="$FV_TMP/c.sock" vip=198.51.100.129 vip6=2001:db8:1::1
+    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
+        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
+xauth_user = \"bob\"
+xauth_password_file = \"$FV_TMP/bob.pw\"" C_TUNNEL="[connection.route_based]
+interface = \"fvc0\"
+remote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]" e2e_conf "$FV_TMP/c.toml"
+    e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
+    local pid_c="$E2E_PID"
+    e2e_wait_sas "$sock_c" "$pid_c" 2 30 || fail "ferrovpn client: not two IPsec SAs within 30 s"
+    ip -n "$FV_NS_B" -4 addr show dev fvc0 | grep -q "inet $vip/32" || fail "$vip is not on the client's fvc0"
+    ip -n "$FV_NS_B" -6 addr show dev fvc0 | grep -q "inet6 $vip6/128" || fail "$vip6 is not on the client's fvc0"
+    [ "$(e2e_q "$sock_c" 'sorted(s["local_ts"] for s in sas)')" = "['$vip/32', '$vip6/128']" ] ||
+        fail "client selectors: $(e2e_q "$sock_c" 'sorted(s["local_ts"] for s in sas)')"
+    [ "$(e2e_q "$SOCK_G" 'sorted(s["remote_ts"] for s in sas)')" = "['$vip/32', '$vip6/128']" ] ||
+        fail "gateway selectors: $(e2e_q "$SOCK_G" 'sorted(s["remote_ts"] for s in sas)')"
+    ok "ferrovpn client bob got $vip and $vip6 from the ferrovpn gateway, one Quick Mode each"
+    e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 3
+    e2e_ping "$FV_NS_B" "$vip6" "$GW_IN6" 3
+    e2e_transfer "$FV_NS_B" "$vip6" "$FV_NS_A" "$GW_IN6" 1
+    e2e_down "$sock_c" "$pid_c" "$FV_NS_B" fvc0
+    e2e_wait_log "$FV_TMP/gateway.log" "lease of $vip6 released" 10 || fail "the lease of $vip6 was not released"
+    grep -q "lease of $vip released" "$FV_TMP/gateway.log" || fail "the lease of $vip was not released"
+    ok "leases of $vip and $vip6 released when the client went down"
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
@@ -575,7 +769,7 @@ case_gateway_users_reload() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split wrong-password gateway-strongswan gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-client-prompt gateway-users-reload)
+CASES=(main-full aggressive-split dual-stack dual-stack-ipv4-gateway wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-dual-stack gateway-ferrovpn-client-prompt gateway-users-reload)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -242,6 +242,7 @@ fn gateway(g: &crate::config::Gateway) -> ferrovpn_ike::config::RemoteAccessGate
     };
     let settings = ferrovpn_ike::wire::ModeCfgSettings {
         ip4_dns: g.dns.clone(),
+        ip6_dns: g.dns6.clone(),
         default_domain: g.domains.first().cloned(),
         split_dns: if g.split_include.is_empty() {
             Vec::new()
@@ -259,6 +260,10 @@ fn gateway(g: &crate::config::Gateway) -> ferrovpn_ike::config::RemoteAccessGate
     ferrovpn_ike::config::RemoteAccessGateway {
         users: Some(g.users.clone() as std::sync::Arc<dyn ferrovpn_ike::config::XauthVerifier>),
         pool: (v4(g.pool.addr()), g.pool.prefix_len()),
+        pool6: g.pool6.and_then(|p| match p.addr() {
+            IpAddr::V6(a) => Some((a, p.prefix_len())),
+            IpAddr::V4(_) => None,
+        }),
         settings,
         push: g.push,
         max_failures: g.max_failures,

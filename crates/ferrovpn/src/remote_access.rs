@@ -90,6 +90,8 @@ pub fn keep_typed_passwords(new: &mut Config, running: &[&Connection]) -> Result
     Ok(())
 }
 
+use crate::ipnet::IpNet;
+
 /// One line for the log: address, DNS, domains, split networks.
 pub fn describe(s: &ModeCfgSettings) -> String {
     let mut out = String::new();
@@ -184,6 +186,39 @@ pub fn hook_env(
         v.push(("FERROVPN_BANNER".into(), b.clone()));
     }
     v
+}
+
+/// The routes of a client after Mode Config: `configured` with its IPv4 default route replaced
+/// by the Unity SPLIT_INCLUDE networks when the gateway sent some (Cisco's split tunnel: the
+/// Quick Mode still names 0.0.0.0/0, only these networks are routed into the TUN). A network
+/// holding the gateway's outer address would loop and is left out with a warning.
+pub fn client_routes(
+    configured: &[IpNet],
+    s: &ModeCfgSettings,
+    gateway: std::net::IpAddr,
+) -> (Vec<IpNet>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let split_v4 = configured.iter().any(|r| r.is_default() && !r.is_ipv6());
+    if s.split_include.is_empty() || !split_v4 {
+        return (configured.to_vec(), warnings);
+    }
+    let mut out: Vec<IpNet> = configured
+        .iter()
+        .filter(|r| !r.is_default() || r.is_ipv6())
+        .copied()
+        .collect();
+    for (net, mask) in &s.split_include {
+        let len = u8::try_from(u32::from(*mask).leading_ones()).unwrap_or(32);
+        let n = IpNet::truncating((*net).into(), len);
+        if n.contains_addr(gateway) {
+            warnings.push(format!(
+                "split include {n} holds the gateway {gateway}: not routed into the tunnel (it would loop)"
+            ));
+        } else if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    (out, warnings)
 }
 
 /// Whether systemd-resolved runs (its varlink socket exists): DNS then goes per link through
@@ -393,6 +428,34 @@ mod tests {
         let d = describe(&settings());
         assert_eq!(d, "address 198.51.100.10/24, DNS 198.51.100.53, domain example.org, split DNS corp.example, split include 203.0.113.0/24");
         assert!(describe(&ModeCfgSettings::default()).ends_with("all traffic through the tunnel"));
+    }
+
+    #[test]
+    fn split_include_replaces_only_the_ipv4_default_route() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let gw: std::net::IpAddr = [192, 0, 2, 2].into();
+        let (r, w) = client_routes(&[net("0.0.0.0/0"), net("::/0")], &settings(), gw);
+        assert_eq!(r, vec![net("::/0"), net("203.0.113.0/24")]);
+        assert!(w.is_empty());
+        // No split include: the configured routes as they are.
+        let full = ModeCfgSettings::default();
+        assert_eq!(
+            client_routes(&[net("0.0.0.0/0")], &full, gw).0,
+            vec![net("0.0.0.0/0")]
+        );
+        // Routes chosen in the config are kept.
+        assert_eq!(
+            client_routes(&[net("203.0.113.0/25")], &settings(), gw).0,
+            vec![net("203.0.113.0/25")]
+        );
+        // A split network holding the gateway would loop: left out, said.
+        let looping = ModeCfgSettings {
+            split_include: vec![(Ipv4Addr::new(192, 0, 2, 0), Ipv4Addr::new(255, 255, 255, 0))],
+            ..Default::default()
+        };
+        let (r, w) = client_routes(&[net("0.0.0.0/0")], &looping, gw);
+        assert!(r.is_empty());
+        assert_eq!(w.len(), 1);
     }
 
     #[test]

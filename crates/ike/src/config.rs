@@ -312,6 +312,9 @@ pub struct RemoteAccessGateway {
     pub users: Option<std::sync::Arc<dyn XauthVerifier>>,
     /// IPv4 pool: network address and prefix length; network and broadcast are never leased.
     pub pool: (std::net::Ipv4Addr, u8),
+    /// IPv6 pool (INTERNAL_IP6_ADDRESS, draft-dukes-ike-mode-cfg §3.3); the Subnet-Router
+    /// anycast address is never leased. None: clients get IPv4 only.
+    pub pool6: Option<(std::net::Ipv6Addr, u8)>,
     /// What every client gets besides its address (DNS, domains, split-include, banner).
     pub settings: crate::wire::ModeCfgSettings,
     /// Push the settings (SET) right after XAuth instead of waiting for the client's REQUEST.
@@ -327,6 +330,7 @@ impl fmt::Debug for RemoteAccessGateway {
         f.debug_struct("RemoteAccessGateway")
             .field("xauth", &self.users.is_some())
             .field("pool", &self.pool)
+            .field("pool6", &self.pool6)
             .field("push", &self.push)
             .finish_non_exhaustive()
     }

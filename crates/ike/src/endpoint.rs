@@ -681,7 +681,9 @@ impl Endpoint {
             new.replaced_other = true;
             // A remote-access client keeps its address: the moved pairs and their rekeys
             // use it as the local selector (issue 14).
-            new.assigned_local = new.assigned_local.or(old.assigned_local);
+            if new.assigned_local.is_empty() {
+                new.assigned_local = old.assigned_local.clone();
+            }
         }
         // The delete goes out `rekeyed_drain` later: strongSwan moves the IPsec
         // SAs to the new ISAKMP SA in a job after it is up ("detected reauth ...
@@ -738,7 +740,9 @@ impl Endpoint {
         if let Some(other) = other.and_then(|k| self.sas.get_mut(&k)) {
             other.children.append(&mut sa.children);
             if gateway {
-                other.assigned_remote = other.assigned_remote.or(sa.assigned_remote);
+                if other.assigned_remote.is_empty() {
+                    other.assigned_remote = sa.assigned_remote.clone();
+                }
                 other.xauth_user = other.xauth_user.clone().or(sa.xauth_user.clone());
                 let to = other.cookies.initiator_spi;
                 self.env
@@ -847,12 +851,14 @@ impl Endpoint {
         }
     }
 
-    /// Leases of the gateway connection `conn`: (address, holder), and the pool size.
+    /// Leases of the gateway connection `conn` from its IPv4 or IPv6 pool: (address, holder),
+    /// and the pool size.
     pub fn leases(
         &self,
         conn: ConnId,
-    ) -> Option<(Vec<(std::net::Ipv4Addr, crate::lease::Lease)>, u64)> {
-        let pool = self.env.leases.pool(conn)?;
+        v6: bool,
+    ) -> Option<(Vec<(std::net::IpAddr, crate::lease::Lease)>, u64)> {
+        let pool = self.env.leases.pool(conn, v6)?;
         Some((
             pool.leases().map(|(a, l)| (*a, l.clone())).collect(),
             pool.size(),

@@ -169,6 +169,8 @@ pub enum RemoteAccessFailure {
     SourceLockedOut,
     /// Gateway: no free address left in the pool.
     PoolExhausted { pool: String },
+    /// Gateway: the client asked only for an address of a family without a pool.
+    NoPool { family: &'static str },
 }
 
 impl RemoteAccessFailure {
@@ -184,6 +186,7 @@ impl RemoteAccessFailure {
             RemoteAccessFailure::XauthFailed { .. } => "xauth_failed",
             RemoteAccessFailure::SourceLockedOut => "xauth_source_locked_out",
             RemoteAccessFailure::PoolExhausted { .. } => "pool_exhausted",
+            RemoteAccessFailure::NoPool { .. } => "no_pool",
         }
     }
 }
@@ -222,6 +225,10 @@ impl fmt::Display for RemoteAccessFailure {
             RemoteAccessFailure::PoolExhausted { pool } => {
                 write!(f, "Mode Config: no free address left in pool {pool}")
             }
+            RemoteAccessFailure::NoPool { family } => write!(
+                f,
+                "Mode Config: the client asks for an {family} address only, and this gateway has no {family} pool"
+            ),
         }
     }
 }
@@ -385,14 +392,15 @@ pub enum Event {
         conn: ConnId,
         cookies: Cookies,
         user: Option<String>,
-        address: std::net::Ipv4Addr,
+        /// Its IPv4 and/or IPv6 address (IPv4 first).
+        addresses: Vec<std::net::IpAddr>,
         peer: SocketAddr,
     },
     /// Gateway: a client's lease ended (its ISAKMP SA deleted, dead or expired).
     LeaseReleased {
         conn: ConnId,
         cookies: Cookies,
-        address: std::net::Ipv4Addr,
+        address: std::net::IpAddr,
     },
     IkeSaFailed {
         conn: Option<ConnId>,

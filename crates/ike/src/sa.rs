@@ -107,11 +107,13 @@ pub(crate) struct IkeSa {
     pub peer_cert_requests: Vec<Vec<u8>>,
     /// XAuth / Mode Config in progress or done (remote access, draft-dukes-ike-mode-cfg).
     pub transaction: Option<crate::exchange::transaction::state::Transaction>,
-    /// Our address assigned by Mode Config: the local selector of our Quick Modes.
-    pub assigned_local: Option<crate::config::TrafficSelector>,
-    /// Gateway: the address leased to this client; its Quick Modes must use it as their
-    /// selector (issue 14). None until Mode Config is done: no Quick Mode before.
-    pub assigned_remote: Option<std::net::Ipv4Addr>,
+    /// Our addresses assigned by Mode Config (at most one per family, IPv4 first): the local
+    /// selector of our Quick Modes of that family.
+    pub assigned_local: Vec<crate::config::TrafficSelector>,
+    /// Gateway: the addresses leased to this client (IPv4 and/or IPv6); its Quick Modes must
+    /// use the one of their family as selector (issue 14). Empty until Mode Config is done:
+    /// no Quick Mode before.
+    pub assigned_remote: Vec<std::net::IpAddr>,
     /// Gateway: the user XAuth authenticated on this ISAKMP SA.
     pub xauth_user: Option<String>,
 }
@@ -171,8 +173,8 @@ impl IkeSa {
             plain_notify: None,
             peer_cert_requests: Vec::new(),
             transaction: None,
-            assigned_local: None,
-            assigned_remote: None,
+            assigned_local: Vec::new(),
+            assigned_remote: Vec::new(),
             xauth_user: None,
         }
     }

@@ -94,6 +94,7 @@ pub(super) struct RawConnection {
     pub(super) modeconfig: Option<String>,
     pub(super) dns_hook: Option<PathBuf>,
     pub(super) pool: Option<String>,
+    pub(super) pool6: Option<String>,
     pub(super) dns: Option<Vec<String>>,
     pub(super) domains: Option<Vec<String>>,
     pub(super) split_include: Option<Vec<String>>,

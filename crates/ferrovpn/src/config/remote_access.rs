@@ -49,7 +49,10 @@ impl Xauth {
 pub struct Gateway {
     /// The IPv4 pool clients get their address from.
     pub pool: IpNet,
+    /// The IPv6 pool (`pool6`): each client gets an address from it too.
+    pub pool6: Option<IpNet>,
     pub dns: Vec<std::net::Ipv4Addr>,
+    pub dns6: Vec<std::net::Ipv6Addr>,
     /// The first is the default domain (DEF_DOMAIN); all are split-DNS names.
     pub domains: Vec<String>,
     pub split_include: Vec<IpNet>,
@@ -80,6 +83,7 @@ pub(super) struct RawRemoteAccess {
     pub(super) modeconfig: Option<String>,
     pub(super) dns_hook: Option<PathBuf>,
     pub(super) pool: Option<String>,
+    pub(super) pool6: Option<String>,
     pub(super) dns: Option<Vec<String>>,
     pub(super) domains: Option<Vec<String>>,
     pub(super) split_include: Option<Vec<String>>,
@@ -103,6 +107,7 @@ impl RawRemoteAccess {
             modeconfig: rc.modeconfig.take(),
             dns_hook: rc.dns_hook.take(),
             pool: rc.pool.take(),
+            pool6: rc.pool6.take(),
             dns: rc.dns.take(),
             domains: rc.domains.take(),
             split_include: rc.split_include.take(),
@@ -128,6 +133,7 @@ pub(super) fn validate_gateway(
     if !raw.is_gateway() {
         for (k, set) in [
             ("pool", raw.pool.is_some()),
+            ("pool6", raw.pool6.is_some()),
             ("dns", raw.dns.is_some()),
             ("domains", raw.domains.is_some()),
             ("split_include", raw.split_include.is_some()),
@@ -179,29 +185,50 @@ pub(super) fn validate_gateway(
             "pool: {pool} must be an IPv4 network (host bits zero) of at least 4 addresses"
         ));
     }
-    let Some(sel) = r.selector(false) else {
-        return Err("route_based: a gateway needs IPv4 selectors".into());
+    let pool6: Option<IpNet> = match raw.pool6.as_deref() {
+        None => None,
+        Some(p) => {
+            let net: IpNet = p.parse().map_err(|e| format!("pool6: {e}"))?;
+            if !net.is_ipv6()
+                || net.prefix_len() > 126
+                || IpNet::truncating(net.addr(), net.prefix_len()) != net
+            {
+                return Err(format!(
+                    "pool6: {net} must be an IPv6 network (host bits zero) of at least 4 addresses, e.g. \"2001:db8:1::/112\""
+                ));
+            }
+            Some(net)
+        }
     };
-    if !sel.remote.contains(&pool) {
-        return Err(format!(
-            "route_based.remote_ts {} does not hold pool {pool}: clients' Quick Modes would be refused",
-            sel.remote
-        ));
+    for p in std::iter::once(pool).chain(pool6) {
+        let Some(sel) = r.selector(p.is_ipv6()) else {
+            return Err(format!(
+                "route_based: a gateway with {} pool {p} needs {} local_ts/remote_ts",
+                if p.is_ipv6() { "an IPv6" } else { "an IPv4" },
+                if p.is_ipv6() { "IPv6" } else { "IPv4" },
+            ));
+        };
+        if !sel.remote.contains(&p) {
+            return Err(format!(
+                "route_based.remote_ts {} does not hold pool {p}: clients' Quick Modes would be refused",
+                sel.remote
+            ));
+        }
+        if !r.routes.iter().any(|x| x.contains(&p)) {
+            return Err(format!(
+                "route_based.routes must hold pool {p}: packets to clients go into the TUN device"
+            ));
+        }
     }
-    if !r.routes.iter().any(|x| x.contains(&pool)) {
-        return Err(format!(
-            "route_based.routes must hold pool {pool}: packets to clients go into the TUN device"
-        ));
+    let mut dns = Vec::new();
+    let mut dns6 = Vec::new();
+    for d in raw.dns.iter().flatten() {
+        match d.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => dns.push(a),
+            Ok(std::net::IpAddr::V6(a)) => dns6.push(a),
+            Err(_) => return Err(format!("dns: '{d}' is not an IP address")),
+        }
     }
-    let dns = raw
-        .dns
-        .iter()
-        .flatten()
-        .map(|d| {
-            d.parse::<std::net::Ipv4Addr>()
-                .map_err(|_| format!("dns: '{d}' is not an IPv4 address"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let domains = raw.domains.clone().unwrap_or_default();
     for d in &domains {
         if d.is_empty()
@@ -259,7 +286,9 @@ pub(super) fn validate_gateway(
     };
     Ok(Some(Gateway {
         pool,
+        pool6,
         dns,
+        dns6,
         domains,
         split_include,
         banner: raw.banner.clone(),
@@ -343,9 +372,6 @@ pub(super) fn validate(
     };
     if !r.addresses.is_empty() {
         return Err("route_based.address: leave it out with remote_access = \"client\": the gateway assigns the address (Mode Config)".into());
-    }
-    if r.carries_ipv6() {
-        return Err("remote_access = \"client\" supports IPv4 selectors only for now (the assigned IPv4 address is the local selector)".into());
     }
     let mode_cfg = match raw.modeconfig.as_deref() {
         None | Some("pull") => ModeCfgMode::Pull,

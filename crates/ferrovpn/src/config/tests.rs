@@ -1061,6 +1061,23 @@ fn fragmentation_defaults_as_strongswan_and_checks_its_size() {
     );
 }
 
+/// A dual-stack remote-access client: IPv6 selectors are taken, one pair per family.
+#[test]
+fn remote_access_client_may_tunnel_ipv6_too() {
+    let text = with(
+        "psk = \"group-secret\"\nremote_access = \"client\"",
+        &format!("{RB}remote_ts = [\"0.0.0.0/0\", \"::/0\"]\n"),
+    );
+    let c = parse(&text).unwrap();
+    let ike = crate::convert::connection(&c.connections[0]);
+    let families: Vec<bool> = ike
+        .children
+        .iter()
+        .map(|ch| ch.local_ts.addr.is_ipv6())
+        .collect();
+    assert_eq!(families, vec![false, true]);
+}
+
 /// `remote_access = "client"` and its keys: each bad combination and its one message.
 #[test]
 fn remote_access_client_keys_are_validated() {
@@ -1231,6 +1248,28 @@ fn remote_access_gateway_is_validated_and_converted() {
         ferrovpn_ike::config::XauthVerdict::Accept
     );
     assert_eq!(ike.auth_method(), 65001);
+    assert_eq!(gw.pool6, None);
+    // Dual stack: an IPv6 pool inside the IPv6 selector and routes, IPv6 DNS beside IPv4.
+    let rb6 = "[connection.route_based]\ninterface = \"fvgw\"\nremote_ts = [\"198.51.100.128/25\", \"2001:db8:1::/112\"]\nroutes = [\"198.51.100.128/25\", \"2001:db8:1::/112\"]\n";
+    let dual = with(
+        "psk = \"group-secret\"\nremote_access = \"gateway\"\npool = \"198.51.100.128/25\"\npool6 = \"2001:db8:1::/112\"\nusers_file = \"users\"\ndns = [\"203.0.113.53\", \"2001:db8:2::53\"]",
+        rb6,
+    )
+    .replace("remote_addr = \"192.0.2.2\"", "remote_addr = \"any\"")
+    .replace("start = \"initiate\"", "start = \"respond\"");
+    let c = Config::parse(&dual, dir.0.as_path()).unwrap();
+    let ike = crate::convert::connection(&c.connections[0]);
+    let gw = ike.gateway.as_ref().unwrap();
+    assert_eq!(gw.pool6, Some(("2001:db8:1::".parse().unwrap(), 112)));
+    assert_eq!(
+        gw.settings.ip6_dns,
+        vec!["2001:db8:2::53".parse::<std::net::Ipv6Addr>().unwrap()]
+    );
+    let e = err(&dual.replace(
+        "routes = [\"198.51.100.128/25\", \"2001:db8:1::/112\"]",
+        "routes = [\"198.51.100.128/25\"]",
+    ));
+    assert!(e.contains("routes must hold pool 2001:db8:1::/112"), "{e}");
     let bad = |extra: &str, text: Option<String>| {
         Config::parse(
             &text.unwrap_or_else(|| gateway_text(extra)),
@@ -1240,7 +1279,20 @@ fn remote_access_gateway_is_validated_and_converted() {
         .to_string()
     };
     for (extra, want) in [
-        ("dns = [\"x\"]", "dns: 'x' is not an IPv4 address"),
+        ("dns = [\"x\"]", "dns: 'x' is not an IP address"),
+        (
+            "pool6 = \"198.51.100.0/24\"",
+            "pool6: 198.51.100.0/24 must be an IPv6 network",
+        ),
+        (
+            "pool6 = \"2001:db8:1::1/112\"",
+            "pool6: 2001:db8:1::1/112 has host bits set",
+        ),
+        ("pool6 = \"2001:db8:1::/127\"", "of at least 4 addresses"),
+        (
+            "pool6 = \"2001:db8:1::/112\"",
+            "needs IPv6 local_ts/remote_ts",
+        ),
         ("modeconfig = \"both\"", "modeconfig: 'both' is neither"),
         ("xauth_user = \"a\"", "xauth_user is a client key"),
         ("split_include = [\"2001:db8::/32\"]", "is IPv6"),

@@ -156,43 +156,44 @@ impl StatusView {
                     })
                     .collect();
                 // A gateway's clients (issue 14): one lease each, with its IPsec SAs' counters.
-                let (clients, pool) = match (endpoint.leases(i), &c.cfg.gateway) {
-                    (Some((leases, size)), Some(g)) => {
-                        let clients: Vec<Value> = leases
-                            .iter()
-                            .map(|(address, l)| {
-                                let host = ferrovpn_ike::TrafficSelector::host((*address).into());
-                                let (mut ip, mut ib, mut op, mut ob) = (0, 0, 0, 0);
-                                for p in c.pairs.iter().filter(|p| p.child.remote_ts == host) {
-                                    let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
-                                    ip += i.packets;
-                                    ib += i.bytes;
-                                    op += o.packets;
-                                    ob += o.bytes;
-                                }
-                                json!({
-                                    "user": l.user,
-                                    "address": address.to_string(),
-                                    "peer": l.peer.to_string(),
-                                    "since_s": now.saturating_duration_since(l.since).as_secs(),
-                                    "in_packets": ip, "in_bytes": ib,
-                                    "out_packets": op, "out_bytes": ob,
-                                })
-                            })
-                            .collect();
-                        let used = leases.len() as u64;
-                        let pool = json!({
-                            "pool": g.pool.to_string(), "size": size, "used": used,
-                            "free": size.saturating_sub(used),
-                        });
-                        (clients, Some(pool))
-                    }
-                    (None, Some(g)) => {
-                        let size = pool_size(&g.pool);
-                        (Vec::new(), Some(json!({ "pool": g.pool.to_string(), "size": size, "used": 0, "free": size })))
-                    }
-                    _ => (Vec::new(), None),
-                };
+                let leases6 = endpoint.leases(i, true);
+                let pool6 = c.cfg.gateway.as_ref().and_then(|g| g.pool6).map(|p| {
+                    let (used, size) = leases6
+                        .as_ref()
+                        .map_or((0, pool_size(&p)), |(l, size)| (l.len() as u64, *size));
+                    json!({ "pool": p.to_string(), "size": size, "used": used, "free": size.saturating_sub(used) })
+                });
+                let leases4 = endpoint.leases(i, false);
+                let clients: Vec<Value> = leases4
+                    .iter()
+                    .chain(leases6.iter())
+                    .flat_map(|(l, _)| l.iter())
+                    .map(|(address, l)| {
+                        let host = ferrovpn_ike::TrafficSelector::host(*address);
+                        let (mut ip, mut ib, mut op, mut ob) = (0, 0, 0, 0);
+                        for p in c.pairs.iter().filter(|p| p.child.remote_ts == host) {
+                            let (i, o) = (stats_of(sad, p.inbound), stats_of(sad, p.outbound));
+                            ip += i.packets;
+                            ib += i.bytes;
+                            op += o.packets;
+                            ob += o.bytes;
+                        }
+                        json!({
+                            "user": l.user,
+                            "address": address.to_string(),
+                            "peer": l.peer.to_string(),
+                            "since_s": now.saturating_duration_since(l.since).as_secs(),
+                            "in_packets": ip, "in_bytes": ib,
+                            "out_packets": op, "out_bytes": ob,
+                        })
+                    })
+                    .collect();
+                let pool = c.cfg.gateway.as_ref().map(|g| {
+                    let (used, size) = leases4
+                        .as_ref()
+                        .map_or((0, pool_size(&g.pool)), |(l, size)| (l.len() as u64, *size));
+                    json!({ "pool": g.pool.to_string(), "size": size, "used": used, "free": size.saturating_sub(used) })
+                });
                 json!({
                     "name": c.cfg.name,
                     "local_addr": c.cfg.local_addr.to_string(),
@@ -208,6 +209,7 @@ impl StatusView {
                     "ike_sas": ike,
                     "ipsec_sas": ipsec,
                     "pool": pool,
+                    "pool6": pool6,
                     "clients": clients,
                 })
             })
@@ -287,13 +289,15 @@ impl StatusView {
             if let Some(b) = c["mode_config"]["banner"].as_str() {
                 out.push_str(&format!("  banner: {}\n", b.replace('\n', "\n          ")));
             }
-            if c["pool"].is_object() {
-                out.push_str(&format!(
-                    "  pool {}: {} used, {} free\n",
-                    s(&c["pool"]["pool"]),
-                    n(&c["pool"]["used"]),
-                    n(&c["pool"]["free"])
-                ));
+            for p in ["pool", "pool6"] {
+                if c[p].is_object() {
+                    out.push_str(&format!(
+                        "  pool {}: {} used, {} free\n",
+                        s(&c[p]["pool"]),
+                        n(&c[p]["used"]),
+                        n(&c[p]["free"])
+                    ));
+                }
             }
             for k in c["clients"].as_array().into_iter().flatten() {
                 out.push_str(&format!(
@@ -606,12 +610,15 @@ pub fn request_waiting(path: &PathBuf, cmd: &str, wait: Duration) -> io::Result<
 
 /// Leasable addresses of a gateway pool (network and broadcast excluded, as the ike crate).
 pub(super) fn pool_size(pool: &crate::ipnet::IpNet) -> u64 {
-    let host_bits = 32u32.saturating_sub(u32::from(pool.prefix_len()));
-    let all = 1u64 << host_bits.min(32);
-    if host_bits <= 1 {
-        all
-    } else {
-        all.saturating_sub(2)
+    let width = if pool.is_ipv6() { 128u32 } else { 32 };
+    let host_bits = width.saturating_sub(u32::from(pool.prefix_len()));
+    let all = 1u64.checked_shl(host_bits).unwrap_or(0);
+    match (host_bits, pool.is_ipv6()) {
+        (0..=1, _) => all,
+        (64.., _) => u64::MAX,
+        // The Subnet-Router anycast address is not leased (RFC 4291 §2.6.1).
+        (_, true) => all.saturating_sub(1),
+        (_, false) => all.saturating_sub(2),
     }
 }
 

@@ -10,10 +10,10 @@ use super::state::Daemon;
 use crate::config::Start;
 
 impl Daemon {
-    /// Puts what the gateway assigned on the connection's TUN device: the address (/32; the
-    /// device goes with us, and so does the address on it), and DNS through systemd-resolved or
-    /// the hook. Routes stay those of the configuration (remote_ts, or `routes`): the
-    /// split-include networks are logged, not routed by themselves (issue 14, not done).
+    /// Puts what the gateway assigned on the connection's TUN device: the addresses (IPv4 /32,
+    /// IPv6 /128; the device goes with us, and so do they), the routes (the configured ones, the
+    /// IPv4 default replaced by the Unity split-include networks when the gateway sent some),
+    /// and DNS through systemd-resolved or the hook.
     fn apply_mode_config(&mut self, conn: usize, s: &ferrovpn_ike::wire::ModeCfgSettings) {
         use crate::ipnet::IfAddr;
         let Some(c) = self.conns.get_mut(conn) else {
@@ -23,29 +23,57 @@ impl Daemon {
         if s.pfs.is_some_and(|v| v != 0) && c.cfg.esp.iter().all(|p| p.pfs_group.is_none()) {
             warn!(conn = %c.cfg.name, "the gateway asks for PFS in Quick Mode (UNITY_PFS) but esp names no DH group: add one (e.g. aes256-sha256-modp2048) if it refuses our Quick Mode");
         }
-        let Some(address) = s.ip4_address else {
+        let wanted: Vec<IfAddr> = s
+            .ip4_address
+            .map(|a| IfAddr {
+                addr: a.into(),
+                prefix_len: 32,
+            })
+            .into_iter()
+            .chain(s.ip6_address.map(|(a, _)| IfAddr {
+                addr: a.into(),
+                prefix_len: 128,
+            }))
+            .collect();
+        if wanted.is_empty() {
             return;
-        };
+        }
+        if let crate::config::Tunnel::RouteBased(r) = &c.cfg.tunnel {
+            for (v6, got) in [
+                (false, s.ip4_address.is_some()),
+                (true, s.ip6_address.is_some()),
+            ] {
+                if r.selector(v6).is_some() && !got {
+                    warn!(conn = %c.cfg.name, "the gateway assigned no {} address: the {} pair is not negotiated", if v6 { "IPv6" } else { "IPv4" }, if v6 { "IPv6" } else { "IPv4" });
+                }
+            }
+        }
         let device = super::setup::tun_name(&c.cfg, conn);
         let ifindex = c.ifindex;
-        let new = IfAddr {
-            addr: address.into(),
-            prefix_len: 32,
-        };
-        if !c.addresses.contains(&new) {
-            for old in std::mem::take(&mut c.addresses) {
+        for old in c.addresses.clone() {
+            if !wanted.contains(&old) {
                 if let Err(e) = self.nl.del_address(ifindex, old) {
                     warn!(conn = %c.cfg.name, "removing the previous address {}/{} from {device}: {e}", old.addr, old.prefix_len);
                 }
+                c.addresses.retain(|a| *a != old);
+            }
+        }
+        for new in wanted {
+            if c.addresses.contains(&new) {
+                continue;
             }
             match self.nl.add_address(ifindex, new) {
                 Ok(()) => {
-                    info!(conn = %c.cfg.name, "address {address}/32 assigned by the gateway on {device}");
+                    info!(conn = %c.cfg.name, "address {}/{} assigned by the gateway on {device}", new.addr, new.prefix_len);
                     c.addresses.push(new);
                 }
-                Err(e) => error!(conn = %c.cfg.name, "address {address} on {device}: {e}"),
+                Err(e) => error!(conn = %c.cfg.name, "address {} on {device}: {e}", new.addr),
             }
         }
+        self.reroute(conn, s);
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
         let hook = c
             .cfg
             .remote_access
@@ -67,6 +95,70 @@ impl Daemon {
         } else if !s.ip4_dns.is_empty() || !s.ip6_dns.is_empty() {
             warn!(conn = %name, "the gateway assigned DNS servers, but systemd-resolved is not running and no dns_hook is set: DNS left unchanged (ferrovpn never rewrites /etc/resolv.conf)");
         }
+    }
+
+    /// A client's routes after Mode Config ([`crate::remote_access::client_routes`]): what
+    /// differs from the installed ones is removed and added; the rest stays untouched.
+    fn reroute(&mut self, conn: usize, s: &ferrovpn_ike::wire::ModeCfgSettings) {
+        use crate::config::Tunnel;
+        use crate::netlink::Change;
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let Tunnel::RouteBased(r) = &c.cfg.tunnel else {
+            return;
+        };
+        let (routes, warnings) =
+            crate::remote_access::client_routes(&r.routes, s, c.cfg.remote_addr);
+        for w in warnings {
+            warn!(conn = %c.cfg.name, "{w}");
+        }
+        let Some(installed) = c.routing.as_mut() else {
+            return;
+        };
+        let plan = crate::routing::plan(c.ifindex, &routes, &self.policy_routing);
+        if plan == installed.changes {
+            return;
+        }
+        let gone: Vec<Change> = installed
+            .changes
+            .iter()
+            .filter(|x| !plan.contains(x))
+            .cloned()
+            .collect();
+        for x in gone.iter().rev() {
+            if let Err(e) = self.nl.undo(x) {
+                warn!(conn = %c.cfg.name, "removing {x}: {e}");
+            }
+        }
+        installed.changes.retain(|x| plan.contains(x));
+        let mut rules = false;
+        for x in plan {
+            if installed.changes.contains(&x) {
+                continue;
+            }
+            let r = match x {
+                Change::Route(r) => self.nl.add_route(r),
+                Change::Rule(r) => self.nl.add_rule(r),
+                Change::Address { ifindex, addr } => self.nl.add_address(ifindex, addr),
+            };
+            match r {
+                Ok(()) => {
+                    if let Change::Rule(r) = x {
+                        self.run_state.record.add_rule(r);
+                        rules = true;
+                    }
+                    installed.changes.push(x);
+                }
+                Err(e) => error!(conn = %c.cfg.name, "adding {x}: {e}"),
+            }
+        }
+        if rules {
+            if let Err(e) = self.run_state.save() {
+                warn!(conn = %c.cfg.name, "saving the run state: {e}");
+            }
+        }
+        info!(conn = %c.cfg.name, "routes into the tunnel: {}", routes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "));
     }
 
     pub(super) fn conn_name(&self, i: usize) -> String {
@@ -231,12 +323,13 @@ impl Daemon {
                 conn,
                 cookies,
                 user,
-                address,
+                addresses,
                 peer,
             } => {
+                let got: Vec<String> = addresses.iter().map(ToString::to_string).collect();
                 info!(conn = %self.conn_name(conn), cookies = %cookies, peer = %peer,
-                    "remote-access client {} from {peer} got {address}",
-                    user.as_deref().unwrap_or("(no XAuth)"));
+                    "remote-access client {} from {peer} got {}",
+                    user.as_deref().unwrap_or("(no XAuth)"), got.join(" and "));
             }
             Event::LeaseReleased {
                 conn,

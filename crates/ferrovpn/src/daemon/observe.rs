@@ -82,8 +82,17 @@ impl Daemon {
                 pool: c.cfg.gateway.as_ref().map(|g| {
                     let (used, size) = self
                         .endpoint
-                        .leases(i)
+                        .leases(i, false)
                         .map_or((0, super::control::pool_size(&g.pool)), |(l, size)| {
+                            (l.len() as u64, size)
+                        });
+                    (used, size.saturating_sub(used))
+                }),
+                pool6: c.cfg.gateway.as_ref().and_then(|g| g.pool6).map(|p| {
+                    let (used, size) = self
+                        .endpoint
+                        .leases(i, true)
+                        .map_or((0, super::control::pool_size(&p)), |(l, size)| {
                             (l.len() as u64, size)
                         });
                     (used, size.saturating_sub(used))

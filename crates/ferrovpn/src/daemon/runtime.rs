@@ -151,11 +151,24 @@ impl Daemon {
     fn outcome_of(&self, p: &Pending, now: Instant) -> Option<Outcome> {
         let name = self.conn_name(p.conn);
         let c = self.conns.get(p.conn)?;
-        let wanted = self
-            .endpoint
-            .connections()
-            .get(p.conn)
-            .map_or(1, |c| c.children.len().max(1));
+        // A remote-access client negotiates the pairs of the families it got an address of.
+        let assigned = |v6: bool| {
+            c.cfg.remote_access.is_none()
+                || c.mode_config.as_ref().is_none_or(|s| {
+                    if v6 {
+                        s.ip6_address.is_some()
+                    } else {
+                        s.ip4_address.is_some()
+                    }
+                })
+        };
+        let wanted = self.endpoint.connections().get(p.conn).map_or(1, |cfg| {
+            cfg.children
+                .iter()
+                .filter(|ch| assigned(ch.local_ts.addr.is_ipv6()))
+                .count()
+                .max(1)
+        });
         let done = match p.op {
             ConnOp::Initiate => self.endpoint.is_up(p.conn) && c.pairs.len() >= wanted,
             ConnOp::Rekey => {

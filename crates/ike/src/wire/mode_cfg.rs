@@ -531,24 +531,35 @@ impl ModeCfgSettings {
     }
 }
 
-/// The attributes a Mode Config client asks for in its REQUEST (zero-length values).
-pub fn mode_cfg_request_attributes() -> Vec<CfgAttribute> {
-    [
+/// The attributes a Mode Config client asks for in its REQUEST (zero-length values): the
+/// address, DNS and NBNS of each family it tunnels (draft-dukes-ike-mode-cfg §3.3), and the
+/// Unity ones.
+pub fn mode_cfg_request_attributes(v4: bool, v6: bool) -> Vec<CfgAttribute> {
+    let ip4 = [
         CfgAttrType::INTERNAL_IP4_ADDRESS,
         CfgAttrType::INTERNAL_IP4_NETMASK,
         CfgAttrType::INTERNAL_IP4_DNS,
         CfgAttrType::INTERNAL_IP4_NBNS,
-        CfgAttrType::UNITY_BANNER,
-        CfgAttrType::UNITY_DEF_DOMAIN,
-        CfgAttrType::UNITY_SPLITDNS_NAME,
-        CfgAttrType::UNITY_SPLIT_INCLUDE,
-        CfgAttrType::UNITY_LOCAL_LAN,
-        CfgAttrType::UNITY_PFS,
-        CfgAttrType::UNITY_SAVE_PASSWD,
-    ]
-    .into_iter()
-    .map(CfgAttribute::empty)
-    .collect()
+    ];
+    let ip6 = [
+        CfgAttrType::INTERNAL_IP6_ADDRESS,
+        CfgAttrType::INTERNAL_IP6_DNS,
+        CfgAttrType::INTERNAL_IP6_NBNS,
+    ];
+    let ip4 = ip4.into_iter().filter(|_| v4);
+    let ip6 = ip6.into_iter().filter(|_| v6);
+    ip4.chain(ip6)
+        .chain([
+            CfgAttrType::UNITY_BANNER,
+            CfgAttrType::UNITY_DEF_DOMAIN,
+            CfgAttrType::UNITY_SPLITDNS_NAME,
+            CfgAttrType::UNITY_SPLIT_INCLUDE,
+            CfgAttrType::UNITY_LOCAL_LAN,
+            CfgAttrType::UNITY_PFS,
+            CfgAttrType::UNITY_SAVE_PASSWD,
+        ])
+        .map(CfgAttribute::empty)
+        .collect()
 }
 
 #[cfg(test)]
@@ -682,7 +693,7 @@ mod tests {
 
     #[test]
     fn empty_values_echoed_from_a_request_count_as_absent() {
-        let p = AttributePayload::new(CfgType::REPLY, 1, mode_cfg_request_attributes());
+        let p = AttributePayload::new(CfgType::REPLY, 1, mode_cfg_request_attributes(true, true));
         assert_eq!(
             ModeCfgSettings::from_payload(&p).unwrap(),
             ModeCfgSettings::default()

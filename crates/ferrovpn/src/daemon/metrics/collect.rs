@@ -139,6 +139,8 @@ pub struct ConnSnapshot {
     pub ike_sas: usize,
     /// A gateway's pool: (leases used, leases free); None for other connections.
     pub pool: Option<(u64, u64)>,
+    /// Its IPv6 pool (`pool6`), the same way.
+    pub pool6: Option<(u64, u64)>,
     pub pairs: Vec<SaPair>,
     pub events: IkeEvents,
 }

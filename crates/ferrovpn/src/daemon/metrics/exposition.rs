@@ -62,28 +62,40 @@ pub fn render(s: &Snapshot) -> String {
         "ISAKMP SAs of the connection (any state).",
         &per_conn(&|c| c.ike_sas as u64),
     );
-    let pools: Vec<&ConnSnapshot> = s.conns.iter().filter(|c| c.pool.is_some()).collect();
-    if !pools.is_empty() {
-        for (name, help, pick) in [
+    let v4 = |c: &ConnSnapshot| c.pool;
+    let v6 = |c: &ConnSnapshot| c.pool6;
+    for (prefix, what, get) in [
+        (
+            "pool",
+            "pool",
+            &v4 as &dyn Fn(&ConnSnapshot) -> Option<(u64, u64)>,
+        ),
+        ("pool6", "IPv6 pool", &v6),
+    ] {
+        let pools: Vec<(&ConnSnapshot, (u64, u64))> = s
+            .conns
+            .iter()
+            .filter_map(|c| get(c).map(|p| (c, p)))
+            .collect();
+        if pools.is_empty() {
+            continue;
+        }
+        for (pick, help) in [
             (
-                "pool_leases_used",
-                "Addresses of the gateway's pool leased to clients.",
                 0,
+                format!("Addresses of the gateway's {what} leased to clients."),
             ),
-            (
-                "pool_leases_free",
-                "Addresses of the gateway's pool still free.",
-                1,
-            ),
+            (1, format!("Addresses of the gateway's {what} still free.")),
         ] {
             let v: Vec<(String, u64)> = pools
                 .iter()
-                .map(|c| {
-                    let (used, free) = c.pool.unwrap_or_default();
-                    (conn(c), if pick == 0 { used } else { free })
-                })
+                .map(|(c, (used, free))| (conn(c), if pick == 0 { *used } else { *free }))
                 .collect();
-            family(&mut out, name, "gauge", help, &v);
+            let name = format!(
+                "{prefix}_leases_{}",
+                if pick == 0 { "used" } else { "free" }
+            );
+            family(&mut out, &name, "gauge", &help, &v);
         }
     }
     family(
@@ -334,6 +346,7 @@ mod tests {
                     up: true,
                     ike_sas: 1,
                     pool: Some((2, 124)),
+                    pool6: Some((1, 65534)),
                     pairs: vec![SaPair {
                         spi_in: 0xc65cbcd3,
                         spi_out: 0x1,
@@ -347,6 +360,7 @@ mod tests {
                     up: false,
                     ike_sas: 0,
                     pool: None,
+                    pool6: None,
                     pairs: vec![],
                     events: events.conns[1].clone(),
                 },
@@ -402,6 +416,8 @@ mod tests {
             "ferrovpn_ike_sas{connection=\"site-b\"} 1",
             "ferrovpn_pool_leases_used{connection=\"site-b\"} 2",
             "ferrovpn_pool_leases_free{connection=\"site-b\"} 124",
+            "ferrovpn_pool6_leases_used{connection=\"site-b\"} 1",
+            "ferrovpn_pool6_leases_free{connection=\"site-b\"} 65534",
             "ferrovpn_ipsec_sas{connection=\"we\\\"ird\"} 0",
             "ferrovpn_esp_packets_total{connection=\"site-b\",direction=\"in\",spi=\"c65cbcd3\"} 10",
             "ferrovpn_esp_bytes_total{connection=\"site-b\",direction=\"out\",spi=\"00000001\"} 1008",

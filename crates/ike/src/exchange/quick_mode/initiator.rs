@@ -29,12 +29,21 @@ impl IkeSa {
         let Some(mut child) = ctx.cfg.children.get(child_index).copied() else {
             return;
         };
-        if let Some(ts) = self.assigned_local {
-            child.local_ts = ts;
+        let v6 = child.local_ts.addr.is_ipv6();
+        if ctx.cfg.remote_access.is_some() {
+            // A remote-access client's pair of a family is named by the address the gateway
+            // assigned in that family; without one it is not negotiated (issue 14).
+            let Some(ts) = self.assigned_local.iter().find(|t| t.addr.is_ipv6() == v6) else {
+                return;
+            };
+            child.local_ts = *ts;
         }
-        if let (Some(a), Some(_)) = (self.assigned_remote, &ctx.cfg.gateway) {
+        if ctx.cfg.gateway.is_some() {
             // A gateway rekeys a client's pair with the client's address (issue 14).
-            child.remote_ts = crate::config::TrafficSelector::host(a.into());
+            let Some(a) = self.assigned_remote.iter().find(|a| a.is_ipv6() == v6) else {
+                return;
+            };
+            child.remote_ts = crate::config::TrafficSelector::host(*a);
         }
         let message_id = ctx.message_id();
         let iv = keys.phase2_iv(message_id);

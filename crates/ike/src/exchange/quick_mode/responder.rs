@@ -106,7 +106,7 @@ impl IkeSa {
             &ids,
             self.local.ip(),
             self.remote.ip(),
-            self.assigned_remote,
+            &self.assigned_remote,
         )? {
             Ok(i) => i,
             Err(reason) => {
@@ -217,9 +217,12 @@ impl IkeSa {
             spi_in,
             ni.clone(),
         );
-        if let (Some(a), Some(_)) = (self.assigned_remote, &ctx.cfg.gateway) {
+        if ctx.cfg.gateway.is_some() {
             // The pair is the client's own address, not the whole pool.
-            qm.remote_ts = crate::config::TrafficSelector::host(a.into());
+            let v6 = qm.remote_ts.addr.is_ipv6();
+            if let Some(a) = self.assigned_remote.iter().find(|a| a.is_ipv6() == v6) {
+                qm.remote_ts = crate::config::TrafficSelector::host(*a);
+            }
         }
         let flags = if commit {
             Flags(Flags::COMMIT)

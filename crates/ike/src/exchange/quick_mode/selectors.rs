@@ -31,7 +31,7 @@ pub(super) fn requested_pair(
     ids: &[&Identification],
     local: IpAddr,
     remote: IpAddr,
-    assigned: Option<std::net::Ipv4Addr>,
+    assigned: &[IpAddr],
 ) -> Result<Result<usize, Failure>, InputError> {
     let (theirs_local, theirs_remote) = match ids {
         [] => (
@@ -46,18 +46,17 @@ pub(super) fn requested_pair(
         }
     };
     let index = match (theirs_local, theirs_remote) {
-        // A gateway's client must use the address it was assigned, inside a configured pair
-        // (issue 14); without one (Mode Config not done) nothing matches.
-        (Some(ci), Some(cr)) if cfg.gateway.is_some() => assigned.and_then(|a| {
-            let host = TrafficSelector::host(a.into());
-            (ci == host.normalized())
-                .then(|| {
-                    cfg.children
-                        .iter()
-                        .position(|c| c.local_ts.normalized() == cr && covers(c.remote_ts, a))
-                })
-                .flatten()
-        }),
+        // A gateway's client must use exactly the address it was assigned in that family,
+        // inside a configured pair (issue 14); without one (Mode Config not done, or no
+        // address of the family) nothing matches.
+        (Some(ci), Some(cr)) if cfg.gateway.is_some() => assigned
+            .iter()
+            .find(|a| TrafficSelector::host(**a).normalized() == ci)
+            .and_then(|&a| {
+                cfg.children
+                    .iter()
+                    .position(|c| c.local_ts.normalized() == cr && covers(c.remote_ts, a))
+            }),
         (Some(ci), Some(cr)) => cfg
             .children
             .iter()
@@ -81,16 +80,12 @@ pub(super) fn requested_pair(
     }))
 }
 
-/// True when the all-protocol selector `ts` covers the IPv4 address `a`.
-fn covers(ts: TrafficSelector, a: std::net::Ipv4Addr) -> bool {
+/// True when the all-protocol selector `ts` covers the address `a` (of its family).
+fn covers(ts: TrafficSelector, a: IpAddr) -> bool {
     ts.protocol == 0
         && ts.port == 0
-        && TrafficSelector {
-            addr: a.into(),
-            ..ts
-        }
-        .normalized()
-            == ts.normalized()
+        && ts.addr.is_ipv6() == a.is_ipv6()
+        && TrafficSelector { addr: a, ..ts }.normalized() == ts.normalized()
 }
 
 /// Initiator: QM2's IDs, when present, must be the ones we sent; a responder that narrowed
@@ -127,13 +122,20 @@ mod tests {
             Ipv4Addr::UNSPECIFIED.into(),
             b"k",
         );
-        c.children = vec![ChildConfig {
-            local_ts: TrafficSelector::any_v4(),
-            remote_ts: TrafficSelector::subnet([198, 51, 100, 128].into(), 25),
-        }];
+        c.children = vec![
+            ChildConfig {
+                local_ts: TrafficSelector::any_v4(),
+                remote_ts: TrafficSelector::subnet([198, 51, 100, 128].into(), 25),
+            },
+            ChildConfig {
+                local_ts: TrafficSelector::subnet(std::net::Ipv6Addr::UNSPECIFIED.into(), 0),
+                remote_ts: TrafficSelector::subnet(v6("2001:db8:1::"), 112),
+            },
+        ];
         c.gateway = Some(RemoteAccessGateway {
             users: None,
             pool: (Ipv4Addr::new(198, 51, 100, 128), 25),
+            pool6: Some(("2001:db8:1::".parse().unwrap(), 112)),
             settings: Default::default(),
             push: false,
             max_failures: 3,
@@ -142,19 +144,18 @@ mod tests {
         c
     }
 
-    fn ids(client: Ipv4Addr) -> [Identification; 2] {
-        [
-            Identification::new(&crate::wire::IdValue::Ipv4(client), 0, 0),
-            Identification::new(
-                &crate::wire::IdValue::Ipv4Subnet(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED),
-                0,
-                0,
-            ),
-        ]
+    fn v6(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
-    fn ask(assigned: Option<Ipv4Addr>, client: Ipv4Addr) -> Result<usize, Failure> {
-        let [ci, cr] = ids(client);
+    fn ask(assigned: &[IpAddr], client: IpAddr) -> Result<usize, Failure> {
+        let any = if client.is_ipv6() {
+            TrafficSelector::subnet(std::net::Ipv6Addr::UNSPECIFIED.into(), 0)
+        } else {
+            TrafficSelector::any_v4()
+        };
+        let ci = Identification::new(&TrafficSelector::host(client).to_id_value(), 0, 0);
+        let cr = Identification::new(&any.to_id_value(), 0, 0);
         requested_pair(
             &gateway(),
             &[&ci, &cr],
@@ -167,11 +168,21 @@ mod tests {
 
     #[test]
     fn a_gateway_client_must_use_exactly_its_assigned_address() {
-        let mine = Ipv4Addr::new(198, 51, 100, 129);
-        assert_eq!(ask(Some(mine), mine), Ok(0));
+        let mine: IpAddr = [198, 51, 100, 129].into();
+        let mine6 = v6("2001:db8:1::1");
+        assert_eq!(ask(&[mine], mine), Ok(0));
         // Another address of the pool, one outside it, or any before Mode Config: refused.
-        assert!(ask(Some(mine), Ipv4Addr::new(198, 51, 100, 130)).is_err());
-        assert!(ask(Some(mine), Ipv4Addr::new(203, 0, 113, 7)).is_err());
-        assert!(ask(None, mine).is_err());
+        assert!(ask(&[mine], [198, 51, 100, 130].into()).is_err());
+        assert!(ask(&[mine], [203, 0, 113, 7].into()).is_err());
+        assert!(ask(&[], mine).is_err());
+        // Dual stack: each family's pair with exactly that family's address.
+        assert_eq!(ask(&[mine, mine6], mine6), Ok(1));
+        assert_eq!(ask(&[mine, mine6], mine), Ok(0));
+        assert!(ask(&[mine, mine6], v6("2001:db8:1::2")).is_err());
+        assert!(ask(&[mine], mine6).is_err(), "no IPv6 address leased");
+        assert!(
+            ask(&[mine, v6("2001:db8:9::1")], v6("2001:db8:9::1")).is_err(),
+            "outside the pool's pair"
+        );
     }
 }

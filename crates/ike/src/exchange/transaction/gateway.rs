@@ -3,7 +3,8 @@
 //! configured [`crate::config::XauthVerifier`], tells the verdict (STATUS), then hands out an
 //! address from the connection's pool by Mode Config, pulled (REQUEST/REPLY) or pushed
 //! (SET/ACK, draft-dukes-ike-mode-cfg §3.2). The client's Quick Modes must then use exactly
-//! that address (see `quick_mode::selectors`). Wrong passwords are counted per source address.
+//! that address, and for an IPv6 pair the IPv6 address leased from `pool6` (see
+//! `quick_mode::selectors`). Wrong passwords are counted per source address.
 
 use super::state::ServeStep;
 use super::{xauth, Flow, Input, Step};
@@ -84,45 +85,85 @@ impl IkeSa {
         self.delete(ctx, &reason.to_string());
     }
 
-    /// An address for this client (its earlier one, its wish when free in the pool, or the
-    /// lowest free one) and the attributes that carry it with the configured settings.
+    /// Addresses for this client and the attributes that carry them with the configured
+    /// settings: IPv4 from `pool`, IPv6 from `pool6` (draft-dukes-ike-mode-cfg §3.3). Pushed
+    /// (`request` None): both the gateway has. Pulled: the families the REQUEST names (IPv4
+    /// when it names neither). Each is the client's earlier one, its wish when free in the
+    /// pool, or the lowest free one.
     fn lease(
         &mut self,
         ctx: &mut Ctx<'_>,
         gw: &RemoteAccessGateway,
-        wanted: Option<std::net::Ipv4Addr>,
+        request: Option<&AttributePayload>,
     ) -> Result<Vec<CfgAttribute>, Failure> {
-        let (net, prefix) = gw.pool;
+        // (named in the REQUEST, the address it wishes for).
+        let asked = |t| {
+            request.map(|r| {
+                let a = r.single(t).ok().flatten();
+                (r.has(t), a.cloned())
+            })
+        };
+        let (asks4, wanted4) = match asked(CfgAttrType::INTERNAL_IP4_ADDRESS) {
+            None => (true, None),
+            Some((asks, w)) => (asks, w.and_then(|x| x.ipv4().ok())),
+        };
+        let (asks6, wanted6) = match asked(CfgAttrType::INTERNAL_IP6_ADDRESS) {
+            None => (gw.pool6.is_some(), None),
+            Some((asks, w)) => (asks, w.and_then(|x| x.ipv6().ok()).map(|(a, _)| a)),
+        };
+        let asks4 = asks4 || !asks6;
+        if asks6 && !asks4 && gw.pool6.is_none() {
+            return Err(Failure::RemoteAccess(RemoteAccessFailure::NoPool {
+                family: "IPv6",
+            }));
+        }
         let lease = Lease {
             owner: self.cookies.initiator_spi,
             user: self.xauth_user.clone(),
             peer: self.remote,
             since: ctx.now,
         };
-        let address = ctx
-            .leases
-            .pool_mut(self.conn, net, prefix)
-            .allocate(lease, wanted)
-            .ok_or_else(|| {
-                Failure::RemoteAccess(RemoteAccessFailure::PoolExhausted {
-                    pool: format!("{net}/{prefix}"),
-                })
-            })?;
-        self.assigned_remote = Some(address);
+        let mut pools: Vec<(std::net::IpAddr, u8, Option<std::net::IpAddr>)> = Vec::new();
+        if asks4 {
+            pools.push((gw.pool.0.into(), gw.pool.1, wanted4.map(Into::into)));
+        }
+        if let (true, Some((net, prefix))) = (asks6, gw.pool6) {
+            pools.push((net.into(), prefix, wanted6.map(Into::into)));
+        }
         let mut settings = gw.settings.clone();
-        settings.ip4_address = Some(address);
+        let mut assigned = Vec::new();
+        for (net, prefix, wanted) in pools {
+            let Some(address) = ctx
+                .leases
+                .pool_mut(self.conn, net, prefix)
+                .allocate(lease.clone(), wanted)
+            else {
+                // Nothing half-assigned stays leased.
+                ctx.leases.release(self.conn, &self.cookies.initiator_spi);
+                return Err(Failure::RemoteAccess(RemoteAccessFailure::PoolExhausted {
+                    pool: format!("{net}/{prefix}"),
+                }));
+            };
+            match address {
+                std::net::IpAddr::V4(a) => settings.ip4_address = Some(a),
+                // 17 bytes, prefix 128: strongSwan drops the last byte of any it receives.
+                std::net::IpAddr::V6(a) => settings.ip6_address = Some((a, Some(128))),
+            }
+            assigned.push(address);
+        }
+        self.assigned_remote = assigned;
         Ok(settings.to_attributes())
     }
 
     /// Mode Config done: Quick Mode may run with `assigned_remote`.
     fn serve_done(&mut self, ctx: &mut Ctx<'_>) {
         self.set_step(Step::Serve(ServeStep::Done), None);
-        if let Some(address) = self.assigned_remote {
+        if !self.assigned_remote.is_empty() {
             ctx.event(Event::RemoteAccessClientUp {
                 conn: self.conn,
                 cookies: self.cookies,
                 user: self.xauth_user.clone(),
-                address,
+                addresses: self.assigned_remote.clone(),
                 peer: self.remote,
             });
         }
@@ -225,12 +266,7 @@ impl IkeSa {
             (ServeStep::AwaitRequest, CfgType::REQUEST)
                 if !a.attributes.iter().any(|x| xauth::is_xauth(x.attr_type)) =>
             {
-                let wanted = a
-                    .single(CfgAttrType::INTERNAL_IP4_ADDRESS)
-                    .ok()
-                    .flatten()
-                    .and_then(|x| x.ipv4().ok());
-                let attrs = match self.lease(ctx, &gw, wanted) {
+                let attrs = match self.lease(ctx, &gw, Some(a)) {
                     Ok(a) => a,
                     Err(f) => {
                         self.serve_refuse(ctx, f);

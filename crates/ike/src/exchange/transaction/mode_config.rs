@@ -1,6 +1,7 @@
 //! Mode Config as a client (draft-dukes-ike-mode-cfg §3.1): pull (our REQUEST, the gateway's
-//! REPLY) or push (its SET, our ACK). The assigned IPv4 address becomes our Quick Mode
-//! selector; the settings go out in one event for the daemon (address, DNS, routes, banner).
+//! REPLY) or push (its SET, our ACK). The assigned IPv4 and IPv6 addresses become our Quick Mode
+//! selectors of their family; the settings go out in one event for the daemon (addresses,
+//! DNS, routes, banner).
 
 use super::{Flow, Input, Step};
 use crate::config::TrafficSelector;
@@ -18,8 +19,15 @@ impl IkeSa {
         let message_id = ctx.message_id();
         let identifier = u16::from_be_bytes(ctx.random::<2>());
         let iv = keys.phase2_iv(message_id);
-        let request =
-            AttributePayload::new(CfgType::REQUEST, identifier, mode_cfg_request_attributes());
+        let family = |v6: bool| {
+            ctx.cfg
+                .children
+                .iter()
+                .any(|c| c.local_ts.addr.is_ipv6() == v6)
+        };
+        let (v4, v6) = (family(false), family(true));
+        let attrs = mode_cfg_request_attributes(v4 || !v6, v6);
+        let request = AttributePayload::new(CfgType::REQUEST, identifier, attrs);
         match self.send_attributes(ctx, keys, message_id, &iv, request, true) {
             Ok((_, last)) => self.set_step(Step::AwaitModeCfg, Some((message_id, last))),
             Err(f) => self.fail(ctx, f, None),
@@ -37,11 +45,30 @@ impl IkeSa {
             |what: String| Flow::Fail(Failure::RemoteAccess(RemoteAccessFailure::ModeConfig(what)));
         let settings =
             ModeCfgSettings::from_payload(input.attrs).map_err(|e| fail(e.to_string()))?;
-        let Some(address) = settings.ip4_address else {
-            return Err(fail(
-                "the gateway assigned no INTERNAL_IP4_ADDRESS (is an address pool configured for this group?)".into(),
-            ));
+        // An address of a family we tunnel; a pair of a family without one is not negotiated.
+        let wants = |v6: bool| {
+            ctx.cfg
+                .children
+                .iter()
+                .any(|c| c.local_ts.addr.is_ipv6() == v6)
         };
+        let mut assigned: Vec<TrafficSelector> = Vec::new();
+        if let Some(a) = settings.ip4_address.filter(|_| wants(false)) {
+            assigned.push(TrafficSelector::host(a.into()));
+        }
+        if let Some((a, _)) = settings.ip6_address.filter(|_| wants(true)) {
+            assigned.push(TrafficSelector::host(a.into()));
+        }
+        if assigned.is_empty() {
+            let which = match (wants(false), wants(true)) {
+                (true, true) => "INTERNAL_IP4_ADDRESS nor INTERNAL_IP6_ADDRESS",
+                (false, true) => "INTERNAL_IP6_ADDRESS",
+                _ => "INTERNAL_IP4_ADDRESS",
+            };
+            return Err(fail(format!(
+                "the gateway assigned no {which} (is an address pool of that family configured for this group?)"
+            )));
+        }
         if push {
             let acked = input
                 .attrs
@@ -60,7 +87,7 @@ impl IkeSa {
             )?;
         }
         self.set_step(Step::Done, None);
-        self.assigned_local = Some(TrafficSelector::host(address.into()));
+        self.assigned_local = assigned;
         ctx.event(Event::RemoteAccessConfigured {
             conn: self.conn,
             cookies: self.cookies,

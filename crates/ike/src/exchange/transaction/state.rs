@@ -53,6 +53,18 @@ pub struct TestGateway {
     pub push: bool,
     /// Say nothing after phase 1 (a gateway not configured for XAuth / Mode Config).
     pub silent: bool,
+    /// Attributes sent after the settings' own (duplicates, malformed values).
+    pub extra: Vec<crate::wire::CfgAttribute>,
+}
+
+#[cfg(feature = "test-support")]
+impl TestGateway {
+    /// What its REPLY or SET carries: the settings, then `extra`.
+    pub(crate) fn attributes(&self) -> Vec<crate::wire::CfgAttribute> {
+        let mut v = self.settings.to_attributes();
+        v.extend(self.extra.iter().cloned());
+        v
+    }
 }
 
 /// The test gateway's steps.

@@ -44,7 +44,7 @@ impl IkeSa {
 
     fn after_xauth(&mut self, ctx: &mut Ctx<'_>, gw: &TestGateway) {
         if gw.push {
-            let set = AttributePayload::new(CfgType::SET, 9, gw.settings.to_attributes());
+            let set = AttributePayload::new(CfgType::SET, 9, gw.attributes());
             self.gateway_send(ctx, set, GatewayStep::AwaitSetAck);
         } else {
             self.set_step(Step::Gateway(GatewayStep::AwaitRequest), None);
@@ -106,11 +106,7 @@ impl IkeSa {
                 }
             }
             (GatewayStep::AwaitRequest, CfgType::REQUEST) => {
-                let reply = AttributePayload::new(
-                    CfgType::REPLY,
-                    a.identifier,
-                    gw.settings.to_attributes(),
-                );
+                let reply = AttributePayload::new(CfgType::REPLY, a.identifier, gw.attributes());
                 self.answer_attributes(
                     ctx,
                     input.keys,
