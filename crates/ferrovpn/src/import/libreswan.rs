@@ -25,24 +25,24 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("rightsourceip", "ferrovpn sets no source address on its routes"),
     ("leftnexthop", "ferrovpn uses the routing table to reach the peer"),
     ("rightnexthop", "ferrovpn uses the routing table to reach the peer"),
-    ("leftmodecfgclient", "mode config is not supported by ferrovpn"),
-    ("rightmodecfgserver", "mode config is not supported by ferrovpn"),
-    ("leftaddresspool", "mode config is not supported by ferrovpn"),
-    ("leftxauthclient", "XAuth is not supported by ferrovpn"),
-    ("rightxauthserver", "XAuth is not supported by ferrovpn"),
-    ("leftcert", "ferrovpn has no certificates (PSK only)"),
-    ("rightcert", "ferrovpn has no certificates (PSK only)"),
-    ("leftrsasigkey", "ferrovpn has no raw RSA keys (PSK only)"),
-    ("rightrsasigkey", "ferrovpn has no raw RSA keys (PSK only)"),
-    ("leftsendcert", "ferrovpn has no certificates (PSK only)"),
-    ("rightca", "ferrovpn has no certificates (PSK only)"),
+    ("leftmodecfgclient", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("rightmodecfgserver", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("leftaddresspool", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("leftxauthclient", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("rightxauthserver", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("leftcert", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
+    ("rightcert", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
+    ("leftrsasigkey", "raw RSA keys are not supported by ferrovpn (certificates or PSK)"),
+    ("rightrsasigkey", "raw RSA keys are not supported by ferrovpn (certificates or PSK)"),
+    ("leftsendcert", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
+    ("rightca", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
     ("mark", "ferrovpn uses its own TUN devices, not XFRM marks"),
     ("vti-interface", "ferrovpn's route_based connections create their own TUN device: convert by hand to [connection.route_based]"),
     ("vti-routing", "ferrovpn's route_based connections install their own routes"),
     ("ipsec-interface", "ferrovpn's route_based connections create their own TUN device: convert by hand to [connection.route_based]"),
     ("replay-window", "ferrovpn's replay window is fixed"),
     ("nic-offload", "ferrovpn's data plane is in userspace"),
-    ("fragmentation", "IKE fragmentation is not supported by ferrovpn"),
+    ("fragmentation", "not carried over by `ferrovpn import`: ferrovpn fragments as strongSwan does by default (fragmentation = \"yes\"); set fragmentation by hand for \"force\" or \"no\""),
     ("ikepad", "ferrovpn pads IKE messages as RFC 2409 says"),
     ("sha2-truncbug", "ferrovpn uses the standard truncation of HMAC-SHA2 (RFC 4868)"),
     ("nat-keepalive", "ferrovpn sends NAT keepalives when behind a NAT"),
@@ -191,12 +191,12 @@ fn conn(
         }
         Some(a) => {
             return Err(format!(
-                "authby={a}: only PSK (authby=secret) can be carried over; certificate/RSA authentication is not supported by ferrovpn yet"
+                "authby={a}: only PSK (authby=secret) is carried over; certificate authentication is carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"
             ))
         }
         None => {
             return Err(
-                "authby is not set, which is RSA signatures in Libreswan; ferrovpn supports PSK only".into(),
+                "authby is not set, which is RSA signatures in Libreswan; only PSK is carried over by `ferrovpn import` (write certificate authentication by hand, config/README.md)".into(),
             )
         }
     }

@@ -51,19 +51,19 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("lefthostaccess", "ferrovpn installs no firewall rules"),
     (
         "leftsourceip",
-        "mode config (virtual IPs) is not supported by ferrovpn",
+        "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)",
     ),
     (
         "rightsourceip",
-        "mode config (virtual IPs) is not supported by ferrovpn",
+        "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)",
     ),
-    ("leftdns", "mode config is not supported by ferrovpn"),
-    ("rightdns", "mode config is not supported by ferrovpn"),
-    ("modeconfig", "mode config is not supported by ferrovpn"),
-    ("leftsendcert", "ferrovpn has no certificates (PSK only)"),
-    ("rightsendcert", "ferrovpn has no certificates (PSK only)"),
-    ("leftca", "ferrovpn has no certificates (PSK only)"),
-    ("rightca", "ferrovpn has no certificates (PSK only)"),
+    ("leftdns", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("rightdns", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("modeconfig", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("leftsendcert", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
+    ("rightsendcert", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
+    ("leftca", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
+    ("rightca", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
     (
         "installpolicy",
         "ferrovpn installs its own routes into its TUN device",
@@ -94,7 +94,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ikedscp", "ferrovpn sets no DSCP on IKE packets"),
     (
         "fragmentation",
-        "IKE fragmentation is not supported by ferrovpn",
+        "not carried over by `ferrovpn import`: ferrovpn fragments as strongSwan does by default (fragmentation = \"yes\"); set fragmentation by hand for \"force\" or \"no\"",
     ),
     (
         "sha256_96",
@@ -114,8 +114,8 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "dpdaction",
         "ferrovpn deletes the SAs of a dead peer and, with start = \"initiate\", negotiates again",
     ),
-    ("xauth", "XAuth is not supported by ferrovpn"),
-    ("xauth_identity", "XAuth is not supported by ferrovpn"),
+    ("xauth", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
+    ("xauth_identity", "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"),
     ("eap_identity", "EAP is IKEv2 only"),
     ("aaa_identity", "EAP is IKEv2 only"),
     ("leftikeport", "ferrovpn uses UDP 500 and 4500"),
@@ -246,16 +246,16 @@ fn conn(
         [Some(a), _, _] if psk(a) => {}
         [None, Some(l), Some(r)] if psk(l) && psk(r) => {}
         [Some(a), _, _] if a.starts_with("xauth") => {
-            return Err(format!("authby={a}: XAuth is not supported by ferrovpn"))
+            return Err(format!("authby={a}: XAuth is carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)"))
         }
         [Some(a), _, _] => {
             return Err(format!(
-                "authby={a}: certificate/public key authentication is not supported by ferrovpn yet (PSK only)"
+                "authby={a}: public key authentication is carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"
             ))
         }
         _ => {
             return Err(
-                "authby is not set, which is public key (certificate) authentication in strongSwan; ferrovpn supports PSK only".into(),
+                "authby is not set, which is public key (certificate) authentication in strongSwan; only PSK is carried over by `ferrovpn import` (write certificate authentication by hand, config/README.md)".into(),
             )
         }
     }

@@ -180,7 +180,7 @@ pub fn parse(text: &str, local_default: Option<std::net::IpAddr>) -> (Imported, 
             imp.notes.push(Note::new(
                 s.line,
                 &s.name,
-                "only connections and secrets are carried over (pools and authorities are not used by ferrovpn)",
+                "only connections and secrets are carried over (write a gateway's pool and certificate authorities by hand; config/README.md)",
             ));
         }
     }
@@ -249,10 +249,10 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("mobike", "MOBIKE is IKEv2 only"),
     (
         "fragmentation",
-        "IKE fragmentation is not supported by ferrovpn",
+        "not carried over by `ferrovpn import`: ferrovpn fragments as strongSwan does by default (fragmentation = \"yes\"); set fragmentation by hand for \"force\" or \"no\"",
     ),
-    ("send_certreq", "ferrovpn has no certificates (PSK only)"),
-    ("send_cert", "ferrovpn has no certificates (PSK only)"),
+    ("send_certreq", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
+    ("send_cert", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
     (
         "keyingtries",
         "ferrovpn retries with the [daemon] retransmit_* schedule",
@@ -268,11 +268,11 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "pools",
-        "mode config (virtual IPs) is not supported by ferrovpn",
+        "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)",
     ),
     (
         "vips",
-        "mode config (virtual IPs) is not supported by ferrovpn",
+        "not carried over by `ferrovpn import`: write remote access by hand (remote_access = \"client\" or \"gateway\"; config/README.md)",
     ),
     ("dscp", "ferrovpn sets no DSCP on IKE packets"),
     (
@@ -318,8 +318,8 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "reqid",
         "XFRM reqids do not exist in ferrovpn's userspace data plane",
     ),
-    ("certs", "ferrovpn has no certificates (PSK only)"),
-    ("cacerts", "ferrovpn has no certificates (PSK only)"),
+    ("certs", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
+    ("cacerts", "not carried over by `ferrovpn import`: write certificate authentication by hand (auth = \"certificate\", cert_file, key_file, ca_file; config/README.md)"),
     ("round", "ferrovpn has one authentication round"),
 ];
 
@@ -387,7 +387,7 @@ fn conn(s: &Section, local_default: Option<std::net::IpAddr>) -> Result<Conn, St
             Some(("psk", _)) => {}
             Some((a, _)) => {
                 return Err(format!(
-                    "{}.auth = {a}: only psk can be carried over (certificates, XAuth and EAP are not supported by ferrovpn)",
+                    "{}.auth = {a}: only psk is carried over (write certificates and XAuth by hand, config/README.md; EAP is not supported by ferrovpn)",
                     r.name
                 ))
             }
