@@ -69,10 +69,10 @@ case_examples() {
         e2e_say "  note: /etc/ferrovpn/site-b.psk exists on this host; the fresh-clone warning is not checked"
     fi
     out="$(cd "$clone" && $cmd 2>&1)" || { printf '%s\n' "$out" >&2; fail "'$cmd' failed on a fresh clone"; }
-    printf '%s\n' "$out" | grep -q '^config/route-based.toml: OK, 1 connection' ||
+    printf '%s\n' "$out" | e2e_has '^config/route-based.toml: OK, 1 connection' ||
         { printf '%s\n' "$out" >&2; fail "'$cmd' did not say OK"; }
     if [ ! -e /etc/ferrovpn/site-b.psk ]; then
-        printf '%s\n' "$out" | grep -q 'warning     psk_file /etc/ferrovpn/site-b.psk does not exist (yet)' ||
+        printf '%s\n' "$out" | e2e_has 'warning     psk_file /etc/ferrovpn/site-b.psk does not exist (yet)' ||
             { printf '%s\n' "$out" >&2; fail "no warning about the key file that does not exist yet"; }
     fi
     ok "README command '$cmd' exits 0 on a fresh clone (warning: key file not created yet)"
@@ -82,15 +82,15 @@ case_examples() {
         ok "check -c config/$(basename "$f"): $(printf '%s\n' "$out" | head -n 1 | sed 's/^[^:]*: //')"
     done
     out="$("$FERROVPN" check -c "$clone/config/policy-based.toml" 2>&1)"
-    printf '%s\n' "$out" | grep -q 'chacha20poly1305.*works only between ferrovpn peers' ||
+    printf '%s\n' "$out" | e2e_has 'chacha20poly1305.*works only between ferrovpn peers' ||
         { printf '%s\n' "$out" >&2; fail "no chacha20poly1305 interoperability warning"; }
-    printf '%s\n' "$out" | grep -q "ike: sha1 in .* is a legacy hash" ||
+    printf '%s\n' "$out" | e2e_has "ike: sha1 in .* is a legacy hash" ||
         { printf '%s\n' "$out" >&2; fail "no legacy sha1 warning"; }
     ok "policy-based.toml: chacha20poly1305 and sha1 warnings shown"
     # `up` is stricter than `check` about exactly one thing: the key file must exist.
     if [ ! -e /etc/ferrovpn/site-b.psk ]; then
         out="$("$FERROVPN" up -c "$clone/config/route-based.toml" 2>&1)" && fail "up started without its key file"
-        printf '%s\n' "$out" | grep -q 'psk_file /etc/ferrovpn/site-b.psk does not exist$' ||
+        printf '%s\n' "$out" | e2e_has 'psk_file /etc/ferrovpn/site-b.psk does not exist$' ||
             { printf '%s\n' "$out" >&2; fail "up without its key file: unclear error"; }
         ok "up refuses the example until its key file exists: $(printf '%s\n' "$out" | tail -n 1)"
     fi
@@ -261,8 +261,8 @@ remote_ts = "203.0.113.0/24"
 EOF
     local out
     out="$(cd / && "$FERROVPN" check -c "$FV_TMP/etc/site.toml" 2>&1)" || { printf '%s\n' "$out" >&2; fail "check refused"; }
-    printf '%s\n' "$out" | grep -q "control socket $FV_TMP/etc/ctl.sock," || { printf '%s\n' "$out" >&2; fail "check does not show the resolved control socket"; }
-    printf '%s\n' "$out" | grep -q "PSK         from $FV_TMP/etc/site.psk" || { printf '%s\n' "$out" >&2; fail "check does not show the resolved psk_file"; }
+    printf '%s\n' "$out" | e2e_has "control socket $FV_TMP/etc/ctl.sock," || { printf '%s\n' "$out" >&2; fail "check does not show the resolved control socket"; }
+    printf '%s\n' "$out" | e2e_has "PSK         from $FV_TMP/etc/site.psk" || { printf '%s\n' "$out" >&2; fail "check does not show the resolved psk_file"; }
     ok "check (run from /) shows $FV_TMP/etc/ctl.sock and $FV_TMP/etc/site.psk"
     # The daemon's working directory is / (as under --daemon); the paths still resolve.
     (cd / && FV_SPAWN_LOG="$FV_TMP/daemon.log" fv_spawn "$FV_NS_A" "$FERROVPN" up -c "$FV_TMP/etc/site.toml"

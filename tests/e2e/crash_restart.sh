@@ -91,7 +91,7 @@ dpd_timeout = "15s"' "$(e2e_route_based "$B_IN" 198.51.100.0/24)"
     grep -q 'left behind by a previous run' "$FV_TMP/daemon-a2.log" ||
         fail "restarted A does not log what it cleaned up"
     ok "log: $(grep 'left behind by a previous run' "$FV_TMP/daemon-a2.log" | sed 's/.*removed/removed/' | paste -sd';' -)"
-    grep 'left behind by a previous run' "$FV_TMP/daemon-a2.log" | grep -q "stale control socket" ||
+    grep 'left behind by a previous run' "$FV_TMP/daemon-a2.log" | e2e_has "stale control socket" ||
         fail "restarted A does not say it removed the dead run's control socket"
     [ ! -e "$FV_TMP/run/$dead_pid.state" ] || fail "the dead run's record $FV_TMP/run/$dead_pid.state is still there"
     [ -f "$FV_TMP/run/$pid_a.state" ] || fail "the restarted daemon has no record $FV_TMP/run/$pid_a.state"

@@ -124,7 +124,7 @@ multiqueue() {
     FV_SPAWN_LOG="$FV_TMP/iperf3-server.log" fv_spawn "$FV_NS_B" iperf3 -s -1 -B "$B_IN"
     local spid="$FV_LAST_PID" i
     for ((i = 0; i < 50; i++)); do
-        ip netns exec "$FV_NS_B" ss -Htln "sport = :5201" | grep -q . && break
+        ip netns exec "$FV_NS_B" ss -Htln "sport = :5201" | e2e_has . && break
         sleep 0.1
     done
     ip netns exec "$FV_NS_A" timeout 30 iperf3 -c "$B_IN" -B "$A_IN" -P 16 -t 4 -J >"$FV_TMP/iperf3.json" ||

@@ -69,7 +69,7 @@ case_persistent_tun() {
     after="$(ifindex "$FV_NS_A" fv0)"
     [ -n "$after" ] || fail "the persistent TUN fv0 was deleted"
     [ "$after" = "$before" ] || fail "fv0 has ifindex $after, was $before: it was replaced"
-    ip -n "$FV_NS_A" addr show dev fv0 | grep -q 198.51.100.99 || fail "fv0 lost its address"
+    ip -n "$FV_NS_A" addr show dev fv0 | e2e_has 198.51.100.99 || fail "fv0 lost its address"
     ok "fv0 (ifindex $after) and its address are intact"
     [ ! -e "$FV_TMP/a.sock" ] || fail "the refused daemon left its control socket"
     [ -z "$(ls -A "$FV_TMP/run")" ] || fail "the refused daemon left a record: $(ls -A "$FV_TMP/run")"

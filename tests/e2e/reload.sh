@@ -160,7 +160,7 @@ case_reload_under_traffic() {
         [ "$(conn_q "$FV_TMP/${side,,}.sock" gone c)" = None ] || fail "side $side still lists gone"
         ip -n "$ns" link show fv3 >/dev/null 2>&1 && fail "side $side: fv3 (gone's TUN) is still there"
         ip -n "$ns" link show fv2 >/dev/null 2>&1 || fail "side $side: no fv2 for added"
-        ip -n "$ns" route show | grep -q "203.0.113.3\|198.51.100.3" && fail "side $side: gone's route is still there"
+        ip -n "$ns" route show | e2e_has "203.0.113.3\|198.51.100.3" && fail "side $side: gone's route is still there"
     done
     grep -q "removed by reload" "$FV_TMP/daemon-b.log" || fail "B's log: no 'removed by reload'"
     ok "gone: SAs, fv3 and its route removed on both sides; added up on fv2; edit back with $(conn_q "$SOCK_A" edit 'c["ipsec_sas"][0]["cipher"]')"

@@ -168,7 +168,7 @@ connected() {
     ok "XAuth as alice accepted by strongSwan: $(grep -E 'INSTALLED' "$FV_TMP/list-sas.txt" | head -1 | sed -E 's/^ +//')"
     local log="$FV_TMP/ferrovpn.log"
     grep -q "address $POOL_FIRST/32 assigned by the gateway on fv0" "$log" || fail "no assigned address in the log"
-    ip -n "$FV_NS_A" -4 addr show dev fv0 | grep -q "inet $POOL_FIRST/32" || fail "$POOL_FIRST is not on fv0"
+    ip -n "$FV_NS_A" -4 addr show dev fv0 | e2e_has "inet $POOL_FIRST/32" || fail "$POOL_FIRST is not on fv0"
     [ "$(e2e_q "$SOCK_A" 'sas[0]["local_ts"]')" = "$POOL_FIRST/32" ] ||
         fail "local selector is $(e2e_q "$SOCK_A" 'sas[0]["local_ts"]'), not the assigned address"
     ok "assigned $POOL_FIRST/32 on fv0, the Quick Mode local selector"
@@ -234,8 +234,8 @@ case_dual_stack() {
     e2e_wait_sas "$SOCK_A" "$PID_A" 2 30 || fail "ferrovpn: not two IPsec SAs (IPv4 and IPv6) within 30 s"
     local log="$FV_TMP/ferrovpn.log" locals
     grep -q "address $POOL6_FIRST/128 assigned by the gateway on fv0" "$log" || fail "no assigned IPv6 address in the log"
-    ip -n "$FV_NS_A" -6 addr show dev fv0 | grep -q "inet6 $POOL6_FIRST/128" || fail "$POOL6_FIRST is not on fv0"
-    ip -n "$FV_NS_A" -4 addr show dev fv0 | grep -q "inet $POOL_FIRST/32" || fail "$POOL_FIRST is not on fv0"
+    ip -n "$FV_NS_A" -6 addr show dev fv0 | e2e_has "inet6 $POOL6_FIRST/128" || fail "$POOL6_FIRST is not on fv0"
+    ip -n "$FV_NS_A" -4 addr show dev fv0 | e2e_has "inet $POOL_FIRST/32" || fail "$POOL_FIRST is not on fv0"
     locals="$(e2e_q "$SOCK_A" 'sorted(s["local_ts"] for s in sas)')"
     [ "$locals" = "['$POOL_FIRST/32', '$POOL6_FIRST/128']" ] || fail "local selectors are $locals, not the assigned addresses"
     ok "assigned $POOL_FIRST/32 and $POOL6_FIRST/128 on fv0, each the local selector of its family's Quick Mode"
@@ -302,7 +302,7 @@ case_wrong_password() {
     local rc=0 out
     out="$("$FERROVPN" initiate e2e --socket "$SOCK_A" --timeout 30s 2>&1)" || rc=$?
     [ "$rc" = 1 ] || fail "ferrovpn initiate exited $rc ($out), want 1"
-    printf '%s' "$out" | grep -q "rejected the user name or password" || fail "initiate does not name the XAuth failure: $out"
+    printf '%s' "$out" | e2e_has "rejected the user name or password" || fail "initiate does not name the XAuth failure: $out"
     ok "ferrovpn initiate exits 1: $(printf '%s' "$out" | tail -n 1)"
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
     fv_charon_stop "$FV_NS_B"
@@ -475,7 +475,7 @@ case_gateway_strongswan_ipv6() {
     ok "strongSwan got $vip6 (its IPv6 Quick Mode names $vip6/128)"
     e2e_wait_log "$log" "remote-access client alice from 192.0.2.2:[0-9]+ got $vip6" 5 ||
         fail "the gateway does not log alice's IPv6 lease"
-    grep "remote-access client alice" "$log" | grep -q " and " && fail "the gateway leased an IPv4 address it was not asked for"
+    grep "remote-access client alice" "$log" | e2e_has " and " && fail "the gateway leased an IPv4 address it was not asked for"
     [ "$(e2e_q "$SOCK_G" '[s["remote_ts"] for s in sas]')" = "['$vip6/128']" ] ||
         fail "the gateway's pairs are $(e2e_q "$SOCK_G" '[s["remote_ts"] for s in sas]')"
     ok "the gateway's pair names exactly $vip6/128"
@@ -486,7 +486,7 @@ case_gateway_strongswan_ipv6() {
     local metrics
     metrics="$(ip netns exec "$FV_NS_A" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9109/metrics", timeout=5).read().decode())')" ||
         fail "metrics scrape failed"
-    printf '%s\n' "$metrics" | grep -q '^ferrovpn_pool6_leases_used{connection="e2e"} 1$' ||
+    printf '%s\n' "$metrics" | e2e_has '^ferrovpn_pool6_leases_used{connection="e2e"} 1$' ||
         { printf '%s\n' "$metrics" | grep pool >&2; fail "metrics lack the IPv6 pool's lease"; }
     ok "metrics: $(printf '%s\n' "$metrics" | grep -m1 '^ferrovpn_pool6_leases_used')"
     e2e_ping "$FV_NS_B" "$vip6" "$GW_IN6" 3
@@ -540,7 +540,7 @@ remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
     local pid_c="$E2E_PID"
     e2e_wait_sas "$sock_c" "$pid_c" 1 30 || fail "ferrovpn client: no IPsec SA within 30 s"
     local vip=198.51.100.129
-    ip -n "$FV_NS_B" -4 addr show dev fvc0 | grep -q "inet $vip/32" || fail "$vip is not on the client's fvc0"
+    ip -n "$FV_NS_B" -4 addr show dev fvc0 | e2e_has "inet $vip/32" || fail "$vip is not on the client's fvc0"
     grep -q "banner from the gateway: Authorized e2e users only" "$FV_TMP/client.log" || fail "the client did not get the banner"
     ok "ferrovpn client bob got $vip and the banner from the ferrovpn gateway"
     e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 3
@@ -572,8 +572,8 @@ remote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]" e2e_conf "$FV_TMP/c.toml"
     e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
     local pid_c="$E2E_PID"
     e2e_wait_sas "$sock_c" "$pid_c" 2 30 || fail "ferrovpn client: not two IPsec SAs within 30 s"
-    ip -n "$FV_NS_B" -4 addr show dev fvc0 | grep -q "inet $vip/32" || fail "$vip is not on the client's fvc0"
-    ip -n "$FV_NS_B" -6 addr show dev fvc0 | grep -q "inet6 $vip6/128" || fail "$vip6 is not on the client's fvc0"
+    ip -n "$FV_NS_B" -4 addr show dev fvc0 | e2e_has "inet $vip/32" || fail "$vip is not on the client's fvc0"
+    ip -n "$FV_NS_B" -6 addr show dev fvc0 | e2e_has "inet6 $vip6/128" || fail "$vip6 is not on the client's fvc0"
     [ "$(e2e_q "$sock_c" 'sorted(s["local_ts"] for s in sas)')" = "['$vip/32', '$vip6/128']" ] ||
         fail "client selectors: $(e2e_q "$sock_c" 'sorted(s["local_ts"] for s in sas)')"
     [ "$(e2e_q "$SOCK_G" 'sorted(s["remote_ts"] for s in sas)')" = "['$vip/32', '$vip6/128']" ] ||
@@ -669,7 +669,7 @@ xauth_user = \"bob\"
 ike_lifetime = \"20s\"" C_TUNNEL="[connection.route_based]
 interface = \"fvc0\"
 remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
-    "$FERROVPN" check -c "$FV_TMP/c.toml" 2>&1 | grep -q 'asks for the password on its terminal' ||
+    "$FERROVPN" check -c "$FV_TMP/c.toml" 2>&1 | e2e_has 'asks for the password on its terminal' ||
         fail "ferrovpn check does not say the password will be asked for"
     local out rc=0
     out="$(setsid -w ip netns exec "$FV_NS_B" "$FERROVPN" up -c "$FV_TMP/c.toml" </dev/null 2>&1)" || rc=$?

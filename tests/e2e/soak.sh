@@ -202,7 +202,7 @@ dpd_timeout = "15s"'
     fi
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"
     for ((i = 0; i < 25; i++)); do
-        fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | grep -q INSTALLED && break
+        fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | e2e_has INSTALLED && break
         sleep 0.2
     done
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2

@@ -161,6 +161,14 @@ e2e_up() {
 # e2e_status_json SOCK: the daemon's status as JSON on stdout.
 e2e_status_json() { "$FERROVPN" status --socket "$1" --json 2>/dev/null; }
 
+# e2e_has PATTERN...: `grep -q` that reads all of its input. Under pipefail, `cmd | grep -q`
+# fails at random: grep exits at the first match and cmd dies of SIGPIPE if it writes after that.
+e2e_has() {
+    local n
+    n="$(grep -c "$@")"
+    [ "${n:-0}" -gt 0 ]
+}
+
 # e2e_q SOCK PYTHON_EXPR: evaluate an expression over the status JSON `d` (helpers: sas = all
 # ipsec_sas, ikes = all ike_sas, total(key) sums a counter over sas).
 e2e_q() {
