@@ -151,4 +151,9 @@ impl DhJobs {
     pub(crate) fn in_flight(&self) -> usize {
         self.waiting.len()
     }
+
+    /// Jobs made since the start.
+    pub(crate) fn total(&self) -> u64 {
+        self.next_id
+    }
 }

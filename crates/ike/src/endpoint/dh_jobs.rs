@@ -22,6 +22,11 @@ impl Endpoint {
         self.env.jobs.in_flight()
     }
 
+    /// Jobs handed out since the start (0 without `Settings::dh_offload`).
+    pub fn dh_jobs_total(&self) -> u64 {
+        self.env.jobs.total()
+    }
+
     /// A computed job: its exchange continues (answers, events, timers as after a datagram).
     pub fn dh_done(&mut self, now: Instant, done: DhDone) {
         let Some(key) = self.env.jobs.finish(done.id()) else {
