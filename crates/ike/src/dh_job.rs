@@ -157,3 +157,69 @@ impl DhJobs {
         self.next_id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn job(peer: &[u8], dh: DhPrivate) -> DhJob {
+        let schedule = Schedule {
+            hash: IkeHash::Sha2_256,
+            cipher: IkeCipher::AesCbc128,
+            auth: SkeyidFrom::Psk(Secret::new(b"psk-not-in-debug".to_vec())),
+            ni: vec![1; 32],
+            nr: vec![2; 32],
+            cky_i: [3; 8],
+            cky_r: [4; 8],
+            g_xi: vec![5; 32],
+            g_xr: vec![6; 32],
+        };
+        DhJob::new(Arc::new(dh), peer, schedule)
+    }
+
+    #[test]
+    fn both_sides_jobs_agree_and_debug_shows_no_key_material() {
+        let mut rng = StdRng::from_seed([5; 32]);
+        let a = DhPrivate::generate(DhGroup::Curve25519, &mut rng);
+        let b = DhPrivate::generate(DhGroup::Curve25519, &mut rng);
+        let (pa, pb) = (a.public_value(), b.public_value());
+        let (ja, jb) = (job(&pb, a), job(&pa, b));
+        let shown = format!("{ja:?}");
+        assert!(
+            shown.contains("Curve25519") && !shown.contains("psk"),
+            "{shown}"
+        );
+        let (ka, kb) = (ja.run(), jb.run());
+        let (ka, kb) = (ka.result.unwrap(), kb.result.unwrap());
+        assert_eq!(*ka.enc_key, *kb.enc_key, "g^xy and the schedule agree");
+        assert_eq!(*ka.skeyid_d, *kb.skeyid_d);
+    }
+
+    #[test]
+    fn an_invalid_public_value_is_an_error_result() {
+        let mut rng = StdRng::from_seed([6; 32]);
+        let a = DhPrivate::generate(DhGroup::Curve25519, &mut rng);
+        let done = job(&[0; 32], a).run();
+        assert!(done.result.is_err());
+        assert!(format!("{done:?}").contains("ok: false"));
+    }
+
+    #[test]
+    fn jobs_are_numbered_and_answered_once() {
+        let mut rng = StdRng::from_seed([7; 32]);
+        let mut jobs = DhJobs::new(true);
+        let a = DhPrivate::generate(DhGroup::Curve25519, &mut rng);
+        let b = DhPrivate::generate(DhGroup::Curve25519, &mut rng);
+        let id1 = jobs.submit([1; 8], job(&[9; 32], a));
+        let id2 = jobs.submit([2; 8], job(&[9; 32], b));
+        assert_ne!(id1, id2);
+        assert_eq!(jobs.in_flight(), 2);
+        assert_eq!(jobs.poll().map(|j| j.id()), Some(id1));
+        assert_eq!(jobs.finish(id2), Some([2; 8]));
+        assert_eq!(jobs.finish(id2), None, "a second answer finds nothing");
+        assert_eq!((jobs.in_flight(), jobs.total()), (1, 2));
+    }
+}
