@@ -18,6 +18,7 @@
 # SCALE_DH_WORKERS (a list, e.g. "0 2": one ferrovpn responder row per value of its
 # [daemon] dh_workers, run back to back with the same initiators; unset: the default),
 # SCALE_ROUNDS (1: the whole set of runs this many times, one row each, for medians),
+# SCALE_WAIT (300: seconds to wait for all N IPsec SAs before taking the rate as it is),
 # SCALE_OUT (docs/BENCHMARKS.md; "-" for stdout only), SCALE_SHARED (1: every connection of
 # each side on one shared TUN device `fvgw0`, `[daemon] shared_interfaces`, instead of one TUN
 # per connection; the pinged inner addresses then live on `lo`), SCALE_START_ONLY (1: the
@@ -109,8 +110,9 @@ count_sas() {
 
 # wait_count CMD N SECONDS
 wait_count() {
-    local i got
-    for ((i = 0; i < $3 * 2; i++)); do
+    local got end=$((SECONDS + $3))
+    # Bounded by wall time: on a loaded machine one count (status + python) takes seconds.
+    while [ "$SECONDS" -lt "$end" ]; do
         got="$($1)"
         [ "${got:-0}" -ge "$2" ] && return 0
         sleep 0.5
@@ -215,7 +217,7 @@ $(dh_workers_line)"
         done
     fi
     initiator_up "$n" "$ike"
-    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" 300; then
+    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" "${SCALE_WAIT:-300}"; then
         fv_log "ferrovpn responder, N=$n $group: only $(count_sas "${ISOCKS[@]}") of $n up"
     fi
     rate="$(setup_rate "$n" "${ISOCKS[@]}")"
@@ -251,7 +253,7 @@ run_strongswan() {
     fv_swanctl "$R" --load-all >/dev/null
     rss0="$(rss_kb "$(pgrep -P "${FV_CHARON_PID[$R]}" charon || echo "${FV_CHARON_PID[$R]}")")"
     initiator_up "$n" "$ike"
-    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" 300; then
+    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" "${SCALE_WAIT:-300}"; then
         fv_log "strongSwan responder, N=$n $group: only $(count_sas "${ISOCKS[@]}") of $n up"
     fi
     rate="$(setup_rate "$n" "${ISOCKS[@]}")"
