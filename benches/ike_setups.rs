@@ -9,10 +9,11 @@
 //! Modes: `inline` (everything on the one thread), `pool` (key pairs made on a second thread,
 //! `Settings::dh_pool`), `offload` (shared secrets and phase 1 keys computed by
 //! `IKE_SETUPS_WORKERS` threads, default 2, `Settings::dh_offload`, as the daemon's
-//! `dh_workers` do). Rounds alternate the modes; `IKE_SETUPS_ROUNDS` (default 1).
+//! `dh_workers` do), `both` (pool and offload). Rounds alternate the modes;
+//! `IKE_SETUPS_ROUNDS` (default 1).
 //!
 //! Run: `cargo bench -p ferrovpn-benches --bench ike_setups` (`IKE_SETUPS_N=100,1000,10000`,
-//! `IKE_SETUPS_GROUPS=curve25519,ecp256,modp2048`, `IKE_SETUPS_MODES=inline,pool,offload`).
+//! `IKE_SETUPS_GROUPS=curve25519,ecp256,modp2048`, `IKE_SETUPS_MODES=inline,pool,offload,both`).
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{mpsc, Arc, Mutex};
@@ -228,21 +229,23 @@ enum Mode {
     Inline,
     Pool,
     Offload,
+    Both,
 }
 
 /// Wall time for `n` setups, all started at once (as a gateway sees them after a restart);
 /// with `Pool`, key pairs come from a second thread (`Settings::dh_pool`), with `Offload` the
 /// shared secrets are computed by `workers` threads (`Settings::dh_offload`).
 fn setups(n: usize, group: DhGroup, mode: Mode, workers: usize) -> Duration {
-    let pool = mode == Mode::Pool;
+    let pool = matches!(mode, Mode::Pool | Mode::Both);
+    let offloaded = matches!(mode, Mode::Offload | Mode::Both);
     let settings = Settings {
         max_half_open: n.max(1024),
         dh_pool: if pool { 64 } else { 0 },
-        dh_offload: mode == Mode::Offload,
+        dh_offload: offloaded,
         ..Settings::default()
     };
     let mut maker = pool.then(Maker::start);
-    let mut offload = (mode == Mode::Offload).then(|| Workers::start(workers));
+    let mut offload = offloaded.then(|| Workers::start(workers));
     let mut resp = Endpoint::new(settings.clone(), [2; 32]);
     let mut init = Endpoint::new(settings, [1; 32]);
     for i in 0..n {
@@ -272,6 +275,13 @@ fn setups(n: usize, group: DhGroup, mode: Mode, workers: usize) -> Duration {
     );
     let took = t0.elapsed();
     assert_eq!(up, n, "not every setup completed");
+    if offloaded {
+        eprintln!(
+            "  jobs: responder {}, initiator {}",
+            resp.dh_jobs_total(),
+            init.dh_jobs_total()
+        );
+    }
     if pool {
         let (hits, misses) = resp.dh_pool_use();
         let (ih, im) = init.dh_pool_use();
@@ -321,12 +331,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let modes: Vec<Mode> = std::env::var("IKE_SETUPS_MODES")
-        .unwrap_or_else(|_| "inline,pool,offload".into())
+        .unwrap_or_else(|_| "inline,pool,offload,both".into())
         .split(',')
         .filter_map(|m| match m.trim() {
             "inline" => Some(Mode::Inline),
             "pool" => Some(Mode::Pool),
             "offload" => Some(Mode::Offload),
+            "both" => Some(Mode::Both),
             _ => None,
         })
         .collect();
