@@ -51,12 +51,12 @@ impl Endpoint {
 fn resume(sa: &mut IkeSa, ctx: &mut Ctx<'_>, done: DhDone) -> Result<(), InputError> {
     match std::mem::replace(&mut sa.phase, Phase1::Dead) {
         Phase1::MmR3Computing(c) | Phase1::MmI4Computing(c) => {
-            sa.main_mode_keys_done(ctx, c, done.result)
+            sa.main_mode_keys_done(ctx, *c, done.result)
         }
         Phase1::AmR1Computing(c, reply) => {
-            sa.aggressive_mode_keys_done(ctx, c, Some(*reply), done.result)
+            sa.aggressive_mode_keys_done(ctx, *c, Some(*reply), done.result)
         }
-        Phase1::AmI2Computing(c) => sa.aggressive_mode_keys_done(ctx, c, None, done.result),
+        Phase1::AmI2Computing(c) => sa.aggressive_mode_keys_done(ctx, *c, None, done.result),
         other => {
             sa.phase = other;
             Err(InputError::Unexpected("no keys awaited"))

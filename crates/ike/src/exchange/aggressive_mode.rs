@@ -316,7 +316,7 @@ impl IkeSa {
     pub(crate) fn aggressive_mode_keys_done(
         &mut self,
         ctx: &mut Ctx<'_>,
-        c: Box<Computing>,
+        c: Computing,
         reply: Option<SaPayload>,
         done: Result<Phase1Keys, CryptoError>,
     ) -> Result<(), InputError> {

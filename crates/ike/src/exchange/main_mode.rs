@@ -344,7 +344,7 @@ impl IkeSa {
     pub(crate) fn main_mode_keys_done(
         &mut self,
         ctx: &mut Ctx<'_>,
-        c: Box<Computing>,
+        c: Computing,
         done: Result<Phase1Keys, CryptoError>,
     ) -> Result<(), InputError> {
         let msg = wire::Message::parse(&c.request)?;
