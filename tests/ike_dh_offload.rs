@@ -260,3 +260,29 @@ fn an_invalid_public_value_fails_the_exchange_when_computed_off_thread() {
         assert_eq!(p.b.dh_jobs_in_flight(), 0);
     }
 }
+
+#[test]
+fn another_message_while_the_keys_are_computed_changes_nothing() {
+    let (a, b) = with("aes128-sha256-ecp256", Phase1Mode::Main);
+    let mut p = Pair::with_settings(a, b, offload());
+    p.hold_dh_jobs = true;
+    p.a.initiate(p.now, 0);
+    p.pump();
+    assert_eq!(p.dh_jobs.len(), 1);
+    let w = p.wire.iter().rev().find(|w| w.from == Side::A).unwrap();
+    let mut forged = Datagram {
+        local: w.datagram.remote,
+        remote: w.datagram.local,
+        data: w.datagram.data.clone(),
+    };
+    // Same cookies, another KE: a forged or garbled MM3.
+    zero_ke(&mut forged.data);
+    let (dup, unexpected) = (p.b.counters().duplicates, p.b.counters().unexpected);
+    p.b.handle_datagram(p.now, forged);
+    assert_eq!(p.b.counters().duplicates, dup);
+    assert_eq!(p.b.counters().unexpected, unexpected + 1);
+    assert!(p.b.poll_transmit().is_none());
+    p.hold_dh_jobs = false;
+    p.run_for(Duration::from_secs(60));
+    assert_up(&p, 1);
+}
