@@ -6,15 +6,22 @@
 //! does. A ratio that grows with N is per-setup work that grows with N (a scan over all SAs).
 //! Results: docs/BENCHMARKS.md ("IKE setups in memory").
 //!
+//! Modes: `inline` (everything on the one thread), `pool` (key pairs made on a second thread,
+//! `Settings::dh_pool`), `offload` (shared secrets and phase 1 keys computed by
+//! `IKE_SETUPS_WORKERS` threads, default 2, `Settings::dh_offload`, as the daemon's
+//! `dh_workers` do), `both` (pool and offload). Rounds alternate the modes;
+//! `IKE_SETUPS_ROUNDS` (default 1).
+//!
 //! Run: `cargo bench -p ferrovpn-benches --bench ike_setups` (`IKE_SETUPS_N=100,1000,10000`,
-//! `IKE_SETUPS_GROUPS=curve25519,ecp256,modp2048`).
+//! `IKE_SETUPS_GROUPS=curve25519,ecp256,modp2048`, `IKE_SETUPS_MODES=inline,pool,offload,both`).
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrovpn_ike::algorithm::{DhGroup, IkeCipher, IkeHash};
 use ferrovpn_ike::crypto::DhPrivate;
+use ferrovpn_ike::dh_job::{DhDone, DhJob};
 use ferrovpn_ike::proposal::IkeProposal;
 use ferrovpn_ike::{ConnectionConfig, Datagram, Endpoint, Event, Settings};
 use rand::rngs::StdRng;
@@ -109,6 +116,59 @@ impl Maker {
     }
 }
 
+/// Shared-secret jobs of both endpoints run by worker threads, as the daemon's `dh_workers`:
+/// (endpoint, job) in, (endpoint, result) out.
+struct Workers {
+    jobs: mpsc::Sender<(usize, DhJob)>,
+    done: mpsc::Receiver<(usize, DhDone)>,
+    in_flight: usize,
+}
+
+impl Workers {
+    fn start(n: usize) -> Workers {
+        let (job_tx, job_rx) = mpsc::channel::<(usize, DhJob)>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        for _ in 0..n {
+            let (rx, tx) = (Arc::clone(&job_rx), done_tx.clone());
+            std::thread::spawn(move || loop {
+                let next = rx.lock().map(|r| r.recv());
+                let Ok(Ok((side, job))) = next else { return };
+                if tx.send((side, job.run())).is_err() {
+                    return;
+                }
+            });
+        }
+        Workers {
+            jobs: job_tx,
+            done: done_rx,
+            in_flight: 0,
+        }
+    }
+
+    /// Feeds results back and hands out new jobs; with `wait`, blocks for one result first
+    /// when jobs are out (the daemon's loop sleeps in poll until a worker wakes it).
+    fn serve(&mut self, now: Instant, sides: [&mut Endpoint; 2], wait: bool) {
+        let [a, b] = sides;
+        if wait && self.in_flight > 0 {
+            if let Ok((side, done)) = self.done.recv() {
+                self.in_flight -= 1;
+                [&mut *a, &mut *b][side].dh_done(now, done);
+            }
+        }
+        while let Ok((side, done)) = self.done.try_recv() {
+            self.in_flight -= 1;
+            [&mut *a, &mut *b][side].dh_done(now, done);
+        }
+        for (side, e) in [(0, &mut *a), (1, &mut *b)] {
+            while let Some(job) = e.poll_dh_job() {
+                self.in_flight += 1;
+                let _ = self.jobs.send((side, job));
+            }
+        }
+    }
+}
+
 /// Moves datagrams between the two, `BATCH` at a time with the timer calls the daemon makes
 /// in between, until none is left; counts established IPsec SA pairs on the initiator.
 fn pump(
@@ -117,10 +177,15 @@ fn pump(
     resp: &mut Endpoint,
     up: &mut usize,
     mut maker: Option<&mut Maker>,
+    mut workers: Option<&mut Workers>,
 ) {
+    let mut idle = false;
     loop {
         if let Some(m) = maker.as_deref_mut() {
             m.serve([&mut *init, &mut *resp]);
+        }
+        if let Some(w) = workers.as_deref_mut() {
+            w.serve(now, [&mut *init, &mut *resp], idle);
         }
         let mut moved = 0;
         while moved < BATCH {
@@ -144,7 +209,8 @@ fn pump(
             }
         }
         while resp.poll_event().is_some() {}
-        if moved + back == 0 {
+        idle = moved + back == 0;
+        if idle && workers.as_ref().is_none_or(|w| w.in_flight == 0) {
             return;
         }
     }
@@ -158,15 +224,28 @@ fn flip(d: Datagram) -> Datagram {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Inline,
+    Pool,
+    Offload,
+    Both,
+}
+
 /// Wall time for `n` setups, all started at once (as a gateway sees them after a restart);
-/// with `pool`, key pairs come from a second thread (`Settings::dh_pool`).
-fn setups(n: usize, group: DhGroup, pool: bool) -> Duration {
+/// with `Pool`, key pairs come from a second thread (`Settings::dh_pool`), with `Offload` the
+/// shared secrets are computed by `workers` threads (`Settings::dh_offload`).
+fn setups(n: usize, group: DhGroup, mode: Mode, workers: usize) -> Duration {
+    let pool = matches!(mode, Mode::Pool | Mode::Both);
+    let offloaded = matches!(mode, Mode::Offload | Mode::Both);
     let settings = Settings {
         max_half_open: n.max(1024),
         dh_pool: if pool { 64 } else { 0 },
+        dh_offload: offloaded,
         ..Settings::default()
     };
     let mut maker = pool.then(Maker::start);
+    let mut offload = offloaded.then(|| Workers::start(workers));
     let mut resp = Endpoint::new(settings.clone(), [2; 32]);
     let mut init = Endpoint::new(settings, [1; 32]);
     for i in 0..n {
@@ -186,9 +265,23 @@ fn setups(n: usize, group: DhGroup, pool: bool) -> Duration {
         init.initiate(now, i);
     }
     let mut up = 0;
-    pump(now, &mut init, &mut resp, &mut up, maker.as_mut());
+    pump(
+        now,
+        &mut init,
+        &mut resp,
+        &mut up,
+        maker.as_mut(),
+        offload.as_mut(),
+    );
     let took = t0.elapsed();
     assert_eq!(up, n, "not every setup completed");
+    if offloaded {
+        eprintln!(
+            "  jobs: responder {}, initiator {}",
+            resp.dh_jobs_total(),
+            init.dh_jobs_total()
+        );
+    }
     if pool {
         let (hits, misses) = resp.dh_pool_use();
         let (ih, im) = init.dh_pool_use();
@@ -229,8 +322,29 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("(pool: key pairs made on a second thread; dh_bound is one core's)");
-    println!("group      N  pool  all_up_s  per_setup_us  dh_bound_s  ratio");
+    let workers: usize = std::env::var("IKE_SETUPS_WORKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let rounds: usize = std::env::var("IKE_SETUPS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let modes: Vec<Mode> = std::env::var("IKE_SETUPS_MODES")
+        .unwrap_or_else(|_| "inline,pool,offload,both".into())
+        .split(',')
+        .filter_map(|m| match m.trim() {
+            "inline" => Some(Mode::Inline),
+            "pool" => Some(Mode::Pool),
+            "offload" => Some(Mode::Offload),
+            "both" => Some(Mode::Both),
+            _ => None,
+        })
+        .collect();
+    println!(
+        "(pool: key pairs made on a second thread; offload: shared secrets on {workers} worker threads; dh_bound is one core's)"
+    );
+    println!("group      N  mode     round  all_up_s  per_setup_us  dh_bound_s  ratio");
     let only = std::env::var("IKE_SETUPS_GROUPS").unwrap_or_default();
     for group in [DhGroup::Ecp256, DhGroup::Curve25519, DhGroup::Modp2048] {
         if !only.is_empty()
@@ -241,14 +355,16 @@ fn main() {
             continue;
         }
         let dh = dh_cost(group);
-        for (&n, pool) in ns.iter().flat_map(|n| [(n, false), (n, true)]) {
-            let took = setups(n, group, pool);
+        let runs = (1..=rounds).flat_map(|r| ns.iter().flat_map(move |&n| [(r, n)]));
+        for ((round, n), mode) in runs.flat_map(|rn| modes.iter().map(move |&m| (rn, m))) {
+            let took = setups(n, group, mode, workers);
             let bound = dh * n as u32;
             println!(
-                "{:<10} {:>5} {:>5} {:>8.2} {:>13.0} {:>11.2} {:>6.2}",
+                "{:<10} {:>5} {:<8} {:>5} {:>8.2} {:>13.0} {:>11.2} {:>6.2}",
                 format!("{group:?}"),
                 n,
-                if pool { "yes" } else { "no" },
+                format!("{mode:?}").to_lowercase(),
+                round,
                 took.as_secs_f64(),
                 took.as_secs_f64() * 1e6 / n as f64,
                 bound.as_secs_f64(),

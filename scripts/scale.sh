@@ -15,6 +15,10 @@
 # SCALE_STRONGSWAN_MAX_N (250: at N = 1000 charon 5.9.8 with kernel-libipsec deleted each CHILD
 # SA right after Quick Mode here, so no rate could be taken), SCALE_HALF_OPEN (the responder's max_half_open, default N + 64; "none": leave it out),
 # SCALE_DH_POOL (both ferrovpn daemons' [daemon] dh_pool; unset: the default),
+# SCALE_DH_WORKERS (a list, e.g. "0 2": one ferrovpn responder row per value of its
+# [daemon] dh_workers, run back to back with the same initiators; unset: the default),
+# SCALE_ROUNDS (1: the whole set of runs this many times, one row each, for medians),
+# SCALE_WAIT (300: seconds to wait for all N IPsec SAs before taking the rate as it is),
 # SCALE_OUT (docs/BENCHMARKS.md; "-" for stdout only), SCALE_SHARED (1: every connection of
 # each side on one shared TUN device `fvgw0`, `[daemon] shared_interfaces`, instead of one TUN
 # per connection; the pinged inner addresses then live on `lo`), SCALE_START_ONLY (1: the
@@ -106,8 +110,9 @@ count_sas() {
 
 # wait_count CMD N SECONDS
 wait_count() {
-    local i got
-    for ((i = 0; i < $3 * 2; i++)); do
+    local got end=$((SECONDS + $3))
+    # Bounded by wall time: on a loaded machine one count (status + python) takes seconds.
+    while [ "$SECONDS" -lt "$end" ]; do
         got="$($1)"
         [ "${got:-0}" -ge "$2" ] && return 0
         sleep 0.5
@@ -147,6 +152,9 @@ stop_fv() {
 }
 
 dh_pool_line() { [ -z "${SCALE_DH_POOL:-}" ] || echo "dh_pool = $SCALE_DH_POOL"; }
+# The responder's dh_workers for this run (DH_WORKERS: "" for the default).
+DH_WORKERS=""
+dh_workers_line() { [ -z "$DH_WORKERS" ] || echo "dh_workers = $DH_WORKERS"; }
 
 SHARED_DEV=""
 [ "${SCALE_SHARED:-0}" = 1 ] && SHARED_DEV=fvgw0
@@ -182,7 +190,8 @@ run_ferrovpn() {
     python3 "$GEN" ferrovpn responder "$n" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
         --psk-file "$FV_TMP/psk" --ike "$ike" --prefix sr --shared "$SHARED_DEV" \
         --daemon-extra "$([ "${SCALE_HALF_OPEN:-}" = none ] || echo "max_half_open = ${SCALE_HALF_OPEN:-$((n + 64))}")
-$(dh_pool_line)"
+$(dh_pool_line)
+$(dh_workers_line)"
     t0="$(now)"
     FV_SPAWN_LOG="$FV_TMP/r.log" fv_spawn "$R" "$FERROVPN" up -c "$FV_TMP/r.toml"
     PID_R="$FV_LAST_PID"
@@ -191,6 +200,7 @@ $(dh_pool_line)"
     rss0="$(rss_kb "$PID_R")"
     local what="ferrovpn"
     [ -n "$SHARED_DEV" ] && what="ferrovpn, shared TUN"
+    [ -n "$DH_WORKERS" ] && what="$what, dh_workers = $DH_WORKERS"
     if [ "${SCALE_START_ONLY:-0}" = 1 ]; then
         down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
         [ -z "$(ip -n "$R" -o link show type tun)" ] || fv_log "TUN devices left after down"
@@ -207,7 +217,7 @@ $(dh_pool_line)"
         done
     fi
     initiator_up "$n" "$ike"
-    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" 300; then
+    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" "${SCALE_WAIT:-300}"; then
         fv_log "ferrovpn responder, N=$n $group: only $(count_sas "${ISOCKS[@]}") of $n up"
     fi
     rate="$(setup_rate "$n" "${ISOCKS[@]}")"
@@ -243,7 +253,7 @@ run_strongswan() {
     fv_swanctl "$R" --load-all >/dev/null
     rss0="$(rss_kb "$(pgrep -P "${FV_CHARON_PID[$R]}" charon || echo "${FV_CHARON_PID[$R]}")")"
     initiator_up "$n" "$ike"
-    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" 300; then
+    if ! wait_count "count_sas ${ISOCKS[*]}" "$n" "${SCALE_WAIT:-300}"; then
         fv_log "strongSwan responder, N=$n $group: only $(count_sas "${ISOCKS[@]}") of $n up"
     fi
     rate="$(setup_rate "$n" "${ISOCKS[@]}")"
@@ -257,12 +267,19 @@ run_strongswan() {
     unbed
 }
 
-for n in $NS_LIST; do
-    for g in $GROUPS_LIST; do
-        run_ferrovpn "$n" "$g"
-        if [ "$SS" = yes ] && [ "${SCALE_START_ONLY:-0}" != 1 ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-250}" ]; then
-            run_strongswan "$n" "$g"
-        fi
+for ((round = 1; round <= ${SCALE_ROUNDS:-1}; round++)); do
+    for n in $NS_LIST; do
+        for g in $GROUPS_LIST; do
+            for w in ${SCALE_DH_WORKERS:-default}; do
+                DH_WORKERS="$w"
+                [ "$w" = default ] && DH_WORKERS=""
+                run_ferrovpn "$n" "$g"
+            done
+            DH_WORKERS=""
+            if [ "$SS" = yes ] && [ "${SCALE_START_ONLY:-0}" != 1 ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-250}" ]; then
+                run_strongswan "$n" "$g"
+            fi
+        done
     done
 done
 

@@ -6,6 +6,7 @@ pub mod hostile;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use ferrovpn_ike::dh_job::DhJob;
 use ferrovpn_ike::{ChildSa, ConnectionConfig, Datagram, Endpoint, Event, Failure, Settings};
 
 pub const ADDR_A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -48,6 +49,11 @@ pub struct Pair {
     pub filter: Filter,
     /// Applied to each datagram as it crosses (a NAT, say); sees the sender.
     pub rewrite: Rewrite,
+    /// Shared-secret jobs (`Settings::dh_offload`) handed out and not yet computed.
+    pub dh_jobs: Vec<(Side, DhJob)>,
+    /// Leave `dh_jobs` for the test to compute (`finish_dh_job`); else `pump` computes
+    /// them whenever the network is idle, newest first (not in the order they were asked).
+    pub hold_dh_jobs: bool,
 }
 
 /// Connection `name` on side A (A = 192.0.2.1 → B = 192.0.2.2) with test defaults.
@@ -79,6 +85,8 @@ impl Pair {
             wire: Vec::new(),
             filter: Box::new(|_| Fate::Deliver),
             rewrite: Box::new(|_, _| {}),
+            dh_jobs: Vec::new(),
+            hold_dh_jobs: false,
         }
     }
 
@@ -95,11 +103,51 @@ impl Pair {
                 self.carry(Side::B, d);
             }
             self.drain_events();
-            if !moved {
+            if !moved && !self.compute_dh_jobs() {
                 return;
             }
         }
         panic!("pump did not settle");
+    }
+
+    /// Collects the jobs both sides handed out and, unless held, computes them newest first
+    /// and feeds the results back; true when any result went back.
+    fn compute_dh_jobs(&mut self) -> bool {
+        while let Some(j) = self.a.poll_dh_job() {
+            self.dh_jobs.push((Side::A, j));
+        }
+        while let Some(j) = self.b.poll_dh_job() {
+            self.dh_jobs.push((Side::B, j));
+        }
+        if self.hold_dh_jobs || self.dh_jobs.is_empty() {
+            return false;
+        }
+        while let Some((side, job)) = self.dh_jobs.pop() {
+            self.finish(side, job);
+        }
+        true
+    }
+
+    /// Computes the held job at `index` and feeds its result back to its side.
+    pub fn finish_dh_job(&mut self, index: usize) {
+        let (side, job) = self.dh_jobs.remove(index);
+        self.finish(side, job);
+        self.pump();
+    }
+
+    fn finish(&mut self, side: Side, job: DhJob) {
+        let done = job.run();
+        match side {
+            Side::A => self.a.dh_done(self.now, done),
+            Side::B => self.b.dh_done(self.now, done),
+        }
+    }
+
+    /// Takes the jobs both sides handed out into `dh_jobs` without computing them.
+    pub fn collect_dh_jobs(&mut self) {
+        let held = std::mem::replace(&mut self.hold_dh_jobs, true);
+        self.compute_dh_jobs();
+        self.hold_dh_jobs = held;
     }
 
     fn carry(&mut self, from: Side, mut d: Datagram) {

@@ -4,7 +4,9 @@
 # initiator with N connections from N peer addresses (2001:db8:ffff::1:<i>), each a route-based
 # TUN with an inner /128 pair (2001:db8:a::<i> ⇄ 2001:db8:b::<i>); configs from
 # scripts/lib/scale_conf.py.
-#   all-up     all N tunnels up on both sides, pings through a sample (first, middle, last), then
+#   all-up     all N tunnels up on both sides (the responder with its key pairs from a pool and
+#              its shared secrets computed by two dh_workers threads: one job per tunnel, none
+#              left in flight), pings through a sample (first, middle, last), then
 #              `ferrovpn down` on both leaves no TUN device, no route of ours and the policy
 #              rules as they were
 #   half-open  the responder's max_half_open is far below N: the drops are logged (one line per
@@ -116,9 +118,17 @@ down_clean() {
 
 case_all_up() {
     scale_bed
-    # The responder takes its DH key pairs from a pool its worker thread fills.
-    SCALE_RESPONDER_EXTRA="dh_pool = 16" scale_up ""
+    # The responder takes its DH key pairs from a pool its worker thread fills, and has its
+    # shared secrets computed by two worker threads.
+    SCALE_RESPONDER_EXTRA="dh_pool = 16
+dh_workers = 2" scale_up ""
     all_up 60
+    local jobs flight
+    jobs="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["ike"]["dh_jobs"]')"
+    flight="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["ike"]["dh_jobs_in_flight"]')"
+    [ "${jobs:-0}" -ge "$N" ] || fail "dh_workers = 2: ${jobs:-0} shared secrets computed by the workers for $N tunnels"
+    [ "${flight:-1}" = 0 ] || fail "dh_workers = 2: $flight jobs still in flight with all tunnels up"
+    ok "dh_workers = 2: $jobs shared secrets computed off the IKE thread, none in flight"
     local ready
     ready="$(e2e_q "$FV_TMP/r.sock" 'd["counters"]["ike"]["dh_pool_ready"]')"
     [ "${ready:-0}" -gt 0 ] || fail "dh_pool = 16: no key pair came from the pool"

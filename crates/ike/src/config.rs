@@ -512,6 +512,9 @@ pub struct Settings {
     /// Diffie-Hellman key pairs kept ready per group in use, made by the driver
     /// (`Endpoint::dh_wanted` / `supply_dh`); 0 makes every key pair inline.
     pub dh_pool: usize,
+    /// Shared secrets and the phase 1 key schedule computed by the driver (`DhJob`,
+    /// `Endpoint::poll_dh_job` / `dh_done`) instead of inline in the exchange.
+    pub dh_offload: bool,
     /// Bounds on reassembling IKEv1 fragments.
     pub fragments: FragmentLimits,
     /// Test support: rewrites the payloads of every message we send before it is sealed.
@@ -541,6 +544,7 @@ impl Default for Settings {
             rekeyed_drain: Duration::from_secs(5),
             recovery_interval: Duration::from_secs(5),
             dh_pool: 0,
+            dh_offload: false,
             fragments: FragmentLimits::default(),
             #[cfg(feature = "test-support")]
             tamper: None,

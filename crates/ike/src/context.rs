@@ -11,6 +11,7 @@ use rand::RngCore;
 use crate::algorithm::DhGroup;
 use crate::config::{ConnectionConfig, Settings};
 use crate::crypto::DhPrivate;
+use crate::dh_job::DhJobs;
 use crate::event::Event;
 use crate::key_pool::KeyPool;
 use crate::lease::Leases;
@@ -38,6 +39,7 @@ pub(crate) struct Ctx<'a> {
     pub settings: &'a Settings,
     pub rng: &'a mut StdRng,
     pub keys: &'a mut KeyPool,
+    pub jobs: &'a mut DhJobs,
     pub out: &'a mut Output,
     pub leases: &'a mut Leases,
 }

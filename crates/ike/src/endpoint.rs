@@ -16,6 +16,7 @@ use crate::algorithm::DhGroup;
 use crate::config::{ConnectionConfig, Phase1Mode, Settings};
 use crate::context::{Ctx, Datagram, Output};
 use crate::crypto::DhPrivate;
+use crate::dh_job::DhJobs;
 use crate::error::InputError;
 use crate::event::{
     ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
@@ -30,6 +31,7 @@ use crate::time::later;
 use crate::wire::{ExchangeType, Header, PayloadType};
 
 pub mod control;
+mod dh_jobs;
 mod recovery;
 mod table;
 
@@ -119,6 +121,7 @@ struct Env {
     by_remote: HashMap<IpAddr, Vec<ConnId>>,
     rng: StdRng,
     keys: KeyPool,
+    jobs: DhJobs,
     out: Output,
     /// Address leases and XAuth failure counts of gateway connections.
     leases: Leases,
@@ -161,6 +164,7 @@ impl Env {
             settings: &self.settings,
             rng: &mut self.rng,
             keys: &mut self.keys,
+            jobs: &mut self.jobs,
             out: &mut self.out,
             leases: &mut self.leases,
         })
@@ -197,6 +201,7 @@ impl Endpoint {
     /// randomness, tests a constant for reproducible runs.
     pub fn new(settings: Settings, seed: [u8; 32]) -> Self {
         let keys = KeyPool::new(settings.dh_pool);
+        let jobs = DhJobs::new(settings.dh_offload);
         Endpoint {
             env: Env {
                 settings,
@@ -204,6 +209,7 @@ impl Endpoint {
                 by_remote: HashMap::new(),
                 rng: StdRng::from_seed(seed),
                 keys,
+                jobs,
                 out: Output::default(),
                 leases: Leases::default(),
             },

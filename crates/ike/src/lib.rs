@@ -13,6 +13,7 @@ pub mod config;
 mod context;
 pub mod crl;
 pub mod crypto;
+pub mod dh_job;
 pub mod endpoint;
 mod error;
 pub mod event;

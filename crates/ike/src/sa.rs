@@ -24,7 +24,7 @@ use crate::wire::{
 
 mod phase;
 
-pub(crate) use phase::{OurKe, Phase1, Phase1State};
+pub(crate) use phase::{Computing, OurKe, Phase1, Phase1State};
 
 /// An IPsec SA pair installed through this ISAKMP SA.
 #[derive(Debug, Clone)]
@@ -236,6 +236,7 @@ impl IkeSa {
     pub fn awaits_first_answer(&self) -> bool {
         self.role == Role::Responder
             && matches!(self.state(), Phase1State::MmR2Sent | Phase1State::AmR2Sent)
+            && self.phase.computing().is_none()
     }
 
     /// When we may start replacing this ISAKMP SA: `rekey_after` into its lifetime, but not

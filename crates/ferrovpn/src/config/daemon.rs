@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::defaults::{
     default_max_half_open, mem_total, CONTROL_SOCKET_NAME, DEFAULT_CONTROL_SOCKET, DEFAULT_DH_POOL,
-    MAX_DH_POOL, MAX_HALF_OPEN, MAX_RETRANSMIT_SCHEDULE, MAX_WORKERS,
+    DEFAULT_DH_WORKERS, MAX_DH_POOL, MAX_DH_WORKERS, MAX_HALF_OPEN, MAX_RETRANSMIT_SCHEDULE,
+    MAX_WORKERS,
 };
 use super::error::ConfigError;
 use super::raw::RawDaemon;
@@ -39,6 +40,9 @@ pub struct DaemonConfig {
     /// Diffie-Hellman key pairs kept ready per group in use, made by a worker thread
     /// (0: made inline by the IKE thread).
     pub dh_pool: usize,
+    /// Threads that compute Diffie-Hellman shared secrets and phase 1 keys for the IKE thread
+    /// (0: it computes them itself).
+    pub dh_workers: usize,
     /// TUN devices that several route-based connections share (`route_based.interface` names
     /// one): the connection of an outbound packet is the one whose `routes` hold its
     /// destination, a gateway with thousands of peers needs one device, not thousands.
@@ -259,6 +263,15 @@ pub(super) fn validate_daemon(
         Some(n) => n,
         None => DEFAULT_DH_POOL,
     };
+    let dh_workers = match d.dh_workers {
+        Some(n) if n > MAX_DH_WORKERS => {
+            return Err(ConfigError::Daemon(format!(
+                "dh_workers: {n} is above the maximum of {MAX_DH_WORKERS}"
+            )))
+        }
+        Some(n) => n,
+        None => DEFAULT_DH_WORKERS,
+    };
     let mut shared_interfaces: Vec<String> = Vec::new();
     for name in d.shared_interfaces {
         super::tunnel::check_interface_name(&name)
@@ -274,6 +287,7 @@ pub(super) fn validate_daemon(
         save_keys_dir,
         max_half_open,
         dh_pool,
+        dh_workers,
         shared_interfaces,
         metrics_listen,
         control_socket,

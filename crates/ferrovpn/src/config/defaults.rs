@@ -49,6 +49,11 @@ pub const MAX_HALF_OPEN: usize = 1 << 20;
 pub const DEFAULT_DH_POOL: usize = 0;
 /// The largest `dh_pool` accepted (a modp8192 key pair holds about 2 KB).
 pub const MAX_DH_POOL: usize = 65_536;
+/// Threads computing Diffie-Hellman shared secrets and phase 1 keys (`[daemon] dh_workers`;
+/// 0: the IKE thread computes them inline).
+pub const DEFAULT_DH_WORKERS: usize = 0;
+/// The largest `dh_workers` accepted.
+pub const MAX_DH_WORKERS: usize = 64;
 
 /// The default `max_half_open` for a host with `mem_total` bytes (None: unknown): its
 /// [`HALF_OPEN_MEMORY_SHARE`] divided by [`HALF_OPEN_SA_BYTES`], within

@@ -31,6 +31,7 @@ pub(super) struct RawDaemon {
     pub(super) retransmit_tries: Option<u32>,
     pub(super) max_half_open: Option<usize>,
     pub(super) dh_pool: Option<usize>,
+    pub(super) dh_workers: Option<usize>,
     #[serde(default)]
     pub(super) shared_interfaces: Vec<String>,
     pub(super) offloads: Option<bool>,

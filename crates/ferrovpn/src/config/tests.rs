@@ -354,6 +354,8 @@ fn bad_configs_give_one_clear_message() {
          "daemon: max_half_open: 1048577 is outside 1 to 1048576"),
         ("[daemon]\ndh_pool = 65537\n".to_string(),
          "daemon: dh_pool: 65537 is above the maximum of 65536"),
+        ("[daemon]\ndh_workers = 65\n".to_string(),
+         "daemon: dh_workers: 65 is above the maximum of 64"),
     ];
     for (text, want) in cases {
         assert_eq!(err(&text), want, "config:\n{text}");

@@ -98,6 +98,9 @@ impl Daemon {
             if let Some(m) = self.dh_maker.as_mut() {
                 m.serve(&mut self.endpoint);
             }
+            if let Some(w) = self.dh_workers.as_ref() {
+                w.serve(now, &mut self.endpoint);
+            }
             for i in 0..self.conns.len() {
                 if self.conns[i].retry_at.is_some_and(|t| t <= now) {
                     self.conns[i].retry_at = None;

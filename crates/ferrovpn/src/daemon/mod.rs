@@ -157,7 +157,15 @@ pub fn run_with(
         retransmit_tries: cfg.daemon.retransmit.tries,
         max_half_open: cfg.daemon.max_half_open,
         dh_pool: cfg.daemon.dh_pool,
+        dh_offload: cfg.daemon.dh_workers > 0,
         ..Settings::default()
+    };
+    let dh_workers = match cfg.daemon.dh_workers {
+        0 => None,
+        n => Some(
+            dh_pool::DhWorkers::start(n, Arc::clone(&waker))
+                .map_err(|e| DaemonError::Io("start the DH workers", e))?,
+        ),
     };
     let dh_maker = match cfg.daemon.dh_pool {
         0 => None,
@@ -202,6 +210,7 @@ pub fn run_with(
         half_open: drop_log::HalfOpenDrops::new(cfg.daemon.max_half_open),
         fragment_drops: drop_log::FragmentDrops::default(),
         dh_maker,
+        dh_workers,
         shared_devices,
     };
     let now = Instant::now();

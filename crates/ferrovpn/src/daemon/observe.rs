@@ -141,6 +141,7 @@ impl Daemon {
             ("ike_fragments_sent_total", "IKEv1 fragments sent.", ic.fragments_sent),
             ("ike_dh_pool_ready_total", "Diffie-Hellman key pairs taken ready from the pool ([daemon] dh_pool).", dh_ready),
             ("ike_dh_pool_inline_total", "Diffie-Hellman key pairs made on the IKE thread while a pool was configured but empty.", dh_inline),
+            ("ike_dh_jobs_total", "Diffie-Hellman shared secrets and phase 1 keys computed by the dh_workers threads.", self.endpoint.dh_jobs_total()),
             ("esp_unknown_spi_total", "Inbound ESP packets whose SPI matched no SA.", g.unknown_spi),
             ("esp_unknown_sa_total", "Outbound packets naming no installed SA.", g.unknown_sa),
             ("esp_malformed_total", "Inbound ESP packets too short to carry an SPI.", g.malformed),

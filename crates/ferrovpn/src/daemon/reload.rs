@@ -43,6 +43,7 @@ pub(super) fn daemon_changes(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'st
     differs("save_keys_dir", old.save_keys_dir != new.save_keys_dir);
     differs("max_half_open", old.max_half_open != new.max_half_open);
     differs("dh_pool", old.dh_pool != new.dh_pool);
+    differs("dh_workers", old.dh_workers != new.dh_workers);
     differs(
         "retransmit_timeout/retransmit_base/retransmit_tries",
         old.retransmit != new.retransmit,

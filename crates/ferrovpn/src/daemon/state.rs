@@ -67,6 +67,8 @@ pub(super) struct Daemon {
     pub(super) fragment_drops: drop_log::FragmentDrops,
     /// Fills the endpoint's pool of DH key pairs from its own thread (`[daemon] dh_pool`).
     pub(super) dh_maker: Option<super::dh_pool::DhMaker>,
+    /// Compute shared secrets and phase 1 keys for the endpoint (`[daemon] dh_workers`).
+    pub(super) dh_workers: Option<super::dh_pool::DhWorkers>,
     /// TUN devices several connections share (`[daemon] shared_interfaces`) that are up.
     pub(super) shared_devices: Vec<super::setup::SharedDevice>,
 }

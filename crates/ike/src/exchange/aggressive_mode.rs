@@ -6,15 +6,19 @@ use std::sync::Arc;
 
 use crate::config::Phase1Auth;
 use crate::context::Ctx;
+use crate::crypto::{CryptoError, Phase1Keys};
 use crate::error::InputError;
 use crate::event::{Failure, Role};
+use crate::exchange::main_mode::while_computing;
 use crate::exchange::payloads::{find, hash_of, id_of, ke_of, nonce_of, raw_body, sa_of};
 use crate::exchange::phase1;
 use crate::exchange::phase1::steps::{our_ke, peer_ke_ok};
+use crate::exchange::phase1::KeysNow;
 use crate::keyed::Keyed;
-use crate::sa::{IkeSa, Phase1};
+use crate::proposal::IkeProposal;
+use crate::sa::{Computing, IkeSa, OurKe, Phase1};
 use crate::wire::{
-    self, ExchangeType, Flags, Header, Identification, NotifyType, Payload, PayloadType,
+    self, ExchangeType, Flags, Header, Identification, NotifyType, Payload, PayloadType, SaPayload,
 };
 
 impl IkeSa {
@@ -62,6 +66,9 @@ impl IkeSa {
             (Phase1::Start, Role::Responder) => self.am1_received(ctx, header, datagram),
             (Phase1::AmI1Sent(_), _) => self.am2_received(ctx, header, datagram),
             (Phase1::AmR2Sent(k), _) => self.am3_received(ctx, Arc::clone(k), header, datagram),
+            (Phase1::AmR1Computing(c, _) | Phase1::AmI2Computing(c), _) => {
+                Err(while_computing(c, datagram))
+            }
             _ => Err(InputError::Unexpected(self.state().name())),
         }
     }
@@ -87,7 +94,7 @@ impl IkeSa {
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let ni = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
         let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
-        let peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
+        raw_body(header.next_payload, datagram, PayloadType::ID)?;
         let Some((chosen, reply, sai_b)) =
             self.choose_from_offer(ctx, header, datagram, offer, &msg.payloads)?
         else {
@@ -104,7 +111,31 @@ impl IkeSa {
         }
         self.adopt_lifetime(ctx, &chosen);
         let ours = our_ke(ctx, proposal.group, sai_b);
-        let derived = phase1::derive_keys(ctx, self, proposal, &ours, ke, ni, peer_id_b);
+        let waiting_reply = Box::new(reply.clone());
+        let wait = move |c| Phase1::AmR1Computing(c, waiting_reply);
+        if let KeysNow::Ready(done, ours) =
+            self.keys_now(ctx, proposal, ours, ke, ni, datagram, wait)
+        {
+            self.am1_keys_ready(ctx, proposal, ours, done, reply, datagram)?;
+        }
+        Ok(())
+    }
+
+    /// AM1's keys are computed: AM2 with our KE, nonce, proof and NAT-D.
+    fn am1_keys_ready(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        proposal: IkeProposal,
+        ours: Box<OurKe>,
+        done: Result<Phase1Keys, CryptoError>,
+        reply: SaPayload,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
+        let header = Header::parse(datagram)?;
+        let msg = wire::Message::parse(datagram)?;
+        let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+        let peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
+        let derived = phase1::keyed(self, proposal, &ours, ke, done, peer_id_b);
         let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
@@ -112,10 +143,11 @@ impl IkeSa {
         let Some(proof) = self.our_proof(ctx, &keys) else {
             return Ok(());
         };
+        let OurKe { ke, nonce, .. } = *ours;
         let mut payloads = vec![
             Payload::Sa(reply),
-            Payload::KeyExchange(ours.ke),
-            Payload::Nonce(ours.nonce),
+            Payload::KeyExchange(ke),
+            Payload::Nonce(nonce),
         ];
         payloads.extend(proof);
         payloads.extend(phase1::cert_requests(ctx.cfg));
@@ -156,7 +188,7 @@ impl IkeSa {
         };
         let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let nr = find(&msg.payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
-        let id = find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
+        find(&msg.payloads, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
         let hash = find(&msg.payloads, hash_of);
         if hash.is_none() && matches!(ctx.cfg.auth, Phase1Auth::Psk) {
             return Err(InputError::Missing(PayloadType::HASH));
@@ -167,10 +199,33 @@ impl IkeSa {
             return Ok(());
         }
         self.adopt_lifetime(ctx, &chosen);
-        let Phase1::AmI1Sent(ours) = &self.phase else {
+        let Phase1::AmI1Sent(ours) = std::mem::replace(&mut self.phase, Phase1::Dead) else {
             return Err(InputError::Unexpected(self.state().name()));
         };
-        let derived = phase1::derive_keys(ctx, self, proposal, ours, ke, nr, Vec::new());
+        let wait = Phase1::AmI2Computing;
+        if let KeysNow::Ready(done, ours) =
+            self.keys_now(ctx, proposal, ours, ke, nr, datagram, wait)
+        {
+            self.am2_keys_ready(ctx, proposal, ours, done, &msg.payloads, datagram)?;
+        }
+        Ok(())
+    }
+
+    /// AM2's keys are computed: verify the responder, detect NAT, authenticate ourselves
+    /// (AM3, encrypted).
+    fn am2_keys_ready(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        proposal: IkeProposal,
+        ours: Box<OurKe>,
+        done: Result<Phase1Keys, CryptoError>,
+        msg: &[Payload],
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
+        let ke = find(msg, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+        let id = find(msg, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
+        let hash = find(msg, hash_of);
+        let derived = phase1::keyed(self, proposal, &ours, ke, done, Vec::new());
         let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
@@ -178,12 +233,12 @@ impl IkeSa {
             Some(hash) if matches!(ctx.cfg.auth, Phase1Auth::Psk) => {
                 self.peer_proves(ctx, &keys, id, hash, "HASH_R in AM2")
             }
-            _ => self.peer_proves_with(ctx, &keys, &msg.payloads, "SIG_R in AM2"),
+            _ => self.peer_proves_with(ctx, &keys, msg, "SIG_R in AM2"),
         };
         if !proved {
             return Ok(());
         }
-        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
+        phase1::detect_nat(ctx, self, proposal.hash, msg);
         let nat_d = phase1::nat_d_payloads(ctx, self, proposal.hash);
         phase1::float_if_needed(self);
         let Some(mut payloads) = self.our_proof(ctx, &keys) else {
@@ -252,5 +307,25 @@ impl IkeSa {
         self.replies.remember(datagram, None);
         self.phase1_established(ctx, keys);
         Ok(())
+    }
+}
+
+impl IkeSa {
+    /// The driver computed the keys AM1 (responder, with the SA payload it answers with) or
+    /// AM2 (initiator) waits for: the exchange continues as it would have inline.
+    pub(crate) fn aggressive_mode_keys_done(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        c: Computing,
+        reply: Option<SaPayload>,
+        done: Result<Phase1Keys, CryptoError>,
+    ) -> Result<(), InputError> {
+        match reply {
+            Some(reply) => self.am1_keys_ready(ctx, c.proposal, c.ours, done, reply, &c.request),
+            None => {
+                let msg = wire::Message::parse(&c.request)?;
+                self.am2_keys_ready(ctx, c.proposal, c.ours, done, &msg.payloads, &c.request)
+            }
+        }
     }
 }

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use crate::context::Ctx;
+use crate::crypto::{CryptoError, Phase1Keys};
 use crate::error::InputError;
 use crate::event::Role;
 use crate::exchange::payloads::{find, ke_of, nonce_of, sa_of};
 use crate::exchange::phase1;
 use crate::exchange::phase1::steps::{our_ke, peer_ke_ok};
+use crate::exchange::phase1::KeysNow;
 use crate::keyed::Keyed;
-use crate::sa::{IkeSa, Phase1};
+use crate::sa::{Computing, IkeSa, OurKe, Phase1};
 use crate::wire::{self, ExchangeType, Header, Payload, PayloadType};
 
 impl IkeSa {
@@ -51,6 +53,9 @@ impl IkeSa {
             (Phase1::MmI3Sent { .. }, _) => self.mm4_received(ctx, header, datagram),
             (Phase1::MmR4Sent(k), _) => self.mm5_received(ctx, Arc::clone(k), header, datagram),
             (Phase1::MmI5Sent(k), _) => self.mm6_received(ctx, Arc::clone(k), header, datagram),
+            (Phase1::MmR3Computing(c) | Phase1::MmI4Computing(c), _) => {
+                Err(while_computing(c, datagram))
+            }
             _ => Err(InputError::Unexpected(self.state().name())),
         }
     }
@@ -156,13 +161,34 @@ impl IkeSa {
         };
         let sai_b = std::mem::take(sai_b);
         let ours = our_ke(ctx, proposal.group, sai_b);
-        let derived = phase1::derive_keys(ctx, self, proposal, &ours, ke, nonce, Vec::new());
+        let wait = Phase1::MmR3Computing;
+        if let KeysNow::Ready(done, ours) =
+            self.keys_now(ctx, proposal, ours, ke, nonce, datagram, wait)
+        {
+            self.mm3_keys_ready(ctx, proposal, ours, done, &msg.payloads, datagram)?;
+        }
+        Ok(())
+    }
+
+    /// MM3's keys are computed: MM4 with our KE, nonce and NAT-D.
+    fn mm3_keys_ready(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        proposal: crate::proposal::IkeProposal,
+        ours: Box<OurKe>,
+        done: Result<Phase1Keys, CryptoError>,
+        msg: &[Payload],
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
+        let (ke, _) = peer_ke_nonce(msg)?;
+        let derived = phase1::keyed(self, proposal, &ours, ke, done, Vec::new());
         let Some(keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
         self.phase = Phase1::MmR4Sent(keys);
-        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
-        let mut payloads = vec![Payload::KeyExchange(ours.ke), Payload::Nonce(ours.nonce)];
+        phase1::detect_nat(ctx, self, proposal.hash, msg);
+        let OurKe { ke, nonce, .. } = *ours;
+        let mut payloads = vec![Payload::KeyExchange(ke), Payload::Nonce(nonce)];
         payloads.extend(phase1::cert_requests(ctx.cfg));
         payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
         self.answer_plain(
@@ -187,7 +213,7 @@ impl IkeSa {
         let msg = wire::Message::parse(datagram)?;
         self.log_received(ctx, "MM4", header, &msg.payloads);
         let (ke, nonce) = peer_ke_nonce(&msg.payloads)?;
-        let Phase1::MmI3Sent { proposal, ours } = &self.phase else {
+        let Phase1::MmI3Sent { proposal, .. } = &self.phase else {
             return Err(InputError::Unexpected(self.state().name()));
         };
         let proposal = *proposal;
@@ -195,12 +221,35 @@ impl IkeSa {
             self.fail_key_exchange(ctx);
             return Ok(());
         }
-        let derived = phase1::derive_keys(ctx, self, proposal, ours, ke, nonce, Vec::new());
+        let Phase1::MmI3Sent { ours, .. } = std::mem::replace(&mut self.phase, Phase1::Dead) else {
+            return Err(InputError::Unexpected(self.state().name()));
+        };
+        let wait = Phase1::MmI4Computing;
+        if let KeysNow::Ready(done, ours) =
+            self.keys_now(ctx, proposal, ours, ke, nonce, datagram, wait)
+        {
+            self.mm4_keys_ready(ctx, proposal, ours, done, &msg.payloads, datagram)?;
+        }
+        Ok(())
+    }
+
+    /// MM4's keys are computed: detect NAT, float, authenticate (MM5).
+    fn mm4_keys_ready(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        proposal: crate::proposal::IkeProposal,
+        ours: Box<OurKe>,
+        done: Result<Phase1Keys, CryptoError>,
+        msg: &[Payload],
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
+        let (ke, _) = peer_ke_nonce(msg)?;
+        let derived = phase1::keyed(self, proposal, &ours, ke, done, Vec::new());
         let Some(mut keys) = self.keys_or_fail(ctx, derived) else {
             return Ok(());
         };
         self.phase = Phase1::MmI5Sent(Arc::clone(&keys));
-        phase1::detect_nat(ctx, self, proposal.hash, &msg.payloads);
+        phase1::detect_nat(ctx, self, proposal.hash, msg);
         phase1::float_if_needed(self);
         let Some(mut payloads) = self.our_proof(ctx, &keys) else {
             return Ok(());
@@ -287,4 +336,35 @@ fn peer_ke_nonce(payloads: &[Payload]) -> Result<(&[u8], &[u8]), InputError> {
     let ke = find(payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
     let nonce = find(payloads, nonce_of).ok_or(InputError::Missing(PayloadType::NONCE))?;
     Ok((ke, nonce))
+}
+
+impl IkeSa {
+    /// The driver computed the keys MM3 (responder) or MM4 (initiator) waits for: the
+    /// exchange continues as it would have inline.
+    pub(crate) fn main_mode_keys_done(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        c: Computing,
+        done: Result<Phase1Keys, CryptoError>,
+    ) -> Result<(), InputError> {
+        let msg = wire::Message::parse(&c.request)?;
+        match self.role {
+            Role::Responder => {
+                self.mm3_keys_ready(ctx, c.proposal, c.ours, done, &msg.payloads, &c.request)
+            }
+            Role::Initiator => {
+                self.mm4_keys_ready(ctx, c.proposal, c.ours, done, &msg.payloads, &c.request)
+            }
+        }
+    }
+}
+
+/// A message while the keys are computed: a repeat of the one that asked for them (the
+/// answer follows when they are ready), or one that does not fit.
+pub(crate) fn while_computing(c: &Computing, datagram: &[u8]) -> InputError {
+    if c.request == datagram {
+        InputError::Duplicate
+    } else {
+        InputError::Unexpected("keys being computed")
+    }
 }

@@ -31,6 +31,7 @@ impl IkeSa {
         if self.is_half_open() && ctx.now >= later(self.created, ctx.settings.half_open_timeout) {
             let reason = match self.state() {
                 // Nothing came back after MM2/AM2: no evidence this was the peer at all.
+                _ if self.phase.computing().is_some() => Failure::Timeout,
                 Phase1State::MmR2Sent => Failure::Abandoned { after: "MM2" },
                 Phase1State::AmR2Sent => Failure::Abandoned { after: "AM2" },
                 _ => Failure::Timeout,

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use crate::config::Phase1Mode;
 use crate::crypto::DhPrivate;
+use crate::dh_job::DhJobId;
 use crate::keyed::Keyed;
 use crate::proposal::IkeProposal;
 use crate::role::Role;
+use crate::wire::SaPayload;
 
 /// Phase 1 progress, named after the last message sent or expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +48,21 @@ impl Phase1State {
 /// which HASH_I and HASH_R cover (RFC 2409 §5).
 pub(crate) struct OurKe {
     pub sai_b: Vec<u8>,
-    pub dh: DhPrivate,
+    /// Shared with a [`DhJob`](crate::dh_job::DhJob) while g^xy is computed.
+    pub dh: Arc<DhPrivate>,
     pub ke: Vec<u8>,
     pub nonce: Vec<u8>,
+}
+
+/// The peer's KE arrived and the driver computes g^xy and the keys (`dh_job`): what the
+/// exchange continues with when the job is done.
+pub(crate) struct Computing {
+    pub job: DhJobId,
+    pub proposal: IkeProposal,
+    pub ours: Box<OurKe>,
+    /// The peer's message that brought the KE, parsed again to continue and kept as the
+    /// request our answer is cached for; the same bytes again are a retransmission.
+    pub request: Vec<u8>,
 }
 
 /// Phase 1 with the data of each step.
@@ -72,6 +86,14 @@ pub(crate) enum Phase1 {
     },
     /// AM1 sent: our DH half; the proposal comes with AM2.
     AmI1Sent(Box<OurKe>),
+    /// MM3 received, keys being computed (MM4 not sent yet).
+    MmR3Computing(Box<Computing>),
+    /// MM4 received, keys being computed (MM5 not sent yet).
+    MmI4Computing(Box<Computing>),
+    /// AM1 received and a proposal chosen (`reply`), keys being computed (AM2 not sent yet).
+    AmR1Computing(Box<Computing>, Box<SaPayload>),
+    /// AM2 received, keys being computed (AM3 not sent yet).
+    AmI2Computing(Box<Computing>),
     /// MM4 sent: keys derived; the initiator has still to prove it knows the PSK (MM5).
     MmR4Sent(Arc<Keyed>),
     /// MM5 sent: keys derived; the responder has still to prove it (MM6).
@@ -96,6 +118,11 @@ impl Phase1 {
             Phase1::MmR2Sent { .. } => Phase1State::MmR2Sent,
             Phase1::MmI3Sent { .. } => Phase1State::MmI3Sent,
             Phase1::AmI1Sent(_) => Phase1State::AmI1Sent,
+            // While computing, the last message sent is still the one before.
+            Phase1::MmR3Computing(_) => Phase1State::MmR2Sent,
+            Phase1::MmI4Computing(_) => Phase1State::MmI3Sent,
+            Phase1::AmR1Computing(..) => Phase1State::AmR2Sent,
+            Phase1::AmI2Computing(_) => Phase1State::AmI1Sent,
             Phase1::MmR4Sent(_) => Phase1State::MmR4Sent,
             Phase1::MmI5Sent(_) => Phase1State::MmI5Sent,
             Phase1::AmR2Sent(_) => Phase1State::AmR2Sent,
@@ -131,7 +158,22 @@ impl Phase1 {
             Phase1::MmR2Sent { proposal, .. } | Phase1::MmI3Sent { proposal, .. } => {
                 Some(*proposal)
             }
+            Phase1::MmR3Computing(c)
+            | Phase1::MmI4Computing(c)
+            | Phase1::AmR1Computing(c, _)
+            | Phase1::AmI2Computing(c) => Some(c.proposal),
             _ => self.keyed().map(|k| k.proposal),
+        }
+    }
+
+    /// The job being waited for, in the computing states.
+    pub fn computing(&self) -> Option<&Computing> {
+        match self {
+            Phase1::MmR3Computing(c)
+            | Phase1::MmI4Computing(c)
+            | Phase1::AmR1Computing(c, _)
+            | Phase1::AmI2Computing(c) => Some(c),
+            _ => None,
         }
     }
 }

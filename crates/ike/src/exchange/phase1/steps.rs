@@ -141,7 +141,7 @@ impl IkeSa {
 
 /// Our DH pair and nonce (RFC 2409 §5), with the initiator's SA payload body.
 pub(crate) fn our_ke(ctx: &mut Ctx<'_>, group: DhGroup, sai_b: Vec<u8>) -> Box<OurKe> {
-    let dh = ctx.new_dh(group);
+    let dh = Arc::new(ctx.new_dh(group));
     let ke = dh.public_value();
     let nonce = new_nonce(ctx);
     Box::new(OurKe {
