@@ -6,7 +6,10 @@
 //! a wrong password on bit 5) and B a gateway (whose verifier answers Busy every other time
 //! on bit 6, and an IPv6 pool too on bit 7) with an address pool (issue 14), so the
 //! Transaction exchanges see the same drops, replays and corruption.
-//! Input: a config byte, then opcodes with their operands (see `step`).
+//! A second config byte: bit 0 has both endpoints hand their Diffie-Hellman work out as jobs
+//! (`Settings::dh_offload`, issue 20), computed only when opcode 1 or 7 says so (newest
+//! first), so messages, timeouts and corruption arrive while an exchange waits for its keys.
+//! Input: two config bytes, then opcodes with their operands (see `step`).
 #![no_main]
 
 use std::collections::VecDeque;
@@ -125,6 +128,19 @@ impl Net {
         while self.b.poll_event().is_some() {}
     }
 
+    /// Computes every Diffie-Hellman job both endpoints handed out, newest first.
+    fn run_jobs(&mut self) {
+        for e in [&mut self.a, &mut self.b] {
+            let mut jobs = Vec::new();
+            while let Some(j) = e.poll_dh_job() {
+                jobs.push(j);
+            }
+            while let Some(j) = jobs.pop() {
+                e.dh_done(self.now, j.run());
+            }
+        }
+    }
+
     /// The receiver sees the sender's address as remote.
     fn arrive(d: Datagram) -> Datagram {
         Datagram { local: d.remote, remote: d.local, data: d.data }
@@ -154,7 +170,11 @@ impl Net {
         };
         let to_b = op & 0x80 == 0;
         match op & 0x07 {
-            0 | 1 => self.deliver(to_b, |_| {}),
+            0 => self.deliver(to_b, |_| {}),
+            1 => {
+                self.run_jobs();
+                self.deliver(to_b, |_| {});
+            }
             2 => {
                 // Flip bits at an offset (counted from the end for the encrypted tail).
                 let (pos, x) = (usize::from(operand()), operand().max(1));
@@ -187,6 +207,7 @@ impl Net {
             _ => {
                 // Deliver everything in flight both ways, unchanged.
                 for _ in 0..16 {
+                    self.run_jobs();
                     self.collect();
                     if self.to_a.is_empty() && self.to_b.is_empty() {
                         break;
@@ -202,9 +223,11 @@ impl Net {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, mut input)) = data.split_first() else { return };
-    let mut a = Endpoint::new(Settings::default(), [1; 32]);
-    let mut b = Endpoint::new(Settings::default(), [2; 32]);
+    let Some((&flags, rest)) = data.split_first() else { return };
+    let Some((&flags2, mut input)) = rest.split_first() else { return };
+    let settings = Settings { dh_offload: flags2 & 1 != 0, ..Settings::default() };
+    let mut a = Endpoint::new(settings.clone(), [1; 32]);
+    let mut b = Endpoint::new(settings, [2; 32]);
     if flags & 8 == 0 {
         a.add_connection(conn("to-b", A, B, flags));
         b.add_connection(conn("to-a", B, A, flags));
@@ -221,6 +244,7 @@ fuzz_target!(|data: &[u8]| {
         steps += 1;
     }
     // Both must stay consistent through the rest of their lives.
+    net.run_jobs();
     net.now += Duration::from_secs(3600);
     net.a.handle_timeout(net.now);
     net.b.handle_timeout(net.now);
