@@ -210,10 +210,34 @@ for ((k = 0; k < 100; k++)); do
     sleep 0.1
 done
 
-echo "direction,run,clients,window_s,tun_bytes,aggregate_gbps,gateway_cpu_s,client_mbps_min,client_mbps_median,client_mbps_max,iperf3_sum_gbps,retransmits,failed" >"$RAW"
+echo "direction,run,clients,window_s,tun_bytes,aggregate_gbps,gateway_cpu_s,client_mbps_min,client_mbps_median,client_mbps_max,iperf3_sum_gbps,retransmits,failed,drops_gateway,drops_clients,tun_drops_gateway,tun_drops_clients" >"$RAW"
+# Datagrams dropped on full receive buffers of the VPN sockets (raw ESP; UDP 500 = 0x01F4 and
+# 4500 = 0x1194): of the gateway, and summed over all clients.
+vpn_drops() {
+    ip netns exec "$1" sh -c 'cat /proc/net/raw; grep -E "^ *[0-9]+: [0-9A-F]+:(01F4|1194) " /proc/net/udp' 2>/dev/null |
+        awk '$1 ~ /^[0-9]+:$/ { d += $NF } END { print d + 0 }'
+}
+client_drops() {
+    local i d=0
+    for ((i = 1; i <= N; i++)); do d=$((d + $(vpn_drops "${FV_ID}c$i"))); done
+    echo "$d"
+}
+# Packets the kernel dropped on the way into a TUN device (NS DEV): its tx_dropped plus its
+# qdisc's drops (a full queue while the VPN process does not read fast enough).
+tun_drops() {
+    ip netns exec "$1" sh -c "cat /sys/class/net/$2/statistics/tx_dropped; tc -s qdisc show dev $2 | sed -n 's/.*dropped \([0-9]*\).*/\1/p'" 2>/dev/null |
+        awk '{ d += $1 } END { print d + 0 }'
+}
+client_tun_drops() {
+    local i d=0
+    for ((i = 1; i <= N; i++)); do d=$((d + $(tun_drops "${FV_ID}c$i" fvc0))); done
+    echo "$d"
+}
 TUN_STAT=/sys/class/net/fvgw/statistics
 measure() { # DIRECTION RUN
-    local dir="$1" run="$2" i r0 r1 c0 c1 ta tb stat opts=() pids=()
+    local dir="$1" run="$2" i r0 r1 c0 c1 ta tb stat opts=() pids=() dg0 dc0 drops
+    local tg0 tc0
+    dg0="$(vpn_drops "$NS_G")" dc0="$(client_drops)" tg0="$(tun_drops "$NS_G" fvgw)" tc0="$(client_tun_drops)"
     [ "$dir" = down ] && opts=(-R)
     stat=rx_bytes
     [ "$dir" = down ] && stat=tx_bytes
@@ -227,7 +251,8 @@ measure() { # DIRECTION RUN
     sleep "$SECS"
     r1="$(ip netns exec "$NS_G" cat "$TUN_STAT/$stat")" c1="$(cpu_of "$PID_G")" tb="$(now)"
     for p in "${pids[@]}"; do wait "$p" || true; done
-    python3 - "$FV_TMP" "$dir" "$run" "$N" "$r0" "$r1" "$ta" "$tb" "$c0" "$c1" >>"$RAW" <<'PY'
+    drops="$(($(vpn_drops "$NS_G") - dg0)),$(($(client_drops) - dc0)),$(($(tun_drops "$NS_G" fvgw) - tg0)),$(($(client_tun_drops) - tc0))"
+    python3 - "$FV_TMP" "$dir" "$run" "$N" "$r0" "$r1" "$ta" "$tb" "$c0" "$c1" "$drops" >>"$RAW" <<'PY'
 import json, statistics, sys
 tmp, d, run, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 r0, r1, ta, tb, c0, c1 = map(float, sys.argv[5:11])
@@ -245,7 +270,7 @@ win = tb - ta
 agg = (r1 - r0) * 8 / win / 1e9
 mn, md, mx = (min(rates), statistics.median(rates), max(rates)) if rates else ("", "", "")
 fm = lambda x: "" if x == "" else f"{x:.1f}"
-print(f"{d},{run},{n},{win:.2f},{r1 - r0:.0f},{agg:.3f},{c1 - c0:.2f},{fm(mn)},{fm(md)},{fm(mx)},{total / 1e9:.3f},{retr},{failed}")
+print(f"{d},{run},{n},{win:.2f},{r1 - r0:.0f},{agg:.3f},{c1 - c0:.2f},{fm(mn)},{fm(md)},{fm(mx)},{total / 1e9:.3f},{retr},{failed},{sys.argv[11]}")
 PY
     say "$(tail -n 1 "$RAW")"
 }
@@ -286,7 +311,9 @@ for d in dict.fromkeys(r["direction"] for r in rows):
     res[d] = {"aggregate_gbps": statistics.median(agg), "all": agg, "client_mbps_min": med("client_mbps_min"),
               "client_mbps_median": med("client_mbps_median"), "client_mbps_max": med("client_mbps_max"),
               "gateway_cores_per_gbps": cpu, "retransmits": med("retransmits"),
-              "failed": sum(int(r["failed"]) for r in rs)}
+              "failed": sum(int(r["failed"]) for r in rs),
+              "drops_gateway": med("drops_gateway"), "drops_clients": med("drops_clients"),
+              "tun_drops_gateway": med("tun_drops_gateway"), "tun_drops_clients": med("tun_drops_clients")}
 json.dump({"meta": meta, "results": res}, open(raw[:-4] + ".json", "w"), indent=1)
 rss = meta["gateway_rss_kib"]
 per_idle = (rss["n_up_idle"] - rss["none"]) / n
@@ -300,13 +327,13 @@ lines = [
     f"- **All {n} clients up in {meta['up_s']:.1f} s** (first daemon started → the gateway holds an IPsec SA pair for {n} pool addresses; the {n} daemons were started within {meta['spawn_s']:.1f} s). Each client's fvc0 holds its own pool address and pings 203.0.113.1 through its tunnel.",
     f"- **Gateway memory: {per_idle:.0f} KiB per client** with {n} clients up and idle ((VmRSS {rss['n_up_idle']} KiB − {rss['none']} KiB with no client) / {n}); {per_after:.0f} KiB per client after the traffic (VmRSS {rss['after_traffic']} KiB). Each client daemon: median VmRSS {meta['client_rss_kib_median']:.0f} KiB.",
     "",
-    f"| direction | aggregate Gbit/s through the gateway (median) | runs | per-client Mbit/s min / median / max | gateway cores per Gbit/s | TCP retransmits (all clients) | failed iperf3 runs |",
-    "|---|---|---|---|---|---|---|",
+    f"| direction | aggregate Gbit/s through the gateway (median) | runs | per-client Mbit/s min / median / max | gateway cores per Gbit/s | TCP retransmits (all clients) | VPN socket drops: gateway / all clients | TUN drops: gateway / all clients | failed iperf3 runs |",
+    "|---|---|---|---|---|---|---|---|---|",
 ]
 names = {"up": f"up: {n} clients → gateway", "down": f"down: gateway → {n} clients (iperf3 -R)"}
 for d, c in res.items():
     spread = "/".join(f"{g:.2f}" for g in c["all"])
-    lines.append(f"| {names.get(d, d)} | **{c['aggregate_gbps']:.2f}** ({spread}) | {len(c['all'])} | {c['client_mbps_min']:.0f} / {c['client_mbps_median']:.0f} / {c['client_mbps_max']:.0f} | {c['gateway_cores_per_gbps']:.2f} | {c['retransmits']:.0f} | {c['failed']} |")
+    lines.append(f"| {names.get(d, d)} | **{c['aggregate_gbps']:.2f}** ({spread}) | {len(c['all'])} | {c['client_mbps_min']:.0f} / {c['client_mbps_median']:.0f} / {c['client_mbps_max']:.0f} | {c['gateway_cores_per_gbps']:.2f} | {c['retransmits']:.0f} | {c['drops_gateway']:.0f} / {c['drops_clients']:.0f} | {c['tun_drops_gateway']:.0f} / {c['tun_drops_clients']:.0f} | {c['failed']} |")
 text = "\n".join(lines)
 print(text)
 if doc:
