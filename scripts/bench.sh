@@ -33,7 +33,7 @@
 # Results: docs/bench/$BENCH_LABEL.csv (every run), .json (medians), .svg (chart), and the table
 # in docs/BENCHMARKS.md between markers for this label (scripts/bench_report.py).
 #
-#   sudo scripts/bench.sh                        (about 10 minutes)
+#   sudo scripts/bench.sh                        (about 10 minutes; 12 with BENCH_RIVALS=1)
 #   sudo BENCH_LABEL=after BENCH_SETUPS="fv-fv" scripts/bench.sh
 #   sudo BENCH_RIVALS=1 BENCH_LABEL=rivals scripts/bench.sh    (with wireguard-go and boringtun)
 # Env: BENCH_LABEL (default "current"), BENCH_SETUPS, BENCH_RIVALS (1: add wg-go and boringtun to
