@@ -15,10 +15,13 @@ SETUPS = [
     ("fv-fv-udp", "ferrovpn ⇄ ferrovpn (ESP-in-UDP)"),
     ("ss-ss", "strongSwan ⇄ strongSwan"),
     ("fv-ss", "ferrovpn ⇄ strongSwan"),
+    ("wg-go", "wireguard-go ⇄ wireguard-go"),
+    ("boringtun", "boringtun ⇄ boringtun"),
 ]
 TESTS = [
     ("tcp1", "TCP 1 stream"),
     ("tcp4", "TCP 4 streams"),
+    ("lat", "TCP 1 stream + ping"),
     ("udp64", "UDP 64 B"),
     ("udp1400", "UDP 1400 B"),
 ]
@@ -28,7 +31,11 @@ COLORS = {
     "fv-fv-udp": "#e6ab02",
     "ss-ss": "#1b9e77",
     "fv-ss": "#7570b3",
+    "wg-go": "#1f78b4",
+    "boringtun": "#e7298a",
 }
+# The rivals a ferrovpn setup's median is divided by in the ratio table (when measured).
+RIVALS = ["veth", "ss-ss", "wg-go", "boringtun"]
 
 
 def num(x):
@@ -58,6 +65,14 @@ def summarize(rows):
                     [100.0 * num(r["lost"]) / num(r["packets"]) if num(r["packets"]) else None for r in rs]
                 )
             cell["retransmits"] = median([num(r.get("retransmits")) for r in rs])
+            if test == "lat":
+                # Median over the runs of each run's percentile (a few hundred pings per run).
+                for k in ("rtt_idle_p50_ms", "rtt_p50_ms", "rtt_p90_ms", "rtt_p99_ms"):
+                    cell[k] = median([num(r.get(k)) for r in rs])
+                sent = sum(num(r.get("ping_sent")) or 0 for r in rs)
+                lost = sum(num(r.get("ping_lost")) or 0 for r in rs)
+                cell["pings"] = sent
+                cell["ping_loss_pct"] = 100.0 * lost / sent if sent else None
             cell["drops_b"] = median([num(r.get("drops_b")) for r in rs])
             for side in ("a", "b"):
                 per_gb = [
@@ -93,73 +108,128 @@ def table(summary):
             loss = "" if "loss_pct" not in c else fmt(c["loss_pct"], ".1f") + " %"
             lines.append(
                 f"| {sname} | {tname} | **{c['gbps']:.2f}** ({spread}) | {c['runs']} | {pps} | {loss} | "
-                f"{fmt(c['cpu_a_s_per_gb'], '.2f')} | {fmt(c['cpu_b_s_per_gb'], '.2f')} | {fmt(c['cores_per_gbps'], '.2f')} | {fmt(c['retransmits'], '.0f') if test.startswith('tcp') else ''} | {fmt(c['drops_b'], '.0f')} |"
+                f"{fmt(c['cpu_a_s_per_gb'], '.2f')} | {fmt(c['cpu_b_s_per_gb'], '.2f')} | {fmt(c['cores_per_gbps'], '.2f')} | {fmt(c['retransmits'], '.0f') if test in ('tcp1', 'tcp4', 'lat') else ''} | {fmt(c['drops_b'], '.0f')} |"
             )
-    ratios = []
-    for test, tname in TESTS:
-        ss = (summary.get(f"ss-ss/{test}") or {}).get("gbps")
-        for setup, sname in SETUPS:
-            if not setup.startswith("fv-fv"):
-                continue
-            fv = (summary.get(f"{setup}/{test}") or {}).get("gbps")
-            if fv and ss:
-                ratios.append(f"{tname}: {sname} / strongSwan ⇄ strongSwan = **{fv / ss:.1f}×**")
-    if ratios:
-        lines += ["", "Ratios of medians in this run: " + "; ".join(ratios) + "."]
+    lines += latency_table(summary) + small_packets_table(summary) + ratio_table(summary)
     return "\n".join(lines)
 
 
-def svg(summary, title):
-    """Two panels of grouped bars: Gbit/s for the TCP tests, k packets/s received for UDP."""
-    w, h, top, left, ph = 1000, 420, 60, 70, 280
-    panels = [
-        ("Gbit/s (iperf3 TCP, median)", [t for t in TESTS if t[0].startswith("tcp")], "gbps", 1.0),
-        ("k packets/s received (iperf3 UDP, median)", [t for t in TESTS if t[0].startswith("udp")], "pps", 1e-3),
+def latency_table(summary):
+    rows = [(s, n, summary.get(f"{s}/lat")) for s, n in SETUPS if summary.get(f"{s}/lat")]
+    if not rows:
+        return []
+    out = [
+        "",
+        "**Latency under load** (test `lat`: ping every 5 ms A → B through the tunnel while one iperf3 TCP "
+        "stream runs A → B; RTT in ms, median over the runs of each run's percentile; idle = p50 of 100 "
+        "pings just before the stream):",
+        "",
+        "| setup | idle p50 | p50 | p90 | p99 | pings (lost) | TCP Gbit/s meanwhile |",
+        "|---|---|---|---|---|---|---|",
     ]
-    pw = (w - left - 40) / 2 - 40
+    for s, n, c in rows:
+        lost = fmt(c.get("ping_loss_pct"), ".1f")
+        out.append(
+            f"| {n} | {fmt(c.get('rtt_idle_p50_ms'), '.2f')} | **{fmt(c.get('rtt_p50_ms'), '.2f')}** | "
+            f"{fmt(c.get('rtt_p90_ms'), '.2f')} | **{fmt(c.get('rtt_p99_ms'), '.2f')}** | "
+            f"{c.get('pings', 0):.0f} ({lost} %) | {c['gbps']:.2f} |"
+        )
+    return out
+
+
+def small_packets_table(summary):
+    rows = [(s, n, summary.get(f"{s}/udp64")) for s, n in SETUPS if summary.get(f"{s}/udp64")]
+    if not rows:
+        return []
+    veth = (summary.get("veth/udp64") or {}).get("pps")
+    out = [
+        "",
+        "**Small packets** (test `udp64`: iperf3 UDP at unlimited rate, 64-byte inner IP packets; packets/s "
+        "the iperf3 server received, and iperf3's loss):",
+        "",
+        "| setup | k packets/s received | of bare veth | loss |",
+        "|---|---|---|---|",
+    ]
+    for s, n, c in rows:
+        pps = c.get("pps")
+        share = f"{100 * pps / veth:.0f} %" if pps and veth else "–"
+        out.append(f"| {n} | **{fmt(pps and pps / 1e3, '.0f')}** | {share} | {fmt(c.get('loss_pct'), '.1f')} % |")
+    return out
+
+
+def ratio_table(summary):
+    rivals = [(r, n) for r, n in SETUPS if r in RIVALS and any(k.startswith(r + "/") for k in summary)]
+    ours = [(s, n) for s, n in SETUPS if s.startswith("fv-fv") and any(k.startswith(s + "/") for k in summary)]
+    if not rivals or not ours:
+        return []
+    out = [
+        "",
+        "**Ratios of medians in this run** (ferrovpn's Gbit/s — for `udp64` the same as packets/s — divided "
+        "by the column's; `lat` compares the TCP stream that ran beside the pings):",
+        "",
+        "| ferrovpn setup | test | " + " | ".join(f"/ {n}" for _, n in rivals) + " |",
+        "|---|---|" + "---|" * len(rivals),
+    ]
+    for s, n in ours:
+        for t, tname in TESTS:
+            fv = (summary.get(f"{s}/{t}") or {}).get("gbps")
+            if not fv:
+                continue
+            cells = []
+            for r, _ in rivals:
+                g = (summary.get(f"{r}/{t}") or {}).get("gbps")
+                cells.append(f"{fv / g:.2f}×" if g else "–")
+            out.append(f"| {n} | {tname} | " + " | ".join(cells) + " |")
+    return out
+
+
+def svg(summary, title):
+    """One horizontal bar chart per test, stacked: Gbit/s for TCP and udp1400, k packets/s for udp64,
+    RTT p50/p90/p99 (ms) for lat. Setups that were not measured are left out."""
+    setups = [(s, n) for s, n in SETUPS if any(k.startswith(s + "/") for k in summary)]
+    panels = []
+    for t, tname in TESTS:
+        if not any(summary.get(f"{s}/{t}") for s, _ in setups):
+            continue
+        if t == "lat":
+            panels.append((t, f"{tname}: ping RTT under load, ms (p50 / p90 / p99; shorter is better)",
+                           [("rtt_p50_ms", 1.0, 1.0), ("rtt_p90_ms", 1.0, 0.65), ("rtt_p99_ms", 1.0, 0.35)]))
+        elif t == "udp64":
+            panels.append((t, f"{tname}: k packets/s received (median)", [("pps", 1e-3, 1.0)]))
+        else:
+            panels.append((t, f"{tname}: Gbit/s (median)", [("gbps", 1.0, 1.0)]))
+    w, left, right, bar, gap, head = 900, 230, 90, 14, 6, 34
+    y = 44
+    body = []
+    for t, ptitle, keys in panels:
+        body.append(f'<text x="{left}" y="{y + 16}" font-weight="bold">{ptitle}</text>')
+        y += head
+        vals = [(summary.get(f"{s}/{t}") or {}).get(k) for s, _ in setups for k, _, _ in keys]
+        vmax = max([v * sc for v, (_, sc, _) in zip(vals, keys * len(setups)) if v] or [1.0])
+        pw = w - left - right
+        for s, n in setups:
+            c = summary.get(f"{s}/{t}") or {}
+            body.append(f'<text x="{left - 8}" y="{y + bar * len(keys) / 2 + 4}" text-anchor="end">{n}</text>')
+            for k, sc, op in keys:
+                v = c.get(k)
+                if v is not None:
+                    v *= sc
+                    bw = max(pw * v / vmax, 1)
+                    body.append(f'<rect x="{left}" y="{y}" width="{bw:.1f}" height="{bar - 2}" fill="{COLORS[s]}" fill-opacity="{op}"/>')
+                    body.append(f'<text x="{left + bw + 4:.1f}" y="{y + bar - 4}" font-size="10">{v:.3g}</text>')
+                else:
+                    body.append(f'<text x="{left + 4}" y="{y + bar - 4}" font-size="10">not measured</text>')
+                y += bar
+            y += gap
+        y += 14
+    h = y + 10
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
         f'<rect width="{w}" height="{h}" fill="white"/>',
         f'<text x="{w / 2}" y="22" text-anchor="middle" font-size="15">{title}</text>',
+        *body,
+        "</svg>",
     ]
-    for pi, (ptitle, tests, key, scale) in enumerate(panels):
-        x0 = left + pi * (pw + 80)
-        vals = [
-            (summary.get(f"{s}/{t}") or {}).get(key) for t, _ in tests for s, _ in SETUPS
-        ]
-        vmax = max([v * scale for v in vals if v] or [1.0]) * 1.1
-        out.append(f'<text x="{x0 + pw / 2}" y="{top - 12}" text-anchor="middle">{ptitle}</text>')
-        out.append(f'<line x1="{x0}" y1="{top + ph}" x2="{x0 + pw}" y2="{top + ph}" stroke="black"/>')
-        out.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{top + ph}" stroke="black"/>')
-        for k in range(5):
-            v = vmax * k / 4
-            y = top + ph - ph * k / 4
-            out.append(f'<text x="{x0 - 6}" y="{y + 4}" text-anchor="end">{v:.3g}</text>')
-            out.append(f'<line x1="{x0}" y1="{y}" x2="{x0 + pw}" y2="{y}" stroke="#ddd"/>')
-        gw = pw / len(tests)
-        bw = gw * 0.8 / len(SETUPS)
-        for ti, (t, tname) in enumerate(tests):
-            gx = x0 + ti * gw + gw * 0.1
-            out.append(f'<text x="{x0 + ti * gw + gw / 2}" y="{top + ph + 18}" text-anchor="middle">{tname}</text>')
-            for si, (s, _) in enumerate(SETUPS):
-                v = (summary.get(f"{s}/{t}") or {}).get(key)
-                if v is None:
-                    continue
-                v *= scale
-                bh = ph * v / vmax
-                x = gx + si * bw
-                out.append(
-                    f'<rect x="{x:.1f}" y="{top + ph - bh:.1f}" width="{bw - 2:.1f}" height="{bh:.1f}" fill="{COLORS[s]}"/>'
-                )
-                out.append(
-                    f'<text x="{x + bw / 2 - 1:.1f}" y="{top + ph - bh - 3:.1f}" text-anchor="middle" font-size="10">{v:.3g}</text>'
-                )
-    lx = left
-    for s, sname in SETUPS:
-        out.append(f'<rect x="{lx}" y="{h - 30}" width="12" height="12" fill="{COLORS[s]}"/>')
-        out.append(f'<text x="{lx + 16}" y="{h - 20}">{sname}</text>')
-        lx += 170
-    out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
@@ -193,7 +263,7 @@ def main():
     base = os.path.splitext(a.csv)[0]
     meta = {k: getattr(a, k) for k in ("label", "machine", "date", "command", "load", "ferrovpn", "rival")}
     json.dump({"meta": meta, "results": summary}, open(base + ".json", "w"), indent=1)
-    title = f"iperf3 through ESP aes128gcm16, 2 namespaces, {a.label} ({a.date})"
+    title = f"iperf3 and ping through each tunnel, 2 namespaces, run {a.label} ({a.date})"
     open(base + ".svg", "w").write(svg(summary, title))
     tab = table(summary)
     print(tab)

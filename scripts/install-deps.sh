@@ -2,7 +2,19 @@
 # Installs what the namespace tests, the strongSwan interop captures, the demo and the benchmarks
 # need on a fresh Debian 12 machine (run as root). Idempotent and non-interactive: it runs
 # `apt-get update` and `apt-get install` only when a package is missing, so a second run is fast.
+#   --bench-rivals   also the optional rivals of scripts/bench.sh (BENCH_RIVALS=1): Debian's
+#                    wireguard-go and wireguard-tools (`wg`), and boringtun-cli from crates.io
+#                    (`cargo install --locked`, into ~/.cargo/bin; a few minutes of compiling)
 set -euo pipefail
+
+RIVALS=0
+for arg in "$@"; do
+    case "$arg" in
+        --bench-rivals) RIVALS=1 ;;
+        *) echo "install-deps.sh: unknown option $arg (known: --bench-rivals)" >&2; exit 2 ;;
+    esac
+done
+BORINGTUN_VERSION=0.7.1
 
 PACKAGES=(
     iproute2            # ip netns, veth, addresses, routes
@@ -22,6 +34,19 @@ PACKAGES=(
     ca-certificates
 )
 
+[ "$RIVALS" = 0 ] || PACKAGES+=(wireguard-go wireguard-tools)
+
+# boringtun-cli when asked for and missing (after the Debian packages, which never need it).
+install_boringtun() {
+    [ "$RIVALS" = 1 ] || return 0
+    if command -v boringtun-cli >/dev/null 2>&1 || [ -x "${HOME:-/root}/.cargo/bin/boringtun-cli" ]; then
+        return 0
+    fi
+    command -v cargo >/dev/null 2>&1 || { echo "install-deps.sh: boringtun-cli needs cargo (rustup)" >&2; exit 1; }
+    echo "install-deps.sh: cargo install boringtun-cli $BORINGTUN_VERSION"
+    cargo install --locked --version "$BORINGTUN_VERSION" boringtun-cli
+}
+
 if [ "$(id -u)" != 0 ]; then
     echo "install-deps.sh: must run as root (apt-get install)" >&2
     exit 1
@@ -36,6 +61,7 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps.sh: all ${#PACKAGES[@]} packages present"
+    install_boringtun
     exit 0
 fi
 
@@ -53,4 +79,5 @@ apt-get install -y -q --no-install-recommends \
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now strongswan.service strongswan-starter.service >/dev/null 2>&1 || true
 fi
+install_boringtun
 echo "install-deps.sh: done"
