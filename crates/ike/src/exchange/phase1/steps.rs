@@ -80,8 +80,8 @@ impl IkeSa {
         );
     }
 
-    /// Derives the keys (see [`derive_keys`](super::keys::derive_keys)); `None` after INVALID-KEY-INFORMATION
-    /// (the peer's public value is not a valid one of the group).
+    /// The keys of a finished Diffie-Hellman job (see [`keyed`](super::keys::keyed)); `None`
+    /// after INVALID-KEY-INFORMATION (the peer's public value is not a valid one of the group).
     pub(crate) fn keys_or_fail(
         &mut self,
         ctx: &mut Ctx<'_>,
