@@ -25,6 +25,8 @@ pub const MAX_QUEUED: usize = 64;
 /// retransmissions that bring the client's REPLY back, short enough that a changed password
 /// or a locked account takes effect soon.
 pub const RESULT_TTL: Duration = Duration::from_secs(60);
+/// PAM errors (not denials) are logged at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Results kept at most (the oldest goes first).
 const MAX_RESULTS: usize = 4096;
 
@@ -189,6 +191,7 @@ impl PamVerifier {
     pub fn new(service: String, confdir: Option<PathBuf>) -> PamVerifier {
         let (s, d) = (service.clone(), confdir.clone());
         let stats = PamStats::global();
+        let last_log: Mutex<Option<Instant>> = Mutex::new(None);
         let check: Checker = Arc::new(move |user: &str, password: &[u8]| {
             stats.checks.fetch_add(1, Ordering::Relaxed);
             match crate::sys::pam::check(&s, d.as_deref(), user, password) {
@@ -196,7 +199,13 @@ impl PamVerifier {
                 Err(f) => {
                     if !f.is_denial() {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(service = %s, "PAM error (answered as a rejection): {f}");
+                        let mut last = last_log.lock().unwrap_or_else(|p| p.into_inner());
+                        let now = Instant::now();
+                        if last.is_none_or(|t| now.saturating_duration_since(t) >= ERROR_LOG_EVERY)
+                        {
+                            *last = Some(now);
+                            tracing::warn!(service = %s, "PAM error, answered as a rejection (logged at most every {}s; all counted in xauth_pam_errors): {f}", ERROR_LOG_EVERY.as_secs());
+                        }
                     }
                     false
                 }
