@@ -25,6 +25,10 @@ pub const MAX_QUEUED: usize = 64;
 /// retransmissions that bring the client's REPLY back, short enough that a changed password
 /// or a locked account takes effect soon.
 pub const RESULT_TTL: Duration = Duration::from_secs(60);
+/// Longer user names are refused without asking PAM (and never fill the result table).
+const MAX_USER: usize = 255;
+/// Linux-PAM's PAM_MAX_RESP_SIZE: a longer password cannot be a conversation's answer.
+const MAX_PASSWORD: usize = 512;
 /// PAM errors (not denials) are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Results kept at most (the oldest goes first).
@@ -279,7 +283,13 @@ impl Drop for PamVerifier {
 
 impl XauthVerifier for PamVerifier {
     fn verify(&self, now: Instant, user: &str, password: &[u8]) -> XauthVerdict {
-        if user.is_empty() || user.contains('\0') || password.is_empty() || password.contains(&0) {
+        if user.is_empty()
+            || user.len() > MAX_USER
+            || user.contains('\0')
+            || password.is_empty()
+            || password.len() > MAX_PASSWORD
+            || password.contains(&0)
+        {
             return XauthVerdict::Reject;
         }
         let key = self.key(user, password);
@@ -421,6 +431,13 @@ mod tests {
         assert_eq!(v.verify(t, "", b"secret"), Reject);
         assert_eq!(v.verify(t, "alice", b""), Reject);
         assert_eq!(v.verify(t, "alice", b"sec\0ret"), Reject);
+        assert_eq!(v.verify(t, &"a".repeat(256), b"secret"), Reject);
+        assert_eq!(v.verify(t, "alice", &[b'x'; 513]), Reject);
+        assert_eq!(
+            v.shared.lock().queue.len(),
+            2,
+            "alicf and secret2 only were queued"
+        );
     }
 
     /// The result table is bounded: past MAX_RESULTS the oldest result goes.
