@@ -34,6 +34,12 @@
 #   gateway-users-reload    `ferrovpn reload` takes a changed users file in place: alice (up)
 #                           stays up, added carol logs in, removed alice no longer can; a
 #                           broken users file is refused naming its line, the old users kept
+#   gateway-pam             the gateway checks XAuth through PAM (xauth_pam_service with
+#                           xauth_pam_confdir: pam_exec running a script that accepts one
+#                           user and password, no /etc/pam.d): strongSwan with a wrong
+#                           password is refused (the check runs off the event loop, the
+#                           REPLY answered on its retransmission), with the right one connects;
+#                           status --json counts the PAM checks
 #   gateway-ferrovpn-dual-stack  both dual-stack: an address from pool and pool6, one Quick
 #                           Mode per family, ping, ping6, IPv6 transfer, both leases released
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
@@ -316,7 +322,8 @@ GW_IN=203.0.113.1
 GW_IN6=2001:db8:2::1
 
 # gw_conf [PUSH]: ferrovpn's gateway config g.toml with users alice and bob; with GW_POOL6 set
-# also an IPv6 pool, IPv6 selectors and routes, and $GW_IN6 on A's lo.
+# also an IPv6 pool, IPv6 selectors and routes, and $GW_IN6 on A's lo; GW_USERS replaces the
+# users_file line (e.g. by xauth_pam_service).
 gw_conf() {
     local pool6="" sel="local_ts = \"203.0.113.0/24\"
 remote_ts = \"$GW_POOL\"
@@ -340,7 +347,7 @@ routes = [\"$GW_POOL\", \"$GW_POOL6\"]"
         C_START=respond C_ESP=aes128gcm16 C_MODE="${GW_MODE:-main}" C_EXTRA="${GW_EXTRA:-}
 remote_access = \"gateway\"
 pool = \"$GW_POOL\"
-users_file = \"$FV_TMP/users\"
+${GW_USERS:-users_file = \"$FV_TMP/users\"}
 dns = [\"203.0.113.53\"]
 domains = [\"corp.example\"]
 banner = \"Authorized e2e users only\"
@@ -769,7 +776,62 @@ case_gateway_users_reload() {
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split dual-stack dual-stack-ipv4-gateway wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-dual-stack gateway-ferrovpn-client-prompt gateway-users-reload)
+# PAM as the gateway's users (xauth_pam_service): a service file in a directory of the test's
+# own (xauth_pam_confdir, pam_start_confdir of Linux-PAM 1.4+), pam_exec running check.sh with
+# the password on its stdin; a wrong password is refused, the right one connects.
+case_gateway_pam() {
+    FV_NO_IPV6=1 fv_two_ns
+    local pamd="$FV_TMP/pam.d" log="$FV_TMP/gateway.log" mods
+    mods="$(dirname "$(find /lib /usr/lib /lib64 /usr/lib64 -name pam_exec.so -path '*security*' 2>/dev/null | head -n 1)")"
+    if [ ! -f "$mods/pam_permit.so" ] || [ ! -f "$mods/pam_deny.so" ]; then
+        local why="Linux-PAM modules pam_exec/pam_permit/pam_deny not found (libpam-modules)"
+        [ "${CI:-}" = true ] && fail "$why and CI=true"
+        skip "$why"
+    fi
+    mkdir -p "$pamd"
+    # pam_exec writes the password and a NUL (expose_authtok); exit 0 accepts.
+    cat >"$pamd/check.sh" <<'SH'
+#!/bin/sh
+pw=$(tr -d '\000')
+[ "$PAM_USER" = alice ] && [ "$pw" = "pam pass phrase" ]
+SH
+    chmod 755 "$pamd/check.sh"
+    # pam_exec's failure is a system error; pam_deny makes it a denial (PAM_AUTH_ERR).
+    printf '%s\n' "auth [success=done default=ignore] pam_exec.so quiet expose_authtok $pamd/check.sh" \
+        "auth required pam_deny.so" "account required pam_permit.so" >"$pamd/ferrovpn-e2e"
+    GW_USERS="xauth_pam_service = \"ferrovpn-e2e\"
+xauth_pam_confdir = \"$pamd\"" gw_conf pull
+    "$FERROVPN" check --config "$FV_TMP/g.toml" >"$FV_TMP/check.txt" 2>&1 || { cat "$FV_TMP/check.txt" >&2; fail "check refused the PAM gateway"; }
+    grep -q "XAuth users: PAM service ferrovpn-e2e in $pamd" "$FV_TMP/check.txt" ||
+        { cat "$FV_TMP/check.txt" >&2; fail "check does not name the PAM service"; }
+    ok "check: $(grep -o 'XAuth users: PAM service [^,]*' "$FV_TMP/check.txt")"
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    ss_client "$FV_NS_B" alice "wrong pam password" 192.0.2.2
+    fv_swanctl "$FV_NS_B" --initiate --child gw --timeout 30 >"$FV_TMP/initiate-wrong.txt" 2>&1 &&
+        fail "strongSwan connected with a wrong password through PAM"
+    e2e_wait_log "$log" "XAuth failed: wrong user name or password for user \"alice\"" 10 ||
+        fail "the gateway does not log the PAM rejection"
+    ok "wrong password refused through PAM: $(grep -m1 -o 'XAuth failed.*' "$log")"
+    [ "$(e2e_q "$SOCK_G" 'len(sas)')" = 0 ] || fail "the gateway installed an IPsec SA for a rejected user"
+    fv_charon_stop "$FV_NS_B"
+    ss_client "$FV_NS_B" alice "pam pass phrase" 192.0.2.2
+    gw_client_up "$FV_NS_B" alice
+    e2e_wait_log "$log" "remote-access client alice from 192.0.2.2:[0-9]+ got $VIP" 5 ||
+        fail "the gateway does not log alice's lease"
+    grep -q "pam pass phrase" "$log" && fail "the password appears in the gateway log"
+    e2e_ping "$FV_NS_B" "$VIP" "$GW_IN" 3
+    local c
+    c="$(e2e_q "$SOCK_G" '[d["counters"]["ike"][k] for k in ("xauth_pam_checks", "xauth_pam_busy", "xauth_pam_errors", "xauth_hashed")]')"
+    python3 -c 'import sys; c = eval(sys.argv[1]); sys.exit(not (c[0] >= 2 and c[1] >= 2 and c[2] == 0 and c[3] == 0))' "$c" ||
+        fail "status --json PAM counters [checks, busy, errors, hashed] are $c"
+    ok "status --json [xauth_pam_checks, xauth_pam_busy, xauth_pam_errors, xauth_hashed] = $c"
+    fv_charon_stop "$FV_NS_B"
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
+CASES=(main-full aggressive-split dual-stack dual-stack-ipv4-gateway wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-dual-stack gateway-ferrovpn-client-prompt gateway-users-reload gateway-pam)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

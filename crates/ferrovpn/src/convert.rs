@@ -258,7 +258,7 @@ fn gateway(g: &crate::config::Gateway) -> ferrovpn_ike::config::RemoteAccessGate
         ..Default::default()
     };
     ferrovpn_ike::config::RemoteAccessGateway {
-        users: Some(g.users.clone() as std::sync::Arc<dyn ferrovpn_ike::config::XauthVerifier>),
+        users: Some(g.users.verifier()),
         pool: (v4(g.pool.addr()), g.pool.prefix_len()),
         pool6: g.pool6.and_then(|p| match p.addr() {
             IpAddr::V6(a) => Some((a, p.prefix_len())),

@@ -14,6 +14,7 @@ pub mod key_files;
 pub mod netlink;
 #[cfg(test)]
 mod netns;
+pub mod pam_users;
 pub mod prefix_table;
 pub mod remote_access;
 pub mod routing;

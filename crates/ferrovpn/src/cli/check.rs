@@ -123,10 +123,9 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 &mut s,
                 "gateway",
                 format!(
-                    "pool {}, XAuth users: {} from {}, a source locked out after {} wrong passwords within {}",
+                    "pool {}, XAuth users: {}, a source locked out after {} wrong passwords within {}",
                     g.pool,
-                    g.users.users().len(),
-                    g.users_file.display(),
+                    g.users.describe(),
                     g.max_failures,
                     format_duration(g.lockout)
                 ),

@@ -34,7 +34,7 @@ pub use error::ConfigError;
 pub use identity::Identity;
 pub use negotiation::{Fragmentation, Mode, NatTraversal, Start};
 pub use remark::{Remark, Scope, Severity};
-pub use remote_access::{Gateway, RemoteAccess, Xauth};
+pub use remote_access::{Gateway, RemoteAccess, Xauth, XauthUsers};
 pub use secret::{Psk, Purpose};
 pub use tunnel::{check_interface_name, RouteBased, SelectorPair, TcpMss, Tunnel};
 pub use units::{format_duration, parse_duration};

@@ -101,6 +101,8 @@ pub(super) struct RawConnection {
     pub(super) split_include: Option<Vec<String>>,
     pub(super) banner: Option<String>,
     pub(super) users_file: Option<PathBuf>,
+    pub(super) xauth_pam_service: Option<String>,
+    pub(super) xauth_pam_confdir: Option<PathBuf>,
     pub(super) xauth_max_failures: Option<i64>,
     pub(super) xauth_lockout: Option<String>,
 }

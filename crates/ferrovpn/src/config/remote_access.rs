@@ -57,15 +57,49 @@ pub struct Gateway {
     pub domains: Vec<String>,
     pub split_include: Vec<IpNet>,
     pub banner: Option<String>,
-    /// The XAuth users (SHA-512 crypt), from `users_file`; a reload replaces them in place.
-    pub users: std::sync::Arc<crate::users::UserStore>,
-    pub users_file: PathBuf,
+    /// Where the XAuth users are checked: `users_file` or PAM.
+    pub users: XauthUsers,
     /// Push the settings (SET) instead of answering the client's REQUEST.
     pub push: bool,
     /// Wrong XAuth passwords from one source address within `lockout` before that address is
     /// locked out for the rest of `lockout` (`xauth_max_failures`, `xauth_lockout`).
     pub max_failures: u32,
     pub lockout: std::time::Duration,
+}
+
+/// Where a gateway checks XAuth user names and passwords.
+#[derive(Debug, Clone)]
+pub enum XauthUsers {
+    /// `users_file`: SHA-512 crypt hashes; a reload replaces them in place.
+    File {
+        store: std::sync::Arc<crate::users::UserStore>,
+        path: PathBuf,
+    },
+    /// `xauth_pam_service` (and `xauth_pam_confdir`): PAM, off the event loop.
+    Pam(std::sync::Arc<crate::pam_users::PamVerifier>),
+}
+
+impl XauthUsers {
+    /// The verifier the ike gateway config takes.
+    pub fn verifier(&self) -> std::sync::Arc<dyn ferrovpn_ike::config::XauthVerifier> {
+        match self {
+            XauthUsers::File { store, .. } => store.clone(),
+            XauthUsers::Pam(p) => p.clone(),
+        }
+    }
+
+    /// For `check`: "3 from /etc/ferrovpn/users" or "PAM service ferrovpn".
+    pub fn describe(&self) -> String {
+        match self {
+            XauthUsers::File { store, path } => {
+                format!("{} from {}", store.users().len(), path.display())
+            }
+            XauthUsers::Pam(p) => match &p.confdir {
+                None => format!("PAM service {}", p.service),
+                Some(d) => format!("PAM service {} in {}", p.service, d.display()),
+            },
+        }
+    }
 }
 
 /// `xauth_max_failures` default and range.
@@ -89,6 +123,8 @@ pub(super) struct RawRemoteAccess {
     pub(super) split_include: Option<Vec<String>>,
     pub(super) banner: Option<String>,
     pub(super) users_file: Option<PathBuf>,
+    pub(super) xauth_pam_service: Option<String>,
+    pub(super) xauth_pam_confdir: Option<PathBuf>,
     pub(super) xauth_max_failures: Option<i64>,
     pub(super) xauth_lockout: Option<String>,
 }
@@ -113,6 +149,8 @@ impl RawRemoteAccess {
             split_include: rc.split_include.take(),
             banner: rc.banner.take(),
             users_file: rc.users_file.take(),
+            xauth_pam_service: rc.xauth_pam_service.take(),
+            xauth_pam_confdir: rc.xauth_pam_confdir.take(),
             xauth_max_failures: rc.xauth_max_failures.take(),
             xauth_lockout: rc.xauth_lockout.take(),
         }
@@ -139,6 +177,8 @@ pub(super) fn validate_gateway(
             ("split_include", raw.split_include.is_some()),
             ("banner", raw.banner.is_some()),
             ("users_file", raw.users_file.is_some()),
+            ("xauth_pam_service", raw.xauth_pam_service.is_some()),
+            ("xauth_pam_confdir", raw.xauth_pam_confdir.is_some()),
             ("xauth_max_failures", raw.xauth_max_failures.is_some()),
             ("xauth_lockout", raw.xauth_lockout.is_some()),
         ] {
@@ -154,7 +194,9 @@ pub(super) fn validate_gateway(
         ("dns_hook", raw.dns_hook.is_some()),
     ] {
         if set {
-            return Err(format!("{k} is a client key; a gateway has users_file"));
+            return Err(format!(
+                "{k} is a client key; a gateway has users_file or xauth_pam_service"
+            ));
         }
     }
     if start != Start::Respond {
@@ -269,10 +311,38 @@ pub(super) fn validate_gateway(
         }
     };
     let (max_failures, lockout) = lockout(raw)?;
-    let file = raw.users_file.as_ref().ok_or(
-        "remote_access = \"gateway\" needs users_file (make it with `ferrovpn user add FILE NAME`)",
-    )?;
-    let file = secret_file::resolve(base, file);
+    let users = users(raw, base, purpose, notes)?;
+    Ok(Some(Gateway {
+        pool,
+        pool6,
+        dns,
+        dns6,
+        domains,
+        split_include,
+        banner: raw.banner.clone(),
+        users,
+        push,
+        max_failures,
+        lockout,
+    }))
+}
+
+/// `users_file` or `xauth_pam_service` (with `xauth_pam_confdir`): exactly one.
+fn users(
+    raw: &RawRemoteAccess,
+    base: &Path,
+    purpose: Purpose,
+    notes: &mut Vec<(Severity, String)>,
+) -> Result<XauthUsers, String> {
+    if raw.xauth_pam_confdir.is_some() && raw.xauth_pam_service.is_none() {
+        return Err("xauth_pam_confdir needs xauth_pam_service".into());
+    }
+    let file = match (&raw.users_file, &raw.xauth_pam_service) {
+        (Some(_), Some(_)) => return Err("users_file and xauth_pam_service: set one of the two (the gateway checks XAuth passwords against a users file or through PAM)".into()),
+        (None, None) => return Err("remote_access = \"gateway\" needs users_file (make it with `ferrovpn user add FILE NAME`) or xauth_pam_service (a PAM service, e.g. \"ferrovpn\")".into()),
+        (None, Some(service)) => return pam(service, raw.xauth_pam_confdir.as_deref(), base, notes),
+        (Some(f), None) => secret_file::resolve(base, f),
+    };
     let users = match crate::users::Users::load(&file) {
         Ok(u) => u,
         Err(_) if purpose == Purpose::Check && !file.exists() => {
@@ -284,20 +354,60 @@ pub(super) fn validate_gateway(
         }
         Err(e) => return Err(format!("users_file {e}")),
     };
-    Ok(Some(Gateway {
-        pool,
-        pool6,
-        dns,
-        dns6,
-        domains,
-        split_include,
-        banner: raw.banner.clone(),
-        users: std::sync::Arc::new(crate::users::UserStore::new(users)),
-        users_file: file,
-        push,
-        max_failures,
-        lockout,
-    }))
+    Ok(XauthUsers::File {
+        store: std::sync::Arc::new(crate::users::UserStore::new(users)),
+        path: file,
+    })
+}
+
+/// PAM directories holding service files when no `xauth_pam_confdir` is given.
+const PAM_DIRS: [&str; 3] = ["/etc/pam.d", "/usr/lib/pam.d", "/usr/share/pam.d"];
+
+/// `xauth_pam_service`: a service name, libpam loadable now (with `pam_start_confdir` for a
+/// `xauth_pam_confdir`), a warning when no file of the service is found.
+fn pam(
+    service: &str,
+    confdir: Option<&Path>,
+    base: &Path,
+    notes: &mut Vec<(Severity, String)>,
+) -> Result<XauthUsers, String> {
+    if service.is_empty()
+        || service.len() > 64
+        || service.starts_with('.')
+        || !service
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!("xauth_pam_service: '{service}' is not a PAM service name (1 to 64 letters, digits, '.', '_', '-'; a file in /etc/pam.d)"));
+    }
+    let confdir = confdir.map(|d| secret_file::resolve(base, d));
+    if let Some(d) = &confdir {
+        if !d.is_dir() {
+            return Err(format!(
+                "xauth_pam_confdir {} is not a directory",
+                d.display()
+            ));
+        }
+    }
+    crate::sys::pam::available(confdir.is_some()).map_err(|e| format!("xauth_pam_service: {e}"))?;
+    let found = match &confdir {
+        Some(d) => d.join(service).is_file(),
+        None => PAM_DIRS
+            .iter()
+            .any(|d| Path::new(d).join(service).is_file()),
+    };
+    if !found {
+        let place = confdir
+            .as_ref()
+            .map_or_else(|| PAM_DIRS.join(", "), |d| d.display().to_string());
+        notes.push((
+            Severity::Warning,
+            format!("xauth_pam_service \"{service}\": no such file in {place}: PAM applies its \"other\" service, which usually refuses everyone"),
+        ));
+    }
+    Ok(XauthUsers::Pam(std::sync::Arc::new(
+        crate::pam_users::PamVerifier::new(service.to_string(), confdir),
+    )))
 }
 
 /// `xauth_max_failures` (1 to 1000) and `xauth_lockout` (1 s to 24 h).

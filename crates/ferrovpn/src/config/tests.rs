@@ -1396,3 +1396,88 @@ fn the_xauth_lockout_is_configurable_within_bounds() {
         "{e}"
     );
 }
+
+/// `xauth_pam_service` (and `xauth_pam_confdir`) in place of `users_file`: exactly one of the
+/// two, a service name, a confdir that is a directory (relative to the config's directory),
+/// a warning when the service has no file there; the ike gateway gets the PAM verifier.
+#[test]
+fn a_gateway_checks_users_through_pam_instead_of_a_users_file() {
+    let dir = TempDir::new("gateway-pam");
+    let pamd = dir.0.as_path().join("pam.d");
+    std::fs::create_dir_all(&pamd).unwrap();
+    std::fs::write(pamd.join("ferrovpn"), "auth required pam_deny.so\n").unwrap();
+    crate::users::add(&dir.0.as_path().join("users"), "alice", "pw").unwrap();
+    let pam = |keys: &str| gateway_text("").replace("users_file = \"users\"", keys);
+    let parse = |text: &str| Config::parse(text, dir.0.as_path()).map_err(|e| e.to_string());
+    if let Err(e) = crate::sys::pam::available(true) {
+        // Without libpam (or an old one) the config is refused with the reason.
+        let e2 = parse(&pam(
+            "xauth_pam_service = \"ferrovpn\"\nxauth_pam_confdir = \"pam.d\"",
+        ))
+        .unwrap_err();
+        assert!(e2.contains(&e), "{e2}");
+        eprintln!("libpam unavailable ({e}): only the refusal was tested");
+        return;
+    }
+    let c = parse(&pam(
+        "xauth_pam_service = \"ferrovpn\"\nxauth_pam_confdir = \"pam.d\"",
+    ))
+    .unwrap();
+    match &c.connections[0].gateway.as_ref().unwrap().users {
+        XauthUsers::Pam(p) => {
+            assert_eq!(p.service, "ferrovpn");
+            assert_eq!(p.confdir.as_deref(), Some(pamd.as_path()));
+        }
+        other => panic!("not PAM: {other:?}"),
+    }
+    assert!(warnings(&c)
+        .iter()
+        .all(|w| !w.contains("xauth_pam_service")));
+    assert!(crate::convert::connection(&c.connections[0])
+        .gateway
+        .unwrap()
+        .users
+        .is_some());
+    let c = parse(&pam(
+        "xauth_pam_service = \"other-svc\"\nxauth_pam_confdir = \"pam.d\"",
+    ))
+    .unwrap();
+    assert!(
+        warnings(&c)
+            .iter()
+            .any(|w| w.contains("xauth_pam_service \"other-svc\": no such file in")),
+        "{:?}",
+        warnings(&c)
+    );
+    for (keys, want) in [
+        (
+            "users_file = \"users\"\nxauth_pam_service = \"ferrovpn\"",
+            "users_file and xauth_pam_service: set one of the two",
+        ),
+        (
+            "",
+            "needs users_file (make it with `ferrovpn user add FILE NAME`) or xauth_pam_service",
+        ),
+        (
+            "users_file = \"users\"\nxauth_pam_confdir = \"pam.d\"",
+            "xauth_pam_confdir needs xauth_pam_service",
+        ),
+        (
+            "xauth_pam_service = \"../shadow\"",
+            "xauth_pam_service: '../shadow' is not a PAM service name",
+        ),
+        ("xauth_pam_service = \"\"", "is not a PAM service name"),
+        (
+            "xauth_pam_service = \"ferrovpn\"\nxauth_pam_confdir = \"users\"",
+            "users is not a directory",
+        ),
+    ] {
+        let e = parse(&pam(keys)).unwrap_err();
+        assert!(e.contains(want), "{keys}: {e}");
+    }
+    let e = err(&with("psk = \"x\"\nxauth_pam_service = \"ferrovpn\"", RB));
+    assert!(
+        e.contains("xauth_pam_service needs remote_access = \"gateway\""),
+        "{e}"
+    );
+}

@@ -220,13 +220,16 @@ impl StatusView {
         let io = &shared.counters;
         let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let xl = crate::users::Limiter::global();
+        let xp = crate::pam_users::PamStats::global();
         let json = json!({
             "uptime_s": now.saturating_duration_since(started).as_secs(),
             "connections": connections,
             "counters": {
                 "ike": { "received": ic.received, "malformed": ic.malformed, "unknown_sa": ic.unknown_sa, "invalid_cookie": ic.invalid_cookie,
                          "no_connection": ic.no_connection, "half_open_dropped": ic.half_open_dropped, "half_open_replaced": ic.half_open_replaced, "xauth_locked_out": ic.xauth_locked_out,
-                         "xauth_hashed": ld(&xl.hashed), "xauth_cached": ld(&xl.cached), "xauth_throttled": ld(&xl.throttled), "duplicates": ic.duplicates,
+                         "xauth_hashed": ld(&xl.hashed), "xauth_cached": ld(&xl.cached), "xauth_throttled": ld(&xl.throttled),
+                         "xauth_pam_checks": ld(&xp.checks), "xauth_pam_answered": ld(&xp.answered), "xauth_pam_busy": ld(&xp.busy),
+                         "xauth_pam_queue_full": ld(&xp.queue_full), "xauth_pam_errors": ld(&xp.errors), "duplicates": ic.duplicates,
                          "bad_hash": ic.bad_hash, "unexpected": ic.unexpected, "queue_dropped": ld(&io.ike_queue_dropped),
                          "recovery_triggers": ic.recovery_triggers, "recovery_actions": ic.recovery_actions,
                          "fragments_received": ic.fragments_received, "fragments_reassembled": ic.fragments_reassembled,

@@ -116,6 +116,7 @@ impl Daemon {
         let io = &self.shared.counters;
         let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let xl = crate::users::Limiter::global();
+        let xp = crate::pam_users::PamStats::global();
         let process = vec![
             ("ike_received_total", "ISAKMP datagrams received.", ic.received),
             ("ike_malformed_total", "ISAKMP datagrams that did not parse.", ic.malformed),
@@ -127,6 +128,11 @@ impl Daemon {
             ("ike_xauth_hashed_total", "XAuth passwords checked against their SHA-512 crypt hash (the expensive check).", ld(&xl.hashed)),
             ("ike_xauth_cached_total", "XAuth passwords recognised as the user's last one that verified (no hash check).", ld(&xl.cached)),
             ("ike_xauth_throttled_total", "XAuth replies left for their retransmission: over the process's rate of hash checks per second.", ld(&xl.throttled)),
+            ("ike_xauth_pam_checks_total", "XAuth passwords checked by PAM (pam_authenticate and pam_acct_mgmt, on a worker thread).", ld(&xp.checks)),
+            ("ike_xauth_pam_answered_total", "XAuth replies answered from the result of a PAM check of the same user and password.", ld(&xp.answered)),
+            ("ike_xauth_pam_busy_total", "XAuth replies left for their retransmission while their PAM check was queued or running.", ld(&xp.busy)),
+            ("ike_xauth_pam_queue_full_total", "XAuth replies left for their retransmission without a PAM check: the queue of checks was full.", ld(&xp.queue_full)),
+            ("ike_xauth_pam_errors_total", "PAM checks that failed by an error of PAM itself (module, service file), answered as rejections.", ld(&xp.errors)),
             ("ike_half_open_replaced_total", "Half-open responder SAs that never heard back, replaced by a newer MM1/AM1 from the same peer address.", ic.half_open_replaced),
             ("ike_duplicates_total", "Peer retransmissions answered from the reply cache.", ic.duplicates),
             ("ike_bad_hash_total", "Protected ISAKMP messages whose HASH did not verify.", ic.bad_hash),

@@ -17,7 +17,7 @@ use super::control::Outcome;
 use super::dataplane::TunTable;
 use super::setup;
 use super::state::Daemon;
-use crate::config::{Config, Connection, DaemonConfig, Severity, Start, Tunnel};
+use crate::config::{Config, Connection, DaemonConfig, Severity, Start, Tunnel, XauthUsers};
 use crate::convert;
 use crate::routing;
 
@@ -175,10 +175,20 @@ impl Daemon {
             let Some(n) = new.connections.iter().find(|n| n.name == old.cfg.name) else {
                 continue;
             };
-            if let (Some(og), Some(ng)) = (&old.cfg.gateway, &n.gateway) {
-                let change = og.users.replace(ng.users.users());
+            let (Some(og), Some(ng)) = (&old.cfg.gateway, &n.gateway) else {
+                continue;
+            };
+            // PAM users live in PAM: nothing to take (a changed service is a changed connection).
+            if let (
+                XauthUsers::File { store, path },
+                XauthUsers::File {
+                    store: new_store, ..
+                },
+            ) = (&og.users, &ng.users)
+            {
+                let change = store.replace(new_store.users());
                 if !change.is_empty() {
-                    info!(conn = %old.cfg.name, "users_file {} read again: {} users ({change})", og.users_file.display(), og.users.users().len());
+                    info!(conn = %old.cfg.name, "users_file {} read again: {} users ({change})", path.display(), store.users().len());
                     out.push(format!("{}: {change}", old.cfg.name));
                 }
             }

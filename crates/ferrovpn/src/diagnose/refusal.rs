@@ -41,7 +41,7 @@ pub(super) fn remote_access(f: &Facts, detail: String) -> Verdict {
     v.evidence.push(format!("{detail} (cookies {})", r.cookies));
     v.next = vec![
         "configure the peer for a site-to-site connection with a pre-shared key only (no xauth round, no mode config / virtual IP)".into(),
-        "or, if the peer is a remote-access gateway and this host its client, set remote_access = \"client\" with xauth_user (config/README.md)".into(), "or, if this host is the remote-access gateway and the peer its client, make this connection one: remote_access = \"gateway\" with remote_addr = \"any\", pool and users_file (config/README.md)".into(),
+        "or, if the peer is a remote-access gateway and this host its client, set remote_access = \"client\" with xauth_user (config/README.md)".into(), "or, if this host is the remote-access gateway and the peer its client, make this connection one: remote_access = \"gateway\" with remote_addr = \"any\", pool and users_file or xauth_pam_service (config/README.md)".into(),
     ];
     v
 }

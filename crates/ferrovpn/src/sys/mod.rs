@@ -7,6 +7,7 @@ pub mod fs;
 pub mod iface;
 pub mod mmsg;
 pub mod netlink;
+pub mod pam;
 pub mod process;
 pub mod signal;
 pub mod socket;
