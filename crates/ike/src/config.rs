@@ -296,7 +296,8 @@ pub enum XauthVerdict {
 /// hash loaded at config time is pure computation, so `ike` stays sans-IO and the exchange needs
 /// no "waiting for the verdict" state. It runs on the caller's thread, so an implementation
 /// bounds its own cost (a cache of recent successes, a rate of full checks answered `Busy`
-/// beyond it). A verifier that must do I/O (PAM, RADIUS) would need an event/answer pair.
+/// beyond it). A verifier that must do I/O (PAM) runs it elsewhere and answers `Busy` until
+/// the result is there: the client's retransmission brings the REPLY back.
 pub trait XauthVerifier: Send + Sync {
     /// The verdict on `user` with `password` at `now` (the endpoint's clock). Must not log
     /// either.
