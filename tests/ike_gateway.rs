@@ -760,3 +760,38 @@ fn an_exhausted_ipv6_pool_refuses_the_client_and_keeps_no_ipv4_lease_of_it() {
     );
     assert_eq!(net.gw.leases(0, false).unwrap().0.len(), 2);
 }
+
+// ---- XAuth after a plain pre-shared key phase 1 (Cisco IOS `authentication pre-share`) ----
+
+#[test]
+fn xauth_after_a_plain_psk_phase_1_in_main_and_aggressive_mode() {
+    for mode in [Phase1Mode::Main, Phase1Mode::Aggressive] {
+        let mut gw = gateway_conn(25, mode == Phase1Mode::Aggressive, mode);
+        gw.xauth_after_psk = true;
+        assert_eq!(gw.auth_method(), 1, "pre-shared key, not 65001");
+        let mut net = Net::new(gw);
+        let mut client = client_conn("alice", b"correct-horse", mode, mode == Phase1Mode::Main);
+        client.xauth_after_psk = true;
+        assert_eq!(client.auth_method(), 1);
+        let c = net.client(client, [192, 0, 2, 10].into());
+        net.connect(c);
+        assert_up(&net, c, FIRST);
+    }
+}
+
+#[test]
+fn a_plain_psk_client_and_an_xauth_psk_gateway_agree_on_no_proposal() {
+    let mut net = Net::new(gateway_conn(25, false, Phase1Mode::Main));
+    let mut client = client_conn("alice", b"correct-horse", Phase1Mode::Main, true);
+    client.xauth_after_psk = true;
+    let c = net.client(client, [192, 0, 2, 10].into());
+    net.connect(c);
+    assert!(net.clients_up().is_empty());
+    assert!(
+        Net::failures(&net.gw_events)
+            .iter()
+            .any(|f| matches!(f, Failure::NoProposalChosen { .. })),
+        "the gateway offered 65001 only: {:?}",
+        Net::failures(&net.gw_events)
+    );
+}

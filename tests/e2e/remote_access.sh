@@ -40,6 +40,8 @@
 #                           password is refused (the check runs off the event loop, the
 #                           REPLY answered on its retransmission), with the right one connects;
 #                           status --json counts the PAM checks
+#   gateway-ferrovpn-client-after-psk  xauth_after_psk on both: auth method 1 on the wire
+#                           (decode -v of a capture), XAuth and Mode Config after it
 #   gateway-ferrovpn-dual-stack  both dual-stack: an address from pool and pool6, one Quick
 #                           Mode per family, ping, ping6, IPv6 transfer, both leases released
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
@@ -558,6 +560,53 @@ remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
+# XAuth after a plain pre-shared key phase 1 (`xauth_after_psk`, as Cisco IOS with
+# `authentication pre-share` runs it): both ends offer and take auth method 1 on the wire (the
+# capture's MM1 and MM2, read by `ferrovpn decode -v`), XAuth and Mode Config follow as usual.
+case_gateway_ferrovpn_client_after_psk() {
+    FV_NO_IPV6=1 fv_two_ns
+    GW_EXTRA="xauth_after_psk = true" gw_conf pull
+    local cap="$FV_TMP/ike.pcap" caplog="$FV_TMP/ike.pcap.log" i
+    FV_SPAWN_LOG="$caplog" fv_spawn "$FV_NS_A" tshark -n -i "$FV_IF_A" -w "$cap" -f "udp port 500 or udp port 4500"
+    local cap_pid="$FV_LAST_PID"
+    for ((i = 0; i < 100; i++)); do
+        grep -q "Capturing on" "$caplog" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -q "Capturing on" "$caplog" || { cat "$caplog" >&2; fail "tshark did not start capturing"; }
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    (umask 077 && printf 'battery staple\n' >"$FV_TMP/bob.pw")
+    e2e_psk "$FV_TMP/c.psk" "$PSK"
+    local sock_c="$FV_TMP/c.sock" vip=198.51.100.129
+    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
+        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
+xauth_user = \"bob\"
+xauth_password_file = \"$FV_TMP/bob.pw\"
+xauth_after_psk = true" C_TUNNEL="[connection.route_based]
+interface = \"fvc0\"
+remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
+    "$FERROVPN" check -c "$FV_TMP/c.toml" 2>&1 | e2e_has "auth method pre-shared key (1), XAuth after it" ||
+        fail "ferrovpn check does not show the plain PSK phase 1"
+    e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
+    local pid_c="$E2E_PID"
+    e2e_wait_sas "$sock_c" "$pid_c" 1 30 || fail "ferrovpn client: no IPsec SA within 30 s"
+    e2e_wait_log "$FV_TMP/gateway.log" "remote-access client bob" 10 || fail "the gateway did not log bob's XAuth and lease"
+    e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 3
+    sleep 0.5
+    fv_stop "$cap_pid"
+    "$FERROVPN" decode -v "$cap" >"$FV_TMP/decode.txt" 2>&1 || { cat "$FV_TMP/decode.txt" >&2; fail "ferrovpn decode failed"; }
+    local offers
+    offers="$(grep -c "auth=1 " "$FV_TMP/decode.txt" || true)"
+    [ "${offers:-0}" -ge 2 ] && ! grep -q "auth=65001" "$FV_TMP/decode.txt" ||
+        { cat "$FV_TMP/decode.txt" >&2; fail "MM1/MM2 do not carry auth method 1 only"; }
+    grep -q "^.* MODECFG .*" "$FV_TMP/decode.txt" || fail "no Transaction exchange in the capture"
+    ok "wire: MM1 and MM2 carry auth=1 (no 65001), then the Transaction exchange; bob got $vip"
+    e2e_down "$sock_c" "$pid_c" "$FV_NS_B" fvc0
+    e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
+}
+
 # Both roles dual-stack: a ferrovpn client (remote_ts the gateway's networks of each family) of a ferrovpn gateway with pool and pool6: one address of each family,
 # one Quick Mode per family, ping and ping6, a checksummed transfer over IPv6, both leases
 # released when the client goes down.
@@ -831,7 +880,7 @@ xauth_pam_confdir = \"$pamd\"" gw_conf pull
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split dual-stack dual-stack-ipv4-gateway wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-dual-stack gateway-ferrovpn-client-prompt gateway-users-reload gateway-pam)
+CASES=(main-full aggressive-split dual-stack dual-stack-ipv4-gateway wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-client-after-psk gateway-ferrovpn-dual-stack gateway-ferrovpn-client-prompt gateway-users-reload gateway-pam)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -84,6 +84,7 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
         mode_cfg: r.mode_cfg,
     });
     cfg.gateway = c.gateway.as_ref().map(gateway);
+    cfg.xauth_after_psk = c.xauth_after_psk;
     if c.gateway.is_some() {
         // Any client ID: the group PSK authenticates phase 1, XAuth the user.
         cfg.remote_id = ferrovpn_ike::IdValue::Ipv4(std::net::Ipv4Addr::UNSPECIFIED);

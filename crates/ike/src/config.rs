@@ -380,6 +380,11 @@ pub struct ConnectionConfig {
     /// Remote-access gateway role; its remote address may be unspecified (`0.0.0.0`: clients
     /// come from anywhere).
     pub gateway: Option<RemoteAccessGateway>,
+    /// Remote access with XAuth after a phase 1 authenticated with plain pre-shared key (auth
+    /// method 1), as Cisco IOS runs it with `authentication pre-share` and XAuth on the crypto
+    /// map, instead of XAUTHInitPreShared (65001, draft-beaulieu-ike-xauth §5.1). The XAuth
+    /// exchange follows phase 1 either way; only the offered and accepted method differ.
+    pub xauth_after_psk: bool,
     /// A minimal XAuth/Mode Config gateway for in-memory tests of the client; NOT the gateway
     /// role of issue 14 (no pools, no leases, one user).
     #[cfg(feature = "test-support")]
@@ -403,9 +408,11 @@ impl fmt::Debug for ConnectionConfig {
 
 impl ConnectionConfig {
     /// The Authentication Method we offer: XAUTHInitPreShared (65001) for a PSK XAuth client
-    /// (draft-beaulieu-ike-xauth §5.1), else the one of `auth`.
+    /// or gateway (draft-beaulieu-ike-xauth §5.1) unless `xauth_after_psk`, else the one of
+    /// `auth`.
     pub fn auth_method(&self) -> u16 {
         match (&self.auth, &self.remote_access) {
+            (Phase1Auth::Psk, _) if self.xauth_after_psk => self.auth.method(),
             (Phase1Auth::Psk, Some(RemoteAccessClient { xauth: Some(_), .. })) => {
                 crate::wire::attr::auth_method::XAUTH_INIT_PSK
             }
@@ -473,6 +480,7 @@ impl ConnectionConfig {
             fragment_size: DEFAULT_FRAGMENT_SIZE,
             remote_access: None,
             gateway: None,
+            xauth_after_psk: false,
             #[cfg(feature = "test-support")]
             test_gateway: None,
         }

@@ -144,6 +144,18 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
                 },
             );
         }
+        if c.gateway.is_some() || c.remote_access.as_ref().is_some_and(|r| r.xauth.is_some()) {
+            field(
+                &mut s,
+                "phase 1",
+                if c.xauth_after_psk {
+                    "auth method pre-shared key (1), XAuth after it (xauth_after_psk)"
+                } else {
+                    "auth method XAUTHInitPreShared (65001)"
+                }
+                .to_string(),
+            );
+        }
         let ike: Vec<String> = c
             .ike
             .iter()

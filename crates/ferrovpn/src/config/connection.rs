@@ -73,6 +73,9 @@ pub struct Connection {
     pub remote_access: Option<super::remote_access::RemoteAccess>,
     /// `remote_access = "gateway"`: XAuth users and an address pool for clients.
     pub gateway: Option<super::remote_access::Gateway>,
+    /// `xauth_after_psk`: phase 1 with auth method pre-shared key (1), XAuth after it, as
+    /// Cisco IOS does, instead of XAUTHInitPreShared (65001).
+    pub xauth_after_psk: bool,
 }
 
 pub(super) fn check_name(name: &str) -> Result<(), String> {
@@ -442,6 +445,10 @@ pub(super) fn validate_connection(
         purpose,
         notes,
     )?;
+    let xauth = remote_access.as_ref().is_some_and(|r| r.xauth.is_some()) || gateway.is_some();
+    if rc.xauth_after_psk && !xauth {
+        return Err("xauth_after_psk needs remote_access = \"client\" with xauth_user, or remote_access = \"gateway\"".into());
+    }
 
     Ok(Connection {
         name: rc.name,
@@ -470,6 +477,7 @@ pub(super) fn validate_connection(
         tcp_mss,
         remote_access,
         gateway,
+        xauth_after_psk: rc.xauth_after_psk,
     })
 }
 

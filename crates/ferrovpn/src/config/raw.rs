@@ -105,6 +105,8 @@ pub(super) struct RawConnection {
     pub(super) xauth_pam_confdir: Option<PathBuf>,
     pub(super) xauth_max_failures: Option<i64>,
     pub(super) xauth_lockout: Option<String>,
+    #[serde(default)]
+    pub(super) xauth_after_psk: bool,
 }
 
 #[derive(Debug, Deserialize)]

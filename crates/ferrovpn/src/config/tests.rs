@@ -1481,3 +1481,32 @@ fn a_gateway_checks_users_through_pam_instead_of_a_users_file() {
         "{e}"
     );
 }
+
+/// `xauth_after_psk`: pre-shared key (1) in phase 1 for an XAuth client or a gateway, refused
+/// where there is no XAuth.
+#[test]
+fn xauth_after_psk_switches_the_phase_1_method_where_xauth_follows() {
+    let dir = TempDir::new("after-psk");
+    crate::users::add(&dir.0.as_path().join("users"), "alice", "pw").unwrap();
+    let gw = Config::parse(&gateway_text("xauth_after_psk = true"), dir.0.as_path()).unwrap();
+    let ike = crate::convert::connection(&gw.connections[0]);
+    assert!(ike.xauth_after_psk);
+    assert_eq!(ike.auth_method(), 1);
+    let shown = crate::cli::describe(std::path::Path::new("g.toml"), &gw);
+    assert!(
+        shown.contains("XAuth after it (xauth_after_psk)"),
+        "{shown}"
+    );
+    let plain = Config::parse(&gateway_text(""), dir.0.as_path()).unwrap();
+    assert_eq!(
+        crate::convert::connection(&plain.connections[0]).auth_method(),
+        65001
+    );
+    let e = parse(&with("psk = \"x\"\nxauth_after_psk = true", RB))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("xauth_after_psk needs remote_access = \"client\" with xauth_user"),
+        "{e}"
+    );
+}
