@@ -795,3 +795,47 @@ fn a_plain_psk_client_and_an_xauth_psk_gateway_agree_on_no_proposal() {
         Net::failures(&net.gw_events)
     );
 }
+
+// ---- Cisco UNITY_PFS: the gateway asks for PFS by Mode Config ----
+
+#[test]
+fn a_gateway_that_asks_for_pfs_gets_it_in_the_phase_1_group() {
+    let gw_with_pfs = |tell: bool| {
+        let mut gw = gateway_conn(25, false, Phase1Mode::Main);
+        gw.esp_proposals =
+            ferrovpn_ike::proposal::parse_esp_proposals("aes128gcm16-modp2048").unwrap();
+        if tell {
+            gw.gateway.as_mut().unwrap().settings.pfs = Some(1);
+        }
+        gw
+    };
+    // The client's own proposals have no PFS; the gateway's UNITY_PFS adds it.
+    let mut net = Net::new(gw_with_pfs(true));
+    let c = net.client(
+        client_conn("alice", b"correct-horse", Phase1Mode::Main, true),
+        [192, 0, 2, 10].into(),
+    );
+    net.connect(c);
+    assert_up(&net, c, FIRST);
+    let mine = Net::children(&net.clients[c].2);
+    assert_eq!(
+        mine[0].pfs,
+        Some(ferrovpn_ike::algorithm::DhGroup::Modp2048),
+        "PFS in phase 1's group"
+    );
+    // Without the attribute the same client offers no PFS and the gateway refuses it.
+    let mut net = Net::new(gw_with_pfs(false));
+    let c = net.client(
+        client_conn("alice", b"correct-horse", Phase1Mode::Main, true),
+        [192, 0, 2, 10].into(),
+    );
+    net.connect(c);
+    assert!(Net::children(&net.clients[c].2).is_empty());
+    assert!(net.gw_events.iter().any(|e| matches!(
+        e,
+        Event::ChildSaFailed {
+            reason: Failure::NoProposalChosen { .. },
+            ..
+        }
+    )));
+}

@@ -40,8 +40,10 @@
 #                           password is refused (the check runs off the event loop, the
 #                           REPLY answered on its retransmission), with the right one connects;
 #                           status --json counts the PAM checks
-#   gateway-ferrovpn-client-after-psk  xauth_after_psk on both: auth method 1 on the wire
-#                           (decode -v of a capture), XAuth and Mode Config after it
+#   gateway-ferrovpn-client-ios  as Cisco IOS runs it: xauth_after_psk on both (auth method
+#                           1 on the wire, read by decode -v from a capture), XAuth and Mode
+#                           Config after it; the gateway's ESP has PFS, it says so by
+#                           UNITY_PFS and the client (no PFS of its own) takes it
 #   gateway-ferrovpn-dual-stack  both dual-stack: an address from pool and pool6, one Quick
 #                           Mode per family, ping, ping6, IPv6 transfer, both leases released
 # Each connected case: the address assigned by the gateway is on fv0 and is the Quick Mode
@@ -346,7 +348,7 @@ routes = [\"$GW_POOL\", \"$GW_POOL6\"]"
     grep -q 'alice:\$6\$' "$FV_TMP/users" || fail "users file holds no SHA-512 crypt hash for alice"
     SOCK_G="$FV_TMP/g.sock"
     C_SOCK="$SOCK_G" C_LOCAL=192.0.2.1 C_REMOTE=any C_PSKFILE="$FV_TMP/g.psk" \
-        C_START=respond C_ESP=aes128gcm16 C_MODE="${GW_MODE:-main}" C_EXTRA="${GW_EXTRA:-}
+        C_START=respond C_ESP="${GW_ESP:-aes128gcm16}" C_MODE="${GW_MODE:-main}" C_EXTRA="${GW_EXTRA:-}
 remote_access = \"gateway\"
 pool = \"$GW_POOL\"
 ${GW_USERS:-users_file = \"$FV_TMP/users\"}
@@ -563,9 +565,11 @@ remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
 # XAuth after a plain pre-shared key phase 1 (`xauth_after_psk`, as Cisco IOS with
 # `authentication pre-share` runs it): both ends offer and take auth method 1 on the wire (the
 # capture's MM1 and MM2, read by `ferrovpn decode -v`), XAuth and Mode Config follow as usual.
-case_gateway_ferrovpn_client_after_psk() {
+# The gateway's ESP proposal has PFS: it sends UNITY_PFS, and the client, whose own proposal
+# has none, negotiates PFS in the phase 1 group.
+case_gateway_ferrovpn_client_ios() {
     FV_NO_IPV6=1 fv_two_ns
-    GW_EXTRA="xauth_after_psk = true" gw_conf pull
+    GW_ESP=aes128gcm16-modp2048 GW_EXTRA="xauth_after_psk = true" gw_conf pull
     local cap="$FV_TMP/ike.pcap" caplog="$FV_TMP/ike.pcap.log" i
     FV_SPAWN_LOG="$caplog" fv_spawn "$FV_NS_A" tshark -n -i "$FV_IF_A" -w "$cap" -f "udp port 500 or udp port 4500"
     local cap_pid="$FV_LAST_PID"
@@ -594,6 +598,9 @@ remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
     e2e_wait_sas "$sock_c" "$pid_c" 1 30 || fail "ferrovpn client: no IPsec SA within 30 s"
     e2e_wait_log "$FV_TMP/gateway.log" "remote-access client bob" 10 || fail "the gateway did not log bob's XAuth and lease"
     e2e_ping "$FV_NS_B" "$vip" "$GW_IN" 3
+    [ "$(e2e_q "$sock_c" 'sas[0]["pfs"]')" = modp2048 ] ||
+        fail "the client's pair has PFS $(e2e_q "$sock_c" 'sas[0]["pfs"]'), not modp2048 from UNITY_PFS"
+    ok "UNITY_PFS: the client's pair uses PFS modp2048 (phase 1's group) though its esp has none"
     sleep 0.5
     fv_stop "$cap_pid"
     "$FERROVPN" decode -v "$cap" >"$FV_TMP/decode.txt" 2>&1 || { cat "$FV_TMP/decode.txt" >&2; fail "ferrovpn decode failed"; }
@@ -880,7 +887,7 @@ xauth_pam_confdir = \"$pamd\"" gw_conf pull
     e2e_down "$SOCK_G" "$PID_G" "$FV_NS_A" fvgw
 }
 
-CASES=(main-full aggressive-split dual-stack dual-stack-ipv4-gateway wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-client-after-psk gateway-ferrovpn-dual-stack gateway-ferrovpn-client-prompt gateway-users-reload gateway-pam)
+CASES=(main-full aggressive-split dual-stack dual-stack-ipv4-gateway wrong-password gateway-strongswan gateway-strongswan-ipv6 gateway-aggressive-push gateway-two-clients gateway-wrong-password gateway-ferrovpn-client gateway-ferrovpn-client-ios gateway-ferrovpn-dual-stack gateway-ferrovpn-client-prompt gateway-users-reload gateway-pam)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -84,6 +84,13 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
         mode_cfg: r.mode_cfg,
     });
     cfg.gateway = c.gateway.as_ref().map(gateway);
+    if let Some(g) = cfg.gateway.as_mut() {
+        // ESP proposals with PFS: tell the clients (Cisco UNITY_PFS), who then use PFS in the
+        // phase 1 group.
+        if cfg.esp_proposals.iter().any(|p| p.pfs_group.is_some()) {
+            g.settings.pfs = Some(1);
+        }
+    }
     cfg.xauth_after_psk = c.xauth_after_psk;
     if c.gateway.is_some() {
         // Any client ID: the group PSK authenticates phase 1, XAuth the user.

@@ -110,6 +110,9 @@ pub(crate) struct IkeSa {
     /// Our addresses assigned by Mode Config (at most one per family, IPv4 first): the local
     /// selector of our Quick Modes of that family.
     pub assigned_local: Vec<crate::config::TrafficSelector>,
+    /// Client: the gateway asked for PFS by Mode Config (Cisco UNITY_PFS): our Quick Modes
+    /// offer PFS with this group (phase 1's, as Cisco clients do) where ours name none.
+    pub unity_pfs: Option<crate::algorithm::DhGroup>,
     /// Gateway: the addresses leased to this client (IPv4 and/or IPv6); its Quick Modes must
     /// use the one of their family as selector (issue 14). Empty until Mode Config is done:
     /// no Quick Mode before.
@@ -174,6 +177,7 @@ impl IkeSa {
             peer_cert_requests: Vec::new(),
             transaction: None,
             assigned_local: Vec::new(),
+            unity_pfs: None,
             assigned_remote: Vec::new(),
             xauth_user: None,
         }

@@ -160,7 +160,7 @@ impl IkeSa {
                         let message_id = q.message_id;
                         let reason = if t == NotifyType::NO_PROPOSAL_CHOSEN {
                             no_esp_proposal(
-                                ctx.cfg,
+                                &ctx.cfg.esp_proposals,
                                 "not disclosed (the peer answered QM1 with a protected NO-PROPOSAL-CHOSEN)".into(),
                             )
                         } else {

@@ -49,11 +49,12 @@ impl IkeSa {
         let iv = keys.phase2_iv(message_id);
         let spi_in = new_spi(ctx);
         let ni = ctx.random::<32>().to_vec();
-        let pfs = ctx.cfg.esp_proposals.first().and_then(|p| p.pfs_group);
+        let proposals = self.esp_proposals(ctx.cfg).into_owned();
+        let pfs = proposals.first().and_then(|p| p.pfs_group);
         let dh = pfs.map(|g| ctx.new_dh(g));
         let mode = encap_mode(self);
         let offer = esp_offer(
-            &ctx.cfg.esp_proposals,
+            &proposals,
             spi_in,
             mode,
             ctx.cfg.esp_lifetime,
@@ -118,13 +119,14 @@ impl IkeSa {
             qm.state = QmState::Done;
             qm.expires = Some(later(ctx.now, LINGER));
         };
+        let ours = self.esp_proposals(ctx.cfg);
         let choice = if nonce_ok(&nr) {
-            accept_esp(ctx.cfg, answer)
+            accept_esp(&ours, answer)
         } else {
             None
         };
         let Some((mut choice, spi)) = choice else {
-            let reason = no_esp_proposal(ctx.cfg, describe_esp(answer));
+            let reason = no_esp_proposal(&ours, describe_esp(answer));
             fail_qm(self, ctx, qm, reason);
             return Ok(());
         };
@@ -148,7 +150,10 @@ impl IkeSa {
                     self,
                     ctx,
                     qm,
-                    no_esp_proposal(ctx.cfg, "answer without the KE payload PFS needs".into()),
+                    no_esp_proposal(
+                        &self.esp_proposals(ctx.cfg),
+                        "answer without the KE payload PFS needs".into(),
+                    ),
                 );
                 return Ok(());
             }

@@ -2,6 +2,7 @@
 //! offer, reading a transform, the responder's choice, the initiator's check of the answer, and
 //! lifetimes (never longer than ours, RFC 2409 §4.5; RESPONDER-LIFETIME).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::state::EspChoice;
@@ -172,10 +173,29 @@ pub(super) fn describe_esp(sa: &SaPayload) -> String {
 }
 
 /// NO-PROPOSAL-CHOSEN for a Quick Mode: our ESP proposals and what the peer's side was.
-pub(crate) fn no_esp_proposal(cfg: &ConnectionConfig, theirs: String) -> Failure {
+pub(crate) fn no_esp_proposal(ours: &[EspProposal], theirs: String) -> Failure {
     Failure::NoProposalChosen {
-        ours: describe_esp_ours(&cfg.esp_proposals),
+        ours: describe_esp_ours(ours),
         theirs,
+    }
+}
+
+impl IkeSa {
+    /// Our ESP proposals on this ISAKMP SA: the configured ones, with PFS in the phase 1 group
+    /// added to those without when a remote-access gateway asked for it by Mode Config (Cisco
+    /// UNITY_PFS; the group is phase 1's, as Cisco's and vpnc's clients take it).
+    pub(crate) fn esp_proposals<'a>(&self, cfg: &'a ConnectionConfig) -> Cow<'a, [EspProposal]> {
+        match self.unity_pfs {
+            Some(g) if cfg.esp_proposals.iter().any(|p| p.pfs_group.is_none()) => cfg
+                .esp_proposals
+                .iter()
+                .map(|p| EspProposal {
+                    pfs_group: p.pfs_group.or(Some(g)),
+                    ..*p
+                })
+                .collect(),
+            _ => Cow::Borrowed(&cfg.esp_proposals),
+        }
     }
 }
 
@@ -227,7 +247,7 @@ pub(super) fn parse_lifetime_attributes(mut data: &[u8]) -> Option<Duration> {
 /// Responder: the peer's first tunnel-mode ESP transform that matches one of our proposals
 /// exactly, with the proposal it came in.
 pub(super) fn choose_esp<'a>(
-    cfg: &ConnectionConfig,
+    ours: &[EspProposal],
     offer: &'a SaPayload,
 ) -> Option<(&'a Proposal, &'a Transform, EspChoice)> {
     for prop in &offer.proposals {
@@ -236,7 +256,7 @@ pub(super) fn choose_esp<'a>(
         }
         for t in &prop.transforms {
             if let Some(c) = read_esp_transform(t) {
-                if is_tunnel_mode(c.encap_mode) && cfg.esp_proposals.contains(&c.proposal) {
+                if is_tunnel_mode(c.encap_mode) && ours.contains(&c.proposal) {
                     return Some((prop, t, c));
                 }
             }
@@ -247,10 +267,7 @@ pub(super) fn choose_esp<'a>(
 
 /// Initiator: the answer must be one ESP proposal with a 4-byte SPI and one transform we
 /// offered; returns it and the responder's SPI.
-pub(super) fn accept_esp(
-    cfg: &ConnectionConfig,
-    answer: &SaPayload,
-) -> Option<(EspChoice, Vec<u8>)> {
+pub(super) fn accept_esp(ours: &[EspProposal], answer: &SaPayload) -> Option<(EspChoice, Vec<u8>)> {
     let [prop] = answer.proposals.as_slice() else {
         return None;
     };
@@ -261,7 +278,7 @@ pub(super) fn accept_esp(
         return None;
     }
     read_esp_transform(t)
-        .filter(|c| cfg.esp_proposals.contains(&c.proposal))
+        .filter(|c| ours.contains(&c.proposal))
         .map(|c| (c, prop.spi.clone()))
 }
 

@@ -120,9 +120,10 @@ impl IkeSa {
                 return Ok(());
             }
         };
-        let chosen = choose_esp(ctx.cfg, offer);
+        let ours = self.esp_proposals(ctx.cfg).into_owned();
+        let chosen = choose_esp(&ours, offer);
         let Some((prop, transform, mut choice)) = chosen else {
-            let reason = no_esp_proposal(ctx.cfg, describe_esp(offer));
+            let reason = no_esp_proposal(&ours, describe_esp(offer));
             self.qm1_refused(
                 ctx,
                 keys,
@@ -147,7 +148,7 @@ impl IkeSa {
                     "{} (KE payload inconsistent with PFS group)",
                     describe_esp(offer)
                 );
-                let reason = no_esp_proposal(ctx.cfg, theirs);
+                let reason = no_esp_proposal(&ours, theirs);
                 self.qm1_refused(
                     ctx,
                     keys,

@@ -88,6 +88,11 @@ impl IkeSa {
         }
         self.set_step(Step::Done, None);
         self.assigned_local = assigned;
+        // Cisco UNITY_PFS (non-zero): the gateway wants PFS, in phase 1's group.
+        self.unity_pfs = settings
+            .pfs
+            .filter(|v| *v != 0)
+            .map(|_| input.keys.proposal.group);
         ctx.event(Event::RemoteAccessConfigured {
             conn: self.conn,
             cookies: self.cookies,
