@@ -330,34 +330,48 @@ pairs = [ { local = "2001:db8:1::/64", remote = "2001:db8:2::/64" } ]'
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A"
 }
 
-case_ss_fv_resp() {
+# ss_dual INITIATOR (ferrovpn|strongswan): IPv4 and IPv6 inner over IPv6 outer with strongSwan,
+# one child per family, both on ferrovpn's one route-based fv0; each family pings and transfers.
+ss_dual() {
     v6_setup 6
-    local B_IN="$B4 $B6"
+    local B_IN="$B4 $B6" ss_start=none fv_start=initiate n i
+    [ "$1" = strongswan ] && ss_start=start fv_start=respond
     SS_CHILDREN_EXTRA="            fv6 {
                 local_ts = 2001:db8:2::/64
                 remote_ts = 2001:db8:1::/64
                 esp_proposals = aes128gcm16
-                start_action = start
-            }" ss_up start 203.0.113.0/24 198.51.100.0/24
-    conf a respond "" "[connection.route_based]
+                start_action = $ss_start
+            }" ss_up "$ss_start" 203.0.113.0/24 198.51.100.0/24
+    conf a "$fv_start" "" "[connection.route_based]
 interface = \"fv0\"
 local_ts = [\"198.51.100.0/24\", \"2001:db8:1::/64\"]
 remote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]
 address = [\"$A4/32\", \"$A6/128\"]"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
     PID_A="$E2E_PID"
-    e2e_wait_sas "$SOCK_A" "$PID_A" 2 20 || fail "strongSwan did not establish both families' SAs with ferrovpn within 20 s"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 2 20 || fail "no IPsec SAs of both families between ferrovpn and strongSwan ($1 initiating) within 20 s"
     e2e_ss_wait_installed "$FV_TMP/ss.sas"
-    [ "$(grep -c INSTALLED "$FV_TMP/ss.sas")" = 2 ] || { cat "$FV_TMP/ss.sas" >&2; fail "strongSwan: want 2 INSTALLED children"; }
-    ok "strongSwan initiated two children (IPv4, IPv6) over IPv6 outer; ferrovpn put both on fv0"
-    e2e_ping "$FV_NS_B" "$B4" "$A4" 3
-    e2e_ping "$FV_NS_B" "$B6" "$A6" 3
-    e2e_ping "$FV_NS_A" "$A6" "$B6" 2
+    for ((i = 0; i < 25; i++)); do
+        n="$(fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | grep -c INSTALLED || true)"
+        [ "$n" = 2 ] && break
+        sleep 0.2
+    done
+    [ "$n" = 2 ] || { fv_swanctl "$FV_NS_B" --list-sas >&2; fail "strongSwan: $n INSTALLED children, want 2"; }
+    ok "$1 initiated one child per family (IPv4, IPv6) over IPv6 outer; strongSwan installed both, ferrovpn put both on fv0"
+    e2e_ping "$FV_NS_A" "$A4" "$B4" 3
+    e2e_ping "$FV_NS_A" "$A6" "$B6" 3
+    e2e_ping "$FV_NS_B" "$B4" "$A4" 2
+    e2e_ping "$FV_NS_B" "$B6" "$A6" 2
+    e2e_transfer "$FV_NS_A" "$A4" "$FV_NS_B" "$B4" 2
     e2e_transfer "$FV_NS_B" "$B4" "$FV_NS_A" "$A4" 2
     e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 2
+    e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 2
     ss_counters_agree
-    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    down_clean "$SOCK_A" "$PID_A" "$FV_NS_A"
 }
+
+case_ss_fv_resp() { ss_dual strongswan; }
+case_ss_dual_fv_init() { ss_dual ferrovpn; }
 
 # ss_v6_in_v4 INITIATOR (ferrovpn|strongswan): IPv6 inner over IPv4 outer with strongSwan,
 # one route-based child; the initiator's side pings and transfers first.
@@ -390,42 +404,6 @@ address = \"$A6/128\""
 
 case_ss_v6_in_v4() { ss_v6_in_v4 ferrovpn; }
 case_ss_v6_in_v4_resp() { ss_v6_in_v4 strongswan; }
-
-case_ss_dual_fv_init() {
-    v6_setup 6
-    local B_IN="$B4 $B6"
-    SS_CHILDREN_EXTRA="            fv6 {
-                local_ts = 2001:db8:2::/64
-                remote_ts = 2001:db8:1::/64
-                esp_proposals = aes128gcm16
-                start_action = none
-            }" ss_up none 203.0.113.0/24 198.51.100.0/24
-    conf a initiate "" "[connection.route_based]
-interface = \"fv0\"
-local_ts = [\"198.51.100.0/24\", \"2001:db8:1::/64\"]
-remote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]
-address = [\"$A4/32\", \"$A6/128\"]"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a.log"
-    PID_A="$E2E_PID"
-    e2e_wait_sas "$SOCK_A" "$PID_A" 2 20 || fail "ferrovpn did not establish both families' SAs with strongSwan within 20 s"
-    e2e_ss_wait_installed "$FV_TMP/ss.sas"
-    local n i
-    for ((i = 0; i < 25; i++)); do
-        n="$(fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | grep -c INSTALLED || true)"
-        [ "$n" = 2 ] && break
-        sleep 0.2
-    done
-    [ "$n" = 2 ] || { fv_swanctl "$FV_NS_B" --list-sas >&2; fail "strongSwan: $n INSTALLED children, want 2"; }
-    ok "ferrovpn initiated one Quick Mode per family over IPv6 outer; strongSwan installed both"
-    e2e_ping "$FV_NS_A" "$A4" "$B4" 3
-    e2e_ping "$FV_NS_A" "$A6" "$B6" 3
-    e2e_ping "$FV_NS_B" "$B4" "$A4" 2
-    e2e_ping "$FV_NS_B" "$B6" "$A6" 2
-    e2e_transfer "$FV_NS_A" "$A4" "$FV_NS_B" "$B4" 2
-    e2e_transfer "$FV_NS_B" "$B6" "$FV_NS_A" "$A6" 2
-    ss_counters_agree
-    down_clean "$SOCK_A" "$PID_A" "$FV_NS_A"
-}
 
 case_dpd_dead_v6() {
     v6_setup 6
