@@ -62,7 +62,8 @@ EXIT STATUS:
 negotiates Main or Aggressive Mode with pre-shared keys or certificates (RSA, ECDSA) and \
 Quick Mode SAs with optional PFS, over IPv4 and IPv6, handles NAT traversal (RFC 3947) and dead \
 peer detection (RFC 3706), and moves ESP packets between a TUN device and UDP/raw sockets in \
-software. Connections are described in a TOML file \
+software. As a remote-access client or gateway it runs XAuth and Mode Config (Cisco Unity \
+attributes, IPv4 and IPv6 addresses). Connections are described in a TOML file \
 using strongSwan's proposal syntax (aes256-sha256-modp2048, aes128gcm16).",
     after_long_help = MAIN_AFTER
 )]
@@ -203,7 +204,7 @@ killed tcpdump leaves it): every frame before it is printed, then a warning on s
 (the frames before the damage are printed)\n    2   usage error"
     )]
     Decode(DecodeArgs),
-    /// Convert strongSwan or Libreswan connections (IKEv1, PSK) into ferrovpn TOML.
+    /// Convert strongSwan or Libreswan connections (IKEv1, PSK, site to site) into ferrovpn TOML.
     #[command(
         long_about = "Read a strongSwan ipsec.conf or swanctl.conf, or a Libreswan ipsec.conf, and \
 write its IKEv1 connections with pre-shared keys as ferrovpn TOML (policy_based, one Quick Mode \
