@@ -363,15 +363,21 @@ impl StatusView {
                 ));
             }
         }
-        out.push_str("\ncounters:\n");
+        // Only counters that moved: a dozen features' zeros would hide the one that matters.
+        out.push_str("\ncounters (non-zero; `status --json` has all):\n");
         for (group, title) in [("ike", "IKE"), ("esp", "ESP")] {
             let Some(m) = self.json["counters"][group].as_object() else {
                 continue;
             };
-            let items: Vec<String> = m
+            let mut items: Vec<String> = m
                 .iter()
+                .filter(|(_, v)| v.as_u64() != Some(0))
                 .map(|(k, v)| format!("{} {}", k.replace('_', " "), n(v)))
                 .collect();
+            let zeros = m.len() - items.len();
+            if zeros > 0 {
+                items.push(format!("{zeros} more at 0"));
+            }
             out.push_str(&format!("  {title:<4} {}\n", items.join(", ")));
         }
         out
@@ -711,5 +717,28 @@ mod tests {
         assert!(t.contains("  IKE  malformed 3, received 12\n"), "{t}");
         assert!(t.contains("  ESP  unknown spi 1\n"), "{t}");
         assert!(!t.contains('{'), "no raw JSON: {t}");
+    }
+
+    /// The text status lists the counters that moved and says how many others are 0.
+    #[test]
+    fn the_status_table_shows_only_counters_that_moved() {
+        let view = StatusView {
+            json: serde_json::json!({
+                "uptime_secs": 5,
+                "connections": [],
+                "counters": {
+                    "ike": {"received": 5, "bad_hash": 0, "xauth_pam_checks": 0},
+                    "esp": {"unknown_spi": 0, "spoofed": 2}
+                }
+            }),
+            ids: Vec::new(),
+        };
+        let t = view.table();
+        assert!(
+            t.contains("IKE  received 5, 2 more at 0\n")
+                && t.contains("ESP  spoofed 2, 1 more at 0\n"),
+            "{t}"
+        );
+        assert!(!t.contains("bad hash"), "{t}");
     }
 }
