@@ -12,8 +12,7 @@
 # and appends a table to docs/BENCHMARKS.md (machine, date, load average).
 # Env: SCALE_N ("250 1000"), SCALE_GROUPS ("modp2048 ecp256"), SCALE_STRONGSWAN (auto|no),
 # FERROVPN_BIN (default: release build of this tree), SCALE_NOTE (a line for the table),
-# SCALE_STRONGSWAN_MAX_N (250: at N = 1000 charon 5.9.8 with kernel-libipsec deleted each CHILD
-# SA right after Quick Mode here, so no rate could be taken), SCALE_HALF_OPEN (the responder's max_half_open, default N + 64; "none": leave it out),
+# SCALE_STRONGSWAN_MAX_N (1000: strongSwan rows only up to this N), SCALE_HALF_OPEN (the responder's max_half_open, default N + 64; "none": leave it out),
 # SCALE_DH_POOL (both ferrovpn daemons' [daemon] dh_pool; unset: the default),
 # SCALE_DH_WORKERS (a list, e.g. "0 2": one ferrovpn responder row per value of its
 # [daemon] dh_workers, run back to back with the same initiators; unset: the default),
@@ -263,6 +262,18 @@ n = int(sys.argv[1])
 print(f"{n / max(last - first, 1) * 1000:.0f} {(last - first) / 1000:.2f}")' "$n"
 }
 
+# ping_sample N: how many of a sample of the tunnels (first, middle, last) carry a ping.
+ping_sample() {
+    local ok=0 k
+    for k in 1 $((($1 + 1) / 2)) "$1"; do
+        if ip netns exec "$I" ping -6 -c 1 -W 2 -I "$(printf '2001:db8:a::%x' "$k")" \
+            "$(printf '2001:db8:b::%x' "$k")" >/dev/null 2>&1; then
+            ok=$((ok + 1))
+        fi
+    done
+    echo "$ok"
+}
+
 # stop_fv SOCK PID: `ferrovpn down`, seconds until the process is gone.
 stop_fv() {
     local t0 i
@@ -354,14 +365,8 @@ $(dh_workers_line)"
     cpu_i="$(cpu_ms "${PIDS_I[@]}")"
     rate="$(setup_rate "$n" "${ISOCKS[@]}")"
     rss1="$(rss_kb "$PID_R")"
-    # Traffic through a sample of the tunnels (first, middle, last).
-    local ok=0 k
-    for k in 1 $(((n + 1) / 2)) "$n"; do
-        if ip netns exec "$I" ping -6 -c 1 -W 2 -I "$(printf '2001:db8:a::%x' "$k")" \
-            "$(printf '2001:db8:b::%x' "$k")" >/dev/null 2>&1; then
-            ok=$((ok + 1))
-        fi
-    done
+    local ok
+    ok="$(ping_sample "$n")"
     down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
     initiators_down
     ROWS+=("| $what | $n | $group | ${rate% *} | ${rate#* } | $(cpu_cols "$n" "$group" "$((cpu_r1 - cpu_r0))" "$cpu_i") | $start | $down | $(((rss1 - rss0) / n)) | $ok/3 |")
@@ -372,7 +377,17 @@ $(dh_workers_line)"
 run_strongswan() {
     local n="$1" group="$2" ike="aes128-sha256-$2" rss0 rss1 rate
     bed "$n"
-    local ss_conf sw_conf
+    local ss_conf sw_conf i
+    # charon with kernel-libipsec installs a route into its TUN for each outbound policy, with
+    # a local address inside the local traffic selector as its source; with no such address
+    # it fails the policy ("no local address found in traffic selector … unable to install
+    # IPsec policies") and deletes the CHILD SA right after Quick Mode. The inner addresses
+    # therefore live on the responder's `lo` (ferrovpn puts them on its TUN devices).
+    {
+        for ((i = 1; i <= n; i++)); do
+            printf 'addr add 2001:db8:b::%x/128 dev lo nodad\n' "$i"
+        done
+    } | ip -n "$R" -batch -
     ss_conf="$(fv_strongswan_conf scale "    ikesa_table_size = 4096
     ikesa_table_segments = 16
     threads = 16
@@ -395,6 +410,8 @@ run_strongswan() {
     cpu_i="$(cpu_ms "${PIDS_I[@]}")"
     rate="$(setup_rate "$n" "${ISOCKS[@]}")"
     rss1="$(rss_kb "$cpid")"
+    local ok
+    ok="$(ping_sample "$n")"
     initiators_down
     fv_stop "${FV_CHARON_PID[$R]}"
     if [ -n "${SCALE_CHARON_LOG:-}" ]; then
@@ -403,8 +420,8 @@ run_strongswan() {
     fi
     local ver
     ver="$(swanctl --help 2>&1 | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1 || true)"
-    ROWS+=("| strongSwan $ver | $n | $group | ${rate% *} | ${rate#* } | $(cpu_cols "$n" "$group" "$((cpu_r1 - cpu_r0))" "$cpu_i") | – | – | $(((rss1 - rss0) / n)) | – |")
-    fv_log "strongSwan N=$n $group: setups/s ${rate% *} (${rate#* } s), responder CPU $((cpu_r1 - cpu_r0)) ms, initiators $cpu_i ms"
+    ROWS+=("| strongSwan $ver | $n | $group | ${rate% *} | ${rate#* } | $(cpu_cols "$n" "$group" "$((cpu_r1 - cpu_r0))" "$cpu_i") | – | – | $(((rss1 - rss0) / n)) | $ok/3 |")
+    fv_log "strongSwan N=$n $group: setups/s ${rate% *} (${rate#* } s), responder CPU $((cpu_r1 - cpu_r0)) ms, initiators $cpu_i ms, ping $ok/3"
     unbed
 }
 
@@ -418,7 +435,7 @@ for ((round = 1; round <= ${SCALE_ROUNDS:-1}; round++)); do
                 run_ferrovpn "$n" "$g"
             done
             DH_WORKERS=""
-            if [ "$SS" = yes ] && [ "${SCALE_START_ONLY:-0}" != 1 ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-250}" ]; then
+            if [ "$SS" = yes ] && [ "${SCALE_START_ONLY:-0}" != 1 ] && [ "$n" -le "${SCALE_STRONGSWAN_MAX_N:-1000}" ]; then
                 run_strongswan "$n" "$g"
             fi
         done
