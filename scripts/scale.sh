@@ -447,7 +447,7 @@ TABLE="$(
     echo "## Scale: N peers on one responder ($(date -u +%Y-%m-%d), scripts/scale.sh)"
     echo
     echo "Machine: $(nproc) cores, $(awk -F': *' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). ${SCALE_NOTE:-}"
-    echo "Initiator: one ferrovpn with N connections (one per peer address, outer IPv6), PSK Main Mode, aes128-sha256-GROUP, ESP aes128gcm16; setups/s = N ÷ (first MM1 sent → last IPsec SA established) as the initiator recorded them. strongSwan: charon with kernel-libipsec, openssl first in its plugin list, 16 threads, file logging off."
+    echo "Initiators: ${SCALE_INITIATORS:-1} ferrovpn process(es) splitting N connections (one per peer address, outer IPv6), PSK Main Mode, aes128-sha256-GROUP, ESP aes128gcm16; setups/s = N ÷ (first MM1 sent → last IPsec SA established) as the initiators recorded them. strongSwan: charon with kernel-libipsec, openssl first in its plugin list, 16 threads, file logging off, the inner addresses on lo (libipsec needs a local address in the local traffic selector)."
     echo
     echo "Responder CPU: utime + stime of the responder process (/proc/PID/stat, all threads; charon for strongSwan) from just before the first MM1 to all N IPsec SAs up; initiators' CPU: the ferrovpn initiators (SCALE_INITIATORS) from their spawn (start-up included) to the same point; 2 cores = 2 CPU-s per second."
     for g in $GROUPS_LIST; do
