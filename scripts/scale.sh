@@ -26,7 +26,8 @@
 # sockets per peer address, so one process needs N × 3 descriptors), SCALE_BENCH_BIN (the
 # benches/ike_setups.rs executable for the DH bound, default the newest in target/release/deps;
 # "no": none), SCALE_CHARON_LOG (charon's filelog levels, e.g. "default = 1"; its log is then
-# kept as /tmp/scale-charon-N-GROUP-RUN.log). Needs root.
+# kept as /tmp/scale-charon-N-GROUP-RUN.log), SCALE_LOG_LEVEL (info: both ferrovpn daemons'
+# log_level; charon's file log is off). Needs root.
 # CPU columns: the responder's utime + stime (all threads) from just before the first MM1 to
 # all N IPsec SAs up, per setup and as setups per CPU-second, and against the DH+PRF bound of
 # one responder setup; the initiators' CPU from their spawn.
@@ -304,7 +305,8 @@ initiator_up() {
         count=$(((n - first + 1) / (parts - k)))
         python3 "$GEN" ferrovpn initiator "$count" "$FV_TMP/i$k.toml" --sock "$FV_TMP/i$k.sock" \
             --psk-file "$FV_TMP/psk" --ike "$ike" --prefix "si${k}x" --first "$first" \
-            --shared "${SHARED_DEV:+fvgw$((k + 1))}" --daemon-extra "$(dh_pool_line)"
+            --shared "${SHARED_DEV:+fvgw$((k + 1))}" --daemon-extra "$(dh_pool_line)" \
+            --log-level "${SCALE_LOG_LEVEL:-info}"
         FV_SPAWN_LOG="$FV_TMP/i$k.log" fv_spawn "$I" "$FERROVPN" up -c "$FV_TMP/i$k.toml"
         ISOCKS+=("$FV_TMP/i$k.sock")
         PIDS_I+=("$FV_LAST_PID")
@@ -325,6 +327,7 @@ run_ferrovpn() {
     bed "$n"
     python3 "$GEN" ferrovpn responder "$n" "$FV_TMP/r.toml" --sock "$FV_TMP/r.sock" \
         --psk-file "$FV_TMP/psk" --ike "$ike" --prefix sr --shared "$SHARED_DEV" \
+        --log-level "${SCALE_LOG_LEVEL:-info}" \
         --daemon-extra "$([ "${SCALE_HALF_OPEN:-}" = none ] || echo "max_half_open = ${SCALE_HALF_OPEN:-$((n + 64))}")
 $(dh_pool_line)
 $(dh_workers_line)"
