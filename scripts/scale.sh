@@ -343,7 +343,7 @@ $(dh_workers_line)"
     if [ "${SCALE_START_ONLY:-0}" = 1 ]; then
         down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
         [ -z "$(ip -n "$R" -o link show type tun)" ] || fv_log "TUN devices left after down"
-        ROWS+=("| $what (responder alone) | $n | $group | – | – | $start | $down | – | – | – | – | – | – | – |")
+        ROWS+=("| $what (responder alone) | $n | $group | – | – | – | – | – | – | – | $start | $down | – | – |")
         fv_log "$what N=$n (responder alone): start ${start}s, down ${down}s, RSS ${rss0} KB"
         unbed
         return
