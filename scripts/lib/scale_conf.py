@@ -4,7 +4,7 @@ addresses, outer IPv6 (2001:db8::/32, enough distinct peers for any N), inner IP
 one route-based TUN per connection. Documentation addresses only (RFC 3849).
 
   scale_conf.py ferrovpn SIDE N OUT --sock S --psk-file F [--ike P] [--daemon-extra TEXT]
-                [--shared NAME] [--first F]
+                [--shared NAME] [--first F] [--log-level L]
   scale_conf.py swanctl N OUT --psk SECRET [--ike P]        (strongSwan responder)
 
 SIDE is `responder` (waits) or `initiator` (starts every connection). With --shared NAME all
@@ -35,7 +35,7 @@ def ferrovpn(a):
     out = [
         "[daemon]",
         f'control_socket = "{a.sock}"',
-        'log_level = "info"',
+        f'log_level = "{a.log_level}"',
         "workers = 1",
         'retransmit_timeout = "2s"',
         a.daemon_extra or "",
@@ -103,6 +103,7 @@ def main():
     p.add_argument("--fixed-mtu", action="store_true")
     p.add_argument("--shared", default="")
     p.add_argument("--first", type=int, default=1)
+    p.add_argument("--log-level", default="info")
     a = p.parse_args()
     if a.kind == "ferrovpn":
         a.side, n, out = a.rest
