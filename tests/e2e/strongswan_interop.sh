@@ -6,6 +6,7 @@
 # {aes128gcm16 without PFS, aes128-sha256 with PFS modp2048}. Each case: both sides report the SA,
 # ping from each inner address, 2 MiB TCP with SHA-256 compared, packet counters of both
 # implementations agree, `ferrovpn down` makes strongSwan drop its SAs (DELETE understood).
+# Case fv-child-deleted: strongSwan deletes ferrovpn's only pair; ferrovpn negotiates it again.
 # strongSwan with kernel-libipsec always floats to UDP 4500 and UDP-encapsulates ESP.
 # ferrovpn runs with key export on (save_keys_dir); the veth is captured with dumpcap from before
 # the first message until after the pings, and `ferrovpn decode` must name every message of the
@@ -187,6 +188,46 @@ PY
     fi
 }
 
+# The peer deletes our only IPsec SA pair and negotiates none (swanctl --terminate --child, as an
+# operator or a peer's own policy would): ferrovpn, the initiator, negotiates the pair again by
+# itself on the ISAKMP SA that stays up, and traffic flows again.
+case_fv_child_deleted() {
+    FV_NO_IPV6=1 fv_two_ns
+    SS_SECRET="$PSK" e2e_ss_up "$(SS_SECRET="$PSK" e2e_ss_conf)"
+    e2e_psk "$FV_TMP/a.psk" "$PSK"
+    SOCK_A="$FV_TMP/a.sock"
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" C_START=initiate \
+        C_ESP=aes128gcm16 C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
+    local log="$FV_TMP/ferrovpn.log"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 30 || fail "ferrovpn: no IPsec SA within 30 s"
+    e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+    local first ike
+    first="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"]')"
+    ike="$(e2e_q "$SOCK_A" 'ikes[0]["cookies"]')"
+    fv_swanctl "$FV_NS_B" --terminate --child fv --timeout 10 >"$FV_TMP/terminate.txt" 2>&1 ||
+        { cat "$FV_TMP/terminate.txt" >&2; fail "swanctl --terminate --child failed"; }
+    ok "strongSwan deleted the pair (spi in $first on our side), phase 1 left up"
+    e2e_wait_log "$log" "no IPsec SA pair left with phase 1 up: negotiating the pairs again" 30 ||
+        fail "ferrovpn did not notice that its last pair was deleted"
+    e2e_wait_log "$log" "negotiating 1 IPsec SA pair\\(s\\) again" 30 || fail "ferrovpn did not negotiate the pair again"
+    local i now=""
+    for ((i = 0; i < 100; i++)); do
+        now="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"] if sas else ""' 2>/dev/null || true)"
+        [ -n "$now" ] && [ "$now" != "$first" ] && break
+        sleep 0.2
+    done
+    [ -n "$now" ] && [ "$now" != "$first" ] || fail "no new IPsec SA pair (spi in '$now')"
+    [ "$(e2e_q "$SOCK_A" 'ikes[0]["cookies"]')" = "$ike" ] || fail "phase 1 was renegotiated; the pair should have been negotiated on the ISAKMP SA that stayed up"
+    e2e_ss_wait_installed "$FV_TMP/list-sas-2.txt"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
+    e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 2
+    ok "ferrovpn negotiated a new pair (spi in $now) on the same ISAKMP SA; traffic flows again"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+}
+
 # Case names: <initiator>-<mode>-<esp>, fv = ferrovpn initiates, ss = strongSwan initiates.
 declare -A ESP=([gcm]=aes128gcm16 [pfs]=aes128-sha256-modp2048)
 CASES=()
@@ -198,6 +239,7 @@ for who in fv ss; do
         done
     done
 done
+CASES+=(fv-child-deleted)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -107,6 +107,16 @@ impl Daemon {
                     if !self.endpoint.is_up(i) {
                         info!(conn = %self.conns[i].cfg.name, "initiating again");
                         self.endpoint.initiate(now, i);
+                    } else if self.conns[i].pairs.is_empty() {
+                        // Phase 1 up, no pair: Quick Mode for each configured pair.
+                        match self.endpoint.rekey(now, i) {
+                            Ok(n) => {
+                                info!(conn = %self.conns[i].cfg.name, "negotiating {n} IPsec SA pair(s) again")
+                            }
+                            Err(e) => {
+                                info!(conn = %self.conns[i].cfg.name, "not negotiating the pairs again: {e}")
+                            }
+                        }
                     }
                 }
             }
