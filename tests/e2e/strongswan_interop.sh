@@ -6,7 +6,8 @@
 # {aes128gcm16 without PFS, aes128-sha256 with PFS modp2048}. Each case: both sides report the SA,
 # ping from each inner address, 2 MiB TCP with SHA-256 compared, packet counters of both
 # implementations agree, `ferrovpn down` makes strongSwan drop its SAs (DELETE understood).
-# Case fv-child-deleted: strongSwan deletes ferrovpn's only pair; ferrovpn negotiates it again.
+# Cases fv-child-deleted, fv-policy-child-deleted: strongSwan deletes ferrovpn's only pair, or
+# the second of two policy-based pairs; ferrovpn negotiates it again.
 # strongSwan with kernel-libipsec always floats to UDP 4500 and UDP-encapsulates ESP.
 # ferrovpn runs with key export on (save_keys_dir); the veth is captured with dumpcap from before
 # the first message until after the pings, and `ferrovpn decode` must name every message of the
@@ -188,45 +189,74 @@ PY
     fi
 }
 
-# The peer deletes our only IPsec SA pair and negotiates none (swanctl --terminate --child, as an
-# operator or a peer's own policy would): ferrovpn, the initiator, negotiates the pair again by
-# itself on the ISAKMP SA that stays up, and traffic flows again.
-case_fv_child_deleted() {
+# child_deleted route|policy: strongSwan deletes one of ferrovpn's IPsec SA pairs and negotiates
+# none (swanctl --terminate --child, as an operator or a peer's own policy would): ferrovpn, the
+# initiator, negotiates that pair again by itself on the ISAKMP SA that stays up, and its
+# traffic flows again. route: the only pair of a route-based tunnel; policy: the second of two
+# policy-based pairs (the first stays as it was).
+child_deleted() {
     FV_NO_IPV6=1 fv_two_ns
+    local tunnel child=fv in_a=$A_IN in_b=$B_IN log="$FV_TMP/ferrovpn.log" pairs=1 gone_ts=203.0.113.0/24
+    local B_IN=$B_IN SS_LOCAL_TS=203.0.113.0/24 SS_REMOTE_TS=198.51.100.0/24 SS_CHILDREN_EXTRA=""
+    tunnel="$(e2e_route_based_facing_ss)"
+    if [ "$1" = policy ]; then
+        child=fv2 in_a=198.51.100.129 in_b=203.0.113.129 pairs=2 gone_ts=203.0.113.128/25
+        B_IN="203.0.113.1 203.0.113.129" SS_LOCAL_TS=203.0.113.0/25 SS_REMOTE_TS=198.51.100.0/25
+        SS_CHILDREN_EXTRA="            fv2 {
+                local_ts = 203.0.113.128/25
+                remote_ts = 198.51.100.128/25
+                esp_proposals = aes128gcm16
+                start_action = none
+            }"
+        fv_add_inner "$FV_NS_A" 198.51.100.1/32
+        fv_add_inner "$FV_NS_A" 198.51.100.129/32
+        tunnel='[connection.policy_based]
+pairs = [
+    { local = "198.51.100.0/25", remote = "203.0.113.0/25" },
+    { local = "198.51.100.128/25", remote = "203.0.113.128/25" },
+]'
+    fi
     SS_SECRET="$PSK" e2e_ss_up "$(SS_SECRET="$PSK" e2e_ss_conf)"
     e2e_psk "$FV_TMP/a.psk" "$PSK"
     SOCK_A="$FV_TMP/a.sock"
     C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" C_START=initiate \
-        C_ESP=aes128gcm16 C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
-    local log="$FV_TMP/ferrovpn.log"
+        C_ESP=aes128gcm16 C_TUNNEL="$tunnel" e2e_conf "$FV_TMP/a.toml"
     e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$log"
     PID_A="$E2E_PID"
-    e2e_wait_sas "$SOCK_A" "$PID_A" 1 30 || fail "ferrovpn: no IPsec SA within 30 s"
+    e2e_wait_sas "$SOCK_A" "$PID_A" "$pairs" 30 || fail "ferrovpn: not $pairs IPsec SA pair(s) within 30 s"
     e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
-    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
-    local first ike
-    first="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"]')"
+    e2e_ping "$FV_NS_A" "$in_a" "$in_b" 2
+    local gone kept ike
+    gone="$(e2e_q "$SOCK_A" "[s['spi_in'] for s in sas if s['remote_ts'] == '$gone_ts'][0]")"
+    kept="$(e2e_q "$SOCK_A" "sorted(s['spi_in'] for s in sas if s['spi_in'] != '$gone')")"
     ike="$(e2e_q "$SOCK_A" 'ikes[0]["cookies"]')"
-    fv_swanctl "$FV_NS_B" --terminate --child fv --timeout 10 >"$FV_TMP/terminate.txt" 2>&1 ||
-        { cat "$FV_TMP/terminate.txt" >&2; fail "swanctl --terminate --child failed"; }
-    ok "strongSwan deleted the pair (spi in $first on our side), phase 1 left up"
-    e2e_wait_log "$log" "no IPsec SA pair left with phase 1 up: negotiating the pairs again" 30 ||
-        fail "ferrovpn did not notice that its last pair was deleted"
+    fv_swanctl "$FV_NS_B" --terminate --child "$child" --timeout 10 >"$FV_TMP/terminate.txt" 2>&1 ||
+        { cat "$FV_TMP/terminate.txt" >&2; fail "swanctl --terminate --child $child failed"; }
+    ok "strongSwan deleted child $child (spi in $gone on our side), phase 1 left up"
+    e2e_wait_log "$log" "1 configured IPsec SA pair\\(s\\) without an SA while phase 1 is up: negotiating them again" 30 ||
+        fail "ferrovpn did not notice that a pair lost its SA"
     e2e_wait_log "$log" "negotiating 1 IPsec SA pair\\(s\\) again" 30 || fail "ferrovpn did not negotiate the pair again"
-    local i now=""
+    local i spis=""
     for ((i = 0; i < 100; i++)); do
-        now="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"] if sas else ""' 2>/dev/null || true)"
-        [ -n "$now" ] && [ "$now" != "$first" ] && break
+        spis="$(e2e_q "$SOCK_A" 'sorted(s["spi_in"] for s in sas)' 2>/dev/null || true)"
+        [ "$(e2e_q "$SOCK_A" "len(sas) == $pairs and '$gone' not in [s['spi_in'] for s in sas]" 2>/dev/null)" = True ] && break
         sleep 0.2
     done
-    [ -n "$now" ] && [ "$now" != "$first" ] || fail "no new IPsec SA pair (spi in '$now')"
+    [ "$(e2e_q "$SOCK_A" "len(sas) == $pairs and '$gone' not in [s['spi_in'] for s in sas]")" = True ] ||
+        fail "no new pair in place of $gone (pairs now: $spis)"
     [ "$(e2e_q "$SOCK_A" 'ikes[0]["cookies"]')" = "$ike" ] || fail "phase 1 was renegotiated; the pair should have been negotiated on the ISAKMP SA that stayed up"
+    [ "$1" = route ] || [ "$(e2e_q "$SOCK_A" "sorted(s['spi_in'] for s in sas if s['remote_ts'] == '203.0.113.0/25')")" = "$kept" ] ||
+        fail "the first pair changed too (want $kept)"
     e2e_ss_wait_installed "$FV_TMP/list-sas-2.txt"
-    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
-    e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 2
-    ok "ferrovpn negotiated a new pair (spi in $now) on the same ISAKMP SA; traffic flows again"
-    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_ping "$FV_NS_A" "$in_a" "$in_b" 3
+    e2e_ping "$FV_NS_B" "$in_b" "$in_a" 2
+    [ "$1" = route ] || e2e_ping "$FV_NS_A" 198.51.100.1 203.0.113.1 2
+    ok "ferrovpn negotiated a new pair in place of $gone on the same ISAKMP SA (pairs now $(e2e_q "$SOCK_A" 'sorted(s["spi_in"] for s in sas)')); traffic flows again"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A"
 }
+
+case_fv_child_deleted() { child_deleted route; }
+case_fv_policy_child_deleted() { child_deleted policy; }
 
 # Case names: <initiator>-<mode>-<esp>, fv = ferrovpn initiates, ss = strongSwan initiates.
 declare -A ESP=([gcm]=aes128gcm16 [pfs]=aes128-sha256-modp2048)
@@ -239,7 +269,7 @@ for who in fv ss; do
         done
     done
 done
-CASES+=(fv-child-deleted)
+CASES+=(fv-child-deleted fv-policy-child-deleted)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

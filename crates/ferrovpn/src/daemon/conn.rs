@@ -26,6 +26,8 @@ pub struct ConnState {
     pub routing: Option<Installed>,
     pub pairs: Vec<InstalledPair>,
     pub retry_at: Option<Instant>,
+    /// When to negotiate again the configured pairs that lost their SA while phase 1 is up.
+    pub pairs_retry_at: Option<Instant>,
     pub backoff: Duration,
     pub last_failure: Option<String>,
     /// Terminated by the operator: not initiated again (retries, DPD restart) until
@@ -58,6 +60,7 @@ impl ConnState {
             routing: Some(routing),
             pairs: Vec::new(),
             retry_at: None,
+            pairs_retry_at: None,
             backoff: Duration::from_secs(5),
             last_failure: None,
             held: false,

@@ -38,7 +38,7 @@ impl Daemon {
                 next = next.min(t);
             }
             for c in &self.conns {
-                if let Some(t) = c.retry_at {
+                for t in [c.retry_at, c.pairs_retry_at].into_iter().flatten() {
                     next = next.min(t);
                 }
             }
@@ -107,15 +107,21 @@ impl Daemon {
                     if !self.endpoint.is_up(i) {
                         info!(conn = %self.conns[i].cfg.name, "initiating again");
                         self.endpoint.initiate(now, i);
-                    } else if self.conns[i].pairs.is_empty() {
-                        // Phase 1 up, no pair: Quick Mode for each configured pair.
-                        match self.endpoint.rekey(now, i) {
-                            Ok(n) => {
-                                info!(conn = %self.conns[i].cfg.name, "negotiating {n} IPsec SA pair(s) again")
-                            }
-                            Err(e) => {
-                                info!(conn = %self.conns[i].cfg.name, "not negotiating the pairs again: {e}")
-                            }
+                    }
+                }
+                if self.conns[i].pairs_retry_at.is_some_and(|t| t <= now) {
+                    self.conns[i].pairs_retry_at = None;
+                    if self.conns[i].held || !self.endpoint.is_up(i) {
+                        continue;
+                    }
+                    // Phase 1 up: Quick Mode for each configured pair without an SA.
+                    match self.endpoint.negotiate_missing(now, i) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            info!(conn = %self.conns[i].cfg.name, "negotiating {n} IPsec SA pair(s) again")
+                        }
+                        Err(e) => {
+                            info!(conn = %self.conns[i].cfg.name, "not negotiating the pairs again: {e}")
                         }
                     }
                 }

@@ -414,29 +414,30 @@ impl Daemon {
 }
 
 impl Daemon {
-    /// The last IPsec SA pair of an initiating connection is gone while its phase 1 is up (the
-    /// peer deleted it without a successor, or it expired unreplaced): its pairs are negotiated
-    /// again, as strongSwan's `closeaction = restart` does, after the phase 1 retry backoff.
-    /// The backoff is reset only by a new ISAKMP SA, so a peer that deletes every pair it
-    /// agrees to costs one Quick Mode per 5 s, 10 s, … up to 5 minutes.
+    /// A configured pair of an initiating connection has no IPsec SA pair left while phase 1
+    /// is up (the peer deleted it without a successor, or it expired unreplaced): it is
+    /// negotiated again, as strongSwan's `closeaction = restart` does, after the phase 1 retry
+    /// backoff. The backoff is reset only by a new ISAKMP SA, so a peer that deletes every
+    /// pair it agrees to costs one Quick Mode per 5 s, 10 s, … up to 5 minutes.
     fn schedule_children_retry(&mut self, conn: usize) {
         if !self.endpoint.is_up(conn) {
             return;
         }
+        let missing = self.endpoint.missing_pairs(conn).len();
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
         if c.cfg.start != Start::Initiate
-            || c.retry_at.is_some()
+            || c.pairs_retry_at.is_some()
             || self.stop
             || c.held
             || c.removed
-            || !c.pairs.is_empty()
+            || missing == 0
         {
             return;
         }
-        c.retry_at = Some(Instant::now() + c.backoff);
-        info!(conn = %c.cfg.name, "no IPsec SA pair left with phase 1 up: negotiating the pairs again in {}s", c.backoff.as_secs());
+        c.pairs_retry_at = Some(Instant::now() + c.backoff);
+        info!(conn = %c.cfg.name, "{missing} configured IPsec SA pair(s) without an SA while phase 1 is up: negotiating them again in {}s", c.backoff.as_secs());
         c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
     }
 }

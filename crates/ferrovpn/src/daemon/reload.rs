@@ -233,6 +233,7 @@ impl Daemon {
                 c.removed = true;
                 c.held = true;
                 c.retry_at = None;
+                c.pairs_retry_at = None;
             }
             self.history.set_peer(id, None);
         }
@@ -282,6 +283,7 @@ impl Daemon {
                         s.cfg = c.clone();
                         s.held = false;
                         s.retry_at = None;
+                        s.pairs_retry_at = None;
                         s.backoff = Duration::from_secs(5);
                         s.last_failure = None;
                     }

@@ -52,6 +52,7 @@ impl Daemon {
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.held = false;
                     c.retry_at = None;
+                    c.pairs_retry_at = None;
                     c.backoff = Duration::from_secs(5);
                 }
                 match self.endpoint.initiate_now(now, conn) {
@@ -66,6 +67,7 @@ impl Daemon {
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.held = true;
                     c.retry_at = None;
+                    c.pairs_retry_at = None;
                 }
                 let t = match self.endpoint.terminate(now, conn) {
                     Ok(t) => t,

@@ -147,6 +147,68 @@ impl Endpoint {
         Ok(started)
     }
 
+    /// The configured pairs of the connection that have no live IPsec SA pair (none, or only
+    /// retiring, peer-deleted or expired ones) and no Quick Mode under way, on its newest
+    /// established ISAKMP SA; a remote-access client's pairs of a family the gateway assigned
+    /// no address of are not counted (they are never negotiated).
+    pub fn missing_pairs(&self, conn: ConnId) -> Vec<usize> {
+        let Some(cfg) = self.env.conns.get(conn) else {
+            return Vec::new();
+        };
+        let Some((_, newest)) = self
+            .sas
+            .of_conn(conn)
+            .filter(|(_, s)| s.is_established())
+            .max_by_key(|(_, s)| s.established_at)
+        else {
+            return Vec::new();
+        };
+        (0..cfg.children.len())
+            .filter(|&i| {
+                let live = self.sas.of_conn(conn).any(|(_, s)| {
+                    s.children.iter().any(|c| {
+                        c.child_index == i && c.retire_at.is_none() && !c.peer_deleted && !c.expired
+                    })
+                });
+                let v6 = cfg.children[i].local_ts.addr.is_ipv6();
+                let addressable = cfg.remote_access.is_none()
+                    || newest.assigned_local.iter().any(|t| t.addr.is_ipv6() == v6);
+                !live && !qm_in_flight(newest, i) && addressable
+            })
+            .collect()
+    }
+
+    /// Quick Mode for each of `missing_pairs` on the newest established ISAKMP SA (RFC 2409
+    /// §5.5): the pairs the peer deleted without a successor come back. Returns how many
+    /// Quick Modes were started.
+    pub fn negotiate_missing(&mut self, now: Instant, conn: ConnId) -> Result<usize, ControlError> {
+        self.check(conn)?;
+        let missing = self.missing_pairs(conn);
+        let newest = self
+            .sas
+            .of_conn(conn)
+            .filter(|(_, s)| s.is_established())
+            .max_by_key(|(_, s)| s.established_at)
+            .map(|(k, _)| *k)
+            .ok_or(ControlError::NotUp)?;
+        let Some(mut ctx) = self.env.ctx(now, conn) else {
+            return Err(ControlError::UnknownConnection);
+        };
+        let Some(sa) = self.sas.get_mut(&newest) else {
+            return Err(ControlError::NotUp);
+        };
+        let Some(keys) = sa.established_keys() else {
+            return Err(ControlError::NotUp);
+        };
+        let mut started = 0;
+        for i in missing {
+            let before = sa.quick_modes.len();
+            sa.quick_mode_initiate(&mut ctx, &keys, i, None);
+            started += usize::from(sa.quick_modes.len() > before);
+        }
+        Ok(started)
+    }
+
     fn has_children(&self, conn: ConnId) -> bool {
         self.sas.of_conn(conn).any(|(_, s)| !s.children.is_empty())
     }
