@@ -179,31 +179,12 @@ ratio = f"{per * 1000 / float(b):.2f}" if b and r else "–"
 print(f"{r / 1000:.2f} | {per:.3f} | {rate} | {ratio} | {i / 1000:.2f}")' "$1" "$2" "$3" "$4" "${BOUND_US[$2]:-}"
 }
 
-# bed N: namespaces $R (responder) and $I (initiators) joined by a veth; N peer addresses on I.
+# bed N: namespaces $R (responder) and $I (initiators), N peer addresses on I (fv_scale_bed).
 bed() {
-    local n="$1" i
     RUN=$((RUN + 1))
     R="${FV_ID}r$RUN"
     I="${FV_ID}i$RUN"
-    fv_ns_create "$R"
-    fv_ns_create "$I"
-    for ns in "$R" "$I"; do
-        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-    done
-    ip link add "${FV_ID}-r$RUN" netns "$R" type veth peer name "${FV_ID}-i$RUN" netns "$I"
-    ip -n "$R" addr add 2001:db8:ffff::1/64 dev "${FV_ID}-r$RUN" nodad
-    {
-        for ((i = 1; i <= n; i++)); do
-            printf 'addr add 2001:db8:ffff::1:%x/64 dev %s nodad\n' "$i" "${FV_ID}-i$RUN"
-        done
-    } | ip -n "$I" -batch -
-    ip -n "$R" link set "${FV_ID}-r$RUN" up
-    ip -n "$I" link set "${FV_ID}-i$RUN" up
-    # The responder reaches the peers through one neighbour (::2 on I) rather than one
-    # neighbour entry per peer: the kernel's neighbour table is shared by all namespaces and
-    # holds 1024 entries by default (gc_thresh3); beyond that sends fail with EINVAL.
-    ip -n "$I" addr add 2001:db8:ffff::2/64 dev "${FV_ID}-i$RUN" nodad
-    ip -n "$R" -6 route add 2001:db8:ffff::1:0/112 via 2001:db8:ffff::2 dev "${FV_ID}-r$RUN"
+    fv_scale_bed "$R" "$I" "$RUN" "$1"
 }
 
 unbed() {

@@ -108,6 +108,30 @@ fv_ns_create() {
     ip -n "$ns" link set lo up
 }
 
+# fv_scale_bed R I SUFFIX N: the bed of the scale measurements (scripts/scale.sh and
+# tests/e2e/scale.sh). Namespaces R (responder, 2001:db8:ffff::1) and I (N peer addresses
+# 2001:db8:ffff::1:<i>, no DAD, usable at once) joined by the veth ${FV_ID}-r$SUFFIX ⇄
+# ${FV_ID}-i$SUFFIX. R reaches the peers through one neighbour (::2 on I) rather than one
+# neighbour entry per peer: the kernel's neighbour table is shared by all namespaces and holds
+# 1024 entries by default (gc_thresh3); beyond that sends fail with EINVAL.
+fv_scale_bed() {
+    local r="$1" peers="$2" rv="${FV_ID}-r$3" iv="${FV_ID}-i$3" n="$4" k ns
+    fv_ns_create "$r"
+    fv_ns_create "$peers"
+    for ns in "$r" "$peers"; do
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    done
+    ip link add "$rv" netns "$r" type veth peer name "$iv" netns "$peers"
+    ip -n "$r" addr add 2001:db8:ffff::1/64 dev "$rv" nodad
+    for ((k = 1; k <= n; k++)); do
+        printf 'addr add 2001:db8:ffff::1:%x/64 dev %s nodad\n' "$k" "$iv"
+    done | ip -n "$peers" -batch -
+    ip -n "$r" link set "$rv" up
+    ip -n "$peers" link set "$iv" up
+    ip -n "$peers" addr add 2001:db8:ffff::2/64 dev "$iv" nodad
+    ip -n "$r" -6 route add 2001:db8:ffff::1:0/112 via 2001:db8:ffff::2 dev "$rv"
+}
+
 # fv_veth NS1 IF1 ADDR1/LEN NS2 IF2 ADDR2/LEN: a veth pair between two namespaces, both ends up.
 fv_veth() {
     local ns1="$1" if1="$2" a1="$3" ns2="$4" if2="$5" a2="$6"

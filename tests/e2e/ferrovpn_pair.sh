@@ -234,23 +234,10 @@ address = \"$A_IN/32\""
     e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
 }
 
-# capture_start NS IFACE FILE FILTER: tshark writing FILE in the background ($CAP_PID), once it
-# is capturing.
-capture_start() {
-    local log="$3.log" i
-    FV_SPAWN_LOG="$log" fv_spawn "$1" tshark -n -i "$2" -w "$3" -f "$4"
-    CAP_PID="$FV_LAST_PID"
-    for ((i = 0; i < 100; i++)); do
-        grep -q "Capturing on" "$log" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    cat "$log" >&2
-    fail "tshark did not start capturing on $2 in $1"
-}
-
+# capture_stop [PID]: lets the last packets land, then stops the capture (default: the latest).
 capture_stop() {
     sleep 0.5
-    fv_stop "$CAP_PID"
+    fv_stop "${1:-$E2E_CAP_PID}"
 }
 
 # syn_mss FILE SRC: "flags mss" of each TCP SYN from SRC in FILE (flags 0x2 SYN, 0x12 SYN-ACK).
@@ -282,13 +269,13 @@ case_mss_fixed() {
     mss_pair "tcp_mss = 1200" 'tcp_mss = "off"'
     local mtu_b syn synack
     mtu_b="$(ip -n "$FV_NS_B" -o link show fv0 | grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
-    capture_start "$FV_NS_B" fv0 "$FV_TMP/b.pcap" "tcp[tcpflags] & tcp-syn != 0"
-    CAP_B="$CAP_PID"
-    capture_start "$FV_NS_A" fv0 "$FV_TMP/a.pcap" "tcp[tcpflags] & tcp-syn != 0"
-    CAP_A="$CAP_PID"
+    e2e_capture "$FV_NS_B" fv0 "$FV_TMP/b.pcap" "tcp[tcpflags] & tcp-syn != 0"
+    CAP_B="$E2E_CAP_PID"
+    e2e_capture "$FV_NS_A" fv0 "$FV_TMP/a.pcap" "tcp[tcpflags] & tcp-syn != 0"
+    CAP_A="$E2E_CAP_PID"
     e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 2
-    CAP_PID="$CAP_A" capture_stop
-    CAP_PID="$CAP_B" capture_stop
+    capture_stop "$CAP_A"
+    capture_stop "$CAP_B"
     syn="$(syn_mss "$FV_TMP/b.pcap" "$A_IN")"
     [ "$syn" = "0x2	1200" ] || fail "A's SYN on B's TUN: '$syn', want MSS 1200 (A's tcp_mss)"
     ok "A's SYN arrives on B's TUN with MSS 1200 (tcp_mss = 1200 on A, outbound)"
@@ -310,13 +297,13 @@ case_mss_auto() {
     [ -n "$route" ] || fail "side A: no default route into fv0"
     # shellcheck disable=SC2086  # the route's words are arguments
     ip -n "$FV_NS_A" route change $route advmss 1460 || fail "cannot set advmss 1460 on '$route'"
-    capture_start "$FV_NS_A" fv0 "$FV_TMP/a.pcap" "tcp[tcpflags] & tcp-syn != 0"
-    CAP_A="$CAP_PID"
-    capture_start "$FV_NS_B" fv0 "$FV_TMP/b.pcap" "tcp[tcpflags] & tcp-syn != 0"
-    CAP_B="$CAP_PID"
+    e2e_capture "$FV_NS_A" fv0 "$FV_TMP/a.pcap" "tcp[tcpflags] & tcp-syn != 0"
+    CAP_A="$E2E_CAP_PID"
+    e2e_capture "$FV_NS_B" fv0 "$FV_TMP/b.pcap" "tcp[tcpflags] & tcp-syn != 0"
+    CAP_B="$E2E_CAP_PID"
     e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 2
-    CAP_PID="$CAP_A" capture_stop
-    CAP_PID="$CAP_B" capture_stop
+    capture_stop "$CAP_A"
+    capture_stop "$CAP_B"
     syn="$(syn_mss "$FV_TMP/a.pcap" "$A_IN")"
     [ "$syn" = "0x2	1460" ] || fail "A's SYN on A's TUN: '$syn', want MSS 1460 (route advmss)"
     syn="$(syn_mss "$FV_TMP/b.pcap" "$A_IN")"
@@ -330,7 +317,7 @@ case_mss_auto() {
 frag_pair() {
     mss_pair "mtu = 1500" "mtu = 1500" "$1"
     local out frags df
-    capture_start "$FV_NS_B" "$FV_IF_B" "$FV_TMP/veth.pcap" "src host 192.0.2.1 and ($2 or ip[6:2] & 0x1fff != 0)"
+    e2e_capture "$FV_NS_B" "$FV_IF_B" "$FV_TMP/veth.pcap" "src host 192.0.2.1 and ($2 or ip[6:2] & 0x1fff != 0)"
     # 1472 bytes of ICMP data: a 1500-byte inner packet with DF, as large as the TUN takes.
     out="$(ip netns exec "$FV_NS_A" ping -n -q -M do -s 1472 -c 3 -i 0.2 -W 2 -I "$A_IN" "$B_IN" 2>&1)" ||
         { printf '%s\n' "$out" >&2; fail "ping -M do -s 1472 $A_IN -> $B_IN failed"; }

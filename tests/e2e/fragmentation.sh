@@ -108,14 +108,9 @@ run_case() {
     e2e_ss_up "$(SS_SECRET='' SS_AUTH=pubkey SS_CERT=b.crt SS_AGGRESSIVE="$aggr" e2e_ss_conf)"
 
     # The capture runs from before the first message to after the last.
-    local cap="$FV_TMP/veth.pcap" caplog="$FV_TMP/veth.pcap.log"
-    FV_SPAWN_LOG="$caplog" fv_spawn "$FV_NS_B" tshark -n -i "$FV_IF_B" -w "$cap" -f "udp port 500 or udp port 4500"
-    local cap_pid="$FV_LAST_PID"
-    for ((i = 0; i < 100; i++)); do
-        grep -q "Capturing on" "$caplog" 2>/dev/null && break
-        sleep 0.1
-    done
-    grep -q "Capturing on" "$caplog" || { cat "$caplog" >&2; fail "tshark did not start capturing"; }
+    local cap="$FV_TMP/veth.pcap"
+    e2e_capture "$FV_NS_B" "$FV_IF_B" "$cap" "udp port 500 or udp port 4500"
+    local cap_pid="$E2E_CAP_PID"
 
     SOCK_A="$FV_TMP/a.sock"
     C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE='' C_START="$start" C_MODE="$mode" \

@@ -96,19 +96,6 @@ counters_agree() {
     ok "$4: $out ESP packets sent, $in received by the peer ($drops dropped on its socket buffer)"
 }
 
-# cap_start NS IF FILE FILTER: tshark writing FILE, waited for until it captures; PID in CAP.
-cap_start() {
-    local log="$3.log" i
-    FV_SPAWN_LOG="$log" fv_spawn "$1" tshark -n -i "$2" -w "$3" -f "$4"
-    CAP="$FV_LAST_PID"
-    for ((i = 0; i < 100; i++)); do
-        grep -q "Capturing on" "$log" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    cat "$log" >&2
-    fail "tshark did not start capturing on $2 in $1"
-}
-
 # rules_of NS: the fwmark/suppress rules of both families.
 rules_of() {
     { ip -n "$1" -4 rule show; ip -n "$1" -6 rule show; } | grep -E 'fwmark|suppress_prefixlength' || true
@@ -145,9 +132,9 @@ routes = [\"2001:db8:1::/64\"]"
     ok "A: ::/0 via policy routing: IPv6 fwmark and suppress rules, no IPv4 ones"
     e2e_ping "$FV_NS_A" "$A6" "$B6" 3
     e2e_ping "$FV_NS_B" "$B6" "$A6" 3
-    cap_start "$FV_NS_B" fv0 "$FV_TMP/syn.pcap" "ip6 and tcp"
+    e2e_capture "$FV_NS_B" fv0 "$FV_TMP/syn.pcap" "ip6 and tcp"
     e2e_transfer "$FV_NS_A" "$A6" "$FV_NS_B" "$B6" 3
-    fv_stop "$CAP"
+    fv_stop "$E2E_CAP_PID"
     # A's TUN (mtu 1500) lets its SYN out with MSS 1440; B clamps it on the way into its TUN to
     # B's MTU - 60 (tcp_mss auto, IPv6 header 40 + TCP 20).
     local mtu_b syn
@@ -189,8 +176,8 @@ routes = [\"0.0.0.0/0\", \"::/0\"]"
 interface = \"fv0\"
 address = [\"$B4/32\", \"$B6/128\"]
 routes = [\"198.51.100.0/24\", \"2001:db8:1::/64\"]"
-    cap_start "$FV_NS_B" "$FV_IF_B" "$FV_TMP/veth.pcap" "ip6"
-    local cap=$CAP
+    e2e_capture "$FV_NS_B" "$FV_IF_B" "$FV_TMP/veth.pcap" "ip6"
+    local cap=$E2E_CAP_PID
     start_pair 2
     ! grep -q "refused TUN offloads" "$FV_TMP/daemon-a.log" "$FV_TMP/daemon-b.log" ||
         fail "TUN offloads refused: this case must run with offloads on"

@@ -570,14 +570,9 @@ remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
 case_gateway_ferrovpn_client_ios() {
     FV_NO_IPV6=1 fv_two_ns
     GW_ESP=aes128gcm16-modp2048 GW_EXTRA="xauth_after_psk = true" gw_conf pull
-    local cap="$FV_TMP/ike.pcap" caplog="$FV_TMP/ike.pcap.log" i
-    FV_SPAWN_LOG="$caplog" fv_spawn "$FV_NS_A" tshark -n -i "$FV_IF_A" -w "$cap" -f "udp port 500 or udp port 4500"
-    local cap_pid="$FV_LAST_PID"
-    for ((i = 0; i < 100; i++)); do
-        grep -q "Capturing on" "$caplog" 2>/dev/null && break
-        sleep 0.1
-    done
-    grep -q "Capturing on" "$caplog" || { cat "$caplog" >&2; fail "tshark did not start capturing"; }
+    local cap="$FV_TMP/ike.pcap"
+    e2e_capture "$FV_NS_A" "$FV_IF_A" "$cap" "udp port 500 or udp port 4500"
+    local cap_pid="$E2E_CAP_PID"
     e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
     PID_G="$E2E_PID"
     e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"

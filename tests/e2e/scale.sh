@@ -33,28 +33,11 @@ e2e_binary
 N="${E2E_SCALE_N:-100}"
 GEN="$E2E_ROOT/scripts/lib/scale_conf.py"
 
-# Namespaces R and I, the veth, N peer addresses on I (no DAD: usable at once).
+# Namespaces R and I, the veth, N peer addresses on I (fv_scale_bed).
 scale_bed() {
-    local i
     R="${FV_ID}r"
     I="${FV_ID}i"
-    fv_ns_create "$R"
-    fv_ns_create "$I"
-    for ns in "$R" "$I"; do
-        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-    done
-    ip link add "${FV_ID}-r" netns "$R" type veth peer name "${FV_ID}-i" netns "$I"
-    ip -n "$R" addr add 2001:db8:ffff::1/64 dev "${FV_ID}-r" nodad
-    for ((i = 1; i <= N; i++)); do
-        printf 'addr add 2001:db8:ffff::1:%x/64 dev %s nodad\n' "$i" "${FV_ID}-i"
-    done | ip -n "$I" -batch -
-    ip -n "$R" link set "${FV_ID}-r" up
-    ip -n "$I" link set "${FV_ID}-i" up
-    # The responder reaches the peers through one neighbour (::2 on I) rather than one
-    # neighbour entry per peer: the kernel's neighbour table is shared by all namespaces and
-    # holds 1024 entries by default (gc_thresh3); beyond that sends fail with EINVAL.
-    ip -n "$I" addr add 2001:db8:ffff::2/64 dev "${FV_ID}-i" nodad
-    ip -n "$R" -6 route add 2001:db8:ffff::1:0/112 via 2001:db8:ffff::2 dev "${FV_ID}-r"
+    fv_scale_bed "$R" "$I" "" "$N"
     e2e_psk "$FV_TMP/psk" "e2e-scale-secret"
 }
 

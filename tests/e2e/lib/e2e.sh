@@ -161,6 +161,20 @@ e2e_up() {
 # e2e_status_json SOCK: the daemon's status as JSON on stdout.
 e2e_status_json() { "$FERROVPN" status --socket "$1" --json 2>/dev/null; }
 
+# e2e_capture NS IFACE FILE FILTER: tshark writing FILE in the background, returned once it is
+# capturing; its PID in E2E_CAP_PID (stop it with fv_stop).
+e2e_capture() {
+    local log="$3.log" i
+    FV_SPAWN_LOG="$log" fv_spawn "$1" tshark -n -i "$2" -w "$3" -f "$4"
+    E2E_CAP_PID="$FV_LAST_PID"
+    for ((i = 0; i < 100; i++)); do
+        grep -q "Capturing on" "$log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    cat "$log" >&2
+    fail "tshark did not start capturing on $2 in $1"
+}
+
 # e2e_has PATTERN...: `grep -q` that reads all of its input. Under pipefail, `cmd | grep -q`
 # fails at random: grep exits at the first match and cmd dies of SIGPIPE if it writes after that.
 e2e_has() {
