@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -18,24 +18,25 @@ use crate::context::{Ctx, Datagram, Output};
 use crate::crypto::DhPrivate;
 use crate::dh_job::DhJobs;
 use crate::error::InputError;
-use crate::event::{
-    ConnId, Cookies, Direction, Event, Failure, MessageLog, NatStatus, PeerFeatures, Role,
-};
+use crate::event::{ConnId, Cookies, Direction, Event, Failure, MessageLog, Role};
 use crate::exchange::quick_mode::state::QmState;
-use crate::fragment::{self, Added, FragmentError, Reassembler};
+use crate::fragment::{FragmentError, Reassembler};
 use crate::key_pool::KeyPool;
 use crate::lease::Leases;
-use crate::proposal::IkeProposal;
 use crate::sa::{IkeSa, Phase1State};
 use crate::time::later;
 use crate::wire::{ExchangeType, Header, PayloadType};
 
 pub mod control;
 mod dh_jobs;
+mod fragments;
 mod recovery;
+mod status;
 mod table;
 
 use table::SaTable;
+
+pub use status::{ChildStatus, IkeSaStatus};
 
 /// Drops and oddities, for `status` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,37 +80,6 @@ pub struct Counters {
     pub fragment_timeouts: u64,
     /// Fragments we sent (each datagram with a FRAG payload).
     pub fragments_sent: u64,
-}
-
-/// One IPsec SA pair as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChildStatus {
-    /// Message ID of the Quick Mode that made it.
-    pub message_id: u32,
-    pub spi_in: u32,
-    pub spi_out: u32,
-    pub age: Duration,
-    pub lifetime: Duration,
-}
-
-/// One ISAKMP SA as `status` shows it.
-#[derive(Debug, Clone)]
-pub struct IkeSaStatus {
-    pub conn: ConnId,
-    pub name: String,
-    pub cookies: Cookies,
-    pub role: Role,
-    pub mode: Phase1Mode,
-    pub state: &'static str,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub proposal: Option<IkeProposal>,
-    pub age: Duration,
-    pub lifetime: Duration,
-    pub nat: NatStatus,
-    pub features: PeerFeatures,
-    pub quick_modes_in_flight: usize,
-    pub children: Vec<ChildStatus>,
 }
 
 /// What every call into an ISAKMP SA borrows from the endpoint.
@@ -269,16 +239,6 @@ impl Endpoint {
         (self.env.keys.hits, self.env.keys.misses)
     }
 
-    /// The latest IKEv1 fragment dropped (`Counters::fragments_dropped`): sender and reason.
-    pub fn last_fragment_drop(&self) -> Option<(std::net::IpAddr, &FragmentError)> {
-        self.last_fragment_drop.as_ref().map(|(a, e)| (*a, e))
-    }
-
-    /// IKEv1 reassemblies in progress and the bytes they hold.
-    pub fn reassembly(&self) -> (usize, usize) {
-        (self.fragments.len(), self.fragments.bytes())
-    }
-
     /// True when the connection has an established ISAKMP SA.
     pub fn is_up(&self, conn: ConnId) -> bool {
         self.sas.of_conn(conn).any(|(_, s)| s.is_established())
@@ -432,70 +392,6 @@ impl Endpoint {
         }
         count(&mut self.counters, result);
         self.after_input(now, key);
-    }
-
-    /// One IKEv1 fragment: kept for reassembly if it belongs to an ISAKMP SA with this peer
-    /// whose connection has fragmentation on; a completed message goes the normal way.
-    fn handle_fragment(&mut self, now: Instant, d: Datagram) {
-        self.counters.fragments_received += 1;
-        match self.add_fragment(now, &d) {
-            Ok(Added::Pending) => {}
-            Ok(Added::Complete(whole)) => {
-                self.counters.fragments_reassembled += 1;
-                self.counters.received = self.counters.received.saturating_sub(1);
-                self.handle_datagram(now, Datagram { data: whole, ..d });
-            }
-            Err(e) => {
-                self.counters.fragments_dropped += 1;
-                self.last_fragment_drop = Some((d.remote.ip(), e.clone()));
-                if matches!(
-                    e,
-                    FragmentError::BadNumber(_)
-                        | FragmentError::TooLarge(_)
-                        | FragmentError::TooManyReassemblies
-                ) {
-                    self.counters.fragments_over_limit += 1;
-                }
-            }
-        }
-    }
-
-    fn add_fragment(&mut self, now: Instant, d: &Datagram) -> Result<Added, FragmentError> {
-        let (header, frag) = fragment::parse(&d.data)?;
-        let conn = match self.sas.get(&header.initiator_spi) {
-            Some(sa) => Some(sa)
-                .filter(|sa| {
-                    sa.remote.ip() == d.remote.ip()
-                        && (sa.cookies.responder_spi == header.responder_spi
-                            || sa.cookies.responder_spi == [0; 8])
-                })
-                .map(|sa| sa.conn),
-            // A fragmented MM1/AM1 (a peer with fragmentation = force): from an address a
-            // connection names, as `new_responder` will require.
-            None if header.responder_spi == [0; 8]
-                && matches!(
-                    header.exchange,
-                    ExchangeType::IDENTITY_PROTECTION | ExchangeType::AGGRESSIVE
-                ) =>
-            {
-                self.env.conn_for(Some(d.local.ip()), d.remote.ip())
-            }
-            None => None,
-        };
-        let cfg = conn
-            .and_then(|c| self.env.conns.get(c))
-            .ok_or(FragmentError::NoSa)?;
-        if cfg.fragmentation == crate::config::Fragmentation::No {
-            return Err(FragmentError::Refused);
-        }
-        let limits = self.env.settings.fragments;
-        let added = self
-            .fragments
-            .add(now, &limits, d.remote.ip(), &header, frag);
-        let evicted = self.fragments.take_evicted();
-        self.counters.fragments_dropped += evicted;
-        self.counters.fragments_over_limit += evicted;
-        added
     }
 
     /// An answer (any message with its cookie, from the peer's address, on UDP 4500) to the
@@ -896,52 +792,6 @@ impl Endpoint {
             .get(initiator_spi)
             .and_then(|sa| sa.phase.keyed())
             .map(|k| k.keys.enc_key.as_slice())
-    }
-
-    /// Every ISAKMP SA, for `status`.
-    pub fn ike_sas(&self, now: Instant) -> Vec<IkeSaStatus> {
-        let mut v: Vec<IkeSaStatus> = self
-            .sas
-            .values()
-            .map(|sa| IkeSaStatus {
-                conn: sa.conn,
-                name: self
-                    .env
-                    .conns
-                    .get(sa.conn)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default(),
-                cookies: sa.cookies,
-                role: sa.role,
-                mode: sa.mode,
-                state: sa.state().name(),
-                local: sa.local,
-                remote: sa.remote,
-                proposal: sa.proposal(),
-                age: now.saturating_duration_since(sa.created),
-                lifetime: sa.lifetime,
-                nat: sa.nat,
-                features: sa.features,
-                quick_modes_in_flight: sa
-                    .quick_modes
-                    .iter()
-                    .filter(|q| q.retransmit.is_some())
-                    .count(),
-                children: sa
-                    .children
-                    .iter()
-                    .map(|c| ChildStatus {
-                        message_id: c.message_id,
-                        spi_in: c.spi_in,
-                        spi_out: c.spi_out,
-                        age: now.saturating_duration_since(c.established),
-                        lifetime: c.lifetime,
-                    })
-                    .collect(),
-            })
-            .collect();
-        v.sort_by_key(|s| (s.conn, s.age));
-        v
     }
 }
 

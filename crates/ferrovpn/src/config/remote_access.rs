@@ -169,36 +169,32 @@ pub(super) fn validate_gateway(
     notes: &mut Vec<(Severity, String)>,
 ) -> Result<Option<Gateway>, String> {
     if !raw.is_gateway() {
-        for (k, set) in [
-            ("pool", raw.pool.is_some()),
-            ("pool6", raw.pool6.is_some()),
-            ("dns", raw.dns.is_some()),
-            ("domains", raw.domains.is_some()),
-            ("split_include", raw.split_include.is_some()),
-            ("banner", raw.banner.is_some()),
-            ("users_file", raw.users_file.is_some()),
-            ("xauth_pam_service", raw.xauth_pam_service.is_some()),
-            ("xauth_pam_confdir", raw.xauth_pam_confdir.is_some()),
-            ("xauth_max_failures", raw.xauth_max_failures.is_some()),
-            ("xauth_lockout", raw.xauth_lockout.is_some()),
-        ] {
-            if set {
-                return Err(format!("{k} needs remote_access = \"gateway\""));
-            }
-        }
+        refuse_set(
+            &[
+                ("pool", raw.pool.is_some()),
+                ("pool6", raw.pool6.is_some()),
+                ("dns", raw.dns.is_some()),
+                ("domains", raw.domains.is_some()),
+                ("split_include", raw.split_include.is_some()),
+                ("banner", raw.banner.is_some()),
+                ("users_file", raw.users_file.is_some()),
+                ("xauth_pam_service", raw.xauth_pam_service.is_some()),
+                ("xauth_pam_confdir", raw.xauth_pam_confdir.is_some()),
+                ("xauth_max_failures", raw.xauth_max_failures.is_some()),
+                ("xauth_lockout", raw.xauth_lockout.is_some()),
+            ],
+            "needs remote_access = \"gateway\"",
+        )?;
         return Ok(None);
     }
-    for (k, set) in [
-        ("xauth_user", raw.xauth_user.is_some()),
-        ("xauth_password_file", raw.xauth_password_file.is_some()),
-        ("dns_hook", raw.dns_hook.is_some()),
-    ] {
-        if set {
-            return Err(format!(
-                "{k} is a client key; a gateway has users_file or xauth_pam_service"
-            ));
-        }
-    }
+    refuse_set(
+        &[
+            ("xauth_user", raw.xauth_user.is_some()),
+            ("xauth_password_file", raw.xauth_password_file.is_some()),
+            ("dns_hook", raw.dns_hook.is_some()),
+        ],
+        "is a client key; a gateway has users_file or xauth_pam_service",
+    )?;
     if start != Start::Respond {
         return Err(
             "remote_access = \"gateway\" needs start = \"respond\": clients dial in".into(),
@@ -410,6 +406,14 @@ fn pam(
     )))
 }
 
+/// The first key of `keys` that is set, refused: "KEY WHY" (a key of the other role or of none).
+fn refuse_set(keys: &[(&str, bool)], why: &str) -> Result<(), String> {
+    match keys.iter().find(|(_, set)| *set) {
+        Some((k, _)) => Err(format!("{k} {why}")),
+        None => Ok(()),
+    }
+}
+
 /// `xauth_max_failures` (1 to 1000) and `xauth_lockout` (1 s to 24 h).
 fn lockout(raw: &RawRemoteAccess) -> Result<(u32, std::time::Duration), String> {
     let max = match raw.xauth_max_failures {
@@ -451,16 +455,15 @@ pub(super) fn validate(
 ) -> Result<Option<RemoteAccess>, String> {
     match raw.remote_access.as_deref() {
         None => {
-            for (k, set) in [
-                ("xauth_user", raw.xauth_user.is_some()),
-                ("xauth_password_file", raw.xauth_password_file.is_some()),
-                ("modeconfig", raw.modeconfig.is_some()),
-                ("dns_hook", raw.dns_hook.is_some()),
-            ] {
-                if set {
-                    return Err(format!("{k} needs remote_access = \"client\""));
-                }
-            }
+            refuse_set(
+                &[
+                    ("xauth_user", raw.xauth_user.is_some()),
+                    ("xauth_password_file", raw.xauth_password_file.is_some()),
+                    ("modeconfig", raw.modeconfig.is_some()),
+                    ("dns_hook", raw.dns_hook.is_some()),
+                ],
+                "needs remote_access = \"client\"",
+            )?;
             return Ok(None);
         }
         Some("client") => {}
