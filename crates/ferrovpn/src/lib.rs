@@ -11,6 +11,7 @@ pub mod exit_code;
 pub mod import;
 pub mod ipnet;
 pub mod key_files;
+pub mod logging;
 pub mod netlink;
 #[cfg(test)]
 mod netns;

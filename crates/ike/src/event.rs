@@ -33,12 +33,11 @@ impl From<&crate::wire::Header> for Cookies {
 
 impl fmt::Display for Cookies {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}_i {}_r",
-            hex16(&self.initiator_spi),
-            hex16(&self.responder_spi)
-        )
+        // One buffer, no allocation: this is written for every logged message.
+        let mut out = *b"0123456789abcdef_i 0123456789abcdef_r";
+        hex16(&self.initiator_spi, &mut out[..16]);
+        hex16(&self.responder_spi, &mut out[19..35]);
+        f.write_str(std::str::from_utf8(&out).unwrap_or_default())
     }
 }
 
@@ -48,8 +47,13 @@ impl fmt::Debug for Cookies {
     }
 }
 
-fn hex16(b: &[u8; 8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// Eight bytes as 16 lower-case hex digits into `out` (16 bytes long).
+fn hex16(b: &[u8; 8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, x) in out.chunks_exact_mut(2).zip(b) {
+        pair[0] = DIGITS[usize::from(x >> 4)];
+        pair[1] = DIGITS[usize::from(x & 0xf)];
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -494,4 +498,22 @@ pub enum Event {
         /// The peer expects XAuth / Mode Config: a remote-access client or server.
         remote_access: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cookies;
+
+    #[test]
+    fn cookies_print_as_strongswan_does() {
+        let c = Cookies {
+            initiator_spi: [0x68, 0x8c, 0x69, 0xa8, 0x15, 0x00, 0x9e, 0x0e],
+            responder_spi: [0x09, 0x8f, 0x5b, 0x33, 0xf9, 0x40, 0x89, 0xff],
+        };
+        assert_eq!(c.to_string(), "688c69a815009e0e_i 098f5b33f94089ff_r");
+        assert_eq!(
+            Cookies::default().to_string(),
+            "0000000000000000_i 0000000000000000_r"
+        );
+    }
 }

@@ -28,11 +28,11 @@ pub(super) fn up(args: UpArgs, err: &mut dyn Write) -> i32 {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.daemon.log_level.name()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::logging::Stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match args.log_format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.event_format(crate::logging::TextLine).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     for r in &cfg.remarks {

@@ -28,6 +28,8 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let mut events = mio::Events::with_capacity(64);
         let mut buf = vec![0u8; 65536];
+        // This thread's log lines go out in one write per turn of the loop.
+        let _batch = crate::logging::batch_this_thread();
         while !self.stop {
             let now = Instant::now();
             let mut next = now + Duration::from_secs(1);
@@ -42,6 +44,7 @@ impl Daemon {
                     next = next.min(t);
                 }
             }
+            crate::logging::flush_batch();
             if let Err(e) = poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(DaemonError::Io("poll", e));
