@@ -73,6 +73,41 @@ cpu_ms() {
     echo $((total * TICK_MS))
 }
 
+# cpu_sampler PID FILE: from now until PID ends (or the sampler is stopped), "unix_ms ticks"
+# lines every 10 ms: the process's utime + stime in clock ticks (all threads). CPU_SAMPLER: its
+# PID. Reason: the responder's CPU is wanted from the first MM1 to the last IPsec SA, not from
+# the initiators' spawn (their start-up, ~1 s at N = 1000) to the script's next count, when the
+# responder is idle but not free (its data-plane threads poll every device 10 times a second).
+cpu_sampler() {
+    python3 - "$1" >"$2" <<'PY' &
+import sys, time
+pid = sys.argv[1]
+while True:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        break
+    print(int(time.time() * 1000), int(fields[11]) + int(fields[12]), flush=True)
+    time.sleep(0.01)
+PY
+    CPU_SAMPLER=$!
+    FV_PIDS+=("$CPU_SAMPLER")
+}
+
+# cpu_window FILE FIRST_MS LAST_MS: CPU ms between the last sample at or before FIRST_MS and
+# the first sample at or after LAST_MS (so it covers the whole window; ±1 tick at each end).
+cpu_window() {
+    python3 - "$@" "$TICK_MS" <<'PY'
+import sys
+path, first, last, tick = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rows = [tuple(map(int, l.split())) for l in open(path) if len(l.split()) == 2]
+before = [c for t, c in rows if t <= first] or [rows[0][1]]
+after = [c for t, c in rows if t >= last] or [rows[-1][1]]
+print((after[0] - before[-1]) * tick)
+PY
+}
+
 # charon_pid: the charon process of the responder namespace (fv_charon_start runs it through
 # `ip netns exec` and `unshare`, which exec, so normally the spawned PID itself).
 charon_pid() {
@@ -226,7 +261,8 @@ wait_count() {
     return 1
 }
 
-# setup_rate N SOCK...: N ÷ (first MM1 sent → last IPsec SA established) from the initiators.
+# setup_rate N SOCK...: "RATE SECONDS FIRST_MS LAST_MS": N ÷ (first MM1 sent → last IPsec SA
+# established) from the initiators' histories, and those two moments (Unix ms).
 setup_rate() {
     local n="$1" s
     shift
@@ -241,7 +277,7 @@ first = min(r["unix_ms"] for r in hist
             if r["what"].get("kind") == "message" and r["what"].get("sent") and r["what"].get("name") == "MM1")
 last = max(r["unix_ms"] for r in hist if r["what"].get("kind") == "child_established")
 n = int(sys.argv[1])
-print(f"{n / max(last - first, 1) * 1000:.0f} {(last - first) / 1000:.2f}")' "$n"
+print(f"{n / max(last - first, 1) * 1000:.0f} {(last - first) / 1000:.2f} {first} {last}")' "$n"
 }
 
 # ping_sample N: how many of a sample of the tunnels (first, middle, last) carry a ping.
@@ -339,8 +375,9 @@ $(dh_workers_line)"
     # Responder CPU from just before the first MM1 to the last IPsec SA up (as wait_count sees
     # it, ≤ 0.5 s and one status call late; the responder is idle by then). The initiators'
     # CPU is counted from their spawn, so it includes their start-up.
-    local cpu_r0 cpu_r1 cpu_i
+    local cpu_r0 cpu_r1 cpu_i cpu_w
     cpu_r0="$(cpu_ms "$PID_R")"
+    cpu_sampler "$PID_R" "$FV_TMP/cpu-r.txt"
     initiator_up "$n" "$ike"
     if ! wait_count "count_sas ${ISOCKS[*]}" "$n" "${SCALE_WAIT:-300}"; then
         fv_log "ferrovpn responder, N=$n $group: only $(count_sas "${ISOCKS[@]}") of $n up"
@@ -348,13 +385,15 @@ $(dh_workers_line)"
     cpu_r1="$(cpu_ms "$PID_R")"
     cpu_i="$(cpu_ms "${PIDS_I[@]}")"
     rate="$(setup_rate "$n" "${ISOCKS[@]}")"
+    fv_stop "$CPU_SAMPLER"
+    cpu_w="$(cpu_window "$FV_TMP/cpu-r.txt" $(echo "$rate" | cut -d' ' -f3,4))"
     rss1="$(rss_kb "$PID_R")"
     local ok
     ok="$(ping_sample "$n")"
     down="$(stop_fv "$FV_TMP/r.sock" "$PID_R")"
     initiators_down
-    ROWS+=("| $what | $n | $group | ${rate% *} | ${rate#* } | $(cpu_cols "$n" "$group" "$((cpu_r1 - cpu_r0))" "$cpu_i") | $start | $down | $(((rss1 - rss0) / n)) | $ok/3 |")
-    fv_log "$what N=$n $group: setups/s ${rate% *} (${rate#* } s), responder CPU $((cpu_r1 - cpu_r0)) ms, initiators $cpu_i ms, start ${start}s, down ${down}s, $(((rss1 - rss0) / n)) KB/tunnel, ping $ok/3"
+    ROWS+=("| $what | $n | $group | $(echo "$rate" | cut -d' ' -f1) | $(echo "$rate" | cut -d' ' -f2) | $(cpu_cols "$n" "$group" "$cpu_w" "$cpu_i") | $start | $down | $(((rss1 - rss0) / n)) | $ok/3 |")
+    fv_log "$what N=$n $group: setups/s $(echo "$rate" | cut -d' ' -f1) ($(echo "$rate" | cut -d' ' -f2) s), responder CPU $cpu_w ms first MM1 → last SA ($((cpu_r1 - cpu_r0)) ms from the initiators' spawn to the count), initiators $cpu_i ms, start ${start}s, down ${down}s, $(((rss1 - rss0) / n)) KB/tunnel, ping $ok/3"
     unbed
 }
 
@@ -386,6 +425,7 @@ run_strongswan() {
     cpid="$(charon_pid)"
     rss0="$(rss_kb "$cpid")"
     cpu_r0="$(cpu_ms "$cpid")"
+    cpu_sampler "$cpid" "$FV_TMP/cpu-r.txt"
     initiator_up "$n" "$ike"
     if ! wait_count "count_sas ${ISOCKS[*]}" "$n" "${SCALE_WAIT:-300}"; then
         fv_log "strongSwan responder, N=$n $group: only $(count_sas "${ISOCKS[@]}") of $n up"
@@ -393,6 +433,9 @@ run_strongswan() {
     cpu_r1="$(cpu_ms "$cpid")"
     cpu_i="$(cpu_ms "${PIDS_I[@]}")"
     rate="$(setup_rate "$n" "${ISOCKS[@]}")"
+    fv_stop "$CPU_SAMPLER"
+    local cpu_w
+    cpu_w="$(cpu_window "$FV_TMP/cpu-r.txt" $(echo "$rate" | cut -d' ' -f3,4))"
     rss1="$(rss_kb "$cpid")"
     local ok
     ok="$(ping_sample "$n")"
@@ -404,8 +447,8 @@ run_strongswan() {
     fi
     local ver
     ver="$(swanctl --help 2>&1 | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1 || true)"
-    ROWS+=("| strongSwan $ver | $n | $group | ${rate% *} | ${rate#* } | $(cpu_cols "$n" "$group" "$((cpu_r1 - cpu_r0))" "$cpu_i") | – | – | $(((rss1 - rss0) / n)) | $ok/3 |")
-    fv_log "strongSwan N=$n $group: setups/s ${rate% *} (${rate#* } s), responder CPU $((cpu_r1 - cpu_r0)) ms, initiators $cpu_i ms, ping $ok/3"
+    ROWS+=("| strongSwan $ver | $n | $group | $(echo "$rate" | cut -d' ' -f1) | $(echo "$rate" | cut -d' ' -f2) | $(cpu_cols "$n" "$group" "$cpu_w" "$cpu_i") | – | – | $(((rss1 - rss0) / n)) | $ok/3 |")
+    fv_log "strongSwan N=$n $group: setups/s $(echo "$rate" | cut -d' ' -f1) ($(echo "$rate" | cut -d' ' -f2) s), responder CPU $cpu_w ms first MM1 → last SA ($((cpu_r1 - cpu_r0)) ms from the initiators' spawn to the count), initiators $cpu_i ms, ping $ok/3"
     unbed
 }
 
@@ -433,7 +476,7 @@ TABLE="$(
     echo "Machine: $(nproc) cores, $(awk -F': *' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). ${SCALE_NOTE:-}"
     echo "Initiators: ${SCALE_INITIATORS:-1} ferrovpn process(es) splitting N connections (one per peer address, outer IPv6), PSK Main Mode, aes128-sha256-GROUP, ESP aes128gcm16; setups/s = N ÷ (first MM1 sent → last IPsec SA established) as the initiators recorded them. strongSwan: charon with kernel-libipsec, openssl first in its plugin list, 16 threads, file logging off, the inner addresses on lo (libipsec needs a local address in the local traffic selector)."
     echo
-    echo "Responder CPU: utime + stime of the responder process (/proc/PID/stat, all threads; charon for strongSwan) from just before the first MM1 to all N IPsec SAs up; initiators' CPU: the ferrovpn initiators (SCALE_INITIATORS) from their spawn (start-up included) to the same point; 2 cores = 2 CPU-s per second."
+    echo "Responder CPU: utime + stime of the responder process (/proc/PID/stat, all threads; charon for strongSwan) from the first MM1 to the last IPsec SA as the initiators recorded them (sampled every 10 ms; a clock tick at each end); initiators' CPU: the ferrovpn initiators (SCALE_INITIATORS) from their spawn (start-up included) to the same point; 2 cores = 2 CPU-s per second."
     for g in $GROUPS_LIST; do
         [ -z "${BOUND_US[$g]:-}" ] ||
             echo "DH+PRF bound of one responder setup, $g: ${BOUND_US[$g]} µs of CPU (DH: one key pair and one shared secret, ${DH_US[$g]} µs, from benches/ike_setups.rs in CPU time; PRF/hash work ${PRF_US} µs, timed with Python's hmac); the whole responder setup in memory (ike_setups inline, half the pair, CPU time) ${MEM_US[$g]} µs."

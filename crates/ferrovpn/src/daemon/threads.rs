@@ -74,11 +74,13 @@ pub(super) fn spawn_pipelines(
     let order = ferrovpn_esp::SendOrder::new();
     let encap = (0..workers)
         .map(|lane| {
+            let source = TunSource::new(shared.clone(), lane)
+                .map_err(|e| DaemonError::Io("encap pipeline: epoll", e))?;
             builder(PipeMode::Encap)
                 .workers(1)
                 .send_order(order.clone())
                 .spawn(
-                    TunSource::new(shared.clone(), lane),
+                    source,
                     EspSink {
                         shared: shared.clone(),
                     },

@@ -2,6 +2,7 @@
 //! The rest of the crate calls these functions and never `libc` directly with `unsafe`.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod epoll;
 pub mod fd;
 pub mod fs;
 pub mod iface;

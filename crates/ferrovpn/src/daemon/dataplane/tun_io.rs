@@ -1,8 +1,9 @@
 //! TUN side of the pipelines: the outbound source (reads, offload segmentation, policy
 //! lookup, MSS clamping) and the inbound sink (queue by flow, GRO, writes).
 
+use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -12,8 +13,9 @@ use ferrovpn_esp::mss::MssClamp;
 use ferrovpn_esp::offload::{Gro, Role, Segmenter, VnetHdr, GSO_NONE, VNET_HDR_LEN};
 use ferrovpn_esp::{Batch, PacketBuf, PacketSink, PacketSource, Recv, SaHandle, Verdict};
 
-use super::shared::{poll_in, DeviceView, IoCounters, Shared, TunTable};
+use super::shared::{DeviceView, IoCounters, Shared, TunTable, POLL_MS};
 use super::Policies;
+use crate::sys::epoll::Epoll;
 use crate::tun::Tun;
 
 /// Largest TUN read with offloads: a 64 KiB super-packet after its virtio-net header.
@@ -37,6 +39,13 @@ pub struct TunSource {
     /// The queue this source reads, per TUN: (index in `TunTable::tuns` and `Policy::tun`,
     /// queue).
     queues: Arc<[(usize, Arc<Tun>)]>,
+    /// Those queues' descriptors, watched; a wait reports a descriptor, `position` says where
+    /// it is in `queues`.
+    epoll: Epoll,
+    watched: HashMap<RawFd, Arc<Tun>>,
+    position: HashMap<RawFd, usize>,
+    /// The keys (descriptors) of the last wait, reused.
+    ready: Vec<u64>,
     read_buf: Box<[u8]>,
     pending: Option<Pending>,
     ptb: PtbLimit,
@@ -97,14 +106,18 @@ fn too_big(
 
 impl TunSource {
     /// Reads queue `lane` of every TUN device, following the table as it changes.
-    pub fn new(shared: Arc<Shared>, lane: usize) -> Self {
+    pub fn new(shared: Arc<Shared>, lane: usize) -> io::Result<Self> {
         let view = DeviceView::new(&shared.devices);
         let queues = lane_queues(&view.table, lane);
-        TunSource {
+        let mut source = TunSource {
             shared,
             lane,
             view,
             queues,
+            epoll: Epoll::new()?,
+            watched: HashMap::new(),
+            position: HashMap::new(),
+            ready: Vec::with_capacity(64),
             read_buf: vec![0u8; TUN_READ_MAX].into_boxed_slice(),
             pending: None,
             ptb: PtbLimit {
@@ -112,7 +125,73 @@ impl TunSource {
                 sent: 0,
                 buf: vec![0u8; VNET_HDR_LEN + IPV6_MIN_MTU as usize].into_boxed_slice(),
             },
+        };
+        source.watch();
+        Ok(source)
+    }
+
+    /// Makes the epoll set follow `queues`: descriptors of queues gone are deleted, new ones
+    /// added (a change costs calls for what changed only). `watched` keeps each watched
+    /// queue open, so its descriptor number cannot be reused while it is in the set.
+    fn watch(&mut self) {
+        self.position = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(k, (_, t))| (t.as_raw_fd(), k))
+            .collect();
+        let (queues, position, epoll) = (&self.queues, &self.position, &self.epoll);
+        self.watched.retain(|fd, tun| {
+            let keep = position
+                .get(fd)
+                .and_then(|&k| queues.get(k))
+                .is_some_and(|(_, t)| Arc::ptr_eq(t, tun));
+            if !keep {
+                let _ = epoll.delete(*fd);
+            }
+            keep
+        });
+        for (_, tun) in self.queues.iter() {
+            let fd = tun.as_raw_fd();
+            if self.watched.contains_key(&fd) {
+                continue;
+            }
+            match self.epoll.add(fd, u64::try_from(fd).unwrap_or(u64::MAX)) {
+                Ok(()) => {
+                    self.watched.insert(fd, tun.clone());
+                }
+                // Only ENOMEM/ENOSPC (fs.epoll.max_user_watches) can refuse a valid descriptor.
+                Err(e) => tracing::error!(
+                    "TUN queue {fd} cannot be watched ({e}): its packets are not read; \
+                     raise fs.epoll.max_user_watches"
+                ),
+            }
         }
+    }
+
+    /// Waits up to `timeout_ms` for input on the queues; true when any is ready (its keys in
+    /// `ready`).
+    fn wait(&mut self, timeout_ms: i32) -> bool {
+        if self.epoll.wait(&mut self.ready, timeout_ms).is_err() {
+            self.ready.clear();
+        }
+        !self.ready.is_empty()
+    }
+
+    /// Drains every queue of the last [`wait`](Self::wait) into the batch.
+    fn drain_ready(&mut self, policies: &Policies, batch: &mut Batch) {
+        let ready = std::mem::take(&mut self.ready);
+        let queues = self.queues.clone();
+        for key in &ready {
+            let queue = RawFd::try_from(*key)
+                .ok()
+                .and_then(|fd| self.position.get(&fd))
+                .and_then(|&k| queues.get(k));
+            if let Some((i, tun)) = queue {
+                self.drain(*i, tun, policies, batch);
+            }
+        }
+        self.ready = ready;
     }
 
     /// Cuts the pending super-packet into the batch; false when the batch filled first.
@@ -251,8 +330,8 @@ impl PacketSource for TunSource {
         let shared = self.shared.clone();
         if self.view.refresh(&shared.devices) {
             self.queues = lane_queues(&self.view.table, self.lane);
+            self.watch();
         }
-        let queues = self.queues.clone();
         if self.pending.is_some() {
             // The rest of a super-packet first, then whatever is ready, without waiting.
             if !self.flush_pending(batch) {
@@ -261,27 +340,21 @@ impl PacketSource for TunSource {
             let Ok(policies) = shared.policies.read() else {
                 return Recv::Closed;
             };
-            for (i, tun) in queues.iter() {
-                self.drain(*i, tun, &policies, batch);
+            if self.wait(0) {
+                self.drain_ready(&policies, batch);
             }
             return Recv::Data;
         }
-        let mut closed = false;
-        let any = poll_in(queues.iter().map(|(_, t)| t.as_raw_fd()), |k| {
-            // Taken after the wait, so a policy change never waits for an idle poll.
-            let Ok(policies) = shared.policies.read() else {
-                closed = true;
-                return;
-            };
-            if let Some((i, tun)) = queues.get(k) {
-                self.drain(*i, tun, &policies, batch);
-            }
-        });
-        match (closed, any) {
-            (true, _) => Recv::Closed,
-            (false, true) => Recv::Data,
-            (false, false) => Recv::Idle,
+        // Wait without the policy lock, then take it, so a policy change never waits for an
+        // idle wait.
+        if !self.wait(POLL_MS) {
+            return Recv::Idle;
         }
+        let Ok(policies) = shared.policies.read() else {
+            return Recv::Closed;
+        };
+        self.drain_ready(&policies, batch);
+        Recv::Data
     }
 }
 
