@@ -379,7 +379,7 @@ impl PacketSource for EspSource {
 }
 #[cfg(test)]
 mod tests {
-    use super::super::esp_send::SendList;
+    use super::super::esp_send::{SendList, Target};
     use super::super::shared::tests::udp_pair;
     use super::super::shared::{ike_queue, Devices, IoCounters, TunTable};
     use super::*;
@@ -438,7 +438,7 @@ mod tests {
         let errors = AtomicU64::new(0);
         let mut list = SendList::new();
         for p in &packets {
-            list.push(tx.as_raw_fd(), true, p, local, &errors);
+            list.push(Target::Udp(tx.as_raw_fd()), p, local, &errors);
         }
         list.flush(&errors);
         assert_eq!(errors.load(Ordering::Relaxed), 0);
