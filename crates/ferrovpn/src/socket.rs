@@ -1,7 +1,8 @@
 //! The daemon's sockets: UDP 500 (IKE, RFC 2409) and 4500 (NAT-T and ESP-in-UDP, RFC 3947 /
 //! RFC 3948) bound to the connection's local address, and a raw IP protocol 50 socket for plain
-//! ESP (RFC 4303). All can carry `SO_MARK`, so that policy routing (see `routing`) sends them to
-//! the peer over the physical interface rather than into the tunnel.
+//! ESP (RFC 4303), beside which IPv4 sends through a send-only `IPPROTO_RAW` socket. All can
+//! carry `SO_MARK`, so that policy routing (see `routing`) sends them to the peer over the
+//! physical interface rather than into the tunnel.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
