@@ -5,7 +5,9 @@
 #                   encrypts/decrypts and writes itself. 20 MiB TCP with SHA-256 compared both
 #                   ways, no ICV or replay failures, ESP counters agree.
 #   raw-inline      the same over raw ESP (IP protocol 50, the default without NAT): recvmmsg
-#                   from the raw socket, including its read-again after a short read.
+#                   from the raw socket, including its read-again after a short read; sent
+#                   through each side's send-only IPPROTO_RAW socket behind an outer IPv4
+#                   header the daemon writes (both sides have one, bound to their address).
 #   multiqueue      two workers, pinned: the TUN has two queues, each read by its own lane;
 #                   16 TCP flows (iperf3 -P 16) spread over both lanes (each lane thread used
 #                   CPU), every data plane thread pinned to one CPU, a 20 MiB SHA-256-checked
@@ -91,6 +93,16 @@ inline() {
         fail "one worker should run one esp-encap and one esp-decap thread: $(ls /proc/"$PID_A"/task | wc -l) threads"
     [ -z "$(threads "$PID_A" esp-worker-0)" ] || fail "one worker should not start a worker pool"
     ok "side A: one inline thread per direction"
+    if [ "$2" = raw ]; then
+        local ns addr
+        for ns in "$FV_NS_A:192.0.2.1" "$FV_NS_B:192.0.2.2"; do
+            addr="${ns#*:}" ns="${ns%%:*}"
+            e2e_raw_sockets "$ns" | grep -qx "$addr 50" || fail "$ns: no raw ESP socket on $addr"
+            e2e_raw_sockets "$ns" | grep -qx "$addr 255" ||
+                fail "$ns: no send-only IPPROTO_RAW socket on $addr: $(e2e_raw_sockets "$ns")"
+        done
+        ok "both sides: a raw ESP socket and a send-only IPPROTO_RAW socket on their address"
+    fi
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
     e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 20
     e2e_transfer "$FV_NS_B" "$B_IN" "$FV_NS_A" "$A_IN" 20

@@ -13,7 +13,9 @@
 #   mss-auto          both default: A's route announces advmss 1460, its SYN reaches B's TUN with
 #                     the TUN MTU - 40
 #   frag-raw          both tunnels mtu = 1500 over the 1500-byte veth: ESP is larger than the link,
-#                     so it leaves in fragments (no DF) and is reassembled; ping -M do -s 1472 and
+#                     so it leaves in fragments (no DF) and is reassembled (the send-only
+#                     IPPROTO_RAW socket refuses it, the protocol 50 socket fragments it, no send
+#                     errors counted); ping -M do -s 1472 and
 #                     TCP get through; ping -M do beyond the TUN MTU fails locally (too long),
 #                     and a host behind A gets ICMP "frag needed, mtu 1500" from A's kernel
 #   frag-udp          the same with ESP-in-UDP (nat_traversal = "force")
@@ -333,6 +335,13 @@ frag_pair() {
         fail "side B counted auth failures or replay drops"
     [ "$(e2e_q "$SOCK_A" 'd["counters"]["esp"]["send_errors"]')" = 0 ] ||
         fail "side A counted send errors: $(e2e_status_json "$SOCK_A")"
+    if [ "$2" = "ip proto 50" ]; then
+        # Raw ESP leaves through the send-only socket; what it refuses as too big went out
+        # through the protocol 50 socket, the only one of the two that fragments.
+        e2e_raw_sockets "$FV_NS_A" | grep -qx "192.0.2.1 255" ||
+            fail "side A has no send-only IPPROTO_RAW socket: $(e2e_raw_sockets "$FV_NS_A")"
+        ok "side A sends through its IPPROTO_RAW socket; the fragments came from the fallback"
+    fi
     # Inner DF beyond the TUN MTU: refused by the sender's kernel (the TUN's MTU), not sent.
     out="$(ip netns exec "$FV_NS_A" ping -n -M do -s 1473 -c 1 -W 2 -I "$A_IN" "$B_IN" 2>&1)" &&
         fail "ping -M do -s 1473 through a 1500-byte TUN succeeded"

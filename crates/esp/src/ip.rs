@@ -122,6 +122,41 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 }
 
+/// An IPv4 header without options (RFC 791 §3.1) for a packet of `total_len` bytes: version 4,
+/// IHL 5, TOS 0, identification 0, DF as given, no fragment offset, the header checksum set.
+/// Written by a sender that builds its own outer header (a raw `IP_HDRINCL` socket).
+pub fn ipv4_header(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: u8,
+    ttl: u8,
+    total_len: u16,
+    dont_fragment: bool,
+) -> [u8; IPV4_MIN_HEADER] {
+    let [l0, l1] = total_len.to_be_bytes();
+    let [s0, s1, s2, s3] = src.octets();
+    let [d0, d1, d2, d3] = dst.octets();
+    let flags = if dont_fragment { 0x40 } else { 0 };
+    let mut h = [
+        0x45, 0, l0, l1, 0, 0, flags, 0, ttl, protocol, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3,
+    ];
+    // One's complement sum of the ten 16-bit words (RFC 791 §3.1, RFC 1071); the checksum
+    // words are still zero. Ten words cannot overflow a u32.
+    let sum = h
+        .chunks_exact(2)
+        .map(|w| match w {
+            &[a, b] => u32::from(u16::from_be_bytes([a, b])),
+            _ => 0,
+        })
+        .fold(0u32, u32::wrapping_add);
+    let folded = (sum & 0xffff).wrapping_add(sum >> 16);
+    let folded = (folded & 0xffff).wrapping_add(folded >> 16);
+    let [c0, c1] = (!(folded as u16)).to_be_bytes();
+    h[10] = c0;
+    h[11] = c1;
+    h
+}
+
 /// An IPv6 fixed header at the start of a buffer (extension headers are not walked).
 #[derive(Debug, Clone, Copy)]
 pub struct Ipv6Packet<T: AsRef<[u8]>> {
@@ -278,6 +313,40 @@ mod tests {
         f[6] = 0;
         f[7] = 1; // offset 8
         assert!(Ipv4Packet::new_unchecked(&f).is_fragment());
+    }
+
+    #[test]
+    fn built_ipv4_header_reads_back_and_checks_out() {
+        let (src, dst) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        for (len, df) in [(20u16, false), (1500, false), (0xffff, true)] {
+            let h = ipv4_header(src, dst, 50, 64, len, df);
+            let p = Ipv4Packet::new_checked(&h[..]).unwrap();
+            assert_eq!((p.header_len(), p.total_len()), (20, usize::from(len)));
+            assert_eq!((p.ttl(), p.protocol(), p.ident()), (64, 50, 0));
+            assert_eq!((p.src_addr(), p.dst_addr()), (src, dst));
+            assert!(!p.is_fragment());
+            assert_eq!(h[6] & 0x40 != 0, df, "DF bit");
+            // A correct header checksum makes the one's complement sum of the header 0xffff.
+            let mut sum: u32 = h
+                .chunks(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            assert_eq!(sum, 0xffff, "checksum of {h:02x?}");
+        }
+        // A known header: 45 00 00 73 00 00 40 00 40 11 .. .. c0 a8 00 01 c0 a8 00 c7 has the
+        // checksum b8 61.
+        let h = ipv4_header(
+            Ipv4Addr::new(192, 168, 0, 1),
+            Ipv4Addr::new(192, 168, 0, 199),
+            17,
+            64,
+            0x73,
+            true,
+        );
+        assert_eq!(&h[10..12], &[0xb8, 0x61]);
     }
 
     #[test]

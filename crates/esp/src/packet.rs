@@ -178,6 +178,16 @@ impl PacketBuf {
         self.end = self.start.saturating_add(len).min(self.buf.len());
     }
 
+    /// Drops the first `n` bytes of the data (the outer IP header a raw socket delivers in
+    /// front of ESP); false, and nothing dropped, when the data is shorter than `n`.
+    pub fn strip_front(&mut self, n: usize) -> bool {
+        if n > self.len() {
+            return false;
+        }
+        self.start = self.start.saturating_add(n);
+        true
+    }
+
     pub fn data(&self) -> &[u8] {
         self.buf.get(self.start..self.end).unwrap_or_default()
     }
@@ -269,5 +279,30 @@ pub(crate) fn emit_header(buf: &mut [u8], spi: u32, seq_lo: u32) {
         .zip(spi.to_be_bytes().into_iter().chain(seq_lo.to_be_bytes()))
     {
         *d = s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_front_drops_an_outer_header_or_nothing() {
+        let mut p = PacketBuf::new(256);
+        let wire: Vec<u8> = (0..28u8).collect();
+        if let Some(d) = p.spare_mut().get_mut(..wire.len()) {
+            d.copy_from_slice(&wire);
+        }
+        p.set_len(wire.len());
+        assert!(!p.strip_front(29), "longer than the data");
+        assert_eq!(p.data(), &wire[..]);
+        assert!(p.strip_front(20));
+        assert_eq!(p.data(), wire.get(20..).unwrap_or_default());
+        assert_eq!(p.headroom(), DEFAULT_HEADROOM.saturating_add(20));
+        assert!(p.strip_front(8));
+        assert!(p.is_empty());
+        // A reset puts the start back at the default headroom.
+        p.reset();
+        assert_eq!(p.headroom(), DEFAULT_HEADROOM);
     }
 }

@@ -1,7 +1,8 @@
 //! The daemon's sockets: UDP 500 (IKE, RFC 2409) and 4500 (NAT-T and ESP-in-UDP, RFC 3947 /
 //! RFC 3948) bound to the connection's local address, and a raw IP protocol 50 socket for plain
-//! ESP (RFC 4303). All can carry `SO_MARK`, so that policy routing (see `routing`) sends them to
-//! the peer over the physical interface rather than into the tunnel.
+//! ESP (RFC 4303), beside which IPv4 sends through a send-only `IPPROTO_RAW` socket. All can
+//! carry `SO_MARK`, so that policy routing (see `routing`) sends them to the peer over the
+//! physical interface rather than into the tunnel.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -100,6 +101,35 @@ fn allow_outer_fragments(fd: &OwnedFd, v6: bool) -> io::Result<()> {
     )
 }
 
+/// The send-only `IPPROTO_RAW` socket beside the protocol 50 socket `esp` of `src`: same
+/// `SO_MARK` and send buffer, bound to `src` (the route lookup's source), and the TTL `esp`
+/// uses.
+fn open_hdrincl(
+    src: std::net::Ipv4Addr,
+    esp: &OwnedFd,
+    opts: &SocketOptions,
+) -> io::Result<(OwnedFd, HdrinclTx)> {
+    let fd = new_socket(false, libc::SOCK_RAW, libc::IPPROTO_RAW, opts.nonblocking)?;
+    if let Some(mark) = opts.fwmark {
+        set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)?;
+    }
+    if let Some(b) = opts.buffer_bytes {
+        let b = libc::c_int::try_from(b).unwrap_or(libc::c_int::MAX);
+        set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, b)?;
+    }
+    bind(&fd, SocketAddr::new(IpAddr::V4(src), 0))?;
+    // An unset IP_TTL reads as the system default (net.ipv4.ip_default_ttl).
+    let ttl = get_int_opt(esp, libc::IPPROTO_IP, libc::IP_TTL)?;
+    let ttl = u8::try_from(ttl).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    let tx = HdrinclTx {
+        fd: fd.as_raw_fd(),
+        fallback: esp.as_raw_fd(),
+        src,
+        ttl,
+    };
+    Ok((fd, tx))
+}
+
 use crate::sys::socket::socket_addr;
 
 /// Reads the address out of a `sockaddr_storage` filled by the kernel.
@@ -141,11 +171,38 @@ pub fn bind_ike(local: IpAddr, opts: &SocketOptions) -> io::Result<IkeSockets> {
 }
 
 /// A raw IP socket for protocol 50: sends ESP packets (the kernel adds the IP header) and
-/// receives every ESP packet addressed to this host.
+/// receives every ESP packet addressed to this host. IPv4 adds a send-only `IPPROTO_RAW`
+/// socket for the data plane's batches ([`RawEsp::hdrincl`]).
 #[derive(Debug)]
 pub struct RawEsp {
     fd: OwnedFd,
     v6: bool,
+    /// IPv4: the send-only socket, when it could be opened.
+    tx: Option<(OwnedFd, HdrinclTx)>,
+}
+
+/// How to send ESP through the send-only `IPPROTO_RAW` socket of a [`RawEsp`] (raw(7):
+/// `IP_HDRINCL` implied, it receives nothing): the sender writes the 20-byte outer IPv4
+/// header itself, so the kernel neither copies the packet through a checksum nor corks it
+/// (the protocol 50 socket's `ip_append_data`), and the one protocol 50 socket stays the only
+/// one each inbound ESP packet is cloned to. The kernel still fills in the total length and
+/// the header checksum, picks the identification when it is 0, and routes by destination and
+/// `SO_MARK` as for the protocol 50 socket.
+///
+/// The header must match what the protocol 50 socket writes: this `src`, this `ttl`, TOS 0,
+/// no DF (see `allow_outer_fragments`). With `IP_HDRINCL` the kernel refuses (`EMSGSIZE`)
+/// rather than fragments a packet larger than the outgoing device's MTU: send those through
+/// `fallback` (the protocol 50 socket), which fragments them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HdrinclTx {
+    /// The `IPPROTO_RAW` socket (borrowed from the `RawEsp`: valid while it lives).
+    pub fd: RawFd,
+    /// The protocol 50 socket, for packets above the device MTU.
+    pub fallback: RawFd,
+    /// The connection's local address: the outer source.
+    pub src: std::net::Ipv4Addr,
+    /// The TTL the protocol 50 socket would use (its `IP_TTL`: the system default).
+    pub ttl: u8,
 }
 
 /// Where the ESP packet sits in a buffer filled by [`RawEsp::recv`].
@@ -166,7 +223,27 @@ impl RawEsp {
         allow_outer_fragments(&fd, v6)?;
         apply(&fd, opts)?;
         bind(&fd, SocketAddr::new(local, 0))?;
-        Ok(RawEsp { fd, v6 })
+        let tx = match local {
+            // IPv6 keeps the protocol 50 socket: there `IPPROTO_RAW` does not imply a header
+            // written by the sender (`IPV6_HDRINCL`), and the kernel fragments at the sender.
+            IpAddr::V6(_) => None,
+            IpAddr::V4(src) => match open_hdrincl(src, &fd, opts) {
+                Ok(tx) => Some(tx),
+                Err(e) => {
+                    tracing::warn!(
+                        "raw ESP from {src}: no send-only IPPROTO_RAW socket ({e}), \
+                         sending through the protocol 50 socket"
+                    );
+                    None
+                }
+            },
+        };
+        Ok(RawEsp { fd, v6, tx })
+    }
+
+    /// IPv4: the send-only socket and the header to write, when there is one.
+    pub fn hdrincl(&self) -> Option<HdrinclTx> {
+        self.tx.as_ref().map(|(_, t)| *t)
     }
 
     /// Sends one ESP packet (SPI onwards) to `dst`.
@@ -288,6 +365,22 @@ mod tests {
             let rx = b.run(|| RawEsp::open(lb, &opts).unwrap());
             let tx = a.run(|| RawEsp::open(la, &opts).unwrap());
             assert_eq!(fwmark(&tx).unwrap(), 7);
+            // IPv4 has the send-only socket beside it, with the same mark; IPv6 does not.
+            match tx.hdrincl() {
+                Some(h) => {
+                    assert_eq!((IpAddr::V4(h.src), h.fallback), (la, tx.as_raw_fd()));
+                    let fd = &tx.tx.as_ref().unwrap().0;
+                    assert_eq!(fd.as_raw_fd(), h.fd);
+                    assert_eq!(fwmark(fd).unwrap(), 7);
+                    let proto = get_int_opt(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).unwrap();
+                    assert_eq!(proto, libc::IPPROTO_RAW);
+                    assert_eq!(
+                        u32::from(h.ttl),
+                        get_int_opt(&tx, libc::IPPROTO_IP, libc::IP_TTL).unwrap() as u32
+                    );
+                }
+                None => assert!(la.is_ipv6(), "no IPPROTO_RAW socket for {la}"),
+            }
             if la.is_ipv4() {
                 let pmtu = get_int_opt(&tx, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
                 assert_eq!(pmtu, libc::IP_PMTUDISC_DONT);

@@ -225,6 +225,16 @@ e2e_socket_drops() {
         awk '$1 ~ /^[0-9]+:$/ { d += $NF } END { print d + 0 }'
 }
 
+# e2e_raw_sockets NS: "ADDRESS PROTOCOL" per raw IPv4 socket in NS (/proc/net/raw), e.g.
+# "192.0.2.1 50" for the raw ESP socket, "192.0.2.1 255" for the send-only IPPROTO_RAW one.
+e2e_raw_sockets() {
+    ip netns exec "$1" cat /proc/net/raw | python3 -c '
+import socket, struct, sys
+for line in sys.stdin.readlines()[1:]:
+    addr, proto = line.split()[1].split(":")
+    print(socket.inet_ntoa(struct.pack("<I", int(addr, 16))), int(proto, 16))'
+}
+
 # e2e_wait_udp NS PORT SECONDS: wait until something listens on UDP PORT in NS.
 e2e_wait_udp() {
     local i

@@ -92,33 +92,24 @@ pub fn sendmmsg(fd: RawFd, parts: &[IoSlice<'_>], msgs: &[SendMsg]) -> io::Resul
     usize::try_from(r).map_err(|_| io::Error::last_os_error())
 }
 
-/// The buffers one received message is scattered into: the whole datagram, or (raw IPv4
-/// sockets) a side buffer for the IP header, then the rest.
+/// The buffer one received message goes into: the whole datagram (one iovec).
 pub struct RecvMsg<'a> {
-    parts: [IoSliceMut<'a>; 2],
+    part: IoSliceMut<'a>,
     nparts: usize,
 }
 
 impl<'a> RecvMsg<'a> {
     pub fn new(data: &'a mut [u8]) -> Self {
         RecvMsg {
-            parts: [IoSliceMut::new(data), IoSliceMut::new(&mut [])],
+            part: IoSliceMut::new(data),
             nparts: 1,
-        }
-    }
-
-    /// The first `head.len()` bytes into `head`, the rest into `data`.
-    pub fn with_head(head: &'a mut [u8], data: &'a mut [u8]) -> Self {
-        RecvMsg {
-            parts: [IoSliceMut::new(head), IoSliceMut::new(data)],
-            nparts: 2,
         }
     }
 
     /// No buffer: a placeholder that receives nothing.
     pub fn empty() -> Self {
         RecvMsg {
-            parts: [IoSliceMut::new(&mut []), IoSliceMut::new(&mut [])],
+            part: IoSliceMut::new(&mut []),
             nparts: 0,
         }
     }
@@ -183,9 +174,9 @@ pub fn recvmmsg(fd: RawFd, msgs: &mut [RecvMsg<'_>], meta: &mut [Received], gro:
         .zip(cmsgs.iter_mut())
         .take(room)
     {
-        // IoSliceMut is ABI-compatible with iovec; nparts <= parts.len().
-        h.msg_hdr.msg_iov = m.parts.as_mut_ptr().cast();
-        h.msg_hdr.msg_iovlen = m.nparts.min(m.parts.len()) as _;
+        // IoSliceMut is ABI-compatible with iovec; nparts is 0 or 1 (the one `part`).
+        h.msg_hdr.msg_iov = std::ptr::addr_of_mut!(m.part).cast();
+        h.msg_hdr.msg_iovlen = m.nparts.min(1) as _;
         h.msg_hdr.msg_name = std::ptr::addr_of_mut!(*a).cast();
         h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
         if gro {

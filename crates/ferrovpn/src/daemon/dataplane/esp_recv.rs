@@ -17,9 +17,6 @@ use crate::socket::{enable_udp_gro, RawEsp};
 use crate::sys::mmsg::{recvmmsg, Received, RecvMsg};
 use crate::sys::socket::socket_addr;
 
-/// Raw IPv4 sockets deliver the IP header; without options it is this long.
-const IPV4_HEADER: usize = 20;
-
 /// One socket ESP arrives on.
 enum EspSocket {
     Raw {
@@ -199,7 +196,6 @@ impl EspSource {
             EspSocket::Udp { local, .. } => Some(*local),
             EspSocket::Raw { .. } => None,
         };
-        let mut ip_headers = [[0u8; IPV4_HEADER]; MMSG];
         let mut meta = [Received::default(); MMSG];
         let mut yielded = false;
         while !batch.is_full() {
@@ -212,17 +208,16 @@ impl EspSource {
                 return;
             }
             let got = {
-                // Disjoint borrows of the new packets' buffers (and the side buffers), held
-                // until the call returns.
+                // Disjoint borrows of the new packets' buffers, held until the call returns.
+                // One buffer per packet, raw IPv4 included: its IP header lands in front of
+                // the ESP packet and is stripped below.
                 let pkts = batch
                     .packets_mut()
                     .get_mut(base..base + room)
                     .unwrap_or_default();
-                let mut bufs = pkts.iter_mut().zip(ip_headers.iter_mut());
+                let mut bufs = pkts.iter_mut();
                 let mut msgs: [RecvMsg<'_>; MMSG] = std::array::from_fn(|_| match bufs.next() {
-                    // The IPv4 header into its side buffer, the ESP packet into the buffer.
-                    Some((p, ih)) if raw_v4 => RecvMsg::with_head(ih, p.spare_mut()),
-                    Some((p, _)) => RecvMsg::new(p.spare_mut()),
+                    Some(p) => RecvMsg::new(p.spare_mut()),
                     None => RecvMsg::empty(),
                 });
                 // Raw sockets name the source too: reports of unknown SPIs need it.
@@ -231,7 +226,7 @@ impl EspSource {
             // Keep the ESP packets at the front of what was pushed, in arrival order.
             let mut kept = 0;
             for k in 0..got {
-                let (Some(r), Some(ih)) = (meta.get(k), ip_headers.get(k)) else {
+                let Some(r) = meta.get(k) else {
                     continue;
                 };
                 let (len, truncated, a) = (r.len, r.truncated, &r.from);
@@ -242,19 +237,11 @@ impl EspSource {
                 let esp = if truncated {
                     false
                 } else if raw_v4 {
-                    // Only the header length: the options (if any) are in the packet buffer.
-                    let ihl = Ipv4Packet::new_unchecked(&ih[..]).header_len();
-                    if ihl < IPV4_HEADER || len < ihl {
-                        false
-                    } else {
-                        // IPv4 options (rare) spilled into the buffer: move the ESP packet.
-                        let extra = ihl - IPV4_HEADER;
-                        p.set_len(len - IPV4_HEADER);
-                        if extra > 0 {
-                            p.data_mut().copy_within(extra.., 0);
-                            p.set_len(len - ihl);
-                        }
-                        true
+                    // The ESP packet starts after the IPv4 header, options included.
+                    p.set_len(len);
+                    match Ipv4Packet::new_checked(p.data()).map(|ip| ip.header_len()) {
+                        Ok(ihl) => p.strip_front(ihl),
+                        Err(_) => false,
                     }
                 } else {
                     p.set_len(len);
@@ -379,7 +366,7 @@ impl PacketSource for EspSource {
 }
 #[cfg(test)]
 mod tests {
-    use super::super::esp_send::SendList;
+    use super::super::esp_send::{SendList, Target};
     use super::super::shared::tests::udp_pair;
     use super::super::shared::{ike_queue, Devices, IoCounters, TunTable};
     use super::*;
@@ -438,7 +425,7 @@ mod tests {
         let errors = AtomicU64::new(0);
         let mut list = SendList::new();
         for p in &packets {
-            list.push(tx.as_raw_fd(), true, p, local, &errors);
+            list.push(Target::Udp(tx.as_raw_fd()), p, local, &errors);
         }
         list.flush(&errors);
         assert_eq!(errors.load(Ordering::Relaxed), 0);
@@ -459,6 +446,78 @@ mod tests {
         assert_eq!(got.len(), packets.len());
         assert!(got == packets, "packets differ or are out of order");
         assert_eq!(shared.counters.malformed_udp.load(Ordering::Relaxed), 0);
+    }
+
+    /// Raw IPv4 ESP between two namespaces: each packet is read into one buffer and its outer
+    /// header stripped, IPv4 options included (a 24-byte header sent by hand), in order, with
+    /// the sender as source.
+    #[test]
+    fn raw_esp_arrives_without_its_outer_header_options_included() {
+        use crate::netns::{require_root, NetNs};
+        use crate::socket::{RawEsp, SocketOptions};
+        use std::net::{IpAddr, Ipv4Addr};
+        if !require_root("esp_recv::raw_esp_arrives_without_its_outer_header") {
+            return;
+        }
+        let a = NetNs::new("rcva").unwrap();
+        let b = NetNs::new("rcvb").unwrap();
+        NetNs::veth_pair(&a, "fva", "192.0.2.1/24", &b, "fvb", "192.0.2.2/24").unwrap();
+        let (la, lb) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        let opts = SocketOptions {
+            nonblocking: true,
+            ..Default::default()
+        };
+        let rx = b.run(|| RawEsp::open(lb.into(), &opts).unwrap());
+        let tx = a.run(|| RawEsp::open(la.into(), &opts).unwrap());
+        let h = tx.hdrincl().unwrap();
+        let shared = Arc::new(Shared {
+            devices: Devices::new(TunTable::default()),
+            policies: RwLock::new(Default::default()),
+            inbound: RwLock::new(HashMap::new()),
+            raw: HashMap::from([(IpAddr::V4(lb), Arc::new(rx))]),
+            nat_t: HashMap::new(),
+            counters: IoCounters::default(),
+        });
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (ike_tx, _ike_rx) = ike_queue();
+        let mut src = EspSource::new(shared, ike_tx, waker);
+        let esp = |i: u8, n: usize| {
+            let mut p = vec![i; n];
+            p[..8].copy_from_slice(&[0, 0, 0x10, 1, 0, 0, 0, i]);
+            p
+        };
+        let dst = SocketAddr::new(IpAddr::V4(lb), 0);
+        let errors = AtomicU64::new(0);
+        let (first, last) = (esp(1, 1400), esp(3, 60));
+        let mut list = SendList::new();
+        list.push(Target::Hdrincl(h), &first, dst, &errors);
+        list.flush(&errors);
+        // IHL 6: four bytes of options (NOP, NOP, NOP, end of list) in front of the ESP.
+        let with_options = esp(2, 200);
+        let mut wire = ferrovpn_esp::ip::ipv4_header(la, lb, 50, 64, 224, false).to_vec();
+        wire[0] = 0x46;
+        wire.extend([1, 1, 1, 0]);
+        wire.extend(&with_options);
+        crate::sys::socket::send_to(h.fd, &wire, dst).unwrap();
+        let mut list = SendList::new();
+        list.push(Target::Hdrincl(h), &last, dst, &errors);
+        list.flush(&errors);
+        assert_eq!(errors.load(Ordering::Relaxed), 0);
+        let mut batch = Batch::new(64, 2048);
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            if got.len() >= 3 {
+                break;
+            }
+            batch.clear();
+            src.recv_batch(&mut batch);
+            for p in batch.packets() {
+                assert_eq!(p.source, Some(IpAddr::V4(la)));
+                got.push(p.data().to_vec());
+            }
+        }
+        assert_eq!(got, vec![first, with_options, last]);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! `tun_io` (TUN source and sink), `esp_send` and `esp_recv` (sockets), `policy` (which SA);
 //! `shared` holds what they all use ([`Shared`], counters, the IKE queue, polling).
 //!
-//! Sockets move packets in batches: `recvmmsg` straight into the pipeline's buffers (raw IPv4
-//! headers land in a side buffer, so the ESP packet needs no copy) and `sendmmsg` out, with
+//! Sockets move packets in batches: `recvmmsg` straight into the pipeline's buffers (one
+//! buffer per packet; a raw IPv4 header is stripped in place, no copy) and `sendmmsg` out, with
 //! UDP GSO (`UDP_SEGMENT`) joining runs of equal-sized ESP-in-UDP packets to one peer into one
-//! message. TUN devices opened with offloads (`IFF_VNET_HDR`, TSO) give one TCP super-packet per
+//! message, and raw IPv4 ESP behind an outer header we write, through a send-only
+//! `IPPROTO_RAW` socket (no checksumming copy or cork in the kernel). TUN devices opened with offloads (`IFF_VNET_HDR`, TSO) give one TCP super-packet per
 //! read, which the source cuts into MTU-sized packets (`offload::Segmenter`); the TUN sink joins
 //! in-order segments of one flow back into super-packets (`offload::Gro`), one write each.
 
