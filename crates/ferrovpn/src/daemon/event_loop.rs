@@ -18,6 +18,10 @@ use super::error::DaemonError;
 use super::history;
 use super::state::{Daemon, IKE_BASE, SIGNALS};
 
+/// How often the event loop looks for idle SAs whose time lifetime ran out (it also wakes at
+/// least once a second).
+const LIFETIME_POLL: Duration = Duration::from_millis(100);
+
 impl Daemon {
     pub(super) fn event_loop(
         &mut self,
@@ -30,6 +34,8 @@ impl Daemon {
         let mut buf = vec![0u8; 65536];
         // This thread's log lines go out in one write per turn of the loop.
         let _batch = crate::logging::batch_this_thread();
+        let mut lifetimes_due = Instant::now();
+        let mut conn_scan_due = Instant::now();
         while !self.stop {
             let now = Instant::now();
             let mut next = now + Duration::from_secs(1);
@@ -39,10 +45,8 @@ impl Daemon {
             if let Some(t) = self.notify.next_wakeup() {
                 next = next.min(t);
             }
-            for c in &self.conns {
-                for t in [c.retry_at, c.pairs_retry_at].into_iter().flatten() {
-                    next = next.min(t);
-                }
+            if let Some(t) = self.conn_timers {
+                next = next.min(t);
             }
             crate::logging::flush_batch();
             if let Err(e) = poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
@@ -104,32 +108,19 @@ impl Daemon {
             if let Some(w) = self.dh_workers.as_ref() {
                 w.serve(now, &mut self.endpoint);
             }
-            for i in 0..self.conns.len() {
-                if self.conns[i].retry_at.is_some_and(|t| t <= now) {
-                    self.conns[i].retry_at = None;
-                    if !self.endpoint.is_up(i) {
-                        info!(conn = %self.conns[i].cfg.name, "initiating again");
-                        self.endpoint.initiate(now, i);
-                    }
-                }
-                if self.conns[i].pairs_retry_at.is_some_and(|t| t <= now) {
-                    self.conns[i].pairs_retry_at = None;
-                    if self.conns[i].held || !self.endpoint.is_up(i) {
-                        continue;
-                    }
-                    // Phase 1 up: Quick Mode for each configured pair without an SA.
-                    match self.endpoint.negotiate_missing(now, i) {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            info!(conn = %self.conns[i].cfg.name, "negotiating {n} IPsec SA pair(s) again")
-                        }
-                        Err(e) => {
-                            info!(conn = %self.conns[i].cfg.name, "not negotiating the pairs again: {e}")
-                        }
-                    }
-                }
+            if self.conn_timers.is_some_and(|t| t <= now) || now >= conn_scan_due {
+                self.retry_connections(now);
+                // The scan also runs once a second, so a timer set where `conn_timer_set` was
+                // not called is late by a second at most, never lost.
+                conn_scan_due = now + Duration::from_secs(1);
             }
-            self.sad.poll_lifetimes(self.clock.now());
+            // Traffic checks its SA's lifetimes per packet; this finds idle SAs whose time ran
+            // out. It walks every SA, so at most every LIFETIME_POLL, not on every turn (at
+            // 20,000 SAs a walk costs more than an IKE setup's non-DH work).
+            if now >= lifetimes_due {
+                self.sad.poll_lifetimes(self.clock.now());
+                lifetimes_due = now + LIFETIME_POLL;
+            }
             self.on_lifetime_events(now);
             self.flush();
             self.check_pending(now);
@@ -161,6 +152,41 @@ impl Daemon {
             });
         }
         Ok(())
+    }
+
+    /// Connections whose retry timer is due initiate again, or negotiate their missing pairs;
+    /// `conn_timers` becomes the earliest timer left.
+    fn retry_connections(&mut self, now: Instant) {
+        let mut earliest: Option<Instant> = None;
+        for i in 0..self.conns.len() {
+            if self.conns[i].retry_at.is_some_and(|t| t <= now) {
+                self.conns[i].retry_at = None;
+                if !self.endpoint.is_up(i) {
+                    info!(conn = %self.conns[i].cfg.name, "initiating again");
+                    self.endpoint.initiate(now, i);
+                }
+            }
+            if self.conns[i].pairs_retry_at.is_some_and(|t| t <= now) {
+                self.conns[i].pairs_retry_at = None;
+                if !self.conns[i].held && self.endpoint.is_up(i) {
+                    // Phase 1 up: Quick Mode for each configured pair without an SA.
+                    match self.endpoint.negotiate_missing(now, i) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            info!(conn = %self.conns[i].cfg.name, "negotiating {n} IPsec SA pair(s) again")
+                        }
+                        Err(e) => {
+                            info!(conn = %self.conns[i].cfg.name, "not negotiating the pairs again: {e}")
+                        }
+                    }
+                }
+            }
+            let c = &self.conns[i];
+            for t in [c.retry_at, c.pairs_retry_at].into_iter().flatten() {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        self.conn_timers = earliest;
     }
 
     /// `3 connections, 2 up`, for systemd's STATUS=.

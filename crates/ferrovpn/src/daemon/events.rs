@@ -259,14 +259,20 @@ impl Daemon {
             }
             Event::PeerDead { conn, cookies } => {
                 warn!(conn = %self.conn_name(conn), cookies = %cookies, "peer dead (DPD) on IKE SA {cookies}");
+                let mut retry = None;
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.last_failure = Some("peer dead (DPD)".into());
                     // RFC 3706 §5.5 leaves the action open; like strongSwan's dpd_action=restart
                     // an initiator negotiates again at once (backoff applies if that fails).
                     if c.cfg.start == Start::Initiate && !self.stop && !c.held {
-                        c.retry_at = Some(Instant::now());
+                        let t = Instant::now();
+                        c.retry_at = Some(t);
+                        retry = Some(t);
                         info!(conn = %c.cfg.name, "peer dead: initiating again now");
                     }
+                }
+                if let Some(t) = retry {
+                    self.conn_timer_set(t);
                 }
             }
             Event::ChildSaInboundReady(child) => self.install_inbound(child),
@@ -407,9 +413,11 @@ impl Daemon {
         if c.cfg.start != Start::Initiate || c.retry_at.is_some() || self.stop || c.held {
             return;
         }
-        c.retry_at = Some(Instant::now() + c.backoff);
+        let t = Instant::now() + c.backoff;
+        c.retry_at = Some(t);
         info!(conn = %c.cfg.name, "will initiate again in {}s", c.backoff.as_secs());
         c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
+        self.conn_timer_set(t);
     }
 }
 
@@ -436,9 +444,11 @@ impl Daemon {
         {
             return;
         }
-        c.pairs_retry_at = Some(Instant::now() + c.backoff);
+        let t = Instant::now() + c.backoff;
+        c.pairs_retry_at = Some(t);
         info!(conn = %c.cfg.name, "{missing} configured IPsec SA pair(s) without an SA while phase 1 is up: negotiating them again in {}s", c.backoff.as_secs());
         c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
+        self.conn_timer_set(t);
     }
 }
 

@@ -212,6 +212,7 @@ pub fn run_with(
         dh_maker,
         dh_workers,
         shared_devices,
+        conn_timers: None,
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {

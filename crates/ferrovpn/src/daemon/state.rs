@@ -71,4 +71,15 @@ pub(super) struct Daemon {
     pub(super) dh_workers: Option<super::dh_pool::DhWorkers>,
     /// TUN devices several connections share (`[daemon] shared_interfaces`) that are up.
     pub(super) shared_devices: Vec<super::setup::SharedDevice>,
+    /// The earliest `retry_at`/`pairs_retry_at` of any connection (lowered when one is set,
+    /// recomputed when the connections are scanned), so a turn of the event loop does not
+    /// walk every connection.
+    pub(super) conn_timers: Option<Instant>,
+}
+
+impl Daemon {
+    /// A connection's retry timer was set to `t`.
+    pub(super) fn conn_timer_set(&mut self, t: Instant) {
+        self.conn_timers = Some(self.conn_timers.map_or(t, |x| x.min(t)));
+    }
 }
