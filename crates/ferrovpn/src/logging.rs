@@ -9,9 +9,9 @@
 //!   (the IKE event loop): its lines wait in a buffer until it calls [`flush_batch`] before it
 //!   sleeps, or the buffer holds [`BATCH_LIMIT`] bytes.
 //!
-//! Both exist for a busy responder: formatting and writing a dozen lines per IKE setup one
-//! `write` each cost it about a sixth of its CPU per setup (docs/BENCHMARKS.md, "Logging at
-//! scale").
+//! Both exist for a busy responder: formatting a dozen lines per IKE setup and writing each
+//! with its own `write` took about a tenth of its CPU (docs/BENCHMARKS.md, "Scale: logging, the
+//! TUN wait and the event loop's walks").
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
