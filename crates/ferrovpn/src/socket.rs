@@ -110,6 +110,8 @@ fn open_hdrincl(
     opts: &SocketOptions,
 ) -> io::Result<(OwnedFd, HdrinclTx)> {
     let fd = new_socket(false, libc::SOCK_RAW, libc::IPPROTO_RAW, opts.nonblocking)?;
+    // Nobody reads it: packets of IP protocol 255 sent to us must not pile up in it.
+    crate::sys::socket::drop_all_input(fd.as_fd())?;
     if let Some(mark) = opts.fwmark {
         set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)?;
     }
@@ -392,6 +394,16 @@ mod tests {
             let mut buf = [0u8; 4096];
             let d = rx.recv(&mut buf).unwrap();
             assert_eq!(&buf[d.offset..d.len], &big[..]);
+            // A packet of IP protocol 255 to b, sent before the ESP packet below (which is then
+            // the barrier): b's send-only socket must not queue it.
+            if let (IpAddr::V4(sa), IpAddr::V4(sb)) = (la, lb) {
+                let other = a.run(|| {
+                    sys::socket::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW).unwrap()
+                });
+                let mut p = ferrovpn_esp::ip::ipv4_header(sa, sb, 255, 64, 28, false).to_vec();
+                p.extend([0u8; 8]);
+                sys::socket::send_to(other.as_raw_fd(), &p, SocketAddr::new(lb, 0)).unwrap();
+            }
             assert_eq!(tx.send_to(&esp, lb).unwrap(), esp.len());
             wait_readable(rx.as_raw_fd());
             let mut buf = [0u8; 256];
@@ -399,6 +411,15 @@ mod tests {
             assert_eq!(d.src, la);
             assert_eq!(&buf[d.offset..d.len], &esp);
             assert_eq!(d.offset, if la.is_ipv4() { 20 } else { 0 });
+            if let Some((fd, _)) = rx.tx.as_ref() {
+                sys::fd::set_nonblocking(fd.as_fd(), true).unwrap();
+                let got = sys::socket::recv_from(fd.as_fd(), &mut buf);
+                assert_eq!(
+                    got.map(|(n, _)| n).unwrap_err().kind(),
+                    io::ErrorKind::WouldBlock,
+                    "the send-only socket queued input"
+                );
+            }
             let wrong = if la.is_ipv4() {
                 "2001:db8::2"
             } else {

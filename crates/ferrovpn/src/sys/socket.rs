@@ -46,6 +46,33 @@ pub fn set_int_opt(
     .map(drop)
 }
 
+/// Attaches a socket filter that accepts nothing (`SO_ATTACH_FILTER`, one BPF "return 0"): a
+/// send-only socket then queues no input at all.
+pub fn drop_all_input(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: prog points at one valid instruction for the duration of the call; the kernel
+    // copies the program.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            std::ptr::addr_of!(prog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// `getsockopt(2)` of an int value.
 pub fn get_int_opt(
     fd: BorrowedFd<'_>,
