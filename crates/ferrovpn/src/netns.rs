@@ -67,6 +67,17 @@ impl NetNs {
         })
     }
 
+    /// Two namespaces `{tag}a` and `{tag}b` joined by a veth pair: `fva` 192.0.2.1/24 and
+    /// 2001:db8::1/64 in a, `fvb` 192.0.2.2/24 and 2001:db8::2/64 in b.
+    pub fn pair(tag: &str) -> io::Result<(NetNs, NetNs)> {
+        let a = NetNs::new(&format!("{tag}a"))?;
+        let b = NetNs::new(&format!("{tag}b"))?;
+        NetNs::veth_pair(&a, "fva", "192.0.2.1/24", &b, "fvb", "192.0.2.2/24")?;
+        a.ip(&["addr", "add", "2001:db8::1/64", "dev", "fva", "nodad"])?;
+        b.ip(&["addr", "add", "2001:db8::2/64", "dev", "fvb", "nodad"])?;
+        Ok((a, b))
+    }
+
     /// Connects two namespaces with a veth pair and gives each end an address (`a/len`, `b/len`).
     pub fn veth_pair(
         a: &NetNs,

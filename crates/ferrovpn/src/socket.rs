@@ -302,17 +302,6 @@ mod tests {
     use super::*;
     use crate::netns::{require_root, NetNs};
 
-    fn two_namespaces(tag: &str) -> (NetNs, NetNs) {
-        let a = NetNs::new(&format!("{tag}a")).unwrap();
-        let b = NetNs::new(&format!("{tag}b")).unwrap();
-        NetNs::veth_pair(&a, "fva", "192.0.2.1/24", &b, "fvb", "192.0.2.2/24").unwrap();
-        a.ip(&["addr", "add", "2001:db8::1/64", "dev", "fva", "nodad"])
-            .unwrap();
-        b.ip(&["addr", "add", "2001:db8::2/64", "dev", "fvb", "nodad"])
-            .unwrap();
-        (a, b)
-    }
-
     fn wait_readable(fd: RawFd) {
         let ready = crate::sys::fd::wait(fd, libc::POLLIN, 5000);
         assert!(ready, "socket did not become readable");
@@ -323,7 +312,7 @@ mod tests {
         if !require_root("socket::udp_500_to_500_between_namespaces") {
             return;
         }
-        let (a, b) = two_namespaces("udp");
+        let (a, b) = NetNs::pair("udp").unwrap();
         for (local_b, remote_b, local_a) in [
             ("192.0.2.2", "192.0.2.2:500", "192.0.2.1"),
             ("2001:db8::2", "[2001:db8::2]:500", "2001:db8::1"),
@@ -355,7 +344,7 @@ mod tests {
         if !require_root("socket::raw_esp_between_namespaces") {
             return;
         }
-        let (a, b) = two_namespaces("esp");
+        let (a, b) = NetNs::pair("esp").unwrap();
         let opts = SocketOptions {
             fwmark: Some(7),
             nonblocking: false,

@@ -459,9 +459,7 @@ mod tests {
         if !require_root("esp_recv::raw_esp_arrives_without_its_outer_header") {
             return;
         }
-        let a = NetNs::new("rcva").unwrap();
-        let b = NetNs::new("rcvb").unwrap();
-        NetNs::veth_pair(&a, "fva", "192.0.2.1/24", &b, "fvb", "192.0.2.2/24").unwrap();
+        let (a, b) = NetNs::pair("rcv").unwrap();
         let (la, lb) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
         let opts = SocketOptions {
             nonblocking: true,

@@ -358,9 +358,7 @@ mod tests {
         if !require_root("esp_send::hdrincl_sends_keep_the_outer_header") {
             return;
         }
-        let a = NetNs::new("hdra").unwrap();
-        let b = NetNs::new("hdrb").unwrap();
-        NetNs::veth_pair(&a, "fva", "192.0.2.1/24", &b, "fvb", "192.0.2.2/24").unwrap();
+        let (a, b) = NetNs::pair("hdr").unwrap();
         let (la, lb) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
         let opts = SocketOptions::default();
         let rx = b.run(|| RawEsp::open(lb.into(), &opts).unwrap());
