@@ -441,14 +441,32 @@ gw_client_up() {
     ok "strongSwan $2 in $1 connected with virtual IP $VIP"
 }
 
+# gw_up: the gateway of g.toml started in A (PID_G), listening on UDP 500.
+gw_up() {
+    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
+    PID_G="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+}
+
+# fv_client_conf EXTRA REMOTE_TS: c.toml for ferrovpn client bob in B (control socket
+# $FV_TMP/c.sock, TUN fvc0, route-based to REMOTE_TS, a TOML value) of the gateway at
+# 192.0.2.1; EXTRA: more connection lines (the password file, …), may be empty.
+fv_client_conf() {
+    e2e_psk "$FV_TMP/c.psk" "$PSK"
+    C_SOCK="$FV_TMP/c.sock" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
+        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
+xauth_user = \"bob\"${1:+
+$1}" C_TUNNEL="[connection.route_based]
+interface = \"fvc0\"
+remote_ts = $2" e2e_conf "$FV_TMP/c.toml"
+}
+
 case_gateway_strongswan() {
     FV_NO_IPV6=1 fv_two_ns
     # The gateway's TUN is a [daemon] shared_interfaces device (the pool routed into it).
     C_DAEMON_EXTRA='shared_interfaces = ["fvgw"]' gw_conf pull
     grep -q '^shared_interfaces = \["fvgw"\]' "$FV_TMP/g.toml" || fail "g.toml lacks shared_interfaces"
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    gw_up
     B_IN="" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
     gw_client_up "$FV_NS_B" alice
     local log="$FV_TMP/gateway.log"
@@ -473,9 +491,7 @@ case_gateway_strongswan() {
 case_gateway_strongswan_ipv6() {
     fv_two_ns
     GW_POOL6=2001:db8:1::/112 C_DAEMON_EXTRA='metrics_listen = "127.0.0.1:9109"' gw_conf pull
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    gw_up
     SS_VIPS="::" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
     fv_swanctl "$FV_NS_B" --initiate --child gw6 --timeout 30 >"$FV_TMP/initiate6.txt" 2>&1 ||
         { cat "$FV_TMP/initiate6.txt" >&2; fail "strongSwan could not bring up its IPv6 child"; }
@@ -514,9 +530,7 @@ case_gateway_strongswan_ipv6() {
 case_gateway_aggressive_push() {
     FV_NO_IPV6=1 fv_two_ns
     GW_MODE=aggressive GW_EXTRA="allow_aggressive_psk = true" gw_conf push
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    gw_up
     SS_AGGR=yes SS_PULL=no SS_ID="keyid:vpngroup" ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
     gw_client_up "$FV_NS_B" alice
     local log="$FV_TMP/gateway.log"
@@ -535,18 +549,10 @@ case_gateway_aggressive_push() {
 case_gateway_ferrovpn_client() {
     FV_NO_IPV6=1 fv_two_ns
     gw_conf pull
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    gw_up
     (umask 077 && printf 'battery staple\n' >"$FV_TMP/bob.pw")
-    e2e_psk "$FV_TMP/c.psk" "$PSK"
     local sock_c="$FV_TMP/c.sock"
-    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
-        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
-xauth_user = \"bob\"
-xauth_password_file = \"$FV_TMP/bob.pw\"" C_TUNNEL="[connection.route_based]
-interface = \"fvc0\"
-remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
+    fv_client_conf "xauth_password_file = \"$FV_TMP/bob.pw\"" "\"203.0.113.0/24\""
     e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
     local pid_c="$E2E_PID"
     e2e_wait_sas "$sock_c" "$pid_c" 1 30 || fail "ferrovpn client: no IPsec SA within 30 s"
@@ -573,19 +579,11 @@ case_gateway_ferrovpn_client_ios() {
     local cap="$FV_TMP/ike.pcap"
     e2e_capture "$FV_NS_A" "$FV_IF_A" "$cap" "udp port 500 or udp port 4500"
     local cap_pid="$E2E_CAP_PID"
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    gw_up
     (umask 077 && printf 'battery staple\n' >"$FV_TMP/bob.pw")
-    e2e_psk "$FV_TMP/c.psk" "$PSK"
     local sock_c="$FV_TMP/c.sock" vip=198.51.100.129
-    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
-        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
-xauth_user = \"bob\"
-xauth_password_file = \"$FV_TMP/bob.pw\"
-xauth_after_psk = true" C_TUNNEL="[connection.route_based]
-interface = \"fvc0\"
-remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
+    fv_client_conf "xauth_password_file = \"$FV_TMP/bob.pw\"
+xauth_after_psk = true" "\"203.0.113.0/24\""
     "$FERROVPN" check -c "$FV_TMP/c.toml" 2>&1 | e2e_has "auth method pre-shared key (1), XAuth after it" ||
         fail "ferrovpn check does not show the plain PSK phase 1"
     e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
@@ -615,18 +613,10 @@ remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
 case_gateway_ferrovpn_dual_stack() {
     fv_two_ns
     GW_POOL6=2001:db8:1::/112 gw_conf pull
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    gw_up
     (umask 077 && printf 'battery staple\n' >"$FV_TMP/bob.pw")
-    e2e_psk "$FV_TMP/c.psk" "$PSK"
     local sock_c="$FV_TMP/c.sock" vip=198.51.100.129 vip6=2001:db8:1::1
-    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
-        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
-xauth_user = \"bob\"
-xauth_password_file = \"$FV_TMP/bob.pw\"" C_TUNNEL="[connection.route_based]
-interface = \"fvc0\"
-remote_ts = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]" e2e_conf "$FV_TMP/c.toml"
+    fv_client_conf "xauth_password_file = \"$FV_TMP/bob.pw\"" "[\"203.0.113.0/24\", \"2001:db8:2::/64\"]"
     e2e_up "$FV_NS_B" "$FV_TMP/c.toml" "$FV_TMP/client.log"
     local pid_c="$E2E_PID"
     e2e_wait_sas "$sock_c" "$pid_c" 2 30 || fail "ferrovpn client: not two IPsec SAs within 30 s"
@@ -656,9 +646,7 @@ case_gateway_two_clients() {
     ip -n "$FV_NS_A" route add 192.0.2.3/32 dev "${FV_ID}-ac"
     ip -n "$FV_NS_C" route add 192.0.2.1/32 dev "${FV_ID}-c" 2>/dev/null || true
     gw_conf pull
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    gw_up
     ss_client "$FV_NS_B" alice "correct horse battery" 192.0.2.2
     ss_client "$FV_NS_C" bob "battery staple" 192.0.2.3
     gw_client_up "$FV_NS_B" alice
@@ -689,9 +677,7 @@ case_gateway_two_clients() {
 case_gateway_wrong_password() {
     FV_NO_IPV6=1 fv_two_ns
     gw_conf pull
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
+    gw_up
     ss_client "$FV_NS_B" alice "wrong password" 192.0.2.2
     fv_swanctl "$FV_NS_B" --initiate --child gw --timeout 20 >"$FV_TMP/initiate.txt" 2>&1 &&
         fail "strongSwan connected with a wrong password"
@@ -715,18 +701,10 @@ case_gateway_wrong_password() {
 case_gateway_ferrovpn_client_prompt() {
     FV_NO_IPV6=1 fv_two_ns
     gw_conf pull
-    e2e_up "$FV_NS_A" "$FV_TMP/g.toml" "$FV_TMP/gateway.log"
-    PID_G="$E2E_PID"
+    gw_up
     local glog="$FV_TMP/gateway.log"
-    e2e_wait_udp "$FV_NS_A" 500 10 || fail "gateway does not listen on UDP 500"
-    e2e_psk "$FV_TMP/c.psk" "$PSK"
     local sock_c="$FV_TMP/c.sock"
-    C_SOCK="$sock_c" C_LOCAL=192.0.2.2 C_REMOTE=192.0.2.1 C_PSKFILE="$FV_TMP/c.psk" \
-        C_START=initiate C_ESP=aes128gcm16 C_EXTRA="remote_access = \"client\"
-xauth_user = \"bob\"
-ike_lifetime = \"20s\"" C_TUNNEL="[connection.route_based]
-interface = \"fvc0\"
-remote_ts = \"203.0.113.0/24\"" e2e_conf "$FV_TMP/c.toml"
+    fv_client_conf "ike_lifetime = \"20s\"" "\"203.0.113.0/24\""
     "$FERROVPN" check -c "$FV_TMP/c.toml" 2>&1 | e2e_has 'asks for the password on its terminal' ||
         fail "ferrovpn check does not say the password will be asked for"
     local out rc=0
