@@ -161,11 +161,8 @@ impl Daemon {
         info!(conn = %c.cfg.name, "routes into the tunnel: {}", routes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "));
     }
 
-    pub(super) fn conn_name(&self, i: usize) -> String {
-        self.conns
-            .get(i)
-            .map(|c| c.cfg.name.clone())
-            .unwrap_or_default()
+    pub(super) fn conn_name(&self, i: usize) -> &str {
+        self.conns.get(i).map_or("", |c| c.cfg.name.as_str())
     }
 
     pub(super) fn on_event(&mut self, e: Event) {
@@ -214,7 +211,9 @@ impl Daemon {
                 peer,
                 reason,
             } => {
-                let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
+                let name = conn
+                    .map(|c| self.conn_name(c).to_owned())
+                    .unwrap_or_default();
                 if matches!(reason, Failure::Abandoned { .. }) {
                     // Unauthenticated (a spoofed MM1 ends so): not a failure of the connection.
                     debug!(conn = %name, cookies = %cookies, "half-open IKE SA {cookies} with {peer} forgotten: {reason}");
@@ -365,7 +364,9 @@ impl Daemon {
                 notify,
                 authenticated,
             } => {
-                let name = conn.map(|c| self.conn_name(c)).unwrap_or_default();
+                let name = conn
+                    .map(|c| self.conn_name(c).to_owned())
+                    .unwrap_or_default();
                 info!(conn = %name, cookies = %cookies, "notify {} on {cookies} ({})", notify.name(),
                     if authenticated { "authenticated" } else { "unauthenticated: recorded only" });
             }
@@ -466,7 +467,7 @@ impl Daemon {
             let Some(conn) = conn else {
                 continue;
             };
-            let name = self.conn_name(conn);
+            let name = self.conn_name(conn).to_owned();
             match ev.kind {
                 LifetimeKind::Soft => {
                     info!(conn = %name, "ESP SA {:08x} ({:?}) reached its soft lifetime ({:?}): rekeying", ev.spi, ev.direction, ev.cause);

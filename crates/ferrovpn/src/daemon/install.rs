@@ -32,7 +32,7 @@ impl Daemon {
     }
 
     pub(super) fn install(&mut self, child: ChildSa) {
-        let name = self.conn_name(child.conn);
+        let name = self.conn_name(child.conn).to_owned();
         let Some((inb, outb)) = convert::esp_sas(&child) else {
             error!(conn = %name, "negotiated ESP transform {} is not implemented by the data plane", child.cipher.name());
             return;
@@ -94,7 +94,7 @@ impl Daemon {
 
     /// The peer deleted the pair: its outbound half goes now, the inbound half drains.
     pub(super) fn stop_sending(&mut self, conn: usize, spi_in: u32, spi_out: u32) {
-        let name = self.conn_name(conn);
+        let name = self.conn_name(conn).to_owned();
         let Some(p) = self.conns.get(conn).and_then(|c| {
             c.pairs
                 .iter()
@@ -111,7 +111,7 @@ impl Daemon {
     }
 
     pub(super) fn uninstall(&mut self, conn: usize, spi_in: u32, spi_out: u32, reason: &str) {
-        let name = self.conn_name(conn);
+        let name = self.conn_name(conn).to_owned();
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };

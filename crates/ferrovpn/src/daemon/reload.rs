@@ -141,9 +141,14 @@ impl Daemon {
                     .filter_map(|&j| new.connections.get(j))
                     .map(|c| c.name.clone())
             ),
-            names(&mut plan.removed.iter().map(|&i| self.conn_name(i))),
-            names(&mut plan.changed.iter().map(|&(i, _)| self.conn_name(i))),
-            names(&mut plan.unchanged.iter().map(|&i| self.conn_name(i))),
+            names(&mut plan.removed.iter().map(|&i| self.conn_name(i).to_owned())),
+            names(
+                &mut plan
+                    .changed
+                    .iter()
+                    .map(|&(i, _)| self.conn_name(i).to_owned())
+            ),
+            names(&mut plan.unchanged.iter().map(|&i| self.conn_name(i).to_owned())),
         );
         let users = self.reload_users(&plan, &new);
         let summary = if users.is_empty() {

@@ -126,7 +126,7 @@ impl Daemon {
 
     /// Answers every request waiting on `conn` with a failure.
     pub(super) fn abandon_pending(&mut self, conn: usize, why: &str) {
-        let name = self.conn_name(conn);
+        let name = self.conn_name(conn).to_owned();
         let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|p| p.conn == conn);
@@ -151,7 +151,7 @@ impl Daemon {
     }
 
     fn outcome_of(&self, p: &Pending, now: Instant) -> Option<Outcome> {
-        let name = self.conn_name(p.conn);
+        let name = self.conn_name(p.conn).to_owned();
         let c = self.conns.get(p.conn)?;
         // A remote-access client negotiates the pairs of the families it got an address of.
         let assigned = |v6: bool| {
