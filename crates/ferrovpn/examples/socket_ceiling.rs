@@ -108,6 +108,15 @@ fn cpu() -> io::Result<(u64, u64)> {
     cpu_time_us()
 }
 
+/// Microseconds this (single-threaded) process has waited on a run queue while runnable:
+/// the second field of `/proc/self/schedstat`; 0 when the kernel keeps no schedstats.
+fn runq_wait_us() -> u64 {
+    std::fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |ns| ns / 1000)
+}
+
 fn send(
     mode: Mode,
     local: Ipv4Addr,
@@ -203,6 +212,7 @@ fn send(
         })
         .collect();
     let (u0, s0) = cpu()?;
+    let w0 = runq_wait_us();
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(seconds);
     let (mut sent, mut calls, mut errors) = (0u64, 0u64, 0u64);
@@ -228,10 +238,11 @@ fn send(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let (u1, s1) = cpu()?;
+    let waited = runq_wait_us().saturating_sub(w0);
     drop((raw_keep, udp_keep));
     println!(
         "role=send mode={mode:?} sent_pkts={sent} sent_bytes={} seconds={elapsed:.4} calls={calls} \
-         send_errors={errors} utime_us={} stime_us={}",
+         send_errors={errors} utime_us={} stime_us={} runq_wait_us={waited}",
         sent * size as u64,
         u1.saturating_sub(u0),
         s1.saturating_sub(s0),
@@ -309,6 +320,7 @@ fn recv(
     let drops0 = socket_drops(table, fd).unwrap_or(0);
     let backlog0 = backlog_drops();
     let (u0, s0) = cpu()?;
+    let w0 = runq_wait_us();
     if let Some(p) = &ready {
         std::fs::write(p, b"ready\n")?;
     }
@@ -348,6 +360,7 @@ fn recv(
         }
     }
     let (u1, s1) = cpu()?;
+    let waited = runq_wait_us().saturating_sub(w0);
     let drops = socket_drops(table, fd).unwrap_or(0).saturating_sub(drops0);
     let backlog = backlog_drops().saturating_sub(backlog0);
     drop(msgs);
@@ -356,7 +369,7 @@ fn recv(
     println!(
         "role=recv mode={mode:?} recv_pkts={pkts} recv_bytes={bytes} seconds={window:.4} \
          calls={calls} wakes={wakes} bad={bad} sock_drops={drops} backlog_drops={backlog} \
-         utime_us={} stime_us={}",
+         utime_us={} stime_us={} runq_wait_us={waited}",
         u1.saturating_sub(u0),
         s1.saturating_sub(s0),
     );
