@@ -135,3 +135,23 @@ pub fn enter_netns(ns: &std::fs::File) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_only_grows() {
+        let (u0, s0) = cpu_time_us().unwrap();
+        // Some work in both modes: system calls and a little arithmetic.
+        let mut x = 0u64;
+        for i in 0..10_000u64 {
+            x = x.wrapping_add(i.wrapping_mul(i));
+            let _ = std::fs::metadata("/");
+        }
+        std::hint::black_box(x);
+        let (u1, s1) = cpu_time_us().unwrap();
+        assert!(u1 >= u0 && s1 >= s0, "{u0}/{s0} then {u1}/{s1}");
+        assert!(u1 + s1 > 0, "a running process has used some CPU");
+    }
+}
