@@ -29,7 +29,8 @@
 #      namespace's stack then runs from the backlog on any of those CPUs instead of inside the
 #      sender's sendmmsg, as it would on two machines), CEILING_PIN=1 (sender on CPU 0, receiver
 #      on CPU 1 with taskset; with CEILING_RPS=2 the receiving stack runs on CPU 1 too, so the
-#      sender's CPU is its sending stack alone).
+#      sender's CPU is its sending stack alone), CEILING_RECV_SPIN=1 (the receiver calls recvmmsg
+#      in a loop and never sleeps in poll: no wake-up per few packets charged to the sender).
 # Needs root (namespaces), ip, python3, getconf; a missing one is an error (exit 1).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -97,6 +98,8 @@ if [ -z "$BIN" ]; then
     BIN="$ROOT/target/release/examples/socket_ceiling"
 fi
 [ -x "$BIN" ] || die "$BIN is not an executable"
+SPIN=
+[ "${CEILING_RECV_SPIN:-0}" = 1 ] && SPIN=1
 PIN_SEND=() PIN_RECV=()
 if [ "${CEILING_PIN:-0}" = 1 ]; then
     command -v taskset >/dev/null 2>&1 || die "CEILING_PIN=1 needs taskset"
@@ -134,14 +137,15 @@ if [ -n "${CEILING_RPS:-}" ]; then
 fi
 mkdir -p "$OUT"
 echo "round,mode,load1,sent_pkts,send_seconds,send_calls,send_errors,send_utime_us,send_stime_us,send_runq_wait_us,recv_pkts,recv_bytes,recv_seconds,recv_calls,recv_wakes,recv_bad,sock_drops,backlog_drops,recv_utime_us,recv_stime_us,recv_runq_wait_us,ksoftirqd_ticks,softirq_ticks,busy_ticks,clk_tck" >"$CSV"
-say "machine: $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); rps_cpus ${CEILING_RPS:-unset}; pinned ${CEILING_PIN:-0}; binary $BIN"
+say "machine: $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); rps_cpus ${CEILING_RPS:-unset}; pinned ${CEILING_PIN:-0}; receiver spins ${CEILING_RECV_SPIN:-0}; binary $BIN"
 
 run_one() { # ROUND MODE
     local round="$1" mode="$2" ready rpid rc send recv k0 k1 s0 s1 load
     ready="$FV_TMP/ready.$round.$mode"
     load="$(cut -d' ' -f1 /proc/loadavg)"
     FV_SPAWN_LOG="$FV_TMP/recv.$round.$mode" fv_spawn "$FV_NS_B" "${PIN_RECV[@]}" "$BIN" recv --mode "$mode" \
-        --local 192.0.2.2 --ready "$ready" --idle-ms 1000 --wait-s 30
+        --local 192.0.2.2 --ready "$ready" --idle-ms 1000 --wait-s 30 \
+        ${SPIN:+--spin}
     rpid="$FV_LAST_PID"
     for ((i = 0; i < 100; i++)); do
         [ -e "$ready" ] && break

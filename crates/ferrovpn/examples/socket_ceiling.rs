@@ -93,6 +93,10 @@ enum Cmd {
         /// Give up when no first packet came within this time.
         #[arg(long, default_value_t = 60)]
         wait_s: i32,
+        /// Never sleep in `poll` once packets flow: call `recvmmsg` again at once, so the
+        /// sender never pays for waking the receiver (it burns the receiver's CPU instead).
+        #[arg(long)]
+        spin: bool,
     },
 }
 
@@ -288,6 +292,7 @@ fn recv(
     ready: Option<PathBuf>,
     idle_ms: i32,
     wait_s: i32,
+    spin: bool,
 ) -> io::Result<()> {
     let o = SocketOptions {
         nonblocking: true,
@@ -334,6 +339,13 @@ fn recv(
         let got = recvmmsg(fd, &mut msgs, &mut meta, gro);
         calls += 1;
         if got == 0 {
+            if spin {
+                let idle = Duration::from_millis(u64::try_from(idle_ms).unwrap_or(0));
+                if last.elapsed() > idle && first.is_some() {
+                    break;
+                }
+                continue;
+            }
             wakes += 1;
             if !wait(fd, libc::POLLIN, idle_ms) {
                 break;
@@ -393,7 +405,8 @@ fn main() -> ExitCode {
             ready,
             idle_ms,
             wait_s,
-        } => recv(mode, local, ready, idle_ms, wait_s),
+            spin,
+        } => recv(mode, local, ready, idle_ms, wait_s, spin),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
