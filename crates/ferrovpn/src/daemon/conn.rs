@@ -44,7 +44,19 @@ pub struct ConnState {
     pub mode_config: Option<ferrovpn_ike::wire::ModeCfgSettings>,
 }
 
+/// Wait before a connection's first retry; it doubles with each retry, up to `MAX_BACKOFF`,
+/// until a new ISAKMP SA resets it.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 impl ConnState {
+    /// When a retry scheduled `now` is due: after the current backoff, which then doubles.
+    pub fn next_retry(&mut self, now: Instant) -> Instant {
+        let at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        at
+    }
+
     /// A connection whose TUN (index `tun` in the TUN table) and routing were just set up:
     /// no SA yet, never failed, first retry after 5 s.
     pub fn new(
@@ -61,7 +73,7 @@ impl ConnState {
             pairs: Vec::new(),
             retry_at: None,
             pairs_retry_at: None,
-            backoff: Duration::from_secs(5),
+            backoff: FIRST_BACKOFF,
             last_failure: None,
             held: false,
             failures: 0,

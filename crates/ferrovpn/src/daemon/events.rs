@@ -1,7 +1,7 @@
 //! Acting on the IKE endpoint's events: log lines operators grep for, the history record,
 //! retries with backoff, and the SA installs and removals they call for.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferrovpn_ike::{Event, Failure};
 use tracing::{debug, error, info, warn};
@@ -199,7 +199,7 @@ impl Daemon {
                     features.dpd
                 );
                 if let Some(c) = self.conns.get_mut(conn) {
-                    c.backoff = Duration::from_secs(5);
+                    c.backoff = super::conn::FIRST_BACKOFF;
                     c.last_failure = None;
                     // The peer brought it up again: a terminate's hold ends.
                     c.held = false;
@@ -414,10 +414,10 @@ impl Daemon {
         if c.cfg.start != Start::Initiate || c.retry_at.is_some() || self.stop || c.held {
             return;
         }
-        let t = Instant::now() + c.backoff;
+        let now = Instant::now();
+        let t = c.next_retry(now);
         c.retry_at = Some(t);
-        info!(conn = %c.cfg.name, "will initiate again in {}s", c.backoff.as_secs());
-        c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
+        info!(conn = %c.cfg.name, "will initiate again in {}s", (t - now).as_secs());
         self.conn_timer_set(t);
     }
 }
@@ -445,10 +445,10 @@ impl Daemon {
         {
             return;
         }
-        let t = Instant::now() + c.backoff;
+        let now = Instant::now();
+        let t = c.next_retry(now);
         c.pairs_retry_at = Some(t);
-        info!(conn = %c.cfg.name, "{missing} configured IPsec SA pair(s) without an SA while phase 1 is up: negotiating them again in {}s", c.backoff.as_secs());
-        c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
+        info!(conn = %c.cfg.name, "{missing} configured IPsec SA pair(s) without an SA while phase 1 is up: negotiating them again in {}s", (t - now).as_secs());
         self.conn_timer_set(t);
     }
 }

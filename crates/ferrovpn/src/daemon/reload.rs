@@ -8,7 +8,7 @@
 //! ones are set up and started; unchanged ones keep their SAs, SPIs and counters.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -289,7 +289,7 @@ impl Daemon {
                         s.held = false;
                         s.retry_at = None;
                         s.pairs_retry_at = None;
-                        s.backoff = Duration::from_secs(5);
+                        s.backoff = super::conn::FIRST_BACKOFF;
                         s.last_failure = None;
                     }
                     self.history

@@ -53,7 +53,7 @@ impl Daemon {
                     c.held = false;
                     c.retry_at = None;
                     c.pairs_retry_at = None;
-                    c.backoff = Duration::from_secs(5);
+                    c.backoff = super::conn::FIRST_BACKOFF;
                 }
                 match self.endpoint.initiate_now(now, conn) {
                     Ok(Some(cookies)) => {
