@@ -226,7 +226,7 @@ fv_init
 want=("$@")
 for s in "${SCENARIOS[@]}"; do
     IFS='|' read -r name aggr ike esp cipher hash actions <<<"$s"
-    if [ "${#want[@]}" -gt 0 ] && ! printf '%s\n' "${want[@]}" | grep -qx "$name"; then
+    if [ "${#want[@]}" -gt 0 ] && ! grep -qx -- "$name" <<<"$(printf '%s\n' "${want[@]}")"; then
         continue
     fi
     if [ "$reprocess" = no ]; then

@@ -66,13 +66,15 @@ for f in "${expected[@]}"; do
     [ -e "$tmp/root/$f" ] || fail "$f is not in $deb"
 done
 [ -x "$tmp/root/usr/bin/ferrovpn" ] || fail "usr/bin/ferrovpn is not executable"
-if command -v readelf >/dev/null 2>&1 && readelf -S "$tmp/root/usr/bin/ferrovpn" | grep -q '\.debug_info'; then
+# Outputs are captured before grep -q: under pipefail, `cmd | grep -q` fails when grep exits
+# at its first match while cmd is still writing.
+if command -v readelf >/dev/null 2>&1 && grep -q '\.debug_info' <<<"$(readelf -S "$tmp/root/usr/bin/ferrovpn")"; then
     fail "usr/bin/ferrovpn still carries debug info"
 fi
 conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)
 grep -qx /etc/ferrovpn/examples/route-based.toml <<<"$conffiles" || fail "the example configs are not conffiles"
 "$tmp/root/usr/bin/ferrovpn" --version
-zcat "$tmp/root/usr/share/man/man1/ferrovpn-import.1.gz" | grep -q 'ferrovpn\\-import' || fail "ferrovpn-import.1 has no NAME"
+grep -q 'ferrovpn\\-import' <<<"$(zcat "$tmp/root/usr/share/man/man1/ferrovpn-import.1.gz")" || fail "ferrovpn-import.1 has no NAME"
 grep -q 'complete -F' "$tmp/root/usr/share/bash-completion/completions/ferrovpn" || fail "bash completion is empty"
 # The packaged binary validates the packaged example (warnings for its missing key files).
 "$tmp/root/usr/bin/ferrovpn" check -c "$tmp/root/etc/ferrovpn/examples/policy-based.toml" >/dev/null ||

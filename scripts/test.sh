@@ -37,6 +37,17 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "shell scripts: syntax, and nothing piped into grep -q"
+# Under pipefail, \`cmd | grep -q\` fails at random: grep exits at its first match and cmd dies
+# of SIGPIPE if it writes after that. Capture first, or use e2e_has.
+mapfile -t shell_scripts < <(find .ci scripts tests -type f \( -name '*.sh' -o -path .ci/run \) | sort)
+for f in "${shell_scripts[@]}"; do bash -n "$f"; done
+if grep -nE '(^|[^|])\|[[:space:]]*grep[[:space:]]+(-[[:alnum:]]*q|--quiet)' "${shell_scripts[@]}" | grep -vE '^[^:]+:[0-9]+:[[:space:]]*#'; then
+    echo "test.sh: the lines above pipe into grep -q; capture the output first" >&2
+    exit 1
+fi
+echo "${#shell_scripts[@]} scripts checked"
+
 step "module cycles (every use-arrow between a crate's modules points one way)"
 python3 scripts/module_cycles.py crates/ike/src crates/esp/src crates/ferrovpn/src
 

@@ -94,12 +94,12 @@ inline() {
     [ -z "$(threads "$PID_A" esp-worker-0)" ] || fail "one worker should not start a worker pool"
     ok "side A: one inline thread per direction"
     if [ "$2" = raw ]; then
-        local ns addr
+        local ns addr socks
         for ns in "$FV_NS_A:192.0.2.1" "$FV_NS_B:192.0.2.2"; do
             addr="${ns#*:}" ns="${ns%%:*}"
-            e2e_raw_sockets "$ns" | grep -qx "$addr 50" || fail "$ns: no raw ESP socket on $addr"
-            e2e_raw_sockets "$ns" | grep -qx "$addr 255" ||
-                fail "$ns: no send-only IPPROTO_RAW socket on $addr: $(e2e_raw_sockets "$ns")"
+            socks="$(e2e_raw_sockets "$ns")"
+            e2e_has -x "$addr 50" <<<"$socks" || fail "$ns: no raw ESP socket on $addr: $socks"
+            e2e_has -x "$addr 255" <<<"$socks" || fail "$ns: no send-only IPPROTO_RAW socket on $addr: $socks"
         done
         ok "both sides: a raw ESP socket and a send-only IPPROTO_RAW socket on their address"
     fi

@@ -338,8 +338,9 @@ frag_pair() {
     if [ "$2" = "ip proto 50" ]; then
         # Raw ESP leaves through the send-only socket; what it refuses as too big went out
         # through the protocol 50 socket, the only one of the two that fragments.
-        e2e_raw_sockets "$FV_NS_A" | grep -qx "192.0.2.1 255" ||
-            fail "side A has no send-only IPPROTO_RAW socket: $(e2e_raw_sockets "$FV_NS_A")"
+        local socks
+        socks="$(e2e_raw_sockets "$FV_NS_A")"
+        e2e_has -x "192.0.2.1 255" <<<"$socks" || fail "side A has no send-only IPPROTO_RAW socket: $socks"
         ok "side A sends through its IPPROTO_RAW socket; the fragments came from the fallback"
     fi
     # Inner DF beyond the TUN MTU: refused by the sender's kernel (the TUN's MTU), not sent.

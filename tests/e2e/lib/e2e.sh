@@ -230,9 +230,11 @@ e2e_socket_drops() {
 e2e_raw_sockets() {
     ip netns exec "$1" cat /proc/net/raw | python3 -c '
 import socket, struct, sys
+out = []
 for line in sys.stdin.readlines()[1:]:
     addr, proto = line.split()[1].split(":")
-    print(socket.inet_ntoa(struct.pack("<I", int(addr, 16))), int(proto, 16))'
+    out.append("%s %d\n" % (socket.inet_ntoa(struct.pack("<I", int(addr, 16))), int(proto, 16)))
+sys.stdout.write("".join(out))'
 }
 
 # e2e_wait_udp NS PORT SECONDS: wait until something listens on UDP PORT in NS.
