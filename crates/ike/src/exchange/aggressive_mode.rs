@@ -116,7 +116,7 @@ impl IkeSa {
         if let KeysNow::Ready(done, ours) =
             self.keys_now(ctx, proposal, ours, ke, ni, datagram, wait)
         {
-            self.am1_keys_ready(ctx, proposal, ours, done, reply, datagram)?;
+            self.am1_keys_ready(ctx, proposal, *ours, done, reply, datagram)?;
         }
         Ok(())
     }
@@ -126,24 +126,23 @@ impl IkeSa {
         &mut self,
         ctx: &mut Ctx<'_>,
         proposal: IkeProposal,
-        ours: Box<OurKe>,
+        ours: OurKe,
         done: Result<Phase1Keys, CryptoError>,
         reply: SaPayload,
         datagram: &[u8],
     ) -> Result<(), InputError> {
         let header = Header::parse(datagram)?;
         let msg = wire::Message::parse(datagram)?;
-        let ke = find(&msg.payloads, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let peer_id_b = raw_body(header.next_payload, datagram, PayloadType::ID)?;
-        let derived = phase1::keyed(self, proposal, &ours, ke, done, peer_id_b);
-        let Some(keys) = self.keys_or_fail(ctx, derived) else {
+        let job = (proposal, &ours, done);
+        let Some(keys) = self.keys_or_fail(ctx, job, &msg.payloads, peer_id_b)? else {
             return Ok(());
         };
         self.phase = Phase1::AmR2Sent(Arc::clone(&keys));
         let Some(proof) = self.our_proof(ctx, &keys) else {
             return Ok(());
         };
-        let OurKe { ke, nonce, .. } = *ours;
+        let OurKe { ke, nonce, .. } = ours;
         let mut payloads = vec![
             Payload::Sa(reply),
             Payload::KeyExchange(ke),
@@ -222,11 +221,9 @@ impl IkeSa {
         msg: &[Payload],
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let ke = find(msg, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
         let id = find(msg, id_of).ok_or(InputError::Missing(PayloadType::ID))?;
         let hash = find(msg, hash_of);
-        let derived = phase1::keyed(self, proposal, &ours, ke, done, Vec::new());
-        let Some(keys) = self.keys_or_fail(ctx, derived) else {
+        let Some(keys) = self.keys_or_fail(ctx, (proposal, &ours, done), msg, Vec::new())? else {
             return Ok(());
         };
         let proved = match hash {
@@ -321,7 +318,7 @@ impl IkeSa {
         done: Result<Phase1Keys, CryptoError>,
     ) -> Result<(), InputError> {
         match reply {
-            Some(reply) => self.am1_keys_ready(ctx, c.proposal, c.ours, done, reply, &c.request),
+            Some(reply) => self.am1_keys_ready(ctx, c.proposal, *c.ours, done, reply, &c.request),
             None => {
                 let msg = wire::Message::parse(&c.request)?;
                 self.am2_keys_ready(ctx, c.proposal, c.ours, done, &msg.payloads, &c.request)

@@ -180,9 +180,7 @@ impl IkeSa {
         msg: &[Payload],
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let (ke, _) = peer_ke_nonce(msg)?;
-        let derived = phase1::keyed(self, proposal, &ours, ke, done, Vec::new());
-        let Some(keys) = self.keys_or_fail(ctx, derived) else {
+        let Some(keys) = self.keys_or_fail(ctx, (proposal, &ours, done), msg, Vec::new())? else {
             return Ok(());
         };
         self.phase = Phase1::MmR4Sent(keys);
@@ -243,9 +241,8 @@ impl IkeSa {
         msg: &[Payload],
         datagram: &[u8],
     ) -> Result<(), InputError> {
-        let (ke, _) = peer_ke_nonce(msg)?;
-        let derived = phase1::keyed(self, proposal, &ours, ke, done, Vec::new());
-        let Some(mut keys) = self.keys_or_fail(ctx, derived) else {
+        let Some(mut keys) = self.keys_or_fail(ctx, (proposal, &ours, done), msg, Vec::new())?
+        else {
             return Ok(());
         };
         self.phase = Phase1::MmI5Sent(Arc::clone(&keys));

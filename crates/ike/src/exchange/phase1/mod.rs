@@ -9,6 +9,6 @@ mod offer;
 pub(crate) mod steps;
 
 pub(crate) use identity::{cert_requests, check_peer_id, our_id};
-pub(crate) use keys::{keyed, KeysNow};
+pub(crate) use keys::KeysNow;
 pub(crate) use nat_t::{detect_nat, float_if_needed, nat_d_payloads, our_vendor_ids};
 pub(crate) use offer::offer;

@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::identity::check_peer_id;
-use super::keys::new_nonce;
+use super::keys::{keyed, new_nonce};
 use super::nat_t::learn_vendor_ids;
 use super::offer::{accept_choice, choose, describe_offer, describe_ours, OfferedTransform};
 use crate::algorithm::DhGroup;
 use crate::config::Phase1Mode;
 use crate::context::Ctx;
+use crate::crypto::{CryptoError, Phase1Keys};
 use crate::error::InputError;
 use crate::event::{Event, Failure, Role};
-use crate::exchange::payloads::{id_body, nonce_ok, parse_protected, raw_body};
+use crate::exchange::payloads::{find, id_body, ke_of, nonce_ok, parse_protected, raw_body};
 use crate::keyed::Keyed;
+use crate::proposal::IkeProposal;
 use crate::sa::{IkeSa, OurKe, Phase1};
 use crate::time::later;
 use crate::wire::{
@@ -80,18 +82,24 @@ impl IkeSa {
         );
     }
 
-    /// The keys of a finished Diffie-Hellman job (see [`keyed`](super::keys::keyed)); `None`
-    /// after INVALID-KEY-INFORMATION (the peer's public value is not a valid one of the group).
+    /// The keys of a finished Diffie-Hellman job over our KE and the peer's, found in the
+    /// payloads of the message that asked for them (MM3/MM4, AM1/AM2; see
+    /// [`keyed`](super::keys::keyed)); `None` after INVALID-KEY-INFORMATION (the peer's public
+    /// value is not a valid one of the group).
     pub(crate) fn keys_or_fail(
         &mut self,
         ctx: &mut Ctx<'_>,
-        derived: Result<Arc<Keyed>, Failure>,
-    ) -> Option<Arc<Keyed>> {
-        match derived {
-            Ok(k) => Some(k),
+        job: (IkeProposal, &OurKe, Result<Phase1Keys, CryptoError>),
+        msg: &[Payload],
+        peer_id_b: Vec<u8>,
+    ) -> Result<Option<Arc<Keyed>>, InputError> {
+        let (proposal, ours, done) = job;
+        let peer_ke = find(msg, ke_of).ok_or(InputError::Missing(PayloadType::KE))?;
+        match keyed(self, proposal, ours, peer_ke, done, peer_id_b) {
+            Ok(k) => Ok(Some(k)),
             Err(f) => {
                 self.fail(ctx, f, Some(NotifyType::INVALID_KEY_INFORMATION));
-                None
+                Ok(None)
             }
         }
     }
