@@ -138,33 +138,43 @@ fn many_setups_complete_with_results_returned_out_of_order() {
     }
 }
 
-/// Delivers A's last datagram to B once more.
-fn repeat_last_from_a(p: &mut Pair) {
-    let w = p
-        .wire
-        .iter()
-        .rev()
-        .find(|w| w.from == Side::A)
-        .unwrap()
-        .datagram
-        .clone();
-    let again = Datagram {
-        local: w.remote,
-        remote: w.local,
-        data: w.data,
-    };
-    p.b.handle_datagram(p.now, again);
-}
-
-#[test]
-fn a_repeated_mm3_while_its_keys_are_computed_is_dropped_and_answered_once() {
+/// Main Mode with offloaded DH, stopped where B holds the job MM3 asked for.
+fn b_computing_mm3_keys() -> Pair {
     let (a, b) = with("aes128-sha256-ecp256", Phase1Mode::Main);
     let mut p = Pair::with_settings(a, b, offload());
     p.hold_dh_jobs = true;
     p.a.initiate(p.now, 0);
     p.pump();
-    assert_eq!(p.sent_names(Side::A), ["MM1", "MM3"]);
     assert_eq!(p.dh_jobs.len(), 1, "B computes g^xy for MM3");
+    p
+}
+
+/// A's last datagram, as B receives it.
+fn last_from_a(p: &Pair) -> Datagram {
+    let w = &p
+        .wire
+        .iter()
+        .rev()
+        .find(|w| w.from == Side::A)
+        .unwrap()
+        .datagram;
+    Datagram {
+        local: w.remote,
+        remote: w.local,
+        data: w.data.clone(),
+    }
+}
+
+/// Delivers A's last datagram to B once more.
+fn repeat_last_from_a(p: &mut Pair) {
+    let again = last_from_a(p);
+    p.b.handle_datagram(p.now, again);
+}
+
+#[test]
+fn a_repeated_mm3_while_its_keys_are_computed_is_dropped_and_answered_once() {
+    let mut p = b_computing_mm3_keys();
+    assert_eq!(p.sent_names(Side::A), ["MM1", "MM3"]);
     assert_eq!(p.dh_jobs[0].0, Side::B);
     let before = p.b.counters().duplicates;
     repeat_last_from_a(&mut p);
@@ -191,12 +201,7 @@ fn a_repeated_mm3_while_its_keys_are_computed_is_dropped_and_answered_once() {
 
 #[test]
 fn a_result_for_an_sa_gone_while_computing_is_dropped() {
-    let (a, b) = with("aes128-sha256-ecp256", Phase1Mode::Main);
-    let mut p = Pair::with_settings(a, b, offload());
-    p.hold_dh_jobs = true;
-    p.a.initiate(p.now, 0);
-    p.pump();
-    assert_eq!(p.dh_jobs.len(), 1);
+    let mut p = b_computing_mm3_keys();
     // B's half-open SA times out while its keys are still being computed.
     p.run_for(Duration::from_secs(61));
     assert!(
@@ -263,18 +268,8 @@ fn an_invalid_public_value_fails_the_exchange_when_computed_off_thread() {
 
 #[test]
 fn another_message_while_the_keys_are_computed_changes_nothing() {
-    let (a, b) = with("aes128-sha256-ecp256", Phase1Mode::Main);
-    let mut p = Pair::with_settings(a, b, offload());
-    p.hold_dh_jobs = true;
-    p.a.initiate(p.now, 0);
-    p.pump();
-    assert_eq!(p.dh_jobs.len(), 1);
-    let w = p.wire.iter().rev().find(|w| w.from == Side::A).unwrap();
-    let mut forged = Datagram {
-        local: w.datagram.remote,
-        remote: w.datagram.local,
-        data: w.datagram.data.clone(),
-    };
+    let mut p = b_computing_mm3_keys();
+    let mut forged = last_from_a(&p);
     // Same cookies, another KE: a forged or garbled MM3.
     zero_ke(&mut forged.data);
     let (dup, unexpected) = (p.b.counters().duplicates, p.b.counters().unexpected);
