@@ -24,8 +24,8 @@ pub const SAMPLES_PER_CONNECTION: usize = 120;
 /// peer).
 pub struct History {
     started: Instant,
-    rings: Vec<VecDeque<Record>>,
-    unclaimed: VecDeque<Record>,
+    rings: Vec<VecDeque<Entry>>,
+    unclaimed: VecDeque<Entry>,
     samples: Vec<VecDeque<Sample>>,
     /// Per connection: packets counted on SAs already removed, plus the last reading of the
     /// live ones, so that samples only grow across rekeys.
@@ -35,12 +35,107 @@ pub struct History {
     peers: Vec<(IpAddr, IpAddr)>,
     /// Connections by remote address, in id order: the lookup of every logged message.
     by_remote: HashMap<IpAddr, Vec<usize>>,
-    /// Cookies → connection, learnt from events that name both.
-    cookies: VecDeque<(Cookies, usize)>,
+    /// Initiator cookie → connection, learnt from events that name both.
+    learnt: Learnt,
     /// Per connection: first MM1/AM1 received (each a new negotiation the peer's address
     /// asked for) and responder ISAKMP SAs that authenticated; the difference is noise.
     p1_requests: Vec<u64>,
     p1_authenticated: Vec<u64>,
+}
+
+/// One ring slot: a [`Record`] as it is read, with the parts every message has kept
+/// unformatted (most records are messages; a gateway setting up thousands of tunnels would
+/// otherwise format cookies and addresses for each, to be read rarely if ever).
+#[derive(Clone)]
+struct Entry {
+    t_ms: u64,
+    unix_ms: u64,
+    cookies: Cookies,
+    message_id: u32,
+    what: Stored,
+}
+
+#[derive(Clone)]
+enum Stored {
+    Message {
+        name: &'static str,
+        sent: bool,
+        payloads: String,
+        retransmission: bool,
+        udp4500: bool,
+        peer: SocketAddr,
+    },
+    Other(What),
+}
+
+impl Entry {
+    fn record(&self) -> Record {
+        let what = match &self.what {
+            Stored::Message {
+                name,
+                sent,
+                payloads,
+                retransmission,
+                udp4500,
+                peer,
+            } => What::Message {
+                name: (*name).to_string(),
+                sent: *sent,
+                payloads: payloads.clone(),
+                retransmission: *retransmission,
+                udp4500: *udp4500,
+                peer: peer.to_string(),
+            },
+            Stored::Other(w) => w.clone(),
+        };
+        Record {
+            t_ms: self.t_ms,
+            unix_ms: self.unix_ms,
+            cookies: if self.cookies == Cookies::default() {
+                String::new()
+            } else {
+                self.cookies.to_string()
+            },
+            message_id: self.message_id,
+            what,
+        }
+    }
+}
+
+/// The connection of the latest ISAKMP SA each initiator cookie named, for messages no
+/// address assigns; bounded, the oldest learnt forgotten first.
+#[derive(Default)]
+struct Learnt {
+    by_cookie: HashMap<[u8; 8], (usize, u64)>,
+    /// Learning order: (cookie, sequence number); an entry is forgotten only if it was not
+    /// learnt again since.
+    order: VecDeque<([u8; 8], u64)>,
+    next: u64,
+}
+
+impl Learnt {
+    const CAPACITY: usize = 4 * EVENTS_PER_CONNECTION;
+
+    fn learn(&mut self, cookies: Cookies, conn: usize) {
+        let k = cookies.initiator_spi;
+        if self.by_cookie.get(&k).is_some_and(|&(c, _)| c == conn) {
+            return;
+        }
+        self.next += 1;
+        self.by_cookie.insert(k, (conn, self.next));
+        self.order.push_back((k, self.next));
+        while self.order.len() > Self::CAPACITY {
+            if let Some((old, seq)) = self.order.pop_front() {
+                if self.by_cookie.get(&old).is_some_and(|&(_, s)| s == seq) {
+                    self.by_cookie.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn conn(&self, cookies: &Cookies) -> Option<usize> {
+        self.by_cookie.get(&cookies.initiator_spi).map(|&(c, _)| c)
+    }
 }
 
 #[derive(Default, Clone)]
@@ -70,7 +165,7 @@ impl History {
             last_sample: None,
             peers,
             by_remote,
-            cookies: VecDeque::new(),
+            learnt: Learnt::default(),
             p1_requests: vec![0; n],
             p1_authenticated: vec![0; n],
         }
@@ -110,12 +205,16 @@ impl History {
         u64::try_from(now.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
     }
 
-    pub fn events(&self, conn: usize) -> impl Iterator<Item = &Record> {
-        self.rings.get(conn).into_iter().flatten()
+    pub fn events(&self, conn: usize) -> impl Iterator<Item = Record> + '_ {
+        self.rings
+            .get(conn)
+            .into_iter()
+            .flatten()
+            .map(Entry::record)
     }
 
-    pub fn unclaimed(&self) -> impl Iterator<Item = &Record> {
-        self.unclaimed.iter()
+    pub fn unclaimed(&self) -> impl Iterator<Item = Record> + '_ {
+        self.unclaimed.iter().map(Entry::record)
     }
 
     pub fn samples(&self, conn: usize) -> impl Iterator<Item = &Sample> {
@@ -124,17 +223,6 @@ impl History {
 
     pub fn now_ms(&self, now: Instant) -> u64 {
         self.ms(now)
-    }
-
-    fn learn(&mut self, cookies: Cookies, conn: usize) {
-        if self.cookies.iter().any(|&(c, i)| c == cookies && i == conn) {
-            return;
-        }
-        push(
-            &mut self.cookies,
-            4 * EVENTS_PER_CONNECTION,
-            (cookies, conn),
-        );
     }
 
     fn conn_of(
@@ -150,13 +238,7 @@ impl History {
                     .is_some_and(|&(l, r)| r == peer.ip() && local.is_none_or(|a| a.ip() == l))
             })
         });
-        by_addr.or_else(|| {
-            self.cookies
-                .iter()
-                .rev()
-                .find(|(c, _)| c.initiator_spi == cookies.initiator_spi)
-                .map(|&(_, i)| i)
-        })
+        by_addr.or_else(|| self.learnt.conn(cookies))
     }
 
     /// Records one event of the IKE endpoint.
@@ -167,19 +249,30 @@ impl History {
             .unwrap_or(0);
         let t_ms = self.ms(now);
         let (conn, cookies, message_id, what) = match e {
-            Event::Message(m) => (
-                self.conn_of(&m.cookies, Some(m.local), m.peer),
-                m.cookies,
-                m.message_id,
-                What::Message {
-                    name: m.name.to_string(),
-                    sent: m.direction == Direction::Sent,
+            Event::Message(m) => {
+                let conn = self.conn_of(&m.cookies, Some(m.local), m.peer);
+                let sent = m.direction == Direction::Sent;
+                // A new negotiation the peer's address asked for (see `p1_requests`).
+                if !sent
+                    && !m.retransmission
+                    && m.message_id == 0
+                    && matches!(m.name, "MM1" | "AM1")
+                {
+                    if let Some(n) = conn.and_then(|c| self.p1_requests.get_mut(c)) {
+                        *n += 1;
+                    }
+                }
+                let what = Stored::Message {
+                    name: m.name,
+                    sent,
                     payloads: m.payloads.clone(),
                     retransmission: m.retransmission,
                     udp4500: m.local.port() == 4500,
-                    peer: m.peer.to_string(),
-                },
-            ),
+                    peer: m.peer,
+                };
+                self.push(conn, t_ms, unix_ms, m.cookies, m.message_id, what);
+                return;
+            }
             Event::IkeSaEstablished {
                 conn,
                 cookies,
@@ -188,7 +281,12 @@ impl History {
                 nat,
                 ..
             } => {
-                self.learn(*cookies, *conn);
+                self.learnt.learn(*cookies, *conn);
+                if *role == Role::Responder {
+                    if let Some(n) = self.p1_authenticated.get_mut(*conn) {
+                        *n += 1;
+                    }
+                }
                 (
                     Some(*conn),
                     *cookies,
@@ -230,7 +328,7 @@ impl History {
             | Event::ChildSaDraining { .. }
             | Event::LifetimeCapped { .. } => return,
             Event::ChildSaEstablished(c) => {
-                self.learn(c.ike, c.conn);
+                self.learnt.learn(c.ike, c.conn);
                 (
                     Some(c.conn),
                     c.ike,
@@ -316,13 +414,7 @@ impl History {
                 notify,
                 authenticated,
             } => (
-                conn.or_else(|| {
-                    self.cookies
-                        .iter()
-                        .rev()
-                        .find(|(c, _)| c.initiator_spi == cookies.initiator_spi)
-                        .map(|&(_, i)| i)
-                }),
+                conn.or_else(|| self.learnt.conn(cookies)),
                 *cookies,
                 0,
                 What::Notify {
@@ -331,39 +423,29 @@ impl History {
                 },
             ),
         };
-        let r = Record {
+        let what = Stored::Other(what);
+        self.push(conn, t_ms, unix_ms, cookies, message_id, what);
+    }
+
+    fn push(
+        &mut self,
+        conn: Option<usize>,
+        t_ms: u64,
+        unix_ms: u64,
+        cookies: Cookies,
+        message_id: u32,
+        what: Stored,
+    ) {
+        let e = Entry {
             t_ms,
             unix_ms,
-            cookies: if cookies == Cookies::default() {
-                String::new()
-            } else {
-                cookies.to_string()
-            },
+            cookies,
             message_id,
             what,
         };
-        if let Some(c) = conn {
-            let counter = match &r.what {
-                What::Message {
-                    name,
-                    sent: false,
-                    retransmission: false,
-                    ..
-                } if (name == "MM1" || name == "AM1") && r.message_id == 0 => {
-                    self.p1_requests.get_mut(c)
-                }
-                What::IkeEstablished {
-                    initiator: false, ..
-                } => self.p1_authenticated.get_mut(c),
-                _ => None,
-            };
-            if let Some(n) = counter {
-                *n += 1;
-            }
-        }
         match conn.and_then(|c| self.rings.get_mut(c)) {
-            Some(ring) => push(ring, EVENTS_PER_CONNECTION, r),
-            None => push(&mut self.unclaimed, EVENTS_PER_CONNECTION, r),
+            Some(ring) => push(ring, EVENTS_PER_CONNECTION, e),
+            None => push(&mut self.unclaimed, EVENTS_PER_CONNECTION, e),
         }
     }
 
@@ -464,7 +546,7 @@ pub(super) fn snapshot(
                 .collect(),
             unauthenticated_requests: history.unauthenticated_requests(i),
             certificate: matches!(c.cfg.auth, crate::config::Auth::Certificate { .. }),
-            history: history.events(i).cloned().collect(),
+            history: history.events(i).collect(),
             samples: history.samples(i).copied().collect(),
         })
         .collect();
@@ -475,7 +557,7 @@ pub(super) fn snapshot(
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0),
         connections,
-        unclaimed: history.unclaimed().cloned().collect(),
+        unclaimed: history.unclaimed().collect(),
         half_open: half_open.snapshot(|t| history.now_ms(t)),
     }
 }
@@ -536,6 +618,35 @@ mod tests {
         assert!(
             matches!(&r.what, What::Message { name, sent: true, udp4500: false, .. } if name == "MM1")
         );
+    }
+
+    #[test]
+    fn learnt_cookies_are_bounded_and_the_latest_connection_wins() {
+        let mut l = Learnt::default();
+        let ck = |i: u32| Cookies {
+            initiator_spi: u64::from(i).to_be_bytes(),
+            responder_spi: [9; 8],
+        };
+        l.learn(ck(0), 1);
+        l.learn(ck(0), 1);
+        assert_eq!(
+            l.order.len(),
+            1,
+            "learning the same pair again adds nothing"
+        );
+        l.learn(ck(0), 2);
+        assert_eq!(l.conn(&ck(0)), Some(2));
+        for i in 1..=Learnt::CAPACITY as u32 {
+            l.learn(ck(i), 3);
+        }
+        assert_eq!(l.order.len(), Learnt::CAPACITY);
+        assert_eq!(l.by_cookie.len(), Learnt::CAPACITY);
+        assert_eq!(l.conn(&ck(0)), None, "the oldest is forgotten");
+        assert_eq!(l.conn(&ck(1)), Some(3));
+        // Learnt again, an old cookie outlives its first entry's eviction.
+        l.learn(ck(1), 4);
+        l.learn(ck(Learnt::CAPACITY as u32 + 1), 3);
+        assert_eq!(l.conn(&ck(1)), Some(4));
     }
 
     #[test]
