@@ -5,7 +5,8 @@
 //! snapshot only when the generation moved, so the hot path takes no lock for lookups. Each
 //! table is split into `SHARDS` maps behind their own `Arc`s, so a change copies one shard
 //! (1/64 of the SAs) instead of the whole table: installing N SAs one by one stays near O(N)
-//! for a gateway with thousands of tunnels.
+//! for a gateway with thousands of tunnels. A snapshot (or shard) no reader has picked up yet
+//! is changed in place: a burst of setups while the workers are idle copies nothing.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -158,13 +159,19 @@ impl Sad {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the snapshot half-written (it is swapped
-        // whole), so a poisoned lock is still usable.
+        // Changes are single map inserts and removes, which do not panic (allocation failure
+        // aborts), so a poisoned lock still guards a whole snapshot and is usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn publish(&self, inner: &mut Inner, snap: Snapshot) {
-        inner.snapshot = Arc::new(snap);
+    /// The snapshot to change: the current one in place when no reader holds it (readers only
+    /// take it under the lock), else a copy that `publish` makes current.
+    fn edit(inner: &mut Inner) -> &mut Snapshot {
+        Arc::make_mut(&mut inner.snapshot)
+    }
+
+    /// Readers pick up the changed snapshot at their next batch.
+    fn publish(&self, inner: &mut Inner) {
         inner.generation += 1;
         self.generation.store(inner.generation, Ordering::Release);
     }
@@ -180,17 +187,18 @@ impl Sad {
             now,
             self.events_tx.clone(),
         )?);
-        let mut snap = (*inner.snapshot).clone();
-        if cfg.direction == Direction::Inbound {
-            if snap.inbound.contains_key(&cfg.spi) {
-                return Err(SadError::DuplicateSpi(cfg.spi));
-            }
+        let inbound = cfg.direction == Direction::Inbound;
+        if inbound && inner.snapshot.inbound.contains_key(&cfg.spi) {
+            return Err(SadError::DuplicateSpi(cfg.spi));
+        }
+        inner.next_handle += 1;
+        inner.next_instance += 1;
+        let snap = Self::edit(&mut inner);
+        if inbound {
             snap.inbound.insert(cfg.spi, sa.clone());
         }
         snap.by_handle.insert(handle.0, sa);
-        inner.next_handle += 1;
-        inner.next_instance += 1;
-        self.publish(&mut inner, snap);
+        self.publish(&mut inner);
         Ok(handle)
     }
 
@@ -219,29 +227,33 @@ impl Sad {
             now,
             self.events_tx.clone(),
         )?);
-        let mut snap = (*inner.snapshot).clone();
-        if cfg.direction == Direction::Inbound {
-            if cfg.spi != old.spi && snap.inbound.contains_key(&cfg.spi) {
-                return Err(SadError::DuplicateSpi(cfg.spi));
-            }
+        let inbound = cfg.direction == Direction::Inbound;
+        if inbound && cfg.spi != old.spi && inner.snapshot.inbound.contains_key(&cfg.spi) {
+            return Err(SadError::DuplicateSpi(cfg.spi));
+        }
+        inner.next_instance += 1;
+        let snap = Self::edit(&mut inner);
+        if inbound {
             snap.inbound.remove(&old.spi);
             snap.inbound.insert(cfg.spi, sa.clone());
         }
         snap.by_handle.insert(handle.0, sa);
-        inner.next_instance += 1;
-        self.publish(&mut inner, snap);
+        self.publish(&mut inner);
         Ok(())
     }
 
     /// Removes an SA; packets already in flight finish on their snapshot.
     pub fn remove(&self, handle: SaHandle) -> Result<(), SadError> {
         let mut inner = self.lock();
-        let mut snap = (*inner.snapshot).clone();
+        if !inner.snapshot.by_handle.contains_key(&handle.0) {
+            return Err(SadError::NotFound);
+        }
+        let snap = Self::edit(&mut inner);
         let old = snap.by_handle.remove(&handle.0).ok_or(SadError::NotFound)?;
         if old.direction == Direction::Inbound {
             snap.inbound.remove(&old.spi);
         }
-        self.publish(&mut inner, snap);
+        self.publish(&mut inner);
         Ok(())
     }
 
@@ -430,5 +442,85 @@ impl SadReader {
                 Err(EspError::UnknownSpi)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::cipher::{Cipher, SecretKey};
+    use crate::sa::TunnelEndpoints;
+
+    fn cfg(spi: u32, direction: Direction) -> SaConfig {
+        let tunnel = TunnelEndpoints {
+            local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        };
+        let key = SecretKey::new(&[7; 36]);
+        SaConfig::new(
+            spi,
+            direction,
+            Cipher::ChaCha20Poly1305,
+            key,
+            SecretKey::empty(),
+            tunnel,
+        )
+    }
+
+    fn current(sad: &Sad) -> Arc<Snapshot> {
+        sad.lock().snapshot.clone()
+    }
+
+    #[test]
+    fn a_snapshot_a_reader_holds_is_copied_and_one_nobody_holds_is_changed_in_place() {
+        let sad = Arc::new(Sad::new());
+        let reader = sad.reader();
+        let held = Arc::as_ptr(&reader.snapshot);
+        let a = sad
+            .add(&cfg(0x100, Direction::Inbound), Timestamp::ZERO)
+            .unwrap();
+        let after_a = Arc::as_ptr(&sad.lock().snapshot);
+        assert_ne!(
+            after_a, held,
+            "the reader's snapshot was copied, not changed"
+        );
+        assert!(reader.snapshot.inbound.get(&0x100).is_none());
+        assert!(reader.snapshot.by_handle.get(&a.0).is_none());
+
+        // Nobody picked up the new snapshot yet: the next changes go into it.
+        let b = sad
+            .add(&cfg(0x200, Direction::Outbound), Timestamp::ZERO)
+            .unwrap();
+        sad.remove(a).unwrap();
+        assert_eq!(Arc::as_ptr(&sad.lock().snapshot), after_a);
+        assert!(reader.snapshot.by_handle.get(&b.0).is_none());
+
+        // Held again (as a refreshed reader would), it is copied again.
+        let held = current(&sad);
+        sad.replace(b, &cfg(0x300, Direction::Outbound), Timestamp::ZERO)
+            .unwrap();
+        assert_ne!(Arc::as_ptr(&sad.lock().snapshot), Arc::as_ptr(&held));
+        assert_eq!(held.by_handle.get(&b.0).map(|sa| sa.spi), Some(0x200));
+        let now = current(&sad);
+        assert_eq!(now.by_handle.get(&b.0).map(|sa| sa.spi), Some(0x300));
+        assert!(now.inbound.get(&0x100).is_none() && now.by_handle.get(&a.0).is_none());
+        assert_eq!(sad.generation.load(Ordering::Acquire), 4);
+    }
+
+    #[test]
+    fn refused_changes_change_nothing() {
+        let sad = Sad::new();
+        sad.add(&cfg(0x100, Direction::Inbound), Timestamp::ZERO)
+            .unwrap();
+        let before = current(&sad);
+        assert!(matches!(
+            sad.add(&cfg(0x100, Direction::Inbound), Timestamp::ZERO),
+            Err(SadError::DuplicateSpi(0x100))
+        ));
+        assert!(matches!(sad.remove(SaHandle(99)), Err(SadError::NotFound)));
+        assert!(Arc::ptr_eq(&before, &current(&sad)));
+        assert_eq!(sad.generation.load(Ordering::Acquire), 1);
     }
 }
