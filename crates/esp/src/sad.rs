@@ -180,25 +180,8 @@ impl Sad {
     pub fn add(&self, cfg: &SaConfig, now: Timestamp) -> Result<SaHandle, SadError> {
         let mut inner = self.lock();
         let handle = SaHandle(inner.next_handle);
-        let sa = Arc::new(Sa::new(
-            cfg,
-            handle,
-            inner.next_instance,
-            now,
-            self.events_tx.clone(),
-        )?);
-        let inbound = cfg.direction == Direction::Inbound;
-        if inbound && inner.snapshot.inbound.contains_key(&cfg.spi) {
-            return Err(SadError::DuplicateSpi(cfg.spi));
-        }
+        self.put(&mut inner, handle, cfg, now, None)?;
         inner.next_handle += 1;
-        inner.next_instance += 1;
-        let snap = Self::edit(&mut inner);
-        if inbound {
-            snap.inbound.insert(cfg.spi, sa.clone());
-        }
-        snap.by_handle.insert(handle.0, sa);
-        self.publish(&mut inner);
         Ok(handle)
     }
 
@@ -220,6 +203,19 @@ impl Sad {
         if old.direction != cfg.direction {
             return Err(SadError::Direction);
         }
+        self.put(&mut inner, handle, cfg, now, Some(old.spi))
+    }
+
+    /// Builds the SA behind `handle` and makes it current; an inbound one takes the place of
+    /// the SPI it `replaces`.
+    fn put(
+        &self,
+        inner: &mut Inner,
+        handle: SaHandle,
+        cfg: &SaConfig,
+        now: Timestamp,
+        replaces: Option<u32>,
+    ) -> Result<(), SadError> {
         let sa = Arc::new(Sa::new(
             cfg,
             handle,
@@ -228,17 +224,19 @@ impl Sad {
             self.events_tx.clone(),
         )?);
         let inbound = cfg.direction == Direction::Inbound;
-        if inbound && cfg.spi != old.spi && inner.snapshot.inbound.contains_key(&cfg.spi) {
+        if inbound && replaces != Some(cfg.spi) && inner.snapshot.inbound.contains_key(&cfg.spi) {
             return Err(SadError::DuplicateSpi(cfg.spi));
         }
         inner.next_instance += 1;
-        let snap = Self::edit(&mut inner);
+        let snap = Self::edit(inner);
         if inbound {
-            snap.inbound.remove(&old.spi);
+            if let Some(old) = replaces {
+                snap.inbound.remove(&old);
+            }
             snap.inbound.insert(cfg.spi, sa.clone());
         }
         snap.by_handle.insert(handle.0, sa);
-        self.publish(&mut inner);
+        self.publish(inner);
         Ok(())
     }
 
