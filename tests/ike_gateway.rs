@@ -26,7 +26,7 @@ const POOL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 128);
 
 struct Users;
 impl XauthVerifier for Users {
-    fn verify(&self, _: Instant, user: &str, password: &[u8]) -> XauthVerdict {
+    fn verify(&self, _: Instant, _: IpAddr, user: &str, password: &[u8]) -> XauthVerdict {
         if matches!(
             (user, password),
             ("alice", b"correct-horse") | ("bob", b"battery-staple")
@@ -372,26 +372,29 @@ fn a_source_with_too_many_wrong_passwords_is_locked_out_even_with_the_right_one(
     assert_up(&net, d, FIRST);
 }
 
-/// Busy for its first `n` calls, then the real verdict.
-struct BusyFirst(std::sync::atomic::AtomicU32);
+/// Busy for its first `n` calls, then the real verdict; keeps the client addresses asked with.
+struct BusyFirst(std::sync::atomic::AtomicU32, std::sync::Mutex<Vec<IpAddr>>);
 impl XauthVerifier for BusyFirst {
-    fn verify(&self, now: Instant, user: &str, password: &[u8]) -> XauthVerdict {
+    fn verify(&self, now: Instant, peer: IpAddr, user: &str, password: &[u8]) -> XauthVerdict {
+        self.1.lock().unwrap().push(peer);
         let left = self.0.load(std::sync::atomic::Ordering::Relaxed);
         if left > 0 {
             self.0.store(left - 1, std::sync::atomic::Ordering::Relaxed);
             return XauthVerdict::Busy;
         }
-        Users.verify(now, user, password)
+        Users.verify(now, peer, user, password)
     }
 }
 
 /// A verifier over its rate answers Busy: the REPLY is dropped without counting a failure, our
-/// REQUEST's retransmission brings it again, and then it is checked.
+/// REQUEST's retransmission brings it again, and then it is checked. Each time the verifier
+/// is told the client's address as the gateway sees it (PAM's remote host).
 #[test]
 fn a_busy_verifier_is_asked_again_on_retransmission_without_a_failure() {
+    let verifier = Arc::new(BusyFirst(2.into(), Default::default()));
     let mut gw = gateway_conn(25, false, Phase1Mode::Main);
     if let Some(g) = gw.gateway.as_mut() {
-        g.users = Some(Arc::new(BusyFirst(2.into())));
+        g.users = Some(verifier.clone());
         g.max_failures = 1;
     }
     let mut net = Net::new(gw);
@@ -403,6 +406,8 @@ fn a_busy_verifier_is_asked_again_on_retransmission_without_a_failure() {
     assert_up(&net, c, FIRST);
     assert!(Net::failures(&net.gw_events).is_empty());
     assert_eq!(net.gw.counters().xauth_locked_out, 0);
+    let asked = verifier.1.lock().unwrap().clone();
+    assert_eq!(asked, vec![IpAddr::from([192, 0, 2, 10]); 3]);
 }
 
 /// `max_failures` / `failure_window` as configured (`xauth_max_failures`, `xauth_lockout`): one

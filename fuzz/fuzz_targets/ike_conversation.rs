@@ -56,7 +56,7 @@ struct Users {
     calls: AtomicU32,
 }
 impl XauthVerifier for Users {
-    fn verify(&self, _now: Instant, user: &str, password: &[u8]) -> XauthVerdict {
+    fn verify(&self, _now: Instant, _peer: IpAddr, user: &str, password: &[u8]) -> XauthVerdict {
         if self.busy && self.calls.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
             XauthVerdict::Busy
         } else if user == "alice" && password == b"correct-horse" {

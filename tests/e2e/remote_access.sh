@@ -818,10 +818,12 @@ case_gateway_pam() {
         skip "$why"
     fi
     mkdir -p "$pamd"
-    # pam_exec writes the password and a NUL (expose_authtok); exit 0 accepts.
+    # pam_exec writes the password and a NUL (expose_authtok); exit 0 accepts. It notes who
+    # asked from where: PAM_RHOST is the client's address as the gateway sees it.
     cat >"$pamd/check.sh" <<'SH'
 #!/bin/sh
 pw=$(tr -d '\000')
+echo "$PAM_USER from $PAM_RHOST" >>"$(dirname "$0")/seen"
 [ "$PAM_USER" = alice ] && [ "$pw" = "pam pass phrase" ]
 SH
     chmod 755 "$pamd/check.sh"
@@ -850,6 +852,8 @@ xauth_pam_confdir = \"$pamd\"" gw_conf pull
     e2e_wait_log "$log" "remote-access client alice from 192.0.2.2:[0-9]+ got $VIP" 5 ||
         fail "the gateway does not log alice's lease"
     grep -q "pam pass phrase" "$log" && fail "the password appears in the gateway log"
+    e2e_has -x "alice from 192.0.2.2" "$pamd/seen" || fail "PAM did not see the client's address as PAM_RHOST: $(sort -u "$pamd/seen" 2>/dev/null)"
+    ok "PAM saw PAM_RHOST = the client's address: $(sort -u "$pamd/seen" | tr '\n' ';')"
     e2e_ping "$FV_NS_B" "$VIP" "$GW_IN" 3
     local c
     c="$(e2e_q "$SOCK_G" '[d["counters"]["ike"][k] for k in ("xauth_pam_checks", "xauth_pam_busy", "xauth_pam_errors", "xauth_hashed")]')"

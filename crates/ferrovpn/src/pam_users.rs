@@ -1,12 +1,14 @@
 //! XAuth users checked by PAM (issue 14, `xauth_pam_service`): a PAM check blocks (pam_unix
 //! waits after a wrong password, LDAP goes to the network), so it never runs on the event loop.
-//! [`PamVerifier`] answers a REPLY from a short-lived result of an earlier check of the same
-//! user and password (keyed by an HMAC of the password) when one is ready; otherwise it queues
+//! PAM sees the client's address as PAM_RHOST. [`PamVerifier`] answers a REPLY from a
+//! short-lived result of an earlier check of the same user and password from the same address
+//! (keyed by an HMAC of the password) when one is ready; otherwise it queues
 //! the check for its worker threads and answers `Busy`, and the client's retransmission
 //! (prompted by ours of the REQUEST, draft-beaulieu-ike-xauth §4.2) finds the result. The
 //! queue is bounded, identical pending checks run once, at most [`WORKERS`] run at a time.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -57,11 +59,12 @@ impl PamStats {
     }
 }
 
-/// A check: true when PAM accepted the user with the password.
-pub type Checker = Arc<dyn Fn(&str, &[u8]) -> bool + Send + Sync>;
+/// A check: true when PAM accepted the user with the password from the client's address.
+pub type Checker = Arc<dyn Fn(&str, IpAddr, &[u8]) -> bool + Send + Sync>;
 
-/// A user and the HMAC of the password tried.
-type Key = (String, [u8; 32]);
+/// A user, the client's address (PAM rules may depend on it) and the HMAC of the password
+/// tried.
+type Key = (String, IpAddr, [u8; 32]);
 
 struct Job {
     key: Key,
@@ -144,7 +147,7 @@ impl Shared {
         let Some(job) = self.lock().queue.pop_front() else {
             return false;
         };
-        let ok = (self.check)(&job.key.0, &job.password);
+        let ok = (self.check)(&job.key.0, job.key.1, &job.password);
         drop(job.password);
         self.lock().done(job.key, ok, at());
         true
@@ -196,9 +199,9 @@ impl PamVerifier {
         let (s, d) = (service.clone(), confdir.clone());
         let stats = PamStats::global();
         let last_log: Mutex<Option<Instant>> = Mutex::new(None);
-        let check: Checker = Arc::new(move |user: &str, password: &[u8]| {
+        let check: Checker = Arc::new(move |user: &str, rhost: IpAddr, password: &[u8]| {
             stats.checks.fetch_add(1, Ordering::Relaxed);
-            match crate::sys::pam::check(&s, d.as_deref(), user, password) {
+            match crate::sys::pam::check(&s, d.as_deref(), rhost, user, password) {
                 Ok(()) => true,
                 Err(f) => {
                     if !f.is_denial() {
@@ -240,14 +243,14 @@ impl PamVerifier {
         }
     }
 
-    fn key(&self, user: &str, password: &[u8]) -> Key {
+    fn key(&self, user: &str, peer: IpAddr, password: &[u8]) -> Key {
         let mac = Hmac::<Sha256>::new_from_slice(self.key.as_slice()).map(|mut m| {
             m.update(user.as_bytes());
             m.update(&[0]);
             m.update(password);
             <[u8; 32]>::from(m.finalize().into_bytes())
         });
-        (user.to_string(), mac.unwrap_or([0; 32]))
+        (user.to_string(), peer, mac.unwrap_or([0; 32]))
     }
 
     /// Starts a worker when fewer than [`WORKERS`] run.
@@ -282,7 +285,7 @@ impl Drop for PamVerifier {
 }
 
 impl XauthVerifier for PamVerifier {
-    fn verify(&self, now: Instant, user: &str, password: &[u8]) -> XauthVerdict {
+    fn verify(&self, now: Instant, peer: IpAddr, user: &str, password: &[u8]) -> XauthVerdict {
         if user.is_empty()
             || user.len() > MAX_USER
             || user.contains('\0')
@@ -292,7 +295,7 @@ impl XauthVerifier for PamVerifier {
         {
             return XauthVerdict::Reject;
         }
-        let key = self.key(user, password);
+        let key = self.key(user, peer, password);
         let ask = self.shared.lock().ask(now, &key, password);
         match ask {
             Ask::Ready(ok) => {
@@ -328,13 +331,15 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use XauthVerdict::{Accept, Busy, Reject};
 
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
+
     /// A verifier without threads whose "PAM" accepts alice/secret and counts its checks.
     fn manual() -> (PamVerifier, Arc<AtomicUsize>, &'static PamStats) {
         let runs = Arc::new(AtomicUsize::new(0));
         let r = runs.clone();
-        let check: Checker = Arc::new(move |u: &str, p: &[u8]| {
+        let check: Checker = Arc::new(move |u: &str, from: IpAddr, p: &[u8]| {
             r.fetch_add(1, Ordering::Relaxed);
-            u == "alice" && p == b"secret"
+            u == "alice" && p == b"secret" && from == CLIENT
         });
         let stats: &'static PamStats = Box::leak(Box::default());
         let v = PamVerifier::with_checker("test".into(), None, check, false, stats);
@@ -351,17 +356,17 @@ mod tests {
     fn a_check_is_busy_until_its_result_is_ready() {
         let (v, runs, stats) = manual();
         let t = Instant::now();
-        assert_eq!(v.verify(t, "alice", b"secret"), Busy);
-        assert_eq!(v.verify(t, "alice", b"secret"), Busy);
-        assert_eq!(v.verify(t, "mallory", b"guess"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"secret"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"secret"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "mallory", b"guess"), Busy);
         assert!(work(&v, t));
         assert!(work(&v, t));
         assert!(!work(&v, t), "identical pending checks run once");
         assert_eq!(runs.load(Ordering::Relaxed), 2);
         let t4 = t + Duration::from_secs(4);
-        assert_eq!(v.verify(t4, "alice", b"secret"), Accept);
-        assert_eq!(v.verify(t4, "mallory", b"guess"), Reject);
-        assert_eq!(v.verify(t4, "alice", b"secreT"), Busy);
+        assert_eq!(v.verify(t4, CLIENT, "alice", b"secret"), Accept);
+        assert_eq!(v.verify(t4, CLIENT, "mallory", b"guess"), Reject);
+        assert_eq!(v.verify(t4, CLIENT, "alice", b"secreT"), Busy);
         assert_eq!(stats.busy.load(Ordering::Relaxed), 4);
         assert_eq!(stats.answered.load(Ordering::Relaxed), 2);
         assert_eq!(runs.load(Ordering::Relaxed), 2);
@@ -373,10 +378,12 @@ mod tests {
     fn a_rejection_is_answered_once_per_reply_and_busy_never_rejects() {
         let (v, _, _) = manual();
         let t = Instant::now();
-        let first: Vec<_> = (0..3).map(|_| v.verify(t, "alice", b"wrong")).collect();
+        let first: Vec<_> = (0..3)
+            .map(|_| v.verify(t, CLIENT, "alice", b"wrong"))
+            .collect();
         assert_eq!(first, vec![Busy, Busy, Busy]);
         work(&v, t);
-        assert_eq!(v.verify(t, "alice", b"wrong"), Reject);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"wrong"), Reject);
     }
 
     /// Results answer for RESULT_TTL after their check, then a new check is queued (a
@@ -385,16 +392,21 @@ mod tests {
     fn results_expire() {
         let (v, runs, _) = manual();
         let t = Instant::now();
-        assert_eq!(v.verify(t, "alice", b"secret"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"secret"), Busy);
         work(&v, t);
         assert_eq!(
-            v.verify(t + RESULT_TTL - Duration::from_secs(1), "alice", b"secret"),
+            v.verify(
+                t + RESULT_TTL - Duration::from_secs(1),
+                CLIENT,
+                "alice",
+                b"secret"
+            ),
             Accept
         );
         let later = t + RESULT_TTL;
-        assert_eq!(v.verify(later, "alice", b"secret"), Busy);
+        assert_eq!(v.verify(later, CLIENT, "alice", b"secret"), Busy);
         work(&v, later);
-        assert_eq!(v.verify(later, "alice", b"secret"), Accept);
+        assert_eq!(v.verify(later, CLIENT, "alice", b"secret"), Accept);
         assert_eq!(runs.load(Ordering::Relaxed), 2);
     }
 
@@ -405,38 +417,41 @@ mod tests {
         let (v, runs, stats) = manual();
         let t = Instant::now();
         for i in 0..MAX_QUEUED {
-            assert_eq!(v.verify(t, &format!("u{i}"), b"pw"), Busy);
+            assert_eq!(v.verify(t, CLIENT, &format!("u{i}"), b"pw"), Busy);
         }
-        assert_eq!(v.verify(t, "alice", b"secret"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"secret"), Busy);
         assert_eq!(stats.queue_full.load(Ordering::Relaxed), 1);
         assert_eq!(v.shared.lock().queue.len(), MAX_QUEUED);
         work(&v, t);
-        assert_eq!(v.verify(t, "alice", b"secret"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"secret"), Busy);
         assert_eq!(stats.queue_full.load(Ordering::Relaxed), 1);
         while work(&v, t) {}
         assert_eq!(runs.load(Ordering::Relaxed), MAX_QUEUED + 1);
-        assert_eq!(v.verify(t, "alice", b"secret"), Accept);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"secret"), Accept);
     }
 
-    /// Results are keyed by user and password: neither answers for another.
+    /// Results are keyed by user, client address and password: none answers for another (a
+    /// PAM rule may accept a user from one host only).
     #[test]
     fn a_result_answers_only_its_user_and_password() {
         let (v, _, _) = manual();
         let t = Instant::now();
-        v.verify(t, "alice", b"secret");
+        v.verify(t, CLIENT, "alice", b"secret");
         work(&v, t);
-        assert_eq!(v.verify(t, "alice", b"secret"), Accept);
-        assert_eq!(v.verify(t, "alicf", b"secret"), Busy);
-        assert_eq!(v.verify(t, "alice", b"secret2"), Busy);
-        assert_eq!(v.verify(t, "", b"secret"), Reject);
-        assert_eq!(v.verify(t, "alice", b""), Reject);
-        assert_eq!(v.verify(t, "alice", b"sec\0ret"), Reject);
-        assert_eq!(v.verify(t, &"a".repeat(256), b"secret"), Reject);
-        assert_eq!(v.verify(t, "alice", &[b'x'; 513]), Reject);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"secret"), Accept);
+        assert_eq!(v.verify(t, CLIENT, "alicf", b"secret"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"secret2"), Busy);
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 8));
+        assert_eq!(v.verify(t, elsewhere, "alice", b"secret"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "", b"secret"), Reject);
+        assert_eq!(v.verify(t, CLIENT, "alice", b""), Reject);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"sec\0ret"), Reject);
+        assert_eq!(v.verify(t, CLIENT, &"a".repeat(256), b"secret"), Reject);
+        assert_eq!(v.verify(t, CLIENT, "alice", &[b'x'; 513]), Reject);
         assert_eq!(
             v.shared.lock().queue.len(),
-            2,
-            "alicf and secret2 only were queued"
+            3,
+            "alicf, secret2 and the other address only were queued"
         );
     }
 
@@ -447,10 +462,10 @@ mod tests {
         let t = Instant::now();
         for i in 0..=MAX_RESULTS {
             let at = t + Duration::from_millis(u64::try_from(i).unwrap());
-            b.done((format!("u{i}"), [0; 32]), true, at);
+            b.done((format!("u{i}"), CLIENT, [0; 32]), true, at);
         }
         assert_eq!(b.results.len(), MAX_RESULTS);
-        assert!(!b.results.contains_key(&("u0".to_string(), [0; 32])));
+        assert!(!b.results.contains_key(&("u0".to_string(), CLIENT, [0; 32])));
     }
 
     /// With threads: a dropped verifier's workers exit (a reload drops unused ones).
@@ -458,18 +473,18 @@ mod tests {
     fn workers_run_checks_and_stop_with_the_verifier() {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let done_tx = Mutex::new(done_tx);
-        let check: Checker = Arc::new(move |u: &str, _: &[u8]| {
+        let check: Checker = Arc::new(move |u: &str, _: IpAddr, _: &[u8]| {
             let _ = done_tx.lock().unwrap().send(());
             u == "alice"
         });
         let stats: &'static PamStats = Box::leak(Box::default());
         let v = PamVerifier::with_checker("test".into(), None, check, true, stats);
         let t = Instant::now();
-        assert_eq!(v.verify(t, "alice", b"pw"), Busy);
+        assert_eq!(v.verify(t, CLIENT, "alice", b"pw"), Busy);
         done_rx.recv().unwrap();
         // The worker stores the result right after the check returns.
         let verdict = loop {
-            match v.verify(t, "alice", b"pw") {
+            match v.verify(t, CLIENT, "alice", b"pw") {
                 Busy => std::thread::yield_now(),
                 other => break other,
             }

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -340,7 +341,8 @@ fn fingerprint(key: &[u8; 32], hash: &str, password: &[u8]) -> [u8; 32] {
 }
 
 impl ferrovpn_ike::config::XauthVerifier for UserStore {
-    fn verify(&self, now: Instant, user: &str, password: &[u8]) -> XauthVerdict {
+    /// The client's address does not matter: a users file has no per-host rules.
+    fn verify(&self, now: Instant, _peer: IpAddr, user: &str, password: &[u8]) -> XauthVerdict {
         let Ok(text) = std::str::from_utf8(password) else {
             return XauthVerdict::Reject;
         };
@@ -408,6 +410,8 @@ mod tests {
     use ferrovpn_ike::config::XauthVerifier;
     use XauthVerdict::{Accept, Busy, Reject};
 
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
+
     /// A store with its own, generous limiter (tests run in parallel).
     fn store(u: Users) -> UserStore {
         UserStore::with_limiter(u, Limiter::new(1000))
@@ -420,10 +424,10 @@ mod tests {
         assert!(!u.to_text().contains("correct-horse"));
         let s = store(u);
         let t = Instant::now();
-        assert_eq!(s.verify(t, "alice", b"correct-horse"), Accept);
-        assert_eq!(s.verify(t, "alice", b"correct-horsE"), Reject);
-        assert_eq!(s.verify(t, "bob", b"correct-horse"), Reject);
-        assert_eq!(s.verify(t, "alice", &[0xff, 0xfe]), Reject);
+        assert_eq!(s.verify(t, PEER, "alice", b"correct-horse"), Accept);
+        assert_eq!(s.verify(t, PEER, "alice", b"correct-horsE"), Reject);
+        assert_eq!(s.verify(t, PEER, "bob", b"correct-horse"), Reject);
+        assert_eq!(s.verify(t, PEER, "alice", &[0xff, 0xfe]), Reject);
     }
 
     #[test]
@@ -431,8 +435,8 @@ mod tests {
         // openssl passwd -6 -salt saltsalt password
         let u = Users::parse("carol:$6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq.qc.eoxqOmSuNp2xS0ktL3nh/\n").unwrap();
         let s = store(u);
-        assert_eq!(s.verify(Instant::now(), "carol", b"password"), Accept);
-        assert_eq!(s.verify(Instant::now(), "carol", b"passwore"), Reject);
+        assert_eq!(s.verify(Instant::now(), PEER, "carol", b"password"), Accept);
+        assert_eq!(s.verify(Instant::now(), PEER, "carol", b"passwore"), Reject);
     }
 
     /// A second login with the password that verified costs one HMAC, not a crypt check, and
@@ -442,17 +446,20 @@ mod tests {
         let lim = Limiter::new(1);
         let s = UserStore::with_limiter(Users::default().with("alice", "pw").unwrap(), lim.clone());
         let t = Instant::now();
-        assert_eq!(s.verify(t, "alice", b"pw"), Accept);
+        assert_eq!(s.verify(t, PEER, "alice", b"pw"), Accept);
         assert_eq!(lim.hashed.load(Ordering::Relaxed), 1);
         for _ in 0..3 {
-            assert_eq!(s.verify(t, "alice", b"pw"), Accept);
+            assert_eq!(s.verify(t, PEER, "alice", b"pw"), Accept);
         }
         assert_eq!(lim.hashed.load(Ordering::Relaxed), 1);
         assert_eq!(lim.cached.load(Ordering::Relaxed), 3);
         // The budget (1 per second) is spent: a wrong password waits for the next token.
-        assert_eq!(s.verify(t, "alice", b"px"), Busy);
+        assert_eq!(s.verify(t, PEER, "alice", b"px"), Busy);
         assert_eq!(lim.throttled.load(Ordering::Relaxed), 1);
-        assert_eq!(s.verify(t + Duration::from_secs(1), "alice", b"px"), Reject);
+        assert_eq!(
+            s.verify(t + Duration::from_secs(1), PEER, "alice", b"px"),
+            Reject
+        );
     }
 
     /// Full checks are limited per second over all stores sharing the limiter; the excess is
@@ -466,17 +473,20 @@ mod tests {
         let t = Instant::now();
         let v: Vec<_> = (0..5)
             .map(|i| if i % 2 == 0 { &a } else { &b })
-            .map(|s| s.verify(t, "mallory", b"guess"))
+            .map(|s| s.verify(t, PEER, "mallory", b"guess"))
             .collect();
         assert_eq!(v, vec![Reject, Reject, Reject, Busy, Busy]);
         assert_eq!(lim.hashed.load(Ordering::Relaxed), 3);
         assert_eq!(lim.throttled.load(Ordering::Relaxed), 2);
         // A third of a second brings one check back; calls in between do not lose the time.
         for ms in [100, 200] {
-            assert_eq!(a.verify(t + Duration::from_millis(ms), "x", b"y"), Busy);
+            assert_eq!(
+                a.verify(t + Duration::from_millis(ms), PEER, "x", b"y"),
+                Busy
+            );
         }
         assert_eq!(
-            a.verify(t + Duration::from_millis(334), "alice", b"pw"),
+            a.verify(t + Duration::from_millis(334), PEER, "alice", b"pw"),
             Accept
         );
     }
@@ -491,8 +501,8 @@ mod tests {
             .unwrap();
         let s = store(old.clone());
         let t = Instant::now();
-        assert_eq!(s.verify(t, "alice", b"a1"), Accept);
-        assert_eq!(s.verify(t, "carol", b"c1"), Accept);
+        assert_eq!(s.verify(t, PEER, "alice", b"a1"), Accept);
+        assert_eq!(s.verify(t, PEER, "carol", b"c1"), Accept);
         let new = Users::parse(&old.to_text())
             .unwrap()
             .with("bob", "b1")
@@ -502,10 +512,10 @@ mod tests {
         new.hashes.remove("alice");
         let change = s.replace(new);
         assert_eq!(change.to_string(), "+bob -alice ~carol");
-        assert_eq!(s.verify(t, "alice", b"a1"), Reject);
-        assert_eq!(s.verify(t, "bob", b"b1"), Accept);
-        assert_eq!(s.verify(t, "carol", b"c1"), Reject);
-        assert_eq!(s.verify(t, "carol", b"c2"), Accept);
+        assert_eq!(s.verify(t, PEER, "alice", b"a1"), Reject);
+        assert_eq!(s.verify(t, PEER, "bob", b"b1"), Accept);
+        assert_eq!(s.verify(t, PEER, "carol", b"c1"), Reject);
+        assert_eq!(s.verify(t, PEER, "carol", b"c2"), Accept);
         assert!(s.replace(s.users()).is_empty());
     }
 
@@ -539,8 +549,8 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert_eq!(u.len(), 2);
         let (s, t) = (store(u), Instant::now());
-        assert_eq!(s.verify(t, "alice", b"three"), Accept);
-        assert_eq!(s.verify(t, "alice", b"one"), Reject);
-        assert_eq!(s.verify(t, "bob", b"two"), Accept);
+        assert_eq!(s.verify(t, PEER, "alice", b"three"), Accept);
+        assert_eq!(s.verify(t, PEER, "alice", b"one"), Reject);
+        assert_eq!(s.verify(t, PEER, "bob", b"two"), Accept);
     }
 }

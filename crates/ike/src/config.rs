@@ -299,9 +299,16 @@ pub enum XauthVerdict {
 /// beyond it). A verifier that must do I/O (PAM) runs it elsewhere and answers `Busy` until
 /// the result is there: the client's retransmission brings the REPLY back.
 pub trait XauthVerifier: Send + Sync {
-    /// The verdict on `user` with `password` at `now` (the endpoint's clock). Must not log
-    /// either.
-    fn verify(&self, now: std::time::Instant, user: &str, password: &[u8]) -> XauthVerdict;
+    /// The verdict on `user` with `password` from the client at `peer` (its outer address, for
+    /// PAM's remote host and host-based rules) at `now` (the endpoint's clock). Must not log
+    /// the password.
+    fn verify(
+        &self,
+        now: std::time::Instant,
+        peer: std::net::IpAddr,
+        user: &str,
+        password: &[u8],
+    ) -> XauthVerdict;
 }
 
 /// This host as a remote-access gateway (issue 14): after phase 1 (XAUTHInitPreShared) it asks

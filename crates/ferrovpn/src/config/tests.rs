@@ -1243,10 +1243,12 @@ fn remote_access_gateway_is_validated_and_converted() {
         )]
     );
     assert_eq!(
-        gw.users
-            .as_ref()
-            .unwrap()
-            .verify(std::time::Instant::now(), "alice", b"correct-horse"),
+        gw.users.as_ref().unwrap().verify(
+            std::time::Instant::now(),
+            [192, 0, 2, 7].into(),
+            "alice",
+            b"correct-horse"
+        ),
         ferrovpn_ike::config::XauthVerdict::Accept
     );
     assert_eq!(ike.auth_method(), 65001);

@@ -2,12 +2,13 @@
 //! only the runtime library is needed (no -dev package, no link-time dependency), and a host
 //! without it fails `up`/`check` of a PAM gateway with a clear error instead of not starting.
 //!
-//! One check is `pam_start` (or `pam_start_confdir`, Linux-PAM 1.4) → `pam_authenticate` →
-//! `pam_acct_mgmt` → `pam_end`, with a conversation function that answers the echo-off prompt
+//! One check is `pam_start` (or `pam_start_confdir`, Linux-PAM 1.4) → `pam_set_item(PAM_RHOST)`
+//! → `pam_authenticate` → `pam_acct_mgmt` → `pam_end`, with a conversation function that answers the echo-off prompt
 //! with the password and the echo-on prompt with the user name. It blocks (pam_unix waits
 //! after a wrong password, LDAP goes to the network): call it from a worker thread only.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::net::IpAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -31,6 +32,9 @@ const PAM_ERROR_MSG: c_int = 3;
 const PAM_TEXT_INFO: c_int = 4;
 const PAM_SILENT: c_int = 0x8000;
 const PAM_DISALLOW_NULL_AUTHTOK: c_int = 0x0001;
+/// pam_set_item's item for the remote host: what pam_access, pam_faillock and the auth log
+/// see as the client (as sshd sets it).
+const PAM_RHOST: c_int = 4;
 /// Linux-PAM's PAM_MAX_NUM_MSG: more messages in one call is a broken module.
 const PAM_MAX_NUM_MSG: c_int = 32;
 
@@ -70,12 +74,14 @@ type StartConfdirFn = unsafe extern "C" fn(
     *mut Handle,
 ) -> c_int;
 type HandleFn = unsafe extern "C" fn(Handle, c_int) -> c_int;
+type SetItemFn = unsafe extern "C" fn(Handle, c_int, *const c_void) -> c_int;
 type StrerrorFn = unsafe extern "C" fn(Handle, c_int) -> *const c_char;
 
 /// The libpam functions used, resolved once per process (the library is never unloaded).
 struct Lib {
     start: StartFn,
     start_confdir: Option<StartConfdirFn>,
+    set_item: SetItemFn,
     authenticate: HandleFn,
     acct_mgmt: HandleFn,
     end: HandleFn,
@@ -123,6 +129,7 @@ fn open() -> Result<Lib, String> {
         }
     };
     let start = need(c"pam_start")?;
+    let set_item = need(c"pam_set_item")?;
     let authenticate = need(c"pam_authenticate")?;
     let acct_mgmt = need(c"pam_acct_mgmt")?;
     let end = need(c"pam_end")?;
@@ -135,6 +142,7 @@ fn open() -> Result<Lib, String> {
             start: std::mem::transmute::<*mut c_void, StartFn>(start),
             start_confdir: (!confdir.is_null())
                 .then(|| std::mem::transmute::<*mut c_void, StartConfdirFn>(confdir)),
+            set_item: std::mem::transmute::<*mut c_void, SetItemFn>(set_item),
             authenticate: std::mem::transmute::<*mut c_void, HandleFn>(authenticate),
             acct_mgmt: std::mem::transmute::<*mut c_void, HandleFn>(acct_mgmt),
             end: std::mem::transmute::<*mut c_void, HandleFn>(end),
@@ -302,11 +310,13 @@ unsafe extern "C" fn converse(
     PAM_SUCCESS
 }
 
-/// Checks `user` with `password` through PAM service `service` (its file in `confdir`, or the
-/// system's /etc/pam.d when None): `pam_authenticate`, then `pam_acct_mgmt`. Blocks.
+/// Checks `user` with `password`, from the client at `rhost`, through PAM service `service`
+/// (its file in `confdir`, or the system's /etc/pam.d when None): `pam_authenticate`, then
+/// `pam_acct_mgmt`. Blocks.
 pub fn check(
     service: &str,
     confdir: Option<&Path>,
+    rhost: IpAddr,
     user: &str,
     password: &[u8],
 ) -> Result<(), PamFailure> {
@@ -318,6 +328,8 @@ pub fn check(
     let lib = library().map_err(|e| ours(&e))?;
     let service = CString::new(service).map_err(|_| ours("NUL in the service name"))?;
     let c_user = CString::new(user).map_err(|_| ours("NUL in the user name"))?;
+    // An address's text has no NUL.
+    let c_rhost = CString::new(rhost.to_string()).map_err(|_| ours("NUL in the address"))?;
     if password.contains(&0) {
         return Err(PamFailure {
             step: "pam_authenticate",
@@ -371,9 +383,14 @@ pub fn check(
         });
     }
     let flags = PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK;
-    // SAFETY: `h` is a live handle; `answers` and `conv` outlive it.
-    let mut rc = unsafe { (lib.authenticate)(h, flags) };
-    let mut step = "pam_authenticate";
+    // SAFETY: `h` is a live handle; PAM copies the NUL-terminated string.
+    let mut rc = unsafe { (lib.set_item)(h, PAM_RHOST, c_rhost.as_ptr().cast()) };
+    let mut step = "pam_set_item";
+    if rc == PAM_SUCCESS {
+        step = "pam_authenticate";
+        // SAFETY: `h` is a live handle; `answers` and `conv` outlive it.
+        rc = unsafe { (lib.authenticate)(h, flags) };
+    }
     if rc == PAM_SUCCESS {
         step = "pam_acct_mgmt";
         // SAFETY: as above.
@@ -454,7 +471,7 @@ mod tests {
         // pam_exec writes the password and a NUL to stdin (expose_authtok).
         std::fs::write(
             &script,
-            "#!/bin/sh\npw=$(tr -d '\\000')\n[ \"$PAM_USER\" = alice ] && [ \"$pw\" = 'correct horse' ]\n",
+            "#!/bin/sh\npw=$(tr -d '\\000')\n[ \"$PAM_USER\" = alice ] && [ \"$PAM_RHOST\" = 192.0.2.7 ] && [ \"$pw\" = 'correct horse' ]\n",
         )
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -467,23 +484,40 @@ mod tests {
             ),
         )
         .unwrap();
-        let run = |u: &str, p: &[u8]| check("ferrovpn-test", Some(&dir), u, p);
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let run = |u: &str, p: &[u8]| check("ferrovpn-test", Some(&dir), client, u, p);
         let good = run("alice", b"correct horse");
         let wrong = run("alice", b"correct horsE");
         let other = run("bob", b"correct horse");
-        let no_service = check("no-such-service", Some(&dir), "alice", b"correct horse");
+        // The script accepts alice from 192.0.2.7 only: PAM_RHOST is the client's address.
+        let elsewhere = "192.0.2.8".parse().unwrap();
+        let other_host = check(
+            "ferrovpn-test",
+            Some(&dir),
+            elsewhere,
+            "alice",
+            b"correct horse",
+        );
+        let no_service = check(
+            "no-such-service",
+            Some(&dir),
+            client,
+            "alice",
+            b"correct horse",
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(good, Ok(()));
         let wrong = wrong.unwrap_err();
         assert_eq!(wrong.step, "pam_authenticate");
         assert!(wrong.is_denial(), "{wrong}");
         assert!(other.unwrap_err().is_denial());
+        assert!(other_host.unwrap_err().is_denial());
         assert!(no_service.is_err());
     }
 
     #[test]
     fn a_password_with_nul_never_reaches_pam() {
-        let e = check("x", None, "alice", b"a\0b").unwrap_err();
+        let e = check("x", None, "192.0.2.7".parse().unwrap(), "alice", b"a\0b").unwrap_err();
         if e.step == "pam_authenticate" {
             assert!(e.is_denial());
         }

@@ -204,7 +204,7 @@ impl IkeSa {
                     ctx.leases
                         .locked_out(source, ctx.now, gw.max_failures, gw.failure_window);
                 let verdict = match (&gw.users, locked) {
-                    (Some(u), false) => u.verify(ctx.now, &user, &password),
+                    (Some(u), false) => u.verify(ctx.now, source, &user, &password),
                     _ => XauthVerdict::Reject,
                 };
                 zeroize::Zeroize::zeroize(&mut password);
