@@ -24,7 +24,7 @@ mod tunnel;
 mod units;
 
 pub use connection::{Connection, Dpd};
-pub use credentials::Auth;
+pub use credentials::{Auth, CRL_CHECK_INTERVAL};
 pub use daemon::{DaemonConfig, LogLevel, Retransmit};
 pub use defaults::{
     DEFAULT_CONTROL_SOCKET, DEFAULT_ESP, DEFAULT_IKE, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT,

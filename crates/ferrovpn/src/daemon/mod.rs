@@ -213,6 +213,7 @@ pub fn run_with(
         dh_workers,
         shared_devices,
         conn_timers: None,
+        crls_checked: None,
     };
     let now = Instant::now();
     for i in 0..d.conns.len() {

@@ -6,11 +6,22 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::state::Daemon;
-use crate::config::Auth;
+use crate::config::{Auth, CRL_CHECK_INTERVAL};
 
 impl Daemon {
     /// Reads changed CRL files into the running connections' trust (`force`: now, a reload).
+    /// Each watch looks at its files at most once per `CRL_CHECK_INTERVAL`, so the walk over
+    /// the connections runs at most that often too: it is called for every IKE datagram, and
+    /// a gateway may have thousands of connections.
     pub(super) fn refresh_crls(&mut self, now: Instant, force: bool) {
+        if !force
+            && self
+                .crls_checked
+                .is_some_and(|t| now.saturating_duration_since(t) < CRL_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.crls_checked = Some(now);
         for c in self.conns.iter().filter(|c| !c.removed) {
             let Auth::Certificate {
                 creds,

@@ -75,6 +75,8 @@ pub(super) struct Daemon {
     /// recomputed when the connections are scanned), so a turn of the event loop does not
     /// walk every connection.
     pub(super) conn_timers: Option<Instant>,
+    /// When the CRL files were last looked at (`refresh_crls`).
+    pub(super) crls_checked: Option<Instant>,
 }
 
 impl Daemon {
