@@ -15,6 +15,7 @@ use crate::dh_job::DhJobs;
 use crate::event::Event;
 use crate::key_pool::KeyPool;
 use crate::lease::Leases;
+use crate::spi::SpiAllocator;
 
 /// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
 /// and strips the 4-byte non-ESP marker (RFC 3948 §2.2).
@@ -42,6 +43,7 @@ pub(crate) struct Ctx<'a> {
     pub jobs: &'a mut DhJobs,
     pub out: &'a mut Output,
     pub leases: &'a mut Leases,
+    pub spis: &'a mut SpiAllocator,
 }
 
 impl Ctx<'_> {

@@ -24,6 +24,7 @@ use crate::fragment::{FragmentError, Reassembler};
 use crate::key_pool::KeyPool;
 use crate::lease::Leases;
 use crate::sa::{IkeSa, Phase1State};
+use crate::spi::SpiAllocator;
 use crate::time::later;
 use crate::wire::{ExchangeType, Header, PayloadType};
 
@@ -95,6 +96,7 @@ struct Env {
     out: Output,
     /// Address leases and XAuth failure counts of gateway connections.
     leases: Leases,
+    spis: SpiAllocator,
 }
 
 impl Env {
@@ -137,6 +139,7 @@ impl Env {
             jobs: &mut self.jobs,
             out: &mut self.out,
             leases: &mut self.leases,
+            spis: &mut self.spis,
         })
     }
 }
@@ -182,6 +185,7 @@ impl Endpoint {
                 jobs,
                 out: Output::default(),
                 leases: Leases::default(),
+                spis: SpiAllocator::new(&seed),
             },
             sas: SaTable::default(),
             replaces: HashMap::new(),

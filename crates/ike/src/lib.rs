@@ -26,6 +26,7 @@ pub mod proposal;
 mod retransmit;
 pub mod role;
 mod sa;
+mod spi;
 pub mod tamper;
 pub mod time;
 pub mod wire;

@@ -11,14 +11,9 @@ use crate::keyed::Keyed;
 use crate::sa::IkeSa;
 use crate::wire::ProtocolId;
 
-/// SPIs 1–255 are reserved (RFC 4303 §2.1).
+/// Our inbound SPI for a new SA: one no other SA of ours has (see `crate::spi`).
 pub(super) fn new_spi(ctx: &mut Ctx<'_>) -> u32 {
-    loop {
-        let spi = u32::from_be_bytes(ctx.random::<4>());
-        if spi > 255 {
-            return spi;
-        }
-    }
+    ctx.spis.next()
 }
 
 /// The PFS exchange of a Quick Mode (RFC 2409 §5.5): our DH pair against the peer's KE.
