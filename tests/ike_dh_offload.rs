@@ -184,9 +184,16 @@ fn a_repeated_mm3_while_its_keys_are_computed_is_dropped_and_answered_once() {
     assert_eq!(p.dh_jobs.len(), 1, "the repeat asked for no second job");
     p.finish_dh_job(0);
     assert_eq!(p.sent_names(Side::B), ["MM2", "MM4"]);
-    // The repeat now gets the cached MM4, as inline.
+    // A repeat right after MM4 went out is one of the copies that piled up while B computed:
+    // counted, not answered once more (each copy answered would be answered in turn by A).
     repeat_last_from_a(&mut p);
     assert_eq!(p.b.counters().duplicates, before + 2);
+    assert!(p.b.poll_transmit().is_none());
+    // Half a retransmission timeout later a repeat means A missed MM4: the cached MM4 goes
+    // again, as inline.
+    p.now += Settings::default().retransmit_timeout / 2;
+    repeat_last_from_a(&mut p);
+    assert_eq!(p.b.counters().duplicates, before + 3);
     assert!(p.b.poll_transmit().is_some());
     p.hold_dh_jobs = false;
     p.run_for(Duration::from_secs(60));

@@ -324,7 +324,9 @@ impl Endpoint {
             self.counters.invalid_cookie += 1;
             return;
         }
-        if let Some(reply) = sa.replies.lookup(&d.data) {
+        let gap = self.env.settings.retransmit_timeout / 2;
+        if let Some(reply) = sa.replies.lookup(&d.data, now, gap) {
+            let resent = reply.is_some();
             if let Some(r) = reply {
                 self.env.out.transmits.extend(r.iter().cloned());
             }
@@ -359,7 +361,11 @@ impl Endpoint {
                     name,
                     cookies: Cookies::from(&header),
                     message_id: header.message_id,
-                    payloads: "[ ] (duplicate, answer resent)".into(),
+                    payloads: if resent {
+                        "[ ] (duplicate, answer resent)".into()
+                    } else {
+                        "[ ] (duplicate, answered moments ago: not resent)".into()
+                    },
                     peer: d.remote,
                     local: d.local,
                     retransmission: true,

@@ -50,6 +50,8 @@ impl Retransmit {
 pub(crate) struct Sent {
     pub datagrams: Vec<Datagram>,
     pub fallback: Option<Vec<Datagram>>,
+    /// When it last went out (as a reply: first sent, or resent by [`ReplyCache::lookup`]).
+    pub at: Option<Instant>,
 }
 
 impl Sent {
@@ -82,13 +84,35 @@ impl ReplyCache {
     }
 
     /// Some(reply or None) when `request` is the last one seen: the datagrams to send again
-    /// (a large reply that went whole goes as fragments now, see [`Sent::resend`]).
-    pub fn lookup(&self, request: &[u8]) -> Option<Option<&[Datagram]>> {
+    /// (a large reply that went whole goes as fragments now, see [`Sent::resend`]), or None
+    /// when the reply went out less than `gap` ago. Copies of one request that arrive together
+    /// (a peer's retransmissions piled up while we were busy) so get one answer, not one each:
+    /// the peer would answer each of those copies in turn, and so on down the exchange, which
+    /// turns a slow moment into a retransmission storm.
+    pub fn lookup(
+        &mut self,
+        request: &[u8],
+        now: Instant,
+        gap: Duration,
+    ) -> Option<Option<&[Datagram]>> {
         if self.digest.is_empty() {
             return None;
         }
         let d = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
-        crypto::ct_eq(&d, &self.digest).then_some(self.reply.as_ref().map(Sent::resend))
+        if !crypto::ct_eq(&d, &self.digest) {
+            return None;
+        }
+        let Some(reply) = self.reply.as_mut() else {
+            return Some(None);
+        };
+        if reply
+            .at
+            .is_some_and(|t| now.saturating_duration_since(t) < gap)
+        {
+            return Some(None);
+        }
+        reply.at = Some(now);
+        Some(Some(reply.resend()))
     }
 }
 
@@ -128,5 +152,51 @@ impl Retransmit {
             retransmission: true,
         }));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(at: Instant) -> Sent {
+        let d = Datagram {
+            local: "192.0.2.1:500".parse().unwrap(),
+            remote: "192.0.2.2:500".parse().unwrap(),
+            data: b"MM4".to_vec(),
+        };
+        Sent {
+            datagrams: vec![d],
+            fallback: None,
+            at: Some(at),
+        }
+    }
+
+    #[test]
+    fn a_repeated_request_is_answered_at_most_once_per_gap() {
+        let t0 = Instant::now();
+        let gap = Duration::from_secs(2);
+        let mut c = ReplyCache::default();
+        assert!(c.lookup(b"MM3", t0, gap).is_none(), "nothing seen yet");
+        c.remember(b"MM3", Some(reply(t0)));
+        assert!(c.lookup(b"MM5", t0, gap).is_none(), "another request");
+        // Copies arriving together: the reply just went, none goes again.
+        assert_eq!(c.lookup(b"MM3", t0, gap), Some(None));
+        let t1 = t0 + Duration::from_millis(1999);
+        assert_eq!(c.lookup(b"MM3", t1, gap), Some(None));
+        // A gap later the peer evidently missed it: once more, and the gap starts again.
+        let t2 = t0 + gap;
+        assert_eq!(
+            c.lookup(b"MM3", t2, gap).map(|r| r.map(<[_]>::len)),
+            Some(Some(1))
+        );
+        assert_eq!(
+            c.lookup(b"MM3", t2 + Duration::from_secs(1), gap),
+            Some(None)
+        );
+        assert!(matches!(c.lookup(b"MM3", t2 + gap, gap), Some(Some(_))));
+        // A request that needs no answer is recognised, never answered.
+        c.remember(b"AM3", None);
+        assert_eq!(c.lookup(b"AM3", t2 + 10 * gap, gap), Some(None));
     }
 }

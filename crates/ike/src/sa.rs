@@ -335,7 +335,8 @@ impl IkeSa {
         message_id: u32,
         retransmit: bool,
     ) -> Sent {
-        let sent = self.datagrams(ctx, data, message_id);
+        let mut sent = self.datagrams(ctx, data, message_id);
+        sent.at = Some(ctx.now);
         let fragments = if sent.datagrams.len() > 1 {
             format!(" (in {} fragments)", sent.datagrams.len())
         } else {
@@ -385,6 +386,7 @@ impl IkeSa {
             return Sent {
                 datagrams: vec![datagram(data)],
                 fallback: None,
+                at: None,
             };
         }
         let budget = fragment::isakmp_budget(ctx.cfg.fragment_size, &self.local, &self.remote);
@@ -392,6 +394,7 @@ impl IkeSa {
             return Sent {
                 datagrams: frags.into_iter().map(datagram).collect(),
                 fallback: None,
+                at: None,
             };
         }
         // Fits `fragment_size`, but perhaps not the path: resends go in fragments every path
@@ -406,6 +409,7 @@ impl IkeSa {
         Sent {
             datagrams: vec![datagram(data)],
             fallback,
+            at: None,
         }
     }
 

@@ -55,7 +55,8 @@ impl IkeSa {
             }
         };
         let mut qm = self.quick_modes.swap_remove(idx);
-        if let Some(reply) = qm.replies.lookup(datagram) {
+        let gap = ctx.settings.retransmit_timeout / 2;
+        if let Some(reply) = qm.replies.lookup(datagram, ctx.now, gap) {
             if let Some(r) = reply {
                 ctx.out.transmits.extend(r.iter().cloned());
             }
