@@ -359,6 +359,37 @@ fn lost_and_duplicated_packets_recover_through_retransmission() {
     }
 }
 
+/// A fifth of the datagrams lost at random each way, alone and with every other datagram
+/// delivered twice: Main and Aggressive Mode still come up (a lost AM3 is asked for again by
+/// the responder's AM2; before, 6 of 20 Aggressive Mode runs without copies never did).
+#[test]
+fn a_fifth_lost_at_random_with_or_without_copies_still_brings_the_tunnel_up() {
+    for copies in [false, true] {
+        for mode in [Phase1Mode::Main, Phase1Mode::Aggressive] {
+            for seed in 0..20u64 {
+                let (mut a, mut b) = (conn_a(), conn_b());
+                for c in [&mut a, &mut b] {
+                    c.mode = mode;
+                    c.allow_aggressive_psk = true;
+                }
+                let mut p = Pair::new(a, b);
+                p.filter = Box::new(move |w| {
+                    let x = (w.seq as u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    match (x >> 32) % 10 {
+                        0 | 1 => Fate::Drop,
+                        2..=6 if copies => Fate::Duplicate,
+                        _ => Fate::Deliver,
+                    }
+                });
+                p.a.initiate(p.now, 0);
+                p.run_for(Duration::from_secs(120));
+                assert_up(&p);
+            }
+        }
+    }
+}
+
 #[test]
 fn a_responder_whose_mm2_is_lost_logs_the_repeated_mm1() {
     // One-way blocking (B's answers never reach A): B sees MM1 again and again.

@@ -157,13 +157,16 @@ impl IkeSa {
         ));
         payloads.extend(phase1::nat_d_payloads(ctx, self, proposal.hash));
         self.tamper(ctx, "AM2", 0, &mut payloads);
+        // Retransmitted until AM3 comes: the initiator is done after AM3 and repeats nothing,
+        // so a lost AM3 is only asked for again by our AM2 (as Main Mode's initiator repeats
+        // MM5 for a lost MM6). The half-open timeout still ends it.
         self.answer_plain(
             ctx,
             ExchangeType::AGGRESSIVE,
             "AM2",
             &payloads,
             datagram,
-            false,
+            true,
         );
         Ok(())
     }
