@@ -390,6 +390,41 @@ fn a_fifth_lost_at_random_with_or_without_copies_still_brings_the_tunnel_up() {
     }
 }
 
+/// An AM1 whose initiator never answers AM2 (a spoofed one, say) ends as abandoned after AM2,
+/// not as a failure to reach the peer, even when AM2's retransmissions run out before the
+/// half-open timeout.
+#[test]
+fn an_unanswered_am2_is_abandoned_not_a_failure_of_the_connection() {
+    let (mut a, mut b) = (conn_a(), conn_b());
+    for c in [&mut a, &mut b] {
+        c.mode = Phase1Mode::Aggressive;
+        c.allow_aggressive_psk = true;
+    }
+    let settings = Settings {
+        retransmit_timeout: Duration::from_secs(1),
+        retransmit_base: 1.0,
+        retransmit_tries: 2,
+        ..Settings::default()
+    };
+    let mut p = Pair::with_settings(a, b, settings);
+    p.filter = Box::new(|w| match w.from {
+        Side::A if w.seq > 0 => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(10));
+    assert_eq!(
+        p.ike_failures(Side::B),
+        [&Failure::Abandoned { after: "AM2" }]
+    );
+    let resent = p
+        .events(Side::B)
+        .iter()
+        .filter(|e| matches!(e, Event::Message(m) if m.name == "AM2" && m.retransmission))
+        .count();
+    assert_eq!(resent, 2, "AM2 went again twice, as configured");
+}
+
 #[test]
 fn a_responder_whose_mm2_is_lost_logs_the_repeated_mm1() {
     // One-way blocking (B's answers never reach A): B sees MM1 again and again.

@@ -16,7 +16,13 @@ impl IkeSa {
             let sent = r.sent;
             match r.due(ctx, cookies) {
                 Err((message, tries)) => {
-                    let reason = self.no_response(message, tries);
+                    // A responder's AM2 went unanswered: nothing shows the AM1 came from the
+                    // peer (a spoofed one ends so), as when the half-open timeout ends it.
+                    let reason = if self.awaits_first_answer() {
+                        Failure::Abandoned { after: message }
+                    } else {
+                        self.no_response(message, tries)
+                    };
                     self.fail(ctx, reason, None);
                     return false;
                 }
