@@ -324,8 +324,7 @@ impl Endpoint {
             self.counters.invalid_cookie += 1;
             return;
         }
-        let gap = self.env.settings.retransmit_timeout / 2;
-        if let Some(reply) = sa.replies.lookup(&d.data, now, gap) {
+        if let Some(reply) = sa.replies.lookup(&d.data, now, &self.env.settings) {
             let resent = reply.is_some();
             if let Some(r) = reply {
                 self.env.out.transmits.extend(r.iter().cloned());

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::Settings;
 use crate::context::{Ctx, Datagram};
 use crate::crypto;
 use crate::event::{Cookies, Direction, Event, MessageLog};
@@ -85,7 +86,8 @@ impl ReplyCache {
 
     /// Some(reply or None) when `request` is the last one seen: the datagrams to send again
     /// (a large reply that went whole goes as fragments now, see [`Sent::resend`]), or None
-    /// when the reply went out less than `gap` ago. Copies of one request that arrive together
+    /// when the reply went out less than half a retransmission timeout ago (a peer's own
+    /// retransmissions are a timeout apart). Copies of one request that arrive together
     /// (a peer's retransmissions piled up while we were busy) so get one answer, not one each:
     /// the peer would answer each of those copies in turn, and so on down the exchange, which
     /// turns a slow moment into a retransmission storm.
@@ -93,8 +95,9 @@ impl ReplyCache {
         &mut self,
         request: &[u8],
         now: Instant,
-        gap: Duration,
+        settings: &Settings,
     ) -> Option<Option<&[Datagram]>> {
+        let gap = settings.retransmit_timeout / 2;
         if self.digest.is_empty() {
             return None;
         }
@@ -173,30 +176,31 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_request_is_answered_at_most_once_per_gap() {
+    fn a_repeated_request_is_answered_at_most_once_per_half_timeout() {
         let t0 = Instant::now();
-        let gap = Duration::from_secs(2);
+        let s = Settings::default();
+        let gap = s.retransmit_timeout / 2;
         let mut c = ReplyCache::default();
-        assert!(c.lookup(b"MM3", t0, gap).is_none(), "nothing seen yet");
+        assert!(c.lookup(b"MM3", t0, &s).is_none(), "nothing seen yet");
         c.remember(b"MM3", Some(reply(t0)));
-        assert!(c.lookup(b"MM5", t0, gap).is_none(), "another request");
+        assert!(c.lookup(b"MM5", t0, &s).is_none(), "another request");
         // Copies arriving together: the reply just went, none goes again.
-        assert_eq!(c.lookup(b"MM3", t0, gap), Some(None));
-        let t1 = t0 + Duration::from_millis(1999);
-        assert_eq!(c.lookup(b"MM3", t1, gap), Some(None));
+        assert_eq!(c.lookup(b"MM3", t0, &s), Some(None));
+        let t1 = t0 + gap - Duration::from_millis(1);
+        assert_eq!(c.lookup(b"MM3", t1, &s), Some(None));
         // A gap later the peer evidently missed it: once more, and the gap starts again.
         let t2 = t0 + gap;
         assert_eq!(
-            c.lookup(b"MM3", t2, gap).map(|r| r.map(<[_]>::len)),
+            c.lookup(b"MM3", t2, &s).map(|r| r.map(<[_]>::len)),
             Some(Some(1))
         );
         assert_eq!(
-            c.lookup(b"MM3", t2 + Duration::from_secs(1), gap),
+            c.lookup(b"MM3", t2 + Duration::from_secs(1), &s),
             Some(None)
         );
-        assert!(matches!(c.lookup(b"MM3", t2 + gap, gap), Some(Some(_))));
+        assert!(matches!(c.lookup(b"MM3", t2 + gap, &s), Some(Some(_))));
         // A request that needs no answer is recognised, never answered.
         c.remember(b"AM3", None);
-        assert_eq!(c.lookup(b"AM3", t2 + 10 * gap, gap), Some(None));
+        assert_eq!(c.lookup(b"AM3", t2 + 10 * gap, &s), Some(None));
     }
 }

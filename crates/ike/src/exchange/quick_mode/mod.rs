@@ -55,8 +55,7 @@ impl IkeSa {
             }
         };
         let mut qm = self.quick_modes.swap_remove(idx);
-        let gap = ctx.settings.retransmit_timeout / 2;
-        if let Some(reply) = qm.replies.lookup(datagram, ctx.now, gap) {
+        if let Some(reply) = qm.replies.lookup(datagram, ctx.now, ctx.settings) {
             if let Some(r) = reply {
                 ctx.out.transmits.extend(r.iter().cloned());
             }
