@@ -39,6 +39,19 @@ pub fn set_lifetimes(payloads: &mut [Payload], secs: u64, kb: Option<u64>) {
     }
 }
 
+/// Gives every ESP proposal in the SA payloads the SPI `spi` (a reserved one, 0-255, is what
+/// RFC 4303 §2.1 forbids and the tests send).
+pub fn set_esp_spi(payloads: &mut [Payload], spi: u32) {
+    for p in payloads {
+        let Payload::Sa(sa) = p else { continue };
+        for prop in &mut sa.proposals {
+            if prop.protocol == ProtocolId::ESP {
+                prop.spi = spi.to_be_bytes().to_vec();
+            }
+        }
+    }
+}
+
 /// A hook that gives the SA payloads of the messages named in `names` (e.g. MM2, QM2) the
 /// lifetimes `secs` / `kb`.
 pub fn lifetime_tamper(names: &'static [&'static str], secs: u64, kb: Option<u64>) -> Tamper {

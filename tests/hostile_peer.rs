@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use ferrovpn_ike::tamper::{Sealing, Tamper};
+use ferrovpn_ike::wire::{NotifyType, Payload, ProtocolId};
 use ferrovpn_ike::{DpdConfig, Event, Settings};
-use ferrovpn_tests::hostile::{lifetime_tamper, plaintext_conversation};
+use ferrovpn_tests::hostile::{lifetime_tamper, plaintext_conversation, set_esp_spi};
 use ferrovpn_tests::*;
 use proptest::prelude::*;
 
@@ -177,4 +179,126 @@ proptest! {
         data.extend_from_slice(&kb.to_be_bytes());
         plaintext_conversation(&data);
     }
+}
+
+/// A hook that gives every ESP proposal of the messages named in `names` the SPI `spi`.
+fn esp_spi_tamper(names: &'static [&'static str], spi: u32) -> Settings {
+    let tamper = Tamper::new(move |s: &Sealing, payloads: &mut Vec<Payload>| {
+        if names.contains(&s.name) {
+            set_esp_spi(payloads, spi);
+        }
+    });
+    Settings {
+        tamper: Some(tamper),
+        ..Settings::default()
+    }
+}
+
+fn malformed(failures: Vec<&ferrovpn_ike::Failure>) -> Vec<String> {
+    failures
+        .into_iter()
+        .filter_map(|f| match f {
+            ferrovpn_ike::Failure::Malformed(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_responder_refuses_a_quick_mode_that_names_a_reserved_spi_instead_of_a_dead_pair() {
+    // SPIs 0-255 are reserved (RFC 4303 §2.1): the data plane would refuse the pair, and the
+    // tunnel would count as up while carrying nothing.
+    for spi in [0u32, 1, 255] {
+        let mut p = Pair::with_settings(conn_a(), conn_b(), esp_spi_tamper(&["QM1"], spi));
+        p.connect();
+        assert!(p.children(Side::B).is_empty(), "SPI {spi}: no pair on B");
+        assert!(p.children(Side::A).is_empty(), "SPI {spi}: no pair on A");
+        let why = malformed(p.child_failures(Side::B));
+        assert!(
+            why.iter()
+                .any(|m| m.contains(&format!("reserved ESP SPI {spi:#010x}"))),
+            "SPI {spi}: B says why: {why:?}"
+        );
+        let told = p.events(Side::A).iter().any(|e| {
+            matches!(e, Event::NotifyReceived { notify, authenticated: true, .. }
+                if *notify == NotifyType::INVALID_SPI)
+        });
+        assert!(told, "SPI {spi}: A is told INVALID-SPI, protected");
+    }
+}
+
+#[test]
+fn an_invalid_spi_that_names_our_quick_mode_in_flight_ends_it_at_once() {
+    // What a peer sends when our own offer carried a reserved SPI: INVALID-SPI naming it.
+    // Here QM1 keeps its SPI and the peer is made to name it: the Quick Mode fails with the
+    // peer's reason instead of retransmitting QM1 until its tries run out.
+    let offered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = offered.clone();
+    let tamper = Tamper::new(
+        move |s: &Sealing, payloads: &mut Vec<Payload>| match s.name {
+            "QM1" => {
+                if let Some(Payload::Sa(sa)) = payloads.iter().find(|p| matches!(p, Payload::Sa(_)))
+                {
+                    *seen.lock().unwrap() = sa.proposals[0].spi.clone();
+                }
+                // B refuses it as if the SPI were reserved: the selectors no longer match.
+                for p in payloads.iter_mut() {
+                    if let Payload::Identification(id) = p {
+                        id.data = vec![192, 0, 2, 99];
+                    }
+                }
+            }
+            "INFO" => {
+                for p in payloads.iter_mut() {
+                    if let Payload::Notification(n) = p {
+                        if n.protocol == ProtocolId::ESP {
+                            n.notify_type = NotifyType::INVALID_SPI;
+                            n.spi = seen.lock().unwrap().clone();
+                        }
+                    }
+                }
+            }
+            _ => {}
+        },
+    );
+    let settings = Settings {
+        tamper: Some(tamper),
+        ..Settings::default()
+    };
+    let mut p = Pair::with_settings(conn_a(), conn_b(), settings);
+    p.connect();
+    assert!(!offered.lock().unwrap().is_empty());
+    assert!(p.children(Side::A).is_empty());
+    let failures = p.child_failures(Side::A);
+    assert!(
+        failures.iter().any(|f| matches!(f,
+            ferrovpn_ike::Failure::PeerNotify(t) if *t == NotifyType::INVALID_SPI)),
+        "{failures:?}"
+    );
+    assert_eq!(
+        p.sent_names(Side::A)
+            .iter()
+            .filter(|n| **n == "QM1")
+            .count(),
+        1,
+        "QM1 is not retransmitted after the refusal"
+    );
+}
+
+#[test]
+fn an_initiator_refuses_a_quick_mode_answer_that_names_a_reserved_spi() {
+    let mut p = Pair::with_settings(conn_a(), conn_b(), esp_spi_tamper(&["QM2"], 7));
+    p.connect();
+    assert!(p.children(Side::A).is_empty(), "no pair on A");
+    let why = malformed(p.child_failures(Side::A));
+    assert!(
+        why.iter()
+            .any(|m| m.contains("reserved ESP SPI 0x00000007")),
+        "A says why: {why:?}"
+    );
+    // An SPI of 256 is a valid one: the same hook with it brings the pair up.
+    let mut p = Pair::with_settings(conn_a(), conn_b(), esp_spi_tamper(&["QM2"], 256));
+    p.connect();
+    assert_eq!(p.children(Side::A).len(), 1);
+    assert_eq!(p.children(Side::A)[0].outbound.spi, 256);
 }

@@ -4,7 +4,8 @@
 //! encrypted with the session keys (`Settings::tamper`), so the initiator authenticates them.
 //!
 //! Usage: evil_peer LOCAL_IP REMOTE_IP PSK_FILE [--ike P] [--esp P] [--rewrite MM2,QM2]
-//!        [--lifetime SECONDS]
+//!        [--lifetime SECONDS] [--spi SPI]
+//! `--spi` also gives the ESP proposals of the rewritten messages that SPI (decimal).
 //! Logs one line per message and SA to stdout; runs until killed. No key is ever printed.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -12,12 +13,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals};
+use ferrovpn_ike::tamper::{Sealing, Tamper};
+use ferrovpn_ike::wire::Payload;
 use ferrovpn_ike::{ConnectionConfig, Datagram, Endpoint, Event, Settings};
-use ferrovpn_tests::hostile::lifetime_tamper;
+use ferrovpn_tests::hostile::{set_esp_spi, set_lifetimes};
 
 fn usage(why: &str) -> ExitCode {
     eprintln!("evil_peer: {why}");
-    eprintln!("usage: evil_peer LOCAL_IP REMOTE_IP PSK_FILE [--ike P] [--esp P] [--rewrite MM2,QM2] [--lifetime SECONDS]");
+    eprintln!("usage: evil_peer LOCAL_IP REMOTE_IP PSK_FILE [--ike P] [--esp P] [--rewrite MM2,QM2] [--lifetime SECONDS] [--spi SPI]");
     ExitCode::from(2)
 }
 
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let mut cfg = ConnectionConfig::new("evil", local, remote, &psk);
     let mut names = "MM2,QM2".to_string();
     let mut secs = u64::MAX;
+    let mut spi: Option<u32> = None;
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else {
@@ -55,6 +59,10 @@ fn main() -> ExitCode {
                 Ok(v) => secs = v,
                 Err(e) => return usage(&format!("--lifetime {value}: {e}")),
             },
+            "--spi" => match value.parse() {
+                Ok(v) => spi = Some(v),
+                Err(e) => return usage(&format!("--spi {value}: {e}")),
+            },
             _ => return usage(&format!("unknown option {flag}")),
         }
     }
@@ -64,8 +72,16 @@ fn main() -> ExitCode {
         .map(|n| &*Box::leak(n.trim().to_string().into_boxed_str()))
         .collect();
     let names: &'static [&'static str] = Box::leak(names.into_boxed_slice());
+    let tamper = Tamper::new(move |s: &Sealing, payloads: &mut Vec<Payload>| {
+        if names.contains(&s.name) {
+            set_lifetimes(payloads, secs, Some(secs));
+            if let Some(spi) = spi {
+                set_esp_spi(payloads, spi);
+            }
+        }
+    });
     let settings = Settings {
-        tamper: Some(lifetime_tamper(names, secs, Some(secs))),
+        tamper: Some(tamper),
         ..Settings::default()
     };
     let mut seed = [0u8; 32];
@@ -80,7 +96,8 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage(&format!("bind {addr}: {e}")),
     };
-    println!("evil_peer: responder on {addr} for {remote}, rewriting {names:?} to a lifetime of {secs} s / {secs} KB");
+    let spi_note = spi.map_or(String::new(), |v| format!(" and ESP SPI {v:#010x}"));
+    println!("evil_peer: responder on {addr} for {remote}, rewriting {names:?} to a lifetime of {secs} s / {secs} KB{spi_note}");
     let mut buf = vec![0u8; 65536];
     loop {
         let now = Instant::now();

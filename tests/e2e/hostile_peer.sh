@@ -6,6 +6,8 @@
 #                  (RFC 2409 §4.5), the log warns of the peer's value and says which lifetime
 #                  it kept and installed, and its timers
 #                  keep running (status answers a few seconds later; the IKE SA is still there)
+#   reserved-spi   QM2 names ESP SPI 5 (0-255 are reserved, RFC 4303 §2.1): the daemon refuses
+#                  the Quick Mode and logs why, lists and installs no IPsec SA, phase 1 stays up
 # Needs root (namespaces) and cargo (builds evil_peer); skips with a reason otherwise (fails
 # with CI=true). Env: FERROVPN_BIN, EVIL_PEER_BIN (default: built here, debug profile).
 set -euo pipefail
@@ -92,7 +94,50 @@ esp_lifetime_bytes = 1000000000" C_TUNNEL="$(e2e_route_based "$A_IN" 203.0.113.0
     fv_stop "$evil"
 }
 
-CASES=(lifetime-2-64)
+# The peer answers QM2 with ESP SPI 5, one of the reserved 0-255 (RFC 4303 §2.1) that the data
+# plane refuses: the daemon refuses the Quick Mode and says why, instead of counting a pair up
+# that could never carry a packet; it stays alive with phase 1 up.
+case_reserved_spi() {
+    FV_NO_IPV6=1 fv_two_ns
+    e2e_psk "$FV_TMP/a.psk" hostile-peer-secret
+    e2e_psk "$FV_TMP/b.psk" hostile-peer-secret
+    local sock="$FV_TMP/a.sock" log="$FV_TMP/daemon-a.log" elog="$FV_TMP/evil_peer.log" pid evil
+    C_SOCK="$sock" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
+        C_START=initiate C_TUNNEL="$(e2e_route_based "$A_IN" 203.0.113.0/24)" e2e_conf "$FV_TMP/a.toml"
+
+    FV_SPAWN_LOG="$elog" fv_spawn "$FV_NS_B" "$EVIL" 192.0.2.2 192.0.2.1 "$FV_TMP/b.psk" \
+        --ike aes256-sha256-modp2048 --esp aes128gcm16 --rewrite QM2 --lifetime 3600 --spi 5
+    evil="$FV_LAST_PID"
+    E2E_LOGS+=("$elog")
+    e2e_wait_udp "$FV_NS_B" 500 10 || fail "evil_peer does not listen on UDP 500"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$log"
+    pid="$E2E_PID"
+    e2e_wait_log "$log" "reserved ESP SPI 0x00000005" 20 || {
+        kill -0 "$pid" 2>/dev/null || fail "the daemon died facing a reserved SPI"
+        fail "no log line naming the reserved SPI within 20 s"
+    }
+    e2e_has "Sent QM2" "$elog" || fail "evil_peer sent no QM2"
+    local line
+    line="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "reserved ESP SPI 0x00000005" | head -1)"
+    ok "log: ${line##*ERROR }"
+    kill -0 "$pid" 2>/dev/null || fail "the daemon died"
+    local n ikes
+    n="$(e2e_q "$sock" 'len(sas)')" || fail "status --json failed"
+    [ "$n" = 0 ] || fail "status lists $n IPsec SA(s) after the refusal"
+    ikes="$(e2e_q "$sock" 'len(ikes)')" || fail "status --json failed"
+    [ "${ikes:-0}" -ge 1 ] || fail "phase 1 went down with the refused Quick Mode"
+    if e2e_has "IPsec SA installed" "$log"; then
+        fail "the daemon installed a pair with the reserved SPI"
+    fi
+    if e2e_has -E -i "panic|installing .* failed" "$log"; then
+        fail "the daemon log mentions a panic or a failed install"
+    fi
+    ok "no IPsec SA installed or listed, phase 1 up ($ikes ISAKMP SA), daemon alive"
+    e2e_down "$sock" "$pid" "$FV_NS_A" fv0
+    fv_stop "$evil"
+}
+
+CASES=(lifetime-2-64 reserved-spi)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

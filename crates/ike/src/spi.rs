@@ -12,6 +12,12 @@ use sha2::{Digest, Sha256};
 /// SPIs 1–255 are reserved (RFC 4303 §2.1), 0 means none.
 const RESERVED: u32 = 255;
 
+/// True for an SPI no SA may have (0–255, RFC 4303 §2.1): a peer that chooses one for its
+/// inbound SA gets a pair the data plane refuses to install.
+pub(crate) fn is_reserved(spi: u32) -> bool {
+    spi <= RESERVED
+}
+
 /// Hands out distinct SPIs: `next` runs a counter through a four-round Feistel network over
 /// two 16-bit halves, a bijection whatever its round keys.
 pub(crate) struct SpiAllocator {
@@ -47,7 +53,7 @@ impl SpiAllocator {
         loop {
             let spi = self.permute(self.counter);
             self.counter = self.counter.wrapping_add(1);
-            if spi > RESERVED {
+            if !is_reserved(spi) {
                 return spi;
             }
         }

@@ -112,8 +112,12 @@ impl IkeSa {
                 });
             }
             // The peer has no SA for this SPI of ours; the endpoint drops and renegotiates it.
+            // One that names the SPI of a Quick Mode of ours in flight refuses that Quick Mode.
             (NotifyType::INVALID_SPI, _)
-                if protected && self.is_established() && n.protocol == ProtocolId::ESP =>
+                if protected
+                    && self.is_established()
+                    && n.protocol == ProtocolId::ESP
+                    && !self.names_quick_mode_in_flight(&n.spi) =>
             {
                 if let Ok(spi) = <[u8; 4]>::try_from(n.spi.as_slice()) {
                     self.invalid_spi_received.push(u32::from_be_bytes(spi));
@@ -143,10 +147,7 @@ impl IkeSa {
                 // oldest Quick Mode we are waiting on.
                 let in_flight =
                     |q: &&mut QuickMode| q.retransmit.is_some() && q.role == Role::Initiator;
-                let by_spi_match = self
-                    .quick_modes
-                    .iter()
-                    .any(|q| q.retransmit.is_some() && by_spi.is_some_and(|s| s == q.spi_in));
+                let by_spi_match = self.names_quick_mode_in_flight(&n.spi);
                 let qm = self
                     .quick_modes
                     .iter_mut()
@@ -213,6 +214,16 @@ impl IkeSa {
             }
             _ => {}
         }
+    }
+
+    /// True when `spi` is the inbound SPI of a Quick Mode of ours still waiting for its answer.
+    fn names_quick_mode_in_flight(&self, spi: &[u8]) -> bool {
+        let Ok(spi) = <[u8; 4]>::try_from(spi).map(u32::from_be_bytes) else {
+            return false;
+        };
+        self.quick_modes
+            .iter()
+            .any(|q| q.retransmit.is_some() && q.spi_in == spi)
     }
 
     /// INITIAL-CONTACT in MM5/AM3 (RFC 2407 §4.6.3.3).

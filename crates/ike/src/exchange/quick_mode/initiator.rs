@@ -2,7 +2,9 @@
 //! the responder set the commit bit (RFC 2408 §4.6).
 
 use super::keys::{new_spi, pfs_secret, Pfs};
-use super::proposal::{accept_esp, describe_esp, encap_mode, esp_offer, no_esp_proposal};
+use super::proposal::{
+    accept_esp, describe_esp, encap_mode, esp_offer, no_esp_proposal, reserved_spi,
+};
 use super::seal::QmHash;
 use super::selectors::{ids_of, narrowed};
 use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
@@ -163,6 +165,10 @@ impl IkeSa {
                 .try_into()
                 .map_err(|_| InputError::Unexpected("SPI size"))?,
         );
+        if crate::spi::is_reserved(spi_out) {
+            fail_qm(self, ctx, qm, Failure::Malformed(reserved_spi(spi_out)));
+            return Ok(());
+        }
         let agreed = Agreed {
             choice,
             spi_out,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::keys::{new_spi, pfs_secret, Pfs};
-use super::proposal::{choose_esp, describe_esp, no_esp_proposal};
+use super::proposal::{choose_esp, describe_esp, no_esp_proposal, reserved_spi};
 use super::seal::QmHash;
 use super::selectors::{ids_of, requested_pair};
 use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
@@ -69,16 +69,17 @@ impl IkeSa {
         Ok(payloads)
     }
 
-    /// Refuses QM1 `message_id` with `notify` (protected) and reports why.
+    /// Refuses QM1 `message_id` with `notify` (protected; naming the SPI `spi`, or none) and
+    /// reports why.
     fn qm1_refused(
         &mut self,
         ctx: &mut Ctx<'_>,
         keys: &Keyed,
         message_id: u32,
         reason: Failure,
-        notify: NotifyType,
+        (notify, spi): (NotifyType, Vec<u8>),
     ) {
-        let _ = self.send_informational(ctx, keys, vec![esp_notify(notify, Vec::new())]);
+        let _ = self.send_informational(ctx, keys, vec![esp_notify(notify, spi)]);
         self.child_failed(ctx, message_id, reason);
     }
 
@@ -115,7 +116,7 @@ impl IkeSa {
                     keys,
                     message_id,
                     reason,
-                    NotifyType::INVALID_ID_INFORMATION,
+                    (NotifyType::INVALID_ID_INFORMATION, Vec::new()),
                 );
                 return Ok(());
             }
@@ -129,7 +130,7 @@ impl IkeSa {
                 keys,
                 message_id,
                 reason,
-                NotifyType::NO_PROPOSAL_CHOSEN,
+                (NotifyType::NO_PROPOSAL_CHOSEN, Vec::new()),
             );
             return Ok(());
         };
@@ -139,6 +140,13 @@ impl IkeSa {
                 .try_into()
                 .map_err(|_| InputError::Unexpected("SPI size"))?,
         );
+        if crate::spi::is_reserved(spi_out) {
+            let reason = Failure::Malformed(reserved_spi(spi_out));
+            // Named, so the initiator matches it to its Quick Mode (its SPI is in the offer).
+            let spi = (NotifyType::INVALID_SPI, prop.spi.clone());
+            self.qm1_refused(ctx, keys, message_id, reason, spi);
+            return Ok(());
+        }
         let peer_ke = find(&payloads, ke_of);
         let dh = match (choice.proposal.pfs_group, peer_ke) {
             (Some(g), Some(ke)) if ke.len() == g.public_len() => Some(ctx.new_dh(g)),
@@ -154,7 +162,7 @@ impl IkeSa {
                     keys,
                     message_id,
                     reason,
-                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    (NotifyType::NO_PROPOSAL_CHOSEN, Vec::new()),
                 );
                 return Ok(());
             }
@@ -167,7 +175,7 @@ impl IkeSa {
                     keys,
                     message_id,
                     Failure::InvalidKeyExchange,
-                    NotifyType::INVALID_KEY_INFORMATION,
+                    (NotifyType::INVALID_KEY_INFORMATION, Vec::new()),
                 );
                 return Ok(());
             }
