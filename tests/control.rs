@@ -83,6 +83,42 @@ fn terminate_deletes_both_sas_and_the_peer_is_told() {
 }
 
 #[test]
+fn a_pair_the_data_plane_could_not_install_is_deleted_on_both_sides_and_phase_1_stays() {
+    let mut p = connected();
+    let (spi_in, spi_out) = pairs(&p.a, &p)[0];
+    let why = "the data plane could not install it";
+    assert!(
+        !p.a.delete_child_sa(p.now, 0, spi_out, why),
+        "an SPI of the peer's"
+    );
+    assert!(
+        !p.a.delete_child_sa(p.now, 7, spi_in, why),
+        "no such connection"
+    );
+    assert!(p.a.delete_child_sa(p.now, 0, spi_in, why));
+    p.pump();
+    assert_eq!(deleted(&p, Side::A), [(spi_in, why.to_string())]);
+    assert!(pairs(&p.a, &p).is_empty());
+    // B got the DELETE: its pair is gone (after the drain time), not counted up any more.
+    assert!(deleted(&p, Side::B).is_empty() || deleted(&p, Side::B)[0].0 == spi_out);
+    p.run_for(Duration::from_secs(30));
+    assert!(
+        deleted(&p, Side::B).iter().any(|(s, _)| *s == spi_out),
+        "{:?}",
+        deleted(&p, Side::B)
+    );
+    assert!(pairs(&p.b, &p).is_empty(), "{:?}", pairs(&p.b, &p));
+    assert!(p.a.is_up(0) && p.b.is_up(0), "phase 1 stays up");
+    // The pair is missing, so the daemon's retry negotiates it again on the same phase 1.
+    assert_eq!(p.a.missing_pairs(0), [0]);
+    assert_eq!(p.a.negotiate_missing(p.now, 0), Ok(1));
+    p.pump();
+    assert_eq!(pairs(&p.a, &p).len(), 1);
+    assert_eq!(pairs(&p.b, &p).len(), 1);
+    assert_eq!(p.established(Side::A), 1, "no new phase 1");
+}
+
+#[test]
 fn terminate_of_a_connection_that_is_down_deletes_nothing_and_unknown_ones_are_refused() {
     let mut p = Pair::new(conn_a(), conn_b());
     assert_eq!(p.a.terminate(p.now, 0).unwrap(), Terminated::default());

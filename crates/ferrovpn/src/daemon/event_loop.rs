@@ -198,6 +198,19 @@ impl Daemon {
 
     /// Sends what the endpoint queued and acts on its events.
     pub(super) fn flush(&mut self) {
+        // Events may queue datagrams (a DELETE for a pair that could not be installed): they
+        // go out before the next event is handled.
+        loop {
+            self.transmit();
+            let Some(e) = self.endpoint.poll_event() else {
+                break;
+            };
+            self.observe(&e);
+            self.on_event(e);
+        }
+    }
+
+    fn transmit(&mut self) {
         while let Some(d) = self.endpoint.poll_transmit() {
             let r = if d.local.port() == 4500 {
                 let mut framed = Vec::with_capacity(d.data.len() + 4);
@@ -216,10 +229,6 @@ impl Daemon {
             if let Err(e) = r {
                 warn!("sending to {}: {e}", d.remote);
             }
-        }
-        while let Some(e) = self.endpoint.poll_event() {
-            self.observe(&e);
-            self.on_event(e);
         }
     }
 

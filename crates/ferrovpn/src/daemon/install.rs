@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ferrovpn_esp::Clock;
+use ferrovpn_esp::{Clock, SaHandle};
 use ferrovpn_ike::ChildSa;
 use tracing::{error, info};
 
@@ -34,7 +34,11 @@ impl Daemon {
     pub(super) fn install(&mut self, child: ChildSa) {
         let name = self.conn_name(child.conn).to_owned();
         let Some((inb, outb)) = convert::esp_sas(&child) else {
-            error!(conn = %name, "negotiated ESP transform {} is not implemented by the data plane", child.cipher.name());
+            let why = format!(
+                "negotiated ESP transform {} is not implemented by the data plane",
+                child.cipher.name()
+            );
+            self.not_installed(&child, None, None, &why);
             return;
         };
         let now = self.clock.now();
@@ -50,7 +54,12 @@ impl Daemon {
         let (h_in, h_out) = match (inbound, self.sad.add(&outb, now)) {
             (Ok(a), Ok(b)) => (a, b),
             (a, b) => {
-                error!(conn = %name, "installing SA pair failed: {:?} {:?}", a.err(), b.err());
+                let errors = [&a, &b].map(|r| r.as_ref().err().map(|e| e.to_string()));
+                let why = format!(
+                    "the data plane refused it ({})",
+                    errors.into_iter().flatten().collect::<Vec<_>>().join("; ")
+                );
+                self.not_installed(&child, a.ok(), b.ok(), &why);
                 return;
             }
         };
@@ -90,6 +99,38 @@ impl Daemon {
             established: Instant::now(),
             child,
         });
+    }
+
+    /// A negotiated pair the data plane could not take: the half that got in comes out again,
+    /// and IKE deletes the pair, peer told, so neither side counts a tunnel that carries
+    /// nothing; an initiating connection negotiates it again (`schedule_children_retry`).
+    fn not_installed(
+        &mut self,
+        child: &ChildSa,
+        inbound: Option<SaHandle>,
+        outbound: Option<SaHandle>,
+        why: &str,
+    ) {
+        let name = self.conn_name(child.conn).to_owned();
+        error!(conn = %name, "installing IPsec SA pair spi in {:08x} out {:08x} failed: {why}; deleting it", child.inbound.spi, child.outbound.spi);
+        if let Some(h) = inbound {
+            if let Ok(mut m) = self.shared.inbound.write() {
+                m.remove(&h);
+            }
+        }
+        for h in [inbound, outbound].into_iter().flatten() {
+            let _ = self.sad.remove(h);
+        }
+        if let Some(c) = self.conns.get_mut(child.conn) {
+            c.last_failure = Some(format!("IPsec SA pair not installed: {why}"));
+            c.failures += 1;
+        }
+        self.endpoint.delete_child_sa(
+            Instant::now(),
+            child.conn,
+            child.inbound.spi,
+            "the data plane could not install it",
+        );
     }
 
     /// The peer deleted the pair: its outbound half goes now, the inbound half drains.

@@ -209,6 +209,35 @@ impl Endpoint {
         Ok(started)
     }
 
+    /// Deletes the IPsec SA pair with our `inbound_spi`, peer told (RFC 2408 §3.15), as the
+    /// daemon does with a pair its data plane could not install: neither side then counts a
+    /// pair that carries nothing, and an initiating connection negotiates it again. False when
+    /// no ISAKMP SA of the connection holds such a pair.
+    pub fn delete_child_sa(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        inbound_spi: u32,
+        reason: &str,
+    ) -> bool {
+        let holder = self
+            .sas
+            .of_conn(conn)
+            .find(|(_, s)| s.children.iter().any(|c| c.spi_in == inbound_spi))
+            .map(|(k, _)| *k);
+        let (Some(key), Some(mut ctx)) = (holder, self.env.ctx(now, conn)) else {
+            return false;
+        };
+        let Some(sa) = self.sas.get_mut(&key) else {
+            return false;
+        };
+        let Some(i) = sa.children.iter().position(|c| c.spi_in == inbound_spi) else {
+            return false;
+        };
+        sa.delete_child(&mut ctx, i, reason);
+        true
+    }
+
     fn has_children(&self, conn: ConnId) -> bool {
         self.sas.of_conn(conn).any(|(_, s)| !s.children.is_empty())
     }
