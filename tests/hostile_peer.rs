@@ -276,10 +276,7 @@ fn an_invalid_spi_that_names_our_quick_mode_in_flight_ends_it_at_once() {
         "{failures:?}"
     );
     assert_eq!(
-        p.sent_names(Side::A)
-            .iter()
-            .filter(|n| **n == "QM1")
-            .count(),
+        p.times_sent(Side::A, "QM1"),
         1,
         "QM1 is not retransmitted after the refusal"
     );

@@ -453,6 +453,87 @@ fn a_responder_whose_mm2_is_lost_logs_the_repeated_mm1() {
 }
 
 #[test]
+fn an_mm3_unanswered_past_the_peers_half_open_time_ends_the_attempt_instead_of_retrying() {
+    // B answers MM1, then every later answer of B is lost: MM4 never arrives. strongSwan
+    // forgets such an exchange 30 s after MM1 (its half_open_timeout), so MM3 retransmissions
+    // after that would go into nothing for minutes (seen at 20 % loss).
+    let mut p = Pair::new(conn_a(), conn_b());
+    let mut from_b = 0;
+    p.filter = Box::new(move |w| {
+        if w.from == Side::B {
+            from_b += 1;
+            if from_b > 1 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(600));
+    let f = p.ike_failures(Side::A);
+    assert!(
+        matches!(f.as_slice(), [Failure::Overdue { message: "MM3", after }]
+            if (30..60).contains(&after.as_secs())),
+        "{f:?}"
+    );
+    assert!(
+        f[0].to_string().contains("MM3 still unanswered"),
+        "{}",
+        f[0]
+    );
+    // MM3 went out with the retransmissions due within 30 s (at 4, 11.2 and 24.2 s), no more.
+    assert_eq!(p.times_sent(Side::A, "MM3"), 4);
+    // The next attempt, on a path that works again, comes up.
+    p.filter = Box::new(|_| Fate::Deliver);
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(60));
+    assert!(p.a.is_up(0) && p.b.is_up(0));
+}
+
+#[test]
+fn a_responder_making_progress_is_not_forgotten_at_the_half_open_timeout() {
+    // A lossy path: B's first two MM2 and first two MM4 are lost, so Main Mode is still
+    // unfinished 20 s after MM1, the half-open timeout here. B accepted MM3 at 11.2 s: the
+    // timeout counts from there, and the MM4 B resends at 22.4 s completes phase 1.
+    let settings = Settings {
+        half_open_timeout: Duration::from_secs(20),
+        ..Settings::default()
+    };
+    let mut p = Pair::with_settings(conn_a(), conn_b(), settings);
+    // MM2 (SA, vendor IDs) is short, MM4 (a 256-byte MODP-2048 KE) is long.
+    let (mut mm2s, mut mm4s) = (0, 0);
+    p.filter = Box::new(move |w| {
+        if w.from == Side::B && w.datagram.data.len() < 300 {
+            mm2s += 1;
+            if mm2s <= 2 {
+                return Fate::Drop;
+            }
+        } else if w.from == Side::B {
+            mm4s += 1;
+            if mm4s <= 2 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(120));
+    assert!(
+        p.ike_failures(Side::B).is_empty(),
+        "{:?}",
+        p.ike_failures(Side::B)
+    );
+    assert!(
+        p.ike_failures(Side::A).is_empty(),
+        "{:?}",
+        p.ike_failures(Side::A)
+    );
+    assert!(p.a.is_up(0) && p.b.is_up(0));
+    assert_eq!(p.times_sent(Side::A, "MM1"), 3);
+    assert_eq!(p.times_sent(Side::A, "MM3"), 3);
+}
+
+#[test]
 fn unreachable_peer_gives_up_after_the_retransmissions_and_says_so() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.filter = Box::new(|_| Fate::Drop);

@@ -274,11 +274,21 @@ impl Pair {
 
     /// Names of the messages one side logged as sent, in order (MM1, MM3, …).
     pub fn sent_names(&self, side: Side) -> Vec<&'static str> {
+        self.sent(side, false)
+    }
+
+    /// How many times one side sent `name`, retransmissions included.
+    pub fn times_sent(&self, side: Side, name: &str) -> usize {
+        self.sent(side, true).iter().filter(|n| **n == name).count()
+    }
+
+    fn sent(&self, side: Side, retransmissions: bool) -> Vec<&'static str> {
         self.events(side)
             .iter()
             .filter_map(|e| match e {
                 Event::Message(m)
-                    if m.direction == ferrovpn_ike::Direction::Sent && !m.retransmission =>
+                    if m.direction == ferrovpn_ike::Direction::Sent
+                        && (retransmissions || !m.retransmission) =>
                 {
                     Some(m.name)
                 }

@@ -383,7 +383,11 @@ impl Endpoint {
         let Some(mut ctx) = self.env.ctx(now, sa.conn) else {
             return;
         };
+        let before = sa.state();
         let result = dispatch(sa, &mut ctx, &header, &d.data);
+        if result.is_ok() && sa.is_half_open() && sa.state() != before {
+            sa.progressed = now;
+        }
         if result.is_ok() && header.message_id != 0 && sa.is_established() {
             // A NAT may rebind the peer's port; follow authenticated traffic.
             sa.remote = d.remote;

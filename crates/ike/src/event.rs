@@ -134,6 +134,14 @@ pub enum Failure {
     /// tells why (RFC 3947 §4): answered, the path passes and the peer could not decrypt or
     /// verify MM5 (pre-shared keys or identities differ); unanswered, UDP 4500 is blocked.
     SilentAfterMm5 { tries: u32, probe: Udp4500Probe },
+    /// Main Mode initiator: the peer answered MM1, but `message` was still unanswered when
+    /// its retransmission fell due `after` our first MM1, past the time a responder keeps an
+    /// unfinished exchange (strongSwan's `half_open_timeout`: 30 s). Retransmitting to a peer
+    /// that has likely forgotten it is futile: this attempt ends and the next starts afresh.
+    Overdue {
+        message: &'static str,
+        after: Duration,
+    },
     /// Retransmissions exhausted; the only answer was a plain (unauthenticated, forgeable)
     /// error notify, recorded but not acted on (RFC 2408 §5: before phase 1 authenticates).
     NoResponseButPlainNotify {
@@ -252,6 +260,11 @@ impl fmt::Display for Failure {
             Failure::NoResponse { message, tries } => write!(
                 f,
                 "no response to {message} after {tries} retransmissions: peer unreachable, not running, or UDP blocked on the path"
+            ),
+            Failure::Overdue { message, after } => write!(
+                f,
+                "{message} still unanswered {}s after MM1, though the peer answered MM1: a responder drops an unfinished phase 1 after its half-open timeout (strongSwan: 30 s), so this attempt ends and the next starts afresh; packets lost on the path?",
+                after.as_secs()
             ),
             Failure::PeerNotify(n) => write!(f, "peer sent notify {}", n.name()),
             Failure::Certificate(c) => write!(f, "certificate authentication failed: {c}"),

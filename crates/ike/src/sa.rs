@@ -61,6 +61,10 @@ pub(crate) struct IkeSa {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub created: Instant,
+    /// Responder: when phase 1 last moved on (created, then MM3 and MM5 accepted); the
+    /// half-open timeout counts from here, so a peer still making progress on a lossy path is
+    /// not forgotten while it retransmits. Repeats of MM1, which anyone can send, do not count.
+    pub progressed: Instant,
     /// Creation order among responder SAs (0 for ours as initiator).
     pub serial: u64,
     pub established_at: Option<Instant>,
@@ -148,6 +152,7 @@ impl IkeSa {
             local,
             remote,
             created: now,
+            progressed: now,
             serial: 0,
             established_at: None,
             lifetime: Duration::ZERO,
@@ -508,7 +513,7 @@ impl IkeSa {
             }
         }
         if self.is_half_open() {
-            at(later(self.created, settings.half_open_timeout));
+            at(later(self.progressed, settings.half_open_timeout));
         }
         if let Some(est) = self.established_at {
             at(later(est, self.lifetime));

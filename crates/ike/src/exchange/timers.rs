@@ -1,17 +1,28 @@
 //! Everything time-driven in an ISAKMP SA: retransmissions, half-open expiry, DPD (RFC 3706
 //! §5.5), the lifetimes and rekeys of the ISAKMP SA and its IPsec SAs.
 
+use std::time::Duration;
+
 use crate::context::Ctx;
 use crate::event::{Event, Failure, Role, Udp4500Probe};
 use crate::sa::{IkeSa, Phase1, Phase1State};
 use crate::time::later;
 use crate::wire::NotifyType;
 
+/// How long a responder keeps an unfinished phase 1: strongSwan's default
+/// `half_open_timeout` (ours is `Settings::half_open_timeout`, 60 s).
+const PEER_HALF_OPEN: Duration = Duration::from_secs(30);
+
 impl IkeSa {
     /// Everything time-driven: retransmissions, half-open expiry, DPD, rekey and lifetimes.
     /// Returns true when the endpoint should start a new phase 1 to replace this one.
     pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> bool {
         let cookies = self.cookies;
+        if let Some(message) = self.overdue_mm3(ctx) {
+            let after = ctx.now.saturating_duration_since(self.created);
+            self.fail(ctx, Failure::Overdue { message, after }, None);
+            return false;
+        }
         if let Some(r) = self.retransmit.as_mut() {
             let sent = r.sent;
             match r.due(ctx, cookies) {
@@ -34,7 +45,8 @@ impl IkeSa {
                 Ok(()) => {}
             }
         }
-        if self.is_half_open() && ctx.now >= later(self.created, ctx.settings.half_open_timeout) {
+        if self.is_half_open() && ctx.now >= later(self.progressed, ctx.settings.half_open_timeout)
+        {
             let reason = match self.state() {
                 // Nothing came back after MM2/AM2: no evidence this was the peer at all.
                 _ if self.phase.computing().is_some() => Failure::Timeout,
@@ -75,6 +87,19 @@ impl IkeSa {
             return true;
         }
         false
+    }
+
+    /// Main Mode initiator, MM3 retransmission due: the responder has held its half-open state
+    /// since our first MM1 at the earliest, and strongSwan drops it `PEER_HALF_OPEN` after.
+    /// Past that, a retransmission reaches a peer that has likely forgotten the exchange
+    /// (seen against strongSwan at 20 % loss: MM4 lost, MM3 retransmitted for 165 s into
+    /// nothing), so the attempt ends and the daemon's retry starts afresh with MM1. MM5 keeps
+    /// its retransmissions: their silence is evidence for `SilentAfterMm5`'s diagnosis.
+    fn overdue_mm3(&self, ctx: &Ctx<'_>) -> Option<&'static str> {
+        let r = self.retransmit.as_ref()?;
+        let due = ctx.now >= r.next_at;
+        let late = ctx.now >= later(self.created, PEER_HALF_OPEN);
+        (self.role == Role::Initiator && r.name == "MM3" && due && late).then_some(r.name)
     }
 
     /// Why the retransmissions of `message` went unanswered, as far as we can tell.

@@ -26,6 +26,7 @@ pub struct IkeEvents {
 pub fn failure_label(f: &Failure) -> &'static str {
     match f {
         Failure::NoResponse { .. } => "no_response",
+        Failure::Overdue { .. } => "overdue",
         Failure::PeerNotify(_) => "peer_notify",
         Failure::NoProposalChosen { .. } => "no_proposal_chosen",
         Failure::AuthenticationFailed { .. } => "authentication_failed",
