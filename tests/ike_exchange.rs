@@ -534,6 +534,57 @@ fn a_responder_making_progress_is_not_forgotten_at_the_half_open_timeout() {
 }
 
 #[test]
+fn no_dpd_exchange_runs_beside_a_quick_mode_awaiting_its_answer() {
+    // B's first three Quick Mode datagrams are lost, so QM1 is retransmitted for longer than
+    // the DPD interval. An R-U-THERE meanwhile would be a second request beside QM1, which strongSwan
+    // cannot tell from a new one (it then decrypts the resent QM1 with the wrong IV).
+    let dpd = Some(ferrovpn_ike::DpdConfig {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(120),
+    });
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.dpd = dpd;
+    b.dpd = dpd;
+    let mut p = Pair::new(a, b);
+    let mut qm2s = 0;
+    p.filter = Box::new(move |w| {
+        // Exchange type, octet 18 of the ISAKMP header: 32 is Quick Mode.
+        if w.from == Side::B && w.datagram.data.get(18) == Some(&32) {
+            qm2s += 1;
+            if qm2s <= 3 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(60));
+    assert_eq!(p.children(Side::A).len(), 1);
+    // Its second retransmission goes 11.2 s after QM1: beyond the 10 s DPD interval.
+    assert!(
+        p.times_sent(Side::A, "QM1") >= 3,
+        "QM1 and its retransmissions"
+    );
+    let mut in_flight = false;
+    for e in p.events(Side::A) {
+        match e {
+            Event::Message(m) if m.direction == ferrovpn_ike::Direction::Sent => {
+                assert!(!(in_flight && m.name == "INFO"), "R-U-THERE beside QM1");
+                in_flight |= m.name == "QM1";
+            }
+            Event::ChildSaEstablished(_) => in_flight = false,
+            _ => {}
+        }
+    }
+    // Once the Quick Mode is done, DPD runs as before.
+    p.run_for(Duration::from_secs(30));
+    assert!(
+        p.times_sent(Side::A, "INFO") > 0,
+        "R-U-THERE after the Quick Mode"
+    );
+}
+
+#[test]
 fn unreachable_peer_gives_up_after_the_retransmissions_and_says_so() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.filter = Box::new(|_| Fate::Drop);

@@ -278,6 +278,11 @@ impl IkeSa {
         }
     }
 
+    /// A Quick Mode of ours is waiting for its answer (and retransmitting until it comes).
+    pub(crate) fn quick_mode_awaits_answer(&self) -> bool {
+        self.quick_modes.iter().any(|q| q.retransmit.is_some())
+    }
+
     pub fn is_half_open(&self) -> bool {
         self.role == Role::Responder && !matches!(self.phase, Phase1::Established(_) | Phase1::Dead)
     }
@@ -524,12 +529,16 @@ impl IkeSa {
             }
             if let Some(dpd) = ctx_cfg.dpd {
                 if self.features.dpd {
+                    let probing = self.quick_mode_awaits_answer();
                     match self.dpd.outstanding {
                         Some((_, sent)) => {
-                            at(later(sent, settings.retransmit_timeout));
+                            if !probing {
+                                at(later(sent, settings.retransmit_timeout));
+                            }
                             at(later(self.last_heard, dpd.timeout));
                         }
-                        None => at(later(self.last_heard, dpd.interval)),
+                        None if !probing => at(later(self.last_heard, dpd.interval)),
+                        None => {}
                     }
                 }
             }

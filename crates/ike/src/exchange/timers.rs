@@ -145,6 +145,14 @@ impl IkeSa {
             self.phase = Phase1::Dead;
             return;
         }
+        // A Quick Mode of ours awaiting its answer probes the peer already, and an exchange
+        // beside it breaks strongSwan, which recognises a retransmitted request only if it is
+        // the last request it saw: after our R-U-THERE, a resent QM1 is decrypted as new, with
+        // the wrong IV, which also corrupts the IV its QM3 needs (seen at 20 % loss: the pair up
+        // on our side, never on strongSwan's). strongSwan itself runs one exchange at a time.
+        if self.quick_mode_awaits_answer() {
+            return;
+        }
         let due = match self.dpd.outstanding {
             Some((_, sent)) => ctx.now >= later(sent, ctx.settings.retransmit_timeout),
             None => ctx.now >= later(self.last_heard, dpd.interval),
