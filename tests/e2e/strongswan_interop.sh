@@ -8,6 +8,8 @@
 # implementations agree, `ferrovpn down` makes strongSwan drop its SAs (DELETE understood).
 # Cases fv-child-deleted, fv-policy-child-deleted: strongSwan deletes ferrovpn's only pair, or
 # the second of two policy-based pairs; ferrovpn negotiates it again.
+# Cases <initiator>-<mode>-lossy: nftables in A drops 20 % (E2E_LOSS) of the IKE datagrams each
+# way at random; the tunnel is up on both sides within 150 s and carries pings both ways.
 # strongSwan with kernel-libipsec always floats to UDP 4500 and UDP-encapsulates ESP.
 # ferrovpn runs with key export on (save_keys_dir); the veth is captured with dumpcap from before
 # the first message until after the pings, and `ferrovpn decode` must name every message of the
@@ -258,6 +260,75 @@ pairs = [
 case_fv_child_deleted() { child_deleted route; }
 case_fv_policy_child_deleted() { child_deleted policy; }
 
+# e2e_lossy_ike NS PERCENT: nftables in NS drops PERCENT % of the IKE datagrams it sends and
+# receives (to UDP 500, and to UDP 4500 with the non-ESP marker; both peers use these ports), at
+# random, one draw per datagram; ESP passes. (A dropped send is EPERM to the sender.)
+e2e_lossy_ike() {
+    local ns="$1" pct="$2" hook
+    ip netns exec "$ns" nft add table inet fvloss
+    for hook in input output; do
+        ip netns exec "$ns" nft add chain inet fvloss "$hook" "{ type filter hook $hook priority 0; }"
+        ip netns exec "$ns" nft add rule inet fvloss "$hook" udp dport 500 counter
+        ip netns exec "$ns" nft add rule inet fvloss "$hook" udp dport 4500 @th,64,32 0 counter
+        ip netns exec "$ns" nft add rule inet fvloss "$hook" udp dport 500 numgen random mod 100 lt "$pct" counter drop
+        ip netns exec "$ns" nft add rule inet fvloss "$hook" udp dport 4500 @th,64,32 0 numgen random mod 100 lt "$pct" counter drop
+    done
+}
+
+# lossy INITIATOR(fv|ss) MODE: 20 % of the IKE datagrams each way are lost (nftables at random
+# in A, both directions): the tunnel still comes up on both sides within 150 s (MM1 alone gets
+# six tries in that time) and carries pings. Typically up in 0-20 s; 51 s was the slowest of 20.
+lossy() {
+    local initiator="$1" mode="$2" aggr=no extra_ss="" extra_fv="" start=initiate
+    [ "$mode" = aggressive ] && aggr=yes
+    if [ "$initiator" = ss ]; then
+        start=respond
+        [ "$mode" = aggressive ] && extra_fv="allow_aggressive_psk = true"
+    elif [ "$mode" = aggressive ]; then
+        extra_ss="    i_dont_care_about_security_and_use_aggressive_mode_psk = yes"
+    fi
+    FV_NO_IPV6=1 fv_two_ns
+    e2e_lossy_ike "$FV_NS_A" "${E2E_LOSS:-20}"
+    e2e_ss_up "$(SS_SECRET="$PSK" SS_AGGRESSIVE="$aggr" e2e_ss_conf)" "$extra_ss"
+    e2e_psk "$FV_TMP/a.psk" "$PSK"
+    SOCK_A="$FV_TMP/a.sock"
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
+        C_START="$start" C_MODE="$mode" C_ESP=aes128gcm16 C_EXTRA="$extra_fv" \
+        C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/ferrovpn.log"
+    PID_A="$E2E_PID"
+    if [ "$initiator" = ss ]; then
+        e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"
+        # Under loss swanctl's own wait may end first; the SAs are waited for below.
+        fv_swanctl "$FV_NS_B" --initiate --child fv --timeout 90 >"$FV_TMP/initiate.log" 2>&1 || true
+    fi
+    local t0=$SECONDS
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 150 || fail "ferrovpn: no IPsec SA within 150 s at ${E2E_LOSS:-20} % IKE loss"
+    # A lost QM3 is recovered by charon's QM2 retransmissions (4, 11, 24, 47, 90 s after QM2).
+    local i
+    for ((i = 0; i < 750; i++)); do
+        fv_swanctl "$FV_NS_B" --list-sas 2>/dev/null | grep INSTALLED >/dev/null && break
+        sleep 0.2
+    done
+    e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
+    ok "the pair is up on both sides $((SECONDS - t0)) s after ferrovpn started"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 3
+    e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 3
+    local counts
+    counts="$(ip netns exec "$FV_NS_A" nft list table inet fvloss | awk '/packets/ {
+        for (i = 1; i < NF; i++) if ($i == "packets") { if (/drop/) d += $(i + 1); else n += $(i + 1) } }
+        END { print d + 0 " of " n + 0 }')"
+    ok "up on both sides and pings pass; $counts IKE datagrams were dropped on the way"
+    if [ -n "${E2E_STORE:-}" ]; then
+        # Debugging aid: both logs of each run, to read what the loss did.
+        mkdir -p "$E2E_STORE"
+        cp "$FV_TMP/ferrovpn.log" "$E2E_STORE/$E2E_CASE-$(date +%H%M%S).ferrovpn.log"
+        cp "$(fv_charon_dir "$FV_NS_B")/charon.log" "$E2E_STORE/$E2E_CASE-$(date +%H%M%S).charon.log"
+    fi
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
 # Case names: <initiator>-<mode>-<esp>, fv = ferrovpn initiates, ss = strongSwan initiates.
 declare -A ESP=([gcm]=aes128gcm16 [pfs]=aes128-sha256-modp2048)
 CASES=()
@@ -270,6 +341,12 @@ for who in fv ss; do
     done
 done
 CASES+=(fv-child-deleted fv-policy-child-deleted)
+for who in fv ss; do
+    for mode in main aggressive; do
+        CASES+=("$who-$mode-lossy")
+        eval "case_${who}_${mode}_lossy() { lossy $who $mode; }"
+    done
+done
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -86,12 +86,12 @@ e2e_summary() {
     e2e_say "=== $title: OK"
 }
 
-# Print the last lines of every daemon log of this case.
+# Print the last lines (E2E_LOG_LINES, 40) of every daemon log of this case.
 e2e_dump_logs() {
-    local l
+    local l n="${E2E_LOG_LINES:-40}"
     for l in "${E2E_LOGS[@]}"; do
-        e2e_say "--- last 40 lines of $(basename "$l")"
-        tail -n 40 "$l" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >&2 || true
+        e2e_say "--- last $n lines of $(basename "$l")"
+        tail -n "$n" "$l" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >&2 || true
     done
 }
 
