@@ -45,16 +45,23 @@ print(pi, po)'
 # close_enough SENT RECEIVED DROPPED: sent = received + dropped by the receiver's kernel.
 close_enough() { python3 -c "import sys; o,i,d=$1,$2,$3; sys.exit(0 if o>0 and i<=o and abs(o-i-d) <= max(2, o//200) else 1)"; }
 
-# interop INITIATOR(fv|ss) MODE(main|aggressive) ESP
-interop() {
-    local initiator="$1" mode="$2" esp="$3" aggr=no extra_ss="" extra_fv="" start=initiate
-    [ "$mode" = aggressive ] && aggr=yes
-    if [ "$initiator" = ss ]; then
+# roles INITIATOR(fv|ss) MODE(main|aggressive): sets the caller's aggr, start, extra_ss and
+# extra_fv: who starts, and the opt-in an Aggressive Mode PSK responder needs.
+roles() {
+    aggr=no extra_ss="" extra_fv="" start=initiate
+    [ "$2" = aggressive ] && aggr=yes
+    if [ "$1" = ss ]; then
         start=respond
-        [ "$mode" = aggressive ] && extra_fv="allow_aggressive_psk = true"
-    elif [ "$mode" = aggressive ]; then
+        [ "$2" = aggressive ] && extra_fv="allow_aggressive_psk = true"
+    elif [ "$2" = aggressive ]; then
         extra_ss="    i_dont_care_about_security_and_use_aggressive_mode_psk = yes"
     fi
+}
+
+# interop INITIATOR(fv|ss) MODE(main|aggressive) ESP
+interop() {
+    local initiator="$1" mode="$2" esp="$3" aggr extra_ss extra_fv start
+    roles "$initiator" "$mode"
 
     FV_NO_IPV6=1 fv_two_ns
     if [ -n "${E2E_PCAP:-}" ]; then
@@ -279,14 +286,8 @@ e2e_lossy_ike() {
 # in A, both directions): the tunnel still comes up on both sides within 150 s (MM1 alone gets
 # six tries in that time) and carries pings. Typically up in 0-20 s; 51 s was the slowest of 20.
 lossy() {
-    local initiator="$1" mode="$2" aggr=no extra_ss="" extra_fv="" start=initiate
-    [ "$mode" = aggressive ] && aggr=yes
-    if [ "$initiator" = ss ]; then
-        start=respond
-        [ "$mode" = aggressive ] && extra_fv="allow_aggressive_psk = true"
-    elif [ "$mode" = aggressive ]; then
-        extra_ss="    i_dont_care_about_security_and_use_aggressive_mode_psk = yes"
-    fi
+    local initiator="$1" mode="$2" aggr extra_ss extra_fv start
+    roles "$initiator" "$mode"
     FV_NO_IPV6=1 fv_two_ns
     e2e_lossy_ike "$FV_NS_A" "${E2E_LOSS:-20}"
     e2e_ss_up "$(SS_SECRET="$PSK" SS_AGGRESSIVE="$aggr" e2e_ss_conf)" "$extra_ss"
@@ -341,9 +342,13 @@ for who in fv ss; do
     done
 done
 CASES+=(fv-child-deleted fv-policy-child-deleted)
+# In CI: Main Mode each way (the cells of the three loss fixes); the Aggressive Mode two run on
+# request (E2E_CASES). Each lossy case can fail by chance: when strongSwan initiates, a QM3 lost
+# on every one of our QM2 retransmissions leaves strongSwan with a pair ferrovpn never installs
+# (well under 1 % at 20 %, see docs/INTEROP.md); two cases keep that risk small in every CI run.
+CASES+=(fv-main-lossy ss-main-lossy)
 for who in fv ss; do
     for mode in main aggressive; do
-        CASES+=("$who-$mode-lossy")
         eval "case_${who}_${mode}_lossy() { lossy $who $mode; }"
     done
 done
