@@ -515,8 +515,8 @@ pub struct Settings {
     pub max_half_open: usize,
     /// Responder IKE SAs not yet authenticated from one peer address (any port).
     pub max_half_open_per_peer: usize,
-    /// A responder SA that does not move on in this time (from MM1/AM1, then each of MM3 and
-    /// MM5 accepted) is forgotten.
+    /// A responder SA that does not move on in this time (from MM1/AM1, then from MM3
+    /// accepted) is forgotten.
     pub half_open_timeout: Duration,
     /// Start rekeying this long before a lifetime ends (plus jitter-free margin for tests).
     pub rekey_margin: Duration,

@@ -61,9 +61,10 @@ pub(crate) struct IkeSa {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub created: Instant,
-    /// Responder: when phase 1 last moved on (created, then MM3 and MM5 accepted); the
-    /// half-open timeout counts from here, so a peer still making progress on a lossy path is
-    /// not forgotten while it retransmits. Repeats of MM1, which anyone can send, do not count.
+    /// Responder: when phase 1 last moved on (created, then MM3 accepted; MM5 or AM3 ends it);
+    /// the half-open timeout counts from here, so a peer still making progress on a lossy path
+    /// is not forgotten while it retransmits. Repeats of MM1, which anyone can send, do not
+    /// count.
     pub progressed: Instant,
     /// Creation order among responder SAs (0 for ours as initiator).
     pub serial: u64,

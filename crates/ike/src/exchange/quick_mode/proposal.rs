@@ -172,13 +172,13 @@ pub(super) fn describe_esp(sa: &SaPayload) -> String {
     v.join(", ")
 }
 
-/// NO-PROPOSAL-CHOSEN for a Quick Mode: our ESP proposals and what the peer's side was.
 /// Why a proposal or answer naming a reserved ESP SPI (RFC 4303 §2.1) is refused: the data
 /// plane could not install the pair, and the tunnel would be up without carrying traffic.
 pub(crate) fn reserved_spi(spi: u32) -> String {
     format!("the peer chose the reserved ESP SPI {spi:#010x} (0-255 are reserved, RFC 4303 §2.1)")
 }
 
+/// NO-PROPOSAL-CHOSEN for a Quick Mode: our ESP proposals and what the peer's side was.
 pub(crate) fn no_esp_proposal(ours: &[EspProposal], theirs: String) -> Failure {
     Failure::NoProposalChosen {
         ours: describe_esp_ours(ours),
