@@ -189,6 +189,65 @@ fn several_quick_modes_share_one_phase_1_for_policy_based_subnet_pairs() {
 }
 
 #[test]
+fn our_quick_modes_go_one_at_a_time_so_a_retransmitted_qm1_is_the_last_request() {
+    // strongSwan recognises a retransmitted request only if it is the last one it saw: with
+    // two QM1s out at once, a lost QM2 makes the first QM1's copy look new to it (decrypted
+    // with the wrong IV). Two pairs, B's first two Quick Mode datagrams lost.
+    let (mut a, mut b) = (conn_a(), conn_b());
+    let net = |s: &str, len| TrafficSelector::subnet(s.parse().unwrap(), len);
+    a.children = vec![
+        ChildConfig {
+            local_ts: net("198.51.100.0", 25),
+            remote_ts: net("203.0.113.0", 25),
+        },
+        ChildConfig {
+            local_ts: net("198.51.100.128", 25),
+            remote_ts: net("203.0.113.128", 25),
+        },
+    ];
+    b.children = a
+        .children
+        .iter()
+        .map(|c| ChildConfig {
+            local_ts: c.remote_ts,
+            remote_ts: c.local_ts,
+        })
+        .collect();
+    let mut p = Pair::new(a, b);
+    let mut lost = 0;
+    p.filter = Box::new(move |w| {
+        if w.from == Side::B && w.datagram.data.get(18) == Some(&32) && lost < 2 {
+            lost += 1;
+            return Fate::Drop;
+        }
+        Fate::Deliver
+    });
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(60));
+    assert_eq!(p.children(Side::A).len(), 2);
+    assert_eq!(p.children(Side::B).len(), 2);
+    // A's Quick Mode messages in order: a QM1 (first or resent) only for the one in flight.
+    let mut in_flight: Option<u32> = None;
+    for e in p.events(Side::A) {
+        let Event::Message(m) = e else { continue };
+        match (m.direction, m.name) {
+            (ferrovpn_ike::Direction::Sent, "QM1") => {
+                assert!(
+                    in_flight.is_none_or(|id| id == m.message_id),
+                    "QM1 {:08x} while {:08x} awaits its QM2",
+                    m.message_id,
+                    in_flight.unwrap_or_default()
+                );
+                in_flight = Some(m.message_id);
+            }
+            (ferrovpn_ike::Direction::Received, "QM2") => in_flight = None,
+            _ => {}
+        }
+    }
+    assert!(p.times_sent(Side::A, "QM1") >= 3, "a QM1 was resent");
+}
+
+#[test]
 fn wrong_psk_fails_with_authentication_failed_on_both_sides() {
     let (a, mut b) = (conn_a(), conn_b());
     b.psk = ferrovpn_ike::crypto::Secret::new(b"another-psk".to_vec());

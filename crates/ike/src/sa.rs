@@ -88,6 +88,8 @@ pub(crate) struct IkeSa {
     pub initial_contact_received: bool,
     /// When to start the Quick Modes of an Aggressive Mode initiator.
     pub quick_modes_at: Option<Instant>,
+    /// Quick Modes of ours waiting for the one in flight to finish: (pair, SPI it replaces).
+    pub queued_quick_modes: Vec<(usize, Option<u32>)>,
     /// Last INVALID-HASH-INFORMATION sent (rate limit).
     pub hash_notify_at: Option<Instant>,
     /// A malformed phase 1 message was answered with its notify (once per SA).
@@ -171,6 +173,7 @@ impl IkeSa {
             rekey_started: false,
             initial_contact_received: false,
             quick_modes_at: None,
+            queued_quick_modes: Vec::new(),
             hash_notify_at: None,
             malformed_notified: false,
             invalid_spi_received: Vec::new(),
@@ -282,6 +285,14 @@ impl IkeSa {
     /// A Quick Mode of ours is waiting for its answer (and retransmitting until it comes).
     pub(crate) fn quick_mode_awaits_answer(&self) -> bool {
         self.quick_modes.iter().any(|q| q.retransmit.is_some())
+    }
+
+    /// A Quick Mode for configured pair `index` is under way or waiting its turn.
+    pub(crate) fn quick_mode_pending(&self, index: usize) -> bool {
+        self.quick_modes
+            .iter()
+            .any(|q| q.child_index == index && !q.state.is_done())
+            || self.queued_quick_modes.iter().any(|(i, _)| *i == index)
     }
 
     pub fn is_half_open(&self) -> bool {

@@ -202,9 +202,7 @@ impl Endpoint {
         };
         let mut started = 0;
         for i in missing {
-            let before = sa.quick_modes.len();
-            sa.quick_mode_initiate(&mut ctx, &keys, i, None);
-            started += usize::from(sa.quick_modes.len() > before);
+            started += usize::from(sa.quick_mode_initiate(&mut ctx, &keys, i, None));
         }
         Ok(started)
     }
@@ -318,17 +316,14 @@ fn is_dead(s: &IkeSa) -> bool {
 
 /// A Quick Mode for configured pair `index` is under way on `sa`.
 fn qm_in_flight(sa: &IkeSa, index: usize) -> bool {
-    sa.quick_modes
-        .iter()
-        .any(|q| q.child_index == index && !q.state.is_done())
+    sa.quick_mode_pending(index)
 }
 
-/// Starts a Quick Mode replacing the pair whose inbound SPI is `spi`; true when QM1 went out.
+/// Starts a Quick Mode replacing the pair whose inbound SPI is `spi`; true when QM1 went out
+/// (or waits its turn).
 fn start_rekey(sa: &mut IkeSa, ctx: &mut Ctx<'_>, index: usize, spi: u32) -> bool {
     let Some(keys) = sa.keyed() else {
         return false;
     };
-    let before = sa.quick_modes.len();
-    sa.quick_mode_initiate(ctx, &keys, index, Some(spi));
-    sa.quick_modes.len() > before
+    sa.quick_mode_initiate(ctx, &keys, index, Some(spi))
 }

@@ -65,6 +65,8 @@ impl IkeSa {
             return false;
         }
         self.quick_mode_timers(ctx);
+        // One that gave up just now lets the next queued one go.
+        self.start_queued_quick_mode(ctx);
         let Some(est) = self.established_at else {
             return false;
         };
@@ -197,10 +199,7 @@ impl IkeSa {
                     .children
                     .iter()
                     .any(|c| c.child_index == index && c.retire_at.is_none());
-                let pending = self
-                    .quick_modes
-                    .iter()
-                    .any(|q| q.child_index == index && !q.state.is_done());
+                let pending = self.quick_mode_pending(index);
                 if let (true, false, false, Some(keys)) = (ours, replaced, pending, self.keyed()) {
                     self.quick_mode_initiate(ctx, &keys, index, None);
                 }

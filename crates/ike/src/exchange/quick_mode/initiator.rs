@@ -20,30 +20,40 @@ use crate::time::later;
 use crate::wire::{Flags, Header, Identification, Payload, PayloadType};
 
 impl IkeSa {
-    /// QM1: HDR*, HASH(1), SA, Ni [, KE] , IDci, IDcr.
+    /// QM1: HDR*, HASH(1), SA, Ni [, KE] , IDci, IDcr. True when QM1 went out or waits its
+    /// turn behind ours in flight.
     pub(crate) fn quick_mode_initiate(
         &mut self,
         ctx: &mut Ctx<'_>,
         keys: &Keyed,
         child_index: usize,
         replaces: Option<u32>,
-    ) {
+    ) -> bool {
         let Some(mut child) = ctx.cfg.children.get(child_index).copied() else {
-            return;
+            return false;
         };
+        if self.our_quick_mode_in_flight() {
+            // One at a time, as strongSwan initiates: it recognises a retransmitted request
+            // only if it is the last request it saw, so a QM1 resent after another QM1 would
+            // be decrypted as new, with the wrong IV (see `quick_mode_awaits_answer`).
+            if !self.queued_quick_modes.contains(&(child_index, replaces)) {
+                self.queued_quick_modes.push((child_index, replaces));
+            }
+            return true;
+        }
         let v6 = child.local_ts.addr.is_ipv6();
         if ctx.cfg.remote_access.is_some() {
             // A remote-access client's pair of a family is named by the address the gateway
             // assigned in that family; without one it is not negotiated (issue 14).
             let Some(ts) = self.assigned_local.iter().find(|t| t.addr.is_ipv6() == v6) else {
-                return;
+                return false;
             };
             child.local_ts = *ts;
         }
         if ctx.cfg.gateway.is_some() {
             // A gateway rekeys a client's pair with the client's address (issue 14).
             let Some(a) = self.assigned_remote.iter().find(|a| a.is_ipv6() == v6) else {
-                return;
+                return false;
             };
             child.remote_ts = crate::config::TrafficSelector::host(*a);
         }
@@ -93,9 +103,34 @@ impl IkeSa {
             Flags(0)
         };
         match self.seal_qm(ctx, keys, &mut qm, "QM1", rest, QmHash::One, flags, true) {
-            Ok(()) => self.quick_modes.push(qm),
-            Err(f) => self.child_failed(ctx, message_id, f),
+            Ok(()) => {
+                self.quick_modes.push(qm);
+                true
+            }
+            Err(f) => {
+                self.child_failed(ctx, message_id, f);
+                false
+            }
         }
+    }
+
+    /// A Quick Mode of ours (as initiator) is waiting for its answer.
+    fn our_quick_mode_in_flight(&self) -> bool {
+        self.quick_modes
+            .iter()
+            .any(|q| q.role == Role::Initiator && q.retransmit.is_some())
+    }
+
+    /// Starts the next queued Quick Mode once none of ours is in flight.
+    pub(crate) fn start_queued_quick_mode(&mut self, ctx: &mut Ctx<'_>) {
+        if self.queued_quick_modes.is_empty() || self.our_quick_mode_in_flight() {
+            return;
+        }
+        let Some(keys) = self.established_keys() else {
+            return;
+        };
+        let (index, replaces) = self.queued_quick_modes.remove(0);
+        self.quick_mode_initiate(ctx, &keys, index, replaces);
     }
 
     /// QM2 → QM3 as initiator; installs the SA pair (or waits for CONNECTED).
