@@ -7,8 +7,8 @@ use std::time::Duration;
 use ferrovpn_ike::proposal::{parse_esp_proposals, parse_ike_proposals};
 use ferrovpn_ike::wire::{ExchangeType, Header, NotifyType};
 use ferrovpn_ike::{
-    ChildConfig, EspEncapsulation, Event, Failure, IdValue, NatTraversal, Phase1Mode, Settings,
-    TrafficSelector,
+    ChildConfig, ConnectionConfig, EspEncapsulation, Event, Failure, IdValue, NatTraversal,
+    Phase1Mode, Settings, TrafficSelector,
 };
 use ferrovpn_tests::*;
 
@@ -150,8 +150,8 @@ fn aggressive_mode_psk_is_refused_by_default_as_responder() {
     assert!(p.children(Side::A).is_empty());
 }
 
-#[test]
-fn several_quick_modes_share_one_phase_1_for_policy_based_subnet_pairs() {
+/// A and B with two policy-based pairs, 198.51.100.0/25 ⇄ 203.0.113.0/25 and the upper halves.
+fn two_policy_pairs() -> (ConnectionConfig, ConnectionConfig) {
     let (mut a, mut b) = (conn_a(), conn_b());
     let net = |s: &str, len| TrafficSelector::subnet(s.parse().unwrap(), len);
     a.children = vec![
@@ -172,6 +172,12 @@ fn several_quick_modes_share_one_phase_1_for_policy_based_subnet_pairs() {
             remote_ts: c.local_ts,
         })
         .collect();
+    (a, b)
+}
+
+#[test]
+fn several_quick_modes_share_one_phase_1_for_policy_based_subnet_pairs() {
+    let (a, b) = two_policy_pairs();
     let mut p = Pair::new(a, b);
     p.connect();
     assert_eq!(p.established(Side::A), 1);
@@ -193,26 +199,7 @@ fn our_quick_modes_go_one_at_a_time_so_a_retransmitted_qm1_is_the_last_request()
     // strongSwan recognises a retransmitted request only if it is the last one it saw: with
     // two QM1s out at once, a lost QM2 makes the first QM1's copy look new to it (decrypted
     // with the wrong IV). Two pairs, B's first two Quick Mode datagrams lost.
-    let (mut a, mut b) = (conn_a(), conn_b());
-    let net = |s: &str, len| TrafficSelector::subnet(s.parse().unwrap(), len);
-    a.children = vec![
-        ChildConfig {
-            local_ts: net("198.51.100.0", 25),
-            remote_ts: net("203.0.113.0", 25),
-        },
-        ChildConfig {
-            local_ts: net("198.51.100.128", 25),
-            remote_ts: net("203.0.113.128", 25),
-        },
-    ];
-    b.children = a
-        .children
-        .iter()
-        .map(|c| ChildConfig {
-            local_ts: c.remote_ts,
-            remote_ts: c.local_ts,
-        })
-        .collect();
+    let (a, b) = two_policy_pairs();
     let mut p = Pair::new(a, b);
     let mut lost = 0;
     p.filter = Box::new(move |w| {
