@@ -8,10 +8,6 @@ use ferrovpn_ike::wire::{ExchangeType, Header, NotifyType};
 use ferrovpn_ike::{DpdConfig, Event, Failure, NatTraversal, Phase1Mode, Settings, Udp4500Probe};
 use ferrovpn_tests::*;
 
-fn exchange(w: &Wire) -> Option<ExchangeType> {
-    Header::parse(&w.datagram.data).ok().map(|h| h.exchange)
-}
-
 /// A strongSwan-like responder with another PSK: it cannot decrypt MM5 and stays silent (its
 /// plain AUTHENTICATION-FAILED, which strongSwan does not send, is dropped here).
 fn wrong_psk_silent_peer(force_nat: bool, block_4500: bool) -> Pair {
@@ -24,7 +20,7 @@ fn wrong_psk_silent_peer(force_nat: bool, block_4500: bool) -> Pair {
     let mut p = Pair::new(a, b);
     p.filter = Box::new(move |w| {
         let to_4500 = w.from == Side::A && w.datagram.remote.port() == 4500;
-        if (w.from == Side::B && exchange(w) == Some(ExchangeType::INFORMATIONAL))
+        if (w.from == Side::B && w.exchange() == Some(ExchangeType::INFORMATIONAL))
             || (block_4500 && to_4500)
         {
             Fate::Drop
@@ -63,7 +59,7 @@ fn silence_after_mm5_on_4500_with_the_probe_answered_is_a_psk_mismatch() {
         .iter()
         .filter(|w| {
             w.from == Side::A
-                && exchange(w) == Some(ExchangeType::IDENTITY_PROTECTION)
+                && w.exchange() == Some(ExchangeType::IDENTITY_PROTECTION)
                 && w.datagram.remote.port() == 4500
                 && Header::parse(&w.datagram.data).is_ok_and(|h| h.responder_spi == [0; 8])
         })
@@ -161,7 +157,7 @@ fn a_repeated_am3_names_a_peer_waiting_for_something_we_never_send() {
     let mut p = Pair::new(a, b);
     p.filter = Box::new(|w| {
         let am3 = w.from == Side::A
-            && exchange(w) == Some(ExchangeType::AGGRESSIVE)
+            && w.exchange() == Some(ExchangeType::AGGRESSIVE)
             && Header::parse(&w.datagram.data).is_ok_and(|h| h.flags.contains(1));
         if am3 {
             Fate::Duplicate
@@ -197,7 +193,7 @@ fn dpd_does_not_probe_a_peer_that_keeps_repeating_an_answered_message() {
     let mut p = Pair::with_settings(a, b, settings);
     // B's QM2 never reaches A: A repeats QM1 every 2 s and B answers from its reply cache.
     p.filter = Box::new(|w| {
-        if w.from == Side::B && exchange(w) == Some(ExchangeType::QUICK_MODE) {
+        if w.from == Side::B && w.exchange() == Some(ExchangeType::QUICK_MODE) {
             Fate::Drop
         } else {
             Fate::Deliver

@@ -201,14 +201,7 @@ fn our_quick_modes_go_one_at_a_time_so_a_retransmitted_qm1_is_the_last_request()
     // with the wrong IV). Two pairs, B's first two Quick Mode datagrams lost.
     let (a, b) = two_policy_pairs();
     let mut p = Pair::new(a, b);
-    let mut lost = 0;
-    p.filter = Box::new(move |w| {
-        if w.from == Side::B && w.datagram.data.get(18) == Some(&32) && lost < 2 {
-            lost += 1;
-            return Fate::Drop;
-        }
-        Fate::Deliver
-    });
+    p.filter = lose_first(Side::B, 2, is_quick_mode);
     p.a.initiate(p.now, 0);
     p.run_for(Duration::from_secs(60));
     assert_eq!(p.children(Side::A).len(), 2);
@@ -547,21 +540,10 @@ fn a_responder_making_progress_is_not_forgotten_at_the_half_open_timeout() {
     };
     let mut p = Pair::with_settings(conn_a(), conn_b(), settings);
     // MM2 (SA, vendor IDs) is short, MM4 (a 256-byte MODP-2048 KE) is long.
-    let (mut mm2s, mut mm4s) = (0, 0);
-    p.filter = Box::new(move |w| {
-        if w.from == Side::B && w.datagram.data.len() < 300 {
-            mm2s += 1;
-            if mm2s <= 2 {
-                return Fate::Drop;
-            }
-        } else if w.from == Side::B {
-            mm4s += 1;
-            if mm4s <= 2 {
-                return Fate::Drop;
-            }
-        }
-        Fate::Deliver
-    });
+    p.filter = either(
+        lose_first(Side::B, 2, |w| w.datagram.data.len() < 300),
+        lose_first(Side::B, 2, |w| w.datagram.data.len() >= 300),
+    );
     p.a.initiate(p.now, 0);
     p.run_for(Duration::from_secs(120));
     assert!(
@@ -592,17 +574,7 @@ fn no_dpd_exchange_runs_beside_a_quick_mode_awaiting_its_answer() {
     a.dpd = dpd;
     b.dpd = dpd;
     let mut p = Pair::new(a, b);
-    let mut qm2s = 0;
-    p.filter = Box::new(move |w| {
-        // Exchange type, octet 18 of the ISAKMP header: 32 is Quick Mode.
-        if w.from == Side::B && w.datagram.data.get(18) == Some(&32) {
-            qm2s += 1;
-            if qm2s <= 3 {
-                return Fate::Drop;
-            }
-        }
-        Fate::Deliver
-    });
+    p.filter = lose_first(Side::B, 3, is_quick_mode);
     p.a.initiate(p.now, 0);
     p.run_for(Duration::from_secs(60));
     assert_eq!(p.children(Side::A).len(), 1);

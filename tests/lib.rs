@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ferrovpn_ike::dh_job::DhJob;
+use ferrovpn_ike::wire::{ExchangeType, Header};
 use ferrovpn_ike::{ChildSa, ConnectionConfig, Datagram, Endpoint, Event, Failure, Settings};
 
 pub const ADDR_A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -36,7 +37,41 @@ pub struct Wire {
     pub seq: usize,
 }
 
-type Filter = Box<dyn FnMut(&Wire) -> Fate>;
+impl Wire {
+    /// The ISAKMP exchange type (RFC 2408 §3.1), if the datagram starts with a header.
+    pub fn exchange(&self) -> Option<ExchangeType> {
+        Header::parse(&self.datagram.data).ok().map(|h| h.exchange)
+    }
+}
+
+pub type Filter = Box<dyn FnMut(&Wire) -> Fate>;
+
+/// A network that loses the first `n` datagrams from `side` that `pick` selects and delivers
+/// everything else.
+pub fn lose_first(side: Side, n: usize, pick: impl Fn(&Wire) -> bool + 'static) -> Filter {
+    let mut lost = 0;
+    Box::new(move |w| {
+        if w.from == side && lost < n && pick(w) {
+            lost += 1;
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    })
+}
+
+/// A Quick Mode datagram (for `lose_first`).
+pub fn is_quick_mode(w: &Wire) -> bool {
+    w.exchange() == Some(ExchangeType::QUICK_MODE)
+}
+
+/// Either filter's loss (for separately counted losses of disjoint kinds of datagram).
+pub fn either(mut first: Filter, mut second: Filter) -> Filter {
+    Box::new(move |w| match first(w) {
+        Fate::Deliver => second(w),
+        fate => fate,
+    })
+}
 type Rewrite = Box<dyn FnMut(&mut Datagram, Side)>;
 
 pub struct Pair {

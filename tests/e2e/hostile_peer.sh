@@ -38,23 +38,33 @@ B_IN=203.0.113.1
 IKE_LIFE=28800 # ike_lifetime = "8h"
 ESP_LIFE=3600  # esp_lifetime = "1h"
 
-case_lifetime_2_64() {
+# Namespaces A and B, the daemon in A initiating to evil_peer in B (both knowing the PSK).
+# $1: extra lines for A's connection; the rest: evil_peer's options. Sets SOCK, LOG, ELOG (the
+# peer's log), PID (the daemon) and EVIL (the peer).
+evil_setup() {
+    local extra="$1"
+    shift
     FV_NO_IPV6=1 fv_two_ns
     e2e_psk "$FV_TMP/a.psk" hostile-peer-secret
     e2e_psk "$FV_TMP/b.psk" hostile-peer-secret
-    local sock="$FV_TMP/a.sock" log="$FV_TMP/daemon-a.log" elog="$FV_TMP/evil_peer.log" pid evil
-    C_SOCK="$sock" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
-        C_START=initiate C_EXTRA="ike_lifetime = \"8h\"
-esp_lifetime = \"1h\"
-esp_lifetime_bytes = 1000000000" C_TUNNEL="$(e2e_route_based "$A_IN" 203.0.113.0/24)" e2e_conf "$FV_TMP/a.toml"
-
-    FV_SPAWN_LOG="$elog" fv_spawn "$FV_NS_B" "$EVIL" 192.0.2.2 192.0.2.1 "$FV_TMP/b.psk" \
-        --ike aes256-sha256-modp2048 --esp aes128gcm16 --rewrite MM2,QM2
-    evil="$FV_LAST_PID"
-    E2E_LOGS+=("$elog")
+    SOCK="$FV_TMP/a.sock" LOG="$FV_TMP/daemon-a.log" ELOG="$FV_TMP/evil_peer.log"
+    C_SOCK="$SOCK" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
+        C_START=initiate C_EXTRA="$extra" C_TUNNEL="$(e2e_route_based "$A_IN" 203.0.113.0/24)" \
+        e2e_conf "$FV_TMP/a.toml"
+    FV_SPAWN_LOG="$ELOG" fv_spawn "$FV_NS_B" "$EVIL" 192.0.2.2 192.0.2.1 "$FV_TMP/b.psk" \
+        --ike aes256-sha256-modp2048 --esp aes128gcm16 "$@"
+    EVIL="$FV_LAST_PID"
+    E2E_LOGS+=("$ELOG")
     e2e_wait_udp "$FV_NS_B" 500 10 || fail "evil_peer does not listen on UDP 500"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$log"
-    pid="$E2E_PID"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$LOG"
+    PID="$E2E_PID"
+}
+
+case_lifetime_2_64() {
+    evil_setup 'ike_lifetime = "8h"
+esp_lifetime = "1h"
+esp_lifetime_bytes = 1000000000' --rewrite MM2,QM2
+    local sock="$SOCK" log="$LOG" elog="$ELOG" pid="$PID" evil="$EVIL"
     e2e_wait_sas "$sock" "$pid" 1 20 || {
         kill -0 "$pid" 2>/dev/null || fail "the daemon died facing a 2^64-1 s lifetime"
         fail "no IPsec SA within 20 s"
@@ -98,20 +108,8 @@ esp_lifetime_bytes = 1000000000" C_TUNNEL="$(e2e_route_based "$A_IN" 203.0.113.0
 # plane refuses: the daemon refuses the Quick Mode and says why, instead of counting a pair up
 # that could never carry a packet; it stays alive with phase 1 up.
 case_reserved_spi() {
-    FV_NO_IPV6=1 fv_two_ns
-    e2e_psk "$FV_TMP/a.psk" hostile-peer-secret
-    e2e_psk "$FV_TMP/b.psk" hostile-peer-secret
-    local sock="$FV_TMP/a.sock" log="$FV_TMP/daemon-a.log" elog="$FV_TMP/evil_peer.log" pid evil
-    C_SOCK="$sock" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
-        C_START=initiate C_TUNNEL="$(e2e_route_based "$A_IN" 203.0.113.0/24)" e2e_conf "$FV_TMP/a.toml"
-
-    FV_SPAWN_LOG="$elog" fv_spawn "$FV_NS_B" "$EVIL" 192.0.2.2 192.0.2.1 "$FV_TMP/b.psk" \
-        --ike aes256-sha256-modp2048 --esp aes128gcm16 --rewrite QM2 --lifetime 3600 --spi 5
-    evil="$FV_LAST_PID"
-    E2E_LOGS+=("$elog")
-    e2e_wait_udp "$FV_NS_B" 500 10 || fail "evil_peer does not listen on UDP 500"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$log"
-    pid="$E2E_PID"
+    evil_setup "" --rewrite QM2 --lifetime 3600 --spi 5
+    local sock="$SOCK" log="$LOG" elog="$ELOG" pid="$PID" evil="$EVIL"
     e2e_wait_log "$log" "reserved ESP SPI 0x00000005" 20 || {
         kill -0 "$pid" 2>/dev/null || fail "the daemon died facing a reserved SPI"
         fail "no log line naming the reserved SPI within 20 s"

@@ -4,10 +4,10 @@
 use crate::context::Ctx;
 use crate::crypto;
 use crate::error::InputError;
-use crate::event::{Event, Failure, Role};
+use crate::event::{Event, Failure};
 use crate::exchange::payloads::parse_protected;
 use crate::exchange::quick_mode::proposal::no_esp_proposal;
-use crate::exchange::quick_mode::state::{QmState, QuickMode};
+use crate::exchange::quick_mode::state::QmState;
 use crate::keyed::Keyed;
 use crate::sa::{IkeSa, Phase1};
 use crate::wire::{
@@ -145,13 +145,11 @@ impl IkeSa {
                 // strongSwan refuses QM1 with SPI 0 (it had not chosen a proposal to take an
                 // SPI from): an authenticated error that names no SPI of ours is about the
                 // oldest Quick Mode we are waiting on.
-                let in_flight =
-                    |q: &&mut QuickMode| q.retransmit.is_some() && q.role == Role::Initiator;
                 let by_spi_match = self.names_quick_mode_in_flight(&n.spi);
                 let qm = self
                     .quick_modes
                     .iter_mut()
-                    .filter(in_flight)
+                    .filter(|q| q.ours_in_flight())
                     .find(|q| !by_spi_match || by_spi.is_some_and(|s| s == q.spi_in));
                 match qm {
                     Some(q) => {

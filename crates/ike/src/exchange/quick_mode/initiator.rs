@@ -116,9 +116,7 @@ impl IkeSa {
 
     /// A Quick Mode of ours (as initiator) is waiting for its answer.
     fn our_quick_mode_in_flight(&self) -> bool {
-        self.quick_modes
-            .iter()
-            .any(|q| q.role == Role::Initiator && q.retransmit.is_some())
+        self.quick_modes.iter().any(QuickMode::ours_in_flight)
     }
 
     /// Starts the next queued Quick Mode once none of ours is in flight.

@@ -105,4 +105,9 @@ impl QuickMode {
             expires: None,
         }
     }
+
+    /// Ours (we sent QM1) and still waiting for its QM2.
+    pub fn ours_in_flight(&self) -> bool {
+        self.role == Role::Initiator && self.retransmit.is_some()
+    }
 }
