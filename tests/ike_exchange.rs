@@ -228,6 +228,53 @@ fn our_quick_modes_go_one_at_a_time_so_a_retransmitted_qm1_is_the_last_request()
 }
 
 #[test]
+fn a_delete_waits_while_a_quick_mode_of_ours_awaits_its_answer() {
+    // strongSwan takes every request, a DELETE too, as its new "last request": a DELETE sent
+    // between QM1 and its retransmission makes the resent QM1 look new to it. Pair 0 comes up,
+    // B's QM2 for pair 1 is lost, and pair 0 is deleted while A waits for that QM2.
+    let (a, b) = two_policy_pairs();
+    let mut p = Pair::new(a, b);
+    let mut qms = 0;
+    p.filter = Box::new(move |w| {
+        if w.from == Side::B && is_quick_mode(w) {
+            qms += 1;
+            if qms == 2 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    p.a.initiate(p.now, 0);
+    p.pump();
+    assert_eq!(p.children(Side::A).len(), 1, "pair 0 up, pair 1 waiting");
+    let pair0 = p.children(Side::A)[0].inbound.spi;
+    let sent_before = p.events(Side::A).len();
+    assert!(p.a.delete_child_sa(p.now, 0, pair0, "test"));
+    p.pump();
+    assert!(
+        !p.events(Side::A)[sent_before..].iter().any(
+            |e| matches!(e, Event::Message(m) if m.direction == ferrovpn_ike::Direction::Sent)
+        ),
+        "nothing sent while QM1 awaits its QM2"
+    );
+    p.run_for(Duration::from_secs(30));
+    // The resent QM1 got its QM2, then the DELETE went, and B removed pair 0.
+    let order: Vec<&str> = p.events(Side::A)[sent_before..]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["QM1", "QM2", "QM3", "INFO"], "{order:?}");
+    assert_eq!(p.children(Side::A).len(), 2);
+    assert!(p.events(Side::B).iter().any(|e| matches!(
+        e,
+        Event::ChildSaDeleted { outbound_spi, .. } if *outbound_spi == pair0
+    )));
+}
+
+#[test]
 fn wrong_psk_fails_with_authentication_failed_on_both_sides() {
     let (a, mut b) = (conn_a(), conn_b());
     b.psk = ferrovpn_ike::crypto::Secret::new(b"another-psk".to_vec());

@@ -388,8 +388,8 @@ impl Endpoint {
         if result.is_ok() && sa.is_half_open() && sa.state() != before {
             sa.progressed = now;
         }
-        // An answer may have ended our Quick Mode in flight: the next queued one goes.
-        sa.start_queued_quick_mode(&mut ctx);
+        // An answer may have ended our Quick Mode in flight: what waited for it goes.
+        sa.start_held_exchanges(&mut ctx);
         if result.is_ok() && header.message_id != 0 && sa.is_established() {
             // A NAT may rebind the peer's port; follow authenticated traffic.
             sa.remote = d.remote;

@@ -90,6 +90,9 @@ pub(crate) struct IkeSa {
     pub quick_modes_at: Option<Instant>,
     /// Quick Modes of ours waiting for the one in flight to finish: (pair, SPI it replaces).
     pub queued_quick_modes: Vec<(usize, Option<u32>)>,
+    /// Informational requests of ours (DELETE, INVALID-SPI) held while a Quick Mode of ours
+    /// awaits its answer: see `send_unsolicited`.
+    pub held_informationals: Vec<Vec<Payload>>,
     /// Last INVALID-HASH-INFORMATION sent (rate limit).
     pub hash_notify_at: Option<Instant>,
     /// A malformed phase 1 message was answered with its notify (once per SA).
@@ -174,6 +177,7 @@ impl IkeSa {
             initial_contact_received: false,
             quick_modes_at: None,
             queued_quick_modes: Vec::new(),
+            held_informationals: Vec::new(),
             hash_notify_at: None,
             malformed_notified: false,
             invalid_spi_received: Vec::new(),

@@ -154,7 +154,8 @@ impl Endpoint {
         })
     }
 
-    /// Sends a protected INVALID-SPI notify for `spi` over the ISAKMP SA `key`.
+    /// Sends (or holds, see `send_unsolicited`) a protected INVALID-SPI notify for `spi` over
+    /// the ISAKMP SA `key`.
     fn send_invalid_spi(&mut self, now: Instant, key: [u8; 8], spi: u32) -> bool {
         let Some(sa) = self.sas.get_mut(&key) else {
             return false;
@@ -169,8 +170,11 @@ impl Endpoint {
             spi: spi.to_be_bytes().to_vec(),
             data: Vec::new(),
         });
-        sa.keyed()
-            .is_some_and(|keys| sa.send_informational(&mut ctx, &keys, vec![n]).is_ok())
+        let Some(keys) = sa.keyed() else {
+            return false;
+        };
+        sa.send_unsolicited(&mut ctx, &keys, vec![n]);
+        true
     }
 
     /// Acts on authenticated INVALID-SPI notifies received on `key`: the IPsec SA pair whose

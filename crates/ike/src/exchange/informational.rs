@@ -48,6 +48,33 @@ impl IkeSa {
         Ok(())
     }
 
+    /// Sends an Informational request of ours that answers nothing (a DELETE, an INVALID-SPI),
+    /// or holds it while a Quick Mode of ours awaits its answer: strongSwan takes every request
+    /// as its new "last request" and recognises a retransmitted QM1 only by that, so a message
+    /// between QM1 and its copy makes the copy look new (decrypted with the wrong IV). Held
+    /// messages go once that Quick Mode ends (`start_held_exchanges`).
+    pub(crate) fn send_unsolicited(&mut self, ctx: &mut Ctx<'_>, keys: &Keyed, rest: Vec<Payload>) {
+        if self.our_quick_mode_in_flight() {
+            self.held_informationals.push(rest);
+        } else {
+            let _ = self.send_informational(ctx, keys, rest);
+        }
+    }
+
+    /// Sends the held Informational requests (`send_unsolicited`) once no Quick Mode of ours
+    /// awaits its answer.
+    pub(crate) fn release_held_informationals(&mut self, ctx: &mut Ctx<'_>) {
+        if self.held_informationals.is_empty() || self.our_quick_mode_in_flight() {
+            return;
+        }
+        let Some(keys) = self.established_keys() else {
+            return;
+        };
+        for rest in std::mem::take(&mut self.held_informationals) {
+            let _ = self.send_informational(ctx, &keys, rest);
+        }
+    }
+
     /// An Informational message for this SA, protected or not.
     pub(crate) fn informational_input(
         &mut self,
@@ -245,7 +272,7 @@ impl IkeSa {
             spis: vec![c.spi_in.to_be_bytes().to_vec()],
         });
         if let Some(keys) = self.keyed() {
-            let _ = self.send_informational(ctx, &keys, vec![d]);
+            self.send_unsolicited(ctx, &keys, vec![d]);
         }
         ctx.event(Event::ChildSaDeleted {
             conn: self.conn,
@@ -270,6 +297,12 @@ impl IkeSa {
     /// Deletes this ISAKMP SA and its IPsec SAs, telling the peer when we can.
     pub(crate) fn delete(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
         if let Some(keys) = self.established_keys() {
+            // The SA ends: its Quick Modes are abandoned, and what they held goes now.
+            self.queued_quick_modes.clear();
+            for q in self.quick_modes.iter_mut().filter(|q| q.ours_in_flight()) {
+                q.retransmit = None;
+            }
+            self.release_held_informationals(ctx);
             while !self.children.is_empty() {
                 let last = self.children.len() - 1;
                 self.delete_child(ctx, last, reason);

@@ -65,8 +65,8 @@ impl IkeSa {
             return false;
         }
         self.quick_mode_timers(ctx);
-        // One that gave up just now lets the next queued one go.
-        self.start_queued_quick_mode(ctx);
+        // One that gave up just now lets what waited for it go.
+        self.start_held_exchanges(ctx);
         let Some(est) = self.established_at else {
             return false;
         };

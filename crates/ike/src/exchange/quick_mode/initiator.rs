@@ -115,12 +115,14 @@ impl IkeSa {
     }
 
     /// A Quick Mode of ours (as initiator) is waiting for its answer.
-    fn our_quick_mode_in_flight(&self) -> bool {
+    pub(crate) fn our_quick_mode_in_flight(&self) -> bool {
         self.quick_modes.iter().any(QuickMode::ours_in_flight)
     }
 
-    /// Starts the next queued Quick Mode once none of ours is in flight.
-    pub(crate) fn start_queued_quick_mode(&mut self, ctx: &mut Ctx<'_>) {
+    /// Once no Quick Mode of ours is in flight: sends the Informational requests held
+    /// meanwhile, then starts the next queued Quick Mode.
+    pub(crate) fn start_held_exchanges(&mut self, ctx: &mut Ctx<'_>) {
+        self.release_held_informationals(ctx);
         if self.queued_quick_modes.is_empty() || self.our_quick_mode_in_flight() {
             return;
         }
