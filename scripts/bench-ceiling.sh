@@ -9,6 +9,10 @@
 #   udp-gso  UDP port 4500 with GSO, two messages of 46 × 1400-byte segments per sendmmsg (46 is
 #            the most that fit one 64 KB datagram) → UDP_GRO receiver (as ESP-in-UDP does)
 #   udp      UDP, 64 single datagrams per sendmmsg → receiver without GRO
+#   packet   AF_PACKET socket on A's veth with PACKET_QDISC_BYPASS, 64 whole Ethernet frames
+#            (our IPv4 header) per sendmmsg: no route lookup, IP output or qdisc → as raw
+#   packet-ring  the same socket with a TPACKET_V2 transmit ring, up to 64 frames written
+#            into the ring per send(2) → as raw
 # Rounds alternate the setups (the first setup rotates each round); each run sends for
 # CEILING_SECONDS, the receiver counts from its first packet until nothing came for 1 s.
 # Per run: packets and payload bytes received over the receiver's window, packets sent, CPU
@@ -106,7 +110,7 @@ if [ "${CEILING_PIN:-0}" = 1 ]; then
     PIN_SEND=(taskset -c 0) PIN_RECV=(taskset -c 1)
 fi
 for m in $MODES; do
-    case "$m" in raw | hdrincl | udp-gso | udp) ;; *) die "unknown mode $m" ;; esac
+    case "$m" in raw | hdrincl | udp-gso | udp | packet | packet-ring) ;; *) die "unknown mode $m" ;; esac
 done
 
 say() { printf '[ceiling] %s\n' "$*" >&2; }
@@ -135,6 +139,8 @@ if [ -n "${CEILING_RPS:-}" ]; then
             die "CEILING_RPS: cannot set rps_cpus on ${pair#*:}"
     done
 fi
+# The packet modes write whole frames: A's device and B's MAC address.
+DST_MAC="$(ip netns exec "$FV_NS_B" cat "/sys/class/net/$FV_IF_B/address")"
 mkdir -p "$OUT"
 echo "round,mode,load1,sent_pkts,send_seconds,send_calls,send_errors,send_utime_us,send_stime_us,send_runq_wait_us,recv_pkts,recv_bytes,recv_seconds,recv_calls,recv_wakes,recv_bad,sock_drops,backlog_drops,recv_utime_us,recv_stime_us,recv_runq_wait_us,ksoftirqd_ticks,softirq_ticks,busy_ticks,clk_tck" >"$CSV"
 say "machine: $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); rps_cpus ${CEILING_RPS:-unset}; pinned ${CEILING_PIN:-0}; receiver spins ${CEILING_RECV_SPIN:-0}; binary $BIN"
@@ -159,7 +165,8 @@ run_one() { # ROUND MODE
     k0="$(ksoftirqd_ticks)"
     s0="$(sys_ticks)"
     send="$(ip netns exec "$FV_NS_A" "${PIN_SEND[@]}" "$BIN" send --mode "$mode" --local 192.0.2.1 \
-        --remote 192.0.2.2 --seconds "$SECS")" || die "sender ($mode) failed"
+        --remote 192.0.2.2 --seconds "$SECS" --dev "$FV_IF_A" --dst-mac "$DST_MAC")" ||
+        die "sender ($mode) failed"
     rc=0
     wait "$rpid" || rc=$?
     k1="$(ksoftirqd_ticks)"
