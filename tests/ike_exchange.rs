@@ -275,6 +275,49 @@ fn a_delete_waits_while_a_quick_mode_of_ours_awaits_its_answer() {
 }
 
 #[test]
+fn a_responder_that_never_gets_qm3_deletes_the_pair_the_initiator_installed() {
+    // strongSwan installs a pair as it sends QM3. If every QM3 is lost, the responder gives up
+    // with nothing installed, and the initiator would send into an SPI nobody reads.
+    let mut p = Pair::new(conn_a(), conn_b());
+    let mut qms = 0;
+    p.filter = Box::new(move |w| {
+        if w.from == Side::A && is_quick_mode(w) {
+            qms += 1;
+            if qms > 1 {
+                return Fate::Drop; // QM3 and every copy of it
+            }
+        }
+        Fate::Deliver
+    });
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(300));
+    assert_eq!(
+        p.children(Side::A).len(),
+        1,
+        "A installed the pair with QM3"
+    );
+    assert!(p.children(Side::B).is_empty());
+    assert!(
+        matches!(
+            p.child_failures(Side::B).as_slice(),
+            [Failure::NoResponse { message: "QM2", .. }]
+        ),
+        "{:?}",
+        p.child_failures(Side::B)
+    );
+    let a_out = p.children(Side::A)[0].outbound.spi;
+    assert!(
+        p.events(Side::A).iter().any(|e| matches!(
+            e,
+            Event::ChildSaDeleted { outbound_spi, .. } if *outbound_spi == a_out
+        )),
+        "A removed the pair B told it to delete"
+    );
+    assert!(p.a.ike_sas(p.now).iter().all(|s| s.children.is_empty()));
+    assert!(p.a.is_up(0), "phase 1 stays up");
+}
+
+#[test]
 fn wrong_psk_fails_with_authentication_failed_on_both_sides() {
     let (a, mut b) = (conn_a(), conn_b());
     b.psk = ferrovpn_ike::crypto::Secret::new(b"another-psk".to_vec());

@@ -265,21 +265,27 @@ impl IkeSa {
             return;
         }
         let c = self.children.swap_remove(index);
-        let d = Payload::Delete(Delete {
-            doi: IPSEC_DOI,
-            protocol: ProtocolId::ESP,
-            spi_size: 4,
-            spis: vec![c.spi_in.to_be_bytes().to_vec()],
-        });
-        if let Some(keys) = self.keyed() {
-            self.send_unsolicited(ctx, &keys, vec![d]);
-        }
+        self.send_esp_delete(ctx, c.spi_in);
         ctx.event(Event::ChildSaDeleted {
             conn: self.conn,
             inbound_spi: c.spi_in,
             outbound_spi: c.spi_out,
             reason: reason.to_string(),
         });
+    }
+
+    /// Tells the peer that our inbound SPI `spi` is gone (RFC 2408 §3.15): it deletes the IPsec
+    /// SA it sends on.
+    pub(crate) fn send_esp_delete(&mut self, ctx: &mut Ctx<'_>, spi: u32) {
+        let d = Payload::Delete(Delete {
+            doi: IPSEC_DOI,
+            protocol: ProtocolId::ESP,
+            spi_size: 4,
+            spis: vec![spi.to_be_bytes().to_vec()],
+        });
+        if let Some(keys) = self.keyed() {
+            self.send_unsolicited(ctx, &keys, vec![d]);
+        }
     }
 
     /// Removes every IPsec SA pair from the data plane without telling the peer.

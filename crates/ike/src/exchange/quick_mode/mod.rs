@@ -121,10 +121,14 @@ impl IkeSa {
     pub(crate) fn quick_mode_timers(&mut self, ctx: &mut Ctx<'_>) {
         let cookies = self.cookies;
         let conn = self.conn;
+        let mut abandoned = Vec::new();
         let mut i = 0;
         while let Some(qm) = self.quick_modes.get_mut(i) {
             if let Some(r) = qm.retransmit.as_mut() {
                 if let Err((name, tries)) = r.due(ctx, cookies) {
+                    if qm.role == Role::Responder {
+                        abandoned.push(qm.spi_in);
+                    }
                     ctx.event(Event::ChildSaFailed {
                         conn,
                         cookies,
@@ -144,6 +148,12 @@ impl IkeSa {
                 continue;
             }
             i += 1;
+        }
+        // A responder that never got QM3: the initiator may have installed the pair as it
+        // sent QM3 (strongSwan does), and would send into an SPI we never use. The DELETE
+        // makes both sides agree; one that never got QM2 ignores it.
+        for spi in abandoned {
+            self.send_esp_delete(ctx, spi);
         }
     }
 }
