@@ -854,6 +854,46 @@ fn dpd_timeout_counts_from_the_peers_last_message() {
 }
 
 #[test]
+fn esp_from_the_peer_keeps_dpd_quiet_even_when_its_ike_answers_are_lost() {
+    // A lossy path: all of B's IKE is lost, its ESP arrives (the daemon reports it once a
+    // second). The peer is alive: no R-U-THERE while ESP flows, and none declares it dead.
+    let dpd = ferrovpn_ike::DpdConfig {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(15),
+    };
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.dpd = Some(dpd);
+    b.dpd = Some(dpd);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let spi_in = p.children(Side::A)[0].inbound.spi;
+    let cut = p.wire.len();
+    p.filter = Box::new(move |w| match w.from {
+        Side::B if w.seq >= cut => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    let sent_before = p.times_sent(Side::A, "INFO");
+    for _ in 0..60 {
+        assert!(p.a.esp_received(p.now, 0, spi_in));
+        p.run_for(Duration::from_secs(1));
+    }
+    assert!(p.a.is_up(0), "a peer whose ESP arrives is not dead");
+    assert_eq!(
+        p.times_sent(Side::A, "INFO"),
+        sent_before,
+        "no R-U-THERE while ESP arrives"
+    );
+    assert!(!p.a.esp_received(p.now, 0, spi_in ^ 1), "not our SPI");
+    // When the ESP stops too, DPD finds the peer dead as before.
+    p.run_for(Duration::from_secs(30));
+    assert!(p.times_sent(Side::A, "INFO") > sent_before);
+    assert!(p
+        .events(Side::A)
+        .iter()
+        .any(|e| matches!(e, Event::PeerDead { .. })));
+}
+
+#[test]
 fn dpd_keeps_a_live_peer_up() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.connect();

@@ -17,6 +17,8 @@ pub struct InstalledPair {
     pub inbound: SaHandle,
     pub outbound: SaHandle,
     pub established: Instant,
+    /// Inbound packets accepted when last looked at (`note_esp_liveness`).
+    pub in_packets_seen: u64,
 }
 
 /// Per-connection state the daemon keeps beside the IKE endpoint.

@@ -110,6 +110,7 @@ impl Daemon {
             }
             if self.conn_timers.is_some_and(|t| t <= now) || now >= conn_scan_due {
                 self.retry_connections(now);
+                self.note_esp_liveness(now);
                 // The scan also runs once a second, so a timer set where `conn_timer_set` was
                 // not called is late by a second at most, never lost.
                 conn_scan_due = now + Duration::from_secs(1);
@@ -156,6 +157,24 @@ impl Daemon {
 
     /// Connections whose retry timer is due initiate again, or negotiate their missing pairs;
     /// `conn_timers` becomes the earliest timer left.
+    /// Tells the endpoint which pairs of DPD-watched connections accepted ESP since the last
+    /// look (at most a second ago): traffic from the peer proves it alive (RFC 3706 §6), so no
+    /// R-U-THERE goes, and none lost on a lossy path declares a working tunnel dead.
+    fn note_esp_liveness(&mut self, now: Instant) {
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            if c.cfg.dpd.is_none() {
+                continue;
+            }
+            for p in &mut c.pairs {
+                let seen = stats_of(&self.sad, p.inbound).packets;
+                if seen != p.in_packets_seen {
+                    p.in_packets_seen = seen;
+                    self.endpoint.esp_received(now, i, p.child.inbound.spi);
+                }
+            }
+        }
+    }
+
     fn retry_connections(&mut self, now: Instant) {
         let mut earliest: Option<Instant> = None;
         for i in 0..self.conns.len() {

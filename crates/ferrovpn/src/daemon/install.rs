@@ -97,6 +97,7 @@ impl Daemon {
             inbound: h_in,
             outbound: h_out,
             established: Instant::now(),
+            in_packets_seen: 0,
             child,
         });
     }

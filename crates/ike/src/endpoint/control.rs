@@ -236,6 +236,25 @@ impl Endpoint {
         true
     }
 
+    /// Authenticated ESP arrived on our inbound SPI `inbound_spi` of `conn`: the peer is alive.
+    /// Traffic is proof of liveness (RFC 3706 §5.5, §6), so the ISAKMP SA holding that pair
+    /// sends no R-U-THERE while it flows, and one outstanding counts as answered. Without this,
+    /// lost R-U-THERE/ACKs on a lossy path declared a peer dead that was carrying traffic.
+    /// False when no established ISAKMP SA of the connection holds that pair.
+    pub fn esp_received(&mut self, now: Instant, conn: ConnId, inbound_spi: u32) -> bool {
+        let holder = self
+            .sas
+            .of_conn(conn)
+            .find(|(_, s)| s.is_established() && s.children.iter().any(|c| c.spi_in == inbound_spi))
+            .map(|(k, _)| *k);
+        let Some(sa) = holder.and_then(|k| self.sas.get_mut(&k)) else {
+            return false;
+        };
+        sa.last_heard = sa.last_heard.max(now);
+        sa.dpd.outstanding = None;
+        true
+    }
+
     fn has_children(&self, conn: ConnId) -> bool {
         self.sas.of_conn(conn).any(|(_, s)| !s.children.is_empty())
     }
