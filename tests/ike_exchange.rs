@@ -894,6 +894,45 @@ fn esp_from_the_peer_keeps_dpd_quiet_even_when_its_ike_answers_are_lost() {
 }
 
 #[test]
+fn a_responder_renews_phase_1_before_its_shorter_lifetime_ends_and_keeps_the_pairs() {
+    // A proposes 1 h, B keeps its own 120 s (RFC 2409 §4.5). A would not renew for an hour;
+    // B's ISAKMP SA ending used to take the IPsec SAs with it. B now starts a new phase 1 itself
+    // shortly before the end, and the pairs move over on both sides.
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.ike_lifetime = Duration::from_secs(3600);
+    b.ike_lifetime = Duration::from_secs(120);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let pair = p.children(Side::A)[0].inbound.spi;
+    p.run_for(Duration::from_secs(300));
+    assert!(
+        p.established(Side::B) >= 3,
+        "B renewed phase 1 (twice in 300 s)"
+    );
+    let lost = |side| {
+        p.events(side)
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+            .count()
+    };
+    assert_eq!(
+        (lost(Side::A), lost(Side::B)),
+        (0, 0),
+        "no IPsec SA deleted"
+    );
+    for e in [&p.a, &p.b] {
+        let sas = e.ike_sas(p.now);
+        let pairs: usize = sas.iter().map(|s| s.children.len()).sum();
+        assert_eq!(pairs, 1, "{sas:?}");
+    }
+    assert!(p
+        .a
+        .ike_sas(p.now)
+        .iter()
+        .any(|s| s.children.iter().any(|c| c.spi_in == pair)));
+}
+
+#[test]
 fn dpd_keeps_a_live_peer_up() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.connect();

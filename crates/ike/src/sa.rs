@@ -256,7 +256,31 @@ impl IkeSa {
             && self.phase.computing().is_none()
     }
 
-    /// When we may start replacing this ISAKMP SA: `rekey_after` into its lifetime, but not
+    /// When to start a new phase 1 in place of this one, if we do. As initiator:
+    /// `phase1_rekey_at`. As responder (RFC 2409 leaves renewal to either side, and strongSwan
+    /// re-authenticates in either role): only while this SA still holds IPsec SAs and the peer
+    /// can be reached (not a gateway's client, a configured peer address), and late, `lead`
+    /// before the end, so a peer renewing on its own schedule usually moves the pairs first.
+    /// Without it, a peer that proposed a longer lifetime than ours lost its tunnel when ours
+    /// ended: deleting the ISAKMP SA deletes its IPsec SAs.
+    pub fn phase1_renew_at(&self, cfg: &ConnectionConfig, settings: &Settings) -> Option<Instant> {
+        match self.role {
+            Role::Initiator => self.phase1_rekey_at(settings),
+            Role::Responder => {
+                if cfg.gateway.is_some()
+                    || cfg.remote_access.is_some()
+                    || cfg.remote_addr.is_unspecified()
+                    || self.children.is_empty()
+                {
+                    return None;
+                }
+                let lead = (settings.rekey_margin / 2).min(self.lifetime / 16);
+                later(self.established_at?, self.lifetime).checked_sub(lead)
+            }
+        }
+    }
+
+    /// As initiator, when we may start replacing this ISAKMP SA: `rekey_after` into its lifetime, but not
     /// while a Quick Mode is in flight nor within `QM_QUIET` of the last IPsec SA set up. A
     /// peer that moves the IPsec SAs over to the new ISAKMP SA when it is established
     /// (strongSwan's reauth adoption) skips one it is still installing, and then deletes that
@@ -538,8 +562,8 @@ impl IkeSa {
         }
         if let Some(est) = self.established_at {
             at(later(est, self.lifetime));
-            if self.role == Role::Initiator && !self.rekey_started {
-                if let Some(t) = self.phase1_rekey_at(settings) {
+            if !self.rekey_started {
+                if let Some(t) = self.phase1_renew_at(ctx_cfg, settings) {
                     at(t);
                 }
             }

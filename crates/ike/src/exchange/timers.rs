@@ -79,10 +79,9 @@ impl IkeSa {
             return false;
         }
         self.child_lifetimes(ctx);
-        if self.role == Role::Initiator
-            && !self.rekey_started
+        if !self.rekey_started
             && self
-                .phase1_rekey_at(ctx.settings)
+                .phase1_renew_at(ctx.cfg, ctx.settings)
                 .is_some_and(|t| ctx.now >= t)
         {
             self.rekey_started = true;
