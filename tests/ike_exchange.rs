@@ -933,6 +933,49 @@ fn a_responder_renews_phase_1_before_its_shorter_lifetime_ends_and_keeps_the_pai
 }
 
 #[test]
+fn a_renewal_slower_than_the_lifetime_takes_the_pairs_over_when_it_is_up() {
+    // As above, on a lossy path: B's first two MM1 of its renewal are lost, so the new phase 1
+    // is up only after the old one's end. The pairs wait for it instead of being deleted.
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.ike_lifetime = Duration::from_secs(3600);
+    b.ike_lifetime = Duration::from_secs(120);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let pair = p.children(Side::A)[0].inbound.spi;
+    p.filter = lose_first(Side::B, 2, |w| {
+        w.exchange() == Some(ExchangeType::IDENTITY_PROTECTION)
+            && w.datagram.data.get(8..16) == Some(&[0u8; 8][..])
+    });
+    p.run_for(Duration::from_secs(160));
+    assert!(p.established(Side::B) >= 2, "B's renewal came up");
+    assert!(p.times_sent(Side::B, "MM1") >= 3, "after two lost MM1");
+    let deleted = |side| {
+        p.events(side)
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+            .count()
+    };
+    assert_eq!(
+        (deleted(Side::A), deleted(Side::B)),
+        (0, 0),
+        "no IPsec SA deleted"
+    );
+    for e in [&p.a, &p.b] {
+        let pairs: Vec<u32> = e
+            .ike_sas(p.now)
+            .iter()
+            .flat_map(|s| s.children.iter().map(|c| c.spi_in ^ c.spi_out))
+            .collect();
+        assert_eq!(pairs.len(), 1, "{pairs:?}");
+    }
+    assert!(p
+        .a
+        .ike_sas(p.now)
+        .iter()
+        .any(|s| s.children.iter().any(|c| c.spi_in == pair)));
+}
+
+#[test]
 fn dpd_keeps_a_live_peer_up() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.connect();

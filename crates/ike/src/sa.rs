@@ -93,6 +93,8 @@ pub(crate) struct IkeSa {
     /// Informational requests of ours (DELETE, INVALID-SPI) held while a Quick Mode of ours
     /// awaits its answer: see `send_unsolicited`.
     pub held_informationals: Vec<Vec<Payload>>,
+    /// Its IPsec SAs went to a renewal of it still under way: it ends without a DELETE.
+    pub children_handed_over: bool,
     /// Last INVALID-HASH-INFORMATION sent (rate limit).
     pub hash_notify_at: Option<Instant>,
     /// A malformed phase 1 message was answered with its notify (once per SA).
@@ -178,6 +180,7 @@ impl IkeSa {
             quick_modes_at: None,
             queued_quick_modes: Vec::new(),
             held_informationals: Vec::new(),
+            children_handed_over: false,
             hash_notify_at: None,
             malformed_notified: false,
             invalid_spi_received: Vec::new(),

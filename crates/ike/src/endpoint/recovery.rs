@@ -331,13 +331,32 @@ impl Endpoint {
             })
             .max_by_key(|(_, s)| s.established_at)
             .map(|(k, _)| *k);
-        let Some(heir) = heir else {
+        // Else the phase 1 renewing this one, still under way (slow on a lossy path): it
+        // takes the pairs when it is up, and the old SA ends without a DELETE, which would make
+        // strongSwan delete the pairs before the new SA can adopt them. If the renewal fails,
+        // the pairs go with it (`reap`).
+        let renewal = || {
+            self.replaces
+                .iter()
+                .find(|(new, old)| {
+                    **old == key
+                        && self
+                            .sas
+                            .get(*new)
+                            .is_some_and(|s| s.state() != Phase1State::Dead)
+                })
+                .map(|(new, _)| *new)
+        };
+        let (Some(heir), handed_over) = (heir.or_else(renewal), heir.is_none()) else {
             return;
         };
         let moved = self
             .sas
             .get_mut(&key)
-            .map(|s| std::mem::take(&mut s.children))
+            .map(|s| {
+                s.children_handed_over = handed_over;
+                std::mem::take(&mut s.children)
+            })
             .unwrap_or_default();
         if let Some(h) = self.sas.get_mut(&heir) {
             h.children.extend(moved);

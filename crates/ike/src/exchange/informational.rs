@@ -320,7 +320,9 @@ impl IkeSa {
                 spi_size: 16,
                 spis: vec![spi],
             });
-            let _ = self.send_informational(ctx, &keys, vec![d]);
+            if !self.children_handed_over {
+                let _ = self.send_informational(ctx, &keys, vec![d]);
+            }
             ctx.event(Event::IkeSaDeleted {
                 conn: self.conn,
                 cookies: self.cookies,
