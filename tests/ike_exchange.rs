@@ -802,14 +802,7 @@ fn dpd_declares_a_silent_peer_dead_and_removes_its_sas() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.connect();
     assert_up(&p);
-    let cut = p.wire.len();
-    p.filter = Box::new(move |w| {
-        if w.seq >= cut && w.from == Side::B {
-            Fate::Drop
-        } else {
-            Fate::Deliver
-        }
-    });
+    p.filter = silence_from_b_after(p.wire.len());
     p.run_for(Duration::from_secs(400));
     assert!(p
         .events(Side::A)
@@ -822,8 +815,8 @@ fn dpd_declares_a_silent_peer_dead_and_removes_its_sas() {
     assert!(!p.a.is_up(0));
 }
 
-#[test]
-fn dpd_timeout_counts_from_the_peers_last_message() {
+/// A pair with DPD every 5 s, dead after 15 s, connected.
+fn dpd_5s_15s_pair() -> Pair {
     let dpd = ferrovpn_ike::DpdConfig {
         interval: Duration::from_secs(5),
         timeout: Duration::from_secs(15),
@@ -833,15 +826,22 @@ fn dpd_timeout_counts_from_the_peers_last_message() {
     b.dpd = Some(dpd);
     let mut p = Pair::new(a, b);
     p.connect();
+    p
+}
+
+/// A network that loses everything B sends from datagram `cut` on.
+fn silence_from_b_after(cut: usize) -> Filter {
+    Box::new(move |w| match w.from {
+        Side::B if w.seq >= cut => Fate::Drop,
+        _ => Fate::Deliver,
+    })
+}
+
+#[test]
+fn dpd_timeout_counts_from_the_peers_last_message() {
+    let mut p = dpd_5s_15s_pair();
     // The peer's last words came at most one DPD interval before the cut.
-    let cut = p.wire.len();
-    p.filter = Box::new(move |w| {
-        if w.seq >= cut && w.from == Side::B {
-            Fate::Drop
-        } else {
-            Fate::Deliver
-        }
-    });
+    p.filter = silence_from_b_after(p.wire.len());
     let dead = |p: &Pair| {
         p.events(Side::A)
             .iter()
@@ -857,21 +857,9 @@ fn dpd_timeout_counts_from_the_peers_last_message() {
 fn esp_from_the_peer_keeps_dpd_quiet_even_when_its_ike_answers_are_lost() {
     // A lossy path: all of B's IKE is lost, its ESP arrives (the daemon reports it once a
     // second). The peer is alive: no R-U-THERE while ESP flows, and none declares it dead.
-    let dpd = ferrovpn_ike::DpdConfig {
-        interval: Duration::from_secs(5),
-        timeout: Duration::from_secs(15),
-    };
-    let (mut a, mut b) = (conn_a(), conn_b());
-    a.dpd = Some(dpd);
-    b.dpd = Some(dpd);
-    let mut p = Pair::new(a, b);
-    p.connect();
+    let mut p = dpd_5s_15s_pair();
     let spi_in = p.children(Side::A)[0].inbound.spi;
-    let cut = p.wire.len();
-    p.filter = Box::new(move |w| match w.from {
-        Side::B if w.seq >= cut => Fate::Drop,
-        _ => Fate::Deliver,
-    });
+    p.filter = silence_from_b_after(p.wire.len());
     let sent_before = p.times_sent(Side::A, "INFO");
     for _ in 0..60 {
         assert!(p.a.esp_received(p.now, 0, spi_in));

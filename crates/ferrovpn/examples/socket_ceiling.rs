@@ -70,28 +70,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Send for a fixed time as fast as the kernel takes the packets.
-    Send {
-        #[arg(long, value_enum)]
-        mode: Mode,
-        #[arg(long)]
-        local: Ipv4Addr,
-        #[arg(long)]
-        remote: Ipv4Addr,
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Payload bytes per packet (the ESP packet, or the UDP payload).
-        #[arg(long, default_value_t = 1400)]
-        size: usize,
-        /// Packets per `sendmmsg` (raw, hdrincl, udp); udp-gso sends two GSO messages per call.
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// The outer device in the sender's namespace (packet modes).
-        #[arg(long)]
-        dev: Option<String>,
-        /// The receiving device's MAC address, `aa:bb:cc:dd:ee:ff` (packet modes).
-        #[arg(long)]
-        dst_mac: Option<String>,
-    },
+    Send(SendArgs),
     /// Receive until nothing arrived for `--idle-ms` after the first packet.
     Recv {
         /// `hdrincl`, `packet`, `packet-ring` and `raw` receive alike (a protocol 50 raw
@@ -136,14 +115,27 @@ fn runq_wait_us() -> u64 {
         .map_or(0, |ns| ns / 1000)
 }
 
+#[derive(clap::Args)]
 struct SendArgs {
+    #[arg(long, value_enum)]
     mode: Mode,
+    #[arg(long)]
     local: Ipv4Addr,
+    #[arg(long)]
     remote: Ipv4Addr,
+    #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Payload bytes per packet (the ESP packet, or the UDP payload).
+    #[arg(long, default_value_t = 1400)]
     size: usize,
+    /// Packets per `sendmmsg` (raw, hdrincl, udp); udp-gso sends two GSO messages per call.
+    #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// The outer device in the sender's namespace (packet modes).
+    #[arg(long)]
     dev: Option<String>,
+    /// The receiving device's MAC address, `aa:bb:cc:dd:ee:ff` (packet modes).
+    #[arg(long)]
     dst_mac: Option<String>,
 }
 
@@ -446,25 +438,7 @@ fn recv(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Send {
-            mode,
-            local,
-            remote,
-            seconds,
-            size,
-            batch,
-            dev,
-            dst_mac,
-        } => send(SendArgs {
-            mode,
-            local,
-            remote,
-            seconds,
-            size,
-            batch,
-            dev,
-            dst_mac,
-        }),
+        Cmd::Send(a) => send(a),
         Cmd::Recv {
             mode,
             local,
