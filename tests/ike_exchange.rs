@@ -245,8 +245,10 @@ fn a_delete_waits_while_a_quick_mode_of_ours_awaits_its_answer() {
         Fate::Deliver
     });
     p.a.initiate(p.now, 0);
+    // Pair 0 up; pair 1's QM1 right after (pair 0's QM3 repeats give way), its QM2 lost.
     p.pump();
     assert_eq!(p.children(Side::A).len(), 1, "pair 0 up, pair 1 waiting");
+    assert_eq!(p.times_sent(Side::A, "QM1"), 2);
     let pair0 = p.children(Side::A)[0].inbound.spi;
     let sent_before = p.events(Side::A).len();
     assert!(p.a.delete_child_sa(p.now, 0, pair0, "test"));
@@ -266,7 +268,12 @@ fn a_delete_waits_while_a_quick_mode_of_ours_awaits_its_answer() {
             _ => None,
         })
         .collect();
-    assert_eq!(order, ["QM1", "QM2", "QM3", "INFO"], "{order:?}");
+    // QM3 goes twice, and once more a second later; the DELETE waits for that one too.
+    assert_eq!(
+        order,
+        ["QM1", "QM2", "QM3", "QM3", "QM3", "INFO"],
+        "{order:?}"
+    );
     assert_eq!(p.children(Side::A).len(), 2);
     assert!(p.events(Side::B).iter().any(|e| matches!(
         e,
@@ -315,6 +322,58 @@ fn a_responder_that_never_gets_qm3_deletes_the_pair_the_initiator_installed() {
     );
     assert!(p.a.ike_sas(p.now).iter().all(|s| s.children.is_empty()));
     assert!(p.a.is_up(0), "phase 1 stays up");
+}
+
+#[test]
+fn qm3_goes_again_unasked_so_a_lost_one_does_not_leave_the_responder_without_the_pair() {
+    // QM3 is the last message: a responder that lost it never installs the pair, and
+    // strongSwan's responder does not repeat QM2 to ask for it. QM3 goes twice at once and
+    // once more a second later; both first copies are lost here.
+    let mut p = Pair::new(conn_a(), conn_b());
+    let mut qms = 0;
+    p.filter = Box::new(move |w| {
+        if w.from == Side::A && is_quick_mode(w) {
+            qms += 1;
+            if qms == 2 || qms == 3 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    p.a.initiate(p.now, 0);
+    p.pump();
+    assert_eq!(p.children(Side::A).len(), 1);
+    assert!(p.children(Side::B).is_empty(), "B lost QM3");
+    p.run_for(Duration::from_millis(1_500));
+    assert_eq!(p.children(Side::B).len(), 1, "the copy 1 s later");
+    assert_mirrored(p.children(Side::A)[0], p.children(Side::B)[0]);
+    p.run_for(Duration::from_secs(10));
+    assert_eq!(p.times_sent(Side::A, "QM3"), 3);
+    // The copy B did not need is dropped quietly: no answer, no error, one pair.
+    assert!(!p.sent_names(Side::B).contains(&"INFO"));
+    assert!(
+        !p.events(Side::B)
+            .iter()
+            .any(|e| matches!(e, Event::Unprocessable { .. })),
+        "{:?}",
+        p.events(Side::B)
+    );
+    assert_eq!(p.children(Side::B).len(), 1);
+    assert_eq!(p.child_failures(Side::B), Vec::<&Failure>::new());
+}
+
+#[test]
+fn qm3_repeats_do_not_hold_up_the_next_pair() {
+    // The next queued Quick Mode starts at once; only the immediate QM3 copy goes per pair.
+    let (a, b) = two_policy_pairs();
+    let mut p = Pair::new(a, b);
+    p.a.initiate(p.now, 0);
+    p.pump();
+    assert_eq!(p.children(Side::A).len(), 2);
+    assert_eq!(p.children(Side::B).len(), 2);
+    p.run_for(Duration::from_secs(5));
+    // Pair 0's QM3 twice (its later copy gave way), pair 1's three times.
+    assert_eq!(p.times_sent(Side::A, "QM3"), 5);
 }
 
 #[test]

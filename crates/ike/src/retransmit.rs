@@ -80,6 +80,11 @@ impl ReplyCache {
         self.digest = crypto::hash(crate::algorithm::IkeHash::Sha2_256, &[request]);
     }
 
+    /// Our last message of the exchange, as sent.
+    pub fn reply(&self) -> Option<&Sent> {
+        self.reply.as_ref()
+    }
+
     pub fn set_reply(&mut self, reply: Option<Sent>) {
         self.reply = reply;
     }
@@ -137,12 +142,18 @@ impl Retransmit {
         let wait =
             Duration::try_from_secs_f64(wait.min(3600.0)).unwrap_or(Duration::from_secs(3600));
         self.next_at = later(ctx.now, wait);
+        self.resend(ctx, cookies);
+        Ok(())
+    }
+
+    /// Sends the message again (its fragments, if it has any) and logs it as a retransmission.
+    pub fn resend(&mut self, ctx: &mut Ctx<'_>, cookies: Cookies) {
         if let Some(f) = self.fallback.take() {
             self.datagrams = f;
         }
         ctx.out.transmits.extend(self.datagrams.iter().cloned());
         let Some(first) = self.datagrams.first() else {
-            return Ok(());
+            return;
         };
         ctx.event(Event::Message(MessageLog {
             direction: Direction::Sent,
@@ -154,7 +165,6 @@ impl Retransmit {
             local: first.local,
             retransmission: true,
         }));
-        Ok(())
     }
 }
 

@@ -315,7 +315,9 @@ impl IkeSa {
 
     /// A Quick Mode of ours is waiting for its answer (and retransmitting until it comes).
     pub(crate) fn quick_mode_awaits_answer(&self) -> bool {
-        self.quick_modes.iter().any(|q| q.retransmit.is_some())
+        self.quick_modes
+            .iter()
+            .any(|q| q.retransmit.is_some() || q.echo.is_some())
     }
 
     /// A Quick Mode for configured pair `index` is under way or waiting its turn.
@@ -553,6 +555,9 @@ impl IkeSa {
             at(x);
         }
         for qm in &self.quick_modes {
+            if let Some(e) = &qm.echo {
+                at(e.next_at);
+            }
             if let Some(r) = &qm.retransmit {
                 at(r.next_at);
             }

@@ -7,7 +7,7 @@ use super::proposal::{
 };
 use super::seal::QmHash;
 use super::selectors::{ids_of, narrowed};
-use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
+use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER, QM3_ECHO_AFTER};
 
 use crate::context::Ctx;
 use crate::crypto;
@@ -15,6 +15,7 @@ use crate::error::InputError;
 use crate::event::{Failure, Role};
 use crate::exchange::payloads::{find, ke_of, nonce_of, nonce_ok, sa_of};
 use crate::keyed::Keyed;
+use crate::retransmit::Retransmit;
 use crate::sa::IkeSa;
 use crate::time::later;
 use crate::wire::{Flags, Header, Identification, Payload, PayloadType};
@@ -32,6 +33,7 @@ impl IkeSa {
         let Some(mut child) = ctx.cfg.children.get(child_index).copied() else {
             return false;
         };
+        self.quiet_qm3_echoes();
         if self.our_quick_mode_in_flight() {
             // One at a time, as strongSwan initiates: it recognises a retransmitted request
             // only if it is the last request it saw, so a QM1 resent after another QM1 would
@@ -114,6 +116,22 @@ impl IkeSa {
         }
     }
 
+    /// A Quick Mode of ours about to start ends the QM3 repeats of the ones before (their QM3
+    /// went twice already), unless one still waits for its QM2: a setup of many pairs is not
+    /// slowed down by a second each.
+    fn quiet_qm3_echoes(&mut self) {
+        if self
+            .quick_modes
+            .iter()
+            .any(|q| q.role == Role::Initiator && q.retransmit.is_some())
+        {
+            return;
+        }
+        for q in &mut self.quick_modes {
+            q.echo = None;
+        }
+    }
+
     /// A Quick Mode of ours (as initiator) is waiting for its answer.
     pub(crate) fn our_quick_mode_in_flight(&self) -> bool {
         self.quick_modes.iter().any(QuickMode::ours_in_flight)
@@ -122,6 +140,9 @@ impl IkeSa {
     /// Once no Quick Mode of ours is in flight: sends the Informational requests held
     /// meanwhile, then starts the next queued Quick Mode.
     pub(crate) fn start_held_exchanges(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.queued_quick_modes.is_empty() {
+            self.quiet_qm3_echoes();
+        }
         self.release_held_informationals(ctx);
         if self.queued_quick_modes.is_empty() || self.our_quick_mode_in_flight() {
             return;
@@ -216,6 +237,13 @@ impl IkeSa {
         let hash = QmHash::Three { nr: &agreed.nr };
         self.seal_qm(ctx, keys, qm, "QM3", Vec::new(), hash, Flags(0), commit)
             .map_err(|_| InputError::Unexpected("seal"))?;
+        if let (false, Some(sent)) = (commit, qm.replies.reply()) {
+            let mut echo = Retransmit::new(ctx, sent.clone(), "QM3", &[], qm.message_id);
+            echo.payloads = "[ HASH ]".into();
+            echo.resend(ctx, self.cookies);
+            echo.next_at = later(ctx.now, QM3_ECHO_AFTER);
+            qm.echo = Some(echo);
+        }
         qm.replies.remember_request(datagram);
         let child = self.child_sa(ctx, keys, qm, &agreed);
         qm.expires = Some(later(ctx.now, LINGER));

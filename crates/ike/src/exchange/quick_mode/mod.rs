@@ -143,6 +143,9 @@ impl IkeSa {
                     qm.expires = Some(ctx.now);
                 }
             }
+            if let Some(mut echo) = qm.echo.take_if(|e| ctx.now >= e.next_at) {
+                echo.resend(ctx, cookies);
+            }
             if qm.expires.is_some_and(|t| ctx.now >= t) && qm.retransmit.is_none() {
                 self.quick_modes.swap_remove(i);
                 continue;
