@@ -283,8 +283,9 @@ impl IkeSa {
         }
     }
 
-    /// As initiator, when we may start replacing this ISAKMP SA: `rekey_after` into its lifetime, but not
-    /// while a Quick Mode is in flight nor within `QM_QUIET` of the last IPsec SA set up. A
+    /// As initiator, when we may start replacing this ISAKMP SA: `rekey_after` into its
+    /// lifetime, but not while a Quick Mode is in flight nor within `QM_QUIET` of the last
+    /// IPsec SA set up. A
     /// peer that moves the IPsec SAs over to the new ISAKMP SA when it is established
     /// (strongSwan's reauth adoption) skips one it is still installing, and then deletes that
     /// one with the old ISAKMP SA (seen in the soak test: 34 s without traffic). The deferral

@@ -155,8 +155,6 @@ impl Daemon {
         Ok(())
     }
 
-    /// Connections whose retry timer is due initiate again, or negotiate their missing pairs;
-    /// `conn_timers` becomes the earliest timer left.
     /// Tells the endpoint which pairs of DPD-watched connections accepted ESP since the last
     /// look (at most a second ago): traffic from the peer proves it alive (RFC 3706 §6), so no
     /// R-U-THERE goes, and none lost on a lossy path declares a working tunnel dead.
@@ -175,6 +173,8 @@ impl Daemon {
         }
     }
 
+    /// Connections whose retry timer is due initiate again, or negotiate their missing pairs;
+    /// `conn_timers` becomes the earliest timer left.
     fn retry_connections(&mut self, now: Instant) {
         let mut earliest: Option<Instant> = None;
         for i in 0..self.conns.len() {

@@ -350,16 +350,21 @@ impl Endpoint {
         let (Some(heir), handed_over) = (heir.or_else(renewal), heir.is_none()) else {
             return;
         };
-        let moved = self
+        let (moved, assigned) = self
             .sas
             .get_mut(&key)
             .map(|s| {
                 s.children_handed_over = handed_over;
-                std::mem::take(&mut s.children)
+                (std::mem::take(&mut s.children), s.assigned_local.clone())
             })
             .unwrap_or_default();
         if let Some(h) = self.sas.get_mut(&heir) {
             h.children.extend(moved);
+            // A remote-access client keeps its address for the moved pairs' rekeys, as in
+            // `supersede`.
+            if h.assigned_local.is_empty() {
+                h.assigned_local = assigned;
+            }
         }
     }
 

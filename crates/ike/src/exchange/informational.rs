@@ -176,7 +176,7 @@ impl IkeSa {
                 let qm = self
                     .quick_modes
                     .iter_mut()
-                    .filter(|q| q.ours_in_flight())
+                    .filter(|q| q.awaits_qm2())
                     .find(|q| !by_spi_match || by_spi.is_some_and(|s| s == q.spi_in));
                 match qm {
                     Some(q) => {

@@ -120,11 +120,7 @@ impl IkeSa {
     /// went twice already), unless one still waits for its QM2: a setup of many pairs is not
     /// slowed down by a second each.
     fn quiet_qm3_echoes(&mut self) {
-        if self
-            .quick_modes
-            .iter()
-            .any(|q| q.role == Role::Initiator && q.retransmit.is_some())
-        {
+        if self.quick_modes.iter().any(QuickMode::awaits_qm2) {
             return;
         }
         for q in &mut self.quick_modes {

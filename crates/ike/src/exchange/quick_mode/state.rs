@@ -116,8 +116,13 @@ impl QuickMode {
         }
     }
 
-    /// Ours (we sent QM1) and still waiting for its QM2, or still repeating its QM3.
+    /// Ours (we sent QM1) and still waiting for its QM2.
+    pub fn awaits_qm2(&self) -> bool {
+        self.role == Role::Initiator && self.retransmit.is_some()
+    }
+
+    /// Ours and not finished on the wire: waiting for its QM2, or still repeating its QM3.
     pub fn ours_in_flight(&self) -> bool {
-        self.role == Role::Initiator && (self.retransmit.is_some() || self.echo.is_some())
+        self.awaits_qm2() || (self.role == Role::Initiator && self.echo.is_some())
     }
 }
