@@ -280,6 +280,7 @@ fn an_expiring_isakmp_sa_hands_its_ipsec_sas_to_a_newer_one() {
     // pair must move to B's SA, not be deleted with it.
     let settings = Settings {
         rekey_margin: Duration::ZERO,
+        rekey_share_percent: 0,
         ..Settings::default()
     };
     let (mut a, mut b) = (conn_a(), conn_b());

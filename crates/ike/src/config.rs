@@ -518,8 +518,13 @@ pub struct Settings {
     /// A responder SA that does not move on in this time (from MM1/AM1, then from MM3
     /// accepted) is forgotten.
     pub half_open_timeout: Duration,
-    /// Start rekeying this long before a lifetime ends (plus jitter-free margin for tests).
+    /// Start rekeying at least this long before a lifetime ends (see `rekey_lead`).
     pub rekey_margin: Duration,
+    /// … and at least this share of the lifetime before, in percent. A rekey must have time
+    /// for its retransmissions (165 s with the defaults) before the old SA ends: with one
+    /// minute, about 1.7 % of rekeys at 20 % loss did not finish in time and traffic stopped.
+    /// 10 % is strongSwan's default (its life_time is 110 % of its rekey_time).
+    pub rekey_share_percent: u32,
     /// A rekeyed IPsec SA pair is deleted this long after its successor is up, so packets
     /// already in flight under the old SPIs are not lost (make-before-break); a rekeyed
     /// ISAKMP SA too, so a peer can move its IPsec SAs over first.
@@ -540,11 +545,20 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// When, after it was established, an SA of `lifetime` starts its rekey: `rekey_margin`
-    /// before the end, but never in the first half of its life (a lifetime no longer than the
+    /// When, after it was established, an SA of `lifetime` starts its rekey: `rekey_lead`
+    /// before the end, so never in the first half of its life (a lifetime no longer than the
     /// margin would otherwise be due at once, and its successor too).
     pub fn rekey_after(&self, lifetime: Duration) -> Duration {
-        lifetime.saturating_sub(self.rekey_margin.min(lifetime / 2))
+        lifetime.saturating_sub(self.rekey_lead(lifetime))
+    }
+
+    /// How long before the end of `lifetime` its rekey starts: `rekey_margin` or
+    /// `rekey_share_percent` of the lifetime, whichever is longer, at most half of it.
+    pub fn rekey_lead(&self, lifetime: Duration) -> Duration {
+        let share = (lifetime / 100)
+            .checked_mul(self.rekey_share_percent)
+            .unwrap_or(lifetime);
+        self.rekey_margin.max(share).min(lifetime / 2)
     }
 }
 
@@ -558,6 +572,7 @@ impl Default for Settings {
             max_half_open_per_peer: 32,
             half_open_timeout: Duration::from_secs(60),
             rekey_margin: Duration::from_secs(60),
+            rekey_share_percent: 10,
             rekeyed_drain: Duration::from_secs(5),
             recovery_interval: Duration::from_secs(5),
             dh_pool: 0,
@@ -572,6 +587,30 @@ impl Default for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rekey_starts_a_tenth_or_a_minute_before_the_end_never_in_the_first_half() {
+        let s = Settings::default();
+        let secs = |n| Duration::from_secs(n);
+        assert_eq!(s.rekey_after(secs(3600)), secs(3240), "1 h: 6 min before");
+        assert_eq!(
+            s.rekey_after(secs(8 * 3600)),
+            secs(8 * 3600 - 2880),
+            "8 h: 48 min"
+        );
+        assert_eq!(s.rekey_after(secs(300)), secs(240), "5 min: the minute");
+        assert_eq!(s.rekey_after(secs(60)), secs(30), "1 min: half");
+        assert_eq!(s.rekey_after(secs(30)), secs(15));
+        assert!(
+            s.rekey_after(Duration::MAX) >= Duration::MAX / 2,
+            "no overflow"
+        );
+        let minute_only = Settings {
+            rekey_share_percent: 0,
+            ..Settings::default()
+        };
+        assert_eq!(minute_only.rekey_after(secs(3600)), secs(3540));
+    }
 
     #[test]
     fn selectors_from_ids() {

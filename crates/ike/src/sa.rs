@@ -277,7 +277,7 @@ impl IkeSa {
                 {
                     return None;
                 }
-                let lead = (settings.rekey_margin / 2).min(self.lifetime / 16);
+                let lead = (settings.rekey_lead(self.lifetime) / 2).min(self.lifetime / 16);
                 later(self.established_at?, self.lifetime).checked_sub(lead)
             }
         }
@@ -295,7 +295,7 @@ impl IkeSa {
     pub fn phase1_rekey_at(&self, settings: &Settings) -> Option<Instant> {
         const QM_QUIET: Duration = Duration::from_secs(2);
         let due = later(self.established_at?, settings.rekey_after(self.lifetime));
-        let latest = later(due, settings.rekey_margin.min(self.lifetime / 2) / 2);
+        let latest = later(due, settings.rekey_lead(self.lifetime) / 2);
         let busy = self.quick_modes.iter().any(|q| {
             matches!(
                 q.state,
