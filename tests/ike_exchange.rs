@@ -1004,6 +1004,27 @@ fn a_renewal_slower_than_the_lifetime_takes_the_pairs_over_when_it_is_up() {
 }
 
 #[test]
+fn a_renewal_that_gets_no_answer_is_reported_as_a_renewal() {
+    // Every MM1 of B's renewal is lost (a peer behind NAT, unreachable at its address): the
+    // failure says it was a renewal, so the daemon's log and status can say so.
+    let (mut p, _) = responder_with_the_shorter_lifetime();
+    p.filter = lose_first(Side::B, usize::MAX, |w| {
+        w.exchange() == Some(ExchangeType::IDENTITY_PROTECTION)
+            && w.datagram.data.get(8..16) == Some(&[0u8; 8][..])
+    });
+    p.run_for(Duration::from_secs(240));
+    let failed: Vec<bool> = p
+        .events(Side::B)
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaFailed { renewal, .. } => Some(*renewal),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, [true], "one failed renewal, reported as one");
+}
+
+#[test]
 fn dpd_keeps_a_live_peer_up() {
     let mut p = Pair::new(conn_a(), conn_b());
     p.connect();

@@ -623,7 +623,7 @@ impl Endpoint {
                 conn: sa.conn,
                 cookies: sa.cookies,
                 message_id: qm.message_id,
-                reason: Failure::Malformed("ISAKMP SA gone before QM3".into()),
+                reason: Failure::Phase1Ended,
             });
         }
     }

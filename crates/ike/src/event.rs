@@ -142,6 +142,9 @@ pub enum Failure {
         message: &'static str,
         after: Duration,
     },
+    /// The ISAKMP SA ended (deleted, expired or superseded) while this Quick Mode still
+    /// waited for QM3: its half-installed inbound SA goes with it.
+    Phase1Ended,
     /// Retransmissions exhausted; the only answer was a plain (unauthenticated, forgeable)
     /// error notify, recorded but not acted on (RFC 2408 §5: before phase 1 authenticates).
     NoResponseButPlainNotify {
@@ -288,6 +291,10 @@ impl fmt::Display for Failure {
             Failure::Malformed(e) => write!(f, "malformed message: {e}"),
             Failure::InvalidKeyExchange => write!(f, "invalid Diffie-Hellman public value from peer"),
             Failure::Timeout => write!(f, "negotiation timed out"),
+            Failure::Phase1Ended => write!(
+                f,
+                "the ISAKMP SA ended before QM3 came, so the IPsec SA pair was never completed"
+            ),
             Failure::Abandoned { after } => write!(
                 f,
                 "the peer never continued after our {after} (half-open and unauthenticated: possibly a spoofed request)"
@@ -424,6 +431,9 @@ pub enum Event {
         cookies: Cookies,
         peer: SocketAddr,
         reason: Failure,
+        /// It was to renew an ISAKMP SA of the connection (our rekey before its end), which
+        /// stays in use until it ends.
+        renewal: bool,
     },
     IkeSaDeleted {
         conn: ConnId,

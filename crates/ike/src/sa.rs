@@ -537,6 +537,7 @@ impl IkeSa {
             cookies: self.cookies,
             peer: self.remote,
             reason,
+            renewal: self.is_rekey,
         });
         self.phase = Phase1::Dead;
         self.retransmit = None;

@@ -210,6 +210,7 @@ impl Daemon {
                 cookies,
                 peer,
                 reason,
+                renewal,
             } => {
                 let name = conn
                     .map(|c| self.conn_name(c).to_owned())
@@ -219,9 +220,20 @@ impl Daemon {
                     debug!(conn = %name, cookies = %cookies, "half-open IKE SA {cookies} with {peer} forgotten: {reason}");
                     return;
                 }
-                error!(conn = %name, cookies = %cookies, "IKE SA {cookies} with {peer} failed: {reason}");
+                let still_up = conn.is_some_and(|c| self.endpoint.is_up(c));
+                if renewal && still_up {
+                    warn!(conn = %name, cookies = %cookies, "renewal of the ISAKMP SA with {peer} failed (IKE SA {cookies}): {reason}; the current ISAKMP SA stays in use until it ends");
+                } else if renewal {
+                    error!(conn = %name, cookies = %cookies, "renewal of the ISAKMP SA with {peer} failed (IKE SA {cookies}): {reason}; the ISAKMP SA it was to renew has ended");
+                } else {
+                    error!(conn = %name, cookies = %cookies, "IKE SA {cookies} with {peer} failed: {reason}");
+                }
                 if let Some(c) = conn.and_then(|c| self.conns.get_mut(c)) {
-                    c.last_failure = Some(reason.to_string());
+                    c.last_failure = Some(if renewal {
+                        format!("renewal: {reason}")
+                    } else {
+                        reason.to_string()
+                    });
                     c.failures += 1;
                     if let Failure::RemoteAccess(
                         ferrovpn_ike::event::RemoteAccessFailure::XauthRejected { .. }

@@ -303,6 +303,7 @@ impl History {
                 cookies,
                 peer,
                 reason,
+                ..
             } => (
                 conn.or_else(|| self.conn_of(cookies, None, *peer)),
                 *cookies,

@@ -36,6 +36,7 @@ pub fn failure_label(f: &Failure) -> &'static str {
         Failure::Malformed(_) => "malformed",
         Failure::InvalidKeyExchange => "invalid_key_exchange",
         Failure::Timeout => "timeout",
+        Failure::Phase1Ended => "phase1_ended",
         Failure::Abandoned { .. } => "abandoned",
         Failure::SilentAfterMm5 { .. } => "silent_after_mm5",
         Failure::NoResponseButPlainNotify { .. } => "no_response_plain_notify",

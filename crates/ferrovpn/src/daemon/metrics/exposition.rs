@@ -318,6 +318,7 @@ mod tests {
                     message: "MM1",
                     tries: 5,
                 },
+                renewal: false,
             },
             Event::PeerDead {
                 conn: 0,

@@ -80,6 +80,7 @@ impl IkeSa {
             cookies: self.cookies,
             peer: self.remote,
             reason: reason.clone(),
+            renewal: false,
         });
         self.set_step(Step::Serve(ServeStep::Done), None);
         self.delete(ctx, &reason.to_string());
@@ -231,6 +232,7 @@ impl IkeSa {
                         cookies: self.cookies,
                         peer: self.remote,
                         reason: Failure::RemoteAccess(why),
+                        renewal: false,
                     });
                 }
                 let mut attrs = vec![CfgAttribute::basic(
