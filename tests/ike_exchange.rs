@@ -812,10 +812,9 @@ fn without_nat_esp_is_raw_and_ike_stays_on_500() {
     assert!(p.wire.iter().all(|w| w.datagram.remote.port() == 500));
 }
 
-#[test]
-fn a_nat_in_front_of_the_initiator_is_detected_and_both_sides_float() {
-    let mut p = Pair::new(conn_a(), conn_b());
-    // A NAT that keeps A's address but maps its ports: 500 → 31500, 4500 → 34500.
+/// A NAT in front of A that keeps its address but maps its ports, 500 → 31500 and 4500 →
+/// 34500, and passes to A only what B sends to a mapped port.
+fn nat_in_front_of_a(p: &mut Pair) {
     p.rewrite = Box::new(|d, from| {
         let map = |port| match port {
             500 => 31500,
@@ -832,6 +831,19 @@ fn a_nat_in_front_of_the_initiator_is_detected_and_both_sides_float() {
             Side::B => d.remote = SocketAddr::new(d.remote.ip(), unmap(d.remote.port())),
         }
     });
+    p.filter = Box::new(|w| {
+        if w.from == Side::B && ![31500, 34500].contains(&w.datagram.remote.port()) {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+}
+
+#[test]
+fn a_nat_in_front_of_the_initiator_is_detected_and_both_sides_float() {
+    let mut p = Pair::new(conn_a(), conn_b());
+    nat_in_front_of_a(&mut p);
     p.connect();
     assert_up(&p);
     assert_eq!(
@@ -1000,6 +1012,34 @@ fn a_renewal_slower_than_the_lifetime_takes_the_pairs_over_when_it_is_up() {
     p.run_for(Duration::from_secs(160));
     assert!(p.established(Side::B) >= 2, "B's renewal came up");
     assert!(p.times_sent(Side::B, "MM1") >= 3, "after two lost MM1");
+    assert_pair_kept(&p, pair);
+}
+
+#[test]
+fn a_responder_renews_phase_1_through_the_nat_in_front_of_the_initiator() {
+    // A is behind a NAT that lets in only what answers its mappings. B's renewal goes to
+    // the mapping A's UDP 4500 traffic keeps open, not to A's port 500, which the NAT
+    // does not forward.
+    let (mut a, mut b) = (conn_a(), conn_b());
+    a.ike_lifetime = Duration::from_secs(3600);
+    b.ike_lifetime = Duration::from_secs(120);
+    let mut p = Pair::new(a, b);
+    nat_in_front_of_a(&mut p);
+    p.connect();
+    let pair = p.children(Side::A)[0].inbound.spi;
+    p.run_for(Duration::from_secs(150));
+    assert!(p.established(Side::B) >= 2, "B renewed phase 1");
+    let renewal_mm1 = p
+        .wire
+        .iter()
+        .filter(|w| w.from == Side::B && w.exchange() == Some(ExchangeType::IDENTITY_PROTECTION))
+        .find(|w| w.datagram.data.get(8..16) == Some(&[0u8; 8][..]))
+        .map(|w| (w.datagram.local.port(), w.datagram.remote.port()));
+    assert_eq!(
+        renewal_mm1,
+        Some((4500, 34500)),
+        "MM1 from B's 4500 to A's mapping"
+    );
     assert_pair_kept(&p, pair);
 }
 

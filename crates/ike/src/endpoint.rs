@@ -250,19 +250,28 @@ impl Endpoint {
 
     /// Starts phase 1 as initiator (MM1 or AM1); Quick Modes follow when it completes.
     pub fn initiate(&mut self, now: Instant, conn: ConnId) -> Option<Cookies> {
-        self.start(now, conn, false)
+        self.start(now, conn, None)
     }
 
-    fn start(&mut self, now: Instant, conn: ConnId, is_rekey: bool) -> Option<Cookies> {
+    /// A new phase 1 as initiator; `renewing` is the ISAKMP SA it is to replace, if any.
+    fn start(&mut self, now: Instant, conn: ConnId, renewing: Option<[u8; 8]>) -> Option<Cookies> {
         let cookies = Cookies {
             initiator_spi: self.fresh_cookie(),
             responder_spi: [0; 8],
         };
         let cfg = self.env.conns.get(conn)?;
-        let local = SocketAddr::new(cfg.local_addr, 500);
-        let remote = SocketAddr::new(cfg.remote_addr, 500);
+        // A peer behind a NAT is reached only through the mapping its own UDP 4500 traffic
+        // keeps open, not at its configured address: the renewal starts there, on UDP 4500
+        // (RFC 3947 §4).
+        let (local, remote) = match renewing.and_then(|k| self.sas.get(&k)) {
+            Some(old) if old.nat.floated && old.nat.remote_behind_nat => (old.local, old.remote),
+            _ => (
+                SocketAddr::new(cfg.local_addr, 500),
+                SocketAddr::new(cfg.remote_addr, 500),
+            ),
+        };
         let mut sa = IkeSa::new(conn, Role::Initiator, cfg.mode, cookies, local, remote, now);
-        sa.is_rekey = is_rekey;
+        sa.is_rekey = renewing.is_some();
         sa.has_contact = self.sas.of_conn(conn).any(|(_, s)| s.is_established());
         let mode = cfg.mode;
         let mut ctx = self.env.ctx(now, conn)?;
@@ -712,7 +721,7 @@ impl Endpoint {
             if self.yields_to_simultaneous(old) {
                 continue;
             }
-            if let Some(new) = self.start(now, conn, true) {
+            if let Some(new) = self.start(now, conn, Some(old)) {
                 self.replaces.insert(new.initiator_spi, old);
             }
         }

@@ -114,7 +114,7 @@ impl Endpoint {
                 if self.negotiating(conn) {
                     return;
                 }
-                if self.start(now, conn, false).is_none() {
+                if self.start(now, conn, None).is_none() {
                     return;
                 }
                 let what = match what {
