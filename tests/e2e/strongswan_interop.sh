@@ -468,6 +468,61 @@ case_ss_responder_renews() {
     fv_charon_stop "$FV_NS_B"
 }
 
+# A real NAT: charon in B (192.0.2.130/25) sits behind router N, which masquerades what it
+# forwards to A as 192.0.2.2 (nftables); ferrovpn in A (192.0.2.1/25) responds, expecting the
+# peer at 192.0.2.2 with the identity 192.0.2.130, and keeps a 40 s ISAKMP lifetime under
+# charon's hour. The NAT is found and both float to UDP 4500; pings and a checksummed transfer
+# pass both ways. Before the ISAKMP SA ends, ferrovpn renews it itself: N forwards nothing to
+# B's UDP 500, so the renewal's MM1 must go to the mapping B's UDP 4500 traffic keeps open.
+# charon adopts the IPsec SA on the new ISAKMP SA, and the pair carries on unchanged.
+case_ss_nat_responder_renews() {
+    FV_NO_IPV6=1 FV_OUTER_A=192.0.2.1/25 FV_OUTER_B=192.0.2.130/25 fv_two_ns
+    # fv_two_ns joined A and B directly: put router N between them.
+    local n="${FV_ID}n"
+    fv_ns_create "$n"
+    ip -n "$FV_NS_A" link del "$FV_IF_A"
+    fv_veth "$FV_NS_A" "$FV_IF_A" 192.0.2.1/25 "$n" "${FV_ID}-na" 192.0.2.2/25
+    fv_veth "$n" "${FV_ID}-nb" 192.0.2.129/25 "$FV_NS_B" "$FV_IF_B" 192.0.2.130/25
+    ip -n "$FV_NS_B" route add default via 192.0.2.129
+    ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1
+    printf 'table ip fvnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname "%s" masquerade\n }\n}\n' \
+        "${FV_ID}-na" | ip netns exec "$n" nft -f - || fail "nft: no masquerade in N"
+    e2e_ss_up "$(SS_SECRET="$PSK" SS_ADDR_B=192.0.2.130 e2e_ss_conf)"
+    e2e_psk "$FV_TMP/a.psk" "$PSK"
+    SOCK_A="$FV_TMP/a.sock" FV_LOG="$FV_TMP/ferrovpn.log"
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
+        C_START=respond C_ESP=aes128gcm16 C_EXTRA='remote_id = "192.0.2.130"
+ike_lifetime = "40s"' C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_LOG"
+    PID_A="$E2E_PID"
+    e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"
+    fv_swanctl "$FV_NS_B" --initiate --child fv --timeout 20 >"$FV_TMP/initiate.log" 2>&1 ||
+        { cat "$FV_TMP/initiate.log" >&2; fail "swanctl --initiate through the NAT failed"; }
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"
+    e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
+    [ "$(e2e_q "$SOCK_A" 'ikes[0]["nat_remote_behind"] and ikes[0]["nat_floated"]')" = True ] ||
+        fail "ferrovpn did not see the peer behind a NAT and float: $(e2e_q "$SOCK_A" 'ikes[0]')"
+    ok "through the NAT: the peer is seen behind it, IKE floated ($(e2e_q "$SOCK_A" 'ikes[0]["remote"]'))"
+    e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 2
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+    local spi
+    spi="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"]')"
+    e2e_wait_log "$FV_LOG" "IKE SA established \\(Main Mode as Initiator\\)" 45 ||
+        fail "ferrovpn's renewal through the NAT did not come up"
+    e2e_wait_log "$(fv_charon_dir "$FV_NS_B")/charon.log" "detected reauth of existing IKE_SA, adopting 1 children" 10 ||
+        fail "charon did not adopt the IPsec SA on the new ISAKMP SA"
+    sleep 8 # past the old ISAKMP SA's end (40 s) and its delete
+    [ "$(e2e_q "$SOCK_A" '[s["spi_in"] for s in sas]')" = "['$spi']" ] ||
+        fail "ferrovpn's pair changed: $(e2e_q "$SOCK_A" '[s["spi_in"] for s in sas]') (was $spi)"
+    e2e_ss_wait_installed "$FV_TMP/list-sas-2.txt"
+    e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 2
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+    e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 2
+    ok "ISAKMP SA renewed through the NAT by the responder, IPsec SA $spi kept, pings and transfer pass"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
 # Case names: <initiator>-<mode>-<esp>, fv = ferrovpn initiates, ss = strongSwan initiates.
 declare -A ESP=([gcm]=aes128gcm16 [pfs]=aes128-sha256-modp2048)
 CASES=()
@@ -486,6 +541,7 @@ CASES+=(fv-child-deleted fv-policy-child-deleted)
 # ss-qm3-lost), and this charon does not try again (well under 1 % at 20 %, see
 # docs/INTEROP.md); two cases keep that risk small in every CI run.
 CASES+=(fv-main-lossy ss-main-lossy ss-qm3-lost ss-dpd-esp-alive ss-responder-renews)
+CASES+=(ss-nat-responder-renews)
 for who in fv ss; do
     for mode in main aggressive; do
         eval "case_${who}_${mode}_lossy() { lossy $who $mode; }"
