@@ -868,6 +868,40 @@ fn a_nat_in_front_of_the_initiator_is_detected_and_both_sides_float() {
     assert!(nat_b.remote_behind_nat && !nat_b.local_behind_nat && nat_b.floated);
 }
 
+/// NAT-keepalives `side` sent from wire index `since` on: (from, to) ports of each.
+fn keepalives(p: &Pair, side: Side, since: usize) -> Vec<(u16, u16)> {
+    p.wire[since..]
+        .iter()
+        .filter(|w| w.from == side && w.datagram.is_nat_keepalive())
+        .map(|w| (w.datagram.local.port(), w.datagram.remote.port()))
+        .collect()
+}
+
+#[test]
+fn the_side_behind_a_nat_sends_keepalives_to_keep_its_mapping() {
+    // RFC 3948 §4: A, behind the NAT, sends one every 20 s (the default) from UDP 4500 to
+    // B's UDP 4500; B, not behind one, sends none. Both sides stay up.
+    let mut p = Pair::new(conn_a(), conn_b());
+    nat_in_front_of_a(&mut p);
+    p.connect();
+    let since = p.wire.len();
+    p.run_for(Duration::from_secs(70));
+    assert_eq!(keepalives(&p, Side::A, since), [(4500, 4500); 3]);
+    assert!(keepalives(&p, Side::B, 0).is_empty());
+    assert_up(&p);
+
+    let mut a = conn_a();
+    a.nat_keepalive = None;
+    let mut p = Pair::new(a, conn_b());
+    nat_in_front_of_a(&mut p);
+    p.connect();
+    p.run_for(Duration::from_secs(70));
+    assert!(
+        keepalives(&p, Side::A, 0).is_empty(),
+        "nat_keepalive = \"0s\""
+    );
+}
+
 #[test]
 fn dpd_declares_a_silent_peer_dead_and_removes_its_sas() {
     let mut p = Pair::new(conn_a(), conn_b());

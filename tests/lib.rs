@@ -193,6 +193,10 @@ impl Pair {
         };
         let fate = (self.filter)(&w);
         self.wire.push(w);
+        if d.is_nat_keepalive() {
+            // The daemon's UDP 4500 socket drops these before IKE sees them (RFC 3948 §2.3).
+            return;
+        }
         (self.rewrite)(&mut d, from);
         // The receiver sees the sender's address as remote and its own as local.
         let incoming = Datagram {

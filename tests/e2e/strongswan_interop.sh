@@ -468,25 +468,33 @@ case_ss_responder_renews() {
     fv_charon_stop "$FV_NS_B"
 }
 
-# A real NAT: charon in B (192.0.2.130/25) sits behind router N, which masquerades what it
-# forwards to A as 192.0.2.2 (nftables); ferrovpn in A (192.0.2.1/25) responds, expecting the
+# nat_bed BEHIND(a|b): A (192.0.2.1/25) and B (192.0.2.130/25) joined through router N
+# (192.0.2.2/25 on A's side, 192.0.2.129/25 on B's), which masquerades what it forwards from the
+# side BEHIND (nftables): B reaches A as 192.0.2.2, or A reaches B as 192.0.2.129.
+nat_bed() {
+    FV_NO_IPV6=1 FV_OUTER_A=192.0.2.1/25 FV_OUTER_B=192.0.2.130/25 fv_two_ns
+    # fv_two_ns joined A and B directly: put router N between them.
+    local n="${FV_ID}n" out="${FV_ID}-na"
+    fv_ns_create "$n"
+    ip -n "$FV_NS_A" link del "$FV_IF_A"
+    fv_veth "$FV_NS_A" "$FV_IF_A" 192.0.2.1/25 "$n" "${FV_ID}-na" 192.0.2.2/25
+    fv_veth "$n" "${FV_ID}-nb" 192.0.2.129/25 "$FV_NS_B" "$FV_IF_B" 192.0.2.130/25
+    ip -n "$FV_NS_A" route add default via 192.0.2.2
+    ip -n "$FV_NS_B" route add default via 192.0.2.129
+    ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1
+    [ "$1" = b ] || out="${FV_ID}-nb"
+    printf 'table ip fvnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname "%s" masquerade\n }\n}\n' \
+        "$out" | ip netns exec "$n" nft -f - || fail "nft: no masquerade in N"
+}
+
+# A real NAT: charon in B sits behind N (nat_bed b); ferrovpn in A responds, expecting the
 # peer at 192.0.2.2 with the identity 192.0.2.130, and keeps a 40 s ISAKMP lifetime under
 # charon's hour. The NAT is found and both float to UDP 4500; pings and a checksummed transfer
 # pass both ways. Before the ISAKMP SA ends, ferrovpn renews it itself: N forwards nothing to
 # B's UDP 500, so the renewal's MM1 must go to the mapping B's UDP 4500 traffic keeps open.
 # charon adopts the IPsec SA on the new ISAKMP SA, and the pair carries on unchanged.
 case_ss_nat_responder_renews() {
-    FV_NO_IPV6=1 FV_OUTER_A=192.0.2.1/25 FV_OUTER_B=192.0.2.130/25 fv_two_ns
-    # fv_two_ns joined A and B directly: put router N between them.
-    local n="${FV_ID}n"
-    fv_ns_create "$n"
-    ip -n "$FV_NS_A" link del "$FV_IF_A"
-    fv_veth "$FV_NS_A" "$FV_IF_A" 192.0.2.1/25 "$n" "${FV_ID}-na" 192.0.2.2/25
-    fv_veth "$n" "${FV_ID}-nb" 192.0.2.129/25 "$FV_NS_B" "$FV_IF_B" 192.0.2.130/25
-    ip -n "$FV_NS_B" route add default via 192.0.2.129
-    ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1
-    printf 'table ip fvnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname "%s" masquerade\n }\n}\n' \
-        "${FV_ID}-na" | ip netns exec "$n" nft -f - || fail "nft: no masquerade in N"
+    nat_bed b
     e2e_ss_up "$(SS_SECRET="$PSK" SS_ADDR_B=192.0.2.130 e2e_ss_conf)"
     e2e_psk "$FV_TMP/a.psk" "$PSK"
     SOCK_A="$FV_TMP/a.sock" FV_LOG="$FV_TMP/ferrovpn.log"
@@ -523,6 +531,40 @@ ike_lifetime = "40s"' C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/
     fv_charon_stop "$FV_NS_B"
 }
 
+# The other role through a real NAT: ferrovpn in A sits behind N (nat_bed a) and initiates to
+# charon in B, which expects it at 192.0.2.129 with the identity 192.0.2.1. ferrovpn finds
+# itself behind the NAT and floats; pings and a checksummed transfer pass. N forgets idle UDP
+# mappings after 10 s; DPD is off on both sides and charon, not behind a NAT, sends no
+# keepalives. After 25 s without traffic, charon's side must still reach ferrovpn's: only
+# ferrovpn's NAT-keepalives (RFC 3948 §4, every 3 s here) keep the mapping.
+case_fv_nat_initiator() {
+    nat_bed a
+    ip netns exec "${FV_ID}n" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=10 \
+        net.netfilter.nf_conntrack_udp_timeout_stream=10
+    e2e_ss_up "$(SS_SECRET='' SS_ADDR_B=192.0.2.130 SS_ADDR_A=192.0.2.129 SS_REMOTE_ID=192.0.2.1 \
+        SS_SECRETS_EXTRA="$(printf '    ike-nat {\n        id-a = 192.0.2.1\n        id-b = 192.0.2.130\n        secret = "%s"\n    }' "$PSK")" \
+        e2e_ss_conf)"
+    e2e_psk "$FV_TMP/a.psk" "$PSK"
+    SOCK_A="$FV_TMP/a.sock" FV_LOG="$FV_TMP/ferrovpn.log"
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.130 C_PSKFILE="$FV_TMP/a.psk" \
+        C_START=initiate C_ESP=aes128gcm16 C_EXTRA='dpd_interval = "0s"
+nat_keepalive = "3s"' C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_LOG"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA through the NAT within 20 s"
+    e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
+    [ "$(e2e_q "$SOCK_A" 'ikes[0]["nat_local_behind"] and ikes[0]["nat_floated"]')" = True ] ||
+        fail "ferrovpn did not see itself behind a NAT and float: $(e2e_q "$SOCK_A" 'ikes[0]')"
+    ok "through the NAT: ferrovpn sees itself behind it, IKE floated ($(e2e_q "$SOCK_A" 'ikes[0]["local"]'))"
+    e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
+    e2e_transfer "$FV_NS_A" "$A_IN" "$FV_NS_B" "$B_IN" 2
+    sleep 25 # idle: 2.5 × N's UDP timeout
+    e2e_ping "$FV_NS_B" "$B_IN" "$A_IN" 2
+    ok "after 25 s idle behind a NAT that forgets idle mappings in 10 s, the peer's side still gets through"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
 # Case names: <initiator>-<mode>-<esp>, fv = ferrovpn initiates, ss = strongSwan initiates.
 declare -A ESP=([gcm]=aes128gcm16 [pfs]=aes128-sha256-modp2048)
 CASES=()
@@ -541,7 +583,7 @@ CASES+=(fv-child-deleted fv-policy-child-deleted)
 # ss-qm3-lost), and this charon does not try again (well under 1 % at 20 %, see
 # docs/INTEROP.md); two cases keep that risk small in every CI run.
 CASES+=(fv-main-lossy ss-main-lossy ss-qm3-lost ss-dpd-esp-alive ss-responder-renews)
-CASES+=(ss-nat-responder-renews)
+CASES+=(ss-nat-responder-renews fv-nat-initiator)
 for who in fv ss; do
     for mode in main aggressive; do
         eval "case_${who}_${mode}_lossy() { lossy $who $mode; }"

@@ -104,6 +104,7 @@ pub fn connection(c: &Connection) -> ConnectionConfig {
         interval: d.interval,
         timeout: d.timeout,
     });
+    cfg.nat_keepalive = c.nat_keepalive;
     cfg.allow_aggressive_psk = c.allow_aggressive_psk;
     cfg.allow_weak_dh = c.allow_weak_dh;
     cfg.invalid_spi_recovery = c.invalid_spi_recovery;

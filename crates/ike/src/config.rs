@@ -365,6 +365,9 @@ pub struct ConnectionConfig {
     pub children: Vec<ChildConfig>,
     pub nat_traversal: NatTraversal,
     pub dpd: Option<DpdConfig>,
+    /// Behind a NAT, send a NAT-keepalive this often so the NAT keeps its UDP 4500 mapping
+    /// (RFC 3948 §4); None: never.
+    pub nat_keepalive: Option<Duration>,
     /// Answer Aggressive Mode with PSK as responder (its hash can be cracked offline).
     pub allow_aggressive_psk: bool,
     /// Accept MODP groups below 2048 bits.
@@ -474,6 +477,7 @@ impl ConnectionConfig {
                 remote_ts: TrafficSelector::any_v4(),
             }],
             nat_traversal: NatTraversal::Auto,
+            nat_keepalive: Some(Duration::from_secs(20)),
             dpd: Some(DpdConfig {
                 interval: Duration::from_secs(30),
                 timeout: Duration::from_secs(150),

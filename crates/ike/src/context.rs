@@ -18,12 +18,28 @@ use crate::lease::Leases;
 use crate::spi::SpiAllocator;
 
 /// A datagram to or from the peer. `data` is the ISAKMP message; on port 4500 the driver adds
-/// and strips the 4-byte non-ESP marker (RFC 3948 §2.2).
+/// and strips the 4-byte non-ESP marker (RFC 3948 §2.2), except on a NAT-keepalive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub data: Vec<u8>,
+}
+
+impl Datagram {
+    /// A NAT-keepalive (RFC 3948 §2.3): the single byte 0xFF, sent without a non-ESP marker.
+    pub fn nat_keepalive(local: SocketAddr, remote: SocketAddr) -> Self {
+        Datagram {
+            local,
+            remote,
+            data: vec![0xff],
+        }
+    }
+
+    /// Whether this is a NAT-keepalive, which goes out as it is.
+    pub fn is_nat_keepalive(&self) -> bool {
+        self.data == [0xff]
+    }
 }
 
 /// Where the state machine writes what it wants done.

@@ -84,6 +84,8 @@ pub(crate) struct IkeSa {
     pub children: Vec<InstalledChild>,
     pub dpd: DpdState,
     pub last_heard: Instant,
+    /// When the last NAT-keepalive went out (RFC 3948 §4).
+    pub keepalive_sent: Option<Instant>,
     pub rekey_started: bool,
     pub initial_contact_received: bool,
     /// When to start the Quick Modes of an Aggressive Mode initiator.
@@ -175,6 +177,7 @@ impl IkeSa {
             children: Vec::new(),
             dpd: DpdState::default(),
             last_heard: now,
+            keepalive_sent: None,
             rekey_started: false,
             initial_contact_received: false,
             quick_modes_at: None,
@@ -576,6 +579,9 @@ impl IkeSa {
                 if let Some(t) = self.phase1_renew_at(ctx_cfg, settings) {
                     at(t);
                 }
+            }
+            if let Some(t) = self.keepalive_due(ctx_cfg) {
+                at(t);
             }
             if let Some(dpd) = ctx_cfg.dpd {
                 if self.features.dpd {

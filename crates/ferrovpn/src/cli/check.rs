@@ -199,6 +199,14 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
         );
         field(
             &mut s,
+            "NAT keepalive",
+            match c.nat_keepalive {
+                None => "off".to_string(),
+                Some(d) => format!("every {} while behind a NAT", format_duration(d)),
+            },
+        );
+        field(
+            &mut s,
             "DPD",
             match c.dpd {
                 None => "off".to_string(),

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use super::credentials::{self, Auth};
 use super::defaults::{
     DEFAULT_ESP, DEFAULT_FRAGMENT_SIZE, DEFAULT_IKE, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT,
-    MAX_FRAGMENT_SIZE, MAX_LIFETIME, MIN_FRAGMENT_SIZE,
+    MAX_FRAGMENT_SIZE, MAX_LIFETIME, MAX_NAT_KEEPALIVE, MIN_FRAGMENT_SIZE,
 };
 use super::identity::{parse_identity, Identity};
 use super::negotiation::{AuthKind, Fragmentation, Mode, NatTraversal, Start};
@@ -58,6 +58,8 @@ pub struct Connection {
     pub nat_traversal: NatTraversal,
     /// None when `dpd_interval = "0s"`.
     pub dpd: Option<Dpd>,
+    /// NAT-keepalive interval when behind a NAT (RFC 3948 §4); None when `nat_keepalive = "0s"`.
+    pub nat_keepalive: Option<Duration>,
     pub start: Start,
     pub allow_weak_dh: bool,
     /// Act on ESP with unknown SPIs / IKE with unknown cookies from the peer (see the ike crate).
@@ -378,6 +380,12 @@ pub(super) fn validate_connection(
         })
     };
 
+    let nat_keepalive = duration_key("nat_keepalive", rc.nat_keepalive.as_deref(), "20s")?;
+    if nat_keepalive > MAX_NAT_KEEPALIVE {
+        return Err(above_max("nat_keepalive", nat_keepalive, MAX_NAT_KEEPALIVE));
+    }
+    let nat_keepalive = (!nat_keepalive.is_zero()).then_some(nat_keepalive);
+
     let fragment_size = match rc.fragment_size {
         None => DEFAULT_FRAGMENT_SIZE,
         Some(n) => usize::try_from(n)
@@ -468,6 +476,7 @@ pub(super) fn validate_connection(
         esp_lifetime_bytes: rc.esp_lifetime_bytes,
         nat_traversal: rc.nat_traversal,
         dpd,
+        nat_keepalive,
         start: rc.start,
         allow_weak_dh: rc.allow_weak_dh,
         invalid_spi_recovery: rc.invalid_spi_recovery,

@@ -25,6 +25,8 @@ pub const MAX_FRAGMENT_SIZE: usize = 65535;
 pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Longest `dpd_interval`: 1 h (Cisco's `isakmp keepalive` allows at most 3600 s).
 pub const MAX_DPD_INTERVAL: Duration = Duration::from_secs(3600);
+/// Longest `nat_keepalive`: 1 h (NATs drop an idle UDP mapping after 30 s to a few minutes).
+pub const MAX_NAT_KEEPALIVE: Duration = Duration::from_secs(3600);
 /// Longest `dpd_timeout`: 2 h.
 pub const MAX_DPD_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 /// Longest time an unanswered IKE exchange may be retransmitted before it fails.

@@ -78,6 +78,7 @@ pub(super) struct RawConnection {
     #[serde(default)]
     pub(super) nat_traversal: NatTraversal,
     pub(super) dpd_interval: Option<String>,
+    pub(super) nat_keepalive: Option<String>,
     pub(super) dpd_timeout: Option<String>,
     pub(super) start: Start,
     #[serde(default)]

@@ -399,6 +399,13 @@ address = "2001:db8:1::1/64"
     let c = parse(text).unwrap();
     let conn = &c.connections[0];
     assert_eq!(conn.dpd, None);
+    assert_eq!(
+        conn.nat_keepalive,
+        Some(Duration::from_secs(20)),
+        "the default"
+    );
+    let off = parse(&text.replace("dpd_interval", "nat_keepalive")).unwrap();
+    assert_eq!(off.connections[0].nat_keepalive, None, "\"0s\": off");
     let Tunnel::RouteBased(r) = &conn.tunnel else {
         panic!()
     };
@@ -473,6 +480,10 @@ fn configured_durations_have_a_maximum_named_in_the_error() {
         (
             "dpd_timeout = \"3h\"",
             "dpd_timeout: 3h is above the maximum of 2h",
+        ),
+        (
+            "nat_keepalive = \"2h\"",
+            "nat_keepalive: 2h is above the maximum of 1h",
         ),
     ];
     for (line, want) in cases {

@@ -231,7 +231,12 @@ impl Daemon {
 
     fn transmit(&mut self) {
         while let Some(d) = self.endpoint.poll_transmit() {
-            let r = if d.local.port() == 4500 {
+            let r = if d.local.port() == 4500 && d.is_nat_keepalive() {
+                match self.nat_t.get(&d.local.ip()) {
+                    Some(s) => s.send_to(&d.data, d.remote),
+                    None => Err(io::Error::other("no UDP 4500 socket for that address")),
+                }
+            } else if d.local.port() == 4500 {
                 let mut framed = Vec::with_capacity(d.data.len() + 4);
                 framed.extend_from_slice(&ferrovpn_esp::nat_t::NON_ESP_MARKER);
                 framed.extend_from_slice(&d.data);

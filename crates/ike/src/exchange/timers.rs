@@ -1,9 +1,10 @@
 //! Everything time-driven in an ISAKMP SA: retransmissions, half-open expiry, DPD (RFC 3706
 //! §5.5), the lifetimes and rekeys of the ISAKMP SA and its IPsec SAs.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::context::Ctx;
+use crate::config::ConnectionConfig;
+use crate::context::{Ctx, Datagram};
 use crate::event::{Event, Failure, Role, Udp4500Probe};
 use crate::sa::{IkeSa, Phase1, Phase1State};
 use crate::time::later;
@@ -78,6 +79,7 @@ impl IkeSa {
         if matches!(self.phase, Phase1::Dead) {
             return false;
         }
+        self.keepalive_timer(ctx);
         self.child_lifetimes(ctx);
         if !self.rekey_started
             && self
@@ -127,6 +129,23 @@ impl IkeSa {
     /// RFC 3706 §5.5: R-U-THERE after `interval` of silence, a new sequence number per try;
     /// the peer is dead once an R-U-THERE is out and nothing authenticated has arrived for
     /// `timeout` since the last message (as strongSwan counts its IKEv1 dpd_timeout).
+    /// When the next NAT-keepalive is due: only once established, floated to UDP 4500 and with
+    /// ourselves behind the NAT (RFC 3948 §4; "force" counts as behind one, as strongSwan).
+    pub(crate) fn keepalive_due(&self, cfg: &ConnectionConfig) -> Option<Instant> {
+        let every = cfg.nat_keepalive?;
+        let since = self.keepalive_sent.or(self.established_at)?;
+        (self.nat.floated && self.nat.local_behind_nat).then(|| later(since, every))
+    }
+
+    fn keepalive_timer(&mut self, ctx: &mut Ctx<'_>) {
+        if self.keepalive_due(ctx.cfg).is_some_and(|t| ctx.now >= t) {
+            ctx.out
+                .transmits
+                .push_back(Datagram::nat_keepalive(self.local, self.remote));
+            self.keepalive_sent = Some(ctx.now);
+        }
+    }
+
     fn dpd_timer(&mut self, ctx: &mut Ctx<'_>) {
         let Some(dpd) = ctx.cfg.dpd else { return };
         if !self.features.dpd {

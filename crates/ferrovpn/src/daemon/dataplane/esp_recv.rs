@@ -528,7 +528,9 @@ mod tests {
         tx.send_to(&esp(1), local).unwrap();
         tx.send_to(&[0, 0, 0, 0, 7, 7, 7], local).unwrap();
         tx.send_to(&esp(2), local).unwrap();
-        tx.send_to(&[0xff], local).unwrap();
+        // The keepalive our IKE side sends (RFC 3948 §2.3) is dropped here, uncounted.
+        let keepalive = ferrovpn_ike::Datagram::nat_keepalive(local, local);
+        tx.send_to(&keepalive.data, local).unwrap();
         tx.send_to(&[1, 2], local).unwrap();
         tx.send_to(&esp(3), local).unwrap();
         let mut batch = Batch::new(64, 2048);
