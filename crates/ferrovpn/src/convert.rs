@@ -324,6 +324,7 @@ mod tests {
             outbound: keys(0x2000),
             lifetime: Duration::from_secs(u64::MAX),
             lifetime_kb: Some(u64::MAX),
+            role: ferrovpn_ike::Role::Initiator,
         };
         let (inbound, _) = esp_sas(&child).unwrap();
         assert_eq!(

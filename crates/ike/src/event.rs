@@ -366,6 +366,9 @@ pub struct ChildSa {
     pub outbound: EspKeys,
     pub lifetime: Duration,
     pub lifetime_kb: Option<u64>,
+    /// Who began the Quick Mode. `Initiator`: QM3 was ours, and the peer takes the pair into
+    /// use only once QM3 has arrived (RFC 2409 §5.5).
+    pub role: Role,
 }
 
 /// Capabilities the peer announced by vendor ID.

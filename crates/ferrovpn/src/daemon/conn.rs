@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use ferrovpn_esp::{SaHandle, Sad};
 use ferrovpn_ike::{ChildSa, Cookies};
 
+use super::dataplane::Policy;
 use crate::config::Connection;
 use crate::routing::Installed;
 
@@ -19,6 +20,11 @@ pub struct InstalledPair {
     pub established: Instant,
     /// Inbound packets accepted when last looked at (`note_esp_liveness`).
     pub in_packets_seen: u64,
+    /// Its outbound policy, held back while an older pair with the same selectors still
+    /// sends: QM3 was ours, and until it arrives the peer drops ESP on the new SA. It goes in
+    /// when the first packet arrives on the new pair or the older one stops sending
+    /// (`Daemon::release_held`).
+    pub held: Option<Policy>,
 }
 
 /// Per-connection state the daemon keeps beside the IKE endpoint.

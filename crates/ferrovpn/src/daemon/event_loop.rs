@@ -111,6 +111,7 @@ impl Daemon {
             if self.conn_timers.is_some_and(|t| t <= now) || now >= conn_scan_due {
                 self.retry_connections(now);
                 self.note_esp_liveness(now);
+                self.release_heard();
                 // The scan also runs once a second, so a timer set where `conn_timer_set` was
                 // not called is late by a second at most, never lost.
                 conn_scan_due = now + Duration::from_secs(1);

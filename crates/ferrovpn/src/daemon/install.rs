@@ -4,10 +4,10 @@
 use std::time::Instant;
 
 use ferrovpn_esp::{Clock, SaHandle};
-use ferrovpn_ike::ChildSa;
+use ferrovpn_ike::{ChildSa, Role};
 use tracing::{error, info};
 
-use super::conn::InstalledPair;
+use super::conn::{stats_of, InstalledPair};
 use super::dataplane::Policy;
 use super::state::Daemon;
 use crate::convert;
@@ -66,18 +66,33 @@ impl Daemon {
         let Some(c) = self.conns.get_mut(child.conn) else {
             return;
         };
+        let mut held = None;
+        // An older pair with a byte lifetime could run out while its successor waits.
+        let older_counts_bytes = c.pairs.iter().any(|p| {
+            p.child.local_ts == child.local_ts
+                && p.child.remote_ts == child.remote_ts
+                && p.child.lifetime_kb.is_some()
+        });
         if let Some(tun) = c.tun {
             if let Ok(mut m) = self.shared.inbound.write() {
                 m.insert(h_in, (tun, child.conn));
             }
+            let policy = Policy {
+                tun,
+                conn: child.conn,
+                local: IpNet::truncating(child.local_ts.addr, child.local_ts.prefix_len),
+                remote: IpNet::truncating(child.remote_ts.addr, child.remote_ts.prefix_len),
+                handle: h_out,
+            };
             if let Ok(mut p) = self.shared.policies.write() {
-                p.push(Policy {
-                    tun,
-                    conn: child.conn,
-                    local: IpNet::truncating(child.local_ts.addr, child.local_ts.prefix_len),
-                    remote: IpNet::truncating(child.remote_ts.addr, child.remote_ts.prefix_len),
-                    handle: h_out,
-                });
+                // Make before break: a rekey we began keeps sending on the older pair until
+                // the peer is known to have QM3 (lost or slow, it used to cost the packets
+                // sent in between).
+                if child.role == Role::Initiator && !older_counts_bytes && p.covers(&policy, None) {
+                    held = Some(policy);
+                } else {
+                    p.push(policy);
+                }
             }
         }
         info!(
@@ -98,8 +113,46 @@ impl Daemon {
             outbound: h_out,
             established: Instant::now(),
             in_packets_seen: 0,
+            held,
             child,
         });
+    }
+
+    /// Once a second: puts in the held policies whose pair has received a packet.
+    pub(super) fn release_heard(&mut self) {
+        for conn in 0..self.conns.len() {
+            self.release_held(conn, None);
+        }
+    }
+
+    /// Puts in the held outbound policies (`InstalledPair::held`) of connection `conn` whose
+    /// pair has received a packet (the peer has our QM3), or whose older pair no longer sends
+    /// or is about to stop (`leaving`, removed by the caller right after: the new policy is in
+    /// before the old one goes, so no packet finds neither).
+    pub(super) fn release_held(&mut self, conn: usize, leaving: Option<SaHandle>) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.pairs.iter().all(|p| p.held.is_none()) {
+            return;
+        }
+        let Ok(mut pol) = self.shared.policies.write() else {
+            return;
+        };
+        for p in &mut c.pairs {
+            let Some(policy) = p.held else { continue };
+            let heard = stats_of(&self.sad, p.inbound).packets > 0;
+            if heard || !pol.covers(&policy, leaving) {
+                pol.push(policy);
+                p.held = None;
+                info!(
+                    conn = %c.cfg.name,
+                    "sending on the new IPsec SA spi out {:08x}: {}",
+                    p.child.outbound.spi,
+                    if heard { "the peer uses it" } else { "the older pair no longer sends" }
+                );
+            }
+        }
     }
 
     /// A negotiated pair the data plane could not take: the half that got in comes out again,
@@ -145,6 +198,7 @@ impl Daemon {
             return;
         };
         let out = p.outbound;
+        self.release_held(conn, Some(out));
         if let Ok(mut pol) = self.shared.policies.write() {
             pol.remove(conn, out);
         }
@@ -165,6 +219,12 @@ impl Daemon {
             return;
         };
         let p = c.pairs.swap_remove(i);
+        if !self.stop {
+            self.release_held(conn, Some(p.outbound));
+        }
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
         // Shutting down: the DELETEs are out and the pipelines stop next, taking the SAD and
         // the policies with them whole. Removing 20,000 SAs one by one (each a copy of the
         // SAD's snapshot) took 36 s of `down` at 10,000 tunnels.

@@ -48,6 +48,19 @@ impl Policies {
         self.by_conn.entry(p.conn).or_default().push(p);
     }
 
+    /// Whether `p`'s connection has an outbound policy for exactly `p`'s selectors on `p`'s
+    /// TUN, other than that of SA `except`.
+    pub fn covers(&self, p: &Policy, except: Option<SaHandle>) -> bool {
+        self.by_conn.get(&p.conn).is_some_and(|v| {
+            v.iter().any(|x| {
+                x.tun == p.tun
+                    && x.local == p.local
+                    && x.remote == p.remote
+                    && Some(x.handle) != except
+            })
+        })
+    }
+
     /// Removes the policy of outbound SA `handle` of connection `conn`.
     pub fn remove(&mut self, conn: usize, handle: SaHandle) {
         if let Some(v) = self.by_conn.get_mut(&conn) {

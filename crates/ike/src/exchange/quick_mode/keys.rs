@@ -93,6 +93,7 @@ impl IkeSa {
             outbound: direction(agreed.spi_out),
             lifetime: choice.lifetime,
             lifetime_kb: choice.lifetime_kb.or(ctx.cfg.esp_lifetime_kb),
+            role: qm.role,
         }
     }
 }
