@@ -392,18 +392,25 @@ retransmit_tries = 3' C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/
     fv_charon_stop "$FV_NS_B"
 }
 
+# fv_a_up START REMOTE EXTRA: ferrovpn in A (192.0.2.1), PSK $PSK, aes128gcm16, the route-based
+# tunnel facing charon (e2e_route_based_facing_ss), starting (initiate|respond) towards REMOTE with
+# EXTRA connection lines (C_DAEMON_EXTRA passes through). Sets SOCK_A, PID_A, FV_LOG.
+fv_a_up() {
+    e2e_psk "$FV_TMP/a.psk" "$PSK"
+    SOCK_A="$FV_TMP/a.sock" FV_LOG="$FV_TMP/ferrovpn.log"
+    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE="$2" C_PSKFILE="$FV_TMP/a.psk" \
+        C_START="$1" C_ESP=aes128gcm16 C_EXTRA="$3" C_TUNNEL="$(e2e_route_based_facing_ss)" \
+        e2e_conf "$FV_TMP/a.toml"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_LOG"
+    PID_A="$E2E_PID"
+}
+
 # ss_responder_setup EXTRA_FV: charon in B initiates a route-based tunnel to ferrovpn in A, the
 # responder (its connection gets EXTRA_FV); up and pinged once. Sets SOCK_A, PID_A, FV_LOG.
 ss_responder_setup() {
     FV_NO_IPV6=1 fv_two_ns
     e2e_ss_up "$(SS_SECRET="$PSK" e2e_ss_conf)"
-    e2e_psk "$FV_TMP/a.psk" "$PSK"
-    SOCK_A="$FV_TMP/a.sock" FV_LOG="$FV_TMP/ferrovpn.log"
-    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
-        C_START=respond C_ESP=aes128gcm16 C_EXTRA="$1" C_TUNNEL="$(e2e_route_based_facing_ss)" \
-        e2e_conf "$FV_TMP/a.toml"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_LOG"
-    PID_A="$E2E_PID"
+    fv_a_up respond 192.0.2.2 "$1"
     e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"
     fv_swanctl "$FV_NS_B" --initiate --child fv --timeout 20 >"$FV_TMP/initiate.log" 2>&1 ||
         { cat "$FV_TMP/initiate.log" >&2; fail "swanctl --initiate failed"; }
@@ -481,13 +488,7 @@ case_fv_rekey_qm3_late() {
         e2e_wait_log "$FV_TMP/dumpcap.log" 'Capturing on' 10 || fail "dumpcap did not start"
     fi
     e2e_ss_up "$(SS_SECRET="$PSK" e2e_ss_conf)"
-    e2e_psk "$FV_TMP/a.psk" "$PSK"
-    SOCK_A="$FV_TMP/a.sock" FV_LOG="$FV_TMP/ferrovpn.log"
-    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
-        C_START=initiate C_ESP=aes128gcm16 C_EXTRA='esp_lifetime = "30s"' \
-        C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_LOG"
-    PID_A="$E2E_PID"
+    fv_a_up initiate 192.0.2.2 'esp_lifetime = "30s"'
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA within 20 s"
     e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
     e2e_ping "$FV_NS_A" "$A_IN" "$B_IN" 2
@@ -547,13 +548,8 @@ nat_bed() {
 case_ss_nat_responder_renews() {
     nat_bed b
     e2e_ss_up "$(SS_SECRET="$PSK" SS_ADDR_B=192.0.2.130 e2e_ss_conf)"
-    e2e_psk "$FV_TMP/a.psk" "$PSK"
-    SOCK_A="$FV_TMP/a.sock" FV_LOG="$FV_TMP/ferrovpn.log"
-    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.2 C_PSKFILE="$FV_TMP/a.psk" \
-        C_START=respond C_ESP=aes128gcm16 C_EXTRA='remote_id = "192.0.2.130"
-ike_lifetime = "40s"' C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_LOG"
-    PID_A="$E2E_PID"
+    fv_a_up respond 192.0.2.2 'remote_id = "192.0.2.130"
+ike_lifetime = "40s"'
     e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"
     fv_swanctl "$FV_NS_B" --initiate --child fv --timeout 20 >"$FV_TMP/initiate.log" 2>&1 ||
         { cat "$FV_TMP/initiate.log" >&2; fail "swanctl --initiate through the NAT failed"; }
@@ -595,13 +591,8 @@ case_fv_nat_initiator() {
     e2e_ss_up "$(SS_SECRET='' SS_ADDR_B=192.0.2.130 SS_ADDR_A=192.0.2.129 SS_REMOTE_ID=192.0.2.1 \
         SS_SECRETS_EXTRA="$(printf '    ike-nat {\n        id-a = 192.0.2.1\n        id-b = 192.0.2.130\n        secret = "%s"\n    }' "$PSK")" \
         e2e_ss_conf)"
-    e2e_psk "$FV_TMP/a.psk" "$PSK"
-    SOCK_A="$FV_TMP/a.sock" FV_LOG="$FV_TMP/ferrovpn.log"
-    C_SOCK="$SOCK_A" C_LOCAL=192.0.2.1 C_REMOTE=192.0.2.130 C_PSKFILE="$FV_TMP/a.psk" \
-        C_START=initiate C_ESP=aes128gcm16 C_EXTRA='dpd_interval = "0s"
-nat_keepalive = "3s"' C_TUNNEL="$(e2e_route_based_facing_ss)" e2e_conf "$FV_TMP/a.toml"
-    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_LOG"
-    PID_A="$E2E_PID"
+    fv_a_up initiate 192.0.2.130 'dpd_interval = "0s"
+nat_keepalive = "3s"'
     e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "ferrovpn: no IPsec SA through the NAT within 20 s"
     e2e_ss_wait_installed "$FV_TMP/list-sas.txt"
     [ "$(e2e_q "$SOCK_A" 'ikes[0]["nat_local_behind"] and ikes[0]["nat_floated"]')" = True ] ||
