@@ -61,7 +61,7 @@ pub use pipeline::{
 };
 pub use sa::{
     Direction, Encap, LifetimeCause, LifetimeKind, Lifetimes, Limits, SaConfig, SaEvent, SaHandle,
-    SaStats, TunnelEndpoints,
+    SaStats, TunnelEndpoints, Wake,
 };
 pub use sad::{GlobalStats, Sad, SadReader};
 

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
+use std::sync::{Arc, OnceLock};
 
 use crate::cipher::{Cipher, SecretKey};
 use crate::clock::Timestamp;
@@ -170,6 +171,28 @@ struct Counters {
 }
 
 /// An installed SA.
+/// Wakes the thread that reads the lifetime events (the daemon's event loop).
+pub type Wake = Box<dyn Fn() + Send + Sync>;
+
+/// Where an SA's lifetime events go: the SAD's channel, and a wake-up for its reader, so a
+/// soft limit is acted on at once rather than at the reader's next timer (a byte lifetime's
+/// last 10 % can pass in well under a second).
+#[derive(Clone)]
+pub(crate) struct EventSink {
+    pub tx: Sender<SaEvent>,
+    pub wake: Arc<OnceLock<Wake>>,
+}
+
+impl EventSink {
+    fn send(&self, e: SaEvent) {
+        // A closed receiver only means nobody listens any more.
+        let _ = self.tx.send(e);
+        if let Some(w) = self.wake.get() {
+            w();
+        }
+    }
+}
+
 pub(crate) struct Sa {
     pub(crate) handle: SaHandle,
     /// Unique per installation, so a sequence number reserved before a `replace` is not reused.
@@ -187,7 +210,7 @@ pub(crate) struct Sa {
     counters: Counters,
     soft_fired: AtomicBool,
     hard_fired: AtomicBool,
-    events: Sender<SaEvent>,
+    events: EventSink,
 }
 
 /// Non-ESN sequence space ends at 2^32 - 1 (RFC 4303 §3.3.3); ESN at 2^64 - 1.
@@ -219,7 +242,7 @@ impl Sa {
         handle: SaHandle,
         instance: u64,
         now: Timestamp,
-        events: Sender<SaEvent>,
+        events: EventSink,
     ) -> Result<Sa, SadError> {
         if cfg.spi < 256 {
             return Err(SadError::ReservedSpi(cfg.spi));
@@ -253,8 +276,7 @@ impl Sa {
             LifetimeKind::Hard => &self.hard_fired,
         };
         if !flag.swap(true, Relaxed) {
-            // A closed receiver only means nobody listens any more.
-            let _ = self.events.send(SaEvent {
+            self.events.send(SaEvent {
                 handle: self.handle,
                 spi: self.spi,
                 direction: self.direction,

@@ -11,14 +11,14 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::clock::Timestamp;
 use crate::error::{EspError, SadError};
 use crate::packet::{EspPacket, PacketBuf, Verdict};
-use crate::sa::{Direction, Sa, SaConfig, SaEvent, SaHandle, SaStats};
+use crate::sa::{Direction, EventSink, Sa, SaConfig, SaEvent, SaHandle, SaStats, Wake};
 
 /// Multiplicative hash for integer keys (SPIs are random, handles sequential).
 #[derive(Default, Clone, Copy)]
@@ -129,7 +129,7 @@ pub struct Sad {
     unknown_spi: AtomicU64,
     unknown_sa: AtomicU64,
     malformed: AtomicU64,
-    events_tx: Sender<SaEvent>,
+    events: EventSink,
     events_rx: Receiver<SaEvent>,
 }
 
@@ -153,7 +153,10 @@ impl Sad {
             unknown_spi: AtomicU64::new(0),
             unknown_sa: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
-            events_tx,
+            events: EventSink {
+                tx: events_tx,
+                wake: Arc::new(OnceLock::new()),
+            },
             events_rx,
         }
     }
@@ -221,7 +224,7 @@ impl Sad {
             handle,
             inner.next_instance,
             now,
-            self.events_tx.clone(),
+            self.events.clone(),
         )?);
         let inbound = cfg.direction == Direction::Inbound;
         if inbound && replaces != Some(cfg.spi) && inner.snapshot.inbound.contains_key(&cfg.spi) {
@@ -283,6 +286,11 @@ impl Sad {
             unknown_sa: self.unknown_sa.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
         }
+    }
+
+    /// Calls `wake` after each lifetime event (once; later calls are ignored).
+    pub fn set_wake(&self, wake: Wake) {
+        let _ = self.events.wake.set(wake);
     }
 
     /// Lifetime events (soft: rekey now; hard: SA stopped). Drain with `try_iter()`.

@@ -39,6 +39,12 @@ fn packet_limits_fire_soft_then_hard_once() {
     };
     let p = pair_with_lifetimes(l);
     let ev = p.sad.events();
+    // Each event wakes the reader's thread as it is sent (set after the SAs were added).
+    let wakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = wakes.clone();
+    p.sad.set_wake(Box::new(move || {
+        w.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }));
     let mut r = p.sad.reader();
     let t = Timestamp::ZERO;
     for i in 0..5 {
@@ -66,6 +72,7 @@ fn packet_limits_fire_soft_then_hard_once() {
         ]
     );
     assert_eq!(p.sad.stats(p.out).unwrap().expired_drops, 1);
+    assert_eq!(wakes.load(std::sync::atomic::Ordering::Relaxed), 4);
 }
 
 #[test]

@@ -107,6 +107,12 @@ pub fn run_with(
     let (req_tx, req_rx) = crossbeam_channel::unbounded::<Request>();
 
     let sad = Arc::new(Sad::new());
+    // A soft lifetime (rekey now) is read at once, not at the loop's next timer: at 1 Gbit/s a
+    // byte lifetime's last 10 % can pass before then.
+    let sad_waker = waker.clone();
+    sad.set_wake(Box::new(move || {
+        let _ = sad_waker.wake();
+    }));
     let clock = Arc::new(MonotonicClock::new());
     let (pipelines, unknown_spi_rx) =
         threads::spawn_pipelines(&cfg, &sad, &clock, &shared, ike_tx, &waker)?;
