@@ -1135,6 +1135,24 @@ fn shutdown_sends_deletes_that_the_peer_honours() {
 }
 
 #[test]
+fn a_rekey_keeps_the_byte_lifetime_its_pair_was_given() {
+    // A offers a byte lifetime, B (none of its own) adopts it. When B rekeys the pair, its
+    // QM1 offers that lifetime again: A, like strongSwan, keeps its own limit for a pair
+    // offered none without saying so, and B's new pair would have had no byte limit at all.
+    let (mut a, b) = (conn_a(), conn_b());
+    a.esp_lifetime_kb = Some(20_000);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(p.children(Side::B)[0].lifetime_kb, Some(20_000));
+    let now = p.now;
+    assert_eq!(p.b.rekey(now, 0).unwrap(), 1);
+    p.run_for(Duration::from_secs(10));
+    let b_pairs = p.children(Side::B);
+    assert_eq!(b_pairs.len(), 2, "rekeyed");
+    assert_eq!(b_pairs[1].lifetime_kb, Some(20_000));
+}
+
+#[test]
 fn ipsec_sas_are_rekeyed_before_they_expire_and_the_old_pair_is_deleted_after() {
     let (mut a, mut b) = (conn_a(), conn_b());
     a.esp_lifetime = Duration::from_secs(300);

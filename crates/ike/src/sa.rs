@@ -35,6 +35,8 @@ pub(crate) struct InstalledChild {
     pub spi_out: u32,
     pub established: Instant,
     pub lifetime: Duration,
+    /// Its byte lifetime in KB, if one was negotiated.
+    pub lifetime_kb: Option<u64>,
     pub initiated_by_us: bool,
     pub rekey_started: bool,
     /// Replaced by a rekey: deleted at this time, once packets under its SPI have drained.

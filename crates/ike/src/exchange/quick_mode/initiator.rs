@@ -1,6 +1,8 @@
 //! Quick Mode as initiator (RFC 2409 §5.5): QM1 out, QM2 in, QM3 out, and CONNECTED when
 //! the responder set the commit bit (RFC 2408 §4.6).
 
+use std::time::Duration;
+
 use super::keys::{new_spi, pfs_secret, Pfs};
 use super::proposal::{
     accept_esp, describe_esp, encap_mode, esp_offer, no_esp_proposal, reserved_spi,
@@ -21,6 +23,27 @@ use crate::time::later;
 use crate::wire::{Flags, Header, Identification, Payload, PayloadType};
 
 impl IkeSa {
+    /// The lifetimes a Quick Mode offers: ours, or for a rekey the shorter of ours and those
+    /// the pair it replaces ended up with. A peer that keeps a shorter lifetime of its own
+    /// without a RESPONDER-LIFETIME notify (strongSwan with `life_bytes`: "received 0
+    /// lifebytes, configured …") keeps it for the new pair too; offered ours alone, the new
+    /// pair had no byte limit here, was never rekeyed, and expired at the peer.
+    fn rekey_lifetimes(
+        &self,
+        cfg: &crate::config::ConnectionConfig,
+        replaces: Option<u32>,
+    ) -> (Duration, Option<u64>) {
+        let old = replaces.and_then(|spi| self.children.iter().find(|c| c.spi_in == spi));
+        let Some(old) = old else {
+            return (cfg.esp_lifetime, cfg.esp_lifetime_kb);
+        };
+        let kb = match (old.lifetime_kb, cfg.esp_lifetime_kb) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (old.lifetime.min(cfg.esp_lifetime), kb)
+    }
+
     /// QM1: HDR*, HASH(1), SA, Ni [, KE] , IDci, IDcr. True when QM1 went out or waits its
     /// turn behind ours in flight.
     pub(crate) fn quick_mode_initiate(
@@ -67,13 +90,8 @@ impl IkeSa {
         let pfs = proposals.first().and_then(|p| p.pfs_group);
         let dh = pfs.map(|g| ctx.new_dh(g));
         let mode = encap_mode(self);
-        let offer = esp_offer(
-            &proposals,
-            spi_in,
-            mode,
-            ctx.cfg.esp_lifetime,
-            ctx.cfg.esp_lifetime_kb,
-        );
+        let (lifetime, lifetime_kb) = self.rekey_lifetimes(ctx.cfg, replaces);
+        let offer = esp_offer(&proposals, spi_in, mode, lifetime, lifetime_kb);
         let mut rest = vec![Payload::Sa(offer), Payload::Nonce(ni.clone())];
         if let Some(dh) = &dh {
             rest.push(Payload::KeyExchange(dh.public_value()));

@@ -99,6 +99,7 @@ impl IkeSa {
             spi_out: child.outbound.spi,
             established: ctx.now,
             lifetime: child.lifetime,
+            lifetime_kb: child.lifetime_kb,
             initiated_by_us: qm.role == Role::Initiator,
             rekey_started: false,
             retire_at: None,
@@ -106,7 +107,8 @@ impl IkeSa {
             expired: false,
         });
         ctx.event(Event::ChildSaEstablished(child));
-        // Make-before-break: the new pair carries outbound traffic from now on; the old one is
+        // Make-before-break: the new pair carries outbound traffic once the peer has it (the
+        // daemon holds a pair whose QM3 was ours until a packet arrives on it); the old one is
         // deleted (both sides) only after a drain time, so packets the peer sent under the old
         // SPI before it learnt of the new SA still arrive (strongSwan: delete_rekeyed_delay).
         if let Some(old) = qm.replaces {
