@@ -423,7 +423,7 @@ pub(super) fn validate_connection(
         }
         (None, Some(mut p)) => {
             let mss = p.tcp_mss.take();
-            let pairs = validate_policy_based(p)?;
+            let pairs = validate_policy_based(p, remote_addr)?;
             let v6 = pairs.iter().any(|x| x.remote.is_ipv6());
             let mss = validate_tcp_mss("policy_based.tcp_mss", mss, v6)?;
             (Tunnel::PolicyBased(pairs), mss)

@@ -303,6 +303,8 @@ fn bad_configs_give_one_clear_message() {
          "connection \"site-b\": policy_based.tcp_mss: 'clamp' is not \"auto\", \"off\" or an MSS in bytes"),
         (with("psk = \"x\"", "[connection.policy_based]\npairs = [{ local = \"198.51.100.0/24\", remote = \"2001:db8::/32\" }]"),
          "connection \"site-b\": policy_based.pairs[0]: local 198.51.100.0/24 and remote 2001:db8::/32 are of different address families"),
+        (with("psk = \"x\"", "[connection.policy_based]\npairs = [{ local = \"192.0.2.1/32\", remote = \"192.0.2.2/32\" }]"),
+         "connection \"site-b\": policy_based.pairs[0]: remote 192.0.2.2/32 contains remote_addr 192.0.2.2; packets to the peer would loop into the tunnel"),
         (with("psk = \"x\"", "[connection.policy_based]\npairs = []"),
          "connection \"site-b\": policy_based.pairs: list at least one { local, remote } pair"),
         (with("psk = \"x\"\nike = \"aes128-sha1-modp1024\"", rb),

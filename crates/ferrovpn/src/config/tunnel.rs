@@ -301,7 +301,10 @@ pub(super) fn validate_tcp_mss(
     }
 }
 
-pub(super) fn validate_policy_based(p: RawPolicyBased) -> Result<Vec<SelectorPair>, String> {
+pub(super) fn validate_policy_based(
+    p: RawPolicyBased,
+    remote_addr: IpAddr,
+) -> Result<Vec<SelectorPair>, String> {
     if p.pairs.is_empty() {
         return Err("policy_based.pairs: list at least one { local, remote } pair".into());
     }
@@ -312,6 +315,12 @@ pub(super) fn validate_policy_based(p: RawPolicyBased) -> Result<Vec<SelectorPai
         if local.is_ipv6() != remote.is_ipv6() {
             return Err(format!(
                 "policy_based.pairs[{i}]: local {local} and remote {remote} are of different address families"
+            ));
+        }
+        // As for route_based.routes: a default route is installed so that it spares the peer.
+        if !remote.is_default() && remote.contains_addr(remote_addr) {
+            return Err(format!(
+                "policy_based.pairs[{i}]: remote {remote} contains remote_addr {remote_addr}; packets to the peer would loop into the tunnel"
             ));
         }
         let sp = SelectorPair { local, remote };
