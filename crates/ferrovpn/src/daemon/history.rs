@@ -462,7 +462,16 @@ impl History {
         self.last_sample = Some(now);
         let t_ms = self.ms(now);
         for (i, c) in self.counted.iter_mut().enumerate() {
-            let cur = live(i);
+            let mut cur = live(i);
+            // A half taken out of the data plane early (the peer deleted the pair: its
+            // outbound SA goes, its inbound one drains) reads 0 from then on; its last count
+            // stands, or the totals would go backwards and `diagnose` see no ESP sent.
+            for x in &mut cur {
+                if let Some(&(_, inp, out)) = c.live.iter().find(|p| p.0 == x.0) {
+                    x.1 = x.1.max(inp);
+                    x.2 = x.2.max(out);
+                }
+            }
             for &(spi, inp, out) in &c.live {
                 if !cur.iter().any(|x| x.0 == spi) {
                     c.gone_decaps += inp;
@@ -676,5 +685,27 @@ mod tests {
             .all(|w| w[1].decaps >= w[0].decaps && w[1].t_ms - w[0].t_ms == 1000));
         let last = v.last().unwrap();
         assert_eq!((last.decaps, last.encaps), (198 + 98, 396));
+    }
+
+    #[test]
+    fn a_pair_whose_outbound_half_goes_first_keeps_its_count() {
+        // The peer deleted pair 7 after its rekey to 8: 7's outbound SA is removed (reads 0)
+        // while its inbound half drains, then it goes. The encapsulated total never falls.
+        let t0 = Instant::now();
+        let mut h = History::new(
+            t0,
+            vec![("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap())],
+        );
+        let steps: [Vec<(u32, u64, u64)>; 4] = [
+            vec![(7, 10, 100)],
+            vec![(7, 12, 0), (8, 1, 5)],
+            vec![(7, 12, 0), (8, 3, 9)],
+            vec![(8, 4, 12)],
+        ];
+        for (k, live) in steps.into_iter().enumerate() {
+            h.sample(t0 + Duration::from_secs(k as u64), move |_| live.clone());
+        }
+        let encaps: Vec<u64> = h.samples(0).map(|s| s.encaps).collect();
+        assert_eq!(encaps, [100, 105, 109, 112]);
     }
 }
