@@ -194,8 +194,15 @@ fn unauthenticated_input_never_tears_down_a_working_tunnel() {
         ],
     );
     let unexpected = p.a.counters().unexpected;
+    let logged = p.events(Side::A).len();
     p.a.handle_datagram(p.now, forged);
+    p.pump();
     assert_eq!(p.a.counters().unexpected, unexpected + 1, "refused");
+    // Its log line says so, unlike a genuine INFO's.
+    let said = p.events(Side::A)[logged..].iter().any(|e| {
+        matches!(e, Event::Message(m) if m.name == "INFO" && m.payloads.contains("unprotected after phase 1: ignored"))
+    });
+    assert!(said, "{:?}", &p.events(Side::A)[logged..]);
     // 2. The same notifies under cookies of no SA (a "new peer"), and spoofed IKE garbage.
     let mut stray = forged_info(&p, Vec::new());
     stray.data[..8].copy_from_slice(&[7; 8]);

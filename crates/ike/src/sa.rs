@@ -481,6 +481,18 @@ impl IkeSa {
         header: &Header,
         payloads: &[Payload],
     ) {
+        self.log_received_noted(ctx, name, header, payloads, "");
+    }
+
+    /// `log_received`, with `note` after the payload list (what became of the message).
+    pub fn log_received_noted(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &'static str,
+        header: &Header,
+        payloads: &[Payload],
+        note: &str,
+    ) {
         for p in payloads {
             if let Payload::CertificateRequest {
                 encoding: crate::cert::X509_SIGNATURE,
@@ -497,7 +509,11 @@ impl IkeSa {
             name,
             cookies: Cookies::from(header),
             message_id: header.message_id,
-            payloads: payload_list(payloads),
+            payloads: if note.is_empty() {
+                payload_list(payloads)
+            } else {
+                format!("{} {note}", payload_list(payloads))
+            },
             peer: self.remote,
             local: self.local,
             retransmission: false,

@@ -103,11 +103,18 @@ impl IkeSa {
             (wire::Message::parse(datagram)?.payloads, None)
         };
         let protected = keys.is_some();
-        self.log_received(ctx, "INFO", header, &payloads);
         if !protected && self.is_established() {
             // Unauthenticated notifies cannot tear down an authenticated SA.
+            self.log_received_noted(
+                ctx,
+                "INFO",
+                header,
+                &payloads,
+                "(unprotected after phase 1: ignored, anyone who saw the cookies can forge it)",
+            );
             return Err(InputError::Unexpected("unprotected INFO after phase 1"));
         }
+        self.log_received(ctx, "INFO", header, &payloads);
         if protected {
             self.last_heard = ctx.now;
             self.dpd.outstanding = None;
