@@ -409,7 +409,9 @@ impl Daemon {
                 theirs,
                 ours,
             } => {
-                warn!(conn = %self.conn_name(conn), cookies = %cookies, "{sa} {cookies}: the peer's lifetime of {theirs} {unit} is above ours; keeping {ours} {unit} (RFC 2409 4.5)");
+                // Normal, not a fault: strongSwan's default CHILD lifetime (1.1 × its rekey
+                // time, 3960 s) is above our 3600 s, so a warning would greet every such peer.
+                info!(conn = %self.conn_name(conn), cookies = %cookies, "{sa} {cookies}: the peer's lifetime of {theirs} {unit} is above ours; keeping {ours} {unit} (RFC 2409 4.5)");
             }
         }
     }

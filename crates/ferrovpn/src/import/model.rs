@@ -359,8 +359,8 @@ pub fn keep_proposals(
                             line,
                             setting,
                             format!(
-                                "proposal {p} dropped: ferrovpn's Quick Mode carries a KE payload for every proposal or for none, and the first proposal kept {} a DH group",
-                                if want { "has" } else { "has no" }
+                                "proposal {p} dropped: ferrovpn's Quick Mode carries a KE payload for every proposal or for none, and the first proposal kept {}",
+                                if want { "has a DH group" } else { "has no DH group" }
                             ),
                         ),
                         _ => {
