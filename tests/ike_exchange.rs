@@ -436,6 +436,31 @@ fn identity_mismatch_fails_with_invalid_id_information() {
     );
 }
 
+#[test]
+fn an_initiator_refusing_the_identity_in_mm6_tells_the_peer_protected() {
+    // A (initiator) expects another identity than B's. B's phase 1 is complete once it sent
+    // MM6, so A's refusal goes protected, a notify and a DELETE, and B deletes its ISAKMP SA
+    // instead of keeping one A has dropped.
+    let (mut a, b) = (conn_a(), conn_b());
+    a.remote_id = IdValue::Fqdn("gw.example.net".into());
+    let mut p = Pair::new(a, b);
+    p.a.initiate(p.now, 0);
+    p.run_for(Duration::from_secs(3));
+    assert!(
+        matches!(
+            p.ike_failures(Side::A).as_slice(),
+            [Failure::IdentityMismatch { .. }]
+        ),
+        "{:?}",
+        p.ike_failures(Side::A)
+    );
+    assert!(p
+        .events(Side::B)
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
+    assert!(p.b.ike_sas(p.now).is_empty(), "{:?}", p.b.ike_sas(p.now));
+}
+
 /// Plain (unauthenticated) error notifies a side recorded without acting on them.
 fn unauthenticated_notifies(p: &Pair, side: Side) -> Vec<NotifyType> {
     p.events(side)

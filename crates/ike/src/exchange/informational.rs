@@ -1,10 +1,11 @@
 //! Informational exchanges (RFC 2408 §4.8, RFC 2409 §5.7): notifies, deletes and DPD (RFC 3706)
 //! messages, and deleting IPsec SAs and the ISAKMP SA.
 
+use crate::config::Phase1Mode;
 use crate::context::Ctx;
 use crate::crypto;
 use crate::error::InputError;
-use crate::event::{Event, Failure};
+use crate::event::{Event, Failure, Role};
 use crate::exchange::payloads::parse_protected;
 use crate::exchange::quick_mode::proposal::no_esp_proposal;
 use crate::exchange::quick_mode::state::QmState;
@@ -25,6 +26,34 @@ impl IkeSa {
             spi: [self.cookies.initiator_spi, self.cookies.responder_spi].concat(),
             data,
         })
+    }
+
+    /// A DELETE of this ISAKMP SA (RFC 2408 §3.15: both cookies as its SPI).
+    pub(crate) fn isakmp_delete(&self) -> Payload {
+        Payload::Delete(Delete {
+            doi: IPSEC_DOI,
+            protocol: ProtocolId::ISAKMP,
+            spi_size: 16,
+            spis: vec![[self.cookies.initiator_spi, self.cookies.responder_spi].concat()],
+        })
+    }
+
+    /// The peer proved the keys (its HASH or SIG verified) but not the configured identity.
+    /// A Main Mode initiator refuses after MM6, when the peer's phase 1 is complete: a plain
+    /// notify is dropped there (charon: "message verification failed") and the peer's ISAKMP
+    /// SA stayed up. So the notify and a DELETE of the SA go protected (RFC 2408 §5), as
+    /// strongSwan does, in two messages: charon reads no further than an error notify.
+    /// Before that, the plain notify as for other phase 1 refusals.
+    pub(crate) fn refuse_identity(&mut self, ctx: &mut Ctx<'_>, keys: &Keyed, reason: Failure) {
+        if self.role == Role::Initiator && self.mode == Phase1Mode::Main {
+            let n = self.isakmp_notify(NotifyType::INVALID_ID_INFORMATION, Vec::new());
+            let _ = self.send_informational(ctx, keys, vec![n]);
+            let d = self.isakmp_delete();
+            let _ = self.send_informational(ctx, keys, vec![d]);
+            self.fail(ctx, reason, None);
+        } else {
+            self.fail(ctx, reason, Some(NotifyType::INVALID_ID_INFORMATION));
+        }
     }
 
     /// Sends HDR*, HASH(1), N/D… under a fresh message ID and its own IV.
@@ -320,13 +349,7 @@ impl IkeSa {
                 let last = self.children.len() - 1;
                 self.delete_child(ctx, last, reason);
             }
-            let spi = [self.cookies.initiator_spi, self.cookies.responder_spi].concat();
-            let d = Payload::Delete(Delete {
-                doi: IPSEC_DOI,
-                protocol: ProtocolId::ISAKMP,
-                spi_size: 16,
-                spis: vec![spi],
-            });
+            let d = self.isakmp_delete();
             if !self.children_handed_over {
                 let _ = self.send_informational(ctx, &keys, vec![d]);
             }

@@ -179,7 +179,7 @@ impl IkeSa {
             return false;
         }
         if let Err(f) = check_peer_id(ctx.cfg, id) {
-            self.fail(ctx, f, Some(NotifyType::INVALID_ID_INFORMATION));
+            self.refuse_identity(ctx, keys, f);
             return false;
         }
         true
