@@ -186,13 +186,26 @@ pub(super) fn simultaneous(c: &ConnSnapshot, now_ms: u64, opts: &Options) -> Opt
         .filter(|r| answered(r, &["MM3", "AM3"], false))
         .collect();
     let window = opts.simultaneous_window_s * 1000;
+    // The earlier of two negotiations already established when the later began: a
+    // re-authentication or rekey (strongSwan's reauth is a new Main Mode), not a race.
+    let established_by = |r: &Record, t_ms: u64| {
+        let ic = initiator_cookie(&r.cookies);
+        c.history.iter().any(|x| {
+            initiator_cookie(&x.cookies) == ic
+                && x.t_ms <= t_ms
+                && matches!(x.what, What::IkeEstablished { .. })
+        })
+    };
     let pair = ours.iter().rev().find_map(|a| {
         theirs
             .iter()
             .rev()
             .find(|b| {
+                let (a, b): (&Record, &Record) = (a, b);
+                let (first, later) = if a.t_ms <= b.t_ms { (a, b) } else { (b, a) };
                 a.t_ms.abs_diff(b.t_ms) <= window
                     && initiator_cookie(&a.cookies) != initiator_cookie(&b.cookies)
+                    && !established_by(first, later.t_ms)
             })
             .map(|b| (*a, *b))
     });

@@ -572,6 +572,20 @@ fn both_sides_initiating_is_simultaneous() {
     );
     assert!(t.contains("start = \"respond\""), "{t}");
 
+    // The peer's re-authentication (a new Main Mode) 3 s after ours was established is not.
+    let mut c = up(conn(), 7);
+    c.history = vec![
+        msg(0, CK, "MM1", true, false),
+        msg(6, CK, "MM2", false, false),
+    ];
+    c.history.extend(established(20, CK, 7));
+    c.history.extend([
+        msg(3_000, CK_PEER, "MM1", false, false),
+        msg(3_005, CK_PEER, "MM2", true, false),
+        msg(3_009, CK_PEER, "MM3", false, false),
+    ]);
+    assert_eq!(codes(&run(&c, 4_000)), ["healthy"]);
+
     // Our own rekey after the peer's old negotiation is not simultaneous.
     let mut c = up(conn(), 7);
     c.history = vec![
