@@ -459,6 +459,16 @@ fn an_initiator_refusing_the_identity_in_mm6_tells_the_peer_protected() {
         .iter()
         .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
     assert!(p.b.ike_sas(p.now).is_empty(), "{:?}", p.b.ike_sas(p.now));
+    // B, deleted right after its phase 1 with nothing else under way, reports a refusal
+    // rather than a connection that is merely idle.
+    assert!(
+        matches!(
+            p.ike_failures(Side::B).as_slice(),
+            [Failure::DeletedByPeerAtOnce { .. }]
+        ),
+        "{:?}",
+        p.ike_failures(Side::B)
+    );
 }
 
 /// Plain (unauthenticated) error notifies a side recorded without acting on them.

@@ -546,6 +546,33 @@ case_fv_refuses_identity() {
     fv_charon_stop "$FV_NS_B"
 }
 
+# The mirror: charon initiates and expects another identity than ferrovpn's. It refuses in
+# MM6 and deletes the ISAKMP SA at once; ferrovpn, the responder, only sees its phase 1
+# complete and then deleted. It reports that as the connection's failure (status) and
+# diagnose names a problem, instead of an idle connection with no problem found.
+case_ss_refuses_identity() {
+    FV_NO_IPV6=1 fv_two_ns
+    e2e_ss_up "$(SS_SECRET="$PSK" SS_REMOTE_ID=gw.example.net \
+        SS_SECRETS_EXTRA="$(printf '    ike-other {\n        id-a = gw.example.net\n        id-b = 192.0.2.2\n        secret = "%s"\n    }' "$PSK")" \
+        e2e_ss_conf)"
+    fv_a_up respond 192.0.2.2 ''
+    e2e_wait_udp "$FV_NS_A" 500 5 || fail "ferrovpn does not listen on UDP 500"
+    fv_swanctl "$FV_NS_B" --initiate --child fv --timeout 10 >"$FV_TMP/initiate.log" 2>&1 || true
+    e2e_wait_log "$FV_LOG" "deleted the ISAKMP SA [0-9]* ms after phase 1 completed" 10 ||
+        fail "ferrovpn did not report the peer's refusal"
+    local failure
+    failure="$(e2e_q "$SOCK_A" 'd["connections"][0]["last_failure"]')"
+    case "$failure" in *"most likely refused our identity"*) ;;
+    *) fail "status shows no refusal: last_failure = $failure" ;;
+    esac
+    "$FERROVPN" diagnose --socket "$SOCK_A" >"$FV_TMP/diagnose.txt" 2>&1 || true
+    grep -q "PROBLEM" "$FV_TMP/diagnose.txt" ||
+        { cat "$FV_TMP/diagnose.txt" >&2; fail "diagnose found no problem"; }
+    ok "charon's refusal after MM6 shows as the connection's failure and in diagnose"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    fv_charon_stop "$FV_NS_B"
+}
+
 # nat_bed BEHIND(a|b): A (192.0.2.1/25) and B (192.0.2.130/25) joined through router N
 # (192.0.2.2/25 on A's side, 192.0.2.129/25 on B's), which masquerades what it forwards from the
 # side BEHIND (nftables): B reaches A as 192.0.2.2, or A reaches B as 192.0.2.129.
@@ -651,7 +678,7 @@ CASES+=(fv-child-deleted fv-policy-child-deleted)
 # ss-qm3-lost), and this charon does not try again (well under 1 % at 20 %, see
 # docs/INTEROP.md); two cases keep that risk small in every CI run.
 CASES+=(fv-main-lossy ss-main-lossy ss-qm3-lost ss-dpd-esp-alive ss-responder-renews)
-CASES+=(fv-rekey-qm3-late fv-refuses-identity ss-nat-responder-renews fv-nat-initiator)
+CASES+=(fv-rekey-qm3-late fv-refuses-identity ss-refuses-identity ss-nat-responder-renews fv-nat-initiator)
 for who in fv ss; do
     for mode in main aggressive; do
         eval "case_${who}_${mode}_lossy() { lossy $who $mode; }"

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -143,6 +143,10 @@ impl Env {
         })
     }
 }
+
+/// How soon after phase 1 a peer's DELETE of an ISAKMP SA that never carried an IPsec SA
+/// counts as a refusal (`note_refused_at_once`); strongSwan's comes within milliseconds.
+const REFUSED_AT_ONCE: Duration = Duration::from_secs(5);
 
 pub struct Endpoint {
     env: Env,
@@ -620,6 +624,27 @@ impl Endpoint {
             .push((later(now, self.env.settings.rekeyed_drain), old));
     }
 
+    /// A peer that deletes the ISAKMP SA right after phase 1 (within `REFUSED_AT_ONCE`), before
+    /// any IPsec SA and with no other negotiation of the connection, refused it: strongSwan does
+    /// so when our identity in MM6 is not the one it expects. Reported as a failure, so that
+    /// status and diagnose do not show a healthy connection waiting.
+    fn note_refused_at_once(&mut self, now: Instant, sa: &IkeSa) {
+        let Some(est) = sa.established_at else {
+            return;
+        };
+        let after = now.saturating_duration_since(est);
+        let alone = self.sas.of_conn(sa.conn).next().is_none();
+        if sa.deleted_by_peer && sa.children.is_empty() && alone && after <= REFUSED_AT_ONCE {
+            self.env.out.events.push_back(Event::IkeSaFailed {
+                conn: Some(sa.conn),
+                cookies: sa.cookies,
+                peer: sa.remote,
+                reason: Failure::DeletedByPeerAtOnce { after },
+                renewal: sa.is_rekey,
+            });
+        }
+    }
+
     /// Quick Modes still waiting for QM3 may have a half-installed inbound SA: reports them
     /// failed when their ISAKMP SA goes.
     fn fail_half_installed(&mut self, sa: &IkeSa) {
@@ -647,6 +672,7 @@ impl Endpoint {
         self.note_removed_cookie(key);
         self.replaces.remove(&key);
         self.fail_half_installed(&sa);
+        self.note_refused_at_once(now, &sa);
         if sa.children.is_empty() {
             self.release_leases(&sa);
             return;

@@ -142,6 +142,10 @@ pub enum Failure {
         message: &'static str,
         after: Duration,
     },
+    /// The peer deleted the ISAKMP SA `after` phase 1 completed, before any IPsec SA, with no
+    /// other negotiation of the connection under way: most likely it refused what phase 1
+    /// showed it (our identity or credentials) and said so only in its own log.
+    DeletedByPeerAtOnce { after: Duration },
     /// The ISAKMP SA ended (deleted, expired or superseded) while this Quick Mode still
     /// waited for QM3: its half-installed inbound SA goes with it.
     Phase1Ended,
@@ -291,6 +295,11 @@ impl fmt::Display for Failure {
             Failure::Malformed(e) => write!(f, "malformed message: {e}"),
             Failure::InvalidKeyExchange => write!(f, "invalid Diffie-Hellman public value from peer"),
             Failure::Timeout => write!(f, "negotiation timed out"),
+            Failure::DeletedByPeerAtOnce { after } => write!(
+                f,
+                "the peer deleted the ISAKMP SA {} ms after phase 1 completed, before any IPsec SA: it most likely refused our identity or credentials (see its log; compare local_id here with its remote id)",
+                after.as_millis()
+            ),
             Failure::Phase1Ended => write!(
                 f,
                 "the ISAKMP SA ended before QM3 came, so the IPsec SA pair was never completed"

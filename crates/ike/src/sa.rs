@@ -112,6 +112,9 @@ pub(crate) struct IkeSa {
     /// Started while an ISAKMP SA with the peer was up: no INITIAL-CONTACT then (the peer's
     /// SAs with us are not stale; strongSwan's `has_contact` rule).
     pub has_contact: bool,
+    /// The peer deleted it (a protected DELETE): when that came right after phase 1 and
+    /// before any IPsec SA, the peer most likely refused it (`Endpoint::reap`).
+    pub deleted_by_peer: bool,
     /// The fresh MM1 sent to the peer's UDP 4500 while MM5 goes unanswered there.
     pub probe: Option<Udp4500ProbeState>,
     /// Last time an unprocessable message was reported and answered (rate limit).
@@ -186,6 +189,7 @@ impl IkeSa {
             queued_quick_modes: Vec::new(),
             held_informationals: Vec::new(),
             children_handed_over: false,
+            deleted_by_peer: false,
             hash_notify_at: None,
             malformed_notified: false,
             invalid_spi_received: Vec::new(),

@@ -262,6 +262,7 @@ impl IkeSa {
                     cookies: self.cookies,
                     reason: "deleted by peer".into(),
                 });
+                self.deleted_by_peer = true;
                 self.phase = Phase1::Dead;
             }
             ProtocolId::ESP => {

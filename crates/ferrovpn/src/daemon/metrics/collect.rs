@@ -37,6 +37,7 @@ pub fn failure_label(f: &Failure) -> &'static str {
         Failure::InvalidKeyExchange => "invalid_key_exchange",
         Failure::Timeout => "timeout",
         Failure::Phase1Ended => "phase1_ended",
+        Failure::DeletedByPeerAtOnce { .. } => "deleted_by_peer_at_once",
         Failure::Abandoned { .. } => "abandoned",
         Failure::SilentAfterMm5 { .. } => "silent_after_mm5",
         Failure::NoResponseButPlainNotify { .. } => "no_response_plain_notify",
