@@ -190,13 +190,15 @@ impl Daemon {
     /// The peer deleted the pair: its outbound half goes now, the inbound half drains.
     pub(super) fn stop_sending(&mut self, conn: usize, spi_in: u32, spi_out: u32) {
         let name = self.conn_name(conn).to_owned();
-        let Some(p) = self.conns.get(conn).and_then(|c| {
+        let Some(p) = self.conns.get_mut(conn).and_then(|c| {
             c.pairs
-                .iter()
+                .iter_mut()
                 .find(|p| p.child.inbound.spi == spi_in && p.child.outbound.spi == spi_out)
         }) else {
             return;
         };
+        // A pair still held back never sends now: its policy must not go in later.
+        p.held = None;
         let out = p.outbound;
         self.release_held(conn, Some(out));
         if let Ok(mut pol) = self.shared.policies.write() {
