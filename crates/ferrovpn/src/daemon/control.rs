@@ -152,6 +152,7 @@ impl StatusView {
                             "auth_failures": i.auth_failures, "replay_drops": i.replay_drops,
                             "bad_padding": i.bad_padding, "malformed": i.malformed,
                             "expired_drops": i.expired_drops + o.expired_drops,
+                            "outbound_held": p.held.is_some(),
                         })
                     })
                     .collect();
@@ -361,6 +362,9 @@ impl StatusView {
                     n(&p["bad_padding"]),
                     n(&p["malformed"]),
                 ));
+                if p["outbound_held"].as_bool() == Some(true) {
+                    out.push_str("       not sending yet: the older pair carries our traffic until the peer uses this one\n");
+                }
             }
         }
         // Only counters that moved: a dozen features' zeros would hide the one that matters.
@@ -717,6 +721,34 @@ mod tests {
         assert!(t.contains("  IKE  malformed 3, received 12\n"), "{t}");
         assert!(t.contains("  ESP  unknown spi 1\n"), "{t}");
         assert!(!t.contains('{'), "no raw JSON: {t}");
+    }
+
+    #[test]
+    fn a_pair_held_back_says_it_does_not_send_yet() {
+        let pair = |spi: &str, held: bool| {
+            json!({ "local_ts": "198.51.100.0/24", "remote_ts": "203.0.113.0/24", "spi_in": spi,
+                    "spi_out": "0000beef", "cipher": "aes128gcm16", "encap": "udp", "pfs": null,
+                    "age_s": 1, "lifetime_s": 30, "in_packets": 0, "in_bytes": 0,
+                    "out_packets": 0, "out_bytes": 0, "auth_failures": 0, "replay_drops": 0,
+                    "bad_padding": 0, "malformed": 0, "outbound_held": held })
+        };
+        let view = StatusView {
+            json: json!({
+                "uptime_s": 5,
+                "connections": [{ "name": "e2e", "local_addr": "192.0.2.1", "remote_addr": "192.0.2.2",
+                                  "up": true, "last_failure": null, "ike_sas": [],
+                                  "ipsec_sas": [pair("0000aaaa", false), pair("0000bbbb", true)] }],
+                "counters": {},
+            }),
+            ids: Vec::new(),
+        };
+        let t = view.table();
+        assert_eq!(t.matches("not sending yet").count(), 1, "{t}");
+        let held = t.find("spi in 0000bbbb").unwrap();
+        assert!(
+            t[held..].contains("not sending yet: the older pair carries our traffic"),
+            "{t}"
+        );
     }
 
     /// The text status lists the counters that moved and says how many others are 0.
