@@ -299,3 +299,43 @@ fn an_initiator_refuses_a_quick_mode_answer_that_names_a_reserved_spi() {
     assert_eq!(p.children(Side::A).len(), 1);
     assert_eq!(p.children(Side::A)[0].outbound.spi, 256);
 }
+
+#[test]
+fn a_transport_mode_offer_is_refused_as_such_not_for_its_selectors() {
+    // A peer that asks for transport mode (strongSwan `mode = transport`) sends host
+    // selectors too; the refusal names the mode, which is what the user has to change.
+    use ferrovpn_ike::wire::attr::{encap_mode, ipsec};
+    use ferrovpn_ike::wire::Attribute;
+    let transport = Tamper::new(|s: &Sealing, payloads: &mut Vec<Payload>| {
+        if s.name != "QM1" {
+            return;
+        }
+        for p in payloads {
+            let Payload::Sa(sa) = p else { continue };
+            for t in sa.proposals.iter_mut().flat_map(|p| &mut p.transforms) {
+                t.attributes
+                    .retain(|a| a.attr_type != ipsec::ENCAPSULATION_MODE);
+                t.attributes.push(Attribute::basic(
+                    ipsec::ENCAPSULATION_MODE,
+                    encap_mode::TRANSPORT,
+                ));
+            }
+        }
+    });
+    let settings = Settings {
+        tamper: Some(transport),
+        ..Settings::default()
+    };
+    let mut p = Pair::with_settings(conn_a(), conn_b(), settings);
+    p.connect();
+    assert!(p.children(Side::B).is_empty());
+    let refused = p.events(Side::B).iter().find_map(|e| match e {
+        Event::ChildSaFailed { reason, .. } => Some(reason.to_string()),
+        _ => None,
+    });
+    let refused = refused.expect("B refused the Quick Mode");
+    assert!(
+        refused.contains("the peer asks for transport mode, ferrovpn negotiates tunnel mode only"),
+        "{refused}"
+    );
+}

@@ -161,6 +161,9 @@ pub(super) fn describe_esp(sa: &SaPayload) -> String {
     for p in &sa.proposals {
         for t in &p.transforms {
             match read_esp_transform(t) {
+                Some(c) if !is_tunnel_mode(c.encap_mode) => {
+                    v.push(format!("{} (transport mode)", c.proposal))
+                }
                 Some(c) => v.push(c.proposal.to_string()),
                 None => v.push(format!(
                     "transform {} (unsupported attributes)",
@@ -252,6 +255,20 @@ pub(super) fn parse_lifetime_attributes(mut data: &[u8]) -> Option<Duration> {
 
 /// Responder: the peer's first tunnel-mode ESP transform that matches one of our proposals
 /// exactly, with the proposal it came in.
+/// Whether the offer asks for transport mode only (RFC 2407 §4.5 Encapsulation Mode): ferrovpn
+/// negotiates tunnel mode only, and says so before looking at the selectors (a transport
+/// offer's host selectors would otherwise be refused as if they were the mismatch).
+pub(super) fn transport_only(offer: &SaPayload) -> bool {
+    let modes: Vec<u16> = offer
+        .proposals
+        .iter()
+        .flat_map(|p| &p.transforms)
+        .filter_map(read_esp_transform)
+        .map(|c| c.encap_mode)
+        .collect();
+    !modes.is_empty() && !modes.iter().any(|&m| is_tunnel_mode(m))
+}
+
 pub(super) fn choose_esp<'a>(
     ours: &[EspProposal],
     offer: &'a SaPayload,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::keys::{new_spi, pfs_secret, Pfs};
-use super::proposal::{choose_esp, describe_esp, no_esp_proposal, reserved_spi};
+use super::proposal::{choose_esp, describe_esp, no_esp_proposal, reserved_spi, transport_only};
 use super::seal::QmHash;
 use super::selectors::{ids_of, requested_pair};
 use super::state::{Agreed, QmState, QuickMode, CONNECTED, LINGER};
@@ -100,6 +100,24 @@ impl IkeSa {
             .clone();
         if !nonce_ok(&ni) {
             return Err(InputError::Unexpected("nonce length out of range"));
+        }
+        if transport_only(offer) {
+            let ours = self.esp_proposals(ctx.cfg).into_owned();
+            let reason = no_esp_proposal(
+                &ours,
+                format!(
+                    "{}: the peer asks for transport mode, ferrovpn negotiates tunnel mode only",
+                    describe_esp(offer)
+                ),
+            );
+            self.qm1_refused(
+                ctx,
+                keys,
+                message_id,
+                reason,
+                (NotifyType::NO_PROPOSAL_CHOSEN, Vec::new()),
+            );
+            return Ok(());
         }
         let ids = ids_of(&payloads);
         let child_index = match requested_pair(
