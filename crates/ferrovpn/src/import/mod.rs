@@ -391,6 +391,20 @@ mod tests {
     }
 
     #[test]
+    fn several_selectors_in_a_swanctl_child_are_noted_with_what_charon_does() {
+        let text = "connections {\n a {\n version = 1\n local_addrs = 192.0.2.1\n remote_addrs = 192.0.2.2\n local { auth = psk }\n remote { auth = psk }\n children { c {\n local_ts = 10.1.0.0/24, 10.1.1.0/24\n remote_ts = 10.2.0.0/16\n } }\n }\n}\n";
+        let c = convert(text, "f", Format::Swanctl, &[], None, false);
+        assert_eq!(c.rendered.converted, 1);
+        assert!(
+            c.rendered.report.iter().any(|l| l.contains(
+                "strongSwan's IKEv1 negotiates only the first of each list, ferrovpn one Quick Mode SA pair per local/remote combination (2 here)"
+            )),
+            "{:?}",
+            c.rendered.report
+        );
+    }
+
+    #[test]
     fn control_characters_of_the_source_reach_neither_the_toml_nor_the_terminal() {
         // Found by fuzz/fuzz_targets/import_parse.rs: a conn name with \x01 broke the TOML.
         let text = "conn a\x01b\x1b[31m\n\tkeyexchange=ikev1\n\tauthby=secret\n\tleft=192.0.2.1\n\tright=192.0.2.2\n\tleftsubnet=10.1.0.0/16\n\trightsubnet=10.2.0.0/16\n\tfoo\x1b]0;x\x07=1\n";

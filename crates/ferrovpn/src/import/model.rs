@@ -285,6 +285,12 @@ pub fn identity(s: &str) -> Result<Option<String>, String> {
     Ok(Some(format!("fqdn:{bare}")))
 }
 
+/// The note on a child or conn with several subnets on a side. charon 5.9.8's IKEv1 Quick Mode
+/// carries only the first of each list (seen: one QM1 with the first of two `local_ts`).
+pub fn several_selectors(pairs: usize) -> String {
+    format!("several subnets: strongSwan's IKEv1 negotiates only the first of each list, ferrovpn one Quick Mode SA pair per local/remote combination ({pairs} here); check that the peer accepts each")
+}
+
 /// A subnet as written in `leftsubnet`/`local_ts`: `10.1.0.0/16` or a host address. Host bits
 /// are cleared as strongSwan does (with a note); port/protocol selectors cannot be expressed.
 pub fn subnet(conn: &mut Conn, line: usize, setting: &str, s: &str) -> Result<IpNet, String> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::ipsec_conf::{convert, sections, value, Entry, Settings};
 use super::model::{
-    dpd, identity, keep_proposals, lifetime, pairs, parse_time, subnet, Conn, Imported, Note,
-    Phase, Start,
+    dpd, identity, keep_proposals, lifetime, pairs, parse_time, several_selectors, subnet, Conn,
+    Imported, Note, Phase, Start,
 };
 
 /// Settings with no ferrovpn equivalent, with the reason given in the report.
@@ -332,11 +332,8 @@ fn conn(
     let r = nets(&mut c, "rightsubnet")?;
     c.pairs = pairs(&l, &r, remote)?;
     if c.pairs.len() > 1 {
-        c.note(
-            line,
-            "leftsubnet/rightsubnet",
-            "several subnets: each local/remote combination becomes its own Quick Mode SA pair in ferrovpn",
-        );
+        let n = c.pairs.len();
+        c.note(line, "leftsubnet/rightsubnet", several_selectors(n));
     }
     if let Some(e) = set.get("ike") {
         c.ike = proposals(&mut c, e, Phase::Ike);

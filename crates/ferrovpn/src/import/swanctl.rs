@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::model::{
-    decode_secret, dpd, identity, keep_proposals, lifetime, pairs, parse_time, subnet, unquote,
-    Conn, Imported, Note, Phase, SecretEntry, Start, MAX_PAIRS,
+    decode_secret, dpd, identity, keep_proposals, lifetime, pairs, parse_time, several_selectors,
+    subnet, unquote, Conn, Imported, Note, Phase, SecretEntry, Start, MAX_PAIRS,
 };
 
 /// Deepest nesting of `{ }` read; deeper sections are reported and skipped.
@@ -517,7 +517,16 @@ fn conn(s: &Section, local_default: Option<std::net::IpAddr>) -> Result<Conn, St
         };
         let l = nets(&mut c, "local_ts")?;
         let r = nets(&mut c, "remote_ts")?;
-        for p in pairs(&l, &r, remote)? {
+        let child_pairs = pairs(&l, &r, remote)?;
+        if child_pairs.len() > 1 {
+            let n = child_pairs.len();
+            c.note(
+                ch.line,
+                format!("children.{}.local_ts/remote_ts", ch.name),
+                several_selectors(n),
+            );
+        }
+        for p in child_pairs {
             if !c.pairs.contains(&p) {
                 c.pairs.push(p);
             }
