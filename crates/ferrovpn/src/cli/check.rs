@@ -199,10 +199,13 @@ pub fn describe(path: &std::path::Path, cfg: &Config) -> String {
         );
         field(
             &mut s,
-            "NAT keepalive",
+            "keepalive",
             match c.nat_keepalive {
                 None => "off".to_string(),
-                Some(d) => format!("every {} while behind a NAT", format_duration(d)),
+                Some(d) => format!(
+                    "NAT-T keepalive every {} while behind a NAT",
+                    format_duration(d)
+                ),
             },
         );
         field(
