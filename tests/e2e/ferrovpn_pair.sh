@@ -135,6 +135,38 @@ route_pair() {
 case_route_main() { route_pair main; }
 case_route_aggressive() { route_pair aggressive; }
 
+# Two local subnets to one remote subnet ("two LANs to one remote LAN"): A's two pairs share
+# their remote, whose route goes into A's TUN once (a second add used to fail `up` with "File
+# exists"); both pairs come up and each carries its own pings.
+case_policy_shared_remote() {
+    pair_setup
+    fv_add_inner "$FV_NS_A" 198.51.100.1/32
+    fv_add_inner "$FV_NS_A" 198.51.100.129/32
+    fv_add_inner "$FV_NS_B" 203.0.113.1/32
+    write_conf a initiate main "" '[connection.policy_based]
+pairs = [
+    { local = "198.51.100.0/25", remote = "203.0.113.0/24" },
+    { local = "198.51.100.128/25", remote = "203.0.113.0/24" },
+]'
+    write_conf b respond main "" '[connection.policy_based]
+pairs = [
+    { local = "203.0.113.0/24", remote = "198.51.100.0/25" },
+    { local = "203.0.113.0/24", remote = "198.51.100.128/25" },
+]'
+    start_pair
+    e2e_wait_sas "$SOCK_A" "$PID_A" 2 20 ||
+        fail "side A: fewer than 2 IPsec SAs within 20 s ($(e2e_q "$SOCK_A" 'len(sas)') up)"
+    e2e_wait_sas "$SOCK_B" "$PID_B" 2 5 || fail "side B: fewer than 2 IPsec SAs"
+    e2e_ping "$FV_NS_A" 198.51.100.1 203.0.113.1 3
+    e2e_ping "$FV_NS_A" 198.51.100.129 203.0.113.1 3
+    sleep 0.3
+    [ "$(e2e_q "$SOCK_A" 'all(s["out_packets"] >= 3 and s["in_packets"] >= 3 for s in sas)')" = True ] ||
+        fail "not every SA carried traffic: $(e2e_status_json "$SOCK_A")"
+    ok "two pairs to one remote subnet: both up, each carried its own pings"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A"
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B"
+}
+
 case_policy_two_pairs() {
     pair_setup
     fv_add_inner "$FV_NS_A" 198.51.100.1/32
@@ -460,7 +492,7 @@ case_bytes_rekey() {
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
 
-CASES=(route-main route-aggressive policy-two-pairs wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp control bytes-rekey)
+CASES=(route-main route-aggressive policy-two-pairs policy-shared-remote wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp control bytes-rekey)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

@@ -1525,3 +1525,18 @@ fn xauth_after_psk_switches_the_phase_1_method_where_xauth_follows() {
         "{e}"
     );
 }
+
+#[test]
+fn two_local_subnets_to_one_remote_route_it_once() {
+    // "Two LANs to one remote LAN": both pairs are negotiated, the remote's route goes into
+    // the TUN once (a second add failed `up` with "File exists").
+    let pb = "[connection.policy_based]\npairs = [{ local = \"198.51.100.0/25\", remote = \"203.0.113.0/24\" }, { local = \"198.51.100.128/25\", remote = \"203.0.113.0/24\" }]\n";
+    let c = parse(&with("psk = \"x\"", pb)).unwrap();
+    let t = &c.connections[0].tunnel;
+    let Tunnel::PolicyBased(pairs) = t else {
+        panic!()
+    };
+    assert_eq!(pairs.len(), 2);
+    let routes: Vec<String> = t.routes().iter().map(|r| r.to_string()).collect();
+    assert_eq!(routes, ["203.0.113.0/24"]);
+}

@@ -58,6 +58,25 @@ pub enum Tunnel {
     PolicyBased(Vec<SelectorPair>),
 }
 
+impl Tunnel {
+    /// The prefixes routed into the TUN: a route-based tunnel's routes, or each distinct
+    /// remote of the pairs (two local subnets to one remote subnet need its route once).
+    pub fn routes(&self) -> Vec<IpNet> {
+        match self {
+            Tunnel::RouteBased(r) => r.routes.clone(),
+            Tunnel::PolicyBased(p) => {
+                let mut v: Vec<IpNet> = Vec::new();
+                for x in p {
+                    if !v.contains(&x.remote) {
+                        v.push(x.remote);
+                    }
+                }
+                v
+            }
+        }
+    }
+}
+
 pub(super) fn parse_net(key: &str, s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>().map_err(|e| format!("{key}: {e}"))
 }

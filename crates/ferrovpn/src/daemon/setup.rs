@@ -70,10 +70,7 @@ fn tun_names(cfg: &Config) -> Vec<String> {
 fn planned_rules(cfg: &Config, p: &PolicyRouting) -> Vec<Rule> {
     let mut out: Vec<Rule> = Vec::new();
     for c in &cfg.connections {
-        let routes: Vec<IpNet> = match &c.tunnel {
-            Tunnel::RouteBased(r) => r.routes.clone(),
-            Tunnel::PolicyBased(p) => p.iter().map(|x| x.remote).collect(),
-        };
+        let routes = c.tunnel.routes();
         for ch in routing::plan(0, &routes, p) {
             if let Change::Rule(r) = ch {
                 if !out.contains(&r) {
@@ -445,9 +442,10 @@ pub(super) fn bring_up_tunnel(
 ) -> Result<TunnelUp, DaemonError> {
     let workers = daemon.workers.get();
     let name = tun_name(c, id);
-    let (addresses, routes): (_, Vec<IpNet>) = match &c.tunnel {
-        Tunnel::RouteBased(r) => (r.addresses.clone(), r.routes.clone()),
-        Tunnel::PolicyBased(p) => (Vec::new(), p.iter().map(|x| x.remote).collect()),
+    let routes = c.tunnel.routes();
+    let addresses = match &c.tunnel {
+        Tunnel::RouteBased(r) => r.addresses.clone(),
+        Tunnel::PolicyBased(_) => Vec::new(),
     };
     let setup = |what: String| DaemonError::Setup {
         conn: c.name.clone(),
