@@ -310,6 +310,10 @@ impl Daemon {
                     c.last_failure = Some(reason.to_string());
                     c.failures += 1;
                 }
+                // A refused Quick Mode leaves its pair without an SA on a live ISAKMP SA, which
+                // an initiating connection negotiates again with the backoff (the peer may fix
+                // its side without touching phase 1, e.g. a Cisco ACL edit).
+                self.schedule_children_retry(conn);
             }
             Event::ChildSaDraining {
                 conn,
