@@ -340,6 +340,18 @@ pub enum EspEncapsulation {
     Udp { local_port: u16, remote_port: u16 },
 }
 
+impl fmt::Display for EspEncapsulation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EspEncapsulation::Raw => write!(f, "raw ESP (IP protocol 50)"),
+            EspEncapsulation::Udp {
+                local_port,
+                remote_port,
+            } => write!(f, "ESP-in-UDP {local_port} -> {remote_port}"),
+        }
+    }
+}
+
 /// One direction of an IPsec SA as the data plane needs it.
 #[derive(Clone)]
 pub struct EspKeys {

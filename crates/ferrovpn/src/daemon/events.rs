@@ -186,17 +186,25 @@ impl Daemon {
                 features,
                 nat,
             } => {
+                let forced = self
+                    .conns
+                    .get(conn)
+                    .is_some_and(|c| c.cfg.nat_traversal == crate::config::NatTraversal::Force);
+                let nat_text = match (nat.floated, forced, nat.local_behind_nat, nat.remote_behind_nat) {
+                    (false, ..) => "none, IKE on UDP 500 and raw ESP",
+                    (true, true, ..) => "UDP 4500 forced here (nat_traversal = \"force\"), whether or not a NAT is on the path",
+                    (true, false, true, true) => "both sides behind a NAT: IKE and ESP on UDP 4500",
+                    (true, false, true, false) => "we are behind a NAT: IKE and ESP on UDP 4500",
+                    (true, false, false, _) => "the peer is behind a NAT (or forces encapsulation, as strongSwan's kernel-libipsec does): IKE and ESP on UDP 4500",
+                };
                 info!(
                     conn = %self.conn_name(conn),
                     cookies = %cookies,
-                    "IKE SA established ({} as {:?}) {cookies} with {peer}: {proposal}, lifetime {}s, NAT {} (local behind: {}, remote behind: {}), peer DPD {}",
+                    "IKE SA established ({} as {:?}) {cookies} with {peer}: {proposal}, lifetime {}s, NAT: {nat_text}; peer DPD {}",
                     mode.name(),
                     role,
                     lifetime.as_secs(),
-                    if nat.floated { "floated to 4500" } else { "none" },
-                    nat.local_behind_nat,
-                    nat.remote_behind_nat,
-                    features.dpd
+                    if features.dpd { "yes" } else { "no" }
                 );
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.backoff = super::conn::FIRST_BACKOFF;

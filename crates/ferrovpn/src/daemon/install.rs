@@ -97,7 +97,7 @@ impl Daemon {
         }
         info!(
             conn = %name,
-            "IPsec SA installed: {} === {} spi in {:08x} out {:08x}, {}{}, {:?}, lifetime {}s",
+            "IPsec SA installed: {} === {} spi in {:08x} out {:08x}, {}{}, {}, lifetime {}s",
             child.local_ts,
             child.remote_ts,
             child.inbound.spi,

@@ -253,7 +253,9 @@ impl IkeSa {
             .map_err(|_| InputError::Unexpected("seal"))?;
         if let (false, Some(sent)) = (commit, qm.replies.reply()) {
             let mut echo = Retransmit::new(ctx, sent.clone(), "QM3", &[], qm.message_id);
-            echo.payloads = "[ HASH ]".into();
+            echo.payloads =
+                "[ HASH ] (planned copy, not a loss: QM3 goes twice at once and again a second later)"
+                    .into();
             echo.resend(ctx, self.cookies);
             echo.next_at = later(ctx.now, QM3_ECHO_AFTER);
             qm.echo = Some(echo);
