@@ -167,6 +167,32 @@ pairs = [
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B"
 }
 
+# `ferrovpn down` returns once the daemon's teardown is done, so a script's `up` right after it
+# starts cleanly (it used to meet the leaving daemon's TUN: "interface fv0 belongs to another
+# running ferrovpn").
+case_down_then_up() {
+    pair_setup
+    write_conf a initiate main "" "$(e2e_route_based 198.51.100.1 203.0.113.0/24)"
+    write_conf b respond main "" "$(e2e_route_based 203.0.113.1 198.51.100.0/24)"
+    start_pair
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 || fail "side A: no IPsec SA within 20 s"
+    local out
+    out="$(ip netns exec "$FV_NS_A" "$FERROVPN" down --socket "$SOCK_A" 2>&1)" ||
+        fail "ferrovpn down failed: $out"
+    case "$out" in *"ok: stopped"*) ;; *) fail "down did not report the stop: $out" ;; esac
+    ip -n "$FV_NS_A" link show fv0 >/dev/null 2>&1 && fail "fv0 still exists when down returned"
+    local old="$PID_A"
+    e2e_up "$FV_NS_A" "$FV_TMP/a.toml" "$FV_TMP/daemon-a2.log"
+    PID_A="$E2E_PID"
+    e2e_wait_sas "$SOCK_A" "$PID_A" 1 20 ||
+        fail "the up right after down did not come up: $(tail -3 "$FV_TMP/daemon-a2.log")"
+    fv_stop "$old"
+    e2e_ping "$FV_NS_A" 198.51.100.1 203.0.113.1 2
+    ok "down returned after the teardown; the up right after it came up"
+    e2e_down "$SOCK_A" "$PID_A" "$FV_NS_A" fv0
+    e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
+}
+
 case_policy_two_pairs() {
     pair_setup
     fv_add_inner "$FV_NS_A" 198.51.100.1/32
@@ -492,7 +518,7 @@ case_bytes_rekey() {
     e2e_down "$SOCK_B" "$PID_B" "$FV_NS_B" fv0
 }
 
-CASES=(route-main route-aggressive policy-two-pairs policy-shared-remote wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp control bytes-rekey)
+CASES=(route-main route-aggressive policy-two-pairs policy-shared-remote down-then-up wrong-psk unreachable mss-fixed mss-auto frag-raw frag-udp control bytes-rekey)
 for c in ${E2E_CASES:-${CASES[*]}}; do
     e2e_case "$c" "case_${c//-/_}"
 done

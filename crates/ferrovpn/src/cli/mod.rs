@@ -98,8 +98,9 @@ EXIT STATUS:\n    0   the daemon stopped cleanly (with --daemon: the daemon is s
         long_about = "Connect to the control socket of a running daemon and ask it to delete its \
 SAs (sending delete notifications to the peers), remove its routes and rules, and exit.",
         after_long_help = "EXAMPLES:\n    ferrovpn down\n    ferrovpn down --socket /run/ferrovpn-lab.sock\n\n\
-EXIT STATUS:\n    0   the daemon acknowledged and stopped\n    1   no daemon answered on the socket\n    \
-2   usage error, or not implemented in this build"
+EXIT STATUS:\n    0   the daemon acknowledged and stopped: its teardown is done and its control socket \
+gone, so an `up` may follow at once\n    1   no daemon answered on the socket, or it still answered 60s after \
+acknowledging\n    2   usage error"
     )]
     Down(DownArgs),
     /// Show connections, SAs and counters of a running daemon.
@@ -415,6 +416,25 @@ pub fn main() -> i32 {
     }
 }
 
+/// How long `down` waits for the daemon to finish its teardown (10,000 tunnels take a few
+/// seconds).
+const DOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until nothing accepts connections on the control socket any more (the daemon removes
+/// it as the last step of its teardown); false after `limit`.
+fn wait_until_stopped(socket: &std::path::Path, limit: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if std::os::unix::net::UnixStream::connect(socket).is_err() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Runs a parsed command, writing its output and diagnostics to the given streams.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     match cli.command {
@@ -422,7 +442,20 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Command::Down(args) => match crate::daemon::control::request(&args.socket, "down") {
             Ok(answer) => {
                 let _ = out.write_all(answer.as_bytes());
-                EXIT_OK
+                // The daemon answers before its teardown: wait for it to finish, so that an
+                // `up` right after does not meet its interfaces and rules.
+                if wait_until_stopped(&args.socket, DOWN_WAIT) {
+                    let _ = writeln!(out, "ok: stopped");
+                    EXIT_OK
+                } else {
+                    let _ = writeln!(
+                        err,
+                        "ferrovpn down: the daemon acknowledged but still answers on {} after {}s",
+                        args.socket.display(),
+                        DOWN_WAIT.as_secs()
+                    );
+                    EXIT_FAILURE
+                }
             }
             Err(e) => {
                 let _ = writeln!(err, "ferrovpn down: {e}");

@@ -242,7 +242,6 @@ pub fn run_with(
     info!("shutting down: sending deletes, removing routes, rules and interfaces");
     d.endpoint.shutdown(Instant::now());
     d.flush();
-    control.stop();
     if let Some(m) = metrics_server {
         m.stop();
     }
@@ -264,5 +263,8 @@ pub fn run_with(
         Ok(Ok(table)) => crate::tun::close_in_parallel(table.tuns),
         _ => warn!("teardown: the TUN devices are still in use; they close one by one"),
     }
+    // Last: `ferrovpn down` waits until nothing answers here, so that an `up` right after
+    // meets none of this daemon's interfaces, routes or rules (requests meanwhile time out).
+    control.stop();
     result
 }
