@@ -62,6 +62,9 @@ pub struct ConnSnapshot {
     /// Phase 1 authenticates with certificates (`auth = "certificate"`), not a PSK.
     #[serde(default)]
     pub certificate: bool,
+    /// Held down by `ferrovpn terminate`: no attempt until `initiate` (or the peer's).
+    #[serde(default)]
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

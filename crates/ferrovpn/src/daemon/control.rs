@@ -278,6 +278,8 @@ impl StatusView {
                 s(&c["remote_addr"]),
                 if c["up"].as_bool() == Some(true) {
                     "UP"
+                } else if c["held"].as_bool() == Some(true) {
+                    "DOWN (held by terminate; `ferrovpn initiate` brings it back)"
                 } else {
                     "DOWN"
                 }

@@ -512,6 +512,7 @@ pub(super) fn snapshot(
             local_addr: c.cfg.local_addr.to_string(),
             remote_addr: c.cfg.remote_addr.to_string(),
             initiator: c.cfg.start == Start::Initiate,
+            held: c.held,
             aggressive: c.cfg.mode == Mode::Aggressive,
             nat_force: c.cfg.nat_traversal == NatTraversal::Force,
             local_id: c.cfg.local_id.to_string(),

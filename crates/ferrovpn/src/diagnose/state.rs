@@ -326,6 +326,17 @@ pub(super) fn quiet(c: &ConnSnapshot, now_ms: u64, up: bool) -> Verdict {
         ];
         return v;
     }
+    if c.held {
+        let mut v = verdict(
+            c,
+            Severity::Ok,
+            "held",
+            "down on purpose: held by `ferrovpn terminate`, so this side makes no attempt (the peer may still initiate)".into(),
+        );
+        v.next = vec![format!("ferrovpn initiate {}", c.name)];
+        v.evidence.push(last_heard(&c.history, now_ms));
+        return v;
+    }
     let mut v = verdict(
         c,
         Severity::Ok,

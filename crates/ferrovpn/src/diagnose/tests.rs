@@ -935,6 +935,21 @@ fn failures_before_the_tunnel_came_up_are_overcome() {
 }
 
 #[test]
+fn a_terminated_connection_is_held_not_waiting() {
+    // After `ferrovpn terminate` nothing is pending: diagnose says how to bring it back.
+    let mut c = conn();
+    c.held = true;
+    let v = run(&c, 1000);
+    assert_eq!(codes(&v), ["held"]);
+    assert_eq!(v[0].severity, Severity::Ok);
+    assert!(
+        text(&v).contains(&format!("ferrovpn initiate {}", c.name)),
+        "{}",
+        text(&v)
+    );
+}
+
+#[test]
 fn quiet_connections() {
     let mut c = conn();
     c.initiator = false;

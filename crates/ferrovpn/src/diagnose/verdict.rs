@@ -22,7 +22,7 @@ pub struct Verdict {
     /// A short stable tag for scripts: `unreachable`, `udp4500-blocked`, `no-proposal-chosen`,
     /// `psk-mismatch`, `identity-mismatch`, `selectors-refused`, `esp-not-arriving`,
     /// `esp-not-sent`, `simultaneous`, `peer-dead`, `expired-without-rekey`, `stalled`,
-    /// `unprocessable`, `remote-access`, `failed`, `negotiating`, `healthy`, `waiting`,
+    /// `unprocessable`, `remote-access`, `failed`, `negotiating`, `healthy`, `waiting`, `held`,
     /// `half-open-limit`.
     pub code: String,
     /// The verdict line.
