@@ -159,9 +159,10 @@ impl Record {
         self.rules.iter().map(|&r| r.into())
     }
 
-    /// True while the recorded process runs: same PID and the same start time.
+    /// True while the recorded process runs: same PID, the same start time, and not a zombie
+    /// (killed, its parent has not reaped it yet: it holds nothing any more).
     pub fn is_alive(&self) -> bool {
-        start_time_of(self.pid) == Some(self.start_time)
+        start_time_of(self.pid) == Some(self.start_time) && !is_zombie(self.pid)
     }
 
     fn file_name(pid: u32) -> String {
@@ -198,6 +199,17 @@ pub fn start_time_of(pid: u32) -> Option<u64> {
     let rest = stat.get(stat.rfind(')')?.checked_add(1)?..)?;
     // Fields from 3 (state) on; 22 is the 20th of them.
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` has exited and waits to be reaped (state `Z` in `/proc/PID/stat`).
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    stat.rfind(')')
+        .and_then(|i| stat.get(i + 1..))
+        .and_then(|rest| rest.split_whitespace().next())
+        == Some("Z")
 }
 
 /// `(st_dev, st_ino)` of the calling thread's network namespace.
@@ -518,6 +530,34 @@ mod tests {
         r.remove(&dir);
         assert!(load_all(&dir).is_empty());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_killed_process_not_yet_reaped_is_not_alive() {
+        // A zombie keeps its PID and start time but holds no interface or rule any more: a
+        // restart must not be refused because of it.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let r = Record {
+            pid,
+            start_time: start_time_of(pid).unwrap(),
+            netns: current_netns().unwrap(),
+            control_socket: PathBuf::from("/nonexistent"),
+            socket_inode: None,
+            interfaces: Vec::new(),
+            rules: Vec::new(),
+        };
+        assert!(r.is_alive());
+        child.kill().unwrap();
+        let t = std::time::Instant::now();
+        while r.is_alive() && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!r.is_alive(), "a zombie counts as dead");
+        child.wait().unwrap();
     }
 
     #[test]
