@@ -183,9 +183,11 @@ impl Daemon {
             ConnOp::Terminate => true,
         };
         if done {
+            // A rekey names its new pairs only; the ones it replaces drain and go.
             let spis: Vec<String> = c
                 .pairs
                 .iter()
+                .filter(|x| p.op != ConnOp::Rekey || !p.old_spis.contains(&x.child.inbound.spi))
                 .map(|x| format!("{:08x}/{:08x}", x.child.inbound.spi, x.child.outbound.spi))
                 .collect();
             let what = match p.op {
