@@ -450,6 +450,10 @@ case_control() {
     old="$(e2e_q "$SOCK_A" 'sas[0]["spi_in"]')"
     rc="$(fv_ctl "$SOCK_A" rekey e2e --timeout 20s)"
     [ "$rc" = 0 ] || { cat "$FV_TMP/ctl.log" >&2; fail "ferrovpn rekey e2e exited $rc"; }
+    if grep -q "$old/" "$FV_TMP/ctl.log"; then
+        cat "$FV_TMP/ctl.log" >&2
+        fail "rekey listed the pair it replaced ($old) as new"
+    fi
     # Make-before-break: the old pair is deleted a drain time (5 s) after the new one is in.
     for ((i = 0; i < 50; i++)); do
         [ "$(e2e_q "$SOCK_A" 'len(sas)')" = 1 ] && [ "$(e2e_q "$SOCK_B" 'len(sas)')" = 1 ] && break
