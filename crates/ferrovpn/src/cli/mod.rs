@@ -50,7 +50,8 @@ EXIT STATUS:
     2   usage error
     3   initiate, terminate, rekey: no connection of that name
     4   terminate, rekey: the connection is not up
-    5   initiate, rekey: not done within --timeout";
+    5   initiate, rekey: not done within --timeout
+    diagnose has its own: 0 no problem found, 1 a problem found, 2 no daemon answered";
 
 /// Userspace IKEv1/IPsec VPN endpoint.
 #[derive(Debug, Parser)]
@@ -90,7 +91,7 @@ and esp_sa files there, which `ferrovpn decode --keys DIR` also reads. A remote-
         after_long_help = "EXAMPLES:\n    ferrovpn up -c /etc/ferrovpn/ferrovpn.toml\n    \
 ferrovpn up -c site.toml --daemon --log-format json\n\n\
 EXIT STATUS:\n    0   the daemon stopped cleanly (with --daemon: the daemon is set up and runs)\n    \
-1   the configuration is invalid or setup failed\n    2   usage error, or not implemented in this build"
+1   the configuration is invalid or setup failed\n    2   usage error"
     )]
     Up(UpArgs),
     /// Ask a running daemon to tear down all connections and exit.
@@ -112,7 +113,7 @@ interrupted; `ferrovpn history` shows what led there and `ferrovpn diagnose` why
         after_long_help = "EXAMPLES:\n    ferrovpn status\n    ferrovpn status --json | jq .\n    \
 ferrovpn status --watch --interval 2s\n\n\
 EXIT STATUS:\n    0   status printed\n    1   no daemon answered on the socket\n    \
-2   usage error, or not implemented in this build"
+2   usage error"
     )]
     Status(StatusArgs),
     /// Say why a tunnel is down (or one-way), with the evidence and the next step.

@@ -177,7 +177,7 @@ pub fn history(s: &Snapshot, only: Option<&str>, since_ms: Option<u64>) -> Strin
             let secs = last.t_ms.saturating_sub(first.t_ms) / 1000;
             let _ = writeln!(
                 out,
-                "  ESP over the last {secs}s: encapsulated +{} (total {}), decapsulated +{} (total {})",
+                "  ESP packets over the last {secs}s of counter samples: encapsulated +{} (total {}), decapsulated +{} (total {})",
                 last.encaps.saturating_sub(first.encaps),
                 last.encaps,
                 last.decaps.saturating_sub(first.decaps),
