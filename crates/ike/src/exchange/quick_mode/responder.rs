@@ -101,8 +101,8 @@ impl IkeSa {
         if !nonce_ok(&ni) {
             return Err(InputError::Unexpected("nonce length out of range"));
         }
+        let ours = self.esp_proposals(ctx.cfg).into_owned();
         if transport_only(offer) {
-            let ours = self.esp_proposals(ctx.cfg).into_owned();
             let reason = no_esp_proposal(
                 &ours,
                 format!(
@@ -139,7 +139,6 @@ impl IkeSa {
                 return Ok(());
             }
         };
-        let ours = self.esp_proposals(ctx.cfg).into_owned();
         let chosen = choose_esp(&ours, offer);
         let Some((prop, transform, mut choice)) = chosen else {
             let reason = no_esp_proposal(&ours, describe_esp(offer));
